@@ -1,0 +1,221 @@
+// The Backend: every op the model needs, with one semantics for CPU and CUDA.
+//
+// The model calls the public methods below. Each one checks shapes and dtypes once, here, for every
+// backend, times itself when profiling is on, and forwards to the backend's protected do_* method.
+// Conventions:
+//   - Tensors live in backend memory and are contiguous in the layout their comment gives; N = B*T rows.
+//   - Activations and parameters are in compute_dtype() (f32 on CPU; bf16 or f32 on CUDA; f64 for the CPU
+//     backend's gradient checks). Parameter gradients, master weights and AdamW moments are in
+//     wide_dtype(compute_dtype()). Saved statistics (rstd, lse) and metric outputs are f32.
+//   - Activation gradients are written (=); parameter gradients accumulate (+=).
+//   - qkv is one fused buffer [B, T, (H + 2*Hkv) * hd]: the H query heads, then Hkv key heads, then Hkv
+//     value heads; query head h reads kv head h / (H / Hkv).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace sinklab {
+
+// How a query row turns its scores z = scale * q.k into weights on the keys it may see.
+enum class AttnScore : uint8_t {
+    Softmax,    // p = exp(z - lse)
+    SinkLogit,  // softmax with a learnable per-head logit s_h in the denominator only
+    OffByOne,   // SinkLogit with s_h fixed at 0
+    Sigmoid,    // p = sigmoid(z + bias), no normalization; lse is written as 0
+};
+
+struct AttnSpec {
+    static constexpr int kMaxIsolate = 16;
+    int B = 0, T = 0, H = 0, Hkv = 0, hd = 0;
+    float scale = 0.f;  // usually 1/sqrt(hd)
+    AttnScore score = AttnScore::Softmax;
+    float sigmoid_bias = 0.f;
+    // Isolation mask (intervention): these query rows see only their own key; other rows stay causal.
+    int n_isolate = 0;
+    std::array<int, kMaxIsolate> isolate{};
+
+    int qkv_width() const { return (H + 2 * Hkv) * hd; }
+    bool isolated(int t) const {
+        for (int i = 0; i < n_isolate; i++)
+            if (isolate[i] == t) return true;
+        return false;
+    }
+};
+
+struct AdamWStep {
+    float lr = 0.f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.f;
+    float grad_scale = 1.f;  // multiplies every gradient first (clipping)
+    int64_t t = 1;           // 1-based step count, for bias correction
+};
+
+// Op families, for the profile `sinklab bench` prints.
+enum class OpFamily : uint8_t {
+    Embedding, RMSNorm, Matmul, Rope, Attention, HeadNorm, Gate, SwiGLU, Residual, CrossEntropy,
+    Optimizer, Metrics, Memory, kCount
+};
+const char* op_family_name(OpFamily f);
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    virtual std::string name() const = 0;         // "cpu", "cuda"
+    virtual std::string device_name() const = 0;  // what it runs on, for logs
+    DType compute_dtype() const { return compute_; }
+    DType wide() const { return wide_dtype(compute_); }
+
+    // ---- memory -------------------------------------------------------------------------------
+    virtual void* alloc(size_t bytes) = 0;  // zero-filled
+    virtual void release(void* p) = 0;
+    virtual void synchronize() = 0;
+    // Host <-> backend copies that convert between f32/f64/bf16 (i32 only to i32).
+    void write(Tensor dst, const void* host, DType host_dtype);
+    void read(void* host, DType host_dtype, Tensor src);
+    void zero(Tensor t);
+    void convert(Tensor dst, Tensor src);  // same numel, any float dtypes
+    void scale(Tensor x, float s);         // x *= s
+
+    // ---- ops ----------------------------------------------------------------------------------
+    void embedding_fwd(Tensor out, Tensor ids, Tensor wte);  // out[N,C] = wte[ids[N]]
+    void embedding_bwd(Tensor dwte, Tensor ids, Tensor dout);  // dwte[V,C] += scatter of dout[N,C]
+
+    // out[N,C] = x * rstd * g, rstd[N] = 1/sqrt(mean(x^2) + eps)
+    void rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps);
+    void rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd);
+
+    // out[N,O] = x[N,I] W[O,I]^T. Backward: dx = dout W (skipped when dx is empty), dW += dout^T x.
+    void matmul_fwd(Tensor out, Tensor x, Tensor W);
+    void matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W);
+
+    // Rotates the q and k heads of qkv[B,T,W] in place: pairs (2i, 2i+1) of head_dim by the angle
+    // (pos0 + t) * theta^(-2i/hd). Backward rotates the gradient back.
+    void rope_fwd(Tensor qkv, const AttnSpec& s, float theta, int pos0);
+    void rope_bwd(Tensor dqkv, const AttnSpec& s, float theta, int pos0);
+
+    // o[B,T,H,hd], lse[B,H,T] (f32); sink[H] is the per-head logit for SinkLogit (empty otherwise).
+    void attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s);
+    // dqkv[B,T,W] is written; dsink[H] += (SinkLogit only).
+    void attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv,
+                       Tensor sink, const AttnSpec& s);
+
+    // Head-wise RMSNorm over hd of each head: x, out [N, nh, hd]; rstd [N, nh]; g [nh, hd] or [hd].
+    void headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps);
+    void headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd);
+    // QK-norm: RMSNorm over hd of every q head (gain gq[hd]) and k head (gain gk[hd]) of qkv[B,T,W];
+    // v heads are copied. rstd [N, H + Hkv].
+    void qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk, const AttnSpec& s, float eps);
+    void qknorm_bwd(Tensor din, Tensor dgq, Tensor dgk, Tensor dout, Tensor in, Tensor gq, Tensor gk,
+                    Tensor rstd, const AttnSpec& s);
+
+    // Gated attention: out[N,H,hd] = x * sigmoid(logit); logit [N, H*hd] (per channel) or [N, H] (per head).
+    void gate_fwd(Tensor out, Tensor x, Tensor logit);
+    void gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor logit);
+
+    // Variance amplification (intervention) on x[B,T,D], row k of each sequence:
+    // centered: out_k = mu + lambda (x_k - mu), mu = mean_t x[b,t,:] (no gradient through mu);
+    // scale: out_k = lambda x_k. Other rows are copied. out may alias x.
+    void amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered);
+    void amplify_bwd(Tensor dx, Tensor dout, int k, float lambda);
+
+    // out[N,F] = silu(a) * b, with ab[N, 2F] = [a | b] (the fused w1|w3 projection).
+    void swiglu_fwd(Tensor out, Tensor ab);
+    void swiglu_bwd(Tensor dab, Tensor dout, Tensor ab);
+
+    void add(Tensor out, Tensor a, Tensor b);  // out = a + b; out may alias a or b
+
+    // loss[N] (f32) = logsumexp(logits) - logits[target]; dlogits = scale * (softmax - onehot).
+    // Rows with target < 0 get loss 0 and zero gradient. dlogits may alias logits, or be empty.
+    void cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale);
+
+    // PyTorch's AdamW. master (wide) holds the weights when p is narrower; else master is empty and
+    // p itself is updated. m, v, g are wide.
+    void adamw(Tensor master, Tensor p, Tensor m, Tensor v, Tensor g, const AdamWStep& h);
+    // Sum of squares of g, accumulated in f64 in a fixed order (reproducible); returns to the host.
+    double sum_squares(Tensor g);
+
+    // ---- profiling ----------------------------------------------------------------------------
+    void set_profiling(bool on) { profiling_ = on; }
+    // Seconds per op family since the last reset (synchronizes).
+    std::array<double, size_t(OpFamily::kCount)> profile();
+    void reset_profile();
+
+protected:
+    explicit Backend(DType compute) : compute_(compute) {}
+
+    virtual void do_write(Tensor dst, const void* host, DType host_dtype) = 0;
+    virtual void do_read(void* host, DType host_dtype, Tensor src) = 0;
+    virtual void do_zero(Tensor t) = 0;
+    virtual void do_convert(Tensor dst, Tensor src) = 0;
+    virtual void do_scale(Tensor x, float s) = 0;
+    virtual void do_embedding_fwd(Tensor out, Tensor ids, Tensor wte) = 0;
+    virtual void do_embedding_bwd(Tensor dwte, Tensor ids, Tensor dout) = 0;
+    virtual void do_rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) = 0;
+    virtual void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) = 0;
+    virtual void do_matmul_fwd(Tensor out, Tensor x, Tensor W) = 0;
+    virtual void do_matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) = 0;
+    virtual void do_rope(Tensor qkv, const AttnSpec& s, float theta, int pos0, bool inverse) = 0;
+    virtual void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) = 0;
+    virtual void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse,
+                                  Tensor qkv, Tensor sink, const AttnSpec& s) = 0;
+    virtual void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) = 0;
+    virtual void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) = 0;
+    virtual void do_qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk,
+                               const AttnSpec& s, float eps) = 0;
+    virtual void do_qknorm_bwd(Tensor din, Tensor dgq, Tensor dgk, Tensor dout, Tensor in, Tensor gq,
+                               Tensor gk, Tensor rstd, const AttnSpec& s) = 0;
+    virtual void do_gate_fwd(Tensor out, Tensor x, Tensor logit) = 0;
+    virtual void do_gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor logit) = 0;
+    virtual void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) = 0;
+    virtual void do_amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) = 0;
+    virtual void do_swiglu_fwd(Tensor out, Tensor ab) = 0;
+    virtual void do_swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) = 0;
+    virtual void do_add(Tensor out, Tensor a, Tensor b) = 0;
+    virtual void do_cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale) = 0;
+    virtual void do_adamw(Tensor master, Tensor p, Tensor m, Tensor v, Tensor g, const AdamWStep& h) = 0;
+    virtual double do_sum_squares(Tensor g) = 0;
+
+    // Profiling hooks: CPU reads a clock, CUDA records events.
+    virtual void prof_begin(OpFamily f) = 0;
+    virtual void prof_end(OpFamily f) = 0;
+    virtual std::array<double, size_t(OpFamily::kCount)> prof_collect() = 0;
+
+    bool profiling_ = false;
+
+private:
+    DType compute_;
+    friend class OpScope;
+};
+
+// Times one op when profiling is on.
+class OpScope {
+public:
+    OpScope(Backend& b, OpFamily f) : b_(b), f_(f) {
+        if (b_.profiling_) b_.prof_begin(f_);
+    }
+    ~OpScope() {
+        if (b_.profiling_) b_.prof_end(f_);
+    }
+
+private:
+    Backend& b_;
+    OpFamily f_;
+};
+
+// Which backend a run uses: "cpu", "cuda", or "auto" (CUDA when a GPU is present).
+struct BackendOptions {
+    std::string kind = "auto";
+    DType cuda_compute = DType::BF16;  // precision.compute on GPU
+    int device = -1;                   // CUDA device; -1 = local rank's
+    int threads = 0;                   // CPU threads; 0 = all cores
+};
+std::unique_ptr<Backend> make_backend(const BackendOptions& opt);
+// The CPU backend in any float compute dtype (tests use f64).
+std::unique_ptr<Backend> make_cpu_backend(DType compute, int threads = 0);
+bool cuda_available();
+
+}  // namespace sinklab

@@ -1,0 +1,30 @@
+// Chooses the backend a run asked for. The one place that knows which backends were built.
+#include "backend/backend.h"
+
+namespace sinklab {
+
+#ifdef SINKLAB_HAVE_CUDA
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt);
+bool cuda_device_present();
+bool cuda_available() { return cuda_device_present(); }
+#else
+bool cuda_available() { return false; }
+#endif
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& opt) {
+    if (opt.kind == "cpu") return make_cpu_backend(DType::F32, opt.threads);
+#ifdef SINKLAB_HAVE_CUDA
+    if (opt.kind == "cuda" || (opt.kind == "auto" && cuda_available())) {
+        SL_REQUIRE(cuda_available(), "backend: cuda was asked for, but no usable GPU was found; use backend: cpu or auto");
+        return make_cuda_backend(opt);
+    }
+#else
+    SL_REQUIRE(opt.kind != "cuda",
+               "backend: cuda was asked for, but this sinklab was built without CUDA; rebuild with "
+               "-DSINKLAB_CUDA=ON on a machine with nvcc, or use backend: cpu");
+#endif
+    SL_REQUIRE(opt.kind == "auto" || opt.kind == "cuda", "backend: unknown value '{}' (use auto, cpu or cuda)", opt.kind);
+    return make_cpu_backend(DType::F32, opt.threads);
+}
+
+}  // namespace sinklab

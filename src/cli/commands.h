@@ -1,0 +1,10 @@
+// Each subcommand lives in its own file and registers itself on the app with one of these.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace sinklab::cli {
+
+void add_train(CLI::App& app);
+void add_info(CLI::App& app);
+
+}  // namespace sinklab::cli

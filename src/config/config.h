@@ -1,0 +1,148 @@
+// The run configuration: typed sections, loaded from YAML (inherit: + --set overrides), validated with
+// errors that name the file, the key path and the value. configs/base.yaml documents every key.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sinklab {
+
+struct RunConfig {
+    std::string name = "run";     // run folder name under out_dir
+    std::string out_dir = "runs";  // parent folder of run folders
+    uint64_t seed = 1337;          // init, data order and every other random choice
+    int threads = 0;               // CPU threads per rank; 0 = all cores / ranks on the node
+};
+
+struct ModelConfig {
+    int vocab_size = 50304;
+    int d_model = 768;
+    int n_layer = 12;
+    int n_head = 12;
+    int n_kv_head = 0;  // 0 = n_head (plain MHA); else GQA with n_head % n_kv_head == 0
+    int d_ff = 3072;    // SwiGLU hidden width
+    int seq_len = 1024;
+    float rope_theta = 10000.f;
+    float norm_eps = 1e-6f;
+    float init_std = 0.02f;  // W_O and w2 use init_std / sqrt(2 n_layer)
+
+    int kv_heads() const { return n_kv_head ? n_kv_head : n_head; }
+    int head_dim() const { return d_model / n_head; }
+};
+
+struct HeadNormConfig {
+    std::string gain = "per_head";      // per_head [H, hd] | shared [hd]
+    std::string init = "first_token_std";  // ones | first_token_std (the released code's init)
+    bool weight_decay = true;           // the released trainer decays the [H, hd] gain
+    float eps = 1e-6f;
+};
+
+struct AttentionConfig {
+    // One of standard, headnorm, gated, sink_logit, off_by_one, sigmoid, or a '+'-joined combination
+    // of at most one score kind (sink_logit | off_by_one | sigmoid) with headnorm and/or gated.
+    std::string variant = "standard";
+    bool qk_norm = false;
+    HeadNormConfig headnorm;
+    std::string gate = "channel";  // gated: one gate per head and channel | per head ("head")
+    float sigmoid_bias = 0.f;      // sigmoid: b in sigmoid(q.k/sqrt(hd) + b)
+    float sink_init = 0.f;         // sink_logit: initial per-head logit
+    std::string impl = "sinklab";  // sinklab | cudnn (CUDA, standard and headnorm only)
+
+    // Parsed from variant at validation.
+    bool headnorm_on() const;
+    bool gated_on() const;
+    std::string score() const;  // softmax | sink_logit | off_by_one | sigmoid
+};
+
+struct AmplifyConfig {
+    int position = -1;        // token k whose W_O input is amplified; -1 = off
+    float lambda = 1.f;
+    std::vector<int> layers;  // layers (0-based) where it applies
+    std::string mode = "centered";  // centered | scale
+};
+
+struct InterventionConfig {
+    std::vector<int> isolate;  // query rows that attend only to themselves
+    AmplifyConfig amplify;
+};
+
+struct DataConfig {
+    std::string train = "";         // glob of token shards
+    std::string val = "";           // glob of token shards; empty = no validation
+    std::string tokenizer = "bytes";  // bytes | gpt2 (must match how the shards were made)
+    std::string missing = "error";  // when the train shards are absent: error | synthetic | corpus
+};
+
+struct TrainConfig {
+    int micro_batch = 4;           // sequences per rank per micro-step
+    int64_t tokens_per_step = 0;   // global tokens per optimizer step; 0 = one micro-step on every rank
+    int64_t max_steps = 1000;
+    float lr = 1e-3f;
+    float min_lr = 1e-4f;
+    int64_t warmup_steps = 0;
+    std::string schedule = "cosine";  // cosine | wsd | constant | linear
+    int64_t decay_steps = 0;          // cosine/linear horizon; 0 = max_steps
+    float wsd_decay_frac = 0.2f;      // wsd: share of max_steps spent decaying at the end
+    float weight_decay = 0.1f;
+    float beta1 = 0.9f;
+    float beta2 = 0.95f;
+    float eps = 1e-8f;
+    float grad_clip = 1.f;  // global-norm clip; 0 = off
+    int log_every = 1;      // console line every this many steps
+};
+
+struct PrecisionConfig {
+    std::string compute = "bf16";      // GPU: bf16 | fp32 (the CPU computes in fp32 always)
+    std::string rounding = "nearest";  // master -> bf16 weights: nearest | stochastic
+};
+
+struct MetricsConfig {
+    int every = 1;                  // /sink row every this many steps; 0 = off
+    int heavy_every = 100;          // /heavy row every this many steps; 0 = off
+    std::vector<int> positions = {0};  // tracked key positions for attn_mass
+    int wo_std_positions = 64;      // Tp: positions of wo_input_std
+    float sink_eps = 0.3f;          // sink_rate threshold
+    int val_every = 100;            // validation every this many steps; 0 = only at the end
+    int val_batches = 8;            // micro-batches per validation
+    int flush_every = 10;           // metrics.h5 flush interval in steps
+};
+
+struct CheckpointConfig {
+    int every = 0;  // steps; 0 = only at the end
+    int keep = 2;   // newest checkpoints kept
+};
+
+struct FaultConfig {
+    std::string nan_policy = "abort";  // abort | skip
+    float spike_zscore = 0.f;           // skip an update whose loss z-score exceeds this; 0 = off
+    int spike_window = 100;
+    int check_every = 100;  // cross-rank parameter checksum interval
+};
+
+struct Config {
+    RunConfig run;
+    ModelConfig model;
+    AttentionConfig attention;
+    InterventionConfig intervention;
+    DataConfig data;
+    TrainConfig train;
+    PrecisionConfig precision;
+    MetricsConfig metrics;
+    CheckpointConfig checkpoint;
+    FaultConfig fault;
+    std::string backend = "auto";  // auto | cpu | cuda
+
+    std::string source;  // file it was loaded from (for messages)
+};
+
+// Loads `path` (following inherit:), applies `overrides` ("a.b=value"), validates, and returns it.
+// Every error names the file, the key path and the value, and says what to do.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Validates a Config built in code (tests) the same way a loaded one is.
+void validate_config(const Config& c);
+// The resolved config as YAML, every key present, in schema order.
+std::string dump_config(const Config& c);
+// Stable hash of dump_config (ranks compare it at start).
+uint64_t config_hash(const Config& c);
+
+}  // namespace sinklab
