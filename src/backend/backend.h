@@ -66,6 +66,8 @@ public:
 
     virtual std::string name() const = 0;         // "cpu", "cuda"
     virtual std::string device_name() const = 0;  // what it runs on, for logs
+    // Dense peak FLOP/s of the device in the compute dtype, for MFU; 0 where no meaningful peak exists.
+    virtual double peak_flops() const { return 0.0; }
     DType compute_dtype() const { return compute_; }
     DType wide() const { return wide_dtype(compute_); }
 

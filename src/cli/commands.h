@@ -6,5 +6,6 @@ namespace sinklab::cli {
 
 void add_train(CLI::App& app);
 void add_info(CLI::App& app);
+void add_bench(CLI::App& app);
 
 }  // namespace sinklab::cli
