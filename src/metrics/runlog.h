@@ -5,7 +5,7 @@
 // built completely, then switched to SWMR writing before it appears under its name, and every flush() leaves
 // it consistent for readers. So:
 //  - a writer killed at any moment (kill -9 included) leaves a file holding at least every row of its last
-//    completed flush(); rows of a flush it was in the middle of either count completely or not at all;
+//    completed flush(); each row of a flush it was in the middle of is either complete or absent;
 //  - readers may open it while the run is writing it.
 //
 // Reading from Python (h5py):
