@@ -236,8 +236,12 @@ void check_bf16(const Case& c, uint64_t seed) {
         for (size_t i = 0; i < g.size(); i++) non_finite += std::isfinite(r[i]) && !std::isfinite(g[i]);
         EXPECT_EQ(non_finite, 0u) << a.name << ": " << non_finite << " elements not written or not finite";
         double e_cuda = norm_diff(g, r), e_naive = norm_diff(n, r), bound = 2.0 * e_naive + 1e-6 * norm(r);
+        size_t worst = 0;  // where to look first when it fails
+        for (size_t i = 0; i < g.size(); i++)
+            if (!(std::abs(g[i] - r[i]) <= std::abs(g[worst] - r[worst]))) worst = i;
         EXPECT_LE(e_cuda, bound) << a.name << ": cuda error " << e_cuda << ", naive bf16 error " << e_naive
-                                 << ", |ref| " << norm(r);
+                                 << ", |ref| " << norm(r) << "; worst [" << worst << "] cuda " << g[worst] << " ref "
+                                 << r[worst] << " naive " << n[worst];
     }
 }
 
