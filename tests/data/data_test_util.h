@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -99,11 +100,12 @@ inline nlohmann::json reference(const std::string& mode, const nlohmann::json& i
 
 // An llm.c shard written by hand, independently of sinklab's writer: header fields can be set to anything.
 inline void write_llmc_shard(const std::string& path, const std::vector<uint32_t>& tokens, bool uint16,
-                             int32_t magic = 0, int32_t version = 0, int64_t count = -1) {
+                             int32_t magic = 0, int32_t version = 0,
+                             std::optional<int64_t> count = std::nullopt) {
     int32_t header[256] = {};
     header[0] = magic ? magic : (uint16 ? 20240520 : 20240801);
     header[1] = version ? version : (uint16 ? 1 : 7);
-    header[2] = static_cast<int32_t>(count >= 0 ? count : static_cast<int64_t>(tokens.size()));
+    header[2] = static_cast<int32_t>(count.value_or(static_cast<int64_t>(tokens.size())));
     std::ofstream out(path, std::ios::binary);
     out.write(reinterpret_cast<const char*>(header), sizeof(header));
     for (uint32_t t : tokens) {
