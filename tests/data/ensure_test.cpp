@@ -115,5 +115,35 @@ TEST(EnsureData, SyntheticNeedsRoomInTheVocabulary) {
     EXPECT_THROW(ensure_data(wild, ModelConfig{}), Error);
 }
 
+TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
+    const std::string corpus = test::cache_root() + "/corpus";
+    if (!std::filesystem::exists(corpus + "/corpus.jsonl") || !test::have_gpt2_vocab())
+        GTEST_SKIP() << "no corpus and vocabulary in " << test::cache_root()
+                     << ": run data/fetch_gpt2_vocab.sh and data/fetch_corpus.sh (CI does)";
+    // A fresh cache that already has the downloads, so that only the shards are made (a few seconds).
+    test::TempDir cache;
+    std::filesystem::create_directory_symlink(corpus, cache / "corpus");
+    std::filesystem::create_directory_symlink(test::gpt2_dir(), cache / "gpt2");
+    test::ScopedEnv env("SINKLAB_CACHE", cache.path()), bin("SINKLAB_BIN", SINKLAB_BINARY);
+    DataConfig d;
+    d.train = cache / "shards/corpus-bytes/train_*.bin";
+    d.val = cache / "shards/corpus-bytes/val_*.bin";
+    d.tokenizer = "bytes";
+    d.missing = "corpus";
+    testing::internal::CaptureStderr();
+    ensure_data(d, ModelConfig{});
+    EXPECT_NE(testing::internal::GetCapturedStderr().find("fetch_corpus.sh"), std::string::npos);
+    EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-bytes/train_000000.bin"));
+    EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-gpt2/val_000000.bin"));
+
+    d.train = cache / "elsewhere/train_*.bin";  // the corpus is there now, but not where the config points
+    try {
+        ensure_data(d, ModelConfig{});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("matches none of them"), std::string::npos) << e.what();
+    }
+}
+
 }  // namespace
 }  // namespace sinklab
