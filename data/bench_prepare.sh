@@ -13,7 +13,7 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for tokenizer in gpt2 bytes; do
     for threads in 1 0; do
         /usr/bin/time -f "  cpu time: %U s user + %S s system" \
-            env SINKLAB_CACHE="$cache" "$bin" prepare "$corpus" --out "$out/$tokenizer-$threads" --tokenizer "$tokenizer" \
-            --threads "$threads" --force -q
+            env SINKLAB_CACHE="$cache" "$bin" prepare "$corpus" --out "$out/$tokenizer-$threads" \
+            --tokenizer "$tokenizer" --threads "$threads" --force -q
     done
 done

@@ -126,7 +126,7 @@ def paragraphs(lines):
     return "\n\n".join(out)
 
 
-# ------------------------------------------------------------------ SWORD zText (zlib blocks, a verse index of block/offset/size)
+# ------------------------------------------------------------------ SWORD zText (zlib blocks + a verse index)
 
 BOOK_START = re.compile(r'<div\b[^>]*\bosisID="([^"]+)"[^>]*\bsID="[^"]*"[^>]*\btype="book"[^>]*/>')
 BOOK_NAME = re.compile(r'<milestone n="([^"]*)" type="x-usfm-h"')

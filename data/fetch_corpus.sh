@@ -20,7 +20,7 @@ download_debs() {  # into the current folder
     if [[ $(id -u) == 0 ]] && apt-get update >>apt.log 2>&1 && apt-get download "${debs[@]}" >>apt.log 2>&1; then
         return 0
     fi
-    die "apt-get download ${debs[*]} failed, so the Debian archive is probably unreachable: $(grep -m 1 -E '^E:' apt.log)"
+    die "apt-get download ${debs[*]} failed; is the Debian archive reachable? $(grep -m 1 -E '^E:' apt.log)"
 }
 
 if [[ ! -s $corpus/corpus.jsonl ]]; then
@@ -37,7 +37,8 @@ if [[ ! -s $corpus/corpus.jsonl ]]; then
     : >"$work/SOURCES"
     for deb in "$work"/*.deb; do
         dpkg -x "$deb" "$work/root"
-        echo "$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version) sha256:$(sha256sum "$deb" | cut -d' ' -f1)" >>"$work/SOURCES"
+        echo "$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)" \
+            "sha256:$(sha256sum "$deb" | cut -d' ' -f1)" >>"$work/SOURCES"
     done
     tar -xzf "$tgz" -C "$work/root/brown"
     echo "$brown sha256:$(sha256sum "$tgz" | cut -d' ' -f1)" >>"$work/SOURCES"

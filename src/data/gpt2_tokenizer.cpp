@@ -146,8 +146,8 @@ void Gpt2Tokenizer::load_merges(const std::string& path) {
             SL_REQUIRE(part->first.size() == 1 || made[part->second],
                        "{}:{}: merge '{}' uses a token that no earlier merge makes", path, line_no, line);
         made[m->second] = true;
-        SL_REQUIRE(merges_.emplace(pair_key(l->second, r->second), Merge{rank++, m->second}).second, "{}:{}: merge '{}' appears twice", path,
-                   line_no, line);
+        SL_REQUIRE(merges_.emplace(pair_key(l->second, r->second), Merge{rank++, m->second}).second,
+                   "{}:{}: merge '{}' appears twice", path, line_no, line);
     }
     SL_REQUIRE(!merges_.empty(), "{}: no merges; {}", path, kFetchHint);
 }
@@ -221,8 +221,9 @@ std::vector<int32_t> Gpt2Tokenizer::encode(std::string_view text) const {
         }
         const size_t before = out.size();
         encode_piece(piece, out);
-        cache.index.emplace(std::string(piece), std::pair<uint32_t, uint32_t>(static_cast<uint32_t>(cache.ids.size()),
-                                                                            static_cast<uint32_t>(out.size() - before)));
+        const auto span = std::pair<uint32_t, uint32_t>(static_cast<uint32_t>(cache.ids.size()),
+                                                         static_cast<uint32_t>(out.size() - before));
+        cache.index.emplace(std::string(piece), span);
         cache.ids.insert(cache.ids.end(), out.begin() + before, out.end());
     }
     return out;

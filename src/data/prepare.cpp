@@ -321,7 +321,8 @@ std::string now_utc() {
 // Tokenizes every source on `opt.threads` threads and writes the shards and the manifest.
 nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std::vector<Source>& sources,
                             const fs::path& out_dir, const fs::path& manifest_path) {
-    const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads =
+        opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
     std::vector<MappedFile> files;
     std::vector<Item> items;

@@ -51,7 +51,8 @@ std::multiset<std::string> write_inputs(const test::TempDir& dir) {
         docs.insert(text);
     }
     test::write_file(dir / "in/records.jsonl", jsonl);
-    test::write_file(dir / "in/stories.txt", "once upon a time\n<|endoftext|>\nthe end\n<|endoftext|>\n\n<|endoftext|>");
+    test::write_file(dir / "in/stories.txt",
+                     "once upon a time\n<|endoftext|>\nthe end\n<|endoftext|>\n\n<|endoftext|>");
     docs.insert("once upon a time");
     docs.insert("the end");
     return docs;
@@ -105,7 +106,9 @@ TEST(Prepare, ShardsHoldEveryDocumentOnce) {
             EXPECT_EQ(sum.out.substr(0, 64), shards[i]["sha256"]);
             const uint64_t n = shards[i]["tokens"];
             EXPECT_EQ(test::read_llmc_shard(path).size(), n);
-            if (i + 1 < shards.size()) EXPECT_EQ(n, 700u) << "only the last shard of a split may be short";
+            if (i + 1 < shards.size()) {
+                EXPECT_EQ(n, 700u) << "only the last shard of a split may be short";
+            }
         }
     }
     EXPECT_EQ(test::read_file(dir / "out/manifest.json"), r.manifest.dump(2) + "\n");

@@ -83,7 +83,10 @@ TEST(CharClass, MatchesTheReferenceRegexClasses) {
     for (char32_t cp = 0; cp < 0x110000; ++cp) {
         if (cp >= 0xD800 && cp <= 0xDFFF) continue;
         const CharClass c = char_class(cp);
-        const char ours = c == CharClass::Letter ? 'L' : c == CharClass::Number ? 'N' : c == CharClass::Space ? 'S' : 'O';
+        const char ours = c == CharClass::Letter   ? 'L'
+                          : c == CharClass::Number ? 'N'
+                          : c == CharClass::Space  ? 'S'
+                                                   : 'O';
         if (ours == ref[cp]) continue;
         if (ours == 'O' && (ref[cp] == 'L' || ref[cp] == 'N')) {
             ++newer;
