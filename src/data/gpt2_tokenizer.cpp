@@ -58,7 +58,7 @@ constexpr const char* kFetchHint = "run data/fetch_gpt2_vocab.sh to fetch the GP
 // Encodings of recent pieces, per thread (encode() is const and may run on many threads at once).
 struct PieceCache {
     static constexpr size_t kMaxPieceBytes = 64;   // longer pieces are rare and not worth the memory
-    static constexpr size_t kMaxEntries = 1 << 20;  // then start over
+    static constexpr size_t kMaxEntries = 1 << 18;  // then start over (a few tens of MB per thread at most)
     struct Hash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -68,8 +68,11 @@ struct PieceCache {
     std::vector<int32_t> ids;
 
     void claim(uint64_t instance) {
-        if (owner == instance && index.size() < kMaxEntries) return;
+        if (owner == instance) return;
         owner = instance;
+        clear();
+    }
+    void clear() {
         index.clear();
         ids.clear();
     }
@@ -221,6 +224,7 @@ std::vector<int32_t> Gpt2Tokenizer::encode(std::string_view text) const {
         }
         const size_t before = out.size();
         encode_piece(piece, out);
+        if (cache.index.size() >= PieceCache::kMaxEntries) cache.clear();
         const auto span = std::pair<uint32_t, uint32_t>(static_cast<uint32_t>(cache.ids.size()),
                                                          static_cast<uint32_t>(out.size() - before));
         cache.index.emplace(std::string(piece), span);
