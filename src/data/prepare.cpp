@@ -1,6 +1,5 @@
 #include "data/prepare.h"
 
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
