@@ -304,7 +304,7 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
 }
 
 void remove_old_outputs(const fs::path& dir) {
-    static const std::regex kOutput(R"((train|val)_\d{6}\.bin(\.tmp)?|manifest\.json)");
+    static const std::regex kOutput(R"((train|val)_\d{6}\.bin(\.tmp\d+)?|manifest\.json)");
     for (const auto& entry : fs::directory_iterator(dir))
         if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), kOutput))
             fs::remove(entry.path());

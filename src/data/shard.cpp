@@ -1,5 +1,7 @@
 #include "data/shard.h"
 
+#include <unistd.h>
+
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -126,7 +128,7 @@ ShardWriter::Written ShardWriter::write(const std::string& path) {
     sha.update(header, sizeof(header));
     sha.update(data_.data(), data_.size());
 
-    const std::string tmp = path + ".tmp";
+    const std::string tmp = fmt::format("{}.tmp{}", path, ::getpid());  // own name per process: renames stay atomic
     std::FILE* f = std::fopen(tmp.c_str(), "wb");
     SL_REQUIRE(f, "cannot create {}: {}", tmp, std::strerror(errno));
     const bool ok = std::fwrite(header, sizeof(header), 1, f) == 1 &&
