@@ -34,7 +34,9 @@ private:
     std::mt19937_64 gen_;
 };
 
-template <typename T, typename S> std::vector<T> cast(const std::vector<S>& x) { return std::vector<T>(x.begin(), x.end()); }
+template <typename T, typename S> std::vector<T> cast(const std::vector<S>& x) {
+    return std::vector<T>(x.begin(), x.end());
+}
 
 // sum_i w[i] y[i] over w.size() elements: the loss whose gradient a backward computes when dout = w.
 inline double weighted_sum(const Vec& w, const double* y) {

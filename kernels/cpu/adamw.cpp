@@ -45,7 +45,7 @@ template <typename T> double sum_squares(const T* g, int64_t n) {
     return total;
 }
 
-#define SL_INSTANTIATE(T)                                                         \
+#define SL_INSTANTIATE(T)                                                    \
     template void adamw<T>(T*, T*, T*, const T*, int64_t, const AdamWStep&); \
     template double sum_squares<T>(const T*, int64_t);
 SL_INSTANTIATE(float)

@@ -47,7 +47,7 @@ template <typename T> void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t 
     }
 }
 
-#define SL_INSTANTIATE(T)                                                                             \
+#define SL_INSTANTIATE(T)                                                                    \
     template void amplify_fwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float, bool); \
     template void amplify_bwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float);
 SL_INSTANTIATE(float)

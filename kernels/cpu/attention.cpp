@@ -17,14 +17,11 @@ namespace sinklab::cpu {
 namespace {
 
 // 64 bytes of T (an AVX-512 register; the compiler splits it on narrower machines), unaligned.
-template <typename T> struct VecOf {
-    typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
-};
+template <typename T> struct VecOf { typedef T type __attribute__((vector_size(64), aligned(sizeof(T)))); };
 template <typename T> using Vec = typename VecOf<T>::type;
 template <typename T> constexpr int64_t kLanes = 64 / sizeof(T);
 template <typename T> constexpr int64_t kChunk = 4 * kLanes<T>;  // key columns per register tile of scores
-constexpr int kR = 4;                                             // query rows per block
-constexpr int64_t kQB = 64;                                       // query rows per forward task
+constexpr int kR = 4;                                            // query rows per block
 
 template <typename T> Vec<T> load(const T* p) {
     Vec<T> v;
@@ -33,29 +30,35 @@ template <typename T> Vec<T> load(const T* p) {
 }
 template <typename T> void store(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof(v)); }
 
-// z[r][j] = sum_d a[r][d] Bt[d][j] for r < kR and j < round_up(n, kChunk): a [kR][lda], Bt [hd][ld] (zero
-// padded up to ld), z [kR][ldz].
+// z[r][j0 + j] = sum_d a[r][d] Bt[d][j0 + j] for r < kR, j < NC vectors: the accumulators stay in registers.
+template <typename T, int NC>
+void scores_tile(T* z, int64_t ldz, const T* a, int64_t lda, const T* Bt, int64_t ld, int64_t hd, int64_t j0) {
+    constexpr int64_t L = kLanes<T>;
+    Vec<T> acc[kR][NC] = {};
+    for (int64_t d = 0; d < hd; d++) {
+        Vec<T> b[NC];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) b[c] = load(Bt + d * ld + j0 + c * L);
+#pragma GCC unroll 4
+        for (int r = 0; r < kR; r++) {
+            const T ar = a[r * lda + d];
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) acc[r][c] += ar * b[c];
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < kR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) store(z + r * ldz + j0 + c * L, acc[r][c]);
+}
+
+// z[r][j] = sum_d a[r][d] Bt[d][j] for r < kR and j < round_up(n, lanes): a [kR][lda], Bt [hd][ld] (zero
+// padded up to ld), z [kR][ldz]. Wide tiles first, then one vector at a time so that little past n is computed.
 template <typename T>
 void scores(T* z, int64_t ldz, const T* a, int64_t lda, const T* Bt, int64_t ld, int64_t hd, int64_t n) {
-    constexpr int64_t L = kLanes<T>;
-    for (int64_t j0 = 0; j0 < n; j0 += kChunk<T>) {
-        Vec<T> acc[kR][4] = {};
-        for (int64_t d = 0; d < hd; d++) {
-            Vec<T> b[4];
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) b[c] = load(Bt + d * ld + j0 + c * L);
-#pragma GCC unroll 4
-            for (int r = 0; r < kR; r++) {
-                const T ar = a[r * lda + d];
-#pragma GCC unroll 4
-                for (int c = 0; c < 4; c++) acc[r][c] += ar * b[c];
-            }
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < kR; r++)
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) store(z + r * ldz + j0 + c * L, acc[r][c]);
-    }
+    int64_t j0 = 0;
+    for (; j0 + kChunk<T> <= n; j0 += kChunk<T>) scores_tile<T, 4>(z, ldz, a, lda, Bt, ld, hd, j0);
+    for (; j0 < n; j0 += kLanes<T>) scores_tile<T, 1>(z, ldz, a, lda, Bt, ld, hd, j0);
 }
 
 // out[r] = sum_{j<n} w[r][j] B[j] for r < kR: w [kR][ldw], B [n][NV lanes], out [kR][NV lanes].
@@ -110,8 +113,7 @@ template <typename T> void mask_outside(T* row, int64_t j0, int64_t j1, int64_t 
 // Where one sequence's rows and one kv group's heads live in qkv [B, Tn, W].
 struct Layout {
     int64_t Tn, W, hd, H, Hkv, rep;
-    explicit Layout(const AttnSpec& s)
-        : Tn(s.T), W(s.qkv_width()), hd(s.hd), H(s.H), Hkv(s.Hkv), rep(s.H / s.Hkv) {}
+    explicit Layout(const AttnSpec& s) : Tn(s.T), W(s.qkv_width()), hd(s.hd), H(s.H), Hkv(s.Hkv), rep(s.H / s.Hkv) {}
     int64_t row(int64_t b, int64_t t) const { return (b * Tn + t) * W; }
     int64_t q(int64_t h) const { return h * hd; }
     int64_t k(int64_t g) const { return (H + g) * hd; }
@@ -121,20 +123,23 @@ struct Layout {
 // Packs rows [0, n) of head slice `off` of sequence b: transposed into Xt [hd][ld] (columns [n, ld) zeroed),
 // and/or row-wise into Xp [n][HDp] (lanes [hd, HDp) zeroed). Either output may be null.
 template <typename T>
-void pack(T* Xt, int64_t ld, T* Xp, int64_t HDp, const T* qkv, const Layout& ly, int64_t b, int64_t off,
-          int64_t n) {
+void pack(T* Xt, int64_t ld, T* Xp, int64_t HDp, const T* qkv, const Layout& ly, int64_t b, int64_t off, int64_t n) {
     const int64_t hd = ly.hd;
-    for (int64_t j = 0; j < n; j++) {
-        const T* x = qkv + ly.row(b, j) + off;
-        if (Xt)
-            for (int64_t d = 0; d < hd; d++) Xt[d * ld + j] = x[d];
-        if (Xp) {
-            std::copy(x, x + hd, Xp + j * HDp);
+    const T* x = qkv + ly.row(b, 0) + off;  // row j at x + j * W
+    if (Xt) {
+        // In blocks of one vector of rows, d outer: the stores stay contiguous and the rows read stay in L1.
+        for (int64_t j0 = 0; j0 < n; j0 += kLanes<T>) {
+            const int64_t j1 = std::min(n, j0 + kLanes<T>);
+            for (int64_t d = 0; d < hd; d++)
+                for (int64_t j = j0; j < j1; j++) Xt[d * ld + j] = x[j * ly.W + d];
+        }
+        for (int64_t d = 0; d < hd; d++) std::fill(Xt + d * ld + n, Xt + (d + 1) * ld, T(0));
+    }
+    if (Xp)
+        for (int64_t j = 0; j < n; j++) {
+            std::copy(x + j * ly.W, x + j * ly.W + hd, Xp + j * HDp);
             std::fill(Xp + j * HDp + hd, Xp + (j + 1) * HDp, T(0));
         }
-    }
-    if (Xt)
-        for (int64_t d = 0; d < hd; d++) std::fill(Xt + d * ld + n, Xt + (d + 1) * ld, T(0));
 }
 
 // Copies rows t .. t+kR-1 of one head into a [kR][HDp] tile, times f, lanes past hd zeroed: row i of the
@@ -162,9 +167,7 @@ T weights_fwd(T* z, int64_t j0, int64_t j1, int64_t n, const AttnSpec& s, const 
     }
     const bool has_sink = s.score != AttnScore::Softmax;
     const T sl = s.score == AttnScore::SinkLogit ? sink[h] : T(0);
-    T mx = has_sink ? sl : z[j0];
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = j0; j <= j1; j++) mx = std::max(mx, z[j]);
+    const T mx = has_sink ? std::max(sl, max_of(z + j0, j1 - j0 + 1)) : max_of(z + j0, j1 - j0 + 1);
     T sum = has_sink ? exp_v(sl - mx) : T(0);
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = j0; j <= j1; j++) {
@@ -178,35 +181,32 @@ T weights_fwd(T* z, int64_t j0, int64_t j1, int64_t n, const AttnSpec& s, const 
 template <typename T, int NV> void attention_fwd_nv(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s) {
     const Layout ly(s);
     const int64_t Tn = s.T, hd = s.hd, HDp = NV * kLanes<T>, ld = round_up(Tn, kChunk<T>);
-    const int64_t nqb = (Tn + kQB - 1) / kQB, ntasks = int64_t(s.B) * s.Hkv * nqb;
+    const int64_t ntasks = int64_t(s.B) * s.Hkv;
 #pragma omp parallel
     {
-        T* Kt = thread_scratch<T>(size_t(hd * ld + ld * HDp + kR * ld + 2 * kR * HDp));  // [hd][ld]
-        T* Vp = Kt + hd * ld;                                                              // [ld][HDp]
-        T* z = Vp + ld * HDp;                                                              // [kR][ld]
-        T* qt = z + kR * ld;                                                               // [kR][HDp]
-        T* ot = qt + kR * HDp;                                                             // [kR][HDp]
-        // Later query blocks see more keys, so they go first; any order gives the same result.
+        T* Kt = thread_scratch<T>(size_t(hd * ld + Tn * HDp + kR * ld + 2 * kR * HDp));  // [hd][ld]
+        T* Vp = Kt + hd * ld;                                                            // [Tn][HDp]
+        T* z = Vp + Tn * HDp;                                                            // [kR][ld]
+        T* qt = z + kR * ld;                                                             // [kR][HDp]
+        T* ot = qt + kR * HDp;                                                           // [kR][HDp]
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < ntasks; task++) {
-            const int64_t qb = nqb - 1 - task / (int64_t(s.B) * s.Hkv), bg = task % (int64_t(s.B) * s.Hkv);
-            const int64_t b = bg / s.Hkv, g = bg % s.Hkv;
-            const int64_t t0 = qb * kQB, t1 = std::min(Tn, t0 + kQB);
-            pack(Kt, ld, static_cast<T*>(nullptr), 0, qkv, ly, b, ly.k(g), t1);
-            pack(static_cast<T*>(nullptr), 0, Vp, HDp, qkv, ly, b, ly.v(g), t1);
+            const int64_t b = task / s.Hkv, g = task % s.Hkv;
+            pack(Kt, ld, static_cast<T*>(nullptr), 0, qkv, ly, b, ly.k(g), Tn);
+            pack(static_cast<T*>(nullptr), 0, Vp, HDp, qkv, ly, b, ly.v(g), Tn);
             for (int64_t h = g * ly.rep; h < (g + 1) * ly.rep; h++)
-                for (int64_t t = t0; t < t1; t += kR) {
-                    const int64_t n = std::min(t + kR, t1);  // keys any row of the block may see
-                    load_tile(qt, HDp, qkv + ly.row(b, 0) + ly.q(h), ly.W, hd, t, t1, T(s.scale));
+                for (int64_t t = 0; t < Tn; t += kR) {
+                    const int64_t n = std::min(t + kR, Tn);  // keys any row of the block may see
+                    load_tile(qt, HDp, qkv + ly.row(b, 0) + ly.q(h), ly.W, hd, t, Tn, T(s.scale));
                     scores(z, ld, qt, HDp, Kt, ld, hd, n);
                     T norm[kR];
                     float row_lse[kR];
                     for (int r = 0; r < kR; r++) {
-                        const int64_t tr = std::min(t + r, t1 - 1);
+                        const int64_t tr = std::min(t + r, Tn - 1);
                         norm[r] = weights_fwd(z + r * ld, first_key(s, tr), tr, n, s, sink, h, &row_lse[r]);
                     }
                     weighted_sum<T, NV>(ot, z, ld, Vp, n);
-                    for (int r = 0; r < kR && t + r < t1; r++) {
+                    for (int r = 0; r < kR && t + r < Tn; r++) {
                         T* orow = o + ((b * Tn + t + r) * s.H + h) * hd;
                         for (int64_t d = 0; d < hd; d++) orow[d] = ot[r * HDp + d] * norm[r];
                         lse[(b * s.H + h) * Tn + t + r] = row_lse[r];
@@ -226,15 +226,15 @@ void attention_bwd_nv(T* dqkv, T* dsink, const T* dout, const T* o, const float*
 #pragma omp parallel
     {
         T* Kt = thread_scratch<T>(size_t(2 * hd * ld + 3 * Tn * HDp + 2 * kR * ld + 3 * kR * HDp));  // [hd][ld]
-        T* Vt = Kt + hd * ld;            // [hd][ld]
-        T* Kp = Vt + hd * ld;            // [Tn][HDp]
-        T* dK = Kp + Tn * HDp;           // [Tn][HDp]
-        T* dV = dK + Tn * HDp;           // [Tn][HDp]
-        T* P = dV + Tn * HDp;            // [kR][ld] weights
-        T* dZ = P + kR * ld;             // [kR][ld] dL/dz
-        T* qt = dZ + kR * ld;            // [kR][HDp] scale * q
-        T* gt = qt + kR * HDp;           // [kR][HDp] dout
-        T* dqt = gt + kR * HDp;         // [kR][HDp]
+        T* Vt = Kt + hd * ld;                                                                        // [hd][ld]
+        T* Kp = Vt + hd * ld;                                                                        // [Tn][HDp]
+        T* dK = Kp + Tn * HDp;                                                                       // [Tn][HDp]
+        T* dV = dK + Tn * HDp;                                                                       // [Tn][HDp]
+        T* P = dV + Tn * HDp;                                                                        // [kR][ld] weights
+        T* dZ = P + kR * ld;                                                                         // [kR][ld] dL/dz
+        T* qt = dZ + kR * ld;    // [kR][HDp] scale * q
+        T* gt = qt + kR * HDp;   // [kR][HDp] dout
+        T* dqt = gt + kR * HDp;  // [kR][HDp]
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < ntasks; task++) {
             const int64_t b = task / s.Hkv, g = task % s.Hkv;
@@ -312,8 +312,10 @@ template <typename T, typename F> void with_head_vectors(int64_t hd, F&& f) {
     if (nv <= 2) return f(std::integral_constant<int, 2>{});
     if (nv <= 4) return f(std::integral_constant<int, 4>{});
     if (nv <= 8) return f(std::integral_constant<int, 8>{});
-    SL_REQUIRE(nv <= 16, "head_dim {} is larger than the CPU attention kernel supports ({}); lower model.d_model / "
-               "model.n_head", hd, 16 * kLanes<T>);
+    SL_REQUIRE(nv <= 16,
+               "head_dim {} is larger than the CPU attention kernel supports ({}): raise model.n_head or lower "
+               "model.d_model",
+               hd, 16 * kLanes<T>);
     f(std::integral_constant<int, 16>{});
 }
 
@@ -328,12 +330,11 @@ template <typename T> void attention_fwd(T* o, float* lse, const T* qkv, const T
 template <typename T>
 void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
                    const AttnSpec& s) {
-    with_head_vectors<T>(s.hd, [&](auto nv) {
-        attention_bwd_nv<T, decltype(nv)::value>(dqkv, dsink, dout, o, lse, qkv, sink, s);
-    });
+    with_head_vectors<T>(
+        s.hd, [&](auto nv) { attention_bwd_nv<T, decltype(nv)::value>(dqkv, dsink, dout, o, lse, qkv, sink, s); });
 }
 
-#define SL_INSTANTIATE(T)                                                                       \
+#define SL_INSTANTIATE(T)                                                            \
     template void attention_fwd<T>(T*, float*, const T*, const T*, const AttnSpec&); \
     template void attention_bwd<T>(T*, T*, const T*, const T*, const float*, const T*, const T*, const AttnSpec&);
 SL_INSTANTIATE(float)

@@ -35,6 +35,14 @@ inline double exp_v(double x) { return std::exp(x); }
 
 template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + exp_v(-x)); }
 
+// max of x[0, n), n >= 1. Written with a comparison because GCC keeps std::max loops scalar.
+template <typename T> T max_of(const T* x, int64_t n) {
+    T m = x[0];
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 // Scratch owned by the calling thread that persists across calls (the OpenMP pool keeps its threads), so a

@@ -1,6 +1,5 @@
 // Fused softmax cross-entropy: loss and dlogits in one visit of each row of logits.
 #include <cmath>
-#include <limits>
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -28,9 +27,7 @@ void cross_entropy(float* loss, T* dlogits, const T* logits, const int32_t* targ
                 for (int64_t j = 0; j < V; j++) dl[j] = T(0);
             continue;
         }
-        T mx = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < V; j++) mx = std::max(mx, l[j]);
+        const T mx = max_of(l, V);
         const double lt = double(l[tgt]);  // read before dl, which may alias l, is written
         double sum = 0;
         if (dl) {
@@ -55,8 +52,7 @@ void cross_entropy(float* loss, T* dlogits, const T* logits, const int32_t* targ
     }
 }
 
-#define SL_INSTANTIATE(T) \
-    template void cross_entropy<T>(float*, T*, const T*, const int32_t*, int64_t, int64_t, float);
+#define SL_INSTANTIATE(T) template void cross_entropy<T>(float*, T*, const T*, const int32_t*, int64_t, int64_t, float);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)
 #undef SL_INSTANTIATE

@@ -16,7 +16,7 @@ template <typename T> void scale(T* x, float s, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= f;
 }
 
-#define SL_INSTANTIATE(T)                                          \
+#define SL_INSTANTIATE(T)                                  \
     template void add<T>(T*, const T*, const T*, int64_t); \
     template void scale<T>(T*, float, int64_t);
 SL_INSTANTIATE(float)

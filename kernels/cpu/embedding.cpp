@@ -44,7 +44,7 @@ template <typename T> void embedding_bwd(T* dwte, const int32_t* ids, const T* d
     }
 }
 
-#define SL_INSTANTIATE(T)                                                                  \
+#define SL_INSTANTIATE(T)                                                                    \
     template void embedding_fwd<T>(T*, const int32_t*, const T*, int64_t, int64_t, int64_t); \
     template void embedding_bwd<T>(T*, const int32_t*, const T*, int64_t, int64_t, int64_t);
 SL_INSTANTIATE(float)

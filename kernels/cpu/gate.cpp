@@ -54,7 +54,7 @@ void gate_bwd(T* dx, T* dlogit, const T* dout, const T* x, const T* logit, int64
     }
 }
 
-#define SL_INSTANTIATE(T)                                                                    \
+#define SL_INSTANTIATE(T)                                                               \
     template void gate_fwd<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, bool); \
     template void gate_bwd<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, bool);
 SL_INSTANTIATE(float)

@@ -70,10 +70,10 @@ void qknorm_bwd(T* din, T* dgq, T* dgk, const T* dout, const T* in, const T* gq,
     }
 }
 
-#define SL_INSTANTIATE(T)                                                                                         \
+#define SL_INSTANTIATE(T)                                                                                        \
     template void headnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, int64_t, bool, float);       \
     template void headnorm_bwd<T>(T*, T*, const T*, const T*, const T*, const float*, int64_t, int64_t, int64_t, \
-                                  bool);                                                                          \
+                                  bool);                                                                         \
     template void qknorm_fwd<T>(T*, float*, const T*, const T*, const T*, const AttnSpec&, float);               \
     template void qknorm_bwd<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const float*, const AttnSpec&);
 SL_INSTANTIATE(float)

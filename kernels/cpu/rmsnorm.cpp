@@ -20,8 +20,8 @@ void rmsnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const floa
     });
 }
 
-#define SL_INSTANTIATE(T)                                                                                  \
-    template void rmsnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, float);                \
+#define SL_INSTANTIATE(T)                                                                  \
+    template void rmsnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, float); \
     template void rmsnorm_bwd<T>(T*, T*, const T*, const T*, const T*, const float*, int64_t, int64_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)

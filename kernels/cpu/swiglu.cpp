@@ -35,7 +35,7 @@ template <typename T> void swiglu_bwd(T* dab, const T* dout, const T* ab, int64_
     }
 }
 
-#define SL_INSTANTIATE(T)                                                 \
+#define SL_INSTANTIATE(T)                                        \
     template void swiglu_fwd<T>(T*, const T*, int64_t, int64_t); \
     template void swiglu_bwd<T>(T*, const T*, const T*, int64_t, int64_t);
 SL_INSTANTIATE(float)

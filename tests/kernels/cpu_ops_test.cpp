@@ -293,8 +293,7 @@ AttnResult run_attention(const AttnSpec& s, const Vec& qkv, const Vec& sink, con
     std::vector<float> lse(size_t(s.B) * s.H * s.T);
     const T* sp = sink.empty() ? nullptr : sk.data();
     cpu::attention_fwd(o.data(), lse.data(), q.data(), sp, s);
-    cpu::attention_bwd(dqkv.data(), ds.empty() ? nullptr : ds.data(), wt.data(), o.data(), lse.data(), q.data(), sp,
-                       s);
+    cpu::attention_bwd(dqkv.data(), ds.empty() ? nullptr : ds.data(), wt.data(), o.data(), lse.data(), q.data(), sp, s);
     return {cast<double>(o), cast<double>(lse), cast<double>(dqkv), cast<double>(ds)};
 }
 
@@ -369,23 +368,24 @@ TEST_P(CpuOpsAttention, RepeatedRunsAreBitIdentical) {
     EXPECT_EQ(a.dsink, b.dsink);
 }
 
-// Small shapes for the finite differences; T = 70 crosses the 64-row query blocks and the score tiles, hd = 6,
-// 32 and 40 take the padded and unpadded head layouts of both precisions.
-INSTANTIATE_TEST_SUITE_P(
-    CpuOps, CpuOpsAttention,
-    ::testing::Values(AttnCase{"softmax", AttnScore::Softmax, 2, 9, 2, 2, 6, {}},
-                      AttnCase{"softmax_gqa_isolated", AttnScore::Softmax, 2, 9, 4, 2, 6, {3, 8}},
-                      AttnCase{"sink", AttnScore::SinkLogit, 2, 9, 2, 2, 6, {}},
-                      AttnCase{"sink_gqa_isolated", AttnScore::SinkLogit, 2, 9, 4, 2, 6, {0, 5}},
-                      AttnCase{"offbyone", AttnScore::OffByOne, 2, 9, 2, 2, 6, {}},
-                      AttnCase{"offbyone_gqa_isolated", AttnScore::OffByOne, 1, 9, 4, 2, 6, {2, 3}},
-                      AttnCase{"sigmoid", AttnScore::Sigmoid, 2, 9, 2, 2, 6, {}},
-                      AttnCase{"sigmoid_gqa_isolated", AttnScore::Sigmoid, 1, 9, 4, 2, 6, {4}},
-                      AttnCase{"softmax_long", AttnScore::Softmax, 1, 70, 2, 1, 4, {65}},
-                      AttnCase{"sink_long", AttnScore::SinkLogit, 1, 67, 2, 1, 2, {}},
-                      AttnCase{"softmax_hd32", AttnScore::Softmax, 1, 5, 2, 1, 32, {}},
-                      AttnCase{"softmax_hd40", AttnScore::Softmax, 1, 6, 2, 2, 40, {1}}),
-    [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
+// Small shapes for the finite differences. T = 67 and 70 span several score tiles (32 doubles, 64 floats) and
+// end mid-tile and mid-block of query rows; hd = 2, 4, 6, 32 and 40 take the padded and unpadded head layouts
+// of both precisions; T = 9 with 4 heads and 2 kv heads is GQA.
+INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsAttention,
+                         ::testing::Values(AttnCase{"softmax", AttnScore::Softmax, 2, 9, 2, 2, 6, {}},
+                                           AttnCase{"softmax_gqa_isolated", AttnScore::Softmax, 2, 9, 4, 2, 6, {3, 8}},
+                                           AttnCase{"sink", AttnScore::SinkLogit, 2, 9, 2, 2, 6, {}},
+                                           AttnCase{"sink_gqa_isolated", AttnScore::SinkLogit, 2, 9, 4, 2, 6, {0, 5}},
+                                           AttnCase{"offbyone", AttnScore::OffByOne, 2, 9, 2, 2, 6, {}},
+                                           AttnCase{
+                                               "offbyone_gqa_isolated", AttnScore::OffByOne, 1, 9, 4, 2, 6, {2, 3}},
+                                           AttnCase{"sigmoid", AttnScore::Sigmoid, 2, 9, 2, 2, 6, {}},
+                                           AttnCase{"sigmoid_gqa_isolated", AttnScore::Sigmoid, 1, 9, 4, 2, 6, {4}},
+                                           AttnCase{"softmax_long", AttnScore::Softmax, 1, 70, 2, 1, 4, {65}},
+                                           AttnCase{"sink_long", AttnScore::SinkLogit, 1, 67, 2, 1, 2, {}},
+                                           AttnCase{"softmax_hd32", AttnScore::Softmax, 1, 5, 2, 1, 32, {}},
+                                           AttnCase{"softmax_hd40", AttnScore::Softmax, 1, 6, 2, 2, 40, {1}}),
+                         [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
 
 TEST(CpuOps, AttentionIsolatedRowReturnsItsOwnValue) {
     AttnSpec s = make_spec(2, 12, 4, 2, 8);
@@ -412,7 +412,7 @@ TEST(CpuOps, AttentionIsolatedRowReturnsItsOwnValue) {
 }
 
 TEST(CpuOps, AttentionFloatMatchesReferenceAtTrainingSize) {
-    // The shapes of configs/tiny.yaml with GQA; blocks, tiles and tasks all repeat several times.
+    // About the shapes of configs/tiny.yaml, with GQA: the f32 tiles and the packing at a realistic size.
     AttnSpec s = make_spec(1, 300, 4, 2, 32);
     s.n_isolate = 1;
     s.isolate[0] = 130;
@@ -705,7 +705,7 @@ TEST(CpuOps, CrossEntropyMatchesFormulaAndFiniteDifferences) {
     Rng rng(16);
     Vec logits = rng.vec(N * V, -3, 3);
     for (int64_t j = 0; j < V; j++) logits[2 * V + j] += 1000.0;  // must not overflow
-    logits = cast<double>(cast<float>(logits));  // the float run below sees the same inputs
+    logits = cast<double>(cast<float>(logits));                   // the float run below sees the same inputs
     std::vector<int32_t> targets = rng.ints(N, 0, int32_t(V) - 1);
     targets[4] = -1;  // ignored row
     std::vector<float> loss(N);
