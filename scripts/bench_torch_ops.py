@@ -109,6 +109,45 @@ def adamw():
     return step
 
 
+class Block(torch.nn.Module):
+    """A pre-norm Llama block (RMSNorm, fused qkv, interleaved RoPE, causal attention, SwiGLU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.g1, self.g2 = torch.nn.Parameter(torch.ones(C)), torch.nn.Parameter(torch.ones(C))
+        self.wqkv = torch.nn.Linear(C, 3 * C, bias=False)
+        self.wo = torch.nn.Linear(C, C, bias=False)
+        self.w13 = torch.nn.Linear(C, 2 * FF, bias=False)
+        self.w2 = torch.nn.Linear(FF, C, bias=False)
+        ang = torch.arange(T)[:, None] * 10000.0 ** (-torch.arange(0, HD, 2) / HD)
+        self.cos, self.sin = ang.cos()[None, :, None, :], ang.sin()[None, :, None, :]
+        self.register_buffer("mask", torch.ones(T, T, dtype=torch.bool).tril())
+
+    @staticmethod
+    def norm(x, g):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * g
+
+    def rope(self, x):  # x [B, T, H, HD]
+        x0, x1 = x.unflatten(-1, (HD // 2, 2)).unbind(-1)
+        return torch.stack([x0 * self.cos - x1 * self.sin, x0 * self.sin + x1 * self.cos], -1).flatten(-2)
+
+    def forward(self, x):
+        q, k, v = self.wqkv(self.norm(x, self.g1)).view(B, T, 3, H, HD).unbind(2)
+        q, k, v = self.rope(q).transpose(1, 2), self.rope(k).transpose(1, 2), v.transpose(1, 2)
+        a = (q @ k.transpose(-1, -2)) * HD**-0.5
+        o = (a.masked_fill(~self.mask, float("-inf")).softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+        h = x + self.wo(o)
+        a, b = self.w13(self.norm(h, self.g2)).chunk(2, -1)
+        return h + self.w2(F.silu(a) * b)
+
+
+def layer():
+    block = Block()
+    x = torch.randn(B, T, C, requires_grad=True)
+    dy = torch.randn(B, T, C)
+    return lambda: block(x).backward(dy)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -128,6 +167,7 @@ def main():
         (f"cross_entropy/{V}", cross_entropy(V)),
         ("cross_entropy/50304", cross_entropy(50304)),
         ("adamw_and_norm (1M)", adamw()),
+        ("layer_fwd_bwd", layer()),
     ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} time")
     for name, fn in rows:

@@ -1,5 +1,5 @@
-// Helpers shared by the CPU kernels: a vectorizable exp, sigmoid, and the row-parallel loop that sums
-// per-thread partial parameter gradients in a fixed order.
+// Helpers shared by the CPU kernels: vectorizable exp, sigmoid and row max, per-thread scratch, and the
+// row-parallel loop that sums per-thread partial parameter gradients in a fixed order.
 #pragma once
 #include <omp.h>
 

@@ -146,6 +146,52 @@ void BM_adamw_and_norm(benchmark::State& st) {
 }
 BENCHMARK(BM_adamw_and_norm)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
+// One pre-norm decoder layer, forward and backward, as the model chains the ops (MHA, SwiGLU): the number
+// to hold against a PyTorch block (scripts/bench_torch_ops.py, "layer_fwd_bwd").
+void BM_layer_fwd_bwd(benchmark::State& st) {
+    const AttnSpec s = tiny_spec(kT);
+    const int64_t W = s.qkv_width();
+    auto x = random_floats(size_t(kN * kC), 20), dy = random_floats(size_t(kN * kC), 21);
+    const auto g1 = random_floats(kC, 22), g2 = random_floats(kC, 23), Wqkv = random_floats(size_t(W * kC), 24),
+               Wo = random_floats(size_t(kC * kC), 25), W13 = random_floats(size_t(2 * kF * kC), 26),
+               W2 = random_floats(size_t(kC * kF), 27);
+    std::vector<float> dg1(kC), dg2(kC), dWqkv(Wqkv.size()), dWo(Wo.size()), dW13(W13.size()), dW2(W2.size());
+    std::vector<float> xn(x.size()), rstd1(kN), qkv(size_t(kN * W)), o(x.size()), lse(size_t(kB * kH * kT)),
+        ao(x.size()), h(x.size()), hn(x.size()), rstd2(kN), ab(size_t(kN * 2 * kF)), u(size_t(kN * kF)), f(x.size()),
+        y(x.size());
+    std::vector<float> du(u.size()), dab(ab.size()), dhn(x.size()), dh(x.size()), dout(x.size()), dqkv(qkv.size()),
+        dxn(x.size()), dx(x.size());
+    const float* no_sink = nullptr;
+    for (auto _ : st) {
+        cpu::rmsnorm_fwd(xn.data(), rstd1.data(), x.data(), g1.data(), kN, kC, 1e-6f);
+        cpu::matmul_fwd(qkv.data(), xn.data(), Wqkv.data(), kN, kC, W);
+        cpu::rope(qkv.data(), s, 10000.f, 0, false);
+        cpu::attention_fwd(o.data(), lse.data(), qkv.data(), no_sink, s);
+        cpu::matmul_fwd(ao.data(), o.data(), Wo.data(), kN, kC, kC);
+        cpu::add(h.data(), x.data(), ao.data(), kN * kC);
+        cpu::rmsnorm_fwd(hn.data(), rstd2.data(), h.data(), g2.data(), kN, kC, 1e-6f);
+        cpu::matmul_fwd(ab.data(), hn.data(), W13.data(), kN, kC, 2 * kF);
+        cpu::swiglu_fwd(u.data(), ab.data(), kN, kF);
+        cpu::matmul_fwd(f.data(), u.data(), W2.data(), kN, kF, kC);
+        cpu::add(y.data(), h.data(), f.data(), kN * kC);
+
+        cpu::matmul_bwd(du.data(), dW2.data(), dy.data(), u.data(), W2.data(), kN, kF, kC);
+        cpu::swiglu_bwd(dab.data(), du.data(), ab.data(), kN, kF);
+        cpu::matmul_bwd(dhn.data(), dW13.data(), dab.data(), hn.data(), W13.data(), kN, kC, 2 * kF);
+        cpu::rmsnorm_bwd(dh.data(), dg2.data(), dhn.data(), h.data(), g2.data(), rstd2.data(), kN, kC);
+        cpu::add(dh.data(), dh.data(), dy.data(), kN * kC);
+        cpu::matmul_bwd(dout.data(), dWo.data(), dh.data(), o.data(), Wo.data(), kN, kC, kC);
+        cpu::attention_bwd(dqkv.data(), static_cast<float*>(nullptr), dout.data(), o.data(), lse.data(), qkv.data(),
+                           no_sink, s);
+        cpu::rope(dqkv.data(), s, 10000.f, 0, true);
+        cpu::matmul_bwd(dxn.data(), dWqkv.data(), dqkv.data(), xn.data(), Wqkv.data(), kN, kC, W);
+        cpu::rmsnorm_bwd(dx.data(), dg1.data(), dxn.data(), x.data(), g1.data(), rstd1.data(), kN, kC);
+        cpu::add(dx.data(), dx.data(), dh.data(), kN * kC);
+    }
+    st.SetItemsProcessed(st.iterations() * kN);
+}
+BENCHMARK(BM_layer_fwd_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
 }  // namespace sinklab
 

@@ -25,7 +25,7 @@ constexpr double kGradTol = 1e-6;  // analytic vs numeric gradient, relative
 constexpr double kF32Tol = 1e-5;   // float instantiation vs double, relative
 constexpr double kFill = 123.0;    // pre-fill of outputs that must be overwritten
 
-// Runs the float instantiation through a generic lambda and returns its result in double.
+// Runs a generic lambda `[&](auto z) { using T = decltype(z); ... }` in float or in double.
 template <typename F> auto as_float(F&& f) { return f(float{}); }
 template <typename F> auto as_double(F&& f) { return f(double{}); }
 
@@ -188,6 +188,22 @@ AttnSpec make_spec(int B, int T, int H, int Hkv, int hd) {
     return s;
 }
 
+// Every pair (2i, 2i+1) of the q and k heads turned by (pos0 + t) theta^(-2i/hd), in double; v kept.
+Vec naive_rope(const Vec& x, const AttnSpec& s, double theta, int64_t pos0) {
+    const int64_t W = s.qkv_width();
+    Vec y = x;
+    for (int64_t b = 0; b < s.B; b++)
+        for (int64_t t = 0; t < s.T; t++)
+            for (int64_t h = 0; h < s.H + s.Hkv; h++)
+                for (int64_t i = 0; i < s.hd / 2; i++) {
+                    const int64_t at = (b * s.T + t) * W + h * s.hd + 2 * i;
+                    const double a = double(pos0 + t) / std::pow(theta, 2.0 * double(i) / double(s.hd));
+                    y[at] = x[at] * std::cos(a) - x[at + 1] * std::sin(a);
+                    y[at + 1] = x[at] * std::sin(a) + x[at + 1] * std::cos(a);
+                }
+    return y;
+}
+
 TEST(CpuOps, RopeRotatesPairsOfQAndKOnly) {
     const AttnSpec s = make_spec(2, 5, 4, 2, 6);  // 3 pairs per head
     const int64_t N = int64_t(s.B) * s.T, W = s.qkv_width();
@@ -197,20 +213,10 @@ TEST(CpuOps, RopeRotatesPairsOfQAndKOnly) {
     Vec x = rng.vec(N * W), w = rng.vec(N * W);
     Vec y = x;
     cpu::rope(y.data(), s, theta, pos0, false);
-    for (int64_t b = 0; b < s.B; b++)
-        for (int64_t t = 0; t < s.T; t++)
-            for (int64_t h = 0; h < s.H + 2 * s.Hkv; h++)
-                for (int64_t i = 0; i < s.hd / 2; i++) {
-                    const int64_t at = (b * s.T + t) * W + h * s.hd + 2 * i;
-                    if (h >= s.H + s.Hkv) {  // v: untouched, bit for bit
-                        EXPECT_EQ(y[at], x[at]);
-                        EXPECT_EQ(y[at + 1], x[at + 1]);
-                        continue;
-                    }
-                    const double a = double(pos0 + t) / std::pow(double(theta), 2.0 * double(i) / double(s.hd));
-                    EXPECT_NEAR(y[at], x[at] * std::cos(a) - x[at + 1] * std::sin(a), 1e-14);
-                    EXPECT_NEAR(y[at + 1], x[at] * std::sin(a) + x[at + 1] * std::cos(a), 1e-14);
-                }
+    const Vec want = naive_rope(x, s, theta, pos0);
+    EXPECT_TRUE(all_close(y, want, 1e-13));
+    for (int64_t n = 0; n < N; n++)  // v: untouched, bit for bit
+        for (int64_t j = (s.H + s.Hkv) * s.hd; j < W; j++) ASSERT_EQ(y[n * W + j], x[n * W + j]);
     Vec back = y;
     cpu::rope(back.data(), s, theta, pos0, true);
     EXPECT_TRUE(all_close(back, x, 1e-13));
@@ -231,6 +237,16 @@ TEST(CpuOps, RopeRotatesPairsOfQAndKOnly) {
         return cast<double>(v);
     };
     EXPECT_TRUE(all_close(as_float(run), as_double(run), kF32Tol));
+}
+
+TEST(CpuOps, RopeKeepsFloatAccuracyAtLongPositions) {
+    // At a million positions a float angle is off by ~0.03 rad; the kernel's double angles are not.
+    const AttnSpec s = make_spec(1, 3, 2, 1, 64);
+    const int pos0 = 1000000;
+    const std::vector<float> x = cast<float>(Rng(20).vec(size_t(s.T) * s.qkv_width()));
+    std::vector<float> y = x;
+    cpu::rope(y.data(), s, 10000.f, pos0, false);
+    EXPECT_TRUE(all_close(cast<double>(y), naive_rope(cast<double>(x), s, 10000.0, pos0), kF32Tol));
 }
 
 // ------------------------------------------------------------------------------------------------ attention
@@ -359,13 +375,21 @@ TEST_P(CpuOpsAttention, GradientsMatchFiniteDifferences) {
     }
 }
 
-TEST_P(CpuOpsAttention, RepeatedRunsAreBitIdentical) {
+TEST_P(CpuOpsAttention, RunsAreBitIdenticalAcrossRepeatsAndThreadCounts) {
+    // Each (sequence, kv head) is one sequential task, so not even the thread count changes a bit.
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
     const AttnResult a = run_attention<float>(s, qkv, sink, w, dsink0);
     const AttnResult b = run_attention<float>(s, qkv, sink, w, dsink0);
-    EXPECT_EQ(a.o, b.o);
-    EXPECT_EQ(a.lse, b.lse);
-    EXPECT_EQ(a.dqkv, b.dqkv);
-    EXPECT_EQ(a.dsink, b.dsink);
+    omp_set_num_threads(1);
+    const AttnResult c = run_attention<float>(s, qkv, sink, w, dsink0);
+    omp_set_num_threads(threads);
+    for (const AttnResult* r : {&b, &c}) {
+        EXPECT_EQ(a.o, r->o);
+        EXPECT_EQ(a.lse, r->lse);
+        EXPECT_EQ(a.dqkv, r->dqkv);
+        EXPECT_EQ(a.dsink, r->dsink);
+    }
 }
 
 // Small shapes for the finite differences. T = 67 and 70 span several score tiles (32 doubles, 64 floats) and
