@@ -305,18 +305,24 @@ void attention_bwd_nv(T* dqkv, T* dsink, const T* dout, const T* o, const float*
             for (int64_t b = 0; b < s.B; b++) dsink[h] += T(dsink_part[size_t(b * s.H + h)]);
 }
 
-// Calls f with the number of vectors NV (a power of two) that holds one head of hd values.
+constexpr int64_t kMaxHeadDim = 128;
+
+// Calls f with the number of vectors NV (a power of two) that holds one head of hd values: each NV is its own
+// instantiation with the per-head accumulators in registers.
 template <typename T, typename F> void with_head_vectors(int64_t hd, F&& f) {
+    SL_REQUIRE(hd <= kMaxHeadDim,
+               "head_dim {} is larger than the CPU attention kernel's limit of {}: raise model.n_head or lower "
+               "model.d_model",
+               hd, kMaxHeadDim);
+    static_assert(kMaxHeadDim <= 16 * kLanes<double>);
     const int64_t nv = (hd + kLanes<T> - 1) / kLanes<T>;
     if (nv <= 1) return f(std::integral_constant<int, 1>{});
     if (nv <= 2) return f(std::integral_constant<int, 2>{});
     if (nv <= 4) return f(std::integral_constant<int, 4>{});
-    if (nv <= 8) return f(std::integral_constant<int, 8>{});
-    SL_REQUIRE(nv <= 16,
-               "head_dim {} is larger than the CPU attention kernel supports ({}): raise model.n_head or lower "
-               "model.d_model",
-               hd, 16 * kLanes<T>);
-    f(std::integral_constant<int, 16>{});
+    if constexpr (kMaxHeadDim > 4 * kLanes<T>) {
+        if (nv <= 8) return f(std::integral_constant<int, 8>{});
+    }
+    if constexpr (kMaxHeadDim > 8 * kLanes<T>) f(std::integral_constant<int, 16>{});
 }
 
 }  // namespace

@@ -393,23 +393,34 @@ TEST_P(CpuOpsAttention, RunsAreBitIdenticalAcrossRepeatsAndThreadCounts) {
 }
 
 // Small shapes for the finite differences. T = 67 and 70 span several score tiles (32 doubles, 64 floats) and
-// end mid-tile and mid-block of query rows; hd = 2, 4, 6, 32 and 40 take the padded and unpadded head layouts
-// of both precisions; T = 9 with 4 heads and 2 kv heads is GQA.
-INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsAttention,
-                         ::testing::Values(AttnCase{"softmax", AttnScore::Softmax, 2, 9, 2, 2, 6, {}},
-                                           AttnCase{"softmax_gqa_isolated", AttnScore::Softmax, 2, 9, 4, 2, 6, {3, 8}},
-                                           AttnCase{"sink", AttnScore::SinkLogit, 2, 9, 2, 2, 6, {}},
-                                           AttnCase{"sink_gqa_isolated", AttnScore::SinkLogit, 2, 9, 4, 2, 6, {0, 5}},
-                                           AttnCase{"offbyone", AttnScore::OffByOne, 2, 9, 2, 2, 6, {}},
-                                           AttnCase{
-                                               "offbyone_gqa_isolated", AttnScore::OffByOne, 1, 9, 4, 2, 6, {2, 3}},
-                                           AttnCase{"sigmoid", AttnScore::Sigmoid, 2, 9, 2, 2, 6, {}},
-                                           AttnCase{"sigmoid_gqa_isolated", AttnScore::Sigmoid, 1, 9, 4, 2, 6, {4}},
-                                           AttnCase{"softmax_long", AttnScore::Softmax, 1, 70, 2, 1, 4, {65}},
-                                           AttnCase{"sink_long", AttnScore::SinkLogit, 1, 67, 2, 1, 2, {}},
-                                           AttnCase{"softmax_hd32", AttnScore::Softmax, 1, 5, 2, 1, 32, {}},
-                                           AttnCase{"softmax_hd40", AttnScore::Softmax, 1, 6, 2, 2, 40, {1}}),
+// end mid-tile and mid-block of query rows; hd from 2 to 72 takes every head layout (1 to 16 vectors, padded
+// or not) of both precisions; 4 heads over 2 kv heads is GQA.
+const AttnCase kAttnCases[] = {
+    {"softmax", AttnScore::Softmax, 2, 9, 2, 2, 6, {}},
+    {"softmax_gqa_isolated", AttnScore::Softmax, 2, 9, 4, 2, 6, {3, 8}},
+    {"sink", AttnScore::SinkLogit, 2, 9, 2, 2, 6, {}},
+    {"sink_gqa_isolated", AttnScore::SinkLogit, 2, 9, 4, 2, 6, {0, 5}},
+    {"offbyone", AttnScore::OffByOne, 2, 9, 2, 2, 6, {}},
+    {"offbyone_gqa_isolated", AttnScore::OffByOne, 1, 9, 4, 2, 6, {2, 3}},
+    {"sigmoid", AttnScore::Sigmoid, 2, 9, 2, 2, 6, {}},
+    {"sigmoid_gqa_isolated", AttnScore::Sigmoid, 1, 9, 4, 2, 6, {4}},
+    {"softmax_long", AttnScore::Softmax, 1, 70, 2, 1, 4, {65}},
+    {"sink_long", AttnScore::SinkLogit, 1, 67, 2, 1, 2, {}},
+    {"softmax_hd16", AttnScore::Softmax, 1, 7, 2, 1, 16, {}},
+    {"softmax_hd32", AttnScore::Softmax, 1, 5, 2, 1, 32, {}},
+    {"softmax_hd40", AttnScore::Softmax, 1, 6, 2, 2, 40, {1}},
+    {"sink_hd72", AttnScore::SinkLogit, 1, 5, 2, 1, 72, {2}},
+};
+INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsAttention, ::testing::ValuesIn(kAttnCases),
                          [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
+
+TEST(CpuOps, AttentionRejectsHeadsLargerThanItsLimit) {
+    const AttnSpec s = make_spec(1, 2, 1, 1, 130);
+    const Vec qkv(size_t(s.T) * s.qkv_width());
+    Vec o(size_t(s.T) * s.hd);
+    std::vector<float> lse(s.T);
+    EXPECT_THROW(cpu::attention_fwd(o.data(), lse.data(), qkv.data(), static_cast<const double*>(nullptr), s), Error);
+}
 
 TEST(CpuOps, AttentionIsolatedRowReturnsItsOwnValue) {
     AttnSpec s = make_spec(2, 12, 4, 2, 8);
