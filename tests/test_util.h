@@ -1,6 +1,7 @@
 // Helpers for op tests: seeded random data, float64 central finite differences, element-wise comparison.
 #pragma once
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -45,8 +46,22 @@ inline double weighted_sum(const Vec& w, const double* y) {
     return s;
 }
 
-// d loss / d x[i] for every i by central differences; loss() must read x. x is left as it was.
+// Sets the OpenMP thread count for one scope and restores it after.
+class OmpThreads {
+public:
+    explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
+    ~OmpThreads() { omp_set_num_threads(saved_); }
+    OmpThreads(const OmpThreads&) = delete;
+    OmpThreads& operator=(const OmpThreads&) = delete;
+
+private:
+    int saved_;
+};
+
+// d loss / d x[i] for every i by central differences; loss() must read x. x is left as it was. One thread:
+// thousands of tiny calls gain nothing from a team, and on a busy machine its barriers cost milliseconds each.
 inline Vec numeric_grad(Vec& x, const std::function<double()>& loss, double h = 1e-5) {
+    const OmpThreads one(1);
     Vec g(x.size());
     for (size_t i = 0; i < x.size(); i++) {
         const double x0 = x[i];

@@ -1,8 +1,6 @@
 // The CPU kernels against independent references: float64 central finite differences for every gradient,
 // naive formula implementations for forward values, the float instantiation against the double one, and
 // the write (=) / accumulate (+=) contract checked by pre-filling the outputs.
-#include <omp.h>
-
 #include <cstring>
 #include <string>
 
@@ -377,13 +375,11 @@ TEST_P(CpuOpsAttention, GradientsMatchFiniteDifferences) {
 
 TEST_P(CpuOpsAttention, RunsAreBitIdenticalAcrossRepeatsAndThreadCounts) {
     // Each (sequence, kv head) is one sequential task, so not even the thread count changes a bit.
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(2);
-    const AttnResult a = run_attention<float>(s, qkv, sink, w, dsink0);
-    const AttnResult b = run_attention<float>(s, qkv, sink, w, dsink0);
-    omp_set_num_threads(1);
-    const AttnResult c = run_attention<float>(s, qkv, sink, w, dsink0);
-    omp_set_num_threads(threads);
+    auto run = [&](int threads) {
+        const test::OmpThreads scope(threads);
+        return run_attention<float>(s, qkv, sink, w, dsink0);
+    };
+    const AttnResult a = run(2), b = run(2), c = run(1);
     for (const AttnResult* r : {&b, &c}) {
         EXPECT_EQ(a.o, r->o);
         EXPECT_EQ(a.lse, r->lse);
@@ -833,12 +829,17 @@ TEST(CpuOps, SumSquaresIsExactAndIndependentOfThreads) {
         want += g[i] * g[i];
         want_f += double(gf[i]) * double(gf[i]);
     }
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    const double one_d = cpu::sum_squares(g.data(), n), one_f = cpu::sum_squares(gf.data(), n);
-    omp_set_num_threads(2);
-    const double two_d = cpu::sum_squares(g.data(), n), two_f = cpu::sum_squares(gf.data(), n);
-    omp_set_num_threads(threads);
+    double one_d, one_f, two_d, two_f;
+    {
+        const test::OmpThreads scope(1);
+        one_d = cpu::sum_squares(g.data(), n);
+        one_f = cpu::sum_squares(gf.data(), n);
+    }
+    {
+        const test::OmpThreads scope(2);
+        two_d = cpu::sum_squares(g.data(), n);
+        two_f = cpu::sum_squares(gf.data(), n);
+    }
     EXPECT_NEAR(one_d, want, 1e-12 * want);
     EXPECT_NEAR(one_f, want_f, 1e-12 * want_f);
     EXPECT_EQ(std::memcmp(&one_d, &two_d, sizeof(double)), 0);
