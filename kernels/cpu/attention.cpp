@@ -156,13 +156,13 @@ void load_tile(T* tile, int64_t HDp, const T* x, int64_t stride, int64_t hd, int
 // Turns row z[0, n) of scores into weights in place (zero outside the visible keys [j0, j1]). Returns the
 // factor the weighted sum of values still needs and writes the row's log-sum-exp.
 template <typename T>
-T weights_fwd(T* z, int64_t j0, int64_t j1, int64_t n, const AttnSpec& s, const T* sink, int64_t h, float* lse) {
+T weights_fwd(T* z, int64_t j0, int64_t j1, int64_t n, const AttnSpec& s, const T* sink, int64_t h, T* lse) {
     mask_outside(z, j0, j1, n);
     if (s.score == AttnScore::Sigmoid) {
         const T bias = T(s.sigmoid_bias);
 #pragma omp simd
         for (int64_t j = j0; j <= j1; j++) z[j] = sigmoid(z[j] + bias);
-        *lse = 0.f;
+        *lse = T(0);
         return T(1);
     }
     const bool has_sink = s.score != AttnScore::Softmax;
@@ -174,11 +174,11 @@ T weights_fwd(T* z, int64_t j0, int64_t j1, int64_t n, const AttnSpec& s, const 
         z[j] = exp_v(z[j] - mx);
         sum += z[j];
     }
-    *lse = float(mx + std::log(sum));
+    *lse = T(mx + std::log(sum));
     return T(1) / sum;
 }
 
-template <typename T, int NV> void attention_fwd_nv(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s) {
+template <typename T, int NV> void attention_fwd_nv(T* o, T* lse, const T* qkv, const T* sink, const AttnSpec& s) {
     const Layout ly(s);
     const int64_t Tn = s.T, hd = s.hd, HDp = NV * kLanes<T>, ld = round_up(Tn, kChunk<T>);
     const int64_t ntasks = int64_t(s.B) * s.Hkv;
@@ -200,7 +200,7 @@ template <typename T, int NV> void attention_fwd_nv(T* o, float* lse, const T* q
                     load_tile(qt, HDp, qkv + ly.row(b, 0) + ly.q(h), ly.W, hd, t, Tn, T(s.scale));
                     scores(z, ld, qt, HDp, Kt, ld, hd, n);
                     T norm[kR];
-                    float row_lse[kR];
+                    T row_lse[kR];
                     for (int r = 0; r < kR; r++) {
                         const int64_t tr = std::min(t + r, Tn - 1);
                         norm[r] = weights_fwd(z + r * ld, first_key(s, tr), tr, n, s, sink, h, &row_lse[r]);
@@ -217,7 +217,7 @@ template <typename T, int NV> void attention_fwd_nv(T* o, float* lse, const T* q
 }
 
 template <typename T, int NV>
-void attention_bwd_nv(T* dqkv, T* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
+void attention_bwd_nv(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse, const T* qkv, const T* sink,
                       const AttnSpec& s) {
     const Layout ly(s);
     const int64_t Tn = s.T, hd = s.hd, HDp = NV * kLanes<T>, ld = round_up(Tn, kChunk<T>);
@@ -328,21 +328,21 @@ template <typename T, typename F> void with_head_vectors(int64_t hd, F&& f) {
 }  // namespace
 
 // o [B, Tn, H, hd]; lse [B, H, Tn]; qkv [B, Tn, W]; sink [H] (SinkLogit only)
-template <typename T> void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s) {
+template <typename T> void attention_fwd(T* o, T* lse, const T* qkv, const T* sink, const AttnSpec& s) {
     with_head_vectors<T>(s.hd, [&](auto nv) { attention_fwd_nv<T, decltype(nv)::value>(o, lse, qkv, sink, s); });
 }
 
 // dqkv [B, Tn, W] (=); dsink [H] (+=, SinkLogit only); dout, o [B, Tn, H, hd]
 template <typename T>
-void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
+void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse, const T* qkv, const T* sink,
                    const AttnSpec& s) {
     with_head_vectors<T>(
         s.hd, [&](auto nv) { attention_bwd_nv<T, decltype(nv)::value>(dqkv, dsink, dout, o, lse, qkv, sink, s); });
 }
 
 #define SL_INSTANTIATE(T)                                                            \
-    template void attention_fwd<T>(T*, float*, const T*, const T*, const AttnSpec&); \
-    template void attention_bwd<T>(T*, T*, const T*, const T*, const float*, const T*, const T*, const AttnSpec&);
+    template void attention_fwd<T>(T*, T*, const T*, const T*, const AttnSpec&); \
+    template void attention_bwd<T>(T*, T*, const T*, const T*, const T*, const T*, const T*, const AttnSpec&);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)
 #undef SL_INSTANTIATE

@@ -8,7 +8,7 @@ namespace sinklab::cpu {
 
 // loss [N] (f32); dlogits [N, V] (=, may alias logits, may be null); logits [N, V]; targets [N]
 template <typename T>
-void cross_entropy(float* loss, T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
+void cross_entropy(T* loss, T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
                    float scale) {
     // Targets come from data files: a bad one is the user's to fix, caught before the parallel loop.
     for (int64_t n = 0; n < N; n++)
@@ -42,7 +42,7 @@ void cross_entropy(float* loss, T* dlogits, const T* logits, const int32_t* targ
 #pragma omp simd reduction(+ : sum)
             for (int64_t j = 0; j < V; j++) sum += double(exp_v(l[j] - mx));
         }
-        loss[n] = float(std::log(sum) + double(mx) - lt);
+        loss[n] = T(std::log(sum) + double(mx) - lt);
         if (dl) {
             const T f = T(double(scale) / sum);
 #pragma omp simd
@@ -52,7 +52,7 @@ void cross_entropy(float* loss, T* dlogits, const T* logits, const int32_t* targ
     }
 }
 
-#define SL_INSTANTIATE(T) template void cross_entropy<T>(float*, T*, const T*, const int32_t*, int64_t, int64_t, float);
+#define SL_INSTANTIATE(T) template void cross_entropy<T>(T*, T*, const T*, const int32_t*, int64_t, int64_t, float);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)
 #undef SL_INSTANTIATE

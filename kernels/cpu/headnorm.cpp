@@ -11,19 +11,19 @@ namespace sinklab::cpu {
 
 // out, x [N, nh, hd]; rstd [N, nh]; g [nh, hd] (per_head) or [hd]
 template <typename T>
-void headnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t nh, int64_t hd, bool per_head,
+void headnorm_fwd(T* out, T* rstd, const T* x, const T* g, int64_t N, int64_t nh, int64_t hd, bool per_head,
                   float eps) {
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t h = 0; h < nh; h++) {
             const int64_t r = n * nh + h;
-            rstd[r] = float(rmsnorm_row_fwd(out + r * hd, x + r * hd, g + (per_head ? h * hd : 0), hd, eps));
+            rstd[r] = T(rmsnorm_row_fwd(out + r * hd, x + r * hd, g + (per_head ? h * hd : 0), hd, eps));
         }
 }
 
 // dx, dout, x [N, nh, hd] (dx =); dg like g (+=)
 template <typename T>
-void headnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t nh,
+void headnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const T* rstd, int64_t N, int64_t nh,
                   int64_t hd, bool per_head) {
     rows_with_partials(dg, per_head ? nh * hd : hd, N, [&](int64_t r0, int64_t r1, T* dg_acc) {
         for (int64_t n = r0; n < r1; n++)
@@ -36,20 +36,20 @@ void headnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const flo
 
 // out, in [N, W] with W = (H + 2 Hkv) hd; rstd [N, H + Hkv]; gq, gk [hd]
 template <typename T>
-void qknorm_fwd(T* out, float* rstd, const T* in, const T* gq, const T* gk, const AttnSpec& s, float eps) {
+void qknorm_fwd(T* out, T* rstd, const T* in, const T* gq, const T* gk, const AttnSpec& s, float eps) {
     const int64_t N = int64_t(s.B) * s.T, W = s.qkv_width(), hd = s.hd, nqk = s.H + s.Hkv;
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         for (int64_t h = 0; h < nqk; h++)
             rstd[n * nqk + h] =
-                float(rmsnorm_row_fwd(out + n * W + h * hd, in + n * W + h * hd, h < s.H ? gq : gk, hd, eps));
+                T(rmsnorm_row_fwd(out + n * W + h * hd, in + n * W + h * hd, h < s.H ? gq : gk, hd, eps));
         std::copy(in + n * W + nqk * hd, in + (n + 1) * W, out + n * W + nqk * hd);
     }
 }
 
 // din, dout, in [N, W] (din =, v part copied from dout); dgq, dgk [hd] (+=)
 template <typename T>
-void qknorm_bwd(T* din, T* dgq, T* dgk, const T* dout, const T* in, const T* gq, const T* gk, const float* rstd,
+void qknorm_bwd(T* din, T* dgq, T* dgk, const T* dout, const T* in, const T* gq, const T* gk, const T* rstd,
                 const AttnSpec& s) {
     const int64_t N = int64_t(s.B) * s.T, W = s.qkv_width(), hd = s.hd, nqk = s.H + s.Hkv;
     std::vector<T> dg(size_t(2 * hd), T(0));  // [dgq | dgk] of this call
@@ -71,11 +71,11 @@ void qknorm_bwd(T* din, T* dgq, T* dgk, const T* dout, const T* in, const T* gq,
 }
 
 #define SL_INSTANTIATE(T)                                                                                        \
-    template void headnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, int64_t, bool, float);       \
-    template void headnorm_bwd<T>(T*, T*, const T*, const T*, const T*, const float*, int64_t, int64_t, int64_t, \
+    template void headnorm_fwd<T>(T*, T*, const T*, const T*, int64_t, int64_t, int64_t, bool, float);       \
+    template void headnorm_bwd<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                   bool);                                                                         \
-    template void qknorm_fwd<T>(T*, float*, const T*, const T*, const T*, const AttnSpec&, float);               \
-    template void qknorm_bwd<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const float*, const AttnSpec&);
+    template void qknorm_fwd<T>(T*, T*, const T*, const T*, const T*, const AttnSpec&, float);               \
+    template void qknorm_bwd<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const AttnSpec&);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)
 #undef SL_INSTANTIATE

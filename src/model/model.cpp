@@ -50,7 +50,7 @@ void plan_activations(const Config& cfg, const AttnSpec& spec, DType cd, Arena& 
     const int64_t B = spec.B, T = spec.T, N = B * T, C = m.d_model, H = spec.H, hd = spec.hd, F = m.d_ff,
                   W = spec.qkv_width(), V = m.vocab_size, L = m.n_layer;
     const int64_t G = a.gate == "head" ? H : H * hd;  // gate logits per row
-    const DType f32 = DType::F32;
+    const DType st = wide_dtype(cd);  // saved statistics and losses
     const AmplifyConfig& amp = cfg.intervention.amplify;
 
     acts.x.resize(L + 1);
@@ -59,17 +59,17 @@ void plan_activations(const Config& cfg, const AttnSpec& spec, DType cd, Arena& 
     for (int l = 0; l < L; l++) {
         BlockActs& b = acts.blocks[l];
         ar.add(&b.xn1, cd, {N, C});
-        ar.add(&b.rstd1, f32, {N});
+        ar.add(&b.rstd1, st, {N});
         if (a.qk_norm) {
             ar.add(&b.qkv_raw, cd, {B, T, W});
-            ar.add(&b.qk_rstd, f32, {N, H + spec.Hkv});
+            ar.add(&b.qk_rstd, st, {N, H + spec.Hkv});
         }
         ar.add(&b.qkv, cd, {B, T, W});
         ar.add(&b.att, cd, {B, T, H, hd});
-        ar.add(&b.lse, f32, {B, H, T});
+        ar.add(&b.lse, st, {B, H, T});
         if (a.headnorm_on()) {
             ar.add(&b.hn, cd, {B, T, H, hd});
-            ar.add(&b.hn_rstd, f32, {N, H});
+            ar.add(&b.hn_rstd, st, {N, H});
         }
         if (a.gated_on()) {
             ar.add(&b.glogit, cd, {N, G});
@@ -79,14 +79,14 @@ void plan_activations(const Config& cfg, const AttnSpec& spec, DType cd, Arena& 
             ar.add(&b.amp, cd, {B, T, H, hd});
         ar.add(&b.x_mid, cd, {N, C});
         ar.add(&b.xn2, cd, {N, C});
-        ar.add(&b.rstd2, f32, {N});
+        ar.add(&b.rstd2, st, {N});
         ar.add(&b.ab, cd, {N, 2 * F});
         ar.add(&b.act, cd, {N, F});
     }
     ar.add(&acts.xnf, cd, {N, C});
-    ar.add(&acts.rstdf, f32, {N});
+    ar.add(&acts.rstdf, st, {N});
     ar.add(&acts.logits, cd, {N, V});
-    ar.add(&acts.losses, f32, {N});
+    ar.add(&acts.losses, st, {N});
     ar.add(&acts.inputs, DType::I32, {B, T});
     ar.add(&acts.targets, DType::I32, {B, T});
 
@@ -207,7 +207,7 @@ void Model::init_headnorm_gains(uint64_t seed) {
     tmp.add(&x, cd, {T0, C});
     tmp.add(&qkv, cd, {1, T0, s.qkv_width()});
     tmp.add(&o, cd, {1, T0, s.H, s.hd});
-    tmp.add(&lse, DType::F32, {1, s.H, T0});
+    tmp.add(&lse, be_.wide(), {1, s.H, T0});
     tmp.allocate(be_);
     for (int l = 0; l < cfg_.model.n_layer; l++) {
         const ParamInfo* gain = table_.find(layer_param(l, "headnorm"));
@@ -215,26 +215,26 @@ void Model::init_headnorm_gains(uint64_t seed) {
         BlockTensors w = block(weights_, l);
         be_.matmul_fwd(qkv, x, w.wqkv);
         be_.attention_fwd(o, lse, qkv, w.sink, s);
-        std::vector<float> out(size_t(T0) * s.H * s.hd);
-        be_.read(out.data(), DType::F32, o);
-        std::vector<float> stds(size_t(s.H));
+        std::vector<double> out(size_t(T0) * s.H * s.hd);
+        be_.read(out.data(), DType::F64, o);
+        std::vector<double> stds(size_t(s.H));
         for (int h = 0; h < s.H; h++) {
-            const float* v = out.data() + size_t(h) * s.hd;  // token 0, head h
+            const double* v = out.data() + size_t(h) * s.hd;  // token 0, head h
             double mean = 0, var = 0;
             for (int j = 0; j < s.hd; j++) mean += v[j];
             mean /= s.hd;
             for (int j = 0; j < s.hd; j++) var += (v[j] - mean) * (v[j] - mean);
-            stds[h] = float(std::sqrt(var / s.hd));
+            stds[h] = std::sqrt(var / s.hd);
         }
-        std::vector<float> g(size_t(gain->numel));
+        std::vector<double> g(size_t(gain->numel));
         if (gain->shape.size() == 2) {
             for (int h = 0; h < s.H; h++) std::fill(g.begin() + h * s.hd, g.begin() + (h + 1) * s.hd, stds[h]);
         } else {
             double mean = 0;
-            for (float v : stds) mean += v;
-            std::fill(g.begin(), g.end(), float(mean / s.H));
+            for (double v : stds) mean += v;
+            std::fill(g.begin(), g.end(), mean / s.H);
         }
-        be_.write(ParamTable::view(*gain, truth()), g.data(), DType::F32);
+        be_.write(ParamTable::view(*gain, truth()), g.data(), DType::F64);
     }
     sync_weights();
 }
@@ -259,8 +259,8 @@ double Model::forward(const int32_t* inputs, const int32_t* targets, float grad_
                       grad_scale);
 
     const int64_t N = int64_t(B_) * T_;
-    std::vector<float> losses(static_cast<size_t>(N));
-    be_.read(losses.data(), DType::F32, acts_.losses);
+    std::vector<double> losses(static_cast<size_t>(N));
+    be_.read(losses.data(), DType::F64, acts_.losses);
     double sum = 0;
     int64_t counted = 0;
     for (int64_t i = 0; i < N; i++)

@@ -38,7 +38,7 @@ struct Activations {
     std::vector<BlockActs> blocks;
     Tensor xnf, rstdf;      // [B,T,C], [N]  final RMSNorm
     Tensor logits;          // [B,T,V]  (dlogits in place after the loss)
-    Tensor losses;          // [N] f32
+    Tensor losses;          // [N] (wide)
     Tensor inputs, targets; // [B,T] i32
 };
 

@@ -280,7 +280,8 @@ TEST(ConfigPresets, BaseListsEverySchemaKeyAndTheDefaults) {
 
 TEST(ConfigPresets, EveryKeyLineHasAComment) {
     const std::regex key_line(R"(^\s*[A-Za-z_]+:)");
-    for (const char* name : {"base.yaml", "tiny.yaml", "llama-152m.yaml", "llama-152m-headnorm.yaml"}) {
+    for (const char* name :
+         {"base.yaml", "tiny.yaml", "tiny-synthetic.yaml", "llama-152m.yaml", "llama-152m-headnorm.yaml"}) {
         std::ifstream in(kConfigs / name);
         ASSERT_TRUE(in) << name;
         int keys = 0;
@@ -313,10 +314,14 @@ TEST(ConfigPresets, TinyIsTheCpuModelOfTheBrief) {
     EXPECT_EQ(c.metrics.val_batches, 4);
     EXPECT_EQ(c.metrics.heavy_every, 100);
     EXPECT_EQ(c.backend, "cpu");
-    EXPECT_EQ(c.data.train, ".cache/shards/synthetic/train_*.bin");
-    EXPECT_EQ(c.data.val, ".cache/shards/synthetic/val_*.bin");
+    EXPECT_EQ(c.data.train, ".cache/shards/corpus-bytes/train_*.bin");
+    EXPECT_EQ(c.data.val, ".cache/shards/corpus-bytes/val_*.bin");
     EXPECT_EQ(c.data.tokenizer, "bytes");
-    EXPECT_EQ(c.data.missing, "synthetic");
+    EXPECT_EQ(c.data.missing, "corpus");
+    const Config syn = load_config((kConfigs / "tiny-synthetic.yaml").string());
+    EXPECT_EQ(syn.data.train, ".cache/shards/synthetic/train_*.bin");
+    EXPECT_EQ(syn.data.missing, "synthetic");
+    EXPECT_EQ(syn.model, c.model);
     EXPECT_EQ(c.run.name, "tiny");
     EXPECT_EQ(c.run.out_dir, "runs");
     EXPECT_EQ(c.attention.variant, "headnorm");
@@ -414,7 +419,7 @@ TEST_F(ConfigTest, DumpLoadRoundTripIsExact) {
 }
 
 TEST_F(ConfigTest, PresetsRoundTrip) {
-    for (const char* name : {"tiny.yaml", "llama-152m.yaml", "llama-152m-headnorm.yaml"}) {
+    for (const char* name : {"tiny.yaml", "tiny-synthetic.yaml", "llama-152m.yaml", "llama-152m-headnorm.yaml"}) {
         Config c = load_config((kConfigs / name).string());
         const std::string dumped = write(name, dump_config(c));
         c.source = dumped;

@@ -43,11 +43,12 @@ enum class Role {
     InWide,  // wide dtype (f32 on CUDA), random, read only
     Ids,     // i32
     Out,     // compute dtype, poisoned, compared
-    OutF32,  // f32 on every backend (lse, rstd, loss), poisoned, compared
+    OutWide, // wide dtype (lse, rstd, loss: f32 on CUDA, f64 on the f64 CPU reference), poisoned, compared
+    OutF32,  // f32 on every backend (a conversion's target), poisoned, compared
     Acc,     // wide dtype, random start, accumulated into (+=), compared
     InOut,   // compute dtype, random start, updated in place, compared
     Tmp,     // compute dtype, poisoned, an intermediate between stages
-    TmpF32,  // f32, poisoned, an intermediate
+    TmpWide, // wide dtype, poisoned, an intermediate
 };
 
 struct Arg {
@@ -69,8 +70,12 @@ struct Case {
     double rtol = 1e-5;  // fp32 mode
 };
 
-bool compared(Role r) { return r == Role::Out || r == Role::OutF32 || r == Role::Acc || r == Role::InOut; }
-bool poisoned(Role r) { return r == Role::Out || r == Role::OutF32 || r == Role::Tmp || r == Role::TmpF32; }
+bool compared(Role r) {
+    return r == Role::Out || r == Role::OutWide || r == Role::OutF32 || r == Role::Acc || r == Role::InOut;
+}
+bool poisoned(Role r) {
+    return r == Role::Out || r == Role::OutWide || r == Role::OutF32 || r == Role::Tmp || r == Role::TmpWide;
+}
 bool stored_in_compute(Role r) { return r == Role::Out || r == Role::InOut || r == Role::Tmp; }
 
 DType dtype_for(Role r, const Backend& b) {
@@ -80,10 +85,11 @@ DType dtype_for(Role r, const Backend& b) {
         case Role::InOut:
         case Role::Tmp: return b.compute_dtype();
         case Role::InWide:
+        case Role::OutWide:
+        case Role::TmpWide:
         case Role::Acc: return b.wide();
         case Role::Ids: return DType::I32;
-        case Role::OutF32:
-        case Role::TmpF32: return DType::F32;
+        case Role::OutF32: return DType::F32;
     }
     return DType::F32;
 }
@@ -289,11 +295,11 @@ TEST_F(CudaOps, RMSNorm) {
         std::string sfx = "_C" + std::to_string(C);
         check({"rmsnorm_fwd" + sfx,
                {in("x", {N, C}, -2, 2), in("g", {C}, 0.5, 1.5), arg("out", Role::Out, {N, C}),
-                arg("rstd", Role::OutF32, {N})},
+                arg("rstd", Role::OutWide, {N})},
                {[](Backend& b, Tensors& t) { b.rmsnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); }}});
         check({"rmsnorm_bwd" + sfx,
                {in("x", {N, C}, -2, 2), in("g", {C}, 0.5, 1.5), in("dout", {N, C}), arg("out", Role::Tmp, {N, C}),
-                arg("rstd", Role::TmpF32, {N}), arg("dx", Role::Out, {N, C}), arg("dg", Role::Acc, {C})},
+                arg("rstd", Role::TmpWide, {N}), arg("dx", Role::Out, {N, C}), arg("dg", Role::Acc, {C})},
                {[](Backend& b, Tensors& t) { b.rmsnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
                 [](Backend& b, Tensors& t) {
                     b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"]);
@@ -357,11 +363,11 @@ void check_attention(const std::string& name, const AttnSpec& s, double r = 2.0)
     bool sink = s.score == AttnScore::SinkLogit;
     std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
     Case fwd{name + "_fwd",
-             {in("qkv", qkv, -r, r), arg("o", Role::Out, o), arg("lse", Role::OutF32, lse)},
+             {in("qkv", qkv, -r, r), arg("o", Role::Out, o), arg("lse", Role::OutWide, lse)},
              {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); }},
              5e-5};
     Case bwd{name + "_bwd",
-             {in("qkv", qkv, -r, r), in("dout", o), arg("o", Role::Tmp, o), arg("lse", Role::TmpF32, lse),
+             {in("qkv", qkv, -r, r), in("dout", o), arg("o", Role::Tmp, o), arg("lse", Role::TmpWide, lse),
               arg("dqkv", Role::Out, qkv)},
              {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
               [s](Backend& b, Tensors& t) {
@@ -425,11 +431,11 @@ TEST_F(CudaOps, HeadNorm) {
         std::string sfx = per_head ? "_per_head" : "_shared";
         check({"headnorm_fwd" + sfx,
                {in("x", {N, nh, hd}, -2, 2), in("g", gs, 0.3, 1.5), arg("out", Role::Out, {N, nh, hd}),
-                arg("rstd", Role::OutF32, {N, nh})},
+                arg("rstd", Role::OutWide, {N, nh})},
                {[](Backend& b, Tensors& t) { b.headnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); }}});
         check({"headnorm_bwd" + sfx,
                {in("x", {N, nh, hd}, -2, 2), in("g", gs, 0.3, 1.5), in("dout", {N, nh, hd}),
-                arg("out", Role::Tmp, {N, nh, hd}), arg("rstd", Role::TmpF32, {N, nh}),
+                arg("out", Role::Tmp, {N, nh, hd}), arg("rstd", Role::TmpWide, {N, nh}),
                 arg("dx", Role::Out, {N, nh, hd}), arg("dg", Role::Acc, gs)},
                {[](Backend& b, Tensors& t) { b.headnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
                 [](Backend& b, Tensors& t) {
@@ -443,11 +449,11 @@ TEST_F(CudaOps, QKNorm) {
     std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, rstd{int64_t(s.B) * s.T, s.H + s.Hkv};
     check({"qknorm_fwd",
            {in("in", qkv, -2, 2), in("gq", {s.hd}, 0.5, 1.5), in("gk", {s.hd}, 0.5, 1.5), arg("out", Role::Out, qkv),
-            arg("rstd", Role::OutF32, rstd)},
+            arg("rstd", Role::OutWide, rstd)},
            {[s](Backend& b, Tensors& t) { b.qknorm_fwd(t["out"], t["rstd"], t["in"], t["gq"], t["gk"], s, 1e-6f); }}});
     check({"qknorm_bwd",
            {in("in", qkv, -2, 2), in("gq", {s.hd}, 0.5, 1.5), in("gk", {s.hd}, 0.5, 1.5), in("dout", qkv),
-            arg("out", Role::Tmp, qkv), arg("rstd", Role::TmpF32, rstd), arg("din", Role::Out, qkv),
+            arg("out", Role::Tmp, qkv), arg("rstd", Role::TmpWide, rstd), arg("din", Role::Out, qkv),
             arg("dgq", Role::Acc, {s.hd}), arg("dgk", Role::Acc, {s.hd})},
            {[s](Backend& b, Tensors& t) { b.qknorm_fwd(t["out"], t["rstd"], t["in"], t["gq"], t["gk"], s, 1e-6f); },
             [s](Backend& b, Tensors& t) {
@@ -530,19 +536,19 @@ TEST_F(CudaOps, CrossEntropy) {
         };
         float scale = 1.f / float(s.N);
         check({"cross_entropy" + sfx,
-               {in("logits", {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets), arg("loss", Role::OutF32, {s.N}),
+               {in("logits", {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets), arg("loss", Role::OutWide, {s.N}),
                 arg("dlogits", Role::Out, {s.N, s.V})},
                {[scale](Backend& b, Tensors& t) {
                    b.cross_entropy(t["loss"], t["dlogits"], t["logits"], t["targets"], scale);
                }}});
         check({"cross_entropy_in_place" + sfx,
                {arg("logits", Role::InOut, {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets),
-                arg("loss", Role::OutF32, {s.N})},
+                arg("loss", Role::OutWide, {s.N})},
                {[scale](Backend& b, Tensors& t) {
                    b.cross_entropy(t["loss"], t["logits"], t["logits"], t["targets"], scale);
                }}});
         check({"cross_entropy_loss_only" + sfx,
-               {in("logits", {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets), arg("loss", Role::OutF32, {s.N})},
+               {in("logits", {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets), arg("loss", Role::OutWide, {s.N})},
                {[scale](Backend& b, Tensors& t) {
                    b.cross_entropy(t["loss"], Tensor{}, t["logits"], t["targets"], scale);
                }}});
@@ -658,10 +664,10 @@ TEST_F(CudaOps, BackwardIsDeterministic) {
     AttnSpec s = spec(2, 190, 4, 2, 64, AttnScore::SinkLogit);
     std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
     Case c{"deterministic",
-           {in("qkv", qkv), in("dout", o), in("sink", {s.H}), arg("o", Role::Tmp, o), arg("lse", Role::TmpF32, lse),
+           {in("qkv", qkv), in("dout", o), in("sink", {s.H}), arg("o", Role::Tmp, o), arg("lse", Role::TmpWide, lse),
             arg("dqkv", Role::Out, qkv), arg("dsink", Role::Acc, {s.H}), ids("ids", {300}, uniform_ids(0, 7)),
             in("emb_dout", {300, 64}), arg("dwte", Role::Acc, {7, 64}), in("x", {300, 64}), in("g", {64}),
-            arg("rstd", Role::TmpF32, {300}), arg("dx", Role::Out, {300, 64}), arg("dg", Role::Acc, {64})},
+            arg("rstd", Role::TmpWide, {300}), arg("dx", Role::Out, {300, 64}), arg("dg", Role::Acc, {64})},
            {[s](Backend& b, Tensors& t) {
                 b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s);
                 b.attention_bwd(t["dqkv"], t["dsink"], t["dout"], t["o"], t["lse"], t["qkv"], t["sink"], s);

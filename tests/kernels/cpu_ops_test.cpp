@@ -89,7 +89,7 @@ TEST(CpuOps, RmsnormMatchesFormulaAndFiniteDifferences) {
     const float eps = 1e-5f;
     Rng rng(2);
     Vec x = rng.vec(N * C), g = rng.vec(C, 0.5, 1.5), w = rng.vec(N * C), out(N * C);
-    std::vector<float> rstd(N);
+    Vec rstd(N);
     cpu::rmsnorm_fwd(out.data(), rstd.data(), x.data(), g.data(), N, C, eps);
     Vec want(N * C), want_rstd(N), got_rstd = cast<double>(rstd);
     for (int64_t n = 0; n < N; n++) {
@@ -117,7 +117,7 @@ TEST(CpuOps, RmsnormMatchesFormulaAndFiniteDifferences) {
         using T = decltype(z);
         const auto xt = cast<T>(x), gt = cast<T>(g), wt = cast<T>(w);
         std::vector<T> o(N * C), d(N * C), dgt(C, T(0));
-        std::vector<float> r(N);
+        std::vector<T> r(N);
         cpu::rmsnorm_fwd(o.data(), r.data(), xt.data(), gt.data(), N, C, eps);
         cpu::rmsnorm_bwd(d.data(), dgt.data(), wt.data(), xt.data(), gt.data(), r.data(), N, C);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dgt));
@@ -304,7 +304,7 @@ AttnResult run_attention(const AttnSpec& s, const Vec& qkv, const Vec& sink, con
     const size_t n_o = size_t(s.B) * s.T * s.H * s.hd;
     const auto q = cast<T>(qkv), sk = cast<T>(sink), wt = cast<T>(w);
     std::vector<T> o(n_o), dqkv(qkv.size(), T(kFill)), ds = cast<T>(dsink0);
-    std::vector<float> lse(size_t(s.B) * s.H * s.T);
+    std::vector<T> lse(size_t(s.B) * s.H * s.T);
     const T* sp = sink.empty() ? nullptr : sk.data();
     cpu::attention_fwd(o.data(), lse.data(), q.data(), sp, s);
     cpu::attention_bwd(dqkv.data(), ds.empty() ? nullptr : ds.data(), wt.data(), o.data(), lse.data(), q.data(), sp, s);
@@ -353,7 +353,7 @@ TEST_P(CpuOpsAttention, ForwardMatchesExplicitWeightMatrix) {
 
 TEST_P(CpuOpsAttention, GradientsMatchFiniteDifferences) {
     Vec o(size_t(s.B) * s.T * s.H * s.hd);
-    std::vector<float> lse(size_t(s.B) * s.H * s.T);
+    Vec lse(size_t(s.B) * s.H * s.T);
     auto kernel_loss = [&] {
         cpu::attention_fwd(o.data(), lse.data(), qkv.data(), sink.empty() ? nullptr : sink.data(), s);
         return weighted_sum(w, o.data());
@@ -414,7 +414,7 @@ TEST(CpuOps, AttentionRejectsHeadsLargerThanItsLimit) {
     const AttnSpec s = make_spec(1, 2, 1, 1, 130);
     const Vec qkv(size_t(s.T) * s.qkv_width());
     Vec o(size_t(s.T) * s.hd);
-    std::vector<float> lse(s.T);
+    Vec lse(s.T);
     EXPECT_THROW(cpu::attention_fwd(o.data(), lse.data(), qkv.data(), static_cast<const double*>(nullptr), s), Error);
 }
 
@@ -468,7 +468,7 @@ TEST_P(CpuOpsHeadnorm, MatchesFormulaAndFiniteDifferences) {
     const float eps = 1e-6f;
     Rng rng(8 + per_head);
     Vec x = rng.vec(N * nh * hd), g = rng.vec(G, 0.5, 1.5), w = rng.vec(N * nh * hd), out(N * nh * hd);
-    std::vector<float> rstd(N * nh);
+    Vec rstd(N * nh);
     cpu::headnorm_fwd(out.data(), rstd.data(), x.data(), g.data(), N, nh, hd, per_head, eps);
     Vec want(N * nh * hd);
     for (int64_t r = 0; r < N * nh; r++) {
@@ -495,7 +495,7 @@ TEST_P(CpuOpsHeadnorm, MatchesFormulaAndFiniteDifferences) {
         using T = decltype(z);
         const auto xt = cast<T>(x), gt = cast<T>(g), wt = cast<T>(w);
         std::vector<T> o(x.size()), d(x.size()), dgt(G, T(0));
-        std::vector<float> r(N * nh);
+        std::vector<T> r(N * nh);
         cpu::headnorm_fwd(o.data(), r.data(), xt.data(), gt.data(), N, nh, hd, per_head, eps);
         cpu::headnorm_bwd(d.data(), dgt.data(), wt.data(), xt.data(), gt.data(), r.data(), N, nh, hd, per_head);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dgt));
@@ -516,7 +516,7 @@ TEST(CpuOps, QknormNormalizesQAndKHeadsAndCopiesV) {
     const float eps = 1e-6f;
     Rng rng(9);
     Vec in = rng.vec(N * W), gq = rng.vec(hd, 0.5, 1.5), gk = rng.vec(hd, 0.5, 1.5), w = rng.vec(N * W), out(N * W);
-    std::vector<float> rstd(N * nqk);
+    Vec rstd(N * nqk);
     cpu::qknorm_fwd(out.data(), rstd.data(), in.data(), gq.data(), gk.data(), s, eps);
     for (int64_t n = 0; n < N; n++)
         for (int64_t h = 0; h < s.H + 2 * s.Hkv; h++) {
@@ -549,7 +549,7 @@ TEST(CpuOps, QknormNormalizesQAndKHeadsAndCopiesV) {
         using T = decltype(z);
         const auto it = cast<T>(in), qt = cast<T>(gq), kt = cast<T>(gk), wt = cast<T>(w);
         std::vector<T> o(in.size()), d(in.size()), dq(hd, T(0)), dk(hd, T(0));
-        std::vector<float> r(N * nqk);
+        std::vector<T> r(N * nqk);
         cpu::qknorm_fwd(o.data(), r.data(), it.data(), qt.data(), kt.data(), s, eps);
         cpu::qknorm_bwd(d.data(), dq.data(), dk.data(), wt.data(), it.data(), qt.data(), kt.data(), r.data(), s);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dq), cast<double>(dk));
@@ -739,15 +739,15 @@ TEST(CpuOps, CrossEntropyMatchesFormulaAndFiniteDifferences) {
     logits = cast<double>(cast<float>(logits));                   // the float run below sees the same inputs
     std::vector<int32_t> targets = rng.ints(N, 0, int32_t(V) - 1);
     targets[4] = -1;  // ignored row
-    std::vector<float> loss(N);
+    Vec loss(N);
     Vec dl(N * V, kFill);
     cpu::cross_entropy(loss.data(), dl.data(), logits.data(), targets.data(), N, V, scale);
     Vec want(N);
     for (int64_t n = 0; n < N; n++) want[n] = naive_ce(&logits[n * V], V, targets[n]);
-    EXPECT_TRUE(all_close(cast<double>(loss), want, 1e-7, 1.0));
-    EXPECT_EQ(loss[4], 0.f);
+    EXPECT_TRUE(all_close(loss, want, 1e-12, 1.0));
+    EXPECT_EQ(loss[4], 0.0);
 
-    // The kernel's loss is f32, so differentiate the f64 reference: L = scale * sum_n loss_n.
+    // dlogits against the finite differences of the reference loss L = scale * sum_n loss_n.
     const Vec num = numeric_grad(logits, [&] {
         double L = 0;
         for (int64_t n = 0; n < N; n++) L += double(scale) * naive_ce(&logits[n * V], V, targets[n]);
@@ -758,7 +758,7 @@ TEST(CpuOps, CrossEntropyMatchesFormulaAndFiniteDifferences) {
 
     // dlogits may alias logits, or be absent.
     Vec inplace = logits;
-    std::vector<float> loss2(N), loss3(N);
+    Vec loss2(N), loss3(N);
     cpu::cross_entropy(loss2.data(), inplace.data(), inplace.data(), targets.data(), N, V, scale);
     EXPECT_EQ(inplace, dl);
     EXPECT_EQ(loss2, loss);
@@ -775,7 +775,7 @@ TEST(CpuOps, CrossEntropyMatchesFormulaAndFiniteDifferences) {
 TEST(CpuOps, CrossEntropyRejectsTargetsOutsideTheVocabulary) {
     const std::vector<int32_t> targets = {1, 5};
     Vec logits(2 * 5);
-    std::vector<float> loss(2);
+    Vec loss(2);
     EXPECT_THROW(cpu::cross_entropy(loss.data(), logits.data(), logits.data(), targets.data(), 2, 5, 1.f), Error);
 }
 

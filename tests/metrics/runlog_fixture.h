@@ -20,6 +20,8 @@
 #include "metrics/runlog.h"
 #include "metrics/runlog_reader.h"
 
+#include "fs_util.h"
+
 namespace sinklab::test {
 
 inline std::vector<GroupSpec> test_groups() {
@@ -137,24 +139,6 @@ inline int64_t check_dump_group(const nlohmann::json& dump, const std::string& g
     }
     return n == 0 ? -1 : (n - 1) * every(group);
 }
-
-class TempDir {
-public:
-    TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "sinklab_runlog_XXXXXX").string();
-        if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    std::string str() const { return path_.string(); }
-
-private:
-    std::filesystem::path path_;
-};
 
 struct PythonResult {
     int rc = -1;

@@ -213,7 +213,7 @@ TEST(RunLog, ErrorsNamePathAndRemedyWithoutHdf5Trace) {
     for (const auto& [message, part] : cases) {
         expect_contains(message, part);
         EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
-        EXPECT_TRUE(message.find(dir.str()) != std::string::npos || message.find("/proc/") != std::string::npos)
+        EXPECT_TRUE(message.find(dir.path()) != std::string::npos || message.find("/proc/") != std::string::npos)
             << "names the file: " << message;
     }
     EXPECT_EQ(stderr_text, "") << "HDF5 printed its error stack";

@@ -115,8 +115,8 @@ TEST_P(TorchOracle, SameLossAndGradients) {
     const std::vector<double> grads = read_all(*be, model.grads());
     const OracleResult ref = run_oracle(cfg, model, batch, seed, c.name + std::string(dtype_name(dtype)));
 
-    // fp64 must agree to rounding; fp32 within the 1e-4.
-    const double tol = dtype == DType::F64 ? 1e-9 : 1e-4;
+    // fp64 agrees to the rounding of the f32 gradient scale 1/(B*T) (a uniform 7e-9); fp32 within 1e-4.
+    const double tol = dtype == DType::F64 ? 5e-8 : 1e-4;
     EXPECT_LT(std::abs(loss - ref.loss) / ref.loss, tol) << "loss " << loss << " vs torch " << ref.loss;
     size_t off = 0;
     for (const ParamInfo& p : model.table().all()) {
@@ -134,9 +134,11 @@ TEST_P(TorchOracle, SameLossAndGradients) {
         const ParamInfo& g = model.table().get(layer_param(l, "headnorm"));
         const std::vector<double> want = read_f64(gp);
         ASSERT_EQ(want.size(), size_t(g.numel));
-        EXPECT_LT(rel_err(w.data() + g.offset, want.data(), want.size()), dtype == DType::F64 ? 1e-9 : 1e-5)
+        EXPECT_LT(rel_err(w.data() + g.offset, want.data(), want.size()), dtype == DType::F64 ? 1e-12 : 1e-5)
             << g.name;
-        EXPECT_GT(want[0], 0.05);  // a real std, not the ones the gain starts from
+        // About init_std * sqrt(d_model) = 0.1: far from the ones the gain is filled with before the rule runs.
+        EXPECT_GT(want[0], 0.01);
+        EXPECT_LT(want[0], 0.5);
     }
 }
 
