@@ -12,9 +12,9 @@ namespace sinklab::cpu {
 template <typename T> void embedding_fwd(T* out, const int32_t* ids, const T* wte, int64_t N, int64_t V, int64_t C);
 template <typename T> void embedding_bwd(T* dwte, const int32_t* ids, const T* dout, int64_t N, int64_t V, int64_t C);
 
-template <typename T> void rmsnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t C, float eps);
+template <typename T> void rmsnorm_fwd(T* out, T* rstd, const T* x, const T* g, int64_t N, int64_t C, float eps);
 template <typename T>
-void rmsnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t C);
+void rmsnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const T* rstd, int64_t N, int64_t C);
 
 // out[N,O] = x[N,I] W[O,I]^T; dx = dout W (dx may be null); dW += dout^T x
 template <typename T> void matmul_fwd(T* out, const T* x, const T* W, int64_t N, int64_t I, int64_t O);
@@ -24,22 +24,22 @@ void matmul_bwd(T* dx, T* dW, const T* dout, const T* x, const T* W, int64_t N, 
 // in place on the q and k heads of qkv[B,T,W]; inverse rotates by the negative angle
 template <typename T> void rope(T* qkv, const AttnSpec& s, float theta, int pos0, bool inverse);
 
-template <typename T> void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s);
+template <typename T> void attention_fwd(T* o, T* lse, const T* qkv, const T* sink, const AttnSpec& s);
 template <typename T>
-void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
+void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse, const T* qkv, const T* sink,
                    const AttnSpec& s);
 
 // x, out [N, nh, hd]; rstd [N, nh]; g [nh, hd] when per_head, else [hd]
 template <typename T>
-void headnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t nh, int64_t hd, bool per_head,
+void headnorm_fwd(T* out, T* rstd, const T* x, const T* g, int64_t N, int64_t nh, int64_t hd, bool per_head,
                   float eps);
 template <typename T>
-void headnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t nh,
+void headnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const T* rstd, int64_t N, int64_t nh,
                   int64_t hd, bool per_head);
 template <typename T>
-void qknorm_fwd(T* out, float* rstd, const T* in, const T* gq, const T* gk, const AttnSpec& s, float eps);
+void qknorm_fwd(T* out, T* rstd, const T* in, const T* gq, const T* gk, const AttnSpec& s, float eps);
 template <typename T>
-void qknorm_bwd(T* din, T* dgq, T* dgk, const T* dout, const T* in, const T* gq, const T* gk, const float* rstd,
+void qknorm_bwd(T* din, T* dgq, T* dgk, const T* dout, const T* in, const T* gq, const T* gk, const T* rstd,
                 const AttnSpec& s);
 
 // x, out [N, H, hd]; logit [N, H*hd] when per_channel, else [N, H]
@@ -62,7 +62,7 @@ template <typename T> void add(T* out, const T* a, const T* b, int64_t n);
 template <typename T> void scale(T* x, float s, int64_t n);
 
 template <typename T>
-void cross_entropy(float* loss, T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
+void cross_entropy(T* loss, T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
                    float scale);
 
 // CPU weights are already wide: p is updated in place, there is no master copy

@@ -90,7 +90,7 @@ void Backend::rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps
     expect_shape(out, {N, C}, "rmsnorm out");
     expect_shape(rstd, {N}, "rmsnorm rstd");
     expect_shape(g, {C}, "rmsnorm g");
-    expect_dtype(rstd, DType::F32, "rmsnorm rstd");
+    expect_dtype(rstd, wide(), "rmsnorm rstd");
     OpScope s(*this, OpFamily::RMSNorm);
     do_rmsnorm_fwd(out, rstd, x, g, eps);
 }
@@ -149,7 +149,7 @@ void Backend::attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const
     check_qkv(qkv, s, "attention qkv");
     expect_shape(o, {s.B, s.T, s.H, s.hd}, "attention o");
     expect_shape(lse, {s.B, s.H, s.T}, "attention lse");
-    expect_dtype(lse, DType::F32, "attention lse");
+    expect_dtype(lse, wide(), "attention lse");
     SL_ASSERT((s.score == AttnScore::SinkLogit) == !sink.empty(), "sink logits given: {}", !sink.empty());
     if (!sink.empty()) expect_shape(sink, {s.H}, "attention sink");
     SL_ASSERT(s.n_isolate >= 0 && s.n_isolate <= AttnSpec::kMaxIsolate, "{} isolated rows", s.n_isolate);
@@ -171,24 +171,24 @@ void Backend::attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Te
     do_attention_bwd(dqkv, dsink, dout, o, lse, qkv, sink, s);
 }
 
-static void check_headnorm(const Tensor& x, const Tensor& g, const Tensor& rstd) {
+static void check_headnorm(const Tensor& x, const Tensor& g, const Tensor& rstd, DType wide) {
     SL_ASSERT(x.ndim == 3, "headnorm x {} must be [N, nh, hd]", x.shape_str());
     int64_t N = x.dim(0), nh = x.dim(1), hd = x.dim(2);
     SL_ASSERT((g.ndim == 2 && g.dim(0) == nh && g.dim(1) == hd) || (g.ndim == 1 && g.dim(0) == hd),
               "headnorm gain {} for x {}", g.shape_str(), x.shape_str());
     expect_shape(rstd, {N, nh}, "headnorm rstd");
-    expect_dtype(rstd, DType::F32, "headnorm rstd");
+    expect_dtype(rstd, wide, "headnorm rstd");
 }
 
 void Backend::headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) {
-    check_headnorm(x, g, rstd);
+    check_headnorm(x, g, rstd, wide());
     expect_shape(out, {x.dim(0), x.dim(1), x.dim(2)}, "headnorm out");
     OpScope sc(*this, OpFamily::HeadNorm);
     do_headnorm_fwd(out, rstd, x, g, eps);
 }
 
 void Backend::headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) {
-    check_headnorm(x, g, rstd);
+    check_headnorm(x, g, rstd, wide());
     expect_shape(dx, {x.dim(0), x.dim(1), x.dim(2)}, "headnorm dx");
     expect_shape(dout, {x.dim(0), x.dim(1), x.dim(2)}, "headnorm dout");
     SL_ASSERT(dg.numel() == g.numel() && dg.dtype == wide(), "headnorm dg {} {}", dg.shape_str(),
@@ -201,6 +201,7 @@ void Backend::qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor g
     check_qkv(in, s, "qknorm in");
     check_qkv(out, s, "qknorm out");
     expect_shape(rstd, {int64_t(s.B) * s.T, s.H + s.Hkv}, "qknorm rstd");
+    expect_dtype(rstd, wide(), "qknorm rstd");
     expect_shape(gq, {s.hd}, "qknorm gq");
     expect_shape(gk, {s.hd}, "qknorm gk");
     OpScope sc(*this, OpFamily::HeadNorm);
@@ -282,7 +283,7 @@ void Backend::add(Tensor out, Tensor a, Tensor b) {
 void Backend::cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale) {
     int64_t N = rows_of(logits), V = logits.dim(-1);
     expect_shape(loss, {N}, "cross_entropy loss");
-    expect_dtype(loss, DType::F32, "cross_entropy loss");
+    expect_dtype(loss, wide(), "cross_entropy loss");
     expect_dtype(targets, DType::I32, "cross_entropy targets");
     SL_ASSERT(targets.numel() == N, "cross_entropy targets {} for logits {}", targets.shape_str(), logits.shape_str());
     SL_ASSERT(dlogits.empty() || (rows_of(dlogits) == N && dlogits.dim(-1) == V), "cross_entropy dlogits {}",

@@ -6,7 +6,8 @@
 //   - Tensors live in backend memory and are contiguous in the layout their comment gives; N = B*T rows.
 //   - Activations and parameters are in compute_dtype() (f32 on CPU; bf16 or f32 on CUDA; f64 for the CPU
 //     backend's gradient checks). Parameter gradients, master weights and AdamW moments are in
-//     wide_dtype(compute_dtype()). Saved statistics (rstd, lse) and metric outputs are f32.
+//     wide_dtype(compute_dtype()), and so are saved statistics (rstd, lse) and per-token losses: f32 for
+//     bf16/f32 compute, f64 in the CPU backend's gradient checks. Metric outputs are f32.
 //   - Activation gradients are written (=); parameter gradients accumulate (+=).
 //   - qkv is one fused buffer [B, T, (H + 2*Hkv) * hd]: the H query heads, then Hkv key heads, then Hkv
 //     value heads; query head h reads kv head h / (H / Hkv).
@@ -51,6 +52,10 @@ struct AdamWStep {
     float lr = 0.f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.f;
     float grad_scale = 1.f;  // multiplies every gradient first (clipping)
     int64_t t = 1;           // 1-based step count, for bias correction
+    // How the CUDA backend rounds updated f32 master weights to bf16: to nearest, or stochastically from a
+    // hash of (seed, element index). The CPU backend keeps no narrow copy and ignores both.
+    bool stochastic_round = false;
+    uint64_t seed = 0;
 };
 
 // Op families, for the profile `sinklab bench` prints.
@@ -66,6 +71,8 @@ public:
 
     virtual std::string name() const = 0;         // "cpu", "cuda"
     virtual std::string device_name() const = 0;  // what it runs on, for logs
+    // Dense peak FLOP/s of the device in the compute dtype, for MFU; 0 where no meaningful peak exists.
+    virtual double peak_flops() const { return 0.0; }
     DType compute_dtype() const { return compute_; }
     DType wide() const { return wide_dtype(compute_); }
 
@@ -97,7 +104,7 @@ public:
     void rope_fwd(Tensor qkv, const AttnSpec& s, float theta, int pos0);
     void rope_bwd(Tensor dqkv, const AttnSpec& s, float theta, int pos0);
 
-    // o[B,T,H,hd], lse[B,H,T] (f32); sink[H] is the per-head logit for SinkLogit (empty otherwise).
+    // o[B,T,H,hd], lse[B,H,T] (wide); sink[H] is the per-head logit for SinkLogit (empty otherwise).
     void attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s);
     // dqkv[B,T,W] is written; dsink[H] += (SinkLogit only).
     void attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv,
@@ -128,7 +135,7 @@ public:
 
     void add(Tensor out, Tensor a, Tensor b);  // out = a + b; out may alias a or b
 
-    // loss[N] (f32) = logsumexp(logits) - logits[target]; dlogits = scale * (softmax - onehot).
+    // loss[N] (wide) = logsumexp(logits) - logits[target]; dlogits = scale * (softmax - onehot).
     // Rows with target < 0 get loss 0 and zero gradient. dlogits may alias logits, or be empty.
     void cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale);
 

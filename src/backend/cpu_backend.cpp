@@ -108,13 +108,13 @@ protected:
     void do_rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::rmsnorm_fwd(p<T>(out), p<float>(rstd), p<T>(x), p<T>(g), x.dim(0), x.dim(1), eps);
+            cpu::rmsnorm_fwd(p<T>(out), p<T>(rstd), p<T>(x), p<T>(g), x.dim(0), x.dim(1), eps);
         });
     }
     void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::rmsnorm_bwd(p<T>(dx), p<T>(dg), p<T>(dout), p<T>(x), p<T>(g), p<float>(rstd), x.dim(0), x.dim(1));
+            cpu::rmsnorm_bwd(p<T>(dx), p<T>(dg), p<T>(dout), p<T>(x), p<T>(g), p<T>(rstd), x.dim(0), x.dim(1));
         });
     }
     void do_matmul_fwd(Tensor out, Tensor x, Tensor W) override {
@@ -139,27 +139,27 @@ protected:
     void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::attention_fwd(p<T>(o), p<float>(lse), p<T>(qkv), p<T>(sink), s);
+            cpu::attention_fwd(p<T>(o), p<T>(lse), p<T>(qkv), p<T>(sink), s);
         });
     }
     void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
                           const AttnSpec& s) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::attention_bwd(p<T>(dqkv), p<T>(dsink), p<T>(dout), p<T>(o), p<float>(lse), p<T>(qkv), p<T>(sink), s);
+            cpu::attention_bwd(p<T>(dqkv), p<T>(dsink), p<T>(dout), p<T>(o), p<T>(lse), p<T>(qkv), p<T>(sink), s);
         });
     }
     void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::headnorm_fwd(p<T>(out), p<float>(rstd), p<T>(x), p<T>(g), x.dim(0), x.dim(1), x.dim(2), g.ndim == 2,
+            cpu::headnorm_fwd(p<T>(out), p<T>(rstd), p<T>(x), p<T>(g), x.dim(0), x.dim(1), x.dim(2), g.ndim == 2,
                               eps);
         });
     }
     void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::headnorm_bwd(p<T>(dx), p<T>(dg), p<T>(dout), p<T>(x), p<T>(g), p<float>(rstd), x.dim(0), x.dim(1),
+            cpu::headnorm_bwd(p<T>(dx), p<T>(dg), p<T>(dout), p<T>(x), p<T>(g), p<T>(rstd), x.dim(0), x.dim(1),
                               x.dim(2), g.ndim == 2);
         });
     }
@@ -167,7 +167,7 @@ protected:
                        float eps) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::qknorm_fwd(p<T>(out), p<float>(rstd), p<T>(in), p<T>(gq), p<T>(gk), s, eps);
+            cpu::qknorm_fwd(p<T>(out), p<T>(rstd), p<T>(in), p<T>(gq), p<T>(gk), s, eps);
         });
     }
     void do_qknorm_bwd(Tensor din, Tensor dgq, Tensor dgk, Tensor dout, Tensor in, Tensor gq, Tensor gk,
@@ -175,7 +175,7 @@ protected:
         dispatch([&](auto z) {
             using T = decltype(z);
             cpu::qknorm_bwd(p<T>(din), p<T>(dgq), p<T>(dgk), p<T>(dout), p<T>(in), p<T>(gq), p<T>(gk),
-                            p<float>(rstd), s);
+                            p<T>(rstd), s);
         });
     }
     void do_gate_fwd(Tensor out, Tensor x, Tensor logit) override {
@@ -224,7 +224,7 @@ protected:
     void do_cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::cross_entropy(p<float>(loss), p<T>(dlogits), p<T>(logits), p<int32_t>(targets),
+            cpu::cross_entropy(p<T>(loss), p<T>(dlogits), p<T>(logits), p<int32_t>(targets),
                                logits.numel() / logits.dim(-1), logits.dim(-1), scale);
         });
     }

@@ -6,5 +6,8 @@ namespace sinklab::cli {
 
 void add_train(CLI::App& app);
 void add_info(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_prepare(CLI::App& app);
+void add_tokenize(CLI::App& app);
 
 }  // namespace sinklab::cli

@@ -8,6 +8,11 @@ int main(int argc, char** argv) {
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string(SINKLAB_VERSION) + " (" + SINKLAB_GIT_REV + ")");
+    sinklab::cli::add_train(app);
+    sinklab::cli::add_info(app);
+    sinklab::cli::add_bench(app);
+    sinklab::cli::add_prepare(app);
+    sinklab::cli::add_tokenize(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

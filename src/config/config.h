@@ -12,6 +12,8 @@ struct RunConfig {
     std::string out_dir = "runs";  // parent folder of run folders
     uint64_t seed = 1337;          // init, data order and every other random choice
     int threads = 0;               // CPU threads per rank; 0 = all cores / ranks on the node
+
+    bool operator==(const RunConfig&) const = default;
 };
 
 struct ModelConfig {
@@ -28,6 +30,8 @@ struct ModelConfig {
 
     int kv_heads() const { return n_kv_head ? n_kv_head : n_head; }
     int head_dim() const { return d_model / n_head; }
+
+    bool operator==(const ModelConfig&) const = default;
 };
 
 struct HeadNormConfig {
@@ -35,6 +39,8 @@ struct HeadNormConfig {
     std::string init = "first_token_std";  // ones | first_token_std (the released code's init)
     bool weight_decay = true;           // the released trainer decays the [H, hd] gain
     float eps = 1e-6f;
+
+    bool operator==(const HeadNormConfig&) const = default;
 };
 
 struct AttentionConfig {
@@ -52,6 +58,8 @@ struct AttentionConfig {
     bool headnorm_on() const;
     bool gated_on() const;
     std::string score() const;  // softmax | sink_logit | off_by_one | sigmoid
+
+    bool operator==(const AttentionConfig&) const = default;
 };
 
 struct AmplifyConfig {
@@ -59,11 +67,15 @@ struct AmplifyConfig {
     float lambda = 1.f;
     std::vector<int> layers;  // layers (0-based) where it applies
     std::string mode = "centered";  // centered | scale
+
+    bool operator==(const AmplifyConfig&) const = default;
 };
 
 struct InterventionConfig {
     std::vector<int> isolate;  // query rows that attend only to themselves
     AmplifyConfig amplify;
+
+    bool operator==(const InterventionConfig&) const = default;
 };
 
 struct DataConfig {
@@ -71,6 +83,8 @@ struct DataConfig {
     std::string val = "";           // glob of token shards; empty = no validation
     std::string tokenizer = "bytes";  // bytes | gpt2 (must match how the shards were made)
     std::string missing = "error";  // when the train shards are absent: error | synthetic | corpus
+
+    bool operator==(const DataConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -89,11 +103,15 @@ struct TrainConfig {
     float eps = 1e-8f;
     float grad_clip = 1.f;  // global-norm clip; 0 = off
     int log_every = 1;      // console line every this many steps
+
+    bool operator==(const TrainConfig&) const = default;
 };
 
 struct PrecisionConfig {
     std::string compute = "bf16";      // GPU: bf16 | fp32 (the CPU computes in fp32 always)
     std::string rounding = "nearest";  // master -> bf16 weights: nearest | stochastic
+
+    bool operator==(const PrecisionConfig&) const = default;
 };
 
 struct MetricsConfig {
@@ -105,11 +123,15 @@ struct MetricsConfig {
     int val_every = 100;            // validation every this many steps; 0 = only at the end
     int val_batches = 8;            // micro-batches per validation
     int flush_every = 10;           // metrics.h5 flush interval in steps
+
+    bool operator==(const MetricsConfig&) const = default;
 };
 
 struct CheckpointConfig {
     int every = 0;  // steps; 0 = only at the end
     int keep = 2;   // newest checkpoints kept
+
+    bool operator==(const CheckpointConfig&) const = default;
 };
 
 struct FaultConfig {
@@ -117,6 +139,8 @@ struct FaultConfig {
     float spike_zscore = 0.f;           // skip an update whose loss z-score exceeds this; 0 = off
     int spike_window = 100;
     int check_every = 100;  // cross-rank parameter checksum interval
+
+    bool operator==(const FaultConfig&) const = default;
 };
 
 struct Config {
@@ -133,6 +157,8 @@ struct Config {
     std::string backend = "auto";  // auto | cpu | cuda
 
     std::string source;  // file it was loaded from (for messages)
+
+    bool operator==(const Config&) const = default;  // compares source too
 };
 
 // Loads `path` (following inherit:), applies `overrides` ("a.b=value"), validates, and returns it.

@@ -1,0 +1,29 @@
+# Sourced by scripts/test.sh and scripts/quickstart.sh: installs sinklab's Debian dependencies where
+# they are missing.
+step() { printf '\n==> %s\n' "$*"; }
+
+SINKLAB_APT_PACKAGES=(
+  cmake ninja-build g++ pkg-config git
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libhdf5-dev libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev
+  libcli11-dev nlohmann-json3-dev libgtest-dev
+  python3-numpy python3-h5py python3-matplotlib python3-torch python3-yaml ca-certificates
+)
+
+install_deps() {
+  local missing=()
+  for p in "${SINKLAB_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # node and npm (reference tokenizations, the GPT-2 vocabulary) may come from elsewhere than Debian.
+  command -v npm >/dev/null || missing+=(nodejs npm)
+  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
+  step "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v apt-get >/dev/null; then
+    echo "sinklab: missing packages ${missing[*]} and no apt-get here; install them by hand" >&2
+    return 1
+  fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}

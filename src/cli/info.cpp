@@ -1,0 +1,70 @@
+// sinklab info CONFIG: what a run will be before it starts (parameters, FLOPs/token, memory, tokens/step).
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "cli/config_args.h"
+#include "model/model.h"
+#include "train/trainer.h"
+
+namespace sinklab::cli {
+
+namespace {
+
+std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024.0 * 1024.0)); }
+
+void print_info(const Config& cfg, int ranks) {
+    const StepGeometry geo = step_geometry(cfg, ranks);
+    const ParamTable table(cfg);
+    const bool gpu = cfg.backend != "cpu";
+    const DType compute = gpu && cfg.precision.compute != "fp32" ? DType::BF16 : DType::F32;
+    const ModelFootprint fp = model_footprint(cfg, geo.micro_batch, geo.seq_len, compute);
+    const double fpt = flops_per_token(cfg, table, geo.seq_len);
+
+    std::map<std::string, int64_t> by_kind;  // parameters per tensor kind, summed over blocks
+    for (const ParamInfo& p : table.all()) {
+        const auto dot = p.name.rfind('.');
+        by_kind[dot == std::string::npos ? p.name : p.name.substr(dot + 1)] += p.numel;
+    }
+    std::printf("config          %s\n", cfg.source.c_str());
+    std::printf("model           d_model %d, %d layers, %d heads (%d kv) of %d, d_ff %d, vocab %d, seq_len %d\n",
+                cfg.model.d_model, cfg.model.n_layer, cfg.model.n_head, cfg.model.kv_heads(), cfg.model.head_dim(),
+                cfg.model.d_ff, cfg.model.vocab_size, cfg.model.seq_len);
+    std::printf("attention       %s%s\n", cfg.attention.variant.c_str(), cfg.attention.qk_norm ? " + qk_norm" : "");
+    std::printf("parameters      %.3fM (%lld)\n", double(fp.n_params) / 1e6, (long long)fp.n_params);
+    for (const auto& [kind, n] : by_kind) std::printf("  %-13s %12lld\n", kind.c_str(), (long long)n);
+    std::printf("FLOPs/token     %.3g (training, forward + backward)\n", fpt);
+    std::printf("tokens/step     %lld = %d seq x %d tokens x %d ranks x %d accumulation\n",
+                (long long)geo.tokens_per_step, geo.micro_batch, geo.seq_len, ranks, geo.accum);
+    std::printf("FLOPs/step      %.3g\n", fpt * double(geo.tokens_per_step));
+    std::printf("memory/rank     %s (%s compute%s)\n",
+                gib(double(fp.weights + fp.master + fp.grads * 3 + fp.activations)).c_str(),
+                std::string(dtype_name(compute)).c_str(), gpu ? ", if the run lands on a GPU" : "");
+    std::printf("  weights       %s\n", gib(double(fp.weights)).c_str());
+    if (fp.master) std::printf("  master        %s\n", gib(double(fp.master)).c_str());
+    std::printf("  gradients     %s\n", gib(double(fp.grads)).c_str());
+    std::printf("  AdamW m, v    %s\n", gib(double(fp.grads * 2)).c_str());
+    std::printf("  activations   %s (micro-batch %d x %d)\n", gib(double(fp.activations)).c_str(), geo.micro_batch,
+                geo.seq_len);
+}
+
+}  // namespace
+
+void add_info(CLI::App& app) {
+    auto* cmd = app.add_subcommand("info", "print parameters, FLOPs per token, memory and tokens per step");
+    auto args = std::make_shared<ConfigArgs>();
+    auto ranks = std::make_shared<int>(1);
+    auto yaml = std::make_shared<bool>(false);
+    add_config_args(*cmd, *args);
+    cmd->add_option("--ranks", *ranks, "number of ranks the run will use")->check(CLI::PositiveNumber);
+    cmd->add_flag("--yaml", *yaml, "print the resolved config (inherit and --set applied) as YAML instead");
+    cmd->callback([args, ranks, yaml] {
+        const Config cfg = load_config(args->path, args->overrides);
+        if (*yaml)
+            std::fputs(dump_config(cfg).c_str(), stdout);
+        else
+            print_info(cfg, *ranks);
+    });
+}
+
+}  // namespace sinklab::cli

@@ -1,0 +1,60 @@
+// The config schema: every key once, with its member, type, one-line doc and limits. Loading, dumping,
+// unknown-key detection, validation of limits and the base.yaml completeness test all read this table.
+#pragma once
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "config/config.h"
+
+namespace sinklab::config {
+
+// Limits a key's value must meet; the defaults mean "no limit".
+struct Limits {
+    double lo = -std::numeric_limits<double>::infinity();
+    double hi = std::numeric_limits<double>::infinity();
+    bool lo_open = false;  // lo itself is excluded (epsilons, rates)
+    bool hi_open = false;  // hi itself is excluded (Adam betas)
+    std::vector<std::string_view> choices = {};  // enum-like strings: the allowed values
+    bool non_empty = false;                 // strings that must not be ""
+};
+
+// Both accessors come from one generic lambda, so reading and writing can never name different members.
+template <typename T>
+struct Ref {
+    T& (*mut)(Config&);
+    const T& (*get)(const Config&);
+};
+using AnyRef = std::variant<Ref<bool>, Ref<int>, Ref<int64_t>, Ref<uint64_t>, Ref<float>, Ref<std::string>,
+                            Ref<std::vector<int>>>;
+
+struct Field {
+    std::string_view path;  // "train.lr"
+    AnyRef ref;
+    std::string_view doc;
+    Limits limits;
+};
+
+// Every key in schema order; a section's keys are contiguous.
+const std::vector<Field>& schema();
+// The field at `path`, or nullptr.
+const Field* find_field(std::string_view path);
+// True when `path` is a section (a proper prefix of some key), e.g. "attention.headnorm".
+bool is_section(std::string_view path);
+
+// The value as YAML text that parse_value reads back to the same value (strings double-quoted, floats in
+// their shortest exact form, lists in flow style).
+std::string format_value(const Field& f, const Config& c);
+// What a YAML node holds, for "got ..." in messages: 'abc', an empty value, a list [3, 7], a map {...}.
+std::string describe(const YAML::Node& node);
+// Reads `node` into the field; a wrong type throws an Error naming `origin`, the key and the value.
+void parse_value(const Field& f, const YAML::Node& node, Config& c, std::string_view origin);
+// Throws an Error when the field's value breaks its Limits; `origin` says where the value came from.
+void check_limits(const Field& f, const Config& c, std::string_view origin);
+
+}  // namespace sinklab::config

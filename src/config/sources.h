@@ -1,0 +1,23 @@
+// Where config values come from: YAML files (following inherit:) and "--set key.path=value" overrides,
+// flattened to one entry per key path so that each value remembers the file and line it came from.
+#pragma once
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+namespace sinklab::config {
+
+struct Entry {
+    std::string path;    // "model.d_model"; not yet checked against the schema
+    YAML::Node value;    // a scalar, a sequence, or null (maps are flattened into their keys)
+    std::string origin;  // "configs/tiny.yaml:12" or "--set"
+};
+
+// The keys of `file` deep-merged over those of the file it inherits (chains allowed, cycles reported),
+// in first-seen order.
+std::vector<Entry> read_config_file(const std::string& file);
+// Applies one "a.b.c=value" override, the value read as YAML ("3", "abc", "[3,7]").
+void apply_override(std::vector<Entry>& entries, const std::string& assignment);
+
+}  // namespace sinklab::config

@@ -1,0 +1,114 @@
+#include "config/validate.h"
+
+#include <set>
+
+#include "config/schema.h"
+#include "config/variant.h"
+#include "core/check.h"
+
+namespace sinklab::config {
+namespace {
+
+// Checks that involve more than one key; every message shows each key involved with its value and origin.
+class Checker {
+  public:
+    Checker(const Config& c, const Origins& origins) : c_(c), origins_(origins) {}
+
+    // "model.n_head=12 (configs/base.yaml:20)"
+    std::string show(std::string_view path) const {
+        const Field* f = find_field(path);
+        SL_ASSERT(f, "no schema key {}", path);
+        return fmt::format("{}={} ({})", path, format_value(*f, c_), origins_.of(path));
+    }
+
+    void shapes() const {
+        const ModelConfig& m = c_.model;
+        SL_REQUIRE(m.d_model % m.n_head == 0, "{} is not a multiple of {}; choose n_head dividing d_model",
+                   show("model.d_model"), show("model.n_head"));
+        SL_REQUIRE(m.n_head % m.kv_heads() == 0,
+                   "{} is not a multiple of {}; set n_kv_head to a divisor of n_head (0 = one per query head)",
+                   show("model.n_head"), show("model.n_kv_head"));
+        SL_REQUIRE(m.head_dim() % 2 == 0,
+                   "head_dim = d_model / n_head = {} is odd ({}, {}), but RoPE rotates pairs of channels; choose "
+                   "an even head_dim",
+                   m.head_dim(), show("model.d_model"), show("model.n_head"));
+        // EOT is the id after the 256 bytes; GPT-2 BPE has 50257 ids.
+        const int needed = c_.data.tokenizer == "gpt2" ? 50257 : 257;
+        SL_REQUIRE(m.vocab_size >= needed, "{} is smaller than the {} ids of {}; set vocab_size >= {}",
+                   show("model.vocab_size"), needed, show("data.tokenizer"), needed);
+    }
+
+    void schedule() const {
+        const TrainConfig& t = c_.train;
+        const int64_t per_micro_step = int64_t(t.micro_batch) * c_.model.seq_len;
+        if (t.tokens_per_step != 0) {
+            const int64_t below = t.tokens_per_step / per_micro_step * per_micro_step;
+            SL_REQUIRE(t.tokens_per_step % per_micro_step == 0,
+                       "{} is not a multiple of micro_batch * seq_len = {} ({}, {}); use e.g. {}",
+                       show("train.tokens_per_step"), per_micro_step, show("train.micro_batch"),
+                       show("model.seq_len"), below ? below : per_micro_step);
+        }
+        SL_REQUIRE(t.warmup_steps <= t.max_steps, "{} exceeds {}; shorten the warmup or train longer",
+                   show("train.warmup_steps"), show("train.max_steps"));
+        SL_REQUIRE(t.min_lr <= t.lr, "{} exceeds {}; the schedule decays from lr down to min_lr", show("train.min_lr"),
+                   show("train.lr"));
+    }
+
+    void attention() const {
+        const VariantParts parts = parse_variant(c_.attention.variant);
+        SL_REQUIRE(parts.error.empty(), "{}: {}", show("attention.variant"), parts.error);
+        if (c_.attention.impl != "cudnn") return;
+        SL_REQUIRE(!parts.gated && parts.score == "softmax",
+                   "{} runs only the standard and headnorm variants, not {}; use attention.impl: sinklab",
+                   show("attention.impl"), show("attention.variant"));
+        SL_REQUIRE(c_.intervention.isolate.empty(), "{} cannot apply {}; use attention.impl: sinklab",
+                   show("attention.impl"), show("intervention.isolate"));
+    }
+
+    void interventions() const {
+        const int T = c_.model.seq_len;
+        const int L = c_.model.n_layer;
+        indices("intervention.isolate", c_.intervention.isolate, T, "model.seq_len");
+        const AmplifyConfig& amp = c_.intervention.amplify;
+        SL_REQUIRE(amp.position < T, "{} is not a position below {}; pick a token inside the sequence or -1 for off",
+                   show("intervention.amplify.position"), show("model.seq_len"));
+        indices("intervention.amplify.layers", amp.layers, L, "model.n_layer");
+        SL_REQUIRE(amp.position < 0 || !amp.layers.empty(),
+                   "{} amplifies no layer because {}; list the layers, e.g. [0, 1, 2]",
+                   show("intervention.amplify.position"), show("intervention.amplify.layers"));
+    }
+
+    void metrics() const {
+        indices("metrics.positions", c_.metrics.positions, c_.model.seq_len, "model.seq_len");
+        SL_REQUIRE(c_.metrics.wo_std_positions <= c_.model.seq_len, "{} exceeds {}; log at most seq_len positions",
+                   show("metrics.wo_std_positions"), show("model.seq_len"));
+    }
+
+  private:
+    // Each value an index in [0, limit) where limit is the value of `limit_key`, and none twice.
+    void indices(std::string_view path, const std::vector<int>& values, int limit, std::string_view limit_key) const {
+        std::set<int> seen;
+        for (int v : values) {
+            SL_REQUIRE(v >= 0 && v < limit, "{}: {} is outside [0, {}) set by {}; remove it or change {}", show(path),
+                       v, limit, show(limit_key), limit_key);
+            SL_REQUIRE(seen.insert(v).second, "{}: {} is listed twice; list it once", show(path), v);
+        }
+    }
+
+    const Config& c_;
+    const Origins& origins_;
+};
+
+}  // namespace
+
+void validate_config(const Config& c, const Origins& origins) {
+    for (const Field& f : schema()) check_limits(f, c, origins.of(f.path));
+    Checker check(c, origins);
+    check.shapes();
+    check.schedule();
+    check.attention();
+    check.interventions();
+    check.metrics();
+}
+
+}  // namespace sinklab::config

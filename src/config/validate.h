@@ -1,0 +1,23 @@
+// Validation with the origin of every value at hand, so that messages name the file and line it came from.
+#pragma once
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+
+namespace sinklab::config {
+
+struct Origins {
+    std::map<std::string, std::string, std::less<>> by_key;  // "model.d_model" -> "configs/tiny.yaml:12"
+    std::string fallback;                                    // for keys not in by_key ("default")
+
+    std::string_view of(std::string_view path) const {
+        auto it = by_key.find(path);
+        return it == by_key.end() ? std::string_view(fallback) : std::string_view(it->second);
+    }
+};
+
+void validate_config(const Config& c, const Origins& origins);
+
+}  // namespace sinklab::config

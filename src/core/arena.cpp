@@ -1,0 +1,23 @@
+#include "core/arena.h"
+
+namespace sinklab {
+
+Arena::~Arena() {
+    if (base_) backend_->release(base_);
+}
+
+void Arena::add(Tensor* slot, DType dtype, std::initializer_list<int64_t> dims) {
+    SL_ASSERT(!base_, "arena already allocated");
+    *slot = Tensor(nullptr, dtype, dims);
+    slots_.push_back({slot, bytes_});
+    bytes_ += (slot->bytes() + kAlign - 1) / kAlign * kAlign;
+}
+
+void Arena::allocate(Backend& backend) {
+    SL_ASSERT(!base_, "arena already allocated");
+    backend_ = &backend;
+    base_ = backend.alloc(bytes_ ? bytes_ : kAlign);
+    for (auto& s : slots_) s.tensor->data = static_cast<char*>(base_) + s.offset;
+}
+
+}  // namespace sinklab

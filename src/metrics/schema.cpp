@@ -1,0 +1,39 @@
+#include "metrics/schema.h"
+
+#include "core/check.h"
+
+namespace sinklab {
+
+std::vector<GroupSpec> run_log_groups(int n_layer, int n_head, int n_positions, int wo_std_positions) {
+    SL_ASSERT(n_layer > 0 && n_head > 0 && n_positions > 0 && wo_std_positions > 0,
+              "run log shapes L={} H={} P={} Tp={}", n_layer, n_head, n_positions, wo_std_positions);
+    const int64_t L = n_layer, H = n_head, P = n_positions, Tp = wo_std_positions, M = kAttnMapSize;
+    const ColumnSpec step{"step", {}, true};
+    auto scalar = [](const char* name) { return ColumnSpec{name, {}, false}; };
+    auto per_layer = [&](const char* name) { return ColumnSpec{name, {L}, false}; };
+    return {
+        {"train",
+         {step,
+          {"tokens", {}, true},
+          scalar("loss"),
+          scalar("lr"),
+          scalar("grad_norm"),
+          scalar("step_time_s"),
+          scalar("tokens_per_s"),
+          scalar("mfu")}},
+        {"val", {step, scalar("loss")}},
+        {"sink",
+         {step,
+          {"attn_mass", {L, H, P}, false},
+          per_layer("sink_rate"),
+          {"wo_input_std", {L, Tp}, false},
+          per_layer("dominance"),
+          per_layer("massive"),
+          per_layer("token0_norm_ratio"),
+          {"ffn_max_act", {L, 2}, false},
+          per_layer("ffn_top_channel")}},
+        {"heavy", {step, per_layer("effective_rank"), {"attn_map", {L, M, M}, false}}},
+    };
+}
+
+}  // namespace sinklab

@@ -1,0 +1,25 @@
+#include "train/schedule.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace sinklab {
+
+double lr_at(const TrainConfig& t, int64_t step) {
+    const double peak = t.lr, floor = t.min_lr;
+    if (step < t.warmup_steps) return peak * double(step + 1) / double(t.warmup_steps);
+    if (t.schedule == "constant") return peak;
+    if (t.schedule == "wsd") {
+        const int64_t decay_start = t.max_steps - int64_t(std::llround(t.wsd_decay_frac * double(t.max_steps)));
+        if (step < decay_start) return peak;
+        const double p = double(step - decay_start + 1) / double(std::max<int64_t>(1, t.max_steps - decay_start));
+        return peak + (floor - peak) * std::min(1.0, p);
+    }
+    const int64_t horizon = t.decay_steps > 0 ? t.decay_steps : t.max_steps;
+    const double p = std::clamp(double(step - t.warmup_steps) / double(std::max<int64_t>(1, horizon - t.warmup_steps)),
+                                0.0, 1.0);
+    if (t.schedule == "linear") return peak + (floor - peak) * p;
+    return floor + 0.5 * (1.0 + std::cos(M_PI * p)) * (peak - floor);  // cosine
+}
+
+}  // namespace sinklab

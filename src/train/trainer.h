@@ -1,0 +1,42 @@
+// The training loop: data -> micro-steps (forward, backward) -> gradient all-reduce -> clip -> AdamW,
+// with validation, the HDF5 run log, console/train.log lines and a progress display.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "dist/comm.h"
+
+namespace sinklab {
+
+// How a global optimizer step splits into micro-steps on each rank.
+struct StepGeometry {
+    int micro_batch = 0;  // B: sequences per rank per micro-step
+    int seq_len = 0;      // T
+    int world = 1;
+    int accum = 1;        // micro-steps per optimizer step on each rank
+    int64_t tokens_per_step = 0;
+};
+// Fails with a clear message when train.tokens_per_step does not split evenly over the ranks.
+StepGeometry step_geometry(const Config& cfg, int world);
+
+struct TrainOptions {
+    bool resume = false;     // continue from the newest checkpoint of the run folder
+    bool overwrite = false;  // replace an existing run folder
+};
+
+// Where a run keeps its files.
+std::string run_dir(const Config& cfg);
+
+class Trainer {
+public:
+    Trainer(const Config& cfg, const TrainOptions& opt, Communicator& comm);
+    ~Trainer();
+    void run();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sinklab

@@ -1,0 +1,249 @@
+// The run log under a writer killed at random moments (kill -9) and under readers of a live writer. The
+// writers are forked processes that report each completed flush() through a pipe.
+#include <poll.h>
+#include <signal.h>
+
+#include <chrono>
+#include <functional>
+#include <iostream>
+#include <random>
+
+#include "metrics/runlog.h"
+#include "metrics/runlog_reader.h"
+#include "tests/metrics/runlog_fixture.h"
+
+namespace sinklab::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// A forked process running body(ack_fd); the parent collects the int64 acknowledgements it writes.
+class Child {
+public:
+    explicit Child(const std::function<void(int)>& body) {
+        int fds[2];
+        if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+        pid_ = fork();
+        if (pid_ < 0) throw std::runtime_error("fork failed");
+        if (pid_ == 0) {
+            close(fds[0]);
+            int rc = 0;
+            try {
+                body(fds[1]);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "writer process: %s\n", e.what());
+                rc = 3;
+            }
+            _exit(rc);  // no gtest, no static destructors in the child
+        }
+        close(fds[1]);
+        fd_ = fds[0];
+    }
+    ~Child() {
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            waitpid(pid_, nullptr, 0);
+        }
+        close(fd_);
+    }
+
+    // Reads acknowledgements for `ms` milliseconds or until the child closes its end; returns the last one.
+    int64_t read_acks(int ms, int64_t last) {
+        const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+        while (!eof_) {
+            const int left =
+                int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+            if (left <= 0) break;
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, left) <= 0) break;
+            last = drain(last);
+        }
+        return last;
+    }
+
+    // SIGKILL now, then collect what the child acknowledged before it died.
+    int64_t kill9(int64_t last) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+        while (!eof_) last = drain(last);
+        return last;
+    }
+
+    bool done() const { return eof_; }
+
+    int wait_exit() {
+        int status = 0;
+        waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+
+private:
+    int64_t drain(int64_t last) {
+        char buffer[4096];
+        const ssize_t got = read(fd_, buffer, sizeof buffer);
+        if (got <= 0) {
+            eof_ = true;
+            return last;
+        }
+        partial_.append(buffer, size_t(got));
+        size_t used = 0;
+        for (; used + 8 <= partial_.size(); used += 8) std::memcpy(&last, partial_.data() + used, 8);
+        partial_.erase(0, used);
+        return last;
+    }
+
+    pid_t pid_ = -1;
+    int fd_ = -1;
+    bool eof_ = false;
+    std::string partial_;
+};
+
+void ack(int fd, int64_t step) {
+    if (write(fd, &step, sizeof step) != sizeof step) _exit(4);
+}
+
+const std::vector<std::string> kWritten{"scalars", "shapes", "big"};
+
+TEST(RunLogCrash, KillNineAtRandomMomentsLosesNoFlushedRow) {
+    TempDir dir;
+    const std::string path = dir.file("metrics.h5");
+    const unsigned seed = std::random_device{}();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    const bool python = h5py_available();
+
+    // Steps through `complete` are in every group of the file. A kill inside flush() may leave some groups with
+    // later rows too; a trainer's checkpoint comes after a completed flush, so resumes go back to `complete`.
+    int64_t complete = -1;
+    bool exists = false;
+    int kills_before_ack = 0, kills_after_ack = 0;
+    for (int round = 0; round < 10; round++) {
+        const int64_t through =
+            exists ? std::uniform_int_distribution<int64_t>(std::max<int64_t>(-1, complete - 20), complete)(rng) : -1;
+        // A third of the kills land within the first milliseconds: inside create() or resume().
+        const int delay_ms = round % 3 == 0 ? std::uniform_int_distribution<int>(0, 4)(rng)
+                                            : std::uniform_int_distribution<int>(5, 40)(rng);
+        Child child([&](int fd) {
+            auto log =
+                exists ? RunLog::resume(path, test_groups(), through) : RunLog::create(path, test_groups(), {}, {});
+            for (int64_t s = through + 1;; s++) {
+                append_step(*log, s);
+                if (s % 2 == 1) {
+                    log->flush();
+                    ack(fd, s);
+                }
+            }
+        });
+        const int64_t acked = child.kill9(child.read_acks(delay_ms, -1));
+        (acked < 0 ? kills_before_ack : kills_after_ack)++;
+        SCOPED_TRACE(fmt::format("round {}: resumed through {}, killed after {} ms, last acknowledged step {}", round,
+                                 through, delay_ms, acked));
+        if (!fs::exists(path)) {  // killed inside the first create(): nothing was acknowledged
+            ASSERT_FALSE(exists);
+            ASSERT_EQ(acked, -1);
+            continue;
+        }
+        // Killed before its first flush, the writer left the file as it was or truncated through `through`.
+        complete = acked >= 0 ? acked : through;
+        RunLogReader reader(path);
+        const int64_t got = check_group(reader, "scalars");  // scalars are written first in a flush
+        ASSERT_GE(got, complete);
+        for (const std::string& g : kWritten) {
+            const int64_t group_last = check_group(reader, g);
+            EXPECT_GE(group_last, last_logged(g, complete)) << g;
+            EXPECT_LE(group_last, last_logged(g, got)) << g;
+        }
+        if (python) {
+            const PythonResult py = h5py_dump(path, true);
+            ASSERT_EQ(py.rc, 0) << py.out;
+            const nlohmann::json dump = py.json();
+            for (const std::string& g : kWritten) EXPECT_EQ(check_dump_group(dump, g), check_group(reader, g)) << g;
+            if (round < 2) {  // what runlog.h tells researchers: a killed run needs swmr=True
+                const PythonResult plain = h5py_dump(path, false);
+                EXPECT_NE(plain.rc, 0);
+                EXPECT_NE(plain.out.find("already open for write"), std::string::npos) << plain.out;
+            }
+        }
+        exists = true;
+    }
+    std::cout << fmt::format("[ info ] {} kills before the first acknowledged flush, {} after; last complete step {}\n",
+                             kills_before_ack, kills_after_ack, complete);
+
+    // A resume in this process finishes the run; closed, the file is plain HDF5 again.
+    ASSERT_TRUE(exists);
+    auto log = RunLog::resume(path, test_groups(), complete);
+    for (int64_t s = complete + 1; s <= complete + 10; s++) append_step(*log, s);
+    log->close();
+    RunLogReader reader(path);
+    for (const std::string& g : kWritten) EXPECT_EQ(check_group(reader, g), last_logged(g, complete + 10)) << g;
+    EXPECT_FALSE(fs::exists(path + ".resume"));
+    if (!python) GTEST_SKIP() << "h5py is not installed for /usr/bin/python3; our reader's checks passed";
+    const PythonResult py = h5py_dump(path, false);
+    ASSERT_EQ(py.rc, 0) << py.out;
+    const nlohmann::json dump = py.json();
+    for (const std::string& g : kWritten) EXPECT_EQ(check_dump_group(dump, g), last_logged(g, complete + 10)) << g;
+}
+
+TEST(RunLogCrash, ReadersFollowALiveWriter) {
+    TempDir dir;
+    const std::string path = dir.file("metrics.h5");
+    const int64_t last = 299;
+    Child child([&](int fd) {
+        auto log = RunLog::create(path, test_groups(), {{"backend", "cpu"}}, {});
+        for (int64_t s = 0; s <= last; s++) {
+            append_step(*log, s);
+            if (s % 2 == 1) {
+                log->flush();
+                ack(fd, s);
+                usleep(5000);
+            }
+        }
+        log->close();
+    });
+    int64_t acked = -1;
+    for (int tries = 0; acked < 1 && tries < 500; tries++) acked = child.read_acks(10, acked);
+    ASSERT_GE(acked, 1) << "the writer process acknowledged no flush";
+
+    RunLogReader early(path);  // opened once, read again and again while the run goes on
+    EXPECT_EQ(early.str_attr("backend"), "cpu");
+    int64_t early_last = check_group(early, "scalars");
+    EXPECT_GE(early_last, acked);
+    const int64_t first_seen = early_last;
+    int opens = 0;
+    while (!child.done()) {
+        const int64_t acked_before = acked;
+        RunLogReader fresh(path);
+        EXPECT_GE(check_group(fresh, "scalars"), acked_before);
+        EXPECT_EQ(check_group(early, "scalars"), early_last) << "a reader is a snapshot until refresh()";
+        early.refresh();
+        early_last = check_group(early, "scalars");
+        EXPECT_GE(early_last, acked_before);
+        for (const char* g : {"shapes", "big"}) EXPECT_GE(check_group(fresh, g), last_logged(g, acked_before));
+        if (opens == 10 && h5py_available()) {
+            const PythonResult py = h5py_dump(path, true);
+            ASSERT_EQ(py.rc, 0) << py.out;
+            EXPECT_GE(check_dump_group(py.json(), "scalars"), acked_before);
+        }
+        opens++;
+        acked = child.read_acks(10, acked);
+    }
+    EXPECT_EQ(child.wait_exit(), 0);
+    EXPECT_GT(opens, 5) << "the writer finished before the readers could follow it";
+    EXPECT_GT(early_last, first_seen) << "a reader opened early saw no new rows";
+    early.refresh();
+    EXPECT_EQ(check_group(early, "scalars"), last);
+    for (const std::string& g : kWritten) EXPECT_EQ(check_group(RunLogReader(path), g), last_logged(g, last)) << g;
+    std::cout << fmt::format("[ info ] {} reader opens while the writer ran\n", opens);
+
+    if (!h5py_available()) GTEST_SKIP() << "h5py is not installed for /usr/bin/python3; our reader's checks passed";
+    const PythonResult py = h5py_dump(path, false);
+    ASSERT_EQ(py.rc, 0) << py.out;
+    const nlohmann::json dump = py.json();
+    for (const std::string& g : kWritten) EXPECT_EQ(check_dump_group(dump, g), last_logged(g, last)) << g;
+}
+
+}  // namespace
+}  // namespace sinklab::test

@@ -1,0 +1,55 @@
+// run_log_groups against the table of DESIGN.md "HDF5 run log (metrics.h5)", copied here by hand.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "metrics/schema.h"
+
+namespace sinklab {
+namespace {
+
+TEST(RunLogSchema, MatchesDesign) {
+    const int L = 3, H = 5, P = 2, Tp = 7;
+    struct Want {
+        std::vector<int64_t> row;
+        bool integer;
+    };
+    const std::vector<std::pair<std::string, std::vector<std::pair<std::string, Want>>>> design{
+        {"train",
+         {{"step", {{}, true}},
+          {"tokens", {{}, true}},
+          {"loss", {{}, false}},
+          {"lr", {{}, false}},
+          {"grad_norm", {{}, false}},
+          {"step_time_s", {{}, false}},
+          {"tokens_per_s", {{}, false}},
+          {"mfu", {{}, false}}}},
+        {"val", {{"step", {{}, true}}, {"loss", {{}, false}}}},
+        {"sink",
+         {{"step", {{}, true}},
+          {"attn_mass", {{L, H, P}, false}},
+          {"sink_rate", {{L}, false}},
+          {"wo_input_std", {{L, Tp}, false}},
+          {"dominance", {{L}, false}},
+          {"massive", {{L}, false}},
+          {"token0_norm_ratio", {{L}, false}},
+          {"ffn_max_act", {{L, 2}, false}},
+          {"ffn_top_channel", {{L}, false}}}},
+        {"heavy", {{"step", {{}, true}}, {"effective_rank", {{L}, false}}, {"attn_map", {{L, 64, 64}, false}}}},
+    };
+    const std::vector<GroupSpec> groups = run_log_groups(L, H, P, Tp);
+    ASSERT_EQ(groups.size(), design.size());
+    for (size_t g = 0; g < design.size(); g++) {
+        EXPECT_EQ(groups[g].name, design[g].first);
+        ASSERT_EQ(groups[g].columns.size(), design[g].second.size()) << design[g].first;
+        for (size_t c = 0; c < design[g].second.size(); c++) {
+            const auto& [name, want] = design[g].second[c];
+            EXPECT_EQ(groups[g].columns[c].name, name) << design[g].first;
+            EXPECT_EQ(groups[g].columns[c].row_shape, want.row) << design[g].first << "/" << name;
+            EXPECT_EQ(groups[g].columns[c].integer, want.integer) << design[g].first << "/" << name;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace sinklab

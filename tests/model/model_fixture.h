@@ -1,0 +1,51 @@
+// Small models for the model tests: a config per attention variant, random batches, weight access.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "core/rng.h"
+#include "model/model.h"
+
+namespace sinklab::test {
+
+// A tiny GQA model (4 heads of 6 over 2 kv heads, 2 blocks) with the attention `variant`.
+inline Config tiny_config(const std::string& variant) {
+    Config c;
+    c.source = "test";
+    c.model.vocab_size = 23;
+    c.model.d_model = 24;
+    c.model.n_layer = 2;
+    c.model.n_head = 4;
+    c.model.n_kv_head = 2;
+    c.model.d_ff = 20;
+    c.model.seq_len = 9;
+    c.attention.variant = variant;
+    c.attention.headnorm.init = "first_token_std";
+    c.metrics.positions = {0};
+    c.metrics.wo_std_positions = 4;
+    return c;
+}
+
+struct Batch {
+    std::vector<int32_t> inputs, targets;
+};
+
+inline Batch random_batch(const Config& c, int B, int T, uint64_t seed) {
+    Rng rng(seed, 7);
+    Batch b;
+    for (int i = 0; i < B * T; i++) {
+        b.inputs.push_back(int32_t(rng.below(uint64_t(c.model.vocab_size))));
+        b.targets.push_back(int32_t(rng.below(uint64_t(c.model.vocab_size))));
+    }
+    return b;
+}
+
+inline std::vector<double> read_all(Backend& be, const Tensor& t) {
+    std::vector<double> v(size_t(t.numel()));
+    be.read(v.data(), DType::F64, t);
+    return v;
+}
+
+}  // namespace sinklab::test
