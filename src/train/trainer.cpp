@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <fmt/ranges.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -16,6 +17,7 @@
 #include "data/ensure.h"
 #include "metrics/runlog.h"
 #include "metrics/schema.h"
+#include "metrics/sink_metrics.h"
 #include "model/model.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -74,6 +76,7 @@ struct Trainer::Impl {
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
     std::unique_ptr<AdamW> optim;
+    std::unique_ptr<SinkMetrics> sink;
     std::unique_ptr<DataLoader> train_data, val_data;
     std::unique_ptr<RunLog> runlog;
     std::vector<int32_t> inputs, targets;  // [B, T] host staging
@@ -139,10 +142,11 @@ struct Trainer::Impl {
         model = std::make_unique<Model>(*backend, cfg, B, T);
         model->init(cfg.run.seed);
         optim = std::make_unique<AdamW>(*model, cfg.train, cfg.precision, cfg.run.seed);
+        sink = std::make_unique<SinkMetrics>(*model, cfg);
 
         if (lead) {
-            const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(cfg.metrics.positions.size()),
-                                               cfg.metrics.wo_std_positions);
+            const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(sink->positions().size()),
+                                               sink->wo_std_positions());
             runlog = RunLog::create(
                 (fs::path(dir) / "metrics.h5").string(), groups,
                 {{"config_yaml", dump_config(cfg)},
@@ -150,6 +154,7 @@ struct Trainer::Impl {
                  {"git_rev", SINKLAB_GIT_REV},
                  {"backend", backend->name()},
                  {"device", backend->device_name()},
+                 {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
                  {"created", now_iso8601()}},
                 {{"world_size", double(comm.world())},
                  {"n_params", double(model->table().count())},
@@ -187,6 +192,21 @@ struct Trainer::Impl {
         log->info("step {:>6} | val loss {:.4f}", step, loss);
     }
 
+    // The sink metrics of the last micro-step's forward pass (its activations are still in place).
+    void log_sink_metrics(int64_t step) {
+        const MetricsConfig& m = cfg.metrics;
+        if (m.every > 0 && step % m.every == 0) {
+            SinkValues v = sink->compute();
+            sink->reduce(v, comm);
+            if (lead) runlog->append("sink", sink->sink_row(step, v));
+        }
+        if (m.heavy_every > 0 && step % m.heavy_every == 0) {
+            HeavyValues v = sink->compute_heavy();
+            sink->reduce(v, comm);
+            if (lead) runlog->append("heavy", SinkMetrics::heavy_row(step, v));
+        }
+    }
+
     void run() {
         using Clock = std::chrono::steady_clock;
         const int64_t max_steps = cfg.train.max_steps;
@@ -209,6 +229,7 @@ struct Trainer::Impl {
             }
             loss = mean_over_ranks(loss / geo.accum);
             comm.all_reduce_mean(*backend, model->grads());
+            log_sink_metrics(step + 1);
             const double norm = optim->grad_norm();
             SL_REQUIRE(std::isfinite(loss) && std::isfinite(norm),
                        "step {}: loss {} / gradient norm {} is not finite; lower train.lr or check the data", step + 1,
