@@ -51,6 +51,10 @@ struct AdamWStep {
     float lr = 0.f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.f;
     float grad_scale = 1.f;  // multiplies every gradient first (clipping)
     int64_t t = 1;           // 1-based step count, for bias correction
+    // How the CUDA backend rounds updated f32 master weights to bf16: to nearest, or stochastically from a
+    // hash of (seed, element index). The CPU backend keeps no narrow copy and ignores both.
+    bool stochastic_round = false;
+    uint64_t seed = 0;
 };
 
 // Op families, for the profile `sinklab bench` prints.

@@ -7,6 +7,8 @@ namespace sinklab::cli {
 void add_train(CLI::App& app);
 void add_info(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_prepare(CLI::App& app);
+void add_tokenize(CLI::App& app);
 void add_sweep(CLI::App& app);
 void add_compare(CLI::App& app);
 

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
     sinklab::cli::add_train(app);
     sinklab::cli::add_info(app);
     sinklab::cli::add_bench(app);
+    sinklab::cli::add_prepare(app);
+    sinklab::cli::add_tokenize(app);
     sinklab::cli::add_sweep(app);
     sinklab::cli::add_compare(app);
     try {

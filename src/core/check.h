@@ -29,8 +29,7 @@ template <typename... Args>
     } while (0)
 
 // An internal invariant (shapes handed between our own modules, library calls that must not fail).
-#define SL_ASSERT(cond, ...)                                                                      \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            ::sinklab::fail_internal(__FILE__, __LINE__, fmt::format("{}: " __VA_ARGS__, #cond)); \
+#define SL_ASSERT(cond, ...)                                                                        \
+    do {                                                                                            \
+        if (!(cond)) ::sinklab::fail_internal(__FILE__, __LINE__, #cond ": " + fmt::format(__VA_ARGS__)); \
     } while (0)

@@ -1,0 +1,62 @@
+// Variance amplification of row k of each sequence. Each thread owns one channel of one sequence: it reads
+// the whole column (for the mean) before writing any of it, so out may alias x without a race.
+#include "kernels/cuda/cuda_kernels.cuh"
+
+namespace sinklab::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__global__ void amplify_fwd_kernel(T* out, const T* x, int64_t Tn, int64_t D, int k, float lambda, bool centered) {
+    int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (c >= D) return;
+    const T* xs = x + b * Tn * D + c;  // column c of sequence b, stride D
+    T* os = out + b * Tn * D + c;
+    float mu = 0.f;
+    if (centered) {
+        for (int64_t t = 0; t < Tn; t++) mu += to_float(xs[t * D]);
+        mu /= float(Tn);
+    }
+    float xk = to_float(xs[k * D]);
+    if (out != x)
+        for (int64_t t = 0; t < Tn; t++) os[t * D] = xs[t * D];
+    os[k * D] = from_float<T>(centered ? mu + lambda * (xk - mu) : lambda * xk);
+}
+
+// dx = dout, row k scaled by lambda (the mean carries no gradient).
+template <typename T>
+__global__ void amplify_bwd_kernel(T* dx, const T* dout, int64_t n, int64_t TD, int64_t D, int k, float lambda) {
+    int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (e >= n) return;
+    bool row_k = (e % TD) / D == k;
+    dx[e] = row_k ? from_float<T>(lambda * to_float(dout[e])) : dout[e];
+}
+
+}  // namespace
+
+template <typename T>
+void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn, int64_t D, int k, float lambda, bool centered,
+                 cudaStream_t st) {
+    if (B * Tn * D == 0) return;
+    dim3 grid(unsigned(ceil_div(D, kThreads)), unsigned(B));
+    amplify_fwd_kernel<T><<<grid, kThreads, 0, st>>>(out, x, Tn, D, k, lambda, centered);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, float lambda, cudaStream_t st) {
+    int64_t n = B * Tn * D;
+    if (n == 0) return;
+    amplify_bwd_kernel<T><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(dx, dout, n, Tn * D, D, k, lambda);
+    CUDA_CHECK_LAUNCH();
+}
+
+#define SL_INSTANTIATE(T)                                                                                   \
+    template void amplify_fwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float, bool, cudaStream_t); \
+    template void amplify_bwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float, cudaStream_t);
+SL_INSTANTIATE(float)
+SL_INSTANTIATE(bf16)
+#undef SL_INSTANTIATE
+
+}  // namespace sinklab::cuda

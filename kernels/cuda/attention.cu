@@ -1,0 +1,639 @@
+// Causal flash attention on tensor cores (bf16 in, f32 accumulation), and the launchers of both precisions.
+//
+// Forward: a block of 4 warps owns 64 query rows of one head (16 per warp) and walks the 64-key tiles up to the
+// diagonal, double-buffered with cp.async: S = Q K^T (mma.sync m16n8k16), online softmax in base 2 on the
+// accumulators, O += P V with P re-packed to bf16 in registers. The T x T scores never leave registers; the row
+// log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
+// Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
+// kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
+// registers, and a query-parallel kernel (64 queries per block, looping over key tiles) accumulates dq. Both
+// recompute P from the saved lse. The sink logit's gradient is a separate ordered reduction.
+#include <type_traits>
+
+#include "kernels/cuda/attention.cuh"
+
+namespace sinklab::cuda {
+namespace {
+
+constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
+
+// ---- PTX wrappers --------------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+// Four 8x8 b16 matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p))
+                 : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p))
+                 : "memory");
+}
+
+// d += a b for a 16x16 (row-major) by 16x8 (column-major) bf16 tile pair, f32 accumulators.
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Copies 16 bytes global -> shared without a register round trip; zero-fills when !valid.
+__device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Two accumulator tiles (16x8 each, side by side) as the A operand (16x16) of the next mma.
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+    a[0] = pack_bf16(lo[0], lo[1]);
+    a[1] = pack_bf16(lo[2], lo[3]);
+    a[2] = pack_bf16(hi[0], hi[1]);
+    a[3] = pack_bf16(hi[2], hi[3]);
+}
+
+// Lane offsets into a row-major [rows][S] shared tile for ldmatrix x4:
+// A operand of rows [r0, r0+16) x cols [c0, c0+16), and (transposed) B operand whose k runs along rows.
+__device__ __forceinline__ int a_row(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
+__device__ __forceinline__ int a_col(int lane) { return (lane >> 4) * 8; }
+// B operand (not transposed) of two 8-wide n blocks whose n runs along rows and k along columns.
+__device__ __forceinline__ int b_row(int lane) { return (lane & 7) + (lane >> 4) * 8; }
+__device__ __forceinline__ int b_col(int lane) { return ((lane >> 3) & 1) * 8; }
+
+// ---- tiles -------------------------------------------------------------------------------------------------
+// Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into s[ROWS][HDP + 8], zero-filled
+// beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
+template <int ROWS, int HDP>
+__device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int64_t stride, int r0, int T, int hd, bool vec) {
+    constexpr int S = HDP + 8;
+    if (vec) {
+        constexpr int kChunks = HDP / 8;
+        for (int c = threadIdx.x; c < ROWS * kChunks; c += kThreads) {
+            int r = c / kChunks, d = c % kChunks * 8, t = r0 + r;
+            bool ok = t < T && d < hd;
+            cp_async16(s + r * S + d, ok ? src + t * stride + d : src, ok);
+        }
+    } else {
+        for (int c = threadIdx.x; c < ROWS * HDP; c += kThreads) {
+            int r = c / HDP, d = c % HDP, t = r0 + r;
+            s[r * S + d] = t < T && d < hd ? src[t * stride + d] : __ushort_as_bfloat16(0);
+        }
+    }
+}
+
+__device__ __forceinline__ float sigmoid2(float z) { return 1.f / (1.f + exp2f(-z * kLog2e)); }
+
+__device__ __forceinline__ bool sink_family(AttnScore s) {
+    return s == AttnScore::SinkLogit || s == AttnScore::OffByOne;
+}
+
+// ---- forward ---------------------------------------------------------------------------------------------
+template <int HDP>
+__global__ void __launch_bounds__(kThreads)
+    attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
+                    bool vec) {
+    constexpr int Br = 64, Bc = 64, S = HDP + 8, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(smem);  // [Br][S]
+    bf16* sK = sQ + Br * S;                     // [2][Bc][S]
+    bf16* sV = sK + 2 * Bc * S;                 // [2][Bc][S]
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * Br, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const bf16* base = qkv + int64_t(b) * p.T * p.W;
+    const bf16* kb = base + (p.H + g) * p.hd;
+    const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
+    const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
+
+    load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_tile<Bc, HDP>(sK, kb, p.W, 0, p.T, p.hd, vec);
+    load_tile<Bc, HDP>(sV, vb, p.W, 0, p.T, p.hd, vec);
+    cp_async_commit();
+
+    // This thread holds rows row[0] and row[1] = row[0] + 8 of the warp's 16 (accumulator elements 0,1 and 2,3).
+    const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
+    const bool iso[2] = {is_isolated(p, row[0]), is_isolated(p, row[1])};
+    const bool softmax = p.score != AttnScore::Sigmoid;
+    const float zscale = softmax ? p.scale * kLog2e : p.scale;  // softmax works in base 2
+    // Running max and (per-thread partial) sum of each row; the sink logit enters both, its exp once per row.
+    float m[2], l[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        m[r] = sink_family(p.score) ? (sink ? to_float(sink[h]) : 0.f) * kLog2e : -INFINITY;
+        l[r] = sink_family(p.score) && tq == 0 ? 1.f : 0.f;
+    }
+    float acc[ND][4] = {};
+    uint32_t qf[KD][4];
+
+    for (int j = 0; j < n_kv; j++) {
+        const int buf = j & 1;
+        if (j + 1 < n_kv) {
+            load_tile<Bc, HDP>(sK + (buf ^ 1) * Bc * S, kb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
+            load_tile<Bc, HDP>(sV + (buf ^ 1) * Bc * S, vb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (j == 0)
+#pragma unroll
+            for (int kk = 0; kk < KD; kk++) ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+        const bf16* cK = sK + buf * Bc * S;
+        const bf16* cV = sV + buf * Bc * S;
+
+        float s[NC][4] = {};  // S = Q K^T: rows of this warp x the Bc keys of the tile
+#pragma unroll
+        for (int kk = 0; kk < KD; kk++)
+#pragma unroll
+            for (int np = 0; np < Bc / 16; np++) {
+                uint32_t kf[4];
+                ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+            }
+
+        const int k0 = j * Bc;
+        const bool need_mask = k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0;
+#pragma unroll
+        for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1, key = k0 + nt * 8 + 2 * tq + (e & 1);
+                bool vis = !need_mask || visible(p, row[r], iso[r], key);
+                float z = s[nt][e] * zscale;
+                s[nt][e] = softmax ? (vis ? z : -INFINITY) : (vis ? sigmoid2(z + p.sigmoid_bias) : 0.f);
+            }
+        if (softmax) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int nt = 0; nt < NC; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 threads of a row
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                float m_new = fmaxf(m[r], mx);
+                float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
+                float alpha = exp2f(m[r] - m_use), sum = 0.f;
+                m[r] = m_new;
+#pragma unroll
+                for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++) {
+                        float pv = exp2f(s[nt][2 * r + c] - m_use);
+                        s[nt][2 * r + c] = pv;
+                        sum += pv;
+                    }
+                l[r] = l[r] * alpha + sum;
+#pragma unroll
+                for (int dt = 0; dt < ND; dt++) {
+                    acc[dt][2 * r] *= alpha;
+                    acc[dt][2 * r + 1] *= alpha;
+                }
+            }
+        }
+
+#pragma unroll
+        for (int kk = 0; kk < Bc / 16; kk++) {  // O += P V
+            uint32_t pa[4];
+            acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+            for (int dp = 0; dp < HDP / 16; dp++) {
+                uint32_t vf[4];
+                ldsm_x4_trans(vf, cV + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+                mma(acc[2 * dp], pa, vf[0], vf[1]);
+                mma(acc[2 * dp + 1], pa, vf[2], vf[3]);
+            }
+        }
+        __syncthreads();  // the next iteration overwrites the other buffer, which warps may still be reading
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lsum = l[r];
+        lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+        lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+        float inv = !softmax ? 1.f : lsum > 0.f ? 1.f / lsum : 0.f;
+#pragma unroll
+        for (int dt = 0; dt < ND; dt++) {
+            acc[dt][2 * r] *= inv;
+            acc[dt][2 * r + 1] *= inv;
+        }
+        if (tq == 0 && row[r] < p.T)
+            lse[(int64_t(b) * p.H + h) * p.T + row[r]] = softmax ? (m[r] + log2f(lsum)) * kLn2 : 0.f;
+    }
+    // Stage this warp's 16 output rows in its own rows of sQ (no longer read), then store whole rows.
+    bf16* sO = sQ + warp * 16 * S;
+#pragma unroll
+    for (int dt = 0; dt < ND; dt++) {
+        *reinterpret_cast<uint32_t*>(sO + gr * S + dt * 8 + 2 * tq) = pack_bf16(acc[dt][0], acc[dt][1]);
+        *reinterpret_cast<uint32_t*>(sO + (gr + 8) * S + dt * 8 + 2 * tq) = pack_bf16(acc[dt][2], acc[dt][3]);
+    }
+    __syncwarp();
+    const int64_t o_stride = int64_t(p.H) * p.hd;
+    bf16* ob = o + int64_t(b) * p.T * o_stride + h * p.hd;  // row t at ob + t o_stride
+    const int t0 = q0 + warp * 16;
+    if (vec) {
+        for (int c = lane; c < 16 * (HDP / 8); c += 32) {
+            int r = c / (HDP / 8), d = c % (HDP / 8) * 8;
+            if (t0 + r < p.T && d < p.hd) store_pack(ob + (t0 + r) * o_stride + d, load_pack(sO + r * S + d));
+        }
+    } else {
+        for (int c = lane; c < 16 * HDP; c += 32) {
+            int r = c / HDP, d = c % HDP;
+            if (t0 + r < p.T && d < p.hd) ob[(t0 + r) * o_stride + d] = sO[r * S + d];
+        }
+    }
+}
+
+// ---- backward ---------------------------------------------------------------------------------------------
+// p and the scaled dz of one score s = q.k, given dp = dout.v, the row's base-2 lse and D.
+struct Grad {
+    float p, dz;
+};
+__device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float dp, bool vis, float lse2, float D) {
+    Grad r{0.f, 0.f};
+    if (!vis) return r;
+    if (p.score == AttnScore::Sigmoid) {
+        r.p = sigmoid2(s * p.scale + p.sigmoid_bias);
+        r.dz = dp * r.p * (1.f - r.p);
+    } else {
+        r.p = exp2f(s * p.scale * kLog2e - lse2);
+        r.dz = r.p * (dp - D);
+    }
+    r.dz *= p.scale;
+    return r;
+}
+
+// Grid (key tiles of 64, Hkv, B). Warp w owns keys k0 + 16w .. +15 and keeps their dk, dv in registers while
+// the block walks the query tiles (Bq rows) of each head of the group; S^T and dP^T are computed directly
+// (keys as rows), so P^T and dS^T are already the A operands of dV += P^T dO and dK += dS^T Q.
+template <int HDP, int Bq>
+__global__ void __launch_bounds__(kThreads)
+    attn_dkdv_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
+                     const __grid_constant__ AttnParams p, bool vec) {
+    constexpr int Bc = 64, S = HDP + 8, KD = HDP / 16, NQ = Bq / 8, ND = HDP / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* sK = reinterpret_cast<bf16*>(smem);      // [Bc][S]
+    bf16* sV = sK + Bc * S;                        // [Bc][S]
+    bf16* sQ = sV + Bc * S;                        // [2][Bq][S]
+    bf16* sdO = sQ + 2 * Bq * S;                   // [2][Bq][S]
+    float* sL = reinterpret_cast<float*>(sdO + 2 * Bq * S);  // [2][Bq] base-2 lse
+    float* sD = sL + 2 * Bq;                                 // [2][Bq]
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
+    const int k0 = blockIdx.x * Bc, g = blockIdx.y, b = blockIdx.z, rep = p.H / p.Hkv;
+    const bf16* base = qkv + int64_t(b) * p.T * p.W;
+    const int64_t do_stride = int64_t(p.H) * p.hd;
+    const bf16* dob = dout + int64_t(b) * p.T * do_stride;
+    const int q_first = k0 / Bq, nq = (p.T + Bq - 1) / Bq - q_first, n_it = rep * nq;
+    const bool softmax = p.score != AttnScore::Sigmoid;
+
+    auto load_queries = [&](int it, int buf) {
+        int h = g * rep + it / nq, t0 = (q_first + it % nq) * Bq;
+        load_tile<Bq, HDP>(sQ + buf * Bq * S, base + h * p.hd, p.W, t0, p.T, p.hd, vec);
+        load_tile<Bq, HDP>(sdO + buf * Bq * S, dob + h * p.hd, do_stride, t0, p.T, p.hd, vec);
+        const float* lse_h = lse + (int64_t(b) * p.H + h) * p.T;
+        for (int i = threadIdx.x; i < Bq; i += kThreads) {
+            int t = t0 + i;
+            sL[buf * Bq + i] = t < p.T && softmax ? lse_h[t] * kLog2e : 0.f;
+            sD[buf * Bq + i] = t < p.T && softmax ? D[(int64_t(b) * p.H + h) * p.T + t] : 0.f;
+        }
+    };
+    load_tile<Bc, HDP>(sK, base + (p.H + g) * p.hd, p.W, k0, p.T, p.hd, vec);
+    load_tile<Bc, HDP>(sV, base + (p.H + p.Hkv + g) * p.hd, p.W, k0, p.T, p.hd, vec);
+    load_queries(0, 0);
+    cp_async_commit();
+
+    const int key[2] = {k0 + warp * 16 + gr, k0 + warp * 16 + gr + 8};
+    float dk[ND][4] = {}, dv[ND][4] = {};
+    for (int it = 0; it < n_it; it++) {
+        const int buf = it & 1;
+        if (it + 1 < n_it) {
+            load_queries(it + 1, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int t0 = (q_first + it % nq) * Bq;
+        const bf16* cQ = sQ + buf * Bq * S;
+        const bf16* cdO = sdO + buf * Bq * S;
+        const float* cL = sL + buf * Bq;
+        const float* cD = sD + buf * Bq;
+
+        float st[NQ][4] = {}, dpt[NQ][4] = {};  // S^T = K Q^T and dP^T = V dO^T: this warp's keys x Bq queries
+#pragma unroll
+        for (int kk = 0; kk < KD; kk++) {
+            uint32_t kf[4], vf[4];
+            ldsm_x4(kf, sK + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+            ldsm_x4(vf, sV + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+#pragma unroll
+            for (int np = 0; np < Bq / 16; np++) {
+                uint32_t qf[4], of[4];
+                ldsm_x4(qf, cQ + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                ldsm_x4(of, cdO + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                mma(st[2 * np], kf, qf[0], qf[1]);
+                mma(st[2 * np + 1], kf, qf[2], qf[3]);
+                mma(dpt[2 * np], vf, of[0], of[1]);
+                mma(dpt[2 * np + 1], vf, of[2], of[3]);
+            }
+        }
+        const bool need_mask = t0 < k0 + Bc || t0 + Bq > p.T || k0 + Bc > p.T || p.n_isolate > 0;
+#pragma unroll
+        for (int nt = 0; nt < NQ; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int qi = nt * 8 + 2 * tq + (e & 1), t = t0 + qi;
+                bool vis = !need_mask || (t < p.T && visible(p, t, is_isolated(p, t), key[e >> 1]));
+                Grad gd = score_grad(p, st[nt][e], dpt[nt][e], vis, cL[qi], cD[qi]);
+                st[nt][e] = gd.p;
+                dpt[nt][e] = gd.dz;
+            }
+#pragma unroll
+        for (int kk = 0; kk < Bq / 16; kk++) {  // dV += P^T dO, dK += dS^T Q
+            uint32_t pa[4], da[4];
+            acc_to_a(pa, st[2 * kk], st[2 * kk + 1]);
+            acc_to_a(da, dpt[2 * kk], dpt[2 * kk + 1]);
+#pragma unroll
+            for (int dp = 0; dp < HDP / 16; dp++) {
+                uint32_t of[4], qf[4];
+                ldsm_x4_trans(of, cdO + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+                ldsm_x4_trans(qf, cQ + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+                mma(dv[2 * dp], pa, of[0], of[1]);
+                mma(dv[2 * dp + 1], pa, of[2], of[3]);
+                mma(dk[2 * dp], da, qf[0], qf[1]);
+                mma(dk[2 * dp + 1], da, qf[2], qf[3]);
+            }
+        }
+        __syncthreads();
+    }
+
+    bf16* drow = dqkv + int64_t(b) * p.T * p.W;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (key[r] >= p.T) continue;
+        bf16* dkr = drow + int64_t(key[r]) * p.W + (p.H + g) * p.hd;
+        bf16* dvr = drow + int64_t(key[r]) * p.W + (p.H + p.Hkv + g) * p.hd;
+#pragma unroll
+        for (int dt = 0; dt < ND; dt++) {
+            int d = dt * 8 + 2 * tq;
+            if (d >= p.hd) continue;  // hd is even: the pair (d, d+1) is all in or all out
+            dkr[d] = __float2bfloat16_rn(dk[dt][2 * r]);
+            dkr[d + 1] = __float2bfloat16_rn(dk[dt][2 * r + 1]);
+            dvr[d] = __float2bfloat16_rn(dv[dt][2 * r]);
+            dvr[d + 1] = __float2bfloat16_rn(dv[dt][2 * r + 1]);
+        }
+    }
+}
+
+// Grid (query tiles of 64, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in registers)
+// and walks the key tiles (Bc keys) up to the diagonal.
+template <int HDP, int Bc>
+__global__ void __launch_bounds__(kThreads)
+    attn_dq_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
+                   const __grid_constant__ AttnParams p, bool vec) {
+    constexpr int Br = 64, S = HDP + 8, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(smem);  // [Br][S]
+    bf16* sdO = sQ + Br * S;                    // [Br][S]
+    bf16* sK = sdO + Br * S;                    // [2][Bc][S]
+    bf16* sV = sK + 2 * Bc * S;                 // [2][Bc][S]
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * Br, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const bf16* base = qkv + int64_t(b) * p.T * p.W;
+    const bf16* kb = base + (p.H + g) * p.hd;
+    const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
+    const int64_t do_stride = int64_t(p.H) * p.hd;
+    const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
+    const bool softmax = p.score != AttnScore::Sigmoid;
+
+    load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_tile<Br, HDP>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
+    load_tile<Bc, HDP>(sK, kb, p.W, 0, p.T, p.hd, vec);
+    load_tile<Bc, HDP>(sV, vb, p.W, 0, p.T, p.hd, vec);
+    cp_async_commit();
+
+    const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
+    bool iso[2];
+    float lse2[2], Dr[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        iso[r] = is_isolated(p, row[r]);
+        int64_t i = (int64_t(b) * p.H + h) * p.T + row[r];
+        lse2[r] = row[r] < p.T && softmax ? lse[i] * kLog2e : 0.f;
+        Dr[r] = row[r] < p.T && softmax ? D[i] : 0.f;
+    }
+    uint32_t qf[KD][4], of[KD][4];
+    float dq[ND][4] = {};
+
+    for (int j = 0; j < n_kv; j++) {
+        const int buf = j & 1;
+        if (j + 1 < n_kv) {
+            load_tile<Bc, HDP>(sK + (buf ^ 1) * Bc * S, kb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
+            load_tile<Bc, HDP>(sV + (buf ^ 1) * Bc * S, vb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (j == 0)
+#pragma unroll
+            for (int kk = 0; kk < KD; kk++) {
+                ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                ldsm_x4(of[kk], sdO + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+            }
+        const bf16* cK = sK + buf * Bc * S;
+        const bf16* cV = sV + buf * Bc * S;
+
+        float s[NC][4] = {}, dp[NC][4] = {};  // S = Q K^T, dP = dO V^T
+#pragma unroll
+        for (int kk = 0; kk < KD; kk++)
+#pragma unroll
+            for (int np = 0; np < Bc / 16; np++) {
+                uint32_t kf[4], vf[4];
+                ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                ldsm_x4(vf, cV + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+                mma(dp[2 * np], of[kk], vf[0], vf[1]);
+                mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
+            }
+        const int k0 = j * Bc;
+        const bool need_mask = k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0;
+#pragma unroll
+        for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1, key = k0 + nt * 8 + 2 * tq + (e & 1);
+                bool vis = !need_mask || visible(p, row[r], iso[r], key);
+                s[nt][e] = score_grad(p, s[nt][e], dp[nt][e], vis, lse2[r], Dr[r]).dz;
+            }
+#pragma unroll
+        for (int kk = 0; kk < Bc / 16; kk++) {  // dQ += dS K
+            uint32_t da[4];
+            acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+            for (int dt = 0; dt < HDP / 16; dt++) {
+                uint32_t kf[4];
+                ldsm_x4_trans(kf, cK + (kk * 16 + a_row(lane)) * S + dt * 16 + a_col(lane));
+                mma(dq[2 * dt], da, kf[0], kf[1]);
+                mma(dq[2 * dt + 1], da, kf[2], kf[3]);
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= p.T) continue;
+        bf16* dqr = dqkv + (int64_t(b) * p.T + row[r]) * p.W + h * p.hd;
+#pragma unroll
+        for (int dt = 0; dt < ND; dt++) {
+            int d = dt * 8 + 2 * tq;
+            if (d >= p.hd) continue;
+            dqr[d] = __float2bfloat16_rn(dq[dt][2 * r]);
+            dqr[d + 1] = __float2bfloat16_rn(dq[dt][2 * r + 1]);
+        }
+    }
+}
+
+// D[b, h, t] = dout.o of one row, one warp per row.
+template <typename T>
+__global__ void attn_rowdot_kernel(float* D, const T* dout, const T* o, int64_t rows, int T_, int H, int hd) {
+    int64_t i = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h), the layout of o
+    if (i >= rows) return;
+    int lane = threadIdx.x % 32;
+    float acc = 0.f;
+    for (int d = lane; d < hd; d += 32) acc += to_float(dout[i * hd + d]) * to_float(o[i * hd + d]);
+    acc = warp_sum(acc);
+    int h = int(i % H);
+    int64_t bt = i / H, b = bt / T_, t = bt % T_;
+    if (lane == 0) D[(b * H + h) * T_ + t] = acc;
+}
+
+// dsink[h] += -sum over (b, t) of exp(sink[h] - lse) D, one block per head, summed in a fixed order.
+template <typename T>
+__global__ void attn_dsink_kernel(float* dsink, const T* sink, const float* lse, const float* D, int B, int T_,
+                                  int H) {
+    int h = blockIdx.x;
+    float s = to_float(sink[h]);
+    float acc = 0.f;
+    for (int64_t i = threadIdx.x; i < int64_t(B) * T_; i += blockDim.x) {
+        int64_t r = (i / T_ * H + h) * T_ + i % T_;
+        acc += expf(s - lse[r]) * D[r];
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) dsink[h] -= acc;
+}
+
+int padded_hd(int hd) { return hd <= 32 ? 32 : hd <= 64 ? 64 : 128; }
+
+template <typename K> void launch(K kernel, dim3 grid, size_t smem, cudaStream_t st, auto... args) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<grid, kThreads, smem, st>>>(args...);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int HDP> void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec,
+                                 cudaStream_t st) {
+    constexpr int S = HDP + 8;
+    dim3 grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
+    launch(attn_fwd_kernel<HDP>, grid, size_t(64 + 4 * 64) * S * sizeof(bf16), st, o, lse, qkv, sink, p, vec);
+}
+
+template <int HDP> void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
+                                 const AttnParams& p, bool vec, cudaStream_t st) {
+    constexpr int S = HDP + 8, Bq = HDP > 64 ? 32 : 64, Bc = HDP > 64 ? 32 : 64;  // fewer registers at HDP 128
+    dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(p.B));
+    launch(attn_dkdv_kernel<HDP, Bq>, kv_grid, size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float),
+           st, dqkv, dout, lse, D, qkv, p, vec);
+    dim3 q_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
+    launch(attn_dq_kernel<HDP, Bc>, q_grid, size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16), st, dqkv, dout, lse, D, qkv,
+           p, vec);
+}
+
+void check_spec(const AttnSpec& s) {
+    SL_REQUIRE(s.hd % 2 == 0 && s.hd <= 128,
+               "attention head_dim {} is not supported by the CUDA kernels: it must be even and at most 128 (change "
+               "model.d_model / model.n_head)",
+               s.hd);
+}
+
+}  // namespace
+
+template <typename T>
+void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s, cudaStream_t st) {
+    check_spec(s);
+    if (s.B == 0 || s.T == 0) return;
+    AttnParams p = attn_params(s);
+    if constexpr (std::is_same_v<T, float>) {
+        attention_fwd_f32(o, lse, qkv, sink, p, st);
+    } else {
+        bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, o, qkv);
+        switch (padded_hd(s.hd)) {
+            case 32: fwd_bf16<32>(o, lse, qkv, sink, p, vec, st); break;
+            case 64: fwd_bf16<64>(o, lse, qkv, sink, p, vec, st); break;
+            default: fwd_bf16<128>(o, lse, qkv, sink, p, vec, st); break;
+        }
+    }
+}
+
+size_t attention_bwd_scratch(const AttnSpec& s) { return size_t(s.B) * s.H * s.T * sizeof(float); }
+
+template <typename T>
+void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
+                   const AttnSpec& s, void* scratch, cudaStream_t st) {
+    check_spec(s);
+    if (s.B == 0 || s.T == 0) return;
+    AttnParams p = attn_params(s);
+    float* D = nullptr;  // [B, H, T], the softmax family only
+    if (s.score != AttnScore::Sigmoid) {
+        D = static_cast<float*>(scratch);
+        int64_t rows = int64_t(s.B) * s.T * s.H;
+        attn_rowdot_kernel<T><<<unsigned(ceil_div(rows, 8)), 256, 0, st>>>(D, dout, o, rows, s.T, s.H, s.hd);
+        CUDA_CHECK_LAUNCH();
+    }
+    if constexpr (std::is_same_v<T, float>) {
+        attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
+    } else {
+        bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
+        switch (padded_hd(s.hd)) {
+            case 32: bwd_bf16<32>(dqkv, dout, lse, D, qkv, p, vec, st); break;
+            case 64: bwd_bf16<64>(dqkv, dout, lse, D, qkv, p, vec, st); break;
+            default: bwd_bf16<128>(dqkv, dout, lse, D, qkv, p, vec, st); break;
+        }
+    }
+    if (s.score == AttnScore::SinkLogit) {
+        SL_ASSERT(sink && dsink, "SinkLogit attention needs the sink logits and their gradient");
+        attn_dsink_kernel<T><<<unsigned(s.H), 256, 0, st>>>(dsink, sink, lse, D, s.B, s.T, s.H);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+template void attention_fwd<float>(float*, float*, const float*, const float*, const AttnSpec&, cudaStream_t);
+template void attention_fwd<bf16>(bf16*, float*, const bf16*, const bf16*, const AttnSpec&, cudaStream_t);
+template void attention_bwd<float>(float*, float*, const float*, const float*, const float*, const float*,
+                                   const float*, const AttnSpec&, void*, cudaStream_t);
+template void attention_bwd<bf16>(bf16*, float*, const bf16*, const bf16*, const float*, const bf16*, const bf16*,
+                                  const AttnSpec&, void*, cudaStream_t);
+
+}  // namespace sinklab::cuda

@@ -1,0 +1,219 @@
+// RMSNorm over groups of a row, the one kernel pair behind rmsnorm, headnorm and qknorm.
+// Forward and dx: one warp per (row, group). Gain gradients: per-chunk column partial sums (a fixed split
+// of the rows), then an ordered reduction over chunks, so the result does not depend on scheduling.
+#include "kernels/cuda/cuda_kernels.cuh"
+
+namespace sinklab::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxChunks = 256;  // row chunks of the gain-gradient partial sums
+
+// The gain vector and offset that group h uses.
+template <typename T> __device__ __forceinline__ const T* gain_of(const NormLayout& L, const T* g0, const T* g1, int h) {
+    const T* g = h < L.G0 ? g0 : g1;
+    int hh = h < L.G0 ? h : h - L.G0;
+    return L.per_group ? g + int64_t(hh) * L.gs : g;
+}
+
+template <typename T, bool kVecIO>
+__global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, const T* g1, NormLayout L, float eps) {
+    constexpr int VW = kVecIO ? kVec<T> : 1;
+    int groups = L.W / L.gs;  // normalized groups, then copied ones
+    int64_t item = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+    if (item >= L.N * groups) return;
+    int64_t n = item / groups;
+    int h = int(item % groups), lane = threadIdx.x % 32;
+    const T* xr = x + n * L.W + int64_t(h) * L.gs;  // [gs]
+    T* outr = out + n * L.W + int64_t(h) * L.gs;    // [gs]
+    if (h >= L.G) {
+        for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+            if constexpr (kVecIO) store_pack(outr + j, load_pack(xr + j));
+            else outr[j] = xr[j];
+        }
+        return;
+    }
+    float ss = 0.f;
+    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+        if constexpr (kVecIO) {
+            Pack<T> p = load_pack(xr + j);
+            for (int e = 0; e < VW; e++) ss += to_float(p.v[e]) * to_float(p.v[e]);
+        } else {
+            float v = to_float(xr[j]);
+            ss += v * v;
+        }
+    }
+    ss = warp_sum(ss);
+    float r = 1.f / sqrtf(ss / float(L.gs) + eps);
+    if (lane == 0) rstd[n * L.G + h] = r;
+    const T* g = gain_of(L, g0, g1, h);
+    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+        if constexpr (kVecIO) {
+            Pack<T> p = load_pack(xr + j), gp = load_pack(g + j), o;
+            for (int e = 0; e < VW; e++) o.v[e] = from_float<T>(to_float(p.v[e]) * r * to_float(gp.v[e]));
+            store_pack(outr + j, o);
+        } else {
+            outr[j] = from_float<T>(to_float(xr[j]) * r * to_float(g[j]));
+        }
+    }
+}
+
+// dx = r (g dy - x r^2 mean_j(g dy x)), the gradient of y = x r g with r = (mean x^2 + eps)^-1/2.
+template <typename T, bool kVecIO>
+__global__ void norm_dx_kernel(T* dx, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
+                               NormLayout L) {
+    constexpr int VW = kVecIO ? kVec<T> : 1;
+    int groups = L.W / L.gs;
+    int64_t item = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+    if (item >= L.N * groups) return;
+    int64_t n = item / groups;
+    int h = int(item % groups), lane = threadIdx.x % 32;
+    int64_t off = n * L.W + int64_t(h) * L.gs;
+    const T *xr = x + off, *dyr = dout + off;  // [gs]
+    T* dxr = dx + off;                           // [gs]
+    if (h >= L.G) {
+        for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+            if constexpr (kVecIO) store_pack(dxr + j, load_pack(dyr + j));
+            else dxr[j] = dyr[j];
+        }
+        return;
+    }
+    const T* g = gain_of(L, g0, g1, h);
+    float dot = 0.f;
+    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+        if constexpr (kVecIO) {
+            Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j);
+            for (int e = 0; e < VW; e++) dot += to_float(gp.v[e]) * to_float(dp.v[e]) * to_float(xp.v[e]);
+        } else {
+            dot += to_float(g[j]) * to_float(dyr[j]) * to_float(xr[j]);
+        }
+    }
+    dot = warp_sum(dot);
+    float r = rstd[n * L.G + h];
+    float c = dot * r * r / float(L.gs);
+    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+        if constexpr (kVecIO) {
+            Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j), o;
+            for (int e = 0; e < VW; e++)
+                o.v[e] = from_float<T>(r * (to_float(gp.v[e]) * to_float(dp.v[e]) - to_float(xp.v[e]) * c));
+            store_pack(dxr + j, o);
+        } else {
+            dxr[j] = from_float<T>(r * (to_float(g[j]) * to_float(dyr[j]) - to_float(xr[j]) * c));
+        }
+    }
+}
+
+// partial[p, c] = sum over the rows of chunk p of dout * x * rstd, for the normalized channels c < G*gs.
+template <typename T>
+__global__ void norm_dg_partial_kernel(float* partial, const T* dout, const T* x, const float* rstd, NormLayout L,
+                                       int64_t rows_per_chunk) {
+    int Wn = L.G * L.gs;
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= Wn) return;
+    int h = c / L.gs;
+    int64_t n0 = int64_t(blockIdx.y) * rows_per_chunk, n1 = min(L.N, n0 + rows_per_chunk);
+    float acc = 0.f;
+    for (int64_t n = n0; n < n1; n++)
+        acc += to_float(dout[n * L.W + c]) * to_float(x[n * L.W + c]) * rstd[n * L.G + h];
+    partial[int64_t(blockIdx.y) * Wn + c] = acc;
+}
+
+// dg[e] += sum over chunks p (in order) and over the groups [ha, hb) that share gain element e.
+__global__ void norm_dg_reduce_kernel(float* dg, const float* partial, int chunks, int Wn, int gs, int ha, int hb,
+                                      bool per_group) {
+    int len = per_group ? (hb - ha) * gs : gs;
+    int e = blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= len) return;
+    float acc = 0.f;
+    for (int p = 0; p < chunks; p++) {
+        const float* row = partial + int64_t(p) * Wn;
+        if (per_group) {
+            acc += row[ha * gs + e];
+        } else {
+            for (int h = ha; h < hb; h++) acc += row[h * gs + e];
+        }
+    }
+    dg[e] += acc;
+}
+
+int chunks_of(int64_t N) { return int(std::min<int64_t>(ceil_div(N, 32), kMaxChunks)); }
+
+void check_layout(const NormLayout& L) {
+    SL_ASSERT(L.gs > 0 && L.W % L.gs == 0 && L.G >= 1 && L.G * L.gs <= L.W && L.G0 >= 1 && L.G0 <= L.G,
+              "norm layout W={} G={} gs={} G0={}", L.W, L.G, L.gs, L.G0);
+}
+
+}  // namespace
+
+size_t norm_bwd_scratch(const NormLayout& L) { return size_t(kMaxChunks) * L.G * L.gs * sizeof(float); }
+
+template <typename T>
+void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const NormLayout& L, float eps,
+              cudaStream_t st) {
+    check_layout(L);
+    if (L.N == 0) return;
+    int64_t items = L.N * (L.W / L.gs);
+    dim3 grid(unsigned(ceil_div(items, kWarps)));
+    if (vec_ok<T>(L.gs, out, x, g0, g1))
+        norm_fwd_kernel<T, true><<<grid, kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps);
+    else
+        norm_fwd_kernel<T, false><<<grid, kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
+              const NormLayout& L, void* scratch, cudaStream_t st) {
+    check_layout(L);
+    SL_ASSERT((L.G > L.G0) == (dg1 != nullptr), "norm_bwd: a second gain gradient exactly when there is a second gain");
+    if (L.N == 0) return;
+    int64_t items = L.N * (L.W / L.gs);
+    dim3 grid(unsigned(ceil_div(items, kWarps)));
+    if (vec_ok<T>(L.gs, dx, dout, x, g0, g1))
+        norm_dx_kernel<T, true><<<grid, kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L);
+    else
+        norm_dx_kernel<T, false><<<grid, kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L);
+    CUDA_CHECK_LAUNCH();
+
+    int chunks = chunks_of(L.N), Wn = L.G * L.gs;
+    int64_t rows_per_chunk = ceil_div(L.N, chunks);
+    auto* partial = static_cast<float*>(scratch);  // [chunks, Wn]
+    norm_dg_partial_kernel<T><<<dim3(unsigned(ceil_div(Wn, kThreads)), unsigned(chunks)), kThreads, 0, st>>>(
+        partial, dout, x, rstd, L, rows_per_chunk);
+    CUDA_CHECK_LAUNCH();
+    auto reduce = [&](float* dg, int ha, int hb) {
+        int len = L.per_group ? (hb - ha) * L.gs : L.gs;
+        norm_dg_reduce_kernel<<<unsigned(ceil_div(len, kThreads)), kThreads, 0, st>>>(dg, partial, chunks, Wn, L.gs,
+                                                                                      ha, hb, L.per_group);
+        CUDA_CHECK_LAUNCH();
+    };
+    reduce(dg0, 0, L.G0);
+    if (dg1) reduce(dg1, L.G0, L.G);
+}
+
+template <typename T>
+void rmsnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t C, float eps, cudaStream_t st) {
+    norm_fwd(out, rstd, x, g, static_cast<const T*>(nullptr), rmsnorm_layout(N, C), eps, st);
+}
+
+template <typename T>
+void rmsnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t C,
+                 void* scratch, cudaStream_t st) {
+    norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, rmsnorm_layout(N, C), scratch, st);
+}
+
+NormLayout rmsnorm_layout(int64_t N, int64_t C) { return NormLayout{N, int(C), 1, int(C), 1, false}; }
+
+#define SL_INSTANTIATE(T)                                                                                          \
+    template void norm_fwd<T>(T*, float*, const T*, const T*, const T*, const NormLayout&, float, cudaStream_t);   \
+    template void norm_bwd<T>(T*, float*, float*, const T*, const T*, const T*, const T*, const float*,            \
+                              const NormLayout&, void*, cudaStream_t);                                             \
+    template void rmsnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, cudaStream_t);           \
+    template void rmsnorm_bwd<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, void*, \
+                                 cudaStream_t);
+SL_INSTANTIATE(float)
+SL_INSTANTIATE(bf16)
+#undef SL_INSTANTIATE
+
+}  // namespace sinklab::cuda

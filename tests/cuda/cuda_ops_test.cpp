@@ -1,0 +1,742 @@
+// Every CUDA op against the CPU backend, through the public Backend interface, on fresh random inputs
+// (ggml's test-backend-ops idea). Without a GPU each test is skipped.
+//
+// fp32 mode: CUDA f32 and CPU f32 run the same inputs; every output element must agree to a relative tolerance
+// (measured against |want| + rms(want), so that elements near zero are judged on the scale of their tensor).
+//
+// bf16 mode, the 2x rule: the inputs are rounded to bf16 once, then the op runs three times:
+//   cuda  - the CUDA backend in bf16;
+//   ref   - the CPU backend in f64: the exact answer for these inputs, up to f64 rounding;
+//   naive - the CPU backend in f32, with every tensor the bf16 backend stores in bf16 (activations, parameters,
+//           activation gradients) rounded to bf16 after each stage of the case, outputs included. That is the
+//           naive same-precision implementation: bf16 storage between ops, f32 arithmetic inside them, and f32
+//           for what bf16 training keeps in f32 (parameter gradients, lse, rstd, loss). Its error is what bf16
+//           storage costs by itself.
+// CUDA passes when ||cuda - ref|| <= 2 ||naive - ref|| + 1e-6 ||ref|| (Euclidean norms over the tensor). Norms,
+// not maxima: an f32 sum of bf16-rounded terms has a roughly Gaussian error while a single rounding has a
+// bounded one, so maxima would compare different tails; a wrong element or a wrong tile still shows, since one
+// O(1) error outweighs the rounding of the whole tensor. The last term admits f32-level differences in outputs
+// that bf16 does not touch (lse, rstd, loss, parameter gradients).
+//
+// Outputs are poisoned with NaN before every run, so an element a kernel fails to write fails the test. Shapes
+// are deliberately not multiples of the kernels' tiles (T = 77, odd row counts, head dims 16, 18, 32, 64, 128).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace sinklab {
+namespace {
+
+// What an argument is to the op, which fixes its dtype on each backend and how the test treats it.
+enum class Role {
+    In,      // compute dtype, random, read only
+    InWide,  // wide dtype (f32 on CUDA), random, read only
+    Ids,     // i32
+    Out,     // compute dtype, poisoned, compared
+    OutF32,  // f32 on every backend (lse, rstd, loss), poisoned, compared
+    Acc,     // wide dtype, random start, accumulated into (+=), compared
+    InOut,   // compute dtype, random start, updated in place, compared
+    Tmp,     // compute dtype, poisoned, an intermediate between stages
+    TmpF32,  // f32, poisoned, an intermediate
+};
+
+struct Arg {
+    std::string name;
+    Role role;
+    std::vector<int64_t> shape;
+    double lo = -1.0, hi = 1.0;                            // uniform range of random floats
+    std::function<int32_t(int64_t, std::mt19937_64&)> id;  // element i of an Ids argument
+    double rtol = 0.0;                                     // fp32-mode tolerance, when not the case's
+};
+
+using Tensors = std::map<std::string, Tensor>;
+using Stage = std::function<void(Backend&, Tensors&)>;
+
+struct Case {
+    std::string name;
+    std::vector<Arg> args;
+    std::vector<Stage> stages;
+    double rtol = 1e-5;  // fp32 mode
+};
+
+bool compared(Role r) { return r == Role::Out || r == Role::OutF32 || r == Role::Acc || r == Role::InOut; }
+bool poisoned(Role r) { return r == Role::Out || r == Role::OutF32 || r == Role::Tmp || r == Role::TmpF32; }
+bool stored_in_compute(Role r) { return r == Role::Out || r == Role::InOut || r == Role::Tmp; }
+
+DType dtype_for(Role r, const Backend& b) {
+    switch (r) {
+        case Role::In:
+        case Role::Out:
+        case Role::InOut:
+        case Role::Tmp: return b.compute_dtype();
+        case Role::InWide:
+        case Role::Acc: return b.wide();
+        case Role::Ids: return DType::I32;
+        case Role::OutF32:
+        case Role::TmpF32: return DType::F32;
+    }
+    return DType::F32;
+}
+
+int64_t numel(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+double round_bf16(double x) { return bf16_bits_to_float(float_to_bf16_bits(float(x))); }
+
+// The host values of every argument: floats as f64, ids as i32.
+struct HostArgs {
+    std::map<std::string, std::vector<double>> f;
+    std::map<std::string, std::vector<int32_t>> ids;
+};
+
+HostArgs make_inputs(const Case& c, bool bf16_inputs, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    HostArgs h;
+    for (const Arg& a : c.args) {
+        int64_t n = numel(a.shape);
+        if (a.role == Role::Ids) {
+            auto& v = h.ids[a.name];
+            for (int64_t i = 0; i < n; i++) v.push_back(a.id(i, rng));
+            continue;
+        }
+        auto& v = h.f[a.name];
+        std::uniform_real_distribution<double> u(a.lo, a.hi);
+        for (int64_t i = 0; i < n; i++) {
+            double x = poisoned(a.role) ? std::numeric_limits<double>::quiet_NaN() : u(rng);
+            v.push_back(bf16_inputs ? round_bf16(x) : x);
+        }
+    }
+    return h;
+}
+
+Tensor make_tensor(Backend& b, DType dt, const std::vector<int64_t>& shape) {
+    Tensor t;
+    t.dtype = dt;
+    t.ndim = int(shape.size());
+    for (int i = 0; i < t.ndim; i++) t.shape[i] = shape[i];
+    t.data = b.alloc(t.bytes());
+    return t;
+}
+
+// Runs the case on b; returns the compared arguments as f64. round_stages makes it the naive bf16 run.
+std::map<std::string, std::vector<double>> run_case(Backend& b, const Case& c, const HostArgs& in,
+                                                    bool round_stages) {
+    Tensors t;
+    for (const Arg& a : c.args) {
+        t[a.name] = make_tensor(b, dtype_for(a.role, b), a.shape);
+        if (a.role == Role::Ids)
+            b.write(t[a.name], in.ids.at(a.name).data(), DType::I32);
+        else
+            b.write(t[a.name], in.f.at(a.name).data(), DType::F64);
+    }
+    for (const Stage& stage : c.stages) {
+        stage(b, t);
+        if (!round_stages) continue;
+        for (const Arg& a : c.args) {
+            if (!stored_in_compute(a.role)) continue;
+            std::vector<double> v(size_t(numel(a.shape)));
+            b.read(v.data(), DType::F64, t[a.name]);
+            for (double& x : v) x = round_bf16(x);
+            b.write(t[a.name], v.data(), DType::F64);
+        }
+    }
+    std::map<std::string, std::vector<double>> out;
+    for (const Arg& a : c.args) {
+        if (compared(a.role)) {
+            auto& v = out[a.name];
+            v.resize(size_t(numel(a.shape)));
+            b.read(v.data(), DType::F64, t[a.name]);
+        }
+    }
+    b.synchronize();
+    for (auto& [name, tensor] : t) b.release(tensor.data);
+    return out;
+}
+
+double norm(const std::vector<double>& a) {
+    double s = 0.0;
+    for (double x : a) s += x * x;
+    return std::sqrt(s);
+}
+
+double norm_diff(const std::vector<double>& a, const std::vector<double>& b) {
+    double s = 0.0;
+    for (size_t i = 0; i < a.size(); i++) s += (a[i] - b[i]) * (a[i] - b[i]);
+    return std::sqrt(s);
+}
+
+struct Backends {
+    std::unique_ptr<Backend> cuda_f32, cuda_bf16, cpu_f32, cpu_f64;
+};
+
+Backends& backends() {
+    static Backends b = [] {
+        Backends r;
+        BackendOptions opt;
+        opt.kind = "cuda";
+        opt.cuda_compute = DType::F32;
+        r.cuda_f32 = make_backend(opt);
+        opt.cuda_compute = DType::BF16;
+        r.cuda_bf16 = make_backend(opt);
+        r.cpu_f32 = make_cpu_backend(DType::F32);
+        r.cpu_f64 = make_cpu_backend(DType::F64);
+        return r;
+    }();
+    return b;
+}
+
+// fp32 mode: CUDA f32 against CPU f32, element by element.
+void check_f32(const Case& c, uint64_t seed) {
+    SCOPED_TRACE(c.name + " [fp32]");
+    HostArgs in = make_inputs(c, false, seed);
+    auto got = run_case(*backends().cuda_f32, c, in, false);
+    auto want = run_case(*backends().cpu_f32, c, in, false);
+    for (const Arg& a : c.args) {
+        if (!compared(a.role)) continue;
+        const auto &g = got[a.name], &w = want[a.name];
+        double rtol = a.rtol > 0 ? a.rtol : c.rtol;
+        double rms = norm(w) / std::sqrt(double(std::max<size_t>(w.size(), 1)));
+        size_t bad = 0, worst = 0;
+        double worst_ratio = 0.0;
+        for (size_t i = 0; i < w.size(); i++) {
+            double err = std::abs(g[i] - w[i]), bound = rtol * (std::abs(w[i]) + rms);
+            double ratio = std::isfinite(g[i]) ? err / bound : std::numeric_limits<double>::infinity();
+            if (!(ratio <= 1.0)) bad++;
+            if (!(ratio <= worst_ratio)) worst_ratio = ratio, worst = i;
+        }
+        EXPECT_EQ(bad, 0u) << a.name << ": " << bad << " of " << w.size() << " elements off by more than rtol "
+                           << rtol << "; worst [" << worst << "] cuda " << g[worst] << " cpu " << w[worst];
+    }
+}
+
+// bf16 mode: the 2x rule of the header comment.
+void check_bf16(const Case& c, uint64_t seed) {
+    SCOPED_TRACE(c.name + " [bf16]");
+    HostArgs in = make_inputs(c, true, seed);
+    auto cuda = run_case(*backends().cuda_bf16, c, in, false);
+    auto ref = run_case(*backends().cpu_f64, c, in, false);
+    auto naive = run_case(*backends().cpu_f32, c, in, true);
+    for (const Arg& a : c.args) {
+        if (!compared(a.role)) continue;
+        const auto &g = cuda[a.name], &r = ref[a.name], &n = naive[a.name];
+        size_t non_finite = 0;
+        for (size_t i = 0; i < g.size(); i++) non_finite += std::isfinite(r[i]) && !std::isfinite(g[i]);
+        EXPECT_EQ(non_finite, 0u) << a.name << ": " << non_finite << " elements not written or not finite";
+        double e_cuda = norm_diff(g, r), e_naive = norm_diff(n, r), bound = 2.0 * e_naive + 1e-6 * norm(r);
+        size_t worst = 0;  // where to look first when it fails
+        for (size_t i = 0; i < g.size(); i++)
+            if (!(std::abs(g[i] - r[i]) <= std::abs(g[worst] - r[worst]))) worst = i;
+        EXPECT_LE(e_cuda, bound) << a.name << ": cuda error " << e_cuda << ", naive bf16 error " << e_naive
+                                 << ", |ref| " << norm(r) << "; worst [" << worst << "] cuda " << g[worst] << " ref "
+                                 << r[worst] << " naive " << n[worst];
+    }
+}
+
+void check(const Case& c, uint64_t seed = 1) {
+    check_f32(c, seed);
+    check_bf16(c, seed + 1000);
+}
+
+class CudaOps : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    }
+};
+
+// ---- argument helpers ----------------------------------------------------------------------------------------
+Arg in(std::string n, std::vector<int64_t> s, double lo = -1.0, double hi = 1.0) {
+    return Arg{std::move(n), Role::In, std::move(s), lo, hi, {}, 0.0};
+}
+Arg arg(std::string n, Role r, std::vector<int64_t> s, double lo = -1.0, double hi = 1.0) {
+    return Arg{std::move(n), r, std::move(s), lo, hi, {}, 0.0};
+}
+Arg ids(std::string n, std::vector<int64_t> s, std::function<int32_t(int64_t, std::mt19937_64&)> f) {
+    return Arg{std::move(n), Role::Ids, std::move(s), 0.0, 0.0, std::move(f), 0.0};
+}
+auto uniform_ids(int32_t lo, int32_t hi) {
+    return [lo, hi](int64_t, std::mt19937_64& rng) { return std::uniform_int_distribution<int32_t>(lo, hi - 1)(rng); };
+}
+
+// ---- embedding -----------------------------------------------------------------------------------------------
+TEST_F(CudaOps, Embedding) {
+    const int64_t N = 77, V = 50, C = 96;  // N > V: ids repeat, which the deterministic backward must sum
+    check({"embedding_fwd",
+           {ids("ids", {N}, uniform_ids(0, V)), in("wte", {V, C}), arg("out", Role::Out, {N, C})},
+           {[](Backend& b, Tensors& t) { b.embedding_fwd(t["out"], t["ids"], t["wte"]); }}});
+    check({"embedding_bwd",
+           {ids("ids", {N}, uniform_ids(0, V)), in("dout", {N, C}), arg("dwte", Role::Acc, {V, C})},
+           {[](Backend& b, Tensors& t) { b.embedding_bwd(t["dwte"], t["ids"], t["dout"]); }}});
+}
+
+// ---- rmsnorm ----------------------------------------------------------------------------------------------------
+TEST_F(CudaOps, RMSNorm) {
+    for (int64_t C : {200, 768}) {  // 200: the element-wise path; 768: 16-byte vectors
+        const int64_t N = 77;
+        std::string sfx = "_C" + std::to_string(C);
+        check({"rmsnorm_fwd" + sfx,
+               {in("x", {N, C}, -2, 2), in("g", {C}, 0.5, 1.5), arg("out", Role::Out, {N, C}),
+                arg("rstd", Role::OutF32, {N})},
+               {[](Backend& b, Tensors& t) { b.rmsnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); }}});
+        check({"rmsnorm_bwd" + sfx,
+               {in("x", {N, C}, -2, 2), in("g", {C}, 0.5, 1.5), in("dout", {N, C}), arg("out", Role::Tmp, {N, C}),
+                arg("rstd", Role::TmpF32, {N}), arg("dx", Role::Out, {N, C}), arg("dg", Role::Acc, {C})},
+               {[](Backend& b, Tensors& t) { b.rmsnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
+                [](Backend& b, Tensors& t) {
+                    b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"]);
+                }}});
+    }
+}
+
+// ---- matmul -----------------------------------------------------------------------------------------------------
+TEST_F(CudaOps, Matmul) {
+    struct Shape {
+        int64_t N, I, O;
+    };
+    for (Shape s : {Shape{77, 96, 136}, Shape{33, 45, 27}}) {  // odd N; then nothing a multiple of 8
+        std::string sfx = "_" + std::to_string(s.N) + "x" + std::to_string(s.I) + "x" + std::to_string(s.O);
+        Case fwd{"matmul_fwd" + sfx,
+                 {in("x", {s.N, s.I}), in("W", {s.O, s.I}), arg("out", Role::Out, {s.N, s.O})},
+                 {[](Backend& b, Tensors& t) { b.matmul_fwd(t["out"], t["x"], t["W"]); }},
+                 2e-5};
+        check(fwd);
+        Case bwd{"matmul_bwd" + sfx,
+                 {in("x", {s.N, s.I}), in("W", {s.O, s.I}), in("dout", {s.N, s.O}), arg("dx", Role::Out, {s.N, s.I}),
+                  arg("dW", Role::Acc, {s.O, s.I})},
+                 {[](Backend& b, Tensors& t) { b.matmul_bwd(t["dx"], t["dW"], t["dout"], t["x"], t["W"]); }},
+                 2e-5};
+        check(bwd);
+    }
+    // dx skipped: only dW accumulates.
+    check({"matmul_bwd_no_dx",
+           {in("x", {77, 64}), in("W", {48, 64}), in("dout", {77, 48}), arg("dW", Role::Acc, {48, 64})},
+           {[](Backend& b, Tensors& t) { b.matmul_bwd(Tensor{}, t["dW"], t["dout"], t["x"], t["W"]); }},
+           2e-5});
+}
+
+// ---- rope -------------------------------------------------------------------------------------------------------
+AttnSpec spec(int B, int T, int H, int Hkv, int hd, AttnScore score = AttnScore::Softmax) {
+    AttnSpec s;
+    s.B = B, s.T = T, s.H = H, s.Hkv = Hkv, s.hd = hd;
+    s.scale = 1.f / std::sqrt(float(hd));
+    s.score = score;
+    return s;
+}
+
+TEST_F(CudaOps, Rope) {
+    AttnSpec s = spec(2, 77, 4, 2, 32);
+    for (bool inverse : {false, true}) {
+        check({inverse ? "rope_bwd" : "rope_fwd",
+               {arg("qkv", Role::InOut, {s.B, s.T, s.qkv_width()})},
+               {[s, inverse](Backend& b, Tensors& t) {
+                   if (inverse)
+                       b.rope_bwd(t["qkv"], s, 10000.f, 3);
+                   else
+                       b.rope_fwd(t["qkv"], s, 10000.f, 3);
+               }},
+               2e-5});
+    }
+}
+
+// ---- attention --------------------------------------------------------------------------------------------------
+// Forward and backward of one spec; inputs in [-r, r] (larger r: peakier softmax rows).
+void check_attention(const std::string& name, const AttnSpec& s, double r = 2.0) {
+    bool sink = s.score == AttnScore::SinkLogit;
+    std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
+    Case fwd{name + "_fwd",
+             {in("qkv", qkv, -r, r), arg("o", Role::Out, o), arg("lse", Role::OutF32, lse)},
+             {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); }},
+             5e-5};
+    Case bwd{name + "_bwd",
+             {in("qkv", qkv, -r, r), in("dout", o), arg("o", Role::Tmp, o), arg("lse", Role::TmpF32, lse),
+              arg("dqkv", Role::Out, qkv)},
+             {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
+              [s](Backend& b, Tensors& t) {
+                  b.attention_bwd(t["dqkv"], t["dsink"], t["dout"], t["o"], t["lse"], t["qkv"], t["sink"], s);
+              }},
+             5e-5};
+    if (sink) {
+        fwd.args.push_back(in("sink", {s.H}, -1.0, 2.0));
+        bwd.args.push_back(in("sink", {s.H}, -1.0, 2.0));
+        bwd.args.push_back(arg("dsink", Role::Acc, {s.H}));
+    }
+    check(fwd);
+    check(bwd);
+}
+
+TEST_F(CudaOps, AttentionSoftmax) {
+    check_attention("mha_hd64", spec(2, 77, 4, 4, 64));
+    check_attention("gqa_hd64_T190", spec(2, 190, 4, 2, 64));
+    check_attention("mqa_hd64_T300", spec(1, 300, 4, 1, 64));
+    check_attention("peaky_hd64", spec(2, 77, 2, 2, 64), 5.0);
+}
+
+TEST_F(CudaOps, AttentionHeadDims) {
+    check_attention("hd32", spec(2, 77, 4, 2, 32));
+    check_attention("hd128", spec(2, 77, 2, 1, 128));
+    check_attention("hd128_T190", spec(1, 190, 2, 2, 128));
+    check_attention("hd16", spec(2, 77, 4, 4, 16));
+    check_attention("hd18", spec(2, 45, 2, 2, 18));  // hd % 8 != 0: the element-wise tile path
+}
+
+TEST_F(CudaOps, AttentionIsolation) {
+    AttnSpec s = spec(2, 77, 4, 2, 64);
+    for (int row : {0, 5, 40, 64, 76}) s.isolate[s.n_isolate++] = row;  // 64: the first row of a tile
+    check_attention("isolate_hd64", s);
+    AttnSpec s32 = spec(1, 150, 2, 2, 32, AttnScore::SinkLogit);
+    s32.n_isolate = 2;
+    s32.isolate[0] = 70, s32.isolate[1] = 129;
+    check_attention("isolate_sink_hd32", s32);
+}
+
+TEST_F(CudaOps, AttentionSinkVariants) {
+    check_attention("sinklogit_gqa", spec(2, 77, 4, 2, 64, AttnScore::SinkLogit));
+    check_attention("sinklogit_hd128", spec(1, 100, 2, 2, 128, AttnScore::SinkLogit));
+    check_attention("offbyone", spec(2, 77, 4, 4, 64, AttnScore::OffByOne));
+}
+
+TEST_F(CudaOps, AttentionSigmoid) {
+    AttnSpec s = spec(2, 77, 4, 2, 64, AttnScore::Sigmoid);
+    s.sigmoid_bias = -2.f;
+    check_attention("sigmoid_hd64", s);
+    AttnSpec s128 = spec(1, 130, 2, 1, 128, AttnScore::Sigmoid);
+    s128.sigmoid_bias = -std::log(130.f);
+    check_attention("sigmoid_hd128", s128);
+}
+
+// ---- headnorm, qknorm ---------------------------------------------------------------------------------------
+TEST_F(CudaOps, HeadNorm) {
+    const int64_t N = 77, nh = 4, hd = 64;
+    for (bool per_head : {true, false}) {
+        std::vector<int64_t> gs = per_head ? std::vector<int64_t>{nh, hd} : std::vector<int64_t>{hd};
+        std::string sfx = per_head ? "_per_head" : "_shared";
+        check({"headnorm_fwd" + sfx,
+               {in("x", {N, nh, hd}, -2, 2), in("g", gs, 0.3, 1.5), arg("out", Role::Out, {N, nh, hd}),
+                arg("rstd", Role::OutF32, {N, nh})},
+               {[](Backend& b, Tensors& t) { b.headnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); }}});
+        check({"headnorm_bwd" + sfx,
+               {in("x", {N, nh, hd}, -2, 2), in("g", gs, 0.3, 1.5), in("dout", {N, nh, hd}),
+                arg("out", Role::Tmp, {N, nh, hd}), arg("rstd", Role::TmpF32, {N, nh}),
+                arg("dx", Role::Out, {N, nh, hd}), arg("dg", Role::Acc, gs)},
+               {[](Backend& b, Tensors& t) { b.headnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
+                [](Backend& b, Tensors& t) {
+                    b.headnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"]);
+                }}});
+    }
+}
+
+TEST_F(CudaOps, QKNorm) {
+    AttnSpec s = spec(2, 33, 4, 2, 32);
+    std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, rstd{int64_t(s.B) * s.T, s.H + s.Hkv};
+    check({"qknorm_fwd",
+           {in("in", qkv, -2, 2), in("gq", {s.hd}, 0.5, 1.5), in("gk", {s.hd}, 0.5, 1.5), arg("out", Role::Out, qkv),
+            arg("rstd", Role::OutF32, rstd)},
+           {[s](Backend& b, Tensors& t) { b.qknorm_fwd(t["out"], t["rstd"], t["in"], t["gq"], t["gk"], s, 1e-6f); }}});
+    check({"qknorm_bwd",
+           {in("in", qkv, -2, 2), in("gq", {s.hd}, 0.5, 1.5), in("gk", {s.hd}, 0.5, 1.5), in("dout", qkv),
+            arg("out", Role::Tmp, qkv), arg("rstd", Role::TmpF32, rstd), arg("din", Role::Out, qkv),
+            arg("dgq", Role::Acc, {s.hd}), arg("dgk", Role::Acc, {s.hd})},
+           {[s](Backend& b, Tensors& t) { b.qknorm_fwd(t["out"], t["rstd"], t["in"], t["gq"], t["gk"], s, 1e-6f); },
+            [s](Backend& b, Tensors& t) {
+                b.qknorm_bwd(t["din"], t["dgq"], t["dgk"], t["dout"], t["in"], t["gq"], t["gk"], t["rstd"], s);
+            }}});
+}
+
+// ---- gate, amplify, swiglu ------------------------------------------------------------------------------------
+TEST_F(CudaOps, Gate) {
+    const int64_t N = 77, H = 4, hd = 32;
+    for (bool per_channel : {true, false}) {
+        std::vector<int64_t> ls{N, per_channel ? H * hd : H};
+        std::string sfx = per_channel ? "_channel" : "_head";
+        check({"gate_fwd" + sfx,
+               {in("x", {N, H, hd}), in("logit", ls, -3, 3), arg("out", Role::Out, {N, H, hd})},
+               {[](Backend& b, Tensors& t) { b.gate_fwd(t["out"], t["x"], t["logit"]); }}});
+        check({"gate_bwd" + sfx,
+               {in("x", {N, H, hd}), in("logit", ls, -3, 3), in("dout", {N, H, hd}), arg("dx", Role::Out, {N, H, hd}),
+                arg("dlogit", Role::Out, ls)},
+               {[](Backend& b, Tensors& t) { b.gate_bwd(t["dx"], t["dlogit"], t["dout"], t["x"], t["logit"]); }}});
+    }
+}
+
+TEST_F(CudaOps, Amplify) {
+    const int64_t B = 2, T = 77, D = 96;
+    for (bool centered : {true, false}) {
+        std::string sfx = centered ? "_centered" : "_scale";
+        check({"amplify_fwd" + sfx,
+               {in("x", {B, T, D}), arg("out", Role::Out, {B, T, D})},
+               {[centered](Backend& b, Tensors& t) { b.amplify_fwd(t["out"], t["x"], 5, 4.f, centered); }}});
+        check({"amplify_fwd_in_place" + sfx,
+               {arg("x", Role::InOut, {B, T, D})},
+               {[centered](Backend& b, Tensors& t) { b.amplify_fwd(t["x"], t["x"], 76, 3.f, centered); }}});
+    }
+    check({"amplify_bwd",
+           {in("dout", {B, T, D}), arg("dx", Role::Out, {B, T, D})},
+           {[](Backend& b, Tensors& t) { b.amplify_bwd(t["dx"], t["dout"], 5, 4.f); }}});
+}
+
+TEST_F(CudaOps, SwiGLU) {
+    const int64_t N = 77;
+    for (int64_t F : {96, 50}) {  // 16-byte vectors, then element-wise
+        std::string sfx = "_F" + std::to_string(F);
+        check({"swiglu_fwd" + sfx,
+               {in("ab", {N, 2 * F}, -4, 4), arg("out", Role::Out, {N, F})},
+               {[](Backend& b, Tensors& t) { b.swiglu_fwd(t["out"], t["ab"]); }}});
+        check({"swiglu_bwd" + sfx,
+               {in("ab", {N, 2 * F}, -4, 4), in("dout", {N, F}), arg("dab", Role::Out, {N, 2 * F})},
+               {[](Backend& b, Tensors& t) { b.swiglu_bwd(t["dab"], t["dout"], t["ab"]); }}});
+    }
+}
+
+// ---- elementwise ---------------------------------------------------------------------------------------------
+TEST_F(CudaOps, Elementwise) {
+    const int64_t n = 1001;  // not a multiple of any vector width
+    check({"add", {in("a", {n}), in("b", {n}), arg("out", Role::Out, {n})},
+           {[](Backend& b, Tensors& t) { b.add(t["out"], t["a"], t["b"]); }}});
+    check({"add_in_place", {arg("a", Role::InOut, {n}), in("b", {n})},
+           {[](Backend& b, Tensors& t) { b.add(t["a"], t["a"], t["b"]); }}});
+    check({"add_wide", {arg("a", Role::InWide, {n}), arg("b", Role::InWide, {n}), arg("out", Role::Acc, {n})},
+           {[](Backend& b, Tensors& t) { b.add(t["out"], t["a"], t["b"]); }}});
+    check({"scale", {arg("x", Role::InOut, {n})}, {[](Backend& b, Tensors& t) { b.scale(t["x"], 0.37f); }}});
+    check({"scale_wide", {arg("x", Role::Acc, {n})}, {[](Backend& b, Tensors& t) { b.scale(t["x"], -1.7f); }}});
+    check({"convert_to_f32", {in("x", {n}, -100, 100), arg("y", Role::OutF32, {n})},
+           {[](Backend& b, Tensors& t) { b.convert(t["y"], t["x"]); }}});
+    check({"convert_from_wide", {arg("x", Role::InWide, {n}, -100, 100), arg("y", Role::Out, {n})},
+           {[](Backend& b, Tensors& t) { b.convert(t["y"], t["x"]); }}});
+}
+
+// ---- cross-entropy -------------------------------------------------------------------------------------------
+TEST_F(CudaOps, CrossEntropy) {
+    struct Shape {
+        int64_t N, V;
+    };
+    for (Shape s : {Shape{37, 1000}, Shape{5, 50304}, Shape{9, 77}}) {
+        std::string sfx = "_V" + std::to_string(s.V);
+        // Every fourth row is ignored (target -1).
+        auto targets = [V = s.V](int64_t i, std::mt19937_64& rng) {
+            return i % 4 == 3 ? -1 : std::uniform_int_distribution<int32_t>(0, int32_t(V) - 1)(rng);
+        };
+        float scale = 1.f / float(s.N);
+        check({"cross_entropy" + sfx,
+               {in("logits", {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets), arg("loss", Role::OutF32, {s.N}),
+                arg("dlogits", Role::Out, {s.N, s.V})},
+               {[scale](Backend& b, Tensors& t) {
+                   b.cross_entropy(t["loss"], t["dlogits"], t["logits"], t["targets"], scale);
+               }}});
+        check({"cross_entropy_in_place" + sfx,
+               {arg("logits", Role::InOut, {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets),
+                arg("loss", Role::OutF32, {s.N})},
+               {[scale](Backend& b, Tensors& t) {
+                   b.cross_entropy(t["loss"], t["logits"], t["logits"], t["targets"], scale);
+               }}});
+        check({"cross_entropy_loss_only" + sfx,
+               {in("logits", {s.N, s.V}, -6, 6), ids("targets", {s.N}, targets), arg("loss", Role::OutF32, {s.N})},
+               {[scale](Backend& b, Tensors& t) {
+                   b.cross_entropy(t["loss"], Tensor{}, t["logits"], t["targets"], scale);
+               }}});
+    }
+}
+
+// ---- optimizer ---------------------------------------------------------------------------------------------------
+AdamWStep adamw_step() {
+    AdamWStep h;
+    h.lr = 1e-2f, h.weight_decay = 0.1f, h.grad_scale = 0.5f, h.t = 7;
+    return h;
+}
+
+// fp32 mode only: in bf16 the CUDA backend keeps a master copy and the CPU does not (see AdamWMaster).
+TEST_F(CudaOps, AdamWF32) {
+    const int64_t n = 1001;
+    Case c{"adamw",
+           {arg("p", Role::InOut, {n}), arg("m", Role::Acc, {n}, -0.1, 0.1), arg("v", Role::Acc, {n}, 0.0, 0.01),
+            arg("g", Role::InWide, {n})},
+           {[](Backend& b, Tensors& t) { b.adamw(Tensor{}, t["p"], t["m"], t["v"], t["g"], adamw_step()); }}};
+    check_f32(c, 7);
+}
+
+// bf16: the f32 master weights follow the f64 CPU update to f32 precision; the bf16 weights are the master
+// rounded to nearest, or stochastically: one of the two neighbours, unbiased on average.
+TEST_F(CudaOps, AdamWMaster) {
+    Backend& gpu = *backends().cuda_bf16;
+    Backend& cpu = *backends().cpu_f64;
+    const int64_t n = 1 << 16;
+    std::mt19937_64 rng(3);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    std::vector<double> w(n), m(n), v(n), g(n);
+    for (int64_t i = 0; i < n; i++) w[i] = u(rng), m[i] = 0.1 * u(rng), v[i] = 0.01 * std::abs(u(rng)), g[i] = u(rng);
+    for (double* a : {w.data(), m.data(), v.data(), g.data()})  // exactly representable in f32
+        for (int64_t i = 0; i < n; i++) a[i] = double(float(a[i]));
+
+    Tensor cw = make_tensor(cpu, DType::F64, {n}), cm = make_tensor(cpu, DType::F64, {n}),
+           cv = make_tensor(cpu, DType::F64, {n}), cg = make_tensor(cpu, DType::F64, {n});
+    cpu.write(cw, w.data(), DType::F64), cpu.write(cm, m.data(), DType::F64), cpu.write(cv, v.data(), DType::F64);
+    cpu.write(cg, g.data(), DType::F64);
+    cpu.adamw(Tensor{}, cw, cm, cv, cg, adamw_step());
+    std::vector<double> want(n);
+    cpu.read(want.data(), DType::F64, cw);
+
+    for (bool stochastic : {false, true}) {
+        SCOPED_TRACE(stochastic ? "stochastic" : "nearest");
+        Tensor master = make_tensor(gpu, DType::F32, {n}), p = make_tensor(gpu, DType::BF16, {n}),
+               gm = make_tensor(gpu, DType::F32, {n}), gv = make_tensor(gpu, DType::F32, {n}),
+               gg = make_tensor(gpu, DType::F32, {n});
+        gpu.write(master, w.data(), DType::F64), gpu.write(gm, m.data(), DType::F64);
+        gpu.write(gv, v.data(), DType::F64), gpu.write(gg, g.data(), DType::F64);
+        std::vector<float> poison(n, std::numeric_limits<float>::quiet_NaN());
+        gpu.write(p, poison.data(), DType::F32);
+        AdamWStep h = adamw_step();
+        h.stochastic_round = stochastic, h.seed = 42;
+        gpu.adamw(master, p, gm, gv, gg, h);
+        std::vector<double> got(n), got_p(n);
+        gpu.read(got.data(), DType::F64, master);
+        gpu.read(got_p.data(), DType::F64, p);
+
+        double up = 0.0, expected_up = 0.0;
+        size_t far = 0, not_neighbour = 0, not_nearest = 0;
+        for (int64_t i = 0; i < n; i++) {
+            far += !(std::abs(got[i] - want[i]) <= 1e-6 * (std::abs(want[i]) + 1e-3));
+            float f = float(got[i]);
+            uint16_t lo_bits = uint16_t(std::bit_cast<uint32_t>(f) >> 16);  // truncation toward zero
+            double lo = bf16_bits_to_float(lo_bits), hi = bf16_bits_to_float(uint16_t(lo_bits + 1));
+            if (!stochastic) not_nearest += got_p[i] != double(bf16_bits_to_float(float_to_bf16_bits(f)));
+            if (lo == double(f)) {
+                not_neighbour += got_p[i] != lo;
+                continue;
+            }
+            not_neighbour += got_p[i] != lo && got_p[i] != hi;
+            up += got_p[i] == hi;
+            expected_up += (double(f) - lo) / (hi - lo);
+        }
+        EXPECT_EQ(far, 0u) << "master weights off the f64 update";
+        EXPECT_EQ(not_neighbour, 0u) << "bf16 weights that are not a neighbour of the master";
+        if (stochastic) {
+            // Rounding up is a Bernoulli draw per element: the count is within 5 sigma of its mean.
+            EXPECT_NEAR(up, expected_up, 5.0 * std::sqrt(double(n) / 4.0));
+        } else {
+            EXPECT_EQ(not_nearest, 0u);
+        }
+        for (Tensor t : {master, p, gm, gv, gg}) gpu.release(t.data);
+    }
+    for (Tensor t : {cw, cm, cv, cg}) cpu.release(t.data);
+}
+
+// The sum of squares is computed in f64 from f32 (or bf16) values: it must match an f64 sum on the host to f64
+// precision, and repeat bit for bit.
+TEST_F(CudaOps, SumSquares) {
+    for (Backend* b : {backends().cuda_f32.get(), backends().cuda_bf16.get()}) {
+        const int64_t n = 3 * 1000 * 1000 + 7;
+        std::mt19937_64 rng(5);
+        std::uniform_real_distribution<double> u(-1.0, 1.0);
+        std::vector<double> x(n);
+        for (double& e : x) e = b->compute_dtype() == DType::BF16 ? round_bf16(u(rng)) : double(float(u(rng)));
+        double want = 0.0;
+        for (double e : x) want += e * e;
+        Tensor t = make_tensor(*b, b->compute_dtype(), {n});
+        b->write(t, x.data(), DType::F64);
+        double got = b->sum_squares(t), again = b->sum_squares(t);
+        EXPECT_NEAR(got, want, 1e-12 * want);
+        EXPECT_EQ(got, again);
+        b->release(t.data);
+    }
+}
+
+// ---- determinism ---------------------------------------------------------------------------------------------
+// Ops whose backward sums across threads must give the same bits every run.
+TEST_F(CudaOps, BackwardIsDeterministic) {
+    AttnSpec s = spec(2, 190, 4, 2, 64, AttnScore::SinkLogit);
+    std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
+    Case c{"deterministic",
+           {in("qkv", qkv), in("dout", o), in("sink", {s.H}), arg("o", Role::Tmp, o), arg("lse", Role::TmpF32, lse),
+            arg("dqkv", Role::Out, qkv), arg("dsink", Role::Acc, {s.H}), ids("ids", {300}, uniform_ids(0, 7)),
+            in("emb_dout", {300, 64}), arg("dwte", Role::Acc, {7, 64}), in("x", {300, 64}), in("g", {64}),
+            arg("rstd", Role::TmpF32, {300}), arg("dx", Role::Out, {300, 64}), arg("dg", Role::Acc, {64})},
+           {[s](Backend& b, Tensors& t) {
+                b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s);
+                b.attention_bwd(t["dqkv"], t["dsink"], t["dout"], t["o"], t["lse"], t["qkv"], t["sink"], s);
+                b.embedding_bwd(t["dwte"], t["ids"], t["emb_dout"]);
+                b.rmsnorm_fwd(t["dx"], t["rstd"], t["x"], t["g"], 1e-6f);
+                b.rmsnorm_bwd(t["dx"], t["dg"], t["emb_dout"], t["x"], t["g"], t["rstd"]);
+            }}};
+    for (Backend* b : {backends().cuda_f32.get(), backends().cuda_bf16.get()}) {
+        HostArgs inputs = make_inputs(c, false, 11);
+        auto first = run_case(*b, c, inputs, false), second = run_case(*b, c, inputs, false);
+        for (auto& [name, v] : first)
+            EXPECT_TRUE(std::memcmp(v.data(), second[name].data(), v.size() * sizeof(double)) == 0) << name;
+    }
+}
+
+// ---- host copies ---------------------------------------------------------------------------------------------------
+// write/read convert between host f32/f64/bf16 and device f32/bf16, and copy i32 exactly.
+TEST_F(CudaOps, HostCopiesConvert) {
+    Backend& b = *backends().cuda_bf16;
+    const int64_t n = 5 * 1000 * 1000 + 3;  // more than one staging chunk
+    std::vector<double> x(n);
+    std::mt19937_64 rng(9);
+    std::uniform_real_distribution<double> u(-1e3, 1e3);
+    for (double& e : x) e = u(rng);
+    Tensor t16 = make_tensor(b, DType::BF16, {n}), t32 = make_tensor(b, DType::F32, {n});
+    b.write(t16, x.data(), DType::F64);
+    b.write(t32, x.data(), DType::F64);
+    std::vector<float> r16(n), r32(n);
+    b.read(r16.data(), DType::F32, t16);
+    b.read(r32.data(), DType::F32, t32);
+    size_t bad16 = 0, bad32 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bad16 += r16[i] != bf16_bits_to_float(float_to_bf16_bits(float(x[i])));
+        bad32 += r32[i] != float(x[i]);
+    }
+    EXPECT_EQ(bad16, 0u);
+    EXPECT_EQ(bad32, 0u);
+    std::vector<uint16_t> raw(n);
+    b.read(raw.data(), DType::BF16, t16);
+    size_t bad_raw = 0;
+    for (int64_t i = 0; i < n; i++) bad_raw += raw[i] != float_to_bf16_bits(float(x[i]));
+    EXPECT_EQ(bad_raw, 0u);
+
+    std::vector<int32_t> ids(1003), back(1003);
+    for (size_t i = 0; i < ids.size(); i++) ids[i] = int32_t(i * 7919 % 50257) - 3;
+    Tensor ti = make_tensor(b, DType::I32, {1003});
+    b.write(ti, ids.data(), DType::I32);
+    b.read(back.data(), DType::I32, ti);
+    EXPECT_EQ(ids, back);
+    for (Tensor t : {t16, t32, ti}) b.release(t.data);
+}
+
+// ---- backend selection (runs with or without a GPU) ---------------------------------------------------------------
+TEST(CudaBackendSelection, AutoAndExplicit) {
+    BackendOptions opt;
+    opt.kind = "auto";
+    EXPECT_EQ(make_backend(opt)->name(), cuda_available() ? "cuda" : "cpu");
+    opt.kind = "cuda";
+    if (cuda_available())
+        EXPECT_EQ(make_backend(opt)->name(), "cuda");
+    else
+        EXPECT_THROW(make_backend(opt), Error);
+    // Without a driver the CUDA runtime fails every call; asking again must give the same answer, not throw.
+    EXPECT_EQ(cuda_available(), cuda_available());
+    opt.kind = "auto";
+    EXPECT_EQ(make_backend(opt)->name(), cuda_available() ? "cuda" : "cpu");
+}
+
+TEST(CudaBackendSelection, BadPrecisionIsRefused) {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    BackendOptions opt;
+    opt.kind = "cuda";
+    opt.cuda_compute = DType::F64;
+    EXPECT_THROW(make_backend(opt), Error);
+}
+
+}  // namespace
+}  // namespace sinklab

@@ -1,0 +1,149 @@
+// ensure_data: a clear error by default; data.missing: synthetic writes a deterministic dataset that a trigram
+// count model (fit here, independently) predicts far better than chance, close to the source's entropy rate.
+#include <cmath>
+#include <unordered_map>
+
+#include "core/check.h"
+#include "data/ensure.h"
+#include "data/synthetic.h"
+#include "data_test_util.h"
+
+namespace sinklab {
+namespace {
+
+DataConfig synthetic_config(const test::TempDir& dir, const std::string& tokenizer = "bytes") {
+    DataConfig d;
+    d.train = dir / "shards/synthetic/train_*.bin";
+    d.val = dir / "shards/synthetic/val_*.bin";
+    d.tokenizer = tokenizer;
+    d.missing = "synthetic";
+    return d;
+}
+
+TEST(EnsureData, MissingShardsAreAClearErrorByDefault) {
+    test::TempDir dir;
+    DataConfig d = synthetic_config(dir);
+    d.missing = "error";
+    try {
+        ensure_data(d, ModelConfig{});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(d.train), std::string::npos) << msg;
+        EXPECT_NE(msg.find("sinklab prepare"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("data.missing"), std::string::npos) << msg;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir / "shards"));
+    d.missing = "maybe";
+    EXPECT_THROW(ensure_data(d, ModelConfig{}), Error);
+}
+
+TEST(EnsureData, SyntheticDataIsLearnable) {
+    test::TempDir dir;
+    const DataConfig d = synthetic_config(dir);
+    testing::internal::CaptureStderr();
+    ensure_data(d, ModelConfig{});
+    const std::string said = testing::internal::GetCapturedStderr();
+    EXPECT_NE(said.find("synthetic"), std::string::npos) << said;
+    EXPECT_NE(said.find(dir / "shards/synthetic/train_000000.bin"), std::string::npos) << said;
+
+    const std::vector<uint32_t> train = test::read_llmc_shard(dir / "shards/synthetic/train_000000.bin");
+    const std::vector<uint32_t> val = test::read_llmc_shard(dir / "shards/synthetic/val_000000.bin");
+    EXPECT_GT(train.size(), 1900000u);
+    EXPECT_LT(train.size(), 2200000u);
+    EXPECT_GT(val.size(), 90000u);
+    EXPECT_LT(val.size(), 120000u);
+    EXPECT_EQ(train[0], 256u);  // EOT before the first document
+
+    // Trigram counts on train, add-alpha smoothing over the 257 ids, cross-entropy on val.
+    const double alpha = 0.01, V = 257;
+    std::unordered_map<uint32_t, std::unordered_map<uint32_t, double>> counts;
+    std::unordered_map<uint32_t, double> totals, unigram;
+    for (size_t i = 2; i < train.size(); ++i) {
+        const uint32_t ctx = train[i - 2] * 512 + train[i - 1];
+        counts[ctx][train[i]] += 1;
+        totals[ctx] += 1;
+        unigram[train[i]] += 1;
+    }
+    double trigram_nats = 0, unigram_nats = 0;
+    for (size_t i = 2; i < val.size(); ++i) {
+        const uint32_t ctx = val[i - 2] * 512 + val[i - 1];
+        trigram_nats -= std::log((counts[ctx][val[i]] + alpha) / (totals[ctx] + alpha * V));
+        unigram_nats -= std::log((unigram[val[i]] + alpha) / (train.size() - 2 + alpha * V));
+    }
+    trigram_nats /= val.size() - 2;
+    unigram_nats /= val.size() - 2;
+    RecordProperty("trigram_nats", std::to_string(trigram_nats));
+    EXPECT_GT(unigram_nats, 2.5);                      // not learnable from token frequencies alone
+    EXPECT_LT(trigram_nats, 1.1);                      // but from two tokens of context
+    EXPECT_NEAR(trigram_nats, synthetic_entropy_per_token(), 0.1);
+    EXPECT_LT(synthetic_entropy_per_token(), 0.2 * std::log(V));
+
+    // Present now: nothing is rewritten.
+    const auto written = std::filesystem::last_write_time(dir / "shards/synthetic/train_000000.bin");
+    ensure_data(d, ModelConfig{});
+    EXPECT_EQ(std::filesystem::last_write_time(dir / "shards/synthetic/train_000000.bin"), written);
+}
+
+TEST(EnsureData, SyntheticDataIsDeterministic) {
+    test::TempDir a, b;
+    ensure_data(synthetic_config(a), ModelConfig{});
+    ensure_data(synthetic_config(b), ModelConfig{});
+    for (const char* f : {"shards/synthetic/train_000000.bin", "shards/synthetic/val_000000.bin"})
+        EXPECT_EQ(test::read_file(a / f), test::read_file(b / f)) << f;
+    EXPECT_NE(test::read_file(a / "shards/synthetic/train_000000.bin").substr(1024, 100000),
+              test::read_file(a / "shards/synthetic/val_000000.bin").substr(1024, 100000));
+}
+
+TEST(EnsureData, SyntheticDataWithGpt2) {
+    SKIP_WITHOUT_VOCAB();
+    test::TempDir dir;
+    test::ScopedEnv env("SINKLAB_CACHE", test::cache_root());
+    ensure_data(synthetic_config(dir, "gpt2"), ModelConfig{});
+    const std::vector<uint32_t> train = test::read_llmc_shard(dir / "shards/synthetic/train_000000.bin");
+    EXPECT_EQ(train[0], 50256u);
+    EXPECT_LT(*std::max_element(train.begin(), train.end()), 50257u);
+}
+
+TEST(EnsureData, SyntheticNeedsRoomInTheVocabulary) {
+    test::TempDir dir;
+    ModelConfig small;
+    small.vocab_size = 200;
+    EXPECT_THROW(ensure_data(synthetic_config(dir), small), Error);
+    DataConfig wild = synthetic_config(dir);
+    wild.train = dir / "shards/train_?.bin";
+    EXPECT_THROW(ensure_data(wild, ModelConfig{}), Error);
+}
+
+TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
+    const std::string corpus = test::cache_root() + "/corpus";
+    if (!std::filesystem::exists(corpus + "/corpus.jsonl") || !test::have_gpt2_vocab())
+        GTEST_SKIP() << "no corpus and vocabulary in " << test::cache_root()
+                     << ": run data/fetch_gpt2_vocab.sh and data/fetch_corpus.sh (CI does)";
+    // A fresh cache that already has the downloads, so that only the shards are made (a few seconds).
+    test::TempDir cache;
+    std::filesystem::create_directory_symlink(corpus, cache / "corpus");
+    std::filesystem::create_directory_symlink(test::gpt2_dir(), cache / "gpt2");
+    test::ScopedEnv env("SINKLAB_CACHE", cache.path()), bin("SINKLAB_BIN", SINKLAB_BINARY);
+    DataConfig d;
+    d.train = cache / "shards/corpus-bytes/train_*.bin";
+    d.val = cache / "shards/corpus-bytes/val_*.bin";
+    d.tokenizer = "bytes";
+    d.missing = "corpus";
+    testing::internal::CaptureStderr();
+    ensure_data(d, ModelConfig{});
+    EXPECT_NE(testing::internal::GetCapturedStderr().find("fetch_corpus.sh"), std::string::npos);
+    EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-bytes/train_000000.bin"));
+    EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-gpt2/val_000000.bin"));
+
+    d.train = cache / "elsewhere/train_*.bin";  // the corpus is there now, but not where the config points
+    try {
+        ensure_data(d, ModelConfig{});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("matches none of them"), std::string::npos) << e.what();
+    }
+}
+
+}  // namespace
+}  // namespace sinklab

@@ -1,0 +1,239 @@
+// sinklab prepare: shards read back by hand hold exactly [EOT] + tokens of every input document once, split by
+// document; the manifest's counts and checksums are right; the output does not depend on the thread count;
+// reruns reuse finished work; bad inputs are errors naming the file.
+#include <map>
+
+#include "core/check.h"
+#include "data/prepare.h"
+#include "data/tokenizer.h"
+#include "data_test_util.h"
+
+namespace sinklab {
+namespace {
+
+constexpr int kBytesEot = 256;
+
+// The documents of one split: its shards, in order, read by hand and cut at EOT (which starts every document).
+std::vector<std::vector<int32_t>> read_split(const std::string& dir, const std::string& split, int eot) {
+    std::vector<std::vector<int32_t>> docs;
+    for (int i = 0;; ++i) {
+        const std::string path = fmt::format("{}/{}_{:06d}.bin", dir, split, i);
+        if (!std::filesystem::exists(path)) break;
+        for (uint32_t t : test::read_llmc_shard(path)) {
+            if (static_cast<int>(t) == eot) {
+                docs.emplace_back();
+            } else {
+                EXPECT_FALSE(docs.empty()) << "the stream must start with EOT";
+                if (!docs.empty()) docs.back().push_back(static_cast<int32_t>(t));
+            }
+        }
+    }
+    return docs;
+}
+
+// Writes a small mixed input set and returns the documents it holds.
+std::multiset<std::string> write_inputs(const test::TempDir& dir) {
+    std::multiset<std::string> docs;
+    for (int i = 0; i < 12; ++i) {
+        std::string text = fmt::format("Document {} of the folder: ", i);
+        for (int k = 0; k <= i * 7; ++k) text += fmt::format("word{} ", k * i);
+        test::write_file(dir / fmt::format("in/folder/sub/{:02d}.txt", i), text);
+        docs.insert(text);
+    }
+    test::write_file(dir / "in/folder/.hidden", "not an input");
+    nlohmann::json line;
+    std::string jsonl;
+    for (int i = 0; i < 40; ++i) {
+        const std::string text = fmt::format("JSON document {} with ünïcode, \"quotes\"\nand a newline", i);
+        jsonl += nlohmann::json{{"text", text}, {"id", i}}.dump() + "\n";
+        if (i % 10 == 3) jsonl += "\n";                                       // blank lines are skipped
+        if (i % 10 == 5) jsonl += nlohmann::json{{"text", ""}}.dump() + "\n";  // so are empty texts
+        docs.insert(text);
+    }
+    test::write_file(dir / "in/records.jsonl", jsonl);
+    test::write_file(dir / "in/stories.txt",
+                     "once upon a time\n<|endoftext|>\nthe end\n<|endoftext|>\n\n<|endoftext|>");
+    docs.insert("once upon a time");
+    docs.insert("the end");
+    return docs;
+}
+
+PrepareOptions options(const test::TempDir& dir, const std::string& out) {
+    PrepareOptions opt;
+    opt.inputs = {dir / "in/folder", dir / "in/records.jsonl", dir / "in/stories.txt"};
+    opt.out_dir = dir / out;
+    opt.tokenizer = "bytes";
+    opt.val_fraction = 0.25;
+    opt.shard_tokens = 700;
+    opt.doc_separator = "<|endoftext|>";
+    opt.progress = false;
+    return opt;
+}
+
+std::string as_text(const std::vector<int32_t>& ids) { return std::string(ids.begin(), ids.end()); }
+
+TEST(Prepare, ShardsHoldEveryDocumentOnce) {
+    test::TempDir dir;
+    const std::multiset<std::string> want = write_inputs(dir);
+    const PrepareResult r = prepare(options(dir, "out"));
+    EXPECT_FALSE(r.reused);
+
+    std::multiset<std::string> got;
+    std::map<std::string, int> split_of;
+    uint64_t tokens[2] = {0, 0};
+    for (int s = 0; s < 2; ++s) {
+        for (const auto& doc : read_split(dir / "out", s ? "val" : "train", kBytesEot)) {
+            got.insert(as_text(doc));
+            split_of[as_text(doc)] |= 1 << s;
+            tokens[s] += doc.size() + 1;
+        }
+    }
+    EXPECT_EQ(got, want);
+    for (const auto& [text, splits] : split_of) EXPECT_NE(splits, 3) << "in both splits: " << text;
+    const auto& m = r.manifest;
+    EXPECT_EQ(m["train"]["tokens"].get<uint64_t>(), tokens[0]);
+    EXPECT_EQ(m["val"]["tokens"].get<uint64_t>(), tokens[1]);
+    EXPECT_GT(tokens[1], 0u);
+    EXPECT_EQ(m["train"]["documents"].get<size_t>() + m["val"]["documents"].get<size_t>(), want.size());
+    EXPECT_EQ(m["sources"].size(), 14u);  // 12 folder files (not the hidden one), the jsonl, the text file
+    EXPECT_EQ(m["tokenizer"], "bytes");
+    EXPECT_EQ(m["token_dtype"], "uint16");
+    for (const char* split : {"train", "val"}) {
+        const auto& shards = m[split]["shards"];
+        for (size_t i = 0; i < shards.size(); ++i) {
+            const std::string path = dir / ("out/" + shards[i]["file"].get<std::string>());
+            const test::CommandResult sum = test::run_command("sha256sum '" + path + "'");
+            EXPECT_EQ(sum.out.substr(0, 64), shards[i]["sha256"]);
+            const uint64_t n = shards[i]["tokens"];
+            EXPECT_EQ(test::read_llmc_shard(path).size(), n);
+            if (i + 1 < shards.size()) {
+                EXPECT_EQ(n, 700u) << "only the last shard of a split may be short";
+            }
+        }
+    }
+    EXPECT_EQ(test::read_file(dir / "out/manifest.json"), r.manifest.dump(2) + "\n");
+}
+
+TEST(Prepare, OutputDoesNotDependOnThreads) {
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions one = options(dir, "one"), two = options(dir, "two");
+    one.threads = 1;
+    two.threads = 3;
+    const auto a = prepare(one).manifest, b = prepare(two).manifest;
+    for (const char* split : {"train", "val"}) {
+        ASSERT_EQ(a[split]["shards"].size(), b[split]["shards"].size());
+        for (size_t i = 0; i < a[split]["shards"].size(); ++i)
+            EXPECT_EQ(a[split]["shards"][i]["sha256"], b[split]["shards"][i]["sha256"]);
+    }
+}
+
+TEST(Prepare, Gpt2ShardsHoldTheTokenizersIds) {
+    SKIP_WITHOUT_VOCAB();
+    test::TempDir dir;
+    test::ScopedEnv env("SINKLAB_CACHE", test::cache_root());
+    const std::multiset<std::string> want = write_inputs(dir);
+    PrepareOptions opt = options(dir, "out");
+    opt.tokenizer = "gpt2";
+    prepare(opt);
+    const auto tok = make_tokenizer("gpt2");
+    std::multiset<std::string> got;
+    for (const char* split : {"train", "val"})
+        for (const auto& doc : read_split(dir / "out", split, 50256)) {
+            const std::string text = tok->decode(doc);
+            EXPECT_EQ(tok->encode(text), doc);
+            got.insert(text);
+        }
+    EXPECT_EQ(got, want);
+}
+
+TEST(Prepare, RerunReusesFinishedWork) {
+    test::TempDir dir;
+    write_inputs(dir);
+    const PrepareOptions opt = options(dir, "out");
+    prepare(opt);
+    const auto shard = dir / "out/train_000000.bin";
+    const auto written = std::filesystem::last_write_time(shard);
+    const PrepareResult again = prepare(opt);
+    EXPECT_TRUE(again.reused);
+    EXPECT_EQ(std::filesystem::last_write_time(shard), written);
+
+    PrepareOptions other = opt;
+    other.val_fraction = 0.5;
+    EXPECT_FALSE(prepare(other).reused);  // other options
+    EXPECT_TRUE(prepare(other).reused);
+    test::write_file(dir / "in/folder/sub/00.txt", "changed text");
+    EXPECT_FALSE(prepare(other).reused);  // a changed input
+    PrepareOptions forced = other;
+    forced.force = true;
+    EXPECT_FALSE(prepare(forced).reused);
+    std::filesystem::remove(dir / "out/val_000000.bin");
+    EXPECT_FALSE(prepare(other).reused);  // a missing shard
+}
+
+TEST(Prepare, FewerShardsLeaveNoStaleOnes) {
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions opt = options(dir, "out");
+    prepare(opt);
+    ASSERT_TRUE(std::filesystem::exists(dir / "out/train_000002.bin"));
+    opt.shard_tokens = 1000000;
+    prepare(opt);
+    EXPECT_TRUE(std::filesystem::exists(dir / "out/train_000000.bin"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "out/train_000001.bin"));
+}
+
+std::string prepare_error(const PrepareOptions& opt) {
+    try {
+        prepare(opt);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions opt = options(dir, "out");
+    const auto expect = [&](const std::string& msg, const std::vector<std::string>& needles) {
+        ASSERT_FALSE(msg.empty()) << "no error; expected " << needles[0];
+        for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << msg;
+    };
+    test::write_file(dir / "latin1.txt", "caf\xe9 au lait");
+    opt.inputs = {dir / "latin1.txt"};
+    expect(prepare_error(opt), {dir / "latin1.txt", "invalid UTF-8 at byte 3"});
+    EXPECT_FALSE(std::filesystem::exists(dir / "out/manifest.json"));
+
+    test::write_file(dir / "sep.txt", "good<|endoftext|>also good<|endoftext|>b\xc3\x28");
+    opt.inputs = {dir / "sep.txt"};
+    expect(prepare_error(opt), {dir / "sep.txt", "invalid UTF-8 at byte 40"});  // offset in the file
+
+    test::write_file(dir / "empty.txt", "");
+    opt.inputs = {dir / "empty.txt"};
+    expect(prepare_error(opt), {dir / "empty.txt", "empty file"});
+
+    test::write_file(dir / "bad.jsonl", "{\"text\": \"fine\"}\n{\"text\": broken}\n");
+    opt.inputs = {dir / "bad.jsonl"};
+    expect(prepare_error(opt), {dir / "bad.jsonl:2"});
+    test::write_file(dir / "field.jsonl", "{\"text\": \"fine\"}\n\n{\"body\": \"no text\"}\n");
+    opt.inputs = {dir / "field.jsonl"};
+    expect(prepare_error(opt), {dir / "field.jsonl:3", "\"text\""});
+
+    opt.inputs = {dir / "missing.txt"};
+    expect(prepare_error(opt), {dir / "missing.txt", "does not exist"});
+
+    test::write_file(dir / "one.txt", "a single document cannot fill both splits");
+    opt.inputs = {dir / "one.txt"};
+    expect(prepare_error(opt), {"fell into", "--val-fraction"});
+    opt.val_fraction = 0;
+    EXPECT_EQ(prepare_error(opt), "");
+    EXPECT_TRUE(std::filesystem::exists(dir / "out/train_000000.bin"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "out/val_000000.bin"));
+
+    opt.val_fraction = 1.5;
+    expect(prepare_error(opt), {"--val-fraction"});
+}
+
+}  // namespace
+}  // namespace sinklab
