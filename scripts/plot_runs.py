@@ -142,7 +142,7 @@ def plot(groups, out, smooth, position):
         tokens = runs[0]["train"]["tokens"][:n]
         ax.plot(tokens, mean, color=color, lw=1.4, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
         ax.fill_between(tokens, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
-        tops.append(mean[min(n - 1, n // 20)])
+        tops.append(mean[min(n - 1, n // 10)])
         vals = [r for r in runs if r["val"] is not None and len(r["val"]["step"])]
         if vals:
             vmean, _, vn = band([r["val"]["loss"] for r in vals])

@@ -1,4 +1,6 @@
 // sinklab compare RUN_OR_SUITE_DIR... [--baseline NAME] [--smooth N] [--markdown FILE.md] [--plot FILE.png]
+#include "metrics/compare.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -6,7 +8,6 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/process.h"
-#include "metrics/compare.h"
 #include "metrics/compare_table.h"
 
 namespace sinklab::cli {
@@ -28,7 +29,8 @@ std::string plot_script() {
     const std::filesystem::path script = dir / "plot_runs.py";
     SL_REQUIRE(std::filesystem::is_regular_file(script),
                "--plot needs {}, which is missing (this binary was built from another checkout); set SINKLAB_SCRIPTS "
-               "to the folder that holds plot_runs.py", script.string());
+               "to the folder that holds plot_runs.py",
+               script.string());
     return script.string();
 }
 
@@ -51,8 +53,10 @@ void run(const CompareArgs& a) {
         argv.insert(argv.end(), dirs.begin(), dirs.end());
         argv.insert(argv.end(), {"-o", a.plot, "--smooth", std::to_string(a.smooth)});
         const ProcessResult r = run_process(argv);
-        SL_REQUIRE(r.ok(), "plot_runs.py ended with {} (its message is above); it needs /usr/bin/python3 with h5py and "
-                   "matplotlib (apt install python3-h5py python3-matplotlib)", r.describe());
+        SL_REQUIRE(r.ok(),
+                   "plot_runs.py ended with {} (its message is above); it needs /usr/bin/python3 with h5py and "
+                   "matplotlib (apt install python3-h5py python3-matplotlib)",
+                   r.describe());
         fmt::print("wrote {}\n", a.plot);
     }
 }
@@ -60,7 +64,8 @@ void run(const CompareArgs& a) {
 }  // namespace
 
 void add_compare(CLI::App& app) {
-    auto* cmd = app.add_subcommand("compare", "compare runs: loss, tokens to the baseline's loss, sink metrics (mean ± "
+    auto* cmd = app.add_subcommand("compare",
+                                   "compare runs: loss, tokens to the baseline's loss, sink metrics (mean ± "
                                    "sd over seeds); also while they run");
     auto a = std::make_shared<CompareArgs>();
     cmd->add_option("runs", a->dirs, "run folders, or suite folders holding run folders (runs/<suite>)")->required();

@@ -1,11 +1,12 @@
 // sinklab sweep SUITE.yaml [--dry-run | --slurm] [--set k=v]... [--launcher CMD] [--keep-going]
+#include "train/sweep.h"
+
 #include <filesystem>
 #include <sstream>
 
 #include "cli/commands.h"
 #include "core/check.h"
 #include "train/slurm.h"
-#include "train/sweep.h"
 
 namespace sinklab::cli {
 
@@ -52,8 +53,10 @@ void run(const SweepArgs& a) {
     opt.keep_going = a.keep_going;
     const std::vector<RunOutcome> outcomes = run_sweep(stdout, sweep, states, opt);
     const int unfinished = print_summary(stdout, sweep, outcomes);
-    SL_REQUIRE(unfinished == 0, "{} of {} runs of {} are not finished (see above); run the same command again: finished "
-               "runs are skipped and cut-short ones resumed", unfinished, outcomes.size(), sweep.suite.name);
+    SL_REQUIRE(unfinished == 0,
+               "{} of {} runs of {} are not finished (see above); run the same command again: finished "
+               "runs are skipped and cut-short ones resumed",
+               unfinished, outcomes.size(), sweep.suite.name);
     fmt::print("compare them: sinklab compare {}\n", sweep.out_dir);
 }
 
@@ -63,9 +66,11 @@ void add_sweep(CLI::App& app) {
     auto* cmd = app.add_subcommand("sweep", "run every variant x seed of an ablation suite (experiments/*/suite.yaml)");
     auto a = std::make_shared<SweepArgs>();
     cmd->add_option("suite", a->suite, "suite file (format: experiments/README.md)")->required();
-    cmd->add_option("--set", a->overrides, "override a config key in every run: --set train.max_steps=100 (repeatable)");
+    cmd->add_option("--set", a->overrides,
+                    "override a config key in every run: --set train.max_steps=100 (repeatable)");
     auto* dry = cmd->add_flag("--dry-run", a->dry_run, "print each run's state and exact command; run nothing");
-    auto* slurm = cmd->add_flag("--slurm", a->slurm, "write a Slurm array job script (one run per task) and say how "
+    auto* slurm = cmd->add_flag("--slurm", a->slurm,
+                                "write a Slurm array job script (one run per task) and say how "
                                 "to submit it; run nothing");
     dry->excludes(slurm);
     cmd->add_option("--launcher", a->launcher, "command to start each run under, e.g. \"mpirun -np 8\"")

@@ -36,7 +36,9 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
 
-    struct sigaction ignore {}, old_int {}, old_term {};
+    struct sigaction ignore = {};
+    struct sigaction old_int = {};
+    struct sigaction old_term = {};
     ignore.sa_handler = SIG_IGN;
     sigaction(SIGINT, &ignore, &old_int);
     sigaction(SIGTERM, &ignore, &old_term);
@@ -58,8 +60,9 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
 }
 
 std::string shell_quote(const std::string& word) {
-    const bool safe = !word.empty() && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                                              "0123456789_./=:,+-@%") == std::string::npos;
+    const bool safe = !word.empty() && word.find_first_not_of(
+                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                           "0123456789_./=:,+-@%") == std::string::npos;
     if (safe) return word;
     std::string out = "'";
     for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);

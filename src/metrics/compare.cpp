@@ -39,14 +39,16 @@ void read_config_attr(const RunLogReader& log, int64_t& max_steps, std::vector<i
     try {
         const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
         if (cfg["train"] && cfg["train"]["max_steps"]) max_steps = cfg["train"]["max_steps"].as<int64_t>();
-        if (cfg["metrics"] && cfg["metrics"]["positions"]) positions = cfg["metrics"]["positions"].as<std::vector<int>>();
+        if (cfg["metrics"] && cfg["metrics"]["positions"])
+            positions = cfg["metrics"]["positions"].as<std::vector<int>>();
     } catch (const YAML::Exception& e) {
         fail("{}: its config_yaml attribute is not readable YAML ({}); the file was not written by sinklab train",
              log.path(), e.what());
     }
 }
 
-void read_sink(const RunLogReader& log, const std::vector<int>& positions, RunCurves& r) {
+void read_sink(const RunLogReader& log, RunCurves& r) {
+    const std::vector<int>& positions = r.positions;
     if (!log.has("sink", "step")) return;
     const Dataset steps = log.read("sink", "step");
     if (steps.shape.at(0) == 0) return;
@@ -54,8 +56,10 @@ void read_sink(const RunLogReader& log, const std::vector<int>& positions, RunCu
 
     const Dataset mass = log.read("sink", "attn_mass");  // [n, L, H, P]
     const int64_t L = mass.shape.at(1), H = mass.shape.at(2), P = mass.shape.at(3);
-    SL_REQUIRE(P == int64_t(positions.size()), "{}: /sink/attn_mass tracks {} positions but its config lists {}; the "
-               "file is damaged", log.path(), P, positions.size());
+    SL_REQUIRE(P == int64_t(positions.size()),
+               "{}: /sink/attn_mass tracks {} positions but its config lists {}; the "
+               "file is damaged",
+               log.path(), P, positions.size());
     const std::vector<double> last = last_row(mass);  // [L, H, P]
     for (int64_t p = 0; p < P; p++) {
         std::vector<double>& by_layer = r.mass[positions[size_t(p)]];
@@ -85,13 +89,12 @@ RunCurves read_run(const std::string& dir) {
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
     const RunLogReader log((fs::path(dir) / "metrics.h5").string());
-    std::vector<int> positions{0};
-    read_config_attr(log, r.max_steps, positions);
+    read_config_attr(log, r.max_steps, r.positions);
     r.step = log.read("train", "step").data;
     r.tokens = log.read("train", "tokens").data;
     r.loss = log.read("train", "loss").data;
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
-    read_sink(log, positions, r);
+    read_sink(log, r);
     return r;
 }
 
@@ -117,7 +120,8 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
         if (fs::exists(p / "sweep.yaml")) {
             try {
                 const YAML::Node variants = YAML::LoadFile((p / "sweep.yaml").string())["variants"];
-                for (size_t i = 0; variants && i < variants.size(); i++) order.emplace(variants[i].as<std::string>(), i);
+                for (size_t i = 0; variants && i < variants.size(); i++)
+                    order.emplace(variants[i].as<std::string>(), i);
             } catch (const YAML::Exception& e) {
                 fail("{}: not readable ({}); delete it (sinklab sweep writes it again) or fix it",
                      (p / "sweep.yaml").string(), e.what());
@@ -139,8 +143,10 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
             const auto it = order.find(variant);
             found.emplace_back(it == order.end() ? order.size() : it->second, variant, seed, e.path());
         }
-        SL_REQUIRE(!found.empty(), "{}: holds no run (no metrics.h5 in it or in its subfolders); give run folders or a "
-                   "suite folder", arg);
+        SL_REQUIRE(!found.empty(),
+                   "{}: holds no run (no metrics.h5 in it or in its subfolders); give run folders or a "
+                   "suite folder",
+                   arg);
         std::sort(found.begin(), found.end());
         for (const auto& f : found) add(std::get<3>(f));
     }
@@ -205,7 +211,8 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
     c.smooth = smooth;
     std::vector<std::vector<const RunCurves*>> members;
     for (size_t i = 0; i < runs.size(); i++) {
-        auto it = std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == group_of[i]; });
+        auto it =
+            std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == group_of[i]; });
         if (it == c.groups.end()) {
             c.groups.emplace_back();
             c.groups.back().name = group_of[i];
@@ -216,7 +223,8 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         members[size_t(it - c.groups.begin())].push_back(&runs[i]);
     }
     c.baseline = baseline.empty() ? c.groups.front().name : baseline;
-    const auto base = std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == c.baseline; });
+    const auto base =
+        std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == c.baseline; });
     if (base == c.groups.end()) {
         std::vector<std::string> names;
         for (const GroupRow& g : c.groups) names.push_back(g.name);
@@ -234,8 +242,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
     c.baseline_tokens = mean(base_tokens);
 
     std::set<int> positions;
-    for (const RunCurves& r : runs)
-        for (const auto& [p, by_layer] : r.mass) positions.insert(p);
+    for (const RunCurves& r : runs) positions.insert(r.positions.begin(), r.positions.end());
     c.positions.assign(positions.begin(), positions.end());
 
     for (size_t g = 0; g < c.groups.size(); g++) {

@@ -13,16 +13,17 @@ namespace sinklab {
 // One run's curves and its last /sink row.
 struct RunCurves {
     std::string dir;
-    std::string name;     // the run folder's name
-    std::string variant;  // name without -s<seed>
-    int64_t max_steps = 0;  // train.max_steps of the run's config (0 when the file does not say)
-    std::vector<double> step, tokens, loss;  // /train, one entry per logged step
-    std::vector<double> val_loss;            // /val
-    int64_t sink_step = -1;                  // step of the last /sink row; -1: no row yet
+    std::string name;                         // the run folder's name
+    std::string variant;                      // name without -s<seed>
+    int64_t max_steps = 0;                    // train.max_steps of the run's config (0 when the file does not say)
+    std::vector<int> positions{0};            // metrics.positions of the run's config: key positions of /sink/attn_mass
+    std::vector<double> step, tokens, loss;   // /train, one entry per logged step
+    std::vector<double> val_loss;             // /val
+    int64_t sink_step = -1;                   // step of the last /sink row; -1: no row yet
     std::map<int, std::vector<double>> mass;  // tracked key position -> [L] attention mass on it, mean over heads
-    std::vector<double> sink_rate;   // [L]
-    std::vector<double> dominance;   // [L]
-    std::vector<double> var_ratio;   // [L] wo_input_std at position 0 / its mean over positions 1..Tp-1
+    std::vector<double> sink_rate;            // [L]
+    std::vector<double> dominance;            // [L]
+    std::vector<double> var_ratio;            // [L] wo_input_std at position 0 / its mean over positions 1..Tp-1
 };
 
 // Reads a run folder's metrics.h5.
@@ -52,12 +53,12 @@ struct GroupRow {
     std::string name;
     std::vector<std::string> runs;
     int64_t step_min = 0, step_max = 0, max_steps = 0;  // last /train step over the group's runs; the target
-    Stat train_loss;        // final smoothed train loss: mean of the last `smooth` logged losses
-    Stat val_loss;          // last validation loss
-    Stat tokens_to_target;  // tokens until the smoothed train loss reaches the baseline's final one
-    Stat speedup;           // baseline tokens / tokens_to_target
+    Stat train_loss;                       // final smoothed train loss: mean of the last `smooth` logged losses
+    Stat val_loss;                         // last validation loss
+    Stat tokens_to_target;                 // tokens until the smoothed train loss reaches the baseline's final one
+    Stat speedup;                          // baseline tokens / tokens_to_target
     Stat sink_rate, dominance, var_ratio;  // last /sink row, mean over layers
-    std::map<int, Stat> mass;                         // tracked position -> attention mass on it, mean over layers
+    std::map<int, Stat> mass;              // tracked position -> attention mass on it, mean over layers
     std::map<int, std::vector<Stat>> mass_by_layer;  // tracked position -> [L]
 };
 
@@ -67,7 +68,7 @@ struct Comparison {
     int baseline_runs = 0;
     double target_loss = NAN;      // the baseline's final smoothed train loss, mean over its runs
     double baseline_tokens = NAN;  // tokens at the baseline runs' last logged step, mean over its runs
-    std::vector<int> positions;    // every tracked key position of any run, ascending
+    std::vector<int> positions;    // every key position some run tracks, ascending
     std::vector<GroupRow> groups;  // in order of first appearance
 };
 

@@ -1,10 +1,10 @@
 #include "metrics/compare_table.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
-
-#include <fmt/format.h>
 
 namespace sinklab {
 namespace {
@@ -35,12 +35,14 @@ std::string cell(const Stat& s, const std::function<std::string(double)>& num) {
 std::string fixed(double v, int digits) { return fmt::format("{:.{}f}", v, digits); }
 
 std::string steps(const GroupRow& g) {
-    const std::string done = g.step_min == g.step_max ? fmt::format("{}", g.step_max)
-                                                      : fmt::format("{}-{}", g.step_min, g.step_max);
+    const std::string done =
+        g.step_min == g.step_max ? fmt::format("{}", g.step_max) : fmt::format("{}-{}", g.step_min, g.step_max);
     return g.max_steps > 0 ? fmt::format("{}/{}", done, g.max_steps) : done;
 }
 
-std::string mass_cell(const Stat& s) { return cell(s, [](double v) { return fixed(v, 3); }); }
+std::string mass_cell(const Stat& s) {
+    return cell(s, [](double v) { return fixed(v, 3); });
+}
 
 Table summary(const Comparison& c) {
     Table t{{"variant", "runs", "step", "train loss", "val loss", "tokens to target", "speed-up"}, {}};
@@ -82,10 +84,11 @@ Table per_layer(const Comparison& c, int p) {
 std::string target_note(const Comparison& c) {
     if (!std::isfinite(c.target_loss))
         return fmt::format("baseline {}: no train rows yet, so no target loss", c.baseline);
-    return fmt::format("baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps), "
-                       "mean of {} runs, reached at {} tokens; speed-up = {} / tokens to target",
-                       c.baseline, c.target_loss, c.smooth, c.baseline_runs, si(c.baseline_tokens),
-                       si(c.baseline_tokens));
+    return fmt::format(
+        "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps), "
+        "mean of {} run{}, reached at {} tokens; speed-up = {} / tokens to target",
+        c.baseline, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),
+        si(c.baseline_tokens));
 }
 
 const char* kColumnsNote =
@@ -94,7 +97,8 @@ const char* kColumnsNote =
     "ratio = W_O-input std at position 0 / mean over later positions (mean over layers), all at the last /sink row";
 
 std::string layer_note(int p) {
-    return fmt::format("attention mass on token {} per layer (last /sink row, mean over heads; mean ± sd over runs)", p);
+    return fmt::format("attention mass on token {} per layer (last /sink row, mean over heads; mean ± sd over runs)",
+                       p);
 }
 
 // UTF-8 aware width: "±" is one column.

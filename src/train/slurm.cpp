@@ -29,8 +29,7 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += "#SBATCH --requeue\n";
     for (const std::string& opt : s.slurm.sbatch) t += fmt::format("#SBATCH {}\n", opt);
     t += "set -euo pipefail\n";
-    t += fmt::format("cd {}  # config and data paths are relative to where sinklab sweep ran\n",
-                     shell_quote(workdir));
+    t += fmt::format("cd {}  # config and data paths are relative to where sinklab sweep ran\n", shell_quote(workdir));
     t += "case \"${SLURM_ARRAY_TASK_ID:?submit this script with sbatch}\" in\n";
     for (size_t i = 0; i < n; i++) {
         const SweepRun& run = sweep.runs[i];

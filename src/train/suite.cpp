@@ -59,10 +59,20 @@ std::vector<std::string> string_list(const YAML::Node& node, const std::string& 
     return out;
 }
 
-// A value as the text of a --set override that reads back to the same YAML: plain scalars as written, quoted
-// ones quoted (so "true" stays a string), lists and maps in flow style.
+// A value as the text of a --set override that reads back to the same YAML: a scalar as it is when it reads
+// back unchanged (so that commands stay readable), else double-quoted ("", "null", "*.bin", " x"); lists and
+// maps in flow style.
 std::string override_text(const YAML::Node& value) {
-    if (value.IsScalar() && value.Tag() != "!" && !value.Scalar().empty()) return value.Scalar();
+    if (value.IsScalar()) {
+        const std::string& text = value.Scalar();
+        try {
+            const YAML::Node back = YAML::Load(text);
+            if (!text.empty() && text.front() != ' ' && text.back() != ' ' && back.IsScalar() && back.Scalar() == text)
+                return text;
+        } catch (const YAML::Exception&) {
+            // not plain YAML on its own: quoted below
+        }
+    }
     YAML::Emitter out;
     out << YAML::Flow;
     if (value.IsScalar())
@@ -128,8 +138,10 @@ std::vector<uint64_t> read_seeds(const YAML::Node& node, const Where& w) {
 }
 
 SuiteVariant read_variant(const YAML::Node& node, const Where& w) {
-    SL_REQUIRE(node.IsMap(), "{}: variants: each entry is a map like {{name: headnorm, set: {{attention.variant: "
-               "headnorm}}}}, got {}", w.at(node), config::describe(node));
+    SL_REQUIRE(node.IsMap(),
+               "{}: variants: each entry is a map like {{name: headnorm, set: {{attention.variant: "
+               "headnorm}}}}, got {}",
+               w.at(node), config::describe(node));
     check_keys(node, {"name", "set"}, "a variant", w);
     SL_REQUIRE(node["name"], "{}: variants: an entry has no name:; give it one (its runs are <name>-s<seed>)",
                w.at(node));
@@ -139,7 +151,8 @@ SuiteVariant read_variant(const YAML::Node& node, const Where& w) {
     uint64_t seed = 0;
     SL_REQUIRE(!split_run_name(v.name, variant, seed),
                "{}: variants: name '{}' ends like a seed suffix (-s<digits>), which would make its runs ambiguous; "
-               "rename it", w.at(node["name"]), v.name);
+               "rename it",
+               w.at(node["name"]), v.name);
     if (node["set"]) v.overrides = read_set(node["set"], fmt::format("variant {}: set", v.name), false, w);
     return v;
 }
@@ -153,7 +166,8 @@ SuiteSlurm read_slurm(const YAML::Node& node, const Where& w) {
     if (node["launcher"]) s.launcher = scalar(node["launcher"], "slurm: launcher", w);
     if (node["setup"]) s.setup = string_list(node["setup"], "slurm: setup", w);
     for (const std::string& opt : s.sbatch)
-        SL_REQUIRE(opt.starts_with("-"), "{}: slurm: sbatch: '{}' is not an sbatch option; write it like --time=2:00:00",
+        SL_REQUIRE(opt.starts_with("-"),
+                   "{}: slurm: sbatch: '{}' is not an sbatch option; write it like --time=2:00:00",
                    w.at(node["sbatch"]), opt);
     return s;
 }
@@ -189,22 +203,30 @@ Suite load_suite(const std::string& path) {
     } catch (const YAML::BadFile&) {
         fail("suite file '{}' could not be read; check its permissions", path);
     }
-    SL_REQUIRE(root.IsMap(), "{}: a suite is a map with base:, name:, seeds:, variants: (see experiments/README.md), "
-               "got {}", path, config::describe(root));
+    SL_REQUIRE(root.IsMap(),
+               "{}: a suite is a map with base:, name:, seeds:, variants: (see experiments/README.md), "
+               "got {}",
+               path, config::describe(root));
     check_keys(root, {"base", "name", "seeds", "variants", "set", "slurm"}, "a suite", w);
 
     Suite s;
     s.path = path;
     const YAML::Node base = required(root, "base", "base: ../../configs/tiny.yaml", w);
     s.base = (fs::path(path).parent_path() / scalar(base, "base", w)).lexically_normal().string();
-    SL_REQUIRE(fs::is_regular_file(s.base), "{}: base: config '{}' not found (base: is relative to the suite file's "
-               "folder); check the path", w.at(base), s.base);
+    SL_REQUIRE(fs::is_regular_file(s.base),
+               "{}: base: config '{}' not found (base: is relative to the suite file's "
+               "folder); check the path",
+               w.at(base), s.base);
     s.name = checked_name(required(root, "name", "name: headnorm-vs-baseline", w), "name", w);
     s.seeds = read_seeds(required(root, "seeds", "seeds: [1, 2, 3]", w), w);
-    const YAML::Node variants = required(root, "variants", "variants: [{name: baseline}, {name: headnorm, set: "
-                                         "{attention.variant: headnorm}}]", w);
-    SL_REQUIRE(variants.IsSequence() && variants.size() > 0, "{}: variants: expected a list of {{name:, set:}} maps, "
-               "got {}", w.at(variants), config::describe(variants));
+    const YAML::Node variants = required(root, "variants",
+                                         "variants: [{name: baseline}, {name: headnorm, set: "
+                                         "{attention.variant: headnorm}}]",
+                                         w);
+    SL_REQUIRE(variants.IsSequence() && variants.size() > 0,
+               "{}: variants: expected a list of {{name:, set:}} maps, "
+               "got {}",
+               w.at(variants), config::describe(variants));
     for (const YAML::Node& v : variants) {
         s.variants.push_back(read_variant(v, w));
         for (size_t i = 0; i + 1 < s.variants.size(); i++)

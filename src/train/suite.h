@@ -15,14 +15,14 @@ struct SuiteVariant {
 // How `sinklab sweep --slurm` writes the array job.
 struct SuiteSlurm {
     std::vector<std::string> sbatch;  // "#SBATCH" options, e.g. "--gpus-per-node=8"
-    std::string launcher = "srun";     // the command each task runs `sinklab train` under, e.g. "srun", "mpirun"
-    std::vector<std::string> setup;    // shell lines run before it (module loads, environment)
+    std::string launcher = "srun";    // the command each task runs `sinklab train` under, e.g. "srun", "mpirun"
+    std::vector<std::string> setup;   // shell lines run before it (module loads, environment)
 };
 
 struct Suite {
-    std::string path;                    // the suite file, as given
-    std::string name;                    // runs go to <out_dir>/<name>/<variant>-s<seed>
-    std::string base;                    // the base config: `base:` resolved against the suite file's folder
+    std::string path;  // the suite file, as given
+    std::string name;  // runs go to <out_dir>/<name>/<variant>-s<seed>
+    std::string base;  // the base config: `base:` resolved against the suite file's folder
     std::vector<uint64_t> seeds;
     std::vector<std::string> overrides;  // suite-wide `set:`, applied before each variant's own
     std::vector<SuiteVariant> variants;

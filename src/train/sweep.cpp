@@ -35,7 +35,8 @@ std::vector<std::string> config_differences(const Config& found, const Config& w
 }
 
 // One line per distinct message, naming the runs it applies to (a variant's error repeats for each seed).
-[[noreturn]] void fail_listing(const std::string& headline, const std::vector<std::pair<std::string, std::string>>& errors) {
+[[noreturn]] void fail_listing(const std::string& headline,
+                               const std::vector<std::pair<std::string, std::string>>& errors) {
     std::vector<std::string> order;
     std::map<std::string, std::vector<std::string>> runs_of;
     for (const auto& [run, message] : errors) {
@@ -61,10 +62,14 @@ bool interrupted(const ProcessResult& r) {
 
 const char* action_name(RunAction a) {
     switch (a) {
-        case RunAction::start: return "new run";
-        case RunAction::resume: return "resume";
-        case RunAction::restart: return "restart";
-        case RunAction::skip: return "finished, skip";
+        case RunAction::start:
+            return "new run";
+        case RunAction::resume:
+            return "resume";
+        case RunAction::restart:
+            return "restart";
+        case RunAction::skip:
+            return "finished, skip";
     }
     return "?";
 }
@@ -74,7 +79,8 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
         const std::string key = override_key(o);
         SL_REQUIRE(key != "run.name" && key != "run.seed",
                    "--set {}: the sweep sets {} for each run (<variant>-s<seed>, seeds from the suite); change the "
-                   "suite's name: or seeds: instead", o, key);
+                   "suite's name: or seeds: instead",
+                   o, key);
     }
     Sweep sweep;
     sweep.suite = suite;
@@ -117,8 +123,9 @@ RunState inspect_run(const SweepRun& run) {
     if (fs::exists(cfg_file)) {
         const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);
         SL_REQUIRE(diffs.empty(),
-                   "{} holds a run of another config ({} in the folder vs the suite); remove the folder to redo it, or "
-                   "send this suite elsewhere with --set run.out_dir=DIR", run.dir, fmt::join(diffs, ", "));
+                   "{} holds a run of another config (folder vs now: {}); remove the folder to redo it, or send this "
+                   "suite elsewhere with --set run.out_dir=DIR",
+                   run.dir, fmt::join(diffs, ", "));
     }
     const Dataset steps = RunLogReader(h5.string()).read("train", "step");
     RunState s;
@@ -141,9 +148,9 @@ std::vector<RunState> inspect_sweep(const Sweep& sweep) {
         }
     }
     if (!errors.empty())
-        fail_listing(fmt::format("{}: {} run folders cannot be continued; nothing was run", sweep.suite.path,
-                                 errors.size()),
-                     errors);
+        fail_listing(
+            fmt::format("{}: {} run folders cannot be continued; nothing was run", sweep.suite.path, errors.size()),
+            errors);
     return states;
 }
 
@@ -167,7 +174,9 @@ void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunStat
         const RunState& st = states[i];
         const int64_t max_steps = run.config.train.max_steps;
         switch (st.action) {
-            case RunAction::start: fmt::print(out, "# {}: new run\n", run.name); break;
+            case RunAction::start:
+                fmt::print(out, "# {}: new run\n", run.name);
+                break;
             case RunAction::resume:
                 fmt::print(out, "# {}: stopped at step {}/{}, resume from its newest checkpoint\n", run.name, st.step,
                            max_steps);
@@ -228,9 +237,10 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
             o.result = "not run";
         } else {
             const double elapsed = std::chrono::duration<double>(Clock::now() - t_sweep).count();
-            const std::string left = started == 0 ? "" : fmt::format(", about {} left",
-                                                                     format_duration(ran_seconds / started *
-                                                                                     (to_run - started)));
+            const std::string left =
+                started == 0
+                    ? ""
+                    : fmt::format(", about {} left", format_duration(ran_seconds / started * (to_run - started)));
             const std::vector<std::string> argv = train_command(opt.launcher, opt.binary, sweep, run, o.action);
             fmt::print(out, "\n{}: {} in {} (sweep: {} elapsed{})\n$ {}\n", tag, action_name(o.action), run.dir,
                        format_duration(elapsed), left, shell_join(argv));
@@ -258,8 +268,10 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
                 fmt::print(out, "sweep interrupted; the same command continues it\n");
                 stop = true;
             } else if (!o.finished && !opt.keep_going) {
-                fmt::print(out, "sweep stopped: {} did not finish (--keep-going runs the others anyway); its log is "
-                                "{}/train.log\n", run.name, run.dir);
+                fmt::print(out,
+                           "sweep stopped: {} did not finish (--keep-going runs the others anyway); its log is "
+                           "{}/train.log\n",
+                           run.name, run.dir);
                 stop = true;
             }
         }

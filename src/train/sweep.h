@@ -14,7 +14,7 @@
 namespace sinklab {
 
 struct SweepRun {
-    std::string name;     // <variant>-s<seed>
+    std::string name;  // <variant>-s<seed>
     std::string variant;
     uint64_t seed = 0;
     std::vector<std::string> overrides;  // every --set of its train command: suite, variant, command line, sweep's own
@@ -24,8 +24,8 @@ struct SweepRun {
 
 struct Sweep {
     Suite suite;
-    std::string out_dir;           // <run.out_dir>/<suite name>: every run folder, the manifest, the Slurm script
-    std::vector<SweepRun> runs;    // seed by seed, variants in suite order: early runs already pair up
+    std::string out_dir;         // <run.out_dir>/<suite name>: every run folder, the manifest, the Slurm script
+    std::vector<SweepRun> runs;  // seed by seed, variants in suite order: early runs already pair up
 };
 
 // Expands a suite; `cli_overrides` (sweep --set) apply to every run, after the suite's. Every run's config is
@@ -74,9 +74,9 @@ struct SweepOptions {
 struct RunOutcome {
     std::string name;
     RunAction action = RunAction::start;
-    bool ran = false;      // a command was started
+    bool ran = false;       // a command was started
     bool finished = false;  // the folder holds a finished run afterwards
-    std::string result;    // "finished", "exit code 1", "stopped at step 30/600", "not run", ...
+    std::string result;     // "finished", "exit code 1", "stopped at step 30/600", "not run", ...
     double seconds = 0;
 };
 

@@ -44,6 +44,23 @@ inline bool plot_deps_available() {
     return available;
 }
 
+struct ShellResult {
+    int status = -1;     // exit code
+    std::string output;  // stdout and stderr together
+};
+
+inline ShellResult run_shell(const std::string& command) {
+    ShellResult r;
+    FILE* p = popen((command + " 2>&1").c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+    const int status = pclose(p);
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
 // The message of the sinklab::Error that `fn` throws ("" and a test failure when it throws none).
 inline std::string error_of(const std::function<void()>& fn) {
     try {
@@ -56,7 +73,8 @@ inline std::string error_of(const std::function<void()>& fn) {
 }
 
 inline void expect_has(const std::string& text, std::initializer_list<std::string> parts) {
-    for (const std::string& part : parts) EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in:\n" << text;
+    for (const std::string& part : parts)
+        EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in:\n" << text;
 }
 
 // What a run's metrics.h5 holds; every value not given here is written as 0.
@@ -73,9 +91,9 @@ struct RunSpec {
     std::vector<int> positions{0};
     int64_t max_steps = 8;
     int64_t tokens_per_step = 100;
-    std::string config_yaml;                            // "" = one naming max_steps and positions
-    std::vector<double> loss;                           // /train rows at steps 1, 2, ...
-    std::vector<std::pair<int64_t, double>> val;        // (step, loss)
+    std::string config_yaml;                      // "" = one naming max_steps and positions
+    std::vector<double> loss;                     // /train rows at steps 1, 2, ...
+    std::vector<std::pair<int64_t, double>> val;  // (step, loss)
     std::vector<SinkRow> sink;
 };
 
@@ -114,13 +132,14 @@ public:
     }
     void write_steps(int64_t from, int64_t to) {
         for (int64_t step = from; step <= to && step <= int64_t(spec_.loss.size()); step++) {
-            log_->append("train", full_row(group_of(groups_, "train"),
-                                           {{"step", {double(step)}},
-                                            {"tokens", {double(step * spec_.tokens_per_step)}},
-                                            {"loss", {spec_.loss[size_t(step - 1)]}}}));
+            log_->append("train",
+                         full_row(group_of(groups_, "train"), {{"step", {double(step)}},
+                                                               {"tokens", {double(step * spec_.tokens_per_step)}},
+                                                               {"loss", {spec_.loss[size_t(step - 1)]}}}));
             for (const auto& [vstep, vloss] : spec_.val)
                 if (vstep == step)
-                    log_->append("val", full_row(group_of(groups_, "val"), {{"step", {double(step)}}, {"loss", {vloss}}}));
+                    log_->append("val",
+                                 full_row(group_of(groups_, "val"), {{"step", {double(step)}}, {"loss", {vloss}}}));
             for (const SinkRow& s : spec_.sink)
                 if (s.step == step)
                     log_->append("sink", full_row(group_of(groups_, "sink"), {{"step", {double(step)}},

@@ -1,10 +1,11 @@
 // sinklab compare's numbers against values worked out by hand (in the comments) from small metrics.h5 files
 // written here with RunLog, the tables it prints, how it finds and groups runs, and runs still being written.
-#include "ablation_fixture.h"
-#include "core/process.h"
 #include "metrics/compare.h"
+
+#include "ablation_fixture.h"
+#include "cli_util.h"
+#include "core/process.h"
 #include "metrics/compare_table.h"
-#include "tests/cli_util.h"
 
 namespace sinklab::test {
 namespace {
@@ -70,9 +71,9 @@ TEST(CompareMath, TrailingMeanAndInterpolation) {
     EXPECT_EQ(m, (std::vector<double>{1, 1.5, 2, 3, 4}));
     EXPECT_EQ(trailing_mean({7, 9}, 1), (std::vector<double>{7, 9}));
     const std::vector<double> tokens{10, 20, 30};
-    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 3.5), 25);  // halfway between 20 and 30
-    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 4), 20);     // exactly at a point
-    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {2, 4, 3}, 3), 10);     // starts below it
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 3.5), 25);     // halfway between 20 and 30
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 4), 20);       // exactly at a point
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {2, 4, 3}, 3), 10);       // starts below it
     EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 2, 1}, 4.25), 12.5);  // the first crossing counts
     EXPECT_TRUE(std::isnan(tokens_to_reach(tokens, {5, 4, 3.1}, 3)));
     const Stat s = stat_of({1, NAN, 3});
@@ -125,7 +126,7 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
     // wo std (4 | 1, 3) -> 2 and (3 | 2, 4) -> 1: 1.5; (2 | 2, 2) -> 1 and (6 | 1, 2) -> 4: 2.5.
     EXPECT_NEAR(b.var_ratio.mean, 2.0, kTol);
     EXPECT_NEAR(b.var_ratio.sd, 1 / std::sqrt(2.0), kTol);
-    EXPECT_NEAR(b.dominance.mean, 25, kTol);  // (10 + 20) / 2 and (30 + 40) / 2
+    EXPECT_NEAR(b.dominance.mean, 25, kTol);   // (10 + 20) / 2 and (30 + 40) / 2
     EXPECT_NEAR(b.sink_rate.mean, 0.5, kTol);  // 0.75 and 0.25
     EXPECT_EQ(h.mass.at(0).n, 1);              // h-s2 has no /sink row yet
     EXPECT_EQ(h.mass.at(0).of, 2);
@@ -151,6 +152,9 @@ TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
                     "| b | 2 | 4/8 | 1.7500 ± 0.3536 | 2.3000 ± 0.1414 | 375 (1/2) | 1.07x (1/2) | 0.450 ± 0.071 | "
                     "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 |",
                     "| h | 2 | 4/8 | 0.8750 ± 0.1768 | - | 212 ± 88.4 |", "| b | 0.650 ± 0.071 | 0.250 ± 0.071 |"});
+    // A run without /sink rows still has the columns of the positions it tracks, with dashes.
+    const std::string none = comparison_markdown(compare_runs(read_all({(suite() / "h-s2").string()}), "", 2));
+    expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio |", "| - | - | - | - |\n"});
 }
 
 TEST_F(CompareTest, TrackedPositionsAreFoundInTheConfig) {
@@ -178,9 +182,9 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     write_run(suite() / "h-s10", spec_h2());
     write_text(suite() / "b-s3/config.yaml", "run: {name: b-s3}\n");  // started, nothing logged yet
     const fs::path s = suite();
-    EXPECT_EQ(find_runs({s.string()}, notes), (Strings{(s / "h-s1").string(), (s / "h-s2").string(),
-                                                      (s / "h-s10").string(), (s / "b-s1").string(),
-                                                      (s / "b-s2").string()}));
+    EXPECT_EQ(find_runs({s.string()}, notes),
+              (Strings{(s / "h-s1").string(), (s / "h-s2").string(), (s / "h-s10").string(), (s / "b-s1").string(),
+                       (s / "b-s2").string()}));
     ASSERT_EQ(notes.size(), 1u);
     expect_has(notes[0], {"b-s3", "no metrics.h5 yet"});
     EXPECT_EQ(compare_runs(read_all({s.string()}), "", 2).baseline, "h");  // the suite's first variant
@@ -244,8 +248,8 @@ TEST_F(CompareTest, CommandLine) {
     expect_has(ok.output, {"baseline b: target train loss 1.7500", "212 ± 88.4", "wrote " + md});
     expect_has(read_text(md), {"| h | 2 | 4/8 | 0.8750 ± 0.1768 |"});
 
-    const CliResult vs = run_sinklab(fmt::format("compare {} {} --smooth 2 --baseline h", (suite() / "h-s1").string(),
-                                                 (suite() / "b-s1").string()));
+    const CliResult vs = run_sinklab(
+        fmt::format("compare {} {} --smooth 2 --baseline h", (suite() / "h-s1").string(), (suite() / "b-s1").string()));
     ASSERT_EQ(vs.status, 0) << vs.output;
     expect_has(vs.output, {"baseline h: target train loss 0.7500"});
 

@@ -1,8 +1,9 @@
 // Suite files and their expansion into runs: names, overrides in the order they apply, the configs they give,
 // and the errors a person sees for a bad suite (file, line, key). Suites are written here by hand.
+#include "train/suite.h"
+
 #include "ablation_fixture.h"
 #include "config/config.h"
-#include "train/suite.h"
 #include "train/sweep.h"
 
 namespace sinklab::test {
@@ -15,9 +16,8 @@ using Strings = std::vector<std::string>;
 class SuiteTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        write_text(root() / "configs/base.yaml",
-                   fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: {}\n", SINKLAB_SOURCE_DIR,
-                               (root() / "runs").string()));
+        write_text(root() / "configs/base.yaml", fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: {}\n",
+                                                             SINKLAB_SOURCE_DIR, (root() / "runs").string()));
     }
     fs::path root() const { return fs::path(dir_.str()); }
     std::string suite(const std::string& text, const std::string& name = "suite.yaml") {
@@ -63,10 +63,10 @@ TEST_F(SuiteTest, ExpandsSeedsTimesVariantsWithOverridesInOrder) {
     const SweepRun& hn3 = sw.runs[3];
     EXPECT_EQ(hn3.variant, "headnorm");
     EXPECT_EQ(hn3.seed, 3u);
-    EXPECT_EQ(hn3.overrides, (Strings{"train.max_steps=400", "metrics.val_every=20", "attention.variant=headnorm",
-                                      "attention.headnorm.gain=shared", "intervention.isolate=[3, 5]",
-                                      "train.lr=0.002", "attention.qk_norm=true", "run.out_dir=" + out,
-                                      "run.name=headnorm-s3", "run.seed=3"}));
+    EXPECT_EQ(hn3.overrides,
+              (Strings{"train.max_steps=400", "metrics.val_every=20", "attention.variant=headnorm",
+                       "attention.headnorm.gain=shared", "intervention.isolate=[3, 5]", "train.lr=0.002",
+                       "attention.qk_norm=true", "run.out_dir=" + out, "run.name=headnorm-s3", "run.seed=3"}));
     EXPECT_EQ(hn3.dir, out + "/headnorm-s3");
     EXPECT_EQ(hn3.config.attention.variant, "headnorm");
     EXPECT_EQ(hn3.config.attention.headnorm.gain, "shared");
@@ -94,17 +94,32 @@ TEST_F(SuiteTest, CommandLineOverridesWinOverTheVariantsAndMoveTheOutputFolder) 
     EXPECT_EQ(sw.runs[1].dir, (root() / "elsewhere/hvb/headnorm-s7").string());
 }
 
-TEST_F(SuiteTest, QuotedValuesStayStrings) {
+TEST_F(SuiteTest, ValuesReadBackAsWritten) {
     const Sweep sw = expand_sweep(load_suite(suite(R"(base: ../configs/base.yaml
 name: q
 seeds: [1]
-set: {data.val: "", data.train: ".cache/x/train_*.bin", attention.sigmoid_bias: -5.5}
-variants: [{name: a}]
-)")), {});
-    EXPECT_EQ(sw.runs[0].overrides[0], "data.val=\"\"");
-    EXPECT_EQ(sw.runs[0].config.data.val, "");
-    EXPECT_EQ(sw.runs[0].config.data.train, ".cache/x/train_*.bin");
+set: {data.train: "*.bin", attention.sigmoid_bias: -5.5}
+variants:
+  - {name: empty, set: {data.val: ""}}
+  - {name: null-text, set: {data.val: "null"}}
+  - {name: spaced, set: {data.val: " x"}}
+  - {name: plain, set: {data.val: .cache/x/val_*.bin}}
+  - {name: quoted-plain, set: {data.val: "a/b"}}
+)")),
+                                  {});
+    EXPECT_EQ(sw.runs[0].overrides[0], "data.train=\"*.bin\"");  // an alias on its own
+    EXPECT_EQ(sw.runs[0].overrides[1], "attention.sigmoid_bias=-5.5");
+    EXPECT_EQ(sw.runs[0].config.data.train, "*.bin");
     EXPECT_FLOAT_EQ(sw.runs[0].config.attention.sigmoid_bias, -5.5f);
+    // Quotes only where the text alone would read back as something else: nothing, null, trimmed.
+    const Strings want_set{"data.val=\"\"", "data.val=\"null\"", "data.val=\" x\"", "data.val=.cache/x/val_*.bin",
+                           "data.val=a/b"};
+    const Strings want_val{"", "null", " x", ".cache/x/val_*.bin", "a/b"};
+    ASSERT_EQ(sw.runs.size(), want_set.size());
+    for (size_t i = 0; i < sw.runs.size(); i++) {
+        EXPECT_EQ(sw.runs[i].overrides[2], want_set[i]) << sw.runs[i].name;
+        EXPECT_EQ(sw.runs[i].config.data.val, want_val[i]) << sw.runs[i].name;
+    }
 }
 
 TEST_F(SuiteTest, RunNamesSplitBackIntoVariantAndSeed) {
@@ -128,27 +143,38 @@ TEST_F(SuiteTest, BadSuitesNameTheFileLineAndKey) {
     };
     const std::string head = "base: ../configs/base.yaml\nname: s\nseeds: [1]\n";
     const Case cases[] = {
-        {"unknown top-level key", head + "variants: [{name: a}]\nseed: 3\n", {"bad.yaml:5", "unknown key 'seed'", "variants"}},
-        {"misspelt config key", head + "variants:\n  - name: a\n    set: {attention.varient: headnorm}\n",
+        {"unknown top-level key",
+         head + "variants: [{name: a}]\nseed: 3\n",
+         {"bad.yaml:5", "unknown key 'seed'", "variants"}},
+        {"misspelt config key",
+         head + "variants:\n  - name: a\n    set: {attention.varient: headnorm}\n",
          {"bad.yaml:6", "attention.varient", "did you mean attention.variant"}},
         {"a section as a value", head + "set: {attention: 3}\nvariants: [{name: a}]\n", {"bad.yaml:4", "attention"}},
         {"no name", "base: ../configs/base.yaml\nseeds: [1]\nvariants: [{name: a}]\n", {"bad.yaml", "name: missing"}},
         {"no variants", head, {"bad.yaml", "variants: missing"}},
-        {"base not found", "base: nope.yaml\nname: s\nseeds: [1]\nvariants: [{name: a}]\n",
+        {"base not found",
+         "base: nope.yaml\nname: s\nseeds: [1]\nvariants: [{name: a}]\n",
          {"bad.yaml:1", "base:", "nope.yaml", "relative to the suite file"}},
-        {"bad seed", "base: ../configs/base.yaml\nname: s\nseeds: [1, x]\nvariants: [{name: a}]\n",
+        {"bad seed",
+         "base: ../configs/base.yaml\nname: s\nseeds: [1, x]\nvariants: [{name: a}]\n",
          {"bad.yaml:3", "seeds", "'x'"}},
-        {"repeated seed", "base: ../configs/base.yaml\nname: s\nseeds: [2, 2]\nvariants: [{name: a}]\n",
+        {"repeated seed",
+         "base: ../configs/base.yaml\nname: s\nseeds: [2, 2]\nvariants: [{name: a}]\n",
          {"bad.yaml:3", "seeds", "2 appears twice"}},
         {"repeated variant", head + "variants: [{name: a}, {name: a}]\n", {"bad.yaml:4", "'a' appears twice"}},
         {"variant without name", head + "variants:\n  - set: {train.lr: 1}\n", {"bad.yaml:5", "no name"}},
         {"variant name like a run", head + "variants: [{name: a-s3}]\n", {"bad.yaml:4", "a-s3", "seed suffix"}},
-        {"name with a slash", "base: ../configs/base.yaml\nname: a/b\nseeds: [1]\nvariants: [{name: a}]\n",
+        {"name with a slash",
+         "base: ../configs/base.yaml\nname: a/b\nseeds: [1]\nvariants: [{name: a}]\n",
          {"bad.yaml:2", "name", "'a/b'"}},
-        {"seed set by hand", head + "variants:\n  - name: a\n    set: {run.seed: 4}\n", {"bad.yaml:6", "run.seed", "seeds:"}},
-        {"variant moves its folder", head + "variants:\n  - name: a\n    set: {run.out_dir: x}\n",
+        {"seed set by hand",
+         head + "variants:\n  - name: a\n    set: {run.seed: 4}\n",
+         {"bad.yaml:6", "run.seed", "seeds:"}},
+        {"variant moves its folder",
+         head + "variants:\n  - name: a\n    set: {run.out_dir: x}\n",
          {"bad.yaml:6", "run.out_dir", "suite-wide"}},
-        {"key set twice", head + "variants:\n  - name: a\n    set: {attention.variant: gated, attention: {variant: sigmoid}}\n",
+        {"key set twice",
+         head + "variants:\n  - name: a\n    set: {attention.variant: gated, attention: {variant: sigmoid}}\n",
          {"bad.yaml:6", "attention.variant is set twice"}},
         {"YAML syntax", head + "variants: [{name: a}\n", {"bad.yaml:", "YAML syntax error"}},
         {"unknown variant key", head + "variants: [{name: a, sett: {}}]\n", {"bad.yaml:4", "'sett'", "name, set"}},
@@ -161,7 +187,8 @@ TEST_F(SuiteTest, BadSuitesNameTheFileLineAndKey) {
         for (const std::string& part : c.parts) EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
         EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     }
-    EXPECT_NE(error_of([&] { load_suite((root() / "exp/absent.yaml").string()); }).find("absent.yaml"), std::string::npos);
+    EXPECT_NE(error_of([&] { load_suite((root() / "exp/absent.yaml").string()); }).find("absent.yaml"),
+              std::string::npos);
 }
 
 // Config errors of every run come together, before anything runs, each naming its runs and the bad key.
@@ -177,8 +204,8 @@ variants:
     set: {model.n_head: 5}
 )");
     const std::string msg = error_of([&] { expand_sweep(load_suite(path), {}); });
-    expect_has(msg, {path, "4 of 6 runs have config errors", "nothing was run", "badlr-s1, badlr-s2: ",
-                     "train.lr", "'fast'", "badheads-s1, badheads-s2: ", "model.n_head"});
+    expect_has(msg, {path, "4 of 6 runs have config errors", "nothing was run", "badlr-s1, badlr-s2: ", "train.lr",
+                     "'fast'", "badheads-s1, badheads-s2: ", "model.n_head"});
     EXPECT_EQ(msg.find("ok-s1"), std::string::npos);
 
     const std::string cli = error_of([&] { expand_sweep(load_suite(path), {"run.name=x"}); });

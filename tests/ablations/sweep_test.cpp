@@ -1,13 +1,14 @@
 // What the sweep does with run folders (start, resume, restart, skip, refuse), the commands it prints and runs,
 // and how it reacts to runs that fail or are interrupted. Training is stood in for: run folders are made here
 // with RunLog, and a fake launcher writes what a finished or cut-short run leaves.
+#include "train/sweep.h"
+
 #include <csignal>
 #include <cstdio>
 
 #include "ablation_fixture.h"
 #include "config/config.h"
 #include "core/process.h"
-#include "train/sweep.h"
 
 namespace sinklab::test {
 namespace {
@@ -100,9 +101,13 @@ TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
 TEST_F(SweepTest, TrainCommandsCarryEveryOverrideAndTheResumeFlags) {
     const SweepRun& r = run("headnorm-s2");
     const std::string out = (root() / "runs/t").string();
-    const Strings common{"train", (root() / "base.yaml").string(), "--set", "train.max_steps=60", "--set",
-                         "train.warmup_steps=5", "--set", "attention.variant=headnorm", "--set", "run.out_dir=" + out,
-                         "--set", "run.name=headnorm-s2", "--set", "run.seed=2"};
+    const Strings common{"train", (root() / "base.yaml").string(),
+                         "--set", "train.max_steps=60",
+                         "--set", "train.warmup_steps=5",
+                         "--set", "attention.variant=headnorm",
+                         "--set", "run.out_dir=" + out,
+                         "--set", "run.name=headnorm-s2",
+                         "--set", "run.seed=2"};
     Strings fresh{"/bin/sinklab"};
     fresh.insert(fresh.end(), common.begin(), common.end());
     EXPECT_EQ(train_command({}, "/bin/sinklab", sweep_, r, RunAction::start), fresh);
@@ -126,22 +131,22 @@ std::string captured(const std::function<void(std::FILE*)>& print) {
 
 TEST_F(SweepTest, DryRunPrintsEachStateAndTheExactCommands) {
     make_mixed_folders();
-    const std::string text = captured([&](std::FILE* f) {
-        print_dry_run(f, sweep_, inspect_sweep(sweep_), {}, "/opt/my tools/sinklab");
-    });
+    const std::string text =
+        captured([&](std::FILE* f) { print_dry_run(f, sweep_, inspect_sweep(sweep_), {}, "/opt/my tools/sinklab"); });
     const std::string out = (root() / "runs/t").string(), base = (root() / "base.yaml").string();
     auto cmd = [&](const char* attention, const char* variant, int seed, const char* flag) {
-        return fmt::format("'/opt/my tools/sinklab' train {} --set train.max_steps=60 --set train.warmup_steps=5 "
-                           "--set attention.variant={} --set run.out_dir={} --set run.name={}-s{} --set run.seed={}{}\n",
-                           base, attention, out, variant, seed, seed, flag);
+        return fmt::format(
+            "'/opt/my tools/sinklab' train {} --set train.max_steps=60 --set train.warmup_steps=5 "
+            "--set attention.variant={} --set run.out_dir={} --set run.name={}-s{} --set run.seed={}{}\n",
+            base, attention, out, variant, seed, seed, flag);
     };
-    const std::string want =
-        fmt::format("# sweep t ({}): 2 variants x 2 seeds = 4 runs in {}\n", suite_path_, out) +
-        "# baseline-s1: finished (60/60 steps), skipped\n"
-        "# headnorm-s1: stopped at step 30/60 before its first checkpoint, start again\n" +
-        cmd("headnorm", "headnorm", 1, " --overwrite") +
-        "# baseline-s2: stopped at step 30/60, resume from its newest checkpoint\n" + cmd("standard", "baseline", 2, " --resume") +
-        "# headnorm-s2: new run\n" + cmd("headnorm", "headnorm", 2, "");
+    const std::string want = fmt::format("# sweep t ({}): 2 variants x 2 seeds = 4 runs in {}\n", suite_path_, out) +
+                             "# baseline-s1: finished (60/60 steps), skipped\n"
+                             "# headnorm-s1: stopped at step 30/60 before its first checkpoint, start again\n" +
+                             cmd("headnorm", "headnorm", 1, " --overwrite") +
+                             "# baseline-s2: stopped at step 30/60, resume from its newest checkpoint\n" +
+                             cmd("standard", "baseline", 2, " --resume") + "# headnorm-s2: new run\n" +
+                             cmd("headnorm", "headnorm", 2, "");
     EXPECT_EQ(text, want);
 }
 
@@ -178,7 +183,8 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     opt.binary = "/bin/sinklab";
     opt.launch = std::ref(fake);
     std::vector<RunOutcome> outcomes;
-    const std::string text = captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    const std::string text =
+        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
     ASSERT_EQ(fake.commands.size(), 1u);
     EXPECT_EQ(flag_of(fake.commands[0]), "--overwrite");
     ASSERT_EQ(outcomes.size(), 4u);
@@ -218,7 +224,8 @@ TEST_F(SweepTest, AnInterruptStopsEvenWithKeepGoing) {
     opt.keep_going = true;
     opt.launch = std::ref(fake);
     std::vector<RunOutcome> outcomes;
-    const std::string text = captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    const std::string text =
+        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
     EXPECT_EQ(fake.commands.size(), 2u);
     EXPECT_TRUE(outcomes[0].finished);
     EXPECT_EQ(outcomes[1].result.rfind("signal 2", 0), 0u) << outcomes[1].result;
