@@ -64,7 +64,7 @@ Table summary(const Comparison& c) {
     return t;
 }
 
-// Attention mass on key position p, one column per layer.
+// Attention mass on key position p, one column per layer (none while no run has a /sink row).
 Table per_layer(const Comparison& c, int p) {
     size_t L = 0;
     for (const GroupRow& g : c.groups)
@@ -140,13 +140,19 @@ std::string render_markdown(const Table& t) {
 
 std::string comparison_text(const Comparison& c) {
     std::string out = target_note(c) + "\n\n" + render_text(summary(c)) + "\n" + kColumnsNote + "\n";
-    for (int p : c.positions) out += fmt::format("\n{}\n{}", layer_note(p), render_text(per_layer(c, p)));
+    for (int p : c.positions) {
+        const Table t = per_layer(c, p);
+        if (t.header.size() > 1) out += fmt::format("\n{}\n{}", layer_note(p), render_text(t));
+    }
     return out;
 }
 
 std::string comparison_markdown(const Comparison& c) {
     std::string out = target_note(c) + ".\n\n" + render_markdown(summary(c)) + "\n" + kColumnsNote + ".\n";
-    for (int p : c.positions) out += fmt::format("\n{}:\n\n{}", layer_note(p), render_markdown(per_layer(c, p)));
+    for (int p : c.positions) {
+        const Table t = per_layer(c, p);
+        if (t.header.size() > 1) out += fmt::format("\n{}:\n\n{}", layer_note(p), render_markdown(t));
+    }
     return out;
 }
 

@@ -155,6 +155,7 @@ TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     // A run without /sink rows still has the columns of the positions it tracks, with dashes.
     const std::string none = comparison_markdown(compare_runs(read_all({(suite() / "h-s2").string()}), "", 2));
     expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio |", "| - | - | - | - |\n"});
+    EXPECT_EQ(none.find("per layer"), std::string::npos) << "a per-layer table without layers:\n" << none;
 }
 
 TEST_F(CompareTest, TrackedPositionsAreFoundInTheConfig) {

@@ -215,3 +215,69 @@ variants:
 
 }  // namespace
 }  // namespace sinklab::test
+
+namespace sinklab::test {
+namespace {
+
+Sweep shipped(const std::string& file) {
+    return expand_sweep(load_suite(std::string(SINKLAB_SOURCE_DIR) + "/experiments/" + file), {});
+}
+
+// The suites in experiments/ load and validate, and hold the arms the ablation plan asks for.
+TEST(ShippedSuites, LoadAndHoldTheIntendedArms) {
+    const Sweep hvb = shipped("headnorm-vs-baseline/suite.yaml");
+    ASSERT_EQ(hvb.runs.size(), 6u);
+    EXPECT_EQ(hvb.suite.seeds.size(), 3u);
+    EXPECT_EQ(hvb.runs[0].config.attention.variant, "standard");
+    EXPECT_EQ(hvb.runs[1].config.attention.variant, "headnorm");
+    EXPECT_EQ(hvb.runs[0].config.data.train, ".cache/shards/corpus-bytes/train_*.bin");  // the default corpus
+    EXPECT_EQ(hvb.runs[0].config.data.missing, "corpus");
+    EXPECT_EQ(hvb.runs[0].config.backend, "cpu");
+
+    const Sweep quick = shipped("headnorm-vs-baseline/quickstart.yaml");
+    EXPECT_EQ(quick.runs.size(), 2u);
+    EXPECT_EQ(quick.out_dir, "runs/quickstart");  // where scripts/quickstart.sh compares them
+
+    const Sweep paper = shipped("headnorm-vs-baseline/suite-152m.yaml");
+    ASSERT_EQ(paper.runs.size(), 8u);
+    const Config& p = paper.runs[1].config;
+    EXPECT_EQ(p.attention.variant, "headnorm");
+    EXPECT_EQ(p.model.d_model, 768);
+    EXPECT_EQ(p.model.seq_len, 4096);
+    EXPECT_EQ(p.train.max_steps, 40000);  // the paper's schedule: 2000 warmup, cosine 1e-3 -> 1e-4
+    EXPECT_EQ(p.train.warmup_steps, 2000);
+    EXPECT_FLOAT_EQ(p.train.lr, 1e-3f);
+    EXPECT_FLOAT_EQ(p.train.min_lr, 1e-4f);
+    EXPECT_FALSE(paper.suite.slurm.sbatch.empty());
+
+    const Sweep inter = shipped("sink-interventions/suite.yaml");
+    std::map<std::string, const Config*> by_variant;
+    for (const SweepRun& r : inter.runs) by_variant[r.variant] = &r.config;
+    ASSERT_EQ(by_variant.size(), 6u);
+    EXPECT_EQ(by_variant.at("isolate")->intervention.isolate, (std::vector<int>{8}));
+    for (const auto& [name, lambda] : std::vector<std::pair<std::string, float>>{
+             {"amplify-l1", 1}, {"amplify-l5", 5}, {"amplify-l10", 10}, {"amplify-l30", 30}}) {
+        const Config& c = *by_variant.at(name);
+        EXPECT_EQ(c.intervention.amplify.position, 8) << name;
+        EXPECT_EQ(c.intervention.amplify.lambda, lambda) << name;
+        EXPECT_EQ(c.intervention.amplify.mode, "centered") << name;
+    }
+    EXPECT_EQ(by_variant.at("scale-l30")->intervention.amplify.mode, "scale");
+    for (const auto& [name, c] : by_variant) {
+        EXPECT_EQ(c->attention.variant, "standard") << name;  // interventions act on standard attention
+        EXPECT_EQ(c->metrics.positions, (std::vector<int>{0, 8})) << name;
+    }
+
+    const Sweep variants = shipped("variants/suite.yaml");
+    std::map<std::string, std::pair<std::string, bool>> arms;
+    for (const SweepRun& r : variants.runs) arms[r.variant] = {r.config.attention.variant, r.config.attention.qk_norm};
+    EXPECT_EQ(arms, (std::map<std::string, std::pair<std::string, bool>>{{"standard", {"standard", false}},
+                                                                         {"headnorm", {"headnorm", false}},
+                                                                         {"gated", {"gated", false}},
+                                                                         {"sink_logit", {"sink_logit", false}},
+                                                                         {"sigmoid", {"sigmoid", false}},
+                                                                         {"qk_norm", {"standard", true}}}));
+}
+
+}  // namespace
+}  // namespace sinklab::test
