@@ -66,8 +66,9 @@ void add_sweep(CLI::App& app) {
     auto* cmd = app.add_subcommand("sweep", "run every variant x seed of an ablation suite (experiments/*/suite.yaml)");
     auto a = std::make_shared<SweepArgs>();
     cmd->add_option("suite", a->suite, "suite file (format: experiments/README.md)")->required();
-    cmd->add_option("--set", a->overrides,
-                    "override a config key in every run: --set train.max_steps=100 (repeatable)");
+    // One value per --set, so that the suite file may also come after them.
+    cmd->add_option("--set", a->overrides, "override a config key in every run: --set train.max_steps=100 (repeatable)")
+        ->allow_extra_args(false);
     auto* dry = cmd->add_flag("--dry-run", a->dry_run, "print each run's state and exact command; run nothing");
     auto* slurm = cmd->add_flag("--slurm", a->slurm,
                                 "write a Slurm array job script (one run per task) and say how "

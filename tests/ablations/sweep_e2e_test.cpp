@@ -72,7 +72,7 @@ variants:
     expect_has(cmp.output, {"baseline standard:", "\nstandard  2     6/6", "\nheadnorm  2     6/6"});
 
     // A changed suite meets the old folders: refused before anything runs, naming the key.
-    const CliResult changed = run_sinklab("sweep " + suite + " --set train.max_steps=8");
+    const CliResult changed = run_sinklab("sweep --set train.max_steps=8 " + suite);  // --set before the suite too
     EXPECT_EQ(changed.status, 1);
     expect_has(changed.output, {"4 run folders cannot be continued", "train.max_steps 6 vs 8", "nothing was run"});
 }
