@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
     sinklab::cli::add_bench(app);
     sinklab::cli::add_prepare(app);
     sinklab::cli::add_tokenize(app);
+    sinklab::cli::add_sweep(app);
+    sinklab::cli::add_compare(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 // End-to-end training through the CLI: a tiny model learns a synthetic stream, runs are reproducible,
 // and metrics.h5 holds one row per logged step.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
