@@ -31,7 +31,7 @@ std::vector<GroupSpec> run_log_groups(int n_layer, int n_head, int n_positions, 
           per_layer("massive"),
           per_layer("token0_norm_ratio"),
           {"ffn_max_act", {L, 2}, false},
-          per_layer("ffn_top_channel")}},
+          {"ffn_top_channel", {L}, true}}},
         {"heavy", {step, per_layer("effective_rank"), {"attn_map", {L, M, M}, false}}},
     };
 }

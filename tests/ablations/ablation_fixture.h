@@ -17,23 +17,12 @@
 #include "core/check.h"
 #include "metrics/runlog.h"
 #include "metrics/schema.h"
-#include "tests/metrics/runlog_fixture.h"
+#include "cli_util.h"
+#include "metrics/runlog_fixture.h"
 
 namespace sinklab::test {
 
 namespace fs = std::filesystem;
-
-inline void write_text(const fs::path& path, const std::string& text) {
-    fs::create_directories(path.parent_path());
-    std::ofstream f(path);
-    f << text;
-    if (!f.good()) throw std::runtime_error("cannot write " + path.string());
-}
-
-inline std::string read_text(const fs::path& path) {
-    std::ifstream f(path);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 
 inline const std::string kPlotScript = std::string(SINKLAB_SOURCE_DIR) + "/scripts/plot_runs.py";
 
@@ -42,23 +31,6 @@ inline bool plot_deps_available() {
     static const bool available =
         std::system("/usr/bin/python3 -c 'import h5py, matplotlib, numpy' >/dev/null 2>&1") == 0;
     return available;
-}
-
-struct ShellResult {
-    int status = -1;     // exit code
-    std::string output;  // stdout and stderr together
-};
-
-inline ShellResult run_shell(const std::string& command) {
-    ShellResult r;
-    FILE* p = popen((command + " 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-    const int status = pclose(p);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
 }
 
 // The message of the sinklab::Error that `fn` throws ("" and a test failure when it throws none).
@@ -164,7 +136,7 @@ inline void write_run(const fs::path& dir, const RunSpec& spec, const std::strin
     SpecWriter w((dir / "metrics.h5").string(), spec);
     w.write_steps(1, int64_t(spec.loss.size()));
     w.close();
-    if (!config_yaml_file.empty()) write_text(dir / "config.yaml", config_yaml_file);
+    if (!config_yaml_file.empty()) write_file(dir / "config.yaml", config_yaml_file);
 }
 
 // A forked process that writes a run's rows in stages while the test reads them: stage i writes /train

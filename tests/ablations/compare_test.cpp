@@ -56,7 +56,7 @@ protected:
         write_run(suite() / "h-s1", spec_h1());
         write_run(suite() / "h-s2", spec_h2());
     }
-    fs::path suite() const { return fs::path(dir_.str()) / "suite"; }
+    fs::path suite() const { return fs::path(dir_.path()) / "suite"; }
     std::vector<RunCurves> read_all(const Strings& args) {
         Strings notes;
         std::vector<RunCurves> runs;
@@ -162,7 +162,7 @@ TEST_F(CompareTest, TrackedPositionsAreFoundInTheConfig) {
     RunSpec s = spec_h1();
     s.positions = {8, 0};  // attn_mass [L, H, P]: P index 0 is token 8, index 1 is token 0
     s.sink = {{4, {0.9, 0.2, 0.7, 0.4, 0.5, 0.1, 0.3, 0.3}, {0, 0}, {1, 1, 1, 1, 1, 1}, {1, 1}}};
-    const fs::path dir = fs::path(dir_.str()) / "iso-s1";
+    const fs::path dir = fs::path(dir_.path()) / "iso-s1";
     write_run(dir, s);
     const RunCurves r = read_run(dir.string());
     ASSERT_EQ(r.mass.size(), 2u);
@@ -179,9 +179,9 @@ TEST_F(CompareTest, TrackedPositionsAreFoundInTheConfig) {
 
 TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     Strings notes;
-    write_text(suite() / "sweep.yaml", "variants: [h, b]\n");
+    write_file(suite() / "sweep.yaml", "variants: [h, b]\n");
     write_run(suite() / "h-s10", spec_h2());
-    write_text(suite() / "b-s3/config.yaml", "run: {name: b-s3}\n");  // started, nothing logged yet
+    write_file(suite() / "b-s3/config.yaml", "run: {name: b-s3}\n");  // started, nothing logged yet
     const fs::path s = suite();
     EXPECT_EQ(find_runs({s.string()}, notes),
               (Strings{(s / "h-s1").string(), (s / "h-s2").string(), (s / "h-s10").string(), (s / "b-s1").string(),
@@ -195,7 +195,7 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     EXPECT_EQ(find_runs({(s / "b-s2/metrics.h5").string()}, notes), Strings{(s / "b-s2").string()});
 
     // Two suites with the same run names: groups are named by folder.
-    const fs::path other = fs::path(dir_.str()) / "other";
+    const fs::path other = fs::path(dir_.path()) / "other";
     write_run(other / "b-s1", spec_b2());
     const Comparison c = compare_runs(read_all({(s / "b-s1").string(), (other / "b-s1").string()}), "", 2);
     ASSERT_EQ(c.groups.size(), 2u);
@@ -203,8 +203,8 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     EXPECT_EQ(c.groups[1].name, "other/b");
 
     expect_has(error_of([&] { find_runs({(s / "missing").string()}, notes); }), {"missing", "no such file or folder"});
-    fs::create_directories(fs::path(dir_.str()) / "empty");
-    expect_has(error_of([&] { find_runs({(fs::path(dir_.str()) / "empty").string()}, notes); }), {"holds no run"});
+    fs::create_directories(fs::path(dir_.path()) / "empty");
+    expect_has(error_of([&] { find_runs({(fs::path(dir_.path()) / "empty").string()}, notes); }), {"holds no run"});
 }
 
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
@@ -213,7 +213,7 @@ TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
     s.loss = {3, 2, 1, 0.5, 0.4, 0.3};
     s.sink = {{2, {0.5, 0.5, 0.5, 0.5}, {1, 1}, {2, 1, 1, 2, 1, 1}, {5, 5}},
               {5, {0.1, 0.3, 0.1, 0.3}, {0, 0}, {3, 1, 1, 3, 1, 1}, {7, 7}}};
-    const fs::path live = fs::path(dir_.str()) / "live" / "h-s1";
+    const fs::path live = fs::path(dir_.path()) / "live" / "h-s1";
     fs::create_directories(live);
     LiveWriter writer((live / "metrics.h5").string(), s, {3, 6});
     ASSERT_TRUE(writer.wait_stage());
@@ -233,7 +233,7 @@ TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
     EXPECT_NEAR(r.mass.at(0)[0], 0.2, kTol);
     EXPECT_NEAR(r.var_ratio[0], 3.0, kTol);
     if (plot_deps_available()) {  // the plot script reads the open file too (h5py, swmr=True)
-        const std::string png = (fs::path(dir_.str()) / "live.png").string();
+        const std::string png = (fs::path(dir_.path()) / "live.png").string();
         EXPECT_TRUE(run_process({"/usr/bin/python3", kPlotScript, live.string(), "-o", png}).ok());
         EXPECT_GT(fs::file_size(png), 1000u);
     }
@@ -243,20 +243,20 @@ TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
 
 // The command a user types: tables on stdout, --markdown written, errors as one line and exit code 1.
 TEST_F(CompareTest, CommandLine) {
-    const std::string md = (fs::path(dir_.str()) / "table.md").string();
-    const CliResult ok = run_sinklab(fmt::format("compare {} --smooth 2 --markdown {}", suite().string(), md));
-    ASSERT_EQ(ok.status, 0) << ok.output;
-    expect_has(ok.output, {"baseline b: target train loss 1.7500", "212 ± 88.4", "wrote " + md});
-    expect_has(read_text(md), {"| h | 2 | 4/8 | 0.8750 ± 0.1768 |"});
+    const std::string md = (fs::path(dir_.path()) / "table.md").string();
+    const CommandResult ok = run_sinklab(fmt::format("compare {} --smooth 2 --markdown {}", suite().string(), md));
+    ASSERT_EQ(ok.rc, 0) << ok.out;
+    expect_has(ok.out, {"baseline b: target train loss 1.7500", "212 ± 88.4", "wrote " + md});
+    expect_has(read_file(md), {"| h | 2 | 4/8 | 0.8750 ± 0.1768 |"});
 
-    const CliResult vs = run_sinklab(
+    const CommandResult vs = run_sinklab(
         fmt::format("compare {} {} --smooth 2 --baseline h", (suite() / "h-s1").string(), (suite() / "b-s1").string()));
-    ASSERT_EQ(vs.status, 0) << vs.output;
-    expect_has(vs.output, {"baseline h: target train loss 0.7500"});
+    ASSERT_EQ(vs.rc, 0) << vs.out;
+    expect_has(vs.out, {"baseline h: target train loss 0.7500"});
 
-    const CliResult bad = run_sinklab("compare " + (suite() / "nope").string());
-    EXPECT_EQ(bad.status, 1);
-    expect_has(bad.output, {"sinklab: error: ", "nope: no such file or folder"});
+    const CommandResult bad = run_sinklab("compare " + (suite() / "nope").string());
+    EXPECT_EQ(bad.rc, 1);
+    expect_has(bad.out, {"sinklab: error: ", "nope: no such file or folder"});
 }
 
 }  // namespace

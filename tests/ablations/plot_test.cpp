@@ -22,7 +22,7 @@ RunSpec curve(double start, bool sink) {
 }
 
 bool is_png(const fs::path& file) {
-    const std::string head = read_text(file).substr(0, 8);
+    const std::string head = read_file(file).substr(0, 8);
     return head == std::string("\x89PNG\r\n\x1a\n", 8);
 }
 
@@ -35,7 +35,7 @@ protected:
         write_run(suite() / "baseline-s2", curve(5.2, true));
         write_run(suite() / "headnorm-s1", curve(4.8, false));
     }
-    fs::path root() const { return fs::path(dir_.str()); }
+    fs::path root() const { return fs::path(dir_.path()); }
     fs::path suite() const { return root() / "suite"; }
     TempDir dir_;
 };
@@ -58,26 +58,26 @@ TEST_F(PlotTest, ScriptDrawsAPngOfASuite) {
 
 TEST_F(PlotTest, AFolderWithoutRunsFailsClearly) {
     fs::create_directories(root() / "empty");
-    const ShellResult r = run_shell(fmt::format("/usr/bin/python3 {} {} -o {}", kPlotScript,
+    const CommandResult r = run_command(fmt::format("/usr/bin/python3 {} {} -o {}", kPlotScript,
                                                 (root() / "empty").string(), (root() / "x.png").string()));
-    EXPECT_NE(r.status, 0);
-    expect_has(r.output, {"plot_runs.py: ", "empty holds no run"});
+    EXPECT_NE(r.rc, 0);
+    expect_has(r.out, {"plot_runs.py: ", "empty holds no run"});
     EXPECT_FALSE(fs::exists(root() / "x.png"));
 }
 
 TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     const fs::path png = root() / "compare.png";
-    const CliResult r = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
-    ASSERT_EQ(r.status, 0) << r.output;
-    expect_has(r.output, {"baseline baseline:", "wrote " + png.string()});
+    const CommandResult r = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    expect_has(r.out, {"baseline baseline:", "wrote " + png.string()});
     EXPECT_TRUE(is_png(png));
 
     // SINKLAB_SCRIPTS points --plot at another scripts folder; one without the script is a clear error.
     setenv("SINKLAB_SCRIPTS", root().c_str(), 1);
-    const CliResult bad = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
+    const CommandResult bad = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
     unsetenv("SINKLAB_SCRIPTS");
-    EXPECT_EQ(bad.status, 1);
-    expect_has(bad.output, {"plot_runs.py, which is missing", "SINKLAB_SCRIPTS"});
+    EXPECT_EQ(bad.rc, 1);
+    expect_has(bad.out, {"plot_runs.py, which is missing", "SINKLAB_SCRIPTS"});
 }
 
 }  // namespace

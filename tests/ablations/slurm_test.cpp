@@ -13,17 +13,17 @@ using Strings = std::vector<std::string>;
 class SlurmTest : public ::testing::Test {
 protected:
     Sweep make_sweep(const std::string& slurm_section) {
-        write_text(root() / "base.yaml",
+        write_file(root() / "base.yaml",
                    fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: runs\n", SINKLAB_SOURCE_DIR));
         const std::string path = (root() / "t.yaml").string();
-        write_text(path,
+        write_file(path,
                    "base: base.yaml\nname: t\nseeds: [1, 2]\nset: {train.max_steps: 60, train.warmup_steps: 5}\n"
                    "variants:\n  - name: baseline\n    set: {attention.variant: standard}\n"
                    "  - name: headnorm\n    set: {attention.variant: headnorm}\n" +
                        slurm_section);
         return expand_sweep(load_suite(path), {"train.lr=0.002"});
     }
-    fs::path root() const { return fs::path(dir_.str()); }
+    fs::path root() const { return fs::path(dir_.path()); }
     TempDir dir_;
 };
 
@@ -40,7 +40,7 @@ TEST_F(SlurmTest, ScriptIsValidBashWithOneTaskPerRun) {
     const ProcessResult syntax = run_process({"bash", "-n", file});
     EXPECT_TRUE(syntax.ok()) << syntax.describe();
 
-    const std::string text = read_text(file);
+    const std::string text = read_file(file);
     expect_has(text,
                {"#!/bin/bash\n", "#SBATCH --job-name=t\n", "#SBATCH --array=0-3\n",
                 fmt::format("#SBATCH --output={}/runs/t/slurm/%A_%a.out\n", root().string()), "#SBATCH --requeue\n",
@@ -54,7 +54,7 @@ TEST_F(SlurmTest, ScriptIsValidBashWithOneTaskPerRun) {
 // Runs task `task` of the script with `srun` replaced by a script that writes its arguments, one per line.
 Strings run_task(const fs::path& root, const std::string& script, int task, int* exit_code = nullptr) {
     const fs::path bin = root / "fakebin", out = root / "srun_args";
-    write_text(bin / "srun", "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$FAKE_OUT\"\n");
+    write_file(bin / "srun", "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$FAKE_OUT\"\n");
     fs::permissions(bin / "srun", fs::perms::owner_all);
     fs::remove(out);
     const ProcessResult r =
@@ -62,7 +62,7 @@ Strings run_task(const fs::path& root, const std::string& script, int task, int*
                      fmt::format("SLURM_ARRAY_TASK_ID={}", task), "FAKE_OUT=" + out.string(), "bash", script});
     if (exit_code) *exit_code = r.exit_code;
     Strings args;
-    std::istringstream in(read_text(out));
+    std::istringstream in(read_file(out));
     for (std::string line; std::getline(in, line);) args.push_back(line);
     return args;
 }
@@ -92,9 +92,9 @@ TEST_F(SlurmTest, EachTaskRunsItsRunAndContinuesACutShortOne) {
         return a;
     };
     // Task order is the sweep's: baseline-s1, headnorm-s1, baseline-s2, headnorm-s2; folders relative to workdir.
-    write_text(root() / "runs/t/headnorm-s1/metrics.h5", "cut short before a checkpoint");
-    write_text(root() / "runs/t/baseline-s2/metrics.h5", "cut short after one");
-    write_text(root() / "runs/t/baseline-s2/checkpoints/step_000030.bin", "x");
+    write_file(root() / "runs/t/headnorm-s1/metrics.h5", "cut short before a checkpoint");
+    write_file(root() / "runs/t/baseline-s2/metrics.h5", "cut short after one");
+    write_file(root() / "runs/t/baseline-s2/checkpoints/step_000030.bin", "x");
     EXPECT_EQ(run_task(root(), script, 0), expected("baseline", "standard", 1, ""));
     EXPECT_EQ(run_task(root(), script, 1), expected("headnorm", "headnorm", 1, "--overwrite"));
     EXPECT_EQ(run_task(root(), script, 2), expected("baseline", "standard", 2, "--resume"));

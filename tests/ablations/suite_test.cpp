@@ -16,13 +16,13 @@ using Strings = std::vector<std::string>;
 class SuiteTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        write_text(root() / "configs/base.yaml", fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: {}\n",
+        write_file(root() / "configs/base.yaml", fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: {}\n",
                                                              SINKLAB_SOURCE_DIR, (root() / "runs").string()));
     }
-    fs::path root() const { return fs::path(dir_.str()); }
+    fs::path root() const { return fs::path(dir_.path()); }
     std::string suite(const std::string& text, const std::string& name = "suite.yaml") {
         const fs::path p = root() / "exp" / name;
-        write_text(p, text);
+        write_file(p, text);
         return p.string();
     }
     TempDir dir_;

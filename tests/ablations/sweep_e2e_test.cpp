@@ -13,9 +13,10 @@ namespace {
 int64_t rows(const fs::path& run) { return RunLogReader((run / "metrics.h5").string()).read("train", "step").shape[0]; }
 
 TEST(SweepEndToEnd, RunsSkipsRestartsAndCompares) {
-    const fs::path dir = fresh_dir("sweep_e2e");
+    const TempDir tmp("sweep_e2e");
+    const fs::path dir = tmp.path();
     const std::string suite = (dir / "suite.yaml").string();
-    write_text(suite, fmt::format(R"(base: {}/configs/tiny.yaml
+    write_file(suite, fmt::format(R"(base: {}/configs/tiny.yaml
 name: e2e
 seeds: [1, 2]
 set:
@@ -33,9 +34,9 @@ variants:
                                   SINKLAB_SOURCE_DIR, (dir / "runs").string(), dir.string(), dir.string()));
     const fs::path out = dir / "runs/e2e";
 
-    const CliResult first = run_sinklab("sweep " + suite);
-    ASSERT_EQ(first.status, 0) << first.output;
-    expect_has(first.output,
+    const CommandResult first = run_sinklab("sweep " + suite);
+    ASSERT_EQ(first.rc, 0) << first.out;
+    expect_has(first.out,
                {"[1/4] standard-s1: new run", "[4/4] headnorm-s2: new run", "compare them: sinklab compare"});
     for (const char* run : {"standard-s1", "headnorm-s1", "standard-s2", "headnorm-s2"}) {
         ASSERT_EQ(rows(out / run), 6) << run;
@@ -45,10 +46,10 @@ variants:
         EXPECT_EQ(cfg.run.seed, run[std::string(run).size() - 1] == '1' ? 1u : 2u);
     }
 
-    const CliResult again = run_sinklab("sweep " + suite);
-    ASSERT_EQ(again.status, 0) << again.output;
-    expect_has(again.output, {"[3/4] standard-s2: finished before (6 steps), skipped"});
-    EXPECT_EQ(again.output.find("$ "), std::string::npos) << "nothing should have run:\n" << again.output;
+    const CommandResult again = run_sinklab("sweep " + suite);
+    ASSERT_EQ(again.rc, 0) << again.out;
+    expect_has(again.out, {"[3/4] standard-s2: finished before (6 steps), skipped"});
+    EXPECT_EQ(again.out.find("$ "), std::string::npos) << "nothing should have run:\n" << again.out;
 
     // headnorm-s1 cut short at step 2 before any checkpoint: the sweep starts it again (--overwrite).
     const Sweep sweep = expand_sweep(load_suite(suite), {});
@@ -58,23 +59,23 @@ variants:
     RunSpec partial;
     partial.loss = {5.6, 5.5};
     write_run(cut.dir, partial, dump_config(cut.config));
-    const CliResult dry = run_sinklab("sweep " + suite + " --dry-run");
-    ASSERT_EQ(dry.status, 0) << dry.output;
-    expect_has(dry.output, {"# headnorm-s1: stopped at step 2/6 before its first checkpoint, start again\n",
+    const CommandResult dry = run_sinklab("sweep " + suite + " --dry-run");
+    ASSERT_EQ(dry.rc, 0) << dry.out;
+    expect_has(dry.out, {"# headnorm-s1: stopped at step 2/6 before its first checkpoint, start again\n",
                             "--set run.name=headnorm-s1 --set run.seed=1 --overwrite\n"});
-    const CliResult redo = run_sinklab("sweep " + suite);
-    ASSERT_EQ(redo.status, 0) << redo.output;
-    expect_has(redo.output, {"[2/4] headnorm-s1: restart"});
+    const CommandResult redo = run_sinklab("sweep " + suite);
+    ASSERT_EQ(redo.rc, 0) << redo.out;
+    expect_has(redo.out, {"[2/4] headnorm-s1: restart"});
     EXPECT_EQ(rows(out / "headnorm-s1"), 6);
 
-    const CliResult cmp = run_sinklab("compare " + out.string() + " --smooth 2");
-    ASSERT_EQ(cmp.status, 0) << cmp.output;
-    expect_has(cmp.output, {"baseline standard:", "\nstandard  2     6/6", "\nheadnorm  2     6/6"});
+    const CommandResult cmp = run_sinklab("compare " + out.string() + " --smooth 2");
+    ASSERT_EQ(cmp.rc, 0) << cmp.out;
+    expect_has(cmp.out, {"baseline standard:", "\nstandard  2     6/6", "\nheadnorm  2     6/6"});
 
     // A changed suite meets the old folders: refused before anything runs, naming the key.
-    const CliResult changed = run_sinklab("sweep --set train.max_steps=8 " + suite);  // --set before the suite too
-    EXPECT_EQ(changed.status, 1);
-    expect_has(changed.output, {"4 run folders cannot be continued", "train.max_steps 6 vs 8", "nothing was run"});
+    const CommandResult changed = run_sinklab("sweep --set train.max_steps=8 " + suite);  // --set before the suite too
+    EXPECT_EQ(changed.rc, 1);
+    expect_has(changed.out, {"4 run folders cannot be continued", "train.max_steps 6 vs 8", "nothing was run"});
 }
 
 }  // namespace

@@ -25,10 +25,10 @@ RunSpec losses(int64_t steps) {
 class SweepTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        write_text(root() / "base.yaml", fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: {}\n",
+        write_file(root() / "base.yaml", fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: {}\n",
                                                      SINKLAB_SOURCE_DIR, (root() / "runs").string()));
         suite_path_ = (root() / "t.yaml").string();
-        write_text(suite_path_, R"(base: base.yaml
+        write_file(suite_path_, R"(base: base.yaml
 name: t
 seeds: [1, 2]
 set: {train.max_steps: 60, train.warmup_steps: 5}
@@ -40,7 +40,7 @@ variants:
 )");
         sweep_ = expand_sweep(load_suite(suite_path_), {});
     }
-    fs::path root() const { return fs::path(dir_.str()); }
+    fs::path root() const { return fs::path(dir_.path()); }
     const SweepRun& run(const std::string& name) const {
         for (const SweepRun& r : sweep_.runs)
             if (r.name == name) return r;
@@ -51,7 +51,7 @@ variants:
         const SweepRun& r = run(name);
         fs::remove_all(r.dir);
         write_run(r.dir, losses(steps), dump_config(r.config));
-        for (const std::string& c : checkpoints) write_text(fs::path(r.dir) / "checkpoints" / c, "x");
+        for (const std::string& c : checkpoints) write_file(fs::path(r.dir) / "checkpoints" / c, "x");
     }
     // baseline-s1 finished, headnorm-s1 cut short without a checkpoint, baseline-s2 with one, headnorm-s2 absent.
     void make_mixed_folders() {
@@ -76,7 +76,7 @@ TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     EXPECT_EQ(states[3].action, RunAction::start);
 
     // A folder made but never logged to, and an empty checkpoints/ folder.
-    write_text(fs::path(run("headnorm-s2").dir) / "config.yaml", dump_config(run("headnorm-s2").config));
+    write_file(fs::path(run("headnorm-s2").dir) / "config.yaml", dump_config(run("headnorm-s2").config));
     EXPECT_EQ(inspect_run(run("headnorm-s2")).action, RunAction::start);
     make_run("baseline-s2", 30);
     fs::create_directories(fs::path(run("baseline-s2").dir) / "checkpoints");
@@ -259,7 +259,7 @@ TEST(Process, ExitCodesSignalsAndArgumentsPassUntouched) {
     TempDir dir;
     const std::string file = dir.file("args");
     ASSERT_TRUE(run_process({"/bin/sh", "-c", "printf '%s|' \"$@\" > \"$0\"", file, "a b", "it's", "*", ""}).ok());
-    EXPECT_EQ(read_text(file), "a b|it's|*||");
+    EXPECT_EQ(read_file(file), "a b|it's|*||");
 }
 
 // shell_join's line, read back by a real shell, gives the same words.
