@@ -126,22 +126,19 @@ HeavyValues SinkMetrics::compute_heavy() {
     return v;
 }
 
-void SinkMetrics::reduce(SinkValues& v, Communicator& comm) const {
+namespace {
+void mean_over_ranks(const std::vector<std::vector<double>*>& fields, Communicator& comm) {
     if (comm.world() == 1) return;
-    for (std::vector<double>* field : {&v.attn_mass, &v.wo_input_std, &v.dominance, &v.massive, &v.token0_norm_ratio,
-                                       &v.ffn_max_act}) {
+    for (std::vector<double>* field : fields) {
         comm.all_reduce_sum(field->data(), int(field->size()));
         for (double& x : *field) x /= comm.world();
     }
 }
+}  // namespace
 
-void SinkMetrics::reduce(HeavyValues& v, Communicator& comm) const {
-    if (comm.world() == 1) return;
-    for (std::vector<double>* field : {&v.effective_rank, &v.attn_map}) {
-        comm.all_reduce_sum(field->data(), int(field->size()));
-        for (double& x : *field) x /= comm.world();
-    }
-}
+void SinkMetrics::reduce(SinkValues& v, Communicator& comm) const { mean_over_ranks(v.averaged(), comm); }
+
+void SinkMetrics::reduce(HeavyValues& v, Communicator& comm) const { mean_over_ranks(v.averaged(), comm); }
 
 std::vector<double> SinkMetrics::sink_rate(const SinkValues& v) const {
     const size_t P = positions_.size();  // position 0 is tracked first

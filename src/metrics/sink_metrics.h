@@ -20,11 +20,18 @@ struct SinkValues {
     std::vector<double> token0_norm_ratio;  // [L] ||h_0|| / mean_{t>0} ||h_t|| of the block's output
     std::vector<double> ffn_max_act;      // [L, 2] max |SwiGLU output| at token 0, at the other tokens
     std::vector<double> ffn_top_channel;  // [L] the FFN channel of that maximum at token 0
+
+    // The fields that average over ranks and batches (all but the channel index).
+    std::vector<std::vector<double>*> averaged() {
+        return {&attn_mass, &wo_input_std, &dominance, &massive, &token0_norm_ratio, &ffn_max_act};
+    }
 };
 
 struct HeavyValues {
     std::vector<double> effective_rank;  // [L] exp(entropy of the normalized singular values), sequence 0
     std::vector<double> attn_map;        // [L, 64, 64] head-averaged attention among the first 64 positions
+
+    std::vector<std::vector<double>*> averaged() { return {&effective_rank, &attn_map}; }
 };
 
 class SinkMetrics {
@@ -39,6 +46,9 @@ public:
     // Tracked key positions: 0 first, then metrics.positions, then the positions interventions name.
     const std::vector<int>& positions() const { return positions_; }
     int wo_std_positions() const { return Tp_; }
+    Model& model() const { return model_; }
+    int layers() const { return L_; }
+    int heads() const { return H_; }
 
     SinkValues compute();
     HeavyValues compute_heavy();
