@@ -9,5 +9,6 @@ void add_info(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_prepare(CLI::App& app);
 void add_tokenize(CLI::App& app);
+void add_export(CLI::App& app);
 
 }  // namespace sinklab::cli
