@@ -162,5 +162,37 @@ TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "val", "loss"), column(dir / "straight/metrics.h5", "val", "loss"));
 }
 
+// scripts/slurm/train.sbatch outside Slurm: scontrol is a stub that records its calls, the ranks start through
+// mpirun (LAUNCHER=mpirun), and SIGUSR1 to the script stands for Slurm's signal before the time limit.
+TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
+    REQUIRE_MPI();
+    const TempDir dir("slurm_script");
+    write_file(dir / "bin/scontrol", fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", dir / "calls"));
+    fs::permissions(dir / "bin/scontrol", fs::perms::owner_all);
+    const std::string env = fmt::format(
+        "PATH={}:$PATH SINKLAB={} SLURM_JOB_ID=42 SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 "
+        "LAUNCHER=mpirun OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1",
+        dir / "bin", SINKLAB_BINARY);
+    // small_run's arguments after the subcommand and config: the script adds `train CONFIG`.
+    const std::string run = small_run(dir, "run", 150, "--set run.threads=1 --set train.micro_batch=4");
+    const std::string args = run.substr(run.find(" --set"));
+    const std::string script = fmt::format("{}/scripts/slurm/train.sbatch {}/configs/tiny.yaml", SINKLAB_SOURCE_DIR,
+                                           SINKLAB_SOURCE_DIR);
+    {
+        Background bg(fmt::format("env {} SINKLAB_FAULT_INJECT=slow=0.02 {} {}", env, script, args), dir / "job1.log");
+        ASSERT_TRUE(wait_until([&] { return read_file(dir / "run/train.log").find("step     10/") != std::string::npos; },
+                               60))
+            << read_file(dir / "job1.log");
+        bg.signal(SIGUSR1);
+        ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "job1.log");
+    }
+    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 42\n") << read_file(dir / "job1.log");
+    const CommandResult second = run_command(fmt::format("env {} {} {}", env, script, args));
+    ASSERT_EQ(second.rc, 0) << second.out;
+    EXPECT_NE(second.out.find("resumed from"), std::string::npos) << second.out;
+    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 42\n") << "a finished run is not requeued";
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step").size(), 150u);
+}
+
 }  // namespace
 }  // namespace sinklab::test
