@@ -80,20 +80,22 @@ WrittenFile write_tensors(const fs::path& path, Backend& be, const std::vector<s
     return w.finish();
 }
 
-void load_tensors(const SafetensorsFile& file, Backend& be, const std::vector<std::pair<std::string, Tensor>>& tensors) {
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors) {
     for (const auto& [name, t] : tensors) {
         const StoredTensor& st = file.get(name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim});
         be.write(t, st.data, DType::F32);
     }
 }
 
-std::vector<std::pair<std::string, Tensor>> named(const ParamTable& table, const Tensor& flat, const std::string& prefix) {
-    std::vector<std::pair<std::string, Tensor>> out;
+NamedTensors named(const ParamTable& table, const Tensor& flat, const std::string& prefix) {
+    NamedTensors out;
     for (const ParamInfo& p : table.all()) out.emplace_back(prefix + p.name, ParamTable::view(p, flat));
     return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> moments(const ParamTable& table, const AdamW& optim) {
+NamedTensors moments(const ParamTable& table, const AdamW& optim) {
     auto out = named(table, optim.m(), "exp_avg.");
     for (auto& t : named(table, optim.v(), "exp_avg_sq.")) out.push_back(std::move(t));
     return out;
@@ -259,7 +261,8 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
     for (const std::string& key : changed_keys(old, cfg)) {
         if (std::find(kResumeMayChange.begin(), kResumeMayChange.end(), key) != kResumeMayChange.end()) continue;
         const config::Field* f = config::find_field(key);
-        differ.push_back(fmt::format("{} ({} -> {})", key, config::format_value(*f, old), config::format_value(*f, cfg)));
+        differ.push_back(
+            fmt::format("{} ({} -> {})", key, config::format_value(*f, old), config::format_value(*f, cfg)));
     }
     SL_REQUIRE(differ.empty(), "cannot resume from {}: the config differs from the one it was written with in {}; "
                "resume with the same config, or start a new run (another run.name)",

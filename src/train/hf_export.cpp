@@ -52,12 +52,15 @@ std::string hf_llama_refusal(const Config& cfg) {
     const AttentionConfig& a = cfg.attention;
     if (a.headnorm_on()) return "attention.variant has headnorm: LlamaAttention has no RMSNorm on each head's output";
     if (a.gated_on()) return "attention.variant has gated: LlamaAttention has no sigmoid gate on its output";
-    if (a.score() == "sink_logit") return "attention.variant has sink_logit: HF's softmax has no learnable sink logit in its denominator";
+    if (a.score() == "sink_logit")
+        return "attention.variant has sink_logit: HF's softmax has no learnable sink logit in its denominator";
     if (a.score() == "off_by_one") return "attention.variant has off_by_one: HF's softmax has no +1 in its denominator";
-    if (a.score() == "sigmoid") return "attention.variant has sigmoid: LlamaAttention normalizes its scores with a softmax";
+    if (a.score() == "sigmoid")
+        return "attention.variant has sigmoid: LlamaAttention normalizes its scores with a softmax";
     if (a.qk_norm) return "attention.qk_norm is on: LlamaAttention has no RMSNorm on q and k";
     if (!cfg.intervention.isolate.empty()) return "intervention.isolate is set: HF's causal mask has no isolated rows";
-    if (cfg.intervention.amplify.position >= 0) return "intervention.amplify is on: HF's Llama has no amplified position";
+    if (cfg.intervention.amplify.position >= 0)
+        return "intervention.amplify is on: HF's Llama has no amplified position";
     return "";
 }
 

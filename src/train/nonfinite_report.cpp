@@ -24,7 +24,10 @@ std::string write_nonfinite_report(const std::string& run_dir, const NonFiniteSt
         if (nan + inf > 0)
             params.push_back({{"name", p.name}, {"nan", nan}, {"inf", inf}, {"finite_norm", std::sqrt(finite_sq)}});
     }
-    auto number = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(fmt::format("{}", v)); };
+    // JSON has no NaN or Inf: those become the strings "nan", "inf".
+    auto number = [](double v) {
+        return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(fmt::format("{}", v));
+    };
     const nlohmann::ordered_json report = {
         {"step", s.step},
         {"loss", number(s.loss)},
@@ -33,7 +36,8 @@ std::string write_nonfinite_report(const std::string& run_dir, const NonFiniteSt
         {"data", {{"epoch", s.data.epoch}, {"cursor", s.data.cursor}}},
         {"last_checkpoint", s.last_checkpoint},
         {"nonfinite_gradients", params}};
-    const std::string path = (std::filesystem::path(run_dir) / fmt::format("nonfinite_step_{:08d}.json", s.step)).string();
+    const std::string path =
+        (std::filesystem::path(run_dir) / fmt::format("nonfinite_step_{:08d}.json", s.step)).string();
     write_file_durably(path, report.dump(2) + "\n");
     return path;
 }

@@ -114,7 +114,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
             const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
             const size_t elem = safetensors_dtype_size(t.dtype);
             SL_REQUIRE(elem > 0, "{}: tensor {} has the unknown dtype '{}'", path, name, t.dtype);
-            for (int64_t d : t.shape) SL_REQUIRE(d >= 0, "{}: tensor {} has the shape {}", path, name, shape_str(t.shape));
+            for (int64_t d : t.shape)
+                SL_REQUIRE(d >= 0, "{}: tensor {} has the shape {}", path, name, shape_str(t.shape));
             SL_REQUIRE(offsets.size() == 2 && offsets[0] <= offsets[1],
                        "{}: tensor {} has data_offsets that are not [begin, end]", path, name);
             SL_REQUIRE(offsets[1] - offsets[0] == numel(t.shape) * elem,

@@ -71,6 +71,8 @@ std::string si(double v) {
 }  // namespace
 
 struct Trainer::Impl {
+    // From the start: a signal during setup (a long resume, say) stops the run after its first step.
+    const StopSignals signals;
     Config cfg;
     TrainOptions opt;
     Communicator& comm;
@@ -195,7 +197,11 @@ struct Trainer::Impl {
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
         if (resumed)
-            log->info("resumed from {} at step {}", resume_from, start_step);
+            log->info("resumed from {} at step {}{}", resume_from, start_step,
+                      resumed->world_size == comm.world()
+                          ? ""
+                          : fmt::format(" (written by {} ranks; {} tokens per step from here on)", resumed->world_size,
+                                        geo.tokens_per_step));
         else if (opt.resume)
             log->info("no checkpoint in {}/checkpoints: starting at step 0", dir);
     }
@@ -297,7 +303,6 @@ struct Trainer::Impl {
         const float grad_scale = 1.f / float(int64_t(geo.accum) * geo.micro_batch * geo.seq_len);
         const double peak = backend->peak_flops() * comm.world();
         const double flops_per_step = model->flops_per_token() * double(geo.tokens_per_step);
-        const StopSignals signals;
         Progress progress(max_steps, "train");
         const auto t_start = Clock::now();
         double step_s_total = 0;
@@ -333,7 +338,8 @@ struct Trainer::Impl {
             const Verdict verdict = guard.check(loss, norm);
             if (verdict == Verdict::AbortNonFinite) abort_nonfinite(done, loss, norm, lr, data_at);
             if (verdict == Verdict::Apply) {
-                const double clip = cfg.train.grad_clip > 0 && norm > cfg.train.grad_clip ? cfg.train.grad_clip / norm : 1.0;
+                const double clip =
+                    cfg.train.grad_clip > 0 && norm > cfg.train.grad_clip ? cfg.train.grad_clip / norm : 1.0;
                 optim->step(lr, clip);
                 inject.after_update(done, *model);
             } else {
@@ -342,7 +348,8 @@ struct Trainer::Impl {
                           verdict == Verdict::SkipSpike
                               ? fmt::format("loss {:.4f} is a spike (z-score {:.1f} > fault.spike_zscore {})", loss,
                                             guard.last_zscore(), cfg.fault.spike_zscore)
-                              : fmt::format("loss {} / gradient norm {} not finite (fault.nan_policy = skip)", loss, norm),
+                              : fmt::format("loss {} / gradient norm {} not finite (fault.nan_policy = skip)", loss,
+                                            norm),
                           g.skipped_nonfinite, g.skipped_spike);
             }
             backend->synchronize();
@@ -357,7 +364,8 @@ struct Trainer::Impl {
                 const double eta = elapsed / double(done - start_step) * double(max_steps - done);
                 if (done % cfg.train.log_every == 0 || done == max_steps) {
                     progress.clear();
-                    log->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s{} | {} elapsed | ETA {}",
+                    log->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s{} | {} elapsed | "
+                              "ETA {}",
                               done, max_steps, loss, lr, norm, si(tok_s),
                               peak > 0 ? fmt::format(" | MFU {:.1f}%", 100 * mfu) : "", format_duration(elapsed),
                               format_duration(eta));
@@ -376,7 +384,7 @@ struct Trainer::Impl {
                 progress.clear();
                 checkpoint(done);
             }
-            if (stop) {
+            if (stop && !last) {
                 progress.finish();
                 log->info("stopped after step {} on {}: checkpoint written; continue with --resume", done,
                           stop_signal > 0 ? signal_name(stop_signal) : "another rank's signal");
@@ -388,7 +396,8 @@ struct Trainer::Impl {
         const int64_t steps = max_steps - start_step;
         log->info("done: {} steps in {}{} | run folder {}", steps,
                   format_duration(std::chrono::duration<double>(Clock::now() - t_start).count()),
-                  comm.world() > 1 ? fmt::format(" | all-reduce {:.1f}% of step time", 100 * comm_s / step_s_total) : "",
+                  comm.world() > 1 ? fmt::format(" | all-reduce {:.1f}% of step time", 100 * comm_s / step_s_total)
+                                   : "",
                   dir);
     }
 
@@ -407,7 +416,8 @@ struct Trainer::Impl {
 
     // fault.nan_policy = abort: the step's row and a diagnostic are written, no checkpoint (the last one
     // stays the last good one), and every rank fails.
-    [[noreturn]] void abort_nonfinite(int64_t done, double loss, double norm, double lr, const LoaderPosition& data_at) {
+    [[noreturn]] void abort_nonfinite(int64_t done, double loss, double norm, double lr,
+                                      const LoaderPosition& data_at) {
         std::string report = "a diagnostic on rank 0";
         if (lead) {
             append_train_row(done, loss, lr, norm, 0, 0, 0, skipped_code(Verdict::AbortNonFinite));

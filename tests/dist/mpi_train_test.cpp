@@ -75,8 +75,8 @@ TEST(MpiTraining, TwoRanksEqualOneRankWithTheDoubleBatch) {
     EXPECT_NE(two.out.find("2 ranks"), std::string::npos) << two.out;
     EXPECT_EQ(count(two.out, fmt::format("step {:>6}/{}", N, N)), 1u) << "only rank 0 logs: " << two.out;
     ASSERT_EQ(run_sinklab(small_run(dir, "double", N, one + " --set train.micro_batch=8")).rc, 0);
-    ASSERT_EQ(run_sinklab(small_run(dir, "accum", N, one + " --set train.micro_batch=4 --set train.tokens_per_step=512")).rc,
-              0);
+    const std::string accum = one + " --set train.micro_batch=4 --set train.tokens_per_step=512";
+    ASSERT_EQ(run_sinklab(small_run(dir, "accum", N, accum)).rc, 0);
 
     const auto loss_two = column(dir / "two/metrics.h5", "train", "loss");
     ASSERT_EQ(loss_two.size(), size_t(N));
@@ -141,14 +141,12 @@ TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {
     REQUIRE_MPI();
     const TempDir dir("mpi_usr1");
     const int N = 150;
-    const std::string args = small_run(dir, "run", N, "--set run.threads=1 --set train.micro_batch=4");
-    ASSERT_EQ(run_command(mpiexec(2, small_run(dir, "straight", N, "--set run.threads=1 --set train.micro_batch=4"))).rc,
-              0);
+    const std::string opts = "--set run.threads=1 --set train.micro_batch=4";
+    const std::string args = small_run(dir, "run", N, opts);
+    ASSERT_EQ(run_command(mpiexec(2, small_run(dir, "straight", N, opts))).rc, 0);
     {
         Background bg(mpiexec(2, args, "SINKLAB_FAULT_INJECT=slow=0.02"), dir / "out.log");
-        ASSERT_TRUE(wait_until([&] { return read_file(dir / "run/train.log").find("step     10/") != std::string::npos; },
-                               60))
-            << read_file(dir / "out.log");
+        ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
         bg.signal(SIGUSR1);  // mpirun forwards it to both ranks
         ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "out.log");
     }
@@ -180,9 +178,7 @@ TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
                                            SINKLAB_SOURCE_DIR);
     {
         Background bg(fmt::format("env {} SINKLAB_FAULT_INJECT=slow=0.02 {} {}", env, script, args), dir / "job1.log");
-        ASSERT_TRUE(wait_until([&] { return read_file(dir / "run/train.log").find("step     10/") != std::string::npos; },
-                               60))
-            << read_file(dir / "job1.log");
+        ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "job1.log");
         bg.signal(SIGUSR1);
         ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "job1.log");
     }

@@ -57,7 +57,8 @@ def oracle_config(cfg):
             "norm_eps": float(m["norm_eps"]), "rope_theta": float(m["rope_theta"]),
         },
         "score": score, "sigmoid_bias": float(a["sigmoid_bias"]), "qk_norm": a["qk_norm"],
-        "headnorm": "headnorm" in parts, "headnorm_eps": float(a["headnorm"]["eps"]), "headnorm_gain": a["headnorm"]["gain"],
+        "headnorm": "headnorm" in parts, "headnorm_eps": float(a["headnorm"]["eps"]),
+        "headnorm_gain": a["headnorm"]["gain"],
         "gate": a["gate"] if "gated" in parts else "", "isolate": cfg["intervention"]["isolate"],
         "amplify": dict(amp, **{"lambda": float(amp["lambda"])}) if amp["position"] >= 0 else None,
     }

@@ -91,7 +91,8 @@ TEST(TorchCheckpoint, ExportRefusesWhatHfLlamaCannotCompute) {
                                                   "--set attention.qk_norm=true")).rc, 0);
     const CommandResult hn = run_sinklab(fmt::format("export {}/hn --format hf", dir.path()));
     EXPECT_NE(hn.rc, 0);
-    EXPECT_NE(hn.out.find("attention.variant has headnorm: LlamaAttention has no RMSNorm"), std::string::npos) << hn.out;
+    EXPECT_NE(hn.out.find("attention.variant has headnorm: LlamaAttention has no RMSNorm"), std::string::npos)
+        << hn.out;
     const CommandResult qk = run_sinklab(fmt::format("export {}/qk --format hf", dir.path()));
     EXPECT_NE(qk.rc, 0);
     EXPECT_NE(qk.out.find("attention.qk_norm"), std::string::npos) << qk.out;

@@ -22,6 +22,11 @@ inline std::string small_run(const TempDir& dir, const std::string& name, int st
         SINKLAB_SOURCE_DIR, dir.path(), name, steps, dir.path(), dir.path(), extra);
 }
 
+// True once the run's train.log has logged optimizer step `step` (train.log_every = 1).
+inline bool logged_step(const TempDir& dir, const std::string& run, int step) {
+    return read_file(dir / (run + "/train.log")).find(fmt::format("step {:>6}/", step)) != std::string::npos;
+}
+
 inline std::vector<double> column(const std::string& h5, const std::string& group, const std::string& col) {
     return RunLogReader(h5).read(group, col).data;
 }
