@@ -30,9 +30,9 @@ constexpr const char* kStepPrefix = "step_";
 
 // Keys a resumed run may change: they change how it runs, not what it computes.
 const std::vector<std::string> kResumeMayChange = {
-    "run.name",          "run.out_dir",         "run.threads",        "train.max_steps",  "train.log_every",
-    "metrics.flush_every", "checkpoint.every",  "checkpoint.keep",    "fault.nan_policy", "fault.spike_zscore",
-    "fault.check_every", "data.missing",        "backend"};
+    "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
+    "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
+    "fault.check_every", "data.missing",    "backend"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
@@ -61,8 +61,10 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root)
     return found;
 }
 
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
 // Writes named tensors of backend memory as fp32, staging through the host where the backend needs it.
-WrittenFile write_tensors(const fs::path& path, Backend& be, const std::vector<std::pair<std::string, Tensor>>& tensors,
+WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors& tensors,
                           const std::vector<std::pair<std::string, std::string>>& metadata) {
     std::vector<TensorSpec> specs;
     for (const auto& [name, t] : tensors) specs.push_back({name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim}});
@@ -79,8 +81,6 @@ WrittenFile write_tensors(const fs::path& path, Backend& be, const std::vector<s
     }
     return w.finish();
 }
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors) {
     for (const auto& [name, t] : tensors) {
@@ -194,7 +194,7 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
             FileWriter f((tmp / kConfigFile).string());
             f.write(config_yaml.data(), config_yaml.size());
             f.finish();
-            files[kConfigFile] = {{"bytes", f.bytes()}, {"checksum", f.checksum().hex()}};
+            files[kConfigFile] = file_entry({f.path(), f.bytes(), f.checksum().hex()});
         }
         files[kModelFile] = file_entry(write_tensors(tmp / kModelFile, be, named(model.table(), model.truth(), ""),
                                                      {{"format", "pt"},
@@ -209,7 +209,6 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
         write_file_durably((tmp / kStateFile).string(), j.dump(2) + "\n");
         sync_dir(tmp.string());
 
-        fs::remove_all(final_dir);  // the same step written again (a resumed run stopped before its next step)
         fs::rename(tmp, final_dir, ec);
         SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), final_dir.string(), ec.message());
         sync_dir(root.string());
@@ -225,8 +224,10 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
              root.string(), e.what());
     }
 
+    // A checkpoint that cannot be removed only costs disk space: the run goes on.
     auto all = list_checkpoints(root);
-    for (size_t i = 0; i + size_t(keep) < all.size(); i++) fs::remove_all(all[i].second);
+    std::error_code ignored;
+    for (size_t i = 0; i + size_t(keep) < all.size(); i++) fs::remove_all(all[i].second, ignored);
     return final_dir.string();
 }
 
