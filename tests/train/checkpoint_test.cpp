@@ -82,6 +82,8 @@ TEST(Resume, KillNineThenResumeCompletesTheRun) {
     }
     const std::string h5 = dir / "run/metrics.h5";
     EXPECT_GE(column(h5, "train", "step").size(), 15u);  // readable after the kill, up to the last flush
+    // What a kill in the middle of writing a checkpoint leaves: never read, removed by the next write.
+    write_file(dir / "run/checkpoints/.step_00000099.tmp/model.safetensors", "half a file");
     const CommandResult r = run_sinklab(args + " --resume");
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(column(h5, "train", "step"), steps_1_to(N));
