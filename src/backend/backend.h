@@ -76,6 +76,9 @@ public:
     virtual std::string device_name() const = 0;  // what it runs on, for logs
     // Dense peak FLOP/s of the device in the compute dtype, for MFU; 0 where no meaningful peak exists.
     virtual double peak_flops() const { return 0.0; }
+    // True when backend memory is host memory (the CPU backend): communicators and checkpoints then use the
+    // pointers directly instead of staging through read/write.
+    virtual bool host_memory() const { return false; }
     DType compute_dtype() const { return compute_; }
     DType wide() const { return wide_dtype(compute_); }
 

@@ -63,6 +63,7 @@ public:
 
     std::string name() const override { return "cpu"; }
     std::string device_name() const override { return fmt::format("CPU ({} threads)", threads_); }
+    bool host_memory() const override { return true; }
 
     void* alloc(size_t bytes) override {
         void* ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);

@@ -11,5 +11,6 @@ void add_prepare(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_sweep(CLI::App& app);
 void add_compare(CLI::App& app);
+void add_export(CLI::App& app);
 
 }  // namespace sinklab::cli

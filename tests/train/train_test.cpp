@@ -9,26 +9,10 @@
 
 #include <fmt/format.h>
 
-#include "cli_util.h"
-#include "metrics/runlog_reader.h"
+#include "train/train_util.h"
 
 namespace sinklab::test {
 namespace {
-
-// A model small enough for a few seconds of CPU training, on the learnable synthetic stream.
-std::string small_run(const TempDir& dir, const std::string& name, int steps, const std::string& extra = "") {
-    return fmt::format(
-        "train {}/configs/tiny.yaml --set run.out_dir={} --set run.name={} --set run.threads=2 "
-        "--set model.d_model=64 --set model.n_layer=2 --set model.n_head=4 --set model.d_ff=192 "
-        "--set model.seq_len=64 --set train.micro_batch=8 --set train.max_steps={} --set train.warmup_steps=2 "
-        "--set metrics.val_every=25 --set metrics.val_batches=2 --set metrics.flush_every=5 "
-        "--set data.train={}/data/train_*.bin --set data.val={}/data/val_*.bin --set data.missing=synthetic {}",
-        SINKLAB_SOURCE_DIR, dir.path(), name, steps, dir.path(), dir.path(), extra);
-}
-
-std::vector<double> column(const std::string& h5, const std::string& group, const std::string& col) {
-    return RunLogReader(h5).read(group, col).data;
-}
 
 TEST(Training, TinyModelLearnsTheSyntheticStream) {
     const TempDir dir("train_learns");
