@@ -12,5 +12,6 @@ void add_tokenize(CLI::App& app);
 void add_sweep(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_export(CLI::App& app);
+void add_eval(CLI::App& app);
 
 }  // namespace sinklab::cli

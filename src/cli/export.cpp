@@ -18,9 +18,7 @@ struct ExportArgs {
 };
 
 void run_export(const ExportArgs& a) {
-    const std::string ckpt = a.checkpoint.empty() ? latest_checkpoint(a.run) : a.checkpoint;
-    SL_REQUIRE(!ckpt.empty(), "{} holds no checkpoint (checkpoints/step_*); give a run folder whose training wrote one",
-               a.run);
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string out = a.out.empty() ? (std::filesystem::path(a.run) / "hf").string() : a.out;
     export_hf_llama(ckpt, out);
     fmt::print("exported {} to {}: config.json + model.safetensors (LlamaForCausalLM, fp32, tied embeddings)\n", ckpt,

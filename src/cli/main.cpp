@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     sinklab::cli::add_sweep(app);
     sinklab::cli::add_compare(app);
     sinklab::cli::add_export(app);
+    sinklab::cli::add_eval(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

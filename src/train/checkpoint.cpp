@@ -275,4 +275,22 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
     return state;
 }
 
+int64_t load_weights(const std::string& dir_text, Model& model) {
+    const fs::path dir(dir_text);
+    verify_checkpoint(dir.string());
+    const fs::path state_path = dir / kStateFile;
+    const TrainState state = decode_state(read_text(state_path), state_path.string());
+    load_tensors(SafetensorsFile((dir / kModelFile).string()), model.backend(), named(model.table(), model.truth(), ""));
+    return state.step;
+}
+
+std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint) {
+    const std::string ckpt = checkpoint.empty() ? latest_checkpoint(run_dir) : checkpoint;
+    SL_REQUIRE(!ckpt.empty(),
+               "{} holds no checkpoint (checkpoints/step_*); give a run folder whose training wrote one (every run "
+               "writes one at its end), or --checkpoint DIR",
+               run_dir);
+    return ckpt;
+}
+
 }  // namespace sinklab

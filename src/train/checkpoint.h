@@ -57,6 +57,8 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
 
 // The newest complete checkpoint folder of a run, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);
+// `checkpoint` when given, else the newest of `run_dir`; a clear error when there is none.
+std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint);
 
 // Checks every file of a checkpoint folder against the sizes and checksums its state.json recorded; errors
 // name the file (and say how to fall back to an older checkpoint).
@@ -67,6 +69,10 @@ void verify_checkpoint(const std::string& dir);
 // for keys that do not change what is computed (threads, max_steps, intervals, ...); errors name the file or
 // the keys.
 TrainState load_checkpoint(const std::string& dir, const Config& cfg, Model& model, AdamW& optim);
+
+// Verifies the checkpoint folder `dir` and loads only its weights into model.truth() (for evaluation; the
+// model's parameter table must match the checkpoint's); returns the checkpoint's step.
+int64_t load_weights(const std::string& dir, Model& model);
 
 // The config a checkpoint folder was written with.
 Config checkpoint_config(const std::string& dir);
