@@ -1,12 +1,70 @@
 // Runs the sinklab binary the way a user does, for end-to-end tests.
 #pragma once
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "fs_util.h"
 
 namespace sinklab::test {
 
-// `args` is appended to the binary's path as is (quote what needs quoting).
-inline CommandResult run_sinklab(const std::string& args) { return run_command(std::string(SINKLAB_BINARY) + " " + args); }
+// `args` is appended to the binary's path as is (quote what needs quoting); `env` ("A=1 B=2") goes before it.
+inline CommandResult run_sinklab(const std::string& args, const std::string& env = "") {
+    return run_command(env + (env.empty() ? "" : " ") + std::string(SINKLAB_BINARY) + " " + args);
+}
+
+// A command running in the background (through /bin/sh, which execs it, so pid() is the command's own),
+// its stdout and stderr going to `log`. Killed with SIGKILL if still running when the object goes away.
+class Background {
+public:
+    Background(const std::string& cmd, const std::string& log) {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + log + " 2>&1").c_str(), (char*)nullptr);
+            ::_exit(127);
+        }
+    }
+    ~Background() {
+        if (pid_ > 0 && !exited_) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    Background(const Background&) = delete;
+    Background& operator=(const Background&) = delete;
+
+    pid_t pid() const { return pid_; }
+    void signal(int sig) const { ::kill(pid_, sig); }
+    // Exit code as run_command reports it (128 + signal when killed by one); -1 when it did not end in time.
+    int wait(double timeout_s) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+        int status = 0;
+        while (::waitpid(pid_, &status, WNOHANG) == 0) {
+            if (std::chrono::steady_clock::now() > until) return -1;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+    }
+
+private:
+    pid_t pid_ = -1;
+    bool exited_ = false;
+};
+
+// Polls `ready` every 20 ms for at most timeout_s seconds; true once it holds.
+inline bool wait_until(const std::function<bool()>& ready, double timeout_s) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (!ready()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
 
 }  // namespace sinklab::test

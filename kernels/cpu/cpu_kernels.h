@@ -69,4 +69,12 @@ void cross_entropy(T* loss, T* dlogits, const T* logits, const int32_t* targets,
 template <typename T> void adamw(T* p, T* m, T* v, const T* g, int64_t n, const AdamWStep& h);
 template <typename T> double sum_squares(const T* g, int64_t n);
 
+// Sink metrics (metrics.cpp): out[H, P]; out[Q, Q] of sequence 0; out[Tp] of x [B, T, D]; out[5]; out[2].
+template <typename T>
+void attn_mass(float* out, const T* qkv, const T* lse, const int* positions, int P, const AttnSpec& s);
+template <typename T> void attn_map(float* out, int64_t Q, const T* qkv, const T* lse, const AttnSpec& s);
+template <typename T> void position_std(float* out, int64_t Tp, const T* x, int64_t B, int64_t Tn, int64_t D);
+template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D);
+template <typename T> void abs_max_median(float* out, const T* x, int64_t n);
+
 }  // namespace sinklab::cpu

@@ -6,7 +6,7 @@ namespace sinklab {
 const char* op_family_name(OpFamily f) {
     static const char* names[] = {"embedding", "rmsnorm", "matmul",   "rope",          "attention",
                                   "headnorm",  "gate",    "swiglu",   "residual",      "cross_entropy",
-                                  "optimizer", "metrics", "memory"};
+                                  "optimizer", "metrics", "intervention", "memory"};
     static_assert(sizeof(names) / sizeof(names[0]) == size_t(OpFamily::kCount));
     return names[size_t(f)];
 }
@@ -246,14 +246,14 @@ void Backend::gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor l
 void Backend::amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) {
     SL_ASSERT(x.ndim == 3 && k >= 0 && k < x.dim(1), "amplify row {} of {}", k, x.shape_str());
     expect_shape(out, {x.dim(0), x.dim(1), x.dim(2)}, "amplify out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::Intervention);
     do_amplify_fwd(out, x, k, lambda, centered);
 }
 
 void Backend::amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) {
     SL_ASSERT(dout.ndim == 3 && k >= 0 && k < dout.dim(1), "amplify row {} of {}", k, dout.shape_str());
     expect_shape(dx, {dout.dim(0), dout.dim(1), dout.dim(2)}, "amplify dx");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::Intervention);
     do_amplify_bwd(dx, dout, k, lambda);
 }
 
@@ -305,6 +305,55 @@ void Backend::adamw(Tensor master, Tensor p, Tensor m, Tensor v, Tensor g, const
 double Backend::sum_squares(Tensor g) {
     OpScope sc(*this, OpFamily::Optimizer);
     return do_sum_squares(g);
+}
+
+void Backend::attn_mass(Tensor out, Tensor qkv, Tensor lse, const std::vector<int>& positions, const AttnSpec& s) {
+    check_qkv(qkv, s, "attn_mass qkv");
+    expect_shape(lse, {s.B, s.H, s.T}, "attn_mass lse");
+    expect_dtype(lse, wide(), "attn_mass lse");
+    const int64_t P = int64_t(positions.size());
+    SL_ASSERT(P >= 1 && P <= kMaxTrackedPositions, "{} tracked positions", P);
+    for (int p : positions) SL_ASSERT(p >= 0 && p < s.T, "tracked position {} outside [0, {})", p, s.T);
+    expect_shape(out, {s.H, P}, "attn_mass out");
+    expect_dtype(out, DType::F32, "attn_mass out");
+    OpScope sc(*this, OpFamily::Metrics);
+    do_attn_mass(out, qkv, lse, positions, s);
+}
+
+void Backend::attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) {
+    check_qkv(qkv, s, "attn_map qkv");
+    expect_shape(lse, {s.B, s.H, s.T}, "attn_map lse");
+    expect_dtype(lse, wide(), "attn_map lse");
+    const int64_t Q = out.dim(0);
+    SL_ASSERT(Q >= 1 && Q <= s.T, "attention map of {} positions, T = {}", Q, s.T);
+    expect_shape(out, {Q, Q}, "attn_map out");
+    expect_dtype(out, DType::F32, "attn_map out");
+    OpScope sc(*this, OpFamily::Metrics);
+    do_attn_map(out, qkv, lse, s);
+}
+
+void Backend::position_std(Tensor out, Tensor x) {
+    SL_ASSERT(x.ndim == 3 && out.ndim == 1 && out.dim(0) >= 1 && out.dim(0) <= x.dim(1), "position_std out {} x {}",
+              out.shape_str(), x.shape_str());
+    expect_dtype(out, DType::F32, "position_std out");
+    OpScope sc(*this, OpFamily::Metrics);
+    do_position_std(out, x);
+}
+
+void Backend::token0_stats(Tensor out, Tensor x) {
+    SL_ASSERT(x.ndim == 3, "token0_stats x {} must be [B, T, D]", x.shape_str());
+    expect_shape(out, {5}, "token0_stats out");
+    expect_dtype(out, DType::F32, "token0_stats out");
+    OpScope sc(*this, OpFamily::Metrics);
+    do_token0_stats(out, x);
+}
+
+void Backend::abs_max_median(Tensor out, Tensor x) {
+    SL_ASSERT(x.ndim == 2 && x.numel() > 0, "abs_max_median x {} must be [T, D]", x.shape_str());
+    expect_shape(out, {2}, "abs_max_median out");
+    expect_dtype(out, DType::F32, "abs_max_median out");
+    OpScope sc(*this, OpFamily::Metrics);
+    do_abs_max_median(out, x);
 }
 
 std::array<double, size_t(OpFamily::kCount)> Backend::profile() { return prof_collect(); }

@@ -48,6 +48,9 @@ struct AttnSpec {
     }
 };
 
+// The most key positions attn_mass tracks at once.
+constexpr int kMaxTrackedPositions = 32;
+
 struct AdamWStep {
     float lr = 0.f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.f;
     float grad_scale = 1.f;  // multiplies every gradient first (clipping)
@@ -61,7 +64,7 @@ struct AdamWStep {
 // Op families, for the profile `sinklab bench` prints.
 enum class OpFamily : uint8_t {
     Embedding, RMSNorm, Matmul, Rope, Attention, HeadNorm, Gate, SwiGLU, Residual, CrossEntropy,
-    Optimizer, Metrics, Memory, kCount
+    Optimizer, Metrics, Intervention, Memory, kCount
 };
 const char* op_family_name(OpFamily f);
 
@@ -73,6 +76,9 @@ public:
     virtual std::string device_name() const = 0;  // what it runs on, for logs
     // Dense peak FLOP/s of the device in the compute dtype, for MFU; 0 where no meaningful peak exists.
     virtual double peak_flops() const { return 0.0; }
+    // True when backend memory is host memory (the CPU backend): communicators and checkpoints then use the
+    // pointers directly instead of staging through read/write.
+    virtual bool host_memory() const { return false; }
     DType compute_dtype() const { return compute_; }
     DType wide() const { return wide_dtype(compute_); }
 
@@ -145,6 +151,22 @@ public:
     // Sum of squares of g, accumulated in f64 in a fixed order (reproducible); returns to the host.
     double sum_squares(Tensor g);
 
+    // ---- sink metrics: reductions of one forward pass's activations into small f32 outputs ------------
+    // A query row i "sees" key p when i == p, or i > p and i is not isolated.
+    // out[H, P]: for each head and tracked key positions[k], the mean over the batch and over the rows that see
+    // it of the weight they put on it: exp(scale q_i.k_p - lse_i), or sigmoid(scale q_i.k_p + bias) for Sigmoid.
+    void attn_mass(Tensor out, Tensor qkv, Tensor lse, const std::vector<int>& positions, const AttnSpec& s);
+    // out[Q, Q], Q <= T: the attention weights among the first Q positions of sequence 0, averaged over heads
+    // (zero where a row does not see a key).
+    void attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s);
+    // out[Tp], Tp <= T: for x [B, T, D], the population std over D of x[b, t, :], averaged over b.
+    void position_std(Tensor out, Tensor x);
+    // out[5] for x [B, T, D]: mean_b max_j|x_b0j| / mean_j|x_b0j|; mean_b ||x_b0|| / mean_{b,t>0} ||x_bt||;
+    // max_{b,j} |x_b0j|; the channel j of that maximum; max_{b,t>0,j} |x_btj|.
+    void token0_stats(Tensor out, Tensor x);
+    // out[2] for x [T, D]: the largest |x| and the median of |x| (the lower one for an even count).
+    void abs_max_median(Tensor out, Tensor x);
+
     // ---- profiling ----------------------------------------------------------------------------
     void set_profiling(bool on) { profiling_ = on; }
     // Seconds per op family since the last reset (synchronizes).
@@ -185,6 +207,12 @@ protected:
     virtual void do_cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale) = 0;
     virtual void do_adamw(Tensor master, Tensor p, Tensor m, Tensor v, Tensor g, const AdamWStep& h) = 0;
     virtual double do_sum_squares(Tensor g) = 0;
+    virtual void do_attn_mass(Tensor out, Tensor qkv, Tensor lse, const std::vector<int>& positions,
+                              const AttnSpec& s) = 0;
+    virtual void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) = 0;
+    virtual void do_position_std(Tensor out, Tensor x) = 0;
+    virtual void do_token0_stats(Tensor out, Tensor x) = 0;
+    virtual void do_abs_max_median(Tensor out, Tensor x) = 0;
 
     // Profiling hooks: CPU reads a clock, CUDA records events.
     virtual void prof_begin(OpFamily f) = 0;

@@ -63,6 +63,7 @@ public:
 
     std::string name() const override { return "cpu"; }
     std::string device_name() const override { return fmt::format("CPU ({} threads)", threads_); }
+    bool host_memory() const override { return true; }
 
     void* alloc(size_t bytes) override {
         void* ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -238,6 +239,38 @@ protected:
     double do_sum_squares(Tensor g) override {
         return g.dtype == DType::F64 ? cpu::sum_squares(g.ptr<double>(), g.numel())
                                      : cpu::sum_squares(g.ptr<float>(), g.numel());
+    }
+
+    void do_attn_mass(Tensor out, Tensor qkv, Tensor lse, const std::vector<int>& positions,
+                      const AttnSpec& s) override {
+        dispatch([&](auto z) {
+            using T = decltype(z);
+            cpu::attn_mass(p<float>(out), p<T>(qkv), p<T>(lse), positions.data(), int(positions.size()), s);
+        });
+    }
+    void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) override {
+        dispatch([&](auto z) {
+            using T = decltype(z);
+            cpu::attn_map(p<float>(out), out.dim(0), p<T>(qkv), p<T>(lse), s);
+        });
+    }
+    void do_position_std(Tensor out, Tensor x) override {
+        dispatch([&](auto z) {
+            using T = decltype(z);
+            cpu::position_std(p<float>(out), out.dim(0), p<T>(x), x.dim(0), x.dim(1), x.dim(2));
+        });
+    }
+    void do_token0_stats(Tensor out, Tensor x) override {
+        dispatch([&](auto z) {
+            using T = decltype(z);
+            cpu::token0_stats(p<float>(out), p<T>(x), x.dim(0), x.dim(1), x.dim(2));
+        });
+    }
+    void do_abs_max_median(Tensor out, Tensor x) override {
+        dispatch([&](auto z) {
+            using T = decltype(z);
+            cpu::abs_max_median(p<float>(out), p<T>(x), x.numel());
+        });
     }
 
     void prof_begin(OpFamily) override { t0_ = Clock::now(); }

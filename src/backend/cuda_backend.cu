@@ -345,6 +345,42 @@ protected:
         return cuda::sum_squares(dp<float>(g), g.numel(), sum_partials_, sum_partials_host_, stream_);
     }
 
+    void do_attn_mass(Tensor out, Tensor qkv, Tensor lse, const std::vector<int>& positions,
+                      const AttnSpec& s) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::attn_mass(dp<float>(out), dp<T>(qkv), dp<float>(lse), positions.data(), int(positions.size()), s,
+                            stream_);
+        });
+    }
+    void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::attn_map(dp<float>(out), int(out.dim(0)), dp<T>(qkv), dp<float>(lse), s, stream_);
+        });
+    }
+    void do_position_std(Tensor out, Tensor x) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::position_std(dp<float>(out), int(out.dim(0)), dp<T>(x), int(x.dim(0)), int(x.dim(1)),
+                               int(x.dim(2)), stream_);
+        });
+    }
+    void do_token0_stats(Tensor out, Tensor x) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            void* sc = scratch(cuda::token0_stats_scratch(x.dim(0) * x.dim(1)));
+            cuda::token0_stats(dp<float>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), sc, stream_);
+        });
+    }
+    void do_abs_max_median(Tensor out, Tensor x) override {
+        dispatch([&](auto tag) {
+            using T = typename decltype(tag)::type;
+            cuda::abs_max_median(dp<float>(out), dp<T>(x), x.numel(), scratch(cuda::abs_max_median_scratch()),
+                                 stream_);
+        });
+    }
+
     // One pair of events per timed op; elapsed times are read (and the events recycled) at collection.
     void prof_begin(OpFamily) override {
         open_ = event();

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/config_args.h"
 #include "core/rng.h"
+#include "metrics/sink_metrics.h"
 #include "model/model.h"
 #include "train/optimizer.h"
 
@@ -20,6 +21,7 @@ struct BenchArgs {
     int warmup = 2;
     std::vector<std::string> variants;  // empty: the config's own
     bool profile = true;
+    bool metrics = false;  // also time each variant with the per-step sink metrics
 };
 
 struct BenchResult {
@@ -28,11 +30,12 @@ struct BenchResult {
     std::array<double, size_t(OpFamily::kCount)> op_s{};
 };
 
-BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, const std::string& label) {
+BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, bool metrics, const std::string& label) {
     const int B = cfg.train.micro_batch, T = cfg.model.seq_len;
     Model model(be, cfg, B, T);
     model.init(cfg.run.seed);
     AdamW optim(model, cfg.train, cfg.precision, cfg.run.seed);
+    SinkMetrics sink(model, cfg);
     Rng rng(cfg.run.seed, 99);
     std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
     for (size_t i = 0; i < inputs.size(); i++) {
@@ -43,6 +46,7 @@ BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, con
         model.zero_grad();
         model.forward(inputs.data(), targets.data(), 1.f / float(B * T));
         model.backward();
+        if (metrics) sink.compute();
         optim.step(cfg.train.lr, std::min(1.0, 1.0 / (optim.grad_norm() + 1e-6)));
     };
     for (int i = 0; i < args.warmup; i++) step();
@@ -80,12 +84,13 @@ void run_bench(const BenchArgs& args) {
         Config cfg = base;
         cfg.attention.variant = v;
         validate_config(cfg);
-        results.push_back(bench_one(*be, cfg, args, v));
+        results.push_back(bench_one(*be, cfg, args, false, v));
+        if (args.metrics) results.push_back(bench_one(*be, cfg, args, true, v + " +metrics"));
     }
 
-    std::printf("\n%-22s %12s %10s %8s %9s\n", "variant", "tokens/s", "step ms", "MFU", "vs first");
+    std::printf("\n%-24s %12s %10s %8s %9s\n", "variant", "tokens/s", "step ms", "MFU", "vs first");
     for (const auto& r : results)
-        std::printf("%-22s %12.0f %10.2f %7.1f%% %8.3fx\n", r.label.c_str(), r.tokens_per_s, 1e3 * r.step_s,
+        std::printf("%-24s %12.0f %10.2f %7.1f%% %8.3fx\n", r.label.c_str(), r.tokens_per_s, 1e3 * r.step_s,
                     100 * r.mfu, r.tokens_per_s / results[0].tokens_per_s);
     if (!args.profile) return;
     std::printf("\nshare of op time per family (%%)\n%-14s", "op");
@@ -112,6 +117,7 @@ void add_bench(CLI::App& app) {
     cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
     cmd->add_option("--variants", args->variants, "attention variants to compare in this process, e.g. standard headnorm");
     cmd->add_flag("--profile,!--no-profile", args->profile, "time each op family (default on)");
+    cmd->add_flag("--metrics", args->metrics, "also time each variant with the per-step sink metrics (metrics.every = 1)");
     cmd->callback([args] { run_bench(*args); });
 }
 

@@ -9,5 +9,9 @@ void add_info(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_prepare(CLI::App& app);
 void add_tokenize(CLI::App& app);
+void add_sweep(CLI::App& app);
+void add_compare(CLI::App& app);
+void add_export(CLI::App& app);
+void add_eval(CLI::App& app);
 
 }  // namespace sinklab::cli

@@ -10,12 +10,16 @@ void add_train(CLI::App& app) {
     auto args = std::make_shared<ConfigArgs>();
     auto opt = std::make_shared<TrainOptions>();
     add_config_args(*cmd, *args);
-    cmd->add_flag("--resume", opt->resume, "continue the run from its newest checkpoint");
+    cmd->add_flag("--resume", opt->resume,
+                  "continue the run from its newest checkpoint (from step 0 when it has none, so that a requeued "
+                  "job can always pass it)");
     cmd->add_flag("--overwrite", opt->overwrite, "replace an existing run folder of the same name");
     cmd->callback([args, opt] {
+        SL_REQUIRE(!(opt->resume && opt->overwrite), "--resume continues a run and --overwrite replaces it; pass one");
+        // MPI first: a config error then ends every rank with one message (see exit_with_error).
+        Communicator& comm = process_communicator();
         const Config cfg = load_config(args->path, args->overrides);
-        auto comm = make_communicator();
-        Trainer trainer(cfg, *opt, *comm);
+        Trainer trainer(cfg, *opt, comm);
         trainer.run();
     });
 }

@@ -91,4 +91,11 @@ uint64_t config_hash(const Config& c) {
     return h;
 }
 
+std::vector<std::string> changed_keys(const Config& a, const Config& b) {
+    std::vector<std::string> keys;
+    for (const config::Field& f : config::schema())
+        if (config::format_value(f, a) != config::format_value(f, b)) keys.emplace_back(f.path);
+    return keys;
+}
+
 }  // namespace sinklab

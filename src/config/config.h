@@ -170,5 +170,7 @@ void validate_config(const Config& c);
 std::string dump_config(const Config& c);
 // Stable hash of dump_config (ranks compare it at start).
 uint64_t config_hash(const Config& c);
+// The key paths ("train.lr") whose values differ between a and b, in schema order.
+std::vector<std::string> changed_keys(const Config& a, const Config& b);
 
 }  // namespace sinklab

@@ -6,12 +6,30 @@
 
 namespace sinklab {
 
-inline uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+// The SplitMix64 output function: a bijective 64-bit mix, also a good hash finalizer.
+inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
 }
+inline uint64_t splitmix64(uint64_t x) { return mix64(x + 0x9e3779b97f4a7c15ull); }
+
+// The SplitMix64 generator: a stream fixed by its seed on every platform (the std:: distributions are not),
+// so data order and synthetic data are the same everywhere.
+struct SplitMix64 {
+    uint64_t state;
+    explicit SplitMix64(uint64_t seed) : state(seed) {}
+    uint64_t next() { return mix64(state += 0x9e3779b97f4a7c15ull); }
+    // Uniform in [0, n), n > 0, without modulo bias.
+    uint64_t below(uint64_t n) {
+        const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+        uint64_t x;
+        do x = next();
+        while (x >= limit);
+        return x % n;
+    }
+    double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+};
 
 // Stream `stream` of generator `seed`; hash a name into `stream` to give each tensor its own.
 class Rng {

@@ -5,7 +5,7 @@
 
 #include "core/check.h"
 #include "data/glob.h"
-#include "data/splitmix.h"
+#include "core/rng.h"
 
 namespace sinklab {
 

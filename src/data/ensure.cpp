@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/check.h"
+#include "core/process.h"
 #include "data/cache.h"
 #include "data/glob.h"
 #include "data/shard.h"
@@ -42,12 +43,6 @@ uint64_t write_synthetic(const std::string& path, uint64_t seed, size_t chars, c
     return writer.write(path).tokens;
 }
 
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
-
 void make_synthetic(const DataConfig& data, const ModelConfig& model) {
     const auto tok = make_tokenizer(data.tokenizer);
     SL_REQUIRE(tok->vocab_size() <= model.vocab_size,
@@ -78,7 +73,7 @@ void build_corpus(const DataConfig& data) {
     // The script prepares the shards with this very binary, unless SINKLAB_BIN names another one.
     const char* bin_env = std::getenv("SINKLAB_BIN");
     const std::string bin =
-        bin_env && *bin_env ? std::string(bin_env) : std::filesystem::read_symlink("/proc/self/exe").string();
+        bin_env && *bin_env ? std::string(bin_env) : self_exe();
     fmt::print(stderr,
                "sinklab: no file matches data.train '{}' and data.missing is corpus: building the default English "
                "corpus into {} with data/fetch_corpus.sh (needs the Debian and npm registries)\n",

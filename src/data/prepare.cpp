@@ -16,7 +16,7 @@
 #include "core/check.h"
 #include "data/mapped_file.h"
 #include "data/shard.h"
-#include "data/splitmix.h"
+#include "core/rng.h"
 #include "data/tokenizer.h"
 #include "data/unicode.h"
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string_view>
 
-#include "data/splitmix.h"
+#include "core/rng.h"
 
 namespace sinklab {
 

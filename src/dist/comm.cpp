@@ -1,11 +1,80 @@
 #include "dist/comm.h"
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 namespace sinklab {
 
+#ifdef SINKLAB_HAVE_MPI
+// dist/mpi_comm_mpi.cpp: the Mpi communicator when this process is one of several ranks, else nullptr.
+std::unique_ptr<Communicator> make_mpi_communicator_if_launched();
+#endif
+
 void SingleCommunicator::abort(int code) { std::exit(code); }
 
-std::unique_ptr<Communicator> make_communicator() { return std::make_unique<SingleCommunicator>(); }
+std::unique_ptr<Communicator> make_communicator() {
+#ifdef SINKLAB_HAVE_MPI
+    if (auto mpi = make_mpi_communicator_if_launched()) return mpi;
+#endif
+    return std::make_unique<SingleCommunicator>();
+}
+
+namespace {
+
+// Destroyed at exit, after main returns: that is where MPI is finalized.
+std::unique_ptr<Communicator>& process_slot() {
+    static std::unique_ptr<Communicator> comm;
+    return comm;
+}
+
+// How long a failing rank other than 0 waits for rank 0 to report (and end the job) first.
+constexpr auto kReportGrace = std::chrono::milliseconds(1500);
+
+}  // namespace
+
+Communicator& process_communicator() {
+    auto& slot = process_slot();
+    if (!slot) slot = make_communicator();
+    return *slot;
+}
+
+void exit_with_error(const std::string& message) {
+    Communicator* comm = process_slot().get();
+    if (!comm || comm->world() == 1) {
+        std::fprintf(stderr, "sinklab: error: %s\n", message.c_str());
+        std::fflush(stderr);
+        std::exit(1);
+    }
+    if (comm->rank() != 0) std::this_thread::sleep_for(kReportGrace);
+    std::fprintf(stderr, "sinklab: error: rank %d of %d: %s\n", comm->rank(), comm->world(), message.c_str());
+    std::fflush(stderr);
+    comm->abort(1);
+    std::_Exit(1);  // not reached: tells the compiler what the virtual [[noreturn]] abort() already promises
+}
+
+std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value) {
+    uint64_t root = value;
+    comm.broadcast(&root, sizeof root, 0);
+    std::vector<double> differs(size_t(comm.world()), 0.0);
+    differs[size_t(comm.rank())] = value != root ? 1.0 : 0.0;
+    comm.all_reduce_sum(differs.data(), comm.world());
+    std::vector<int> ranks;
+    for (int r = 0; r < comm.world(); r++)
+        if (differs[size_t(r)] != 0.0) ranks.push_back(r);
+    return ranks;
+}
+
+int default_threads_per_rank(const Communicator& comm) {
+    const int node_cores = int(std::thread::hardware_concurrency());
+    cpu_set_t set;
+    const int allowed = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : node_cores;
+    return std::max(1, std::min(allowed, node_cores / std::max(1, comm.local_size())));
+}
 
 }  // namespace sinklab

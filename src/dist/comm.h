@@ -1,8 +1,15 @@
-// How ranks talk: Single (one process), Mpi (CPU buffers, MPI_Allreduce), Nccl (GPU buffers, its id
-// broadcast over MPI). The trainer only sees this interface.
+// How ranks talk: Single (one process), Mpi (host buffers, MPI_Allreduce; dist/mpi_comm_mpi.cpp), and Nccl
+// (GPU buffers; a later CUDA phase). The trainer only sees this interface.
+//
+// The NCCL communicator plugs in behind the same interface: it is built from the process's Mpi communicator
+// (which broadcasts the NCCL unique id from rank 0 and gives local_rank(), the GPU of this rank) once the
+// backend exists, and implements the two Backend-tensor collectives below on device memory; the host
+// collectives (all_reduce_sum, broadcast of host bytes, barrier, abort) stay on MPI.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -15,9 +22,12 @@ public:
     virtual int rank() const = 0;
     virtual int world() const = 0;
     virtual int local_rank() const = 0;  // rank among the processes of this node (picks the GPU)
+    virtual int local_size() const = 0;  // processes of this job on this node
 
-    // Averages a flat buffer in backend memory over all ranks, in place.
+    // Averages a flat buffer in backend memory over all ranks, in place; every rank gets the same bits.
     virtual void all_reduce_mean(Backend& backend, Tensor t) = 0;
+    // Copies a buffer in backend memory from rank `root` to every rank.
+    virtual void broadcast(Backend& backend, Tensor t, int root) = 0;
     // Sums n host doubles over all ranks; every rank gets the result.
     virtual void all_reduce_sum(double* values, int n) = 0;
     // Copies `bytes` host bytes from rank `root` to every rank.
@@ -33,15 +43,34 @@ public:
     int rank() const override { return 0; }
     int world() const override { return 1; }
     int local_rank() const override { return 0; }
+    int local_size() const override { return 1; }
     void all_reduce_mean(Backend&, Tensor) override {}
+    void broadcast(Backend&, Tensor, int) override {}
     void all_reduce_sum(double*, int) override {}
     void broadcast(void*, size_t, int) override {}
     void barrier() override {}
     [[noreturn]] void abort(int code) override;
 };
 
-// The communicator for this process: MPI when launched under mpirun with more than one rank (and built
-// with MPI), else Single.
+// A new communicator: Mpi when this process is one of several ranks (started by mpirun, mpiexec or srun, or
+// MPI already initialized with more than one rank), else Single: a plain run never initializes MPI.
 std::unique_ptr<Communicator> make_communicator();
+
+// The communicator of this process, made by make_communicator() on first use and kept until the process
+// exits (MPI can be initialized only once per process; it is finalized at exit).
+Communicator& process_communicator();
+
+// Ends the process after a fatal error with exit status 1, printing "sinklab: error: MESSAGE" once per job.
+// With several ranks every rank ends (MPI_Abort), so that none waits forever for a failed one: rank 0 reports
+// at once; another rank first gives rank 0 a moment to report the same error (every rank fails alike on a bad
+// config), then reports it with its rank number.
+[[noreturn]] void exit_with_error(const std::string& message);
+
+// The ranks whose `value` differs from rank 0's (empty when all agree); every rank gets the same list.
+std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value);
+
+// CPU threads for one rank when run.threads is 0: the node's cores shared among its ranks, and no more than
+// the cores this process may run on (mpirun and srun bind ranks to cores).
+int default_threads_per_rank(const Communicator& comm);
 
 }  // namespace sinklab

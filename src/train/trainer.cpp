@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <fmt/ranges.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -9,16 +10,24 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "backend/backend.h"
+#include "core/checksum.h"
 #include "core/progress.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
 #include "metrics/runlog.h"
 #include "metrics/schema.h"
+#include "metrics/sink_metrics.h"
 #include "model/model.h"
+#include "train/checkpoint.h"
+#include "train/fault_inject.h"
+#include "train/nonfinite_report.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
+#include "train/stop_signal.h"
+#include "train/update_guard.h"
 
 namespace fs = std::filesystem;
 
@@ -64,6 +73,8 @@ std::string si(double v) {
 }  // namespace
 
 struct Trainer::Impl {
+    // From the start: a signal during setup (a long resume, say) stops the run after its first step.
+    const StopSignals signals;
     Config cfg;
     TrainOptions opt;
     Communicator& comm;
@@ -74,19 +85,42 @@ struct Trainer::Impl {
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
     std::unique_ptr<AdamW> optim;
+    std::unique_ptr<SinkMetrics> sink;
     std::unique_ptr<DataLoader> train_data, val_data;
     std::unique_ptr<RunLog> runlog;
     std::vector<int32_t> inputs, targets;  // [B, T] host staging
+    UpdateGuard guard;
+    FaultInjection inject;
+    int64_t start_step = 0;
+    std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
+    std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
+    double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
-    Impl(const Config& c, const TrainOptions& o, Communicator& cm) : cfg(c), opt(o), comm(cm) {
+    Impl(const Config& c, const TrainOptions& o, Communicator& cm)
+        : cfg(c), opt(o), comm(cm), guard(c.fault), inject(FaultInjection::from_env(cm.rank())) {
         geo = step_geometry(cfg, comm.world());
         dir = run_dir(cfg);
         lead = comm.rank() == 0;
     }
 
+    // Every rank must train the same run: a rank started with other files or --set options fails them all.
+    void check_same_config() {
+        const std::vector<int> differ = ranks_differing_from_root(comm, config_hash(cfg));
+        SL_REQUIRE(differ.empty(),
+                   "rank(s) {} resolved another config than rank 0 (config hash); start every rank with the same "
+                   "config file and --set options",
+                   fmt::join(differ, ", "));
+    }
+
     void prepare_run_dir() {
         if (!lead) return;
         const fs::path d(dir);
+        if (opt.resume) {
+            resume_from = latest_checkpoint(dir);
+            // Nothing to continue (a first launch of a requeued job, or a run killed before its first
+            // checkpoint): the run starts over, so its old rows must go.
+            if (resume_from.empty()) fs::remove(d / "metrics.h5");
+        }
         if (fs::exists(d / "metrics.h5") && !opt.resume) {
             SL_REQUIRE(opt.overwrite,
                        "run folder {} already holds a run; continue it with --resume, replace it with --overwrite, or "
@@ -116,6 +150,7 @@ struct Trainer::Impl {
     }
 
     void setup() {
+        check_same_config();
         prepare_run_dir();
         comm.barrier();
         setup_logging();
@@ -123,7 +158,7 @@ struct Trainer::Impl {
         BackendOptions bo;
         bo.kind = cfg.backend;
         bo.cuda_compute = cfg.precision.compute == "fp32" ? DType::F32 : DType::BF16;
-        bo.threads = cfg.run.threads;
+        bo.threads = cfg.run.threads > 0 ? cfg.run.threads : default_threads_per_rank(comm);
         bo.device = comm.local_rank();
         backend = make_backend(bo);
 
@@ -139,17 +174,22 @@ struct Trainer::Impl {
         model = std::make_unique<Model>(*backend, cfg, B, T);
         model->init(cfg.run.seed);
         optim = std::make_unique<AdamW>(*model, cfg.train, cfg.precision, cfg.run.seed);
+        sink = std::make_unique<SinkMetrics>(*model, cfg);
+        const std::optional<TrainState> resumed = restore();
 
         if (lead) {
-            const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(cfg.metrics.positions.size()),
-                                               cfg.metrics.wo_std_positions);
-            runlog = RunLog::create(
-                (fs::path(dir) / "metrics.h5").string(), groups,
+            const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(sink->positions().size()),
+                                               sink->wo_std_positions());
+            const std::string h5 = (fs::path(dir) / "metrics.h5").string();
+            if (resumed) runlog = RunLog::resume(h5, groups, resumed->run_log_step);
+            else runlog = RunLog::create(
+                h5, groups,
                 {{"config_yaml", dump_config(cfg)},
                  {"sinklab_version", SINKLAB_VERSION},
                  {"git_rev", SINKLAB_GIT_REV},
                  {"backend", backend->name()},
                  {"device", backend->device_name()},
+                 {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
                  {"created", now_iso8601()}},
                 {{"world_size", double(comm.world())},
                  {"n_params", double(model->table().count())},
@@ -161,6 +201,76 @@ struct Trainer::Impl {
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
+        if (resumed)
+            log->info("resumed from {} at step {}{}", resume_from, start_step,
+                      resumed->world_size == comm.world()
+                          ? ""
+                          : fmt::format(" (written by {} ranks; {} tokens per step from here on)", resumed->world_size,
+                                        geo.tokens_per_step));
+        else if (opt.resume)
+            log->info("no checkpoint in {}/checkpoints: starting at step 0", dir);
+    }
+
+    // --resume: rank 0 verifies and reads the newest checkpoint; every rank gets its tensors and state.
+    std::optional<TrainState> restore() {
+        std::string text;
+        if (lead && !resume_from.empty()) {
+            last_checkpoint = resume_from;
+            text = encode_state(load_checkpoint(resume_from, cfg, *model, *optim));
+        }
+        uint64_t n = text.size();
+        comm.broadcast(&n, sizeof n, 0);
+        if (n == 0) return std::nullopt;
+        text.resize(n);
+        comm.broadcast(text.data(), n, 0);
+        const TrainState s = decode_state(text, resume_from);
+        comm.broadcast(*backend, model->truth(), 0);
+        comm.broadcast(*backend, optim->m(), 0);
+        comm.broadcast(*backend, optim->v(), 0);
+        model->sync_weights();
+        optim->set_steps_taken(s.optimizer_steps);
+        train_data->seek(s.train_data);
+        guard.restore(s.guard);
+        start_step = s.step;
+        check_replicas(start_step);
+        return s;
+    }
+
+    // Ranks must hold the same parameters; a cheap checksum of the master weights compares them.
+    void check_replicas(int64_t step) {
+        if (comm.world() == 1) return;
+        const Tensor w = model->truth();
+        uint64_t sum;
+        if (backend->host_memory()) {
+            sum = checksum64(w.data, w.bytes());
+        } else {
+            std::vector<char> host(w.bytes());
+            backend->read(host.data(), w.dtype, w);
+            sum = checksum64(host.data(), host.size());
+        }
+        const std::vector<int> differ = ranks_differing_from_root(comm, sum);
+        SL_REQUIRE(differ.empty(),
+                   "step {}: the parameters of rank(s) {} differ from rank 0's (checksum every fault.check_every "
+                   "steps): the ranks no longer train one model; resume from the last checkpoint with --resume",
+                   step, fmt::join(differ, ", "));
+    }
+
+    // Rank 0 flushes the run log (the checkpoint's rows must be on disk first) and writes the checkpoint.
+    void checkpoint(int64_t step) {
+        if (!lead) return;
+        runlog->flush();
+        TrainState s;
+        s.step = step;
+        s.run_log_step = step;
+        s.optimizer_steps = optim->steps_taken();
+        s.train_data = train_data->position();
+        s.world_size = comm.world();
+        s.config_hash = config_hash(cfg);
+        s.guard = guard.state();
+        const auto t0 = std::chrono::steady_clock::now();
+        last_checkpoint = write_checkpoint(dir, cfg, *model, *optim, s, cfg.checkpoint.keep);
+        log->info("step {:>6} | checkpoint {} ({:.2f} s)", step, last_checkpoint,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
 
     // Mean loss over the rank's micro-steps, averaged over ranks.
@@ -187,55 +297,96 @@ struct Trainer::Impl {
         log->info("step {:>6} | val loss {:.4f}", step, loss);
     }
 
+    // The sink metrics of the last micro-step's forward pass (its activations are still in place).
+    void log_sink_metrics(int64_t step) {
+        const MetricsConfig& m = cfg.metrics;
+        if (m.every > 0 && step % m.every == 0) {
+            SinkValues v = sink->compute();
+            sink->reduce(v, comm);
+            if (lead) runlog->append("sink", sink->sink_row(step, v));
+        }
+        if (m.heavy_every > 0 && step % m.heavy_every == 0) {
+            HeavyValues v = sink->compute_heavy();
+            sink->reduce(v, comm);
+            if (lead) runlog->append("heavy", SinkMetrics::heavy_row(step, v));
+        }
+    }
+
     void run() {
         using Clock = std::chrono::steady_clock;
         const int64_t max_steps = cfg.train.max_steps;
+        if (start_step >= max_steps) {
+            log->info("the run is complete at step {} (train.max_steps = {}); raise train.max_steps to train longer",
+                      start_step, max_steps);
+            return;
+        }
         const float grad_scale = 1.f / float(int64_t(geo.accum) * geo.micro_batch * geo.seq_len);
         const double peak = backend->peak_flops() * comm.world();
         const double flops_per_step = model->flops_per_token() * double(geo.tokens_per_step);
         Progress progress(max_steps, "train");
         const auto t_start = Clock::now();
-        int64_t start_step = 0;
+        double step_s_total = 0;
+        int stop_signal = 0;
 
-        if (val_data && cfg.metrics.val_every > 0) log_val(start_step);
+        if (val_data && cfg.metrics.val_every > 0 && start_step == 0) log_val(start_step);
         for (int64_t step = start_step; step < max_steps; step++) {
+            const int64_t done = step + 1;
+            inject.before_step(done);
             const auto t0 = Clock::now();
+            const LoaderPosition data_at = train_data->position();
             model->zero_grad();
             double loss = 0;
             for (int micro = 0; micro < geo.accum; micro++) {
                 train_data->next(inputs.data(), targets.data());
+                inject.on_targets(done, targets.data(), targets.size(), cfg.model.vocab_size);
                 loss += model->forward(inputs.data(), targets.data(), grad_scale);
                 model->backward();
             }
-            loss = mean_over_ranks(loss / geo.accum);
+            inject.after_backward(done, *model);
+            log_sink_metrics(done);
+            // The stop request travels with the loss, so that every rank stops after the same step.
+            const auto t_comm = Clock::now();
+            double reduced[2] = {loss / geo.accum, double(StopSignals::received() != 0)};
+            comm.all_reduce_sum(reduced, 2);
+            loss = reduced[0] / comm.world();
             comm.all_reduce_mean(*backend, model->grads());
+            comm_s += std::chrono::duration<double>(Clock::now() - t_comm).count();
+            const bool stop = reduced[1] > 0;
+            if (stop && !stop_signal) stop_signal = StopSignals::received() ? StopSignals::received() : -1;
+
             const double norm = optim->grad_norm();
-            SL_REQUIRE(std::isfinite(loss) && std::isfinite(norm),
-                       "step {}: loss {} / gradient norm {} is not finite; lower train.lr or check the data", step + 1,
-                       loss, norm);
-            const double clip = cfg.train.grad_clip > 0 && norm > cfg.train.grad_clip ? cfg.train.grad_clip / norm : 1.0;
             const double lr = lr_at(cfg.train, step);
-            optim->step(lr, clip);
+            const Verdict verdict = guard.check(loss, norm);
+            if (verdict == Verdict::AbortNonFinite) abort_nonfinite(done, loss, norm, lr, data_at);
+            if (verdict == Verdict::Apply) {
+                const double clip =
+                    cfg.train.grad_clip > 0 && norm > cfg.train.grad_clip ? cfg.train.grad_clip / norm : 1.0;
+                optim->step(lr, clip);
+                inject.after_update(done, *model);
+            } else {
+                const GuardState g = guard.state();
+                log->info("step {:>6} | update skipped: {} (skipped so far: {} non-finite, {} spikes)", done,
+                          verdict == Verdict::SkipSpike
+                              ? fmt::format("loss {:.4f} is a spike (z-score {:.1f} > fault.spike_zscore {})", loss,
+                                            guard.last_zscore(), cfg.fault.spike_zscore)
+                              : fmt::format("loss {} / gradient norm {} not finite (fault.nan_policy = skip)", loss,
+                                            norm),
+                          g.skipped_nonfinite, g.skipped_spike);
+            }
             backend->synchronize();
             const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-            const int64_t done = step + 1;
+            step_s_total += dt;
             const double tok_s = double(geo.tokens_per_step) / dt;
             const double mfu = peak > 0 ? flops_per_step / dt / peak : 0.0;
 
             if (lead) {
-                runlog->append("train", {{"step", {double(done)}},
-                                         {"tokens", {double(done * geo.tokens_per_step)}},
-                                         {"loss", {loss}},
-                                         {"lr", {lr}},
-                                         {"grad_norm", {norm}},
-                                         {"step_time_s", {dt}},
-                                         {"tokens_per_s", {tok_s}},
-                                         {"mfu", {mfu}}});
+                append_train_row(done, loss, lr, norm, dt, tok_s, mfu, skipped_code(verdict));
                 const double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
                 const double eta = elapsed / double(done - start_step) * double(max_steps - done);
                 if (done % cfg.train.log_every == 0 || done == max_steps) {
                     progress.clear();
-                    log->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s{} | {} elapsed | ETA {}",
+                    log->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s{} | {} elapsed | "
+                              "ETA {}",
                               done, max_steps, loss, lr, norm, si(tok_s),
                               peak > 0 ? fmt::format(" | MFU {:.1f}%", 100 * mfu) : "", format_duration(elapsed),
                               format_duration(eta));
@@ -249,11 +400,54 @@ struct Trainer::Impl {
                 log_val(done);
             }
             if (lead && (done % cfg.metrics.flush_every == 0 || last)) runlog->flush();
+            if (done % cfg.fault.check_every == 0) check_replicas(done);
+            if (last || stop || (cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0)) {
+                progress.clear();
+                checkpoint(done);
+            }
+            if (stop && !last) {
+                progress.finish();
+                log->info("stopped after step {} on {}: checkpoint written; continue with --resume", done,
+                          stop_signal > 0 ? signal_name(stop_signal) : "another rank's signal");
+                return;
+            }
         }
         progress.finish();
         if (lead) runlog->flush();
-        log->info("done: {} steps in {} | run folder {}", max_steps,
-                  format_duration(std::chrono::duration<double>(Clock::now() - t_start).count()), dir);
+        const int64_t steps = max_steps - start_step;
+        log->info("done: {} steps in {}{} | run folder {}", steps,
+                  format_duration(std::chrono::duration<double>(Clock::now() - t_start).count()),
+                  comm.world() > 1 ? fmt::format(" | all-reduce {:.1f}% of step time", 100 * comm_s / step_s_total)
+                                   : "",
+                  dir);
+    }
+
+    void append_train_row(int64_t done, double loss, double lr, double norm, double dt, double tok_s, double mfu,
+                          int skipped) {
+        runlog->append("train", {{"step", {double(done)}},
+                                 {"tokens", {double(done * geo.tokens_per_step)}},
+                                 {"loss", {loss}},
+                                 {"lr", {lr}},
+                                 {"grad_norm", {norm}},
+                                 {"step_time_s", {dt}},
+                                 {"tokens_per_s", {tok_s}},
+                                 {"mfu", {mfu}},
+                                 {"skipped", {double(skipped)}}});
+    }
+
+    // fault.nan_policy = abort: the step's row and a diagnostic are written, no checkpoint (the last one
+    // stays the last good one), and every rank fails.
+    [[noreturn]] void abort_nonfinite(int64_t done, double loss, double norm, double lr,
+                                      const LoaderPosition& data_at) {
+        std::string report = "a diagnostic on rank 0";
+        if (lead) {
+            append_train_row(done, loss, lr, norm, 0, 0, 0, skipped_code(Verdict::AbortNonFinite));
+            runlog->flush();
+            report = write_nonfinite_report(dir, {done, loss, norm, lr, data_at, last_checkpoint}, *model);
+        }
+        fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; the last good checkpoint is "
+             "{}; resume from it with --resume and a lower train.lr, or set fault.nan_policy=skip",
+             done, loss, norm, report, last_checkpoint.empty() ? "none (set checkpoint.every)" : last_checkpoint);
     }
 };
 

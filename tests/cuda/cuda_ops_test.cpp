@@ -423,6 +423,41 @@ TEST_F(CudaOps, AttentionSigmoid) {
     check_attention("sigmoid_hd128", s128);
 }
 
+// ---- sink metrics ------------------------------------------------------------------------------------------------
+TEST_F(CudaOps, SinkMetricsFromAttention) {
+    for (AttnScore score : {AttnScore::Softmax, AttnScore::SinkLogit, AttnScore::Sigmoid}) {
+        AttnSpec s = spec(2, 77, 4, 2, 64, score);
+        s.sigmoid_bias = -2.f;
+        s.n_isolate = 1;
+        s.isolate[0] = 40;
+        const std::vector<int> positions = {0, 5, 40, 76};
+        std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
+        Case c{"attn_mass_map_" + std::to_string(int(score)),
+               {in("qkv", qkv, -2, 2), arg("o", Role::Tmp, o), arg("lse", Role::TmpWide, lse),
+                arg("mass", Role::OutF32, {s.H, int64_t(positions.size())}), arg("map", Role::OutF32, {64, 64})},
+               {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
+                [s, positions](Backend& b, Tensors& t) {
+                    b.attn_mass(t["mass"], t["qkv"], t["lse"], positions, s);
+                    b.attn_map(t["map"], t["qkv"], t["lse"], s);
+                }},
+               1e-4};
+        if (score == AttnScore::SinkLogit) c.args.push_back(in("sink", {s.H}, -1.0, 2.0));
+        check(c);
+    }
+}
+
+TEST_F(CudaOps, SinkMetricReductions) {
+    // Shapes off every block size; the median runs over an even and an odd count.
+    check({"position_std", {in("x", {3, 77, 96}), arg("out", Role::OutF32, {64})},
+           {[](Backend& b, Tensors& t) { b.position_std(t["out"], t["x"]); }}});
+    check({"token0_stats", {in("x", {3, 77, 96}, -3, 3), arg("out", Role::OutF32, {5})},
+           {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
+    check({"abs_max_median_even", {in("x", {77, 96}, -3, 3), arg("out", Role::OutF32, {2})},
+           {[](Backend& b, Tensors& t) { b.abs_max_median(t["out"], t["x"]); }}});
+    check({"abs_max_median_odd", {in("x", {77, 33}, -3, 3), arg("out", Role::OutF32, {2})},
+           {[](Backend& b, Tensors& t) { b.abs_max_median(t["out"], t["x"]); }}});
+}
+
 // ---- headnorm, qknorm ---------------------------------------------------------------------------------------
 TEST_F(CudaOps, HeadNorm) {
     const int64_t N = 77, nh = 4, hd = 64;

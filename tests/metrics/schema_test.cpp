@@ -23,7 +23,8 @@ TEST(RunLogSchema, MatchesDesign) {
           {"grad_norm", {{}, false}},
           {"step_time_s", {{}, false}},
           {"tokens_per_s", {{}, false}},
-          {"mfu", {{}, false}}}},
+          {"mfu", {{}, false}},
+          {"skipped", {{}, true}}}},
         {"val", {{"step", {{}, true}}, {"loss", {{}, false}}}},
         {"sink",
          {{"step", {{}, true}},
@@ -34,7 +35,7 @@ TEST(RunLogSchema, MatchesDesign) {
           {"massive", {{L}, false}},
           {"token0_norm_ratio", {{L}, false}},
           {"ffn_max_act", {{L, 2}, false}},
-          {"ffn_top_channel", {{L}, false}}}},
+          {"ffn_top_channel", {{L}, true}}}},  // a channel index: integer
         {"heavy", {{"step", {{}, true}}, {"effective_rank", {{L}, false}}, {"attn_map", {{L, 64, 64}, false}}}},
     };
     const std::vector<GroupSpec> groups = run_log_groups(L, H, P, Tp);

@@ -1,5 +1,6 @@
 // Small models for the model tests: a config per attention variant, random batches, weight access.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,46 @@ inline Config tiny_config(const std::string& variant) {
     c.metrics.positions = {0};
     c.metrics.wo_std_positions = 4;
     return c;
+}
+
+// Every attention variant and intervention the model tests cover, as edits of tiny_config("standard").
+struct VariantCase {
+    std::string name;
+    std::function<void(Config&)> edit;
+};
+
+inline std::vector<VariantCase> variant_cases() {
+    return {
+        {"standard", [](Config&) {}},
+        {"headnorm", [](Config& c) { c.attention.variant = "headnorm"; }},
+        {"headnorm_shared",
+         [](Config& c) {
+             c.attention.variant = "headnorm";
+             c.attention.headnorm.gain = "shared";
+         }},
+        {"gated_channel", [](Config& c) { c.attention.variant = "gated"; }},
+        {"gated_head",
+         [](Config& c) {
+             c.attention.variant = "gated";
+             c.attention.gate = "head";
+         }},
+        {"headnorm_gated", [](Config& c) { c.attention.variant = "headnorm+gated"; }},
+        {"sink_logit",
+         [](Config& c) {
+             c.attention.variant = "sink_logit";
+             c.attention.sink_init = 0.7f;
+         }},
+        {"off_by_one", [](Config& c) { c.attention.variant = "off_by_one"; }},
+        {"sigmoid",
+         [](Config& c) {
+             c.attention.variant = "sigmoid";
+             c.attention.sigmoid_bias = -1.5f;
+         }},
+        {"qk_norm", [](Config& c) { c.attention.qk_norm = true; }},
+        {"isolate", [](Config& c) { c.intervention.isolate = {3, 6}; }},
+        {"amplify_centered", [](Config& c) { c.intervention.amplify = {2, 10.f, {0}, "centered"}; }},
+        {"amplify_scale", [](Config& c) { c.intervention.amplify = {5, 3.f, {0, 1}, "scale"}; }},
+    };
 }
 
 struct Batch {

@@ -91,12 +91,7 @@ OracleResult run_oracle(const Config& cfg, Model& model, const Batch& batch, uin
     return r;
 }
 
-struct Case {
-    std::string name;
-    std::function<void(Config&)> edit;
-};
-
-class TorchOracle : public ::testing::TestWithParam<std::tuple<Case, DType>> {};
+class TorchOracle : public ::testing::TestWithParam<std::tuple<VariantCase, DType>> {};
 
 TEST_P(TorchOracle, SameLossAndGradients) {
     if (!torch_available()) GTEST_SKIP() << "skipped: /usr/bin/python3 has no torch (apt install python3-torch)";
@@ -142,41 +137,8 @@ TEST_P(TorchOracle, SameLossAndGradients) {
     }
 }
 
-std::vector<Case> cases() {
-    return {
-        {"standard", [](Config&) {}},
-        {"headnorm", [](Config& c) { c.attention.variant = "headnorm"; }},
-        {"headnorm_shared",
-         [](Config& c) {
-             c.attention.variant = "headnorm";
-             c.attention.headnorm.gain = "shared";
-         }},
-        {"gated", [](Config& c) { c.attention.variant = "headnorm+gated"; }},
-        {"gated_head",
-         [](Config& c) {
-             c.attention.variant = "gated";
-             c.attention.gate = "head";
-         }},
-        {"sink_logit",
-         [](Config& c) {
-             c.attention.variant = "sink_logit";
-             c.attention.sink_init = -0.4f;
-         }},
-        {"off_by_one", [](Config& c) { c.attention.variant = "off_by_one"; }},
-        {"sigmoid",
-         [](Config& c) {
-             c.attention.variant = "sigmoid";
-             c.attention.sigmoid_bias = -2.f;
-         }},
-        {"qk_norm", [](Config& c) { c.attention.qk_norm = true; }},
-        {"isolate", [](Config& c) { c.intervention.isolate = {2, 5}; }},
-        {"amplify_centered", [](Config& c) { c.intervention.amplify = {3, 10.f, {0}, "centered"}; }},
-        {"amplify_scale", [](Config& c) { c.intervention.amplify = {1, 5.f, {1}, "scale"}; }},
-    };
-}
-
 INSTANTIATE_TEST_SUITE_P(Variants, TorchOracle,
-                         ::testing::Combine(::testing::ValuesIn(cases()), ::testing::Values(DType::F64, DType::F32)),
+                         ::testing::Combine(::testing::ValuesIn(variant_cases()), ::testing::Values(DType::F64, DType::F32)),
                          [](const auto& info) {
                              return std::get<0>(info.param).name + "_" +
                                     std::string(dtype_name(std::get<1>(info.param)));

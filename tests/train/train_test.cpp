@@ -1,32 +1,18 @@
 // End-to-end training through the CLI: a tiny model learns a synthetic stream, runs are reproducible,
 // and metrics.h5 holds one row per logged step.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include <fmt/format.h>
 
-#include "cli_util.h"
-#include "metrics/runlog_reader.h"
+#include "train/train_util.h"
 
 namespace sinklab::test {
 namespace {
-
-// A model small enough for a few seconds of CPU training, on the learnable synthetic stream.
-std::string small_run(const TempDir& dir, const std::string& name, int steps, const std::string& extra = "") {
-    return fmt::format(
-        "train {}/configs/tiny.yaml --set run.out_dir={} --set run.name={} --set run.threads=2 "
-        "--set model.d_model=64 --set model.n_layer=2 --set model.n_head=4 --set model.d_ff=192 "
-        "--set model.seq_len=64 --set train.micro_batch=8 --set train.max_steps={} --set train.warmup_steps=2 "
-        "--set metrics.val_every=25 --set metrics.val_batches=2 --set metrics.flush_every=5 "
-        "--set data.train={}/data/train_*.bin --set data.val={}/data/val_*.bin --set data.missing=synthetic {}",
-        SINKLAB_SOURCE_DIR, dir.path(), name, steps, dir.path(), dir.path(), extra);
-}
-
-std::vector<double> column(const std::string& h5, const std::string& group, const std::string& col) {
-    return RunLogReader(h5).read(group, col).data;
-}
 
 TEST(Training, TinyModelLearnsTheSyntheticStream) {
     const TempDir dir("train_learns");
@@ -61,7 +47,7 @@ TEST(Training, SameSeedSameCurveDifferentSeedDifferentCurve) {
 
 TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     const TempDir dir("train_schema");
-    ASSERT_EQ(run_sinklab(small_run(dir, "s", 7)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "s", 7, "--set metrics.heavy_every=3 --set metrics.positions=[0,5]")).rc, 0);
     const std::string h5 = dir / "s/metrics.h5";
     RunLogReader rd(h5);
     for (const char* col : {"step", "tokens", "loss", "lr", "grad_norm", "step_time_s", "tokens_per_s", "mfu"}) {
@@ -72,6 +58,27 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     EXPECT_EQ(rd.read("train", "tokens").data.back(), 7.0 * 8 * 64);
     // Validation at step 0 and at the end.
     EXPECT_EQ(rd.read("val", "step").data, (std::vector<double>{0, 7}));
+    // Sink metrics every step (metrics.every = 1), heavy ones every 3: L = 2 blocks of H = 4 heads, P = 2 tracked
+    // positions, Tp = 64 positions.
+    const std::map<std::string, std::vector<int64_t>> sink = {
+        {"step", {7}},      {"attn_mass", {7, 2, 4, 2}}, {"sink_rate", {7, 2}},         {"wo_input_std", {7, 2, 64}},
+        {"dominance", {7, 2}}, {"massive", {7, 2}},      {"token0_norm_ratio", {7, 2}}, {"ffn_max_act", {7, 2, 2}},
+        {"ffn_top_channel", {7, 2}}};
+    for (const auto& [col, shape] : sink) EXPECT_EQ(rd.read("sink", col).shape, shape) << col;
+    EXPECT_EQ(rd.read("heavy", "step").data, (std::vector<double>{3, 6}));
+    EXPECT_EQ(rd.read("heavy", "effective_rank").shape, (std::vector<int64_t>{2, 2}));
+    EXPECT_EQ(rd.read("heavy", "attn_map").shape, (std::vector<int64_t>{2, 2, 64, 64}));
+    // Values that mean something: masses are probabilities, a softmax row of the map sums to 1, the effective
+    // rank of a [64, 64] hidden state lies in [1, 64].
+    for (double m : rd.read("sink", "attn_mass").data) EXPECT_TRUE(m > 0 && m <= 1) << m;
+    const auto map = rd.read("heavy", "attn_map").data;
+    for (int i : {0, 10, 63}) {
+        double row = 0;
+        for (int j = 0; j < 64; j++) row += map[size_t(i) * 64 + j];
+        EXPECT_NEAR(row, 1.0, 1e-4) << i;
+    }
+    for (double r : rd.read("heavy", "effective_rank").data) EXPECT_TRUE(r >= 1 && r <= 64) << r;
+    EXPECT_EQ(rd.str_attr("sink_positions"), "[0, 5]");
     for (const char* attr : {"config_yaml", "sinklab_version", "git_rev", "backend", "created"})
         EXPECT_TRUE(rd.has_attr(attr)) << attr;
     for (const char* attr : {"world_size", "n_params", "flops_per_token"}) EXPECT_TRUE(rd.has_attr(attr)) << attr;

@@ -1,0 +1,160 @@
+// Sink-metric reductions: small outputs from one forward pass's activations, accumulated in double.
+// Attention weights are rebuilt from the saved row log-sum-exp, one query-key pair at a time: no T x T matrix.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace sinklab::cpu {
+
+namespace {
+
+// Weight query row i of sequence b, head h puts on key j (which it sees): the attention's own formula.
+template <typename T>
+double weight(const T* qkv, const T* lse, const AttnSpec& s, int64_t b, int64_t h, int64_t i, int64_t j) {
+    const int64_t W = s.qkv_width(), hd = s.hd, kv = h / (s.H / s.Hkv);
+    const T* q = qkv + (b * s.T + i) * W + h * hd;
+    const T* k = qkv + (b * s.T + j) * W + (s.H + kv) * hd;
+    double z = 0;
+    for (int64_t d = 0; d < hd; d++) z += double(q[d]) * double(k[d]);
+    z *= s.scale;
+    if (s.score == AttnScore::Sigmoid) return 1.0 / (1.0 + std::exp(-(z + s.sigmoid_bias)));
+    return std::exp(z - double(lse[(b * s.H + h) * s.T + i]));
+}
+
+bool sees(const AttnSpec& s, int64_t i, int64_t j) { return i == j || (i > j && !s.isolated(int(i))); }
+
+}  // namespace
+
+// Rows are visited in order, each qkv row read once for every head and tracked key (the access that stays
+// cheap when the activations are no longer in cache); per-block partial sums keep the result independent of
+// the thread count.
+template <typename T>
+void attn_mass(float* out, const T* qkv, const T* lse, const int* positions, int P, const AttnSpec& s) {
+    constexpr int64_t kBlock = 64;  // query rows per partial sum
+    const int64_t W = s.qkv_width(), hd = s.hd, H = s.H, rep = s.H / s.Hkv, rows = int64_t(s.B) * s.T;
+    const int64_t nblocks = (rows + kBlock - 1) / kBlock;
+    std::vector<double> part(size_t(nblocks * H * P), 0.0);
+    std::vector<int64_t> count(size_t(P), 0);
+    for (int k = 0; k < P; k++)
+        for (int64_t i = positions[k]; i < s.T; i++) count[k] += sees(s, i, positions[k]) ? s.B : 0;
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < nblocks; blk++) {
+        double* acc = part.data() + blk * H * P;
+        for (int64_t r = blk * kBlock; r < std::min(rows, (blk + 1) * kBlock); r++) {
+            const int64_t b = r / s.T, i = r % s.T;
+            for (int k = 0; k < P; k++) {
+                const int64_t p = positions[k];
+                if (i < p || !sees(s, i, p)) continue;
+                const T* krow = qkv + (b * s.T + p) * W + H * hd;
+                for (int64_t h = 0; h < H; h++) {
+                    const T* q = qkv + r * W + h * hd;
+                    const T* kk = krow + (h / rep) * hd;
+                    T z = 0;
+#pragma omp simd reduction(+ : z)
+                    for (int64_t d = 0; d < hd; d++) z += q[d] * kk[d];
+                    z *= T(s.scale);
+                    acc[h * P + k] += s.score == AttnScore::Sigmoid
+                                          ? 1.0 / (1.0 + std::exp(-(double(z) + s.sigmoid_bias)))
+                                          : std::exp(double(z) - double(lse[(b * H + h) * s.T + i]));
+                }
+            }
+        }
+    }
+    for (int64_t h = 0; h < H; h++)
+        for (int k = 0; k < P; k++) {
+            double sum = 0;
+            for (int64_t blk = 0; blk < nblocks; blk++) sum += part[size_t((blk * H + h) * P + k)];
+            out[h * P + k] = float(sum / double(count[k]));
+        }
+}
+
+template <typename T> void attn_map(float* out, int64_t Q, const T* qkv, const T* lse, const AttnSpec& s) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < Q; i++)
+        for (int64_t j = 0; j < Q; j++) {
+            double sum = 0;
+            if (sees(s, i, j))
+                for (int64_t h = 0; h < s.H; h++) sum += weight(qkv, lse, s, 0, h, i, j);
+            out[i * Q + j] = float(sum / s.H);
+        }
+}
+
+template <typename T> void position_std(float* out, int64_t Tp, const T* x, int64_t B, int64_t Tn, int64_t D) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < Tp; t++) {
+        double acc = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const T* row = x + (b * Tn + t) * D;
+            double s1 = 0, s2 = 0;
+            for (int64_t d = 0; d < D; d++) s1 += double(row[d]), s2 += double(row[d]) * double(row[d]);
+            const double mean = s1 / D;
+            acc += std::sqrt(std::max(0.0, s2 / D - mean * mean));
+        }
+        out[t] = float(acc / B);
+    }
+}
+
+// |x| statistics of one row: sum of squares and max, in T, vectorized (rows are a few hundred wide; the
+// sums over rows are in double).
+template <typename T> void row_sq_max(const T* row, int64_t D, T& sq, T& mx) {
+    T s = 0, m = 0;
+#pragma omp simd reduction(+ : s) reduction(max : m)
+    for (int64_t d = 0; d < D; d++) {
+        s += row[d] * row[d];
+        m = std::max(m, std::abs(row[d]));
+    }
+    sq = s, mx = m;
+}
+
+template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D) {
+    double dominance = 0, norm0 = 0, max0 = -1, rest_max = 0, rest_norm = 0;
+    int64_t top = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const T* row = x + b * Tn * D;
+        double mx = 0, sum_abs = 0, sq = 0;
+        int64_t arg = 0;
+        for (int64_t d = 0; d < D; d++) {
+            const double a = std::abs(double(row[d]));
+            if (a > mx) mx = a, arg = d;
+            sum_abs += a;
+            sq += a * a;
+        }
+        dominance += sum_abs > 0 ? mx / (sum_abs / D) : 0.0;
+        norm0 += std::sqrt(sq);
+        if (mx > max0) max0 = mx, top = arg;
+    }
+#pragma omp parallel for reduction(+ : rest_norm) reduction(max : rest_max) schedule(static)
+    for (int64_t r = 0; r < B * (Tn - 1); r++) {
+        T sq, mx;
+        row_sq_max(x + ((r / (Tn - 1)) * Tn + 1 + r % (Tn - 1)) * D, D, sq, mx);
+        rest_norm += std::sqrt(double(sq));
+        rest_max = std::max(rest_max, double(mx));
+    }
+    out[0] = float(dominance / B);
+    out[1] = Tn > 1 && rest_norm > 0 ? float((norm0 / B) / (rest_norm / double(B * (Tn - 1)))) : 0.f;
+    out[2] = float(max0);
+    out[3] = float(top);
+    out[4] = float(rest_max);
+}
+
+template <typename T> void abs_max_median(float* out, const T* x, int64_t n) {
+    std::vector<T> a(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++) a[size_t(i)] = std::abs(x[i]);
+    const auto mid = a.begin() + (n - 1) / 2;
+    std::nth_element(a.begin(), mid, a.end());
+    out[1] = float(*mid);
+    out[0] = float(*std::max_element(mid, a.end()));
+}
+
+#define SL_INSTANTIATE(T)                                                                                  \
+    template void attn_mass<T>(float*, const T*, const T*, const int*, int, const AttnSpec&);              \
+    template void attn_map<T>(float*, int64_t, const T*, const T*, const AttnSpec&);                       \
+    template void position_std<T>(float*, int64_t, const T*, int64_t, int64_t, int64_t);                   \
+    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t);                            \
+    template void abs_max_median<T>(float*, const T*, int64_t);
+SL_INSTANTIATE(float)
+SL_INSTANTIATE(double)
+
+}  // namespace sinklab::cpu

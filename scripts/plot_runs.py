@@ -1,0 +1,210 @@
+#!/usr/bin/python3
+"""Loss curves and sink-mass heatmaps of sinklab runs, side by side, in one PNG.
+
+    scripts/plot_runs.py RUN_OR_SUITE_DIR... -o out.png [--smooth N] [--position P]
+
+Left: train loss against tokens (trailing mean over N logged steps, as `sinklab compare --smooth N`), one line
+per variant with a band of mean +- sd over its seeds; validation loss dashed. Right: one heatmap per variant of
+the attention mass on key position P (default 0, the first token) per layer and step, mean over heads and seeds.
+Runs group by variant: the run folder name without its -s<seed> suffix. A suite folder (runs/<suite>) stands for
+its run folders, in the order of its sweep.yaml. Files of runs still training are read as they are (HDF5 SWMR).
+`sinklab compare --plot FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
+"""
+import argparse
+import os
+import re
+import sys
+
+try:
+    import h5py
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError as err:
+    sys.exit(f"plot_runs.py: {err.name} is missing for {sys.executable}; "
+             "apt install python3-h5py python3-matplotlib python3-numpy")
+try:
+    import yaml
+except ImportError:  # only needed for the order of a suite's variants and for tracked positions other than [0]
+    yaml = None
+
+RUN_NAME = re.compile(r"(.+)-s([0-9]+)$")
+
+
+def split_run_name(name):
+    """("headnorm", 2) for "headnorm-s2"; (name, None) for a name without a seed suffix."""
+    m = RUN_NAME.fullmatch(name)
+    return (m.group(1), int(m.group(2))) if m else (name, None)
+
+
+def suite_order(folder):
+    path = os.path.join(folder, "sweep.yaml")
+    if yaml is None or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        variants = (yaml.safe_load(f) or {}).get("variants") or []
+    return {v: i for i, v in enumerate(variants)}
+
+
+def find_runs(args):
+    runs = []
+    for arg in args:
+        if os.path.isfile(arg) and os.path.basename(arg) == "metrics.h5":
+            found = [os.path.dirname(arg) or "."]
+        elif os.path.isfile(os.path.join(arg, "metrics.h5")):
+            found = [arg]
+        elif os.path.isdir(arg):
+            order = suite_order(arg)
+            keys = []
+            for entry in os.listdir(arg):
+                run = os.path.join(arg, entry)
+                if os.path.isfile(os.path.join(run, "metrics.h5")):
+                    variant, seed = split_run_name(entry)
+                    keys.append((order.get(variant, len(order)), variant, seed or 0, run))
+            found = [k[-1] for k in sorted(keys)]
+            if not found:
+                sys.exit(f"plot_runs.py: {arg} holds no run (no metrics.h5 in it or its subfolders)")
+        else:
+            sys.exit(f"plot_runs.py: {arg}: not a run folder, a suite folder or a metrics.h5 file")
+        runs += [os.path.normpath(r) for r in found if os.path.normpath(r) not in runs]
+    return runs
+
+
+def read_group(f, group, columns):
+    """The complete rows of a group: those before the first unwritten step (-1), at most the shortest column
+    (a writer killed mid-flush may leave both)."""
+    if group not in f:
+        return None
+    g = f[group]
+    step = g["step"][...]
+    n = min([len(step)] + [g[c].shape[0] for c in columns])
+    unwritten = np.nonzero(step[:n] < 0)[0]
+    if len(unwritten):
+        n = int(unwritten[0])
+    return {c: g[c][:n] for c in ["step"] + columns}
+
+
+def tracked_positions(f):
+    text = f.attrs.get("config_yaml")
+    if yaml is None or text is None:
+        return [0]
+    if isinstance(text, bytes):
+        text = text.decode()
+    return list(((yaml.safe_load(text) or {}).get("metrics") or {}).get("positions") or [0])
+
+
+def read_run(run_dir, position):
+    with h5py.File(os.path.join(run_dir, "metrics.h5"), "r", swmr=True) as f:
+        train = read_group(f, "train", ["tokens", "loss"])
+        val = read_group(f, "val", ["loss"])
+        sink = read_group(f, "sink", ["attn_mass"])
+        positions = tracked_positions(f)
+    mass = None
+    if sink is not None and len(sink["step"]) and position in positions:
+        mass = sink["attn_mass"][:, :, :, positions.index(position)].mean(axis=2)  # [n, L]: mean over heads
+    name = os.path.basename(os.path.normpath(run_dir))
+    return {"name": name, "variant": split_run_name(name)[0], "train": train, "val": val,
+            "sink_step": None if sink is None else sink["step"], "mass": mass}
+
+
+def trailing_mean(v, n):
+    c = np.cumsum(np.insert(np.asarray(v, dtype=np.float64), 0, 0.0))
+    i = np.arange(1, len(v) + 1)
+    lo = np.maximum(i - n, 0)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def band(curves):
+    """Mean and sd (ddof 1; 0 for one seed) over seeds, on the rows every seed has."""
+    n = min(len(c) for c in curves)
+    stack = np.stack([c[:n] for c in curves])
+    sd = stack.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(n)
+    return stack.mean(axis=0), sd, n
+
+
+def plot(groups, out, smooth, position):
+    names = list(groups)
+    ncol = min(len(names), 3)
+    nrow = (len(names) + ncol - 1) // ncol
+    fig = plt.figure(figsize=(6.0 + 3.0 * ncol, max(3.8, 2.7 * nrow)), layout="constrained")
+    grid = fig.add_gridspec(nrow, 1 + ncol, width_ratios=[2.0] + [1.0] * ncol)
+    ax = fig.add_subplot(grid[:, 0])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    tops = []
+    for i, name in enumerate(names):
+        runs = [r for r in groups[name] if r["train"] is not None and len(r["train"]["step"])]
+        if not runs:
+            continue
+        color = colors[i % len(colors)]
+        mean, sd, n = band([trailing_mean(r["train"]["loss"], smooth) for r in runs])
+        tokens = runs[0]["train"]["tokens"][:n]
+        ax.plot(tokens, mean, color=color, lw=1.4, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+        ax.fill_between(tokens, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
+        tops.append(mean[min(n - 1, n // 10)])
+        vals = [r for r in runs if r["val"] is not None and len(r["val"]["step"])]
+        if vals:
+            vmean, _, vn = band([r["val"]["loss"] for r in vals])
+            per_step = tokens[-1] / runs[0]["train"]["step"][n - 1]
+            ax.plot(vals[0]["val"]["step"][:vn] * per_step, vmean, color=color, ls="--", lw=1.0, marker=".")
+    if tops:
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, max(tops))
+    ax.set_xlabel("tokens")
+    ax.set_ylabel(f"train loss (mean of {smooth} steps); val dashed")
+    ax.set_title("loss: mean ± sd over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+    image = None
+    heat_axes = []
+    for i, name in enumerate(names):
+        h = fig.add_subplot(grid[i // ncol, 1 + i % ncol])
+        heat_axes.append(h)
+        runs = [r for r in groups[name] if r["mass"] is not None and len(r["mass"])]
+        h.set_title(name, fontsize=9)
+        if not runs:
+            h.text(0.5, 0.5, f"no /sink rows\nfor token {position} yet", ha="center", va="center",
+                   transform=h.transAxes)
+            h.set_xticks([])
+            h.set_yticks([])
+            continue
+        n = min(len(r["mass"]) for r in runs)
+        mass = np.stack([r["mass"][:n] for r in runs]).mean(axis=0)  # [n, L]: mean over seeds
+        steps = runs[0]["sink_step"][:n]
+        L = mass.shape[1]
+        image = h.imshow(mass.T, origin="lower", aspect="auto", cmap="magma", vmin=0.0, vmax=1.0,
+                         extent=[steps[0], steps[-1] if n > 1 else steps[0] + 1, -0.5, L - 0.5],
+                         interpolation="nearest")
+        h.set_xlabel("step", fontsize=8)
+        h.set_ylabel("layer", fontsize=8)
+        h.set_yticks(range(L))
+        h.tick_params(labelsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=heat_axes, shrink=0.8, label=f"attention mass on token {position}")
+    fig.suptitle(f"sinklab: {', '.join(names)}", fontsize=10)
+    fig.savefig(out, dpi=100)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run folders or suite folders (runs/<suite>)")
+    p.add_argument("-o", "--out", required=True, help="PNG file to write")
+    p.add_argument("--smooth", type=int, default=20, help="logged steps in the trailing mean of the loss")
+    p.add_argument("--position", type=int, default=0, help="key position of the heatmaps (a tracked one)")
+    a = p.parse_args()
+    if a.smooth < 1:
+        sys.exit("plot_runs.py: --smooth must be at least 1")
+    groups = {}
+    for run in find_runs(a.runs):
+        try:
+            r = read_run(run, a.position)
+        except (OSError, KeyError) as err:
+            sys.exit(f"plot_runs.py: {run}/metrics.h5: cannot read it ({err})")
+        groups.setdefault(r["variant"], []).append(r)
+    plot(groups, a.out, a.smooth, a.position)
+
+
+if __name__ == "__main__":
+    main()

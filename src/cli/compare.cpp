@@ -1,0 +1,80 @@
+// sinklab compare RUN_OR_SUITE_DIR... [--baseline NAME] [--smooth N] [--markdown FILE.md] [--plot FILE.png]
+#include "metrics/compare.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/commands.h"
+#include "core/check.h"
+#include "core/process.h"
+#include "metrics/compare_table.h"
+
+namespace sinklab::cli {
+
+namespace {
+
+struct CompareArgs {
+    std::vector<std::string> dirs;
+    std::string baseline;
+    int smooth = 20;
+    std::string markdown;
+    std::string plot;
+};
+
+// scripts/plot_runs.py of the checkout this binary was built from, or of $SINKLAB_SCRIPTS.
+std::string plot_script() {
+    const char* env = std::getenv("SINKLAB_SCRIPTS");
+    const std::filesystem::path dir = env && *env ? env : std::filesystem::path(SINKLAB_SOURCE_DIR) / "scripts";
+    const std::filesystem::path script = dir / "plot_runs.py";
+    SL_REQUIRE(std::filesystem::is_regular_file(script),
+               "--plot needs {}, which is missing (this binary was built from another checkout); set SINKLAB_SCRIPTS "
+               "to the folder that holds plot_runs.py",
+               script.string());
+    return script.string();
+}
+
+void run(const CompareArgs& a) {
+    std::vector<std::string> notes;
+    const std::vector<std::string> dirs = find_runs(a.dirs, notes);
+    for (const std::string& n : notes) fmt::print(stderr, "sinklab compare: {}\n", n);
+    std::vector<RunCurves> runs;
+    for (const std::string& d : dirs) runs.push_back(read_run(d));
+    const Comparison c = compare_runs(runs, a.baseline, a.smooth);
+    fmt::print("{}", comparison_text(c));
+    if (!a.markdown.empty()) {
+        std::ofstream f(a.markdown);
+        f << comparison_markdown(c);
+        SL_REQUIRE(f.good(), "--markdown {}: cannot write it; check the folder and permissions", a.markdown);
+        fmt::print("wrote {}\n", a.markdown);
+    }
+    if (!a.plot.empty()) {
+        std::vector<std::string> argv{"/usr/bin/python3", plot_script()};
+        argv.insert(argv.end(), dirs.begin(), dirs.end());
+        argv.insert(argv.end(), {"-o", a.plot, "--smooth", std::to_string(a.smooth)});
+        const ProcessResult r = run_process(argv);
+        SL_REQUIRE(r.ok(),
+                   "plot_runs.py ended with {} (its message is above); it needs /usr/bin/python3 with h5py and "
+                   "matplotlib (apt install python3-h5py python3-matplotlib)",
+                   r.describe());
+        fmt::print("wrote {}\n", a.plot);
+    }
+}
+
+}  // namespace
+
+void add_compare(CLI::App& app) {
+    auto* cmd = app.add_subcommand("compare",
+                                   "compare runs: loss, tokens to the baseline's loss, sink metrics (mean ± "
+                                   "sd over seeds); also while they run");
+    auto a = std::make_shared<CompareArgs>();
+    cmd->add_option("runs", a->dirs, "run folders, or suite folders holding run folders (runs/<suite>)")->required();
+    cmd->add_option("--baseline", a->baseline, "the variant the others are measured against (default: the first)");
+    cmd->add_option("--smooth", a->smooth, "train losses averaged for the final loss and the curves (default 20)")
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--markdown", a->markdown, "also write the tables as Markdown to this file");
+    cmd->add_option("--plot", a->plot, "draw loss curves (seed bands) and sink-mass heatmaps into this PNG");
+    cmd->callback([a] { run(*a); });
+}
+
+}  // namespace sinklab::cli

@@ -1,0 +1,42 @@
+// sinklab export RUN --format hf [--out DIR] [--checkpoint DIR]: a run's checkpoint as a Hugging Face Llama.
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "core/check.h"
+#include "train/checkpoint.h"
+#include "train/hf_export.h"
+
+namespace sinklab::cli {
+
+namespace {
+
+struct ExportArgs {
+    std::string run;
+    std::string format;
+    std::string out;         // default: RUN/hf
+    std::string checkpoint;  // default: the run's newest
+};
+
+void run_export(const ExportArgs& a) {
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
+    const std::string out = a.out.empty() ? (std::filesystem::path(a.run) / "hf").string() : a.out;
+    export_hf_llama(ckpt, out);
+    fmt::print("exported {} to {}: config.json + model.safetensors (LlamaForCausalLM, fp32, tied embeddings)\n", ckpt,
+               out);
+}
+
+}  // namespace
+
+void add_export(CLI::App& app) {
+    auto* cmd = app.add_subcommand("export", "write a run's checkpoint in another framework's format");
+    auto args = std::make_shared<ExportArgs>();
+    cmd->add_option("run", args->run, "run folder (<out_dir>/<name>)")->required()->check(CLI::ExistingDirectory);
+    cmd->add_option("--format", args->format, "hf: a Hugging Face Llama folder (standard attention only)")
+        ->required()
+        ->check(CLI::IsMember({"hf"}));
+    cmd->add_option("--out", args->out, "output folder (default: RUN/hf)");
+    cmd->add_option("--checkpoint", args->checkpoint, "checkpoint folder (default: the run's newest)");
+    cmd->callback([args] { run_export(*args); });
+}
+
+}  // namespace sinklab::cli

@@ -1,0 +1,70 @@
+#include "core/file_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/check.h"
+
+namespace sinklab {
+
+namespace {
+
+std::string why(int err) {
+    if (err == ENOSPC || err == EDQUOT) return fmt::format("{} (free space on that file system)", std::strerror(err));
+    if (err == EFBIG) return fmt::format("{} (a file-size limit: see ulimit -f)", std::strerror(err));
+    return std::strerror(err);
+}
+
+}  // namespace
+
+FileWriter::FileWriter(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    SL_REQUIRE(fd_ >= 0, "cannot create {}: {}", path_, why(errno));
+}
+
+FileWriter::~FileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void FileWriter::write(const void* data, size_t n) {
+    SL_ASSERT(fd_ >= 0, "write to {} after finish()", path_);
+    auto* p = static_cast<const char*>(data);
+    checksum_.update(p, n);
+    bytes_ += n;
+    while (n > 0) {
+        const ssize_t w = ::write(fd_, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        SL_REQUIRE(w > 0, "cannot write {}: {}", path_, why(w < 0 ? errno : ENOSPC));
+        p += w, n -= size_t(w);
+    }
+}
+
+void FileWriter::finish() {
+    SL_ASSERT(fd_ >= 0, "finish() of {} twice", path_);
+    const int fd = fd_;
+    fd_ = -1;
+    const bool synced = ::fsync(fd) == 0;
+    const int sync_err = errno;
+    const bool closed = ::close(fd) == 0;
+    SL_REQUIRE(synced && closed, "cannot write {}: {}", path_, why(synced ? errno : sync_err));
+}
+
+void write_file_durably(const std::string& path, const std::string& text) {
+    FileWriter f(path);
+    f.write(text.data(), text.size());
+    f.finish();
+}
+
+void sync_dir(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    SL_REQUIRE(fd >= 0, "cannot open the folder {}: {}", dir, std::strerror(errno));
+    const bool ok = ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    SL_REQUIRE(ok, "cannot sync the folder {}: {}", dir, why(err));
+}
+
+}  // namespace sinklab

@@ -1,0 +1,41 @@
+// Durable file writes with errors for people: plain POSIX calls, so that a full disk (ENOSPC), a file-size
+// limit (EFBIG) or an I/O error surfaces at the failing call with the file's path, and fsync makes the bytes
+// survive a crash of the machine before anything refers to them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/checksum.h"
+
+namespace sinklab {
+
+class FileWriter {
+public:
+    // Creates or truncates `path`.
+    explicit FileWriter(std::string path);
+    ~FileWriter();  // closes without syncing when finish() was not called (an error path)
+    FileWriter(const FileWriter&) = delete;
+    FileWriter& operator=(const FileWriter&) = delete;
+
+    void write(const void* data, size_t n);
+    // fsync + close; the file's bytes are on disk when this returns.
+    void finish();
+
+    const std::string& path() const { return path_; }
+    uint64_t bytes() const { return bytes_; }
+    const Checksum64& checksum() const { return checksum_; }  // of every byte written
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    uint64_t bytes_ = 0;
+    Checksum64 checksum_;
+};
+
+// Writes `text` to `path` durably (FileWriter) in one go.
+void write_file_durably(const std::string& path, const std::string& text);
+// fsync of a folder: makes the creation, rename or removal of its entries durable.
+void sync_dir(const std::string& dir);
+
+}  // namespace sinklab

@@ -1,0 +1,29 @@
+// Child processes for the commands that drive others (sweep runs `sinklab train`, compare runs the plot
+// script): argv vectors instead of shell strings, so that no path or value needs quoting to be passed.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace sinklab {
+
+struct ProcessResult {
+    int exit_code = -1;  // when it exited; -1 when a signal ended it
+    int signal = 0;      // the signal that ended it, 0 when it exited
+    bool ok() const { return exit_code == 0; }
+    std::string describe() const;  // "exit code 3" / "signal 9 (Killed)"
+};
+
+// Runs argv[0] (searched on PATH when it has no '/') with stdin, stdout and stderr shared, and waits for it.
+// SIGINT and SIGTERM are ignored here while it runs, so that Ctrl-C stops the child and the caller sees how it
+// ended (the child gets the default handlers). Fails when argv[0] cannot be started.
+ProcessResult run_process(const std::vector<std::string>& argv);
+
+// The word as a POSIX shell reads it back: unchanged when it is made of safe characters, else single-quoted.
+std::string shell_quote(const std::string& word);
+// The argv as one copy-pasteable shell line.
+std::string shell_join(const std::vector<std::string>& argv);
+
+// The running executable's absolute path (/proc/self/exe).
+std::string self_exe();
+
+}  // namespace sinklab

@@ -1,0 +1,296 @@
+#include "metrics/compare.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <set>
+#include <tuple>
+
+#include "core/check.h"
+#include "metrics/runlog_reader.h"
+#include "train/suite.h"
+
+namespace sinklab {
+namespace fs = std::filesystem;
+namespace {
+
+std::string folder_name(const fs::path& dir) {
+    const fs::path p = dir.lexically_normal();
+    return (p.has_filename() ? p : p.parent_path()).filename().string();
+}
+
+// The last row of a column read whole, [row_shape...] row-major.
+std::vector<double> last_row(const Dataset& d) {
+    const int64_t n = d.shape.at(0);
+    const size_t row = n == 0 ? 0 : d.data.size() / size_t(n);
+    return std::vector<double>(d.data.end() - ptrdiff_t(row), d.data.end());
+}
+
+double mean(const std::vector<double>& v) {
+    return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+}
+
+// What the run's config (the file's config_yaml attribute) says about the rows: max_steps and tracked positions.
+void read_config_attr(const RunLogReader& log, int64_t& max_steps, std::vector<int>& positions) {
+    if (!log.has_attr("config_yaml")) return;
+    try {
+        const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
+        if (cfg["train"] && cfg["train"]["max_steps"]) max_steps = cfg["train"]["max_steps"].as<int64_t>();
+        if (cfg["metrics"] && cfg["metrics"]["positions"])
+            positions = cfg["metrics"]["positions"].as<std::vector<int>>();
+    } catch (const YAML::Exception& e) {
+        fail("{}: its config_yaml attribute is not readable YAML ({}); the file was not written by sinklab train",
+             log.path(), e.what());
+    }
+}
+
+void read_sink(const RunLogReader& log, RunCurves& r) {
+    const std::vector<int>& positions = r.positions;
+    if (!log.has("sink", "step")) return;
+    const Dataset steps = log.read("sink", "step");
+    if (steps.shape.at(0) == 0) return;
+    r.sink_step = int64_t(steps.data.back());
+
+    const Dataset mass = log.read("sink", "attn_mass");  // [n, L, H, P]
+    const int64_t L = mass.shape.at(1), H = mass.shape.at(2), P = mass.shape.at(3);
+    SL_REQUIRE(P == int64_t(positions.size()),
+               "{}: /sink/attn_mass tracks {} positions but its config lists {}; the "
+               "file is damaged",
+               log.path(), P, positions.size());
+    const std::vector<double> last = last_row(mass);  // [L, H, P]
+    for (int64_t p = 0; p < P; p++) {
+        std::vector<double>& by_layer = r.mass[positions[size_t(p)]];
+        for (int64_t l = 0; l < L; l++) {
+            double sum = 0;
+            for (int64_t h = 0; h < H; h++) sum += last[size_t((l * H + h) * P + p)];
+            by_layer.push_back(sum / double(H));
+        }
+    }
+    r.sink_rate = last_row(log.read("sink", "sink_rate"));
+    r.dominance = last_row(log.read("sink", "dominance"));
+    const Dataset wo = log.read("sink", "wo_input_std");  // [n, L, Tp]
+    const int64_t Tp = wo.shape.at(2);
+    const std::vector<double> row = last_row(wo);
+    for (int64_t l = 0; Tp >= 2 && l < L; l++) {
+        const double* s = row.data() + l * Tp;
+        r.var_ratio.push_back(s[0] / (std::accumulate(s + 1, s + Tp, 0.0) / double(Tp - 1)));
+    }
+}
+
+}  // namespace
+
+RunCurves read_run(const std::string& dir) {
+    RunCurves r;
+    r.dir = dir;
+    r.name = folder_name(dir);
+    uint64_t seed = 0;
+    if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
+    const RunLogReader log((fs::path(dir) / "metrics.h5").string());
+    read_config_attr(log, r.max_steps, r.positions);
+    r.step = log.read("train", "step").data;
+    r.tokens = log.read("train", "tokens").data;
+    r.loss = log.read("train", "loss").data;
+    if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
+    read_sink(log, r);
+    return r;
+}
+
+std::vector<std::string> find_runs(const std::vector<std::string>& args, std::vector<std::string>& notes) {
+    std::vector<std::string> runs;
+    auto add = [&](const fs::path& dir) {
+        const std::string d = dir.lexically_normal().string();
+        if (std::find(runs.begin(), runs.end(), d) == runs.end()) runs.push_back(d);
+    };
+    for (const std::string& arg : args) {
+        const fs::path p(arg);
+        SL_REQUIRE(fs::exists(p), "{}: no such file or folder; give run folders or suite folders (runs/<suite>)", arg);
+        if (fs::is_regular_file(p) && p.filename() == "metrics.h5") {
+            add(p.parent_path().empty() ? fs::path(".") : p.parent_path());
+            continue;
+        }
+        SL_REQUIRE(fs::is_directory(p), "{}: not a run folder, a suite folder or a metrics.h5 file", arg);
+        if (fs::exists(p / "metrics.h5")) {
+            add(p);
+            continue;
+        }
+        std::map<std::string, size_t> order;  // variant -> its place in the suite
+        if (fs::exists(p / "sweep.yaml")) {
+            try {
+                const YAML::Node variants = YAML::LoadFile((p / "sweep.yaml").string())["variants"];
+                for (size_t i = 0; variants && i < variants.size(); i++)
+                    order.emplace(variants[i].as<std::string>(), i);
+            } catch (const YAML::Exception& e) {
+                fail("{}: not readable ({}); delete it (sinklab sweep writes it again) or fix it",
+                     (p / "sweep.yaml").string(), e.what());
+            }
+        }
+        std::vector<std::tuple<size_t, std::string, uint64_t, fs::path>> found;
+        for (const fs::directory_entry& e : fs::directory_iterator(p)) {
+            if (!e.is_directory()) continue;
+            const std::string name = e.path().filename().string();
+            if (!fs::exists(e.path() / "metrics.h5")) {
+                if (fs::exists(e.path() / "config.yaml"))
+                    notes.push_back(fmt::format("{}: no metrics.h5 yet (the run has not started logging); left out",
+                                                e.path().string()));
+                continue;
+            }
+            std::string variant = name;
+            uint64_t seed = 0;
+            split_run_name(name, variant, seed);
+            const auto it = order.find(variant);
+            found.emplace_back(it == order.end() ? order.size() : it->second, variant, seed, e.path());
+        }
+        SL_REQUIRE(!found.empty(),
+                   "{}: holds no run (no metrics.h5 in it or in its subfolders); give run folders or a "
+                   "suite folder",
+                   arg);
+        std::sort(found.begin(), found.end());
+        for (const auto& f : found) add(std::get<3>(f));
+    }
+    return runs;
+}
+
+std::vector<double> trailing_mean(const std::vector<double>& v, int n) {
+    SL_ASSERT(n >= 1, "smoothing window {}", n);
+    std::vector<double> out(v.size());
+    double sum = 0;
+    for (size_t i = 0; i < v.size(); i++) {
+        sum += v[i];
+        if (i >= size_t(n)) sum -= v[i - size_t(n)];
+        out[i] = sum / double(std::min(i + 1, size_t(n)));
+    }
+    return out;
+}
+
+double tokens_to_reach(const std::vector<double>& tokens, const std::vector<double>& curve, double target) {
+    SL_ASSERT(tokens.size() == curve.size(), "{} tokens for {} points", tokens.size(), curve.size());
+    for (size_t i = 0; i < curve.size(); i++) {
+        if (!(curve[i] <= target)) continue;
+        if (i == 0) return tokens[0];
+        const double frac = (curve[i - 1] - target) / (curve[i - 1] - curve[i]);
+        return tokens[i - 1] + frac * (tokens[i] - tokens[i - 1]);
+    }
+    return NAN;
+}
+
+Stat stat_of(const std::vector<double>& values) {
+    Stat s;
+    s.of = int(values.size());
+    double sum = 0;
+    for (double v : values)
+        if (std::isfinite(v)) {
+            sum += v;
+            s.n++;
+        }
+    if (s.n == 0) return s;
+    s.mean = sum / s.n;
+    if (s.n < 2) return s;
+    double sq = 0;
+    for (double v : values)
+        if (std::isfinite(v)) sq += (v - s.mean) * (v - s.mean);
+    s.sd = std::sqrt(sq / (s.n - 1));
+    return s;
+}
+
+Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& baseline, int smooth) {
+    SL_REQUIRE(smooth >= 1, "--smooth {}: the window must hold at least 1 logged step", smooth);
+    SL_REQUIRE(!runs.empty(), "no runs to compare");
+    // Group names; the same run name twice within a variant means several suites: qualify by folder.
+    std::map<std::string, std::set<std::string>> names_of;
+    bool qualify = false;
+    for (const RunCurves& r : runs) qualify |= !names_of[r.variant].insert(r.name).second;
+    std::vector<std::string> group_of;
+    for (const RunCurves& r : runs)
+        group_of.push_back(qualify ? folder_name(fs::path(r.dir).lexically_normal().parent_path()) + "/" + r.variant
+                                   : r.variant);
+
+    Comparison c;
+    c.smooth = smooth;
+    std::vector<std::vector<const RunCurves*>> members;
+    for (size_t i = 0; i < runs.size(); i++) {
+        auto it =
+            std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == group_of[i]; });
+        if (it == c.groups.end()) {
+            c.groups.emplace_back();
+            c.groups.back().name = group_of[i];
+            members.emplace_back();
+            it = c.groups.end() - 1;
+        }
+        it->runs.push_back(runs[i].name);
+        members[size_t(it - c.groups.begin())].push_back(&runs[i]);
+    }
+    c.baseline = baseline.empty() ? c.groups.front().name : baseline;
+    const auto base =
+        std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == c.baseline; });
+    if (base == c.groups.end()) {
+        std::vector<std::string> names;
+        for (const GroupRow& g : c.groups) names.push_back(g.name);
+        fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
+    }
+
+    std::vector<double> base_final, base_tokens;
+    for (const RunCurves* r : members[size_t(base - c.groups.begin())]) {
+        if (r->loss.empty()) continue;
+        base_final.push_back(trailing_mean(r->loss, smooth).back());
+        base_tokens.push_back(r->tokens.back());
+    }
+    c.baseline_runs = int(base_final.size());
+    c.target_loss = mean(base_final);
+    c.baseline_tokens = mean(base_tokens);
+
+    std::set<int> positions;
+    for (const RunCurves& r : runs) positions.insert(r.positions.begin(), r.positions.end());
+    c.positions.assign(positions.begin(), positions.end());
+
+    for (size_t g = 0; g < c.groups.size(); g++) {
+        GroupRow& row = c.groups[g];
+        std::vector<double> train, val, reach, speed, rate, dom, ratio;
+        row.step_min = INT64_MAX;
+        for (const RunCurves* r : members[g]) {
+            const int64_t last = r->step.empty() ? 0 : int64_t(r->step.back());
+            row.step_min = std::min(row.step_min, last);
+            row.step_max = std::max(row.step_max, last);
+            row.max_steps = std::max(row.max_steps, r->max_steps);
+            const std::vector<double> smoothed = trailing_mean(r->loss, smooth);
+            train.push_back(smoothed.empty() ? NAN : smoothed.back());
+            val.push_back(r->val_loss.empty() ? NAN : r->val_loss.back());
+            const double t = std::isfinite(c.target_loss) ? tokens_to_reach(r->tokens, smoothed, c.target_loss) : NAN;
+            reach.push_back(t);
+            speed.push_back(c.baseline_tokens / t);
+            rate.push_back(mean(r->sink_rate));
+            dom.push_back(mean(r->dominance));
+            ratio.push_back(mean(r->var_ratio));
+        }
+        row.train_loss = stat_of(train);
+        row.val_loss = stat_of(val);
+        row.tokens_to_target = stat_of(reach);
+        row.speedup = stat_of(speed);
+        row.sink_rate = stat_of(rate);
+        row.dominance = stat_of(dom);
+        row.var_ratio = stat_of(ratio);
+        for (int p : c.positions) {
+            std::vector<double> over_layers;
+            size_t L = 0;
+            for (const RunCurves* r : members[g]) {
+                const auto it = r->mass.find(p);
+                over_layers.push_back(it == r->mass.end() ? NAN : mean(it->second));
+                if (it != r->mass.end()) L = std::max(L, it->second.size());
+            }
+            row.mass[p] = stat_of(over_layers);
+            for (size_t l = 0; l < L; l++) {
+                std::vector<double> layer;
+                for (const RunCurves* r : members[g]) {
+                    const auto it = r->mass.find(p);
+                    layer.push_back(it != r->mass.end() && l < it->second.size() ? it->second[l] : NAN);
+                }
+                row.mass_by_layer[p].push_back(stat_of(layer));
+            }
+        }
+    }
+    return c;
+}
+
+}  // namespace sinklab

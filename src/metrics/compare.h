@@ -1,0 +1,79 @@
+// `sinklab compare`: what several runs' metrics.h5 files say side by side. Runs group by variant (the run
+// folder name without its -s<seed> suffix); each number is the mean ± sd over a group's seeds. Works on
+// finished runs, on runs still writing (through RunLogReader's SWMR snapshot) and on runs cut short.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sinklab {
+
+// One run's curves and its last /sink row.
+struct RunCurves {
+    std::string dir;
+    std::string name;                         // the run folder's name
+    std::string variant;                      // name without -s<seed>
+    int64_t max_steps = 0;                    // train.max_steps of the run's config (0 when the file does not say)
+    std::vector<int> positions{0};            // metrics.positions of the run's config: key positions of /sink/attn_mass
+    std::vector<double> step, tokens, loss;   // /train, one entry per logged step
+    std::vector<double> val_loss;             // /val
+    int64_t sink_step = -1;                   // step of the last /sink row; -1: no row yet
+    std::map<int, std::vector<double>> mass;  // tracked key position -> [L] attention mass on it, mean over heads
+    std::vector<double> sink_rate;            // [L]
+    std::vector<double> dominance;            // [L]
+    std::vector<double> var_ratio;            // [L] wo_input_std at position 0 / its mean over positions 1..Tp-1
+};
+
+// Reads a run folder's metrics.h5.
+RunCurves read_run(const std::string& dir);
+
+// The run folders the arguments name: a run folder (it holds metrics.h5), its metrics.h5, or a folder of runs
+// (a suite's: its run folders in the order of its sweep.yaml, else by variant name and seed). Folders of runs
+// that have not written metrics.h5 yet are left out with a note on `notes`.
+std::vector<std::string> find_runs(const std::vector<std::string>& args, std::vector<std::string>& notes);
+
+// Trailing moving average: out[i] = mean of v[max(0, i-n+1) .. i].
+std::vector<double> trailing_mean(const std::vector<double>& v, int n);
+// Tokens at which `curve` first falls to `target`, linearly interpolated between the two logged points around
+// the crossing (tokens[0] when it starts at or below it); NaN when it never does.
+double tokens_to_reach(const std::vector<double>& tokens, const std::vector<double>& curve, double target);
+
+// Mean and sample standard deviation (n - 1) of the finite values among `of`; sd is NaN for fewer than 2.
+struct Stat {
+    int n = 0;
+    int of = 0;
+    double mean = NAN;
+    double sd = NAN;
+};
+Stat stat_of(const std::vector<double>& values);
+
+struct GroupRow {
+    std::string name;
+    std::vector<std::string> runs;
+    int64_t step_min = 0, step_max = 0, max_steps = 0;  // last /train step over the group's runs; the target
+    Stat train_loss;                       // final smoothed train loss: mean of the last `smooth` logged losses
+    Stat val_loss;                         // last validation loss
+    Stat tokens_to_target;                 // tokens until the smoothed train loss reaches the baseline's final one
+    Stat speedup;                          // baseline tokens / tokens_to_target
+    Stat sink_rate, dominance, var_ratio;  // last /sink row, mean over layers
+    std::map<int, Stat> mass;              // tracked position -> attention mass on it, mean over layers
+    std::map<int, std::vector<Stat>> mass_by_layer;  // tracked position -> [L]
+};
+
+struct Comparison {
+    std::string baseline;
+    int smooth = 0;
+    int baseline_runs = 0;
+    double target_loss = NAN;      // the baseline's final smoothed train loss, mean over its runs
+    double baseline_tokens = NAN;  // tokens at the baseline runs' last logged step, mean over its runs
+    std::vector<int> positions;    // every key position some run tracks, ascending
+    std::vector<GroupRow> groups;  // in order of first appearance
+};
+
+// `baseline` empty: the first group. Runs of the same name from different folders (two suites with the same
+// variants) make every group name "<folder>/<variant>".
+Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& baseline, int smooth);
+
+}  // namespace sinklab

@@ -1,0 +1,159 @@
+#include "metrics/compare_table.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+namespace sinklab {
+namespace {
+
+struct Table {
+    std::vector<std::string> header;
+    std::vector<std::vector<std::string>> rows;
+};
+
+// "1.23M" for token counts.
+std::string si(double v) {
+    const double a = std::fabs(v);
+    if (a >= 1e9) return fmt::format("{:.3g}G", v / 1e9);
+    if (a >= 1e6) return fmt::format("{:.3g}M", v / 1e6);
+    if (a >= 1e3) return fmt::format("{:.3g}k", v / 1e3);
+    return fmt::format("{:.3g}", v);
+}
+
+// "mean ± sd", "-" without values, "(n/of)" when only some runs have one.
+std::string cell(const Stat& s, const std::function<std::string(double)>& num) {
+    if (s.n == 0) return "-";
+    std::string out = num(s.mean);
+    if (s.n >= 2) out += " ± " + num(s.sd);
+    if (s.n < s.of) out += fmt::format(" ({}/{})", s.n, s.of);
+    return out;
+}
+
+std::string fixed(double v, int digits) { return fmt::format("{:.{}f}", v, digits); }
+
+std::string steps(const GroupRow& g) {
+    const std::string done =
+        g.step_min == g.step_max ? fmt::format("{}", g.step_max) : fmt::format("{}-{}", g.step_min, g.step_max);
+    return g.max_steps > 0 ? fmt::format("{}/{}", done, g.max_steps) : done;
+}
+
+std::string mass_cell(const Stat& s) {
+    return cell(s, [](double v) { return fixed(v, 3); });
+}
+
+Table summary(const Comparison& c) {
+    Table t{{"variant", "runs", "step", "train loss", "val loss", "tokens to target", "speed-up"}, {}};
+    for (int p : c.positions) t.header.push_back(fmt::format("tok{} mass", p));
+    t.header.insert(t.header.end(), {"sink rate", "dominance", "var ratio"});
+    for (const GroupRow& g : c.groups) {
+        std::vector<std::string> row{g.name,
+                                     fmt::format("{}", g.runs.size()),
+                                     steps(g),
+                                     cell(g.train_loss, [](double v) { return fixed(v, 4); }),
+                                     cell(g.val_loss, [](double v) { return fixed(v, 4); }),
+                                     cell(g.tokens_to_target, si),
+                                     cell(g.speedup, [](double v) { return fixed(v, 2) + "x"; })};
+        for (int p : c.positions) row.push_back(g.mass.count(p) ? mass_cell(g.mass.at(p)) : "-");
+        row.insert(row.end(), {mass_cell(g.sink_rate), cell(g.dominance, [](double v) { return fixed(v, 1); }),
+                               cell(g.var_ratio, [](double v) { return fixed(v, 2); })});
+        t.rows.push_back(std::move(row));
+    }
+    return t;
+}
+
+// Attention mass on key position p, one column per layer (none while no run has a /sink row).
+Table per_layer(const Comparison& c, int p) {
+    size_t L = 0;
+    for (const GroupRow& g : c.groups)
+        if (g.mass_by_layer.count(p)) L = std::max(L, g.mass_by_layer.at(p).size());
+    Table t{{"variant"}, {}};
+    for (size_t l = 0; l < L; l++) t.header.push_back(fmt::format("layer {}", l));
+    for (const GroupRow& g : c.groups) {
+        std::vector<std::string> row{g.name};
+        const auto it = g.mass_by_layer.find(p);
+        for (size_t l = 0; l < L; l++)
+            row.push_back(it != g.mass_by_layer.end() && l < it->second.size() ? mass_cell(it->second[l]) : "-");
+        t.rows.push_back(std::move(row));
+    }
+    return t;
+}
+
+std::string target_note(const Comparison& c) {
+    if (!std::isfinite(c.target_loss))
+        return fmt::format("baseline {}: no train rows yet, so no target loss", c.baseline);
+    return fmt::format(
+        "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps), "
+        "mean of {} run{}, reached at {} tokens; speed-up = {} / tokens to target",
+        c.baseline, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),
+        si(c.baseline_tokens));
+}
+
+const char* kColumnsNote =
+    "columns: mean ± sd over runs (seeds), (n/m) when only n of m runs have a value, - when none has; tokN mass = "
+    "attention mass on key position N (mean over heads and layers), sink rate and dominance (mean over layers), var "
+    "ratio = W_O-input std at position 0 / mean over later positions (mean over layers), all at the last /sink row";
+
+std::string layer_note(int p) {
+    return fmt::format("attention mass on token {} per layer (last /sink row, mean over heads; mean ± sd over runs)",
+                       p);
+}
+
+// UTF-8 aware width: "±" is one column.
+size_t width(const std::string& s) {
+    size_t w = 0;
+    for (unsigned char ch : s) w += (ch & 0xC0) != 0x80;
+    return w;
+}
+
+std::string render_text(const Table& t) {
+    std::vector<size_t> w(t.header.size());
+    for (size_t i = 0; i < w.size(); i++) w[i] = width(t.header[i]);
+    for (const auto& row : t.rows)
+        for (size_t i = 0; i < row.size(); i++) w[i] = std::max(w[i], width(row[i]));
+    auto line = [&](const std::vector<std::string>& cells) {
+        std::string out;
+        for (size_t i = 0; i < cells.size(); i++) {
+            out += cells[i];
+            if (i + 1 < cells.size()) out += std::string(w[i] - width(cells[i]) + 2, ' ');
+        }
+        return out + "\n";
+    };
+    std::string out = line(t.header);
+    for (const auto& row : t.rows) out += line(row);
+    return out;
+}
+
+std::string render_markdown(const Table& t) {
+    auto line = [](const std::vector<std::string>& cells) { return fmt::format("| {} |\n", fmt::join(cells, " | ")); };
+    std::string out = line(t.header);
+    out += "|";
+    for (size_t i = 0; i < t.header.size(); i++) out += i == 0 ? " --- |" : " ---: |";
+    out += "\n";
+    for (const auto& row : t.rows) out += line(row);
+    return out;
+}
+
+}  // namespace
+
+std::string comparison_text(const Comparison& c) {
+    std::string out = target_note(c) + "\n\n" + render_text(summary(c)) + "\n" + kColumnsNote + "\n";
+    for (int p : c.positions) {
+        const Table t = per_layer(c, p);
+        if (t.header.size() > 1) out += fmt::format("\n{}\n{}", layer_note(p), render_text(t));
+    }
+    return out;
+}
+
+std::string comparison_markdown(const Comparison& c) {
+    std::string out = target_note(c) + ".\n\n" + render_markdown(summary(c)) + "\n" + kColumnsNote + ".\n";
+    for (int p : c.positions) {
+        const Table t = per_layer(c, p);
+        if (t.header.size() > 1) out += fmt::format("\n{}:\n\n{}", layer_note(p), render_markdown(t));
+    }
+    return out;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,159 @@
+#include "metrics/eval.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+namespace sinklab {
+
+namespace {
+
+void accumulate(const std::vector<std::vector<double>*>& acc, const std::vector<std::vector<double>*>& v) {
+    for (size_t f = 0; f < acc.size(); f++) {
+        if (acc[f]->empty()) acc[f]->assign(v[f]->size(), 0.0);
+        for (size_t i = 0; i < v[f]->size(); i++) (*acc[f])[i] += (*v[f])[i];
+    }
+}
+
+void divide(const std::vector<std::vector<double>*>& fields, double n) {
+    for (auto* f : fields)
+        for (double& x : *f) x /= n;
+}
+
+// Position 0's value against the mean of positions 1.. of row [Tp].
+double first_vs_rest(const double* row, int Tp) {
+    if (Tp < 2) return 0.0;
+    double rest = 0;
+    for (int t = 1; t < Tp; t++) rest += row[t];
+    return rest > 0 ? row[0] / (rest / (Tp - 1)) : 0.0;
+}
+
+}  // namespace
+
+EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int batches, Communicator& comm) {
+    Model& model = sink.model();
+    const AttnSpec s = model.attn_spec();
+    const int B = model.B(), T = model.T(), L = sink.layers(), Tp = sink.wo_std_positions();
+    const int64_t D = int64_t(s.H) * s.hd;
+    std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
+    // Sums over sequences of each W_O-input channel (and of its square) at the first Tp positions: [L, Tp, D].
+    std::vector<double> s1(size_t(L) * Tp * D, 0.0), s2(s1.size(), 0.0), rows(size_t(Tp * D));
+    std::vector<std::map<int, int>> top_votes(static_cast<size_t>(L));
+
+    EvalResult r;
+    loader.reset();
+    for (int i = 0; i < batches; i++) {
+        loader.next(inputs.data(), targets.data());
+        r.loss += model.forward(inputs.data(), targets.data(), 0.f);
+        SinkValues v = sink.compute();
+        HeavyValues h = sink.compute_heavy();
+        accumulate(r.sink.averaged(), v.averaged());
+        accumulate(r.heavy.averaged(), h.averaged());
+        for (int l = 0; l < L; l++) {
+            top_votes[l][int(v.ffn_top_channel[l])]++;
+            const Tensor wo_in = model.acts().blocks[l].wo_in.view({int64_t(B) * T, D});
+            for (int b = 0; b < B; b++) {
+                model.backend().read(rows.data(), DType::F64, wo_in.rows(int64_t(b) * T, Tp));
+                double* a1 = s1.data() + size_t(l) * Tp * D;
+                double* a2 = s2.data() + size_t(l) * Tp * D;
+                for (size_t k = 0; k < rows.size(); k++) a1[k] += rows[k], a2[k] += rows[k] * rows[k];
+            }
+        }
+    }
+    r.batches = batches;
+    r.sequences = int64_t(batches) * B * comm.world();
+    r.loss /= batches;
+    divide(r.sink.averaged(), batches);
+    divide(r.heavy.averaged(), batches);
+    comm.all_reduce_sum(&r.loss, 1);
+    r.loss /= comm.world();
+    sink.reduce(r.sink, comm);
+    sink.reduce(r.heavy, comm);
+    comm.all_reduce_sum(s1.data(), int(s1.size()));
+    comm.all_reduce_sum(s2.data(), int(s2.size()));
+
+    for (int l = 0; l < L; l++) {
+        r.sink.ffn_top_channel.push_back(
+            std::max_element(top_votes[l].begin(), top_votes[l].end(),
+                             [](const auto& a, const auto& b) { return a.second < b.second; })
+                ->first);
+        for (int t = 0; t < Tp; t++) {
+            double mean_std = 0;
+            for (int64_t d = 0; d < D; d++) {
+                const size_t k = (size_t(l) * Tp + t) * D + d;
+                const double m = s1[k] / r.sequences;
+                mean_std += std::sqrt(std::max(0.0, s2[k] / r.sequences - m * m));
+            }
+            r.wo_dimwise_std.push_back(mean_std / D);
+        }
+    }
+    r.sink_rate = sink.sink_rate(r.sink);
+    double sinks = 0;
+    for (double x : r.sink_rate) sinks += x;
+    r.sink_percent = 100.0 * sinks / L;
+    return r;
+}
+
+void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,
+                     const std::vector<std::pair<std::string, std::string>>& attrs) {
+    const int64_t L = sink.layers(), H = sink.heads(), P = int64_t(sink.positions().size()),
+                  Tp = sink.wo_std_positions(), M = SinkMetrics::kMapSize;
+    const GroupSpec group{"eval",
+                          {{"step", {}, true},
+                           {"loss", {}},
+                           {"sink_percent", {}},
+                           {"attn_mass", {L, H, P}},
+                           {"sink_rate", {L}},
+                           {"wo_input_std", {L, Tp}},
+                           {"wo_dimwise_std", {L, Tp}},
+                           {"dominance", {L}},
+                           {"massive", {L}},
+                           {"token0_norm_ratio", {L}},
+                           {"ffn_max_act", {L, 2}},
+                           {"ffn_top_channel", {L}, true},
+                           {"effective_rank", {L}},
+                           {"attn_map", {L, M, M}}}};
+    auto log = RunLog::create(path, {group}, attrs,
+                              {{"batches", double(r.batches)}, {"sequences", double(r.sequences)}});
+    log->append("eval", {{"step", {double(step)}},
+                         {"loss", {r.loss}},
+                         {"sink_percent", {r.sink_percent}},
+                         {"attn_mass", r.sink.attn_mass},
+                         {"sink_rate", r.sink_rate},
+                         {"wo_input_std", r.sink.wo_input_std},
+                         {"wo_dimwise_std", r.wo_dimwise_std},
+                         {"dominance", r.sink.dominance},
+                         {"massive", r.sink.massive},
+                         {"token0_norm_ratio", r.sink.token0_norm_ratio},
+                         {"ffn_max_act", r.sink.ffn_max_act},
+                         {"ffn_top_channel", r.sink.ffn_top_channel},
+                         {"effective_rank", r.heavy.effective_rank},
+                         {"attn_map", r.heavy.attn_map}});
+    log->close();
+}
+
+std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink) {
+    const int L = sink.layers(), H = sink.heads(), Tp = sink.wo_std_positions();
+    const size_t P = sink.positions().size();
+    std::string out = fmt::format(
+        "val loss {:.4f} over {} sequences | Sink_1^eps {:.1f}% of (layer, head) pairs\n\n"
+        "{:>5} {:>8} {:>6} {:>9} {:>8} {:>7} {:>9} {:>9} {:>7} {:>8} {:>9} {:>9}\n",
+        r.loss, r.sequences, r.sink_percent, "layer", "mass@0", "sinks", "dominance", "massive", "h0/ht", "ffn@0",
+        "ffn rest", "ffn ch", "eff.rank", "std0/rest", "dim0/rest");
+    for (int l = 0; l < L; l++) {
+        double mass0 = 0;
+        for (int h = 0; h < H; h++) mass0 += r.sink.attn_mass[(size_t(l) * H + h) * P] / H;
+        out += fmt::format("{:>5} {:>8.3f} {:>6} {:>9.2f} {:>8.1f} {:>7.2f} {:>9.2f} {:>9.2f} {:>7} {:>8.1f} {:>9.2f} "
+                           "{:>9.2f}\n",
+                           l, mass0, fmt::format("{}/{}", int(std::lround(r.sink_rate[l] * H)), H), r.sink.dominance[l],
+                           r.sink.massive[l], r.sink.token0_norm_ratio[l], r.sink.ffn_max_act[2 * l],
+                           r.sink.ffn_max_act[2 * l + 1], int(r.sink.ffn_top_channel[l]), r.heavy.effective_rank[l],
+                           first_vs_rest(r.sink.wo_input_std.data() + size_t(l) * Tp, Tp),
+                           first_vs_rest(r.wo_dimwise_std.data() + size_t(l) * Tp, Tp));
+    }
+    return out;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,35 @@
+// Evaluation on held-out data: validation loss and every sink metric averaged over many batches, plus the
+// dimension-wise variance of the W_O input over sequences, written to eval.h5 and printed per layer.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "data/dataloader.h"
+#include "metrics/sink_metrics.h"
+
+namespace sinklab {
+
+struct EvalResult {
+    int64_t batches = 0, sequences = 0;
+    double loss = 0;
+    SinkValues sink;    // means over batches (ffn_top_channel: the most frequent channel)
+    HeavyValues heavy;  // means over batches
+    // [L, Tp]: for each position, the std over sequences of each W_O-input channel, averaged over channels
+    // (the paper's dimension-wise variance discrepancy).
+    std::vector<double> wo_dimwise_std;
+    std::vector<double> sink_rate;  // [L], from the mean attention mass
+    double sink_percent = 0;        // Gu et al.'s Sink_1^eps: share of (layer, head) pairs, in percent
+};
+
+// Runs `batches` forward passes of `loader` through the model of `sink` (no gradients, the model's own
+// interventions applied) and averages every metric over them and over the ranks of `comm`.
+EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int batches, Communicator& comm);
+
+// eval.h5: one row (step = the checkpoint's step) of every metric, with the attributes given.
+void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,
+                     const std::vector<std::pair<std::string, std::string>>& attrs);
+
+// A table with one line per layer, for the terminal.
+std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink);
+
+}  // namespace sinklab

@@ -1,0 +1,170 @@
+#include "metrics/sink_metrics.h"
+
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace sinklab {
+
+namespace {
+
+// Layout of the per-step buffer, in floats: per layer the attention mass [H, P], the W_O-input std [Tp],
+// token0_stats of the normed input, of the block output and of the FFN intermediate [3, 5], and the block
+// output's |max| and median [2].
+struct SinkLayout {
+    int64_t H, P, Tp;
+    int64_t mass() const { return H * P; }
+    int64_t per_layer() const { return mass() + Tp + 15 + 2; }
+    int64_t wo_std(int l) const { return l * per_layer() + mass(); }
+    int64_t t0(int l, int which) const { return wo_std(l) + Tp + 5 * which; }
+    int64_t amm(int l) const { return t0(l, 3); }
+};
+
+// exp(entropy of the normalized singular values) of a [rows, cols] row-major matrix.
+double effective_rank(std::vector<double> a, int64_t rows, int64_t cols) {
+    std::vector<double> s(size_t(std::min(rows, cols)));
+    // Row-major [rows, cols] is column-major [cols, rows]: the transpose, with the same singular values.
+    const lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', lapack_int(cols), lapack_int(rows), a.data(),
+                                           lapack_int(cols), s.data(), nullptr, 1, nullptr, 1);
+    SL_REQUIRE(info == 0, "effective rank: the SVD of a [{}, {}] hidden-state matrix failed (LAPACK info {})", rows,
+               cols, info);
+    double total = 0, entropy = 0;
+    for (double v : s) total += v;
+    if (total <= 0) return 0.0;
+    for (double v : s)
+        if (v > 0) entropy -= (v / total) * std::log(v / total);
+    return std::exp(entropy);
+}
+
+}  // namespace
+
+SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
+    : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps) {
+    const int T = model.T();
+    auto track = [&](int p) {
+        if (p >= 0 && p < T && std::find(positions_.begin(), positions_.end(), p) == positions_.end())
+            positions_.push_back(p);
+    };
+    track(0);
+    for (int p : cfg.metrics.positions) track(p);
+    for (int p : cfg.intervention.isolate) track(p);
+    track(cfg.intervention.amplify.position);
+    SL_REQUIRE(int(positions_.size()) <= kMaxTrackedPositions,
+               "metrics.positions with the intervention positions track {} key positions; at most {} are supported",
+               positions_.size(), kMaxTrackedPositions);
+    L_ = cfg.model.n_layer;
+    H_ = cfg.model.n_head;
+    Tp_ = std::min(cfg.metrics.wo_std_positions, T);
+    Q_ = std::min(kMapSize, T);
+    const SinkLayout ly{H_, int64_t(positions_.size()), Tp_};
+    sink_buf_ = Tensor(be_.alloc(size_t(L_ * ly.per_layer()) * 4), DType::F32, {L_ * ly.per_layer()});
+    map_buf_ = Tensor(be_.alloc(size_t(Q_) * Q_ * 4), DType::F32, {Q_, Q_});
+}
+
+SinkMetrics::~SinkMetrics() {
+    be_.release(sink_buf_.data);
+    be_.release(map_buf_.data);
+}
+
+SinkValues SinkMetrics::compute() {
+    const Activations& a = model_.acts();
+    const AttnSpec s = model_.attn_spec();
+    const int64_t B = model_.B(), T = model_.T(), C = model_.config().model.d_model, F = model_.config().model.d_ff;
+    const int64_t P = int64_t(positions_.size());
+    const SinkLayout ly{H_, P, Tp_};
+    float* base = static_cast<float*>(sink_buf_.data);
+    auto out = [&](int64_t offset, std::initializer_list<int64_t> dims) { return Tensor(base + offset, DType::F32, dims); };
+    for (int l = 0; l < L_; l++) {
+        const BlockActs& blk = a.blocks[l];
+        const Tensor h_out = a.x[l + 1].view({B, T, C});
+        be_.attn_mass(out(l * ly.per_layer(), {H_, P}), blk.qkv, blk.lse, positions_, s);
+        be_.position_std(out(ly.wo_std(l), {Tp_}), blk.wo_in.view({B, T, s.H * s.hd}));
+        be_.token0_stats(out(ly.t0(l, 0), {5}), blk.xn1.view({B, T, C}));
+        be_.token0_stats(out(ly.t0(l, 1), {5}), h_out);
+        be_.token0_stats(out(ly.t0(l, 2), {5}), blk.act.view({B, T, F}));
+        be_.abs_max_median(out(ly.amm(l), {2}), a.x[l + 1].rows(0, T));
+    }
+    std::vector<float> host(size_t(sink_buf_.numel()));
+    be_.read(host.data(), DType::F32, sink_buf_);
+
+    SinkValues v;
+    for (int l = 0; l < L_; l++) {
+        const float* m = host.data() + l * ly.per_layer();
+        v.attn_mass.insert(v.attn_mass.end(), m, m + ly.mass());
+        const float* w = host.data() + ly.wo_std(l);
+        v.wo_input_std.insert(v.wo_input_std.end(), w, w + Tp_);
+        const float* normed = host.data() + ly.t0(l, 0);
+        const float* block_out = host.data() + ly.t0(l, 1);
+        const float* ffn = host.data() + ly.t0(l, 2);
+        const float* amm = host.data() + ly.amm(l);
+        v.dominance.push_back(normed[0]);
+        v.token0_norm_ratio.push_back(block_out[1]);
+        v.ffn_max_act.push_back(ffn[2]);
+        v.ffn_max_act.push_back(ffn[4]);
+        v.ffn_top_channel.push_back(ffn[3]);
+        v.massive.push_back(amm[1] > 0 ? double(amm[0]) / amm[1] : 0.0);
+    }
+    return v;
+}
+
+HeavyValues SinkMetrics::compute_heavy() {
+    const Activations& a = model_.acts();
+    const int64_t T = model_.T(), C = model_.config().model.d_model;
+    HeavyValues v;
+    v.attn_map.assign(size_t(L_) * kMapSize * kMapSize, 0.0);
+    std::vector<float> map(size_t(Q_) * Q_);
+    std::vector<double> hidden(size_t(T * C));
+    for (int l = 0; l < L_; l++) {
+        be_.attn_map(map_buf_, a.blocks[l].qkv, a.blocks[l].lse, model_.attn_spec());
+        be_.read(map.data(), DType::F32, map_buf_);
+        for (int i = 0; i < Q_; i++)
+            std::copy_n(map.data() + i * Q_, Q_, v.attn_map.begin() + (int64_t(l) * kMapSize + i) * kMapSize);
+        be_.read(hidden.data(), DType::F64, a.x[l + 1].rows(0, T));
+        v.effective_rank.push_back(effective_rank(hidden, T, C));
+    }
+    return v;
+}
+
+namespace {
+void mean_over_ranks(const std::vector<std::vector<double>*>& fields, Communicator& comm) {
+    if (comm.world() == 1) return;
+    for (std::vector<double>* field : fields) {
+        comm.all_reduce_sum(field->data(), int(field->size()));
+        for (double& x : *field) x /= comm.world();
+    }
+}
+}  // namespace
+
+void SinkMetrics::reduce(SinkValues& v, Communicator& comm) const { mean_over_ranks(v.averaged(), comm); }
+
+void SinkMetrics::reduce(HeavyValues& v, Communicator& comm) const { mean_over_ranks(v.averaged(), comm); }
+
+std::vector<double> SinkMetrics::sink_rate(const SinkValues& v) const {
+    const size_t P = positions_.size();  // position 0 is tracked first
+    std::vector<double> rate;
+    for (int l = 0; l < L_; l++) {
+        int sinks = 0;
+        for (int h = 0; h < H_; h++) sinks += v.attn_mass[(size_t(l) * H_ + h) * P] > sink_eps_;
+        rate.push_back(double(sinks) / H_);
+    }
+    return rate;
+}
+
+std::vector<RowValue> SinkMetrics::sink_row(int64_t step, const SinkValues& v) const {
+    return {{"step", {double(step)}},
+            {"attn_mass", v.attn_mass},
+            {"sink_rate", sink_rate(v)},
+            {"wo_input_std", v.wo_input_std},
+            {"dominance", v.dominance},
+            {"massive", v.massive},
+            {"token0_norm_ratio", v.token0_norm_ratio},
+            {"ffn_max_act", v.ffn_max_act},
+            {"ffn_top_channel", v.ffn_top_channel}};
+}
+
+std::vector<RowValue> SinkMetrics::heavy_row(int64_t step, const HeavyValues& v) {
+    return {{"step", {double(step)}}, {"effective_rank", v.effective_rank}, {"attn_map", v.attn_map}};
+}
+
+}  // namespace sinklab

@@ -1,0 +1,74 @@
+// The sink metrics of REFERENCE.md, computed on the backend from the activations of the model's last forward
+// pass (never a T x T attention matrix on the hot path) and assembled here into the /sink and /heavy rows.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dist/comm.h"
+#include "metrics/runlog.h"
+#include "model/model.h"
+
+namespace sinklab {
+
+// One forward pass's metrics, per layer (L layers, H heads, P tracked positions, Tp positions).
+struct SinkValues {
+    std::vector<double> attn_mass;        // [L, H, P] mean weight on each tracked key from the rows that see it
+    std::vector<double> wo_input_std;     // [L, Tp] channel std of the W_O input per position, batch mean
+    std::vector<double> dominance;        // [L] max|x|/mean|x| of token 0 after the pre-attention RMSNorm
+    std::vector<double> massive;          // [L] top-1 |h| / median |h| of the block's output (sequence 0)
+    std::vector<double> token0_norm_ratio;  // [L] ||h_0|| / mean_{t>0} ||h_t|| of the block's output
+    std::vector<double> ffn_max_act;      // [L, 2] max |SwiGLU output| at token 0, at the other tokens
+    std::vector<double> ffn_top_channel;  // [L] the FFN channel of that maximum at token 0
+
+    // The fields that average over ranks and batches (all but the channel index).
+    std::vector<std::vector<double>*> averaged() {
+        return {&attn_mass, &wo_input_std, &dominance, &massive, &token0_norm_ratio, &ffn_max_act};
+    }
+};
+
+struct HeavyValues {
+    std::vector<double> effective_rank;  // [L] exp(entropy of the normalized singular values), sequence 0
+    std::vector<double> attn_map;        // [L, 64, 64] head-averaged attention among the first 64 positions
+
+    std::vector<std::vector<double>*> averaged() { return {&effective_rank, &attn_map}; }
+};
+
+class SinkMetrics {
+public:
+    static constexpr int kMapSize = 64;
+
+    SinkMetrics(Model& model, const Config& cfg);
+    ~SinkMetrics();
+    SinkMetrics(const SinkMetrics&) = delete;
+    SinkMetrics& operator=(const SinkMetrics&) = delete;
+
+    // Tracked key positions: 0 first, then metrics.positions, then the positions interventions name.
+    const std::vector<int>& positions() const { return positions_; }
+    int wo_std_positions() const { return Tp_; }
+    Model& model() const { return model_; }
+    int layers() const { return L_; }
+    int heads() const { return H_; }
+
+    SinkValues compute();
+    HeavyValues compute_heavy();
+    // Means over ranks (each rank saw its own batch); the top FFN channel stays rank 0's.
+    void reduce(SinkValues& v, Communicator& comm) const;
+    void reduce(HeavyValues& v, Communicator& comm) const;
+
+    // Share of heads per layer whose attention mass on position 0 exceeds metrics.sink_eps.
+    std::vector<double> sink_rate(const SinkValues& v) const;
+    std::vector<RowValue> sink_row(int64_t step, const SinkValues& v) const;
+    static std::vector<RowValue> heavy_row(int64_t step, const HeavyValues& v);
+
+private:
+    Model& model_;
+    Backend& be_;
+    std::vector<int> positions_;
+    int L_, H_, Tp_, Q_;
+    float sink_eps_;
+    // One f32 buffer for every per-step output, read back in one copy; the map has its own.
+    Tensor sink_buf_, map_buf_;
+};
+
+}  // namespace sinklab

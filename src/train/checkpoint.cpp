@@ -1,0 +1,296 @@
+#include "train/checkpoint.h"
+
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "config/schema.h"
+#include "core/check.h"
+#include "core/checksum.h"
+#include "core/file_writer.h"
+#include "data/mapped_file.h"
+#include "train/safetensors.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace sinklab {
+
+namespace {
+
+constexpr const char* kFormat = "sinklab-checkpoint-1";
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kConfigFile = "config.yaml";
+constexpr const char* kStateFile = "state.json";
+constexpr const char* kStepPrefix = "step_";
+
+// Keys a resumed run may change: they change how it runs, not what it computes.
+const std::vector<std::string> kResumeMayChange = {
+    "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
+    "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
+    "fault.check_every", "data.missing",    "backend"};
+
+std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
+
+// The step of a complete checkpoint folder's name ("step_00001000"), or nothing for any other name.
+std::optional<int64_t> folder_step(const std::string& name) {
+    const std::string prefix = kStepPrefix;
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+    int64_t step = 0;
+    for (size_t i = prefix.size(); i < name.size(); i++) {
+        if (name[i] < '0' || name[i] > '9') return std::nullopt;
+        step = step * 10 + (name[i] - '0');
+    }
+    return step;
+}
+
+// Complete checkpoints of a checkpoints folder, oldest first.
+std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root) {
+    std::vector<std::pair<int64_t, fs::path>> found;
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) return found;
+    for (const auto& entry : fs::directory_iterator(root)) {
+        const auto step = folder_step(entry.path().filename().string());
+        if (step && entry.is_directory()) found.emplace_back(*step, entry.path());
+    }
+    std::sort(found.begin(), found.end());
+    return found;
+}
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// Writes named tensors of backend memory as fp32, staging through the host where the backend needs it.
+WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors& tensors,
+                          const std::vector<std::pair<std::string, std::string>>& metadata) {
+    std::vector<TensorSpec> specs;
+    for (const auto& [name, t] : tensors) specs.push_back({name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim}});
+    SafetensorsWriter w(path.string(), specs, metadata);
+    std::vector<float> host;
+    for (const auto& [name, t] : tensors) {
+        if (be.host_memory() && t.dtype == DType::F32) {
+            w.write_next(t.data);
+            continue;
+        }
+        host.resize(size_t(t.numel()));
+        be.read(host.data(), DType::F32, t);
+        w.write_next(host.data());
+    }
+    return w.finish();
+}
+
+void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors) {
+    for (const auto& [name, t] : tensors) {
+        const StoredTensor& st = file.get(name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim});
+        be.write(t, st.data, DType::F32);
+    }
+}
+
+NamedTensors named(const ParamTable& table, const Tensor& flat, const std::string& prefix) {
+    NamedTensors out;
+    for (const ParamInfo& p : table.all()) out.emplace_back(prefix + p.name, ParamTable::view(p, flat));
+    return out;
+}
+
+NamedTensors moments(const ParamTable& table, const AdamW& optim) {
+    auto out = named(table, optim.m(), "exp_avg.");
+    for (auto& t : named(table, optim.v(), "exp_avg_sq.")) out.push_back(std::move(t));
+    return out;
+}
+
+json file_entry(const WrittenFile& f) { return {{"bytes", f.bytes}, {"checksum", f.checksum}}; }
+
+std::string move_aside_hint(const fs::path& dir) {
+    return fmt::format("to resume from the checkpoint before it, move this one aside (mv {} {}.bad)", dir.string(),
+                       dir.string());
+}
+
+// Checks a checkpoint file against the size and checksum its state.json recorded.
+void verify_file(const fs::path& dir, const std::string& name, const json& files) {
+    const fs::path path = dir / name;
+    SL_REQUIRE(files.contains(name), "{}/{} lists no file {}; the checkpoint is damaged; {}", dir.string(), kStateFile,
+               name, move_aside_hint(dir));
+    const uint64_t bytes = files[name].at("bytes").get<uint64_t>();
+    const std::string sum = files[name].at("checksum").get<std::string>();
+    SL_REQUIRE(fs::is_regular_file(path), "checkpoint file {} is missing; {}", path.string(), move_aside_hint(dir));
+    const MappedFile f(path.string());
+    SL_REQUIRE(f.size() == bytes, "checkpoint file {} has {} bytes, the checkpoint recorded {}: it was truncated or "
+               "changed; {}", path.string(), f.size(), bytes, move_aside_hint(dir));
+    Checksum64 c;
+    c.update(f.data(), f.size());
+    SL_REQUIRE(c.hex() == sum, "checkpoint file {} is corrupt: its checksum is {}, the checkpoint recorded {}; {}",
+               path.string(), c.hex(), sum, move_aside_hint(dir));
+}
+
+std::string read_text(const fs::path& path) {
+    const MappedFile f(path.string());
+    return std::string(f.view());
+}
+
+}  // namespace
+
+std::string encode_state(const TrainState& s) {
+    nlohmann::ordered_json j = {{"format", kFormat},
+              {"step", s.step},
+              {"run_log_step", s.run_log_step},
+              {"optimizer_steps", s.optimizer_steps},
+              {"train_data", {{"epoch", s.train_data.epoch}, {"cursor", s.train_data.cursor}}},
+              {"world_size", s.world_size},
+              {"config_hash", fmt::format("{:016x}", s.config_hash)},
+              {"guard",
+               {{"losses", s.guard.losses},
+                {"skipped_nonfinite", s.guard.skipped_nonfinite},
+                {"skipped_spike", s.guard.skipped_spike}}}};
+    return j.dump(2);
+}
+
+TrainState decode_state(const std::string& text, const std::string& origin) {
+    TrainState s;
+    try {
+        const json j = json::parse(text);
+        SL_REQUIRE(j.value("format", "") == kFormat, "{}: format '{}' is not {}; this sinklab cannot read it", origin,
+                   j.value("format", ""), kFormat);
+        s.step = j.at("step").get<int64_t>();
+        s.run_log_step = j.at("run_log_step").get<int64_t>();
+        s.optimizer_steps = j.at("optimizer_steps").get<int64_t>();
+        s.train_data.epoch = j.at("train_data").at("epoch").get<uint64_t>();
+        s.train_data.cursor = j.at("train_data").at("cursor").get<uint64_t>();
+        s.world_size = j.at("world_size").get<int>();
+        s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
+        s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
+        s.guard.skipped_nonfinite = j.at("guard").at("skipped_nonfinite").get<int64_t>();
+        s.guard.skipped_spike = j.at("guard").at("skipped_spike").get<int64_t>();
+    } catch (const json::exception& e) {
+        fail("{} is not a valid checkpoint state: {}", origin, e.what());
+    } catch (const std::logic_error& e) {  // stoull
+        fail("{} is not a valid checkpoint state: config_hash: {}", origin, e.what());
+    }
+    return s;
+}
+
+std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model, const AdamW& optim,
+                             const TrainState& state, int keep) {
+    const fs::path root = fs::path(run_dir) / "checkpoints";
+    const fs::path final_dir = root / step_folder(state.step);
+    const fs::path tmp = root / fmt::format(".{}.tmp", step_folder(state.step));
+    try {
+        std::error_code ec;
+        fs::create_directories(root, ec);
+        SL_REQUIRE(!ec, "cannot create the checkpoint folder {}: {}", root.string(), ec.message());
+        for (const auto& entry : fs::directory_iterator(root)) {  // left by a write that was killed
+            const std::string name = entry.path().filename().string();
+            if (name.starts_with(".") && name.ends_with(".tmp")) fs::remove_all(entry.path());
+        }
+        fs::create_directory(tmp, ec);
+        SL_REQUIRE(!ec, "cannot create the checkpoint folder {}: {}", tmp.string(), ec.message());
+
+        Backend& be = model.backend();
+        const std::string config_yaml = dump_config(cfg);
+        json files;
+        {
+            FileWriter f((tmp / kConfigFile).string());
+            f.write(config_yaml.data(), config_yaml.size());
+            f.finish();
+            files[kConfigFile] = file_entry({f.path(), f.bytes(), f.checksum().hex()});
+        }
+        files[kModelFile] = file_entry(write_tensors(tmp / kModelFile, be, named(model.table(), model.truth(), ""),
+                                                     {{"format", "pt"},
+                                                      {"sinklab_version", SINKLAB_VERSION},
+                                                      {"step", std::to_string(state.step)},
+                                                      {"config_yaml", config_yaml}}));
+        files[kOptimizerFile] = file_entry(write_tensors(
+            tmp / kOptimizerFile, be, moments(model.table(), optim),
+            {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}}));
+        auto j = nlohmann::ordered_json::parse(encode_state(state));
+        j["files"] = files;
+        write_file_durably((tmp / kStateFile).string(), j.dump(2) + "\n");
+        sync_dir(tmp.string());
+
+        fs::rename(tmp, final_dir, ec);
+        SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), final_dir.string(), ec.message());
+        sync_dir(root.string());
+    } catch (const Error& e) {
+        std::error_code ignored;
+        fs::remove_all(tmp, ignored);
+        fail("{}; the checkpoint of step {} was not written; the older checkpoints in {} are kept", e.what(),
+             state.step, root.string());
+    } catch (const fs::filesystem_error& e) {
+        std::error_code ignored;
+        fs::remove_all(tmp, ignored);
+        fail("cannot write the checkpoint of step {} in {}: {}; the older checkpoints are kept", state.step,
+             root.string(), e.what());
+    }
+
+    // A checkpoint that cannot be removed only costs disk space: the run goes on.
+    auto all = list_checkpoints(root);
+    std::error_code ignored;
+    for (size_t i = 0; i + size_t(keep) < all.size(); i++) fs::remove_all(all[i].second, ignored);
+    return final_dir.string();
+}
+
+std::string latest_checkpoint(const std::string& run_dir) {
+    const auto all = list_checkpoints(fs::path(run_dir) / "checkpoints");
+    return all.empty() ? std::string() : all.back().second.string();
+}
+
+void verify_checkpoint(const std::string& dir_text) {
+    const fs::path dir(dir_text);
+    const fs::path state_path = dir / kStateFile;
+    SL_REQUIRE(fs::is_regular_file(state_path), "checkpoint {} has no {}: it is damaged; {}", dir.string(), kStateFile,
+               move_aside_hint(dir));
+    try {
+        const json files = json::parse(read_text(state_path)).at("files");
+        for (const char* name : {kConfigFile, kModelFile, kOptimizerFile}) verify_file(dir, name, files);
+    } catch (const json::exception& e) {
+        fail("{} is not a valid checkpoint state: {}", state_path.string(), e.what());
+    }
+}
+
+Config checkpoint_config(const std::string& dir) { return load_config((fs::path(dir) / kConfigFile).string()); }
+
+TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, AdamW& optim) {
+    const fs::path dir(dir_text);
+    verify_checkpoint(dir.string());
+    const fs::path state_path = dir / kStateFile;
+    const TrainState state = decode_state(read_text(state_path), state_path.string());
+
+    const Config old = checkpoint_config(dir.string());
+    std::vector<std::string> differ;
+    for (const std::string& key : changed_keys(old, cfg)) {
+        if (std::find(kResumeMayChange.begin(), kResumeMayChange.end(), key) != kResumeMayChange.end()) continue;
+        const config::Field* f = config::find_field(key);
+        differ.push_back(
+            fmt::format("{} ({} -> {})", key, config::format_value(*f, old), config::format_value(*f, cfg)));
+    }
+    SL_REQUIRE(differ.empty(), "cannot resume from {}: the config differs from the one it was written with in {}; "
+               "resume with the same config, or start a new run (another run.name)",
+               dir.string(), fmt::join(differ, ", "));
+
+    Backend& be = model.backend();
+    load_tensors(SafetensorsFile((dir / kModelFile).string()), be, named(model.table(), model.truth(), ""));
+    load_tensors(SafetensorsFile((dir / kOptimizerFile).string()), be, moments(model.table(), optim));
+    return state;
+}
+
+int64_t load_weights(const std::string& dir_text, Model& model) {
+    const fs::path dir(dir_text);
+    verify_checkpoint(dir.string());
+    const fs::path state_path = dir / kStateFile;
+    const TrainState state = decode_state(read_text(state_path), state_path.string());
+    load_tensors(SafetensorsFile((dir / kModelFile).string()), model.backend(), named(model.table(), model.truth(), ""));
+    return state.step;
+}
+
+std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint) {
+    const std::string ckpt = checkpoint.empty() ? latest_checkpoint(run_dir) : checkpoint;
+    SL_REQUIRE(!ckpt.empty(),
+               "{} holds no checkpoint (checkpoints/step_*); give a run folder whose training wrote one (every run "
+               "writes one at its end), or --checkpoint DIR",
+               run_dir);
+    return ckpt;
+}
+
+}  // namespace sinklab

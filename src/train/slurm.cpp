@@ -1,0 +1,70 @@
+#include "train/slurm.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/check.h"
+
+namespace sinklab {
+namespace fs = std::filesystem;
+
+std::string slurm_script(const Sweep& sweep, const std::string& binary, const std::string& workdir) {
+    const Suite& s = sweep.suite;
+    const size_t n = sweep.runs.size();
+    const fs::path out_abs = (fs::path(workdir) / sweep.out_dir).lexically_normal();
+    const std::string script = (out_abs / (s.name + ".sbatch")).string();
+    std::string t;
+    t += "#!/bin/bash\n";
+    t += fmt::format("# Slurm array job of the sinklab suite {} ({}): {} runs, one per array task.\n", s.name, s.path,
+                     n);
+    t += fmt::format("# Written by `sinklab sweep {} --slurm`.\n", s.path);
+    t += fmt::format("# Submit it:       sbatch {}\n", script);
+    t += fmt::format("# Some runs only:  sbatch --array=0,3 {}\n", script);
+    t += "# A requeued or resubmitted task continues its run from the newest checkpoint; a finished one has nothing "
+         "to do.\n";
+    t += fmt::format("#SBATCH --job-name={}\n", s.name);
+    t += fmt::format("#SBATCH --array=0-{}\n", n - 1);
+    t += fmt::format("#SBATCH --output={}\n", (out_abs / "slurm" / "%A_%a.out").string());
+    t += "#SBATCH --open-mode=append\n";
+    t += "#SBATCH --requeue\n";
+    for (const std::string& opt : s.slurm.sbatch) t += fmt::format("#SBATCH {}\n", opt);
+    t += "set -euo pipefail\n";
+    t += fmt::format("cd {}  # config and data paths are relative to where sinklab sweep ran\n", shell_quote(workdir));
+    t += "case \"${SLURM_ARRAY_TASK_ID:?submit this script with sbatch}\" in\n";
+    for (size_t i = 0; i < n; i++) {
+        const SweepRun& run = sweep.runs[i];
+        std::vector<std::string> args{s.base};
+        for (const std::string& o : run.overrides) args.insert(args.end(), {"--set", o});
+        t += fmt::format("  {})  # {}\n    dir={}\n    args=({}) ;;\n", i, run.name, shell_quote(run.dir),
+                         shell_join(args));
+    }
+    t += fmt::format("  *) echo \"sinklab: this job has array tasks 0-{}, not $SLURM_ARRAY_TASK_ID\" >&2; exit 2 ;;\n",
+                     n - 1);
+    t += "esac\n";
+    t += "flags=()\n";
+    t += "if [[ -n $(ls -A \"$dir/checkpoints\" 2>/dev/null) ]]; then\n";
+    t += "  flags=(--resume)     # requeued or resubmitted: continue from the newest checkpoint\n";
+    t += "elif [[ -e $dir/metrics.h5 ]]; then\n";
+    t += "  flags=(--overwrite)  # cut short before its first checkpoint: start it again\n";
+    t += "fi\n";
+    for (const std::string& line : s.slurm.setup) t += line + "\n";
+    t += "echo \"sinklab: array task $SLURM_ARRAY_TASK_ID: $dir ${flags[*]}\"\n";
+    t += fmt::format("{} {} train \"${{args[@]}}\" \"${{flags[@]}}\"\n", s.slurm.launcher, shell_quote(binary));
+    return t;
+}
+
+std::string write_slurm_script(const Sweep& sweep, const std::string& binary, const std::string& workdir) {
+    const fs::path out = fs::path(workdir) / sweep.out_dir;
+    std::error_code ec;
+    fs::create_directories(out / "slurm", ec);  // sbatch does not make the folder of --output
+    SL_REQUIRE(!ec, "cannot create {}: {}; check run.out_dir and permissions", (out / "slurm").string(), ec.message());
+    const fs::path file = (out / (sweep.suite.name + ".sbatch")).lexically_normal();
+    std::ofstream f(file);
+    f << slurm_script(sweep, binary, workdir);
+    SL_REQUIRE(f.good(), "cannot write {}: check permissions and free space", file.string());
+    f.close();
+    fs::permissions(file, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
+    return file.string();
+}
+
+}  // namespace sinklab

@@ -1,0 +1,43 @@
+#include "train/stop_signal.h"
+
+#include <csignal>
+#include <cstring>
+
+namespace sinklab {
+
+namespace {
+
+constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+volatile std::sig_atomic_t g_received = 0;
+struct sigaction g_previous[3];
+
+extern "C" void on_stop_signal(int sig) { g_received = sig; }
+
+}  // namespace
+
+StopSignals::StopSignals() {
+    g_received = 0;
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;  // the second signal takes the default action: the process ends
+    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &sa, &g_previous[i]);
+}
+
+StopSignals::~StopSignals() {
+    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &g_previous[i], nullptr);
+}
+
+int StopSignals::received() { return g_received; }
+
+const char* signal_name(int sig) {
+    switch (sig) {
+        case SIGTERM: return "SIGTERM";
+        case SIGINT: return "SIGINT";
+        case SIGUSR1: return "SIGUSR1";
+        default: return "a signal";
+    }
+}
+
+}  // namespace sinklab

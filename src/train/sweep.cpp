@@ -1,0 +1,297 @@
+#include "train/sweep.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "config/schema.h"
+#include "core/check.h"
+#include "core/progress.h"
+#include "metrics/runlog_reader.h"
+#include "train/trainer.h"
+
+namespace sinklab {
+namespace fs = std::filesystem;
+namespace {
+
+std::string override_key(const std::string& assignment) {
+    const std::string key = assignment.substr(0, assignment.find('='));
+    const size_t b = key.find_first_not_of(" \t"), e = key.find_last_not_of(" \t");
+    return b == std::string::npos ? "" : key.substr(b, e - b + 1);
+}
+
+// "train.max_steps 600 (in the folder) vs 300 (the suite)" for every key whose values differ.
+std::vector<std::string> config_differences(const Config& found, const Config& wanted) {
+    std::vector<std::string> diffs;
+    for (const config::Field& f : config::schema()) {
+        const std::string a = config::format_value(f, found), b = config::format_value(f, wanted);
+        if (a != b) diffs.push_back(fmt::format("{} {} vs {}", f.path, a, b));
+    }
+    return diffs;
+}
+
+// One line per distinct message, naming the runs it applies to (a variant's error repeats for each seed).
+[[noreturn]] void fail_listing(const std::string& headline,
+                               const std::vector<std::pair<std::string, std::string>>& errors) {
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<std::string>> runs_of;
+    for (const auto& [run, message] : errors) {
+        if (!runs_of.count(message)) order.push_back(message);
+        runs_of[message].push_back(run);
+    }
+    std::string text = headline;
+    for (const std::string& m : order) text += fmt::format("\n  {}: {}", fmt::join(runs_of[m], ", "), m);
+    throw Error(text);
+}
+
+bool has_checkpoint(const fs::path& dir) {
+    std::error_code ec;
+    return fs::is_directory(dir / "checkpoints", ec) && !fs::is_empty(dir / "checkpoints", ec);
+}
+
+bool interrupted(const ProcessResult& r) {
+    // Launchers like mpirun report a child's SIGINT/SIGTERM as 128 + the signal number.
+    return r.signal == SIGINT || r.signal == SIGTERM || r.exit_code == 128 + SIGINT || r.exit_code == 128 + SIGTERM;
+}
+
+}  // namespace
+
+const char* action_name(RunAction a) {
+    switch (a) {
+        case RunAction::start:
+            return "new run";
+        case RunAction::resume:
+            return "resume";
+        case RunAction::restart:
+            return "restart";
+        case RunAction::skip:
+            return "finished, skip";
+    }
+    return "?";
+}
+
+Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overrides) {
+    for (const std::string& o : cli_overrides) {
+        const std::string key = override_key(o);
+        SL_REQUIRE(key != "run.name" && key != "run.seed",
+                   "--set {}: the sweep sets {} for each run (<variant>-s<seed>, seeds from the suite); change the "
+                   "suite's name: or seeds: instead",
+                   o, key);
+    }
+    Sweep sweep;
+    sweep.suite = suite;
+    std::vector<std::pair<std::string, std::string>> errors;
+    for (uint64_t seed : suite.seeds) {
+        for (const SuiteVariant& v : suite.variants) {
+            SweepRun run;
+            run.name = run_name(v.name, seed);
+            run.variant = v.name;
+            run.seed = seed;
+            run.overrides = suite.overrides;
+            run.overrides.insert(run.overrides.end(), v.overrides.begin(), v.overrides.end());
+            run.overrides.insert(run.overrides.end(), cli_overrides.begin(), cli_overrides.end());
+            try {
+                // The suite's folder sits in the run.out_dir the suite and command line give (variants cannot
+                // move it), so it is the same for every run.
+                const Config plain = load_config(suite.base, run.overrides);
+                sweep.out_dir = (fs::path(plain.run.out_dir) / suite.name).lexically_normal().string();
+                run.overrides.push_back("run.out_dir=" + sweep.out_dir);
+                run.overrides.push_back("run.name=" + run.name);
+                run.overrides.push_back(fmt::format("run.seed={}", seed));
+                run.config = load_config(suite.base, run.overrides);
+                run.dir = run_dir(run.config);
+            } catch (const Error& e) {
+                errors.emplace_back(run.name, e.what());
+            }
+            sweep.runs.push_back(std::move(run));
+        }
+    }
+    if (!errors.empty())
+        fail_listing(fmt::format("{}: {} of {} runs have config errors; nothing was run", suite.path, errors.size(),
+                                 sweep.runs.size()),
+                     errors);
+    return sweep;
+}
+
+RunState inspect_run(const SweepRun& run) {
+    const fs::path dir(run.dir), h5 = dir / "metrics.h5", cfg_file = dir / "config.yaml";
+    if (!fs::exists(h5)) return {RunAction::start, 0};
+    if (fs::exists(cfg_file)) {
+        const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);
+        SL_REQUIRE(diffs.empty(),
+                   "{} holds a run of another config (folder vs now: {}); remove the folder to redo it, or send this "
+                   "suite elsewhere with --set run.out_dir=DIR",
+                   run.dir, fmt::join(diffs, ", "));
+    }
+    const Dataset steps = RunLogReader(h5.string()).read("train", "step");
+    RunState s;
+    s.step = steps.data.empty() ? 0 : int64_t(steps.data.back());
+    if (s.step >= run.config.train.max_steps)
+        s.action = RunAction::skip;
+    else
+        s.action = has_checkpoint(dir) ? RunAction::resume : RunAction::restart;
+    return s;
+}
+
+std::vector<RunState> inspect_sweep(const Sweep& sweep) {
+    std::vector<RunState> states;
+    std::vector<std::pair<std::string, std::string>> errors;
+    for (const SweepRun& run : sweep.runs) {
+        try {
+            states.push_back(inspect_run(run));
+        } catch (const Error& e) {
+            errors.emplace_back(run.name, e.what());
+        }
+    }
+    if (!errors.empty())
+        fail_listing(
+            fmt::format("{}: {} run folders cannot be continued; nothing was run", sweep.suite.path, errors.size()),
+            errors);
+    return states;
+}
+
+std::vector<std::string> train_command(const std::vector<std::string>& launcher, const std::string& binary,
+                                       const Sweep& sweep, const SweepRun& run, RunAction action) {
+    std::vector<std::string> argv = launcher;
+    argv.insert(argv.end(), {binary, "train", sweep.suite.base});
+    for (const std::string& o : run.overrides) argv.insert(argv.end(), {"--set", o});
+    if (action == RunAction::resume) argv.push_back("--resume");
+    if (action == RunAction::restart) argv.push_back("--overwrite");
+    return argv;
+}
+
+void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunState>& states,
+                   const std::vector<std::string>& launcher, const std::string& binary) {
+    const Suite& s = sweep.suite;
+    fmt::print(out, "# sweep {} ({}): {} variants x {} seeds = {} runs in {}\n", s.name, s.path, s.variants.size(),
+               s.seeds.size(), sweep.runs.size(), sweep.out_dir);
+    for (size_t i = 0; i < sweep.runs.size(); i++) {
+        const SweepRun& run = sweep.runs[i];
+        const RunState& st = states[i];
+        const int64_t max_steps = run.config.train.max_steps;
+        switch (st.action) {
+            case RunAction::start:
+                fmt::print(out, "# {}: new run\n", run.name);
+                break;
+            case RunAction::resume:
+                fmt::print(out, "# {}: stopped at step {}/{}, resume from its newest checkpoint\n", run.name, st.step,
+                           max_steps);
+                break;
+            case RunAction::restart:
+                fmt::print(out, "# {}: stopped at step {}/{} before its first checkpoint, start again\n", run.name,
+                           st.step, max_steps);
+                break;
+            case RunAction::skip:
+                fmt::print(out, "# {}: finished ({}/{} steps), skipped\n", run.name, st.step, max_steps);
+                continue;
+        }
+        fmt::print(out, "{}\n", shell_join(train_command(launcher, binary, sweep, run, st.action)));
+    }
+}
+
+void write_manifest(const Sweep& sweep) {
+    YAML::Emitter y;
+    y << YAML::BeginMap;
+    y << YAML::Key << "suite" << YAML::Value << sweep.suite.path;
+    y << YAML::Key << "name" << YAML::Value << sweep.suite.name;
+    y << YAML::Key << "variants" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const SuiteVariant& v : sweep.suite.variants) y << v.name;
+    y << YAML::EndSeq;
+    y << YAML::Key << "seeds" << YAML::Value << YAML::Flow << sweep.suite.seeds;
+    y << YAML::EndMap;
+    std::error_code ec;
+    fs::create_directories(sweep.out_dir, ec);
+    const fs::path file = fs::path(sweep.out_dir) / "sweep.yaml";
+    std::ofstream f(file);
+    f << "# Written by sinklab sweep. sinklab compare orders a suite folder's table by variants: (the first is the "
+         "baseline).\n"
+      << y.c_str() << "\n";
+    SL_REQUIRE(!ec && f.good(), "cannot write {}: check run.out_dir, permissions and free space", file.string());
+}
+
+std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std::vector<RunState>& states,
+                                  const SweepOptions& opt) {
+    using Clock = std::chrono::steady_clock;
+    SL_ASSERT(states.size() == sweep.runs.size(), "{} states for {} runs", states.size(), sweep.runs.size());
+    std::vector<RunOutcome> outcomes;
+    int to_run = 0, started = 0;
+    for (const RunState& s : states) to_run += s.action != RunAction::skip;
+    double ran_seconds = 0;
+    bool stop = false;
+    const auto t_sweep = Clock::now();
+    for (size_t i = 0; i < sweep.runs.size(); i++) {
+        const SweepRun& run = sweep.runs[i];
+        RunOutcome o;
+        o.name = run.name;
+        o.action = states[i].action;
+        const std::string tag = fmt::format("[{}/{}] {}", i + 1, sweep.runs.size(), run.name);
+        if (o.action == RunAction::skip) {
+            o.finished = true;
+            o.result = "finished before";
+            fmt::print(out, "{}: finished before ({} steps), skipped\n", tag, states[i].step);
+        } else if (stop) {
+            o.result = "not run";
+        } else {
+            const double elapsed = std::chrono::duration<double>(Clock::now() - t_sweep).count();
+            const std::string left =
+                started == 0
+                    ? ""
+                    : fmt::format(", about {} left", format_duration(ran_seconds / started * (to_run - started)));
+            const std::vector<std::string> argv = train_command(opt.launcher, opt.binary, sweep, run, o.action);
+            fmt::print(out, "\n{}: {} in {} (sweep: {} elapsed{})\n$ {}\n", tag, action_name(o.action), run.dir,
+                       format_duration(elapsed), left, shell_join(argv));
+            std::fflush(out);
+            const auto t0 = Clock::now();
+            const ProcessResult r = opt.launch(argv);
+            o.ran = true;
+            o.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+            ran_seconds += o.seconds;
+            started++;
+            if (!r.ok()) {
+                o.result = r.describe();
+            } else {
+                try {
+                    const RunState after = inspect_run(run);
+                    o.finished = after.action == RunAction::skip;
+                    o.result = o.finished ? "finished"
+                                          : fmt::format("exited at step {}/{}", after.step, run.config.train.max_steps);
+                } catch (const Error& e) {
+                    o.result = fmt::format("exited, but its folder cannot be read: {}", e.what());
+                }
+            }
+            fmt::print(out, "{}: {} after {}\n", tag, o.result, format_duration(o.seconds));
+            if (interrupted(r)) {
+                fmt::print(out, "sweep interrupted; the same command continues it\n");
+                stop = true;
+            } else if (!o.finished && !opt.keep_going) {
+                fmt::print(out,
+                           "sweep stopped: {} did not finish (--keep-going runs the others anyway); its log is "
+                           "{}/train.log\n",
+                           run.name, run.dir);
+                stop = true;
+            }
+        }
+        outcomes.push_back(std::move(o));
+    }
+    return outcomes;
+}
+
+int print_summary(std::FILE* out, const Sweep& sweep, const std::vector<RunOutcome>& outcomes) {
+    size_t width = 3;
+    for (const RunOutcome& o : outcomes) width = std::max(width, o.name.size());
+    int unfinished = 0;
+    fmt::print(out, "\nsweep {}: {} runs in {}\n", sweep.suite.name, outcomes.size(), sweep.out_dir);
+    fmt::print(out, "  {:<{}}  {:<15}  {:>7}  {}\n", "run", width, "action", "time", "result");
+    for (const RunOutcome& o : outcomes) {
+        unfinished += !o.finished;
+        fmt::print(out, "  {:<{}}  {:<15}  {:>7}  {}\n", o.name, width, action_name(o.action),
+                   o.ran ? format_duration(o.seconds) : "-", o.result);
+    }
+    return unfinished;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,263 @@
+// sinklab compare's numbers against values worked out by hand (in the comments) from small metrics.h5 files
+// written here with RunLog, the tables it prints, how it finds and groups runs, and runs still being written.
+#include "metrics/compare.h"
+
+#include "ablation_fixture.h"
+#include "cli_util.h"
+#include "core/process.h"
+#include "metrics/compare_table.h"
+
+namespace sinklab::test {
+namespace {
+
+using Strings = std::vector<std::string>;
+constexpr double kTol = 1e-5;  // values pass through float32 columns
+
+// Two variants x two seeds, 4 logged steps of 100 tokens each; compared with --smooth 2.
+//   b-s1 loss 4, 3, 2, 1      smoothed 4, 3.5, 2.5, 1.5    final 1.5
+//   b-s2 loss 4, 3.5, 2.5, 1.5 smoothed 4, 3.75, 3, 2       final 2
+//   target = (1.5 + 2) / 2 = 1.75, baseline tokens = 400
+//   b-s1 reaches 1.75 between 2.5 @300 and 1.5 @400: 300 + 0.75 * 100 = 375; b-s2 never does.
+//   h-s1 loss 3, 2, 1, 0.5    smoothed 3, 2.5, 1.5, 0.75   final 0.75, reaches it at 200 + 0.75/1 * 100 = 275
+//   h-s2 loss 2, 1, 1, 1      smoothed 2, 1.5, 1, 1        final 1,    reaches it at 100 + 0.25/0.5 * 100 = 150
+RunSpec spec_b1() {
+    RunSpec s;
+    s.loss = {4, 3, 2, 1};
+    s.val = {{2, 3.3}, {4, 2.2}};
+    // The step-2 row must not count: only the last /sink row does.
+    s.sink = {{2, {0.9, 0.9, 0.9, 0.9}, {1, 1}, {9, 9, 9, 9, 9, 9}, {99, 99}},
+              {4, {0.6, 0.8, 0.2, 0.4}, {0.5, 1.0}, {4, 1, 3, 3, 2, 4}, {10, 20}}};
+    return s;
+}
+RunSpec spec_b2() {
+    RunSpec s;
+    s.loss = {4, 3.5, 2.5, 1.5};
+    s.val = {{2, 3.1}, {4, 2.4}};
+    s.sink = {{4, {0.5, 0.7, 0.1, 0.3}, {0.0, 0.5}, {2, 2, 2, 6, 1, 2}, {30, 40}}};
+    return s;
+}
+RunSpec spec_h1() {
+    RunSpec s;
+    s.loss = {3, 2, 1, 0.5};
+    s.sink = {{4, {0.1, 0.1, 0.05, 0.15}, {0, 0}, {1, 1, 1, 1, 1, 1}, {2, 4}}};
+    return s;
+}
+RunSpec spec_h2() {
+    RunSpec s;
+    s.loss = {2, 1, 1, 1};
+    return s;  // no /sink rows yet
+}
+
+class CompareTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        write_run(suite() / "b-s1", spec_b1());
+        write_run(suite() / "b-s2", spec_b2());
+        write_run(suite() / "h-s1", spec_h1());
+        write_run(suite() / "h-s2", spec_h2());
+    }
+    fs::path suite() const { return fs::path(dir_.path()) / "suite"; }
+    std::vector<RunCurves> read_all(const Strings& args) {
+        Strings notes;
+        std::vector<RunCurves> runs;
+        for (const std::string& d : find_runs(args, notes)) runs.push_back(read_run(d));
+        return runs;
+    }
+    TempDir dir_;
+};
+
+TEST(CompareMath, TrailingMeanAndInterpolation) {
+    const std::vector<double> m = trailing_mean({1, 2, 3, 4, 5}, 3);
+    EXPECT_EQ(m, (std::vector<double>{1, 1.5, 2, 3, 4}));
+    EXPECT_EQ(trailing_mean({7, 9}, 1), (std::vector<double>{7, 9}));
+    const std::vector<double> tokens{10, 20, 30};
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 3.5), 25);     // halfway between 20 and 30
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 4), 20);       // exactly at a point
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {2, 4, 3}, 3), 10);       // starts below it
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 2, 1}, 4.25), 12.5);  // the first crossing counts
+    EXPECT_TRUE(std::isnan(tokens_to_reach(tokens, {5, 4, 3.1}, 3)));
+    const Stat s = stat_of({1, NAN, 3});
+    EXPECT_EQ(s.n, 2);
+    EXPECT_EQ(s.of, 3);
+    EXPECT_DOUBLE_EQ(s.mean, 2);
+    EXPECT_DOUBLE_EQ(s.sd, std::sqrt(2.0));  // sample sd: ((1-2)^2 + (3-2)^2) / (2-1)
+    EXPECT_TRUE(std::isnan(stat_of({4}).sd));
+}
+
+TEST_F(CompareTest, NumbersMatchTheHandComputation) {
+    const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
+    EXPECT_EQ(c.baseline, "b");  // the first group (by name: no sweep.yaml here)
+    EXPECT_NEAR(c.target_loss, 1.75, kTol);
+    EXPECT_NEAR(c.baseline_tokens, 400, kTol);
+    EXPECT_EQ(c.baseline_runs, 2);
+    EXPECT_EQ(c.positions, (std::vector<int>{0}));
+    ASSERT_EQ(c.groups.size(), 2u);
+    const GroupRow& b = c.groups[0];
+    const GroupRow& h = c.groups[1];
+    EXPECT_EQ(b.runs, (Strings{"b-s1", "b-s2"}));
+    EXPECT_EQ(b.step_max, 4);
+    EXPECT_EQ(b.max_steps, 8);
+
+    EXPECT_NEAR(b.train_loss.mean, 1.75, kTol);
+    EXPECT_NEAR(b.train_loss.sd, 0.5 / std::sqrt(2.0), kTol);
+    EXPECT_NEAR(h.train_loss.mean, 0.875, kTol);
+    EXPECT_NEAR(h.train_loss.sd, 0.25 / std::sqrt(2.0), kTol);
+
+    EXPECT_EQ(b.tokens_to_target.n, 1);  // b-s2 never gets down to the mean of the two
+    EXPECT_NEAR(b.tokens_to_target.mean, 375, kTol);
+    EXPECT_NEAR(b.speedup.mean, 400.0 / 375, kTol);
+    EXPECT_EQ(h.tokens_to_target.n, 2);
+    EXPECT_NEAR(h.tokens_to_target.mean, (275 + 150) / 2.0, 1e-3);
+    EXPECT_NEAR(h.tokens_to_target.sd, 125 / std::sqrt(2.0), 1e-3);
+    EXPECT_NEAR(h.speedup.mean, (400.0 / 275 + 400.0 / 150) / 2, 1e-5);
+    EXPECT_NEAR(h.speedup.sd, (400.0 / 150 - 400.0 / 275) / std::sqrt(2.0), 1e-5);
+
+    EXPECT_NEAR(b.val_loss.mean, 2.3, kTol);  // last val rows 2.2 and 2.4
+    EXPECT_NEAR(b.val_loss.sd, 0.2 / std::sqrt(2.0), kTol);
+    EXPECT_EQ(h.val_loss.n, 0);
+
+    // Last /sink rows. b-s1 heads (0.6, 0.8 | 0.2, 0.4) -> layers 0.7, 0.3; b-s2 (0.5, 0.7 | 0.1, 0.3) -> 0.6, 0.2.
+    const Stat& mass = b.mass.at(0);
+    EXPECT_NEAR(mass.mean, 0.45, kTol);
+    EXPECT_NEAR(mass.sd, 0.1 / std::sqrt(2.0), kTol);
+    ASSERT_EQ(b.mass_by_layer.at(0).size(), 2u);
+    EXPECT_NEAR(b.mass_by_layer.at(0)[0].mean, 0.65, kTol);
+    EXPECT_NEAR(b.mass_by_layer.at(0)[1].mean, 0.25, kTol);
+    // wo std (4 | 1, 3) -> 2 and (3 | 2, 4) -> 1: 1.5; (2 | 2, 2) -> 1 and (6 | 1, 2) -> 4: 2.5.
+    EXPECT_NEAR(b.var_ratio.mean, 2.0, kTol);
+    EXPECT_NEAR(b.var_ratio.sd, 1 / std::sqrt(2.0), kTol);
+    EXPECT_NEAR(b.dominance.mean, 25, kTol);   // (10 + 20) / 2 and (30 + 40) / 2
+    EXPECT_NEAR(b.sink_rate.mean, 0.5, kTol);  // 0.75 and 0.25
+    EXPECT_EQ(h.mass.at(0).n, 1);              // h-s2 has no /sink row yet
+    EXPECT_EQ(h.mass.at(0).of, 2);
+    EXPECT_NEAR(h.mass.at(0).mean, 0.1, kTol);
+
+    // Measured against h instead: its final loss (0.875) is below all of b's curve.
+    const Comparison vs_h = compare_runs(read_all({suite().string()}), "h", 2);
+    EXPECT_NEAR(vs_h.target_loss, 0.875, kTol);
+    EXPECT_EQ(vs_h.groups[0].tokens_to_target.n, 0);
+    expect_has(error_of([&] { compare_runs(read_all({suite().string()}), "nope", 2); }), {"--baseline 'nope'", "b, h"});
+}
+
+TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
+    const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
+    const std::string text = comparison_text(c);
+    expect_has(text, {"baseline b: target train loss 1.7500", "last 2 logged steps", "mean of 2 runs", "at 400 tokens",
+                      "tokens to target", "tok0 mass", "375 (1/2)", "1.07x (1/2)", "2.3000 ± 0.1414", "4/8",
+                      "0.8750 ± 0.1768", "212 ± 88.4", "2.06x ± 0.86x", "0.100 (1/2)", "25.0 ± 14.1", "2.00 ± 0.71",
+                      "attention mass on token 0 per layer", "layer 1", "0.650 ± 0.071"});
+    const std::string md = comparison_markdown(c);
+    expect_has(md, {"| variant | runs | step | train loss | val loss | tokens to target | speed-up | tok0 mass | sink "
+                    "rate | dominance | var ratio |\n| --- | ---: |",
+                    "| b | 2 | 4/8 | 1.7500 ± 0.3536 | 2.3000 ± 0.1414 | 375 (1/2) | 1.07x (1/2) | 0.450 ± 0.071 | "
+                    "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 |",
+                    "| h | 2 | 4/8 | 0.8750 ± 0.1768 | - | 212 ± 88.4 |", "| b | 0.650 ± 0.071 | 0.250 ± 0.071 |"});
+    // A run without /sink rows still has the columns of the positions it tracks, with dashes.
+    const std::string none = comparison_markdown(compare_runs(read_all({(suite() / "h-s2").string()}), "", 2));
+    expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio |", "| - | - | - | - |\n"});
+    EXPECT_EQ(none.find("per layer"), std::string::npos) << "a per-layer table without layers:\n" << none;
+}
+
+TEST_F(CompareTest, TrackedPositionsAreFoundInTheConfig) {
+    RunSpec s = spec_h1();
+    s.positions = {8, 0};  // attn_mass [L, H, P]: P index 0 is token 8, index 1 is token 0
+    s.sink = {{4, {0.9, 0.2, 0.7, 0.4, 0.5, 0.1, 0.3, 0.3}, {0, 0}, {1, 1, 1, 1, 1, 1}, {1, 1}}};
+    const fs::path dir = fs::path(dir_.path()) / "iso-s1";
+    write_run(dir, s);
+    const RunCurves r = read_run(dir.string());
+    ASSERT_EQ(r.mass.size(), 2u);
+    EXPECT_NEAR(r.mass.at(0)[0], 0.3, kTol);  // (0.2 + 0.4) / 2
+    EXPECT_NEAR(r.mass.at(0)[1], 0.2, kTol);  // (0.1 + 0.3) / 2
+    EXPECT_NEAR(r.mass.at(8)[0], 0.8, kTol);  // (0.9 + 0.7) / 2
+    EXPECT_NEAR(r.mass.at(8)[1], 0.4, kTol);
+    const Comparison c = compare_runs(read_all({(suite() / "b-s1").string(), dir.string()}), "", 2);
+    EXPECT_EQ(c.positions, (std::vector<int>{0, 8}));
+    expect_has(comparison_text(c), {"tok8 mass", "attention mass on token 8 per layer"});
+    EXPECT_EQ(c.groups[0].mass.count(8), 1u);
+    EXPECT_EQ(c.groups[0].mass.at(8).n, 0);  // b-s1 does not track token 8: "-"
+}
+
+TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
+    Strings notes;
+    write_file(suite() / "sweep.yaml", "variants: [h, b]\n");
+    write_run(suite() / "h-s10", spec_h2());
+    write_file(suite() / "b-s3/config.yaml", "run: {name: b-s3}\n");  // started, nothing logged yet
+    const fs::path s = suite();
+    EXPECT_EQ(find_runs({s.string()}, notes),
+              (Strings{(s / "h-s1").string(), (s / "h-s2").string(), (s / "h-s10").string(), (s / "b-s1").string(),
+                       (s / "b-s2").string()}));
+    ASSERT_EQ(notes.size(), 1u);
+    expect_has(notes[0], {"b-s3", "no metrics.h5 yet"});
+    EXPECT_EQ(compare_runs(read_all({s.string()}), "", 2).baseline, "h");  // the suite's first variant
+
+    // A run folder, its metrics.h5 and the suite again: each run once, in the order given.
+    EXPECT_EQ(find_runs({(s / "b-s2/metrics.h5").string(), (s / "b-s1").string(), s.string()}, notes).size(), 5u);
+    EXPECT_EQ(find_runs({(s / "b-s2/metrics.h5").string()}, notes), Strings{(s / "b-s2").string()});
+
+    // Two suites with the same run names: groups are named by folder.
+    const fs::path other = fs::path(dir_.path()) / "other";
+    write_run(other / "b-s1", spec_b2());
+    const Comparison c = compare_runs(read_all({(s / "b-s1").string(), (other / "b-s1").string()}), "", 2);
+    ASSERT_EQ(c.groups.size(), 2u);
+    EXPECT_EQ(c.groups[0].name, "suite/b");
+    EXPECT_EQ(c.groups[1].name, "other/b");
+
+    expect_has(error_of([&] { find_runs({(s / "missing").string()}, notes); }), {"missing", "no such file or folder"});
+    fs::create_directories(fs::path(dir_.path()) / "empty");
+    expect_has(error_of([&] { find_runs({(fs::path(dir_.path()) / "empty").string()}, notes); }), {"holds no run"});
+}
+
+// A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
+TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
+    RunSpec s = spec_h1();
+    s.loss = {3, 2, 1, 0.5, 0.4, 0.3};
+    s.sink = {{2, {0.5, 0.5, 0.5, 0.5}, {1, 1}, {2, 1, 1, 2, 1, 1}, {5, 5}},
+              {5, {0.1, 0.3, 0.1, 0.3}, {0, 0}, {3, 1, 1, 3, 1, 1}, {7, 7}}};
+    const fs::path live = fs::path(dir_.path()) / "live" / "h-s1";
+    fs::create_directories(live);
+    LiveWriter writer((live / "metrics.h5").string(), s, {3, 6});
+    ASSERT_TRUE(writer.wait_stage());
+    RunCurves r = read_run(live.string());
+    EXPECT_EQ(r.step, (std::vector<double>{1, 2, 3}));
+    EXPECT_EQ(r.sink_step, 2);
+    Comparison c = compare_runs({read_run((suite() / "b-s1").string()), r}, "", 2);
+    EXPECT_EQ(c.groups[1].step_max, 3);
+    EXPECT_NEAR(c.groups[1].train_loss.mean, 1.5, kTol);  // (2 + 1) / 2
+    expect_has(comparison_text(c), {"3/8"});
+
+    writer.next_stage();
+    ASSERT_TRUE(writer.wait_stage());
+    r = read_run(live.string());
+    EXPECT_EQ(r.step.size(), 6u);
+    EXPECT_EQ(r.sink_step, 5);
+    EXPECT_NEAR(r.mass.at(0)[0], 0.2, kTol);
+    EXPECT_NEAR(r.var_ratio[0], 3.0, kTol);
+    if (plot_deps_available()) {  // the plot script reads the open file too (h5py, swmr=True)
+        const std::string png = (fs::path(dir_.path()) / "live.png").string();
+        EXPECT_TRUE(run_process({"/usr/bin/python3", kPlotScript, live.string(), "-o", png}).ok());
+        EXPECT_GT(fs::file_size(png), 1000u);
+    }
+    EXPECT_EQ(writer.finish(), 0);
+    EXPECT_EQ(read_run(live.string()).step.size(), 6u);
+}
+
+// The command a user types: tables on stdout, --markdown written, errors as one line and exit code 1.
+TEST_F(CompareTest, CommandLine) {
+    const std::string md = (fs::path(dir_.path()) / "table.md").string();
+    const CommandResult ok = run_sinklab(fmt::format("compare {} --smooth 2 --markdown {}", suite().string(), md));
+    ASSERT_EQ(ok.rc, 0) << ok.out;
+    expect_has(ok.out, {"baseline b: target train loss 1.7500", "212 ± 88.4", "wrote " + md});
+    expect_has(read_file(md), {"| h | 2 | 4/8 | 0.8750 ± 0.1768 |"});
+
+    const CommandResult vs = run_sinklab(
+        fmt::format("compare {} {} --smooth 2 --baseline h", (suite() / "h-s1").string(), (suite() / "b-s1").string()));
+    ASSERT_EQ(vs.rc, 0) << vs.out;
+    expect_has(vs.out, {"baseline h: target train loss 0.7500"});
+
+    const CommandResult bad = run_sinklab("compare " + (suite() / "nope").string());
+    EXPECT_EQ(bad.rc, 1);
+    expect_has(bad.out, {"sinklab: error: ", "nope: no such file or folder"});
+}
+
+}  // namespace
+}  // namespace sinklab::test

@@ -1,0 +1,84 @@
+// scripts/plot_runs.py on metrics.h5 files written here: a PNG from a suite folder (one variant without /sink
+// rows), through `sinklab compare --plot` as well, and a clear failure for a folder without runs. Skipped when
+// /usr/bin/python3 lacks h5py or matplotlib.
+#include "ablation_fixture.h"
+#include "cli_util.h"
+#include "core/process.h"
+
+namespace sinklab::test {
+namespace {
+
+RunSpec curve(double start, bool sink) {
+    RunSpec s;
+    s.max_steps = 40;
+    for (int step = 1; step <= 40; step++) s.loss.push_back(start / (1.0 + 0.05 * step));
+    s.val = {{20, start / 2.0}, {40, start / 3.1}};
+    if (!sink) return s;
+    for (int step = 5; step <= 40; step += 5) {
+        const double m = 0.02 * step;
+        s.sink.push_back({step, {m, m, m / 2, m / 2}, {0, 1}, {2, 1, 1, 2, 1, 1}, {3, 3}});
+    }
+    return s;
+}
+
+bool is_png(const fs::path& file) {
+    const std::string head = read_file(file).substr(0, 8);
+    return head == std::string("\x89PNG\r\n\x1a\n", 8);
+}
+
+class PlotTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!plot_deps_available())
+            GTEST_SKIP() << "/usr/bin/python3 lacks h5py or matplotlib (apt install python3-h5py python3-matplotlib)";
+        write_run(suite() / "baseline-s1", curve(5.0, true));
+        write_run(suite() / "baseline-s2", curve(5.2, true));
+        write_run(suite() / "headnorm-s1", curve(4.8, false));
+    }
+    fs::path root() const { return fs::path(dir_.path()); }
+    fs::path suite() const { return root() / "suite"; }
+    TempDir dir_;
+};
+
+TEST_F(PlotTest, ScriptDrawsAPngOfASuite) {
+    const fs::path png = root() / "out.png";
+    const ProcessResult r =
+        run_process({"/usr/bin/python3", kPlotScript, suite().string(), "-o", png.string(), "--smooth", "5"});
+    ASSERT_TRUE(r.ok()) << r.describe();
+    ASSERT_TRUE(fs::exists(png));
+    EXPECT_TRUE(is_png(png));
+    EXPECT_GT(fs::file_size(png), 10000u);  // two panels of curves and a heatmap, not an empty canvas
+
+    const fs::path token8 = root() / "token8.png";  // a position no run tracks: panels say so, no failure
+    EXPECT_TRUE(run_process({"/usr/bin/python3", kPlotScript, (suite() / "baseline-s1").string(), "-o", token8.string(),
+                             "--position", "8"})
+                    .ok());
+    EXPECT_TRUE(is_png(token8));
+}
+
+TEST_F(PlotTest, AFolderWithoutRunsFailsClearly) {
+    fs::create_directories(root() / "empty");
+    const CommandResult r = run_command(fmt::format("/usr/bin/python3 {} {} -o {}", kPlotScript,
+                                                (root() / "empty").string(), (root() / "x.png").string()));
+    EXPECT_NE(r.rc, 0);
+    expect_has(r.out, {"plot_runs.py: ", "empty holds no run"});
+    EXPECT_FALSE(fs::exists(root() / "x.png"));
+}
+
+TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
+    const fs::path png = root() / "compare.png";
+    const CommandResult r = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    expect_has(r.out, {"baseline baseline:", "wrote " + png.string()});
+    EXPECT_TRUE(is_png(png));
+
+    // SINKLAB_SCRIPTS points --plot at another scripts folder; one without the script is a clear error.
+    setenv("SINKLAB_SCRIPTS", root().c_str(), 1);
+    const CommandResult bad = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
+    unsetenv("SINKLAB_SCRIPTS");
+    EXPECT_EQ(bad.rc, 1);
+    expect_has(bad.out, {"plot_runs.py, which is missing", "SINKLAB_SCRIPTS"});
+}
+
+}  // namespace
+}  // namespace sinklab::test

@@ -1,0 +1,108 @@
+// The Slurm array job of `sinklab sweep --slurm`: bash accepts it, it asks for one task per run, and each task
+// runs the right `sinklab train` command (checked by running the script with a stand-in srun on PATH).
+#include "train/slurm.h"
+
+#include "ablation_fixture.h"
+#include "core/process.h"
+
+namespace sinklab::test {
+namespace {
+
+using Strings = std::vector<std::string>;
+
+class SlurmTest : public ::testing::Test {
+protected:
+    Sweep make_sweep(const std::string& slurm_section) {
+        write_file(root() / "base.yaml",
+                   fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: runs\n", SINKLAB_SOURCE_DIR));
+        const std::string path = (root() / "t.yaml").string();
+        write_file(path,
+                   "base: base.yaml\nname: t\nseeds: [1, 2]\nset: {train.max_steps: 60, train.warmup_steps: 5}\n"
+                   "variants:\n  - name: baseline\n    set: {attention.variant: standard}\n"
+                   "  - name: headnorm\n    set: {attention.variant: headnorm}\n" +
+                       slurm_section);
+        return expand_sweep(load_suite(path), {"train.lr=0.002"});
+    }
+    fs::path root() const { return fs::path(dir_.path()); }
+    TempDir dir_;
+};
+
+TEST_F(SlurmTest, ScriptIsValidBashWithOneTaskPerRun) {
+    const Sweep sw = make_sweep(R"(slurm:
+  sbatch: ["--gpus-per-node=8", "--time=24:00:00"]
+  launcher: "srun --cpu-bind=cores"
+  setup: ["module load cuda/12"]
+)");
+    const std::string file = write_slurm_script(sw, "/opt/sl/sinklab", root().string());
+    EXPECT_EQ(file, (root() / "runs/t/t.sbatch").string());
+    EXPECT_TRUE(fs::is_directory(root() / "runs/t/slurm")) << "sbatch needs the folder of --output to exist";
+    EXPECT_NE(fs::status(file).permissions() & fs::perms::owner_exec, fs::perms::none);
+    const ProcessResult syntax = run_process({"bash", "-n", file});
+    EXPECT_TRUE(syntax.ok()) << syntax.describe();
+
+    const std::string text = read_file(file);
+    expect_has(text,
+               {"#!/bin/bash\n", "#SBATCH --job-name=t\n", "#SBATCH --array=0-3\n",
+                fmt::format("#SBATCH --output={}/runs/t/slurm/%A_%a.out\n", root().string()), "#SBATCH --requeue\n",
+                "#SBATCH --gpus-per-node=8\n", "#SBATCH --time=24:00:00\n", "module load cuda/12\n",
+                "srun --cpu-bind=cores /opt/sl/sinklab train \"${args[@]}\" \"${flags[@]}\"\n", "--resume",
+                "--overwrite", "sbatch " + file, "run.name=headnorm-s2"});
+    // #SBATCH lines only count before the first command.
+    EXPECT_LT(text.rfind("#SBATCH"), text.find("set -euo pipefail"));
+}
+
+// Runs task `task` of the script with `srun` replaced by a script that writes its arguments, one per line.
+Strings run_task(const fs::path& root, const std::string& script, int task, int* exit_code = nullptr) {
+    const fs::path bin = root / "fakebin", out = root / "srun_args";
+    write_file(bin / "srun", "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$FAKE_OUT\"\n");
+    fs::permissions(bin / "srun", fs::perms::owner_all);
+    fs::remove(out);
+    const ProcessResult r =
+        run_process({"env", "PATH=" + bin.string() + ":" + std::getenv("PATH"),
+                     fmt::format("SLURM_ARRAY_TASK_ID={}", task), "FAKE_OUT=" + out.string(), "bash", script});
+    if (exit_code) *exit_code = r.exit_code;
+    Strings args;
+    std::istringstream in(read_file(out));
+    for (std::string line; std::getline(in, line);) args.push_back(line);
+    return args;
+}
+
+TEST_F(SlurmTest, EachTaskRunsItsRunAndContinuesACutShortOne) {
+    const Sweep sw = make_sweep("");
+    const std::string script = write_slurm_script(sw, "/opt/sl/sinklab", root().string());
+    auto expected = [&](const std::string& variant, const std::string& attention, int seed, const std::string& flag) {
+        Strings a{"/opt/sl/sinklab",
+                  "train",
+                  (root() / "base.yaml").string(),
+                  "--set",
+                  "train.max_steps=60",
+                  "--set",
+                  "train.warmup_steps=5",
+                  "--set",
+                  "attention.variant=" + attention,
+                  "--set",
+                  "train.lr=0.002",
+                  "--set",
+                  "run.out_dir=runs/t",
+                  "--set",
+                  fmt::format("run.name={}-s{}", variant, seed),
+                  "--set",
+                  fmt::format("run.seed={}", seed)};
+        if (!flag.empty()) a.push_back(flag);
+        return a;
+    };
+    // Task order is the sweep's: baseline-s1, headnorm-s1, baseline-s2, headnorm-s2; folders relative to workdir.
+    write_file(root() / "runs/t/headnorm-s1/metrics.h5", "cut short before a checkpoint");
+    write_file(root() / "runs/t/baseline-s2/metrics.h5", "cut short after one");
+    write_file(root() / "runs/t/baseline-s2/checkpoints/step_000030.bin", "x");
+    EXPECT_EQ(run_task(root(), script, 0), expected("baseline", "standard", 1, ""));
+    EXPECT_EQ(run_task(root(), script, 1), expected("headnorm", "headnorm", 1, "--overwrite"));
+    EXPECT_EQ(run_task(root(), script, 2), expected("baseline", "standard", 2, "--resume"));
+    EXPECT_EQ(run_task(root(), script, 3), expected("headnorm", "headnorm", 2, ""));
+    int code = 0;
+    EXPECT_TRUE(run_task(root(), script, 4, &code).empty());
+    EXPECT_EQ(code, 2);
+}
+
+}  // namespace
+}  // namespace sinklab::test

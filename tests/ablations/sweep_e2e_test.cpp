@@ -1,0 +1,82 @@
+// `sinklab sweep` and `sinklab compare` as a user runs them, with real (very small) training runs: every run
+// trains once, a second sweep skips them all, a run cut short before its first checkpoint starts again, and
+// compare reads the suite folder in suite order.
+#include "ablation_fixture.h"
+#include "cli_util.h"
+#include "config/config.h"
+#include "metrics/runlog_reader.h"
+#include "train/sweep.h"
+
+namespace sinklab::test {
+namespace {
+
+int64_t rows(const fs::path& run) { return RunLogReader((run / "metrics.h5").string()).read("train", "step").shape[0]; }
+
+TEST(SweepEndToEnd, RunsSkipsRestartsAndCompares) {
+    const TempDir tmp("sweep_e2e");
+    const fs::path dir = tmp.path();
+    const std::string suite = (dir / "suite.yaml").string();
+    write_file(suite, fmt::format(R"(base: {}/configs/tiny.yaml
+name: e2e
+seeds: [1, 2]
+set:
+  run: {{out_dir: {}, threads: 2}}
+  model: {{d_model: 32, n_layer: 2, n_head: 2, d_ff: 64, seq_len: 32}}
+  train: {{micro_batch: 4, max_steps: 6, warmup_steps: 2}}
+  metrics: {{val_every: 3, val_batches: 1, flush_every: 2, wo_std_positions: 16}}
+  data: {{train: "{}/data/train_*.bin", val: "{}/data/val_*.bin", missing: synthetic}}
+variants:
+  - name: standard
+    set: {{attention.variant: standard}}
+  - name: headnorm
+    set: {{attention.variant: headnorm}}
+)",
+                                  SINKLAB_SOURCE_DIR, (dir / "runs").string(), dir.string(), dir.string()));
+    const fs::path out = dir / "runs/e2e";
+
+    const CommandResult first = run_sinklab("sweep " + suite);
+    ASSERT_EQ(first.rc, 0) << first.out;
+    expect_has(first.out,
+               {"[1/4] standard-s1: new run", "[4/4] headnorm-s2: new run", "compare them: sinklab compare"});
+    for (const char* run : {"standard-s1", "headnorm-s1", "standard-s2", "headnorm-s2"}) {
+        ASSERT_EQ(rows(out / run), 6) << run;
+        const Config cfg = load_config((out / run / "config.yaml").string());
+        EXPECT_EQ(cfg.run.name, run);
+        EXPECT_EQ(cfg.attention.variant, std::string(run).substr(0, std::string(run).find('-')));
+        EXPECT_EQ(cfg.run.seed, run[std::string(run).size() - 1] == '1' ? 1u : 2u);
+    }
+
+    const CommandResult again = run_sinklab("sweep " + suite);
+    ASSERT_EQ(again.rc, 0) << again.out;
+    expect_has(again.out, {"[3/4] standard-s2: finished before (6 steps), skipped"});
+    EXPECT_EQ(again.out.find("$ "), std::string::npos) << "nothing should have run:\n" << again.out;
+
+    // headnorm-s1 cut short at step 2 before any checkpoint: the sweep starts it again (--overwrite).
+    const Sweep sweep = expand_sweep(load_suite(suite), {});
+    const SweepRun& cut = sweep.runs[1];
+    ASSERT_EQ(cut.name, "headnorm-s1");
+    fs::remove_all(cut.dir);
+    RunSpec partial;
+    partial.loss = {5.6, 5.5};
+    write_run(cut.dir, partial, dump_config(cut.config));
+    const CommandResult dry = run_sinklab("sweep " + suite + " --dry-run");
+    ASSERT_EQ(dry.rc, 0) << dry.out;
+    expect_has(dry.out, {"# headnorm-s1: stopped at step 2/6 before its first checkpoint, start again\n",
+                            "--set run.name=headnorm-s1 --set run.seed=1 --overwrite\n"});
+    const CommandResult redo = run_sinklab("sweep " + suite);
+    ASSERT_EQ(redo.rc, 0) << redo.out;
+    expect_has(redo.out, {"[2/4] headnorm-s1: restart"});
+    EXPECT_EQ(rows(out / "headnorm-s1"), 6);
+
+    const CommandResult cmp = run_sinklab("compare " + out.string() + " --smooth 2");
+    ASSERT_EQ(cmp.rc, 0) << cmp.out;
+    expect_has(cmp.out, {"baseline standard:", "\nstandard  2     6/6", "\nheadnorm  2     6/6"});
+
+    // A changed suite meets the old folders: refused before anything runs, naming the key.
+    const CommandResult changed = run_sinklab("sweep --set train.max_steps=8 " + suite);  // --set before the suite too
+    EXPECT_EQ(changed.rc, 1);
+    expect_has(changed.out, {"4 run folders cannot be continued", "train.max_steps 6 vs 8", "nothing was run"});
+}
+
+}  // namespace
+}  // namespace sinklab::test

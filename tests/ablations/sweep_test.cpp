@@ -1,0 +1,280 @@
+// What the sweep does with run folders (start, resume, restart, skip, refuse), the commands it prints and runs,
+// and how it reacts to runs that fail or are interrupted. Training is stood in for: run folders are made here
+// with RunLog, and a fake launcher writes what a finished or cut-short run leaves.
+#include "train/sweep.h"
+
+#include <csignal>
+#include <cstdio>
+
+#include "ablation_fixture.h"
+#include "config/config.h"
+#include "core/process.h"
+
+namespace sinklab::test {
+namespace {
+
+using Strings = std::vector<std::string>;
+
+RunSpec losses(int64_t steps) {
+    RunSpec spec;
+    spec.max_steps = 60;
+    for (int64_t s = 1; s <= steps; s++) spec.loss.push_back(5.0 - 0.01 * double(s));
+    return spec;
+}
+
+class SweepTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        write_file(root() / "base.yaml", fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: {}\n",
+                                                     SINKLAB_SOURCE_DIR, (root() / "runs").string()));
+        suite_path_ = (root() / "t.yaml").string();
+        write_file(suite_path_, R"(base: base.yaml
+name: t
+seeds: [1, 2]
+set: {train.max_steps: 60, train.warmup_steps: 5}
+variants:
+  - name: baseline
+    set: {attention.variant: standard}
+  - name: headnorm
+    set: {attention.variant: headnorm}
+)");
+        sweep_ = expand_sweep(load_suite(suite_path_), {});
+    }
+    fs::path root() const { return fs::path(dir_.path()); }
+    const SweepRun& run(const std::string& name) const {
+        for (const SweepRun& r : sweep_.runs)
+            if (r.name == name) return r;
+        throw std::runtime_error("no run " + name);
+    }
+    // A run folder as `sinklab train` leaves it: config.yaml, metrics.h5 up to `steps`, checkpoints if given.
+    void make_run(const std::string& name, int64_t steps, const Strings& checkpoints = {}) {
+        const SweepRun& r = run(name);
+        fs::remove_all(r.dir);
+        write_run(r.dir, losses(steps), dump_config(r.config));
+        for (const std::string& c : checkpoints) write_file(fs::path(r.dir) / "checkpoints" / c, "x");
+    }
+    // baseline-s1 finished, headnorm-s1 cut short without a checkpoint, baseline-s2 with one, headnorm-s2 absent.
+    void make_mixed_folders() {
+        make_run("baseline-s1", 60);
+        make_run("headnorm-s1", 30);
+        make_run("baseline-s2", 30, {"step_000030.bin"});
+    }
+    TempDir dir_;
+    std::string suite_path_;
+    Sweep sweep_;
+};
+
+TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
+    make_mixed_folders();
+    const std::vector<RunState> states = inspect_sweep(sweep_);
+    ASSERT_EQ(states.size(), 4u);
+    EXPECT_EQ(states[0].action, RunAction::skip);
+    EXPECT_EQ(states[0].step, 60);
+    EXPECT_EQ(states[1].action, RunAction::restart);
+    EXPECT_EQ(states[1].step, 30);
+    EXPECT_EQ(states[2].action, RunAction::resume);
+    EXPECT_EQ(states[3].action, RunAction::start);
+
+    // A folder made but never logged to, and an empty checkpoints/ folder.
+    write_file(fs::path(run("headnorm-s2").dir) / "config.yaml", dump_config(run("headnorm-s2").config));
+    EXPECT_EQ(inspect_run(run("headnorm-s2")).action, RunAction::start);
+    make_run("baseline-s2", 30);
+    fs::create_directories(fs::path(run("baseline-s2").dir) / "checkpoints");
+    EXPECT_EQ(inspect_run(run("baseline-s2")).action, RunAction::restart);
+}
+
+TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
+    const SweepRun& r = run("headnorm-s1");
+    Config other = r.config;
+    other.train.max_steps = 100;
+    other.attention.qk_norm = true;
+    write_run(r.dir, losses(60), dump_config(other));
+    const std::string msg = error_of([&] { inspect_run(r); });
+    expect_has(msg, {r.dir, "attention.qk_norm true vs false", "train.max_steps 100 vs 60", "remove the folder"});
+    // Over the whole sweep, every refused folder is listed at once.
+    const SweepRun& b2 = run("baseline-s2");
+    write_run(b2.dir, losses(10), dump_config(other));
+    const std::string all = error_of([&] { inspect_sweep(sweep_); });
+    expect_has(all, {suite_path_, "2 run folders cannot be continued", "\n  headnorm-s1: ", "\n  baseline-s2: "});
+}
+
+TEST_F(SweepTest, TrainCommandsCarryEveryOverrideAndTheResumeFlags) {
+    const SweepRun& r = run("headnorm-s2");
+    const std::string out = (root() / "runs/t").string();
+    const Strings common{"train", (root() / "base.yaml").string(),
+                         "--set", "train.max_steps=60",
+                         "--set", "train.warmup_steps=5",
+                         "--set", "attention.variant=headnorm",
+                         "--set", "run.out_dir=" + out,
+                         "--set", "run.name=headnorm-s2",
+                         "--set", "run.seed=2"};
+    Strings fresh{"/bin/sinklab"};
+    fresh.insert(fresh.end(), common.begin(), common.end());
+    EXPECT_EQ(train_command({}, "/bin/sinklab", sweep_, r, RunAction::start), fresh);
+    Strings resumed{"mpirun", "-np", "2", "/bin/sinklab"};
+    resumed.insert(resumed.end(), common.begin(), common.end());
+    resumed.push_back("--resume");
+    EXPECT_EQ(train_command({"mpirun", "-np", "2"}, "/bin/sinklab", sweep_, r, RunAction::resume), resumed);
+    EXPECT_EQ(train_command({}, "/bin/sinklab", sweep_, r, RunAction::restart).back(), "--overwrite");
+}
+
+std::string captured(const std::function<void(std::FILE*)>& print) {
+    char* buf = nullptr;
+    size_t size = 0;
+    std::FILE* f = open_memstream(&buf, &size);
+    print(f);
+    std::fclose(f);
+    std::string text(buf, size);
+    std::free(buf);
+    return text;
+}
+
+TEST_F(SweepTest, DryRunPrintsEachStateAndTheExactCommands) {
+    make_mixed_folders();
+    const std::string text =
+        captured([&](std::FILE* f) { print_dry_run(f, sweep_, inspect_sweep(sweep_), {}, "/opt/my tools/sinklab"); });
+    const std::string out = (root() / "runs/t").string(), base = (root() / "base.yaml").string();
+    auto cmd = [&](const char* attention, const char* variant, int seed, const char* flag) {
+        return fmt::format(
+            "'/opt/my tools/sinklab' train {} --set train.max_steps=60 --set train.warmup_steps=5 "
+            "--set attention.variant={} --set run.out_dir={} --set run.name={}-s{} --set run.seed={}{}\n",
+            base, attention, out, variant, seed, seed, flag);
+    };
+    const std::string want = fmt::format("# sweep t ({}): 2 variants x 2 seeds = 4 runs in {}\n", suite_path_, out) +
+                             "# baseline-s1: finished (60/60 steps), skipped\n"
+                             "# headnorm-s1: stopped at step 30/60 before its first checkpoint, start again\n" +
+                             cmd("headnorm", "headnorm", 1, " --overwrite") +
+                             "# baseline-s2: stopped at step 30/60, resume from its newest checkpoint\n" +
+                             cmd("standard", "baseline", 2, " --resume") + "# headnorm-s2: new run\n" +
+                             cmd("headnorm", "headnorm", 2, "");
+    EXPECT_EQ(text, want);
+}
+
+// Stands in for `sinklab train`: records each command and leaves the run folder as `result_of` says.
+struct FakeTrain {
+    const Sweep* sweep;
+    std::map<std::string, ProcessResult> fail;  // run name -> what the process returns instead
+    std::map<std::string, int64_t> stop_at;     // run name -> exits 0 after this many steps
+    std::vector<Strings> commands;
+
+    ProcessResult operator()(const Strings& argv) {
+        commands.push_back(argv);
+        std::string name;
+        for (const std::string& a : argv)
+            if (a.starts_with("run.name=")) name = a.substr(9);
+        if (fail.count(name)) return fail.at(name);
+        for (const SweepRun& r : sweep->runs) {
+            if (r.name != name) continue;
+            fs::remove_all(r.dir);
+            write_run(r.dir, losses(stop_at.count(name) ? stop_at.at(name) : 60), dump_config(r.config));
+        }
+        return ProcessResult{0, 0};
+    }
+};
+
+std::string flag_of(const Strings& argv) {
+    return argv.back() == "--resume" || argv.back() == "--overwrite" ? argv.back() : "";
+}
+
+TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
+    make_mixed_folders();
+    FakeTrain fake{&sweep_, {{"headnorm-s1", ProcessResult{1, 0}}}, {}, {}};
+    SweepOptions opt;
+    opt.binary = "/bin/sinklab";
+    opt.launch = std::ref(fake);
+    std::vector<RunOutcome> outcomes;
+    const std::string text =
+        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    ASSERT_EQ(fake.commands.size(), 1u);
+    EXPECT_EQ(flag_of(fake.commands[0]), "--overwrite");
+    ASSERT_EQ(outcomes.size(), 4u);
+    EXPECT_TRUE(outcomes[0].finished);
+    EXPECT_FALSE(outcomes[0].ran);
+    EXPECT_EQ(outcomes[1].result, "exit code 1");
+    EXPECT_EQ(outcomes[2].result, "not run");
+    EXPECT_EQ(outcomes[3].result, "not run");
+    expect_has(text, {"[1/4] baseline-s1: finished before (60 steps), skipped", "[2/4] headnorm-s1: restart in",
+                      "$ /bin/sinklab train", "sweep stopped: headnorm-s1 did not finish", "--keep-going"});
+    int unfinished = -1;
+    std::string summary = captured([&](std::FILE* f) { unfinished = print_summary(f, sweep_, outcomes); });
+    EXPECT_EQ(unfinished, 3);
+    expect_has(summary, {"baseline-s1  finished, skip", "headnorm-s2  new run", "not run"});
+
+    make_mixed_folders();
+    FakeTrain again{&sweep_, {{"headnorm-s1", ProcessResult{1, 0}}}, {}, {}};
+    opt.launch = std::ref(again);
+    opt.keep_going = true;
+    opt.launcher = {"mpirun", "-np", "2"};
+    captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    ASSERT_EQ(again.commands.size(), 3u);
+    EXPECT_EQ(again.commands[1][0], "mpirun");
+    EXPECT_EQ(flag_of(again.commands[1]), "--resume");
+    EXPECT_EQ(flag_of(again.commands[2]), "");
+    EXPECT_TRUE(outcomes[2].finished && outcomes[3].finished);
+    EXPECT_EQ(outcomes[2].result, "finished");
+    summary = captured([&](std::FILE* f) { unfinished = print_summary(f, sweep_, outcomes); });
+    EXPECT_EQ(unfinished, 1);
+    expect_has(summary, {"sweep t: 4 runs in", "headnorm-s1  restart", "exit code 1", "baseline-s2  resume"});
+}
+
+TEST_F(SweepTest, AnInterruptStopsEvenWithKeepGoing) {
+    FakeTrain fake{&sweep_, {{"headnorm-s1", ProcessResult{-1, SIGINT}}}, {}, {}};
+    SweepOptions opt;
+    opt.binary = "/bin/sinklab";
+    opt.keep_going = true;
+    opt.launch = std::ref(fake);
+    std::vector<RunOutcome> outcomes;
+    const std::string text =
+        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    EXPECT_EQ(fake.commands.size(), 2u);
+    EXPECT_TRUE(outcomes[0].finished);
+    EXPECT_EQ(outcomes[1].result.rfind("signal 2", 0), 0u) << outcomes[1].result;
+    EXPECT_EQ(outcomes[2].result, "not run");
+    expect_has(text, {"sweep interrupted"});
+}
+
+TEST_F(SweepTest, ARunThatExitsCleanlyButShortIsNotFinished) {
+    FakeTrain fake{&sweep_, {}, {{"baseline-s1", 42}}, {}};
+    SweepOptions opt;
+    opt.binary = "/bin/sinklab";
+    opt.launch = std::ref(fake);
+    std::vector<RunOutcome> outcomes;
+    captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    EXPECT_FALSE(outcomes[0].finished);
+    EXPECT_EQ(outcomes[0].result, "exited at step 42/60");
+    EXPECT_EQ(outcomes[1].result, "not run");
+    // The next sweep picks it up: no checkpoint, so it starts again.
+    EXPECT_EQ(inspect_run(sweep_.runs[0]).action, RunAction::restart);
+}
+
+TEST(Process, ExitCodesSignalsAndArgumentsPassUntouched) {
+    EXPECT_EQ(run_process({"/bin/sh", "-c", "exit 3"}).exit_code, 3);
+    EXPECT_EQ(run_process({"/bin/sh", "-c", "exit 3"}).describe(), "exit code 3");
+    const ProcessResult killed = run_process({"/bin/sh", "-c", "kill -KILL $$"});
+    EXPECT_EQ(killed.signal, SIGKILL);
+    EXPECT_FALSE(killed.ok());
+    EXPECT_TRUE(run_process({"sh", "-c", "exit 0"}).ok());  // found on PATH
+    expect_has(error_of([] { run_process({"/nonexistent/sinklab"}); }), {"cannot start /nonexistent/sinklab"});
+
+    TempDir dir;
+    const std::string file = dir.file("args");
+    ASSERT_TRUE(run_process({"/bin/sh", "-c", "printf '%s|' \"$@\" > \"$0\"", file, "a b", "it's", "*", ""}).ok());
+    EXPECT_EQ(read_file(file), "a b|it's|*||");
+}
+
+// shell_join's line, read back by a real shell, gives the same words.
+TEST(Process, ShellQuotingReadsBack) {
+    const Strings words{"plain", "data.train=.cache/x/train_*.bin", "a b", "it's", "$HOME", "x;y", "[0, 8]", "", "-"};
+    Strings argv{"printf", "%s|"};
+    argv.insert(argv.end(), words.begin(), words.end());
+    FILE* p = popen(shell_join(argv).c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char buf[512];
+    const size_t n = fread(buf, 1, sizeof buf, p);
+    pclose(p);
+    EXPECT_EQ(std::string(buf, n), "plain|data.train=.cache/x/train_*.bin|a b|it's|$HOME|x;y|[0, 8]||-|");
+    EXPECT_EQ(shell_quote("run.name=headnorm-s1"), "run.name=headnorm-s1");  // readable commands: no needless quotes
+}
+
+}  // namespace
+}  // namespace sinklab::test

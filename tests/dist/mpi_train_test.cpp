@@ -1,0 +1,194 @@
+// Data-parallel training through `mpiexec -n 2 sinklab train`: two ranks equal one rank with the doubled batch
+// (and one rank with two accumulation steps), a failing or dying rank ends the whole job within seconds, ranks
+// that disagree on the config or drift apart are stopped with a clear error, and SIGUSR1 to mpirun stops the
+// job cleanly at a checkpoint from which it resumes exactly.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+
+#include "train/safetensors.h"
+#include "train/train_util.h"
+
+namespace fs = std::filesystem;
+
+namespace sinklab::test {
+namespace {
+
+#ifdef SINKLAB_MPIEXEC
+// mpiexec as root on a 2-core machine; ranks inherit `env` (they are children of the local mpiexec).
+std::string mpiexec(int ranks, const std::string& args, const std::string& env = "") {
+    return fmt::format("env {} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                       "OMPI_MCA_rmaps_base_oversubscribe=1 {} -n {} {} {}",
+                       env, SINKLAB_MPIEXEC, ranks, SINKLAB_BINARY, args);
+}
+#define REQUIRE_MPI()
+#else
+std::string mpiexec(int, const std::string&, const std::string& = "") { return ""; }
+#define REQUIRE_MPI() GTEST_SKIP() << "skipped: built without MPI"
+#endif
+
+size_t count(const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+    return n;
+}
+
+double rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
+    return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// Each tensor of two checkpoints' weights agrees to `tol` in relative L2 norm.
+void expect_close_weights(const std::string& a, const std::string& b, double tol) {
+    const SafetensorsFile fa(a), fb(b);
+    ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
+    for (const StoredTensor& t : fa.tensors()) {
+        const StoredTensor& u = fb.get(t.name, t.dtype, t.shape);
+        const auto* x = reinterpret_cast<const float*>(t.data);
+        const auto* y = reinterpret_cast<const float*>(u.data);
+        const size_t n = t.bytes / 4;
+        EXPECT_LT(rel_diff(std::vector<double>(x, x + n), std::vector<double>(y, y + n)), tol) << t.name;
+    }
+}
+
+struct Timed {
+    CommandResult r;
+    double seconds;
+};
+Timed timed(const std::string& cmd) {
+    const auto t0 = std::chrono::steady_clock::now();
+    CommandResult r = run_command(cmd);
+    return {r, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+}
+
+TEST(MpiTraining, TwoRanksEqualOneRankWithTheDoubleBatch) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_equal");
+    const int N = 20;
+    const std::string one = "--set run.threads=1";
+    const CommandResult two = run_command(mpiexec(2, small_run(dir, "two", N, one + " --set train.micro_batch=4")));
+    ASSERT_EQ(two.rc, 0) << two.out;
+    EXPECT_NE(two.out.find("2 ranks"), std::string::npos) << two.out;
+    EXPECT_EQ(count(two.out, fmt::format("step {:>6}/{}", N, N)), 1u) << "only rank 0 logs: " << two.out;
+    ASSERT_EQ(run_sinklab(small_run(dir, "double", N, one + " --set train.micro_batch=8")).rc, 0);
+    const std::string accum = one + " --set train.micro_batch=4 --set train.tokens_per_step=512";
+    ASSERT_EQ(run_sinklab(small_run(dir, "accum", N, accum)).rc, 0);
+
+    const auto loss_two = column(dir / "two/metrics.h5", "train", "loss");
+    ASSERT_EQ(loss_two.size(), size_t(N));
+    for (const char* single : {"double", "accum"}) {
+        const auto loss = column(dir / (std::string(single) + "/metrics.h5"), "train", "loss");
+        ASSERT_EQ(loss.size(), size_t(N));
+        for (int i = 0; i < N; i++) EXPECT_NEAR(loss_two[i], loss[i], 1e-5 * loss[i]) << single << " step " << i + 1;
+        expect_close_weights(dir / "two/checkpoints/step_00000020/model.safetensors",
+                             dir / (std::string(single) + "/checkpoints/step_00000020/model.safetensors"), 1e-5);
+    }
+    // Validation: the two ranks' halves of each batch are the double batch's windows.
+    const auto val_two = column(dir / "two/metrics.h5", "val", "loss");
+    const auto val_double = column(dir / "double/metrics.h5", "val", "loss");
+    ASSERT_EQ(val_two.size(), val_double.size());
+    for (size_t i = 0; i < val_two.size(); i++) EXPECT_NEAR(val_two[i], val_double[i], 1e-5 * val_double[i]);
+    EXPECT_EQ(RunLogReader(dir / "two/metrics.h5").num_attr("world_size"), 2.0);
+}
+
+TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_throw");
+    const Timed t = timed(mpiexec(2, small_run(dir, "run", 200, "--set run.threads=1 --set train.micro_batch=4"),
+                                  "SINKLAB_FAULT_INJECT=throw@3:1"));
+    EXPECT_NE(t.r.rc, 0) << t.r.out;
+    EXPECT_LT(t.seconds, 30) << t.r.out;
+    EXPECT_EQ(count(t.r.out, "injected failure at step 3"), 1u) << t.r.out;
+    EXPECT_NE(t.r.out.find("rank 1 of 2"), std::string::npos) << t.r.out;
+}
+
+TEST(MpiTraining, ADyingRankEndsTheJob) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_kill");
+    const Timed t = timed(mpiexec(2, small_run(dir, "run", 200, "--set run.threads=1 --set train.micro_batch=4"),
+                                  "SINKLAB_FAULT_INJECT=kill@3:1"));
+    EXPECT_NE(t.r.rc, 0) << t.r.out;
+    EXPECT_LT(t.seconds, 30) << t.r.out;
+}
+
+TEST(MpiTraining, RanksWithDifferentConfigsRefuseToStart) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_config");
+    const std::string a = small_run(dir, "run", 5, "--set run.threads=1 --set train.micro_batch=4");
+    const std::string cmd = mpiexec(1, a) + fmt::format(" : -n 1 {} {} --set train.lr=0.002", SINKLAB_BINARY, a);
+    const CommandResult r = run_command(cmd);
+    EXPECT_NE(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("rank(s) 1 resolved another config than rank 0"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(dir / "run/metrics.h5"));
+}
+
+TEST(MpiTraining, RanksThatDriftApartAreStopped) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_desync");
+    const CommandResult r =
+        run_command(mpiexec(2, small_run(dir, "run", 20, "--set run.threads=1 --set train.micro_batch=4 "
+                                                          "--set fault.check_every=5"),
+                            "SINKLAB_FAULT_INJECT=desync@7:1"));
+    EXPECT_NE(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("step 10: the parameters of rank(s) 1 differ from rank 0's"), std::string::npos) << r.out;
+}
+
+TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_usr1");
+    const int N = 150;
+    const std::string opts = "--set run.threads=1 --set train.micro_batch=4";
+    const std::string args = small_run(dir, "run", N, opts);
+    ASSERT_EQ(run_command(mpiexec(2, small_run(dir, "straight", N, opts))).rc, 0);
+    {
+        Background bg(mpiexec(2, args, "SINKLAB_FAULT_INJECT=slow=0.02"), dir / "out.log");
+        ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
+        bg.signal(SIGUSR1);  // mpirun forwards it to both ranks
+        ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "out.log");
+    }
+    EXPECT_NE(read_file(dir / "out.log").find("on SIGUSR1: checkpoint written"), std::string::npos);
+    const size_t rows = column(dir / "run/metrics.h5", "train", "step").size();
+    EXPECT_LT(rows, size_t(N));
+    EXPECT_TRUE(fs::exists(dir / fmt::format("run/checkpoints/step_{:08d}", rows)));
+    const CommandResult r = run_command(mpiexec(2, args + " --resume"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "loss"), column(dir / "straight/metrics.h5", "train", "loss"));
+    EXPECT_EQ(column(dir / "run/metrics.h5", "val", "loss"), column(dir / "straight/metrics.h5", "val", "loss"));
+}
+
+// scripts/slurm/train.sbatch outside Slurm: scontrol is a stub that records its calls, the ranks start through
+// mpirun (LAUNCHER=mpirun), and SIGUSR1 to the script stands for Slurm's signal before the time limit.
+TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
+    REQUIRE_MPI();
+    const TempDir dir("slurm_script");
+    write_file(dir / "bin/scontrol", fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", dir / "calls"));
+    fs::permissions(dir / "bin/scontrol", fs::perms::owner_all);
+    const std::string env = fmt::format(
+        "PATH={}:$PATH SINKLAB={} SLURM_JOB_ID=42 SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 "
+        "LAUNCHER=mpirun OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1",
+        dir / "bin", SINKLAB_BINARY);
+    // small_run's arguments after the subcommand and config: the script adds `train CONFIG`.
+    const std::string run = small_run(dir, "run", 150, "--set run.threads=1 --set train.micro_batch=4");
+    const std::string args = run.substr(run.find(" --set"));
+    const std::string script = fmt::format("{}/scripts/slurm/train.sbatch {}/configs/tiny.yaml", SINKLAB_SOURCE_DIR,
+                                           SINKLAB_SOURCE_DIR);
+    {
+        Background bg(fmt::format("env {} SINKLAB_FAULT_INJECT=slow=0.02 {} {}", env, script, args), dir / "job1.log");
+        ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "job1.log");
+        bg.signal(SIGUSR1);
+        ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "job1.log");
+    }
+    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 42\n") << read_file(dir / "job1.log");
+    const CommandResult second = run_command(fmt::format("env {} {} {}", env, script, args));
+    ASSERT_EQ(second.rc, 0) << second.out;
+    EXPECT_NE(second.out.find("resumed from"), std::string::npos) << second.out;
+    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 42\n") << "a finished run is not requeued";
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step").size(), 150u);
+}
+
+}  // namespace
+}  // namespace sinklab::test

@@ -1,0 +1,218 @@
+// Checkpoints and resume through the CLI: a resumed run is bit-identical to a straight one, a run killed
+// with SIGKILL or stopped with SIGTERM continues to a complete metrics.h5, and damaged checkpoints, changed
+// configs, unwritable folders and full disks are refused with the file or key named.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "train/safetensors.h"
+#include "train/train_util.h"
+
+namespace fs = std::filesystem;
+
+namespace sinklab::test {
+namespace {
+
+std::string ckpt(const TempDir& dir, const std::string& run, int step) {
+    return dir / fmt::format("{}/checkpoints/step_{:08d}", run, step);
+}
+
+std::vector<std::string> checkpoint_names(const TempDir& dir, const std::string& run) {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir / (run + "/checkpoints"))) names.push_back(e.path().filename());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+// Every tensor of two safetensors files, byte for byte (headers may differ: they hold the run's name).
+void expect_same_tensors(const std::string& a, const std::string& b) {
+    const SafetensorsFile fa(a), fb(b);
+    ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
+    for (const StoredTensor& t : fa.tensors()) {
+        const StoredTensor& u = fb.get(t.name, t.dtype, t.shape);
+        EXPECT_EQ(std::string(t.data, t.bytes), std::string(u.data, u.bytes)) << t.name << ": " << a << " " << b;
+    }
+}
+
+std::vector<double> steps_1_to(int n) {
+    std::vector<double> s(static_cast<size_t>(n));
+    for (int i = 0; i < n; i++) s[size_t(i)] = i + 1;
+    return s;
+}
+
+TEST(Resume, StoppedAndResumedEqualsStraight) {
+    const TempDir dir("resume_exact");
+    const int N = 12;
+    ASSERT_EQ(run_sinklab(small_run(dir, "straight", N, "--set run.threads=1")).rc, 0);
+    // Stopped by a SIGTERM it sends itself at step 5 (the real signal path), then resumed to N.
+    const CommandResult stopped =
+        run_sinklab(small_run(dir, "resumed", N, "--set run.threads=1"), "SINKLAB_FAULT_INJECT=signal@5");
+    ASSERT_EQ(stopped.rc, 0) << stopped.out;
+    EXPECT_NE(stopped.out.find("stopped after step 5 on SIGTERM"), std::string::npos) << stopped.out;
+    EXPECT_EQ(column(dir / "resumed/metrics.h5", "train", "step"), steps_1_to(5));
+    const CommandResult resumed = run_sinklab(small_run(dir, "resumed", N, "--set run.threads=1 --resume"));
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
+
+    const std::string a = dir / "straight/metrics.h5", b = dir / "resumed/metrics.h5";
+    EXPECT_EQ(column(b, "train", "step"), steps_1_to(N));
+    EXPECT_EQ(column(a, "train", "loss"), column(b, "train", "loss"));  // bit for bit
+    EXPECT_EQ(column(a, "train", "grad_norm"), column(b, "train", "grad_norm"));
+    EXPECT_EQ(column(b, "val", "step"), (std::vector<double>{0, N}));
+    EXPECT_EQ(column(a, "val", "loss"), column(b, "val", "loss"));
+    for (const char* file : {"/model.safetensors", "/optimizer.safetensors"})
+        expect_same_tensors(ckpt(dir, "straight", N) + file, ckpt(dir, "resumed", N) + file);
+}
+
+TEST(Resume, KillNineThenResumeCompletesTheRun) {
+    const TempDir dir("resume_kill9");
+    const int N = 40;
+    const std::string args =
+        small_run(dir, "run", N, "--set run.threads=1 --set checkpoint.every=5 --set checkpoint.keep=2");
+    ASSERT_EQ(run_sinklab(small_run(dir, "straight", N, "--set run.threads=1")).rc, 0);
+    {
+        Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.03 {} {}", SINKLAB_BINARY, args),
+                      dir / "killed.log");
+        ASSERT_TRUE(wait_until([&] { return fs::exists(ckpt(dir, "run", 15)); }, 60)) << read_file(dir / "killed.log");
+        std::this_thread::sleep_for(std::chrono::milliseconds(70));  // into the next steps, a flush perhaps
+        bg.signal(SIGKILL);
+        ASSERT_EQ(bg.wait(10), 128 + SIGKILL);
+    }
+    const std::string h5 = dir / "run/metrics.h5";
+    EXPECT_GE(column(h5, "train", "step").size(), 15u);  // readable after the kill, up to the last flush
+    // What a kill in the middle of writing a checkpoint leaves: never read, removed by the next write.
+    write_file(dir / "run/checkpoints/.step_00000099.tmp/model.safetensors", "half a file");
+    const CommandResult r = run_sinklab(args + " --resume");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(h5, "train", "step"), steps_1_to(N));
+    EXPECT_EQ(column(h5, "val", "step"), (std::vector<double>{0, 25, N}));
+    EXPECT_EQ(column(h5, "train", "loss"), column(dir / "straight/metrics.h5", "train", "loss"));
+    EXPECT_EQ(column(h5, "val", "loss"), column(dir / "straight/metrics.h5", "val", "loss"));
+    const auto names = checkpoint_names(dir, "run");
+    EXPECT_EQ(names, (std::vector<std::string>{"step_00000035", "step_00000040"}));  // keep = 2, no leftovers
+    // h5py opens it without SWMR: the resumed writer closed it properly.
+    const CommandResult py = run_command(fmt::format(
+        "/usr/bin/python3 -c \"import h5py; f = h5py.File('{}', 'r'); print(f['train/step'][-1])\"", h5));
+    if (py.out.find("No module named") == std::string::npos) {
+        EXPECT_EQ(py.out, fmt::format("{}\n", N)) << py.out;
+    }
+}
+
+TEST(Resume, SigtermFromOutsideCheckpointsAndExitsZero) {
+    const TempDir dir("resume_sigterm");
+    const std::string args = small_run(dir, "run", 400, "--set run.threads=1 --set train.log_every=1");
+    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 {} {}", SINKLAB_BINARY, args), dir / "out.log");
+    ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
+    bg.signal(SIGTERM);
+    ASSERT_EQ(bg.wait(30), 0) << read_file(dir / "out.log");
+    const auto names = checkpoint_names(dir, "run");
+    ASSERT_EQ(names.size(), 1u);
+    const int step = std::stoi(names[0].substr(5));
+    EXPECT_GE(step, 10);
+    EXPECT_LT(step, 400);
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(step));
+    const std::string out = read_file(dir / "out.log");
+    EXPECT_NE(out.find(fmt::format("stopped after step {} on SIGTERM", step)), std::string::npos) << out;
+}
+
+class DamagedCheckpoint : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, "--set run.threads=1 --set checkpoint.every=3")).rc, 0);
+    }
+    CommandResult resume(const std::string& extra = "") {
+        return run_sinklab(small_run(dir, "run", 9, "--set run.threads=1 --resume " + extra));
+    }
+    // The resume fails, names `file` and says `why`; metrics.h5 keeps its 6 rows.
+    void expect_refused(const std::string& file, const std::string& why) {
+        const CommandResult r = resume();
+        EXPECT_NE(r.rc, 0) << r.out;
+        EXPECT_NE(r.out.find(file), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find(why), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find("mv "), std::string::npos) << "the way back to the older checkpoint: " << r.out;
+        EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step").size(), 6u);
+    }
+    const TempDir dir{"resume_damaged"};
+    const std::string newest = ckpt(dir, "run", 6);
+};
+
+TEST_F(DamagedCheckpoint, FlippedByteInTheWeights) {
+    const std::string path = newest + "/model.safetensors";
+    std::string bytes = read_file(path);
+    bytes[bytes.size() / 2] ^= 0x10;
+    write_file(path, bytes);
+    expect_refused(path, "corrupt");
+}
+
+TEST_F(DamagedCheckpoint, TruncatedOptimizerState) {
+    const std::string path = newest + "/optimizer.safetensors";
+    const std::string bytes = read_file(path);
+    write_file(path, bytes.substr(0, bytes.size() - 100));
+    expect_refused(path, "truncated");
+}
+
+TEST_F(DamagedCheckpoint, MissingStateFile) {
+    fs::remove(newest + "/state.json");
+    expect_refused(newest, "state.json");
+}
+
+TEST_F(DamagedCheckpoint, MovingTheBadOneAsideResumesFromTheOlder) {
+    std::string bytes = read_file(newest + "/model.safetensors");
+    bytes[bytes.size() - 1] ^= 1;
+    write_file(newest + "/model.safetensors", bytes);
+    fs::rename(newest, newest + ".bad");
+    const CommandResult r = resume();
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("step_00000003"), std::string::npos) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
+}
+
+TEST_F(DamagedCheckpoint, ChangedConfigIsRefusedAndHarmlessChangesAreNot) {
+    const CommandResult r = resume("--set train.lr=0.002 --set model.rope_theta=500");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("train.lr (0.003 -> 0.002)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("model.rope_theta"), std::string::npos) << r.out;
+    EXPECT_EQ(resume("--set checkpoint.keep=1 --set train.log_every=3").rc, 0);
+}
+
+TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {
+    const TempDir dir("ckpt_full");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=3";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, base)).rc, 0);
+    // A file-size limit makes the next checkpoint's first big write fail as a full disk would (EFBIG instead of
+    // ENOSPC, the same failing write()); SIGXFSZ is ignored so that the write returns its error.
+    const CommandResult r = run_command(fmt::format("bash -c \"trap '' XFSZ; ulimit -f 300; exec {} {}\"",
+                                                    SINKLAB_BINARY, small_run(dir, "run", 9, base + " --resume")));
+    EXPECT_NE(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("model.safetensors"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("older checkpoints"), std::string::npos) << r.out;
+    EXPECT_EQ(checkpoint_names(dir, "run"), (std::vector<std::string>{"step_00000003", "step_00000006"}));
+    const CommandResult again = run_sinklab(small_run(dir, "run", 9, base + " --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
+}
+
+TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {
+    const TempDir dir("ckpt_unwritable");
+    write_file(dir / "a_file", "not a folder");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 3, "--set run.out_dir=" + dir / "a_file/runs"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find(dir / "a_file/runs"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("step "), std::string::npos) << "nothing may train: " << r.out;
+}
+
+TEST(CheckpointWrite, ResumeWithoutCheckpointStartsOver) {
+    const TempDir dir("ckpt_none");
+    const CommandResult first = run_sinklab(small_run(dir, "run", 4, "--set run.threads=1 --resume"));
+    ASSERT_EQ(first.rc, 0) << first.out;
+    EXPECT_NE(first.out.find("starting at step 0"), std::string::npos) << first.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(4));
+    const CommandResult done = run_sinklab(small_run(dir, "run", 4, "--set run.threads=1 --resume"));
+    ASSERT_EQ(done.rc, 0) << done.out;
+    EXPECT_NE(done.out.find("complete at step 4"), std::string::npos) << done.out;
+}
+
+}  // namespace
+}  // namespace sinklab::test

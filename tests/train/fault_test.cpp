@@ -1,0 +1,74 @@
+// Faults during training, injected through the test hook SINKLAB_FAULT_INJECT (src/train/fault_inject.h) so
+// that the real paths run: a non-finite gradient aborts with a diagnostic (the last good checkpoint kept) or
+// skips the update, and a genuine loss spike is skipped by the z-score detector.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "train/train_util.h"
+
+namespace fs = std::filesystem;
+
+namespace sinklab::test {
+namespace {
+
+nlohmann::json state_of(const TempDir& dir, const std::string& run, int step) {
+    return nlohmann::json::parse(read_file(dir / fmt::format("{}/checkpoints/step_{:08d}/state.json", run, step)));
+}
+
+TEST(Faults, NanAbortWritesADiagnosticAndKeepsTheLastGoodCheckpoint) {
+    const TempDir dir("fault_nan_abort");
+    const std::string args = small_run(dir, "run", 10, "--set run.threads=1 --set checkpoint.every=3");
+    const CommandResult r = run_sinklab(args, "SINKLAB_FAULT_INJECT=nan@5");
+    EXPECT_NE(r.rc, 0);
+    const std::string report = dir / "run/nonfinite_step_00000005.json";
+    EXPECT_NE(r.out.find("not finite"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(report), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("step_00000003"), std::string::npos) << "names the last good checkpoint: " << r.out;
+    ASSERT_TRUE(fs::exists(report));
+    const auto diag = nlohmann::json::parse(read_file(report));
+    EXPECT_EQ(diag["step"], 5);
+    EXPECT_EQ(diag["grad_norm"], "nan");
+    EXPECT_FALSE(diag["nonfinite_gradients"].empty());
+    EXPECT_EQ(diag["nonfinite_gradients"][0]["name"], "wte");
+    EXPECT_EQ(diag["last_checkpoint"], dir / "run/checkpoints/step_00000003");
+    // The failing step's row is logged (marked), and the run continues from step 3 without the fault.
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), (std::vector<double>{0, 0, 0, 0, 1}));
+    const CommandResult resumed = run_sinklab(args + " --resume");
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step").size(), 10u);
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), std::vector<double>(10, 0.0));
+}
+
+TEST(Faults, NanSkipSkipsThatUpdateOnly) {
+    const TempDir dir("fault_nan_skip");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 8, "--set run.threads=1 --set fault.nan_policy=skip"),
+                                        "SINKLAB_FAULT_INJECT=nan@4");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("step      4 | update skipped"), std::string::npos) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), (std::vector<double>{0, 0, 0, 1, 0, 0, 0, 0}));
+    const auto state = state_of(dir, "run", 8);
+    EXPECT_EQ(state["optimizer_steps"], 7);
+    EXPECT_EQ(state["guard"]["skipped_nonfinite"], 1);
+    for (double loss : column(dir / "run/metrics.h5", "train", "loss")) EXPECT_TRUE(std::isfinite(loss));
+}
+
+TEST(Faults, LossSpikeIsSkipped) {
+    const TempDir dir("fault_spike");
+    const CommandResult r = run_sinklab(
+        small_run(dir, "run", 40, "--set run.threads=1 --set fault.spike_zscore=6 --set fault.spike_window=10"),
+        "SINKLAB_FAULT_INJECT=spike@30");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const auto loss = column(dir / "run/metrics.h5", "train", "loss");
+    const auto skipped = column(dir / "run/metrics.h5", "train", "skipped");
+    std::vector<double> want(40, 0.0);
+    want[29] = 2;
+    EXPECT_EQ(skipped, want);
+    EXPECT_GT(loss[29], loss[28] + 1.0) << "random targets make a real spike";
+    EXPECT_NE(r.out.find("is a spike"), std::string::npos) << r.out;
+    EXPECT_EQ(state_of(dir, "run", 40)["optimizer_steps"], 39);
+}
+
+}  // namespace
+}  // namespace sinklab::test

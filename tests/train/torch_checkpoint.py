@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""Independent PyTorch checks of sinklab's checkpoint and export files (used by torch_checkpoint_test.cpp).
+
+  torch_checkpoint.py val-loss CKPT_DIR
+      Reads CKPT_DIR/model.safetensors with the minimal reader below (no sinklab code), takes the config from its
+      __metadata__, and prints the validation loss of those weights on the run's validation shards, computed
+      like the trainer's (val_batches micro-batches of micro_batch windows of seq_len + 1 tokens, in order) by
+      the float64 model of tests/oracle/llama_ref.py.
+  torch_checkpoint.py hf-logits HF_DIR IDS OUT
+      Builds a Llama written with Hugging Face's conventions (q_proj/k_proj/v_proj, rotate_half RoPE, repeat_kv,
+      gate/up/down MLP, tied lm_head) from HF_DIR/config.json and HF_DIR/model.safetensors, runs it on the int32
+      ids in IDS ([B, T], B and T on the first line of IDS.shape) and writes float64 logits [B, T, V] to OUT, and
+      to OUT.wrong_rope the logits of the same model with interleaved-pair RoPE (a negative control: an export
+      that forgot to permute q and k would match that one instead).
+"""
+import glob
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"F32": np.float32, "F64": np.float64, "BF16": None}
+
+
+def read_safetensors(path):
+    """Returns ({name: float64 tensor}, metadata) from a safetensors file, by the format's definition."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n].decode("utf-8"))
+    meta = header.pop("__metadata__", {})
+    data = raw[8 + n :]
+    tensors = {}
+    for name, e in header.items():
+        begin, end = e["data_offsets"]
+        arr = np.frombuffer(data[begin:end], dtype=DTYPES[e["dtype"]]).reshape(e["shape"])
+        tensors[name] = torch.from_numpy(arr.astype(np.float64))
+    return tensors, meta
+
+
+# ---------------------------------------------------------------------------------------------- val-loss
+def oracle_config(cfg):
+    """The config dict tests/oracle/llama_ref.py expects, from sinklab's resolved YAML config. (PyYAML reads
+    YAML 1.1, where 1e-6 without a dot is a string: numbers go through float().)"""
+    m, a = cfg["model"], cfg["attention"]
+    parts = a["variant"].split("+")
+    score = next((p for p in parts if p in ("sink_logit", "off_by_one", "sigmoid")), "softmax")
+    amp = cfg["intervention"]["amplify"]
+    return {
+        "model": {
+            "d_model": m["d_model"], "n_layer": m["n_layer"], "n_head": m["n_head"],
+            "n_kv_head": m["n_kv_head"] or m["n_head"], "head_dim": m["d_model"] // m["n_head"], "d_ff": m["d_ff"],
+            "norm_eps": float(m["norm_eps"]), "rope_theta": float(m["rope_theta"]),
+        },
+        "score": score, "sigmoid_bias": float(a["sigmoid_bias"]), "qk_norm": a["qk_norm"],
+        "headnorm": "headnorm" in parts, "headnorm_eps": float(a["headnorm"]["eps"]),
+        "headnorm_gain": a["headnorm"]["gain"],
+        "gate": a["gate"] if "gated" in parts else "", "isolate": cfg["intervention"]["isolate"],
+        "amplify": dict(amp, **{"lambda": float(amp["lambda"])}) if amp["position"] >= 0 else None,
+    }
+
+
+def read_tokens(pattern):
+    """The token stream of llm.c shards: a header of 256 int32 (magic, version, count), then the tokens."""
+    out = []
+    for path in sorted(glob.glob(pattern)):
+        header = np.fromfile(path, dtype="<i4", count=256)
+        width = {20240520: "<u2", 20240801: "<u4"}[int(header[0])]
+        out.append(np.fromfile(path, dtype=width, offset=1024, count=int(header[2])).astype(np.int64))
+    return np.concatenate(out)
+
+
+def val_loss(ckpt_dir):
+    import yaml  # Debian python3-yaml
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+    import llama_ref
+
+    P, meta = read_safetensors(os.path.join(ckpt_dir, "model.safetensors"))
+    cfg = yaml.safe_load(meta["config_yaml"])
+    ocfg = oracle_config(cfg)
+    B, T = cfg["train"]["micro_batch"], cfg["model"]["seq_len"]
+    tokens = read_tokens(cfg["data"]["val"])
+    losses = []
+    with torch.no_grad():
+        for i in range(cfg["metrics"]["val_batches"]):
+            windows = [tokens[w * T : w * T + T + 1] for w in range(i * B, i * B + B)]
+            ids = torch.tensor(np.stack([w[:-1] for w in windows]))
+            tgt = torch.tensor(np.stack([w[1:] for w in windows]))
+            x = P["wte"][ids]
+            for l in range(cfg["model"]["n_layer"]):
+                x = llama_ref.block(x, P, l, ocfg)
+            logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
+            losses.append(F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1)).item())
+    print(repr(sum(losses) / len(losses)))
+
+
+# --------------------------------------------------------------------------------------------- hf-logits
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_hf(x, theta):
+    """x: [B, nh, T, hd]; HF's LlamaRotaryEmbedding + apply_rotary_pos_emb: pairs (i, i + hd/2)."""
+    T, hd = x.shape[2], x.shape[3]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return x * emb.cos() + rotate_half(x) * emb.sin()
+
+
+def rope_interleaved(x, theta):
+    """The convention HF does not use (pairs (2i, 2i + 1)): the negative control."""
+    T, hd = x.shape[2], x.shape[3]
+    inv = theta ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+    cos, sin = ang.cos(), ang.sin()
+    out = torch.empty_like(x)
+    out[..., 0::2] = x[..., 0::2] * cos - x[..., 1::2] * sin
+    out[..., 1::2] = x[..., 0::2] * sin + x[..., 1::2] * cos
+    return out
+
+
+def rms_norm(x, w, eps):
+    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def hf_llama_logits(c, W, ids, rope):
+    B, T = ids.shape
+    H, Hkv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+    eps, theta = c["rms_norm_eps"], c["rope_theta"]
+    h = W["model.embed_tokens.weight"][ids]
+    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    for l in range(c["num_hidden_layers"]):
+        p = lambda n: W[f"model.layers.{l}.{n}.weight"]
+        x = rms_norm(h, p("input_layernorm"), eps)
+        q = (x @ p("self_attn.q_proj").T).view(B, T, H, hd).transpose(1, 2)
+        k = (x @ p("self_attn.k_proj").T).view(B, T, Hkv, hd).transpose(1, 2)
+        v = (x @ p("self_attn.v_proj").T).view(B, T, Hkv, hd).transpose(1, 2)
+        q, k = rope(q, theta), rope(k, theta)
+        k = k.repeat_interleave(H // Hkv, dim=1)  # repeat_kv
+        v = v.repeat_interleave(H // Hkv, dim=1)
+        att = torch.softmax(q @ k.transpose(-1, -2) / hd ** 0.5 + mask, dim=-1)
+        o = (att @ v).transpose(1, 2).reshape(B, T, H * hd)
+        h = h + o @ p("self_attn.o_proj").T
+        x = rms_norm(h, p("post_attention_layernorm"), eps)
+        h = h + (F.silu(x @ p("mlp.gate_proj").T) * (x @ p("mlp.up_proj").T)) @ p("mlp.down_proj").T
+    h = rms_norm(h, W["model.norm.weight"], eps)
+    assert c["tie_word_embeddings"] and "lm_head.weight" not in W
+    return h @ W["model.embed_tokens.weight"].T
+
+
+def hf_logits(hf_dir, ids_path, out):
+    c = json.load(open(os.path.join(hf_dir, "config.json")))
+    assert c["architectures"] == ["LlamaForCausalLM"] and c["hidden_act"] == "silu", c
+    W, meta = read_safetensors(os.path.join(hf_dir, "model.safetensors"))
+    assert meta.get("format") == "pt", meta
+    B, T = map(int, open(ids_path + ".shape").read().split())
+    ids = torch.from_numpy(np.fromfile(ids_path, dtype="<i4").astype(np.int64)).view(B, T)
+    with torch.no_grad():
+        hf_llama_logits(c, W, ids, rope_hf).numpy().astype("<f8").tofile(out)
+        hf_llama_logits(c, W, ids, rope_interleaved).numpy().astype("<f8").tofile(out + ".wrong_rope")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "val-loss":
+        val_loss(sys.argv[2])
+    elif sys.argv[1] == "hf-logits":
+        hf_logits(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(f"unknown mode {sys.argv[1]}")

@@ -1,0 +1,103 @@
+// Checkpoint and export files checked by PyTorch (/usr/bin/python3, tests/train/torch_checkpoint.py) with its
+// own safetensors reader: the checkpoint's weights give the validation loss the run logged, and an exported
+// standard-attention run, run by a Llama written with Hugging Face's conventions, gives sinklab's logits.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "core/rng.h"
+#include "train/checkpoint.h"
+#include "train/train_util.h"
+
+namespace sinklab::test {
+namespace {
+
+bool torch_available() {
+    static const bool ok = std::system("/usr/bin/python3 -c 'import torch, numpy, yaml' >/dev/null 2>&1") == 0;
+    return ok;
+}
+
+std::string script() { return std::string(SINKLAB_TEST_DIR) + "/train/torch_checkpoint.py"; }
+
+std::vector<double> read_f64(const std::string& path) {
+    const std::string bytes = read_file(path);
+    std::vector<double> v(bytes.size() / sizeof(double));
+    std::memcpy(v.data(), bytes.data(), v.size() * sizeof(double));
+    return v;
+}
+
+TEST(TorchCheckpoint, WeightsGiveTheLoggedValidationLoss) {
+    if (!torch_available()) GTEST_SKIP() << "skipped: /usr/bin/python3 lacks torch, numpy or yaml";
+    const TempDir dir("torch_val");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 8, "--set run.threads=1"));  // the HeadNorm default
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const CommandResult py = run_command(fmt::format("/usr/bin/python3 {} val-loss {}/run/checkpoints/step_00000008",
+                                                     script(), dir.path()));
+    ASSERT_EQ(py.rc, 0) << py.out;
+    const double torch_loss = std::stod(py.out);
+    const double logged = column(dir / "run/metrics.h5", "val", "loss").back();  // stored as float32
+    EXPECT_NEAR(torch_loss, logged, 1e-5 * logged) << "torch " << torch_loss << " logged " << logged;
+}
+
+TEST(TorchCheckpoint, HfExportGivesTheSameLogits) {
+    if (!torch_available()) GTEST_SKIP() << "skipped: /usr/bin/python3 lacks torch, numpy or yaml";
+    const TempDir dir("torch_hf");
+    // GQA (2 kv heads for 4 query heads) and a wider init, so that attention is far from uniform and a RoPE
+    // convention mix-up shows in the logits.
+    const CommandResult r = run_sinklab(small_run(
+        dir, "run", 8,
+        "--set run.threads=1 --set attention.variant=standard --set model.n_kv_head=2 --set model.init_std=0.3"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const CommandResult ex = run_sinklab(fmt::format("export {}/run --format hf --out {}/hf", dir.path(), dir.path()));
+    ASSERT_EQ(ex.rc, 0) << ex.out;
+
+    const std::string ckpt = dir / "run/checkpoints/step_00000008";
+    const Config cfg = checkpoint_config(ckpt);
+    const int B = 2, T = cfg.model.seq_len, V = cfg.model.vocab_size;
+    auto be = make_cpu_backend(DType::F32, 1);
+    Model model(*be, cfg, B, T);
+    AdamW optim(model, cfg.train, cfg.precision, cfg.run.seed);
+    load_checkpoint(ckpt, cfg, model, optim);
+    model.sync_weights();
+    std::vector<int32_t> ids(size_t(B) * T), targets(size_t(B) * T, -1);
+    Rng rng(5, 6);
+    for (int32_t& id : ids) id = int32_t(rng.below(uint64_t(V)));
+    model.forward(ids.data(), targets.data(), 0.f);
+    std::vector<double> ours(size_t(B) * T * V);
+    be->read(ours.data(), DType::F64, model.acts().logits);
+
+    write_file(dir / "ids.bin", std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 4));
+    write_file(dir / "ids.bin.shape", fmt::format("{} {}", B, T));
+    const CommandResult py = run_command(fmt::format("/usr/bin/python3 {} hf-logits {}/hf {}/ids.bin {}/hf_logits.bin",
+                                                     script(), dir.path(), dir.path(), dir.path()));
+    ASSERT_EQ(py.rc, 0) << py.out;
+    const std::vector<double> hf = read_f64(dir / "hf_logits.bin"), wrong = read_f64(dir / "hf_logits.bin.wrong_rope");
+    ASSERT_EQ(hf.size(), ours.size());
+    double err = 0, wrong_err = 0, scale = 0;
+    for (size_t i = 0; i < ours.size(); i++) {
+        err = std::max(err, std::abs(hf[i] - ours[i]));
+        wrong_err = std::max(wrong_err, std::abs(wrong[i] - ours[i]));
+        scale = std::max(scale, std::abs(ours[i]));
+    }
+    EXPECT_LT(err, 1e-4 * std::max(1.0, scale)) << "max |logit| " << scale;
+    EXPECT_GT(wrong_err, 100 * 1e-4 * std::max(1.0, scale)) << "the negative control must be far off: " << wrong_err;
+}
+
+TEST(TorchCheckpoint, ExportRefusesWhatHfLlamaCannotCompute) {
+    const TempDir dir("export_refuse");
+    ASSERT_EQ(run_sinklab(small_run(dir, "hn", 2, "--set run.threads=1")).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "qk", 2, "--set run.threads=1 --set attention.variant=standard "
+                                                  "--set attention.qk_norm=true")).rc, 0);
+    const CommandResult hn = run_sinklab(fmt::format("export {}/hn --format hf", dir.path()));
+    EXPECT_NE(hn.rc, 0);
+    EXPECT_NE(hn.out.find("attention.variant has headnorm: LlamaAttention has no RMSNorm"), std::string::npos)
+        << hn.out;
+    const CommandResult qk = run_sinklab(fmt::format("export {}/qk --format hf", dir.path()));
+    EXPECT_NE(qk.rc, 0);
+    EXPECT_NE(qk.out.find("attention.qk_norm"), std::string::npos) << qk.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "hn/hf/model.safetensors"));
+}
+
+}  // namespace
+}  // namespace sinklab::test
