@@ -245,7 +245,7 @@ private:
 struct BackendOptions {
     std::string kind = "auto";
     DType cuda_compute = DType::BF16;  // precision.compute on GPU
-    int device = -1;                   // CUDA device; -1 = local rank's
+    int device = -1;                   // CUDA device (the local rank, modulo the visible GPUs); -1 = 0
     int threads = 0;                   // CPU threads; 0 = all cores
 };
 std::unique_ptr<Backend> make_backend(const BackendOptions& opt);

@@ -65,9 +65,9 @@ public:
                    "precision.compute on GPU must be bf16 or fp32, not {}", dtype_name(opt.cuda_compute));
         int count = 0;
         CUDA_CHECK(cudaGetDeviceCount(&count));
-        device_ = opt.device < 0 ? 0 : opt.device;
-        SL_REQUIRE(device_ < count, "CUDA device {} was asked for, but this machine has {} (devices 0..{})", device_,
-                   count, count - 1);
+        // The local rank picks the GPU; modulo the visible ones, so that sites that give each task only its own
+        // GPU (CUDA_VISIBLE_DEVICES per task) work too.
+        device_ = opt.device < 0 ? 0 : opt.device % count;
         CUDA_CHECK(cudaSetDevice(device_));
         CUDA_CHECK(cudaGetDeviceProperties(&prop_, device_));
         cudaFuncAttributes attr;
