@@ -198,7 +198,8 @@ public:
                                                  0, &n, nullptr));
             // The results are written into engine-config descriptors that must exist beforehand.
             std::vector<Tdesc> cfgs;
-            for (int64_t i = 0; i < n; i++) cfgs.push_back(p.descs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR).get());
+            for (int64_t i = 0; i < n; i++)
+                cfgs.push_back(p.descs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR).get());
             int64_t got = 0;
             CUDNN_CHECK(cudnnBackendGetAttribute(heur_d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                                  n, &got, cfgs.data()));
@@ -413,7 +414,8 @@ struct CudnnAttention::Impl {
         if (handle) cudnnDestroy(handle);
     }
 
-    const Plan& plan(std::map<ShapeKey, Plan>& cache, const AttnSpec& s, Plan (*build)(cudnnHandle_t, const AttnSpec&)) {
+    using Builder = Plan (*)(cudnnHandle_t, const AttnSpec&);
+    const Plan& plan(std::map<ShapeKey, Plan>& cache, const AttnSpec& s, Builder build) {
         SL_REQUIRE(s.hd % 8 == 0 && s.hd <= 128,
                    "attention.impl: cudnn needs head_dim a multiple of 8 and at most 128, not {}; use "
                    "attention.impl: sinklab",
@@ -432,7 +434,9 @@ CudnnAttention::CudnnAttention(cudaStream_t st) : impl_(std::make_unique<Impl>()
 
 CudnnAttention::~CudnnAttention() = default;
 
-size_t CudnnAttention::fwd_scratch(const AttnSpec& s) { return size_t(impl_->plan(impl_->fwd, s, build_fwd).workspace); }
+size_t CudnnAttention::fwd_scratch(const AttnSpec& s) {
+    return size_t(impl_->plan(impl_->fwd, s, build_fwd).workspace);
+}
 
 void CudnnAttention::fwd(bf16* o, float* lse, const bf16* qkv, const AttnSpec& s, void* scratch) {
     const Plan& p = impl_->plan(impl_->fwd, s, build_fwd);

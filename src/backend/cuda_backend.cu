@@ -108,6 +108,15 @@ public:
                            double(prop_.totalGlobalMem) / double(1 << 30), dtype_name(compute_dtype()));
     }
 
+    // Dense datasheet peaks in the compute dtype, for MFU: H100/H200 (sm_90) 989 TFLOP/s bf16 and 67 fp32 (no TF32
+    // here), A100 (sm_80) 312 and 19.5. Other devices report 0: no MFU rather than a wrong one.
+    double peak_flops() const override {
+        const bool bf16 = compute_dtype() == DType::BF16;
+        if (prop_.major == 9 && prop_.minor == 0) return bf16 ? 989e12 : 67e12;
+        if (prop_.major == 8 && prop_.minor == 0) return bf16 ? 312e12 : 19.5e12;
+        return 0.0;
+    }
+
     void* alloc(size_t bytes) override {
         if (bytes == 0) return nullptr;
         void* p = nullptr;

@@ -118,7 +118,8 @@ void run_bench(const BenchArgs& args) {
         }
     }
 
-    const auto first = std::find_if(results.begin(), results.end(), [](const BenchResult& r) { return r.error.empty(); });
+    auto ran = [](const BenchResult& r) { return r.error.empty(); };
+    const auto first = std::find_if(results.begin(), results.end(), ran);
     std::printf("\n%3s %-32s %12s %10s %8s %9s\n", "#", "variant", "tokens/s", "step ms", "MFU", "vs first");
     for (size_t i = 0; i < results.size(); i++) {
         const BenchResult& r = results[i];
@@ -129,7 +130,7 @@ void run_bench(const BenchArgs& args) {
         std::printf("%3zu %-32s %12.0f %10.2f %7.1f%% %8.3fx\n", i + 1, r.label.c_str(), r.tokens_per_s,
                     1e3 * r.step_s, 100 * r.mfu, r.tokens_per_s / first->tokens_per_s);
     }
-    const auto failed = std::count_if(results.begin(), results.end(), [](const BenchResult& r) { return !r.error.empty(); });
+    const auto failed = results.size() - size_t(std::count_if(results.begin(), results.end(), ran));
     if (args.profile) print_op_shares(results);
     SL_REQUIRE(failed == 0, "{} of {} bench configurations failed (their errors are above)", failed, results.size());
 }

@@ -439,10 +439,13 @@ TEST_F(CudaOps, AttentionCudnn) {
         double r = 2.0;  // input range (larger: peakier rows)
     };
     // The first shape comes back last: its cached plan must still serve it after the others were planned.
-    for (Named c : {Named{"cudnn_mha_hd64", spec(2, 77, 4, 4, 64)}, Named{"cudnn_gqa_hd64_T190", spec(2, 190, 4, 2, 64)},
-                    Named{"cudnn_mqa_hd64_T300", spec(1, 300, 4, 1, 64)}, Named{"cudnn_hd128", spec(2, 77, 2, 1, 128)},
-                    Named{"cudnn_hd32_T64", spec(2, 64, 4, 4, 32)}, Named{"cudnn_peaky_hd64", spec(2, 77, 2, 2, 64), 5.0},
-                    Named{"cudnn_mha_hd64_again", spec(2, 77, 4, 4, 64)}}) {
+    const Named cases[] = {
+        {"cudnn_mha_hd64", spec(2, 77, 4, 4, 64)},      {"cudnn_gqa_hd64_T190", spec(2, 190, 4, 2, 64)},
+        {"cudnn_mqa_hd64_T300", spec(1, 300, 4, 1, 64)}, {"cudnn_hd128", spec(2, 77, 2, 1, 128)},
+        {"cudnn_hd32_T64", spec(2, 64, 4, 4, 32)},      {"cudnn_peaky_hd64", spec(2, 77, 2, 2, 64), 5.0},
+        {"cudnn_mha_hd64_again", spec(2, 77, 4, 4, 64)},
+    };
+    for (Named c : cases) {
         c.s.cudnn = true;
         check_attention(c.name, c.s, c.r);
     }
