@@ -21,12 +21,15 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cuda/attention_cudnn.h"
 #include "kernels/cuda/cuda_kernels.cuh"
 
 namespace sinklab::cuda {
 namespace {
 
-void check_cudnn(cudnnStatus_t st, std::string_view what, const std::source_location& loc) {
+using Loc = std::source_location;
+
+void check_cudnn(cudnnStatus_t st, std::string_view what, const Loc& loc) {
     if (st == CUDNN_STATUS_SUCCESS) return;
     char detail[1024] = "";
     cudnnGetLastErrorString(detail, sizeof(detail));
@@ -37,7 +40,7 @@ void check_cudnn(cudnnStatus_t st, std::string_view what, const std::source_loca
 }  // namespace
 }  // namespace sinklab::cuda
 
-#define CUDNN_CHECK(call) ::sinklab::cuda::check_cudnn((call), #call, std::source_location::current())
+#define CUDNN_CHECK(call) ::sinklab::cuda::check_cudnn((call), #call, ::sinklab::cuda::Loc::current())
 
 namespace sinklab::cuda {
 namespace {
@@ -50,7 +53,7 @@ constexpr cudnnDataType_t kF32 = CUDNN_DATA_FLOAT, kBF16 = CUDNN_DATA_BFLOAT16;
 // An owned backend descriptor. Its calls check every status and name the caller's file:line.
 class Desc {
 public:
-    explicit Desc(cudnnBackendDescriptorType_t type, std::source_location loc = std::source_location::current()) {
+    explicit Desc(cudnnBackendDescriptorType_t type, Loc loc = Loc::current()) {
         check_cudnn(cudnnBackendCreateDescriptor(type, &d_), fmt::format("creating a descriptor of type {}", int(type)),
                     loc);
     }
@@ -66,17 +69,17 @@ public:
 
     template <typename V>
     Desc& set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, const V* values, int64_t n,
-              std::source_location loc = std::source_location::current()) {
+              Loc loc = Loc::current()) {
         check_cudnn(cudnnBackendSetAttribute(d_, name, type, n, values), fmt::format("setting attribute {}", int(name)),
                     loc);
         return *this;
     }
     template <typename V>
     Desc& set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, const V& value,
-              std::source_location loc = std::source_location::current()) {
+              Loc loc = Loc::current()) {
         return set(name, type, &value, 1, loc);
     }
-    void finalize(std::source_location loc = std::source_location::current()) {
+    void finalize(Loc loc = Loc::current()) {
         check_cudnn(cudnnBackendFinalize(d_), "cudnnBackendFinalize", loc);
     }
 
@@ -96,7 +99,8 @@ struct Plan {
     int64_t workspace = 0;
 };
 
-// One operation graph under construction: its tensors, and its operations in topological order.
+// One operation graph under construction: its tensors, and its operations in topological order. cuDNN checks each
+// operation's shapes when it is finalized; a refusal names the line of the graph that added it.
 class GraphBuilder {
 public:
     // A tensor bound to memory at execution.
@@ -111,8 +115,8 @@ public:
     }
 
     // y = mode(x[, b[, t]]), computed in `prec`; axis only for GEN_INDEX.
-    void pointwise(cudnnPointwiseMode_t mode, std::initializer_list<Tdesc> in, Tdesc y,
-                   cudnnDataType_t prec = kF32, int64_t axis = -1) {
+    void pointwise(cudnnPointwiseMode_t mode, std::initializer_list<Tdesc> in, Tdesc y, cudnnDataType_t prec = kF32,
+                   int64_t axis = -1, Loc loc = Loc::current()) {
         SL_ASSERT(in.size() >= 1 && in.size() <= 3, "{} pointwise inputs", in.size());
         Desc& pw = descs_.emplace_back(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
         pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, mode);
@@ -128,10 +132,10 @@ public:
         int i = 0;
         for (Tdesc x : in) op.set(ports[i++], CUDNN_TYPE_BACKEND_DESCRIPTOR, x);
         op.set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, y);
-        add_op(op);
+        add_op(op, loc);
     }
     // c = a b over the last two dims, f32 accumulation.
-    void matmul(Tdesc a, Tdesc b, Tdesc c) {
+    void matmul(Tdesc a, Tdesc b, Tdesc c, Loc loc = Loc::current()) {
         Desc& mm = descs_.emplace_back(CUDNN_BACKEND_MATMUL_DESCRIPTOR);
         mm.set(CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, kF32);
         mm.finalize();
@@ -141,10 +145,10 @@ public:
         op.set(CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, b);
         op.set(CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, c);
         op.set(CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, mm_d);
-        add_op(op);
+        add_op(op, loc);
     }
     // y = reduction of x over the dims where y has extent 1.
-    void reduce(cudnnReduceTensorOp_t how, Tdesc x, Tdesc y) {
+    void reduce(cudnnReduceTensorOp_t how, Tdesc x, Tdesc y, Loc loc = Loc::current()) {
         Desc& rd = descs_.emplace_back(CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
         rd.set(CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, how);
         rd.set(CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, kF32);
@@ -154,14 +158,14 @@ public:
         op.set(CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, x);
         op.set(CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, y);
         op.set(CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, rd_d);
-        add_op(op);
+        add_op(op, loc);
     }
     // y = x seen through y's dims and strides (a transpose, here).
-    void reshape(Tdesc x, Tdesc y) {
+    void reshape(Tdesc x, Tdesc y, Loc loc = Loc::current()) {
         Desc& op = descs_.emplace_back(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
         op.set(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, x);
         op.set(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, y);
-        add_op(op);
+        add_op(op, loc);
     }
 
     // The causal mask: x where row >= column, else the lowest float (exp gives 0 there).
@@ -232,8 +236,8 @@ private:
         t.finalize();
         return t.get();
     }
-    void add_op(Desc& op) {
-        op.finalize();
+    void add_op(Desc& op, const Loc& loc) {
+        op.finalize(loc);
         ops_.push_back(op.get());
     }
     // Records why cuDNN refused a step; true when it did not.
@@ -280,7 +284,7 @@ std::string describe(const AttnSpec& s, const char* dir) {
 }
 
 // o = softmax(mask(scale q k^T)) v, Stats = the row LSE.
-Plan build_fwd(cudnnHandle_t h, const AttnSpec& spec) {
+GraphBuilder fwd_graph(const AttnSpec& spec) {
     const Shapes x(spec);
     GraphBuilder g;
     Tdesc q = g.tensor(kQ, kBF16, x.q, x.q_st), kT = g.tensor(kK, kBF16, x.kvT, x.kvT_st),
@@ -304,12 +308,12 @@ Plan build_fwd(cudnnHandle_t h, const AttnSpec& spec) {
     Tdesc p = g.virt(kBF16, x.sq, x.sq_st);
     g.pointwise(CUDNN_POINTWISE_DIV, {e, sum}, p);
     g.matmul(p, v, o);
-    return std::move(g).plan(h, describe(spec, "forward"));
+    return g;
 }
 
 // dq, dk, dv from dout, recomputing P from the saved Stats. Two f32 buffers live in our scratch: the row sums
 // dout.o and the dq accumulator, which the engine converts to bf16 at the end.
-Plan build_bwd(cudnnHandle_t h, const AttnSpec& spec) {
+GraphBuilder bwd_graph(const AttnSpec& spec) {
     const Shapes x(spec);
     GraphBuilder g;
     Tdesc q = g.tensor(kQ, kBF16, x.q, x.q_st), kT = g.tensor(kK, kBF16, x.kvT, x.kvT_st),
@@ -365,8 +369,11 @@ Plan build_bwd(cudnnHandle_t h, const AttnSpec& spec) {
     g.reshape(kT, k);
     g.matmul(ds1, k, dq_accum);
     g.pointwise(CUDNN_POINTWISE_IDENTITY, {dq_accum}, dq);
-    return std::move(g).plan(h, describe(spec, "backward"));
+    return g;
 }
+
+Plan build_fwd(cudnnHandle_t h, const AttnSpec& s) { return fwd_graph(s).plan(h, describe(s, "forward")); }
+Plan build_bwd(cudnnHandle_t h, const AttnSpec& s) { return bwd_graph(s).plan(h, describe(s, "backward")); }
 
 void execute(cudnnHandle_t h, const Plan& p, const std::vector<std::pair<int64_t, const void*>>& bindings,
              void* workspace) {
@@ -433,6 +440,11 @@ CudnnAttention::CudnnAttention(cudaStream_t st) : impl_(std::make_unique<Impl>()
 }
 
 CudnnAttention::~CudnnAttention() = default;
+
+void check_cudnn_attention_graphs(const AttnSpec& s) {
+    fwd_graph(s);
+    bwd_graph(s);
+}
 
 size_t CudnnAttention::fwd_scratch(const AttnSpec& s) {
     return size_t(impl_->plan(impl_->fwd, s, build_fwd).workspace);

@@ -33,6 +33,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#if SINKLAB_HAVE_CUDNN
+#include "kernels/cuda/attention_cudnn.h"
+#endif
 
 namespace sinklab {
 namespace {
@@ -448,6 +451,21 @@ TEST_F(CudaOps, AttentionCudnn) {
     for (Named c : cases) {
         c.s.cudnn = true;
         check_attention(c.name, c.s, c.r);
+    }
+#endif
+}
+
+// Runs without a GPU: cuDNN accepts every operation of both graphs (matmul, pointwise, reduction and reshape shapes)
+// for MHA, GQA and MQA and every head dim the CUDA path admits.
+TEST(CudnnAttentionGraphs, EveryOperationIsAccepted) {
+#if !SINKLAB_HAVE_CUDNN
+    GTEST_SKIP() << "built without cuDNN";
+#else
+    for (AttnSpec s : {spec(2, 77, 4, 4, 64), spec(2, 190, 4, 2, 64), spec(1, 300, 4, 1, 64), spec(2, 77, 2, 1, 128),
+                       spec(2, 64, 4, 4, 32), spec(12, 4096, 12, 12, 64)}) {
+        SCOPED_TRACE(fmt::format("B={} T={} H={} Hkv={} hd={}", s.B, s.T, s.H, s.Hkv, s.hd));
+        s.cudnn = true;
+        EXPECT_NO_THROW(cuda::check_cudnn_attention_graphs(s));
     }
 #endif
 }
