@@ -29,10 +29,11 @@ __device__ double weight(const T* qkv, const float* lse, const AttnParams& a, in
     return exp(zs - double(lse[(int64_t(b) * a.H + h) * a.T + i]));
 }
 
-// One block per (head, tracked position): the mean weight over the batch rows that see the key.
+// One block per (head, tracked position): the mean weight over the batch rows that see the key. The parameters are
+// __grid_constant__ because their arrays are indexed at run time, which would otherwise copy them to local memory.
 template <typename T>
-__global__ void attn_mass_kernel(float* out, const T* qkv, const float* lse, TrackedPositions pos, int P,
-                                 AttnParams a) {
+__global__ void attn_mass_kernel(float* out, const T* qkv, const float* lse, const __grid_constant__ TrackedPositions pos,
+                                 int P, const __grid_constant__ AttnParams a) {
     const int h = blockIdx.x, k = blockIdx.y, p = pos.p[k], per_b = a.T - p;
     double sum = 0, count = 0;
     for (int64_t r = threadIdx.x; r < int64_t(a.B) * per_b; r += blockDim.x) {
@@ -47,7 +48,8 @@ __global__ void attn_mass_kernel(float* out, const T* qkv, const float* lse, Tra
 }
 
 // One block per row i of the map; threads over keys j.
-template <typename T> __global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* lse, AttnParams a) {
+template <typename T>
+__global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* lse, const __grid_constant__ AttnParams a) {
     const int i = blockIdx.x;
     for (int j = threadIdx.x; j < Q; j += blockDim.x) {
         double sum = 0;

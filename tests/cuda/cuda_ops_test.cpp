@@ -33,6 +33,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#if SINKLAB_HAVE_CUDNN
+#include "kernels/cuda/attention_cudnn.h"
+#endif
 
 namespace sinklab {
 namespace {
@@ -379,8 +382,13 @@ void check_attention(const std::string& name, const AttnSpec& s, double r = 2.0)
         bwd.args.push_back(in("sink", {s.H}, -1.0, 2.0));
         bwd.args.push_back(arg("dsink", Role::Acc, {s.H}));
     }
-    check(fwd);
-    check(bwd);
+    if (s.cudnn) {  // cuDNN's fused attention runs in bf16 only
+        check_bf16(fwd, 1001);
+        check_bf16(bwd, 1001);
+    } else {
+        check(fwd);
+        check(bwd);
+    }
 }
 
 TEST_F(CudaOps, AttentionSoftmax) {
@@ -421,6 +429,64 @@ TEST_F(CudaOps, AttentionSigmoid) {
     AttnSpec s128 = spec(1, 130, 2, 1, 128, AttnScore::Sigmoid);
     s128.sigmoid_bias = -std::log(130.f);
     check_attention("sigmoid_hd128", s128);
+}
+
+// attention.impl: cudnn, against the same CPU references (which ignore the flag), by the bf16 2x rule.
+TEST_F(CudaOps, AttentionCudnn) {
+#if !SINKLAB_HAVE_CUDNN
+    GTEST_SKIP() << "built without cuDNN";
+#else
+    struct Named {
+        const char* name;
+        AttnSpec s;
+        double r = 2.0;  // input range (larger: peakier rows)
+    };
+    // The first shape comes back last: its cached plan must still serve it after the others were planned.
+    const Named cases[] = {
+        {"cudnn_mha_hd64", spec(2, 77, 4, 4, 64)},      {"cudnn_gqa_hd64_T190", spec(2, 190, 4, 2, 64)},
+        {"cudnn_mqa_hd64_T300", spec(1, 300, 4, 1, 64)}, {"cudnn_hd128", spec(2, 77, 2, 1, 128)},
+        {"cudnn_hd32_T64", spec(2, 64, 4, 4, 32)},      {"cudnn_peaky_hd64", spec(2, 77, 2, 2, 64), 5.0},
+        {"cudnn_mha_hd64_again", spec(2, 77, 4, 4, 64)},
+    };
+    for (Named c : cases) {
+        c.s.cudnn = true;
+        check_attention(c.name, c.s, c.r);
+    }
+#endif
+}
+
+// Runs without a GPU: cuDNN accepts every operation of both graphs (matmul, pointwise, reduction and reshape shapes)
+// for MHA, GQA and MQA and every head dim the CUDA path admits.
+TEST(CudnnAttentionGraphs, EveryOperationIsAccepted) {
+#if !SINKLAB_HAVE_CUDNN
+    GTEST_SKIP() << "built without cuDNN";
+#else
+    for (AttnSpec s : {spec(2, 77, 4, 4, 64), spec(2, 190, 4, 2, 64), spec(1, 300, 4, 1, 64), spec(2, 77, 2, 1, 128),
+                       spec(2, 64, 4, 4, 32), spec(12, 4096, 12, 12, 64)}) {
+        SCOPED_TRACE(fmt::format("B={} T={} H={} Hkv={} hd={}", s.B, s.T, s.H, s.Hkv, s.hd));
+        s.cudnn = true;
+        EXPECT_NO_THROW(cuda::check_cudnn_attention_graphs(s));
+    }
+#endif
+}
+
+// What cuDNN cannot run is refused with an Error, never computed differently.
+TEST_F(CudaOps, AttentionCudnnRefusals) {
+    auto attempt = [](Backend& b, AttnSpec s) {
+        s.cudnn = true;
+        Tensor qkv = make_tensor(b, b.compute_dtype(), {s.B, s.T, s.qkv_width()});
+        Tensor o = make_tensor(b, b.compute_dtype(), {s.B, s.T, s.H, s.hd});
+        Tensor lse = make_tensor(b, b.wide(), {s.B, s.H, s.T});
+        Tensor sink = s.score == AttnScore::SinkLogit ? make_tensor(b, b.compute_dtype(), {s.H}) : Tensor{};
+        EXPECT_THROW(b.attention_fwd(o, lse, qkv, sink, s), Error);
+        for (Tensor t : {qkv, o, lse, sink}) b.release(t.data);
+    };
+    attempt(*backends().cuda_f32, spec(1, 64, 2, 2, 64));                       // fp32 mode
+    attempt(*backends().cuda_bf16, spec(1, 64, 2, 2, 64, AttnScore::SinkLogit));  // not plain softmax
+    AttnSpec isolated = spec(1, 64, 2, 2, 64);
+    isolated.isolate[isolated.n_isolate++] = 3;
+    attempt(*backends().cuda_bf16, isolated);
+    attempt(*backends().cuda_bf16, spec(1, 64, 2, 2, 36));  // head_dim not a multiple of 8
 }
 
 // ---- sink metrics ------------------------------------------------------------------------------------------------
