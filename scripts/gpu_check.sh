@@ -3,13 +3,15 @@
 #   bash scripts/gpu_pack.sh          # fills .carry/ (portable binaries, their libraries, token shards)
 # then on the GPU machine, from the repository root, with carry [".carry"] and a 600 s limit:
 #   bash scripts/gpu_check.sh
-# Stages, each with its own time limit (together 8.5 minutes) and its own log $OUT/<stage>.log; a stage that fails or
-# runs out of time is reported and the next one runs:
+# Stages, each with its own time limit (together 9.5 minutes; the whole check takes about 4 on an H200) and its own
+# log $OUT/<stage>.log; a stage that fails or runs out of time is reported and the next one runs:
 #   preflight   unpack .carry; GPU, driver, toolkit, cuDNN and PyTorch versions; every library of the binaries found
 #   tests       the CUDA test suite: sinklab_tests --gtest_filter='Cuda*:*Model*' (less the tests that need this
 #               checkout's build paths)
+#   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests
 #   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard and headnorm,
-#   bench-4096  with and without per-step sink metrics, attention.impl sinklab and cudnn
+#   bench-4096  with and without per-step sink metrics, attention.impl sinklab and cudnn; with per-op timing, then
+#               without it for the tokens/s
 #   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
@@ -79,12 +81,25 @@ torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cu
 }
 
 tests() {
-    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter='Cuda*:*Model*:-Training.*:ConfigPresets.*'
+    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter='Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*'
+}
+
+# Twice: with per-op timing for the op shares, then without it (the per-op synchronization slows the step) for the
+# throughput that gpu_report.py compares with PyTorch; it reads the last table of the log.
+# compute-sanitizer (memcheck, then racecheck for the shared-memory reductions) on the small op tests of the
+# normalization and sink-metric kernels; the whole suite under it would not fit the call.
+sanitize() {
+    local cs filter='CudaOps.RMSNorm:CudaOps.HeadNorm:CudaOps.QKNorm:CudaOps.SinkMetric*'
+    cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null) ||
+        { echo "compute-sanitizer: none"; return 1; }
+    sl "$cs" --tool memcheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1 &&
+        sl "$cs" --tool racecheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1
 }
 
 bench() {  # bench T MICRO_BATCH
-    sl "$bin/sinklab" bench configs/llama-152m.yaml --set backend=cuda --set model.seq_len="$1" \
-        --set train.micro_batch="$2" --variants standard headnorm --impls sinklab cudnn --metrics --steps 6 --warmup 2
+    local args=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len="$1" --set train.micro_batch="$2"
+                --variants standard headnorm --impls sinklab cudnn --metrics --steps 6 --warmup 2)
+    sl "$bin/sinklab" bench "${args[@]}" && sl "$bin/sinklab" bench "${args[@]}" --no-profile
 }
 
 torch_peer() {  # torch_peer T MICRO_BATCH
@@ -110,7 +125,7 @@ train() {
         --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
-export -f preflight tests bench torch_peer train
+export -f preflight tests sanitize bench torch_peer train
 
 stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to $OUT/NAME.log, a row in stages.tsv
     local name=$1 limit=$2 t0=$SECONDS rc status
@@ -128,12 +143,13 @@ stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to $OUT/NAME.log, a r
 }
 
 stage preflight 30 preflight
-stage tests 100 tests
-stage bench-1024 70 bench 1024 48
-stage bench-4096 80 bench 4096 12
-stage torch-1024 90 torch_peer 1024 48
+stage tests 60 tests
+stage sanitize 60 sanitize
+stage bench-1024 110 bench 1024 48
+stage bench-4096 120 bench 4096 12
+stage torch-1024 70 torch_peer 1024 48
 stage torch-4096 60 torch_peer 4096 12
-stage train 80 train
+stage train 60 train
 
 python3 scripts/gpu_report.py "$work/stages.tsv" "$OUT" || {
     echo "gpu_report.py failed; the stages were:"

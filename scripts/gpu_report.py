@@ -16,7 +16,7 @@ def read(out, name):
 
 
 def bench_rows(lines):
-    """{label: (tokens/s, step ms, MFU %)} from sinklab bench's main table."""
+    """{label: (tokens/s, step ms, MFU %)} from sinklab bench's main table; the last one when there are several."""
     rows = {}
     for line in lines:
         m = BENCH_ROW.match(line)
@@ -105,10 +105,13 @@ def main():
     for s in stages:
         if s[0].startswith("torch-"):
             t = torch_tokens(logs[s[0]])
-            ours = bench.get("bench-" + s[0].split("-", 1)[1], {}).get("standard [sinklab]")
+            rows = bench.get("bench-" + s[0].split("-", 1)[1], {})
+            ours, cudnn = rows.get("standard [sinklab]"), rows.get("standard [cudnn]")
             key[s[0]] = (f"torch {t / 1e3:,.0f}k tok/s" if t else "no result") + (
-                f"; sinklab/torch {ours[0] / t:.3f}x" if t and ours else "")
+                f"; sinklab/torch {ours[0] / t:.3f}x" if t and ours else "") + (
+                f", with cuDNN attention {cudnn[0] / t:.3f}x" if t and cudnn else "")
     key["train"] = train_summary(logs.get("train", []))
+    key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"
 
     table = ["| stage | status | time | key result |", "| --- | --- | --- | --- |"]
     for name, status, secs, limit in stages:

@@ -363,8 +363,9 @@ protected:
                       const AttnSpec& s) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::attn_mass(dp<float>(out), dp<T>(qkv), dp<float>(lse), positions.data(), int(positions.size()), s,
-                            stream_);
+            const int P = int(positions.size());
+            cuda::attn_mass(dp<float>(out), dp<T>(qkv), dp<float>(lse), positions.data(), P, s,
+                            scratch(cuda::attn_mass_scratch(s.H, P)), stream_);
         });
     }
     void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) override {

@@ -222,7 +222,8 @@ void check_f32(const Case& c, uint64_t seed) {
         double worst_ratio = 0.0;
         for (size_t i = 0; i < w.size(); i++) {
             double err = std::abs(g[i] - w[i]), bound = rtol * (std::abs(w[i]) + rms);
-            double ratio = std::isfinite(g[i]) ? err / bound : std::numeric_limits<double>::infinity();
+            // err == 0 passes even when bound is 0 (an output that is all zeros, such as sigmoid attention's lse).
+            double ratio = !std::isfinite(g[i]) ? std::numeric_limits<double>::infinity() : err == 0 ? 0 : err / bound;
             if (!(ratio <= 1.0)) bad++;
             if (!(ratio <= worst_ratio)) worst_ratio = ratio, worst = i;
         }
@@ -410,7 +411,10 @@ TEST_F(CudaOps, AttentionIsolation) {
     AttnSpec s = spec(2, 77, 4, 2, 64);
     for (int row : {0, 5, 40, 64, 76}) s.isolate[s.n_isolate++] = row;  // 64: the first row of a tile
     check_attention("isolate_hd64", s);
-    AttnSpec s32 = spec(1, 150, 2, 2, 32, AttnScore::SinkLogit);
+    // Two sequences and four heads: dsink [H] is a sum over rows, and the norm rule needs more than two such sums.
+    // With H = 2 it failed on an H200 at 2.3x (not 2x) the naive error: isolated rows see one key, where the
+    // kernel's bf16 P before P.V gives o a rounding error common to all hd channels (the naive rounds each channel).
+    AttnSpec s32 = spec(2, 150, 4, 2, 32, AttnScore::SinkLogit);
     s32.n_isolate = 2;
     s32.isolate[0] = 70, s32.isolate[1] = 129;
     check_attention("isolate_sink_hd32", s32);
@@ -713,7 +717,9 @@ TEST_F(CudaOps, AdamWMaster) {
         double up = 0.0, expected_up = 0.0;
         size_t far = 0, not_neighbour = 0, not_nearest = 0;
         for (int64_t i = 0; i < n; i++) {
-            far += !(std::abs(got[i] - want[i]) <= 1e-6 * (std::abs(want[i]) + 1e-3));
+            // f32 rounding scales with the operands of the last subtraction (w and its step), not with the result:
+            // where the step nearly cancels w, the result is small but its error is not.
+            far += !(std::abs(got[i] - want[i]) <= 1e-6 * (std::abs(w[i]) + std::abs(want[i] - w[i])));
             float f = float(got[i]);
             uint16_t lo_bits = uint16_t(std::bit_cast<uint32_t>(f) >> 16);  // truncation toward zero
             double lo = bf16_bits_to_float(lo_bits), hi = bf16_bits_to_float(uint16_t(lo_bits + 1));
