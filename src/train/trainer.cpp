@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "backend/backend.h"
+#include "core/build_info.h"
 #include "core/checksum.h"
 #include "core/progress.h"
 #include "data/dataloader.h"
@@ -186,7 +187,7 @@ struct Trainer::Impl {
                 h5, groups,
                 {{"config_yaml", dump_config(cfg)},
                  {"sinklab_version", SINKLAB_VERSION},
-                 {"git_rev", SINKLAB_GIT_REV},
+                 {"git_rev", git_rev()},
                  {"backend", backend->name()},
                  {"device", backend->device_name()},
                  {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
