@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 variant=$(/usr/bin/python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['attention']['variant'])" "$tmp/resolved.yaml")
 echo "== sinklab (CPU backend, $threads threads)"
 "$bin" bench "$config" --set backend=cpu --set run.threads="$threads" "$@" --steps "$steps" --no-profile | tee "$tmp/ours.txt"
-ours=$(awk -v v="$variant" '$1 == v && $2 ~ /^[0-9.]+$/ {print $2}' "$tmp/ours.txt" | tail -n 1)
+ours=$(awk -v v="$variant" '$2 == v && $3 ~ /^[0-9.]+$/ {print $3}' "$tmp/ours.txt" | tail -n 1)
 echo "== PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') (fp32, $threads threads)"
 OMP_NUM_THREADS=$threads /usr/bin/python3 scripts/torch_llama.py --config "$tmp/resolved.yaml" --device cpu \
   --threads "$threads" --steps "$steps" | tee "$tmp/torch.txt"

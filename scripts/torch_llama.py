@@ -103,6 +103,10 @@ def main():
     args = ap.parse_args()
     cfg = yaml.safe_load(open(args.config))
     m, t = cfg["model"], cfg["train"]
+    # PyYAML follows YAML 1.1, where a float needs a dot: sinklab's "1e-06" arrives as a string.
+    for d, keys in ((m, ("norm_eps", "rope_theta", "init_std")), (t, ("lr", "beta1", "beta2", "weight_decay"))):
+        for k in keys:
+            d[k] = float(d[k])
     variant = args.variant or cfg["attention"]["variant"]
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -1,9 +1,12 @@
 // Sink-metric reductions: small outputs from one forward pass's activations, accumulated in double.
 // Attention weights are rebuilt from the saved row log-sum-exp, one query-key pair at a time: no T x T matrix.
 #include <algorithm>
+#include <bit>
+#include <type_traits>
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace sinklab::cpu {
@@ -55,9 +58,9 @@ void attn_mass(float* out, const T* qkv, const T* lse, const int* positions, int
 #pragma omp simd reduction(+ : z)
                     for (int64_t d = 0; d < hd; d++) z += q[d] * kk[d];
                     z *= T(s.scale);
-                    acc[h * P + k] += s.score == AttnScore::Sigmoid
-                                          ? 1.0 / (1.0 + std::exp(-(double(z) + s.sigmoid_bias)))
-                                          : std::exp(double(z) - double(lse[(b * H + h) * s.T + i]));
+                    // The attention kernel's own exp, in T; the sums are double.
+                    acc[h * P + k] += s.score == AttnScore::Sigmoid ? sigmoid(z + T(s.sigmoid_bias))
+                                                                    : exp_v(z - lse[(b * H + h) * s.T + i]);
                 }
             }
         }
@@ -139,13 +142,33 @@ template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64
     out[4] = float(rest_max);
 }
 
+// The median by a radix select on the bits of |x| (for non-negative floats, integer order is float order): a
+// histogram of the top 16 bits finds the bucket holding the median, and only that bucket is sorted. One pass
+// instead of nth_element's several over the whole row block.
 template <typename T> void abs_max_median(float* out, const T* x, int64_t n) {
-    std::vector<T> a(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; i++) a[size_t(i)] = std::abs(x[i]);
-    const auto mid = a.begin() + (n - 1) / 2;
-    std::nth_element(a.begin(), mid, a.end());
+    using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    constexpr int kShift = int(8 * sizeof(T)) - 16;
+    std::vector<uint32_t> hist(size_t(1) << 16, 0);
+    T mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const T a = std::abs(x[i]);
+        mx = std::max(mx, a);
+        hist[std::bit_cast<Bits>(a) >> kShift]++;
+    }
+    const int64_t rank = (n - 1) / 2;
+    int64_t before = 0;
+    size_t bucket = 0;
+    while (before + hist[bucket] <= rank) before += hist[bucket++];
+    std::vector<T> in_bucket;
+    in_bucket.reserve(hist[bucket]);
+    for (int64_t i = 0; i < n; i++) {
+        const T a = std::abs(x[i]);
+        if ((std::bit_cast<Bits>(a) >> kShift) == bucket) in_bucket.push_back(a);
+    }
+    const auto mid = in_bucket.begin() + (rank - before);
+    std::nth_element(in_bucket.begin(), mid, in_bucket.end());
+    out[0] = float(mx);
     out[1] = float(*mid);
-    out[0] = float(*std::max_element(mid, a.end()));
 }
 
 #define SL_INSTANTIATE(T)                                                                                  \

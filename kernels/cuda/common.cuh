@@ -49,7 +49,9 @@ __device__ __forceinline__ double to_double(bf16 x) { return __bfloat162float(x)
 template <typename T> __device__ __forceinline__ T from_double(double x);
 template <> __device__ __forceinline__ float from_double<float>(double x) { return float(x); }
 template <> __device__ __forceinline__ double from_double<double>(double x) { return x; }
-template <> __device__ __forceinline__ bf16 from_double<bf16>(double x) { return __double2bfloat16(x); }
+// Through f32, as the host's float_to_bf16_bits(float(x)) rounds: a value written from the host through either
+// backend gets the same bits (direct f64 -> bf16 rounding differs on about 1 value in 2^17).
+template <> __device__ __forceinline__ bf16 from_double<bf16>(double x) { return __float2bfloat16_rn(float(x)); }
 
 // ---- 16-byte vector access ------------------------------------------------------------------------
 template <typename T> inline constexpr int kVec = int(16 / sizeof(T));  // elements per 16-byte access
@@ -114,6 +116,18 @@ template <typename A> __device__ A block_sum(A x) {
     __syncthreads();
     x = lane < nwarps ? part[lane] : A(0);
     return warp_sum(x);
+}
+
+// Max over the block, returned to every thread; the same rules as block_sum.
+__device__ __forceinline__ float block_max(float x) {
+    __shared__ float part[32];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    x = warp_max(x);
+    __syncthreads();
+    if (lane == 0) part[warp] = x;
+    __syncthreads();
+    x = lane < nwarps ? part[lane] : -INFINITY;
+    return warp_max(x);
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -86,6 +86,31 @@ template <typename T> void attention_bwd(T* dqkv, float* dsink, const T* dout, c
                                          const T* qkv, const T* sink, const AttnSpec& s, void* scratch,
                                          cudaStream_t st);
 
+#if SINKLAB_HAVE_CUDNN
+// ---- attention_cudnn.cu (built only with cuDNN): the Softmax causal attention (no isolation) through cuDNN's fused
+// flash attention, for attention.impl: cudnn. bf16, hd % 8 == 0 and hd <= 128; layouts and the natural-log lse as
+// attention_fwd/bwd above. One cuDNN handle on the backend's stream; a plan per shape, built on first use. The
+// backward is not bitwise reproducible (cuDNN accumulates dq with atomics).
+class CudnnAttention {
+public:
+    explicit CudnnAttention(cudaStream_t st);
+    ~CudnnAttention();
+    CudnnAttention(const CudnnAttention&) = delete;
+    CudnnAttention& operator=(const CudnnAttention&) = delete;
+
+    size_t fwd_scratch(const AttnSpec& s);
+    void fwd(bf16* o, float* lse, const bf16* qkv, const AttnSpec& s, void* scratch);
+    size_t bwd_scratch(const AttnSpec& s);
+    // dqkv [B, T, (H + 2 Hkv) hd] is written whole.
+    void bwd(bf16* dqkv, const bf16* dout, const bf16* o, const float* lse, const bf16* qkv, const AttnSpec& s,
+             void* scratch);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+#endif
+
 // ---- gate.cu: out[N,H,hd] = x * sigmoid(logit), logit [N, H*hd] (per_channel) or [N, H]; dlogit written.
 template <typename T> void gate_fwd(T* out, const T* x, const T* logit, int64_t N, int64_t H, int64_t hd,
                                     bool per_channel, cudaStream_t st);
@@ -121,8 +146,9 @@ size_t sum_squares_scratch();
 template <typename T> double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st);
 
 // ---- metrics.cu: sink-metric reductions (backend.h); f32 outputs, fixed summation order.
+size_t attn_mass_scratch(int H, int P);
 template <typename T> void attn_mass(float* out, const T* qkv, const float* lse, const int* positions, int P,
-                                     const AttnSpec& s, cudaStream_t st);
+                                     const AttnSpec& s, void* scratch, cudaStream_t st);
 template <typename T> void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s,
                                     cudaStream_t st);
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st);

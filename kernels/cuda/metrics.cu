@@ -1,5 +1,7 @@
 // Sink-metric reductions (the CUDA twin of kernels/cpu/metrics.cpp). Attention weights are rebuilt from the
 // saved row log-sum-exp one query-key pair at a time; every sum has a fixed order, so results repeat exactly.
+#include <algorithm>
+
 #include "kernels/cuda/attention.cuh"
 
 namespace sinklab::cuda {
@@ -16,38 +18,81 @@ __device__ __forceinline__ bool sees(const AttnParams& a, int i, int j) {
     return i == j || (i > j && !is_isolated(a, i));
 }
 
-// Weight query row i of sequence b, head h puts on key j: the attention's own formula, in double.
-template <typename T>
-__device__ double weight(const T* qkv, const float* lse, const AttnParams& a, int b, int h, int i, int j) {
-    const int kv = h / (a.H / a.Hkv);
-    const T* q = qkv + (int64_t(b) * a.T + i) * a.W + int64_t(h) * a.hd;
-    const T* k = qkv + (int64_t(b) * a.T + j) * a.W + int64_t(a.H + kv) * a.hd;
-    float z = 0.f;
-    for (int d = 0; d < a.hd; d++) z = fmaf(to_float(q[d]), to_float(k[d]), z);
+// Weight of query row i (sequence b, head h) on a key, from their dot product z: the attention's own formula, in
+// double.
+__device__ __forceinline__ double weight_of(float z, const float* lse, const AttnParams& a, int b, int h, int i) {
     const double zs = double(z) * a.scale;
     if (a.score == AttnScore::Sigmoid) return 1.0 / (1.0 + exp(-(zs + a.sigmoid_bias)));
     return exp(zs - double(lse[(int64_t(b) * a.H + h) * a.T + i]));
 }
 
-// One block per (head, tracked position): the mean weight over the batch rows that see the key.
+template <typename T> __device__ __forceinline__ const T* q_row(const T* qkv, const AttnParams& a, int b, int h, int i) {
+    return qkv + (int64_t(b) * a.T + i) * a.W + int64_t(h) * a.hd;
+}
+template <typename T> __device__ __forceinline__ const T* k_row(const T* qkv, const AttnParams& a, int b, int h, int j) {
+    return qkv + (int64_t(b) * a.T + j) * a.W + int64_t(a.H + h / (a.H / a.Hkv)) * a.hd;
+}
+
+// Weight query row i of sequence b, head h puts on key j, one thread alone.
 template <typename T>
-__global__ void attn_mass_kernel(float* out, const T* qkv, const float* lse, TrackedPositions pos, int P,
-                                 AttnParams a) {
-    const int h = blockIdx.x, k = blockIdx.y, p = pos.p[k], per_b = a.T - p;
-    double sum = 0, count = 0;
-    for (int64_t r = threadIdx.x; r < int64_t(a.B) * per_b; r += blockDim.x) {
+__device__ double weight(const T* qkv, const float* lse, const AttnParams& a, int b, int h, int i, int j) {
+    const T* q = q_row(qkv, a, b, h, i);
+    const T* k = k_row(qkv, a, b, h, j);
+    float z = 0.f;
+    for (int d = 0; d < a.hd; d++) z = fmaf(to_float(q[d]), to_float(k[d]), z);
+    return weight_of(z, lse, a, b, h, i);
+}
+
+// The rows that see a tracked key are B * (T - p) query rows per head: far too many for one block. Grid (H, P,
+// kMassChunks): each block sums its slice of rows, one warp per row (the lanes split the dot product), into a
+// partial; attn_mass_finish_kernel adds the partials in chunk order, so the result repeats exactly.
+constexpr int kMassChunks = 64;
+
+struct MassPartial {
+    double sum, count;
+};
+
+template <typename T>
+__global__ void attn_mass_kernel(MassPartial* partial, const T* qkv, const float* lse,
+                                 const __grid_constant__ TrackedPositions pos, const __grid_constant__ AttnParams a) {
+    const int h = blockIdx.x, k = blockIdx.y, chunk = blockIdx.z, p = pos.p[k], per_b = a.T - p;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+    const int64_t rows = int64_t(a.B) * per_b, per_chunk = (rows + kMassChunks - 1) / kMassChunks;
+    const int64_t r0 = chunk * per_chunk, r1 = min(rows, r0 + per_chunk);
+    double sum = 0, count = 0;  // meaningful in lane 0
+    for (int64_t r = r0 + warp; r < r1; r += nwarps) {
         const int b = int(r / per_b), i = p + int(r % per_b);
         if (!sees(a, i, p)) continue;
-        sum += weight(qkv, lse, a, b, h, i, p);
-        count += 1;
+        const T* q = q_row(qkv, a, b, h, i);
+        const T* kr = k_row(qkv, a, b, h, p);
+        float z = 0.f;
+        for (int d = lane; d < a.hd; d += 32) z = fmaf(to_float(q[d]), to_float(kr[d]), z);
+        z = warp_sum(z);
+        if (lane == 0) sum += weight_of(z, lse, a, b, h, i), count += 1;
     }
-    sum = block_sum(sum);
-    count = block_sum(count);
-    if (threadIdx.x == 0) out[h * P + k] = float(sum / count);
+    __shared__ MassPartial part[32];
+    if (lane == 0) part[warp] = MassPartial{sum, count};
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        MassPartial t{0, 0};
+        for (int w = 0; w < nwarps; w++) t.sum += part[w].sum, t.count += part[w].count;
+        partial[(int64_t(h) * gridDim.y + k) * kMassChunks + chunk] = t;
+    }
+}
+
+// One thread per (head, tracked position).
+__global__ void attn_mass_finish_kernel(float* out, const MassPartial* partial, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    double sum = 0, count = 0;
+    for (int c = 0; c < kMassChunks; c++) sum += partial[int64_t(i) * kMassChunks + c].sum,
+                                          count += partial[int64_t(i) * kMassChunks + c].count;
+    out[i] = float(sum / count);
 }
 
 // One block per row i of the map; threads over keys j.
-template <typename T> __global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* lse, AttnParams a) {
+template <typename T>
+__global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* lse, const __grid_constant__ AttnParams a) {
     const int i = blockIdx.x;
     for (int j = threadIdx.x; j < Q; j += blockDim.x) {
         double sum = 0;
@@ -57,111 +102,137 @@ template <typename T> __global__ void attn_map_kernel(float* out, int Q, const T
     }
 }
 
-// One block per position t < Tp: the channel std of each sequence's row t, averaged over sequences.
+// One block per position t < Tp: the channel std of each sequence's row t, averaged over sequences. One warp per
+// sequence (warp w takes b = w, w + 8, ...); the warps' sums are added in warp order.
 template <typename T> __global__ void position_std_kernel(float* out, const T* x, int B, int Tn, int D) {
-    const int t = blockIdx.x;
-    double acc = 0;
-    for (int b = 0; b < B; b++) {
+    const int t = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+    double acc = 0;  // meaningful in lane 0
+    for (int b = warp; b < B; b += nwarps) {
         const T* row = x + (int64_t(b) * Tn + t) * D;
         double s1 = 0, s2 = 0;
-        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        for (int d = lane; d < D; d += 32) {
             const double v = to_double(row[d]);
             s1 += v;
             s2 += v * v;
         }
-        s1 = block_sum(s1);
-        s2 = block_sum(s2);
+        s1 = warp_sum(s1);
+        s2 = warp_sum(s2);
         const double mean = s1 / D;
         acc += sqrt(fmax(0.0, s2 / D - mean * mean));
     }
-    if (threadIdx.x == 0) out[t] = float(acc / B);
+    __shared__ double part[32];
+    if (lane == 0) part[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0;
+        for (int w = 0; w < nwarps; w++) total += part[w];
+        out[t] = float(total / B);
+    }
 }
 
-// Per-row statistics of x [N, D]: sum of squares, sum of |x|, max |x| and its first channel.
-struct RowStats {
-    double* sq;
-    double* sum_abs;
-    float* max_abs;
-    int* arg;
+// token0_stats of x [B, Tn, D] in two kernels. row_stats_kernel: one warp per row, kRowsPerBlock rows per block,
+// 16-byte loads where the rows allow (a block per row, reading an element per thread, left most of each block idle
+// and paid block-wide barriers for every row). Each sequence's row 0 keeps its statistics (Token0Row [B]); the
+// other rows only feed their block's sum of norms and max |x| (RestPartial [blocks]), which token0_reduce_kernel
+// adds in block order.
+constexpr int kRowsPerBlock = kThreads / 32;
+
+struct Token0Row {
+    double sq, sum_abs;  // sum of squares, sum of |x|
+    float max_abs;
+    int arg;  // first channel of max |x|
+};
+struct RestPartial {
+    double norm;  // sum of the rows' norms
+    float max_abs;
 };
 
-template <typename T> __global__ void row_stats_kernel(RowStats st, const T* x, int D) {
-    const int64_t r = blockIdx.x;
-    const T* row = x + r * D;
+template <typename T, int VW>
+__global__ void row_stats_kernel(Token0Row* row0, RestPartial* rest, const T* x, int64_t N, int Tn, int D) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + warp;
+    const bool valid = r < N;
     double sq = 0, sa = 0;
     float mx = -1.f;
     int arg = 0;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        const float a = fabsf(to_float(row[d]));
-        sq += double(a) * a;
-        sa += a;
-        if (a > mx) mx = a, arg = d;  // each thread visits its channels in increasing order
-    }
-    sq = block_sum(sq);
-    sa = block_sum(sa);
-    // Largest |x|, ties to the smallest channel, so that the result matches a sequential scan.
-    __shared__ float smx[kThreads];
-    __shared__ int sarg[kThreads];
-    smx[threadIdx.x] = mx;
-    sarg[threadIdx.x] = arg;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) {
-            const float o = smx[threadIdx.x + s];
-            const int oa = sarg[threadIdx.x + s];
-            if (o > smx[threadIdx.x] || (o == smx[threadIdx.x] && oa < sarg[threadIdx.x]))
-                smx[threadIdx.x] = o, sarg[threadIdx.x] = oa;
+    if (valid) {
+        const T* row = x + r * D;  // [D]
+        for (int d = lane * VW; d < D; d += 32 * VW) {
+            float v[VW];
+            load_f32<VW>(row + d, v);
+            for (int e = 0; e < VW; e++) {
+                const float a = fabsf(v[e]);
+                sq += double(a) * a;
+                sa += a;
+                if (a > mx) mx = a, arg = d + e;  // each lane visits its channels in increasing order
+            }
         }
-        __syncthreads();
     }
+    sq = warp_sum(sq);
+    sa = warp_sum(sa);
+    // Largest |x|, ties to the smallest channel, so that the result matches a sequential scan.
+    for (int o = 16; o > 0; o >>= 1) {
+        const float om = __shfl_xor_sync(0xffffffffu, mx, o);
+        const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
+        if (om > mx || (om == mx && oa < arg)) mx = om, arg = oa;
+    }
+    __shared__ RestPartial part[kRowsPerBlock];
+    const bool first = valid && r % Tn == 0;
+    if (lane == 0) {
+        if (first) row0[r / Tn] = Token0Row{sq, sa, mx, arg};
+        part[warp] = valid && !first ? RestPartial{sqrt(sq), mx} : RestPartial{0.0, 0.f};
+    }
+    __syncthreads();
     if (threadIdx.x == 0) {
-        st.sq[r] = sq;
-        st.sum_abs[r] = sa;
-        st.max_abs[r] = smx[0];
-        st.arg[r] = sarg[0];
+        RestPartial t{0.0, 0.f};
+        for (int w = 0; w < kRowsPerBlock; w++) t.norm += part[w].norm, t.max_abs = fmaxf(t.max_abs, part[w].max_abs);
+        rest[blockIdx.x] = t;
     }
 }
 
-__global__ void token0_reduce_kernel(float* out, RowStats st, int B, int Tn, int D) {
+// One block of kReduceThreads: the partials of ~6k row blocks (B T = 48k rows) in a few rounds per thread.
+constexpr int kReduceThreads = 1024;
+
+__global__ void token0_reduce_kernel(float* out, const Token0Row* row0, const RestPartial* rest, int blocks, int B,
+                                     int Tn, int D) {
     double rest_norm = 0;
     float rest_max = 0.f;
-    for (int64_t r = threadIdx.x; r < int64_t(B) * (Tn - 1); r += blockDim.x) {
-        const int64_t row = (r / (Tn - 1)) * Tn + 1 + r % (Tn - 1);
-        rest_norm += sqrt(st.sq[row]);
-        rest_max = fmaxf(rest_max, st.max_abs[row]);
+    for (int i = threadIdx.x; i < blocks; i += blockDim.x) {
+        rest_norm += rest[i].norm;
+        rest_max = fmaxf(rest_max, rest[i].max_abs);
     }
     rest_norm = block_sum(rest_norm);
-    __shared__ float smax[kThreads];
-    smax[threadIdx.x] = rest_max;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) smax[threadIdx.x] = fmaxf(smax[threadIdx.x], smax[threadIdx.x + s]);
-        __syncthreads();
-    }
+    rest_max = block_max(rest_max);
     if (threadIdx.x != 0) return;
     double dominance = 0, norm0 = 0;
     float max0 = -1.f;
     int top = 0;
     for (int b = 0; b < B; b++) {
-        const int64_t row = int64_t(b) * Tn;
-        dominance += st.sum_abs[row] > 0 ? st.max_abs[row] / (st.sum_abs[row] / D) : 0.0;
-        norm0 += sqrt(st.sq[row]);
-        if (st.max_abs[row] > max0) max0 = st.max_abs[row], top = st.arg[row];
+        const Token0Row& t = row0[b];
+        dominance += t.sum_abs > 0 ? t.max_abs / (t.sum_abs / D) : 0.0;
+        norm0 += sqrt(t.sq);
+        if (t.max_abs > max0) max0 = t.max_abs, top = t.arg;
     }
     out[0] = float(dominance / B);
     out[1] = Tn > 1 && rest_norm > 0 ? float((norm0 / B) / (rest_norm / (double(B) * (Tn - 1)))) : 0.f;
     out[2] = max0;
     out[3] = float(top);
-    out[4] = smax[0];
+    out[4] = rest_max;
 }
 
-// Exact median of |x| by a two-level radix select on the bits of |x| (for non-negative floats, integer order
-// is float order): a histogram of the high 16 bits finds the bucket holding the wanted rank, a histogram of the
-// low 16 bits within it finds the value.
-constexpr int kBins = 1 << 16;
+// Exact median of |x| by a radix select on the bits of |x| (for non-negative floats, integer order is float order),
+// three levels of 11, 11 and 10 bits: a histogram of the top digit finds the bucket holding the wanted rank, the
+// next digit's histogram within that bucket narrows it, and so on. 2048 bins fit in shared memory, so each block
+// counts privately and adds its non-zero bins to the global histogram (values of a layer's output crowd into few
+// bins: global atomics per element serialized on them).
+constexpr int kLevels = 3;
+constexpr int kBins = 1 << 11;
+// The digit of level l is bits >> digit_shift(l), masked to digit_width(l) bits.
+__host__ __device__ constexpr int digit_width(int level) { return level < 2 ? 11 : 10; }
+__host__ __device__ constexpr int digit_shift(int level) { return level == 0 ? 21 : level == 1 ? 10 : 0; }
 
 struct SelectState {
-    unsigned prefix;   // high 16 bits of the answer, once known
+    unsigned prefix;   // the answer's bits above the current digit, once known
     unsigned rank;     // rank still wanted inside the current bucket
     unsigned maxbits;  // bits of the largest |x|
 };
@@ -169,53 +240,82 @@ struct SelectState {
 __global__ void select_start_kernel(SelectState* state, unsigned rank) { *state = SelectState{0u, rank, 0u}; }
 
 template <typename T>
-__global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, int64_t n, bool low_level) {
+__global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, int64_t n, int level) {
+    __shared__ unsigned local[kBins];
+    __shared__ unsigned block_max;
+    for (int i = threadIdx.x; i < kBins; i += blockDim.x) local[i] = 0;
+    if (threadIdx.x == 0) block_max = 0;
+    __syncthreads();
+    const int shift = digit_shift(level), above = shift + digit_width(level);
+    const unsigned mask = (1u << digit_width(level)) - 1u, prefix = state->prefix;
+    unsigned mx = 0;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const unsigned bits = __float_as_uint(fabsf(to_float(x[i])));
-        if (!low_level) {
-            atomicAdd(&hist[bits >> 16], 1u);
-            atomicMax(&state->maxbits, bits);
-        } else if ((bits >> 16) == state->prefix) {
-            atomicAdd(&hist[bits & 0xffffu], 1u);
-        }
+        if (level == 0 || (bits >> above) == prefix) atomicAdd(&local[(bits >> shift) & mask], 1u);
+        mx = max(mx, bits);
     }
-}
-
-// One block of 1024 threads: finds the bin holding rank state->rank and narrows the state to it.
-__global__ void select_bin_kernel(float* out, const unsigned* hist, SelectState* state, bool low_level) {
-    constexpr int kPer = kBins / 1024;
-    __shared__ unsigned part[1024];
-    unsigned s = 0;
-    for (int i = 0; i < kPer; i++) s += hist[threadIdx.x * kPer + i];
-    part[threadIdx.x] = s;
+    if (level == 0) atomicMax(&block_max, mx);
     __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned before = 0, rank = state->rank;
-        int owner = 0;
-        while (before + part[owner] <= rank) before += part[owner++];
-        int bin = owner * kPer;
-        while (before + hist[bin] <= rank) before += hist[bin++];
-        if (!low_level) {
-            state->prefix = unsigned(bin);
-            state->rank = rank - before;
-        } else {
-            out[0] = __uint_as_float(state->maxbits);
-            out[1] = __uint_as_float((state->prefix << 16) | unsigned(bin));
+    for (int i = threadIdx.x; i < kBins; i += blockDim.x)
+        if (local[i]) atomicAdd(&hist[i], local[i]);
+    if (level == 0 && threadIdx.x == 0) atomicMax(&state->maxbits, block_max);
+}
+
+// One block of 1024 threads: finds the bin holding rank state->rank and narrows the state to it. Each thread sums
+// kPer bins; a block-wide prefix sum tells each thread how many values lie below its bins, so the one thread whose
+// bins hold the rank finishes the search.
+__global__ void select_bin_kernel(float* out, const unsigned* hist, SelectState* state, int level) {
+    constexpr int kPer = kBins / 1024;
+    __shared__ unsigned warp_incl[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const unsigned rank = state->rank;
+    unsigned mine = 0;
+    for (int i = 0; i < kPer; i++) mine += hist[threadIdx.x * kPer + i];
+    unsigned incl = mine;  // inclusive prefix sum within the warp
+    for (int o = 1; o < 32; o <<= 1) {
+        const unsigned y = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += y;
+    }
+    if (lane == 31) warp_incl[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+        unsigned t = warp_incl[lane];
+        for (int o = 1; o < 32; o <<= 1) {
+            const unsigned y = __shfl_up_sync(0xffffffffu, t, o);
+            if (lane >= o) t += y;
         }
+        warp_incl[lane] = t;
+    }
+    __syncthreads();
+    unsigned before = incl - mine + (warp > 0 ? warp_incl[warp - 1] : 0u);
+    if (!(before <= rank && rank < before + mine)) return;
+    int bin = threadIdx.x * kPer;
+    while (before + hist[bin] <= rank) before += hist[bin++];
+    state->prefix = (state->prefix << digit_width(level)) | unsigned(bin);
+    state->rank = rank - before;
+    if (level == kLevels - 1) {
+        out[0] = __uint_as_float(state->maxbits);
+        out[1] = __uint_as_float(state->prefix);
     }
 }
 
-int grid_for(int64_t n) { return int(std::min<int64_t>(ceil_div(n, kThreads), 4096)); }
+// At least 16 elements per thread and at most 256 blocks: each block adds up to 2048 bins to the global histogram.
+int hist_blocks(int64_t n) { return int(std::clamp<int64_t>(ceil_div(n, int64_t(kThreads) * 16), 1, 256)); }
 
 }  // namespace
 
+size_t attn_mass_scratch(int H, int P) { return size_t(H) * P * kMassChunks * sizeof(MassPartial); }
+
 template <typename T>
 void attn_mass(float* out, const T* qkv, const float* lse, const int* positions, int P, const AttnSpec& s,
-               cudaStream_t st) {
+               void* scratch, cudaStream_t st) {
     SL_ASSERT(P >= 1 && P <= kMaxTrackedPositions, "{} tracked positions", P);
     TrackedPositions pos{};
     for (int k = 0; k < P; k++) pos.p[k] = positions[k];
-    attn_mass_kernel<<<dim3(s.H, P), kThreads, 0, st>>>(out, qkv, lse, pos, P, attn_params(s));
+    auto* partial = static_cast<MassPartial*>(scratch);
+    attn_mass_kernel<<<dim3(s.H, P, kMassChunks), kThreads, 0, st>>>(partial, qkv, lse, pos, attn_params(s));
+    CUDA_CHECK_LAUNCH();
+    attn_mass_finish_kernel<<<unsigned(ceil_div(s.H * P, 128)), 128, 0, st>>>(out, partial, s.H * P);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -231,20 +331,23 @@ template <typename T> void position_std(float* out, int Tp, const T* x, int B, i
     CUDA_CHECK_LAUNCH();
 }
 
-size_t token0_stats_scratch(int64_t N) { return size_t(N) * (2 * sizeof(double) + sizeof(float) + sizeof(int)); }
+// RestPartial [blocks], then Token0Row [B] (B <= N).
+size_t token0_stats_scratch(int64_t N) {
+    return size_t(ceil_div(N, kRowsPerBlock)) * sizeof(RestPartial) + size_t(N) * sizeof(Token0Row);
+}
 
 template <typename T>
 void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, void* scratch, cudaStream_t st) {
-    const int64_t N = B * Tn;
+    const int64_t N = B * Tn, blocks = ceil_div(N, kRowsPerBlock);
     SL_ASSERT(N > 0 && D > 0 && N <= INT32_MAX, "token0_stats of [{}, {}, {}]", B, Tn, D);
-    RowStats rs;
-    rs.sq = static_cast<double*>(scratch);
-    rs.sum_abs = rs.sq + N;
-    rs.max_abs = reinterpret_cast<float*>(rs.sum_abs + N);
-    rs.arg = reinterpret_cast<int*>(rs.max_abs + N);
-    row_stats_kernel<<<unsigned(N), kThreads, 0, st>>>(rs, x, int(D));
+    auto* rest = static_cast<RestPartial*>(scratch);
+    auto* row0 = reinterpret_cast<Token0Row*>(rest + blocks);
+    if (vec_ok<T>(D, x))
+        row_stats_kernel<T, kVec<T>><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, int(Tn), int(D));
+    else
+        row_stats_kernel<T, 1><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, int(Tn), int(D));
     CUDA_CHECK_LAUNCH();
-    token0_reduce_kernel<<<1, kThreads, 0, st>>>(out, rs, int(B), int(Tn), int(D));
+    token0_reduce_kernel<<<1, kReduceThreads, 0, st>>>(out, row0, rest, int(blocks), int(B), int(Tn), int(D));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -256,17 +359,18 @@ template <typename T> void abs_max_median(float* out, const T* x, int64_t n, voi
     auto* state = reinterpret_cast<SelectState*>(hist + kBins);
     select_start_kernel<<<1, 1, 0, st>>>(state, unsigned((n - 1) / 2));
     CUDA_CHECK_LAUNCH();
-    for (bool low : {false, true}) {
+    for (int level = 0; level < kLevels; level++) {
         CUDA_CHECK(cudaMemsetAsync(hist, 0, kBins * sizeof(unsigned), st));
-        abs_hist_kernel<<<grid_for(n), kThreads, 0, st>>>(hist, state, x, n, low);
+        abs_hist_kernel<<<hist_blocks(n), kThreads, 0, st>>>(hist, state, x, n, level);
         CUDA_CHECK_LAUNCH();
-        select_bin_kernel<<<1, 1024, 0, st>>>(out, hist, state, low);
+        select_bin_kernel<<<1, 1024, 0, st>>>(out, hist, state, level);
         CUDA_CHECK_LAUNCH();
     }
 }
 
 #define SL_INSTANTIATE(T)                                                                                         \
-    template void attn_mass<T>(float*, const T*, const float*, const int*, int, const AttnSpec&, cudaStream_t);   \
+    template void attn_mass<T>(float*, const T*, const float*, const int*, int, const AttnSpec&, void*,           \
+                               cudaStream_t);                                                                     \
     template void attn_map<T>(float*, int, const T*, const float*, const AttnSpec&, cudaStream_t);                \
     template void position_std<T>(float*, int, const T*, int, int, int, cudaStream_t);                            \
     template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t, void*, cudaStream_t);             \

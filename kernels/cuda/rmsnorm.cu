@@ -1,6 +1,8 @@
 // RMSNorm over groups of a row, the one kernel pair behind rmsnorm, headnorm and qknorm.
-// Forward and dx: one warp per (row, group). Gain gradients: per-chunk column partial sums (a fixed split
-// of the rows), then an ordered reduction over chunks, so the result does not depend on scheduling.
+// Forward and dx: `lanes` lanes per (row, group), a power of two that covers the group in 16-byte accesses (32 for
+// d_model, 8 for a head of 64 in bf16: a whole warp per head left three quarters of it idle). Gain gradients:
+// per-chunk column partial sums (a fixed split of the rows), then an ordered reduction over chunks, so the result
+// does not depend on scheduling.
 #include "kernels/cuda/cuda_kernels.cuh"
 
 namespace sinklab::cuda {
@@ -17,38 +19,60 @@ template <typename T> __device__ __forceinline__ const T* gain_of(const NormLayo
     return L.per_group ? g + int64_t(hh) * L.gs : g;
 }
 
+// Sum over the aligned groups of `lanes` lanes; every lane of the warp must call it.
+__device__ __forceinline__ float group_sum(float x, int lanes) {
+    for (int o = lanes / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+// The (row, group) item of this thread's lane group, and the lane within it.
+struct NormItem {
+    int64_t n;
+    int h, lane;
+    bool valid;
+};
+
+__device__ __forceinline__ NormItem norm_item(const NormLayout& L, int lanes) {
+    const int groups = L.W / L.gs;  // normalized groups, then copied ones
+    const int64_t item = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * (32 / lanes) + (threadIdx.x % 32) / lanes;
+    const bool valid = item < L.N * groups;
+    return NormItem{valid ? item / groups : 0, valid ? int(item % groups) : 0, int(threadIdx.x % lanes), valid};
+}
+
 template <typename T, bool kVecIO>
-__global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, const T* g1, NormLayout L, float eps) {
+__global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, const T* g1, NormLayout L, float eps,
+                                int lanes) {
     constexpr int VW = kVecIO ? kVec<T> : 1;
-    int groups = L.W / L.gs;  // normalized groups, then copied ones
-    int64_t item = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-    if (item >= L.N * groups) return;
-    int64_t n = item / groups;
-    int h = int(item % groups), lane = threadIdx.x % 32;
+    const NormItem it = norm_item(L, lanes);
+    const int64_t n = it.n;
+    const int h = it.h, lane = it.lane, step = lanes * VW;
     const T* xr = x + n * L.W + int64_t(h) * L.gs;  // [gs]
     T* outr = out + n * L.W + int64_t(h) * L.gs;    // [gs]
-    if (h >= L.G) {
-        for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+    const bool norm = it.valid && h < L.G;
+    if (it.valid && !norm) {
+        for (int j = lane * VW; j < L.gs; j += step) {
             if constexpr (kVecIO) store_pack(outr + j, load_pack(xr + j));
             else outr[j] = xr[j];
         }
-        return;
     }
     float ss = 0.f;
-    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
-        if constexpr (kVecIO) {
-            Pack<T> p = load_pack(xr + j);
-            for (int e = 0; e < VW; e++) ss += to_float(p.v[e]) * to_float(p.v[e]);
-        } else {
-            float v = to_float(xr[j]);
-            ss += v * v;
+    if (norm) {
+        for (int j = lane * VW; j < L.gs; j += step) {
+            if constexpr (kVecIO) {
+                Pack<T> p = load_pack(xr + j);
+                for (int e = 0; e < VW; e++) ss += to_float(p.v[e]) * to_float(p.v[e]);
+            } else {
+                float v = to_float(xr[j]);
+                ss += v * v;
+            }
         }
     }
-    ss = warp_sum(ss);
+    ss = group_sum(ss, lanes);
+    if (!norm) return;
     float r = 1.f / sqrtf(ss / float(L.gs) + eps);
     if (lane == 0) rstd[n * L.G + h] = r;
     const T* g = gain_of(L, g0, g1, h);
-    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+    for (int j = lane * VW; j < L.gs; j += step) {
         if constexpr (kVecIO) {
             Pack<T> p = load_pack(xr + j), gp = load_pack(g + j), o;
             for (int e = 0; e < VW; e++) o.v[e] = from_float<T>(to_float(p.v[e]) * r * to_float(gp.v[e]));
@@ -62,37 +86,38 @@ __global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, co
 // dx = r (g dy - x r^2 mean_j(g dy x)), the gradient of y = x r g with r = (mean x^2 + eps)^-1/2.
 template <typename T, bool kVecIO>
 __global__ void norm_dx_kernel(T* dx, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
-                               NormLayout L) {
+                               NormLayout L, int lanes) {
     constexpr int VW = kVecIO ? kVec<T> : 1;
-    int groups = L.W / L.gs;
-    int64_t item = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-    if (item >= L.N * groups) return;
-    int64_t n = item / groups;
-    int h = int(item % groups), lane = threadIdx.x % 32;
-    int64_t off = n * L.W + int64_t(h) * L.gs;
+    const NormItem it = norm_item(L, lanes);
+    const int64_t n = it.n;
+    const int h = it.h, lane = it.lane, step = lanes * VW;
+    const int64_t off = n * L.W + int64_t(h) * L.gs;
     const T *xr = x + off, *dyr = dout + off;  // [gs]
     T* dxr = dx + off;                           // [gs]
-    if (h >= L.G) {
-        for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+    const bool norm = it.valid && h < L.G;
+    if (it.valid && !norm) {
+        for (int j = lane * VW; j < L.gs; j += step) {
             if constexpr (kVecIO) store_pack(dxr + j, load_pack(dyr + j));
             else dxr[j] = dyr[j];
         }
-        return;
     }
-    const T* g = gain_of(L, g0, g1, h);
+    const T* g = gain_of(L, g0, g1, norm ? h : 0);
     float dot = 0.f;
-    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
-        if constexpr (kVecIO) {
-            Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j);
-            for (int e = 0; e < VW; e++) dot += to_float(gp.v[e]) * to_float(dp.v[e]) * to_float(xp.v[e]);
-        } else {
-            dot += to_float(g[j]) * to_float(dyr[j]) * to_float(xr[j]);
+    if (norm) {
+        for (int j = lane * VW; j < L.gs; j += step) {
+            if constexpr (kVecIO) {
+                Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j);
+                for (int e = 0; e < VW; e++) dot += to_float(gp.v[e]) * to_float(dp.v[e]) * to_float(xp.v[e]);
+            } else {
+                dot += to_float(g[j]) * to_float(dyr[j]) * to_float(xr[j]);
+            }
         }
     }
-    dot = warp_sum(dot);
+    dot = group_sum(dot, lanes);
+    if (!norm) return;
     float r = rstd[n * L.G + h];
     float c = dot * r * r / float(L.gs);
-    for (int j = lane * VW; j < L.gs; j += 32 * VW) {
+    for (int j = lane * VW; j < L.gs; j += step) {
         if constexpr (kVecIO) {
             Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j), o;
             for (int e = 0; e < VW; e++)
@@ -139,6 +164,18 @@ __global__ void norm_dg_reduce_kernel(float* dg, const float* partial, int chunk
 
 int chunks_of(int64_t N) { return int(std::min<int64_t>(ceil_div(N, 32), kMaxChunks)); }
 
+// Lanes per (row, group): the power of two that covers gs in accesses of vw elements, at most a warp.
+int lanes_for(int gs, int vw) {
+    int lanes = 1;
+    while (lanes < 32 && lanes * vw < gs) lanes *= 2;
+    return lanes;
+}
+
+// Grid of norm_fwd_kernel / norm_dx_kernel: kWarps warps of 32 / lanes items each.
+dim3 norm_grid(const NormLayout& L, int lanes) {
+    return dim3(unsigned(ceil_div(L.N * (L.W / L.gs), int64_t(kWarps) * (32 / lanes))));
+}
+
 void check_layout(const NormLayout& L) {
     SL_ASSERT(L.gs > 0 && L.W % L.gs == 0 && L.G >= 1 && L.G * L.gs <= L.W && L.G0 >= 1 && L.G0 <= L.G,
               "norm layout W={} G={} gs={} G0={}", L.W, L.G, L.gs, L.G0);
@@ -153,12 +190,13 @@ void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const N
               cudaStream_t st) {
     check_layout(L);
     if (L.N == 0) return;
-    int64_t items = L.N * (L.W / L.gs);
-    dim3 grid(unsigned(ceil_div(items, kWarps)));
-    if (vec_ok<T>(L.gs, out, x, g0, g1))
-        norm_fwd_kernel<T, true><<<grid, kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps);
-    else
-        norm_fwd_kernel<T, false><<<grid, kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps);
+    if (vec_ok<T>(L.gs, out, x, g0, g1)) {
+        const int lanes = lanes_for(L.gs, kVec<T>);
+        norm_fwd_kernel<T, true><<<norm_grid(L, lanes), kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps, lanes);
+    } else {
+        const int lanes = lanes_for(L.gs, 1);
+        norm_fwd_kernel<T, false><<<norm_grid(L, lanes), kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps, lanes);
+    }
     CUDA_CHECK_LAUNCH();
 }
 
@@ -168,12 +206,13 @@ void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T*
     check_layout(L);
     SL_ASSERT((L.G > L.G0) == (dg1 != nullptr), "norm_bwd: a second gain gradient exactly when there is a second gain");
     if (L.N == 0) return;
-    int64_t items = L.N * (L.W / L.gs);
-    dim3 grid(unsigned(ceil_div(items, kWarps)));
-    if (vec_ok<T>(L.gs, dx, dout, x, g0, g1))
-        norm_dx_kernel<T, true><<<grid, kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L);
-    else
-        norm_dx_kernel<T, false><<<grid, kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L);
+    if (vec_ok<T>(L.gs, dx, dout, x, g0, g1)) {
+        const int lanes = lanes_for(L.gs, kVec<T>);
+        norm_dx_kernel<T, true><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes);
+    } else {
+        const int lanes = lanes_for(L.gs, 1);
+        norm_dx_kernel<T, false><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes);
+    }
     CUDA_CHECK_LAUNCH();
 
     int chunks = chunks_of(L.N), Wn = L.G * L.gs;

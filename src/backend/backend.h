@@ -39,6 +39,10 @@ struct AttnSpec {
     // Isolation mask (intervention): these query rows see only their own key; other rows stay causal.
     int n_isolate = 0;
     std::array<int, kMaxIsolate> isolate{};
+    // attention.impl: cudnn. The CUDA backend then runs cuDNN's fused flash attention (Softmax, no isolation, bf16
+    // only), so that our kernels are measured against it in the same run; the CPU backend computes the same math
+    // and ignores it.
+    bool cudnn = false;
 
     int qkv_width() const { return (H + 2 * Hkv) * hd; }
     bool isolated(int t) const {
@@ -245,7 +249,7 @@ private:
 struct BackendOptions {
     std::string kind = "auto";
     DType cuda_compute = DType::BF16;  // precision.compute on GPU
-    int device = -1;                   // CUDA device; -1 = local rank's
+    int device = -1;                   // CUDA device (the local rank, modulo the visible GPUs); -1 = 0
     int threads = 0;                   // CPU threads; 0 = all cores
 };
 std::unique_ptr<Backend> make_backend(const BackendOptions& opt);

@@ -65,9 +65,9 @@ public:
                    "precision.compute on GPU must be bf16 or fp32, not {}", dtype_name(opt.cuda_compute));
         int count = 0;
         CUDA_CHECK(cudaGetDeviceCount(&count));
-        device_ = opt.device < 0 ? 0 : opt.device;
-        SL_REQUIRE(device_ < count, "CUDA device {} was asked for, but this machine has {} (devices 0..{})", device_,
-                   count, count - 1);
+        // The local rank picks the GPU; modulo the visible ones, so that sites that give each task only its own
+        // GPU (CUDA_VISIBLE_DEVICES per task) work too.
+        device_ = opt.device < 0 ? 0 : opt.device % count;
         CUDA_CHECK(cudaSetDevice(device_));
         CUDA_CHECK(cudaGetDeviceProperties(&prop_, device_));
         cudaFuncAttributes attr;
@@ -89,6 +89,9 @@ public:
         // Teardown must not throw: errors here are ignored.
         cudaStreamSynchronize(stream_);
         gemm_.reset();
+#if SINKLAB_HAVE_CUDNN
+        cudnn_.reset();
+#endif
         for (auto& m : marks_) pool_.insert(pool_.end(), {m.start, m.end});
         for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
         cudaFree(scratch_);
@@ -103,6 +106,15 @@ public:
     std::string device_name() const override {
         return fmt::format("{} (device {}, sm_{}{}, {:.0f} GiB), {}", prop_.name, device_, prop_.major, prop_.minor,
                            double(prop_.totalGlobalMem) / double(1 << 30), dtype_name(compute_dtype()));
+    }
+
+    // Dense datasheet peaks in the compute dtype, for MFU: H100/H200 (sm_90) 989 TFLOP/s bf16 and 67 fp32 (no TF32
+    // here), A100 (sm_80) 312 and 19.5. Other devices report 0: no MFU rather than a wrong one.
+    double peak_flops() const override {
+        const bool bf16 = compute_dtype() == DType::BF16;
+        if (prop_.major == 9 && prop_.minor == 0) return bf16 ? 989e12 : 67e12;
+        if (prop_.major == 8 && prop_.minor == 0) return bf16 ? 312e12 : 19.5e12;
+        return 0.0;
     }
 
     void* alloc(size_t bytes) override {
@@ -232,6 +244,7 @@ protected:
         });
     }
     void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) override {
+        if (s.cudnn) return cudnn_attention_fwd(o, lse, qkv, s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             cuda::attention_fwd(dp<T>(o), dp<float>(lse), dp<T>(qkv), dp<T>(sink), s, stream_);
@@ -239,6 +252,7 @@ protected:
     }
     void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
                           const AttnSpec& s) override {
+        if (s.cudnn) return cudnn_attention_bwd(dqkv, dout, o, lse, qkv, s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* sc = scratch(cuda::attention_bwd_scratch(s));
@@ -349,8 +363,9 @@ protected:
                       const AttnSpec& s) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::attn_mass(dp<float>(out), dp<T>(qkv), dp<float>(lse), positions.data(), int(positions.size()), s,
-                            stream_);
+            const int P = int(positions.size());
+            cuda::attn_mass(dp<float>(out), dp<T>(qkv), dp<float>(lse), positions.data(), P, s,
+                            scratch(cuda::attn_mass_scratch(s.H, P)), stream_);
         });
     }
     void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) override {
@@ -421,6 +436,36 @@ private:
         return ev;
     }
 
+#if SINKLAB_HAVE_CUDNN
+    // The cuDNN path, made on first use: sinklab runs that never ask for it never initialize cuDNN.
+    cuda::CudnnAttention& cudnn(const AttnSpec& s) {
+        SL_REQUIRE(compute_dtype() == DType::BF16,
+                   "attention.impl: cudnn runs in bf16 only (cuDNN's fused attention has no fp32 path); use "
+                   "precision.compute: bf16 or attention.impl: sinklab");
+        SL_REQUIRE(s.score == AttnScore::Softmax && s.n_isolate == 0,
+                   "attention.impl: cudnn runs plain causal softmax attention only (no sink logit, sigmoid or "
+                   "isolation); use attention.impl: sinklab");
+        if (!cudnn_) cudnn_ = std::make_unique<cuda::CudnnAttention>(stream_);
+        return *cudnn_;
+    }
+    void cudnn_attention_fwd(Tensor o, Tensor lse, Tensor qkv, const AttnSpec& s) {
+        cuda::CudnnAttention& c = cudnn(s);
+        c.fwd(dp<bf16>(o), dp<float>(lse), dp<bf16>(qkv), s, scratch(c.fwd_scratch(s)));
+    }
+    void cudnn_attention_bwd(Tensor dqkv, Tensor dout, Tensor o, Tensor lse, Tensor qkv, const AttnSpec& s) {
+        cuda::CudnnAttention& c = cudnn(s);
+        c.bwd(dp<bf16>(dqkv), dp<bf16>(dout), dp<bf16>(o), dp<float>(lse), dp<bf16>(qkv), s,
+              scratch(c.bwd_scratch(s)));
+    }
+#else
+    [[noreturn]] static void cudnn_missing() {
+        fail("attention.impl: cudnn, but this sinklab was built without cuDNN (no cudnn.h / libcudnn at configure "
+             "time); install cuDNN 9 and rebuild, or use attention.impl: sinklab");
+    }
+    void cudnn_attention_fwd(Tensor, Tensor, Tensor, const AttnSpec&) { cudnn_missing(); }
+    void cudnn_attention_bwd(Tensor, Tensor, Tensor, Tensor, Tensor, const AttnSpec&) { cudnn_missing(); }
+#endif
+
     // Scratch for one op at a time (all ops run in order on one stream). It only grows, on the first call with a
     // larger shape; memory then stays constant for the run.
     void* scratch(size_t bytes) {
@@ -439,6 +484,9 @@ private:
     cudaDeviceProp prop_{};
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<cuda::Gemm> gemm_;
+#if SINKLAB_HAVE_CUDNN
+    std::unique_ptr<cuda::CudnnAttention> cudnn_;
+#endif
     void* stage_host_ = nullptr;
     void* stage_device_ = nullptr;
     void* scratch_ = nullptr;

@@ -20,12 +20,14 @@ struct BenchArgs {
     int steps = 10;
     int warmup = 2;
     std::vector<std::string> variants;  // empty: the config's own
+    std::vector<std::string> impls;     // attention.impl values (sinklab, cudnn); empty: the config's own
     bool profile = true;
     bool metrics = false;  // also time each variant with the per-step sink metrics
 };
 
 struct BenchResult {
     std::string label;
+    std::string error;  // why this configuration could not run (the others still do)
     double tokens_per_s = 0, step_s = 0, mfu = 0;
     std::array<double, size_t(OpFamily::kCount)> op_s{};
 };
@@ -67,6 +69,21 @@ BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, boo
     return r;
 }
 
+void print_op_shares(const std::vector<BenchResult>& results) {
+    std::printf("\nshare of op time per family (%%), columns by # above\n%-14s", "op");
+    for (size_t i = 0; i < results.size(); i++) std::printf(" %7s", fmt::format("#{}", i + 1).c_str());
+    std::printf("\n");
+    for (size_t f = 0; f < size_t(OpFamily::kCount); f++) {
+        std::printf("%-14s", op_family_name(OpFamily(f)));
+        for (const auto& r : results) {
+            double total = 0;
+            for (double s : r.op_s) total += s;
+            std::printf(" %7.1f", total > 0 ? 100 * r.op_s[f] / total : 0.0);
+        }
+        std::printf("\n");
+    }
+}
+
 void run_bench(const BenchArgs& args) {
     const Config base = load_config(args.config.path, args.config.overrides);
     BackendOptions bo;
@@ -80,31 +97,42 @@ void run_bench(const BenchArgs& args) {
 
     std::vector<BenchResult> results;
     const std::vector<std::string> variants = args.variants.empty() ? std::vector{base.attention.variant} : args.variants;
-    for (const std::string& v : variants) {
-        Config cfg = base;
-        cfg.attention.variant = v;
-        validate_config(cfg);
-        results.push_back(bench_one(*be, cfg, args, false, v));
-        if (args.metrics) results.push_back(bench_one(*be, cfg, args, true, v + " +metrics"));
+    const std::vector<std::string> impls = args.impls.empty() ? std::vector{base.attention.impl} : args.impls;
+    for (const std::string& impl : impls) {
+        for (const std::string& v : variants) {
+            Config cfg = base;
+            cfg.attention.variant = v;
+            cfg.attention.impl = impl;
+            validate_config(cfg);
+            const std::string label = impls.size() > 1 ? v + " [" + impl + "]" : v;
+            for (bool metrics : {false, true}) {
+                if (metrics && !args.metrics) continue;
+                const std::string name = metrics ? label + " +metrics" : label;
+                try {
+                    results.push_back(bench_one(*be, cfg, args, metrics, name));
+                } catch (const Error& e) {
+                    std::fprintf(stderr, "bench: %s failed: %s\n", name.c_str(), e.what());
+                    results.push_back({name, e.what()});
+                }
+            }
+        }
     }
 
-    std::printf("\n%-24s %12s %10s %8s %9s\n", "variant", "tokens/s", "step ms", "MFU", "vs first");
-    for (const auto& r : results)
-        std::printf("%-24s %12.0f %10.2f %7.1f%% %8.3fx\n", r.label.c_str(), r.tokens_per_s, 1e3 * r.step_s,
-                    100 * r.mfu, r.tokens_per_s / results[0].tokens_per_s);
-    if (!args.profile) return;
-    std::printf("\nshare of op time per family (%%)\n%-14s", "op");
-    for (const auto& r : results) std::printf(" %12.12s", r.label.c_str());
-    std::printf("\n");
-    for (size_t f = 0; f < size_t(OpFamily::kCount); f++) {
-        std::printf("%-14s", op_family_name(OpFamily(f)));
-        for (const auto& r : results) {
-            double total = 0;
-            for (double s : r.op_s) total += s;
-            std::printf(" %12.1f", total > 0 ? 100 * r.op_s[f] / total : 0.0);
+    auto ran = [](const BenchResult& r) { return r.error.empty(); };
+    const auto first = std::find_if(results.begin(), results.end(), ran);
+    std::printf("\n%3s %-32s %12s %10s %8s %9s\n", "#", "variant", "tokens/s", "step ms", "MFU", "vs first");
+    for (size_t i = 0; i < results.size(); i++) {
+        const BenchResult& r = results[i];
+        if (!r.error.empty()) {
+            std::printf("%3zu %-32s failed: %s\n", i + 1, r.label.c_str(), r.error.c_str());
+            continue;
         }
-        std::printf("\n");
+        std::printf("%3zu %-32s %12.0f %10.2f %7.1f%% %8.3fx\n", i + 1, r.label.c_str(), r.tokens_per_s,
+                    1e3 * r.step_s, 100 * r.mfu, r.tokens_per_s / first->tokens_per_s);
     }
+    const auto failed = results.size() - size_t(std::count_if(results.begin(), results.end(), ran));
+    if (args.profile) print_op_shares(results);
+    SL_REQUIRE(failed == 0, "{} of {} bench configurations failed (their errors are above)", failed, results.size());
 }
 
 }  // namespace
@@ -116,6 +144,7 @@ void add_bench(CLI::App& app) {
     cmd->add_option("--steps", args->steps, "timed training steps")->check(CLI::PositiveNumber);
     cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
     cmd->add_option("--variants", args->variants, "attention variants to compare in this process, e.g. standard headnorm");
+    cmd->add_option("--impls", args->impls, "attention.impl values to compare in this process, e.g. sinklab cudnn");
     cmd->add_flag("--profile,!--no-profile", args->profile, "time each op family (default on)");
     cmd->add_flag("--metrics", args->metrics, "also time each variant with the per-step sink metrics (metrics.every = 1)");
     cmd->callback([args] { run_bench(*args); });

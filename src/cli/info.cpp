@@ -11,7 +11,10 @@ namespace sinklab::cli {
 
 namespace {
 
-std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024.0 * 1024.0)); }
+std::string gib(double bytes) {
+    return bytes >= double(1 << 30) ? fmt::format("{:.2f} GiB", bytes / double(1 << 30))
+                                    : fmt::format("{:.1f} MiB", bytes / double(1 << 20));
+}
 
 void print_info(const Config& cfg, int ranks) {
     const StepGeometry geo = step_geometry(cfg, ranks);

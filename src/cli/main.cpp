@@ -1,13 +1,14 @@
 // sinklab: one binary, one subcommand per file in src/cli.
 
 #include "cli/commands.h"
+#include "core/build_info.h"
 #include "core/check.h"
 #include "dist/comm.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", std::string(SINKLAB_VERSION) + " (" + SINKLAB_GIT_REV + ")");
+    app.set_version_flag("--version", std::string(SINKLAB_VERSION) + " (" + sinklab::git_rev() + ")");
     sinklab::cli::add_train(app);
     sinklab::cli::add_info(app);
     sinklab::cli::add_bench(app);

@@ -63,6 +63,15 @@ class Checker {
                    show("attention.impl"), show("attention.variant"));
         SL_REQUIRE(c_.intervention.isolate.empty(), "{} cannot apply {}; use attention.impl: sinklab",
                    show("attention.impl"), show("intervention.isolate"));
+        SL_REQUIRE(c_.precision.compute == "bf16",
+                   "{} runs in bf16 only (cuDNN's fused attention has no fp32 path), not {}; use "
+                   "precision.compute: bf16 or attention.impl: sinklab",
+                   show("attention.impl"), show("precision.compute"));
+        const int hd = c_.model.head_dim();
+        SL_REQUIRE(hd % 8 == 0 && hd <= 128,
+                   "{} needs head_dim = d_model / n_head a multiple of 8 and at most 128, but it is {} ({}, {}); use "
+                   "attention.impl: sinklab",
+                   show("attention.impl"), hd, show("model.d_model"), show("model.n_head"));
     }
 
     void interventions() const {

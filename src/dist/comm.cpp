@@ -44,6 +44,22 @@ Communicator& process_communicator() {
     return *slot;
 }
 
+#ifdef SINKLAB_HAVE_NCCL
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host);
+#endif
+
+Communicator& device_communicator(Communicator& host, Backend& backend) {
+#ifdef SINKLAB_HAVE_NCCL
+    if (backend.name() == "cuda" && host.world() > 1) {
+        // Made once: NCCL's communicator belongs to the process, like MPI's, and is destroyed at exit.
+        static std::unique_ptr<Communicator> nccl = make_nccl_communicator(host);
+        return *nccl;
+    }
+#endif
+    (void)backend;
+    return host;
+}
+
 void exit_with_error(const std::string& message) {
     Communicator* comm = process_slot().get();
     if (!comm || comm->world() == 1) {

@@ -1,10 +1,10 @@
 // How ranks talk: Single (one process), Mpi (host buffers, MPI_Allreduce; dist/mpi_comm_mpi.cpp), and Nccl
-// (GPU buffers; a later CUDA phase). The trainer only sees this interface.
+// (GPU buffers; dist/nccl_comm_nccl.cu). The trainer only sees this interface.
 //
-// The NCCL communicator plugs in behind the same interface: it is built from the process's Mpi communicator
-// (which broadcasts the NCCL unique id from rank 0 and gives local_rank(), the GPU of this rank) once the
-// backend exists, and implements the two Backend-tensor collectives below on device memory; the host
-// collectives (all_reduce_sum, broadcast of host bytes, barrier, abort) stay on MPI.
+// The NCCL communicator is built from the process's Mpi communicator (which broadcasts the NCCL unique id from
+// rank 0) once a CUDA backend exists (device_communicator below), and implements the two Backend-tensor
+// collectives on device memory; the host collectives (all_reduce_sum, broadcast of host bytes, barrier,
+// abort) stay on MPI.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -59,6 +59,11 @@ std::unique_ptr<Communicator> make_communicator();
 // The communicator of this process, made by make_communicator() on first use and kept until the process
 // exits (MPI can be initialized only once per process; it is finalized at exit).
 Communicator& process_communicator();
+
+// The communicator for collectives on `backend`'s buffers: NCCL when the backend is CUDA, there are several
+// ranks and NCCL was built in; else `host` itself (MPI stages GPU buffers through the host). The result lives
+// as long as the process.
+Communicator& device_communicator(Communicator& host, Backend& backend);
 
 // Ends the process after a fatal error with exit status 1, printing "sinklab: error: MESSAGE" once per job.
 // With several ranks every rank ends (MPI_Abort), so that none waits forever for a failed one: rank 0 reports

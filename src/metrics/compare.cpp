@@ -231,15 +231,18 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
     }
 
+    const std::vector<const RunCurves*>& base_runs = members[size_t(base - c.groups.begin())];
     std::vector<double> base_final, base_tokens;
-    for (const RunCurves* r : members[size_t(base - c.groups.begin())]) {
-        if (r->loss.empty()) continue;
-        base_final.push_back(trailing_mean(r->loss, smooth).back());
-        base_tokens.push_back(r->tokens.back());
-    }
+    for (const RunCurves* r : base_runs)
+        if (!r->loss.empty()) base_final.push_back(trailing_mean(r->loss, smooth).back());
     c.baseline_runs = int(base_final.size());
     c.target_loss = mean(base_final);
-    c.baseline_tokens = mean(base_tokens);
+    // The baseline's own tokens to the target, by the same crossing rule as every variant: on a flat tail a
+    // smoothed curve crosses its final level before the end, and the baseline must not look faster than itself.
+    for (const RunCurves* r : base_runs)
+        if (!r->loss.empty())
+            base_tokens.push_back(tokens_to_reach(r->tokens, trailing_mean(r->loss, smooth), c.target_loss));
+    c.baseline_tokens = stat_of(base_tokens).mean;
 
     std::set<int> positions;
     for (const RunCurves& r : runs) positions.insert(r.positions.begin(), r.positions.end());

@@ -67,7 +67,7 @@ struct Comparison {
     int smooth = 0;
     int baseline_runs = 0;
     double target_loss = NAN;      // the baseline's final smoothed train loss, mean over its runs
-    double baseline_tokens = NAN;  // tokens at the baseline runs' last logged step, mean over its runs
+    double baseline_tokens = NAN;  // the baseline runs' tokens to the target, mean over those that reach it
     std::vector<int> positions;    // every key position some run tracks, ascending
     std::vector<GroupRow> groups;  // in order of first appearance
 };

@@ -86,7 +86,8 @@ std::string target_note(const Comparison& c) {
         return fmt::format("baseline {}: no train rows yet, so no target loss", c.baseline);
     return fmt::format(
         "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps), "
-        "mean of {} run{}, reached at {} tokens; speed-up = {} / tokens to target",
+        "mean of {} run{}, which its smoothed curves first reach at {} tokens (mean); speed-up = {} / tokens to "
+        "target",
         c.baseline, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),
         si(c.baseline_tokens));
 }

@@ -32,6 +32,7 @@ AttnSpec make_attn_spec(const Config& cfg, int B, int T) {
     s.scale = 1.f / std::sqrt(float(s.hd));
     s.score = score_of(cfg.attention);
     s.sigmoid_bias = cfg.attention.sigmoid_bias;
+    s.cudnn = cfg.attention.impl == "cudnn";
     const auto& iso = cfg.intervention.isolate;
     SL_REQUIRE(int(iso.size()) <= AttnSpec::kMaxIsolate, "intervention.isolate: at most {} rows, got {}",
                AttnSpec::kMaxIsolate, iso.size());
@@ -161,7 +162,12 @@ BlockTensors Model::block(const Tensor& flat, int l) const {
 void Model::init(uint64_t seed) {
     const ModelConfig& m = cfg_.model;
     std::vector<float> host(size_t(table_.total()), 0.f);
-    for (const ParamInfo& p : table_.all()) {
+    const std::vector<ParamInfo>& params = table_.all();
+    // Each tensor draws from its own stream, so filling them in parallel gives the same weights for any thread
+    // count (152M normals take seconds on one core; bench builds a model per variant).
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t k = 0; k < params.size(); k++) {
+        const ParamInfo& p = params[k];
         float* dst = host.data() + p.offset;
         double std = m.init_std;
         switch (p.init) {

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "backend/backend.h"
+#include "core/build_info.h"
 #include "core/checksum.h"
 #include "core/progress.h"
 #include "data/dataloader.h"
@@ -186,7 +187,7 @@ struct Trainer::Impl {
                 h5, groups,
                 {{"config_yaml", dump_config(cfg)},
                  {"sinklab_version", SINKLAB_VERSION},
-                 {"git_rev", SINKLAB_GIT_REV},
+                 {"git_rev", git_rev()},
                  {"backend", backend->name()},
                  {"device", backend->device_name()},
                  {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
@@ -224,9 +225,10 @@ struct Trainer::Impl {
         text.resize(n);
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
-        comm.broadcast(*backend, model->truth(), 0);
-        comm.broadcast(*backend, optim->m(), 0);
-        comm.broadcast(*backend, optim->v(), 0);
+        Communicator& device = device_communicator(comm, *backend);
+        device.broadcast(*backend, model->truth(), 0);
+        device.broadcast(*backend, optim->m(), 0);
+        device.broadcast(*backend, optim->v(), 0);
         model->sync_weights();
         optim->set_steps_taken(s.optimizer_steps);
         train_data->seek(s.train_data);
@@ -349,7 +351,7 @@ struct Trainer::Impl {
             double reduced[2] = {loss / geo.accum, double(StopSignals::received() != 0)};
             comm.all_reduce_sum(reduced, 2);
             loss = reduced[0] / comm.world();
-            comm.all_reduce_mean(*backend, model->grads());
+            device_communicator(comm, *backend).all_reduce_mean(*backend, model->grads());
             comm_s += std::chrono::duration<double>(Clock::now() - t_comm).count();
             const bool stop = reduced[1] > 0;
             if (stop && !stop_signal) stop_signal = StopSignals::received() ? StopSignals::received() : -1;

@@ -16,8 +16,9 @@ constexpr double kTol = 1e-5;  // values pass through float32 columns
 // Two variants x two seeds, 4 logged steps of 100 tokens each; compared with --smooth 2.
 //   b-s1 loss 4, 3, 2, 1      smoothed 4, 3.5, 2.5, 1.5    final 1.5
 //   b-s2 loss 4, 3.5, 2.5, 1.5 smoothed 4, 3.75, 3, 2       final 2
-//   target = (1.5 + 2) / 2 = 1.75, baseline tokens = 400
-//   b-s1 reaches 1.75 between 2.5 @300 and 1.5 @400: 300 + 0.75 * 100 = 375; b-s2 never does.
+//   target = (1.5 + 2) / 2 = 1.75
+//   b-s1 reaches 1.75 between 2.5 @300 and 1.5 @400: 300 + 0.75 * 100 = 375; b-s2 never does:
+//   baseline tokens = 375, the mean over the baseline runs that reach the target
 //   h-s1 loss 3, 2, 1, 0.5    smoothed 3, 2.5, 1.5, 0.75   final 0.75, reaches it at 200 + 0.75/1 * 100 = 275
 //   h-s2 loss 2, 1, 1, 1      smoothed 2, 1.5, 1, 1        final 1,    reaches it at 100 + 0.25/0.5 * 100 = 150
 RunSpec spec_b1() {
@@ -88,7 +89,7 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
     const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
     EXPECT_EQ(c.baseline, "b");  // the first group (by name: no sweep.yaml here)
     EXPECT_NEAR(c.target_loss, 1.75, kTol);
-    EXPECT_NEAR(c.baseline_tokens, 400, kTol);
+    EXPECT_NEAR(c.baseline_tokens, 375, kTol);  // b-s1's crossing; b-s2 never gets down to the mean of the two
     EXPECT_EQ(c.baseline_runs, 2);
     EXPECT_EQ(c.positions, (std::vector<int>{0}));
     ASSERT_EQ(c.groups.size(), 2u);
@@ -105,12 +106,12 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
 
     EXPECT_EQ(b.tokens_to_target.n, 1);  // b-s2 never gets down to the mean of the two
     EXPECT_NEAR(b.tokens_to_target.mean, 375, kTol);
-    EXPECT_NEAR(b.speedup.mean, 400.0 / 375, kTol);
+    EXPECT_NEAR(b.speedup.mean, 1.0, kTol);
     EXPECT_EQ(h.tokens_to_target.n, 2);
     EXPECT_NEAR(h.tokens_to_target.mean, (275 + 150) / 2.0, 1e-3);
     EXPECT_NEAR(h.tokens_to_target.sd, 125 / std::sqrt(2.0), 1e-3);
-    EXPECT_NEAR(h.speedup.mean, (400.0 / 275 + 400.0 / 150) / 2, 1e-5);
-    EXPECT_NEAR(h.speedup.sd, (400.0 / 150 - 400.0 / 275) / std::sqrt(2.0), 1e-5);
+    EXPECT_NEAR(h.speedup.mean, (375.0 / 275 + 375.0 / 150) / 2, 1e-5);
+    EXPECT_NEAR(h.speedup.sd, (375.0 / 150 - 375.0 / 275) / std::sqrt(2.0), 1e-5);
 
     EXPECT_NEAR(b.val_loss.mean, 2.3, kTol);  // last val rows 2.2 and 2.4
     EXPECT_NEAR(b.val_loss.sd, 0.2 / std::sqrt(2.0), kTol);
@@ -142,14 +143,14 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
     const std::string text = comparison_text(c);
-    expect_has(text, {"baseline b: target train loss 1.7500", "last 2 logged steps", "mean of 2 runs", "at 400 tokens",
-                      "tokens to target", "tok0 mass", "375 (1/2)", "1.07x (1/2)", "2.3000 ± 0.1414", "4/8",
-                      "0.8750 ± 0.1768", "212 ± 88.4", "2.06x ± 0.86x", "0.100 (1/2)", "25.0 ± 14.1", "2.00 ± 0.71",
+    expect_has(text, {"baseline b: target train loss 1.7500", "last 2 logged steps", "mean of 2 runs", "at 375 tokens",
+                      "tokens to target", "tok0 mass", "375 (1/2)", "1.00x (1/2)", "2.3000 ± 0.1414", "4/8",
+                      "0.8750 ± 0.1768", "212 ± 88.4", "1.93x ± 0.80x", "0.100 (1/2)", "25.0 ± 14.1", "2.00 ± 0.71",
                       "attention mass on token 0 per layer", "layer 1", "0.650 ± 0.071"});
     const std::string md = comparison_markdown(c);
     expect_has(md, {"| variant | runs | step | train loss | val loss | tokens to target | speed-up | tok0 mass | sink "
                     "rate | dominance | var ratio |\n| --- | ---: |",
-                    "| b | 2 | 4/8 | 1.7500 ± 0.3536 | 2.3000 ± 0.1414 | 375 (1/2) | 1.07x (1/2) | 0.450 ± 0.071 | "
+                    "| b | 2 | 4/8 | 1.7500 ± 0.3536 | 2.3000 ± 0.1414 | 375 (1/2) | 1.00x (1/2) | 0.450 ± 0.071 | "
                     "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 |",
                     "| h | 2 | 4/8 | 0.8750 ± 0.1768 | - | 212 ± 88.4 |", "| b | 0.650 ± 0.071 | 0.250 ± 0.071 |"});
     // A run without /sink rows still has the columns of the positions it tracks, with dashes.

@@ -160,6 +160,10 @@ TEST_F(ConfigErrorTest, CudnnRunsOnlyStandardAndHeadnorm) {
     expect_has(load_error("attention:\n  impl: cudnn\n  variant: sigmoid\n"), {"attention.variant=\"sigmoid\""});
     expect_has(load_error("attention:\n  impl: cudnn\nintervention:\n  isolate: [4]\n"),
                {"attention.impl", "intervention.isolate=[4]"});
+    expect_has(load_error("attention:\n  impl: cudnn\nprecision:\n  compute: fp32\n"),
+               {"attention.impl=\"cudnn\"", "precision.compute=\"fp32\"", "bf16 only"});
+    expect_has(load_error("attention:\n  impl: cudnn\nmodel:\n  d_model: 240\n  n_head: 20\n"),
+               {"attention.impl=\"cudnn\"", "multiple of 8", "it is 12", "model.n_head=20"});
     const std::string ok = write("ok.yaml", "attention:\n  impl: cudnn\n  variant: headnorm\n");
     EXPECT_EQ(load_config(ok).attention.impl, "cudnn");
 }

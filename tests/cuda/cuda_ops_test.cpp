@@ -33,6 +33,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#if SINKLAB_HAVE_CUDNN
+#include "kernels/cuda/attention_cudnn.h"
+#endif
 
 namespace sinklab {
 namespace {
@@ -219,7 +222,8 @@ void check_f32(const Case& c, uint64_t seed) {
         double worst_ratio = 0.0;
         for (size_t i = 0; i < w.size(); i++) {
             double err = std::abs(g[i] - w[i]), bound = rtol * (std::abs(w[i]) + rms);
-            double ratio = std::isfinite(g[i]) ? err / bound : std::numeric_limits<double>::infinity();
+            // err == 0 passes even when bound is 0 (an output that is all zeros, such as sigmoid attention's lse).
+            double ratio = !std::isfinite(g[i]) ? std::numeric_limits<double>::infinity() : err == 0 ? 0 : err / bound;
             if (!(ratio <= 1.0)) bad++;
             if (!(ratio <= worst_ratio)) worst_ratio = ratio, worst = i;
         }
@@ -379,8 +383,13 @@ void check_attention(const std::string& name, const AttnSpec& s, double r = 2.0)
         bwd.args.push_back(in("sink", {s.H}, -1.0, 2.0));
         bwd.args.push_back(arg("dsink", Role::Acc, {s.H}));
     }
-    check(fwd);
-    check(bwd);
+    if (s.cudnn) {  // cuDNN's fused attention runs in bf16 only
+        check_bf16(fwd, 1001);
+        check_bf16(bwd, 1001);
+    } else {
+        check(fwd);
+        check(bwd);
+    }
 }
 
 TEST_F(CudaOps, AttentionSoftmax) {
@@ -402,7 +411,10 @@ TEST_F(CudaOps, AttentionIsolation) {
     AttnSpec s = spec(2, 77, 4, 2, 64);
     for (int row : {0, 5, 40, 64, 76}) s.isolate[s.n_isolate++] = row;  // 64: the first row of a tile
     check_attention("isolate_hd64", s);
-    AttnSpec s32 = spec(1, 150, 2, 2, 32, AttnScore::SinkLogit);
+    // Two sequences and four heads: dsink [H] is a sum over rows, and the norm rule needs more than two such sums.
+    // With H = 2 it failed on an H200 at 2.3x (not 2x) the naive error: isolated rows see one key, where the
+    // kernel's bf16 P before P.V gives o a rounding error common to all hd channels (the naive rounds each channel).
+    AttnSpec s32 = spec(2, 150, 4, 2, 32, AttnScore::SinkLogit);
     s32.n_isolate = 2;
     s32.isolate[0] = 70, s32.isolate[1] = 129;
     check_attention("isolate_sink_hd32", s32);
@@ -421,6 +433,64 @@ TEST_F(CudaOps, AttentionSigmoid) {
     AttnSpec s128 = spec(1, 130, 2, 1, 128, AttnScore::Sigmoid);
     s128.sigmoid_bias = -std::log(130.f);
     check_attention("sigmoid_hd128", s128);
+}
+
+// attention.impl: cudnn, against the same CPU references (which ignore the flag), by the bf16 2x rule.
+TEST_F(CudaOps, AttentionCudnn) {
+#if !SINKLAB_HAVE_CUDNN
+    GTEST_SKIP() << "built without cuDNN";
+#else
+    struct Named {
+        const char* name;
+        AttnSpec s;
+        double r = 2.0;  // input range (larger: peakier rows)
+    };
+    // The first shape comes back last: its cached plan must still serve it after the others were planned.
+    const Named cases[] = {
+        {"cudnn_mha_hd64", spec(2, 77, 4, 4, 64)},      {"cudnn_gqa_hd64_T190", spec(2, 190, 4, 2, 64)},
+        {"cudnn_mqa_hd64_T300", spec(1, 300, 4, 1, 64)}, {"cudnn_hd128", spec(2, 77, 2, 1, 128)},
+        {"cudnn_hd32_T64", spec(2, 64, 4, 4, 32)},      {"cudnn_peaky_hd64", spec(2, 77, 2, 2, 64), 5.0},
+        {"cudnn_mha_hd64_again", spec(2, 77, 4, 4, 64)},
+    };
+    for (Named c : cases) {
+        c.s.cudnn = true;
+        check_attention(c.name, c.s, c.r);
+    }
+#endif
+}
+
+// Runs without a GPU: cuDNN accepts every operation of both graphs (matmul, pointwise, reduction and reshape shapes)
+// for MHA, GQA and MQA and every head dim the CUDA path admits.
+TEST(CudnnAttentionGraphs, EveryOperationIsAccepted) {
+#if !SINKLAB_HAVE_CUDNN
+    GTEST_SKIP() << "built without cuDNN";
+#else
+    for (AttnSpec s : {spec(2, 77, 4, 4, 64), spec(2, 190, 4, 2, 64), spec(1, 300, 4, 1, 64), spec(2, 77, 2, 1, 128),
+                       spec(2, 64, 4, 4, 32), spec(12, 4096, 12, 12, 64)}) {
+        SCOPED_TRACE(fmt::format("B={} T={} H={} Hkv={} hd={}", s.B, s.T, s.H, s.Hkv, s.hd));
+        s.cudnn = true;
+        EXPECT_NO_THROW(cuda::check_cudnn_attention_graphs(s));
+    }
+#endif
+}
+
+// What cuDNN cannot run is refused with an Error, never computed differently.
+TEST_F(CudaOps, AttentionCudnnRefusals) {
+    auto attempt = [](Backend& b, AttnSpec s) {
+        s.cudnn = true;
+        Tensor qkv = make_tensor(b, b.compute_dtype(), {s.B, s.T, s.qkv_width()});
+        Tensor o = make_tensor(b, b.compute_dtype(), {s.B, s.T, s.H, s.hd});
+        Tensor lse = make_tensor(b, b.wide(), {s.B, s.H, s.T});
+        Tensor sink = s.score == AttnScore::SinkLogit ? make_tensor(b, b.compute_dtype(), {s.H}) : Tensor{};
+        EXPECT_THROW(b.attention_fwd(o, lse, qkv, sink, s), Error);
+        for (Tensor t : {qkv, o, lse, sink}) b.release(t.data);
+    };
+    attempt(*backends().cuda_f32, spec(1, 64, 2, 2, 64));                       // fp32 mode
+    attempt(*backends().cuda_bf16, spec(1, 64, 2, 2, 64, AttnScore::SinkLogit));  // not plain softmax
+    AttnSpec isolated = spec(1, 64, 2, 2, 64);
+    isolated.isolate[isolated.n_isolate++] = 3;
+    attempt(*backends().cuda_bf16, isolated);
+    attempt(*backends().cuda_bf16, spec(1, 64, 2, 2, 36));  // head_dim not a multiple of 8
 }
 
 // ---- sink metrics ------------------------------------------------------------------------------------------------
@@ -647,7 +717,9 @@ TEST_F(CudaOps, AdamWMaster) {
         double up = 0.0, expected_up = 0.0;
         size_t far = 0, not_neighbour = 0, not_nearest = 0;
         for (int64_t i = 0; i < n; i++) {
-            far += !(std::abs(got[i] - want[i]) <= 1e-6 * (std::abs(want[i]) + 1e-3));
+            // f32 rounding scales with the operands of the last subtraction (w and its step), not with the result:
+            // where the step nearly cancels w, the result is small but its error is not.
+            far += !(std::abs(got[i] - want[i]) <= 1e-6 * (std::abs(w[i]) + std::abs(want[i] - w[i])));
             float f = float(got[i]);
             uint16_t lo_bits = uint16_t(std::bit_cast<uint32_t>(f) >> 16);  // truncation toward zero
             double lo = bf16_bits_to_float(lo_bits), hi = bf16_bits_to_float(uint16_t(lo_bits + 1));

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The whole GPU verification in one call of the device tool (README.md, "Checking on a GPU"). First, here:
+#   bash scripts/gpu_pack.sh          # fills .carry/ (portable binaries, their libraries, token shards)
+# then on the GPU machine, from the repository root, with carry [".carry"] and a 600 s limit:
+#   bash scripts/gpu_check.sh
+# Stages, each with its own time limit (together 9.5 minutes; the whole check takes about 4 on an H200) and its own
+# log $OUT/<stage>.log; a stage that fails or runs out of time is reported and the next one runs:
+#   preflight   unpack .carry; GPU, driver, toolkit, cuDNN and PyTorch versions; every library of the binaries found
+#   tests       the CUDA test suite: sinklab_tests --gtest_filter='Cuda*:*Model*' (less the tests that need this
+#               checkout's build paths)
+#   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests
+#   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard and headnorm,
+#   bench-4096  with and without per-step sink metrics, attention.impl sinklab and cudnn; with per-op timing, then
+#               without it for the tokens/s
+#   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
+#   torch-4096
+#   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
+# $OUT/report.md gets the summary table (also printed last) and each stage's key lines. Without a GPU every GPU
+# stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh; OUT defaults to
+# /tmp/sinklab-gpu-check-out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-${TMPDIR:-/tmp}/sinklab-gpu-check-out}
+work=${TMPDIR:-/tmp}/sinklab-gpu-check
+mkdir -p "$OUT"
+rm -rf "$work"
+mkdir -p "$work/pack" "$work/runs"
+: >"$work/stages.tsv"
+export OUT work
+export bin=$work/pack/bin
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+
+# Library folders of the CUDA toolkit and of PyTorch's NVIDIA wheels (cuDNN, cuBLAS) on this machine, for the
+# carried binaries only (PyTorch loads its own).
+cuda_lib_dirs() {
+    local d
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda/lib; do
+        [[ -d $d ]] && echo "$d"
+    done
+    python3 - <<'EOF' 2>/dev/null
+import glob, os, site, sys
+seen = set()
+for p in sys.path + site.getsitepackages():
+    for d in sorted(glob.glob(os.path.join(p, "nvidia", "*", "lib*"))):
+        if d not in seen and os.path.isdir(d):
+            seen.add(d)
+            print(d)
+EOF
+}
+export SL_LIBS="$work/pack/lib:$(cuda_lib_dirs | paste -sd:)"
+sl() { LD_LIBRARY_PATH="$SL_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
+export -f sl
+
+preflight() {
+    echo "host: $(uname -srm), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || echo "nvidia-smi: none"
+    if command -v nvcc >/dev/null; then nvcc --version | tail -n 2; else echo "nvcc: none"; fi
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn",
+torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' ||
+        echo "torch: not importable"
+    if [[ ! -s .carry/sinklab-gpu.tar.xz ]]; then
+        echo "no .carry/sinklab-gpu.tar.xz: run scripts/gpu_pack.sh first and carry .carry"
+        return 1
+    fi
+    head -n 3 .carry/MANIFEST
+    # xz may be missing there; Python's tarfile reads it too.
+    if command -v xz >/dev/null; then
+        tar -C "$work/pack" -xJf .carry/sinklab-gpu.tar.xz
+    else
+        python3 -m tarfile -e .carry/sinklab-gpu.tar.xz "$work/pack"
+    fi || return 1
+    echo "libraries for the carried binaries: $SL_LIBS"
+    local missing=0 exe
+    for exe in "$bin"/*; do
+        echo "$(basename "$exe"):"
+        sl ldd "$exe" | grep -E "not found|cudnn|cublas|cudart|openblas|gomp" | sed 's/^/  /'
+        sl ldd "$exe" | grep -q "not found" && missing=1
+    done
+    sl "$bin/sinklab" --version
+    ((missing == 0)) && nvidia-smi -L
+}
+
+tests() {
+    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter='Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*'
+}
+
+# Twice: with per-op timing for the op shares, then without it (the per-op synchronization slows the step) for the
+# throughput that gpu_report.py compares with PyTorch; it reads the last table of the log.
+# compute-sanitizer (memcheck, then racecheck for the shared-memory reductions) on the small op tests of the
+# normalization and sink-metric kernels; the whole suite under it would not fit the call.
+sanitize() {
+    local cs filter='CudaOps.RMSNorm:CudaOps.HeadNorm:CudaOps.QKNorm:CudaOps.SinkMetric*'
+    cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null) ||
+        { echo "compute-sanitizer: none"; return 1; }
+    sl "$cs" --tool memcheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1 &&
+        sl "$cs" --tool racecheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1
+}
+
+bench() {  # bench T MICRO_BATCH
+    local args=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len="$1" --set train.micro_batch="$2"
+                --variants standard headnorm --impls sinklab cudnn --metrics --steps 6 --warmup 2)
+    sl "$bin/sinklab" bench "${args[@]}" && sl "$bin/sinklab" bench "${args[@]}" --no-profile
+}
+
+torch_peer() {  # torch_peer T MICRO_BATCH
+    sl "$bin/sinklab" info configs/llama-152m.yaml --set model.seq_len="$1" --set train.micro_batch="$2" --yaml \
+        >"$work/llama-$1.yaml" || return 1
+    PYTHONUNBUFFERED=1 python3 scripts/torch_llama.py --config "$work/llama-$1.yaml" --steps 6 --warmup 3
+}
+
+train() {
+    local data
+    if compgen -G "$work/pack/shards/train_*.bin" >/dev/null; then
+        echo "data: the carried English shards (bytes)"
+        data=(--set "data.train=$work/pack/shards/train_*.bin" --set "data.val=$work/pack/shards/val_*.bin"
+              --set data.missing=error)
+    else
+        echo "data: no carried shards; generated synthetic data (order-2 Markov, best loss 0.905)"
+        data=(--set "data.train=$work/synthetic/train_*.bin" --set "data.val=$work/synthetic/val_*.bin"
+              --set data.missing=synthetic)
+    fi
+    sl "$bin/sinklab" train configs/tiny.yaml --set backend=cuda --set precision.compute=bf16 \
+        --set model.d_model=384 --set model.n_layer=6 --set model.n_head=6 --set model.d_ff=1152 \
+        --set model.seq_len=512 --set train.micro_batch=32 --set train.max_steps=600 --set train.warmup_steps=50 \
+        --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
+        --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
+}
+export -f preflight tests sanitize bench torch_peer train
+
+stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to $OUT/NAME.log, a row in stages.tsv
+    local name=$1 limit=$2 t0=$SECONDS rc status
+    shift 2
+    echo "== $name (limit ${limit}s)"
+    timeout -k 10 "$limit" bash -c '"$@"' _ "$@" >"$OUT/$name.log" 2>&1
+    rc=$?
+    case $rc in
+        0) status=ok ;;
+        124 | 137) status=TIMEOUT ;;
+        *) status="FAIL (rc $rc)" ;;
+    esac
+    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - t0))" "$limit" >>"$work/stages.tsv"
+    tail -n 4 "$OUT/$name.log" | sed 's/^/   /'
+}
+
+stage preflight 30 preflight
+stage tests 60 tests
+stage sanitize 60 sanitize
+stage bench-1024 110 bench 1024 48
+stage bench-4096 120 bench 4096 12
+stage torch-1024 70 torch_peer 1024 48
+stage torch-4096 60 torch_peer 4096 12
+stage train 60 train
+
+python3 scripts/gpu_report.py "$work/stages.tsv" "$OUT" || {
+    echo "gpu_report.py failed; the stages were:"
+    cat "$work/stages.tsv"
+}

@@ -1,0 +1,142 @@
+"""Writes OUT/report.md for scripts/gpu_check.sh from its stage table and logs, and prints the summary table last.
+
+Usage: python3 scripts/gpu_report.py STAGES.tsv OUT     (standard library only: it runs under any python3)
+STAGES.tsv: one line per stage, tab-separated: name, status (ok | TIMEOUT | FAIL (rc N)), seconds, limit.
+"""
+import os
+import re
+import sys
+
+BENCH_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)x\s*$")
+
+
+def read(out, name):
+    path = os.path.join(out, name + ".log")
+    return open(path, encoding="utf-8", errors="replace").read().splitlines() if os.path.exists(path) else []
+
+
+def bench_rows(lines):
+    """{label: (tokens/s, step ms, MFU %)} from sinklab bench's main table; the last one when there are several."""
+    rows = {}
+    for line in lines:
+        m = BENCH_ROW.match(line)
+        if m:
+            rows[m.group(2).strip()] = (float(m.group(3)), float(m.group(4)), float(m.group(5)))
+    return rows
+
+
+def bench_summary(rows):
+    std = rows.get("standard [sinklab]")
+    if not std:
+        return "no results"
+
+    def rel(label):
+        r = rows.get(label)
+        return f"{100 * (std[0] / r[0] - 1):+.1f}%" if r else "n/a"
+
+    cudnn = rows.get("standard [cudnn]")
+    return (f"standard {std[0] / 1e3:,.0f}k tok/s, MFU {std[2]:.1f}%; time vs standard: "
+            f"headnorm {rel('headnorm [sinklab]')}, +metrics {rel('standard [sinklab] +metrics')}; "
+            "with cuDNN attention " + (f"{cudnn[0] / std[0]:.3f}x our tokens/s" if cudnn else "n/a"))
+
+
+def torch_tokens(lines):
+    for line in lines:
+        m = re.match(r"^torch tokens/s ([\d.]+)", line)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def test_counts(lines):
+    """GoogleTest's closing counts; from the per-test lines when the run did not get that far."""
+    counts = {}
+    for line in lines:
+        m = re.match(r"^\[\s+(PASSED|FAILED|SKIPPED)\s+\] (\d+) tests?", line)
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    if not counts:
+        for line in lines:
+            m = re.match(r"^\[\s+(OK|FAILED|SKIPPED)\s+\] \S+ \(", line)
+            if m:
+                k = "PASSED" if m.group(1) == "OK" else m.group(1)
+                counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+def unfinished_test(lines):
+    started = [line.split()[-1] for line in lines if line.startswith("[ RUN      ]")]
+    done = {line.split()[3] for line in lines if re.match(r"^\[\s+(OK|FAILED|SKIPPED)\s+\] \S+ \(", line)}
+    left = [t for t in started if t not in done]
+    return left[-1] if left else None
+
+
+def train_summary(lines):
+    train = [(int(m.group(1)), float(m.group(2))) for m in
+             (re.match(r"^step\s+(\d+)/\d+ \| loss ([\d.]+)", line) for line in lines) if m]
+    val = [(int(m.group(1)), float(m.group(2))) for m in
+           (re.match(r"^step\s+(\d+) \| val loss ([\d.]+)", line) for line in lines) if m]
+    if not train:
+        return "no steps logged"
+    s = f"loss {train[0][1]:.3f} (step {train[0][0]}) -> {train[-1][1]:.3f} (step {train[-1][0]})"
+    if val:
+        s += f"; val {val[0][1]:.3f} (step {val[0][0]}) -> {val[-1][1]:.3f} (step {val[-1][0]})"
+    return s
+
+
+def main():
+    stages_path, out = sys.argv[1], sys.argv[2]
+    stages = [line.rstrip("\n").split("\t") for line in open(stages_path, encoding="utf-8") if line.strip()]
+    logs = {s[0]: read(out, s[0]) for s in stages}
+    bench = {s[0]: bench_rows(logs[s[0]]) for s in stages if s[0].startswith("bench-")}
+
+    key = {}
+    pre = logs.get("preflight", [])
+    gpu = next((l for l in pre if re.match(r"^NVIDIA |^[A-Z].*, \d+\.\d+", l) and "name" not in l), None)
+    torch_line = next((l for l in pre if l.startswith("torch ")), "torch: ?")
+    key["preflight"] = f"{gpu or 'no GPU seen'}; {torch_line}"
+    counts = test_counts(logs.get("tests", []))
+    key["tests"] = ", ".join(f"{v} {k.lower()}" for k, v in counts.items()) or "no summary"
+    stuck = unfinished_test(logs.get("tests", []))
+    if stuck:
+        key["tests"] += f"; unfinished: {stuck}"
+    for name, rows in bench.items():
+        key[name] = bench_summary(rows)
+    for s in stages:
+        if s[0].startswith("torch-"):
+            t = torch_tokens(logs[s[0]])
+            rows = bench.get("bench-" + s[0].split("-", 1)[1], {})
+            ours, cudnn = rows.get("standard [sinklab]"), rows.get("standard [cudnn]")
+            key[s[0]] = (f"torch {t / 1e3:,.0f}k tok/s" if t else "no result") + (
+                f"; sinklab/torch {ours[0] / t:.3f}x" if t and ours else "") + (
+                f", with cuDNN attention {cudnn[0] / t:.3f}x" if t and cudnn else "")
+    key["train"] = train_summary(logs.get("train", []))
+    key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"
+
+    table = ["| stage | status | time | key result |", "| --- | --- | --- | --- |"]
+    for name, status, secs, limit in stages:
+        table.append(f"| {name} | {status} | {secs}s of {limit}s | {key.get(name, '')} |")
+
+    md = ["# sinklab GPU check", ""]
+    commit = next((l for l in pre if l.startswith("commit ")), None)
+    if commit:
+        md += [f"Build: {commit}.", ""]
+    md += ["## Summary", ""] + table + [""]
+    failed = [l for l in logs.get("tests", []) if re.match(r"^\[  FAILED  \] \S+\.\S+", l)]
+    precision = [l for l in logs.get("tests", []) if re.search(r"worst (gradient error/bound|relative difference)", l)]
+    md += ["## tests", "", "```"] + (failed or ["no failed tests listed"]) + precision + ["```", ""]
+    for name in bench:
+        lines = logs[name]
+        start = next((i for i, l in enumerate(lines) if l.startswith("bench ")), 0)
+        md += [f"## {name}", "", "```"] + lines[start:] + ["```", ""]
+    for s in stages:
+        if s[0].startswith("torch-") or s[0] == "train" or s[0] == "preflight":
+            md += [f"## {s[0]}", "", "```"] + logs[s[0]][-40:] + ["```", ""]
+    with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
+    print(f"\nreport: {os.path.join(out, 'report.md')}\n")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+// The NCCL communicator: gradient all-reduce and weight broadcast directly on GPU buffers, one GPU per rank.
+// It is made from the process's MPI communicator, which broadcasts NCCL's unique id from rank 0 and keeps
+// every host collective (losses, metrics, stop flags, aborts).
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "dist/comm.h"
+
+#define NCCL_CHECK(call)                                                                                       \
+    do {                                                                                                       \
+        ncclResult_t r_ = (call);                                                                              \
+        if (r_ != ncclSuccess)                                                                                 \
+            ::sinklab::fail("NCCL error at {}:{}: {} ({}); check that every rank sees its GPU and that the "    \
+                            "nodes can reach each other (NCCL_DEBUG=INFO says more)",                          \
+                            __FILE__, __LINE__, ncclGetErrorString(r_), #call);                                \
+    } while (0)
+
+#define CUDA_CALL(call)                                                                                      \
+    do {                                                                                                     \
+        cudaError_t e_ = (call);                                                                             \
+        if (e_ != cudaSuccess) ::sinklab::fail("CUDA error at {}:{}: {} ({})", __FILE__, __LINE__,           \
+                                               cudaGetErrorString(e_), #call);                               \
+    } while (0)
+
+namespace sinklab {
+
+namespace {
+
+ncclDataType_t nccl_type(DType t) {
+    switch (t) {
+        case DType::F32: return ncclFloat32;
+        case DType::BF16: return ncclBfloat16;
+        case DType::F64: return ncclFloat64;
+        case DType::I32: return ncclInt32;
+    }
+    return ncclFloat32;
+}
+
+class NcclCommunicator final : public Communicator {
+public:
+    explicit NcclCommunicator(Communicator& host) : host_(host) {
+        ncclUniqueId id{};
+        if (host_.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+        host_.broadcast(&id, sizeof id, 0);
+        // The backend has already made this rank's GPU current on this thread.
+        CUDA_CALL(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        NCCL_CHECK(ncclCommInitRank(&comm_, host_.world(), id, host_.rank()));
+    }
+    ~NcclCommunicator() override {
+        ncclCommDestroy(comm_);
+        cudaStreamDestroy(stream_);
+    }
+
+    std::string name() const override { return "nccl"; }
+    int rank() const override { return host_.rank(); }
+    int world() const override { return host_.world(); }
+    int local_rank() const override { return host_.local_rank(); }
+    int local_size() const override { return host_.local_size(); }
+
+    // The backend's work on the buffer is finished first (it runs on the backend's own stream), and NCCL's is
+    // finished before returning, so callers see an ordinary blocking collective.
+    void all_reduce_mean(Backend& backend, Tensor t) override {
+        backend.synchronize();
+        NCCL_CHECK(ncclAllReduce(t.data, t.data, size_t(t.numel()), nccl_type(t.dtype), ncclAvg, comm_, stream_));
+        CUDA_CALL(cudaStreamSynchronize(stream_));
+    }
+    void broadcast(Backend& backend, Tensor t, int root) override {
+        backend.synchronize();
+        NCCL_CHECK(ncclBroadcast(t.data, t.data, size_t(t.numel()), nccl_type(t.dtype), root, comm_, stream_));
+        CUDA_CALL(cudaStreamSynchronize(stream_));
+    }
+    void all_reduce_sum(double* values, int n) override { host_.all_reduce_sum(values, n); }
+    void broadcast(void* data, size_t bytes, int root) override { host_.broadcast(data, bytes, root); }
+    void barrier() override { host_.barrier(); }
+    [[noreturn]] void abort(int code) override { host_.abort(code); }
+
+private:
+    Communicator& host_;
+    ncclComm_t comm_ = nullptr;
+    cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host) {
+    return std::make_unique<NcclCommunicator>(host);
+}
+
+}  // namespace sinklab
