@@ -26,10 +26,12 @@ __device__ __forceinline__ double weight_of(float z, const float* lse, const Att
     return exp(zs - double(lse[(int64_t(b) * a.H + h) * a.T + i]));
 }
 
-template <typename T> __device__ __forceinline__ const T* q_row(const T* qkv, const AttnParams& a, int b, int h, int i) {
+template <typename T>
+__device__ __forceinline__ const T* q_row(const T* qkv, const AttnParams& a, int b, int h, int i) {
     return qkv + (int64_t(b) * a.T + i) * a.W + int64_t(h) * a.hd;
 }
-template <typename T> __device__ __forceinline__ const T* k_row(const T* qkv, const AttnParams& a, int b, int h, int j) {
+template <typename T>
+__device__ __forceinline__ const T* k_row(const T* qkv, const AttnParams& a, int b, int h, int j) {
     return qkv + (int64_t(b) * a.T + j) * a.W + int64_t(a.H + h / (a.H / a.Hkv)) * a.hd;
 }
 
@@ -45,7 +47,9 @@ __device__ double weight(const T* qkv, const float* lse, const AttnParams& a, in
 
 // The rows that see a tracked key are B * (T - p) query rows per head: far too many for one block. Grid (H, P,
 // kMassChunks): each block sums its slice of rows, one warp per row (the lanes split the dot product), into a
-// partial; attn_mass_finish_kernel adds the partials in chunk order, so the result repeats exactly.
+// partial; attn_mass_finish_kernel adds the partials in chunk order, so the result repeats exactly. The parameters
+// are __grid_constant__ because their arrays are indexed at run time, which would otherwise copy them to local
+// memory.
 constexpr int kMassChunks = 64;
 
 struct MassPartial {
@@ -84,9 +88,12 @@ __global__ void attn_mass_kernel(MassPartial* partial, const T* qkv, const float
 __global__ void attn_mass_finish_kernel(float* out, const MassPartial* partial, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
+    const MassPartial* mine = partial + int64_t(i) * kMassChunks;  // [kMassChunks]
     double sum = 0, count = 0;
-    for (int c = 0; c < kMassChunks; c++) sum += partial[int64_t(i) * kMassChunks + c].sum,
-                                          count += partial[int64_t(i) * kMassChunks + c].count;
+    for (int c = 0; c < kMassChunks; c++) {
+        sum += mine[c].sum;
+        count += mine[c].count;
+    }
     out[i] = float(sum / count);
 }
 
@@ -185,7 +192,10 @@ __global__ void row_stats_kernel(Token0Row* row0, RestPartial* rest, const T* x,
     __syncthreads();
     if (threadIdx.x == 0) {
         RestPartial t{0.0, 0.f};
-        for (int w = 0; w < kRowsPerBlock; w++) t.norm += part[w].norm, t.max_abs = fmaxf(t.max_abs, part[w].max_abs);
+        for (int w = 0; w < kRowsPerBlock; w++) {
+            t.norm += part[w].norm;
+            t.max_abs = fmaxf(t.max_abs, part[w].max_abs);
+        }
         rest[blockIdx.x] = t;
     }
 }
@@ -242,9 +252,9 @@ __global__ void select_start_kernel(SelectState* state, unsigned rank) { *state 
 template <typename T>
 __global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, int64_t n, int level) {
     __shared__ unsigned local[kBins];
-    __shared__ unsigned block_max;
+    __shared__ unsigned local_max;
     for (int i = threadIdx.x; i < kBins; i += blockDim.x) local[i] = 0;
-    if (threadIdx.x == 0) block_max = 0;
+    if (threadIdx.x == 0) local_max = 0;
     __syncthreads();
     const int shift = digit_shift(level), above = shift + digit_width(level);
     const unsigned mask = (1u << digit_width(level)) - 1u, prefix = state->prefix;
@@ -254,11 +264,11 @@ __global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, 
         if (level == 0 || (bits >> above) == prefix) atomicAdd(&local[(bits >> shift) & mask], 1u);
         mx = max(mx, bits);
     }
-    if (level == 0) atomicMax(&block_max, mx);
+    if (level == 0) atomicMax(&local_max, mx);
     __syncthreads();
     for (int i = threadIdx.x; i < kBins; i += blockDim.x)
         if (local[i]) atomicAdd(&hist[i], local[i]);
-    if (level == 0 && threadIdx.x == 0) atomicMax(&state->maxbits, block_max);
+    if (level == 0 && threadIdx.x == 0) atomicMax(&state->maxbits, local_max);
 }
 
 // One block of 1024 threads: finds the bin holding rank state->rank and narrows the state to it. Each thread sums
