@@ -231,18 +231,25 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
     }
 
-    const std::vector<const RunCurves*>& base_runs = members[size_t(base - c.groups.begin())];
-    std::vector<double> base_final, base_tokens;
-    for (const RunCurves* r : base_runs)
-        if (!r->loss.empty()) base_final.push_back(trailing_mean(r->loss, smooth).back());
+    // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.
+    std::vector<std::vector<std::vector<double>>> smoothed(c.groups.size());
+    for (size_t g = 0; g < c.groups.size(); g++)
+        for (const RunCurves* r : members[g]) smoothed[g].push_back(trailing_mean(r->loss, smooth));
+    const size_t b = size_t(base - c.groups.begin());
+    std::vector<double> base_final;
+    for (const std::vector<double>& s : smoothed[b])
+        if (!s.empty()) base_final.push_back(s.back());
     c.baseline_runs = int(base_final.size());
     c.target_loss = mean(base_final);
+    std::vector<std::vector<double>> reach(c.groups.size());
+    for (size_t g = 0; g < c.groups.size(); g++)
+        for (size_t i = 0; i < members[g].size(); i++)
+            reach[g].push_back(std::isfinite(c.target_loss)
+                                   ? tokens_to_reach(members[g][i]->tokens, smoothed[g][i], c.target_loss)
+                                   : NAN);
     // The baseline's own tokens to the target, by the same crossing rule as every variant: on a flat tail a
     // smoothed curve crosses its final level before the end, and the baseline must not look faster than itself.
-    for (const RunCurves* r : base_runs)
-        if (!r->loss.empty())
-            base_tokens.push_back(tokens_to_reach(r->tokens, trailing_mean(r->loss, smooth), c.target_loss));
-    c.baseline_tokens = stat_of(base_tokens).mean;
+    c.baseline_tokens = stat_of(reach[b]).mean;
 
     std::set<int> positions;
     for (const RunCurves& r : runs) positions.insert(r.positions.begin(), r.positions.end());
@@ -250,26 +257,24 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
 
     for (size_t g = 0; g < c.groups.size(); g++) {
         GroupRow& row = c.groups[g];
-        std::vector<double> train, val, reach, speed, rate, dom, ratio;
+        std::vector<double> train, val, speed, rate, dom, ratio;
         row.step_min = INT64_MAX;
-        for (const RunCurves* r : members[g]) {
+        for (size_t i = 0; i < members[g].size(); i++) {
+            const RunCurves* r = members[g][i];
             const int64_t last = r->step.empty() ? 0 : int64_t(r->step.back());
             row.step_min = std::min(row.step_min, last);
             row.step_max = std::max(row.step_max, last);
             row.max_steps = std::max(row.max_steps, r->max_steps);
-            const std::vector<double> smoothed = trailing_mean(r->loss, smooth);
-            train.push_back(smoothed.empty() ? NAN : smoothed.back());
+            train.push_back(smoothed[g][i].empty() ? NAN : smoothed[g][i].back());
             val.push_back(r->val_loss.empty() ? NAN : r->val_loss.back());
-            const double t = std::isfinite(c.target_loss) ? tokens_to_reach(r->tokens, smoothed, c.target_loss) : NAN;
-            reach.push_back(t);
-            speed.push_back(c.baseline_tokens / t);
+            speed.push_back(c.baseline_tokens / reach[g][i]);
             rate.push_back(mean(r->sink_rate));
             dom.push_back(mean(r->dominance));
             ratio.push_back(mean(r->var_ratio));
         }
         row.train_loss = stat_of(train);
         row.val_loss = stat_of(val);
-        row.tokens_to_target = stat_of(reach);
+        row.tokens_to_target = stat_of(reach[g]);
         row.speedup = stat_of(speed);
         row.sink_rate = stat_of(rate);
         row.dominance = stat_of(dom);
