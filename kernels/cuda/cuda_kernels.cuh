@@ -146,13 +146,13 @@ size_t sum_squares_scratch();
 template <typename T> double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st);
 
 // ---- metrics.cu: sink-metric reductions (backend.h); f32 outputs, fixed summation order.
-size_t attn_mass_scratch(int H, int P);
+size_t attn_mass_scratch(int64_t rows, int H, int P);
 template <typename T> void attn_mass(float* out, const T* qkv, const float* lse, const int* positions, int P,
                                      const AttnSpec& s, void* scratch, cudaStream_t st);
 template <typename T> void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s,
                                     cudaStream_t st);
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st);
-size_t token0_stats_scratch(int64_t N);
+size_t token0_stats_scratch(int64_t B, int64_t Tn);
 template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, void* scratch,
                                         cudaStream_t st);
 size_t abs_max_median_scratch();

@@ -4,9 +4,10 @@
 namespace sinklab {
 
 const char* op_family_name(OpFamily f) {
-    static const char* names[] = {"embedding", "rmsnorm", "matmul",   "rope",          "attention",
-                                  "headnorm",  "gate",    "swiglu",   "residual",      "cross_entropy",
-                                  "optimizer", "metrics", "intervention", "memory"};
+    static const char* names[] = {"embedding",     "rmsnorm",      "matmul",        "rope",
+                                  "attention",     "headnorm",     "gate",          "swiglu",
+                                  "residual",      "cross_entropy", "optimizer",    "metric_mass",
+                                  "metric_stats",  "metric_median", "intervention", "memory"};
     static_assert(sizeof(names) / sizeof(names[0]) == size_t(OpFamily::kCount));
     return names[size_t(f)];
 }
@@ -316,7 +317,7 @@ void Backend::attn_mass(Tensor out, Tensor qkv, Tensor lse, const std::vector<in
     for (int p : positions) SL_ASSERT(p >= 0 && p < s.T, "tracked position {} outside [0, {})", p, s.T);
     expect_shape(out, {s.H, P}, "attn_mass out");
     expect_dtype(out, DType::F32, "attn_mass out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricMass);
     do_attn_mass(out, qkv, lse, positions, s);
 }
 
@@ -328,7 +329,7 @@ void Backend::attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) {
     SL_ASSERT(Q >= 1 && Q <= s.T, "attention map of {} positions, T = {}", Q, s.T);
     expect_shape(out, {Q, Q}, "attn_map out");
     expect_dtype(out, DType::F32, "attn_map out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricMass);
     do_attn_map(out, qkv, lse, s);
 }
 
@@ -336,7 +337,7 @@ void Backend::position_std(Tensor out, Tensor x) {
     SL_ASSERT(x.ndim == 3 && out.ndim == 1 && out.dim(0) >= 1 && out.dim(0) <= x.dim(1), "position_std out {} x {}",
               out.shape_str(), x.shape_str());
     expect_dtype(out, DType::F32, "position_std out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricStats);
     do_position_std(out, x);
 }
 
@@ -344,7 +345,7 @@ void Backend::token0_stats(Tensor out, Tensor x) {
     SL_ASSERT(x.ndim == 3, "token0_stats x {} must be [B, T, D]", x.shape_str());
     expect_shape(out, {5}, "token0_stats out");
     expect_dtype(out, DType::F32, "token0_stats out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricStats);
     do_token0_stats(out, x);
 }
 
@@ -352,7 +353,7 @@ void Backend::abs_max_median(Tensor out, Tensor x) {
     SL_ASSERT(x.ndim == 2 && x.numel() > 0, "abs_max_median x {} must be [T, D]", x.shape_str());
     expect_shape(out, {2}, "abs_max_median out");
     expect_dtype(out, DType::F32, "abs_max_median out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricMedian);
     do_abs_max_median(out, x);
 }
 

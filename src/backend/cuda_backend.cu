@@ -365,7 +365,7 @@ protected:
             using T = typename decltype(tag)::type;
             const int P = int(positions.size());
             cuda::attn_mass(dp<float>(out), dp<T>(qkv), dp<float>(lse), positions.data(), P, s,
-                            scratch(cuda::attn_mass_scratch(s.H, P)), stream_);
+                            scratch(cuda::attn_mass_scratch(int64_t(s.B) * s.T, s.H, P)), stream_);
         });
     }
     void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) override {
@@ -384,7 +384,7 @@ protected:
     void do_token0_stats(Tensor out, Tensor x) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* sc = scratch(cuda::token0_stats_scratch(x.dim(0) * x.dim(1)));
+            void* sc = scratch(cuda::token0_stats_scratch(x.dim(0), x.dim(1)));
             cuda::token0_stats(dp<float>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), sc, stream_);
         });
     }

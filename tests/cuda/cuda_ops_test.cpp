@@ -495,26 +495,31 @@ TEST_F(CudaOps, AttentionCudnnRefusals) {
 }
 
 // ---- sink metrics ------------------------------------------------------------------------------------------------
+void check_sink_metrics(const std::string& name, AttnSpec s, const std::vector<int>& positions) {
+    s.sigmoid_bias = -2.f;
+    s.n_isolate = 1;
+    s.isolate[0] = 40;
+    std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
+    Case c{name,
+           {in("qkv", qkv, -2, 2), arg("o", Role::Tmp, o), arg("lse", Role::TmpWide, lse),
+            arg("mass", Role::OutF32, {s.H, int64_t(positions.size())}), arg("map", Role::OutF32, {64, 64})},
+           {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
+            [s, positions](Backend& b, Tensors& t) {
+                b.attn_mass(t["mass"], t["qkv"], t["lse"], positions, s);
+                b.attn_map(t["map"], t["qkv"], t["lse"], s);
+            }},
+           1e-4};
+    if (s.score == AttnScore::SinkLogit) c.args.push_back(in("sink", {s.H}, -1.0, 2.0));
+    check(c);
+}
+
 TEST_F(CudaOps, SinkMetricsFromAttention) {
-    for (AttnScore score : {AttnScore::Softmax, AttnScore::SinkLogit, AttnScore::Sigmoid}) {
-        AttnSpec s = spec(2, 77, 4, 2, 64, score);
-        s.sigmoid_bias = -2.f;
-        s.n_isolate = 1;
-        s.isolate[0] = 40;
-        const std::vector<int> positions = {0, 5, 40, 76};
-        std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
-        Case c{"attn_mass_map_" + std::to_string(int(score)),
-               {in("qkv", qkv, -2, 2), arg("o", Role::Tmp, o), arg("lse", Role::TmpWide, lse),
-                arg("mass", Role::OutF32, {s.H, int64_t(positions.size())}), arg("map", Role::OutF32, {64, 64})},
-               {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
-                [s, positions](Backend& b, Tensors& t) {
-                    b.attn_mass(t["mass"], t["qkv"], t["lse"], positions, s);
-                    b.attn_map(t["map"], t["qkv"], t["lse"], s);
-                }},
-               1e-4};
-        if (score == AttnScore::SinkLogit) c.args.push_back(in("sink", {s.H}, -1.0, 2.0));
-        check(c);
-    }
+    for (AttnScore score : {AttnScore::Softmax, AttnScore::SinkLogit, AttnScore::Sigmoid})
+        check_sink_metrics("attn_mass_map_" + std::to_string(int(score)), spec(2, 77, 4, 2, 64, score),
+                           {0, 5, 40, 76});
+    // attn_mass works in tiles of 256 query rows: 3 x 190 rows end tiles inside sequences, and hd = 36 takes the
+    // element-wise loads.
+    check_sink_metrics("attn_mass_map_tiles_hd36", spec(3, 190, 4, 1, 36), {0, 40, 189});
 }
 
 TEST_F(CudaOps, SinkMetricReductions) {
