@@ -1,6 +1,8 @@
 // Shape and dtype checks for every op, written once for all backends.
 #include "backend/backend.h"
 
+#include <algorithm>
+
 namespace sinklab {
 
 const char* op_family_name(OpFamily f) {
@@ -355,6 +357,25 @@ void Backend::abs_max_median(Tensor out, Tensor x) {
     expect_dtype(out, DType::F32, "abs_max_median out");
     OpScope sc(*this, OpFamily::MetricMedian);
     do_abs_max_median(out, x);
+}
+
+void* Backend::alloc(size_t bytes) {
+    void* p = do_alloc(bytes);
+    if (p) {
+        sizes_[p] = bytes;
+        in_use_ += bytes;
+        peak_ = std::max(peak_, in_use_);
+    }
+    return p;
+}
+
+void Backend::release(void* p) {
+    if (!p) return;
+    const auto it = sizes_.find(p);
+    SL_ASSERT(it != sizes_.end(), "release of memory this backend did not allocate");
+    in_use_ -= it->second;
+    sizes_.erase(it);
+    do_release(p);
 }
 
 std::array<double, size_t(OpFamily::kCount)> Backend::profile() { return prof_collect(); }

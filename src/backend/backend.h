@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -88,8 +89,14 @@ public:
     DType wide() const { return wide_dtype(compute_); }
 
     // ---- memory -------------------------------------------------------------------------------
-    virtual void* alloc(size_t bytes) = 0;  // zero-filled
-    virtual void release(void* p) = 0;
+    void* alloc(size_t bytes);  // zero-filled
+    void release(void* p);
+    // Bytes held through alloc now, and the most held at once since the last reset_peak_memory(): what
+    // `sinklab bench` reports next to `sinklab info`'s estimate (library workspaces and the CUDA context are not
+    // counted).
+    size_t memory_in_use() const { return in_use_; }
+    size_t peak_memory() const { return peak_; }
+    void reset_peak_memory() { peak_ = in_use_; }
     virtual void synchronize() = 0;
     // Host <-> backend copies that convert between f32/f64/bf16 (i32 only to i32).
     void write(Tensor dst, const void* host, DType host_dtype);
@@ -181,6 +188,9 @@ public:
 protected:
     explicit Backend(DType compute) : compute_(compute) {}
 
+    virtual void* do_alloc(size_t bytes) = 0;
+    virtual void do_release(void* p) = 0;
+
     virtual void do_write(Tensor dst, const void* host, DType host_dtype) = 0;
     virtual void do_read(void* host, DType host_dtype, Tensor src) = 0;
     virtual void do_zero(Tensor t) = 0;
@@ -228,6 +238,8 @@ protected:
 
 private:
     DType compute_;
+    std::unordered_map<void*, size_t> sizes_;  // live allocations
+    size_t in_use_ = 0, peak_ = 0;
     friend class OpScope;
 };
 

@@ -65,13 +65,13 @@ public:
     std::string device_name() const override { return fmt::format("CPU ({} threads)", threads_); }
     bool host_memory() const override { return true; }
 
-    void* alloc(size_t bytes) override {
+    void* do_alloc(size_t bytes) override {
         void* ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
         SL_REQUIRE(ptr, "out of host memory allocating {} bytes", bytes);
         std::memset(ptr, 0, bytes);
         return ptr;
     }
-    void release(void* ptr) override { std::free(ptr); }
+    void do_release(void* ptr) override { std::free(ptr); }
     void synchronize() override {}
 
 protected:

@@ -117,7 +117,7 @@ public:
         return 0.0;
     }
 
-    void* alloc(size_t bytes) override {
+    void* do_alloc(size_t bytes) override {
         if (bytes == 0) return nullptr;
         void* p = nullptr;
         cudaError_t e = cudaMalloc(&p, bytes);
@@ -132,7 +132,7 @@ public:
         CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
         return p;
     }
-    void release(void* p) override {
+    void do_release(void* p) override {
         if (!p) return;
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         CUDA_CHECK(cudaFree(p));
