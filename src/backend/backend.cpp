@@ -98,7 +98,7 @@ void Backend::rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps
     do_rmsnorm_fwd(out, rstd, x, g, eps);
 }
 
-void Backend::rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) {
+void Backend::rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate) {
     int64_t N = x.dim(0), C = x.dim(1);
     expect_shape(dx, {N, C}, "rmsnorm dx");
     expect_shape(dout, {N, C}, "rmsnorm dout");
@@ -106,17 +106,22 @@ void Backend::rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g,
     expect_dtype(dg, wide(), "rmsnorm dg");
     expect_shape(rstd, {N}, "rmsnorm rstd");
     OpScope s(*this, OpFamily::RMSNorm);
-    do_rmsnorm_bwd(dx, dg, dout, x, g, rstd);
+    do_rmsnorm_bwd(dx, dg, dout, x, g, rstd, accumulate);
 }
 
-void Backend::matmul_fwd(Tensor out, Tensor x, Tensor W) {
+void Backend::matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual) {
     int64_t N = rows_of(x), I = x.dim(-1), O = W.dim(0);
     expect_shape(W, {O, I}, "matmul W");
     SL_ASSERT(rows_of(out) == N && out.dim(-1) == O, "matmul out {} for x {} W {}", out.shape_str(), x.shape_str(),
               W.shape_str());
     expect_dtype(out, compute_, "matmul out");
+    if (!residual.empty()) {
+        SL_ASSERT(rows_of(residual) == N && residual.dim(-1) == O, "matmul residual {} for out {}",
+                  residual.shape_str(), out.shape_str());
+        expect_dtype(residual, compute_, "matmul residual");
+    }
     OpScope s(*this, OpFamily::Matmul);
-    do_matmul_fwd(out, x, W);
+    do_matmul_fwd(out, x, W, residual);
 }
 
 void Backend::matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) {

@@ -109,12 +109,15 @@ public:
     void embedding_fwd(Tensor out, Tensor ids, Tensor wte);  // out[N,C] = wte[ids[N]]
     void embedding_bwd(Tensor dwte, Tensor ids, Tensor dout);  // dwte[V,C] += scatter of dout[N,C]
 
-    // out[N,C] = x * rstd * g, rstd[N] = 1/sqrt(mean(x^2) + eps)
+    // out[N,C] = x * rstd * g, rstd[N] = 1/sqrt(mean(x^2) + eps). Backward: dx is written, or with accumulate
+    // added to (dx +=): the residual stream's gradient takes the norm's branch without a separate add.
     void rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps);
-    void rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd);
+    void rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate = false);
 
-    // out[N,O] = x[N,I] W[O,I]^T. Backward: dx = dout W (skipped when dx is empty), dW += dout^T x.
-    void matmul_fwd(Tensor out, Tensor x, Tensor W);
+    // out[N,O] = x[N,I] W[O,I]^T, plus residual[N,O] when given (it may alias out): the residual add done by the
+    // GEMM, which reads the residual once instead of a separate add reading both operands and writing again.
+    // Backward: dx = dout W (skipped when dx is empty), dW += dout^T x.
+    void matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual = {});
     void matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W);
 
     // Rotates the q and k heads of qkv[B,T,W] in place: pairs (2i, 2i+1) of head_dim by the angle
@@ -199,8 +202,9 @@ protected:
     virtual void do_embedding_fwd(Tensor out, Tensor ids, Tensor wte) = 0;
     virtual void do_embedding_bwd(Tensor dwte, Tensor ids, Tensor dout) = 0;
     virtual void do_rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) = 0;
-    virtual void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) = 0;
-    virtual void do_matmul_fwd(Tensor out, Tensor x, Tensor W) = 0;
+    virtual void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd,
+                                bool accumulate) = 0;
+    virtual void do_matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual) = 0;
     virtual void do_matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) = 0;
     virtual void do_rope(Tensor qkv, const AttnSpec& s, float theta, int pos0, bool inverse) = 0;
     virtual void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) = 0;

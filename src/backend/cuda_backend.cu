@@ -216,18 +216,19 @@ protected:
             cuda::rmsnorm_fwd(dp<T>(out), dp<float>(rstd), dp<T>(x), dp<T>(g), x.dim(0), x.dim(1), eps, stream_);
         });
     }
-    void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
+    void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* s = scratch(cuda::norm_bwd_scratch(cuda::rmsnorm_layout(x.dim(0), x.dim(1))));
             cuda::rmsnorm_bwd(dp<T>(dx), dp<float>(dg), dp<T>(dout), dp<T>(x), dp<T>(g), dp<float>(rstd), x.dim(0),
-                              x.dim(1), s, stream_);
+                              x.dim(1), accumulate, s, stream_);
         });
     }
-    void do_matmul_fwd(Tensor out, Tensor x, Tensor W) override {
+    void do_matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            gemm_->fwd(dp<T>(out), dp<T>(x), dp<T>(W), x.numel() / x.dim(-1), x.dim(-1), W.dim(0), stream_);
+            gemm_->fwd(dp<T>(out), dp<T>(x), dp<T>(W), dp<T>(residual), x.numel() / x.dim(-1), x.dim(-1), W.dim(0),
+                       stream_);
         });
     }
     void do_matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) override {

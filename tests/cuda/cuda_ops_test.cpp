@@ -308,6 +308,14 @@ TEST_F(CudaOps, RMSNorm) {
                 [](Backend& b, Tensors& t) {
                     b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"]);
                 }}});
+        // The residual stream's gradient: dx += the norm's.
+        check({"rmsnorm_bwd_accumulate" + sfx,
+               {in("x", {N, C}, -2, 2), in("g", {C}, 0.5, 1.5), in("dout", {N, C}), arg("out", Role::Tmp, {N, C}),
+                arg("rstd", Role::TmpWide, {N}), arg("dx", Role::InOut, {N, C}), arg("dg", Role::Acc, {C})},
+               {[](Backend& b, Tensors& t) { b.rmsnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
+                [](Backend& b, Tensors& t) {
+                    b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"], true);
+                }}});
     }
 }
 
@@ -323,6 +331,15 @@ TEST_F(CudaOps, Matmul) {
                  {[](Backend& b, Tensors& t) { b.matmul_fwd(t["out"], t["x"], t["W"]); }},
                  2e-5};
         check(fwd);
+        // The residual add in the GEMM: from another buffer, and in place.
+        check({"matmul_fwd_residual" + sfx,
+               {in("x", {s.N, s.I}), in("W", {s.O, s.I}), in("res", {s.N, s.O}), arg("out", Role::Out, {s.N, s.O})},
+               {[](Backend& b, Tensors& t) { b.matmul_fwd(t["out"], t["x"], t["W"], t["res"]); }},
+               2e-5});
+        check({"matmul_fwd_residual_in_place" + sfx,
+               {in("x", {s.N, s.I}), in("W", {s.O, s.I}), arg("out", Role::InOut, {s.N, s.O})},
+               {[](Backend& b, Tensors& t) { b.matmul_fwd(t["out"], t["x"], t["W"], t["out"]); }},
+               2e-5});
         Case bwd{"matmul_bwd" + sfx,
                  {in("x", {s.N, s.I}), in("W", {s.O, s.I}), in("dout", {s.N, s.O}), arg("dx", Role::Out, {s.N, s.I}),
                   arg("dW", Role::Acc, {s.O, s.I})},
