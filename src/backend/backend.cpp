@@ -6,10 +6,11 @@
 namespace sinklab {
 
 const char* op_family_name(OpFamily f) {
-    static const char* names[] = {"embedding",     "rmsnorm",      "matmul",        "rope",
-                                  "attention",     "headnorm",     "gate",          "swiglu",
-                                  "residual",      "cross_entropy", "optimizer",    "metric_mass",
-                                  "metric_stats",  "metric_median", "intervention", "memory"};
+    static const char* names[] = {"embedding",    "rmsnorm",       "matmul",        "rope",
+                                  "attention_fwd", "attention_bwd", "headnorm",     "gate",
+                                  "swiglu",       "residual",      "cross_entropy", "optimizer",
+                                  "metric_mass",  "metric_stats",  "metric_median", "intervention",
+                                  "memory"};
     static_assert(sizeof(names) / sizeof(names[0]) == size_t(OpFamily::kCount));
     return names[size_t(f)];
 }
@@ -161,7 +162,7 @@ void Backend::attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const
     SL_ASSERT((s.score == AttnScore::SinkLogit) == !sink.empty(), "sink logits given: {}", !sink.empty());
     if (!sink.empty()) expect_shape(sink, {s.H}, "attention sink");
     SL_ASSERT(s.n_isolate >= 0 && s.n_isolate <= AttnSpec::kMaxIsolate, "{} isolated rows", s.n_isolate);
-    OpScope sc(*this, OpFamily::Attention);
+    OpScope sc(*this, OpFamily::AttentionFwd);
     do_attention_fwd(o, lse, qkv, sink, s);
 }
 
@@ -175,7 +176,7 @@ void Backend::attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Te
     SL_ASSERT((s.score == AttnScore::SinkLogit) == !sink.empty() && sink.empty() == dsink.empty(),
               "sink logits and their gradient go together with SinkLogit");
     if (!dsink.empty()) expect_dtype(dsink, wide(), "attention dsink");
-    OpScope sc(*this, OpFamily::Attention);
+    OpScope sc(*this, OpFamily::AttentionBwd);
     do_attention_bwd(dqkv, dsink, dout, o, lse, qkv, sink, s);
 }
 

@@ -66,10 +66,11 @@ struct AdamWStep {
     uint64_t seed = 0;
 };
 
-// Op families, for the profile `sinklab bench` prints. The sink metrics are three, so that a profile says which
-// of them to make cheaper: attention mass (and map), per-row statistics (position_std, token0_stats), the median.
+// Op families, for the profile `sinklab bench` prints. Attention forward and backward, and the three kinds of sink
+// metric (attention mass and map, per-row statistics, the median), are apart so that a profile says which to make
+// cheaper.
 enum class OpFamily : uint8_t {
-    Embedding, RMSNorm, Matmul, Rope, Attention, HeadNorm, Gate, SwiGLU, Residual, CrossEntropy,
+    Embedding, RMSNorm, Matmul, Rope, AttentionFwd, AttentionBwd, HeadNorm, Gate, SwiGLU, Residual, CrossEntropy,
     Optimizer, MetricMass, MetricStats, MetricMedian, Intervention, Memory, kCount
 };
 const char* op_family_name(OpFamily f);
