@@ -7,7 +7,8 @@ import os
 import re
 import sys
 
-BENCH_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)x\s*$")
+# sinklab bench's main table: #, variant, tokens/s, step ms, MFU %, vs first, then measured and estimated GiB.
+BENCH_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s*$")
 
 
 def read(out, name):
@@ -16,12 +17,13 @@ def read(out, name):
 
 
 def bench_rows(lines):
-    """{label: (tokens/s, step ms, MFU %)} from sinklab bench's main table; the last one when there are several."""
+    """{label: (tokens/s, step ms, MFU %, GiB, estimated GiB)} from sinklab bench's main table; the last one when
+    there are several."""
     rows = {}
     for line in lines:
         m = BENCH_ROW.match(line)
         if m:
-            rows[m.group(2).strip()] = (float(m.group(3)), float(m.group(4)), float(m.group(5)))
+            rows[m.group(2).strip()] = tuple(float(m.group(i)) for i in (3, 4, 5, 7, 8))
     return rows
 
 
@@ -37,7 +39,8 @@ def bench_summary(rows):
     cudnn = rows.get("standard [cudnn]")
     return (f"standard {std[0] / 1e3:,.0f}k tok/s, MFU {std[2]:.1f}%; time vs standard: "
             f"headnorm {rel('headnorm [sinklab]')}, +metrics {rel('standard [sinklab] +metrics')}; "
-            "with cuDNN attention " + (f"{cudnn[0] / std[0]:.3f}x our tokens/s" if cudnn else "n/a"))
+            "with cuDNN attention " + (f"{cudnn[0] / std[0]:.3f}x our tokens/s" if cudnn else "n/a") +
+            f"; memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f})")
 
 
 def torch_tokens(lines):

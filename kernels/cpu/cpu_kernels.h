@@ -14,10 +14,12 @@ template <typename T> void embedding_bwd(T* dwte, const int32_t* ids, const T* d
 
 template <typename T> void rmsnorm_fwd(T* out, T* rstd, const T* x, const T* g, int64_t N, int64_t C, float eps);
 template <typename T>
-void rmsnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const T* rstd, int64_t N, int64_t C);
+void rmsnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const T* rstd, int64_t N, int64_t C,
+                 bool accumulate = false);
 
 // out[N,O] = x[N,I] W[O,I]^T; dx = dout W (dx may be null); dW += dout^T x
-template <typename T> void matmul_fwd(T* out, const T* x, const T* W, int64_t N, int64_t I, int64_t O);
+template <typename T>
+void matmul_fwd(T* out, const T* x, const T* W, int64_t N, int64_t I, int64_t O, const T* residual = nullptr);
 template <typename T>
 void matmul_bwd(T* dx, T* dW, const T* dout, const T* x, const T* W, int64_t N, int64_t I, int64_t O);
 

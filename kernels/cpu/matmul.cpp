@@ -1,5 +1,7 @@
-// Linear layers through OpenBLAS: out = x W^T, dx = dout W, dW += dout^T x.
+// Linear layers through OpenBLAS: out = x W^T (+ residual), dx = dout W, dW += dout^T x.
 #include <cblas.h>
+
+#include <algorithm>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -18,9 +20,11 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t 
 
 }  // namespace
 
-// out [N, O]; x [N, I]; W [O, I]
-template <typename T> void matmul_fwd(T* out, const T* x, const T* W, int64_t N, int64_t I, int64_t O) {
-    gemm(CblasNoTrans, CblasTrans, N, O, I, x, I, W, I, T(0), out, O);
+// out [N, O] (=, or residual + when residual [N, O] is given; it may alias out); x [N, I]; W [O, I]
+template <typename T>
+void matmul_fwd(T* out, const T* x, const T* W, int64_t N, int64_t I, int64_t O, const T* residual) {
+    if (residual && residual != out) std::copy_n(residual, N * O, out);
+    gemm(CblasNoTrans, CblasTrans, N, O, I, x, I, W, I, residual ? T(1) : T(0), out, O);
 }
 
 // dx [N, I] (=, skipped when null); dW [O, I] (+=); dout [N, O]
@@ -31,7 +35,7 @@ void matmul_bwd(T* dx, T* dW, const T* dout, const T* x, const T* W, int64_t N, 
 }
 
 #define SL_INSTANTIATE(T)                                                           \
-    template void matmul_fwd<T>(T*, const T*, const T*, int64_t, int64_t, int64_t); \
+    template void matmul_fwd<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, const T*); \
     template void matmul_bwd<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)

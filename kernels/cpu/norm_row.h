@@ -17,8 +17,10 @@ template <typename T> T rmsnorm_row_fwd(T* out, const T* x, const T* g, int64_t 
     return rstd;
 }
 
-// dx[n] = rstd * (g dout - x rstd^2 mean(g dout x)) (=); dg[n] += dout x rstd. dx may alias dout.
-template <typename T> void rmsnorm_row_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, T rstd, int64_t n) {
+// dx[n] = rstd * (g dout - x rstd^2 mean(g dout x)) (=, or += when kAccumulate); dg[n] += dout x rstd. dx may
+// alias dout when it is written.
+template <typename T, bool kAccumulate = false>
+void rmsnorm_row_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, T rstd, int64_t n) {
     T dot = 0;
 #pragma omp simd reduction(+ : dot)
     for (int64_t j = 0; j < n; j++) dot += g[j] * dout[j] * x[j];
@@ -26,7 +28,8 @@ template <typename T> void rmsnorm_row_bwd(T* dx, T* dg, const T* dout, const T*
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) {
         dg[j] += dout[j] * x[j] * rstd;
-        dx[j] = rstd * (g[j] * dout[j] - x[j] * c);
+        const T d = rstd * (g[j] * dout[j] - x[j] * c);
+        dx[j] = kAccumulate ? dx[j] + d : d;
     }
 }
 

@@ -33,12 +33,14 @@ NormLayout rmsnorm_layout(int64_t N, int64_t C);
 template <typename T> void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const NormLayout& L,
                                     float eps, cudaStream_t st);
 size_t norm_bwd_scratch(const NormLayout& L);
+// dx is written, or added to with accumulate.
 template <typename T> void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0,
-                                    const T* g1, const float* rstd, const NormLayout& L, void* scratch, cudaStream_t st);
+                                    const T* g1, const float* rstd, const NormLayout& L, bool accumulate, void* scratch,
+                                    cudaStream_t st);
 template <typename T> void rmsnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t C, float eps,
                                        cudaStream_t st);
 template <typename T> void rmsnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd,
-                                       int64_t N, int64_t C, void* scratch, cudaStream_t st);
+                                       int64_t N, int64_t C, bool accumulate, void* scratch, cudaStream_t st);
 
 // ---- headnorm.cu: x [N, nh, hd], g [nh, hd] (per_head) or [hd]; qknorm on qkv [B, T, (H + 2 Hkv) hd].
 NormLayout headnorm_layout(int64_t N, int64_t nh, int64_t hd, bool per_head);
@@ -63,8 +65,9 @@ public:
     Gemm(const Gemm&) = delete;
     Gemm& operator=(const Gemm&) = delete;
 
-    // out[N,O] = x[N,I] W[O,I]^T
-    template <typename T> void fwd(T* out, const T* x, const T* W, int64_t N, int64_t I, int64_t O, cudaStream_t st);
+    // out[N,O] = x[N,I] W[O,I]^T, + residual[N,O] when not null (it may alias out)
+    template <typename T> void fwd(T* out, const T* x, const T* W, const T* residual, int64_t N, int64_t I, int64_t O,
+                                   cudaStream_t st);
     // dx[N,I] = dout W (skipped when dx is null); dW[O,I] += dout^T x
     template <typename T> void bwd(T* dx, float* dW, const T* dout, const T* x, const T* W, int64_t N, int64_t I,
                                    int64_t O, cudaStream_t st);
@@ -146,13 +149,13 @@ size_t sum_squares_scratch();
 template <typename T> double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st);
 
 // ---- metrics.cu: sink-metric reductions (backend.h); f32 outputs, fixed summation order.
-size_t attn_mass_scratch(int H, int P);
+size_t attn_mass_scratch(int64_t rows, int H, int P);
 template <typename T> void attn_mass(float* out, const T* qkv, const float* lse, const int* positions, int P,
                                      const AttnSpec& s, void* scratch, cudaStream_t st);
 template <typename T> void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s,
                                     cudaStream_t st);
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st);
-size_t token0_stats_scratch(int64_t N);
+size_t token0_stats_scratch(int64_t B, int64_t Tn);
 template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, void* scratch,
                                         cudaStream_t st);
 size_t abs_max_median_scratch();

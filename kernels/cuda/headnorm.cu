@@ -21,7 +21,7 @@ void headnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_
 template <typename T>
 void headnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t nh,
                   int64_t hd, bool per_head, void* scratch, cudaStream_t st) {
-    norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, headnorm_layout(N, nh, hd, per_head),
+    norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, headnorm_layout(N, nh, hd, per_head), false,
              scratch, st);
 }
 
@@ -34,7 +34,7 @@ void qknorm_fwd(T* out, float* rstd, const T* in, const T* gq, const T* gk, cons
 template <typename T>
 void qknorm_bwd(T* din, float* dgq, float* dgk, const T* dout, const T* in, const T* gq, const T* gk,
                 const float* rstd, const AttnSpec& s, void* scratch, cudaStream_t st) {
-    norm_bwd(din, dgq, dgk, dout, in, gq, gk, rstd, qknorm_layout(s), scratch, st);
+    norm_bwd(din, dgq, dgk, dout, in, gq, gk, rstd, qknorm_layout(s), false, scratch, st);
 }
 
 #define SL_INSTANTIATE(T)                                                                                          \

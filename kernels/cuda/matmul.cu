@@ -1,5 +1,5 @@
 // Matmuls through cuBLASLt. Row-major X[r,c] is column-major X^T, so each row-major product is written as the
-// column-major product of the transposes: out^T = W x^T, dx^T = W^T dout^T, dW^T += x^T dout.
+// column-major product of the transposes: out^T = W x^T (+ residual^T), dx^T = W^T dout^T, dW^T += x^T dout.
 #include <compare>
 #include <map>
 
@@ -31,7 +31,7 @@ struct Gemm::Impl {
         int64_t m, n, k, lda, ldb, ldd;
         cudaDataType_t ab, d;
         bool accumulate;
-        uint32_t align_a, align_b, align_d;
+        uint32_t align_a, align_b, align_c, align_d;
         auto operator<=>(const Key&) const = default;
     };
     struct Plan {
@@ -79,7 +79,7 @@ struct Gemm::Impl {
                                                           sizeof(ws)));
         for (auto [attr, al] : {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_a},
                                 std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_b},
-                                std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_d},
+                                std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c},
                                 std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_d}})
             CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al)));
         cublasLtMatmulHeuristicResult_t result{};
@@ -92,15 +92,18 @@ struct Gemm::Impl {
         return plans.emplace(key, p).first->second;
     }
 
-    // D[m,n] = op(A)[m,k] op(B)[k,n] + beta D, column-major.
+    // D[m,n] = op(A)[m,k] op(B)[k,n], plus C[m,n] (D's layout; it may be D itself) when C is not null;
+    // column-major.
     void run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda, const void* B,
-             int64_t ldb, cudaDataType_t ab, void* D, int64_t ldd, cudaDataType_t d, bool accumulate,
-             cudaStream_t st) {
-        if (m == 0 || n == 0 || (k == 0 && accumulate)) return;
-        Key key{ta, tb, m, n, k, lda, ldb, ldd, ab, d, accumulate, alignment(A), alignment(B), alignment(D)};
+             int64_t ldb, cudaDataType_t ab, const void* C, void* D, int64_t ldd, cudaDataType_t d, cudaStream_t st) {
+        const bool accumulate = C != nullptr;
+        if (m == 0 || n == 0 || (k == 0 && C == D)) return;
+        const void* c = accumulate ? C : D;  // read only when beta != 0
+        Key key{ta, tb, m, n, k, lda, ldb, ldd, ab, d, accumulate, alignment(A), alignment(B), alignment(c),
+                alignment(D)};
         const Plan& p = plan(key);
         float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-        CUBLAS_CHECK(cublasLtMatmul(handle, p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D, p.d, &p.algo, workspace,
+        CUBLAS_CHECK(cublasLtMatmul(handle, p.op, &alpha, A, p.a, B, p.b, &beta, c, p.d, D, p.d, &p.algo, workspace,
                                     kWorkspaceBytes, st));
     }
 };
@@ -108,22 +111,23 @@ struct Gemm::Impl {
 Gemm::Gemm() : impl_(std::make_unique<Impl>()) {}
 Gemm::~Gemm() = default;
 
-template <typename T> void Gemm::fwd(T* out, const T* x, const T* W, int64_t N, int64_t I, int64_t O, cudaStream_t st) {
-    // out^T[O,N] = (W^T[I,O])^T x^T[I,N]
-    impl_->run(true, false, O, N, I, W, I, x, I, data_type<T>(), out, O, data_type<T>(), false, st);
+template <typename T>
+void Gemm::fwd(T* out, const T* x, const T* W, const T* residual, int64_t N, int64_t I, int64_t O, cudaStream_t st) {
+    // out^T[O,N] = (W^T[I,O])^T x^T[I,N] + residual^T[O,N]
+    impl_->run(true, false, O, N, I, W, I, x, I, data_type<T>(), residual, out, O, data_type<T>(), st);
 }
 
 template <typename T>
 void Gemm::bwd(T* dx, float* dW, const T* dout, const T* x, const T* W, int64_t N, int64_t I, int64_t O,
                cudaStream_t st) {
     // dx^T[I,N] = W^T[I,O] dout^T[O,N]
-    if (dx) impl_->run(false, false, I, N, O, W, I, dout, O, data_type<T>(), dx, I, data_type<T>(), false, st);
+    if (dx) impl_->run(false, false, I, N, O, W, I, dout, O, data_type<T>(), nullptr, dx, I, data_type<T>(), st);
     // dW^T[I,O] += x^T[I,N] (dout^T[O,N])^T
-    impl_->run(false, true, I, O, N, x, I, dout, O, data_type<T>(), dW, I, CUDA_R_32F, true, st);
+    impl_->run(false, true, I, O, N, x, I, dout, O, data_type<T>(), dW, dW, I, CUDA_R_32F, st);
 }
 
 #define SL_INSTANTIATE(T)                                                                             \
-    template void Gemm::fwd<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, cudaStream_t);      \
+    template void Gemm::fwd<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, cudaStream_t); \
     template void Gemm::bwd<T>(T*, float*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
                                cudaStream_t);
 SL_INSTANTIATE(float)

@@ -45,56 +45,63 @@ __device__ double weight(const T* qkv, const float* lse, const AttnParams& a, in
     return weight_of(z, lse, a, b, h, i);
 }
 
-// The rows that see a tracked key are B * (T - p) query rows per head: far too many for one block. Grid (H, P,
-// kMassChunks): each block sums its slice of rows, one warp per row (the lanes split the dot product), into a
-// partial; attn_mass_finish_kernel adds the partials in chunk order, so the result repeats exactly. The parameters
-// are __grid_constant__ because their arrays are indexed at run time, which would otherwise copy them to local
-// memory.
-constexpr int kMassChunks = 64;
+// One thread per query row (b, i) of one head, kMassRows rows per block, so that the loads of q, lse and the
+// double-precision exp run on every lane (a warp per row left 31 lanes idle through the exp and serialized each
+// row's loads). The thread reads its q row once per tracked key; the key row is the same address for every
+// thread of a sequence, so it is a broadcast. Each block adds its rows' weights per tracked key with block_sum
+// into partial [H, P, tiles]; attn_mass_finish_kernel adds the tiles in a fixed order, so results repeat exactly.
+// The positions are __grid_constant__ because the array is indexed at run time, which would otherwise copy it to
+// local memory.
+constexpr int kMassRows = 256;
 
 struct MassPartial {
     double sum, count;
 };
 
-template <typename T>
-__global__ void attn_mass_kernel(MassPartial* partial, const T* qkv, const float* lse,
-                                 const __grid_constant__ TrackedPositions pos, const __grid_constant__ AttnParams a) {
-    const int h = blockIdx.x, k = blockIdx.y, chunk = blockIdx.z, p = pos.p[k], per_b = a.T - p;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
-    const int64_t rows = int64_t(a.B) * per_b, per_chunk = (rows + kMassChunks - 1) / kMassChunks;
-    const int64_t r0 = chunk * per_chunk, r1 = min(rows, r0 + per_chunk);
-    double sum = 0, count = 0;  // meaningful in lane 0
-    for (int64_t r = r0 + warp; r < r1; r += nwarps) {
-        const int b = int(r / per_b), i = p + int(r % per_b);
-        if (!sees(a, i, p)) continue;
-        const T* q = q_row(qkv, a, b, h, i);
-        const T* kr = k_row(qkv, a, b, h, p);
-        float z = 0.f;
-        for (int d = lane; d < a.hd; d += 32) z = fmaf(to_float(q[d]), to_float(kr[d]), z);
-        z = warp_sum(z);
-        if (lane == 0) sum += weight_of(z, lse, a, b, h, i), count += 1;
-    }
-    __shared__ MassPartial part[32];
-    if (lane == 0) part[warp] = MassPartial{sum, count};
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        MassPartial t{0, 0};
-        for (int w = 0; w < nwarps; w++) t.sum += part[w].sum, t.count += part[w].count;
-        partial[(int64_t(h) * gridDim.y + k) * kMassChunks + chunk] = t;
+template <typename T, int VW>
+__global__ void __launch_bounds__(kMassRows)
+    attn_mass_kernel(MassPartial* partial, const T* qkv, const float* lse, int P,
+                     const __grid_constant__ TrackedPositions pos, const __grid_constant__ AttnParams a) {
+    const int h = blockIdx.y;
+    const int64_t r = int64_t(blockIdx.x) * kMassRows + threadIdx.x;
+    const bool valid = r < int64_t(a.B) * a.T;
+    const int b = valid ? int(r / a.T) : 0, i = valid ? int(r % a.T) : 0;
+    const bool isolated = valid && is_isolated(a, i);
+    const T* q = q_row(qkv, a, b, h, i);  // [hd]
+    for (int k = 0; k < P; k++) {
+        const int p = pos.p[k];
+        const bool seen = valid && (i == p || (i > p && !isolated));
+        double w = 0;
+        if (seen) {
+            const T* kr = k_row(qkv, a, b, h, p);  // [hd]
+            float z = 0.f;
+            for (int d = 0; d < a.hd; d += VW) {
+                float qv[VW], kv[VW];
+                load_f32<VW>(q + d, qv);
+                load_f32<VW>(kr + d, kv);
+                for (int e = 0; e < VW; e++) z = fmaf(qv[e], kv[e], z);
+            }
+            w = weight_of(z, lse, a, b, h, i);
+        }
+        const double sum = block_sum(w), count = block_sum(seen ? 1.0 : 0.0);
+        if (threadIdx.x == 0) partial[(int64_t(h) * P + k) * gridDim.x + blockIdx.x] = MassPartial{sum, count};
     }
 }
 
-// One thread per (head, tracked position).
-__global__ void attn_mass_finish_kernel(float* out, const MassPartial* partial, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+// One warp per (head, tracked position): lane l adds tiles l, l + 32, ..., then the lanes are added in a fixed
+// order.
+__global__ void attn_mass_finish_kernel(float* out, const MassPartial* partial, int n, int tiles) {
+    const int i = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (i >= n) return;
-    const MassPartial* mine = partial + int64_t(i) * kMassChunks;  // [kMassChunks]
+    const MassPartial* mine = partial + int64_t(i) * tiles;  // [tiles]
     double sum = 0, count = 0;
-    for (int c = 0; c < kMassChunks; c++) {
-        sum += mine[c].sum;
-        count += mine[c].count;
+    for (int t = lane; t < tiles; t += 32) {
+        sum += mine[t].sum;
+        count += mine[t].count;
     }
-    out[i] = float(sum / count);
+    sum = warp_sum(sum);
+    count = warp_sum(count);
+    if (lane == 0) out[i] = float(sum / count);
 }
 
 // One block per row i of the map; threads over keys j.
@@ -247,8 +254,6 @@ struct SelectState {
     unsigned maxbits;  // bits of the largest |x|
 };
 
-__global__ void select_start_kernel(SelectState* state, unsigned rank) { *state = SelectState{0u, rank, 0u}; }
-
 template <typename T>
 __global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, int64_t n, int level) {
     __shared__ unsigned local[kBins];
@@ -271,16 +276,21 @@ __global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, 
     if (level == 0 && threadIdx.x == 0) atomicMax(&state->maxbits, local_max);
 }
 
-// One block of 1024 threads: finds the bin holding rank state->rank and narrows the state to it. Each thread sums
-// kPer bins; a block-wide prefix sum tells each thread how many values lie below its bins, so the one thread whose
-// bins hold the rank finishes the search.
-__global__ void select_bin_kernel(float* out, const unsigned* hist, SelectState* state, int level) {
+// One block of 1024 threads: finds the bin holding the wanted rank (rank0 at level 0, then state->rank) and
+// narrows the state to it. Each thread takes kPer bins into registers and zeroes them for the next level; a
+// block-wide prefix sum tells each thread how many values lie below its bins, so the one thread whose bins hold
+// the rank finishes the search.
+__global__ void select_bin_kernel(float* out, unsigned* hist, SelectState* state, unsigned rank0, int level) {
     constexpr int kPer = kBins / 1024;
     __shared__ unsigned warp_incl[32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const unsigned rank = state->rank;
-    unsigned mine = 0;
-    for (int i = 0; i < kPer; i++) mine += hist[threadIdx.x * kPer + i];
+    const unsigned rank = level == 0 ? rank0 : state->rank;
+    unsigned bins[kPer], mine = 0;
+    for (int i = 0; i < kPer; i++) {
+        bins[i] = hist[threadIdx.x * kPer + i];
+        hist[threadIdx.x * kPer + i] = 0;
+        mine += bins[i];
+    }
     unsigned incl = mine;  // inclusive prefix sum within the warp
     for (int o = 1; o < 32; o <<= 1) {
         const unsigned y = __shfl_up_sync(0xffffffffu, incl, o);
@@ -299,9 +309,9 @@ __global__ void select_bin_kernel(float* out, const unsigned* hist, SelectState*
     __syncthreads();
     unsigned before = incl - mine + (warp > 0 ? warp_incl[warp - 1] : 0u);
     if (!(before <= rank && rank < before + mine)) return;
-    int bin = threadIdx.x * kPer;
-    while (before + hist[bin] <= rank) before += hist[bin++];
-    state->prefix = (state->prefix << digit_width(level)) | unsigned(bin);
+    int i = 0;
+    while (before + bins[i] <= rank) before += bins[i++];
+    state->prefix = (state->prefix << digit_width(level)) | unsigned(threadIdx.x * kPer + i);
     state->rank = rank - before;
     if (level == kLevels - 1) {
         out[0] = __uint_as_float(state->maxbits);
@@ -314,18 +324,29 @@ int hist_blocks(int64_t n) { return int(std::clamp<int64_t>(ceil_div(n, int64_t(
 
 }  // namespace
 
-size_t attn_mass_scratch(int H, int P) { return size_t(H) * P * kMassChunks * sizeof(MassPartial); }
+size_t attn_mass_scratch(int64_t rows, int H, int P) {
+    return size_t(H) * P * size_t(ceil_div(rows, kMassRows)) * sizeof(MassPartial);
+}
 
 template <typename T>
 void attn_mass(float* out, const T* qkv, const float* lse, const int* positions, int P, const AttnSpec& s,
                void* scratch, cudaStream_t st) {
     SL_ASSERT(P >= 1 && P <= kMaxTrackedPositions, "{} tracked positions", P);
+    const int64_t tiles = ceil_div(int64_t(s.B) * s.T, kMassRows);
+    SL_ASSERT(tiles <= INT32_MAX, "attn_mass over {} x {} rows", s.B, s.T);
     TrackedPositions pos{};
     for (int k = 0; k < P; k++) pos.p[k] = positions[k];
     auto* partial = static_cast<MassPartial*>(scratch);
-    attn_mass_kernel<<<dim3(s.H, P, kMassChunks), kThreads, 0, st>>>(partial, qkv, lse, pos, attn_params(s));
+    const dim3 grid(unsigned(tiles), unsigned(s.H));
+    // 16-byte loads need hd % kVec == 0 and aligned rows: W is then a multiple of kVec too.
+    if (vec_ok<T>(s.hd, qkv))
+        attn_mass_kernel<T, kVec<T>><<<grid, kMassRows, 0, st>>>(partial, qkv, lse, P, pos, attn_params(s));
+    else
+        attn_mass_kernel<T, 1><<<grid, kMassRows, 0, st>>>(partial, qkv, lse, P, pos, attn_params(s));
     CUDA_CHECK_LAUNCH();
-    attn_mass_finish_kernel<<<unsigned(ceil_div(s.H * P, 128)), 128, 0, st>>>(out, partial, s.H * P);
+    const int n = s.H * P, warps_per_block = 4;
+    attn_mass_finish_kernel<<<unsigned(ceil_div(n, warps_per_block)), 32 * warps_per_block, 0, st>>>(
+        out, partial, n, int(tiles));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -341,9 +362,9 @@ template <typename T> void position_std(float* out, int Tp, const T* x, int B, i
     CUDA_CHECK_LAUNCH();
 }
 
-// RestPartial [blocks], then Token0Row [B] (B <= N).
-size_t token0_stats_scratch(int64_t N) {
-    return size_t(ceil_div(N, kRowsPerBlock)) * sizeof(RestPartial) + size_t(N) * sizeof(Token0Row);
+// RestPartial [blocks], then Token0Row [B].
+size_t token0_stats_scratch(int64_t B, int64_t Tn) {
+    return size_t(ceil_div(B * Tn, kRowsPerBlock)) * sizeof(RestPartial) + size_t(B) * sizeof(Token0Row);
 }
 
 template <typename T>
@@ -367,13 +388,12 @@ template <typename T> void abs_max_median(float* out, const T* x, int64_t n, voi
     SL_ASSERT(n > 0 && n <= int64_t(UINT32_MAX), "median of {} values", n);
     auto* hist = static_cast<unsigned*>(scratch);
     auto* state = reinterpret_cast<SelectState*>(hist + kBins);
-    select_start_kernel<<<1, 1, 0, st>>>(state, unsigned((n - 1) / 2));
-    CUDA_CHECK_LAUNCH();
+    // Zero histogram and state; from then on each select_bin_kernel leaves the histogram zeroed.
+    CUDA_CHECK(cudaMemsetAsync(scratch, 0, abs_max_median_scratch(), st));
     for (int level = 0; level < kLevels; level++) {
-        CUDA_CHECK(cudaMemsetAsync(hist, 0, kBins * sizeof(unsigned), st));
         abs_hist_kernel<<<hist_blocks(n), kThreads, 0, st>>>(hist, state, x, n, level);
         CUDA_CHECK_LAUNCH();
-        select_bin_kernel<<<1, 1024, 0, st>>>(out, hist, state, level);
+        select_bin_kernel<<<1, 1024, 0, st>>>(out, hist, state, unsigned((n - 1) / 2), level);
         CUDA_CHECK_LAUNCH();
     }
 }

@@ -83,10 +83,11 @@ __global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, co
     }
 }
 
-// dx = r (g dy - x r^2 mean_j(g dy x)), the gradient of y = x r g with r = (mean x^2 + eps)^-1/2.
+// dx = r (g dy - x r^2 mean_j(g dy x)), the gradient of y = x r g with r = (mean x^2 + eps)^-1/2; with accumulate
+// it is added to dx, rounded once.
 template <typename T, bool kVecIO>
 __global__ void norm_dx_kernel(T* dx, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
-                               NormLayout L, int lanes) {
+                               NormLayout L, int lanes, bool accumulate) {
     constexpr int VW = kVecIO ? kVec<T> : 1;
     const NormItem it = norm_item(L, lanes);
     const int64_t n = it.n;
@@ -97,8 +98,11 @@ __global__ void norm_dx_kernel(T* dx, const T* dout, const T* x, const T* g0, co
     const bool norm = it.valid && h < L.G;
     if (it.valid && !norm) {
         for (int j = lane * VW; j < L.gs; j += step) {
-            if constexpr (kVecIO) store_pack(dxr + j, load_pack(dyr + j));
-            else dxr[j] = dyr[j];
+            float d[VW], o[VW];
+            load_f32<VW>(dyr + j, d);
+            if (accumulate) load_f32<VW>(dxr + j, o);
+            for (int e = 0; e < VW; e++) o[e] = accumulate ? o[e] + d[e] : d[e];
+            store_f32<VW>(dxr + j, o);
         }
     }
     const T* g = gain_of(L, g0, g1, norm ? h : 0);
@@ -118,14 +122,16 @@ __global__ void norm_dx_kernel(T* dx, const T* dout, const T* x, const T* g0, co
     float r = rstd[n * L.G + h];
     float c = dot * r * r / float(L.gs);
     for (int j = lane * VW; j < L.gs; j += step) {
-        if constexpr (kVecIO) {
-            Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j), o;
-            for (int e = 0; e < VW; e++)
-                o.v[e] = from_float<T>(r * (to_float(gp.v[e]) * to_float(dp.v[e]) - to_float(xp.v[e]) * c));
-            store_pack(dxr + j, o);
-        } else {
-            dxr[j] = from_float<T>(r * (to_float(g[j]) * to_float(dyr[j]) - to_float(xr[j]) * c));
+        float xv[VW], dv[VW], gv[VW], o[VW];
+        load_f32<VW>(xr + j, xv);
+        load_f32<VW>(dyr + j, dv);
+        load_f32<VW>(g + j, gv);
+        if (accumulate) load_f32<VW>(dxr + j, o);
+        for (int e = 0; e < VW; e++) {
+            const float d = r * (gv[e] * dv[e] - xv[e] * c);
+            o[e] = accumulate ? o[e] + d : d;
         }
+        store_f32<VW>(dxr + j, o);
     }
 }
 
@@ -202,16 +208,18 @@ void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const N
 
 template <typename T>
 void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
-              const NormLayout& L, void* scratch, cudaStream_t st) {
+              const NormLayout& L, bool accumulate, void* scratch, cudaStream_t st) {
     check_layout(L);
     SL_ASSERT((L.G > L.G0) == (dg1 != nullptr), "norm_bwd: a second gain gradient exactly when there is a second gain");
     if (L.N == 0) return;
     if (vec_ok<T>(L.gs, dx, dout, x, g0, g1)) {
         const int lanes = lanes_for(L.gs, kVec<T>);
-        norm_dx_kernel<T, true><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes);
+        norm_dx_kernel<T, true><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes,
+                                                                          accumulate);
     } else {
         const int lanes = lanes_for(L.gs, 1);
-        norm_dx_kernel<T, false><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes);
+        norm_dx_kernel<T, false><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes,
+                                                                           accumulate);
     }
     CUDA_CHECK_LAUNCH();
 
@@ -238,8 +246,9 @@ void rmsnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t
 
 template <typename T>
 void rmsnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t C,
-                 void* scratch, cudaStream_t st) {
-    norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, rmsnorm_layout(N, C), scratch, st);
+                 bool accumulate, void* scratch, cudaStream_t st) {
+    norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, rmsnorm_layout(N, C), accumulate,
+             scratch, st);
 }
 
 NormLayout rmsnorm_layout(int64_t N, int64_t C) { return NormLayout{N, int(C), 1, int(C), 1, false}; }
@@ -247,10 +256,10 @@ NormLayout rmsnorm_layout(int64_t N, int64_t C) { return NormLayout{N, int(C), 1
 #define SL_INSTANTIATE(T)                                                                                          \
     template void norm_fwd<T>(T*, float*, const T*, const T*, const T*, const NormLayout&, float, cudaStream_t);   \
     template void norm_bwd<T>(T*, float*, float*, const T*, const T*, const T*, const T*, const float*,            \
-                              const NormLayout&, void*, cudaStream_t);                                             \
+                              const NormLayout&, bool, void*, cudaStream_t);                                       \
     template void rmsnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, cudaStream_t);           \
-    template void rmsnorm_bwd<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, void*, \
-                                 cudaStream_t);
+    template void rmsnorm_bwd<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool, \
+                                 void*, cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)
 #undef SL_INSTANTIATE

@@ -1,12 +1,16 @@
 // Shape and dtype checks for every op, written once for all backends.
 #include "backend/backend.h"
 
+#include <algorithm>
+
 namespace sinklab {
 
 const char* op_family_name(OpFamily f) {
-    static const char* names[] = {"embedding", "rmsnorm", "matmul",   "rope",          "attention",
-                                  "headnorm",  "gate",    "swiglu",   "residual",      "cross_entropy",
-                                  "optimizer", "metrics", "intervention", "memory"};
+    static const char* names[] = {"embedding",    "rmsnorm",       "matmul",        "rope",
+                                  "attention_fwd", "attention_bwd", "headnorm",     "gate",
+                                  "swiglu",       "residual",      "cross_entropy", "optimizer",
+                                  "metric_mass",  "metric_stats",  "metric_median", "intervention",
+                                  "memory"};
     static_assert(sizeof(names) / sizeof(names[0]) == size_t(OpFamily::kCount));
     return names[size_t(f)];
 }
@@ -95,7 +99,7 @@ void Backend::rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps
     do_rmsnorm_fwd(out, rstd, x, g, eps);
 }
 
-void Backend::rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) {
+void Backend::rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate) {
     int64_t N = x.dim(0), C = x.dim(1);
     expect_shape(dx, {N, C}, "rmsnorm dx");
     expect_shape(dout, {N, C}, "rmsnorm dout");
@@ -103,17 +107,22 @@ void Backend::rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g,
     expect_dtype(dg, wide(), "rmsnorm dg");
     expect_shape(rstd, {N}, "rmsnorm rstd");
     OpScope s(*this, OpFamily::RMSNorm);
-    do_rmsnorm_bwd(dx, dg, dout, x, g, rstd);
+    do_rmsnorm_bwd(dx, dg, dout, x, g, rstd, accumulate);
 }
 
-void Backend::matmul_fwd(Tensor out, Tensor x, Tensor W) {
+void Backend::matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual) {
     int64_t N = rows_of(x), I = x.dim(-1), O = W.dim(0);
     expect_shape(W, {O, I}, "matmul W");
     SL_ASSERT(rows_of(out) == N && out.dim(-1) == O, "matmul out {} for x {} W {}", out.shape_str(), x.shape_str(),
               W.shape_str());
     expect_dtype(out, compute_, "matmul out");
+    if (!residual.empty()) {
+        SL_ASSERT(rows_of(residual) == N && residual.dim(-1) == O, "matmul residual {} for out {}",
+                  residual.shape_str(), out.shape_str());
+        expect_dtype(residual, compute_, "matmul residual");
+    }
     OpScope s(*this, OpFamily::Matmul);
-    do_matmul_fwd(out, x, W);
+    do_matmul_fwd(out, x, W, residual);
 }
 
 void Backend::matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) {
@@ -153,7 +162,7 @@ void Backend::attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const
     SL_ASSERT((s.score == AttnScore::SinkLogit) == !sink.empty(), "sink logits given: {}", !sink.empty());
     if (!sink.empty()) expect_shape(sink, {s.H}, "attention sink");
     SL_ASSERT(s.n_isolate >= 0 && s.n_isolate <= AttnSpec::kMaxIsolate, "{} isolated rows", s.n_isolate);
-    OpScope sc(*this, OpFamily::Attention);
+    OpScope sc(*this, OpFamily::AttentionFwd);
     do_attention_fwd(o, lse, qkv, sink, s);
 }
 
@@ -167,7 +176,7 @@ void Backend::attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Te
     SL_ASSERT((s.score == AttnScore::SinkLogit) == !sink.empty() && sink.empty() == dsink.empty(),
               "sink logits and their gradient go together with SinkLogit");
     if (!dsink.empty()) expect_dtype(dsink, wide(), "attention dsink");
-    OpScope sc(*this, OpFamily::Attention);
+    OpScope sc(*this, OpFamily::AttentionBwd);
     do_attention_bwd(dqkv, dsink, dout, o, lse, qkv, sink, s);
 }
 
@@ -316,7 +325,7 @@ void Backend::attn_mass(Tensor out, Tensor qkv, Tensor lse, const std::vector<in
     for (int p : positions) SL_ASSERT(p >= 0 && p < s.T, "tracked position {} outside [0, {})", p, s.T);
     expect_shape(out, {s.H, P}, "attn_mass out");
     expect_dtype(out, DType::F32, "attn_mass out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricMass);
     do_attn_mass(out, qkv, lse, positions, s);
 }
 
@@ -328,7 +337,7 @@ void Backend::attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) {
     SL_ASSERT(Q >= 1 && Q <= s.T, "attention map of {} positions, T = {}", Q, s.T);
     expect_shape(out, {Q, Q}, "attn_map out");
     expect_dtype(out, DType::F32, "attn_map out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricMass);
     do_attn_map(out, qkv, lse, s);
 }
 
@@ -336,7 +345,7 @@ void Backend::position_std(Tensor out, Tensor x) {
     SL_ASSERT(x.ndim == 3 && out.ndim == 1 && out.dim(0) >= 1 && out.dim(0) <= x.dim(1), "position_std out {} x {}",
               out.shape_str(), x.shape_str());
     expect_dtype(out, DType::F32, "position_std out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricStats);
     do_position_std(out, x);
 }
 
@@ -344,7 +353,7 @@ void Backend::token0_stats(Tensor out, Tensor x) {
     SL_ASSERT(x.ndim == 3, "token0_stats x {} must be [B, T, D]", x.shape_str());
     expect_shape(out, {5}, "token0_stats out");
     expect_dtype(out, DType::F32, "token0_stats out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricStats);
     do_token0_stats(out, x);
 }
 
@@ -352,8 +361,27 @@ void Backend::abs_max_median(Tensor out, Tensor x) {
     SL_ASSERT(x.ndim == 2 && x.numel() > 0, "abs_max_median x {} must be [T, D]", x.shape_str());
     expect_shape(out, {2}, "abs_max_median out");
     expect_dtype(out, DType::F32, "abs_max_median out");
-    OpScope sc(*this, OpFamily::Metrics);
+    OpScope sc(*this, OpFamily::MetricMedian);
     do_abs_max_median(out, x);
+}
+
+void* Backend::alloc(size_t bytes) {
+    void* p = do_alloc(bytes);
+    if (p) {
+        sizes_[p] = bytes;
+        in_use_ += bytes;
+        peak_ = std::max(peak_, in_use_);
+    }
+    return p;
+}
+
+void Backend::release(void* p) {
+    if (!p) return;
+    const auto it = sizes_.find(p);
+    SL_ASSERT(it != sizes_.end(), "release of memory this backend did not allocate");
+    in_use_ -= it->second;
+    sizes_.erase(it);
+    do_release(p);
 }
 
 std::array<double, size_t(OpFamily::kCount)> Backend::profile() { return prof_collect(); }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -65,10 +66,12 @@ struct AdamWStep {
     uint64_t seed = 0;
 };
 
-// Op families, for the profile `sinklab bench` prints.
+// Op families, for the profile `sinklab bench` prints. Attention forward and backward, and the three kinds of sink
+// metric (attention mass and map, per-row statistics, the median), are apart so that a profile says which to make
+// cheaper.
 enum class OpFamily : uint8_t {
-    Embedding, RMSNorm, Matmul, Rope, Attention, HeadNorm, Gate, SwiGLU, Residual, CrossEntropy,
-    Optimizer, Metrics, Intervention, Memory, kCount
+    Embedding, RMSNorm, Matmul, Rope, AttentionFwd, AttentionBwd, HeadNorm, Gate, SwiGLU, Residual, CrossEntropy,
+    Optimizer, MetricMass, MetricStats, MetricMedian, Intervention, Memory, kCount
 };
 const char* op_family_name(OpFamily f);
 
@@ -87,8 +90,14 @@ public:
     DType wide() const { return wide_dtype(compute_); }
 
     // ---- memory -------------------------------------------------------------------------------
-    virtual void* alloc(size_t bytes) = 0;  // zero-filled
-    virtual void release(void* p) = 0;
+    void* alloc(size_t bytes);  // zero-filled
+    void release(void* p);
+    // Bytes held through alloc now, and the most held at once since the last reset_peak_memory(): what
+    // `sinklab bench` reports next to `sinklab info`'s estimate (library workspaces and the CUDA context are not
+    // counted).
+    size_t memory_in_use() const { return in_use_; }
+    size_t peak_memory() const { return peak_; }
+    void reset_peak_memory() { peak_ = in_use_; }
     virtual void synchronize() = 0;
     // Host <-> backend copies that convert between f32/f64/bf16 (i32 only to i32).
     void write(Tensor dst, const void* host, DType host_dtype);
@@ -101,12 +110,15 @@ public:
     void embedding_fwd(Tensor out, Tensor ids, Tensor wte);  // out[N,C] = wte[ids[N]]
     void embedding_bwd(Tensor dwte, Tensor ids, Tensor dout);  // dwte[V,C] += scatter of dout[N,C]
 
-    // out[N,C] = x * rstd * g, rstd[N] = 1/sqrt(mean(x^2) + eps)
+    // out[N,C] = x * rstd * g, rstd[N] = 1/sqrt(mean(x^2) + eps). Backward: dx is written, or with accumulate
+    // added to (dx +=): the residual stream's gradient takes the norm's branch without a separate add.
     void rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps);
-    void rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd);
+    void rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate = false);
 
-    // out[N,O] = x[N,I] W[O,I]^T. Backward: dx = dout W (skipped when dx is empty), dW += dout^T x.
-    void matmul_fwd(Tensor out, Tensor x, Tensor W);
+    // out[N,O] = x[N,I] W[O,I]^T, plus residual[N,O] when given (it may alias out): the residual add done by the
+    // GEMM, which reads the residual once instead of a separate add reading both operands and writing again.
+    // Backward: dx = dout W (skipped when dx is empty), dW += dout^T x.
+    void matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual = {});
     void matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W);
 
     // Rotates the q and k heads of qkv[B,T,W] in place: pairs (2i, 2i+1) of head_dim by the angle
@@ -180,6 +192,9 @@ public:
 protected:
     explicit Backend(DType compute) : compute_(compute) {}
 
+    virtual void* do_alloc(size_t bytes) = 0;
+    virtual void do_release(void* p) = 0;
+
     virtual void do_write(Tensor dst, const void* host, DType host_dtype) = 0;
     virtual void do_read(void* host, DType host_dtype, Tensor src) = 0;
     virtual void do_zero(Tensor t) = 0;
@@ -188,8 +203,9 @@ protected:
     virtual void do_embedding_fwd(Tensor out, Tensor ids, Tensor wte) = 0;
     virtual void do_embedding_bwd(Tensor dwte, Tensor ids, Tensor dout) = 0;
     virtual void do_rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) = 0;
-    virtual void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) = 0;
-    virtual void do_matmul_fwd(Tensor out, Tensor x, Tensor W) = 0;
+    virtual void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd,
+                                bool accumulate) = 0;
+    virtual void do_matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual) = 0;
     virtual void do_matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) = 0;
     virtual void do_rope(Tensor qkv, const AttnSpec& s, float theta, int pos0, bool inverse) = 0;
     virtual void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) = 0;
@@ -227,6 +243,8 @@ protected:
 
 private:
     DType compute_;
+    std::unordered_map<void*, size_t> sizes_;  // live allocations
+    size_t in_use_ = 0, peak_ = 0;
     friend class OpScope;
 };
 

@@ -65,13 +65,13 @@ public:
     std::string device_name() const override { return fmt::format("CPU ({} threads)", threads_); }
     bool host_memory() const override { return true; }
 
-    void* alloc(size_t bytes) override {
+    void* do_alloc(size_t bytes) override {
         void* ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
         SL_REQUIRE(ptr, "out of host memory allocating {} bytes", bytes);
         std::memset(ptr, 0, bytes);
         return ptr;
     }
-    void release(void* ptr) override { std::free(ptr); }
+    void do_release(void* ptr) override { std::free(ptr); }
     void synchronize() override {}
 
 protected:
@@ -112,16 +112,18 @@ protected:
             cpu::rmsnorm_fwd(p<T>(out), p<T>(rstd), p<T>(x), p<T>(g), x.dim(0), x.dim(1), eps);
         });
     }
-    void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
+    void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::rmsnorm_bwd(p<T>(dx), p<T>(dg), p<T>(dout), p<T>(x), p<T>(g), p<T>(rstd), x.dim(0), x.dim(1));
+            cpu::rmsnorm_bwd(p<T>(dx), p<T>(dg), p<T>(dout), p<T>(x), p<T>(g), p<T>(rstd), x.dim(0), x.dim(1),
+                             accumulate);
         });
     }
-    void do_matmul_fwd(Tensor out, Tensor x, Tensor W) override {
+    void do_matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::matmul_fwd(p<T>(out), p<T>(x), p<T>(W), x.numel() / x.dim(-1), x.dim(-1), W.dim(0));
+            cpu::matmul_fwd(p<T>(out), p<T>(x), p<T>(W), x.numel() / x.dim(-1), x.dim(-1), W.dim(0),
+                            p<T>(residual));
         });
     }
     void do_matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) override {

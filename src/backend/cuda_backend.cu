@@ -117,7 +117,7 @@ public:
         return 0.0;
     }
 
-    void* alloc(size_t bytes) override {
+    void* do_alloc(size_t bytes) override {
         if (bytes == 0) return nullptr;
         void* p = nullptr;
         cudaError_t e = cudaMalloc(&p, bytes);
@@ -132,7 +132,7 @@ public:
         CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
         return p;
     }
-    void release(void* p) override {
+    void do_release(void* p) override {
         if (!p) return;
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         CUDA_CHECK(cudaFree(p));
@@ -216,18 +216,19 @@ protected:
             cuda::rmsnorm_fwd(dp<T>(out), dp<float>(rstd), dp<T>(x), dp<T>(g), x.dim(0), x.dim(1), eps, stream_);
         });
     }
-    void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
+    void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* s = scratch(cuda::norm_bwd_scratch(cuda::rmsnorm_layout(x.dim(0), x.dim(1))));
             cuda::rmsnorm_bwd(dp<T>(dx), dp<float>(dg), dp<T>(dout), dp<T>(x), dp<T>(g), dp<float>(rstd), x.dim(0),
-                              x.dim(1), s, stream_);
+                              x.dim(1), accumulate, s, stream_);
         });
     }
-    void do_matmul_fwd(Tensor out, Tensor x, Tensor W) override {
+    void do_matmul_fwd(Tensor out, Tensor x, Tensor W, Tensor residual) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            gemm_->fwd(dp<T>(out), dp<T>(x), dp<T>(W), x.numel() / x.dim(-1), x.dim(-1), W.dim(0), stream_);
+            gemm_->fwd(dp<T>(out), dp<T>(x), dp<T>(W), dp<T>(residual), x.numel() / x.dim(-1), x.dim(-1), W.dim(0),
+                       stream_);
         });
     }
     void do_matmul_bwd(Tensor dx, Tensor dW, Tensor dout, Tensor x, Tensor W) override {
@@ -365,7 +366,7 @@ protected:
             using T = typename decltype(tag)::type;
             const int P = int(positions.size());
             cuda::attn_mass(dp<float>(out), dp<T>(qkv), dp<float>(lse), positions.data(), P, s,
-                            scratch(cuda::attn_mass_scratch(s.H, P)), stream_);
+                            scratch(cuda::attn_mass_scratch(int64_t(s.B) * s.T, s.H, P)), stream_);
         });
     }
     void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) override {
@@ -384,7 +385,7 @@ protected:
     void do_token0_stats(Tensor out, Tensor x) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* sc = scratch(cuda::token0_stats_scratch(x.dim(0) * x.dim(1)));
+            void* sc = scratch(cuda::token0_stats_scratch(x.dim(0), x.dim(1)));
             cuda::token0_stats(dp<float>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), sc, stream_);
         });
     }

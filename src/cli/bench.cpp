@@ -15,6 +15,8 @@ namespace sinklab::cli {
 
 namespace {
 
+constexpr double kGiB = double(1 << 30);
+
 struct BenchArgs {
     ConfigArgs config;
     int steps = 10;
@@ -29,11 +31,13 @@ struct BenchResult {
     std::string label;
     std::string error;  // why this configuration could not run (the others still do)
     double tokens_per_s = 0, step_s = 0, mfu = 0;
+    size_t peak_bytes = 0, estimate_bytes = 0;  // measured backend memory, and `sinklab info`'s footprint
     std::array<double, size_t(OpFamily::kCount)> op_s{};
 };
 
 BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, bool metrics, const std::string& label) {
     const int B = cfg.train.micro_batch, T = cfg.model.seq_len;
+    be.reset_peak_memory();
     Model model(be, cfg, B, T);
     model.init(cfg.run.seed);
     AdamW optim(model, cfg.train, cfg.precision, cfg.run.seed);
@@ -62,6 +66,8 @@ BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, boo
     BenchResult r;
     r.label = label;
     r.op_s = be.profile();
+    r.peak_bytes = be.peak_memory();
+    r.estimate_bytes = model_footprint(cfg, B, T, be.compute_dtype()).total();
     be.set_profiling(false);
     r.step_s = dt / args.steps;
     r.tokens_per_s = double(B) * T / r.step_s;
@@ -120,16 +126,20 @@ void run_bench(const BenchArgs& args) {
 
     auto ran = [](const BenchResult& r) { return r.error.empty(); };
     const auto first = std::find_if(results.begin(), results.end(), ran);
-    std::printf("\n%3s %-32s %12s %10s %8s %9s\n", "#", "variant", "tokens/s", "step ms", "MFU", "vs first");
+    std::printf("\n%3s %-32s %12s %10s %8s %9s %9s %9s\n", "#", "variant", "tokens/s", "step ms", "MFU", "vs first",
+                "mem GiB", "estimate");
     for (size_t i = 0; i < results.size(); i++) {
         const BenchResult& r = results[i];
         if (!r.error.empty()) {
             std::printf("%3zu %-32s failed: %s\n", i + 1, r.label.c_str(), r.error.c_str());
             continue;
         }
-        std::printf("%3zu %-32s %12.0f %10.2f %7.1f%% %8.3fx\n", i + 1, r.label.c_str(), r.tokens_per_s,
-                    1e3 * r.step_s, 100 * r.mfu, r.tokens_per_s / first->tokens_per_s);
+        std::printf("%3zu %-32s %12.0f %10.2f %7.1f%% %8.3fx %9.3f %9.3f\n", i + 1, r.label.c_str(), r.tokens_per_s,
+                    1e3 * r.step_s, 100 * r.mfu, r.tokens_per_s / first->tokens_per_s, double(r.peak_bytes) / kGiB,
+                    double(r.estimate_bytes) / kGiB);
     }
+    std::printf("mem GiB: the most backend memory held during the run (model, AdamW state, activations, op scratch, "
+                "metric buffers; not library workspaces or the CUDA context); estimate: what `sinklab info` says\n");
     const auto failed = results.size() - size_t(std::count_if(results.begin(), results.end(), ran));
     if (args.profile) print_op_shares(results);
     SL_REQUIRE(failed == 0, "{} of {} bench configurations failed (their errors are above)", failed, results.size());

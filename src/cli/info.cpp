@@ -41,7 +41,7 @@ void print_info(const Config& cfg, int ranks) {
                 (long long)geo.tokens_per_step, geo.micro_batch, geo.seq_len, ranks, geo.accum);
     std::printf("FLOPs/step      %.3g\n", fpt * double(geo.tokens_per_step));
     std::printf("memory/rank     %s (%s compute%s)\n",
-                gib(double(fp.weights + fp.master + fp.grads * 3 + fp.activations)).c_str(),
+                gib(double(fp.total())).c_str(),
                 std::string(dtype_name(compute)).c_str(), gpu ? ", if the run lands on a GPU" : "");
     std::printf("  weights       %s\n", gib(double(fp.weights)).c_str());
     if (fp.master) std::printf("  master        %s\n", gib(double(fp.master)).c_str());

@@ -92,7 +92,7 @@ void plan_activations(const Config& cfg, const AttnSpec& spec, DType cd, Arena& 
     ar.add(&acts.targets, DType::I32, {B, T});
 
     ar.add(&g.dres, cd, {N, C});
-    ar.add(&g.dtmp, cd, {N, C});
+    if (a.gated_on()) ar.add(&g.dtmp, cd, {N, C});  // the gate projection's input gradient, added to dxn
     ar.add(&g.dxn, cd, {N, C});
     ar.add(&g.dqkv, cd, {B, T, W});
     if (a.qk_norm) ar.add(&g.dqkv_raw, cd, {B, T, W});
@@ -281,7 +281,7 @@ void Model::block_forward(int l) {
     BlockActs& a = acts_.blocks[l];
     const BlockTensors w = block(weights_, l);
     const int64_t N = int64_t(B_) * T_, H = spec_.H, hd = spec_.hd;
-    Tensor x = acts_.x[l], tmp = g_.dtmp;  // tmp: [N,C] projection output before the residual add
+    Tensor x = acts_.x[l];  // [N, C]
 
     be_.rmsnorm_fwd(a.xn1, a.rstd1, x, w.attn_norm, m.norm_eps);
     if (ac.qk_norm) {
@@ -309,14 +309,12 @@ void Model::block_forward(int l) {
         cur = a.amp;
     }
     a.wo_in = cur;
-    be_.matmul_fwd(tmp, cur.view({N, H * hd}), w.wo);
-    be_.add(a.x_mid, x, tmp);
+    be_.matmul_fwd(a.x_mid, cur.view({N, H * hd}), w.wo, x);
 
     be_.rmsnorm_fwd(a.xn2, a.rstd2, a.x_mid, w.ffn_norm, m.norm_eps);
     be_.matmul_fwd(a.ab, a.xn2, w.w13);
     be_.swiglu_fwd(a.act, a.ab);
-    be_.matmul_fwd(tmp, a.act, w.w2);
-    be_.add(acts_.x[l + 1], a.x_mid, tmp);
+    be_.matmul_fwd(acts_.x[l + 1], a.act, w.w2, a.x_mid);
 }
 
 void Model::backward() {
@@ -342,8 +340,7 @@ void Model::block_backward(int l, Tensor dres) {
     be_.matmul_bwd(g_.dact, dw.w2, dres, a.act, w.w2);
     be_.swiglu_bwd(g_.dab, g_.dact, a.ab);
     be_.matmul_bwd(g_.dxn, dw.w13, g_.dab, a.xn2, w.w13);
-    be_.rmsnorm_bwd(g_.dtmp, dw.ffn_norm, g_.dxn, a.x_mid, w.ffn_norm, a.rstd2);
-    be_.add(dres, dres, g_.dtmp);
+    be_.rmsnorm_bwd(dres, dw.ffn_norm, g_.dxn, a.x_mid, w.ffn_norm, a.rstd2, true);
 
     // Back through W_O and the stages between attention and W_O, in reverse; d and spare alternate.
     Tensor d = g_.datt, spare = g_.datt2;
@@ -374,8 +371,7 @@ void Model::block_backward(int l, Tensor dres) {
         be_.matmul_bwd(g_.dtmp, dw.wgate, g_.dglogit, a.xn1, w.wgate);
         be_.add(g_.dxn, g_.dxn, g_.dtmp);
     }
-    be_.rmsnorm_bwd(g_.dtmp, dw.attn_norm, g_.dxn, acts_.x[l], w.attn_norm, a.rstd1);
-    be_.add(dres, dres, g_.dtmp);
+    be_.rmsnorm_bwd(dres, dw.attn_norm, g_.dxn, acts_.x[l], w.attn_norm, a.rstd1, true);
 }
 
 }  // namespace sinklab

@@ -48,9 +48,12 @@ struct BackwardScratch {
 };
 
 // Bytes a model needs on its backend, known before anything is allocated (sinklab info prints it).
+// Backend memory of a training run's model: weights, master copy, gradients, AdamW m and v (each the size of the
+// gradients) and the activation arena; not the backends' op scratch or the metric buffers.
 struct ModelFootprint {
     int64_t n_params = 0;
     size_t weights = 0, master = 0, grads = 0, activations = 0;
+    size_t total() const { return weights + master + grads * 3 + activations; }
 };
 ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute);
 // Training FLOPs (forward + backward) per token at sequence length T: matmuls and causal attention.

@@ -308,6 +308,14 @@ TEST_F(CudaOps, RMSNorm) {
                 [](Backend& b, Tensors& t) {
                     b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"]);
                 }}});
+        // The residual stream's gradient: dx += the norm's.
+        check({"rmsnorm_bwd_accumulate" + sfx,
+               {in("x", {N, C}, -2, 2), in("g", {C}, 0.5, 1.5), in("dout", {N, C}), arg("out", Role::Tmp, {N, C}),
+                arg("rstd", Role::TmpWide, {N}), arg("dx", Role::InOut, {N, C}), arg("dg", Role::Acc, {C})},
+               {[](Backend& b, Tensors& t) { b.rmsnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
+                [](Backend& b, Tensors& t) {
+                    b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"], true);
+                }}});
     }
 }
 
@@ -323,6 +331,15 @@ TEST_F(CudaOps, Matmul) {
                  {[](Backend& b, Tensors& t) { b.matmul_fwd(t["out"], t["x"], t["W"]); }},
                  2e-5};
         check(fwd);
+        // The residual add in the GEMM: from another buffer, and in place.
+        check({"matmul_fwd_residual" + sfx,
+               {in("x", {s.N, s.I}), in("W", {s.O, s.I}), in("res", {s.N, s.O}), arg("out", Role::Out, {s.N, s.O})},
+               {[](Backend& b, Tensors& t) { b.matmul_fwd(t["out"], t["x"], t["W"], t["res"]); }},
+               2e-5});
+        check({"matmul_fwd_residual_in_place" + sfx,
+               {in("x", {s.N, s.I}), in("W", {s.O, s.I}), arg("out", Role::InOut, {s.N, s.O})},
+               {[](Backend& b, Tensors& t) { b.matmul_fwd(t["out"], t["x"], t["W"], t["out"]); }},
+               2e-5});
         Case bwd{"matmul_bwd" + sfx,
                  {in("x", {s.N, s.I}), in("W", {s.O, s.I}), in("dout", {s.N, s.O}), arg("dx", Role::Out, {s.N, s.I}),
                   arg("dW", Role::Acc, {s.O, s.I})},
@@ -495,26 +512,31 @@ TEST_F(CudaOps, AttentionCudnnRefusals) {
 }
 
 // ---- sink metrics ------------------------------------------------------------------------------------------------
+void check_sink_metrics(const std::string& name, AttnSpec s, const std::vector<int>& positions) {
+    s.sigmoid_bias = -2.f;
+    s.n_isolate = 1;
+    s.isolate[0] = 40;
+    std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
+    Case c{name,
+           {in("qkv", qkv, -2, 2), arg("o", Role::Tmp, o), arg("lse", Role::TmpWide, lse),
+            arg("mass", Role::OutF32, {s.H, int64_t(positions.size())}), arg("map", Role::OutF32, {64, 64})},
+           {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
+            [s, positions](Backend& b, Tensors& t) {
+                b.attn_mass(t["mass"], t["qkv"], t["lse"], positions, s);
+                b.attn_map(t["map"], t["qkv"], t["lse"], s);
+            }},
+           1e-4};
+    if (s.score == AttnScore::SinkLogit) c.args.push_back(in("sink", {s.H}, -1.0, 2.0));
+    check(c);
+}
+
 TEST_F(CudaOps, SinkMetricsFromAttention) {
-    for (AttnScore score : {AttnScore::Softmax, AttnScore::SinkLogit, AttnScore::Sigmoid}) {
-        AttnSpec s = spec(2, 77, 4, 2, 64, score);
-        s.sigmoid_bias = -2.f;
-        s.n_isolate = 1;
-        s.isolate[0] = 40;
-        const std::vector<int> positions = {0, 5, 40, 76};
-        std::vector<int64_t> qkv{s.B, s.T, s.qkv_width()}, o{s.B, s.T, s.H, s.hd}, lse{s.B, s.H, s.T};
-        Case c{"attn_mass_map_" + std::to_string(int(score)),
-               {in("qkv", qkv, -2, 2), arg("o", Role::Tmp, o), arg("lse", Role::TmpWide, lse),
-                arg("mass", Role::OutF32, {s.H, int64_t(positions.size())}), arg("map", Role::OutF32, {64, 64})},
-               {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
-                [s, positions](Backend& b, Tensors& t) {
-                    b.attn_mass(t["mass"], t["qkv"], t["lse"], positions, s);
-                    b.attn_map(t["map"], t["qkv"], t["lse"], s);
-                }},
-               1e-4};
-        if (score == AttnScore::SinkLogit) c.args.push_back(in("sink", {s.H}, -1.0, 2.0));
-        check(c);
-    }
+    for (AttnScore score : {AttnScore::Softmax, AttnScore::SinkLogit, AttnScore::Sigmoid})
+        check_sink_metrics("attn_mass_map_" + std::to_string(int(score)), spec(2, 77, 4, 2, 64, score),
+                           {0, 5, 40, 76});
+    // attn_mass works in tiles of 256 query rows: 3 x 190 rows end tiles inside sequences, and hd = 36 takes the
+    // element-wise loads.
+    check_sink_metrics("attn_mass_map_tiles_hd36", spec(3, 190, 4, 1, 36), {0, 40, 189});
 }
 
 TEST_F(CudaOps, SinkMetricReductions) {

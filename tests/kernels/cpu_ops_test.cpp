@@ -129,7 +129,35 @@ TEST(CpuOps, RmsnormMatchesFormulaAndFiniteDifferences) {
     EXPECT_TRUE(all_close(gf, gd, kF32Tol));
 }
 
+TEST(CpuOps, RmsnormBackwardAccumulatesIntoDx) {
+    const int64_t N = 5, C = 23;
+    Rng rng(12);
+    const Vec x = rng.vec(N * C), g = rng.vec(C, 0.5, 1.5), w = rng.vec(N * C), base = rng.vec(N * C);
+    Vec out(N * C), rstd(N), dg(C, 0.0), written(N * C, kFill);
+    cpu::rmsnorm_fwd(out.data(), rstd.data(), x.data(), g.data(), N, C, 1e-5f);
+    cpu::rmsnorm_bwd(written.data(), dg.data(), w.data(), x.data(), g.data(), rstd.data(), N, C);
+    Vec added = base;
+    cpu::rmsnorm_bwd(added.data(), dg.data(), w.data(), x.data(), g.data(), rstd.data(), N, C, true);
+    EXPECT_TRUE(all_close(minus(added, base), written, 1e-13));
+}
+
 // ------------------------------------------------------------------------------------------------ matmul
+
+TEST(CpuOps, MatmulAddsTheResidual) {
+    const int64_t N = 6, I = 9, O = 5;
+    Rng rng(13);
+    const Vec x = rng.vec(N * I), W = rng.vec(O * I), res = rng.vec(N * O);
+    Vec want(res);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t i = 0; i < I; i++) want[n * O + o] += x[n * I + i] * W[o * I + i];
+    Vec out(N * O, kFill);
+    cpu::matmul_fwd(out.data(), x.data(), W.data(), N, I, O, res.data());
+    EXPECT_TRUE(all_close(out, want, 1e-13));
+    Vec in_place = res;
+    cpu::matmul_fwd(in_place.data(), x.data(), W.data(), N, I, O, in_place.data());
+    EXPECT_TRUE(all_close(in_place, want, 1e-13));
+}
 
 TEST(CpuOps, MatmulMatchesLoopsAndFiniteDifferences) {
     const int64_t N = 7, I = 13, O = 11;

@@ -1,0 +1,48 @@
+// `sinklab info`'s memory estimate (model_footprint) against what a training step really allocates on the
+// backend: a buffer added to the model or the optimizer without the estimate knowing fails here.
+#include <gtest/gtest.h>
+
+#include "model/model_fixture.h"
+#include "train/optimizer.h"
+
+namespace sinklab::test {
+namespace {
+
+class Footprint : public ::testing::TestWithParam<VariantCase> {};
+
+TEST_P(Footprint, EstimateIsWhatATrainingStepAllocates) {
+    Config cfg = tiny_config("standard");
+    GetParam().edit(cfg);
+    const int B = 3, T = cfg.model.seq_len;
+    for (DType compute : {DType::F32, DType::F64}) {
+        SCOPED_TRACE(std::string(dtype_name(compute)));
+        auto be = make_cpu_backend(compute, 1);
+        const size_t before = be->memory_in_use();
+        be->reset_peak_memory();
+        {
+            Model model(*be, cfg, B, T);
+            model.init(cfg.run.seed);
+            AdamW optim(model, cfg.train, cfg.precision, cfg.run.seed);
+            const Batch batch = random_batch(cfg, B, T, 5);
+            model.zero_grad();
+            model.forward(batch.inputs.data(), batch.targets.data(), 1.f / float(B * T));
+            model.backward();
+            optim.step(cfg.train.lr, 1.0);
+            const size_t estimate = model_footprint(cfg, B, T, compute).total();
+            // Held for the whole run: exactly the estimate.
+            EXPECT_EQ(be->memory_in_use() - before, estimate);
+            // At its peak the run may also hold the HeadNorm init's short-lived buffers (64 tokens of one block).
+            const size_t init_tokens = size_t(kHeadNormInitTokens) * (2 * cfg.model.d_model + cfg.model.n_head *
+                                                                                               cfg.model.head_dim() * 4);
+            EXPECT_GE(be->peak_memory() - before, estimate);
+            EXPECT_LE(be->peak_memory() - before, estimate + init_tokens * dtype_size(compute));
+        }
+        EXPECT_EQ(be->memory_in_use(), before) << "the model or the optimizer did not release everything";
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, Footprint, ::testing::ValuesIn(variant_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace sinklab::test
