@@ -28,6 +28,9 @@ public:
     virtual void all_reduce_mean(Backend& backend, Tensor t) = 0;
     // Copies a buffer in backend memory from rank `root` to every rank.
     virtual void broadcast(Backend& backend, Tensor t, int root) = 0;
+    // t is a flat buffer in backend memory of which rank r holds the current elements [bounds[r], bounds[r+1]);
+    // afterwards every rank holds all of them. bounds has world() + 1 entries, from 0 to t.numel().
+    virtual void all_gather(Backend& backend, Tensor t, const std::vector<int64_t>& bounds) = 0;
     // Sums n host doubles over all ranks; every rank gets the result.
     virtual void all_reduce_sum(double* values, int n) = 0;
     // Copies `bytes` host bytes from rank `root` to every rank.
@@ -46,6 +49,7 @@ public:
     int local_size() const override { return 1; }
     void all_reduce_mean(Backend&, Tensor) override {}
     void broadcast(Backend&, Tensor, int) override {}
+    void all_gather(Backend&, Tensor, const std::vector<int64_t>&) override {}
     void all_reduce_sum(double*, int) override {}
     void broadcast(void*, size_t, int) override {}
     void barrier() override {}

@@ -32,7 +32,7 @@ constexpr const char* kStepPrefix = "step_";
 const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
-    "fault.check_every", "data.missing",    "backend"};
+    "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
@@ -95,9 +95,9 @@ NamedTensors named(const ParamTable& table, const Tensor& flat, const std::strin
     return out;
 }
 
-NamedTensors moments(const ParamTable& table, const AdamW& optim) {
-    auto out = named(table, optim.m(), "exp_avg.");
-    for (auto& t : named(table, optim.v(), "exp_avg_sq.")) out.push_back(std::move(t));
+NamedTensors moments(const ParamTable& table, const WholeMoments& whole) {
+    auto out = named(table, whole.m, "exp_avg.");
+    for (auto& t : named(table, whole.v, "exp_avg_sq.")) out.push_back(std::move(t));
     return out;
 }
 
@@ -171,8 +171,8 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
     return s;
 }
 
-std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model, const AdamW& optim,
-                             const TrainState& state, int keep) {
+std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model,
+                             const WholeMoments& whole_moments, const TrainState& state, int keep) {
     const fs::path root = fs::path(run_dir) / "checkpoints";
     const fs::path final_dir = root / step_folder(state.step);
     const fs::path tmp = root / fmt::format(".{}.tmp", step_folder(state.step));
@@ -202,7 +202,7 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
                                                       {"step", std::to_string(state.step)},
                                                       {"config_yaml", config_yaml}}));
         files[kOptimizerFile] = file_entry(write_tensors(
-            tmp / kOptimizerFile, be, moments(model.table(), optim),
+            tmp / kOptimizerFile, be, moments(model.table(), whole_moments),
             {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}}));
         auto j = nlohmann::ordered_json::parse(encode_state(state));
         j["files"] = files;
@@ -251,7 +251,7 @@ void verify_checkpoint(const std::string& dir_text) {
 
 Config checkpoint_config(const std::string& dir) { return load_config((fs::path(dir) / kConfigFile).string()); }
 
-TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, AdamW& optim) {
+TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, WholeMoments& whole_moments) {
     const fs::path dir(dir_text);
     verify_checkpoint(dir.string());
     const fs::path state_path = dir / kStateFile;
@@ -271,7 +271,7 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
 
     Backend& be = model.backend();
     load_tensors(SafetensorsFile((dir / kModelFile).string()), be, named(model.table(), model.truth(), ""));
-    load_tensors(SafetensorsFile((dir / kOptimizerFile).string()), be, moments(model.table(), optim));
+    load_tensors(SafetensorsFile((dir / kOptimizerFile).string()), be, moments(model.table(), whole_moments));
     return state;
 }
 
