@@ -83,6 +83,9 @@ public:
         NCCL_CHECK(ncclGroupEnd());
         CUDA_CALL(cudaStreamSynchronize(stream_));
     }
+    void all_gather(void* data, size_t element_bytes, const std::vector<int64_t>& bounds) override {
+        host_.all_gather(data, element_bytes, bounds);
+    }
     void all_reduce_sum(double* values, int n) override { host_.all_reduce_sum(values, n); }
     void broadcast(void* data, size_t bytes, int root) override { host_.broadcast(data, bytes, root); }
     void barrier() override { host_.barrier(); }

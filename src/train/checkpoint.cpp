@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -63,15 +64,17 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root)
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
-// Writes named tensors of backend memory as fp32, staging through the host where the backend needs it.
+// Writes named tensors of backend memory (or, with `in_host_memory`, f32 host memory) as fp32, staging through
+// the host where the backend needs it.
 WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors& tensors,
-                          const std::vector<std::pair<std::string, std::string>>& metadata) {
+                          const std::vector<std::pair<std::string, std::string>>& metadata,
+                          bool in_host_memory = false) {
     std::vector<TensorSpec> specs;
     for (const auto& [name, t] : tensors) specs.push_back({name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim}});
     SafetensorsWriter w(path.string(), specs, metadata);
     std::vector<float> host;
     for (const auto& [name, t] : tensors) {
-        if (be.host_memory() && t.dtype == DType::F32) {
+        if ((in_host_memory || be.host_memory()) && t.dtype == DType::F32) {
             w.write_next(t.data);
             continue;
         }
@@ -82,10 +85,12 @@ WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors&
     return w.finish();
 }
 
-void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors) {
+// Into backend memory, or with `in_host_memory` into f32 host memory.
+void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors, bool in_host_memory = false) {
     for (const auto& [name, t] : tensors) {
         const StoredTensor& st = file.get(name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim});
-        be.write(t, st.data, DType::F32);
+        if (in_host_memory) std::memcpy(t.data, st.data, t.bytes());
+        else be.write(t, st.data, DType::F32);
     }
 }
 
@@ -203,7 +208,8 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
                                                       {"config_yaml", config_yaml}}));
         files[kOptimizerFile] = file_entry(write_tensors(
             tmp / kOptimizerFile, be, moments(model.table(), whole_moments),
-            {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}}));
+            {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}},
+            whole_moments.on_host()));
         auto j = nlohmann::ordered_json::parse(encode_state(state));
         j["files"] = files;
         write_file_durably((tmp / kStateFile).string(), j.dump(2) + "\n");
@@ -271,7 +277,8 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
 
     Backend& be = model.backend();
     load_tensors(SafetensorsFile((dir / kModelFile).string()), be, named(model.table(), model.truth(), ""));
-    load_tensors(SafetensorsFile((dir / kOptimizerFile).string()), be, moments(model.table(), whole_moments));
+    load_tensors(SafetensorsFile((dir / kOptimizerFile).string()), be, moments(model.table(), whole_moments),
+                 whole_moments.on_host());
     return state;
 }
 

@@ -7,10 +7,16 @@
 
 namespace sinklab {
 
-WholeMoments::~WholeMoments() {
-    if (!owned_) return;
-    be_.release(m.data);
-    be_.release(v.data);
+WholeMoments::WholeMoments(int64_t n) : on_host_(true), host_m_(size_t(n)), host_v_(size_t(n)) {
+    m = Tensor(host_m_.data(), DType::F32, {n});
+    v = Tensor(host_v_.data(), DType::F32, {n});
+}
+
+void WholeMoments::broadcast(Backend& backend, Communicator& comm, int root) {
+    for (const Tensor& t : {m, v}) {
+        if (on_host_) comm.broadcast(t.data, t.bytes(), root);
+        else comm.broadcast(backend, t, root);
+    }
 }
 
 AdamW::AdamW(Model& model, const TrainConfig& train, const PrecisionConfig& precision, uint64_t seed,
@@ -66,29 +72,26 @@ void AdamW::step(double lr, double grad_scale) {
 }
 
 std::unique_ptr<WholeMoments> AdamW::moment_buffers() {
-    Backend& be = model_.backend();
-    if (!comm_) return std::make_unique<WholeMoments>(be, m_, v_, false);
-    const int64_t n = bounds_.back();
-    const DType wd = be.wide();
-    return std::make_unique<WholeMoments>(be, Tensor(be.alloc(size_t(n) * dtype_size(wd)), wd, {n}),
-                                          Tensor(be.alloc(size_t(n) * dtype_size(wd)), wd, {n}), true);
+    if (!comm_) return std::make_unique<WholeMoments>(m_, v_);
+    return std::make_unique<WholeMoments>(bounds_.back());
 }
 
 std::unique_ptr<WholeMoments> AdamW::gather_moments() {
     auto whole = moment_buffers();
     if (!comm_) return whole;
     Backend& be = model_.backend();
-    be.convert(whole->m.rows(lo_, hi_ - lo_), m_);
-    be.convert(whole->v.rows(lo_, hi_ - lo_), v_);
-    comm_->all_gather(be, whole->m, bounds_);
-    comm_->all_gather(be, whole->v, bounds_);
+    for (auto [host, shard] : {std::pair{whole->m, m_}, std::pair{whole->v, v_}}) {
+        be.read(static_cast<float*>(host.data) + lo_, DType::F32, shard);
+        comm_->all_gather(host.data, sizeof(float), bounds_);
+    }
     return whole;
 }
 
 void AdamW::keep_shard(const WholeMoments& whole) {
     if (!comm_) return;
-    model_.backend().convert(m_, whole.m.rows(lo_, hi_ - lo_));
-    model_.backend().convert(v_, whole.v.rows(lo_, hi_ - lo_));
+    Backend& be = model_.backend();
+    be.write(m_, static_cast<const float*>(whole.m.data) + lo_, DType::F32);
+    be.write(v_, static_cast<const float*>(whole.v.data) + lo_, DType::F32);
 }
 
 }  // namespace sinklab

@@ -11,21 +11,25 @@
 
 namespace sinklab {
 
-// AdamW's moments laid out like the flat weights, whole (checkpoints read and write them so): the optimizer's own
-// buffers when it holds every parameter's, else buffers that live as long as this object.
+// AdamW's moments laid out like the flat weights, whole (checkpoints read and write them so): views of the
+// optimizer's own backend buffers when it holds every parameter's; f32 host buffers when it is sharded, so that a
+// checkpoint costs the GPU no memory beyond the shard.
 class WholeMoments {
 public:
-    WholeMoments(Backend& backend, Tensor m, Tensor v, bool owned) : be_(backend), owned_(owned), m(m), v(v) {}
-    ~WholeMoments();
+    WholeMoments(Tensor m, Tensor v) : m(m), v(v) {}
+    explicit WholeMoments(int64_t n);
     WholeMoments(const WholeMoments&) = delete;
     WholeMoments& operator=(const WholeMoments&) = delete;
 
-private:
-    Backend& be_;
-    bool owned_;
+    bool on_host() const { return on_host_; }
+    // Copies both from rank `root` to every rank of `comm`.
+    void broadcast(Backend& backend, Communicator& comm, int root);
 
-public:
-    Tensor m, v;  // [n], the wide dtype
+    Tensor m, v;  // [n]: the wide dtype in backend memory, or f32 in host memory when on_host()
+
+private:
+    bool on_host_ = false;
+    std::vector<float> host_m_, host_v_;
 };
 
 class AdamW {

@@ -231,8 +231,7 @@ struct Trainer::Impl {
         if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);
         device.broadcast(*backend, model->truth(), 0);
-        device.broadcast(*backend, moments->m, 0);
-        device.broadcast(*backend, moments->v, 0);
+        moments->broadcast(*backend, device, 0);
         optim->keep_shard(*moments);
         model->sync_weights();
         optim->set_steps_taken(s.optimizer_steps);

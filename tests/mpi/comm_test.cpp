@@ -90,12 +90,18 @@ TEST(MpiCommunicator, ShardedAdamWHoldsItsShardOfTheMoments) {
     auto be = make_cpu_backend(DType::F32, 1);
     Model model(*be, cfg, B, T);
     const size_t before = be->memory_in_use();
+    be->reset_peak_memory();
     {
         AdamW sharded(model, cfg.train, cfg.precision, cfg.run.seed, &c);
         EXPECT_TRUE(sharded.sharded());
         const std::vector<int64_t> bounds = shard_bounds(model.table().total(), 2);
         const int64_t mine = bounds[size_t(c.rank()) + 1] - bounds[size_t(c.rank())];
         EXPECT_EQ(be->memory_in_use() - before, size_t(2 * mine) * 4);
+        // A checkpoint's whole moments are gathered in host memory, not in the backend's.
+        const auto whole = sharded.gather_moments();
+        EXPECT_TRUE(whole->on_host());
+        EXPECT_EQ(whole->m.numel(), model.table().total());
+        EXPECT_EQ(be->peak_memory() - before, size_t(2 * mine) * 4);
         if (c.rank() == 0)  // the larger shard
             EXPECT_EQ(model_footprint(cfg, B, T, DType::F32, 2).moments, size_t(2 * mine) * 4);
     }
