@@ -21,7 +21,7 @@ void print_info(const Config& cfg, int ranks) {
     const ParamTable table(cfg);
     const bool gpu = cfg.backend != "cpu";
     const DType compute = gpu && cfg.precision.compute != "fp32" ? DType::BF16 : DType::F32;
-    const ModelFootprint fp = model_footprint(cfg, geo.micro_batch, geo.seq_len, compute);
+    const ModelFootprint fp = model_footprint(cfg, geo.micro_batch, geo.seq_len, compute, ranks);
     const double fpt = flops_per_token(cfg, table, geo.seq_len);
 
     std::map<std::string, int64_t> by_kind;  // parameters per tensor kind, summed over blocks
@@ -46,7 +46,8 @@ void print_info(const Config& cfg, int ranks) {
     std::printf("  weights       %s\n", gib(double(fp.weights)).c_str());
     if (fp.master) std::printf("  master        %s\n", gib(double(fp.master)).c_str());
     std::printf("  gradients     %s\n", gib(double(fp.grads)).c_str());
-    std::printf("  AdamW m, v    %s\n", gib(double(fp.grads * 2)).c_str());
+    std::printf("  AdamW m, v    %s%s\n", gib(double(fp.moments)).c_str(),
+                cfg.train.shard_optimizer && ranks > 1 ? fmt::format(" (this rank's shard of {})", ranks).c_str() : "");
     std::printf("  activations   %s (micro-batch %d x %d)\n", gib(double(fp.activations)).c_str(), geo.micro_batch,
                 geo.seq_len);
 }

@@ -103,6 +103,7 @@ struct TrainConfig {
     float eps = 1e-8f;
     float grad_clip = 1.f;  // global-norm clip; 0 = off
     int log_every = 1;      // console line every this many steps
+    bool shard_optimizer = false;  // ZeRO-1: each rank keeps the AdamW state of 1/world of the parameters
 
     bool operator==(const TrainConfig&) const = default;
 };

@@ -74,6 +74,7 @@ std::vector<Field> build_schema() {
         SL_KEY(train.eps, "AdamW epsilon", {.lo = 0, .lo_open = true}),
         SL_KEY(train.grad_clip, "global-norm gradient clip; 0 = off", {.lo = 0}),
         SL_KEY(train.log_every, "console line every this many steps", {.lo = 1}),
+        SL_KEY(train.shard_optimizer, "ZeRO-1: AdamW state sharded over the ranks", {}),
 
         SL_KEY(precision.compute, "GPU compute type (the CPU computes in fp32)", {.choices = {"bf16", "fp32"}}),
         SL_KEY(precision.rounding, "fp32 master -> bf16 weight rounding", {.choices = {"nearest", "stochastic"}}),

@@ -28,6 +28,11 @@ public:
     virtual void all_reduce_mean(Backend& backend, Tensor t) = 0;
     // Copies a buffer in backend memory from rank `root` to every rank.
     virtual void broadcast(Backend& backend, Tensor t, int root) = 0;
+    // t is a flat buffer in backend memory of which rank r holds the current elements [bounds[r], bounds[r+1]);
+    // afterwards every rank holds all of them. bounds has world() + 1 entries, from 0 to t.numel().
+    virtual void all_gather(Backend& backend, Tensor t, const std::vector<int64_t>& bounds) = 0;
+    // The same for a host buffer of elements of element_bytes (2, 4 or 8) bytes.
+    virtual void all_gather(void* data, size_t element_bytes, const std::vector<int64_t>& bounds) = 0;
     // Sums n host doubles over all ranks; every rank gets the result.
     virtual void all_reduce_sum(double* values, int n) = 0;
     // Copies `bytes` host bytes from rank `root` to every rank.
@@ -46,6 +51,8 @@ public:
     int local_size() const override { return 1; }
     void all_reduce_mean(Backend&, Tensor) override {}
     void broadcast(Backend&, Tensor, int) override {}
+    void all_gather(Backend&, Tensor, const std::vector<int64_t>&) override {}
+    void all_gather(void*, size_t, const std::vector<int64_t>&) override {}
     void all_reduce_sum(double*, int) override {}
     void broadcast(void*, size_t, int) override {}
     void barrier() override {}

@@ -105,6 +105,35 @@ public:
         if (rank_ != root) backend.write(t, host.data(), t.dtype);
     }
 
+    void all_gather(Backend& backend, Tensor t, const std::vector<int64_t>& bounds) override {
+        SL_ASSERT(bounds.back() == t.numel(), "all_gather bounds end at {} for {} elements", bounds.back(), t.numel());
+        if (backend.host_memory()) {
+            all_gather(t.data, dtype_size(t.dtype), bounds);
+            return;
+        }
+        std::vector<char> host(t.bytes());
+        backend.read(host.data(), t.dtype, t);
+        all_gather(host.data(), dtype_size(t.dtype), bounds);
+        backend.write(t, host.data(), t.dtype);
+    }
+
+    void all_gather(void* data, size_t element_bytes, const std::vector<int64_t>& bounds) override {
+        SL_ASSERT(int(bounds.size()) == world_ + 1, "all_gather bounds for {} ranks", bounds.size() - 1);
+        // Elements as 2-byte or 4-byte units, whatever their type (nothing is added up).
+        const size_t unit = element_bytes % 4 == 0 ? 4 : 2;
+        const int64_t per = int64_t(element_bytes / unit);
+        std::vector<int> counts(static_cast<size_t>(world_)), displs(static_cast<size_t>(world_));
+        for (int r = 0; r < world_; r++) {
+            const int64_t at = bounds[size_t(r)] * per, n = (bounds[size_t(r) + 1] - bounds[size_t(r)]) * per;
+            SL_REQUIRE(at + n <= INT_MAX, "all_gather of {} elements: more than MPI's int counts address",
+                       bounds.back());
+            displs[size_t(r)] = int(at);
+            counts[size_t(r)] = int(n);
+        }
+        MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displs.data(),
+                                 unit == 4 ? MPI_UINT32_T : MPI_UINT16_T, MPI_COMM_WORLD));
+    }
+
     void all_reduce_sum(double* values, int n) override {
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     }

@@ -69,6 +69,23 @@ public:
         NCCL_CHECK(ncclBroadcast(t.data, t.data, size_t(t.numel()), nccl_type(t.dtype), root, comm_, stream_));
         CUDA_CALL(cudaStreamSynchronize(stream_));
     }
+    // One broadcast per shard, grouped: NCCL's all-gather wants equal shards.
+    void all_gather(Backend& backend, Tensor t, const std::vector<int64_t>& bounds) override {
+        backend.synchronize();
+        auto* base = static_cast<char*>(t.data);
+        const size_t es = dtype_size(t.dtype);
+        NCCL_CHECK(ncclGroupStart());
+        for (int r = 0; r < world(); r++) {
+            char* shard = base + size_t(bounds[size_t(r)]) * es;
+            const size_t n = size_t(bounds[size_t(r) + 1] - bounds[size_t(r)]);
+            NCCL_CHECK(ncclBroadcast(shard, shard, n, nccl_type(t.dtype), r, comm_, stream_));
+        }
+        NCCL_CHECK(ncclGroupEnd());
+        CUDA_CALL(cudaStreamSynchronize(stream_));
+    }
+    void all_gather(void* data, size_t element_bytes, const std::vector<int64_t>& bounds) override {
+        host_.all_gather(data, element_bytes, bounds);
+    }
     void all_reduce_sum(double* values, int n) override { host_.all_reduce_sum(values, n); }
     void broadcast(void* data, size_t bytes, int root) override { host_.broadcast(data, bytes, root); }
     void barrier() override { host_.barrier(); }

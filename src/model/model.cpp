@@ -105,7 +105,7 @@ void plan_activations(const Config& cfg, const AttnSpec& spec, DType cd, Arena& 
 
 }  // namespace
 
-ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute) {
+ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute, int ranks) {
     const ParamTable table(cfg);
     Arena ar;
     Activations acts;
@@ -117,6 +117,10 @@ ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute) {
     f.weights = size_t(table.total()) * dtype_size(compute);
     f.master = compute == wide ? 0 : size_t(table.total()) * dtype_size(wide);
     f.grads = size_t(table.total()) * dtype_size(wide);
+    const std::vector<int64_t> shards = shard_bounds(table.total(), cfg.train.shard_optimizer ? ranks : 1);
+    int64_t largest = 0;
+    for (size_t r = 0; r + 1 < shards.size(); r++) largest = std::max(largest, shards[r + 1] - shards[r]);
+    f.moments = 2 * size_t(largest) * dtype_size(wide);
     f.activations = ar.bytes();
     return f;
 }

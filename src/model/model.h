@@ -48,14 +48,15 @@ struct BackwardScratch {
 };
 
 // Bytes a model needs on its backend, known before anything is allocated (sinklab info prints it).
-// Backend memory of a training run's model: weights, master copy, gradients, AdamW m and v (each the size of the
-// gradients) and the activation arena; not the backends' op scratch or the metric buffers.
+// Backend memory of a training run's model: weights, master copy, gradients, AdamW m and v (the largest shard of
+// them when train.shard_optimizer spreads them over `ranks`) and the activation arena; not the backends' op
+// scratch or the metric buffers.
 struct ModelFootprint {
     int64_t n_params = 0;
-    size_t weights = 0, master = 0, grads = 0, activations = 0;
-    size_t total() const { return weights + master + grads * 3 + activations; }
+    size_t weights = 0, master = 0, grads = 0, moments = 0, activations = 0;
+    size_t total() const { return weights + master + grads + moments + activations; }
 };
-ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute);
+ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute, int ranks = 1);
 // Training FLOPs (forward + backward) per token at sequence length T: matmuls and causal attention.
 double flops_per_token(const Config& cfg, const ParamTable& table, int T);
 AttnSpec make_attn_spec(const Config& cfg, int B, int T);

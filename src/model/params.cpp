@@ -89,4 +89,16 @@ Tensor ParamTable::view(const ParamInfo& info, const Tensor& flat) {
     return t;
 }
 
+std::vector<int64_t> shard_bounds(int64_t n, int ranks) {
+    SL_ASSERT(n >= 0 && ranks >= 1, "shard_bounds({}, {})", n, ranks);
+    constexpr int64_t kAlign = 64;
+    std::vector<int64_t> bounds(size_t(ranks) + 1, n);
+    bounds[0] = 0;
+    for (int r = 1; r < ranks; r++) {
+        const int64_t even = n / ranks * r + n % ranks * r / ranks;  // floor(n r / ranks) without overflow
+        bounds[size_t(r)] = std::min(n, (even + kAlign - 1) / kAlign * kAlign);
+    }
+    return bounds;
+}
+
 }  // namespace sinklab

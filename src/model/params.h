@@ -53,4 +53,8 @@ private:
 // Names of one block's tensors (so the model and checkpoint code spell them once).
 std::string layer_param(int layer, const char* what);
 
+// Splits a flat buffer of n elements into `ranks` contiguous shards (the sharded optimizer's): ranks + 1 bounds
+// from 0 to n, each inner bound a multiple of 64 elements (16-byte aligned in every dtype), as even as that allows.
+std::vector<int64_t> shard_bounds(int64_t n, int ranks);
+
 }  // namespace sinklab

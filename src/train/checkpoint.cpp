@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -32,7 +33,7 @@ constexpr const char* kStepPrefix = "step_";
 const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
-    "fault.check_every", "data.missing",    "backend"};
+    "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
@@ -63,15 +64,17 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root)
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
-// Writes named tensors of backend memory as fp32, staging through the host where the backend needs it.
+// Writes named tensors of backend memory (or, with `in_host_memory`, f32 host memory) as fp32, staging through
+// the host where the backend needs it.
 WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors& tensors,
-                          const std::vector<std::pair<std::string, std::string>>& metadata) {
+                          const std::vector<std::pair<std::string, std::string>>& metadata,
+                          bool in_host_memory = false) {
     std::vector<TensorSpec> specs;
     for (const auto& [name, t] : tensors) specs.push_back({name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim}});
     SafetensorsWriter w(path.string(), specs, metadata);
     std::vector<float> host;
     for (const auto& [name, t] : tensors) {
-        if (be.host_memory() && t.dtype == DType::F32) {
+        if ((in_host_memory || be.host_memory()) && t.dtype == DType::F32) {
             w.write_next(t.data);
             continue;
         }
@@ -82,10 +85,12 @@ WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors&
     return w.finish();
 }
 
-void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors) {
+// Into backend memory, or with `in_host_memory` into f32 host memory.
+void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors, bool in_host_memory = false) {
     for (const auto& [name, t] : tensors) {
         const StoredTensor& st = file.get(name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim});
-        be.write(t, st.data, DType::F32);
+        if (in_host_memory) std::memcpy(t.data, st.data, t.bytes());
+        else be.write(t, st.data, DType::F32);
     }
 }
 
@@ -95,9 +100,9 @@ NamedTensors named(const ParamTable& table, const Tensor& flat, const std::strin
     return out;
 }
 
-NamedTensors moments(const ParamTable& table, const AdamW& optim) {
-    auto out = named(table, optim.m(), "exp_avg.");
-    for (auto& t : named(table, optim.v(), "exp_avg_sq.")) out.push_back(std::move(t));
+NamedTensors moments(const ParamTable& table, const WholeMoments& whole) {
+    auto out = named(table, whole.m, "exp_avg.");
+    for (auto& t : named(table, whole.v, "exp_avg_sq.")) out.push_back(std::move(t));
     return out;
 }
 
@@ -171,8 +176,8 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
     return s;
 }
 
-std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model, const AdamW& optim,
-                             const TrainState& state, int keep) {
+std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model,
+                             const WholeMoments& whole_moments, const TrainState& state, int keep) {
     const fs::path root = fs::path(run_dir) / "checkpoints";
     const fs::path final_dir = root / step_folder(state.step);
     const fs::path tmp = root / fmt::format(".{}.tmp", step_folder(state.step));
@@ -202,8 +207,9 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
                                                       {"step", std::to_string(state.step)},
                                                       {"config_yaml", config_yaml}}));
         files[kOptimizerFile] = file_entry(write_tensors(
-            tmp / kOptimizerFile, be, moments(model.table(), optim),
-            {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}}));
+            tmp / kOptimizerFile, be, moments(model.table(), whole_moments),
+            {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}},
+            whole_moments.on_host()));
         auto j = nlohmann::ordered_json::parse(encode_state(state));
         j["files"] = files;
         write_file_durably((tmp / kStateFile).string(), j.dump(2) + "\n");
@@ -251,7 +257,7 @@ void verify_checkpoint(const std::string& dir_text) {
 
 Config checkpoint_config(const std::string& dir) { return load_config((fs::path(dir) / kConfigFile).string()); }
 
-TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, AdamW& optim) {
+TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, WholeMoments& whole_moments) {
     const fs::path dir(dir_text);
     verify_checkpoint(dir.string());
     const fs::path state_path = dir / kStateFile;
@@ -271,7 +277,8 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
 
     Backend& be = model.backend();
     load_tensors(SafetensorsFile((dir / kModelFile).string()), be, named(model.table(), model.truth(), ""));
-    load_tensors(SafetensorsFile((dir / kOptimizerFile).string()), be, moments(model.table(), optim));
+    load_tensors(SafetensorsFile((dir / kOptimizerFile).string()), be, moments(model.table(), whole_moments),
+                 whole_moments.on_host());
     return state;
 }
 

@@ -51,9 +51,10 @@ std::string encode_state(const TrainState& s);
 TrainState decode_state(const std::string& json, const std::string& origin);
 
 // Writes the checkpoint of `state` under run_dir/checkpoints and keeps the `keep` newest; returns its folder.
-// Only one process of a run may call it (rank 0). Unfinished .tmp folders of earlier attempts are removed.
-std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model, const AdamW& optim,
-                             const TrainState& state, int keep);
+// Only one process of a run may call it (rank 0), with the optimizer's whole moments (AdamW::gather_moments).
+// Unfinished .tmp folders of earlier attempts are removed.
+std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model,
+                             const WholeMoments& moments, const TrainState& state, int keep);
 
 // The newest complete checkpoint folder of a run, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);
@@ -64,11 +65,11 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
 // name the file (and say how to fall back to an older checkpoint).
 void verify_checkpoint(const std::string& dir);
 
-// Verifies the checkpoint folder `dir` and loads its weights into model.truth() and its moments into the
-// optimizer's buffers (the caller syncs the compute weights). `cfg` must equal the checkpoint's config except
-// for keys that do not change what is computed (threads, max_steps, intervals, ...); errors name the file or
-// the keys.
-TrainState load_checkpoint(const std::string& dir, const Config& cfg, Model& model, AdamW& optim);
+// Verifies the checkpoint folder `dir` and loads its weights into model.truth() and its moments into `moments`
+// (AdamW::moment_buffers; the caller syncs the compute weights and keeps the optimizer's shard). `cfg` must equal
+// the checkpoint's config except for keys that do not change what is computed (threads, max_steps, intervals,
+// sharding, ...); errors name the file or the keys.
+TrainState load_checkpoint(const std::string& dir, const Config& cfg, Model& model, WholeMoments& moments);
 
 // Verifies the checkpoint folder `dir` and loads only its weights into model.truth() (for evaluation; the
 // model's parameter table must match the checkpoint's); returns the checkpoint's step.

@@ -174,7 +174,8 @@ struct Trainer::Impl {
 
         model = std::make_unique<Model>(*backend, cfg, B, T);
         model->init(cfg.run.seed);
-        optim = std::make_unique<AdamW>(*model, cfg.train, cfg.precision, cfg.run.seed);
+        optim = std::make_unique<AdamW>(*model, cfg.train, cfg.precision, cfg.run.seed,
+                                        &device_communicator(comm, *backend));
         sink = std::make_unique<SinkMetrics>(*model, cfg);
         const std::optional<TrainState> resumed = restore();
 
@@ -215,9 +216,11 @@ struct Trainer::Impl {
     // --resume: rank 0 verifies and reads the newest checkpoint; every rank gets its tensors and state.
     std::optional<TrainState> restore() {
         std::string text;
+        std::unique_ptr<WholeMoments> moments;
         if (lead && !resume_from.empty()) {
             last_checkpoint = resume_from;
-            text = encode_state(load_checkpoint(resume_from, cfg, *model, *optim));
+            moments = optim->moment_buffers();
+            text = encode_state(load_checkpoint(resume_from, cfg, *model, *moments));
         }
         uint64_t n = text.size();
         comm.broadcast(&n, sizeof n, 0);
@@ -225,10 +228,11 @@ struct Trainer::Impl {
         text.resize(n);
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
+        if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);
         device.broadcast(*backend, model->truth(), 0);
-        device.broadcast(*backend, optim->m(), 0);
-        device.broadcast(*backend, optim->v(), 0);
+        moments->broadcast(*backend, device, 0);
+        optim->keep_shard(*moments);
         model->sync_weights();
         optim->set_steps_taken(s.optimizer_steps);
         train_data->seek(s.train_data);
@@ -257,8 +261,10 @@ struct Trainer::Impl {
                    step, fmt::join(differ, ", "));
     }
 
-    // Rank 0 flushes the run log (the checkpoint's rows must be on disk first) and writes the checkpoint.
+    // Rank 0 flushes the run log (the checkpoint's rows must be on disk first) and writes the checkpoint; every
+    // rank calls this, for the sharded optimizer's moments are gathered first.
     void checkpoint(int64_t step) {
+        const std::unique_ptr<WholeMoments> moments = optim->gather_moments();
         if (!lead) return;
         runlog->flush();
         TrainState s;
@@ -270,7 +276,7 @@ struct Trainer::Impl {
         s.config_hash = config_hash(cfg);
         s.guard = guard.state();
         const auto t0 = std::chrono::steady_clock::now();
-        last_checkpoint = write_checkpoint(dir, cfg, *model, *optim, s, cfg.checkpoint.keep);
+        last_checkpoint = write_checkpoint(dir, cfg, *model, *moments, s, cfg.checkpoint.keep);
         log->info("step {:>6} | checkpoint {} ({:.2f} s)", step, last_checkpoint,
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
+#include <tuple>
 #include <filesystem>
 
 #include "train/safetensors.h"
@@ -93,6 +95,49 @@ TEST(MpiTraining, TwoRanksEqualOneRankWithTheDoubleBatch) {
     ASSERT_EQ(val_two.size(), val_double.size());
     for (size_t i = 0; i < val_two.size(); i++) EXPECT_NEAR(val_two[i], val_double[i], 1e-5 * val_double[i]);
     EXPECT_EQ(RunLogReader(dir / "two/metrics.h5").num_attr("world_size"), 2.0);
+}
+
+// Every tensor of two safetensors files holds the same bits.
+void expect_same_tensors(const std::string& a, const std::string& b) {
+    const SafetensorsFile fa(a), fb(b);
+    ASSERT_EQ(fa.tensors().size(), fb.tensors().size());
+    for (const StoredTensor& t : fa.tensors()) {
+        const StoredTensor& u = fb.get(t.name, t.dtype, t.shape);
+        ASSERT_EQ(t.bytes, u.bytes);
+        EXPECT_EQ(std::memcmp(t.data, u.data, t.bytes), 0) << t.name << " differs between " << a << " and " << b;
+    }
+}
+
+// ZeRO-1 (train.shard_optimizer): the same losses, weights and checkpointed moments as unsharded, and checkpoints
+// that resume either way.
+TEST(MpiTraining, ShardedOptimizerTrainsTheSameModel) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_zero1");
+    // The schedule's horizon is fixed, so that a run stopped at step 10 and resumed to 20 follows the same curve.
+    const std::string opts = "--set run.threads=1 --set train.micro_batch=4 --set train.decay_steps=20 ";
+    const std::string shard = "--set train.shard_optimizer=true ";
+    ASSERT_EQ(run_command(mpiexec(2, small_run(dir, "plain", 20, opts))).rc, 0);
+    const CommandResult sharded = run_command(mpiexec(2, small_run(dir, "sharded", 20, opts + shard)));
+    ASSERT_EQ(sharded.rc, 0) << sharded.out;
+    const auto plain_loss = column(dir / "plain/metrics.h5", "train", "loss");
+    ASSERT_EQ(plain_loss.size(), 20u);
+    EXPECT_EQ(column(dir / "sharded/metrics.h5", "train", "loss"), plain_loss);
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"})
+        expect_same_tensors(dir / (std::string("plain/checkpoints/step_00000020/") + file),
+                            dir / (std::string("sharded/checkpoints/step_00000020/") + file));
+
+    // Stopped at 10 sharded and resumed unsharded, and the other way round.
+    for (const auto& [name, first, then] : {std::tuple{"to_plain", shard, std::string()},
+                                            std::tuple{"to_sharded", std::string(), shard}}) {
+        SCOPED_TRACE(name);
+        const CommandResult a = run_command(mpiexec(2, small_run(dir, name, 10, opts + first)));
+        ASSERT_EQ(a.rc, 0) << a.out;
+        const CommandResult b = run_command(mpiexec(2, small_run(dir, name, 20, opts + then) + " --resume"));
+        ASSERT_EQ(b.rc, 0) << b.out;
+        EXPECT_EQ(column(dir / (std::string(name) + "/metrics.h5"), "train", "loss"), plain_loss);
+        expect_same_tensors(dir / "plain/checkpoints/step_00000020/optimizer.safetensors",
+                            dir / (std::string(name) + "/checkpoints/step_00000020/optimizer.safetensors"));
+    }
 }
 
 TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
