@@ -1,7 +1,7 @@
 // AdamW over the model's flat buffers: one call per parameter tensor (each has its own decay flag),
 // global-norm clipping from one reduction over the flat gradient. With train.shard_optimizer (ZeRO-1) each rank
 // keeps the moments of one contiguous shard of the flat buffer, updates only that shard's weights, and the ranks
-// then gather the weights: the same update as unsharded, with 2/world of the moment memory.
+// then gather the weights: the same update as unsharded, with 1/world of the moment memory.
 #pragma once
 #include <memory>
 #include <vector>
