@@ -34,7 +34,7 @@ void matmul_bwd(T* dx, T* dW, const T* dout, const T* x, const T* W, int64_t N, 
     gemm(CblasTrans, CblasNoTrans, O, I, N, dout, O, x, I, T(1), dW, I);
 }
 
-#define SL_INSTANTIATE(T)                                                           \
+#define SL_INSTANTIATE(T)                                                                     \
     template void matmul_fwd<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, const T*); \
     template void matmul_bwd<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);
 SL_INSTANTIATE(float)

@@ -21,8 +21,8 @@ void headnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_
 template <typename T>
 void headnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t nh,
                   int64_t hd, bool per_head, void* scratch, cudaStream_t st) {
-    norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, headnorm_layout(N, nh, hd, per_head), false,
-             scratch, st);
+    norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, headnorm_layout(N, nh, hd, per_head),
+             false, scratch, st);
 }
 
 template <typename T>

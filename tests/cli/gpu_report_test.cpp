@@ -35,15 +35,16 @@ BenchRow find_row(const std::string& log, const std::string& label) {
 TEST(GpuReport, SummarizesABenchLog) {
     TempDir out("gpu_report");
     const CommandResult bench = run_sinklab(
-        "bench " + kSource + "/configs/tiny.yaml --variants standard headnorm --impls sinklab cudnn --metrics --steps 1 "
-                  "--warmup 0 --no-profile --set run.threads=1",
+        "bench " + kSource +
+            "/configs/tiny.yaml --variants standard headnorm --impls sinklab cudnn --metrics --steps 1 --warmup 0 "
+            "--no-profile --set run.threads=1",
         "OMP_WAIT_POLICY=passive");
     ASSERT_EQ(bench.rc, 0) << bench.out;
     write_file(out.path() + "/bench-1024.log", bench.out);
     write_file(out.path() + "/stages.tsv", "bench-1024\tok\t3\t110\n");
 
-    const CommandResult report =
-        run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() + "/stages.tsv " + out.path());
+    const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
+                                             "/stages.tsv " + out.path());
     ASSERT_EQ(report.rc, 0) << report.out;
     const std::string md = read_file(out.path() + "/report.md");
 
@@ -54,7 +55,8 @@ TEST(GpuReport, SummarizesABenchLog) {
     char expect[160];
     std::snprintf(expect, sizeof(expect), "memory %.2f GiB (sinklab info: %.2f)", ours.gib, ours.estimate);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
-    std::snprintf(expect, sizeof(expect), "with cuDNN attention %.3fx our tokens/s", cudnn.tokens_per_s / ours.tokens_per_s);
+    std::snprintf(expect, sizeof(expect), "with cuDNN attention %.3fx our tokens/s",
+                  cudnn.tokens_per_s / ours.tokens_per_s);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
     EXPECT_EQ(md.find("n/a"), std::string::npos) << "a bench row the report did not find:\n" << md;
     EXPECT_NE(md.find("| bench-1024 | ok | 3s of 110s | standard "), std::string::npos) << md;

@@ -32,8 +32,8 @@ TEST_P(Footprint, EstimateIsWhatATrainingStepAllocates) {
             // Held for the whole run: exactly the estimate.
             EXPECT_EQ(be->memory_in_use() - before, estimate);
             // At its peak the run may also hold the HeadNorm init's short-lived buffers (64 tokens of one block).
-            const size_t init_tokens = size_t(kHeadNormInitTokens) * (2 * cfg.model.d_model + cfg.model.n_head *
-                                                                                               cfg.model.head_dim() * 4);
+            const size_t per_token = 2 * cfg.model.d_model + cfg.model.n_head * cfg.model.head_dim() * 4;
+            const size_t init_tokens = size_t(kHeadNormInitTokens) * per_token;
             EXPECT_GE(be->peak_memory() - before, estimate);
             EXPECT_LE(be->peak_memory() - before, estimate + init_tokens * dtype_size(compute));
         }
