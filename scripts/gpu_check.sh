@@ -133,14 +133,16 @@ train() {
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
 # One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape. One layer and a small vocabulary
-# leave little device memory for ncu to save and restore between its replays of a kernel.
+# (byte tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The
+# configuration is checked first, so that a dry run finds a mistake in it.
 profile() {
-    local ncu
+    local ncu cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
+                   --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
+    sl "$bin/sinklab" info "${cfg[@]}" >/dev/null || return 1
     ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null) || { echo "ncu: none"; return 1; }
     sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 3 -f \
-        -o "$work/attn" "$bin/sinklab" bench configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 \
-        --set train.micro_batch=48 --set model.n_layer=1 --set model.vocab_size=512 --variants standard --steps 1 \
-        --warmup 0 --no-profile || return 1
+        -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --steps 1 --warmup 0 --no-profile ||
+        return 1
     "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv" &&
         "$ncu" -i "$work/attn.ncu-rep" --page details
 }
