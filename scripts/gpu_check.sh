@@ -3,28 +3,32 @@
 #   bash scripts/gpu_pack.sh          # fills .carry/ (portable binaries, their libraries, token shards)
 # then on the GPU machine, from the repository root, with carry [".carry"] and a 600 s limit:
 #   bash scripts/gpu_check.sh
-# Stages, each with its own time limit (together 9.5 minutes; the whole check takes about 4 on an H200) and its own
-# log $OUT/<stage>.log; a stage that fails or runs out of time is reported and the next one runs:
+# Stages, each with its own time limit (together 9.8 minutes; the whole check takes about 4.5 on an H200) and its
+# own log <stage>.log; a stage that fails or runs out of time is reported and the next one runs:
 #   preflight   unpack .carry; GPU, driver, toolkit, cuDNN and PyTorch versions; every library of the binaries found
 #   tests       the CUDA test suite: sinklab_tests --gtest_filter='Cuda*:*Model*' (less the tests that need this
 #               checkout's build paths)
-#   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests
+#   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests, memcheck on the
+#               attention op tests
 #   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard and headnorm,
 #   bench-4096  with and without per-step sink metrics, attention.impl sinklab and cudnn; with per-op timing, then
 #               without it for the tokens/s
 #   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
-# $OUT/report.md gets the summary table (also printed last) and each stage's key lines. Without a GPU every GPU
-# stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh; OUT defaults to
-# /tmp/sinklab-gpu-check-out).
+#   profile     Nsight Compute (ncu --set full) on one launch each of our three attention kernels at llama-152m's
+#               T=1024 shape: time, tensor-pipe and issue activity, occupancy and the largest stall reasons
+# $OUT/report.md gets the summary table (also printed last) and each stage's key lines; $OUT/logs.tar.gz the logs
+# (rewritten after every stage, so a call cut short still returns them; the device tool returns at most 8 files).
+# Without a GPU every GPU stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh;
+# OUT defaults to /tmp/sinklab-gpu-check-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${TMPDIR:-/tmp}/sinklab-gpu-check-out}
 work=${TMPDIR:-/tmp}/sinklab-gpu-check
 mkdir -p "$OUT"
 rm -rf "$work"
-mkdir -p "$work/pack" "$work/runs"
+mkdir -p "$work/pack" "$work/runs" "$work/logs"
 : >"$work/stages.tsv"
 export OUT work
 export bin=$work/pack/bin
@@ -88,12 +92,15 @@ tests() {
 # throughput that gpu_report.py compares with PyTorch; it reads the last table of the log.
 # compute-sanitizer (memcheck, then racecheck for the shared-memory reductions) on the small op tests of the
 # normalization and sink-metric kernels; the whole suite under it would not fit the call.
+# The attention kernels get memcheck only: racecheck on them would not fit the stage.
 sanitize() {
     local cs filter='CudaOps.RMSNorm:CudaOps.HeadNorm:CudaOps.QKNorm:CudaOps.SinkMetric*'
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null) ||
         { echo "compute-sanitizer: none"; return 1; }
     sl "$cs" --tool memcheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1 &&
-        sl "$cs" --tool racecheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1
+        sl "$cs" --tool racecheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1 &&
+        sl "$cs" --tool memcheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_brief=1 \
+            --gtest_filter='CudaOps.Attention*:-CudaOps.AttentionCudnn*'
 }
 
 bench() {  # bench T MICRO_BATCH
@@ -125,13 +132,27 @@ train() {
         --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
-export -f preflight tests sanitize bench torch_peer train
+# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape. One layer and a small vocabulary
+# (byte tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The
+# configuration is checked first, so that a dry run finds a mistake in it.
+profile() {
+    local ncu cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
+                   --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
+    sl "$bin/sinklab" info "${cfg[@]}" >/dev/null || return 1
+    ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null) || { echo "ncu: none"; return 1; }
+    sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 3 -f \
+        -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --steps 1 --warmup 0 --no-profile ||
+        return 1
+    "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv" &&
+        "$ncu" -i "$work/attn.ncu-rep" --page details
+}
+export -f preflight tests sanitize bench torch_peer train profile
 
-stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to $OUT/NAME.log, a row in stages.tsv
+stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to logs/NAME.log, a row in stages.tsv
     local name=$1 limit=$2 t0=$SECONDS rc status
     shift 2
     echo "== $name (limit ${limit}s)"
-    timeout -k 10 "$limit" bash -c '"$@"' _ "$@" >"$OUT/$name.log" 2>&1
+    timeout -k 10 "$limit" bash -c '"$@"' _ "$@" >"$work/logs/$name.log" 2>&1
     rc=$?
     case $rc in
         0) status=ok ;;
@@ -139,19 +160,21 @@ stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to $OUT/NAME.log, a r
         *) status="FAIL (rc $rc)" ;;
     esac
     printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - t0))" "$limit" >>"$work/stages.tsv"
-    tail -n 4 "$OUT/$name.log" | sed 's/^/   /'
+    tail -n 4 "$work/logs/$name.log" | sed 's/^/   /'
+    tar -czf "$OUT/logs.tar.gz" -C "$work" logs
 }
 
 stage preflight 30 preflight
 stage tests 60 tests
 stage sanitize 60 sanitize
-stage bench-1024 110 bench 1024 48
-stage bench-4096 120 bench 4096 12
+stage bench-1024 90 bench 1024 48
+stage bench-4096 90 bench 4096 12
 stage torch-1024 70 torch_peer 1024 48
-stage torch-4096 60 torch_peer 4096 12
-stage train 60 train
+stage torch-4096 75 torch_peer 4096 12
+stage train 45 train
+stage profile 70 profile
 
-python3 scripts/gpu_report.py "$work/stages.tsv" "$OUT" || {
+python3 scripts/gpu_report.py "$work/stages.tsv" "$work/logs" "$OUT" || {
     echo "gpu_report.py failed; the stages were:"
     cat "$work/stages.tsv"
 }

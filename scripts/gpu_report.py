@@ -1,8 +1,10 @@
 """Writes OUT/report.md for scripts/gpu_check.sh from its stage table and logs, and prints the summary table last.
 
-Usage: python3 scripts/gpu_report.py STAGES.tsv OUT     (standard library only: it runs under any python3)
+Usage: python3 scripts/gpu_report.py STAGES.tsv LOGS OUT     (standard library only: it runs under any python3)
 STAGES.tsv: one line per stage, tab-separated: name, status (ok | TIMEOUT | FAIL (rc N)), seconds, limit.
+LOGS: the folder of the stages' NAME.log files (and the profile stage's ncu-raw.csv).
 """
+import csv
 import os
 import re
 import sys
@@ -11,8 +13,8 @@ import sys
 BENCH_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s*$")
 
 
-def read(out, name):
-    path = os.path.join(out, name + ".log")
+def read(logs, name):
+    path = os.path.join(logs, name + ".log")
     return open(path, encoding="utf-8", errors="replace").read().splitlines() if os.path.exists(path) else []
 
 
@@ -87,10 +89,61 @@ def train_summary(lines):
     return s
 
 
+STALL = re.compile(r"^smsp__average_warps_issue_stalled_(\w+)_per_issue_active\.ratio$")
+TO_US = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
+
+
+def profile_lines(path):
+    """One line per kernel of ncu's raw CSV (a row of metric names, a row of units, a row per kernel): time,
+    tensor-pipe and issue activity, achieved occupancy, registers, and the three largest stall reasons in cycles
+    per issued instruction."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        rows = [r for r in csv.reader(f) if r]
+    start = next((i for i, r in enumerate(rows) if "Kernel Name" in r), None)
+    if start is None or start + 1 >= len(rows):
+        return []
+    names, units = rows[start], rows[start + 1]
+
+    def number(row, metric):
+        if metric not in names:
+            return None
+        try:
+            return float(row[names.index(metric)].replace(",", ""))
+        except (ValueError, IndexError):
+            return None
+
+    lines = []
+    for row in rows[start + 2:]:
+        if len(row) != len(names):
+            continue
+        kernel = re.search(r"attn_\w+?_kernel", row[names.index("Kernel Name")])
+        parts = [kernel.group(0) if kernel else row[names.index("Kernel Name")][:40]]
+        t = number(row, "gpu__time_duration.sum")
+        if t is not None:
+            parts.append(f"{t * TO_US.get(units[names.index('gpu__time_duration.sum')], 1.0):.0f} us")
+        for metric, label in (("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active", "tensor pipe"),
+                              ("smsp__issue_active.avg.pct_of_peak_sustained_active", "issue active"),
+                              ("sm__warps_active.avg.pct_of_peak_sustained_active", "occupancy")):
+            v = number(row, metric)
+            if v is not None:
+                parts.append(f"{label} {v:.0f}%")
+        regs = number(row, "launch__registers_per_thread")
+        if regs is not None:
+            parts.append(f"{regs:.0f} registers")
+        stalls = sorted(((number(row, n), m.group(1)) for n in names for m in [STALL.match(n)]
+                         if m and m.group(1) != "selected" and number(row, n) is not None), reverse=True)[:3]
+        if stalls:
+            parts.append("stalls (cycles per issue): " + ", ".join(f"{k} {v:.2f}" for v, k in stalls))
+        lines.append("; ".join(parts))
+    return lines
+
+
 def main():
-    stages_path, out = sys.argv[1], sys.argv[2]
+    stages_path, log_dir, out = sys.argv[1], sys.argv[2], sys.argv[3]
     stages = [line.rstrip("\n").split("\t") for line in open(stages_path, encoding="utf-8") if line.strip()]
-    logs = {s[0]: read(out, s[0]) for s in stages}
+    logs = {s[0]: read(log_dir, s[0]) for s in stages}
     bench = {s[0]: bench_rows(logs[s[0]]) for s in stages if s[0].startswith("bench-")}
 
     key = {}
@@ -115,6 +168,8 @@ def main():
                 f", with cuDNN attention {cudnn[0] / t:.3f}x" if t and cudnn else "")
     key["train"] = train_summary(logs.get("train", []))
     key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"
+    profile = profile_lines(os.path.join(log_dir, "ncu-raw.csv"))
+    key["profile"] = f"{len(profile)} kernels profiled (see below)" if profile else "no ncu results"
 
     table = ["| stage | status | time | key result |", "| --- | --- | --- | --- |"]
     for name, status, secs, limit in stages:
@@ -132,6 +187,8 @@ def main():
         lines = logs[name]
         start = next((i for i, l in enumerate(lines) if l.startswith("bench ")), 0)
         md += [f"## {name}", "", "```"] + lines[start:] + ["```", ""]
+    if profile:
+        md += ["## profile", "", "```"] + profile + ["```", ""]
     for s in stages:
         if s[0].startswith("torch-") or s[0] == "train" or s[0] == "preflight":
             md += [f"## {s[0]}", "", "```"] + logs[s[0]][-40:] + ["```", ""]

@@ -17,6 +17,11 @@ namespace {
 
 constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
 
+// Blocks per multiprocessor the backward kernels are compiled for. At head dim <= 64 with softmax, ptxas fits them
+// in 168 registers without spilling, so three blocks (12 warps) share a multiprocessor instead of two; the others
+// would spill.
+template <int HDP, bool kSigmoid> constexpr int kBwdMinBlocks = HDP <= 64 && !kSigmoid ? 3 : 1;
+
 // ---- PTX wrappers --------------------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
@@ -47,6 +52,12 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint3
 __device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                  "r"(valid ? 16 : 0)
+                 : "memory");
+}
+// 4 bytes, for the per-row lse and D; zero-fills when !valid.
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 4 : 0)
                  : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -98,12 +109,32 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int64_t stri
 
 __device__ __forceinline__ float sigmoid2(float z) { return 1.f / (1.f + exp2f(-z * kLog2e)); }
 
+// Sets the invisible scores of an accumulator tile to -inf, which every score function maps to weight 0 (the scale
+// is positive). Element e of n-tile nt is row rows[e / 2], column col0 + 8 nt + 2 tq + e % 2; rows are queries, or
+// keys when kKeyRows (then the columns are queries, which may lie beyond T). Only the tiles that cross the diagonal
+// or T, or any tile under isolation, call this: the others run without a per-element branch.
+template <bool kKeyRows, int N>
+__device__ __forceinline__ void mask_tile(float (&s)[N][4], const AttnParams& p, const int (&rows)[2], int col0,
+                                          int tq) {
+    bool iso[2] = {};
+    if (!kKeyRows) iso[0] = is_isolated(p, rows[0]), iso[1] = is_isolated(p, rows[1]);
+#pragma unroll
+    for (int nt = 0; nt < N; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int col = col0 + nt * 8 + 2 * tq + (e & 1), r = rows[e >> 1];
+            bool vis = kKeyRows ? col < p.T && visible(p, col, is_isolated(p, col), r)
+                                : visible(p, r, iso[e >> 1], col);
+            if (!vis) s[nt][e] = -INFINITY;
+        }
+}
+
 __device__ __forceinline__ bool sink_family(AttnScore s) {
     return s == AttnScore::SinkLogit || s == AttnScore::OffByOne;
 }
 
 // ---- forward ---------------------------------------------------------------------------------------------
-template <int HDP>
+template <int HDP, bool kSigmoid>
 __global__ void __launch_bounds__(kThreads)
     attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
                     bool vec) {
@@ -127,10 +158,9 @@ __global__ void __launch_bounds__(kThreads)
 
     // This thread holds rows row[0] and row[1] = row[0] + 8 of the warp's 16 (accumulator elements 0,1 and 2,3).
     const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
-    const bool iso[2] = {is_isolated(p, row[0]), is_isolated(p, row[1])};
-    const bool softmax = p.score != AttnScore::Sigmoid;
-    const float zscale = softmax ? p.scale * kLog2e : p.scale;  // softmax works in base 2
-    // Running max and (per-thread partial) sum of each row; the sink logit enters both, its exp once per row.
+    const float zscale = p.scale * kLog2e;  // softmax works in base 2
+    // Running max (scaled) and (per-thread partial) sum of each row; the sink logit enters both, its exp once per
+    // row.
     float m[2], l[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -169,17 +199,13 @@ __global__ void __launch_bounds__(kThreads)
             }
 
         const int k0 = j * Bc;
-        const bool need_mask = k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0;
+        if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
+        if constexpr (kSigmoid) {
 #pragma unroll
-        for (int nt = 0; nt < NC; nt++)
+            for (int nt = 0; nt < NC; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1, key = k0 + nt * 8 + 2 * tq + (e & 1);
-                bool vis = !need_mask || visible(p, row[r], iso[r], key);
-                float z = s[nt][e] * zscale;
-                s[nt][e] = softmax ? (vis ? z : -INFINITY) : (vis ? sigmoid2(z + p.sigmoid_bias) : 0.f);
-            }
-        if (softmax) {
+                for (int e = 0; e < 4; e++) s[nt][e] = sigmoid2(s[nt][e] * p.scale + p.sigmoid_bias);
+        } else {
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 float mx = -INFINITY;
@@ -187,7 +213,7 @@ __global__ void __launch_bounds__(kThreads)
                 for (int nt = 0; nt < NC; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 threads of a row
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                float m_new = fmaxf(m[r], mx);
+                float m_new = fmaxf(m[r], mx * zscale);
                 float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
                 float alpha = exp2f(m[r] - m_use), sum = 0.f;
                 m[r] = m_new;
@@ -195,7 +221,7 @@ __global__ void __launch_bounds__(kThreads)
                 for (int nt = 0; nt < NC; nt++)
 #pragma unroll
                     for (int c = 0; c < 2; c++) {
-                        float pv = exp2f(s[nt][2 * r + c] - m_use);
+                        float pv = exp2f(fmaf(s[nt][2 * r + c], zscale, -m_use));
                         s[nt][2 * r + c] = pv;
                         sum += pv;
                     }
@@ -228,14 +254,14 @@ __global__ void __launch_bounds__(kThreads)
         float lsum = l[r];
         lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
         lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
-        float inv = !softmax ? 1.f : lsum > 0.f ? 1.f / lsum : 0.f;
+        float inv = kSigmoid ? 1.f : lsum > 0.f ? 1.f / lsum : 0.f;
 #pragma unroll
         for (int dt = 0; dt < ND; dt++) {
             acc[dt][2 * r] *= inv;
             acc[dt][2 * r + 1] *= inv;
         }
         if (tq == 0 && row[r] < p.T)
-            lse[(int64_t(b) * p.H + h) * p.T + row[r]] = softmax ? (m[r] + log2f(lsum)) * kLn2 : 0.f;
+            lse[(int64_t(b) * p.H + h) * p.T + row[r]] = kSigmoid ? 0.f : (m[r] + log2f(lsum)) * kLn2;
     }
     // Stage this warp's 16 output rows in its own rows of sQ (no longer read), then store whole rows.
     bf16* sO = sQ + warp * 16 * S;
@@ -262,29 +288,28 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- backward ---------------------------------------------------------------------------------------------
-// p and the scaled dz of one score s = q.k, given dp = dout.v, the row's base-2 lse and D.
+// p and the scaled dz of one score s = q.k (-inf where masked), given dp = dout.v, the row's base-2 lse and D.
 struct Grad {
     float p, dz;
 };
-__device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float dp, bool vis, float lse2, float D) {
-    Grad r{0.f, 0.f};
-    if (!vis) return r;
-    if (p.score == AttnScore::Sigmoid) {
+template <bool kSigmoid>
+__device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float dp, float lse2, float D) {
+    Grad r;
+    if constexpr (kSigmoid) {
         r.p = sigmoid2(s * p.scale + p.sigmoid_bias);
-        r.dz = dp * r.p * (1.f - r.p);
+        r.dz = dp * r.p * (1.f - r.p) * p.scale;
     } else {
-        r.p = exp2f(s * p.scale * kLog2e - lse2);
-        r.dz = r.p * (dp - D);
+        r.p = exp2f(fmaf(s, p.scale * kLog2e, -lse2));
+        r.dz = r.p * (dp - D) * p.scale;
     }
-    r.dz *= p.scale;
     return r;
 }
 
 // Grid (key tiles of 64, Hkv, B). Warp w owns keys k0 + 16w .. +15 and keeps their dk, dv in registers while
 // the block walks the query tiles (Bq rows) of each head of the group; S^T and dP^T are computed directly
 // (keys as rows), so P^T and dS^T are already the A operands of dV += P^T dO and dK += dS^T Q.
-template <int HDP, int Bq>
-__global__ void __launch_bounds__(kThreads)
+template <int HDP, int Bq, bool kSigmoid>
+__global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dkdv_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                      const __grid_constant__ AttnParams p, bool vec) {
     constexpr int Bc = 64, S = HDP + 8, KD = HDP / 16, NQ = Bq / 8, ND = HDP / 8;
@@ -293,8 +318,8 @@ __global__ void __launch_bounds__(kThreads)
     bf16* sV = sK + Bc * S;                        // [Bc][S]
     bf16* sQ = sV + Bc * S;                        // [2][Bq][S]
     bf16* sdO = sQ + 2 * Bq * S;                   // [2][Bq][S]
-    float* sL = reinterpret_cast<float*>(sdO + 2 * Bq * S);  // [2][Bq] base-2 lse
-    float* sD = sL + 2 * Bq;                                 // [2][Bq]
+    float* sL = reinterpret_cast<float*>(sdO + 2 * Bq * S);  // [2][Bq] lse (softmax family only)
+    float* sD = sL + 2 * Bq;                                 // [2][Bq] (softmax family only)
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const int k0 = blockIdx.x * Bc, g = blockIdx.y, b = blockIdx.z, rep = p.H / p.Hkv;
@@ -302,17 +327,20 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t do_stride = int64_t(p.H) * p.hd;
     const bf16* dob = dout + int64_t(b) * p.T * do_stride;
     const int q_first = k0 / Bq, nq = (p.T + Bq - 1) / Bq - q_first, n_it = rep * nq;
-    const bool softmax = p.score != AttnScore::Sigmoid;
 
+    // Asynchronous like the tiles: a plain load here would stall every thread of the block once per iteration.
     auto load_queries = [&](int it, int buf) {
         int h = g * rep + it / nq, t0 = (q_first + it % nq) * Bq;
         load_tile<Bq, HDP>(sQ + buf * Bq * S, base + h * p.hd, p.W, t0, p.T, p.hd, vec);
         load_tile<Bq, HDP>(sdO + buf * Bq * S, dob + h * p.hd, do_stride, t0, p.T, p.hd, vec);
-        const float* lse_h = lse + (int64_t(b) * p.H + h) * p.T;
-        for (int i = threadIdx.x; i < Bq; i += kThreads) {
-            int t = t0 + i;
-            sL[buf * Bq + i] = t < p.T && softmax ? lse_h[t] * kLog2e : 0.f;
-            sD[buf * Bq + i] = t < p.T && softmax ? D[(int64_t(b) * p.H + h) * p.T + t] : 0.f;
+        if constexpr (!kSigmoid) {
+            const int64_t row0 = (int64_t(b) * p.H + h) * p.T;
+            for (int i = threadIdx.x; i < 2 * Bq; i += kThreads) {
+                int t = t0 + i % Bq;
+                bool ok = t < p.T;
+                const float* src = i < Bq ? lse : D;
+                cp_async4((i < Bq ? sL : sD) + buf * Bq + i % Bq, ok ? src + row0 + t : src, ok);
+            }
         }
     };
     load_tile<Bc, HDP>(sK, base + (p.H + g) * p.hd, p.W, k0, p.T, p.hd, vec);
@@ -355,14 +383,14 @@ __global__ void __launch_bounds__(kThreads)
                 mma(dpt[2 * np + 1], vf, of[2], of[3]);
             }
         }
-        const bool need_mask = t0 < k0 + Bc || t0 + Bq > p.T || k0 + Bc > p.T || p.n_isolate > 0;
+        if (t0 < k0 + Bc || t0 + Bq > p.T || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<true>(st, p, key, t0, tq);
 #pragma unroll
         for (int nt = 0; nt < NQ; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int qi = nt * 8 + 2 * tq + (e & 1), t = t0 + qi;
-                bool vis = !need_mask || (t < p.T && visible(p, t, is_isolated(p, t), key[e >> 1]));
-                Grad gd = score_grad(p, st[nt][e], dpt[nt][e], vis, cL[qi], cD[qi]);
+                int qi = nt * 8 + 2 * tq + (e & 1);
+                Grad gd = score_grad<kSigmoid>(p, st[nt][e], dpt[nt][e], kSigmoid ? 0.f : cL[qi] * kLog2e,
+                                               kSigmoid ? 0.f : cD[qi]);
                 st[nt][e] = gd.p;
                 dpt[nt][e] = gd.dz;
             }
@@ -405,8 +433,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // Grid (query tiles of 64, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in registers)
 // and walks the key tiles (Bc keys) up to the diagonal.
-template <int HDP, int Bc>
-__global__ void __launch_bounds__(kThreads)
+template <int HDP, int Bc, bool kSigmoid>
+__global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dq_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                    const __grid_constant__ AttnParams p, bool vec) {
     constexpr int Br = 64, S = HDP + 8, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
@@ -423,7 +451,6 @@ __global__ void __launch_bounds__(kThreads)
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
     const int64_t do_stride = int64_t(p.H) * p.hd;
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
-    const bool softmax = p.score != AttnScore::Sigmoid;
 
     load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
     load_tile<Br, HDP>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
@@ -432,14 +459,12 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_commit();
 
     const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
-    bool iso[2];
     float lse2[2], Dr[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        iso[r] = is_isolated(p, row[r]);
         int64_t i = (int64_t(b) * p.H + h) * p.T + row[r];
-        lse2[r] = row[r] < p.T && softmax ? lse[i] * kLog2e : 0.f;
-        Dr[r] = row[r] < p.T && softmax ? D[i] : 0.f;
+        lse2[r] = row[r] < p.T && !kSigmoid ? lse[i] * kLog2e : 0.f;
+        Dr[r] = row[r] < p.T && !kSigmoid ? D[i] : 0.f;
     }
     uint32_t qf[KD][4], of[KD][4];
     float dq[ND][4] = {};
@@ -478,15 +503,12 @@ __global__ void __launch_bounds__(kThreads)
                 mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
             }
         const int k0 = j * Bc;
-        const bool need_mask = k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0;
+        if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
 #pragma unroll
         for (int nt = 0; nt < NC; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1, key = k0 + nt * 8 + 2 * tq + (e & 1);
-                bool vis = !need_mask || visible(p, row[r], iso[r], key);
-                s[nt][e] = score_grad(p, s[nt][e], dp[nt][e], vis, lse2[r], Dr[r]).dz;
-            }
+            for (int e = 0; e < 4; e++)
+                s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
 #pragma unroll
         for (int kk = 0; kk < Bc / 16; kk++) {  // dQ += dS K
             uint32_t da[4];
@@ -553,22 +575,39 @@ template <typename K> void launch(K kernel, dim3 grid, size_t smem, cudaStream_t
     CUDA_CHECK_LAUNCH();
 }
 
-template <int HDP> void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec,
-                                 cudaStream_t st) {
-    constexpr int S = HDP + 8;
-    dim3 grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    launch(attn_fwd_kernel<HDP>, grid, size_t(64 + 4 * 64) * S * sizeof(bf16), st, o, lse, qkv, sink, p, vec);
+// Calls f.template operator()<HDP, kSigmoid>() for the padded head dim and the score function of p: the kernels are
+// compiled per score function so that their inner loops carry no branch on it.
+template <typename F> void dispatch(const AttnParams& p, F&& f) {
+    auto by_hd = [&]<bool kSigmoid>() {
+        switch (padded_hd(p.hd)) {
+            case 32: f.template operator()<32, kSigmoid>(); break;
+            case 64: f.template operator()<64, kSigmoid>(); break;
+            default: f.template operator()<128, kSigmoid>(); break;
+        }
+    };
+    if (p.score == AttnScore::Sigmoid)
+        by_hd.template operator()<true>();
+    else
+        by_hd.template operator()<false>();
 }
 
-template <int HDP> void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
-                                 const AttnParams& p, bool vec, cudaStream_t st) {
+template <int HDP, bool kSigmoid>
+void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec, cudaStream_t st) {
+    constexpr int S = HDP + 8;
+    dim3 grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
+    launch(attn_fwd_kernel<HDP, kSigmoid>, grid, size_t(64 + 4 * 64) * S * sizeof(bf16), st, o, lse, qkv, sink, p, vec);
+}
+
+template <int HDP, bool kSigmoid>
+void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv, const AttnParams& p,
+              bool vec, cudaStream_t st) {
     constexpr int S = HDP + 8, Bq = HDP > 64 ? 32 : 64, Bc = HDP > 64 ? 32 : 64;  // fewer registers at HDP 128
     dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(p.B));
-    launch(attn_dkdv_kernel<HDP, Bq>, kv_grid, size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float),
-           st, dqkv, dout, lse, D, qkv, p, vec);
+    launch(attn_dkdv_kernel<HDP, Bq, kSigmoid>, kv_grid,
+           size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float), st, dqkv, dout, lse, D, qkv, p, vec);
     dim3 q_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    launch(attn_dq_kernel<HDP, Bc>, q_grid, size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16), st, dqkv, dout, lse, D, qkv,
-           p, vec);
+    launch(attn_dq_kernel<HDP, Bc, kSigmoid>, q_grid, size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16), st, dqkv, dout, lse,
+           D, qkv, p, vec);
 }
 
 void check_spec(const AttnSpec& s) {
@@ -589,11 +628,7 @@ void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec
         attention_fwd_f32(o, lse, qkv, sink, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, o, qkv);
-        switch (padded_hd(s.hd)) {
-            case 32: fwd_bf16<32>(o, lse, qkv, sink, p, vec, st); break;
-            case 64: fwd_bf16<64>(o, lse, qkv, sink, p, vec, st); break;
-            default: fwd_bf16<128>(o, lse, qkv, sink, p, vec, st); break;
-        }
+        dispatch(p, [&]<int HDP, bool kSigmoid>() { fwd_bf16<HDP, kSigmoid>(o, lse, qkv, sink, p, vec, st); });
     }
 }
 
@@ -616,11 +651,7 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
-        switch (padded_hd(s.hd)) {
-            case 32: bwd_bf16<32>(dqkv, dout, lse, D, qkv, p, vec, st); break;
-            case 64: bwd_bf16<64>(dqkv, dout, lse, D, qkv, p, vec, st); break;
-            default: bwd_bf16<128>(dqkv, dout, lse, D, qkv, p, vec, st); break;
-        }
+        dispatch(p, [&]<int HDP, bool kSigmoid>() { bwd_bf16<HDP, kSigmoid>(dqkv, dout, lse, D, qkv, p, vec, st); });
     }
     if (s.score == AttnScore::SinkLogit) {
         SL_ASSERT(sink && dsink, "SinkLogit attention needs the sink logits and their gradient");

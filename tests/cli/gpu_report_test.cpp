@@ -44,7 +44,7 @@ TEST(GpuReport, SummarizesABenchLog) {
     write_file(out.path() + "/stages.tsv", "bench-1024\tok\t3\t110\n");
 
     const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
-                                             "/stages.tsv " + out.path());
+                                             "/stages.tsv " + out.path() + " " + out.path());
     ASSERT_EQ(report.rc, 0) << report.out;
     const std::string md = read_file(out.path() + "/report.md");
 
@@ -60,6 +60,38 @@ TEST(GpuReport, SummarizesABenchLog) {
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
     EXPECT_EQ(md.find("n/a"), std::string::npos) << "a bench row the report did not find:\n" << md;
     EXPECT_NE(md.find("| bench-1024 | ok | 3s of 110s | standard "), std::string::npos) << md;
+}
+
+// The profile stage's summary of ncu's raw CSV page (metric names, then units, then a row per kernel): times in
+// the unit the units row gives, the three largest stall reasons without "selected" (issuing is not a stall).
+TEST(GpuReport, SummarizesAnNcuProfile) {
+    TempDir out("gpu_report_ncu");
+    const std::string stall = "smsp__average_warps_issue_stalled_";
+    const std::string ratio = "_per_issue_active.ratio\"";
+    write_file(out.path() + "/ncu-raw.csv",
+               "\"ID\",\"Kernel Name\",\"gpu__time_duration.sum\",\"launch__registers_per_thread\","
+               "\"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active\",\"" + stall + "barrier" +
+                   ratio + ",\"" + stall + "long_scoreboard" + ratio + ",\"" + stall + "math_pipe_throttle" + ratio +
+                   ",\"" + stall + "selected" + ratio + ",\"" + stall + "wait" + ratio + "\n"
+               "\"\",\"\",\"usecond\",\"register/thread\",\"%\",\"ratio\",\"ratio\",\"ratio\",\"ratio\",\"ratio\"\n"
+               "\"0\",\"void sinklab::cuda::attn_fwd_kernel<64, false>(bf16 *)\",\"512.4\",\"134\",\"41.2\",\"0.5\","
+               "\"2.25\",\"1.75\",\"3\",\"0.9\"\n"
+               "\"1\",\"void sinklab::cuda::attn_dq_kernel<64, 64, false>(bf16 *)\",\"1,500.6\",\"168\",\"30\",\"4\","
+               "\"1\",\"0.25\",\"9\",\"2\"\n");
+    write_file(out.path() + "/stages.tsv", "profile\tok\t40\t70\n");
+    const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
+                                             "/stages.tsv " + out.path() + " " + out.path());
+    ASSERT_EQ(report.rc, 0) << report.out;
+    const std::string md = read_file(out.path() + "/report.md");
+    EXPECT_NE(md.find("| profile | ok | 40s of 70s | 2 kernels profiled"), std::string::npos) << md;
+    EXPECT_NE(md.find("attn_fwd_kernel; 512 us; tensor pipe 41%; 134 registers; stalls (cycles per issue): "
+                      "long_scoreboard 2.25, math_pipe_throttle 1.75, wait 0.90"),
+              std::string::npos)
+        << md;
+    EXPECT_NE(md.find("attn_dq_kernel; 1501 us; tensor pipe 30%; 168 registers; stalls (cycles per issue): "
+                      "barrier 4.00, wait 2.00, long_scoreboard 1.00"),
+              std::string::npos)
+        << md;
 }
 
 }  // namespace

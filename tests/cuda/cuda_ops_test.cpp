@@ -448,6 +448,10 @@ TEST_F(CudaOps, AttentionSigmoid) {
     AttnSpec s = spec(2, 77, 4, 2, 64, AttnScore::Sigmoid);
     s.sigmoid_bias = -2.f;
     check_attention("sigmoid_hd64", s);
+    // T = 190: tiles wholly below the diagonal, which the kernels run without masking.
+    AttnSpec s190 = spec(2, 190, 4, 2, 64, AttnScore::Sigmoid);
+    s190.sigmoid_bias = -std::log(190.f);
+    check_attention("sigmoid_gqa_hd64_T190", s190);
     AttnSpec s128 = spec(1, 130, 2, 1, 128, AttnScore::Sigmoid);
     s128.sigmoid_bias = -std::log(130.f);
     check_attention("sigmoid_hd128", s128);
