@@ -76,7 +76,7 @@ template <typename T>
 void attn_mass(float* out, const T* qkv, const T* lse, const int* positions, int P, const AttnSpec& s);
 template <typename T> void attn_map(float* out, int64_t Q, const T* qkv, const T* lse, const AttnSpec& s);
 template <typename T> void position_std(float* out, int64_t Tp, const T* x, int64_t B, int64_t Tn, int64_t D);
-template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D);
+template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others);
 template <typename T> void abs_max_median(float* out, const T* x, int64_t n);
 
 }  // namespace sinklab::cpu

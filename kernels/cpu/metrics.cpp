@@ -111,7 +111,7 @@ template <typename T> void row_sq_max(const T* row, int64_t D, T& sq, T& mx) {
     sq = s, mx = m;
 }
 
-template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D) {
+template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others) {
     double dominance = 0, norm0 = 0, max0 = -1, rest_max = 0, rest_norm = 0;
     int64_t top = 0;
     for (int64_t b = 0; b < B; b++) {
@@ -128,8 +128,9 @@ template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64
         norm0 += std::sqrt(sq);
         if (mx > max0) max0 = mx, top = arg;
     }
+    const int64_t rest_rows = others ? B * (Tn - 1) : 0;
 #pragma omp parallel for reduction(+ : rest_norm) reduction(max : rest_max) schedule(static)
-    for (int64_t r = 0; r < B * (Tn - 1); r++) {
+    for (int64_t r = 0; r < rest_rows; r++) {
         T sq, mx;
         row_sq_max(x + ((r / (Tn - 1)) * Tn + 1 + r % (Tn - 1)) * D, D, sq, mx);
         rest_norm += std::sqrt(double(sq));
@@ -175,7 +176,7 @@ template <typename T> void abs_max_median(float* out, const T* x, int64_t n) {
     template void attn_mass<T>(float*, const T*, const T*, const int*, int, const AttnSpec&);              \
     template void attn_map<T>(float*, int64_t, const T*, const T*, const AttnSpec&);                       \
     template void position_std<T>(float*, int64_t, const T*, int64_t, int64_t, int64_t);                   \
-    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t);                            \
+    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t, bool);                      \
     template void abs_max_median<T>(float*, const T*, int64_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)

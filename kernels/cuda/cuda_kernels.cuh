@@ -156,8 +156,9 @@ template <typename T> void attn_map(float* out, int Q, const T* qkv, const float
                                     cudaStream_t st);
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st);
 size_t token0_stats_scratch(int64_t B, int64_t Tn);
-template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, void* scratch,
-                                        cudaStream_t st);
+template <typename T>
+void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others, void* scratch,
+                  cudaStream_t st);
 size_t abs_max_median_scratch();
 template <typename T> void abs_max_median(float* out, const T* x, int64_t n, void* scratch, cudaStream_t st);
 

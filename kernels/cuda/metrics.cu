@@ -117,17 +117,27 @@ __global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* ls
 }
 
 // One block per position t < Tp: the channel std of each sequence's row t, averaged over sequences. One warp per
-// sequence (warp w takes b = w, w + 8, ...); the warps' sums are added in warp order.
-template <typename T> __global__ void position_std_kernel(float* out, const T* x, int B, int Tn, int D) {
+// sequence (warp w takes b = w, w + 32, ...), 16-byte loads where the rows allow, several in flight per lane; the
+// warps' sums are added in warp order. Tp is small (64 by default), so the blocks are large: with 8 warps and
+// element-wise loads the Tp blocks left most multiprocessors idle and waited on one load at a time, which made
+// this the largest of the per-step metric kernels.
+constexpr int kStdThreads = 1024;
+
+template <typename T, int VW>
+__global__ void __launch_bounds__(kStdThreads) position_std_kernel(float* out, const T* x, int B, int Tn, int D) {
     const int t = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
     double acc = 0;  // meaningful in lane 0
     for (int b = warp; b < B; b += nwarps) {
-        const T* row = x + (int64_t(b) * Tn + t) * D;
+        const T* row = x + (int64_t(b) * Tn + t) * D;  // [D]
         double s1 = 0, s2 = 0;
-        for (int d = lane; d < D; d += 32) {
-            const double v = to_double(row[d]);
-            s1 += v;
-            s2 += v * v;
+#pragma unroll 4
+        for (int d = lane * VW; d < D; d += 32 * VW) {
+            float v[VW];
+            load_f32<VW>(row + d, v);
+            for (int e = 0; e < VW; e++) {
+                s1 += v[e];
+                s2 += double(v[e]) * v[e];
+            }
         }
         s1 = warp_sum(s1);
         s2 = warp_sum(s2);
@@ -145,10 +155,11 @@ template <typename T> __global__ void position_std_kernel(float* out, const T* x
 }
 
 // token0_stats of x [B, Tn, D] in two kernels. row_stats_kernel: one warp per row, kRowsPerBlock rows per block,
-// 16-byte loads where the rows allow (a block per row, reading an element per thread, left most of each block idle
-// and paid block-wide barriers for every row). Each sequence's row 0 keeps its statistics (Token0Row [B]); the
-// other rows only feed their block's sum of norms and max |x| (RestPartial [blocks]), which token0_reduce_kernel
-// adds in block order.
+// 16-byte loads where the rows allow, several in flight per lane (a block per row, reading an element per thread,
+// left most of each block idle and paid block-wide barriers for every row). It visits N rows row_step apart: all
+// B Tn rows (step 1), or only the B rows of token 0 (step Tn). Each sequence's row 0 keeps its statistics
+// (Token0Row [B]); the other rows only feed their block's sum of norms and max |x| (RestPartial [blocks]), which
+// token0_reduce_kernel adds in block order.
 constexpr int kRowsPerBlock = kThreads / 32;
 
 struct Token0Row {
@@ -162,15 +173,17 @@ struct RestPartial {
 };
 
 template <typename T, int VW>
-__global__ void row_stats_kernel(Token0Row* row0, RestPartial* rest, const T* x, int64_t N, int Tn, int D) {
+__global__ void row_stats_kernel(Token0Row* row0, RestPartial* rest, const T* x, int64_t N, int row_step, int Tn,
+                                 int D) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + warp;
-    const bool valid = r < N;
+    const int64_t i = int64_t(blockIdx.x) * kRowsPerBlock + warp, r = i * row_step;  // r: the row of x
+    const bool valid = i < N;
     double sq = 0, sa = 0;
     float mx = -1.f;
     int arg = 0;
     if (valid) {
         const T* row = x + r * D;  // [D]
+#pragma unroll 4
         for (int d = lane * VW; d < D; d += 32 * VW) {
             float v[VW];
             load_f32<VW>(row + d, v);
@@ -358,7 +371,10 @@ template <typename T> void attn_map(float* out, int Q, const T* qkv, const float
 
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st) {
     SL_ASSERT(Tp >= 1 && Tp <= Tn, "position_std over {} of {} positions", Tp, Tn);
-    position_std_kernel<<<Tp, kThreads, 0, st>>>(out, x, B, Tn, D);
+    if (vec_ok<T>(D, x))
+        position_std_kernel<T, kVec<T>><<<Tp, kStdThreads, 0, st>>>(out, x, B, Tn, D);
+    else
+        position_std_kernel<T, 1><<<Tp, kStdThreads, 0, st>>>(out, x, B, Tn, D);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -368,15 +384,17 @@ size_t token0_stats_scratch(int64_t B, int64_t Tn) {
 }
 
 template <typename T>
-void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, void* scratch, cudaStream_t st) {
-    const int64_t N = B * Tn, blocks = ceil_div(N, kRowsPerBlock);
-    SL_ASSERT(N > 0 && D > 0 && N <= INT32_MAX, "token0_stats of [{}, {}, {}]", B, Tn, D);
+void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others, void* scratch,
+                  cudaStream_t st) {
+    SL_ASSERT(B > 0 && Tn > 0 && D > 0 && B * Tn <= INT32_MAX, "token0_stats of [{}, {}, {}]", B, Tn, D);
+    const int64_t N = others ? B * Tn : B, blocks = ceil_div(N, kRowsPerBlock);
+    const int step = others ? 1 : int(Tn);
     auto* rest = static_cast<RestPartial*>(scratch);
     auto* row0 = reinterpret_cast<Token0Row*>(rest + blocks);
     if (vec_ok<T>(D, x))
-        row_stats_kernel<T, kVec<T>><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, int(Tn), int(D));
+        row_stats_kernel<T, kVec<T>><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, step, int(Tn), int(D));
     else
-        row_stats_kernel<T, 1><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, int(Tn), int(D));
+        row_stats_kernel<T, 1><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, step, int(Tn), int(D));
     CUDA_CHECK_LAUNCH();
     token0_reduce_kernel<<<1, kReduceThreads, 0, st>>>(out, row0, rest, int(blocks), int(B), int(Tn), int(D));
     CUDA_CHECK_LAUNCH();
@@ -403,7 +421,7 @@ template <typename T> void abs_max_median(float* out, const T* x, int64_t n, voi
                                cudaStream_t);                                                                     \
     template void attn_map<T>(float*, int, const T*, const float*, const AttnSpec&, cudaStream_t);                \
     template void position_std<T>(float*, int, const T*, int, int, int, cudaStream_t);                            \
-    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t, void*, cudaStream_t);             \
+    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t, bool, void*, cudaStream_t);       \
     template void abs_max_median<T>(float*, const T*, int64_t, void*, cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)

@@ -349,12 +349,12 @@ void Backend::position_std(Tensor out, Tensor x) {
     do_position_std(out, x);
 }
 
-void Backend::token0_stats(Tensor out, Tensor x) {
+void Backend::token0_stats(Tensor out, Tensor x, bool others) {
     SL_ASSERT(x.ndim == 3, "token0_stats x {} must be [B, T, D]", x.shape_str());
     expect_shape(out, {5}, "token0_stats out");
     expect_dtype(out, DType::F32, "token0_stats out");
     OpScope sc(*this, OpFamily::MetricStats);
-    do_token0_stats(out, x);
+    do_token0_stats(out, x, others);
 }
 
 void Backend::abs_max_median(Tensor out, Tensor x) {

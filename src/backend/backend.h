@@ -178,8 +178,9 @@ public:
     // out[Tp], Tp <= T: for x [B, T, D], the population std over D of x[b, t, :], averaged over b.
     void position_std(Tensor out, Tensor x);
     // out[5] for x [B, T, D]: mean_b max_j|x_b0j| / mean_j|x_b0j|; mean_b ||x_b0|| / mean_{b,t>0} ||x_bt||;
-    // max_{b,j} |x_b0j|; the channel j of that maximum; max_{b,t>0,j} |x_btj|.
-    void token0_stats(Tensor out, Tensor x);
+    // max_{b,j} |x_b0j|; the channel j of that maximum; max_{b,t>0,j} |x_btj|. Without `others` only the B rows
+    // of token 0 are read, and out[1] and out[4] are 0.
+    void token0_stats(Tensor out, Tensor x, bool others = true);
     // out[2] for x [T, D]: the largest |x| and the median of |x| (the lower one for an even count).
     void abs_max_median(Tensor out, Tensor x);
 
@@ -231,7 +232,7 @@ protected:
                               const AttnSpec& s) = 0;
     virtual void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) = 0;
     virtual void do_position_std(Tensor out, Tensor x) = 0;
-    virtual void do_token0_stats(Tensor out, Tensor x) = 0;
+    virtual void do_token0_stats(Tensor out, Tensor x, bool others) = 0;
     virtual void do_abs_max_median(Tensor out, Tensor x) = 0;
 
     // Profiling hooks: CPU reads a clock, CUDA records events.

@@ -262,10 +262,10 @@ protected:
             cpu::position_std(p<float>(out), out.dim(0), p<T>(x), x.dim(0), x.dim(1), x.dim(2));
         });
     }
-    void do_token0_stats(Tensor out, Tensor x) override {
+    void do_token0_stats(Tensor out, Tensor x, bool others) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::token0_stats(p<float>(out), p<T>(x), x.dim(0), x.dim(1), x.dim(2));
+            cpu::token0_stats(p<float>(out), p<T>(x), x.dim(0), x.dim(1), x.dim(2), others);
         });
     }
     void do_abs_max_median(Tensor out, Tensor x) override {

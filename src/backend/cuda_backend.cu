@@ -382,11 +382,11 @@ protected:
                                int(x.dim(2)), stream_);
         });
     }
-    void do_token0_stats(Tensor out, Tensor x) override {
+    void do_token0_stats(Tensor out, Tensor x, bool others) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* sc = scratch(cuda::token0_stats_scratch(x.dim(0), x.dim(1)));
-            cuda::token0_stats(dp<float>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), sc, stream_);
+            cuda::token0_stats(dp<float>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), others, sc, stream_);
         });
     }
     void do_abs_max_median(Tensor out, Tensor x) override {

@@ -80,7 +80,8 @@ SinkValues SinkMetrics::compute() {
         const Tensor h_out = a.x[l + 1].view({B, T, C});
         be_.attn_mass(out(l * ly.per_layer(), {H_, P}), blk.qkv, blk.lse, positions_, s);
         be_.position_std(out(ly.wo_std(l), {Tp_}), blk.wo_in.view({B, T, s.H * s.hd}));
-        be_.token0_stats(out(ly.t0(l, 0), {5}), blk.xn1.view({B, T, C}));
+        // Of the normed input only the dominance is logged, which needs the token-0 rows alone.
+        be_.token0_stats(out(ly.t0(l, 0), {5}), blk.xn1.view({B, T, C}), /*others=*/false);
         be_.token0_stats(out(ly.t0(l, 1), {5}), h_out);
         be_.token0_stats(out(ly.t0(l, 2), {5}), blk.act.view({B, T, F}));
         be_.abs_max_median(out(ly.amm(l), {2}), a.x[l + 1].rows(0, T));

@@ -547,7 +547,14 @@ TEST_F(CudaOps, SinkMetricReductions) {
     // Shapes off every block size; the median runs over an even and an odd count.
     check({"position_std", {in("x", {3, 77, 96}), arg("out", Role::OutF32, {64})},
            {[](Backend& b, Tensors& t) { b.position_std(t["out"], t["x"]); }}});
+    // More sequences than a block has warps (32), and rows of 45: element-wise loads.
+    check({"position_std_b40_d45", {in("x", {40, 9, 45}), arg("out", Role::OutF32, {7})},
+           {[](Backend& b, Tensors& t) { b.position_std(t["out"], t["x"]); }}});
     check({"token0_stats", {in("x", {3, 77, 96}, -3, 3), arg("out", Role::OutF32, {5})},
+           {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
+    check({"token0_stats_token0_only", {in("x", {11, 77, 96}, -3, 3), arg("out", Role::OutF32, {5})},
+           {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"], /*others=*/false); }}});
+    check({"token0_stats_d45", {in("x", {3, 20, 45}, -3, 3), arg("out", Role::OutF32, {5})},
            {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
     check({"abs_max_median_even", {in("x", {77, 96}, -3, 3), arg("out", Role::OutF32, {2})},
            {[](Backend& b, Tensors& t) { b.abs_max_median(t["out"], t["x"]); }}});

@@ -196,11 +196,14 @@ TEST(SinkOps, ReductionsMatchNaiveFormulas) {
         const int B = 4, T = 9, D = 33;
         const std::vector<double> x = normal(size_t(B) * T * D, 5);
         Buf xt(*be, dt, {B, T, D}), st(*be, DType::F32, {5}), ps(*be, DType::F32, {6}), mm(*be, DType::F32, {2});
+        Buf s0(*be, DType::F32, {5});
         xt.set(x);
         be->token0_stats(st.t, xt.t);
+        s0.set(std::vector<double>(5, 7.0));  // token0_stats without the other rows must write all five
+        be->token0_stats(s0.t, xt.t, /*others=*/false);
         be->position_std(ps.t, xt.t);
         be->abs_max_median(mm.t, xt.t.view({B * T, D}));
-        const std::vector<double> s = st.get(), p = ps.get(), m = mm.get();
+        const std::vector<double> s = st.get(), p = ps.get(), m = mm.get(), only0 = s0.get();
         auto row = [&](int b, int t) { return x.begin() + (size_t(b) * T + t) * D; };
         double dom = 0, n0 = 0, nr = 0, mx0 = 0, mxr = 0;
         int arg = 0;
@@ -225,6 +228,11 @@ TEST(SinkOps, ReductionsMatchNaiveFormulas) {
         EXPECT_NEAR(s[2], mx0, 1e-5);
         EXPECT_EQ(s[3], arg);
         EXPECT_NEAR(s[4], mxr, 1e-5);
+        EXPECT_NEAR(only0[0], dom / B, 1e-5 * dom);  // the token-0 statistics, the others' zero
+        EXPECT_EQ(only0[1], 0.0);
+        EXPECT_NEAR(only0[2], mx0, 1e-5);
+        EXPECT_EQ(only0[3], arg);
+        EXPECT_EQ(only0[4], 0.0);
         for (int t = 0; t < 6; t++) {
             double acc = 0;
             for (int b = 0; b < B; b++) {
