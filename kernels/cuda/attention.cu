@@ -159,8 +159,8 @@ __global__ void __launch_bounds__(kThreads)
     // This thread holds rows row[0] and row[1] = row[0] + 8 of the warp's 16 (accumulator elements 0,1 and 2,3).
     const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
     const float zscale = p.scale * kLog2e;  // softmax works in base 2
-    // Running max (scaled) and (per-thread partial) sum of each row; the sink logit enters both, its exp once per
-    // row.
+    // Running max (of scaled scores) and per-thread partial sum of each row; the sink logit enters both, its exp
+    // once per row.
     float m[2], l[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {

@@ -119,8 +119,7 @@ __global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* ls
 // One block per position t < Tp: the channel std of each sequence's row t, averaged over sequences. One warp per
 // sequence (warp w takes b = w, w + 32, ...), 16-byte loads where the rows allow, several in flight per lane; the
 // warps' sums are added in warp order. Tp is small (64 by default), so the blocks are large: with 8 warps and
-// element-wise loads the Tp blocks left most multiprocessors idle and waited on one load at a time, which made
-// this the largest of the per-step metric kernels.
+// element-wise loads the Tp blocks left most multiprocessors idle and each lane waited on one load at a time.
 constexpr int kStdThreads = 1024;
 
 template <typename T, int VW>
