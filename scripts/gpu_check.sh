@@ -34,26 +34,9 @@ export OUT work
 export bin=$work/pack/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
-# Library folders of the CUDA toolkit and of PyTorch's NVIDIA wheels (cuDNN, cuBLAS) on this machine, for the
-# carried binaries only (PyTorch loads its own).
-cuda_lib_dirs() {
-    local d
-    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda/lib; do
-        [[ -d $d ]] && echo "$d"
-    done
-    python3 - <<'EOF' 2>/dev/null
-import glob, os, site, sys
-seen = set()
-for p in sys.path + site.getsitepackages():
-    for d in sorted(glob.glob(os.path.join(p, "nvidia", "*", "lib*"))):
-        if d not in seen and os.path.isdir(d):
-            seen.add(d)
-            print(d)
-EOF
-}
-export SL_LIBS="$work/pack/lib:$(cuda_lib_dirs | paste -sd:)"
-sl() { LD_LIBRARY_PATH="$SL_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
-export -f sl
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
+gpu_env_init "$work/pack/lib"
 
 preflight() {
     echo "host: $(uname -srm), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -67,12 +50,7 @@ torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cu
         return 1
     fi
     head -n 3 .carry/MANIFEST
-    # xz may be missing there; Python's tarfile reads it too.
-    if command -v xz >/dev/null; then
-        tar -C "$work/pack" -xJf .carry/sinklab-gpu.tar.xz
-    else
-        python3 -m tarfile -e .carry/sinklab-gpu.tar.xz "$work/pack"
-    fi || return 1
+    unpack .carry/sinklab-gpu.tar.xz "$work/pack" || return 1
     echo "libraries for the carried binaries: $SL_LIBS"
     local missing=0 exe
     for exe in "$bin"/*; do
@@ -146,7 +124,7 @@ profile() {
     "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv" &&
         "$ncu" -i "$work/attn.ncu-rep" --page details
 }
-export -f preflight tests sanitize bench torch_peer train profile
+export -f preflight tests sanitize bench torch_peer train profile unpack
 
 stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to logs/NAME.log, a row in stages.tsv
     local name=$1 limit=$2 t0=$SECONDS rc status

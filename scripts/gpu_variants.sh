@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Compares builds of several git refs on the GPU machine in one device call: each ref's CUDA tests and its
+# llama-152m throughput, in alternating rounds, so that a kernel change is judged against its base in the same call
+# (machines lent at different times differ by a few per cent).
+#
+# Here, after bash scripts/gpu_pack.sh (whose build folder and carried libraries this reuses):
+#   bash scripts/gpu_variants.sh pack REF [REF...]   e.g. main norm-fused
+# It checks out each ref in turn (the working tree must be clean; the original checkout is restored), builds
+# sinklab and sinklab_tests incrementally in the gpu_pack.sh build folder, and packs them with each ref's configs/
+# into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device call, carry [".carry"]:
+#   bash scripts/gpu_variants.sh run
+# For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds
+# of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, per-step metrics
+# on and off, no per-op timing; VARIANT_BENCH_ARGS replaces those arguments). $OUT/variants.md gets the table
+# (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the first variant;
+# $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run: the tests skip and the bench fails fast.
+# env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "gpu_variants: $*" >&2; exit 1; }
+
+pack() {
+    (($# >= 1)) || die "pack needs at least one git ref"
+    local build=${BUILD_DIR:-build-gpu} jobs=${JOBS:-2}
+    [[ -f $build/build.ninja ]] || die "no build in $build: run scripts/gpu_pack.sh first (it configures the build)"
+    [[ -s .carry/sinklab-gpu.tar.xz ]] || die "no .carry/sinklab-gpu.tar.xz: run scripts/gpu_pack.sh first"
+    git diff --quiet && git diff --cached --quiet || die "the working tree has changes; commit or stash them first"
+    local ref
+    for ref in "$@"; do
+        git rev-parse --verify -q "$ref^{commit}" >/dev/null || die "'$ref' is not a commit"
+    done
+    local orig stage i=0
+    orig=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)
+    stage=$build/variants-stage
+    rm -rf "$stage" .carry/variants.tar.xz .carry/VARIANTS
+    mkdir -p "$stage"
+    trap 'git checkout -q "$orig"' EXIT
+    for ref in "$@"; do
+        i=$((i + 1))
+        git checkout -q --detach "$ref"
+        local name dir
+        name="$i-$(git rev-parse --short=10 HEAD)-$(echo "$ref" | tr -c 'A-Za-z0-9._\n-' '_')"
+        dir=$stage/$name
+        echo "gpu_variants: building $ref as $name (ninja -j $jobs)"
+        ninja -C "$build" -j "$jobs" sinklab sinklab_tests >"$build/gpu_variants.build.log" 2>&1 ||
+            die "building $ref failed; see $build/gpu_variants.build.log"
+        mkdir -p "$dir"
+        strip --strip-unneeded -o "$dir/sinklab" "$build/sinklab"
+        strip --strip-unneeded -o "$dir/sinklab_tests" "$build/tests/sinklab_tests"
+        cp -r configs "$dir/configs"
+        echo "$name $ref $(git rev-parse --short=12 HEAD)" >>.carry/VARIANTS
+    done
+    git checkout -q "$orig"
+    trap - EXIT
+    tar -C "$stage" -cf - . | xz -9 -T "$jobs" >.carry/variants.tar.xz
+    local total
+    total=$(du -sm .carry | cut -f1)
+    ((total < 60)) || die ".carry is ${total} MiB; the device tool carries at most 64 MiB with the working tree"
+    echo "gpu_variants: .carry holds ${total} MiB; $build now holds the last ref's objects (ninja rebuilds on use)"
+    cat .carry/VARIANTS
+}
+
+run() {
+    OUT=${OUT:-${TMPDIR:-/tmp}/sinklab-gpu-variants-out}
+    local work=${TMPDIR:-/tmp}/sinklab-gpu-variants rounds=${ROUNDS:-2}
+    [[ -s .carry/variants.tar.xz && -s .carry/VARIANTS ]] || die "no .carry/variants.tar.xz: run the pack mode here"
+    rm -rf "$work"
+    mkdir -p "$OUT" "$work/logs"
+    # shellcheck source=scripts/gpu_env.sh
+    source scripts/gpu_env.sh
+    unpack .carry/sinklab-gpu.tar.xz "$work/pack" || die "cannot unpack .carry/sinklab-gpu.tar.xz"
+    unpack .carry/variants.tar.xz "$work/variants" || die "cannot unpack .carry/variants.tar.xz"
+    gpu_env_init "$work/pack/lib"
+    local bench_args default_args="--variants standard headnorm --metrics --steps 6 --warmup 2 --no-profile"
+    read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
+    local name ref commit
+    : >"$work/tests.tsv"
+    while read -r name ref commit; do
+        local v=$work/variants/$name
+        timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no \
+            --gtest_filter="Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*"' "$v/sinklab_tests" \
+            >"$work/logs/tests-$name.log" 2>&1
+        local rc=$? passed failed
+        passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$work/logs/tests-$name.log" | grep -oE '[0-9]+$')
+        failed=$(grep -oE '^\[  FAILED  \] [0-9]+ tests?, listed' "$work/logs/tests-$name.log" | grep -oE '[0-9]+')
+        printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "${passed:-0}" "${failed:-0}" >>"$work/tests.tsv"
+        echo "tests $name: rc $rc, ${passed:-0} passed, ${failed:-0} failed"
+    done <.carry/VARIANTS
+    local round T mb
+    for round in $(seq 1 "$rounds"); do
+        for T in 1024 4096; do
+            mb=$((T == 1024 ? 48 : 12))
+            while read -r name ref commit; do
+                local v=$work/variants/$name log=$work/logs/bench-$name-T$T-r$round.log
+                # Each variant with its own configs/, so a ref that changed them is measured as it stands.
+                (cd "$v" && timeout -k 10 120 bash -c 'sl ./sinklab bench "$@"' _ configs/llama-152m.yaml \
+                    --set backend=cuda --set model.seq_len="$T" --set train.micro_batch="$mb" "${bench_args[@]}") \
+                    >"$log" 2>&1
+                echo "bench $name T=$T round $round: rc $?"
+            done <.carry/VARIANTS
+        done
+    done
+    tar -czf "$OUT/variants-logs.tar.gz" -C "$work" logs
+    python3 - "$work" "$OUT/variants.md" <<'PY'
+import glob, os, re, sys
+work, out = sys.argv[1], sys.argv[2]
+row = re.compile(r"^\s*\d+\s+(.+?)\s+(\d+)\s+[\d.]+\s+[\d.]+%\s+[\d.]+x")
+names = [line.split()[0] for line in open(".carry/VARIANTS") if line.strip()]
+md = ["# sinklab variants", "", "| variant | ref | commit | tests |", "| --- | --- | --- | --- |"]
+tests = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open(os.path.join(work, "tests.tsv"))}
+for line in open(".carry/VARIANTS"):
+    name, ref, commit = line.split()
+    t = tests.get(name, [name, "?", "0", "0"])
+    md.append(f"| {name} | {ref} | {commit} | rc {t[1]}: {t[2]} passed, {t[3]} failed |")
+tok = {}  # (T, label) -> {name: [tokens/s per round]}
+for path in glob.glob(os.path.join(work, "logs", "bench-*.log")):
+    m = re.match(r"bench-(.+)-T(\d+)-r\d+\.log$", os.path.basename(path))
+    name, T = m.group(1), int(m.group(2))
+    for line in open(path, errors="replace"):
+        r = row.match(line)
+        if r:
+            tok.setdefault((T, r.group(1).strip()), {}).setdefault(name, []).append(float(r.group(2)))
+md += ["", "Mean tokens/s over the rounds (min-max), and the ratio to the first variant's mean.", "",
+       "| T | configuration | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
+for (T, label) in sorted(tok):
+    per = tok[(T, label)]
+    first = per.get(names[0])
+    base = sum(first) / len(first) if first else None
+    cells = []
+    for n in names:
+        v = per.get(n)
+        if not v:
+            cells.append("n/a")
+            continue
+        mean = sum(v) / len(v)
+        cells.append(f"{mean / 1e3:,.1f}k ({min(v) / 1e3:,.1f}-{max(v) / 1e3:,.1f})" +
+                     (f" {mean / base:.3f}x" if base else ""))
+    md.append(f"| {T} | {label} | " + " | ".join(cells) + " |")
+open(out, "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+PY
+}
+
+case ${1:-} in
+    pack) shift; pack "$@" ;;
+    run) shift; run "$@" ;;
+    *) die "usage: bash scripts/gpu_variants.sh pack REF [REF...]   |   bash scripts/gpu_variants.sh run" ;;
+esac
