@@ -10,8 +10,8 @@
 # into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device call, carry [".carry"]:
 #   bash scripts/gpu_variants.sh run
 # For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds
-# of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, per-step metrics
-# on and off, no per-op timing; VARIANT_BENCH_ARGS replaces those arguments). $OUT/variants.md gets the table
+# of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, no per-op timing;
+# VARIANT_BENCH_ARGS replaces those arguments). About 25 s per variant and round on an H200, plus 10 s of tests. $OUT/variants.md gets the table
 # (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the first variant;
 # $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run: the tests skip and the bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
@@ -72,7 +72,7 @@ run() {
     unpack .carry/sinklab-gpu.tar.xz "$work/pack" || die "cannot unpack .carry/sinklab-gpu.tar.xz"
     unpack .carry/variants.tar.xz "$work/variants" || die "cannot unpack .carry/variants.tar.xz"
     gpu_env_init "$work/pack/lib"
-    local bench_args default_args="--variants standard headnorm --metrics --steps 6 --warmup 2 --no-profile"
+    local bench_args default_args="--variants standard headnorm --steps 6 --warmup 2 --no-profile"
     read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
     local name ref commit
     : >"$work/tests.tsv"
