@@ -9,12 +9,12 @@
 # sinklab and sinklab_tests incrementally in the gpu_pack.sh build folder, and packs them with each ref's configs/
 # into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device call, carry [".carry"]:
 #   bash scripts/gpu_variants.sh run
-# For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds
-# of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, no per-op timing;
-# VARIANT_BENCH_ARGS replaces those arguments): by gpu_check.sh's bench stages, about 25 s per variant and round
-# on an H200, plus 10 s of tests. $OUT/variants.md gets the table
-# (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the first variant;
-# $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run: the tests skip and the bench fails fast.
+# For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds of
+# `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, no per-op timing;
+# VARIANT_BENCH_ARGS replaces those arguments): by gpu_check.sh's bench stages, about 25 s per variant and round on an
+# H200, plus 10 s of tests. $OUT/variants.md gets the table (printed last): tests, then per configuration each variant's
+# mean tokens/s and its ratio to the first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run:
+# the tests skip and the bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
