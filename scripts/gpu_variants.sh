@@ -81,7 +81,7 @@ run() {
         local v=$work/variants/$name
         timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no \
             --gtest_filter="Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*"' "$v/sinklab_tests" \
-            >"$work/logs/tests-$name.log" 2>&1
+            >"$work/logs/tests-$name.log" 2>&1 </dev/null
         local rc=$? passed failed
         passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$work/logs/tests-$name.log" | grep -oE '[0-9]+$')
         failed=$(grep -oE '^\[  FAILED  \] [0-9]+ tests?, listed' "$work/logs/tests-$name.log" | grep -oE '[0-9]+')
@@ -97,7 +97,7 @@ run() {
                 # Each variant with its own configs/, so a ref that changed them is measured as it stands.
                 (cd "$v" && timeout -k 10 120 bash -c 'sl ./sinklab bench "$@"' _ configs/llama-152m.yaml \
                     --set backend=cuda --set model.seq_len="$T" --set train.micro_batch="$mb" "${bench_args[@]}") \
-                    >"$log" 2>&1
+                    >"$log" 2>&1 </dev/null
                 echo "bench $name T=$T round $round: rc $?"
             done <.carry/VARIANTS
         done
