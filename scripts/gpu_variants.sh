@@ -9,11 +9,12 @@
 # sinklab and sinklab_tests incrementally in the gpu_pack.sh build folder, and packs them with each ref's configs/
 # into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device call, carry [".carry"]:
 #   bash scripts/gpu_variants.sh run
-# For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds
-# of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, per-step metrics
-# on and off, no per-op timing; VARIANT_BENCH_ARGS replaces those arguments). $OUT/variants.md gets the table
-# (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the first variant;
-# $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run: the tests skip and the bench fails fast.
+# For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds of
+# `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, no per-op timing;
+# VARIANT_BENCH_ARGS replaces those arguments): by gpu_check.sh's bench stages, about 25 s per variant and round on an
+# H200, plus 10 s of tests. $OUT/variants.md gets the table (printed last): tests, then per configuration each variant's
+# mean tokens/s and its ratio to the first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run:
+# the tests skip and the bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -72,7 +73,7 @@ run() {
     unpack .carry/sinklab-gpu.tar.xz "$work/pack" || die "cannot unpack .carry/sinklab-gpu.tar.xz"
     unpack .carry/variants.tar.xz "$work/variants" || die "cannot unpack .carry/variants.tar.xz"
     gpu_env_init "$work/pack/lib"
-    local bench_args default_args="--variants standard headnorm --metrics --steps 6 --warmup 2 --no-profile"
+    local bench_args default_args="--variants standard headnorm --steps 6 --warmup 2 --no-profile"
     read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
     local name ref commit
     : >"$work/tests.tsv"
@@ -80,7 +81,7 @@ run() {
         local v=$work/variants/$name
         timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no \
             --gtest_filter="Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*"' "$v/sinklab_tests" \
-            >"$work/logs/tests-$name.log" 2>&1
+            >"$work/logs/tests-$name.log" 2>&1 </dev/null
         local rc=$? passed failed
         passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$work/logs/tests-$name.log" | grep -oE '[0-9]+$')
         failed=$(grep -oE '^\[  FAILED  \] [0-9]+ tests?, listed' "$work/logs/tests-$name.log" | grep -oE '[0-9]+')
@@ -96,7 +97,7 @@ run() {
                 # Each variant with its own configs/, so a ref that changed them is measured as it stands.
                 (cd "$v" && timeout -k 10 120 bash -c 'sl ./sinklab bench "$@"' _ configs/llama-152m.yaml \
                     --set backend=cuda --set model.seq_len="$T" --set train.micro_batch="$mb" "${bench_args[@]}") \
-                    >"$log" 2>&1
+                    >"$log" 2>&1 </dev/null
                 echo "bench $name T=$T round $round: rc $?"
             done <.carry/VARIANTS
         done
