@@ -39,22 +39,22 @@ pack() {
     trap 'git checkout -q "$orig"' EXIT
     for ref in "$@"; do
         i=$((i + 1))
-        git checkout -q --detach "$ref"
+        git checkout -q --detach "$ref" || die "cannot check out $ref"
         local name dir
         name="$i-$(git rev-parse --short=10 HEAD)-$(echo "$ref" | tr -c 'A-Za-z0-9._\n-' '_')"
         dir=$stage/$name
         echo "gpu_variants: building $ref as $name (ninja -j $jobs)"
         ninja -C "$build" -j "$jobs" sinklab sinklab_tests >"$build/gpu_variants.build.log" 2>&1 ||
             die "building $ref failed; see $build/gpu_variants.build.log"
-        mkdir -p "$dir"
-        strip --strip-unneeded -o "$dir/sinklab" "$build/sinklab"
-        strip --strip-unneeded -o "$dir/sinklab_tests" "$build/tests/sinklab_tests"
-        cp -r configs "$dir/configs"
+        mkdir -p "$dir" &&
+            strip --strip-unneeded -o "$dir/sinklab" "$build/sinklab" &&
+            strip --strip-unneeded -o "$dir/sinklab_tests" "$build/tests/sinklab_tests" &&
+            cp -r configs "$dir/configs" || die "cannot stage $ref in $dir"
         echo "$name $ref $(git rev-parse --short=12 HEAD)" >>.carry/VARIANTS
     done
     git checkout -q "$orig"
     trap - EXIT
-    tar -C "$stage" -cf - . | xz -9 -T "$jobs" >.carry/variants.tar.xz
+    tar -C "$stage" -cf - . | xz -9 -T "$jobs" >.carry/variants.tar.xz || die "cannot write .carry/variants.tar.xz"
     local total
     total=$(du -sm .carry | cut -f1)
     ((total < 60)) || die ".carry is ${total} MiB; the device tool carries at most 64 MiB with the working tree"
