@@ -27,9 +27,10 @@ pack() {
     [[ -f $build/build.ninja ]] || die "no build in $build: run scripts/gpu_pack.sh first (it configures the build)"
     [[ -s .carry/sinklab-gpu.tar.xz ]] || die "no .carry/sinklab-gpu.tar.xz: run scripts/gpu_pack.sh first"
     git diff --quiet && git diff --cached --quiet || die "the working tree has changes; commit or stash them first"
-    local ref
+    # Resolved before the first checkout moves HEAD, so that a ref like HEAD~1 means what it meant when called.
+    local ref commits=()
     for ref in "$@"; do
-        git rev-parse --verify -q "$ref^{commit}" >/dev/null || die "'$ref' is not a commit"
+        commits+=("$(git rev-parse --verify -q "$ref^{commit}")") || die "'$ref' is not a commit"
     done
     local orig stage i=0
     orig=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)
@@ -38,8 +39,8 @@ pack() {
     mkdir -p "$stage"
     trap 'git checkout -q "$orig"' EXIT
     for ref in "$@"; do
+        git checkout -q --detach "${commits[$i]}" || die "cannot check out $ref"
         i=$((i + 1))
-        git checkout -q --detach "$ref" || die "cannot check out $ref"
         local name dir
         name="$i-$(git rev-parse --short=10 HEAD)-$(echo "$ref" | tr -c 'A-Za-z0-9._\n-' '_')"
         dir=$stage/$name
