@@ -27,9 +27,10 @@ pack() {
     [[ -f $build/build.ninja ]] || die "no build in $build: run scripts/gpu_pack.sh first (it configures the build)"
     [[ -s .carry/sinklab-gpu.tar.xz ]] || die "no .carry/sinklab-gpu.tar.xz: run scripts/gpu_pack.sh first"
     git diff --quiet && git diff --cached --quiet || die "the working tree has changes; commit or stash them first"
-    local ref
+    # Resolved before the first checkout moves HEAD, so that a ref like HEAD~1 means what it meant when called.
+    local ref commits=()
     for ref in "$@"; do
-        git rev-parse --verify -q "$ref^{commit}" >/dev/null || die "'$ref' is not a commit"
+        commits+=("$(git rev-parse --verify -q "$ref^{commit}")") || die "'$ref' is not a commit"
     done
     local orig stage i=0
     orig=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)
@@ -38,23 +39,23 @@ pack() {
     mkdir -p "$stage"
     trap 'git checkout -q "$orig"' EXIT
     for ref in "$@"; do
+        git checkout -q --detach "${commits[$i]}" || die "cannot check out $ref"
         i=$((i + 1))
-        git checkout -q --detach "$ref"
         local name dir
         name="$i-$(git rev-parse --short=10 HEAD)-$(echo "$ref" | tr -c 'A-Za-z0-9._\n-' '_')"
         dir=$stage/$name
         echo "gpu_variants: building $ref as $name (ninja -j $jobs)"
         ninja -C "$build" -j "$jobs" sinklab sinklab_tests >"$build/gpu_variants.build.log" 2>&1 ||
             die "building $ref failed; see $build/gpu_variants.build.log"
-        mkdir -p "$dir"
-        strip --strip-unneeded -o "$dir/sinklab" "$build/sinklab"
-        strip --strip-unneeded -o "$dir/sinklab_tests" "$build/tests/sinklab_tests"
-        cp -r configs "$dir/configs"
+        mkdir -p "$dir" &&
+            strip --strip-unneeded -o "$dir/sinklab" "$build/sinklab" &&
+            strip --strip-unneeded -o "$dir/sinklab_tests" "$build/tests/sinklab_tests" &&
+            cp -r configs "$dir/configs" || die "cannot stage $ref in $dir"
         echo "$name $ref $(git rev-parse --short=12 HEAD)" >>.carry/VARIANTS
     done
     git checkout -q "$orig"
     trap - EXIT
-    tar -C "$stage" -cf - . | xz -9 -T "$jobs" >.carry/variants.tar.xz
+    tar -C "$stage" -cf - . | xz -9 -T "$jobs" >.carry/variants.tar.xz || die "cannot write .carry/variants.tar.xz"
     local total
     total=$(du -sm .carry | cut -f1)
     ((total < 60)) || die ".carry is ${total} MiB; the device tool carries at most 64 MiB with the working tree"
