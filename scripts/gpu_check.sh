@@ -23,7 +23,7 @@
 # Without a GPU every GPU stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh;
 # OUT defaults to /tmp/sinklab-gpu-check-out).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-${TMPDIR:-/tmp}/sinklab-gpu-check-out}
 work=${TMPDIR:-/tmp}/sinklab-gpu-check
 mkdir -p "$OUT"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/gpu_check.sh and scripts/gpu_variants.sh on the GPU machine: where the carried binaries find
 # their libraries, and how a carried .tar.xz is unpacked.
 

@@ -17,7 +17,7 @@
 # the tests skip and the bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 die() { echo "gpu_variants: $*" >&2; exit 1; }
 
@@ -76,9 +76,9 @@ run() {
     gpu_env_init "$work/pack/lib"
     local bench_args default_args="--variants standard headnorm --steps 6 --warmup 2 --no-profile"
     read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
-    local name ref commit
+    local name
     : >"$work/tests.tsv"
-    while read -r name ref commit; do
+    while read -r name _; do
         local v=$work/variants/$name
         timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no \
             --gtest_filter="Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*"' "$v/sinklab_tests" \
@@ -93,7 +93,7 @@ run() {
     for round in $(seq 1 "$rounds"); do
         for T in 1024 4096; do
             mb=$((T == 1024 ? 48 : 12))
-            while read -r name ref commit; do
+            while read -r name _; do
                 local v=$work/variants/$name log=$work/logs/bench-$name-T$T-r$round.log
                 # Each variant with its own configs/, so a ref that changed them is measured as it stands.
                 (cd "$v" && timeout -k 10 120 bash -c 'sl ./sinklab bench "$@"' _ configs/llama-152m.yaml \
