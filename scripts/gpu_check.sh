@@ -63,7 +63,7 @@ torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cu
 }
 
 tests() {
-    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter='Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*'
+    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter="$CUDA_TEST_FILTER"
 }
 
 # Twice: with per-op timing for the op shares, then without it (the per-op synchronization slows the step) for the

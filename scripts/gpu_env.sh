@@ -20,6 +20,9 @@ for p in sys.path + site.getsitepackages():
 PY
 }
 
+# The CUDA test suite, less the tests that need this checkout's build paths.
+export CUDA_TEST_FILTER='Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*'
+
 # sl CMD...: runs CMD with the carried libraries (PACK_LIB, set by the caller) and the machine's CUDA libraries.
 sl() { LD_LIBRARY_PATH="$SL_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
 

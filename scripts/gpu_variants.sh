@@ -81,7 +81,7 @@ run() {
     while read -r name _; do
         local v=$work/variants/$name
         timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no \
-            --gtest_filter="Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*"' "$v/sinklab_tests" \
+            --gtest_filter="$CUDA_TEST_FILTER"' "$v/sinklab_tests" \
             >"$work/logs/tests-$name.log" 2>&1 </dev/null
         local rc=$? passed failed
         passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$work/logs/tests-$name.log" | grep -oE '[0-9]+$')

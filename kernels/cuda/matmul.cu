@@ -126,7 +126,7 @@ void Gemm::bwd(T* dx, float* dW, const T* dout, const T* x, const T* W, int64_t 
     impl_->run(false, true, I, O, N, x, I, dout, O, data_type<T>(), dW, dW, I, CUDA_R_32F, st);
 }
 
-#define SL_INSTANTIATE(T)                                                                          \
+#define SL_INSTANTIATE(T)                                                                                  \
     template void Gemm::fwd<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, cudaStream_t); \
     template void Gemm::bwd<T>(T*, float*, const T*, const T*, const T*, int64_t, int64_t, int64_t,        \
                                cudaStream_t);

@@ -14,9 +14,9 @@ struct TrackedPositions {
     int p[kMaxTrackedPositions];
 };
 
-__device__ __forceinline__ bool sees(const AttnParams& a, int i, int j) {
-    return i == j || (i > j && !is_isolated(a, i));
-}
+// Whether query row i sees key j, given whether i is isolated (looked up once when a row meets several keys).
+__device__ __forceinline__ bool sees(int i, int j, bool i_isolated) { return i == j || (i > j && !i_isolated); }
+__device__ __forceinline__ bool sees(const AttnParams& a, int i, int j) { return sees(i, j, is_isolated(a, i)); }
 
 // Weight of query row i (sequence b, head h) on a key, from their dot product z: the attention's own formula, in
 // double.
@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kMassRows)
     const T* q = q_row(qkv, a, b, h, i);  // [hd]
     for (int k = 0; k < P; k++) {
         const int p = pos.p[k];
-        const bool seen = valid && (i == p || (i > p && !isolated));
+        const bool seen = valid && sees(i, p, isolated);
         double w = 0;
         if (seen) {
             const T* kr = k_row(qkv, a, b, h, p);  // [hd]

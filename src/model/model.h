@@ -47,10 +47,9 @@ struct BackwardScratch {
     Tensor dres, dtmp, dxn, dqkv, dqkv_raw, datt, datt2, dglogit, dab, dact;
 };
 
-// Bytes a model needs on its backend, known before anything is allocated (sinklab info prints it).
-// Backend memory of a training run's model: weights, master copy, gradients, AdamW m and v (the largest shard of
-// them when train.shard_optimizer spreads them over `ranks`) and the activation arena; not the backends' op
-// scratch or the metric buffers.
+// Bytes a training run's model needs on its backend, known before anything is allocated (sinklab info prints it):
+// weights, master copy, gradients, AdamW m and v (the largest shard of them when train.shard_optimizer spreads them
+// over `ranks`) and the activation arena; not the backends' op scratch or the metric buffers.
 struct ModelFootprint {
     int64_t n_params = 0;
     size_t weights = 0, master = 0, grads = 0, moments = 0, activations = 0;
