@@ -160,6 +160,8 @@ template <typename T> void position_std(float* out, int Tp, const T* x, int B, i
 template <typename T> void token0_stats(float* out, const T* x, int B, int Tn, int D, cudaStream_t st);
 void token0_norm_ratio(float* out, const float* rstd, int64_t B, int64_t Tn, float eps, cudaStream_t st);
 size_t abs_max_median_scratch();
-template <typename T> void abs_max_median(float* out, const T* x, int64_t n, void* scratch, cudaStream_t st);
+// out [K, 2] for the K arrays xs[k] of n elements each.
+template <typename T>
+void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scratch, cudaStream_t st);
 
 }  // namespace sinklab::cuda

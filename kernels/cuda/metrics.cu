@@ -231,12 +231,16 @@ __global__ void __launch_bounds__(kToken0Threads)
 // three levels of 11, 11 and 10 bits: a histogram of the top digit finds the bucket holding the wanted rank, the
 // next digit's histogram within that bucket narrows it, and so on. 2048 bins fit in shared memory, so each block
 // counts privately and adds its non-zero bins to the global histogram (values of a layer's output crowd into few
-// bins: global atomics per element serialized on them).
+// bins: global atomics per element serialized on them). Up to kMaxSlices arrays run side by side, the slice in
+// blockIdx.y (hist kernel) or blockIdx.x (select kernel), each with its own histogram and state: a layer's row block
+// is too small to fill the GPU, and one launch per level for every layer saves 6 dependent launches per layer.
 constexpr int kLevels = 3;
 constexpr int kBins = 1 << 11;
 // The digit of level l is bits >> digit_shift(l), masked to digit_width(l) bits.
 __host__ __device__ constexpr int digit_width(int level) { return level < 2 ? 11 : 10; }
 __host__ __device__ constexpr int digit_shift(int level) { return level == 0 ? 21 : level == 1 ? 10 : 0; }
+
+constexpr int kMaxSlices = 32;
 
 struct SelectState {
     unsigned prefix;   // the answer's bits above the current digit, once known
@@ -244,8 +248,17 @@ struct SelectState {
     unsigned maxbits;  // bits of the largest |x|
 };
 
+template <typename T> struct Slices {
+    const T* x[kMaxSlices];
+};
+
+// hist [slices, kBins], state [slices]. The pointers are __grid_constant__ because they are indexed at run time.
 template <typename T>
-__global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, int64_t n, int level) {
+__global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const __grid_constant__ Slices<T> xs, int64_t n,
+                                int level) {
+    const T* x = xs.x[blockIdx.y];  // [n]
+    hist += blockIdx.y * kBins;
+    state += blockIdx.y;
     __shared__ unsigned local[kBins];
     __shared__ unsigned local_max;
     for (int i = threadIdx.x; i < kBins; i += blockDim.x) local[i] = 0;
@@ -266,12 +279,15 @@ __global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, 
     if (level == 0 && threadIdx.x == 0) atomicMax(&state->maxbits, local_max);
 }
 
-// One block of 1024 threads: finds the bin holding the wanted rank (rank0 at level 0, then state->rank) and
-// narrows the state to it. Each thread takes kPer bins into registers and zeroes them for the next level; a
+// One block of 1024 threads per slice: finds the bin holding the wanted rank (rank0 at level 0, then state->rank)
+// and narrows the state to it. Each thread takes kPer bins into registers and zeroes them for the next level; a
 // block-wide prefix sum tells each thread how many values lie below its bins, so the one thread whose bins hold
-// the rank finishes the search.
+// the rank finishes the search. out [slices, 2].
 __global__ void select_bin_kernel(float* out, unsigned* hist, SelectState* state, unsigned rank0, int level) {
     constexpr int kPer = kBins / 1024;
+    out += 2 * blockIdx.x;
+    hist += blockIdx.x * kBins;
+    state += blockIdx.x;
     __shared__ unsigned warp_incl[32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const unsigned rank = level == 0 ? rank0 : state->rank;
@@ -370,19 +386,26 @@ void token0_norm_ratio(float* out, const float* rstd, int64_t B, int64_t Tn, flo
     CUDA_CHECK_LAUNCH();
 }
 
-size_t abs_max_median_scratch() { return kBins * sizeof(unsigned) + sizeof(SelectState); }
+size_t abs_max_median_scratch() { return kMaxSlices * (kBins * sizeof(unsigned) + sizeof(SelectState)); }
 
-template <typename T> void abs_max_median(float* out, const T* x, int64_t n, void* scratch, cudaStream_t st) {
-    SL_ASSERT(n > 0 && n <= int64_t(UINT32_MAX), "median of {} values", n);
-    auto* hist = static_cast<unsigned*>(scratch);
-    auto* state = reinterpret_cast<SelectState*>(hist + kBins);
-    // Zero histogram and state; from then on each select_bin_kernel leaves the histogram zeroed.
-    CUDA_CHECK(cudaMemsetAsync(scratch, 0, abs_max_median_scratch(), st));
-    for (int level = 0; level < kLevels; level++) {
-        abs_hist_kernel<<<hist_blocks(n), kThreads, 0, st>>>(hist, state, x, n, level);
-        CUDA_CHECK_LAUNCH();
-        select_bin_kernel<<<1, 1024, 0, st>>>(out, hist, state, unsigned((n - 1) / 2), level);
-        CUDA_CHECK_LAUNCH();
+template <typename T>
+void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scratch, cudaStream_t st) {
+    SL_ASSERT(K >= 1 && n > 0 && n <= int64_t(UINT32_MAX), "median of {} x {} values", K, n);
+    auto* hist = static_cast<unsigned*>(scratch);                              // [kMaxSlices, kBins]
+    auto* state = reinterpret_cast<SelectState*>(hist + kMaxSlices * kBins);  // [kMaxSlices]
+    for (int k0 = 0; k0 < K; k0 += kMaxSlices) {
+        const int k = std::min(kMaxSlices, K - k0);
+        Slices<T> slices{};
+        for (int i = 0; i < k; i++) slices.x[i] = xs[k0 + i];
+        // Zero histograms and states; from then on each select_bin_kernel leaves its histogram zeroed.
+        CUDA_CHECK(cudaMemsetAsync(scratch, 0, abs_max_median_scratch(), st));
+        for (int level = 0; level < kLevels; level++) {
+            abs_hist_kernel<<<dim3(unsigned(hist_blocks(n)), unsigned(k)), kThreads, 0, st>>>(hist, state, slices, n,
+                                                                                              level);
+            CUDA_CHECK_LAUNCH();
+            select_bin_kernel<<<unsigned(k), 1024, 0, st>>>(out + 2 * k0, hist, state, unsigned((n - 1) / 2), level);
+            CUDA_CHECK_LAUNCH();
+        }
     }
 }
 
@@ -391,8 +414,8 @@ template <typename T> void abs_max_median(float* out, const T* x, int64_t n, voi
                                cudaStream_t);                                                                     \
     template void attn_map<T>(float*, int, const T*, const float*, const AttnSpec&, cudaStream_t);                \
     template void position_std<T>(float*, int, const T*, int, int, int, cudaStream_t);                            \
-    template void token0_stats<T>(float*, const T*, int, int, int, cudaStream_t);                                \
-    template void abs_max_median<T>(float*, const T*, int64_t, void*, cudaStream_t);
+    template void token0_stats<T>(float*, const T*, int, int, int, cudaStream_t);                                 \
+    template void abs_max_median<T>(float*, const T* const*, int, int64_t, void*, cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)
 

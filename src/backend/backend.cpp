@@ -371,12 +371,18 @@ void Backend::token0_norm_ratio(Tensor out, Tensor rstd, float eps) {
     do_token0_norm_ratio(out, rstd, eps);
 }
 
-void Backend::abs_max_median(Tensor out, Tensor x) {
+void Backend::abs_max_median(Tensor out, const std::vector<Tensor>& xs) {
+    SL_ASSERT(!xs.empty(), "abs_max_median of no tensors");
+    const Tensor& x = xs[0];
     SL_ASSERT(x.ndim == 2 && x.numel() > 0, "abs_max_median x {} must be [T, D]", x.shape_str());
-    expect_shape(out, {2}, "abs_max_median out");
+    for (const Tensor& other : xs) {
+        expect_shape(other, {x.dim(0), x.dim(1)}, "abs_max_median x");
+        expect_dtype(other, compute_dtype(), "abs_max_median x");
+    }
+    expect_shape(out, {int64_t(xs.size()), 2}, "abs_max_median out");
     expect_dtype(out, DType::F32, "abs_max_median out");
     OpScope sc(*this, OpFamily::MetricMedian);
-    do_abs_max_median(out, x);
+    do_abs_max_median(out, xs);
 }
 
 void* Backend::alloc(size_t bytes) {

@@ -185,8 +185,9 @@ public:
     // out[1] = mean_b ||x_b0|| / mean_{b,t>0} ||x_bt|| for the input x of an RMSNorm, from its rstd [B, T]
     // (wide) and eps: ||x_bt||^2 = D (1/rstd^2 - eps), and D cancels. The norm already read x; this reads B T floats.
     void token0_norm_ratio(Tensor out, Tensor rstd, float eps);
-    // out[2] for x [T, D]: the largest |x| and the median of |x| (the lower one for an even count).
-    void abs_max_median(Tensor out, Tensor x);
+    // out[K, 2] for K tensors xs[k] [T, D] of one shape: each one's largest |x| and median of |x| (the lower one for
+    // an even count). All in one call, because each is small and takes several dependent passes.
+    void abs_max_median(Tensor out, const std::vector<Tensor>& xs);
 
     // ---- profiling ----------------------------------------------------------------------------
     void set_profiling(bool on) { profiling_ = on; }
@@ -238,7 +239,7 @@ protected:
     virtual void do_position_std(Tensor out, Tensor x) = 0;
     virtual void do_token0_stats(Tensor out, Tensor x) = 0;
     virtual void do_token0_norm_ratio(Tensor out, Tensor rstd, float eps) = 0;
-    virtual void do_abs_max_median(Tensor out, Tensor x) = 0;
+    virtual void do_abs_max_median(Tensor out, const std::vector<Tensor>& xs) = 0;
 
     // Profiling hooks: CPU reads a clock, CUDA records events.
     virtual void prof_begin(OpFamily f) = 0;

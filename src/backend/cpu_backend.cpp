@@ -275,10 +275,11 @@ protected:
             cpu::token0_norm_ratio(p<float>(out), p<T>(rstd), rstd.dim(0), rstd.dim(1), eps);
         });
     }
-    void do_abs_max_median(Tensor out, Tensor x) override {
+    void do_abs_max_median(Tensor out, const std::vector<Tensor>& xs) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::abs_max_median(p<float>(out), p<T>(x), x.numel());
+            for (size_t k = 0; k < xs.size(); k++)
+                cpu::abs_max_median(p<float>(out) + 2 * k, p<T>(xs[k]), xs[k].numel());
         });
     }
 

@@ -393,11 +393,13 @@ protected:
     void do_token0_norm_ratio(Tensor out, Tensor rstd, float eps) override {
         cuda::token0_norm_ratio(dp<float>(out), dp<float>(rstd), rstd.dim(0), rstd.dim(1), eps, stream_);
     }
-    void do_abs_max_median(Tensor out, Tensor x) override {
+    void do_abs_max_median(Tensor out, const std::vector<Tensor>& xs) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::abs_max_median(dp<float>(out), dp<T>(x), x.numel(), scratch(cuda::abs_max_median_scratch()),
-                                 stream_);
+            std::vector<const T*> ptrs;
+            for (const Tensor& x : xs) ptrs.push_back(dp<T>(x));
+            cuda::abs_max_median(dp<float>(out), ptrs.data(), int(ptrs.size()), xs[0].numel(),
+                                 scratch(cuda::abs_max_median_scratch()), stream_);
         });
     }
 

@@ -10,18 +10,18 @@ namespace sinklab {
 namespace {
 
 // Layout of the per-step buffer, in floats: per layer the attention mass [H, P], the W_O-input std [Tp],
-// token0_stats of the normed input and of the FFN intermediate [2, 3], the block output's token-0 norm ratio [1]
-// and its |max| and median [2]; after the L layers, the FFN maxima away from token 0 [L] that the SwiGLU forward
-// left in the activations.
+// token0_stats of the normed input and of the FFN intermediate [2, 3] and the block output's token-0 norm ratio [1];
+// after the L layers, the block outputs' |max| and median [L, 2] and the FFN maxima away from token 0 [L] that the
+// SwiGLU forward left in the activations.
 struct SinkLayout {
     int64_t H, P, Tp, L;
     int64_t mass() const { return H * P; }
-    int64_t per_layer() const { return mass() + Tp + 6 + 1 + 2; }
+    int64_t per_layer() const { return mass() + Tp + 6 + 1; }
     int64_t wo_std(int l) const { return l * per_layer() + mass(); }
     int64_t t0(int l, int which) const { return wo_std(l) + Tp + 3 * which; }
     int64_t ratio(int l) const { return t0(l, 2); }
-    int64_t amm(int l) const { return ratio(l) + 1; }
-    int64_t rest_max() const { return L * per_layer(); }
+    int64_t amm() const { return L * per_layer(); }
+    int64_t rest_max() const { return amm() + 2 * L; }
     int64_t total() const { return rest_max() + L; }
 };
 
@@ -82,6 +82,7 @@ SinkValues SinkMetrics::compute() {
     // Of the [B, T, C] and [B, T, F] activations only the token-0 rows are read here: the block outputs' norms and
     // the FFN maxima away from token 0 come from the forward pass, whose full reads of them were most of the
     // metrics' cost on a GPU.
+    std::vector<Tensor> seq0_outputs;  // [T, C] of each layer
     for (int l = 0; l < L_; l++) {
         const BlockActs& blk = a.blocks[l];
         be_.attn_mass(out(l * ly.per_layer(), {H_, P}), blk.qkv, blk.lse, positions_, s);
@@ -92,8 +93,9 @@ SinkValues SinkMetrics::compute() {
         // holds its row norms.
         const Tensor next_rstd = l + 1 < L_ ? a.blocks[l + 1].rstd1 : a.rstdf;
         be_.token0_norm_ratio(out(ly.ratio(l), {1}), next_rstd.view({B, T}), model_.config().model.norm_eps);
-        be_.abs_max_median(out(ly.amm(l), {2}), a.x[l + 1].rows(0, T));
+        seq0_outputs.push_back(a.x[l + 1].rows(0, T));
     }
+    be_.abs_max_median(out(ly.amm(), {L_, 2}), seq0_outputs);
     be_.convert(out(ly.rest_max(), {L_}), a.ffn_rest_max);
     std::vector<float> host(size_t(sink_buf_.numel()));
     be_.read(host.data(), DType::F32, sink_buf_);
@@ -106,7 +108,7 @@ SinkValues SinkMetrics::compute() {
         v.wo_input_std.insert(v.wo_input_std.end(), w, w + Tp_);
         const float* normed = host.data() + ly.t0(l, 0);
         const float* ffn = host.data() + ly.t0(l, 1);
-        const float* amm = host.data() + ly.amm(l);
+        const float* amm = host.data() + ly.amm() + 2 * l;
         v.dominance.push_back(normed[0]);
         v.token0_norm_ratio.push_back(host[size_t(ly.ratio(l))]);
         v.ffn_max_act.push_back(ffn[1]);

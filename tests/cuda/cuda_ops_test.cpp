@@ -560,10 +560,16 @@ TEST_F(CudaOps, SinkMetricReductions) {
         check({"token0_norm_ratio_T" + std::to_string(T),
                {arg("rstd", Role::InWide, {3, T}, 0.2, 3.0), arg("out", Role::OutF32, {1})},
                {[](Backend& b, Tensors& t) { b.token0_norm_ratio(t["out"], t["rstd"], 1e-2f); }}});
-    check({"abs_max_median_even", {in("x", {77, 96}, -3, 3), arg("out", Role::OutF32, {2})},
-           {[](Backend& b, Tensors& t) { b.abs_max_median(t["out"], t["x"]); }}});
-    check({"abs_max_median_odd", {in("x", {77, 33}, -3, 3), arg("out", Role::OutF32, {2})},
-           {[](Backend& b, Tensors& t) { b.abs_max_median(t["out"], t["x"]); }}});
+    // K arrays of [T, D] in one call: 3, then 35 (more than one launch takes).
+    for (int64_t K : {3, 35})
+        for (int64_t D : {96, 33})  // an even and an odd count
+            check({"abs_max_median_K" + std::to_string(K) + "_D" + std::to_string(D),
+                   {in("x", {K, 77, D}, -3, 3), arg("out", Role::OutF32, {K, 2})},
+                   {[K, D](Backend& b, Tensors& t) {
+                       std::vector<Tensor> xs;
+                       for (int64_t k = 0; k < K; k++) xs.push_back(t["x"].rows(k, 1).view({77, D}));
+                       b.abs_max_median(t["out"], xs);
+                   }}});
 }
 
 // ---- headnorm, qknorm ---------------------------------------------------------------------------------------

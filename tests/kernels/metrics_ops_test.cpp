@@ -183,7 +183,7 @@ TEST(SinkOps, PlantedOutlierGivesTheHandComputedRatios) {
     xt.set(x);
     g.set(std::vector<double>(D, 1.0));
     be->token0_stats(st.t, xt.t);
-    be->abs_max_median(mm.t, xt.t.rows(0, 1).view({T, D}));
+    be->abs_max_median(mm.t.view({1, 2}), {xt.t.rows(0, 1).view({T, D})});
     be->rmsnorm_fwd(normed.t, rstd.t.view({B * T}), xt.t.view({B * T, D}), g.t, eps);
     be->token0_norm_ratio(ratio.t, rstd.t, eps);
     const std::vector<double> s = st.get(), m = mm.get();
@@ -203,7 +203,7 @@ TEST(SinkOps, ReductionsMatchNaiveFormulas) {
         const std::vector<double> x = normal(size_t(B) * T * D, 5);
         const float eps = 0.3f;
         const std::vector<double> rs = normal(size_t(B) * T, 6, 0.4);
-        Buf xt(*be, dt, {B, T, D}), st(*be, DType::F32, {3}), ps(*be, DType::F32, {6}), mm(*be, DType::F32, {2});
+        Buf xt(*be, dt, {B, T, D}), st(*be, DType::F32, {3}), ps(*be, DType::F32, {6}), mm(*be, DType::F32, {B, 2});
         Buf rstd(*be, dt, {B, T}), ratio(*be, DType::F32, {1});
         xt.set(x);
         std::vector<double> rstd_in;  // rstd of rows whose mean square is 0.5 + |r|: 1/rstd^2 - eps = 0.5 + |r|
@@ -212,7 +212,9 @@ TEST(SinkOps, ReductionsMatchNaiveFormulas) {
         be->token0_stats(st.t, xt.t);
         be->token0_norm_ratio(ratio.t, rstd.t, eps);
         be->position_std(ps.t, xt.t);
-        be->abs_max_median(mm.t, xt.t.view({B * T, D}));
+        std::vector<Tensor> sequences;  // the median of each sequence's [T, D] rows, in one call
+        for (int b = B - 1; b >= 0; b--) sequences.push_back(xt.t.rows(b, 1).view({T, D}));
+        be->abs_max_median(mm.t, sequences);
         const std::vector<double> s = st.get(), p = ps.get(), m = mm.get();
         auto row = [&](int b, int t) { return x.begin() + (size_t(b) * T + t) * D; };
         double dom = 0, mx0 = 0, n0 = 0, nr = 0;
@@ -243,11 +245,14 @@ TEST(SinkOps, ReductionsMatchNaiveFormulas) {
             }
             EXPECT_NEAR(p[t], acc / B, 1e-5) << t;
         }
-        std::vector<double> a;
-        for (double v : x) a.push_back(std::abs(v));
-        std::sort(a.begin(), a.end());
-        EXPECT_NEAR(m[0], a.back(), 1e-6);
-        EXPECT_NEAR(m[1], a[(a.size() - 1) / 2], 1e-6);
+        for (int b = 0; b < B; b++) {
+            std::vector<double> a;
+            for (int i = 0; i < T * D; i++) a.push_back(std::abs(row(b, 0)[i]));
+            std::sort(a.begin(), a.end());
+            const size_t k = size_t(B - 1 - b);  // the order of `sequences`
+            EXPECT_NEAR(m[2 * k], a.back(), 1e-6) << b;
+            EXPECT_NEAR(m[2 * k + 1], a[(a.size() - 1) / 2], 1e-6) << b;
+        }
     }
 }
 
