@@ -3,7 +3,7 @@
 #   bash scripts/gpu_pack.sh          # fills .carry/ (portable binaries, their libraries, token shards)
 # then on the GPU machine, from the repository root, with carry [".carry"] and a 600 s limit:
 #   bash scripts/gpu_check.sh
-# Stages, each with its own time limit (together 9.8 minutes; the whole check takes about 4.5 on an H200) and its
+# Stages, each with its own time limit (together 9.75 minutes; the whole check takes about 5 on an H200) and its
 # own log <stage>.log; a stage that fails or runs out of time is reported and the next one runs:
 #   preflight   unpack .carry; GPU, driver, toolkit, cuDNN and PyTorch versions; every library of the binaries found
 #   tests       the CUDA test suite: sinklab_tests --gtest_filter='Cuda*:*Model*' (less the tests that need this
@@ -12,7 +12,7 @@
 #               attention op tests
 #   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard and headnorm,
 #   bench-4096  with and without per-step sink metrics, attention.impl sinklab and cudnn; with per-op timing, then
-#               without it for the tokens/s
+#               without it for the tokens/s, in 2 rounds (medians; the overheads from per-round ratios)
 #   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
@@ -84,7 +84,7 @@ sanitize() {
 bench() {  # bench T MICRO_BATCH
     local args=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len="$1" --set train.micro_batch="$2"
                 --variants standard headnorm --impls sinklab cudnn --metrics --steps 6 --warmup 2)
-    sl "$bin/sinklab" bench "${args[@]}" && sl "$bin/sinklab" bench "${args[@]}" --no-profile
+    sl "$bin/sinklab" bench "${args[@]}" && sl "$bin/sinklab" bench "${args[@]}" --no-profile --rounds 2
 }
 
 torch_peer() {  # torch_peer T MICRO_BATCH
@@ -142,13 +142,15 @@ stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to logs/NAME.log, a r
     tar -czf "$OUT/logs.tar.gz" -C "$work" logs
 }
 
+# Limits leave room over what an H200 took: a bench pass over its 8 configurations took 22 s at T=1024 and 26 s at
+# 4096, and a stage runs three (the profiled one, then two rounds). A bench cut short still has its profiled table.
 stage preflight 30 preflight
-stage tests 60 tests
-stage sanitize 60 sanitize
-stage bench-1024 90 bench 1024 48
-stage bench-4096 90 bench 4096 12
+stage tests 45 tests
+stage sanitize 50 sanitize
+stage bench-1024 100 bench 1024 48
+stage bench-4096 110 bench 4096 12
 stage torch-1024 70 torch_peer 1024 48
-stage torch-4096 75 torch_peer 4096 12
+stage torch-4096 65 torch_peer 4096 12
 stage train 45 train
 stage profile 70 profile
 

@@ -9,8 +9,9 @@ import os
 import re
 import sys
 
-# sinklab bench's main table: #, variant, tokens/s, step ms, MFU %, vs first, then measured and estimated GiB.
-BENCH_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s*$")
+# sinklab bench's main table: #, variant, tokens/s, step ms, MFU %, vs first, measured and estimated GiB, spread %.
+BENCH_ROW = re.compile(
+    r"^\s*(\d+)\s+(.+?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%\s*$")
 
 
 def read(logs, name):
@@ -19,13 +20,13 @@ def read(logs, name):
 
 
 def bench_rows(lines):
-    """{label: (tokens/s, step ms, MFU %, GiB, estimated GiB)} from sinklab bench's main table; the last one when
-    there are several."""
+    """{label: (tokens/s, step ms, MFU %, GiB, estimated GiB, vs first, spread %)} from sinklab bench's main table;
+    the last one when there are several (the bench stage's unprofiled rounds)."""
     rows = {}
     for line in lines:
         m = BENCH_ROW.match(line)
         if m:
-            rows[m.group(2).strip()] = tuple(float(m.group(i)) for i in (3, 4, 5, 7, 8))
+            rows[m.group(2).strip()] = tuple(float(m.group(i)) for i in (3, 4, 5, 7, 8, 6, 9))
     return rows
 
 
@@ -34,15 +35,18 @@ def bench_summary(rows):
     if not std:
         return "no results"
 
+    # Ratios from the `vs first` column: with rounds, the median of per-round ratios, steadier than a ratio of
+    # medians.
     def rel(label):
         r = rows.get(label)
-        return f"{100 * (std[0] / r[0] - 1):+.1f}%" if r else "n/a"
+        return f"{100 * (std[5] / r[5] - 1):+.1f}%" if r else "n/a"
 
     cudnn = rows.get("standard [cudnn]")
     return (f"standard {std[0] / 1e3:,.0f}k tok/s, MFU {std[2]:.1f}%; time vs standard: "
             f"headnorm {rel('headnorm [sinklab]')}, +metrics {rel('standard [sinklab] +metrics')}; "
-            "with cuDNN attention " + (f"{cudnn[0] / std[0]:.3f}x our tokens/s" if cudnn else "n/a") +
-            f"; memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f})")
+            "with cuDNN attention " + (f"{cudnn[5] / std[5]:.3f}x our tokens/s" if cudnn else "n/a") +
+            f"; memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f}); rounds spread up to "
+            f"{max(r[6] for r in rows.values()):.1f}%")
 
 
 def torch_tokens(lines):

@@ -56,8 +56,10 @@ template <typename T>
 void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn, int64_t D, int k, float lambda, bool centered);
 template <typename T> void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, float lambda);
 
-// ab [N, 2F] = [a | b]; out [N, F] = silu(a) * b
-template <typename T> void swiglu_fwd(T* out, const T* ab, int64_t N, int64_t F);
+// ab [N, 2F] = [a | b]; out [N, F] = silu(a) * b. When rest_max is given, also *rest_max = max |out| over the rows n
+// with n % Tn != 0 (out as [B, Tn, F]: the tokens after the first).
+template <typename T>
+void swiglu_fwd(T* out, const T* ab, int64_t N, int64_t F, float* rest_max = nullptr, int64_t Tn = 1);
 template <typename T> void swiglu_bwd(T* dab, const T* dout, const T* ab, int64_t N, int64_t F);
 
 template <typename T> void add(T* out, const T* a, const T* b, int64_t n);
@@ -71,12 +73,14 @@ void cross_entropy(T* loss, T* dlogits, const T* logits, const int32_t* targets,
 template <typename T> void adamw(T* p, T* m, T* v, const T* g, int64_t n, const AdamWStep& h);
 template <typename T> double sum_squares(const T* g, int64_t n);
 
-// Sink metrics (metrics.cpp): out[H, P]; out[Q, Q] of sequence 0; out[Tp] of x [B, T, D]; out[5]; out[2].
+// Sink metrics (metrics.cpp): out[H, P]; out[Q, Q] of sequence 0; out[Tp] of x [B, T, D]; out[3] of x [B, T, D];
+// out[1] of rstd [B, T]; out[2].
 template <typename T>
 void attn_mass(float* out, const T* qkv, const T* lse, const int* positions, int P, const AttnSpec& s);
 template <typename T> void attn_map(float* out, int64_t Q, const T* qkv, const T* lse, const AttnSpec& s);
 template <typename T> void position_std(float* out, int64_t Tp, const T* x, int64_t B, int64_t Tn, int64_t D);
-template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others);
+template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D);
+template <typename T> void token0_norm_ratio(float* out, const T* rstd, int64_t B, int64_t Tn, float eps);
 template <typename T> void abs_max_median(float* out, const T* x, int64_t n);
 
 }  // namespace sinklab::cpu

@@ -99,48 +99,35 @@ template <typename T> void position_std(float* out, int64_t Tp, const T* x, int6
     }
 }
 
-// |x| statistics of one row: sum of squares and max, in T, vectorized (rows are a few hundred wide; the
-// sums over rows are in double).
-template <typename T> void row_sq_max(const T* row, int64_t D, T& sq, T& mx) {
-    T s = 0, m = 0;
-#pragma omp simd reduction(+ : s) reduction(max : m)
-    for (int64_t d = 0; d < D; d++) {
-        s += row[d] * row[d];
-        m = std::max(m, std::abs(row[d]));
-    }
-    sq = s, mx = m;
-}
-
-template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others) {
-    double dominance = 0, norm0 = 0, max0 = -1, rest_max = 0, rest_norm = 0;
+template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D) {
+    double dominance = 0, max0 = -1;
     int64_t top = 0;
     for (int64_t b = 0; b < B; b++) {
-        const T* row = x + b * Tn * D;
-        double mx = 0, sum_abs = 0, sq = 0;
+        const T* row = x + b * Tn * D;  // [D]
+        double mx = 0, sum_abs = 0;
         int64_t arg = 0;
         for (int64_t d = 0; d < D; d++) {
             const double a = std::abs(double(row[d]));
             if (a > mx) mx = a, arg = d;
             sum_abs += a;
-            sq += a * a;
         }
         dominance += sum_abs > 0 ? mx / (sum_abs / D) : 0.0;
-        norm0 += std::sqrt(sq);
         if (mx > max0) max0 = mx, top = arg;
     }
-    const int64_t rest_rows = others ? B * (Tn - 1) : 0;
-#pragma omp parallel for reduction(+ : rest_norm) reduction(max : rest_max) schedule(static)
-    for (int64_t r = 0; r < rest_rows; r++) {
-        T sq, mx;
-        row_sq_max(x + ((r / (Tn - 1)) * Tn + 1 + r % (Tn - 1)) * D, D, sq, mx);
-        rest_norm += std::sqrt(double(sq));
-        rest_max = std::max(rest_max, double(mx));
-    }
     out[0] = float(dominance / B);
-    out[1] = Tn > 1 && rest_norm > 0 ? float((norm0 / B) / (rest_norm / double(B * (Tn - 1)))) : 0.f;
-    out[2] = float(max0);
-    out[3] = float(top);
-    out[4] = float(rest_max);
+    out[1] = float(max0);
+    out[2] = float(top);
+}
+
+template <typename T> void token0_norm_ratio(float* out, const T* rstd, int64_t B, int64_t Tn, float eps) {
+    // ||x_bt|| / sqrt(D); the clamp keeps rounding from taking an all-zero row's norm below 0.
+    auto norm = [eps](T r) { return std::sqrt(std::max(0.0, 1.0 / (double(r) * double(r)) - double(eps))); };
+    double norm0 = 0, rest = 0;
+    for (int64_t b = 0; b < B; b++) {
+        norm0 += norm(rstd[b * Tn]);
+        for (int64_t t = 1; t < Tn; t++) rest += norm(rstd[b * Tn + t]);
+    }
+    out[0] = Tn > 1 && rest > 0 ? float((norm0 / B) / (rest / double(B * (Tn - 1)))) : 0.f;
 }
 
 // The median by a radix select on the bits of |x| (for non-negative floats, integer order is float order): a
@@ -176,7 +163,8 @@ template <typename T> void abs_max_median(float* out, const T* x, int64_t n) {
     template void attn_mass<T>(float*, const T*, const T*, const int*, int, const AttnSpec&);              \
     template void attn_map<T>(float*, int64_t, const T*, const T*, const AttnSpec&);                       \
     template void position_std<T>(float*, int64_t, const T*, int64_t, int64_t, int64_t);                   \
-    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t, bool);                      \
+    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t);                            \
+    template void token0_norm_ratio<T>(float*, const T*, int64_t, int64_t, float);                         \
     template void abs_max_median<T>(float*, const T*, int64_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)

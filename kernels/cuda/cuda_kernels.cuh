@@ -126,8 +126,10 @@ template <typename T> void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn
 template <typename T> void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, float lambda,
                                        cudaStream_t st);
 
-// ---- swiglu.cu: ab [N, 2F] = [a | b], out [N, F] = silu(a) * b.
-template <typename T> void swiglu_fwd(T* out, const T* ab, int64_t N, int64_t F, cudaStream_t st);
+// ---- swiglu.cu: ab [N, 2F] = [a | b], out [N, F] = silu(a) * b. rest_max (may be null): max |out| over the rows
+// n with n % Tn != 0.
+template <typename T>
+void swiglu_fwd(T* out, const T* ab, int64_t N, int64_t F, float* rest_max, int Tn, cudaStream_t st);
 template <typename T> void swiglu_bwd(T* dab, const T* dout, const T* ab, int64_t N, int64_t F, cudaStream_t st);
 
 // ---- elementwise.cu: T in {float, bf16, double}; out may alias a or b.
@@ -155,11 +157,11 @@ template <typename T> void attn_mass(float* out, const T* qkv, const float* lse,
 template <typename T> void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s,
                                     cudaStream_t st);
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st);
-size_t token0_stats_scratch(int64_t B, int64_t Tn);
-template <typename T>
-void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others, void* scratch,
-                  cudaStream_t st);
+template <typename T> void token0_stats(float* out, const T* x, int B, int Tn, int D, cudaStream_t st);
+void token0_norm_ratio(float* out, const float* rstd, int64_t B, int64_t Tn, float eps, cudaStream_t st);
 size_t abs_max_median_scratch();
-template <typename T> void abs_max_median(float* out, const T* x, int64_t n, void* scratch, cudaStream_t st);
+// out [K, 2] for the K arrays xs[k] of n elements each.
+template <typename T>
+void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scratch, cudaStream_t st);
 
 }  // namespace sinklab::cuda

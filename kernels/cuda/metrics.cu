@@ -153,112 +153,94 @@ __global__ void __launch_bounds__(kStdThreads) position_std_kernel(float* out, c
     }
 }
 
-// token0_stats of x [B, Tn, D] in two kernels. row_stats_kernel: one warp per row, kRowsPerBlock rows per block,
-// 16-byte loads where the rows allow, several in flight per lane (a block per row, reading an element per thread,
-// left most of each block idle and paid block-wide barriers for every row). It visits N rows row_step apart: all
-// B Tn rows (step 1), or only the B rows of token 0 (step Tn). Each sequence's row 0 keeps its statistics
-// (Token0Row [B]); the other rows only feed their block's sum of norms and max |x| (RestPartial [blocks]), which
-// token0_reduce_kernel adds in block order.
-constexpr int kRowsPerBlock = kThreads / 32;
-
-struct Token0Row {
-    double sq, sum_abs;  // sum of squares, sum of |x|
-    float max_abs;
-    int arg;  // first channel of max |x|
-};
-struct RestPartial {
-    double norm;  // sum of the rows' norms
-    float max_abs;
-};
+// token0_stats in one block: warp w takes the token-0 rows of sequences b = w, w + nwarps, ..., 16-byte loads
+// where the rows allow, several in flight per lane. Each warp keeps its rows' sum of dominances and its first largest
+// |x| (b, then channel order); the warps' results are combined in warp order, so the result repeats exactly and
+// ties resolve as a sequential scan's.
+constexpr int kToken0Threads = 1024;
 
 template <typename T, int VW>
-__global__ void row_stats_kernel(Token0Row* row0, RestPartial* rest, const T* x, int64_t N, int row_step, int Tn,
-                                 int D) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t i = int64_t(blockIdx.x) * kRowsPerBlock + warp, r = i * row_step;  // r: the row of x
-    const bool valid = i < N;
-    double sq = 0, sa = 0;
-    float mx = -1.f;
-    int arg = 0;
-    if (valid) {
-        const T* row = x + r * D;  // [D]
+__global__ void __launch_bounds__(kToken0Threads) token0_stats_kernel(float* out, const T* x, int B, int Tn, int D) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+    double dominance = 0;
+    float best = -1.f;
+    int best_b = 0, best_arg = 0;
+    for (int b = warp; b < B; b += nwarps) {
+        const T* row = x + int64_t(b) * Tn * D;  // [D]
+        double sa = 0;
+        float mx = -1.f;
+        int arg = 0;
 #pragma unroll 4
         for (int d = lane * VW; d < D; d += 32 * VW) {
             float v[VW];
             load_f32<VW>(row + d, v);
             for (int e = 0; e < VW; e++) {
                 const float a = fabsf(v[e]);
-                sq += double(a) * a;
                 sa += a;
                 if (a > mx) mx = a, arg = d + e;  // each lane visits its channels in increasing order
             }
         }
-    }
-    sq = warp_sum(sq);
-    sa = warp_sum(sa);
-    // Largest |x|, ties to the smallest channel, so that the result matches a sequential scan.
-    for (int o = 16; o > 0; o >>= 1) {
-        const float om = __shfl_xor_sync(0xffffffffu, mx, o);
-        const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
-        if (om > mx || (om == mx && oa < arg)) mx = om, arg = oa;
-    }
-    __shared__ RestPartial part[kRowsPerBlock];
-    const bool first = valid && r % Tn == 0;
-    if (lane == 0) {
-        if (first) row0[r / Tn] = Token0Row{sq, sa, mx, arg};
-        part[warp] = valid && !first ? RestPartial{sqrt(sq), mx} : RestPartial{0.0, 0.f};
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        RestPartial t{0.0, 0.f};
-        for (int w = 0; w < kRowsPerBlock; w++) {
-            t.norm += part[w].norm;
-            t.max_abs = fmaxf(t.max_abs, part[w].max_abs);
+        sa = warp_sum(sa);
+        // Largest |x|, ties to the smallest channel, on every lane.
+        for (int o = 16; o > 0; o >>= 1) {
+            const float om = __shfl_xor_sync(0xffffffffu, mx, o);
+            const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
+            if (om > mx || (om == mx && oa < arg)) mx = om, arg = oa;
         }
-        rest[blockIdx.x] = t;
+        dominance += sa > 0 ? mx / (sa / D) : 0.0;
+        if (mx > best) best = mx, best_b = b, best_arg = arg;  // b grows, so > keeps the first
     }
+    __shared__ double dom[32];
+    __shared__ float wmax[32];
+    __shared__ int wb[32], warg[32];
+    if (lane == 0) dom[warp] = dominance, wmax[warp] = best, wb[warp] = best_b, warg[warp] = best_arg;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    double total = 0;
+    float mx = -1.f;
+    int mb = 0, arg = 0;
+    for (int w = 0; w < nwarps; w++) {
+        total += dom[w];
+        if (wmax[w] > mx || (wmax[w] == mx && wb[w] < mb)) mx = wmax[w], mb = wb[w], arg = warg[w];
+    }
+    out[0] = float(total / B);
+    out[1] = mx;
+    out[2] = float(arg);
 }
 
-// One block of kReduceThreads: the partials of ~6k row blocks (B T = 48k rows) in a few rounds per thread.
-constexpr int kReduceThreads = 1024;
-
-__global__ void token0_reduce_kernel(float* out, const Token0Row* row0, const RestPartial* rest, int blocks, int B,
-                                     int Tn, int D) {
-    double rest_norm = 0;
-    float rest_max = 0.f;
-    for (int i = threadIdx.x; i < blocks; i += blockDim.x) {
-        rest_norm += rest[i].norm;
-        rest_max = fmaxf(rest_max, rest[i].max_abs);
+// One block over rstd [B, Tn] in a fixed order: each thread sums the norms of its strided elements, then block_sum.
+__global__ void __launch_bounds__(kToken0Threads)
+    token0_norm_ratio_kernel(float* out, const float* rstd, int64_t N, int64_t Tn, float eps) {
+    double norm0 = 0, rest = 0;
+    for (int64_t r = threadIdx.x; r < N; r += blockDim.x) {
+        const double v = rstd[r];
+        const double norm = sqrt(fmax(0.0, 1.0 / (v * v) - double(eps)));  // ||x|| / sqrt(D)
+        if (r % Tn == 0)
+            norm0 += norm;
+        else
+            rest += norm;
     }
-    rest_norm = block_sum(rest_norm);
-    rest_max = block_max(rest_max);
+    norm0 = block_sum(norm0);
+    rest = block_sum(rest);
     if (threadIdx.x != 0) return;
-    double dominance = 0, norm0 = 0;
-    float max0 = -1.f;
-    int top = 0;
-    for (int b = 0; b < B; b++) {
-        const Token0Row& t = row0[b];
-        dominance += t.sum_abs > 0 ? t.max_abs / (t.sum_abs / D) : 0.0;
-        norm0 += sqrt(t.sq);
-        if (t.max_abs > max0) max0 = t.max_abs, top = t.arg;
-    }
-    out[0] = float(dominance / B);
-    out[1] = Tn > 1 && rest_norm > 0 ? float((norm0 / B) / (rest_norm / (double(B) * (Tn - 1)))) : 0.f;
-    out[2] = max0;
-    out[3] = float(top);
-    out[4] = rest_max;
+    const double B = double(N / Tn);
+    out[0] = Tn > 1 && rest > 0 ? float((norm0 / B) / (rest / (B * double(Tn - 1)))) : 0.f;
 }
 
 // Exact median of |x| by a radix select on the bits of |x| (for non-negative floats, integer order is float order),
 // three levels of 11, 11 and 10 bits: a histogram of the top digit finds the bucket holding the wanted rank, the
 // next digit's histogram within that bucket narrows it, and so on. 2048 bins fit in shared memory, so each block
 // counts privately and adds its non-zero bins to the global histogram (values of a layer's output crowd into few
-// bins: global atomics per element serialized on them).
+// bins: global atomics per element serialized on them). Up to kMaxSlices arrays run side by side, the slice in
+// blockIdx.y (hist kernel) or blockIdx.x (select kernel), each with its own histogram and state: a layer's row block
+// is too small to fill the GPU, and one launch per level for every layer saves 6 dependent launches per layer.
 constexpr int kLevels = 3;
 constexpr int kBins = 1 << 11;
 // The digit of level l is bits >> digit_shift(l), masked to digit_width(l) bits.
 __host__ __device__ constexpr int digit_width(int level) { return level < 2 ? 11 : 10; }
 __host__ __device__ constexpr int digit_shift(int level) { return level == 0 ? 21 : level == 1 ? 10 : 0; }
+
+constexpr int kMaxSlices = 32;
 
 struct SelectState {
     unsigned prefix;   // the answer's bits above the current digit, once known
@@ -266,8 +248,17 @@ struct SelectState {
     unsigned maxbits;  // bits of the largest |x|
 };
 
+template <typename T> struct Slices {
+    const T* x[kMaxSlices];
+};
+
+// hist [slices, kBins], state [slices]. The pointers are __grid_constant__ because they are indexed at run time.
 template <typename T>
-__global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, int64_t n, int level) {
+__global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const __grid_constant__ Slices<T> xs, int64_t n,
+                                int level) {
+    const T* x = xs.x[blockIdx.y];  // [n]
+    hist += blockIdx.y * kBins;
+    state += blockIdx.y;
     __shared__ unsigned local[kBins];
     __shared__ unsigned local_max;
     for (int i = threadIdx.x; i < kBins; i += blockDim.x) local[i] = 0;
@@ -288,12 +279,15 @@ __global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const T* x, 
     if (level == 0 && threadIdx.x == 0) atomicMax(&state->maxbits, local_max);
 }
 
-// One block of 1024 threads: finds the bin holding the wanted rank (rank0 at level 0, then state->rank) and
-// narrows the state to it. Each thread takes kPer bins into registers and zeroes them for the next level; a
+// One block of 1024 threads per slice: finds the bin holding the wanted rank (rank0 at level 0, then state->rank)
+// and narrows the state to it. Each thread takes kPer bins into registers and zeroes them for the next level; a
 // block-wide prefix sum tells each thread how many values lie below its bins, so the one thread whose bins hold
-// the rank finishes the search.
+// the rank finishes the search. out [slices, 2].
 __global__ void select_bin_kernel(float* out, unsigned* hist, SelectState* state, unsigned rank0, int level) {
     constexpr int kPer = kBins / 1024;
+    out += 2 * blockIdx.x;
+    hist += blockIdx.x * kBins;
+    state += blockIdx.x;
     __shared__ unsigned warp_incl[32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const unsigned rank = level == 0 ? rank0 : state->rank;
@@ -377,41 +371,41 @@ template <typename T> void position_std(float* out, int Tp, const T* x, int B, i
     CUDA_CHECK_LAUNCH();
 }
 
-// RestPartial [blocks], then Token0Row [B].
-size_t token0_stats_scratch(int64_t B, int64_t Tn) {
-    return size_t(ceil_div(B * Tn, kRowsPerBlock)) * sizeof(RestPartial) + size_t(B) * sizeof(Token0Row);
+template <typename T> void token0_stats(float* out, const T* x, int B, int Tn, int D, cudaStream_t st) {
+    SL_ASSERT(B > 0 && Tn > 0 && D > 0, "token0_stats of [{}, {}, {}]", B, Tn, D);
+    if (vec_ok<T>(D, x))
+        token0_stats_kernel<T, kVec<T>><<<1, kToken0Threads, 0, st>>>(out, x, B, Tn, D);
+    else
+        token0_stats_kernel<T, 1><<<1, kToken0Threads, 0, st>>>(out, x, B, Tn, D);
+    CUDA_CHECK_LAUNCH();
 }
+
+void token0_norm_ratio(float* out, const float* rstd, int64_t B, int64_t Tn, float eps, cudaStream_t st) {
+    SL_ASSERT(B > 0 && Tn > 0, "token0_norm_ratio of rstd [{}, {}]", B, Tn);
+    token0_norm_ratio_kernel<<<1, kToken0Threads, 0, st>>>(out, rstd, B * Tn, Tn, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+size_t abs_max_median_scratch() { return kMaxSlices * (kBins * sizeof(unsigned) + sizeof(SelectState)); }
 
 template <typename T>
-void token0_stats(float* out, const T* x, int64_t B, int64_t Tn, int64_t D, bool others, void* scratch,
-                  cudaStream_t st) {
-    SL_ASSERT(B > 0 && Tn > 0 && D > 0 && B * Tn <= INT32_MAX, "token0_stats of [{}, {}, {}]", B, Tn, D);
-    const int64_t N = others ? B * Tn : B, blocks = ceil_div(N, kRowsPerBlock);
-    const int step = others ? 1 : int(Tn);
-    auto* rest = static_cast<RestPartial*>(scratch);
-    auto* row0 = reinterpret_cast<Token0Row*>(rest + blocks);
-    if (vec_ok<T>(D, x))
-        row_stats_kernel<T, kVec<T>><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, step, int(Tn), int(D));
-    else
-        row_stats_kernel<T, 1><<<unsigned(blocks), kThreads, 0, st>>>(row0, rest, x, N, step, int(Tn), int(D));
-    CUDA_CHECK_LAUNCH();
-    token0_reduce_kernel<<<1, kReduceThreads, 0, st>>>(out, row0, rest, int(blocks), int(B), int(Tn), int(D));
-    CUDA_CHECK_LAUNCH();
-}
-
-size_t abs_max_median_scratch() { return kBins * sizeof(unsigned) + sizeof(SelectState); }
-
-template <typename T> void abs_max_median(float* out, const T* x, int64_t n, void* scratch, cudaStream_t st) {
-    SL_ASSERT(n > 0 && n <= int64_t(UINT32_MAX), "median of {} values", n);
-    auto* hist = static_cast<unsigned*>(scratch);
-    auto* state = reinterpret_cast<SelectState*>(hist + kBins);
-    // Zero histogram and state; from then on each select_bin_kernel leaves the histogram zeroed.
-    CUDA_CHECK(cudaMemsetAsync(scratch, 0, abs_max_median_scratch(), st));
-    for (int level = 0; level < kLevels; level++) {
-        abs_hist_kernel<<<hist_blocks(n), kThreads, 0, st>>>(hist, state, x, n, level);
-        CUDA_CHECK_LAUNCH();
-        select_bin_kernel<<<1, 1024, 0, st>>>(out, hist, state, unsigned((n - 1) / 2), level);
-        CUDA_CHECK_LAUNCH();
+void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scratch, cudaStream_t st) {
+    SL_ASSERT(K >= 1 && n > 0 && n <= int64_t(UINT32_MAX), "median of {} x {} values", K, n);
+    auto* hist = static_cast<unsigned*>(scratch);                              // [kMaxSlices, kBins]
+    auto* state = reinterpret_cast<SelectState*>(hist + kMaxSlices * kBins);  // [kMaxSlices]
+    for (int k0 = 0; k0 < K; k0 += kMaxSlices) {
+        const int k = std::min(kMaxSlices, K - k0);
+        Slices<T> slices{};
+        for (int i = 0; i < k; i++) slices.x[i] = xs[k0 + i];
+        // Zero histograms and states; from then on each select_bin_kernel leaves its histogram zeroed.
+        CUDA_CHECK(cudaMemsetAsync(scratch, 0, abs_max_median_scratch(), st));
+        for (int level = 0; level < kLevels; level++) {
+            abs_hist_kernel<<<dim3(unsigned(hist_blocks(n)), unsigned(k)), kThreads, 0, st>>>(hist, state, slices, n,
+                                                                                              level);
+            CUDA_CHECK_LAUNCH();
+            select_bin_kernel<<<unsigned(k), 1024, 0, st>>>(out + 2 * k0, hist, state, unsigned((n - 1) / 2), level);
+            CUDA_CHECK_LAUNCH();
+        }
     }
 }
 
@@ -420,8 +414,8 @@ template <typename T> void abs_max_median(float* out, const T* x, int64_t n, voi
                                cudaStream_t);                                                                     \
     template void attn_map<T>(float*, int, const T*, const float*, const AttnSpec&, cudaStream_t);                \
     template void position_std<T>(float*, int, const T*, int, int, int, cudaStream_t);                            \
-    template void token0_stats<T>(float*, const T*, int64_t, int64_t, int64_t, bool, void*, cudaStream_t);       \
-    template void abs_max_median<T>(float*, const T*, int64_t, void*, cudaStream_t);
+    template void token0_stats<T>(float*, const T*, int, int, int, cudaStream_t);                                 \
+    template void abs_max_median<T>(float*, const T* const*, int, int64_t, void*, cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)
 

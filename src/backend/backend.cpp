@@ -266,12 +266,17 @@ void Backend::amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) {
     do_amplify_bwd(dx, dout, k, lambda);
 }
 
-void Backend::swiglu_fwd(Tensor out, Tensor ab) {
+void Backend::swiglu_fwd(Tensor out, Tensor ab, Tensor rest_max) {
     int64_t N = rows_of(ab), F = ab.dim(-1) / 2;
     SL_ASSERT(ab.dim(-1) == 2 * F && rows_of(out) == N && out.dim(-1) == F, "swiglu out {} ab {}", out.shape_str(),
               ab.shape_str());
+    if (!rest_max.empty()) {
+        SL_ASSERT(out.ndim == 3, "swiglu out {} must be [B, T, F] with rest_max", out.shape_str());
+        expect_shape(rest_max, {1}, "swiglu rest_max");
+        expect_dtype(rest_max, DType::F32, "swiglu rest_max");
+    }
     OpScope sc(*this, OpFamily::SwiGLU);
-    do_swiglu_fwd(out, ab);
+    do_swiglu_fwd(out, ab, rest_max);
 }
 
 void Backend::swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) {
@@ -349,20 +354,35 @@ void Backend::position_std(Tensor out, Tensor x) {
     do_position_std(out, x);
 }
 
-void Backend::token0_stats(Tensor out, Tensor x, bool others) {
+void Backend::token0_stats(Tensor out, Tensor x) {
     SL_ASSERT(x.ndim == 3, "token0_stats x {} must be [B, T, D]", x.shape_str());
-    expect_shape(out, {5}, "token0_stats out");
+    expect_shape(out, {3}, "token0_stats out");
     expect_dtype(out, DType::F32, "token0_stats out");
     OpScope sc(*this, OpFamily::MetricStats);
-    do_token0_stats(out, x, others);
+    do_token0_stats(out, x);
 }
 
-void Backend::abs_max_median(Tensor out, Tensor x) {
+void Backend::token0_norm_ratio(Tensor out, Tensor rstd, float eps) {
+    SL_ASSERT(rstd.ndim == 2, "token0_norm_ratio rstd {} must be [B, T]", rstd.shape_str());
+    expect_dtype(rstd, wide(), "token0_norm_ratio rstd");
+    expect_shape(out, {1}, "token0_norm_ratio out");
+    expect_dtype(out, DType::F32, "token0_norm_ratio out");
+    OpScope sc(*this, OpFamily::MetricStats);
+    do_token0_norm_ratio(out, rstd, eps);
+}
+
+void Backend::abs_max_median(Tensor out, const std::vector<Tensor>& xs) {
+    SL_ASSERT(!xs.empty(), "abs_max_median of no tensors");
+    const Tensor& x = xs[0];
     SL_ASSERT(x.ndim == 2 && x.numel() > 0, "abs_max_median x {} must be [T, D]", x.shape_str());
-    expect_shape(out, {2}, "abs_max_median out");
+    for (const Tensor& other : xs) {
+        expect_shape(other, {x.dim(0), x.dim(1)}, "abs_max_median x");
+        expect_dtype(other, compute_dtype(), "abs_max_median x");
+    }
+    expect_shape(out, {int64_t(xs.size()), 2}, "abs_max_median out");
     expect_dtype(out, DType::F32, "abs_max_median out");
     OpScope sc(*this, OpFamily::MetricMedian);
-    do_abs_max_median(out, x);
+    do_abs_max_median(out, xs);
 }
 
 void* Backend::alloc(size_t bytes) {

@@ -151,8 +151,10 @@ public:
     void amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered);
     void amplify_bwd(Tensor dx, Tensor dout, int k, float lambda);
 
-    // out[N,F] = silu(a) * b, with ab[N, 2F] = [a | b] (the fused w1|w3 projection).
-    void swiglu_fwd(Tensor out, Tensor ab);
+    // out[N,F] = silu(a) * b, with ab[N, 2F] = [a | b] (the fused w1|w3 projection). With rest_max ([1] f32; out
+    // then [B, T, F]), also rest_max = max_{b, t>0, f} |out| (before out is rounded to its dtype): the sink metrics'
+    // FFN maximum away from token 0, taken while the values are in registers instead of by reading out again.
+    void swiglu_fwd(Tensor out, Tensor ab, Tensor rest_max = {});
     void swiglu_bwd(Tensor dab, Tensor dout, Tensor ab);
 
     void add(Tensor out, Tensor a, Tensor b);  // out = a + b; out may alias a or b
@@ -177,12 +179,15 @@ public:
     void attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s);
     // out[Tp], Tp <= T: for x [B, T, D], the population std over D of x[b, t, :], averaged over b.
     void position_std(Tensor out, Tensor x);
-    // out[5] for x [B, T, D]: mean_b max_j|x_b0j| / mean_j|x_b0j|; mean_b ||x_b0|| / mean_{b,t>0} ||x_bt||;
-    // max_{b,j} |x_b0j|; the channel j of that maximum; max_{b,t>0,j} |x_btj|. Without `others` only the B rows
-    // of token 0 are read, and out[1] and out[4] are 0.
-    void token0_stats(Tensor out, Tensor x, bool others = true);
-    // out[2] for x [T, D]: the largest |x| and the median of |x| (the lower one for an even count).
-    void abs_max_median(Tensor out, Tensor x);
+    // out[3] for x [B, T, D], from the B rows of token 0 only: mean_b max_j|x_b0j| / mean_j|x_b0j|;
+    // max_{b,j} |x_b0j|; the channel j of that maximum (the first, in b then j order, on ties).
+    void token0_stats(Tensor out, Tensor x);
+    // out[1] = mean_b ||x_b0|| / mean_{b,t>0} ||x_bt|| for the input x of an RMSNorm, from its rstd [B, T]
+    // (wide) and eps: ||x_bt||^2 = D (1/rstd^2 - eps), and D cancels. The norm already read x; this reads B T floats.
+    void token0_norm_ratio(Tensor out, Tensor rstd, float eps);
+    // out[K, 2] for K tensors xs[k] [T, D] of one shape: each one's largest |x| and median of |x| (the lower one for
+    // an even count). All in one call, because each is small and takes several dependent passes.
+    void abs_max_median(Tensor out, const std::vector<Tensor>& xs);
 
     // ---- profiling ----------------------------------------------------------------------------
     void set_profiling(bool on) { profiling_ = on; }
@@ -222,7 +227,7 @@ protected:
     virtual void do_gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor logit) = 0;
     virtual void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) = 0;
     virtual void do_amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) = 0;
-    virtual void do_swiglu_fwd(Tensor out, Tensor ab) = 0;
+    virtual void do_swiglu_fwd(Tensor out, Tensor ab, Tensor rest_max) = 0;
     virtual void do_swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) = 0;
     virtual void do_add(Tensor out, Tensor a, Tensor b) = 0;
     virtual void do_cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale) = 0;
@@ -232,8 +237,9 @@ protected:
                               const AttnSpec& s) = 0;
     virtual void do_attn_map(Tensor out, Tensor qkv, Tensor lse, const AttnSpec& s) = 0;
     virtual void do_position_std(Tensor out, Tensor x) = 0;
-    virtual void do_token0_stats(Tensor out, Tensor x, bool others) = 0;
-    virtual void do_abs_max_median(Tensor out, Tensor x) = 0;
+    virtual void do_token0_stats(Tensor out, Tensor x) = 0;
+    virtual void do_token0_norm_ratio(Tensor out, Tensor rstd, float eps) = 0;
+    virtual void do_abs_max_median(Tensor out, const std::vector<Tensor>& xs) = 0;
 
     // Profiling hooks: CPU reads a clock, CUDA records events.
     virtual void prof_begin(OpFamily f) = 0;

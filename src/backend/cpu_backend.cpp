@@ -206,10 +206,11 @@ protected:
             cpu::amplify_bwd(p<T>(dx), p<T>(dout), dout.dim(0), dout.dim(1), dout.dim(2), k, lambda);
         });
     }
-    void do_swiglu_fwd(Tensor out, Tensor ab) override {
+    void do_swiglu_fwd(Tensor out, Tensor ab, Tensor rest_max) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::swiglu_fwd(p<T>(out), p<T>(ab), out.numel() / out.dim(-1), out.dim(-1));
+            float* mx = rest_max.empty() ? nullptr : p<float>(rest_max);
+            cpu::swiglu_fwd(p<T>(out), p<T>(ab), out.numel() / out.dim(-1), out.dim(-1), mx, mx ? out.dim(1) : 1);
         });
     }
     void do_swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) override {
@@ -262,16 +263,23 @@ protected:
             cpu::position_std(p<float>(out), out.dim(0), p<T>(x), x.dim(0), x.dim(1), x.dim(2));
         });
     }
-    void do_token0_stats(Tensor out, Tensor x, bool others) override {
+    void do_token0_stats(Tensor out, Tensor x) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::token0_stats(p<float>(out), p<T>(x), x.dim(0), x.dim(1), x.dim(2), others);
+            cpu::token0_stats(p<float>(out), p<T>(x), x.dim(0), x.dim(1), x.dim(2));
         });
     }
-    void do_abs_max_median(Tensor out, Tensor x) override {
+    void do_token0_norm_ratio(Tensor out, Tensor rstd, float eps) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::abs_max_median(p<float>(out), p<T>(x), x.numel());
+            cpu::token0_norm_ratio(p<float>(out), p<T>(rstd), rstd.dim(0), rstd.dim(1), eps);
+        });
+    }
+    void do_abs_max_median(Tensor out, const std::vector<Tensor>& xs) override {
+        dispatch([&](auto z) {
+            using T = decltype(z);
+            for (size_t k = 0; k < xs.size(); k++)
+                cpu::abs_max_median(p<float>(out) + 2 * k, p<T>(xs[k]), xs[k].numel());
         });
     }
 

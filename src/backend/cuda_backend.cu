@@ -318,10 +318,12 @@ protected:
             cuda::amplify_bwd(dp<T>(dx), dp<T>(dout), dout.dim(0), dout.dim(1), dout.dim(2), k, lambda, stream_);
         });
     }
-    void do_swiglu_fwd(Tensor out, Tensor ab) override {
+    void do_swiglu_fwd(Tensor out, Tensor ab, Tensor rest_max) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::swiglu_fwd(dp<T>(out), dp<T>(ab), out.numel() / out.dim(-1), out.dim(-1), stream_);
+            float* mx = rest_max.empty() ? nullptr : dp<float>(rest_max);
+            cuda::swiglu_fwd(dp<T>(out), dp<T>(ab), out.numel() / out.dim(-1), out.dim(-1), mx,
+                             mx ? int(out.dim(1)) : 1, stream_);
         });
     }
     void do_swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) override {
@@ -382,18 +384,22 @@ protected:
                                int(x.dim(2)), stream_);
         });
     }
-    void do_token0_stats(Tensor out, Tensor x, bool others) override {
+    void do_token0_stats(Tensor out, Tensor x) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* sc = scratch(cuda::token0_stats_scratch(x.dim(0), x.dim(1)));
-            cuda::token0_stats(dp<float>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), others, sc, stream_);
+            cuda::token0_stats(dp<float>(out), dp<T>(x), int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), stream_);
         });
     }
-    void do_abs_max_median(Tensor out, Tensor x) override {
+    void do_token0_norm_ratio(Tensor out, Tensor rstd, float eps) override {
+        cuda::token0_norm_ratio(dp<float>(out), dp<float>(rstd), rstd.dim(0), rstd.dim(1), eps, stream_);
+    }
+    void do_abs_max_median(Tensor out, const std::vector<Tensor>& xs) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::abs_max_median(dp<float>(out), dp<T>(x), x.numel(), scratch(cuda::abs_max_median_scratch()),
-                                 stream_);
+            std::vector<const T*> ptrs;
+            for (const Tensor& x : xs) ptrs.push_back(dp<T>(x));
+            cuda::abs_max_median(dp<float>(out), ptrs.data(), int(ptrs.size()), xs[0].numel(),
+                                 scratch(cuda::abs_max_median_scratch()), stream_);
         });
     }
 

@@ -23,6 +23,7 @@ struct BenchArgs {
     int warmup = 2;
     std::vector<std::string> variants;  // empty: the config's own
     std::vector<std::string> impls;     // attention.impl values (sinklab, cudnn); empty: the config's own
+    int rounds = 1;
     bool profile = true;
     bool metrics = false;  // also time each variant with the per-step sink metrics
 };
@@ -34,6 +35,42 @@ struct BenchResult {
     size_t peak_bytes = 0, estimate_bytes = 0;  // measured backend memory, and `sinklab info`'s footprint
     std::array<double, size_t(OpFamily::kCount)> op_s{};
 };
+
+// One configuration over every round: the median round, and its tokens/s against the first configuration's as the
+// median of the per-round ratios (each round runs every configuration once, in order, so a ratio pairs timings taken
+// close together and a drift of the clock or the machine between rounds cancels).
+struct Summary {
+    BenchResult median;
+    double vs_first = 0, spread = 0;  // spread: (slowest - fastest) / median step time over the rounds
+};
+
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+Summary summarize(const std::vector<BenchResult>& rounds, const std::vector<BenchResult>& first) {
+    std::vector<double> steps, ratios;
+    for (size_t r = 0; r < rounds.size(); r++) {
+        steps.push_back(rounds[r].step_s);
+        ratios.push_back(rounds[r].tokens_per_s / first[r].tokens_per_s);
+    }
+    const double step = median_of(steps);
+    const BenchResult& one = rounds.front();
+    Summary s{one};
+    s.median.step_s = step;
+    s.median.tokens_per_s = one.tokens_per_s * one.step_s / step;
+    s.median.mfu = one.mfu * one.step_s / step;
+    s.median.op_s = {};  // summed over the rounds: the shares of all of them
+    for (const BenchResult& r : rounds) {
+        s.median.peak_bytes = std::max(s.median.peak_bytes, r.peak_bytes);
+        for (size_t f = 0; f < r.op_s.size(); f++) s.median.op_s[f] += r.op_s[f];
+    }
+    s.vs_first = median_of(ratios);
+    s.spread = (*std::max_element(steps.begin(), steps.end()) - *std::min_element(steps.begin(), steps.end())) / step;
+    return s;
+}
 
 BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, bool metrics, const std::string& label) {
     const int B = cfg.train.micro_batch, T = cfg.model.seq_len;
@@ -75,20 +112,28 @@ BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, boo
     return r;
 }
 
-void print_op_shares(const std::vector<BenchResult>& results) {
+void print_op_shares(const std::vector<Summary>& results) {
     std::printf("\nshare of op time per family (%%), columns by # above\n%-14s", "op");
     for (size_t i = 0; i < results.size(); i++) std::printf(" %7s", fmt::format("#{}", i + 1).c_str());
     std::printf("\n");
     for (size_t f = 0; f < size_t(OpFamily::kCount); f++) {
         std::printf("%-14s", op_family_name(OpFamily(f)));
-        for (const auto& r : results) {
+        for (const Summary& s : results) {
             double total = 0;
-            for (double s : r.op_s) total += s;
-            std::printf(" %7.1f", total > 0 ? 100 * r.op_s[f] / total : 0.0);
+            for (double t : s.median.op_s) total += t;
+            std::printf(" %7.1f", total > 0 ? 100 * s.median.op_s[f] / total : 0.0);
         }
         std::printf("\n");
     }
 }
+
+// One configuration to time: a variant, an attention implementation, with or without the metrics.
+struct Entry {
+    Config cfg;
+    bool metrics = false;
+    std::string label, error;
+    std::vector<BenchResult> rounds;
+};
 
 void run_bench(const BenchArgs& args) {
     const Config base = load_config(args.config.path, args.config.overrides);
@@ -97,11 +142,12 @@ void run_bench(const BenchArgs& args) {
     bo.cuda_compute = base.precision.compute == "fp32" ? DType::F32 : DType::BF16;
     bo.threads = base.run.threads;
     auto be = make_backend(bo);
-    std::printf("bench %s on %s: micro-batch %d x %d tokens, %d timed steps after %d warm-up%s\n",
+    std::printf("bench %s on %s: micro-batch %d x %d tokens, %d timed steps after %d warm-up%s%s\n",
                 base.source.c_str(), be->device_name().c_str(), base.train.micro_batch, base.model.seq_len, args.steps,
-                args.warmup, args.profile ? " (per-op timing on: adds synchronization)" : "");
+                args.warmup, args.rounds > 1 ? fmt::format(", {} rounds", args.rounds).c_str() : "",
+                args.profile ? " (per-op timing on: adds synchronization)" : "");
 
-    std::vector<BenchResult> results;
+    std::vector<Entry> entries;
     const std::vector<std::string> variants = args.variants.empty() ? std::vector{base.attention.variant} : args.variants;
     const std::vector<std::string> impls = args.impls.empty() ? std::vector{base.attention.impl} : args.impls;
     for (const std::string& impl : impls) {
@@ -111,38 +157,50 @@ void run_bench(const BenchArgs& args) {
             cfg.attention.impl = impl;
             validate_config(cfg);
             const std::string label = impls.size() > 1 ? v + " [" + impl + "]" : v;
-            for (bool metrics : {false, true}) {
-                if (metrics && !args.metrics) continue;
-                const std::string name = metrics ? label + " +metrics" : label;
-                try {
-                    results.push_back(bench_one(*be, cfg, args, metrics, name));
-                } catch (const Error& e) {
-                    std::fprintf(stderr, "bench: %s failed: %s\n", name.c_str(), e.what());
-                    results.push_back({name, e.what()});
-                }
-            }
+            for (bool metrics : {false, true})
+                if (!metrics || args.metrics)
+                    entries.push_back({cfg, metrics, metrics ? label + " +metrics" : label, "", {}});
         }
     }
+    // Round-robin: every configuration once per round. One that fails is not run again.
+    for (int r = 0; r < args.rounds; r++)
+        for (Entry& e : entries) {
+            if (!e.error.empty()) continue;
+            try {
+                e.rounds.push_back(bench_one(*be, e.cfg, args, e.metrics, e.label));
+            } catch (const Error& err) {
+                std::fprintf(stderr, "bench: %s failed: %s\n", e.label.c_str(), err.what());
+                e.error = err.what();
+            }
+        }
 
-    auto ran = [](const BenchResult& r) { return r.error.empty(); };
-    const auto first = std::find_if(results.begin(), results.end(), ran);
-    std::printf("\n%3s %-32s %12s %10s %8s %9s %9s %9s\n", "#", "variant", "tokens/s", "step ms", "MFU", "vs first",
-                "mem GiB", "estimate");
-    for (size_t i = 0; i < results.size(); i++) {
-        const BenchResult& r = results[i];
-        if (!r.error.empty()) {
-            std::printf("%3zu %-32s failed: %s\n", i + 1, r.label.c_str(), r.error.c_str());
+    auto ran = [](const Entry& e) { return e.error.empty(); };
+    const auto first = std::find_if(entries.begin(), entries.end(), ran);
+    std::vector<Summary> results;
+    for (const Entry& e : entries)
+        if (ran(e)) results.push_back(summarize(e.rounds, first->rounds));  // some ran: first is one of them
+    std::printf("\n%3s %-32s %12s %10s %8s %9s %9s %9s %7s\n", "#", "variant", "tokens/s", "step ms", "MFU", "vs first",
+                "mem GiB", "estimate", "spread");
+    for (size_t i = 0, k = 0; i < entries.size(); i++) {
+        if (!ran(entries[i])) {
+            std::printf("%3zu %-32s failed: %s\n", i + 1, entries[i].label.c_str(), entries[i].error.c_str());
             continue;
         }
-        std::printf("%3zu %-32s %12.0f %10.2f %7.1f%% %8.3fx %9.3f %9.3f\n", i + 1, r.label.c_str(), r.tokens_per_s,
-                    1e3 * r.step_s, 100 * r.mfu, r.tokens_per_s / first->tokens_per_s, double(r.peak_bytes) / kGiB,
-                    double(r.estimate_bytes) / kGiB);
+        const Summary& s = results[k++];
+        const BenchResult& r = s.median;
+        std::printf("%3zu %-32s %12.0f %10.2f %7.1f%% %8.3fx %9.3f %9.3f %6.1f%%\n", i + 1, r.label.c_str(),
+                    r.tokens_per_s, 1e3 * r.step_s, 100 * r.mfu, s.vs_first, double(r.peak_bytes) / kGiB,
+                    double(r.estimate_bytes) / kGiB, 100 * s.spread);
     }
     std::printf("mem GiB: the most backend memory held during the run (model, AdamW state, activations, op scratch, "
                 "metric buffers; not library workspaces or the CUDA context); estimate: what `sinklab info` says\n");
-    const auto failed = results.size() - size_t(std::count_if(results.begin(), results.end(), ran));
-    if (args.profile) print_op_shares(results);
-    SL_REQUIRE(failed == 0, "{} of {} bench configurations failed (their errors are above)", failed, results.size());
+    if (args.rounds > 1)
+        std::printf("%d rounds: tokens/s, step ms and MFU of the median step time; vs first: the median of the "
+                    "per-round ratios; spread: slowest minus fastest round over the median\n",
+                    args.rounds);
+    const auto failed = entries.size() - results.size();
+    if (args.profile && !results.empty()) print_op_shares(results);
+    SL_REQUIRE(failed == 0, "{} of {} bench configurations failed (their errors are above)", failed, entries.size());
 }
 
 }  // namespace
@@ -153,6 +211,10 @@ void add_bench(CLI::App& app) {
     add_config_args(*cmd, args->config);
     cmd->add_option("--steps", args->steps, "timed training steps")->check(CLI::PositiveNumber);
     cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--rounds", args->rounds,
+                    "time every configuration this many times, round-robin, and report medians (ratios that noise "
+                    "moves by about 1% per round on a GPU settle with more rounds)")
+        ->check(CLI::PositiveNumber);
     cmd->add_option("--variants", args->variants, "attention variants to compare in this process, e.g. standard headnorm");
     cmd->add_option("--impls", args->impls, "attention.impl values to compare in this process, e.g. sinklab cudnn");
     cmd->add_flag("--profile,!--no-profile", args->profile, "time each op family (default on)");

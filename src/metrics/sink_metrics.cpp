@@ -10,15 +10,19 @@ namespace sinklab {
 namespace {
 
 // Layout of the per-step buffer, in floats: per layer the attention mass [H, P], the W_O-input std [Tp],
-// token0_stats of the normed input, of the block output and of the FFN intermediate [3, 5], and the block
-// output's |max| and median [2].
+// token0_stats of the normed input and of the FFN intermediate [2, 3] and the block output's token-0 norm ratio [1];
+// after the L layers, the block outputs' |max| and median [L, 2] and the FFN maxima away from token 0 [L] that the
+// SwiGLU forward left in the activations.
 struct SinkLayout {
-    int64_t H, P, Tp;
+    int64_t H, P, Tp, L;
     int64_t mass() const { return H * P; }
-    int64_t per_layer() const { return mass() + Tp + 15 + 2; }
+    int64_t per_layer() const { return mass() + Tp + 6 + 1; }
     int64_t wo_std(int l) const { return l * per_layer() + mass(); }
-    int64_t t0(int l, int which) const { return wo_std(l) + Tp + 5 * which; }
-    int64_t amm(int l) const { return t0(l, 3); }
+    int64_t t0(int l, int which) const { return wo_std(l) + Tp + 3 * which; }
+    int64_t ratio(int l) const { return t0(l, 2); }
+    int64_t amm() const { return L * per_layer(); }
+    int64_t rest_max() const { return amm() + 2 * L; }
+    int64_t total() const { return rest_max() + L; }
 };
 
 // exp(entropy of the normalized singular values) of a [rows, cols] row-major matrix.
@@ -57,8 +61,8 @@ SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
     H_ = cfg.model.n_head;
     Tp_ = std::min(cfg.metrics.wo_std_positions, T);
     Q_ = std::min(kMapSize, T);
-    const SinkLayout ly{H_, int64_t(positions_.size()), Tp_};
-    sink_buf_ = Tensor(be_.alloc(size_t(L_ * ly.per_layer()) * 4), DType::F32, {L_ * ly.per_layer()});
+    const SinkLayout ly{H_, int64_t(positions_.size()), Tp_, L_};
+    sink_buf_ = Tensor(be_.alloc(size_t(ly.total()) * 4), DType::F32, {ly.total()});
     map_buf_ = Tensor(be_.alloc(size_t(Q_) * Q_ * 4), DType::F32, {Q_, Q_});
 }
 
@@ -72,20 +76,27 @@ SinkValues SinkMetrics::compute() {
     const AttnSpec s = model_.attn_spec();
     const int64_t B = model_.B(), T = model_.T(), C = model_.config().model.d_model, F = model_.config().model.d_ff;
     const int64_t P = int64_t(positions_.size());
-    const SinkLayout ly{H_, P, Tp_};
+    const SinkLayout ly{H_, P, Tp_, L_};
     float* base = static_cast<float*>(sink_buf_.data);
     auto out = [&](int64_t offset, std::initializer_list<int64_t> dims) { return Tensor(base + offset, DType::F32, dims); };
+    // Of the [B, T, C] and [B, T, F] activations only the token-0 rows are read here: the block outputs' norms and
+    // the FFN maxima away from token 0 come from the forward pass, whose full reads of them were most of the
+    // metrics' cost on a GPU.
+    std::vector<Tensor> seq0_outputs;  // [T, C] of each layer
     for (int l = 0; l < L_; l++) {
         const BlockActs& blk = a.blocks[l];
-        const Tensor h_out = a.x[l + 1].view({B, T, C});
         be_.attn_mass(out(l * ly.per_layer(), {H_, P}), blk.qkv, blk.lse, positions_, s);
         be_.position_std(out(ly.wo_std(l), {Tp_}), blk.wo_in.view({B, T, s.H * s.hd}));
-        // Of the normed input only the dominance is logged, which needs the token-0 rows alone.
-        be_.token0_stats(out(ly.t0(l, 0), {5}), blk.xn1.view({B, T, C}), /*others=*/false);
-        be_.token0_stats(out(ly.t0(l, 1), {5}), h_out);
-        be_.token0_stats(out(ly.t0(l, 2), {5}), blk.act.view({B, T, F}));
-        be_.abs_max_median(out(ly.amm(l), {2}), a.x[l + 1].rows(0, T));
+        be_.token0_stats(out(ly.t0(l, 0), {3}), blk.xn1.view({B, T, C}));
+        be_.token0_stats(out(ly.t0(l, 1), {3}), blk.act.view({B, T, F}));
+        // The block output is the input of the next RMSNorm (the next block's, or the final one), whose rstd
+        // holds its row norms.
+        const Tensor next_rstd = l + 1 < L_ ? a.blocks[l + 1].rstd1 : a.rstdf;
+        be_.token0_norm_ratio(out(ly.ratio(l), {1}), next_rstd.view({B, T}), model_.config().model.norm_eps);
+        seq0_outputs.push_back(a.x[l + 1].rows(0, T));
     }
+    be_.abs_max_median(out(ly.amm(), {L_, 2}), seq0_outputs);
+    be_.convert(out(ly.rest_max(), {L_}), a.ffn_rest_max);
     std::vector<float> host(size_t(sink_buf_.numel()));
     be_.read(host.data(), DType::F32, sink_buf_);
 
@@ -96,14 +107,13 @@ SinkValues SinkMetrics::compute() {
         const float* w = host.data() + ly.wo_std(l);
         v.wo_input_std.insert(v.wo_input_std.end(), w, w + Tp_);
         const float* normed = host.data() + ly.t0(l, 0);
-        const float* block_out = host.data() + ly.t0(l, 1);
-        const float* ffn = host.data() + ly.t0(l, 2);
-        const float* amm = host.data() + ly.amm(l);
+        const float* ffn = host.data() + ly.t0(l, 1);
+        const float* amm = host.data() + ly.amm() + 2 * l;
         v.dominance.push_back(normed[0]);
-        v.token0_norm_ratio.push_back(block_out[1]);
-        v.ffn_max_act.push_back(ffn[2]);
-        v.ffn_max_act.push_back(ffn[4]);
-        v.ffn_top_channel.push_back(ffn[3]);
+        v.token0_norm_ratio.push_back(host[size_t(ly.ratio(l))]);
+        v.ffn_max_act.push_back(ffn[1]);
+        v.ffn_max_act.push_back(host[size_t(ly.rest_max() + l)]);
+        v.ffn_top_channel.push_back(ffn[2]);
         v.massive.push_back(amm[1] > 0 ? double(amm[0]) / amm[1] : 0.0);
     }
     return v;

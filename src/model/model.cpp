@@ -90,6 +90,7 @@ void plan_activations(const Config& cfg, const AttnSpec& spec, DType cd, Arena& 
     ar.add(&acts.losses, st, {N});
     ar.add(&acts.inputs, DType::I32, {B, T});
     ar.add(&acts.targets, DType::I32, {B, T});
+    ar.add(&acts.ffn_rest_max, DType::F32, {L});
 
     ar.add(&g.dres, cd, {N, C});
     if (a.gated_on()) ar.add(&g.dtmp, cd, {N, C});  // the gate projection's input gradient, added to dxn
@@ -317,7 +318,7 @@ void Model::block_forward(int l) {
 
     be_.rmsnorm_fwd(a.xn2, a.rstd2, a.x_mid, w.ffn_norm, m.norm_eps);
     be_.matmul_fwd(a.ab, a.xn2, w.w13);
-    be_.swiglu_fwd(a.act, a.ab);
+    be_.swiglu_fwd(a.act.view({B_, T_, m.d_ff}), a.ab, acts_.ffn_rest_max.rows(l, 1));
     be_.matmul_fwd(acts_.x[l + 1], a.act, w.w2, a.x_mid);
 }
 

@@ -40,6 +40,7 @@ struct Activations {
     Tensor logits;          // [B,T,V]  (dlogits in place after the loss)
     Tensor losses;          // [N] (wide)
     Tensor inputs, targets; // [B,T] i32
+    Tensor ffn_rest_max;    // [L] f32  max |act| over tokens t > 0, per block: the SwiGLU forward's by-product
 };
 
 // Backward scratch, reused by every block.

@@ -13,7 +13,7 @@ namespace {
 const std::string kSource = SINKLAB_SOURCE_DIR;
 
 struct BenchRow {
-    double tokens_per_s = 0, gib = 0, estimate = 0;
+    double tokens_per_s = 0, vs_first = 0, gib = 0, estimate = 0;
 };
 
 // The row of `label` in the bench's main table, read here independently of the script.
@@ -26,7 +26,9 @@ BenchRow find_row(const std::string& log, const std::string& label) {
         BenchRow r;
         std::string step_ms, mfu, vs_first;
         rest >> r.tokens_per_s >> step_ms >> mfu >> vs_first >> r.gib >> r.estimate;
-        if (rest) return r;
+        if (!rest) continue;
+        r.vs_first = std::stod(vs_first);  // "1.234x"
+        return r;
     }
     ADD_FAILURE() << "no row '" << label << "' in\n" << log;
     return {};
@@ -37,7 +39,7 @@ TEST(GpuReport, SummarizesABenchLog) {
     const CommandResult bench = run_sinklab(
         "bench " + kSource +
             "/configs/tiny.yaml --variants standard headnorm --impls sinklab cudnn --metrics --steps 1 --warmup 0 "
-            "--no-profile --set run.threads=1",
+            "--no-profile --rounds 2 --set run.threads=1",
         "OMP_WAIT_POLICY=passive");
     ASSERT_EQ(bench.rc, 0) << bench.out;
     write_file(out.path() + "/bench-1024.log", bench.out);
@@ -55,9 +57,14 @@ TEST(GpuReport, SummarizesABenchLog) {
     char expect[160];
     std::snprintf(expect, sizeof(expect), "memory %.2f GiB (sinklab info: %.2f)", ours.gib, ours.estimate);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
-    std::snprintf(expect, sizeof(expect), "with cuDNN attention %.3fx our tokens/s",
-                  cudnn.tokens_per_s / ours.tokens_per_s);
+    std::snprintf(expect, sizeof(expect), "with cuDNN attention %.3fx our tokens/s", cudnn.vs_first / ours.vs_first);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
+    // Overheads come from the per-round ratios (`vs first`), not from the median tokens/s.
+    const BenchRow headnorm = find_row(bench.out, "headnorm [sinklab]");
+    std::snprintf(expect, sizeof(expect), "headnorm %+.1f%%", 100 * (ours.vs_first / headnorm.vs_first - 1));
+    EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
+    EXPECT_NE(bench.out.find("2 rounds: "), std::string::npos) << bench.out;
+    EXPECT_NE(md.find("rounds spread up to "), std::string::npos) << md;
     EXPECT_EQ(md.find("n/a"), std::string::npos) << "a bench row the report did not find:\n" << md;
     EXPECT_NE(md.find("| bench-1024 | ok | 3s of 110s | standard "), std::string::npos) << md;
 }

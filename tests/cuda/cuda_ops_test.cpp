@@ -550,16 +550,26 @@ TEST_F(CudaOps, SinkMetricReductions) {
     // More sequences than a block has warps (32), and rows of 45: element-wise loads.
     check({"position_std_b40_d45", {in("x", {40, 9, 45}), arg("out", Role::OutF32, {7})},
            {[](Backend& b, Tensors& t) { b.position_std(t["out"], t["x"]); }}});
-    check({"token0_stats", {in("x", {3, 77, 96}, -3, 3), arg("out", Role::OutF32, {5})},
+    check({"token0_stats", {in("x", {3, 77, 96}, -3, 3), arg("out", Role::OutF32, {3})},
            {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
-    check({"token0_stats_token0_only", {in("x", {11, 77, 96}, -3, 3), arg("out", Role::OutF32, {5})},
-           {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"], /*others=*/false); }}});
-    check({"token0_stats_d45", {in("x", {3, 20, 45}, -3, 3), arg("out", Role::OutF32, {5})},
+    // More sequences than the block has warps, and rows of 45: element-wise loads.
+    check({"token0_stats_b40_d45", {in("x", {40, 20, 45}, -3, 3), arg("out", Role::OutF32, {3})},
            {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
-    check({"abs_max_median_even", {in("x", {77, 96}, -3, 3), arg("out", Role::OutF32, {2})},
-           {[](Backend& b, Tensors& t) { b.abs_max_median(t["out"], t["x"]); }}});
-    check({"abs_max_median_odd", {in("x", {77, 33}, -3, 3), arg("out", Role::OutF32, {2})},
-           {[](Backend& b, Tensors& t) { b.abs_max_median(t["out"], t["x"]); }}});
+    // Fewer rstd values than the block has threads, then several per thread.
+    for (int64_t T : {77, 1300})
+        check({"token0_norm_ratio_T" + std::to_string(T),
+               {arg("rstd", Role::InWide, {3, T}, 0.2, 3.0), arg("out", Role::OutF32, {1})},
+               {[](Backend& b, Tensors& t) { b.token0_norm_ratio(t["out"], t["rstd"], 1e-2f); }}});
+    // K arrays of [T, D] in one call: 3, then 35 (more than one launch takes).
+    for (int64_t K : {3, 35})
+        for (int64_t D : {96, 33})  // an even and an odd count
+            check({"abs_max_median_K" + std::to_string(K) + "_D" + std::to_string(D),
+                   {in("x", {K, 77, D}, -3, 3), arg("out", Role::OutF32, {K, 2})},
+                   {[K, D](Backend& b, Tensors& t) {
+                       std::vector<Tensor> xs;
+                       for (int64_t k = 0; k < K; k++) xs.push_back(t["x"].rows(k, 1).view({77, D}));
+                       b.abs_max_median(t["out"], xs);
+                   }}});
 }
 
 // ---- headnorm, qknorm ---------------------------------------------------------------------------------------
@@ -639,6 +649,13 @@ TEST_F(CudaOps, SwiGLU) {
         check({"swiglu_fwd" + sfx,
                {in("ab", {N, 2 * F}, -4, 4), arg("out", Role::Out, {N, F})},
                {[](Backend& b, Tensors& t) { b.swiglu_fwd(t["out"], t["ab"]); }}});
+        // 7 sequences of 11 tokens, so that blocks start at other tokens than 0. Token 0's inputs are tripled
+        // first (amplify), so that its outputs are the largest and counting them would show.
+        check({"swiglu_fwd_rest_max" + sfx,
+               {in("ab", {7, N / 7, 2 * F}, -4, 4), arg("ab3", Role::Tmp, {7, N / 7, 2 * F}),
+                arg("out", Role::Out, {7, N / 7, F}), arg("mx", Role::OutF32, {1})},
+               {[](Backend& b, Tensors& t) { b.amplify_fwd(t["ab3"], t["ab"], 0, 3.f, false); },
+                [](Backend& b, Tensors& t) { b.swiglu_fwd(t["out"], t["ab3"], t["mx"]); }}});
         check({"swiglu_bwd" + sfx,
                {in("ab", {N, 2 * F}, -4, 4), in("dout", {N, F}), arg("dab", Role::Out, {N, 2 * F})},
                {[](Backend& b, Tensors& t) { b.swiglu_bwd(t["dab"], t["dout"], t["ab"]); }}});

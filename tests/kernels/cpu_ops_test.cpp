@@ -727,6 +727,28 @@ TEST(CpuOps, SwigluMatchesFormulaAndFiniteDifferences) {
     EXPECT_TRUE(all_close(df, dd, kF32Tol));
 }
 
+// rest_max skips the rows of token 0: each sequence's token 0 is planted with the largest output, 8 silu(8) ~ 64
+// against at most 4 silu(4) ~ 16 elsewhere, so counting them shows.
+TEST(CpuOps, SwigluRestMaxIsTheMaximumAwayFromTokenZero) {
+    const int64_t B = 3, T = 4, N = B * T, F = 7;
+    Rng rng(15);
+    Vec ab = rng.vec(N * 2 * F, -4, 4), out(N * F);
+    for (int64_t b = 0; b < B; b++) ab[b * T * 2 * F + 2] = ab[b * T * 2 * F + F + 2] = 8.0;
+    float rest_max = -1.f;
+    cpu::swiglu_fwd(out.data(), ab.data(), N, F, &rest_max, T);
+    double want = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t f = 0; f < F && n % T != 0; f++) {
+            const double a = ab[n * 2 * F + f], b = ab[n * 2 * F + F + f];
+            want = std::max(want, std::abs(a / (1.0 + std::exp(-a)) * b));
+        }
+    EXPECT_LT(want, 17.0);
+    EXPECT_NEAR(rest_max, want, 1e-5 * want);
+    float one_token = -1.f;  // T = 1: no token after the first
+    cpu::swiglu_fwd(out.data(), ab.data(), N, F, &one_token, 1);
+    EXPECT_EQ(one_token, 0.f);
+}
+
 // ------------------------------------------------------------------------------------------------ add, scale
 
 TEST(CpuOps, AddAndScaleMatchFormulaAlsoInPlace) {

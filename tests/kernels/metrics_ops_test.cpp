@@ -167,24 +167,30 @@ TEST(SinkOps, UniformAttentionStdFallsLikeInverseSqrt) {
     EXPECT_GT(sd[0] / sd[T - 1], 4.5);  // sqrt(32) = 5.7
 }
 
-// One planted outlier channel at token 0: dominance = 50 / mean|x_0| by hand; the residual-stream ratios too.
+// One planted outlier channel at token 0: dominance = 50 / mean|x_0| by hand; the residual-stream ratios too (the
+// norm ratio from the rstd an RMSNorm of x saves).
 TEST(SinkOps, PlantedOutlierGivesTheHandComputedRatios) {
     auto be = make_cpu_backend(DType::F32, 1);
     const int B = 3, T = 5, D = 40;
+    const float eps = 1e-2f;  // large, so that forgetting to take it out of rstd shows
     std::vector<double> x(size_t(B) * T * D);
     Rng r(2, 2);
     for (double& v : x) v = r.uniform() < 0.5 ? -1.0 : 1.0;  // |x| = 1 everywhere ...
     for (int b = 0; b < B; b++) x[size_t(b) * T * D + 17] = -50.0;  // ... but channel 17 of token 0
-    Buf xt(*be, DType::F32, {B, T, D}), st(*be, DType::F32, {5}), mm(*be, DType::F32, {2});
+    Buf xt(*be, DType::F32, {B, T, D}), st(*be, DType::F32, {3}), mm(*be, DType::F32, {2}),
+        normed(*be, DType::F32, {B * T, D}), g(*be, DType::F32, {D}), rstd(*be, DType::F32, {B, T}),
+        ratio(*be, DType::F32, {1});
     xt.set(x);
+    g.set(std::vector<double>(D, 1.0));
     be->token0_stats(st.t, xt.t);
-    be->abs_max_median(mm.t, xt.t.rows(0, 1).view({T, D}));
+    be->abs_max_median(mm.t.view({1, 2}), {xt.t.rows(0, 1).view({T, D})});
+    be->rmsnorm_fwd(normed.t, rstd.t.view({B * T}), xt.t.view({B * T, D}), g.t, eps);
+    be->token0_norm_ratio(ratio.t, rstd.t, eps);
     const std::vector<double> s = st.get(), m = mm.get();
-    EXPECT_NEAR(s[0], 50.0 / ((D - 1 + 50.0) / D), 1e-4);                                // dominance
-    EXPECT_NEAR(s[1], std::sqrt(D - 1 + 2500.0) / std::sqrt(double(D)), 1e-4);          // ||h_0|| / ||h_t||
-    EXPECT_EQ(s[2], 50.0);                                                              // max |x| at token 0
-    EXPECT_EQ(s[3], 17.0);                                                              // its channel
-    EXPECT_EQ(s[4], 1.0);                                                               // max elsewhere
+    EXPECT_NEAR(s[0], 50.0 / ((D - 1 + 50.0) / D), 1e-4);                             // dominance
+    EXPECT_EQ(s[1], 50.0);                                                           // max |x| at token 0
+    EXPECT_EQ(s[2], 17.0);                                                           // its channel
+    EXPECT_NEAR(ratio.get()[0], std::sqrt(D - 1 + 2500.0) / std::sqrt(double(D)), 1e-4);  // ||h_0|| / ||h_t||
     EXPECT_EQ(m[0], 50.0);
     EXPECT_EQ(m[1], 1.0);  // massive = 50
 }
@@ -195,44 +201,40 @@ TEST(SinkOps, ReductionsMatchNaiveFormulas) {
         auto be = make_cpu_backend(dt, 2);
         const int B = 4, T = 9, D = 33;
         const std::vector<double> x = normal(size_t(B) * T * D, 5);
-        Buf xt(*be, dt, {B, T, D}), st(*be, DType::F32, {5}), ps(*be, DType::F32, {6}), mm(*be, DType::F32, {2});
-        Buf s0(*be, DType::F32, {5});
+        const float eps = 0.3f;
+        const std::vector<double> rs = normal(size_t(B) * T, 6, 0.4);
+        Buf xt(*be, dt, {B, T, D}), st(*be, DType::F32, {3}), ps(*be, DType::F32, {6}), mm(*be, DType::F32, {B, 2});
+        Buf rstd(*be, dt, {B, T}), ratio(*be, DType::F32, {1});
         xt.set(x);
+        std::vector<double> rstd_in;  // rstd of rows whose mean square is 0.5 + |r|: 1/rstd^2 - eps = 0.5 + |r|
+        for (double v : rs) rstd_in.push_back(1.0 / std::sqrt(0.5 + std::abs(v) + eps));
+        rstd.set(rstd_in);
         be->token0_stats(st.t, xt.t);
-        s0.set(std::vector<double>(5, 7.0));  // token0_stats without the other rows must write all five
-        be->token0_stats(s0.t, xt.t, /*others=*/false);
+        be->token0_norm_ratio(ratio.t, rstd.t, eps);
         be->position_std(ps.t, xt.t);
-        be->abs_max_median(mm.t, xt.t.view({B * T, D}));
-        const std::vector<double> s = st.get(), p = ps.get(), m = mm.get(), only0 = s0.get();
+        std::vector<Tensor> sequences;  // the median of each sequence's [T, D] rows, in one call
+        for (int b = B - 1; b >= 0; b--) sequences.push_back(xt.t.rows(b, 1).view({T, D}));
+        be->abs_max_median(mm.t, sequences);
+        const std::vector<double> s = st.get(), p = ps.get(), m = mm.get();
         auto row = [&](int b, int t) { return x.begin() + (size_t(b) * T + t) * D; };
-        double dom = 0, n0 = 0, nr = 0, mx0 = 0, mxr = 0;
+        double dom = 0, mx0 = 0, n0 = 0, nr = 0;
         int arg = 0;
         for (int b = 0; b < B; b++) {
-            double mx = 0, sa = 0, sq = 0;
+            double mx = 0, sa = 0;
             int a = 0;
             for (int d = 0; d < D; d++) {
                 const double v = std::abs(row(b, 0)[d]);
                 if (v > mx) mx = v, a = d;
-                sa += v, sq += v * v;
+                sa += v;
             }
-            dom += mx / (sa / D), n0 += std::sqrt(sq);
+            dom += mx / (sa / D);
             if (mx > mx0) mx0 = mx, arg = a;
-            for (int t = 1; t < T; t++) {
-                double q = 0;
-                for (int d = 0; d < D; d++) q += row(b, t)[d] * row(b, t)[d], mxr = std::max(mxr, std::abs(row(b, t)[d]));
-                nr += std::sqrt(q);
-            }
+            for (int t = 0; t < T; t++) (t == 0 ? n0 : nr) += std::sqrt(0.5 + std::abs(rs[size_t(b) * T + t]));
         }
         EXPECT_NEAR(s[0], dom / B, 1e-5 * dom);
-        EXPECT_NEAR(s[1], (n0 / B) / (nr / (B * (T - 1))), 1e-5);
-        EXPECT_NEAR(s[2], mx0, 1e-5);
-        EXPECT_EQ(s[3], arg);
-        EXPECT_NEAR(s[4], mxr, 1e-5);
-        EXPECT_NEAR(only0[0], dom / B, 1e-5 * dom);  // the token-0 statistics, the others' zero
-        EXPECT_EQ(only0[1], 0.0);
-        EXPECT_NEAR(only0[2], mx0, 1e-5);
-        EXPECT_EQ(only0[3], arg);
-        EXPECT_EQ(only0[4], 0.0);
+        EXPECT_NEAR(s[1], mx0, 1e-5);
+        EXPECT_EQ(s[2], arg);
+        EXPECT_NEAR(ratio.get()[0], (n0 / B) / (nr / (B * (T - 1))), 1e-5);
         for (int t = 0; t < 6; t++) {
             double acc = 0;
             for (int b = 0; b < B; b++) {
@@ -243,11 +245,14 @@ TEST(SinkOps, ReductionsMatchNaiveFormulas) {
             }
             EXPECT_NEAR(p[t], acc / B, 1e-5) << t;
         }
-        std::vector<double> a;
-        for (double v : x) a.push_back(std::abs(v));
-        std::sort(a.begin(), a.end());
-        EXPECT_NEAR(m[0], a.back(), 1e-6);
-        EXPECT_NEAR(m[1], a[(a.size() - 1) / 2], 1e-6);
+        for (int b = 0; b < B; b++) {
+            std::vector<double> a;
+            for (int i = 0; i < T * D; i++) a.push_back(std::abs(row(b, 0)[i]));
+            std::sort(a.begin(), a.end());
+            const size_t k = size_t(B - 1 - b);  // the order of `sequences`
+            EXPECT_NEAR(m[2 * k], a.back(), 1e-6) << b;
+            EXPECT_NEAR(m[2 * k + 1], a[(a.size() - 1) / 2], 1e-6) << b;
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 // Small models for the model tests: a config per attention variant, random batches, weight access.
 #pragma once
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,8 @@ struct VariantCase {
     std::string name;
     std::function<void(Config&)> edit;
 };
+// gtest prints a failing case's parameter: its name, not its bytes.
+inline void PrintTo(const VariantCase& c, std::ostream* os) { *os << c.name; }
 
 inline std::vector<VariantCase> variant_cases() {
     return {
