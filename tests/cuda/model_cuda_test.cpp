@@ -56,6 +56,7 @@ std::vector<Variant> variants() {
     };
 }
 
+#if SINKLAB_HAVE_CUDNN
 // attention.impl: cudnn needs head_dim % 8 == 0: 4 heads of 32 (a head dim every fused engine has) over 2 kv heads.
 Config cudnn_config(const std::string& variant) {
     Config c = tiny_config(variant);
@@ -64,6 +65,7 @@ Config cudnn_config(const std::string& variant) {
     c.attention.impl = "cudnn";
     return c;
 }
+#endif
 
 // The init weights of `cfg`, each moved off its init value (gains of exactly 1 and zero sinks would hide mistakes).
 std::vector<double> test_weights(const Config& cfg) {
