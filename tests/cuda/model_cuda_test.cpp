@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics/sink_metrics.h"
 #include "model/model_fixture.h"
 #include "train/optimizer.h"
 
@@ -56,6 +57,7 @@ std::vector<Variant> variants() {
     };
 }
 
+#if SINKLAB_HAVE_CUDNN
 // attention.impl: cudnn needs head_dim % 8 == 0: 4 heads of 32 (a head dim every fused engine has) over 2 kv heads.
 Config cudnn_config(const std::string& variant) {
     Config c = tiny_config(variant);
@@ -64,6 +66,7 @@ Config cudnn_config(const std::string& variant) {
     c.attention.impl = "cudnn";
     return c;
 }
+#endif
 
 // The init weights of `cfg`, each moved off its init value (gains of exactly 1 and zero sinks would hide mistakes).
 std::vector<double> test_weights(const Config& cfg) {
@@ -238,7 +241,60 @@ TEST(CudaModelTraining, Fp32LossesTrackCpu) {
     }
 }
 
+// Every per-step sink metric of one forward and backward pass (as in training), read back from `be`.
+SinkValues sink_values(Backend& be, const Config& cfg, const std::vector<double>& w) {
+    auto m = model_with(be, cfg, w);
+    const Batch batch = random_batch(cfg, kB, cfg.model.seq_len, 3);
+    m->zero_grad();
+    m->forward(batch.inputs.data(), batch.targets.data(), 1.f / float(kB * cfg.model.seq_len));
+    m->backward();
+    SinkMetrics metrics(*m, cfg);
+    return metrics.compute();
+}
+
+// Each metric within rtol of the reference, relative to its field's largest |value| (a mass near 0 is judged on the
+// scale of the layer's masses); the channel of the FFN maximum exactly.
+void expect_metrics_close(SinkValues got, SinkValues want, double rtol, const std::string& what) {
+    const std::vector<std::string> names{"attn_mass", "wo_input_std", "dominance", "massive", "token0_norm_ratio",
+                                         "ffn_max_act"};
+    const auto g = got.averaged(), w = want.averaged();
+    for (size_t f = 0; f < g.size(); f++) {
+        ASSERT_EQ(g[f]->size(), w[f]->size()) << what << " " << names[f];
+        double scale = 0;
+        for (double v : *w[f]) scale = std::max(scale, std::abs(v));
+        ASSERT_GT(scale, 0.0) << what << " " << names[f];
+        for (size_t i = 0; i < g[f]->size(); i++)
+            EXPECT_NEAR((*g[f])[i], (*w[f])[i], rtol * scale) << what << " " << names[f] << "[" << i << "]";
+    }
+    EXPECT_EQ(got.ffn_top_channel, want.ffn_top_channel) << what;
+}
+
+// The metrics the CUDA kernels compute (the fused FFN maximum, the norm ratio from rstd, every layer's median in
+// one call) against the CPU backend's, in fp32 mode; the activations differ only by f32 rounding.
+TEST(CudaModelMetrics, SinkMetricsMatchCpuFp32) {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    auto gpu = cuda_backend(DType::F32);
+    auto cpu = make_cpu_backend(DType::F32, 1);
+    for (const char* name : {"standard", "headnorm", "sigmoid", "isolate"}) {
+        Config cfg = tiny_config("standard");
+        for (const Variant& v : variants())
+            if (v.name == name) v.edit(cfg);
+        cfg.metrics.positions = {0, 2};
+        const std::vector<double> w = test_weights(cfg);
+        expect_metrics_close(sink_values(*gpu, cfg, w), sink_values(*cpu, cfg, w), 1e-3, std::string("cuda ") + name);
+    }
+}
+
 // The same harness on the CPU backend in f32: it runs without a GPU.
+TEST(CpuF32Model, SinkMetricsMatchF64) {
+    auto f32 = make_cpu_backend(DType::F32, 1);
+    auto f64 = make_cpu_backend(DType::F64, 1);
+    Config cfg = tiny_config("headnorm");
+    cfg.metrics.positions = {0, 2};
+    const std::vector<double> w = test_weights(cfg);
+    expect_metrics_close(sink_values(*f32, cfg, w), sink_values(*f64, cfg, w), 1e-3, "cpu f32 headnorm");
+}
+
 TEST(CpuF32Model, GradientsMatchF64) {
     auto cpu = make_cpu_backend(DType::F32, 1);
     for (const Variant& v : variants()) {

@@ -102,8 +102,9 @@ TEST(MpiCommunicator, ShardedAdamWHoldsItsShardOfTheMoments) {
         EXPECT_TRUE(whole->on_host());
         EXPECT_EQ(whole->m.numel(), model.table().total());
         EXPECT_EQ(be->peak_memory() - before, size_t(2 * mine) * 4);
-        if (c.rank() == 0)  // the larger shard
+        if (c.rank() == 0) {  // the larger shard
             EXPECT_EQ(model_footprint(cfg, B, T, DType::F32, 2).moments, size_t(2 * mine) * 4);
+        }
     }
     AdamW whole(model, cfg.train, cfg.precision, cfg.run.seed);
     EXPECT_FALSE(whole.sharded());
