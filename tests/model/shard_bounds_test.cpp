@@ -16,7 +16,9 @@ TEST(ShardBounds, CoverTheBufferInAlignedNearlyEvenPieces) {
             EXPECT_EQ(b.back(), n);
             for (int r = 0; r < ranks; r++) {
                 EXPECT_LE(b[size_t(r)], b[size_t(r) + 1]);
-                if (r > 0 && b[size_t(r)] < n) EXPECT_EQ(b[size_t(r)] % 64, 0);
+                if (r > 0 && b[size_t(r)] < n) {
+                    EXPECT_EQ(b[size_t(r)] % 64, 0);
+                }
                 // No shard more than 64 elements above an even split.
                 EXPECT_LE(b[size_t(r) + 1] - b[size_t(r)], (n + ranks - 1) / ranks + 64);
             }
