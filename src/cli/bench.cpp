@@ -30,7 +30,6 @@ struct BenchArgs {
 
 struct BenchResult {
     std::string label;
-    std::string error;  // why this configuration could not run (the others still do)
     double tokens_per_s = 0, step_s = 0, mfu = 0;
     size_t peak_bytes = 0, estimate_bytes = 0;  // measured backend memory, and `sinklab info`'s footprint
     std::array<double, size_t(OpFamily::kCount)> op_s{};
@@ -131,7 +130,8 @@ void print_op_shares(const std::vector<Summary>& results) {
 struct Entry {
     Config cfg;
     bool metrics = false;
-    std::string label, error;
+    std::string label;
+    std::string error;  // why this configuration could not run (the others still do)
     std::vector<BenchResult> rounds;
 };
 
