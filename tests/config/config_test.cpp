@@ -185,6 +185,47 @@ TEST_F(ConfigErrorTest, MissingFileAndSyntax) {
     expect_has(load_error("- 1\n- 2\n"), {"cfg.yaml", "top level", "a list [1, 2]"});
 }
 
+TEST_F(ConfigErrorTest, SecondYamlDocumentIsRefused) {
+    // Before: the second document's lr 5 was dropped without a word and lr stayed 0.001.
+    expect_has(load_error("train:\n  lr: 1e-3\n---\ntrain:\n  lr: 5\n"),
+               {"cfg.yaml", "2 YAML documents", "'---'", "merge"});
+    write("parent.yaml", "model:\n  n_head: 8\n---\nmodel:\n  n_head: 4\n");
+    expect_has(load_error("inherit: parent.yaml\n"), {"parent.yaml", "2 YAML documents"});
+    // A leading '---' only opens the one document.
+    EXPECT_EQ(load_config(write("lead.yaml", "---\ntrain:\n  lr: 2e-3\n")).train.lr, 2e-3f);
+}
+
+TEST_F(ConfigErrorTest, OneKeySpelledDottedAndNestedIsRefused) {
+    // Before: the later spelling won silently.
+    expect_has(load_error("train.lr: 5e-3\ntrain:\n  lr: 1e-3\n"),
+               {"cfg.yaml:3: train.lr", "twice", "(also at ", "cfg.yaml:1)", "keep one"});
+    expect_has(load_error("train:\n  lr: 1e-3\ntrain.lr: 5e-3\n"), {"cfg.yaml:3: train.lr", "cfg.yaml:2)"});
+    expect_has(load_error("intervention:\n  amplify.position: 1\n  amplify:\n    position: 2\n"),
+               {"cfg.yaml:4: intervention.amplify.position", "twice", "cfg.yaml:2)"});
+    // One dotted spelling alone is fine, and so is a child setting what its parent set.
+    EXPECT_EQ(load_config(write("dotted.yaml", "train.lr: 5e-3\n")).train.lr, 5e-3f);
+    write("parent.yaml", "train.lr: 5e-3\n");
+    EXPECT_EQ(load_config(write("child.yaml", "inherit: parent.yaml\ntrain:\n  lr: 1e-3\n")).train.lr, 1e-3f);
+}
+
+TEST_F(ConfigErrorTest, EmptyFileIsRefused) {
+    // Before: the defaults were taken, and the run failed later on data.train ''.
+    expect_has(load_error(""), {"cfg.yaml: the file is empty", "configs/base.yaml"});
+    expect_has(load_error("# every key commented out\n# train:\n#   lr: 1e-3\n"), {"cfg.yaml", "empty"});
+    write("blank.yaml", "\n");
+    expect_has(load_error("inherit: blank.yaml\n"), {"blank.yaml", "empty"});
+    // A file that only inherits is not empty.
+    write("parent.yaml", "model:\n  n_head: 8\n");
+    EXPECT_EQ(load_config(write("child.yaml", "inherit: parent.yaml\n")).model.n_head, 8);
+}
+
+TEST_F(ConfigErrorTest, FolderInsteadOfAFile) {
+    const std::string folder = write("sub/x.yaml", "model:\n  n_head: 8\n");
+    expect_has(error_of([&] { load_config(fs::path(folder).parent_path().string()); }),
+               {"sub", "is a folder", "YAML file"});
+    expect_has(load_error("inherit: sub\n"), {"sub", "(inherited by ", "cfg.yaml:1", "is a folder", "YAML file"});
+}
+
 // ------------------------------------------------------------------------------------------- inherit
 
 TEST_F(ConfigTest, InheritDeepMergesChildOverParent) {
