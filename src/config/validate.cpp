@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "backend/backend.h"
 #include "config/schema.h"
 #include "config/variant.h"
 #include "core/check.h"
@@ -77,6 +78,9 @@ class Checker {
     void interventions() const {
         const int T = c_.model.seq_len;
         const int L = c_.model.n_layer;
+        SL_REQUIRE(c_.intervention.isolate.size() <= size_t(AttnSpec::kMaxIsolate),
+                   "{} lists {} positions, but attention isolates at most {}; list fewer",
+                   show("intervention.isolate"), c_.intervention.isolate.size(), AttnSpec::kMaxIsolate);
         indices("intervention.isolate", c_.intervention.isolate, T, "model.seq_len");
         const AmplifyConfig& amp = c_.intervention.amplify;
         SL_REQUIRE(amp.position < T, "{} is not a position below {}; pick a token inside the sequence or -1 for off",

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "backend/backend.h"
 #include "config/config.h"
 #include "config/schema.h"
 #include "config/suggest.h"
@@ -152,6 +153,19 @@ TEST_F(ConfigErrorTest, InterventionPositions) {
                {"intervention.amplify.position=1024", "model.seq_len=1024"});
     expect_has(load_error("intervention:\n  amplify:\n    position: 3\n"),
                {"intervention.amplify.position=3", "intervention.amplify.layers=[]"});
+}
+
+TEST_F(ConfigErrorTest, IsolateListLongerThanTheKernelsTake) {
+    // Before: refused only once the model was built, as "at most 16 rows", without the value or its origin.
+    std::string rows;
+    for (int k = 0; k <= AttnSpec::kMaxIsolate; k++) rows += fmt::format("{}{}", k ? ", " : "", k);
+    expect_has(load_error("intervention:\n  isolate: [" + rows + "]\n"),
+               {"intervention.isolate=[0, 1,", "cfg.yaml:2",
+                fmt::format("lists {} positions", AttnSpec::kMaxIsolate + 1),
+                fmt::format("at most {}", AttnSpec::kMaxIsolate)});
+    rows = rows.substr(0, rows.rfind(','));
+    EXPECT_EQ(load_config(write("ok.yaml", "intervention:\n  isolate: [" + rows + "]\n")).intervention.isolate.size(),
+              size_t(AttnSpec::kMaxIsolate));
 }
 
 TEST_F(ConfigErrorTest, CudnnRunsOnlyStandardAndHeadnorm) {
