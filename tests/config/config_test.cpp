@@ -168,6 +168,22 @@ TEST_F(ConfigErrorTest, IsolateListLongerThanTheKernelsTake) {
               size_t(AttnSpec::kMaxIsolate));
 }
 
+TEST_F(ConfigErrorTest, SizesBeyondSixtyFourBitCounts) {
+    // Before: sinklab info printed negative parameter counts (d_model) and 4e18 tokens per step (micro_batch x
+    // seq_len) and exited 0.
+    expect_has(load_error("model:\n  d_model: 2000000000\n  n_head: 1\n"),
+               {"model.d_model=2000000000 (", "cfg.yaml:2)", "model.n_layer=12", "weights", "2^50", "lower them"});
+    expect_has(load_error("model:\n  vocab_size: 2000000000\n  d_model: 1048576\n  n_head: 8\n"),
+               {"model.vocab_size=2000000000", "model.d_model=1048576", "weights"});
+    expect_has(load_error("train:\n  micro_batch: 2000000000\nmodel:\n  seq_len: 2000000000\n"),
+               {"train.micro_batch=2000000000 (", "cfg.yaml:2)", "model.seq_len=2000000000 (", "cfg.yaml:4)",
+                "activations"});
+    // Too large for any machine yet countable: refused later, when the memory is not there.
+    const Config big =
+        load_config(write("big.yaml", "model:\n  d_ff: 2147483647\n  d_model: 65536\n  n_head: 8\n  n_layer: 1\n"));
+    EXPECT_EQ(big.model.d_ff, 2147483647);
+}
+
 TEST_F(ConfigErrorTest, CudnnRunsOnlyStandardAndHeadnorm) {
     expect_has(load_error("attention:\n  impl: cudnn\n  variant: headnorm+gated\n"),
                {"attention.impl=\"cudnn\"", "attention.variant=\"headnorm+gated\"", "cfg.yaml:3", "sinklab"});

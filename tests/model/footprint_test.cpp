@@ -2,6 +2,8 @@
 // backend: a buffer added to the model or the optimizer without the estimate knowing fails here.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "model/model_fixture.h"
 #include "train/optimizer.h"
 
@@ -43,6 +45,29 @@ TEST_P(Footprint, EstimateIsWhatATrainingStepAllocates) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, Footprint, ::testing::ValuesIn(variant_cases()),
                          [](const auto& info) { return info.param.name; });
+
+// The sinklab::Error `fn` throws, or "" (a test failure) when it throws none.
+std::string error_of(const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    ADD_FAILURE() << "no sinklab::Error thrown";
+    return "";
+}
+
+// validate_config refuses such sizes first; a config built in code still must not get wrapped counts.
+TEST(ParamTableSize, CountsPastInt64AreRefused) {
+    Config cfg = tiny_config("standard");
+    cfg.model.d_model = 2000000000;  // wqkv: (4 + 2 * 2) heads of 5e8 x 2e9 = 8e18, then wo 4e18: 1.2e19 in all
+    std::string msg = error_of([&] { ParamTable table(cfg); });
+    for (const char* part : {"layers.0.wo", "2^63", "model.d_model"})
+        EXPECT_NE(msg.find(part), std::string::npos) << part << " missing from: " << msg;
+    cfg.model.n_head = 2;  // wqkv alone: (2 + 2 * 2) heads of 1e9 x 2e9 = 1.2e19
+    msg = error_of([&] { ParamTable table(cfg); });
+    EXPECT_NE(msg.find("layers.0.wqkv of shape [6000000000, 2000000000]"), std::string::npos) << msg;
+}
 
 }  // namespace
 }  // namespace sinklab::test
