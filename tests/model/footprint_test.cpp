@@ -69,5 +69,14 @@ TEST(ParamTableSize, CountsPastInt64AreRefused) {
     EXPECT_NE(msg.find("layers.0.wqkv of shape [6000000000, 2000000000]"), std::string::npos) << msg;
 }
 
+TEST(CpuAllocation, FailureSaysWhatToLower) {
+    auto be = make_cpu_backend(DType::F32, 1);
+    // Past any 64-bit address space, whatever the machine's overcommit policy.
+    const std::string msg = error_of([&] { be->alloc(size_t(1) << 62); });
+    for (const char* part : {"out of host memory", "4294967296.0 GiB", "sinklab info", "model.", "train.micro_batch"})
+        EXPECT_NE(msg.find(part), std::string::npos) << part << " missing from: " << msg;
+    EXPECT_EQ(be->memory_in_use(), 0u);
+}
+
 }  // namespace
 }  // namespace sinklab::test
