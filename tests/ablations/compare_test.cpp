@@ -208,6 +208,25 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     expect_has(error_of([&] { find_runs({(fs::path(dir_.path()) / "empty").string()}, notes); }), {"holds no run"});
 }
 
+// Runs named as seeds of one variant must have been trained alike: a seed, a folder or the thread count may
+// differ, the attention variant or the learning rate may not.
+TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
+    const fs::path a = fs::path(dir_.path()) / "cmpA" / "x-s1", b = fs::path(dir_.path()) / "cmpB" / "x-s2";
+    write_run(a, spec_b1(), "run: {seed: 1, threads: 2}\nattention: {variant: standard}\n");
+    write_run(b, spec_b2(), "run: {seed: 2, threads: 4}\nattention: {variant: standard}\n");
+    const Comparison same = compare_runs(read_all({a.string(), b.string()}), "", 2);
+    ASSERT_EQ(same.groups.size(), 1u);
+    EXPECT_EQ(same.groups[0].runs.size(), 2u);
+
+    write_file(b / "config.yaml", "run: {seed: 2}\nattention: {variant: headnorm}\ntrain: {lr: 0.01}\n");
+    EXPECT_EQ(error_of([&] { compare_runs(read_all({a.string(), b.string()}), "", 2); }),
+              fmt::format("{} and {} are grouped as seeds of variant x by their folder names, but their configs "
+                          "differ: attention.variant \"standard\" vs \"headnorm\", train.lr 0.001 vs 0.01; compare "
+                          "them in separate commands, or give runs of different configs different names "
+                          "(<variant>-s<seed>)",
+                          a.string(), b.string()));
+}
+
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
 TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
     RunSpec s = spec_h1();
