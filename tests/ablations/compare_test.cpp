@@ -279,5 +279,35 @@ TEST_F(CompareTest, CommandLine) {
     expect_has(bad.out, {"sinklab: error: ", "nope: no such file or folder"});
 }
 
+// --plot: a file that cannot be written is one line before any work; a failing script is one line too, its
+// traceback kept in a log file that the line names.
+TEST_F(CompareTest, PlotErrorsAreOneLine) {
+    write_file(fs::path(dir_.path()) / "afile", "x");
+    const std::string png = (fs::path(dir_.path()) / "afile/x.png").string();
+    const CommandResult unwritable = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png));
+    EXPECT_EQ(unwritable.rc, 1);
+    EXPECT_EQ(unwritable.out,
+              fmt::format("sinklab: error: --plot {}: cannot write it (Not a directory); check the folder and "
+                          "permissions\n",
+                          png));
+
+    if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "skipped: no /usr/bin/python3";
+    const fs::path scripts = fs::path(dir_.path()) / "scripts";
+    write_file(scripts / "plot_runs.py", "raise ValueError('boom')\n");
+    const std::string ok_png = (fs::path(dir_.path()) / "x.png").string();
+    const CommandResult failed = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), ok_png),
+                                             "SINKLAB_SCRIPTS=" + scripts.string());
+    EXPECT_EQ(failed.rc, 1);
+    EXPECT_EQ(failed.out.find("Traceback"), std::string::npos) << failed.out;
+    const std::string head = "sinklab: error: plot_runs.py ended with exit code 1: ValueError: boom (its whole "
+                             "output: ";
+    const size_t at = failed.out.find(head);
+    ASSERT_NE(at, std::string::npos) << failed.out;
+    const size_t from = at + head.size();
+    const std::string log = failed.out.substr(from, failed.out.find(')', from) - from);
+    EXPECT_NE(read_file(log).find("Traceback"), std::string::npos) << log;
+    fs::remove(log);
+}
+
 }  // namespace
 }  // namespace sinklab::test
