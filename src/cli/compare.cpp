@@ -111,7 +111,7 @@ void add_compare(CLI::App& app) {
     cmd->add_option("runs", a->dirs, "run folders, or suite folders holding run folders (runs/<suite>)")->required();
     cmd->add_option("--baseline", a->baseline, "the variant the others are measured against (default: the first)");
     cmd->add_option("--smooth", a->smooth, "train losses averaged for the final loss and the curves (default 20)")
-        ->check(CLI::PositiveNumber);
+        ->check(at_least(1));
     cmd->add_option("--markdown", a->markdown, "also write the tables as Markdown to this file");
     cmd->add_option("--plot", a->plot, "draw loss curves (seed bands) and sink-mass heatmaps into this PNG");
     cmd->callback([a] { run(*a); });
