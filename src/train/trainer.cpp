@@ -71,7 +71,18 @@ std::string now_iso8601() {
 bool written_by_sinklab(const std::string& name) {
     static const std::set<std::string> names = {"config.yaml", "metrics.h5", "train.log", "checkpoints", "eval.h5",
                                                 "hf"};
-    return names.contains(name) || (name.starts_with("nonfinite_step_") && name.ends_with(".json"));
+    return names.contains(name) || (name.starts_with("nonfinite_step_") && name.ends_with(".json")) ||
+           (name.starts_with("metrics.restart") && name.ends_with(".h5"));
+}
+
+// metrics.h5 of a run that restarts at step 0 (no checkpoint to resume) as metrics.restart<k>.h5, the first k free;
+// returns the new name.
+std::string keep_aside(const fs::path& run) {
+    fs::path aside;
+    for (int k = 1; fs::exists(aside = run / fmt::format("metrics.restart{}.h5", k)); k++) {
+    }
+    fs::rename(run / "metrics.h5", aside);
+    return aside.filename().string();
 }
 
 void remove_old_run(const fs::path& run) {
@@ -113,6 +124,8 @@ struct Trainer::Impl {
     int64_t start_step = 0;
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
+    bool restart_over = false;    // rank 0: --resume found a run but no checkpoint, so it starts at step 0
+    std::string kept_aside;       // rank 0: where that run's metrics.h5 went (metrics.restart<k>.h5)
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
@@ -143,13 +156,9 @@ struct Trainer::Impl {
         const bool holds_run = fs::exists(d / "metrics.h5", ec);
         if (opt.resume) {
             resume_from = latest_checkpoint(dir);
-            // No folder yet (a job script's first start) starts at step 0; a run without a checkpoint is not
-            // thrown away on a --resume, which asked to keep it.
-            SL_REQUIRE(!resume_from.empty() || !holds_run,
-                       "--resume: run folder {} holds a run (metrics.h5) but no checkpoint in {}/checkpoints to "
-                       "continue from; start it again with --overwrite instead of --resume, or pick another name "
-                       "with --set run.name=NAME",
-                       dir, dir);
+            // Without a checkpoint the run starts at step 0 (a job script's first start, or a requeued job that
+            // ended before its first checkpoint); rows logged before are kept aside, not dropped.
+            restart_over = resume_from.empty() && holds_run;
         } else if (holds_run) {
             SL_REQUIRE(opt.overwrite,
                        "run folder {} already holds a run; continue it with --resume, replace it with --overwrite, or "
@@ -164,6 +173,7 @@ struct Trainer::Impl {
         if (!lead) return;
         const fs::path d(dir);
         if (opt.overwrite) remove_old_run(d);
+        if (restart_over) kept_aside = keep_aside(d);
         std::error_code ec;
         fs::create_directories(d, ec);
         SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir,
@@ -251,6 +261,9 @@ struct Trainer::Impl {
                       changed_on_resume.empty()
                           ? ""
                           : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
+        else if (!kept_aside.empty())
+            log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
+                      dir, kept_aside);
         else if (opt.resume)
             log->info("no run in {} yet: starting at step 0", dir);
         if (!val_batches.notice.empty()) log->info("{}", val_batches.notice);

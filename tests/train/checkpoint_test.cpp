@@ -199,7 +199,7 @@ TEST_F(DamagedCheckpoint, ALowerLearningRateAndGradientClipMayResume) {
     for (size_t i = 6; i < lr.size(); i++) EXPECT_LE(lr[i], 0.001 * (1 + 1e-6)) << "step " << i + 1;
 }
 
-TEST(Resume, ADamagedOnlyCheckpointIsNeverResumedFromStepZero) {
+TEST(Resume, ADamagedOnlyCheckpointSaysSoAndAStartOverKeepsTheRows) {
     const TempDir dir("resume_only_checkpoint");
     const std::string args = small_run(dir, "run", 3, "--set run.threads=1");
     ASSERT_EQ(run_sinklab(args).rc, 0);
@@ -212,13 +212,22 @@ TEST(Resume, ADamagedOnlyCheckpointIsNeverResumedFromStepZero) {
     EXPECT_NE(damaged.out.find("no older checkpoint"), std::string::npos) << damaged.out;
     EXPECT_NE(damaged.out.find("--overwrite"), std::string::npos) << damaged.out;
     EXPECT_EQ(damaged.out.find("mv "), std::string::npos) << "there is nothing to fall back to: " << damaged.out;
-    // Moved aside anyway: --resume refuses rather than start over and drop the run's rows.
+    // Moved aside anyway, as a requeued job that ended before its first checkpoint: --resume starts over at step 0
+    // and keeps the rows logged before in metrics.restart1.h5 (then restart2, ...), where they were dropped.
     fs::rename(only, only + ".bad");
-    const CommandResult none = run_sinklab(args + " --resume");
-    EXPECT_NE(none.rc, 0);
-    EXPECT_NE(none.out.find("no checkpoint"), std::string::npos) << none.out;
-    EXPECT_NE(none.out.find("--overwrite"), std::string::npos) << none.out;
-    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(3));
+    for (int k = 1; k <= 2; k++) {
+        const CommandResult none = run_sinklab(args + " --resume");
+        ASSERT_EQ(none.rc, 0) << none.out;
+        const std::string aside = fmt::format("metrics.restart{}.h5", k);
+        EXPECT_NE(none.out.find("starting at step 0"), std::string::npos) << none.out;
+        EXPECT_NE(none.out.find(aside), std::string::npos) << none.out;
+        EXPECT_EQ(column(dir / ("run/" + aside), "train", "step"), steps_1_to(3));
+        EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(3));
+        fs::remove_all(ckpt(dir, "run", 3));  // the next start finds no checkpoint again
+    }
+    // --overwrite replaces the whole run, the rows kept aside included.
+    ASSERT_EQ(run_sinklab(args + " --overwrite").rc, 0);
+    EXPECT_FALSE(fs::exists(dir / "run/metrics.restart1.h5"));
 }
 
 TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {
