@@ -98,6 +98,13 @@ TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
     expect_has(all, {suite_path_, "2 run folders cannot be continued", "\n  headnorm-s1: ", "\n  baseline-s2: "});
 }
 
+TEST_F(SweepTest, AFileWhereARunFolderGoesIsRefusedBeforeAnythingRuns) {
+    const SweepRun& r = run("headnorm-s1");
+    write_file(r.dir, "not a folder");
+    expect_has(error_of([&] { inspect_run(r); }), {r.dir, "is a file", "move it away"});
+    expect_has(error_of([&] { inspect_sweep(sweep_); }), {suite_path_, "\n  headnorm-s1: "});
+}
+
 TEST_F(SweepTest, TrainCommandsCarryEveryOverrideAndTheResumeFlags) {
     const SweepRun& r = run("headnorm-s2");
     const std::string out = (root() / "runs/t").string();

@@ -110,6 +110,19 @@ TEST_F(ConfigErrorTest, OutOfRange) {
     expect_has(load_error("run:\n  name: \"\"\n"), {"cfg.yaml:2", "run.name", "must not be empty"});
 }
 
+TEST_F(ConfigErrorTest, RunNameMustBeAPlainFolderName) {
+    // Each would put the run elsewhere than in a folder of its own under run.out_dir (--overwrite of "." once
+    // deleted the other runs there), or is a folder name that shell commands and job scripts trip over.
+    for (const std::string name : {".", "..", "../escaped", "/abs/path", "a/b", "a b", "x ", ".hidden"}) {
+        expect_has(load_error("run:\n  name: \"" + name + "\"\n"),
+                   {"cfg.yaml:2", "run.name", "'" + name + "'", "not a usable folder name", "no spaces or slashes"});
+    }
+    for (const std::string name : {".", "../escaped", "/abs/path", "a b"})
+        expect_has(load_error("{}\n", {"run.name=" + name}), {"--set", "run.name", "'" + name + "'"});
+    const std::string ok = write("ok.yaml", "run:\n  name: x-s1.b_c+d\n");
+    EXPECT_EQ(load_config(ok).run.name, "x-s1.b_c+d");
+}
+
 TEST_F(ConfigErrorTest, BadEnumListsTheAllowedValues) {
     expect_has(load_error("train:\n  schedule: cosin\n"),
                {"cfg.yaml:2", "train.schedule", "'cosin'", "cosine, wsd, constant, linear"});
@@ -297,12 +310,12 @@ TEST_F(ConfigTest, InheritCycleIsReported) {
 
 TEST_F(ConfigTest, OverridesApplyAfterTheFiles) {
     const std::string file = write("cfg.yaml", "model:\n  d_model: 256\n  n_head: 4\nrun:\n  name: file\n");
-    const Config c = load_config(file, {"model.d_model=512", "intervention.isolate=[3,7]", "run.name = a=b",
+    const Config c = load_config(file, {"model.d_model=512", "intervention.isolate=[3,7]", "run.out_dir = a=b",
                                         "data.val=", "attention.qk_norm=true", "metrics.positions=[0, 1, 2]"});
     EXPECT_EQ(c.model.d_model, 512);
     EXPECT_EQ(c.model.n_head, 4);
     EXPECT_EQ(c.intervention.isolate, (std::vector<int>{3, 7}));
-    EXPECT_EQ(c.run.name, "a=b");
+    EXPECT_EQ(c.run.out_dir, "a=b");
     EXPECT_EQ(c.data.val, "");
     EXPECT_TRUE(c.attention.qk_norm);
     EXPECT_EQ(c.metrics.positions, (std::vector<int>{0, 1, 2}));
@@ -445,8 +458,8 @@ TEST(ConfigPresets, Llama152mIsThePapersSetup) {
 
 TEST_F(ConfigTest, DumpLoadRoundTripIsExact) {
     Config c;
-    c.run.name = "we\"ird: #name\\ *x";
-    c.run.out_dir = "true";
+    c.run.name = "true";
+    c.run.out_dir = "we\"ird: #name\\ *x";
     c.run.seed = 18446744073709551557ull;
     c.run.threads = 3;
     c.model = {.vocab_size = 264, .d_model = 96, .n_layer = 3, .n_head = 6, .n_kv_head = 2, .d_ff = 250,
