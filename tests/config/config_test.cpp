@@ -17,10 +17,12 @@
 #include "config/schema.h"
 #include "config/suggest.h"
 #include "core/check.h"
+#include "test_util.h"
 
 namespace sinklab {
 namespace {
 namespace fs = std::filesystem;
+using test::error_of;
 
 const fs::path kConfigs = fs::path(SINKLAB_SOURCE_DIR) / "configs";
 
@@ -43,19 +45,6 @@ class ConfigTest : public ::testing::Test {
 
     fs::path dir_;
 };
-
-// The message of the sinklab::Error that `fn` throws; fails the test when it throws nothing.
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        const std::string what = e.what();
-        EXPECT_EQ(what.find('\n'), std::string::npos) << "error is not one line: " << what;
-        return what;
-    }
-    ADD_FAILURE() << "no sinklab::Error thrown";
-    return "";
-}
 
 void expect_has(const std::string& message, std::initializer_list<std::string> parts) {
     for (const std::string& part : parts)

@@ -2,9 +2,8 @@
 // backend: a buffer added to the model or the optimizer without the estimate knowing fails here.
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include "model/model_fixture.h"
+#include "test_util.h"
 #include "train/optimizer.h"
 
 namespace sinklab::test {
@@ -45,17 +44,6 @@ TEST_P(Footprint, EstimateIsWhatATrainingStepAllocates) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, Footprint, ::testing::ValuesIn(variant_cases()),
                          [](const auto& info) { return info.param.name; });
-
-// The sinklab::Error `fn` throws, or "" (a test failure) when it throws none.
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "no sinklab::Error thrown";
-    return "";
-}
 
 // validate_config refuses such sizes first; a config built in code still must not get wrapped counts.
 TEST(ParamTableSize, CountsPastInt64AreRefused) {
