@@ -8,7 +8,10 @@
 #include <cstdint>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "core/check.h"
 
 namespace sinklab::test {
 
@@ -110,6 +113,26 @@ inline Vec minus(const Vec& a, const Vec& b) {
     Vec d(a.size());
     for (size_t i = 0; i < a.size(); i++) d[i] = a[i] - b[i];
     return d;
+}
+
+// How many lines an error may take: one, the line main prints; several only for the reports that list every run's
+// error under a summary line (the checks of a whole sweep).
+enum class Lines { One, Several };
+
+// The message of the sinklab::Error that `fn` throws; fails the test when it throws none, or when the message takes
+// more lines than `lines` allows.
+inline std::string error_of(const std::function<void()>& fn, Lines lines = Lines::One) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        const std::string what = e.what();
+        if (lines == Lines::One) {
+            EXPECT_EQ(what.find('\n'), std::string::npos) << "error is not one line: " << what;
+        }
+        return what;
+    }
+    ADD_FAILURE() << "no sinklab::Error thrown";
+    return "";
 }
 
 }  // namespace sinklab::test

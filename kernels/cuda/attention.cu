@@ -107,6 +107,28 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int64_t stri
     }
 }
 
+// Keys and values of key tile j (Bc rows of the kv head at kb and vb) into buffer buf of sK and sV [2][Bc][S].
+template <int Bc, int HDP>
+__device__ __forceinline__ void load_kv(bf16* sK, bf16* sV, const bf16* kb, const bf16* vb, const AttnParams& p, int j,
+                                        int buf, bool vec) {
+    constexpr int S = HDP + 8;
+    load_tile<Bc, HDP>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
+    load_tile<Bc, HDP>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
+}
+
+// Double buffering, at the top of iteration i of n: issues load(i + 1, buffer) for the next tile when there is one,
+// then waits until tile i (committed by the previous call, or before the loop) has landed for the whole block.
+template <typename Load> __device__ __forceinline__ void next_tile(int i, int n, Load&& load) {
+    if (i + 1 < n) {
+        load(i + 1, (i + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    __syncthreads();
+}
+
 __device__ __forceinline__ float sigmoid2(float z) { return 1.f / (1.f + exp2f(-z * kLog2e)); }
 
 // Sets the invisible scores of an accumulator tile to -inf, which every score function maps to weight 0 (the scale
@@ -152,8 +174,7 @@ __global__ void __launch_bounds__(kThreads)
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
 
     load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
-    load_tile<Bc, HDP>(sK, kb, p.W, 0, p.T, p.hd, vec);
-    load_tile<Bc, HDP>(sV, vb, p.W, 0, p.T, p.hd, vec);
+    load_kv<Bc, HDP>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     // This thread holds rows row[0] and row[1] = row[0] + 8 of the warp's 16 (accumulator elements 0,1 and 2,3).
@@ -171,16 +192,8 @@ __global__ void __launch_bounds__(kThreads)
     uint32_t qf[KD][4];
 
     for (int j = 0; j < n_kv; j++) {
+        next_tile(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP>(sK, sV, kb, vb, p, t, buf, vec); });
         const int buf = j & 1;
-        if (j + 1 < n_kv) {
-            load_tile<Bc, HDP>(sK + (buf ^ 1) * Bc * S, kb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
-            load_tile<Bc, HDP>(sV + (buf ^ 1) * Bc * S, vb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
         if (j == 0)
 #pragma unroll
             for (int kk = 0; kk < KD; kk++) ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
@@ -351,15 +364,8 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     const int key[2] = {k0 + warp * 16 + gr, k0 + warp * 16 + gr + 8};
     float dk[ND][4] = {}, dv[ND][4] = {};
     for (int it = 0; it < n_it; it++) {
+        next_tile(it, n_it, load_queries);
         const int buf = it & 1;
-        if (it + 1 < n_it) {
-            load_queries(it + 1, buf ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
         const int t0 = (q_first + it % nq) * Bq;
         const bf16* cQ = sQ + buf * Bq * S;
         const bf16* cdO = sdO + buf * Bq * S;
@@ -454,8 +460,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
 
     load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
     load_tile<Br, HDP>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
-    load_tile<Bc, HDP>(sK, kb, p.W, 0, p.T, p.hd, vec);
-    load_tile<Bc, HDP>(sV, vb, p.W, 0, p.T, p.hd, vec);
+    load_kv<Bc, HDP>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
@@ -470,16 +475,8 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     float dq[ND][4] = {};
 
     for (int j = 0; j < n_kv; j++) {
+        next_tile(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP>(sK, sV, kb, vb, p, t, buf, vec); });
         const int buf = j & 1;
-        if (j + 1 < n_kv) {
-            load_tile<Bc, HDP>(sK + (buf ^ 1) * Bc * S, kb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
-            load_tile<Bc, HDP>(sV + (buf ^ 1) * Bc * S, vb, p.W, (j + 1) * Bc, p.T, p.hd, vec);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
         if (j == 0)
 #pragma unroll
             for (int kk = 0; kk < KD; kk++) {

@@ -66,8 +66,13 @@ public:
     bool host_memory() const override { return true; }
 
     void* do_alloc(size_t bytes) override {
-        void* ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-        SL_REQUIRE(ptr, "out of host memory allocating {} bytes", bytes);
+        // aligned_alloc takes whole multiples of the alignment; rounding a size near SIZE_MAX up would wrap.
+        void* ptr = bytes <= SIZE_MAX - 63 ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr;
+        SL_REQUIRE(ptr,
+                   "out of host memory allocating {:.1f} GiB: the model or batch is too large for this machine; "
+                   "`sinklab info CONFIG` shows the memory a run needs: lower model.* sizes or train.micro_batch / "
+                   "model.seq_len",
+                   double(bytes) / double(1 << 30));
         std::memset(ptr, 0, bytes);
         return ptr;
     }

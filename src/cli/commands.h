@@ -1,6 +1,11 @@
 // Each subcommand lives in its own file and registers itself on the app with one of these.
 #pragma once
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <cstdint>
+#include <string>
 
 namespace sinklab::cli {
 
@@ -13,5 +18,19 @@ void add_sweep(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_export(CLI::App& app);
 void add_eval(CLI::App& app);
+
+// A whole number >= lo, for ->check(): CLI11's PositiveNumber and NonNegativeNumber name their upper bound,
+// DBL_MAX in all its 309 digits, in every message.
+inline CLI::Validator at_least(int64_t lo) {
+    return CLI::Validator(
+        [lo](std::string& text) {
+            int64_t value = 0;
+            const char* end = text.data() + text.size();
+            const auto [stop, ec] = std::from_chars(text.data(), end, value);
+            if (ec != std::errc() || stop != end) return fmt::format("'{}' is not a whole number", text);
+            return value < lo ? fmt::format("{} is too small; it must be at least {}", text, lo) : std::string();
+        },
+        fmt::format("INT >= {}", lo));
+}
 
 }  // namespace sinklab::cli

@@ -1,7 +1,12 @@
 // sinklab compare RUN_OR_SUITE_DIR... [--baseline NAME] [--smooth N] [--markdown FILE.md] [--plot FILE.png]
 #include "metrics/compare.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -34,7 +39,52 @@ std::string plot_script() {
     return script.string();
 }
 
+// Checked before any work: opening for append (creating it, then removing it again) is what tells whether the
+// file can be written, also for root, for whom access(2) says yes to any folder.
+void check_writable(const std::string& option, const std::string& path) {
+    const bool existed = std::filesystem::exists(path);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    if (fd >= 0 && !existed) std::filesystem::remove(path);
+    SL_REQUIRE(fd >= 0, "{} {}: cannot write it ({}); check the folder and permissions", option, path,
+               std::strerror(err));
+}
+
+// The last non-blank line of a text file.
+std::string last_line(const std::string& path) {
+    std::ifstream in(path);
+    std::string line, last;
+    while (std::getline(in, line))
+        if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
+    return last;
+}
+
+// Runs plot_runs.py with its stderr (a Python traceback when it fails) in a log file instead of the console;
+// a failure is one line with the log's last line and where the whole log is.
+void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
+    const std::string script = plot_script();
+    std::string log = (std::filesystem::temp_directory_path() / "sinklab-plot-XXXXXX.log").string();
+    const int fd = ::mkstemps(log.data(), 4);
+    SL_REQUIRE(fd >= 0, "--plot: cannot create a log file in {} ({}); set TMPDIR to a writable folder",
+               std::filesystem::temp_directory_path().string(), std::strerror(errno));
+    ::close(fd);
+    std::vector<std::string> argv{"/bin/sh", "-c", "log=$1; shift; exec \"$@\" 2>\"$log\"", "sh", log,
+                                  "/usr/bin/python3", script};
+    argv.insert(argv.end(), dirs.begin(), dirs.end());
+    argv.insert(argv.end(), {"-o", a.plot, "--smooth", std::to_string(a.smooth)});
+    const ProcessResult r = run_process(argv);
+    SL_REQUIRE(r.ok(),
+               "plot_runs.py ended with {}: {} (its whole output: {}); it needs /usr/bin/python3 with h5py and "
+               "matplotlib (apt install python3-h5py python3-matplotlib)",
+               r.describe(), last_line(log), log);
+    std::filesystem::remove(log);
+    fmt::print("wrote {}\n", a.plot);
+}
+
 void run(const CompareArgs& a) {
+    if (!a.markdown.empty()) check_writable("--markdown", a.markdown);
+    if (!a.plot.empty()) check_writable("--plot", a.plot);
     std::vector<std::string> notes;
     const std::vector<std::string> dirs = find_runs(a.dirs, notes);
     for (const std::string& n : notes) fmt::print(stderr, "sinklab compare: {}\n", n);
@@ -48,17 +98,7 @@ void run(const CompareArgs& a) {
         SL_REQUIRE(f.good(), "--markdown {}: cannot write it; check the folder and permissions", a.markdown);
         fmt::print("wrote {}\n", a.markdown);
     }
-    if (!a.plot.empty()) {
-        std::vector<std::string> argv{"/usr/bin/python3", plot_script()};
-        argv.insert(argv.end(), dirs.begin(), dirs.end());
-        argv.insert(argv.end(), {"-o", a.plot, "--smooth", std::to_string(a.smooth)});
-        const ProcessResult r = run_process(argv);
-        SL_REQUIRE(r.ok(),
-                   "plot_runs.py ended with {} (its message is above); it needs /usr/bin/python3 with h5py and "
-                   "matplotlib (apt install python3-h5py python3-matplotlib)",
-                   r.describe());
-        fmt::print("wrote {}\n", a.plot);
-    }
+    if (!a.plot.empty()) plot(a, dirs);
 }
 
 }  // namespace
@@ -71,7 +111,7 @@ void add_compare(CLI::App& app) {
     cmd->add_option("runs", a->dirs, "run folders, or suite folders holding run folders (runs/<suite>)")->required();
     cmd->add_option("--baseline", a->baseline, "the variant the others are measured against (default: the first)");
     cmd->add_option("--smooth", a->smooth, "train losses averaged for the final loss and the curves (default 20)")
-        ->check(CLI::PositiveNumber);
+        ->check(at_least(1));
     cmd->add_option("--markdown", a->markdown, "also write the tables as Markdown to this file");
     cmd->add_option("--plot", a->plot, "draw loss curves (seed bands) and sink-mass heatmaps into this PNG");
     cmd->callback([a] { run(*a); });

@@ -3,12 +3,15 @@
 // --set applies to the evaluation only (e.g. an intervention: --set intervention.isolate=[5]).
 #include <fmt/ranges.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "cli/commands.h"
 #include "data/dataloader.h"
 #include "dist/comm.h"
 #include "metrics/eval.h"
+#include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -26,7 +29,34 @@ struct EvalArgs {
     std::vector<std::string> overrides;
 };
 
+// An eval.h5 of an earlier eval: an HDF5 run log whose only group is /eval.
+bool is_eval_output(const std::string& path) {
+    try {
+        return RunLogReader(path).groups() == std::vector<std::string>{"eval"};
+    } catch (const Error&) {
+        return false;
+    }
+}
+
+// Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
+// (it could name a run's metrics.h5 or a checkpoint's weights), and its folder must be there or creatable.
+void check_out(const std::string& out) {
+    const fs::path folder = fs::path(out).has_parent_path() ? fs::path(out).parent_path() : fs::path(".");
+    std::error_code ec;
+    fs::create_directories(folder, ec);
+    SL_REQUIRE(fs::is_directory(folder), "--out {}: cannot create the folder {} ({}); give another --out", out,
+               folder.string(), ec ? ec.message() : "it is not a folder");
+    SL_REQUIRE(access(folder.c_str(), W_OK) == 0, "--out {}: the folder {} is not writable; give another --out", out,
+               folder.string());
+    SL_REQUIRE(!fs::exists(out) || is_eval_output(out),
+               "--out {}: the file exists and is not the output of an earlier eval, which is all eval replaces; give "
+               "another --out",
+               out);
+}
+
 void run_eval(const EvalArgs& a) {
+    const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
+    check_out(out);
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     Config cfg = load_config((fs::path(ckpt) / "config.yaml").string(), a.overrides);
     if (!a.data.empty()) cfg.data.val = a.data;
@@ -48,15 +78,22 @@ void run_eval(const EvalArgs& a) {
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);
     if (comm.rank() != 0) return;
-    const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
     const bool replaced = fs::exists(out);
-    fs::remove(out);
-    write_eval_file(out, r, sink, step,
-                    {{"run", a.run},
-                     {"checkpoint", ckpt},
-                     {"data", cfg.data.val},
-                     {"config_yaml", dump_config(cfg)},
-                     {"sink_positions", fmt::format("[{}]", fmt::join(sink.positions(), ", "))}});
+    // Written aside and renamed over the old one, so that a failed write leaves the earlier eval as it was.
+    const std::string tmp = fmt::format("{}.tmp{}", out, getpid());
+    try {
+        write_eval_file(tmp, r, sink, step,
+                        {{"run", a.run},
+                         {"checkpoint", ckpt},
+                         {"data", cfg.data.val},
+                         {"config_yaml", dump_config(cfg)},
+                         {"sink_positions", fmt::format("[{}]", fmt::join(sink.positions(), ", "))}});
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw;
+    }
+    fs::rename(tmp, out);
     fmt::print("eval of {} (step {}) on {}\n{}\nwrote {}{}\n", a.run, step, cfg.data.val, format_eval_table(r, sink),
                out, replaced ? " (replacing the previous one)" : "");
 }
@@ -69,7 +106,7 @@ void add_eval(CLI::App& app) {
     cmd->add_option("run", a->run, "run folder (<out_dir>/<name>)")->required()->check(CLI::ExistingDirectory);
     cmd->add_option("--checkpoint", a->checkpoint, "checkpoint folder (default: the run's newest)");
     cmd->add_option("--data", a->data, "glob of token shards (default: the run's data.val)");
-    cmd->add_option("--batches", a->batches, "micro-batches to average over")->check(CLI::PositiveNumber);
+    cmd->add_option("--batches", a->batches, "micro-batches to average over")->check(at_least(1));
     cmd->add_option("--out", a->out, "output file (default: RUN/eval.h5)");
     cmd->add_option("--set", a->overrides, "override a key for the evaluation, e.g. an intervention")
         ->allow_extra_args(false);

@@ -1,4 +1,5 @@
-// sinklab export RUN --format hf [--out DIR] [--checkpoint DIR]: a run's checkpoint as a Hugging Face Llama.
+// sinklab export RUN --format hf [--out DIR] [--checkpoint DIR] [--overwrite]: a run's checkpoint as a Hugging
+// Face Llama.
 #include <filesystem>
 
 #include "cli/commands.h"
@@ -15,12 +16,13 @@ struct ExportArgs {
     std::string format;
     std::string out;         // default: RUN/hf
     std::string checkpoint;  // default: the run's newest
+    bool overwrite = false;
 };
 
 void run_export(const ExportArgs& a) {
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string out = a.out.empty() ? (std::filesystem::path(a.run) / "hf").string() : a.out;
-    export_hf_llama(ckpt, out);
+    export_hf_llama(ckpt, out, a.overwrite);
     fmt::print("exported {} to {}: config.json + model.safetensors (LlamaForCausalLM, fp32, tied embeddings)\n", ckpt,
                out);
 }
@@ -36,6 +38,8 @@ void add_export(CLI::App& app) {
         ->check(CLI::IsMember({"hf"}));
     cmd->add_option("--out", args->out, "output folder (default: RUN/hf)");
     cmd->add_option("--checkpoint", args->checkpoint, "checkpoint folder (default: the run's newest)");
+    cmd->add_flag("--overwrite", args->overwrite,
+                  "replace a config.json and model.safetensors in --out that an earlier export did not write");
     cmd->callback([args] { run_export(*args); });
 }
 

@@ -60,7 +60,7 @@ void add_info(CLI::App& app) {
     auto ranks = std::make_shared<int>(1);
     auto yaml = std::make_shared<bool>(false);
     add_config_args(*cmd, *args);
-    cmd->add_option("--ranks", *ranks, "number of ranks the run will use")->check(CLI::PositiveNumber);
+    cmd->add_option("--ranks", *ranks, "number of ranks the run will use")->check(at_least(1));
     cmd->add_flag("--yaml", *yaml, "print the resolved config (inherit and --set applied) as YAML instead");
     cmd->callback([args, ranks, yaml] {
         const Config cfg = load_config(args->path, args->overrides);

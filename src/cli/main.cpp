@@ -1,9 +1,35 @@
 // sinklab: one binary, one subcommand per file in src/cli.
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "cli/commands.h"
 #include "core/build_info.h"
 #include "core/check.h"
 #include "dist/comm.h"
+
+namespace {
+
+// The usage error as one line, in the form of every other sinklab error, with the command whose --help explains
+// the usage. CLI11 reports a first word that is no command as "A subcommand is required": it is named here.
+void print_usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+    const CLI::App* cmd = &app;
+    while (!cmd->get_subcommands().empty()) cmd = cmd->get_subcommands().front();
+    std::string message = e.what();
+    if (cmd == &app) {
+        std::vector<std::string> names;
+        for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+            names.push_back(sub->get_name());
+        const bool named = argc > 1 && argv[1][0] != '-';
+        message = fmt::format("{}; the commands are {}",
+                              named ? fmt::format("unknown command '{}'", argv[1]) : std::string("no command given"),
+                              fmt::join(names, ", "));
+    }
+    const std::string help = cmd == &app ? "sinklab --help" : "sinklab " + cmd->get_name() + " --help";
+    fmt::print(stderr, "sinklab: error: {}; run '{}'\n", message, help);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
@@ -21,7 +47,9 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        if (e.get_exit_code() == 0) return app.exit(e);  // --help and --version
+        print_usage_error(app, e, argc, argv);
+        return 2;  // the usual exit status of a usage error
     } catch (const std::exception& e) {
         sinklab::exit_with_error(e.what());  // under mpirun: every rank ends, the message printed once
     }

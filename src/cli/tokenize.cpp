@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -29,6 +30,9 @@ std::string read_all(const std::string& path) {
         ss << std::cin.rdbuf();
         return ss.str();
     }
+    // A folder opens like a file and reads as empty, which would tokenize to nothing without a word.
+    SL_REQUIRE(!std::filesystem::is_directory(path), "{} is a folder; give a text file, or - for standard input",
+               path);
     std::ifstream in(path, std::ios::binary);
     SL_REQUIRE(in, "cannot read {}: {}", path, std::strerror(errno));
     ss << in.rdbuf();

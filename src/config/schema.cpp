@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <regex>
 #include <type_traits>
 
 #include "core/check.h"
@@ -20,7 +21,7 @@ Field make_field(std::string_view path, L access, std::string_view doc, Limits l
 
 std::vector<Field> build_schema() {
     return {
-        SL_KEY(run.name, "run folder name under out_dir", {.non_empty = true}),
+        SL_KEY(run.name, "run folder name under out_dir", {.non_empty = true, .folder_name = true}),
         SL_KEY(run.out_dir, "parent folder of run folders", {.non_empty = true}),
         SL_KEY(run.seed, "seed of init, data order and every other random choice", {}),
         SL_KEY(run.threads, "CPU threads per rank; 0 = all cores / ranks on the node", {.lo = 0}),
@@ -198,6 +199,14 @@ std::string range_text(const Limits& l) {
 
 }  // namespace
 
+const char* const kFolderNameRule = "use letters, digits and . _ + -, starting with a letter or digit (no spaces or "
+                                    "slashes)";
+
+bool is_folder_name(std::string_view name) {
+    static const std::regex pattern("[A-Za-z0-9][A-Za-z0-9._+-]*");
+    return std::regex_match(name.begin(), name.end(), pattern);
+}
+
 std::string describe(const YAML::Node& node) {
     if (!node.IsDefined() || node.IsNull()) return "an empty value";
     if (node.IsScalar()) return fmt::format("'{}'", node.Scalar());
@@ -257,6 +266,8 @@ void check_limits(const Field& f, const Config& c, std::string_view origin) {
             if constexpr (std::is_same_v<T, std::string>) {
                 SL_REQUIRE(!(l.non_empty && v.empty()), "{}: {}: must not be empty; set it ({})", origin, f.path,
                            f.doc);
+                SL_REQUIRE(!l.folder_name || is_folder_name(v), "{}: {}: '{}' is not a usable folder name; {}", origin,
+                           f.path, v, kFolderNameRule);
                 if (l.choices.empty()) return;
                 for (std::string_view choice : l.choices)
                     if (v == choice) return;

@@ -22,6 +22,7 @@ struct Limits {
     bool hi_open = false;  // hi itself is excluded (Adam betas)
     std::vector<std::string_view> choices = {};  // enum-like strings: the allowed values
     bool non_empty = false;                 // strings that must not be ""
+    bool folder_name = false;               // strings used as one folder's name (see is_folder_name)
 };
 
 // Both accessors come from one generic lambda, so reading and writing can never name different members.
@@ -39,6 +40,11 @@ struct Field {
     std::string_view doc;
     Limits limits;
 };
+
+// A name that is one plain folder, the same on every file system and in shell commands: letters, digits and
+// . _ + -, starting with a letter or digit (so never ".", "..", a path, or a name with spaces).
+bool is_folder_name(std::string_view name);
+extern const char* const kFolderNameRule;  // the rule in words, for messages
 
 // Every key in schema order; a section's keys are contiguous.
 const std::vector<Field>& schema();

@@ -61,7 +61,21 @@ void flatten(const YAML::Node& node, const std::string& path, const Source& src,
     }
 }
 
+// One file's (or one override's) entries. flatten() refuses a key written twice in one map; this also refuses
+// one key reached by two spellings ("train.lr:" and "train: {lr:}"), of which the later would silently win.
+std::vector<Entry> entries_of(const YAML::Node& node, const std::string& path, const Source& src) {
+    std::vector<Entry> own;
+    flatten(node, path, src, src.name, own);
+    for (size_t i = 0; i < own.size(); i++)
+        for (size_t j = 0; j < i; j++)
+            SL_REQUIRE(own[i].path != own[j].path, "{}: {}: the key appears twice (also at {}); keep one",
+                       own[i].origin, own[i].path, own[j].origin);
+    return own;
+}
+
 std::string read_text(const fs::path& file, const std::string& wanted_by) {
+    SL_REQUIRE(!fs::is_directory(file), "config file '{}'{} is a folder; give a YAML file such as configs/tiny.yaml",
+               file.string(), wanted_by);
     SL_REQUIRE(fs::is_regular_file(file), "config file '{}' not found{}; check the path{}", file.string(), wanted_by,
                wanted_by.empty() ? "" : " (inherit: paths are relative to the including file)");
     std::ifstream in(file, std::ios::binary);
@@ -83,13 +97,23 @@ void read_chain(const fs::path& file, const std::string& wanted_by, std::vector<
         cycle.push_back(file.filename().string());
         fail("{}: inherit cycle {}; remove one of these inherit: lines", name, fmt::join(cycle, " -> "));
     }
-    YAML::Node root;
+    std::vector<YAML::Node> documents;
     try {
-        root = YAML::Load(text);
+        documents = YAML::LoadAll(text);
     } catch (const YAML::ParserException& e) {
         fail("{}:{}: YAML syntax error: {}; fix the YAML at that line", name, e.mark.line + 1, e.msg);
     }
-    if (root.IsNull()) return;
+    // A later document would be read by nobody: its keys must not look set when they are not.
+    SL_REQUIRE(documents.size() <= 1,
+               "{}: holds {} YAML documents separated by '---', but a config file is one document; merge them into "
+               "one or remove the '---' lines",
+               name, documents.size());
+    // An empty file is more likely cut short or the wrong file than a wish for every default.
+    SL_REQUIRE(!documents.empty() && !documents[0].IsNull(),
+               "{}: the file is empty or holds only comments; write the keys to set in it (configs/base.yaml lists "
+               "every key) or pass a preset from configs/",
+               name);
+    const YAML::Node& root = documents[0];
     SL_REQUIRE(root.IsMap(), "{}: the top level must be sections like 'model:', got {}; see configs/base.yaml", name,
                describe(root));
 
@@ -104,9 +128,7 @@ void read_chain(const fs::path& file, const std::string& wanted_by, std::vector<
         chain.pop_back();
         break;
     }
-    std::vector<Entry> own;
-    flatten(root, "", Source{name, true}, name, own);
-    for (Entry& e : own) put(entries, std::move(e));
+    for (Entry& e : entries_of(root, "", Source{name, true})) put(entries, std::move(e));
 }
 
 std::string trim(const std::string& s) {
@@ -138,10 +160,7 @@ void apply_override(std::vector<Entry>& entries, const std::string& assignment) 
         // then says so with the text in its message.
         value = YAML::Node(text);
     }
-    std::vector<Entry> own;
-    const Source src{"--set", false};
-    flatten(value, path, src, src.name, own);
-    for (Entry& e : own) put(entries, std::move(e));
+    for (Entry& e : entries_of(value, path, Source{"--set", false})) put(entries, std::move(e));
 }
 
 }  // namespace sinklab::config

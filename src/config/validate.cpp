@@ -1,13 +1,20 @@
 #include "config/validate.h"
 
+#include <algorithm>
 #include <set>
 
+#include "backend/backend.h"
 #include "config/schema.h"
 #include "config/variant.h"
 #include "core/check.h"
 
 namespace sinklab::config {
 namespace {
+
+// Tensor sizes are int64 element counts, and their sums over every tensor become size_t bytes (up to 8 per
+// element, for weights, gradients, moments and activations): 2^50 elements keep all of that exact and are
+// still far more than any machine's memory holds.
+constexpr double kMaxElements = double(int64_t(1) << 50);
 
 // Checks that involve more than one key; every message shows each key involved with its value and origin.
 class Checker {
@@ -36,6 +43,7 @@ class Checker {
         const int needed = c_.data.tokenizer == "gpt2" ? 50257 : 257;
         SL_REQUIRE(m.vocab_size >= needed, "{} is smaller than the {} ids of {}; set vocab_size >= {}",
                    show("model.vocab_size"), needed, show("data.tokenizer"), needed);
+        sizes();
     }
 
     void schedule() const {
@@ -77,6 +85,9 @@ class Checker {
     void interventions() const {
         const int T = c_.model.seq_len;
         const int L = c_.model.n_layer;
+        SL_REQUIRE(c_.intervention.isolate.size() <= size_t(AttnSpec::kMaxIsolate),
+                   "{} lists {} positions, but attention isolates at most {}; list fewer",
+                   show("intervention.isolate"), c_.intervention.isolate.size(), AttnSpec::kMaxIsolate);
         indices("intervention.isolate", c_.intervention.isolate, T, "model.seq_len");
         const AmplifyConfig& amp = c_.intervention.amplify;
         SL_REQUIRE(amp.position < T, "{} is not a position below {}; pick a token inside the sequence or -1 for off",
@@ -94,6 +105,25 @@ class Checker {
     }
 
   private:
+    // Every weight matrix has d_model rows or columns and every activation micro_batch x seq_len rows; the other
+    // side is vocab_size for the embedding and logits and at most a few times max(d_model, d_ff) in a block.
+    // Products in double: the keys' values may overflow int64 here.
+    void sizes() const {
+        const ModelConfig& m = c_.model;
+        const double widths = double(m.vocab_size) + double(m.n_layer) * std::max(m.d_model, m.d_ff);
+        const double weights = double(m.d_model) * widths;
+        SL_REQUIRE(weights <= kMaxElements,
+                   "{}, {}, {} and {} make about d_model x (vocab_size + n_layer x max(d_model, d_ff)) = {:.3g} "
+                   "weights, more than the 2^50 that sinklab's 64-bit sizes allow; lower them",
+                   show("model.d_model"), show("model.d_ff"), show("model.vocab_size"), show("model.n_layer"),
+                   weights);
+        const double activations = double(c_.train.micro_batch) * m.seq_len * widths;
+        SL_REQUIRE(activations <= kMaxElements,
+                   "{} and {} make about micro_batch x seq_len x (vocab_size + n_layer x max(d_model, d_ff) = {:.0f}) "
+                   "= {:.3g} activations, more than the 2^50 that sinklab's 64-bit sizes allow; lower them",
+                   show("train.micro_batch"), show("model.seq_len"), widths, activations);
+    }
+
     // Each value an index in [0, limit) where limit is the value of `limit_key`, and none twice.
     void indices(std::string_view path, const std::vector<int>& values, int limit, std::string_view limit_key) const {
         std::set<int> seen;

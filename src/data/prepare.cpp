@@ -60,19 +60,35 @@ Source describe(const fs::path& file) {
     return s;
 }
 
-std::vector<Source> collect_sources(const std::vector<std::string>& inputs) {
+// The names of what prepare writes into its output folder (and the temporary names of its shards).
+bool is_output_name(const fs::path& file) {
+    static const std::regex kOutput(R"((train|val)_\d{6}\.bin(\.tmp\d+)?|manifest\.json)");
+    return std::regex_match(file.filename().string(), kOutput);
+}
+
+// A shard or the manifest of out_dir itself, met when out_dir lies inside an input folder.
+bool is_own_output(const fs::path& file, const fs::path& out_dir) {
+    std::error_code ec;
+    return is_output_name(file) && fs::equivalent(file.parent_path(), out_dir, ec);
+}
+
+std::vector<Source> collect_sources(const std::vector<std::string>& inputs, const fs::path& out_dir) {
     std::vector<Source> sources;
     for (const std::string& input : inputs) {
         const fs::path p(input);
         SL_REQUIRE(fs::exists(p), "input {} does not exist", input);
         if (!fs::is_directory(p)) {
             SL_REQUIRE(fs::is_regular_file(p), "input {} is neither a file nor a folder", input);
+            SL_REQUIRE(!is_own_output(fs::absolute(p), out_dir),
+                       "input {} is an output of this prepare (--out {}); remove it from the inputs", input,
+                       out_dir.string());
             sources.push_back(describe(p));
             continue;
         }
         std::vector<fs::path> files;
         for (const auto& entry : fs::recursive_directory_iterator(p))
-            if (entry.is_regular_file() && !hidden_below(entry.path(), p)) files.push_back(entry.path());
+            if (entry.is_regular_file() && !hidden_below(entry.path(), p) && !is_own_output(entry.path(), out_dir))
+                files.push_back(entry.path());
         SL_REQUIRE(!files.empty(), "input folder {} holds no files", input);
         std::sort(files.begin(), files.end());
         for (const fs::path& f : files) sources.push_back(describe(f));
@@ -303,11 +319,23 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
     return m;
 }
 
-void remove_old_outputs(const fs::path& dir) {
-    static const std::regex kOutput(R"((train|val)_\d{6}\.bin(\.tmp\d+)?|manifest\.json)");
-    for (const auto& entry : fs::directory_iterator(dir))
-        if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), kOutput))
+// Moves the complete new dataset from `staging` into `out_dir`, replacing the old one: its manifest goes first
+// (it no longer describes the shards), then each new shard replaces its namesake, then the new manifest appears,
+// and the old shards the new dataset has no namesake for go last.
+void publish(const fs::path& staging, const fs::path& out_dir) {
+    std::vector<std::string> fresh;
+    for (const auto& entry : fs::directory_iterator(staging)) fresh.push_back(entry.path().filename().string());
+    fs::remove(out_dir / "manifest.json");
+    for (const std::string& name : fresh)
+        if (name != "manifest.json") fs::rename(staging / name, out_dir / name);
+    fs::rename(staging / "manifest.json", out_dir / "manifest.json");
+    for (const auto& entry : fs::directory_iterator(out_dir)) {
+        const std::string name = entry.path().filename().string();
+        if (entry.is_regular_file() && is_output_name(name) &&
+            std::find(fresh.begin(), fresh.end(), name) == fresh.end())
             fs::remove(entry.path());
+    }
+    fs::remove(staging);
 }
 
 std::string now_utc() {
@@ -414,21 +442,32 @@ PrepareResult prepare(const PrepareOptions& opt) {
     SL_REQUIRE(opt.threads >= 0, "prepare: --threads {} must be >= 0 (0 = all cores)", opt.threads);
     SL_REQUIRE(!opt.text_field.empty(), "prepare: --text-field must not be empty");
 
-    const auto tok = make_tokenizer(opt.tokenizer);
-    std::vector<Source> sources = collect_sources(opt.inputs);
     const fs::path out_dir(opt.out_dir);
+    SL_REQUIRE(!fs::exists(out_dir) || fs::is_directory(out_dir),
+               "prepare: --out {} is a file; give a folder for the shards and manifest.json", opt.out_dir);
+    const auto tok = make_tokenizer(opt.tokenizer);
+    std::vector<Source> sources = collect_sources(opt.inputs, out_dir);
     const fs::path manifest_path = out_dir / "manifest.json";
     if (!opt.force)
         if (auto done = up_to_date(manifest_path, opt, sources)) return {std::move(*done), true};
 
-    fs::create_directories(out_dir);
-    remove_old_outputs(out_dir);
+    // The new dataset is made whole in a hidden folder (no glob of out_dir, no input folder walk sees it) while
+    // the old one stays usable, and replaces it only once complete: a failed rerun loses nothing.
+    const fs::path staging = out_dir / ".prepare.partial";
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    fs::create_directories(staging, ec);
+    SL_REQUIRE(!ec, "prepare: cannot create the output folder {} ({}); give another --out", opt.out_dir,
+               ec.message());
+    nlohmann::json manifest;
     try {
-        return {write_shards(opt, *tok, sources, out_dir, manifest_path), false};
+        manifest = write_shards(opt, *tok, sources, staging, staging / "manifest.json");
     } catch (...) {
-        remove_old_outputs(out_dir);  // never leave a partial dataset that a glob would pick up
+        fs::remove_all(staging, ec);
         throw;
     }
+    publish(staging, out_dir);
+    return {std::move(manifest), false};
 }
 
 }  // namespace sinklab

@@ -9,6 +9,7 @@
 #include <set>
 #include <tuple>
 
+#include "config/schema.h"
 #include "core/check.h"
 #include "metrics/runlog_reader.h"
 #include "train/suite.h"
@@ -80,6 +81,39 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
 }
 
+// Config keys in which the seeds of one variant may differ: the seed and where the run lives, and keys that change
+// neither what is trained nor what compare reads (threads, backend and kernel, file flushes, checkpoints, the
+// cross-rank check, the fallback for missing data). Not among them: train.max_steps (it sets the LR schedule), the
+// log and metric cadences (they decide which steps compare's final values come from), and fault.nan_policy and
+// fault.spike_* (they skip updates).
+const std::set<std::string> kSeedsMayDiffer = {
+    "run.name", "run.out_dir", "run.seed", "run.threads", "backend", "attention.impl", "train.shard_optimizer",
+    "metrics.flush_every", "checkpoint.every", "checkpoint.keep", "fault.check_every", "data.missing"};
+
+// Refuses a group whose runs were trained with different configs, so that no mean over them passes for a seed mean.
+void check_same_config(const std::string& group, const std::vector<const RunCurves*>& runs) {
+    const RunCurves* first = nullptr;
+    for (const RunCurves* r : runs) {
+        if (!r->config) continue;
+        if (!first) {
+            first = r;
+            continue;
+        }
+        std::vector<std::string> differ;
+        for (const std::string& key : changed_keys(*first->config, *r->config)) {
+            if (kSeedsMayDiffer.count(key)) continue;
+            const config::Field* f = config::find_field(key);
+            differ.push_back(fmt::format("{} {} vs {}", key, config::format_value(*f, *first->config),
+                                         config::format_value(*f, *r->config)));
+        }
+        SL_REQUIRE(differ.empty(),
+                   "{} and {} are grouped as seeds of variant {} by their folder names, but their configs differ: "
+                   "{}; compare them in separate commands, or give runs of different configs different names "
+                   "(<variant>-s<seed>)",
+                   first->dir, r->dir, group, fmt::join(differ, ", "));
+    }
+}
+
 }  // namespace
 
 RunCurves read_run(const std::string& dir) {
@@ -95,6 +129,14 @@ RunCurves read_run(const std::string& dir) {
     r.loss = log.read("train", "loss").data;
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
     read_sink(log, r);
+    // A config.yaml that no longer loads (written by an older sinklab) only leaves this run out of the config check.
+    const fs::path cfg = fs::path(dir) / "config.yaml";
+    if (fs::exists(cfg)) {
+        try {
+            r.config = load_config(cfg.string());
+        } catch (const Error&) {
+        }
+    }
     return r;
 }
 
@@ -222,6 +264,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         it->runs.push_back(runs[i].name);
         members[size_t(it - c.groups.begin())].push_back(&runs[i]);
     }
+    for (size_t g = 0; g < c.groups.size(); g++) check_same_config(c.groups[g].name, members[g]);
     c.baseline = baseline.empty() ? c.groups.front().name : baseline;
     const auto base =
         std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == c.baseline; });

@@ -5,8 +5,11 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "config/config.h"
 
 namespace sinklab {
 
@@ -24,6 +27,7 @@ struct RunCurves {
     std::vector<double> sink_rate;            // [L]
     std::vector<double> dominance;            // [L]
     std::vector<double> var_ratio;            // [L] wo_input_std at position 0 / its mean over positions 1..Tp-1
+    std::optional<Config> config;             // the run folder's config.yaml, when it has a loadable one
 };
 
 // Reads a run folder's metrics.h5.
@@ -73,7 +77,8 @@ struct Comparison {
 };
 
 // `baseline` empty: the first group. Runs of the same name from different folders (two suites with the same
-// variants) make every group name "<folder>/<variant>".
+// variants) make every group name "<folder>/<variant>". Runs of one group whose configs differ in more than
+// their seed, place and bookkeeping (kSeedsMayDiffer in compare.cpp) are refused: they are no seeds of one variant.
 Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& baseline, int smooth);
 
 }  // namespace sinklab

@@ -32,10 +32,22 @@ double first_vs_rest(const double* row, int Tp) {
 
 }  // namespace
 
-EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int batches, Communicator& comm) {
+BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, int world, const std::string& what) {
+    const int64_t available = loader.windows_per_epoch() / (int64_t(B) * world);
+    if (wanted <= available) return {wanted, ""};
+    return {int(available),
+            fmt::format("{}: the data has {} windows, {} batches of {} sequences x {} ranks; using {} batches instead "
+                        "of {} so that no window counts twice",
+                        what, loader.windows_per_epoch(), available, B, world, available, wanted)};
+}
+
+EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm) {
     Model& model = sink.model();
     const AttnSpec s = model.attn_spec();
     const int B = model.B(), T = model.T(), L = sink.layers(), Tp = sink.wo_std_positions();
+    const BatchCount count = distinct_batches(loader, wanted_batches, B, comm.world(), "eval");
+    if (!count.notice.empty() && comm.rank() == 0) fmt::print(stderr, "sinklab: {}\n", count.notice);
+    const int batches = count.batches;
     const int64_t D = int64_t(s.H) * s.hd;
     std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
     // Sums over sequences of each W_O-input channel (and of its square) at the first Tp positions: [L, Tp, D].

@@ -21,9 +21,19 @@ struct EvalResult {
     double sink_percent = 0;        // Gu et al.'s Sink_1^eps: share of (layer, head) pairs, in percent
 };
 
-// Runs `batches` forward passes of `loader` through the model of `sink` (no gradients, the model's own
-// interventions applied) and averages every metric over them and over the ranks of `comm`.
-EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int batches, Communicator& comm);
+// The batches to average over on each rank: `wanted`, but at most the distinct batches of `loader`'s data (it
+// wraps around after its last one), so that no window counts twice; B sequences per rank and batch. When it caps,
+// `notice` is one line saying so (`what` names the caller and `wanted` its setting), else "".
+struct BatchCount {
+    int batches = 0;
+    std::string notice;
+};
+BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, int world, const std::string& what);
+
+// Runs `wanted_batches` forward passes of `loader` through the model of `sink` (no gradients, the model's own
+// interventions applied; at most the distinct batches of its data, which rank 0 then says on stderr) and averages
+// every metric over them and over the ranks of `comm`.
+EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm);
 
 // eval.h5: one row (step = the checkpoint's step) of every metric, with the attributes given.
 void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,

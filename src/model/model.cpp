@@ -34,8 +34,9 @@ AttnSpec make_attn_spec(const Config& cfg, int B, int T) {
     s.sigmoid_bias = cfg.attention.sigmoid_bias;
     s.cudnn = cfg.attention.impl == "cudnn";
     const auto& iso = cfg.intervention.isolate;
-    SL_REQUIRE(int(iso.size()) <= AttnSpec::kMaxIsolate, "intervention.isolate: at most {} rows, got {}",
-               AttnSpec::kMaxIsolate, iso.size());
+    // validate_config refuses longer lists with the value's origin; this guards the fixed-size array.
+    SL_ASSERT(iso.size() <= size_t(AttnSpec::kMaxIsolate), "{} isolated rows, at most {}", iso.size(),
+              AttnSpec::kMaxIsolate);
     for (int k : iso)
         if (k < T) s.isolate[s.n_isolate++] = k;
     return s;

@@ -50,7 +50,14 @@ ParamInfo& ParamTable::add(std::string name, std::vector<int64_t> shape, ParamIn
     p.name = std::move(name);
     p.shape = std::move(shape);
     p.numel = 1;
-    for (int64_t s : p.shape) p.numel *= s;
+    bool fits = true;
+    for (int64_t s : p.shape) fits = fits && !__builtin_mul_overflow(p.numel, s, &p.numel);
+    // total_ + numel, rounded up to kAlign, must be an int64 too. validate_config refuses such models earlier,
+    // naming the keys; a config built in code must not get wrapped counts either.
+    SL_REQUIRE(fits && p.numel <= INT64_MAX - kAlign - total_,
+               "parameter {} of shape [{}] takes the model past 2^63 elements; lower model.d_model, model.d_ff, "
+               "model.vocab_size or model.n_layer",
+               p.name, fmt::join(p.shape, ", "));
     p.offset = total_;
     p.decay = decay;
     p.init = init;

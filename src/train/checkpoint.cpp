@@ -29,11 +29,14 @@ constexpr const char* kConfigFile = "config.yaml";
 constexpr const char* kStateFile = "state.json";
 constexpr const char* kStepPrefix = "step_";
 
-// Keys a resumed run may change: they change how it runs, not what it computes.
+// Keys a resumed run may change: they change how it runs, not what it computes; and the learning rate, its floor
+// and the gradient clip, which only scale or bound the updates from the resumed step on (nothing stored depends on
+// them), so that a run that diverged can continue from its last good checkpoint with gentler updates.
 const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
-    "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer"};
+    "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer", "train.lr",
+    "train.min_lr",     "train.grad_clip"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
@@ -108,9 +111,16 @@ NamedTensors moments(const ParamTable& table, const WholeMoments& whole) {
 
 json file_entry(const WrittenFile& f) { return {{"bytes", f.bytes}, {"checksum", f.checksum}}; }
 
+// How to get past a damaged checkpoint `dir`: the one before it, or when there is none, a new start.
 std::string move_aside_hint(const fs::path& dir) {
-    return fmt::format("to resume from the checkpoint before it, move this one aside (mv {} {}.bad)", dir.string(),
-                       dir.string());
+    const fs::path d = dir.has_filename() ? dir : dir.parent_path();  // "step_00000100/" names the same folder
+    const std::optional<int64_t> step = folder_step(d.filename().string());
+    const auto all = list_checkpoints(d.parent_path());
+    if (step && !all.empty() && all.front().first < *step)
+        return fmt::format("to resume from the checkpoint before it, move this one aside (mv {} {}.bad)", dir.string(),
+                           dir.string());
+    return "there is no older checkpoint to resume from: start the run again with --overwrite, or train under "
+           "another run.name to keep this folder";
 }
 
 // Checks a checkpoint file against the size and checksum its state.json recorded.
@@ -128,6 +138,19 @@ void verify_file(const fs::path& dir, const std::string& name, const json& files
     c.update(f.data(), f.size());
     SL_REQUIRE(c.hex() == sum, "checkpoint file {} is corrupt: its checksum is {}, the checkpoint recorded {}; {}",
                path.string(), c.hex(), sum, move_aside_hint(dir));
+}
+
+// "key (old -> new)" for every key that differs between the configs and that a resume may (`may_change`) or may
+// not change.
+std::vector<std::string> config_changes(const Config& old, const Config& now, bool may_change) {
+    std::vector<std::string> out;
+    for (const std::string& key : changed_keys(old, now)) {
+        const bool allowed = std::find(kResumeMayChange.begin(), kResumeMayChange.end(), key) != kResumeMayChange.end();
+        if (allowed != may_change) continue;
+        const config::Field* f = config::find_field(key);
+        out.push_back(fmt::format("{} ({} -> {})", key, config::format_value(*f, old), config::format_value(*f, now)));
+    }
+    return out;
 }
 
 std::string read_text(const fs::path& path) {
@@ -251,11 +274,16 @@ void verify_checkpoint(const std::string& dir_text) {
         const json files = json::parse(read_text(state_path)).at("files");
         for (const char* name : {kConfigFile, kModelFile, kOptimizerFile}) verify_file(dir, name, files);
     } catch (const json::exception& e) {
-        fail("{} is not a valid checkpoint state: {}", state_path.string(), e.what());
+        fail("{} is not a valid checkpoint state ({}): the checkpoint is damaged; {}", state_path.string(), e.what(),
+             move_aside_hint(dir));
     }
 }
 
 Config checkpoint_config(const std::string& dir) { return load_config((fs::path(dir) / kConfigFile).string()); }
+
+std::vector<std::string> resume_changes(const std::string& dir, const Config& cfg) {
+    return config_changes(checkpoint_config(dir), cfg, true);
+}
 
 TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, WholeMoments& whole_moments) {
     const fs::path dir(dir_text);
@@ -263,14 +291,7 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
     const fs::path state_path = dir / kStateFile;
     const TrainState state = decode_state(read_text(state_path), state_path.string());
 
-    const Config old = checkpoint_config(dir.string());
-    std::vector<std::string> differ;
-    for (const std::string& key : changed_keys(old, cfg)) {
-        if (std::find(kResumeMayChange.begin(), kResumeMayChange.end(), key) != kResumeMayChange.end()) continue;
-        const config::Field* f = config::find_field(key);
-        differ.push_back(
-            fmt::format("{} ({} -> {})", key, config::format_value(*f, old), config::format_value(*f, cfg)));
-    }
+    const std::vector<std::string> differ = config_changes(checkpoint_config(dir.string()), cfg, false);
     SL_REQUIRE(differ.empty(), "cannot resume from {}: the config differs from the one it was written with in {}; "
                "resume with the same config, or start a new run (another run.name)",
                dir.string(), fmt::join(differ, ", "));
@@ -292,12 +313,22 @@ int64_t load_weights(const std::string& dir_text, Model& model) {
 }
 
 std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint) {
-    const std::string ckpt = checkpoint.empty() ? latest_checkpoint(run_dir) : checkpoint;
-    SL_REQUIRE(!ckpt.empty(),
-               "{} holds no checkpoint (checkpoints/step_*); give a run folder whose training wrote one (every run "
-               "writes one at its end), or --checkpoint DIR",
-               run_dir);
-    return ckpt;
+    const std::string newest = latest_checkpoint(run_dir);
+    if (checkpoint.empty()) {
+        SL_REQUIRE(!newest.empty(),
+                   "{} holds no checkpoint (checkpoints/step_*); give a run folder whose training wrote one (every "
+                   "run writes one at its end), or --checkpoint DIR",
+                   run_dir);
+        return newest;
+    }
+    std::error_code ec;
+    const std::string example = newest.empty() ? (fs::path(run_dir) / "checkpoints" / step_folder(100)).string() : newest;
+    SL_REQUIRE(fs::is_directory(checkpoint, ec), "--checkpoint {}: no such folder; give a checkpoint folder, e.g. {}",
+               checkpoint, example);
+    SL_REQUIRE(fs::is_regular_file(fs::path(checkpoint) / kStateFile, ec),
+               "--checkpoint {}: the folder holds no {}, so it is no checkpoint; give a checkpoint folder, e.g. {}",
+               checkpoint, kStateFile, example);
+    return checkpoint;
 }
 
 }  // namespace sinklab

@@ -26,6 +26,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "data/dataloader.h"
@@ -68,7 +69,7 @@ void verify_checkpoint(const std::string& dir);
 // Verifies the checkpoint folder `dir` and loads its weights into model.truth() and its moments into `moments`
 // (AdamW::moment_buffers; the caller syncs the compute weights and keeps the optimizer's shard). `cfg` must equal
 // the checkpoint's config except for keys that do not change what is computed (threads, max_steps, intervals,
-// sharding, ...); errors name the file or the keys.
+// sharding, ...) and the learning rate and gradient clip; errors name the file or the keys.
 TrainState load_checkpoint(const std::string& dir, const Config& cfg, Model& model, WholeMoments& moments);
 
 // Verifies the checkpoint folder `dir` and loads only its weights into model.truth() (for evaluation; the
@@ -77,5 +78,7 @@ int64_t load_weights(const std::string& dir, Model& model);
 
 // The config a checkpoint folder was written with.
 Config checkpoint_config(const std::string& dir);
+// "key (old -> new)" for each key that `cfg` changes from the checkpoint's config and load_checkpoint accepts.
+std::vector<std::string> resume_changes(const std::string& dir, const Config& cfg);
 
 }  // namespace sinklab

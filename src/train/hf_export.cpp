@@ -1,5 +1,7 @@
 #include "train/hf_export.h"
 
+#include <fmt/ranges.h>
+
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -41,6 +43,36 @@ std::vector<float> whole(const StoredTensor& t) {
     return std::vector<float>(p, p + t.bytes / sizeof(float));
 }
 
+// The metadata key of model.safetensors that marks a folder as written by export_hf_llama: such a folder may be
+// exported into again; any other config.json or model.safetensors belongs to someone else.
+constexpr const char* kExportMark = "sinklab_export";
+constexpr const char* kExportFiles[] = {"config.json", "model.safetensors"};
+
+bool is_our_export(const fs::path& dir) {
+    try {
+        return SafetensorsFile((dir / "model.safetensors").string()).metadata().count(kExportMark) > 0;
+    } catch (const Error&) {
+        return false;
+    }
+}
+
+void check_export_folder(const fs::path& dir, bool overwrite) {
+    // A checkpoint's model.safetensors or a run's files must never be replaced, even with --overwrite.
+    for (const char* own : {"state.json", "metrics.h5", "checkpoints"})
+        SL_REQUIRE(!fs::exists(dir / own),
+                   "--out {}: it is a sinklab run or checkpoint folder (it holds {}), which export must not write "
+                   "into; give another --out (the default is RUN/hf)",
+                   dir.string(), own);
+    if (overwrite || is_our_export(dir)) return;
+    std::vector<std::string> taken;
+    for (const char* name : kExportFiles)
+        if (fs::exists(dir / name)) taken.emplace_back(name);
+    SL_REQUIRE(taken.empty(),
+               "--out {}: it already holds {}, not written by sinklab export; give another --out, or pass "
+               "--overwrite to replace them",
+               dir.string(), fmt::join(taken, " and "));
+}
+
 struct HfTensor {
     TensorSpec spec;
     std::function<std::vector<float>()> data;  // made when written, so that one tensor is in memory at a time
@@ -64,13 +96,14 @@ std::string hf_llama_refusal(const Config& cfg) {
     return "";
 }
 
-void export_hf_llama(const std::string& checkpoint, const std::string& out_dir) {
+void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite) {
     verify_checkpoint(checkpoint);
     const Config cfg = checkpoint_config(checkpoint);
     const std::string why = hf_llama_refusal(cfg);
     SL_REQUIRE(why.empty(), "cannot export {} as a Hugging Face Llama: {}; only standard attention without QK-norm "
                "or interventions maps onto LlamaForCausalLM",
                checkpoint, why);
+    check_export_folder(out_dir, overwrite);
     const ModelConfig& m = cfg.model;
     const int H = m.n_head, Hkv = m.kv_heads(), hd = m.head_dim();
     const int64_t C = m.d_model, F = m.d_ff;
@@ -111,7 +144,8 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir) 
     std::vector<TensorSpec> specs;
     for (const HfTensor& t : out) specs.push_back(t.spec);
     {
-        SafetensorsWriter w((dir / "model.safetensors.tmp").string(), specs, {{"format", "pt"}});
+        SafetensorsWriter w((dir / "model.safetensors.tmp").string(), specs,
+                            {{"format", "pt"}, {kExportMark, checkpoint}});
         for (const HfTensor& t : out) w.write_next(t.data().data());
         w.finish();
     }

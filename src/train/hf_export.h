@@ -17,8 +17,9 @@ namespace sinklab {
 // Why a run with this config cannot be a HF Llama, or "" when it can.
 std::string hf_llama_refusal(const Config& cfg);
 
-// Writes the HF folder of checkpoint folder `checkpoint` into out_dir (created; our two files replaced).
-void export_hf_llama(const std::string& checkpoint, const std::string& out_dir);
+// Writes the HF folder of checkpoint folder `checkpoint` into out_dir (created). Refuses a run or checkpoint
+// folder, and a config.json or model.safetensors that an earlier export did not write unless `overwrite`.
+void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite = false);
 
 // Source row of HF row r inside one head of head_dim hd: HF pairs (i, i + hd/2), ours (2i, 2i + 1).
 inline int hf_rope_source_row(int r, int hd) { return r < hd / 2 ? 2 * r : 2 * (r - hd / 2) + 1; }

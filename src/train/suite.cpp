@@ -15,7 +15,6 @@ namespace sinklab {
 namespace fs = std::filesystem;
 namespace {
 
-const std::regex kNamePattern("[A-Za-z0-9][A-Za-z0-9._+-]*");
 const std::regex kRunNamePattern("(.+)-s([0-9]+)");
 
 // Where a node sits in the suite file, for messages: "experiments/x/suite.yaml:12".
@@ -45,9 +44,8 @@ std::string scalar(const YAML::Node& node, const std::string& key, const Where& 
 
 std::string checked_name(const YAML::Node& node, const std::string& key, const Where& w) {
     const std::string name = scalar(node, key, w);
-    SL_REQUIRE(std::regex_match(name, kNamePattern),
-               "{}: {}: '{}' is not a usable folder name; use letters, digits and . _ + - (no spaces or slashes)",
-               w.at(node), key, name);
+    SL_REQUIRE(config::is_folder_name(name), "{}: {}: '{}' is not a usable folder name; {}", w.at(node), key, name,
+               config::kFolderNameRule);
     return name;
 }
 

@@ -119,6 +119,11 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
 
 RunState inspect_run(const SweepRun& run) {
     const fs::path dir(run.dir), h5 = dir / "metrics.h5", cfg_file = dir / "config.yaml";
+    std::error_code ec;
+    SL_REQUIRE(!fs::exists(dir, ec) || fs::is_directory(dir, ec),
+               "{} is a file where the run's folder goes; move it away, or send this suite elsewhere with --set "
+               "run.out_dir=DIR",
+               run.dir);
     if (!fs::exists(h5)) return {RunAction::start, 0};
     if (fs::exists(cfg_file)) {
         const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);

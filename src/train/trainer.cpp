@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 
 #include "backend/backend.h"
 #include "core/build_info.h"
@@ -18,6 +19,7 @@
 #include "core/progress.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
+#include "metrics/eval.h"
 #include "metrics/runlog.h"
 #include "metrics/schema.h"
 #include "metrics/sink_metrics.h"
@@ -64,6 +66,32 @@ std::string now_iso8601() {
     return buf;
 }
 
+// What sinklab writes into a run folder: --overwrite removes these and nothing else, so that files of the user's
+// (or a folder holding other runs) never go with the old run.
+bool written_by_sinklab(const std::string& name) {
+    static const std::set<std::string> names = {"config.yaml", "metrics.h5", "train.log", "checkpoints", "eval.h5",
+                                                "hf"};
+    return names.contains(name) || (name.starts_with("nonfinite_step_") && name.ends_with(".json")) ||
+           (name.starts_with("metrics.restart") && name.ends_with(".h5"));
+}
+
+// metrics.h5 of a run that restarts at step 0 (no checkpoint to resume) as metrics.restart<k>.h5, the first k free;
+// returns the new name.
+std::string keep_aside(const fs::path& run) {
+    fs::path aside;
+    for (int k = 1; fs::exists(aside = run / fmt::format("metrics.restart{}.h5", k)); k++) {
+    }
+    fs::rename(run / "metrics.h5", aside);
+    return aside.filename().string();
+}
+
+void remove_old_run(const fs::path& run) {
+    std::error_code ec;
+    if (!fs::is_directory(run, ec)) return;
+    for (const auto& entry : fs::directory_iterator(run))
+        if (written_by_sinklab(entry.path().filename().string())) fs::remove_all(entry.path());
+}
+
 std::string si(double v) {
     if (v >= 1e9) return fmt::format("{:.2f}G", v / 1e9);
     if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
@@ -88,6 +116,7 @@ struct Trainer::Impl {
     std::unique_ptr<AdamW> optim;
     std::unique_ptr<SinkMetrics> sink;
     std::unique_ptr<DataLoader> train_data, val_data;
+    BatchCount val_batches;  // metrics.val_batches, at most the distinct batches of the validation data
     std::unique_ptr<RunLog> runlog;
     std::vector<int32_t> inputs, targets;  // [B, T] host staging
     UpdateGuard guard;
@@ -95,6 +124,9 @@ struct Trainer::Impl {
     int64_t start_step = 0;
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
+    bool restart_over = false;    // rank 0: --resume found a run but no checkpoint, so it starts at step 0
+    std::string kept_aside;       // rank 0: where that run's metrics.h5 went (metrics.restart<k>.h5)
+    std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
     Impl(const Config& c, const TrainOptions& o, Communicator& cm)
@@ -113,22 +145,35 @@ struct Trainer::Impl {
                    fmt::join(differ, ", "));
     }
 
-    void prepare_run_dir() {
+    // Rank 0, before anything is written: a start that is refused here leaves the run folder as it was.
+    void check_run_dir() {
         if (!lead) return;
         const fs::path d(dir);
+        std::error_code ec;
+        SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),
+                   "run folder {} is a file, not a folder; move it away or pick another name with --set run.name=NAME",
+                   dir);
+        const bool holds_run = fs::exists(d / "metrics.h5", ec);
         if (opt.resume) {
             resume_from = latest_checkpoint(dir);
-            // Nothing to continue (a first launch of a requeued job, or a run killed before its first
-            // checkpoint): the run starts over, so its old rows must go.
-            if (resume_from.empty()) fs::remove(d / "metrics.h5");
-        }
-        if (fs::exists(d / "metrics.h5") && !opt.resume) {
+            // Without a checkpoint the run starts at step 0 (a job script's first start, or a requeued job that
+            // ended before its first checkpoint); rows logged before are kept aside, not dropped.
+            restart_over = resume_from.empty() && holds_run;
+        } else if (holds_run) {
             SL_REQUIRE(opt.overwrite,
                        "run folder {} already holds a run; continue it with --resume, replace it with --overwrite, or "
                        "pick another name with --set run.name=NAME",
                        dir);
-            fs::remove_all(d);
         }
+    }
+
+    // Rank 0, once setup has succeeded: only now is an old run replaced (--overwrite) and the folder written, so
+    // that a start that fails (no data, too little memory, ...) loses and leaves nothing.
+    void prepare_run_dir() {
+        if (!lead) return;
+        const fs::path d(dir);
+        if (opt.overwrite) remove_old_run(d);
+        if (restart_over) kept_aside = keep_aside(d);
         std::error_code ec;
         fs::create_directories(d, ec);
         SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir,
@@ -152,9 +197,7 @@ struct Trainer::Impl {
 
     void setup() {
         check_same_config();
-        prepare_run_dir();
-        comm.barrier();
-        setup_logging();
+        check_run_dir();
 
         BackendOptions bo;
         bo.kind = cfg.backend;
@@ -167,8 +210,10 @@ struct Trainer::Impl {
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
         train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm.rank(), comm.world(), cfg.run.seed, true, V);
-        if (!cfg.data.val.empty())
+        if (!cfg.data.val.empty()) {
             val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, V);
+            val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
+        }
         inputs.resize(size_t(B) * T);
         targets.resize(size_t(B) * T);
 
@@ -178,6 +223,10 @@ struct Trainer::Impl {
                                         &device_communicator(comm, *backend));
         sink = std::make_unique<SinkMetrics>(*model, cfg);
         const std::optional<TrainState> resumed = restore();
+
+        prepare_run_dir();
+        comm.barrier();
+        setup_logging();
 
         if (lead) {
             const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(sink->positions().size()),
@@ -204,13 +253,20 @@ struct Trainer::Impl {
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
         if (resumed)
-            log->info("resumed from {} at step {}{}", resume_from, start_step,
+            log->info("resumed from {} at step {}{}{}", resume_from, start_step,
                       resumed->world_size == comm.world()
                           ? ""
                           : fmt::format(" (written by {} ranks; {} tokens per step from here on)", resumed->world_size,
-                                        geo.tokens_per_step));
+                                        geo.tokens_per_step),
+                      changed_on_resume.empty()
+                          ? ""
+                          : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
+        else if (!kept_aside.empty())
+            log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
+                      dir, kept_aside);
         else if (opt.resume)
-            log->info("no checkpoint in {}/checkpoints: starting at step 0", dir);
+            log->info("no run in {} yet: starting at step 0", dir);
+        if (!val_batches.notice.empty()) log->info("{}", val_batches.notice);
     }
 
     // --resume: rank 0 verifies and reads the newest checkpoint; every rank gets its tensors and state.
@@ -221,6 +277,7 @@ struct Trainer::Impl {
             last_checkpoint = resume_from;
             moments = optim->moment_buffers();
             text = encode_state(load_checkpoint(resume_from, cfg, *model, *moments));
+            changed_on_resume = resume_changes(resume_from, cfg);
         }
         uint64_t n = text.size();
         comm.broadcast(&n, sizeof n, 0);
@@ -290,11 +347,11 @@ struct Trainer::Impl {
     double validate() {
         val_data->reset();
         double sum = 0;
-        for (int i = 0; i < cfg.metrics.val_batches; i++) {
+        for (int i = 0; i < val_batches.batches; i++) {
             val_data->next(inputs.data(), targets.data());
             sum += model->forward(inputs.data(), targets.data(), 0.f);
         }
-        return mean_over_ranks(sum / cfg.metrics.val_batches);
+        return mean_over_ranks(sum / val_batches.batches);
     }
 
     void log_val(int64_t step) {

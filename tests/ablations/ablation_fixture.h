@@ -19,6 +19,7 @@
 #include "metrics/schema.h"
 #include "cli_util.h"
 #include "metrics/runlog_fixture.h"
+#include "test_util.h"
 
 namespace sinklab::test {
 
@@ -31,17 +32,6 @@ inline bool plot_deps_available() {
     static const bool available =
         std::system("/usr/bin/python3 -c 'import h5py, matplotlib, numpy' >/dev/null 2>&1") == 0;
     return available;
-}
-
-// The message of the sinklab::Error that `fn` throws ("" and a test failure when it throws none).
-inline std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "no sinklab::Error thrown";
-    return "";
 }
 
 inline void expect_has(const std::string& text, std::initializer_list<std::string> parts) {

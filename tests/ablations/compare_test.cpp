@@ -208,6 +208,25 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     expect_has(error_of([&] { find_runs({(fs::path(dir_.path()) / "empty").string()}, notes); }), {"holds no run"});
 }
 
+// Runs named as seeds of one variant must have been trained alike: a seed, a folder or the thread count may
+// differ, the attention variant or the learning rate may not.
+TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
+    const fs::path a = fs::path(dir_.path()) / "cmpA" / "x-s1", b = fs::path(dir_.path()) / "cmpB" / "x-s2";
+    write_run(a, spec_b1(), "run: {seed: 1, threads: 2}\nattention: {variant: standard}\n");
+    write_run(b, spec_b2(), "run: {seed: 2, threads: 4}\nattention: {variant: standard}\n");
+    const Comparison same = compare_runs(read_all({a.string(), b.string()}), "", 2);
+    ASSERT_EQ(same.groups.size(), 1u);
+    EXPECT_EQ(same.groups[0].runs.size(), 2u);
+
+    write_file(b / "config.yaml", "run: {seed: 2}\nattention: {variant: headnorm}\ntrain: {lr: 0.01}\n");
+    EXPECT_EQ(error_of([&] { compare_runs(read_all({a.string(), b.string()}), "", 2); }),
+              fmt::format("{} and {} are grouped as seeds of variant x by their folder names, but their configs "
+                          "differ: attention.variant \"standard\" vs \"headnorm\", train.lr 0.001 vs 0.01; compare "
+                          "them in separate commands, or give runs of different configs different names "
+                          "(<variant>-s<seed>)",
+                          a.string(), b.string()));
+}
+
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
 TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
     RunSpec s = spec_h1();
@@ -258,6 +277,36 @@ TEST_F(CompareTest, CommandLine) {
     const CommandResult bad = run_sinklab("compare " + (suite() / "nope").string());
     EXPECT_EQ(bad.rc, 1);
     expect_has(bad.out, {"sinklab: error: ", "nope: no such file or folder"});
+}
+
+// --plot: a file that cannot be written is one line before any work; a failing script is one line too, its
+// traceback kept in a log file that the line names.
+TEST_F(CompareTest, PlotErrorsAreOneLine) {
+    write_file(fs::path(dir_.path()) / "afile", "x");
+    const std::string png = (fs::path(dir_.path()) / "afile/x.png").string();
+    const CommandResult unwritable = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png));
+    EXPECT_EQ(unwritable.rc, 1);
+    EXPECT_EQ(unwritable.out,
+              fmt::format("sinklab: error: --plot {}: cannot write it (Not a directory); check the folder and "
+                          "permissions\n",
+                          png));
+
+    if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "skipped: no /usr/bin/python3";
+    const fs::path scripts = fs::path(dir_.path()) / "scripts";
+    write_file(scripts / "plot_runs.py", "raise ValueError('boom')\n");
+    const std::string ok_png = (fs::path(dir_.path()) / "x.png").string();
+    const CommandResult failed = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), ok_png),
+                                             "SINKLAB_SCRIPTS=" + scripts.string());
+    EXPECT_EQ(failed.rc, 1);
+    EXPECT_EQ(failed.out.find("Traceback"), std::string::npos) << failed.out;
+    const std::string head = "sinklab: error: plot_runs.py ended with exit code 1: ValueError: boom (its whole "
+                             "output: ";
+    const size_t at = failed.out.find(head);
+    ASSERT_NE(at, std::string::npos) << failed.out;
+    const size_t from = at + head.size();
+    const std::string log = failed.out.substr(from, failed.out.find(')', from) - from);
+    EXPECT_NE(read_file(log).find("Traceback"), std::string::npos) << log;
+    fs::remove(log);
 }
 
 }  // namespace

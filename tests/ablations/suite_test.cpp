@@ -203,7 +203,7 @@ variants:
   - name: badheads
     set: {model.n_head: 5}
 )");
-    const std::string msg = error_of([&] { expand_sweep(load_suite(path), {}); });
+    const std::string msg = error_of([&] { expand_sweep(load_suite(path), {}); }, Lines::Several);
     expect_has(msg, {path, "4 of 6 runs have config errors", "nothing was run", "badlr-s1, badlr-s2: ", "train.lr",
                      "'fast'", "badheads-s1, badheads-s2: ", "model.n_head"});
     EXPECT_EQ(msg.find("ok-s1"), std::string::npos);

@@ -94,8 +94,15 @@ TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
     // Over the whole sweep, every refused folder is listed at once.
     const SweepRun& b2 = run("baseline-s2");
     write_run(b2.dir, losses(10), dump_config(other));
-    const std::string all = error_of([&] { inspect_sweep(sweep_); });
+    const std::string all = error_of([&] { inspect_sweep(sweep_); }, Lines::Several);
     expect_has(all, {suite_path_, "2 run folders cannot be continued", "\n  headnorm-s1: ", "\n  baseline-s2: "});
+}
+
+TEST_F(SweepTest, AFileWhereARunFolderGoesIsRefusedBeforeAnythingRuns) {
+    const SweepRun& r = run("headnorm-s1");
+    write_file(r.dir, "not a folder");
+    expect_has(error_of([&] { inspect_run(r); }), {r.dir, "is a file", "move it away"});
+    expect_has(error_of([&] { inspect_sweep(sweep_); }, Lines::Several), {suite_path_, "\n  headnorm-s1: "});
 }
 
 TEST_F(SweepTest, TrainCommandsCarryEveryOverrideAndTheResumeFlags) {

@@ -12,14 +12,17 @@
 #include <set>
 #include <sstream>
 
+#include "backend/backend.h"
 #include "config/config.h"
 #include "config/schema.h"
 #include "config/suggest.h"
 #include "core/check.h"
+#include "test_util.h"
 
 namespace sinklab {
 namespace {
 namespace fs = std::filesystem;
+using test::error_of;
 
 const fs::path kConfigs = fs::path(SINKLAB_SOURCE_DIR) / "configs";
 
@@ -42,19 +45,6 @@ class ConfigTest : public ::testing::Test {
 
     fs::path dir_;
 };
-
-// The message of the sinklab::Error that `fn` throws; fails the test when it throws nothing.
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        const std::string what = e.what();
-        EXPECT_EQ(what.find('\n'), std::string::npos) << "error is not one line: " << what;
-        return what;
-    }
-    ADD_FAILURE() << "no sinklab::Error thrown";
-    return "";
-}
 
 void expect_has(const std::string& message, std::initializer_list<std::string> parts) {
     for (const std::string& part : parts)
@@ -109,6 +99,19 @@ TEST_F(ConfigErrorTest, OutOfRange) {
     expect_has(load_error("run:\n  name: \"\"\n"), {"cfg.yaml:2", "run.name", "must not be empty"});
 }
 
+TEST_F(ConfigErrorTest, RunNameMustBeAPlainFolderName) {
+    // Each would put the run elsewhere than in a folder of its own under run.out_dir (--overwrite of "." once
+    // deleted the other runs there), or is a folder name that shell commands and job scripts trip over.
+    for (const std::string name : {".", "..", "../escaped", "/abs/path", "a/b", "a b", "x ", ".hidden"}) {
+        expect_has(load_error("run:\n  name: \"" + name + "\"\n"),
+                   {"cfg.yaml:2", "run.name", "'" + name + "'", "not a usable folder name", "no spaces or slashes"});
+    }
+    for (const std::string name : {".", "../escaped", "/abs/path", "a b"})
+        expect_has(load_error("{}\n", {"run.name=" + name}), {"--set", "run.name", "'" + name + "'"});
+    const std::string ok = write("ok.yaml", "run:\n  name: x-s1.b_c+d\n");
+    EXPECT_EQ(load_config(ok).run.name, "x-s1.b_c+d");
+}
+
 TEST_F(ConfigErrorTest, BadEnumListsTheAllowedValues) {
     expect_has(load_error("train:\n  schedule: cosin\n"),
                {"cfg.yaml:2", "train.schedule", "'cosin'", "cosine, wsd, constant, linear"});
@@ -154,6 +157,35 @@ TEST_F(ConfigErrorTest, InterventionPositions) {
                {"intervention.amplify.position=3", "intervention.amplify.layers=[]"});
 }
 
+TEST_F(ConfigErrorTest, IsolateListLongerThanTheKernelsTake) {
+    // Before: refused only once the model was built, as "at most 16 rows", without the value or its origin.
+    std::string rows;
+    for (int k = 0; k <= AttnSpec::kMaxIsolate; k++) rows += fmt::format("{}{}", k ? ", " : "", k);
+    expect_has(load_error("intervention:\n  isolate: [" + rows + "]\n"),
+               {"intervention.isolate=[0, 1,", "cfg.yaml:2",
+                fmt::format("lists {} positions", AttnSpec::kMaxIsolate + 1),
+                fmt::format("at most {}", AttnSpec::kMaxIsolate)});
+    rows = rows.substr(0, rows.rfind(','));
+    EXPECT_EQ(load_config(write("ok.yaml", "intervention:\n  isolate: [" + rows + "]\n")).intervention.isolate.size(),
+              size_t(AttnSpec::kMaxIsolate));
+}
+
+TEST_F(ConfigErrorTest, SizesBeyondSixtyFourBitCounts) {
+    // Before: sinklab info printed negative parameter counts (d_model) and 4e18 tokens per step (micro_batch x
+    // seq_len) and exited 0.
+    expect_has(load_error("model:\n  d_model: 2000000000\n  n_head: 1\n"),
+               {"model.d_model=2000000000 (", "cfg.yaml:2)", "model.n_layer=12", "weights", "2^50", "lower them"});
+    expect_has(load_error("model:\n  vocab_size: 2000000000\n  d_model: 1048576\n  n_head: 8\n"),
+               {"model.vocab_size=2000000000", "model.d_model=1048576", "weights"});
+    expect_has(load_error("train:\n  micro_batch: 2000000000\nmodel:\n  seq_len: 2000000000\n"),
+               {"train.micro_batch=2000000000 (", "cfg.yaml:2)", "model.seq_len=2000000000 (", "cfg.yaml:4)",
+                "activations"});
+    // Too large for any machine yet countable: refused later, when the memory is not there.
+    const Config big =
+        load_config(write("big.yaml", "model:\n  d_ff: 2147483647\n  d_model: 65536\n  n_head: 8\n  n_layer: 1\n"));
+    EXPECT_EQ(big.model.d_ff, 2147483647);
+}
+
 TEST_F(ConfigErrorTest, CudnnRunsOnlyStandardAndHeadnorm) {
     expect_has(load_error("attention:\n  impl: cudnn\n  variant: headnorm+gated\n"),
                {"attention.impl=\"cudnn\"", "attention.variant=\"headnorm+gated\"", "cfg.yaml:3", "sinklab"});
@@ -183,6 +215,47 @@ TEST_F(ConfigErrorTest, MissingFileAndSyntax) {
     EXPECT_TRUE(msg.find("cfg.yaml:4") != std::string::npos || msg.find("cfg.yaml:5") != std::string::npos) << msg;
     expect_has(load_error("model:\n  d_model: 1\n  d_model: 2\n"), {"cfg.yaml:3", "model.d_model", "twice"});
     expect_has(load_error("- 1\n- 2\n"), {"cfg.yaml", "top level", "a list [1, 2]"});
+}
+
+TEST_F(ConfigErrorTest, SecondYamlDocumentIsRefused) {
+    // Before: the second document's lr 5 was dropped without a word and lr stayed 0.001.
+    expect_has(load_error("train:\n  lr: 1e-3\n---\ntrain:\n  lr: 5\n"),
+               {"cfg.yaml", "2 YAML documents", "'---'", "merge"});
+    write("parent.yaml", "model:\n  n_head: 8\n---\nmodel:\n  n_head: 4\n");
+    expect_has(load_error("inherit: parent.yaml\n"), {"parent.yaml", "2 YAML documents"});
+    // A leading '---' only opens the one document.
+    EXPECT_EQ(load_config(write("lead.yaml", "---\ntrain:\n  lr: 2e-3\n")).train.lr, 2e-3f);
+}
+
+TEST_F(ConfigErrorTest, OneKeySpelledDottedAndNestedIsRefused) {
+    // Before: the later spelling won silently.
+    expect_has(load_error("train.lr: 5e-3\ntrain:\n  lr: 1e-3\n"),
+               {"cfg.yaml:3: train.lr", "twice", "(also at ", "cfg.yaml:1)", "keep one"});
+    expect_has(load_error("train:\n  lr: 1e-3\ntrain.lr: 5e-3\n"), {"cfg.yaml:3: train.lr", "cfg.yaml:2)"});
+    expect_has(load_error("intervention:\n  amplify.position: 1\n  amplify:\n    position: 2\n"),
+               {"cfg.yaml:4: intervention.amplify.position", "twice", "cfg.yaml:2)"});
+    // One dotted spelling alone is fine, and so is a child setting what its parent set.
+    EXPECT_EQ(load_config(write("dotted.yaml", "train.lr: 5e-3\n")).train.lr, 5e-3f);
+    write("parent.yaml", "train.lr: 5e-3\n");
+    EXPECT_EQ(load_config(write("child.yaml", "inherit: parent.yaml\ntrain:\n  lr: 1e-3\n")).train.lr, 1e-3f);
+}
+
+TEST_F(ConfigErrorTest, EmptyFileIsRefused) {
+    // Before: the defaults were taken, and the run failed later on data.train ''.
+    expect_has(load_error(""), {"cfg.yaml: the file is empty", "configs/base.yaml"});
+    expect_has(load_error("# every key commented out\n# train:\n#   lr: 1e-3\n"), {"cfg.yaml", "empty"});
+    write("blank.yaml", "\n");
+    expect_has(load_error("inherit: blank.yaml\n"), {"blank.yaml", "empty"});
+    // A file that only inherits is not empty.
+    write("parent.yaml", "model:\n  n_head: 8\n");
+    EXPECT_EQ(load_config(write("child.yaml", "inherit: parent.yaml\n")).model.n_head, 8);
+}
+
+TEST_F(ConfigErrorTest, FolderInsteadOfAFile) {
+    const std::string folder = write("sub/x.yaml", "model:\n  n_head: 8\n");
+    expect_has(error_of([&] { load_config(fs::path(folder).parent_path().string()); }),
+               {"sub", "is a folder", "YAML file"});
+    expect_has(load_error("inherit: sub\n"), {"sub", "(inherited by ", "cfg.yaml:1", "is a folder", "YAML file"});
 }
 
 // ------------------------------------------------------------------------------------------- inherit
@@ -226,12 +299,12 @@ TEST_F(ConfigTest, InheritCycleIsReported) {
 
 TEST_F(ConfigTest, OverridesApplyAfterTheFiles) {
     const std::string file = write("cfg.yaml", "model:\n  d_model: 256\n  n_head: 4\nrun:\n  name: file\n");
-    const Config c = load_config(file, {"model.d_model=512", "intervention.isolate=[3,7]", "run.name = a=b",
+    const Config c = load_config(file, {"model.d_model=512", "intervention.isolate=[3,7]", "run.out_dir = a=b",
                                         "data.val=", "attention.qk_norm=true", "metrics.positions=[0, 1, 2]"});
     EXPECT_EQ(c.model.d_model, 512);
     EXPECT_EQ(c.model.n_head, 4);
     EXPECT_EQ(c.intervention.isolate, (std::vector<int>{3, 7}));
-    EXPECT_EQ(c.run.name, "a=b");
+    EXPECT_EQ(c.run.out_dir, "a=b");
     EXPECT_EQ(c.data.val, "");
     EXPECT_TRUE(c.attention.qk_norm);
     EXPECT_EQ(c.metrics.positions, (std::vector<int>{0, 1, 2}));
@@ -374,8 +447,8 @@ TEST(ConfigPresets, Llama152mIsThePapersSetup) {
 
 TEST_F(ConfigTest, DumpLoadRoundTripIsExact) {
     Config c;
-    c.run.name = "we\"ird: #name\\ *x";
-    c.run.out_dir = "true";
+    c.run.name = "true";
+    c.run.out_dir = "we\"ird: #name\\ *x";
     c.run.seed = 18446744073709551557ull;
     c.run.threads = 3;
     c.model = {.vocab_size = 264, .d_model = 96, .n_layer = 3, .n_head = 6, .n_kv_head = 2, .d_ff = 250,

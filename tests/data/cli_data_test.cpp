@@ -46,6 +46,9 @@ TEST(CliTokenize, BadInputIsAnErrorNamingIt) {
     r = test::run_command(kBin + " tokenize --tokenizer bytes '" + (dir / "nope.txt") + "'");
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.out.find(dir / "nope.txt"), std::string::npos) << r.out;
+    r = test::run_command(kBin + " tokenize --tokenizer bytes '" + dir.path() + "'");
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.out, "sinklab: error: " + dir.path() + " is a folder; give a text file, or - for standard input\n");
 }
 
 TEST(CliPrepare, PreparesThenReuses) {

@@ -192,6 +192,55 @@ std::string prepare_error(const PrepareOptions& opt) {
     return "";
 }
 
+// Every file of a folder (the hidden ones too) and its bytes.
+std::map<std::string, std::string> folder_files(const std::string& dir) {
+    std::map<std::string, std::string> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[e.path().lexically_relative(dir).string()] = test::read_file(e.path());
+    return files;
+}
+
+TEST(Prepare, AFailedRerunKeepsThePreviousDataset) {
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions opt = options(dir, "out");
+    prepare(opt);
+    const auto before = folder_files(dir / "out");
+    ASSERT_TRUE(before.count("manifest.json") && before.count("train_000001.bin"));
+
+    test::write_file(dir / "in/folder/sub/zz.txt", "caf\xe9 au lait");
+    opt.shard_tokens = 1000000;  // fewer shards: the old ones would be removed by a successful run
+    EXPECT_NE(prepare_error(opt).find("invalid UTF-8"), std::string::npos);
+    EXPECT_EQ(folder_files(dir / "out"), before);
+}
+
+TEST(Prepare, OutputFolderInsideTheInputsIsNoInput) {
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions opt = options(dir, "in/folder");
+    opt.inputs = {dir / "in/folder"};
+    const PrepareResult first = prepare(opt);
+    EXPECT_TRUE(prepare(opt).reused);  // its own shards and manifest are not new inputs
+    opt.force = true;
+    const PrepareResult forced = prepare(opt);
+    EXPECT_EQ(forced.manifest["sources"], first.manifest["sources"]);
+    EXPECT_EQ(forced.manifest["train"], first.manifest["train"]);
+
+    opt.inputs = {dir / "in/folder/train_000000.bin"};
+    EXPECT_EQ(prepare_error(opt), fmt::format("input {} is an output of this prepare (--out {}); remove it from the "
+                                              "inputs",
+                                              dir / "in/folder/train_000000.bin", dir / "in/folder"));
+}
+
+TEST(Prepare, OutputThatIsAFileIsOneClearError) {
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions opt = options(dir, "in/stories.txt");
+    EXPECT_EQ(prepare_error(opt), fmt::format("prepare: --out {} is a file; give a folder for the shards and "
+                                              "manifest.json",
+                                              dir / "in/stories.txt"));
+}
+
 TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     test::TempDir dir;
     write_inputs(dir);

@@ -3,6 +3,9 @@
 // the write (=) / accumulate (+=) contract checked by pre-filling the outputs.
 #include <cstring>
 #include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -23,9 +26,18 @@ constexpr double kGradTol = 1e-6;  // analytic vs numeric gradient, relative
 constexpr double kF32Tol = 1e-5;   // float instantiation vs double, relative
 constexpr double kFill = 123.0;    // pre-fill of outputs that must be overwritten
 
-// Runs a generic lambda `[&](auto z) { using T = decltype(z); ... }` in float or in double.
-template <typename F> auto as_float(F&& f) { return f(float{}); }
-template <typename F> auto as_double(F&& f) { return f(double{}); }
+// Runs a generic lambda `[&](auto z) { using T = decltype(z); ... }` in float and in double; it returns its outputs
+// as double vectors (one, or a tuple of several), and each float output must stay within kF32Tol of the double one.
+template <typename F> void expect_float_tracks_double(F&& run) {
+    const auto got = run(float{}), want = run(double{});
+    if constexpr (std::is_same_v<std::decay_t<decltype(got)>, Vec>) {
+        EXPECT_TRUE(all_close(got, want, kF32Tol));
+    } else {
+        [&]<size_t... I>(std::index_sequence<I...>) {
+            (..., [&] { EXPECT_TRUE(all_close(std::get<I>(got), std::get<I>(want), kF32Tol)) << "output " << I; }());
+        }(std::make_index_sequence<std::tuple_size_v<std::decay_t<decltype(got)>>>{});
+    }
+}
 
 // ------------------------------------------------------------------------------------------------ exp
 
@@ -69,10 +81,7 @@ TEST(CpuOps, EmbeddingGathersRowsAndScattersGradients) {
         cpu::embedding_bwd(d.data(), ids.data(), wf.data(), N, V, C);
         return std::pair(cast<double>(o), cast<double>(d));
     };
-    const auto [of, df] = as_float(run);
-    const auto [od, dd] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 TEST(CpuOps, EmbeddingRejectsIdsOutsideTheVocabulary) {
@@ -122,11 +131,7 @@ TEST(CpuOps, RmsnormMatchesFormulaAndFiniteDifferences) {
         cpu::rmsnorm_bwd(d.data(), dgt.data(), wt.data(), xt.data(), gt.data(), r.data(), N, C);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dgt));
     };
-    const auto [of, df, gf] = as_float(run);
-    const auto [od, dd, gd] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
-    EXPECT_TRUE(all_close(gf, gd, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 TEST(CpuOps, RmsnormBackwardAccumulatesIntoDx) {
@@ -194,11 +199,7 @@ TEST(CpuOps, MatmulMatchesLoopsAndFiniteDifferences) {
         cpu::matmul_bwd(d.data(), dWt.data(), wt.data(), xt.data(), Wt.data(), N, I, O);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dWt));
     };
-    const auto [of, df, gf] = as_float(run);
-    const auto [od, dd, gd] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
-    EXPECT_TRUE(all_close(gf, gd, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 // ------------------------------------------------------------------------------------------------ rope
@@ -262,7 +263,7 @@ TEST(CpuOps, RopeRotatesPairsOfQAndKOnly) {
         cpu::rope(v.data(), s, theta, pos0, false);
         return cast<double>(v);
     };
-    EXPECT_TRUE(all_close(as_float(run), as_double(run), kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 TEST(CpuOps, RopeKeepsFloatAccuracyAtLongPositions) {
@@ -528,11 +529,7 @@ TEST_P(CpuOpsHeadnorm, MatchesFormulaAndFiniteDifferences) {
         cpu::headnorm_bwd(d.data(), dgt.data(), wt.data(), xt.data(), gt.data(), r.data(), N, nh, hd, per_head);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dgt));
     };
-    const auto [of, df, gf] = as_float(run);
-    const auto [od, dd, gd] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
-    EXPECT_TRUE(all_close(gf, gd, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsHeadnorm, ::testing::Bool(),
@@ -582,12 +579,7 @@ TEST(CpuOps, QknormNormalizesQAndKHeadsAndCopiesV) {
         cpu::qknorm_bwd(d.data(), dq.data(), dk.data(), wt.data(), it.data(), qt.data(), kt.data(), r.data(), s);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dq), cast<double>(dk));
     };
-    const auto [of, df, qf, kf] = as_float(run);
-    const auto [od, dd, qd, kd] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
-    EXPECT_TRUE(all_close(qf, qd, kF32Tol));
-    EXPECT_TRUE(all_close(kf, kd, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 // ------------------------------------------------------------------------------------------------ gate
@@ -621,11 +613,7 @@ TEST_P(CpuOpsGate, MatchesFormulaAndFiniteDifferences) {
         cpu::gate_bwd(d.data(), dlt.data(), wt.data(), xt.data(), lt.data(), N, H, hd, per_channel);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dlt));
     };
-    const auto [of, df, lf] = as_float(run);
-    const auto [od, dd, ld] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
-    EXPECT_TRUE(all_close(lf, ld, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsGate, ::testing::Bool(),
@@ -684,10 +672,7 @@ TEST_P(CpuOpsAmplify, MatchesFormulaInPlaceAndFiniteDifferences) {
         cpu::amplify_bwd(d.data(), wt.data(), B, T, D, k, lambda);
         return std::pair(cast<double>(o), cast<double>(d));
     };
-    const auto [of, df] = as_float(run);
-    const auto [od, dd] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsAmplify, ::testing::Bool(),
@@ -721,10 +706,7 @@ TEST(CpuOps, SwigluMatchesFormulaAndFiniteDifferences) {
         cpu::swiglu_bwd(d.data(), wt.data(), at.data(), N, F);
         return std::pair(cast<double>(o), cast<double>(d));
     };
-    const auto [of, df] = as_float(run);
-    const auto [od, dd] = as_double(run);
-    EXPECT_TRUE(all_close(of, od, kF32Tol));
-    EXPECT_TRUE(all_close(df, dd, kF32Tol));
+    expect_float_tracks_double(run);
 }
 
 // rest_max skips the rows of token 0: each sequence's token 0 is planted with the largest output, 8 silu(8) ~ 64

@@ -42,6 +42,51 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
     EXPECT_NE(ev_iso.read("eval", "loss").data.at(0), logged);
 }
 
+// More batches than the data holds would count windows twice (the data wraps around): both eval and training's
+// validation use each window once and say so.
+TEST(Eval, MoreBatchesThanTheDataHoldsUseEachWindowOnce) {
+    const TempDir dir("eval_batches");
+    const CommandResult train = run_sinklab(small_run(dir, "e", 3, "--set metrics.val_batches=100000"));
+    ASSERT_EQ(train.rc, 0) << train.out;
+    const std::string notice = "metrics.val_batches: the data has ";
+    EXPECT_NE(train.out.find(notice), std::string::npos) << train.out;
+    EXPECT_NE(read_file(dir / "e/train.log").find(notice), std::string::npos);
+
+    const std::string run = dir / "e";
+    const CommandResult r = run_sinklab(fmt::format("eval {} --batches 100000", run));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("eval: the data has "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("instead of 100000"), std::string::npos) << r.out;
+    RunLogReader ev(run + "/eval.h5");
+    const double batches = ev.num_attr("batches");
+    EXPECT_LT(batches, 100000);
+    EXPECT_EQ(ev.num_attr("sequences"), batches * 8);
+    // The same windows as training's last validation, so the same loss.
+    const double logged = column(run + "/metrics.h5", "val", "loss").back();
+    EXPECT_NEAR(ev.read("eval", "loss").data.at(0), logged, 1e-6 * logged);
+    // Exactly the available batches: no notice.
+    const CommandResult exact = run_sinklab(fmt::format("eval {} --batches {}", run, batches));
+    ASSERT_EQ(exact.rc, 0) << exact.out;
+    EXPECT_EQ(exact.out.find("instead of"), std::string::npos) << exact.out;
+}
+
+TEST(Eval, ACheckpointOptionThatIsNoCheckpointFolderIsNamed) {
+    const TempDir dir("eval_checkpoint");
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 3)).rc, 0);
+    const std::string run = dir / "e";
+    const CommandResult missing = run_sinklab(fmt::format("eval {} --checkpoint {}/nothere", run, run));
+    EXPECT_NE(missing.rc, 0);
+    for (const std::string& part :
+         {"--checkpoint " + run + "/nothere", std::string("no such folder"), std::string("checkpoints/step_00000003")})
+        EXPECT_NE(missing.out.find(part), std::string::npos) << part << " in: " << missing.out;
+    const CommandResult run_folder = run_sinklab(fmt::format("eval {} --checkpoint {}", run, run));
+    EXPECT_NE(run_folder.rc, 0);
+    for (const std::string& part :
+         {"--checkpoint " + run + ":", std::string("no state.json"), std::string("checkpoints/step_00000003")})
+        EXPECT_NE(run_folder.out.find(part), std::string::npos) << part << " in: " << run_folder.out;
+    EXPECT_EQ(run_folder.out.find("damaged"), std::string::npos) << run_folder.out;
+}
+
 TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
     const TempDir dir("eval_bad");
     std::filesystem::create_directories(dir / "empty");

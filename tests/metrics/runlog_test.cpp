@@ -6,6 +6,7 @@
 #include "metrics/runlog.h"
 #include "metrics/runlog_reader.h"
 #include "metrics/schema.h"
+#include "test_util.h"
 #include "tests/metrics/runlog_fixture.h"
 
 namespace sinklab::test {
@@ -27,18 +28,6 @@ void write_log(const std::string& path, int64_t last, int64_t flush_every) {
 
 void expect_contains(const std::string& text, const std::string& part) {
     EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' not in: " << text;
-}
-
-// The message of the sinklab::Error that `f` throws ("" if none).
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "no sinklab::Error thrown";
-    return "";
 }
 
 TEST(RunLog, RoundTripEveryRowShape) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "model/model_fixture.h"
+#include "test_util.h"
 #include "train/optimizer.h"
 
 namespace sinklab::test {
@@ -43,6 +44,27 @@ TEST_P(Footprint, EstimateIsWhatATrainingStepAllocates) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, Footprint, ::testing::ValuesIn(variant_cases()),
                          [](const auto& info) { return info.param.name; });
+
+// validate_config refuses such sizes first; a config built in code still must not get wrapped counts.
+TEST(ParamTableSize, CountsPastInt64AreRefused) {
+    Config cfg = tiny_config("standard");
+    cfg.model.d_model = 2000000000;  // wqkv: (4 + 2 * 2) heads of 5e8 x 2e9 = 8e18, then wo 4e18: 1.2e19 in all
+    std::string msg = error_of([&] { ParamTable table(cfg); });
+    for (const char* part : {"layers.0.wo", "2^63", "model.d_model"})
+        EXPECT_NE(msg.find(part), std::string::npos) << part << " missing from: " << msg;
+    cfg.model.n_head = 2;  // wqkv alone: (2 + 2 * 2) heads of 1e9 x 2e9 = 1.2e19
+    msg = error_of([&] { ParamTable table(cfg); });
+    EXPECT_NE(msg.find("layers.0.wqkv of shape [6000000000, 2000000000]"), std::string::npos) << msg;
+}
+
+TEST(CpuAllocation, FailureSaysWhatToLower) {
+    auto be = make_cpu_backend(DType::F32, 1);
+    // Past any 64-bit address space, whatever the machine's overcommit policy.
+    const std::string msg = error_of([&] { be->alloc(size_t(1) << 62); });
+    for (const char* part : {"out of host memory", "4294967296.0 GiB", "sinklab info", "model.", "train.micro_batch"})
+        EXPECT_NE(msg.find(part), std::string::npos) << part << " missing from: " << msg;
+    EXPECT_EQ(be->memory_in_use(), 0u);
+}
 
 }  // namespace
 }  // namespace sinklab::test

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "config/config.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -169,12 +170,64 @@ TEST_F(DamagedCheckpoint, MovingTheBadOneAsideResumesFromTheOlder) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
 }
 
+TEST_F(DamagedCheckpoint, TruncatedStateFile) {
+    const std::string path = newest + "/state.json";
+    const std::string bytes = read_file(path);
+    write_file(path, bytes.substr(0, bytes.size() / 2));
+    expect_refused(path, "not a valid checkpoint state");
+}
+
 TEST_F(DamagedCheckpoint, ChangedConfigIsRefusedAndHarmlessChangesAreNot) {
-    const CommandResult r = resume("--set train.lr=0.002 --set model.rope_theta=500");
+    const CommandResult r = resume("--set train.beta2=0.9 --set model.rope_theta=500");
     EXPECT_NE(r.rc, 0);
-    EXPECT_NE(r.out.find("train.lr (0.003 -> 0.002)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("train.beta2 (0.95 -> 0.9)"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("model.rope_theta"), std::string::npos) << r.out;
     EXPECT_EQ(resume("--set checkpoint.keep=1 --set train.log_every=3").rc, 0);
+}
+
+// What the message after a non-finite loss advises: continue from the last good checkpoint with gentler updates.
+TEST_F(DamagedCheckpoint, ALowerLearningRateAndGradientClipMayResume) {
+    const CommandResult r = resume("--set train.lr=0.001 --set train.min_lr=0.0001 --set train.grad_clip=0.5");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
+    for (const std::string& log : {r.out, read_file(dir / "run/train.log")})
+        for (const char* change : {"train.lr (0.003 -> 0.001)", "train.min_lr (0.0003 -> 0.0001)", "train.grad_clip ("})
+            EXPECT_NE(log.find(change), std::string::npos) << change << " in: " << log;
+    for (const std::string& file : {dir / "run/config.yaml", ckpt(dir, "run", 9) + "/config.yaml"})
+        EXPECT_EQ(load_config(file).train.lr, 0.001f) << file;
+    const std::vector<double> lr = column(dir / "run/metrics.h5", "train", "lr");
+    for (size_t i = 6; i < lr.size(); i++) EXPECT_LE(lr[i], 0.001 * (1 + 1e-6)) << "step " << i + 1;
+}
+
+TEST(Resume, ADamagedOnlyCheckpointSaysSoAndAStartOverKeepsTheRows) {
+    const TempDir dir("resume_only_checkpoint");
+    const std::string args = small_run(dir, "run", 3, "--set run.threads=1");
+    ASSERT_EQ(run_sinklab(args).rc, 0);
+    const std::string only = ckpt(dir, "run", 3);
+    std::string bytes = read_file(only + "/model.safetensors");
+    bytes[bytes.size() / 2] ^= 0x10;
+    write_file(only + "/model.safetensors", bytes);
+    const CommandResult damaged = run_sinklab(args + " --resume");
+    EXPECT_NE(damaged.rc, 0);
+    EXPECT_NE(damaged.out.find("no older checkpoint"), std::string::npos) << damaged.out;
+    EXPECT_NE(damaged.out.find("--overwrite"), std::string::npos) << damaged.out;
+    EXPECT_EQ(damaged.out.find("mv "), std::string::npos) << "there is nothing to fall back to: " << damaged.out;
+    // Moved aside anyway, as a requeued job that ended before its first checkpoint: --resume starts over at step 0
+    // and keeps the rows logged before in metrics.restart1.h5 (then restart2, ...), where they were dropped.
+    fs::rename(only, only + ".bad");
+    for (int k = 1; k <= 2; k++) {
+        const CommandResult none = run_sinklab(args + " --resume");
+        ASSERT_EQ(none.rc, 0) << none.out;
+        const std::string aside = fmt::format("metrics.restart{}.h5", k);
+        EXPECT_NE(none.out.find("starting at step 0"), std::string::npos) << none.out;
+        EXPECT_NE(none.out.find(aside), std::string::npos) << none.out;
+        EXPECT_EQ(column(dir / ("run/" + aside), "train", "step"), steps_1_to(3));
+        EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(3));
+        fs::remove_all(ckpt(dir, "run", 3));  // the next start finds no checkpoint again
+    }
+    // --overwrite replaces the whole run, the rows kept aside included.
+    ASSERT_EQ(run_sinklab(args + " --overwrite").rc, 0);
+    EXPECT_FALSE(fs::exists(dir / "run/metrics.restart1.h5"));
 }
 
 TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {

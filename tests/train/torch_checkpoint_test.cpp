@@ -98,5 +98,39 @@ TEST(TorchCheckpoint, ExportRefusesWhatHfLlamaCannotCompute) {
     EXPECT_FALSE(std::filesystem::exists(dir / "hn/hf/model.safetensors"));
 }
 
+TEST(TorchCheckpoint, ExportReplacesOnlyItsOwnEarlierExport) {
+    const TempDir dir("export_out");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1 --set attention.variant=standard")).rc, 0);
+    const std::string run = dir / "run", ckpt = run + "/checkpoints/step_00000002";
+    const std::string weights = read_file(ckpt + "/model.safetensors");
+    for (const std::string& folder : {ckpt, run}) {
+        const CommandResult r = run_sinklab(fmt::format("export {} --format hf --out {} --overwrite", run, folder));
+        EXPECT_NE(r.rc, 0);
+        EXPECT_NE(r.out.find("sinklab: error: --out " + folder + ": it is a sinklab run or checkpoint folder"),
+                  std::string::npos)
+            << r.out;
+    }
+    EXPECT_EQ(read_file(ckpt + "/model.safetensors"), weights);
+    EXPECT_FALSE(std::filesystem::exists(run + "/config.json"));
+
+    write_file(dir / "mine/config.json", "{\"mine\": true}\n");
+    const CommandResult mine = run_sinklab(fmt::format("export {} --format hf --out {}", run, dir / "mine"));
+    EXPECT_NE(mine.rc, 0);
+    EXPECT_NE(mine.out.find("it already holds config.json, not written by sinklab export; give another --out, or "
+                            "pass --overwrite"),
+              std::string::npos)
+        << mine.out;
+    EXPECT_EQ(read_file(dir / "mine/config.json"), "{\"mine\": true}\n");
+    const CommandResult forced =
+        run_sinklab(fmt::format("export {} --format hf --out {} --overwrite", run, dir / "mine"));
+    EXPECT_EQ(forced.rc, 0) << forced.out;
+    EXPECT_NE(read_file(dir / "mine/config.json"), "{\"mine\": true}\n");
+
+    // An earlier export (the default RUN/hf) is replaced without --overwrite.
+    ASSERT_EQ(run_sinklab(fmt::format("export {} --format hf", run)).rc, 0);
+    const CommandResult again = run_sinklab(fmt::format("export {} --format hf", run));
+    EXPECT_EQ(again.rc, 0) << again.out;
+}
+
 }  // namespace
 }  // namespace sinklab::test

@@ -106,6 +106,52 @@ TEST(Training, ExistingRunIsNotOverwritten) {
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
 }
 
+TEST(Training, RunNameThatIsNoPlainFolderNameIsRefused) {
+    const TempDir dir("train_run_name");
+    write_file(dir / "precious/metrics.h5", "another run");
+    const std::string escaped = dir.path() + "-escaped";
+    // "." once trained into run.out_dir itself, and its --overwrite then removed every other run there.
+    for (const std::string& extra : {std::string("--set run.name=."), std::string("--set run.name=. --overwrite"),
+                                     "--set run.name=../" + std::filesystem::path(escaped).filename().string()}) {
+        const CommandResult r = run_sinklab(small_run(dir, "x", 3, extra));
+        EXPECT_NE(r.rc, 0) << extra;
+        EXPECT_NE(r.out.find("run.name"), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find("not a usable folder name"), std::string::npos) << r.out;
+    }
+    EXPECT_EQ(read_file(dir / "precious/metrics.h5"), "another run");
+    EXPECT_FALSE(std::filesystem::exists(dir / "metrics.h5"));
+    EXPECT_FALSE(std::filesystem::exists(escaped));
+}
+
+TEST(Training, OverwriteRemovesOnlyWhatSinklabWrote) {
+    const TempDir dir("train_overwrite");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3)).rc, 0);
+    write_file(dir / "x/notes.txt", "the user's");
+    write_file(dir / "x/other-run/metrics.h5", "another run");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 4, "--overwrite")).rc, 0);
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
+    EXPECT_FALSE(std::filesystem::exists(dir / "x/checkpoints/step_00000003"));
+    EXPECT_EQ(read_file(dir / "x/notes.txt"), "the user's");
+    EXPECT_EQ(read_file(dir / "x/other-run/metrics.h5"), "another run");
+}
+
+TEST(Training, AStartThatFailsLosesAndLeavesNothing) {
+    const TempDir dir("train_failed_start");
+    const std::string no_data = "--set data.missing=error --set data.train=" + dir / "nothere/*.bin";
+    ASSERT_EQ(run_sinklab(small_run(dir, "keep", 3)).rc, 0);
+    const std::string log = read_file(dir / "keep/train.log");
+    // The old run goes only once the new one could start.
+    const CommandResult over = run_sinklab(small_run(dir, "keep", 3, "--overwrite " + no_data));
+    EXPECT_NE(over.rc, 0);
+    EXPECT_NE(over.out.find("nothere/*.bin"), std::string::npos) << over.out;
+    EXPECT_EQ(column(dir / "keep/metrics.h5", "train", "loss").size(), 3u);
+    EXPECT_TRUE(std::filesystem::exists(dir / "keep/checkpoints/step_00000003"));
+    EXPECT_EQ(read_file(dir / "keep/train.log"), log);
+    // A new run that cannot start leaves no folder behind.
+    EXPECT_NE(run_sinklab(small_run(dir, "new", 3, no_data)).rc, 0);
+    EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+}
+
 struct BadInput {
     std::string name, args, must_mention;
 };

@@ -1,0 +1,54 @@
+// Command-line usage errors, as a user meets them: one `sinklab: error:` line naming the option or command and
+// the --help to read, exit status 2; --help and --version print as usual and exit 0.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "cli_util.h"
+
+namespace sinklab::test {
+namespace {
+
+TEST(Usage, ErrorsAreOneLineWithExitStatus2) {
+    const TempDir dir("usage");
+    const CommandResult unknown = run_sinklab("frobnicate");
+    EXPECT_EQ(unknown.rc, 2);
+    EXPECT_EQ(unknown.out, "sinklab: error: unknown command 'frobnicate'; the commands are train, info, bench, "
+                           "prepare, tokenize, sweep, compare, export, eval; run 'sinklab --help'\n");
+
+    const CommandResult none = run_sinklab("");
+    EXPECT_EQ(none.rc, 2);
+    EXPECT_TRUE(none.out.starts_with("sinklab: error: no command given; the commands are train,")) << none.out;
+
+    const CommandResult range = run_sinklab(fmt::format("eval {} --batches 0", dir.path()));
+    EXPECT_EQ(range.rc, 2);
+    EXPECT_EQ(range.out,
+              "sinklab: error: --batches: 0 is too small; it must be at least 1; run 'sinklab eval --help'\n");
+
+    const CommandResult negative = run_sinklab(fmt::format("bench {} --warmup -1", dir.path()));
+    EXPECT_EQ(negative.rc, 2);
+    EXPECT_EQ(negative.out, "sinklab: error: --warmup: -1 is too small; it must be at least 0; run 'sinklab bench "
+                            "--help'\n");
+
+    const CommandResult choice = run_sinklab(fmt::format("export {} --format gguf", dir.path()));
+    EXPECT_EQ(choice.rc, 2);
+    EXPECT_EQ(choice.out, "sinklab: error: --format: gguf not in {hf}; run 'sinklab export --help'\n");
+
+    const CommandResult missing = run_sinklab(fmt::format("eval {}", dir / "nothere"));
+    EXPECT_EQ(missing.rc, 2);
+    EXPECT_EQ(std::count(missing.out.begin(), missing.out.end(), '\n'), 1) << missing.out;
+    EXPECT_TRUE(missing.out.starts_with("sinklab: error: run: Directory does not exist: ")) << missing.out;
+}
+
+TEST(Usage, HelpAndVersionExit0) {
+    for (const char* args : {"--help", "eval --help", "--version"}) {
+        const CommandResult r = run_sinklab(args);
+        EXPECT_EQ(r.rc, 0) << args << ": " << r.out;
+        EXPECT_EQ(r.out.find("error"), std::string::npos) << args << ": " << r.out;
+        EXPECT_FALSE(r.out.empty()) << args;
+    }
+}
+
+}  // namespace
+}  // namespace sinklab::test

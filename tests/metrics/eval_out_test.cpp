@@ -1,0 +1,58 @@
+// sinklab eval --out: it replaces an earlier eval output and nothing else (not a run's metrics.h5, not a
+// checkpoint's weights), and an --out it cannot write is one clear error before any evaluation.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "train/train_util.h"
+
+namespace sinklab::test {
+namespace {
+
+std::string eval_out(const std::string& run, const std::string& out) {
+    return fmt::format("eval {} --batches 1 --out {}", run, out);
+}
+
+TEST(EvalOut, ReplacesAnEarlierEvalButNoOtherFile) {
+    const TempDir dir("eval_out");
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 3)).rc, 0);
+    const std::string run = dir / "e";
+    const std::string ckpt_weights = run + "/checkpoints/step_00000003/model.safetensors";
+    for (const std::string& precious : {run + "/metrics.h5", ckpt_weights}) {
+        const std::string before = read_file(precious);
+        const CommandResult r = run_sinklab(eval_out(run, precious));
+        EXPECT_NE(r.rc, 0) << r.out;
+        EXPECT_NE(r.out.find("sinklab: error: --out " + precious + ": the file exists and is not the output of an "
+                             "earlier eval"),
+                  std::string::npos)
+            << r.out;
+        EXPECT_EQ(read_file(precious), before) << precious;
+    }
+
+    const CommandResult first = run_sinklab(eval_out(run, dir / "ev.h5"));
+    ASSERT_EQ(first.rc, 0) << first.out;
+    const CommandResult again = run_sinklab(eval_out(run, dir / "ev.h5"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_NE(again.out.find("(replacing the previous one)"), std::string::npos) << again.out;
+    EXPECT_EQ(RunLogReader(dir / "ev.h5").groups(), std::vector<std::string>{"eval"});
+}
+
+TEST(EvalOut, AnOutFolderThatCannotBeMadeIsOneLine) {
+    const TempDir dir("eval_out_dir");
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 2)).rc, 0);
+    write_file(dir / "afile", "x");
+    const CommandResult r = run_sinklab(eval_out(dir / "e", dir / "afile/x.h5"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_TRUE(r.out.starts_with(
+        fmt::format("sinklab: error: --out {}: cannot create the folder {} (", dir / "afile/x.h5", dir / "afile")))
+        << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+
+    // A folder that does not exist yet is made.
+    const CommandResult made = run_sinklab(eval_out(dir / "e", dir / "new/sub/x.h5"));
+    EXPECT_EQ(made.rc, 0) << made.out;
+    EXPECT_TRUE(std::filesystem::exists(dir / "new/sub/x.h5"));
+}
+
+}  // namespace
+}  // namespace sinklab::test
