@@ -36,6 +36,7 @@
 #if SINKLAB_HAVE_CUDNN
 #include "kernels/cuda/attention_cudnn.h"
 #endif
+#include "test_util.h"
 
 namespace sinklab {
 namespace {
@@ -900,6 +901,18 @@ TEST(CudaBackendSelection, BadPrecisionIsRefused) {
     opt.kind = "cuda";
     opt.cuda_compute = DType::F64;
     EXPECT_THROW(make_backend(opt), Error);
+}
+
+// A GPU too small for the run says so in one line, with where to look and what to lower; the CPU backend's twin is
+// CpuAllocation.FailureSaysWhatToLower.
+TEST_F(CudaOps, OutOfMemoryIsOneLineSayingWhatToLower) {
+    Backend& b = *backends().cuda_bf16;
+    const std::string msg = test::error_of([&] { b.alloc(size_t(1) << 50); });
+    for (const char* part : {"out of GPU memory", "1073741824.0 MiB", "GiB free", "sinklab info CONFIG",
+                             "train.micro_batch", "model.* sizes"})
+        EXPECT_NE(msg.find(part), std::string::npos) << part << " missing from: " << msg;
+    void* p = b.alloc(1 << 20);  // the failed allocation leaves the device usable
+    b.release(p);
 }
 
 }  // namespace
