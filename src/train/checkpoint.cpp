@@ -322,7 +322,8 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
         return newest;
     }
     std::error_code ec;
-    const std::string example = newest.empty() ? (fs::path(run_dir) / "checkpoints" / step_folder(100)).string() : newest;
+    const std::string example =
+        newest.empty() ? (fs::path(run_dir) / "checkpoints" / step_folder(100)).string() : newest;
     SL_REQUIRE(fs::is_directory(checkpoint, ec), "--checkpoint {}: no such folder; give a checkpoint folder, e.g. {}",
                checkpoint, example);
     SL_REQUIRE(fs::is_regular_file(fs::path(checkpoint) / kStateFile, ec),
