@@ -11,7 +11,6 @@
 #include "data/dataloader.h"
 #include "dist/comm.h"
 #include "metrics/eval.h"
-#include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -29,15 +28,6 @@ struct EvalArgs {
     std::vector<std::string> overrides;
 };
 
-// An eval.h5 of an earlier eval: an HDF5 run log whose only group is /eval.
-bool is_eval_output(const std::string& path) {
-    try {
-        return RunLogReader(path).groups() == std::vector<std::string>{"eval"};
-    } catch (const Error&) {
-        return false;
-    }
-}
-
 // Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
 // (it could name a run's metrics.h5 or a checkpoint's weights), and its folder must be there or creatable.
 void check_out(const std::string& out) {
@@ -48,7 +38,7 @@ void check_out(const std::string& out) {
                folder.string(), ec ? ec.message() : "it is not a folder");
     SL_REQUIRE(access(folder.c_str(), W_OK) == 0, "--out {}: the folder {} is not writable; give another --out", out,
                folder.string());
-    SL_REQUIRE(!fs::exists(out) || is_eval_output(out),
+    SL_REQUIRE(!fs::exists(out) || is_eval_file(out),
                "--out {}: the file exists and is not the output of an earlier eval, which is all eval replaces; give "
                "another --out",
                out);

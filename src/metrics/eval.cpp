@@ -6,6 +6,8 @@
 #include <cmath>
 #include <map>
 
+#include "metrics/runlog_reader.h"
+
 namespace sinklab {
 
 namespace {
@@ -144,6 +146,14 @@ void write_eval_file(const std::string& path, const EvalResult& r, const SinkMet
                          {"effective_rank", r.heavy.effective_rank},
                          {"attn_map", r.heavy.attn_map}});
     log->close();
+}
+
+bool is_eval_file(const std::string& path) {
+    try {
+        return RunLogReader(path).groups() == std::vector<std::string>{"eval"};
+    } catch (const Error&) {
+        return false;
+    }
 }
 
 std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink) {

@@ -38,6 +38,9 @@ EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, C
 // eval.h5: one row (step = the checkpoint's step) of every metric, with the attributes given.
 void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,
                      const std::vector<std::pair<std::string, std::string>>& attrs);
+// Whether `path` is such a file (written by write_eval_file, under any name): an HDF5 run log whose only group is
+// /eval. False for anything else, including files that are no HDF5.
+bool is_eval_file(const std::string& path);
 
 // A table with one line per layer, for the terminal.
 std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink);

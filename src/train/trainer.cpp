@@ -67,12 +67,14 @@ std::string now_iso8601() {
 }
 
 // What sinklab writes into a run folder: --overwrite removes these and nothing else, so that files of the user's
-// (or a folder holding other runs) never go with the old run.
-bool written_by_sinklab(const std::string& name) {
-    static const std::set<std::string> names = {"config.yaml", "metrics.h5", "train.log", "checkpoints", "eval.h5",
-                                                "hf"};
+// (or a folder holding other runs) never go with the old run. Evals of the old model go too, under whatever --out
+// name they were written (an eval's file is recognised by its content).
+bool written_by_sinklab(const fs::path& entry) {
+    static const std::set<std::string> names = {"config.yaml", "metrics.h5", "train.log", "checkpoints", "hf"};
+    const std::string name = entry.filename().string();
     return names.contains(name) || (name.starts_with("nonfinite_step_") && name.ends_with(".json")) ||
-           (name.starts_with("metrics.restart") && name.ends_with(".h5"));
+           (name.starts_with("metrics.restart") && name.ends_with(".h5")) ||
+           (name.ends_with(".h5") && is_eval_file(entry.string()));
 }
 
 // metrics.h5 of a run that restarts at step 0 (no checkpoint to resume) as metrics.restart<k>.h5, the first k free;
@@ -89,7 +91,7 @@ void remove_old_run(const fs::path& run) {
     std::error_code ec;
     if (!fs::is_directory(run, ec)) return;
     for (const auto& entry : fs::directory_iterator(run))
-        if (written_by_sinklab(entry.path().filename().string())) fs::remove_all(entry.path());
+        if (written_by_sinklab(entry.path())) fs::remove_all(entry.path());
 }
 
 std::string si(double v) {

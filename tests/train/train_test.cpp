@@ -126,12 +126,18 @@ TEST(Training, RunNameThatIsNoPlainFolderNameIsRefused) {
 TEST(Training, OverwriteRemovesOnlyWhatSinklabWrote) {
     const TempDir dir("train_overwrite");
     ASSERT_EQ(run_sinklab(small_run(dir, "x", 3)).rc, 0);
+    // An eval of the old model under its own name is the old run's too, so it goes with it.
+    const CommandResult eval = run_sinklab(fmt::format("eval {} --batches 1 --out {}", dir / "x", dir / "x/iso.h5"));
+    ASSERT_EQ(eval.rc, 0) << eval.out;
     write_file(dir / "x/notes.txt", "the user's");
+    write_file(dir / "x/mine.h5", "the user's, not an eval");
     write_file(dir / "x/other-run/metrics.h5", "another run");
     ASSERT_EQ(run_sinklab(small_run(dir, "x", 4, "--overwrite")).rc, 0);
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
     EXPECT_FALSE(std::filesystem::exists(dir / "x/checkpoints/step_00000003"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "x/iso.h5"));
     EXPECT_EQ(read_file(dir / "x/notes.txt"), "the user's");
+    EXPECT_EQ(read_file(dir / "x/mine.h5"), "the user's, not an eval");
     EXPECT_EQ(read_file(dir / "x/other-run/metrics.h5"), "another run");
 }
 
