@@ -19,6 +19,10 @@ void add_compare(CLI::App& app);
 void add_export(CLI::App& app);
 void add_eval(CLI::App& app);
 
+// Refuses, in one line naming `option`, an output file that cannot be written (its folder missing or read-only);
+// an existing file is left as it is.
+void check_writable(const std::string& option, const std::string& path);
+
 // A whole number >= lo, for ->check(): CLI11's PositiveNumber and NonNegativeNumber name their upper bound,
 // DBL_MAX in all its 309 digits, in every message.
 inline CLI::Validator at_least(int64_t lo) {

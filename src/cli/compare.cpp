@@ -1,7 +1,6 @@
 // sinklab compare RUN_OR_SUITE_DIR... [--baseline NAME] [--smooth N] [--markdown FILE.md] [--plot FILE.png]
 #include "metrics/compare.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,18 +38,6 @@ std::string plot_script() {
     return script.string();
 }
 
-// Checked before any work: opening for append (creating it, then removing it again) is what tells whether the
-// file can be written, also for root, for whom access(2) says yes to any folder.
-void check_writable(const std::string& option, const std::string& path) {
-    const bool existed = std::filesystem::exists(path);
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    if (fd >= 0 && !existed) std::filesystem::remove(path);
-    SL_REQUIRE(fd >= 0, "{} {}: cannot write it ({}); check the folder and permissions", option, path,
-               std::strerror(err));
-}
-
 // The last non-blank line of a text file.
 std::string last_line(const std::string& path) {
     std::ifstream in(path);
@@ -83,6 +70,7 @@ void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
 }
 
 void run(const CompareArgs& a) {
+    // Before any work, so that a long comparison never ends on a path it cannot write.
     if (!a.markdown.empty()) check_writable("--markdown", a.markdown);
     if (!a.plot.empty()) check_writable("--plot", a.plot);
     std::vector<std::string> notes;

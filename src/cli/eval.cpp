@@ -29,19 +29,18 @@ struct EvalArgs {
 };
 
 // Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
-// (it could name a run's metrics.h5 or a checkpoint's weights), and its folder must be there or creatable.
+// (it could name a run's metrics.h5 or a checkpoint's weights), and it must be writable, its folder made if missing.
 void check_out(const std::string& out) {
     const fs::path folder = fs::path(out).has_parent_path() ? fs::path(out).parent_path() : fs::path(".");
     std::error_code ec;
     fs::create_directories(folder, ec);
     SL_REQUIRE(fs::is_directory(folder), "--out {}: cannot create the folder {} ({}); give another --out", out,
                folder.string(), ec ? ec.message() : "it is not a folder");
-    SL_REQUIRE(access(folder.c_str(), W_OK) == 0, "--out {}: the folder {} is not writable; give another --out", out,
-               folder.string());
     SL_REQUIRE(!fs::exists(out) || is_eval_file(out),
                "--out {}: the file exists and is not the output of an earlier eval, which is all eval replaces; give "
                "another --out",
                out);
+    check_writable("--out", out);
 }
 
 void run_eval(const EvalArgs& a) {

@@ -48,6 +48,13 @@ TEST(EvalOut, AnOutFolderThatCannotBeMadeIsOneLine) {
         << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
 
+    // A folder that exists but takes no new files (/proc, where access(2) would say yes to root) is refused before
+    // the evaluation too.
+    const CommandResult proc = run_sinklab(eval_out(dir / "e", "/proc/sinklab_eval.h5"));
+    EXPECT_NE(proc.rc, 0);
+    EXPECT_TRUE(proc.out.starts_with("sinklab: error: --out /proc/sinklab_eval.h5: cannot write it (")) << proc.out;
+    EXPECT_EQ(std::count(proc.out.begin(), proc.out.end(), '\n'), 1) << proc.out;
+
     // A folder that does not exist yet is made.
     const CommandResult made = run_sinklab(eval_out(dir / "e", dir / "new/sub/x.h5"));
     EXPECT_EQ(made.rc, 0) << made.out;
