@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/check.h"
 
 namespace sinklab::test {
@@ -37,6 +38,15 @@ public:
 private:
     std::mt19937_64 gen_;
 };
+
+// Causal attention over B sequences of T tokens, H query heads sharing Hkv kv heads of head_dim hd, scaled 1/sqrt(hd).
+inline AttnSpec attn_spec(int B, int T, int H, int Hkv, int hd, AttnScore score = AttnScore::Softmax) {
+    AttnSpec s;
+    s.B = B, s.T = T, s.H = H, s.Hkv = Hkv, s.hd = hd;
+    s.scale = 1.f / std::sqrt(float(hd));
+    s.score = score;
+    return s;
+}
 
 template <typename T, typename S> std::vector<T> cast(const std::vector<S>& x) {
     return std::vector<T>(x.begin(), x.end());

@@ -11,6 +11,8 @@
 #include <type_traits>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/mma.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -21,49 +23,6 @@ constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
 // in 168 registers without spilling, so three blocks (12 warps) share a multiprocessor instead of two; the others
 // would spill.
 template <int HDP, bool kSigmoid> constexpr int kBwdMinBlocks = HDP <= 64 && !kSigmoid ? 3 : 1;
-
-// ---- PTX wrappers --------------------------------------------------------------------------------------
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-
-// Four 8x8 b16 matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8.
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
-                 : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
-                 : "memory");
-}
-
-// d += a b for a 16x16 (row-major) by 16x8 (column-major) bf16 tile pair, f32 accumulators.
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Copies 16 bytes global -> shared without a register round trip; zero-fills when !valid.
-__device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-// 4 bytes, for the per-row lse and D; zero-fills when !valid.
-__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 4 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -161,10 +120,9 @@ __global__ void __launch_bounds__(kThreads)
     attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
                     bool vec) {
     constexpr int Br = 64, Bc = 64, S = HDP + 8, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16* sQ = reinterpret_cast<bf16*>(smem);  // [Br][S]
-    bf16* sK = sQ + Br * S;                     // [2][Bc][S]
-    bf16* sV = sK + 2 * Bc * S;                 // [2][Bc][S]
+    bf16* sQ = dynamic_smem<bf16>();  // [Br][S]
+    bf16* sK = sQ + Br * S;            // [2][Bc][S]
+    bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * Br, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
@@ -326,8 +284,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dkdv_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                      const __grid_constant__ AttnParams p, bool vec) {
     constexpr int Bc = 64, S = HDP + 8, KD = HDP / 16, NQ = Bq / 8, ND = HDP / 8;
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16* sK = reinterpret_cast<bf16*>(smem);      // [Bc][S]
+    bf16* sK = dynamic_smem<bf16>();               // [Bc][S]
     bf16* sV = sK + Bc * S;                        // [Bc][S]
     bf16* sQ = sV + Bc * S;                        // [2][Bq][S]
     bf16* sdO = sQ + 2 * Bq * S;                   // [2][Bq][S]
@@ -444,11 +401,10 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dq_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                    const __grid_constant__ AttnParams p, bool vec) {
     constexpr int Br = 64, S = HDP + 8, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16* sQ = reinterpret_cast<bf16*>(smem);  // [Br][S]
-    bf16* sdO = sQ + Br * S;                    // [Br][S]
-    bf16* sK = sdO + Br * S;                    // [2][Bc][S]
-    bf16* sV = sK + 2 * Bc * S;                 // [2][Bc][S]
+    bf16* sQ = dynamic_smem<bf16>();  // [Br][S]
+    bf16* sdO = sQ + Br * S;           // [Br][S]
+    bf16* sK = sdO + Br * S;           // [2][Bc][S]
+    bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * Br, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
@@ -566,12 +522,6 @@ __global__ void attn_dsink_kernel(float* dsink, const T* sink, const float* lse,
 
 int padded_hd(int hd) { return hd <= 32 ? 32 : hd <= 64 ? 64 : 128; }
 
-template <typename K> void launch(K kernel, dim3 grid, size_t smem, cudaStream_t st, auto... args) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<grid, kThreads, smem, st>>>(args...);
-    CUDA_CHECK_LAUNCH();
-}
-
 // Calls f.template operator()<HDP, kSigmoid>() for the padded head dim and the score function of p: the kernels are
 // compiled per score function so that their inner loops carry no branch on it.
 template <typename F> void dispatch(const AttnParams& p, F&& f) {
@@ -592,7 +542,8 @@ template <int HDP, bool kSigmoid>
 void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec, cudaStream_t st) {
     constexpr int S = HDP + 8;
     dim3 grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    launch(attn_fwd_kernel<HDP, kSigmoid>, grid, size_t(64 + 4 * 64) * S * sizeof(bf16), st, o, lse, qkv, sink, p, vec);
+    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid>, grid, kThreads, size_t(64 + 4 * 64) * S * sizeof(bf16), st, o, lse, qkv,
+                sink, p, vec);
 }
 
 template <int HDP, bool kSigmoid>
@@ -600,11 +551,12 @@ void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, co
               bool vec, cudaStream_t st) {
     constexpr int S = HDP + 8, Bq = HDP > 64 ? 32 : 64, Bc = HDP > 64 ? 32 : 64;  // fewer registers at HDP 128
     dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(p.B));
-    launch(attn_dkdv_kernel<HDP, Bq, kSigmoid>, kv_grid,
-           size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float), st, dqkv, dout, lse, D, qkv, p, vec);
+    CUDA_LAUNCH(attn_dkdv_kernel<HDP, Bq, kSigmoid>, kv_grid, kThreads,
+                size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float), st, dqkv, dout, lse, D, qkv, p,
+                vec);
     dim3 q_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    launch(attn_dq_kernel<HDP, Bc, kSigmoid>, q_grid, size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16), st, dqkv, dout, lse,
-           D, qkv, p, vec);
+    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid>, q_grid, kThreads, size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16), st,
+                dqkv, dout, lse, D, qkv, p, vec);
 }
 
 void check_spec(const AttnSpec& s) {
@@ -641,8 +593,7 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
     if (s.score != AttnScore::Sigmoid) {
         D = static_cast<float*>(scratch);
         int64_t rows = int64_t(s.B) * s.T * s.H;
-        attn_rowdot_kernel<T><<<unsigned(ceil_div(rows, 8)), 256, 0, st>>>(D, dout, o, rows, s.T, s.H, s.hd);
-        CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(attn_rowdot_kernel<T>, unsigned(ceil_div(rows, 8)), 256, 0, st, D, dout, o, rows, s.T, s.H, s.hd);
     }
     if constexpr (std::is_same_v<T, float>) {
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
@@ -652,8 +603,7 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
     }
     if (s.score == AttnScore::SinkLogit) {
         SL_ASSERT(sink && dsink, "SinkLogit attention needs the sink logits and their gradient");
-        attn_dsink_kernel<T><<<unsigned(s.H), 256, 0, st>>>(dsink, sink, lse, D, s.B, s.T, s.H);
-        CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(attn_dsink_kernel<T>, unsigned(s.H), 256, 0, st, dsink, sink, lse, D, s.B, s.T, s.H);
     }
 }
 

@@ -3,6 +3,7 @@
 // with its running state in shared memory rows padded to hd + 1 floats so that lanes hit distinct banks.
 // Keys and queries are visited in a fixed order: results are reproducible.
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -32,7 +33,7 @@ __device__ void store_rows(float* dst, int64_t stride, const float* s, int r0, i
 __global__ void __launch_bounds__(32)
     attn_fwd_f32_kernel(float* o, float* lse, const float* qkv, const float* sink,
                         const __grid_constant__ AttnParams p) {
-    extern __shared__ float sm[];
+    float* sm = dynamic_smem<float>();
     int hd = p.hd, S = hd + 1, lane = threadIdx.x;
     float *sQ = sm, *sO = sQ + kTile * S, *sK = sO + kTile * S, *sV = sK + kTile * S;  // [32][S] each
     int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
@@ -114,7 +115,7 @@ __device__ __forceinline__ Grad score_grad(const AttnParams& p, float qk, float 
 __global__ void __launch_bounds__(32)
     attn_dkdv_f32_kernel(float* dqkv, const float* dout, const float* lse, const float* D, const float* qkv,
                          const __grid_constant__ AttnParams p) {
-    extern __shared__ float sm[];
+    float* sm = dynamic_smem<float>();
     int hd = p.hd, S = hd + 1, lane = threadIdx.x;
     float *sK = sm, *sV = sK + kTile * S, *sdK = sV + kTile * S, *sdV = sdK + kTile * S;  // [32][S] each
     float *sq = sdV + kTile * S, *sdo = sq + hd;                                           // [hd] each
@@ -159,7 +160,7 @@ __global__ void __launch_bounds__(32)
 __global__ void __launch_bounds__(32)
     attn_dq_f32_kernel(float* dqkv, const float* dout, const float* lse, const float* D, const float* qkv,
                        const __grid_constant__ AttnParams p) {
-    extern __shared__ float sm[];
+    float* sm = dynamic_smem<float>();
     int hd = p.hd, S = hd + 1, lane = threadIdx.x;
     float *sQ = sm, *sdO = sQ + kTile * S, *sdQ = sdO + kTile * S, *sK = sdQ + kTile * S, *sV = sK + kTile * S;
     int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
@@ -192,27 +193,22 @@ __global__ void __launch_bounds__(32)
     store_rows(dqkv + int64_t(b) * p.T * p.W + h * hd, p.W, sdQ, q0, p.T, hd, 1.f);
 }
 
-template <typename K> void launch(K kernel, dim3 grid, size_t smem, cudaStream_t st, auto... args) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<grid, kTile, smem, st>>>(args...);
-    CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
 void attention_fwd_f32(float* o, float* lse, const float* qkv, const float* sink, const AttnParams& p,
                        cudaStream_t st) {
     dim3 grid(unsigned(ceil_div(p.T, kTile)), unsigned(p.H), unsigned(p.B));
-    launch(attn_fwd_f32_kernel, grid, 4 * kTile * (p.hd + 1) * sizeof(float), st, o, lse, qkv, sink, p);
+    CUDA_LAUNCH(attn_fwd_f32_kernel, grid, kTile, 4 * kTile * (p.hd + 1) * sizeof(float), st, o, lse, qkv, sink, p);
 }
 
 void attention_bwd_f32(float* dqkv, const float* dout, const float* lse, const float* D, const float* qkv,
                        const AttnParams& p, cudaStream_t st) {
     dim3 kv_grid(unsigned(ceil_div(p.T, kTile)), unsigned(p.Hkv), unsigned(p.B));
-    launch(attn_dkdv_f32_kernel, kv_grid, (4 * kTile * (p.hd + 1) + 2 * p.hd) * sizeof(float), st, dqkv, dout, lse,
-           D, qkv, p);
+    CUDA_LAUNCH(attn_dkdv_f32_kernel, kv_grid, kTile, (4 * kTile * (p.hd + 1) + 2 * p.hd) * sizeof(float), st, dqkv,
+                dout, lse, D, qkv, p);
     dim3 q_grid(unsigned(ceil_div(p.T, kTile)), unsigned(p.H), unsigned(p.B));
-    launch(attn_dq_f32_kernel, q_grid, 5 * kTile * (p.hd + 1) * sizeof(float), st, dqkv, dout, lse, D, qkv, p);
+    CUDA_LAUNCH(attn_dq_f32_kernel, q_grid, kTile, 5 * kTile * (p.hd + 1) * sizeof(float), st, dqkv, dout, lse, D, qkv,
+                p);
 }
 
 }  // namespace sinklab::cuda

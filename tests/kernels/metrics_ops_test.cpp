@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "core/rng.h"
+#include "test_util.h"
 
 namespace sinklab::test {
 namespace {
@@ -27,15 +28,9 @@ struct Buf {
     }
 };
 
-AttnSpec spec(int B, int T, int H, int Hkv, int hd) {
-    AttnSpec s;
-    s.B = B, s.T = T, s.H = H, s.Hkv = Hkv, s.hd = hd;
-    s.scale = 1.f / std::sqrt(float(hd));
-    return s;
-}
 
 std::vector<double> normal(size_t n, uint64_t seed, double sd = 1.0) {
-    Rng r(seed, 1);
+    sinklab::Rng r(seed, 1);
     std::vector<double> v(n);
     for (double& x : v) x = r.normal() * sd;
     return v;
@@ -46,7 +41,7 @@ std::vector<double> normal(size_t n, uint64_t seed, double sd = 1.0) {
 TEST(SinkOps, AttentionMassOnKeyZeroIsTheBuiltInWeight) {
     auto be = make_cpu_backend(DType::F64, 1);
     const int B = 2, T = 12, H = 2, hd = 4;
-    const AttnSpec s = spec(B, T, H, H, hd);
+    const AttnSpec s = attn_spec(B, T, H, H, hd);
     const double w = 0.37;
     std::vector<double> qkv(size_t(B) * T * s.qkv_width(), 0.0);
     for (int b = 0; b < B; b++)
@@ -76,7 +71,7 @@ TEST(SinkOps, MassFromLseEqualsTheExplicitMatrix) {
     for (AttnScore score : {AttnScore::Softmax, AttnScore::SinkLogit, AttnScore::OffByOne, AttnScore::Sigmoid}) {
         auto be = make_cpu_backend(DType::F64, 2);
         const int B = 3, T = 70, H = 4, Hkv = 2, hd = 8;
-        AttnSpec s = spec(B, T, H, Hkv, hd);
+        AttnSpec s = attn_spec(B, T, H, Hkv, hd);
         s.score = score;
         s.sigmoid_bias = -1.0f;
         s.n_isolate = 2;
@@ -134,7 +129,7 @@ TEST(SinkOps, MassFromLseEqualsTheExplicitMatrix) {
 // An isolated row puts all of its weight on itself: its own position's mass includes a one-hot row.
 TEST(SinkOps, IsolatedRowIsOneHot) {
     auto be = make_cpu_backend(DType::F64, 1);
-    AttnSpec s = spec(1, 16, 2, 2, 4);
+    AttnSpec s = attn_spec(1, 16, 2, 2, 4);
     s.n_isolate = 1;
     s.isolate[0] = 7;
     Buf x(*be, DType::F64, {1, 16, s.qkv_width()}), o(*be, DType::F64, {1, 16, 2, 4}), lse(*be, DType::F64, {1, 2, 16}),
@@ -151,7 +146,7 @@ TEST(SinkOps, IsolatedRowIsOneHot) {
 TEST(SinkOps, UniformAttentionStdFallsLikeInverseSqrt) {
     auto be = make_cpu_backend(DType::F64, 2);
     const int B = 8, T = 32, H = 8, hd = 64;
-    const AttnSpec s = spec(B, T, H, H, hd);
+    const AttnSpec s = attn_spec(B, T, H, H, hd);
     std::vector<double> qkv = normal(size_t(B) * T * s.qkv_width(), 11);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
@@ -174,7 +169,7 @@ TEST(SinkOps, PlantedOutlierGivesTheHandComputedRatios) {
     const int B = 3, T = 5, D = 40;
     const float eps = 1e-2f;  // large, so that forgetting to take it out of rstd shows
     std::vector<double> x(size_t(B) * T * D);
-    Rng r(2, 2);
+    sinklab::Rng r(2, 2);
     for (double& v : x) v = r.uniform() < 0.5 ? -1.0 : 1.0;  // |x| = 1 everywhere ...
     for (int b = 0; b < B; b++) x[size_t(b) * T * D + 17] = -50.0;  // ... but channel 17 of token 0
     Buf xt(*be, DType::F32, {B, T, D}), st(*be, DType::F32, {3}), mm(*be, DType::F32, {2}),

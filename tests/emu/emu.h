@@ -1,0 +1,91 @@
+// A CPU emulator for the CUDA kernels of kernels/cuda, so that their tests run on machines without a GPU (CI).
+//
+// A grid runs block after block. The threads of a block are fibers of one OS thread that switch only where CUDA
+// threads meet: at __syncthreads and at warp collectives (shuffles, ldmatrix, mma). So a run is deterministic, and
+// whatever a thread computes between two meeting points is plain C++. What the hardware leaves open is made as
+// unfavourable as the emulator can make it:
+// - cp.async copies land at the latest moment allowed, when the issuing thread's cp.async.wait_group retires
+//   them; a kernel that reads a tile before waiting for it reads stale data;
+// - shared memory is checked for races between warps at the granularity of barrier epochs: a warp reading bytes
+//   (ldmatrix) that another warp wrote (cp.async) since the last __syncthreads, or an asynchronous copy into bytes
+//   another warp read after the copy was issued, is an error;
+// - the launch's dynamic shared memory starts full of NaNs and ends at an unmapped page, so reading what was never
+//   written shows in the results, and an access past its end stops the test (SIGSEGV) instead of corrupting memory;
+// - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix
+//   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error).
+// Not emulated: plain loads and stores are not race-checked, and there is no memory model beyond the above.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace sinklab::emu {
+
+// Limits of an sm_90 device (H100/H200) that a launch must respect.
+constexpr size_t kMaxDynamicSmem = 227 * 1024;
+constexpr unsigned kMaxBlockThreads = 1024;
+
+// Runs body() once per thread of the grid; returns when every block has finished. Throws sinklab::Error on any
+// fault listed above, naming the block and thread.
+void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body);
+
+// The running thread's coordinates and its block's dynamic shared memory.
+const dim3& thread_idx();
+const dim3& block_idx();
+const dim3& block_dim();
+const dim3& grid_dim();
+unsigned char* dynamic_smem();
+
+// __syncthreads(): every thread of the block that has not exited must arrive.
+void sync_block();
+
+// A warp collective. Every lane of the warp calls it with the same combine; the last lane to arrive runs
+// combine(ins, outs) over all 32 lanes' inputs and outputs, then the lanes go on.
+using Combine = void (*)(const void* const* ins, void* const* outs);
+void warp_collective(const void* in, void* out, Combine combine);
+
+template <typename T> T shfl_xor(T v, int lane_mask) {
+    struct In {
+        T v;
+        int m;
+    } in{v, lane_mask};
+    T out;
+    warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
+        for (int l = 0; l < 32; l++) {
+            const int src = l ^ static_cast<const In*>(ins[l])->m;
+            *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[src & 31])->v;
+        }
+    });
+    return out;
+}
+template <typename T> T shfl_idx(T v, int src_lane) {
+    struct In {
+        T v;
+        int s;
+    } in{v, src_lane};
+    T out;
+    warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
+        for (int l = 0; l < 32; l++)
+            *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[static_cast<const In*>(ins[l])->s & 31])->v;
+    });
+    return out;
+}
+void sync_warp();
+
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane l names row l % 8 of matrix l / 8.
+void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans);
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, d += a b, with the PTX fragment layouts.
+void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+
+// cp.async of `bytes` (4, 8 or 16) from global src to shared dst, of which src_bytes are read and the rest
+// zero-filled; commit_group; wait_group n (all but the newest n groups of this thread land now).
+void async_copy(void* dst, const void* src, int bytes, int src_bytes);
+void async_commit();
+void async_wait(int n);
+
+}  // namespace sinklab::emu

@@ -1,0 +1,143 @@
+// The emulator's own checks (emu.h): that ldmatrix + mma.sync compute a matrix product, that cp.async copies land
+// only at their wait, and that each fault it promises to report is reported. Kernels here are written as CUDA
+// device code against the emulator's headers, as kernels/cuda is.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/mma.cuh"
+#include "test_util.h"
+
+namespace sinklab {
+namespace {
+
+using cuda::bf16;
+
+std::string fault_of(const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// C[16][8] = A[16][16] B[16][8], the operands row-major in global memory: one warp stages A and B^T in shared
+// memory and loads them with ldmatrix as attention.cu does (A by rows; B by its columns, the rows of B^T) for one
+// mma.
+void mma_kernel(float* C, const bf16* A, const bf16* Bt) {
+    constexpr int S = 24;  // padded row, 48 bytes: 16-byte aligned rows
+    bf16* sA = cuda::dynamic_smem<bf16>();  // [16][S]
+    bf16* sB = sA + 16 * S;                 // [16][S]: B^T, rows 8..15 zero
+    const int lane = threadIdx.x;
+    for (int i = lane; i < 16 * 16; i += 32) {
+        sA[i / 16 * S + i % 16] = A[i];
+        sB[i / 16 * S + i % 16] = i / 16 < 8 ? Bt[i] : __float2bfloat16_rn(0.f);
+    }
+    __syncwarp();
+    uint32_t a[4], b[4];
+    cuda::ldsm_x4(a, sA + ((lane & 7) + ((lane >> 3) & 1) * 8) * S + (lane >> 4) * 8);
+    cuda::ldsm_x4(b, sB + ((lane & 7) + (lane >> 4) * 8) * S + ((lane >> 3) & 1) * 8);
+    float d[4] = {};
+    cuda::mma(d, a, b[0], b[1]);
+    const int g = lane / 4, t = lane % 4;
+    C[g * 8 + 2 * t] = d[0], C[g * 8 + 2 * t + 1] = d[1];
+    C[(g + 8) * 8 + 2 * t] = d[2], C[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+
+TEST(Emulator, LdmatrixAndMmaComputeAMatrixProduct) {
+    test::Rng rng(3);
+    std::vector<bf16> A(16 * 16), Bt(8 * 16);
+    for (bf16& x : A) x = __float2bfloat16_rn(float(rng.uniform()));
+    for (bf16& x : Bt) x = __float2bfloat16_rn(float(rng.uniform()));
+    std::vector<float> C(16 * 8, NAN);
+    CUDA_LAUNCH(mma_kernel, 1, 32, 2 * 16 * 24 * sizeof(bf16), nullptr, C.data(), A.data(), Bt.data());
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 8; j++) {
+            double want = 0;
+            for (int k = 0; k < 16; k++)
+                want += double(__bfloat162float(A[i * 16 + k])) * __bfloat162float(Bt[j * 16 + k]);
+            EXPECT_NEAR(C[i * 8 + j], want, 1e-5) << "C[" << i << "][" << j << "]";
+        }
+}
+
+// Thread 0 copies src into shared memory asynchronously and reports what it reads before and after the wait.
+void async_kernel(float* before, float* after, const float* src) {
+    float* s = cuda::dynamic_smem<float>();
+    if (threadIdx.x != 0) return;
+    cuda::cp_async4(s, src, true);
+    cuda::cp_async_commit();
+    *before = s[0];
+    cuda::cp_async_wait<0>();
+    *after = s[0];
+}
+
+TEST(Emulator, CpAsyncLandsAtItsWait) {
+    const float src = 7.f;
+    float before = 0.f, after = 0.f;
+    CUDA_LAUNCH(async_kernel, 1, 32, 16, nullptr, &before, &after, &src);
+    EXPECT_TRUE(std::isnan(before)) << before;  // shared memory starts as NaN
+    EXPECT_EQ(after, 7.f);
+}
+
+// Warp 0 copies 16 bytes into shared memory; warp 1 reads them with ldmatrix, after a barrier or not.
+void race_kernel(const bf16* src, bool barrier) {
+    bf16* s = cuda::dynamic_smem<bf16>();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (warp == 0 && lane == 0) {
+        cuda::cp_async16(s, src, true);
+        cuda::cp_async_commit();
+        cuda::cp_async_wait<0>();
+    }
+    if (barrier) __syncthreads();
+    if (warp == 1) {
+        uint32_t r[4];
+        cuda::ldsm_x4(r, s + (lane % 8) * 8);
+    }
+}
+
+TEST(Emulator, ReportsAReadOfAnotherWarpsCopyBeforeABarrier) {
+    std::vector<bf16> src(8, __float2bfloat16_rn(1.f));
+    EXPECT_EQ(fault_of([&] { CUDA_LAUNCH(race_kernel, 1, 64, 8 * 8 * sizeof(bf16), nullptr, src.data(), true); }),
+              "");
+    const std::string f =
+        fault_of([&] { CUDA_LAUNCH(race_kernel, 1, 64, 8 * 8 * sizeof(bf16), nullptr, src.data(), false); });
+    EXPECT_NE(f.find("warp 1 reads shared byte 0 that warp 0 wrote since the last __syncthreads"), std::string::npos)
+        << f;
+    EXPECT_NE(f.find("emu_test.cpp"), std::string::npos) << f;  // the launch's file:line
+}
+
+// Half of each warp shuffles, the other half has left: the shuffle can never complete.
+void divergent_shuffle_kernel(float* out) {
+    if (threadIdx.x % 32 < 16) out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f, 1);
+}
+
+TEST(Emulator, ReportsAWarpCollectiveThatSomeLanesNeverReach) {
+    std::vector<float> out(32);
+    const std::string f = fault_of([&] { CUDA_LAUNCH(divergent_shuffle_kernel, 1, 32, 0, nullptr, out.data()); });
+    EXPECT_NE(f.find("wait at a __syncthreads or warp collective that other threads never reach"), std::string::npos)
+        << f;
+}
+
+// ldmatrix of the 8 rows of 8 elements that start at element `first` of shared memory.
+void ldmatrix_kernel(int first) {
+    uint32_t r[4];
+    cuda::ldsm_x4(r, cuda::dynamic_smem<bf16>() + first + (threadIdx.x % 8) * 8);
+}
+
+TEST(Emulator, ReportsMisalignedAndOutOfRangeAccessesAndLaunches) {
+    auto run = [](int first, size_t smem) {
+        return fault_of([&] { CUDA_LAUNCH(ldmatrix_kernel, 1, 32, smem, nullptr, first); });
+    };
+    EXPECT_EQ(run(0, 128), "");
+    EXPECT_NE(run(1, 256).find("not 16-byte aligned"), std::string::npos);
+    EXPECT_NE(run(0, 64).find("ldmatrix row of 16 bytes outside the launch's 64 bytes"), std::string::npos);
+    EXPECT_NE(run(0, 300 * 1024).find("dynamic shared memory; the device has"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sinklab

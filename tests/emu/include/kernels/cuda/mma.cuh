@@ -1,0 +1,17 @@
+// tests/emu's stand-in for kernels/cuda/mma.cuh: the same device functions, run by the emulator.
+#pragma once
+#include "kernels/cuda/common.cuh"
+
+namespace sinklab::cuda {
+
+inline void ldsm_x4(uint32_t (&r)[4], const bf16* p) { emu::ldmatrix_x4(r, p, false); }
+inline void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) { emu::ldmatrix_x4(r, p, true); }
+inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    emu::mma_bf16_m16n8k16(d, a, b0, b1);
+}
+inline void cp_async16(bf16* dst, const bf16* src, bool valid) { emu::async_copy(dst, src, 16, valid ? 16 : 0); }
+inline void cp_async4(float* dst, const float* src, bool valid) { emu::async_copy(dst, src, 4, valid ? 4 : 0); }
+inline void cp_async_commit() { emu::async_commit(); }
+template <int N> void cp_async_wait() { emu::async_wait(N); }
+
+}  // namespace sinklab::cuda
