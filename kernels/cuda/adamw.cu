@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -81,16 +82,14 @@ void adamw(float* w, P* copy, float* m, float* v, const float* g, int64_t n, con
                   float(std::sqrt(1.0 - std::pow(double(h.beta2), double(h.t)))),
                   h.stochastic_round,
                   h.seed};
-    adamw_kernel<P><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(w, copy, m, v, g, n, c);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(adamw_kernel<P>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, w, copy, m, v, g, n, c);
 }
 
 size_t sum_squares_scratch() { return kSumBlocks * sizeof(double); }
 
 template <typename T> double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st) {
     if (n == 0) return 0.0;
-    sum_squares_kernel<T><<<kSumBlocks, kThreads, 0, st>>>(g, n, scratch);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(sum_squares_kernel<T>, kSumBlocks, kThreads, 0, st, g, n, scratch);
     CUDA_CHECK(cudaMemcpyAsync(host_partials, scratch, kSumBlocks * sizeof(double), cudaMemcpyDeviceToHost, st));
     CUDA_CHECK(cudaStreamSynchronize(st));
     double sum = 0.0;

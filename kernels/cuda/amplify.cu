@@ -1,6 +1,7 @@
 // Variance amplification of row k of each sequence. Each thread owns one channel of one sequence: it reads
 // the whole column (for the mean) before writing any of it, so out may alias x without a race.
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -40,16 +41,15 @@ void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn, int64_t D, int k, fl
                  cudaStream_t st) {
     if (B * Tn * D == 0) return;
     dim3 grid(unsigned(ceil_div(D, kThreads)), unsigned(B));
-    amplify_fwd_kernel<T><<<grid, kThreads, 0, st>>>(out, x, Tn, D, k, lambda, centered);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(amplify_fwd_kernel<T>, grid, kThreads, 0, st, out, x, Tn, D, k, lambda, centered);
 }
 
 template <typename T>
 void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, float lambda, cudaStream_t st) {
     int64_t n = B * Tn * D;
     if (n == 0) return;
-    amplify_bwd_kernel<T><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(dx, dout, n, Tn * D, D, k, lambda);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(amplify_bwd_kernel<T>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, dx, dout, n, Tn * D, D, k,
+                lambda);
 }
 
 #define SL_INSTANTIATE(T)                                                                                   \

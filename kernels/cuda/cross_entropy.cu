@@ -3,6 +3,7 @@
 // every read of pass 1 (the target's logit included) happens before the block-wide merge, and in pass 2
 // each thread writes only the elements it has just read.
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -78,10 +79,10 @@ void cross_entropy(float* loss, T* dlogits, const T* logits, const int32_t* targ
     if (N == 0) return;
     SL_ASSERT(N < (int64_t(1) << 31), "cross_entropy: {} rows", N);
     if (vec_ok<T>(V, logits, dlogits))
-        cross_entropy_kernel<T, kVec<T>><<<unsigned(N), kThreads, 0, st>>>(loss, dlogits, logits, targets, V, scale);
+        CUDA_LAUNCH(cross_entropy_kernel<T, kVec<T>>, unsigned(N), kThreads, 0, st, loss, dlogits, logits, targets, V,
+                    scale);
     else
-        cross_entropy_kernel<T, 1><<<unsigned(N), kThreads, 0, st>>>(loss, dlogits, logits, targets, V, scale);
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(cross_entropy_kernel<T, 1>, unsigned(N), kThreads, 0, st, loss, dlogits, logits, targets, V, scale);
 }
 
 template void cross_entropy<float>(float*, float*, const float*, const int32_t*, int64_t, int64_t, float, cudaStream_t);

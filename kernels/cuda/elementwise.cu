@@ -2,6 +2,7 @@
 // double: exact for the products and (nearly always) sums of two f32/bf16 values, so each result is rounded
 // once, and these memory-bound kernels lose nothing by it.
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -37,22 +38,19 @@ template <typename T> void add(T* out, const T* a, const T* b, int64_t n, cudaSt
     if (n == 0) return;
     constexpr int VW = kVec<T>;
     if (vec_ok<T>(1, out, a, b))  // aligned bases; the tail is handled in the kernel
-        add_kernel<T, VW><<<unsigned(ceil_div(ceil_div(n, VW), kThreads)), kThreads, 0, st>>>(out, a, b, n);
+        CUDA_LAUNCH(add_kernel<T, VW>, unsigned(ceil_div(ceil_div(n, VW), kThreads)), kThreads, 0, st, out, a, b, n);
     else
-        add_kernel<T, 1><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(out, a, b, n);
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(add_kernel<T, 1>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, out, a, b, n);
 }
 
 template <typename T> void scale(T* x, float s, int64_t n, cudaStream_t st) {
     if (n == 0) return;
-    scale_kernel<T><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(x, double(s), n);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(scale_kernel<T>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, x, double(s), n);
 }
 
 template <typename D, typename S> void convert(D* dst, const S* src, int64_t n, cudaStream_t st) {
     if (n == 0) return;
-    convert_kernel<D, S><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(dst, src, n);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(convert_kernel<D, S>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, dst, src, n);
 }
 
 #define SL_INSTANTIATE(T)                                                       \

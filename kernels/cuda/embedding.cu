@@ -3,6 +3,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -65,10 +66,9 @@ void embedding_fwd(T* out, const int32_t* ids, const T* wte, int64_t N, int64_t 
     if (N == 0) return;
     dim3 grid(unsigned(ceil_div(N, kWarps)));
     if (vec_ok<T>(C, out, wte))
-        embedding_fwd_kernel<T, true><<<grid, kThreads, 0, st>>>(out, ids, wte, N, V, C);
+        CUDA_LAUNCH(embedding_fwd_kernel<T, true>, grid, kThreads, 0, st, out, ids, wte, N, V, C);
     else
-        embedding_fwd_kernel<T, false><<<grid, kThreads, 0, st>>>(out, ids, wte, N, V, C);
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(embedding_fwd_kernel<T, false>, grid, kThreads, 0, st, out, ids, wte, N, V, C);
 }
 
 // sorted ids [N], rows [N], sorted rows [N], then the sort's own temporary storage.
@@ -85,12 +85,10 @@ void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, in
     auto* rows = reinterpret_cast<int32_t*>(p + slot);
     auto* sorted_rows = reinterpret_cast<int32_t*>(p + 2 * slot);
     size_t temp_bytes = sort_temp_bytes(N);
-    iota_kernel<<<unsigned(ceil_div(N, kThreads)), kThreads, 0, st>>>(rows, N);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(iota_kernel, unsigned(ceil_div(N, kThreads)), kThreads, 0, st, rows, N);
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(p + 3 * slot, temp_bytes, ids, sorted_ids, rows, sorted_rows, N, 0,
                                                int(sizeof(int32_t) * 8), st));
-    embedding_bwd_kernel<T><<<unsigned(N), kThreads, 0, st>>>(dwte, sorted_ids, sorted_rows, dout, N, V, C);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(embedding_bwd_kernel<T>, unsigned(N), kThreads, 0, st, dwte, sorted_ids, sorted_rows, dout, N, V, C);
 }
 
 #define SL_INSTANTIATE(T)                                                                                    \

@@ -1,5 +1,6 @@
 // Gated attention output: out = x * sigmoid(logit), the logit per channel or per head.
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -51,8 +52,8 @@ void gate_fwd(T* out, const T* x, const T* logit, int64_t N, int64_t H, int64_t 
               cudaStream_t st) {
     int64_t n = N * H * hd;
     if (n == 0) return;
-    gate_fwd_kernel<T><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(out, x, logit, n, int(hd), per_channel);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(gate_fwd_kernel<T>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, out, x, logit, n, int(hd),
+                per_channel);
 }
 
 template <typename T>
@@ -61,11 +62,11 @@ void gate_bwd(T* dx, T* dlogit, const T* dout, const T* x, const T* logit, int64
     int64_t n = N * H * hd;
     if (n == 0) return;
     if (per_channel)
-        gate_bwd_channel_kernel<T><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, st>>>(dx, dlogit, dout, x, logit, n);
+        CUDA_LAUNCH(gate_bwd_channel_kernel<T>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, dx, dlogit, dout, x,
+                    logit, n);
     else
-        gate_bwd_head_kernel<T><<<unsigned(ceil_div(N * H, kThreads / 32)), kThreads, 0, st>>>(dx, dlogit, dout, x,
-                                                                                              logit, N * H, int(hd));
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(gate_bwd_head_kernel<T>, unsigned(ceil_div(N * H, kThreads / 32)), kThreads, 0, st, dx, dlogit,
+                    dout, x, logit, N * H, int(hd));
 }
 
 #define SL_INSTANTIATE(T)                                                                                 \

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 
@@ -346,44 +347,38 @@ void attn_mass(float* out, const T* qkv, const float* lse, const int* positions,
     const dim3 grid(unsigned(tiles), unsigned(s.H));
     // 16-byte loads need hd % kVec == 0 and aligned rows: W is then a multiple of kVec too.
     if (vec_ok<T>(s.hd, qkv))
-        attn_mass_kernel<T, kVec<T>><<<grid, kMassRows, 0, st>>>(partial, qkv, lse, P, pos, attn_params(s));
+        CUDA_LAUNCH(attn_mass_kernel<T, kVec<T>>, grid, kMassRows, 0, st, partial, qkv, lse, P, pos, attn_params(s));
     else
-        attn_mass_kernel<T, 1><<<grid, kMassRows, 0, st>>>(partial, qkv, lse, P, pos, attn_params(s));
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(attn_mass_kernel<T, 1>, grid, kMassRows, 0, st, partial, qkv, lse, P, pos, attn_params(s));
     const int n = s.H * P, warps_per_block = 4;
-    attn_mass_finish_kernel<<<unsigned(ceil_div(n, warps_per_block)), 32 * warps_per_block, 0, st>>>(
-        out, partial, n, int(tiles));
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(attn_mass_finish_kernel, unsigned(ceil_div(n, warps_per_block)), 32 * warps_per_block, 0, st, out,
+                partial, n, int(tiles));
 }
 
 template <typename T> void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s, cudaStream_t st) {
     SL_ASSERT(Q >= 1 && Q <= s.T, "attention map of {} positions, T = {}", Q, s.T);
-    attn_map_kernel<<<Q, 64, 0, st>>>(out, Q, qkv, lse, attn_params(s));
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(attn_map_kernel<T>, Q, 64, 0, st, out, Q, qkv, lse, attn_params(s));
 }
 
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st) {
     SL_ASSERT(Tp >= 1 && Tp <= Tn, "position_std over {} of {} positions", Tp, Tn);
     if (vec_ok<T>(D, x))
-        position_std_kernel<T, kVec<T>><<<Tp, kStdThreads, 0, st>>>(out, x, B, Tn, D);
+        CUDA_LAUNCH(position_std_kernel<T, kVec<T>>, Tp, kStdThreads, 0, st, out, x, B, Tn, D);
     else
-        position_std_kernel<T, 1><<<Tp, kStdThreads, 0, st>>>(out, x, B, Tn, D);
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(position_std_kernel<T, 1>, Tp, kStdThreads, 0, st, out, x, B, Tn, D);
 }
 
 template <typename T> void token0_stats(float* out, const T* x, int B, int Tn, int D, cudaStream_t st) {
     SL_ASSERT(B > 0 && Tn > 0 && D > 0, "token0_stats of [{}, {}, {}]", B, Tn, D);
     if (vec_ok<T>(D, x))
-        token0_stats_kernel<T, kVec<T>><<<1, kToken0Threads, 0, st>>>(out, x, B, Tn, D);
+        CUDA_LAUNCH(token0_stats_kernel<T, kVec<T>>, 1, kToken0Threads, 0, st, out, x, B, Tn, D);
     else
-        token0_stats_kernel<T, 1><<<1, kToken0Threads, 0, st>>>(out, x, B, Tn, D);
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(token0_stats_kernel<T, 1>, 1, kToken0Threads, 0, st, out, x, B, Tn, D);
 }
 
 void token0_norm_ratio(float* out, const float* rstd, int64_t B, int64_t Tn, float eps, cudaStream_t st) {
     SL_ASSERT(B > 0 && Tn > 0, "token0_norm_ratio of rstd [{}, {}]", B, Tn);
-    token0_norm_ratio_kernel<<<1, kToken0Threads, 0, st>>>(out, rstd, B * Tn, Tn, eps);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(token0_norm_ratio_kernel, 1, kToken0Threads, 0, st, out, rstd, B * Tn, Tn, eps);
 }
 
 size_t abs_max_median_scratch() { return kMaxSlices * (kBins * sizeof(unsigned) + sizeof(SelectState)); }
@@ -400,11 +395,10 @@ void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scra
         // Zero histograms and states; from then on each select_bin_kernel leaves its histogram zeroed.
         CUDA_CHECK(cudaMemsetAsync(scratch, 0, abs_max_median_scratch(), st));
         for (int level = 0; level < kLevels; level++) {
-            abs_hist_kernel<<<dim3(unsigned(hist_blocks(n)), unsigned(k)), kThreads, 0, st>>>(hist, state, slices, n,
-                                                                                              level);
-            CUDA_CHECK_LAUNCH();
-            select_bin_kernel<<<unsigned(k), 1024, 0, st>>>(out + 2 * k0, hist, state, unsigned((n - 1) / 2), level);
-            CUDA_CHECK_LAUNCH();
+            CUDA_LAUNCH(abs_hist_kernel<T>, dim3(unsigned(hist_blocks(n)), unsigned(k)), kThreads, 0, st, hist, state,
+                        slices, n, level);
+            CUDA_LAUNCH(select_bin_kernel, unsigned(k), 1024, 0, st, out + 2 * k0, hist, state, unsigned((n - 1) / 2),
+                        level);
         }
     }
 }

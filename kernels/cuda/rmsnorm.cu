@@ -4,6 +4,7 @@
 // per-chunk column partial sums (a fixed split of the rows), then an ordered reduction over chunks, so the result
 // does not depend on scheduling.
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -198,12 +199,13 @@ void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const N
     if (L.N == 0) return;
     if (vec_ok<T>(L.gs, out, x, g0, g1)) {
         const int lanes = lanes_for(L.gs, kVec<T>);
-        norm_fwd_kernel<T, true><<<norm_grid(L, lanes), kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps, lanes);
+        CUDA_LAUNCH(norm_fwd_kernel<T, true>, norm_grid(L, lanes), kThreads, 0, st, out, rstd, x, g0, g1, L, eps,
+                    lanes);
     } else {
         const int lanes = lanes_for(L.gs, 1);
-        norm_fwd_kernel<T, false><<<norm_grid(L, lanes), kThreads, 0, st>>>(out, rstd, x, g0, g1, L, eps, lanes);
+        CUDA_LAUNCH(norm_fwd_kernel<T, false>, norm_grid(L, lanes), kThreads, 0, st, out, rstd, x, g0, g1, L, eps,
+                    lanes);
     }
-    CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>
@@ -214,26 +216,23 @@ void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T*
     if (L.N == 0) return;
     if (vec_ok<T>(L.gs, dx, dout, x, g0, g1)) {
         const int lanes = lanes_for(L.gs, kVec<T>);
-        norm_dx_kernel<T, true><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes,
-                                                                          accumulate);
+        CUDA_LAUNCH(norm_dx_kernel<T, true>, norm_grid(L, lanes), kThreads, 0, st, dx, dout, x, g0, g1, rstd, L,
+                    lanes, accumulate);
     } else {
         const int lanes = lanes_for(L.gs, 1);
-        norm_dx_kernel<T, false><<<norm_grid(L, lanes), kThreads, 0, st>>>(dx, dout, x, g0, g1, rstd, L, lanes,
-                                                                           accumulate);
+        CUDA_LAUNCH(norm_dx_kernel<T, false>, norm_grid(L, lanes), kThreads, 0, st, dx, dout, x, g0, g1, rstd, L,
+                    lanes, accumulate);
     }
-    CUDA_CHECK_LAUNCH();
 
     int chunks = chunks_of(L.N), Wn = L.G * L.gs;
     int64_t rows_per_chunk = ceil_div(L.N, chunks);
     auto* partial = static_cast<float*>(scratch);  // [chunks, Wn]
-    norm_dg_partial_kernel<T><<<dim3(unsigned(ceil_div(Wn, kThreads)), unsigned(chunks)), kThreads, 0, st>>>(
-        partial, dout, x, rstd, L, rows_per_chunk);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(norm_dg_partial_kernel<T>, dim3(unsigned(ceil_div(Wn, kThreads)), unsigned(chunks)), kThreads, 0, st,
+                partial, dout, x, rstd, L, rows_per_chunk);
     auto reduce = [&](float* dg, int ha, int hb) {
         int len = L.per_group ? (hb - ha) * L.gs : L.gs;
-        norm_dg_reduce_kernel<<<unsigned(ceil_div(len, kThreads)), kThreads, 0, st>>>(dg, partial, chunks, Wn, L.gs,
-                                                                                      ha, hb, L.per_group);
-        CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(norm_dg_reduce_kernel, unsigned(ceil_div(len, kThreads)), kThreads, 0, st, dg, partial, chunks,
+                    Wn, L.gs, ha, hb, L.per_group);
     };
     reduce(dg0, 0, L.G0);
     if (dg1) reduce(dg1, L.G0, L.G);

@@ -2,6 +2,7 @@
 // (row, pair) computes the angle once, in double (positions up to 1e5 keep f32-exact sines), and rotates that
 // pair in every q and k head.
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -31,9 +32,8 @@ template <typename T> void rope(T* qkv, const AttnSpec& s, float theta, int pos0
     int64_t N = int64_t(s.B) * s.T, items = N * (s.hd / 2);
     if (items == 0) return;
     constexpr int kThreads = 256;
-    rope_kernel<T><<<unsigned(ceil_div(items, kThreads)), kThreads, 0, st>>>(
-        qkv, N, s.T, s.qkv_width(), s.H + s.Hkv, s.hd, double(theta), pos0, inverse ? -1.f : 1.f);
-    CUDA_CHECK_LAUNCH();
+    CUDA_LAUNCH(rope_kernel<T>, unsigned(ceil_div(items, kThreads)), kThreads, 0, st, qkv, N, s.T, s.qkv_width(),
+                s.H + s.Hkv, s.hd, double(theta), pos0, inverse ? -1.f : 1.f);
 }
 
 template void rope<float>(float*, const AttnSpec&, float, int, bool, cudaStream_t);

@@ -1,5 +1,6 @@
 // SwiGLU on the fused [a | b] projection: out = silu(a) * b.
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace sinklab::cuda {
 namespace {
@@ -34,10 +35,9 @@ template <typename T, int VW>
 void launch_swiglu_fwd(T* out, const T* ab, int64_t N, int64_t F, float* rest_max, int Tn, cudaStream_t st) {
     const unsigned blocks = unsigned(ceil_div(N * F / VW, kThreads));
     if (rest_max)
-        swiglu_fwd_kernel<T, VW, true><<<blocks, kThreads, 0, st>>>(out, ab, N, F, rest_max, Tn);
+        CUDA_LAUNCH(swiglu_fwd_kernel<T, VW, true>, blocks, kThreads, 0, st, out, ab, N, F, rest_max, Tn);
     else
-        swiglu_fwd_kernel<T, VW, false><<<blocks, kThreads, 0, st>>>(out, ab, N, F, nullptr, 1);
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(swiglu_fwd_kernel<T, VW, false>, blocks, kThreads, 0, st, out, ab, N, F, nullptr, 1);
 }
 
 // da = dout b silu'(a), silu'(a) = s (1 + a (1 - s)); db = dout silu(a).
@@ -78,10 +78,10 @@ template <typename T> void swiglu_bwd(T* dab, const T* dout, const T* ab, int64_
     if (N * F == 0) return;
     constexpr int VW = kVec<T>;
     if (vec_ok<T>(F, dab, dout, ab))
-        swiglu_bwd_kernel<T, VW><<<unsigned(ceil_div(N * F / VW, kThreads)), kThreads, 0, st>>>(dab, dout, ab, N, F);
+        CUDA_LAUNCH(swiglu_bwd_kernel<T, VW>, unsigned(ceil_div(N * F / VW, kThreads)), kThreads, 0, st, dab, dout,
+                    ab, N, F);
     else
-        swiglu_bwd_kernel<T, 1><<<unsigned(ceil_div(N * F, kThreads)), kThreads, 0, st>>>(dab, dout, ab, N, F);
-    CUDA_CHECK_LAUNCH();
+        CUDA_LAUNCH(swiglu_bwd_kernel<T, 1>, unsigned(ceil_div(N * F, kThreads)), kThreads, 0, st, dab, dout, ab, N, F);
 }
 
 #define SL_INSTANTIATE(T)                                                                   \

@@ -21,6 +21,7 @@
 #if SINKLAB_HAVE_CUDNN
 #include "kernels/cuda/attention_cudnn.h"
 #endif
+#include "cuda/cuda_under_test.h"
 #include "precision_rules.h"
 #include "test_util.h"
 
@@ -170,11 +171,10 @@ Backends& backends() {
     static Backends b = [] {
         Backends r;
         BackendOptions opt;
-        opt.kind = "cuda";
         opt.cuda_compute = DType::F32;
-        r.cuda_f32 = make_backend(opt);
+        r.cuda_f32 = test::make_cuda_under_test(opt);
         opt.cuda_compute = DType::BF16;
-        r.cuda_bf16 = make_backend(opt);
+        r.cuda_bf16 = test::make_cuda_under_test(opt);
         r.cpu_f32 = make_cpu_backend(DType::F32);
         r.cpu_f64 = make_cpu_backend(DType::F64);
         return r;
@@ -211,7 +211,7 @@ void check(const Case& c, uint64_t seed = 1) {
 class CudaOps : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
     }
 };
 
@@ -837,11 +837,10 @@ TEST(CudaBackendSelection, AutoAndExplicit) {
 }
 
 TEST(CudaBackendSelection, BadPrecisionIsRefused) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
     BackendOptions opt;
-    opt.kind = "cuda";
     opt.cuda_compute = DType::F64;
-    EXPECT_THROW(make_backend(opt), Error);
+    EXPECT_THROW(test::make_cuda_under_test(opt), Error);
 }
 
 // A GPU too small for the run says so in one line, with where to look and what to lower; the CPU backend's twin is

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda_under_test.h"
 #include "metrics/sink_metrics.h"
 #include "model/model_fixture.h"
 #include "train/optimizer.h"
@@ -86,9 +87,8 @@ std::vector<double> rounded_to_bf16(std::vector<double> w) {
 
 std::unique_ptr<Backend> cuda_backend(DType compute) {
     BackendOptions o;
-    o.kind = "cuda";
     o.cuda_compute = compute;
-    return make_backend(o);
+    return test::make_cuda_under_test(o);
 }
 
 // A model on `be` holding weights `w` (its truth; the compute copy follows).
@@ -199,7 +199,7 @@ void expect_tracks(const std::vector<double>& got, const std::vector<double>& wa
 class CudaModel : public ::testing::TestWithParam<Variant> {
 protected:
     void SetUp() override {
-        if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+        if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
     }
 };
 
@@ -221,7 +221,7 @@ INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::ValuesIn(variants()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(CudaModelCudnn, GradientsMatchCpuBf16) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
 #if !SINKLAB_HAVE_CUDNN
     GTEST_SKIP() << "built without cuDNN";
 #else
@@ -232,7 +232,7 @@ TEST(CudaModelCudnn, GradientsMatchCpuBf16) {
 }
 
 TEST(CudaModelTraining, Fp32LossesTrackCpu) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
     auto gpu = cuda_backend(DType::F32);
     auto cpu = make_cpu_backend(DType::F32, 1);
     for (const char* variant : {"standard", "headnorm"}) {
@@ -272,7 +272,7 @@ void expect_metrics_close(SinkValues got, SinkValues want, double rtol, const st
 // The metrics the CUDA kernels compute (the fused FFN maximum, the norm ratio from rstd, every layer's median in
 // one call) against the CPU backend's, in fp32 mode; the activations differ only by f32 rounding.
 TEST(CudaModelMetrics, SinkMetricsMatchCpuFp32) {
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
     auto gpu = cuda_backend(DType::F32);
     auto cpu = make_cpu_backend(DType::F32, 1);
     for (const char* name : {"standard", "headnorm", "sigmoid", "isolate"}) {

@@ -1,4 +1,9 @@
 // The scheduler and the emulated instructions of emu.h.
+//
+// Fibers switch with _setjmp/_longjmp, which save no signal mask (swapcontext makes a system call at every switch,
+// and a switch happens at every warp instruction); ucontext only starts each fiber on its own stack. Fortified
+// longjmp refuses to jump between stacks, so this file opts out of it.
+#undef _FORTIFY_SOURCE
 #include "emu.h"
 
 #include <fmt/format.h>
@@ -6,13 +11,14 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include <bit>
+#include <csetjmp>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <vector>
 
 #include "core/check.h"
+#include "core/dtype.h"
 
 namespace sinklab::emu {
 namespace {
@@ -29,7 +35,9 @@ struct Copy {
 };
 
 struct Fiber {
-    ucontext_t ctx;
+    ucontext_t start;  // the first entry, onto the fiber's stack
+    jmp_buf resume;    // every later one
+    bool started = false;
     dim3 idx;
     int warp = 0, lane = 0;
     bool done = false, waiting = false;
@@ -78,9 +86,9 @@ struct State {
     const std::function<void()>* body = nullptr;
     std::vector<Fiber> fibers;
     std::vector<Warp> warps;
-    std::vector<std::unique_ptr<Guarded>> stacks;
     Fiber* current = nullptr;
-    ucontext_t main_ctx;
+    ucontext_t main_ctx;  // written by each fiber's first entry, never resumed
+    jmp_buf main_resume;
     int alive = 0, at_barrier = 0;
     uint32_t epoch = 1;
     unsigned char* smem = nullptr;
@@ -101,10 +109,21 @@ Fiber& self() {
     return *g->current;
 }
 
+// The stacks of this OS thread's fibers, kept from launch to launch: each is two system calls to map and guard.
+std::vector<std::unique_ptr<Guarded>>& stacks(size_t n) {
+    thread_local std::vector<std::unique_ptr<Guarded>> pool;
+    while (pool.size() < n) pool.push_back(std::make_unique<Guarded>(kStackBytes));
+    return pool;
+}
+
+void to_scheduler(Fiber& f) {
+    if (!_setjmp(f.resume)) _longjmp(g->main_resume, 1);
+}
+
 void yield() {
     Fiber& f = self();
     f.waiting = true;
-    swapcontext(&f.ctx, &g->main_ctx);
+    to_scheduler(f);
 }
 
 size_t smem_offset(const void* p, size_t bytes, const char* what) {
@@ -161,20 +180,46 @@ void release_barrier_if_complete() {
         if (!f.done) f.waiting = false;
 }
 
+// A fiber runs its thread of one block after another; between blocks it waits in to_scheduler. It never returns:
+// when the grid is done (or has failed) it is abandoned, and its stack goes to the next launch.
 void fiber_main() {
-    Fiber& f = *g->current;
-    try {
-        (*g->body)();
-        land_through(f, INT32_MAX);  // copies never waited for still land
-    } catch (...) {
-        if (!g->error) g->error = std::current_exception();
+    for (;;) {
+        Fiber& f = *g->current;
+        try {
+            (*g->body)();
+            land_through(f, INT32_MAX);  // copies never waited for still land
+        } catch (...) {
+            if (!g->error) g->error = std::current_exception();
+        }
+        f.done = true;
+        to_scheduler(f);
     }
-    f.done = true;  // uc_link returns to the scheduler
+}
+
+// Runs fiber f until it next waits or finishes its thread.
+void resume(Fiber& f) {
+    g->current = &f;
+    if (_setjmp(g->main_resume)) return;
+    if (f.started) _longjmp(f.resume, 1);
+    f.started = true;
+    swapcontext(&g->main_ctx, &f.start);
+}
+
+void start_fibers(size_t n) {
+    g->fibers.assign(n, Fiber{});
+    std::vector<std::unique_ptr<Guarded>>& pool = stacks(n);
+    for (size_t i = 0; i < n; i++) {
+        Fiber& f = g->fibers[i];
+        getcontext(&f.start);
+        f.start.uc_stack.ss_sp = pool[i]->data;
+        f.start.uc_stack.ss_size = kStackBytes;
+        f.start.uc_link = nullptr;
+        makecontext(&f.start, fiber_main, 0);
+    }
 }
 
 void run_block() {
-    const int n = int(g->block.x * g->block.y * g->block.z);
-    g->fibers.assign(size_t(n), Fiber{});
+    const int n = int(g->fibers.size());
     g->warps.assign(size_t((n + 31) / 32), Warp{});
     for (int w = 0; w < int(g->warps.size()); w++) g->warps[size_t(w)].lanes = std::min(32, n - 32 * w);
     std::memset(g->smem, 0xff, g->smem_bytes);  // NaN in f32 and bf16: what was never written shows
@@ -186,19 +231,16 @@ void run_block() {
         f.idx = dim3(unsigned(i) % g->block.x, unsigned(i) / g->block.x % g->block.y,
                      unsigned(i) / (g->block.x * g->block.y));
         f.warp = i / 32, f.lane = i % 32;
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = g->stacks[size_t(i)]->data;
-        f.ctx.uc_stack.ss_size = kStackBytes;
-        f.ctx.uc_link = &g->main_ctx;
-        makecontext(&f.ctx, fiber_main, 0);
+        f.done = f.waiting = false;
+        f.copies.clear();
+        f.committed = 0;
     }
     while (g->alive > 0) {
         bool ran = false;
         for (Fiber& f : g->fibers) {
             if (f.done || f.waiting) continue;
             ran = true;
-            g->current = &f;
-            swapcontext(&g->main_ctx, &f.ctx);
+            resume(f);
             if (g->error) std::rethrow_exception(g->error);
             if (f.done) {
                 g->alive--;
@@ -224,7 +266,6 @@ uint16_t bf16_at(const unsigned char* row, int col) {
     std::memcpy(&v, row + 2 * col, 2);
     return v;
 }
-float bf16_to_float(uint32_t bits16) { return std::bit_cast<float>(bits16 << 16); }
 
 template <bool kTrans> void ldmatrix_combine(const void* const* ins, void* const* outs) {
     const int warp = self().warp;
@@ -259,12 +300,12 @@ void mma_combine(const void* const* ins, void* const* outs) {
         const int r = l / 4, c = 2 * (l % 4);
         for (int h = 0; h < 2; h++) {  // low and high half of each register: columns (or k) c and c + 1
             const int s = 16 * h;
-            A[r][c + h] = bf16_to_float(in.a[0] >> s & 0xffff);
-            A[r + 8][c + h] = bf16_to_float(in.a[1] >> s & 0xffff);
-            A[r][c + 8 + h] = bf16_to_float(in.a[2] >> s & 0xffff);
-            A[r + 8][c + 8 + h] = bf16_to_float(in.a[3] >> s & 0xffff);
-            Bm[c + h][r] = bf16_to_float(in.b0 >> s & 0xffff);
-            Bm[c + 8 + h][r] = bf16_to_float(in.b1 >> s & 0xffff);
+            A[r][c + h] = bf16_bits_to_float(uint16_t(in.a[0] >> s));
+            A[r + 8][c + h] = bf16_bits_to_float(uint16_t(in.a[1] >> s));
+            A[r][c + 8 + h] = bf16_bits_to_float(uint16_t(in.a[2] >> s));
+            A[r + 8][c + 8 + h] = bf16_bits_to_float(uint16_t(in.a[3] >> s));
+            Bm[c + h][r] = bf16_bits_to_float(uint16_t(in.b0 >> s));
+            Bm[c + 8 + h][r] = bf16_bits_to_float(uint16_t(in.b1 >> s));
             C[r][c + h] = in.d[h];
             C[r + 8][c + h] = in.d[2 + h];
         }
@@ -298,9 +339,9 @@ void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void
     Guarded smem(smem_bytes);
     state.smem = smem.data, state.smem_bytes = smem_bytes;
     state.shadow.resize(smem_bytes);
-    for (unsigned i = 0; i < threads; i++) state.stacks.push_back(std::make_unique<Guarded>(kStackBytes));
     g = &state;
     try {
+        start_fibers(threads);
         for (unsigned z = 0; z < grid.z; z++)
             for (unsigned y = 0; y < grid.y; y++)
                 for (unsigned x = 0; x < grid.x; x++) {

@@ -1,4 +1,8 @@
-// A CPU emulator for the CUDA kernels of kernels/cuda, so that their tests run on machines without a GPU (CI).
+// A CPU emulator for the CUDA backend, so that its tests run on machines without a GPU (CI): the headers of
+// tests/emu/include stand in for the CUDA runtime (host memory, capped at kDeviceBytes and filled with NaNs when
+// allocated; streams are synchronous), cuBLASLt (a host GEMM with its documented semantics) and CUB's radix sort,
+// and for kernels/cuda's mma.cuh and launch.cuh, so that src/backend/cuda_backend.cu and every kernels/cuda file
+// but cuDNN's compile as C++ and run their kernels here. sinklab_emu_tests runs the tests of tests/cuda on it.
 //
 // A grid runs block after block. The threads of a block are fibers of one OS thread that switch only where CUDA
 // threads meet: at __syncthreads and at warp collectives (shuffles, ldmatrix, mma). So a run is deterministic, and
@@ -13,7 +17,8 @@
 //   written shows in the results, and an access past its end stops the test (SIGSEGV) instead of corrupting memory;
 // - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix
 //   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error).
-// Not emulated: plain loads and stores are not race-checked, and there is no memory model beyond the above.
+// Not emulated: plain loads and stores are not race-checked, there is no memory model beyond the above, and
+// nothing here says anything about speed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +77,20 @@ template <typename T> T shfl_idx(T v, int src_lane) {
     warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
         for (int l = 0; l < 32; l++)
             *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[static_cast<const In*>(ins[l])->s & 31])->v;
+    });
+    return out;
+}
+template <typename T> T shfl_up(T v, int delta) {
+    struct In {
+        T v;
+        int d;
+    } in{v, delta};
+    T out;
+    warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
+        for (int l = 0; l < 32; l++) {
+            const int d = static_cast<const In*>(ins[l])->d;
+            *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[l >= d ? l - d : l])->v;
+        }
     });
     return out;
 }

@@ -1,8 +1,9 @@
 // Stands in for CUDA's bf16 header in tests/emu: the storage type and the conversions the kernels use, rounding
-// to nearest even as the hardware does.
+// to nearest even as the hardware does (and as the host's conversions in core/dtype.h do).
 #pragma once
-#include <bit>
 #include <cstdint>
+
+#include "core/dtype.h"
 
 struct __nv_bfloat16 {
     uint16_t bits;
@@ -11,12 +12,8 @@ struct __nv_bfloat162 {
     __nv_bfloat16 x, y;
 };
 
-inline float __bfloat162float(__nv_bfloat16 h) { return std::bit_cast<float>(uint32_t(h.bits) << 16); }
-inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-    const uint32_t u = std::bit_cast<uint32_t>(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return {uint16_t(u >> 16 | 0x40)};  // NaN stays a (quiet) NaN
-    return {uint16_t((u + 0x7fffu + (u >> 16 & 1u)) >> 16)};
-}
+inline float __bfloat162float(__nv_bfloat16 h) { return sinklab::bf16_bits_to_float(h.bits); }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return {sinklab::float_to_bf16_bits(f)}; }
 inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
 inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
     return {__float2bfloat16_rn(lo), __float2bfloat16_rn(hi)};

@@ -1,0 +1,234 @@
+// The CUDA runtime and cuBLASLt calls of tests/emu/include, on host memory.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace sinklab::emu {
+
+// The emulated device's memory: enough for the tests' models, small enough that asking for more fails fast.
+constexpr size_t kDeviceBytes = size_t(4) << 30;
+
+namespace {
+
+std::map<void*, size_t>& allocations() {
+    static std::map<void*, size_t> a;
+    return a;
+}
+size_t& allocated() {
+    static size_t n = 0;
+    return n;
+}
+
+}  // namespace
+}  // namespace sinklab::emu
+
+using sinklab::emu::allocated;
+using sinklab::emu::allocations;
+using sinklab::emu::kDeviceBytes;
+
+struct CUstream_st {};
+struct CUevent_st {
+    std::chrono::steady_clock::time_point at;
+};
+
+cudaError_t cudaGetLastError() { return cudaSuccess; }
+const char* cudaGetErrorName(cudaError_t e) {
+    return e == cudaSuccess ? "cudaSuccess" : e == cudaErrorMemoryAllocation ? "cudaErrorMemoryAllocation"
+                                                                            : "cudaErrorInvalidValue";
+}
+const char* cudaGetErrorString(cudaError_t e) {
+    return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" : "invalid argument";
+}
+cudaError_t cudaGetDeviceCount(int* n) {
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
+    *prop = cudaDeviceProp{};
+    std::strcpy(prop->name, "emulated sm_90 (tests/emu)");
+    prop->major = 9, prop->minor = 0, prop->multiProcessorCount = 132;
+    prop->totalGlobalMem = kDeviceBytes;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+    *free_bytes = kDeviceBytes - allocated(), *total_bytes = kDeviceBytes;
+    return cudaSuccess;
+}
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+    if (bytes > kDeviceBytes - allocated()) return cudaErrorMemoryAllocation;
+    *p = std::malloc(bytes ? bytes : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    std::memset(*p, 0xff, bytes);
+    allocations()[*p] = bytes;
+    allocated() += bytes;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+    if (!p) return cudaSuccess;
+    auto it = allocations().find(p);
+    if (it == allocations().end()) return cudaErrorInvalidValue;
+    allocated() -= it->second;
+    allocations().erase(it);
+    std::free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t bytes) {
+    *p = std::malloc(bytes ? bytes : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void* p) {
+    std::free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+    std::memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+    std::memset(p, value, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* st, unsigned) {
+    *st = new CUstream_st;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t st) {
+    delete st;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t* ev) {
+    *ev = new CUevent_st;
+    return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t ev) {
+    delete ev;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t) {
+    ev->at = std::chrono::steady_clock::now();
+    return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+    *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
+    return cudaSuccess;
+}
+
+// ---- cuBLASLt ---------------------------------------------------------------------------------------------------
+struct cublasLtContext {};
+struct cublasLtMatmulDescOpaque_t {
+    cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
+};
+struct cublasLtMatrixLayoutOpaque_t {
+    cudaDataType_t type;
+    int64_t rows, cols, ld;
+};
+struct cublasLtMatmulPreferenceOpaque_t {};
+
+const char* cublasLtGetStatusName(cublasStatus_t s) {
+    return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_INVALID_VALUE";
+}
+const char* cublasLtGetStatusString(cublasStatus_t s) {
+    return s == CUBLAS_STATUS_SUCCESS ? "success" : "an invalid value was used as an argument";
+}
+cublasStatus_t cublasLtCreate(cublasLtHandle_t* h) {
+    *h = new cublasLtContext;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* d, cublasComputeType_t compute, cudaDataType_t scale) {
+    if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_INVALID_VALUE;
+    *d = new cublasLtMatmulDescOpaque_t;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
+    delete d;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr,
+                                              const void* buf, size_t bytes) {
+    if (bytes != sizeof(cublasOperation_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    std::memcpy(attr == CUBLASLT_MATMUL_DESC_TRANSA ? &d->ta : &d->tb, buf, bytes);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* l, cudaDataType_t type, uint64_t rows,
+                                          uint64_t cols, int64_t ld) {
+    if (ld < int64_t(rows)) return CUBLAS_STATUS_INVALID_VALUE;
+    *l = new cublasLtMatrixLayoutOpaque_t{type, int64_t(rows), int64_t(cols), ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
+    delete l;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* p) {
+    *p = new cublasLtMatmulPreferenceOpaque_t;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
+    delete p;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t,
+                                                    const void*, size_t) {
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
+                                              cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+                                              cublasLtMatmulPreference_t, int requested,
+                                              cublasLtMatmulHeuristicResult_t* results, int* found) {
+    if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    results[0] = cublasLtMatmulHeuristicResult_t{};
+    *found = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+namespace {
+
+float element(const void* base, const cublasLtMatrixLayoutOpaque_t& l, int64_t r, int64_t c) {
+    const int64_t i = r + c * l.ld;
+    if (l.type == CUDA_R_32F) return static_cast<const float*>(base)[i];
+    return sinklab::bf16_bits_to_float(static_cast<const uint16_t*>(base)[i]);
+}
+
+void set_element(void* base, const cublasLtMatrixLayoutOpaque_t& l, int64_t r, int64_t c, float v) {
+    const int64_t i = r + c * l.ld;
+    if (l.type == CUDA_R_32F) static_cast<float*>(base)[i] = v;
+    else static_cast<uint16_t*>(base)[i] = sinklab::float_to_bf16_bits(v);
+}
+
+}  // namespace
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const void* alpha, const void* A,
+                              cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b, const void* beta,
+                              const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t d,
+                              const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
+    const bool ta = op->ta == CUBLAS_OP_T, tb = op->tb == CUBLAS_OP_T;
+    const int64_t m = ta ? a->cols : a->rows, k = ta ? a->rows : a->cols;
+    const int64_t kb = tb ? b->cols : b->rows, n = tb ? b->rows : b->cols;
+    if (k != kb || d->rows != m || d->cols != n || c->rows != m || c->cols != n) return CUBLAS_STATUS_INVALID_VALUE;
+    const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+    std::vector<float> out(size_t(m * n));
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t i = 0; i < m; i++) {
+            float acc = 0.f;
+            for (int64_t p = 0; p < k; p++)
+                acc += element(A, *a, ta ? p : i, ta ? i : p) * element(B, *b, tb ? j : p, tb ? p : j);
+            out[size_t(i + j * m)] = al * acc + (be != 0.f ? be * element(C, *c, i, j) : 0.f);
+        }
+    for (int64_t j = 0; j < n; j++)  // after every read: C may be D
+        for (int64_t i = 0; i < m; i++) set_element(D, *d, i, j, out[size_t(i + j * m)]);
+    return CUBLAS_STATUS_SUCCESS;
+}
