@@ -8,13 +8,16 @@
 // threads meet: at __syncthreads and at warp collectives (shuffles, ldmatrix, mma). So a run is deterministic, and
 // whatever a thread computes between two meeting points is plain C++. What the hardware leaves open is made as
 // unfavourable as the emulator can make it:
+// - the threads of odd blocks (x + y + z) run in reverse order, so that a missing __syncwarp or __syncthreads shows
+//   in one of the two orders;
 // - cp.async copies land at the latest moment allowed, when the issuing thread's cp.async.wait_group retires
 //   them; a kernel that reads a tile before waiting for it reads stale data;
 // - shared memory is checked for races between warps at the granularity of barrier epochs: a warp reading bytes
 //   (ldmatrix) that another warp wrote (cp.async) since the last __syncthreads, or an asynchronous copy into bytes
 //   another warp read after the copy was issued, is an error;
-// - the launch's dynamic shared memory starts full of NaNs and ends at an unmapped page, so reading what was never
-//   written shows in the results, and an access past its end stops the test (SIGSEGV) instead of corrupting memory;
+// - the launch's dynamic shared memory and every device allocation start full of NaNs and end at an unmapped page,
+//   so reading what was never written shows in the results, and an access past the end stops the test (SIGSEGV)
+//   instead of corrupting memory;
 // - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix
 //   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error).
 // Not emulated: plain loads and stores are not race-checked, there is no memory model beyond the above, and
@@ -34,6 +37,15 @@ namespace sinklab::emu {
 // Limits of an sm_90 device (H100/H200) that a launch must respect.
 constexpr size_t kMaxDynamicSmem = 227 * 1024;
 constexpr unsigned kMaxBlockThreads = 1024;
+
+// Device memory for the runtime stand-in, at most kDeviceBytes in all (device_alloc returns nullptr beyond it):
+// NaN-filled, 256-byte aligned as cudaMalloc's, and ending at an unmapped page after rounding up to 256 bytes, so
+// that a kernel reading or writing past that end stops the test (SIGSEGV). device_free is false for a pointer
+// device_alloc did not return.
+constexpr size_t kDeviceBytes = size_t(4) << 30;
+void* device_alloc(size_t bytes);
+bool device_free(void* p);
+size_t device_allocated();
 
 // Runs body() once per thread of the grid; returns when every block has finished. Throws sinklab::Error on any
 // fault listed above, naming the block and thread.
