@@ -66,42 +66,20 @@ void sync_block();
 using Combine = void (*)(const void* const* ins, void* const* outs);
 void warp_collective(const void* in, void* out, Combine combine);
 
-template <typename T> T shfl_xor(T v, int lane_mask) {
+// __shfl_xor_sync, __shfl_sync and __shfl_up_sync (full mask, width 32): lane l gets v of lane l ^ arg, of lane
+// arg, or of lane l - arg (its own below arg).
+enum class Shfl { Xor, Idx, Up };
+template <Shfl kMode, typename T> T shfl(T v, int arg) {
     struct In {
         T v;
-        int m;
-    } in{v, lane_mask};
+        int arg;
+    } in{v, arg};
     T out;
     warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
         for (int l = 0; l < 32; l++) {
-            const int src = l ^ static_cast<const In*>(ins[l])->m;
+            const int a = static_cast<const In*>(ins[l])->arg;
+            const int src = kMode == Shfl::Xor ? l ^ a : kMode == Shfl::Idx ? a : l >= a ? l - a : l;
             *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[src & 31])->v;
-        }
-    });
-    return out;
-}
-template <typename T> T shfl_idx(T v, int src_lane) {
-    struct In {
-        T v;
-        int s;
-    } in{v, src_lane};
-    T out;
-    warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
-        for (int l = 0; l < 32; l++)
-            *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[static_cast<const In*>(ins[l])->s & 31])->v;
-    });
-    return out;
-}
-template <typename T> T shfl_up(T v, int delta) {
-    struct In {
-        T v;
-        int d;
-    } in{v, delta};
-    T out;
-    warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
-        for (int l = 0; l < 32; l++) {
-            const int d = static_cast<const In*>(ins[l])->d;
-            *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[l >= d ? l - d : l])->v;
         }
     });
     return out;
