@@ -101,9 +101,10 @@ struct State {
 
 thread_local State* g = nullptr;
 
+// Never destroyed: a backend held in a static is freed after every static made later, this one included.
 std::map<void*, std::pair<Guarded*, size_t>>& device_memory() {
-    static std::map<void*, std::pair<Guarded*, size_t>> m;
-    return m;
+    static auto* m = new std::map<void*, std::pair<Guarded*, size_t>>;
+    return *m;
 }
 
 [[noreturn]] void fault(const std::string& what) {
