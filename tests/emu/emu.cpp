@@ -117,7 +117,7 @@ Fiber& self() {
     return *g->current;
 }
 
-// The stacks of this OS thread's fibers, kept from launch to launch: each is two system calls to map and guard.
+// The stacks of this OS thread's fibers, kept from launch to launch: each takes three system calls to map and guard.
 std::vector<std::unique_ptr<Guarded>>& stacks(size_t n) {
     thread_local std::vector<std::unique_ptr<Guarded>> pool;
     while (pool.size() < n) pool.push_back(std::make_unique<Guarded>(kStackBytes));

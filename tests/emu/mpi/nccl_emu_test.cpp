@@ -130,9 +130,3 @@ TEST(NcclCommunicator, ShardedAdamWOnGpusMatchesTheWholeOne) {
 
 }  // namespace
 }  // namespace sinklab
-
-int main(int argc, char** argv) {
-    ::testing::InitGoogleTest(&argc, argv);
-    sinklab::process_communicator();  // MPI_Init before any test
-    return RUN_ALL_TESTS();
-}
