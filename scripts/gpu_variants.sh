@@ -6,8 +6,10 @@
 # Here, after bash scripts/gpu_pack.sh (whose build folder and carried libraries this reuses):
 #   bash scripts/gpu_variants.sh pack REF [REF...]   e.g. main norm-fused
 # It checks out each ref in turn (the working tree must be clean; the original checkout is restored), builds
-# sinklab and sinklab_tests incrementally in the gpu_pack.sh build folder, and packs them with each ref's configs/
-# into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device call, carry [".carry"]:
+# sinklab and sinklab_tests incrementally in the gpu_pack.sh build folder, runs the ref's CUDA tests on the CPU
+# emulator (sinklab_emu_tests, where the ref has it: a ref that fails there is not worth device time), and packs
+# the binaries with each ref's configs/ into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device
+# call, carry [".carry"]:
 #   bash scripts/gpu_variants.sh run
 # For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds of
 # `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, no per-op timing;
@@ -47,6 +49,13 @@ pack() {
         echo "gpu_variants: building $ref as $name (ninja -j $jobs)"
         ninja -C "$build" -j "$jobs" sinklab sinklab_tests >"$build/gpu_variants.build.log" 2>&1 ||
             die "building $ref failed; see $build/gpu_variants.build.log"
+        if ninja -C "$build" -t targets all 2>/dev/null | grep -q '^sinklab_emu_tests:'; then
+            echo "gpu_variants: $ref's CUDA tests on the CPU emulator (about a minute)"
+            ninja -C "$build" -j "$jobs" sinklab_emu_tests >>"$build/gpu_variants.build.log" 2>&1 ||
+                die "building $ref's sinklab_emu_tests failed; see $build/gpu_variants.build.log"
+            OMP_NUM_THREADS=$jobs "$build/tests/sinklab_emu_tests" --gtest_brief=1 >"$build/gpu_variants.emu.log" \
+                2>&1 || die "$ref fails its CUDA tests on the CPU emulator; see $build/gpu_variants.emu.log"
+        fi
         mkdir -p "$dir" &&
             strip --strip-unneeded -o "$dir/sinklab" "$build/sinklab" &&
             strip --strip-unneeded -o "$dir/sinklab_tests" "$build/tests/sinklab_tests" &&

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <vector>
 
 #include "core/check.h"
@@ -59,14 +60,15 @@ struct Shadow {
     uint32_t read_warps = 0;  // bit w: warp w read it in read_epoch
 };
 
-// Memory with an unmapped page right after `bytes` usable bytes (rounded up to 16), and one before.
+// Memory with an unmapped page right after `bytes` usable bytes (rounded up to `align`, a power of two at most a
+// page), and one before.
 struct Guarded {
     unsigned char* region = nullptr;
     size_t region_bytes = 0;
     unsigned char* data = nullptr;
 
-    explicit Guarded(size_t bytes) {
-        const size_t page = size_t(sysconf(_SC_PAGESIZE)), rounded = (bytes + 15) / 16 * 16;
+    explicit Guarded(size_t bytes, size_t align = 16) {
+        const size_t page = size_t(sysconf(_SC_PAGESIZE)), rounded = (bytes + align - 1) / align * align;
         const size_t pages = (rounded + page - 1) / page;
         region_bytes = (pages + 2) * page;
         void* r = mmap(nullptr, region_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -99,6 +101,12 @@ struct State {
 
 thread_local State* g = nullptr;
 
+// Never destroyed: a backend held in a static is freed after every static made later, this one included.
+std::map<void*, std::pair<Guarded*, size_t>>& device_memory() {
+    static auto* m = new std::map<void*, std::pair<Guarded*, size_t>>;
+    return *m;
+}
+
 [[noreturn]] void fault(const std::string& what) {
     const dim3 b = g->block_idx, t = g->current ? g->current->idx : dim3(0, 0, 0);
     throw Error(fmt::format("emu: block ({}, {}, {}) thread ({}, {}, {}): {}", b.x, b.y, b.z, t.x, t.y, t.z, what));
@@ -109,7 +117,7 @@ Fiber& self() {
     return *g->current;
 }
 
-// The stacks of this OS thread's fibers, kept from launch to launch: each is two system calls to map and guard.
+// The stacks of this OS thread's fibers, kept from launch to launch: each takes three system calls to map and guard.
 std::vector<std::unique_ptr<Guarded>>& stacks(size_t n) {
     thread_local std::vector<std::unique_ptr<Guarded>> pool;
     while (pool.size() < n) pool.push_back(std::make_unique<Guarded>(kStackBytes));
@@ -218,7 +226,9 @@ void start_fibers(size_t n) {
     }
 }
 
-void run_block() {
+// Odd blocks run their threads in reverse order: code that needs a __syncwarp or __syncthreads it lacks reads
+// data that is not there yet in one of the two orders.
+void run_block(bool reverse) {
     const int n = int(g->fibers.size());
     g->warps.assign(size_t((n + 31) / 32), Warp{});
     for (int w = 0; w < int(g->warps.size()); w++) g->warps[size_t(w)].lanes = std::min(32, n - 32 * w);
@@ -237,7 +247,8 @@ void run_block() {
     }
     while (g->alive > 0) {
         bool ran = false;
-        for (Fiber& f : g->fibers) {
+        for (int i = 0; i < n; i++) {
+            Fiber& f = g->fibers[size_t(reverse ? n - 1 - i : i)];
             if (f.done || f.waiting) continue;
             ran = true;
             resume(f);
@@ -346,13 +357,35 @@ void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void
             for (unsigned y = 0; y < grid.y; y++)
                 for (unsigned x = 0; x < grid.x; x++) {
                     state.block_idx = dim3(x, y, z);
-                    run_block();
+                    run_block((x + y + z) % 2 == 1);
                 }
     } catch (...) {
         g = nullptr;
         throw;
     }
     g = nullptr;
+}
+
+void* device_alloc(size_t bytes) {
+    if (bytes > kDeviceBytes - device_allocated()) return nullptr;
+    auto* m = new Guarded(bytes, 256);
+    std::memset(m->data, 0xff, bytes);
+    device_memory()[m->data] = {m, bytes};
+    return m->data;
+}
+
+bool device_free(void* p) {
+    auto it = device_memory().find(p);
+    if (it == device_memory().end()) return false;
+    delete it->second.first;
+    device_memory().erase(it);
+    return true;
+}
+
+size_t device_allocated() {
+    size_t n = 0;
+    for (const auto& [p, m] : device_memory()) n += m.second;
+    return n;
 }
 
 const dim3& thread_idx() { return self().idx; }

@@ -8,13 +8,16 @@
 // threads meet: at __syncthreads and at warp collectives (shuffles, ldmatrix, mma). So a run is deterministic, and
 // whatever a thread computes between two meeting points is plain C++. What the hardware leaves open is made as
 // unfavourable as the emulator can make it:
+// - the threads of odd blocks (x + y + z) run in reverse order, so that a missing __syncwarp or __syncthreads shows
+//   in one of the two orders;
 // - cp.async copies land at the latest moment allowed, when the issuing thread's cp.async.wait_group retires
 //   them; a kernel that reads a tile before waiting for it reads stale data;
 // - shared memory is checked for races between warps at the granularity of barrier epochs: a warp reading bytes
 //   (ldmatrix) that another warp wrote (cp.async) since the last __syncthreads, or an asynchronous copy into bytes
 //   another warp read after the copy was issued, is an error;
-// - the launch's dynamic shared memory starts full of NaNs and ends at an unmapped page, so reading what was never
-//   written shows in the results, and an access past its end stops the test (SIGSEGV) instead of corrupting memory;
+// - the launch's dynamic shared memory and every device allocation start full of NaNs and end at an unmapped page,
+//   so reading what was never written shows in the results, and an access past the end stops the test (SIGSEGV)
+//   instead of corrupting memory;
 // - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix
 //   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error).
 // Not emulated: plain loads and stores are not race-checked, there is no memory model beyond the above, and
@@ -35,6 +38,15 @@ namespace sinklab::emu {
 constexpr size_t kMaxDynamicSmem = 227 * 1024;
 constexpr unsigned kMaxBlockThreads = 1024;
 
+// Device memory for the runtime stand-in, at most kDeviceBytes in all (device_alloc returns nullptr beyond it):
+// NaN-filled, 256-byte aligned as cudaMalloc's, and ending at an unmapped page after rounding up to 256 bytes, so
+// that a kernel reading or writing past that end stops the test (SIGSEGV). device_free is false for a pointer
+// device_alloc did not return.
+constexpr size_t kDeviceBytes = size_t(4) << 30;
+void* device_alloc(size_t bytes);
+bool device_free(void* p);
+size_t device_allocated();
+
 // Runs body() once per thread of the grid; returns when every block has finished. Throws sinklab::Error on any
 // fault listed above, naming the block and thread.
 void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body);
@@ -54,42 +66,20 @@ void sync_block();
 using Combine = void (*)(const void* const* ins, void* const* outs);
 void warp_collective(const void* in, void* out, Combine combine);
 
-template <typename T> T shfl_xor(T v, int lane_mask) {
+// __shfl_xor_sync, __shfl_sync and __shfl_up_sync (full mask, width 32): lane l gets v of lane l ^ arg, of lane
+// arg, or of lane l - arg (its own below arg).
+enum class Shfl { Xor, Idx, Up };
+template <Shfl kMode, typename T> T shfl(T v, int arg) {
     struct In {
         T v;
-        int m;
-    } in{v, lane_mask};
+        int arg;
+    } in{v, arg};
     T out;
     warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
         for (int l = 0; l < 32; l++) {
-            const int src = l ^ static_cast<const In*>(ins[l])->m;
+            const int a = static_cast<const In*>(ins[l])->arg;
+            const int src = kMode == Shfl::Xor ? l ^ a : kMode == Shfl::Idx ? a : l >= a ? l - a : l;
             *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[src & 31])->v;
-        }
-    });
-    return out;
-}
-template <typename T> T shfl_idx(T v, int src_lane) {
-    struct In {
-        T v;
-        int s;
-    } in{v, src_lane};
-    T out;
-    warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
-        for (int l = 0; l < 32; l++)
-            *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[static_cast<const In*>(ins[l])->s & 31])->v;
-    });
-    return out;
-}
-template <typename T> T shfl_up(T v, int delta) {
-    struct In {
-        T v;
-        int d;
-    } in{v, delta};
-    T out;
-    warp_collective(&in, &out, [](const void* const* ins, void* const* outs) {
-        for (int l = 0; l < 32; l++) {
-            const int d = static_cast<const In*>(ins[l])->d;
-            *static_cast<T*>(outs[l]) = static_cast<const In*>(ins[l >= d ? l - d : l])->v;
         }
     });
     return out;

@@ -139,5 +139,19 @@ TEST(Emulator, ReportsMisalignedAndOutOfRangeAccessesAndLaunches) {
     EXPECT_NE(run(0, 300 * 1024).find("dynamic shared memory; the device has"), std::string::npos);
 }
 
+void read_kernel(float* out, const float* in, int i) { *out = in[i]; }
+
+TEST(EmulatorDeathTest, DeviceMemoryEndsAtAnUnmappedPage) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");  // the process may hold OpenMP threads
+    float* buf = nullptr;
+    ASSERT_EQ(cudaMalloc(&buf, 64 * sizeof(float)), cudaSuccess);
+    float out = 0.f;
+    CUDA_LAUNCH(read_kernel, 1, 1, 0, nullptr, &out, buf, 63);
+    EXPECT_TRUE(std::isnan(out)) << out;  // allocations start as NaN
+    EXPECT_DEATH(CUDA_LAUNCH(read_kernel, 1, 1, 0, nullptr, &out, buf, 64), "");
+    EXPECT_EQ(cudaFree(buf), cudaSuccess);
+    EXPECT_EQ(cudaFree(buf), cudaErrorInvalidValue);
+}
+
 }  // namespace
 }  // namespace sinklab

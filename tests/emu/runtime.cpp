@@ -6,32 +6,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <vector>
 
 #include "core/dtype.h"
+#include "emu.h"
 
-namespace sinklab::emu {
-
-// The emulated device's memory: enough for the tests' models, small enough that asking for more fails fast.
-constexpr size_t kDeviceBytes = size_t(4) << 30;
-
-namespace {
-
-std::map<void*, size_t>& allocations() {
-    static std::map<void*, size_t> a;
-    return a;
-}
-size_t& allocated() {
-    static size_t n = 0;
-    return n;
-}
-
-}  // namespace
-}  // namespace sinklab::emu
-
-using sinklab::emu::allocated;
-using sinklab::emu::allocations;
 using sinklab::emu::kDeviceBytes;
 
 struct CUstream_st {};
@@ -60,27 +39,14 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
     return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-    *free_bytes = kDeviceBytes - allocated(), *total_bytes = kDeviceBytes;
+    *free_bytes = kDeviceBytes - sinklab::emu::device_allocated(), *total_bytes = kDeviceBytes;
     return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-    if (bytes > kDeviceBytes - allocated()) return cudaErrorMemoryAllocation;
-    *p = std::malloc(bytes ? bytes : 1);
-    if (!*p) return cudaErrorMemoryAllocation;
-    std::memset(*p, 0xff, bytes);
-    allocations()[*p] = bytes;
-    allocated() += bytes;
-    return cudaSuccess;
+    *p = sinklab::emu::device_alloc(bytes);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaFree(void* p) {
-    if (!p) return cudaSuccess;
-    auto it = allocations().find(p);
-    if (it == allocations().end()) return cudaErrorInvalidValue;
-    allocated() -= it->second;
-    allocations().erase(it);
-    std::free(p);
-    return cudaSuccess;
-}
+cudaError_t cudaFree(void* p) { return !p || sinklab::emu::device_free(p) ? cudaSuccess : cudaErrorInvalidValue; }
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
     *p = std::malloc(bytes ? bytes : 1);
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;

@@ -113,9 +113,3 @@ TEST(MpiCommunicator, ShardedAdamWHoldsItsShardOfTheMoments) {
 
 }  // namespace
 }  // namespace sinklab
-
-int main(int argc, char** argv) {
-    ::testing::InitGoogleTest(&argc, argv);
-    sinklab::process_communicator();  // MPI_Init before any test
-    return RUN_ALL_TESTS();
-}

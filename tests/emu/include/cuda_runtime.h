@@ -28,13 +28,13 @@ struct alignas(16) int4 {
 inline void __syncthreads() { sinklab::emu::sync_block(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { sinklab::emu::sync_warp(); }
 template <typename T> T __shfl_xor_sync(unsigned, T v, int lane_mask, int = 32) {
-    return sinklab::emu::shfl_xor(v, lane_mask);
+    return sinklab::emu::shfl<sinklab::emu::Shfl::Xor>(v, lane_mask);
 }
 template <typename T> T __shfl_sync(unsigned, T v, int src_lane, int = 32) {
-    return sinklab::emu::shfl_idx(v, src_lane);
+    return sinklab::emu::shfl<sinklab::emu::Shfl::Idx>(v, src_lane);
 }
 template <typename T> T __shfl_up_sync(unsigned, T v, unsigned delta, int = 32) {
-    return sinklab::emu::shfl_up(v, int(delta));
+    return sinklab::emu::shfl<sinklab::emu::Shfl::Up>(v, int(delta));
 }
 inline float __int_as_float(int v) { return __builtin_bit_cast(float, v); }
 inline float __uint_as_float(unsigned v) { return __builtin_bit_cast(float, v); }
