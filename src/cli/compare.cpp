@@ -79,6 +79,7 @@ void run(const CompareArgs& a) {
     std::vector<RunCurves> runs;
     for (const std::string& d : dirs) runs.push_back(read_run(d));
     const Comparison c = compare_runs(runs, a.baseline, a.smooth);
+    for (const std::string& n : c.notes) fmt::print(stderr, "sinklab compare: {}\n", n);
     fmt::print("{}", comparison_text(c));
     if (!a.markdown.empty()) {
         std::ofstream f(a.markdown);

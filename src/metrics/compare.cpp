@@ -90,10 +90,16 @@ const std::set<std::string> kSeedsMayDiffer = {
     "run.name", "run.out_dir", "run.seed", "run.threads", "backend", "attention.impl", "train.shard_optimizer",
     "metrics.flush_every", "checkpoint.every", "checkpoint.keep", "fault.check_every", "data.missing"};
 
-// Refuses a group whose runs were trained with different configs, so that no mean over them passes for a seed mean.
-void check_same_config(const std::string& group, const std::vector<const RunCurves*>& runs) {
+// Refuses a group whose runs were trained with different configs, so that no mean over them passes for a seed mean;
+// a run whose config.yaml does not load is left out of the check with a note.
+void check_same_config(const std::string& group, const std::vector<const RunCurves*>& runs,
+                       std::vector<std::string>& notes) {
     const RunCurves* first = nullptr;
     for (const RunCurves* r : runs) {
+        if (!r->config_error.empty() && runs.size() > 1)
+            notes.push_back(fmt::format("{}: its config.yaml does not load ({}); it is averaged as a seed of variant "
+                                        "{} without checking that it was trained alike",
+                                        r->dir, r->config_error, group));
         if (!r->config) continue;
         if (!first) {
             first = r;
@@ -134,7 +140,8 @@ RunCurves read_run(const std::string& dir) {
     if (fs::exists(cfg)) {
         try {
             r.config = load_config(cfg.string());
-        } catch (const Error&) {
+        } catch (const Error& e) {
+            r.config_error = e.what();
         }
     }
     return r;
@@ -264,7 +271,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         it->runs.push_back(runs[i].name);
         members[size_t(it - c.groups.begin())].push_back(&runs[i]);
     }
-    for (size_t g = 0; g < c.groups.size(); g++) check_same_config(c.groups[g].name, members[g]);
+    for (size_t g = 0; g < c.groups.size(); g++) check_same_config(c.groups[g].name, members[g], c.notes);
     c.baseline = baseline.empty() ? c.groups.front().name : baseline;
     const auto base =
         std::find_if(c.groups.begin(), c.groups.end(), [&](const GroupRow& g) { return g.name == c.baseline; });

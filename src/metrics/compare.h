@@ -28,6 +28,7 @@ struct RunCurves {
     std::vector<double> dominance;            // [L]
     std::vector<double> var_ratio;            // [L] wo_input_std at position 0 / its mean over positions 1..Tp-1
     std::optional<Config> config;             // the run folder's config.yaml, when it has a loadable one
+    std::string config_error;                 // why its config.yaml did not load ("" when it did, or has none)
 };
 
 // Reads a run folder's metrics.h5.
@@ -74,11 +75,13 @@ struct Comparison {
     double baseline_tokens = NAN;  // the baseline runs' tokens to the target, mean over those that reach it
     std::vector<int> positions;    // every key position some run tracks, ascending
     std::vector<GroupRow> groups;  // in order of first appearance
+    std::vector<std::string> notes;  // runs left out of the seeds' config check, and why
 };
 
 // `baseline` empty: the first group. Runs of the same name from different folders (two suites with the same
 // variants) make every group name "<folder>/<variant>". Runs of one group whose configs differ in more than
 // their seed, place and bookkeeping (kSeedsMayDiffer in compare.cpp) are refused: they are no seeds of one variant.
+// A run of a group of several whose config.yaml does not load is left out of that check, with a note.
 Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& baseline, int smooth);
 
 }  // namespace sinklab

@@ -225,6 +225,15 @@ TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
                           "them in separate commands, or give runs of different configs different names "
                           "(<variant>-s<seed>)",
                           a.string(), b.string()));
+
+    // A config.yaml that no longer loads leaves its run out of the check, and the comparison says so.
+    write_file(b / "config.yaml", "train: {no_such_key: 1}\n");
+    const Comparison unchecked = compare_runs(read_all({a.string(), b.string()}), "", 2);
+    ASSERT_EQ(unchecked.notes.size(), 1u);
+    expect_has(unchecked.notes[0], {b.string(), "config.yaml does not load", "no_such_key",
+                                    "averaged as a seed of variant x without checking"});
+    // Alone in its group there is nothing to check it against.
+    EXPECT_TRUE(compare_runs(read_all({b.string()}), "", 2).notes.empty());
 }
 
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
