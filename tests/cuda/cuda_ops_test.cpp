@@ -366,6 +366,21 @@ TEST_F(CudaOps, AttentionHeadDims) {
     check_attention("hd18", attn_spec(2, 45, 2, 2, 18));  // hd % 8 != 0: the element-wise tile path
 }
 
+// Edges of the tiling: one token, exact multiples of the 64-row tiles and one past them, the smallest head dim, a
+// head dim that is not a multiple of 8 above 64 (the element-wise path of the 128-wide kernels), and 3 query heads
+// per kv head.
+TEST_F(CudaOps, AttentionEdgeShapes) {
+    check_attention("T1", attn_spec(3, 1, 2, 1, 64));
+    check_attention("T64", attn_spec(1, 64, 2, 2, 64));
+    check_attention("T129_hd32", attn_spec(1, 129, 2, 1, 32));
+    check_attention("hd2", attn_spec(2, 40, 2, 2, 2));
+    check_attention("hd126", attn_spec(1, 70, 2, 1, 126));
+    check_attention("gqa3_hd8", attn_spec(1, 50, 6, 2, 8));
+    AttnSpec s = attn_spec(2, 1, 2, 2, 64, AttnScore::Sigmoid);
+    s.sigmoid_bias = -1.f;
+    check_attention("sigmoid_T1", s);
+}
+
 TEST_F(CudaOps, AttentionIsolation) {
     AttnSpec s = attn_spec(2, 77, 4, 2, 64);
     for (int row : {0, 5, 40, 64, 76}) s.isolate[s.n_isolate++] = row;  // 64: the first row of a tile
@@ -429,8 +444,8 @@ TEST(CudnnAttentionGraphs, EveryOperationIsAccepted) {
 #if !SINKLAB_HAVE_CUDNN
     GTEST_SKIP() << "built without cuDNN";
 #else
-    for (AttnSpec s : {attn_spec(2, 77, 4, 4, 64), attn_spec(2, 190, 4, 2, 64), attn_spec(1, 300, 4, 1, 64), attn_spec(2, 77, 2, 1, 128),
-                       attn_spec(2, 64, 4, 4, 32), attn_spec(12, 4096, 12, 12, 64)}) {
+    for (AttnSpec s : {attn_spec(2, 77, 4, 4, 64), attn_spec(2, 190, 4, 2, 64), attn_spec(1, 300, 4, 1, 64),
+                       attn_spec(2, 77, 2, 1, 128), attn_spec(2, 64, 4, 4, 32), attn_spec(12, 4096, 12, 12, 64)}) {
         SCOPED_TRACE(fmt::format("B={} T={} H={} Hkv={} hd={}", s.B, s.T, s.H, s.Hkv, s.hd));
         s.cudnn = true;
         EXPECT_NO_THROW(cuda::check_cudnn_attention_graphs(s));
