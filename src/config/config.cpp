@@ -98,4 +98,14 @@ std::vector<std::string> changed_keys(const Config& a, const Config& b) {
     return keys;
 }
 
+std::vector<std::string> config_differences(const Config& a, const Config& b, const std::set<std::string>& ignore) {
+    std::vector<std::string> out;
+    for (const std::string& key : changed_keys(a, b)) {
+        if (ignore.contains(key)) continue;
+        const config::Field* f = config::find_field(key);
+        out.push_back(fmt::format("{} {} vs {}", key, config::format_value(*f, a), config::format_value(*f, b)));
+    }
+    return out;
+}
+
 }  // namespace sinklab

@@ -2,6 +2,7 @@
 // errors that name the file, the key path and the value. configs/base.yaml documents every key.
 #pragma once
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -173,5 +174,7 @@ std::string dump_config(const Config& c);
 uint64_t config_hash(const Config& c);
 // The key paths ("train.lr") whose values differ between a and b, in schema order.
 std::vector<std::string> changed_keys(const Config& a, const Config& b);
+// "key A vs B" for each of those keys not in `ignore`, for messages.
+std::vector<std::string> config_differences(const Config& a, const Config& b, const std::set<std::string>& ignore = {});
 
 }  // namespace sinklab

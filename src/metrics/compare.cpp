@@ -9,7 +9,6 @@
 #include <set>
 #include <tuple>
 
-#include "config/schema.h"
 #include "core/check.h"
 #include "metrics/runlog_reader.h"
 #include "train/suite.h"
@@ -105,13 +104,7 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
             first = r;
             continue;
         }
-        std::vector<std::string> differ;
-        for (const std::string& key : changed_keys(*first->config, *r->config)) {
-            if (kSeedsMayDiffer.count(key)) continue;
-            const config::Field* f = config::find_field(key);
-            differ.push_back(fmt::format("{} {} vs {}", key, config::format_value(*f, *first->config),
-                                         config::format_value(*f, *r->config)));
-        }
+        const std::vector<std::string> differ = config_differences(*first->config, *r->config, kSeedsMayDiffer);
         SL_REQUIRE(differ.empty(),
                    "{} and {} are grouped as seeds of variant {} by their folder names, but their configs differ: "
                    "{}; compare them in separate commands, or give runs of different configs different names "

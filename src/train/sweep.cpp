@@ -8,7 +8,6 @@
 #include <fstream>
 #include <map>
 
-#include "config/schema.h"
 #include "core/check.h"
 #include "core/progress.h"
 #include "metrics/runlog_reader.h"
@@ -22,16 +21,6 @@ std::string override_key(const std::string& assignment) {
     const std::string key = assignment.substr(0, assignment.find('='));
     const size_t b = key.find_first_not_of(" \t"), e = key.find_last_not_of(" \t");
     return b == std::string::npos ? "" : key.substr(b, e - b + 1);
-}
-
-// "train.max_steps 600 (in the folder) vs 300 (the suite)" for every key whose values differ.
-std::vector<std::string> config_differences(const Config& found, const Config& wanted) {
-    std::vector<std::string> diffs;
-    for (const config::Field& f : config::schema()) {
-        const std::string a = config::format_value(f, found), b = config::format_value(f, wanted);
-        if (a != b) diffs.push_back(fmt::format("{} {} vs {}", f.path, a, b));
-    }
-    return diffs;
 }
 
 // One line per distinct message, naming the runs it applies to (a variant's error repeats for each seed).
