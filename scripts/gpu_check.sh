@@ -16,7 +16,8 @@
 #   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
-#   profile     Nsight Compute (ncu --set full) on one launch each of our three attention kernels at llama-152m's
+#   profile     the attention kernels' SASS (cuobjdump: the toolkit's or Triton's; no machine here has one), then
+#               Nsight Compute (ncu --set full) on one launch each of our three attention kernels at llama-152m's
 #               T=1024 shape: time, tensor-pipe and issue activity, occupancy and the largest stall reasons
 # $OUT/report.md gets the summary table (also printed last) and each stage's key lines; $OUT/logs.tar.gz the logs
 # (rewritten after every stage, so a call cut short still returns them; the device tool returns at most 8 files).
@@ -110,13 +111,26 @@ train() {
         --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
-# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape. One layer and a small vocabulary
+# The SASS of every attention kernel into logs/attn.sass (gpu_report.py counts its instructions by kind): what the
+# kernels' instruction counts are can only be read on the GPU machine. Then one launch each of the forward, dK/dV
+# and dQ kernels at llama-152m's T=1024 shape. One layer and a small vocabulary
 # (byte tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The
 # configuration is checked first, so that a dry run finds a mistake in it.
 profile() {
     local ncu cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
                    --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
     sl "$bin/sinklab" info "${cfg[@]}" >/dev/null || return 1
+    local dump triton
+    triton=$(python3 -c 'import os, triton; print(os.path.dirname(triton.__file__))' 2>/dev/null)
+    for dump in "$(command -v cuobjdump)" /usr/local/cuda/bin/cuobjdump "$triton/backends/nvidia/bin/cuobjdump" ""; do
+        [[ -x $dump ]] && break
+    done
+    if [[ -n $dump ]]; then
+        "$dump" -sass "$bin/sinklab" | awk '/Function : /{keep = /attn_/} keep' >"$work/logs/attn.sass"
+        echo "SASS of $(grep -c 'Function : ' "$work/logs/attn.sass") attention kernels in logs/attn.sass ($dump)"
+    else
+        echo "cuobjdump: none"
+    fi
     ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null) || { echo "ncu: none"; return 1; }
     sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 3 -f \
         -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --steps 1 --warmup 0 --no-profile ||

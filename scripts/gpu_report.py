@@ -144,6 +144,40 @@ def profile_lines(path):
     return lines
 
 
+SASS_OP = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
+SASS_KINDS = ("HMMA", "LDSM", "LDGSTS", "MUFU", "FFMA", "FMUL", "FADD", "FMNMX", "F2FP", "LDS", "STS", "BAR",
+              "SHFL", "IMAD", "IADD3", "LEA", "ISETP", "BRA")
+
+
+def sass_lines(path):
+    """One line per kernel of cuobjdump -sass: its instruction count and the counts of the kinds that matter to the
+    attention kernels (tensor-core, shared-memory and special-function instructions, and the integer and branch
+    overhead around them), whole kernel, each instruction once."""
+    if not os.path.exists(path):
+        return []
+    kernels, name = [], None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = re.search(r"Function : (\S+)", line)
+            if m:
+                name = m.group(1)
+                kernels.append((name, {}))
+                continue
+            m = SASS_OP.search(line)
+            if m and kernels:
+                ops = kernels[-1][1]
+                ops[m.group(1)] = ops.get(m.group(1), 0) + 1
+    lines = []
+    for mangled, ops in kernels:
+        k = re.search(r"(attn_\w+?_kernel)I(\w+?)EEv", mangled)
+        args = re.findall(r"L([ib])(\d+)E", k.group(2)) if k else []
+        label = (f"{k.group(1)}<" + ", ".join(v if t == "i" else ("false", "true")[int(v)] for t, v in args) + ">"
+                 if k else mangled[:60])
+        kinds = ", ".join(f"{kind} {ops[kind]}" for kind in SASS_KINDS if kind in ops)
+        lines.append(f"{label}: {sum(ops.values())} instructions; {kinds}")
+    return lines
+
+
 def main():
     stages_path, log_dir, out = sys.argv[1], sys.argv[2], sys.argv[3]
     stages = [line.rstrip("\n").split("\t") for line in open(stages_path, encoding="utf-8") if line.strip()]
@@ -173,7 +207,9 @@ def main():
     key["train"] = train_summary(logs.get("train", []))
     key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"
     profile = profile_lines(os.path.join(log_dir, "ncu-raw.csv"))
-    key["profile"] = f"{len(profile)} kernels profiled (see below)" if profile else "no ncu results"
+    sass = sass_lines(os.path.join(log_dir, "attn.sass"))
+    key["profile"] = (f"{len(profile)} kernels profiled (see below)" if profile else "no ncu results") + (
+        f"; SASS of {len(sass)} kernels" if sass else "")
 
     table = ["| stage | status | time | key result |", "| --- | --- | --- | --- |"]
     for name, status, secs, limit in stages:
@@ -193,6 +229,8 @@ def main():
         md += [f"## {name}", "", "```"] + lines[start:] + ["```", ""]
     if profile:
         md += ["## profile", "", "```"] + profile + ["```", ""]
+    if sass:
+        md += ["## SASS (cuobjdump, whole kernels)", "", "```"] + sass + ["```", ""]
     for s in stages:
         if s[0].startswith("torch-") or s[0] == "train" or s[0] == "preflight":
             md += [f"## {s[0]}", "", "```"] + logs[s[0]][-40:] + ["```", ""]

@@ -171,8 +171,10 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
         }
         std::vector<std::tuple<size_t, std::string, uint64_t, fs::path>> found;
         for (const fs::directory_entry& e : fs::directory_iterator(p)) {
-            if (!e.is_directory()) continue;
             const std::string name = e.path().filename().string();
+            // A hidden folder is no run of the suite: the old run that `train --overwrite` sets aside in a run
+            // folder (.replaced) while the new one starts, .git, ...
+            if (!e.is_directory() || name.starts_with('.')) continue;
             if (!fs::exists(e.path() / "metrics.h5")) {
                 if (fs::exists(e.path() / "config.yaml"))
                     notes.push_back(fmt::format("{}: no metrics.h5 yet (the run has not started logging); left out",

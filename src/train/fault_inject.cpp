@@ -16,7 +16,7 @@ namespace sinklab {
 namespace {
 
 constexpr const char* kVariable = "SINKLAB_FAULT_INJECT";
-constexpr std::string_view kKinds[] = {"throw", "kill", "signal", "spike", "nan", "desync"};
+constexpr std::string_view kKinds[] = {"throw", "kill", "signal", "spike", "nan", "desync", "setup"};
 
 int64_t parse_int(const std::string& text, const std::string& item) {
     char* end = nullptr;
@@ -45,6 +45,8 @@ FaultInjection FaultInjection::from_env(int rank) {
         const std::string rest = item.substr(at + 1);
         const size_t colon = rest.find(':');
         fault.step = parse_int(rest.substr(0, colon), item);
+        SL_REQUIRE(fault.kind != "setup" || fault.step == 0, "{}: '{}': setup comes before step 1; write setup@0",
+                   kVariable, item);
         if (colon != std::string::npos && parse_int(rest.substr(colon + 1), item) != rank) continue;
         f.faults_.push_back(fault);
     }
@@ -62,6 +64,10 @@ void FaultInjection::before_step(int64_t step) const {
     SL_REQUIRE(!at("throw", step), "injected failure at step {} ({})", step, kVariable);
     if (at("kill", step)) std::raise(SIGKILL);
     if (at("signal", step)) std::raise(SIGTERM);
+}
+
+void FaultInjection::after_setup() const {
+    SL_REQUIRE(!at("setup", 0), "injected failure at the end of setup ({})", kVariable);
 }
 
 void FaultInjection::on_targets(int64_t step, int32_t* targets, size_t n, int vocab_size) const {

@@ -8,6 +8,8 @@
 //   spike   the step's targets become random tokens: a genuine loss spike
 //   nan     the rank's gradients become NaN before the all-reduce
 //   desync  the rank's weights are nudged after the update, so that the ranks disagree
+//   setup   the rank throws an error at the end of setup, once the run folder holds the new run's files and
+//           before step 1 (STEP is 0: setup@0), where an --overwrite start still puts the old run back
 #pragma once
 #include <cstdint>
 #include <string>
@@ -26,6 +28,7 @@ public:
     void on_targets(int64_t step, int32_t* targets, size_t n, int vocab_size) const;  // spike
     void after_backward(int64_t step, Model& model) const;                           // nan
     void after_update(int64_t step, Model& model) const;                             // desync
+    void after_setup() const;                                                         // setup
 
 private:
     struct Fault {

@@ -66,9 +66,10 @@ std::string now_iso8601() {
     return buf;
 }
 
-// What sinklab writes into a run folder: --overwrite removes these and nothing else, so that files of the user's
+// What sinklab writes into a run folder: --overwrite replaces these and nothing else, so that files of the user's
 // (or a folder holding other runs) never go with the old run. Evals of the old model go too, under whatever --out
-// name they were written (an eval's file is recognised by its content).
+// name they were written (an eval's file is recognised by its content). The hidden folders below are no such
+// entry: they hold an old run on its way out, and no start moves one into another.
 bool written_by_sinklab(const fs::path& entry) {
     static const std::set<std::string> names = {"config.yaml", "metrics.h5", "train.log", "checkpoints", "hf"};
     const std::string name = entry.filename().string();
@@ -87,11 +88,48 @@ std::string keep_aside(const fs::path& run) {
     return aside.filename().string();
 }
 
-void remove_old_run(const fs::path& run) {
+// --overwrite moves the old run's entries into this folder of the run folder (a rename each: atomic, and no disk
+// space needed) and deletes it only once the new run has its files, so that a start that fails can put them back.
+// Found by a later start, it is an old run whose replacing start was killed (or could not put it back).
+constexpr const char* kSetAside = ".replaced";
+// The set-aside folder once the new run stands, renamed before it is deleted: a deletion cut short must never pass
+// for an old run to put back over the new one.
+constexpr const char* kDeleting = ".replaced.deleting";
+
+// The entries of a folder, listed before any of them moves (a folder changed while it is read may skip some).
+std::vector<fs::path> entries_of(const fs::path& folder, std::error_code& ec) {
+    std::vector<fs::path> found;
+    for (fs::directory_iterator it(folder, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+        found.push_back(it->path());
+    return found;
+}
+
+// Puts the old run of run/.replaced back, each entry over a new one of its name, and removes the emptied folder;
+// returns what failed, "" when nothing did. Safe to repeat after a kill on the way, for a start writes its new files
+// only once the whole old run is aside: an entry of the run folder named like one still aside is a new one.
+std::string put_old_run_back(const fs::path& run) {
+    const fs::path aside = run / kSetAside;
     std::error_code ec;
-    if (!fs::is_directory(run, ec)) return;
-    for (const auto& entry : fs::directory_iterator(run))
-        if (written_by_sinklab(entry.path())) fs::remove_all(entry.path());
+    const std::vector<fs::path> entries = entries_of(aside, ec);
+    if (ec) return fmt::format("{}: {}", aside.string(), ec.message());
+    for (const fs::path& entry : entries) {
+        const fs::path back = run / entry.filename();
+        fs::remove_all(back, ec);
+        if (!ec) fs::rename(entry, back, ec);
+        if (ec) return fmt::format("moving {} back: {}", entry.string(), ec.message());
+    }
+    fs::remove(aside, ec);
+    return ec ? fmt::format("{}: {}", aside.string(), ec.message()) : "";
+}
+
+std::string message_of(const std::exception_ptr& failure) {
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "an unknown error";
+    }
 }
 
 std::string si(double v) {
@@ -128,6 +166,10 @@ struct Trainer::Impl {
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     bool restart_over = false;    // rank 0: --resume found a run but no checkpoint, so it starts at step 0
     std::string kept_aside;       // rank 0: where that run's metrics.h5 went (metrics.restart<k>.h5)
+    enum class Aside { none, partly, wholly };
+    Aside old_run = Aside::none;  // rank 0: how much of the run that --overwrite replaces is in .replaced
+    bool made_dir = false;        // rank 0: this start created the run folder, so a failed one removes it
+    std::string put_back_note;    // rank 0: an old run that an unfinished start had set aside, put back
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
@@ -147,7 +189,8 @@ struct Trainer::Impl {
                    fmt::join(differ, ", "));
     }
 
-    // Rank 0, before anything is written: a start that is refused here leaves the run folder as it was.
+    // Rank 0, before anything is written: a start that is refused here leaves the run folder as it was (but for
+    // what finish_unfinished_replace finishes).
     void check_run_dir() {
         if (!lead) return;
         const fs::path d(dir);
@@ -155,6 +198,7 @@ struct Trainer::Impl {
         SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),
                    "run folder {} is a file, not a folder; move it away or pick another name with --set run.name=NAME",
                    dir);
+        finish_unfinished_replace();
         const bool holds_run = fs::exists(d / "metrics.h5", ec);
         if (opt.resume) {
             resume_from = latest_checkpoint(dir);
@@ -169,14 +213,37 @@ struct Trainer::Impl {
         }
     }
 
-    // Rank 0, once setup has succeeded: only now is an old run replaced (--overwrite) and the folder written, so
-    // that a start that fails (no data, too little memory, ...) loses and leaves nothing.
+    // Rank 0: what a start killed while replacing the run left behind. An old run still set aside goes back, as a
+    // start that fails puts it back (so --resume continues it and --overwrite replaces it again); one whose deletion
+    // was cut short once the new run stood is deleted.
+    void finish_unfinished_replace() {
+        const fs::path d(dir), aside = d / kSetAside;
+        std::error_code ec;
+        if (fs::exists(aside, ec)) {
+            const std::string failed = put_old_run_back(d);
+            SL_REQUIRE(failed.empty(),
+                       "run folder {}: a start that replaced its run did not finish and left the old run in {}, and "
+                       "putting it back failed ({}); move the entries of {} back into {} by hand",
+                       dir, aside.string(), failed, aside.string(), dir);
+            put_back_note = fmt::format("put back the old run that an unfinished --overwrite start had left in {}",
+                                        aside.string());
+        }
+        fs::remove_all(d / kDeleting, ec);
+        SL_REQUIRE(!ec, "cannot delete {} (a replaced run that an earlier start did not finish deleting): {}; delete "
+                   "it by hand", (d / kDeleting).string(), ec.message());
+    }
+
+    // Rank 0, once setup has succeeded up to here: only now is the folder written. An old run (--overwrite) is set
+    // aside, not deleted: commit_run_dir deletes it once the new run has its files, and undo_prepare_run_dir puts it
+    // back if setup fails before, so that a start that fails (no data, too little memory, a full disk, ...) loses
+    // and leaves nothing.
     void prepare_run_dir() {
         if (!lead) return;
         const fs::path d(dir);
-        if (opt.overwrite) remove_old_run(d);
-        if (restart_over) kept_aside = keep_aside(d);
         std::error_code ec;
+        made_dir = !fs::exists(d, ec);
+        if (opt.overwrite && !made_dir) set_old_run_aside();
+        if (restart_over) kept_aside = keep_aside(d);
         fs::create_directories(d, ec);
         SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir,
                    ec.message());
@@ -184,6 +251,64 @@ struct Trainer::Impl {
         std::ofstream f(cfg_path);
         f << dump_config(cfg);
         SL_REQUIRE(f.good(), "cannot write {}: check permissions and free space", cfg_path.string());
+    }
+
+    void set_old_run_aside() {
+        const fs::path d(dir), aside = d / kSetAside;
+        std::error_code ec;
+        std::vector<fs::path> old;
+        for (const fs::path& entry : entries_of(d, ec))
+            if (written_by_sinklab(entry)) old.push_back(entry);
+        SL_REQUIRE(!ec, "cannot read the run folder {}: {}", dir, ec.message());
+        if (old.empty()) return;
+        fs::create_directory(aside, ec);
+        SL_REQUIRE(!ec, "cannot create {} to set the old run aside: {}; check permissions", aside.string(),
+                   ec.message());
+        old_run = Aside::partly;
+        for (const fs::path& entry : old) {
+            fs::rename(entry, aside / entry.filename(), ec);
+            SL_REQUIRE(!ec, "cannot move {} into {}: {}", entry.string(), aside.string(), ec.message());
+        }
+        old_run = Aside::wholly;
+    }
+
+    // Rank 0, once the new run has its files: the old run set aside goes for good. Its folder is renamed first,
+    // still inside the setup that puts the old run back on a failure; deleting it afterwards may fail without
+    // harming the new run (the next start deletes it then).
+    void commit_run_dir() {
+        made_dir = false;
+        if (!lead || old_run == Aside::none) return;
+        const fs::path d(dir);
+        std::error_code ec;
+        fs::rename(d / kSetAside, d / kDeleting, ec);
+        SL_REQUIRE(!ec, "cannot rename {} to {}: {}", (d / kSetAside).string(), (d / kDeleting).string(),
+                   ec.message());
+        old_run = Aside::none;
+        fs::remove_all(d / kDeleting, ec);
+        if (ec)
+            log->info("could not delete the replaced run in {} ({}); delete it by hand, or the next start of this run "
+                      "will", (d / kDeleting).string(), ec.message());
+    }
+
+    // Rank 0, when setup fails after prepare_run_dir: the run folder as it was, without the new run's files and
+    // with the old run's back. Only when putting it back fails too does the error change, to say where it is.
+    void undo_prepare_run_dir(const std::exception_ptr& failure) {
+        if (!lead) return;
+        runlog.reset();  // the new metrics.h5 closed before it goes
+        const fs::path d(dir), aside = d / kSetAside;
+        std::error_code ec;
+        if (made_dir) fs::remove_all(d, ec);
+        if (old_run == Aside::none) return;
+        // With the whole old run aside, whatever sinklab wrote in the folder is the new run's; what cannot be
+        // deleted is left (put_old_run_back replaces an entry of the old run's name).
+        if (old_run == Aside::wholly)
+            for (const fs::path& entry : entries_of(d, ec))
+                if (written_by_sinklab(entry)) fs::remove_all(entry, ec);
+        const std::string failed = put_old_run_back(d);
+        old_run = Aside::none;
+        if (!failed.empty())
+            fail("{}; and the old run could not be put back ({}): its files are in {}; move them back into {} by "
+                 "hand", message_of(failure), failed, aside.string(), dir);
     }
 
     void setup_logging() {
@@ -195,6 +320,28 @@ struct Trainer::Impl {
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");
         log->flush_on(spdlog::level::info);
+    }
+
+    // Rank 0: metrics.h5, new or (--resume) truncated to the checkpoint's step.
+    void create_run_log(const std::optional<TrainState>& resumed) {
+        if (!lead) return;
+        const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(sink->positions().size()),
+                                           sink->wo_std_positions());
+        const std::string h5 = (fs::path(dir) / "metrics.h5").string();
+        if (resumed) runlog = RunLog::resume(h5, groups, resumed->run_log_step);
+        else runlog = RunLog::create(
+            h5, groups,
+            {{"config_yaml", dump_config(cfg)},
+             {"sinklab_version", SINKLAB_VERSION},
+             {"git_rev", git_rev()},
+             {"backend", backend->name()},
+             {"device", backend->device_name()},
+             {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
+             {"created", now_iso8601()}},
+            {{"world_size", double(comm.world())},
+             {"n_params", double(model->table().count())},
+             {"flops_per_token", model->flops_per_token()},
+             {"tokens_per_step", double(geo.tokens_per_step)}});
     }
 
     void setup() {
@@ -226,34 +373,23 @@ struct Trainer::Impl {
         sink = std::make_unique<SinkMetrics>(*model, cfg);
         const std::optional<TrainState> resumed = restore();
 
-        prepare_run_dir();
-        comm.barrier();
-        setup_logging();
-
-        if (lead) {
-            const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(sink->positions().size()),
-                                               sink->wo_std_positions());
-            const std::string h5 = (fs::path(dir) / "metrics.h5").string();
-            if (resumed) runlog = RunLog::resume(h5, groups, resumed->run_log_step);
-            else runlog = RunLog::create(
-                h5, groups,
-                {{"config_yaml", dump_config(cfg)},
-                 {"sinklab_version", SINKLAB_VERSION},
-                 {"git_rev", git_rev()},
-                 {"backend", backend->name()},
-                 {"device", backend->device_name()},
-                 {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
-                 {"created", now_iso8601()}},
-                {{"world_size", double(comm.world())},
-                 {"n_params", double(model->table().count())},
-                 {"flops_per_token", model->flops_per_token()},
-                 {"tokens_per_step", double(geo.tokens_per_step)}});
+        try {
+            prepare_run_dir();
+            comm.barrier();
+            setup_logging();
+            create_run_log(resumed);
+            inject.after_setup();
+            commit_run_dir();
+        } catch (...) {
+            undo_prepare_run_dir(std::current_exception());
+            throw;
         }
         log->info("sinklab {} | run {} | {} on {} | {} ranks | {:.2f}M parameters | {} tokens/step ({} x {} x {} ranks "
                   "x {} accum)",
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
+        if (!put_back_note.empty()) log->info("{}", put_back_note);
         if (resumed)
             log->info("resumed from {} at step {}{}{}", resume_from, start_step,
                       resumed->world_size == comm.world()

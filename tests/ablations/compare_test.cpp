@@ -183,6 +183,7 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     write_file(suite() / "sweep.yaml", "variants: [h, b]\n");
     write_run(suite() / "h-s10", spec_h2());
     write_file(suite() / "b-s3/config.yaml", "run: {name: b-s3}\n");  // started, nothing logged yet
+    write_run(suite() / ".replaced", spec_h2());  // hidden: no run of the suite (as train --overwrite sets one aside)
     const fs::path s = suite();
     EXPECT_EQ(find_runs({s.string()}, notes),
               (Strings{(s / "h-s1").string(), (s / "h-s2").string(), (s / "h-s10").string(), (s / "b-s1").string(),

@@ -101,5 +101,34 @@ TEST(GpuReport, SummarizesAnNcuProfile) {
         << md;
 }
 
+// The profile stage's SASS (cuobjdump -sass, attention kernels only): instructions counted once per address line
+// (not the encoding's second line), predicated ones by their opcode, and the template arguments read back.
+TEST(GpuReport, CountsSassInstructionsPerKernel) {
+    TempDir out("gpu_report_sass");
+    const std::string enc = "  /* 0x000fe20000000800 */\n";
+    write_file(out.path() + "/attn.sass",
+               "\n\tcode for sm_90\n"
+               "\t\tFunction : _ZN7sinklab4cuda12_GLOBAL__N_115attn_fwd_kernelILi64ELb0EEEvP13__nv_bfloat16Pf\n"
+               "\t.headerflags\t@\"EF_CUDA_SM90 EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)\"\n"
+               "        /*0000*/                   LDC R1, c[0x0][0x28] ;   /* 0x00000a00ff017b82 */\n" + enc +
+               "        /*0010*/                   HMMA.16816.F32.BF16 R4, R8, R12, R4 ;   /* 0x0000000c0804723c */\n" +
+               enc +
+               "        /*0020*/                   HMMA.16816.F32.BF16 R16, R8, R14, R16 ;   /* 0x0000000e0810723c */\n" +
+               enc +
+               "        /*0030*/              @!P0 MUFU.EX2 R5, R5 ;   /* 0x0000000500058308 */\n" + enc +
+               "        /*0040*/               @P1 BRA 0x120 ;   /* 0x0000000000001947 */\n" + enc +
+               "\t\tFunction : _ZN7sinklab4cuda12_GLOBAL__N_116attn_dkdv_kernelILi64ELi32ELb1EEEvP13__nv_bfloat16\n"
+               "        /*0000*/                   LDSM.16.M88.4 R4, [R2] ;   /* 0x000000000204783b */\n" + enc +
+               "        /*0010*/                   EXIT ;   /* 0x000000000000794d */\n" + enc);
+    write_file(out.path() + "/stages.tsv", "profile\tfailed\t5\t70\n");
+    const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
+                                             "/stages.tsv " + out.path() + " " + out.path());
+    ASSERT_EQ(report.rc, 0) << report.out;
+    const std::string md = read_file(out.path() + "/report.md");
+    EXPECT_NE(md.find("| profile | failed | 5s of 70s | no ncu results; SASS of 2 kernels |"), std::string::npos) << md;
+    EXPECT_NE(md.find("attn_fwd_kernel<64, false>: 5 instructions; HMMA 2, MUFU 1, BRA 1\n"), std::string::npos) << md;
+    EXPECT_NE(md.find("attn_dkdv_kernel<64, 32, true>: 2 instructions; LDSM 1\n"), std::string::npos) << md;
+}
+
 }  // namespace
 }  // namespace sinklab::test

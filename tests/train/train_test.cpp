@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <numeric>
 
@@ -156,6 +158,98 @@ TEST(Training, AStartThatFailsLosesAndLeavesNothing) {
     // A new run that cannot start leaves no folder behind.
     EXPECT_NE(run_sinklab(small_run(dir, "new", 3, no_data)).rc, 0);
     EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+}
+
+// Every entry under `root`, relative path -> size and a hash of its bytes ("folder" for a folder): equal for a
+// folder left exactly as it was, and short to print when not.
+std::map<std::string, std::string> entries_under(const std::string& root) {
+    std::map<std::string, std::string> found;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+        const std::string bytes = e.is_directory() ? "" : read_file(e.path().string());
+        found[std::filesystem::relative(e.path(), root).string()] =
+            e.is_directory() ? "folder"
+                             : fmt::format("{} bytes, hash {:x}", bytes.size(), std::hash<std::string>{}(bytes));
+    }
+    return found;
+}
+
+std::vector<std::string> hidden_entries(const std::string& folder) {
+    std::vector<std::string> hidden;
+    for (const auto& e : std::filesystem::directory_iterator(folder))
+        if (e.path().filename().string().starts_with('.')) hidden.push_back(e.path().filename().string());
+    return hidden;
+}
+
+// --overwrite sets the old run aside and deletes it only once the new run has its files: a start that fails after
+// that (the disk full at metrics.h5, say) puts it back, byte for byte.
+TEST(Training, OverwriteThatFailsOnceTheFolderIsWrittenKeepsTheOldRun) {
+    const TempDir dir("train_overwrite_fails");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3)).rc, 0);
+    write_file(dir / "x/notes.txt", "the user's");
+    const auto before = entries_under(dir / "x");
+    ASSERT_EQ(before.count("checkpoints/step_00000003"), 1u);
+    ASSERT_EQ(before.count("metrics.h5"), 1u);
+
+    // At the end of setup: the new config.yaml, train.log and metrics.h5 are written.
+    const CommandResult late = run_sinklab(small_run(dir, "x", 5, "--overwrite"), "SINKLAB_FAULT_INJECT=setup@0");
+    EXPECT_NE(late.rc, 0);
+    EXPECT_NE(late.out.find("injected failure at the end of setup"), std::string::npos) << late.out;
+    EXPECT_EQ(entries_under(dir / "x"), before);
+
+    // A real failure: the run log cannot be made (a folder holds its temporary name), once config.yaml and train.log
+    // are written.
+    write_file(dir / "x/metrics.h5.partial/blocker", "");
+    const auto blocked = entries_under(dir / "x");
+    const CommandResult no_log = run_sinklab(small_run(dir, "x", 5, "--overwrite"));
+    EXPECT_NE(no_log.rc, 0);
+    EXPECT_NE(no_log.out.find("cannot create run log"), std::string::npos) << no_log.out;
+    EXPECT_EQ(entries_under(dir / "x"), blocked);
+    std::filesystem::remove_all(dir / "x/metrics.h5.partial");
+
+    // One that starts replaces the run and leaves nothing aside.
+    const CommandResult over = run_sinklab(small_run(dir, "x", 4, "--overwrite"));
+    ASSERT_EQ(over.rc, 0) << over.out;
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
+    EXPECT_FALSE(std::filesystem::exists(dir / "x/checkpoints/step_00000003"));
+    EXPECT_TRUE(std::filesystem::exists(dir / "x/checkpoints/step_00000004"));
+    EXPECT_EQ(read_file(dir / "x/notes.txt"), "the user's");
+    EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{});
+
+    // A new run whose setup fails leaves no folder behind.
+    EXPECT_NE(run_sinklab(small_run(dir, "new", 3), "SINKLAB_FAULT_INJECT=setup@0").rc, 0);
+    EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+}
+
+// A start killed while it replaced a run leaves the old run in x/.replaced (and its own first files), or, killed
+// while deleting the old run once the new one stood, x/.replaced.deleting. The next start puts the old run back
+// first, as a failed start would have: --resume continues it, --overwrite replaces it.
+TEST(Training, AnOldRunLeftAsideByAKilledStartGoesBack) {
+    const TempDir dir("train_overwrite_killed");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3)).rc, 0);
+    write_file(dir / "x/notes.txt", "the user's");
+    const auto left_aside_by_a_killed_start = [&] {
+        std::filesystem::create_directory(dir / "x/.replaced");
+        for (const char* name : {"config.yaml", "metrics.h5", "train.log", "checkpoints"})
+            std::filesystem::rename(dir / "x/" + name, dir / "x/.replaced/" + name);
+        write_file(dir / "x/config.yaml", "the killed start's");
+        write_file(dir / "x/train.log", "the killed start's");
+        write_file(dir / "x/.replaced.deleting/checkpoints/step_00000001/model.safetensors", "half deleted");
+    };
+    left_aside_by_a_killed_start();
+    const CommandResult resumed = run_sinklab(small_run(dir, "x", 5, "--resume"));
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
+    EXPECT_NE(resumed.out.find("put back the old run"), std::string::npos) << resumed.out;
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3, 4, 5}));
+    EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{});
+
+    left_aside_by_a_killed_start();
+    const CommandResult over = run_sinklab(small_run(dir, "x", 2, "--overwrite"));
+    ASSERT_EQ(over.rc, 0) << over.out;
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "step"), (std::vector<double>{1, 2}));
+    EXPECT_FALSE(std::filesystem::exists(dir / "x/checkpoints/step_00000005"));
+    EXPECT_EQ(read_file(dir / "x/notes.txt"), "the user's");
+    EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{});
 }
 
 struct BadInput {
