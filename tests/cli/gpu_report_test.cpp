@@ -117,7 +117,7 @@ TEST(GpuReport, CountsSassInstructionsPerKernel) {
                "        /*0000*/                   LDC R1, c[0x0][0x28] ;   /* 0x00000a00ff017b82 */\n" + enc +
                "        /*0010*/                   HMMA.16816.F32.BF16 R4, R8, R12, R4 ;   /* 0x0000000c0804723c */\n" +
                enc +
-               "        /*0020*/                   HMMA.16816.F32.BF16 R16, R8, R14, R16 ;   /* 0x0000000e0810723c */\n" +
+               "        /*0020*/                   HMMA.16816.F32.BF16 R16, R8, R14, R16 ; /* 0x0000000e0810723c */\n" +
                enc +
                "        /*0030*/              @!P0 MUFU.EX2 R5, R5 ;   /* 0x0000000500058308 */\n" + enc +
                "        /*0040*/               @P1 BRA 0x120 ;   /* 0x0000000000001947 */\n" + enc +
