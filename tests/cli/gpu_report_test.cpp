@@ -34,6 +34,14 @@ BenchRow find_row(const std::string& log, const std::string& label) {
     return {};
 }
 
+// gpu_report.py on out/stages.tsv and the logs beside it: report.md's text, or "" (and a failure) when it fails.
+std::string report_md(const TempDir& out) {
+    const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
+                                             "/stages.tsv " + out.path() + " " + out.path());
+    EXPECT_EQ(report.rc, 0) << report.out;
+    return report.rc == 0 ? read_file(out.path() + "/report.md") : "";
+}
+
 TEST(GpuReport, SummarizesABenchLog) {
     TempDir out("gpu_report");
     const CommandResult bench = run_sinklab(
@@ -45,10 +53,8 @@ TEST(GpuReport, SummarizesABenchLog) {
     write_file(out.path() + "/bench-1024.log", bench.out);
     write_file(out.path() + "/stages.tsv", "bench-1024\tok\t3\t110\n");
 
-    const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
-                                             "/stages.tsv " + out.path() + " " + out.path());
-    ASSERT_EQ(report.rc, 0) << report.out;
-    const std::string md = read_file(out.path() + "/report.md");
+    const std::string md = report_md(out);
+    ASSERT_FALSE(md.empty());
 
     const BenchRow ours = find_row(bench.out, "standard [sinklab]");
     const BenchRow cudnn = find_row(bench.out, "standard [cudnn]");
@@ -86,10 +92,8 @@ TEST(GpuReport, SummarizesAnNcuProfile) {
                "\"1\",\"void sinklab::cuda::attn_dq_kernel<64, 64, false>(bf16 *)\",\"1,500.6\",\"168\",\"30\",\"4\","
                "\"1\",\"0.25\",\"9\",\"2\"\n");
     write_file(out.path() + "/stages.tsv", "profile\tok\t40\t70\n");
-    const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
-                                             "/stages.tsv " + out.path() + " " + out.path());
-    ASSERT_EQ(report.rc, 0) << report.out;
-    const std::string md = read_file(out.path() + "/report.md");
+    const std::string md = report_md(out);
+    ASSERT_FALSE(md.empty());
     EXPECT_NE(md.find("| profile | ok | 40s of 70s | 2 kernels profiled"), std::string::npos) << md;
     EXPECT_NE(md.find("attn_fwd_kernel; 512 us; tensor pipe 41%; 134 registers; stalls (cycles per issue): "
                       "long_scoreboard 2.25, math_pipe_throttle 1.75, wait 0.90"),
@@ -113,7 +117,7 @@ TEST(GpuReport, CountsSassInstructionsPerKernel) {
                "        /*0000*/                   LDC R1, c[0x0][0x28] ;   /* 0x00000a00ff017b82 */\n" + enc +
                "        /*0010*/                   HMMA.16816.F32.BF16 R4, R8, R12, R4 ;   /* 0x0000000c0804723c */\n" +
                enc +
-               "        /*0020*/                   HMMA.16816.F32.BF16 R16, R8, R14, R16 ;   /* 0x0000000e0810723c */\n" +
+               "        /*0020*/                   HMMA.16816.F32.BF16 R16, R8, R14, R16 ; /* 0x0000000e0810723c */\n" +
                enc +
                "        /*0030*/              @!P0 MUFU.EX2 R5, R5 ;   /* 0x0000000500058308 */\n" + enc +
                "        /*0040*/               @P1 BRA 0x120 ;   /* 0x0000000000001947 */\n" + enc +
@@ -121,10 +125,8 @@ TEST(GpuReport, CountsSassInstructionsPerKernel) {
                "        /*0000*/                   LDSM.16.M88.4 R4, [R2] ;   /* 0x000000000204783b */\n" + enc +
                "        /*0010*/                   EXIT ;   /* 0x000000000000794d */\n" + enc);
     write_file(out.path() + "/stages.tsv", "profile\tfailed\t5\t70\n");
-    const CommandResult report = run_command("/usr/bin/python3 " + kSource + "/scripts/gpu_report.py " + out.path() +
-                                             "/stages.tsv " + out.path() + " " + out.path());
-    ASSERT_EQ(report.rc, 0) << report.out;
-    const std::string md = read_file(out.path() + "/report.md");
+    const std::string md = report_md(out);
+    ASSERT_FALSE(md.empty());
     EXPECT_NE(md.find("| profile | failed | 5s of 70s | no ncu results; SASS of 2 kernels |"), std::string::npos) << md;
     EXPECT_NE(md.find("attn_fwd_kernel<64, false>: 5 instructions; HMMA 2, MUFU 1, BRA 1\n"), std::string::npos) << md;
     EXPECT_NE(md.find("attn_dkdv_kernel<64, 32, true>: 2 instructions; LDSM 1\n"), std::string::npos) << md;
