@@ -16,9 +16,9 @@
 #   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
-#   profile     the attention kernels' SASS (cuobjdump: the toolkit's or Triton's; no machine here has one), then
-#               Nsight Compute (ncu --set full) on one launch each of our three attention kernels at llama-152m's
-#               T=1024 shape: time, tensor-pipe and issue activity, occupancy and the largest stall reasons
+#   profile     Nsight Compute (ncu --set full) on one launch each of our three attention kernels at llama-152m's
+#               T=1024 shape: time, tensor-pipe and issue activity, occupancy and the largest stall reasons; then
+#               the attention kernels' SASS (cuobjdump: the toolkit's or Triton's; no machine here has one)
 # $OUT/report.md gets the summary table (also printed last) and each stage's key lines; $OUT/logs.tar.gz the logs
 # (rewritten after every stage, so a call cut short still returns them; the device tool returns at most 8 files).
 # Without a GPU every GPU stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh;
@@ -111,34 +111,43 @@ train() {
         --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
-# The SASS of every attention kernel into logs/attn.sass (gpu_report.py counts its instructions by kind): what the
-# kernels' instruction counts are can only be read on the GPU machine. Then one launch each of the forward, dK/dV
-# and dQ kernels at llama-152m's T=1024 shape. One layer and a small vocabulary
+# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape. One layer and a small vocabulary
 # (byte tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The
-# configuration is checked first, so that a dry run finds a mistake in it.
+# configuration is checked first, so that a dry run finds a mistake in it. Then the kernels' SASS.
 profile() {
-    local ncu cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
-                   --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
+    local ncu rc=0 cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
+                        --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
     sl "$bin/sinklab" info "${cfg[@]}" >/dev/null || return 1
+    if ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null); then
+        sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 3 -f \
+            -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --steps 1 --warmup 0 --no-profile &&
+            "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv" &&
+            "$ncu" -i "$work/attn.ncu-rep" --page details || rc=1
+    else
+        echo "ncu: none"
+        rc=1
+    fi
+    sass_dump
+    return $rc
+}
+
+# The SASS of every attention kernel into logs/attn.sass, which gpu_report.py counts by instruction kind: no machine
+# here has cuobjdump, so the kernels' instruction counts can only be read on the GPU machine. After ncu, and at most
+# 20 s, so that the profile keeps its time.
+sass_dump() {
     local dump triton
     triton=$(python3 -c 'import os, triton; print(os.path.dirname(triton.__file__))' 2>/dev/null)
     for dump in "$(command -v cuobjdump)" /usr/local/cuda/bin/cuobjdump "$triton/backends/nvidia/bin/cuobjdump" ""; do
         [[ -x $dump ]] && break
     done
-    if [[ -n $dump ]]; then
-        "$dump" -sass "$bin/sinklab" | awk '/Function : /{keep = /attn_/} keep' >"$work/logs/attn.sass"
-        echo "SASS of $(grep -c 'Function : ' "$work/logs/attn.sass") attention kernels in logs/attn.sass ($dump)"
-    else
+    if [[ -z $dump ]]; then
         echo "cuobjdump: none"
+        return
     fi
-    ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null) || { echo "ncu: none"; return 1; }
-    sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 3 -f \
-        -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --steps 1 --warmup 0 --no-profile ||
-        return 1
-    "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv" &&
-        "$ncu" -i "$work/attn.ncu-rep" --page details
+    timeout 20 "$dump" -sass "$bin/sinklab" | awk '/Function : /{keep = /attn_/} keep' >"$work/logs/attn.sass"
+    echo "SASS of $(grep -c 'Function : ' "$work/logs/attn.sass") attention kernels in logs/attn.sass ($dump)"
 }
-export -f preflight tests sanitize bench torch_peer train profile unpack
+export -f preflight tests sanitize bench torch_peer train profile sass_dump unpack
 
 stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to logs/NAME.log, a row in stages.tsv
     local name=$1 limit=$2 t0=$SECONDS rc status

@@ -155,13 +155,12 @@ def sass_lines(path):
     overhead around them), whole kernel, each instruction once."""
     if not os.path.exists(path):
         return []
-    kernels, name = [], None
+    kernels = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             m = re.search(r"Function : (\S+)", line)
             if m:
-                name = m.group(1)
-                kernels.append((name, {}))
+                kernels.append((m.group(1), {}))
                 continue
             m = SASS_OP.search(line)
             if m and kernels:
