@@ -48,15 +48,23 @@ __device__ __forceinline__ int b_col(int lane) { return ((lane >> 3) & 1) * 8; }
 // ---- tiles -------------------------------------------------------------------------------------------------
 // Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into s[ROWS][HDP + 8], zero-filled
 // beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
+// The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
+// (kThreads / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
+// (stride is an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x
+// in steps of kThreads left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
+// chunk: most of the forward's instructions per tile.
 template <int ROWS, int HDP>
-__device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int64_t stride, int r0, int T, int hd, bool vec) {
+__device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, int r0, int T, int hd, bool vec) {
     constexpr int S = HDP + 8;
     if (vec) {
-        constexpr int kChunks = HDP / 8;
-        for (int c = threadIdx.x; c < ROWS * kChunks; c += kThreads) {
-            int r = c / kChunks, d = c % kChunks * 8, t = r0 + r;
-            bool ok = t < T && d < hd;
-            cp_async16(s + r * S + d, ok ? src + t * stride + d : src, ok);
+        constexpr int kChunks = HDP / 8, kRowStep = kThreads / kChunks;
+        static_assert(kThreads % kChunks == 0 && ROWS % kRowStep == 0, "whole rows per pass");
+        const int r = threadIdx.x / kChunks, d = threadIdx.x % kChunks * 8;
+#pragma unroll
+        for (int i = 0; i < ROWS / kRowStep; i++) {
+            const int t = r0 + r + i * kRowStep;
+            const bool ok = t < T && d < hd;
+            cp_async16(s + (r + i * kRowStep) * S + d, ok ? src + int64_t(t) * stride + d : src, ok);
         }
     } else {
         for (int c = threadIdx.x; c < ROWS * HDP; c += kThreads) {
@@ -88,7 +96,7 @@ template <typename Load> __device__ __forceinline__ void next_tile(int i, int n,
     __syncthreads();
 }
 
-__device__ __forceinline__ float sigmoid2(float z) { return 1.f / (1.f + exp2f(-z * kLog2e)); }
+__device__ __forceinline__ float sigmoid2(float z) { return rcp_ftz(1.f + ex2_ftz(-z * kLog2e)); }
 
 // Sets the invisible scores of an accumulator tile to -inf, which every score function maps to weight 0 (the scale
 // is positive). Element e of n-tile nt is row rows[e / 2], column col0 + 8 nt + 2 tq + e % 2; rows are queries, or
@@ -186,13 +194,13 @@ __global__ void __launch_bounds__(kThreads)
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 float m_new = fmaxf(m[r], mx * zscale);
                 float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
-                float alpha = exp2f(m[r] - m_use), sum = 0.f;
+                float alpha = ex2_ftz(m[r] - m_use), sum = 0.f;
                 m[r] = m_new;
 #pragma unroll
                 for (int nt = 0; nt < NC; nt++)
 #pragma unroll
                     for (int c = 0; c < 2; c++) {
-                        float pv = exp2f(fmaf(s[nt][2 * r + c], zscale, -m_use));
+                        float pv = ex2_ftz(fmaf(s[nt][2 * r + c], zscale, -m_use));
                         s[nt][2 * r + c] = pv;
                         sum += pv;
                     }
@@ -259,7 +267,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- backward ---------------------------------------------------------------------------------------------
-// p and the scaled dz of one score s = q.k (-inf where masked), given dp = dout.v, the row's base-2 lse and D.
+// p and dz / scale of one score s = q.k (-inf where masked), given dp = dout.v, the row's base-2 lse and D. The
+// kernels multiply dq and dk by the scale once at the end, not every dz.
 struct Grad {
     float p, dz;
 };
@@ -268,10 +277,10 @@ __device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float d
     Grad r;
     if constexpr (kSigmoid) {
         r.p = sigmoid2(s * p.scale + p.sigmoid_bias);
-        r.dz = dp * r.p * (1.f - r.p) * p.scale;
+        r.dz = dp * r.p * (1.f - r.p);
     } else {
-        r.p = exp2f(fmaf(s, p.scale * kLog2e, -lse2));
-        r.dz = r.p * (dp - D) * p.scale;
+        r.p = ex2_ftz(fmaf(s, p.scale * kLog2e, -lse2));
+        r.dz = r.p * (dp - D);
     }
     return r;
 }
@@ -294,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const int k0 = blockIdx.x * Bc, g = blockIdx.y, b = blockIdx.z, rep = p.H / p.Hkv;
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
-    const int64_t do_stride = int64_t(p.H) * p.hd;
+    const int do_stride = p.H * p.hd;  // <= W, an int like it
     const bf16* dob = dout + int64_t(b) * p.T * do_stride;
     const int q_first = k0 / Bq, nq = (p.T + Bq - 1) / Bq - q_first, n_it = rep * nq;
 
@@ -305,9 +314,11 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         load_tile<Bq, HDP>(sdO + buf * Bq * S, dob + h * p.hd, do_stride, t0, p.T, p.hd, vec);
         if constexpr (!kSigmoid) {
             const int64_t row0 = (int64_t(b) * p.H + h) * p.T;
-            for (int i = threadIdx.x; i < 2 * Bq; i += kThreads) {
-                int t = t0 + i % Bq;
-                bool ok = t < p.T;
+#pragma unroll
+            for (int pass = 0; pass < (2 * Bq + kThreads - 1) / kThreads; pass++) {
+                const int i = threadIdx.x + pass * kThreads, t = t0 + i % Bq;
+                if (2 * Bq % kThreads != 0 && i >= 2 * Bq) break;
+                const bool ok = t < p.T;
                 const float* src = i < Bq ? lse : D;
                 cp_async4((i < Bq ? sL : sD) + buf * Bq + i % Bq, ok ? src + row0 + t : src, ok);
             }
@@ -348,15 +359,21 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         }
         if (t0 < k0 + Bc || t0 + Bq > p.T || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<true>(st, p, key, t0, tq);
 #pragma unroll
-        for (int nt = 0; nt < NQ; nt++)
+        for (int nt = 0; nt < NQ; nt++) {
+            // Columns 2 tq and 2 tq + 1 of n-tile nt are this thread's queries, for both of its keys.
+            float2 lse_pair = {}, D_pair = {};
+            if constexpr (!kSigmoid) {
+                lse_pair = *reinterpret_cast<const float2*>(cL + nt * 8 + 2 * tq);
+                D_pair = *reinterpret_cast<const float2*>(cD + nt * 8 + 2 * tq);
+            }
+            const float lse2[2] = {lse_pair.x * kLog2e, lse_pair.y * kLog2e}, Dq[2] = {D_pair.x, D_pair.y};
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int qi = nt * 8 + 2 * tq + (e & 1);
-                Grad gd = score_grad<kSigmoid>(p, st[nt][e], dpt[nt][e], kSigmoid ? 0.f : cL[qi] * kLog2e,
-                                               kSigmoid ? 0.f : cD[qi]);
+                Grad gd = score_grad<kSigmoid>(p, st[nt][e], dpt[nt][e], lse2[e & 1], Dq[e & 1]);
                 st[nt][e] = gd.p;
                 dpt[nt][e] = gd.dz;
             }
+        }
 #pragma unroll
         for (int kk = 0; kk < Bq / 16; kk++) {  // dV += P^T dO, dK += dS^T Q
             uint32_t pa[4], da[4];
@@ -386,8 +403,8 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         for (int dt = 0; dt < ND; dt++) {
             int d = dt * 8 + 2 * tq;
             if (d >= p.hd) continue;  // hd is even: the pair (d, d+1) is all in or all out
-            dkr[d] = __float2bfloat16_rn(dk[dt][2 * r]);
-            dkr[d + 1] = __float2bfloat16_rn(dk[dt][2 * r + 1]);
+            dkr[d] = __float2bfloat16_rn(dk[dt][2 * r] * p.scale);
+            dkr[d + 1] = __float2bfloat16_rn(dk[dt][2 * r + 1] * p.scale);
             dvr[d] = __float2bfloat16_rn(dv[dt][2 * r]);
             dvr[d + 1] = __float2bfloat16_rn(dv[dt][2 * r + 1]);
         }
@@ -411,7 +428,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
-    const int64_t do_stride = int64_t(p.H) * p.hd;
+    const int do_stride = p.H * p.hd;  // <= W, an int like it
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
 
     load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
@@ -485,8 +502,8 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         for (int dt = 0; dt < ND; dt++) {
             int d = dt * 8 + 2 * tq;
             if (d >= p.hd) continue;
-            dqr[d] = __float2bfloat16_rn(dq[dt][2 * r]);
-            dqr[d + 1] = __float2bfloat16_rn(dq[dt][2 * r + 1]);
+            dqr[d] = __float2bfloat16_rn(dq[dt][2 * r] * p.scale);
+            dqr[d + 1] = __float2bfloat16_rn(dq[dt][2 * r + 1] * p.scale);
         }
     }
 }

@@ -1,5 +1,5 @@
-// Tensor-core and asynchronous-copy instructions (sm_80 and later) as device functions: the only inline PTX of
-// the attention kernels. tests/emu provides a header of the same name that runs them on the CPU, lane by lane.
+// Tensor-core, asynchronous-copy and special-function instructions (sm_80 and later) as device functions: the
+// only inline PTX of the attention kernels. tests/emu provides a header of the same name that runs them on the CPU, lane by lane.
 #pragma once
 #include "kernels/cuda/common.cuh"
 
@@ -42,6 +42,20 @@ __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool val
                  "r"(valid ? 4 : 0)
                  : "memory");
 }
+// 2^x and 1/x as one special-function instruction each, subnormal inputs and results flushed to zero. exp2f and
+// 1.f / x keep subnormal results (a compare and two multiplies more per exp2f, a Newton step and a slow path per
+// division), which the softmax never needs: a weight below 2^-126 of the row maximum's is zero either way.
+__device__ __forceinline__ float ex2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ float rcp_ftz(float x) {
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");

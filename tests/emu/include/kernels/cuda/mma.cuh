@@ -1,5 +1,7 @@
 // tests/emu's stand-in for kernels/cuda/mma.cuh: the same device functions, run by the emulator.
 #pragma once
+#include <cmath>
+
 #include "kernels/cuda/common.cuh"
 
 namespace sinklab::cuda {
@@ -11,6 +13,9 @@ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
 }
 inline void cp_async16(bf16* dst, const bf16* src, bool valid) { emu::async_copy(dst, src, 16, valid ? 16 : 0); }
 inline void cp_async4(float* dst, const float* src, bool valid) { emu::async_copy(dst, src, 4, valid ? 4 : 0); }
+inline float flush_subnormal(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.f, x) : x; }
+inline float ex2_ftz(float x) { return flush_subnormal(std::exp2(flush_subnormal(x))); }
+inline float rcp_ftz(float x) { return flush_subnormal(1.f / flush_subnormal(x)); }
 inline void cp_async_commit() { emu::async_commit(); }
 template <int N> void cp_async_wait() { emu::async_wait(N); }
 
