@@ -245,11 +245,17 @@ protected:
             cuda::rope(dp<T>(qkv), s, theta, pos0, inverse, stream_);
         });
     }
+    // Our attention kernels' spec: wgmma (sm_90a code) runs on sm_90 devices only.
+    AttnSpec kernel_spec(const AttnSpec& s) const {
+        AttnSpec k = s;
+        k.mma_sync = s.mma_sync || prop_.major != 9 || prop_.minor != 0;
+        return k;
+    }
     void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) override {
         if (s.cudnn) return cudnn_attention_fwd(o, lse, qkv, s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::attention_fwd(dp<T>(o), dp<float>(lse), dp<T>(qkv), dp<T>(sink), s, stream_);
+            cuda::attention_fwd(dp<T>(o), dp<float>(lse), dp<T>(qkv), dp<T>(sink), kernel_spec(s), stream_);
         });
     }
     void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
@@ -259,7 +265,7 @@ protected:
             using T = typename decltype(tag)::type;
             void* sc = scratch(cuda::attention_bwd_scratch(s));
             cuda::attention_bwd(dp<T>(dqkv), dp<float>(dsink), dp<T>(dout), dp<T>(o), dp<float>(lse), dp<T>(qkv),
-                                dp<T>(sink), s, sc, stream_);
+                                dp<T>(sink), kernel_spec(s), sc, stream_);
         });
     }
     void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {

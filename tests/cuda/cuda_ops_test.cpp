@@ -345,9 +345,14 @@ void check_attention(const std::string& name, const AttnSpec& s, double r = 2.0)
     if (s.cudnn) {  // cuDNN's fused attention runs in bf16 only
         check_bf16(fwd, 1001);
         check_bf16(bwd, 1001);
-    } else {
-        check(fwd);
-        check(bwd);
+        return;
+    }
+    check(fwd);
+    check(bwd);
+    if (s.hd > 32 && s.hd <= 64 && s.hd % 8 == 0 && !s.mma_sync) {  // wgmma on sm_90: mma.sync as well
+        AttnSpec m = s;
+        m.mma_sync = true;
+        check_attention(name + "_mma", m, r);
     }
 }
 

@@ -217,6 +217,18 @@ TEST_P(CudaModel, GradientsMatchCpuBf16) {
     check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda bf16 " + GetParam().name);
 }
 
+// Head dim 64, where the attention kernels run on wgmma on sm_90 (and on the emulator), over two key tiles.
+TEST_P(CudaModel, GradientsMatchCpuBf16HeadDim64) {
+    Config cfg = tiny_config("standard");
+    cfg.model.d_model = 128;
+    cfg.model.n_head = 2;
+    cfg.model.n_kv_head = 1;
+    cfg.model.seq_len = 70;
+    GetParam().edit(cfg);
+    auto gpu = cuda_backend(DType::BF16);
+    check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda bf16 hd64 " + GetParam().name);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::ValuesIn(variants()),
                          [](const auto& info) { return info.param.name; });
 
