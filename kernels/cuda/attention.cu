@@ -657,9 +657,18 @@ constexpr bool kWgmmaBuilt = true;  // the build has sm_90a code (CMakeLists.txt
 constexpr bool kWgmmaBuilt = false;
 #endif
 
-// The wgmma kernels run at padded head dim 64 with 16-byte rows, unless the spec asks for mma.sync (which the CUDA
-// backend also does on devices other than sm_90).
-bool use_wgmma(const AttnSpec& s, bool vec) { return kWgmmaBuilt && vec && padded_hd(s.hd) == 64 && !s.mma_sync; }
+// attention.impl: sinklab_wgmma, which validate_config limits to bf16 and these head dims (the backend checks the
+// device is sm_90).
+bool use_wgmma(const AttnSpec& s, bool vec) {
+    if (!s.wgmma) return false;
+    SL_REQUIRE(kWgmmaBuilt, "attention.impl: sinklab_wgmma needs sm_90a code, which this build lacks: configure with "
+                            "-DSINKLAB_CUDA_ARCH=90a (or 80;90a), or use attention.impl: sinklab");
+    SL_REQUIRE(vec && padded_hd(s.hd) == 64,
+               "attention.impl: sinklab_wgmma runs head dims 40 to 64 in steps of 8 on 16-byte aligned rows, not "
+               "head dim {}; use attention.impl: sinklab",
+               s.hd);
+    return true;
+}
 
 // Calls f.template operator()<HDP, kSigmoid, kWg>() for the padded head dim, the score function of p and whether
 // wgmma runs: the kernels are compiled per score function so that their inner loops carry no branch on it.

@@ -245,27 +245,29 @@ protected:
             cuda::rope(dp<T>(qkv), s, theta, pos0, inverse, stream_);
         });
     }
-    // Our attention kernels' spec: wgmma (sm_90a code) runs on sm_90 devices only.
-    AttnSpec kernel_spec(const AttnSpec& s) const {
-        AttnSpec k = s;
-        k.mma_sync = s.mma_sync || prop_.major != 9 || prop_.minor != 0;
-        return k;
+    void check_wgmma(const AttnSpec& s) const {
+        SL_REQUIRE(!s.wgmma || (prop_.major == 9 && prop_.minor == 0),
+                   "attention.impl: sinklab_wgmma needs an sm_90 GPU (H100/H200); {} is sm_{}{}. Use attention.impl: "
+                   "sinklab",
+                   prop_.name, prop_.major, prop_.minor);
     }
     void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) override {
         if (s.cudnn) return cudnn_attention_fwd(o, lse, qkv, s);
+        check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::attention_fwd(dp<T>(o), dp<float>(lse), dp<T>(qkv), dp<T>(sink), kernel_spec(s), stream_);
+            cuda::attention_fwd(dp<T>(o), dp<float>(lse), dp<T>(qkv), dp<T>(sink), s, stream_);
         });
     }
     void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
                           const AttnSpec& s) override {
         if (s.cudnn) return cudnn_attention_bwd(dqkv, dout, o, lse, qkv, s);
+        check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* sc = scratch(cuda::attention_bwd_scratch(s));
             cuda::attention_bwd(dp<T>(dqkv), dp<float>(dsink), dp<T>(dout), dp<T>(o), dp<float>(lse), dp<T>(qkv),
-                                dp<T>(sink), kernel_spec(s), sc, stream_);
+                                dp<T>(sink), s, sc, stream_);
         });
     }
     void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {

@@ -217,16 +217,17 @@ TEST_P(CudaModel, GradientsMatchCpuBf16) {
     check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda bf16 " + GetParam().name);
 }
 
-// Head dim 64, where the attention kernels run on wgmma on sm_90 (and on the emulator), over two key tiles.
-TEST_P(CudaModel, GradientsMatchCpuBf16HeadDim64) {
+// attention.impl: sinklab_wgmma (head dim 64), over two key tiles.
+TEST_P(CudaModel, GradientsMatchCpuBf16Wgmma) {
     Config cfg = tiny_config("standard");
+    cfg.attention.impl = "sinklab_wgmma";
     cfg.model.d_model = 128;
     cfg.model.n_head = 2;
     cfg.model.n_kv_head = 1;
     cfg.model.seq_len = 70;
     GetParam().edit(cfg);
     auto gpu = cuda_backend(DType::BF16);
-    check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda bf16 hd64 " + GetParam().name);
+    check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda bf16 wgmma " + GetParam().name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::ValuesIn(variants()),
