@@ -10,15 +10,17 @@
 #               checkout's build paths)
 #   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests, memcheck on the
 #               attention op tests
-#   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard and headnorm,
-#   bench-4096  with and without per-step sink metrics, attention.impl sinklab and cudnn; with per-op timing, then
-#               without it for the tokens/s, in 2 rounds (medians; the overheads from per-round ratios)
+#   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard with per-op
+#   bench-4096  timing, attention.impl sinklab, sinklab_wgmma and cudnn, with and without per-step sink metrics; then
+#               without per-op timing for the tokens/s, in 2 rounds (medians; ratios from per-round ratios): standard
+#               and headnorm with and without the metrics (our attention), and standard on each attention.impl
 #   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
 #   profile     Nsight Compute (ncu --set full) on one launch each of our three attention kernels at llama-152m's
-#               T=1024 shape: time, tensor-pipe and issue activity, occupancy and the largest stall reasons; then
-#               the attention kernels' SASS (cuobjdump: the toolkit's or Triton's; no machine here has one)
+#               T=1024 shape, mma.sync and wgmma: time, tensor-pipe and issue activity, occupancy and the largest
+#               stall reasons; then the attention kernels' SASS (cuobjdump: the toolkit's or Triton's; no machine
+#               here has one)
 # $OUT/report.md gets the summary table (also printed last) and each stage's key lines; $OUT/logs.tar.gz the logs
 # (rewritten after every stage, so a call cut short still returns them; the device tool returns at most 8 files).
 # Without a GPU every GPU stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh;
@@ -82,10 +84,13 @@ sanitize() {
             --gtest_filter='CudaOps.Attention*:-CudaOps.AttentionCudnn*'
 }
 
-bench() {  # bench T MICRO_BATCH
+bench() {  # bench T MICRO_BATCH; each call's first row is standard [sinklab], which its `vs first` ratios are to
     local args=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len="$1" --set train.micro_batch="$2"
-                --variants standard headnorm --impls sinklab cudnn --metrics --steps 6 --warmup 2)
-    sl "$bin/sinklab" bench "${args[@]}" && sl "$bin/sinklab" bench "${args[@]}" --no-profile --rounds 2
+                --steps 6 --warmup 2)
+    local impls=(--impls sinklab sinklab_wgmma cudnn)
+    sl "$bin/sinklab" bench "${args[@]}" --variants standard "${impls[@]}" --metrics &&
+        sl "$bin/sinklab" bench "${args[@]}" --variants standard headnorm --metrics --no-profile --rounds 2 &&
+        sl "$bin/sinklab" bench "${args[@]}" --variants standard "${impls[@]}" --no-profile --rounds 2
 }
 
 torch_peer() {  # torch_peer T MICRO_BATCH
@@ -111,7 +116,8 @@ train() {
         --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
-# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape. One layer and a small vocabulary
+# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape, mma.sync and wgmma (one step of
+# each attention.impl). One layer and a small vocabulary
 # (byte tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The
 # configuration is checked first, so that a dry run finds a mistake in it. Then the kernels' SASS.
 profile() {
@@ -119,8 +125,9 @@ profile() {
                         --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
     sl "$bin/sinklab" info "${cfg[@]}" >/dev/null || return 1
     if ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null); then
-        sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 3 -f \
-            -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --steps 1 --warmup 0 --no-profile &&
+        sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 6 -f \
+            -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --impls sinklab sinklab_wgmma \
+            --steps 1 --warmup 0 --no-profile &&
             "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv" &&
             "$ncu" -i "$work/attn.ncu-rep" --page details || rc=1
     else

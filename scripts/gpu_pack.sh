@@ -2,7 +2,7 @@
 # Packs what scripts/gpu_check.sh needs on the GPU machine into .carry/ (git-ignored), run HERE before the device
 # call. That machine has the NVIDIA driver, CUDA 13, cuDNN (PyTorch's) and PyTorch, but none of our Debian
 # libraries, so .carry/sinklab-gpu.tar.xz holds:
-#   bin/    sinklab and sinklab_tests: Release, sm_90, no -march=native (that CPU is not this one), no MPI (OpenMPI
+#   bin/    sinklab and sinklab_tests: Release, sm_90a, no -march=native (that CPU is not this one), no MPI (OpenMPI
 #           would need its plugins and launcher there too), stripped of host symbols (the GPU code stays)
 #   lib/    every shared library they load except glibc, the GCC C++ runtime, the driver and the CUDA toolkit
 #           libraries (cudart, cuBLAS(Lt), cuDNN), which gpu_check.sh finds on the GPU machine
@@ -24,8 +24,8 @@ cache=${SINKLAB_CACHE:-$repo/.cache}
 die() { echo "gpu_pack: $*" >&2; exit 1; }
 
 mkdir -p "$build"
-echo "gpu_pack: configuring $build (Release, sm_90, portable, no MPI)"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSINKLAB_CUDA=ON -DSINKLAB_CUDA_ARCH=90 \
+echo "gpu_pack: configuring $build (Release, sm_90a, portable, no MPI)"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSINKLAB_CUDA=ON -DSINKLAB_CUDA_ARCH=90a \
     -DSINKLAB_NATIVE=OFF -DSINKLAB_MPI=OFF -DSINKLAB_TESTS=ON >"$build/gpu_pack.configure.log" 2>&1 ||
     die "cmake failed; see $build/gpu_pack.configure.log"
 grep -q "cuDNN=ON" "$build/gpu_pack.configure.log" ||
@@ -85,7 +85,7 @@ tar -C "$stage" -cf - . | xz -9 -T "$jobs" >"$carry/sinklab-gpu.tar.xz"
     dirty=$(git diff --quiet HEAD || echo " (with uncommitted changes)")
     echo "commit $(git rev-parse --short=12 HEAD)$dirty"
     echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m), $(/usr/local/cuda/bin/nvcc --version | tail -n 1)"
-    echo "cmake: Release, SINKLAB_CUDA_ARCH=90, SINKLAB_NATIVE=OFF, SINKLAB_MPI=OFF"
+    echo "cmake: Release, SINKLAB_CUDA_ARCH=90a, SINKLAB_NATIVE=OFF, SINKLAB_MPI=OFF"
     echo "unpacked sizes (bytes):"
     (cd "$stage" && du -ab bin lib shards 2>/dev/null | sort -k2)
 } >"$carry/MANIFEST"

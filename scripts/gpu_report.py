@@ -41,11 +41,15 @@ def bench_summary(rows):
         r = rows.get(label)
         return f"{100 * (std[5] / r[5] - 1):+.1f}%" if r else "n/a"
 
-    cudnn = rows.get("standard [cudnn]")
+    def vs_ours(label):
+        r = rows.get(label)
+        return f"{r[5] / std[5]:.3f}x our tokens/s" if r else "n/a"
+
     return (f"standard {std[0] / 1e3:,.0f}k tok/s, MFU {std[2]:.1f}%; time vs standard: "
             f"headnorm {rel('headnorm [sinklab]')}, +metrics {rel('standard [sinklab] +metrics')}; "
-            "with cuDNN attention " + (f"{cudnn[5] / std[5]:.3f}x our tokens/s" if cudnn else "n/a") +
-            f"; memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f}); rounds spread up to "
+            f"with our wgmma attention {vs_ours('standard [sinklab_wgmma]')}, "
+            f"with cuDNN attention {vs_ours('standard [cudnn]')}; "
+            f"memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f}); rounds spread up to "
             f"{max(r[6] for r in rows.values()):.1f}%")
 
 
@@ -199,9 +203,10 @@ def main():
         if s[0].startswith("torch-"):
             t = torch_tokens(logs[s[0]])
             rows = bench.get("bench-" + s[0].split("-", 1)[1], {})
-            ours, cudnn = rows.get("standard [sinklab]"), rows.get("standard [cudnn]")
+            ours, wgmma, cudnn = (rows.get(f"standard [{i}]") for i in ("sinklab", "sinklab_wgmma", "cudnn"))
             key[s[0]] = (f"torch {t / 1e3:,.0f}k tok/s" if t else "no result") + (
                 f"; sinklab/torch {ours[0] / t:.3f}x" if t and ours else "") + (
+                f", with wgmma attention {wgmma[0] / t:.3f}x" if t and wgmma else "") + (
                 f", with cuDNN attention {cudnn[0] / t:.3f}x" if t and cudnn else "")
     key["train"] = train_summary(logs.get("train", []))
     key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"

@@ -1,8 +1,11 @@
 // Causal flash attention on tensor cores (bf16 in, f32 accumulation), and the launchers of both precisions.
 //
 // Forward: a block of 4 warps owns 64 query rows of one head (16 per warp) and walks the 64-key tiles up to the
-// diagonal, double-buffered with cp.async: S = Q K^T (mma.sync m16n8k16), online softmax in base 2 on the
-// accumulators, O += P V with P re-packed to bf16 in registers. The T x T scores never leave registers; the row
+// diagonal, double-buffered with cp.async: S = Q K^T, online softmax in base 2 on the accumulators, O += P V with P
+// re-packed to bf16 in registers. The products run as mma.sync m16n8k16 per warp on operands ldmatrix loads from
+// padded tiles (kWg false), or on Hopper as wgmma m64n64k16 of the 4 warps together (kWg, head dim 64), which read
+// K, V (and Q, dO in the backward) straight from swizzled tiles; the accumulator layout, and so all the code
+// between the products, is the same. The T x T scores never leave registers; the row
 // log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
@@ -48,36 +51,53 @@ __device__ __forceinline__ int b_col(int lane) { return ((lane >> 3) & 1) * 8; }
 // ---- tiles -------------------------------------------------------------------------------------------------
 // Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into s[ROWS][HDP + 8], zero-filled
 // beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
-template <int ROWS, int HDP>
-__device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int64_t stride, int r0, int T, int hd, bool vec) {
-    constexpr int S = HDP + 8;
+// The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
+// (kThreads / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
+// (stride is an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x
+// in steps of kThreads left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
+// chunk: most of the forward's instructions per tile.
+// Element (r, d) of a shared tile: rows of S = HDP + 8 (padded against ldmatrix bank conflicts), or of the
+// wgmma kernels' 64 in the 128-byte swizzle (wgmma_tile.cuh).
+template <int HDP, bool kWg> constexpr int kStride = kWg ? HDP : HDP + 8;
+template <int HDP, bool kWg> __device__ __forceinline__ int tile_at(int r, int d) {
+    static_assert(!kWg || HDP == 64, "the wgmma kernels' tiles have 128-byte rows");
+    if constexpr (kWg) return sw128_chunk(r, d >> 3) + (d & 7);
+    return r * kStride<HDP, kWg> + d;
+}
+
+template <int ROWS, int HDP, bool kWg>
+__device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, int r0, int T, int hd, bool vec) {
     if (vec) {
-        constexpr int kChunks = HDP / 8;
-        for (int c = threadIdx.x; c < ROWS * kChunks; c += kThreads) {
-            int r = c / kChunks, d = c % kChunks * 8, t = r0 + r;
-            bool ok = t < T && d < hd;
-            cp_async16(s + r * S + d, ok ? src + t * stride + d : src, ok);
+        constexpr int kChunks = HDP / 8, kRowStep = kThreads / kChunks;
+        static_assert(kThreads % kChunks == 0 && ROWS % kRowStep == 0, "whole rows per pass");
+        const int r = threadIdx.x / kChunks, d = threadIdx.x % kChunks * 8;
+#pragma unroll
+        for (int i = 0; i < ROWS / kRowStep; i++) {
+            const int t = r0 + r + i * kRowStep;
+            const bool ok = t < T && d < hd;
+            cp_async16(s + tile_at<HDP, kWg>(r + i * kRowStep, d), ok ? src + int64_t(t) * stride + d : src, ok);
         }
     } else {
         for (int c = threadIdx.x; c < ROWS * HDP; c += kThreads) {
             int r = c / HDP, d = c % HDP, t = r0 + r;
-            s[r * S + d] = t < T && d < hd ? src[t * stride + d] : __ushort_as_bfloat16(0);
+            s[tile_at<HDP, kWg>(r, d)] = t < T && d < hd ? src[t * stride + d] : __ushort_as_bfloat16(0);
         }
     }
 }
 
 // Keys and values of key tile j (Bc rows of the kv head at kb and vb) into buffer buf of sK and sV [2][Bc][S].
-template <int Bc, int HDP>
+template <int Bc, int HDP, bool kWg>
 __device__ __forceinline__ void load_kv(bf16* sK, bf16* sV, const bf16* kb, const bf16* vb, const AttnParams& p, int j,
                                         int buf, bool vec) {
-    constexpr int S = HDP + 8;
-    load_tile<Bc, HDP>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
-    load_tile<Bc, HDP>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
+    constexpr int S = kStride<HDP, kWg>;
+    load_tile<Bc, HDP, kWg>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
+    load_tile<Bc, HDP, kWg>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
 }
 
 // Double buffering, at the top of iteration i of n: issues load(i + 1, buffer) for the next tile when there is one,
-// then waits until tile i (committed by the previous call, or before the loop) has landed for the whole block.
-template <typename Load> __device__ __forceinline__ void next_tile(int i, int n, Load&& load) {
+// then waits until tile i (committed by the previous call, or before the loop) has landed for the whole block, and
+// for wgmma's asynchronous proxy.
+template <bool kWg, typename Load> __device__ __forceinline__ void next_tile(int i, int n, Load&& load) {
     if (i + 1 < n) {
         load(i + 1, (i + 1) & 1);
         cp_async_commit();
@@ -85,10 +105,17 @@ template <typename Load> __device__ __forceinline__ void next_tile(int i, int n,
     } else {
         cp_async_wait<0>();
     }
+    if constexpr (kWg) fence_async_smem();
     __syncthreads();
 }
 
-__device__ __forceinline__ float sigmoid2(float z) { return 1.f / (1.f + exp2f(-z * kLog2e)); }
+// The 16 x 16 A operands of a wgmma chain over the 64 columns of accumulators s: P or dS, in bf16.
+template <int NK> __device__ __forceinline__ void acc_to_a_all(uint32_t (&a)[NK][4], const float (&s)[2 * NK][4]) {
+#pragma unroll
+    for (int kk = 0; kk < NK; kk++) acc_to_a(a[kk], s[2 * kk], s[2 * kk + 1]);
+}
+
+__device__ __forceinline__ float sigmoid2(float z) { return rcp_ftz(1.f + ex2_ftz(-z * kLog2e)); }
 
 // Sets the invisible scores of an accumulator tile to -inf, which every score function maps to weight 0 (the scale
 // is positive). Element e of n-tile nt is row rows[e / 2], column col0 + 8 nt + 2 tq + e % 2; rows are queries, or
@@ -115,12 +142,12 @@ __device__ __forceinline__ bool sink_family(AttnScore s) {
 }
 
 // ---- forward ---------------------------------------------------------------------------------------------
-template <int HDP, bool kSigmoid>
+template <int HDP, bool kSigmoid, bool kWg>
 __global__ void __launch_bounds__(kThreads)
     attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
                     bool vec) {
-    constexpr int Br = 64, Bc = 64, S = HDP + 8, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
-    bf16* sQ = dynamic_smem<bf16>();  // [Br][S]
+    constexpr int Br = 64, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
     bf16* sK = sQ + Br * S;            // [2][Bc][S]
     bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
 
@@ -131,8 +158,8 @@ __global__ void __launch_bounds__(kThreads)
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
 
-    load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
-    load_kv<Bc, HDP>(sK, sV, kb, vb, p, 0, 0, vec);
+    load_tile<Br, HDP, kWg>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     // This thread holds rows row[0] and row[1] = row[0] + 8 of the warp's 16 (accumulator elements 0,1 and 2,3).
@@ -147,27 +174,32 @@ __global__ void __launch_bounds__(kThreads)
         l[r] = sink_family(p.score) && tq == 0 ? 1.f : 0.f;
     }
     float acc[ND][4] = {};
-    uint32_t qf[KD][4];
+    uint32_t qf[kWg ? 1 : KD][4];  // the Q fragments ldmatrix loads once (wgmma reads them from sQ)
 
     for (int j = 0; j < n_kv; j++) {
-        next_tile(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP>(sK, sV, kb, vb, p, t, buf, vec); });
+        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, t, buf, vec); });
         const int buf = j & 1;
-        if (j == 0)
-#pragma unroll
-            for (int kk = 0; kk < KD; kk++) ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
         const bf16* cK = sK + buf * Bc * S;
         const bf16* cV = sV + buf * Bc * S;
 
         float s[NC][4] = {};  // S = Q K^T: rows of this warp x the Bc keys of the tile
+        if constexpr (kWg) {
+            wgmma_round([&] { wgmma_abt(s, sQ, cK); }, s);
+        } else {
+            if (j == 0)
 #pragma unroll
-        for (int kk = 0; kk < KD; kk++)
+                for (int kk = 0; kk < KD; kk++)
+                    ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
 #pragma unroll
-            for (int np = 0; np < Bc / 16; np++) {
-                uint32_t kf[4];
-                ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                mma(s[2 * np], qf[kk], kf[0], kf[1]);
-                mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
-            }
+            for (int kk = 0; kk < KD; kk++)
+#pragma unroll
+                for (int np = 0; np < Bc / 16; np++) {
+                    uint32_t kf[4];
+                    ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                    mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                    mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+                }
+        }
 
         const int k0 = j * Bc;
         if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
@@ -186,13 +218,13 @@ __global__ void __launch_bounds__(kThreads)
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 float m_new = fmaxf(m[r], mx * zscale);
                 float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
-                float alpha = exp2f(m[r] - m_use), sum = 0.f;
+                float alpha = ex2_ftz(m[r] - m_use), sum = 0.f;
                 m[r] = m_new;
 #pragma unroll
                 for (int nt = 0; nt < NC; nt++)
 #pragma unroll
                     for (int c = 0; c < 2; c++) {
-                        float pv = exp2f(fmaf(s[nt][2 * r + c], zscale, -m_use));
+                        float pv = ex2_ftz(fmaf(s[nt][2 * r + c], zscale, -m_use));
                         s[nt][2 * r + c] = pv;
                         sum += pv;
                     }
@@ -205,16 +237,22 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
 
+        if constexpr (kWg) {  // O += P V
+            uint32_t pa[Bc / 16][4];
+            acc_to_a_all(pa, s);
+            wgmma_round([&] { wgmma_av(acc, pa, cV); }, acc, pa);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < Bc / 16; kk++) {  // O += P V
-            uint32_t pa[4];
-            acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+            for (int kk = 0; kk < Bc / 16; kk++) {
+                uint32_t pa[4];
+                acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-            for (int dp = 0; dp < HDP / 16; dp++) {
-                uint32_t vf[4];
-                ldsm_x4_trans(vf, cV + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
-                mma(acc[2 * dp], pa, vf[0], vf[1]);
-                mma(acc[2 * dp + 1], pa, vf[2], vf[3]);
+                for (int dp = 0; dp < HDP / 16; dp++) {
+                    uint32_t vf[4];
+                    ldsm_x4_trans(vf, cV + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+                    mma(acc[2 * dp], pa, vf[0], vf[1]);
+                    mma(acc[2 * dp + 1], pa, vf[2], vf[3]);
+                }
             }
         }
         __syncthreads();  // the next iteration overwrites the other buffer, which warps may still be reading
@@ -235,11 +273,11 @@ __global__ void __launch_bounds__(kThreads)
             lse[(int64_t(b) * p.H + h) * p.T + row[r]] = kSigmoid ? 0.f : (m[r] + log2f(lsum)) * kLn2;
     }
     // Stage this warp's 16 output rows in its own rows of sQ (no longer read), then store whole rows.
-    bf16* sO = sQ + warp * 16 * S;
+    auto sO = [&](int r, int d) { return sQ + tile_at<HDP, kWg>(warp * 16 + r, d); };
 #pragma unroll
     for (int dt = 0; dt < ND; dt++) {
-        *reinterpret_cast<uint32_t*>(sO + gr * S + dt * 8 + 2 * tq) = pack_bf16(acc[dt][0], acc[dt][1]);
-        *reinterpret_cast<uint32_t*>(sO + (gr + 8) * S + dt * 8 + 2 * tq) = pack_bf16(acc[dt][2], acc[dt][3]);
+        *reinterpret_cast<uint32_t*>(sO(gr, dt * 8 + 2 * tq)) = pack_bf16(acc[dt][0], acc[dt][1]);
+        *reinterpret_cast<uint32_t*>(sO(gr + 8, dt * 8 + 2 * tq)) = pack_bf16(acc[dt][2], acc[dt][3]);
     }
     __syncwarp();
     const int64_t o_stride = int64_t(p.H) * p.hd;
@@ -248,18 +286,19 @@ __global__ void __launch_bounds__(kThreads)
     if (vec) {
         for (int c = lane; c < 16 * (HDP / 8); c += 32) {
             int r = c / (HDP / 8), d = c % (HDP / 8) * 8;
-            if (t0 + r < p.T && d < p.hd) store_pack(ob + (t0 + r) * o_stride + d, load_pack(sO + r * S + d));
+            if (t0 + r < p.T && d < p.hd) store_pack(ob + (t0 + r) * o_stride + d, load_pack(sO(r, d)));
         }
     } else {
         for (int c = lane; c < 16 * HDP; c += 32) {
             int r = c / HDP, d = c % HDP;
-            if (t0 + r < p.T && d < p.hd) ob[(t0 + r) * o_stride + d] = sO[r * S + d];
+            if (t0 + r < p.T && d < p.hd) ob[(t0 + r) * o_stride + d] = *sO(r, d);
         }
     }
 }
 
 // ---- backward ---------------------------------------------------------------------------------------------
-// p and the scaled dz of one score s = q.k (-inf where masked), given dp = dout.v, the row's base-2 lse and D.
+// p and dz / scale of one score s = q.k (-inf where masked), given dp = dout.v, the row's base-2 lse and D. The
+// kernels multiply dq and dk by the scale once at the end, not every dz.
 struct Grad {
     float p, dz;
 };
@@ -268,10 +307,10 @@ __device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float d
     Grad r;
     if constexpr (kSigmoid) {
         r.p = sigmoid2(s * p.scale + p.sigmoid_bias);
-        r.dz = dp * r.p * (1.f - r.p) * p.scale;
+        r.dz = dp * r.p * (1.f - r.p);
     } else {
-        r.p = exp2f(fmaf(s, p.scale * kLog2e, -lse2));
-        r.dz = r.p * (dp - D) * p.scale;
+        r.p = ex2_ftz(fmaf(s, p.scale * kLog2e, -lse2));
+        r.dz = r.p * (dp - D);
     }
     return r;
 }
@@ -279,12 +318,12 @@ __device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float d
 // Grid (key tiles of 64, Hkv, B). Warp w owns keys k0 + 16w .. +15 and keeps their dk, dv in registers while
 // the block walks the query tiles (Bq rows) of each head of the group; S^T and dP^T are computed directly
 // (keys as rows), so P^T and dS^T are already the A operands of dV += P^T dO and dK += dS^T Q.
-template <int HDP, int Bq, bool kSigmoid>
+template <int HDP, int Bq, bool kSigmoid, bool kWg>
 __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dkdv_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                      const __grid_constant__ AttnParams p, bool vec) {
-    constexpr int Bc = 64, S = HDP + 8, KD = HDP / 16, NQ = Bq / 8, ND = HDP / 8;
-    bf16* sK = dynamic_smem<bf16>();               // [Bc][S]
+    constexpr int Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NQ = Bq / 8, ND = HDP / 8;
+    bf16* sK = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Bc][S]
     bf16* sV = sK + Bc * S;                        // [Bc][S]
     bf16* sQ = sV + Bc * S;                        // [2][Bq][S]
     bf16* sdO = sQ + 2 * Bq * S;                   // [2][Bq][S]
@@ -294,34 +333,36 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const int k0 = blockIdx.x * Bc, g = blockIdx.y, b = blockIdx.z, rep = p.H / p.Hkv;
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
-    const int64_t do_stride = int64_t(p.H) * p.hd;
+    const int do_stride = p.H * p.hd;  // <= W, an int like it
     const bf16* dob = dout + int64_t(b) * p.T * do_stride;
     const int q_first = k0 / Bq, nq = (p.T + Bq - 1) / Bq - q_first, n_it = rep * nq;
 
     // Asynchronous like the tiles: a plain load here would stall every thread of the block once per iteration.
     auto load_queries = [&](int it, int buf) {
         int h = g * rep + it / nq, t0 = (q_first + it % nq) * Bq;
-        load_tile<Bq, HDP>(sQ + buf * Bq * S, base + h * p.hd, p.W, t0, p.T, p.hd, vec);
-        load_tile<Bq, HDP>(sdO + buf * Bq * S, dob + h * p.hd, do_stride, t0, p.T, p.hd, vec);
+        load_tile<Bq, HDP, kWg>(sQ + buf * Bq * S, base + h * p.hd, p.W, t0, p.T, p.hd, vec);
+        load_tile<Bq, HDP, kWg>(sdO + buf * Bq * S, dob + h * p.hd, do_stride, t0, p.T, p.hd, vec);
         if constexpr (!kSigmoid) {
             const int64_t row0 = (int64_t(b) * p.H + h) * p.T;
-            for (int i = threadIdx.x; i < 2 * Bq; i += kThreads) {
-                int t = t0 + i % Bq;
-                bool ok = t < p.T;
+#pragma unroll
+            for (int pass = 0; pass < (2 * Bq + kThreads - 1) / kThreads; pass++) {
+                const int i = threadIdx.x + pass * kThreads, t = t0 + i % Bq;
+                if (2 * Bq % kThreads != 0 && i >= 2 * Bq) break;
+                const bool ok = t < p.T;
                 const float* src = i < Bq ? lse : D;
                 cp_async4((i < Bq ? sL : sD) + buf * Bq + i % Bq, ok ? src + row0 + t : src, ok);
             }
         }
     };
-    load_tile<Bc, HDP>(sK, base + (p.H + g) * p.hd, p.W, k0, p.T, p.hd, vec);
-    load_tile<Bc, HDP>(sV, base + (p.H + p.Hkv + g) * p.hd, p.W, k0, p.T, p.hd, vec);
+    load_tile<Bc, HDP, kWg>(sK, base + (p.H + g) * p.hd, p.W, k0, p.T, p.hd, vec);
+    load_tile<Bc, HDP, kWg>(sV, base + (p.H + p.Hkv + g) * p.hd, p.W, k0, p.T, p.hd, vec);
     load_queries(0, 0);
     cp_async_commit();
 
     const int key[2] = {k0 + warp * 16 + gr, k0 + warp * 16 + gr + 8};
     float dk[ND][4] = {}, dv[ND][4] = {};
     for (int it = 0; it < n_it; it++) {
-        next_tile(it, n_it, load_queries);
+        next_tile<kWg>(it, n_it, load_queries);
         const int buf = it & 1;
         const int t0 = (q_first + it % nq) * Bq;
         const bf16* cQ = sQ + buf * Bq * S;
@@ -330,47 +371,64 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         const float* cD = sD + buf * Bq;
 
         float st[NQ][4] = {}, dpt[NQ][4] = {};  // S^T = K Q^T and dP^T = V dO^T: this warp's keys x Bq queries
+        if constexpr (kWg) {
+            wgmma_round([&] { wgmma_abt(st, sK, cQ); wgmma_abt(dpt, sV, cdO); }, st, dpt);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < KD; kk++) {
-            uint32_t kf[4], vf[4];
-            ldsm_x4(kf, sK + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
-            ldsm_x4(vf, sV + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+            for (int kk = 0; kk < KD; kk++) {
+                uint32_t kf[4], vf[4];
+                ldsm_x4(kf, sK + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                ldsm_x4(vf, sV + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
 #pragma unroll
-            for (int np = 0; np < Bq / 16; np++) {
-                uint32_t qf[4], of[4];
-                ldsm_x4(qf, cQ + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                ldsm_x4(of, cdO + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                mma(st[2 * np], kf, qf[0], qf[1]);
-                mma(st[2 * np + 1], kf, qf[2], qf[3]);
-                mma(dpt[2 * np], vf, of[0], of[1]);
-                mma(dpt[2 * np + 1], vf, of[2], of[3]);
+                for (int np = 0; np < Bq / 16; np++) {
+                    uint32_t qf[4], of[4];
+                    ldsm_x4(qf, cQ + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                    ldsm_x4(of, cdO + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                    mma(st[2 * np], kf, qf[0], qf[1]);
+                    mma(st[2 * np + 1], kf, qf[2], qf[3]);
+                    mma(dpt[2 * np], vf, of[0], of[1]);
+                    mma(dpt[2 * np + 1], vf, of[2], of[3]);
+                }
             }
         }
         if (t0 < k0 + Bc || t0 + Bq > p.T || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<true>(st, p, key, t0, tq);
 #pragma unroll
-        for (int nt = 0; nt < NQ; nt++)
+        for (int nt = 0; nt < NQ; nt++) {
+            // Columns 2 tq and 2 tq + 1 of n-tile nt are this thread's queries, for both of its keys.
+            float2 lse_pair = {}, D_pair = {};
+            if constexpr (!kSigmoid) {
+                lse_pair = *reinterpret_cast<const float2*>(cL + nt * 8 + 2 * tq);
+                D_pair = *reinterpret_cast<const float2*>(cD + nt * 8 + 2 * tq);
+            }
+            const float lse2[2] = {lse_pair.x * kLog2e, lse_pair.y * kLog2e}, Dq[2] = {D_pair.x, D_pair.y};
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int qi = nt * 8 + 2 * tq + (e & 1);
-                Grad gd = score_grad<kSigmoid>(p, st[nt][e], dpt[nt][e], kSigmoid ? 0.f : cL[qi] * kLog2e,
-                                               kSigmoid ? 0.f : cD[qi]);
+                Grad gd = score_grad<kSigmoid>(p, st[nt][e], dpt[nt][e], lse2[e & 1], Dq[e & 1]);
                 st[nt][e] = gd.p;
                 dpt[nt][e] = gd.dz;
             }
+        }
+        if constexpr (kWg) {  // dV += P^T dO, dK += dS^T Q
+            uint32_t pa[Bq / 16][4], da[Bq / 16][4];
+            acc_to_a_all(pa, st);
+            acc_to_a_all(da, dpt);
+            wgmma_round([&] { wgmma_av(dv, pa, cdO); wgmma_av(dk, da, cQ); }, dv, dk, pa, da);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < Bq / 16; kk++) {  // dV += P^T dO, dK += dS^T Q
-            uint32_t pa[4], da[4];
-            acc_to_a(pa, st[2 * kk], st[2 * kk + 1]);
-            acc_to_a(da, dpt[2 * kk], dpt[2 * kk + 1]);
+            for (int kk = 0; kk < Bq / 16; kk++) {
+                uint32_t pa[4], da[4];
+                acc_to_a(pa, st[2 * kk], st[2 * kk + 1]);
+                acc_to_a(da, dpt[2 * kk], dpt[2 * kk + 1]);
 #pragma unroll
-            for (int dp = 0; dp < HDP / 16; dp++) {
-                uint32_t of[4], qf[4];
-                ldsm_x4_trans(of, cdO + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
-                ldsm_x4_trans(qf, cQ + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
-                mma(dv[2 * dp], pa, of[0], of[1]);
-                mma(dv[2 * dp + 1], pa, of[2], of[3]);
-                mma(dk[2 * dp], da, qf[0], qf[1]);
-                mma(dk[2 * dp + 1], da, qf[2], qf[3]);
+                for (int dp = 0; dp < HDP / 16; dp++) {
+                    uint32_t of[4], qf[4];
+                    ldsm_x4_trans(of, cdO + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+                    ldsm_x4_trans(qf, cQ + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+                    mma(dv[2 * dp], pa, of[0], of[1]);
+                    mma(dv[2 * dp + 1], pa, of[2], of[3]);
+                    mma(dk[2 * dp], da, qf[0], qf[1]);
+                    mma(dk[2 * dp + 1], da, qf[2], qf[3]);
+                }
             }
         }
         __syncthreads();
@@ -386,8 +444,8 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         for (int dt = 0; dt < ND; dt++) {
             int d = dt * 8 + 2 * tq;
             if (d >= p.hd) continue;  // hd is even: the pair (d, d+1) is all in or all out
-            dkr[d] = __float2bfloat16_rn(dk[dt][2 * r]);
-            dkr[d + 1] = __float2bfloat16_rn(dk[dt][2 * r + 1]);
+            dkr[d] = __float2bfloat16_rn(dk[dt][2 * r] * p.scale);
+            dkr[d + 1] = __float2bfloat16_rn(dk[dt][2 * r + 1] * p.scale);
             dvr[d] = __float2bfloat16_rn(dv[dt][2 * r]);
             dvr[d + 1] = __float2bfloat16_rn(dv[dt][2 * r + 1]);
         }
@@ -396,12 +454,12 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
 
 // Grid (query tiles of 64, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in registers)
 // and walks the key tiles (Bc keys) up to the diagonal.
-template <int HDP, int Bc, bool kSigmoid>
+template <int HDP, int Bc, bool kSigmoid, bool kWg>
 __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dq_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                    const __grid_constant__ AttnParams p, bool vec) {
-    constexpr int Br = 64, S = HDP + 8, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
-    bf16* sQ = dynamic_smem<bf16>();  // [Br][S]
+    constexpr int Br = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
     bf16* sdO = sQ + Br * S;           // [Br][S]
     bf16* sK = sdO + Br * S;           // [2][Bc][S]
     bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
@@ -411,12 +469,12 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
-    const int64_t do_stride = int64_t(p.H) * p.hd;
+    const int do_stride = p.H * p.hd;  // <= W, an int like it
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
 
-    load_tile<Br, HDP>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
-    load_tile<Br, HDP>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
-    load_kv<Bc, HDP>(sK, sV, kb, vb, p, 0, 0, vec);
+    load_tile<Br, HDP, kWg>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_tile<Br, HDP, kWg>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
+    load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
@@ -427,34 +485,38 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         lse2[r] = row[r] < p.T && !kSigmoid ? lse[i] * kLog2e : 0.f;
         Dr[r] = row[r] < p.T && !kSigmoid ? D[i] : 0.f;
     }
-    uint32_t qf[KD][4], of[KD][4];
+    uint32_t qf[kWg ? 1 : KD][4], of[kWg ? 1 : KD][4];  // the fragments ldmatrix loads once (wgmma reads sQ, sdO)
     float dq[ND][4] = {};
 
     for (int j = 0; j < n_kv; j++) {
-        next_tile(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP>(sK, sV, kb, vb, p, t, buf, vec); });
+        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, t, buf, vec); });
         const int buf = j & 1;
-        if (j == 0)
-#pragma unroll
-            for (int kk = 0; kk < KD; kk++) {
-                ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
-                ldsm_x4(of[kk], sdO + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
-            }
         const bf16* cK = sK + buf * Bc * S;
         const bf16* cV = sV + buf * Bc * S;
 
         float s[NC][4] = {}, dp[NC][4] = {};  // S = Q K^T, dP = dO V^T
+        if constexpr (kWg) {
+            wgmma_round([&] { wgmma_abt(s, sQ, cK); wgmma_abt(dp, sdO, cV); }, s, dp);
+        } else {
+            if (j == 0)
 #pragma unroll
-        for (int kk = 0; kk < KD; kk++)
+                for (int kk = 0; kk < KD; kk++) {
+                    ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                    ldsm_x4(of[kk], sdO + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                }
 #pragma unroll
-            for (int np = 0; np < Bc / 16; np++) {
-                uint32_t kf[4], vf[4];
-                ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                ldsm_x4(vf, cV + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                mma(s[2 * np], qf[kk], kf[0], kf[1]);
-                mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
-                mma(dp[2 * np], of[kk], vf[0], vf[1]);
-                mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
-            }
+            for (int kk = 0; kk < KD; kk++)
+#pragma unroll
+                for (int np = 0; np < Bc / 16; np++) {
+                    uint32_t kf[4], vf[4];
+                    ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                    ldsm_x4(vf, cV + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                    mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                    mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+                    mma(dp[2 * np], of[kk], vf[0], vf[1]);
+                    mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
+                }
+        }
         const int k0 = j * Bc;
         if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
 #pragma unroll
@@ -462,16 +524,22 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
+        if constexpr (kWg) {  // dQ += dS K
+            uint32_t da[Bc / 16][4];
+            acc_to_a_all(da, s);
+            wgmma_round([&] { wgmma_av(dq, da, cK); }, dq, da);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < Bc / 16; kk++) {  // dQ += dS K
-            uint32_t da[4];
-            acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
+            for (int kk = 0; kk < Bc / 16; kk++) {
+                uint32_t da[4];
+                acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-            for (int dt = 0; dt < HDP / 16; dt++) {
-                uint32_t kf[4];
-                ldsm_x4_trans(kf, cK + (kk * 16 + a_row(lane)) * S + dt * 16 + a_col(lane));
-                mma(dq[2 * dt], da, kf[0], kf[1]);
-                mma(dq[2 * dt + 1], da, kf[2], kf[3]);
+                for (int dt = 0; dt < HDP / 16; dt++) {
+                    uint32_t kf[4];
+                    ldsm_x4_trans(kf, cK + (kk * 16 + a_row(lane)) * S + dt * 16 + a_col(lane));
+                    mma(dq[2 * dt], da, kf[0], kf[1]);
+                    mma(dq[2 * dt + 1], da, kf[2], kf[3]);
+                }
             }
         }
         __syncthreads();
@@ -485,8 +553,8 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         for (int dt = 0; dt < ND; dt++) {
             int d = dt * 8 + 2 * tq;
             if (d >= p.hd) continue;
-            dqr[d] = __float2bfloat16_rn(dq[dt][2 * r]);
-            dqr[d + 1] = __float2bfloat16_rn(dq[dt][2 * r + 1]);
+            dqr[d] = __float2bfloat16_rn(dq[dt][2 * r] * p.scale);
+            dqr[d + 1] = __float2bfloat16_rn(dq[dt][2 * r + 1] * p.scale);
         }
     }
 }
@@ -522,14 +590,37 @@ __global__ void attn_dsink_kernel(float* dsink, const T* sink, const float* lse,
 
 int padded_hd(int hd) { return hd <= 32 ? 32 : hd <= 64 ? 64 : 128; }
 
-// Calls f.template operator()<HDP, kSigmoid>() for the padded head dim and the score function of p: the kernels are
-// compiled per score function so that their inner loops carry no branch on it.
-template <typename F> void dispatch(const AttnParams& p, F&& f) {
+#if defined(SINKLAB_WGMMA) || defined(SINKLAB_EMU)
+constexpr bool kWgmmaBuilt = true;  // the build has sm_90a code (CMakeLists.txt), or runs on the emulator
+#else
+constexpr bool kWgmmaBuilt = false;
+#endif
+
+// attention.impl: sinklab_wgmma, which validate_config limits to bf16 and these head dims (the backend checks the
+// device is sm_90).
+bool use_wgmma(const AttnSpec& s, bool vec) {
+    if (!s.wgmma) return false;
+    SL_REQUIRE(kWgmmaBuilt, "attention.impl: sinklab_wgmma needs sm_90a code, which this build lacks: configure with "
+                            "-DSINKLAB_CUDA_ARCH=90a (or 80;90a), or use attention.impl: sinklab");
+    SL_REQUIRE(vec && padded_hd(s.hd) == 64,
+               "attention.impl: sinklab_wgmma runs head dims 40 to 64 in steps of 8 on 16-byte aligned rows, not "
+               "head dim {}; use attention.impl: sinklab",
+               s.hd);
+    return true;
+}
+
+// Calls f.template operator()<HDP, kSigmoid, kWg>() for the padded head dim, the score function of p and whether
+// wgmma runs: the kernels are compiled per score function so that their inner loops carry no branch on it.
+template <typename F> void dispatch(const AttnParams& p, bool wg, F&& f) {
     auto by_hd = [&]<bool kSigmoid>() {
         switch (padded_hd(p.hd)) {
-            case 32: f.template operator()<32, kSigmoid>(); break;
-            case 64: f.template operator()<64, kSigmoid>(); break;
-            default: f.template operator()<128, kSigmoid>(); break;
+            case 32: f.template operator()<32, kSigmoid, false>(); break;
+            case 64:
+                if constexpr (kWgmmaBuilt)
+                    if (wg) return f.template operator()<64, kSigmoid, true>();
+                f.template operator()<64, kSigmoid, false>();
+                break;
+            default: f.template operator()<128, kSigmoid, false>(); break;
         }
     };
     if (p.score == AttnScore::Sigmoid)
@@ -538,25 +629,28 @@ template <typename F> void dispatch(const AttnParams& p, F&& f) {
         by_hd.template operator()<false>();
 }
 
-template <int HDP, bool kSigmoid>
+// Shared memory bytes beyond the tiles: the wgmma kernels align their tiles to 1024 bytes themselves.
+template <bool kWg> constexpr size_t kAlignSlack = kWg ? 1024 : 0;
+
+template <int HDP, bool kSigmoid, bool kWg>
 void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec, cudaStream_t st) {
-    constexpr int S = HDP + 8;
+    constexpr int S = kStride<HDP, kWg>;
     dim3 grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid>, grid, kThreads, size_t(64 + 4 * 64) * S * sizeof(bf16), st, o, lse, qkv,
-                sink, p, vec);
+    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kThreads,
+                size_t(64 + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
 }
 
-template <int HDP, bool kSigmoid>
+template <int HDP, bool kSigmoid, bool kWg>
 void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv, const AttnParams& p,
               bool vec, cudaStream_t st) {
-    constexpr int S = HDP + 8, Bq = HDP > 64 ? 32 : 64, Bc = HDP > 64 ? 32 : 64;  // fewer registers at HDP 128
+    constexpr int S = kStride<HDP, kWg>, Bq = HDP > 64 ? 32 : 64, Bc = HDP > 64 ? 32 : 64;  // fewer registers at 128
     dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(p.B));
-    CUDA_LAUNCH(attn_dkdv_kernel<HDP, Bq, kSigmoid>, kv_grid, kThreads,
-                size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float), st, dqkv, dout, lse, D, qkv, p,
-                vec);
+    CUDA_LAUNCH(attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg>, kv_grid, kThreads,
+                size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float) + kAlignSlack<kWg>, st, dqkv, dout,
+                lse, D, qkv, p, vec);
     dim3 q_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid>, q_grid, kThreads, size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16), st,
-                dqkv, dout, lse, D, qkv, p, vec);
+    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, kThreads,
+                size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, p, vec);
 }
 
 void check_spec(const AttnSpec& s) {
@@ -577,7 +671,9 @@ void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec
         attention_fwd_f32(o, lse, qkv, sink, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, o, qkv);
-        dispatch(p, [&]<int HDP, bool kSigmoid>() { fwd_bf16<HDP, kSigmoid>(o, lse, qkv, sink, p, vec, st); });
+        dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {
+            fwd_bf16<HDP, kSigmoid, kWg>(o, lse, qkv, sink, p, vec, st);
+        });
     }
 }
 
@@ -599,7 +695,9 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
-        dispatch(p, [&]<int HDP, bool kSigmoid>() { bwd_bf16<HDP, kSigmoid>(dqkv, dout, lse, D, qkv, p, vec, st); });
+        dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {
+            bwd_bf16<HDP, kSigmoid, kWg>(dqkv, dout, lse, D, qkv, p, vec, st);
+        });
     }
     if (s.score == AttnScore::SinkLogit) {
         SL_ASSERT(sink && dsink, "SinkLogit attention needs the sink logits and their gradient");

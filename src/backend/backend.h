@@ -44,6 +44,9 @@ struct AttnSpec {
     // only), so that our kernels are measured against it in the same run; the CPU backend computes the same math
     // and ignores it.
     bool cudnn = false;
+    // attention.impl: sinklab_wgmma. The CUDA backend runs our kernels on Hopper's warpgroup MMA instead of mma.sync
+    // (sm_90 builds and devices, bf16, head dim 64 after padding); the CPU backend ignores it.
+    bool wgmma = false;
 
     int qkv_width() const { return (H + 2 * Hkv) * hd; }
     bool isolated(int t) const {

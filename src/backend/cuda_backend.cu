@@ -245,8 +245,15 @@ protected:
             cuda::rope(dp<T>(qkv), s, theta, pos0, inverse, stream_);
         });
     }
+    void check_wgmma(const AttnSpec& s) const {
+        SL_REQUIRE(!s.wgmma || (prop_.major == 9 && prop_.minor == 0),
+                   "attention.impl: sinklab_wgmma needs an sm_90 GPU (H100/H200); {} is sm_{}{}. Use attention.impl: "
+                   "sinklab",
+                   prop_.name, prop_.major, prop_.minor);
+    }
     void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) override {
         if (s.cudnn) return cudnn_attention_fwd(o, lse, qkv, s);
+        check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             cuda::attention_fwd(dp<T>(o), dp<float>(lse), dp<T>(qkv), dp<T>(sink), s, stream_);
@@ -255,6 +262,7 @@ protected:
     void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
                           const AttnSpec& s) override {
         if (s.cudnn) return cudnn_attention_bwd(dqkv, dout, o, lse, qkv, s);
+        check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* sc = scratch(cuda::attention_bwd_scratch(s));

@@ -53,7 +53,8 @@ struct AttentionConfig {
     std::string gate = "channel";  // gated: one gate per head and channel | per head ("head")
     float sigmoid_bias = 0.f;      // sigmoid: b in sigmoid(q.k/sqrt(hd) + b)
     float sink_init = 0.f;         // sink_logit: initial per-head logit
-    std::string impl = "sinklab";  // sinklab | cudnn (CUDA, standard and headnorm only)
+    std::string impl = "sinklab";  // sinklab | sinklab_wgmma (ours on wgmma: sm_90, bf16, head dim 33..64) | cudnn
+                                   // (CUDA, standard and headnorm only)
 
     // Parsed from variant at validation.
     bool headnorm_on() const;

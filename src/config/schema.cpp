@@ -46,7 +46,8 @@ std::vector<Field> build_schema() {
         SL_KEY(attention.gate, "gated: a gate per head and channel, or one per head", {.choices = {"channel", "head"}}),
         SL_KEY(attention.sigmoid_bias, "sigmoid: b in sigmoid(q.k/sqrt(hd) + b)", {}),
         SL_KEY(attention.sink_init, "sink_logit: initial per-head sink logit", {}),
-        SL_KEY(attention.impl, "kernel; cudnn: CUDA, standard/headnorm only", {.choices = {"sinklab", "cudnn"}}),
+        SL_KEY(attention.impl, "kernel; sinklab_wgmma: ours on Hopper's wgmma; cudnn: CUDA, standard/headnorm only",
+               {.choices = {"sinklab", "sinklab_wgmma", "cudnn"}}),
 
         SL_KEY(intervention.isolate, "query rows that attend only to themselves", {}),
         SL_KEY(intervention.amplify.position, "token whose W_O input is amplified; -1 = off", {.lo = -1}),

@@ -65,6 +65,15 @@ class Checker {
     void attention() const {
         const VariantParts parts = parse_variant(c_.attention.variant);
         SL_REQUIRE(parts.error.empty(), "{}: {}", show("attention.variant"), parts.error);
+        const int hd = c_.model.head_dim();
+        if (c_.attention.impl == "sinklab_wgmma") {
+            SL_REQUIRE(c_.precision.compute == "bf16", "{} runs in bf16 only, not {}; use attention.impl: sinklab",
+                       show("attention.impl"), show("precision.compute"));
+            SL_REQUIRE(hd % 8 == 0 && hd > 32 && hd <= 64,
+                       "{} runs head_dim = d_model / n_head of 40, 48, 56 or 64 only, but it is {} ({}, {}); use "
+                       "attention.impl: sinklab",
+                       show("attention.impl"), hd, show("model.d_model"), show("model.n_head"));
+        }
         if (c_.attention.impl != "cudnn") return;
         SL_REQUIRE(!parts.gated && parts.score == "softmax",
                    "{} runs only the standard and headnorm variants, not {}; use attention.impl: sinklab",
@@ -75,7 +84,6 @@ class Checker {
                    "{} runs in bf16 only (cuDNN's fused attention has no fp32 path), not {}; use "
                    "precision.compute: bf16 or attention.impl: sinklab",
                    show("attention.impl"), show("precision.compute"));
-        const int hd = c_.model.head_dim();
         SL_REQUIRE(hd % 8 == 0 && hd <= 128,
                    "{} needs head_dim = d_model / n_head a multiple of 8 and at most 128, but it is {} ({}, {}); use "
                    "attention.impl: sinklab",

@@ -46,8 +46,8 @@ TEST(GpuReport, SummarizesABenchLog) {
     TempDir out("gpu_report");
     const CommandResult bench = run_sinklab(
         "bench " + kSource +
-            "/configs/tiny.yaml --variants standard headnorm --impls sinklab cudnn --metrics --steps 1 --warmup 0 "
-            "--no-profile --rounds 2 --set run.threads=1",
+            "/configs/tiny.yaml --variants standard headnorm --impls sinklab sinklab_wgmma cudnn --metrics --steps 1 "
+            "--warmup 0 --no-profile --rounds 2 --set run.threads=1 --set model.n_head=2",  // head dim 64 for wgmma
         "OMP_WAIT_POLICY=passive");
     ASSERT_EQ(bench.rc, 0) << bench.out;
     write_file(out.path() + "/bench-1024.log", bench.out);
@@ -58,12 +58,15 @@ TEST(GpuReport, SummarizesABenchLog) {
 
     const BenchRow ours = find_row(bench.out, "standard [sinklab]");
     const BenchRow cudnn = find_row(bench.out, "standard [cudnn]");
+    const BenchRow wgmma = find_row(bench.out, "standard [sinklab_wgmma]");
     EXPECT_GT(ours.gib, 0.0);
     EXPECT_GT(ours.estimate, 0.0);
     char expect[160];
     std::snprintf(expect, sizeof(expect), "memory %.2f GiB (sinklab info: %.2f)", ours.gib, ours.estimate);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
     std::snprintf(expect, sizeof(expect), "with cuDNN attention %.3fx our tokens/s", cudnn.vs_first / ours.vs_first);
+    EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
+    std::snprintf(expect, sizeof(expect), "with our wgmma attention %.3fx our tokens/s", wgmma.vs_first / ours.vs_first);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
     // Overheads come from the per-round ratios (`vs first`), not from the median tokens/s.
     const BenchRow headnorm = find_row(bench.out, "headnorm [sinklab]");

@@ -200,6 +200,15 @@ TEST_F(ConfigErrorTest, CudnnRunsOnlyStandardAndHeadnorm) {
     EXPECT_EQ(load_config(ok).attention.impl, "cudnn");
 }
 
+TEST_F(ConfigErrorTest, WgmmaRunsBf16AndHeadDim64Only) {
+    expect_has(load_error("attention:\n  impl: sinklab_wgmma\nprecision:\n  compute: fp32\n"),
+               {"attention.impl=\"sinklab_wgmma\"", "precision.compute=\"fp32\"", "bf16 only"});
+    expect_has(load_error("attention:\n  impl: sinklab_wgmma\nmodel:\n  d_model: 256\n  n_head: 2\n"),
+               {"attention.impl=\"sinklab_wgmma\"", "it is 128", "model.d_model=256", "attention.impl: sinklab"});
+    const std::string ok = write("ok.yaml", "attention:\n  impl: sinklab_wgmma\nmodel:\n  d_model: 256\n  n_head: 4\n");
+    EXPECT_EQ(load_config(ok).attention.impl, "sinklab_wgmma");
+}
+
 TEST_F(ConfigErrorTest, MetricPositions) {
     expect_has(load_error("model:\n  seq_len: 64\nmetrics:\n  positions: [0, 64]\n  wo_std_positions: 8\n"),
                {"metrics.positions=[0, 64]", "cfg.yaml:4", "64 is outside [0, 64)"});

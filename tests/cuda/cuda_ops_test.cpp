@@ -342,12 +342,17 @@ void check_attention(const std::string& name, const AttnSpec& s, double r = 2.0)
         bwd.args.push_back(in("sink", {s.H}, -1.0, 2.0));
         bwd.args.push_back(arg("dsink", Role::Acc, {s.H}));
     }
-    if (s.cudnn) {  // cuDNN's fused attention runs in bf16 only
+    if (s.cudnn || s.wgmma) {  // cuDNN's fused attention and our wgmma kernels run in bf16 only
         check_bf16(fwd, 1001);
         check_bf16(bwd, 1001);
-    } else {
-        check(fwd);
-        check(bwd);
+        return;
+    }
+    check(fwd);
+    check(bwd);
+    if (s.hd > 32 && s.hd <= 64 && s.hd % 8 == 0 && !s.wgmma) {  // the wgmma kernels run these too
+        AttnSpec w = s;
+        w.wgmma = true;
+        check_attention(name + "_wgmma", w, r);
     }
 }
 

@@ -217,6 +217,19 @@ TEST_P(CudaModel, GradientsMatchCpuBf16) {
     check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda bf16 " + GetParam().name);
 }
 
+// attention.impl: sinklab_wgmma (head dim 64), over two key tiles.
+TEST_P(CudaModel, GradientsMatchCpuBf16Wgmma) {
+    Config cfg = tiny_config("standard");
+    cfg.attention.impl = "sinklab_wgmma";
+    cfg.model.d_model = 128;
+    cfg.model.n_head = 2;
+    cfg.model.n_kv_head = 1;
+    cfg.model.seq_len = 70;
+    GetParam().edit(cfg);
+    auto gpu = cuda_backend(DType::BF16);
+    check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda bf16 wgmma " + GetParam().name);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::ValuesIn(variants()),
                          [](const auto& info) { return info.param.name; });
 

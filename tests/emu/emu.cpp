@@ -25,6 +25,8 @@ namespace sinklab::emu {
 namespace {
 
 constexpr size_t kStackBytes = 256 * 1024;
+// The shared-window address of dynamic shared memory byte 0: 16-byte aligned, as CUDA promises, and no more.
+constexpr uint32_t kSmemWindowBase = 0x410;
 
 // A cp.async issued and not yet landed; group: the index its commit group gets (or has).
 struct Copy {
@@ -44,13 +46,29 @@ struct Fiber {
     bool done = false, waiting = false;
     std::vector<Copy> copies;
     int committed = 0;  // commit groups closed so far
+    std::vector<std::pair<size_t, size_t>> unfenced;  // shared byte ranges landed since this thread's proxy fence
+    bool wg_fenced = false;  // a wgmma.fence since the last wgmma.wait_group
+    int wg_committed = 0;
 };
 
-struct Warp {
-    int lanes = 32, arrived = 0;
+// The threads of a warp (32) or warpgroup (128) meeting at a collective.
+struct Meeting {
+    int lanes = 0, arrived = 0;
     Combine combine = nullptr;
-    const void* ins[32];
-    void* outs[32];
+    const void* ins[128];
+    void* outs[128];
+};
+
+// A wgmma issued and not yet retired: the shared bytes of its operands (A first, when from shared memory), and
+// each thread's accumulators and A registers.
+struct Wgmma {
+    int n;
+    bool a_in_smem;
+    int group;
+    uint32_t issue_epoch;
+    std::vector<size_t> a_at, b_at;  // a_at[m * 16 + k], b_at[k * n + j]: byte offsets of the bf16 elements
+    float* d[128];
+    const uint32_t* a[128];
 };
 
 // Who touched a byte of shared memory in which barrier epoch (epoch 0: never).
@@ -58,6 +76,7 @@ struct Shadow {
     uint32_t write_epoch = 0, read_epoch = 0;
     int write_warp = -1;
     uint32_t read_warps = 0;  // bit w: warp w read it in read_epoch
+    bool async_hidden = false;  // landed by cp.async, and its thread has not run fence.proxy.async since
 };
 
 // Memory with an unmapped page right after `bytes` usable bytes (rounded up to `align`, a power of two at most a
@@ -87,7 +106,8 @@ struct State {
     dim3 grid, block, block_idx;
     const std::function<void()>* body = nullptr;
     std::vector<Fiber> fibers;
-    std::vector<Warp> warps;
+    std::vector<Meeting> warps, warpgroups;
+    std::vector<std::vector<Wgmma>> wgmmas;  // per warpgroup, in issue order
     Fiber* current = nullptr;
     ucontext_t main_ctx;  // written by each fiber's first entry, never resumed
     jmp_buf main_resume;
@@ -154,7 +174,8 @@ void note_read(const void* p, size_t bytes, int warp) {
     }
 }
 
-void land(const Copy& c, int warp) {
+void land(const Copy& c, Fiber& f) {
+    const int warp = f.warp;
     const size_t at = smem_offset(c.dst, size_t(c.bytes), "cp.async destination");
     for (size_t i = at; i < at + size_t(c.bytes); i++) {
         Shadow& s = g->shadow[i];
@@ -166,7 +187,9 @@ void land(const Copy& c, int warp) {
             fault(fmt::format("cp.asyncs of warps {} and {} write shared byte {} in the same barrier epoch", warp,
                               s.write_warp, i));
         s.write_epoch = g->epoch, s.write_warp = warp;
+        s.async_hidden = true;
     }
+    f.unfenced.emplace_back(at, size_t(c.bytes));
     std::memcpy(c.dst, c.src, size_t(c.src_bytes));
     std::memset(c.dst + c.src_bytes, 0, size_t(c.bytes - c.src_bytes));
 }
@@ -174,7 +197,7 @@ void land(const Copy& c, int warp) {
 void land_through(Fiber& f, int last_group) {
     std::vector<Copy> later;
     for (const Copy& c : f.copies) {
-        if (c.group <= last_group) land(c, f.warp);
+        if (c.group <= last_group) land(c, f);
         else later.push_back(c);
     }
     f.copies = std::move(later);
@@ -230,8 +253,11 @@ void start_fibers(size_t n) {
 // data that is not there yet in one of the two orders.
 void run_block(bool reverse) {
     const int n = int(g->fibers.size());
-    g->warps.assign(size_t((n + 31) / 32), Warp{});
+    g->warps.assign(size_t((n + 31) / 32), Meeting{});
     for (int w = 0; w < int(g->warps.size()); w++) g->warps[size_t(w)].lanes = std::min(32, n - 32 * w);
+    g->warpgroups.assign(size_t((n + 127) / 128), Meeting{});
+    for (int w = 0; w < int(g->warpgroups.size()); w++) g->warpgroups[size_t(w)].lanes = std::min(128, n - 128 * w);
+    g->wgmmas.assign(g->warpgroups.size(), {});
     std::memset(g->smem, 0xff, g->smem_bytes);  // NaN in f32 and bf16: what was never written shows
     std::fill(g->shadow.begin(), g->shadow.end(), Shadow{});
     g->epoch = 1;
@@ -244,6 +270,9 @@ void run_block(bool reverse) {
         f.done = f.waiting = false;
         f.copies.clear();
         f.committed = 0;
+        f.unfenced.clear();
+        f.wg_fenced = false;
+        f.wg_committed = 0;
     }
     while (g->alive > 0) {
         bool ran = false;
@@ -264,6 +293,8 @@ void run_block(bool reverse) {
                               g->alive));
         }
     }
+    for (const std::vector<Wgmma>& pending : g->wgmmas)
+        if (!pending.empty()) fault("a block ends with a wgmma that no wgmma.wait_group retired");
     g->current = nullptr;
 }
 
@@ -331,6 +362,142 @@ void mma_combine(const void* const* ins, void* const* outs) {
             d[e] = acc;
         }
     }
+}
+
+
+// ---- wgmma -------------------------------------------------------------------------------------------------------
+// The byte offset in dynamic shared memory of bf16 element (mn, k) of a wgmma operand (M or N by 16), from its
+// matrix descriptor: the canonical layouts of the PTX ISA in units of 16 bytes (S of them per swizzled row), then
+// the swizzle, which XORs address bits 4.. with bits 7.. and so acts on the shared-window address itself.
+size_t operand_at(uint64_t desc, int mn, int k, bool mn_major) {
+    const uint32_t start = uint32_t(desc & 0x3fff) << 4, lbo = uint32_t(desc >> 16 & 0x3fff) << 4,
+                   sbo = uint32_t(desc >> 32 & 0x3fff) << 4;
+    const int mode = int(desc >> 62), S = mode == 0 ? 1 : 16 >> mode;  // none, 128, 64, 32 bytes
+    if ((desc >> 49 & 7) != 0) fault("wgmma: a matrix descriptor with a base offset (not emulated)");
+    if (S > 1 && (start >> 7 & uint32_t(S - 1)) != 0)
+        fault(fmt::format("wgmma: descriptor start address {:#x} is not at a row of a {}-byte swizzle pattern that "
+                          "begins on a {}-byte boundary", start, 16 * S, 128 * S));
+    const uint32_t m = uint32_t(mn), kk = uint32_t(k), s = uint32_t(S);
+    uint32_t off;
+    if (!mn_major) off = m % 8 * 16 * s + m / 8 * sbo + kk % (8 * s) * 2 + kk / (8 * s) * lbo;
+    else if (S == 1) off = m % 8 * 2 + m / 8 * sbo + kk % 8 * 16 + kk / 8 * lbo;
+    else off = m % (8 * s) * 2 + m / (8 * s) * lbo + kk % 8 * 16 * s + kk / 8 * sbo;
+    uint32_t addr = start + off;
+    addr ^= (addr >> 7 & (s - 1)) << 4;
+    if (addr < kSmemWindowBase || addr - kSmemWindowBase + 2 > g->smem_bytes)
+        fault(fmt::format("wgmma: operand element at shared address {:#x}, outside the launch's {} bytes of dynamic "
+                          "shared memory", addr, g->smem_bytes));
+    return addr - kSmemWindowBase;
+}
+
+// The asynchronous proxy's read of one operand element, noted for warps 4 wg .. 4 wg + 3 at issue.
+void note_wgmma_read(size_t at, int wg) {
+    for (size_t i = at; i < at + 2; i++) {
+        Shadow& s = g->shadow[i];
+        if (s.write_epoch == g->epoch)
+            fault(fmt::format("wgmma reads shared byte {} that a cp.async of warp {} wrote since the last "
+                              "__syncthreads", i, s.write_warp));
+        if (s.async_hidden)
+            fault(fmt::format("wgmma reads shared byte {}, which a cp.async of warp {} wrote and its thread did not "
+                              "make visible with fence.proxy.async before the __syncthreads", i, s.write_warp));
+        if (s.read_epoch != g->epoch) s.read_epoch = g->epoch, s.read_warps = 0;
+        s.read_warps |= 0xfu << (4 * wg);
+    }
+}
+
+struct WgmmaIn {
+    float* d;
+    int n;
+    const uint32_t* a;
+    uint64_t desc_a, desc_b;
+    bool trans_b, fenced;
+    int committed;
+};
+
+void wgmma_issue_combine(const void* const* ins, void* const*) {
+    const int wg = self().warp / 4;
+    const auto& in0 = *static_cast<const WgmmaIn*>(ins[0]);
+    for (int t = 0; t < 128; t++) {
+        const auto& in = *static_cast<const WgmmaIn*>(ins[t]);
+        if (in.n != in0.n || in.desc_b != in0.desc_b || (in.a == nullptr) != (in0.a == nullptr) ||
+            (!in.a && in.desc_a != in0.desc_a) || in.trans_b != in0.trans_b ||
+            in.committed != in0.committed)
+            fault(fmt::format("wgmma: thread {} of warpgroup {} issues another operation than thread 0", t, wg));
+        if (!in.fenced) fault(fmt::format("wgmma without a wgmma.fence since the last wait (warpgroup {}, thread {})",
+                                          wg, t));
+    }
+    if (in0.n < 8 || in0.n > 256 || in0.n % 8) fault(fmt::format("wgmma: N = {}", in0.n));
+    Wgmma op{in0.n, in0.a == nullptr, in0.committed, g->epoch, {}, {}, {}, {}};
+    if (op.a_in_smem)
+        for (int m = 0; m < 64; m++)
+            for (int k = 0; k < 16; k++) op.a_at.push_back(operand_at(in0.desc_a, m, k, false));
+    for (int k = 0; k < 16; k++)
+        for (int j = 0; j < op.n; j++) op.b_at.push_back(operand_at(in0.desc_b, j, k, in0.trans_b));
+    for (size_t at : op.a_at) note_wgmma_read(at, wg);
+    for (size_t at : op.b_at) note_wgmma_read(at, wg);
+    for (int t = 0; t < 128; t++) {
+        const auto& in = *static_cast<const WgmmaIn*>(ins[t]);
+        op.d[t] = in.d, op.a[t] = in.a;
+    }
+    g->wgmmas[size_t(wg)].push_back(std::move(op));
+}
+
+float smem_bf16(size_t at, uint32_t issue_epoch) {
+    if (g->shadow[at].write_epoch > issue_epoch || g->shadow[at + 1].write_epoch > issue_epoch)
+        fault(fmt::format("shared byte {} was written after the wgmma that reads it was issued, before its wait",
+                          at));
+    uint16_t v;
+    std::memcpy(&v, g->smem + at, 2);
+    return bf16_bits_to_float(v);
+}
+
+// Reads the operands now, and writes each thread's accumulators.
+void wgmma_run(const Wgmma& op) {
+    static thread_local float A[64][16], B[16][256];
+    for (int t = 0; t < 128; t++) {
+        const int r = 16 * (t / 32) + t % 32 / 4, c = 2 * (t % 4);  // the m16n8k16 A layout of warp t / 32
+        for (int h = 0; h < 2 && !op.a_in_smem; h++) {
+            const int sh = 16 * h;
+            A[r][c + h] = bf16_bits_to_float(uint16_t(op.a[t][0] >> sh));
+            A[r + 8][c + h] = bf16_bits_to_float(uint16_t(op.a[t][1] >> sh));
+            A[r][c + 8 + h] = bf16_bits_to_float(uint16_t(op.a[t][2] >> sh));
+            A[r + 8][c + 8 + h] = bf16_bits_to_float(uint16_t(op.a[t][3] >> sh));
+        }
+    }
+    for (size_t i = 0; i < op.a_at.size(); i++) A[i / 16][i % 16] = smem_bf16(op.a_at[i], op.issue_epoch);
+    for (size_t i = 0; i < op.b_at.size(); i++)
+        B[i / size_t(op.n)][i % size_t(op.n)] = smem_bf16(op.b_at[i], op.issue_epoch);
+    for (int t = 0; t < 128; t++) {
+        const int r = 16 * (t / 32) + t % 32 / 4, c = 2 * (t % 4);
+        for (int e = 0; e < op.n / 2; e++) {  // n-tile e / 4, element e % 4 of the m16n8 accumulator layout
+            const int i = r + 8 * (e % 4 / 2), j = 8 * (e / 4) + c + e % 2;
+            float acc = op.d[t][e];
+            for (int k = 0; k < 16; k++) acc = std::fma(A[i][k], B[k][j], acc);
+            op.d[t][e] = acc;
+        }
+    }
+}
+
+struct WaitIn {
+    int n, committed;
+};
+
+void wgmma_wait_combine(const void* const* ins, void* const*) {
+    const int wg = self().warp / 4;
+    const auto& in0 = *static_cast<const WaitIn*>(ins[0]);
+    for (int t = 0; t < 128; t++) {
+        const auto& in = *static_cast<const WaitIn*>(ins[t]);
+        if (in.n != in0.n || in.committed != in0.committed)
+            fault(fmt::format("wgmma.wait_group: thread {} of warpgroup {} waits otherwise than thread 0", t, wg));
+        g->fibers[size_t(128 * wg + t)].wg_fenced = false;
+    }
+    std::vector<Wgmma>& pending = g->wgmmas[size_t(wg)];
+    std::vector<Wgmma> later;
+    for (Wgmma& op : pending) {
+        if (op.group <= in0.committed - 1 - in0.n) wgmma_run(op);
+        else later.push_back(std::move(op));
+    }
+    pending = std::move(later);
 }
 
 }  // namespace
@@ -404,20 +571,27 @@ void sync_block() {
     yield();
 }
 
-void warp_collective(const void* in, void* out, Combine combine) {
-    Fiber& f = self();
-    Warp& w = g->warps[size_t(f.warp)];
-    if (w.arrived == 0) w.combine = combine;
-    else if (w.combine != combine) fault(fmt::format("lanes of warp {} meet at different warp collectives", f.warp));
-    w.ins[f.lane] = in, w.outs[f.lane] = out;
-    if (++w.arrived < w.lanes) {
+// Thread `index` of the `size` threads from fiber `first` (a warp or a warpgroup, `what` number `id`) arrives; the
+// last to arrive runs combine over all of them.
+void meet(Meeting& m, int first, int index, int size, const void* in, void* out, Combine combine, const char* what,
+          int id) {
+    if (m.arrived == 0) m.combine = combine;
+    else if (m.combine != combine) fault(fmt::format("threads of {} {} meet at different collectives", what, id));
+    m.ins[index] = in, m.outs[index] = out;
+    if (++m.arrived < m.lanes) {
         yield();
         return;
     }
-    if (w.lanes != 32) fault(fmt::format("a warp collective in warp {}, which has only {} lanes", f.warp, w.lanes));
-    w.arrived = 0;
-    combine(w.ins, w.outs);
-    for (int l = 0; l < 32; l++) g->fibers[size_t(32 * f.warp + l)].waiting = false;
+    if (m.lanes != size)
+        fault(fmt::format("a {} collective in {} {}, which has only {} threads", what, what, id, m.lanes));
+    m.arrived = 0;
+    combine(m.ins, m.outs);
+    for (int l = 0; l < size; l++) g->fibers[size_t(first + l)].waiting = false;
+}
+
+void warp_collective(const void* in, void* out, Combine combine) {
+    Fiber& f = self();
+    meet(g->warps[size_t(f.warp)], 32 * f.warp, f.lane, 32, in, out, combine, "warp", f.warp);
 }
 
 void sync_warp() {
@@ -448,6 +622,35 @@ void async_commit() { self().committed++; }
 void async_wait(int n) {
     Fiber& f = self();
     land_through(f, f.committed - 1 - n);
+}
+
+uint32_t shared_address(const void* p) {
+    return kSmemWindowBase + uint32_t(smem_offset(p, 1, "cvta.to.shared of an address"));
+}
+
+void wgmma_fence() { self().wg_fenced = true; }
+
+void wgmma(float* d, int n, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b) {
+    Fiber& f = self();
+    const WgmmaIn in{d, n, a, desc_a, desc_b, trans_b, f.wg_fenced, f.wg_committed};
+    const int wg = f.warp / 4, t = f.warp % 4 * 32 + f.lane;
+    meet(g->warpgroups[size_t(wg)], 128 * wg, t, 128, &in, nullptr, wgmma_issue_combine, "warpgroup", wg);
+}
+
+void wgmma_commit() { self().wg_committed++; }
+
+void wgmma_wait(int n) {
+    Fiber& f = self();
+    const WaitIn in{n, f.wg_committed};
+    const int wg = f.warp / 4, t = f.warp % 4 * 32 + f.lane;
+    meet(g->warpgroups[size_t(wg)], 128 * wg, t, 128, &in, nullptr, wgmma_wait_combine, "warpgroup", wg);
+}
+
+void fence_proxy_async() {
+    Fiber& f = self();
+    for (const auto& [at, bytes] : f.unfenced)
+        for (size_t i = at; i < at + bytes; i++) g->shadow[i].async_hidden = false;
+    f.unfenced.clear();
 }
 
 }  // namespace sinklab::emu

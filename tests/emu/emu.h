@@ -18,6 +18,12 @@
 // - the launch's dynamic shared memory and every device allocation start full of NaNs and end at an unmapped page,
 //   so reading what was never written shows in the results, and an access past the end stops the test (SIGSEGV)
 //   instead of corrupting memory;
+// - a warpgroup MMA (wgmma) reads shared memory and its register operands, and writes its accumulators, only when
+//   wgmma.wait_group retires it, so a kernel that touches either before the wait computes with stale values; it
+//   must follow wgmma.fence, and it may read only shared bytes that a __syncthreads and the writer's
+//   fence.proxy.async separate from their cp.async;
+// - the dynamic shared memory starts at a shared-window address that is 16-byte but not 1024-byte aligned, so a
+//   kernel that needs a swizzle pattern's alignment must make it;
 // - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix
 //   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error).
 // Not emulated: plain loads and stores are not race-checked, there is no memory model beyond the above, and
@@ -96,5 +102,21 @@ void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint3
 void async_copy(void* dst, const void* src, int bytes, int src_bytes);
 void async_commit();
 void async_wait(int n);
+
+// The shared-window address of a byte of the launch's dynamic shared memory (cvta.to.shared).
+uint32_t shared_address(const void* p);
+
+// Hopper's warpgroup MMA, wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16, issued by the 128 threads of warps
+// 4i .. 4i + 3 together: d [64 x N] += A [64 x 16] B [16 x N]. B, and A when a is null, come from
+// shared memory through a matrix descriptor (PTX ISA, "Matrix Descriptor Format" and "Shared Memory Matrix
+// Layout": start address, leading and stride byte offsets, no swizzle or the 32, 64 or 128-byte swizzle), K-major,
+// or MN-major for B when trans_b. d holds this thread's N / 2 accumulators in the m16n8 layout of its warp's 16
+// rows, a (when given) its 4 registers of A in the m16n8k16 layout.
+void wgmma_fence();
+void wgmma(float* d, int n, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_b);
+void wgmma_commit();
+void wgmma_wait(int n);
+// fence.proxy.async.shared::cta: this thread's landed cp.async bytes become visible to wgmma.
+void fence_proxy_async();
 
 }  // namespace sinklab::emu

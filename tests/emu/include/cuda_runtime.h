@@ -24,6 +24,9 @@
 struct alignas(16) int4 {
     int x, y, z, w;
 };
+struct alignas(8) float2 {
+    float x, y;
+};
 
 inline void __syncthreads() { sinklab::emu::sync_block(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { sinklab::emu::sync_warp(); }

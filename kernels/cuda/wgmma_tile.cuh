@@ -1,0 +1,44 @@
+// The shared-memory tiles of the wgmma kernels and the products on them, for mma.cuh and its emulator stand-in
+// alike (each defines smem_addr and the wgmma functions first): 64-column bf16 tiles of 128-byte rows with the
+// 128-byte swizzle, 16-byte chunk c of row r at chunk c ^ r % 8, each starting on a 1024-byte boundary, where the
+// swizzle pattern does.
+#pragma once
+
+namespace sinklab::cuda {
+
+// Start address, leading byte offset 16 (unused by these layouts), stride byte offset 1024 (8 rows of 128 bytes),
+// 128-byte swizzle. Moving along K adds 32 bytes (K-major) or 2048 (16 rows, N-major) to the start: desc + bytes / 16.
+__device__ __forceinline__ uint64_t sw128_desc(const bf16* tile) {
+    return uint64_t(smem_addr(tile) >> 4 & 0x3fff) | uint64_t(1) << 16 | uint64_t(1024 >> 4) << 32 | uint64_t(1) << 62;
+}
+// The first 1024-byte boundary at or after p, in shared memory.
+__device__ __forceinline__ bf16* align1024(bf16* p) { return p + (1024 - smem_addr(p) % 1024) % 1024 / sizeof(bf16); }
+
+// The element offset of 16-byte chunk c (elements 8c .. 8c + 7) of row r in a tile.
+__device__ __forceinline__ int sw128_chunk(int r, int c) { return r * 64 + (c ^ (r & 7)) * 8; }
+
+// s += A B^T for 64 x 64 tiles A and B, both read K-major (along their rows): 4 wgmmas, issued only.
+__device__ __forceinline__ void wgmma_abt(float (&s)[8][4], const bf16* A, const bf16* B) {
+    const uint64_t da = sw128_desc(A), db = sw128_desc(B);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) wgmma_smem(s, da + 2 * kk, db + 2 * kk);  // 16 columns: 32 bytes on
+}
+// d += A V for A in registers (4 fragments of 16 columns) and a 64 x 64 tile V read N-major: 4 wgmmas, issued only.
+__device__ __forceinline__ void wgmma_av(float (&d)[8][4], const uint32_t (&a)[4][4], const bf16* V) {
+    const uint64_t dv = sw128_desc(V);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) wgmma_regs(d, a[kk], dv + 128 * kk);  // 16 rows: 2048 bytes on
+}
+
+// One commit group: issue() between wgmma.fence and the wait that retires it, the registers in `held` (its
+// accumulators and A fragments) kept from moving across either. A write after the fence would make ptxas serialize.
+template <typename Issue, typename... Held> __device__ __forceinline__ void wgmma_round(Issue&& issue, Held&... held) {
+    (wg_hold(held), ...);
+    wg_fence();
+    issue();
+    wg_commit();
+    wg_wait<0>();
+    (wg_hold(held), ...);
+}
+
+}  // namespace sinklab::cuda
