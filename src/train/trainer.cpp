@@ -28,6 +28,7 @@
 #include "train/fault_inject.h"
 #include "train/nonfinite_report.h"
 #include "train/optimizer.h"
+#include "train/run_lock.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
 #include "train/update_guard.h"
@@ -142,6 +143,8 @@ std::string si(double v) {
 }  // namespace
 
 struct Trainer::Impl {
+    // Rank 0, from check_run_dir on: first, so that it goes last, once every file of the run is closed.
+    std::unique_ptr<RunLock> run_lock;
     // From the start: a signal during setup (a long resume, say) stops the run after its first step.
     const StopSignals signals;
     Config cfg;
@@ -193,6 +196,7 @@ struct Trainer::Impl {
     // what finish_unfinished_replace finishes).
     void check_run_dir() {
         if (!lead) return;
+        run_lock = std::make_unique<RunLock>(dir);
         const fs::path d(dir);
         std::error_code ec;
         SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),
@@ -390,6 +394,7 @@ struct Trainer::Impl {
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
         if (!put_back_note.empty()) log->info("{}", put_back_note);
+        if (lead && !run_lock->note().empty()) log->info("{}", run_lock->note());
         if (resumed)
             log->info("resumed from {} at step {}{}{}", resume_from, start_step,
                       resumed->world_size == comm.world()

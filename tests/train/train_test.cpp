@@ -9,8 +9,12 @@
 #include <map>
 #include <numeric>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
+#include "core/check.h"
+#include "train/run_lock.h"
 #include "train/train_util.h"
 
 namespace sinklab::test {
@@ -218,6 +222,43 @@ TEST(Training, OverwriteThatFailsOnceTheFolderIsWrittenKeepsTheOldRun) {
     // A new run whose setup fails leaves no folder behind.
     EXPECT_NE(run_sinklab(small_run(dir, "new", 3), "SINKLAB_FAULT_INJECT=setup@0").rc, 0);
     EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+}
+
+// Two holders of one run folder's lock: the second is refused with the first's pid; the lock file goes with its
+// holder, and the folder can be locked again.
+TEST(RunLock, RefusesASecondHolderAndGoesWithTheFirst) {
+    const TempDir dir("run_lock");
+    const std::filesystem::path file = dir / "runs/.x.lock";
+    {
+        const RunLock first(dir / "runs/x");
+        EXPECT_EQ(first.note(), "");
+        EXPECT_EQ(read_file(file).rfind(fmt::format("pid {} on ", ::getpid()), 0), 0u) << read_file(file);
+        try {
+            RunLock second(dir / "runs/x");
+            ADD_FAILURE() << "a second lock of runs/x was granted";
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            EXPECT_NE(msg.find("runs/x is in use by another `sinklab train` (pid "), std::string::npos) << msg;
+            EXPECT_NE(msg.find("--set run.name=NAME"), std::string::npos) << msg;
+        }
+        const RunLock other(dir / "runs/y");  // another run in the same folder of runs
+    }
+    EXPECT_FALSE(std::filesystem::exists(file));
+    const RunLock again(dir / "runs/x");
+}
+
+// `sinklab train` in a run folder that another start holds fails without touching it, --overwrite or not.
+TEST(Training, ASecondStartInABusyRunFolderIsRefused) {
+    const TempDir dir("train_busy");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3)).rc, 0);
+    const auto before = entries_under(dir / "x");
+    const RunLock held(dir / "x");
+    for (const char* flags : {"--overwrite", "--resume"}) {
+        const CommandResult r = run_sinklab(small_run(dir, "x", 5, flags));
+        EXPECT_NE(r.rc, 0) << flags;
+        EXPECT_NE(r.out.find("is in use by another `sinklab train`"), std::string::npos) << r.out;
+        EXPECT_EQ(entries_under(dir / "x"), before) << flags;
+    }
 }
 
 // A start killed while it replaced a run leaves the old run in x/.replaced (and its own first files), or, killed
