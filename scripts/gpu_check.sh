@@ -172,13 +172,14 @@ stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to logs/NAME.log, a r
     tar -czf "$OUT/logs.tar.gz" -C "$work" logs
 }
 
-# Limits leave room over what an H200 took: a bench pass over its 8 configurations took 22 s at T=1024 and 26 s at
-# 4096, and a stage runs three (the profiled one, then two rounds). A bench cut short still has its profiled table.
+# Limits leave room over what an H200 took: a configuration's bench pass took about 2.8 s at T=1024 and 3.3 s at
+# 4096, and a stage runs 20 (6 profiled, then 8 and 6 in each of two rounds). A bench cut short still has its
+# profiled table. The tests and sanitize stages run each head-dim-64 attention case twice (mma.sync and wgmma).
 stage preflight 30 preflight
-stage tests 45 tests
-stage sanitize 50 sanitize
-stage bench-1024 100 bench 1024 48
-stage bench-4096 110 bench 4096 12
+stage tests 55 tests
+stage sanitize 60 sanitize
+stage bench-1024 90 bench 1024 48
+stage bench-4096 100 bench 4096 12
 stage torch-1024 70 torch_peer 1024 48
 stage torch-4096 65 torch_peer 4096 12
 stage train 45 train

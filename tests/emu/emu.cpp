@@ -367,23 +367,23 @@ void mma_combine(const void* const* ins, void* const* outs) {
 
 // ---- wgmma -------------------------------------------------------------------------------------------------------
 // The byte offset in dynamic shared memory of bf16 element (mn, k) of a wgmma operand (M or N by 16), from its
-// matrix descriptor: the canonical layouts of the PTX ISA in units of 16 bytes (S of them per swizzled row), then
-// the swizzle, which XORs address bits 4.. with bits 7.. and so acts on the shared-window address itself.
+// matrix descriptor: the PTX ISA's canonical layout for the 128-byte swizzle (rows of 128 bytes in groups of 8 SBO
+// apart; MN-major: 64-element blocks along MN LBO apart), then the swizzle, which XORs address bits 4-6 with bits
+// 7-9 and so acts on the shared-window address itself. The other swizzle modes are not emulated.
 size_t operand_at(uint64_t desc, int mn, int k, bool mn_major) {
     const uint32_t start = uint32_t(desc & 0x3fff) << 4, lbo = uint32_t(desc >> 16 & 0x3fff) << 4,
                    sbo = uint32_t(desc >> 32 & 0x3fff) << 4;
-    const int mode = int(desc >> 62), S = mode == 0 ? 1 : 16 >> mode;  // none, 128, 64, 32 bytes
+    if (desc >> 62 != 1)
+        fault(fmt::format("wgmma: swizzle mode {} (only the 128-byte one, 1, is emulated)", desc >> 62));
     if ((desc >> 49 & 7) != 0) fault("wgmma: a matrix descriptor with a base offset (not emulated)");
-    if (S > 1 && (start >> 7 & uint32_t(S - 1)) != 0)
-        fault(fmt::format("wgmma: descriptor start address {:#x} is not at a row of a {}-byte swizzle pattern that "
-                          "begins on a {}-byte boundary", start, 16 * S, 128 * S));
-    const uint32_t m = uint32_t(mn), kk = uint32_t(k), s = uint32_t(S);
-    uint32_t off;
-    if (!mn_major) off = m % 8 * 16 * s + m / 8 * sbo + kk % (8 * s) * 2 + kk / (8 * s) * lbo;
-    else if (S == 1) off = m % 8 * 2 + m / 8 * sbo + kk % 8 * 16 + kk / 8 * lbo;
-    else off = m % (8 * s) * 2 + m / (8 * s) * lbo + kk % 8 * 16 * s + kk / 8 * sbo;
+    if ((start >> 7 & 7) != 0)
+        fault(fmt::format("wgmma: descriptor start address {:#x} is not at a row of a 128-byte swizzle pattern that "
+                          "begins on a 1024-byte boundary", start));
+    const uint32_t m = uint32_t(mn), kk = uint32_t(k);
+    const uint32_t off = mn_major ? m % 64 * 2 + m / 64 * lbo + kk % 8 * 128 + kk / 8 * sbo
+                                  : m % 8 * 128 + m / 8 * sbo + kk * 2;
     uint32_t addr = start + off;
-    addr ^= (addr >> 7 & (s - 1)) << 4;
+    addr ^= (addr >> 7 & 7) << 4;
     if (addr < kSmemWindowBase || addr - kSmemWindowBase + 2 > g->smem_bytes)
         fault(fmt::format("wgmma: operand element at shared address {:#x}, outside the launch's {} bytes of dynamic "
                           "shared memory", addr, g->smem_bytes));

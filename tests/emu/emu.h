@@ -109,7 +109,7 @@ uint32_t shared_address(const void* p);
 // Hopper's warpgroup MMA, wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16, issued by the 128 threads of warps
 // 4i .. 4i + 3 together: d [64 x N] += A [64 x 16] B [16 x N]. B, and A when a is null, come from
 // shared memory through a matrix descriptor (PTX ISA, "Matrix Descriptor Format" and "Shared Memory Matrix
-// Layout": start address, leading and stride byte offsets, no swizzle or the 32, 64 or 128-byte swizzle), K-major,
+// Layout": start address, leading and stride byte offsets; of the swizzle modes only the 128-byte one), K-major,
 // or MN-major for B when trans_b. d holds this thread's N / 2 accumulators in the m16n8 layout of its warp's 16
 // rows, a (when given) its 4 registers of A in the m16n8k16 layout.
 void wgmma_fence();

@@ -143,7 +143,7 @@ TEST(Emulator, ReportsMisalignedAndOutOfRangeAccessesAndLaunches) {
 // The attention kernels' two wgmma forms on one warpgroup: S = A B^T (A, B [64][64] row-major: both K-major), then
 // O = bf16(S) V with V [64][64] read N-major. The tiles reach shared memory by cp.async in the 128-byte swizzle
 // (wgmma_tile.cuh). `step` leaves out or misplaces one thing the hardware needs.
-enum class Step { All, NoFence, NoProxyFence, NoWait, EarlyRead, Misaligned };
+enum class Step { All, NoFence, NoProxyFence, NoWait, EarlyRead, Misaligned, Swizzle64 };
 
 uint32_t pack(float lo, float hi) {
     return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
@@ -173,8 +173,9 @@ void wgmma_kernel(float* S, float* O, const bf16* A, const bf16* B, const bf16* 
     float s[8][4], o[8][4] = {};
     for (auto& x : s) x[0] = x[1] = x[2] = x[3] = step == Step::EarlyRead ? 7.f : 0.f;
     if (step != Step::NoFence) cuda::wg_fence();
+    const uint64_t mode = step == Step::Swizzle64 ? uint64_t(3) << 62 : 0;  // 1 (128 bytes) ^ 3 = 2 (64 bytes)
     for (int kk = 0; kk < 4; kk++)  // 16 columns (32 bytes) of A and B per step
-        cuda::wgmma_smem(s, cuda::sw128_desc(sA) + 2 * kk, cuda::sw128_desc(sB) + 2 * kk);
+        cuda::wgmma_smem(s, (cuda::sw128_desc(sA) ^ mode) + 2 * kk, cuda::sw128_desc(sB) + 2 * kk);
     cuda::wg_commit();
     if (step == Step::NoWait) return;
     if (step == Step::EarlyRead)
@@ -247,6 +248,7 @@ TEST(Emulator, ReportsWgmmaMisuse) {
     has(Step::NoProxyFence, "did not make visible with fence.proxy.async");
     has(Step::NoWait, "a block ends with a wgmma that no wgmma.wait_group retired");
     has(Step::Misaligned, "is not at a row of a 128-byte swizzle pattern");
+    has(Step::Swizzle64, "swizzle mode 2 (only the 128-byte one, 1, is emulated)");
 }
 
 void read_kernel(float* out, const float* in, int i) { *out = in[i]; }
