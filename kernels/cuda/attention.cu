@@ -49,13 +49,6 @@ __device__ __forceinline__ int b_row(int lane) { return (lane & 7) + (lane >> 4)
 __device__ __forceinline__ int b_col(int lane) { return ((lane >> 3) & 1) * 8; }
 
 // ---- tiles -------------------------------------------------------------------------------------------------
-// Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into s[ROWS][HDP + 8], zero-filled
-// beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
-// The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
-// (kThreads / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
-// (stride is an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x
-// in steps of kThreads left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
-// chunk: most of the forward's instructions per tile.
 // Element (r, d) of a shared tile: rows of S = HDP + 8 (padded against ldmatrix bank conflicts), or of the
 // wgmma kernels' 64 in the 128-byte swizzle (wgmma_tile.cuh).
 template <int HDP, bool kWg> constexpr int kStride = kWg ? HDP : HDP + 8;
@@ -65,6 +58,13 @@ template <int HDP, bool kWg> __device__ __forceinline__ int tile_at(int r, int d
     return r * kStride<HDP, kWg> + d;
 }
 
+// Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into tile s (tile_at), zero-filled
+// beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
+// The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
+// (kThreads / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
+// (stride is an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x
+// in steps of kThreads left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
+// chunk: most of the forward's instructions per tile.
 template <int ROWS, int HDP, bool kWg>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, int r0, int T, int hd, bool vec) {
     if (vec) {
