@@ -364,7 +364,6 @@ void mma_combine(const void* const* ins, void* const* outs) {
     }
 }
 
-
 // ---- wgmma -------------------------------------------------------------------------------------------------------
 // The byte offset in dynamic shared memory of bf16 element (mn, k) of a wgmma operand (M or N by 16), from its
 // matrix descriptor: the PTX ISA's canonical layout for the 128-byte swizzle (rows of 128 bytes in groups of 8 SBO
