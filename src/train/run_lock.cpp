@@ -49,8 +49,8 @@ RunLock::RunLock(const std::string& run_dir) {
                 ::close(fd_);
                 fd_ = -1;
                 fail("run folder {} is in use by another `sinklab train` ({}); wait for it to end, or pick another "
-                        "name with --set run.name=NAME",
-                        run_dir, holder.str().empty() ? "starting" : holder.str());
+                     "name with --set run.name=NAME",
+                     run_dir, holder.str().empty() ? "starting" : holder.str());
             }
             note_ = fmt::format("run folder {} is not locked against a second start: {} cannot be locked here ({})",
                                 run_dir, path_, std::strerror(err));
