@@ -7,7 +7,8 @@
 # own log <stage>.log; a stage that fails or runs out of time is reported and the next one runs:
 #   preflight   unpack .carry; GPU, driver, toolkit, cuDNN and PyTorch versions; every library of the binaries found
 #   tests       the CUDA test suite: sinklab_tests --gtest_filter='Cuda*:*Model*' (less the tests that need this
-#               checkout's build paths)
+#               checkout's build paths); report.md lists each failed test with its first messages (CudaWgmma's
+#               name the operand elements the hardware read, should it read a tile otherwise than the emulator)
 #   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests, memcheck on the
 #               attention op tests
 #   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard with per-op

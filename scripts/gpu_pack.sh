@@ -35,7 +35,8 @@ ninja -C "$build" -j "$jobs" sinklab sinklab_tests >"$build/gpu_pack.build.log" 
     die "build failed; see $build/gpu_pack.build.log"
 
 stage=$build/carry-stage
-rm -rf "$stage" "$carry"
+# Only this script's files: a variants pack of scripts/gpu_variants.sh in .carry stays (it takes far longer to make).
+rm -rf "$stage" "$carry/sinklab-gpu.tar.xz" "$carry/MANIFEST"
 mkdir -p "$stage/bin" "$stage/lib" "$carry"
 for exe in "$build/sinklab" "$build/tests/sinklab_tests"; do
     strip --strip-unneeded -o "$stage/bin/$(basename "$exe")" "$exe"

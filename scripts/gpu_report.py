@@ -84,6 +84,25 @@ def unfinished_test(lines):
     return left[-1] if left else None
 
 
+def failure_messages(lines, per_test=12):
+    """Each failed test's name, then the first lines it printed between its RUN and FAILED lines: the values that
+    show what went wrong (CudaWgmma's name the operand elements the hardware read)."""
+    out, block = [], []
+    for line in lines:
+        if line.startswith("[ RUN      ]"):
+            block = []
+            continue
+        m = re.match(r"^\[  FAILED  \] (\S+\.\S+) \(", line)
+        if m:
+            out += [f"[  FAILED  ] {m.group(1)}"] + ["    " + l for l in block[:per_test]]
+            if len(block) > per_test:
+                out.append(f"    ... {len(block) - per_test} more lines in tests.log")
+            block = []
+        elif not line.startswith("[") and line != "Failed":  # GoogleTest's "Failed" follows each file:line
+            block.append(line)
+    return out
+
+
 def train_summary(lines):
     train = [(int(m.group(1)), float(m.group(2))) for m in
              (re.match(r"^step\s+(\d+)/\d+ \| loss ([\d.]+)", line) for line in lines) if m]
@@ -224,7 +243,7 @@ def main():
     if commit:
         md += [f"Build: {commit}.", ""]
     md += ["## Summary", ""] + table + [""]
-    failed = [l for l in logs.get("tests", []) if re.match(r"^\[  FAILED  \] \S+\.\S+", l)]
+    failed = failure_messages(logs.get("tests", []))
     precision = [l for l in logs.get("tests", []) if re.search(r"worst (gradient error/bound|relative difference)", l)]
     md += ["## tests", "", "```"] + (failed or ["no failed tests listed"]) + precision + ["```", ""]
     for name in bench:

@@ -27,19 +27,6 @@ constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
 // would spill.
 template <int HDP, bool kSigmoid> constexpr int kBwdMinBlocks = HDP <= 64 && !kSigmoid ? 3 : 1;
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-}
-
-// Two accumulator tiles (16x8 each, side by side) as the A operand (16x16) of the next mma.
-__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
-    a[0] = pack_bf16(lo[0], lo[1]);
-    a[1] = pack_bf16(lo[2], lo[3]);
-    a[2] = pack_bf16(hi[0], hi[1]);
-    a[3] = pack_bf16(hi[2], hi[3]);
-}
-
 // Lane offsets into a row-major [rows][S] shared tile for ldmatrix x4:
 // A operand of rows [r0, r0+16) x cols [c0, c0+16), and (transposed) B operand whose k runs along rows.
 __device__ __forceinline__ int a_row(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
@@ -107,12 +94,6 @@ template <bool kWg, typename Load> __device__ __forceinline__ void next_tile(int
     }
     if constexpr (kWg) fence_async_smem();
     __syncthreads();
-}
-
-// The 16 x 16 A operands of a wgmma chain over the 64 columns of accumulators s: P or dS, in bf16.
-template <int NK> __device__ __forceinline__ void acc_to_a_all(uint32_t (&a)[NK][4], const float (&s)[2 * NK][4]) {
-#pragma unroll
-    for (int kk = 0; kk < NK; kk++) acc_to_a(a[kk], s[2 * kk], s[2 * kk + 1]);
 }
 
 __device__ __forceinline__ float sigmoid2(float z) { return rcp_ftz(1.f + ex2_ftz(-z * kLog2e)); }

@@ -1,10 +1,29 @@
-// The shared-memory tiles of the wgmma kernels and the products on them, for mma.cuh and its emulator stand-in
-// alike (each defines smem_addr and the wgmma functions first): 64-column bf16 tiles of 128-byte rows with the
-// 128-byte swizzle, 16-byte chunk c of row r at chunk c ^ r % 8, each starting on a 1024-byte boundary, where the
-// swizzle pattern does.
+// What the attention kernels build on the instructions of mma.cuh, for mma.cuh and its emulator stand-in alike
+// (each defines smem_addr and the mma and wgmma functions first): accumulators as the A operand of the next product,
+// and the shared-memory tiles of the wgmma kernels and the products on them: 64-column bf16 tiles of 128-byte rows
+// with the 128-byte swizzle, 16-byte chunk c of row r at chunk c ^ r % 8, each starting on a 1024-byte boundary,
+// where the swizzle pattern does.
 #pragma once
 
 namespace sinklab::cuda {
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Two accumulator tiles (16x8 each, side by side) as the A operand (16x16) of the next mma or register wgmma.
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+    a[0] = pack_bf16(lo[0], lo[1]);
+    a[1] = pack_bf16(lo[2], lo[3]);
+    a[2] = pack_bf16(hi[0], hi[1]);
+    a[3] = pack_bf16(hi[2], hi[3]);
+}
+// The 16 x 16 A operands of a wgmma chain over the 64 columns of accumulators s: P or dS, in bf16.
+template <int NK> __device__ __forceinline__ void acc_to_a_all(uint32_t (&a)[NK][4], const float (&s)[2 * NK][4]) {
+#pragma unroll
+    for (int kk = 0; kk < NK; kk++) acc_to_a(a[kk], s[2 * kk], s[2 * kk + 1]);
+}
 
 // Start address, leading byte offset 16 (unused by these layouts), stride byte offset 1024 (8 rows of 128 bytes),
 // 128-byte swizzle. Moving along K adds 32 bytes (K-major) or 2048 (16 rows, N-major) to the start: desc + bytes / 16.

@@ -78,6 +78,32 @@ TEST(GpuReport, SummarizesABenchLog) {
     EXPECT_NE(md.find("| bench-1024 | ok | 3s of 110s | standard "), std::string::npos) << md;
 }
 
+// A failed test's first messages reach report.md under its name (CudaWgmma's name what the hardware read), the
+// passing tests' output does not, and a long block is cut with a pointer to tests.log.
+TEST(GpuReport, ListsEachFailedTestWithItsFirstMessages) {
+    TempDir out("gpu_report_tests");
+    std::string log = "[ RUN      ] CudaOps.Rope\nrope fine\n[       OK ] CudaOps.Rope (3 ms)\n"
+                      "[ RUN      ] CudaWgmma.ReadsEachOperandWhereTheLayoutPutsIt\n";
+    for (int j = 0; j < 8; j++)
+        log += "wgmma_test.cu:63: Failure\nFailed\nB = its row index, A = V = I: S[0][" + std::to_string(j) +
+               "] = 9, expected " + std::to_string(j) + "\n";
+    log += "[  FAILED  ] CudaWgmma.ReadsEachOperandWhereTheLayoutPutsIt (10 ms)\n[==========] 2 tests ran.\n"
+           "[  PASSED  ] 1 test.\n[  FAILED  ] 1 test, listed below:\n"
+           "[  FAILED  ] CudaWgmma.ReadsEachOperandWhereTheLayoutPutsIt\n";
+    write_file(out.path() + "/tests.log", log);
+    write_file(out.path() + "/stages.tsv", "tests\tFAIL (rc 1)\t20\t55\n");
+    const std::string md = report_md(out);
+    const std::string listed = "[  FAILED  ] CudaWgmma.ReadsEachOperandWhereTheLayoutPutsIt\n";
+    const auto at = md.find(listed);
+    ASSERT_NE(at, std::string::npos) << md;
+    EXPECT_EQ(md.find(listed, at + 1), std::string::npos) << "listed twice:\n" << md;
+    EXPECT_NE(md.find("    B = its row index, A = V = I: S[0][5] = 9, expected 5\n"), std::string::npos) << md;
+    EXPECT_EQ(md.find("S[0][6]"), std::string::npos) << "more than 12 lines of one test:\n" << md;
+    EXPECT_NE(md.find("    ... 4 more lines in tests.log"), std::string::npos) << md;
+    EXPECT_EQ(md.find("rope fine"), std::string::npos) << md;
+    EXPECT_EQ(md.find("\nFailed\n"), std::string::npos) << md;
+}
+
 // The profile stage's summary of ncu's raw CSV page (metric names, then units, then a row per kernel): times in
 // the unit the units row gives, the three largest stall reasons without "selected" (issuing is not a stall).
 TEST(GpuReport, SummarizesAnNcuProfile) {

@@ -1,5 +1,5 @@
-// The emulator's own checks (emu.h): that ldmatrix + mma.sync and wgmma compute matrix products, that cp.async
-// copies and wgmma results land only at their wait, and that each fault it promises to report is reported.
+// The emulator's own checks (emu.h): that ldmatrix + mma.sync compute a matrix product, that cp.async copies and
+// wgmma results land only at their wait, and that each fault it promises to report is reported.
 // Kernels here are written as CUDA device code against the emulator's headers, as kernels/cuda is.
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "cuda/wgmma_products.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "test_util.h"
@@ -140,108 +141,34 @@ TEST(Emulator, ReportsMisalignedAndOutOfRangeAccessesAndLaunches) {
 }
 
 // ---- wgmma ----------------------------------------------------------------------------------------------------
-// The attention kernels' two wgmma forms on one warpgroup: S = A B^T (A, B [64][64] row-major: both K-major), then
-// O = bf16(S) V with V [64][64] read N-major. The tiles reach shared memory by cp.async in the 128-byte swizzle
-// (wgmma_tile.cuh). `step` leaves out or misplaces one thing the hardware needs.
-enum class Step { All, NoFence, NoProxyFence, NoWait, EarlyRead, Misaligned, Swizzle64 };
-
-uint32_t pack(float lo, float hi) {
-    return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
-           uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16;
+// That the products come out right is CudaWgmma's (tests/cuda/wgmma_test.cu), on the emulator and the GPU alike;
+// here, the asynchrony and the faults only the emulator reports.
+std::vector<bf16> random_tile(test::Rng& rng) {
+    std::vector<bf16> m(64 * 64);
+    for (bf16& x : m) x = __float2bfloat16_rn(float(rng.uniform()));
+    return m;
 }
 
-// Accumulator element e of n-tile j of thread t, in a [64][64] row-major matrix.
-int acc_index(int t, int j, int e) {
-    return (16 * (t / 32) + t % 32 / 4 + 8 * (e / 2)) * 64 + 8 * j + 2 * (t % 4) + e % 2;
-}
-
-void wgmma_kernel(float* S, float* O, const bf16* A, const bf16* B, const bf16* V, Step step) {
-    bf16* sA = cuda::align1024(cuda::dynamic_smem<bf16>()) + (step == Step::Misaligned ? 64 : 0);  // [64][64] each
-    bf16* sB = sA + 64 * 64;
-    bf16* sV = sB + 64 * 64;
-    const int t = threadIdx.x;
-    for (int i = t; i < 64 * 8; i += 128) {  // 16-byte chunk i % 8 of row i / 8
-        const int r = i / 8, c = i % 8;
-        cuda::cp_async16(sA + cuda::sw128_chunk(r, c), A + r * 64 + 8 * c, true);
-        cuda::cp_async16(sB + cuda::sw128_chunk(r, c), B + r * 64 + 8 * c, true);
-        cuda::cp_async16(sV + cuda::sw128_chunk(r, c), V + r * 64 + 8 * c, true);
-    }
-    cuda::cp_async_commit();
-    cuda::cp_async_wait<0>();
-    if (step != Step::NoProxyFence) cuda::fence_async_smem();
-    __syncthreads();
-    float s[8][4], o[8][4] = {};
-    for (auto& x : s) x[0] = x[1] = x[2] = x[3] = step == Step::EarlyRead ? 7.f : 0.f;
-    if (step != Step::NoFence) cuda::wg_fence();
-    const uint64_t mode = step == Step::Swizzle64 ? uint64_t(3) << 62 : 0;  // 1 (128 bytes) ^ 3 = 2 (64 bytes)
-    for (int kk = 0; kk < 4; kk++)  // 16 columns (32 bytes) of A and B per step
-        cuda::wgmma_smem(s, (cuda::sw128_desc(sA) ^ mode) + 2 * kk, cuda::sw128_desc(sB) + 2 * kk);
-    cuda::wg_commit();
-    if (step == Step::NoWait) return;
-    if (step == Step::EarlyRead)
-        for (int j = 0; j < 8; j++)
-            for (int e = 0; e < 4; e++) S[acc_index(t, j, e)] = s[j][e];
-    cuda::wg_wait<0>();
-    if (step == Step::EarlyRead) return;
-    uint32_t p[4][4];  // bf16(S) as the A operand: columns 16 kk .. 16 kk + 15
-    for (int kk = 0; kk < 4; kk++) {
-        p[kk][0] = pack(s[2 * kk][0], s[2 * kk][1]), p[kk][1] = pack(s[2 * kk][2], s[2 * kk][3]);
-        p[kk][2] = pack(s[2 * kk + 1][0], s[2 * kk + 1][1]), p[kk][3] = pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
-    cuda::wg_fence();
-    for (int kk = 0; kk < 4; kk++)  // 16 rows (2048 bytes) of V per step
-        cuda::wgmma_regs(o, p[kk], cuda::sw128_desc(sV) + 128 * kk);
-    cuda::wg_commit();
-    cuda::wg_wait<0>();
-    for (int j = 0; j < 8; j++)
-        for (int e = 0; e < 4; e++) S[acc_index(t, j, e)] = s[j][e], O[acc_index(t, j, e)] = o[j][e];
-}
-
-struct WgmmaRun {
-    std::vector<bf16> A, B, V;
-    std::vector<float> S, O;
-    std::string fault;
-};
-
-WgmmaRun run_wgmma(Step step) {
+// The fault the run reports, or "".
+std::string wgmma_fault(test::WgmmaStep step, test::WgmmaProducts* out = nullptr) {
     test::Rng rng(5);
-    WgmmaRun r{std::vector<bf16>(64 * 64), std::vector<bf16>(64 * 64), std::vector<bf16>(64 * 64),
-               std::vector<float>(64 * 64, NAN), std::vector<float>(64 * 64, NAN), ""};
-    for (auto* m : {&r.A, &r.B, &r.V})
-        for (bf16& x : *m) x = __float2bfloat16_rn(float(rng.uniform()));
-    const size_t smem = 3 * 64 * 64 * sizeof(bf16) + 2048;  // room to reach a 1024-byte boundary and go past it
-    r.fault = fault_of([&] {
-        CUDA_LAUNCH(wgmma_kernel, 1, 128, smem, nullptr, r.S.data(), r.O.data(), r.A.data(), r.B.data(), r.V.data(),
-                    step);
+    const std::vector<bf16> A = random_tile(rng), B = random_tile(rng), V = random_tile(rng);
+    return fault_of([&] {
+        test::WgmmaProducts r = test::run_wgmma_products(A, B, V, step);
+        if (out) *out = std::move(r);
     });
-    return r;
-}
-
-TEST(Emulator, WgmmaComputesBothOperandForms) {
-    const WgmmaRun r = run_wgmma(Step::All);
-    ASSERT_EQ(r.fault, "");
-    auto f = [](bf16 x) { return double(__bfloat162float(x)); };
-    for (int i = 0; i < 64; i++)
-        for (int j = 0; j < 64; j++) {
-            double s = 0, o = 0;
-            for (int k = 0; k < 64; k++) {
-                s += f(r.A[i * 64 + k]) * f(r.B[j * 64 + k]);
-                o += f(__float2bfloat16_rn(r.S[i * 64 + k])) * f(r.V[k * 64 + j]);
-            }
-            ASSERT_NEAR(r.S[i * 64 + j], s, 1e-4) << "S[" << i << "][" << j << "]";
-            ASSERT_NEAR(r.O[i * 64 + j], o, 1e-3) << "O[" << i << "][" << j << "]";
-        }
 }
 
 TEST(Emulator, WgmmaWritesItsAccumulatorsAtTheWait) {
-    const WgmmaRun r = run_wgmma(Step::EarlyRead);
-    ASSERT_EQ(r.fault, "");
+    test::WgmmaProducts r;
+    ASSERT_EQ(wgmma_fault(test::WgmmaStep::EarlyRead, &r), "");
     for (float x : r.S) ASSERT_EQ(x, 7.f);
 }
 
 TEST(Emulator, ReportsWgmmaMisuse) {
+    using Step = test::WgmmaStep;
     auto has = [](Step step, const std::string& what) {
-        const std::string f = run_wgmma(step).fault;
+        const std::string f = wgmma_fault(step);
         EXPECT_NE(f.find(what), std::string::npos) << f;
     };
     has(Step::NoFence, "wgmma without a wgmma.fence");
