@@ -30,7 +30,25 @@ def bench_rows(lines):
     return rows
 
 
-def bench_summary(rows):
+def attention_rates(lines):
+    """{label: (forward, backward TFLOP/s, as printed)} from the first table of a bench log that has its attention
+    rows: their columns follow the main table's rows above them."""
+    labels = []
+    rates = {}
+    for line in lines:
+        m = BENCH_ROW.match(line)
+        if m:
+            labels.append(m.group(2).strip())
+            continue
+        m = re.match(r"^(fwd|bwd) TFLOP/s\s+(.*)$", line)
+        if m and labels:
+            rates[m.group(1)] = m.group(2).split()
+            if len(rates) == 2:
+                return {label: (f, b) for label, f, b in zip(labels, rates["fwd"], rates["bwd"])}
+    return {}
+
+
+def bench_summary(rows, rates=None):
     std = rows.get("standard [sinklab]")
     if not std:
         return "no results"
@@ -50,7 +68,9 @@ def bench_summary(rows):
             f"with our wgmma attention {vs_ours('standard [sinklab_wgmma]')}, "
             f"with cuDNN attention {vs_ours('standard [cudnn]')}; "
             f"memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f}); rounds spread up to "
-            f"{max(r[6] for r in rows.values()):.1f}%")
+            f"{max(r[6] for r in rows.values()):.1f}%" + (
+                "; attention TFLOP/s forward/backward: " +
+                ", ".join(f"{label} {f}/{b}" for label, (f, b) in rates.items()) if rates else ""))
 
 
 def torch_tokens(lines):
@@ -254,7 +274,7 @@ def main():
     if stuck:
         key["tests"] += f"; unfinished: {stuck}"
     for name, rows in bench.items():
-        key[name] = bench_summary(rows)
+        key[name] = bench_summary(rows, attention_rates(logs[name]))
     for s in stages:
         if s[0].startswith("torch-"):
             t = torch_tokens(logs[s[0]])

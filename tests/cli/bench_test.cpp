@@ -5,6 +5,8 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "cli_util.h"
 
@@ -13,18 +15,11 @@ namespace {
 
 const std::string kTiny = std::string(SINKLAB_SOURCE_DIR) + "/configs/tiny.yaml";
 
-// The numbers after `label` on its row of the bench output ("fwd ms   6.47   6.51").
+// The numbers of `label`'s row ("fwd ms   6.47   6.51").
 std::vector<double> row_values(const std::string& out, const std::string& label) {
-    std::istringstream in(out);
-    for (std::string line; std::getline(in, line);) {
-        if (line.rfind(label + " ", 0) != 0) continue;
-        std::istringstream rest(line.substr(label.size()));
-        std::vector<double> v;
-        for (double x; rest >> x;) v.push_back(x);
-        return v;
-    }
-    ADD_FAILURE() << "no row '" << label << "' in\n" << out;
-    return {};
+    std::vector<double> v;
+    for (const std::string& w : row_after(out, label)) v.push_back(std::stod(w));
+    return v;
 }
 
 TEST(Bench, ReportsAttentionTimeAndTheRateOfItsProducts) {

@@ -42,15 +42,19 @@ std::string report_md(const TempDir& out) {
     return report.rc == 0 ? read_file(out.path() + "/report.md") : "";
 }
 
+// As the bench stages run it: a call with per-op timing, then the rounds without it.
 TEST(GpuReport, SummarizesABenchLog) {
     TempDir out("gpu_report");
+    const std::string tiny = "bench " + kSource + "/configs/tiny.yaml --steps 1 --warmup 0 --set run.threads=1 "
+                             "--set model.n_head=2";  // head dim 64 for wgmma
+    const CommandResult profiled =
+        run_sinklab(tiny + " --variants standard --impls sinklab sinklab_wgmma cudnn", "OMP_WAIT_POLICY=passive");
+    ASSERT_EQ(profiled.rc, 0) << profiled.out;
     const CommandResult bench = run_sinklab(
-        "bench " + kSource +
-            "/configs/tiny.yaml --variants standard headnorm --impls sinklab sinklab_wgmma cudnn --metrics --steps 1 "
-            "--warmup 0 --no-profile --rounds 2 --set run.threads=1 --set model.n_head=2",  // head dim 64 for wgmma
+        tiny + " --variants standard headnorm --impls sinklab sinklab_wgmma cudnn --metrics --no-profile --rounds 2",
         "OMP_WAIT_POLICY=passive");
     ASSERT_EQ(bench.rc, 0) << bench.out;
-    write_file(out.path() + "/bench-1024.log", bench.out);
+    write_file(out.path() + "/bench-1024.log", profiled.out + bench.out);
     write_file(out.path() + "/stages.tsv", "bench-1024\tok\t3\t110\n");
 
     const std::string md = report_md(out);
@@ -76,6 +80,15 @@ TEST(GpuReport, SummarizesABenchLog) {
     EXPECT_NE(md.find("rounds spread up to "), std::string::npos) << md;
     EXPECT_EQ(md.find("n/a"), std::string::npos) << "a bench row the report did not find:\n" << md;
     EXPECT_NE(md.find("| bench-1024 | ok | 3s of 110s | standard "), std::string::npos) << md;
+    // Attention's rates from the profiled call, a column per implementation.
+    const std::vector<std::string> fwd = row_after(profiled.out, "fwd TFLOP/s");
+    const std::vector<std::string> bwd = row_after(profiled.out, "bwd TFLOP/s");
+    ASSERT_EQ(fwd.size(), 3u) << profiled.out;
+    ASSERT_EQ(bwd.size(), 3u) << profiled.out;
+    const std::string rates = "; attention TFLOP/s forward/backward: standard [sinklab] " + fwd[0] + "/" + bwd[0] +
+                              ", standard [sinklab_wgmma] " + fwd[1] + "/" + bwd[1] + ", standard [cudnn] " + fwd[2] +
+                              "/" + bwd[2] + " |";
+    EXPECT_NE(md.find(rates), std::string::npos) << "'" << rates << "' not in\n" << md;
 }
 
 // A failed test's first messages reach report.md under its name (CudaWgmma's name what the hardware read), the
