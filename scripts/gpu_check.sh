@@ -19,9 +19,11 @@
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
 #   profile     Nsight Compute (ncu --set full) on one launch each of our three attention kernels at llama-152m's
-#               T=1024 shape, mma.sync and wgmma: time, tensor-pipe and issue activity, occupancy and the largest
-#               stall reasons; then the attention kernels' SASS (cuobjdump: the toolkit's or Triton's; no machine
-#               here has one)
+#               T=1024 shape, mma.sync and wgmma: time, the TFLOP/s of their products, tensor-pipe and issue
+#               activity, occupancy and the largest stall reasons; then the attention kernels' SASS (cuobjdump: the
+#               toolkit's or Triton's; no machine here has one)
+# STAGES="tests sanitize" runs only the stages named (preflight, which unpacks the binaries, always runs): a quick
+# re-check after a fix in the same device session.
 # $OUT/report.md gets the summary table (also printed last) and each stage's key lines; $OUT/logs.tar.gz the logs
 # (rewritten after every stage, so a call cut short still returns them; the device tool returns at most 8 files).
 # Without a GPU every GPU stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh;
@@ -30,6 +32,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-${TMPDIR:-/tmp}/sinklab-gpu-check-out}
 work=${TMPDIR:-/tmp}/sinklab-gpu-check
+all_stages="preflight tests sanitize bench-1024 bench-4096 torch-1024 torch-4096 train profile"
+for name in ${STAGES:-}; do
+    [[ " $all_stages " == *" $name "* ]] ||
+        { echo "gpu_check.sh: STAGES names '$name'; the stages: $all_stages" >&2; exit 2; }
+done
 mkdir -p "$OUT"
 rm -rf "$work"
 mkdir -p "$work/pack" "$work/runs" "$work/logs"
@@ -124,7 +131,7 @@ train() {
 profile() {
     local ncu rc=0 cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
                         --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
-    sl "$bin/sinklab" info "${cfg[@]}" >/dev/null || return 1
+    sl "$bin/sinklab" info "${cfg[@]}" --yaml >"$work/logs/profile-config.yaml" || return 1  # the report's shape
     if ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null); then
         sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 6 -f \
             -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --impls sinklab sinklab_wgmma \
@@ -160,6 +167,7 @@ export -f preflight tests sanitize bench torch_peer train profile sass_dump unpa
 stage() {  # stage NAME LIMIT_S FUNCTION [ARGS...]: output to logs/NAME.log, a row in stages.tsv
     local name=$1 limit=$2 t0=$SECONDS rc status
     shift 2
+    [[ -z ${STAGES:-} || $name == preflight || " $STAGES " == *" $name "* ]] || return 0
     echo "== $name (limit ${limit}s)"
     timeout -k 10 "$limit" bash -c '"$@"' _ "$@" >"$work/logs/$name.log" 2>&1
     rc=$?

@@ -30,7 +30,25 @@ def bench_rows(lines):
     return rows
 
 
-def bench_summary(rows):
+def attention_rates(lines):
+    """{label: (forward, backward TFLOP/s, as printed)} from the first table of a bench log that has its attention
+    rows: their columns follow the main table's rows above them."""
+    labels = []
+    rates = {}
+    for line in lines:
+        m = BENCH_ROW.match(line)
+        if m:
+            labels.append(m.group(2).strip())
+            continue
+        m = re.match(r"^(fwd|bwd) TFLOP/s\s+(.*)$", line)
+        if m and labels:
+            rates[m.group(1)] = m.group(2).split()
+            if len(rates) == 2:
+                return {label: (f, b) for label, f, b in zip(labels, rates["fwd"], rates["bwd"])}
+    return {}
+
+
+def bench_summary(rows, rates=None):
     std = rows.get("standard [sinklab]")
     if not std:
         return "no results"
@@ -50,7 +68,9 @@ def bench_summary(rows):
             f"with our wgmma attention {vs_ours('standard [sinklab_wgmma]')}, "
             f"with cuDNN attention {vs_ours('standard [cudnn]')}; "
             f"memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f}); rounds spread up to "
-            f"{max(r[6] for r in rows.values()):.1f}%")
+            f"{max(r[6] for r in rows.values()):.1f}%" + (
+                "; attention TFLOP/s forward/backward: " +
+                ", ".join(f"{label} {f}/{b}" for label, (f, b) in rates.items()) if rates else ""))
 
 
 def torch_tokens(lines):
@@ -116,14 +136,46 @@ def train_summary(lines):
     return s
 
 
+TENSOR_PIPE = re.compile(r"^sm__pipe_tensor_op_(\w+?)_cycles_active\.avg\.pct_of_peak_sustained_active$")
 STALL = re.compile(r"^smsp__average_warps_issue_stalled_(\w+)_per_issue_active\.ratio$")
 TO_US = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
 
 
-def profile_lines(path):
-    """One line per kernel of ncu's raw CSV (a row of metric names, a row of units, a row per kernel): time,
-    tensor-pipe and issue activity, achieved occupancy, registers, and the three largest stall reasons in cycles
-    per issued instruction."""
+# The products each attention kernel runs per pair of 64 x 64 tiles (query tile, key tile at or below it): the
+# forward S and P V; dK/dV S^T, dP^T, dV and dK; dQ S, dP and dQ.
+ATTN_PRODUCTS = {"fwd": 2, "dkdv": 4, "dq": 3}
+PEAK_TFLOPS = 989.0  # H100 / H200 dense bf16
+
+
+def attention_shape(path):
+    """(B, T, H, padded head dim) of the profiled model from `sinklab info --yaml`, or None."""
+    if not os.path.exists(path):
+        return None
+    keys = {}
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = re.match(r"^\s+(micro_batch|seq_len|n_head|d_model):\s+(\d+)", line)
+        if m:
+            keys.setdefault(m.group(1), int(m.group(2)))
+    if len(keys) < 4:
+        return None
+    hd = keys["d_model"] // keys["n_head"]
+    return keys["micro_batch"], keys["seq_len"], keys["n_head"], next(p for p in (32, 64, 128) if hd <= p)
+
+
+def tensor_tflops(kernel, seconds, shape):
+    """The tensor-core rate of an attention kernel: the FLOPs of the products it runs on 64 x 64 tiles up to the
+    diagonal (the masked diagonal tiles whole), over its time."""
+    B, T, H, hdp = shape
+    n = (T + 63) // 64
+    flops = B * H * n * (n + 1) // 2 * ATTN_PRODUCTS[kernel] * 2 * 64 * 64 * hdp
+    return flops / seconds / 1e12
+
+
+def profile_lines(path, shape=None):
+    """One line per kernel of ncu's raw CSV (a row of metric names, a row of units, a row per kernel): its template
+    arguments (the last says wgmma), time, the tensor-core rate its products reach when the profiled shape is
+    known, tensor-pipe and issue activity, achieved occupancy, registers, and the three largest stall reasons in
+    cycles per issued instruction."""
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -145,14 +197,19 @@ def profile_lines(path):
     for row in rows[start + 2:]:
         if len(row) != len(names):
             continue
-        kernel = re.search(r"attn_\w+?_kernel", row[names.index("Kernel Name")])
+        kernel = re.search(r"attn_(\w+?)_kernel(<[^>]*>)?", row[names.index("Kernel Name")])
         parts = [kernel.group(0) if kernel else row[names.index("Kernel Name")][:40]]
         t = number(row, "gpu__time_duration.sum")
         if t is not None:
-            parts.append(f"{t * TO_US.get(units[names.index('gpu__time_duration.sum')], 1.0):.0f} us")
-        for metric, label in (("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active", "tensor pipe"),
-                              ("smsp__issue_active.avg.pct_of_peak_sustained_active", "issue active"),
-                              ("sm__warps_active.avg.pct_of_peak_sustained_active", "occupancy")):
+            us = t * TO_US.get(units[names.index("gpu__time_duration.sum")], 1.0)
+            parts.append(f"{us:.0f} us")
+            if shape and kernel and kernel.group(1) in ATTN_PRODUCTS and us > 0:
+                rate = tensor_tflops(kernel.group(1), us * 1e-6, shape)
+                parts.append(f"{rate:.0f} TFLOP/s ({100 * rate / PEAK_TFLOPS:.0f}% of {PEAK_TFLOPS:.0f})")
+        # Every tensor pipe ncu names (hmma for mma.sync; Hopper's wgmma may count under another), then the rest.
+        tensor = [(n, f"tensor pipe {m.group(1)}") for n in names for m in [TENSOR_PIPE.match(n)] if m]
+        for metric, label in tensor + [("smsp__issue_active.avg.pct_of_peak_sustained_active", "issue active"),
+                                       ("sm__warps_active.avg.pct_of_peak_sustained_active", "occupancy")]:
             v = number(row, metric)
             if v is not None:
                 parts.append(f"{label} {v:.0f}%")
@@ -168,8 +225,8 @@ def profile_lines(path):
 
 
 SASS_OP = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
-SASS_KINDS = ("HMMA", "LDSM", "LDGSTS", "MUFU", "FFMA", "FMUL", "FADD", "FMNMX", "F2FP", "LDS", "STS", "BAR",
-              "SHFL", "IMAD", "IADD3", "LEA", "ISETP", "BRA")
+SASS_KINDS = ("HMMA", "HGMMA", "WARPGROUP", "LDSM", "LDGSTS", "MUFU", "FFMA", "FMUL", "FADD", "FMNMX", "F2FP", "LDS",
+              "STS", "BAR", "SHFL", "IMAD", "IADD3", "LEA", "ISETP", "BRA")
 
 
 def sass_lines(path):
@@ -217,7 +274,7 @@ def main():
     if stuck:
         key["tests"] += f"; unfinished: {stuck}"
     for name, rows in bench.items():
-        key[name] = bench_summary(rows)
+        key[name] = bench_summary(rows, attention_rates(logs[name]))
     for s in stages:
         if s[0].startswith("torch-"):
             t = torch_tokens(logs[s[0]])
@@ -229,7 +286,8 @@ def main():
                 f", with cuDNN attention {cudnn[0] / t:.3f}x" if t and cudnn else "")
     key["train"] = train_summary(logs.get("train", []))
     key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"
-    profile = profile_lines(os.path.join(log_dir, "ncu-raw.csv"))
+    profile = profile_lines(os.path.join(log_dir, "ncu-raw.csv"),
+                            attention_shape(os.path.join(log_dir, "profile-config.yaml")))
     sass = sass_lines(os.path.join(log_dir, "attn.sass"))
     key["profile"] = (f"{len(profile)} kernels profiled (see below)" if profile else "no ncu results") + (
         f"; SASS of {len(sass)} kernels" if sass else "")

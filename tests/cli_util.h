@@ -4,10 +4,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "fs_util.h"
 
@@ -16,6 +20,21 @@ namespace sinklab::test {
 // `args` is appended to the binary's path as is (quote what needs quoting); `env` ("A=1 B=2") goes before it.
 inline CommandResult run_sinklab(const std::string& args, const std::string& env = "") {
     return run_command(env + (env.empty() ? "" : " ") + std::string(SINKLAB_BINARY) + " " + args);
+}
+
+// The words after `label` on the first line of `out` that starts with it (a row of a printed table), as printed;
+// empty, and a test failure, when there is none.
+inline std::vector<std::string> row_after(const std::string& out, const std::string& label) {
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind(label + " ", 0) != 0) continue;
+        std::istringstream rest(line.substr(label.size()));
+        std::vector<std::string> words;
+        for (std::string w; rest >> w;) words.push_back(w);
+        return words;
+    }
+    ADD_FAILURE() << "no row '" << label << "' in\n" << out;
+    return {};
 }
 
 // A command running in the background (through /bin/sh, which execs it, so pid() is the command's own),

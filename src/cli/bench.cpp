@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/config_args.h"
@@ -32,8 +33,18 @@ struct BenchResult {
     std::string label;
     double tokens_per_s = 0, step_s = 0, mfu = 0;
     size_t peak_bytes = 0, estimate_bytes = 0;  // measured backend memory, and `sinklab info`'s footprint
-    std::array<double, size_t(OpFamily::kCount)> op_s{};
+    std::array<double, size_t(OpFamily::kCount)> op_s{};  // over the timed steps
+    int steps = 0;                                        // timed
+    double attn_product_flops = 0;                        // see attention_product_flops
 };
+
+// The FLOPs of one attention product (2 hd per score) over a training step's causal scores, T (T + 1) / 2 per
+// sequence, head and layer.
+double attention_product_flops(const Config& cfg) {
+    const ModelConfig& m = cfg.model;
+    const double scores = double(cfg.train.micro_batch) * m.n_head * m.seq_len * (m.seq_len + 1.0) / 2;
+    return 2.0 * m.head_dim() * scores * m.n_layer;
+}
 
 // One configuration over every round: the median round, and its tokens/s against the first configuration's as the
 // median of the per-round ratios (each round runs every configuration once, in order, so a ratio pairs timings taken
@@ -62,9 +73,11 @@ Summary summarize(const std::vector<BenchResult>& rounds, const std::vector<Benc
     s.median.tokens_per_s = one.tokens_per_s * one.step_s / step;
     s.median.mfu = one.mfu * one.step_s / step;
     s.median.op_s = {};  // summed over the rounds: the shares of all of them
+    s.median.steps = 0;
     for (const BenchResult& r : rounds) {
         s.median.peak_bytes = std::max(s.median.peak_bytes, r.peak_bytes);
         for (size_t f = 0; f < r.op_s.size(); f++) s.median.op_s[f] += r.op_s[f];
+        s.median.steps += r.steps;
     }
     s.vs_first = median_of(ratios);
     s.spread = (*std::max_element(steps.begin(), steps.end()) - *std::min_element(steps.begin(), steps.end())) / step;
@@ -105,6 +118,8 @@ BenchResult bench_one(Backend& be, const Config& cfg, const BenchArgs& args, boo
     r.peak_bytes = be.peak_memory();
     r.estimate_bytes = model_footprint(cfg, B, T, be.compute_dtype()).total();
     be.set_profiling(false);
+    r.steps = args.steps;
+    r.attn_product_flops = attention_product_flops(cfg);
     r.step_s = dt / args.steps;
     r.tokens_per_s = double(B) * T / r.step_s;
     r.mfu = be.peak_flops() > 0 ? model.flops_per_token() * r.tokens_per_s / be.peak_flops() : 0.0;
@@ -121,6 +136,20 @@ void print_op_shares(const std::vector<Summary>& results) {
             double total = 0;
             for (double t : s.median.op_s) total += t;
             std::printf(" %7.1f", total > 0 ? 100 * s.median.op_s[f] / total : 0.0);
+        }
+        std::printf("\n");
+    }
+    // Attention's own rate, comparable across attention.impl: the forward's 2 products (S, P V) and the backward's 5
+    // (S again, dP, dV, dK, dQ) over the causal scores, whatever an implementation recomputes beyond them.
+    std::printf("\nattention per step: ms, and TFLOP/s of its products (forward 2, backward 5) on the causal scores\n");
+    for (const auto& [f, products, name] : {std::tuple{OpFamily::AttentionFwd, 2, "fwd"},
+                                            std::tuple{OpFamily::AttentionBwd, 5, "bwd"}}) {
+        std::printf("%-14s", fmt::format("{} ms", name).c_str());
+        for (const Summary& s : results) std::printf(" %7.3g", 1e3 * s.median.op_s[size_t(f)] / s.median.steps);
+        std::printf("\n%-14s", fmt::format("{} TFLOP/s", name).c_str());
+        for (const Summary& s : results) {
+            const double step_s = s.median.op_s[size_t(f)] / s.median.steps;
+            std::printf(" %7.3g", step_s > 0 ? products * s.median.attn_product_flops / step_s / 1e12 : 0.0);
         }
         std::printf("\n");
     }

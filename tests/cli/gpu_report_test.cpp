@@ -42,15 +42,19 @@ std::string report_md(const TempDir& out) {
     return report.rc == 0 ? read_file(out.path() + "/report.md") : "";
 }
 
+// As the bench stages run it: a call with per-op timing, then the rounds without it.
 TEST(GpuReport, SummarizesABenchLog) {
     TempDir out("gpu_report");
+    const std::string tiny = "bench " + kSource + "/configs/tiny.yaml --steps 1 --warmup 0 --set run.threads=1 "
+                             "--set model.n_head=2";  // head dim 64 for wgmma
+    const CommandResult profiled =
+        run_sinklab(tiny + " --variants standard --impls sinklab sinklab_wgmma cudnn", "OMP_WAIT_POLICY=passive");
+    ASSERT_EQ(profiled.rc, 0) << profiled.out;
     const CommandResult bench = run_sinklab(
-        "bench " + kSource +
-            "/configs/tiny.yaml --variants standard headnorm --impls sinklab sinklab_wgmma cudnn --metrics --steps 1 "
-            "--warmup 0 --no-profile --rounds 2 --set run.threads=1 --set model.n_head=2",  // head dim 64 for wgmma
+        tiny + " --variants standard headnorm --impls sinklab sinklab_wgmma cudnn --metrics --no-profile --rounds 2",
         "OMP_WAIT_POLICY=passive");
     ASSERT_EQ(bench.rc, 0) << bench.out;
-    write_file(out.path() + "/bench-1024.log", bench.out);
+    write_file(out.path() + "/bench-1024.log", profiled.out + bench.out);
     write_file(out.path() + "/stages.tsv", "bench-1024\tok\t3\t110\n");
 
     const std::string md = report_md(out);
@@ -76,6 +80,15 @@ TEST(GpuReport, SummarizesABenchLog) {
     EXPECT_NE(md.find("rounds spread up to "), std::string::npos) << md;
     EXPECT_EQ(md.find("n/a"), std::string::npos) << "a bench row the report did not find:\n" << md;
     EXPECT_NE(md.find("| bench-1024 | ok | 3s of 110s | standard "), std::string::npos) << md;
+    // Attention's rates from the profiled call, a column per implementation.
+    const std::vector<std::string> fwd = row_after(profiled.out, "fwd TFLOP/s");
+    const std::vector<std::string> bwd = row_after(profiled.out, "bwd TFLOP/s");
+    ASSERT_EQ(fwd.size(), 3u) << profiled.out;
+    ASSERT_EQ(bwd.size(), 3u) << profiled.out;
+    const std::string rates = "; attention TFLOP/s forward/backward: standard [sinklab] " + fwd[0] + "/" + bwd[0] +
+                              ", standard [sinklab_wgmma] " + fwd[1] + "/" + bwd[1] + ", standard [cudnn] " + fwd[2] +
+                              "/" + bwd[2] + " |";
+    EXPECT_NE(md.find(rates), std::string::npos) << "'" << rates << "' not in\n" << md;
 }
 
 // A failed test's first messages reach report.md under its name (CudaWgmma's name what the hardware read), the
@@ -116,19 +129,34 @@ TEST(GpuReport, SummarizesAnNcuProfile) {
                    ratio + ",\"" + stall + "long_scoreboard" + ratio + ",\"" + stall + "math_pipe_throttle" + ratio +
                    ",\"" + stall + "selected" + ratio + ",\"" + stall + "wait" + ratio + "\n"
                "\"\",\"\",\"usecond\",\"register/thread\",\"%\",\"ratio\",\"ratio\",\"ratio\",\"ratio\",\"ratio\"\n"
-               "\"0\",\"void sinklab::cuda::attn_fwd_kernel<64, false>(bf16 *)\",\"512.4\",\"134\",\"41.2\",\"0.5\","
-               "\"2.25\",\"1.75\",\"3\",\"0.9\"\n"
-               "\"1\",\"void sinklab::cuda::attn_dq_kernel<64, 64, false>(bf16 *)\",\"1,500.6\",\"168\",\"30\",\"4\","
-               "\"1\",\"0.25\",\"9\",\"2\"\n");
+               "\"0\",\"void sinklab::cuda::attn_fwd_kernel<64, false, true>(bf16 *)\",\"512.4\",\"134\",\"41.2\","
+               "\"0.5\",\"2.25\",\"1.75\",\"3\",\"0.9\"\n"
+               "\"1\",\"void sinklab::cuda::attn_dq_kernel<64, 64, false, false>(bf16 *)\",\"1,500.6\",\"168\",\"30\","
+               "\"4\",\"1\",\"0.25\",\"9\",\"2\"\n");
     write_file(out.path() + "/stages.tsv", "profile\tok\t40\t70\n");
+    // The shape the profile stage ran, as `sinklab info --yaml` writes it: 48 x 1024, 12 heads of 64.
+    const CommandResult info = run_sinklab("info " + kSource + "/configs/llama-152m.yaml --set model.seq_len=1024 "
+                                           "--set train.micro_batch=48 --yaml");
+    ASSERT_EQ(info.rc, 0) << info.out;
+    write_file(out.path() + "/profile-config.yaml", info.out);
     const std::string md = report_md(out);
     ASSERT_FALSE(md.empty());
     EXPECT_NE(md.find("| profile | ok | 40s of 70s | 2 kernels profiled"), std::string::npos) << md;
-    EXPECT_NE(md.find("attn_fwd_kernel; 512 us; tensor pipe 41%; 134 registers; stalls (cycles per issue): "
+    // The forward runs 2 products of 2 * 64^3 FLOPs on each of 48 * 12 * (16 * 17 / 2) tile pairs: 8.2e10 FLOPs
+    // in 512.4 us, 160 TFLOP/s; dQ runs 3 products in 1500.6 us, 82 TFLOP/s.
+    const double pairs = 48.0 * 12 * 16 * 17 / 2, product = 2.0 * 64 * 64 * 64;
+    char fwd[64], dq[64];
+    std::snprintf(fwd, sizeof(fwd), "512 us; %.0f TFLOP/s (%.0f%% of 989)", 2 * pairs * product / 512.4e-6 / 1e12,
+                  2 * pairs * product / 512.4e-6 / 1e12 / 9.89);
+    std::snprintf(dq, sizeof(dq), "1501 us; %.0f TFLOP/s (%.0f%% of 989)", 3 * pairs * product / 1500.6e-6 / 1e12,
+                  3 * pairs * product / 1500.6e-6 / 1e12 / 9.89);
+    EXPECT_NE(md.find(std::string("attn_fwd_kernel<64, false, true>; ") + fwd +
+                      "; tensor pipe hmma 41%; 134 registers; stalls (cycles per issue): "
                       "long_scoreboard 2.25, math_pipe_throttle 1.75, wait 0.90"),
               std::string::npos)
         << md;
-    EXPECT_NE(md.find("attn_dq_kernel; 1501 us; tensor pipe 30%; 168 registers; stalls (cycles per issue): "
+    EXPECT_NE(md.find(std::string("attn_dq_kernel<64, 64, false, false>; ") + dq +
+                      "; tensor pipe hmma 30%; 168 registers; stalls (cycles per issue): "
                       "barrier 4.00, wait 2.00, long_scoreboard 1.00"),
               std::string::npos)
         << md;
@@ -152,11 +180,18 @@ TEST(GpuReport, CountsSassInstructionsPerKernel) {
                "        /*0040*/               @P1 BRA 0x120 ;   /* 0x0000000000001947 */\n" + enc +
                "\t\tFunction : _ZN7sinklab4cuda12_GLOBAL__N_116attn_dkdv_kernelILi64ELi32ELb1EEEvP13__nv_bfloat16\n"
                "        /*0000*/                   LDSM.16.M88.4 R4, [R2] ;   /* 0x000000000204783b */\n" + enc +
-               "        /*0010*/                   EXIT ;   /* 0x000000000000794d */\n" + enc);
+               "        /*0010*/                   EXIT ;   /* 0x000000000000794d */\n" + enc +
+               "\t\tFunction : _ZN7sinklab4cuda12_GLOBAL__N_115attn_fwd_kernelILi64ELb0ELb1EEEvP13__nv_bfloat16Pf\n"
+               "        /*0000*/                   WARPGROUP.ARRIVE ;   /* 0x00000000000079c7 */\n" + enc +
+               "        /*0010*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;   /* 0x08e */\n" +
+               enc + "        /*0020*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;   /* 0x00000000000079c7 */\n" +
+               enc);
     write_file(out.path() + "/stages.tsv", "profile\tfailed\t5\t70\n");
     const std::string md = report_md(out);
     ASSERT_FALSE(md.empty());
-    EXPECT_NE(md.find("| profile | failed | 5s of 70s | no ncu results; SASS of 2 kernels |"), std::string::npos) << md;
+    EXPECT_NE(md.find("| profile | failed | 5s of 70s | no ncu results; SASS of 3 kernels |"), std::string::npos) << md;
+    EXPECT_NE(md.find("attn_fwd_kernel<64, false, true>: 3 instructions; HGMMA 1, WARPGROUP 2\n"), std::string::npos)
+        << md;
     EXPECT_NE(md.find("attn_fwd_kernel<64, false>: 5 instructions; HMMA 2, MUFU 1, BRA 1\n"), std::string::npos) << md;
     EXPECT_NE(md.find("attn_dkdv_kernel<64, 32, true>: 2 instructions; LDSM 1\n"), std::string::npos) << md;
 }
