@@ -88,6 +88,12 @@ protected:
             f(float{});
     }
 
+    std::string attention_impl_note(const std::string& impl) const override {
+        if (impl == "sinklab") return "";
+        return fmt::format("attention.impl: {} is a CUDA implementation; the CPU backend computes the same attention "
+                           "with its own kernels",
+                           impl);
+    }
     void do_write(Tensor dst, const void* host, DType hd) override { copy_any(dst.data, dst.dtype, host, hd, dst.numel()); }
     void do_read(void* host, DType hd, Tensor src) override { copy_any(host, hd, src.data, src.dtype, src.numel()); }
     void do_zero(Tensor t) override { std::memset(t.data, 0, t.bytes()); }

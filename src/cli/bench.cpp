@@ -180,6 +180,7 @@ void run_bench(const BenchArgs& args) {
     const std::vector<std::string> variants = args.variants.empty() ? std::vector{base.attention.variant} : args.variants;
     const std::vector<std::string> impls = args.impls.empty() ? std::vector{base.attention.impl} : args.impls;
     for (const std::string& impl : impls) {
+        if (const std::string note = be->attention_impl_note(impl); !note.empty()) std::printf("%s\n", note.c_str());
         for (const std::string& v : variants) {
             Config cfg = base;
             cfg.attention.variant = v;

@@ -393,6 +393,8 @@ struct Trainer::Impl {
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
+        if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
+            log->info("{}", note);
         if (!put_back_note.empty()) log->info("{}", put_back_note);
         if (lead && !run_lock->note().empty()) log->info("{}", run_lock->note());
         if (resumed)

@@ -112,6 +112,19 @@ TEST(Training, ExistingRunIsNotOverwritten) {
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
 }
 
+// A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's
+// log says so, so that its config.yaml (attention.impl: cudnn) does not pass for what ran.
+TEST(Training, TheLogSaysWhatRunsForACudaAttentionImplOnTheCpu) {
+    const TempDir dir("train_impl");
+    ASSERT_EQ(run_sinklab(small_run(dir, "cudnn", 2, "--set backend=cpu --set attention.impl=cudnn")).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "ours", 2, "--set backend=cpu")).rc, 0);
+    const std::string note = "attention.impl: cudnn is a CUDA implementation; the CPU backend computes the same "
+                             "attention with its own kernels";
+    EXPECT_NE(read_file(dir / "cudnn/train.log").find(note), std::string::npos) << read_file(dir / "cudnn/train.log");
+    EXPECT_EQ(read_file(dir / "ours/train.log").find("attention.impl"), std::string::npos)
+        << read_file(dir / "ours/train.log");
+}
+
 TEST(Training, RunNameThatIsNoPlainFolderNameIsRefused) {
     const TempDir dir("train_run_name");
     write_file(dir / "precious/metrics.h5", "another run");
