@@ -13,12 +13,15 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 "$bin" info "$config" --set backend=cpu --set run.threads="$threads" "$@" --yaml >"$tmp/resolved.yaml"
-variant=$(/usr/bin/python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['attention']['variant'])" "$tmp/resolved.yaml")
+variant=$(/usr/bin/python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['attention']['variant'])" \
+    "$tmp/resolved.yaml")
 echo "== sinklab (CPU backend, $threads threads)"
-"$bin" bench "$config" --set backend=cpu --set run.threads="$threads" "$@" --steps "$steps" --no-profile | tee "$tmp/ours.txt"
+"$bin" bench "$config" --set backend=cpu --set run.threads="$threads" "$@" --steps "$steps" --no-profile |
+    tee "$tmp/ours.txt"
 ours=$(awk -v v="$variant" '$2 == v && $3 ~ /^[0-9.]+$/ {print $3}' "$tmp/ours.txt" | tail -n 1)
 echo "== PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') (fp32, $threads threads)"
 OMP_NUM_THREADS=$threads /usr/bin/python3 scripts/torch_llama.py --config "$tmp/resolved.yaml" --device cpu \
   --threads "$threads" --steps "$steps" | tee "$tmp/torch.txt"
 theirs=$(awk '/^torch tokens\/s/ {print $3}' "$tmp/torch.txt")
-/usr/bin/python3 -c "import sys; o, t = float(sys.argv[1]), float(sys.argv[2]); print(f'ratio sinklab/torch = {o / t:.2f}x  ({o:.0f} vs {t:.0f} tokens/s)')" "$ours" "$theirs"
+/usr/bin/python3 -c "import sys; o, t = float(sys.argv[1]), float(sys.argv[2]); \
+print(f'ratio sinklab/torch = {o / t:.2f}x  ({o:.0f} vs {t:.0f} tokens/s)')" "$ours" "$theirs"

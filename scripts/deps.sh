@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test.sh and scripts/quickstart.sh: installs sinklab's Debian dependencies where
 # they are missing.
 step() { printf '\n==> %s\n' "$*"; }

@@ -125,18 +125,20 @@ train() {
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
 # One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape, mma.sync and wgmma (one step of
-# each attention.impl). One layer and a small vocabulary
-# (byte tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The
-# configuration is checked first, so that a dry run finds a mistake in it. Then the kernels' SASS.
+# each attention.impl). One layer and a small vocabulary (byte tokens) leave little device memory for ncu to save and
+# restore between its replays of a kernel. The configuration is checked first, so that a dry run finds a mistake in
+# it; it also gives the report the shape. The CSV names the kernels with their template arguments (demangled), which
+# tell the two sets apart. Then the kernels' SASS.
 profile() {
     local ncu rc=0 cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
                         --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
-    sl "$bin/sinklab" info "${cfg[@]}" --yaml >"$work/logs/profile-config.yaml" || return 1  # the report's shape
+    sl "$bin/sinklab" info "${cfg[@]}" --yaml >"$work/logs/profile-config.yaml" || return 1
     if ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null); then
         sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 6 -f \
             -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --impls sinklab sinklab_wgmma \
             --steps 1 --warmup 0 --no-profile &&
-            "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv" &&
+            { "$ncu" -i "$work/attn.ncu-rep" --csv --page raw --print-kernel-base demangled >"$work/logs/ncu-raw.csv" ||
+                "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv"; } &&
             "$ncu" -i "$work/attn.ncu-rep" --page details || rc=1
     else
         echo "ncu: none"

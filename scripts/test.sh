@@ -15,6 +15,7 @@ ninja -C "$build_dir" -j "$jobs"
 # Reference data for the tokenizer and corpus tests; without network they are skipped, and say so.
 step "GPT-2 vocabulary and default corpus (for the data tests)"
 bash data/fetch_gpt2_vocab.sh || echo "sinklab: WARNING: no GPT-2 vocabulary; its tests will be skipped" >&2
-SINKLAB_BIN="$build_dir/sinklab" bash data/fetch_corpus.sh || echo "sinklab: WARNING: no default corpus; its tests will be skipped" >&2
+SINKLAB_BIN="$build_dir/sinklab" bash data/fetch_corpus.sh ||
+    echo "sinklab: WARNING: no default corpus; its tests will be skipped" >&2
 step "test"
 ctest --test-dir "$build_dir" -j "$jobs" --output-on-failure "$@"

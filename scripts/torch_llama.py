@@ -113,8 +113,8 @@ def main():
     dev = torch.device(args.device)
     torch.manual_seed(0)
     model = Llama(m, variant == "headnorm").to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], t["beta2"]), weight_decay=t["weight_decay"],
-                            **({"fused": True} if dev.type == "cuda" else {}))
+    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], t["beta2"]),
+                            weight_decay=t["weight_decay"], **({"fused": True} if dev.type == "cuda" else {}))
     B, T, V = t["micro_batch"], m["seq_len"], m["vocab_size"]
     ids = torch.randint(0, V, (B, T), device=dev)
     tgt = torch.randint(0, V, (B, T), device=dev)

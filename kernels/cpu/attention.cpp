@@ -13,6 +13,10 @@
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu_kernels.h"
 
+// Without AVX-512 (-DSINKLAB_NATIVE=OFF builds) GCC notes that 64-byte vectors pass differently than under it; these
+// helpers are internal to this file, so no call crosses that ABI.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace sinklab::cpu {
 namespace {
 

@@ -57,7 +57,8 @@ __global__ void adamw_kernel(float* w, P* copy, float* m, float* v, const float*
     if (copy) copy[i] = narrow<P>(wi, c.stochastic, c.seed, i);
 }
 
-template <typename T> __global__ void __launch_bounds__(kThreads) sum_squares_kernel(const T* g, int64_t n, double* partial) {
+template <typename T>
+__global__ void __launch_bounds__(kThreads) sum_squares_kernel(const T* g, int64_t n, double* partial) {
     double acc = 0.0;
     for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(kSumBlocks) * kThreads) {
         double x = to_double(g[i]);
@@ -87,7 +88,8 @@ void adamw(float* w, P* copy, float* m, float* v, const float* g, int64_t n, con
 
 size_t sum_squares_scratch() { return kSumBlocks * sizeof(double); }
 
-template <typename T> double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st) {
+template <typename T>
+double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st) {
     if (n == 0) return 0.0;
     CUDA_LAUNCH(sum_squares_kernel<T>, kSumBlocks, kThreads, 0, st, g, n, scratch);
     CUDA_CHECK(cudaMemcpyAsync(host_partials, scratch, kSumBlocks * sizeof(double), cudaMemcpyDeviceToHost, st));

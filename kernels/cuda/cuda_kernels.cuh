@@ -17,8 +17,9 @@ namespace sinklab::cuda {
 template <typename T> void embedding_fwd(T* out, const int32_t* ids, const T* wte, int64_t N, int64_t V, int64_t C,
                                          cudaStream_t st);
 size_t embedding_bwd_scratch(int64_t N);
-template <typename T> void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, int64_t V, int64_t C,
-                                         void* scratch, cudaStream_t st);
+template <typename T>
+void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, int64_t V, int64_t C, void* scratch,
+                   cudaStream_t st);
 
 // ---- rmsnorm.cu: RMSNorm over groups of each row, shared by rmsnorm, headnorm and qknorm.
 // x, out [N, W]: the first G groups of gs elements are normalized (rstd [N, G]), the rest is copied. Groups
@@ -148,7 +149,8 @@ template <typename P> void adamw(float* w, P* copy, float* m, float* v, const fl
                                  cudaStream_t st);
 // Sum of squares in f64: a fixed grid of per-block partials, summed in order on the host (synchronizes).
 size_t sum_squares_scratch();
-template <typename T> double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st);
+template <typename T>
+double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st);
 
 // ---- metrics.cu: sink-metric reductions (backend.h); f32 outputs, fixed summation order.
 size_t attn_mass_scratch(int64_t rows, int H, int P);

@@ -107,7 +107,8 @@ __global__ void attn_mass_finish_kernel(float* out, const MassPartial* partial, 
 
 // One block per row i of the map; threads over keys j.
 template <typename T>
-__global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* lse, const __grid_constant__ AttnParams a) {
+__global__ void attn_map_kernel(float* out, int Q, const T* qkv, const float* lse,
+                                const __grid_constant__ AttnParams a) {
     const int i = blockIdx.x;
     for (int j = threadIdx.x; j < Q; j += blockDim.x) {
         double sum = 0;
@@ -355,7 +356,8 @@ void attn_mass(float* out, const T* qkv, const float* lse, const int* positions,
                 partial, n, int(tiles));
 }
 
-template <typename T> void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s, cudaStream_t st) {
+template <typename T>
+void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s, cudaStream_t st) {
     SL_ASSERT(Q >= 1 && Q <= s.T, "attention map of {} positions, T = {}", Q, s.T);
     CUDA_LAUNCH(attn_map_kernel<T>, Q, 64, 0, st, out, Q, qkv, lse, attn_params(s));
 }

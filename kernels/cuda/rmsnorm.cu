@@ -14,7 +14,8 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunks = 256;  // row chunks of the gain-gradient partial sums
 
 // The gain vector and offset that group h uses.
-template <typename T> __device__ __forceinline__ const T* gain_of(const NormLayout& L, const T* g0, const T* g1, int h) {
+template <typename T>
+__device__ __forceinline__ const T* gain_of(const NormLayout& L, const T* g0, const T* g1, int h) {
     const T* g = h < L.G0 ? g0 : g1;
     int hh = h < L.G0 ? h : h - L.G0;
     return L.per_group ? g + int64_t(hh) * L.gs : g;

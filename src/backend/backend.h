@@ -89,6 +89,9 @@ public:
     // True when backend memory is host memory (the CPU backend): communicators and checkpoints then use the
     // pointers directly instead of staging through read/write.
     virtual bool host_memory() const { return false; }
+    // Empty when this backend runs attention.impl `impl` as asked; else a line for the run's log saying what it runs
+    // instead (the same attention, by another implementation).
+    virtual std::string attention_impl_note(const std::string& impl) const { return ""; }
     DType compute_dtype() const { return compute_; }
     DType wide() const { return wide_dtype(compute_); }
 

@@ -88,10 +88,20 @@ protected:
             f(float{});
     }
 
-    void do_write(Tensor dst, const void* host, DType hd) override { copy_any(dst.data, dst.dtype, host, hd, dst.numel()); }
+    std::string attention_impl_note(const std::string& impl) const override {
+        if (impl == "sinklab") return "";
+        return fmt::format("attention.impl: {} is a CUDA implementation; the CPU backend computes the same attention "
+                           "with its own kernels",
+                           impl);
+    }
+    void do_write(Tensor dst, const void* host, DType hd) override {
+        copy_any(dst.data, dst.dtype, host, hd, dst.numel());
+    }
     void do_read(void* host, DType hd, Tensor src) override { copy_any(host, hd, src.data, src.dtype, src.numel()); }
     void do_zero(Tensor t) override { std::memset(t.data, 0, t.bytes()); }
-    void do_convert(Tensor dst, Tensor src) override { copy_any(dst.data, dst.dtype, src.data, src.dtype, src.numel()); }
+    void do_convert(Tensor dst, Tensor src) override {
+        copy_any(dst.data, dst.dtype, src.data, src.dtype, src.numel());
+    }
     void do_scale(Tensor x, float s) override {
         if (x.dtype == DType::F64)
             cpu::scale(x.ptr<double>(), s, x.numel());

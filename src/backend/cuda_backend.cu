@@ -160,7 +160,8 @@ protected:
             if (host_dtype == dst.dtype) {
                 CUDA_CHECK(cudaMemcpyAsync(d, stage_host_, size_t(m) * hs, cudaMemcpyHostToDevice, stream_));
             } else {
-                CUDA_CHECK(cudaMemcpyAsync(stage_device_, stage_host_, size_t(m) * hs, cudaMemcpyHostToDevice, stream_));
+                CUDA_CHECK(
+                    cudaMemcpyAsync(stage_device_, stage_host_, size_t(m) * hs, cudaMemcpyHostToDevice, stream_));
                 convert_on_device(d, dst.dtype, stage_device_, host_dtype, m, stream_);
             }
             CUDA_CHECK(cudaStreamSynchronize(stream_));  // before the staging buffer is reused
@@ -176,7 +177,8 @@ protected:
                 CUDA_CHECK(cudaMemcpyAsync(stage_host_, s, size_t(m) * hs, cudaMemcpyDeviceToHost, stream_));
             } else {
                 convert_on_device(stage_device_, host_dtype, s, src.dtype, m, stream_);
-                CUDA_CHECK(cudaMemcpyAsync(stage_host_, stage_device_, size_t(m) * hs, cudaMemcpyDeviceToHost, stream_));
+                CUDA_CHECK(
+                    cudaMemcpyAsync(stage_host_, stage_device_, size_t(m) * hs, cudaMemcpyDeviceToHost, stream_));
             }
             CUDA_CHECK(cudaStreamSynchronize(stream_));
             std::memcpy(static_cast<char*>(host) + i0 * hs, stage_host_, size_t(m) * hs);
@@ -367,7 +369,8 @@ protected:
             cuda::adamw(w, dp<float>(p), mp, vp, gp, p.numel(), h, stream_);
     }
     double do_sum_squares(Tensor g) override {
-        if (g.dtype == DType::BF16) return cuda::sum_squares(dp<bf16>(g), g.numel(), sum_partials_, sum_partials_host_, stream_);
+        if (g.dtype == DType::BF16)
+            return cuda::sum_squares(dp<bf16>(g), g.numel(), sum_partials_, sum_partials_host_, stream_);
         return cuda::sum_squares(dp<float>(g), g.numel(), sum_partials_, sum_partials_host_, stream_);
     }
 

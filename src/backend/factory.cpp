@@ -15,7 +15,8 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& opt) {
     if (opt.kind == "cpu") return make_cpu_backend(DType::F32, opt.threads);
 #ifdef SINKLAB_HAVE_CUDA
     if (opt.kind == "cuda" || (opt.kind == "auto" && cuda_available())) {
-        SL_REQUIRE(cuda_available(), "backend: cuda was asked for, but no usable GPU was found; use backend: cpu or auto");
+        SL_REQUIRE(cuda_available(),
+                   "backend: cuda was asked for, but no usable GPU was found; use backend: cpu or auto");
         return make_cuda_backend(opt);
     }
 #else
@@ -23,7 +24,8 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& opt) {
                "backend: cuda was asked for, but this sinklab was built without CUDA; rebuild with "
                "-DSINKLAB_CUDA=ON on a machine with nvcc, or use backend: cpu");
 #endif
-    SL_REQUIRE(opt.kind == "auto" || opt.kind == "cuda", "backend: unknown value '{}' (use auto, cpu or cuda)", opt.kind);
+    SL_REQUIRE(opt.kind == "auto" || opt.kind == "cuda", "backend: unknown value '{}' (use auto, cpu or cuda)",
+               opt.kind);
     return make_cpu_backend(DType::F32, opt.threads);
 }
 

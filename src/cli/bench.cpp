@@ -177,9 +177,11 @@ void run_bench(const BenchArgs& args) {
                 args.profile ? " (per-op timing on: adds synchronization)" : "");
 
     std::vector<Entry> entries;
-    const std::vector<std::string> variants = args.variants.empty() ? std::vector{base.attention.variant} : args.variants;
+    const std::vector<std::string> variants =
+        args.variants.empty() ? std::vector{base.attention.variant} : args.variants;
     const std::vector<std::string> impls = args.impls.empty() ? std::vector{base.attention.impl} : args.impls;
     for (const std::string& impl : impls) {
+        if (const std::string note = be->attention_impl_note(impl); !note.empty()) std::printf("%s\n", note.c_str());
         for (const std::string& v : variants) {
             Config cfg = base;
             cfg.attention.variant = v;
@@ -244,10 +246,12 @@ void add_bench(CLI::App& app) {
                     "time every configuration this many times, round-robin, and report medians (ratios that noise "
                     "moves by about 1% per round on a GPU settle with more rounds)")
         ->check(at_least(1));
-    cmd->add_option("--variants", args->variants, "attention variants to compare in this process, e.g. standard headnorm");
+    cmd->add_option("--variants", args->variants,
+                    "attention variants to compare in this process, e.g. standard headnorm");
     cmd->add_option("--impls", args->impls, "attention.impl values to compare in this process, e.g. sinklab cudnn");
     cmd->add_flag("--profile,!--no-profile", args->profile, "time each op family (default on)");
-    cmd->add_flag("--metrics", args->metrics, "also time each variant with the per-step sink metrics (metrics.every = 1)");
+    cmd->add_flag("--metrics", args->metrics,
+                  "also time each variant with the per-step sink metrics (metrics.every = 1)");
     cmd->callback([args] { run_bench(*args); });
 }
 

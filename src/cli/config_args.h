@@ -15,7 +15,8 @@ struct ConfigArgs {
 inline void add_config_args(CLI::App& cmd, ConfigArgs& args) {
     cmd.add_option("config", args.path, "YAML config file (see configs/base.yaml)")->required();
     // One value per --set, so that CONFIG may also come after them.
-    cmd.add_option("--set", args.overrides, "override a key: --set train.lr=3e-4 (repeatable)")->allow_extra_args(false);
+    cmd.add_option("--set", args.overrides, "override a key: --set train.lr=3e-4 (repeatable)")
+        ->allow_extra_args(false);
 }
 
 }  // namespace sinklab::cli

@@ -55,7 +55,8 @@ struct Tensor {
     }
 
     template <typename T> T* ptr() const {
-        SL_ASSERT(dtype == dtype_of<T>(), "tensor holds {}, asked for {}", dtype_name(dtype), dtype_name(dtype_of<T>()));
+        SL_ASSERT(dtype == dtype_of<T>(), "tensor holds {}, asked for {}", dtype_name(dtype),
+                  dtype_name(dtype_of<T>()));
         return static_cast<T*>(data);
     }
 

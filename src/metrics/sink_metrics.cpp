@@ -78,7 +78,9 @@ SinkValues SinkMetrics::compute() {
     const int64_t P = int64_t(positions_.size());
     const SinkLayout ly{H_, P, Tp_, L_};
     float* base = static_cast<float*>(sink_buf_.data);
-    auto out = [&](int64_t offset, std::initializer_list<int64_t> dims) { return Tensor(base + offset, DType::F32, dims); };
+    auto out = [&](int64_t offset, std::initializer_list<int64_t> dims) {
+        return Tensor(base + offset, DType::F32, dims);
+    };
     // Of the [B, T, C] and [B, T, F] activations only the token-0 rows are read here: the block outputs' norms and
     // the FFN maxima away from token 0 come from the forward pass, whose full reads of them were most of the
     // metrics' cost on a GPU.

@@ -308,7 +308,8 @@ int64_t load_weights(const std::string& dir_text, Model& model) {
     verify_checkpoint(dir.string());
     const fs::path state_path = dir / kStateFile;
     const TrainState state = decode_state(read_text(state_path), state_path.string());
-    load_tensors(SafetensorsFile((dir / kModelFile).string()), model.backend(), named(model.table(), model.truth(), ""));
+    load_tensors(SafetensorsFile((dir / kModelFile).string()), model.backend(),
+                 named(model.table(), model.truth(), ""));
     return state.step;
 }
 

@@ -319,7 +319,8 @@ struct Trainer::Impl {
         std::vector<spdlog::sink_ptr> sinks;
         if (lead) {
             sinks.push_back(std::make_shared<spdlog::sinks::stdout_sink_mt>());
-            sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string()));
+            sinks.push_back(
+                std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string()));
         }
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");
@@ -362,9 +363,11 @@ struct Trainer::Impl {
         if (lead) ensure_data(cfg.data, cfg.model);
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
-        train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm.rank(), comm.world(), cfg.run.seed, true, V);
+        train_data =
+            std::make_unique<DataLoader>(cfg.data.train, B, T, comm.rank(), comm.world(), cfg.run.seed, true, V);
         if (!cfg.data.val.empty()) {
-            val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, V);
+            val_data =
+                std::make_unique<DataLoader>(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, V);
             val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
         }
         inputs.resize(size_t(B) * T);
@@ -393,6 +396,8 @@ struct Trainer::Impl {
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
+        if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
+            log->info("{}", note);
         if (!put_back_note.empty()) log->info("{}", put_back_note);
         if (lead && !run_lock->note().empty()) log->info("{}", run_lock->note());
         if (resumed)

@@ -57,5 +57,21 @@ TEST(Bench, ReportsAttentionTimeAndTheRateOfItsProducts) {
     }
 }
 
+// On the CPU every attention.impl runs the CPU backend's attention: the bench says so once per such impl.
+TEST(Bench, SaysWhatRunsForACudaAttentionImplOnTheCpu) {
+    const CommandResult bench = run_sinklab("bench " + kTiny + " --set backend=cpu --set run.threads=1 --steps 1 "
+                                            "--warmup 0 --no-profile --impls sinklab cudnn sinklab_wgmma --set "
+                                            "model.n_head=2 --set precision.compute=bf16");
+    ASSERT_EQ(bench.rc, 0) << bench.out;
+    for (const std::string impl : {"cudnn", "sinklab_wgmma"}) {
+        const std::string note = "attention.impl: " + impl + " is a CUDA implementation; the CPU backend computes the "
+                                 "same attention with its own kernels\n";
+        const auto at = bench.out.find(note);
+        EXPECT_NE(at, std::string::npos) << bench.out;
+        EXPECT_EQ(bench.out.find(note, at + 1), std::string::npos) << "said twice:\n" << bench.out;
+    }
+    EXPECT_EQ(bench.out.find("attention.impl: sinklab is"), std::string::npos) << bench.out;
+}
+
 }  // namespace
 }  // namespace sinklab::test

@@ -70,7 +70,8 @@ TEST(GpuReport, SummarizesABenchLog) {
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
     std::snprintf(expect, sizeof(expect), "with cuDNN attention %.3fx our tokens/s", cudnn.vs_first / ours.vs_first);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
-    std::snprintf(expect, sizeof(expect), "with our wgmma attention %.3fx our tokens/s", wgmma.vs_first / ours.vs_first);
+    std::snprintf(expect, sizeof(expect), "with our wgmma attention %.3fx our tokens/s",
+                  wgmma.vs_first / ours.vs_first);
     EXPECT_NE(md.find(expect), std::string::npos) << "'" << expect << "' not in\n" << md;
     // Overheads come from the per-round ratios (`vs first`), not from the median tokens/s.
     const BenchRow headnorm = find_row(bench.out, "headnorm [sinklab]");

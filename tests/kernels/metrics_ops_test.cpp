@@ -93,7 +93,8 @@ TEST(SinkOps, MassFromLseEqualsTheExplicitMatrix) {
             auto z = [&](int jj) {
                 double d = 0;
                 for (int c = 0; c < hd; c++)
-                    d += qkv[(size_t(b) * T + i) * W + h * hd + c] * qkv[(size_t(b) * T + jj) * W + (H + h / 2) * hd + c];
+                    d += qkv[(size_t(b) * T + i) * W + h * hd + c] *
+                         qkv[(size_t(b) * T + jj) * W + (H + h / 2) * hd + c];
                 return d * s.scale;
             };
             if (score == AttnScore::Sigmoid) return 1.0 / (1.0 + std::exp(-(z(j) - 1.0)));

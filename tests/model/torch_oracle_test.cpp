@@ -66,7 +66,8 @@ OracleResult run_oracle(const Config& cfg, Model& model, const Batch& batch, uin
     nlohmann::json meta = {
         {"B", model.B()}, {"T", model.T()}, {"params", params},
         {"model", {{"d_model", m.d_model}, {"n_layer", m.n_layer}, {"n_head", m.n_head}, {"n_kv_head", m.kv_heads()},
-                   {"head_dim", m.head_dim()}, {"d_ff", m.d_ff}, {"norm_eps", m.norm_eps}, {"rope_theta", m.rope_theta}}},
+                   {"head_dim", m.head_dim()}, {"d_ff", m.d_ff}, {"norm_eps", m.norm_eps},
+                   {"rope_theta", m.rope_theta}}},
         {"score", a.score()}, {"sigmoid_bias", a.sigmoid_bias}, {"qk_norm", a.qk_norm},
         {"headnorm", a.headnorm_on()}, {"headnorm_eps", a.headnorm.eps}, {"headnorm_gain", a.headnorm.gain},
         {"gate", a.gated_on() ? a.gate : std::string()}, {"isolate", cfg.intervention.isolate},
@@ -138,7 +139,8 @@ TEST_P(TorchOracle, SameLossAndGradients) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, TorchOracle,
-                         ::testing::Combine(::testing::ValuesIn(variant_cases()), ::testing::Values(DType::F64, DType::F32)),
+                         ::testing::Combine(::testing::ValuesIn(variant_cases()),
+                                            ::testing::Values(DType::F64, DType::F32)),
                          [](const auto& info) {
                              return std::get<0>(info.param).name + "_" +
                                     std::string(dtype_name(std::get<1>(info.param)));

@@ -23,7 +23,8 @@ namespace {
 TEST(Training, TinyModelLearnsTheSyntheticStream) {
     const TempDir dir("train_learns");
     const CommandResult r =
-        run_sinklab(small_run(dir, "learn", 300, "--set train.micro_batch=16 --set train.min_lr=1e-3 --set metrics.val_every=100"));
+        run_sinklab(small_run(dir, "learn", 300,
+                              "--set train.micro_batch=16 --set train.min_lr=1e-3 --set metrics.val_every=100"));
     ASSERT_EQ(r.rc, 0) << r.out;
     const auto loss = column(dir / "learn/metrics.h5", "train", "loss");
     ASSERT_EQ(loss.size(), 300u);
@@ -97,7 +98,8 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
         "f['train/loss'].shape; assert f['val/loss'].shape == (2,); print('ok', f.attrs['backend'])\"",
         h5);
     const CommandResult r = run_command(py);
-    if (r.out.find("No module named 'h5py'") != std::string::npos) GTEST_SKIP() << "skipped: /usr/bin/python3 has no h5py";
+    if (r.out.find("No module named 'h5py'") != std::string::npos)
+        GTEST_SKIP() << "skipped: /usr/bin/python3 has no h5py";
     EXPECT_EQ(r.rc, 0) << r.out;
 }
 
@@ -110,6 +112,19 @@ TEST(Training, ExistingRunIsNotOverwritten) {
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 3u);  // nothing lost
     EXPECT_EQ(run_sinklab(small_run(dir, "x", 4, "--overwrite")).rc, 0);
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
+}
+
+// A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's
+// log says so, so that its config.yaml (attention.impl: cudnn) does not pass for what ran.
+TEST(Training, TheLogSaysWhatRunsForACudaAttentionImplOnTheCpu) {
+    const TempDir dir("train_impl");
+    ASSERT_EQ(run_sinklab(small_run(dir, "cudnn", 2, "--set backend=cpu --set attention.impl=cudnn")).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "ours", 2, "--set backend=cpu")).rc, 0);
+    const std::string note = "attention.impl: cudnn is a CUDA implementation; the CPU backend computes the same "
+                             "attention with its own kernels";
+    EXPECT_NE(read_file(dir / "cudnn/train.log").find(note), std::string::npos) << read_file(dir / "cudnn/train.log");
+    EXPECT_EQ(read_file(dir / "ours/train.log").find("attention.impl"), std::string::npos)
+        << read_file(dir / "ours/train.log");
 }
 
 TEST(Training, RunNameThatIsNoPlainFolderNameIsRefused) {
@@ -326,7 +341,8 @@ TEST(TrainCli, MissingConfigFileIsNamed) {
 }
 
 TEST(InfoCli, PrintsParametersFlopsAndMemory) {
-    const CommandResult r = run_sinklab(std::string("info ") + SINKLAB_SOURCE_DIR + "/configs/llama-152m.yaml --ranks 8");
+    const CommandResult r =
+        run_sinklab(std::string("info ") + SINKLAB_SOURCE_DIR + "/configs/llama-152m.yaml --ranks 8");
     ASSERT_EQ(r.rc, 0) << r.out;
     // 152M by the paper; computed here from the architecture: 12 x (4 x 768^2 + 3 x 768 x 3072) + 50304 x 768 + norms.
     const double expected = 12.0 * (4 * 768 * 768 + 3 * 768 * 3072 + 2 * 768) + 50304.0 * 768 + 768;
