@@ -78,8 +78,6 @@ tests() {
     sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter="$CUDA_TEST_FILTER"
 }
 
-# Twice: with per-op timing for the op shares, then without it (the per-op synchronization slows the step) for the
-# throughput that gpu_report.py compares with PyTorch; it reads the last table of the log.
 # compute-sanitizer (memcheck, then racecheck for the shared-memory reductions) on the small op tests of the
 # normalization and sink-metric kernels; the whole suite under it would not fit the call.
 # The attention kernels get memcheck only: racecheck on them would not fit the stage.
