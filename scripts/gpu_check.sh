@@ -11,10 +11,11 @@
 #               name the operand elements the hardware read, should it read a tile otherwise than the emulator)
 #   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests, memcheck on the
 #               attention op tests
-#   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16: standard with per-op
-#   bench-4096  timing, attention.impl sinklab, sinklab_wgmma and cudnn, with and without per-step sink metrics; then
-#               without per-op timing for the tokens/s, in 2 rounds (medians; ratios from per-round ratios): standard
-#               and headnorm with and without the metrics (our attention), and standard on each attention.impl
+#   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16 (scripts/gpu_bench.sh):
+#   bench-4096  standard with per-op timing, attention.impl sinklab, cudnn and sinklab_wgmma, with and without
+#               per-step sink metrics; then without per-op timing for the tokens/s, in 2 rounds (medians; ratios from
+#               per-round ratios): standard and headnorm with and without the metrics (our attention), and standard
+#               on each attention.impl
 #   torch-1024  scripts/torch_llama.py (torch.compile, bf16 autocast, fastest SDPA) on the same model and batch
 #   torch-4096
 #   train       a small model (6 x 384, T=512, bf16) for 600 steps on the carried English shards
@@ -77,8 +78,6 @@ tests() {
     sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter="$CUDA_TEST_FILTER"
 }
 
-# Twice: with per-op timing for the op shares, then without it (the per-op synchronization slows the step) for the
-# throughput that gpu_report.py compares with PyTorch; it reads the last table of the log.
 # compute-sanitizer (memcheck, then racecheck for the shared-memory reductions) on the small op tests of the
 # normalization and sink-metric kernels; the whole suite under it would not fit the call.
 # The attention kernels get memcheck only: racecheck on them would not fit the stage.
@@ -92,13 +91,8 @@ sanitize() {
             --gtest_filter='CudaOps.Attention*:-CudaOps.AttentionCudnn*'
 }
 
-bench() {  # bench T MICRO_BATCH; each call's first row is standard [sinklab], which its `vs first` ratios are to
-    local args=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len="$1" --set train.micro_batch="$2"
-                --steps 6 --warmup 2)
-    local impls=(--impls sinklab sinklab_wgmma cudnn)
-    sl "$bin/sinklab" bench "${args[@]}" --variants standard "${impls[@]}" --metrics &&
-        sl "$bin/sinklab" bench "${args[@]}" --variants standard headnorm --metrics --no-profile --rounds 2 &&
-        sl "$bin/sinklab" bench "${args[@]}" --variants standard "${impls[@]}" --no-profile --rounds 2
+bench() {  # bench T MICRO_BATCH: scripts/gpu_bench.sh's three runs
+    sl bash scripts/gpu_bench.sh "$bin/sinklab" configs/llama-152m.yaml "$1" "$2" --set backend=cuda
 }
 
 torch_peer() {  # torch_peer T MICRO_BATCH

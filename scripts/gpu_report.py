@@ -54,9 +54,11 @@ def bench_summary(rows, rates=None):
         return "no results"
 
     # Ratios from the `vs first` column: with rounds, the median of per-round ratios, steadier than a ratio of
-    # medians.
-    def rel(label):
-        r = rows.get(label)
+    # medians. Every run's first row is standard on ours, so rows of different runs compare through it. The
+    # overheads come from the run that times them alone (gpu_bench.sh's second, whose labels name no
+    # implementation), else from one that compares implementations.
+    def rel(*labels):
+        r = next((rows[label] for label in labels if label in rows), None)
         return f"{100 * (std[5] / r[5] - 1):+.1f}%" if r else "n/a"
 
     def vs_ours(label):
@@ -64,13 +66,15 @@ def bench_summary(rows, rates=None):
         return f"{r[5] / std[5]:.3f}x our tokens/s" if r else "n/a"
 
     return (f"standard {std[0] / 1e3:,.0f}k tok/s, MFU {std[2]:.1f}%; time vs standard: "
-            f"headnorm {rel('headnorm [sinklab]')}, +metrics {rel('standard [sinklab] +metrics')}; "
+            f"headnorm {rel('headnorm', 'headnorm [sinklab]')}, "
+            f"+metrics {rel('standard +metrics', 'standard [sinklab] +metrics')}; "
             f"with our wgmma attention {vs_ours('standard [sinklab_wgmma]')}, "
             f"with cuDNN attention {vs_ours('standard [cudnn]')}; "
             f"memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f}); rounds spread up to "
             f"{max(r[6] for r in rows.values()):.1f}%" + (
                 "; attention TFLOP/s forward/backward: " +
-                ", ".join(f"{label} {f}/{b}" for label, (f, b) in rates.items()) if rates else ""))
+                ", ".join(f"{label} {f}/{b}" for label, (f, b) in rates.items() if not label.endswith("+metrics"))
+                if rates else ""))
 
 
 def torch_tokens(lines):

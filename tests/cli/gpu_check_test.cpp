@@ -1,0 +1,58 @@
+// scripts/gpu_check.sh without a GPU (a dry run): every stage runs and fails fast where it needs the GPU or the
+// carried binaries, and report.md still lists each one, so that a broken stage shows here and not in the rare
+// device session. STAGES picks stages, and a stage name it does not know is refused before anything runs.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_util.h"
+
+namespace sinklab::test {
+namespace {
+
+const std::vector<std::string> kStages = {"preflight",  "tests",      "sanitize", "bench-1024", "bench-4096",
+                                          "torch-1024", "torch-4096", "train",    "profile"};
+
+CommandResult dry_run(const TempDir& dir, const std::string& stages) {
+    return run_command("cd " + std::string(SINKLAB_SOURCE_DIR) + " && TMPDIR=" + dir.path() + " OUT=" + dir.path() +
+                       "/out" + (stages.empty() ? "" : " STAGES='" + stages + "'") +
+                       " bash scripts/gpu_check.sh 2>&1");
+}
+
+// The stage names of report.md's summary table, in order.
+std::vector<std::string> report_stages(const TempDir& dir) {
+    std::vector<std::string> names;
+    std::istringstream in(read_file(dir.path() + "/out/report.md"));
+    for (std::string line; std::getline(in, line);)
+        for (const std::string& s : kStages)
+            if (line.rfind("| " + s + " | ", 0) == 0) names.push_back(s);
+    return names;
+}
+
+TEST(GpuCheck, ADryRunReportsEveryStage) {
+    const TempDir dir("gpu_check");
+    const CommandResult all = dry_run(dir, "");
+    ASSERT_EQ(all.rc, 0) << all.out;
+    EXPECT_EQ(report_stages(dir), kStages) << all.out;
+
+    const TempDir some("gpu_check_stages");
+    const CommandResult picked = dry_run(some, "profile tests");
+    ASSERT_EQ(picked.rc, 0) << picked.out;
+    EXPECT_EQ(report_stages(some), (std::vector<std::string>{"preflight", "tests", "profile"})) << picked.out;
+}
+
+TEST(GpuCheck, AStageNameItDoesNotKnowIsRefused) {
+    const TempDir dir("gpu_check_bad");
+    const CommandResult r = dry_run(dir, "tests bench");
+    EXPECT_EQ(r.rc, 2) << r.out;
+    EXPECT_NE(r.out.find("gpu_check.sh: STAGES names 'bench'; the stages: preflight tests sanitize bench-1024"),
+              std::string::npos)
+        << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/out/report.md")) << r.out;
+}
+
+}  // namespace
+}  // namespace sinklab::test
