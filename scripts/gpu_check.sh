@@ -7,8 +7,9 @@
 # own log <stage>.log; a stage that fails or runs out of time is reported and the next one runs:
 #   preflight   unpack .carry; GPU, driver, toolkit, cuDNN and PyTorch versions; every library of the binaries found
 #   tests       the CUDA test suite: sinklab_tests --gtest_filter='Cuda*:*Model*' (less the tests that need this
-#               checkout's build paths); report.md lists each failed test with its first messages (CudaWgmma's
-#               name the operand elements the hardware read, should it read a tile otherwise than the emulator)
+#               checkout's build paths), the wgmma tests (Cuda*Wgmma*) in a process of their own; report.md lists
+#               each failed test with its first messages (CudaWgmma's name the operand elements the hardware read,
+#               should it read a tile otherwise than the emulator)
 #   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests, memcheck on the
 #               attention op tests
 #   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16 (scripts/gpu_bench.sh):
@@ -74,8 +75,13 @@ torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cu
     ((missing == 0)) && nvidia-smi -L
 }
 
+# The wgmma tests in a second process: a fault of those kernels on the GPU ends their process's CUDA context, which
+# would fail every test after it.
 tests() {
-    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter="$CUDA_TEST_FILTER"
+    local rc=0
+    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter="$CUDA_TEST_FILTER:Cuda*Wgmma*" || rc=1
+    sl "$bin/sinklab_tests" --gtest_color=no --gtest_filter='Cuda*Wgmma*' || rc=1
+    return $rc
 }
 
 # compute-sanitizer (memcheck, then racecheck for the shared-memory reductions) on the small op tests of the

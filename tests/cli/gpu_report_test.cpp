@@ -100,7 +100,8 @@ TEST(GpuReport, SummarizesTheBenchStage) {
 }
 
 // A failed test's first messages reach report.md under its name (CudaWgmma's name what the hardware read), the
-// passing tests' output does not, and a long block is cut with a pointer to tests.log.
+// passing tests' output does not, and a long block is cut with a pointer to tests.log. The counts are over both runs
+// of the stage, the second cut short.
 TEST(GpuReport, ListsEachFailedTestWithItsFirstMessages) {
     TempDir out("gpu_report_tests");
     std::string log = "[ RUN      ] CudaOps.Rope\nrope fine\n[       OK ] CudaOps.Rope (3 ms)\n"
@@ -110,7 +111,9 @@ TEST(GpuReport, ListsEachFailedTestWithItsFirstMessages) {
                "] = 9, expected " + std::to_string(j) + "\n";
     log += "[  FAILED  ] CudaWgmma.ReadsEachOperandWhereTheLayoutPutsIt (10 ms)\n[==========] 2 tests ran.\n"
            "[  PASSED  ] 1 test.\n[  FAILED  ] 1 test, listed below:\n"
-           "[  FAILED  ] CudaWgmma.ReadsEachOperandWhereTheLayoutPutsIt\n";
+           "[  FAILED  ] CudaWgmma.ReadsEachOperandWhereTheLayoutPutsIt\n"
+           "[ RUN      ] CudaOps.AttentionWgmma\n[       OK ] CudaOps.AttentionWgmma (9 ms)\n"
+           "[ RUN      ] CudaOps.SkippedOne\n[  SKIPPED ] CudaOps.SkippedOne (0 ms)\n[ RUN      ] CudaWgmma.Cut\n";
     write_file(out.path() + "/tests.log", log);
     write_file(out.path() + "/stages.tsv", "tests\tFAIL (rc 1)\t20\t55\n");
     const std::string md = report_md(out);
@@ -123,6 +126,9 @@ TEST(GpuReport, ListsEachFailedTestWithItsFirstMessages) {
     EXPECT_NE(md.find("    ... 4 more lines in tests.log"), std::string::npos) << md;
     EXPECT_EQ(md.find("rope fine"), std::string::npos) << md;
     EXPECT_EQ(md.find("\nFailed\n"), std::string::npos) << md;
+    EXPECT_NE(md.find("| tests | FAIL (rc 1) | 20s of 55s | 2 passed, 1 failed, 1 skipped; unfinished: CudaWgmma.Cut |"),
+              std::string::npos)
+        << md;
 }
 
 // The profile stage's summary of ncu's raw CSV page (metric names, then units, then a row per kernel): times in
