@@ -134,12 +134,17 @@ profile() {
                         --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
     sl "$bin/sinklab" info "${cfg[@]}" --yaml >"$work/logs/profile-config.yaml" || return 1
     if ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null); then
+        # The report is read whatever the run's end: a wgmma fault would end it after the mma.sync kernels' profiles.
         sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 6 -f \
             -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --impls sinklab sinklab_wgmma \
-            --steps 1 --warmup 0 --no-profile &&
+            --steps 1 --warmup 0 --no-profile || rc=1
+        if [[ -f $work/attn.ncu-rep ]]; then
             { "$ncu" -i "$work/attn.ncu-rep" --csv --page raw --print-kernel-base demangled >"$work/logs/ncu-raw.csv" ||
                 "$ncu" -i "$work/attn.ncu-rep" --csv --page raw >"$work/logs/ncu-raw.csv"; } &&
-            "$ncu" -i "$work/attn.ncu-rep" --page details || rc=1
+                "$ncu" -i "$work/attn.ncu-rep" --page details || rc=1
+        else
+            rc=1
+        fi
     else
         echo "ncu: none"
         rc=1
