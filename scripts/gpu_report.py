@@ -85,12 +85,16 @@ def torch_tokens(lines):
     return None
 
 
+# GoogleTest's line for a test that ended: its outcome and name.
+TEST_END = re.compile(r"^\[\s+(OK|FAILED|SKIPPED)\s+\] (\S+) \(")
+
+
 def test_counts(lines):
     """Tests passed, failed and skipped, from GoogleTest's line for each test that ended: over every run in the log
     (the tests stage runs two), and for a run cut short as far as it got."""
     counts = {}
     for line in lines:
-        m = re.match(r"^\[\s+(OK|FAILED|SKIPPED)\s+\] \S+ \(", line)
+        m = TEST_END.match(line)
         if m:
             k = "PASSED" if m.group(1) == "OK" else m.group(1)
             counts[k] = counts.get(k, 0) + 1
@@ -99,7 +103,7 @@ def test_counts(lines):
 
 def unfinished_test(lines):
     started = [line.split()[-1] for line in lines if line.startswith("[ RUN      ]")]
-    done = {line.split()[3] for line in lines if re.match(r"^\[\s+(OK|FAILED|SKIPPED)\s+\] \S+ \(", line)}
+    done = {m.group(2) for m in map(TEST_END.match, lines) if m}
     left = [t for t in started if t not in done]
     return left[-1] if left else None
 
@@ -112,9 +116,9 @@ def failure_messages(lines, per_test=12):
         if line.startswith("[ RUN      ]"):
             block = []
             continue
-        m = re.match(r"^\[  FAILED  \] (\S+\.\S+) \(", line)
-        if m:
-            out += [f"[  FAILED  ] {m.group(1)}"] + ["    " + l for l in block[:per_test]]
+        m = TEST_END.match(line)
+        if m and m.group(1) == "FAILED":
+            out += [f"[  FAILED  ] {m.group(2)}"] + ["    " + l for l in block[:per_test]]
             if len(block) > per_test:
                 out.append(f"    ... {len(block) - per_test} more lines in tests.log")
             block = []
