@@ -11,17 +11,19 @@
 # the binaries with each ref's configs/ into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device
 # call, carry [".carry"]:
 #   bash scripts/gpu_variants.sh run
-# For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds of
-# `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, no per-op timing;
-# VARIANT_BENCH_ARGS replaces those arguments): by gpu_check.sh's bench stages, about 25 s per variant and round on an
-# H200, plus 10 s of tests. $OUT/variants.md gets the table (printed last): tests, then per configuration each variant's
-# mean tokens/s and its ratio to the first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run:
-# the tests skip and the bench fails fast.
+# For each variant: its CUDA tests as gpu_check.sh runs them (the wgmma tests in a second process), then ROUNDS
+# (default 2) rounds of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard attention with
+# our mma.sync and our wgmma kernels, no per-op timing; VARIANT_BENCH_ARGS replaces those arguments, and every ref
+# must know the attention.impl values they name): by gpu_check.sh's bench stages, about 25 s per variant and round
+# on an H200, plus 10 s of tests. $OUT/variants.md gets the table (printed last): tests, then per configuration each
+# variant's mean tokens/s and its ratio to the first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it
+# is a dry run: the tests skip and the bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 die() { echo "gpu_variants: $*" >&2; exit 1; }
+sum_lines() { awk '{n += $1} END {print n + 0}'; }
 
 pack() {
     (($# >= 1)) || die "pack needs at least one git ref"
@@ -83,18 +85,20 @@ run() {
     unpack .carry/sinklab-gpu.tar.xz "$work/pack" || die "cannot unpack .carry/sinklab-gpu.tar.xz"
     unpack .carry/variants.tar.xz "$work/variants" || die "cannot unpack .carry/variants.tar.xz"
     gpu_env_init "$work/pack/lib"
-    local bench_args default_args="--variants standard headnorm --steps 6 --warmup 2 --no-profile"
+    local bench_args default_args="--impls sinklab sinklab_wgmma --variants standard --steps 6 --warmup 2 --no-profile"
     read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
     local name
     : >"$work/tests.tsv"
     while read -r name _; do
-        local v=$work/variants/$name
-        timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no \
-            --gtest_filter="$CUDA_TEST_FILTER"' "$v/sinklab_tests" \
-            >"$work/logs/tests-$name.log" 2>&1 </dev/null
-        local rc=$? passed failed
-        passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$work/logs/tests-$name.log" | grep -oE '[0-9]+$')
-        failed=$(grep -oE '^\[  FAILED  \] [0-9]+ tests?, listed' "$work/logs/tests-$name.log" | grep -oE '[0-9]+')
+        local v=$work/variants/$name log=$work/logs/tests-$name.log rc=0 passed failed filter
+        : >"$log"
+        # A wgmma fault ends its process's CUDA context, so those tests run after the others, in a process apart.
+        for filter in "$CUDA_TEST_FILTER:Cuda*Wgmma*" 'Cuda*Wgmma*'; do
+            timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no --gtest_filter="$1"' "$v/sinklab_tests" "$filter" \
+                >>"$log" 2>&1 </dev/null || rc=1
+        done
+        passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$' | sum_lines)
+        failed=$(grep -oE '^\[  FAILED  \] [0-9]+ tests?, listed' "$log" | grep -oE '[0-9]+' | sum_lines)
         printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "${passed:-0}" "${failed:-0}" >>"$work/tests.tsv"
         echo "tests $name: rc $rc, ${passed:-0} passed, ${failed:-0} failed"
     done <.carry/VARIANTS
