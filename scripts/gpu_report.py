@@ -142,6 +142,10 @@ def train_summary(lines):
 
 TENSOR_PIPE = re.compile(r"^sm__pipe_tensor_op_(\w+?)_cycles_active\.avg\.pct_of_peak_sustained_active$")
 STALL = re.compile(r"^smsp__average_warps_issue_stalled_(\w+)_per_issue_active\.ratio$")
+# The throughput of L2 and of L1 / shared memory against their peaks, from the speed-of-light section: whether the
+# attention kernels' tile loads (L2) or their operand reads (shared memory) bound them.
+MEMORY_SOL = ((re.compile(r"^lts__throughput\.avg\.pct_of_peak_sustained_\w+$"), "L2"),
+              (re.compile(r"^l1tex__throughput\.avg\.pct_of_peak_sustained_\w+$"), "L1/shared"))
 TO_US = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
 
 
@@ -178,8 +182,8 @@ def tensor_tflops(kernel, seconds, shape):
 def profile_lines(path, shape=None):
     """One line per kernel of ncu's raw CSV (a row of metric names, a row of units, a row per kernel): its template
     arguments (the last says wgmma), time, the tensor-core rate its products reach when the profiled shape is
-    known, tensor-pipe and issue activity, achieved occupancy, registers, and the three largest stall reasons in
-    cycles per issued instruction."""
+    known, tensor-pipe and issue activity, achieved occupancy, L2 and L1 / shared-memory throughput, registers, and
+    the three largest stall reasons in cycles per issued instruction."""
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -212,8 +216,9 @@ def profile_lines(path, shape=None):
                 parts.append(f"{rate:.0f} TFLOP/s ({100 * rate / PEAK_TFLOPS:.0f}% of {PEAK_TFLOPS:.0f})")
         # Every tensor pipe ncu names (hmma for mma.sync; Hopper's wgmma may count under another), then the rest.
         tensor = [(n, f"tensor pipe {m.group(1)}") for n in names for m in [TENSOR_PIPE.match(n)] if m]
+        memory = [next(((n, label) for n in names if pattern.match(n)), (None, label)) for pattern, label in MEMORY_SOL]
         for metric, label in tensor + [("smsp__issue_active.avg.pct_of_peak_sustained_active", "issue active"),
-                                       ("sm__warps_active.avg.pct_of_peak_sustained_active", "occupancy")]:
+                                       ("sm__warps_active.avg.pct_of_peak_sustained_active", "occupancy")] + memory:
             v = number(row, metric)
             if v is not None:
                 parts.append(f"{label} {v:.0f}%")

@@ -11,17 +11,20 @@
 # the binaries with each ref's configs/ into .carry/variants.tar.xz (index in .carry/VARIANTS). Then the device
 # call, carry [".carry"]:
 #   bash scripts/gpu_variants.sh run
-# For each variant: sinklab_tests --gtest_filter='Cuda*:*Model*' (as gpu_check.sh), then ROUNDS (default 2) rounds of
-# `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard and headnorm, no per-op timing;
-# VARIANT_BENCH_ARGS replaces those arguments): by gpu_check.sh's bench stages, about 25 s per variant and round on an
-# H200, plus 10 s of tests. $OUT/variants.md gets the table (printed last): tests, then per configuration each variant's
-# mean tokens/s and its ratio to the first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run:
-# the tests skip and the bench fails fast.
+# For each variant: its CUDA tests as gpu_check.sh runs them (the wgmma tests in a second process), then ROUNDS
+# (default 2) rounds of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard attention with
+# our mma.sync and our wgmma kernels, no per-op timing; VARIANT_BENCH_ARGS replaces those arguments, and every ref
+# must know the attention.impl values they name; a ref whose wgmma tests fail is benched without sinklab_wgmma): by
+# gpu_check.sh's bench stages, about 25 s per variant and round on an H200, plus 10 s of tests. $OUT/variants.md
+# gets the table (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the
+# first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run: the tests skip and the bench
+# fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 die() { echo "gpu_variants: $*" >&2; exit 1; }
+sum_lines() { awk '{n += $1} END {print n + 0}'; }
 
 pack() {
     (($# >= 1)) || die "pack needs at least one git ref"
@@ -83,30 +86,39 @@ run() {
     unpack .carry/sinklab-gpu.tar.xz "$work/pack" || die "cannot unpack .carry/sinklab-gpu.tar.xz"
     unpack .carry/variants.tar.xz "$work/variants" || die "cannot unpack .carry/variants.tar.xz"
     gpu_env_init "$work/pack/lib"
-    local bench_args default_args="--variants standard headnorm --steps 6 --warmup 2 --no-profile"
+    local bench_args default_args="--impls sinklab sinklab_wgmma --variants standard --steps 6 --warmup 2 --no-profile"
     read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
     local name
+    local -A no_wgmma  # the variants whose wgmma tests failed
     : >"$work/tests.tsv"
     while read -r name _; do
-        local v=$work/variants/$name
-        timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no \
-            --gtest_filter="$CUDA_TEST_FILTER"' "$v/sinklab_tests" \
-            >"$work/logs/tests-$name.log" 2>&1 </dev/null
-        local rc=$? passed failed
-        passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$work/logs/tests-$name.log" | grep -oE '[0-9]+$')
-        failed=$(grep -oE '^\[  FAILED  \] [0-9]+ tests?, listed' "$work/logs/tests-$name.log" | grep -oE '[0-9]+')
-        printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "${passed:-0}" "${failed:-0}" >>"$work/tests.tsv"
-        echo "tests $name: rc $rc, ${passed:-0} passed, ${failed:-0} failed"
+        local v=$work/variants/$name log=$work/logs/tests-$name.log rc=0 wg_rc=0 passed failed
+        # A wgmma fault ends its process's CUDA context, so those tests run after the others, in a process apart.
+        timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no --gtest_filter="$1"' "$v/sinklab_tests" \
+            "$CUDA_TEST_FILTER:Cuda*Wgmma*" >"$log" 2>&1 </dev/null || rc=1
+        timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no --gtest_filter="Cuda*Wgmma*"' "$v/sinklab_tests" \
+            >>"$log" 2>&1 </dev/null || wg_rc=1
+        # Its wgmma numbers would time wrong results, and a fault would end the bench process and the other
+        # implementation's numbers with it.
+        ((wg_rc == 0)) || no_wgmma[$name]=1
+        passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$' | sum_lines)
+        failed=$(grep -oE '^\[  FAILED  \] [0-9]+ tests?, listed' "$log" | grep -oE '[0-9]+' | sum_lines)
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$((rc | wg_rc))" "${passed:-0}" "${failed:-0}" "$wg_rc" \
+            >>"$work/tests.tsv"
+        echo "tests $name: rc $((rc | wg_rc)), ${passed:-0} passed, ${failed:-0} failed"
     done <.carry/VARIANTS
     local round T mb
     for round in $(seq 1 "$rounds"); do
         for T in 1024 4096; do
             mb=$((T == 1024 ? 48 : 12))
             while read -r name _; do
-                local v=$work/variants/$name log=$work/logs/bench-$name-T$T-r$round.log
+                local v=$work/variants/$name log=$work/logs/bench-$name-T$T-r$round.log arg args=()
+                for arg in "${bench_args[@]}"; do
+                    [[ $arg == sinklab_wgmma && -n ${no_wgmma[$name]:-} ]] || args+=("$arg")
+                done
                 # Each variant with its own configs/, so a ref that changed them is measured as it stands.
                 (cd "$v" && timeout -k 10 120 bash -c 'sl ./sinklab bench "$@"' _ configs/llama-152m.yaml \
-                    --set backend=cuda --set model.seq_len="$T" --set train.micro_batch="$mb" "${bench_args[@]}") \
+                    --set backend=cuda --set model.seq_len="$T" --set train.micro_batch="$mb" "${args[@]}") \
                     >"$log" 2>&1 </dev/null
                 echo "bench $name T=$T round $round: rc $?"
             done <.carry/VARIANTS
@@ -122,8 +134,9 @@ md = ["# sinklab variants", "", "| variant | ref | commit | tests |", "| --- | -
 tests = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open(os.path.join(work, "tests.tsv"))}
 for line in open(".carry/VARIANTS"):
     name, ref, commit = line.split()
-    t = tests.get(name, [name, "?", "0", "0"])
-    md.append(f"| {name} | {ref} | {commit} | rc {t[1]}: {t[2]} passed, {t[3]} failed |")
+    t = tests.get(name, [name, "?", "0", "0", "0"])
+    wg = "; wgmma tests failed: benched without sinklab_wgmma" if t[4] != "0" else ""
+    md.append(f"| {name} | {ref} | {commit} | rc {t[1]}: {t[2]} passed, {t[3]} failed{wg} |")
 tok = {}  # (T, label) -> {name: [tokens/s per round]}
 for path in glob.glob(os.path.join(work, "logs", "bench-*.log")):
     m = re.match(r"bench-(.+)-T(\d+)-r\d+\.log$", os.path.basename(path))

@@ -118,6 +118,33 @@ __device__ __forceinline__ void mask_tile(float (&s)[N][4], const AttnParams& p,
         }
 }
 
+// d += bf16(s) B, the products whose A operand is a tile of accumulators (P or dS: this warp's 16 rows x the 8 NS
+// columns of s, re-packed to bf16 in registers) and whose B is a shared tile [8 NS][S] read along its rows (V, K):
+// mma.sync on fragments ldmatrix transposes, or one wgmma chain of the warpgroup.
+template <int HDP, bool kWg, int NS>
+__device__ __forceinline__ void mma_acc_b(float (&d)[HDP / 8][4], const float (&s)[NS][4], const bf16* B, int lane) {
+    constexpr int NK = NS / 2;
+    if constexpr (kWg) {
+        uint32_t a[NK][4];
+        acc_to_a_all(a, s);
+        wgmma_round([&] { wgmma_av(d, a, B); }, d, a);
+    } else {
+        constexpr int S = kStride<HDP, kWg>;
+#pragma unroll
+        for (int kk = 0; kk < NK; kk++) {
+            uint32_t a[4];
+            acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+            for (int dp = 0; dp < HDP / 16; dp++) {
+                uint32_t bf[4];
+                ldsm_x4_trans(bf, B + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+                mma(d[2 * dp], a, bf[0], bf[1]);
+                mma(d[2 * dp + 1], a, bf[2], bf[3]);
+            }
+        }
+    }
+}
+
 __device__ __forceinline__ bool sink_family(AttnScore s) {
     return s == AttnScore::SinkLogit || s == AttnScore::OffByOne;
 }
@@ -218,24 +245,7 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
 
-        if constexpr (kWg) {  // O += P V
-            uint32_t pa[Bc / 16][4];
-            acc_to_a_all(pa, s);
-            wgmma_round([&] { wgmma_av(acc, pa, cV); }, acc, pa);
-        } else {
-#pragma unroll
-            for (int kk = 0; kk < Bc / 16; kk++) {
-                uint32_t pa[4];
-                acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-                for (int dp = 0; dp < HDP / 16; dp++) {
-                    uint32_t vf[4];
-                    ldsm_x4_trans(vf, cV + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
-                    mma(acc[2 * dp], pa, vf[0], vf[1]);
-                    mma(acc[2 * dp + 1], pa, vf[2], vf[3]);
-                }
-            }
-        }
+        mma_acc_b<HDP, kWg>(acc, s, cV, lane);  // O += P V
         __syncthreads();  // the next iteration overwrites the other buffer, which warps may still be reading
     }
 
@@ -505,24 +515,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
-        if constexpr (kWg) {  // dQ += dS K
-            uint32_t da[Bc / 16][4];
-            acc_to_a_all(da, s);
-            wgmma_round([&] { wgmma_av(dq, da, cK); }, dq, da);
-        } else {
-#pragma unroll
-            for (int kk = 0; kk < Bc / 16; kk++) {
-                uint32_t da[4];
-                acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-                for (int dt = 0; dt < HDP / 16; dt++) {
-                    uint32_t kf[4];
-                    ldsm_x4_trans(kf, cK + (kk * 16 + a_row(lane)) * S + dt * 16 + a_col(lane));
-                    mma(dq[2 * dt], da, kf[0], kf[1]);
-                    mma(dq[2 * dt + 1], da, kf[2], kf[3]);
-                }
-            }
-        }
+        mma_acc_b<HDP, kWg>(dq, s, cK, lane);  // dQ += dS K
         __syncthreads();
     }
 

@@ -126,27 +126,32 @@ TEST(GpuReport, ListsEachFailedTestWithItsFirstMessages) {
     EXPECT_NE(md.find("    ... 4 more lines in tests.log"), std::string::npos) << md;
     EXPECT_EQ(md.find("rope fine"), std::string::npos) << md;
     EXPECT_EQ(md.find("\nFailed\n"), std::string::npos) << md;
-    EXPECT_NE(md.find("| tests | FAIL (rc 1) | 20s of 55s | 2 passed, 1 failed, 1 skipped; unfinished: CudaWgmma.Cut |"),
+    EXPECT_NE(md.find("| tests | FAIL (rc 1) | 20s of 55s | 2 passed, 1 failed, 1 skipped; "
+                      "unfinished: CudaWgmma.Cut |"),
               std::string::npos)
         << md;
 }
 
 // The profile stage's summary of ncu's raw CSV page (metric names, then units, then a row per kernel): times in
-// the unit the units row gives, the three largest stall reasons without "selected" (issuing is not a stall).
+// the unit the units row gives, L2 and L1 / shared-memory throughput, the three largest stall reasons without
+// "selected" (issuing is not a stall).
 TEST(GpuReport, SummarizesAnNcuProfile) {
     TempDir out("gpu_report_ncu");
     const std::string stall = "smsp__average_warps_issue_stalled_";
     const std::string ratio = "_per_issue_active.ratio\"";
     write_file(out.path() + "/ncu-raw.csv",
                "\"ID\",\"Kernel Name\",\"gpu__time_duration.sum\",\"launch__registers_per_thread\","
-               "\"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active\",\"" + stall + "barrier" +
+               "\"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active\","
+               "\"lts__throughput.avg.pct_of_peak_sustained_elapsed\","
+               "\"l1tex__throughput.avg.pct_of_peak_sustained_active\",\"" + stall + "barrier" +
                    ratio + ",\"" + stall + "long_scoreboard" + ratio + ",\"" + stall + "math_pipe_throttle" + ratio +
                    ",\"" + stall + "selected" + ratio + ",\"" + stall + "wait" + ratio + "\n"
-               "\"\",\"\",\"usecond\",\"register/thread\",\"%\",\"ratio\",\"ratio\",\"ratio\",\"ratio\",\"ratio\"\n"
+               "\"\",\"\",\"usecond\",\"register/thread\",\"%\",\"%\",\"%\",\"ratio\",\"ratio\",\"ratio\",\"ratio\","
+               "\"ratio\"\n"
                "\"0\",\"void sinklab::cuda::attn_fwd_kernel<64, false, true>(bf16 *)\",\"512.4\",\"134\",\"41.2\","
-               "\"0.5\",\"2.25\",\"1.75\",\"3\",\"0.9\"\n"
+               "\"63.4\",\"71.9\",\"0.5\",\"2.25\",\"1.75\",\"3\",\"0.9\"\n"
                "\"1\",\"void sinklab::cuda::attn_dq_kernel<64, 64, false, false>(bf16 *)\",\"1,500.6\",\"168\",\"30\","
-               "\"4\",\"1\",\"0.25\",\"9\",\"2\"\n");
+               "\"20\",\"85\",\"4\",\"1\",\"0.25\",\"9\",\"2\"\n");
     write_file(out.path() + "/stages.tsv", "profile\tok\t40\t70\n");
     // The shape the profile stage ran, as `sinklab info --yaml` writes it: 48 x 1024, 12 heads of 64.
     const CommandResult info = run_sinklab("info " + kSource + "/configs/llama-152m.yaml --set model.seq_len=1024 "
@@ -165,12 +170,12 @@ TEST(GpuReport, SummarizesAnNcuProfile) {
     std::snprintf(dq, sizeof(dq), "1501 us; %.0f TFLOP/s (%.0f%% of 989)", 3 * pairs * product / 1500.6e-6 / 1e12,
                   3 * pairs * product / 1500.6e-6 / 1e12 / 9.89);
     EXPECT_NE(md.find(std::string("attn_fwd_kernel<64, false, true>; ") + fwd +
-                      "; tensor pipe hmma 41%; 134 registers; stalls (cycles per issue): "
+                      "; tensor pipe hmma 41%; L2 63%; L1/shared 72%; 134 registers; stalls (cycles per issue): "
                       "long_scoreboard 2.25, math_pipe_throttle 1.75, wait 0.90"),
               std::string::npos)
         << md;
     EXPECT_NE(md.find(std::string("attn_dq_kernel<64, 64, false, false>; ") + dq +
-                      "; tensor pipe hmma 30%; 168 registers; stalls (cycles per issue): "
+                      "; tensor pipe hmma 30%; L2 20%; L1/shared 85%; 168 registers; stalls (cycles per issue): "
                       "barrier 4.00, wait 2.00, long_scoreboard 1.00"),
               std::string::npos)
         << md;

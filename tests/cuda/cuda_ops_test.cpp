@@ -386,13 +386,15 @@ std::vector<AttnCase> head_dim_cases() {
             {"hd18", attn_spec(2, 45, 2, 2, 18)}};  // hd % 8 != 0: the element-wise tile path
 }
 
-// Edges of the tiling: one token, exact multiples of the 64-row tiles and one past them, the smallest head dim, a
-// head dim that is not a multiple of 8 above 64 (the element-wise path of the 128-wide kernels), and 3 query heads
-// per kv head.
+// Edges of the tiling: one token, exact multiples of the 64-row tiles (and of 128, the blocks of two warpgroups)
+// and one past them, the smallest head dim, a head dim that is not a multiple of 8 above 64 (the element-wise path
+// of the 128-wide kernels), and 3 query heads per kv head.
 std::vector<AttnCase> edge_cases() {
     return {{"T1", attn_spec(3, 1, 2, 1, 64)},
             {"T64", attn_spec(1, 64, 2, 2, 64)},
             {"T129_hd32", attn_spec(1, 129, 2, 1, 32)},
+            {"T129_hd64", attn_spec(1, 129, 2, 1, 64)},
+            {"T256_gqa_hd64", attn_spec(1, 256, 4, 2, 64)},
             {"hd2", attn_spec(2, 40, 2, 2, 2)},
             {"hd126", attn_spec(1, 70, 2, 1, 126)},
             {"gqa3_hd8", attn_spec(1, 50, 6, 2, 8)},
@@ -451,7 +453,7 @@ TEST_F(CudaOps, AttentionWgmma) {
             check_attention(c);
             ran++;
         }
-    EXPECT_EQ(ran, 12);  // every head-dim-64 case above
+    EXPECT_EQ(ran, 14);  // every head-dim-64 case above
 }
 
 // attention.impl: cudnn, against the same CPU references (which ignore the flag), by the bf16 2x rule.
