@@ -19,9 +19,11 @@
 # gets the table (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the
 # first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run: the tests skip and the bench
 # fails fast.
-# env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT.
+# env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT, CARRY (the folder of the packs,
+# default .carry).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+carry=${CARRY:-.carry}
 
 die() { echo "gpu_variants: $*" >&2; exit 1; }
 sum_lines() { awk '{n += $1} END {print n + 0}'; }
@@ -30,7 +32,7 @@ pack() {
     (($# >= 1)) || die "pack needs at least one git ref"
     local build=${BUILD_DIR:-build-gpu} jobs=${JOBS:-2}
     [[ -f $build/build.ninja ]] || die "no build in $build: run scripts/gpu_pack.sh first (it configures the build)"
-    [[ -s .carry/sinklab-gpu.tar.xz ]] || die "no .carry/sinklab-gpu.tar.xz: run scripts/gpu_pack.sh first"
+    [[ -s $carry/sinklab-gpu.tar.xz ]] || die "no $carry/sinklab-gpu.tar.xz: run scripts/gpu_pack.sh first"
     git diff --quiet && git diff --cached --quiet || die "the working tree has changes; commit or stash them first"
     # Resolved before the first checkout moves HEAD, so that a ref like HEAD~1 means what it meant when called.
     local ref commits=()
@@ -40,7 +42,7 @@ pack() {
     local orig stage i=0
     orig=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)
     stage=$build/variants-stage
-    rm -rf "$stage" .carry/variants.tar.xz .carry/VARIANTS
+    rm -rf "$stage" "$carry/variants.tar.xz" "$carry/VARIANTS"
     mkdir -p "$stage"
     trap 'git checkout -q "$orig"' EXIT
     for ref in "$@"; do
@@ -63,28 +65,28 @@ pack() {
             strip --strip-unneeded -o "$dir/sinklab" "$build/sinklab" &&
             strip --strip-unneeded -o "$dir/sinklab_tests" "$build/tests/sinklab_tests" &&
             cp -r configs "$dir/configs" || die "cannot stage $ref in $dir"
-        echo "$name $ref $(git rev-parse --short=12 HEAD)" >>.carry/VARIANTS
+        echo "$name $ref $(git rev-parse --short=12 HEAD)" >>"$carry/VARIANTS"
     done
     git checkout -q "$orig"
     trap - EXIT
-    tar -C "$stage" -cf - . | xz -9 -T "$jobs" >.carry/variants.tar.xz || die "cannot write .carry/variants.tar.xz"
+    tar -C "$stage" -cf - . | xz -9 -T "$jobs" >"$carry/variants.tar.xz" || die "cannot write $carry/variants.tar.xz"
     local total
-    total=$(du -sm .carry | cut -f1)
-    ((total < 60)) || die ".carry is ${total} MiB; the device tool carries at most 64 MiB with the working tree"
-    echo "gpu_variants: .carry holds ${total} MiB; $build now holds the last ref's objects (ninja rebuilds on use)"
-    cat .carry/VARIANTS
+    total=$(du -sm "$carry" | cut -f1)
+    ((total < 60)) || die "$carry is ${total} MiB; the device tool carries at most 64 MiB with the working tree"
+    echo "gpu_variants: $carry holds ${total} MiB; $build now holds the last ref's objects (ninja rebuilds on use)"
+    cat "$carry/VARIANTS"
 }
 
 run() {
     OUT=${OUT:-${TMPDIR:-/tmp}/sinklab-gpu-variants-out}
     local work=${TMPDIR:-/tmp}/sinklab-gpu-variants rounds=${ROUNDS:-2}
-    [[ -s .carry/variants.tar.xz && -s .carry/VARIANTS ]] || die "no .carry/variants.tar.xz: run the pack mode here"
+    [[ -s $carry/variants.tar.xz && -s $carry/VARIANTS ]] || die "no $carry/variants.tar.xz: run the pack mode here"
     rm -rf "$work"
     mkdir -p "$OUT" "$work/logs"
     # shellcheck source=scripts/gpu_env.sh
     source scripts/gpu_env.sh
-    unpack .carry/sinklab-gpu.tar.xz "$work/pack" || die "cannot unpack .carry/sinklab-gpu.tar.xz"
-    unpack .carry/variants.tar.xz "$work/variants" || die "cannot unpack .carry/variants.tar.xz"
+    unpack "$carry/sinklab-gpu.tar.xz" "$work/pack" || die "cannot unpack $carry/sinklab-gpu.tar.xz"
+    unpack "$carry/variants.tar.xz" "$work/variants" || die "cannot unpack $carry/variants.tar.xz"
     gpu_env_init "$work/pack/lib"
     local bench_args default_args="--impls sinklab sinklab_wgmma --variants standard --steps 6 --warmup 2 --no-profile"
     read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
@@ -106,7 +108,7 @@ run() {
         printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$((rc | wg_rc))" "${passed:-0}" "${failed:-0}" "$wg_rc" \
             >>"$work/tests.tsv"
         echo "tests $name: rc $((rc | wg_rc)), ${passed:-0} passed, ${failed:-0} failed"
-    done <.carry/VARIANTS
+    done <"$carry/VARIANTS"
     local round T mb
     for round in $(seq 1 "$rounds"); do
         for T in 1024 4096; do
@@ -121,18 +123,18 @@ run() {
                     --set backend=cuda --set model.seq_len="$T" --set train.micro_batch="$mb" "${args[@]}") \
                     >"$log" 2>&1 </dev/null
                 echo "bench $name T=$T round $round: rc $?"
-            done <.carry/VARIANTS
+            done <"$carry/VARIANTS"
         done
     done
     tar -czf "$OUT/variants-logs.tar.gz" -C "$work" logs
-    python3 - "$work" "$OUT/variants.md" <<'PY'
+    python3 - "$work" "$OUT/variants.md" "$carry/VARIANTS" <<'PY'
 import glob, os, re, sys
-work, out = sys.argv[1], sys.argv[2]
+work, out, index = sys.argv[1], sys.argv[2], sys.argv[3]
 row = re.compile(r"^\s*\d+\s+(.+?)\s+(\d+)\s+[\d.]+\s+[\d.]+%\s+[\d.]+x")
-names = [line.split()[0] for line in open(".carry/VARIANTS") if line.strip()]
+names = [line.split()[0] for line in open(index) if line.strip()]
 md = ["# sinklab variants", "", "| variant | ref | commit | tests |", "| --- | --- | --- | --- |"]
 tests = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open(os.path.join(work, "tests.tsv"))}
-for line in open(".carry/VARIANTS"):
+for line in open(index):
     name, ref, commit = line.split()
     t = tests.get(name, [name, "?", "0", "0", "0"])
     wg = "; wgmma tests failed: benched without sinklab_wgmma" if t[4] != "0" else ""

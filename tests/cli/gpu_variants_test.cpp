@@ -1,0 +1,106 @@
+// scripts/gpu_variants.sh run, on a variants pack of stand-in binaries: shell scripts that print what GoogleTest and
+// `sinklab bench` print, and log the arguments they were given. The script only runs on the rare device sessions, so
+// this is where its bookkeeping is checked: test counts summed over its two test processes, a ref whose wgmma tests
+// fail benched without sinklab_wgmma, and the table of mean tokens/s and ratios to the first ref.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "cli_util.h"
+
+namespace sinklab::test {
+namespace {
+
+// A stand-in sinklab_tests: 17 tests pass in the first process; in the second (--gtest_filter=Cuda*Wgmma*) 3 pass,
+// or 1 passes and 2 fail when wgmma_fails.
+std::string fake_tests(bool wgmma_fails) {
+    return std::string("#!/usr/bin/env bash\n"
+                       "if [[ $2 == '--gtest_filter=Cuda*Wgmma*' ]]; then\n") +
+           (wgmma_fails ? "    echo '[  PASSED  ] 1 test.'\n"
+                          "    echo '[  FAILED  ] 2 tests, listed below:'\n"
+                          "    exit 1\n"
+                        : "    echo '[  PASSED  ] 3 tests.'\n"
+                          "    exit 0\n") +
+           "fi\n"
+           "echo '[  PASSED  ] 17 tests.'\n";
+}
+
+// A stand-in sinklab: logs its arguments, then prints a bench row per --impls value with the tokens/s given.
+std::string fake_sinklab(int sinklab_tokens, int wgmma_tokens) {
+    return "#!/usr/bin/env bash\n"
+           "echo \"$*\" >>args.log\n"
+           "impls=() in=0\n"
+           "for a in \"$@\"; do\n"
+           "    [[ $a == --* ]] && in=0\n"
+           "    ((in)) && impls+=(\"$a\")\n"
+           "    [[ $a == --impls ]] && in=1\n"
+           "done\n"
+           "i=1\n"
+           "for impl in \"${impls[@]}\"; do\n"
+           "    tok=" + std::to_string(sinklab_tokens) + "\n"
+           "    [[ $impl == sinklab_wgmma ]] && tok=" + std::to_string(wgmma_tokens) + "\n"
+           "    echo \"  $i standard [$impl]     $tok    100.00    40.0%    1.000x\"\n"
+           "    i=$((i + 1))\n"
+           "done\n";
+}
+
+void add_variant(const std::string& root, const std::string& name, bool wgmma_fails, int sinklab_tokens,
+                 int wgmma_tokens) {
+    const std::string dir = root + "/" + name;
+    write_file(dir + "/sinklab_tests", fake_tests(wgmma_fails));
+    write_file(dir + "/sinklab", fake_sinklab(sinklab_tokens, wgmma_tokens));
+    write_file(dir + "/configs/llama-152m.yaml", "inherit: base.yaml\n");
+    for (const char* bin : {"/sinklab_tests", "/sinklab"})
+        std::filesystem::permissions(dir + bin, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
+}
+
+// Packs folder `src` as `dest` (.tar.xz) with Python's tarfile, which needs no xz binary.
+void pack(const std::string& src, const std::string& dest) {
+    const CommandResult r = run_command("python3 -c 'import sys, tarfile; t = tarfile.open(sys.argv[1], \"w:xz\"); "
+                                        "t.add(sys.argv[2], arcname=\".\"); t.close()' " +
+                                        dest + " " + src);
+    ASSERT_EQ(r.rc, 0) << r.out;
+}
+
+TEST(GpuVariants, ARefWhoseWgmmaTestsFailIsBenchedWithoutThem) {
+    const TempDir dir("gpu_variants");
+    const std::string carry = dir / "carry", stage = dir / "stage";
+    std::filesystem::create_directories(carry);
+    write_file(stage + "/pack/lib/README", "the carried libraries\n");
+    ASSERT_NO_FATAL_FAILURE(pack(stage + "/pack", carry + "/sinklab-gpu.tar.xz"));
+    add_variant(stage + "/variants", "1-aaa-base", false, 1000, 2000);
+    add_variant(stage + "/variants", "2-bbb-wgfail", true, 1100, 9999);
+    ASSERT_NO_FATAL_FAILURE(pack(stage + "/variants", carry + "/variants.tar.xz"));
+    write_file(carry + "/VARIANTS", "1-aaa-base base aaaaaaaaaaaa\n2-bbb-wgfail wgfail bbbbbbbbbbbb\n");
+
+    const CommandResult r = run_command("cd " + std::string(SINKLAB_SOURCE_DIR) + " && CARRY=" + carry +
+                                        " TMPDIR=" + dir.path() + " OUT=" + (dir / "out") +
+                                        " ROUNDS=1 bash scripts/gpu_variants.sh run");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const std::string md = read_file(dir / "out/variants.md");
+    EXPECT_NE(md.find("| 1-aaa-base | base | aaaaaaaaaaaa | rc 0: 20 passed, 0 failed |"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 2-bbb-wgfail | wgfail | bbbbbbbbbbbb | rc 1: 18 passed, 2 failed; wgmma tests failed: "
+                      "benched without sinklab_wgmma |"),
+              std::string::npos)
+        << md;
+    // Means with their min-max over the rounds, and the ratio to the first ref; no wgmma figure for the second.
+    for (const char* T : {"1024", "4096"}) {
+        EXPECT_NE(md.find(std::string("| ") + T + " | standard [sinklab] | 1.0k (1.0-1.0) 1.000x | 1.1k (1.1-1.1) "
+                                                  "1.100x |"),
+                  std::string::npos)
+            << md;
+        EXPECT_NE(md.find(std::string("| ") + T + " | standard [sinklab_wgmma] | 2.0k (2.0-2.0) 1.000x | n/a |"),
+                  std::string::npos)
+            << md;
+    }
+    const std::string work = dir / "sinklab-gpu-variants/variants";
+    const std::string base_args = read_file(work + "/1-aaa-base/args.log"),
+                      failed_args = read_file(work + "/2-bbb-wgfail/args.log");
+    EXPECT_NE(base_args.find("--impls sinklab sinklab_wgmma --variants standard"), std::string::npos) << base_args;
+    EXPECT_NE(failed_args.find("--impls sinklab --variants standard"), std::string::npos) << failed_args;
+    EXPECT_EQ(failed_args.find("sinklab_wgmma"), std::string::npos) << failed_args;
+}
+
+}  // namespace
+}  // namespace sinklab::test
