@@ -17,8 +17,9 @@
 # must know the attention.impl values they name; a ref whose wgmma tests fail is benched without sinklab_wgmma): by
 # gpu_check.sh's bench stages, about 25 s per variant and round on an H200, plus 10 s of tests. $OUT/variants.md
 # gets the table (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the
-# first variant; $OUT/variants-logs.tar.gz the logs. Without a GPU it is a dry run: the tests skip and the bench
-# fails fast.
+# first variant; $OUT/variants-logs.tar.gz the logs. Both are rewritten after the tests and after every round, so
+# that the run can follow gpu_check.sh in the same device call and, cut short by its limit, still return the rounds
+# it finished. Without a GPU it is a dry run: the tests skip and the bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT, CARRY (the folder of the packs,
 # default .carry).
 set -uo pipefail
@@ -109,6 +110,7 @@ run() {
             >>"$work/tests.tsv"
         echo "tests $name: rc $((rc | wg_rc)), ${passed:-0} passed, ${failed:-0} failed"
     done <"$carry/VARIANTS"
+    write_report 0
     local round T mb
     for round in $(seq 1 "$rounds"); do
         for T in 1024 4096; do
@@ -125,11 +127,19 @@ run() {
                 echo "bench $name T=$T round $round: rc $?"
             done <"$carry/VARIANTS"
         done
+        write_report "$round"
     done
+    cat "$OUT/variants.md"
+}
+
+# $OUT/variants.md and $OUT/variants-logs.tar.gz from what run has done so far in its work folder ($1: the rounds of
+# bench done): written after the tests and after every round, so that a call cut short by its time limit still
+# returns the rounds it finished.
+write_report() {
     tar -czf "$OUT/variants-logs.tar.gz" -C "$work" logs
-    python3 - "$work" "$OUT/variants.md" "$carry/VARIANTS" <<'PY'
+    python3 - "$work" "$OUT/variants.md" "$carry/VARIANTS" "$1" <<'PY'
 import glob, os, re, sys
-work, out, index = sys.argv[1], sys.argv[2], sys.argv[3]
+work, out, index, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 row = re.compile(r"^\s*\d+\s+(.+?)\s+(\d+)\s+[\d.]+\s+[\d.]+%\s+[\d.]+x")
 names = [line.split()[0] for line in open(index) if line.strip()]
 md = ["# sinklab variants", "", "| variant | ref | commit | tests |", "| --- | --- | --- | --- |"]
@@ -147,7 +157,8 @@ for path in glob.glob(os.path.join(work, "logs", "bench-*.log")):
         r = row.match(line)
         if r:
             tok.setdefault((T, r.group(1).strip()), {}).setdefault(name, []).append(float(r.group(2)))
-md += ["", "Mean tokens/s over the rounds (min-max), and the ratio to the first variant's mean.", "",
+md += ["", f"Mean tokens/s over the {rounds} round(s) run (min-max), and the ratio to the first variant's mean.",
+       "",
        "| T | configuration | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
 for (T, label) in sorted(tok):
     per = tok[(T, label)]
@@ -164,7 +175,6 @@ for (T, label) in sorted(tok):
                      (f" {mean / base:.3f}x" if base else ""))
     md.append(f"| {T} | {label} | " + " | ".join(cells) + " |")
 open(out, "w").write("\n".join(md) + "\n")
-print("\n".join(md))
 PY
 }
 

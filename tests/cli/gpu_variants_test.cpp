@@ -85,6 +85,7 @@ TEST(GpuVariants, ARefWhoseWgmmaTestsFailIsBenchedWithoutThem) {
               std::string::npos)
         << md;
     // Means with their min-max over the rounds, and the ratio to the first ref; no wgmma figure for the second.
+    EXPECT_NE(md.find("Mean tokens/s over the 1 round(s) run"), std::string::npos) << md;
     for (const char* T : {"1024", "4096"}) {
         EXPECT_NE(md.find(std::string("| ") + T + " | standard [sinklab] | 1.0k (1.0-1.0) 1.000x | 1.1k (1.1-1.1) "
                                                   "1.100x |"),
