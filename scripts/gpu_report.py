@@ -201,6 +201,12 @@ def profile_lines(path, shape=None):
         except (ValueError, IndexError):
             return None
 
+    # The metrics shown as percentages, the same for every row: every tensor pipe ncu names (hmma for mma.sync;
+    # Hopper's wgmma may count under another), issue activity, occupancy, then L2 and L1 / shared-memory throughput.
+    tensor = [(n, f"tensor pipe {m.group(1)}") for n in names for m in [TENSOR_PIPE.match(n)] if m]
+    memory = [next(((n, label) for n in names if pattern.match(n)), (None, label)) for pattern, label in MEMORY_SOL]
+    percents = tensor + [("smsp__issue_active.avg.pct_of_peak_sustained_active", "issue active"),
+                         ("sm__warps_active.avg.pct_of_peak_sustained_active", "occupancy")] + memory
     lines = []
     for row in rows[start + 2:]:
         if len(row) != len(names):
@@ -214,11 +220,7 @@ def profile_lines(path, shape=None):
             if shape and kernel and kernel.group(1) in ATTN_PRODUCTS and us > 0:
                 rate = tensor_tflops(kernel.group(1), us * 1e-6, shape)
                 parts.append(f"{rate:.0f} TFLOP/s ({100 * rate / PEAK_TFLOPS:.0f}% of {PEAK_TFLOPS:.0f})")
-        # Every tensor pipe ncu names (hmma for mma.sync; Hopper's wgmma may count under another), then the rest.
-        tensor = [(n, f"tensor pipe {m.group(1)}") for n in names for m in [TENSOR_PIPE.match(n)] if m]
-        memory = [next(((n, label) for n in names if pattern.match(n)), (None, label)) for pattern, label in MEMORY_SOL]
-        for metric, label in tensor + [("smsp__issue_active.avg.pct_of_peak_sustained_active", "issue active"),
-                                       ("sm__warps_active.avg.pct_of_peak_sustained_active", "occupancy")] + memory:
+        for metric, label in percents:
             v = number(row, metric)
             if v is not None:
                 parts.append(f"{label} {v:.0f}%")
