@@ -5,7 +5,8 @@
 // re-packed to bf16 in registers. The products run as mma.sync m16n8k16 per warp on operands ldmatrix loads from
 // padded tiles (kWg false), or on Hopper as wgmma m64n64k16 of the 4 warps together (kWg, head dim 64), which read
 // K, V (and Q, dO in the backward) straight from swizzled tiles; the accumulator layout, and so all the code
-// between the products, is the same. The T x T scores never leave registers; the row
+// between the products, is the same. The wgmma forward's blocks hold two such warpgroups (128 query rows) on each
+// K/V tile they load. The T x T scores never leave registers; the row
 // log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
@@ -21,6 +22,12 @@ namespace sinklab::cuda {
 namespace {
 
 constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
+
+// Query rows of a forward block, 16 a warp. The wgmma forward's two warpgroups share every K/V tile: with 64 rows a
+// 64-key tile's 16 KiB would feed 256 clocks of a multiprocessor's tensor cores at their peak, 64 bytes a clock of
+// L2 where Hopper's L2 gives each multiprocessor about 25 (docs/gpu-h200.md); 128 rows halve that.
+template <bool kWg> constexpr int kFwdRows = kWg ? 128 : 64;
+template <bool kWg> constexpr int kFwdThreads = kFwdRows<kWg> * 2;
 
 // Blocks per multiprocessor the backward kernels are compiled for. At head dim <= 64 with softmax, ptxas fits them
 // in 168 registers without spilling, so three blocks (12 warps) share a multiprocessor instead of two; the others
@@ -45,18 +52,18 @@ template <int HDP, bool kWg> __device__ __forceinline__ int tile_at(int r, int d
     return r * kStride<HDP, kWg> + d;
 }
 
-// Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into tile s (tile_at), zero-filled
-// beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
+// Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into tile s (tile_at) by the block's NT
+// threads, zero-filled beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
 // The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
-// (kThreads / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
+// (NT / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
 // (stride is an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x
-// in steps of kThreads left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
+// in steps of NT left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
 // chunk: most of the forward's instructions per tile.
-template <int ROWS, int HDP, bool kWg>
+template <int ROWS, int HDP, bool kWg, int NT = kThreads>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, int r0, int T, int hd, bool vec) {
     if (vec) {
-        constexpr int kChunks = HDP / 8, kRowStep = kThreads / kChunks;
-        static_assert(kThreads % kChunks == 0 && ROWS % kRowStep == 0, "whole rows per pass");
+        constexpr int kChunks = HDP / 8, kRowStep = NT / kChunks;
+        static_assert(NT % kChunks == 0 && ROWS % kRowStep == 0, "whole rows per pass");
         const int r = threadIdx.x / kChunks, d = threadIdx.x % kChunks * 8;
 #pragma unroll
         for (int i = 0; i < ROWS / kRowStep; i++) {
@@ -65,7 +72,7 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, 
             cp_async16(s + tile_at<HDP, kWg>(r + i * kRowStep, d), ok ? src + int64_t(t) * stride + d : src, ok);
         }
     } else {
-        for (int c = threadIdx.x; c < ROWS * HDP; c += kThreads) {
+        for (int c = threadIdx.x; c < ROWS * HDP; c += NT) {
             int r = c / HDP, d = c % HDP, t = r0 + r;
             s[tile_at<HDP, kWg>(r, d)] = t < T && d < hd ? src[t * stride + d] : __ushort_as_bfloat16(0);
         }
@@ -73,12 +80,12 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, 
 }
 
 // Keys and values of key tile j (Bc rows of the kv head at kb and vb) into buffer buf of sK and sV [2][Bc][S].
-template <int Bc, int HDP, bool kWg>
+template <int Bc, int HDP, bool kWg, int NT = kThreads>
 __device__ __forceinline__ void load_kv(bf16* sK, bf16* sV, const bf16* kb, const bf16* vb, const AttnParams& p, int j,
                                         int buf, bool vec) {
     constexpr int S = kStride<HDP, kWg>;
-    load_tile<Bc, HDP, kWg>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
-    load_tile<Bc, HDP, kWg>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
+    load_tile<Bc, HDP, kWg, NT>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
+    load_tile<Bc, HDP, kWg, NT>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
 }
 
 // Double buffering, at the top of iteration i of n: issues load(i + 1, buffer) for the next tile when there is one,
@@ -151,10 +158,11 @@ __device__ __forceinline__ bool sink_family(AttnScore s) {
 
 // ---- forward ---------------------------------------------------------------------------------------------
 template <int HDP, bool kSigmoid, bool kWg>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kFwdThreads<kWg>)
     attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
                     bool vec) {
-    constexpr int Br = 64, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    constexpr int Br = kFwdRows<kWg>, NT = kFwdThreads<kWg>, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16;
+    constexpr int NC = Bc / 8, ND = HDP / 8;
     bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
     bf16* sK = sQ + Br * S;            // [2][Bc][S]
     bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
@@ -165,9 +173,13 @@ __global__ void __launch_bounds__(kThreads)
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
+    // This warp's warpgroup: its 64 rows from qw, its tile of sQ, and its key tiles, one fewer than the block's for
+    // the first of two (the block's last tile lies above its diagonal).
+    const int wg = warp / 4, qw = q0 + wg * 64, n_wg = (min(p.T, qw + 64) + Bc - 1) / Bc;
+    const bf16* sQw = sQ + wg * 64 * S;  // [64][S]
 
-    load_tile<Br, HDP, kWg>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
-    load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, 0, 0, vec);
+    load_tile<Br, HDP, kWg, NT>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     // This thread holds rows row[0] and row[1] = row[0] + 8 of the warp's 16 (accumulator elements 0,1 and 2,3).
@@ -185,67 +197,69 @@ __global__ void __launch_bounds__(kThreads)
     uint32_t qf[kWg ? 1 : KD][4];  // the Q fragments ldmatrix loads once (wgmma reads them from sQ)
 
     for (int j = 0; j < n_kv; j++) {
-        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, t, buf, vec); });
-        const int buf = j & 1;
-        const bf16* cK = sK + buf * Bc * S;
-        const bf16* cV = sV + buf * Bc * S;
+        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, t, buf, vec); });
+        if (Br == 64 || j < n_wg) {  // skipped, the warpgroup still meets the barriers (Br 64: n_wg == n_kv)
+            const int buf = j & 1;
+            const bf16* cK = sK + buf * Bc * S;
+            const bf16* cV = sV + buf * Bc * S;
 
-        float s[NC][4] = {};  // S = Q K^T: rows of this warp x the Bc keys of the tile
-        if constexpr (kWg) {
-            wgmma_round([&] { wgmma_abt(s, sQ, cK); }, s);
-        } else {
-            if (j == 0)
+            float s[NC][4] = {};  // S = Q K^T: rows of this warp x the Bc keys of the tile
+            if constexpr (kWg) {
+                wgmma_round([&] { wgmma_abt(s, sQw, cK); }, s);
+            } else {
+                if (j == 0)
+#pragma unroll
+                    for (int kk = 0; kk < KD; kk++)
+                        ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
 #pragma unroll
                 for (int kk = 0; kk < KD; kk++)
-                    ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
 #pragma unroll
-            for (int kk = 0; kk < KD; kk++)
-#pragma unroll
-                for (int np = 0; np < Bc / 16; np++) {
-                    uint32_t kf[4];
-                    ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                    mma(s[2 * np], qf[kk], kf[0], kf[1]);
-                    mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
-                }
-        }
+                    for (int np = 0; np < Bc / 16; np++) {
+                        uint32_t kf[4];
+                        ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                        mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                        mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+                    }
+            }
 
-        const int k0 = j * Bc;
-        if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
-        if constexpr (kSigmoid) {
-#pragma unroll
-            for (int nt = 0; nt < NC; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) s[nt][e] = sigmoid2(s[nt][e] * p.scale + p.sigmoid_bias);
-        } else {
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                float mx = -INFINITY;
-#pragma unroll
-                for (int nt = 0; nt < NC; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 threads of a row
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                float m_new = fmaxf(m[r], mx * zscale);
-                float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
-                float alpha = ex2_ftz(m[r] - m_use), sum = 0.f;
-                m[r] = m_new;
+            const int k0 = j * Bc;
+            if (k0 + Bc > qw || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
+            if constexpr (kSigmoid) {
 #pragma unroll
                 for (int nt = 0; nt < NC; nt++)
 #pragma unroll
-                    for (int c = 0; c < 2; c++) {
-                        float pv = ex2_ftz(fmaf(s[nt][2 * r + c], zscale, -m_use));
-                        s[nt][2 * r + c] = pv;
-                        sum += pv;
-                    }
-                l[r] = l[r] * alpha + sum;
+                    for (int e = 0; e < 4; e++) s[nt][e] = sigmoid2(s[nt][e] * p.scale + p.sigmoid_bias);
+            } else {
 #pragma unroll
-                for (int dt = 0; dt < ND; dt++) {
-                    acc[dt][2 * r] *= alpha;
-                    acc[dt][2 * r + 1] *= alpha;
+                for (int r = 0; r < 2; r++) {
+                    float mx = -INFINITY;
+#pragma unroll
+                    for (int nt = 0; nt < NC; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 threads of a row
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    float m_new = fmaxf(m[r], mx * zscale);
+                    float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
+                    float alpha = ex2_ftz(m[r] - m_use), sum = 0.f;
+                    m[r] = m_new;
+#pragma unroll
+                    for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+                        for (int c = 0; c < 2; c++) {
+                            float pv = ex2_ftz(fmaf(s[nt][2 * r + c], zscale, -m_use));
+                            s[nt][2 * r + c] = pv;
+                            sum += pv;
+                        }
+                    l[r] = l[r] * alpha + sum;
+#pragma unroll
+                    for (int dt = 0; dt < ND; dt++) {
+                        acc[dt][2 * r] *= alpha;
+                        acc[dt][2 * r + 1] *= alpha;
+                    }
                 }
             }
-        }
 
-        mma_acc_b<HDP, kWg>(acc, s, cV, lane);  // O += P V
+            mma_acc_b<HDP, kWg>(acc, s, cV, lane);  // O += P V
+        }
         __syncthreads();  // the next iteration overwrites the other buffer, which warps may still be reading
     }
 
@@ -609,9 +623,9 @@ template <bool kWg> constexpr size_t kAlignSlack = kWg ? 1024 : 0;
 template <int HDP, bool kSigmoid, bool kWg>
 void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec, cudaStream_t st) {
     constexpr int S = kStride<HDP, kWg>;
-    dim3 grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kThreads,
-                size_t(64 + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
+    dim3 grid(unsigned(ceil_div(p.T, kFwdRows<kWg>)), unsigned(p.H), unsigned(p.B));
+    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kFwdThreads<kWg>,
+                size_t(kFwdRows<kWg> + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
 }
 
 template <int HDP, bool kSigmoid, bool kWg>
