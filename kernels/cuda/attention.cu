@@ -5,8 +5,8 @@
 // re-packed to bf16 in registers. The products run as mma.sync m16n8k16 per warp on operands ldmatrix loads from
 // padded tiles (kWg false), or on Hopper as wgmma m64n64k16 of the 4 warps together (kWg, head dim 64), which read
 // K, V (and Q, dO in the backward) straight from swizzled tiles; the accumulator layout, and so all the code
-// between the products, is the same. The wgmma forward's blocks hold two such warpgroups (128 query rows) on each
-// K/V tile they load. The T x T scores never leave registers; the row
+// between the products, is the same. At head dims up to 64 a forward block holds twice that, 8 warps (two
+// warpgroups, 128 query rows) on each K/V tile it loads. The T x T scores never leave registers; the row
 // log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
@@ -23,11 +23,15 @@ namespace {
 
 constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
 
-// Query rows of a forward block, 16 a warp. The wgmma forward's two warpgroups share every K/V tile: with 64 rows a
+// Query rows of a forward block, 16 a warp, and the blocks per multiprocessor it is compiled for. With 64 rows a
 // 64-key tile's 16 KiB would feed 256 clocks of a multiprocessor's tensor cores at their peak, 64 bytes a clock of
-// L2 where Hopper's L2 gives each multiprocessor about 25 (docs/gpu-h200.md); 128 rows halve that.
-template <bool kWg> constexpr int kFwdRows = kWg ? 128 : 64;
-template <bool kWg> constexpr int kFwdThreads = kFwdRows<kWg> * 2;
+// L2 where Hopper's L2 gives each multiprocessor about 25 (docs/gpu-h200.md); 128 rows halve that. At head dims up
+// to 64 ptxas fits 128 rows in 128 registers without spilling, two blocks (16 warps) a multiprocessor where 64 rows
+// ran 12; at 128 it would spill, and 64 rows stay, with no minimum of blocks (0: an explicit 1 made ptxas take 198
+// registers instead of 171).
+template <int HDP> constexpr int kFwdRows = HDP <= 64 ? 128 : 64;
+template <int HDP> constexpr int kFwdThreads = kFwdRows<HDP> * 2;
+template <int HDP> constexpr int kFwdMinBlocks = HDP <= 64 ? 2 : 0;
 
 // Blocks per multiprocessor the backward kernels are compiled for. At head dim <= 64 with softmax, ptxas fits them
 // in 168 registers without spilling, so three blocks (12 warps) share a multiprocessor instead of two; the others
@@ -158,10 +162,10 @@ __device__ __forceinline__ bool sink_family(AttnScore s) {
 
 // ---- forward ---------------------------------------------------------------------------------------------
 template <int HDP, bool kSigmoid, bool kWg>
-__global__ void __launch_bounds__(kFwdThreads<kWg>)
+__global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
     attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
                     bool vec) {
-    constexpr int Br = kFwdRows<kWg>, NT = kFwdThreads<kWg>, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16;
+    constexpr int Br = kFwdRows<HDP>, NT = kFwdThreads<HDP>, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16;
     constexpr int NC = Bc / 8, ND = HDP / 8;
     bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
     bf16* sK = sQ + Br * S;            // [2][Bc][S]
@@ -623,9 +627,9 @@ template <bool kWg> constexpr size_t kAlignSlack = kWg ? 1024 : 0;
 template <int HDP, bool kSigmoid, bool kWg>
 void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec, cudaStream_t st) {
     constexpr int S = kStride<HDP, kWg>;
-    dim3 grid(unsigned(ceil_div(p.T, kFwdRows<kWg>)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kFwdThreads<kWg>,
-                size_t(kFwdRows<kWg> + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
+    dim3 grid(unsigned(ceil_div(p.T, kFwdRows<HDP>)), unsigned(p.H), unsigned(p.B));
+    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kFwdThreads<HDP>,
+                size_t(kFwdRows<HDP> + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
 }
 
 template <int HDP, bool kSigmoid, bool kWg>
