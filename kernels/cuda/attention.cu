@@ -32,6 +32,9 @@ constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
 template <int HDP> constexpr int kFwdRows = HDP <= 64 ? 128 : 64;
 template <int HDP> constexpr int kFwdThreads = kFwdRows<HDP> * 2;
 template <int HDP> constexpr int kFwdMinBlocks = HDP <= 64 ? 2 : 0;
+// Query rows of a dQ block: 128 on wgmma, whose 127 registers fit two blocks (16 warps) a multiprocessor, with half
+// the K/V reads from L2 per product (64 rows need 43 bytes a clock at the tensor peak); mma.sync would spill there.
+template <bool kWg> constexpr int kDqRows = kWg ? 128 : 64;
 
 // Blocks per multiprocessor the backward kernels are compiled for. At head dim <= 64 with softmax, ptxas fits them
 // in 168 registers without spilling, so three blocks (12 warps) share a multiprocessor instead of two; the others
@@ -57,12 +60,12 @@ template <int HDP, bool kWg> __device__ __forceinline__ int tile_at(int r, int d
 }
 
 // Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into tile s (tile_at) by the block's NT
-// threads, zero-filled beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
-// The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
-// (NT / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
-// (stride is an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x
-// in steps of NT left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
-// chunk: most of the forward's instructions per tile.
+// threads, zero-filled beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes
+// at a time. The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
+// (NT / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add (stride is
+// an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x in steps of NT
+// left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per chunk: most of the forward's
+// instructions per tile.
 template <int ROWS, int HDP, bool kWg, int NT = kThreads>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, int r0, int T, int hd, bool vec) {
     if (vec) {
@@ -105,6 +108,17 @@ template <bool kWg, typename Load> __device__ __forceinline__ void next_tile(int
     }
     if constexpr (kWg) fence_async_smem();
     __syncthreads();
+}
+
+// This warp's warpgroup in a query-parallel block (forward, dQ) whose rows start at q0: its first row, and the key
+// tiles its 64 rows see, one fewer than the block's for the first of two (the block's last tile lies above its
+// diagonal).
+struct RowGroup {
+    int wg, q0, n_kv;
+};
+__device__ __forceinline__ RowGroup row_group(int q0, int T, int Bc) {
+    const int wg = threadIdx.x / 128, qw = q0 + wg * 64;
+    return {wg, qw, (min(T, qw + 64) + Bc - 1) / Bc};
 }
 
 __device__ __forceinline__ float sigmoid2(float z) { return rcp_ftz(1.f + ex2_ftz(-z * kLog2e)); }
@@ -177,10 +191,8 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
-    // This warp's warpgroup: its 64 rows from qw, its tile of sQ, and its key tiles, one fewer than the block's for
-    // the first of two (the block's last tile lies above its diagonal).
-    const int wg = warp / 4, qw = q0 + wg * 64, n_wg = (min(p.T, qw + 64) + Bc - 1) / Bc;
-    const bf16* sQw = sQ + wg * 64 * S;  // [64][S]
+    const RowGroup rg = row_group(q0, p.T, Bc);
+    const bf16* sQw = sQ + rg.wg * 64 * S;  // [64][S], the warpgroup's rows
 
     load_tile<Br, HDP, kWg, NT>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
     load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, 0, 0, vec);
@@ -202,7 +214,7 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
 
     for (int j = 0; j < n_kv; j++) {
         next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, t, buf, vec); });
-        if (Br == 64 || j < n_wg) {  // skipped, the warpgroup still meets the barriers (Br 64: n_wg == n_kv)
+        if (Br == 64 || j < rg.n_kv) {  // skipped, the warpgroup still meets the barriers (Br 64: one warpgroup)
             const int buf = j & 1;
             const bf16* cK = sK + buf * Bc * S;
             const bf16* cV = sV + buf * Bc * S;
@@ -227,7 +239,7 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
             }
 
             const int k0 = j * Bc;
-            if (k0 + Bc > qw || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
+            if (k0 + Bc > rg.q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
             if constexpr (kSigmoid) {
 #pragma unroll
                 for (int nt = 0; nt < NC; nt++)
@@ -461,13 +473,13 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     }
 }
 
-// Grid (query tiles of 64, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in registers)
-// and walks the key tiles (Bc keys) up to the diagonal.
+// Grid (query tiles of kDqRows, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in
+// registers) and walks the key tiles (Bc keys) up to the diagonal.
 template <int HDP, int Bc, bool kSigmoid, bool kWg>
-__global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
+__global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP, kSigmoid>)
     attn_dq_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                    const __grid_constant__ AttnParams p, bool vec) {
-    constexpr int Br = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    constexpr int Br = kDqRows<kWg>, NT = 2 * Br, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
     bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
     bf16* sdO = sQ + Br * S;           // [Br][S]
     bf16* sK = sdO + Br * S;           // [2][Bc][S]
@@ -480,10 +492,13 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
     const int do_stride = p.H * p.hd;  // <= W, an int like it
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
+    const RowGroup rg = row_group(q0, p.T, Bc);
+    const bf16* sQw = sQ + rg.wg * 64 * S;    // [64][S], the warpgroup's rows
+    const bf16* sdOw = sdO + rg.wg * 64 * S;  // [64][S]
 
-    load_tile<Br, HDP, kWg>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
-    load_tile<Br, HDP, kWg>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
-    load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, 0, 0, vec);
+    load_tile<Br, HDP, kWg, NT>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_tile<Br, HDP, kWg, NT>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
+    load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
@@ -498,42 +513,44 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     float dq[ND][4] = {};
 
     for (int j = 0; j < n_kv; j++) {
-        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, t, buf, vec); });
-        const int buf = j & 1;
-        const bf16* cK = sK + buf * Bc * S;
-        const bf16* cV = sV + buf * Bc * S;
+        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, t, buf, vec); });
+        if (Br == 64 || j < rg.n_kv) {  // skipped, the warpgroup still meets the barrier below
+            const int buf = j & 1;
+            const bf16* cK = sK + buf * Bc * S;
+            const bf16* cV = sV + buf * Bc * S;
 
-        float s[NC][4] = {}, dp[NC][4] = {};  // S = Q K^T, dP = dO V^T
-        if constexpr (kWg) {
-            wgmma_round([&] { wgmma_abt(s, sQ, cK); wgmma_abt(dp, sdO, cV); }, s, dp);
-        } else {
-            if (j == 0)
+            float s[NC][4] = {}, dp[NC][4] = {};  // S = Q K^T, dP = dO V^T
+            if constexpr (kWg) {
+                wgmma_round([&] { wgmma_abt(s, sQw, cK); wgmma_abt(dp, sdOw, cV); }, s, dp);
+            } else {
+                if (j == 0)
 #pragma unroll
-                for (int kk = 0; kk < KD; kk++) {
-                    ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
-                    ldsm_x4(of[kk], sdO + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
-                }
+                    for (int kk = 0; kk < KD; kk++) {
+                        ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                        ldsm_x4(of[kk], sdO + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                    }
 #pragma unroll
-            for (int kk = 0; kk < KD; kk++)
+                for (int kk = 0; kk < KD; kk++)
 #pragma unroll
-                for (int np = 0; np < Bc / 16; np++) {
-                    uint32_t kf[4], vf[4];
-                    ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                    ldsm_x4(vf, cV + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                    mma(s[2 * np], qf[kk], kf[0], kf[1]);
-                    mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
-                    mma(dp[2 * np], of[kk], vf[0], vf[1]);
-                    mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
-                }
+                    for (int np = 0; np < Bc / 16; np++) {
+                        uint32_t kf[4], vf[4];
+                        ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                        ldsm_x4(vf, cV + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                        mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                        mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+                        mma(dp[2 * np], of[kk], vf[0], vf[1]);
+                        mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
+                    }
+            }
+            const int k0 = j * Bc;
+            if (k0 + Bc > rg.q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
+#pragma unroll
+            for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
+            mma_acc_b<HDP, kWg>(dq, s, cK, lane);  // dQ += dS K
         }
-        const int k0 = j * Bc;
-        if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
-#pragma unroll
-        for (int nt = 0; nt < NC; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
-        mma_acc_b<HDP, kWg>(dq, s, cK, lane);  // dQ += dS K
         __syncthreads();
     }
 
@@ -640,9 +657,10 @@ void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, co
     CUDA_LAUNCH(attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg>, kv_grid, kThreads,
                 size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float) + kAlignSlack<kWg>, st, dqkv, dout,
                 lse, D, qkv, p, vec);
-    dim3 q_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, kThreads,
-                size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, p, vec);
+    dim3 q_grid(unsigned(ceil_div(p.T, kDqRows<kWg>)), unsigned(p.H), unsigned(p.B));
+    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, 2 * kDqRows<kWg>,
+                size_t(2 * kDqRows<kWg> + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, p,
+                vec);
 }
 
 void check_spec(const AttnSpec& s) {
