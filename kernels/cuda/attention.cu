@@ -10,8 +10,8 @@
 // log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
-// registers, and a query-parallel kernel (64 queries per block, looping over key tiles) accumulates dq. Both
-// recompute P from the saved lse. The sink logit's gradient is a separate ordered reduction.
+// registers, and a query-parallel kernel (64 queries per block, 128 on wgmma, looping over key tiles) accumulates
+// dq. Both recompute P from the saved lse. The sink logit's gradient is a separate ordered reduction.
 #include <type_traits>
 
 #include "kernels/cuda/attention.cuh"
