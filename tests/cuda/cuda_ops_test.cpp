@@ -320,6 +320,24 @@ TEST_F(CudaOps, Rope) {
     }
 }
 
+// The backward keeps a row of f32 gain partial sums per warp in 96 KiB of shared memory: 24576 channels at most. A
+// wider row is refused with an Error, not computed wrongly.
+TEST_F(CudaOps, RMSNormBackwardRefusesRowsWiderThanItsSharedMemory) {
+    Backend& b = *backends().cuda_bf16;
+    for (int64_t C : {24576, 24576 + 8}) {
+        SCOPED_TRACE(fmt::format("C={}", C));
+        const int64_t N = 2;
+        Tensor x = make_tensor(b, b.compute_dtype(), {N, C}), g = make_tensor(b, b.compute_dtype(), {C});
+        Tensor dout = make_tensor(b, b.compute_dtype(), {N, C}), dx = make_tensor(b, b.compute_dtype(), {N, C});
+        Tensor rstd = make_tensor(b, b.wide(), {N}), dg = make_tensor(b, b.wide(), {C});
+        if (C == 24576)
+            EXPECT_NO_THROW(b.rmsnorm_bwd(dx, dg, dout, x, g, rstd));
+        else
+            EXPECT_THROW(b.rmsnorm_bwd(dx, dg, dout, x, g, rstd), Error);
+        for (Tensor t : {x, g, dout, dx, rstd, dg}) b.release(t.data);
+    }
+}
+
 // ---- attention --------------------------------------------------------------------------------------------------
 // One case: forward and backward of a spec, inputs in [-r, r] (larger r: peakier softmax rows).
 struct AttnCase {
