@@ -13,13 +13,15 @@
 #   bash scripts/gpu_variants.sh run
 # For each variant: its CUDA tests as gpu_check.sh runs them (the wgmma tests in a second process), then ROUNDS
 # (default 2) rounds of `sinklab bench` over every variant at T=1024 x 48 and T=4096 x 12 (standard attention with
-# our mma.sync and our wgmma kernels, no per-op timing; VARIANT_BENCH_ARGS replaces those arguments, and every ref
+# our mma.sync and our wgmma kernels, with per-op timing; VARIANT_BENCH_ARGS replaces those arguments, and every ref
 # must know the attention.impl values they name; a ref whose wgmma tests fail is benched without sinklab_wgmma): by
 # gpu_check.sh's bench stages, about 25 s per variant and round on an H200, plus 10 s of tests. $OUT/variants.md
-# gets the table (printed last): tests, then per configuration each variant's mean tokens/s and its ratio to the
-# first variant; $OUT/variants-logs.tar.gz the logs. Both are rewritten after the tests and after every round, so
-# that the run can follow gpu_check.sh in the same device call and, cut short by its limit, still return the rounds
-# it finished. Without a GPU it is a dry run: the tests skip and the bench fails fast.
+# gets the tables (printed last): tests; per configuration each variant's mean tokens/s and its ratio to the first
+# variant; and the time per step of the op families kernel changes touch (a change of a few per cent of the step
+# shows there long before it clears the tokens/s noise); $OUT/variants-logs.tar.gz the logs. Both are rewritten
+# after the tests and after every round, so that the run can follow gpu_check.sh in the same device call and, cut
+# short by its limit, still return the rounds it finished. Without a GPU it is a dry run: the tests skip and the
+# bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT, CARRY (the folder of the packs,
 # default .carry).
 set -uo pipefail
@@ -89,7 +91,7 @@ run() {
     unpack "$carry/sinklab-gpu.tar.xz" "$work/pack" || die "cannot unpack $carry/sinklab-gpu.tar.xz"
     unpack "$carry/variants.tar.xz" "$work/variants" || die "cannot unpack $carry/variants.tar.xz"
     gpu_env_init "$work/pack/lib"
-    local bench_args default_args="--impls sinklab sinklab_wgmma --variants standard --steps 6 --warmup 2 --no-profile"
+    local bench_args default_args="--impls sinklab sinklab_wgmma --variants standard --steps 6 --warmup 2"
     read -r -a bench_args <<<"${VARIANT_BENCH_ARGS:-$default_args}"
     local name
     local -A no_wgmma  # the variants whose wgmma tests failed
@@ -140,7 +142,10 @@ write_report() {
     python3 - "$work" "$OUT/variants.md" "$carry/VARIANTS" "$1" <<'PY'
 import glob, os, re, sys
 work, out, index, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-row = re.compile(r"^\s*\d+\s+(.+?)\s+(\d+)\s+[\d.]+\s+[\d.]+%\s+[\d.]+x")
+row = re.compile(r"^\s*\d+\s+(.+?)\s+(\d+)\s+([\d.]+)\s+[\d.]+%\s+[\d.]+x")
+# The op families the waiting kernel changes touch, from the bench's per-op table (share of op time per
+# configuration, in the order of its rows) times the step time: an estimate of each family's time per step.
+families = ["attention_fwd", "attention_bwd", "rmsnorm", "rope", "headnorm"]
 names = [line.split()[0] for line in open(index) if line.strip()]
 md = ["# sinklab variants", "", "| variant | ref | commit | tests |", "| --- | --- | --- | --- |"]
 tests = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open(os.path.join(work, "tests.tsv"))}
@@ -149,31 +154,52 @@ for line in open(index):
     t = tests.get(name, [name, "?", "0", "0", "0"])
     wg = "; wgmma tests failed: benched without sinklab_wgmma" if t[4] != "0" else ""
     md.append(f"| {name} | {ref} | {commit} | rc {t[1]}: {t[2]} passed, {t[3]} failed{wg} |")
-tok = {}  # (T, label) -> {name: [tokens/s per round]}
+tok, ops = {}, {}  # (T, label) -> {name: [tokens/s per round]}; (T, label, family) -> {name: [ms per round]}
 for path in glob.glob(os.path.join(work, "logs", "bench-*.log")):
     m = re.match(r"bench-(.+)-T(\d+)-r\d+\.log$", os.path.basename(path))
     name, T = m.group(1), int(m.group(2))
+    rows, in_shares = [], False
     for line in open(path, errors="replace"):
         r = row.match(line)
         if r:
+            rows.append((r.group(1).strip(), float(r.group(3))))
             tok.setdefault((T, r.group(1).strip()), {}).setdefault(name, []).append(float(r.group(2)))
+        elif line.startswith("share of op time per family"):
+            in_shares = True
+        elif in_shares and not line.strip():
+            in_shares = False
+        elif in_shares and line.split()[0] in families:
+            for (label, step_ms), share in zip(rows, line.split()[1:]):
+                if float(share) > 0:
+                    ops.setdefault((T, label, line.split()[0]), {}).setdefault(name, []).append(
+                        float(share) / 100 * step_ms)
+
+
+def cells(per, scale, digits, unit):
+    f = lambda x: f"{x / scale:,.{digits}f}"
+    first = per.get(names[0])
+    base = sum(first) / len(first) if first else None
+    out = []
+    for n in names:
+        v = per.get(n)
+        if not v:
+            out.append("n/a")
+            continue
+        mean = sum(v) / len(v)
+        out.append(f"{f(mean)}{unit} ({f(min(v))}-{f(max(v))})" + (f" {mean / base:.3f}x" if base else ""))
+    return " | ".join(out)
+
+
 md += ["", f"Mean tokens/s over the {rounds} round(s) run (min-max), and the ratio to the first variant's mean.",
        "",
        "| T | configuration | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
 for (T, label) in sorted(tok):
-    per = tok[(T, label)]
-    first = per.get(names[0])
-    base = sum(first) / len(first) if first else None
-    cells = []
-    for n in names:
-        v = per.get(n)
-        if not v:
-            cells.append("n/a")
-            continue
-        mean = sum(v) / len(v)
-        cells.append(f"{mean / 1e3:,.1f}k ({min(v) / 1e3:,.1f}-{max(v) / 1e3:,.1f})" +
-                     (f" {mean / base:.3f}x" if base else ""))
-    md.append(f"| {T} | {label} | " + " | ".join(cells) + " |")
+    md.append(f"| {T} | {label} | " + cells(tok[(T, label)], 1e3, 1, "k") + " |")
+md += ["", "Time per step (ms) of the op families kernel changes touch, their share of op time x the step time "
+       "(per-op timing on), mean over the rounds (min-max), and the ratio to the first variant's mean.", "",
+       "| T | configuration | op | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 3)]
+for (T, label, fam) in sorted(ops, key=lambda k: (k[0], k[1], families.index(k[2]))):
+    md.append(f"| {T} | {label} | {fam} | " + cells(ops[(T, label, fam)], 1, 2, "") + " |")
 open(out, "w").write("\n".join(md) + "\n")
 PY
 }

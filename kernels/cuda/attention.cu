@@ -5,12 +5,13 @@
 // re-packed to bf16 in registers. The products run as mma.sync m16n8k16 per warp on operands ldmatrix loads from
 // padded tiles (kWg false), or on Hopper as wgmma m64n64k16 of the 4 warps together (kWg, head dim 64), which read
 // K, V (and Q, dO in the backward) straight from swizzled tiles; the accumulator layout, and so all the code
-// between the products, is the same. The T x T scores never leave registers; the row
+// between the products, is the same. At head dims up to 64 a forward block holds twice that, 8 warps (two
+// warpgroups, 128 query rows) on each K/V tile it loads. The T x T scores never leave registers; the row
 // log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
-// registers, and a query-parallel kernel (64 queries per block, looping over key tiles) accumulates dq. Both
-// recompute P from the saved lse. The sink logit's gradient is a separate ordered reduction.
+// registers, and a query-parallel kernel (64 queries per block, 128 on wgmma, looping over key tiles) accumulates
+// dq. Both recompute P from the saved lse. The sink logit's gradient is a separate ordered reduction.
 #include <type_traits>
 
 #include "kernels/cuda/attention.cuh"
@@ -21,6 +22,19 @@ namespace sinklab::cuda {
 namespace {
 
 constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
+
+// Query rows of a forward block, 16 a warp, and the blocks per multiprocessor it is compiled for. With 64 rows a
+// 64-key tile's 16 KiB would feed 256 clocks of a multiprocessor's tensor cores at their peak, 64 bytes a clock of
+// L2 where Hopper's L2 gives each multiprocessor about 25 (docs/gpu-h200.md); 128 rows halve that. At head dims up
+// to 64 ptxas fits 128 rows in 128 registers without spilling, two blocks (16 warps) a multiprocessor where 64 rows
+// ran 12; at 128 it would spill, and 64 rows stay, with no minimum of blocks (0: an explicit 1 made ptxas take 198
+// registers instead of 171).
+template <int HDP> constexpr int kFwdRows = HDP <= 64 ? 128 : 64;
+template <int HDP> constexpr int kFwdThreads = kFwdRows<HDP> * 2;
+template <int HDP> constexpr int kFwdMinBlocks = HDP <= 64 ? 2 : 0;
+// Query rows of a dQ block: 128 on wgmma, whose 127 registers fit two blocks (16 warps) a multiprocessor, with half
+// the K/V reads from L2 per product (64 rows need 43 bytes a clock at the tensor peak); mma.sync would spill there.
+template <bool kWg> constexpr int kDqRows = kWg ? 128 : 64;
 
 // Blocks per multiprocessor the backward kernels are compiled for. At head dim <= 64 with softmax, ptxas fits them
 // in 168 registers without spilling, so three blocks (12 warps) share a multiprocessor instead of two; the others
@@ -45,18 +59,18 @@ template <int HDP, bool kWg> __device__ __forceinline__ int tile_at(int r, int d
     return r * kStride<HDP, kWg> + d;
 }
 
-// Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into tile s (tile_at), zero-filled
-// beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes at a time.
-// The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
-// (kThreads / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add
-// (stride is an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x
-// in steps of kThreads left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per
-// chunk: most of the forward's instructions per tile.
-template <int ROWS, int HDP, bool kWg>
+// Rows [r0, r0 + ROWS) of one head (row t at src + t * stride, hd elements) into tile s (tile_at) by the block's NT
+// threads, zero-filled beyond T and beyond hd. vec: hd % 8 == 0 and 16-byte aligned rows, so cp.async can move 16 bytes
+// at a time. The vector path runs in every tile of every kernel: each thread moves one fixed 16-byte column of every
+// (NT / kChunks)-th row, in a loop of constant trip count, each address one 32 x 32 -> 64-bit multiply-add (stride is
+// an int for that; nothing 64-bit stays live across the loops that call this). A loop from threadIdx.x in steps of NT
+// left the compiler a general trip count, a remainder loop and a 64 x 64-bit multiply per chunk: most of the forward's
+// instructions per tile.
+template <int ROWS, int HDP, bool kWg, int NT = kThreads>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, int r0, int T, int hd, bool vec) {
     if (vec) {
-        constexpr int kChunks = HDP / 8, kRowStep = kThreads / kChunks;
-        static_assert(kThreads % kChunks == 0 && ROWS % kRowStep == 0, "whole rows per pass");
+        constexpr int kChunks = HDP / 8, kRowStep = NT / kChunks;
+        static_assert(NT % kChunks == 0 && ROWS % kRowStep == 0, "whole rows per pass");
         const int r = threadIdx.x / kChunks, d = threadIdx.x % kChunks * 8;
 #pragma unroll
         for (int i = 0; i < ROWS / kRowStep; i++) {
@@ -65,7 +79,7 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, 
             cp_async16(s + tile_at<HDP, kWg>(r + i * kRowStep, d), ok ? src + int64_t(t) * stride + d : src, ok);
         }
     } else {
-        for (int c = threadIdx.x; c < ROWS * HDP; c += kThreads) {
+        for (int c = threadIdx.x; c < ROWS * HDP; c += NT) {
             int r = c / HDP, d = c % HDP, t = r0 + r;
             s[tile_at<HDP, kWg>(r, d)] = t < T && d < hd ? src[t * stride + d] : __ushort_as_bfloat16(0);
         }
@@ -73,12 +87,12 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, 
 }
 
 // Keys and values of key tile j (Bc rows of the kv head at kb and vb) into buffer buf of sK and sV [2][Bc][S].
-template <int Bc, int HDP, bool kWg>
+template <int Bc, int HDP, bool kWg, int NT = kThreads>
 __device__ __forceinline__ void load_kv(bf16* sK, bf16* sV, const bf16* kb, const bf16* vb, const AttnParams& p, int j,
                                         int buf, bool vec) {
     constexpr int S = kStride<HDP, kWg>;
-    load_tile<Bc, HDP, kWg>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
-    load_tile<Bc, HDP, kWg>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
+    load_tile<Bc, HDP, kWg, NT>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
+    load_tile<Bc, HDP, kWg, NT>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
 }
 
 // Double buffering, at the top of iteration i of n: issues load(i + 1, buffer) for the next tile when there is one,
@@ -94,6 +108,17 @@ template <bool kWg, typename Load> __device__ __forceinline__ void next_tile(int
     }
     if constexpr (kWg) fence_async_smem();
     __syncthreads();
+}
+
+// This warp's warpgroup in a query-parallel block (forward, dQ) whose rows start at q0: its first row, and the key
+// tiles its 64 rows see, one fewer than the block's for the first of two (the block's last tile lies above its
+// diagonal).
+struct RowGroup {
+    int wg, q0, n_kv;
+};
+__device__ __forceinline__ RowGroup row_group(int q0, int T, int Bc) {
+    const int wg = threadIdx.x / 128, qw = q0 + wg * 64;
+    return {wg, qw, (min(T, qw + 64) + Bc - 1) / Bc};
 }
 
 __device__ __forceinline__ float sigmoid2(float z) { return rcp_ftz(1.f + ex2_ftz(-z * kLog2e)); }
@@ -151,10 +176,11 @@ __device__ __forceinline__ bool sink_family(AttnScore s) {
 
 // ---- forward ---------------------------------------------------------------------------------------------
 template <int HDP, bool kSigmoid, bool kWg>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
     attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
                     bool vec) {
-    constexpr int Br = 64, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    constexpr int Br = kFwdRows<HDP>, NT = kFwdThreads<HDP>, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16;
+    constexpr int NC = Bc / 8, ND = HDP / 8;
     bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
     bf16* sK = sQ + Br * S;            // [2][Bc][S]
     bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
@@ -165,9 +191,11 @@ __global__ void __launch_bounds__(kThreads)
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
+    const RowGroup rg = row_group(q0, p.T, Bc);
+    const bf16* sQw = sQ + rg.wg * 64 * S;  // [64][S], the warpgroup's rows
 
-    load_tile<Br, HDP, kWg>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
-    load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, 0, 0, vec);
+    load_tile<Br, HDP, kWg, NT>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     // This thread holds rows row[0] and row[1] = row[0] + 8 of the warp's 16 (accumulator elements 0,1 and 2,3).
@@ -185,67 +213,69 @@ __global__ void __launch_bounds__(kThreads)
     uint32_t qf[kWg ? 1 : KD][4];  // the Q fragments ldmatrix loads once (wgmma reads them from sQ)
 
     for (int j = 0; j < n_kv; j++) {
-        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, t, buf, vec); });
-        const int buf = j & 1;
-        const bf16* cK = sK + buf * Bc * S;
-        const bf16* cV = sV + buf * Bc * S;
+        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, t, buf, vec); });
+        if (Br == 64 || j < rg.n_kv) {  // skipped, the warpgroup still meets the barriers (Br 64: one warpgroup)
+            const int buf = j & 1;
+            const bf16* cK = sK + buf * Bc * S;
+            const bf16* cV = sV + buf * Bc * S;
 
-        float s[NC][4] = {};  // S = Q K^T: rows of this warp x the Bc keys of the tile
-        if constexpr (kWg) {
-            wgmma_round([&] { wgmma_abt(s, sQ, cK); }, s);
-        } else {
-            if (j == 0)
+            float s[NC][4] = {};  // S = Q K^T: rows of this warp x the Bc keys of the tile
+            if constexpr (kWg) {
+                wgmma_round([&] { wgmma_abt(s, sQw, cK); }, s);
+            } else {
+                if (j == 0)
+#pragma unroll
+                    for (int kk = 0; kk < KD; kk++)
+                        ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
 #pragma unroll
                 for (int kk = 0; kk < KD; kk++)
-                    ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
 #pragma unroll
-            for (int kk = 0; kk < KD; kk++)
-#pragma unroll
-                for (int np = 0; np < Bc / 16; np++) {
-                    uint32_t kf[4];
-                    ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                    mma(s[2 * np], qf[kk], kf[0], kf[1]);
-                    mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
-                }
-        }
+                    for (int np = 0; np < Bc / 16; np++) {
+                        uint32_t kf[4];
+                        ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                        mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                        mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+                    }
+            }
 
-        const int k0 = j * Bc;
-        if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
-        if constexpr (kSigmoid) {
-#pragma unroll
-            for (int nt = 0; nt < NC; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) s[nt][e] = sigmoid2(s[nt][e] * p.scale + p.sigmoid_bias);
-        } else {
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                float mx = -INFINITY;
-#pragma unroll
-                for (int nt = 0; nt < NC; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 threads of a row
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                float m_new = fmaxf(m[r], mx * zscale);
-                float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
-                float alpha = ex2_ftz(m[r] - m_use), sum = 0.f;
-                m[r] = m_new;
+            const int k0 = j * Bc;
+            if (k0 + Bc > rg.q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
+            if constexpr (kSigmoid) {
 #pragma unroll
                 for (int nt = 0; nt < NC; nt++)
 #pragma unroll
-                    for (int c = 0; c < 2; c++) {
-                        float pv = ex2_ftz(fmaf(s[nt][2 * r + c], zscale, -m_use));
-                        s[nt][2 * r + c] = pv;
-                        sum += pv;
-                    }
-                l[r] = l[r] * alpha + sum;
+                    for (int e = 0; e < 4; e++) s[nt][e] = sigmoid2(s[nt][e] * p.scale + p.sigmoid_bias);
+            } else {
 #pragma unroll
-                for (int dt = 0; dt < ND; dt++) {
-                    acc[dt][2 * r] *= alpha;
-                    acc[dt][2 * r + 1] *= alpha;
+                for (int r = 0; r < 2; r++) {
+                    float mx = -INFINITY;
+#pragma unroll
+                    for (int nt = 0; nt < NC; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 threads of a row
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    float m_new = fmaxf(m[r], mx * zscale);
+                    float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: keep exp2 away from NaN
+                    float alpha = ex2_ftz(m[r] - m_use), sum = 0.f;
+                    m[r] = m_new;
+#pragma unroll
+                    for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+                        for (int c = 0; c < 2; c++) {
+                            float pv = ex2_ftz(fmaf(s[nt][2 * r + c], zscale, -m_use));
+                            s[nt][2 * r + c] = pv;
+                            sum += pv;
+                        }
+                    l[r] = l[r] * alpha + sum;
+#pragma unroll
+                    for (int dt = 0; dt < ND; dt++) {
+                        acc[dt][2 * r] *= alpha;
+                        acc[dt][2 * r + 1] *= alpha;
+                    }
                 }
             }
-        }
 
-        mma_acc_b<HDP, kWg>(acc, s, cV, lane);  // O += P V
+            mma_acc_b<HDP, kWg>(acc, s, cV, lane);  // O += P V
+        }
         __syncthreads();  // the next iteration overwrites the other buffer, which warps may still be reading
     }
 
@@ -443,13 +473,13 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     }
 }
 
-// Grid (query tiles of 64, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in registers)
-// and walks the key tiles (Bc keys) up to the diagonal.
+// Grid (query tiles of kDqRows, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in
+// registers) and walks the key tiles (Bc keys) up to the diagonal.
 template <int HDP, int Bc, bool kSigmoid, bool kWg>
-__global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
+__global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP, kSigmoid>)
     attn_dq_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                    const __grid_constant__ AttnParams p, bool vec) {
-    constexpr int Br = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
+    constexpr int Br = kDqRows<kWg>, NT = 2 * Br, S = kStride<HDP, kWg>, KD = HDP / 16, NC = Bc / 8, ND = HDP / 8;
     bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
     bf16* sdO = sQ + Br * S;           // [Br][S]
     bf16* sK = sdO + Br * S;           // [2][Bc][S]
@@ -462,10 +492,13 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
     const int do_stride = p.H * p.hd;  // <= W, an int like it
     const int n_kv = (min(p.T, q0 + Br) + Bc - 1) / Bc;
+    const RowGroup rg = row_group(q0, p.T, Bc);
+    const bf16* sQw = sQ + rg.wg * 64 * S;    // [64][S], the warpgroup's rows
+    const bf16* sdOw = sdO + rg.wg * 64 * S;  // [64][S]
 
-    load_tile<Br, HDP, kWg>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
-    load_tile<Br, HDP, kWg>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
-    load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, 0, 0, vec);
+    load_tile<Br, HDP, kWg, NT>(sQ, base + h * p.hd, p.W, q0, p.T, p.hd, vec);
+    load_tile<Br, HDP, kWg, NT>(sdO, dout + int64_t(b) * p.T * do_stride + h * p.hd, do_stride, q0, p.T, p.hd, vec);
+    load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, 0, 0, vec);
     cp_async_commit();
 
     const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};
@@ -480,42 +513,44 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     float dq[ND][4] = {};
 
     for (int j = 0; j < n_kv; j++) {
-        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg>(sK, sV, kb, vb, p, t, buf, vec); });
-        const int buf = j & 1;
-        const bf16* cK = sK + buf * Bc * S;
-        const bf16* cV = sV + buf * Bc * S;
+        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, t, buf, vec); });
+        if (Br == 64 || j < rg.n_kv) {  // skipped, the warpgroup still meets the barrier below
+            const int buf = j & 1;
+            const bf16* cK = sK + buf * Bc * S;
+            const bf16* cV = sV + buf * Bc * S;
 
-        float s[NC][4] = {}, dp[NC][4] = {};  // S = Q K^T, dP = dO V^T
-        if constexpr (kWg) {
-            wgmma_round([&] { wgmma_abt(s, sQ, cK); wgmma_abt(dp, sdO, cV); }, s, dp);
-        } else {
-            if (j == 0)
+            float s[NC][4] = {}, dp[NC][4] = {};  // S = Q K^T, dP = dO V^T
+            if constexpr (kWg) {
+                wgmma_round([&] { wgmma_abt(s, sQw, cK); wgmma_abt(dp, sdOw, cV); }, s, dp);
+            } else {
+                if (j == 0)
 #pragma unroll
-                for (int kk = 0; kk < KD; kk++) {
-                    ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
-                    ldsm_x4(of[kk], sdO + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
-                }
+                    for (int kk = 0; kk < KD; kk++) {
+                        ldsm_x4(qf[kk], sQ + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                        ldsm_x4(of[kk], sdO + (warp * 16 + a_row(lane)) * S + kk * 16 + a_col(lane));
+                    }
 #pragma unroll
-            for (int kk = 0; kk < KD; kk++)
+                for (int kk = 0; kk < KD; kk++)
 #pragma unroll
-                for (int np = 0; np < Bc / 16; np++) {
-                    uint32_t kf[4], vf[4];
-                    ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                    ldsm_x4(vf, cV + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
-                    mma(s[2 * np], qf[kk], kf[0], kf[1]);
-                    mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
-                    mma(dp[2 * np], of[kk], vf[0], vf[1]);
-                    mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
-                }
+                    for (int np = 0; np < Bc / 16; np++) {
+                        uint32_t kf[4], vf[4];
+                        ldsm_x4(kf, cK + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                        ldsm_x4(vf, cV + (np * 16 + b_row(lane)) * S + kk * 16 + b_col(lane));
+                        mma(s[2 * np], qf[kk], kf[0], kf[1]);
+                        mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+                        mma(dp[2 * np], of[kk], vf[0], vf[1]);
+                        mma(dp[2 * np + 1], of[kk], vf[2], vf[3]);
+                    }
+            }
+            const int k0 = j * Bc;
+            if (k0 + Bc > rg.q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
+#pragma unroll
+            for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
+            mma_acc_b<HDP, kWg>(dq, s, cK, lane);  // dQ += dS K
         }
-        const int k0 = j * Bc;
-        if (k0 + Bc > q0 || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<false>(s, p, row, k0, tq);
-#pragma unroll
-        for (int nt = 0; nt < NC; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
-        mma_acc_b<HDP, kWg>(dq, s, cK, lane);  // dQ += dS K
         __syncthreads();
     }
 
@@ -609,9 +644,9 @@ template <bool kWg> constexpr size_t kAlignSlack = kWg ? 1024 : 0;
 template <int HDP, bool kSigmoid, bool kWg>
 void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec, cudaStream_t st) {
     constexpr int S = kStride<HDP, kWg>;
-    dim3 grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kThreads,
-                size_t(64 + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
+    dim3 grid(unsigned(ceil_div(p.T, kFwdRows<HDP>)), unsigned(p.H), unsigned(p.B));
+    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kFwdThreads<HDP>,
+                size_t(kFwdRows<HDP> + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
 }
 
 template <int HDP, bool kSigmoid, bool kWg>
@@ -622,9 +657,10 @@ void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, co
     CUDA_LAUNCH(attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg>, kv_grid, kThreads,
                 size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float) + kAlignSlack<kWg>, st, dqkv, dout,
                 lse, D, qkv, p, vec);
-    dim3 q_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, kThreads,
-                size_t(2 * 64 + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, p, vec);
+    dim3 q_grid(unsigned(ceil_div(p.T, kDqRows<kWg>)), unsigned(p.H), unsigned(p.B));
+    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, 2 * kDqRows<kWg>,
+                size_t(2 * kDqRows<kWg> + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, p,
+                vec);
 }
 
 void check_spec(const AttnSpec& s) {

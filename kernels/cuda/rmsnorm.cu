@@ -1,8 +1,8 @@
 // RMSNorm over groups of a row, the one kernel pair behind rmsnorm, headnorm and qknorm.
-// Forward and dx: `lanes` lanes per (row, group), a power of two that covers the group in 16-byte accesses (32 for
-// d_model, 8 for a head of 64 in bf16: a whole warp per head left three quarters of it idle). Gain gradients:
-// per-chunk column partial sums (a fixed split of the rows), then an ordered reduction over chunks, so the result
-// does not depend on scheduling.
+// Forward and backward: `lanes` lanes per (row, group), a power of two that covers the group in 16-byte accesses (32
+// for d_model, 8 for a head of 64 in bf16: a whole warp per head left three quarters of it idle). Gain gradients:
+// column partial sums per chunk of rows (a fixed split), added up in the pass that computes dx from the same loads,
+// then an ordered reduction over chunks, so the result does not depend on scheduling.
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/cuda/launch.cuh"
 
@@ -11,7 +11,11 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxChunks = 256;  // row chunks of the gain-gradient partial sums
+// Row chunks of the backward, a block each: enough blocks to keep the memory busy at the model's token counts
+// (48 x 1024 rows make 1024 chunks of 48), few enough that their partial sums stay small next to dout and x.
+constexpr int kChunkRows = 16, kMaxChunks = 1024;
+// Shared memory of a backward block, one row of partial gain sums a warp: up to 8 warps of 3072 channels at once.
+constexpr int kBwdSmem = 96 * 1024;
 
 // The gain vector and offset that group h uses.
 template <typename T>
@@ -86,91 +90,102 @@ __global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, co
 }
 
 // dx = r (g dy - x r^2 mean_j(g dy x)), the gradient of y = x r g with r = (mean x^2 + eps)^-1/2; with accumulate
-// it is added to dx, rounded once.
+// it is added to dx, rounded once. partial[p, c] = the sum of dy x r over the rows of chunk p (this block's), for the
+// normalized channels c < G gs. Each warp takes whole rows of the chunk, 32 / lanes groups a pass, so that a lane
+// meets the same channels in every row: it adds their dy x r to its warp's row of sacc without racing another lane,
+// and the block adds its warps' rows in order at the end.
 template <typename T, bool kVecIO>
-__global__ void norm_dx_kernel(T* dx, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
-                               NormLayout L, int lanes, bool accumulate) {
+__global__ void norm_bwd_kernel(T* dx, float* partial, const T* dout, const T* x, const T* g0, const T* g1,
+                                const float* rstd, NormLayout L, int lanes, int64_t rows_per_chunk, bool accumulate) {
     constexpr int VW = kVecIO ? kVec<T> : 1;
-    const NormItem it = norm_item(L, lanes);
-    const int64_t n = it.n;
-    const int h = it.h, lane = it.lane, step = lanes * VW;
-    const int64_t off = n * L.W + int64_t(h) * L.gs;
-    const T *xr = x + off, *dyr = dout + off;  // [gs]
-    T* dxr = dx + off;                           // [gs]
-    const bool norm = it.valid && h < L.G;
-    if (it.valid && !norm) {
-        for (int j = lane * VW; j < L.gs; j += step) {
-            float d[VW], o[VW];
-            load_f32<VW>(dyr + j, d);
-            if (accumulate) load_f32<VW>(dxr + j, o);
-            for (int e = 0; e < VW; e++) o[e] = accumulate ? o[e] + d[e] : d[e];
-            store_f32<VW>(dxr + j, o);
-        }
-    }
-    const T* g = gain_of(L, g0, g1, norm ? h : 0);
-    float dot = 0.f;
-    if (norm) {
-        for (int j = lane * VW; j < L.gs; j += step) {
-            if constexpr (kVecIO) {
-                Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j);
-                for (int e = 0; e < VW; e++) dot += to_float(gp.v[e]) * to_float(dp.v[e]) * to_float(xp.v[e]);
-            } else {
-                dot += to_float(g[j]) * to_float(dyr[j]) * to_float(xr[j]);
+    const int groups = L.W / L.gs, Wn = L.G * L.gs, warps = blockDim.x / 32, warp = threadIdx.x / 32;
+    const int lane = threadIdx.x % lanes, slot = threadIdx.x % 32 / lanes, step = lanes * VW;
+    float* sacc = dynamic_smem<float>();  // [warps][Wn]
+    float* wacc = sacc + warp * Wn;       // [Wn]
+    for (int c = threadIdx.x % 32; c < Wn; c += 32) wacc[c] = 0.f;
+    __syncwarp();
+    const int64_t n0 = blockIdx.x * rows_per_chunk, n1 = min(L.N, n0 + rows_per_chunk);
+    for (int64_t n = n0 + warp; n < n1; n += warps)
+        for (int h0 = 0; h0 < groups; h0 += 32 / lanes) {
+            const int h = h0 + slot;
+            const bool norm = h < L.G;
+            const int64_t off = n * L.W + int64_t(h) * L.gs;
+            const T *xr = x + off, *dyr = dout + off;  // [gs]
+            T* dxr = dx + off;                           // [gs]
+            if (h < groups && !norm) {
+                for (int j = lane * VW; j < L.gs; j += step) {
+                    float d[VW], o[VW];
+                    load_f32<VW>(dyr + j, d);
+                    if (accumulate) load_f32<VW>(dxr + j, o);
+                    for (int e = 0; e < VW; e++) o[e] = accumulate ? o[e] + d[e] : d[e];
+                    store_f32<VW>(dxr + j, o);
+                }
+            }
+            const T* g = gain_of(L, g0, g1, norm ? h : 0);
+            float dot = 0.f;
+            if (norm) {
+                for (int j = lane * VW; j < L.gs; j += step) {
+                    if constexpr (kVecIO) {
+                        Pack<T> xp = load_pack(xr + j), dp = load_pack(dyr + j), gp = load_pack(g + j);
+                        for (int e = 0; e < VW; e++) dot += to_float(gp.v[e]) * to_float(dp.v[e]) * to_float(xp.v[e]);
+                    } else {
+                        dot += to_float(g[j]) * to_float(dyr[j]) * to_float(xr[j]);
+                    }
+                }
+            }
+            dot = group_sum(dot, lanes);  // every lane of the warp, whatever its group
+            if (!norm) continue;
+            float r = rstd[n * L.G + h];
+            float c = dot * r * r / float(L.gs);
+            float* acc = wacc + h * L.gs;  // [gs]
+            for (int j = lane * VW; j < L.gs; j += step) {
+                float xv[VW], dv[VW], gv[VW], o[VW];
+                load_f32<VW>(xr + j, xv);
+                load_f32<VW>(dyr + j, dv);
+                load_f32<VW>(g + j, gv);
+                if (accumulate) load_f32<VW>(dxr + j, o);
+                for (int e = 0; e < VW; e++) {
+                    const float d = r * (gv[e] * dv[e] - xv[e] * c);
+                    o[e] = accumulate ? o[e] + d : d;
+                    acc[j + e] += dv[e] * xv[e] * r;
+                }
+                store_f32<VW>(dxr + j, o);
             }
         }
-    }
-    dot = group_sum(dot, lanes);
-    if (!norm) return;
-    float r = rstd[n * L.G + h];
-    float c = dot * r * r / float(L.gs);
-    for (int j = lane * VW; j < L.gs; j += step) {
-        float xv[VW], dv[VW], gv[VW], o[VW];
-        load_f32<VW>(xr + j, xv);
-        load_f32<VW>(dyr + j, dv);
-        load_f32<VW>(g + j, gv);
-        if (accumulate) load_f32<VW>(dxr + j, o);
-        for (int e = 0; e < VW; e++) {
-            const float d = r * (gv[e] * dv[e] - xv[e] * c);
-            o[e] = accumulate ? o[e] + d : d;
-        }
-        store_f32<VW>(dxr + j, o);
+    __syncthreads();
+    for (int c = threadIdx.x; c < Wn; c += blockDim.x) {
+        float sum = 0.f;
+        for (int w = 0; w < warps; w++) sum += sacc[w * Wn + c];
+        partial[int64_t(blockIdx.x) * Wn + c] = sum;
     }
 }
 
-// partial[p, c] = sum over the rows of chunk p of dout * x * rstd, for the normalized channels c < G*gs.
-template <typename T>
-__global__ void norm_dg_partial_kernel(float* partial, const T* dout, const T* x, const float* rstd, NormLayout L,
-                                       int64_t rows_per_chunk) {
-    int Wn = L.G * L.gs;
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= Wn) return;
-    int h = c / L.gs;
-    int64_t n0 = int64_t(blockIdx.y) * rows_per_chunk, n1 = min(L.N, n0 + rows_per_chunk);
-    float acc = 0.f;
-    for (int64_t n = n0; n < n1; n++)
-        acc += to_float(dout[n * L.W + c]) * to_float(x[n * L.W + c]) * rstd[n * L.G + h];
-    partial[int64_t(blockIdx.y) * Wn + c] = acc;
-}
-
-// dg[e] += sum over chunks p (in order) and over the groups [ha, hb) that share gain element e.
+// dg[e] += the sum over chunks p and over the groups [ha, hb) that share gain element e: 32 elements a block, each
+// of its warps over every kWarps-th chunk in order, then the warps' sums in order.
 __global__ void norm_dg_reduce_kernel(float* dg, const float* partial, int chunks, int Wn, int gs, int ha, int hb,
                                       bool per_group) {
-    int len = per_group ? (hb - ha) * gs : gs;
-    int e = blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= len) return;
+    __shared__ float part[kWarps][32];
+    const int len = per_group ? (hb - ha) * gs : gs, col = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int e = blockIdx.x * 32 + col;
     float acc = 0.f;
-    for (int p = 0; p < chunks; p++) {
-        const float* row = partial + int64_t(p) * Wn;
-        if (per_group) {
-            acc += row[ha * gs + e];
-        } else {
-            for (int h = ha; h < hb; h++) acc += row[h * gs + e];
+    if (e < len)
+        for (int p = warp; p < chunks; p += kWarps) {
+            const float* row = partial + int64_t(p) * Wn;  // [Wn]
+            if (per_group) {
+                acc += row[ha * gs + e];
+            } else {
+                for (int h = ha; h < hb; h++) acc += row[h * gs + e];
+            }
         }
-    }
-    dg[e] += acc;
+    part[warp][col] = acc;
+    __syncthreads();
+    if (warp > 0 || e >= len) return;
+    float sum = 0.f;
+    for (int w = 0; w < kWarps; w++) sum += part[w][col];
+    dg[e] += sum;
 }
 
-int chunks_of(int64_t N) { return int(std::min<int64_t>(ceil_div(N, 32), kMaxChunks)); }
+int chunks_of(int64_t N) { return int(std::min<int64_t>(ceil_div(N, kChunkRows), kMaxChunks)); }
 
 // Lanes per (row, group): the power of two that covers gs in accesses of vw elements, at most a warp.
 int lanes_for(int gs, int vw) {
@@ -179,7 +194,7 @@ int lanes_for(int gs, int vw) {
     return lanes;
 }
 
-// Grid of norm_fwd_kernel / norm_dx_kernel: kWarps warps of 32 / lanes items each.
+// Grid of norm_fwd_kernel: kWarps warps of 32 / lanes items each.
 dim3 norm_grid(const NormLayout& L, int lanes) {
     return dim3(unsigned(ceil_div(L.N * (L.W / L.gs), int64_t(kWarps) * (32 / lanes))));
 }
@@ -215,25 +230,27 @@ void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T*
     check_layout(L);
     SL_ASSERT((L.G > L.G0) == (dg1 != nullptr), "norm_bwd: a second gain gradient exactly when there is a second gain");
     if (L.N == 0) return;
-    if (vec_ok<T>(L.gs, dx, dout, x, g0, g1)) {
-        const int lanes = lanes_for(L.gs, kVec<T>);
-        CUDA_LAUNCH(norm_dx_kernel<T, true>, norm_grid(L, lanes), kThreads, 0, st, dx, dout, x, g0, g1, rstd, L,
-                    lanes, accumulate);
-    } else {
-        const int lanes = lanes_for(L.gs, 1);
-        CUDA_LAUNCH(norm_dx_kernel<T, false>, norm_grid(L, lanes), kThreads, 0, st, dx, dout, x, g0, g1, rstd, L,
-                    lanes, accumulate);
-    }
-
-    int chunks = chunks_of(L.N), Wn = L.G * L.gs;
-    int64_t rows_per_chunk = ceil_div(L.N, chunks);
+    const int chunks = chunks_of(L.N), Wn = L.G * L.gs;
+    const int64_t rows_per_chunk = ceil_div(L.N, chunks);
+    const size_t row_bytes = size_t(Wn) * sizeof(float);
+    const int warps = int(std::min<size_t>(kWarps, kBwdSmem / row_bytes));
+    SL_REQUIRE(warps >= 1,
+               "the CUDA norm backward holds at most {} normalized channels a row in shared memory, not {}: use a "
+               "smaller model.d_model",
+               kBwdSmem / sizeof(float), Wn);
     auto* partial = static_cast<float*>(scratch);  // [chunks, Wn]
-    CUDA_LAUNCH(norm_dg_partial_kernel<T>, dim3(unsigned(ceil_div(Wn, kThreads)), unsigned(chunks)), kThreads, 0, st,
-                partial, dout, x, rstd, L, rows_per_chunk);
+    const unsigned grid = unsigned(chunks), block = unsigned(warps * 32);
+    const size_t smem = size_t(warps) * row_bytes;
+    if (vec_ok<T>(L.gs, dx, dout, x, g0, g1))
+        CUDA_LAUNCH(norm_bwd_kernel<T, true>, grid, block, smem, st, dx, partial, dout, x, g0, g1, rstd, L,
+                    lanes_for(L.gs, kVec<T>), rows_per_chunk, accumulate);
+    else
+        CUDA_LAUNCH(norm_bwd_kernel<T, false>, grid, block, smem, st, dx, partial, dout, x, g0, g1, rstd, L,
+                    lanes_for(L.gs, 1), rows_per_chunk, accumulate);
     auto reduce = [&](float* dg, int ha, int hb) {
         int len = L.per_group ? (hb - ha) * L.gs : L.gs;
-        CUDA_LAUNCH(norm_dg_reduce_kernel, unsigned(ceil_div(len, kThreads)), kThreads, 0, st, dg, partial, chunks,
-                    Wn, L.gs, ha, hb, L.per_group);
+        CUDA_LAUNCH(norm_dg_reduce_kernel, unsigned(ceil_div(len, 32)), kThreads, 0, st, dg, partial, chunks, Wn,
+                    L.gs, ha, hb, L.per_group);
     };
     reduce(dg0, 0, L.G0);
     if (dg1) reduce(dg1, L.G0, L.G);

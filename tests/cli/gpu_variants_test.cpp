@@ -1,7 +1,8 @@
 // scripts/gpu_variants.sh run, on a variants pack of stand-in binaries: shell scripts that print what GoogleTest and
 // `sinklab bench` print, and log the arguments they were given. The script only runs on the rare device sessions, so
 // this is where its bookkeeping is checked: test counts summed over its two test processes, a ref whose wgmma tests
-// fail benched without sinklab_wgmma, and the table of mean tokens/s and ratios to the first ref.
+// fail benched without sinklab_wgmma, the table of mean tokens/s and ratios to the first ref, and the op families'
+// time per step from the bench's per-op table.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -26,8 +27,10 @@ std::string fake_tests(bool wgmma_fails) {
            "echo '[  PASSED  ] 17 tests.'\n";
 }
 
-// A stand-in sinklab: logs its arguments, then prints a bench row per --impls value with the tokens/s given.
-std::string fake_sinklab(int sinklab_tokens, int wgmma_tokens) {
+// A stand-in sinklab: logs its arguments, then prints a bench row per --impls value with the tokens/s given (step
+// 50 ms), and the per-op table after them: rope's share of op time rope_share, attention_fwd's 6% and 7% by column,
+// matmul's the rest (not a family the table reports), headnorm's 0.
+std::string fake_sinklab(int sinklab_tokens, int wgmma_tokens, const std::string& rope_share) {
     return "#!/usr/bin/env bash\n"
            "echo \"$*\" >>args.log\n"
            "impls=() in=0\n"
@@ -40,16 +43,26 @@ std::string fake_sinklab(int sinklab_tokens, int wgmma_tokens) {
            "for impl in \"${impls[@]}\"; do\n"
            "    tok=" + std::to_string(sinklab_tokens) + "\n"
            "    [[ $impl == sinklab_wgmma ]] && tok=" + std::to_string(wgmma_tokens) + "\n"
-           "    echo \"  $i standard [$impl]     $tok    100.00    40.0%    1.000x\"\n"
+           "    echo \"  $i standard [$impl]     $tok    50.00    40.0%    1.000x\"\n"
            "    i=$((i + 1))\n"
-           "done\n";
+           "done\n"
+           "echo\n"
+           "echo 'share of op time per family (%), columns by # above'\n"
+           "echo 'op                  #1      #2'\n"
+           "echo 'matmul             80.0    80.0'\n"
+           "echo 'rope               " + rope_share + "     " + rope_share + "'\n"
+           "echo 'attention_fwd       6.0     7.0'\n"
+           "echo 'headnorm            0.0     0.0'\n"
+           "echo\n"
+           "echo 'attention per step: ms, and TFLOP/s of its products (forward 2, backward 5) on the causal scores'\n"
+           "echo 'rope ms             9.9     9.9'\n";
 }
 
 void add_variant(const std::string& root, const std::string& name, bool wgmma_fails, int sinklab_tokens,
-                 int wgmma_tokens) {
+                 int wgmma_tokens, const std::string& rope_share) {
     const std::string dir = root + "/" + name;
     write_file(dir + "/sinklab_tests", fake_tests(wgmma_fails));
-    write_file(dir + "/sinklab", fake_sinklab(sinklab_tokens, wgmma_tokens));
+    write_file(dir + "/sinklab", fake_sinklab(sinklab_tokens, wgmma_tokens, rope_share));
     write_file(dir + "/configs/llama-152m.yaml", "inherit: base.yaml\n");
     for (const char* bin : {"/sinklab_tests", "/sinklab"})
         std::filesystem::permissions(dir + bin, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
@@ -69,8 +82,8 @@ TEST(GpuVariants, ARefWhoseWgmmaTestsFailIsBenchedWithoutThem) {
     std::filesystem::create_directories(carry);
     write_file(stage + "/pack/lib/README", "the carried libraries\n");
     ASSERT_NO_FATAL_FAILURE(pack(stage + "/pack", carry + "/sinklab-gpu.tar.xz"));
-    add_variant(stage + "/variants", "1-aaa-base", false, 1000, 2000);
-    add_variant(stage + "/variants", "2-bbb-wgfail", true, 1100, 9999);
+    add_variant(stage + "/variants", "1-aaa-base", false, 1000, 2000, "4.0");
+    add_variant(stage + "/variants", "2-bbb-wgfail", true, 1100, 9999, "1.0");
     ASSERT_NO_FATAL_FAILURE(pack(stage + "/variants", carry + "/variants.tar.xz"));
     write_file(carry + "/VARIANTS", "1-aaa-base base aaaaaaaaaaaa\n2-bbb-wgfail wgfail bbbbbbbbbbbb\n");
 
@@ -94,7 +107,18 @@ TEST(GpuVariants, ARefWhoseWgmmaTestsFailIsBenchedWithoutThem) {
         EXPECT_NE(md.find(std::string("| ") + T + " | standard [sinklab_wgmma] | 2.0k (2.0-2.0) 1.000x | n/a |"),
                   std::string::npos)
             << md;
+        // Share x step time per configuration column; families the table does not report, and zero shares, left out.
+        EXPECT_NE(md.find(std::string("| ") + T + " | standard [sinklab] | rope | 2.00 (2.00-2.00) 1.000x | 0.50 "
+                                                  "(0.50-0.50) 0.250x |"),
+                  std::string::npos)
+            << md;
+        EXPECT_NE(md.find(std::string("| ") + T + " | standard [sinklab_wgmma] | attention_fwd | 3.50 (3.50-3.50) "
+                                                  "1.000x | n/a |"),
+                  std::string::npos)
+            << md;
     }
+    EXPECT_EQ(md.find("matmul"), std::string::npos) << md;
+    EXPECT_EQ(md.find("headnorm"), std::string::npos) << md;
     const std::string work = dir / "sinklab-gpu-variants/variants";
     const std::string base_args = read_file(work + "/1-aaa-base/args.log"),
                       failed_args = read_file(work + "/2-bbb-wgfail/args.log");
