@@ -160,19 +160,19 @@ for path in glob.glob(os.path.join(work, "logs", "bench-*.log")):
     name, T = m.group(1), int(m.group(2))
     rows, in_shares = [], False
     for line in open(path, errors="replace"):
-        r = row.match(line)
+        r, fields = row.match(line), line.split()
         if r:
-            rows.append((r.group(1).strip(), float(r.group(3))))
-            tok.setdefault((T, r.group(1).strip()), {}).setdefault(name, []).append(float(r.group(2)))
+            label = r.group(1).strip()
+            rows.append((label, float(r.group(3))))
+            tok.setdefault((T, label), {}).setdefault(name, []).append(float(r.group(2)))
         elif line.startswith("share of op time per family"):
             in_shares = True
-        elif in_shares and not line.strip():
+        elif in_shares and not fields:
             in_shares = False
-        elif in_shares and line.split()[0] in families:
-            for (label, step_ms), share in zip(rows, line.split()[1:]):
+        elif in_shares and fields[0] in families:
+            for (label, step_ms), share in zip(rows, fields[1:]):
                 if float(share) > 0:
-                    ops.setdefault((T, label, line.split()[0]), {}).setdefault(name, []).append(
-                        float(share) / 100 * step_ms)
+                    ops.setdefault((T, label, fields[0]), {}).setdefault(name, []).append(float(share) / 100 * step_ms)
 
 
 def cells(per, scale, digits, unit):
