@@ -332,12 +332,8 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
 // and attn_dq_ds_kernel computes dQ = dS K from it: one product per tile pair where recomputing S, P and dP takes
 // three, for 4 bytes of memory traffic per visible score (written once, read once). Per (sequence, head), tile
 // (key tile kt, query tile qt >= kt) is [64 keys][64 queries] row-major at tile index qt (qt + 1) / 2 + kt: a query
-// tile's tiles lie together, in the order dQ reads them. Masked scores and rows beyond T hold zeros.
-constexpr int kDsTile = 64;
-__host__ __device__ inline int64_t ds_tiles(int T) {
-    const int64_t n = (T + kDsTile - 1) / kDsTile;
-    return n * (n + 1) / 2;
-}
+// tile's tiles lie together, in the order dQ reads them. Masked scores and rows beyond T hold zeros. Its size and
+// passes: attention_ds.h.
 // The element offset of a tile in the scratch of one pass, under 2 GiB (kMaxDsBytes): a 32-bit offset from the
 // kernel argument, where a pointer held across the loop made the dK/dV kernel spill.
 __device__ __forceinline__ int ds_tile(const AttnParams& p, int b, int h, int kt, int qt) {
@@ -769,20 +765,6 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
                 vec);
 }
 
-// The kernels index a pass's dS with 32-bit element offsets (ds_tile).
-constexpr size_t kMaxDsBytes = (size_t(1) << 31) - 1;
-
-// Sequences per pass of the backward that keeps dS (bf16, mma.sync, head dims up to 64), or 0 where it does not
-// run: one sequence's dS would exceed attention_ds_budget(). The passes share the sequences evenly.
-int ds_seqs_per_pass(const AttnSpec& s) {
-    if (s.wgmma || padded_hd(s.hd) > 64 || s.B == 0 || s.T == 0) return 0;
-    const size_t per_seq = size_t(s.H) * ds_tiles(s.T) * kDsTile * kDsTile * sizeof(bf16);
-    const int64_t fit = int64_t(std::min(attention_ds_budget(), kMaxDsBytes) / per_seq);
-    return fit == 0 ? 0 : int(ceil_div(s.B, ceil_div(s.B, fit)));
-}
-size_t ds_bytes(const AttnSpec& s, int seqs) {
-    return size_t(seqs) * s.H * ds_tiles(s.T) * kDsTile * kDsTile * sizeof(bf16);
-}
 size_t rowdot_bytes(const AttnSpec& s) { return size_t(s.B) * s.H * s.T * sizeof(float); }
 
 void check_spec(const AttnSpec& s) {
@@ -810,12 +792,12 @@ void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec
 }
 
 size_t& attention_ds_budget() {
-    static size_t bytes = size_t(1) << 30;
+    static size_t bytes = kDefaultDsBudget;
     return bytes;
 }
 
 template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
-    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s) : 0;
+    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s, attention_ds_budget()) : 0;
     return align256(rowdot_bytes(s)) + ds_bytes(s, seqs);
 }
 
@@ -835,7 +817,8 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
-        const int ds_seqs = ds_seqs_per_pass(s);  // attention_bwd_scratch<bf16> made room for them after D
+        // attention_bwd_scratch<bf16> made room for them after D
+        const int ds_seqs = ds_seqs_per_pass(s, attention_ds_budget());
         bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(static_cast<char*>(scratch) + align256(rowdot_bytes(s))) : nullptr;
         dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {
             bwd_bf16<HDP, kSigmoid, kWg>(dqkv, ds, ds_seqs, dout, lse, D, qkv, p, vec, st);
