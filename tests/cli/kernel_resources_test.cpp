@@ -19,6 +19,7 @@ std::string script_cmd(const std::string& args) {
     return "python3 " + std::string(SINKLAB_SOURCE_DIR) + "/scripts/kernel_resources.py " + args;
 }
 
+#ifdef SINKLAB_WGMMA
 // The names of the __global__ functions declared in the build's CUDA sources, read from the sources themselves.
 std::set<std::string> declared_kernels() {
     const std::regex global(R"(__global__\s+(?:void\s+)?(?:__launch_bounds__\([^)]*\)\s*)?(?:void\s+)?(\w+)\s*\()");
@@ -33,6 +34,7 @@ std::set<std::string> declared_kernels() {
     }
     return names;
 }
+#endif
 
 TEST(KernelResources, ListsEveryKernelOfThisBuildAndNoneSpills) {
 #ifndef SINKLAB_WGMMA
