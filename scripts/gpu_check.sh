@@ -124,18 +124,18 @@ train() {
         --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
-# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape, mma.sync and wgmma (one step of
-# each attention.impl). One layer and a small vocabulary (byte tokens) leave little device memory for ncu to save and
-# restore between its replays of a kernel. The configuration is checked first, so that a dry run finds a mistake in
-# it; it also gives the report the shape. The CSV names the kernels with their template arguments (demangled), which
-# tell the two sets apart. Then the kernels' SASS.
+# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape, mma.sync (whose dQ kernel reads
+# the dS the dK/dV kernel kept) and wgmma (one step of each attention.impl). One layer and a small vocabulary (byte
+# tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The configuration
+# is checked first, so that a dry run finds a mistake in it; it also gives the report the shape. The CSV names the
+# kernels with their template arguments (demangled), which tell the two sets apart. Then the kernels' SASS.
 profile() {
     local ncu rc=0 cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
                         --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)
     sl "$bin/sinklab" info "${cfg[@]}" --yaml >"$work/logs/profile-config.yaml" || return 1
     if ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null); then
         # The report is read whatever the run's end: a wgmma fault would end it after the mma.sync kernels' profiles.
-        sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq)_kernel' --launch-count 6 -f \
+        sl "$ncu" --clock-control none --set full -k 'regex:attn_(fwd|dkdv|dq|dq_ds)_kernel' --launch-count 6 -f \
             -o "$work/attn" "$bin/sinklab" bench "${cfg[@]}" --variants standard --impls sinklab sinklab_wgmma \
             --steps 1 --warmup 0 --no-profile || rc=1
         if [[ -f $work/attn.ncu-rep ]]; then

@@ -144,14 +144,15 @@ TENSOR_PIPE = re.compile(r"^sm__pipe_tensor_op_(\w+?)_cycles_active\.avg\.pct_of
 STALL = re.compile(r"^smsp__average_warps_issue_stalled_(\w+)_per_issue_active\.ratio$")
 # The throughput of L2 and of L1 / shared memory against their peaks, from the speed-of-light section: whether the
 # attention kernels' tile loads (L2) or their operand reads (shared memory) bound them.
-MEMORY_SOL = ((re.compile(r"^lts__throughput\.avg\.pct_of_peak_sustained_\w+$"), "L2"),
+MEMORY_SOL = ((re.compile(r"^dram__throughput\.avg\.pct_of_peak_sustained_\w+$"), "DRAM"),
+              (re.compile(r"^lts__throughput\.avg\.pct_of_peak_sustained_\w+$"), "L2"),
               (re.compile(r"^l1tex__throughput\.avg\.pct_of_peak_sustained_\w+$"), "L1/shared"))
 TO_US = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
 
 
 # The products each attention kernel runs per pair of 64 x 64 tiles (query tile, key tile at or below it): the
-# forward S and P V; dK/dV S^T, dP^T, dV and dK; dQ S, dP and dQ.
-ATTN_PRODUCTS = {"fwd": 2, "dkdv": 4, "dq": 3}
+# forward S and P V; dK/dV S^T, dP^T, dV and dK; dQ S, dP and dQ; dQ from the kept dS (dq_ds) dQ alone.
+ATTN_PRODUCTS = {"fwd": 2, "dkdv": 4, "dq": 3, "dq_ds": 1}
 PEAK_TFLOPS = 989.0  # H100 / H200 dense bf16
 
 
@@ -182,8 +183,8 @@ def tensor_tflops(kernel, seconds, shape):
 def profile_lines(path, shape=None):
     """One line per kernel of ncu's raw CSV (a row of metric names, a row of units, a row per kernel): its template
     arguments (the last says wgmma), time, the tensor-core rate its products reach when the profiled shape is
-    known, tensor-pipe and issue activity, achieved occupancy, L2 and L1 / shared-memory throughput, registers, and
-    the three largest stall reasons in cycles per issued instruction."""
+    known, tensor-pipe and issue activity, achieved occupancy, DRAM, L2 and L1 / shared-memory throughput,
+    registers, and the three largest stall reasons in cycles per issued instruction."""
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -202,7 +203,8 @@ def profile_lines(path, shape=None):
             return None
 
     # The metrics shown as percentages, the same for every row: every tensor pipe ncu names (hmma for mma.sync;
-    # Hopper's wgmma may count under another), issue activity, occupancy, then L2 and L1 / shared-memory throughput.
+    # Hopper's wgmma may count under another), issue activity, occupancy, then DRAM, L2 and L1 / shared-memory
+    # throughput.
     tensor = [(n, f"tensor pipe {m.group(1)}") for n in names for m in [TENSOR_PIPE.match(n)] if m]
     memory = [next(((n, label) for n in names if pattern.match(n)), (None, label)) for pattern, label in MEMORY_SOL]
     percents = tensor + [("smsp__issue_active.avg.pct_of_peak_sustained_active", "issue active"),

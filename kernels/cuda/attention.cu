@@ -11,7 +11,9 @@
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
 // registers, and a query-parallel kernel (64 queries per block, 128 on wgmma, looping over key tiles) accumulates
-// dq. Both recompute P from the saved lse. The sink logit's gradient is a separate ordered reduction.
+// dq. Both recompute P from the saved lse; on mma.sync at head dims up to 64 the first also writes dS to scratch,
+// and the second computes dq = dS K from it alone (ds_tile). The sink logit's gradient is a separate ordered
+// reduction.
 #include <type_traits>
 
 #include "kernels/cuda/attention.cuh"
@@ -143,6 +145,21 @@ __device__ __forceinline__ void mask_tile(float (&s)[N][4], const AttnParams& p,
         }
 }
 
+// d += a B for one mma.sync A fragment a (this warp's 16 rows x columns 16 kk .. 16 kk + 15) and rows 16 kk .. of
+// a shared tile B [..][S] read along its rows.
+template <int HDP>
+__device__ __forceinline__ void mma_a_b(float (&d)[HDP / 8][4], const uint32_t (&a)[4], const bf16* B, int kk,
+                                        int lane) {
+    constexpr int S = kStride<HDP, false>;
+#pragma unroll
+    for (int dp = 0; dp < HDP / 16; dp++) {
+        uint32_t bf[4];
+        ldsm_x4_trans(bf, B + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
+        mma(d[2 * dp], a, bf[0], bf[1]);
+        mma(d[2 * dp + 1], a, bf[2], bf[3]);
+    }
+}
+
 // d += bf16(s) B, the products whose A operand is a tile of accumulators (P or dS: this warp's 16 rows x the 8 NS
 // columns of s, re-packed to bf16 in registers) and whose B is a shared tile [8 NS][S] read along its rows (V, K):
 // mma.sync on fragments ldmatrix transposes, or one wgmma chain of the warpgroup.
@@ -154,18 +171,11 @@ __device__ __forceinline__ void mma_acc_b(float (&d)[HDP / 8][4], const float (&
         acc_to_a_all(a, s);
         wgmma_round([&] { wgmma_av(d, a, B); }, d, a);
     } else {
-        constexpr int S = kStride<HDP, kWg>;
 #pragma unroll
         for (int kk = 0; kk < NK; kk++) {
             uint32_t a[4];
             acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-            for (int dp = 0; dp < HDP / 16; dp++) {
-                uint32_t bf[4];
-                ldsm_x4_trans(bf, B + (kk * 16 + a_row(lane)) * S + dp * 16 + a_col(lane));
-                mma(d[2 * dp], a, bf[0], bf[1]);
-                mma(d[2 * dp + 1], a, bf[2], bf[3]);
-            }
+            mma_a_b<HDP>(d, a, B, kk, lane);
         }
     }
 }
@@ -318,6 +328,36 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
 }
 
 // ---- backward ---------------------------------------------------------------------------------------------
+// dS kept (mma.sync, head dims up to 64): the dK/dV kernel also writes dS^T in bf16, the operand it multiplies by Q,
+// and attn_dq_ds_kernel computes dQ = dS K from it: one product per tile pair where recomputing S, P and dP takes
+// three, for 4 bytes of memory traffic per visible score (written once, read once). Per (sequence, head), tile
+// (key tile kt, query tile qt >= kt) is [64 keys][64 queries] row-major at tile index qt (qt + 1) / 2 + kt: a query
+// tile's tiles lie together, in the order dQ reads them. Masked scores and rows beyond T hold zeros. Its size and
+// passes: attention_ds.h.
+// The element offset of a tile in the scratch of one pass, under 2 GiB (kMaxDsBytes): a 32-bit offset from the
+// kernel argument, where a pointer held across the loop made the dK/dV kernel spill.
+__device__ __forceinline__ int ds_tile(const AttnParams& p, int b, int h, int kt, int qt) {
+    return ((b * p.H + h) * int(ds_tiles(p.T)) + qt * (qt + 1) / 2 + kt) * (kDsTile * kDsTile);
+}
+
+// dq x scale of this thread's rows row[0], row[1] of head h into dqkv [B, T, W].
+template <int HDP>
+__device__ __forceinline__ void store_dq(bf16* dqkv, const float (&dq)[HDP / 8][4], const AttnParams& p, int b, int h,
+                                         const int (&row)[2], int tq) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= p.T) continue;
+        bf16* dqr = dqkv + (int64_t(b) * p.T + row[r]) * p.W + h * p.hd;
+#pragma unroll
+        for (int dt = 0; dt < HDP / 8; dt++) {
+            int d = dt * 8 + 2 * tq;
+            if (d >= p.hd) continue;
+            dqr[d] = __float2bfloat16_rn(dq[dt][2 * r] * p.scale);
+            dqr[d + 1] = __float2bfloat16_rn(dq[dt][2 * r + 1] * p.scale);
+        }
+    }
+}
+
 // p and dz / scale of one score s = q.k (-inf where masked), given dp = dout.v, the row's base-2 lse and D. The
 // kernels multiply dq and dk by the scale once at the end, not every dz.
 struct Grad {
@@ -338,12 +378,14 @@ __device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float d
 
 // Grid (key tiles of 64, Hkv, B). Warp w owns keys k0 + 16w .. +15 and keeps their dk, dv in registers while
 // the block walks the query tiles (Bq rows) of each head of the group; S^T and dP^T are computed directly
-// (keys as rows), so P^T and dS^T are already the A operands of dV += P^T dO and dK += dS^T Q.
-template <int HDP, int Bq, bool kSigmoid, bool kWg>
+// (keys as rows), so P^T and dS^T are already the A operands of dV += P^T dO and dK += dS^T Q. kDs: dS^T also goes
+// to ds for attn_dq_ds_kernel.
+template <int HDP, int Bq, bool kSigmoid, bool kWg, bool kDs>
 __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
-    attn_dkdv_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
+    attn_dkdv_kernel(bf16* dqkv, bf16* ds, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                      const __grid_constant__ AttnParams p, bool vec) {
     constexpr int Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NQ = Bq / 8, ND = HDP / 8;
+    static_assert(!kDs || (!kWg && Bq == kDsTile && Bc == kDsTile), "dS is kept in 64 x 64 tiles, on mma.sync");
     bf16* sK = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Bc][S]
     bf16* sV = sK + Bc * S;                        // [Bc][S]
     bf16* sQ = sV + Bc * S;                        // [2][Bq][S]
@@ -413,6 +455,11 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
             }
         }
         if (t0 < k0 + Bc || t0 + Bq > p.T || k0 + Bc > p.T || p.n_isolate > 0) mask_tile<true>(st, p, key, t0, tq);
+        // dS^T goes out as it is computed (from the dK product's loop, with its fragments live, the kernel spilled):
+        // this thread's first element of the tile.
+        int ds_at = 0;
+        if constexpr (kDs)
+            ds_at = ds_tile(p, b, g * rep + it / nq, blockIdx.x, t0 / Bq) + (warp * 16 + gr) * Bq + 2 * tq;
 #pragma unroll
         for (int nt = 0; nt < NQ; nt++) {
             // Columns 2 tq and 2 tq + 1 of n-tile nt are this thread's queries, for both of its keys.
@@ -427,6 +474,10 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
                 Grad gd = score_grad<kSigmoid>(p, st[nt][e], dpt[nt][e], lse2[e & 1], Dq[e & 1]);
                 st[nt][e] = gd.p;
                 dpt[nt][e] = gd.dz;
+            }
+            if constexpr (kDs) {
+                *reinterpret_cast<uint32_t*>(ds + ds_at + nt * 8) = pack_bf16(dpt[nt][0], dpt[nt][1]);
+                *reinterpret_cast<uint32_t*>(ds + ds_at + 8 * Bq + nt * 8) = pack_bf16(dpt[nt][2], dpt[nt][3]);
             }
         }
         if constexpr (kWg) {  // dV += P^T dO, dK += dS^T Q
@@ -554,18 +605,50 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
         __syncthreads();
     }
 
+    store_dq<HDP>(dqkv, dq, p, b, h, row, tq);
+}
+
+// Grid (query tiles of 64, H, B), after attn_dkdv_kernel<..., kDs> wrote dS^T: dQ = dS K, warp w owning queries
+// q0 + 16w .. +15 and walking the key tiles up to the diagonal, dS's fragments transposed by ldmatrix from the
+// [keys][queries] tiles. No masking: masked scores are zeros in dS.
+template <int HDP>
+__global__ void __launch_bounds__(kThreads)
+    attn_dq_ds_kernel(bf16* dqkv, const bf16* ds, const bf16* qkv, const __grid_constant__ AttnParams p, bool vec) {
+    constexpr int Bc = kDsTile, S = kStride<HDP, false>, SD = kDsTile + 8, ND = HDP / 8, kChunks = kDsTile / 8;
+    bf16* sK = dynamic_smem<bf16>();  // [2][Bc][S]
+    bf16* sS = sK + 2 * Bc * S;       // [2][Bc][SD] dS^T, keys x queries (padded like the other tiles)
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
+    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const bf16* kb = qkv + int64_t(b) * p.T * p.W + (p.H + g) * p.hd;
+    const bf16* dsq = ds + ds_tile(p, b, h, 0, qt);  // [qt + 1][Bc][kDsTile]
+    auto load = [&](int j, int buf) {
+        load_tile<Bc, HDP, false>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
+        const bf16* src = dsq + int64_t(j) * Bc * kDsTile;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (row[r] >= p.T) continue;
-        bf16* dqr = dqkv + (int64_t(b) * p.T + row[r]) * p.W + h * p.hd;
-#pragma unroll
-        for (int dt = 0; dt < ND; dt++) {
-            int d = dt * 8 + 2 * tq;
-            if (d >= p.hd) continue;
-            dqr[d] = __float2bfloat16_rn(dq[dt][2 * r] * p.scale);
-            dqr[d + 1] = __float2bfloat16_rn(dq[dt][2 * r + 1] * p.scale);
+        for (int i = 0; i < Bc * kChunks / kThreads; i++) {
+            const int c = threadIdx.x + i * kThreads, r = c / kChunks, d = c % kChunks * 8;
+            cp_async16(sS + (buf * Bc + r) * SD + d, src + r * kDsTile + d, true);
         }
+    };
+    load(0, 0);
+    cp_async_commit();
+
+    float dq[ND][4] = {};
+    const int n_kv = qt + 1;
+    for (int j = 0; j < n_kv; j++) {
+        next_tile<false>(j, n_kv, load);
+        const int buf = j & 1;
+#pragma unroll
+        for (int kk = 0; kk < Bc / 16; kk++) {
+            uint32_t a[4];  // dS: this warp's 16 queries x keys 16 kk .. 16 kk + 15
+            ldsm_x4_trans(a, sS + (buf * Bc + kk * 16 + b_row(lane)) * SD + warp * 16 + b_col(lane));
+            mma_a_b<HDP>(dq, a, sK + buf * Bc * S, kk, lane);
+        }
+        __syncthreads();
     }
+    const int row[2] = {qt * kDsTile + warp * 16 + gr, qt * kDsTile + warp * 16 + gr + 8};
+    store_dq<HDP>(dqkv, dq, p, b, h, row, tq);
 }
 
 // D[b, h, t] = dout.o of one row, one warp per row.
@@ -649,19 +732,40 @@ void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const Attn
                 size_t(kFwdRows<HDP> + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
 }
 
+// ds: the dS scratch for ds_seqs sequences at a time, or null (the dQ kernel recomputes S, P and dP).
 template <int HDP, bool kSigmoid, bool kWg>
-void bwd_bf16(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv, const AttnParams& p,
-              bool vec, cudaStream_t st) {
+void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
+              const AttnParams& p, bool vec, cudaStream_t st) {
     constexpr int S = kStride<HDP, kWg>, Bq = HDP > 64 ? 32 : 64, Bc = HDP > 64 ? 32 : 64;  // fewer registers at 128
+    const size_t kv_smem = size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float) + kAlignSlack<kWg>;
+    if constexpr (!kWg && HDP <= 64) {
+        if (ds) {
+            // Sequences in passes whose dS fits the scratch; a sequence's rows are contiguous in every tensor.
+            for (int b0 = 0; b0 < p.B; b0 += ds_seqs) {
+                AttnParams q = p;
+                q.B = std::min(ds_seqs, p.B - b0);
+                const int64_t t0 = int64_t(b0) * p.T, r0 = int64_t(b0) * p.H * p.T;  // its first token, lse/D row
+                dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(q.B));
+                CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, false, true>), kv_grid, kThreads, kv_smem, st,
+                            dqkv + t0 * p.W, ds, dout + t0 * p.H * p.hd, lse + r0, D ? D + r0 : nullptr,
+                            qkv + t0 * p.W, q, vec);
+                dim3 q_grid(unsigned(ceil_div(p.T, kDsTile)), unsigned(p.H), unsigned(q.B));
+                CUDA_LAUNCH(attn_dq_ds_kernel<HDP>, q_grid, kThreads, size_t(2 * 64) * (S + kDsTile + 8) * sizeof(bf16),
+                            st, dqkv + t0 * p.W, ds, qkv + t0 * p.W, q, vec);
+            }
+            return;
+        }
+    }
     dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(p.B));
-    CUDA_LAUNCH(attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg>, kv_grid, kThreads,
-                size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float) + kAlignSlack<kWg>, st, dqkv, dout,
+    CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, false>), kv_grid, kThreads, kv_smem, st, dqkv, nullptr, dout,
                 lse, D, qkv, p, vec);
     dim3 q_grid(unsigned(ceil_div(p.T, kDqRows<kWg>)), unsigned(p.H), unsigned(p.B));
     CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, 2 * kDqRows<kWg>,
                 size_t(2 * kDqRows<kWg> + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, p,
                 vec);
 }
+
+size_t rowdot_bytes(const AttnSpec& s) { return size_t(s.B) * s.H * s.T * sizeof(float); }
 
 void check_spec(const AttnSpec& s) {
     SL_REQUIRE(s.hd % 2 == 0 && s.hd <= 128,
@@ -687,7 +791,15 @@ void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec
     }
 }
 
-size_t attention_bwd_scratch(const AttnSpec& s) { return size_t(s.B) * s.H * s.T * sizeof(float); }
+size_t& attention_ds_budget() {
+    static size_t bytes = kDefaultDsBudget;
+    return bytes;
+}
+
+template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
+    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s, attention_ds_budget()) : 0;
+    return align256(rowdot_bytes(s)) + ds_bytes(s, seqs);
+}
 
 template <typename T>
 void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
@@ -705,8 +817,11 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
+        // attention_bwd_scratch<bf16> made room for them after D
+        const int ds_seqs = ds_seqs_per_pass(s, attention_ds_budget());
+        bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(static_cast<char*>(scratch) + align256(rowdot_bytes(s))) : nullptr;
         dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {
-            bwd_bf16<HDP, kSigmoid, kWg>(dqkv, dout, lse, D, qkv, p, vec, st);
+            bwd_bf16<HDP, kSigmoid, kWg>(dqkv, ds, ds_seqs, dout, lse, D, qkv, p, vec, st);
         });
     }
     if (s.score == AttnScore::SinkLogit) {
@@ -715,6 +830,8 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
     }
 }
 
+template size_t attention_bwd_scratch<float>(const AttnSpec&);
+template size_t attention_bwd_scratch<bf16>(const AttnSpec&);
 template void attention_fwd<float>(float*, float*, const float*, const float*, const AttnSpec&, cudaStream_t);
 template void attention_fwd<bf16>(bf16*, float*, const bf16*, const bf16*, const AttnSpec&, cudaStream_t);
 template void attention_bwd<float>(float*, float*, const float*, const float*, const float*, const float*,

@@ -391,8 +391,6 @@ void execute(cudnnHandle_t h, const Plan& p, const std::vector<std::pair<int64_t
     CUDNN_CHECK(cudnnBackendExecute(h, p.exec, pack.get()));
 }
 
-size_t align256(size_t n) { return (n + 255) / 256 * 256; }
-
 // Byte offsets of the backward's scratch: the plan's workspace, then the row sums, then the dq accumulator.
 struct BwdScratch {
     size_t softmax_sum, dq_accum, total;

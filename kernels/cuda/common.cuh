@@ -131,5 +131,7 @@ __device__ __forceinline__ float block_max(float x) {
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Scratch regions start on 256-byte boundaries, as cudaMalloc does: every vector access stays aligned.
+inline size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 }  // namespace sinklab::cuda

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "kernels/cuda/attention_ds.h"
 #include "kernels/cuda/common.cuh"
 
 namespace sinklab::cuda {
@@ -85,7 +86,7 @@ template <typename T> void rope(T* qkv, const AttnSpec& s, float theta, int pos0
 // bf16 runs tensor-core kernels; float runs plain-FMA kernels (the exact-parity mode). hd even, at most 128.
 template <typename T> void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s,
                                          cudaStream_t st);
-size_t attention_bwd_scratch(const AttnSpec& s);
+template <typename T> size_t attention_bwd_scratch(const AttnSpec& s);
 template <typename T> void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse,
                                          const T* qkv, const T* sink, const AttnSpec& s, void* scratch,
                                          cudaStream_t st);

@@ -57,8 +57,6 @@ size_t sort_temp_bytes(int64_t N) {
     return bytes;
 }
 
-size_t align256(size_t b) { return (b + 255) / 256 * 256; }
-
 }  // namespace
 
 template <typename T>

@@ -3,7 +3,14 @@
 
 #include <algorithm>
 
+#include "kernels/cuda/attention_ds.h"
+
 namespace sinklab {
+
+size_t attention_ds_bytes(const AttnSpec& s, DType compute) {
+    if (compute != DType::BF16) return 0;
+    return cuda::ds_bytes(s, cuda::ds_seqs_per_pass(s, cuda::kDefaultDsBudget));
+}
 
 const char* op_family_name(OpFamily f) {
     static const char* names[] = {"embedding",    "rmsnorm",       "matmul",        "rope",

@@ -267,7 +267,7 @@ protected:
         check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* sc = scratch(cuda::attention_bwd_scratch(s));
+            void* sc = scratch(cuda::attention_bwd_scratch<T>(s));
             cuda::attention_bwd(dp<T>(dqkv), dp<float>(dsink), dp<T>(dout), dp<T>(o), dp<float>(lse), dp<T>(qkv),
                                 dp<T>(sink), s, sc, stream_);
         });

@@ -113,7 +113,8 @@ ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute, i
     Arena ar;
     Activations acts;
     BackwardScratch g;
-    plan_activations(cfg, make_attn_spec(cfg, B, T), compute, ar, acts, g);
+    const AttnSpec spec = make_attn_spec(cfg, B, T);
+    plan_activations(cfg, spec, compute, ar, acts, g);
     const DType wide = wide_dtype(compute);
     ModelFootprint f;
     f.n_params = table.count();
@@ -125,6 +126,7 @@ ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute, i
     for (size_t r = 0; r + 1 < shards.size(); r++) largest = std::max(largest, shards[r + 1] - shards[r]);
     f.moments = 2 * size_t(largest) * dtype_size(wide);
     f.activations = ar.bytes();
+    f.attention_ds = attention_ds_bytes(spec, compute);
     return f;
 }
 

@@ -1,5 +1,6 @@
 // scripts/gpu_report.py (the summary of scripts/gpu_check.sh) on a real `sinklab bench` log: the GPU check runs
 // rarely, so a change to the bench table that the report no longer parses must fail here, on the CPU.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -142,16 +143,19 @@ TEST(GpuReport, SummarizesAnNcuProfile) {
     write_file(out.path() + "/ncu-raw.csv",
                "\"ID\",\"Kernel Name\",\"gpu__time_duration.sum\",\"launch__registers_per_thread\","
                "\"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active\","
+               "\"dram__throughput.avg.pct_of_peak_sustained_elapsed\","
                "\"lts__throughput.avg.pct_of_peak_sustained_elapsed\","
                "\"l1tex__throughput.avg.pct_of_peak_sustained_active\",\"" + stall + "barrier" +
                    ratio + ",\"" + stall + "long_scoreboard" + ratio + ",\"" + stall + "math_pipe_throttle" + ratio +
                    ",\"" + stall + "selected" + ratio + ",\"" + stall + "wait" + ratio + "\n"
-               "\"\",\"\",\"usecond\",\"register/thread\",\"%\",\"%\",\"%\",\"ratio\",\"ratio\",\"ratio\",\"ratio\","
-               "\"ratio\"\n"
+               "\"\",\"\",\"usecond\",\"register/thread\",\"%\",\"%\",\"%\",\"%\",\"ratio\",\"ratio\",\"ratio\","
+               "\"ratio\",\"ratio\"\n"
                "\"0\",\"void sinklab::cuda::attn_fwd_kernel<64, false, true>(bf16 *)\",\"512.4\",\"134\",\"41.2\","
-               "\"63.4\",\"71.9\",\"0.5\",\"2.25\",\"1.75\",\"3\",\"0.9\"\n"
+               "\"3.1\",\"63.4\",\"71.9\",\"0.5\",\"2.25\",\"1.75\",\"3\",\"0.9\"\n"
                "\"1\",\"void sinklab::cuda::attn_dq_kernel<64, 64, false, false>(bf16 *)\",\"1,500.6\",\"168\",\"30\","
-               "\"20\",\"85\",\"4\",\"1\",\"0.25\",\"9\",\"2\"\n");
+               "\"2\",\"20\",\"85\",\"4\",\"1\",\"0.25\",\"9\",\"2\"\n"
+               "\"2\",\"void sinklab::cuda::attn_dq_ds_kernel<64>(bf16 *)\",\"200\",\"96\",\"12\",\"81.6\","
+               "\"40\",\"30\",\"0.5\",\"6\",\"0.25\",\"1\",\"0.5\"\n");
     write_file(out.path() + "/stages.tsv", "profile\tok\t40\t70\n");
     // The shape the profile stage ran, as `sinklab info --yaml` writes it: 48 x 1024, 12 heads of 64.
     const CommandResult info = run_sinklab("info " + kSource + "/configs/llama-152m.yaml --set model.seq_len=1024 "
@@ -160,23 +164,27 @@ TEST(GpuReport, SummarizesAnNcuProfile) {
     write_file(out.path() + "/profile-config.yaml", info.out);
     const std::string md = report_md(out);
     ASSERT_FALSE(md.empty());
-    EXPECT_NE(md.find("| profile | ok | 40s of 70s | 2 kernels profiled"), std::string::npos) << md;
+    EXPECT_NE(md.find("| profile | ok | 40s of 70s | 3 kernels profiled"), std::string::npos) << md;
     // The forward runs 2 products of 2 * 64^3 FLOPs on each of 48 * 12 * (16 * 17 / 2) tile pairs: 8.2e10 FLOPs
-    // in 512.4 us, 160 TFLOP/s; dQ runs 3 products in 1500.6 us, 82 TFLOP/s.
+    // in 512.4 us, 160 TFLOP/s; dQ runs 3 products in 1500.6 us, 82 TFLOP/s; dQ from the kept dS 1 in 200 us.
     const double pairs = 48.0 * 12 * 16 * 17 / 2, product = 2.0 * 64 * 64 * 64;
-    char fwd[64], dq[64];
-    std::snprintf(fwd, sizeof(fwd), "512 us; %.0f TFLOP/s (%.0f%% of 989)", 2 * pairs * product / 512.4e-6 / 1e12,
-                  2 * pairs * product / 512.4e-6 / 1e12 / 9.89);
-    std::snprintf(dq, sizeof(dq), "1501 us; %.0f TFLOP/s (%.0f%% of 989)", 3 * pairs * product / 1500.6e-6 / 1e12,
-                  3 * pairs * product / 1500.6e-6 / 1e12 / 9.89);
-    EXPECT_NE(md.find(std::string("attn_fwd_kernel<64, false, true>; ") + fwd +
-                      "; tensor pipe hmma 41%; L2 63%; L1/shared 72%; 134 registers; stalls (cycles per issue): "
-                      "long_scoreboard 2.25, math_pipe_throttle 1.75, wait 0.90"),
+    auto rate = [&](int products, double us) {
+        const double tflops = products * pairs * product / (us * 1e-6) / 1e12;
+        return fmt::format("{:.0f} us; {:.0f} TFLOP/s ({:.0f}% of 989)", us, tflops, tflops / 9.89);
+    };
+    EXPECT_NE(md.find("attn_fwd_kernel<64, false, true>; " + rate(2, 512.4) +
+                      "; tensor pipe hmma 41%; DRAM 3%; L2 63%; L1/shared 72%; 134 registers; stalls (cycles per "
+                      "issue): long_scoreboard 2.25, math_pipe_throttle 1.75, wait 0.90"),
               std::string::npos)
         << md;
-    EXPECT_NE(md.find(std::string("attn_dq_kernel<64, 64, false, false>; ") + dq +
-                      "; tensor pipe hmma 30%; L2 20%; L1/shared 85%; 168 registers; stalls (cycles per issue): "
-                      "barrier 4.00, wait 2.00, long_scoreboard 1.00"),
+    EXPECT_NE(md.find("attn_dq_kernel<64, 64, false, false>; " + rate(3, 1500.6) +
+                      "; tensor pipe hmma 30%; DRAM 2%; L2 20%; L1/shared 85%; 168 registers; stalls (cycles per "
+                      "issue): barrier 4.00, wait 2.00, long_scoreboard 1.00"),
+              std::string::npos)
+        << md;
+    EXPECT_NE(md.find("attn_dq_ds_kernel<64>; " + rate(1, 200) +
+                      "; tensor pipe hmma 12%; DRAM 82%; L2 40%; L1/shared 30%; 96 registers; stalls (cycles per "
+                      "issue): long_scoreboard 6.00, wait 0.50, barrier 0.50"),
               std::string::npos)
         << md;
 }

@@ -45,6 +45,33 @@ TEST_P(Footprint, EstimateIsWhatATrainingStepAllocates) {
 INSTANTIATE_TEST_SUITE_P(Variants, Footprint, ::testing::ValuesIn(variant_cases()),
                          [](const auto& info) { return info.param.name; });
 
+// The CUDA attention backward's dS scratch, counted here from its layout: per pass of sequences, H x n (n + 1) / 2
+// tiles (n = ceil(T / 64)) of 64 x 64 bf16 scores per sequence, passes of at most 1 GiB sharing the sequences evenly.
+TEST(AttentionDsBytes, EstimatesTheScratchOfTheBf16Backward) {
+    const size_t tile = 64 * 64 * 2;
+    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 64), DType::BF16), 5 * 4 * 6 * tile);
+    // llama-152m: 48 x 1024 fits in one pass; at 12 x 4096 a sequence holds 12 x 2080 tiles (195 MiB), 5 fit in
+    // 1 GiB, so 3 passes of 4.
+    EXPECT_EQ(attention_ds_bytes(attn_spec(48, 1024, 12, 12, 64), DType::BF16), 48 * 12 * 136 * tile);
+    EXPECT_EQ(attention_ds_bytes(attn_spec(12, 4096, 12, 12, 64), DType::BF16), 4 * 12 * 2080 * tile);
+    // None where the backward recomputes dS: f32, head dims above 64, wgmma, cuDNN, one sequence beyond the budget.
+    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 64), DType::F32), 0u);
+    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 128), DType::BF16), 0u);
+    AttnSpec wgmma = attn_spec(5, 130, 4, 2, 64), cudnn = wgmma;
+    wgmma.wgmma = true;
+    cudnn.cudnn = true;
+    EXPECT_EQ(attention_ds_bytes(wgmma, DType::BF16), 0u);
+    EXPECT_EQ(attention_ds_bytes(cudnn, DType::BF16), 0u);
+    EXPECT_EQ(attention_ds_bytes(attn_spec(1, 16384, 12, 12, 64), DType::BF16), 0u);  // 12 x 32896 tiles: 3 GiB
+    // ... and model_footprint counts it in bf16.
+    Config cfg = tiny_config("standard");
+    const ModelFootprint bf16 = model_footprint(cfg, 3, cfg.model.seq_len, DType::BF16);
+    EXPECT_EQ(bf16.attention_ds, attention_ds_bytes(make_attn_spec(cfg, 3, cfg.model.seq_len), DType::BF16));
+    EXPECT_GT(bf16.attention_ds, 0u);
+    EXPECT_EQ(bf16.total(), bf16.weights + bf16.master + bf16.grads + bf16.moments + bf16.activations +
+                                bf16.attention_ds);
+}
+
 // validate_config refuses such sizes first; a config built in code still must not get wrapped counts.
 TEST(ParamTableSize, CountsPastInt64AreRefused) {
     Config cfg = tiny_config("standard");

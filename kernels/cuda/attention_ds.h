@@ -1,0 +1,42 @@
+// The dS scratch of the bf16 attention backward (kernels/cuda/attention.cu), in a header the host compiler reads too:
+// memory estimates size it before any backend exists (backend.h, attention_ds_bytes), and tests lower its budget so
+// that the backward runs its sequences in several passes, or does without dS.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace sinklab::cuda {
+
+// dS is kept in tiles of kDsTile x kDsTile scores, ds_tiles(T) per (sequence, head): those at or below the diagonal.
+constexpr int kDsTile = 64;
+constexpr int64_t ds_tiles(int T) {
+    const int64_t n = (T + kDsTile - 1) / kDsTile;
+    return n * (n + 1) / 2;
+}
+
+// The budget unless changed (attention_ds_budget); a pass never holds more than kMaxDsBytes, because the kernels
+// index it with 32-bit element offsets.
+constexpr size_t kDefaultDsBudget = size_t(1) << 30;
+constexpr size_t kMaxDsBytes = (size_t(1) << 31) - 1;
+
+// Sequences per pass of the backward that keeps dS (bf16 on mma.sync, head dims up to 64), or 0 where it does not
+// run: on cuDNN or wgmma, or where one sequence's dS would exceed the budget. The passes share the sequences evenly.
+inline int ds_seqs_per_pass(const AttnSpec& s, size_t budget) {
+    if (s.cudnn || s.wgmma || s.hd > 64 || s.B == 0 || s.T == 0) return 0;
+    const size_t per_seq = size_t(s.H) * size_t(ds_tiles(s.T)) * kDsTile * kDsTile * 2;  // bf16
+    const int64_t fit = int64_t(std::min(budget, kMaxDsBytes) / per_seq);
+    if (fit == 0) return 0;
+    const int64_t passes = (s.B + fit - 1) / fit;
+    return int((s.B + passes - 1) / passes);
+}
+inline size_t ds_bytes(const AttnSpec& s, int seqs) {
+    return size_t(seqs) * s.H * size_t(ds_tiles(s.T)) * kDsTile * kDsTile * 2;
+}
+
+// The budget the backward runs under, kDefaultDsBudget unless changed.
+size_t& attention_ds_budget();
+
+}  // namespace sinklab::cuda

@@ -1,0 +1,124 @@
+// scripts/kernel_resources.py: the compiler's register and spill figures of every CUDA kernel, the performance facts
+// a change can be checked for without a GPU. On this build (sm_90a code) every kernel the sources declare must be
+// listed and none may spill; on a stand-in nvcc, a spill must fail the run and name its kernel.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "cli_util.h"
+
+namespace sinklab::test {
+namespace {
+
+std::string script_cmd(const std::string& args) {
+    return "python3 " + std::string(SINKLAB_SOURCE_DIR) + "/scripts/kernel_resources.py " + args;
+}
+
+#ifdef SINKLAB_WGMMA
+// The names of the __global__ functions declared in the build's CUDA sources, read from the sources themselves.
+std::set<std::string> declared_kernels() {
+    const std::regex global(R"(__global__\s+(?:void\s+)?(?:__launch_bounds__\([^)]*\)\s*)?(?:void\s+)?(\w+)\s*\()");
+    std::set<std::string> names;
+    for (const char* dir : {"/kernels/cuda", "/src"}) {
+        for (const auto& f : std::filesystem::recursive_directory_iterator(std::string(SINKLAB_SOURCE_DIR) + dir)) {
+            if (f.path().extension() != ".cu") continue;
+            const std::string text = read_file(f.path().string());
+            for (std::sregex_iterator m(text.begin(), text.end(), global), end; m != end; ++m)
+                names.insert((*m)[1].str());
+        }
+    }
+    return names;
+}
+#endif
+
+TEST(KernelResources, ListsEveryKernelOfThisBuildAndNoneSpills) {
+#ifndef SINKLAB_WGMMA
+    GTEST_SKIP() << "this build has no sm_90a code (configured without CUDA, or SINKLAB_CUDA_ARCH without 90a)";
+#else
+    const std::string build = std::filesystem::path(SINKLAB_BINARY).parent_path().string();
+    const CommandResult r = run_command(script_cmd("--build " + build + " --arch sm_90a --fail-on-spill"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const std::set<std::string> names = declared_kernels();
+    ASSERT_GE(names.size(), 30u);
+    for (const std::string& name : names) {
+        const std::regex row("\\| `(?:[\\w:]+::)?" + name + "(?:<[^`]*)?` \\| sm_90a \\| (\\d+) \\| 0 \\| 0 \\|");
+        std::smatch m;
+        ASSERT_TRUE(std::regex_search(r.out, m, row)) << name << " is not listed, or spills:\n" << r.out;
+        const int registers = std::stoi(m[1].str());
+        EXPECT_GT(registers, 0) << name;
+        EXPECT_LE(registers, 255) << name;
+    }
+#endif
+}
+
+// A stand-in nvcc that prints what ptxas prints for two kernels, the second spilling, into a build folder of its own.
+void stand_in_build(const TempDir& dir, bool compiles) {
+    const std::string nvcc = dir / "nvcc";
+    write_file(nvcc, std::string("#!/usr/bin/env bash\n") +
+                         (compiles ? "" : "echo 'kernels.cu(3): error: expected a \";\"' >&2; exit 1\n") +
+                         "cat >&2 <<'EOF'\n"
+                         "ptxas info    : 0 bytes gmem\n"
+                         "ptxas info    : Compiling entry function '_ZN7sinklab4cuda8fast_oneILi64EEEvPf' for "
+                         "'sm_90a'\n"
+                         "ptxas info    : Function properties for _ZN7sinklab4cuda8fast_oneILi64EEEvPf\n"
+                         "    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+                         "ptxas info    : Used 96 registers, used 1 barriers, 512 bytes smem\n"
+                         "ptxas info    : Compiling entry function '_ZN7sinklab4cuda9heavy_oneEPfi' for 'sm_90a'\n"
+                         "ptxas info    : Function properties for _ZN7sinklab4cuda9heavy_oneEPfi\n"
+                         "    24 bytes stack frame, 20 bytes spill stores, 12 bytes spill loads\n"
+                         "ptxas info    : Used 255 registers, used 1 barriers\n"
+                         "EOF\n");
+    std::filesystem::permissions(nvcc, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
+    write_file(dir / "build/compile_commands.json",
+               "[{\"directory\": \"" + dir.path() + "\", \"file\": \"" + (dir / "kernels.cu") + "\", \"command\": \"" +
+                   nvcc + " -O3 -c " + (dir / "kernels.cu") + " -o build/kernels.cu.o\"}]\n");
+}
+
+TEST(KernelResources, ASpillFailsTheCheckAndNamesItsKernel) {
+    const TempDir dir("kernel_resources");
+    stand_in_build(dir, true);
+    const std::string build = "--build " + (dir / "build");
+
+    const CommandResult listed = run_command(script_cmd(build));
+    ASSERT_EQ(listed.rc, 0) << listed.out;
+    EXPECT_NE(listed.out.find("| kernels.cu | `fast_one<64>` | sm_90a | 96 | 0 | 0 | 0 | 512 |"), std::string::npos)
+        << listed.out;
+    EXPECT_NE(listed.out.find("| kernels.cu | `heavy_one` | sm_90a | 255 | 20 | 12 | 24 | 0 |"), std::string::npos)
+        << listed.out;
+    EXPECT_NE(listed.out.find("2 kernels, 1 spilling"), std::string::npos) << listed.out;
+
+    const CommandResult failed = run_command(script_cmd(build + " --fail-on-spill"));
+    EXPECT_EQ(failed.rc, 1) << failed.out;
+    EXPECT_NE(failed.out.find("kernel_resources: spills in heavy_one (sm_90a, 20 bytes stored)"), std::string::npos)
+        << failed.out;
+
+    // Only the kernels asked for: the one that does not spill passes.
+    EXPECT_EQ(run_command(script_cmd(build + " --fail-on-spill --match fast")).rc, 0);
+    const CommandResult none = run_command(script_cmd(build + " --arch sm_80"));
+    EXPECT_EQ(none.rc, 2) << none.out;
+    EXPECT_NE(none.out.find("no kernel of"), std::string::npos) << none.out;
+}
+
+TEST(KernelResources, ABuildItCannotReadIsOneErrorLine) {
+    const TempDir dir("kernel_resources");
+    const CommandResult missing = run_command(script_cmd("--build " + (dir / "nowhere")));
+    EXPECT_EQ(missing.rc, 2) << missing.out;
+    EXPECT_NE(missing.out.find("nowhere/compile_commands.json does not exist; configure and build first"),
+              std::string::npos)
+        << missing.out;
+
+    stand_in_build(dir, false);
+    const CommandResult broken = run_command(script_cmd("--build " + (dir / "build")));
+    EXPECT_EQ(broken.rc, 2) << broken.out;
+    EXPECT_NE(broken.out.find("kernels.cu did not compile"), std::string::npos) << broken.out;
+    EXPECT_NE(broken.out.find("error: expected a"), std::string::npos) << broken.out;
+    EXPECT_EQ(broken.out.find("Traceback"), std::string::npos) << broken.out;
+}
+
+}  // namespace
+}  // namespace sinklab::test
