@@ -334,6 +334,7 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
 // (key tile kt, query tile qt >= kt) is [64 keys][64 queries] row-major at tile index qt (qt + 1) / 2 + kt: a query
 // tile's tiles lie together, in the order dQ reads them. Masked scores and rows beyond T hold zeros. Its size and
 // passes: attention_ds.h.
+
 // The element offset of a tile in the scratch of one pass, under 2 GiB (kMaxDsBytes): a 32-bit offset from the
 // kernel argument, where a pointer held across the loop made the dK/dV kernel spill.
 __device__ __forceinline__ int ds_tile(const AttnParams& p, int b, int h, int kt, int qt) {
@@ -614,7 +615,7 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
 template <int HDP>
 __global__ void __launch_bounds__(kThreads)
     attn_dq_ds_kernel(bf16* dqkv, const bf16* ds, const bf16* qkv, const __grid_constant__ AttnParams p, bool vec) {
-    constexpr int Bc = kDsTile, S = kStride<HDP, false>, SD = kDsTile + 8, ND = HDP / 8, kChunks = kDsTile / 8;
+    constexpr int Bc = kDsTile, S = kStride<HDP, false>, SD = kStride<kDsTile, false>, ND = HDP / 8;
     bf16* sK = dynamic_smem<bf16>();  // [2][Bc][S]
     bf16* sS = sK + 2 * Bc * S;       // [2][Bc][SD] dS^T, keys x queries (padded like the other tiles)
 
@@ -624,12 +625,8 @@ __global__ void __launch_bounds__(kThreads)
     const bf16* dsq = ds + ds_tile(p, b, h, 0, qt);  // [qt + 1][Bc][kDsTile]
     auto load = [&](int j, int buf) {
         load_tile<Bc, HDP, false>(sK + buf * Bc * S, kb, p.W, j * Bc, p.T, p.hd, vec);
-        const bf16* src = dsq + int64_t(j) * Bc * kDsTile;
-#pragma unroll
-        for (int i = 0; i < Bc * kChunks / kThreads; i++) {
-            const int c = threadIdx.x + i * kThreads, r = c / kChunks, d = c % kChunks * 8;
-            cp_async16(sS + (buf * Bc + r) * SD + d, src + r * kDsTile + d, true);
-        }
+        load_tile<Bc, kDsTile, false>(sS + buf * Bc * SD, dsq + int64_t(j) * Bc * kDsTile, kDsTile, 0, Bc, kDsTile,
+                                      true);
     };
     load(0, 0);
     cp_async_commit();
@@ -750,8 +747,9 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
                             dqkv + t0 * p.W, ds, dout + t0 * p.H * p.hd, lse + r0, D ? D + r0 : nullptr,
                             qkv + t0 * p.W, q, vec);
                 dim3 q_grid(unsigned(ceil_div(p.T, kDsTile)), unsigned(p.H), unsigned(q.B));
-                CUDA_LAUNCH(attn_dq_ds_kernel<HDP>, q_grid, kThreads, size_t(2 * 64) * (S + kDsTile + 8) * sizeof(bf16),
-                            st, dqkv + t0 * p.W, ds, qkv + t0 * p.W, q, vec);
+                CUDA_LAUNCH(attn_dq_ds_kernel<HDP>, q_grid, kThreads,
+                            size_t(2 * kDsTile) * (S + kStride<kDsTile, false>) * sizeof(bf16), st, dqkv + t0 * p.W,
+                            ds, qkv + t0 * p.W, q, vec);
             }
             return;
         }

@@ -22,18 +22,18 @@ constexpr int64_t ds_tiles(int T) {
 constexpr size_t kDefaultDsBudget = size_t(1) << 30;
 constexpr size_t kMaxDsBytes = (size_t(1) << 31) - 1;
 
+// The dS of `seqs` sequences.
+inline size_t ds_bytes(const AttnSpec& s, int seqs) {
+    return size_t(seqs) * s.H * size_t(ds_tiles(s.T)) * kDsTile * kDsTile * 2;  // bf16
+}
 // Sequences per pass of the backward that keeps dS (bf16 on mma.sync, head dims up to 64), or 0 where it does not
 // run: on cuDNN or wgmma, or where one sequence's dS would exceed the budget. The passes share the sequences evenly.
 inline int ds_seqs_per_pass(const AttnSpec& s, size_t budget) {
     if (s.cudnn || s.wgmma || s.hd > 64 || s.B == 0 || s.T == 0) return 0;
-    const size_t per_seq = size_t(s.H) * size_t(ds_tiles(s.T)) * kDsTile * kDsTile * 2;  // bf16
-    const int64_t fit = int64_t(std::min(budget, kMaxDsBytes) / per_seq);
+    const int64_t fit = int64_t(std::min(budget, kMaxDsBytes) / ds_bytes(s, 1));
     if (fit == 0) return 0;
     const int64_t passes = (s.B + fit - 1) / fit;
     return int((s.B + passes - 1) / passes);
-}
-inline size_t ds_bytes(const AttnSpec& s, int seqs) {
-    return size_t(seqs) * s.H * size_t(ds_tiles(s.T)) * kDsTile * kDsTile * 2;
 }
 
 // The budget the backward runs under, kDefaultDsBudget unless changed.
