@@ -789,13 +789,8 @@ void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec
     }
 }
 
-size_t& attention_ds_budget() {
-    static size_t bytes = kDefaultDsBudget;
-    return bytes;
-}
-
 template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
-    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s, attention_ds_budget()) : 0;
+    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s) : 0;
     return align256(rowdot_bytes(s)) + ds_bytes(s, seqs);
 }
 
@@ -816,7 +811,7 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
         // attention_bwd_scratch<bf16> made room for them after D
-        const int ds_seqs = ds_seqs_per_pass(s, attention_ds_budget());
+        const int ds_seqs = ds_seqs_per_pass(s);
         bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(static_cast<char*>(scratch) + align256(rowdot_bytes(s))) : nullptr;
         dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {
             bwd_bf16<HDP, kSigmoid, kWg>(dqkv, ds, ds_seqs, dout, lse, D, qkv, p, vec, st);

@@ -9,7 +9,7 @@ namespace sinklab {
 
 size_t attention_ds_bytes(const AttnSpec& s, DType compute) {
     if (compute != DType::BF16) return 0;
-    return cuda::ds_bytes(s, cuda::ds_seqs_per_pass(s, cuda::kDefaultDsBudget));
+    return cuda::ds_bytes(s, cuda::ds_seqs_per_pass(s));
 }
 
 const char* op_family_name(OpFamily f) {

@@ -47,6 +47,10 @@ struct AttnSpec {
     // attention.impl: sinklab_wgmma. The CUDA backend runs our kernels on Hopper's warpgroup MMA instead of mma.sync
     // (sm_90 builds and devices, bf16, head dim 64 after padding); the CPU backend ignores it.
     bool wgmma = false;
+    // attention.ds_scratch_mib, in bytes: the most scratch in which the CUDA backend's bf16 backward keeps the score
+    // gradients dS for its dQ pass (kernels/cuda/attention_ds.h); 0 = the dQ pass recomputes them. The default is
+    // the config's; the CPU backend ignores it.
+    size_t ds_budget = size_t(1) << 30;
 
     int qkv_width() const { return (H + 2 * Hkv) * hd; }
     bool isolated(int t) const {
@@ -57,7 +61,8 @@ struct AttnSpec {
 };
 
 // Scratch bytes the CUDA backend's attention backward keeps dS in at this compute dtype (bf16 at head dims up to 64,
-// our mma.sync kernels: up to 1 GiB), for memory estimates made before any backend exists; 0 where it keeps none.
+// our mma.sync kernels: up to s.ds_budget), for memory estimates made before any backend exists; 0 where it keeps
+// none.
 size_t attention_ds_bytes(const AttnSpec& s, DType compute);
 
 // The most key positions attn_mass tracks at once.

@@ -51,7 +51,8 @@ void print_info(const Config& cfg, int ranks) {
     std::printf("  activations   %s (micro-batch %d x %d)\n", gib(double(fp.activations)).c_str(), geo.micro_batch,
                 geo.seq_len);
     if (fp.attention_ds)
-        std::printf("  attention dS  %s (the attention backward's scratch)\n", gib(double(fp.attention_ds)).c_str());
+        std::printf("  attention dS  %s (the attention backward's scratch: attention.ds_scratch_mib)\n",
+                    gib(double(fp.attention_ds)).c_str());
 }
 
 }  // namespace

@@ -55,6 +55,9 @@ struct AttentionConfig {
     float sink_init = 0.f;         // sink_logit: initial per-head logit
     std::string impl = "sinklab";  // sinklab | sinklab_wgmma (ours on wgmma: sm_90, bf16, head dim 33..64) | cudnn
                                    // (CUDA, standard and headnorm only)
+    // MiB of GPU memory in which our bf16 backward (head dims up to 64) keeps the score gradients for its dQ pass,
+    // sequences in passes that fit; 0 = the dQ pass recomputes them (slower, no scratch).
+    int ds_scratch_mib = 1024;
 
     // Parsed from variant at validation.
     bool headnorm_on() const;

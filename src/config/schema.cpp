@@ -48,6 +48,7 @@ std::vector<Field> build_schema() {
         SL_KEY(attention.sink_init, "sink_logit: initial per-head sink logit", {}),
         SL_KEY(attention.impl, "kernel; sinklab_wgmma: ours on Hopper's wgmma; cudnn: CUDA, standard/headnorm only",
                {.choices = {"sinklab", "sinklab_wgmma", "cudnn"}}),
+        SL_KEY(attention.ds_scratch_mib, "GPU scratch of our bf16 attention backward's dS; 0 = recompute", {.lo = 0}),
 
         SL_KEY(intervention.isolate, "query rows that attend only to themselves", {}),
         SL_KEY(intervention.amplify.position, "token whose W_O input is amplified; -1 = off", {.lo = -1}),

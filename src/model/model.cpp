@@ -34,6 +34,7 @@ AttnSpec make_attn_spec(const Config& cfg, int B, int T) {
     s.sigmoid_bias = cfg.attention.sigmoid_bias;
     s.cudnn = cfg.attention.impl == "cudnn";
     s.wgmma = cfg.attention.impl == "sinklab_wgmma";
+    s.ds_budget = size_t(cfg.attention.ds_scratch_mib) << 20;
     const auto& iso = cfg.intervention.isolate;
     // validate_config refuses longer lists with the value's origin; this guards the fixed-size array.
     SL_ASSERT(iso.size() <= size_t(AttnSpec::kMaxIsolate), "{} isolated rows, at most {}", iso.size(),

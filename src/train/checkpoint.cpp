@@ -36,7 +36,7 @@ const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
     "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer", "train.lr",
-    "train.min_lr",     "train.grad_clip"};
+    "train.min_lr",     "train.grad_clip",  "attention.ds_scratch_mib"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 

@@ -97,6 +97,7 @@ TEST_F(ConfigErrorTest, OutOfRange) {
     expect_has(load_error("model:\n  n_layer: 0\n"), {"model.n_layer", "0 is out of range", ">= 1"});
     expect_has(load_error("model:\n  norm_eps: 0\n"), {"model.norm_eps", "> 0"});
     expect_has(load_error("run:\n  name: \"\"\n"), {"cfg.yaml:2", "run.name", "must not be empty"});
+    expect_has(load_error("attention:\n  ds_scratch_mib: -1\n"), {"attention.ds_scratch_mib", ">= 0"});
 }
 
 TEST_F(ConfigErrorTest, RunNameMustBeAPlainFolderName) {

@@ -46,7 +46,8 @@ INSTANTIATE_TEST_SUITE_P(Variants, Footprint, ::testing::ValuesIn(variant_cases(
                          [](const auto& info) { return info.param.name; });
 
 // The CUDA attention backward's dS scratch, counted here from its layout: per pass of sequences, H x n (n + 1) / 2
-// tiles (n = ceil(T / 64)) of 64 x 64 bf16 scores per sequence, passes of at most 1 GiB sharing the sequences evenly.
+// tiles (n = ceil(T / 64)) of 64 x 64 bf16 scores per sequence, passes within the budget (1 GiB unless set) sharing
+// the sequences evenly.
 TEST(AttentionDsBytes, EstimatesTheScratchOfTheBf16Backward) {
     const size_t tile = 64 * 64 * 2;
     EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 64), DType::BF16), 5 * 4 * 6 * tile);
@@ -63,13 +64,24 @@ TEST(AttentionDsBytes, EstimatesTheScratchOfTheBf16Backward) {
     EXPECT_EQ(attention_ds_bytes(wgmma, DType::BF16), 0u);
     EXPECT_EQ(attention_ds_bytes(cudnn, DType::BF16), 0u);
     EXPECT_EQ(attention_ds_bytes(attn_spec(1, 16384, 12, 12, 64), DType::BF16), 0u);  // 12 x 32896 tiles: 3 GiB
-    // ... and model_footprint counts it in bf16.
+    // The budget is the spec's: 2 sequences' worth and a little more runs 5 in passes of 2, 2 and 1; 0 keeps none.
+    AttnSpec budget = attn_spec(5, 130, 4, 2, 64);
+    budget.ds_budget = 2 * 4 * 6 * tile + 1000;
+    EXPECT_EQ(attention_ds_bytes(budget, DType::BF16), 2 * 4 * 6 * tile);
+    budget.ds_budget = 0;
+    EXPECT_EQ(attention_ds_bytes(budget, DType::BF16), 0u);
+    // ... and model_footprint counts it in bf16, under attention.ds_scratch_mib.
     Config cfg = tiny_config("standard");
     const ModelFootprint bf16 = model_footprint(cfg, 3, cfg.model.seq_len, DType::BF16);
     EXPECT_EQ(bf16.attention_ds, attention_ds_bytes(make_attn_spec(cfg, 3, cfg.model.seq_len), DType::BF16));
     EXPECT_GT(bf16.attention_ds, 0u);
     EXPECT_EQ(bf16.total(), bf16.weights + bf16.master + bf16.grads + bf16.moments + bf16.activations +
                                 bf16.attention_ds);
+    EXPECT_EQ(make_attn_spec(cfg, 3, cfg.model.seq_len).ds_budget, AttnSpec{}.ds_budget);  // one default
+    cfg.attention.ds_scratch_mib = 0;
+    EXPECT_EQ(model_footprint(cfg, 3, cfg.model.seq_len, DType::BF16).attention_ds, 0u);
+    cfg.attention.ds_scratch_mib = 3;
+    EXPECT_EQ(make_attn_spec(cfg, 3, cfg.model.seq_len).ds_budget, size_t(3) << 20);
 }
 
 // validate_config refuses such sizes first; a config built in code still must not get wrapped counts.
