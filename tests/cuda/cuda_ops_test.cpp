@@ -460,7 +460,6 @@ TEST_F(CudaOps, AttentionSigmoid) {
     for (const AttnCase& c : sigmoid_cases()) check_attention(c);
 }
 
-#if SINKLAB_HAVE_CUDA || defined(SINKLAB_EMU)
 // The bf16 backward keeps dS for the dQ kernel in scratch of at most AttnSpec::ds_budget bytes: sequences go through
 // in passes whose dS fits, and where one sequence's does not, dQ recomputes it. Here 4 heads of T = 130 (3 tiles a
 // side, 6 of 64 x 64 scores kept) hold 4 x 6 x 8 KiB = 192 KiB a sequence: a budget of 2 sequences runs 5 in passes
@@ -476,7 +475,6 @@ TEST_F(CudaOps, AttentionBackwardPasses) {
                 check_attention({fmt::format("passes_{}_{}{}", budget, int(score), wgmma ? "_wgmma" : ""), s});
             }
 }
-#endif
 
 // attention.impl: sinklab_wgmma on every case above whose head dim it runs (40 to 64 in steps of 8).
 TEST_F(CudaOps, AttentionWgmma) {
