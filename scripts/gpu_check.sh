@@ -124,11 +124,13 @@ train() {
         --set train.lr=2e-3 --set train.min_lr=2e-4 --set train.log_every=50 --set metrics.val_every=150 \
         --set metrics.heavy_every=300 --set run.out_dir="$work/runs" --set run.name=gpu-check "${data[@]}"
 }
-# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape, mma.sync (whose dQ kernel reads
-# the dS the dK/dV kernel kept) and wgmma (one step of each attention.impl). One layer and a small vocabulary (byte
-# tokens) leave little device memory for ncu to save and restore between its replays of a kernel. The configuration
-# is checked first, so that a dry run finds a mistake in it; it also gives the report the shape. The CSV names the
-# kernels with their template arguments (demangled), which tell the two sets apart. Then the kernels' SASS.
+# One launch each of the forward, dK/dV and dQ kernels at llama-152m's T=1024 shape, mma.sync and wgmma (one step of
+# each attention.impl; both dQ passes are the one kernel that reads the dS the dK/dV kernel kept, so the wgmma dQ
+# kernel, which recomputes dS and runs only under attention.ds_scratch_mib: 0, is not among them). One layer and a
+# small vocabulary (byte tokens) leave little device memory for ncu to save and restore between its replays of a
+# kernel. The configuration is checked first, so that a dry run finds a mistake in it; it also gives the report the
+# shape. The CSV names the kernels with their template arguments (demangled), which tell the two sets apart. Then the
+# kernels' SASS.
 profile() {
     local ncu rc=0 cfg=(configs/llama-152m.yaml --set backend=cuda --set model.seq_len=1024 --set train.micro_batch=48
                         --set model.n_layer=1 --set model.vocab_size=512 --set data.tokenizer=bytes)

@@ -386,7 +386,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dkdv_kernel(bf16* dqkv, bf16* ds, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
                      const __grid_constant__ AttnParams p, bool vec) {
     constexpr int Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16, NQ = Bq / 8, ND = HDP / 8;
-    static_assert(!kDs || (!kWg && Bq == kDsTile && Bc == kDsTile), "dS is kept in 64 x 64 tiles, on mma.sync");
+    static_assert(!kDs || (Bq == kDsTile && Bc == kDsTile), "dS is kept in 64 x 64 tiles");
     bf16* sK = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Bc][S]
     bf16* sV = sK + Bc * S;                        // [Bc][S]
     bf16* sQ = sV + Bc * S;                        // [2][Bq][S]
@@ -735,7 +735,7 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
               const AttnParams& p, bool vec, cudaStream_t st) {
     constexpr int S = kStride<HDP, kWg>, Bq = HDP > 64 ? 32 : 64, Bc = HDP > 64 ? 32 : 64;  // fewer registers at 128
     const size_t kv_smem = size_t(2 * 64 + 4 * Bq) * S * sizeof(bf16) + 4 * Bq * sizeof(float) + kAlignSlack<kWg>;
-    if constexpr (!kWg && HDP <= 64) {
+    if constexpr (HDP <= 64) {
         if (ds) {
             // Sequences in passes whose dS fits the scratch; a sequence's rows are contiguous in every tensor.
             for (int b0 = 0; b0 < p.B; b0 += ds_seqs) {
@@ -743,13 +743,13 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
                 q.B = std::min(ds_seqs, p.B - b0);
                 const int64_t t0 = int64_t(b0) * p.T, r0 = int64_t(b0) * p.H * p.T;  // its first token, lse/D row
                 dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(q.B));
-                CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, false, true>), kv_grid, kThreads, kv_smem, st,
+                CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, true>), kv_grid, kThreads, kv_smem, st,
                             dqkv + t0 * p.W, ds, dout + t0 * p.H * p.hd, lse + r0, D ? D + r0 : nullptr,
                             qkv + t0 * p.W, q, vec);
                 dim3 q_grid(unsigned(ceil_div(p.T, kDsTile)), unsigned(p.H), unsigned(q.B));
                 CUDA_LAUNCH(attn_dq_ds_kernel<HDP>, q_grid, kThreads,
-                            size_t(2 * kDsTile) * (S + kStride<kDsTile, false>) * sizeof(bf16), st, dqkv + t0 * p.W,
-                            ds, qkv + t0 * p.W, q, vec);
+                            size_t(2 * kDsTile) * (kStride<HDP, false> + kStride<kDsTile, false>) * sizeof(bf16), st,
+                            dqkv + t0 * p.W, ds, qkv + t0 * p.W, q, vec);
             }
             return;
         }

@@ -25,10 +25,10 @@ constexpr size_t kMaxDsBytes = (size_t(1) << 31) - 1;
 inline size_t ds_bytes(const AttnSpec& s, int seqs) {
     return size_t(seqs) * s.H * size_t(ds_tiles(s.T)) * kDsTile * kDsTile * 2;  // bf16
 }
-// Sequences per pass of the backward that keeps dS (bf16 on mma.sync, head dims up to 64), or 0 where it does not
-// run: on cuDNN or wgmma, or where one sequence's dS would exceed s.ds_budget. The passes share the sequences evenly.
+// Sequences per pass of the backward that keeps dS (bf16, our kernels, head dims up to 64), or 0 where it does not
+// run: on cuDNN, or where one sequence's dS would exceed s.ds_budget. The passes share the sequences evenly.
 inline int ds_seqs_per_pass(const AttnSpec& s) {
-    if (s.cudnn || s.wgmma || s.hd > 64 || s.B == 0 || s.T == 0) return 0;
+    if (s.cudnn || s.hd > 64 || s.B == 0 || s.T == 0) return 0;
     const int64_t fit = int64_t(std::min(s.ds_budget, kMaxDsBytes) / ds_bytes(s, 1));
     if (fit == 0) return 0;
     const int64_t passes = (s.B + fit - 1) / fit;

@@ -61,8 +61,7 @@ struct AttnSpec {
 };
 
 // Scratch bytes the CUDA backend's attention backward keeps dS in at this compute dtype (bf16 at head dims up to 64,
-// our mma.sync kernels: up to s.ds_budget), for memory estimates made before any backend exists; 0 where it keeps
-// none.
+// our kernels: up to s.ds_budget), for memory estimates made before any backend exists; 0 where it keeps none.
 size_t attention_ds_bytes(const AttnSpec& s, DType compute);
 
 // The most key positions attn_mass tracks at once.

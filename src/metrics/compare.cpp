@@ -86,9 +86,9 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
 // log and metric cadences (they decide which steps compare's final values come from), and fault.nan_policy and
 // fault.spike_* (they skip updates).
 const std::set<std::string> kSeedsMayDiffer = {
-    "run.name",         "run.out_dir",         "run.seed",         "run.threads",      "backend",
-    "attention.impl",   "attention.ds_scratch_mib", "train.shard_optimizer", "metrics.flush_every",
-    "checkpoint.every", "checkpoint.keep",     "fault.check_every", "data.missing"};
+    "run.name", "run.out_dir", "run.seed", "run.threads", "backend", "attention.impl", "attention.ds_scratch_mib",
+    "train.shard_optimizer", "metrics.flush_every", "checkpoint.every", "checkpoint.keep", "fault.check_every",
+    "data.missing"};
 
 // Refuses a group whose runs were trained with different configs, so that no mean over them passes for a seed mean;
 // a run whose config.yaml does not load is left out of the check with a note.

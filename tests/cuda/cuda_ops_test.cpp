@@ -460,21 +460,21 @@ TEST_F(CudaOps, AttentionSigmoid) {
     for (const AttnCase& c : sigmoid_cases()) check_attention(c);
 }
 
-#if SINKLAB_HAVE_CUDA || defined(SINKLAB_EMU)
 // The bf16 backward keeps dS for the dQ kernel in scratch of at most AttnSpec::ds_budget bytes: sequences go through
 // in passes whose dS fits, and where one sequence's does not, dQ recomputes it. Here 4 heads of T = 130 (3 tiles a
 // side, 6 of 64 x 64 scores kept) hold 4 x 6 x 8 KiB = 192 KiB a sequence: a budget of 2 sequences runs 5 in passes
-// of 2, 2 and 1, one just under a sequence keeps no dS at all, and so does a budget of 0.
+// of 2, 2 and 1, one just under a sequence keeps no dS at all, and so does a budget of 0. On mma.sync and wgmma.
 TEST_F(CudaOps, AttentionBackwardPasses) {
     const size_t per_sequence = 4 * 6 * 64 * 64 * 2;
-    for (size_t budget : {2 * per_sequence + 1000, per_sequence - 1, size_t(0)})
-        for (AttnScore score : {AttnScore::Softmax, AttnScore::Sigmoid}) {
-            AttnSpec s = with_bias(attn_spec(5, 130, 4, 2, 64, score), -2.f);
-            s.ds_budget = budget;
-            check_attention({fmt::format("passes_{}_{}", budget, int(score)), s});
-        }
+    for (bool wgmma : {false, true})
+        for (size_t budget : {2 * per_sequence + 1000, per_sequence - 1, size_t(0)})
+            for (AttnScore score : {AttnScore::Softmax, AttnScore::Sigmoid}) {
+                AttnSpec s = with_bias(attn_spec(5, 130, 4, 2, 64, score), -2.f);
+                s.ds_budget = budget;
+                s.wgmma = wgmma;
+                check_attention({fmt::format("passes_{}_{}{}", budget, int(score), wgmma ? "_wgmma" : ""), s});
+            }
 }
-#endif
 
 // attention.impl: sinklab_wgmma on every case above whose head dim it runs (40 to 64 in steps of 8).
 TEST_F(CudaOps, AttentionWgmma) {

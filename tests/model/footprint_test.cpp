@@ -55,13 +55,14 @@ TEST(AttentionDsBytes, EstimatesTheScratchOfTheBf16Backward) {
     // 1 GiB, so 3 passes of 4.
     EXPECT_EQ(attention_ds_bytes(attn_spec(48, 1024, 12, 12, 64), DType::BF16), 48 * 12 * 136 * tile);
     EXPECT_EQ(attention_ds_bytes(attn_spec(12, 4096, 12, 12, 64), DType::BF16), 4 * 12 * 2080 * tile);
-    // None where the backward recomputes dS: f32, head dims above 64, wgmma, cuDNN, one sequence beyond the budget.
-    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 64), DType::F32), 0u);
-    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 128), DType::BF16), 0u);
+    // The same on wgmma; none where the backward recomputes dS: f32, head dims above 64, cuDNN, one sequence beyond
+    // the budget.
     AttnSpec wgmma = attn_spec(5, 130, 4, 2, 64), cudnn = wgmma;
     wgmma.wgmma = true;
     cudnn.cudnn = true;
-    EXPECT_EQ(attention_ds_bytes(wgmma, DType::BF16), 0u);
+    EXPECT_EQ(attention_ds_bytes(wgmma, DType::BF16), 5 * 4 * 6 * tile);
+    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 64), DType::F32), 0u);
+    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 128), DType::BF16), 0u);
     EXPECT_EQ(attention_ds_bytes(cudnn, DType::BF16), 0u);
     EXPECT_EQ(attention_ds_bytes(attn_spec(1, 16384, 12, 12, 64), DType::BF16), 0u);  // 12 x 32896 tiles: 3 GiB
     // The budget is the spec's: 2 sequences' worth and a little more runs 5 in passes of 2, 2 and 1; 0 keeps none.
