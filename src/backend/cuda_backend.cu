@@ -127,7 +127,7 @@ public:
             cudaMemGetInfo(&free_b, &total_b);
             fail("out of GPU memory allocating {:.1f} MiB on {} ({:.1f} of {:.1f} GiB free): the model or batch is "
                  "too large for this GPU; `sinklab info CONFIG` shows the memory a run needs: lower "
-                 "train.micro_batch / model.seq_len or model.* sizes",
+                 "train.micro_batch / model.seq_len, attention.ds_scratch_mib or model.* sizes",
                  double(bytes) / (1 << 20), prop_.name, double(free_b) / (1 << 30), double(total_b) / (1 << 30));
         }
         CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));

@@ -935,7 +935,7 @@ TEST_F(CudaOps, OutOfMemoryIsOneLineSayingWhatToLower) {
     Backend& b = *backends().cuda_bf16;
     const std::string msg = test::error_of([&] { b.alloc(size_t(1) << 50); });
     for (const char* part : {"out of GPU memory", "1073741824.0 MiB", "GiB free", "sinklab info CONFIG",
-                             "train.micro_batch", "model.* sizes"})
+                             "train.micro_batch", "attention.ds_scratch_mib", "model.* sizes"})
         EXPECT_NE(msg.find(part), std::string::npos) << part << " missing from: " << msg;
     void* p = b.alloc(1 << 20);  // the failed allocation leaves the device usable
     b.release(p);
