@@ -11,8 +11,8 @@
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
 // registers, and a query-parallel kernel (64 queries per block, 128 on wgmma, looping over key tiles) accumulates
-// dq. Both recompute P from the saved lse; on mma.sync at head dims up to 64 the first also writes dS to scratch,
-// and the second computes dq = dS K from it alone (ds_tile). The sink logit's gradient is a separate ordered
+// dq. Both recompute P from the saved lse; in bf16 at head dims up to 64 the first also writes dS to scratch, and
+// the second computes dq = dS K from it alone (ds_tile). The sink logit's gradient is a separate ordered
 // reduction.
 #include <type_traits>
 
@@ -328,12 +328,12 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
 }
 
 // ---- backward ---------------------------------------------------------------------------------------------
-// dS kept (mma.sync, head dims up to 64): the dK/dV kernel also writes dS^T in bf16, the operand it multiplies by Q,
-// and attn_dq_ds_kernel computes dQ = dS K from it: one product per tile pair where recomputing S, P and dP takes
-// three, for 4 bytes of memory traffic per visible score (written once, read once). Per (sequence, head), tile
-// (key tile kt, query tile qt >= kt) is [64 keys][64 queries] row-major at tile index qt (qt + 1) / 2 + kt: a query
-// tile's tiles lie together, in the order dQ reads them. Masked scores and rows beyond T hold zeros. Its size and
-// passes: attention_ds.h.
+// dS kept (bf16, head dims up to 64, mma.sync and wgmma alike): the dK/dV kernel also writes dS^T in bf16, the
+// operand it multiplies by Q, and attn_dq_ds_kernel computes dQ = dS K from it: one product per tile pair where
+// recomputing S, P and dP takes three, for 4 bytes of memory traffic per visible score (written once, read once).
+// Per (sequence, head), tile (key tile kt, query tile qt >= kt) is [64 keys][64 queries] row-major at tile index
+// qt (qt + 1) / 2 + kt: a query tile's tiles lie together, in the order dQ reads them. Masked scores and rows beyond
+// T hold zeros. Its size and passes: attention_ds.h.
 
 // The element offset of a tile in the scratch of one pass, under 2 GiB (kMaxDsBytes): a 32-bit offset from the
 // kernel argument, where a pointer held across the loop made the dK/dV kernel spill.
