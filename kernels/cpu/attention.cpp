@@ -349,8 +349,8 @@ void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse, c
     });
 }
 
-#define SL_INSTANTIATE(T)                                                            \
-    template void attention_fwd<T>(T*, T*, const T*, const T*, const AttnSpec&); \
+#define SL_INSTANTIATE(T)                                                                                     \
+    template void attention_fwd<T>(T*, T*, const T*, const T*, const AttnSpec&);                              \
     template void attention_bwd<T>(T*, T*, const T*, const T*, const T*, const T*, const T*, const AttnSpec&, \
                                    const T*);
 SL_INSTANTIATE(float)
