@@ -88,7 +88,7 @@ tests() {
 # normalization and sink-metric kernels; the whole suite under it would not fit the call.
 # The attention kernels get memcheck only: racecheck on them would not fit the stage.
 sanitize() {
-    local cs filter='CudaOps.RMSNorm:CudaOps.HeadNorm:CudaOps.QKNorm:CudaOps.SinkMetric*'
+    local cs filter='CudaOps.RMSNorm:CudaOps.HeadNorm*:CudaOps.QKNorm:CudaOps.SinkMetric*'
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null) ||
         { echo "compute-sanitizer: none"; return 1; }
     sl "$cs" --tool memcheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1 &&

@@ -222,7 +222,7 @@ template <typename T, int NV> void attention_fwd_nv(T* o, T* lse, const T* qkv, 
 
 template <typename T, int NV>
 void attention_bwd_nv(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse, const T* qkv, const T* sink,
-                      const AttnSpec& s) {
+                      const AttnSpec& s, const T* rowdot) {
     const Layout ly(s);
     const int64_t Tn = s.T, hd = s.hd, HDp = NV * kLanes<T>, ld = round_up(Tn, kChunk<T>);
     const int64_t ntasks = int64_t(s.B) * s.Hkv;
@@ -276,9 +276,13 @@ void attention_bwd_nv(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse
                             continue;
                         }
                         // D = sum_j p_j dp_j = dout . o
-                        const T* orow = o + ((b * Tn + tr) * s.H + h) * hd;
                         T D = 0;
-                        for (int64_t d = 0; d < hd; d++) D += gt[r * HDp + d] * orow[d];
+                        if (rowdot) {
+                            D = rowdot[(b * s.H + h) * Tn + tr];
+                        } else {
+                            const T* orow = o + ((b * Tn + tr) * s.H + h) * hd;
+                            for (int64_t d = 0; d < hd; d++) D += gt[r * HDp + d] * orow[d];
+                        }
                         const T row_lse = T(lse[(b * s.H + h) * Tn + tr]);
 #pragma omp simd
                         for (int64_t j = j0; j <= tr; j++) {
@@ -336,17 +340,19 @@ template <typename T> void attention_fwd(T* o, T* lse, const T* qkv, const T* si
     with_head_vectors<T>(s.hd, [&](auto nv) { attention_fwd_nv<T, decltype(nv)::value>(o, lse, qkv, sink, s); });
 }
 
-// dqkv [B, Tn, W] (=); dsink [H] (+=, SinkLogit only); dout, o [B, Tn, H, hd]
+// dqkv [B, Tn, W] (=); dsink [H] (+=, SinkLogit only); dout, o [B, Tn, H, hd]; rowdot [B, H, Tn] (optional)
 template <typename T>
 void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse, const T* qkv, const T* sink,
-                   const AttnSpec& s) {
-    with_head_vectors<T>(
-        s.hd, [&](auto nv) { attention_bwd_nv<T, decltype(nv)::value>(dqkv, dsink, dout, o, lse, qkv, sink, s); });
+                   const AttnSpec& s, const T* rowdot) {
+    with_head_vectors<T>(s.hd, [&](auto nv) {
+        attention_bwd_nv<T, decltype(nv)::value>(dqkv, dsink, dout, o, lse, qkv, sink, s, rowdot);
+    });
 }
 
-#define SL_INSTANTIATE(T)                                                            \
-    template void attention_fwd<T>(T*, T*, const T*, const T*, const AttnSpec&); \
-    template void attention_bwd<T>(T*, T*, const T*, const T*, const T*, const T*, const T*, const AttnSpec&);
+#define SL_INSTANTIATE(T)                                                                                     \
+    template void attention_fwd<T>(T*, T*, const T*, const T*, const AttnSpec&);                              \
+    template void attention_bwd<T>(T*, T*, const T*, const T*, const T*, const T*, const T*, const AttnSpec&, \
+                                   const T*);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(double)
 #undef SL_INSTANTIATE

@@ -27,17 +27,19 @@ void matmul_bwd(T* dx, T* dW, const T* dout, const T* x, const T* W, int64_t N, 
 template <typename T> void rope(T* qkv, const AttnSpec& s, float theta, int pos0, bool inverse);
 
 template <typename T> void attention_fwd(T* o, T* lse, const T* qkv, const T* sink, const AttnSpec& s);
+// rowdot [B, H, T]: D = dout.o of each row when the caller has it (else computed from dout and o)
 template <typename T>
 void attention_bwd(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse, const T* qkv, const T* sink,
-                   const AttnSpec& s);
+                   const AttnSpec& s, const T* rowdot = nullptr);
 
 // x, out [N, nh, hd]; rstd [N, nh]; g [nh, hd] when per_head, else [hd]
 template <typename T>
 void headnorm_fwd(T* out, T* rstd, const T* x, const T* g, int64_t N, int64_t nh, int64_t hd, bool per_head,
                   float eps);
+// rowdot [B, nh, Tn] with N = B Tn (optional): dx.x of each head
 template <typename T>
 void headnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const T* rstd, int64_t N, int64_t nh,
-                  int64_t hd, bool per_head);
+                  int64_t hd, bool per_head, T* rowdot = nullptr, int64_t Tn = 0);
 template <typename T>
 void qknorm_fwd(T* out, T* rstd, const T* in, const T* gq, const T* gk, const AttnSpec& s, float eps);
 template <typename T>

@@ -21,15 +21,19 @@ void headnorm_fwd(T* out, T* rstd, const T* x, const T* g, int64_t N, int64_t nh
         }
 }
 
-// dx, dout, x [N, nh, hd] (dx =); dg like g (+=)
+// dx, dout, x [N, nh, hd] (dx =); dg like g (+=); rowdot [B, nh, Tn] (=, when given)
 template <typename T>
 void headnorm_bwd(T* dx, T* dg, const T* dout, const T* x, const T* g, const T* rstd, int64_t N, int64_t nh,
-                  int64_t hd, bool per_head) {
+                  int64_t hd, bool per_head, T* rowdot, int64_t Tn) {
     rows_with_partials(dg, per_head ? nh * hd : hd, N, [&](int64_t r0, int64_t r1, T* dg_acc) {
         for (int64_t n = r0; n < r1; n++)
             for (int64_t h = 0; h < nh; h++) {
                 const int64_t r = n * nh + h, go = per_head ? h * hd : 0;
                 rmsnorm_row_bwd(dx + r * hd, dg_acc + go, dout + r * hd, x + r * hd, g + go, T(rstd[r]), hd);
+                if (!rowdot) continue;
+                T dot = 0;
+                for (int64_t j = 0; j < hd; j++) dot += dx[r * hd + j] * x[r * hd + j];
+                rowdot[(n / Tn * nh + h) * Tn + n % Tn] = dot;
             }
     });
 }
@@ -73,7 +77,7 @@ void qknorm_bwd(T* din, T* dgq, T* dgk, const T* dout, const T* in, const T* gq,
 #define SL_INSTANTIATE(T)                                                                                        \
     template void headnorm_fwd<T>(T*, T*, const T*, const T*, int64_t, int64_t, int64_t, bool, float);       \
     template void headnorm_bwd<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
-                                  bool);                                                                         \
+                                  bool, T*, int64_t);                                                            \
     template void qknorm_fwd<T>(T*, T*, const T*, const T*, const T*, const AttnSpec&, float);               \
     template void qknorm_bwd<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const AttnSpec&);
 SL_INSTANTIATE(float)

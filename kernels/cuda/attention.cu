@@ -648,18 +648,26 @@ __global__ void __launch_bounds__(kThreads)
     store_dq<HDP>(dqkv, dq, p, b, h, row, tq);
 }
 
-// D[b, h, t] = dout.o of one row, one warp per row.
-template <typename T>
-__global__ void attn_rowdot_kernel(float* D, const T* dout, const T* o, int64_t rows, int T_, int H, int hd) {
-    int64_t i = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h), the layout of o
-    if (i >= rows) return;
-    int lane = threadIdx.x % 32;
+// D[b, h, t] = dout.o of one row, `lanes` lanes a row reading VW elements at a time (8 lanes of 16 bytes for a head
+// of 64 in bf16: a warp a row would leave most lanes one 2-byte load each).
+template <typename T, int VW>
+__global__ void attn_rowdot_kernel(float* D, const T* dout, const T* o, int64_t rows, int T_, int H, int hd,
+                                   int lanes) {
+    const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / lanes;  // (b, t, h), the layout of o
+    const int lane = threadIdx.x % lanes;
     float acc = 0.f;
-    for (int d = lane; d < hd; d += 32) acc += to_float(dout[i * hd + d]) * to_float(o[i * hd + d]);
-    acc = warp_sum(acc);
-    int h = int(i % H);
-    int64_t bt = i / H, b = bt / T_, t = bt % T_;
-    if (lane == 0) D[(b * H + h) * T_ + t] = acc;
+    if (i < rows)
+        for (int d = lane * VW; d < hd; d += lanes * VW) {
+            float a[VW], b[VW];
+            load_f32<VW>(dout + i * hd + d, a);
+            load_f32<VW>(o + i * hd + d, b);
+            for (int e = 0; e < VW; e++) acc += a[e] * b[e];
+        }
+    acc = group_sum(acc, lanes);
+    if (i >= rows || lane != 0) return;
+    const int h = int(i % H);
+    const int64_t bt = i / H, b = bt / T_, t = bt % T_;
+    D[(b * H + h) * T_ + t] = acc;
 }
 
 // dsink[h] += -sum over (b, t) of exp(sink[h] - lse) D, one block per head, summed in a fixed order.
@@ -765,6 +773,20 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
 
 size_t rowdot_bytes(const AttnSpec& s) { return size_t(s.B) * s.H * s.T * sizeof(float); }
 
+// D [B, H, T] = dout.o of every row; returns D.
+template <typename T>
+const float* compute_rowdot(float* D, const T* dout, const T* o, const AttnSpec& s, cudaStream_t st) {
+    const int64_t rows = int64_t(s.B) * s.T * s.H;
+    const bool vec = vec_ok<T>(s.hd, dout, o);
+    const int lanes = lanes_for(s.hd, vec ? kVec<T> : 1);
+    const auto grid = unsigned(ceil_div(rows * lanes, 256));
+    if (vec)
+        CUDA_LAUNCH(attn_rowdot_kernel<T, kVec<T>>, grid, 256, 0, st, D, dout, o, rows, s.T, s.H, s.hd, lanes);
+    else
+        CUDA_LAUNCH(attn_rowdot_kernel<T, 1>, grid, 256, 0, st, D, dout, o, rows, s.T, s.H, s.hd, lanes);
+    return D;
+}
+
 void check_spec(const AttnSpec& s) {
     SL_REQUIRE(s.hd % 2 == 0 && s.hd <= 128,
                "attention head_dim {} is not supported by the CUDA kernels: it must be even and at most 128 (change "
@@ -796,16 +818,13 @@ template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
 
 template <typename T>
 void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
-                   const AttnSpec& s, void* scratch, cudaStream_t st) {
+                   const AttnSpec& s, void* scratch, cudaStream_t st, const float* rowdot) {
     check_spec(s);
     if (s.B == 0 || s.T == 0) return;
     AttnParams p = attn_params(s);
-    float* D = nullptr;  // [B, H, T], the softmax family only
-    if (s.score != AttnScore::Sigmoid) {
-        D = static_cast<float*>(scratch);
-        int64_t rows = int64_t(s.B) * s.T * s.H;
-        CUDA_LAUNCH(attn_rowdot_kernel<T>, unsigned(ceil_div(rows, 8)), 256, 0, st, D, dout, o, rows, s.T, s.H, s.hd);
-    }
+    const float* D = nullptr;  // [B, H, T], the softmax family only: the caller's, or computed into the scratch
+    if (s.score != AttnScore::Sigmoid)
+        D = rowdot ? rowdot : compute_rowdot(static_cast<float*>(scratch), dout, o, s, st);
     if constexpr (std::is_same_v<T, float>) {
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
@@ -828,8 +847,8 @@ template size_t attention_bwd_scratch<bf16>(const AttnSpec&);
 template void attention_fwd<float>(float*, float*, const float*, const float*, const AttnSpec&, cudaStream_t);
 template void attention_fwd<bf16>(bf16*, float*, const bf16*, const bf16*, const AttnSpec&, cudaStream_t);
 template void attention_bwd<float>(float*, float*, const float*, const float*, const float*, const float*,
-                                   const float*, const AttnSpec&, void*, cudaStream_t);
+                                   const float*, const AttnSpec&, void*, cudaStream_t, const float*);
 template void attention_bwd<bf16>(bf16*, float*, const bf16*, const bf16*, const float*, const bf16*, const bf16*,
-                                  const AttnSpec&, void*, cudaStream_t);
+                                  const AttnSpec&, void*, cudaStream_t, const float*);
 
 }  // namespace sinklab::cuda

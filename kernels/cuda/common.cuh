@@ -100,6 +100,12 @@ template <typename A> __device__ __forceinline__ A warp_sum(A x) {
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
     return x;
 }
+// Sum over aligned groups of `lanes` lanes (a power of two), returned to each lane of the group; every lane of the
+// warp must call it.
+__device__ __forceinline__ float group_sum(float x, int lanes) {
+    for (int o = lanes / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
 __device__ __forceinline__ float warp_max(float x) {
     for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
     return x;
@@ -131,6 +137,12 @@ __device__ __forceinline__ float block_max(float x) {
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Lanes per row of n elements read vw at a time: the power of two that covers the row, at most a warp.
+inline int lanes_for(int64_t n, int vw) {
+    int lanes = 1;
+    while (lanes < 32 && lanes * vw < n) lanes *= 2;
+    return lanes;
+}
 // Scratch regions start on 256-byte boundaries, as cudaMalloc does: every vector access stays aligned.
 inline size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 

@@ -35,10 +35,11 @@ NormLayout rmsnorm_layout(int64_t N, int64_t C);
 template <typename T> void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const NormLayout& L,
                                     float eps, cudaStream_t st);
 size_t norm_bwd_scratch(const NormLayout& L);
-// dx is written, or added to with accumulate.
+// dx is written, or added to with accumulate. rowdot [N / Tn, G, Tn] (optional, not with accumulate): dx.x of each
+// group, the rows n taken as (n / Tn, n % Tn).
 template <typename T> void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0,
                                     const T* g1, const float* rstd, const NormLayout& L, bool accumulate, void* scratch,
-                                    cudaStream_t st);
+                                    cudaStream_t st, float* rowdot = nullptr, int64_t Tn = 0);
 template <typename T> void rmsnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t C, float eps,
                                        cudaStream_t st);
 template <typename T> void rmsnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd,
@@ -49,9 +50,10 @@ NormLayout headnorm_layout(int64_t N, int64_t nh, int64_t hd, bool per_head);
 NormLayout qknorm_layout(const AttnSpec& s);
 template <typename T> void headnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t nh, int64_t hd,
                                         bool per_head, float eps, cudaStream_t st);
+// rowdot [N / Tn, nh, Tn] (optional): dx.x of each head, attention_bwd's rowdot when x is the attention output.
 template <typename T> void headnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd,
                                         int64_t N, int64_t nh, int64_t hd, bool per_head, void* scratch,
-                                        cudaStream_t st);
+                                        cudaStream_t st, float* rowdot = nullptr, int64_t Tn = 0);
 template <typename T> void qknorm_fwd(T* out, float* rstd, const T* in, const T* gq, const T* gk, const AttnSpec& s,
                                       float eps, cudaStream_t st);
 template <typename T> void qknorm_bwd(T* din, float* dgq, float* dgk, const T* dout, const T* in, const T* gq,
@@ -87,9 +89,10 @@ template <typename T> void rope(T* qkv, const AttnSpec& s, float theta, int pos0
 template <typename T> void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s,
                                          cudaStream_t st);
 template <typename T> size_t attention_bwd_scratch(const AttnSpec& s);
+// rowdot [B, H, T] (optional): D = dout.o of each row, computed from dout and o when not given.
 template <typename T> void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse,
                                          const T* qkv, const T* sink, const AttnSpec& s, void* scratch,
-                                         cudaStream_t st);
+                                         cudaStream_t st, const float* rowdot = nullptr);
 
 #if SINKLAB_HAVE_CUDNN
 // ---- attention_cudnn.cu (built only with cuDNN): the Softmax causal attention (no isolation) through cuDNN's fused

@@ -25,12 +25,6 @@ __device__ __forceinline__ const T* gain_of(const NormLayout& L, const T* g0, co
     return L.per_group ? g + int64_t(hh) * L.gs : g;
 }
 
-// Sum over the aligned groups of `lanes` lanes; every lane of the warp must call it.
-__device__ __forceinline__ float group_sum(float x, int lanes) {
-    for (int o = lanes / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-
 // The (row, group) item of this thread's lane group, and the lane within it.
 struct NormItem {
     int64_t n;
@@ -93,10 +87,11 @@ __global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, co
 // it is added to dx, rounded once. partial[p, c] = the sum of dy x r over the rows of chunk p (this block's), for the
 // normalized channels c < G gs. Each warp takes whole rows of the chunk, 32 / lanes groups a pass, so that a lane
 // meets the same channels in every row: it adds their dy x r to its warp's row of sacc without racing another lane,
-// and the block adds its warps' rows in order at the end.
+// and the block adds its warps' rows in order at the end. With rowdot [N / Tn, G, Tn], also dx.x of each group.
 template <typename T, bool kVecIO>
-__global__ void norm_bwd_kernel(T* dx, float* partial, const T* dout, const T* x, const T* g0, const T* g1,
-                                const float* rstd, NormLayout L, int lanes, int64_t rows_per_chunk, bool accumulate) {
+__global__ void norm_bwd_kernel(T* dx, float* partial, float* rowdot, const T* dout, const T* x, const T* g0,
+                                const T* g1, const float* rstd, NormLayout L, int lanes, int64_t rows_per_chunk,
+                                bool accumulate, int64_t Tn) {
     constexpr int VW = kVecIO ? kVec<T> : 1;
     const int groups = L.W / L.gs, Wn = L.G * L.gs, warps = blockDim.x / 32, warp = threadIdx.x / 32;
     const int lane = threadIdx.x % lanes, slot = threadIdx.x % 32 / lanes, step = lanes * VW;
@@ -134,22 +129,29 @@ __global__ void norm_bwd_kernel(T* dx, float* partial, const T* dout, const T* x
                 }
             }
             dot = group_sum(dot, lanes);  // every lane of the warp, whatever its group
-            if (!norm) continue;
-            float r = rstd[n * L.G + h];
-            float c = dot * r * r / float(L.gs);
-            float* acc = wacc + h * L.gs;  // [gs]
-            for (int j = lane * VW; j < L.gs; j += step) {
-                float xv[VW], dv[VW], gv[VW], o[VW];
-                load_f32<VW>(xr + j, xv);
-                load_f32<VW>(dyr + j, dv);
-                load_f32<VW>(g + j, gv);
-                if (accumulate) load_f32<VW>(dxr + j, o);
-                for (int e = 0; e < VW; e++) {
-                    const float d = r * (gv[e] * dv[e] - xv[e] * c);
-                    o[e] = accumulate ? o[e] + d : d;
-                    acc[j + e] += dv[e] * xv[e] * r;
+            float dxx = 0.f;              // dx.x of the group, before dx is rounded
+            if (norm) {
+                float r = rstd[n * L.G + h];
+                float c = dot * r * r / float(L.gs);
+                float* acc = wacc + h * L.gs;  // [gs]
+                for (int j = lane * VW; j < L.gs; j += step) {
+                    float xv[VW], dv[VW], gv[VW], o[VW];
+                    load_f32<VW>(xr + j, xv);
+                    load_f32<VW>(dyr + j, dv);
+                    load_f32<VW>(g + j, gv);
+                    if (accumulate) load_f32<VW>(dxr + j, o);
+                    for (int e = 0; e < VW; e++) {
+                        const float d = r * (gv[e] * dv[e] - xv[e] * c);
+                        o[e] = accumulate ? o[e] + d : d;
+                        acc[j + e] += dv[e] * xv[e] * r;
+                        dxx += d * xv[e];
+                    }
+                    store_f32<VW>(dxr + j, o);
                 }
-                store_f32<VW>(dxr + j, o);
+            }
+            if (rowdot) {  // the same for the whole grid, so every lane of the warp sums
+                dxx = group_sum(dxx, lanes);
+                if (norm && lane == 0) rowdot[(n / Tn * L.G + h) * Tn + n % Tn] = dxx;
             }
         }
     __syncthreads();
@@ -187,13 +189,6 @@ __global__ void norm_dg_reduce_kernel(float* dg, const float* partial, int chunk
 
 int chunks_of(int64_t N) { return int(std::min<int64_t>(ceil_div(N, kChunkRows), kMaxChunks)); }
 
-// Lanes per (row, group): the power of two that covers gs in accesses of vw elements, at most a warp.
-int lanes_for(int gs, int vw) {
-    int lanes = 1;
-    while (lanes < 32 && lanes * vw < gs) lanes *= 2;
-    return lanes;
-}
-
 // Grid of norm_fwd_kernel: kWarps warps of 32 / lanes items each.
 dim3 norm_grid(const NormLayout& L, int lanes) {
     return dim3(unsigned(ceil_div(L.N * (L.W / L.gs), int64_t(kWarps) * (32 / lanes))));
@@ -226,9 +221,11 @@ void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const N
 
 template <typename T>
 void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
-              const NormLayout& L, bool accumulate, void* scratch, cudaStream_t st) {
+              const NormLayout& L, bool accumulate, void* scratch, cudaStream_t st, float* rowdot, int64_t Tn) {
     check_layout(L);
     SL_ASSERT((L.G > L.G0) == (dg1 != nullptr), "norm_bwd: a second gain gradient exactly when there is a second gain");
+    SL_ASSERT(!rowdot || (!accumulate && Tn > 0 && L.N % Tn == 0),
+              "norm_bwd: rowdot needs rows of T = {} dividing N = {}, and no accumulate ({})", Tn, L.N, accumulate);
     if (L.N == 0) return;
     const int chunks = chunks_of(L.N), Wn = L.G * L.gs;
     const int64_t rows_per_chunk = ceil_div(L.N, chunks);
@@ -242,11 +239,11 @@ void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T*
     const unsigned grid = unsigned(chunks), block = unsigned(warps * 32);
     const size_t smem = size_t(warps) * row_bytes;
     if (vec_ok<T>(L.gs, dx, dout, x, g0, g1))
-        CUDA_LAUNCH(norm_bwd_kernel<T, true>, grid, block, smem, st, dx, partial, dout, x, g0, g1, rstd, L,
-                    lanes_for(L.gs, kVec<T>), rows_per_chunk, accumulate);
+        CUDA_LAUNCH(norm_bwd_kernel<T, true>, grid, block, smem, st, dx, partial, rowdot, dout, x, g0, g1, rstd, L,
+                    lanes_for(L.gs, kVec<T>), rows_per_chunk, accumulate, Tn);
     else
-        CUDA_LAUNCH(norm_bwd_kernel<T, false>, grid, block, smem, st, dx, partial, dout, x, g0, g1, rstd, L,
-                    lanes_for(L.gs, 1), rows_per_chunk, accumulate);
+        CUDA_LAUNCH(norm_bwd_kernel<T, false>, grid, block, smem, st, dx, partial, rowdot, dout, x, g0, g1, rstd, L,
+                    lanes_for(L.gs, 1), rows_per_chunk, accumulate, Tn);
     auto reduce = [&](float* dg, int ha, int hb) {
         int len = L.per_group ? (hb - ha) * L.gs : L.gs;
         CUDA_LAUNCH(norm_dg_reduce_kernel, unsigned(ceil_div(len, 32)), kThreads, 0, st, dg, partial, chunks, Wn,
@@ -273,7 +270,7 @@ NormLayout rmsnorm_layout(int64_t N, int64_t C) { return NormLayout{N, int(C), 1
 #define SL_INSTANTIATE(T)                                                                                          \
     template void norm_fwd<T>(T*, float*, const T*, const T*, const T*, const NormLayout&, float, cudaStream_t);   \
     template void norm_bwd<T>(T*, float*, float*, const T*, const T*, const T*, const T*, const float*,            \
-                              const NormLayout&, bool, void*, cudaStream_t);                                       \
+                              const NormLayout&, bool, void*, cudaStream_t, float*, int64_t);                      \
     template void rmsnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, cudaStream_t);           \
     template void rmsnorm_bwd<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool, \
                                  void*, cudaStream_t);

@@ -174,7 +174,7 @@ void Backend::attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const
 }
 
 void Backend::attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
-                            const AttnSpec& s) {
+                            const AttnSpec& s, Tensor rowdot) {
     check_qkv(qkv, s, "attention qkv");
     check_qkv(dqkv, s, "attention dqkv");
     expect_shape(dout, {s.B, s.T, s.H, s.hd}, "attention dout");
@@ -183,8 +183,12 @@ void Backend::attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Te
     SL_ASSERT((s.score == AttnScore::SinkLogit) == !sink.empty() && sink.empty() == dsink.empty(),
               "sink logits and their gradient go together with SinkLogit");
     if (!dsink.empty()) expect_dtype(dsink, wide(), "attention dsink");
+    if (!rowdot.empty()) {
+        expect_shape(rowdot, {s.B, s.H, s.T}, "attention rowdot");
+        expect_dtype(rowdot, wide(), "attention rowdot");
+    }
     OpScope sc(*this, OpFamily::AttentionBwd);
-    do_attention_bwd(dqkv, dsink, dout, o, lse, qkv, sink, s);
+    do_attention_bwd(dqkv, dsink, dout, o, lse, qkv, sink, s, rowdot);
 }
 
 static void check_headnorm(const Tensor& x, const Tensor& g, const Tensor& rstd, DType wide) {
@@ -203,14 +207,19 @@ void Backend::headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float ep
     do_headnorm_fwd(out, rstd, x, g, eps);
 }
 
-void Backend::headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) {
+void Backend::headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, Tensor rowdot) {
     check_headnorm(x, g, rstd, wide());
     expect_shape(dx, {x.dim(0), x.dim(1), x.dim(2)}, "headnorm dx");
     expect_shape(dout, {x.dim(0), x.dim(1), x.dim(2)}, "headnorm dout");
     SL_ASSERT(dg.numel() == g.numel() && dg.dtype == wide(), "headnorm dg {} {}", dg.shape_str(),
               dtype_name(dg.dtype));
+    if (!rowdot.empty()) {
+        SL_ASSERT(rowdot.ndim == 3 && rowdot.dim(1) == x.dim(1) && rowdot.dim(0) * rowdot.dim(2) == x.dim(0),
+                  "headnorm rowdot {} must be [B, nh, T] with B T = N for x {}", rowdot.shape_str(), x.shape_str());
+        expect_dtype(rowdot, wide(), "headnorm rowdot");
+    }
     OpScope sc(*this, OpFamily::HeadNorm);
-    do_headnorm_bwd(dx, dg, dout, x, g, rstd);
+    do_headnorm_bwd(dx, dg, dout, x, g, rstd, rowdot);
 }
 
 void Backend::qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk, const AttnSpec& s, float eps) {

@@ -142,13 +142,17 @@ public:
 
     // o[B,T,H,hd], lse[B,H,T] (wide); sink[H] is the per-head logit for SinkLogit (empty otherwise).
     void attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s);
-    // dqkv[B,T,W] is written; dsink[H] += (SinkLogit only).
+    // dqkv[B,T,W] is written; dsink[H] += (SinkLogit only). rowdot[B,H,T] (wide), when given, is the softmax
+    // backward's D = dout.o of every row, which the caller already has (HeadNorm's backward emits it): the kernels
+    // read it instead of computing it from dout and o. cuDNN's fused backward computes its own.
     void attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv,
-                       Tensor sink, const AttnSpec& s);
+                       Tensor sink, const AttnSpec& s, Tensor rowdot = {});
 
     // Head-wise RMSNorm over hd of each head: x, out [N, nh, hd]; rstd [N, nh]; g [nh, hd] or [hd].
     void headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps);
-    void headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd);
+    // With rowdot[B, nh, T] (wide, N = B T) the backward also writes dx.x of each head, from dx before it is
+    // rounded: attention_bwd's rowdot when x is the attention output, at no extra read.
+    void headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, Tensor rowdot = {});
     // QK-norm: RMSNorm over hd of every q head (gain gq[hd]) and k head (gain gk[hd]) of qkv[B,T,W];
     // v heads are copied. rstd [N, H + Hkv].
     void qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk, const AttnSpec& s, float eps);
@@ -230,9 +234,10 @@ protected:
     virtual void do_rope(Tensor qkv, const AttnSpec& s, float theta, int pos0, bool inverse) = 0;
     virtual void do_attention_fwd(Tensor o, Tensor lse, Tensor qkv, Tensor sink, const AttnSpec& s) = 0;
     virtual void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse,
-                                  Tensor qkv, Tensor sink, const AttnSpec& s) = 0;
+                                  Tensor qkv, Tensor sink, const AttnSpec& s, Tensor rowdot) = 0;
     virtual void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) = 0;
-    virtual void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) = 0;
+    virtual void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd,
+                                 Tensor rowdot) = 0;
     virtual void do_qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk,
                                const AttnSpec& s, float eps) = 0;
     virtual void do_qknorm_bwd(Tensor din, Tensor dgq, Tensor dgk, Tensor dout, Tensor in, Tensor gq,

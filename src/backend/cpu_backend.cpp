@@ -161,10 +161,11 @@ protected:
         });
     }
     void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
-                          const AttnSpec& s) override {
+                          const AttnSpec& s, Tensor rowdot) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::attention_bwd(p<T>(dqkv), p<T>(dsink), p<T>(dout), p<T>(o), p<T>(lse), p<T>(qkv), p<T>(sink), s);
+            cpu::attention_bwd(p<T>(dqkv), p<T>(dsink), p<T>(dout), p<T>(o), p<T>(lse), p<T>(qkv), p<T>(sink), s,
+                               p<T>(rowdot));
         });
     }
     void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
@@ -174,11 +175,12 @@ protected:
                               eps);
         });
     }
-    void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
+    void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd,
+                         Tensor rowdot) override {
         dispatch([&](auto z) {
             using T = decltype(z);
             cpu::headnorm_bwd(p<T>(dx), p<T>(dg), p<T>(dout), p<T>(x), p<T>(g), p<T>(rstd), x.dim(0), x.dim(1),
-                              x.dim(2), g.ndim == 2);
+                              x.dim(2), g.ndim == 2, p<T>(rowdot), rowdot.empty() ? 0 : rowdot.dim(2));
         });
     }
     void do_qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk, const AttnSpec& s,

@@ -262,14 +262,14 @@ protected:
         });
     }
     void do_attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Tensor lse, Tensor qkv, Tensor sink,
-                          const AttnSpec& s) override {
+                          const AttnSpec& s, Tensor rowdot) override {
         if (s.cudnn) return cudnn_attention_bwd(dqkv, dout, o, lse, qkv, s);
         check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* sc = scratch(cuda::attention_bwd_scratch<T>(s));
             cuda::attention_bwd(dp<T>(dqkv), dp<float>(dsink), dp<T>(dout), dp<T>(o), dp<float>(lse), dp<T>(qkv),
-                                dp<T>(sink), s, sc, stream_);
+                                dp<T>(sink), s, sc, stream_, dp<float>(rowdot));
         });
     }
     void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
@@ -279,12 +279,14 @@ protected:
                                g.ndim == 2, eps, stream_);
         });
     }
-    void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd) override {
+    void do_headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd,
+                         Tensor rowdot) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
             void* s = scratch(cuda::norm_bwd_scratch(cuda::headnorm_layout(x.dim(0), x.dim(1), x.dim(2), g.ndim == 2)));
             cuda::headnorm_bwd(dp<T>(dx), dp<float>(dg), dp<T>(dout), dp<T>(x), dp<T>(g), dp<float>(rstd), x.dim(0),
-                               x.dim(1), x.dim(2), g.ndim == 2, s, stream_);
+                               x.dim(1), x.dim(2), g.ndim == 2, s, stream_, dp<float>(rowdot),
+                               rowdot.empty() ? 0 : rowdot.dim(2));
         });
     }
     void do_qknorm_fwd(Tensor out, Tensor rstd, Tensor in, Tensor gq, Tensor gk, const AttnSpec& s,

@@ -103,6 +103,7 @@ void plan_activations(const Config& cfg, const AttnSpec& spec, DType cd, Arena& 
     ar.add(&g.datt, cd, {B, T, H, hd});
     ar.add(&g.datt2, cd, {B, T, H, hd});
     if (a.gated_on()) ar.add(&g.dglogit, cd, {N, G});
+    if (a.headnorm_on()) ar.add(&g.rowdot, st, {B, H, T});
     ar.add(&g.dab, cd, {N, 2 * F});
     ar.add(&g.dact, cd, {N, F});
 }
@@ -366,10 +367,11 @@ void Model::block_backward(int l, Tensor dres) {
     }
     if (ac.headnorm_on()) {
         be_.headnorm_bwd(spare.view({N, H, hd}), dw.headnorm, d.view({N, H, hd}), a.att.view({N, H, hd}),
-                         w.headnorm, a.hn_rstd);
+                         w.headnorm, a.hn_rstd, g_.rowdot);
         std::swap(d, spare);
     }
-    be_.attention_bwd(g_.dqkv, dw.sink, d, a.att, a.lse, a.qkv, w.sink, spec_);
+    // g_.rowdot is empty without HeadNorm: the attention backward then computes its D itself
+    be_.attention_bwd(g_.dqkv, dw.sink, d, a.att, a.lse, a.qkv, w.sink, spec_, g_.rowdot);
     be_.rope_bwd(g_.dqkv, spec_, m.rope_theta, 0);
     Tensor dproj = g_.dqkv;
     if (ac.qk_norm) {

@@ -46,6 +46,7 @@ struct Activations {
 // Backward scratch, reused by every block.
 struct BackwardScratch {
     Tensor dres, dtmp, dxn, dqkv, dqkv_raw, datt, datt2, dglogit, dab, dact;
+    Tensor rowdot;  // [B,H,T] (wide)  dL/d(att).att of each row: HeadNorm's backward hands it to attention's
 };
 
 // Bytes a training run's model needs on its backend, known before anything is allocated (sinklab info prints it):

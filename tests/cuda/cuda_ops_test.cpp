@@ -339,11 +339,13 @@ TEST_F(CudaOps, RMSNormBackwardRefusesRowsWiderThanItsSharedMemory) {
 }
 
 // ---- attention --------------------------------------------------------------------------------------------------
-// One case: forward and backward of a spec, inputs in [-r, r] (larger r: peakier softmax rows).
+// One case: forward and backward of a spec, inputs in [-r, r] (larger r: peakier softmax rows). With rowdot the
+// backward is given a random D in place of dout.o, as HeadNorm's backward hands it over.
 struct AttnCase {
     std::string name;
     AttnSpec s;
     double r = 2.0;
+    bool rowdot = false;
 };
 
 void check_attention(const AttnCase& c) {
@@ -360,9 +362,11 @@ void check_attention(const AttnCase& c) {
               arg("dqkv", Role::Out, qkv)},
              {[s](Backend& b, Tensors& t) { b.attention_fwd(t["o"], t["lse"], t["qkv"], t["sink"], s); },
               [s](Backend& b, Tensors& t) {
-                  b.attention_bwd(t["dqkv"], t["dsink"], t["dout"], t["o"], t["lse"], t["qkv"], t["sink"], s);
+                  b.attention_bwd(t["dqkv"], t["dsink"], t["dout"], t["o"], t["lse"], t["qkv"], t["sink"], s,
+                                  t["rowdot"]);
               }},
              5e-5};
+    if (c.rowdot) bwd.args.push_back(arg("rowdot", Role::InWide, lse));
     if (sink) {
         fwd.args.push_back(in("sink", {s.H}, -1.0, 2.0));
         bwd.args.push_back(in("sink", {s.H}, -1.0, 2.0));
@@ -458,6 +462,17 @@ TEST_F(CudaOps, AttentionSinkVariants) {
 }
 TEST_F(CudaOps, AttentionSigmoid) {
     for (const AttnCase& c : sigmoid_cases()) check_attention(c);
+}
+
+// A D given by the caller is the one used, by the dsink sum and by dS in both kernel sets (bf16 and f32, mma.sync
+// path) of the CPU reference and the CUDA backend alike: a kernel that computed its own would miss the random one.
+TEST_F(CudaOps, AttentionGivenRowdot) {
+    for (AttnCase c : {AttnCase{"rowdot_gqa_hd64_T190", attn_spec(2, 190, 4, 2, 64)},
+                       AttnCase{"rowdot_sinklogit_hd32", attn_spec(2, 77, 4, 2, 32, AttnScore::SinkLogit)},
+                       AttnCase{"rowdot_hd18", attn_spec(1, 45, 2, 2, 18)}}) {
+        c.rowdot = true;
+        check_attention(c);
+    }
 }
 
 // The bf16 backward keeps dS for the dQ kernel in scratch of at most AttnSpec::ds_budget bytes: sequences go through
@@ -617,6 +632,23 @@ TEST_F(CudaOps, HeadNorm) {
                {[](Backend& b, Tensors& t) { b.headnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
                 [](Backend& b, Tensors& t) {
                     b.headnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"]);
+                }}});
+    }
+}
+
+// rowdot = dx.x of each head, N = 77 rows as 7 sequences of 11 ([7, nh, 11]). At eps 1e-6 it is a cancellation
+// residue (eps r^3 g.dy.x, near zero), which no precision rule can judge; eps 0.5 makes it a value of the order of dx.
+TEST_F(CudaOps, HeadNormRowdot) {
+    const int64_t B = 7, T = 11, N = B * T, nh = 5;
+    for (int64_t hd : {64, 18}) {  // 16-byte path and element path
+        check({fmt::format("headnorm_bwd_rowdot_hd{}", hd),
+               {in("x", {N, nh, hd}, -2, 2), in("g", {nh, hd}, 0.3, 1.5), in("dout", {N, nh, hd}),
+                arg("out", Role::Tmp, {N, nh, hd}), arg("rstd", Role::TmpWide, {N, nh}),
+                arg("dx", Role::Out, {N, nh, hd}), arg("dg", Role::Acc, {nh, hd}),
+                arg("rowdot", Role::OutWide, {B, nh, T})},
+               {[](Backend& b, Tensors& t) { b.headnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 0.5f); },
+                [](Backend& b, Tensors& t) {
+                    b.headnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"], t["rowdot"]);
                 }}});
     }
 }

@@ -402,6 +402,68 @@ TEST_P(CpuOpsAttention, GradientsMatchFiniteDifferences) {
     }
 }
 
+// A caller's rowdot replaces the kernel's own D = dout.o. Equal to it, nothing changes. Off by delta[b, h, t], the
+// softmax gradient P (dP - D) moves by -P delta: dv stays, dq_t moves by -scale delta_t sum_j P_tj k_j (the forward
+// with k in place of v gives that sum) and dsink by sum over rows of exp(sink - lse) delta. Sigmoid ignores it.
+TEST_P(CpuOpsAttention, GivenRowdotReplacesDoutDotO) {
+    const int64_t W = s.qkv_width(), hd = s.hd, rows = int64_t(s.B) * s.H * s.T;
+    const AttnResult plain = run_attention<double>(s, qkv, sink, w, dsink0);
+    Vec exact(rows, 0.0);  // [B, H, T]
+    for (int64_t b = 0; b < s.B; b++)
+        for (int64_t t = 0; t < s.T; t++)
+            for (int64_t h = 0; h < s.H; h++)
+                for (int64_t d = 0; d < hd; d++) {
+                    const int64_t i = ((b * s.T + t) * s.H + h) * hd + d;
+                    exact[(b * s.H + h) * s.T + t] += w[i] * plain.o[i];
+                }
+    Rng rng(17);
+    const Vec delta = rng.vec(rows);
+    Vec shifted = exact;
+    for (int64_t r = 0; r < rows; r++) shifted[r] += delta[r];
+    auto backward = [&](const Vec& rowdot) {
+        Vec dqkv(qkv.size(), kFill), ds = dsink0;
+        cpu::attention_bwd(dqkv.data(), ds.empty() ? nullptr : ds.data(), w.data(), plain.o.data(), plain.lse.data(),
+                           qkv.data(), sink.empty() ? nullptr : sink.data(), s, rowdot.data());
+        return std::pair(dqkv, ds);
+    };
+    const auto [dqkv_exact, dsink_exact] = backward(exact);
+    EXPECT_TRUE(all_close(dqkv_exact, plain.dqkv, 1e-12));
+    EXPECT_TRUE(all_close(dsink_exact, plain.dsink, 1e-12));
+
+    const auto [dqkv, dsink] = backward(shifted);
+    if (s.score == AttnScore::Sigmoid) {
+        EXPECT_EQ(dqkv, plain.dqkv);
+        return;
+    }
+    Vec qkk = qkv;  // v heads replaced by the k heads
+    for (int64_t n = 0; n < int64_t(s.B) * s.T; n++)
+        for (int64_t j = 0; j < int64_t(s.Hkv) * hd; j++) qkk[n * W + (s.H + s.Hkv) * hd + j] = qkv[n * W + s.H * hd + j];
+    const AttnResult pk = run_attention<double>(s, qkk, sink, w, dsink0);
+    Vec want = plain.dqkv;
+    for (int64_t b = 0; b < s.B; b++)
+        for (int64_t t = 0; t < s.T; t++)
+            for (int64_t h = 0; h < s.H; h++)
+                for (int64_t d = 0; d < hd; d++)
+                    want[(b * s.T + t) * W + h * hd + d] -= double(s.scale) * delta[(b * s.H + h) * s.T + t] *
+                                                            pk.o[((b * s.T + t) * s.H + h) * hd + d];
+    for (int64_t n = 0; n < int64_t(s.B) * s.T; n++)  // dq as predicted, dv unchanged, dk not checked
+        for (int64_t j = 0; j < W; j++) {
+            const bool is_k = j >= s.H * hd && j < (s.H + s.Hkv) * hd;
+            if (is_k) want[n * W + j] = dqkv[n * W + j];
+        }
+    EXPECT_TRUE(all_close(dqkv, want, 1e-11));
+    if (s.score == AttnScore::SinkLogit) {
+        Vec want_ds = plain.dsink;
+        for (int64_t b = 0; b < s.B; b++)
+            for (int64_t h = 0; h < s.H; h++)
+                for (int64_t t = 0; t < s.T; t++) {
+                    const int64_t r = (b * s.H + h) * s.T + t;
+                    want_ds[h] -= std::exp(sink[h] - plain.lse[r]) * delta[r];
+                }
+        EXPECT_TRUE(all_close(dsink, want_ds, 1e-11));
+    }
+}
+
 TEST_P(CpuOpsAttention, RunsAreBitIdenticalAcrossRepeatsAndThreadCounts) {
     // Each (sequence, kv head) is one sequential task, so not even the thread count changes a bit.
     auto run = [&](int threads) {
@@ -529,6 +591,39 @@ TEST_P(CpuOpsHeadnorm, MatchesFormulaAndFiniteDifferences) {
         cpu::headnorm_bwd(d.data(), dgt.data(), wt.data(), xt.data(), gt.data(), r.data(), N, nh, hd, per_head);
         return std::tuple(cast<double>(o), cast<double>(d), cast<double>(dgt));
     };
+    expect_float_tracks_double(run);
+}
+
+// rowdot [B, nh, Tn] is dx.x of each head: checked against the sum over the returned dx and against its closed form
+// eps r^3 sum_j g dy x (dx.x = r (g.dy.x) (1 - r^2 mean x^2), and 1 - r^2 mean x^2 = eps r^2). A large eps keeps it
+// far from the cancellation it is at the usual eps.
+TEST(CpuOps, HeadnormBackwardEmitsDxDotXPerHead) {
+    const int64_t B = 2, Tn = 3, N = B * Tn, nh = 3, hd = 7;
+    const float eps = 0.5f;
+    Rng rng(23);
+    const Vec x = rng.vec(N * nh * hd), g = rng.vec(nh * hd, 0.5, 1.5), dy = rng.vec(N * nh * hd);
+    auto run = [&](auto z) {
+        using T = decltype(z);
+        const auto xt = cast<T>(x), gt = cast<T>(g), dyt = cast<T>(dy);
+        std::vector<T> out(x.size()), rstd(N * nh), dx(x.size()), dg(g.size(), T(0)), rowdot(N * nh, T(kFill));
+        cpu::headnorm_fwd(out.data(), rstd.data(), xt.data(), gt.data(), N, nh, hd, true, eps);
+        cpu::headnorm_bwd(dx.data(), dg.data(), dyt.data(), xt.data(), gt.data(), rstd.data(), N, nh, hd, true,
+                          rowdot.data(), Tn);
+        return std::tuple(cast<double>(dx), cast<double>(rowdot), cast<double>(rstd));
+    };
+    const auto [dx, rowdot, rstd] = run(double{});
+    Vec sum(N * nh, 0.0), closed(N * nh, 0.0);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t h = 0; h < nh; h++) {
+            const int64_t r = n * nh + h, at = (n / Tn * nh + h) * Tn + n % Tn;
+            for (int64_t j = 0; j < hd; j++) {
+                sum[at] += dx[r * hd + j] * x[r * hd + j];
+                closed[at] += g[h * hd + j] * dy[r * hd + j] * x[r * hd + j];
+            }
+            closed[at] *= double(eps) * std::pow(rstd[r], 3);
+        }
+    EXPECT_TRUE(all_close(rowdot, sum, 1e-12));
+    EXPECT_TRUE(all_close(rowdot, closed, 1e-12));
     expect_float_tracks_double(run);
 }
 
