@@ -771,8 +771,6 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
                 vec);
 }
 
-size_t rowdot_bytes(const AttnSpec& s) { return size_t(s.B) * s.H * s.T * sizeof(float); }
-
 // D [B, H, T] = dout.o of every row; returns D.
 template <typename T>
 const float* compute_rowdot(float* D, const T* dout, const T* o, const AttnSpec& s, cudaStream_t st) {
@@ -785,6 +783,17 @@ const float* compute_rowdot(float* D, const T* dout, const T* o, const AttnSpec&
     else
         CUDA_LAUNCH(attn_rowdot_kernel<T, 1>, grid, 256, 0, st, D, dout, o, rows, s.T, s.H, s.hd, lanes);
     return D;
+}
+
+// The backward's scratch: D [B, H, T] in f32, then in bf16 the dS of ds_seqs sequences from ds_offset on.
+struct BwdScratch {
+    int ds_seqs;
+    size_t ds_offset, bytes;
+};
+template <typename T> BwdScratch bwd_scratch(const AttnSpec& s) {
+    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s) : 0;
+    const size_t ds_offset = align256(size_t(s.B) * s.H * s.T * sizeof(float));
+    return {seqs, ds_offset, ds_offset + ds_bytes(s, seqs)};
 }
 
 void check_spec(const AttnSpec& s) {
@@ -811,10 +820,7 @@ void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec
     }
 }
 
-template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
-    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s) : 0;
-    return align256(rowdot_bytes(s)) + ds_bytes(s, seqs);
-}
+template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) { return bwd_scratch<T>(s).bytes; }
 
 template <typename T>
 void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
@@ -829,9 +835,9 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
-        // attention_bwd_scratch<bf16> made room for them after D
-        const int ds_seqs = ds_seqs_per_pass(s);
-        bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(static_cast<char*>(scratch) + align256(rowdot_bytes(s))) : nullptr;
+        const BwdScratch sc = bwd_scratch<bf16>(s);
+        const int ds_seqs = sc.ds_seqs;
+        bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(static_cast<char*>(scratch) + sc.ds_offset) : nullptr;
         dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {
             bwd_bf16<HDP, kSigmoid, kWg>(dqkv, ds, ds_seqs, dout, lse, D, qkv, p, vec, st);
         });

@@ -36,7 +36,7 @@ template <typename T> void norm_fwd(T* out, float* rstd, const T* x, const T* g0
                                     float eps, cudaStream_t st);
 size_t norm_bwd_scratch(const NormLayout& L);
 // dx is written, or added to with accumulate. rowdot [N / Tn, G, Tn] (optional, not with accumulate): dx.x of each
-// group, the rows n taken as (n / Tn, n % Tn).
+// group from dx as stored (rounded to T), the rows n taken as (n / Tn, n % Tn).
 template <typename T> void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0,
                                     const T* g1, const float* rstd, const NormLayout& L, bool accumulate, void* scratch,
                                     cudaStream_t st, float* rowdot = nullptr, int64_t Tn = 0);

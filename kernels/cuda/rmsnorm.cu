@@ -87,7 +87,8 @@ __global__ void norm_fwd_kernel(T* out, float* rstd, const T* x, const T* g0, co
 // it is added to dx, rounded once. partial[p, c] = the sum of dy x r over the rows of chunk p (this block's), for the
 // normalized channels c < G gs. Each warp takes whole rows of the chunk, 32 / lanes groups a pass, so that a lane
 // meets the same channels in every row: it adds their dy x r to its warp's row of sacc without racing another lane,
-// and the block adds its warps' rows in order at the end. With rowdot [N / Tn, G, Tn], also dx.x of each group.
+// and the block adds its warps' rows in order at the end. With rowdot [N / Tn, G, Tn], also dx.x of each group,
+// from dx as stored.
 template <typename T, bool kVecIO>
 __global__ void norm_bwd_kernel(T* dx, float* partial, float* rowdot, const T* dout, const T* x, const T* g0,
                                 const T* g1, const float* rstd, NormLayout L, int lanes, int64_t rows_per_chunk,
@@ -129,7 +130,7 @@ __global__ void norm_bwd_kernel(T* dx, float* partial, float* rowdot, const T* d
                 }
             }
             dot = group_sum(dot, lanes);  // every lane of the warp, whatever its group
-            float dxx = 0.f;              // dx.x of the group, before dx is rounded
+            float dxx = 0.f;              // dx.x of the group
             if (norm) {
                 float r = rstd[n * L.G + h];
                 float c = dot * r * r / float(L.gs);
@@ -144,7 +145,10 @@ __global__ void norm_bwd_kernel(T* dx, float* partial, float* rowdot, const T* d
                         const float d = r * (gv[e] * dv[e] - xv[e] * c);
                         o[e] = accumulate ? o[e] + d : d;
                         acc[j + e] += dv[e] * xv[e] * r;
-                        dxx += d * xv[e];
+                        // dx as stored: the D the attention backward would compute from it, consistent with the
+                        // rounded gradient its other terms see (from the unrounded dx, a row that sees one key would
+                        // get a score gradient of bf16 rounding size instead of about zero)
+                        dxx += to_float(from_float<T>(o[e])) * xv[e];
                     }
                     store_f32<VW>(dxr + j, o);
                 }

@@ -150,8 +150,8 @@ public:
 
     // Head-wise RMSNorm over hd of each head: x, out [N, nh, hd]; rstd [N, nh]; g [nh, hd] or [hd].
     void headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps);
-    // With rowdot[B, nh, T] (wide, N = B T) the backward also writes dx.x of each head, from dx before it is
-    // rounded: attention_bwd's rowdot when x is the attention output, at no extra read.
+    // With rowdot[B, nh, T] (wide, N = B T) the backward also writes dx.x of each head, of dx as stored (in the
+    // compute dtype): attention_bwd's rowdot when x is the attention output, without reading dx and x again.
     void headnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, Tensor rowdot = {});
     // QK-norm: RMSNorm over hd of every q head (gain gq[hd]) and k head (gain gk[hd]) of qkv[B,T,W];
     // v heads are copied. rstd [N, H + Hkv].
