@@ -130,7 +130,7 @@ __global__ void norm_bwd_kernel(T* dx, float* partial, float* rowdot, const T* d
                 }
             }
             dot = group_sum(dot, lanes);  // every lane of the warp, whatever its group
-            float dxx = 0.f;              // dx.x of the group
+            float dxx = 0.f;  // dx.x of the group
             if (norm) {
                 float r = rstd[n * L.G + h];
                 float c = dot * r * r / float(L.gs);

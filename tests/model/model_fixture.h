@@ -54,6 +54,13 @@ inline std::vector<VariantCase> variant_cases() {
              c.attention.gate = "head";
          }},
         {"headnorm_gated", [](Config& c) { c.attention.variant = "headnorm+gated"; }},
+        // At eps 0.5 the D that HeadNorm's backward hands to the attention backward (eps r^3 g.dy.x per head) is
+        // far from zero, so the gradients show whether it arrives.
+        {"headnorm_eps",
+         [](Config& c) {
+             c.attention.variant = "headnorm";
+             c.attention.headnorm.eps = 0.5f;
+         }},
         {"sink_logit",
          [](Config& c) {
              c.attention.variant = "sink_logit";
