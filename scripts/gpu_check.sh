@@ -26,7 +26,8 @@
 #               toolkit's or Triton's; no machine here has one)
 # STAGES="tests sanitize" runs only the stages named (preflight, which unpacks the binaries, always runs): a quick
 # re-check after a fix in the same device session.
-# $OUT/report.md gets the summary table (also printed last) and each stage's key lines; $OUT/logs.tar.gz the logs
+# $OUT/report.md gets the summary table (also printed last), the speed goals judged per sequence length (printed
+# before it) and each stage's key lines; $OUT/logs.tar.gz the logs
 # (rewritten after every stage, so a call cut short still returns them; the device tool returns at most 8 files).
 # Without a GPU every GPU stage fails fast and the report still comes out (a dry run: bash scripts/gpu_check.sh;
 # OUT defaults to /tmp/sinklab-gpu-check-out).

@@ -48,26 +48,37 @@ def attention_rates(lines):
     return {}
 
 
+# Ratios come from the `vs first` column: with rounds, the median of per-round ratios, steadier than a ratio of
+# medians. Every run's first row is standard on ours, so rows of different runs compare through it. The overheads
+# come from the run that times them alone (gpu_bench.sh's second, whose labels name no implementation), else from
+# one that compares implementations.
+HEADNORM = ("headnorm", "headnorm [sinklab]")
+METRICS = ("standard +metrics", "standard [sinklab] +metrics")
+
+
+def overhead(rows, labels):
+    """The step time of the first of `labels` in rows against standard on ours, in per cent; None without either."""
+    std = rows.get("standard [sinklab]")
+    r = next((rows[label] for label in labels if label in rows), None)
+    return 100 * (std[5] / r[5] - 1) if std and r else None
+
+
 def bench_summary(rows, rates=None):
     std = rows.get("standard [sinklab]")
     if not std:
         return "no results"
 
-    # Ratios from the `vs first` column: with rounds, the median of per-round ratios, steadier than a ratio of
-    # medians. Every run's first row is standard on ours, so rows of different runs compare through it. The
-    # overheads come from the run that times them alone (gpu_bench.sh's second, whose labels name no
-    # implementation), else from one that compares implementations.
-    def rel(*labels):
-        r = next((rows[label] for label in labels if label in rows), None)
-        return f"{100 * (std[5] / r[5] - 1):+.1f}%" if r else "n/a"
+    def rel(labels):
+        o = overhead(rows, labels)
+        return f"{o:+.1f}%" if o is not None else "n/a"
 
     def vs_ours(label):
         r = rows.get(label)
         return f"{r[5] / std[5]:.3f}x our tokens/s" if r else "n/a"
 
     return (f"standard {std[0] / 1e3:,.0f}k tok/s, MFU {std[2]:.1f}%; time vs standard: "
-            f"headnorm {rel('headnorm', 'headnorm [sinklab]')}, "
-            f"+metrics {rel('standard +metrics', 'standard [sinklab] +metrics')}; "
+            f"headnorm {rel(HEADNORM)}, "
+            f"+metrics {rel(METRICS)}; "
             f"with our wgmma attention {vs_ours('standard [sinklab_wgmma]')}, "
             f"with cuDNN attention {vs_ours('standard [cudnn]')}; "
             f"memory {std[3]:.2f} GiB (sinklab info: {std[4]:.2f}); rounds spread up to "
@@ -75,6 +86,49 @@ def bench_summary(rows, rates=None):
                 "; attention TFLOP/s forward/backward: " +
                 ", ".join(f"{label} {f}/{b}" for label, (f, b) in rates.items() if not label.endswith("+metrics"))
                 if rates else ""))
+
+
+# Issue 6's speed goals for llama-152m on one H200, each judged in the same call: MFU, tokens/s against
+# torch.compile's, and the step time that HeadNorm and the per-step sink metrics add.
+MFU_GOAL, TORCH_GOAL, OVERHEAD_GOAL = 40.0, 1.0, 2.0
+IMPLS = ("sinklab", "sinklab_wgmma", "cudnn")
+
+
+def goals_table(bench, torch):
+    """Markdown rows: each goal, then per sequence length its value and whether it is met ("n/a" where the check
+    gave no value); [] without bench results. bench: {T: bench rows}; torch: {T: torch.compile's tokens/s or None}."""
+    lengths = sorted(bench, key=int)
+    if not lengths:
+        return []
+
+    def row(goal, value, fmt, met):
+        cells = []
+        for T in lengths:
+            v = value(T)
+            cells.append("n/a" if v is None else f"{fmt.format(v)} ({'met' if met(v) else 'not met'})")
+        return f"| {goal} | " + " | ".join(cells) + " |"
+
+    def mfu(impl):
+        def value(T):
+            r = bench[T].get(f"standard [{impl}]")
+            return r[2] if r else None
+        return value
+
+    def vs_torch(impl):
+        def value(T):
+            r, t = bench[T].get(f"standard [{impl}]"), torch.get(T)
+            return r[0] / t if r and t else None
+        return value
+
+    out = ["| goal | " + " | ".join(f"T={T}" for T in lengths) + " |", "| --- " * (len(lengths) + 1) + "|"]
+    out += [row(f"MFU >= {MFU_GOAL:.0f}%, standard [{i}]", mfu(i), "{:.1f}%", lambda v: v >= MFU_GOAL)
+            for i in IMPLS]
+    out += [row(f"tokens/s >= {TORCH_GOAL:.1f}x torch.compile, standard [{i}]", vs_torch(i), "{:.3f}x",
+                lambda v: v >= TORCH_GOAL) for i in IMPLS]
+    for what, labels in (("HeadNorm", HEADNORM), ("per-step sink metrics", METRICS)):
+        out.append(row(f"{what}: step time <= +{OVERHEAD_GOAL:.0f}% (our attention)",
+                       lambda T, labels=labels: overhead(bench[T], labels), "{:+.1f}%", lambda v: v <= OVERHEAD_GOAL))
+    return out
 
 
 def torch_tokens(lines):
@@ -288,9 +342,11 @@ def main():
         key["tests"] += f"; unfinished: {stuck}"
     for name, rows in bench.items():
         key[name] = bench_summary(rows, attention_rates(logs[name]))
+    torch = {}
     for s in stages:
         if s[0].startswith("torch-"):
             t = torch_tokens(logs[s[0]])
+            torch[s[0].split("-", 1)[1]] = t
             rows = bench.get("bench-" + s[0].split("-", 1)[1], {})
             ours, wgmma, cudnn = (rows.get(f"standard [{i}]") for i in ("sinklab", "sinklab_wgmma", "cudnn"))
             key[s[0]] = (f"torch {t / 1e3:,.0f}k tok/s" if t else "no result") + (
@@ -313,7 +369,10 @@ def main():
     commit = next((l for l in pre if l.startswith("commit ")), None)
     if commit:
         md += [f"Build: {commit}.", ""]
+    goals = goals_table({name.split("-", 1)[1]: rows for name, rows in bench.items() if rows}, torch)
     md += ["## Summary", ""] + table + [""]
+    if goals:
+        md += ["## Issue 6 goals", ""] + goals + [""]
     failed = failure_messages(logs.get("tests", []))
     precision = [l for l in logs.get("tests", []) if re.search(r"worst (gradient error/bound|relative difference)", l)]
     md += ["## tests", "", "```"] + (failed or ["no failed tests listed"]) + precision + ["```", ""]
@@ -331,6 +390,8 @@ def main():
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
     print(f"\nreport: {os.path.join(out, 'report.md')}\n")
+    if goals:
+        print("\n".join(goals) + "\n")
     print("\n".join(table))
 
 
