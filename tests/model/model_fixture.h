@@ -55,10 +55,11 @@ inline std::vector<VariantCase> variant_cases() {
          }},
         {"headnorm_gated", [](Config& c) { c.attention.variant = "headnorm+gated"; }},
         // At eps 0.5 the D that HeadNorm's backward hands to the attention backward (eps r^3 g.dy.x per head) is
-        // far from zero, so the gradients show whether it arrives.
-        {"headnorm_eps",
+        // far from zero, so the gradients show whether it arrives; the sink logit's gradient is a sum over D.
+        {"headnorm_sink_eps",
          [](Config& c) {
-             c.attention.variant = "headnorm";
+             c.attention.variant = "headnorm+sink_logit";
+             c.attention.sink_init = 0.7f;
              c.attention.headnorm.eps = 0.5f;
          }},
         {"sink_logit",

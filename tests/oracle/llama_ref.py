@@ -39,7 +39,10 @@ def attention(q, k, v, cfg, sink):
     group = H // k.shape[2]
     k = k.repeat_interleave(group, dim=2)
     v = v.repeat_interleave(group, dim=2)
-    scores = torch.einsum("bihd,bjhd->bhij", q, k) / hd ** 0.5  # [B, H, T, T]
+    # The model's scale is 1/sqrt(hd) in f32 (AttnSpec::scale), in f64 runs too; the exact one would differ from it
+    # by 4e-8 relative, which shows where a sink logit makes token 0's output depend on it (the gain init's check).
+    scale = float(np.float32(1) / np.sqrt(np.float32(hd)))
+    scores = torch.einsum("bihd,bjhd->bhij", q, k) * scale  # [B, H, T, T]
     allowed = torch.ones(T, T, dtype=torch.bool).tril()
     for r in cfg["isolate"]:
         if r < T:
