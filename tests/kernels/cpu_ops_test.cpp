@@ -1,6 +1,7 @@
 // The CPU kernels against independent references: float64 central finite differences for every gradient,
 // naive formula implementations for forward values, the float instantiation against the double one, and
 // the write (=) / accumulate (+=) contract checked by pre-filling the outputs.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <tuple>
@@ -436,8 +437,9 @@ TEST_P(CpuOpsAttention, GivenRowdotReplacesDoutDotO) {
         return;
     }
     Vec qkk = qkv;  // v heads replaced by the k heads
+    const int64_t kv_width = int64_t(s.Hkv) * hd, k_at = int64_t(s.H) * hd, v_at = k_at + kv_width;
     for (int64_t n = 0; n < int64_t(s.B) * s.T; n++)
-        for (int64_t j = 0; j < int64_t(s.Hkv) * hd; j++) qkk[n * W + (s.H + s.Hkv) * hd + j] = qkv[n * W + s.H * hd + j];
+        std::copy_n(qkv.begin() + n * W + k_at, kv_width, qkk.begin() + n * W + v_at);
     const AttnResult pk = run_attention<double>(s, qkk, sink, w, dsink0);
     Vec want = plain.dqkv;
     for (int64_t b = 0; b < s.B; b++)
@@ -447,10 +449,7 @@ TEST_P(CpuOpsAttention, GivenRowdotReplacesDoutDotO) {
                     want[(b * s.T + t) * W + h * hd + d] -= double(s.scale) * delta[(b * s.H + h) * s.T + t] *
                                                             pk.o[((b * s.T + t) * s.H + h) * hd + d];
     for (int64_t n = 0; n < int64_t(s.B) * s.T; n++)  // dq as predicted, dv unchanged, dk not checked
-        for (int64_t j = 0; j < W; j++) {
-            const bool is_k = j >= s.H * hd && j < (s.H + s.Hkv) * hd;
-            if (is_k) want[n * W + j] = dqkv[n * W + j];
-        }
+        std::copy_n(dqkv.begin() + n * W + k_at, kv_width, want.begin() + n * W + k_at);
     EXPECT_TRUE(all_close(dqkv, want, 1e-11));
     if (s.score == AttnScore::SinkLogit) {
         Vec want_ds = plain.dsink;
