@@ -345,10 +345,10 @@ def main():
     torch = {}
     for s in stages:
         if s[0].startswith("torch-"):
-            t = torch_tokens(logs[s[0]])
-            torch[s[0].split("-", 1)[1]] = t
-            rows = bench.get("bench-" + s[0].split("-", 1)[1], {})
-            ours, wgmma, cudnn = (rows.get(f"standard [{i}]") for i in ("sinklab", "sinklab_wgmma", "cudnn"))
+            length = s[0].split("-", 1)[1]
+            t = torch[length] = torch_tokens(logs[s[0]])
+            rows = bench.get("bench-" + length, {})
+            ours, wgmma, cudnn = (rows.get(f"standard [{i}]") for i in IMPLS)
             key[s[0]] = (f"torch {t / 1e3:,.0f}k tok/s" if t else "no result") + (
                 f"; sinklab/torch {ours[0] / t:.3f}x" if t and ours else "") + (
                 f", with wgmma attention {wgmma[0] / t:.3f}x" if t and wgmma else "") + (

@@ -61,13 +61,18 @@ const CommandResult& cpu_bench() {
     return bench;
 }
 
+// The CPU bench's log in out as the stage bench-1024's; call under ASSERT_NO_FATAL_FAILURE.
+void write_bench_stage(const TempDir& out) {
+    ASSERT_EQ(cpu_bench().rc, 0) << cpu_bench().out;
+    write_file(out.path() + "/bench-1024.log", cpu_bench().out);
+}
+
 // The report's summary takes tokens/s and the implementations' ratios from the bench's last run, the overheads of
 // HeadNorm and of the metrics from the second (its own `vs first`), attention's rates from the first.
 TEST(GpuReport, SummarizesTheBenchStage) {
     TempDir out("gpu_report");
+    ASSERT_NO_FATAL_FAILURE(write_bench_stage(out));
     const CommandResult& bench = cpu_bench();
-    ASSERT_EQ(bench.rc, 0) << bench.out;
-    write_file(out.path() + "/bench-1024.log", bench.out);
     write_file(out.path() + "/stages.tsv", "bench-1024\tok\t3\t110\n");
 
     const std::string md = report_md(out);
@@ -115,9 +120,8 @@ TEST(GpuReport, SummarizesTheBenchStage) {
 // of torch with no bench beside it adds no column.
 TEST(GpuReport, JudgesTheIssueGoals) {
     TempDir out("gpu_report_goals");
+    ASSERT_NO_FATAL_FAILURE(write_bench_stage(out));
     const CommandResult& bench = cpu_bench();
-    ASSERT_EQ(bench.rc, 0) << bench.out;
-    write_file(out.path() + "/bench-1024.log", bench.out);
     write_file(out.path() + "/torch-1024.log", "torch tokens/s 1000.0\n");
     write_file(out.path() + "/torch-4096.log", "torch tokens/s 2000.0\n");
     write_file(out.path() + "/stages.tsv", "bench-1024\tok\t3\t110\ntorch-1024\tok\t5\t70\ntorch-4096\tok\t5\t65\n");
