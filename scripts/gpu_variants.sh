@@ -145,7 +145,7 @@ work, out, index, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 row = re.compile(r"^\s*\d+\s+(.+?)\s+(\d+)\s+([\d.]+)\s+[\d.]+%\s+[\d.]+x")
 # The op families the waiting kernel changes touch, from the bench's per-op table (share of op time per
 # configuration, in the order of its rows) times the step time: an estimate of each family's time per step.
-families = ["attention_fwd", "attention_bwd", "rmsnorm", "rope", "headnorm"]
+families = ["attention_fwd", "attention_bwd", "rmsnorm", "rope", "headnorm", "cross_entropy"]
 names = [line.split()[0] for line in open(index) if line.strip()]
 md = ["# sinklab variants", "", "| variant | ref | commit | tests |", "| --- | --- | --- | --- |"]
 tests = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open(os.path.join(work, "tests.tsv"))}

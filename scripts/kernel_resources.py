@@ -3,13 +3,18 @@
 Recompiles each CUDA source of sinklab_core with the build's own nvcc command (from BUILD/compile_commands.json,
 the object going to a temporary folder) plus --resource-usage, and prints one row per kernel and architecture.
 No GPU is needed: these are the compiler's figures, the ones to quote for a kernel change made without a GPU.
+The last column lists the codes of ptxas's notes on a kernel's wgmma code (sm_90a): a warpgroup wait or arrive it
+injected (C7517, C7519: an accumulator or operand used while its wgmma may be in flight), or wgmmas it serialized.
+Each costs the overlap the kernel was written for.
 
-Usage: python3 scripts/kernel_resources.py [--build DIR] [--match REGEX] [--arch ARCH] [--fail-on-spill] [SOURCE ...]
-  --build DIR       the CMake build folder (default build); it must have been configured with CUDA
-  --match REGEX     only kernels whose name (as printed) matches
-  --arch ARCH       only this architecture's code (sm_90a, sm_80, as ptxas names them); default: every one built
-  --fail-on-spill   exit 1 when any kernel listed spills registers to local memory
-  SOURCE            only these .cu files (paths or file names); default: every .cu file outside tests/
+Usage: python3 scripts/kernel_resources.py [--build DIR] [--match REGEX] [--arch ARCH] [--fail-on-spill]
+                                           [--fail-on-wgmma-note] [SOURCE ...]
+  --build DIR           the CMake build folder (default build); it must have been configured with CUDA
+  --match REGEX         only kernels whose name (as printed) matches
+  --arch ARCH           only this architecture's code (sm_90a, sm_80, as ptxas names them); default: every one built
+  --fail-on-spill       exit 1 when any kernel listed spills registers to local memory
+  --fail-on-wgmma-note  exit 1 when ptxas noted an injected wait or serialized wgmmas in any kernel listed
+  SOURCE                only these .cu files (paths or file names); default: every .cu file outside tests/
 """
 import argparse
 import concurrent.futures
@@ -26,6 +31,9 @@ PROPERTIES = re.compile(r"Function properties for (\S+)")
 FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 USED = re.compile(r"Used (\d+) registers")
 SMEM = re.compile(r"(\d+) bytes smem")
+# ptxas info    : (C7517) warpgroup.wait is injected in around line 121214 by compiler to allow use of registers
+# defined by GMMA in function '_ZN...' (one line); serializations read "wgmma.mma_async instructions are serialized".
+WGMMA_NOTE = re.compile(r"\((C\d+)\)[^']*(?:wgmma|warpgroup|GMMA)[^']*function '([^']+)'")
 
 
 def fail(msg):
@@ -34,11 +42,17 @@ def fail(msg):
 
 
 def parse(log):
-    """[{name, arch, registers, stack, spill_stores, spill_loads, smem}] of the entry functions in a ptxas log."""
+    """[{name, arch, registers, stack, spill_stores, spill_loads, smem, notes}] of the entry functions in a ptxas
+    log; notes: the codes of ptxas's notes on its wgmma code."""
     kernels = []
     current = None
     properties_of = None
+    notes = {}
     for line in log.splitlines():
+        m = WGMMA_NOTE.search(line)
+        if m:
+            notes.setdefault(m.group(2), []).append(m.group(1))
+            continue
         m = ENTRY.search(line)
         if m:
             current = {"name": m.group(1), "arch": m.group(2), "stack": 0, "spill_stores": 0, "spill_loads": 0,
@@ -61,6 +75,8 @@ def parse(log):
     missing = [k["name"] for k in kernels if k["registers"] is None]
     if missing:
         fail(f"no register count in the ptxas output for {missing[0]}; has its format changed?")
+    for k in kernels:  # a note names the function, not the architecture: only sm_90a code has wgmma
+        k["notes"] = sorted(set(notes.get(k["name"], []))) if k["arch"] == "sm_90a" else []
     return kernels
 
 
@@ -100,6 +116,7 @@ def main():
     ap.add_argument("--match", default="")
     ap.add_argument("--arch", default="")
     ap.add_argument("--fail-on-spill", action="store_true")
+    ap.add_argument("--fail-on-wgmma-note", action="store_true")
     ap.add_argument("sources", nargs="*")
     opt = ap.parse_args()
 
@@ -128,16 +145,24 @@ def main():
     if not rows:
         fail(f"no kernel of {opt.build} matches --match '{opt.match}' --arch '{opt.arch}'")
 
-    print("| source | kernel | arch | registers | spill stores | spill loads | stack | smem |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| source | kernel | arch | registers | spill stores | spill loads | stack | smem | wgmma notes |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for src, name, k in rows:
         print(f"| {src} | `{name}` | {k['arch']} | {k['registers']} | {k['spill_stores']} | {k['spill_loads']} "
-              f"| {k['stack']} | {k['smem']} |")
+              f"| {k['stack']} | {k['smem']} | {' '.join(k['notes'])} |")
     spilling = [f"{name} ({k['arch']}, {k['spill_stores']} bytes stored)" for _, name, k in rows
                 if k["spill_stores"] or k["spill_loads"]]
-    print(f"\n{len(rows)} kernels, {len(spilling)} spilling registers to local memory")
+    noted = [f"{name} ({' '.join(k['notes'])})" for _, name, k in rows if k["notes"]]
+    print(f"\n{len(rows)} kernels, {len(spilling)} spilling registers to local memory, {len(noted)} with ptxas notes "
+          "on their wgmma code")
+    failed = False
     if opt.fail_on_spill and spilling:
         print("kernel_resources: spills in " + "; ".join(spilling), file=sys.stderr)
+        failed = True
+    if opt.fail_on_wgmma_note and noted:
+        print("kernel_resources: ptxas injected waits or serialized wgmmas in " + "; ".join(noted), file=sys.stderr)
+        failed = True
+    if failed:
         sys.exit(1)
 
 

@@ -359,22 +359,34 @@ __device__ __forceinline__ void store_dq(bf16* dqkv, const float (&dq)[HDP / 8][
     }
 }
 
-// p and dz / scale of one score s = q.k (-inf where masked), given dp = dout.v, the row's base-2 lse and D. The
-// kernels multiply dq and dk by the scale once at the end, not every dz.
-struct Grad {
-    float p, dz;
-};
+// The weight of one score s = q.k (-inf where masked), given the row's base-2 lse: its softmax probability, or its
+// sigmoid. It does not need dP, which on wgmma is still being multiplied while the weights are computed.
 template <bool kSigmoid>
-__device__ __forceinline__ Grad score_grad(const AttnParams& p, float s, float dp, float lse2, float D) {
-    Grad r;
-    if constexpr (kSigmoid) {
-        r.p = sigmoid2(s * p.scale + p.sigmoid_bias);
-        r.dz = dp * r.p * (1.f - r.p);
-    } else {
-        r.p = ex2_ftz(fmaf(s, p.scale * kLog2e, -lse2));
-        r.dz = r.p * (dp - D);
-    }
-    return r;
+__device__ __forceinline__ float score_weight(const AttnParams& p, float s, float lse2) {
+    if constexpr (kSigmoid) return sigmoid2(s * p.scale + p.sigmoid_bias);
+    else return ex2_ftz(fmaf(s, p.scale * kLog2e, -lse2));
+}
+// dz / scale of a score of weight w, given dp = dout.v and the row's D. The kernels multiply dq and dk by the scale
+// once at the end, not every dz.
+template <bool kSigmoid> __device__ __forceinline__ float score_dz(float w, float dp, float D) {
+    if constexpr (kSigmoid) return dp * w * (1.f - w);
+    else return w * (dp - D);
+}
+
+// s += A B^T and dp += C D^T (64 x 64 tiles, all read K-major) on wgmma as two commit groups, returning once the
+// first has retired: the caller takes the scores' exponentials while dP is still being multiplied, then retires it.
+// Both follow one wgmma.fence: with dp zeroed between the groups, ptxas injected a warpgroup wait there (its note
+// C7517), retiring the first group before the second was issued.
+__device__ __forceinline__ void wgmma_scores_then_dp(float (&s)[8][4], const bf16* A, const bf16* B,
+                                                     float (&dp)[8][4], const bf16* C, const bf16* D) {
+    wgmma_issue(
+        [&] {
+            wgmma_abt(s, A, B);
+            wg_commit();
+            wgmma_abt(dp, C, D);
+        },
+        s, dp);
+    wgmma_retire<1>(s);
 }
 
 // Grid (key tiles of 64, Hkv, B). Warp w owns keys k0 + 16w .. +15 and keeps their dk, dv in registers while
@@ -436,7 +448,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
 
         float st[NQ][4] = {}, dpt[NQ][4] = {};  // S^T = K Q^T and dP^T = V dO^T: this warp's keys x Bq queries
         if constexpr (kWg) {
-            wgmma_round([&] { wgmma_abt(st, sK, cQ); wgmma_abt(dpt, sV, cdO); }, st, dpt);
+            wgmma_scores_then_dp(st, sK, cQ, dpt, sV, cdO);
         } else {
 #pragma unroll
             for (int kk = 0; kk < KD; kk++) {
@@ -461,24 +473,38 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         int ds_at = 0;
         if constexpr (kDs)
             ds_at = ds_tile(p, b, g * rep + it / nq, blockIdx.x, t0 / Bq) + (warp * 16 + gr) * Bq + 2 * tq;
+        // P^T and dS^T of n-tile nt, whose columns 2 tq and 2 tq + 1 are this thread's queries, for both of its keys.
+        auto weights = [&](int nt) {
+            float2 lse_pair = {};
+            if constexpr (!kSigmoid) lse_pair = *reinterpret_cast<const float2*>(cL + nt * 8 + 2 * tq);
+            const float lse2[2] = {lse_pair.x * kLog2e, lse_pair.y * kLog2e};
 #pragma unroll
-        for (int nt = 0; nt < NQ; nt++) {
-            // Columns 2 tq and 2 tq + 1 of n-tile nt are this thread's queries, for both of its keys.
-            float2 lse_pair = {}, D_pair = {};
-            if constexpr (!kSigmoid) {
-                lse_pair = *reinterpret_cast<const float2*>(cL + nt * 8 + 2 * tq);
-                D_pair = *reinterpret_cast<const float2*>(cD + nt * 8 + 2 * tq);
-            }
-            const float lse2[2] = {lse_pair.x * kLog2e, lse_pair.y * kLog2e}, Dq[2] = {D_pair.x, D_pair.y};
+            for (int e = 0; e < 4; e++) st[nt][e] = score_weight<kSigmoid>(p, st[nt][e], lse2[e & 1]);
+        };
+        auto score_grads = [&](int nt) {
+            float2 D_pair = {};
+            if constexpr (!kSigmoid) D_pair = *reinterpret_cast<const float2*>(cD + nt * 8 + 2 * tq);
+            const float Dq[2] = {D_pair.x, D_pair.y};
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                Grad gd = score_grad<kSigmoid>(p, st[nt][e], dpt[nt][e], lse2[e & 1], Dq[e & 1]);
-                st[nt][e] = gd.p;
-                dpt[nt][e] = gd.dz;
-            }
+            for (int e = 0; e < 4; e++) dpt[nt][e] = score_dz<kSigmoid>(st[nt][e], dpt[nt][e], Dq[e & 1]);
             if constexpr (kDs) {
                 *reinterpret_cast<uint32_t*>(ds + ds_at + nt * 8) = pack_bf16(dpt[nt][0], dpt[nt][1]);
                 *reinterpret_cast<uint32_t*>(ds + ds_at + 8 * Bq + nt * 8) = pack_bf16(dpt[nt][2], dpt[nt][3]);
+            }
+        };
+        // On wgmma every weight comes first, its exponentials running while dP^T is still being multiplied; mma.sync
+        // takes both per n-tile (in two passes ptxas spilled 24 bytes of the kernel that keeps dS).
+        if constexpr (kWg) {
+#pragma unroll
+            for (int nt = 0; nt < NQ; nt++) weights(nt);
+            wgmma_retire<0>(dpt);
+#pragma unroll
+            for (int nt = 0; nt < NQ; nt++) score_grads(nt);
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < NQ; nt++) {
+                weights(nt);
+                score_grads(nt);
             }
         }
         if constexpr (kWg) {  // dV += P^T dO, dK += dS^T Q
@@ -573,7 +599,7 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
 
             float s[NC][4] = {}, dp[NC][4] = {};  // S = Q K^T, dP = dO V^T
             if constexpr (kWg) {
-                wgmma_round([&] { wgmma_abt(s, sQw, cK); wgmma_abt(dp, sdOw, cV); }, s, dp);
+                wgmma_scores_then_dp(s, sQw, cK, dp, sdOw, cV);
             } else {
                 if (j == 0)
 #pragma unroll
@@ -599,8 +625,12 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
 #pragma unroll
             for (int nt = 0; nt < NC; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++)
-                    s[nt][e] = score_grad<kSigmoid>(p, s[nt][e], dp[nt][e], lse2[e >> 1], Dr[e >> 1]).dz;
+                for (int e = 0; e < 4; e++) s[nt][e] = score_weight<kSigmoid>(p, s[nt][e], lse2[e >> 1]);
+            if constexpr (kWg) wgmma_retire<0>(dp);
+#pragma unroll
+            for (int nt = 0; nt < NC; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[nt][e] = score_dz<kSigmoid>(s[nt][e], dp[nt][e], Dr[e >> 1]);
             mma_acc_b<HDP, kWg>(dq, s, cK, lane);  // dQ += dS K
         }
         __syncthreads();

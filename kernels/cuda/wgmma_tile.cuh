@@ -49,15 +49,24 @@ __device__ __forceinline__ void wgmma_av(float (&d)[8][4], const uint32_t (&a)[4
     for (int kk = 0; kk < 4; kk++) wgmma_regs(d, a[kk], dv + 128 * kk);  // 16 rows: 2048 bytes on
 }
 
-// One commit group: issue() between wgmma.fence and the wait that retires it, the registers in `held` (its
-// accumulators and A fragments) kept from moving across either. A write after the fence would make ptxas serialize.
-template <typename Issue, typename... Held> __device__ __forceinline__ void wgmma_round(Issue&& issue, Held&... held) {
+// One commit group: issue() after wgmma.fence, the registers in `held` (its accumulators and A fragments) kept from
+// moving across it. A write after the fence would make ptxas serialize. Groups retire in the order they were issued.
+template <typename Issue, typename... Held> __device__ __forceinline__ void wgmma_issue(Issue&& issue, Held&... held) {
     (wg_hold(held), ...);
     wg_fence();
     issue();
     wg_commit();
-    wg_wait<0>();
+}
+// Waits until at most N commit groups are in flight; the registers in `held` (those of the groups now retired) are
+// kept from moving above the wait.
+template <int N, typename... Held> __device__ __forceinline__ void wgmma_retire(Held&... held) {
+    wg_wait<N>();
     (wg_hold(held), ...);
+}
+// One commit group, issued and retired.
+template <typename Issue, typename... Held> __device__ __forceinline__ void wgmma_round(Issue&& issue, Held&... held) {
+    wgmma_issue(issue, held...);
+    wgmma_retire<0>(held...);
 }
 
 }  // namespace sinklab::cuda

@@ -5,6 +5,10 @@
 #include <nccl.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <utility>
+#include <vector>
 
 #include "dist/comm.h"
 
@@ -38,6 +42,32 @@ ncclDataType_t nccl_type(DType t) {
     return ncclFloat32;
 }
 
+// NCCL runs one rank per GPU; asked to put two on one, it fails with "invalid usage" and nothing more. The backend
+// takes the local rank modulo the GPUs it sees, so a node with more ranks than GPUs has ranks sharing one: every rank
+// compares the UUIDs of all ranks' GPUs and names the first pair, before NCCL starts.
+void require_a_gpu_each(Communicator& host) {
+    int device = 0;
+    CUDA_CALL(cudaGetDevice(&device));
+    cudaDeviceProp prop{};
+    CUDA_CALL(cudaGetDeviceProperties(&prop, device));
+    const int world = host.world();
+    std::vector<uint64_t> uuids(2 * size_t(world));  // [world][2]: each rank's GPU UUID, 16 bytes
+    static_assert(sizeof prop.uuid.bytes == 2 * sizeof(uint64_t));
+    std::memcpy(&uuids[2 * size_t(host.rank())], prop.uuid.bytes, sizeof prop.uuid.bytes);
+    std::vector<int64_t> bounds(size_t(world) + 1);
+    for (int r = 0; r <= world; r++) bounds[size_t(r)] = 2 * int64_t(r);
+    host.all_gather(uuids.data(), sizeof(uint64_t), bounds);
+    std::map<std::pair<uint64_t, uint64_t>, int> first_rank;
+    for (int r = 0; r < world; r++) {
+        const auto [at, fresh] = first_rank.emplace(std::pair{uuids[2 * size_t(r)], uuids[2 * size_t(r) + 1]}, r);
+        if (!fresh)
+            fail("ranks {} and {} share one GPU, and NCCL needs a GPU for each rank: start at most as many ranks on a "
+                 "node as it has GPUs (mpirun -np, Slurm's --ntasks-per-node), or give each rank its own "
+                 "(CUDA_VISIBLE_DEVICES)",
+                 at->second, r);
+    }
+}
+
 class NcclCommunicator final : public Communicator {
 public:
     explicit NcclCommunicator(Communicator& host) : host_(host) {
@@ -45,6 +75,7 @@ public:
         if (host_.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
         host_.broadcast(&id, sizeof id, 0);
         // The backend has already made this rank's GPU current on this thread.
+        require_a_gpu_each(host_);
         CUDA_CALL(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
         NCCL_CHECK(ncclCommInitRank(&comm_, host_.world(), id, host_.rank()));
     }

@@ -1,6 +1,7 @@
-// scripts/kernel_resources.py: the compiler's register and spill figures of every CUDA kernel, the performance facts
-// a change can be checked for without a GPU. On this build (sm_90a code) every kernel the sources declare must be
-// listed and none may spill; on a stand-in nvcc, a spill must fail the run and name its kernel.
+// scripts/kernel_resources.py: the compiler's register and spill figures of every CUDA kernel, and its notes on wgmma
+// code, the performance facts a change can be checked for without a GPU. On this build (sm_90a code) every kernel the
+// sources declare must be listed, none may spill and none may have a wgmma wait or serialization injected by ptxas;
+// on a stand-in nvcc, a spill or such a note must fail the run and name its kernel.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -41,7 +42,8 @@ TEST(KernelResources, ListsEveryKernelOfThisBuildAndNoneSpills) {
     GTEST_SKIP() << "this build has no sm_90a code (configured without CUDA, or SINKLAB_CUDA_ARCH without 90a)";
 #else
     const std::string build = std::filesystem::path(SINKLAB_BINARY).parent_path().string();
-    const CommandResult r = run_command(script_cmd("--build " + build + " --arch sm_90a --fail-on-spill"));
+    const CommandResult r =
+        run_command(script_cmd("--build " + build + " --arch sm_90a --fail-on-spill --fail-on-wgmma-note"));
     ASSERT_EQ(r.rc, 0) << r.out;
     const std::set<std::string> names = declared_kernels();
     ASSERT_GE(names.size(), 30u);
@@ -56,12 +58,15 @@ TEST(KernelResources, ListsEveryKernelOfThisBuildAndNoneSpills) {
 #endif
 }
 
-// A stand-in nvcc that prints what ptxas prints for two kernels, the second spilling, into a build folder of its own.
+// A stand-in nvcc that prints what ptxas prints for two kernels, the second spilling and the first with a warpgroup
+// wait ptxas injected, into a build folder of its own.
 void stand_in_build(const TempDir& dir, bool compiles) {
     const std::string nvcc = dir / "nvcc";
     write_file(nvcc, std::string("#!/usr/bin/env bash\n") +
                          (compiles ? "" : "echo 'kernels.cu(3): error: expected a \";\"' >&2; exit 1\n") +
                          "cat >&2 <<'EOF'\n"
+                         "ptxas info    : (C7517) warpgroup.wait is injected in around line 310 by compiler to allow "
+                         "use of registers defined by GMMA in function '_ZN7sinklab4cuda8fast_oneILi64EEEvPf'\n"
                          "ptxas info    : 0 bytes gmem\n"
                          "ptxas info    : Compiling entry function '_ZN7sinklab4cuda8fast_oneILi64EEEvPf' for "
                          "'sm_90a'\n"
@@ -79,26 +84,35 @@ void stand_in_build(const TempDir& dir, bool compiles) {
                    nvcc + " -O3 -c " + (dir / "kernels.cu") + " -o build/kernels.cu.o\"}]\n");
 }
 
-TEST(KernelResources, ASpillFailsTheCheckAndNamesItsKernel) {
+TEST(KernelResources, ASpillOrAWgmmaNoteFailsItsCheckAndNamesItsKernel) {
     const TempDir dir("kernel_resources");
     stand_in_build(dir, true);
     const std::string build = "--build " + (dir / "build");
 
     const CommandResult listed = run_command(script_cmd(build));
     ASSERT_EQ(listed.rc, 0) << listed.out;
-    EXPECT_NE(listed.out.find("| kernels.cu | `fast_one<64>` | sm_90a | 96 | 0 | 0 | 0 | 512 |"), std::string::npos)
+    EXPECT_NE(listed.out.find("| kernels.cu | `fast_one<64>` | sm_90a | 96 | 0 | 0 | 0 | 512 | C7517 |"),
+              std::string::npos)
         << listed.out;
-    EXPECT_NE(listed.out.find("| kernels.cu | `heavy_one` | sm_90a | 255 | 20 | 12 | 24 | 0 |"), std::string::npos)
+    EXPECT_NE(listed.out.find("| kernels.cu | `heavy_one` | sm_90a | 255 | 20 | 12 | 24 | 0 |  |"), std::string::npos)
         << listed.out;
-    EXPECT_NE(listed.out.find("2 kernels, 1 spilling"), std::string::npos) << listed.out;
+    EXPECT_NE(listed.out.find("2 kernels, 1 spilling registers to local memory, 1 with ptxas notes"), std::string::npos)
+        << listed.out;
 
     const CommandResult failed = run_command(script_cmd(build + " --fail-on-spill"));
     EXPECT_EQ(failed.rc, 1) << failed.out;
     EXPECT_NE(failed.out.find("kernel_resources: spills in heavy_one (sm_90a, 20 bytes stored)"), std::string::npos)
         << failed.out;
+    EXPECT_EQ(failed.out.find("injected waits"), std::string::npos) << failed.out;
+    const CommandResult noted = run_command(script_cmd(build + " --fail-on-wgmma-note"));
+    EXPECT_EQ(noted.rc, 1) << noted.out;
+    EXPECT_NE(noted.out.find("kernel_resources: ptxas injected waits or serialized wgmmas in fast_one<64> (C7517)"),
+              std::string::npos)
+        << noted.out;
 
-    // Only the kernels asked for: the one that does not spill passes.
+    // Only the kernels asked for: the one that does not spill passes that check, the one without notes this one.
     EXPECT_EQ(run_command(script_cmd(build + " --fail-on-spill --match fast")).rc, 0);
+    EXPECT_EQ(run_command(script_cmd(build + " --fail-on-wgmma-note --match heavy")).rc, 0);
     const CommandResult none = run_command(script_cmd(build + " --arch sm_80"));
     EXPECT_EQ(none.rc, 2) << none.out;
     EXPECT_NE(none.out.find("no kernel of"), std::string::npos) << none.out;

@@ -554,6 +554,12 @@ size_t device_allocated() {
     return n;
 }
 
+namespace {
+bool g_device_shared = false;
+}
+void set_device_shared(bool shared) { g_device_shared = shared; }
+bool device_shared() { return g_device_shared; }
+
 const dim3& thread_idx() { return self().idx; }
 const dim3& block_idx() { return g->block_idx; }
 const dim3& block_dim() { return g->block; }

@@ -52,6 +52,10 @@ constexpr size_t kDeviceBytes = size_t(4) << 30;
 void* device_alloc(size_t bytes);
 bool device_free(void* p);
 size_t device_allocated();
+// Each process has a GPU of its own (its UUID names the process), unless set_device_shared(true) makes every process
+// see the same one, as ranks that share a GPU do.
+void set_device_shared(bool shared);
+bool device_shared();
 
 // Runs body() once per thread of the grid; returns when every block has finished. Throws sinklab::Error on any
 // fault listed above, naming the block and thread.

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <vector>
 
+#include <unistd.h>
+
 #include "core/dtype.h"
 #include "emu.h"
 
@@ -31,9 +33,15 @@ cudaError_t cudaGetDeviceCount(int* n) {
     return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDevice(int* device) {
+    *device = 0;
+    return cudaSuccess;
+}
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
     *prop = cudaDeviceProp{};
     std::strcpy(prop->name, "emulated sm_90 (tests/emu)");
+    const int64_t owner = sinklab::emu::device_shared() ? 0 : int64_t(getpid());
+    std::memcpy(prop->uuid.bytes, &owner, sizeof owner);
     prop->major = 9, prop->minor = 0, prop->multiProcessorCount = 132;
     prop->totalGlobalMem = kDeviceBytes;
     return cudaSuccess;

@@ -6,11 +6,14 @@
 
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cuda/cuda_under_test.h"
 #include "dist/comm.h"
+#include "emu.h"
 #include "model/model_fixture.h"
+#include "test_util.h"
 #include "train/optimizer.h"
 
 namespace sinklab {
@@ -42,6 +45,17 @@ TEST(NcclCommunicator, IsMadeOverTheMpiOne) {
     EXPECT_EQ(c.name(), "nccl");
     ASSERT_EQ(c.world(), 2);
     EXPECT_EQ(c.rank(), process_communicator().rank());
+}
+
+// Two ranks on one GPU, which real NCCL refuses with "invalid usage" alone (the emulated one would run them): the
+// communicator names the ranks instead, on both, and says what to do.
+TEST(NcclCommunicator, RefusesRanksThatShareAGpu) {
+    ranks(DType::F32);  // a backend has made its GPU current, as before any communicator
+    emu::set_device_shared(true);
+    const std::string error = test::error_of([] { make_nccl_communicator(process_communicator()); });
+    emu::set_device_shared(false);
+    EXPECT_NE(error.find("ranks 0 and 1 share one GPU"), std::string::npos) << error;
+    EXPECT_NE(error.find("CUDA_VISIBLE_DEVICES"), std::string::npos) << error;
 }
 
 // Rank r holds (2 r + 1) (i + 1): the mean is 2 (i + 1), exact in f32 and, for i < 128, in bf16.

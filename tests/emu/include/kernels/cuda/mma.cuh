@@ -11,7 +11,7 @@ inline void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) { emu::ldmatrix_x4(r,
 inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     emu::mma_bf16_m16n8k16(d, a, b0, b1);
 }
-inline void cp_async16(bf16* dst, const bf16* src, bool valid) { emu::async_copy(dst, src, 16, valid ? 16 : 0); }
+inline void cp_async16(void* dst, const void* src, bool valid) { emu::async_copy(dst, src, 16, valid ? 16 : 0); }
 inline void cp_async4(float* dst, const float* src, bool valid) { emu::async_copy(dst, src, 4, valid ? 4 : 0); }
 inline float flush_subnormal(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.f, x) : x; }
 inline float ex2_ftz(float x) { return flush_subnormal(std::exp2(flush_subnormal(x))); }
