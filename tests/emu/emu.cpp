@@ -626,12 +626,11 @@ void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint3
 
 void async_copy(void* dst, const void* src, int bytes, int src_bytes) {
     Fiber& f = self();
-    smem_offset(dst, size_t(bytes), "cp.async destination");
+    const size_t at = smem_offset(dst, size_t(bytes), "cp.async destination");
     if (reinterpret_cast<uintptr_t>(dst) % unsigned(bytes) || reinterpret_cast<uintptr_t>(src) % unsigned(bytes))
         fault(fmt::format("cp.async of {} bytes from a source or to a destination not aligned to {}", bytes, bytes));
     if (src_bytes != 0 && src_bytes != bytes) fault(fmt::format("cp.async with src-size {}", src_bytes));
-    // The hardware may land the copy at any time from now on, and the wgmma may read at any time until retired.
-    const size_t at = size_t(static_cast<unsigned char*>(dst) - g->smem);
+    // The hardware may land the copy at any time from now on, and the wgmma read at any time until retired.
     for (size_t i = at; i < at + size_t(bytes); i++)
         if (g->shadow[i].wgmma_reads > 0)
             fault(fmt::format("a cp.async of warp {} into shared byte {}, which a wgmma issued earlier may still "
