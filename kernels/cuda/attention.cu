@@ -5,9 +5,11 @@
 // re-packed to bf16 in registers. The products run as mma.sync m16n8k16 per warp on operands ldmatrix loads from
 // padded tiles (kWg false), or on Hopper as wgmma m64n64k16 of the 4 warps together (kWg, head dim 64), which read
 // K, V (and Q, dO in the backward) straight from swizzled tiles; the accumulator layout, and so all the code
-// between the products, is the same. At head dims up to 64 a forward block holds twice that, 8 warps (two
-// warpgroups, 128 query rows) on each K/V tile it loads. The T x T scores never leave registers; the row
-// log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
+// between the products, is the same. Being asynchronous, wgmma lets the forward leave each tile's O += P V running
+// into the next tile (three K/V buffers), and the backward take P's exponentials while dP is still being multiplied.
+// At head dims up to 64 a forward block holds twice that, 8 warps (two warpgroups, 128 query rows) on each K/V tile
+// it loads. The T x T scores never leave registers; the row log-sum-exp is saved. The head dim is padded with zeros
+// to HDP in {32, 64, 128}.
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
 // registers, and a query-parallel kernel (64 queries per block, 128 on wgmma, looping over key tiles) accumulates
