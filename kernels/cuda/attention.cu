@@ -5,9 +5,11 @@
 // re-packed to bf16 in registers. The products run as mma.sync m16n8k16 per warp on operands ldmatrix loads from
 // padded tiles (kWg false), or on Hopper as wgmma m64n64k16 of the 4 warps together (kWg, head dim 64), which read
 // K, V (and Q, dO in the backward) straight from swizzled tiles; the accumulator layout, and so all the code
-// between the products, is the same. At head dims up to 64 a forward block holds twice that, 8 warps (two
-// warpgroups, 128 query rows) on each K/V tile it loads. The T x T scores never leave registers; the row
-// log-sum-exp is saved. The head dim is padded with zeros to HDP in {32, 64, 128}.
+// between the products, is the same. Being asynchronous, wgmma lets the forward leave each tile's O += P V running
+// into the next tile (three K/V buffers), and the backward take P's exponentials while dP is still being multiplied.
+// At head dims up to 64 a forward block holds twice that, 8 warps (two warpgroups, 128 query rows) on each K/V tile
+// it loads. The T x T scores never leave registers; the row log-sum-exp is saved. The head dim is padded with zeros
+// to HDP in {32, 64, 128}.
 // Backward, deterministic (no float atomics): D = dout.o per row; then a key-parallel kernel (64 keys of one
 // kv head per block, looping over the query tiles of every head of the group) accumulates dk and dv in
 // registers, and a query-parallel kernel (64 queries per block, 128 on wgmma, looping over key tiles) accumulates
@@ -34,6 +36,9 @@ constexpr int kThreads = 128;  // 4 warps, 16 rows (queries or keys) each
 template <int HDP> constexpr int kFwdRows = HDP <= 64 ? 128 : 64;
 template <int HDP> constexpr int kFwdThreads = kFwdRows<HDP> * 2;
 template <int HDP> constexpr int kFwdMinBlocks = HDP <= 64 ? 2 : 0;
+// K/V buffers of the forward: on wgmma a tile's O += P V is still running while the next tile is waited for and its
+// S = Q K^T issued, so the tile after that goes to a third buffer.
+template <bool kWg> constexpr int kFwdBuffers = kWg ? 3 : 2;
 // Query rows of a dQ block: 128 on wgmma, whose 127 registers fit two blocks (16 warps) a multiprocessor, with half
 // the K/V reads from L2 per product (64 rows need 43 bytes a clock at the tensor peak); mma.sync would spill there.
 template <bool kWg> constexpr int kDqRows = kWg ? 128 : 64;
@@ -97,12 +102,12 @@ __device__ __forceinline__ void load_kv(bf16* sK, bf16* sV, const bf16* kb, cons
     load_tile<Bc, HDP, kWg, NT>(sV + buf * Bc * S, vb, p.W, j * Bc, p.T, p.hd, vec);
 }
 
-// Double buffering, at the top of iteration i of n: issues load(i + 1, buffer) for the next tile when there is one,
-// then waits until tile i (committed by the previous call, or before the loop) has landed for the whole block, and
-// for wgmma's asynchronous proxy.
-template <bool kWg, typename Load> __device__ __forceinline__ void next_tile(int i, int n, Load&& load) {
+// Multiple buffering over NB buffers, at the top of iteration i of n: issues load(i + 1, buffer) for the next tile
+// when there is one, then waits until tile i (committed by the previous call, or before the loop) has landed for the
+// whole block, and for wgmma's asynchronous proxy.
+template <bool kWg, int NB = 2, typename Load> __device__ __forceinline__ void next_tile(int i, int n, Load&& load) {
     if (i + 1 < n) {
-        load(i + 1, (i + 1) & 1);
+        load(i + 1, (i + 1) % NB);
         cp_async_commit();
         cp_async_wait<1>();
     } else {
@@ -121,6 +126,13 @@ struct RowGroup {
 __device__ __forceinline__ RowGroup row_group(int q0, int T, int Bc) {
     const int wg = threadIdx.x / 128, qw = q0 + wg * 64;
     return {wg, qw, (min(T, qw + 64) + Bc - 1) / Bc};
+}
+
+template <int N> __device__ __forceinline__ void zero(float (&d)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) d[i][e] = 0.f;
 }
 
 __device__ __forceinline__ float sigmoid2(float z) { return rcp_ftz(1.f + ex2_ftz(-z * kLog2e)); }
@@ -190,10 +202,10 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
     attn_fwd_kernel(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const __grid_constant__ AttnParams p,
                     bool vec) {
     constexpr int Br = kFwdRows<HDP>, NT = kFwdThreads<HDP>, Bc = 64, S = kStride<HDP, kWg>, KD = HDP / 16;
-    constexpr int NC = Bc / 8, ND = HDP / 8;
+    constexpr int NC = Bc / 8, ND = HDP / 8, NB = kFwdBuffers<kWg>;
     bf16* sQ = kWg ? align1024(dynamic_smem<bf16>()) : dynamic_smem<bf16>();  // [Br][S]
-    bf16* sK = sQ + Br * S;            // [2][Bc][S]
-    bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
+    bf16* sK = sQ + Br * S;            // [NB][Bc][S]
+    bf16* sV = sK + NB * Bc * S;       // [NB][Bc][S]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * Br, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
@@ -221,17 +233,23 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
     }
     float acc[ND][4] = {};
     uint32_t qf[kWg ? 1 : KD][4];  // the Q fragments ldmatrix loads once (wgmma reads them from sQ)
+    // S = Q K^T: rows of this warp x the Bc keys of a tile. On wgmma it is zeroed for the next tile before the product
+    // O += P V is issued, with P in pa: a write to it while that product runs would make ptxas wait for the product.
+    float s[NC][4] = {};
+    uint32_t pa[kWg ? NC / 2 : 1][4];
 
     for (int j = 0; j < n_kv; j++) {
-        next_tile<kWg>(j, n_kv, [&](int t, int buf) { load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, t, buf, vec); });
+        next_tile<kWg, NB>(j, n_kv,
+                           [&](int t, int buf) { load_kv<Bc, HDP, kWg, NT>(sK, sV, kb, vb, p, t, buf, vec); });
         if (Br == 64 || j < rg.n_kv) {  // skipped, the warpgroup still meets the barriers (Br 64: one warpgroup)
-            const int buf = j & 1;
+            const int buf = j % NB;
             const bf16* cK = sK + buf * Bc * S;
             const bf16* cV = sV + buf * Bc * S;
 
-            float s[NC][4] = {};  // S = Q K^T: rows of this warp x the Bc keys of the tile
             if constexpr (kWg) {
-                wgmma_round([&] { wgmma_abt(s, sQw, cK); }, s);
+                // Retires the previous tile's O += P V too: the softmax below rescales O.
+                wgmma_issue([&] { wgmma_abt(s, sQw, cK); }, s);
+                wgmma_retire<0>(s, acc, pa);
             } else {
                 if (j == 0)
 #pragma unroll
@@ -284,10 +302,21 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
                 }
             }
 
-            mma_acc_b<HDP, kWg>(acc, s, cV, lane);  // O += P V
+            if constexpr (kWg) {  // O += P V, left running into the next iteration
+                acc_to_a_all(pa, s);
+                zero(s);
+                wgmma_issue([&] { wgmma_av(acc, pa, cV); }, acc, pa, s);
+            } else {
+                mma_acc_b<HDP, false>(acc, s, cV, lane);  // O += P V
+                zero(s);
+            }
         }
-        __syncthreads();  // the next iteration overwrites the other buffer, which warps may still be reading
+        // The next iteration loads tile j + 2 into the buffer of tile j + 2 - NB, which every warpgroup has stopped
+        // reading once it is here: on mma.sync tile j itself; on wgmma tile j - 1, whose O += P V retired at tile j's
+        // S (tile j's is still running).
+        __syncthreads();
     }
+    if constexpr (kWg) wgmma_retire<0>(acc, pa);
 
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -764,7 +793,8 @@ void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const Attn
     constexpr int S = kStride<HDP, kWg>;
     dim3 grid(unsigned(ceil_div(p.T, kFwdRows<HDP>)), unsigned(p.H), unsigned(p.B));
     CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kFwdThreads<HDP>,
-                size_t(kFwdRows<HDP> + 4 * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse, qkv, sink, p, vec);
+                size_t(kFwdRows<HDP> + 2 * kFwdBuffers<kWg> * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse,
+                qkv, sink, p, vec);
 }
 
 // ds: the dS scratch for ds_seqs sequences at a time, or null (the dQ kernel recomputes S, P and dP).

@@ -14,7 +14,7 @@
 
 namespace sinklab::test {
 
-enum class WgmmaStep { All, NoFence, NoProxyFence, NoWait, EarlyRead, Misaligned, Swizzle64 };
+enum class WgmmaStep { All, NoFence, NoProxyFence, NoWait, EarlyRead, Misaligned, Swizzle64, CopyInFlight };
 // The faulty steps are compiled for the emulator only: on a GPU they are undefined behaviour, and ptxas would
 // serialize the kernel's wgmmas around them.
 #ifdef SINKLAB_EMU
@@ -57,6 +57,11 @@ static __global__ void wgmma_products_kernel(float* S, float* O, const cuda::bf1
         cuda::wgmma_smem(s, (cuda::sw128_desc(sA) ^ mode) + 2 * kk, cuda::sw128_desc(sB) + 2 * kk);
     cuda::wg_commit();
     if (step == WgmmaStep::NoWait) return;
+    if (step == WgmmaStep::CopyInFlight) {  // the next B into B's tile while the product may still read it
+        __syncthreads();
+        cuda::cp_async16(sB + cuda::sw128_chunk(t / 8, t % 8), B + t * 8, true);
+        cuda::cp_async_commit();
+    }
     if (step == WgmmaStep::EarlyRead)
         for (int j = 0; j < 8; j++)
             for (int e = 0; e < 4; e++) S[wgmma_acc_index(t, j, e)] = s[j][e];

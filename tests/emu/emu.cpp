@@ -77,6 +77,7 @@ struct Shadow {
     int write_warp = -1;
     uint32_t read_warps = 0;  // bit w: warp w read it in read_epoch
     bool async_hidden = false;  // landed by cp.async, and its thread has not run fence.proxy.async since
+    int wgmma_reads = 0;        // wgmmas issued and not yet retired that read it
 };
 
 // Memory with an unmapped page right after `bytes` usable bytes (rounded up to `align`, a power of two at most a
@@ -389,6 +390,12 @@ size_t operand_at(uint64_t desc, int mn, int k, bool mn_major) {
     return addr - kSmemWindowBase;
 }
 
+// Adds `by` to the in-flight read count of every operand byte of a wgmma: 1 at its issue, -1 when a wait retires it.
+void count_wgmma_reads(const Wgmma& op, int by) {
+    for (const std::vector<size_t>* ats : {&op.a_at, &op.b_at})
+        for (size_t at : *ats) g->shadow[at].wgmma_reads += by, g->shadow[at + 1].wgmma_reads += by;
+}
+
 // The asynchronous proxy's read of one operand element, noted for warps 4 wg .. 4 wg + 3 at issue.
 void note_wgmma_read(size_t at, int wg) {
     for (size_t i = at; i < at + 2; i++) {
@@ -434,6 +441,7 @@ void wgmma_issue_combine(const void* const* ins, void* const*) {
         for (int j = 0; j < op.n; j++) op.b_at.push_back(operand_at(in0.desc_b, j, k, in0.trans_b));
     for (size_t at : op.a_at) note_wgmma_read(at, wg);
     for (size_t at : op.b_at) note_wgmma_read(at, wg);
+    count_wgmma_reads(op, 1);
     for (int t = 0; t < 128; t++) {
         const auto& in = *static_cast<const WgmmaIn*>(ins[t]);
         op.d[t] = in.d, op.a[t] = in.a;
@@ -493,8 +501,12 @@ void wgmma_wait_combine(const void* const* ins, void* const*) {
     std::vector<Wgmma>& pending = g->wgmmas[size_t(wg)];
     std::vector<Wgmma> later;
     for (Wgmma& op : pending) {
-        if (op.group <= in0.committed - 1 - in0.n) wgmma_run(op);
-        else later.push_back(std::move(op));
+        if (op.group <= in0.committed - 1 - in0.n) {
+            wgmma_run(op);
+            count_wgmma_reads(op, -1);
+        } else {
+            later.push_back(std::move(op));
+        }
     }
     pending = std::move(later);
 }
@@ -614,10 +626,16 @@ void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint3
 
 void async_copy(void* dst, const void* src, int bytes, int src_bytes) {
     Fiber& f = self();
-    smem_offset(dst, size_t(bytes), "cp.async destination");
+    const size_t at = smem_offset(dst, size_t(bytes), "cp.async destination");
     if (reinterpret_cast<uintptr_t>(dst) % unsigned(bytes) || reinterpret_cast<uintptr_t>(src) % unsigned(bytes))
         fault(fmt::format("cp.async of {} bytes from a source or to a destination not aligned to {}", bytes, bytes));
     if (src_bytes != 0 && src_bytes != bytes) fault(fmt::format("cp.async with src-size {}", src_bytes));
+    // The hardware may land the copy at any time from now on, and the wgmma read at any time until retired.
+    for (size_t i = at; i < at + size_t(bytes); i++)
+        if (g->shadow[i].wgmma_reads > 0)
+            fault(fmt::format("a cp.async of warp {} into shared byte {}, which a wgmma issued earlier may still "
+                              "read: no wgmma.wait_group has retired it",
+                              f.warp, i));
     f.copies.push_back(Copy{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes,
                             src_bytes, g->epoch, f.committed});
 }

@@ -20,8 +20,9 @@
 //   instead of corrupting memory;
 // - a warpgroup MMA (wgmma) reads shared memory and its register operands, and writes its accumulators, only when
 //   wgmma.wait_group retires it, so a kernel that touches either before the wait computes with stale values; it
-//   must follow wgmma.fence, and it may read only shared bytes that a __syncthreads and the writer's
-//   fence.proxy.async separate from their cp.async;
+//   must follow wgmma.fence, it may read only shared bytes that a __syncthreads and the writer's
+//   fence.proxy.async separate from their cp.async, and no cp.async may be issued into bytes it reads until a wait
+//   has retired it (the copy may land, and the wgmma read, any time in between);
 // - the dynamic shared memory starts at a shared-window address that is 16-byte but not 1024-byte aligned, so a
 //   kernel that needs a swizzle pattern's alignment must make it;
 // - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix

@@ -176,6 +176,7 @@ TEST(Emulator, ReportsWgmmaMisuse) {
     has(Step::NoWait, "a block ends with a wgmma that no wgmma.wait_group retired");
     has(Step::Misaligned, "is not at a row of a 128-byte swizzle pattern");
     has(Step::Swizzle64, "swizzle mode 2 (only the 128-byte one, 1, is emulated)");
+    has(Step::CopyInFlight, "which a wgmma issued earlier may still read: no wgmma.wait_group has retired it");
 }
 
 void read_kernel(float* out, const float* in, int i) { *out = in[i]; }
