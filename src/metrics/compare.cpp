@@ -42,7 +42,8 @@ void read_config_attr(const RunLogReader& log, int64_t& max_steps, std::vector<i
         if (cfg["metrics"] && cfg["metrics"]["positions"])
             positions = cfg["metrics"]["positions"].as<std::vector<int>>();
     } catch (const YAML::Exception& e) {
-        fail("{}: its config_yaml attribute is not readable YAML ({}); the file was not written by sinklab train",
+        fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
+             "sinklab train",
              log.path(), e.what());
     }
 }
