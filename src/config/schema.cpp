@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/threads.h"
 
 namespace sinklab::config {
 namespace {
@@ -24,7 +25,7 @@ std::vector<Field> build_schema() {
         SL_KEY(run.name, "run folder name under out_dir", {.non_empty = true, .folder_name = true}),
         SL_KEY(run.out_dir, "parent folder of run folders", {.non_empty = true}),
         SL_KEY(run.seed, "seed of init, data order and every other random choice", {}),
-        SL_KEY(run.threads, "CPU threads per rank; 0 = all cores / ranks on the node", {.lo = 0}),
+        SL_KEY(run.threads, "CPU threads per rank; 0 = all cores / ranks on the node", {.lo = 0, .hi = kMaxThreads}),
 
         SL_KEY(model.vocab_size, "embedding rows (the tokenizer's ids, padded)", {.lo = 1}),
         SL_KEY(model.d_model, "residual stream width", {.lo = 1}),
