@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "config/schema.h"
 #include "core/check.h"
@@ -89,12 +90,19 @@ WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors&
 }
 
 // Into backend memory, or with `in_host_memory` into f32 host memory.
+// Every tensor of the file must be one of `tensors`: a file with more was written for a larger model (more layers,
+// HeadNorm, QK-norm, ...), and loading only some of it would evaluate another model than the one trained.
 void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors, bool in_host_memory = false) {
+    std::set<std::string> wanted;
     for (const auto& [name, t] : tensors) {
         const StoredTensor& st = file.get(name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim});
         if (in_host_memory) std::memcpy(t.data, st.data, t.bytes());
         else be.write(t, st.data, DType::F32);
+        wanted.insert(name);
     }
+    for (const StoredTensor& st : file.tensors())
+        SL_REQUIRE(wanted.count(st.name), "{} has a tensor {} that this config's model lacks; it was written for "
+                   "another model (check the config)", file.path(), st.name);
 }
 
 NamedTensors named(const ParamTable& table, const Tensor& flat, const std::string& prefix) {
