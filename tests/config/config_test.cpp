@@ -99,6 +99,7 @@ TEST_F(ConfigErrorTest, OutOfRange) {
     expect_has(load_error("run:\n  name: \"\"\n"), {"cfg.yaml:2", "run.name", "must not be empty"});
     expect_has(load_error("attention:\n  ds_scratch_mib: -1\n"), {"attention.ds_scratch_mib", ">= 0"});
     expect_has(load_error("run:\n  threads: 100000\n"), {"run.threads", "100000 is out of range", "[0, 1024]"});
+    expect_has(load_error("metrics:\n  wo_std_positions: 0\n"), {"metrics.wo_std_positions", "0 is out of range"});
 }
 
 TEST_F(ConfigErrorTest, RunNameMustBeAPlainFolderName) {
