@@ -90,6 +90,11 @@ TEST_F(ConfigErrorTest, WrongTypes) {
     expect_has(load_error("model:\n  d_model:\n    x: 1\n"), {"model.d_model", "a map"});
     expect_has(load_error("run:\n  seed: -1\n"), {"run.seed", "non-negative integer", "'-1'"});
     expect_has(load_error("model:\n  d_model: 99999999999\n"), {"model.d_model", "99999999999", "too large"});
+    expect_has(load_error("train:\n  lr: 1e-400\n"), {"train.lr", "1e-400 is too close to 0"});
+    // A long value is shown by its start and its length, not whole.
+    const std::string message = load_error("train:\n  lr: " + std::string(100000, 'a') + "\n");
+    expect_has(message, {"train.lr: expected a number, got 'aaaa", "... (100000 characters)'"});
+    EXPECT_LT(message.size(), 300u) << message;
 }
 
 TEST_F(ConfigErrorTest, OutOfRange) {
@@ -113,6 +118,11 @@ TEST_F(ConfigErrorTest, RunNameMustBeAPlainFolderName) {
         expect_has(load_error("{}\n", {"run.name=" + name}), {"--set", "run.name", "'" + name + "'"});
     const std::string ok = write("ok.yaml", "run:\n  name: x-s1.b_c+d\n");
     EXPECT_EQ(load_config(ok).run.name, "x-s1.b_c+d");
+    // At most a file system's 255 bytes; 200,000 characters once overflowed the stack of the name's check.
+    EXPECT_EQ(load_config(write("long.yaml", "run:\n  name: " + std::string(255, 'n') + "\n")).run.name.size(), 255u);
+    for (size_t length : {256, 200000})
+        expect_has(load_error("run:\n  name: " + std::string(length, 'n') + "\n"),
+                   {"run.name", "not a usable folder name", "at most 255"});
 }
 
 TEST_F(ConfigErrorTest, BadEnumListsTheAllowedValues) {
