@@ -214,7 +214,7 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         s.guard.skipped_nonfinite = whole(j.at("guard").at("skipped_nonfinite"), "guard.skipped_nonfinite", 0, kMost);
         s.guard.skipped_spike = whole(j.at("guard").at("skipped_spike"), "guard.skipped_spike", 0, kMost);
     } catch (const json::exception& e) {
-        fail("{} is not a valid checkpoint state: {}", origin, e.what());
+        fail("{} is not a valid checkpoint state: {}", origin, config::clipped(e.what(), 240));  // may quote its bytes
     } catch (const std::logic_error& e) {  // stoull
         fail("{} is not a valid checkpoint state: config_hash: {}", origin, e.what());
     }

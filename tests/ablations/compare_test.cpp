@@ -195,6 +195,12 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     // A run folder, its metrics.h5 and the suite again: each run once, in the order given.
     EXPECT_EQ(find_runs({(s / "b-s2/metrics.h5").string(), (s / "b-s1").string(), s.string()}, notes).size(), 5u);
     EXPECT_EQ(find_runs({(s / "b-s2/metrics.h5").string()}, notes), Strings{(s / "b-s2").string()});
+    // One run however its path is spelled: with a trailing slash, through "..", or through a link.
+    fs::create_directory_symlink(s / "b-s2", fs::path(dir_.path()) / "link");
+    EXPECT_EQ(find_runs({(s / "b-s2").string(), (s / "b-s2/").string(), (s / "h-s1/../b-s2").string(),
+                         (fs::path(dir_.path()) / "link").string()},
+                        notes),
+              Strings{(s / "b-s2").string()});
 
     // Two suites with the same run names: groups are named by folder.
     const fs::path other = fs::path(dir_.path()) / "other";

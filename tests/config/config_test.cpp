@@ -2,6 +2,7 @@
 // from the loader: YAML files are written here by hand and read back; errors are matched on the parts a
 // person needs (file, key, value, hint).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -91,6 +92,7 @@ TEST_F(ConfigErrorTest, WrongTypes) {
     expect_has(load_error("run:\n  seed: -1\n"), {"run.seed", "non-negative integer", "'-1'"});
     expect_has(load_error("model:\n  d_model: 99999999999\n"), {"model.d_model", "99999999999", "too large"});
     expect_has(load_error("train:\n  lr: 1e-400\n"), {"train.lr", "1e-400 is too close to 0"});
+    expect_has(load_error("train:\n  lr: \"fa\\nst\"\n"), {"got 'fa\\x0ast'"});  // one line: error_of checks
     // A long value is shown by its start and its length, not whole.
     const std::string message = load_error("train:\n  lr: " + std::string(100000, 'a') + "\n");
     expect_has(message, {"train.lr: expected a number, got 'aaaa", "... (100000 characters)'"});
@@ -230,6 +232,8 @@ TEST_F(ConfigErrorTest, MetricPositions) {
 
 TEST_F(ConfigErrorTest, MissingFileAndSyntax) {
     expect_has(error_of([&] { load_config((dir_ / "nope.yaml").string()); }), {"nope.yaml", "not found"});
+    ASSERT_EQ(mkfifo((dir_ / "pipe.yaml").c_str(), 0600), 0);  // would block a reader that opened it
+    expect_has(error_of([&] { load_config((dir_ / "pipe.yaml").string()); }), {"pipe.yaml", "not a regular file"});
     expect_has(load_error("inherit: parent.yaml\n"), {"parent.yaml", "not found", "inherited by", "cfg.yaml:1"});
     expect_has(load_error("model:\n  d_model: 64\n  n_head: [1, 2\n"), {"cfg.yaml:", "YAML syntax error"});
     // The line yaml-cpp blames must be one of the two lines of the broken flow sequence.
