@@ -217,7 +217,9 @@ const char* const kFolderNameRule = "use at most 255 letters, digits and . _ + -
 // A loop, not std::regex, whose matcher recurses once a character: a name of 200,000 characters overflowed the stack.
 bool is_folder_name(std::string_view name) {
     constexpr size_t kLongest = 255;  // NAME_MAX of Linux file systems
-    const auto alnum = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    const auto alnum = [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    };
     if (name.empty() || name.size() > kLongest || !alnum(name[0])) return false;
     return std::all_of(name.begin(), name.end(),
                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '+' || c == '-'; });

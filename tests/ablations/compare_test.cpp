@@ -311,7 +311,8 @@ TEST_F(CompareTest, OutputsReplaceOnlyCompareOutputs) {
     const std::string metrics_before = read_file(metrics);
     for (const std::string option : {"--markdown", "--plot"})
         for (const std::string& target : {notes.string(), metrics}) {
-            const CommandResult refused = run_sinklab(fmt::format("compare {} {} {}", suite().string(), option, target));
+            const CommandResult refused =
+                run_sinklab(fmt::format("compare {} {} {}", suite().string(), option, target));
             EXPECT_EQ(refused.rc, 1) << refused.out;
             EXPECT_EQ(refused.out, fmt::format("sinklab: error: {} {}: the file exists and was not written by sinklab "
                                                "compare, which replaces only its own {}; give another {} or remove "
