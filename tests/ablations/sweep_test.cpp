@@ -227,36 +227,29 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     expect_has(summary, {"sweep t: 4 runs in", "headnorm-s1  restart", "exit code 1", "baseline-s2  resume"});
 }
 
+// Interrupted either way, a sweep stops even with --keep-going: Ctrl-C's SIGINT ended the run, or the sweep alone
+// got a stop signal (kill SWEEP_PID), passed it on, and the run checkpointed and exited 0 short of its steps.
 TEST_F(SweepTest, AnInterruptStopsEvenWithKeepGoing) {
-    FakeTrain fake{&sweep_, {{"headnorm-s1", ProcessResult{-1, SIGINT}}}, {}, {}};
-    SweepOptions opt;
-    opt.binary = "/bin/sinklab";
-    opt.keep_going = true;
-    opt.launch = std::ref(fake);
-    std::vector<RunOutcome> outcomes;
-    const std::string text =
-        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
-    EXPECT_EQ(fake.commands.size(), 2u);
-    EXPECT_TRUE(outcomes[0].finished);
-    EXPECT_EQ(outcomes[1].result.rfind("signal 2", 0), 0u) << outcomes[1].result;
-    EXPECT_EQ(outcomes[2].result, "not run");
-    expect_has(text, {"sweep interrupted"});
-}
-
-// kill SWEEP_PID: the run got the stop passed on, checkpointed and exited 0 short of its steps; the sweep stops too.
-TEST_F(SweepTest, AStopSignalToTheSweepStopsItEvenWithKeepGoing) {
-    FakeTrain fake{&sweep_, {}, {{"headnorm-s1", 30}}, {}, {{"headnorm-s1", SIGTERM}}};
-    SweepOptions opt;
-    opt.binary = "/bin/sinklab";
-    opt.keep_going = true;
-    opt.launch = std::ref(fake);
-    std::vector<RunOutcome> outcomes;
-    const std::string text =
-        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
-    EXPECT_EQ(fake.commands.size(), 2u);
-    EXPECT_EQ(outcomes[1].result, "exited at step 30/60");
-    EXPECT_EQ(outcomes[2].result, "not run");
-    expect_has(text, {"sweep interrupted"});
+    FakeTrain by_signal{&sweep_, {{"headnorm-s1", ProcessResult{-1, SIGINT}}}, {}, {}};
+    FakeTrain passed_on{&sweep_, {}, {{"headnorm-s1", 30}}, {}, {{"headnorm-s1", SIGTERM}}};
+    std::vector<std::string> second;  // what became of the interrupted run
+    for (FakeTrain* fake : {&by_signal, &passed_on}) {
+        fs::remove_all(sweep_.out_dir);
+        SweepOptions opt;
+        opt.binary = "/bin/sinklab";
+        opt.keep_going = true;
+        opt.launch = std::ref(*fake);
+        std::vector<RunOutcome> outcomes;
+        const std::string text =
+            captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+        EXPECT_EQ(fake->commands.size(), 2u);
+        EXPECT_TRUE(outcomes[0].finished);
+        EXPECT_EQ(outcomes[2].result, "not run");
+        expect_has(text, {"sweep interrupted"});
+        second.push_back(outcomes[1].result);
+    }
+    EXPECT_EQ(second[0].rfind("signal 2", 0), 0u) << second[0];
+    EXPECT_EQ(second[1], "exited at step 30/60");
 }
 
 TEST_F(SweepTest, ARunThatExitsCleanlyButShortIsNotFinished) {
