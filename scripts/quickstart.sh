@@ -30,6 +30,7 @@ step "4/5 train baseline, then HeadNorm (experiments/headnorm-vs-baseline/quicks
 "$bin" sweep experiments/headnorm-vs-baseline/quickstart.yaml
 
 step "5/5 compare [$(elapsed)]"
+rm -f runs/quickstart.png runs/quickstart.md  # this script's own, perhaps from a sinklab that did not mark them
 "$bin" compare runs/quickstart --plot runs/quickstart.png --markdown runs/quickstart.md
 
 step "done in $(elapsed)"

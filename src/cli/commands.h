@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 namespace sinklab::cli {
@@ -23,14 +24,18 @@ void add_eval(CLI::App& app);
 // an existing file is left as it is.
 void check_writable(const std::string& option, const std::string& path);
 
-// A whole number >= lo, for ->check(): CLI11's PositiveNumber and NonNegativeNumber name their upper bound,
-// DBL_MAX in all its 309 digits, in every message.
+// A whole number >= lo of an int option, for ->check(): CLI11's PositiveNumber and NonNegativeNumber name their
+// upper bound, DBL_MAX in all its 309 digits, in every message, and a number beyond int fails its conversion with
+// "Could not convert".
 inline CLI::Validator at_least(int64_t lo) {
     return CLI::Validator(
         [lo](std::string& text) {
             int64_t value = 0;
             const char* end = text.data() + text.size();
             const auto [stop, ec] = std::from_chars(text.data(), end, value);
+            constexpr int64_t hi = std::numeric_limits<int>::max();
+            if (ec == std::errc::result_out_of_range || (ec == std::errc() && stop == end && value > hi))
+                return fmt::format("{} is too large; it must be at most {}", text, hi);
             if (ec != std::errc() || stop != end) return fmt::format("'{}' is not a whole number", text);
             return value < lo ? fmt::format("{} is too small; it must be at least {}", text, lo) : std::string();
         },

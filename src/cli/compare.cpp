@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string_view>
 
 #include "cli/commands.h"
 #include "core/check.h"
@@ -25,6 +27,38 @@ struct CompareArgs {
     std::string markdown;
     std::string plot;
 };
+
+// compare replaces only its own earlier outputs (--markdown or --plot could name a run's metrics.h5 or config.yaml):
+// its Markdown starts with this line, which renders as nothing, and plot_runs.py names itself the figure's creator
+// in its metadata (PNG, PDF and SVG alike).
+constexpr std::string_view kMarkdownFirstLine =
+    "<!-- sinklab compare: a later compare --markdown of this name replaces this file -->";
+constexpr std::string_view kPlotCreator = "sinklab plot_runs.py";
+
+// Whether `path` is missing, or exists and is what compare wrote there before.
+bool replaceable(const std::string& path, bool markdown) {
+    std::error_code error;
+    if (!std::filesystem::exists(path, error)) return true;
+    if (!std::filesystem::is_regular_file(path, error)) return false;
+    std::ifstream f(path, std::ios::binary);
+    if (markdown) {
+        std::string first;
+        std::getline(f, first);
+        return first == kMarkdownFirstLine;
+    }
+    constexpr uintmax_t kLargestPlot = 64 << 20;
+    if (std::filesystem::file_size(path, error) > kLargestPlot) return false;
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return bytes.find(kPlotCreator) != std::string::npos;
+}
+
+void check_output(const std::string& option, const std::string& path, bool markdown) {
+    SL_REQUIRE(replaceable(path, markdown),
+               "{} {}: the file exists and was not written by sinklab compare, which replaces only its own {}; give "
+               "another {} or remove the file",
+               option, path, markdown ? "tables" : "plots", option);
+    check_writable(option, path);
+}
 
 // scripts/plot_runs.py of the checkout this binary was built from, or of $SINKLAB_SCRIPTS.
 std::string plot_script() {
@@ -71,8 +105,8 @@ void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
 
 void run(const CompareArgs& a) {
     // Before any work, so that a long comparison never ends on a path it cannot write.
-    if (!a.markdown.empty()) check_writable("--markdown", a.markdown);
-    if (!a.plot.empty()) check_writable("--plot", a.plot);
+    if (!a.markdown.empty()) check_output("--markdown", a.markdown, true);
+    if (!a.plot.empty()) check_output("--plot", a.plot, false);
     std::vector<std::string> notes;
     const std::vector<std::string> dirs = find_runs(a.dirs, notes);
     for (const std::string& n : notes) fmt::print(stderr, "sinklab compare: {}\n", n);
@@ -83,7 +117,7 @@ void run(const CompareArgs& a) {
     fmt::print("{}", comparison_text(c));
     if (!a.markdown.empty()) {
         std::ofstream f(a.markdown);
-        f << comparison_markdown(c);
+        f << kMarkdownFirstLine << "\n" << comparison_markdown(c);
         SL_REQUIRE(f.good(), "--markdown {}: cannot write it; check the folder and permissions", a.markdown);
         fmt::print("wrote {}\n", a.markdown);
     }
@@ -101,8 +135,11 @@ void add_compare(CLI::App& app) {
     cmd->add_option("--baseline", a->baseline, "the variant the others are measured against (default: the first)");
     cmd->add_option("--smooth", a->smooth, "train losses averaged for the final loss and the curves (default 20)")
         ->check(at_least(1));
-    cmd->add_option("--markdown", a->markdown, "also write the tables as Markdown to this file");
-    cmd->add_option("--plot", a->plot, "draw loss curves (seed bands) and sink-mass heatmaps into this PNG");
+    cmd->add_option("--markdown", a->markdown,
+                    "also write the tables as Markdown to this file (new, or an earlier compare's)");
+    cmd->add_option("--plot", a->plot,
+                    "draw loss curves (seed bands) and sink-mass heatmaps into this PNG (new, or an earlier "
+                    "compare's)");
     cmd->callback([a] { run(*a); });
 }
 

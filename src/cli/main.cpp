@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <filesystem>
+#include <string>
+
 #include "cli/commands.h"
 #include "core/build_info.h"
 #include "core/check.h"
@@ -29,6 +32,17 @@ void print_usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, 
     fmt::print(stderr, "sinklab: error: {}; run '{}'\n", message, help);
 }
 
+// A file-system call that no check before it foresaw failed (a path through a file, a link loop, a name too long):
+// the path first, as in every other sinklab error, then libstdc++'s "what it did: why" without its prefix.
+std::string filesystem_message(const std::filesystem::filesystem_error& e) {
+    std::string what = e.what();
+    const std::string prefix = "filesystem error: ", suffix = " [" + e.path1().string() + "]";
+    if (what.starts_with(prefix)) what.erase(0, prefix.size());
+    const size_t at = what.find(suffix);
+    if (at != std::string::npos) what.erase(at);
+    return fmt::format("{}: {}; check the path and the folders on it", e.path1().string(), what);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,6 +64,8 @@ int main(int argc, char** argv) {
         if (e.get_exit_code() == 0) return app.exit(e);  // --help and --version
         print_usage_error(app, e, argc, argv);
         return 2;  // the usual exit status of a usage error
+    } catch (const std::filesystem::filesystem_error& e) {
+        sinklab::exit_with_error(filesystem_message(e));
     } catch (const std::exception& e) {
         sinklab::exit_with_error(e.what());  // under mpirun: every rank ends, the message printed once
     }

@@ -1,11 +1,13 @@
 #include "config/schema.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <regex>
+#include <cstdlib>
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/threads.h"
 
 namespace sinklab::config {
 namespace {
@@ -24,7 +26,7 @@ std::vector<Field> build_schema() {
         SL_KEY(run.name, "run folder name under out_dir", {.non_empty = true, .folder_name = true}),
         SL_KEY(run.out_dir, "parent folder of run folders", {.non_empty = true}),
         SL_KEY(run.seed, "seed of init, data order and every other random choice", {}),
-        SL_KEY(run.threads, "CPU threads per rank; 0 = all cores / ranks on the node", {.lo = 0}),
+        SL_KEY(run.threads, "CPU threads per rank; 0 = all cores / ranks on the node", {.lo = 0, .hi = kMaxThreads}),
 
         SL_KEY(model.vocab_size, "embedding rows (the tokenizer's ids, padded)", {.lo = 1}),
         SL_KEY(model.d_model, "residual stream width", {.lo = 1}),
@@ -85,7 +87,7 @@ std::vector<Field> build_schema() {
         SL_KEY(metrics.every, "/sink row every this many steps; 0 = off", {.lo = 0}),
         SL_KEY(metrics.heavy_every, "/heavy row every this many steps; 0 = off", {.lo = 0}),
         SL_KEY(metrics.positions, "key positions whose attention mass is tracked", {}),
-        SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std", {.lo = 0}),
+        SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std", {.lo = 1}),
         SL_KEY(metrics.sink_eps, "attention-mass threshold of sink_rate", {.lo = 0, .hi = 1}),
         SL_KEY(metrics.val_every, "validation every this many steps; 0 = only at the end", {.lo = 0}),
         SL_KEY(metrics.val_batches, "micro-batches per validation", {.lo = 1}),
@@ -154,7 +156,7 @@ const char* expected_text() {
          format_value(f, defaults));
 }
 
-enum class Parsed { ok, bad, too_big };
+enum class Parsed { ok, bad, too_big, too_small };
 
 // Whole-text numbers only: "3.5" is not an integer and "1e-3x" is not a number.
 template <typename T>
@@ -162,7 +164,13 @@ Parsed parse_number(const std::string& s, T& out) {
     const char* end = s.data() + s.size();
     auto [ptr, ec] = std::from_chars(s.data(), end, out);
     if (ptr != end || ec == std::errc::invalid_argument) return Parsed::bad;
-    if (ec == std::errc::result_out_of_range) return Parsed::too_big;
+    if (ec == std::errc::result_out_of_range) {
+        // from_chars says out of range for 1e-400 as for 1e400; a double (or its underflow to 0) tells which.
+        if constexpr (std::is_floating_point_v<T>) {
+            if (std::fabs(std::strtod(s.c_str(), nullptr)) < 1) return Parsed::too_small;
+        }
+        return Parsed::too_big;
+    }
     if constexpr (std::is_floating_point_v<T>) {
         if (!std::isfinite(out)) return Parsed::bad;  // from_chars reads "inf" and "nan"
     }
@@ -185,7 +193,9 @@ T parse_scalar(const Field& f, const YAML::Node& node, std::string_view origin) 
         T v{};
         Parsed p = parse_number(node.Scalar(), v);
         SL_REQUIRE(p != Parsed::too_big, "{}: {}: {} is too large for this key; use a smaller value", origin, f.path,
-                   node.Scalar());
+                   clipped(node.Scalar()));
+        SL_REQUIRE(p != Parsed::too_small, "{}: {}: {} is too close to 0 for this key; write 0 or a larger value",
+                   origin, f.path, clipped(node.Scalar()));
         if (p == Parsed::bad) wrong_type(f, node, origin);
         return v;
     }
@@ -201,18 +211,37 @@ std::string range_text(const Limits& l) {
 
 }  // namespace
 
-const char* const kFolderNameRule = "use letters, digits and . _ + -, starting with a letter or digit (no spaces or "
-                                    "slashes)";
+const char* const kFolderNameRule = "use at most 255 letters, digits and . _ + -, starting with a letter or digit "
+                                    "(no spaces or slashes)";
 
+// A loop, not std::regex, whose matcher recurses once a character: a name of 200,000 characters overflowed the stack.
 bool is_folder_name(std::string_view name) {
-    static const std::regex pattern("[A-Za-z0-9][A-Za-z0-9._+-]*");
-    return std::regex_match(name.begin(), name.end(), pattern);
+    constexpr size_t kLongest = 255;  // NAME_MAX of Linux file systems
+    const auto alnum = [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    };
+    if (name.empty() || name.size() > kLongest || !alnum(name[0])) return false;
+    return std::all_of(name.begin(), name.end(),
+                       [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '+' || c == '-'; });
+}
+
+std::string clipped(const std::string& text, size_t shown) {
+    size_t cut = std::min(shown, text.size());
+    while (cut < text.size() && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80)
+        cut--;  // not inside a UTF-8 character
+    std::string out;
+    for (char ch : text.substr(0, cut)) {
+        const auto byte = static_cast<unsigned char>(ch);
+        if (byte < 0x20 || byte == 0x7f) out += fmt::format("\\x{:02x}", byte);
+        else out += ch;
+    }
+    return cut == text.size() ? out : fmt::format("{}... ({} characters)", out, text.size());
 }
 
 std::string describe(const YAML::Node& node) {
     if (!node.IsDefined() || node.IsNull()) return "an empty value";
-    if (node.IsScalar()) return fmt::format("'{}'", node.Scalar());
-    return fmt::format("{} {}", node.IsSequence() ? "a list" : "a map", flow_yaml(node));
+    if (node.IsScalar()) return fmt::format("'{}'", clipped(node.Scalar()));
+    return fmt::format("{} {}", node.IsSequence() ? "a list" : "a map", clipped(flow_yaml(node)));
 }
 
 const std::vector<Field>& schema() {
@@ -269,11 +298,12 @@ void check_limits(const Field& f, const Config& c, std::string_view origin) {
                 SL_REQUIRE(!(l.non_empty && v.empty()), "{}: {}: must not be empty; set it ({})", origin, f.path,
                            f.doc);
                 SL_REQUIRE(!l.folder_name || is_folder_name(v), "{}: {}: '{}' is not a usable folder name; {}", origin,
-                           f.path, v, kFolderNameRule);
+                           f.path, clipped(v), kFolderNameRule);
                 if (l.choices.empty()) return;
                 for (std::string_view choice : l.choices)
                     if (v == choice) return;
-                fail("{}: {}: '{}' is not allowed; use one of: {}", origin, f.path, v, fmt::join(l.choices, ", "));
+                fail("{}: {}: '{}' is not allowed; use one of: {}", origin, f.path, clipped(v),
+                     fmt::join(l.choices, ", "));
             } else if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
                 double x = static_cast<double>(v);
                 bool ok = (l.lo_open ? x > l.lo : x >= l.lo) && (l.hi_open ? x < l.hi : x <= l.hi);

@@ -58,6 +58,9 @@ bool is_section(std::string_view path);
 std::string format_value(const Field& f, const Config& c);
 // What a YAML node holds, for "got ..." in messages: 'abc', an empty value, a list [3, 7], a map {...}.
 std::string describe(const YAML::Node& node);
+// A value as messages show it, on one line: control bytes as \xNN, and whole when short, else its start and its
+// length (a 20 MB scalar made a 20 MB line).
+std::string clipped(const std::string& text, size_t shown = 80);
 // Reads `node` into the field; a wrong type throws an Error naming `origin`, the key and the value.
 void parse_value(const Field& f, const YAML::Node& node, Config& c, std::string_view origin);
 // Throws an Error when the field's value breaks its Limits; `origin` says where the value came from.

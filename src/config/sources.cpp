@@ -76,8 +76,10 @@ std::vector<Entry> entries_of(const YAML::Node& node, const std::string& path, c
 std::string read_text(const fs::path& file, const std::string& wanted_by) {
     SL_REQUIRE(!fs::is_directory(file), "config file '{}'{} is a folder; give a YAML file such as configs/tiny.yaml",
                file.string(), wanted_by);
-    SL_REQUIRE(fs::is_regular_file(file), "config file '{}' not found{}; check the path{}", file.string(), wanted_by,
+    SL_REQUIRE(fs::exists(file), "config file '{}' not found{}; check the path{}", file.string(), wanted_by,
                wanted_by.empty() ? "" : " (inherit: paths are relative to the including file)");
+    SL_REQUIRE(fs::is_regular_file(file), "config file '{}'{} is not a regular file (a pipe or a device?); give a YAML "
+               "file such as configs/tiny.yaml", file.string(), wanted_by);
     std::ifstream in(file, std::ios::binary);
     std::stringstream text;
     text << in.rdbuf();

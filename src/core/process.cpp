@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -21,41 +22,68 @@ std::string ProcessResult::describe() const {
     return fmt::format("signal {} ({})", signal, name ? name : "unknown");
 }
 
+namespace {
+
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGUSR1};
+// Stop signals received while run_process waits: the handler may run on any thread, so these are lock-free atomics.
+std::atomic<int> g_stops{0};
+std::atomic<int> g_last_stop{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+extern "C" void count_stop(int sig) {
+    g_last_stop = sig;
+    g_stops++;
+}
+
+}  // namespace
+
 ProcessResult run_process(const std::vector<std::string>& argv) {
     SL_ASSERT(!argv.empty(), "run_process needs a program");
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
 
+    sigset_t stops;
+    sigemptyset(&stops);
+    for (int sig : kStopSignals) sigaddset(&stops, sig);
+    struct sigaction counting = {};
+    struct sigaction old_actions[3] = {};
+    counting.sa_handler = count_stop;
+    sigemptyset(&counting.sa_mask);
+    counting.sa_flags = SA_RESTART;
+    g_stops = 0;
+    g_last_stop = 0;
+    for (int i = 0; i < 3; i++) sigaction(kStopSignals[i], &counting, &old_actions[i]);
+
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setsigdefault(&attr, &stops);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-
-    struct sigaction ignore = {};
-    struct sigaction old_int = {};
-    struct sigaction old_term = {};
-    ignore.sa_handler = SIG_IGN;
-    sigaction(SIGINT, &ignore, &old_int);
-    sigaction(SIGTERM, &ignore, &old_term);
     pid_t pid = 0;
     const int rc = posix_spawnp(&pid, args[0], nullptr, &attr, args.data(), environ);
     posix_spawnattr_destroy(&attr);
     int status = 0;
-    if (rc == 0)
+    if (rc == 0) {
+        // Each stop signal is passed on once, from here: the handler may have run before the child's pid was known.
+        // WNOWAIT keeps the ended child a zombie, its pid taken, until no signal can be sent to it any more.
+        int passed = 0;
+        for (;;) {
+            siginfo_t ended = {};
+            const int got = waitid(P_PID, id_t(pid), &ended, WEXITED | WNOWAIT | WNOHANG);
+            if ((got == 0 && ended.si_pid == pid) || (got < 0 && errno != EINTR)) break;
+            for (; passed < g_stops; passed++) kill(pid, SIGUSR1);
+            usleep(50000);
+        }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
+    }
+    for (int i = 0; i < 3; i++) sigaction(kStopSignals[i], &old_actions[i], nullptr);
     SL_REQUIRE(rc == 0, "cannot start {}: {}; check that it exists and is executable", argv[0], std::strerror(rc));
 
     ProcessResult r;
     if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+    r.stop_signal = g_last_stop;
     return r;
 }
 

@@ -7,15 +7,19 @@
 namespace sinklab {
 
 struct ProcessResult {
-    int exit_code = -1;  // when it exited; -1 when a signal ended it
-    int signal = 0;      // the signal that ended it, 0 when it exited
+    int exit_code = -1;   // when it exited; -1 when a signal ended it
+    int signal = 0;       // the signal that ended it, 0 when it exited
+    int stop_signal = 0;  // SIGINT, SIGTERM or SIGUSR1 that reached this process while the child ran, else 0
     bool ok() const { return exit_code == 0; }
     std::string describe() const;  // "exit code 3" / "signal 9 (Killed)"
 };
 
 // Runs argv[0] (searched on PATH when it has no '/') with stdin, stdout and stderr shared, and waits for it.
-// SIGINT and SIGTERM are ignored here while it runs, so that Ctrl-C stops the child and the caller sees how it
-// ended (the child gets the default handlers). Fails when argv[0] cannot be started.
+// SIGINT, SIGTERM and SIGUSR1 that reach this process meanwhile are passed on to the child as SIGUSR1, the signal
+// on which sinklab train checkpoints and stops and which mpirun and srun pass on to their ranks: a child that also
+// got the signal itself (Ctrl-C reaches the whole foreground process group, scancel every process of a job) then
+// sees two different signals, each of which it handles once, instead of one signal twice, the second of which
+// would end it at once. Fails when argv[0] cannot be started.
 ProcessResult run_process(const std::vector<std::string>& argv);
 
 // The word as a POSIX shell reads it back: unchanged when it is made of safe characters, else single-quoted.

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "core/threads.h"
 #include "data/mapped_file.h"
 #include "data/shard.h"
 #include "core/rng.h"
@@ -439,7 +440,8 @@ PrepareResult prepare(const PrepareOptions& opt) {
     SL_REQUIRE(opt.shard_tokens > 0 && opt.shard_tokens <= INT32_MAX,
                "prepare: --shard-tokens {} must lie in [1, 2^31-1] (the llm.c header counts tokens in an int32)",
                opt.shard_tokens);
-    SL_REQUIRE(opt.threads >= 0, "prepare: --threads {} must be >= 0 (0 = all cores)", opt.threads);
+    SL_REQUIRE(opt.threads >= 0 && opt.threads <= kMaxThreads,
+               "prepare: --threads {} must lie in [0, {}] (0 = all cores)", opt.threads, kMaxThreads);
     SL_REQUIRE(!opt.text_field.empty(), "prepare: --text-field must not be empty");
 
     const fs::path out_dir(opt.out_dir);

@@ -42,7 +42,8 @@ void read_config_attr(const RunLogReader& log, int64_t& max_steps, std::vector<i
         if (cfg["metrics"] && cfg["metrics"]["positions"])
             positions = cfg["metrics"]["positions"].as<std::vector<int>>();
     } catch (const YAML::Exception& e) {
-        fail("{}: its config_yaml attribute is not readable YAML ({}); the file was not written by sinklab train",
+        fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
+             "sinklab train",
              log.path(), e.what());
     }
 }
@@ -143,9 +144,11 @@ RunCurves read_run(const std::string& dir) {
 
 std::vector<std::string> find_runs(const std::vector<std::string>& args, std::vector<std::string>& notes) {
     std::vector<std::string> runs;
+    std::set<fs::path> seen;  // "runs/a", "runs/a/" and "/abs/runs/a" are one run
     auto add = [&](const fs::path& dir) {
-        const std::string d = dir.lexically_normal().string();
-        if (std::find(runs.begin(), runs.end(), d) == runs.end()) runs.push_back(d);
+        fs::path d = dir.lexically_normal();
+        if (!d.has_filename() && d.has_parent_path()) d = d.parent_path();
+        if (seen.insert(fs::weakly_canonical(d)).second) runs.push_back(d.string());
     };
     for (const std::string& arg : args) {
         const fs::path p(arg);

@@ -26,6 +26,10 @@ Id file_access(bool recover) {
     SL_ASSERT(fapl.valid(), "H5Pcreate");
     check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "H5Pset_libver_bounds");
     check(H5Pset_file_locking(fapl.get(), true, true), "H5Pset_file_locking");
+    // HDF5 retries a metadata block whose checksum fails, in case a SWMR writer was rewriting it, sleeping 2^k ns
+    // before attempt k; its default of 100 attempts never ends on a damaged file. 30 give a live writer about a
+    // second. The repairing open of a resume reads a file no one writes, and makes one attempt.
+    check(H5Pset_metadata_read_attempts(fapl.get(), recover ? 1 : 30), "H5Pset_metadata_read_attempts");
     if (recover) {
         // Private properties registered by HDF5 1.10 for h5clear; H5Pset copies sizeof(hbool_t) bytes.
         hbool_t yes = true;

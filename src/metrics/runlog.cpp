@@ -164,7 +164,9 @@ void check_schema(hid_t file, const std::vector<GroupSpec>& groups, const std::s
     }
 }
 
-// Drops the rows after `through_step` and any rows a killed writer left incomplete.
+// Drops the rows after `through_step` and any rows a killed writer left incomplete, then reads every row kept:
+// damage to a chunk or to a dataset's chunk index then stops the resume here, not at the first flush, after
+// steps whose metrics would be lost.
 void truncate_rows(hid_t file, const std::vector<GroupSpec>& groups, int64_t through_step, const std::string& path) {
     for (const GroupSpec& g : groups) {
         h5::Id group(h5::check(H5Gopen2(file, g.name.c_str(), H5P_DEFAULT), "{}: cannot open /{}", path, g.name),
@@ -175,6 +177,12 @@ void truncate_rows(hid_t file, const std::vector<GroupSpec>& groups, int64_t thr
             std::vector<hsize_t> dims = h5::extent(dataset.get(), path);
             dims[0] = hsize_t(rows);
             h5::check(H5Dset_extent(dataset.get(), dims.data()), "{}: cannot truncate /{}/{}", path, g.name, c.name);
+            hsize_t values = 1;
+            for (hsize_t d : dims) values *= d;
+            std::vector<double> kept(values);  // [rows, row shape]
+            if (values > 0)
+                h5::check(H5Dread(dataset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, kept.data()),
+                          "{}: cannot read /{}/{}", path, g.name, c.name);
         }
     }
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "config/schema.h"
 #include "core/check.h"
@@ -40,15 +41,20 @@ const std::vector<std::string> kResumeMayChange = {
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
-// The step of a complete checkpoint folder's name ("step_00001000"), or nothing for any other name.
+// The step of a complete checkpoint folder's name, exactly as step_folder writes it ("step_00001000"), or nothing
+// for any other name (a copy named by hand, "step_1", or a number of more digits than a step has).
 std::optional<int64_t> folder_step(const std::string& name) {
     const std::string prefix = kStepPrefix;
-    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+    constexpr size_t kMostDigits = 18;  // below 2^63
+    if (name.size() <= prefix.size() || name.size() > prefix.size() + kMostDigits ||
+        name.compare(0, prefix.size(), prefix) != 0)
+        return std::nullopt;
     int64_t step = 0;
     for (size_t i = prefix.size(); i < name.size(); i++) {
         if (name[i] < '0' || name[i] > '9') return std::nullopt;
         step = step * 10 + (name[i] - '0');
     }
+    if (name != step_folder(step)) return std::nullopt;
     return step;
 }
 
@@ -89,12 +95,19 @@ WrittenFile write_tensors(const fs::path& path, Backend& be, const NamedTensors&
 }
 
 // Into backend memory, or with `in_host_memory` into f32 host memory.
+// Every tensor of the file must be one of `tensors`: a file with more was written for a larger model (more layers,
+// HeadNorm, QK-norm, ...), and loading only some of it would evaluate another model than the one trained.
 void load_tensors(const SafetensorsFile& file, Backend& be, const NamedTensors& tensors, bool in_host_memory = false) {
+    std::set<std::string> wanted;
     for (const auto& [name, t] : tensors) {
         const StoredTensor& st = file.get(name, "F32", {t.shape.begin(), t.shape.begin() + t.ndim});
         if (in_host_memory) std::memcpy(t.data, st.data, t.bytes());
         else be.write(t, st.data, DType::F32);
+        wanted.insert(name);
     }
+    for (const StoredTensor& st : file.tensors())
+        SL_REQUIRE(wanted.count(st.name), "{} has a tensor {} that this config's model lacks; it was written for "
+                   "another model (check the config)", file.path(), st.name);
 }
 
 NamedTensors named(const ParamTable& table, const Tensor& flat, const std::string& prefix) {
@@ -181,18 +194,27 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         const json j = json::parse(text);
         SL_REQUIRE(j.value("format", "") == kFormat, "{}: format '{}' is not {}; this sinklab cannot read it", origin,
                    j.value("format", ""), kFormat);
-        s.step = j.at("step").get<int64_t>();
-        s.run_log_step = j.at("run_log_step").get<int64_t>();
-        s.optimizer_steps = j.at("optimizer_steps").get<int64_t>();
+        // A count of state.json in [lo, hi]; nlohmann would convert a float or a number beyond int64 silently.
+        const auto whole = [&](const json& v, const char* key, int64_t lo, int64_t hi) {
+            const bool fits = v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX);
+            SL_REQUIRE(fits && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi,
+                       "{} is not a valid checkpoint state: {} is {}, not a whole number in [{}, {}]", origin, key,
+                       v.dump(), lo, hi);
+            return v.get<int64_t>();
+        };
+        constexpr int64_t kMost = INT64_MAX;
+        s.step = whole(j.at("step"), "step", 0, kMost);
+        s.run_log_step = whole(j.at("run_log_step"), "run_log_step", 0, s.step);
+        s.optimizer_steps = whole(j.at("optimizer_steps"), "optimizer_steps", 0, kMost);
         s.train_data.epoch = j.at("train_data").at("epoch").get<uint64_t>();
         s.train_data.cursor = j.at("train_data").at("cursor").get<uint64_t>();
-        s.world_size = j.at("world_size").get<int>();
+        s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
-        s.guard.skipped_nonfinite = j.at("guard").at("skipped_nonfinite").get<int64_t>();
-        s.guard.skipped_spike = j.at("guard").at("skipped_spike").get<int64_t>();
+        s.guard.skipped_nonfinite = whole(j.at("guard").at("skipped_nonfinite"), "guard.skipped_nonfinite", 0, kMost);
+        s.guard.skipped_spike = whole(j.at("guard").at("skipped_spike"), "guard.skipped_spike", 0, kMost);
     } catch (const json::exception& e) {
-        fail("{} is not a valid checkpoint state: {}", origin, e.what());
+        fail("{} is not a valid checkpoint state: {}", origin, config::clipped(e.what(), 240));  // may quote its bytes
     } catch (const std::logic_error& e) {  // stoull
         fail("{} is not a valid checkpoint state: config_hash: {}", origin, e.what());
     }
@@ -279,6 +301,29 @@ void verify_checkpoint(const std::string& dir_text) {
     }
 }
 
+namespace {
+
+// A checkpoint's state, which must be the step its folder's name says when the name is a step's: resume and pruning
+// go by the names.
+TrainState read_state(const fs::path& dir) {
+    const fs::path state_path = dir / kStateFile;
+    TrainState state;
+    try {
+        state = decode_state(read_text(state_path), state_path.string());
+    } catch (const Error& e) {
+        fail("{}; the checkpoint is damaged; {}", e.what(), move_aside_hint(dir));
+    }
+    const fs::path d = dir.has_filename() ? dir : dir.parent_path();
+    const std::optional<int64_t> named = folder_step(d.filename().string());
+    SL_REQUIRE(!named || *named == state.step,
+               "{}: its {} holds step {}, its folder's name another; it was renamed or copied by hand: move it aside "
+               "(mv {} {}.bad)",
+               dir.string(), kStateFile, state.step, dir.string(), dir.string());
+    return state;
+}
+
+}  // namespace
+
 Config checkpoint_config(const std::string& dir) { return load_config((fs::path(dir) / kConfigFile).string()); }
 
 std::vector<std::string> resume_changes(const std::string& dir, const Config& cfg) {
@@ -288,8 +333,7 @@ std::vector<std::string> resume_changes(const std::string& dir, const Config& cf
 TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, WholeMoments& whole_moments) {
     const fs::path dir(dir_text);
     verify_checkpoint(dir.string());
-    const fs::path state_path = dir / kStateFile;
-    const TrainState state = decode_state(read_text(state_path), state_path.string());
+    const TrainState state = read_state(dir);
 
     const std::vector<std::string> differ = config_changes(checkpoint_config(dir.string()), cfg, false);
     SL_REQUIRE(differ.empty(), "cannot resume from {}: the config differs from the one it was written with in {}; "
@@ -306,8 +350,7 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
 int64_t load_weights(const std::string& dir_text, Model& model) {
     const fs::path dir(dir_text);
     verify_checkpoint(dir.string());
-    const fs::path state_path = dir / kStateFile;
-    const TrainState state = decode_state(read_text(state_path), state_path.string());
+    const TrainState state = read_state(dir);
     load_tensors(SafetensorsFile((dir / kModelFile).string()), model.backend(),
                  named(model.table(), model.truth(), ""));
     return state.step;

@@ -44,7 +44,8 @@ bool has_checkpoint(const fs::path& dir) {
 
 bool interrupted(const ProcessResult& r) {
     // Launchers like mpirun report a child's SIGINT/SIGTERM as 128 + the signal number.
-    return r.signal == SIGINT || r.signal == SIGTERM || r.exit_code == 128 + SIGINT || r.exit_code == 128 + SIGTERM;
+    return r.stop_signal != 0 || r.signal == SIGINT || r.signal == SIGTERM || r.exit_code == 128 + SIGINT ||
+           r.exit_code == 128 + SIGTERM;
 }
 
 }  // namespace

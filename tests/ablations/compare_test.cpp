@@ -195,6 +195,12 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     // A run folder, its metrics.h5 and the suite again: each run once, in the order given.
     EXPECT_EQ(find_runs({(s / "b-s2/metrics.h5").string(), (s / "b-s1").string(), s.string()}, notes).size(), 5u);
     EXPECT_EQ(find_runs({(s / "b-s2/metrics.h5").string()}, notes), Strings{(s / "b-s2").string()});
+    // One run however its path is spelled: with a trailing slash, through "..", or through a link.
+    fs::create_directory_symlink(s / "b-s2", fs::path(dir_.path()) / "link");
+    EXPECT_EQ(find_runs({(s / "b-s2").string(), (s / "b-s2/").string(), (s / "h-s1/../b-s2").string(),
+                         (fs::path(dir_.path()) / "link").string()},
+                        notes),
+              Strings{(s / "b-s2").string()});
 
     // Two suites with the same run names: groups are named by folder.
     const fs::path other = fs::path(dir_.path()) / "other";
@@ -287,6 +293,43 @@ TEST_F(CompareTest, CommandLine) {
     const CommandResult bad = run_sinklab("compare " + (suite() / "nope").string());
     EXPECT_EQ(bad.rc, 1);
     expect_has(bad.out, {"sinklab: error: ", "nope: no such file or folder"});
+}
+
+// compare replaces its own earlier outputs and nothing else: --markdown or --plot naming a run's metrics.h5, a
+// config or a figure of another origin is refused before any work, and the file is left as it was.
+TEST_F(CompareTest, OutputsReplaceOnlyCompareOutputs) {
+    const std::string md = (fs::path(dir_.path()) / "table.md").string();
+    for (int again = 0; again < 2; again++) {
+        const CommandResult ok = run_sinklab(fmt::format("compare {} --smooth 2 --markdown {}", suite().string(), md));
+        ASSERT_EQ(ok.rc, 0) << ok.out;
+    }
+    expect_has(read_file(md), {"| h | 2 | 4/8 | 0.8750 ± 0.1768 |"});
+
+    const fs::path notes = fs::path(dir_.path()) / "notes.md";
+    write_file(notes, "my notes\n");
+    const std::string metrics = (suite() / "b-s1" / "metrics.h5").string();
+    const std::string metrics_before = read_file(metrics);
+    for (const std::string option : {"--markdown", "--plot"})
+        for (const std::string& target : {notes.string(), metrics}) {
+            const CommandResult refused =
+                run_sinklab(fmt::format("compare {} {} {}", suite().string(), option, target));
+            EXPECT_EQ(refused.rc, 1) << refused.out;
+            EXPECT_EQ(refused.out, fmt::format("sinklab: error: {} {}: the file exists and was not written by sinklab "
+                                               "compare, which replaces only its own {}; give another {} or remove "
+                                               "the file\n",
+                                               option, target, option == "--plot" ? "plots" : "tables", option));
+        }
+    EXPECT_EQ(read_file(notes.string()), "my notes\n");
+    EXPECT_EQ(read_file(metrics), metrics_before);
+
+    if (!plot_deps_available()) GTEST_SKIP() << "skipped: no h5py and matplotlib for /usr/bin/python3";
+    const std::string png = (fs::path(dir_.path()) / "runs.png").string();
+    for (int again = 0; again < 2; again++) {
+        const CommandResult ok = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png));
+        ASSERT_EQ(ok.rc, 0) << ok.out;
+        expect_has(ok.out, {"wrote " + png});
+    }
+    EXPECT_GT(fs::file_size(png), 1000u);
 }
 
 // --plot: a file that cannot be written is one line before any work; a failing script is one line too, its

@@ -163,6 +163,7 @@ struct FakeTrain {
     std::map<std::string, ProcessResult> fail;  // run name -> what the process returns instead
     std::map<std::string, int64_t> stop_at;     // run name -> exits 0 after this many steps
     std::vector<Strings> commands;
+    std::map<std::string, int> signalled = {};  // run name -> a stop signal the sweep received while it ran
 
     ProcessResult operator()(const Strings& argv) {
         commands.push_back(argv);
@@ -175,7 +176,9 @@ struct FakeTrain {
             fs::remove_all(r.dir);
             write_run(r.dir, losses(stop_at.count(name) ? stop_at.at(name) : 60), dump_config(r.config));
         }
-        return ProcessResult{0, 0};
+        ProcessResult r{0, 0};
+        if (signalled.count(name)) r.stop_signal = signalled.at(name);
+        return r;
     }
 };
 
@@ -224,20 +227,29 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     expect_has(summary, {"sweep t: 4 runs in", "headnorm-s1  restart", "exit code 1", "baseline-s2  resume"});
 }
 
+// Interrupted either way, a sweep stops even with --keep-going: Ctrl-C's SIGINT ended the run, or the sweep alone
+// got a stop signal (kill SWEEP_PID), passed it on, and the run checkpointed and exited 0 short of its steps.
 TEST_F(SweepTest, AnInterruptStopsEvenWithKeepGoing) {
-    FakeTrain fake{&sweep_, {{"headnorm-s1", ProcessResult{-1, SIGINT}}}, {}, {}};
-    SweepOptions opt;
-    opt.binary = "/bin/sinklab";
-    opt.keep_going = true;
-    opt.launch = std::ref(fake);
-    std::vector<RunOutcome> outcomes;
-    const std::string text =
-        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
-    EXPECT_EQ(fake.commands.size(), 2u);
-    EXPECT_TRUE(outcomes[0].finished);
-    EXPECT_EQ(outcomes[1].result.rfind("signal 2", 0), 0u) << outcomes[1].result;
-    EXPECT_EQ(outcomes[2].result, "not run");
-    expect_has(text, {"sweep interrupted"});
+    FakeTrain by_signal{&sweep_, {{"headnorm-s1", ProcessResult{-1, SIGINT}}}, {}, {}};
+    FakeTrain passed_on{&sweep_, {}, {{"headnorm-s1", 30}}, {}, {{"headnorm-s1", SIGTERM}}};
+    std::vector<std::string> second;  // what became of the interrupted run
+    for (FakeTrain* fake : {&by_signal, &passed_on}) {
+        fs::remove_all(sweep_.out_dir);
+        SweepOptions opt;
+        opt.binary = "/bin/sinklab";
+        opt.keep_going = true;
+        opt.launch = std::ref(*fake);
+        std::vector<RunOutcome> outcomes;
+        const std::string text =
+            captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+        EXPECT_EQ(fake->commands.size(), 2u);
+        EXPECT_TRUE(outcomes[0].finished);
+        EXPECT_EQ(outcomes[2].result, "not run");
+        expect_has(text, {"sweep interrupted"});
+        second.push_back(outcomes[1].result);
+    }
+    EXPECT_EQ(second[0].rfind("signal 2", 0), 0u) << second[0];
+    EXPECT_EQ(second[1], "exited at step 30/60");
 }
 
 TEST_F(SweepTest, ARunThatExitsCleanlyButShortIsNotFinished) {
@@ -265,8 +277,23 @@ TEST(Process, ExitCodesSignalsAndArgumentsPassUntouched) {
 
     TempDir dir;
     const std::string file = dir.file("args");
+    const std::string stopped = dir.file("stopped");
     ASSERT_TRUE(run_process({"/bin/sh", "-c", "printf '%s|' \"$@\" > \"$0\"", file, "a b", "it's", "*", ""}).ok());
     EXPECT_EQ(read_file(file), "a b|it's|*||");
+}
+
+// A stop signal sent to this process while a child runs reaches the child as SIGUSR1 (sinklab train's stop),
+// and the result says which signal came: the child here counts the SIGUSR1s of one second after it sent SIGTERM to
+// its parent, and exits with that count.
+TEST(Process, StopSignalsPassOnToTheChildAsSigusr1) {
+    const char* script =
+        "n=0; trap 'n=$((n+1))' USR1; kill -TERM $PPID; i=0; "
+        "while [ $i -lt 20 ]; do sleep 0.05; i=$((i+1)); done; exit $n";
+    const ProcessResult r = run_process({"/bin/sh", "-c", script});
+    EXPECT_EQ(r.exit_code, 1) << "SIGUSR1s the child received";
+    EXPECT_EQ(r.stop_signal, SIGTERM);
+    const ProcessResult quiet = run_process({"/bin/sh", "-c", "exit 0"});
+    EXPECT_EQ(quiet.stop_signal, 0);
 }
 
 // shell_join's line, read back by a real shell, gives the same words.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "cli_util.h"
 
@@ -26,6 +27,11 @@ TEST(Usage, ErrorsAreOneLineWithExitStatus2) {
     EXPECT_EQ(range.out,
               "sinklab: error: --batches: 0 is too small; it must be at least 1; run 'sinklab eval --help'\n");
 
+    const CommandResult huge = run_sinklab(fmt::format("info {} --ranks 99999999999", dir.path()));
+    EXPECT_EQ(huge.rc, 2);
+    EXPECT_EQ(huge.out, "sinklab: error: --ranks: 99999999999 is too large; it must be at most 2147483647; run "
+                        "'sinklab info --help'\n");
+
     const CommandResult negative = run_sinklab(fmt::format("bench {} --warmup -1", dir.path()));
     EXPECT_EQ(negative.rc, 2);
     EXPECT_EQ(negative.out, "sinklab: error: --warmup: -1 is too small; it must be at least 0; run 'sinklab bench "
@@ -39,6 +45,20 @@ TEST(Usage, ErrorsAreOneLineWithExitStatus2) {
     EXPECT_EQ(missing.rc, 2);
     EXPECT_EQ(std::count(missing.out.begin(), missing.out.end(), '\n'), 1) << missing.out;
     EXPECT_TRUE(missing.out.starts_with("sinklab: error: run: Directory does not exist: ")) << missing.out;
+}
+
+// A file-system call that fails where no check foresaw it (here a config that is a loop of links) is one line that
+// names the path first, as every sinklab error does, with exit status 1.
+TEST(Usage, FileSystemErrorsNameThePath) {
+    const TempDir dir("usage_fs");
+    std::filesystem::create_symlink(dir / "b.yaml", dir / "a.yaml");
+    std::filesystem::create_symlink(dir / "a.yaml", dir / "b.yaml");
+    const CommandResult loop = run_sinklab("info " + (dir / "a.yaml"));
+    EXPECT_EQ(loop.rc, 1);
+    EXPECT_EQ(std::count(loop.out.begin(), loop.out.end(), '\n'), 1) << loop.out;
+    EXPECT_TRUE(loop.out.starts_with("sinklab: error: " + (dir / "a.yaml") + ": ")) << loop.out;
+    EXPECT_NE(loop.out.find("Too many levels of symbolic links"), std::string::npos) << loop.out;
+    EXPECT_EQ(loop.out.find("filesystem error"), std::string::npos) << loop.out;
 }
 
 TEST(Usage, HelpAndVersionExit0) {

@@ -2,6 +2,7 @@
 // from the loader: YAML files are written here by hand and read back; errors are matched on the parts a
 // person needs (file, key, value, hint).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -90,6 +91,12 @@ TEST_F(ConfigErrorTest, WrongTypes) {
     expect_has(load_error("model:\n  d_model:\n    x: 1\n"), {"model.d_model", "a map"});
     expect_has(load_error("run:\n  seed: -1\n"), {"run.seed", "non-negative integer", "'-1'"});
     expect_has(load_error("model:\n  d_model: 99999999999\n"), {"model.d_model", "99999999999", "too large"});
+    expect_has(load_error("train:\n  lr: 1e-400\n"), {"train.lr", "1e-400 is too close to 0"});
+    expect_has(load_error("train:\n  lr: \"fa\\nst\"\n"), {"got 'fa\\x0ast'"});  // one line: error_of checks
+    // A long value is shown by its start and its length, not whole.
+    const std::string message = load_error("train:\n  lr: " + std::string(100000, 'a') + "\n");
+    expect_has(message, {"train.lr: expected a number, got 'aaaa", "... (100000 characters)'"});
+    EXPECT_LT(message.size(), 300u) << message;
 }
 
 TEST_F(ConfigErrorTest, OutOfRange) {
@@ -98,6 +105,8 @@ TEST_F(ConfigErrorTest, OutOfRange) {
     expect_has(load_error("model:\n  norm_eps: 0\n"), {"model.norm_eps", "> 0"});
     expect_has(load_error("run:\n  name: \"\"\n"), {"cfg.yaml:2", "run.name", "must not be empty"});
     expect_has(load_error("attention:\n  ds_scratch_mib: -1\n"), {"attention.ds_scratch_mib", ">= 0"});
+    expect_has(load_error("run:\n  threads: 100000\n"), {"run.threads", "100000 is out of range", "[0, 1024]"});
+    expect_has(load_error("metrics:\n  wo_std_positions: 0\n"), {"metrics.wo_std_positions", "0 is out of range"});
 }
 
 TEST_F(ConfigErrorTest, RunNameMustBeAPlainFolderName) {
@@ -111,6 +120,11 @@ TEST_F(ConfigErrorTest, RunNameMustBeAPlainFolderName) {
         expect_has(load_error("{}\n", {"run.name=" + name}), {"--set", "run.name", "'" + name + "'"});
     const std::string ok = write("ok.yaml", "run:\n  name: x-s1.b_c+d\n");
     EXPECT_EQ(load_config(ok).run.name, "x-s1.b_c+d");
+    // At most a file system's 255 bytes; 200,000 characters once overflowed the stack of the name's check.
+    EXPECT_EQ(load_config(write("long.yaml", "run:\n  name: " + std::string(255, 'n') + "\n")).run.name.size(), 255u);
+    for (size_t length : {256, 200000})
+        expect_has(load_error("run:\n  name: " + std::string(length, 'n') + "\n"),
+                   {"run.name", "not a usable folder name", "at most 255"});
 }
 
 TEST_F(ConfigErrorTest, BadEnumListsTheAllowedValues) {
@@ -218,6 +232,8 @@ TEST_F(ConfigErrorTest, MetricPositions) {
 
 TEST_F(ConfigErrorTest, MissingFileAndSyntax) {
     expect_has(error_of([&] { load_config((dir_ / "nope.yaml").string()); }), {"nope.yaml", "not found"});
+    ASSERT_EQ(mkfifo((dir_ / "pipe.yaml").c_str(), 0600), 0);  // would block a reader that opened it
+    expect_has(error_of([&] { load_config((dir_ / "pipe.yaml").string()); }), {"pipe.yaml", "not a regular file"});
     expect_has(load_error("inherit: parent.yaml\n"), {"parent.yaml", "not found", "inherited by", "cfg.yaml:1"});
     expect_has(load_error("model:\n  d_model: 64\n  n_head: [1, 2\n"), {"cfg.yaml:", "YAML syntax error"});
     // The line yaml-cpp blames must be one of the two lines of the broken flow sequence.

@@ -282,6 +282,9 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
 
     opt.val_fraction = 1.5;
     expect(prepare_error(opt), {"--val-fraction"});
+    opt.val_fraction = 0;
+    opt.threads = 100000;  // OpenMP crashed starting that many
+    expect(prepare_error(opt), {"--threads 100000 must lie in [0, 1024]"});
 }
 
 }  // namespace

@@ -98,6 +98,16 @@ TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
     const CommandResult wrong = run_sinklab(fmt::format("eval {} --set model.d_model=32", dir / "e"));
     EXPECT_NE(wrong.rc, 0);
     EXPECT_NE(wrong.out.find("model.safetensors"), std::string::npos) << wrong.out;
+
+    // A smaller model than the one trained (fewer layers, no HeadNorm) would load only part of the weights.
+    for (const auto& [set, tensor] : {std::pair<std::string, std::string>{"model.n_layer=1", "layers.1."},
+                                      {"attention.variant=standard", "headnorm"}}) {
+        const CommandResult smaller = run_sinklab(fmt::format("eval {} --set {}", dir / "e", set));
+        EXPECT_NE(smaller.rc, 0) << set;
+        for (const std::string& part : {std::string("model.safetensors has a tensor "), tensor,
+                                        std::string("that this config's model lacks")})
+            EXPECT_NE(smaller.out.find(part), std::string::npos) << part << " in: " << smaller.out;
+    }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <random>
@@ -243,6 +244,61 @@ TEST(RunLogCrash, ReadersFollowALiveWriter) {
     ASSERT_EQ(py.rc, 0) << py.out;
     const nlohmann::json dump = py.json();
     for (const std::string& g : kWritten) EXPECT_EQ(check_dump_group(dump, g), last_logged(g, last)) << g;
+}
+
+// Damaged bytes end every read and every resume of a run log with an error, never a hang: HDF5 retries a metadata
+// block whose checksum fails, each time sleeping twice as long as before, and its default number of attempts for
+// SWMR files would not end in our lifetime. A resume that accepts a damaged file must also be able to append to
+// it, so that the damage never costs the metrics of steps trained after the resume. Each 8 bytes of the file's
+// first 8 KiB (where its metadata lies) are damaged in turn; reads, whose failed checksums take a second of retries
+// each, try every 1024th.
+TEST(RunLogCrash, DamagedBytesEndReadsAndResumesWithAnError) {
+    TempDir dir;
+    const std::string good = dir.file("good.h5");
+    {
+        auto log = RunLog::create(good, test_groups(), {}, {});
+        for (int64_t s = 0; s <= 30; s++) append_step(*log, s);
+        log->close();
+    }
+    const uintmax_t end = std::min<uintmax_t>(fs::file_size(good), 8192);
+
+    Child child([&](int fd) {
+        int64_t checksum_failures = 0;
+        for (uintmax_t at = 0; at + 8 <= end; at += 8) {
+            const std::string damaged = dir.file("damaged.h5");
+            fs::copy_file(good, damaged, fs::copy_options::overwrite_existing);
+            {
+                std::fstream file(damaged, std::ios::in | std::ios::out | std::ios::binary);
+                file.seekp(std::streamoff(at));
+                file.write("\xff\xff\xff\xff\xff\xff\xff\xff", 8);
+            }
+            if (at % 1024 == 0) try {
+                    RunLogReader reader(damaged);
+                    for (const std::string& g : reader.groups())
+                        for (const std::string& c : reader.columns(g)) reader.read(g, c);
+                } catch (const Error& e) {
+                    if (std::string(e.what()).find("checksum") != std::string::npos) checksum_failures++;
+                }
+            std::unique_ptr<RunLog> log;
+            try {
+                log = RunLog::resume(damaged, test_groups(), 30);  // keeps every row: no truncation reads them
+            } catch (const Error&) {
+                continue;
+            }
+            try {
+                for (int64_t s = 31; s <= 40; s++) append_step(*log, s);
+                log->close();
+            } catch (const Error& e) {
+                std::fprintf(stderr, "damaged at byte %ju: resumed, then %s\n", at, e.what());
+                _exit(5);
+            }
+        }
+        ack(fd, checksum_failures);
+    });
+    const int64_t checksum_failures = child.read_acks(120000, -1);
+    ASSERT_TRUE(child.done()) << "reading or resuming a damaged run log hung";
+    EXPECT_EQ(child.wait_exit(), 0) << "a resume accepted a damaged run log that it could not write (stderr above)";
+    EXPECT_GT(checksum_failures, 0) << "no damaged byte hit a checksummed block: the test did not reach the retries";
 }
 
 }  // namespace

@@ -177,6 +177,36 @@ TEST_F(DamagedCheckpoint, TruncatedStateFile) {
     expect_refused(path, "not a valid checkpoint state");
 }
 
+// A hand-edited state.json: counts that are negative, beyond int64 or not whole are named, not taken.
+TEST_F(DamagedCheckpoint, StateCountsOutOfRange) {
+    const std::string path = newest + "/state.json";
+    const std::string good = read_file(path);
+    ASSERT_NE(good.find("\"step\": 6,"), std::string::npos) << good;
+    for (const std::string bad : {"-7", "99999999999999999999", "6.5"}) {
+        std::string edited = good;
+        edited.replace(edited.find("\"step\": 6,"), 10, "\"step\": " + bad + ",");
+        write_file(path, edited);
+        expect_refused(path, "not a valid checkpoint state: step is ");
+    }
+}
+
+// Resume and pruning go by the folders' names: a copy under another step's name is refused, and a name that is no
+// step's (more digits than a step has, no zero padding) is no checkpoint, neither resumed from nor removed.
+TEST_F(DamagedCheckpoint, FolderNamesMustBeTheirSteps) {
+    const std::string older = ckpt(dir, "run", 3);
+    const fs::path root = fs::path(older).parent_path();
+    fs::copy(older, root / "step_00000009");
+    expect_refused((root / "step_00000009").string(), "holds step 3, its folder's name another");
+    fs::remove_all(root / "step_00000009");
+
+    for (const char* stray : {"step_99999999999999999999999", "step_7"}) fs::copy(older, root / stray);
+    const CommandResult r = resume();
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("step_00000006 at step 6"), std::string::npos) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
+    for (const char* stray : {"step_99999999999999999999999", "step_7"}) EXPECT_TRUE(fs::exists(root / stray));
+}
+
 TEST_F(DamagedCheckpoint, ChangedConfigIsRefusedAndHarmlessChangesAreNot) {
     const CommandResult r = resume("--set train.beta2=0.9 --set model.rope_theta=500");
     EXPECT_NE(r.rc, 0);
