@@ -386,6 +386,9 @@ struct Trainer::Impl {
             setup_logging();
             create_run_log(resumed);
             inject.after_setup();
+            // The old run goes only once every rank is set up: a rank that fails before this barrier ends the job
+            // with rank 0 still waiting here, and the old run stays aside for the next start to put back.
+            comm.barrier();
             commit_run_dir();
         } catch (...) {
             undo_prepare_run_dir(std::current_exception());

@@ -151,6 +151,25 @@ TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
     EXPECT_NE(t.r.out.find("rank 1 of 2"), std::string::npos) << t.r.out;
 }
 
+// --overwrite under mpirun: the old run is deleted only once every rank is set up. Rank 1 failing at the end of its
+// setup once cost the old run its checkpoints; now the next start puts the old run back.
+TEST(MpiTraining, AnOverwriteThatFailsOnAnotherRankKeepsTheOldRun) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_overwrite");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3, "--set run.threads=1")).rc, 0);
+    write_file(dir / "x/notes.txt", "the user's");
+    const Timed t = timed(mpiexec(2, small_run(dir, "x", 5, "--set run.threads=1 --overwrite"),
+                                  "SINKLAB_FAULT_INJECT=setup@0:1"));
+    EXPECT_NE(t.r.rc, 0) << t.r.out;
+    EXPECT_NE(t.r.out.find("injected failure at the end of setup"), std::string::npos) << t.r.out;
+    const CommandResult again = run_sinklab(small_run(dir, "x", 4, "--set run.threads=1 --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_NE(again.out.find("resumed from " + (dir / "x/checkpoints/step_00000003")), std::string::npos)
+        << again.out;
+    EXPECT_EQ(read_file(dir / "x/notes.txt"), "the user's");
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
+}
+
 TEST(MpiTraining, ADyingRankEndsTheJob) {
     REQUIRE_MPI();
     const TempDir dir("mpi_kill");
