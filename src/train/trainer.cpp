@@ -165,6 +165,7 @@ struct Trainer::Impl {
     UpdateGuard guard;
     FaultInjection inject;
     int64_t start_step = 0;
+    int64_t start_tokens = 0;  // training tokens through start_step
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     bool restart_over = false;    // rank 0: --resume found a run but no checkpoint, so it starts at step 0
@@ -446,6 +447,7 @@ struct Trainer::Impl {
         train_data->seek(s.train_data);
         guard.restore(s.guard);
         start_step = s.step;
+        start_tokens = s.tokens >= 0 ? s.tokens : s.step * step_geometry(cfg, s.world_size).tokens_per_step;
         check_replicas(start_step);
         return s;
     }
@@ -477,6 +479,7 @@ struct Trainer::Impl {
         runlog->flush();
         TrainState s;
         s.step = step;
+        s.tokens = tokens_through(step);
         s.run_log_step = step;
         s.optimizer_steps = optim->steps_taken();
         s.train_data = train_data->position();
@@ -638,10 +641,13 @@ struct Trainer::Impl {
                   dir);
     }
 
+    // Training tokens through step `done`: a resume may have changed the ranks, and with them the tokens per step.
+    int64_t tokens_through(int64_t done) const { return start_tokens + (done - start_step) * geo.tokens_per_step; }
+
     void append_train_row(int64_t done, double loss, double lr, double norm, double dt, double tok_s, double mfu,
                           int skipped) {
         runlog->append("train", {{"step", {double(done)}},
-                                 {"tokens", {double(done * geo.tokens_per_step)}},
+                                 {"tokens", {double(tokens_through(done))}},
                                  {"loss", {loss}},
                                  {"lr", {lr}},
                                  {"grad_norm", {norm}},
