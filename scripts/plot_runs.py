@@ -106,7 +106,7 @@ def read_run(run_dir, position):
         mass = sink["attn_mass"][:, :, :, positions.index(position)].mean(axis=2)  # [n, L]: mean over heads
     name = os.path.basename(os.path.normpath(run_dir))
     return {"name": name, "variant": split_run_name(name)[0], "train": train, "val": val,
-            "sink_step": None if sink is None else sink["step"], "mass": mass}
+            "sink_step": None if sink is None else sink["step"], "mass": mass, "tracked": position in positions}
 
 
 def trailing_mean(v, n):
@@ -165,7 +165,9 @@ def plot(groups, out, smooth, position):
         runs = [r for r in groups[name] if r["mass"] is not None and len(r["mass"])]
         h.set_title(name, fontsize=9)
         if not runs:
-            h.text(0.5, 0.5, f"no /sink rows\nfor token {position} yet", ha="center", va="center",
+            tracked = any(r["tracked"] for r in groups[name])  # a position the runs do not track never gets rows
+            h.text(0.5, 0.5, f"no /sink rows\nfor token {position} yet" if tracked else
+                   f"token {position} is not\ntracked (metrics.positions)", ha="center", va="center",
                    transform=h.transAxes)
             h.set_xticks([])
             h.set_yticks([])
@@ -197,6 +199,13 @@ def main():
     a = p.parse_args()
     if a.smooth < 1:
         sys.exit("plot_runs.py: --smooth must be at least 1")
+    # The output is checked before any work: matplotlib would add .png to a folder's name, and fail at the end on a
+    # missing folder or an unknown type. These three kinds carry the creator that sinklab compare looks for.
+    kind = os.path.splitext(a.out)[1].lower()
+    if os.path.isdir(a.out) or kind not in (".png", ".pdf", ".svg"):
+        sys.exit(f"plot_runs.py: -o {a.out}: give an image file whose name ends in .png, .pdf or .svg")
+    if not os.path.isdir(os.path.dirname(a.out) or "."):
+        sys.exit(f"plot_runs.py: -o {a.out}: its folder does not exist")
     groups = {}
     for run in find_runs(a.runs):
         try:
@@ -204,7 +213,15 @@ def main():
         except (OSError, KeyError) as err:
             sys.exit(f"plot_runs.py: {run}/metrics.h5: cannot read it ({err})")
         groups.setdefault(r["variant"], []).append(r)
-    plot(groups, a.out, a.smooth, a.position)
+    for variant, runs in groups.items():  # seeds of a variant are averaged layer by layer
+        layers = {r["name"]: r["mass"].shape[1] for r in runs if r["mass"] is not None}
+        if len(set(layers.values())) > 1:
+            sys.exit(f"plot_runs.py: the runs of variant {variant} differ in their number of layers ({layers}), so "
+                     "they are no seeds of one variant; plot them from separate folders")
+    try:
+        plot(groups, a.out, a.smooth, a.position)
+    except OSError as err:
+        sys.exit(f"plot_runs.py: -o {a.out}: cannot write it ({err.strerror or err})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/config_args.h"
+#include "config/validate.h"
 #include "core/rng.h"
 #include "metrics/sink_metrics.h"
 #include "model/model.h"
@@ -180,13 +181,24 @@ void run_bench(const BenchArgs& args) {
     const std::vector<std::string> variants =
         args.variants.empty() ? std::vector{base.attention.variant} : args.variants;
     const std::vector<std::string> impls = args.impls.empty() ? std::vector{base.attention.impl} : args.impls;
+    // Every configuration is checked before any note: a bad --variants or --impls value is then the one line, and
+    // named as the flag's, not as the config file's.
+    config::Origins origins{{}, base.source};
+    if (!args.variants.empty()) origins.by_key.emplace("attention.variant", "--variants");
+    if (!args.impls.empty()) origins.by_key.emplace("attention.impl", "--impls");
+    const auto configured = [&](const std::string& variant, const std::string& impl) {
+        Config cfg = base;
+        cfg.attention.variant = variant;
+        cfg.attention.impl = impl;
+        config::validate_config(cfg, origins);
+        return cfg;
+    };
+    for (const std::string& impl : impls)
+        for (const std::string& v : variants) configured(v, impl);
     for (const std::string& impl : impls) {
         if (const std::string note = be->attention_impl_note(impl); !note.empty()) std::printf("%s\n", note.c_str());
         for (const std::string& v : variants) {
-            Config cfg = base;
-            cfg.attention.variant = v;
-            cfg.attention.impl = impl;
-            validate_config(cfg);
+            const Config cfg = configured(v, impl);
             const std::string label = impls.size() > 1 ? v + " [" + impl + "]" : v;
             for (bool metrics : {false, true})
                 if (!metrics || args.metrics)

@@ -1,6 +1,7 @@
 // sinklab train CONFIG [--set k=v]... [--resume] [--overwrite]
 #include "cli/commands.h"
 #include "cli/config_args.h"
+#include "train/stop_signal.h"
 #include "train/trainer.h"
 
 namespace sinklab::cli {
@@ -16,6 +17,9 @@ void add_train(CLI::App& app) {
     cmd->add_flag("--overwrite", opt->overwrite, "replace an existing run folder of the same name");
     cmd->callback([args, opt] {
         SL_REQUIRE(!(opt->resume && opt->overwrite), "--resume continues a run and --overwrite replaces it; pass one");
+        // Before MPI starts and the config loads: a stop signal then (mpirun's, or Slurm's near the time limit) stops
+        // the run after its first step instead of killing the ranks, which a requeue would not follow.
+        const StopSignals stop_from_the_start;
         // MPI first: a config error then ends every rank with one message (see exit_with_error).
         Communicator& comm = process_communicator();
         const Config cfg = load_config(args->path, args->overrides);

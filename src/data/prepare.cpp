@@ -308,16 +308,36 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
     nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
     if (m.is_discarded() || !m.contains("options") || !m.contains("sources") || m["options"] != options_json(opt))
         return std::nullopt;
-    nlohmann::json old_sources = m["sources"];
-    for (auto& s : old_sources) s.erase("documents");
-    if (old_sources != sources_json(sources, false)) return std::nullopt;
-    for (const char* split : {"train", "val"})
-        for (const auto& shard : m[split]["shards"]) {
-            const fs::path f = path.parent_path() / shard["file"].get<std::string>();
-            std::error_code ec;
-            if (fs::file_size(f, ec) != shard["bytes"].get<uint64_t>() || ec) return std::nullopt;
-        }
+    try {  // a manifest edited by hand is no reason to stop: the dataset is made again
+        nlohmann::json old_sources = m["sources"];
+        for (auto& s : old_sources) s.erase("documents");
+        if (old_sources != sources_json(sources, false)) return std::nullopt;
+        for (const char* split : {"train", "val"})
+            for (const auto& shard : m.at(split).at("shards")) {
+                const fs::path f = path.parent_path() / shard.at("file").get<std::string>();
+                std::error_code ec;
+                if (fs::file_size(f, ec) != shard.at("bytes").get<uint64_t>() || ec) return std::nullopt;
+            }
+    } catch (const nlohmann::json::exception&) {
+        return std::nullopt;
+    }
     return m;
+}
+
+// prepare replaces the shards of an earlier prepare only, which its manifest.json marks: llm.c's scripts and others
+// name their shards as it does, and publish() removes the old shards that the new dataset has no namesake for.
+void check_replaceable(const fs::path& out_dir) {
+    std::error_code ec;
+    if (!fs::is_directory(out_dir, ec)) return;
+    std::ifstream in(out_dir / "manifest.json");
+    const nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+    if (m.is_object() && m.contains("options") && m.contains("sources")) return;
+    for (const auto& entry : fs::directory_iterator(out_dir, ec))
+        SL_REQUIRE(!(entry.is_regular_file() && is_output_name(entry.path())),
+                   "prepare: --out {} holds {} but no manifest.json of sinklab prepare, so prepare would replace or "
+                   "remove shards it did not write; give an empty or new folder (or delete what an interrupted "
+                   "prepare left there)",
+                   out_dir.string(), entry.path().filename().string());
 }
 
 // Moves the complete new dataset from `staging` into `out_dir`, replacing the old one: its manifest goes first
@@ -452,6 +472,7 @@ PrepareResult prepare(const PrepareOptions& opt) {
     const fs::path manifest_path = out_dir / "manifest.json";
     if (!opt.force)
         if (auto done = up_to_date(manifest_path, opt, sources)) return {std::move(*done), true};
+    check_replaceable(out_dir);
 
     // The new dataset is made whole in a hidden folder (no glob of out_dir, no input folder walk sees it) while
     // the old one stays usable, and replaces it only once complete: a failed rerun loses nothing.

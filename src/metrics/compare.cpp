@@ -135,6 +135,7 @@ RunCurves read_run(const std::string& dir) {
     if (fs::exists(cfg)) {
         try {
             r.config = load_config(cfg.string());
+            r.max_steps = r.config->train.max_steps;  // a resume may have raised it; the file's attribute stays
         } catch (const Error& e) {
             r.config_error = e.what();
         }

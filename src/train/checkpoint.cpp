@@ -176,6 +176,7 @@ std::string read_text(const fs::path& path) {
 std::string encode_state(const TrainState& s) {
     nlohmann::ordered_json j = {{"format", kFormat},
               {"step", s.step},
+              {"tokens", s.tokens},
               {"run_log_step", s.run_log_step},
               {"optimizer_steps", s.optimizer_steps},
               {"train_data", {{"epoch", s.train_data.epoch}, {"cursor", s.train_data.cursor}}},
@@ -204,6 +205,7 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         };
         constexpr int64_t kMost = INT64_MAX;
         s.step = whole(j.at("step"), "step", 0, kMost);
+        s.tokens = j.contains("tokens") ? whole(j.at("tokens"), "tokens", -1, kMost) : -1;  // -1: not recorded
         s.run_log_step = whole(j.at("run_log_step"), "run_log_step", 0, s.step);
         s.optimizer_steps = whole(j.at("optimizer_steps"), "optimizer_steps", 0, kMost);
         s.train_data.epoch = j.at("train_data").at("epoch").get<uint64_t>();

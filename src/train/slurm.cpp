@@ -8,6 +8,22 @@
 namespace sinklab {
 namespace fs = std::filesystem;
 
+namespace {
+
+// A path for a double-quoted #SBATCH value: sbatch splits its lines at blanks outside quotes, takes # there as a
+// comment, and expands % in file names (%% is a % itself); a double quote it cannot hold.
+std::string sbatch_path(const std::string& path) {
+    SL_REQUIRE(path.find('"') == std::string::npos && path.find('\n') == std::string::npos,
+               "sweep --slurm: {} holds a double quote or a line break, which an #SBATCH line cannot; choose another "
+               "run.out_dir",
+               path);
+    std::string out;
+    for (char c : path) out += c == '%' ? std::string("%%") : std::string(1, c);
+    return out;
+}
+
+}  // namespace
+
 std::string slurm_script(const Sweep& sweep, const std::string& binary, const std::string& workdir) {
     const Suite& s = sweep.suite;
     const size_t n = sweep.runs.size();
@@ -24,7 +40,7 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
          "to do.\n";
     t += fmt::format("#SBATCH --job-name={}\n", s.name);
     t += fmt::format("#SBATCH --array=0-{}\n", n - 1);
-    t += fmt::format("#SBATCH --output={}\n", (out_abs / "slurm" / "%A_%a.out").string());
+    t += fmt::format("#SBATCH --output=\"{}/%A_%a.out\"\n", sbatch_path((out_abs / "slurm").string()));
     t += "#SBATCH --open-mode=append\n";
     t += "#SBATCH --requeue\n";
     for (const std::string& opt : s.slurm.sbatch) t += fmt::format("#SBATCH {}\n", opt);
@@ -48,19 +64,22 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += "  flags=(--overwrite)  # cut short before its first checkpoint: start it again\n";
     t += "fi\n";
     for (const std::string& line : s.slurm.setup) t += line + "\n";
-    t += "echo \"sinklab: array task $SLURM_ARRAY_TASK_ID: $dir ${flags[*]}\"\n";
-    t += fmt::format("{} {} train \"${{args[@]}}\" \"${{flags[@]}}\"\n", s.slurm.launcher, shell_quote(binary));
+    // ${flags[@]+...}: bash before 4.4 (RHEL 7) takes an empty array for an unset variable under set -u.
+    t += "echo \"sinklab: array task $SLURM_ARRAY_TASK_ID: $dir ${flags[*]-}\"\n";
+    t += fmt::format("{} {} train \"${{args[@]}}\" ${{flags[@]+\"${{flags[@]}}\"}}\n", s.slurm.launcher,
+                     shell_quote(binary));
     return t;
 }
 
 std::string write_slurm_script(const Sweep& sweep, const std::string& binary, const std::string& workdir) {
     const fs::path out = fs::path(workdir) / sweep.out_dir;
+    const std::string text = slurm_script(sweep, binary, workdir);  // first: it may refuse the folder
     std::error_code ec;
     fs::create_directories(out / "slurm", ec);  // sbatch does not make the folder of --output
     SL_REQUIRE(!ec, "cannot create {}: {}; check run.out_dir and permissions", (out / "slurm").string(), ec.message());
     const fs::path file = (out / (sweep.suite.name + ".sbatch")).lexically_normal();
     std::ofstream f(file);
-    f << slurm_script(sweep, binary, workdir);
+    f << text;
     SL_REQUIRE(f.good(), "cannot write {}: check permissions and free space", file.string());
     f.close();
     fs::permissions(file, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);

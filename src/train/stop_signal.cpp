@@ -10,12 +10,14 @@ namespace {
 constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
 volatile std::sig_atomic_t g_received = 0;
 struct sigaction g_previous[3];
+int g_depth = 0;  // StopSignals alive; only the outermost installs and restores
 
 extern "C" void on_stop_signal(int sig) { g_received = sig; }
 
 }  // namespace
 
 StopSignals::StopSignals() {
+    if (g_depth++ > 0) return;
     g_received = 0;
     struct sigaction sa;
     std::memset(&sa, 0, sizeof sa);
@@ -26,6 +28,7 @@ StopSignals::StopSignals() {
 }
 
 StopSignals::~StopSignals() {
+    if (--g_depth > 0) return;
     for (int i = 0; i < 3; i++) sigaction(kSignals[i], &g_previous[i], nullptr);
 }
 

@@ -8,12 +8,14 @@ namespace sinklab {
 
 class StopSignals {
 public:
-    StopSignals();   // installs the handlers
-    ~StopSignals();  // restores the previous ones
+    // Installs the handlers and restores the previous ones; one made while another lives does nothing, so that the
+    // train command can take signals from its first moment and the trainer's own, made later, keeps what came.
+    StopSignals();
+    ~StopSignals();
     StopSignals(const StopSignals&) = delete;
     StopSignals& operator=(const StopSignals&) = delete;
 
-    // The signal received since construction, or 0.
+    // The signal received since the outermost was made, or 0.
     static int received();
 };
 

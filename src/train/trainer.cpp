@@ -165,6 +165,7 @@ struct Trainer::Impl {
     UpdateGuard guard;
     FaultInjection inject;
     int64_t start_step = 0;
+    int64_t start_tokens = 0;  // training tokens through start_step
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     bool restart_over = false;    // rank 0: --resume found a run but no checkpoint, so it starts at step 0
@@ -386,6 +387,9 @@ struct Trainer::Impl {
             setup_logging();
             create_run_log(resumed);
             inject.after_setup();
+            // The old run goes only once every rank is set up: a rank that fails before this barrier ends the job
+            // with rank 0 still waiting here, and the old run stays aside for the next start to put back.
+            comm.barrier();
             commit_run_dir();
         } catch (...) {
             undo_prepare_run_dir(std::current_exception());
@@ -443,6 +447,7 @@ struct Trainer::Impl {
         train_data->seek(s.train_data);
         guard.restore(s.guard);
         start_step = s.step;
+        start_tokens = s.tokens >= 0 ? s.tokens : s.step * step_geometry(cfg, s.world_size).tokens_per_step;
         check_replicas(start_step);
         return s;
     }
@@ -474,6 +479,7 @@ struct Trainer::Impl {
         runlog->flush();
         TrainState s;
         s.step = step;
+        s.tokens = tokens_through(step);
         s.run_log_step = step;
         s.optimizer_steps = optim->steps_taken();
         s.train_data = train_data->position();
@@ -635,10 +641,13 @@ struct Trainer::Impl {
                   dir);
     }
 
+    // Training tokens through step `done`: a resume may have changed the ranks, and with them the tokens per step.
+    int64_t tokens_through(int64_t done) const { return start_tokens + (done - start_step) * geo.tokens_per_step; }
+
     void append_train_row(int64_t done, double loss, double lr, double norm, double dt, double tok_s, double mfu,
                           int skipped) {
         runlog->append("train", {{"step", {double(done)}},
-                                 {"tokens", {double(done * geo.tokens_per_step)}},
+                                 {"tokens", {double(tokens_through(done))}},
                                  {"loss", {loss}},
                                  {"lr", {lr}},
                                  {"grad_norm", {norm}},

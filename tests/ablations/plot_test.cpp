@@ -65,6 +65,34 @@ TEST_F(PlotTest, AFolderWithoutRunsFailsClearly) {
     EXPECT_FALSE(fs::exists(root() / "x.png"));
 }
 
+// Standalone, the script refuses before any work an output it cannot write or that compare could not recognize
+// again, and runs grouped as seeds of one variant that differ in their layers, each with one line instead of a
+// Python traceback.
+TEST_F(PlotTest, BadOutputsAndMismatchedSeedsFailClearly) {
+    const auto plot_to = [&](const fs::path& runs, const std::string& out) {
+        return run_command(fmt::format("/usr/bin/python3 {} {} -o {}", kPlotScript, runs.string(), out));
+    };
+    fs::create_directories(root() / "folder");
+    for (const std::string& out : {(root() / "no/such/x.png").string(), (root() / "x.bogus").string(),
+                                  (root() / "folder").string()}) {
+        const CommandResult r = plot_to(suite(), out);
+        EXPECT_NE(r.rc, 0) << out;
+        EXPECT_TRUE(r.out.starts_with("plot_runs.py: -o " + out + ": ")) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    }
+    EXPECT_FALSE(fs::exists(root() / "folder.png"));
+
+    RunSpec three = curve(5.0, false);
+    three.L = 3;
+    three.sink = {{5, {0.1, 0.1, 0.1, 0.1, 0.1, 0.1}, {0, 1, 0}, {2, 1, 1, 2, 1, 1, 2, 1, 1}, {3, 3, 3}}};
+    write_run(root() / "mixed/baseline-s1", curve(5.0, true));
+    write_run(root() / "mixed/baseline-s2", three);
+    const CommandResult mixed = plot_to(root() / "mixed", (root() / "mixed.png").string());
+    EXPECT_NE(mixed.rc, 0);
+    expect_has(mixed.out, {"plot_runs.py: the runs of variant baseline differ in their number of layers"});
+    EXPECT_EQ(std::count(mixed.out.begin(), mixed.out.end(), '\n'), 1) << mixed.out;
+}
+
 TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     const fs::path png = root() / "compare.png";
     const CommandResult r = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));

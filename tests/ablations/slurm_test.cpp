@@ -43,12 +43,29 @@ TEST_F(SlurmTest, ScriptIsValidBashWithOneTaskPerRun) {
     const std::string text = read_file(file);
     expect_has(text,
                {"#!/bin/bash\n", "#SBATCH --job-name=t\n", "#SBATCH --array=0-3\n",
-                fmt::format("#SBATCH --output={}/runs/t/slurm/%A_%a.out\n", root().string()), "#SBATCH --requeue\n",
-                "#SBATCH --gpus-per-node=8\n", "#SBATCH --time=24:00:00\n", "module load cuda/12\n",
-                "srun --cpu-bind=cores /opt/sl/sinklab train \"${args[@]}\" \"${flags[@]}\"\n", "--resume",
+                fmt::format("#SBATCH --output=\"{}/runs/t/slurm/%A_%a.out\"\n", root().string()),
+                "#SBATCH --requeue\n", "#SBATCH --gpus-per-node=8\n", "#SBATCH --time=24:00:00\n",
+                "module load cuda/12\n",
+                "srun --cpu-bind=cores /opt/sl/sinklab train \"${args[@]}\" ${flags[@]+\"${flags[@]}\"}\n", "--resume",
                 "--overwrite", "sbatch " + file, "run.name=headnorm-s2"});
     // #SBATCH lines only count before the first command.
     EXPECT_LT(text.rfind("#SBATCH"), text.find("set -euo pipefail"));
+}
+
+// sbatch splits #SBATCH lines at blanks outside quotes and expands % in file names: the task logs' path is quoted and
+// its % doubled. A double quote, which such a line cannot hold, is refused.
+TEST_F(SlurmTest, TheLogFolderSurvivesSbatchParsing) {
+    make_sweep("");
+    const auto with_out_dir = [&](const std::string& out_dir) {
+        return expand_sweep(load_suite((root() / "t.yaml").string()), {"run.out_dir=" + out_dir});
+    };
+    const std::string file = write_slurm_script(with_out_dir("my runs/50%"), "/opt/sl/sinklab", root().string());
+    expect_has(read_file(file), {fmt::format("#SBATCH --output=\"{}/my runs/50%%/t/slurm/%A_%a.out\"\n",
+                                             root().string())});
+    EXPECT_TRUE(fs::is_directory(root() / "my runs/50%/t/slurm"));
+    expect_has(error_of([&] { write_slurm_script(with_out_dir("say \"hi\""), "/opt/sl/sinklab", root().string()); }),
+               {"holds a double quote", "choose another run.out_dir"});
+    EXPECT_FALSE(fs::exists(root() / "say \"hi\""));
 }
 
 // Runs task `task` of the script with `srun` replaced by a script that writes its arguments, one per line.

@@ -9,6 +9,7 @@
 #include "ablation_fixture.h"
 #include "config/config.h"
 #include "core/process.h"
+#include "train/stop_signal.h"
 
 namespace sinklab::test {
 namespace {
@@ -294,6 +295,25 @@ TEST(Process, StopSignalsPassOnToTheChildAsSigusr1) {
     EXPECT_EQ(r.stop_signal, SIGTERM);
     const ProcessResult quiet = run_process({"/bin/sh", "-c", "exit 0"});
     EXPECT_EQ(quiet.stop_signal, 0);
+}
+
+// The train command takes stop signals from its first moment and the trainer's own StopSignals, made later, keeps
+// what came meanwhile; only the outermost restores the previous handlers.
+TEST(StopSignals, ALaterOneKeepsWhatTheFirstReceived) {
+    {
+        const StopSignals first;
+        raise(SIGTERM);
+        {
+            const StopSignals trainer;
+            EXPECT_EQ(StopSignals::received(), SIGTERM);
+            raise(SIGUSR1);
+        }
+        EXPECT_EQ(StopSignals::received(), SIGUSR1);
+        raise(SIGINT);  // still handled: the inner one left the handlers in place
+        EXPECT_EQ(StopSignals::received(), SIGINT);
+    }
+    const StopSignals fresh;
+    EXPECT_EQ(StopSignals::received(), 0);
 }
 
 // shell_join's line, read back by a real shell, gives the same words.

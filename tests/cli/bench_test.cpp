@@ -73,5 +73,19 @@ TEST(Bench, SaysWhatRunsForACudaAttentionImplOnTheCpu) {
     EXPECT_EQ(bench.out.find("attention.impl: sinklab is"), std::string::npos) << bench.out;
 }
 
+// A bad --variants or --impls value is blamed on the flag, not on the config file, and no note comes before it.
+TEST(Bench, BadVariantsAndImplsNameTheFlag) {
+    const std::string common = "bench " + kTiny + " --set run.threads=1 --steps 1 --warmup 0 --no-profile ";
+    const CommandResult variant = run_sinklab(common + "--variants standard bogus");
+    EXPECT_NE(variant.rc, 0);
+    EXPECT_NE(variant.out.find("sinklab: error: attention.variant=\"bogus\" (--variants): "), std::string::npos)
+        << variant.out;
+    const CommandResult impl = run_sinklab(common + "--impls cudnn bogus");
+    EXPECT_NE(impl.rc, 0);
+    EXPECT_NE(impl.out.find("sinklab: error: --impls: attention.impl: 'bogus' is not allowed"), std::string::npos)
+        << impl.out;
+    EXPECT_EQ(impl.out.find("is a CUDA implementation"), std::string::npos) << impl.out;
+}
+
 }  // namespace
 }  // namespace sinklab::test

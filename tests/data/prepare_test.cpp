@@ -214,6 +214,28 @@ TEST(Prepare, AFailedRerunKeepsThePreviousDataset) {
     EXPECT_EQ(folder_files(dir / "out"), before);
 }
 
+// Shards in --out that no manifest of prepare describes (llm.c's scripts name theirs alike) are neither replaced nor
+// removed; a manifest edited by hand only makes prepare write the dataset again.
+TEST(Prepare, ShardsItDidNotWriteAreKept) {
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions opt = options(dir, "out");
+    test::write_file(dir / "out/train_000000.bin", "someone else's");
+    test::write_file(dir / "out/val_000009.bin", "someone else's");
+    const auto before = folder_files(dir / "out");
+    EXPECT_NE(prepare_error(opt).find("holds "), std::string::npos);
+    EXPECT_NE(prepare_error(opt).find("but no manifest.json of sinklab prepare"), std::string::npos);
+    EXPECT_EQ(folder_files(dir / "out"), before);
+    EXPECT_EQ(test::read_file(dir / "out/train_000000.bin"), "someone else's");
+
+    std::filesystem::remove_all(dir / "out");
+    prepare(opt);
+    nlohmann::json m = nlohmann::json::parse(test::read_file(dir / "out/manifest.json"));
+    m["train"]["shards"][0]["bytes"] = "many";
+    test::write_file(dir / "out/manifest.json", m.dump());
+    EXPECT_FALSE(prepare(opt).reused);
+}
+
 TEST(Prepare, OutputFolderInsideTheInputsIsNoInput) {
     test::TempDir dir;
     write_inputs(dir);

@@ -151,6 +151,45 @@ TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
     EXPECT_NE(t.r.out.find("rank 1 of 2"), std::string::npos) << t.r.out;
 }
 
+// --overwrite under mpirun: the old run is deleted only once every rank is set up. Rank 1 failing at the end of its
+// setup once cost the old run its checkpoints; now the next start puts the old run back.
+TEST(MpiTraining, AnOverwriteThatFailsOnAnotherRankKeepsTheOldRun) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_overwrite");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3, "--set run.threads=1")).rc, 0);
+    write_file(dir / "x/notes.txt", "the user's");
+    const Timed t = timed(mpiexec(2, small_run(dir, "x", 5, "--set run.threads=1 --overwrite"),
+                                  "SINKLAB_FAULT_INJECT=setup@0:1"));
+    EXPECT_NE(t.r.rc, 0) << t.r.out;
+    EXPECT_NE(t.r.out.find("injected failure at the end of setup"), std::string::npos) << t.r.out;
+    const CommandResult again = run_sinklab(small_run(dir, "x", 4, "--set run.threads=1 --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_NE(again.out.find("resumed from " + (dir / "x/checkpoints/step_00000003")), std::string::npos)
+        << again.out;
+    EXPECT_EQ(read_file(dir / "x/notes.txt"), "the user's");
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
+}
+
+// With train.tokens_per_step 0 the tokens per step follow the ranks: a run resumed on 2 ranks counts its tokens on
+// from the checkpoint's, at twice the rate (1 rank x 8 x 64 = 512 tokens a step, then 1024), and back on 1 rank.
+// The first checkpoint stands in for one of an older sinklab, which did not record its tokens: they are its steps
+// times the tokens per step of the ranks that wrote it.
+TEST(MpiTraining, ResumingOnOtherRanksCountsTheTokensOn) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_tokens");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3, "--set run.threads=1")).rc, 0);
+    const std::string state = dir / "x/checkpoints/step_00000003/state.json";
+    std::string text = read_file(state);
+    const size_t at = text.find("  \"tokens\": 1536,\n");
+    ASSERT_NE(at, std::string::npos) << text;
+    write_file(state, text.erase(at, std::string("  \"tokens\": 1536,\n").size()));
+    const Timed two = timed(mpiexec(2, small_run(dir, "x", 5, "--set run.threads=1 --resume")));
+    ASSERT_EQ(two.r.rc, 0) << two.r.out;
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 6, "--set run.threads=1 --resume")).rc, 0);
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "tokens"),
+              (std::vector<double>{512, 1024, 1536, 2560, 3584, 4096}));
+}
+
 TEST(MpiTraining, ADyingRankEndsTheJob) {
     REQUIRE_MPI();
     const TempDir dir("mpi_kill");

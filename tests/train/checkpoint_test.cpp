@@ -207,6 +207,15 @@ TEST_F(DamagedCheckpoint, FolderNamesMustBeTheirSteps) {
     for (const char* stray : {"step_99999999999999999999999", "step_7"}) EXPECT_TRUE(fs::exists(root / stray));
 }
 
+// A resume may raise train.max_steps; compare takes it from the run folder's config.yaml, which the resume
+// rewrites, not from metrics.h5's config_yaml attribute, which keeps the first start's.
+TEST_F(DamagedCheckpoint, CompareSeesTheStepsAResumeAskedFor) {
+    ASSERT_EQ(resume().rc, 0);
+    const CommandResult c = run_sinklab("compare " + (dir / "run"));
+    ASSERT_EQ(c.rc, 0) << c.out;
+    EXPECT_NE(c.out.find(" 9/9 "), std::string::npos) << c.out;
+}
+
 TEST_F(DamagedCheckpoint, ChangedConfigIsRefusedAndHarmlessChangesAreNot) {
     const CommandResult r = resume("--set train.beta2=0.9 --set model.rope_theta=500");
     EXPECT_NE(r.rc, 0);
