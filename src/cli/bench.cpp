@@ -186,25 +186,19 @@ void run_bench(const BenchArgs& args) {
     config::Origins origins{{}, base.source};
     if (!args.variants.empty()) origins.by_key.emplace("attention.variant", "--variants");
     if (!args.impls.empty()) origins.by_key.emplace("attention.impl", "--impls");
-    const auto configured = [&](const std::string& variant, const std::string& impl) {
-        Config cfg = base;
-        cfg.attention.variant = variant;
-        cfg.attention.impl = impl;
-        config::validate_config(cfg, origins);
-        return cfg;
-    };
     for (const std::string& impl : impls)
-        for (const std::string& v : variants) configured(v, impl);
-    for (const std::string& impl : impls) {
-        if (const std::string note = be->attention_impl_note(impl); !note.empty()) std::printf("%s\n", note.c_str());
         for (const std::string& v : variants) {
-            const Config cfg = configured(v, impl);
+            Config cfg = base;
+            cfg.attention.variant = v;
+            cfg.attention.impl = impl;
+            config::validate_config(cfg, origins);
             const std::string label = impls.size() > 1 ? v + " [" + impl + "]" : v;
             for (bool metrics : {false, true})
                 if (!metrics || args.metrics)
                     entries.push_back({cfg, metrics, metrics ? label + " +metrics" : label, "", {}});
         }
-    }
+    for (const std::string& impl : impls)
+        if (const std::string note = be->attention_impl_note(impl); !note.empty()) std::printf("%s\n", note.c_str());
     // Round-robin: every configuration once per round. One that fails is not run again.
     for (int r = 0; r < args.rounds; r++)
         for (Entry& e : entries) {

@@ -300,13 +300,18 @@ nlohmann::json sources_json(const std::vector<Source>& sources, bool with_counts
     return out;
 }
 
+// Whether a parsed manifest.json is one that prepare wrote (the mark by which it replaces a folder's shards).
+bool is_prepare_manifest(const nlohmann::json& m) {
+    return m.is_object() && m.contains("options") && m.contains("sources");
+}
+
 // The manifest at `path`, when it describes these very inputs and options and all its shards are in place.
 std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOptions& opt,
                                          const std::vector<Source>& sources) {
     std::ifstream in(path);
     if (!in) return std::nullopt;
     nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
-    if (m.is_discarded() || !m.contains("options") || !m.contains("sources") || m["options"] != options_json(opt))
+    if (!is_prepare_manifest(m) || m["options"] != options_json(opt))
         return std::nullopt;
     try {  // a manifest edited by hand is no reason to stop: the dataset is made again
         nlohmann::json old_sources = m["sources"];
@@ -331,7 +336,7 @@ void check_replaceable(const fs::path& out_dir) {
     if (!fs::is_directory(out_dir, ec)) return;
     std::ifstream in(out_dir / "manifest.json");
     const nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
-    if (m.is_object() && m.contains("options") && m.contains("sources")) return;
+    if (is_prepare_manifest(m)) return;
     for (const auto& entry : fs::directory_iterator(out_dir, ec))
         SL_REQUIRE(!(entry.is_regular_file() && is_output_name(entry.path())),
                    "prepare: --out {} holds {} but no manifest.json of sinklab prepare, so prepare would replace or "

@@ -124,9 +124,12 @@ NamedTensors moments(const ParamTable& table, const WholeMoments& whole) {
 
 json file_entry(const WrittenFile& f) { return {{"bytes", f.bytes}, {"checksum", f.checksum}}; }
 
+// A checkpoint folder given as "step_00000100" or "step_00000100/": the folder itself.
+fs::path folder_of(const fs::path& dir) { return dir.has_filename() ? dir : dir.parent_path(); }
+
 // How to get past a damaged checkpoint `dir`: the one before it, or when there is none, a new start.
 std::string move_aside_hint(const fs::path& dir) {
-    const fs::path d = dir.has_filename() ? dir : dir.parent_path();  // "step_00000100/" names the same folder
+    const fs::path d = folder_of(dir);
     const std::optional<int64_t> step = folder_step(d.filename().string());
     const auto all = list_checkpoints(d.parent_path());
     if (step && !all.empty() && all.front().first < *step)
@@ -315,8 +318,7 @@ TrainState read_state(const fs::path& dir) {
     } catch (const Error& e) {
         fail("{}; the checkpoint is damaged; {}", e.what(), move_aside_hint(dir));
     }
-    const fs::path d = dir.has_filename() ? dir : dir.parent_path();
-    const std::optional<int64_t> named = folder_step(d.filename().string());
+    const std::optional<int64_t> named = folder_step(folder_of(dir).filename().string());
     SL_REQUIRE(!named || *named == state.step,
                "{}: its {} holds step {}, its folder's name another; it was renamed or copied by hand: move it aside "
                "(mv {} {}.bad)",
