@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "data/dataloader.h"
+#include "data/prepare.h"
 #include "dist/comm.h"
 #include "metrics/eval.h"
 #include "train/checkpoint.h"
@@ -63,6 +64,7 @@ void run_eval(const EvalArgs& a) {
     const int64_t step = load_weights(ckpt, model);
     model.sync_weights();
     SinkMetrics sink(model, cfg);
+    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);

@@ -179,6 +179,28 @@ TEST(Training, AStartThatFailsLosesAndLeavesNothing) {
     EXPECT_FALSE(std::filesystem::exists(dir / "new"));
 }
 
+// Shards whose prepare manifest names another tokenizer than data.tokenizer would train on ids that mean other
+// text: refused before the run starts, naming the manifest, even when model.vocab_size holds the ids.
+TEST(Training, ShardsMadeWithAnotherTokenizerAreRefused) {
+    const TempDir dir("train_other_tokenizer");
+    std::string text;
+    for (int i = 0; i < 400; ++i) text += fmt::format("Document {} says {} things.\n<|endoftext|>\n", i, i * 7919);
+    write_file(dir / "in.txt", text);
+    const CommandResult prepared = run_sinklab(fmt::format(
+        "prepare {} --out {} --tokenizer bytes --val-fraction 0.2 --doc-separator '<|endoftext|>' -q", dir / "in.txt",
+        dir / "data"));
+    ASSERT_EQ(prepared.rc, 0) << prepared.out;
+    const CommandResult other =
+        run_sinklab(small_run(dir, "gpt2", 2, "--set data.tokenizer=gpt2 --set model.vocab_size=50304"));
+    EXPECT_NE(other.rc, 0);
+    EXPECT_NE(other.out.find("made with tokenizer bytes (" + dir / "data/manifest.json"), std::string::npos)
+        << other.out;
+    EXPECT_NE(other.out.find("data.tokenizer is 'gpt2'"), std::string::npos) << other.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "gpt2"));
+    const CommandResult same = run_sinklab(small_run(dir, "bytes", 2));
+    EXPECT_EQ(same.rc, 0) << same.out;
+}
+
 // Every entry under `root`, relative path -> size and a hash of its bytes ("folder" for a folder): equal for a
 // folder left exactly as it was, and short to print when not.
 std::map<std::string, std::string> entries_under(const std::string& root) {
