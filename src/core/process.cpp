@@ -24,7 +24,6 @@ std::string ProcessResult::describe() const {
 
 namespace {
 
-constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGUSR1};
 // Stop signals received while run_process waits: the handler may run on any thread, so these are lock-free atomics.
 std::atomic<int> g_stops{0};
 std::atomic<int> g_last_stop{0};
@@ -47,13 +46,13 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     sigemptyset(&stops);
     for (int sig : kStopSignals) sigaddset(&stops, sig);
     struct sigaction counting = {};
-    struct sigaction old_actions[3] = {};
+    struct sigaction old_actions[kStopSignalCount] = {};
     counting.sa_handler = count_stop;
     sigemptyset(&counting.sa_mask);
     counting.sa_flags = SA_RESTART;
     g_stops = 0;
     g_last_stop = 0;
-    for (int i = 0; i < 3; i++) sigaction(kStopSignals[i], &counting, &old_actions[i]);
+    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &counting, &old_actions[i]);
 
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
@@ -77,7 +76,7 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
     }
-    for (int i = 0; i < 3; i++) sigaction(kStopSignals[i], &old_actions[i], nullptr);
+    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &old_actions[i], nullptr);
     SL_REQUIRE(rc == 0, "cannot start {}: {}; check that it exists and is executable", argv[0], std::strerror(rc));
 
     ProcessResult r;

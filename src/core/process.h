@@ -1,10 +1,15 @@
 // Child processes for the commands that drive others (sweep runs `sinklab train`, compare runs the plot
 // script): argv vectors instead of shell strings, so that no path or value needs quoting to be passed.
 #pragma once
+#include <csignal>
 #include <string>
 #include <vector>
 
 namespace sinklab {
+
+// The signals that ask sinklab to stop cleanly (train/stop_signal.h), and that run_process passes on.
+inline constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+inline constexpr int kStopSignalCount = sizeof kStopSignals / sizeof kStopSignals[0];
 
 struct ProcessResult {
     int exit_code = -1;   // when it exited; -1 when a signal ended it
