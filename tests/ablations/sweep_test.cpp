@@ -330,5 +330,38 @@ TEST(Process, ShellQuotingReadsBack) {
     EXPECT_EQ(shell_quote("run.name=headnorm-s1"), "run.name=headnorm-s1");  // readable commands: no needless quotes
 }
 
+// shell_split reads a line as sh does (popen's sh prints the words it made of the same line), reads back what
+// shell_join writes, and refuses what only a shell could do.
+TEST(Process, ShellSplitReadsALineAsAShellDoes) {
+    const Strings lines{"mpirun -np 8",
+                        "  mpirun\t-np   2 --host 'node a,node b' ",
+                        "srun --export=ALL,\"X=a b\" -n 2",
+                        "a\\ b 'it'\\''s' \"q\\\"x\\\\y\\$z\\n\" ''",
+                        "x\\\ny \"p\\\nq\" a#b",
+                        ""};
+    for (const std::string& line : lines) {
+        FILE* p = popen(("for w in " + line + "; do printf '%s|' \"$w\"; done").c_str(), "r");
+        ASSERT_NE(p, nullptr);
+        char buf[512];
+        const size_t n = fread(buf, 1, sizeof buf, p);
+        pclose(p);
+        std::string ours;
+        for (const std::string& w : shell_split(line, "--launcher")) ours += w + "|";
+        EXPECT_EQ(ours, std::string(buf, n)) << line;
+    }
+    const Strings argv{"mpirun", "a b", "it's", "$HOME", "x;y", "[0, 8]", "", "-", "\"", "\\", "~", "#c"};
+    EXPECT_EQ(shell_split(shell_join(argv), "x"), argv);
+    for (const char* line : {"mpirun -np $N", "a | b", "run; rm x", "a > f", "x*", "~/bin/run", "#x",
+                                    "'open", "\"open", "\"$X\"", "end\\", "a `b`", "(a)"}) {
+        try {
+            shell_split(line, "--launcher");
+            ADD_FAILURE() << "accepted: " << line;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("--launcher '" + std::string(line) + "' "), std::string::npos)
+                << e.what();
+        }
+    }
+}
+
 }  // namespace
 }  // namespace sinklab::test
