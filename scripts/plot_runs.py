@@ -11,6 +11,7 @@ its run folders, in the order of its sweep.yaml. Files of runs still training ar
 `sinklab compare --plot FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
 """
 import argparse
+import json
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ except ImportError as err:
              "apt install python3-h5py python3-matplotlib python3-numpy")
 try:
     import yaml
-except ImportError:  # only needed for the order of a suite's variants and for tracked positions other than [0]
+except ImportError:  # only needed for the order of a suite's variants
     yaml = None
 
 RUN_NAME = re.compile(r"(.+)-s([0-9]+)$")
@@ -87,12 +88,16 @@ def read_group(f, group, columns):
 
 
 def tracked_positions(f):
-    text = f.attrs.get("config_yaml")
-    if yaml is None or text is None:
-        return [0]
+    """The key positions of /sink/attn_mass's columns, in order (0 first, then metrics.positions without repeats,
+    then the interventions' positions): the file's sink_positions attribute, not the config's list."""
+    text = f.attrs.get("sink_positions")
     if isinstance(text, bytes):
         text = text.decode()
-    return list(((yaml.safe_load(text) or {}).get("metrics") or {}).get("positions") or [0])
+    try:
+        return [int(p) for p in json.loads(text)]
+    except (TypeError, ValueError):
+        sys.exit(f"plot_runs.py: {f.filename}: its sink_positions attribute {text!r} is no list of positions; "
+                 "the file is damaged or was not written by sinklab train")
 
 
 def read_run(run_dir, position):

@@ -9,6 +9,7 @@
 #include <set>
 #include <tuple>
 
+#include "config/schema.h"
 #include "core/check.h"
 #include "metrics/runlog_reader.h"
 #include "train/suite.h"
@@ -33,18 +34,29 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
 }
 
-// What the run's config (the file's config_yaml attribute) says about the rows: max_steps and tracked positions.
-void read_config_attr(const RunLogReader& log, int64_t& max_steps, std::vector<int>& positions) {
+// train.max_steps of the run's config (the file's config_yaml attribute).
+void read_config_attr(const RunLogReader& log, int64_t& max_steps) {
     if (!log.has_attr("config_yaml")) return;
     try {
         const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
         if (cfg["train"] && cfg["train"]["max_steps"]) max_steps = cfg["train"]["max_steps"].as<int64_t>();
-        if (cfg["metrics"] && cfg["metrics"]["positions"])
-            positions = cfg["metrics"]["positions"].as<std::vector<int>>();
     } catch (const YAML::Exception& e) {
         fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
              "sinklab train",
              log.path(), e.what());
+    }
+}
+
+// The key positions of /sink/attn_mass's columns, in their order: the file's sink_positions attribute. It is not
+// metrics.positions: the trainer puts 0 first, drops repeats and adds the interventions' positions.
+std::vector<int> read_positions(const RunLogReader& log) {
+    SL_REQUIRE(log.has_attr("sink_positions"),
+               "{}: no sink_positions attribute; the file is damaged or was not written by sinklab train", log.path());
+    try {
+        return YAML::Load(log.str_attr("sink_positions")).as<std::vector<int>>();
+    } catch (const YAML::Exception& e) {
+        fail("{}: its sink_positions attribute '{}' is no list of positions ({}); the file is damaged", log.path(),
+             config::clipped(log.str_attr("sink_positions")), e.what());
     }
 }
 
@@ -58,8 +70,8 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     const Dataset mass = log.read("sink", "attn_mass");  // [n, L, H, P]
     const int64_t L = mass.shape.at(1), H = mass.shape.at(2), P = mass.shape.at(3);
     SL_REQUIRE(P == int64_t(positions.size()),
-               "{}: /sink/attn_mass tracks {} positions but its config lists {}; the "
-               "file is damaged",
+               "{}: /sink/attn_mass tracks {} positions but its sink_positions attribute lists {}; the file is "
+               "damaged",
                log.path(), P, positions.size());
     const std::vector<double> last = last_row(mass);  // [L, H, P]
     for (int64_t p = 0; p < P; p++) {
@@ -124,7 +136,8 @@ RunCurves read_run(const std::string& dir) {
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
     const RunLogReader log((fs::path(dir) / "metrics.h5").string());
-    read_config_attr(log, r.max_steps, r.positions);
+    read_config_attr(log, r.max_steps);
+    r.positions = read_positions(log);
     r.step = log.read("train", "step").data;
     r.tokens = log.read("train", "tokens").data;
     r.loss = log.read("train", "loss").data;
