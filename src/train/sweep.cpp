@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "core/progress.h"
 #include "metrics/runlog_reader.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace sinklab {
@@ -35,11 +36,6 @@ std::string override_key(const std::string& assignment) {
     std::string text = headline;
     for (const std::string& m : order) text += fmt::format("\n  {}: {}", fmt::join(runs_of[m], ", "), m);
     throw Error(text);
-}
-
-bool has_checkpoint(const fs::path& dir) {
-    std::error_code ec;
-    return fs::is_directory(dir / "checkpoints", ec) && !fs::is_empty(dir / "checkpoints", ec);
 }
 
 bool interrupted(const ProcessResult& r) {
@@ -125,10 +121,14 @@ RunState inspect_run(const SweepRun& run) {
     const Dataset steps = RunLogReader(h5.string()).read("train", "step");
     RunState s;
     s.step = steps.data.empty() ? 0 : int64_t(steps.data.back());
-    if (s.step >= run.config.train.max_steps)
+    s.checkpoint_step = latest_checkpoint_step(run.dir);
+    // Finished means the final checkpoint is there: the last row is logged before it is written, and a kill in
+    // between leaves a run that eval and export cannot read at its end.
+    const int64_t max_steps = run.config.train.max_steps;
+    if (s.step >= max_steps && s.checkpoint_step >= max_steps)
         s.action = RunAction::skip;
     else
-        s.action = has_checkpoint(dir) ? RunAction::resume : RunAction::restart;
+        s.action = s.checkpoint_step >= 0 ? RunAction::resume : RunAction::restart;
     return s;
 }
 
@@ -173,8 +173,8 @@ void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunStat
                 fmt::print(out, "# {}: new run\n", run.name);
                 break;
             case RunAction::resume:
-                fmt::print(out, "# {}: stopped at step {}/{}, resume from its newest checkpoint\n", run.name, st.step,
-                           max_steps);
+                fmt::print(out, "# {}: stopped at step {}/{}, resume from its newest checkpoint (step {})\n", run.name,
+                           st.step, max_steps, st.checkpoint_step);
                 break;
             case RunAction::restart:
                 fmt::print(out, "# {}: stopped at step {}/{} before its first checkpoint, start again\n", run.name,
@@ -252,8 +252,10 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
                 try {
                     const RunState after = inspect_run(run);
                     o.finished = after.action == RunAction::skip;
+                    const int64_t max_steps = run.config.train.max_steps;
                     o.result = o.finished ? "finished"
-                                          : fmt::format("exited at step {}/{}", after.step, run.config.train.max_steps);
+                                          : fmt::format("exited at step {}/{}{}", after.step, max_steps,
+                                                        after.step >= max_steps ? " without its final checkpoint" : "");
                 } catch (const Error& e) {
                     o.result = fmt::format("exited, but its folder cannot be read: {}", e.what());
                 }
