@@ -73,6 +73,22 @@ def find_runs(args):
     return runs
 
 
+def group_names(runs):
+    """Each run's group: its variant, or, when one run name occurs in several folders (a suite before and after a
+    change), the shortest end of its folder's path that tells the folders apart and the variant, as sinklab compare
+    names them ("runs/s/baseline", "runs-new/s/baseline"), so that their seeds are never pooled."""
+    names = [os.path.basename(r) for r in runs]
+    variants = [split_run_name(n)[0] for n in names]
+    if len(set(names)) == len(names):
+        return variants
+    parts = [os.path.dirname(os.path.abspath(r)).strip(os.sep).split(os.sep)[::-1] for r in runs]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        folders = [os.path.join(*reversed(p[:k])) for p in parts]
+        if all(len({tuple(p) for f2, p in zip(folders, parts) if f2 == f}) == 1 for f in folders):
+            break
+    return [f"{f}/{v}" for f, v in zip(folders, variants)]
+
+
 def read_group(f, group, columns):
     """The complete rows of a group: those before the first unwritten step (-1), at most the shortest column
     (a writer killed mid-flush may leave both)."""
@@ -110,7 +126,7 @@ def read_run(run_dir, position):
     if sink is not None and len(sink["step"]) and position in positions:
         mass = sink["attn_mass"][:, :, :, positions.index(position)].mean(axis=2)  # [n, L]: mean over heads
     name = os.path.basename(os.path.normpath(run_dir))
-    return {"name": name, "variant": split_run_name(name)[0], "train": train, "val": val,
+    return {"name": name, "train": train, "val": val,
             "sink_step": None if sink is None else sink["step"], "mass": mass, "tracked": position in positions}
 
 
@@ -212,12 +228,13 @@ def main():
     if not os.path.isdir(os.path.dirname(a.out) or "."):
         sys.exit(f"plot_runs.py: -o {a.out}: its folder does not exist")
     groups = {}
-    for run in find_runs(a.runs):
+    runs = find_runs(a.runs)
+    for run, group in zip(runs, group_names(runs)):
         try:
             r = read_run(run, a.position)
         except (OSError, KeyError) as err:
             sys.exit(f"plot_runs.py: {run}/metrics.h5: cannot read it ({err})")
-        groups.setdefault(r["variant"], []).append(r)
+        groups.setdefault(group, []).append(r)
     for variant, runs in groups.items():  # seeds of a variant are averaged layer by layer
         layers = {r["name"]: r["mass"].shape[1] for r in runs if r["mass"] is not None}
         if len(set(layers.values())) > 1:

@@ -127,6 +127,35 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
     }
 }
 
+// For each run, the shortest end of its suite folder's path that no other suite folder shares: "s1" for runs/s1 and
+// runs/s2, "runs/s1" and "runs-new/s1" for those two, so that their seeds are never pooled as one variant's.
+std::vector<std::string> suite_names(const std::vector<RunCurves>& runs) {
+    std::vector<std::vector<std::string>> parts;  // each suite folder's path components, innermost first
+    size_t depth = 0;
+    for (const RunCurves& r : runs) {
+        fs::path folder = fs::absolute(r.dir).lexically_normal();
+        if (!folder.has_filename()) folder = folder.parent_path();
+        std::vector<std::string> p;
+        for (const fs::path& part : folder.parent_path()) p.insert(p.begin(), part.string());
+        depth = std::max(depth, p.size());
+        parts.push_back(std::move(p));
+    }
+    std::vector<std::string> names(runs.size());
+    for (size_t k = 1; k <= depth; k++) {
+        std::map<std::string, std::set<std::vector<std::string>>> folders_of;  // name -> the folders it names
+        for (size_t i = 0; i < runs.size(); i++) {
+            const size_t n = std::min(k, parts[i].size());
+            fs::path name;
+            for (size_t j = n; j-- > 0;) name /= parts[i][j];
+            names[i] = name.string();
+            folders_of[names[i]].insert(parts[i]);
+        }
+        if (std::all_of(folders_of.begin(), folders_of.end(), [](const auto& f) { return f.second.size() == 1; }))
+            break;
+    }
+    return names;
+}
+
 }  // namespace
 
 RunCurves read_run(const std::string& dir) {
@@ -264,10 +293,10 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
     std::map<std::string, std::set<std::string>> names_of;
     bool qualify = false;
     for (const RunCurves& r : runs) qualify |= !names_of[r.variant].insert(r.name).second;
+    const std::vector<std::string> suites = qualify ? suite_names(runs) : std::vector<std::string>(runs.size());
     std::vector<std::string> group_of;
-    for (const RunCurves& r : runs)
-        group_of.push_back(qualify ? folder_name(fs::path(r.dir).lexically_normal().parent_path()) + "/" + r.variant
-                                   : r.variant);
+    for (size_t i = 0; i < runs.size(); i++)
+        group_of.push_back(qualify ? suites[i] + "/" + runs[i].variant : runs[i].variant);
 
     Comparison c;
     c.smooth = smooth;

@@ -240,6 +240,18 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     ASSERT_EQ(c.groups.size(), 2u);
     EXPECT_EQ(c.groups[0].name, "suite/b");
     EXPECT_EQ(c.groups[1].name, "other/b");
+    // Suite folders of one name (a suite before and after a change): named by as much of their paths as tells
+    // them apart, each seed in its own group once.
+    const fs::path before = fs::path(dir_.path()) / "runs/s", after = fs::path(dir_.path()) / "runs-new/s";
+    for (const fs::path& f : {before, after}) {
+        write_run(f / "b-s1", spec_b1());
+        write_run(f / "b-s2", spec_b2());
+    }
+    const Comparison twice = compare_runs(read_all({before.string(), after.string()}), "", 2);
+    ASSERT_EQ(twice.groups.size(), 2u);
+    EXPECT_EQ(twice.groups[0].name, "runs/s/b");
+    EXPECT_EQ(twice.groups[1].name, "runs-new/s/b");
+    EXPECT_EQ(twice.groups[1].runs, (Strings{"b-s1", "b-s2"}));
 
     expect_has(error_of([&] { find_runs({(s / "missing").string()}, notes); }), {"missing", "no such file or folder"});
     fs::create_directories(fs::path(dir_.path()) / "empty");

@@ -4,6 +4,7 @@
 #include "ablation_fixture.h"
 #include "cli_util.h"
 #include "core/process.h"
+#include "metrics/compare.h"
 #include "train/train_util.h"
 
 namespace sinklab::test {
@@ -107,6 +108,33 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     unsetenv("SINKLAB_SCRIPTS");
     EXPECT_EQ(bad.rc, 1);
     expect_has(bad.out, {"plot_runs.py, which is missing", "SINKLAB_SCRIPTS"});
+}
+
+// Runs of one name in several folders are grouped by as much of their folder's path as tells the folders apart, as
+// compare's table names them (the C++ of compare_runs here), so that the plot never pools two suites' seeds.
+TEST_F(PlotTest, RunsOfOneNameInSeveralFoldersAreGroupedAsCompareDoes) {
+    const std::vector<fs::path> folders = {root() / "runs/s", root() / "runs-new/s", root() / "x/other"};
+    std::vector<std::string> dirs;
+    for (const fs::path& f : folders)
+        for (const char* run : {"b-s1", "b-s2"}) {
+            write_run(f / run, curve(5.0, true));
+            dirs.push_back((f / run).string());
+        }
+    std::vector<RunCurves> runs;
+    for (const std::string& d : dirs) runs.push_back(read_run(d));
+    std::string by_compare;
+    for (const GroupRow& g : compare_runs(runs, "", 2).groups)
+        for (size_t i = 0; i < g.runs.size(); i++) by_compare += g.name + "\n";
+    EXPECT_EQ(by_compare, "runs/s/b\nruns/s/b\nruns-new/s/b\nruns-new/s/b\nx/other/b\nx/other/b\n");
+
+    std::string list;
+    for (const std::string& d : dirs) list += "'" + d + "', ";
+    write_file(root() / "groups.py", fmt::format("import sys; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
+                                                 "print('\\n'.join(plot_runs.group_names([{}])))\n",
+                                                 SINKLAB_SOURCE_DIR, list));
+    const CommandResult r = run_command("/usr/bin/python3 " + (root() / "groups.py").string());
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(r.out, by_compare);
 }
 
 // A trained run whose attn_mass columns are tokens 0, 3, 5 (metrics.positions [3, 0], row 5 isolated): the script
