@@ -132,7 +132,43 @@ RunState inspect_run(const SweepRun& run) {
     return s;
 }
 
+void check_suite_folder(const Sweep& sweep) {
+    const fs::path folder(sweep.out_dir);
+    std::error_code ec;
+    for (const char* run_file : {"metrics.h5", "config.yaml"})
+        SL_REQUIRE(!fs::exists(folder / run_file, ec),
+                   "{}: its suite folder {} is a run's folder (it holds {}); give the suite another name: or send it "
+                   "elsewhere with --set run.out_dir=DIR",
+                   sweep.suite.path, sweep.out_dir, run_file);
+    const fs::path manifest = folder / "sweep.yaml";
+    if (!fs::exists(manifest, ec)) return;
+    YAML::Node old;
+    try {
+        old = YAML::LoadFile(manifest.string());
+    } catch (const YAML::Exception&) {
+        return;  // unreadable: sweep writes it anew
+    }
+    std::vector<std::string> variants, old_variants;
+    for (const SuiteVariant& v : sweep.suite.variants) variants.push_back(v.name);
+    std::string old_suite;
+    try {
+        if (old["variants"]) old_variants = old["variants"].as<std::vector<std::string>>();
+        if (old["suite"]) old_suite = old["suite"].as<std::string>();
+    } catch (const YAML::Exception&) {
+        return;
+    }
+    // Another suite file that still exists is another suite; of one that is gone, the variants tell.
+    const bool gone = old_suite.empty() || !fs::exists(old_suite, ec);
+    SL_REQUIRE(gone ? old_variants == variants : fs::equivalent(old_suite, sweep.suite.path, ec),
+               "{}: its suite folder {} belongs to another suite ({}, variants {}); two suites of one name would mix "
+               "their runs: give this one another name: or send it elsewhere with --set run.out_dir=DIR (or, to "
+               "have this suite take the folder over, delete {})",
+               sweep.suite.path, sweep.out_dir, old_suite.empty() ? "unnamed" : old_suite,
+               fmt::join(old_variants, ", "), manifest.string());
+}
+
 std::vector<RunState> inspect_sweep(const Sweep& sweep) {
+    check_suite_folder(sweep);
     std::vector<RunState> states;
     std::vector<std::pair<std::string, std::string>> errors;
     for (const SweepRun& run : sweep.runs) {
@@ -191,7 +227,7 @@ void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunStat
 void write_manifest(const Sweep& sweep) {
     YAML::Emitter y;
     y << YAML::BeginMap;
-    y << YAML::Key << "suite" << YAML::Value << sweep.suite.path;
+    y << YAML::Key << "suite" << YAML::Value << fs::absolute(sweep.suite.path).lexically_normal().string();
     y << YAML::Key << "name" << YAML::Value << sweep.suite.name;
     y << YAML::Key << "variants" << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const SuiteVariant& v : sweep.suite.variants) y << v.name;

@@ -120,6 +120,33 @@ TEST_F(SweepTest, AFileWhereARunFolderGoesIsRefusedBeforeAnythingRuns) {
     expect_has(error_of([&] { inspect_sweep(sweep_); }, Lines::Several), {suite_path_, "\n  headnorm-s1: "});
 }
 
+// A suite's folder must be its own: not a run's folder, and not that of another suite of the same name.
+TEST_F(SweepTest, ASuiteFolderOfARunOrOfAnotherSuiteIsRefused) {
+    const fs::path folder(sweep_.out_dir);
+    write_file(folder / "metrics.h5", "a run's");
+    expect_has(error_of([&] { inspect_sweep(sweep_); }), {suite_path_, sweep_.out_dir, "a run's folder", "metrics.h5"});
+    fs::remove(folder / "metrics.h5");
+
+    write_manifest(sweep_);
+    EXPECT_NO_THROW(inspect_sweep(sweep_));
+    const std::string other = (root() / "other.yaml").string();
+    write_file(other, "base: base.yaml\nname: t\nseeds: [1]\nvariants:\n  - name: gated\n    set: {attention.variant: "
+                      "gated}\n");
+    const Sweep second = expand_sweep(load_suite(other), {});
+    expect_has(error_of([&] { inspect_sweep(second); }),
+               {other, "belongs to another suite (" + suite_path_ + ", variants baseline, headnorm)", "delete"});
+    // The same file with a variant more takes its folder on; so does a suite whose recorded file is gone, when its
+    // variants are the same.
+    write_file(suite_path_, read_file(suite_path_) + "  - name: gated\n    set: {attention.variant: gated}\n");
+    const Sweep grown = expand_sweep(load_suite(suite_path_), {});
+    EXPECT_NO_THROW(inspect_sweep(grown));
+    write_manifest(grown);
+    fs::rename(suite_path_, root() / "moved.yaml");
+    const Sweep moved = expand_sweep(load_suite((root() / "moved.yaml").string()), {});
+    EXPECT_NO_THROW(inspect_sweep(moved));
+    expect_has(error_of([&] { inspect_sweep(second); }), {"variants baseline, headnorm, gated"});
+}
+
 TEST_F(SweepTest, TrainCommandsCarryEveryOverrideAndTheResumeFlags) {
     const SweepRun& r = run("headnorm-s2");
     const std::string out = (root() / "runs/t").string();

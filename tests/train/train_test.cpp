@@ -179,6 +179,16 @@ TEST(Training, AStartThatFailsLosesAndLeavesNothing) {
     EXPECT_FALSE(std::filesystem::exists(dir / "new"));
 }
 
+// A run started in a sweep's suite folder would hide the suite's runs from compare.
+TEST(Training, ASuiteFolderIsNoRunFolder) {
+    const TempDir dir("train_in_suite");
+    write_file(dir / "s/sweep.yaml", "variants: [b]\n");
+    const CommandResult r = run_sinklab(small_run(dir, "s", 2));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("run folder " + dir / "s is a sweep's suite folder"), std::string::npos) << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "s/metrics.h5"));
+}
+
 // Shards whose prepare manifest names another tokenizer than data.tokenizer would train on ids that mean other
 // text: refused before the run starts, naming the manifest, even when model.vocab_size holds the ids.
 TEST(Training, ShardsMadeWithAnotherTokenizerAreRefused) {
