@@ -5,10 +5,10 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "core/progress.h"
 #include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
@@ -236,12 +236,16 @@ void write_manifest(const Sweep& sweep) {
     y << YAML::EndMap;
     std::error_code ec;
     fs::create_directories(sweep.out_dir, ec);
-    const fs::path file = fs::path(sweep.out_dir) / "sweep.yaml";
-    std::ofstream f(file);
-    f << "# Written by sinklab sweep. sinklab compare orders a suite folder's table by variants: (the first is the "
-         "baseline).\n"
-      << y.c_str() << "\n";
-    SL_REQUIRE(!ec && f.good(), "cannot write {}: check run.out_dir, permissions and free space", file.string());
+    SL_REQUIRE(!ec, "cannot create the suite folder {}: {}; check run.out_dir and permissions", sweep.out_dir,
+               ec.message());
+    // Written aside and renamed over the old one, so that a full disk never leaves a suite folder without it.
+    const fs::path file = fs::path(sweep.out_dir) / "sweep.yaml", tmp = file.string() + ".tmp";
+    write_file_durably(tmp.string(),
+                       std::string("# Written by sinklab sweep. sinklab compare orders a suite folder's table by "
+                                   "variants: (the first is the baseline).\n") +
+                           y.c_str() + "\n");
+    fs::rename(tmp, file, ec);
+    SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), file.string(), ec.message());
 }
 
 std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std::vector<RunState>& states,
