@@ -50,7 +50,10 @@ void run_eval(const EvalArgs& a) {
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     Config cfg = load_config((fs::path(ckpt) / "config.yaml").string(), a.overrides);
     if (!a.data.empty()) cfg.data.val = a.data;
-    SL_REQUIRE(!cfg.data.val.empty(), "{} was trained without validation data (data.val); pass --data GLOB", a.run);
+    SL_REQUIRE(!cfg.data.val.empty(),
+               "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
+               "GLOB",
+               a.run);
     Communicator& comm = process_communicator();
 
     BackendOptions bo;
