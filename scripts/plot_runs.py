@@ -11,6 +11,7 @@ its run folders, in the order of its sweep.yaml. Files of runs still training ar
 `sinklab compare --plot FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
 """
 import argparse
+import json
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ except ImportError as err:
              "apt install python3-h5py python3-matplotlib python3-numpy")
 try:
     import yaml
-except ImportError:  # only needed for the order of a suite's variants and for tracked positions other than [0]
+except ImportError:  # only needed for the order of a suite's variants
     yaml = None
 
 RUN_NAME = re.compile(r"(.+)-s([0-9]+)$")
@@ -72,6 +73,22 @@ def find_runs(args):
     return runs
 
 
+def group_names(runs):
+    """Each run's group: its variant, or, when one run name occurs in several folders (a suite before and after a
+    change), the shortest end of its folder's path that tells the folders apart and the variant, as sinklab compare
+    names them ("runs/s/baseline", "runs-new/s/baseline"), so that their seeds are never pooled."""
+    names = [os.path.basename(r) for r in runs]
+    variants = [split_run_name(n)[0] for n in names]
+    if len(set(names)) == len(names):
+        return variants
+    parts = [os.path.dirname(os.path.abspath(r)).strip(os.sep).split(os.sep)[::-1] for r in runs]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        folders = [os.path.join(*reversed(p[:k])) for p in parts]
+        if all(len({tuple(p) for f2, p in zip(folders, parts) if f2 == f}) == 1 for f in folders):
+            break
+    return [f"{f}/{v}" for f, v in zip(folders, variants)]
+
+
 def read_group(f, group, columns):
     """The complete rows of a group: those before the first unwritten step (-1), at most the shortest column
     (a writer killed mid-flush may leave both)."""
@@ -87,12 +104,16 @@ def read_group(f, group, columns):
 
 
 def tracked_positions(f):
-    text = f.attrs.get("config_yaml")
-    if yaml is None or text is None:
-        return [0]
+    """The key positions of /sink/attn_mass's columns, in order (0 first, then metrics.positions without repeats,
+    then the interventions' positions): the file's sink_positions attribute, not the config's list."""
+    text = f.attrs.get("sink_positions")
     if isinstance(text, bytes):
         text = text.decode()
-    return list(((yaml.safe_load(text) or {}).get("metrics") or {}).get("positions") or [0])
+    try:
+        return [int(p) for p in json.loads(text)]
+    except (TypeError, ValueError):
+        sys.exit(f"plot_runs.py: {f.filename}: its sink_positions attribute {text!r} is no list of positions; "
+                 "the file is damaged or was not written by sinklab train")
 
 
 def read_run(run_dir, position):
@@ -105,7 +126,7 @@ def read_run(run_dir, position):
     if sink is not None and len(sink["step"]) and position in positions:
         mass = sink["attn_mass"][:, :, :, positions.index(position)].mean(axis=2)  # [n, L]: mean over heads
     name = os.path.basename(os.path.normpath(run_dir))
-    return {"name": name, "variant": split_run_name(name)[0], "train": train, "val": val,
+    return {"name": name, "train": train, "val": val,
             "sink_step": None if sink is None else sink["step"], "mass": mass, "tracked": position in positions}
 
 
@@ -207,12 +228,13 @@ def main():
     if not os.path.isdir(os.path.dirname(a.out) or "."):
         sys.exit(f"plot_runs.py: -o {a.out}: its folder does not exist")
     groups = {}
-    for run in find_runs(a.runs):
+    runs = find_runs(a.runs)
+    for run, group in zip(runs, group_names(runs)):
         try:
             r = read_run(run, a.position)
         except (OSError, KeyError) as err:
             sys.exit(f"plot_runs.py: {run}/metrics.h5: cannot read it ({err})")
-        groups.setdefault(r["variant"], []).append(r)
+        groups.setdefault(group, []).append(r)
     for variant, runs in groups.items():  # seeds of a variant are averaged layer by layer
         layers = {r["name"]: r["mass"].shape[1] for r in runs if r["mass"] is not None}
         if len(set(layers.values())) > 1:

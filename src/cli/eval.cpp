@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "data/dataloader.h"
+#include "data/prepare.h"
 #include "dist/comm.h"
 #include "metrics/eval.h"
 #include "train/checkpoint.h"
@@ -49,7 +50,10 @@ void run_eval(const EvalArgs& a) {
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     Config cfg = load_config((fs::path(ckpt) / "config.yaml").string(), a.overrides);
     if (!a.data.empty()) cfg.data.val = a.data;
-    SL_REQUIRE(!cfg.data.val.empty(), "{} was trained without validation data (data.val); pass --data GLOB", a.run);
+    SL_REQUIRE(!cfg.data.val.empty(),
+               "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
+               "GLOB",
+               a.run);
     Communicator& comm = process_communicator();
 
     BackendOptions bo;
@@ -63,6 +67,7 @@ void run_eval(const EvalArgs& a) {
     const int64_t step = load_weights(ckpt, model);
     model.sync_weights();
     SinkMetrics sink(model, cfg);
+    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);

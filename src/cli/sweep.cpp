@@ -2,10 +2,10 @@
 #include "train/sweep.h"
 
 #include <filesystem>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "core/process.h"
 #include "train/slurm.h"
 
 namespace sinklab::cli {
@@ -21,13 +21,6 @@ struct SweepArgs {
     bool keep_going = false;
 };
 
-std::vector<std::string> words(const std::string& text) {
-    std::istringstream in(text);
-    std::vector<std::string> out;
-    for (std::string w; in >> w;) out.push_back(w);
-    return out;
-}
-
 void print_slurm(const Sweep& sweep, const std::vector<RunState>& states) {
     const std::string script = write_slurm_script(sweep, self_exe(), std::filesystem::current_path().string());
     int finished = 0;
@@ -42,7 +35,7 @@ void print_slurm(const Sweep& sweep, const std::vector<RunState>& states) {
 void run(const SweepArgs& a) {
     const Sweep sweep = expand_sweep(load_suite(a.suite), a.overrides);
     const std::vector<RunState> states = inspect_sweep(sweep);
-    const std::vector<std::string> launcher = words(a.launcher);
+    const std::vector<std::string> launcher = shell_split(a.launcher, "--launcher");
     if (a.dry_run) return print_dry_run(stdout, sweep, states, launcher, self_exe());
     write_manifest(sweep);
     if (a.slurm) return print_slurm(sweep, states);

@@ -1,6 +1,7 @@
 #include "config/validate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "backend/backend.h"
@@ -60,6 +61,15 @@ class Checker {
                    show("train.warmup_steps"), show("train.max_steps"));
         SL_REQUIRE(t.min_lr <= t.lr, "{} exceeds {}; the schedule decays from lr down to min_lr", show("train.min_lr"),
                    show("train.lr"));
+        SL_REQUIRE(t.decay_steps == 0 || t.decay_steps > t.warmup_steps,
+                   "{} ends the decay before {} ends the warmup; set decay_steps > warmup_steps (or 0 = max_steps)",
+                   show("train.decay_steps"), show("train.warmup_steps"));
+        if (t.schedule == "wsd") {
+            const int64_t decay = std::llround(t.wsd_decay_frac * double(t.max_steps));
+            SL_REQUIRE(t.max_steps - decay >= t.warmup_steps,
+                       "{} decays over the last {} of {}, which overlaps {}; lower the fraction or the warmup",
+                       show("train.wsd_decay_frac"), decay, show("train.max_steps"), show("train.warmup_steps"));
+        }
     }
 
     void attention() const {

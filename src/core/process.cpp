@@ -24,7 +24,6 @@ std::string ProcessResult::describe() const {
 
 namespace {
 
-constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGUSR1};
 // Stop signals received while run_process waits: the handler may run on any thread, so these are lock-free atomics.
 std::atomic<int> g_stops{0};
 std::atomic<int> g_last_stop{0};
@@ -47,13 +46,13 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     sigemptyset(&stops);
     for (int sig : kStopSignals) sigaddset(&stops, sig);
     struct sigaction counting = {};
-    struct sigaction old_actions[3] = {};
+    struct sigaction old_actions[kStopSignalCount] = {};
     counting.sa_handler = count_stop;
     sigemptyset(&counting.sa_mask);
     counting.sa_flags = SA_RESTART;
     g_stops = 0;
     g_last_stop = 0;
-    for (int i = 0; i < 3; i++) sigaction(kStopSignals[i], &counting, &old_actions[i]);
+    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &counting, &old_actions[i]);
 
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
@@ -77,7 +76,7 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
     }
-    for (int i = 0; i < 3; i++) sigaction(kStopSignals[i], &old_actions[i], nullptr);
+    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &old_actions[i], nullptr);
     SL_REQUIRE(rc == 0, "cannot start {}: {}; check that it exists and is executable", argv[0], std::strerror(rc));
 
     ProcessResult r;
@@ -104,6 +103,55 @@ std::string shell_join(const std::vector<std::string>& argv) {
         line += shell_quote(a);
     }
     return line;
+}
+
+std::vector<std::string> shell_split(const std::string& line, const std::string& what) {
+    std::vector<std::string> words;
+    std::string word;
+    bool in_word = false;
+    const auto refuse = [&](const char* why) {
+        fail("{} '{}' {}: it runs without a shell, so quote the character or put the command in a script", what,
+             line, why);
+    };
+    for (size_t i = 0; i < line.size(); i++) {
+        const char c = line[i];
+        if (c == ' ' || c == '\t' || c == '\n') {
+            if (in_word) words.push_back(std::move(word));
+            word.clear();
+            in_word = false;
+        } else if (c == '\'') {
+            const size_t end = line.find('\'', i + 1);
+            if (end == std::string::npos) refuse("has a ' with no closing one");
+            word.append(line, i + 1, end - i - 1);
+            i = end;
+            in_word = true;
+        } else if (c == '"') {
+            for (i++;; i++) {
+                if (i >= line.size()) refuse("has a \" with no closing one");
+                if (line[i] == '"') break;
+                // Inside double quotes a backslash quotes only these, and before a newline joins the lines.
+                if (line[i] == '\\' && i + 1 < line.size() && std::strchr("\"\\$`\n", line[i + 1])) {
+                    if (line[++i] != '\n') word += line[i];
+                    continue;
+                }
+                if (line[i] == '$' || line[i] == '`') refuse("expands $ or ` inside \"...\"");
+                word += line[i];
+            }
+            in_word = true;
+        } else if (c == '\\') {
+            if (i + 1 == line.size()) refuse("ends in a \\");
+            if (line[++i] == '\n') continue;
+            word += line[i];
+            in_word = true;
+        } else if (std::strchr("$`;&|<>()*?[~", c) || (c == '#' && !in_word)) {
+            refuse(fmt::format("has an unquoted {}", c).c_str());
+        } else {
+            word += c;
+            in_word = true;
+        }
+    }
+    if (in_word) words.push_back(std::move(word));
+    return words;
 }
 
 std::string self_exe() { return std::filesystem::read_symlink("/proc/self/exe").string(); }

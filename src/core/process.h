@@ -1,10 +1,15 @@
 // Child processes for the commands that drive others (sweep runs `sinklab train`, compare runs the plot
 // script): argv vectors instead of shell strings, so that no path or value needs quoting to be passed.
 #pragma once
+#include <csignal>
 #include <string>
 #include <vector>
 
 namespace sinklab {
+
+// The signals that ask sinklab to stop cleanly (train/stop_signal.h), and that run_process passes on.
+inline constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+inline constexpr int kStopSignalCount = sizeof kStopSignals / sizeof kStopSignals[0];
 
 struct ProcessResult {
     int exit_code = -1;   // when it exited; -1 when a signal ended it
@@ -26,6 +31,10 @@ ProcessResult run_process(const std::vector<std::string>& argv);
 std::string shell_quote(const std::string& word);
 // The argv as one copy-pasteable shell line.
 std::string shell_join(const std::vector<std::string>& argv);
+// The words of a command line as a POSIX shell splits them (blanks; '...', "..." and \ quote), for commands given
+// as one string and run without a shell. What only a shell could do (an unquoted $ ` ; & | < > ( ) * ? [ ~, a #
+// that starts a word) and an unterminated quote are errors naming `what`: quote it, or put the command in a script.
+std::vector<std::string> shell_split(const std::string& line, const std::string& what);
 
 // The running executable's absolute path (/proc/self/exe).
 std::string self_exe();

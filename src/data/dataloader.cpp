@@ -1,6 +1,7 @@
 #include "data/dataloader.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 
 #include "core/check.h"
@@ -17,9 +18,12 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     SL_REQUIRE(vocab_size > 0, "vocab_size {} must be positive", vocab_size);
     const std::vector<std::string> files = glob_files(glob);
     SL_REQUIRE(!files.empty(),
-               "no token shard matches '{}': make shards with `sinklab prepare` or data/fetch_corpus.sh (see "
+               "no token shard matches '{}'{}: make shards with `sinklab prepare` or data/fetch_corpus.sh (see "
                "data/README.md), or fix the path",
-               glob);
+               glob,
+               std::filesystem::path(glob).is_relative()
+                   ? fmt::format(" (relative to the current folder, {})", std::filesystem::current_path().string())
+                   : "");
     shards_.reserve(files.size());
     for (const std::string& f : files) {
         shards_.emplace_back(f);

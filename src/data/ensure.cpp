@@ -9,6 +9,7 @@
 #include "core/process.h"
 #include "data/cache.h"
 #include "data/glob.h"
+#include "data/prepare.h"
 #include "data/shard.h"
 #include "data/synthetic.h"
 #include "data/tokenizer.h"
@@ -90,9 +91,7 @@ void build_corpus(const DataConfig& data) {
                cache, data.tokenizer, data.train);
 }
 
-}  // namespace
-
-void ensure_data(const DataConfig& data, const ModelConfig& model) {
+void make_missing(const DataConfig& data, const ModelConfig& model) {
     if (!glob_files(data.train).empty()) return;
     if (data.missing == "synthetic") return make_synthetic(data, model);
     if (data.missing == "corpus") return build_corpus(data);
@@ -100,6 +99,14 @@ void ensure_data(const DataConfig& data, const ModelConfig& model) {
     fail("no file matches data.train '{}': make token shards with `sinklab prepare` or data/fetch_corpus.sh (see "
          "data/README.md), or set data.missing: synthetic (generated learnable data) or corpus (the default corpus)",
          data.train);
+}
+
+}  // namespace
+
+void ensure_data(const DataConfig& data, const ModelConfig& model) {
+    make_missing(data, model);
+    check_prepared_tokenizer(data.train, data.tokenizer, "data.train");
+    if (!data.val.empty()) check_prepared_tokenizer(data.val, data.tokenizer, "data.val");
 }
 
 }  // namespace sinklab

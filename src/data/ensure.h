@@ -8,8 +8,9 @@
 
 namespace sinklab {
 
-// Does nothing when data.train matches a file. The synthetic files are the globs with '*' replaced by 000000
-// (train ~2M symbols, val ~100k), tokenized with data.tokenizer.
+// Makes nothing when data.train matches a file. The synthetic files are the globs with '*' replaced by 000000
+// (train ~2M symbols, val ~100k), tokenized with data.tokenizer. Then checks that the train and val shards were not
+// made with another tokenizer (check_prepared_tokenizer).
 void ensure_data(const DataConfig& data, const ModelConfig& model);
 
 }  // namespace sinklab

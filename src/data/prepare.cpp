@@ -9,12 +9,15 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "core/check.h"
 #include "core/threads.h"
+#include "data/glob.h"
 #include "data/mapped_file.h"
 #include "data/shard.h"
 #include "core/rng.h"
@@ -456,6 +459,39 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
 }
 
 }  // namespace
+
+void check_prepared_tokenizer(const std::string& glob, const std::string& tokenizer, const char* key) {
+    struct Made {
+        std::string tokenizer;         // empty: no manifest of prepare, or one that cannot be read
+        std::set<std::string> shards;  // file names it lists
+    };
+    std::map<fs::path, Made> made_in;  // folder -> what its manifest says
+    for (const std::string& file : glob_files(glob)) {
+        const fs::path folder = fs::path(file).parent_path(), manifest = folder / "manifest.json";
+        auto [it, fresh] = made_in.try_emplace(folder);
+        Made& made = it->second;
+        if (fresh) {
+            std::ifstream in(manifest);
+            const nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+            try {  // a manifest edited past reading says nothing about the shards
+                if (is_prepare_manifest(m) && m.contains("tokenizer")) {
+                    for (const char* split : {"train", "val"})
+                        for (const auto& shard : m.at(split).at("shards"))
+                            made.shards.insert(shard.at("file").get<std::string>());
+                    made.tokenizer = m["tokenizer"].get<std::string>();
+                }
+            } catch (const nlohmann::json::exception&) {
+                made = Made{};
+            }
+        }
+        if (made.tokenizer.empty() || made.tokenizer == tokenizer || !made.shards.count(fs::path(file).filename().string()))
+            continue;
+        fail("{} '{}' matches {}, which sinklab prepare made with tokenizer {} ({}), but data.tokenizer is '{}'; set "
+             "data.tokenizer to the shards' tokenizer (and model.vocab_size to fit its ids) or make shards with "
+             "`sinklab prepare --tokenizer {}`",
+             key, glob, file, made.tokenizer, manifest.string(), tokenizer, tokenizer);
+    }
+}
 
 PrepareResult prepare(const PrepareOptions& opt) {
     SL_REQUIRE(!opt.inputs.empty(), "prepare: no inputs given");

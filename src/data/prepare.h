@@ -35,4 +35,9 @@ struct PrepareResult {
 
 PrepareResult prepare(const PrepareOptions& opt);
 
+// Fails, naming the manifest, when a shard matched by `glob` is listed in a manifest.json of prepare that names
+// another tokenizer than `tokenizer`: the ids would still fit a large enough vocabulary and train silently wrong.
+// Shards without such a manifest (llm.c's, synthetic ones) are not checked.
+void check_prepared_tokenizer(const std::string& glob, const std::string& tokenizer, const char* key);
+
 }  // namespace sinklab

@@ -9,6 +9,7 @@
 #include <set>
 #include <tuple>
 
+#include "config/schema.h"
 #include "core/check.h"
 #include "metrics/runlog_reader.h"
 #include "train/suite.h"
@@ -33,18 +34,29 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
 }
 
-// What the run's config (the file's config_yaml attribute) says about the rows: max_steps and tracked positions.
-void read_config_attr(const RunLogReader& log, int64_t& max_steps, std::vector<int>& positions) {
+// train.max_steps of the run's config (the file's config_yaml attribute).
+void read_config_attr(const RunLogReader& log, int64_t& max_steps) {
     if (!log.has_attr("config_yaml")) return;
     try {
         const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
         if (cfg["train"] && cfg["train"]["max_steps"]) max_steps = cfg["train"]["max_steps"].as<int64_t>();
-        if (cfg["metrics"] && cfg["metrics"]["positions"])
-            positions = cfg["metrics"]["positions"].as<std::vector<int>>();
     } catch (const YAML::Exception& e) {
         fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
              "sinklab train",
              log.path(), e.what());
+    }
+}
+
+// The key positions of /sink/attn_mass's columns, in their order: the file's sink_positions attribute. It is not
+// metrics.positions: the trainer puts 0 first, drops repeats and adds the interventions' positions.
+std::vector<int> read_positions(const RunLogReader& log) {
+    SL_REQUIRE(log.has_attr("sink_positions"),
+               "{}: no sink_positions attribute; the file is damaged or was not written by sinklab train", log.path());
+    try {
+        return YAML::Load(log.str_attr("sink_positions")).as<std::vector<int>>();
+    } catch (const YAML::Exception& e) {
+        fail("{}: its sink_positions attribute '{}' is no list of positions ({}); the file is damaged", log.path(),
+             config::clipped(log.str_attr("sink_positions")), e.what());
     }
 }
 
@@ -58,8 +70,8 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     const Dataset mass = log.read("sink", "attn_mass");  // [n, L, H, P]
     const int64_t L = mass.shape.at(1), H = mass.shape.at(2), P = mass.shape.at(3);
     SL_REQUIRE(P == int64_t(positions.size()),
-               "{}: /sink/attn_mass tracks {} positions but its config lists {}; the "
-               "file is damaged",
+               "{}: /sink/attn_mass tracks {} positions but its sink_positions attribute lists {}; the file is "
+               "damaged",
                log.path(), P, positions.size());
     const std::vector<double> last = last_row(mass);  // [L, H, P]
     for (int64_t p = 0; p < P; p++) {
@@ -115,6 +127,35 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
     }
 }
 
+// For each run, the shortest end of its suite folder's path that no other suite folder shares: "s1" for runs/s1 and
+// runs/s2, "runs/s1" and "runs-new/s1" for those two, so that their seeds are never pooled as one variant's.
+std::vector<std::string> suite_names(const std::vector<RunCurves>& runs) {
+    std::vector<std::vector<std::string>> parts;  // each suite folder's path components, innermost first
+    size_t depth = 0;
+    for (const RunCurves& r : runs) {
+        fs::path folder = fs::absolute(r.dir).lexically_normal();
+        if (!folder.has_filename()) folder = folder.parent_path();
+        std::vector<std::string> p;
+        for (const fs::path& part : folder.parent_path()) p.insert(p.begin(), part.string());
+        depth = std::max(depth, p.size());
+        parts.push_back(std::move(p));
+    }
+    std::vector<std::string> names(runs.size());
+    for (size_t k = 1; k <= depth; k++) {
+        std::map<std::string, std::set<std::vector<std::string>>> folders_of;  // name -> the folders it names
+        for (size_t i = 0; i < runs.size(); i++) {
+            const size_t n = std::min(k, parts[i].size());
+            fs::path name;
+            for (size_t j = n; j-- > 0;) name /= parts[i][j];
+            names[i] = name.string();
+            folders_of[names[i]].insert(parts[i]);
+        }
+        if (std::all_of(folders_of.begin(), folders_of.end(), [](const auto& f) { return f.second.size() == 1; }))
+            break;
+    }
+    return names;
+}
+
 }  // namespace
 
 RunCurves read_run(const std::string& dir) {
@@ -124,7 +165,8 @@ RunCurves read_run(const std::string& dir) {
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
     const RunLogReader log((fs::path(dir) / "metrics.h5").string());
-    read_config_attr(log, r.max_steps, r.positions);
+    read_config_attr(log, r.max_steps);
+    r.positions = read_positions(log);
     r.step = log.read("train", "step").data;
     r.tokens = log.read("train", "tokens").data;
     r.loss = log.read("train", "loss").data;
@@ -251,10 +293,10 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
     std::map<std::string, std::set<std::string>> names_of;
     bool qualify = false;
     for (const RunCurves& r : runs) qualify |= !names_of[r.variant].insert(r.name).second;
+    const std::vector<std::string> suites = qualify ? suite_names(runs) : std::vector<std::string>(runs.size());
     std::vector<std::string> group_of;
-    for (const RunCurves& r : runs)
-        group_of.push_back(qualify ? folder_name(fs::path(r.dir).lexically_normal().parent_path()) + "/" + r.variant
-                                   : r.variant);
+    for (size_t i = 0; i < runs.size(); i++)
+        group_of.push_back(qualify ? suites[i] + "/" + runs[i].variant : runs[i].variant);
 
     Comparison c;
     c.smooth = smooth;

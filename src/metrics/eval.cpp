@@ -65,6 +65,8 @@ EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, C
         HeavyValues h = sink.compute_heavy();
         accumulate(r.sink.averaged(), v.averaged());
         accumulate(r.heavy.averaged(), h.averaged());
+        r.heavy.ffn_gate_norm = h.ffn_gate_norm, r.heavy.ffn_up_norm = h.ffn_up_norm;
+        r.heavy.ffn_top_unit = h.ffn_top_unit;
         for (int l = 0; l < L; l++) {
             top_votes[l][int(v.ffn_top_channel[l])]++;
             const Tensor wo_in = model.acts().blocks[l].wo_in.view({int64_t(B) * T, D});
@@ -128,7 +130,10 @@ void write_eval_file(const std::string& path, const EvalResult& r, const SinkMet
                            {"ffn_max_act", {L, 2}},
                            {"ffn_top_channel", {L}, true},
                            {"effective_rank", {L}},
-                           {"attn_map", {L, M, M}}}};
+                           {"attn_map", {L, M, M}},
+                           {"ffn_gate_norm", {L, 2}},
+                           {"ffn_up_norm", {L, 2}},
+                           {"ffn_top_unit", {L, 2}, true}}};
     auto log = RunLog::create(path, {group}, attrs,
                               {{"batches", double(r.batches)}, {"sequences", double(r.sequences)}});
     log->append("eval", {{"step", {double(step)}},
@@ -144,7 +149,10 @@ void write_eval_file(const std::string& path, const EvalResult& r, const SinkMet
                          {"ffn_max_act", r.sink.ffn_max_act},
                          {"ffn_top_channel", r.sink.ffn_top_channel},
                          {"effective_rank", r.heavy.effective_rank},
-                         {"attn_map", r.heavy.attn_map}});
+                         {"attn_map", r.heavy.attn_map},
+                         {"ffn_gate_norm", r.heavy.ffn_gate_norm},
+                         {"ffn_up_norm", r.heavy.ffn_up_norm},
+                         {"ffn_top_unit", r.heavy.ffn_top_unit}});
     log->close();
 }
 

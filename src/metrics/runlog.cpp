@@ -164,6 +164,32 @@ void check_schema(hid_t file, const std::vector<GroupSpec>& groups, const std::s
     }
 }
 
+// Adds the groups and columns of `groups` that the file lacks, written by a sinklab that did not log them yet: a run
+// continues under a newer version, whose new columns read as missing (NaN, or -1 for integers) in the rows before.
+void add_new_columns(hid_t file, const std::vector<GroupSpec>& groups, const std::string& path) {
+    for (const GroupSpec& g : groups) {
+        const bool had_group = H5Lexists(file, g.name.c_str(), H5P_DEFAULT) > 0;
+        h5::Id group(h5::check(had_group ? H5Gopen2(file, g.name.c_str(), H5P_DEFAULT)
+                                         : H5Gcreate2(file, g.name.c_str(), H5P_DEFAULT,
+                                                      ordered_links(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
+                               "{}: cannot open or create group /{}", path, g.name),
+                     H5Gclose);
+        // Only a group that has its step column can say how many rows a new column needs.
+        if (had_group && H5Lexists(group.get(), runlog::kStepColumn, H5P_DEFAULT) <= 0) continue;
+        const hsize_t rows =
+            had_group ? h5::extent(runlog::open_dataset(group.get(), runlog::kStepColumn, path, false).get(), path)[0]
+                      : 0;
+        for (const ColumnSpec& c : g.columns) {
+            if (H5Lexists(group.get(), c.name.c_str(), H5P_DEFAULT) > 0) continue;
+            create_dataset(group.get(), g.name, c, path);
+            const h5::Id dataset = runlog::open_dataset(group.get(), c.name, path, false);
+            std::vector<hsize_t> dims{rows};
+            for (int64_t d : c.row_shape) dims.push_back(hsize_t(d));
+            h5::check(H5Dset_extent(dataset.get(), dims.data()), "{}: cannot extend /{}/{}", path, g.name, c.name);
+        }
+    }
+}
+
 // Drops the rows after `through_step` and any rows a killed writer left incomplete, then reads every row kept:
 // damage to a chunk or to a dataset's chunk index then stops the resume here, not at the first flush, after
 // steps whose metrics would be lost.
@@ -356,6 +382,7 @@ std::unique_ptr<RunLog> RunLog::resume(const std::string& path, const std::vecto
             // A killed SWMR writer may have written past the end-of-file address the superblock records; new
             // space must start after everything on disk (what `h5clear --increment` does).
             h5::check(H5Fincrement_filesize(file.get(), 0), "{}: cannot set the end of file", path);
+            add_new_columns(file.get(), groups, path);
             check_schema(file.get(), groups, path);
             truncate_rows(file.get(), groups, through_step, path);
         } catch (const h5::Failure& e) {

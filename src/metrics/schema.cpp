@@ -33,7 +33,13 @@ std::vector<GroupSpec> run_log_groups(int n_layer, int n_head, int n_positions, 
           per_layer("token0_norm_ratio"),
           {"ffn_max_act", {L, 2}, false},
           {"ffn_top_channel", {L}, true}}},
-        {"heavy", {step, per_layer("effective_rank"), {"attn_map", {L, M, M}, false}}},
+        {"heavy",
+         {step,
+          per_layer("effective_rank"),
+          {"attn_map", {L, M, M}, false},
+          {"ffn_gate_norm", {L, 2}, false},
+          {"ffn_up_norm", {L, 2}, false},
+          {"ffn_top_unit", {L, 2}, true}}},
     };
 }
 

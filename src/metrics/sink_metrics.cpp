@@ -41,6 +41,14 @@ double effective_rank(std::vector<double> a, int64_t rows, int64_t cols) {
     return std::exp(entropy);
 }
 
+// The median of v (the mean of the two middle values when there are evenly many); reorders v.
+double median(std::vector<double>& v) {
+    const size_t mid = v.size() / 2;
+    std::nth_element(v.begin(), v.begin() + ptrdiff_t(mid), v.end());
+    if (v.size() % 2 == 1) return v[mid];
+    return 0.5 * (v[mid] + *std::max_element(v.begin(), v.begin() + ptrdiff_t(mid)));
+}
+
 }  // namespace
 
 SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
@@ -135,8 +143,28 @@ HeavyValues SinkMetrics::compute_heavy() {
             std::copy_n(map.data() + i * Q_, Q_, v.attn_map.begin() + (int64_t(l) * kMapSize + i) * kMapSize);
         be_.read(hidden.data(), DType::F64, a.x[l + 1].rows(0, T));
         v.effective_rank.push_back(effective_rank(hidden, T, C));
+        ffn_row_norms(l, v);
     }
     return v;
+}
+
+void SinkMetrics::ffn_row_norms(int layer, HeavyValues& v) {
+    const int64_t C = model_.config().model.d_model, F = model_.config().model.d_ff;
+    std::vector<double> w13(size_t(2 * F * C));  // [2F, C]: the W_gate rows, then the W_up rows
+    be_.read(w13.data(), DType::F64, ParamTable::view(model_.table().get(layer_param(layer, "w13")), model_.weights()));
+    for (std::vector<double>* out : {&v.ffn_gate_norm, &v.ffn_up_norm}) {
+        const double* rows = w13.data() + (out == &v.ffn_gate_norm ? 0 : F * C);
+        std::vector<double> norms(static_cast<size_t>(F));
+        for (int64_t j = 0; j < F; j++) {
+            double sq = 0;
+            for (int64_t c = 0; c < C; c++) sq += rows[j * C + c] * rows[j * C + c];
+            norms[size_t(j)] = std::sqrt(sq);
+        }
+        const auto top = std::max_element(norms.begin(), norms.end());
+        v.ffn_top_unit.push_back(double(top - norms.begin()));
+        out->push_back(*top);
+        out->push_back(median(norms));
+    }
 }
 
 namespace {
@@ -177,7 +205,8 @@ std::vector<RowValue> SinkMetrics::sink_row(int64_t step, const SinkValues& v) c
 }
 
 std::vector<RowValue> SinkMetrics::heavy_row(int64_t step, const HeavyValues& v) {
-    return {{"step", {double(step)}}, {"effective_rank", v.effective_rank}, {"attn_map", v.attn_map}};
+    return {{"step", {double(step)}},         {"effective_rank", v.effective_rank}, {"attn_map", v.attn_map},
+            {"ffn_gate_norm", v.ffn_gate_norm}, {"ffn_up_norm", v.ffn_up_norm},       {"ffn_top_unit", v.ffn_top_unit}};
 }
 
 }  // namespace sinklab

@@ -30,7 +30,13 @@ struct SinkValues {
 struct HeavyValues {
     std::vector<double> effective_rank;  // [L] exp(entropy of the normalized singular values), sequence 0
     std::vector<double> attn_map;        // [L, 64, 64] head-averaged attention among the first 64 positions
+    // Super neurons by REFERENCE.md's definition: the FFN units whose W_gate (w1) and W_up (w3) rows have the
+    // largest norms. Of the weights, so the same on every rank and batch.
+    std::vector<double> ffn_gate_norm;  // [L, 2] the largest and the median row norm of W_gate
+    std::vector<double> ffn_up_norm;    // [L, 2] the same of W_up
+    std::vector<double> ffn_top_unit;   // [L, 2] the unit of W_gate's largest row norm, and of W_up's
 
+    // The fields that average over ranks and batches (not the weights').
     std::vector<std::vector<double>*> averaged() { return {&effective_rank, &attn_map}; }
 };
 
@@ -62,6 +68,9 @@ public:
     static std::vector<RowValue> heavy_row(int64_t step, const HeavyValues& v);
 
 private:
+    // The super-neuron fields of `v` for one layer, from its w13 weights.
+    void ffn_row_norms(int layer, HeavyValues& v);
+
     Model& model_;
     Backend& be_;
     std::vector<int> positions_;

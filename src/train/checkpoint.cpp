@@ -292,6 +292,11 @@ std::string latest_checkpoint(const std::string& run_dir) {
     return all.empty() ? std::string() : all.back().second.string();
 }
 
+int64_t latest_checkpoint_step(const std::string& run_dir) {
+    const auto all = list_checkpoints(fs::path(run_dir) / "checkpoints");
+    return all.empty() ? -1 : all.back().first;
+}
+
 void verify_checkpoint(const std::string& dir_text) {
     const fs::path dir(dir_text);
     const fs::path state_path = dir / kStateFile;

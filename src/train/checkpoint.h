@@ -59,8 +59,9 @@ TrainState decode_state(const std::string& json, const std::string& origin);
 std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model,
                              const WholeMoments& moments, const TrainState& state, int keep);
 
-// The newest complete checkpoint folder of a run, or "" when it has none.
+// The newest complete checkpoint folder of a run, or "" when it has none; its step, or -1.
 std::string latest_checkpoint(const std::string& run_dir);
+int64_t latest_checkpoint_step(const std::string& run_dir);
 // `checkpoint` when given, else the newest of `run_dir`; a clear error when there is none.
 std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint);
 

@@ -15,9 +15,10 @@ double lr_at(const TrainConfig& t, int64_t step) {
         const double p = double(step - decay_start + 1) / double(std::max<int64_t>(1, t.max_steps - decay_start));
         return peak + (floor - peak) * std::min(1.0, p);
     }
+    // Steps warmup_steps .. horizon-1 decay, the last of them at min_lr (as the last warmup step is at lr).
     const int64_t horizon = t.decay_steps > 0 ? t.decay_steps : t.max_steps;
-    const double p = std::clamp(double(step - t.warmup_steps) / double(std::max<int64_t>(1, horizon - t.warmup_steps)),
-                                0.0, 1.0);
+    const double p = std::clamp(
+        double(step + 1 - t.warmup_steps) / double(std::max<int64_t>(1, horizon - t.warmup_steps)), 0.0, 1.0);
     if (t.schedule == "linear") return peak + (floor - peak) * p;
     return floor + 0.5 * (1.0 + std::cos(M_PI * p)) * (peak - floor);  // cosine
 }

@@ -6,7 +6,10 @@
 
 namespace sinklab {
 
-// Learning rate of optimizer step `step` (0-based).
+// Learning rate of optimizer step `step` (0-based). Warmup: steps 0 .. W-1 rise linearly to lr, step k at
+// lr (k+1)/W. Then cosine and linear fall from lr to min_lr over steps W .. horizon-1 (horizon = decay_steps, or
+// max_steps when 0), reaching min_lr at step horizon-1 and staying there; wsd holds lr until its last
+// wsd_decay_frac of max_steps, which falls linearly to min_lr at the last step; constant holds lr.
 double lr_at(const TrainConfig& t, int64_t step);
 
 }  // namespace sinklab

@@ -3,13 +3,14 @@
 #include <csignal>
 #include <cstring>
 
+#include "core/process.h"
+
 namespace sinklab {
 
 namespace {
 
-constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
 volatile std::sig_atomic_t g_received = 0;
-struct sigaction g_previous[3];
+struct sigaction g_previous[kStopSignalCount];
 int g_depth = 0;  // StopSignals alive; only the outermost installs and restores
 
 extern "C" void on_stop_signal(int sig) { g_received = sig; }
@@ -24,12 +25,12 @@ StopSignals::StopSignals() {
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND | SA_RESTART;  // the second signal takes the default action: the process ends
-    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &sa, &g_previous[i]);
+    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &sa, &g_previous[i]);
 }
 
 StopSignals::~StopSignals() {
     if (--g_depth > 0) return;
-    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &g_previous[i], nullptr);
+    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &g_previous[i], nullptr);
 }
 
 int StopSignals::received() { return g_received; }

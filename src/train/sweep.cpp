@@ -5,12 +5,13 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "core/progress.h"
 #include "metrics/runlog_reader.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace sinklab {
@@ -35,11 +36,6 @@ std::string override_key(const std::string& assignment) {
     std::string text = headline;
     for (const std::string& m : order) text += fmt::format("\n  {}: {}", fmt::join(runs_of[m], ", "), m);
     throw Error(text);
-}
-
-bool has_checkpoint(const fs::path& dir) {
-    std::error_code ec;
-    return fs::is_directory(dir / "checkpoints", ec) && !fs::is_empty(dir / "checkpoints", ec);
 }
 
 bool interrupted(const ProcessResult& r) {
@@ -125,14 +121,54 @@ RunState inspect_run(const SweepRun& run) {
     const Dataset steps = RunLogReader(h5.string()).read("train", "step");
     RunState s;
     s.step = steps.data.empty() ? 0 : int64_t(steps.data.back());
-    if (s.step >= run.config.train.max_steps)
+    s.checkpoint_step = latest_checkpoint_step(run.dir);
+    // Finished means the final checkpoint is there: the last row is logged before it is written, and a kill in
+    // between leaves a run that eval and export cannot read at its end.
+    const int64_t max_steps = run.config.train.max_steps;
+    if (s.step >= max_steps && s.checkpoint_step >= max_steps)
         s.action = RunAction::skip;
     else
-        s.action = has_checkpoint(dir) ? RunAction::resume : RunAction::restart;
+        s.action = s.checkpoint_step >= 0 ? RunAction::resume : RunAction::restart;
     return s;
 }
 
+void check_suite_folder(const Sweep& sweep) {
+    const fs::path folder(sweep.out_dir);
+    std::error_code ec;
+    for (const char* run_file : {"metrics.h5", "config.yaml"})
+        SL_REQUIRE(!fs::exists(folder / run_file, ec),
+                   "{}: its suite folder {} is a run's folder (it holds {}); give the suite another name: or send it "
+                   "elsewhere with --set run.out_dir=DIR",
+                   sweep.suite.path, sweep.out_dir, run_file);
+    const fs::path manifest = folder / "sweep.yaml";
+    if (!fs::exists(manifest, ec)) return;
+    YAML::Node old;
+    try {
+        old = YAML::LoadFile(manifest.string());
+    } catch (const YAML::Exception&) {
+        return;  // unreadable: sweep writes it anew
+    }
+    std::vector<std::string> variants, old_variants;
+    for (const SuiteVariant& v : sweep.suite.variants) variants.push_back(v.name);
+    std::string old_suite;
+    try {
+        if (old["variants"]) old_variants = old["variants"].as<std::vector<std::string>>();
+        if (old["suite"]) old_suite = old["suite"].as<std::string>();
+    } catch (const YAML::Exception&) {
+        return;
+    }
+    // Another suite file that still exists is another suite; of one that is gone, the variants tell.
+    const bool gone = old_suite.empty() || !fs::exists(old_suite, ec);
+    SL_REQUIRE(gone ? old_variants == variants : fs::equivalent(old_suite, sweep.suite.path, ec),
+               "{}: its suite folder {} belongs to another suite ({}, variants {}); two suites of one name would mix "
+               "their runs: give this one another name: or send it elsewhere with --set run.out_dir=DIR (or, to "
+               "have this suite take the folder over, delete {})",
+               sweep.suite.path, sweep.out_dir, old_suite.empty() ? "unnamed" : old_suite,
+               fmt::join(old_variants, ", "), manifest.string());
+}
+
 std::vector<RunState> inspect_sweep(const Sweep& sweep) {
+    check_suite_folder(sweep);
     std::vector<RunState> states;
     std::vector<std::pair<std::string, std::string>> errors;
     for (const SweepRun& run : sweep.runs) {
@@ -173,8 +209,8 @@ void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunStat
                 fmt::print(out, "# {}: new run\n", run.name);
                 break;
             case RunAction::resume:
-                fmt::print(out, "# {}: stopped at step {}/{}, resume from its newest checkpoint\n", run.name, st.step,
-                           max_steps);
+                fmt::print(out, "# {}: stopped at step {}/{}, resume from its newest checkpoint (step {})\n", run.name,
+                           st.step, max_steps, st.checkpoint_step);
                 break;
             case RunAction::restart:
                 fmt::print(out, "# {}: stopped at step {}/{} before its first checkpoint, start again\n", run.name,
@@ -191,7 +227,7 @@ void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunStat
 void write_manifest(const Sweep& sweep) {
     YAML::Emitter y;
     y << YAML::BeginMap;
-    y << YAML::Key << "suite" << YAML::Value << sweep.suite.path;
+    y << YAML::Key << "suite" << YAML::Value << fs::absolute(sweep.suite.path).lexically_normal().string();
     y << YAML::Key << "name" << YAML::Value << sweep.suite.name;
     y << YAML::Key << "variants" << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const SuiteVariant& v : sweep.suite.variants) y << v.name;
@@ -200,12 +236,16 @@ void write_manifest(const Sweep& sweep) {
     y << YAML::EndMap;
     std::error_code ec;
     fs::create_directories(sweep.out_dir, ec);
-    const fs::path file = fs::path(sweep.out_dir) / "sweep.yaml";
-    std::ofstream f(file);
-    f << "# Written by sinklab sweep. sinklab compare orders a suite folder's table by variants: (the first is the "
-         "baseline).\n"
-      << y.c_str() << "\n";
-    SL_REQUIRE(!ec && f.good(), "cannot write {}: check run.out_dir, permissions and free space", file.string());
+    SL_REQUIRE(!ec, "cannot create the suite folder {}: {}; check run.out_dir and permissions", sweep.out_dir,
+               ec.message());
+    // Written aside and renamed over the old one, so that a full disk never leaves a suite folder without it.
+    const fs::path file = fs::path(sweep.out_dir) / "sweep.yaml", tmp = file.string() + ".tmp";
+    write_file_durably(tmp.string(),
+                       std::string("# Written by sinklab sweep. sinklab compare orders a suite folder's table by "
+                                   "variants: (the first is the baseline).\n") +
+                           y.c_str() + "\n");
+    fs::rename(tmp, file, ec);
+    SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), file.string(), ec.message());
 }
 
 std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std::vector<RunState>& states,
@@ -252,8 +292,10 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
                 try {
                     const RunState after = inspect_run(run);
                     o.finished = after.action == RunAction::skip;
+                    const int64_t max_steps = run.config.train.max_steps;
                     o.result = o.finished ? "finished"
-                                          : fmt::format("exited at step {}/{}", after.step, run.config.train.max_steps);
+                                          : fmt::format("exited at step {}/{}{}", after.step, max_steps,
+                                                        after.step >= max_steps ? " without its final checkpoint" : "");
                 } catch (const Error& e) {
                     o.result = fmt::format("exited, but its folder cannot be read: {}", e.what());
                 }

@@ -42,13 +42,17 @@ const char* action_name(RunAction a);
 
 struct RunState {
     RunAction action = RunAction::start;
-    int64_t step = 0;  // last logged /train/step (0 when none)
+    int64_t step = 0;             // last logged /train/step (0 when none)
+    int64_t checkpoint_step = -1;  // step of the newest complete checkpoint (-1 when none)
 };
 
 // Looks at a run folder. A folder that holds a run of another config (config.yaml differs from run.config in
 // any key) is an error naming the keys, never skipped or resumed as if it were this run.
 RunState inspect_run(const SweepRun& run);
-// inspect_run for every run; all failures are reported together.
+// Refuses a suite folder that is a run's folder, or whose sweep.yaml is another suite's (another file, or other
+// variants): a second suite of the same name would mix its runs into the first one's.
+void check_suite_folder(const Sweep& sweep);
+// check_suite_folder, then inspect_run for every run; all run failures are reported together.
 std::vector<RunState> inspect_sweep(const Sweep& sweep);
 
 // [launcher..., binary, "train", base, "--set", k=v, ..., "--resume" | "--overwrite"].

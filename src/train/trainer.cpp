@@ -203,6 +203,10 @@ struct Trainer::Impl {
         SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),
                    "run folder {} is a file, not a folder; move it away or pick another name with --set run.name=NAME",
                    dir);
+        SL_REQUIRE(!fs::exists(d / "sweep.yaml", ec),
+                   "run folder {} is a sweep's suite folder (it holds sweep.yaml and the suite's runs); pick another "
+                   "name with --set run.name=NAME",
+                   dir);
         finish_unfinished_replace();
         const bool holds_run = fs::exists(d / "metrics.h5", ec);
         if (opt.resume) {

@@ -50,10 +50,10 @@ struct SinkRow {
 
 struct RunSpec {
     int L = 2, H = 2, Tp = 3;
-    std::vector<int> positions{0};
+    std::vector<int> positions{0};               // sink_positions: the key positions of attn_mass's columns
     int64_t max_steps = 8;
     int64_t tokens_per_step = 100;
-    std::string config_yaml;                      // "" = one naming max_steps and positions
+    std::string config_yaml;                      // "" = one naming max_steps
     std::vector<double> loss;                     // /train rows at steps 1, 2, ...
     std::vector<std::pair<int64_t, double>> val;  // (step, loss)
     std::vector<SinkRow> sink;
@@ -87,10 +87,13 @@ public:
         groups_ = run_log_groups(spec.L, spec.H, int(spec.positions.size()), spec.Tp);
         std::string cfg = spec.config_yaml;
         if (cfg.empty()) {
-            cfg = fmt::format("train:\n  max_steps: {}\nmetrics:\n  positions: [{}]\n", spec.max_steps,
-                              fmt::join(spec.positions, ", "));
+            cfg = fmt::format("train:\n  max_steps: {}\n", spec.max_steps);
         }
-        log_ = RunLog::create(path, groups_, {{"config_yaml", cfg}, {"backend", "cpu"}}, {{"world_size", 1}});
+        log_ = RunLog::create(path, groups_,
+                              {{"config_yaml", cfg},
+                               {"backend", "cpu"},
+                               {"sink_positions", fmt::format("[{}]", fmt::join(spec.positions, ", "))}},
+                              {{"world_size", 1}});
     }
     void write_steps(int64_t from, int64_t to) {
         for (int64_t step = from; step <= to && step <= int64_t(spec_.loss.size()); step++) {

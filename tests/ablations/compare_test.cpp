@@ -6,6 +6,8 @@
 #include "cli_util.h"
 #include "core/process.h"
 #include "metrics/compare_table.h"
+#include "metrics/runlog_reader.h"
+#include "train/train_util.h"
 
 namespace sinklab::test {
 namespace {
@@ -159,23 +161,52 @@ TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     EXPECT_EQ(none.find("per layer"), std::string::npos) << "a per-layer table without layers:\n" << none;
 }
 
-TEST_F(CompareTest, TrackedPositionsAreFoundInTheConfig) {
+// attn_mass's columns are the key positions in the file's sink_positions, in that order: the trainer puts 0 first
+// and adds the interventions' positions, so the config's metrics.positions ([8, 0] here) does not say.
+TEST_F(CompareTest, TrackedPositionsAreTheFilesSinkPositions) {
     RunSpec s = spec_h1();
-    s.positions = {8, 0};  // attn_mass [L, H, P]: P index 0 is token 8, index 1 is token 0
+    s.positions = {0, 8};  // attn_mass [L, H, P]: P index 0 is token 0, index 1 is token 8
+    s.config_yaml = "train:\n  max_steps: 8\nmetrics:\n  positions: [8, 0]\n";
     s.sink = {{4, {0.9, 0.2, 0.7, 0.4, 0.5, 0.1, 0.3, 0.3}, {0, 0}, {1, 1, 1, 1, 1, 1}, {1, 1}}};
     const fs::path dir = fs::path(dir_.path()) / "iso-s1";
     write_run(dir, s);
     const RunCurves r = read_run(dir.string());
     ASSERT_EQ(r.mass.size(), 2u);
-    EXPECT_NEAR(r.mass.at(0)[0], 0.3, kTol);  // (0.2 + 0.4) / 2
-    EXPECT_NEAR(r.mass.at(0)[1], 0.2, kTol);  // (0.1 + 0.3) / 2
-    EXPECT_NEAR(r.mass.at(8)[0], 0.8, kTol);  // (0.9 + 0.7) / 2
-    EXPECT_NEAR(r.mass.at(8)[1], 0.4, kTol);
+    EXPECT_NEAR(r.mass.at(8)[0], 0.3, kTol);  // (0.2 + 0.4) / 2
+    EXPECT_NEAR(r.mass.at(8)[1], 0.2, kTol);  // (0.1 + 0.3) / 2
+    EXPECT_NEAR(r.mass.at(0)[0], 0.8, kTol);  // (0.9 + 0.7) / 2
+    EXPECT_NEAR(r.mass.at(0)[1], 0.4, kTol);
     const Comparison c = compare_runs(read_all({(suite() / "b-s1").string(), dir.string()}), "", 2);
     EXPECT_EQ(c.positions, (std::vector<int>{0, 8}));
     expect_has(comparison_text(c), {"tok8 mass", "attention mass on token 8 per layer"});
     EXPECT_EQ(c.groups[0].mass.count(8), 1u);
     EXPECT_EQ(c.groups[0].mass.at(8).n, 0);  // b-s1 does not track token 8: "-"
+}
+
+// A trained run: metrics.positions [3, 0] and an isolated row 5 give attn_mass columns for tokens 0, 3, 5 (0 first,
+// repeats dropped, then the interventions', as README's "Reading metrics.h5" says), and compare takes each
+// token's mass from its own column.
+TEST(CompareTrainedRun, EachTokensMassComesFromItsColumn) {
+    const TempDir dir("compare_positions");
+    const CommandResult trained = run_sinklab(small_run(
+        dir, "iso-s1", 3, "--set metrics.positions=[3,0] --set intervention.isolate=[5] --set metrics.every=1"));
+    ASSERT_EQ(trained.rc, 0) << trained.out;
+    const RunCurves r = read_run(dir / "iso-s1");
+    EXPECT_EQ(r.positions, (std::vector<int>{0, 3, 5}));
+    const Dataset mass = RunLogReader(dir / "iso-s1/metrics.h5").read("sink", "attn_mass");  // [n, L, H, P]
+    const int64_t n = mass.shape[0], L = mass.shape[1], H = mass.shape[2], P = mass.shape[3];
+    ASSERT_EQ(P, 3);
+    for (const auto& [column, token] : {std::pair{0, 0}, {1, 3}, {2, 5}}) {
+        ASSERT_EQ(r.mass.count(token), 1u) << token;
+        for (int64_t l = 0; l < L; l++) {
+            double sum = 0;
+            for (int64_t h = 0; h < H; h++) sum += mass.data[size_t((((n - 1) * L + l) * H + h) * P + column)];
+            EXPECT_NEAR(r.mass.at(token)[size_t(l)], sum / double(H), kTol) << "token " << token << " layer " << l;
+        }
+    }
+    // Distinct columns, so that a swap of two would show above.
+    EXPECT_GT(std::abs(r.mass.at(0)[0] - r.mass.at(3)[0]), 1e-3);
+    EXPECT_GT(std::abs(r.mass.at(3)[0] - r.mass.at(5)[0]), 1e-3);
 }
 
 TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
@@ -209,6 +240,18 @@ TEST_F(CompareTest, SuiteFoldersExpandInSuiteOrderAndRunsGroupByVariant) {
     ASSERT_EQ(c.groups.size(), 2u);
     EXPECT_EQ(c.groups[0].name, "suite/b");
     EXPECT_EQ(c.groups[1].name, "other/b");
+    // Suite folders of one name (a suite before and after a change): named by as much of their paths as tells
+    // them apart, each seed in its own group once.
+    const fs::path before = fs::path(dir_.path()) / "runs/s", after = fs::path(dir_.path()) / "runs-new/s";
+    for (const fs::path& f : {before, after}) {
+        write_run(f / "b-s1", spec_b1());
+        write_run(f / "b-s2", spec_b2());
+    }
+    const Comparison twice = compare_runs(read_all({before.string(), after.string()}), "", 2);
+    ASSERT_EQ(twice.groups.size(), 2u);
+    EXPECT_EQ(twice.groups[0].name, "runs/s/b");
+    EXPECT_EQ(twice.groups[1].name, "runs-new/s/b");
+    EXPECT_EQ(twice.groups[1].runs, (Strings{"b-s1", "b-s2"}));
 
     expect_has(error_of([&] { find_runs({(s / "missing").string()}, notes); }), {"missing", "no such file or folder"});
     fs::create_directories(fs::path(dir_.path()) / "empty");

@@ -4,6 +4,8 @@
 #include "ablation_fixture.h"
 #include "cli_util.h"
 #include "core/process.h"
+#include "metrics/compare.h"
+#include "train/train_util.h"
 
 namespace sinklab::test {
 namespace {
@@ -106,6 +108,56 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     unsetenv("SINKLAB_SCRIPTS");
     EXPECT_EQ(bad.rc, 1);
     expect_has(bad.out, {"plot_runs.py, which is missing", "SINKLAB_SCRIPTS"});
+}
+
+// Runs of one name in several folders are grouped by as much of their folder's path as tells the folders apart, as
+// compare's table names them (the C++ of compare_runs here), so that the plot never pools two suites' seeds.
+TEST_F(PlotTest, RunsOfOneNameInSeveralFoldersAreGroupedAsCompareDoes) {
+    const std::vector<fs::path> folders = {root() / "runs/s", root() / "runs-new/s", root() / "x/other"};
+    std::vector<std::string> dirs;
+    for (const fs::path& f : folders)
+        for (const char* run : {"b-s1", "b-s2"}) {
+            write_run(f / run, curve(5.0, true));
+            dirs.push_back((f / run).string());
+        }
+    std::vector<RunCurves> runs;
+    for (const std::string& d : dirs) runs.push_back(read_run(d));
+    std::string by_compare;
+    for (const GroupRow& g : compare_runs(runs, "", 2).groups)
+        for (size_t i = 0; i < g.runs.size(); i++) by_compare += g.name + "\n";
+    EXPECT_EQ(by_compare, "runs/s/b\nruns/s/b\nruns-new/s/b\nruns-new/s/b\nx/other/b\nx/other/b\n");
+
+    std::string list;
+    for (const std::string& d : dirs) list += "'" + d + "', ";
+    write_file(root() / "groups.py", fmt::format("import sys; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
+                                                 "print('\\n'.join(plot_runs.group_names([{}])))\n",
+                                                 SINKLAB_SOURCE_DIR, list));
+    const CommandResult r = run_command("/usr/bin/python3 " + (root() / "groups.py").string());
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(r.out, by_compare);
+}
+
+// A trained run whose attn_mass columns are tokens 0, 3, 5 (metrics.positions [3, 0], row 5 isolated): the script
+// plots each token's mass from its own column, read here by index.
+TEST_F(PlotTest, EachTokensMassComesFromItsColumn) {
+    const TempDir dir("plot_positions");
+    const CommandResult trained = run_sinklab(small_run(
+        dir, "iso-s1", 3, "--set metrics.positions=[3,0] --set intervention.isolate=[5] --set metrics.every=1"));
+    ASSERT_EQ(trained.rc, 0) << trained.out;
+    const std::string check = fmt::format(
+        "import sys, h5py, numpy as np; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
+        "mass = h5py.File('{}/iso-s1/metrics.h5', 'r')['sink/attn_mass'][...]\n"
+        "for column, token in [(0, 0), (1, 3), (2, 5)]:\n"
+        "    run = plot_runs.read_run('{}/iso-s1', token)\n"
+        "    assert run['tracked'], token\n"
+        "    assert np.allclose(run['mass'], mass[:, :, :, column].mean(axis=2), rtol=0, atol=1e-7), token\n"
+        "assert not np.allclose(mass[..., 0], mass[..., 1]) and not np.allclose(mass[..., 1], mass[..., 2])\n"
+        "print('columns ok')\n",
+        SINKLAB_SOURCE_DIR, dir.path(), dir.path());
+    write_file(dir / "check.py", check);
+    const CommandResult r = run_command("/usr/bin/python3 " + dir / "check.py");
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("columns ok"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <set>
 
 #include "ablation_fixture.h"
 #include "config/config.h"
@@ -47,18 +48,20 @@ variants:
             if (r.name == name) return r;
         throw std::runtime_error("no run " + name);
     }
-    // A run folder as `sinklab train` leaves it: config.yaml, metrics.h5 up to `steps`, checkpoints if given.
-    void make_run(const std::string& name, int64_t steps, const Strings& checkpoints = {}) {
+    // A run folder as `sinklab train` leaves it: config.yaml, metrics.h5 up to `steps`, checkpoint folders of the
+    // steps given.
+    void make_run(const std::string& name, int64_t steps, const std::vector<int64_t>& checkpoints = {}) {
         const SweepRun& r = run(name);
         fs::remove_all(r.dir);
         write_run(r.dir, losses(steps), dump_config(r.config));
-        for (const std::string& c : checkpoints) write_file(fs::path(r.dir) / "checkpoints" / c, "x");
+        for (int64_t c : checkpoints)
+            write_file(fs::path(r.dir) / fmt::format("checkpoints/step_{:08d}/state.json", c), "{}");
     }
     // baseline-s1 finished, headnorm-s1 cut short without a checkpoint, baseline-s2 with one, headnorm-s2 absent.
     void make_mixed_folders() {
-        make_run("baseline-s1", 60);
+        make_run("baseline-s1", 60, {60});
         make_run("headnorm-s1", 30);
-        make_run("baseline-s2", 30, {"step_000030.bin"});
+        make_run("baseline-s2", 30, {30});
     }
     TempDir dir_;
     std::string suite_path_;
@@ -82,6 +85,17 @@ TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     make_run("baseline-s2", 30);
     fs::create_directories(fs::path(run("baseline-s2").dir) / "checkpoints");
     EXPECT_EQ(inspect_run(run("baseline-s2")).action, RunAction::restart);
+
+    // Every step logged, but killed while writing the final checkpoint: not finished. Its last row is logged
+    // before the checkpoint is written, and eval and export read the checkpoint.
+    make_run("baseline-s1", 60, {30});
+    fs::create_directories(fs::path(run("baseline-s1").dir) / "checkpoints/.step_00000060.tmp");
+    const RunState killed = inspect_run(run("baseline-s1"));
+    EXPECT_EQ(killed.action, RunAction::resume);
+    EXPECT_EQ(killed.checkpoint_step, 30);
+    make_run("baseline-s1", 60);
+    fs::create_directories(fs::path(run("baseline-s1").dir) / "checkpoints/.step_00000060.tmp");
+    EXPECT_EQ(inspect_run(run("baseline-s1")).action, RunAction::restart);
 }
 
 TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
@@ -104,6 +118,33 @@ TEST_F(SweepTest, AFileWhereARunFolderGoesIsRefusedBeforeAnythingRuns) {
     write_file(r.dir, "not a folder");
     expect_has(error_of([&] { inspect_run(r); }), {r.dir, "is a file", "move it away"});
     expect_has(error_of([&] { inspect_sweep(sweep_); }, Lines::Several), {suite_path_, "\n  headnorm-s1: "});
+}
+
+// A suite's folder must be its own: not a run's folder, and not that of another suite of the same name.
+TEST_F(SweepTest, ASuiteFolderOfARunOrOfAnotherSuiteIsRefused) {
+    const fs::path folder(sweep_.out_dir);
+    write_file(folder / "metrics.h5", "a run's");
+    expect_has(error_of([&] { inspect_sweep(sweep_); }), {suite_path_, sweep_.out_dir, "a run's folder", "metrics.h5"});
+    fs::remove(folder / "metrics.h5");
+
+    write_manifest(sweep_);
+    EXPECT_NO_THROW(inspect_sweep(sweep_));
+    const std::string other = (root() / "other.yaml").string();
+    write_file(other, "base: base.yaml\nname: t\nseeds: [1]\nvariants:\n  - name: gated\n    set: {attention.variant: "
+                      "gated}\n");
+    const Sweep second = expand_sweep(load_suite(other), {});
+    expect_has(error_of([&] { inspect_sweep(second); }),
+               {other, "belongs to another suite (" + suite_path_ + ", variants baseline, headnorm)", "delete"});
+    // The same file with a variant more takes its folder on; so does a suite whose recorded file is gone, when its
+    // variants are the same.
+    write_file(suite_path_, read_file(suite_path_) + "  - name: gated\n    set: {attention.variant: gated}\n");
+    const Sweep grown = expand_sweep(load_suite(suite_path_), {});
+    EXPECT_NO_THROW(inspect_sweep(grown));
+    write_manifest(grown);
+    fs::rename(suite_path_, root() / "moved.yaml");
+    const Sweep moved = expand_sweep(load_suite((root() / "moved.yaml").string()), {});
+    EXPECT_NO_THROW(inspect_sweep(moved));
+    expect_has(error_of([&] { inspect_sweep(second); }), {"variants baseline, headnorm, gated"});
 }
 
 TEST_F(SweepTest, TrainCommandsCarryEveryOverrideAndTheResumeFlags) {
@@ -152,7 +193,7 @@ TEST_F(SweepTest, DryRunPrintsEachStateAndTheExactCommands) {
                              "# baseline-s1: finished (60/60 steps), skipped\n"
                              "# headnorm-s1: stopped at step 30/60 before its first checkpoint, start again\n" +
                              cmd("headnorm", "headnorm", 1, " --overwrite") +
-                             "# baseline-s2: stopped at step 30/60, resume from its newest checkpoint\n" +
+                             "# baseline-s2: stopped at step 30/60, resume from its newest checkpoint (step 30)\n" +
                              cmd("standard", "baseline", 2, " --resume") + "# headnorm-s2: new run\n" +
                              cmd("headnorm", "headnorm", 2, "");
     EXPECT_EQ(text, want);
@@ -165,6 +206,7 @@ struct FakeTrain {
     std::map<std::string, int64_t> stop_at;     // run name -> exits 0 after this many steps
     std::vector<Strings> commands;
     std::map<std::string, int> signalled = {};  // run name -> a stop signal the sweep received while it ran
+    std::set<std::string> no_final_checkpoint = {};  // run names killed before their last checkpoint was written
 
     ProcessResult operator()(const Strings& argv) {
         commands.push_back(argv);
@@ -175,7 +217,10 @@ struct FakeTrain {
         for (const SweepRun& r : sweep->runs) {
             if (r.name != name) continue;
             fs::remove_all(r.dir);
-            write_run(r.dir, losses(stop_at.count(name) ? stop_at.at(name) : 60), dump_config(r.config));
+            const int64_t steps = stop_at.count(name) ? stop_at.at(name) : 60;
+            write_run(r.dir, losses(steps), dump_config(r.config));
+            if (!no_final_checkpoint.count(name))
+                write_file(fs::path(r.dir) / fmt::format("checkpoints/step_{:08d}/state.json", steps), "{}");
         }
         ProcessResult r{0, 0};
         if (signalled.count(name)) r.stop_signal = signalled.at(name);
@@ -263,7 +308,20 @@ TEST_F(SweepTest, ARunThatExitsCleanlyButShortIsNotFinished) {
     EXPECT_FALSE(outcomes[0].finished);
     EXPECT_EQ(outcomes[0].result, "exited at step 42/60");
     EXPECT_EQ(outcomes[1].result, "not run");
-    // The next sweep picks it up: no checkpoint, so it starts again.
+    // The next sweep picks it up from its checkpoint.
+    EXPECT_EQ(inspect_run(sweep_.runs[0]).action, RunAction::resume);
+}
+
+TEST_F(SweepTest, ARunWithoutItsFinalCheckpointIsNotFinished) {
+    FakeTrain fake{&sweep_, {}, {}, {}};
+    fake.no_final_checkpoint = {"baseline-s1"};
+    SweepOptions opt;
+    opt.binary = "/bin/sinklab";
+    opt.launch = std::ref(fake);
+    std::vector<RunOutcome> outcomes;
+    captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    EXPECT_FALSE(outcomes[0].finished);
+    EXPECT_EQ(outcomes[0].result, "exited at step 60/60 without its final checkpoint");
     EXPECT_EQ(inspect_run(sweep_.runs[0]).action, RunAction::restart);
 }
 
@@ -328,6 +386,39 @@ TEST(Process, ShellQuotingReadsBack) {
     pclose(p);
     EXPECT_EQ(std::string(buf, n), "plain|data.train=.cache/x/train_*.bin|a b|it's|$HOME|x;y|[0, 8]||-|");
     EXPECT_EQ(shell_quote("run.name=headnorm-s1"), "run.name=headnorm-s1");  // readable commands: no needless quotes
+}
+
+// shell_split reads a line as sh does (popen's sh prints the words it made of the same line), reads back what
+// shell_join writes, and refuses what only a shell could do.
+TEST(Process, ShellSplitReadsALineAsAShellDoes) {
+    const Strings lines{"mpirun -np 8",
+                        "  mpirun\t-np   2 --host 'node a,node b' ",
+                        "srun --export=ALL,\"X=a b\" -n 2",
+                        "a\\ b 'it'\\''s' \"q\\\"x\\\\y\\$z\\n\" ''",
+                        "x\\\ny \"p\\\nq\" a#b",
+                        ""};
+    for (const std::string& line : lines) {
+        FILE* p = popen(("for w in " + line + "; do printf '%s|' \"$w\"; done").c_str(), "r");
+        ASSERT_NE(p, nullptr);
+        char buf[512];
+        const size_t n = fread(buf, 1, sizeof buf, p);
+        pclose(p);
+        std::string ours;
+        for (const std::string& w : shell_split(line, "--launcher")) ours += w + "|";
+        EXPECT_EQ(ours, std::string(buf, n)) << line;
+    }
+    const Strings argv{"mpirun", "a b", "it's", "$HOME", "x;y", "[0, 8]", "", "-", "\"", "\\", "~", "#c"};
+    EXPECT_EQ(shell_split(shell_join(argv), "x"), argv);
+    for (const char* line : {"mpirun -np $N", "a | b", "run; rm x", "a > f", "x*", "~/bin/run", "#x",
+                                    "'open", "\"open", "\"$X\"", "end\\", "a `b`", "(a)"}) {
+        try {
+            shell_split(line, "--launcher");
+            ADD_FAILURE() << "accepted: " << line;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("--launcher '" + std::string(line) + "' "), std::string::npos)
+                << e.what();
+        }
+    }
 }
 
 }  // namespace

@@ -149,6 +149,11 @@ TEST_F(ConfigErrorTest, ScheduleOrder) {
     expect_has(load_error("train:\n  max_steps: 100\n  warmup_steps: 200\n"),
                {"train.warmup_steps=200", "train.max_steps=100", "cfg.yaml:3"});
     expect_has(load_error("train:\n  lr: 1e-4\n  min_lr: 1e-3\n"), {"train.min_lr=0.001", "train.lr=0.0001"});
+    // A decay that would end inside the warmup.
+    expect_has(load_error("train:\n  max_steps: 100\n  warmup_steps: 20\n  decay_steps: 20\n"),
+               {"train.decay_steps=20", "train.warmup_steps=20", "decay_steps > warmup_steps"});
+    expect_has(load_error("train:\n  max_steps: 100\n  warmup_steps: 20\n  schedule: wsd\n  wsd_decay_frac: 0.9\n"),
+               {"train.wsd_decay_frac=0.9", "last 90 of", "train.max_steps=100", "train.warmup_steps=20"});
 }
 
 TEST_F(ConfigErrorTest, VariantGrammar) {

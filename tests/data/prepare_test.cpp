@@ -236,6 +236,31 @@ TEST(Prepare, ShardsItDidNotWriteAreKept) {
     EXPECT_FALSE(prepare(opt).reused);
 }
 
+// The tokenizer check of train and eval: only shards that a manifest of prepare lists are held to its tokenizer.
+TEST(Prepare, ShardsAreHeldToTheTokenizerTheirManifestNames) {
+    test::TempDir dir;
+    write_inputs(dir);
+    prepare(options(dir, "out"));
+    const std::string glob = dir / "out/*.bin";
+    EXPECT_NO_THROW(check_prepared_tokenizer(glob, "bytes", "data.train"));
+    try {
+        check_prepared_tokenizer(glob, "gpt2", "data.val");
+        FAIL() << "shards of the bytes tokenizer passed as gpt2's";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("data.val '" + glob + "' matches " + dir / "out/train_000000.bin"), std::string::npos)
+            << msg;
+        EXPECT_NE(msg.find("tokenizer bytes (" + dir / "out/manifest.json)"), std::string::npos) << msg;
+    }
+    // Not held: a shard the manifest does not list, and shards beside a manifest that is not prepare's.
+    std::filesystem::copy_file(dir / "out/train_000000.bin", dir / "out/llmc_000000.bin");
+    EXPECT_NO_THROW(check_prepared_tokenizer(dir / "out/llmc_*.bin", "gpt2", "data.train"));
+    nlohmann::json m = nlohmann::json::parse(test::read_file(dir / "out/manifest.json"));
+    m.erase("options");
+    test::write_file(dir / "out/manifest.json", m.dump());
+    EXPECT_NO_THROW(check_prepared_tokenizer(glob, "gpt2", "data.train"));
+}
+
 TEST(Prepare, OutputFolderInsideTheInputsIsNoInput) {
     test::TempDir dir;
     write_inputs(dir);

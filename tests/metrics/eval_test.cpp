@@ -108,6 +108,21 @@ TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
                                         std::string("that this config's model lacks")})
             EXPECT_NE(smaller.out.find(part), std::string::npos) << part << " in: " << smaller.out;
     }
+    // No validation data: the message says how the run came to have none and what to pass; a relative --data
+    // glob that matches nothing names the folder it was taken from.
+    const CommandResult no_val = run_sinklab(fmt::format("eval {} --set data.val=", dir / "e"));
+    EXPECT_NE(no_val.rc, 0);
+    EXPECT_NE(no_val.out.find("data.val is empty (the run was trained without validation data, or --set emptied "
+                              "it); pass --data GLOB"),
+              std::string::npos)
+        << no_val.out;
+    const CommandResult relative = run_command(fmt::format("cd {} && {} eval e --data 'nothere/val_*.bin'",
+                                                           dir.path(), SINKLAB_BINARY));
+    EXPECT_NE(relative.rc, 0);
+    EXPECT_NE(relative.out.find("no token shard matches 'nothere/val_*.bin' (relative to the current folder, " +
+                                std::filesystem::canonical(dir.path()).string() + ")"),
+              std::string::npos)
+        << relative.out;
 }
 
 }  // namespace

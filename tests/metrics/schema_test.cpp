@@ -1,4 +1,5 @@
-// run_log_groups against the table of DESIGN.md "HDF5 run log (metrics.h5)", copied here by hand.
+// run_log_groups against the table of DESIGN.md "HDF5 run log (metrics.h5)", copied here by hand, and the columns
+// README adds to it.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -36,7 +37,14 @@ TEST(RunLogSchema, MatchesDesign) {
           {"token0_norm_ratio", {{L}, false}},
           {"ffn_max_act", {{L, 2}, false}},
           {"ffn_top_channel", {{L}, true}}}},  // a channel index: integer
-        {"heavy", {{"step", {{}, true}}, {"effective_rank", {{L}, false}}, {"attn_map", {{L, 64, 64}, false}}}},
+        {"heavy",
+         {{"step", {{}, true}},
+          {"effective_rank", {{L}, false}},
+          {"attn_map", {{L, 64, 64}, false}},
+          // Beyond DESIGN.md's table: the super neurons of REFERENCE.md by their weights (README, "Sink metrics").
+          {"ffn_gate_norm", {{L, 2}, false}},
+          {"ffn_up_norm", {{L, 2}, false}},
+          {"ffn_top_unit", {{L, 2}, true}}}},  // unit indices: integer
     };
     const std::vector<GroupSpec> groups = run_log_groups(L, H, P, Tp);
     ASSERT_EQ(groups.size(), design.size());

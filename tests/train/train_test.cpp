@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -15,6 +17,7 @@
 
 #include "core/check.h"
 #include "train/run_lock.h"
+#include "train/safetensors.h"
 #include "train/train_util.h"
 
 namespace sinklab::test {
@@ -85,6 +88,8 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
         EXPECT_NEAR(row, 1.0, 1e-4) << i;
     }
     for (double r : rd.read("heavy", "effective_rank").data) EXPECT_TRUE(r >= 1 && r <= 64) << r;
+    for (const char* col : {"ffn_gate_norm", "ffn_up_norm", "ffn_top_unit"})
+        EXPECT_EQ(rd.read("heavy", col).shape, (std::vector<int64_t>{2, 2, 2})) << col;
     EXPECT_EQ(rd.str_attr("sink_positions"), "[0, 5]");
     for (const char* attr : {"config_yaml", "sinklab_version", "git_rev", "backend", "created"})
         EXPECT_TRUE(rd.has_attr(attr)) << attr;
@@ -101,6 +106,55 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     if (r.out.find("No module named 'h5py'") != std::string::npos)
         GTEST_SKIP() << "skipped: /usr/bin/python3 has no h5py";
     EXPECT_EQ(r.rc, 0) << r.out;
+}
+
+// The super-neuron fields of /heavy against the row norms of W_gate and W_up computed here from a checkpoint (fp32
+// weights; the CPU backend trains in fp32): the largest, the median (mean of the two middle ones of an even count)
+// and the unit of the largest, per layer. Step 4's metrics describe the model of step 4's forward pass, whose
+// weights are those after step 3: its checkpoint's.
+TEST(Training, FfnRowNormsAreThoseOfTheCheckpointsWeights) {
+    const TempDir dir("train_row_norms");
+    ASSERT_EQ(run_sinklab(small_run(dir, "s", 4,
+                                    "--set metrics.heavy_every=4 --set checkpoint.every=1 --set checkpoint.keep=4"))
+                  .rc,
+              0);
+    RunLogReader rd(dir / "s/metrics.h5");
+    ASSERT_EQ(rd.read("heavy", "step").data, std::vector<double>{4});
+    const std::vector<double> gate = rd.read("heavy", "ffn_gate_norm").data, up = rd.read("heavy", "ffn_up_norm").data,
+                              unit = rd.read("heavy", "ffn_top_unit").data;  // [1, L, 2] each
+    const SafetensorsFile weights(dir / "s/checkpoints/step_00000003/model.safetensors");
+    const int64_t L = 2, F = 192, C = 64;  // small_run's model
+    for (int64_t l = 0; l < L; l++) {
+        const StoredTensor& w13 = weights.get(fmt::format("layers.{}.w13", l), "F32", {2 * F, C});
+        for (int64_t half = 0; half < 2; half++) {
+            std::vector<double> norms;
+            for (int64_t j = 0; j < F; j++) {
+                double sq = 0;
+                for (int64_t c = 0; c < C; c++) {
+                    float w;
+                    std::memcpy(&w, w13.data + ((half * F + j) * C + c) * 4, 4);
+                    sq += double(w) * w;
+                }
+                norms.push_back(std::sqrt(sq));
+            }
+            const int64_t top = std::max_element(norms.begin(), norms.end()) - norms.begin();
+            const double largest = norms[size_t(top)];
+            std::sort(norms.begin(), norms.end());
+            const double median = (norms[F / 2 - 1] + norms[F / 2]) / 2;
+            const std::vector<double>& logged = half == 0 ? gate : up;
+            EXPECT_NEAR(logged[size_t(2 * l)], largest, 1e-6 * largest) << "layer " << l << " half " << half;
+            EXPECT_NEAR(logged[size_t(2 * l + 1)], median, 1e-6 * median) << "layer " << l << " half " << half;
+            EXPECT_EQ(unit[size_t(2 * l + half)], double(top)) << "layer " << l << " half " << half;
+        }
+    }
+    // eval.h5 of that checkpoint holds the same values.
+    ASSERT_EQ(run_sinklab(fmt::format("eval {} --batches 1 --checkpoint {}", dir / "s",
+                                      dir / "s/checkpoints/step_00000003"))
+                  .rc,
+              0);
+    RunLogReader ev(dir / "s/eval.h5");
+    EXPECT_EQ(ev.read("eval", "ffn_top_unit").data, unit);
+    EXPECT_EQ(ev.read("eval", "ffn_gate_norm").data, gate);
 }
 
 TEST(Training, ExistingRunIsNotOverwritten) {
@@ -177,6 +231,38 @@ TEST(Training, AStartThatFailsLosesAndLeavesNothing) {
     // A new run that cannot start leaves no folder behind.
     EXPECT_NE(run_sinklab(small_run(dir, "new", 3, no_data)).rc, 0);
     EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+}
+
+// A run started in a sweep's suite folder would hide the suite's runs from compare.
+TEST(Training, ASuiteFolderIsNoRunFolder) {
+    const TempDir dir("train_in_suite");
+    write_file(dir / "s/sweep.yaml", "variants: [b]\n");
+    const CommandResult r = run_sinklab(small_run(dir, "s", 2));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("run folder " + dir / "s is a sweep's suite folder"), std::string::npos) << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "s/metrics.h5"));
+}
+
+// Shards whose prepare manifest names another tokenizer than data.tokenizer would train on ids that mean other
+// text: refused before the run starts, naming the manifest, even when model.vocab_size holds the ids.
+TEST(Training, ShardsMadeWithAnotherTokenizerAreRefused) {
+    const TempDir dir("train_other_tokenizer");
+    std::string text;
+    for (int i = 0; i < 400; ++i) text += fmt::format("Document {} says {} things.\n<|endoftext|>\n", i, i * 7919);
+    write_file(dir / "in.txt", text);
+    const CommandResult prepared = run_sinklab(fmt::format(
+        "prepare {} --out {} --tokenizer bytes --val-fraction 0.2 --doc-separator '<|endoftext|>' -q", dir / "in.txt",
+        dir / "data"));
+    ASSERT_EQ(prepared.rc, 0) << prepared.out;
+    const CommandResult other =
+        run_sinklab(small_run(dir, "gpt2", 2, "--set data.tokenizer=gpt2 --set model.vocab_size=50304"));
+    EXPECT_NE(other.rc, 0);
+    EXPECT_NE(other.out.find("made with tokenizer bytes (" + dir / "data/manifest.json"), std::string::npos)
+        << other.out;
+    EXPECT_NE(other.out.find("data.tokenizer is 'gpt2'"), std::string::npos) << other.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "gpt2"));
+    const CommandResult same = run_sinklab(small_run(dir, "bytes", 2));
+    EXPECT_EQ(same.rc, 0) << same.out;
 }
 
 // Every entry under `root`, relative path -> size and a hash of its bytes ("folder" for a folder): equal for a
