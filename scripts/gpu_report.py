@@ -1,7 +1,8 @@
 """Writes OUT/report.md for scripts/gpu_check.sh from its stage table and logs, and prints the summary table last.
 
 Usage: python3 scripts/gpu_report.py STAGES.tsv LOGS OUT     (standard library only: it runs under any python3)
-STAGES.tsv: one line per stage, tab-separated: name, status (ok | TIMEOUT | FAIL (rc N)), seconds, limit.
+STAGES.tsv: one line per stage, tab-separated: name, status (ok | TIMEOUT | FAIL (rc N) | SKIPPED (...)), seconds,
+limit.
 LOGS: the folder of the stages' NAME.log files (and the profile stage's ncu-raw.csv).
 """
 import csv
@@ -354,7 +355,8 @@ def main():
                 f", with wgmma attention {wgmma[0] / t:.3f}x" if t and wgmma else "") + (
                 f", with cuDNN attention {cudnn[0] / t:.3f}x" if t and cudnn else "")
     key["train"] = train_summary(logs.get("train", []))
-    key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"
+    key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", [])
+                                if re.search(r"(ERROR|RACECHECK) SUMMARY", l)) or "no summary"
     profile = profile_lines(os.path.join(log_dir, "ncu-raw.csv"),
                             attention_shape(os.path.join(log_dir, "profile-config.yaml")))
     sass = sass_lines(os.path.join(log_dir, "attn.sass"))
@@ -387,8 +389,10 @@ def main():
     for s in stages:
         if s[0].startswith("torch-") or s[0] == "train" or s[0] == "preflight":
             md += [f"## {s[0]}", "", "```"] + logs[s[0]][-40:] + ["```", ""]
-    with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
+    # Written aside and renamed: gpu_check.sh rewrites it after every stage, and a call cut short keeps the last.
+    with open(os.path.join(out, "report.md.tmp"), "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
+    os.replace(os.path.join(out, "report.md.tmp"), os.path.join(out, "report.md"))
     print(f"\nreport: {os.path.join(out, 'report.md')}\n")
     if goals:
         print("\n".join(goals) + "\n")
