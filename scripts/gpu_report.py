@@ -20,13 +20,17 @@ def read(logs, name):
     return open(path, encoding="utf-8", errors="replace").read().splitlines() if os.path.exists(path) else []
 
 
-def bench_rows(lines):
-    """{label: (tokens/s, step ms, MFU %, GiB, estimated GiB, vs first, spread %)} from sinklab bench's main table;
-    the last one when there are several (the bench stage's unprofiled rounds)."""
-    rows = {}
+def bench_rows(lines, profiled=False):
+    """{label: (tokens/s, step ms, MFU %, GiB, estimated GiB, vs first, spread %)} from sinklab bench's main tables
+    of the runs without per-op timing, the last row of each label; with profiled, of the runs with it (their header
+    says so), whose synchronization makes them no measure of speed."""
+    rows, timing = {}, False
     for line in lines:
+        if line.startswith("bench "):
+            timing = "per-op timing on" in line
+            continue
         m = BENCH_ROW.match(line)
-        if m:
+        if m and timing == profiled:
             rows[m.group(2).strip()] = tuple(float(m.group(i)) for i in (3, 4, 5, 7, 8, 6, 9))
     return rows
 
@@ -342,7 +346,13 @@ def main():
     if stuck:
         key["tests"] += f"; unfinished: {stuck}"
     for name, rows in bench.items():
-        key[name] = bench_summary(rows, attention_rates(logs[name]))
+        if rows:
+            key[name] = bench_summary(rows, attention_rates(logs[name]))
+        elif bench_rows(logs[name], profiled=True):
+            key[name] = ("only the run with per-op timing finished (no speed figures, no goals): " +
+                         bench_summary(bench_rows(logs[name], profiled=True), attention_rates(logs[name])))
+        else:
+            key[name] = "no results"
     torch = {}
     for s in stages:
         if s[0].startswith("torch-"):

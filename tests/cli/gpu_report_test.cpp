@@ -147,6 +147,25 @@ TEST(GpuReport, JudgesTheIssueGoals) {
     EXPECT_GT(ours.tokens_per_s, 1000.0) << "the CPU bench must beat the made-up torch figure for the test to mean it";
 }
 
+// A bench stage cut short after its first run (per-op timing on, whose synchronization makes it no measure of speed)
+// gives no speed figures and judges no goal; the summary says what finished.
+TEST(GpuReport, ABenchCutAfterItsProfiledRunJudgesNoGoal) {
+    TempDir out("gpu_report_cut");
+    ASSERT_EQ(cpu_bench().rc, 0) << cpu_bench().out;
+    const std::string& log = cpu_bench().out;
+    const size_t second = log.find("\nbench ", log.find("bench ") + 1);
+    ASSERT_NE(second, std::string::npos) << log;
+    write_file(out.path() + "/bench-1024.log", log.substr(0, second + 1));
+    write_file(out.path() + "/torch-1024.log", "torch tokens/s 1000.0\n");
+    write_file(out.path() + "/stages.tsv", "bench-1024\tTIMEOUT\t90\t90\ntorch-1024\tok\t5\t70\n");
+    const std::string md = report_md(out);
+    EXPECT_NE(md.find("| bench-1024 | TIMEOUT | 90s of 90s | only the run with per-op timing finished (no speed "
+                      "figures, no goals): standard "),
+              std::string::npos)
+        << md;
+    EXPECT_EQ(md.find("## Issue 6 goals"), std::string::npos) << md;
+}
+
 // A failed test's first messages reach report.md under its name (CudaWgmma's name what the hardware read), the
 // passing tests' output does not, and a long block is cut with a pointer to tests.log. The counts are over both runs
 // of the stage, the second cut short.
