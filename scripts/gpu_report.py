@@ -384,7 +384,8 @@ def main():
     goals = goals_table({name.split("-", 1)[1]: rows for name, rows in bench.items() if rows}, torch)
     md += ["## Summary", ""] + table + [""]
     if goals:
-        md += ["## Issue 6 goals", ""] + goals + [""]
+        md += ["## Issue 6 goals", "", "MFU against the dense bf16 datasheet peak sinklab bench uses (H100 / H200: 989 "
+               "TFLOP/s); tokens/s and overheads from the bench runs without per-op timing.", ""] + goals + [""]
     failed = failure_messages(logs.get("tests", []))
     precision = [l for l in logs.get("tests", []) if re.search(r"worst (gradient error/bound|relative difference)", l)]
     md += ["## tests", "", "```"] + (failed or ["no failed tests listed"]) + precision + ["```", ""]
