@@ -8,7 +8,8 @@
 # Each run's first row is standard on ours, which its `vs first` ratios are to. sinklab_wgmma comes last, so that a
 # fault of its kernels, which ends the CUDA context of its process, costs only its own rows. A run that fails does
 # not stop the next; the exit status says whether all three succeeded.
-# Usage: gpu_bench.sh SINKLAB CONFIG T MICRO_BATCH [--set k=v ...]   env: BENCH_STEPS (6), BENCH_WARMUP (2)
+# Usage: gpu_bench.sh SINKLAB CONFIG T MICRO_BATCH [--set k=v ...]   env: BENCH_STEPS (6), BENCH_WARMUP (2),
+# NO_WGMMA (set: leave sinklab_wgmma out)
 set -uo pipefail
 (($# >= 4)) || { echo "usage: gpu_bench.sh SINKLAB CONFIG T MICRO_BATCH [--set k=v ...]" >&2; exit 2; }
 bin=$1 config=$2 T=$3 micro_batch=$4
@@ -16,6 +17,7 @@ shift 4
 args=("$config" --set model.seq_len="$T" --set train.micro_batch="$micro_batch" "$@"
       --steps "${BENCH_STEPS:-6}" --warmup "${BENCH_WARMUP:-2}")
 impls=(--impls sinklab cudnn sinklab_wgmma)
+[[ -n ${NO_WGMMA:-} ]] && impls=(--impls sinklab cudnn)
 rc=0
 "$bin" bench "${args[@]}" --variants standard "${impls[@]}" --metrics || rc=1
 "$bin" bench "${args[@]}" --variants standard headnorm --metrics --no-profile --rounds 2 || rc=1

@@ -1,7 +1,8 @@
 """Writes OUT/report.md for scripts/gpu_check.sh from its stage table and logs, and prints the summary table last.
 
 Usage: python3 scripts/gpu_report.py STAGES.tsv LOGS OUT     (standard library only: it runs under any python3)
-STAGES.tsv: one line per stage, tab-separated: name, status (ok | TIMEOUT | FAIL (rc N)), seconds, limit.
+STAGES.tsv: one line per stage, tab-separated: name, status (ok | TIMEOUT | FAIL (rc N) | SKIPPED (...)), seconds,
+limit.
 LOGS: the folder of the stages' NAME.log files (and the profile stage's ncu-raw.csv).
 """
 import csv
@@ -19,13 +20,17 @@ def read(logs, name):
     return open(path, encoding="utf-8", errors="replace").read().splitlines() if os.path.exists(path) else []
 
 
-def bench_rows(lines):
-    """{label: (tokens/s, step ms, MFU %, GiB, estimated GiB, vs first, spread %)} from sinklab bench's main table;
-    the last one when there are several (the bench stage's unprofiled rounds)."""
-    rows = {}
+def bench_rows(lines, profiled=False):
+    """{label: (tokens/s, step ms, MFU %, GiB, estimated GiB, vs first, spread %)} from sinklab bench's main tables
+    of the runs without per-op timing, the last row of each label; with profiled, of the runs with it (their header
+    says so), whose synchronization makes them no measure of speed."""
+    rows, timing = {}, False
     for line in lines:
+        if line.startswith("bench "):
+            timing = "per-op timing on" in line
+            continue
         m = BENCH_ROW.match(line)
-        if m:
+        if m and timing == profiled:
             rows[m.group(2).strip()] = tuple(float(m.group(i)) for i in (3, 4, 5, 7, 8, 6, 9))
     return rows
 
@@ -341,7 +346,13 @@ def main():
     if stuck:
         key["tests"] += f"; unfinished: {stuck}"
     for name, rows in bench.items():
-        key[name] = bench_summary(rows, attention_rates(logs[name]))
+        if rows:
+            key[name] = bench_summary(rows, attention_rates(logs[name]))
+        elif bench_rows(logs[name], profiled=True):
+            key[name] = ("only the run with per-op timing finished (no speed figures, no goals): " +
+                         bench_summary(bench_rows(logs[name], profiled=True), attention_rates(logs[name])))
+        else:
+            key[name] = "no results"
     torch = {}
     for s in stages:
         if s[0].startswith("torch-"):
@@ -354,7 +365,8 @@ def main():
                 f", with wgmma attention {wgmma[0] / t:.3f}x" if t and wgmma else "") + (
                 f", with cuDNN attention {cudnn[0] / t:.3f}x" if t and cudnn else "")
     key["train"] = train_summary(logs.get("train", []))
-    key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", []) if "ERROR SUMMARY" in l) or "no summary"
+    key["sanitize"] = "; ".join(l.strip() for l in logs.get("sanitize", [])
+                                if re.search(r"(ERROR|RACECHECK) SUMMARY", l)) or "no summary"
     profile = profile_lines(os.path.join(log_dir, "ncu-raw.csv"),
                             attention_shape(os.path.join(log_dir, "profile-config.yaml")))
     sass = sass_lines(os.path.join(log_dir, "attn.sass"))
@@ -372,7 +384,8 @@ def main():
     goals = goals_table({name.split("-", 1)[1]: rows for name, rows in bench.items() if rows}, torch)
     md += ["## Summary", ""] + table + [""]
     if goals:
-        md += ["## Issue 6 goals", ""] + goals + [""]
+        md += ["## Issue 6 goals", "", "MFU against the dense bf16 datasheet peak sinklab bench uses (H100 / H200: 989 "
+               "TFLOP/s); tokens/s and overheads from the bench runs without per-op timing.", ""] + goals + [""]
     failed = failure_messages(logs.get("tests", []))
     precision = [l for l in logs.get("tests", []) if re.search(r"worst (gradient error/bound|relative difference)", l)]
     md += ["## tests", "", "```"] + (failed or ["no failed tests listed"]) + precision + ["```", ""]
@@ -387,8 +400,10 @@ def main():
     for s in stages:
         if s[0].startswith("torch-") or s[0] == "train" or s[0] == "preflight":
             md += [f"## {s[0]}", "", "```"] + logs[s[0]][-40:] + ["```", ""]
-    with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
+    # Written aside and renamed: gpu_check.sh rewrites it after every stage, and a call cut short keeps the last.
+    with open(os.path.join(out, "report.md.tmp"), "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
+    os.replace(os.path.join(out, "report.md.tmp"), os.path.join(out, "report.md"))
     print(f"\nreport: {os.path.join(out, 'report.md')}\n")
     if goals:
         print("\n".join(goals) + "\n")

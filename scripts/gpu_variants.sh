@@ -19,17 +19,20 @@
 # gets the tables (printed last): tests; per configuration each variant's mean tokens/s and its ratio to the first
 # variant; and the time per step of the op families kernel changes touch (a change of a few per cent of the step
 # shows there long before it clears the tokens/s noise); $OUT/variants-logs.tar.gz the logs. Both are rewritten
-# after the tests and after every round, so that the run can follow gpu_check.sh in the same device call and, cut
-# short by its limit, still return the rounds it finished. Without a GPU it is a dry run: the tests skip and the
-# bench fails fast.
+# after the tests and after every bench, so that the run can follow gpu_check.sh in the same device call and, cut
+# short by its limit, still return what it finished. It stops before SINKLAB_GPU_DEADLINE (seconds since the epoch;
+# export the same one for gpu_check.sh before it; default 570 s from now): no test or bench starts that could not
+# end before it. Without a GPU it is a dry run: the tests skip and the bench fails fast.
 # env: BUILD_DIR (default build-gpu), JOBS (default 2), ROUNDS, VARIANT_BENCH_ARGS, OUT, CARRY (the folder of the packs,
-# default .carry).
+# default .carry), SINKLAB_GPU_DEADLINE.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 carry=${CARRY:-.carry}
 
 die() { echo "gpu_variants: $*" >&2; exit 1; }
 sum_lines() { awk '{n += $1} END {print n + 0}'; }
+# Seconds left before the deadline, less 20 for a killed process's grace and the report.
+time_left() { echo $((deadline - $(date +%s) - 20)); }
 
 pack() {
     (($# >= 1)) || die "pack needs at least one git ref"
@@ -82,6 +85,7 @@ pack() {
 
 run() {
     OUT=${OUT:-${TMPDIR:-/tmp}/sinklab-gpu-variants-out}
+    deadline=${SINKLAB_GPU_DEADLINE:-$(($(date +%s) + 570))}
     local work=${TMPDIR:-/tmp}/sinklab-gpu-variants rounds=${ROUNDS:-2}
     [[ -s $carry/variants.tar.xz && -s $carry/VARIANTS ]] || die "no $carry/variants.tar.xz: run the pack mode here"
     rm -rf "$work"
@@ -97,12 +101,20 @@ run() {
     local -A no_wgmma  # the variants whose wgmma tests failed
     : >"$work/tests.tsv"
     while read -r name _; do
-        local v=$work/variants/$name log=$work/logs/tests-$name.log rc=0 wg_rc=0 passed failed
+        local v=$work/variants/$name log=$work/logs/tests-$name.log rc=0 wg_rc=0 passed failed limit
+        limit=$(time_left)
+        if ((limit < 20)); then
+            echo "tests $name: skipped, the call's time is spent"
+            printf '%s\t%s\t0\t0\t1\n' "$name" "skipped" >>"$work/tests.tsv"
+            no_wgmma[$name]=1
+            continue
+        fi
+        ((limit > 180)) && limit=180
         # A wgmma fault ends its process's CUDA context, so those tests run after the others, in a process apart.
-        timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no --gtest_filter="$1"' "$v/sinklab_tests" \
+        timeout -k 10 $((limit / 2)) bash -c 'sl "$0" --gtest_color=no --gtest_filter="$1"' "$v/sinklab_tests" \
             "$CUDA_TEST_FILTER:Cuda*Wgmma*" >"$log" 2>&1 </dev/null || rc=1
-        timeout -k 10 90 bash -c 'sl "$0" --gtest_color=no --gtest_filter="Cuda*Wgmma*"' "$v/sinklab_tests" \
-            >>"$log" 2>&1 </dev/null || wg_rc=1
+        timeout -k 10 $((limit / 2)) bash -c 'sl "$0" --gtest_color=no --gtest_filter="Cuda*Wgmma*"' \
+            "$v/sinklab_tests" >>"$log" 2>&1 </dev/null || wg_rc=1
         # Its wgmma numbers would time wrong results, and a fault would end the bench process and the other
         # implementation's numbers with it.
         ((wg_rc == 0)) || no_wgmma[$name]=1
@@ -113,7 +125,7 @@ run() {
         echo "tests $name: rc $((rc | wg_rc)), ${passed:-0} passed, ${failed:-0} failed"
     done <"$carry/VARIANTS"
     write_report 0
-    local round T mb
+    local round T mb limit
     for round in $(seq 1 "$rounds"); do
         for T in 1024 4096; do
             mb=$((T == 1024 ? 48 : 12))
@@ -122,26 +134,51 @@ run() {
                 for arg in "${bench_args[@]}"; do
                     [[ $arg == sinklab_wgmma && -n ${no_wgmma[$name]:-} ]] || args+=("$arg")
                 done
+                printf '%s\n' "${args[@]}" >"$work/args-$name"
+                # A bench takes about 25 s on an H200: one with less time left could only be cut.
+                limit=$(time_left)
+                if ((limit < 40)); then
+                    echo "bench $name T=$T round $round: not started, the call's time is spent"
+                    break 3
+                fi
+                ((limit > 120)) && limit=120
                 # Each variant with its own configs/, so a ref that changed them is measured as it stands.
-                (cd "$v" && timeout -k 10 120 bash -c 'sl ./sinklab bench "$@"' _ configs/llama-152m.yaml \
+                (cd "$v" && timeout -k 10 "$limit" bash -c 'sl ./sinklab bench "$@"' _ configs/llama-152m.yaml \
                     --set backend=cuda --set model.seq_len="$T" --set train.micro_batch="$mb" "${args[@]}") \
                     >"$log" 2>&1 </dev/null
                 echo "bench $name T=$T round $round: rc $?"
+                write_report "$round"
             done <"$carry/VARIANTS"
         done
-        write_report "$round"
     done
     cat "$OUT/variants.md"
 }
 
-# $OUT/variants.md and $OUT/variants-logs.tar.gz from what run has done so far in its work folder ($1: the rounds of
-# bench done): written after the tests and after every round, so that a call cut short by its time limit still
-# returns the rounds it finished.
+# $OUT/variants.md and $OUT/variants-logs.tar.gz from what run has done so far in its work folder ($1: the round of
+# bench under way, 0 before the first): written after the tests and after every bench, each aside and then renamed,
+# so that a call cut short by its time limit still returns what it finished.
 write_report() {
-    tar -czf "$OUT/variants-logs.tar.gz" -C "$work" logs
+    tar -czf "$OUT/variants-logs.tar.gz.tmp" -C "$work" logs && mv "$OUT/variants-logs.tar.gz.tmp" \
+        "$OUT/variants-logs.tar.gz"
     python3 - "$work" "$OUT/variants.md" "$carry/VARIANTS" "$1" <<'PY'
 import glob, os, re, sys
 work, out, index, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+
+
+def single_impl(name):
+    """The attention.impl of a variant's bench rows when its bench was given exactly one (sinklab bench then labels
+    its rows without it, e.g. after sinklab_wgmma was dropped): "" otherwise."""
+    path = os.path.join(work, "args-" + name)
+    args = open(path).read().split("\n") if os.path.exists(path) else []
+    impls = []
+    if "--impls" in args:
+        for a in args[args.index("--impls") + 1:]:
+            if a.startswith("--"):
+                break
+            impls.append(a)
+    return impls[0] if len(impls) == 1 else ""
+
+
 row = re.compile(r"^\s*\d+\s+(.+?)\s+(\d+)\s+([\d.]+)\s+[\d.]+%\s+[\d.]+x")
 # The op families the waiting kernel changes touch, from the bench's per-op table (share of op time per
 # configuration, in the order of its rows) times the step time: an estimate of each family's time per step.
@@ -152,17 +189,24 @@ tests = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open(os.path.join
 for line in open(index):
     name, ref, commit = line.split()
     t = tests.get(name, [name, "?", "0", "0", "0"])
+    if t[1] == "skipped":
+        md.append(f"| {name} | {ref} | {commit} | not run: the call's time was spent |")
+        continue
     wg = "; wgmma tests failed: benched without sinklab_wgmma" if t[4] != "0" else ""
     md.append(f"| {name} | {ref} | {commit} | rc {t[1]}: {t[2]} passed, {t[3]} failed{wg} |")
 tok, ops = {}, {}  # (T, label) -> {name: [tokens/s per round]}; (T, label, family) -> {name: [ms per round]}
 for path in glob.glob(os.path.join(work, "logs", "bench-*.log")):
     m = re.match(r"bench-(.+)-T(\d+)-r\d+\.log$", os.path.basename(path))
     name, T = m.group(1), int(m.group(2))
+    impl = single_impl(name)
     rows, in_shares = [], False
     for line in open(path, errors="replace"):
         r, fields = row.match(line), line.split()
         if r:
             label = r.group(1).strip()
+            if impl and "[" not in label:  # "standard +metrics" -> "standard [sinklab] +metrics"
+                parts = label.split(" +", 1)
+                label = f"{parts[0]} [{impl}]" + (f" +{parts[1]}" if len(parts) > 1 else "")
             rows.append((label, float(r.group(3))))
             tok.setdefault((T, label), {}).setdefault(name, []).append(float(r.group(2)))
         elif line.startswith("share of op time per family"):
@@ -190,7 +234,8 @@ def cells(per, scale, digits, unit):
     return " | ".join(out)
 
 
-md += ["", f"Mean tokens/s over the {rounds} round(s) run (min-max), and the ratio to the first variant's mean.",
+md += ["", f"Mean tokens/s over the {rounds} round(s) run (min-max; per-op timing on unless VARIANT_BENCH_ARGS has "
+       "--no-profile), and the ratio to the first variant's mean.",
        "",
        "| T | configuration | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
 for (T, label) in sorted(tok):
@@ -200,7 +245,8 @@ md += ["", "Time per step (ms) of the op families kernel changes touch, their sh
        "| T | configuration | op | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 3)]
 for (T, label, fam) in sorted(ops, key=lambda k: (k[0], k[1], families.index(k[2]))):
     md.append(f"| {T} | {label} | {fam} | " + cells(ops[(T, label, fam)], 1, 2, "") + " |")
-open(out, "w").write("\n".join(md) + "\n")
+open(out + ".tmp", "w").write("\n".join(md) + "\n")
+os.replace(out + ".tmp", out)
 PY
 }
 

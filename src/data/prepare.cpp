@@ -484,8 +484,8 @@ void check_prepared_tokenizer(const std::string& glob, const std::string& tokeni
                 made = Made{};
             }
         }
-        if (made.tokenizer.empty() || made.tokenizer == tokenizer || !made.shards.count(fs::path(file).filename().string()))
-            continue;
+        const bool listed = made.shards.count(fs::path(file).filename().string()) > 0;
+        if (made.tokenizer.empty() || made.tokenizer == tokenizer || !listed) continue;
         fail("{} '{}' matches {}, which sinklab prepare made with tokenizer {} ({}), but data.tokenizer is '{}'; set "
              "data.tokenizer to the shards' tokenizer (and model.vocab_size to fit its ids) or make shards with "
              "`sinklab prepare --tokenizer {}`",

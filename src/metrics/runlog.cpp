@@ -76,6 +76,8 @@ h5::Id ordered_links(hid_t cls) {
 void write_attr(hid_t loc, const std::string& name, hid_t file_type, hid_t memory_type, const void* value,
                 const std::string& path) {
     h5::Id space(H5Screate(H5S_SCALAR), H5Sclose);
+    if (H5Aexists(loc, name.c_str()) > 0)
+        h5::check(H5Adelete(loc, name.c_str()), "{}: cannot replace attribute {}", path, name);
     h5::Id attr(h5::check(H5Acreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
                           "{}: cannot create attribute {}", path, name),
                 H5Aclose);
@@ -359,7 +361,9 @@ std::unique_ptr<RunLog> RunLog::create(const std::string& path, const std::vecto
 }
 
 std::unique_ptr<RunLog> RunLog::resume(const std::string& path, const std::vector<GroupSpec>& groups,
-                                       int64_t through_step) {
+                                       int64_t through_step,
+                                       const std::vector<std::pair<std::string, std::string>>& str_attrs,
+                                       const std::vector<std::pair<std::string, double>>& num_attrs) {
     h5::quiet();
     validate(groups);
     std::error_code error;
@@ -385,6 +389,7 @@ std::unique_ptr<RunLog> RunLog::resume(const std::string& path, const std::vecto
             add_new_columns(file.get(), groups, path);
             check_schema(file.get(), groups, path);
             truncate_rows(file.get(), groups, through_step, path);
+            write_attrs(file.get(), str_attrs, num_attrs, path);
         } catch (const h5::Failure& e) {
             fail("cannot resume: {}; the file is damaged: move it away and start a new run", e.what());
         }

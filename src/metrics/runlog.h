@@ -54,11 +54,14 @@ public:
 
     // Reopens a run's file to continue after a checkpoint at step `through_step`: rows of every group whose
     // step is > through_step are dropped, so a resumed run has no duplicate rows. Works on files left by a
-    // killed writer. The file's groups and columns must be exactly `groups`. The file is repaired and
-    // truncated in a copy that replaces it only once complete, so a resume that fails or is killed leaves
-    // the file as it was.
+    // killed writer. The file's groups and columns must be those of `groups`, but for ones a newer sinklab added
+    // (which are added, their earlier rows missing). The given attributes replace the file's (what the resumed
+    // run is now: its config, its number of ranks); the others stay. The file is repaired and truncated in a copy
+    // that replaces it only once complete, so a resume that fails or is killed leaves the file as it was.
     static std::unique_ptr<RunLog> resume(const std::string& path, const std::vector<GroupSpec>& groups,
-                                          int64_t through_step);
+                                          int64_t through_step,
+                                          const std::vector<std::pair<std::string, std::string>>& str_attrs = {},
+                                          const std::vector<std::pair<std::string, double>>& num_attrs = {});
 
     // Buffers one row of `group`; every column of the group must be given once, with prod(row_shape) values.
     void append(const std::string& group, const std::vector<RowValue>& row);

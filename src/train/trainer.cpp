@@ -338,20 +338,27 @@ struct Trainer::Impl {
         const auto groups = run_log_groups(cfg.model.n_layer, cfg.model.n_head, int(sink->positions().size()),
                                            sink->wo_std_positions());
         const std::string h5 = (fs::path(dir) / "metrics.h5").string();
-        if (resumed) runlog = RunLog::resume(h5, groups, resumed->run_log_step);
-        else runlog = RunLog::create(
-            h5, groups,
-            {{"config_yaml", dump_config(cfg)},
-             {"sinklab_version", SINKLAB_VERSION},
-             {"git_rev", git_rev()},
-             {"backend", backend->name()},
-             {"device", backend->device_name()},
-             {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
-             {"created", now_iso8601()}},
-            {{"world_size", double(comm.world())},
-             {"n_params", double(model->table().count())},
-             {"flops_per_token", model->flops_per_token()},
-             {"tokens_per_step", double(geo.tokens_per_step)}});
+        // A resume may change the ranks (and with them tokens_per_step) and what resume_changes allows of the
+        // config: those attributes say what the run is now.
+        const std::vector<std::pair<std::string, std::string>> now_str = {{"config_yaml", dump_config(cfg)}};
+        const std::vector<std::pair<std::string, double>> now_num = {
+            {"world_size", double(comm.world())}, {"tokens_per_step", double(geo.tokens_per_step)}};
+        if (resumed) {
+            runlog = RunLog::resume(h5, groups, resumed->run_log_step, now_str, now_num);
+            return;
+        }
+        std::vector<std::pair<std::string, std::string>> str_attrs = {
+            {"sinklab_version", SINKLAB_VERSION},
+            {"git_rev", git_rev()},
+            {"backend", backend->name()},
+            {"device", backend->device_name()},
+            {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
+            {"created", now_iso8601()}};
+        std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
+                                                                 {"flops_per_token", model->flops_per_token()}};
+        str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());
+        num_attrs.insert(num_attrs.begin(), now_num.begin(), now_num.end());
+        runlog = RunLog::create(h5, groups, str_attrs, num_attrs);
     }
 
     void setup() {

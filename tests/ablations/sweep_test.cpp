@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <set>
+#include <tuple>
 
 #include "ablation_fixture.h"
 #include "config/config.h"
@@ -298,31 +299,27 @@ TEST_F(SweepTest, AnInterruptStopsEvenWithKeepGoing) {
     EXPECT_EQ(second[1], "exited at step 30/60");
 }
 
-TEST_F(SweepTest, ARunThatExitsCleanlyButShortIsNotFinished) {
-    FakeTrain fake{&sweep_, {}, {{"baseline-s1", 42}}, {}};
-    SweepOptions opt;
-    opt.binary = "/bin/sinklab";
-    opt.launch = std::ref(fake);
-    std::vector<RunOutcome> outcomes;
-    captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
-    EXPECT_FALSE(outcomes[0].finished);
-    EXPECT_EQ(outcomes[0].result, "exited at step 42/60");
-    EXPECT_EQ(outcomes[1].result, "not run");
-    // The next sweep picks it up from its checkpoint.
-    EXPECT_EQ(inspect_run(sweep_.runs[0]).action, RunAction::resume);
-}
-
-TEST_F(SweepTest, ARunWithoutItsFinalCheckpointIsNotFinished) {
-    FakeTrain fake{&sweep_, {}, {}, {}};
-    fake.no_final_checkpoint = {"baseline-s1"};
-    SweepOptions opt;
-    opt.binary = "/bin/sinklab";
-    opt.launch = std::ref(fake);
-    std::vector<RunOutcome> outcomes;
-    captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
-    EXPECT_FALSE(outcomes[0].finished);
-    EXPECT_EQ(outcomes[0].result, "exited at step 60/60 without its final checkpoint");
-    EXPECT_EQ(inspect_run(sweep_.runs[0]).action, RunAction::restart);
+// A run that exits 0 short of its steps (a stop signal's checkpoint), or killed after its last row but before its
+// final checkpoint, is not finished; the next sweep resumes it from its checkpoint, or starts it again.
+TEST_F(SweepTest, ARunThatEndsShortOrWithoutItsFinalCheckpointIsNotFinished) {
+    FakeTrain exited_short{&sweep_, {}, {{"baseline-s1", 42}}, {}};
+    FakeTrain killed_in_checkpoint{&sweep_, {}, {}, {}};
+    killed_in_checkpoint.no_final_checkpoint = {"baseline-s1"};
+    const std::vector<std::tuple<FakeTrain*, std::string, RunAction>> cases = {
+        {&exited_short, "exited at step 42/60", RunAction::resume},
+        {&killed_in_checkpoint, "exited at step 60/60 without its final checkpoint", RunAction::restart}};
+    for (const auto& [fake, result, next] : cases) {
+        fs::remove_all(sweep_.out_dir);
+        SweepOptions opt;
+        opt.binary = "/bin/sinklab";
+        opt.launch = std::ref(*fake);
+        std::vector<RunOutcome> outcomes;
+        captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+        EXPECT_FALSE(outcomes[0].finished);
+        EXPECT_EQ(outcomes[0].result, result);
+        EXPECT_EQ(outcomes[1].result, "not run");
+        EXPECT_EQ(inspect_run(sweep_.runs[0]).action, next) << result;
+    }
 }
 
 TEST(Process, ExitCodesSignalsAndArgumentsPassUntouched) {

@@ -16,9 +16,9 @@ namespace {
 const std::vector<std::string> kStages = {"preflight",  "tests",      "sanitize", "bench-1024", "bench-4096",
                                           "torch-1024", "torch-4096", "train",    "profile"};
 
-CommandResult dry_run(const TempDir& dir, const std::string& stages) {
+CommandResult dry_run(const TempDir& dir, const std::string& stages, const std::string& env = "") {
     return run_command("cd " + std::string(SINKLAB_SOURCE_DIR) + " && TMPDIR=" + dir.path() + " OUT=" + dir.path() +
-                       "/out" + (stages.empty() ? "" : " STAGES='" + stages + "'") +
+                       "/out" + (stages.empty() ? "" : " STAGES='" + stages + "'") + " " + env +
                        " bash scripts/gpu_check.sh 2>&1");
 }
 
@@ -42,6 +42,28 @@ TEST(GpuCheck, ADryRunReportsEveryStage) {
     const CommandResult picked = dry_run(some, "profile tests");
     ASSERT_EQ(picked.rc, 0) << picked.out;
     EXPECT_EQ(report_stages(some), (std::vector<std::string>{"preflight", "tests", "profile"})) << picked.out;
+}
+
+// Each stage gets at most what is left before SINKLAB_GPU_DEADLINE, less 20 s; with too little left it is skipped,
+// and report.md still lists it.
+TEST(GpuCheck, StagesFitBeforeTheCallsDeadline) {
+    const TempDir dir("gpu_check_deadline");
+    const CommandResult r = dry_run(dir, "", "SINKLAB_GPU_DEADLINE=$(($(date +%s) + 50))");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(report_stages(dir), kStages) << r.out;
+    std::istringstream in(read_file(dir.path() + "/out/report.md"));
+    for (std::string line; std::getline(in, line);) {
+        const size_t of = line.find("s of ");
+        if (line.rfind("| ", 0) == 0 && of != std::string::npos) {
+            EXPECT_LE(std::stoi(line.substr(of + 5)), 30) << line;
+        }
+    }
+    const TempDir late("gpu_check_late");
+    const CommandResult none = dry_run(late, "", "SINKLAB_GPU_DEADLINE=$(date +%s)");
+    ASSERT_EQ(none.rc, 0) << none.out;
+    const std::string md = read_file(late.path() + "/out/report.md");
+    for (const std::string& s : kStages)
+        EXPECT_NE(md.find("| " + s + " | SKIPPED (no time left) | 0s of "), std::string::npos) << s << "\n" << md;
 }
 
 TEST(GpuCheck, AStageNameItDoesNotKnowIsRefused) {

@@ -28,8 +28,9 @@ std::string fake_tests(bool wgmma_fails) {
 }
 
 // A stand-in sinklab: logs its arguments, then prints a bench row per --impls value with the tokens/s given (step
-// 50 ms), and the per-op table after them: rope's share of op time rope_share, attention_fwd's 6% and 7% by column,
-// matmul's the rest (not a family the table reports), headnorm's 0.
+// 50 ms), labelled as sinklab bench labels them (the implementation in brackets only when there are several), and
+// the per-op table after them: rope's share of op time rope_share, attention_fwd's 6% and 7% by column, matmul's
+// the rest (not a family the table reports), headnorm's 0.
 std::string fake_sinklab(int sinklab_tokens, int wgmma_tokens, const std::string& rope_share) {
     return "#!/usr/bin/env bash\n"
            "echo \"$*\" >>args.log\n"
@@ -43,7 +44,9 @@ std::string fake_sinklab(int sinklab_tokens, int wgmma_tokens, const std::string
            "for impl in \"${impls[@]}\"; do\n"
            "    tok=" + std::to_string(sinklab_tokens) + "\n"
            "    [[ $impl == sinklab_wgmma ]] && tok=" + std::to_string(wgmma_tokens) + "\n"
-           "    echo \"  $i standard [$impl]     $tok    50.00    40.0%    1.000x\"\n"
+           "    label=standard\n"
+           "    ((${#impls[@]} > 1)) && label=\"standard [$impl]\"\n"
+           "    echo \"  $i $label     $tok    50.00    40.0%    1.000x\"\n"
            "    i=$((i + 1))\n"
            "done\n"
            "echo\n"
@@ -125,6 +128,29 @@ TEST(GpuVariants, ARefWhoseWgmmaTestsFailIsBenchedWithoutThem) {
     EXPECT_NE(base_args.find("--impls sinklab sinklab_wgmma --variants standard"), std::string::npos) << base_args;
     EXPECT_NE(failed_args.find("--impls sinklab --variants standard"), std::string::npos) << failed_args;
     EXPECT_EQ(failed_args.find("sinklab_wgmma"), std::string::npos) << failed_args;
+}
+
+// Nothing starts that could not end before SINKLAB_GPU_DEADLINE, and the report still comes out.
+TEST(GpuVariants, NothingStartsPastTheCallsDeadline) {
+    const TempDir dir("gpu_variants_deadline");
+    const std::string carry = dir / "carry", stage = dir / "stage";
+    std::filesystem::create_directories(carry);
+    write_file(stage + "/pack/lib/README", "the carried libraries\n");
+    ASSERT_NO_FATAL_FAILURE(pack(stage + "/pack", carry + "/sinklab-gpu.tar.xz"));
+    add_variant(stage + "/variants", "1-aaa-base", false, 1000, 2000, "4.0");
+    ASSERT_NO_FATAL_FAILURE(pack(stage + "/variants", carry + "/variants.tar.xz"));
+    write_file(carry + "/VARIANTS", "1-aaa-base base aaaaaaaaaaaa\n");
+    const CommandResult r = run_command("cd " + std::string(SINKLAB_SOURCE_DIR) + " && CARRY=" + carry +
+                                        " TMPDIR=" + dir.path() + " OUT=" + (dir / "out") +
+                                        " SINKLAB_GPU_DEADLINE=$(date +%s) bash scripts/gpu_variants.sh run");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("tests 1-aaa-base: skipped, the call's time is spent"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("not started, the call's time is spent"), std::string::npos) << r.out;
+    const std::string md = read_file(dir / "out/variants.md");
+    EXPECT_NE(md.find("| 1-aaa-base | base | aaaaaaaaaaaa | not run: the call's time was spent |"), std::string::npos)
+        << md;
+    EXPECT_FALSE(std::filesystem::exists(dir / "sinklab-gpu-variants/variants/1-aaa-base/args.log"))
+        << "a bench ran past the deadline";
 }
 
 }  // namespace

@@ -98,7 +98,8 @@ TEST(RunLog, ResumeDropsRowsAfterTheCheckpointAndAppends) {
     const std::string path = dir.file("metrics.h5");
     write_log(path, 99, 10);
     {
-        auto log = RunLog::resume(path, test_groups(), 57);
+        auto log = RunLog::resume(path, test_groups(), 57, {{"config_yaml", "model:\n  n_layer: 3\n"}},
+                                  {{"world_size", 2}});
         {
             RunLogReader mid(path);  // what a reader sees right after the resume: nothing after step 57
             for (const std::string& g : kGroups) EXPECT_EQ(check_group(mid, g), last_logged(g, 57)) << g;
@@ -108,7 +109,11 @@ TEST(RunLog, ResumeDropsRowsAfterTheCheckpointAndAppends) {
     }
     RunLogReader reader(path);
     for (const std::string& g : kGroups) EXPECT_EQ(check_group(reader, g), last_logged(g, 80)) << g;
-    EXPECT_EQ(reader.num_attr("world_size"), 4.0);  // attributes survive the resume
+    // The attributes the resume gives replace the file's; the others survive it.
+    EXPECT_EQ(reader.num_attr("world_size"), 2.0);
+    EXPECT_EQ(reader.str_attr("config_yaml"), "model:\n  n_layer: 3\n");
+    EXPECT_EQ(reader.num_attr("flops_per_token"), 1.5e9);
+    EXPECT_EQ(reader.str_attr("note"), "ünïcödé ✓");
     EXPECT_FALSE(std::filesystem::exists(path + ".resume"));
 
     // A checkpoint beyond the last row keeps every row.

@@ -168,6 +168,8 @@ TEST_F(DamagedCheckpoint, MovingTheBadOneAsideResumesFromTheOlder) {
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("step_00000003"), std::string::npos) << r.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
+    // The run log's config is the resumed run's (max_steps 9, not 6).
+    EXPECT_NE(RunLogReader(dir / "run/metrics.h5").str_attr("config_yaml").find("max_steps: 9"), std::string::npos);
 }
 
 TEST_F(DamagedCheckpoint, TruncatedStateFile) {
