@@ -54,6 +54,7 @@ void run_eval(const EvalArgs& a) {
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
                "GLOB",
                a.run);
+    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
     Communicator& comm = process_communicator();
 
     BackendOptions bo;
@@ -67,7 +68,6 @@ void run_eval(const EvalArgs& a) {
     const int64_t step = load_weights(ckpt, model);
     model.sync_weights();
     SinkMetrics sink(model, cfg);
-    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);
