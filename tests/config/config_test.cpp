@@ -234,6 +234,14 @@ TEST_F(ConfigErrorTest, MetricPositions) {
     expect_has(load_error("model:\n  seq_len: 64\nmetrics:\n  positions: [0, 64]\n  wo_std_positions: 8\n"),
                {"metrics.positions=[0, 64]", "cfg.yaml:4", "64 is outside [0, 64)"});
     expect_has(load_error("model:\n  seq_len: 32\n"), {"metrics.wo_std_positions=64 (default)", "model.seq_len=32"});
+    // At most 32 tracked positions: 0, metrics.positions and the interventions' together, repeats counted once.
+    std::string positions = "1";
+    for (int p = 2; p <= 30; p++) positions += ", " + std::to_string(p);
+    const std::string tracked = "metrics:\n  positions: [" + positions + "]\nintervention:\n  isolate: [30, 31";
+    EXPECT_NO_THROW(load_config(write("ok.yaml", tracked + "]\n")));
+    expect_has(load_error(tracked + ", 40]\n"),
+               {"metrics.positions=[1, 2,", "cfg.yaml:2", "intervention.isolate=[30, 31, 40] (", "cfg.yaml:4)",
+                "track 33 key positions; at most 32"});
 }
 
 TEST_F(ConfigErrorTest, MissingFileAndSyntax) {
