@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "config/schema.h"
 #include "core/check.h"
 #include "core/threads.h"
 #include "data/glob.h"
@@ -47,15 +48,38 @@ bool is_jsonl(const fs::path& p) {
     return ext == ".jsonl" || ext == ".ndjson";
 }
 
+// Lexically: the path the walk reached, whatever a link on it points at (a link's target may lie outside `root`).
 bool hidden_below(const fs::path& file, const fs::path& root) {
-    for (const fs::path& part : fs::relative(file, root))
+    for (const fs::path& part : file.lexically_relative(root))
         if (part.string().starts_with(".")) return true;
     return false;
+}
+
+// Inputs that are not text prepare can read, told by their name or first bytes: a .json file (JSON lines are read
+// from .jsonl and .ndjson only, since a .json file may hold one document over many lines) and compressed files,
+// whose bytes would otherwise reach the invalid-UTF-8 check, or pass it as latin-1 text would.
+void require_readable_kind(const fs::path& file, const std::string& path) {
+    std::string ext = file.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    SL_REQUIRE(ext != ".json",
+               "{}: a .json file; prepare reads JSON lines (one object per line, as Hugging Face's to_json writes) "
+               "from .jsonl or .ndjson files: rename it if it is JSON lines, or convert it",
+               path);
+    char head[6] = {};
+    std::ifstream(file, std::ios::binary).read(head, sizeof head);
+    const std::string_view h(head, sizeof head);
+    const bool compressed = h.starts_with("\x1f\x8b") || h.starts_with("\x28\xb5\x2f\xfd") ||
+                            h.starts_with(std::string_view("\xfd" "7zXZ\0", 6)) || h.starts_with("BZh") ||
+                            h.starts_with("PK\x03\x04");
+    SL_REQUIRE(!compressed, "{}: a compressed file (gzip, zstd, xz, bzip2 or zip); decompress it first", path);
 }
 
 Source describe(const fs::path& file) {
     Source s;
     s.path = fs::absolute(file).lexically_normal().string();
+    SL_REQUIRE(utf8_invalid_offset(s.path) == std::string::npos,
+               "{}: the file's name is not UTF-8, which manifest.json cannot record; rename it", s.path);
+    require_readable_kind(file, s.path);
     s.jsonl = is_jsonl(file);
     s.bytes = fs::file_size(file);
     s.mtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(fs::last_write_time(file).time_since_epoch())
@@ -76,6 +100,38 @@ bool is_own_output(const fs::path& file, const fs::path& out_dir) {
     return is_output_name(file) && fs::equivalent(file.parent_path(), out_dir, ec);
 }
 
+// Every file below `folder`, through links to files and folders (as Hugging Face's snapshot folders are made of),
+// without hidden ones, prepare's own output, or a folder twice (a link back up the tree). A broken link, and a
+// folder that cannot be listed, are errors naming them.
+std::vector<fs::path> files_below(const fs::path& folder, const fs::path& out_dir) {
+    std::vector<fs::path> files;
+    std::set<fs::path> folders = {fs::canonical(folder)};
+    fs::path at = folder;  // where the walk is, for an error that names no path
+    try {
+        const fs::recursive_directory_iterator end;
+        for (fs::recursive_directory_iterator it(folder, fs::directory_options::follow_directory_symlink); it != end;
+             ++it) {
+            at = it->path();
+            if (hidden_below(at, folder)) {
+                it.disable_recursion_pending();
+                continue;
+            }
+            SL_REQUIRE(fs::exists(it->symlink_status()) && (!it->is_symlink() || fs::exists(at)),
+                       "{} is a link to {}, which does not exist; fix or remove the link", at.string(),
+                       fs::read_symlink(at).string());
+            if (it->is_directory()) {
+                if (!folders.insert(fs::canonical(at)).second) it.disable_recursion_pending();
+            } else if (it->is_regular_file() && !is_own_output(at, out_dir)) {
+                files.push_back(at);
+            }
+        }
+    } catch (const fs::filesystem_error& e) {
+        fail("input folder {}: cannot read {} ({})", folder.string(),
+             e.path1().empty() ? at.string() : e.path1().string(), e.code().message());
+    }
+    return files;
+}
+
 std::vector<Source> collect_sources(const std::vector<std::string>& inputs, const fs::path& out_dir) {
     std::vector<Source> sources;
     for (const std::string& input : inputs) {
@@ -89,15 +145,25 @@ std::vector<Source> collect_sources(const std::vector<std::string>& inputs, cons
             sources.push_back(describe(p));
             continue;
         }
-        std::vector<fs::path> files;
-        for (const auto& entry : fs::recursive_directory_iterator(p))
-            if (entry.is_regular_file() && !hidden_below(entry.path(), p) && !is_own_output(entry.path(), out_dir))
-                files.push_back(entry.path());
+        std::vector<fs::path> files = files_below(p, out_dir);
         SL_REQUIRE(!files.empty(), "input folder {} holds no files", input);
         std::sort(files.begin(), files.end());
         for (const fs::path& f : files) sources.push_back(describe(f));
     }
-    return sources;
+    // One file given twice (a folder and a file in it, two spellings, a link) is read once.
+    std::map<fs::path, const Source*> seen;
+    std::vector<Source> once;
+    for (const Source& s : sources) {
+        const auto [it, fresh] = seen.emplace(fs::canonical(s.path), &s);
+        if (fresh) {
+            once.push_back(s);
+            continue;
+        }
+        SL_REQUIRE(it->second->jsonl == s.jsonl,
+                   "{} and {} are one file, read once as text and once as JSON lines by their names; give one of them",
+                   it->second->path, s.path);
+    }
+    return once;
 }
 
 // Consecutive documents (text) or lines (JSON lines) of one source: what one thread tokenizes at a time.
@@ -195,7 +261,8 @@ void process(const Item& item, const Source& src, std::string_view text, const T
             try {
                 record = nlohmann::json::parse(piece);
             } catch (const nlohmann::json::exception& e) {
-                fail("{}:{}: not a JSON line ({})", src.path, line, e.what());
+                // nlohmann's message quotes what it read of the line, which may be megabytes.
+                fail("{}:{}: not a JSON line ({})", src.path, line, config::clipped(e.what(), 200));
             }
             const auto field = record.is_object() ? record.find(opt.text_field) : record.end();
             SL_REQUIRE(record.is_object() && field != record.end() && field->is_string(),
@@ -316,6 +383,7 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
     nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
     if (!is_prepare_manifest(m) || m["options"] != options_json(opt))
         return std::nullopt;
+    std::set<std::string> listed = {"manifest.json"};
     try {  // a manifest edited by hand is no reason to stop: the dataset is made again
         nlohmann::json old_sources = m["sources"];
         for (auto& s : old_sources) s.erase("documents");
@@ -325,10 +393,15 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
                 const fs::path f = path.parent_path() / shard.at("file").get<std::string>();
                 std::error_code ec;
                 if (fs::file_size(f, ec) != shard.at("bytes").get<uint64_t>() || ec) return std::nullopt;
+                listed.insert(f.filename().string());
             }
     } catch (const nlohmann::json::exception&) {
         return std::nullopt;
     }
+    // A shard the manifest does not list (copied in, or left by a sync without --delete) would be read by a
+    // train_*.bin glob: the dataset is made again, which removes it.
+    for (const auto& entry : fs::directory_iterator(path.parent_path()))
+        if (is_output_name(entry.path()) && !listed.contains(entry.path().filename().string())) return std::nullopt;
     return m;
 }
 
