@@ -453,12 +453,11 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
     const int threads =
         opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-    std::vector<MappedFile> files;
     std::vector<Item> items;
     uint64_t total_bytes = 0;
     for (size_t i = 0; i < sources.size(); ++i) {
-        files.emplace_back(sources[i].path);
-        make_items(i, sources[i], files.back().view(), opt, items);
+        const MappedFile file(sources[i].path);
+        make_items(i, sources[i], file.view(), opt, items);
         total_bytes += sources[i].bytes;
     }
 
@@ -471,11 +470,18 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
     for (size_t first = 0; first < items.size(); first += round) {
         const size_t count = std::min(round, items.size() - first);
         results.assign(count, {});
+        // Only this round's sources are mapped: a process holds at most about 65k mappings, and a folder may hold
+        // more files.
+        std::map<size_t, MappedFile> files;
+        for (size_t k = 0; k < count; ++k) {
+            const size_t source = items[first + k].source;
+            if (!files.contains(source)) files.try_emplace(source, sources[source].path);
+        }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
         for (int64_t k = 0; k < static_cast<int64_t>(count); ++k) {
             const Item& item = items[first + k];
             try {
-                process(item, sources[item.source], files[item.source].view(), tok, opt, results[k]);
+                process(item, sources[item.source], files.at(item.source).view(), tok, opt, results[k]);
             } catch (...) {
                 results[k].error = std::current_exception();
             }

@@ -1,6 +1,7 @@
 // sinklab prepare: shards read back by hand hold exactly [EOT] + tokens of every input document once, split by
 // document; the manifest's counts and checksums are right; the output does not depend on the thread count;
 // reruns reuse finished work; bad inputs are errors naming the file.
+#include <fstream>
 #include <map>
 
 #include "core/check.h"
@@ -305,6 +306,20 @@ TEST(Prepare, InputsItCannotReadAreRefusedByName) {
     const std::string msg = prepare_error(only_train(dir, {dir / "long.jsonl"}));
     EXPECT_NE(msg.find(dir / "long.jsonl:1: not a JSON line"), std::string::npos) << msg.substr(0, 300);
     EXPECT_LT(msg.size(), 600u);
+}
+
+// A folder of more files than a process may map at once (Linux: about 65k mappings), as one file per article
+// makes: each is mapped only while it is read.
+TEST(Prepare, AFolderOfMoreFilesThanMappingsAllowed) {
+    test::TempDir dir;
+    constexpr int kFiles = 66000;
+    std::filesystem::create_directories(dir / "in");
+    for (int i = 0; i < kFiles; i++) std::ofstream(dir / fmt::format("in/{:05d}.txt", i)) << "doc " << i;
+    const PrepareOptions opt = only_train(dir, {dir / "in"});
+    EXPECT_EQ(prepare_error(opt), "");
+    const std::multiset<std::string> docs = train_documents(dir);
+    EXPECT_EQ(docs.size(), size_t(kFiles));
+    EXPECT_EQ(docs.count("doc 65999"), 1u);
 }
 
 // A shard that the manifest does not list, in a folder that is otherwise up to date (copied in, or left by a sync
