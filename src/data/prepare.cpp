@@ -195,6 +195,10 @@ bool blank(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
+// A UTF-8 byte order mark (editors on Windows write one) is no part of a text file's text; the JSON parser skips it
+// in JSON lines.
+uint64_t bom_bytes(std::string_view text) { return text.starts_with("\xef\xbb\xbf") ? 3 : 0; }
+
 void make_items(size_t index, const Source& src, std::string_view text, const PrepareOptions& opt,
                 std::vector<Item>& items) {
     Item cur;
@@ -218,9 +222,9 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
             begin = end + 1;
         }
     } else if (opt.doc_separator.empty()) {
-        add(0, text.size());
+        if (!blank(text.substr(bom_bytes(text)))) add(bom_bytes(text), text.size());
     } else {
-        for (uint64_t begin = 0; begin <= text.size();) {
+        for (uint64_t begin = bom_bytes(text); begin <= text.size();) {
             const size_t at = text.find(opt.doc_separator, begin);
             const uint64_t end = at == std::string_view::npos ? text.size() : at;
             const std::string_view doc = trim_newlines(text.substr(begin, end - begin));

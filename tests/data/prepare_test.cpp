@@ -308,6 +308,22 @@ TEST(Prepare, InputsItCannotReadAreRefusedByName) {
     EXPECT_LT(msg.size(), 600u);
 }
 
+// A text file of blanks holds no document (as a blank piece between separators holds none), and a UTF-8 byte order
+// mark is no part of the text.
+TEST(Prepare, BlankFilesHoldNoDocumentAndAByteOrderMarkIsNoText) {
+    test::TempDir dir;
+    test::write_file(dir / "in/blank.txt", "  \n\t\n");
+    test::write_file(dir / "in/bom.txt", "\xef\xbb\xbfwritten on Windows");
+    test::write_file(dir / "in/bom-separated.txt", "\xef\xbb\xbf" "first<|endoftext|>second");
+    PrepareOptions opt = only_train(dir, {dir / "in/blank.txt", dir / "in/bom.txt"});
+    EXPECT_EQ(prepare_error(opt), "");
+    EXPECT_EQ(train_documents(dir), (std::multiset<std::string>{"written on Windows"}));
+    opt.inputs = {dir / "in/bom-separated.txt"};
+    opt.doc_separator = "<|endoftext|>";
+    EXPECT_EQ(prepare_error(opt), "");
+    EXPECT_EQ(train_documents(dir), (std::multiset<std::string>{"first", "second"}));
+}
+
 // A folder of more files than a process may map at once (Linux: about 65k mappings), as one file per article
 // makes: each is mapped only while it is read.
 TEST(Prepare, AFolderOfMoreFilesThanMappingsAllowed) {
