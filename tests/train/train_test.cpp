@@ -169,8 +169,8 @@ TEST(Training, ExistingRunIsNotOverwritten) {
 }
 
 // A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's
-// log says so, so that its config.yaml (attention.impl: cudnn) does not pass for what ran.
-// train.log notes what runs otherwise than configured: a CUDA attention.impl on the CPU, and settings without effect.
+// log says so, so that its config.yaml (attention.impl: cudnn) does not pass for what ran. Settings without effect
+// (a sigmoid bias without sigmoid attention) are noted too.
 TEST(Training, TheLogSaysWhatRunsForACudaAttentionImplOnTheCpu) {
     const TempDir dir("train_impl");
     ASSERT_EQ(run_sinklab(small_run(dir, "cudnn", 2,
