@@ -166,7 +166,8 @@ struct Entry {
 };
 
 void run_bench(const BenchArgs& args) {
-    const Config base = load_config(args.config.path, args.config.overrides);
+    config::Origins origins;
+    const Config base = load_config(args.config.path, args.config.overrides, &origins);
     BackendOptions bo;
     bo.kind = base.backend;
     bo.cuda_compute = base.precision.compute == "fp32" ? DType::F32 : DType::BF16;
@@ -183,9 +184,8 @@ void run_bench(const BenchArgs& args) {
     const std::vector<std::string> impls = args.impls.empty() ? std::vector{base.attention.impl} : args.impls;
     // Every configuration is checked before any note: a bad --variants or --impls value is then the one line, and
     // named as the flag's, not as the config file's.
-    config::Origins origins{{}, base.source};
-    if (!args.variants.empty()) origins.by_key.emplace("attention.variant", "--variants");
-    if (!args.impls.empty()) origins.by_key.emplace("attention.impl", "--impls");
+    if (!args.variants.empty()) origins.by_key.insert_or_assign("attention.variant", "--variants");
+    if (!args.impls.empty()) origins.by_key.insert_or_assign("attention.impl", "--impls");
     for (const std::string& impl : impls)
         for (const std::string& v : variants) {
             Config cfg = base;

@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 
 #include "cli/commands.h"
+#include "config/schema.h"
+#include "config/validate.h"
 #include "data/dataloader.h"
 #include "data/prepare.h"
 #include "dist/comm.h"
@@ -44,16 +47,43 @@ void check_out(const std::string& out) {
     check_writable("--out", out);
 }
 
+// What --set changes of the trained model. Head counts split the checkpoint's q/k/v weights into heads they were not
+// trained as (the tensors keep their shapes, so loading would not fail): refused. Other changes of what the model
+// computes (sequence length, RoPE base, variant, ...) are experiments, named on stderr so that no result is taken
+// for the trained model's; keys of initialization, decay and kernel choice change nothing an eval computes.
+std::vector<std::string> model_changes(const Config& trained, const Config& cfg, const std::string& ckpt) {
+    static const std::set<std::string> kReinterpreted = {"model.n_head", "model.n_kv_head"};
+    static const std::set<std::string> kNoEffect = {"model.init_std", "attention.headnorm.init",
+                                                    "attention.headnorm.weight_decay", "attention.sink_init",
+                                                    "attention.impl", "attention.ds_scratch_mib"};
+    std::vector<std::string> refused, changed;
+    for (const std::string& key : changed_keys(trained, cfg)) {
+        if (!(key.starts_with("model.") || key.starts_with("attention.")) || kNoEffect.contains(key)) continue;
+        const config::Field* f = config::find_field(key);
+        const std::string change =
+            fmt::format("{} ({} -> {})", key, config::format_value(*f, trained), config::format_value(*f, cfg));
+        (kReinterpreted.contains(key) ? refused : changed).push_back(change);
+    }
+    SL_REQUIRE(refused.empty(),
+               "--set {}: {} was trained with other head counts, and its q/k/v weights would be split into heads they "
+               "were not trained as; evaluate it with its own",
+               fmt::join(refused, ", "), ckpt);
+    return changed;
+}
+
 void run_eval(const EvalArgs& a) {
     const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
     check_out(out);
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
-    Config cfg = load_config((fs::path(ckpt) / "config.yaml").string(), a.overrides);
+    const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
+    Config cfg = load_config(trained_config, a.overrides);
+    const std::vector<std::string> changed = model_changes(load_config(trained_config), cfg, ckpt);
     if (!a.data.empty()) cfg.data.val = a.data;
     SL_REQUIRE(!cfg.data.val.empty(),
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
                "GLOB",
                a.run);
+    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
     Communicator& comm = process_communicator();
 
     BackendOptions bo;
@@ -62,12 +92,20 @@ void run_eval(const EvalArgs& a) {
     bo.threads = cfg.run.threads;
     bo.device = comm.local_rank();
     auto backend = make_backend(bo);
+    if (comm.rank() == 0) {
+        if (!changed.empty())
+            fmt::print(stderr, "sinklab: note: this eval's model differs from the trained one in {}\n",
+                       fmt::join(changed, ", "));
+        std::vector<std::string> notes = config::ineffective_settings(cfg);
+        if (const std::string note = backend->attention_impl_note(cfg.attention.impl); !note.empty())
+            notes.insert(notes.begin(), note);
+        for (const std::string& note : notes) fmt::print(stderr, "sinklab: note: {}\n", note);
+    }
     const int B = cfg.train.micro_batch, T = cfg.model.seq_len;
     Model model(*backend, cfg, B, T);
     const int64_t step = load_weights(ckpt, model);
     model.sync_weights();
     SinkMetrics sink(model, cfg);
-    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);

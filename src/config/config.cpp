@@ -36,7 +36,7 @@ std::vector<std::string_view> split_path(std::string_view path) {
 
 }  // namespace
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides, config::Origins* origins_out) {
     std::vector<config::Entry> entries = config::read_config_file(path);
     for (const std::string& o : overrides) config::apply_override(entries, o);
     Config c;
@@ -49,6 +49,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
         origins.by_key[e.path] = e.origin;
     }
     config::validate_config(c, origins);
+    if (origins_out) *origins_out = std::move(origins);
     return c;
 }
 

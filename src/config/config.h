@@ -8,6 +8,10 @@
 
 namespace sinklab {
 
+namespace config {
+struct Origins;  // config/validate.h
+}
+
 struct RunConfig {
     std::string name = "run";     // run folder name under out_dir
     std::string out_dir = "runs";  // parent folder of run folders
@@ -169,7 +173,10 @@ struct Config {
 
 // Loads `path` (following inherit:), applies `overrides` ("a.b=value"), validates, and returns it.
 // Every error names the file, the key path and the value, and says what to do.
-Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// With `origins`, also where each key's value came from (file:line, --set, default), for later validations of
+// configs derived from this one.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                   config::Origins* origins = nullptr);
 // Validates a Config built in code (tests) the same way a loaded one is.
 void validate_config(const Config& c);
 // The resolved config as YAML, every key present, in schema order.

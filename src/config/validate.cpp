@@ -118,6 +118,15 @@ class Checker {
 
     void metrics() const {
         indices("metrics.positions", c_.metrics.positions, c_.model.seq_len, "model.seq_len");
+        std::set<int> tracked(c_.metrics.positions.begin(), c_.metrics.positions.end());
+        tracked.insert(c_.intervention.isolate.begin(), c_.intervention.isolate.end());
+        tracked.insert(0);
+        if (c_.intervention.amplify.position >= 0) tracked.insert(c_.intervention.amplify.position);
+        SL_REQUIRE(int(tracked.size()) <= kMaxTrackedPositions,
+                   "{}, with 0 and the positions of {} and {}, track {} key positions; at most {} are supported: list "
+                   "fewer",
+                   show("metrics.positions"), show("intervention.isolate"), show("intervention.amplify.position"),
+                   tracked.size(), kMaxTrackedPositions);
         SL_REQUIRE(c_.metrics.wo_std_positions <= c_.model.seq_len, "{} exceeds {}; log at most seq_len positions",
                    show("metrics.wo_std_positions"), show("model.seq_len"));
     }
@@ -157,6 +166,36 @@ class Checker {
 };
 
 }  // namespace
+
+std::vector<std::string> ineffective_settings(const Config& c) {
+    std::vector<std::string> notes;
+    const AttentionConfig& a = c.attention;
+    const AttentionConfig defaults;
+    const VariantParts parts = parse_variant(a.variant);
+    auto without = [&](const char* key, const std::string& value, const char* part) {
+        notes.push_back(fmt::format("{} = {} has no effect: attention.variant '{}' has no {}", key, value, a.variant,
+                                    part));
+    };
+    if (parts.score != "sigmoid" && a.sigmoid_bias != defaults.sigmoid_bias)
+        without("attention.sigmoid_bias", fmt::format("{}", a.sigmoid_bias), "sigmoid");
+    if (parts.score != "sink_logit" && a.sink_init != defaults.sink_init)
+        without("attention.sink_init", fmt::format("{}", a.sink_init), "sink_logit");
+    if (!parts.gated && a.gate != defaults.gate) without("attention.gate", a.gate, "gated");
+    if (!parts.headnorm && a.headnorm != defaults.headnorm)
+        notes.push_back(fmt::format("attention.headnorm settings have no effect: attention.variant '{}' has no "
+                                    "headnorm",
+                                    a.variant));
+    const AmplifyConfig& amp = c.intervention.amplify;
+    if (amp.position < 0 && (amp.lambda != AmplifyConfig{}.lambda || !amp.layers.empty()))
+        notes.push_back("intervention.amplify is off (position -1): its lambda and layers have no effect");
+    if (amp.position >= 0 && amp.lambda == 1.f)
+        notes.push_back(fmt::format("intervention.amplify.lambda = 1 leaves token {}'s W_O input as it is: the "
+                                    "amplification has no effect",
+                                    amp.position));
+    if (std::find(c.intervention.isolate.begin(), c.intervention.isolate.end(), 0) != c.intervention.isolate.end())
+        notes.push_back("intervention.isolate lists 0, which changes nothing: token 0 attends only to itself anyway");
+    return notes;
+}
 
 void validate_config(const Config& c, const Origins& origins) {
     for (const Field& f : schema()) check_limits(f, c, origins.of(f.path));

@@ -3,6 +3,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 
@@ -19,5 +20,10 @@ struct Origins {
 };
 
 void validate_config(const Config& c, const Origins& origins);
+
+// Settings of a valid config that change nothing it computes (a sigmoid bias without sigmoid attention, an
+// amplification by 1, ...): one note each, for train.log and eval, so that a forgotten variant or intervention
+// key shows instead of running silently as the plain model.
+std::vector<std::string> ineffective_settings(const Config& c);
 
 }  // namespace sinklab::config

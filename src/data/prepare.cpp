@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "config/schema.h"
 #include "core/check.h"
 #include "core/threads.h"
 #include "data/glob.h"
@@ -47,15 +48,38 @@ bool is_jsonl(const fs::path& p) {
     return ext == ".jsonl" || ext == ".ndjson";
 }
 
+// Lexically: the path the walk reached, whatever a link on it points at (a link's target may lie outside `root`).
 bool hidden_below(const fs::path& file, const fs::path& root) {
-    for (const fs::path& part : fs::relative(file, root))
+    for (const fs::path& part : file.lexically_relative(root))
         if (part.string().starts_with(".")) return true;
     return false;
+}
+
+// Inputs that are not text prepare can read, told by their name or first bytes: a .json file (JSON lines are read
+// from .jsonl and .ndjson only, since a .json file may hold one document over many lines) and compressed files,
+// whose bytes would otherwise reach the invalid-UTF-8 check, or pass it as latin-1 text would.
+void require_readable_kind(const fs::path& file, const std::string& path) {
+    std::string ext = file.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    SL_REQUIRE(ext != ".json",
+               "{}: a .json file; prepare reads JSON lines (one object per line, as Hugging Face's to_json writes) "
+               "from .jsonl or .ndjson files: rename it if it is JSON lines, or convert it",
+               path);
+    char head[6] = {};
+    std::ifstream(file, std::ios::binary).read(head, sizeof head);
+    const std::string_view h(head, sizeof head);
+    const bool compressed = h.starts_with("\x1f\x8b") || h.starts_with("\x28\xb5\x2f\xfd") ||
+                            h.starts_with(std::string_view("\xfd" "7zXZ\0", 6)) || h.starts_with("BZh") ||
+                            h.starts_with("PK\x03\x04");
+    SL_REQUIRE(!compressed, "{}: a compressed file (gzip, zstd, xz, bzip2 or zip); decompress it first", path);
 }
 
 Source describe(const fs::path& file) {
     Source s;
     s.path = fs::absolute(file).lexically_normal().string();
+    SL_REQUIRE(utf8_invalid_offset(s.path) == std::string::npos,
+               "{}: the file's name is not UTF-8, which manifest.json cannot record; rename it", s.path);
+    require_readable_kind(file, s.path);
     s.jsonl = is_jsonl(file);
     s.bytes = fs::file_size(file);
     s.mtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(fs::last_write_time(file).time_since_epoch())
@@ -76,6 +100,38 @@ bool is_own_output(const fs::path& file, const fs::path& out_dir) {
     return is_output_name(file) && fs::equivalent(file.parent_path(), out_dir, ec);
 }
 
+// Every file below `folder`, through links to files and folders (as Hugging Face's snapshot folders are made of),
+// without hidden ones, prepare's own output, or a folder twice (a link back up the tree). A broken link, and a
+// folder that cannot be listed, are errors naming them.
+std::vector<fs::path> files_below(const fs::path& folder, const fs::path& out_dir) {
+    std::vector<fs::path> files;
+    std::set<fs::path> folders = {fs::canonical(folder)};
+    fs::path at = folder;  // where the walk is, for an error that names no path
+    try {
+        const fs::recursive_directory_iterator end;
+        for (fs::recursive_directory_iterator it(folder, fs::directory_options::follow_directory_symlink); it != end;
+             ++it) {
+            at = it->path();
+            if (hidden_below(at, folder)) {
+                it.disable_recursion_pending();
+                continue;
+            }
+            SL_REQUIRE(fs::exists(it->symlink_status()) && (!it->is_symlink() || fs::exists(at)),
+                       "{} is a link to {}, which does not exist; fix or remove the link", at.string(),
+                       fs::read_symlink(at).string());
+            if (it->is_directory()) {
+                if (!folders.insert(fs::canonical(at)).second) it.disable_recursion_pending();
+            } else if (it->is_regular_file() && !is_own_output(at, out_dir)) {
+                files.push_back(at);
+            }
+        }
+    } catch (const fs::filesystem_error& e) {
+        fail("input folder {}: cannot read {} ({})", folder.string(),
+             e.path1().empty() ? at.string() : e.path1().string(), e.code().message());
+    }
+    return files;
+}
+
 std::vector<Source> collect_sources(const std::vector<std::string>& inputs, const fs::path& out_dir) {
     std::vector<Source> sources;
     for (const std::string& input : inputs) {
@@ -89,15 +145,25 @@ std::vector<Source> collect_sources(const std::vector<std::string>& inputs, cons
             sources.push_back(describe(p));
             continue;
         }
-        std::vector<fs::path> files;
-        for (const auto& entry : fs::recursive_directory_iterator(p))
-            if (entry.is_regular_file() && !hidden_below(entry.path(), p) && !is_own_output(entry.path(), out_dir))
-                files.push_back(entry.path());
+        std::vector<fs::path> files = files_below(p, out_dir);
         SL_REQUIRE(!files.empty(), "input folder {} holds no files", input);
         std::sort(files.begin(), files.end());
         for (const fs::path& f : files) sources.push_back(describe(f));
     }
-    return sources;
+    // One file given twice (a folder and a file in it, two spellings, a link) is read once.
+    std::map<fs::path, const Source*> seen;
+    std::vector<Source> once;
+    for (const Source& s : sources) {
+        const auto [it, fresh] = seen.emplace(fs::canonical(s.path), &s);
+        if (fresh) {
+            once.push_back(s);
+            continue;
+        }
+        SL_REQUIRE(it->second->jsonl == s.jsonl,
+                   "{} and {} are one file, read once as text and once as JSON lines by their names; give one of them",
+                   it->second->path, s.path);
+    }
+    return once;
 }
 
 // Consecutive documents (text) or lines (JSON lines) of one source: what one thread tokenizes at a time.
@@ -129,6 +195,10 @@ bool blank(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
+// A UTF-8 byte order mark (editors on Windows write one) is no part of a text file's text; the JSON parser skips it
+// in JSON lines.
+uint64_t bom_bytes(std::string_view text) { return text.starts_with("\xef\xbb\xbf") ? 3 : 0; }
+
 void make_items(size_t index, const Source& src, std::string_view text, const PrepareOptions& opt,
                 std::vector<Item>& items) {
     Item cur;
@@ -152,9 +222,9 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
             begin = end + 1;
         }
     } else if (opt.doc_separator.empty()) {
-        add(0, text.size());
+        if (!blank(text.substr(bom_bytes(text)))) add(bom_bytes(text), text.size());
     } else {
-        for (uint64_t begin = 0; begin <= text.size();) {
+        for (uint64_t begin = bom_bytes(text); begin <= text.size();) {
             const size_t at = text.find(opt.doc_separator, begin);
             const uint64_t end = at == std::string_view::npos ? text.size() : at;
             const std::string_view doc = trim_newlines(text.substr(begin, end - begin));
@@ -195,7 +265,8 @@ void process(const Item& item, const Source& src, std::string_view text, const T
             try {
                 record = nlohmann::json::parse(piece);
             } catch (const nlohmann::json::exception& e) {
-                fail("{}:{}: not a JSON line ({})", src.path, line, e.what());
+                // nlohmann's message quotes what it read of the line, which may be megabytes.
+                fail("{}:{}: not a JSON line ({})", src.path, line, config::clipped(e.what(), 200));
             }
             const auto field = record.is_object() ? record.find(opt.text_field) : record.end();
             SL_REQUIRE(record.is_object() && field != record.end() && field->is_string(),
@@ -316,6 +387,7 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
     nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
     if (!is_prepare_manifest(m) || m["options"] != options_json(opt))
         return std::nullopt;
+    std::set<std::string> listed = {"manifest.json"};
     try {  // a manifest edited by hand is no reason to stop: the dataset is made again
         nlohmann::json old_sources = m["sources"];
         for (auto& s : old_sources) s.erase("documents");
@@ -325,10 +397,15 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
                 const fs::path f = path.parent_path() / shard.at("file").get<std::string>();
                 std::error_code ec;
                 if (fs::file_size(f, ec) != shard.at("bytes").get<uint64_t>() || ec) return std::nullopt;
+                listed.insert(f.filename().string());
             }
     } catch (const nlohmann::json::exception&) {
         return std::nullopt;
     }
+    // A shard the manifest does not list (copied in, or left by a sync without --delete) would be read by a
+    // train_*.bin glob: the dataset is made again, which removes it.
+    for (const auto& entry : fs::directory_iterator(path.parent_path()))
+        if (is_output_name(entry.path()) && !listed.contains(entry.path().filename().string())) return std::nullopt;
     return m;
 }
 
@@ -380,12 +457,11 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
     const int threads =
         opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-    std::vector<MappedFile> files;
     std::vector<Item> items;
     uint64_t total_bytes = 0;
     for (size_t i = 0; i < sources.size(); ++i) {
-        files.emplace_back(sources[i].path);
-        make_items(i, sources[i], files.back().view(), opt, items);
+        const MappedFile file(sources[i].path);
+        make_items(i, sources[i], file.view(), opt, items);
         total_bytes += sources[i].bytes;
     }
 
@@ -398,11 +474,18 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
     for (size_t first = 0; first < items.size(); first += round) {
         const size_t count = std::min(round, items.size() - first);
         results.assign(count, {});
+        // Only this round's sources are mapped: a process holds at most about 65k mappings, and a folder may hold
+        // more files.
+        std::map<size_t, MappedFile> files;
+        for (size_t k = 0; k < count; ++k) {
+            const size_t source = items[first + k].source;
+            if (!files.contains(source)) files.try_emplace(source, sources[source].path);
+        }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
         for (int64_t k = 0; k < static_cast<int64_t>(count); ++k) {
             const Item& item = items[first + k];
             try {
-                process(item, sources[item.source], files[item.source].view(), tok, opt, results[k]);
+                process(item, sources[item.source], files.at(item.source).view(), tok, opt, results[k]);
             } catch (...) {
                 results[k].error = std::current_exception();
             }

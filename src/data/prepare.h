@@ -1,7 +1,8 @@
 // Text -> llm.c token shards: `sinklab prepare`.
 //
 // Inputs are text files (one document each, or split at --doc-separator), folders (every file below them, sorted,
-// hidden ones skipped) and JSON-lines files (*.jsonl, *.ndjson: one document per line, from a string field).
+// through links, hidden ones skipped, each file once) and JSON-lines files (*.jsonl, *.ndjson: one document per
+// line, from a string field).
 // Each document goes whole to train or to val, by a hash of its text, so that the choice depends on nothing else
 // (duplicates land together, on any number of threads). Each split is one token stream, EOT before every
 // document (as llm.c's scripts do), cut into shards of shard_tokens: <out>/train_000000.bin, ..., val_000000.bin.

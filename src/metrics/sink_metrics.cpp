@@ -62,9 +62,8 @@ SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
     for (int p : cfg.metrics.positions) track(p);
     for (int p : cfg.intervention.isolate) track(p);
     track(cfg.intervention.amplify.position);
-    SL_REQUIRE(int(positions_.size()) <= kMaxTrackedPositions,
-               "metrics.positions with the intervention positions track {} key positions; at most {} are supported",
-               positions_.size(), kMaxTrackedPositions);
+    SL_ASSERT(int(positions_.size()) <= kMaxTrackedPositions, "{} tracked positions passed validation",
+              positions_.size());
     L_ = cfg.model.n_layer;
     H_ = cfg.model.n_head;
     Tp_ = std::min(cfg.metrics.wo_std_positions, T);

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "backend/backend.h"
+#include "config/validate.h"
 #include "core/build_info.h"
 #include "core/checksum.h"
 #include "core/progress.h"
@@ -413,6 +414,8 @@ struct Trainer::Impl {
                   geo.accum);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
+        if (lead)
+            for (const std::string& note : config::ineffective_settings(cfg)) log->info("note: {}", note);
         if (!put_back_note.empty()) log->info("{}", put_back_note);
         if (lead && !run_lock->note().empty()) log->info("{}", run_lock->note());
         if (resumed)

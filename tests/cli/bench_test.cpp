@@ -73,7 +73,8 @@ TEST(Bench, SaysWhatRunsForACudaAttentionImplOnTheCpu) {
     EXPECT_EQ(bench.out.find("attention.impl: sinklab is"), std::string::npos) << bench.out;
 }
 
-// A bad --variants or --impls value is blamed on the flag, not on the config file, and no note comes before it.
+// A bad --variants or --impls value is blamed on the flag, not on the config file, and no note comes before it; a
+// --set value on --set.
 TEST(Bench, BadVariantsAndImplsNameTheFlag) {
     const std::string common = "bench " + kTiny + " --set run.threads=1 --steps 1 --warmup 0 --no-profile ";
     const CommandResult variant = run_sinklab(common + "--variants standard bogus");
@@ -85,6 +86,11 @@ TEST(Bench, BadVariantsAndImplsNameTheFlag) {
     EXPECT_NE(impl.out.find("sinklab: error: --impls: attention.impl: 'bogus' is not allowed"), std::string::npos)
         << impl.out;
     EXPECT_EQ(impl.out.find("is a CUDA implementation"), std::string::npos) << impl.out;
+    // A value that --set gave is named as --set's, not as the config file's.
+    const CommandResult heads = run_sinklab(common + "--set model.n_head=8 --impls sinklab_wgmma");
+    EXPECT_NE(heads.rc, 0);
+    EXPECT_NE(heads.out.find("attention.impl=\"sinklab_wgmma\" (--impls)"), std::string::npos) << heads.out;
+    EXPECT_NE(heads.out.find("model.n_head=8 (--set)"), std::string::npos) << heads.out;
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "config/schema.h"
 #include "config/suggest.h"
+#include "config/validate.h"
 #include "core/check.h"
 #include "test_util.h"
 
@@ -233,6 +234,14 @@ TEST_F(ConfigErrorTest, MetricPositions) {
     expect_has(load_error("model:\n  seq_len: 64\nmetrics:\n  positions: [0, 64]\n  wo_std_positions: 8\n"),
                {"metrics.positions=[0, 64]", "cfg.yaml:4", "64 is outside [0, 64)"});
     expect_has(load_error("model:\n  seq_len: 32\n"), {"metrics.wo_std_positions=64 (default)", "model.seq_len=32"});
+    // At most 32 tracked positions: 0, metrics.positions and the interventions' together, repeats counted once.
+    std::string positions = "1";
+    for (int p = 2; p <= 30; p++) positions += ", " + std::to_string(p);
+    const std::string tracked = "metrics:\n  positions: [" + positions + "]\nintervention:\n  isolate: [30, 31";
+    EXPECT_NO_THROW(load_config(write("ok.yaml", tracked + "]\n")));
+    expect_has(load_error(tracked + ", 40]\n"),
+               {"metrics.positions=[1, 2,", "cfg.yaml:2", "intervention.isolate=[30, 31, 40] (", "cfg.yaml:4)",
+                "track 33 key positions; at most 32"});
 }
 
 TEST_F(ConfigErrorTest, MissingFileAndSyntax) {
@@ -625,6 +634,36 @@ TEST(ConfigValidate, CodeBuiltConfigsNameTheirSource) {
     expect_has(error_of([&] { validate_config(c); }), {"model.d_model=768 (config built in code)", "model.n_head=7"});
     c.source = "my.yaml";
     expect_has(error_of([&] { validate_config(c); }), {"model.n_head=7 (my.yaml)"});
+}
+
+// Settings that change nothing the config computes get a note each; the same settings where they apply get none.
+TEST(ConfigValidate, IneffectiveSettingsAreNamed) {
+    Config c;
+    EXPECT_TRUE(config::ineffective_settings(c).empty());
+    c.attention.sigmoid_bias = -5.5f;
+    c.attention.sink_init = 3.f;
+    c.attention.gate = "head";
+    c.attention.headnorm.gain = "shared";
+    c.intervention.amplify.lambda = 10.f;
+    c.intervention.isolate = {4, 0};
+    const std::vector<std::string> notes = config::ineffective_settings(c);
+    ASSERT_EQ(notes.size(), 6u);
+    expect_has(notes[0], {"attention.sigmoid_bias = -5.5 has no effect", "'standard' has no sigmoid"});
+    expect_has(notes[1], {"attention.sink_init = 3 has no effect", "no sink_logit"});
+    expect_has(notes[2], {"attention.gate = head has no effect", "no gated"});
+    expect_has(notes[3], {"attention.headnorm settings have no effect"});
+    expect_has(notes[4], {"intervention.amplify is off (position -1)"});
+    expect_has(notes[5], {"intervention.isolate lists 0"});
+
+    c.attention.variant = "headnorm+gated+sigmoid";
+    c.intervention.isolate = {4};
+    c.intervention.amplify.position = 3;
+    c.intervention.amplify.layers = {0};
+    const std::vector<std::string> left = config::ineffective_settings(c);
+    ASSERT_EQ(left.size(), 1u);
+    expect_has(left[0], {"attention.sink_init = 3 has no effect"});
+    c.intervention.amplify.lambda = 1.f;
+    expect_has(config::ineffective_settings(c).back(), {"intervention.amplify.lambda = 1 leaves token 3's W_O input"});
 }
 
 }  // namespace

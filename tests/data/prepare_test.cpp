@@ -1,6 +1,7 @@
 // sinklab prepare: shards read back by hand hold exactly [EOT] + tokens of every input document once, split by
 // document; the manifest's counts and checksums are right; the output does not depend on the thread count;
 // reruns reuse finished work; bad inputs are errors naming the file.
+#include <fstream>
 #include <map>
 
 #include "core/check.h"
@@ -234,6 +235,120 @@ TEST(Prepare, ShardsItDidNotWriteAreKept) {
     m["train"]["shards"][0]["bytes"] = "many";
     test::write_file(dir / "out/manifest.json", m.dump());
     EXPECT_FALSE(prepare(opt).reused);
+}
+
+// Options for the inputs given, one split (val fraction 0), into dir/out.
+PrepareOptions only_train(const test::TempDir& dir, const std::vector<std::string>& inputs) {
+    PrepareOptions opt;
+    opt.inputs = inputs;
+    opt.out_dir = dir / "out";
+    opt.tokenizer = "bytes";
+    opt.val_fraction = 0;
+    opt.progress = false;
+    return opt;
+}
+
+std::multiset<std::string> train_documents(const test::TempDir& dir) {
+    std::multiset<std::string> docs;
+    for (const auto& d : read_split(dir / "out", "train", kBytesEot)) docs.insert(as_text(d));
+    return docs;
+}
+
+// Links in an input folder are followed, as in Hugging Face's snapshot folders (every file a link into blobs/): to
+// files and folders outside it, each file once however many ways lead to it, and a link back up the tree does not
+// loop. A broken link is an error naming it.
+TEST(Prepare, LinksInAnInputFolderAreFollowedOnce) {
+    namespace fs = std::filesystem;
+    test::TempDir dir;
+    test::write_file(dir / "blobs/abc", "{\"text\": \"from a linked file\"}\n");
+    test::write_file(dir / "outside/sub/deep.txt", "from a linked folder");
+    test::write_file(dir / "snap/own.txt", "a file of its own");
+    fs::create_symlink(dir / "blobs/abc", dir / "snap/train.jsonl");
+    fs::create_directories(dir / "snap/nested");
+    fs::create_directory_symlink(dir / "outside", dir / "snap/nested/linked");
+    fs::create_directory_symlink(dir / "snap", dir / "snap/nested/up");  // back up the tree
+    fs::create_symlink(dir / "snap/own.txt", dir / "snap/again.txt");   // the same file by another name
+    prepare(only_train(dir, {dir / "snap"}));
+    EXPECT_EQ(train_documents(dir),
+              (std::multiset<std::string>{"from a linked file", "from a linked folder", "a file of its own"}));
+
+    fs::create_symlink(dir / "nothere.txt", dir / "snap/broken.txt");
+    const std::string msg = prepare_error(only_train(dir, {dir / "snap"}));
+    EXPECT_NE(msg.find(dir / "snap/broken.txt is a link to " + dir / "nothere.txt, which does not exist"),
+              std::string::npos)
+        << msg;
+}
+
+// Inputs it cannot read as what their names say are refused up front, naming the file: a .json file, a
+// compressed file, a name that is not UTF-8, one file given as text and as JSON lines. A file given twice is read
+// once. A JSON error quotes at most a short piece of the line.
+TEST(Prepare, InputsItCannotReadAreRefusedByName) {
+    namespace fs = std::filesystem;
+    test::TempDir dir;
+    test::write_file(dir / "a.txt", "one document");
+    EXPECT_EQ(prepare_error(only_train(dir, {dir / "a.txt", dir / "./a.txt", dir.path()})), "");
+    EXPECT_EQ(train_documents(dir), (std::multiset<std::string>{"one document"}));
+
+    test::write_file(dir / "in/export.json", "{\"text\": \"x\"}\n");
+    EXPECT_NE(prepare_error(only_train(dir, {dir / "in/export.json"})).find(dir / "in/export.json: a .json file"),
+              std::string::npos);
+    test::write_file(dir / "in/data.jsonl.gz", std::string("\x1f\x8b\x08\x00\x00\x00", 6));
+    EXPECT_NE(prepare_error(only_train(dir, {dir / "in/data.jsonl.gz"})).find("a compressed file"), std::string::npos);
+    test::write_file(dir / "latin/caf\xe9.txt", "text");
+    EXPECT_NE(prepare_error(only_train(dir, {dir / "latin"})).find("the file's name is not UTF-8"), std::string::npos);
+    fs::create_directories(dir / "both");
+    test::write_file(dir / "both/d.txt", "{\"text\": \"y\"}\n");
+    fs::create_symlink(dir / "both/d.txt", dir / "both/d.jsonl");
+    EXPECT_NE(prepare_error(only_train(dir, {dir / "both"})).find("are one file, read once as text and once as JSON"),
+              std::string::npos);
+
+    test::write_file(dir / "long.jsonl", "{\"text\": \"" + std::string(100000, 'a') + "\\q\"}\n");
+    const std::string msg = prepare_error(only_train(dir, {dir / "long.jsonl"}));
+    EXPECT_NE(msg.find(dir / "long.jsonl:1: not a JSON line"), std::string::npos) << msg.substr(0, 300);
+    EXPECT_LT(msg.size(), 600u);
+}
+
+// A text file of blanks holds no document (as a blank piece between separators holds none), and a UTF-8 byte order
+// mark is no part of the text.
+TEST(Prepare, BlankFilesHoldNoDocumentAndAByteOrderMarkIsNoText) {
+    test::TempDir dir;
+    test::write_file(dir / "in/blank.txt", "  \n\t\n");
+    test::write_file(dir / "in/bom.txt", "\xef\xbb\xbfwritten on Windows");
+    test::write_file(dir / "in/bom-separated.txt", "\xef\xbb\xbf" "first<|endoftext|>second");
+    PrepareOptions opt = only_train(dir, {dir / "in/blank.txt", dir / "in/bom.txt"});
+    EXPECT_EQ(prepare_error(opt), "");
+    EXPECT_EQ(train_documents(dir), (std::multiset<std::string>{"written on Windows"}));
+    opt.inputs = {dir / "in/bom-separated.txt"};
+    opt.doc_separator = "<|endoftext|>";
+    EXPECT_EQ(prepare_error(opt), "");
+    EXPECT_EQ(train_documents(dir), (std::multiset<std::string>{"first", "second"}));
+}
+
+// A folder of more files than a process may map at once (Linux: about 65k mappings), as one file per article
+// makes: each is mapped only while it is read.
+TEST(Prepare, AFolderOfMoreFilesThanMappingsAllowed) {
+    test::TempDir dir;
+    constexpr int kFiles = 66000;
+    std::filesystem::create_directories(dir / "in");
+    for (int i = 0; i < kFiles; i++) std::ofstream(dir / fmt::format("in/{:05d}.txt", i)) << "doc " << i;
+    const PrepareOptions opt = only_train(dir, {dir / "in"});
+    EXPECT_EQ(prepare_error(opt), "");
+    const std::multiset<std::string> docs = train_documents(dir);
+    EXPECT_EQ(docs.size(), size_t(kFiles));
+    EXPECT_EQ(docs.count("doc 65999"), 1u);
+}
+
+// A shard that the manifest does not list, in a folder that is otherwise up to date (copied in, or left by a sync
+// without --delete), would be read by a train_*.bin glob: the rerun makes the dataset again, which removes it.
+TEST(Prepare, AnUnlistedShardMakesTheFolderOutOfDate) {
+    test::TempDir dir;
+    write_inputs(dir);
+    const PrepareOptions opt = options(dir, "out");
+    prepare(opt);
+    EXPECT_TRUE(prepare(opt).reused);
+    test::write_file(dir / "out/train_000009.bin", "x");
+    EXPECT_FALSE(prepare(opt).reused);
+    EXPECT_FALSE(std::filesystem::exists(dir / "out/train_000009.bin"));
 }
 
 // The tokenizer check of train and eval: only shards that a manifest of prepare lists are held to its tokenizer.

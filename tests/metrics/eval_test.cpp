@@ -108,6 +108,18 @@ TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
                                         std::string("that this config's model lacks")})
             EXPECT_NE(smaller.out.find(part), std::string::npos) << part << " in: " << smaller.out;
     }
+    // Head counts would split the trained q/k/v weights into other heads: refused. Other changes of the model are
+    // experiments, named on stderr.
+    const CommandResult heads = run_sinklab(fmt::format("eval {} --set model.n_head=2", dir / "e"));
+    EXPECT_NE(heads.rc, 0);
+    EXPECT_NE(heads.out.find("--set model.n_head (4 -> 2): "), std::string::npos) << heads.out;
+    const CommandResult theta =
+        run_sinklab(fmt::format("eval {} --batches 1 --set model.rope_theta=500 --out {}", dir / "e", dir / "t.h5"));
+    EXPECT_EQ(theta.rc, 0) << theta.out;
+    EXPECT_NE(theta.out.find("note: this eval's model differs from the trained one in model.rope_theta (10000 -> "
+                             "500)"),
+              std::string::npos)
+        << theta.out;
     // No validation data: the message says how the run came to have none and what to pass; a relative --data
     // glob that matches nothing names the folder it was taken from.
     const CommandResult no_val = run_sinklab(fmt::format("eval {} --set data.val=", dir / "e"));

@@ -169,16 +169,24 @@ TEST(Training, ExistingRunIsNotOverwritten) {
 }
 
 // A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's
-// log says so, so that its config.yaml (attention.impl: cudnn) does not pass for what ran.
+// log says so, so that its config.yaml (attention.impl: cudnn) does not pass for what ran. Settings without effect
+// (a sigmoid bias without sigmoid attention) are noted too.
 TEST(Training, TheLogSaysWhatRunsForACudaAttentionImplOnTheCpu) {
     const TempDir dir("train_impl");
-    ASSERT_EQ(run_sinklab(small_run(dir, "cudnn", 2, "--set backend=cpu --set attention.impl=cudnn")).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "cudnn", 2,
+                                    "--set backend=cpu --set attention.impl=cudnn --set attention.sigmoid_bias=-2"))
+                  .rc,
+              0);
+    EXPECT_NE(read_file(dir / "cudnn/train.log").find("note: attention.sigmoid_bias = -2 has no effect"),
+              std::string::npos)
+        << read_file(dir / "cudnn/train.log");
     ASSERT_EQ(run_sinklab(small_run(dir, "ours", 2, "--set backend=cpu")).rc, 0);
     const std::string note = "attention.impl: cudnn is a CUDA implementation; the CPU backend computes the same "
                              "attention with its own kernels";
     EXPECT_NE(read_file(dir / "cudnn/train.log").find(note), std::string::npos) << read_file(dir / "cudnn/train.log");
     EXPECT_EQ(read_file(dir / "ours/train.log").find("attention.impl"), std::string::npos)
         << read_file(dir / "ours/train.log");
+    EXPECT_EQ(read_file(dir / "ours/train.log").find("note:"), std::string::npos) << read_file(dir / "ours/train.log");
 }
 
 TEST(Training, RunNameThatIsNoPlainFolderNameIsRefused) {
