@@ -33,6 +33,7 @@ void add_prepare(CLI::App& app) {
     cmd->callback([opt, quiet] {
         opt->progress = !*quiet;
         const PrepareResult r = prepare(*opt);
+        if (!r.note.empty()) fmt::print(stderr, "sinklab: note: {}\n", r.note);
         const auto& m = r.manifest;
         const auto split = [&](const char* name) {
             return fmt::format("{} {} tokens in {} shard(s)", name, m[name]["tokens"].get<uint64_t>(),

@@ -17,6 +17,7 @@
 
 #include "config/schema.h"
 #include "core/check.h"
+#include "core/folder_lock.h"
 #include "core/threads.h"
 #include "data/glob.h"
 #include "data/mapped_file.h"
@@ -591,11 +592,13 @@ PrepareResult prepare(const PrepareOptions& opt) {
     const fs::path out_dir(opt.out_dir);
     SL_REQUIRE(!fs::exists(out_dir) || fs::is_directory(out_dir),
                "prepare: --out {} is a file; give a folder for the shards and manifest.json", opt.out_dir);
+    // Two prepares into one folder would share its staging folder below.
+    const FolderLock lock(opt.out_dir, "--out folder", "prepare", "give another --out");
     const auto tok = make_tokenizer(opt.tokenizer);
     std::vector<Source> sources = collect_sources(opt.inputs, out_dir);
     const fs::path manifest_path = out_dir / "manifest.json";
     if (!opt.force)
-        if (auto done = up_to_date(manifest_path, opt, sources)) return {std::move(*done), true};
+        if (auto done = up_to_date(manifest_path, opt, sources)) return {std::move(*done), true, lock.note()};
     check_replaceable(out_dir);
 
     // The new dataset is made whole in a hidden folder (no glob of out_dir, no input folder walk sees it) while
@@ -614,7 +617,7 @@ PrepareResult prepare(const PrepareOptions& opt) {
         throw;
     }
     publish(staging, out_dir);
-    return {std::move(manifest), false};
+    return {std::move(manifest), false, lock.note()};
 }
 
 }  // namespace sinklab

@@ -32,6 +32,7 @@ struct PrepareOptions {
 struct PrepareResult {
     nlohmann::json manifest;
     bool reused = false;  // the existing shards matched; nothing was written
+    std::string note;     // why --out could not be locked against a second prepare ("" when it was)
 };
 
 PrepareResult prepare(const PrepareOptions& opt);

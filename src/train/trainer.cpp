@@ -17,6 +17,7 @@
 #include "config/validate.h"
 #include "core/build_info.h"
 #include "core/checksum.h"
+#include "core/folder_lock.h"
 #include "core/progress.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
@@ -29,7 +30,6 @@
 #include "train/fault_inject.h"
 #include "train/nonfinite_report.h"
 #include "train/optimizer.h"
-#include "train/run_lock.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
 #include "train/update_guard.h"
@@ -145,7 +145,7 @@ std::string si(double v) {
 
 struct Trainer::Impl {
     // Rank 0, from check_run_dir on: first, so that it goes last, once every file of the run is closed.
-    std::unique_ptr<RunLock> run_lock;
+    std::unique_ptr<FolderLock> run_lock;
     // From the start: a signal during setup (a long resume, say) stops the run after its first step.
     const StopSignals signals;
     Config cfg;
@@ -198,7 +198,8 @@ struct Trainer::Impl {
     // what finish_unfinished_replace finishes).
     void check_run_dir() {
         if (!lead) return;
-        run_lock = std::make_unique<RunLock>(dir);
+        run_lock =
+            std::make_unique<FolderLock>(dir, "run folder", "train", "pick another name with --set run.name=NAME");
         const fs::path d(dir);
         std::error_code ec;
         SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda/cuda_under_test.h"
@@ -254,15 +255,20 @@ TEST(CudaModelTraining, Fp32LossesTrackCpu) {
     }
 }
 
-// Every per-step sink metric of one forward and backward pass (as in training), read back from `be`.
-SinkValues sink_values(Backend& be, const Config& cfg, const std::vector<double>& w) {
+// Every per-step sink metric (or, with heavy, every /heavy one) of one forward and backward pass (as in training),
+// read back from `be`.
+template <bool heavy = false>
+auto sink_values(Backend& be, const Config& cfg, const std::vector<double>& w) {
     auto m = model_with(be, cfg, w);
     const Batch batch = random_batch(cfg, kB, cfg.model.seq_len, 3);
     m->zero_grad();
     m->forward(batch.inputs.data(), batch.targets.data(), 1.f / float(kB * cfg.model.seq_len));
     m->backward();
     SinkMetrics metrics(*m, cfg);
-    return metrics.compute();
+    if constexpr (heavy)
+        return metrics.compute_heavy();
+    else
+        return metrics.compute();
 }
 
 // Each metric within rtol of the reference, relative to its field's largest |value| (a mass near 0 is judged on the
@@ -296,6 +302,36 @@ TEST(CudaModelMetrics, SinkMetricsMatchCpuFp32) {
         const std::vector<double> w = test_weights(cfg);
         expect_metrics_close(sink_values(*gpu, cfg, w), sink_values(*cpu, cfg, w), 1e-3, std::string("cuda ") + name);
     }
+}
+
+// The /heavy metrics through the CUDA backend (the attention map kernel, hidden states and weights read to the host)
+// against the CPU backend's, in fp32 mode: the map and the effective rank to f32 rounding of the activations, the
+// FFN row norms of the same weights to float rounding, and the units of the largest norms exactly.
+TEST(CudaModelMetrics, HeavyMetricsMatchCpuFp32) {
+    if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
+    auto gpu = cuda_backend(DType::F32);
+    auto cpu = make_cpu_backend(DType::F32, 1);
+    const Config cfg = tiny_config("headnorm");
+    const std::vector<double> w = test_weights(cfg);
+    const HeavyValues got = sink_values<true>(*gpu, cfg, w), want = sink_values<true>(*cpu, cfg, w);
+    const auto fields = [](const HeavyValues& v) {
+        return std::vector<std::tuple<const char*, const std::vector<double>*, double>>{
+            {"effective_rank", &v.effective_rank, 1e-3},
+            {"attn_map", &v.attn_map, 1e-3},
+            {"ffn_gate_norm", &v.ffn_gate_norm, 1e-6},
+            {"ffn_up_norm", &v.ffn_up_norm, 1e-6}};
+    };
+    const auto g = fields(got), e = fields(want);
+    for (size_t f = 0; f < g.size(); f++) {
+        const auto& [name, gv, rtol] = g[f];
+        const std::vector<double>& ev = *std::get<1>(e[f]);
+        ASSERT_EQ(gv->size(), ev.size()) << name;
+        ASSERT_FALSE(ev.empty()) << name;
+        double scale = 0;
+        for (double v : ev) scale = std::max(scale, std::abs(v));
+        for (size_t i = 0; i < ev.size(); i++) EXPECT_NEAR((*gv)[i], ev[i], rtol * scale) << name << "[" << i << "]";
+    }
+    EXPECT_EQ(got.ffn_top_unit, want.ffn_top_unit);
 }
 
 // The same harness on the CPU backend in f32: it runs without a GPU.

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/check.h"
+#include "core/folder_lock.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 #include "data_test_util.h"
@@ -336,6 +337,23 @@ TEST(Prepare, AFolderOfMoreFilesThanMappingsAllowed) {
     const std::multiset<std::string> docs = train_documents(dir);
     EXPECT_EQ(docs.size(), size_t(kFiles));
     EXPECT_EQ(docs.count("doc 65999"), 1u);
+}
+
+// Two prepares into one --out would share its staging folder: the second is refused while the first holds it.
+TEST(Prepare, ASecondPrepareIntoABusyFolderIsRefused) {
+    test::TempDir dir;
+    write_inputs(dir);
+    const PrepareOptions opt = options(dir, "out");
+    {
+        const FolderLock held(dir / "out", "--out folder", "prepare", "give another --out");
+        const std::string msg = prepare_error(opt);
+        EXPECT_NE(msg.find("--out folder " + dir / "out is in use by another `sinklab prepare` (pid "),
+                  std::string::npos)
+            << msg;
+        EXPECT_NE(msg.find("give another --out"), std::string::npos) << msg;
+        EXPECT_FALSE(std::filesystem::exists(dir / "out/manifest.json"));
+    }
+    EXPECT_EQ(prepare_error(opt), "");
 }
 
 // A shard that the manifest does not list, in a folder that is otherwise up to date (copied in, or left by a sync

@@ -16,7 +16,7 @@
 #include <fmt/format.h>
 
 #include "core/check.h"
-#include "train/run_lock.h"
+#include "core/folder_lock.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -335,25 +335,32 @@ TEST(Training, OverwriteThatFailsOnceTheFolderIsWrittenKeepsTheOldRun) {
 
 // Two holders of one run folder's lock: the second is refused with the first's pid; the lock file goes with its
 // holder, and the folder can be locked again.
-TEST(RunLock, RefusesASecondHolderAndGoesWithTheFirst) {
+// The lock of a folder: one holder at a time, the message naming the kind of folder, the command that holds it and
+// what to do; the lock file goes with its holder.
+TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
     const TempDir dir("run_lock");
     const std::filesystem::path file = dir / "runs/.x.lock";
+    const auto lock = [&](const char* name) {
+        return std::make_unique<FolderLock>(dir / name, "run folder", "train", "pick another name");
+    };
     {
-        const RunLock first(dir / "runs/x");
-        EXPECT_EQ(first.note(), "");
+        const auto first = lock("runs/x");
+        EXPECT_EQ(first->note(), "");
         EXPECT_EQ(read_file(file).rfind(fmt::format("pid {} on ", ::getpid()), 0), 0u) << read_file(file);
         try {
-            RunLock second(dir / "runs/x");
+            lock("runs/x");
             ADD_FAILURE() << "a second lock of runs/x was granted";
         } catch (const Error& e) {
             const std::string msg = e.what();
-            EXPECT_NE(msg.find("runs/x is in use by another `sinklab train` (pid "), std::string::npos) << msg;
-            EXPECT_NE(msg.find("--set run.name=NAME"), std::string::npos) << msg;
+            EXPECT_NE(msg.find("run folder " + dir / "runs/x is in use by another `sinklab train` (pid "),
+                      std::string::npos)
+                << msg;
+            EXPECT_NE(msg.find("; wait for it to end, or pick another name"), std::string::npos) << msg;
         }
-        const RunLock other(dir / "runs/y");  // another run in the same folder of runs
+        const auto other = lock("runs/y");  // another run in the same folder of runs
     }
     EXPECT_FALSE(std::filesystem::exists(file));
-    const RunLock again(dir / "runs/x");
+    const auto again = lock("runs/x");
 }
 
 // `sinklab train` in a run folder that another start holds fails without touching it, --overwrite or not.
@@ -361,7 +368,7 @@ TEST(Training, ASecondStartInABusyRunFolderIsRefused) {
     const TempDir dir("train_busy");
     ASSERT_EQ(run_sinklab(small_run(dir, "x", 3)).rc, 0);
     const auto before = entries_under(dir / "x");
-    const RunLock held(dir / "x");
+    const FolderLock held(dir / "x", "run folder", "train", "pick another name");
     for (const char* flags : {"--overwrite", "--resume"}) {
         const CommandResult r = run_sinklab(small_run(dir, "x", 5, flags));
         EXPECT_NE(r.rc, 0) << flags;

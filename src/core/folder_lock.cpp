@@ -1,4 +1,4 @@
-#include "train/run_lock.h"
+#include "core/folder_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -26,19 +26,22 @@ std::string host_name() {
 
 }  // namespace
 
-RunLock::RunLock(const std::string& run_dir) {
-    const fs::path dir(run_dir);
-    const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+FolderLock::FolderLock(const std::string& folder, const std::string& kind, const std::string& command,
+                       const std::string& advice) {
+    // "out/", "out/." and "." name their folder too.
+    fs::path dir = fs::absolute(folder).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();
+    const fs::path parent = dir.parent_path();
     std::error_code ec;
     fs::create_directories(parent, ec);
-    SL_REQUIRE(!ec, "cannot create {} for the run folder {}: {}; check run.out_dir", parent.string(), run_dir,
-               ec.message());
+    SL_REQUIRE(!ec, "cannot create {} for the {} {}: {}; check the path and its permissions", parent.string(), kind,
+               folder, ec.message());
     path_ = (parent / fmt::format(".{}.lock", dir.filename().string())).string();
     // The lock file goes when its holder ends, so a start can lock a file that a finishing holder has just removed
     // (or replaced): it holds the lock only if the path still names the file it locked.
     for (;;) {
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        SL_REQUIRE(fd_ >= 0, "cannot open the lock file {} of run folder {}: {}; check permissions", path_, run_dir,
+        SL_REQUIRE(fd_ >= 0, "cannot open the lock file {} of {} {}: {}; check permissions", path_, kind, folder,
                    std::strerror(errno));
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
             const int err = errno;
@@ -48,12 +51,11 @@ RunLock::RunLock(const std::string& run_dir) {
                 holder << in.rdbuf();
                 ::close(fd_);
                 fd_ = -1;
-                fail("run folder {} is in use by another `sinklab train` ({}); wait for it to end, or pick another "
-                     "name with --set run.name=NAME",
-                     run_dir, holder.str().empty() ? "starting" : holder.str());
+                fail("{} {} is in use by another `sinklab {}` ({}); wait for it to end, or {}", kind, folder, command,
+                     holder.str().empty() ? "starting" : holder.str(), advice);
             }
-            note_ = fmt::format("run folder {} is not locked against a second start: {} cannot be locked here ({})",
-                                run_dir, path_, std::strerror(err));
+            note_ = fmt::format("{} {} is not locked against a second `sinklab {}`: {} cannot be locked here ({})",
+                                kind, folder, command, path_, std::strerror(err));
             return;
         }
         struct stat held {}, named {};
@@ -67,7 +69,7 @@ RunLock::RunLock(const std::string& run_dir) {
     if (::ftruncate(fd_, 0) == 0) (void)!::write(fd_, who.data(), who.size());
 }
 
-RunLock::~RunLock() {
+FolderLock::~FolderLock() {
     if (fd_ < 0) return;
     ::unlink(path_.c_str());
     ::close(fd_);

@@ -1,0 +1,30 @@
+// One sinklab process at a time in a folder it writes: two starts of one run (a job submitted twice, a requeued job
+// whose first instance still runs) would interleave their checkpoints and metrics.h5 rows, and --overwrite's moves;
+// two prepares into one --out would share its staging folder. The writer takes this lock before it looks at the
+// folder and holds it until the process ends.
+#pragma once
+#include <string>
+
+namespace sinklab {
+
+class FolderLock {
+public:
+    // Locks `folder` through the hidden file .NAME.lock beside it (the folder itself may not exist yet), creating
+    // the parent folder if needed. Throws sinklab::Error naming the holder when another process holds it: "{kind}
+    // {folder} is in use by another `sinklab {command}` (pid ... on host); wait for it to end, or {advice}".
+    // Where the file system has no flock (some network mounts) the process goes on unlocked, and note() says so.
+    FolderLock(const std::string& folder, const std::string& kind, const std::string& command,
+               const std::string& advice);
+    ~FolderLock();  // removes the lock file, then lets go
+    FolderLock(const FolderLock&) = delete;
+    FolderLock& operator=(const FolderLock&) = delete;
+
+    const std::string& note() const { return note_; }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    std::string note_;
+};
+
+}  // namespace sinklab
