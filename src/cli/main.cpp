@@ -4,9 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <filesystem>
-#include <set>
 #include <string>
-#include <string_view>
 
 #include "cli/commands.h"
 #include "core/build_info.h"
@@ -48,11 +46,6 @@ std::string filesystem_message(const std::filesystem::filesystem_error& e) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Commands of one process run once under a launcher: rank 0 runs them and the other ranks end here, so that
-    // `mpirun -np 8 sinklab sweep ...` is one sweep, and no two prepares or exports race on one folder.
-    static const std::set<std::string_view> kOneProcess = {"info", "prepare", "tokenize", "sweep", "compare",
-                                                           "export"};
-    if (argc > 1 && kOneProcess.contains(argv[1]) && sinklab::launched_rank() > 0) return 0;
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string(SINKLAB_VERSION) + " (" + sinklab::git_rev() + ")");

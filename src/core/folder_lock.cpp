@@ -41,8 +41,11 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
     // (or replaced): it holds the lock only if the path still names the file it locked.
     for (;;) {
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        SL_REQUIRE(fd_ >= 0, "cannot open the lock file {} of {} {}: {}; check permissions", path_, kind, folder,
-                   std::strerror(errno));
+        if (fd_ < 0) {  // a folder above that is not ours to write (a shared dataset folder) stops no one
+            note_ = fmt::format("{} {} is not locked against a second `sinklab {}`: {} cannot be created ({})", kind,
+                                folder, command, path_, std::strerror(errno));
+            return;
+        }
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
             const int err = errno;
             if (err == EWOULDBLOCK) {

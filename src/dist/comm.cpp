@@ -18,13 +18,6 @@ std::unique_ptr<Communicator> make_mpi_communicator_if_launched();
 
 void SingleCommunicator::abort(int code) { std::exit(code); }
 
-int launched_rank() {
-    // Open MPI, PMI (MPICH and Intel MPI hydra, srun --mpi=pmi2), PMIx, MVAPICH, and srun itself.
-    for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID"})
-        if (const char* v = std::getenv(name); v && *v) return std::atoi(v);
-    return 0;
-}
-
 std::unique_ptr<Communicator> make_communicator() {
 #ifdef SINKLAB_HAVE_MPI
     if (auto mpi = make_mpi_communicator_if_launched()) return mpi;

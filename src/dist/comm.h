@@ -63,9 +63,6 @@ public:
 // MPI already initialized with more than one rank), else Single: a plain run never initializes MPI.
 std::unique_ptr<Communicator> make_communicator();
 
-// This process's rank as its launcher (mpirun, mpiexec, srun) set it in the environment; 0 when none did.
-int launched_rank();
-
 // The communicator of this process, made by make_communicator() on first use and kept until the process
 // exits (MPI can be initialized only once per process; it is finalized at exit).
 Communicator& process_communicator();

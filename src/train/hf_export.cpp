@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/file_writer.h"
+#include "core/folder_lock.h"
 #include "model/params.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
@@ -104,6 +105,9 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
                "or interventions maps onto LlamaForCausalLM",
                checkpoint, why);
     check_export_folder(out_dir, overwrite);
+    // Two exports into one folder (mpirun starting several) would write the same temporary files.
+    const FolderLock lock(out_dir, "export folder", "export", "give another --out");
+    if (!lock.note().empty()) fmt::print(stderr, "sinklab: note: {}\n", lock.note());
     const ModelConfig& m = cfg.model;
     const int H = m.n_head, Hkv = m.kv_heads(), hd = m.head_dim();
     const int64_t C = m.d_model, F = m.d_ff;

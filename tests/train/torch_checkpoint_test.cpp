@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "core/folder_lock.h"
 #include "core/rng.h"
 #include "train/checkpoint.h"
 #include "train/train_util.h"
@@ -96,6 +97,19 @@ TEST(TorchCheckpoint, ExportRefusesWhatHfLlamaCannotCompute) {
     EXPECT_NE(qk.rc, 0);
     EXPECT_NE(qk.out.find("attention.qk_norm"), std::string::npos) << qk.out;
     EXPECT_FALSE(std::filesystem::exists(dir / "hn/hf/model.safetensors"));
+}
+
+// An export into a folder that another export is writing is refused, naming it, and writes nothing.
+TEST(TorchCheckpoint, ExportIntoABusyFolderIsRefused) {
+    const TempDir dir("export_busy");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1 --set attention.variant=standard")).rc, 0);
+    const FolderLock held(dir / "run/hf", "export folder", "export", "give another --out");
+    const CommandResult r = run_sinklab(fmt::format("export {} --format hf", dir / "run"));
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("export folder " + dir / "run/hf is in use by another `sinklab export` (pid "),
+              std::string::npos)
+        << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "run/hf/model.safetensors"));
 }
 
 TEST(TorchCheckpoint, ExportReplacesOnlyItsOwnEarlierExport) {

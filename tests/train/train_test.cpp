@@ -361,6 +361,14 @@ TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
     }
     EXPECT_FALSE(std::filesystem::exists(file));
     const auto again = lock("runs/x");
+    // A lock file that cannot be made (here: a folder has its name; in practice, a parent not ours to write) stops
+    // no one: the holder goes on unlocked, and its note says so.
+    std::filesystem::create_directories(dir / "shared/.data.lock");
+    const auto unlocked = lock("shared/data");
+    EXPECT_NE(unlocked->note().find("run folder " + dir / "shared/data is not locked against a second `sinklab "
+                                                          "train`: "),
+              std::string::npos)
+        << unlocked->note();
 }
 
 // `sinklab train` in a run folder that another start holds fails without touching it, --overwrite or not.
