@@ -346,11 +346,12 @@ def main():
     if stuck:
         key["tests"] += f"; unfinished: {stuck}"
     for name, rows in bench.items():
+        profiled = {} if rows else bench_rows(logs[name], profiled=True)
         if rows:
             key[name] = bench_summary(rows, attention_rates(logs[name]))
-        elif bench_rows(logs[name], profiled=True):
+        elif profiled:
             key[name] = ("only the run with per-op timing finished (no speed figures, no goals): " +
-                         bench_summary(bench_rows(logs[name], profiled=True), attention_rates(logs[name])))
+                         bench_summary(profiled, attention_rates(logs[name])))
         else:
             key[name] = "no results"
     torch = {}

@@ -59,10 +59,7 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
     std::vector<std::string> refused, changed;
     for (const std::string& key : changed_keys(trained, cfg)) {
         if (!(key.starts_with("model.") || key.starts_with("attention.")) || kNoEffect.contains(key)) continue;
-        const config::Field* f = config::find_field(key);
-        const std::string change =
-            fmt::format("{} ({} -> {})", key, config::format_value(*f, trained), config::format_value(*f, cfg));
-        (kReinterpreted.contains(key) ? refused : changed).push_back(change);
+        (kReinterpreted.contains(key) ? refused : changed).push_back(config::value_change(key, trained, cfg));
     }
     SL_REQUIRE(refused.empty(),
                "--set {}: {} was trained with other head counts, and its q/k/v weights would be split into heads they "

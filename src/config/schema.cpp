@@ -265,6 +265,12 @@ std::string format_value(const Field& f, const Config& c) {
     return std::visit([&](const auto& ref) { return format_one(ref.get(c)); }, f.ref);
 }
 
+std::string value_change(std::string_view key, const Config& old, const Config& now) {
+    const Field* f = find_field(key);
+    SL_ASSERT(f, "no config key {}", key);
+    return fmt::format("{} ({} -> {})", key, format_value(*f, old), format_value(*f, now));
+}
+
 void parse_value(const Field& f, const YAML::Node& node, Config& c, std::string_view origin) {
     std::visit(
         [&]<typename T>(const Ref<T>& ref) {

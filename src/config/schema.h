@@ -56,6 +56,8 @@ bool is_section(std::string_view path);
 // The value as YAML text that parse_value reads back to the same value (strings double-quoted, floats in
 // their shortest exact form, lists in flow style).
 std::string format_value(const Field& f, const Config& c);
+// "key (old -> new)": how one key differs between two configs, for messages that list changed keys.
+std::string value_change(std::string_view key, const Config& old, const Config& now);
 // What a YAML node holds, for "got ..." in messages: 'abc', an empty value, a list [3, 7], a map {...}.
 std::string describe(const YAML::Node& node);
 // A value as messages show it, on one line: control bytes as \xNN, and whole when short, else its start and its

@@ -37,13 +37,16 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
     SL_REQUIRE(!ec, "cannot create {} for the {} {}: {}; check the path and its permissions", parent.string(), kind,
                folder, ec.message());
     path_ = (parent / fmt::format(".{}.lock", dir.filename().string())).string();
+    const auto unlocked = [&](const char* why, int err) {
+        return fmt::format("{} {} is not locked against a second `sinklab {}`: {} cannot be {} ({})", kind, folder,
+                           command, path_, why, std::strerror(err));
+    };
     // The lock file goes when its holder ends, so a start can lock a file that a finishing holder has just removed
     // (or replaced): it holds the lock only if the path still names the file it locked.
     for (;;) {
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd_ < 0) {  // a folder above that is not ours to write (a shared dataset folder) stops no one
-            note_ = fmt::format("{} {} is not locked against a second `sinklab {}`: {} cannot be created ({})", kind,
-                                folder, command, path_, std::strerror(errno));
+            note_ = unlocked("created", errno);
             return;
         }
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -57,8 +60,7 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
                 fail("{} {} is in use by another `sinklab {}` ({}); wait for it to end, or {}", kind, folder, command,
                      holder.str().empty() ? "starting" : holder.str(), advice);
             }
-            note_ = fmt::format("{} {} is not locked against a second `sinklab {}`: {} cannot be locked here ({})",
-                                kind, folder, command, path_, std::strerror(err));
+            note_ = unlocked("locked here", err);
             return;
         }
         struct stat held {}, named {};

@@ -43,9 +43,14 @@ struct Source {
     uint64_t documents = 0;
 };
 
-bool is_jsonl(const fs::path& p) {
+std::string lower_extension(const fs::path& p) {
     std::string ext = p.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    return ext;
+}
+
+bool is_jsonl(const fs::path& p) {
+    const std::string ext = lower_extension(p);
     return ext == ".jsonl" || ext == ".ndjson";
 }
 
@@ -60,9 +65,7 @@ bool hidden_below(const fs::path& file, const fs::path& root) {
 // from .jsonl and .ndjson only, since a .json file may hold one document over many lines) and compressed files,
 // whose bytes would otherwise reach the invalid-UTF-8 check, or pass it as latin-1 text would.
 void require_readable_kind(const fs::path& file, const std::string& path) {
-    std::string ext = file.extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    SL_REQUIRE(ext != ".json",
+    SL_REQUIRE(lower_extension(file) != ".json",
                "{}: a .json file; prepare reads JSON lines (one object per line, as Hugging Face's to_json writes) "
                "from .jsonl or .ndjson files: rename it if it is JSON lines, or convert it",
                path);
@@ -375,31 +378,39 @@ nlohmann::json sources_json(const std::vector<Source>& sources, bool with_counts
     return out;
 }
 
-// Whether a parsed manifest.json is one that prepare wrote (the mark by which it replaces a folder's shards).
-bool is_prepare_manifest(const nlohmann::json& m) {
-    return m.is_object() && m.contains("options") && m.contains("sources");
+// The manifest.json at `path` if prepare wrote it, else null (missing, unreadable, or someone else's). Its options
+// and sources are the mark by which prepare replaces a folder's shards.
+nlohmann::json read_prepare_manifest(const fs::path& path) {
+    std::ifstream in(path);
+    nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+    return m.is_object() && m.contains("options") && m.contains("sources") ? m : nlohmann::json();
+}
+
+// The shard entries ({"file", "bytes", ...}) a manifest of prepare lists, train's then val's; throws
+// nlohmann::json::exception where one edited by hand lacks them.
+std::vector<nlohmann::json> listed_shards(const nlohmann::json& m) {
+    std::vector<nlohmann::json> shards;
+    for (const char* split : {"train", "val"})
+        for (const auto& shard : m.at(split).at("shards")) shards.push_back(shard);
+    return shards;
 }
 
 // The manifest at `path`, when it describes these very inputs and options and all its shards are in place.
 std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOptions& opt,
                                          const std::vector<Source>& sources) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
-    nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
-    if (!is_prepare_manifest(m) || m["options"] != options_json(opt))
-        return std::nullopt;
+    nlohmann::json m = read_prepare_manifest(path);
+    if (m.is_null() || m["options"] != options_json(opt)) return std::nullopt;
     std::set<std::string> listed = {"manifest.json"};
     try {  // a manifest edited by hand is no reason to stop: the dataset is made again
         nlohmann::json old_sources = m["sources"];
         for (auto& s : old_sources) s.erase("documents");
         if (old_sources != sources_json(sources, false)) return std::nullopt;
-        for (const char* split : {"train", "val"})
-            for (const auto& shard : m.at(split).at("shards")) {
-                const fs::path f = path.parent_path() / shard.at("file").get<std::string>();
-                std::error_code ec;
-                if (fs::file_size(f, ec) != shard.at("bytes").get<uint64_t>() || ec) return std::nullopt;
-                listed.insert(f.filename().string());
-            }
+        for (const nlohmann::json& shard : listed_shards(m)) {
+            const fs::path f = path.parent_path() / shard.at("file").get<std::string>();
+            std::error_code ec;
+            if (fs::file_size(f, ec) != shard.at("bytes").get<uint64_t>() || ec) return std::nullopt;
+            listed.insert(f.filename().string());
+        }
     } catch (const nlohmann::json::exception&) {
         return std::nullopt;
     }
@@ -415,9 +426,7 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
 void check_replaceable(const fs::path& out_dir) {
     std::error_code ec;
     if (!fs::is_directory(out_dir, ec)) return;
-    std::ifstream in(out_dir / "manifest.json");
-    const nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
-    if (is_prepare_manifest(m)) return;
+    if (!read_prepare_manifest(out_dir / "manifest.json").is_null()) return;
     for (const auto& entry : fs::directory_iterator(out_dir, ec))
         SL_REQUIRE(!(entry.is_regular_file() && is_output_name(entry.path())),
                    "prepare: --out {} holds {} but no manifest.json of sinklab prepare, so prepare would replace or "
@@ -480,7 +489,7 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
         std::map<size_t, MappedFile> files;
         for (size_t k = 0; k < count; ++k) {
             const size_t source = items[first + k].source;
-            if (!files.contains(source)) files.try_emplace(source, sources[source].path);
+            files.try_emplace(source, sources[source].path);  // maps a source once
         }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
         for (int64_t k = 0; k < static_cast<int64_t>(count); ++k) {
@@ -555,13 +564,11 @@ void check_prepared_tokenizer(const std::string& glob, const std::string& tokeni
         auto [it, fresh] = made_in.try_emplace(folder);
         Made& made = it->second;
         if (fresh) {
-            std::ifstream in(manifest);
-            const nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+            const nlohmann::json m = read_prepare_manifest(manifest);
             try {  // a manifest edited past reading says nothing about the shards
-                if (is_prepare_manifest(m) && m.contains("tokenizer")) {
-                    for (const char* split : {"train", "val"})
-                        for (const auto& shard : m.at(split).at("shards"))
-                            made.shards.insert(shard.at("file").get<std::string>());
+                if (!m.is_null() && m.contains("tokenizer")) {
+                    for (const nlohmann::json& shard : listed_shards(m))
+                        made.shards.insert(shard.at("file").get<std::string>());
                     made.tokenizer = m["tokenizer"].get<std::string>();
                 }
             } catch (const nlohmann::json::exception&) {

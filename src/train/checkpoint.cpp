@@ -163,8 +163,7 @@ std::vector<std::string> config_changes(const Config& old, const Config& now, bo
     for (const std::string& key : changed_keys(old, now)) {
         const bool allowed = std::find(kResumeMayChange.begin(), kResumeMayChange.end(), key) != kResumeMayChange.end();
         if (allowed != may_change) continue;
-        const config::Field* f = config::find_field(key);
-        out.push_back(fmt::format("{} ({} -> {})", key, config::format_value(*f, old), config::format_value(*f, now)));
+        out.push_back(config::value_change(key, old, now));
     }
     return out;
 }

@@ -142,20 +142,15 @@ void check_suite_folder(const Sweep& sweep) {
                    sweep.suite.path, sweep.out_dir, run_file);
     const fs::path manifest = folder / "sweep.yaml";
     if (!fs::exists(manifest, ec)) return;
-    YAML::Node old;
-    try {
-        old = YAML::LoadFile(manifest.string());
-    } catch (const YAML::Exception&) {
-        return;  // unreadable: sweep writes it anew
-    }
     std::vector<std::string> variants, old_variants;
     for (const SuiteVariant& v : sweep.suite.variants) variants.push_back(v.name);
     std::string old_suite;
     try {
+        const YAML::Node old = YAML::LoadFile(manifest.string());
         if (old["variants"]) old_variants = old["variants"].as<std::vector<std::string>>();
         if (old["suite"]) old_suite = old["suite"].as<std::string>();
     } catch (const YAML::Exception&) {
-        return;
+        return;  // unreadable: sweep writes it anew
     }
     // Another suite file that still exists is another suite; of one that is gone, the variants tell.
     const bool gone = old_suite.empty() || !fs::exists(old_suite, ec);
