@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "core/process.h"
 #include "metrics/compare_table.h"
 
@@ -116,9 +117,7 @@ void run(const CompareArgs& a) {
     for (const std::string& n : c.notes) fmt::print(stderr, "sinklab compare: {}\n", n);
     fmt::print("{}", comparison_text(c));
     if (!a.markdown.empty()) {
-        std::ofstream f(a.markdown);
-        f << kMarkdownFirstLine << "\n" << comparison_markdown(c);
-        SL_REQUIRE(f.good(), "--markdown {}: cannot write it; check the folder and permissions", a.markdown);
+        write_file_durably(a.markdown, std::string(kMarkdownFirstLine) + "\n" + comparison_markdown(c));
         fmt::print("wrote {}\n", a.markdown);
     }
     if (!a.plot.empty()) plot(a, dirs);

@@ -17,6 +17,7 @@
 
 #include "config/schema.h"
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "core/folder_lock.h"
 #include "core/threads.h"
 #include "data/glob.h"
@@ -542,12 +543,9 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
         {"threads", threads},
         {"created", now_utc()}};
     const fs::path tmp = manifest_path.string() + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << manifest.dump(2) << "\n";
-        SL_REQUIRE(out.good(), "cannot write {}", tmp.string());
-    }
+    write_file_durably(tmp.string(), manifest.dump(2) + "\n");
     fs::rename(tmp, manifest_path);
+    sync_dir(manifest_path.parent_path().string());
     return manifest;
 }
 

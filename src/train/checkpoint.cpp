@@ -210,8 +210,8 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         s.tokens = j.contains("tokens") ? whole(j.at("tokens"), "tokens", -1, kMost) : -1;  // -1: not recorded
         s.run_log_step = whole(j.at("run_log_step"), "run_log_step", 0, s.step);
         s.optimizer_steps = whole(j.at("optimizer_steps"), "optimizer_steps", 0, kMost);
-        s.train_data.epoch = j.at("train_data").at("epoch").get<uint64_t>();
-        s.train_data.cursor = j.at("train_data").at("cursor").get<uint64_t>();
+        s.train_data.epoch = uint64_t(whole(j.at("train_data").at("epoch"), "epoch", 0, kMost));
+        s.train_data.cursor = uint64_t(whole(j.at("train_data").at("cursor"), "cursor", 0, kMost));
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();

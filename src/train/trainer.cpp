@@ -9,7 +9,6 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <set>
 
@@ -17,6 +16,7 @@
 #include "config/validate.h"
 #include "core/build_info.h"
 #include "core/checksum.h"
+#include "core/file_writer.h"
 #include "core/folder_lock.h"
 #include "core/progress.h"
 #include "data/dataloader.h"
@@ -258,10 +258,7 @@ struct Trainer::Impl {
         fs::create_directories(d, ec);
         SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir,
                    ec.message());
-        const fs::path cfg_path = d / "config.yaml";
-        std::ofstream f(cfg_path);
-        f << dump_config(cfg);
-        SL_REQUIRE(f.good(), "cannot write {}: check permissions and free space", cfg_path.string());
+        write_file_durably((d / "config.yaml").string(), dump_config(cfg));
     }
 
     void set_old_run_aside() {

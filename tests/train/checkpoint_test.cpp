@@ -183,12 +183,17 @@ TEST_F(DamagedCheckpoint, TruncatedStateFile) {
 TEST_F(DamagedCheckpoint, StateCountsOutOfRange) {
     const std::string path = newest + "/state.json";
     const std::string good = read_file(path);
-    ASSERT_NE(good.find("\"step\": 6,"), std::string::npos) << good;
-    for (const std::string bad : {"-7", "99999999999999999999", "6.5"}) {
-        std::string edited = good;
-        edited.replace(edited.find("\"step\": 6,"), 10, "\"step\": " + bad + ",");
-        write_file(path, edited);
-        expect_refused(path, "not a valid checkpoint state: step is ");
+    for (const std::string key : {"step", "epoch", "cursor"}) {
+        // `"key": digits` as the checkpoint wrote it
+        const size_t at = good.find("\"" + key + "\": ");
+        ASSERT_NE(at, std::string::npos) << good;
+        const size_t digits = at + key.size() + 4;
+        const size_t end = good.find_first_not_of("0123456789", digits);
+        ASSERT_GT(end, digits) << good;
+        for (const std::string bad : {"-7", "99999999999999999999", "6.5"}) {
+            write_file(path, good.substr(0, digits) + bad + good.substr(end));
+            expect_refused(path, fmt::format("not a valid checkpoint state: {} is ", key));
+        }
     }
 }
 
