@@ -52,7 +52,7 @@ double median(std::vector<double>& v) {
 }  // namespace
 
 SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
-    : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps) {
+    : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps), buffers_(model.backend()) {
     const int T = model.T();
     auto track = [&](int p) {
         if (p >= 0 && p < T && std::find(positions_.begin(), positions_.end(), p) == positions_.end())
@@ -69,13 +69,8 @@ SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
     Tp_ = std::min(cfg.metrics.wo_std_positions, T);
     Q_ = std::min(kMapSize, T);
     const SinkLayout ly{H_, int64_t(positions_.size()), Tp_, L_};
-    sink_buf_ = Tensor(be_.alloc(size_t(ly.total()) * 4), DType::F32, {ly.total()});
-    map_buf_ = Tensor(be_.alloc(size_t(Q_) * Q_ * 4), DType::F32, {Q_, Q_});
-}
-
-SinkMetrics::~SinkMetrics() {
-    be_.release(sink_buf_.data);
-    be_.release(map_buf_.data);
+    sink_buf_ = buffers_.add(DType::F32, {ly.total()});
+    map_buf_ = buffers_.add(DType::F32, {Q_, Q_});
 }
 
 SinkValues SinkMetrics::compute() {

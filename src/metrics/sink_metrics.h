@@ -45,7 +45,6 @@ public:
     static constexpr int kMapSize = 64;
 
     SinkMetrics(Model& model, const Config& cfg);
-    ~SinkMetrics();
     SinkMetrics(const SinkMetrics&) = delete;
     SinkMetrics& operator=(const SinkMetrics&) = delete;
 
@@ -77,7 +76,8 @@ private:
     int L_, H_, Tp_, Q_;
     float sink_eps_;
     // One f32 buffer for every per-step output, read back in one copy; the map has its own.
-    Tensor sink_buf_, map_buf_;
+    Allocations buffers_;
+    Tensor sink_buf_, map_buf_;  // [SinkLayout::total()], [Q, Q]
 };
 
 }  // namespace sinklab

@@ -142,23 +142,17 @@ double flops_per_token(const Config& cfg, const ParamTable& table, int T) {
 }
 
 Model::Model(Backend& backend, const Config& cfg, int B, int T)
-    : be_(backend), cfg_(cfg), table_(cfg), B_(B), T_(T) {
+    : be_(backend), cfg_(cfg), table_(cfg), B_(B), T_(T), params_(backend) {
     SL_REQUIRE(T <= cfg.model.seq_len, "a micro-batch of {} tokens per sequence exceeds model.seq_len {}", T,
                cfg.model.seq_len);
     spec_ = make_attn_spec(cfg, B, T);
     const DType cd = be_.compute_dtype(), wd = be_.wide();
     const int64_t n = table_.total();
-    weights_ = Tensor(be_.alloc(size_t(n) * dtype_size(cd)), cd, {n});
-    if (cd != wd) master_ = Tensor(be_.alloc(size_t(n) * dtype_size(wd)), wd, {n});
-    grads_ = Tensor(be_.alloc(size_t(n) * dtype_size(wd)), wd, {n});
+    weights_ = params_.add(cd, {n});
+    if (cd != wd) master_ = params_.add(wd, {n});
+    grads_ = params_.add(wd, {n});
     plan_activations(cfg_, spec_, cd, arena_, acts_, g_);
     arena_.allocate(be_);
-}
-
-Model::~Model() {
-    be_.release(weights_.data);
-    if (!master_.empty()) be_.release(master_.data);
-    be_.release(grads_.data);
 }
 
 BlockTensors Model::block(const Tensor& flat, int l) const {

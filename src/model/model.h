@@ -70,7 +70,6 @@ class Model {
 public:
     // Sizes every buffer for micro-batches of B sequences of T tokens, on `backend`.
     Model(Backend& backend, const Config& cfg, int B, int T);
-    ~Model();
 
     Backend& backend() { return be_; }
     const Config& config() const { return cfg_; }
@@ -101,7 +100,6 @@ public:
 
     const Activations& acts() const { return acts_; }
     AttnSpec attn_spec() const { return spec_; }
-    size_t activation_bytes() const { return arena_.bytes(); }
     double flops_per_token() const { return sinklab::flops_per_token(cfg_, table_, T_); }
 
 private:
@@ -115,7 +113,8 @@ private:
     ParamTable table_;
     int B_, T_;
     AttnSpec spec_;
-    Tensor weights_, master_, grads_;
+    Allocations params_;
+    Tensor weights_, master_, grads_;  // [n] each: the flat parameter buffers, held by params_
     Arena arena_;
     Activations acts_;
     BackwardScratch g_;

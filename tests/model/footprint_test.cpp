@@ -106,5 +106,17 @@ TEST(CpuAllocation, FailureSaysWhatToLower) {
     EXPECT_EQ(be->memory_in_use(), 0u);
 }
 
+// A model whose activations cannot be allocated gives back the weights it got first, so that a caller that goes on
+// (bench's next configuration) has the memory again.
+TEST(CpuAllocation, AModelThatDoesNotFitReleasesItsWeights) {
+    auto be = make_cpu_backend(DType::F32, 1);
+    Config cfg = tiny_config("standard");
+    cfg.model.vocab_size = 1 << 20;  // logits of 2^30 sequences: 2^58 bytes, past any address space
+    const std::string msg = error_of([&] { Model model(*be, cfg, 1 << 30, cfg.model.seq_len); });
+    EXPECT_NE(msg.find("out of host memory"), std::string::npos) << msg;
+    EXPECT_GT(be->peak_memory(), size_t(cfg.model.vocab_size) * cfg.model.d_model * 4) << "the weights came first";
+    EXPECT_EQ(be->memory_in_use(), 0u);
+}
+
 }  // namespace
 }  // namespace sinklab::test
