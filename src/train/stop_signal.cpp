@@ -11,6 +11,7 @@ namespace {
 
 volatile std::sig_atomic_t g_received = 0;
 struct sigaction g_previous[kStopSignalCount];
+struct sigaction g_previous_pipe;
 int g_depth = 0;  // StopSignals alive; only the outermost installs and restores
 
 extern "C" void on_stop_signal(int sig) { g_received = sig; }
@@ -26,11 +27,16 @@ StopSignals::StopSignals() {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND | SA_RESTART;  // the second signal takes the default action: the process ends
     for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &sa, &g_previous[i]);
+    struct sigaction ignore;
+    std::memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, &g_previous_pipe);
 }
 
 StopSignals::~StopSignals() {
     if (--g_depth > 0) return;
     for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &g_previous[i], nullptr);
+    sigaction(SIGPIPE, &g_previous_pipe, nullptr);
 }
 
 int StopSignals::received() { return g_received; }
@@ -40,6 +46,7 @@ const char* signal_name(int sig) {
         case SIGTERM: return "SIGTERM";
         case SIGINT: return "SIGINT";
         case SIGUSR1: return "SIGUSR1";
+        case SIGHUP: return "SIGHUP";
         default: return "a signal";
     }
 }

@@ -679,9 +679,16 @@ struct Trainer::Impl {
             runlog->flush();
             report = write_nonfinite_report(dir, {done, loss, norm, lr, data_at, last_checkpoint}, *model);
         }
-        fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; the last good checkpoint is "
-             "{}; resume from it with --resume and a lower train.lr, or set fault.nan_policy=skip",
-             done, loss, norm, report, last_checkpoint.empty() ? "none (set checkpoint.every)" : last_checkpoint);
+        // Only rank 0 knows the checkpoints; a --resume without one starts the run over.
+        std::string from = "rank 0 names the last good checkpoint; resume from it";
+        if (lead && !last_checkpoint.empty())
+            from = fmt::format("the last good checkpoint is {}; resume from it", last_checkpoint);
+        else if (lead)
+            from = fmt::format("no checkpoint was {} (checkpoint.every={}); start over",
+                               cfg.checkpoint.every > 0 ? "due yet" : "written", cfg.checkpoint.every);
+        fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; {} with --resume and a lower "
+             "train.lr, or set fault.nan_policy=skip",
+             done, loss, norm, report, from);
     }
 };
 

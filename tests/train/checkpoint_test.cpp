@@ -101,21 +101,35 @@ TEST(Resume, KillNineThenResumeCompletesTheRun) {
     }
 }
 
-TEST(Resume, SigtermFromOutsideCheckpointsAndExitsZero) {
-    const TempDir dir("resume_sigterm");
-    const std::string args = small_run(dir, "run", 400, "--set run.threads=1 --set train.log_every=1");
-    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 {} {}", SINKLAB_BINARY, args), dir / "out.log");
-    ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
-    bg.signal(SIGTERM);
-    ASSERT_EQ(bg.wait(30), 0) << read_file(dir / "out.log");
-    const auto names = checkpoint_names(dir, "run");
-    ASSERT_EQ(names.size(), 1u);
-    const int step = std::stoi(names[0].substr(5));
-    EXPECT_GE(step, 10);
-    EXPECT_LT(step, 400);
-    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(step));
-    const std::string out = read_file(dir / "out.log");
-    EXPECT_NE(out.find(fmt::format("stopped after step {} on SIGTERM", step)), std::string::npos) << out;
+// SIGTERM from a scheduler; SIGHUP from a terminal closed under a run started without nohup.
+TEST(Resume, SigtermOrSighupFromOutsideCheckpointsAndExitsZero) {
+    for (const auto& [sig, name] : {std::pair{SIGTERM, "SIGTERM"}, std::pair{SIGHUP, "SIGHUP"}}) {
+        SCOPED_TRACE(name);
+        const TempDir dir("resume_sigterm");
+        const std::string args = small_run(dir, "run", 400, "--set run.threads=1 --set train.log_every=1");
+        Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 {} {}", SINKLAB_BINARY, args), dir / "out.log");
+        ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
+        bg.signal(sig);
+        ASSERT_EQ(bg.wait(30), 0) << read_file(dir / "out.log");
+        const auto names = checkpoint_names(dir, "run");
+        ASSERT_EQ(names.size(), 1u);
+        const int step = std::stoi(names[0].substr(5));
+        EXPECT_GE(step, 10);
+        EXPECT_LT(step, 400);
+        EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(step));
+        const std::string out = read_file(dir / "out.log");
+        EXPECT_NE(out.find(fmt::format("stopped after step {} on {}", step, name)), std::string::npos) << out;
+    }
+}
+
+// `sinklab train ... | head`: once the reader is gone the run goes on to its end, logging to train.log.
+TEST(Resume, AClosedStdoutPipeDoesNotEndTheRun) {
+    const TempDir dir("train_closed_pipe");
+    const CommandResult r = run_command(fmt::format("bash -c 'set -o pipefail; {} {} | head -c 1 >/dev/null'",
+                                                    SINKLAB_BINARY, small_run(dir, "run", 30, "--set run.threads=1")));
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(30));
+    EXPECT_NE(read_file(dir / "run/train.log").find("step     30/"), std::string::npos);
 }
 
 class DamagedCheckpoint : public ::testing::Test {
@@ -243,6 +257,20 @@ TEST_F(DamagedCheckpoint, ALowerLearningRateAndGradientClipMayResume) {
         EXPECT_EQ(load_config(file).train.lr, 0.001f) << file;
     const std::vector<double> lr = column(dir / "run/metrics.h5", "train", "lr");
     for (size_t i = 6; i < lr.size(); i++) EXPECT_LE(lr[i], 0.001 * (1 + 1e-6)) << "step " << i + 1;
+}
+
+// How a run resumed on other ranks keeps its global batch: tokens_per_step set where it was 0 (one micro-batch of
+// 8 x 64 per rank). Here one rank doubles it; the run log's tokens and its attribute follow.
+TEST_F(DamagedCheckpoint, TheGlobalBatchMayBeSetOnResume) {
+    const CommandResult r = resume("--set train.tokens_per_step=1024");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(read_file(dir / "run/train.log").find("train.tokens_per_step (0 -> 1024)"), std::string::npos) << r.out;
+    const RunLogReader log(dir / "run/metrics.h5");
+    EXPECT_EQ(log.num_attr("tokens_per_step"), 1024.0);
+    const std::vector<double> tokens = log.read("train", "tokens").data;
+    ASSERT_EQ(tokens.size(), 9u);
+    EXPECT_EQ(tokens[5], 6.0 * 512);
+    EXPECT_EQ(tokens[8], 6.0 * 512 + 3 * 1024);
 }
 
 TEST(Resume, ADamagedOnlyCheckpointSaysSoAndAStartOverKeepsTheRows) {

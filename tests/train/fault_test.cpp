@@ -41,6 +41,17 @@ TEST(Faults, NanAbortWritesADiagnosticAndKeepsTheLastGoodCheckpoint) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), std::vector<double>(10, 0.0));
 }
 
+// Before the first checkpoint the advice is to start over, not to set checkpoint.every (it is set).
+TEST(Faults, NanAbortBeforeTheFirstCheckpointSaysSo) {
+    const TempDir dir("fault_nan_early");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 10, "--set run.threads=1 --set checkpoint.every=3"),
+                                        "SINKLAB_FAULT_INJECT=nan@2");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("no checkpoint was due yet (checkpoint.every=3); start over with --resume"),
+              std::string::npos)
+        << r.out;
+}
+
 TEST(Faults, NanSkipSkipsThatUpdateOnly) {
     const TempDir dir("fault_nan_skip");
     const CommandResult r = run_sinklab(small_run(dir, "run", 8, "--set run.threads=1 --set fault.nan_policy=skip"),
