@@ -22,7 +22,7 @@ double weight(const T* qkv, const T* lse, const AttnSpec& s, int64_t b, int64_t 
     double z = 0;
     for (int64_t d = 0; d < hd; d++) z += double(q[d]) * double(k[d]);
     z *= s.scale;
-    if (s.score == AttnScore::Sigmoid) return 1.0 / (1.0 + std::exp(-(z + s.sigmoid_bias)));
+    if (s.score == AttnScore::Sigmoid) return sigmoid(z + double(s.sigmoid_bias));
     return std::exp(z - double(lse[(b * s.H + h) * s.T + i]));
 }
 

@@ -88,7 +88,7 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, 
     } else {
         for (int c = threadIdx.x; c < ROWS * HDP; c += NT) {
             int r = c / HDP, d = c % HDP, t = r0 + r;
-            s[tile_at<HDP, kWg>(r, d)] = t < T && d < hd ? src[t * stride + d] : __ushort_as_bfloat16(0);
+            s[tile_at<HDP, kWg>(r, d)] = t < T && d < hd ? src[int64_t(t) * stride + d] : __ushort_as_bfloat16(0);
         }
     }
 }

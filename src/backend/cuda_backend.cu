@@ -521,19 +521,26 @@ private:
 
 }  // namespace
 
-bool cuda_device_present() {
-    // Without a driver cudaGetDeviceCount fails (error 35, not "no device") and leaves the count alone:
-    // any error means no GPU, and the sticky error is cleared so later calls start clean.
-    static const bool present = [] {
+namespace {
+
+// Without a driver cudaGetDeviceCount fails (error 35, not "no device") and leaves the count alone: any error
+// means no GPU, and the sticky error is cleared so later calls start clean. Empty when a GPU is there.
+const std::string& device_error() {
+    static const std::string error = [] {
         int n = 0;
-        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        if (const cudaError_t e = cudaGetDeviceCount(&n); e != cudaSuccess) {
             (void)cudaGetLastError();
-            return false;
+            return fmt::format("cudaGetDeviceCount: {} ({})", cudaGetErrorString(e), int(e));
         }
-        return n > 0;
+        return n > 0 ? std::string() : std::string("CUDA sees no device");
     }();
-    return present;
+    return error;
 }
+
+}  // namespace
+
+bool cuda_device_present() { return device_error().empty(); }
+std::string cuda_device_error() { return device_error(); }
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) { return std::make_unique<CudaBackend>(opt); }
 

@@ -30,6 +30,7 @@
 #include "train/fault_inject.h"
 #include "train/nonfinite_report.h"
 #include "train/optimizer.h"
+#include "train/run_backend.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
 #include "train/update_guard.h"
@@ -169,6 +170,7 @@ struct Trainer::Impl {
     int64_t start_tokens = 0;  // training tokens through start_step
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
+    std::string backend_note;     // why backend: auto runs on the CPU, when that is a surprise
     bool restart_over = false;    // rank 0: --resume found a run but no checkpoint, so it starts at step 0
     std::string kept_aside;       // rank 0: where that run's metrics.h5 went (metrics.restart<k>.h5)
     enum class Aside { none, partly, wholly };
@@ -364,12 +366,7 @@ struct Trainer::Impl {
         check_same_config();
         check_run_dir();
 
-        BackendOptions bo;
-        bo.kind = cfg.backend;
-        bo.cuda_compute = cfg.precision.compute == "fp32" ? DType::F32 : DType::BF16;
-        bo.threads = cfg.run.threads > 0 ? cfg.run.threads : default_threads_per_rank(comm);
-        bo.device = comm.local_rank();
-        backend = make_backend(bo);
+        backend = make_run_backend(cfg, comm, backend_note);
 
         if (lead) ensure_data(cfg.data, cfg.model);
         comm.barrier();
@@ -410,6 +407,7 @@ struct Trainer::Impl {
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
+        if (lead && !backend_note.empty()) log->info("note: {}", backend_note);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
         if (lead)

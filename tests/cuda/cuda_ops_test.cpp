@@ -972,8 +972,10 @@ TEST(CudaBackendSelection, AutoAndExplicit) {
         EXPECT_EQ(make_backend(opt)->name(), "cuda");
     else
         EXPECT_THROW(make_backend(opt), Error);
-    // Without a driver the CUDA runtime fails every call; asking again must give the same answer, not throw.
-    EXPECT_EQ(cuda_available(), cuda_available());
+    // Without a driver the CUDA runtime fails every call; asking again must not throw, and the reason given for no
+    // GPU must agree with the answer.
+    EXPECT_NO_THROW(cuda_available());
+    EXPECT_EQ(cuda_unavailable_reason().empty(), cuda_available()) << cuda_unavailable_reason();
     opt.kind = "auto";
     EXPECT_EQ(make_backend(opt)->name(), cuda_available() ? "cuda" : "cpu");
 }
