@@ -310,8 +310,9 @@ void Backend::swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) {
     int64_t N = rows_of(ab), F = ab.dim(-1) / 2;
     SL_ASSERT(dab.numel() == ab.numel() && rows_of(dout) == N && dout.dim(-1) == F, "swiglu dab {} dout {} ab {}",
               dab.shape_str(), dout.shape_str(), ab.shape_str());
-    for (const auto& [t, what] : {std::pair{dab, "swiglu dab"}, std::pair{dout, "swiglu dout"}, std::pair{ab, "swiglu ab"}})
-        expect_dtype(t, compute_, what);
+    expect_dtype(dab, compute_, "swiglu dab");
+    expect_dtype(dout, compute_, "swiglu dout");
+    expect_dtype(ab, compute_, "swiglu ab");
     OpScope sc(*this, OpFamily::SwiGLU);
     do_swiglu_bwd(dab, dout, ab);
 }

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +18,7 @@
 #include "core/check.h"
 #include "core/file_writer.h"
 #include "core/folder_lock.h"
+#include "core/utc_time.h"
 #include "core/threads.h"
 #include "data/glob.h"
 #include "data/mapped_file.h"
@@ -245,9 +245,8 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
 
 // Which split a document goes to: a hash of its text alone, mapped to [0, 1), against the val fraction.
 bool goes_to_val(std::string_view text, double val_fraction) {
-    uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a, then a full mix so that every bit counts
-    for (unsigned char c : text) h = (h ^ c) * 0x100000001B3ull;
-    return static_cast<double>(mix64(h) >> 11) * 0x1.0p-53 < val_fraction;
+    const uint64_t h = mix64(fnv1a(text.data(), text.size()));  // the full mix: so that every bit counts
+    return static_cast<double>(h >> 11) * 0x1.0p-53 < val_fraction;
 }
 
 void process(const Item& item, const Source& src, std::string_view text, const Tokenizer& tok,
@@ -455,13 +454,6 @@ void publish(const fs::path& staging, const fs::path& out_dir) {
     fs::remove(staging);
 }
 
-std::string now_utc() {
-    const std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
 // Tokenizes every source on `opt.threads` threads and writes the shards and the manifest.
 nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std::vector<Source>& sources,
                             const fs::path& out_dir, const fs::path& manifest_path) {
@@ -541,7 +533,7 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
         {"input_bytes", total_bytes},
         {"seconds", seconds},
         {"threads", threads},
-        {"created", now_utc()}};
+        {"created", utc_now_iso8601()}};
     const fs::path tmp = manifest_path.string() + ".tmp";
     write_file_durably(tmp.string(), manifest.dump(2) + "\n");
     fs::rename(tmp, manifest_path);

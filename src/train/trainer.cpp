@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -19,6 +18,7 @@
 #include "core/file_writer.h"
 #include "core/folder_lock.h"
 #include "core/progress.h"
+#include "core/utc_time.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
 #include "metrics/eval.h"
@@ -61,13 +61,6 @@ StepGeometry step_geometry(const Config& cfg, int world) {
 std::string run_dir(const Config& cfg) { return (fs::path(cfg.run.out_dir) / cfg.run.name).string(); }
 
 namespace {
-
-std::string now_iso8601() {
-    std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
 
 // What sinklab writes into a run folder: --overwrite replaces these and nothing else, so that files of the user's
 // (or a folder holding other runs) never go with the old run. Evals of the old model go too, under whatever --out
@@ -354,7 +347,7 @@ struct Trainer::Impl {
             {"backend", backend->name()},
             {"device", backend->device_name()},
             {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
-            {"created", now_iso8601()}};
+            {"created", utc_now_iso8601()}};
         std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
                                                                  {"flops_per_token", model->flops_per_token()}};
         str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());
@@ -466,15 +459,9 @@ struct Trainer::Impl {
     void check_replicas(int64_t step) {
         if (comm.world() == 1) return;
         const Tensor w = model->truth();
-        uint64_t sum;
-        if (backend->host_memory()) {
-            sum = checksum64(w.data, w.bytes());
-        } else {
-            std::vector<char> host(w.bytes());
-            backend->read(host.data(), w.dtype, w);
-            sum = checksum64(host.data(), host.size());
-        }
-        const std::vector<int> differ = ranks_differing_from_root(comm, sum);
+        std::vector<char> host(w.bytes());
+        backend->read(host.data(), w.dtype, w);
+        const std::vector<int> differ = ranks_differing_from_root(comm, checksum64(host.data(), host.size()));
         SL_REQUIRE(differ.empty(),
                    "step {}: the parameters of rank(s) {} differ from rank 0's (checksum every fault.check_every "
                    "steps): the ranks no longer train one model; resume from the last checkpoint with --resume",
