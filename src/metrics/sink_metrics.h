@@ -7,6 +7,7 @@
 
 #include "dist/comm.h"
 #include "metrics/runlog.h"
+#include "metrics/schema.h"
 #include "model/model.h"
 
 namespace sinklab {
@@ -42,7 +43,7 @@ struct HeavyValues {
 
 class SinkMetrics {
 public:
-    static constexpr int kMapSize = 64;
+    static constexpr int kMapSize = kAttnMapSize;
 
     SinkMetrics(Model& model, const Config& cfg);
     SinkMetrics(const SinkMetrics&) = delete;

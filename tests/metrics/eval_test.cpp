@@ -27,7 +27,9 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
         {"attn_mass", {1, 2, 4, 1}}, {"sink_rate", {1, 2}},      {"wo_input_std", {1, 2, 64}},
         {"wo_dimwise_std", {1, 2, 64}}, {"dominance", {1, 2}},   {"massive", {1, 2}},
         {"token0_norm_ratio", {1, 2}}, {"ffn_max_act", {1, 2, 2}}, {"ffn_top_channel", {1, 2}},
-        {"effective_rank", {1, 2}},  {"attn_map", {1, 2, 64, 64}}, {"sink_percent", {1}}};
+        {"effective_rank", {1, 2}},  {"attn_map", {1, 2, 64, 64}}, {"sink_percent", {1}},
+        {"ffn_gate_norm", {1, 2, 2}}, {"ffn_up_norm", {1, 2, 2}}, {"ffn_top_unit", {1, 2, 2}}};
+    EXPECT_EQ(ev.columns("eval").size(), shapes.size() + 2) << "and step and loss";
     for (const auto& [col, shape] : shapes) EXPECT_EQ(ev.read("eval", col).shape, shape) << col;
     EXPECT_EQ(ev.num_attr("sequences"), 16.0);
 
