@@ -77,30 +77,21 @@ public:
                    "this sinklab has no GPU code for {} (sm_{}{}): rebuild with -DSINKLAB_CUDA_ARCH={}{} ({})",
                    prop_.name, prop_.major, prop_.minor, prop_.major, prop_.minor, cudaGetErrorString(e));
         CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        CUDA_CHECK(cudaMallocHost(&stage_host_, kStageBytes));
-        CUDA_CHECK(cudaMalloc(&stage_device_, kStageBytes));
-        CUDA_CHECK(cudaMalloc(&sum_partials_, cuda::sum_squares_scratch()));
-        CUDA_CHECK(cudaMallocHost(&sum_partials_host_, cuda::sum_squares_scratch()));
-        grow_scratch(kFirstScratch);
-        gemm_ = std::make_unique<cuda::Gemm>();
+        // A GPU already full (another job on it) fails here: what was made is given back, as the destructor would.
+        try {
+            CUDA_CHECK(cudaMallocHost(&stage_host_, kStageBytes));
+            stage_device_ = device_malloc(kStageBytes);
+            sum_partials_ = static_cast<double*>(device_malloc(cuda::sum_squares_scratch()));
+            CUDA_CHECK(cudaMallocHost(&sum_partials_host_, cuda::sum_squares_scratch()));
+            grow_scratch(kFirstScratch);
+            gemm_ = std::make_unique<cuda::Gemm>();
+        } catch (...) {
+            free_all();
+            throw;
+        }
     }
 
-    ~CudaBackend() override {
-        // Teardown must not throw: errors here are ignored.
-        cudaStreamSynchronize(stream_);
-        gemm_.reset();
-#if SINKLAB_HAVE_CUDNN
-        cudnn_.reset();
-#endif
-        for (auto& m : marks_) pool_.insert(pool_.end(), {m.start, m.end});
-        for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
-        cudaFree(scratch_);
-        cudaFree(sum_partials_);
-        cudaFreeHost(sum_partials_host_);
-        cudaFree(stage_device_);
-        cudaFreeHost(stage_host_);
-        cudaStreamDestroy(stream_);
-    }
+    ~CudaBackend() override { free_all(); }
 
     std::string name() const override { return "cuda"; }
     std::string device_name() const override {
@@ -119,17 +110,7 @@ public:
 
     void* do_alloc(size_t bytes) override {
         if (bytes == 0) return nullptr;
-        void* p = nullptr;
-        cudaError_t e = cudaMalloc(&p, bytes);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            size_t free_b = 0, total_b = 0;
-            cudaMemGetInfo(&free_b, &total_b);
-            fail("out of GPU memory allocating {:.1f} MiB on {} ({:.1f} of {:.1f} GiB free): the model or batch is "
-                 "too large for this GPU; `sinklab info CONFIG` shows the memory a run needs: lower "
-                 "train.micro_batch / model.seq_len, attention.ds_scratch_mib or model.* sizes",
-                 double(bytes) / (1 << 20), prop_.name, double(free_b) / (1 << 30), double(total_b) / (1 << 30));
-        }
+        void* p = device_malloc(bytes);
         CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
         return p;
     }
@@ -493,6 +474,38 @@ private:
         if (bytes > scratch_bytes_) grow_scratch(bytes);
         return scratch_;
     }
+
+    // Teardown must not throw: errors here are ignored. Also what a constructor that failed half-way made.
+    void free_all() {
+        cudaStreamSynchronize(stream_);
+        gemm_.reset();
+#if SINKLAB_HAVE_CUDNN
+        cudnn_.reset();
+#endif
+        for (auto& m : marks_) pool_.insert(pool_.end(), {m.start, m.end});
+        for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
+        cudaFree(scratch_);
+        cudaFree(sum_partials_);
+        cudaFreeHost(sum_partials_host_);
+        cudaFree(stage_device_);
+        cudaFreeHost(stage_host_);
+        cudaStreamDestroy(stream_);
+    }
+
+    // cudaMalloc, with the user's message when the GPU has no room.
+    void* device_malloc(size_t bytes) const {
+        void* p = nullptr;
+        const cudaError_t e = cudaMalloc(&p, bytes);
+        if (e == cudaSuccess) return p;
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        fail("out of GPU memory allocating {:.1f} MiB on {} ({:.1f} of {:.1f} GiB free): the model or batch is "
+             "too large for this GPU, or another process holds it; `sinklab info CONFIG` shows the memory a run "
+             "needs: lower train.micro_batch / model.seq_len, attention.ds_scratch_mib or model.* sizes",
+             double(bytes) / (1 << 20), prop_.name, double(free_b) / (1 << 30), double(total_b) / (1 << 30));
+    }
+
     void grow_scratch(size_t bytes) {
         if (scratch_) release(scratch_);
         scratch_ = nullptr;
