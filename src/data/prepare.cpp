@@ -1,7 +1,5 @@
 #include "data/prepare.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,8 +16,9 @@
 #include "core/check.h"
 #include "core/file_writer.h"
 #include "core/folder_lock.h"
-#include "core/utc_time.h"
+#include "core/progress.h"
 #include "core/threads.h"
+#include "core/utc_time.h"
 #include "data/glob.h"
 #include "data/mapped_file.h"
 #include "data/shard.h"
@@ -333,33 +332,6 @@ private:
     std::vector<ShardWriter::Written> written_;
 };
 
-class ProgressLine {
-public:
-    ProgressLine(uint64_t total_bytes, bool enabled) : total_(total_bytes), enabled_(enabled && isatty(2)) {}
-
-    void update(uint64_t done, uint64_t tokens, bool last = false) {
-        if (!enabled_) return;
-        const double t = seconds();
-        if (!last && t - shown_ < 0.1) return;
-        shown_ = t;
-        const double mbps = done / 1e6 / std::max(t, 1e-9);
-        const double eta = mbps > 0 ? (total_ - done) / 1e6 / mbps : 0;
-        std::fprintf(stderr, "\rprepare: %.1f / %.1f MB  %3.0f%%  %.1f MB/s  %.2fM tokens  ETA %.0f s   ",
-                     done / 1e6, total_ / 1e6, 100.0 * done / std::max<uint64_t>(total_, 1), mbps, tokens / 1e6, eta);
-        if (last) std::fputc('\n', stderr);
-        std::fflush(stderr);
-    }
-
-    double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
-
-private:
-    using Clock = std::chrono::steady_clock;
-    Clock::time_point start_ = Clock::now();
-    uint64_t total_;
-    bool enabled_;
-    double shown_ = -1;
-};
-
 nlohmann::json options_json(const PrepareOptions& opt) {
     return {{"tokenizer", opt.tokenizer},
             {"val_fraction", opt.val_fraction},
@@ -470,7 +442,11 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
 
     SplitWriter train(out_dir.string(), "train", tok.vocab_size(), opt.shard_tokens);
     SplitWriter val(out_dir.string(), "val", tok.vocab_size(), opt.shard_tokens);
-    ProgressLine progress(total_bytes, opt.progress);
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point start = Clock::now();
+    const auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+    std::optional<Progress> progress;
+    if (opt.progress) progress.emplace(int64_t(total_bytes), "prepare");
     uint64_t done_bytes = 0;
     const size_t round = static_cast<size_t>(threads) * kItemsPerThreadPerRound;
     std::vector<ItemResult> results;
@@ -504,9 +480,15 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
             sources[items[first + k].source].documents += r.docs.size();
             done_bytes += items[first + k].bytes;
         }
-        progress.update(done_bytes, train.tokens() + val.tokens());
+        if (progress) {
+            const double mbps = double(done_bytes) / 1e6 / std::max(seconds(), 1e-9);
+            progress->update(int64_t(done_bytes),
+                             fmt::format("{:.1f} / {:.1f} MB  {:.1f} MB/s  {:.2f}M tokens  ETA {}", done_bytes / 1e6,
+                                         total_bytes / 1e6, mbps, double(train.tokens() + val.tokens()) / 1e6,
+                                         format_duration(double(total_bytes - done_bytes) / 1e6 / mbps)));
+        }
     }
-    progress.update(total_bytes, train.tokens() + val.tokens(), true);
+    if (progress) progress->finish();
 
     const uint64_t documents = train.documents() + val.documents();
     SL_REQUIRE(documents > 0, "prepare: the inputs hold no document (only blank text or empty JSON records)");
@@ -517,7 +499,7 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
     train.finish();
     val.finish();
 
-    const double seconds = progress.seconds();
+    const double elapsed = seconds();
     nlohmann::json manifest = {
         {"sinklab_version", SINKLAB_VERSION},
         {"format", "llm.c token shards: 256 int32 header (magic, version, token count), then the tokens"},
@@ -531,7 +513,7 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
         {"train", train.summary()},
         {"val", val.summary()},
         {"input_bytes", total_bytes},
-        {"seconds", seconds},
+        {"seconds", elapsed},
         {"threads", threads},
         {"created", utc_now_iso8601()}};
     const fs::path tmp = manifest_path.string() + ".tmp";
