@@ -20,19 +20,13 @@ using cuda::bf16;
 constexpr size_t kStageBytes = size_t(16) << 20;     // pinned host staging (and its device twin)
 constexpr size_t kFirstScratch = size_t(32) << 20;   // op scratch; grows on first use by a larger shape
 
-template <typename T> constexpr DType dtype_of_device();
-template <> constexpr DType dtype_of_device<float>() { return DType::F32; }
-template <> constexpr DType dtype_of_device<bf16>() { return DType::BF16; }
-template <> constexpr DType dtype_of_device<double>() { return DType::F64; }
-template <> constexpr DType dtype_of_device<int32_t>() { return DType::I32; }
+}  // namespace
+// Device code's bf16 is CUDA's type, not the host's bf16_bits.
+template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
+namespace {
 
 // The device pointer of a tensor holding T, or null for an empty tensor.
-template <typename T> T* dp(const Tensor& t) {
-    if (t.empty()) return nullptr;
-    SL_ASSERT(t.dtype == dtype_of_device<T>(), "tensor {} holds {}, the kernel wants {}", t.shape_str(),
-              dtype_name(t.dtype), dtype_name(dtype_of_device<T>()));
-    return static_cast<T*>(t.data);
-}
+template <typename T> T* dp(const Tensor& t) { return t.empty() ? nullptr : t.ptr<T>(); }
 
 // Calls f(std::type_identity<T>{}) with T the device type of a float dtype.
 template <typename F> void with_float_type(DType t, F&& f) {
