@@ -33,6 +33,7 @@ enum class AttnScore : uint8_t {
 
 struct AttnSpec {
     static constexpr int kMaxIsolate = 16;
+    static constexpr int kMaxHeadDim = 128;  // of every attention kernel, CPU and CUDA
     int B = 0, T = 0, H = 0, Hkv = 0, hd = 0;
     float scale = 0.f;  // usually 1/sqrt(hd)
     AttnScore score = AttnScore::Softmax;

@@ -97,6 +97,7 @@ struct Trainer::Impl {
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     std::string backend_note;     // why backend: auto runs on the CPU, when that is a surprise
+    bool committed = false;       // the start stands (commit_start): a failure no longer puts the old run back
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
@@ -192,18 +193,14 @@ struct Trainer::Impl {
             setup_logging();
             create_run_log(resumed);
             inject.after_setup();
-            // The old run goes only once every rank is set up: a rank that fails before this barrier ends the job
-            // with rank 0 still waiting here, and the old run stays aside for the next start to put back.
-            comm.barrier();
-            if (lead)
-                if (const std::string note = folder->commit(); !note.empty()) log->info("{}", note);
+            log_start(resumed);
         } catch (...) {
-            if (lead) {
-                runlog.reset();  // the new metrics.h5 closed before it goes
-                folder->undo(std::current_exception());
-            }
+            undo_start(std::current_exception());
             throw;
         }
+    }
+
+    void log_start(const std::optional<TrainState>& resumed) {
         log->info("sinklab {} | run {} | {} on {} | {} ranks | {:.2f}M parameters | {} tokens/step ({} x {} x {} ranks "
                   "x {} accum)",
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
@@ -231,6 +228,33 @@ struct Trainer::Impl {
         else if (opt.resume)
             log->info("no run in {} yet: starting at step 0", dir);
         if (!val_batches.notice.empty()) log->info("{}", val_batches.notice);
+    }
+
+    // A start that fails before commit_start (in setup, the first validation or the first step's passes: too
+    // little memory for the first use of the backend's scratch, say) leaves the run folder as it was.
+    void undo_start(const std::exception_ptr& failure) {
+        if (!lead || committed) return;
+        runlog.reset();  // the new metrics.h5 closed before it goes
+        folder->undo(failure);
+    }
+
+    // The old run (--overwrite) goes only once every rank has run the first step's forward and backward passes:
+    // the all-reduce after them is where a rank that failed before ends the job, with the old run still aside for
+    // the next start to put back.
+    void commit_start() {
+        if (committed) return;
+        if (lead)
+            if (const std::string note = folder->commit(); !note.empty()) log->info("{}", note);
+        committed = true;
+    }
+
+    void run() {
+        try {
+            run_steps();
+        } catch (...) {
+            undo_start(std::current_exception());
+            throw;
+        }
     }
 
     // --resume: rank 0 verifies and reads the newest checkpoint; every rank gets its tensors and state.
@@ -337,10 +361,11 @@ struct Trainer::Impl {
         }
     }
 
-    void run() {
+    void run_steps() {
         using Clock = std::chrono::steady_clock;
         const int64_t max_steps = cfg.train.max_steps;
         if (start_step >= max_steps) {
+            commit_start();
             log->info("the run is complete at step {} (train.max_steps = {}); raise train.max_steps to train longer",
                       start_step, max_steps);
             return;
@@ -376,6 +401,7 @@ struct Trainer::Impl {
             loss = reduced[0] / comm.world();
             device_communicator(comm, *backend).all_reduce_mean(*backend, model->grads());
             comm_s += std::chrono::duration<double>(Clock::now() - t_comm).count();
+            commit_start();
             const bool stop = reduced[1] > 0;
             if (stop && !stop_signal) stop_signal = StopSignals::received() ? StopSignals::received() : -1;
 

@@ -309,6 +309,13 @@ TEST(Training, OverwriteThatFailsOnceTheFolderIsWrittenKeepsTheOldRun) {
     EXPECT_NE(late.out.find("injected failure at the end of setup"), std::string::npos) << late.out;
     EXPECT_EQ(entries_under(dir / "x"), before);
 
+    // In the first step, before its passes have run on every rank (too little memory for the backend's first use of
+    // its scratch, a head dimension a kernel refuses, ...).
+    const CommandResult first = run_sinklab(small_run(dir, "x", 5, "--overwrite"), "SINKLAB_FAULT_INJECT=throw@1");
+    EXPECT_NE(first.rc, 0);
+    EXPECT_NE(first.out.find("injected"), std::string::npos) << first.out;
+    EXPECT_EQ(entries_under(dir / "x"), before);
+
     // A real failure: the run log cannot be made (a folder holds its temporary name), once config.yaml and train.log
     // are written.
     write_file(dir / "x/metrics.h5.partial/blocker", "");
