@@ -48,9 +48,9 @@ StepGeometry step_geometry(const Config& cfg, int world) {
         g.accum = 1;
     } else {
         SL_REQUIRE(cfg.train.tokens_per_step % per_micro == 0,
-                   "{}: train.tokens_per_step = {} is not a multiple of micro_batch x seq_len x ranks = {} x {} x {} "
-                   "= {}; change it or the number of ranks",
-                   cfg.source, cfg.train.tokens_per_step, g.micro_batch, g.seq_len, world, per_micro);
+                   "train.tokens_per_step = {} is not a multiple of micro_batch x seq_len x ranks = {} x {} x {} = {}; "
+                   "change it or the number of ranks",
+                   cfg.train.tokens_per_step, g.micro_batch, g.seq_len, world, per_micro);
         g.accum = int(cfg.train.tokens_per_step / per_micro);
     }
     g.tokens_per_step = per_micro * g.accum;

@@ -466,6 +466,14 @@ TEST(InfoCli, PrintsParametersFlopsAndMemory) {
     EXPECT_NE(r.out.find("FLOPs/token"), std::string::npos);
     EXPECT_NE(r.out.find("activations"), std::string::npos);
     EXPECT_NE(r.out.find("1966080"), std::string::npos) << r.out;  // tokens per step
+    // 1966080 = 12 x 4096 x 8 x 5 does not split over 7 ranks: the key and the product are named, the value being
+    // the config file's or a --set's.
+    const CommandResult seven =
+        run_sinklab(std::string("info ") + SINKLAB_SOURCE_DIR + "/configs/llama-152m.yaml --ranks 7");
+    EXPECT_EQ(seven.rc, 1);
+    EXPECT_EQ(seven.out,
+              "sinklab: error: train.tokens_per_step = 1966080 is not a multiple of micro_batch x seq_len x ranks = "
+              "12 x 4096 x 7 = 344064; change it or the number of ranks\n");
 }
 
 }  // namespace
