@@ -74,8 +74,9 @@ void run_eval(const EvalArgs& a) {
     check_out(out);
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
-    Config cfg = load_config(trained_config, a.overrides);
-    const std::vector<std::string> changed = model_changes(load_config(trained_config), cfg, ckpt);
+    Config cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
+    const std::vector<std::string> changed =
+        model_changes(load_config(trained_config, {}, nullptr, ConfigUse::eval), cfg, ckpt);
     if (!a.data.empty()) cfg.data.val = a.data;
     SL_REQUIRE(!cfg.data.val.empty(),
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "

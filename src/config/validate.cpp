@@ -201,11 +201,11 @@ std::vector<std::string> ineffective_settings(const Config& c) {
     return notes;
 }
 
-void validate_config(const Config& c, const Origins& origins) {
+void validate_config(const Config& c, const Origins& origins, ConfigUse use) {
     for (const Field& f : schema()) check_limits(f, c, origins.of(f.path));
     Checker check(c, origins);
     check.shapes();
-    check.schedule();
+    if (use == ConfigUse::train) check.schedule();
     check.attention();
     check.interventions();
     check.metrics();

@@ -89,6 +89,16 @@ TEST(Eval, ACheckpointOptionThatIsNoCheckpointFolderIsNamed) {
     EXPECT_EQ(run_folder.out.find("damaged"), std::string::npos) << run_folder.out;
 }
 
+// The optimizer step's geometry is training's: a micro-batch that does not divide the run's tokens_per_step (2 x 8
+// sequences of 64 here) still evaluates.
+TEST(Eval, TheTrainingScheduleDoesNotConstrainAnEval) {
+    const TempDir dir("eval_schedule");
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 2, "--set train.tokens_per_step=1024")).rc, 0);
+    const CommandResult r = run_sinklab(fmt::format("eval {} --batches 1 --set train.micro_batch=3", dir / "e"));
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(RunLogReader(dir / "e/eval.h5").num_attr("sequences"), 3.0);
+}
+
 TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
     const TempDir dir("eval_bad");
     std::filesystem::create_directories(dir / "empty");
