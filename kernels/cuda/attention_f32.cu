@@ -10,7 +10,6 @@ namespace {
 
 constexpr int kTile = 32;
 
-
 // Rows [r0, r0 + 32) of one head (row r at src + r * stride) into s[32][hd + 1], zero beyond T.
 __device__ void load_rows(float* s, const float* src, int64_t stride, int r0, int T, int hd) {
     for (int e = threadIdx.x; e < kTile * hd; e += 32) {

@@ -7,7 +7,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
 // One thread per element of x [N, H, hd]; the logit of element e is e (per channel) or e / hd (per head).
 template <typename T>
 __global__ void gate_fwd_kernel(T* out, const T* x, const T* logit, int64_t n, int hd, bool per_channel) {

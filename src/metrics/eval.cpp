@@ -116,19 +116,22 @@ EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, C
 void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,
                      const std::vector<std::pair<std::string, std::string>>& attrs) {
     const int64_t L = sink.layers(), Tp = sink.wo_std_positions();
-    // The run log's /sink and /heavy columns, as the trainer writes them, and the eval's own three.
-    GroupSpec group{"eval", {{"step", {}, true}, {"loss", {}}, {"sink_percent", {}}, {"wo_dimwise_std", {L, Tp}}}};
-    std::vector<RowValue> row = {{"step", {double(step)}},
-                                 {"loss", {r.loss}},
-                                 {"sink_percent", {r.sink_percent}},
-                                 {"wo_dimwise_std", r.wo_dimwise_std}};
+    // The run log's /sink and /heavy columns, as the trainer writes them, and the eval's own three, the dimension-wise
+    // std beside the one over channels.
+    GroupSpec group{"eval", {{"step", {}, true}, {"loss", {}}, {"sink_percent", {}}}};
+    std::vector<RowValue> row = {{"step", {double(step)}}, {"loss", {r.loss}}, {"sink_percent", {r.sink_percent}}};
     for (const GroupSpec& g : run_log_groups(int(L), sink.heads(), int(sink.positions().size()), int(Tp)))
         if (g.name == "sink" || g.name == "heavy")
-            for (const ColumnSpec& c : g.columns)
+            for (const ColumnSpec& c : g.columns) {
                 if (c.name != "step") group.columns.push_back(c);
+                if (c.name == "wo_input_std") group.columns.push_back({"wo_dimwise_std", {L, Tp}});
+            }
     for (std::vector<RowValue> part : {sink.sink_row(step, r.sink), SinkMetrics::heavy_row(step, r.heavy)})
-        for (RowValue& v : part)
+        for (RowValue& v : part) {
+            const bool beside = v.name == "wo_input_std";
             if (v.name != "step") row.push_back(std::move(v));
+            if (beside) row.push_back({"wo_dimwise_std", r.wo_dimwise_std});
+        }
     auto log = RunLog::create(path, {group}, attrs,
                               {{"batches", double(r.batches)}, {"sequences", double(r.sequences)}});
     log->append("eval", row);

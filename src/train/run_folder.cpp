@@ -36,7 +36,7 @@ std::string keep_aside(const fs::path& run) {
 }
 
 // --overwrite moves the old run's entries into this folder of the run folder (a rename each: atomic, and no disk
-// space needed) and deletes it only once the new run has its files, so that a start that fails can put them back.
+// space needed) and deletes it only once the new run stands, so that a start that fails can put them back.
 // Found by a later start, it is an old run whose replacing start was killed (or could not put it back).
 constexpr const char* kSetAside = ".replaced";
 // The set-aside folder once the new run stands, renamed before it is deleted: a deletion cut short must never pass

@@ -1,6 +1,7 @@
 // A run's folder as a training start changes it, on rank 0: locked against a second start, checked before anything
-// is written, an old run (--overwrite) set aside rather than deleted until the new run has its files, and left as it
-// was when the start fails (no data, too little memory, a full disk, ...).
+// is written, an old run (--overwrite) set aside rather than deleted until the new run stands (the trainer commits
+// once every rank has run the first step's passes), and left as it was when the start fails before (no data, too
+// little memory, a full disk, ...).
 #pragma once
 #include <exception>
 #include <memory>
@@ -29,11 +30,12 @@ public:
     // Only now is the folder written: the old run set aside (--overwrite), a restarted run's rows kept aside, the
     // resolved config written.
     void prepare(const Config& cfg);
-    // Once the new run has its files: the old run goes for good. Returns a note when deleting it failed (harmless:
-    // the next start deletes it).
+    // Once the new run stands: the old run goes for good. Returns a note when deleting it failed (harmless: the next
+    // start deletes it).
     std::string commit();
-    // When setup fails after prepare, with the new run's files closed: the folder as it was. Only when putting the
-    // old run back fails too does it throw, `failure`'s message extended by where the old run is.
+    // When the start fails after prepare and before commit (setup, the first validation or step), with the new run's
+    // files closed: the folder as it was. Only when putting the old run back fails too does it throw, `failure`'s
+    // message extended by where the old run is.
     void undo(const std::exception_ptr& failure);
 
 private:

@@ -14,7 +14,6 @@
 #include "config/validate.h"
 #include "core/build_info.h"
 #include "core/checksum.h"
-#include "core/file_writer.h"
 #include "core/progress.h"
 #include "core/utc_time.h"
 #include "data/dataloader.h"
@@ -283,7 +282,11 @@ struct Trainer::Impl {
         train_data->seek(s.train_data);
         guard.restore(s.guard);
         start_step = s.step;
-        start_tokens = s.tokens >= 0 ? s.tokens : s.step * step_geometry(cfg, s.world_size).tokens_per_step;
+        // Checkpoints from before tokens were recorded: the step's tokens of the config they were written with.
+        if (s.tokens >= 0)
+            start_tokens = s.tokens;
+        else if (lead)
+            start_tokens = s.step * step_geometry(checkpoint_config(resume_from), s.world_size).tokens_per_step;
         check_replicas(start_step);
         return s;
     }
@@ -503,9 +506,10 @@ struct Trainer::Impl {
         std::string from = "rank 0 names the last good checkpoint; resume from it";
         if (lead && !last_checkpoint.empty())
             from = fmt::format("the last good checkpoint is {}; resume from it", last_checkpoint);
+        else if (lead && cfg.checkpoint.every > 0)
+            from = fmt::format("no checkpoint was due yet (checkpoint.every={}); start over", cfg.checkpoint.every);
         else if (lead)
-            from = fmt::format("no checkpoint was {} (checkpoint.every={}); start over",
-                               cfg.checkpoint.every > 0 ? "due yet" : "written", cfg.checkpoint.every);
+            from = "no checkpoint was written (set checkpoint.every to keep some); start over";
         fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; {} with --resume and a lower "
              "train.lr, or set fault.nan_policy=skip",
              done, loss, norm, report, from);

@@ -29,7 +29,13 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
         {"token0_norm_ratio", {1, 2}}, {"ffn_max_act", {1, 2, 2}}, {"ffn_top_channel", {1, 2}},
         {"effective_rank", {1, 2}},  {"attn_map", {1, 2, 64, 64}}, {"sink_percent", {1}},
         {"ffn_gate_norm", {1, 2, 2}}, {"ffn_up_norm", {1, 2, 2}}, {"ffn_top_unit", {1, 2, 2}}};
-    EXPECT_EQ(ev.columns("eval").size(), shapes.size() + 2) << "and step and loss";
+    // In the order h5py lists them: the eval's own first, then those of /sink (the dimension-wise std beside the one
+    // over channels) and of /heavy.
+    EXPECT_EQ(ev.columns("eval"),
+              (std::vector<std::string>{"step", "loss", "sink_percent", "attn_mass", "sink_rate", "wo_input_std",
+                                        "wo_dimwise_std", "dominance", "massive", "token0_norm_ratio", "ffn_max_act",
+                                        "ffn_top_channel", "effective_rank", "attn_map", "ffn_gate_norm",
+                                        "ffn_up_norm", "ffn_top_unit"}));
     for (const auto& [col, shape] : shapes) EXPECT_EQ(ev.read("eval", col).shape, shape) << col;
     EXPECT_EQ(ev.num_attr("sequences"), 16.0);
 

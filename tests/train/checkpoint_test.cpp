@@ -122,11 +122,25 @@ TEST(Resume, SigtermOrSighupFromOutsideCheckpointsAndExitsZero) {
     }
 }
 
-// `sinklab train ... | head`: once the reader is gone the run goes on to its end, logging to train.log.
+// A run started under nohup ignores SIGHUP: the terminal closing does not stop it.
+TEST(Resume, SighupUnderNohupIsIgnored) {
+    const TempDir dir("resume_nohup");
+    const std::string args = small_run(dir, "run", 60, "--set run.threads=1 --set train.log_every=1");
+    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 nohup {} {}", SINKLAB_BINARY, args), dir / "out.log");
+    ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
+    bg.signal(SIGHUP);
+    ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "out.log");
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(60));
+    EXPECT_EQ(read_file(dir / "run/train.log").find("stopped after"), std::string::npos);
+}
+
+// `sinklab train ... | head`: once the reader is gone the run goes on to its end, logging to train.log. SIGPIPE is
+// set to its default first, in case the test runner ignores it (sinklab would inherit that).
 TEST(Resume, AClosedStdoutPipeDoesNotEndTheRun) {
     const TempDir dir("train_closed_pipe");
-    const CommandResult r = run_command(fmt::format("bash -c 'set -o pipefail; {} {} | head -c 1 >/dev/null'",
-                                                    SINKLAB_BINARY, small_run(dir, "run", 30, "--set run.threads=1")));
+    const CommandResult r =
+        run_command(fmt::format("bash -c 'set -o pipefail; env --default-signal=PIPE {} {} | head -c 1 >/dev/null'",
+                                SINKLAB_BINARY, small_run(dir, "run", 30, "--set run.threads=1")));
     EXPECT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(30));
     EXPECT_NE(read_file(dir / "run/train.log").find("step     30/"), std::string::npos);

@@ -26,6 +26,7 @@ TEST(RunBackend, AutoOnTheCpuBesideADriverIsNoted) {
 TEST(RunBackend, NoNoteWithoutADriver) {
     if (std::filesystem::exists("/dev/nvidiactl")) GTEST_SKIP() << "this machine has an NVIDIA driver";
     Config cfg = load_config(std::string(SINKLAB_SOURCE_DIR) + "/configs/tiny.yaml");
+    cfg.backend = "auto";  // tiny.yaml asks for the CPU
     std::string note = "not cleared";
     auto backend = make_run_backend(cfg, process_communicator(), note);
     EXPECT_EQ(note, "");
