@@ -41,12 +41,19 @@ def split_run_name(name):
 
 
 def suite_order(folder):
+    """The suite's variant order from its sweep.yaml; {} (name order) when there is none or it is not a suite's."""
     path = os.path.join(folder, "sweep.yaml")
     if yaml is None or not os.path.exists(path):
         return {}
-    with open(path) as f:
-        variants = (yaml.safe_load(f) or {}).get("variants") or []
-    return {v: i for i, v in enumerate(variants)}
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return {}
+    variants = doc.get("variants") if isinstance(doc, dict) else None
+    if not isinstance(variants, list) or not all(isinstance(v, (str, int, float)) for v in variants):
+        return {}
+    return {str(v): i for i, v in enumerate(variants)}
 
 
 def find_runs(args):
@@ -60,6 +67,8 @@ def find_runs(args):
             order = suite_order(arg)
             keys = []
             for entry in os.listdir(arg):
+                if entry.startswith("."):  # what compare skips too: a run set aside, a lock
+                    continue
                 run = os.path.join(arg, entry)
                 if os.path.isfile(os.path.join(run, "metrics.h5")):
                     variant, seed = split_run_name(entry)
@@ -163,7 +172,9 @@ def plot(groups, out, smooth, position):
         tokens = runs[0]["train"]["tokens"][:n]
         ax.plot(tokens, mean, color=color, lw=1.4, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
         ax.fill_between(tokens, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
-        tops.append(mean[min(n - 1, n // 10)])
+        top = mean[min(n - 1, n // 10)]
+        if np.isfinite(top):  # a diverged run's curve is NaN there, and gives no scale
+            tops.append(top)
         vals = [r for r in runs if r["val"] is not None and len(r["val"]["step"])]
         if vals:
             vmean, _, vn = band([r["val"]["loss"] for r in vals])

@@ -112,7 +112,7 @@ template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64
             if (a > mx) mx = a, arg = d;
             sum_abs += a;
         }
-        dominance += sum_abs > 0 ? mx / (sum_abs / D) : 0.0;
+        dominance += sum_abs == 0 ? 0.0 : mx / (sum_abs / D);  // NaN states give NaN, not 0
         if (mx > max0) max0 = mx, top = arg;
     }
     out[0] = float(dominance / B);

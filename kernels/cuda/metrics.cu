@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(kToken0Threads) token0_stats_kernel(float* out
             const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
             if (om > mx || (om == mx && oa < arg)) mx = om, arg = oa;
         }
-        dominance += sa > 0 ? mx / (sa / D) : 0.0;
+        dominance += sa == 0 ? 0.0 : mx / (sa / D);  // NaN states give NaN, not 0
         if (mx > best) best = mx, best_b = b, best_arg = arg;  // b grows, so > keeps the first
     }
     __shared__ double dom[32];

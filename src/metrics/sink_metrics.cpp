@@ -27,6 +27,9 @@ struct SinkLayout {
 
 // exp(entropy of the normalized singular values) of a [rows, cols] row-major matrix.
 double effective_rank(std::vector<double> a, int64_t rows, int64_t cols) {
+    // A diverged model's states (fault.nan_policy: skip trains on past them) have no rank, as they have no other
+    // metric; LAPACK would refuse them.
+    if (!std::all_of(a.begin(), a.end(), [](double x) { return std::isfinite(x); })) return std::nan("");
     std::vector<double> s(size_t(std::min(rows, cols)));
     // Row-major [rows, cols] is column-major [cols, rows]: the transpose, with the same singular values.
     const lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', lapack_int(cols), lapack_int(rows), a.data(),
@@ -180,8 +183,13 @@ std::vector<double> SinkMetrics::sink_rate(const SinkValues& v) const {
     std::vector<double> rate;
     for (int l = 0; l < L_; l++) {
         int sinks = 0;
-        for (int h = 0; h < H_; h++) sinks += v.attn_mass[(size_t(l) * H_ + h) * P] > sink_eps_;
-        rate.push_back(double(sinks) / H_);
+        bool defined = true;  // a diverged model's masses are NaN, and so is its rate, not 0
+        for (int h = 0; h < H_; h++) {
+            const double mass = v.attn_mass[(size_t(l) * H_ + h) * P];
+            sinks += mass > sink_eps_;
+            defined = defined && std::isfinite(mass);
+        }
+        rate.push_back(defined ? double(sinks) / H_ : std::nan(""));
     }
     return rate;
 }

@@ -52,6 +52,28 @@ TEST(Faults, NanAbortBeforeTheFirstCheckpointSaysSo) {
         << r.out;
 }
 
+// A diverged model that fault.nan_policy: skip trains on: its metrics are NaN (undefined), not 0, and the effective
+// rank's SVD, which refuses NaN, does not end the run.
+TEST(Faults, ADivergedRunUnderSkipLogsNaNMetrics) {
+    const TempDir dir("fault_diverged");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 6,
+                                                  "--set run.threads=1 --set train.lr=1e38 --set train.grad_clip=0 "
+                                                  "--set fault.nan_policy=skip --set metrics.heavy_every=2"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_FALSE(std::isfinite(column(dir / "run/metrics.h5", "train", "loss").back()));
+    const RunLogReader log(dir / "run/metrics.h5");
+    for (const auto& [group, name] : {std::pair{"sink", "sink_rate"}, std::pair{"sink", "dominance"},
+                                      std::pair{"heavy", "effective_rank"}}) {
+        const std::vector<double> values = log.read(group, name).data;
+        ASSERT_GE(values.size(), 2u) << name;
+        EXPECT_TRUE(std::isnan(values.back())) << name << " " << values.back();
+    }
+    const CommandResult compare = run_sinklab("compare " + dir / "run");
+    EXPECT_EQ(compare.rc, 0) << compare.out;
+    EXPECT_NE(compare.out.find("its final train loss is not finite (a diverged run)"), std::string::npos)
+        << compare.out;
+}
+
 TEST(Faults, NanSkipSkipsThatUpdateOnly) {
     const TempDir dir("fault_nan_skip");
     const CommandResult r = run_sinklab(small_run(dir, "run", 8, "--set run.threads=1 --set fault.nan_policy=skip"),
