@@ -179,6 +179,14 @@ TEST_F(SuiteTest, BadSuitesNameTheFileLineAndKey) {
         {"YAML syntax", head + "variants: [{name: a}\n", {"bad.yaml:", "YAML syntax error"}},
         {"unknown variant key", head + "variants: [{name: a, sett: {}}]\n", {"bad.yaml:4", "'sett'", "name, set"}},
         {"slurm option", head + "variants: [{name: a}]\nslurm: {sbatch: [time=3]}\n", {"bad.yaml:5", "time=3"}},
+        // yaml-cpp reads the first of a key written twice, and one document of several: neither may pass unseen.
+        {"top-level key twice", head + "seeds: [2, 3]\nvariants: [{name: a}]\n", {"bad.yaml:4", "seeds", "twice"}},
+        {"variant key twice",
+         head + "variants:\n  - name: a\n    name: b\n",
+         {"bad.yaml:6", "name: the key appears twice"}},
+        {"second document",
+         head + "variants: [{name: a}]\n---\nvariants: [{name: b}]\n",
+         {"bad.yaml", "2 YAML documents"}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
