@@ -96,10 +96,14 @@ void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
     argv.insert(argv.end(), dirs.begin(), dirs.end());
     argv.insert(argv.end(), {"-o", a.plot, "--smooth", std::to_string(a.smooth)});
     const ProcessResult r = run_process(argv);
-    SL_REQUIRE(r.ok(),
-               "plot_runs.py ended with {}: {} (its whole output: {}); it needs /usr/bin/python3 with h5py and "
-               "matplotlib (apt install python3-h5py python3-matplotlib)",
-               r.describe(), last_line(log), log);
+    if (!r.ok()) {
+        const std::string why = last_line(log);
+        // The packages' advice only where a package is what failed.
+        fail("plot_runs.py ended with {}: {} (its whole output: {}){}", r.describe(), why, log,
+             why.find("ModuleNotFoundError") != std::string::npos || why.find("ImportError") != std::string::npos
+                 ? "; it needs /usr/bin/python3 with h5py and matplotlib (apt install python3-h5py python3-matplotlib)"
+                 : "");
+    }
     std::filesystem::remove(log);
     fmt::print("wrote {}\n", a.plot);
 }

@@ -134,6 +134,19 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     unsetenv("SINKLAB_SCRIPTS");
     EXPECT_EQ(bad.rc, 1);
     expect_has(bad.out, {"plot_runs.py, which is missing", "SINKLAB_SCRIPTS"});
+
+    // A script that fails is named with its last line; the packages' advice comes only when an import failed.
+    for (const auto& [raise, advice] : {std::pair{"ValueError('no scale')", false},
+                                        std::pair{"ModuleNotFoundError(\"No module named 'h5py'\")", true}}) {
+        write_file(root() / "plot_runs.py", fmt::format("raise {}\n", raise));
+        setenv("SINKLAB_SCRIPTS", root().c_str(), 1);
+        const CommandResult failed = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
+        unsetenv("SINKLAB_SCRIPTS");
+        EXPECT_EQ(failed.rc, 1);
+        EXPECT_NE(failed.out.find(advice ? "No module named 'h5py'" : "ValueError: no scale"), std::string::npos)
+            << failed.out;
+        EXPECT_EQ(failed.out.find("apt install") != std::string::npos, advice) << failed.out;
+    }
 }
 
 // Runs of one name in several folders are grouped by as much of their folder's path as tells the folders apart, as
