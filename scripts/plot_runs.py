@@ -47,13 +47,13 @@ def suite_order(folder):
         return {}
     try:
         with open(path) as f:
-            doc = yaml.safe_load(f)
+            doc = yaml.load(f, Loader=yaml.BaseLoader)  # every scalar a string, as the names are folder names
     except (OSError, yaml.YAMLError):
         return {}
     variants = doc.get("variants") if isinstance(doc, dict) else None
-    if not isinstance(variants, list) or not all(isinstance(v, (str, int, float)) for v in variants):
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
         return {}
-    return {str(v): i for i, v in enumerate(variants)}
+    return {v: i for i, v in enumerate(variants)}
 
 
 def find_runs(args):
@@ -140,10 +140,16 @@ def read_run(run_dir, position):
 
 
 def trailing_mean(v, n):
-    c = np.cumsum(np.insert(np.asarray(v, dtype=np.float64), 0, 0.0))
-    i = np.arange(1, len(v) + 1)
+    """Mean of the last n values at each step, as compare's: non-finite losses count in no window, NaN at their own."""
+    a = np.asarray(v, dtype=np.float64)
+    ok = np.isfinite(a)
+    c = np.cumsum(np.insert(np.where(ok, a, 0.0), 0, 0.0))
+    k = np.cumsum(np.insert(ok.astype(np.int64), 0, 0))
+    i = np.arange(1, len(a) + 1)
     lo = np.maximum(i - n, 0)
-    return (c[i] - c[lo]) / (i - lo)
+    count = k[i] - k[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, (c[i] - c[lo]) / np.maximum(count, 1), np.nan)
 
 
 def band(curves):

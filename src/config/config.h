@@ -171,9 +171,9 @@ struct Config {
     bool operator==(const Config&) const = default;  // compares source too
 };
 
-// What a config is loaded for: evaluating a trained model checks everything but the training schedule (the
-// optimizer step's tokens, warmup and decay), which it does not use and which a --set of the micro-batch, or a
-// check added since the run was trained, could otherwise make it refuse.
+// What a config is loaded for: evaluating or exporting a trained model checks everything but the training schedule
+// (the optimizer step's tokens, warmup and decay), which neither uses and which a --set of the micro-batch, or a
+// check added since the run was trained, could otherwise make them refuse.
 enum class ConfigUse { train, eval };
 
 // Loads `path` (following inherit:), applies `overrides` ("a.b=value"), validates, and returns it.

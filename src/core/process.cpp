@@ -42,9 +42,11 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
 
-    // A stop signal this process ignores (SIGHUP under nohup) stays ignored, here and in the child.
+    // A stop signal this process ignores (SIGHUP under nohup) stays ignored, here and in the child; but for SIGUSR1,
+    // the signal that passes stops on, which the child must take.
     sigset_t stops;
     sigemptyset(&stops);
+    sigaddset(&stops, SIGUSR1);
     struct sigaction counting = {};
     struct sigaction old_actions[kStopSignalCount] = {};
     counting.sa_handler = count_stop;

@@ -157,9 +157,11 @@ std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink) {
     for (int l = 0; l < L; l++) {
         double mass0 = 0;
         for (int h = 0; h < H; h++) mass0 += r.sink.attn_mass[(size_t(l) * H + h) * P] / H;
+        const std::string sinks =  // "-" for a diverged model's undefined rate
+            std::isfinite(r.sink_rate[l]) ? fmt::format("{}/{}", int(std::lround(r.sink_rate[l] * H)), H) : "-";
         out += fmt::format("{:>5} {:>8.3f} {:>6} {:>9.2f} {:>8.1f} {:>7.2f} {:>9.2f} {:>9.2f} {:>7} {:>8.1f} {:>9.2f} "
                            "{:>9.2f}\n",
-                           l, mass0, fmt::format("{}/{}", int(std::lround(r.sink_rate[l] * H)), H), r.sink.dominance[l],
+                           l, mass0, sinks, r.sink.dominance[l],
                            r.sink.massive[l], r.sink.token0_norm_ratio[l], r.sink.ffn_max_act[2 * l],
                            r.sink.ffn_max_act[2 * l + 1], int(r.sink.ffn_top_channel[l]), r.heavy.effective_rank[l],
                            first_vs_rest(r.sink.wo_input_std.data() + size_t(l) * Tp, Tp),

@@ -123,6 +123,12 @@ SinkValues SinkMetrics::compute() {
         v.ffn_top_channel.push_back(ffn[2]);
         v.massive.push_back(amm[1] > 0 ? double(amm[0]) / amm[1] : 0.0);
     }
+    // A diverged model (fault.nan_policy: skip trains on past it) has non-finite states, whose reductions (maxima,
+    // clamps) can come out as 0: every metric of the step is undefined instead, NaN, and no channel is the top one.
+    if (!std::all_of(host.begin(), host.end(), [](float x) { return std::isfinite(x); })) {
+        for (std::vector<double>* field : v.averaged()) std::fill(field->begin(), field->end(), std::nan(""));
+        std::fill(v.ffn_top_channel.begin(), v.ffn_top_channel.end(), -1.0);
+    }
     return v;
 }
 

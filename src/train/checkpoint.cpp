@@ -334,7 +334,9 @@ TrainState read_state(const fs::path& dir) {
 
 }  // namespace
 
-Config checkpoint_config(const std::string& dir) { return load_config((fs::path(dir) / kConfigFile).string()); }
+Config checkpoint_config(const std::string& dir, ConfigUse use) {
+    return load_config((fs::path(dir) / kConfigFile).string(), {}, nullptr, use);
+}
 
 std::vector<std::string> resume_changes(const std::string& dir, const Config& cfg) {
     return config_changes(checkpoint_config(dir), cfg, true);

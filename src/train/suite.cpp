@@ -26,17 +26,25 @@ struct Where {
 };
 
 // yaml-cpp keeps every pair of a map but looks keys up to the first: a key written twice must not look set.
-void check_unique_keys(const YAML::Node& node, const Where& w) {
+// `inside`: the nodes this one is nested in, so that an alias of one of them (a node holding itself) is refused
+// rather than followed forever.
+void check_unique_keys(const YAML::Node& node, const Where& w, std::vector<YAML::Node>& inside) {
+    for (const YAML::Node& outer : inside)
+        SL_REQUIRE(!node.is(outer), "{}: an alias (*name) inside the node it names; a suite cannot hold itself",
+                   w.at(node));
+    inside.push_back(node);
     if (node.IsSequence())
-        for (const YAML::Node& item : node) check_unique_keys(item, w);
-    if (!node.IsMap()) return;
-    std::set<std::string> seen;
-    for (const auto& kv : node) {
-        const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
-        SL_REQUIRE(key.empty() || seen.insert(key).second, "{}: {}: the key appears twice in one map; keep one",
-                   w.at(kv.first), key);
-        check_unique_keys(kv.second, w);
+        for (const YAML::Node& item : node) check_unique_keys(item, w, inside);
+    if (node.IsMap()) {
+        std::set<std::string> seen;
+        for (const auto& kv : node) {
+            const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+            SL_REQUIRE(key.empty() || seen.insert(key).second, "{}: {}: the key appears twice in one map; keep one",
+                       w.at(kv.first), key);
+            check_unique_keys(kv.second, w, inside);
+        }
     }
+    inside.pop_back();
 }
 
 // The keys a map may hold; the first unknown one is an error that lists them.
@@ -215,13 +223,16 @@ Suite load_suite(const std::string& path) {
     } catch (const YAML::BadFile&) {
         fail("suite file '{}' could not be read; check its permissions", path);
     }
-    // A later document would be read by nobody: its variants must not look planned when they are not.
+    // A later document would be read by nobody: its variants must not look planned when they are not. (An empty
+    // one, a trailing '---', holds nothing to lose.)
+    std::erase_if(documents, [](const YAML::Node& d) { return d.IsNull(); });
     SL_REQUIRE(documents.size() <= 1,
                "{}: holds {} YAML documents separated by '---', but a suite is one document; merge them into one or "
                "remove the '---' lines",
                path, documents.size());
     const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
-    check_unique_keys(root, w);
+    std::vector<YAML::Node> inside;
+    check_unique_keys(root, w, inside);
     SL_REQUIRE(root.IsMap(),
                "{}: a suite is a map with base:, name:, seeds:, variants: (see experiments/README.md), "
                "got {}",

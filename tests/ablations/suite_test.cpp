@@ -187,6 +187,7 @@ TEST_F(SuiteTest, BadSuitesNameTheFileLineAndKey) {
         {"second document",
          head + "variants: [{name: a}]\n---\nvariants: [{name: b}]\n",
          {"bad.yaml", "2 YAML documents"}},
+        {"alias inside itself", head + "variants: [{name: a, set: &r {k: *r}}]\n", {"bad.yaml:4", "alias"}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
@@ -197,6 +198,8 @@ TEST_F(SuiteTest, BadSuitesNameTheFileLineAndKey) {
     }
     EXPECT_NE(error_of([&] { load_suite((root() / "exp/absent.yaml").string()); }).find("absent.yaml"),
               std::string::npos);
+    // A trailing '---' starts a document that holds nothing: no second suite to lose.
+    EXPECT_EQ(load_suite(suite(head + "variants: [{name: a}]\n---\n", "trailing.yaml")).variants.size(), 1u);
 }
 
 // Config errors of every run come together, before anything runs, each naming its runs and the bad key.

@@ -62,12 +62,18 @@ TEST(Faults, ADivergedRunUnderSkipLogsNaNMetrics) {
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_FALSE(std::isfinite(column(dir / "run/metrics.h5", "train", "loss").back()));
     const RunLogReader log(dir / "run/metrics.h5");
-    for (const auto& [group, name] : {std::pair{"sink", "sink_rate"}, std::pair{"sink", "dominance"},
-                                      std::pair{"heavy", "effective_rank"}}) {
+    for (const auto& [group, name] :
+         {std::pair{"sink", "attn_mass"}, std::pair{"sink", "sink_rate"}, std::pair{"sink", "wo_input_std"},
+          std::pair{"sink", "dominance"}, std::pair{"sink", "massive"}, std::pair{"sink", "token0_norm_ratio"},
+          std::pair{"sink", "ffn_max_act"}, std::pair{"heavy", "effective_rank"}}) {
         const std::vector<double> values = log.read(group, name).data;
         ASSERT_GE(values.size(), 2u) << name;
         EXPECT_TRUE(std::isnan(values.back())) << name << " " << values.back();
     }
+    EXPECT_EQ(log.read("sink", "ffn_top_channel").data.back(), -1.0);
+    const CommandResult eval = run_sinklab(fmt::format("eval {} --batches 1", dir / "run"));
+    EXPECT_EQ(eval.rc, 0) << eval.out;
+    EXPECT_NE(eval.out.find("nan      -"), std::string::npos) << "no sink count of a diverged model: " << eval.out;
     const CommandResult compare = run_sinklab("compare " + dir / "run");
     EXPECT_EQ(compare.rc, 0) << compare.out;
     EXPECT_NE(compare.out.find("its final train loss is not finite (a diverged run)"), std::string::npos)
