@@ -101,16 +101,23 @@ TEST(Resume, KillNineThenResumeCompletesTheRun) {
     }
 }
 
+// Starts a run of `steps` slow steps in dir/run (`wrapper` before the binary: nohup, say), sends `sig` once it has
+// logged step 10, and returns its exit code (-1: it did not end within a minute; -2: it never reached step 10).
+int signal_at_step_10(const TempDir& dir, int steps, int sig, const std::string& wrapper = "") {
+    const std::string args = small_run(dir, "run", steps, "--set run.threads=1 --set train.log_every=1");
+    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 {}{} {}", wrapper, SINKLAB_BINARY, args),
+                  dir / "out.log");
+    if (!wait_until([&] { return logged_step(dir, "run", 10); }, 60)) return -2;
+    bg.signal(sig);
+    return bg.wait(60);
+}
+
 // SIGTERM from a scheduler; SIGHUP from a terminal closed under a run started without nohup.
 TEST(Resume, SigtermOrSighupFromOutsideCheckpointsAndExitsZero) {
     for (const auto& [sig, name] : {std::pair{SIGTERM, "SIGTERM"}, std::pair{SIGHUP, "SIGHUP"}}) {
         SCOPED_TRACE(name);
         const TempDir dir("resume_sigterm");
-        const std::string args = small_run(dir, "run", 400, "--set run.threads=1 --set train.log_every=1");
-        Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 {} {}", SINKLAB_BINARY, args), dir / "out.log");
-        ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
-        bg.signal(sig);
-        ASSERT_EQ(bg.wait(30), 0) << read_file(dir / "out.log");
+        ASSERT_EQ(signal_at_step_10(dir, 400, sig), 0) << read_file(dir / "out.log");
         const auto names = checkpoint_names(dir, "run");
         ASSERT_EQ(names.size(), 1u);
         const int step = std::stoi(names[0].substr(5));
@@ -125,11 +132,7 @@ TEST(Resume, SigtermOrSighupFromOutsideCheckpointsAndExitsZero) {
 // A run started under nohup ignores SIGHUP: the terminal closing does not stop it.
 TEST(Resume, SighupUnderNohupIsIgnored) {
     const TempDir dir("resume_nohup");
-    const std::string args = small_run(dir, "run", 60, "--set run.threads=1 --set train.log_every=1");
-    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 nohup {} {}", SINKLAB_BINARY, args), dir / "out.log");
-    ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
-    bg.signal(SIGHUP);
-    ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "out.log");
+    ASSERT_EQ(signal_at_step_10(dir, 60, SIGHUP, "nohup "), 0) << read_file(dir / "out.log");
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(60));
     EXPECT_EQ(read_file(dir / "run/train.log").find("stopped after"), std::string::npos);
 }
