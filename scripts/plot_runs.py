@@ -41,11 +41,18 @@ def split_run_name(name):
 
 
 def suite_order(folder):
+    """The suite's variant order from its sweep.yaml; {} (name order) when there is none or it is not a suite's."""
     path = os.path.join(folder, "sweep.yaml")
     if yaml is None or not os.path.exists(path):
         return {}
-    with open(path) as f:
-        variants = (yaml.safe_load(f) or {}).get("variants") or []
+    try:
+        with open(path) as f:
+            doc = yaml.load(f, Loader=yaml.BaseLoader)  # every scalar a string, as the names are folder names
+    except (OSError, yaml.YAMLError):
+        return {}
+    variants = doc.get("variants") if isinstance(doc, dict) else None
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        return {}
     return {v: i for i, v in enumerate(variants)}
 
 
@@ -60,6 +67,8 @@ def find_runs(args):
             order = suite_order(arg)
             keys = []
             for entry in os.listdir(arg):
+                if entry.startswith("."):  # what compare skips too: a run set aside, a lock
+                    continue
                 run = os.path.join(arg, entry)
                 if os.path.isfile(os.path.join(run, "metrics.h5")):
                     variant, seed = split_run_name(entry)
@@ -131,10 +140,16 @@ def read_run(run_dir, position):
 
 
 def trailing_mean(v, n):
-    c = np.cumsum(np.insert(np.asarray(v, dtype=np.float64), 0, 0.0))
-    i = np.arange(1, len(v) + 1)
+    """Mean of the last n values at each step, as compare's: non-finite losses count in no window, NaN at their own."""
+    a = np.asarray(v, dtype=np.float64)
+    ok = np.isfinite(a)
+    c = np.cumsum(np.insert(np.where(ok, a, 0.0), 0, 0.0))
+    k = np.cumsum(np.insert(ok.astype(np.int64), 0, 0))
+    i = np.arange(1, len(a) + 1)
     lo = np.maximum(i - n, 0)
-    return (c[i] - c[lo]) / (i - lo)
+    count = k[i] - k[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, (c[i] - c[lo]) / np.maximum(count, 1), np.nan)
 
 
 def band(curves):
@@ -163,7 +178,9 @@ def plot(groups, out, smooth, position):
         tokens = runs[0]["train"]["tokens"][:n]
         ax.plot(tokens, mean, color=color, lw=1.4, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
         ax.fill_between(tokens, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
-        tops.append(mean[min(n - 1, n // 10)])
+        top = mean[min(n - 1, n // 10)]
+        if np.isfinite(top):  # a diverged run's curve is NaN there, and gives no scale
+            tops.append(top)
         vals = [r for r in runs if r["val"] is not None and len(r["val"]["step"])]
         if vals:
             vmean, _, vn = band([r["val"]["loss"] for r in vals])

@@ -313,7 +313,7 @@ void attention_bwd_nv(T* dqkv, T* dsink, const T* dout, const T* o, const T* lse
             for (int64_t b = 0; b < s.B; b++) dsink[h] += T(dsink_part[size_t(b * s.H + h)]);
 }
 
-constexpr int64_t kMaxHeadDim = 128;
+constexpr int64_t kMaxHeadDim = AttnSpec::kMaxHeadDim;
 
 // Calls f with the number of vectors NV (a power of two) that holds one head of hd values: each NV is its own
 // instantiation with the per-head accumulators in registers.

@@ -6,16 +6,12 @@
 
 namespace sinklab::cpu {
 
-// loss [N] (f32); dlogits [N, V] (=, may alias logits, may be null); logits [N, V]; targets [N]
+// loss [N] (the wide dtype); dlogits [N, V] (=, may alias logits, may be null); logits [N, V]; targets [N]
 template <typename T>
 void cross_entropy(T* loss, T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
                    float scale) {
-    // Targets come from data files: a bad one is the user's to fix, caught before the parallel loop.
-    for (int64_t n = 0; n < N; n++)
-        SL_REQUIRE(targets[n] < V,
-                   "target token {} (row {} of the batch) is outside the vocabulary [0, {}): the data was tokenized "
-                   "with a larger vocabulary than model.vocab_size; re-prepare the data or raise vocab_size",
-                   targets[n], n, V);
+    // Model::forward tells the user of a bad target; this keeps a direct call in bounds, before the parallel loop.
+    for (int64_t n = 0; n < N; n++) SL_ASSERT(targets[n] < V, "target {} of row {} outside [0, {})", targets[n], n, V);
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const T* l = logits + n * V;

@@ -13,7 +13,12 @@ namespace sinklab::cpu {
 
 namespace {
 
-// Weight query row i of sequence b, head h puts on key j (which it sees): the attention's own formula.
+// The attention's weight from the scaled score z of a row and a key it sees, and the row's log-sum-exp, in U.
+template <typename U> U score_weight(U z, U lse, const AttnSpec& s) {
+    return s.score == AttnScore::Sigmoid ? sigmoid(z + U(s.sigmoid_bias)) : exp_v(z - lse);
+}
+
+// Weight query row i of sequence b, head h puts on key j (which it sees), in double.
 template <typename T>
 double weight(const T* qkv, const T* lse, const AttnSpec& s, int64_t b, int64_t h, int64_t i, int64_t j) {
     const int64_t W = s.qkv_width(), hd = s.hd, kv = h / (s.H / s.Hkv);
@@ -21,9 +26,7 @@ double weight(const T* qkv, const T* lse, const AttnSpec& s, int64_t b, int64_t 
     const T* k = qkv + (b * s.T + j) * W + (s.H + kv) * hd;
     double z = 0;
     for (int64_t d = 0; d < hd; d++) z += double(q[d]) * double(k[d]);
-    z *= s.scale;
-    if (s.score == AttnScore::Sigmoid) return 1.0 / (1.0 + std::exp(-(z + s.sigmoid_bias)));
-    return std::exp(z - double(lse[(b * s.H + h) * s.T + i]));
+    return score_weight(z * s.scale, double(lse[(b * s.H + h) * s.T + i]), s);
 }
 
 bool sees(const AttnSpec& s, int64_t i, int64_t j) { return i == j || (i > j && !s.isolated(int(i))); }
@@ -57,10 +60,8 @@ void attn_mass(float* out, const T* qkv, const T* lse, const int* positions, int
                     T z = 0;
 #pragma omp simd reduction(+ : z)
                     for (int64_t d = 0; d < hd; d++) z += q[d] * kk[d];
-                    z *= T(s.scale);
                     // The attention kernel's own exp, in T; the sums are double.
-                    acc[h * P + k] += s.score == AttnScore::Sigmoid ? sigmoid(z + T(s.sigmoid_bias))
-                                                                    : exp_v(z - lse[(b * H + h) * s.T + i]);
+                    acc[h * P + k] += score_weight(z * T(s.scale), lse[(b * H + h) * s.T + i], s);
                 }
             }
         }
@@ -111,7 +112,7 @@ template <typename T> void token0_stats(float* out, const T* x, int64_t B, int64
             if (a > mx) mx = a, arg = d;
             sum_abs += a;
         }
-        dominance += sum_abs > 0 ? mx / (sum_abs / D) : 0.0;
+        dominance += sum_abs == 0 ? 0.0 : mx / (sum_abs / D);  // NaN states give NaN, not 0
         if (mx > max0) max0 = mx, top = arg;
     }
     out[0] = float(dominance / B);

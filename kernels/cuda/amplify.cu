@@ -40,6 +40,7 @@ template <typename T>
 void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn, int64_t D, int k, float lambda, bool centered,
                  cudaStream_t st) {
     if (B * Tn * D == 0) return;
+    SL_ASSERT(k >= 0 && k < Tn, "amplify_fwd: row {} of {}", k, Tn);
     dim3 grid(unsigned(ceil_div(D, kThreads)), unsigned(B));
     CUDA_LAUNCH(amplify_fwd_kernel<T>, grid, kThreads, 0, st, out, x, Tn, D, k, lambda, centered);
 }
@@ -48,6 +49,7 @@ template <typename T>
 void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, float lambda, cudaStream_t st) {
     int64_t n = B * Tn * D;
     if (n == 0) return;
+    SL_ASSERT(k >= 0 && k < Tn, "amplify_bwd: row {} of {}", k, Tn);
     CUDA_LAUNCH(amplify_bwd_kernel<T>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, dx, dout, n, Tn * D, D, k,
                 lambda);
 }

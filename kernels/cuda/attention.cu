@@ -88,7 +88,7 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* src, int stride, 
     } else {
         for (int c = threadIdx.x; c < ROWS * HDP; c += NT) {
             int r = c / HDP, d = c % HDP, t = r0 + r;
-            s[tile_at<HDP, kWg>(r, d)] = t < T && d < hd ? src[t * stride + d] : __ushort_as_bfloat16(0);
+            s[tile_at<HDP, kWg>(r, d)] = t < T && d < hd ? src[int64_t(t) * stride + d] : __ushort_as_bfloat16(0);
         }
     }
 }
@@ -857,7 +857,7 @@ template <typename T> BwdScratch bwd_scratch(const AttnSpec& s) {
 }
 
 void check_spec(const AttnSpec& s) {
-    SL_REQUIRE(s.hd % 2 == 0 && s.hd <= 128,
+    SL_REQUIRE(s.hd % 2 == 0 && s.hd <= AttnSpec::kMaxHeadDim,
                "attention head_dim {} is not supported by the CUDA kernels: it must be even and at most 128 (change "
                "model.d_model / model.n_head)",
                s.hd);

@@ -10,8 +10,6 @@ namespace {
 
 constexpr int kTile = 32;
 
-__device__ __forceinline__ float sigmoidf(float z) { return 1.f / (1.f + expf(-z)); }
-
 // Rows [r0, r0 + 32) of one head (row r at src + r * stride) into s[32][hd + 1], zero beyond T.
 __device__ void load_rows(float* s, const float* src, int64_t stride, int r0, int T, int hd) {
     for (int e = threadIdx.x; e < kTile * hd; e += 32) {
@@ -60,7 +58,7 @@ __global__ void __launch_bounds__(32)
             for (int d = 0; d < hd; d++) dot += sQ[lane * S + d] * sK[jj * S + d];
             float z = dot * p.scale;
             bool vis = visible(p, t, iso, k0 + jj);
-            s[jj] = softmax ? (vis ? z : -INFINITY) : (vis ? sigmoidf(z + p.sigmoid_bias) : 0.f);
+            s[jj] = softmax ? (vis ? z : -INFINITY) : (vis ? sigmoid(z + p.sigmoid_bias) : 0.f);
         }
         float alpha = 1.f;
         if (softmax) {
@@ -101,7 +99,7 @@ __device__ __forceinline__ Grad score_grad(const AttnParams& p, float qk, float 
     Grad r{0.f, 0.f};
     if (!vis) return r;
     if (p.score == AttnScore::Sigmoid) {
-        r.p = sigmoidf(z + p.sigmoid_bias);
+        r.p = sigmoid(z + p.sigmoid_bias);
         r.dz = dp * r.p * (1.f - r.p);
     } else {
         r.p = expf(z - lse_t);

@@ -42,7 +42,12 @@ template <typename T> __device__ __forceinline__ T from_float(float x);
 template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <> __device__ __forceinline__ bf16 from_float<bf16>(float x) { return __float2bfloat16_rn(x); }
 
-// f64 appears only in conversions (host data, CPU-side checks); these go through double exactly.
+// With the accurate expf; the attention kernels' fast one is sigmoid2 (attention.cu). The double one is the sink
+// metrics'.
+__device__ __forceinline__ float sigmoid(float z) { return 1.f / (1.f + expf(-z)); }
+__device__ __forceinline__ double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
+
+// f64 appears otherwise only in conversions (host data, CPU-side checks); these go through double exactly.
 __device__ __forceinline__ double to_double(float x) { return x; }
 __device__ __forceinline__ double to_double(double x) { return x; }
 __device__ __forceinline__ double to_double(bf16 x) { return __bfloat162float(x); }

@@ -14,7 +14,7 @@
 namespace sinklab::cuda {
 
 // ---- embedding.cu: out[N,C] = wte[ids[n]]; dwte[V,C] += rows of dout by id (sorted, no float atomics).
-// An id outside [0, V) yields a NaN row, so the loss shows it.
+// An id outside [0, V) (which Model::forward refuses first) yields a NaN row, so that a direct call shows it too.
 template <typename T> void embedding_fwd(T* out, const int32_t* ids, const T* wte, int64_t N, int64_t V, int64_t C,
                                          cudaStream_t st);
 size_t embedding_bwd_scratch(int64_t N);

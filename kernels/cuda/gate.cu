@@ -7,8 +7,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float sigmoid(float z) { return 1.f / (1.f + expf(-z)); }
-
 // One thread per element of x [N, H, hd]; the logit of element e is e (per channel) or e / hd (per head).
 template <typename T>
 __global__ void gate_fwd_kernel(T* out, const T* x, const T* logit, int64_t n, int hd, bool per_channel) {

@@ -23,7 +23,7 @@ __device__ __forceinline__ bool sees(const AttnParams& a, int i, int j) { return
 // double.
 __device__ __forceinline__ double weight_of(float z, const float* lse, const AttnParams& a, int b, int h, int i) {
     const double zs = double(z) * a.scale;
-    if (a.score == AttnScore::Sigmoid) return 1.0 / (1.0 + exp(-(zs + a.sigmoid_bias)));
+    if (a.score == AttnScore::Sigmoid) return sigmoid(zs + a.sigmoid_bias);
     return exp(zs - double(lse[(int64_t(b) * a.H + h) * a.T + i]));
 }
 
@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(kToken0Threads) token0_stats_kernel(float* out
             const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
             if (om > mx || (om == mx && oa < arg)) mx = om, arg = oa;
         }
-        dominance += sa > 0 ? mx / (sa / D) : 0.0;
+        dominance += sa == 0 ? 0.0 : mx / (sa / D);  // NaN states give NaN, not 0
         if (mx > best) best = mx, best_b = b, best_arg = arg;  // b grows, so > keeps the first
     }
     __shared__ double dom[32];
@@ -285,7 +285,8 @@ __global__ void abs_hist_kernel(unsigned* hist, SelectState* state, const __grid
 // and narrows the state to it. Each thread takes kPer bins into registers and zeroes them for the next level; a
 // block-wide prefix sum tells each thread how many values lie below its bins, so the one thread whose bins hold
 // the rank finishes the search. out [slices, 2].
-__global__ void select_bin_kernel(float* out, unsigned* hist, SelectState* state, unsigned rank0, int level) {
+__global__ void __launch_bounds__(1024)
+    select_bin_kernel(float* out, unsigned* hist, SelectState* state, unsigned rank0, int level) {
     constexpr int kPer = kBins / 1024;
     out += 2 * blockIdx.x;
     hist += blockIdx.x * kBins;

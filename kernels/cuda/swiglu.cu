@@ -53,7 +53,7 @@ __global__ void swiglu_bwd_kernel(T* dab, const T* dout, const T* ab, int64_t N,
     load_f32(a + F, bv);
     load_f32(dout + n * F + f, dy);
     for (int e = 0; e < VW; e++) {
-        float s = 1.f / (1.f + expf(-av[e]));
+        float s = sigmoid(av[e]);
         ga[e] = dy[e] * bv[e] * s * (1.f + av[e] * (1.f - s));
         gb[e] = dy[e] * av[e] * s;
     }

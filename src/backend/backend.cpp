@@ -76,12 +76,12 @@ void Backend::scale(Tensor x, float f) {
 }
 
 void Backend::embedding_fwd(Tensor out, Tensor ids, Tensor wte) {
-    int64_t N = ids.numel(), V = wte.dim(0), C = wte.dim(1);
+    SL_ASSERT(wte.ndim == 2, "wte {} must be [V, C]", wte.shape_str());
+    int64_t N = ids.numel(), C = wte.dim(1);
     expect_dtype(ids, DType::I32, "ids");
     expect_dtype(out, compute_, "embedding out");
     expect_dtype(wte, compute_, "wte");
     expect_shape(out, {N, C}, "embedding out");
-    (void)V;
     OpScope s(*this, OpFamily::Embedding);
     do_embedding_fwd(out, ids, wte);
 }
@@ -182,7 +182,11 @@ void Backend::attention_bwd(Tensor dqkv, Tensor dsink, Tensor dout, Tensor o, Te
     expect_shape(lse, {s.B, s.H, s.T}, "attention lse");
     SL_ASSERT((s.score == AttnScore::SinkLogit) == !sink.empty() && sink.empty() == dsink.empty(),
               "sink logits and their gradient go together with SinkLogit");
-    if (!dsink.empty()) expect_dtype(dsink, wide(), "attention dsink");
+    if (!dsink.empty()) {
+        expect_shape(dsink, {s.H}, "attention dsink");
+        expect_dtype(dsink, wide(), "attention dsink");
+    }
+    SL_ASSERT(s.n_isolate >= 0 && s.n_isolate <= AttnSpec::kMaxIsolate, "{} isolated rows", s.n_isolate);
     if (!rowdot.empty()) {
         expect_shape(rowdot, {s.B, s.H, s.T}, "attention rowdot");
         expect_dtype(rowdot, wide(), "attention rowdot");
@@ -241,26 +245,31 @@ void Backend::qknorm_bwd(Tensor din, Tensor dgq, Tensor dgk, Tensor dout, Tensor
     expect_shape(dgq, {s.hd}, "qknorm dgq");
     expect_shape(dgk, {s.hd}, "qknorm dgk");
     expect_dtype(dgq, wide(), "qknorm dgq");
+    expect_dtype(dgk, wide(), "qknorm dgk");
+    expect_shape(rstd, {int64_t(s.B) * s.T, s.H + s.Hkv}, "qknorm rstd");
+    expect_dtype(rstd, wide(), "qknorm rstd");
     OpScope sc(*this, OpFamily::HeadNorm);
     do_qknorm_bwd(din, dgq, dgk, dout, in, gq, gk, rstd, s);
 }
 
-static void check_gate(const Tensor& x, const Tensor& logit) {
+static void check_gate(const Tensor& x, const Tensor& logit, DType compute) {
     SL_ASSERT(x.ndim == 3, "gate x {} must be [N, H, hd]", x.shape_str());
+    expect_dtype(x, compute, "gate x");
+    expect_dtype(logit, compute, "gate logit");
     int64_t N = x.dim(0), H = x.dim(1), hd = x.dim(2);
     SL_ASSERT(logit.ndim == 2 && logit.dim(0) == N && (logit.dim(1) == H * hd || logit.dim(1) == H),
               "gate logit {} for x {}", logit.shape_str(), x.shape_str());
 }
 
 void Backend::gate_fwd(Tensor out, Tensor x, Tensor logit) {
-    check_gate(x, logit);
+    check_gate(x, logit, compute_);
     expect_shape(out, {x.dim(0), x.dim(1), x.dim(2)}, "gate out");
     OpScope sc(*this, OpFamily::Gate);
     do_gate_fwd(out, x, logit);
 }
 
 void Backend::gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor logit) {
-    check_gate(x, logit);
+    check_gate(x, logit, compute_);
     expect_shape(dx, {x.dim(0), x.dim(1), x.dim(2)}, "gate dx");
     expect_shape(dout, {x.dim(0), x.dim(1), x.dim(2)}, "gate dout");
     SL_ASSERT(dlogit.numel() == logit.numel(), "gate dlogit {}", dlogit.shape_str());
@@ -286,6 +295,8 @@ void Backend::swiglu_fwd(Tensor out, Tensor ab, Tensor rest_max) {
     int64_t N = rows_of(ab), F = ab.dim(-1) / 2;
     SL_ASSERT(ab.dim(-1) == 2 * F && rows_of(out) == N && out.dim(-1) == F, "swiglu out {} ab {}", out.shape_str(),
               ab.shape_str());
+    expect_dtype(ab, compute_, "swiglu ab");
+    expect_dtype(out, compute_, "swiglu out");
     if (!rest_max.empty()) {
         SL_ASSERT(out.ndim == 3, "swiglu out {} must be [B, T, F] with rest_max", out.shape_str());
         expect_shape(rest_max, {1}, "swiglu rest_max");
@@ -299,6 +310,9 @@ void Backend::swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) {
     int64_t N = rows_of(ab), F = ab.dim(-1) / 2;
     SL_ASSERT(dab.numel() == ab.numel() && rows_of(dout) == N && dout.dim(-1) == F, "swiglu dab {} dout {} ab {}",
               dab.shape_str(), dout.shape_str(), ab.shape_str());
+    expect_dtype(dab, compute_, "swiglu dab");
+    expect_dtype(dout, compute_, "swiglu dout");
+    expect_dtype(ab, compute_, "swiglu ab");
     OpScope sc(*this, OpFamily::SwiGLU);
     do_swiglu_bwd(dab, dout, ab);
 }
@@ -315,6 +329,7 @@ void Backend::cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor t
     expect_shape(loss, {N}, "cross_entropy loss");
     expect_dtype(loss, wide(), "cross_entropy loss");
     expect_dtype(targets, DType::I32, "cross_entropy targets");
+    expect_dtype(logits, compute_, "cross_entropy logits");
     SL_ASSERT(targets.numel() == N, "cross_entropy targets {} for logits {}", targets.shape_str(), logits.shape_str());
     SL_ASSERT(dlogits.empty() || (rows_of(dlogits) == N && dlogits.dim(-1) == V), "cross_entropy dlogits {}",
               dlogits.shape_str());

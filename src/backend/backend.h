@@ -33,6 +33,7 @@ enum class AttnScore : uint8_t {
 
 struct AttnSpec {
     static constexpr int kMaxIsolate = 16;
+    static constexpr int kMaxHeadDim = 128;  // of every attention kernel, CPU and CUDA
     int B = 0, T = 0, H = 0, Hkv = 0, hd = 0;
     float scale = 0.f;  // usually 1/sqrt(hd)
     AttnScore score = AttnScore::Softmax;
@@ -121,7 +122,9 @@ public:
     void scale(Tensor x, float s);         // x *= s
 
     // ---- ops ----------------------------------------------------------------------------------
-    void embedding_fwd(Tensor out, Tensor ids, Tensor wte);  // out[N,C] = wte[ids[N]]
+    // out[N,C] = wte[ids[N]]; ids outside [0, V) are the caller's error (Model::forward checks them): NaN rows on
+    // CUDA, an internal error on the CPU.
+    void embedding_fwd(Tensor out, Tensor ids, Tensor wte);
     void embedding_bwd(Tensor dwte, Tensor ids, Tensor dout);  // dwte[V,C] += scatter of dout[N,C]
 
     // out[N,C] = x * rstd * g, rstd[N] = 1/sqrt(mean(x^2) + eps). Backward: dx is written, or with accumulate
@@ -178,7 +181,8 @@ public:
     void add(Tensor out, Tensor a, Tensor b);  // out = a + b; out may alias a or b
 
     // loss[N] (wide) = logsumexp(logits) - logits[target]; dlogits = scale * (softmax - onehot).
-    // Rows with target < 0 get loss 0 and zero gradient. dlogits may alias logits, or be empty.
+    // Rows with target < 0 get loss 0 and zero gradient; targets >= V are the caller's error, as ids are for
+    // embedding_fwd. dlogits may alias logits, or be empty.
     void cross_entropy(Tensor loss, Tensor dlogits, Tensor logits, Tensor targets, float scale);
 
     // PyTorch's AdamW. master (wide) holds the weights when p is narrower; else master is empty and
@@ -300,5 +304,7 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& opt);
 // The CPU backend in any float compute dtype (tests use f64).
 std::unique_ptr<Backend> make_cpu_backend(DType compute, int threads = 0);
 bool cuda_available();
+// Why cuda_available() is false: CUDA's error, or that this sinklab was built without CUDA.
+std::string cuda_unavailable_reason();
 
 }  // namespace sinklab

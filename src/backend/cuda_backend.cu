@@ -20,19 +20,13 @@ using cuda::bf16;
 constexpr size_t kStageBytes = size_t(16) << 20;     // pinned host staging (and its device twin)
 constexpr size_t kFirstScratch = size_t(32) << 20;   // op scratch; grows on first use by a larger shape
 
-template <typename T> constexpr DType dtype_of_device();
-template <> constexpr DType dtype_of_device<float>() { return DType::F32; }
-template <> constexpr DType dtype_of_device<bf16>() { return DType::BF16; }
-template <> constexpr DType dtype_of_device<double>() { return DType::F64; }
-template <> constexpr DType dtype_of_device<int32_t>() { return DType::I32; }
+}  // namespace
+// Device code's bf16 is CUDA's type, not the host's bf16_bits.
+template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
+namespace {
 
 // The device pointer of a tensor holding T, or null for an empty tensor.
-template <typename T> T* dp(const Tensor& t) {
-    if (t.empty()) return nullptr;
-    SL_ASSERT(t.dtype == dtype_of_device<T>(), "tensor {} holds {}, the kernel wants {}", t.shape_str(),
-              dtype_name(t.dtype), dtype_name(dtype_of_device<T>()));
-    return static_cast<T*>(t.data);
-}
+template <typename T> T* dp(const Tensor& t) { return t.empty() ? nullptr : t.ptr<T>(); }
 
 // Calls f(std::type_identity<T>{}) with T the device type of a float dtype.
 template <typename F> void with_float_type(DType t, F&& f) {
@@ -77,30 +71,21 @@ public:
                    "this sinklab has no GPU code for {} (sm_{}{}): rebuild with -DSINKLAB_CUDA_ARCH={}{} ({})",
                    prop_.name, prop_.major, prop_.minor, prop_.major, prop_.minor, cudaGetErrorString(e));
         CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        CUDA_CHECK(cudaMallocHost(&stage_host_, kStageBytes));
-        CUDA_CHECK(cudaMalloc(&stage_device_, kStageBytes));
-        CUDA_CHECK(cudaMalloc(&sum_partials_, cuda::sum_squares_scratch()));
-        CUDA_CHECK(cudaMallocHost(&sum_partials_host_, cuda::sum_squares_scratch()));
-        grow_scratch(kFirstScratch);
-        gemm_ = std::make_unique<cuda::Gemm>();
+        // A GPU already full (another job on it) fails here: what was made is given back, as the destructor would.
+        try {
+            CUDA_CHECK(cudaMallocHost(&stage_host_, kStageBytes));
+            stage_device_ = device_malloc(kStageBytes);
+            sum_partials_ = static_cast<double*>(device_malloc(cuda::sum_squares_scratch()));
+            CUDA_CHECK(cudaMallocHost(&sum_partials_host_, cuda::sum_squares_scratch()));
+            grow_scratch(kFirstScratch);
+            gemm_ = std::make_unique<cuda::Gemm>();
+        } catch (...) {
+            free_all();
+            throw;
+        }
     }
 
-    ~CudaBackend() override {
-        // Teardown must not throw: errors here are ignored.
-        cudaStreamSynchronize(stream_);
-        gemm_.reset();
-#if SINKLAB_HAVE_CUDNN
-        cudnn_.reset();
-#endif
-        for (auto& m : marks_) pool_.insert(pool_.end(), {m.start, m.end});
-        for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
-        cudaFree(scratch_);
-        cudaFree(sum_partials_);
-        cudaFreeHost(sum_partials_host_);
-        cudaFree(stage_device_);
-        cudaFreeHost(stage_host_);
-        cudaStreamDestroy(stream_);
-    }
+    ~CudaBackend() override { free_all(); }
 
     std::string name() const override { return "cuda"; }
     std::string device_name() const override {
@@ -119,17 +104,7 @@ public:
 
     void* do_alloc(size_t bytes) override {
         if (bytes == 0) return nullptr;
-        void* p = nullptr;
-        cudaError_t e = cudaMalloc(&p, bytes);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            size_t free_b = 0, total_b = 0;
-            cudaMemGetInfo(&free_b, &total_b);
-            fail("out of GPU memory allocating {:.1f} MiB on {} ({:.1f} of {:.1f} GiB free): the model or batch is "
-                 "too large for this GPU; `sinklab info CONFIG` shows the memory a run needs: lower "
-                 "train.micro_batch / model.seq_len, attention.ds_scratch_mib or model.* sizes",
-                 double(bytes) / (1 << 20), prop_.name, double(free_b) / (1 << 30), double(total_b) / (1 << 30));
-        }
+        void* p = device_malloc(bytes);
         CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
         return p;
     }
@@ -493,6 +468,38 @@ private:
         if (bytes > scratch_bytes_) grow_scratch(bytes);
         return scratch_;
     }
+
+    // Teardown must not throw: errors here are ignored. Also what a constructor that failed half-way made.
+    void free_all() {
+        cudaStreamSynchronize(stream_);
+        gemm_.reset();
+#if SINKLAB_HAVE_CUDNN
+        cudnn_.reset();
+#endif
+        for (auto& m : marks_) pool_.insert(pool_.end(), {m.start, m.end});
+        for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
+        cudaFree(scratch_);
+        cudaFree(sum_partials_);
+        cudaFreeHost(sum_partials_host_);
+        cudaFree(stage_device_);
+        cudaFreeHost(stage_host_);
+        cudaStreamDestroy(stream_);
+    }
+
+    // cudaMalloc, with the user's message when the GPU has no room.
+    void* device_malloc(size_t bytes) const {
+        void* p = nullptr;
+        const cudaError_t e = cudaMalloc(&p, bytes);
+        if (e == cudaSuccess) return p;
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        fail("out of GPU memory allocating {:.1f} MiB on {} ({:.1f} of {:.1f} GiB free): the model or batch is "
+             "too large for this GPU, or another process holds it; `sinklab info CONFIG` shows the memory a run "
+             "needs: lower train.micro_batch / model.seq_len, attention.ds_scratch_mib or model.* sizes",
+             double(bytes) / (1 << 20), prop_.name, double(free_b) / (1 << 30), double(total_b) / (1 << 30));
+    }
+
     void grow_scratch(size_t bytes) {
         if (scratch_) release(scratch_);
         scratch_ = nullptr;
@@ -521,19 +528,26 @@ private:
 
 }  // namespace
 
-bool cuda_device_present() {
-    // Without a driver cudaGetDeviceCount fails (error 35, not "no device") and leaves the count alone:
-    // any error means no GPU, and the sticky error is cleared so later calls start clean.
-    static const bool present = [] {
+namespace {
+
+// Without a driver cudaGetDeviceCount fails (error 35, not "no device") and leaves the count alone: any error
+// means no GPU, and the sticky error is cleared so later calls start clean. Empty when a GPU is there.
+const std::string& device_error() {
+    static const std::string error = [] {
         int n = 0;
-        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        if (const cudaError_t e = cudaGetDeviceCount(&n); e != cudaSuccess) {
             (void)cudaGetLastError();
-            return false;
+            return fmt::format("cudaGetDeviceCount: {} ({})", cudaGetErrorString(e), int(e));
         }
-        return n > 0;
+        return n > 0 ? std::string() : std::string("CUDA sees no device");
     }();
-    return present;
+    return error;
 }
+
+}  // namespace
+
+bool cuda_device_present() { return device_error().empty(); }
+std::string cuda_device_error() { return device_error(); }
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) { return std::make_unique<CudaBackend>(opt); }
 

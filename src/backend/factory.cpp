@@ -6,9 +6,12 @@ namespace sinklab {
 #ifdef SINKLAB_HAVE_CUDA
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt);
 bool cuda_device_present();
+std::string cuda_device_error();
 bool cuda_available() { return cuda_device_present(); }
+std::string cuda_unavailable_reason() { return cuda_device_error(); }
 #else
 bool cuda_available() { return false; }
+std::string cuda_unavailable_reason() { return "this sinklab was built without CUDA (-DSINKLAB_CUDA=ON needs nvcc)"; }
 #endif
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opt) {

@@ -12,6 +12,7 @@
 #include "metrics/sink_metrics.h"
 #include "model/model.h"
 #include "train/optimizer.h"
+#include "train/run_backend.h"
 
 namespace sinklab::cli {
 
@@ -168,11 +169,8 @@ struct Entry {
 void run_bench(const BenchArgs& args) {
     config::Origins origins;
     const Config base = load_config(args.config.path, args.config.overrides, &origins);
-    BackendOptions bo;
-    bo.kind = base.backend;
-    bo.cuda_compute = base.precision.compute == "fp32" ? DType::F32 : DType::BF16;
-    bo.threads = base.run.threads;
-    auto be = make_backend(bo);
+    std::string backend_note;
+    auto be = make_run_backend(base, process_communicator(), backend_note);
     std::printf("bench %s on %s: micro-batch %d x %d tokens, %d timed steps after %d warm-up%s%s\n",
                 base.source.c_str(), be->device_name().c_str(), base.train.micro_batch, base.model.seq_len, args.steps,
                 args.warmup, args.rounds > 1 ? fmt::format(", {} rounds", args.rounds).c_str() : "",
@@ -197,6 +195,7 @@ void run_bench(const BenchArgs& args) {
                 if (!metrics || args.metrics)
                     entries.push_back({cfg, metrics, metrics ? label + " +metrics" : label, "", {}});
         }
+    if (!backend_note.empty()) std::printf("note: %s\n", backend_note.c_str());
     for (const std::string& impl : impls)
         if (const std::string note = be->attention_impl_note(impl); !note.empty()) std::printf("%s\n", note.c_str());
     // Round-robin: every configuration once per round. One that fails is not run again.

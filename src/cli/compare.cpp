@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "core/process.h"
 #include "metrics/compare_table.h"
 
@@ -95,10 +96,14 @@ void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
     argv.insert(argv.end(), dirs.begin(), dirs.end());
     argv.insert(argv.end(), {"-o", a.plot, "--smooth", std::to_string(a.smooth)});
     const ProcessResult r = run_process(argv);
-    SL_REQUIRE(r.ok(),
-               "plot_runs.py ended with {}: {} (its whole output: {}); it needs /usr/bin/python3 with h5py and "
-               "matplotlib (apt install python3-h5py python3-matplotlib)",
-               r.describe(), last_line(log), log);
+    if (!r.ok()) {
+        const std::string why = last_line(log);
+        // The packages' advice only where a package is what failed.
+        fail("plot_runs.py ended with {}: {} (its whole output: {}){}", r.describe(), why, log,
+             why.find("ModuleNotFoundError") != std::string::npos || why.find("ImportError") != std::string::npos
+                 ? "; it needs /usr/bin/python3 with h5py and matplotlib (apt install python3-h5py python3-matplotlib)"
+                 : "");
+    }
     std::filesystem::remove(log);
     fmt::print("wrote {}\n", a.plot);
 }
@@ -116,9 +121,7 @@ void run(const CompareArgs& a) {
     for (const std::string& n : c.notes) fmt::print(stderr, "sinklab compare: {}\n", n);
     fmt::print("{}", comparison_text(c));
     if (!a.markdown.empty()) {
-        std::ofstream f(a.markdown);
-        f << kMarkdownFirstLine << "\n" << comparison_markdown(c);
-        SL_REQUIRE(f.good(), "--markdown {}: cannot write it; check the folder and permissions", a.markdown);
+        write_file_durably(a.markdown, std::string(kMarkdownFirstLine) + "\n" + comparison_markdown(c));
         fmt::print("wrote {}\n", a.markdown);
     }
     if (!a.plot.empty()) plot(a, dirs);

@@ -16,6 +16,7 @@
 #include "dist/comm.h"
 #include "metrics/eval.h"
 #include "train/checkpoint.h"
+#include "train/run_backend.h"
 
 namespace fs = std::filesystem;
 
@@ -73,8 +74,9 @@ void run_eval(const EvalArgs& a) {
     check_out(out);
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
-    Config cfg = load_config(trained_config, a.overrides);
-    const std::vector<std::string> changed = model_changes(load_config(trained_config), cfg, ckpt);
+    Config cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
+    const std::vector<std::string> changed =
+        model_changes(load_config(trained_config, {}, nullptr, ConfigUse::eval), cfg, ckpt);
     if (!a.data.empty()) cfg.data.val = a.data;
     SL_REQUIRE(!cfg.data.val.empty(),
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
@@ -83,17 +85,14 @@ void run_eval(const EvalArgs& a) {
     check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
     Communicator& comm = process_communicator();
 
-    BackendOptions bo;
-    bo.kind = cfg.backend;
-    bo.cuda_compute = cfg.precision.compute == "fp32" ? DType::F32 : DType::BF16;
-    bo.threads = cfg.run.threads;
-    bo.device = comm.local_rank();
-    auto backend = make_backend(bo);
+    std::string backend_note;
+    auto backend = make_run_backend(cfg, comm, backend_note);
     if (comm.rank() == 0) {
         if (!changed.empty())
             fmt::print(stderr, "sinklab: note: this eval's model differs from the trained one in {}\n",
                        fmt::join(changed, ", "));
         std::vector<std::string> notes = config::ineffective_settings(cfg);
+        if (!backend_note.empty()) notes.insert(notes.begin(), backend_note);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); !note.empty())
             notes.insert(notes.begin(), note);
         for (const std::string& note : notes) fmt::print(stderr, "sinklab: note: {}\n", note);

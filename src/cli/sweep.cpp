@@ -37,6 +37,8 @@ void run(const SweepArgs& a) {
     const std::vector<RunState> states = inspect_sweep(sweep);
     const std::vector<std::string> launcher = shell_split(a.launcher, "--launcher");
     if (a.dry_run) return print_dry_run(stdout, sweep, states, launcher, self_exe());
+    // The script's refusals (an out_dir that sbatch's --output cannot hold) come before the suite folder is written.
+    if (a.slurm) slurm_script(sweep, self_exe(), std::filesystem::current_path().string());
     write_manifest(sweep);
     if (a.slurm) return print_slurm(sweep, states);
 

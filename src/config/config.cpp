@@ -36,7 +36,8 @@ std::vector<std::string_view> split_path(std::string_view path) {
 
 }  // namespace
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides, config::Origins* origins_out) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides, config::Origins* origins_out,
+                   ConfigUse use) {
     std::vector<config::Entry> entries = config::read_config_file(path);
     for (const std::string& o : overrides) config::apply_override(entries, o);
     Config c;
@@ -48,7 +49,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
         config::parse_value(*f, e.value, c, e.origin);
         origins.by_key[e.path] = e.origin;
     }
-    config::validate_config(c, origins);
+    config::validate_config(c, origins, use);
     if (origins_out) *origins_out = std::move(origins);
     return c;
 }

@@ -171,12 +171,17 @@ struct Config {
     bool operator==(const Config&) const = default;  // compares source too
 };
 
+// What a config is loaded for: evaluating or exporting a trained model checks everything but the training schedule
+// (the optimizer step's tokens, warmup and decay), which neither uses and which a --set of the micro-batch, or a
+// check added since the run was trained, could otherwise make them refuse.
+enum class ConfigUse { train, eval };
+
 // Loads `path` (following inherit:), applies `overrides` ("a.b=value"), validates, and returns it.
 // Every error names the file, the key path and the value, and says what to do.
 // With `origins`, also where each key's value came from (file:line, --set, default), for later validations of
 // configs derived from this one.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
-                   config::Origins* origins = nullptr);
+                   config::Origins* origins = nullptr, ConfigUse use = ConfigUse::train);
 // Validates a Config built in code (tests) the same way a loaded one is.
 void validate_config(const Config& c);
 // The resolved config as YAML, every key present, in schema order.

@@ -177,6 +177,14 @@ Parsed parse_number(const std::string& s, T& out) {
     return Parsed::ok;
 }
 
+std::string range_text(const Limits& l) {
+    bool has_lo = std::isfinite(l.lo), has_hi = std::isfinite(l.hi);
+    if (has_lo && has_hi)
+        return fmt::format("in {}{}, {}{}", l.lo_open ? '(' : '[', l.lo, l.hi, l.hi_open ? ')' : ']');
+    if (has_lo) return fmt::format("{} {}", l.lo_open ? ">" : ">=", l.lo);
+    return fmt::format("{} {}", l.hi_open ? "<" : "<=", l.hi);
+}
+
 template <typename T>
 T parse_scalar(const Field& f, const YAML::Node& node, std::string_view origin) {
     if constexpr (std::is_same_v<T, std::string>) {
@@ -194,19 +202,14 @@ T parse_scalar(const Field& f, const YAML::Node& node, std::string_view origin) 
         Parsed p = parse_number(node.Scalar(), v);
         SL_REQUIRE(p != Parsed::too_big, "{}: {}: {} is too large for this key; use a smaller value", origin, f.path,
                    clipped(node.Scalar()));
-        SL_REQUIRE(p != Parsed::too_small, "{}: {}: {} is too close to 0 for this key; write 0 or a larger value",
-                   origin, f.path, clipped(node.Scalar()));
+        const Limits& l = f.limits;
+        const bool zero_allowed = (l.lo < 0 || (l.lo == 0 && !l.lo_open)) && (l.hi > 0 || (l.hi == 0 && !l.hi_open));
+        SL_REQUIRE(p != Parsed::too_small, "{}: {}: {} is too close to 0 for this key; write {}", origin, f.path,
+                   clipped(node.Scalar()),
+                   zero_allowed ? "0 or a larger value" : fmt::format("a larger value ({})", range_text(l)));
         if (p == Parsed::bad) wrong_type(f, node, origin);
         return v;
     }
-}
-
-std::string range_text(const Limits& l) {
-    bool has_lo = std::isfinite(l.lo), has_hi = std::isfinite(l.hi);
-    if (has_lo && has_hi)
-        return fmt::format("in {}{}, {}{}", l.lo_open ? '(' : '[', l.lo, l.hi, l.hi_open ? ')' : ']');
-    if (has_lo) return fmt::format("{} {}", l.lo_open ? ">" : ">=", l.lo);
-    return fmt::format("{} {}", l.hi_open ? "<" : "<=", l.hi);
 }
 
 }  // namespace

@@ -45,6 +45,10 @@ class Checker {
         SL_REQUIRE(m.vocab_size >= needed, "{} is smaller than the {} ids of {}; set vocab_size >= {}",
                    show("model.vocab_size"), needed, show("data.tokenizer"), needed);
         sizes();
+        SL_REQUIRE(m.head_dim() <= AttnSpec::kMaxHeadDim,
+                   "head_dim = d_model / n_head = {} ({}, {}) is more than the attention kernels' {}; raise n_head or "
+                   "lower d_model",
+                   m.head_dim(), show("model.d_model"), show("model.n_head"), AttnSpec::kMaxHeadDim);
     }
 
     void schedule() const {
@@ -197,11 +201,11 @@ std::vector<std::string> ineffective_settings(const Config& c) {
     return notes;
 }
 
-void validate_config(const Config& c, const Origins& origins) {
+void validate_config(const Config& c, const Origins& origins, ConfigUse use) {
     for (const Field& f : schema()) check_limits(f, c, origins.of(f.path));
     Checker check(c, origins);
     check.shapes();
-    check.schedule();
+    if (use == ConfigUse::train) check.schedule();
     check.attention();
     check.interventions();
     check.metrics();

@@ -19,7 +19,7 @@ struct Origins {
     }
 };
 
-void validate_config(const Config& c, const Origins& origins);
+void validate_config(const Config& c, const Origins& origins, ConfigUse use = ConfigUse::train);
 
 // Settings of a valid config that change nothing it computes (a sigmoid bias without sigmoid attention, an
 // amplification by 1, ...): one note each, for train.log and eval, so that a forgotten variant or intervention

@@ -20,4 +20,16 @@ void Arena::allocate(Backend& backend) {
     for (auto& s : slots_) s.tensor->data = static_cast<char*>(base_) + s.offset;
 }
 
+Allocations::~Allocations() {
+    for (void* p : held_) backend_.release(p);
+}
+
+Tensor Allocations::add(DType dtype, std::initializer_list<int64_t> dims) {
+    Tensor t(nullptr, dtype, dims);
+    held_.reserve(held_.size() + 1);  // so that the push_back after a successful alloc cannot throw
+    t.data = backend_.alloc(t.bytes());
+    held_.push_back(t.data);
+    return t;
+}
+
 }  // namespace sinklab

@@ -32,4 +32,21 @@ private:
     void* base_ = nullptr;
 };
 
+// Separate allocations, each released when their owner goes: also when the owner's constructor throws after some
+// of them (out of memory at the next one), which a destructor of the owner would not see.
+class Allocations {
+public:
+    explicit Allocations(Backend& backend) : backend_(backend) {}
+    Allocations(const Allocations&) = delete;
+    Allocations& operator=(const Allocations&) = delete;
+    ~Allocations();
+
+    // A zero-filled tensor of exactly its bytes.
+    Tensor add(DType dtype, std::initializer_list<int64_t> dims);
+
+private:
+    Backend& backend_;
+    std::vector<void*> held_;
+};
+
 }  // namespace sinklab

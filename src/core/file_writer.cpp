@@ -21,7 +21,7 @@ std::string why(int err) {
 }  // namespace
 
 FileWriter::FileWriter(std::string path) : path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);  // less the umask, as any tool
     SL_REQUIRE(fd_ >= 0, "cannot create {}: {}", path_, why(errno));
 }
 

@@ -42,9 +42,11 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
 
+    // A stop signal this process ignores (SIGHUP under nohup) stays ignored, here and in the child; but for SIGUSR1,
+    // the signal that passes stops on, which the child must take.
     sigset_t stops;
     sigemptyset(&stops);
-    for (int sig : kStopSignals) sigaddset(&stops, sig);
+    sigaddset(&stops, SIGUSR1);
     struct sigaction counting = {};
     struct sigaction old_actions[kStopSignalCount] = {};
     counting.sa_handler = count_stop;
@@ -52,7 +54,12 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     counting.sa_flags = SA_RESTART;
     g_stops = 0;
     g_last_stop = 0;
-    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &counting, &old_actions[i]);
+    for (int i = 0; i < kStopSignalCount; i++) {
+        sigaction(kStopSignals[i], nullptr, &old_actions[i]);
+        if (old_actions[i].sa_handler == SIG_IGN) continue;
+        sigaddset(&stops, kStopSignals[i]);
+        sigaction(kStopSignals[i], &counting, nullptr);
+    }
 
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);

@@ -8,19 +8,19 @@
 namespace sinklab {
 
 // The signals that ask sinklab to stop cleanly (train/stop_signal.h), and that run_process passes on.
-inline constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+inline constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
 inline constexpr int kStopSignalCount = sizeof kStopSignals / sizeof kStopSignals[0];
 
 struct ProcessResult {
     int exit_code = -1;   // when it exited; -1 when a signal ended it
     int signal = 0;       // the signal that ended it, 0 when it exited
-    int stop_signal = 0;  // SIGINT, SIGTERM or SIGUSR1 that reached this process while the child ran, else 0
+    int stop_signal = 0;  // the last of kStopSignals that reached this process while the child ran, else 0
     bool ok() const { return exit_code == 0; }
     std::string describe() const;  // "exit code 3" / "signal 9 (Killed)"
 };
 
 // Runs argv[0] (searched on PATH when it has no '/') with stdin, stdout and stderr shared, and waits for it.
-// SIGINT, SIGTERM and SIGUSR1 that reach this process meanwhile are passed on to the child as SIGUSR1, the signal
+// kStopSignals that reach this process meanwhile are passed on to the child as SIGUSR1, the signal
 // on which sinklab train checkpoints and stops and which mpirun and srun pass on to their ranks: a child that also
 // got the signal itself (Ctrl-C reaches the whole foreground process group, scancel every process of a job) then
 // sees two different signals, each of which it handles once, instead of one signal twice, the second of which

@@ -39,7 +39,8 @@ public:
     uint64_t next_u64() { return splitmix64(key_ + 0x9e3779b97f4a7c15ull * ++counter_); }
     // Uniform in [0, 1) with 53 random bits.
     double uniform() { return double(next_u64() >> 11) * 0x1.0p-53; }
-    // Uniform integer in [0, n).
+    // Uniform integer in [0, n), biased by at most n / 2^53 (nothing for counts of windows or ids); unlike
+    // SplitMix64::below it draws exactly one number, which keeps the data orders of existing runs.
     uint64_t below(uint64_t n) { return uint64_t(uniform() * double(n)); }
     // Standard normal (Box-Muller; one value per call keeps the stream position simple).
     double normal() {
@@ -47,8 +48,6 @@ public:
         if (u1 < 1e-300) u1 = 1e-300;
         return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
     }
-    uint64_t counter() const { return counter_; }
-    void set_counter(uint64_t c) { counter_ = c; }
 
 private:
     uint64_t key_;

@@ -1,11 +1,8 @@
 #include "data/prepare.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -17,8 +14,11 @@
 
 #include "config/schema.h"
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "core/folder_lock.h"
+#include "core/progress.h"
 #include "core/threads.h"
+#include "core/utc_time.h"
 #include "data/glob.h"
 #include "data/mapped_file.h"
 #include "data/shard.h"
@@ -244,9 +244,8 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
 
 // Which split a document goes to: a hash of its text alone, mapped to [0, 1), against the val fraction.
 bool goes_to_val(std::string_view text, double val_fraction) {
-    uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a, then a full mix so that every bit counts
-    for (unsigned char c : text) h = (h ^ c) * 0x100000001B3ull;
-    return static_cast<double>(mix64(h) >> 11) * 0x1.0p-53 < val_fraction;
+    const uint64_t h = mix64(fnv1a(text.data(), text.size()));  // the full mix: so that every bit counts
+    return static_cast<double>(h >> 11) * 0x1.0p-53 < val_fraction;
 }
 
 void process(const Item& item, const Source& src, std::string_view text, const Tokenizer& tok,
@@ -331,33 +330,6 @@ private:
     int64_t shard_tokens_;
     uint64_t tokens_ = 0, documents_ = 0;
     std::vector<ShardWriter::Written> written_;
-};
-
-class ProgressLine {
-public:
-    ProgressLine(uint64_t total_bytes, bool enabled) : total_(total_bytes), enabled_(enabled && isatty(2)) {}
-
-    void update(uint64_t done, uint64_t tokens, bool last = false) {
-        if (!enabled_) return;
-        const double t = seconds();
-        if (!last && t - shown_ < 0.1) return;
-        shown_ = t;
-        const double mbps = done / 1e6 / std::max(t, 1e-9);
-        const double eta = mbps > 0 ? (total_ - done) / 1e6 / mbps : 0;
-        std::fprintf(stderr, "\rprepare: %.1f / %.1f MB  %3.0f%%  %.1f MB/s  %.2fM tokens  ETA %.0f s   ",
-                     done / 1e6, total_ / 1e6, 100.0 * done / std::max<uint64_t>(total_, 1), mbps, tokens / 1e6, eta);
-        if (last) std::fputc('\n', stderr);
-        std::fflush(stderr);
-    }
-
-    double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
-
-private:
-    using Clock = std::chrono::steady_clock;
-    Clock::time_point start_ = Clock::now();
-    uint64_t total_;
-    bool enabled_;
-    double shown_ = -1;
 };
 
 nlohmann::json options_json(const PrepareOptions& opt) {
@@ -454,13 +426,6 @@ void publish(const fs::path& staging, const fs::path& out_dir) {
     fs::remove(staging);
 }
 
-std::string now_utc() {
-    const std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
 // Tokenizes every source on `opt.threads` threads and writes the shards and the manifest.
 nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std::vector<Source>& sources,
                             const fs::path& out_dir, const fs::path& manifest_path) {
@@ -477,7 +442,11 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
 
     SplitWriter train(out_dir.string(), "train", tok.vocab_size(), opt.shard_tokens);
     SplitWriter val(out_dir.string(), "val", tok.vocab_size(), opt.shard_tokens);
-    ProgressLine progress(total_bytes, opt.progress);
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point start = Clock::now();
+    const auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+    std::optional<Progress> progress;
+    if (opt.progress) progress.emplace(int64_t(total_bytes), "prepare");
     uint64_t done_bytes = 0;
     const size_t round = static_cast<size_t>(threads) * kItemsPerThreadPerRound;
     std::vector<ItemResult> results;
@@ -511,9 +480,15 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
             sources[items[first + k].source].documents += r.docs.size();
             done_bytes += items[first + k].bytes;
         }
-        progress.update(done_bytes, train.tokens() + val.tokens());
+        if (progress) {
+            const double mbps = double(done_bytes) / 1e6 / std::max(seconds(), 1e-9);
+            progress->update(int64_t(done_bytes),
+                             fmt::format("{:.1f} / {:.1f} MB  {:.1f} MB/s  {:.2f}M tokens  ETA {}", done_bytes / 1e6,
+                                         total_bytes / 1e6, mbps, double(train.tokens() + val.tokens()) / 1e6,
+                                         format_duration(double(total_bytes - done_bytes) / 1e6 / mbps)));
+        }
     }
-    progress.update(total_bytes, train.tokens() + val.tokens(), true);
+    if (progress) progress->finish();
 
     const uint64_t documents = train.documents() + val.documents();
     SL_REQUIRE(documents > 0, "prepare: the inputs hold no document (only blank text or empty JSON records)");
@@ -524,7 +499,7 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
     train.finish();
     val.finish();
 
-    const double seconds = progress.seconds();
+    const double elapsed = seconds();
     nlohmann::json manifest = {
         {"sinklab_version", SINKLAB_VERSION},
         {"format", "llm.c token shards: 256 int32 header (magic, version, token count), then the tokens"},
@@ -538,16 +513,13 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
         {"train", train.summary()},
         {"val", val.summary()},
         {"input_bytes", total_bytes},
-        {"seconds", seconds},
+        {"seconds", elapsed},
         {"threads", threads},
-        {"created", now_utc()}};
+        {"created", utc_now_iso8601()}};
     const fs::path tmp = manifest_path.string() + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << manifest.dump(2) << "\n";
-        SL_REQUIRE(out.good(), "cannot write {}", tmp.string());
-    }
+    write_file_durably(tmp.string(), manifest.dump(2) + "\n");
     fs::rename(tmp, manifest_path);
+    sync_dir(manifest_path.parent_path().string());
     return manifest;
 }
 

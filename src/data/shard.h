@@ -23,7 +23,6 @@ public:
     explicit Shard(const std::string& path);
     const std::string& path() const { return file_.path(); }
     uint64_t tokens() const { return tokens_; }
-    int token_bytes() const { return token_bytes_; }
     void copy(uint64_t from, uint64_t n, int32_t* out) const;  // tokens [from, from + n) as int32
     // An error naming the file and the offset of the first token >= vocab_size, if there is one.
     void check_range(int vocab_size) const;

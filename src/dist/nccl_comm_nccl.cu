@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dist/comm.h"
+#include "kernels/cuda/common.cuh"
 
 #define NCCL_CHECK(call)                                                                                       \
     do {                                                                                                       \
@@ -19,13 +20,6 @@
             ::sinklab::fail("NCCL error at {}:{}: {} ({}); check that every rank sees its GPU and that the "    \
                             "nodes can reach each other (NCCL_DEBUG=INFO says more)",                          \
                             __FILE__, __LINE__, ncclGetErrorString(r_), #call);                                \
-    } while (0)
-
-#define CUDA_CALL(call)                                                                                      \
-    do {                                                                                                     \
-        cudaError_t e_ = (call);                                                                             \
-        if (e_ != cudaSuccess) ::sinklab::fail("CUDA error at {}:{}: {} ({})", __FILE__, __LINE__,           \
-                                               cudaGetErrorString(e_), #call);                               \
     } while (0)
 
 namespace sinklab {
@@ -47,9 +41,9 @@ ncclDataType_t nccl_type(DType t) {
 // compares the UUIDs of all ranks' GPUs and names the first pair, before NCCL starts.
 void require_a_gpu_each(Communicator& host) {
     int device = 0;
-    CUDA_CALL(cudaGetDevice(&device));
+    CUDA_CHECK(cudaGetDevice(&device));
     cudaDeviceProp prop{};
-    CUDA_CALL(cudaGetDeviceProperties(&prop, device));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     const int world = host.world();
     std::vector<uint64_t> uuids(2 * size_t(world));  // [world][2]: each rank's GPU UUID, 16 bytes
     static_assert(sizeof prop.uuid.bytes == 2 * sizeof(uint64_t));
@@ -76,8 +70,8 @@ public:
         host_.broadcast(&id, sizeof id, 0);
         // The backend has already made this rank's GPU current on this thread.
         require_a_gpu_each(host_);
-        CUDA_CALL(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        NCCL_CHECK(ncclCommInitRank(&comm_, host_.world(), id, host_.rank()));
+        NCCL_CHECK(ncclCommInitRank(&comm_, host_.world(), id, host_.rank()));  // first: where a start fails
+        CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     }
     ~NcclCommunicator() override {
         ncclCommDestroy(comm_);
@@ -95,12 +89,12 @@ public:
     void all_reduce_mean(Backend& backend, Tensor t) override {
         backend.synchronize();
         NCCL_CHECK(ncclAllReduce(t.data, t.data, size_t(t.numel()), nccl_type(t.dtype), ncclAvg, comm_, stream_));
-        CUDA_CALL(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     void broadcast(Backend& backend, Tensor t, int root) override {
         backend.synchronize();
         NCCL_CHECK(ncclBroadcast(t.data, t.data, size_t(t.numel()), nccl_type(t.dtype), root, comm_, stream_));
-        CUDA_CALL(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     // One broadcast per shard, grouped: NCCL's all-gather wants equal shards.
     void all_gather(Backend& backend, Tensor t, const std::vector<int64_t>& bounds) override {
@@ -114,7 +108,7 @@ public:
             NCCL_CHECK(ncclBroadcast(shard, shard, n, nccl_type(t.dtype), r, comm_, stream_));
         }
         NCCL_CHECK(ncclGroupEnd());
-        CUDA_CALL(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     void all_gather(void* data, size_t element_bytes, const std::vector<int64_t>& bounds) override {
         host_.all_gather(data, element_bytes, bounds);

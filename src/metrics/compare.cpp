@@ -246,12 +246,15 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
 
 std::vector<double> trailing_mean(const std::vector<double>& v, int n) {
     SL_ASSERT(n >= 1, "smoothing window {}", n);
+    // A step whose loss is not finite (fault.nan_policy: skip went on past it) counts in no window, and the curve
+    // is undefined (NaN) at that step itself: a diverged run's final value is NaN, not the mean of what came before.
     std::vector<double> out(v.size());
     double sum = 0;
+    size_t finite = 0;
     for (size_t i = 0; i < v.size(); i++) {
-        sum += v[i];
-        if (i >= size_t(n)) sum -= v[i - size_t(n)];
-        out[i] = sum / double(std::min(i + 1, size_t(n)));
+        if (std::isfinite(v[i])) sum += v[i], finite++;
+        if (i >= size_t(n) && std::isfinite(v[i - size_t(n)])) sum -= v[i - size_t(n)], finite--;
+        out[i] = std::isfinite(v[i]) ? sum / double(finite) : NAN;
     }
     return out;
 }
@@ -260,7 +263,7 @@ double tokens_to_reach(const std::vector<double>& tokens, const std::vector<doub
     SL_ASSERT(tokens.size() == curve.size(), "{} tokens for {} points", tokens.size(), curve.size());
     for (size_t i = 0; i < curve.size(); i++) {
         if (!(curve[i] <= target)) continue;
-        if (i == 0) return tokens[0];
+        if (i == 0 || !std::isfinite(curve[i - 1])) return tokens[i];  // nothing to interpolate from
         const double frac = (curve[i - 1] - target) / (curve[i - 1] - curve[i]);
         return tokens[i - 1] + frac * (tokens[i] - tokens[i - 1]);
     }

@@ -39,7 +39,7 @@ RunCurves read_run(const std::string& dir);
 // that have not written metrics.h5 yet are left out with a note on `notes`.
 std::vector<std::string> find_runs(const std::vector<std::string>& args, std::vector<std::string>& notes);
 
-// Trailing moving average: out[i] = mean of v[max(0, i-n+1) .. i].
+// Trailing moving average: out[i] = mean of the finite values of v[max(0, i-n+1) .. i]; NaN where v[i] is not finite.
 std::vector<double> trailing_mean(const std::vector<double>& v, int n);
 // Tokens at which `curve` first falls to `target`, linearly interpolated between the two logged points around
 // the crossing (tokens[0] when it starts at or below it); NaN when it never does.

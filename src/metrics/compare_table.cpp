@@ -82,8 +82,10 @@ Table per_layer(const Comparison& c, int p) {
 }
 
 std::string target_note(const Comparison& c) {
+    if (c.baseline_runs == 0) return fmt::format("baseline {}: no train rows yet, so no target loss", c.baseline);
     if (!std::isfinite(c.target_loss))
-        return fmt::format("baseline {}: no train rows yet, so no target loss", c.baseline);
+        return fmt::format("baseline {}: its final train loss is not finite (a diverged run), so no target loss",
+                           c.baseline);
     return fmt::format(
         "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps), "
         "mean of {} run{}, which its smoothed curves first reach at {} tokens (mean); speed-up = {} / tokens to "

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "metrics/runlog_reader.h"
+#include "metrics/schema.h"
 
 namespace sinklab {
 
@@ -114,45 +115,26 @@ EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, C
 
 void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,
                      const std::vector<std::pair<std::string, std::string>>& attrs) {
-    const int64_t L = sink.layers(), H = sink.heads(), P = int64_t(sink.positions().size()),
-                  Tp = sink.wo_std_positions(), M = SinkMetrics::kMapSize;
-    const GroupSpec group{"eval",
-                          {{"step", {}, true},
-                           {"loss", {}},
-                           {"sink_percent", {}},
-                           {"attn_mass", {L, H, P}},
-                           {"sink_rate", {L}},
-                           {"wo_input_std", {L, Tp}},
-                           {"wo_dimwise_std", {L, Tp}},
-                           {"dominance", {L}},
-                           {"massive", {L}},
-                           {"token0_norm_ratio", {L}},
-                           {"ffn_max_act", {L, 2}},
-                           {"ffn_top_channel", {L}, true},
-                           {"effective_rank", {L}},
-                           {"attn_map", {L, M, M}},
-                           {"ffn_gate_norm", {L, 2}},
-                           {"ffn_up_norm", {L, 2}},
-                           {"ffn_top_unit", {L, 2}, true}}};
+    const int64_t L = sink.layers(), Tp = sink.wo_std_positions();
+    // The run log's /sink and /heavy columns, as the trainer writes them, and the eval's own three, the dimension-wise
+    // std beside the one over channels.
+    GroupSpec group{"eval", {{"step", {}, true}, {"loss", {}}, {"sink_percent", {}}}};
+    std::vector<RowValue> row = {{"step", {double(step)}}, {"loss", {r.loss}}, {"sink_percent", {r.sink_percent}}};
+    for (const GroupSpec& g : run_log_groups(int(L), sink.heads(), int(sink.positions().size()), int(Tp)))
+        if (g.name == "sink" || g.name == "heavy")
+            for (const ColumnSpec& c : g.columns) {
+                if (c.name != "step") group.columns.push_back(c);
+                if (c.name == "wo_input_std") group.columns.push_back({"wo_dimwise_std", {L, Tp}});
+            }
+    for (std::vector<RowValue> part : {sink.sink_row(step, r.sink), SinkMetrics::heavy_row(step, r.heavy)})
+        for (RowValue& v : part) {
+            const bool beside = v.name == "wo_input_std";
+            if (v.name != "step") row.push_back(std::move(v));
+            if (beside) row.push_back({"wo_dimwise_std", r.wo_dimwise_std});
+        }
     auto log = RunLog::create(path, {group}, attrs,
                               {{"batches", double(r.batches)}, {"sequences", double(r.sequences)}});
-    log->append("eval", {{"step", {double(step)}},
-                         {"loss", {r.loss}},
-                         {"sink_percent", {r.sink_percent}},
-                         {"attn_mass", r.sink.attn_mass},
-                         {"sink_rate", r.sink_rate},
-                         {"wo_input_std", r.sink.wo_input_std},
-                         {"wo_dimwise_std", r.wo_dimwise_std},
-                         {"dominance", r.sink.dominance},
-                         {"massive", r.sink.massive},
-                         {"token0_norm_ratio", r.sink.token0_norm_ratio},
-                         {"ffn_max_act", r.sink.ffn_max_act},
-                         {"ffn_top_channel", r.sink.ffn_top_channel},
-                         {"effective_rank", r.heavy.effective_rank},
-                         {"attn_map", r.heavy.attn_map},
-                         {"ffn_gate_norm", r.heavy.ffn_gate_norm},
-                         {"ffn_up_norm", r.heavy.ffn_up_norm},
-                         {"ffn_top_unit", r.heavy.ffn_top_unit}});
+    log->append("eval", row);
     log->close();
 }
 
@@ -175,9 +157,11 @@ std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink) {
     for (int l = 0; l < L; l++) {
         double mass0 = 0;
         for (int h = 0; h < H; h++) mass0 += r.sink.attn_mass[(size_t(l) * H + h) * P] / H;
+        const std::string sinks =  // "-" for a diverged model's undefined rate
+            std::isfinite(r.sink_rate[l]) ? fmt::format("{}/{}", int(std::lround(r.sink_rate[l] * H)), H) : "-";
         out += fmt::format("{:>5} {:>8.3f} {:>6} {:>9.2f} {:>8.1f} {:>7.2f} {:>9.2f} {:>9.2f} {:>7} {:>8.1f} {:>9.2f} "
                            "{:>9.2f}\n",
-                           l, mass0, fmt::format("{}/{}", int(std::lround(r.sink_rate[l] * H)), H), r.sink.dominance[l],
+                           l, mass0, sinks, r.sink.dominance[l],
                            r.sink.massive[l], r.sink.token0_norm_ratio[l], r.sink.ffn_max_act[2 * l],
                            r.sink.ffn_max_act[2 * l + 1], int(r.sink.ffn_top_channel[l]), r.heavy.effective_rank[l],
                            first_vs_rest(r.sink.wo_input_std.data() + size_t(l) * Tp, Tp),

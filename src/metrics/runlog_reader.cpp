@@ -49,7 +49,8 @@ struct RunLogReader::State {
             static_cast<std::vector<std::string>*>(out)->emplace_back(name);
             return 0;
         };
-        H5Aiterate2(file.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names);
+        h5::check(H5Aiterate2(file.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names),
+                  "listing the attributes of {}", path);
         return names;
     }
 };

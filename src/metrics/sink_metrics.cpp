@@ -27,6 +27,9 @@ struct SinkLayout {
 
 // exp(entropy of the normalized singular values) of a [rows, cols] row-major matrix.
 double effective_rank(std::vector<double> a, int64_t rows, int64_t cols) {
+    // A diverged model's states (fault.nan_policy: skip trains on past them) have no rank, as they have no other
+    // metric; LAPACK would refuse them.
+    if (!std::all_of(a.begin(), a.end(), [](double x) { return std::isfinite(x); })) return std::nan("");
     std::vector<double> s(size_t(std::min(rows, cols)));
     // Row-major [rows, cols] is column-major [cols, rows]: the transpose, with the same singular values.
     const lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', lapack_int(cols), lapack_int(rows), a.data(),
@@ -52,7 +55,7 @@ double median(std::vector<double>& v) {
 }  // namespace
 
 SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
-    : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps) {
+    : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps), buffers_(model.backend()) {
     const int T = model.T();
     auto track = [&](int p) {
         if (p >= 0 && p < T && std::find(positions_.begin(), positions_.end(), p) == positions_.end())
@@ -69,13 +72,8 @@ SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
     Tp_ = std::min(cfg.metrics.wo_std_positions, T);
     Q_ = std::min(kMapSize, T);
     const SinkLayout ly{H_, int64_t(positions_.size()), Tp_, L_};
-    sink_buf_ = Tensor(be_.alloc(size_t(ly.total()) * 4), DType::F32, {ly.total()});
-    map_buf_ = Tensor(be_.alloc(size_t(Q_) * Q_ * 4), DType::F32, {Q_, Q_});
-}
-
-SinkMetrics::~SinkMetrics() {
-    be_.release(sink_buf_.data);
-    be_.release(map_buf_.data);
+    sink_buf_ = buffers_.add(DType::F32, {ly.total()});
+    map_buf_ = buffers_.add(DType::F32, {Q_, Q_});
 }
 
 SinkValues SinkMetrics::compute() {
@@ -124,6 +122,12 @@ SinkValues SinkMetrics::compute() {
         v.ffn_max_act.push_back(host[size_t(ly.rest_max() + l)]);
         v.ffn_top_channel.push_back(ffn[2]);
         v.massive.push_back(amm[1] > 0 ? double(amm[0]) / amm[1] : 0.0);
+    }
+    // A diverged model (fault.nan_policy: skip trains on past it) has non-finite states, whose reductions (maxima,
+    // clamps) can come out as 0: every metric of the step is undefined instead, NaN, and no channel is the top one.
+    if (!std::all_of(host.begin(), host.end(), [](float x) { return std::isfinite(x); })) {
+        for (std::vector<double>* field : v.averaged()) std::fill(field->begin(), field->end(), std::nan(""));
+        std::fill(v.ffn_top_channel.begin(), v.ffn_top_channel.end(), -1.0);
     }
     return v;
 }
@@ -185,8 +189,13 @@ std::vector<double> SinkMetrics::sink_rate(const SinkValues& v) const {
     std::vector<double> rate;
     for (int l = 0; l < L_; l++) {
         int sinks = 0;
-        for (int h = 0; h < H_; h++) sinks += v.attn_mass[(size_t(l) * H_ + h) * P] > sink_eps_;
-        rate.push_back(double(sinks) / H_);
+        bool defined = true;  // a diverged model's masses are NaN, and so is its rate, not 0
+        for (int h = 0; h < H_; h++) {
+            const double mass = v.attn_mass[(size_t(l) * H_ + h) * P];
+            sinks += mass > sink_eps_;
+            defined = defined && std::isfinite(mass);
+        }
+        rate.push_back(defined ? double(sinks) / H_ : std::nan(""));
     }
     return rate;
 }

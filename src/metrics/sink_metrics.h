@@ -7,6 +7,7 @@
 
 #include "dist/comm.h"
 #include "metrics/runlog.h"
+#include "metrics/schema.h"
 #include "model/model.h"
 
 namespace sinklab {
@@ -42,10 +43,9 @@ struct HeavyValues {
 
 class SinkMetrics {
 public:
-    static constexpr int kMapSize = 64;
+    static constexpr int kMapSize = kAttnMapSize;
 
     SinkMetrics(Model& model, const Config& cfg);
-    ~SinkMetrics();
     SinkMetrics(const SinkMetrics&) = delete;
     SinkMetrics& operator=(const SinkMetrics&) = delete;
 
@@ -77,7 +77,8 @@ private:
     int L_, H_, Tp_, Q_;
     float sink_eps_;
     // One f32 buffer for every per-step output, read back in one copy; the map has its own.
-    Tensor sink_buf_, map_buf_;
+    Allocations buffers_;
+    Tensor sink_buf_, map_buf_;  // [SinkLayout::total()], [Q, Q]
 };
 
 }  // namespace sinklab

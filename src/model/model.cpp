@@ -142,23 +142,17 @@ double flops_per_token(const Config& cfg, const ParamTable& table, int T) {
 }
 
 Model::Model(Backend& backend, const Config& cfg, int B, int T)
-    : be_(backend), cfg_(cfg), table_(cfg), B_(B), T_(T) {
+    : be_(backend), cfg_(cfg), table_(cfg), B_(B), T_(T), params_(backend) {
     SL_REQUIRE(T <= cfg.model.seq_len, "a micro-batch of {} tokens per sequence exceeds model.seq_len {}", T,
                cfg.model.seq_len);
     spec_ = make_attn_spec(cfg, B, T);
     const DType cd = be_.compute_dtype(), wd = be_.wide();
     const int64_t n = table_.total();
-    weights_ = Tensor(be_.alloc(size_t(n) * dtype_size(cd)), cd, {n});
-    if (cd != wd) master_ = Tensor(be_.alloc(size_t(n) * dtype_size(wd)), wd, {n});
-    grads_ = Tensor(be_.alloc(size_t(n) * dtype_size(wd)), wd, {n});
+    weights_ = params_.add(cd, {n});
+    if (cd != wd) master_ = params_.add(wd, {n});
+    grads_ = params_.add(wd, {n});
     plan_activations(cfg_, spec_, cd, arena_, acts_, g_);
     arena_.allocate(be_);
-}
-
-Model::~Model() {
-    be_.release(weights_.data);
-    if (!master_.empty()) be_.release(master_.data);
-    be_.release(grads_.data);
 }
 
 BlockTensors Model::block(const Tensor& flat, int l) const {
@@ -263,6 +257,15 @@ void Model::sync_weights() {
 void Model::zero_grad() { be_.zero(grads_); }
 
 double Model::forward(const int32_t* inputs, const int32_t* targets, float grad_scale) {
+    // Ids come from data files, which the loader checks as it reads them; checked here again because the backends'
+    // kernels would answer a bad one differently (the CPU's stop, CUDA's write NaN rows).
+    const int64_t N = int64_t(B_) * T_;
+    const int V = cfg_.model.vocab_size;
+    for (int64_t i = 0; i < N; i++)
+        SL_REQUIRE(inputs[i] >= 0 && inputs[i] < V && targets[i] < V,
+                   "token {} of the micro-batch is id {} with target {}, outside the vocabulary [0, {}): the data was "
+                   "tokenized with a larger vocabulary than model.vocab_size; re-prepare the data or raise vocab_size",
+                   i, inputs[i], targets[i], V);
     const ParamInfo& wte = table_.get("wte");
     const Tensor wte_w = ParamTable::view(wte, weights_);
     be_.write(acts_.inputs, inputs, DType::I32);
@@ -275,7 +278,6 @@ double Model::forward(const int32_t* inputs, const int32_t* targets, float grad_
     be_.cross_entropy(acts_.losses, grad_scale != 0.f ? acts_.logits : Tensor(), acts_.logits, acts_.targets,
                       grad_scale);
 
-    const int64_t N = int64_t(B_) * T_;
     std::vector<double> losses(static_cast<size_t>(N));
     be_.read(losses.data(), DType::F64, acts_.losses);
     double sum = 0;

@@ -12,9 +12,18 @@
 
 namespace sinklab {
 
-// One block's tensors, as views into a flat buffer (weights or gradients). Optional ones are empty.
+// One block's tensors, as views into a flat buffer (weights or gradients). Optional ones are empty. W = (H + 2 Hkv) hd.
 struct BlockTensors {
-    Tensor attn_norm, wqkv, q_norm, k_norm, sink, headnorm, wgate, wo, ffn_norm, w13, w2;
+    Tensor attn_norm;         // [C]
+    Tensor wqkv;              // [W, C]  q | k | v rows
+    Tensor q_norm, k_norm;    // [hd], [hd]  (qk_norm only)
+    Tensor sink;              // [H]  sink logits (sink_logit only)
+    Tensor headnorm;          // [H, hd] or [hd] when shared (headnorm only)
+    Tensor wgate;             // [H*hd, C] or [H, C] per head (gated only)
+    Tensor wo;                // [C, H*hd]
+    Tensor ffn_norm;          // [C]
+    Tensor w13;               // [2F, C]  w1 | w3 rows
+    Tensor w2;                // [C, F]
 };
 
 // Everything the forward pass keeps for the backward pass and for the sink metrics.
@@ -45,7 +54,12 @@ struct Activations {
 
 // Backward scratch, reused by every block.
 struct BackwardScratch {
-    Tensor dres, dtmp, dxn, dqkv, dqkv_raw, datt, datt2, dglogit, dab, dact;
+    Tensor dres, dxn;          // [N, C], [N, C]  the residual stream's gradient, a norm's input gradient
+    Tensor dtmp;               // [N, C]  the gate projection's input gradient, added to dxn (gated only)
+    Tensor dqkv, dqkv_raw;     // [B,T,W], [B,T,W]  after and before QK-norm (the second qk_norm only)
+    Tensor datt, datt2;        // [B,T,H,hd] x 2  the W_O input's gradient back through gate/HeadNorm/amplify
+    Tensor dglogit;            // [N, H*hd|H]  (gated only)
+    Tensor dab, dact;          // [N, 2F], [N, F]  FFN
     Tensor rowdot;  // [B,H,T] (wide)  dL/d(att).att of each row: HeadNorm's backward hands it to attention's
 };
 
@@ -70,7 +84,6 @@ class Model {
 public:
     // Sizes every buffer for micro-batches of B sequences of T tokens, on `backend`.
     Model(Backend& backend, const Config& cfg, int B, int T);
-    ~Model();
 
     Backend& backend() { return be_; }
     const Config& config() const { return cfg_; }
@@ -101,7 +114,6 @@ public:
 
     const Activations& acts() const { return acts_; }
     AttnSpec attn_spec() const { return spec_; }
-    size_t activation_bytes() const { return arena_.bytes(); }
     double flops_per_token() const { return sinklab::flops_per_token(cfg_, table_, T_); }
 
 private:
@@ -115,7 +127,8 @@ private:
     ParamTable table_;
     int B_, T_;
     AttnSpec spec_;
-    Tensor weights_, master_, grads_;
+    Allocations params_;
+    Tensor weights_, master_, grads_;  // [n] each: the flat parameter buffers, held by params_
     Arena arena_;
     Activations acts_;
     BackwardScratch g_;

@@ -5,7 +5,8 @@
 namespace sinklab {
 
 namespace {
-// Every tensor starts on a 64-element boundary: 16-byte vector loads stay aligned in any dtype.
+// Every tensor, and every rank's shard of the flat buffers, starts on a 64-element boundary: 16-byte vector loads
+// stay aligned in any dtype.
 constexpr int64_t kAlign = 64;
 }  // namespace
 
@@ -98,7 +99,6 @@ Tensor ParamTable::view(const ParamInfo& info, const Tensor& flat) {
 
 std::vector<int64_t> shard_bounds(int64_t n, int ranks) {
     SL_ASSERT(n >= 0 && ranks >= 1, "shard_bounds({}, {})", n, ranks);
-    constexpr int64_t kAlign = 64;
     std::vector<int64_t> bounds(size_t(ranks) + 1, n);
     bounds[0] = 0;
     for (int r = 1; r < ranks; r++) {

@@ -32,12 +32,14 @@ constexpr const char* kStepPrefix = "step_";
 
 // Keys a resumed run may change: they change how it runs, not what it computes; and the learning rate, its floor
 // and the gradient clip, which only scale or bound the updates from the resumed step on (nothing stored depends on
-// them), so that a run that diverged can continue from its last good checkpoint with gentler updates.
+// them), so that a run that diverged can continue from its last good checkpoint with gentler updates. The global
+// batch may change as well: the ranks may (with tokens_per_step 0 they set it), and setting tokens_per_step is how
+// a run resumed on other ranks keeps its batch.
 const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
     "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer", "train.lr",
-    "train.min_lr",     "train.grad_clip",  "attention.ds_scratch_mib"};
+    "train.min_lr",     "train.grad_clip",  "attention.ds_scratch_mib", "train.tokens_per_step"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
@@ -210,8 +212,8 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         s.tokens = j.contains("tokens") ? whole(j.at("tokens"), "tokens", -1, kMost) : -1;  // -1: not recorded
         s.run_log_step = whole(j.at("run_log_step"), "run_log_step", 0, s.step);
         s.optimizer_steps = whole(j.at("optimizer_steps"), "optimizer_steps", 0, kMost);
-        s.train_data.epoch = j.at("train_data").at("epoch").get<uint64_t>();
-        s.train_data.cursor = j.at("train_data").at("cursor").get<uint64_t>();
+        s.train_data.epoch = uint64_t(whole(j.at("train_data").at("epoch"), "epoch", 0, kMost));
+        s.train_data.cursor = uint64_t(whole(j.at("train_data").at("cursor"), "cursor", 0, kMost));
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
@@ -332,7 +334,9 @@ TrainState read_state(const fs::path& dir) {
 
 }  // namespace
 
-Config checkpoint_config(const std::string& dir) { return load_config((fs::path(dir) / kConfigFile).string()); }
+Config checkpoint_config(const std::string& dir, ConfigUse use) {
+    return load_config((fs::path(dir) / kConfigFile).string(), {}, nullptr, use);
+}
 
 std::vector<std::string> resume_changes(const std::string& dir, const Config& cfg) {
     return config_changes(checkpoint_config(dir), cfg, true);

@@ -99,7 +99,7 @@ std::string hf_llama_refusal(const Config& cfg) {
 
 void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite) {
     verify_checkpoint(checkpoint);
-    const Config cfg = checkpoint_config(checkpoint);
+    const Config cfg = checkpoint_config(checkpoint, ConfigUse::eval);
     const std::string why = hf_llama_refusal(cfg);
     SL_REQUIRE(why.empty(), "cannot export {} as a Hugging Face Llama: {}; only standard attention without QK-norm "
                "or interventions maps onto LlamaForCausalLM",

@@ -21,7 +21,8 @@ void WholeMoments::broadcast(Backend& backend, Communicator& comm, int root) {
 
 AdamW::AdamW(Model& model, const TrainConfig& train, const PrecisionConfig& precision, uint64_t seed,
              Communicator* shard_over)
-    : model_(model), train_(train), stochastic_round_(precision.rounding == "stochastic"), seed_(seed) {
+    : model_(model), train_(train), stochastic_round_(precision.rounding == "stochastic"), seed_(seed),
+      moments_(model.backend()) {
     Backend& be = model_.backend();
     const int64_t n = model_.table().total();
     if (train.shard_optimizer && shard_over && shard_over->world() > 1) comm_ = shard_over;
@@ -30,13 +31,8 @@ AdamW::AdamW(Model& model, const TrainConfig& train, const PrecisionConfig& prec
     lo_ = bounds_[size_t(rank)];
     hi_ = bounds_[size_t(rank) + 1];
     const DType wd = be.wide();
-    m_ = Tensor(be.alloc(size_t(hi_ - lo_) * dtype_size(wd)), wd, {hi_ - lo_});
-    v_ = Tensor(be.alloc(size_t(hi_ - lo_) * dtype_size(wd)), wd, {hi_ - lo_});
-}
-
-AdamW::~AdamW() {
-    model_.backend().release(m_.data);
-    model_.backend().release(v_.data);
+    m_ = moments_.add(wd, {hi_ - lo_});
+    v_ = moments_.add(wd, {hi_ - lo_});
 }
 
 double AdamW::grad_norm() { return std::sqrt(model_.backend().sum_squares(model_.grads())); }

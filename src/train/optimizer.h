@@ -38,7 +38,6 @@ public:
     // backend buffers); without it, or on one rank, this rank keeps every moment.
     AdamW(Model& model, const TrainConfig& train, const PrecisionConfig& precision, uint64_t seed,
           Communicator* shard_over = nullptr);
-    ~AdamW();
 
     // Global L2 norm of the gradient buffer (call after the all-reduce).
     double grad_norm();
@@ -63,7 +62,8 @@ private:
     Communicator* comm_ = nullptr;  // set when sharded
     std::vector<int64_t> bounds_;   // [world + 1] shard bounds in the flat buffer
     int64_t lo_ = 0, hi_ = 0;       // this rank's shard
-    Tensor m_, v_;                  // [hi - lo], the wide dtype
+    Allocations moments_;
+    Tensor m_, v_;                  // [hi - lo], the wide dtype, held by moments_
     int64_t t_ = 0;
 };
 

@@ -11,9 +11,12 @@ namespace {
 
 volatile std::sig_atomic_t g_received = 0;
 struct sigaction g_previous[kStopSignalCount];
+struct sigaction g_previous_pipe;
 int g_depth = 0;  // StopSignals alive; only the outermost installs and restores
 
 extern "C" void on_stop_signal(int sig) { g_received = sig; }
+// Not SIG_IGN, which programs this one starts (the corpus fetch) would inherit: a handler is reset by exec.
+extern "C" void on_closed_pipe(int) {}
 
 }  // namespace
 
@@ -25,12 +28,23 @@ StopSignals::StopSignals() {
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND | SA_RESTART;  // the second signal takes the default action: the process ends
-    for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &sa, &g_previous[i]);
+    // A signal the run was started ignoring (SIGHUP under nohup) stays ignored.
+    for (int i = 0; i < kStopSignalCount; i++) {
+        sigaction(kStopSignals[i], nullptr, &g_previous[i]);
+        if (g_previous[i].sa_handler != SIG_IGN) sigaction(kStopSignals[i], &sa, nullptr);
+    }
+    struct sigaction pipe;
+    std::memset(&pipe, 0, sizeof pipe);
+    pipe.sa_handler = on_closed_pipe;
+    sigemptyset(&pipe.sa_mask);
+    pipe.sa_flags = SA_RESTART;
+    sigaction(SIGPIPE, &pipe, &g_previous_pipe);
 }
 
 StopSignals::~StopSignals() {
     if (--g_depth > 0) return;
     for (int i = 0; i < kStopSignalCount; i++) sigaction(kStopSignals[i], &g_previous[i], nullptr);
+    sigaction(SIGPIPE, &g_previous_pipe, nullptr);
 }
 
 int StopSignals::received() { return g_received; }
@@ -40,6 +54,7 @@ const char* signal_name(int sig) {
         case SIGTERM: return "SIGTERM";
         case SIGINT: return "SIGINT";
         case SIGUSR1: return "SIGUSR1";
+        case SIGHUP: return "SIGHUP";
         default: return "a signal";
     }
 }

@@ -1,7 +1,10 @@
-// SIGTERM, SIGINT and SIGUSR1 ask a training run to stop cleanly: finish the step, checkpoint, flush the run
-// log, exit 0. Slurm sends SIGTERM (or the --signal of the job) before the time limit; under mpirun use
-// SIGUSR1, which mpirun forwards to every rank (its SIGTERM kills the ranks a second later). A second signal of
-// the same kind ends the process at once, the default way.
+// SIGTERM, SIGINT, SIGUSR1 and SIGHUP ask a training run to stop cleanly: finish the step, checkpoint, flush the
+// run log, exit 0. Slurm sends SIGTERM (or the --signal of the job) before the time limit; under mpirun use
+// SIGUSR1, which mpirun forwards to every rank (its SIGTERM kills the ranks a second later); SIGHUP comes when the
+// terminal of a run closes (one started under nohup ignores it, and goes on). A signal the process was started
+// ignoring stays ignored. A second signal of the same kind ends the process at once, the default way. Meanwhile
+// SIGPIPE is caught and dropped: a run whose stdout was a pipe that closed (`| head`) goes on, logging to train.log
+// only, instead of dying mid-step without a checkpoint.
 #pragma once
 
 namespace sinklab {

@@ -25,6 +25,28 @@ struct Where {
     }
 };
 
+// yaml-cpp keeps every pair of a map but looks keys up to the first: a key written twice must not look set.
+// `inside`: the nodes this one is nested in, so that an alias of one of them (a node holding itself) is refused
+// rather than followed forever.
+void check_unique_keys(const YAML::Node& node, const Where& w, std::vector<YAML::Node>& inside) {
+    for (const YAML::Node& outer : inside)
+        SL_REQUIRE(!node.is(outer), "{}: an alias (*name) inside the node it names; a suite cannot hold itself",
+                   w.at(node));
+    inside.push_back(node);
+    if (node.IsSequence())
+        for (const YAML::Node& item : node) check_unique_keys(item, w, inside);
+    if (node.IsMap()) {
+        std::set<std::string> seen;
+        for (const auto& kv : node) {
+            const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+            SL_REQUIRE(key.empty() || seen.insert(key).second, "{}: {}: the key appears twice in one map; keep one",
+                       w.at(kv.first), key);
+            check_unique_keys(kv.second, w, inside);
+        }
+    }
+    inside.pop_back();
+}
+
 // The keys a map may hold; the first unknown one is an error that lists them.
 void check_keys(const YAML::Node& map, const std::vector<std::string>& allowed, const std::string& what,
                 const Where& w) {
@@ -193,14 +215,24 @@ bool split_run_name(const std::string& name, std::string& variant, uint64_t& see
 Suite load_suite(const std::string& path) {
     const Where w{path};
     SL_REQUIRE(fs::is_regular_file(path), "suite file '{}' not found; check the path", path);
-    YAML::Node root;
+    std::vector<YAML::Node> documents;
     try {
-        root = YAML::LoadFile(path);
+        documents = YAML::LoadAllFromFile(path);
     } catch (const YAML::ParserException& e) {
         fail("{}:{}: YAML syntax error: {}; fix the YAML at that line", path, e.mark.line + 1, e.msg);
     } catch (const YAML::BadFile&) {
         fail("suite file '{}' could not be read; check its permissions", path);
     }
+    // A later document would be read by nobody: its variants must not look planned when they are not. (An empty
+    // one, a trailing '---', holds nothing to lose.)
+    std::erase_if(documents, [](const YAML::Node& d) { return d.IsNull(); });
+    SL_REQUIRE(documents.size() <= 1,
+               "{}: holds {} YAML documents separated by '---', but a suite is one document; merge them into one or "
+               "remove the '---' lines",
+               path, documents.size());
+    const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+    std::vector<YAML::Node> inside;
+    check_unique_keys(root, w, inside);
     SL_REQUIRE(root.IsMap(),
                "{}: a suite is a map with base:, name:, seeds:, variants: (see experiments/README.md), "
                "got {}",

@@ -300,10 +300,11 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
                 fmt::print(out, "sweep interrupted; the same command continues it\n");
                 stop = true;
             } else if (!o.finished && !opt.keep_going) {
-                fmt::print(out,
-                           "sweep stopped: {} did not finish (--keep-going runs the others anyway); its log is "
-                           "{}/train.log\n",
-                           run.name, run.dir);
+                const fs::path log = fs::path(run.dir) / "train.log";
+                fmt::print(out, "sweep stopped: {} did not finish (--keep-going runs the others anyway); {}\n",
+                           run.name,
+                           fs::exists(log) ? "its log is " + log.string()
+                                           : std::string("it stopped before writing a log: its error is above"));
                 stop = true;
             }
         }

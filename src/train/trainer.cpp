@@ -7,18 +7,15 @@
 
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <set>
 
 #include "backend/backend.h"
 #include "config/validate.h"
 #include "core/build_info.h"
 #include "core/checksum.h"
-#include "core/folder_lock.h"
 #include "core/progress.h"
+#include "core/utc_time.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
 #include "metrics/eval.h"
@@ -30,6 +27,8 @@
 #include "train/fault_inject.h"
 #include "train/nonfinite_report.h"
 #include "train/optimizer.h"
+#include "train/run_backend.h"
+#include "train/run_folder.h"
 #include "train/schedule.h"
 #include "train/stop_signal.h"
 #include "train/update_guard.h"
@@ -48,9 +47,9 @@ StepGeometry step_geometry(const Config& cfg, int world) {
         g.accum = 1;
     } else {
         SL_REQUIRE(cfg.train.tokens_per_step % per_micro == 0,
-                   "{}: train.tokens_per_step = {} is not a multiple of micro_batch x seq_len x ranks = {} x {} x {} "
-                   "= {}; change it or the number of ranks",
-                   cfg.source, cfg.train.tokens_per_step, g.micro_batch, g.seq_len, world, per_micro);
+                   "train.tokens_per_step = {} is not a multiple of micro_batch x seq_len x ranks = {} x {} x {} = {}; "
+                   "change it or the number of ranks",
+                   cfg.train.tokens_per_step, g.micro_batch, g.seq_len, world, per_micro);
         g.accum = int(cfg.train.tokens_per_step / per_micro);
     }
     g.tokens_per_step = per_micro * g.accum;
@@ -60,79 +59,6 @@ StepGeometry step_geometry(const Config& cfg, int world) {
 std::string run_dir(const Config& cfg) { return (fs::path(cfg.run.out_dir) / cfg.run.name).string(); }
 
 namespace {
-
-std::string now_iso8601() {
-    std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
-// What sinklab writes into a run folder: --overwrite replaces these and nothing else, so that files of the user's
-// (or a folder holding other runs) never go with the old run. Evals of the old model go too, under whatever --out
-// name they were written (an eval's file is recognised by its content). The hidden folders below are no such
-// entry: they hold an old run on its way out, and no start moves one into another.
-bool written_by_sinklab(const fs::path& entry) {
-    static const std::set<std::string> names = {"config.yaml", "metrics.h5", "train.log", "checkpoints", "hf"};
-    const std::string name = entry.filename().string();
-    return names.contains(name) || (name.starts_with("nonfinite_step_") && name.ends_with(".json")) ||
-           (name.starts_with("metrics.restart") && name.ends_with(".h5")) ||
-           (name.ends_with(".h5") && is_eval_file(entry.string()));
-}
-
-// metrics.h5 of a run that restarts at step 0 (no checkpoint to resume) as metrics.restart<k>.h5, the first k free;
-// returns the new name.
-std::string keep_aside(const fs::path& run) {
-    fs::path aside;
-    for (int k = 1; fs::exists(aside = run / fmt::format("metrics.restart{}.h5", k)); k++) {
-    }
-    fs::rename(run / "metrics.h5", aside);
-    return aside.filename().string();
-}
-
-// --overwrite moves the old run's entries into this folder of the run folder (a rename each: atomic, and no disk
-// space needed) and deletes it only once the new run has its files, so that a start that fails can put them back.
-// Found by a later start, it is an old run whose replacing start was killed (or could not put it back).
-constexpr const char* kSetAside = ".replaced";
-// The set-aside folder once the new run stands, renamed before it is deleted: a deletion cut short must never pass
-// for an old run to put back over the new one.
-constexpr const char* kDeleting = ".replaced.deleting";
-
-// The entries of a folder, listed before any of them moves (a folder changed while it is read may skip some).
-std::vector<fs::path> entries_of(const fs::path& folder, std::error_code& ec) {
-    std::vector<fs::path> found;
-    for (fs::directory_iterator it(folder, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
-        found.push_back(it->path());
-    return found;
-}
-
-// Puts the old run of run/.replaced back, each entry over a new one of its name, and removes the emptied folder;
-// returns what failed, "" when nothing did. Safe to repeat after a kill on the way, for a start writes its new files
-// only once the whole old run is aside: an entry of the run folder named like one still aside is a new one.
-std::string put_old_run_back(const fs::path& run) {
-    const fs::path aside = run / kSetAside;
-    std::error_code ec;
-    const std::vector<fs::path> entries = entries_of(aside, ec);
-    if (ec) return fmt::format("{}: {}", aside.string(), ec.message());
-    for (const fs::path& entry : entries) {
-        const fs::path back = run / entry.filename();
-        fs::remove_all(back, ec);
-        if (!ec) fs::rename(entry, back, ec);
-        if (ec) return fmt::format("moving {} back: {}", entry.string(), ec.message());
-    }
-    fs::remove(aside, ec);
-    return ec ? fmt::format("{}: {}", aside.string(), ec.message()) : "";
-}
-
-std::string message_of(const std::exception_ptr& failure) {
-    try {
-        std::rethrow_exception(failure);
-    } catch (const std::exception& e) {
-        return e.what();
-    } catch (...) {
-        return "an unknown error";
-    }
-}
 
 std::string si(double v) {
     if (v >= 1e9) return fmt::format("{:.2f}G", v / 1e9);
@@ -144,8 +70,8 @@ std::string si(double v) {
 }  // namespace
 
 struct Trainer::Impl {
-    // Rank 0, from check_run_dir on: first, so that it goes last, once every file of the run is closed.
-    std::unique_ptr<FolderLock> run_lock;
+    // Rank 0, from the start of setup: first, so that its lock goes last, once every file of the run is closed.
+    std::unique_ptr<RunFolder> folder;
     // From the start: a signal during setup (a long resume, say) stops the run after its first step.
     const StopSignals signals;
     Config cfg;
@@ -169,12 +95,8 @@ struct Trainer::Impl {
     int64_t start_tokens = 0;  // training tokens through start_step
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
-    bool restart_over = false;    // rank 0: --resume found a run but no checkpoint, so it starts at step 0
-    std::string kept_aside;       // rank 0: where that run's metrics.h5 went (metrics.restart<k>.h5)
-    enum class Aside { none, partly, wholly };
-    Aside old_run = Aside::none;  // rank 0: how much of the run that --overwrite replaces is in .replaced
-    bool made_dir = false;        // rank 0: this start created the run folder, so a failed one removes it
-    std::string put_back_note;    // rank 0: an old run that an unfinished start had set aside, put back
+    std::string backend_note;     // why backend: auto runs on the CPU, when that is a surprise
+    bool committed = false;       // the start stands (commit_start): a failure no longer puts the old run back
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
@@ -192,134 +114,6 @@ struct Trainer::Impl {
                    "rank(s) {} resolved another config than rank 0 (config hash); start every rank with the same "
                    "config file and --set options",
                    fmt::join(differ, ", "));
-    }
-
-    // Rank 0, before anything is written: a start that is refused here leaves the run folder as it was (but for
-    // what finish_unfinished_replace finishes).
-    void check_run_dir() {
-        if (!lead) return;
-        run_lock =
-            std::make_unique<FolderLock>(dir, "run folder", "train", "pick another name with --set run.name=NAME");
-        const fs::path d(dir);
-        std::error_code ec;
-        SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),
-                   "run folder {} is a file, not a folder; move it away or pick another name with --set run.name=NAME",
-                   dir);
-        SL_REQUIRE(!fs::exists(d / "sweep.yaml", ec),
-                   "run folder {} is a sweep's suite folder (it holds sweep.yaml and the suite's runs); pick another "
-                   "name with --set run.name=NAME",
-                   dir);
-        finish_unfinished_replace();
-        const bool holds_run = fs::exists(d / "metrics.h5", ec);
-        if (opt.resume) {
-            resume_from = latest_checkpoint(dir);
-            // Without a checkpoint the run starts at step 0 (a job script's first start, or a requeued job that
-            // ended before its first checkpoint); rows logged before are kept aside, not dropped.
-            restart_over = resume_from.empty() && holds_run;
-        } else if (holds_run) {
-            SL_REQUIRE(opt.overwrite,
-                       "run folder {} already holds a run; continue it with --resume, replace it with --overwrite, or "
-                       "pick another name with --set run.name=NAME",
-                       dir);
-        }
-    }
-
-    // Rank 0: what a start killed while replacing the run left behind. An old run still set aside goes back, as a
-    // start that fails puts it back (so --resume continues it and --overwrite replaces it again); one whose deletion
-    // was cut short once the new run stood is deleted.
-    void finish_unfinished_replace() {
-        const fs::path d(dir), aside = d / kSetAside;
-        std::error_code ec;
-        if (fs::exists(aside, ec)) {
-            const std::string failed = put_old_run_back(d);
-            SL_REQUIRE(failed.empty(),
-                       "run folder {}: a start that replaced its run did not finish and left the old run in {}, and "
-                       "putting it back failed ({}); move the entries of {} back into {} by hand",
-                       dir, aside.string(), failed, aside.string(), dir);
-            put_back_note = fmt::format("put back the old run that an unfinished --overwrite start had left in {}",
-                                        aside.string());
-        }
-        fs::remove_all(d / kDeleting, ec);
-        SL_REQUIRE(!ec, "cannot delete {} (a replaced run that an earlier start did not finish deleting): {}; delete "
-                   "it by hand", (d / kDeleting).string(), ec.message());
-    }
-
-    // Rank 0, once setup has succeeded up to here: only now is the folder written. An old run (--overwrite) is set
-    // aside, not deleted: commit_run_dir deletes it once the new run has its files, and undo_prepare_run_dir puts it
-    // back if setup fails before, so that a start that fails (no data, too little memory, a full disk, ...) loses
-    // and leaves nothing.
-    void prepare_run_dir() {
-        if (!lead) return;
-        const fs::path d(dir);
-        std::error_code ec;
-        made_dir = !fs::exists(d, ec);
-        if (opt.overwrite && !made_dir) set_old_run_aside();
-        if (restart_over) kept_aside = keep_aside(d);
-        fs::create_directories(d, ec);
-        SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir,
-                   ec.message());
-        const fs::path cfg_path = d / "config.yaml";
-        std::ofstream f(cfg_path);
-        f << dump_config(cfg);
-        SL_REQUIRE(f.good(), "cannot write {}: check permissions and free space", cfg_path.string());
-    }
-
-    void set_old_run_aside() {
-        const fs::path d(dir), aside = d / kSetAside;
-        std::error_code ec;
-        std::vector<fs::path> old;
-        for (const fs::path& entry : entries_of(d, ec))
-            if (written_by_sinklab(entry)) old.push_back(entry);
-        SL_REQUIRE(!ec, "cannot read the run folder {}: {}", dir, ec.message());
-        if (old.empty()) return;
-        fs::create_directory(aside, ec);
-        SL_REQUIRE(!ec, "cannot create {} to set the old run aside: {}; check permissions", aside.string(),
-                   ec.message());
-        old_run = Aside::partly;
-        for (const fs::path& entry : old) {
-            fs::rename(entry, aside / entry.filename(), ec);
-            SL_REQUIRE(!ec, "cannot move {} into {}: {}", entry.string(), aside.string(), ec.message());
-        }
-        old_run = Aside::wholly;
-    }
-
-    // Rank 0, once the new run has its files: the old run set aside goes for good. Its folder is renamed first,
-    // still inside the setup that puts the old run back on a failure; deleting it afterwards may fail without
-    // harming the new run (the next start deletes it then).
-    void commit_run_dir() {
-        made_dir = false;
-        if (!lead || old_run == Aside::none) return;
-        const fs::path d(dir);
-        std::error_code ec;
-        fs::rename(d / kSetAside, d / kDeleting, ec);
-        SL_REQUIRE(!ec, "cannot rename {} to {}: {}", (d / kSetAside).string(), (d / kDeleting).string(),
-                   ec.message());
-        old_run = Aside::none;
-        fs::remove_all(d / kDeleting, ec);
-        if (ec)
-            log->info("could not delete the replaced run in {} ({}); delete it by hand, or the next start of this run "
-                      "will", (d / kDeleting).string(), ec.message());
-    }
-
-    // Rank 0, when setup fails after prepare_run_dir: the run folder as it was, without the new run's files and
-    // with the old run's back. Only when putting it back fails too does the error change, to say where it is.
-    void undo_prepare_run_dir(const std::exception_ptr& failure) {
-        if (!lead) return;
-        runlog.reset();  // the new metrics.h5 closed before it goes
-        const fs::path d(dir), aside = d / kSetAside;
-        std::error_code ec;
-        if (made_dir) fs::remove_all(d, ec);
-        if (old_run == Aside::none) return;
-        // With the whole old run aside, whatever sinklab wrote in the folder is the new run's; what cannot be
-        // deleted is left (put_old_run_back replaces an entry of the old run's name).
-        if (old_run == Aside::wholly)
-            for (const fs::path& entry : entries_of(d, ec))
-                if (written_by_sinklab(entry)) fs::remove_all(entry, ec);
-        const std::string failed = put_old_run_back(d);
-        old_run = Aside::none;
-        if (!failed.empty())
-            fail("{}; and the old run could not be put back ({}): its files are in {}; move them back into {} by "
-                 "hand", message_of(failure), failed, aside.string(), dir);
     }
 
     void setup_logging() {
@@ -355,7 +149,7 @@ struct Trainer::Impl {
             {"backend", backend->name()},
             {"device", backend->device_name()},
             {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
-            {"created", now_iso8601()}};
+            {"created", utc_now_iso8601()}};
         std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
                                                                  {"flops_per_token", model->flops_per_token()}};
         str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());
@@ -365,14 +159,12 @@ struct Trainer::Impl {
 
     void setup() {
         check_same_config();
-        check_run_dir();
+        if (lead) {
+            folder = std::make_unique<RunFolder>(dir, opt);
+            resume_from = folder->resume_from();
+        }
 
-        BackendOptions bo;
-        bo.kind = cfg.backend;
-        bo.cuda_compute = cfg.precision.compute == "fp32" ? DType::F32 : DType::BF16;
-        bo.threads = cfg.run.threads > 0 ? cfg.run.threads : default_threads_per_rank(comm);
-        bo.device = comm.local_rank();
-        backend = make_backend(bo);
+        backend = make_run_backend(cfg, comm, backend_note);
 
         if (lead) ensure_data(cfg.data, cfg.model);
         comm.barrier();
@@ -395,30 +187,31 @@ struct Trainer::Impl {
         const std::optional<TrainState> resumed = restore();
 
         try {
-            prepare_run_dir();
+            if (lead) folder->prepare(cfg);
             comm.barrier();
             setup_logging();
             create_run_log(resumed);
             inject.after_setup();
-            // The old run goes only once every rank is set up: a rank that fails before this barrier ends the job
-            // with rank 0 still waiting here, and the old run stays aside for the next start to put back.
-            comm.barrier();
-            commit_run_dir();
+            log_start(resumed);
         } catch (...) {
-            undo_prepare_run_dir(std::current_exception());
+            undo_start(std::current_exception());
             throw;
         }
+    }
+
+    void log_start(const std::optional<TrainState>& resumed) {
         log->info("sinklab {} | run {} | {} on {} | {} ranks | {:.2f}M parameters | {} tokens/step ({} x {} x {} ranks "
                   "x {} accum)",
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
+        if (lead && !backend_note.empty()) log->info("note: {}", backend_note);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
         if (lead)
             for (const std::string& note : config::ineffective_settings(cfg)) log->info("note: {}", note);
-        if (!put_back_note.empty()) log->info("{}", put_back_note);
-        if (lead && !run_lock->note().empty()) log->info("{}", run_lock->note());
+        if (lead)
+            for (const std::string& note : folder->notes()) log->info("{}", note);
         if (resumed)
             log->info("resumed from {} at step {}{}{}", resume_from, start_step,
                       resumed->world_size == comm.world()
@@ -428,12 +221,39 @@ struct Trainer::Impl {
                       changed_on_resume.empty()
                           ? ""
                           : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
-        else if (!kept_aside.empty())
+        else if (lead && !folder->kept_aside().empty())
             log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
-                      dir, kept_aside);
+                      dir, folder->kept_aside());
         else if (opt.resume)
             log->info("no run in {} yet: starting at step 0", dir);
         if (!val_batches.notice.empty()) log->info("{}", val_batches.notice);
+    }
+
+    // A start that fails before commit_start (in setup, the first validation or the first step's passes: too
+    // little memory for the first use of the backend's scratch, say) leaves the run folder as it was.
+    void undo_start(const std::exception_ptr& failure) {
+        if (!lead || committed) return;
+        runlog.reset();  // the new metrics.h5 closed before it goes
+        folder->undo(failure);
+    }
+
+    // The old run (--overwrite) goes only once every rank has run the first step's forward and backward passes:
+    // the all-reduce after them is where a rank that failed before ends the job, with the old run still aside for
+    // the next start to put back.
+    void commit_start() {
+        if (committed) return;
+        if (lead)
+            if (const std::string note = folder->commit(); !note.empty()) log->info("{}", note);
+        committed = true;
+    }
+
+    void run() {
+        try {
+            run_steps();
+        } catch (...) {
+            undo_start(std::current_exception());
+            throw;
+        }
     }
 
     // --resume: rank 0 verifies and reads the newest checkpoint; every rank gets its tensors and state.
@@ -462,7 +282,11 @@ struct Trainer::Impl {
         train_data->seek(s.train_data);
         guard.restore(s.guard);
         start_step = s.step;
-        start_tokens = s.tokens >= 0 ? s.tokens : s.step * step_geometry(cfg, s.world_size).tokens_per_step;
+        // Checkpoints from before tokens were recorded: the step's tokens of the config they were written with.
+        if (s.tokens >= 0)
+            start_tokens = s.tokens;
+        else if (lead)
+            start_tokens = s.step * step_geometry(checkpoint_config(resume_from), s.world_size).tokens_per_step;
         check_replicas(start_step);
         return s;
     }
@@ -471,15 +295,9 @@ struct Trainer::Impl {
     void check_replicas(int64_t step) {
         if (comm.world() == 1) return;
         const Tensor w = model->truth();
-        uint64_t sum;
-        if (backend->host_memory()) {
-            sum = checksum64(w.data, w.bytes());
-        } else {
-            std::vector<char> host(w.bytes());
-            backend->read(host.data(), w.dtype, w);
-            sum = checksum64(host.data(), host.size());
-        }
-        const std::vector<int> differ = ranks_differing_from_root(comm, sum);
+        std::vector<char> host(w.bytes());
+        backend->read(host.data(), w.dtype, w);
+        const std::vector<int> differ = ranks_differing_from_root(comm, checksum64(host.data(), host.size()));
         SL_REQUIRE(differ.empty(),
                    "step {}: the parameters of rank(s) {} differ from rank 0's (checksum every fault.check_every "
                    "steps): the ranks no longer train one model; resume from the last checkpoint with --resume",
@@ -546,10 +364,11 @@ struct Trainer::Impl {
         }
     }
 
-    void run() {
+    void run_steps() {
         using Clock = std::chrono::steady_clock;
         const int64_t max_steps = cfg.train.max_steps;
         if (start_step >= max_steps) {
+            commit_start();
             log->info("the run is complete at step {} (train.max_steps = {}); raise train.max_steps to train longer",
                       start_step, max_steps);
             return;
@@ -585,6 +404,7 @@ struct Trainer::Impl {
             loss = reduced[0] / comm.world();
             device_communicator(comm, *backend).all_reduce_mean(*backend, model->grads());
             comm_s += std::chrono::duration<double>(Clock::now() - t_comm).count();
+            commit_start();
             const bool stop = reduced[1] > 0;
             if (stop && !stop_signal) stop_signal = StopSignals::received() ? StopSignals::received() : -1;
 
@@ -682,9 +502,17 @@ struct Trainer::Impl {
             runlog->flush();
             report = write_nonfinite_report(dir, {done, loss, norm, lr, data_at, last_checkpoint}, *model);
         }
-        fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; the last good checkpoint is "
-             "{}; resume from it with --resume and a lower train.lr, or set fault.nan_policy=skip",
-             done, loss, norm, report, last_checkpoint.empty() ? "none (set checkpoint.every)" : last_checkpoint);
+        // Only rank 0 knows the checkpoints; a --resume without one starts the run over.
+        std::string from = "rank 0 names the last good checkpoint; resume from it";
+        if (lead && !last_checkpoint.empty())
+            from = fmt::format("the last good checkpoint is {}; resume from it", last_checkpoint);
+        else if (lead && cfg.checkpoint.every > 0)
+            from = fmt::format("no checkpoint was due yet (checkpoint.every={}); start over", cfg.checkpoint.every);
+        else if (lead)
+            from = "no checkpoint was written (set checkpoint.every to keep some); start over";
+        fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; {} with --resume and a lower "
+             "train.lr, or set fault.nan_policy=skip",
+             done, loss, norm, report, from);
     }
 };
 

@@ -73,11 +73,17 @@ TEST(CompareMath, TrailingMeanAndInterpolation) {
     const std::vector<double> m = trailing_mean({1, 2, 3, 4, 5}, 3);
     EXPECT_EQ(m, (std::vector<double>{1, 1.5, 2, 3, 4}));
     EXPECT_EQ(trailing_mean({7, 9}, 1), (std::vector<double>{7, 9}));
+    // A skipped step's NaN loss counts in no window and poisons none after it; the curve is NaN at that step.
+    const std::vector<double> gap = trailing_mean({1, NAN, 3, 5, 7}, 2);
+    EXPECT_TRUE(std::isnan(gap[1]));
+    EXPECT_EQ(gap[0], 1);
+    EXPECT_EQ(std::vector<double>(gap.begin() + 2, gap.end()), (std::vector<double>{3, 4, 6}));
     const std::vector<double> tokens{10, 20, 30};
     EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 3.5), 25);     // halfway between 20 and 30
     EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 4, 3}, 4), 20);       // exactly at a point
     EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {2, 4, 3}, 3), 10);       // starts below it
     EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, 2, 1}, 4.25), 12.5);  // the first crossing counts
+    EXPECT_DOUBLE_EQ(tokens_to_reach(tokens, {5, NAN, 3}, 4), 30);    // after a skipped step: at the point
     EXPECT_TRUE(std::isnan(tokens_to_reach(tokens, {5, 4, 3.1}, 3)));
     const Stat s = stat_of({1, NAN, 3});
     EXPECT_EQ(s.n, 2);

@@ -95,6 +95,32 @@ TEST_F(PlotTest, BadOutputsAndMismatchedSeedsFailClearly) {
     EXPECT_EQ(std::count(mixed.out.begin(), mixed.out.end(), '\n'), 1) << mixed.out;
 }
 
+// What a suite folder may also hold: a diverged run (NaN losses: fault.nan_policy skip), a run set aside in a hidden
+// folder (compare skips those), a sweep.yaml that is not a suite's. The plot is drawn; the hidden run is not in it.
+TEST_F(PlotTest, DivergedRunsHiddenFoldersAndOddManifestsStillPlot) {
+    RunSpec diverged = curve(5.0, true);
+    for (size_t i = 1; i < diverged.loss.size(); i++) diverged.loss[i] = std::nan("");
+    write_run(suite() / "diverged-s1", diverged);
+    write_run(suite() / ".old-s1", curve(9.0, true));
+    for (const std::string manifest : {"variants: 5\n", "- 1\n- 2\n", "just text\n", "variants: [[1]]\n", "a: [\n"}) {
+        write_file(suite() / "sweep.yaml", manifest);
+        const fs::path png = root() / "odd.png";
+        fs::remove(png);
+        const CommandResult r =
+            run_command(fmt::format("/usr/bin/python3 {} {} -o {}", kPlotScript, suite().string(), png.string()));
+        EXPECT_EQ(r.rc, 0) << manifest << r.out;
+        EXPECT_EQ(r.out.find("Traceback"), std::string::npos) << r.out;
+        EXPECT_TRUE(is_png(png)) << manifest;
+    }
+    write_file(root() / "found.py", fmt::format("import sys; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
+                                                "print(' '.join(plot_runs.find_runs(['{}'])))\n",
+                                                SINKLAB_SOURCE_DIR, suite().string()));
+    const CommandResult found = run_command("/usr/bin/python3 " + (root() / "found.py").string());
+    EXPECT_EQ(found.rc, 0) << found.out;
+    EXPECT_EQ(found.out.find(".old"), std::string::npos) << found.out;
+    EXPECT_NE(found.out.find("diverged-s1"), std::string::npos) << found.out;
+}
+
 TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     const fs::path png = root() / "compare.png";
     const CommandResult r = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
@@ -108,6 +134,19 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     unsetenv("SINKLAB_SCRIPTS");
     EXPECT_EQ(bad.rc, 1);
     expect_has(bad.out, {"plot_runs.py, which is missing", "SINKLAB_SCRIPTS"});
+
+    // A script that fails is named with its last line; the packages' advice comes only when an import failed.
+    for (const auto& [raise, advice] : {std::pair{"ValueError('no scale')", false},
+                                        std::pair{"ModuleNotFoundError(\"No module named 'h5py'\")", true}}) {
+        write_file(root() / "plot_runs.py", fmt::format("raise {}\n", raise));
+        setenv("SINKLAB_SCRIPTS", root().c_str(), 1);
+        const CommandResult failed = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
+        unsetenv("SINKLAB_SCRIPTS");
+        EXPECT_EQ(failed.rc, 1);
+        EXPECT_NE(failed.out.find(advice ? "No module named 'h5py'" : "ValueError: no scale"), std::string::npos)
+            << failed.out;
+        EXPECT_EQ(failed.out.find("apt install") != std::string::npos, advice) << failed.out;
+    }
 }
 
 // Runs of one name in several folders are grouped by as much of their folder's path as tells the folders apart, as

@@ -179,6 +179,15 @@ TEST_F(SuiteTest, BadSuitesNameTheFileLineAndKey) {
         {"YAML syntax", head + "variants: [{name: a}\n", {"bad.yaml:", "YAML syntax error"}},
         {"unknown variant key", head + "variants: [{name: a, sett: {}}]\n", {"bad.yaml:4", "'sett'", "name, set"}},
         {"slurm option", head + "variants: [{name: a}]\nslurm: {sbatch: [time=3]}\n", {"bad.yaml:5", "time=3"}},
+        // yaml-cpp reads the first of a key written twice, and one document of several: neither may pass unseen.
+        {"top-level key twice", head + "seeds: [2, 3]\nvariants: [{name: a}]\n", {"bad.yaml:4", "seeds", "twice"}},
+        {"variant key twice",
+         head + "variants:\n  - name: a\n    name: b\n",
+         {"bad.yaml:6", "name: the key appears twice"}},
+        {"second document",
+         head + "variants: [{name: a}]\n---\nvariants: [{name: b}]\n",
+         {"bad.yaml", "2 YAML documents"}},
+        {"alias inside itself", head + "variants: [{name: a, set: &r {k: *r}}]\n", {"bad.yaml:4", "alias"}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
@@ -189,6 +198,8 @@ TEST_F(SuiteTest, BadSuitesNameTheFileLineAndKey) {
     }
     EXPECT_NE(error_of([&] { load_suite((root() / "exp/absent.yaml").string()); }).find("absent.yaml"),
               std::string::npos);
+    // A trailing '---' starts a document that holds nothing: no second suite to lose.
+    EXPECT_EQ(load_suite(suite(head + "variants: [{name: a}]\n---\n", "trailing.yaml")).variants.size(), 1u);
 }
 
 // Config errors of every run come together, before anything runs, each naming its runs and the bad key.

@@ -251,7 +251,8 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     EXPECT_EQ(outcomes[2].result, "not run");
     EXPECT_EQ(outcomes[3].result, "not run");
     expect_has(text, {"[1/4] baseline-s1: finished before (60 steps), skipped", "[2/4] headnorm-s1: restart in",
-                      "$ /bin/sinklab train", "sweep stopped: headnorm-s1 did not finish", "--keep-going"});
+                      "$ /bin/sinklab train", "sweep stopped: headnorm-s1 did not finish", "--keep-going",
+                      "it stopped before writing a log: its error is above"});  // the fake train writes no log
     int unfinished = -1;
     std::string summary = captured([&](std::FILE* f) { unfinished = print_summary(f, sweep_, outcomes); });
     EXPECT_EQ(unfinished, 3);
@@ -350,6 +351,25 @@ TEST(Process, StopSignalsPassOnToTheChildAsSigusr1) {
     EXPECT_EQ(r.stop_signal, SIGTERM);
     const ProcessResult quiet = run_process({"/bin/sh", "-c", "exit 0"});
     EXPECT_EQ(quiet.stop_signal, 0);
+}
+
+// A stop signal this process was started ignoring (SIGHUP under nohup) stays ignored in the child; SIGUSR1, by which
+// stops are passed on, never does. The child's shell reports its ignored signals, a mask with bit (sig - 1).
+TEST(Process, IgnoredStopSignalsStayIgnoredButSigusr1Reaches) {
+    struct sigaction ignore = {}, old_hup = {}, old_usr1 = {};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &ignore, &old_hup);
+    sigaction(SIGUSR1, &ignore, &old_usr1);
+    const TempDir dir("process_ignored");
+    const std::string out = dir / "sigign";
+    const ProcessResult r = run_process({"/bin/sh", "-c", "grep SigIgn /proc/$$/status > \"$0\"", out});
+    sigaction(SIGHUP, &old_hup, nullptr);
+    sigaction(SIGUSR1, &old_usr1, nullptr);
+    ASSERT_TRUE(r.ok()) << r.describe();
+    const std::string line = read_file(out);
+    const uint64_t mask = std::stoull(line.substr(line.find(':') + 1), nullptr, 16);
+    EXPECT_TRUE(mask & (uint64_t(1) << (SIGHUP - 1))) << line;
+    EXPECT_FALSE(mask & (uint64_t(1) << (SIGUSR1 - 1))) << line;
 }
 
 // The train command takes stop signals from its first moment and the trainer's own StopSignals, made later, keeps

@@ -92,7 +92,9 @@ TEST_F(ConfigErrorTest, WrongTypes) {
     expect_has(load_error("model:\n  d_model:\n    x: 1\n"), {"model.d_model", "a map"});
     expect_has(load_error("run:\n  seed: -1\n"), {"run.seed", "non-negative integer", "'-1'"});
     expect_has(load_error("model:\n  d_model: 99999999999\n"), {"model.d_model", "99999999999", "too large"});
-    expect_has(load_error("train:\n  lr: 1e-400\n"), {"train.lr", "1e-400 is too close to 0"});
+    expect_has(load_error("train:\n  lr: 1e-400\n"), {"train.lr", "1e-400 is too close to 0", "write 0 or a larger"});
+    // 0 is no way out where the key must be above it.
+    expect_has(load_error("model:\n  rope_theta: 1e-300\n"), {"model.rope_theta", "write a larger value (> 0)"});
     expect_has(load_error("train:\n  lr: \"fa\\nst\"\n"), {"got 'fa\\x0ast'"});  // one line: error_of checks
     // A long value is shown by its start and its length, not whole.
     const std::string message = load_error("train:\n  lr: " + std::string(100000, 'a') + "\n");
@@ -140,6 +142,10 @@ TEST_F(ConfigErrorTest, InconsistentShapes) {
     expect_has(load_error("model:\n  n_kv_head: 5\n"), {"model.n_head=12 (default)", "model.n_kv_head=5"});
     // 36 / 12 = 3 channels per head: RoPE needs pairs.
     expect_has(load_error("model:\n  d_model: 36\n"), {"head_dim", "3", "odd", "model.d_model=36"});
+    // 1536 / 6 = 256 channels per head: more than any attention kernel takes (found by the first step, after an
+    // --overwrite start had already removed the old run).
+    expect_has(load_error("model:\n  d_model: 1536\n  n_head: 6\n  n_kv_head: 6\n"),
+               {"head_dim", "256", "128", "model.d_model=1536", "model.n_head=6"});
     expect_has(load_error("train:\n  tokens_per_step: 1000\n"),
                {"train.tokens_per_step=1000", "4096", "train.micro_batch=4", "model.seq_len=1024"});
     expect_has(load_error("model:\n  vocab_size: 300\ndata:\n  tokenizer: gpt2\n"),
@@ -203,7 +209,7 @@ TEST_F(ConfigErrorTest, SizesBeyondSixtyFourBitCounts) {
                 "activations"});
     // Too large for any machine yet countable: refused later, when the memory is not there.
     const Config big =
-        load_config(write("big.yaml", "model:\n  d_ff: 2147483647\n  d_model: 65536\n  n_head: 8\n  n_layer: 1\n"));
+        load_config(write("big.yaml", "model:\n  d_ff: 2147483647\n  d_model: 65536\n  n_head: 512\n  n_layer: 1\n"));
     EXPECT_EQ(big.model.d_ff, 2147483647);
 }
 

@@ -3,8 +3,8 @@
 //
 // Each output is judged by the fp32 and bf16 rules of tests/precision_rules.h (the 2x rule in bf16).
 //
-// Outputs are poisoned with NaN before every run, so an element a kernel fails to write fails the test. Shapes
-// are deliberately not multiples of the kernels' tiles (T = 77, odd row counts, head dims 16, 18, 32, 64, 128).
+// Outputs are poisoned with NaN before every run, so an element a kernel fails to write fails the test. Shapes are
+// deliberately not multiples of the kernels' tiles (T = 77, odd row counts, head dims 16, 18, 32, 48, 64, 96, 128).
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -15,6 +15,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -242,7 +243,9 @@ TEST_F(CudaOps, Embedding) {
 
 // ---- rmsnorm ----------------------------------------------------------------------------------------------------
 TEST_F(CudaOps, RMSNorm) {
-    for (int64_t C : {200, 768}) {  // 200: the element-wise path; 768: 16-byte vectors
+    // 202: the element-wise path (not a multiple of 4 f32 or 8 bf16); 200 and 768: 16-byte vectors, the last pass
+    // of the 32 lanes over 200 leaving some idle.
+    for (int64_t C : {202, 200, 768}) {
         const int64_t N = 77;
         std::string sfx = "_C" + std::to_string(C);
         check({"rmsnorm_fwd" + sfx,
@@ -404,6 +407,8 @@ std::vector<AttnCase> head_dim_cases() {
     return {{"hd32", attn_spec(2, 77, 4, 2, 32)},
             {"hd128", attn_spec(2, 77, 2, 1, 128)},
             {"hd128_T190", attn_spec(1, 190, 2, 2, 128)},
+            {"hd48", attn_spec(2, 150, 4, 2, 48)},  // zero-padded to the 64-wide kernels (and to wgmma's 64)
+            {"hd96", attn_spec(1, 150, 2, 1, 96)},  // zero-padded to the 128-wide kernels
             {"hd16", attn_spec(2, 77, 4, 4, 16)},
             {"hd18", attn_spec(2, 45, 2, 2, 18)}};  // hd % 8 != 0: the element-wise tile path
 }
@@ -441,6 +446,7 @@ std::vector<AttnCase> sink_cases() {
 // T = 190: tiles wholly below the diagonal, which the kernels run without masking.
 std::vector<AttnCase> sigmoid_cases() {
     return {{"sigmoid_hd64", with_bias(attn_spec(2, 77, 4, 2, 64, AttnScore::Sigmoid), -2.f)},
+            {"sigmoid_gqa_hd32_T150", with_bias(attn_spec(2, 150, 4, 2, 32, AttnScore::Sigmoid), -std::log(150.f))},
             {"sigmoid_gqa_hd64_T190", with_bias(attn_spec(2, 190, 4, 2, 64, AttnScore::Sigmoid), -std::log(190.f))},
             {"sigmoid_hd128", with_bias(attn_spec(1, 130, 2, 1, 128, AttnScore::Sigmoid), -std::log(130.f))}};
 }
@@ -478,16 +484,18 @@ TEST_F(CudaOps, AttentionGivenRowdot) {
 // The bf16 backward keeps dS for the dQ kernel in scratch of at most AttnSpec::ds_budget bytes: sequences go through
 // in passes whose dS fits, and where one sequence's does not, dQ recomputes it. Here 4 heads of T = 130 (3 tiles a
 // side, 6 of 64 x 64 scores kept) hold 4 x 6 x 8 KiB = 192 KiB a sequence: a budget of 2 sequences runs 5 in passes
-// of 2, 2 and 1, one just under a sequence keeps no dS at all, and so does a budget of 0. On mma.sync and wgmma.
+// of 2, 2 and 1, one just under a sequence keeps no dS at all, and so does a budget of 0. For softmax, sigmoid (which
+// reads neither lse nor D) and the sink logit (in lse; its gradient a sum over D), on mma.sync at head dims 64 and 32
+// (whose dS tiles are 64 x 64 too) and on wgmma.
 TEST_F(CudaOps, AttentionBackwardPasses) {
     const size_t per_sequence = 4 * 6 * 64 * 64 * 2;
-    for (bool wgmma : {false, true})
+    for (auto [hd, wgmma] : {std::pair{64, false}, std::pair{32, false}, std::pair{64, true}})
         for (size_t budget : {2 * per_sequence + 1000, per_sequence - 1, size_t(0)})
-            for (AttnScore score : {AttnScore::Softmax, AttnScore::Sigmoid}) {
-                AttnSpec s = with_bias(attn_spec(5, 130, 4, 2, 64, score), -2.f);
+            for (AttnScore score : {AttnScore::Softmax, AttnScore::Sigmoid, AttnScore::SinkLogit}) {
+                AttnSpec s = with_bias(attn_spec(5, 130, 4, 2, hd, score), -2.f);
                 s.ds_budget = budget;
                 s.wgmma = wgmma;
-                check_attention({fmt::format("passes_{}_{}{}", budget, int(score), wgmma ? "_wgmma" : ""), s});
+                check_attention({fmt::format("passes_hd{}_{}_{}{}", hd, budget, int(score), wgmma ? "_wgmma" : ""), s});
             }
 }
 
@@ -502,7 +510,7 @@ TEST_F(CudaOps, AttentionWgmma) {
             check_attention(c);
             ran++;
         }
-    EXPECT_EQ(ran, 14);  // every head-dim-64 case above
+    EXPECT_EQ(ran, 15);  // every head-dim-64 case above, and hd48
 }
 
 // attention.impl: cudnn, against the same CPU references (which ignore the flag), by the bf16 2x rule.
@@ -972,8 +980,10 @@ TEST(CudaBackendSelection, AutoAndExplicit) {
         EXPECT_EQ(make_backend(opt)->name(), "cuda");
     else
         EXPECT_THROW(make_backend(opt), Error);
-    // Without a driver the CUDA runtime fails every call; asking again must give the same answer, not throw.
-    EXPECT_EQ(cuda_available(), cuda_available());
+    // Without a driver the CUDA runtime fails every call; asking again must not throw, and the reason given for no
+    // GPU must agree with the answer.
+    EXPECT_NO_THROW(cuda_available());
+    EXPECT_EQ(cuda_unavailable_reason().empty(), cuda_available()) << cuda_unavailable_reason();
     opt.kind = "auto";
     EXPECT_EQ(make_backend(opt)->name(), cuda_available() ? "cuda" : "cpu");
 }

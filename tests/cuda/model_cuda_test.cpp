@@ -1,8 +1,9 @@
 // The whole model on the GPU against the CPU backend in float64 (the exact answer for the same weights): the loss and
-// every parameter gradient for each attention variant and intervention, in fp32 mode to a tight tolerance and in
-// bf16 to a bound sized for bf16 storage; and 50 AdamW steps in fp32 mode whose losses track the CPU's. Without a
-// GPU the CUDA tests skip; the same comparisons of the CPU backend in float32 against float64 run everywhere, which
-// keeps the harness exercised and shows that the fp32 tolerance admits f32 rounding in another summation order.
+// every parameter gradient for each attention variant and intervention on a tiny model, and for composite variants
+// at shapes where the kernels take their 16-byte vector paths, in fp32 mode to a tight tolerance and in bf16 to a
+// bound sized for bf16 storage; and 50 AdamW steps in fp32 mode whose losses track the CPU's. Without a GPU the CUDA
+// tests skip; the same comparisons of the CPU backend in float32 against float64 run everywhere, which keeps the
+// harness exercised and shows that the fp32 tolerance admits f32 rounding in another summation order.
 //
 // Tolerances. Per parameter tensor t: ||got_t - want_t|| <= tol (||want_t|| + ||want|| sqrt(n_t / n)), the second
 // term being t's share of the whole gradient's norm were it spread evenly (a tensor whose gradient nearly cancels
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -232,6 +234,99 @@ TEST_P(CudaModel, GradientsMatchCpuBf16Wgmma) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::ValuesIn(variants()),
+                         [](const auto& info) { return info.param.name; });
+
+// tiny_config takes the element-wise paths of the attention (head dim 6, T = 9: one tile), head-norm, qk-norm and
+// cross-entropy (vocabulary 23) kernels, and of SwiGLU in bf16 (d_ff 20). Real configs (head dim 64, d_model 768)
+// take their 16-byte vector paths, and so do these shapes: d_model 128 as 4 heads of 32 over 2 kv heads or 2 heads of
+// 64 over 1, T = 130 (two full 64-row tiles and one of 2 rows), a vocabulary of 72 and d_ff 96 (multiples of 8).
+Config vector_path_config(int head_dim) {
+    Config c = tiny_config("standard");
+    c.model.d_model = 128;
+    c.model.n_head = 128 / head_dim;
+    c.model.n_kv_head = c.model.n_head / 2;
+    c.model.seq_len = 130;
+    c.model.vocab_size = 72;
+    c.model.d_ff = 96;
+    return c;
+}
+
+// A composite variant of the kind experiments run, in one mode at one head dim.
+struct VectorPathCase {
+    std::string name;
+    DType compute;
+    int head_dim;
+    bool wgmma;
+    std::function<void(Config&)> edit;
+};
+void PrintTo(const VectorPathCase& c, std::ostream* os) { *os << c.name; }
+
+// Each composite variant at least once. Together the cases take each of those vector paths in bf16 and, where it has
+// one, in fp32; the gate per channel and per head, amplify scaled and centered; the f32 and the mma.sync attention
+// kernels at head dims 32 and 64; the dQ pass that recomputes dS (ds_scratch_mib 0); and wgmma twice. Isolated rows:
+// 8, the first row of a tile (64) and the last row (129).
+std::vector<VectorPathCase> vector_path_cases() {
+    const auto isolate_amplify = [](const std::string& mode) {
+        return [mode](Config& c) {
+            c.attention.qk_norm = true;
+            c.intervention.isolate = {8, 64, 129};
+            c.intervention.amplify = {8, 5.f, {0, 1}, mode};
+        };
+    };
+    return {
+        {"Fp32Hd32_headnorm_gated", DType::F32, 32, false, [](Config& c) { c.attention.variant = "headnorm+gated"; }},
+        {"Fp32Hd64_qk_norm_isolate_amplify", DType::F32, 64, false, isolate_amplify("scale")},
+        {"Bf16Hd32_sigmoid_headnorm_isolate", DType::BF16, 32, false,
+         [](Config& c) {
+             c.attention.variant = "sigmoid+headnorm";
+             c.attention.sigmoid_bias = -std::log(130.f);
+             c.intervention.isolate = {8, 64, 129};
+         }},
+        {"Bf16Hd64_sink_logit_headnorm_isolate", DType::BF16, 64, false,
+         [](Config& c) {
+             c.attention.variant = "sink_logit+headnorm";
+             c.attention.sink_init = 0.7f;
+             c.intervention.isolate = {8, 64, 129};
+         }},
+        {"Bf16Hd32_headnorm_no_ds_scratch", DType::BF16, 32, false,
+         [](Config& c) {
+             c.attention.variant = "headnorm";
+             c.attention.ds_scratch_mib = 0;
+         }},
+        {"Bf16Hd64_off_by_one_gated_head", DType::BF16, 64, false,
+         [](Config& c) {
+             c.attention.variant = "off_by_one+gated";
+             c.attention.gate = "head";
+         }},
+        {"Bf16Hd64Wgmma_headnorm_shared_gated", DType::BF16, 64, true,
+         [](Config& c) {
+             c.attention.variant = "headnorm+gated";
+             c.attention.headnorm.gain = "shared";
+         }},
+        {"Bf16Hd64Wgmma_qk_norm_isolate_amplify", DType::BF16, 64, true, isolate_amplify("centered")},
+    };
+}
+
+class CudaModelVectorPaths : public ::testing::TestWithParam<VectorPathCase> {
+protected:
+    void SetUp() override {
+        if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
+    }
+};
+
+TEST_P(CudaModelVectorPaths, GradientsMatchCpu) {
+    const VectorPathCase& c = GetParam();
+    Config cfg = vector_path_config(c.head_dim);
+    if (c.wgmma) cfg.attention.impl = "sinklab_wgmma";
+    c.edit(cfg);
+    auto gpu = cuda_backend(c.compute);
+    if (c.compute == DType::BF16)
+        check_gradients(*gpu, cfg, kTolBf16, kLossTolBf16, "cuda " + c.name);
+    else
+        check_gradients(*gpu, cfg, kTolF32, kTolF32, "cuda " + c.name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaModelVectorPaths, ::testing::ValuesIn(vector_path_cases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(CudaModelCudnn, GradientsMatchCpuBf16) {

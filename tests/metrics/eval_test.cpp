@@ -27,7 +27,15 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
         {"attn_mass", {1, 2, 4, 1}}, {"sink_rate", {1, 2}},      {"wo_input_std", {1, 2, 64}},
         {"wo_dimwise_std", {1, 2, 64}}, {"dominance", {1, 2}},   {"massive", {1, 2}},
         {"token0_norm_ratio", {1, 2}}, {"ffn_max_act", {1, 2, 2}}, {"ffn_top_channel", {1, 2}},
-        {"effective_rank", {1, 2}},  {"attn_map", {1, 2, 64, 64}}, {"sink_percent", {1}}};
+        {"effective_rank", {1, 2}},  {"attn_map", {1, 2, 64, 64}}, {"sink_percent", {1}},
+        {"ffn_gate_norm", {1, 2, 2}}, {"ffn_up_norm", {1, 2, 2}}, {"ffn_top_unit", {1, 2, 2}}};
+    // In the order h5py lists them: the eval's own first, then those of /sink (the dimension-wise std beside the one
+    // over channels) and of /heavy.
+    EXPECT_EQ(ev.columns("eval"),
+              (std::vector<std::string>{"step", "loss", "sink_percent", "attn_mass", "sink_rate", "wo_input_std",
+                                        "wo_dimwise_std", "dominance", "massive", "token0_norm_ratio", "ffn_max_act",
+                                        "ffn_top_channel", "effective_rank", "attn_map", "ffn_gate_norm",
+                                        "ffn_up_norm", "ffn_top_unit"}));
     for (const auto& [col, shape] : shapes) EXPECT_EQ(ev.read("eval", col).shape, shape) << col;
     EXPECT_EQ(ev.num_attr("sequences"), 16.0);
 
@@ -85,6 +93,16 @@ TEST(Eval, ACheckpointOptionThatIsNoCheckpointFolderIsNamed) {
          {"--checkpoint " + run + ":", std::string("no state.json"), std::string("checkpoints/step_00000003")})
         EXPECT_NE(run_folder.out.find(part), std::string::npos) << part << " in: " << run_folder.out;
     EXPECT_EQ(run_folder.out.find("damaged"), std::string::npos) << run_folder.out;
+}
+
+// The optimizer step's geometry is training's: a micro-batch that does not divide the run's tokens_per_step (2 x 8
+// sequences of 64 here) still evaluates.
+TEST(Eval, TheTrainingScheduleDoesNotConstrainAnEval) {
+    const TempDir dir("eval_schedule");
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 2, "--set train.tokens_per_step=1024")).rc, 0);
+    const CommandResult r = run_sinklab(fmt::format("eval {} --batches 1 --set train.micro_batch=3", dir / "e"));
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(RunLogReader(dir / "e/eval.h5").num_attr("sequences"), 3.0);
 }
 
 TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {

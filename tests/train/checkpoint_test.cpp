@@ -101,21 +101,52 @@ TEST(Resume, KillNineThenResumeCompletesTheRun) {
     }
 }
 
-TEST(Resume, SigtermFromOutsideCheckpointsAndExitsZero) {
-    const TempDir dir("resume_sigterm");
-    const std::string args = small_run(dir, "run", 400, "--set run.threads=1 --set train.log_every=1");
-    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 {} {}", SINKLAB_BINARY, args), dir / "out.log");
-    ASSERT_TRUE(wait_until([&] { return logged_step(dir, "run", 10); }, 60)) << read_file(dir / "out.log");
-    bg.signal(SIGTERM);
-    ASSERT_EQ(bg.wait(30), 0) << read_file(dir / "out.log");
-    const auto names = checkpoint_names(dir, "run");
-    ASSERT_EQ(names.size(), 1u);
-    const int step = std::stoi(names[0].substr(5));
-    EXPECT_GE(step, 10);
-    EXPECT_LT(step, 400);
-    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(step));
-    const std::string out = read_file(dir / "out.log");
-    EXPECT_NE(out.find(fmt::format("stopped after step {} on SIGTERM", step)), std::string::npos) << out;
+// Starts a run of `steps` slow steps in dir/run (`wrapper` before the binary: nohup, say), sends `sig` once it has
+// logged step 10, and returns its exit code (-1: it did not end within a minute; -2: it never reached step 10).
+int signal_at_step_10(const TempDir& dir, int steps, int sig, const std::string& wrapper = "") {
+    const std::string args = small_run(dir, "run", steps, "--set run.threads=1 --set train.log_every=1");
+    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=slow=0.02 {}{} {}", wrapper, SINKLAB_BINARY, args),
+                  dir / "out.log");
+    if (!wait_until([&] { return logged_step(dir, "run", 10); }, 60)) return -2;
+    bg.signal(sig);
+    return bg.wait(60);
+}
+
+// SIGTERM from a scheduler; SIGHUP from a terminal closed under a run started without nohup.
+TEST(Resume, SigtermOrSighupFromOutsideCheckpointsAndExitsZero) {
+    for (const auto& [sig, name] : {std::pair{SIGTERM, "SIGTERM"}, std::pair{SIGHUP, "SIGHUP"}}) {
+        SCOPED_TRACE(name);
+        const TempDir dir("resume_sigterm");
+        ASSERT_EQ(signal_at_step_10(dir, 400, sig), 0) << read_file(dir / "out.log");
+        const auto names = checkpoint_names(dir, "run");
+        ASSERT_EQ(names.size(), 1u);
+        const int step = std::stoi(names[0].substr(5));
+        EXPECT_GE(step, 10);
+        EXPECT_LT(step, 400);
+        EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(step));
+        const std::string out = read_file(dir / "out.log");
+        EXPECT_NE(out.find(fmt::format("stopped after step {} on {}", step, name)), std::string::npos) << out;
+    }
+}
+
+// A run started under nohup ignores SIGHUP: the terminal closing does not stop it.
+TEST(Resume, SighupUnderNohupIsIgnored) {
+    const TempDir dir("resume_nohup");
+    ASSERT_EQ(signal_at_step_10(dir, 60, SIGHUP, "nohup "), 0) << read_file(dir / "out.log");
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(60));
+    EXPECT_EQ(read_file(dir / "run/train.log").find("stopped after"), std::string::npos);
+}
+
+// `sinklab train ... | head`: once the reader is gone the run goes on to its end, logging to train.log. SIGPIPE is
+// set to its default first, in case the test runner ignores it (sinklab would inherit that).
+TEST(Resume, AClosedStdoutPipeDoesNotEndTheRun) {
+    const TempDir dir("train_closed_pipe");
+    const CommandResult r =
+        run_command(fmt::format("bash -c 'set -o pipefail; env --default-signal=PIPE {} {} | head -c 1 >/dev/null'",
+                                SINKLAB_BINARY, small_run(dir, "run", 30, "--set run.threads=1")));
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(30));
+    EXPECT_NE(read_file(dir / "run/train.log").find("step     30/"), std::string::npos);
 }
 
 class DamagedCheckpoint : public ::testing::Test {
@@ -183,12 +214,17 @@ TEST_F(DamagedCheckpoint, TruncatedStateFile) {
 TEST_F(DamagedCheckpoint, StateCountsOutOfRange) {
     const std::string path = newest + "/state.json";
     const std::string good = read_file(path);
-    ASSERT_NE(good.find("\"step\": 6,"), std::string::npos) << good;
-    for (const std::string bad : {"-7", "99999999999999999999", "6.5"}) {
-        std::string edited = good;
-        edited.replace(edited.find("\"step\": 6,"), 10, "\"step\": " + bad + ",");
-        write_file(path, edited);
-        expect_refused(path, "not a valid checkpoint state: step is ");
+    for (const std::string key : {"step", "epoch", "cursor"}) {
+        // `"key": digits` as the checkpoint wrote it
+        const size_t at = good.find("\"" + key + "\": ");
+        ASSERT_NE(at, std::string::npos) << good;
+        const size_t digits = at + key.size() + 4;
+        const size_t end = good.find_first_not_of("0123456789", digits);
+        ASSERT_GT(end, digits) << good;
+        for (const std::string bad : {"-7", "99999999999999999999", "6.5"}) {
+            write_file(path, good.substr(0, digits) + bad + good.substr(end));
+            expect_refused(path, fmt::format("not a valid checkpoint state: {} is ", key));
+        }
     }
 }
 
@@ -238,6 +274,20 @@ TEST_F(DamagedCheckpoint, ALowerLearningRateAndGradientClipMayResume) {
         EXPECT_EQ(load_config(file).train.lr, 0.001f) << file;
     const std::vector<double> lr = column(dir / "run/metrics.h5", "train", "lr");
     for (size_t i = 6; i < lr.size(); i++) EXPECT_LE(lr[i], 0.001 * (1 + 1e-6)) << "step " << i + 1;
+}
+
+// How a run resumed on other ranks keeps its global batch: tokens_per_step set where it was 0 (one micro-batch of
+// 8 x 64 per rank). Here one rank doubles it; the run log's tokens and its attribute follow.
+TEST_F(DamagedCheckpoint, TheGlobalBatchMayBeSetOnResume) {
+    const CommandResult r = resume("--set train.tokens_per_step=1024");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(read_file(dir / "run/train.log").find("train.tokens_per_step (0 -> 1024)"), std::string::npos) << r.out;
+    const RunLogReader log(dir / "run/metrics.h5");
+    EXPECT_EQ(log.num_attr("tokens_per_step"), 1024.0);
+    const std::vector<double> tokens = log.read("train", "tokens").data;
+    ASSERT_EQ(tokens.size(), 9u);
+    EXPECT_EQ(tokens[5], 6.0 * 512);
+    EXPECT_EQ(tokens[8], 6.0 * 512 + 3 * 1024);
 }
 
 TEST(Resume, ADamagedOnlyCheckpointSaysSoAndAStartOverKeepsTheRows) {

@@ -41,6 +41,45 @@ TEST(Faults, NanAbortWritesADiagnosticAndKeepsTheLastGoodCheckpoint) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), std::vector<double>(10, 0.0));
 }
 
+// Before the first checkpoint the advice is to start over, not to set checkpoint.every (it is set).
+TEST(Faults, NanAbortBeforeTheFirstCheckpointSaysSo) {
+    const TempDir dir("fault_nan_early");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 10, "--set run.threads=1 --set checkpoint.every=3"),
+                                        "SINKLAB_FAULT_INJECT=nan@2");
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.out.find("no checkpoint was due yet (checkpoint.every=3); start over with --resume"),
+              std::string::npos)
+        << r.out;
+}
+
+// A diverged model that fault.nan_policy: skip trains on: its metrics are NaN (undefined), not 0, and the effective
+// rank's SVD, which refuses NaN, does not end the run.
+TEST(Faults, ADivergedRunUnderSkipLogsNaNMetrics) {
+    const TempDir dir("fault_diverged");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 6,
+                                                  "--set run.threads=1 --set train.lr=1e38 --set train.grad_clip=0 "
+                                                  "--set fault.nan_policy=skip --set metrics.heavy_every=2"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_FALSE(std::isfinite(column(dir / "run/metrics.h5", "train", "loss").back()));
+    const RunLogReader log(dir / "run/metrics.h5");
+    for (const auto& [group, name] :
+         {std::pair{"sink", "attn_mass"}, std::pair{"sink", "sink_rate"}, std::pair{"sink", "wo_input_std"},
+          std::pair{"sink", "dominance"}, std::pair{"sink", "massive"}, std::pair{"sink", "token0_norm_ratio"},
+          std::pair{"sink", "ffn_max_act"}, std::pair{"heavy", "effective_rank"}}) {
+        const std::vector<double> values = log.read(group, name).data;
+        ASSERT_GE(values.size(), 2u) << name;
+        EXPECT_TRUE(std::isnan(values.back())) << name << " " << values.back();
+    }
+    EXPECT_EQ(log.read("sink", "ffn_top_channel").data.back(), -1.0);
+    const CommandResult eval = run_sinklab(fmt::format("eval {} --batches 1", dir / "run"));
+    EXPECT_EQ(eval.rc, 0) << eval.out;
+    EXPECT_NE(eval.out.find("nan      -"), std::string::npos) << "no sink count of a diverged model: " << eval.out;
+    const CommandResult compare = run_sinklab("compare " + dir / "run");
+    EXPECT_EQ(compare.rc, 0) << compare.out;
+    EXPECT_NE(compare.out.find("its final train loss is not finite (a diverged run)"), std::string::npos)
+        << compare.out;
+}
+
 TEST(Faults, NanSkipSkipsThatUpdateOnly) {
     const TempDir dir("fault_nan_skip");
     const CommandResult r = run_sinklab(small_run(dir, "run", 8, "--set run.threads=1 --set fault.nan_policy=skip"),

@@ -309,6 +309,13 @@ TEST(Training, OverwriteThatFailsOnceTheFolderIsWrittenKeepsTheOldRun) {
     EXPECT_NE(late.out.find("injected failure at the end of setup"), std::string::npos) << late.out;
     EXPECT_EQ(entries_under(dir / "x"), before);
 
+    // In the first step, before its passes have run on every rank (too little memory for the backend's first use of
+    // its scratch, a head dimension a kernel refuses, ...).
+    const CommandResult first = run_sinklab(small_run(dir, "x", 5, "--overwrite"), "SINKLAB_FAULT_INJECT=throw@1");
+    EXPECT_NE(first.rc, 0);
+    EXPECT_NE(first.out.find("injected"), std::string::npos) << first.out;
+    EXPECT_EQ(entries_under(dir / "x"), before);
+
     // A real failure: the run log cannot be made (a folder holds its temporary name), once config.yaml and train.log
     // are written.
     write_file(dir / "x/metrics.h5.partial/blocker", "");
@@ -459,6 +466,14 @@ TEST(InfoCli, PrintsParametersFlopsAndMemory) {
     EXPECT_NE(r.out.find("FLOPs/token"), std::string::npos);
     EXPECT_NE(r.out.find("activations"), std::string::npos);
     EXPECT_NE(r.out.find("1966080"), std::string::npos) << r.out;  // tokens per step
+    // 1966080 = 12 x 4096 x 8 x 5 does not split over 7 ranks: the key and the product are named, the value being
+    // the config file's or a --set's.
+    const CommandResult seven =
+        run_sinklab(std::string("info ") + SINKLAB_SOURCE_DIR + "/configs/llama-152m.yaml --ranks 7");
+    EXPECT_EQ(seven.rc, 1);
+    EXPECT_EQ(seven.out,
+              "sinklab: error: train.tokens_per_step = 1966080 is not a multiple of micro_batch x seq_len x ranks = "
+              "12 x 4096 x 7 = 344064; change it or the number of ranks\n");
 }
 
 }  // namespace

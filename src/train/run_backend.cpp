@@ -1,0 +1,28 @@
+#include "train/run_backend.h"
+
+#include <filesystem>
+
+namespace sinklab {
+
+std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator& comm, std::string& note) {
+    BackendOptions bo;
+    bo.kind = cfg.backend;
+    bo.cuda_compute = cfg.precision.compute == "fp32" ? DType::F32 : DType::BF16;
+    bo.threads = cfg.run.threads > 0 ? cfg.run.threads : default_threads_per_rank(comm);
+    bo.device = comm.local_rank();
+    std::unique_ptr<Backend> backend = make_backend(bo);
+    note = auto_backend_note(cfg.backend, backend->name(), "/dev/nvidiactl");
+    return backend;
+}
+
+std::string auto_backend_note(const std::string& backend_key, const std::string& made, const std::string& driver_node) {
+    // Without a GPU the CPU is what auto means; with a driver's device node it is more likely a driver older than
+    // this build's CUDA, or a build without CUDA, which would otherwise show only as a slow run.
+    std::error_code ec;
+    if (backend_key != "auto" || made != "cpu" || !std::filesystem::exists(driver_node, ec)) return "";
+    return fmt::format("backend: auto runs on the CPU although this machine has an NVIDIA driver ({}): {}; set "
+                       "backend: cuda to make that an error",
+                       driver_node, cuda_unavailable_reason());
+}
+
+}  // namespace sinklab

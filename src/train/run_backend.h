@@ -1,0 +1,20 @@
+// The backend a run's config asks for, made the same way by train, eval and bench.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "dist/comm.h"
+
+namespace sinklab {
+
+// backend and precision.compute of `cfg`, on this rank's GPU (its local rank) or with this rank's share of the
+// node's cores (run.threads when set). `note` gets a line for the run's log when backend: auto chose the CPU on a
+// machine with an NVIDIA driver, else stays empty.
+std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator& comm, std::string& note);
+
+// That note, for a run of `backend_key` on `made` ("cpu", "cuda") where the driver's device node is `driver_node`.
+std::string auto_backend_note(const std::string& backend_key, const std::string& made, const std::string& driver_node);
+
+}  // namespace sinklab

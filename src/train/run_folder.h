@@ -1,0 +1,57 @@
+// A run's folder as a training start changes it, on rank 0: locked against a second start, checked before anything
+// is written, an old run (--overwrite) set aside rather than deleted until the new run stands (the trainer commits
+// once every rank has run the first step's passes), and left as it was when the start fails before (no data, too
+// little memory, a full disk, ...).
+#pragma once
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/folder_lock.h"
+#include "train/trainer.h"
+
+namespace sinklab {
+
+class RunFolder {
+public:
+    // Locks and checks the folder `dir` (a start refused here leaves it as it was, but for what an earlier start
+    // killed while replacing the run left behind, which is finished first); with --resume, finds the checkpoint.
+    RunFolder(const std::string& dir, const TrainOptions& opt);
+
+    // The checkpoint --resume continues from; "" = from step 0.
+    const std::string& resume_from() const { return resume_from_; }
+    // Where the metrics.h5 of a run that --resume starts over (it had no checkpoint) went: metrics.restart<k>.h5.
+    const std::string& kept_aside() const { return kept_aside_; }
+    // For the run's log: an old run put back, a lock that could not be taken the usual way.
+    std::vector<std::string> notes() const;
+
+    // Only now is the folder written: the old run set aside (--overwrite), a restarted run's rows kept aside, the
+    // resolved config written.
+    void prepare(const Config& cfg);
+    // Once the new run stands: the old run goes for good. Returns a note when deleting it failed (harmless: the next
+    // start deletes it).
+    std::string commit();
+    // When the start fails after prepare and before commit (setup, the first validation or step), with the new run's
+    // files closed: the folder as it was. Only when putting the old run back fails too does it throw, `failure`'s
+    // message extended by where the old run is.
+    void undo(const std::exception_ptr& failure);
+
+private:
+    void finish_unfinished_replace();
+    void set_old_run_aside();
+
+    std::unique_ptr<FolderLock> lock_;  // first: released last
+    std::string dir_;
+    TrainOptions opt_;
+    std::string resume_from_;
+    bool restart_over_ = false;  // --resume found a run but no checkpoint, so it starts at step 0
+    std::string kept_aside_;
+    enum class Aside { none, partly, wholly };
+    Aside old_run_ = Aside::none;  // how much of the run that --overwrite replaces is in .replaced
+    bool made_dir_ = false;        // this start created the run folder, so a failed one removes it
+    std::string put_back_note_;    // an old run that an unfinished start had set aside, put back
+};
+
+}  // namespace sinklab
