@@ -290,6 +290,21 @@ TEST_F(DamagedCheckpoint, TheGlobalBatchMayBeSetOnResume) {
     EXPECT_EQ(tokens[8], 6.0 * 512 + 3 * 1024);
 }
 
+// A checkpoint from before state.json recorded the tokens: they are counted with the step geometry of the config
+// the checkpoint was written with (512 a step), not the resumed run's.
+TEST_F(DamagedCheckpoint, ACheckpointWithoutTokensCountsThemWithItsOwnBatch) {
+    const std::string path = newest + "/state.json";
+    std::string state = read_file(path);
+    const size_t at = state.find("\"tokens\": ");
+    ASSERT_NE(at, std::string::npos) << state;
+    state.erase(at, state.find('\n', at) - at + 1);
+    write_file(path, state);
+    ASSERT_EQ(resume("--set train.tokens_per_step=1024").rc, 0);
+    const std::vector<double> tokens = RunLogReader(dir / "run/metrics.h5").read("train", "tokens").data;
+    ASSERT_EQ(tokens.size(), 9u);
+    EXPECT_EQ(tokens[6], 6.0 * 512 + 1024);
+}
+
 TEST(Resume, ADamagedOnlyCheckpointSaysSoAndAStartOverKeepsTheRows) {
     const TempDir dir("resume_only_checkpoint");
     const std::string args = small_run(dir, "run", 3, "--set run.threads=1");
