@@ -858,9 +858,9 @@ template <typename T> BwdScratch bwd_scratch(const AttnSpec& s) {
 
 void check_spec(const AttnSpec& s) {
     SL_REQUIRE(s.hd % 2 == 0 && s.hd <= AttnSpec::kMaxHeadDim,
-               "attention head_dim {} is not supported by the CUDA kernels: it must be even and at most 128 (change "
+               "attention head_dim {} is not supported by the CUDA kernels: it must be even and at most {} (change "
                "model.d_model / model.n_head)",
-               s.hd);
+               s.hd, AttnSpec::kMaxHeadDim);
 }
 
 }  // namespace

@@ -294,10 +294,17 @@ struct Trainer::Impl {
     // Ranks must hold the same parameters; a cheap checksum of the master weights compares them.
     void check_replicas(int64_t step) {
         if (comm.world() == 1) return;
+        // In place where the backend's memory is the host's: a copy would double the weights' memory.
         const Tensor w = model->truth();
-        std::vector<char> host(w.bytes());
-        backend->read(host.data(), w.dtype, w);
-        const std::vector<int> differ = ranks_differing_from_root(comm, checksum64(host.data(), host.size()));
+        uint64_t sum;
+        if (backend->host_memory()) {
+            sum = checksum64(w.data, w.bytes());
+        } else {
+            std::vector<char> host(w.bytes());
+            backend->read(host.data(), w.dtype, w);
+            sum = checksum64(host.data(), host.size());
+        }
+        const std::vector<int> differ = ranks_differing_from_root(comm, sum);
         SL_REQUIRE(differ.empty(),
                    "step {}: the parameters of rank(s) {} differ from rank 0's (checksum every fault.check_every "
                    "steps): the ranks no longer train one model; resume from the last checkpoint with --resume",
