@@ -104,10 +104,11 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
     SL_REQUIRE(why.empty(), "cannot export {} as a Hugging Face Llama: {}; only standard attention without QK-norm "
                "or interventions maps onto LlamaForCausalLM",
                checkpoint, why);
-    check_export_folder(out_dir, overwrite);
-    // Two exports into one folder (mpirun starting several) would write the same temporary files.
+    // Two exports into one folder (mpirun starting several) would write the same temporary files. The folder is
+    // looked at only under the lock: another export's half-renamed files read as someone else's.
     const FolderLock lock(out_dir, "export folder", "export", "give another --out");
     if (!lock.note().empty()) fmt::print(stderr, "sinklab: note: {}\n", lock.note());
+    check_export_folder(out_dir, overwrite);
     const ModelConfig& m = cfg.model;
     const int H = m.n_head, Hkv = m.kv_heads(), hd = m.head_dim();
     const int64_t C = m.d_model, F = m.d_ff;

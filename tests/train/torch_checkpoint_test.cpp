@@ -104,6 +104,10 @@ TEST(TorchCheckpoint, ExportIntoABusyFolderIsRefused) {
     const TempDir dir("export_busy");
     ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1 --set attention.variant=standard")).rc, 0);
     const FolderLock held(dir / "run/hf", "export folder", "export", "give another --out");
+    // The holder has renamed one of its two files: a look at the folder before the lock would take it for someone
+    // else's export (a refusal that blames the folder, seen under mpirun).
+    std::filesystem::create_directories(dir / "run/hf");
+    write_file(dir / "run/hf/config.json", "{}\n");
     const CommandResult r = run_sinklab(fmt::format("export {} --format hf", dir / "run"));
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("export folder " + dir / "run/hf is in use by another `sinklab export` (pid "),
