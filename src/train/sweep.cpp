@@ -275,6 +275,15 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
             fmt::print(out, "\n{}: {} in {} (sweep: {} elapsed{})\n$ {}\n", tag, action_name(o.action), run.dir,
                        format_duration(elapsed), left, shell_join(argv));
             std::fflush(out);
+            // Only a log this launch wrote is worth naming: a restart that failed before logging leaves the
+            // earlier attempt's log (or --overwrite puts it back).
+            const fs::path log = fs::path(run.dir) / "train.log";
+            const auto log_time = [&log] {
+                std::error_code ec;
+                const fs::file_time_type t = fs::last_write_time(log, ec);
+                return ec ? fs::file_time_type::min() : t;
+            };
+            const fs::file_time_type log_before = log_time();
             const auto t0 = Clock::now();
             const ProcessResult r = opt.launch(argv);
             o.ran = true;
@@ -300,11 +309,11 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
                 fmt::print(out, "sweep interrupted; the same command continues it\n");
                 stop = true;
             } else if (!o.finished && !opt.keep_going) {
-                const fs::path log = fs::path(run.dir) / "train.log";
                 fmt::print(out, "sweep stopped: {} did not finish (--keep-going runs the others anyway); {}\n",
                            run.name,
-                           fs::exists(log) ? "its log is " + log.string()
-                                           : std::string("it stopped before writing a log: its error is above"));
+                           log_time() != log_before
+                               ? "its log is " + log.string()
+                               : std::string("it stopped before writing to its log: its error is above"));
                 stop = true;
             }
         }
