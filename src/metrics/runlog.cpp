@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <limits>
 #include <set>
@@ -339,7 +340,7 @@ std::unique_ptr<RunLog> RunLog::create(const std::string& path, const std::vecto
     try {
         file = h5::Id(h5::check(H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, ordered_links(H5P_FILE_CREATE).get(),
                                           h5::file_access(false).get()),
-                                "cannot create run log {}; check that run.out_dir is a writable folder", path),
+                                "cannot create {}; check that its folder is writable and has free space", path),
                       H5Fclose);
         write_attrs(file.get(), str_attrs, num_attrs, path);
         for (const GroupSpec& g : groups) {
@@ -451,10 +452,13 @@ void RunLog::close() {
 }
 
 RunLog::~RunLog() {
+    const bool unwinding = std::uncaught_exceptions() > 0;
     try {
         close();
     } catch (const std::exception& e) {
-        spdlog::error("{}", e.what());
+        // While an error unwinds, the rows are worth a try, but a second failure (the same full disk) would only
+        // repeat the error on its way to the user.
+        if (!unwinding) spdlog::error("{}", e.what());
     }
 }
 

@@ -353,6 +353,30 @@ TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
 }
 
+// A disk that fills while metrics.h5 is written: one error line with the system's reason (HDF5's own detail held a
+// line break, and the run log's destructor printed the error again), exit 1 (it was a segfault in HDF5's cleanup at
+// exit), and the rows up to the last checkpoint resume.
+TEST(RunLogWrite, FullDiskEndsTheRunWithOneLineAndItResumes) {
+    const TempDir dir("runlog_full");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=10 --set metrics.flush_every=5";
+    ASSERT_EQ(run_sinklab(small_run(dir, "data", 10, base)).rc, 0);  // the synthetic shards, made unlimited
+    const CommandResult r = run_command(fmt::format("bash -c \"trap '' XFSZ; ulimit -f 96; exec {} {}\"",
+                                                    SINKLAB_BINARY, small_run(dir, "run", 400, base)));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    const size_t error = r.out.find("sinklab: error: ");
+    ASSERT_NE(error, std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("sinklab: error: ", error + 1), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("[error]"), std::string::npos) << r.out;
+    const std::string line = r.out.substr(error);
+    EXPECT_EQ(line.find('\n'), line.size() - 1) << r.out;
+    EXPECT_NE(line.find("metrics.h5"), std::string::npos) << line;
+    EXPECT_NE(line.find("File too large"), std::string::npos) << line;
+    EXPECT_EQ(line.find("time ="), std::string::npos) << line;
+    const CommandResult again = run_sinklab(small_run(dir, "run", 40, base + " --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(40));
+}
+
 TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {
     const TempDir dir("ckpt_unwritable");
     write_file(dir / "a_file", "not a folder");
