@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -43,9 +45,24 @@ std::string filesystem_message(const std::filesystem::filesystem_error& e) {
     return fmt::format("{}: {}; check the path and the folders on it", e.path1().string(), what);
 }
 
+// A file-size limit (ulimit -f) would end the process at the write that crosses it, without a word and with its
+// files half written; caught, that write fails with EFBIG and is reported like a full disk. (A handler, not SIG_IGN,
+// which the programs sinklab starts would inherit.)
+extern "C" void on_file_size_limit(int) {}
+
+void report_file_size_limit() {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_file_size_limit;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGXFSZ, &sa, nullptr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    report_file_size_limit();
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string(SINKLAB_VERSION) + " (" + sinklab::git_rev() + ")");
