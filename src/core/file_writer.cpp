@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "core/check.h"
 
@@ -56,6 +57,23 @@ void write_file_durably(const std::string& path, const std::string& text) {
     FileWriter f(path);
     f.write(text.data(), text.size());
     f.finish();
+}
+
+void replace_file_durably(const std::string& path, const std::string& text) {
+    namespace fs = std::filesystem;
+    const fs::path target(path), dir = target.parent_path();
+    const fs::path tmp = dir / fmt::format(".{}.tmp{}", target.filename().string(), ::getpid());
+    try {
+        write_file_durably(tmp.string(), text);
+        std::error_code ec;
+        fs::rename(tmp, target, ec);
+        SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), path, ec.message());
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw;
+    }
+    sync_dir(dir.empty() ? "." : dir.string());
 }
 
 void sync_dir(const std::string& dir) {

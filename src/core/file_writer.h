@@ -35,6 +35,10 @@ private:
 
 // Writes `text` to `path` durably (FileWriter) in one go.
 void write_file_durably(const std::string& path, const std::string& text);
+// Replaces `path` by a file holding `text`: written durably to a hidden temporary file beside it, then renamed over
+// it, the rename made durable too. A failure (a full disk) leaves the earlier file whole, or none, never a cut one,
+// and removes the temporary file.
+void replace_file_durably(const std::string& path, const std::string& text);
 // fsync of a folder: makes the creation, rename or removal of its entries durable.
 void sync_dir(const std::string& dir);
 

@@ -516,10 +516,7 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
         {"seconds", elapsed},
         {"threads", threads},
         {"created", utc_now_iso8601()}};
-    const fs::path tmp = manifest_path.string() + ".tmp";
-    write_file_durably(tmp.string(), manifest.dump(2) + "\n");
-    fs::rename(tmp, manifest_path);
-    sync_dir(manifest_path.parent_path().string());
+    replace_file_durably(manifest_path.string(), manifest.dump(2) + "\n");
     return manifest;
 }
 

@@ -377,6 +377,10 @@ std::unique_ptr<RunLog> RunLog::resume(const std::string& path, const std::vecto
     // Repair and truncate a copy, then swap it in: a failure or a kill on the way leaves the original as it was.
     const std::string copy = path + ".resume";
     fs::copy_file(path, copy, fs::copy_options::overwrite_existing, error);
+    if (error) {
+        std::error_code ignored;
+        fs::remove(copy, ignored);  // a cut copy is of no use to the next resume either
+    }
     SL_REQUIRE(!error, "cannot resume {}: copying it to {} failed ({}); check free disk space", path, copy,
                error.message());
     try {

@@ -143,7 +143,8 @@ void RunFolder::prepare(const Config& cfg) {
     fs::create_directories(d, ec);
     SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir_,
                ec.message());
-    write_file_durably((d / "config.yaml").string(), dump_config(cfg));
+    // Replaced whole: a resume that fails on a full disk must not leave the run's config cut short.
+    replace_file_durably((d / "config.yaml").string(), dump_config(cfg));
 }
 
 void RunFolder::set_old_run_aside() {

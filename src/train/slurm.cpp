@@ -78,7 +78,7 @@ std::string write_slurm_script(const Sweep& sweep, const std::string& binary, co
     fs::create_directories(out / "slurm", ec);  // sbatch does not make the folder of --output
     SL_REQUIRE(!ec, "cannot create {}: {}; check run.out_dir and permissions", (out / "slurm").string(), ec.message());
     const fs::path file = (out / (sweep.suite.name + ".sbatch")).lexically_normal();
-    write_file_durably(file.string(), text);
+    replace_file_durably(file.string(), text);
     fs::permissions(file, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
     return file.string();
 }

@@ -233,14 +233,11 @@ void write_manifest(const Sweep& sweep) {
     fs::create_directories(sweep.out_dir, ec);
     SL_REQUIRE(!ec, "cannot create the suite folder {}: {}; check run.out_dir and permissions", sweep.out_dir,
                ec.message());
-    // Written aside and renamed over the old one, so that a full disk never leaves a suite folder without it.
-    const fs::path file = fs::path(sweep.out_dir) / "sweep.yaml", tmp = file.string() + ".tmp";
-    write_file_durably(tmp.string(),
-                       std::string("# Written by sinklab sweep. sinklab compare orders a suite folder's table by "
-                                   "variants: (the first is the baseline).\n") +
-                           y.c_str() + "\n");
-    fs::rename(tmp, file, ec);
-    SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), file.string(), ec.message());
+    // Replaced whole, so that a full disk never leaves a suite folder without it.
+    replace_file_durably((fs::path(sweep.out_dir) / "sweep.yaml").string(),
+                         std::string("# Written by sinklab sweep. sinklab compare orders a suite folder's table by "
+                                     "variants: (the first is the baseline).\n") +
+                             y.c_str() + "\n");
 }
 
 std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std::vector<RunState>& states,
