@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "core/build_info.h"
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "dist/comm.h"
 
 namespace {
@@ -77,6 +78,7 @@ int main(int argc, char** argv) {
     sinklab::cli::add_eval(app);
     try {
         app.parse(argc, argv);
+        sinklab::flush_standard_output();
     } catch (const CLI::ParseError& e) {
         if (e.get_exit_code() == 0) return app.exit(e);  // --help and --version
         print_usage_error(app, e, argc, argv);

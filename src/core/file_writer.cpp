@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -74,6 +75,27 @@ void replace_file_durably(const std::string& path, const std::string& text) {
         throw;
     }
     sync_dir(dir.empty() ? "." : dir.string());
+}
+
+namespace {
+
+void check_standard_output(bool ok, int err) {
+    SL_REQUIRE(ok || err == EPIPE, "cannot write the standard output: {}; its output is incomplete",
+               err != 0 ? why(err) : std::string("an earlier write failed"));
+}
+
+}  // namespace
+
+void write_standard_output(std::string_view bytes) {
+    errno = 0;
+    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), stdout) == bytes.size();
+    check_standard_output(written, errno);
+}
+
+void flush_standard_output() {
+    errno = 0;
+    const bool flushed = std::fflush(stdout) == 0;
+    check_standard_output(flushed && !std::ferror(stdout), errno);
 }
 
 void sync_dir(const std::string& dir) {
