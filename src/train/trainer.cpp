@@ -81,6 +81,7 @@ struct Trainer::Impl {
     std::string dir;
     bool lead;  // rank 0 writes files and logs
     std::shared_ptr<spdlog::logger> log;
+    std::string log_failure;  // spdlog's message of the first failed write to train.log
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
     std::unique_ptr<AdamW> optim;
@@ -126,6 +127,18 @@ struct Trainer::Impl {
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");
         log->flush_on(spdlog::level::info);
+        // spdlog only reports a failed write to train.log (a full disk) on stderr and goes on, leaving a hole in the
+        // log: the failure is kept for check_log(), which stops the run at the end of the step.
+        log->set_error_handler([this](const std::string& message) {
+            if (log_failure.empty()) log_failure = message;
+        });
+    }
+
+    void check_log() const {
+        SL_REQUIRE(log_failure.empty(),
+                   "{}: a write to it failed ({}); free disk space, then continue the run from its last checkpoint "
+                   "with --resume",
+                   (fs::path(dir) / "train.log").string(), log_failure);
     }
 
     // Rank 0: metrics.h5, new or (--resume) truncated to the checkpoint's step.
@@ -411,6 +424,7 @@ struct Trainer::Impl {
             loss = reduced[0] / comm.world();
             device_communicator(comm, *backend).all_reduce_mean(*backend, model->grads());
             comm_s += std::chrono::duration<double>(Clock::now() - t_comm).count();
+            check_log();  // before an --overwrite's old run goes: the log of the setup may have failed
             commit_start();
             const bool stop = reduced[1] > 0;
             if (stop && !stop_signal) stop_signal = StopSignals::received() ? StopSignals::received() : -1;
@@ -481,6 +495,7 @@ struct Trainer::Impl {
                   comm.world() > 1 ? fmt::format(" | all-reduce {:.1f}% of step time", 100 * comm_s / step_s_total)
                                    : "",
                   dir);
+        check_log();
     }
 
     // Training tokens through step `done`: a resume may have changed the ranks, and with them the tokens per step.

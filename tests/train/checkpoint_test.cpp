@@ -378,6 +378,21 @@ TEST(RunLogWrite, FullDiskEndsTheRunWithOneLineAndItResumes) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(40));
 }
 
+// A write to train.log that fails (a full disk: /dev/full here) stops the run with the file named; spdlog went on
+// with a hole in the log and one line on stderr, and the run exited 0.
+TEST(RunLogWrite, AFailedWriteToTrainLogStopsTheRun) {
+    const TempDir dir("trainlog_full");
+    std::filesystem::create_directories(dir / "run");
+    std::filesystem::create_symlink("/dev/full", dir / "run/train.log");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 20, "--set run.threads=1"));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find("sinklab: error: " + dir / "run/train.log: a write to it failed ("), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("No space left on device"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("LOG ERROR"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("done: "), std::string::npos) << r.out;
+}
+
 TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {
     const TempDir dir("ckpt_unwritable");
     write_file(dir / "a_file", "not a folder");
