@@ -50,13 +50,15 @@ void make_synthetic(const DataConfig& data, const ModelConfig& model) {
                "model.vocab_size {} is smaller than the {} ids of data.tokenizer {}; raise model.vocab_size",
                model.vocab_size, tok->vocab_size(), data.tokenizer);
     const std::string train = file_for_glob(data.train, "data.train");
-    const uint64_t train_tokens = write_synthetic(train, kSyntheticTrainSeed, kSyntheticTrainChars, *tok);
+    // The val shard first: a train shard says the dataset is made, so a failure between the two (a full disk) must
+    // leave none, and the next start makes both.
     std::string val_note;
     if (!data.val.empty() && glob_files(data.val).empty()) {
         const std::string val = file_for_glob(data.val, "data.val");
         val_note = fmt::format(" and {} ({} tokens)", val, write_synthetic(val, kSyntheticValSeed, kSyntheticValChars,
                                                                            *tok));
     }
+    const uint64_t train_tokens = write_synthetic(train, kSyntheticTrainSeed, kSyntheticTrainChars, *tok);
     fmt::print(stderr,
                "sinklab: no file matches data.train '{}' and data.missing is synthetic: wrote a learnable synthetic "
                "dataset (order-2 Markov text, best possible loss {:.3f} nats/token with the bytes tokenizer) to {} "
