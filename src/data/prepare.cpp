@@ -353,6 +353,8 @@ nlohmann::json sources_json(const std::vector<Source>& sources, bool with_counts
 // The manifest.json at `path` if prepare wrote it, else null (missing, unreadable, or someone else's). Its options
 // and sources are the mark by which prepare replaces a folder's shards.
 nlohmann::json read_prepare_manifest(const fs::path& path) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return nlohmann::json();  // a folder threw from the stream, naming no file
     std::ifstream in(path);
     nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
     return m.is_object() && m.contains("options") && m.contains("sources") ? m : nlohmann::json();

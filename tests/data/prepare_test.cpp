@@ -392,6 +392,10 @@ TEST(Prepare, ShardsAreHeldToTheTokenizerTheirManifestNames) {
     m.erase("options");
     test::write_file(dir / "out/manifest.json", m.dump());
     EXPECT_NO_THROW(check_prepared_tokenizer(glob, "gpt2", "data.train"));
+    // Nor beside a folder named manifest.json (its stream threw an error that named no file).
+    std::filesystem::remove(dir / "out/manifest.json");
+    std::filesystem::create_directory(dir / "out/manifest.json");
+    EXPECT_NO_THROW(check_prepared_tokenizer(glob, "gpt2", "data.train"));
 }
 
 TEST(Prepare, OutputFolderInsideTheInputsIsNoInput) {
