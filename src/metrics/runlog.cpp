@@ -340,7 +340,7 @@ std::unique_ptr<RunLog> RunLog::create(const std::string& path, const std::vecto
     try {
         file = h5::Id(h5::check(H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, ordered_links(H5P_FILE_CREATE).get(),
                                           h5::file_access(false).get()),
-                                "cannot create {}; check that its folder is writable and has free space", path),
+                                "cannot create run log {}; check that its folder is writable and has free space", path),
                       H5Fclose);
         write_attrs(file.get(), str_attrs, num_attrs, path);
         for (const GroupSpec& g : groups) {
