@@ -22,6 +22,20 @@ std::string why(int err) {
     return std::strerror(err);
 }
 
+// Whether stdout is a pipe or socket whose reader has closed it (Linux polls its write end as an error then): an
+// earlier write's EPIPE, which stdio keeps only as its error flag.
+bool reader_gone() {
+    struct stat st;
+    if (::fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return false;
+    pollfd p{STDOUT_FILENO, POLLOUT, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLERR) != 0;
+}
+
+void check_standard_output(bool ok, int err) {
+    SL_REQUIRE(ok || err == EPIPE || reader_gone(), "cannot write the standard output: {}; its output is incomplete",
+               err != 0 ? why(err) : std::string("an earlier write failed"));
+}
+
 }  // namespace
 
 FileWriter::FileWriter(std::string path) : path_(std::move(path)) {
@@ -78,24 +92,6 @@ void replace_file_durably(const std::string& path, const std::string& text) {
     }
     sync_dir(dir.empty() ? "." : dir.string());
 }
-
-namespace {
-
-// Whether stdout is a pipe or socket whose reader has closed it (Linux polls its write end as an error then): an
-// earlier write's EPIPE, which stdio keeps only as its error flag.
-bool reader_gone() {
-    struct stat st;
-    if (::fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return false;
-    pollfd p{STDOUT_FILENO, POLLOUT, 0};
-    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLERR) != 0;
-}
-
-void check_standard_output(bool ok, int err) {
-    SL_REQUIRE(ok || err == EPIPE || reader_gone(), "cannot write the standard output: {}; its output is incomplete",
-               err != 0 ? why(err) : std::string("an earlier write failed"));
-}
-
-}  // namespace
 
 void write_standard_output(std::string_view bytes) {
     errno = 0;

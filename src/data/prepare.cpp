@@ -585,8 +585,7 @@ PrepareResult prepare(const PrepareOptions& opt) {
     std::error_code ec;
     fs::remove_all(staging, ec);
     fs::create_directories(staging, ec);
-    SL_REQUIRE(!ec, "prepare: cannot create the output folder {} ({}); give another --out", opt.out_dir,
-               ec.message());
+    SL_REQUIRE(!ec, "prepare: cannot create {} ({}); give another --out", staging.string(), ec.message());
     nlohmann::json manifest;
     try {
         manifest = write_shards(opt, *tok, sources, staging, staging / "manifest.json");

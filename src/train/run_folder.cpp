@@ -93,6 +93,10 @@ RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir
                "name with --set run.name=NAME",
                dir_);
     finish_unfinished_replace();
+    // Else found only at the first checkpoint, after training to it (and a resume saw no checkpoint at all).
+    SL_REQUIRE(opt_.overwrite || !fs::exists(d / "checkpoints", ec) || fs::is_directory(d / "checkpoints", ec),
+               "run folder {}: its entry 'checkpoints' is not a folder, where the run's checkpoints go; move it away",
+               dir_);
     const bool holds_run = fs::exists(d / "metrics.h5", ec);
     if (opt_.resume) {
         resume_from_ = latest_checkpoint(dir_);
