@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
+#include "train/run_folder.h"
 #include "train/trainer.h"
 
 namespace sinklab {
@@ -104,12 +105,13 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
 }
 
 RunState inspect_run(const SweepRun& run) {
-    const fs::path dir(run.dir), h5 = dir / "metrics.h5", cfg_file = dir / "config.yaml";
     std::error_code ec;
-    SL_REQUIRE(!fs::exists(dir, ec) || fs::is_directory(dir, ec),
+    SL_REQUIRE(!fs::exists(run.dir, ec) || fs::is_directory(run.dir, ec),
                "{} is a file where the run's folder goes; move it away, or send this suite elsewhere with --set "
                "run.out_dir=DIR",
                run.dir);
+    const std::string state = run_to_continue(run.dir);
+    const fs::path h5 = fs::path(state) / "metrics.h5", cfg_file = fs::path(state) / "config.yaml";
     if (!fs::exists(h5)) return {RunAction::start, 0};
     if (fs::exists(cfg_file)) {
         const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);
@@ -121,7 +123,7 @@ RunState inspect_run(const SweepRun& run) {
     const Dataset steps = RunLogReader(h5.string()).read("train", "step");
     RunState s;
     s.step = steps.data.empty() ? 0 : int64_t(steps.data.back());
-    s.checkpoint_step = latest_checkpoint_step(run.dir);
+    s.checkpoint_step = latest_checkpoint_step(state);
     // Finished means the final checkpoint is there: the last row is logged before it is written, and a kill in
     // between leaves a run that eval and export cannot read at its end.
     const int64_t max_steps = run.config.train.max_steps;

@@ -97,6 +97,19 @@ TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     make_run("baseline-s1", 60);
     fs::create_directories(fs::path(run("baseline-s1").dir) / "checkpoints/.step_00000060.tmp");
     EXPECT_EQ(inspect_run(run("baseline-s1")).action, RunAction::restart);
+
+    // A restart killed while it replaced the run: the old run set aside in .replaced, which the next start puts
+    // back, is the state (it read as a new run, and train, started without flags, refused the old run it put back).
+    const fs::path cut = run("headnorm-s1").dir;
+    fs::remove_all(cut);
+    write_run((cut / ".replaced").string(), losses(30), dump_config(run("headnorm-s1").config));
+    write_file(cut / "metrics.h5.partial", "the killed restart's");
+    write_file(cut / "config.yaml", dump_config(run("headnorm-s1").config));
+    const RunState replaced = inspect_run(run("headnorm-s1"));
+    EXPECT_EQ(replaced.action, RunAction::restart);
+    EXPECT_EQ(replaced.step, 30);
+    write_file(cut / ".replaced/checkpoints/step_00000020/state.json", "{}");
+    EXPECT_EQ(inspect_run(run("headnorm-s1")).action, RunAction::resume);
 }
 
 TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
