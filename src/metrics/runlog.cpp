@@ -268,7 +268,10 @@ struct RunLog::State {
     }
 
     Group& group(const std::string& name) {
-        for (Group& g : groups)
+        return const_cast<Group&>(static_cast<const State*>(this)->group(name));
+    }
+    const Group& group(const std::string& name) const {
+        for (const Group& g : groups)
             if (g.name == name) return g;
         fail_internal(__FILE__, __LINE__, fmt::format("run log has no group {}", name));
     }
@@ -445,6 +448,19 @@ void RunLog::flush() {
     for (State::Group& g : state_->groups)
         if (g.pending_rows > 0) state_->write_group(g);
     h5::check(H5Fflush(state_->file.get(), H5F_SCOPE_LOCAL), "{}: flush failed; check free disk space", state_->path);
+}
+
+void RunLog::sync() {
+    flush();
+    void* handle = nullptr;
+    h5::check(H5Fget_vfd_handle(state_->file.get(), H5P_DEFAULT, &handle), "{}: cannot sync", state_->path);
+    SL_REQUIRE(::fsync(*static_cast<int*>(handle)) == 0, "{}: cannot sync: {}; check free disk space", state_->path,
+               std::strerror(errno));
+}
+
+int64_t RunLog::last_step(const std::string& group) const {
+    SL_ASSERT(state_, "last_step of a closed run log");
+    return state_->group(group).last_step;
 }
 
 void RunLog::close() {

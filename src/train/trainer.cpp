@@ -154,6 +154,14 @@ struct Trainer::Impl {
             {"world_size", double(comm.world())}, {"tokens_per_step", double(geo.tokens_per_step)}};
         if (resumed) {
             runlog = RunLog::resume(h5, groups, resumed->run_log_step, now_str, now_num);
+            // Rows are synced before each checkpoint; a file that still ends short of it lost them (a copy, a disk
+            // that lied about a sync): the run would go on with a gap in its curves.
+            const int64_t last = runlog->last_step("train");
+            SL_REQUIRE(last == resumed->run_log_step,
+                       "cannot resume: {} ends at step {}, but {} is of step {}: the rows between are lost; resume "
+                       "from a checkpoint of step {} or less (move the newer ones out of checkpoints/), or start over "
+                       "with --overwrite",
+                       h5, last, resume_from, resumed->run_log_step, last);
             return;
         }
         std::vector<std::pair<std::string, std::string>> str_attrs = {
@@ -329,7 +337,7 @@ struct Trainer::Impl {
     void checkpoint(int64_t step) {
         const std::unique_ptr<WholeMoments> moments = optim->gather_moments();
         if (!lead) return;
-        runlog->flush();
+        runlog->sync();
         TrainState s;
         s.step = step;
         s.tokens = tokens_through(step);

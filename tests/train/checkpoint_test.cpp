@@ -393,6 +393,30 @@ TEST(RunLogWrite, AFailedWriteToTrainLogStopsTheRun) {
     EXPECT_EQ(r.out.find("done: "), std::string::npos) << r.out;
 }
 
+// A metrics.h5 that ends short of the checkpoint a resume starts from (rows lost to a crash of the machine, before
+// sinklab synced them ahead of each checkpoint) is refused, naming both steps: the run went on with a gap in its
+// curves. Resumed from an older checkpoint it continues without one.
+TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
+    const TempDir dir("resume_gap");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4 --set checkpoint.keep=5";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 12, base)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "short", 6, base)).rc, 0);
+    std::filesystem::copy_file(dir / "short/metrics.h5", dir / "run/metrics.h5",
+                               std::filesystem::copy_options::overwrite_existing);
+    const CommandResult r = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find("metrics.h5 ends at step 6, but " + dir / "run/checkpoints/step_00000012 is of step 12"),
+              std::string::npos)
+        << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(6));
+
+    for (const std::string newer : {"step_00000008", "step_00000012"})
+        std::filesystem::rename(dir / ("run/checkpoints/" + newer), dir / newer);
+    const CommandResult again = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(16));
+}
+
 TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {
     const TempDir dir("ckpt_unwritable");
     write_file(dir / "a_file", "not a folder");
