@@ -607,6 +607,7 @@ PrepareResult prepare(const PrepareOptions& opt) {
     // The new dataset is made whole in the staging folder while the old one stays usable, and replaces it only once
     // complete: a failed rerun loses nothing.
     std::error_code ec;
+    const bool made_out_dir = !fs::exists(out_dir, ec);
     fs::remove_all(staging, ec);
     fs::create_directories(staging, ec);
     SL_REQUIRE(!ec, "prepare: cannot create {} ({}); give another --out", staging.string(), ec.message());
@@ -615,6 +616,7 @@ PrepareResult prepare(const PrepareOptions& opt) {
         manifest = write_shards(opt, *tok, sources, staging, staging / "manifest.json");
     } catch (...) {
         fs::remove_all(staging, ec);
+        if (made_out_dir) fs::remove(out_dir, ec);  // only while empty: nothing of anyone else's goes
         throw;
     }
     publish(staging, out_dir);

@@ -475,7 +475,7 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     test::write_file(dir / "latin1.txt", "caf\xe9 au lait");
     opt.inputs = {dir / "latin1.txt"};
     expect(prepare_error(opt), {dir / "latin1.txt", "invalid UTF-8 at byte 3"});
-    EXPECT_FALSE(std::filesystem::exists(dir / "out/manifest.json"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "out")) << "the --out folder it made stayed, empty";
 
     test::write_file(dir / "sep.txt", "good<|endoftext|>also good<|endoftext|>b\xc3\x28");
     opt.inputs = {dir / "sep.txt"};
