@@ -128,7 +128,7 @@ struct Trainer::Impl {
         log->set_pattern("%v");
         log->flush_on(spdlog::level::info);
         // spdlog only reports a failed write to train.log (a full disk) on stderr and goes on, leaving a hole in the
-        // log: the failure is kept for check_log(), which stops the run at the end of the step.
+        // log: the failure is kept for check_log(), which stops the run in its next step.
         log->set_error_handler([this](const std::string& message) {
             if (log_failure.empty()) log_failure = message;
         });
