@@ -224,8 +224,22 @@ def plot(groups, out, smooth, position):
     if image is not None:
         fig.colorbar(image, ax=heat_axes, shrink=0.8, label=f"attention mass on token {position}")
     fig.suptitle(f"sinklab: {', '.join(names)}", fontsize=10)
-    # sinklab compare replaces a file only if it finds this creator in it (src/cli/compare.cpp).
-    fig.savefig(out, dpi=100, metadata={"Creator": "sinklab plot_runs.py"})
+    # sinklab compare replaces a file only if it finds this creator in it (src/cli/compare.cpp). Saved beside it
+    # and renamed over it, so that a failed write (a full disk) leaves the earlier plot whole; the temporary name
+    # keeps the extension that chooses the format.
+    folder, name = os.path.split(out)
+    tmp = os.path.join(folder, f".{os.getpid()}.{name}")
+    try:
+        fig.savefig(tmp, dpi=100, metadata={"Creator": "sinklab plot_runs.py"})
+        os.replace(tmp, out)
+    except BaseException as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        # matplotlib's PDF writer, after a failed write, fails again closing the file (an AttributeError): the
+        # write's error is the one to tell.
+        if not isinstance(err, OSError) and isinstance(err.__context__, OSError):
+            raise err.__context__ from None
+        raise
 
 
 def main():

@@ -121,7 +121,7 @@ void run(const CompareArgs& a) {
     for (const std::string& n : c.notes) fmt::print(stderr, "sinklab compare: {}\n", n);
     fmt::print("{}", comparison_text(c));
     if (!a.markdown.empty()) {
-        write_file_durably(a.markdown, std::string(kMarkdownFirstLine) + "\n" + comparison_markdown(c));
+        replace_file_durably(a.markdown, std::string(kMarkdownFirstLine) + "\n" + comparison_markdown(c));
         fmt::print("wrote {}\n", a.markdown);
     }
     if (!a.plot.empty()) plot(a, dirs);

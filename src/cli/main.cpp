@@ -3,12 +3,15 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
 #include "core/build_info.h"
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "dist/comm.h"
 
 namespace {
@@ -43,9 +46,24 @@ std::string filesystem_message(const std::filesystem::filesystem_error& e) {
     return fmt::format("{}: {}; check the path and the folders on it", e.path1().string(), what);
 }
 
+// A file-size limit (ulimit -f) would end the process at the write that crosses it, without a word and with its
+// files half written; caught, that write fails with EFBIG and is reported like a full disk. (A handler, not SIG_IGN,
+// which the programs sinklab starts would inherit.)
+extern "C" void on_file_size_limit(int) {}
+
+void report_file_size_limit() {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_file_size_limit;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGXFSZ, &sa, nullptr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    report_file_size_limit();
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string(SINKLAB_VERSION) + " (" + sinklab::git_rev() + ")");
@@ -60,6 +78,7 @@ int main(int argc, char** argv) {
     sinklab::cli::add_eval(app);
     try {
         app.parse(argc, argv);
+        sinklab::flush_standard_output();
     } catch (const CLI::ParseError& e) {
         if (e.get_exit_code() == 0) return app.exit(e);  // --help and --version
         print_usage_error(app, e, argc, argv);

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "data/tokenizer.h"
 #include "data/unicode.h"
 
@@ -64,7 +65,7 @@ void run(const TokenizeOptions& opt) {
     const auto tokenizer = make_tokenizer(opt.tokenizer);
     if (opt.decode) {
         const std::string out = tokenizer->decode(parse_ids(text, where));
-        std::fwrite(out.data(), 1, out.size(), stdout);
+        write_standard_output(out);
         return;
     }
     require_utf8(text, where);
@@ -76,7 +77,7 @@ void run(const TokenizeOptions& opt) {
         fmt::format_to(std::back_inserter(out), "{}", id);
     }
     out.push_back('\n');
-    std::fwrite(out.data(), 1, out.size(), stdout);
+    write_standard_output({out.data(), out.size()});
 }
 
 }  // namespace

@@ -99,23 +99,12 @@ void read_chain(const fs::path& file, const std::string& wanted_by, std::vector<
         cycle.push_back(file.filename().string());
         fail("{}: inherit cycle {}; remove one of these inherit: lines", name, fmt::join(cycle, " -> "));
     }
-    std::vector<YAML::Node> documents;
-    try {
-        documents = YAML::LoadAll(text);
-    } catch (const YAML::ParserException& e) {
-        fail("{}:{}: YAML syntax error: {}; fix the YAML at that line", name, e.mark.line + 1, e.msg);
-    }
-    // A later document would be read by nobody: its keys must not look set when they are not.
-    SL_REQUIRE(documents.size() <= 1,
-               "{}: holds {} YAML documents separated by '---', but a config file is one document; merge them into "
-               "one or remove the '---' lines",
-               name, documents.size());
+    const YAML::Node root = parse_one_document(text, name, "a config file");
     // An empty file is more likely cut short or the wrong file than a wish for every default.
-    SL_REQUIRE(!documents.empty() && !documents[0].IsNull(),
+    SL_REQUIRE(!root.IsNull(),
                "{}: the file is empty or holds only comments; write the keys to set in it (configs/base.yaml lists "
                "every key) or pass a preset from configs/",
                name);
-    const YAML::Node& root = documents[0];
     SL_REQUIRE(root.IsMap(), "{}: the top level must be sections like 'model:', got {}; see configs/base.yaml", name,
                describe(root));
 
@@ -145,6 +134,21 @@ std::vector<Entry> read_config_file(const std::string& file) {
     std::vector<Entry> entries;
     read_chain(file, "", chain, entries);
     return entries;
+}
+
+YAML::Node parse_one_document(const std::string& text, const std::string& name, const std::string& what) {
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(text);
+    } catch (const YAML::ParserException& e) {
+        fail("{}:{}: YAML syntax error: {}; fix the YAML at that line", name, e.mark.line + 1, e.msg);
+    }
+    std::erase_if(documents, [](const YAML::Node& d) { return d.IsNull(); });
+    SL_REQUIRE(documents.size() <= 1,
+               "{}: holds {} YAML documents separated by '---', but {} is one document; merge them into one or "
+               "remove the '---' lines",
+               name, documents.size(), what);
+    return documents.empty() ? YAML::Node() : documents[0];
 }
 
 void apply_override(std::vector<Entry>& entries, const std::string& assignment) {

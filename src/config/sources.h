@@ -19,5 +19,9 @@ struct Entry {
 std::vector<Entry> read_config_file(const std::string& file);
 // Applies one "a.b.c=value" override, the value read as YAML ("3", "abc", "[3,7]").
 void apply_override(std::vector<Entry>& entries, const std::string& assignment);
+// The YAML document of `text` (a null node when there is none), for a file of the kind `what` ("a config file").
+// A second document would be read by nobody, so its keys must not look set: it is refused. An empty one (a
+// trailing '---') holds nothing to lose.
+YAML::Node parse_one_document(const std::string& text, const std::string& name, const std::string& what);
 
 }  // namespace sinklab::config

@@ -1,10 +1,14 @@
 #include "core/file_writer.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "core/check.h"
 
@@ -16,6 +20,20 @@ std::string why(int err) {
     if (err == ENOSPC || err == EDQUOT) return fmt::format("{} (free space on that file system)", std::strerror(err));
     if (err == EFBIG) return fmt::format("{} (a file-size limit: see ulimit -f)", std::strerror(err));
     return std::strerror(err);
+}
+
+// Whether stdout is a pipe or socket whose reader has closed it (Linux polls its write end as an error then): an
+// earlier write's EPIPE, which stdio keeps only as its error flag.
+bool reader_gone() {
+    struct stat st;
+    if (::fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return false;
+    pollfd p{STDOUT_FILENO, POLLOUT, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLERR) != 0;
+}
+
+void check_standard_output(bool ok, int err) {
+    SL_REQUIRE(ok || err == EPIPE || reader_gone(), "cannot write the standard output: {}; its output is incomplete",
+               err != 0 ? why(err) : std::string("an earlier write failed"));
 }
 
 }  // namespace
@@ -56,6 +74,35 @@ void write_file_durably(const std::string& path, const std::string& text) {
     FileWriter f(path);
     f.write(text.data(), text.size());
     f.finish();
+}
+
+void replace_file_durably(const std::string& path, const std::string& text) {
+    namespace fs = std::filesystem;
+    const fs::path target(path), dir = target.parent_path();
+    const fs::path tmp = dir / fmt::format(".{}.tmp{}", target.filename().string(), ::getpid());
+    try {
+        write_file_durably(tmp.string(), text);
+        std::error_code ec;
+        fs::rename(tmp, target, ec);
+        SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), path, ec.message());
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw;
+    }
+    sync_dir(dir.empty() ? "." : dir.string());
+}
+
+void write_standard_output(std::string_view bytes) {
+    errno = 0;
+    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), stdout) == bytes.size();
+    check_standard_output(written, errno);
+}
+
+void flush_standard_output() {
+    errno = 0;
+    const bool flushed = std::fflush(stdout) == 0;
+    check_standard_output(flushed && !std::ferror(stdout), errno);
 }
 
 void sync_dir(const std::string& dir) {

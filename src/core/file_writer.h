@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "core/checksum.h"
 
@@ -35,6 +36,16 @@ private:
 
 // Writes `text` to `path` durably (FileWriter) in one go.
 void write_file_durably(const std::string& path, const std::string& text);
+// Replaces `path` by a file holding `text`: written durably to a hidden temporary file beside it, then renamed over
+// it, the rename made durable too. A failure (a full disk) leaves the earlier file whole, or none, never a cut one,
+// and removes the temporary file.
+void replace_file_durably(const std::string& path, const std::string& text);
+// Standard output that cannot be written (a full disk) throws an Error with the reason: a command's printed result
+// must not end cut short while the command reports success. A reader that went away (EPIPE: `| head`) wants
+// nothing more, which is no failure.
+void write_standard_output(std::string_view bytes);
+// Flushes stdout, which exit() would do without a word, and throws as above when a write to it failed.
+void flush_standard_output();
 // fsync of a folder: makes the creation, rename or removal of its entries durable.
 void sync_dir(const std::string& dir);
 

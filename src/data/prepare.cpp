@@ -353,6 +353,8 @@ nlohmann::json sources_json(const std::vector<Source>& sources, bool with_counts
 // The manifest.json at `path` if prepare wrote it, else null (missing, unreadable, or someone else's). Its options
 // and sources are the mark by which prepare replaces a folder's shards.
 nlohmann::json read_prepare_manifest(const fs::path& path) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return nlohmann::json();  // a folder threw from the stream, naming no file
     std::ifstream in(path);
     nlohmann::json m = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
     return m.is_object() && m.contains("options") && m.contains("sources") ? m : nlohmann::json();
@@ -407,23 +409,34 @@ void check_replaceable(const fs::path& out_dir) {
                    out_dir.string(), entry.path().filename().string());
 }
 
+// The folder where a dataset is made whole before it replaces the one in `out_dir`: hidden, so that no glob of out_dir
+// and no walk of an input folder sees it. Its manifest, written last, says it is complete.
+fs::path staging_of(const fs::path& out_dir) { return out_dir / ".prepare.partial"; }
+
 // Moves the complete new dataset from `staging` into `out_dir`, replacing the old one: its manifest goes first
 // (it no longer describes the shards), then each new shard replaces its namesake, then the new manifest appears,
-// and the old shards the new dataset has no namesake for go last.
+// and the old shards the new dataset has no namesake for go last. Every step can be done again, so a prepare killed
+// on the way finishes the move at its next start; until then no manifest marks the mixed shards as made.
 void publish(const fs::path& staging, const fs::path& out_dir) {
-    std::vector<std::string> fresh;
-    for (const auto& entry : fs::directory_iterator(staging)) fresh.push_back(entry.path().filename().string());
+    std::set<std::string> fresh = {"manifest.json"};
+    for (const nlohmann::json& shard : listed_shards(read_prepare_manifest(staging / "manifest.json")))
+        fresh.insert(shard.at("file").get<std::string>());
     fs::remove(out_dir / "manifest.json");
-    for (const std::string& name : fresh)
-        if (name != "manifest.json") fs::rename(staging / name, out_dir / name);
+    for (const auto& entry : fs::directory_iterator(staging)) {
+        const std::string name = entry.path().filename().string();
+        if (name != "manifest.json") fs::rename(entry.path(), out_dir / name);
+    }
     fs::rename(staging / "manifest.json", out_dir / "manifest.json");
     for (const auto& entry : fs::directory_iterator(out_dir)) {
         const std::string name = entry.path().filename().string();
-        if (entry.is_regular_file() && is_output_name(name) &&
-            std::find(fresh.begin(), fresh.end(), name) == fresh.end())
-            fs::remove(entry.path());
+        if (entry.is_regular_file() && is_output_name(name) && !fresh.contains(name)) fs::remove(entry.path());
     }
     fs::remove(staging);
+    sync_dir(out_dir.string());
+}
+
+bool holds_finished_staging(const fs::path& out_dir) {
+    return !read_prepare_manifest(staging_of(out_dir) / "manifest.json").is_null();
 }
 
 // Tokenizes every source on `opt.threads` threads and writes the shards and the manifest.
@@ -516,10 +529,7 @@ nlohmann::json write_shards(const PrepareOptions& opt, const Tokenizer& tok, std
         {"seconds", elapsed},
         {"threads", threads},
         {"created", utc_now_iso8601()}};
-    const fs::path tmp = manifest_path.string() + ".tmp";
-    write_file_durably(tmp.string(), manifest.dump(2) + "\n");
-    fs::rename(tmp, manifest_path);
-    sync_dir(manifest_path.parent_path().string());
+    replace_file_durably(manifest_path.string(), manifest.dump(2) + "\n");
     return manifest;
 }
 
@@ -530,6 +540,11 @@ void check_prepared_tokenizer(const std::string& glob, const std::string& tokeni
         std::string tokenizer;         // empty: no manifest of prepare, or one that cannot be read
         std::set<std::string> shards;  // file names it lists
     };
+    const std::string mixed = interrupted_prepare(glob);
+    SL_REQUIRE(mixed.empty(),
+               "{} '{}' matches shards in {}, where sinklab prepare was stopped while it put a new dataset in place: "
+               "they mix the old and the new one; run that prepare again, which finishes the move first",
+               key, glob, mixed);
     std::map<fs::path, Made> made_in;  // folder -> what its manifest says
     for (const std::string& file : glob_files(glob)) {
         const fs::path folder = fs::path(file).parent_path(), manifest = folder / "manifest.json";
@@ -556,6 +571,14 @@ void check_prepared_tokenizer(const std::string& glob, const std::string& tokeni
     }
 }
 
+std::string interrupted_prepare(const std::string& glob) {
+    std::set<fs::path> folders;
+    for (const std::string& file : glob_files(glob)) folders.insert(fs::path(file).parent_path());
+    for (const fs::path& folder : folders)
+        if (holds_finished_staging(folder)) return folder.string();
+    return "";
+}
+
 PrepareResult prepare(const PrepareOptions& opt) {
     SL_REQUIRE(!opt.inputs.empty(), "prepare: no inputs given");
     SL_REQUIRE(!opt.out_dir.empty(), "prepare: no output folder given (--out)");
@@ -575,24 +598,25 @@ PrepareResult prepare(const PrepareOptions& opt) {
     const FolderLock lock(opt.out_dir, "--out folder", "prepare", "give another --out");
     const auto tok = make_tokenizer(opt.tokenizer);
     std::vector<Source> sources = collect_sources(opt.inputs, out_dir);
-    const fs::path manifest_path = out_dir / "manifest.json";
+    const fs::path manifest_path = out_dir / "manifest.json", staging = staging_of(out_dir);
+    if (holds_finished_staging(out_dir)) publish(staging, out_dir);  // what a killed prepare left half done
     if (!opt.force)
         if (auto done = up_to_date(manifest_path, opt, sources)) return {std::move(*done), true, lock.note()};
     check_replaceable(out_dir);
 
-    // The new dataset is made whole in a hidden folder (no glob of out_dir, no input folder walk sees it) while
-    // the old one stays usable, and replaces it only once complete: a failed rerun loses nothing.
-    const fs::path staging = out_dir / ".prepare.partial";
+    // The new dataset is made whole in the staging folder while the old one stays usable, and replaces it only once
+    // complete: a failed rerun loses nothing.
     std::error_code ec;
+    const bool made_out_dir = !fs::exists(out_dir, ec);
     fs::remove_all(staging, ec);
     fs::create_directories(staging, ec);
-    SL_REQUIRE(!ec, "prepare: cannot create the output folder {} ({}); give another --out", opt.out_dir,
-               ec.message());
+    SL_REQUIRE(!ec, "prepare: cannot create {} ({}); give another --out", staging.string(), ec.message());
     nlohmann::json manifest;
     try {
         manifest = write_shards(opt, *tok, sources, staging, staging / "manifest.json");
     } catch (...) {
         fs::remove_all(staging, ec);
+        if (made_out_dir) fs::remove(out_dir, ec);  // only while empty: nothing of anyone else's goes
         throw;
     }
     publish(staging, out_dir);

@@ -40,6 +40,12 @@ PrepareResult prepare(const PrepareOptions& opt);
 // Fails, naming the manifest, when a shard matched by `glob` is listed in a manifest.json of prepare that names
 // another tokenizer than `tokenizer`: the ids would still fit a large enough vocabulary and train silently wrong.
 // Shards without such a manifest (llm.c's, synthetic ones) are not checked.
+// Fails the same way, before that, when the folder of a matched shard holds a dataset that a killed prepare was
+// putting in place: its shards are a mix of the old and the new dataset.
 void check_prepared_tokenizer(const std::string& glob, const std::string& tokenizer, const char* key);
+
+// The folder of a shard matched by `glob` into which a killed prepare was putting a finished dataset, or "". The
+// same prepare, run again, finishes that first.
+std::string interrupted_prepare(const std::string& glob);
 
 }  // namespace sinklab

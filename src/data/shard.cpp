@@ -3,13 +3,11 @@
 #include <unistd.h>
 
 #include <bit>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <limits>
 
 #include "core/check.h"
+#include "core/file_writer.h"
 #include "data/sha256.h"
 
 namespace sinklab {
@@ -129,14 +127,15 @@ ShardWriter::Written ShardWriter::write(const std::string& path) {
     sha.update(data_.data(), data_.size());
 
     const std::string tmp = fmt::format("{}.tmp{}", path, ::getpid());  // own name per process: renames stay atomic
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    SL_REQUIRE(f, "cannot create {}: {}", tmp, std::strerror(errno));
-    const bool ok = std::fwrite(header, sizeof(header), 1, f) == 1 &&
-                    std::fwrite(data_.data(), 1, data_.size(), f) == data_.size();
-    const int err = errno;
-    if (std::fclose(f) != 0 || !ok) {
-        std::filesystem::remove(tmp);
-        fail("cannot write {}: {} (is the disk full?)", tmp, std::strerror(ok ? errno : err));
+    try {
+        FileWriter f(tmp);  // synced before the rename: a manifest or a train start may name the shard right after
+        f.write(header, sizeof(header));
+        f.write(data_.data(), data_.size());
+        f.finish();
+    } catch (...) {
+        std::error_code ignored;
+        std::filesystem::remove(tmp, ignored);
+        throw;
     }
     std::filesystem::rename(tmp, path);
     Written w{path, count, kShardHeaderBytes + data_.size(), sha.hex()};

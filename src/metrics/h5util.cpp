@@ -2,6 +2,26 @@
 
 namespace sinklab::h5 {
 
+namespace {
+
+// HDF5's cleanup at exit closes what is still open; after a close that failed (a full disk) HDF5 1.10 crashes in it
+// (H5F__close_cb), turning a clear error into a segfault. Every file here is closed by its owner, so it is not
+// needed. It must be turned off before the first HDF5 call: at load time.
+[[maybe_unused]] const herr_t kNoCleanupAtExit = H5dont_atexit();
+
+// The POSIX driver's message ("file write failed: time = ..., filename = ..., errno = 28, error message = 'No space
+// left on device', buf = ...") holds a timestamp with a newline, addresses and byte counts: of it, what it did and
+// the system's reason.
+std::string tidy(const std::string& message) {
+    const std::string reason = "error message = '";
+    const size_t at = message.find(reason), colon = message.find(':');
+    if (at == std::string::npos || colon == std::string::npos) return message;
+    const size_t from = at + reason.size(), to = message.find('\'', from);
+    return message.substr(0, colon) + ": " + message.substr(from, to == std::string::npos ? to : to - from);
+}
+
+}  // namespace
+
 void quiet() {
     thread_local bool done = false;
     if (!done) {
@@ -18,7 +38,7 @@ std::string last_error() {
         return 0;
     };
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first, &message);
-    return message;
+    return tidy(message);
 }
 
 Id file_access(bool recover) {

@@ -49,7 +49,7 @@ private:
 void quiet();
 
 // The innermost message of the calling thread's HDF5 error stack, where the failure was detected
-// (e.g. "unable to open file: ... errno = 13, error message = 'Permission denied'"), or "" when empty.
+// ("unable to open file: Permission denied", shortened from the driver's detail), or "" when empty.
 std::string last_error();
 
 // A failed HDF5 call; callers that know the cause (a damaged file) catch it to say so.

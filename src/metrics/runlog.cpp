@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <limits>
 #include <set>
@@ -267,7 +268,10 @@ struct RunLog::State {
     }
 
     Group& group(const std::string& name) {
-        for (Group& g : groups)
+        return const_cast<Group&>(static_cast<const State*>(this)->group(name));
+    }
+    const Group& group(const std::string& name) const {
+        for (const Group& g : groups)
             if (g.name == name) return g;
         fail_internal(__FILE__, __LINE__, fmt::format("run log has no group {}", name));
     }
@@ -339,7 +343,7 @@ std::unique_ptr<RunLog> RunLog::create(const std::string& path, const std::vecto
     try {
         file = h5::Id(h5::check(H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, ordered_links(H5P_FILE_CREATE).get(),
                                           h5::file_access(false).get()),
-                                "cannot create run log {}; check that run.out_dir is a writable folder", path),
+                                "cannot create run log {}; check that its folder is writable and has free space", path),
                       H5Fclose);
         write_attrs(file.get(), str_attrs, num_attrs, path);
         for (const GroupSpec& g : groups) {
@@ -376,6 +380,10 @@ std::unique_ptr<RunLog> RunLog::resume(const std::string& path, const std::vecto
     // Repair and truncate a copy, then swap it in: a failure or a kill on the way leaves the original as it was.
     const std::string copy = path + ".resume";
     fs::copy_file(path, copy, fs::copy_options::overwrite_existing, error);
+    if (error) {
+        std::error_code ignored;
+        fs::remove(copy, ignored);  // a cut copy is of no use to the next resume either
+    }
     SL_REQUIRE(!error, "cannot resume {}: copying it to {} failed ({}); check free disk space", path, copy,
                error.message());
     try {
@@ -442,6 +450,19 @@ void RunLog::flush() {
     h5::check(H5Fflush(state_->file.get(), H5F_SCOPE_LOCAL), "{}: flush failed; check free disk space", state_->path);
 }
 
+void RunLog::sync() {
+    flush();
+    void* handle = nullptr;
+    h5::check(H5Fget_vfd_handle(state_->file.get(), H5P_DEFAULT, &handle), "{}: cannot sync", state_->path);
+    SL_REQUIRE(::fsync(*static_cast<int*>(handle)) == 0, "{}: cannot sync: {}; check free disk space", state_->path,
+               std::strerror(errno));
+}
+
+int64_t RunLog::last_step(const std::string& group) const {
+    SL_ASSERT(state_, "last_step of a closed run log");
+    return state_->group(group).last_step;
+}
+
 void RunLog::close() {
     if (!state_) return;
     flush();
@@ -451,10 +472,13 @@ void RunLog::close() {
 }
 
 RunLog::~RunLog() {
+    const bool unwinding = std::uncaught_exceptions() > 0;
     try {
         close();
     } catch (const std::exception& e) {
-        spdlog::error("{}", e.what());
+        // While an error unwinds, the rows are worth a try, but a second failure (the same full disk) would only
+        // repeat the error on its way to the user.
+        if (!unwinding) spdlog::error("{}", e.what());
     }
 }
 

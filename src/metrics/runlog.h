@@ -69,6 +69,11 @@ public:
     // Writes the buffered rows and makes them visible to readers; they survive the process being killed
     // (not the machine losing power: there is no fsync, which costs seconds on network file systems).
     void flush();
+    // flush(), then fsync: the rows survive the machine crashing too. Before a checkpoint, whose resume relies on
+    // every row up to its step.
+    void sync();
+    // The step of the last row of `group` (written or buffered), -1 when it has none.
+    int64_t last_step(const std::string& group) const;
 
     // Flushes and closes, leaving a file that any HDF5 reader opens without SWMR; reports failures.
     void close();

@@ -104,10 +104,11 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
     SL_REQUIRE(why.empty(), "cannot export {} as a Hugging Face Llama: {}; only standard attention without QK-norm "
                "or interventions maps onto LlamaForCausalLM",
                checkpoint, why);
-    check_export_folder(out_dir, overwrite);
-    // Two exports into one folder (mpirun starting several) would write the same temporary files.
+    // Two exports into one folder (mpirun starting several) would write the same temporary files. The folder is
+    // looked at only under the lock: another export's half-renamed files read as someone else's.
     const FolderLock lock(out_dir, "export folder", "export", "give another --out");
     if (!lock.note().empty()) fmt::print(stderr, "sinklab: note: {}\n", lock.note());
+    check_export_folder(out_dir, overwrite);
     const ModelConfig& m = cfg.model;
     const int H = m.n_head, Hkv = m.kv_heads(), hd = m.head_dim();
     const int64_t C = m.d_model, F = m.d_ff;
@@ -147,12 +148,6 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
     const fs::path dir(out_dir);
     std::vector<TensorSpec> specs;
     for (const HfTensor& t : out) specs.push_back(t.spec);
-    {
-        SafetensorsWriter w((dir / "model.safetensors.tmp").string(), specs,
-                            {{"format", "pt"}, {kExportMark, checkpoint}});
-        for (const HfTensor& t : out) w.write_next(t.data().data());
-        w.finish();
-    }
     const int eot = cfg.data.tokenizer == "gpt2" ? 50256 : 256;  // the tokenizers' end-of-text id
     const nlohmann::ordered_json config = {
         {"architectures", {"LlamaForCausalLM"}},
@@ -178,7 +173,21 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
         {"eos_token_id", eot},
         {"torch_dtype", "float32"},
         {"use_cache", true}};
-    write_file_durably((dir / "config.json.tmp").string(), config.dump(2) + "\n");
+    // A failed write (a full disk) takes its temporary files with it: a full-size one would stay otherwise.
+    try {
+        {
+            SafetensorsWriter w((dir / "model.safetensors.tmp").string(), specs,
+                                {{"format", "pt"}, {kExportMark, checkpoint}});
+            for (const HfTensor& t : out) w.write_next(t.data().data());
+            w.finish();
+        }
+        write_file_durably((dir / "config.json.tmp").string(), config.dump(2) + "\n");
+    } catch (...) {
+        std::error_code ignored;
+        fs::remove(dir / "model.safetensors.tmp", ignored);
+        fs::remove(dir / "config.json.tmp", ignored);
+        throw;
+    }
     fs::rename(dir / "model.safetensors.tmp", dir / "model.safetensors");
     fs::rename(dir / "config.json.tmp", dir / "config.json");
     sync_dir(out_dir);

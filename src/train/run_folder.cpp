@@ -38,7 +38,6 @@ std::string keep_aside(const fs::path& run) {
 // --overwrite moves the old run's entries into this folder of the run folder (a rename each: atomic, and no disk
 // space needed) and deletes it only once the new run stands, so that a start that fails can put them back.
 // Found by a later start, it is an old run whose replacing start was killed (or could not put it back).
-constexpr const char* kSetAside = ".replaced";
 // The set-aside folder once the new run stands, renamed before it is deleted: a deletion cut short must never pass
 // for an old run to put back over the new one.
 constexpr const char* kDeleting = ".replaced.deleting";
@@ -55,7 +54,7 @@ std::vector<fs::path> entries_of(const fs::path& folder, std::error_code& ec) {
 // returns what failed, "" when nothing did. Safe to repeat after a kill on the way, for a start writes its new files
 // only once the whole old run is aside: an entry of the run folder named like one still aside is a new one.
 std::string put_old_run_back(const fs::path& run) {
-    const fs::path aside = run / kSetAside;
+    const fs::path aside = run / kReplacedRun;
     std::error_code ec;
     const std::vector<fs::path> entries = entries_of(aside, ec);
     if (ec) return fmt::format("{}: {}", aside.string(), ec.message());
@@ -81,6 +80,12 @@ std::string message_of(const std::exception_ptr& failure) {
 
 }  // namespace
 
+std::string run_to_continue(const std::string& dir) {
+    std::error_code ec;
+    const fs::path aside = fs::path(dir) / kReplacedRun;
+    return fs::is_directory(aside, ec) ? aside.string() : dir;
+}
+
 RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir), opt_(opt) {
     lock_ = std::make_unique<FolderLock>(dir_, "run folder", "train", "pick another name with --set run.name=NAME");
     const fs::path d(dir_);
@@ -93,6 +98,10 @@ RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir
                "name with --set run.name=NAME",
                dir_);
     finish_unfinished_replace();
+    // Else found only at the first checkpoint, after training to it (and a resume saw no checkpoint at all).
+    SL_REQUIRE(opt_.overwrite || !fs::exists(d / "checkpoints", ec) || fs::is_directory(d / "checkpoints", ec),
+               "run folder {}: its entry 'checkpoints' is not a folder, where the run's checkpoints go; move it away",
+               dir_);
     const bool holds_run = fs::exists(d / "metrics.h5", ec);
     if (opt_.resume) {
         resume_from_ = latest_checkpoint(dir_);
@@ -118,7 +127,7 @@ std::vector<std::string> RunFolder::notes() const {
 // fails puts it back (so --resume continues it and --overwrite replaces it again); one whose deletion was cut short
 // once the new run stood is deleted.
 void RunFolder::finish_unfinished_replace() {
-    const fs::path d(dir_), aside = d / kSetAside;
+    const fs::path d(dir_), aside = d / kReplacedRun;
     std::error_code ec;
     if (fs::exists(aside, ec)) {
         const std::string failed = put_old_run_back(d);
@@ -143,11 +152,12 @@ void RunFolder::prepare(const Config& cfg) {
     fs::create_directories(d, ec);
     SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir_,
                ec.message());
-    write_file_durably((d / "config.yaml").string(), dump_config(cfg));
+    // Replaced whole: a resume that fails on a full disk must not leave the run's config cut short.
+    replace_file_durably((d / "config.yaml").string(), dump_config(cfg));
 }
 
 void RunFolder::set_old_run_aside() {
-    const fs::path d(dir_), aside = d / kSetAside;
+    const fs::path d(dir_), aside = d / kReplacedRun;
     std::error_code ec;
     std::vector<fs::path> old;
     for (const fs::path& entry : entries_of(d, ec))
@@ -171,8 +181,8 @@ std::string RunFolder::commit() {
     if (old_run_ == Aside::none) return "";
     const fs::path d(dir_);
     std::error_code ec;
-    fs::rename(d / kSetAside, d / kDeleting, ec);
-    SL_REQUIRE(!ec, "cannot rename {} to {}: {}", (d / kSetAside).string(), (d / kDeleting).string(), ec.message());
+    fs::rename(d / kReplacedRun, d / kDeleting, ec);
+    SL_REQUIRE(!ec, "cannot rename {} to {}: {}", (d / kReplacedRun).string(), (d / kDeleting).string(), ec.message());
     old_run_ = Aside::none;
     fs::remove_all(d / kDeleting, ec);
     if (!ec) return "";
@@ -181,7 +191,7 @@ std::string RunFolder::commit() {
 }
 
 void RunFolder::undo(const std::exception_ptr& failure) {
-    const fs::path d(dir_), aside = d / kSetAside;
+    const fs::path d(dir_), aside = d / kReplacedRun;
     std::error_code ec;
     if (made_dir_) fs::remove_all(d, ec);
     if (old_run_ == Aside::none) return;

@@ -14,6 +14,14 @@
 
 namespace sinklab {
 
+// Where an --overwrite start sets the old run aside, inside the run folder, until the new run stands. A start killed
+// meanwhile leaves it there, and the next start puts it back.
+constexpr const char* kReplacedRun = ".replaced";
+
+// The folder holding the run that the next start of `dir` continues: `dir`, or the old run set aside there by a
+// start killed while replacing it.
+std::string run_to_continue(const std::string& dir);
+
 class RunFolder {
 public:
     // Locks and checks the folder `dir` (a start refused here leaves it as it was, but for what an earlier start

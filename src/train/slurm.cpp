@@ -4,6 +4,7 @@
 
 #include "core/check.h"
 #include "core/file_writer.h"
+#include "train/run_folder.h"
 
 namespace sinklab {
 namespace fs = std::filesystem;
@@ -58,9 +59,12 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
                      n - 1);
     t += "esac\n";
     t += "flags=()\n";
-    t += "if [[ -n $(ls -A \"$dir/checkpoints\" 2>/dev/null) ]]; then\n";
+    t += fmt::format("run=$dir\n[[ -d $dir/{0} ]] && run=$dir/{0}  # an old run a killed restart set aside, put back "
+                     "first\n",
+                     kReplacedRun);
+    t += "if [[ -n $(ls -A \"$run/checkpoints\" 2>/dev/null) ]]; then\n";
     t += "  flags=(--resume)     # requeued or resubmitted: continue from the newest checkpoint\n";
-    t += "elif [[ -e $dir/metrics.h5 ]]; then\n";
+    t += "elif [[ -e $run/metrics.h5 ]]; then\n";
     t += "  flags=(--overwrite)  # cut short before its first checkpoint: start it again\n";
     t += "fi\n";
     for (const std::string& line : s.slurm.setup) t += line + "\n";
@@ -78,7 +82,7 @@ std::string write_slurm_script(const Sweep& sweep, const std::string& binary, co
     fs::create_directories(out / "slurm", ec);  // sbatch does not make the folder of --output
     SL_REQUIRE(!ec, "cannot create {}: {}; check run.out_dir and permissions", (out / "slurm").string(), ec.message());
     const fs::path file = (out / (sweep.suite.name + ".sbatch")).lexically_normal();
-    write_file_durably(file.string(), text);
+    replace_file_durably(file.string(), text);
     fs::permissions(file, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
     return file.string();
 }

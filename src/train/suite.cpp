@@ -4,10 +4,13 @@
 
 #include <charconv>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "config/schema.h"
+#include "config/sources.h"
 #include "config/suggest.h"
 #include "core/check.h"
 
@@ -215,22 +218,11 @@ bool split_run_name(const std::string& name, std::string& variant, uint64_t& see
 Suite load_suite(const std::string& path) {
     const Where w{path};
     SL_REQUIRE(fs::is_regular_file(path), "suite file '{}' not found; check the path", path);
-    std::vector<YAML::Node> documents;
-    try {
-        documents = YAML::LoadAllFromFile(path);
-    } catch (const YAML::ParserException& e) {
-        fail("{}:{}: YAML syntax error: {}; fix the YAML at that line", path, e.mark.line + 1, e.msg);
-    } catch (const YAML::BadFile&) {
-        fail("suite file '{}' could not be read; check its permissions", path);
-    }
-    // A later document would be read by nobody: its variants must not look planned when they are not. (An empty
-    // one, a trailing '---', holds nothing to lose.)
-    std::erase_if(documents, [](const YAML::Node& d) { return d.IsNull(); });
-    SL_REQUIRE(documents.size() <= 1,
-               "{}: holds {} YAML documents separated by '---', but a suite is one document; merge them into one or "
-               "remove the '---' lines",
-               path, documents.size());
-    const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    SL_REQUIRE(in.good() || in.eof(), "suite file '{}' could not be read; check its permissions", path);
+    const YAML::Node root = config::parse_one_document(text.str(), path, "a suite");
     std::vector<YAML::Node> inside;
     check_unique_keys(root, w, inside);
     SL_REQUIRE(root.IsMap(),

@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
+#include "train/run_folder.h"
 #include "train/trainer.h"
 
 namespace sinklab {
@@ -104,12 +105,13 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
 }
 
 RunState inspect_run(const SweepRun& run) {
-    const fs::path dir(run.dir), h5 = dir / "metrics.h5", cfg_file = dir / "config.yaml";
     std::error_code ec;
-    SL_REQUIRE(!fs::exists(dir, ec) || fs::is_directory(dir, ec),
+    SL_REQUIRE(!fs::exists(run.dir, ec) || fs::is_directory(run.dir, ec),
                "{} is a file where the run's folder goes; move it away, or send this suite elsewhere with --set "
                "run.out_dir=DIR",
                run.dir);
+    const std::string state = run_to_continue(run.dir);
+    const fs::path h5 = fs::path(state) / "metrics.h5", cfg_file = fs::path(state) / "config.yaml";
     if (!fs::exists(h5)) return {RunAction::start, 0};
     if (fs::exists(cfg_file)) {
         const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);
@@ -121,7 +123,7 @@ RunState inspect_run(const SweepRun& run) {
     const Dataset steps = RunLogReader(h5.string()).read("train", "step");
     RunState s;
     s.step = steps.data.empty() ? 0 : int64_t(steps.data.back());
-    s.checkpoint_step = latest_checkpoint_step(run.dir);
+    s.checkpoint_step = latest_checkpoint_step(state);
     // Finished means the final checkpoint is there: the last row is logged before it is written, and a kill in
     // between leaves a run that eval and export cannot read at its end.
     const int64_t max_steps = run.config.train.max_steps;
@@ -233,14 +235,11 @@ void write_manifest(const Sweep& sweep) {
     fs::create_directories(sweep.out_dir, ec);
     SL_REQUIRE(!ec, "cannot create the suite folder {}: {}; check run.out_dir and permissions", sweep.out_dir,
                ec.message());
-    // Written aside and renamed over the old one, so that a full disk never leaves a suite folder without it.
-    const fs::path file = fs::path(sweep.out_dir) / "sweep.yaml", tmp = file.string() + ".tmp";
-    write_file_durably(tmp.string(),
-                       std::string("# Written by sinklab sweep. sinklab compare orders a suite folder's table by "
-                                   "variants: (the first is the baseline).\n") +
-                           y.c_str() + "\n");
-    fs::rename(tmp, file, ec);
-    SL_REQUIRE(!ec, "cannot rename {} to {}: {}", tmp.string(), file.string(), ec.message());
+    // Replaced whole, so that a full disk never leaves a suite folder without it.
+    replace_file_durably((fs::path(sweep.out_dir) / "sweep.yaml").string(),
+                         std::string("# Written by sinklab sweep. sinklab compare orders a suite folder's table by "
+                                     "variants: (the first is the baseline).\n") +
+                             y.c_str() + "\n");
 }
 
 std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std::vector<RunState>& states,
@@ -275,6 +274,15 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
             fmt::print(out, "\n{}: {} in {} (sweep: {} elapsed{})\n$ {}\n", tag, action_name(o.action), run.dir,
                        format_duration(elapsed), left, shell_join(argv));
             std::fflush(out);
+            // Only a log this launch wrote is worth naming: a restart that failed before logging leaves the
+            // earlier attempt's log (or --overwrite puts it back).
+            const fs::path log = fs::path(run.dir) / "train.log";
+            const auto log_time = [&log] {
+                std::error_code ec;
+                const fs::file_time_type t = fs::last_write_time(log, ec);
+                return ec ? fs::file_time_type::min() : t;
+            };
+            const fs::file_time_type log_before = log_time();
             const auto t0 = Clock::now();
             const ProcessResult r = opt.launch(argv);
             o.ran = true;
@@ -300,11 +308,11 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
                 fmt::print(out, "sweep interrupted; the same command continues it\n");
                 stop = true;
             } else if (!o.finished && !opt.keep_going) {
-                const fs::path log = fs::path(run.dir) / "train.log";
                 fmt::print(out, "sweep stopped: {} did not finish (--keep-going runs the others anyway); {}\n",
                            run.name,
-                           fs::exists(log) ? "its log is " + log.string()
-                                           : std::string("it stopped before writing a log: its error is above"));
+                           log_time() != log_before
+                               ? "its log is " + log.string()
+                               : std::string("it stopped before writing to its log: its error is above"));
                 stop = true;
             }
         }

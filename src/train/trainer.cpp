@@ -81,6 +81,7 @@ struct Trainer::Impl {
     std::string dir;
     bool lead;  // rank 0 writes files and logs
     std::shared_ptr<spdlog::logger> log;
+    std::string log_failure;  // spdlog's message of the first failed write to train.log
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
     std::unique_ptr<AdamW> optim;
@@ -126,6 +127,18 @@ struct Trainer::Impl {
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");
         log->flush_on(spdlog::level::info);
+        // spdlog only reports a failed write to train.log (a full disk) on stderr and goes on, leaving a hole in the
+        // log: the failure is kept for check_log(), which stops the run in its next step.
+        log->set_error_handler([this](const std::string& message) {
+            if (log_failure.empty()) log_failure = message;
+        });
+    }
+
+    void check_log() const {
+        SL_REQUIRE(log_failure.empty(),
+                   "{}: a write to it failed ({}); free disk space, then continue the run from its last checkpoint "
+                   "with --resume",
+                   (fs::path(dir) / "train.log").string(), log_failure);
     }
 
     // Rank 0: metrics.h5, new or (--resume) truncated to the checkpoint's step.
@@ -141,6 +154,14 @@ struct Trainer::Impl {
             {"world_size", double(comm.world())}, {"tokens_per_step", double(geo.tokens_per_step)}};
         if (resumed) {
             runlog = RunLog::resume(h5, groups, resumed->run_log_step, now_str, now_num);
+            // Rows are synced before each checkpoint; a file that still ends short of it lost them (a copy, a disk
+            // that lied about a sync): the run would go on with a gap in its curves.
+            const int64_t last = runlog->last_step("train");
+            SL_REQUIRE(last == resumed->run_log_step,
+                       "cannot resume: {} ends at step {}, but {} is of step {}: the rows between are lost; resume "
+                       "from a checkpoint of step {} or less (move the newer ones out of checkpoints/), or start over "
+                       "with --overwrite",
+                       h5, last, resume_from, resumed->run_log_step, last);
             return;
         }
         std::vector<std::pair<std::string, std::string>> str_attrs = {
@@ -316,7 +337,7 @@ struct Trainer::Impl {
     void checkpoint(int64_t step) {
         const std::unique_ptr<WholeMoments> moments = optim->gather_moments();
         if (!lead) return;
-        runlog->flush();
+        runlog->sync();
         TrainState s;
         s.step = step;
         s.tokens = tokens_through(step);
@@ -411,6 +432,7 @@ struct Trainer::Impl {
             loss = reduced[0] / comm.world();
             device_communicator(comm, *backend).all_reduce_mean(*backend, model->grads());
             comm_s += std::chrono::duration<double>(Clock::now() - t_comm).count();
+            check_log();  // before an --overwrite's old run goes: the log of the setup may have failed
             commit_start();
             const bool stop = reduced[1] > 0;
             if (stop && !stop_signal) stop_signal = StopSignals::received() ? StopSignals::received() : -1;
@@ -481,6 +503,7 @@ struct Trainer::Impl {
                   comm.world() > 1 ? fmt::format(" | all-reduce {:.1f}% of step time", 100 * comm_s / step_s_total)
                                    : "",
                   dir);
+        check_log();
     }
 
     // Training tokens through step `done`: a resume may have changed the ranks, and with them the tokens per step.

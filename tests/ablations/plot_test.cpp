@@ -58,6 +58,24 @@ TEST_F(PlotTest, ScriptDrawsAPngOfASuite) {
     EXPECT_TRUE(is_png(token8));
 }
 
+// A plot that fails to write (a full disk; a file-size limit here) leaves the earlier plot whole (it was cut to the
+// limit) and no temporary file, and says so in one line (matplotlib's PDF writer raised a second error closing).
+TEST_F(PlotTest, AFailedWriteKeepsTheEarlierPlot) {
+    for (const std::string name : {"out.png", "out.svg", "out.pdf"}) {
+        const fs::path plot = root() / name;
+        ASSERT_TRUE(run_process({"/usr/bin/python3", kPlotScript, suite().string(), "-o", plot.string()}).ok());
+        const std::string earlier = read_file(plot);
+        const CommandResult r =
+            run_command(fmt::format("bash -c \"ulimit -f 4; exec /usr/bin/python3 {} {} -o {}\"", kPlotScript,
+                                    suite().string(), plot.string()));
+        EXPECT_NE(r.rc, 0);
+        EXPECT_EQ(r.out, "plot_runs.py: -o " + plot.string() + ": cannot write it (File too large)\n");
+        EXPECT_TRUE(read_file(plot) == earlier) << name;
+        for (const auto& e : fs::directory_iterator(root()))
+            EXPECT_FALSE(e.path().filename().string().starts_with(".")) << "left behind: " << e.path();
+    }
+}
+
 TEST_F(PlotTest, AFolderWithoutRunsFailsClearly) {
     fs::create_directories(root() / "empty");
     const CommandResult r = run_command(fmt::format("/usr/bin/python3 {} {} -o {}", kPlotScript,

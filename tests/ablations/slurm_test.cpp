@@ -119,6 +119,12 @@ TEST_F(SlurmTest, EachTaskRunsItsRunAndContinuesACutShortOne) {
     int code = 0;
     EXPECT_TRUE(run_task(root(), script, 4, &code).empty());
     EXPECT_EQ(code, 2);
+
+    // A restart killed while it replaced headnorm-s2's run left the old one in .replaced, which train puts back: it is
+    // that run's state that counts (without flags, train put it back and refused to start over it).
+    write_file(root() / "runs/t/headnorm-s2/.replaced/metrics.h5", "cut short before a checkpoint");
+    write_file(root() / "runs/t/headnorm-s2/metrics.h5.partial", "the killed restart's");
+    EXPECT_EQ(run_task(root(), script, 3), expected("headnorm", "headnorm", 2, "--overwrite"));
 }
 
 }  // namespace

@@ -97,6 +97,19 @@ TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     make_run("baseline-s1", 60);
     fs::create_directories(fs::path(run("baseline-s1").dir) / "checkpoints/.step_00000060.tmp");
     EXPECT_EQ(inspect_run(run("baseline-s1")).action, RunAction::restart);
+
+    // A restart killed while it replaced the run: the old run set aside in .replaced, which the next start puts
+    // back, is the state (it read as a new run, and train, started without flags, refused the old run it put back).
+    const fs::path cut = run("headnorm-s1").dir;
+    fs::remove_all(cut);
+    write_run((cut / ".replaced").string(), losses(30), dump_config(run("headnorm-s1").config));
+    write_file(cut / "metrics.h5.partial", "the killed restart's");
+    write_file(cut / "config.yaml", dump_config(run("headnorm-s1").config));
+    const RunState replaced = inspect_run(run("headnorm-s1"));
+    EXPECT_EQ(replaced.action, RunAction::restart);
+    EXPECT_EQ(replaced.step, 30);
+    write_file(cut / ".replaced/checkpoints/step_00000020/state.json", "{}");
+    EXPECT_EQ(inspect_run(run("headnorm-s1")).action, RunAction::resume);
 }
 
 TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
@@ -235,6 +248,7 @@ std::string flag_of(const Strings& argv) {
 
 TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     make_mixed_folders();
+    write_file(fs::path(run("headnorm-s1").dir) / "train.log", "the failed attempt before\n");
     FakeTrain fake{&sweep_, {{"headnorm-s1", ProcessResult{1, 0}}}, {}, {}};
     SweepOptions opt;
     opt.binary = "/bin/sinklab";
@@ -252,7 +266,7 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     EXPECT_EQ(outcomes[3].result, "not run");
     expect_has(text, {"[1/4] baseline-s1: finished before (60 steps), skipped", "[2/4] headnorm-s1: restart in",
                       "$ /bin/sinklab train", "sweep stopped: headnorm-s1 did not finish", "--keep-going",
-                      "it stopped before writing a log: its error is above"});  // the fake train writes no log
+                      "it stopped before writing to its log: its error is above"});  // the fake writes no log
     int unfinished = -1;
     std::string summary = captured([&](std::FILE* f) { unfinished = print_summary(f, sweep_, outcomes); });
     EXPECT_EQ(unfinished, 3);
@@ -273,6 +287,19 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     summary = captured([&](std::FILE* f) { unfinished = print_summary(f, sweep_, outcomes); });
     EXPECT_EQ(unfinished, 1);
     expect_has(summary, {"sweep t: 4 runs in", "headnorm-s1  restart", "exit code 1", "baseline-s2  resume"});
+
+    // A run that failed after writing to its log (here an earlier attempt's, an hour old) is pointed to it.
+    make_mixed_folders();
+    const fs::path log = fs::path(run("headnorm-s1").dir) / "train.log";
+    write_file(log, "the failed attempt before\n");
+    fs::last_write_time(log, fs::last_write_time(log) - std::chrono::hours(1));
+    opt.keep_going = false;
+    opt.launch = [&](const Strings&) {
+        write_file(log, "the failed attempt now\n");
+        return ProcessResult{1, 0};
+    };
+    const std::string logged = captured([&](std::FILE* f) { run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
+    expect_has(logged, {"sweep stopped: headnorm-s1 did not finish", "its log is " + log.string()});
 }
 
 // Interrupted either way, a sweep stops even with --keep-going: Ctrl-C's SIGINT ended the run, or the sweep alone

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 
 #include "cli_util.h"
@@ -59,6 +60,25 @@ TEST(Usage, FileSystemErrorsNameThePath) {
     EXPECT_TRUE(loop.out.starts_with("sinklab: error: " + (dir / "a.yaml") + ": ")) << loop.out;
     EXPECT_NE(loop.out.find("Too many levels of symbolic links"), std::string::npos) << loop.out;
     EXPECT_EQ(loop.out.find("filesystem error"), std::string::npos) << loop.out;
+}
+
+// Output that cannot be written (a full disk: /dev/full here) is an error, not a success with the output cut short;
+// a reader that stops reading (`| head`) is no failure.
+TEST(Usage, UnwritableStandardOutputFails) {
+    const TempDir dir("usage_stdout");
+    write_file(dir / "text.txt", std::string(200000, 'a'));
+    const std::string config = std::string(SINKLAB_SOURCE_DIR) + "/configs/tiny.yaml";
+    for (const std::string& args : {"info " + config, "tokenize --tokenizer bytes " + (dir / "text.txt")}) {
+        const CommandResult full = run_command(fmt::format("{{ {} {} > /dev/full; }}", SINKLAB_BINARY, args));
+        EXPECT_EQ(full.rc, 1) << args;
+        EXPECT_EQ(full.out, "sinklab: error: cannot write the standard output: No space left on device (free space "
+                            "on that file system); its output is incomplete\n")
+            << args;
+        const CommandResult closed =
+            run_command(fmt::format("bash -c 'set -o pipefail; {} {} | head -c 1 > /dev/null'", SINKLAB_BINARY, args));
+        EXPECT_TRUE(closed.rc == 0 || closed.rc == 128 + SIGPIPE) << args << ": " << closed.rc << " " << closed.out;
+        EXPECT_EQ(closed.out, "") << args;
+    }
 }
 
 TEST(Usage, HelpAndVersionExit0) {

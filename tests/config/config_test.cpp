@@ -271,6 +271,9 @@ TEST_F(ConfigErrorTest, SecondYamlDocumentIsRefused) {
     expect_has(load_error("inherit: parent.yaml\n"), {"parent.yaml", "2 YAML documents"});
     // A leading '---' only opens the one document.
     EXPECT_EQ(load_config(write("lead.yaml", "---\ntrain:\n  lr: 2e-3\n")).train.lr, 2e-3f);
+    // A trailing '---' (as YAML writers leave) starts a document that holds nothing to lose, as in a suite file.
+    EXPECT_EQ(load_config(write("trail.yaml", "train:\n  lr: 3e-3\n---\n")).train.lr, 3e-3f);
+    expect_has(load_error("---\n---\n"), {"cfg.yaml", "empty"});
 }
 
 TEST_F(ConfigErrorTest, OneKeySpelledDottedAndNestedIsRefused) {

@@ -38,6 +38,26 @@ TEST(EnsureData, MissingShardsAreAClearErrorByDefault) {
     EXPECT_THROW(ensure_data(d, ModelConfig{}), Error);
 }
 
+// A failed write of the val shard (its folder cannot be made here; a full disk did it) leaves no train shard either:
+// a lone train shard said "made" to the next start, which then found no val shard and told to run prepare.
+TEST(EnsureData, AFailedSyntheticWriteLeavesNothingHalfMade) {
+    test::TempDir dir;
+    DataConfig d = synthetic_config(dir);
+    d.val = dir / "blocked/val_*.bin";
+    test::write_file(dir / "blocked", "a file where the val folder goes");
+    testing::internal::CaptureStderr();
+    EXPECT_THROW(ensure_data(d, ModelConfig{}), std::exception);
+    testing::internal::GetCapturedStderr();
+    EXPECT_FALSE(std::filesystem::exists(dir / "shards/synthetic/train_000000.bin"));
+
+    std::filesystem::remove(dir / "blocked");  // the space freed
+    testing::internal::CaptureStderr();
+    ensure_data(d, ModelConfig{});
+    testing::internal::GetCapturedStderr();
+    EXPECT_TRUE(std::filesystem::exists(dir / "shards/synthetic/train_000000.bin"));
+    EXPECT_TRUE(std::filesystem::exists(dir / "blocked/val_000000.bin"));
+}
+
 TEST(EnsureData, SyntheticDataIsLearnable) {
     test::TempDir dir;
     const DataConfig d = synthetic_config(dir);

@@ -216,6 +216,45 @@ TEST(Prepare, AFailedRerunKeepsThePreviousDataset) {
     EXPECT_EQ(folder_files(dir / "out"), before);
 }
 
+// A prepare killed while it moved a finished dataset into --out left old and new shards mixed without a manifest:
+// train took them without a word and the rerun refused the folder. Now train refuses them, naming the folder, and
+// the rerun finishes the move: the folder ends as one clean prepare leaves it.
+TEST(Prepare, ARerunFinishesTheMoveAKilledPrepareCutShort) {
+    namespace fs = std::filesystem;
+    test::TempDir dir;
+    write_inputs(dir);
+    PrepareOptions opt = options(dir, "out");
+    opt.shard_tokens = 300;  // the old dataset: more shards than the new one
+    prepare(opt);
+    opt.shard_tokens = 700;
+    opt.out_dir = dir / "clean";
+    prepare(opt);
+    const auto clean = folder_files(dir / "clean");
+
+    // The state the kill left: the staging folder whole with its manifest, half of its shards moved already.
+    const fs::path out = dir / "out", staging = out / ".prepare.partial";
+    fs::copy(dir / "clean", staging);
+    fs::remove(out / "manifest.json");
+    int moved = 0;
+    for (const auto& [name, bytes] : clean)
+        if (name != "manifest.json" && moved++ % 2 == 0) fs::rename(staging / name, out / name);
+    try {
+        check_prepared_tokenizer(out / "train_*.bin", "bytes", "data.train");
+        FAIL() << "the mixed shards passed";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("matches shards in " + out.string() + ", where sinklab prepare was "
+                                             "stopped"),
+                  std::string::npos)
+            << e.what();
+    }
+
+    opt.out_dir = out;
+    prepare(opt);
+    EXPECT_EQ(folder_files(out), clean);
+    EXPECT_FALSE(fs::exists(staging));
+    EXPECT_NO_THROW(check_prepared_tokenizer(out / "train_*.bin", "bytes", "data.train"));
+}
+
 // Shards in --out that no manifest of prepare describes (llm.c's scripts name theirs alike) are neither replaced nor
 // removed; a manifest edited by hand only makes prepare write the dataset again.
 TEST(Prepare, ShardsItDidNotWriteAreKept) {
@@ -392,6 +431,10 @@ TEST(Prepare, ShardsAreHeldToTheTokenizerTheirManifestNames) {
     m.erase("options");
     test::write_file(dir / "out/manifest.json", m.dump());
     EXPECT_NO_THROW(check_prepared_tokenizer(glob, "gpt2", "data.train"));
+    // Nor beside a folder named manifest.json (its stream threw an error that named no file).
+    std::filesystem::remove(dir / "out/manifest.json");
+    std::filesystem::create_directory(dir / "out/manifest.json");
+    EXPECT_NO_THROW(check_prepared_tokenizer(glob, "gpt2", "data.train"));
 }
 
 TEST(Prepare, OutputFolderInsideTheInputsIsNoInput) {
@@ -432,7 +475,7 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     test::write_file(dir / "latin1.txt", "caf\xe9 au lait");
     opt.inputs = {dir / "latin1.txt"};
     expect(prepare_error(opt), {dir / "latin1.txt", "invalid UTF-8 at byte 3"});
-    EXPECT_FALSE(std::filesystem::exists(dir / "out/manifest.json"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "out")) << "the --out folder it made stayed, empty";
 
     test::write_file(dir / "sep.txt", "good<|endoftext|>also good<|endoftext|>b\xc3\x28");
     opt.inputs = {dir / "sep.txt"};

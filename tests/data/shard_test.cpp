@@ -1,5 +1,7 @@
 // llm.c shards: written by hand here and read by sinklab, written by sinklab and read by hand here, every corrupt
 // case an error naming the file; SHA-256 against published test vectors and sha256sum.
+#include <sys/stat.h>
+
 #include "core/check.h"
 #include "data/dataloader.h"
 #include "data/sha256.h"
@@ -104,6 +106,10 @@ TEST(Shard, EveryCorruptionIsAnErrorNamingTheFile) {
     bad[63] = 4000000000u;
     test::write_llmc_shard(dir / "range32.bin", bad, false);
     expect("range32.bin", {"token 4000000000 at token offset 63"});
+
+    // A FIFO is refused at once: open() waited for a writer that never came, and the run hung in its setup.
+    ASSERT_EQ(::mkfifo((dir / "fifo.bin").c_str(), 0600), 0);
+    expect("fifo.bin", {"not a regular file"});
 
     const std::string none = loader_error(dir / "nothing_*.bin");
     EXPECT_NE(none.find("no token shard matches '" + (dir / "nothing_*.bin") + "'"), std::string::npos) << none;

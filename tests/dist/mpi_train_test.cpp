@@ -68,22 +68,27 @@ Timed timed(const std::string& cmd) {
 }
 
 // An export started twice by a launcher: the two copies never write the folder at once (the second waits for no
-// one: it is refused, naming the first), and the folder ends with one whole export.
+// one: it is refused, naming the first), and whatever mpirun does to the first when the second fails (it aborts the
+// job), the folder is left to the next export.
 TEST(MpiTraining, TwoExportsIntoOneFolderNeverInterleave) {
     REQUIRE_MPI();
     const TempDir dir("mpi_export");
     ASSERT_EQ(run_sinklab(small_run(dir, "x", 2, "--set attention.variant=standard")).rc, 0);
+    const std::string export_cmd = "export --format hf " + dir / "x";
     for (int attempt = 0; attempt < 3; attempt++) {
-        const CommandResult r = run_command(mpiexec(2, "export --format hf " + dir / "x"));
-        EXPECT_GE(count(r.out, "exported "), 1u) << r.out;
-        if (r.rc != 0) {
+        const CommandResult r = run_command(mpiexec(2, export_cmd));
+        if (r.rc == 0) EXPECT_EQ(count(r.out, "exported "), 2u) << r.out;
+        else
             EXPECT_NE(r.out.find("export folder " + dir / "x/hf is in use by another `sinklab export`"),
                       std::string::npos)
                 << r.out;
-        }
+        EXPECT_EQ(r.out.find("not written by sinklab export"), std::string::npos) << r.out;
         EXPECT_EQ(r.out.find("cannot rename"), std::string::npos) << r.out;
     }
-    EXPECT_TRUE(std::filesystem::exists(dir / "x/hf/model.safetensors"));
+    const CommandResult last = run_sinklab(export_cmd);
+    ASSERT_EQ(last.rc, 0) << last.out;
+    // embed_tokens and norm, and 9 tensors in each of the 2 layers: a whole file.
+    EXPECT_EQ(SafetensorsFile(dir / "x/hf/model.safetensors").tensors().size(), 2u + 2u * 9u);
     EXPECT_FALSE(std::filesystem::exists(dir / "x/hf/model.safetensors.tmp"));
 }
 

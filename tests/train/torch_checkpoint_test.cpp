@@ -104,12 +104,35 @@ TEST(TorchCheckpoint, ExportIntoABusyFolderIsRefused) {
     const TempDir dir("export_busy");
     ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1 --set attention.variant=standard")).rc, 0);
     const FolderLock held(dir / "run/hf", "export folder", "export", "give another --out");
+    // The holder has renamed one of its two files: a look at the folder before the lock would take it for someone
+    // else's export (a refusal that blames the folder, seen under mpirun).
+    std::filesystem::create_directories(dir / "run/hf");
+    write_file(dir / "run/hf/config.json", "{}\n");
     const CommandResult r = run_sinklab(fmt::format("export {} --format hf", dir / "run"));
     EXPECT_NE(r.rc, 0);
     EXPECT_NE(r.out.find("export folder " + dir / "run/hf is in use by another `sinklab export` (pid "),
               std::string::npos)
         << r.out;
     EXPECT_FALSE(std::filesystem::exists(dir / "run/hf/model.safetensors"));
+}
+
+// An export that fails on a full disk (a file-size limit here) takes its temporary files with it (a full-size one
+// stayed) and leaves the earlier export whole.
+TEST(TorchCheckpoint, AFailedExportLeavesTheEarlierOneAndNoTemporaryFile) {
+    const TempDir dir("export_full");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1 --set attention.variant=standard")).rc, 0);
+    const std::string export_cmd = fmt::format("export {} --format hf", dir / "run");
+    ASSERT_EQ(run_sinklab(export_cmd).rc, 0);
+    const std::string earlier = read_file(dir / "run/hf/model.safetensors");
+    const CommandResult r =
+        run_command(fmt::format("bash -c \"ulimit -f 16; exec {} {}\"", SINKLAB_BINARY, export_cmd));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find("File too large"), std::string::npos) << r.out;
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "run/hf")) left.push_back(e.path().filename());
+    std::sort(left.begin(), left.end());
+    EXPECT_EQ(left, (std::vector<std::string>{"config.json", "model.safetensors"}));
+    EXPECT_TRUE(read_file(dir / "run/hf/model.safetensors") == earlier);
 }
 
 TEST(TorchCheckpoint, ExportReplacesOnlyItsOwnEarlierExport) {

@@ -251,6 +251,20 @@ TEST(Training, ASuiteFolderIsNoRunFolder) {
     EXPECT_FALSE(std::filesystem::exists(dir / "s/metrics.h5"));
 }
 
+// A file named checkpoints where the run's checkpoints go is refused at the start: it failed only at the first
+// checkpoint, after training to it, and a resume took the run for one without checkpoints and started over.
+TEST(Training, ACheckpointsFileIsRefusedAtTheStart) {
+    const TempDir dir("train_checkpoints_file");
+    write_file(dir / "x/checkpoints", "not a folder");
+    for (const std::string extra : {"", " --resume"}) {
+        const CommandResult r = run_sinklab(small_run(dir, "x", 2, "--set run.threads=1" + extra));
+        EXPECT_NE(r.rc, 0);
+        EXPECT_NE(r.out.find("run folder " + dir / "x: its entry 'checkpoints' is not a folder"), std::string::npos)
+            << r.out;
+        EXPECT_EQ(r.out.find("step "), std::string::npos) << extra << ": nothing may train: " << r.out;
+    }
+}
+
 // Shards whose prepare manifest names another tokenizer than data.tokenizer would train on ids that mean other
 // text: refused before the run starts, naming the manifest, even when model.vocab_size holds the ids.
 TEST(Training, ShardsMadeWithAnotherTokenizerAreRefused) {
