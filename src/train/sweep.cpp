@@ -256,12 +256,16 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
         const SweepRun& run = sweep.runs[i];
         RunOutcome o;
         o.name = run.name;
-        o.action = states[i].action;
+        RunState state = states[i];
+        // Looked at again just before it would run: a run started by hand may have moved on since the sweep began,
+        // and an --overwrite of what is now a finished run would delete it.
+        if (state.action != RunAction::skip && !stop) state = inspect_run(run);
+        o.action = state.action;
         const std::string tag = fmt::format("[{}/{}] {}", i + 1, sweep.runs.size(), run.name);
         if (o.action == RunAction::skip) {
             o.finished = true;
             o.result = "finished before";
-            fmt::print(out, "{}: finished before ({} steps), skipped\n", tag, states[i].step);
+            fmt::print(out, "{}: finished before ({} steps), skipped\n", tag, state.step);
         } else if (stop) {
             o.result = "not run";
         } else {

@@ -302,6 +302,28 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     expect_has(logged, {"sweep stopped: headnorm-s1 did not finish", "its log is " + log.string()});
 }
 
+// Each run is looked at again just before it would run: baseline-s2, cut short when the sweep began, was finished
+// meanwhile by another process (a run started by hand), so it is skipped, not started again over its result.
+TEST_F(SweepTest, ARunFinishedMeanwhileIsSkipped) {
+    make_mixed_folders();
+    const std::vector<RunState> states = inspect_sweep(sweep_);
+    ASSERT_EQ(states[2].action, RunAction::resume);
+    FakeTrain fake{&sweep_, {}, {}, {}};
+    SweepOptions opt;
+    opt.binary = "/bin/sinklab";
+    opt.launch = [&](const Strings& argv) {
+        make_run("baseline-s2", 60, {60});
+        return fake(argv);
+    };
+    std::vector<RunOutcome> outcomes;
+    const std::string text = captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, states, opt); });
+    ASSERT_EQ(fake.commands.size(), 2u) << text;  // headnorm-s1 and headnorm-s2
+    for (const Strings& argv : fake.commands)
+        EXPECT_EQ(std::count(argv.begin(), argv.end(), "run.name=baseline-s2"), 0) << text;
+    EXPECT_EQ(outcomes[2].result, "finished before");
+    expect_has(text, {"[3/4] baseline-s2: finished before (60 steps), skipped"});
+}
+
 // Interrupted either way, a sweep stops even with --keep-going: Ctrl-C's SIGINT ended the run, or the sweep alone
 // got a stop signal (kill SWEEP_PID), passed it on, and the run checkpointed and exited 0 short of its steps.
 TEST_F(SweepTest, AnInterruptStopsEvenWithKeepGoing) {
