@@ -69,10 +69,7 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
     return changed;
 }
 
-void run_eval(const EvalArgs& a) {
-    const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
-    check_out(out);
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
+void eval_checkpoint(const EvalArgs& a, const std::string& out, const std::string& ckpt) {
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
     const std::vector<std::string> changed =
@@ -124,6 +121,13 @@ void run_eval(const EvalArgs& a) {
     fs::rename(tmp, out);
     fmt::print("eval of {} (step {}) on {}\n{}\nwrote {}{}\n", a.run, step, cfg.data.val, format_eval_table(r, sink),
                out, replaced ? " (replacing the previous one)" : "");
+}
+
+void run_eval(const EvalArgs& a) {
+    const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
+    check_out(out);
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
+    reading_checkpoint(ckpt, [&] { eval_checkpoint(a, out, ckpt); });
 }
 
 }  // namespace

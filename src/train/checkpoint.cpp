@@ -388,4 +388,16 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
     return checkpoint;
 }
 
+void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read) {
+    try {
+        read();
+    } catch (const std::exception& e) {
+        std::error_code ec;
+        if (fs::exists(fs::path(ckpt) / kStateFile, ec)) throw;
+        fail("checkpoint {} was deleted while it was read: a training run still writing this run keeps only its newest "
+             "checkpoints (checkpoint.keep); run the command again, or give --checkpoint one that is kept ({})",
+             ckpt, e.what());
+    }
+}
+
 }  // namespace sinklab

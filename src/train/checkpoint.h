@@ -25,6 +25,7 @@
 // file, a checkpoint that does not match (it never falls back silently to an older one).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,10 @@ std::string latest_checkpoint(const std::string& run_dir);
 int64_t latest_checkpoint_step(const std::string& run_dir);
 // `checkpoint` when given, else the newest of `run_dir`; a clear error when there is none.
 std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint);
+// Runs `read`, which reads the checkpoint `ckpt`. A training run still writing the run deletes its older checkpoints
+// (checkpoint.keep): an error raised once `ckpt` is gone says so, the reader's own in parentheses (alone it read as
+// a damaged checkpoint, with the advice to start the run over).
+void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read);
 
 // Checks every file of a checkpoint folder against the sizes and checksums its state.json recorded; errors
 // name the file (and say how to fall back to an older checkpoint).

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "core/check.h"
+#include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -415,6 +417,35 @@ TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
     const CommandResult again = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(16));
+}
+
+// eval and export read a checkpoint that a training run may rotate away meanwhile (checkpoint.keep): the error then
+// says so, instead of calling the checkpoint damaged and advising to start the run over. An error while the
+// checkpoint is still there is the reader's own.
+TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
+    const TempDir dir("ckpt_vanished");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1")).rc, 0);
+    const std::string ckpt = dir / "run/checkpoints/step_00000002";
+    const auto fails = [](const std::string& why) { return [why] { throw Error(why); }; };
+    EXPECT_NO_THROW(reading_checkpoint(ckpt, [] {}));
+    try {
+        reading_checkpoint(ckpt, fails("the reader's own error"));
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_STREQ(e.what(), "the reader's own error");
+    }
+    try {
+        reading_checkpoint(ckpt, [&] {
+            std::filesystem::remove_all(ckpt);
+            fails("checkpoint has no state.json: it is damaged")();
+        });
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("checkpoint " + ckpt + " was deleted while it was read"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("checkpoint.keep"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("(checkpoint has no state.json: it is damaged)"), std::string::npos) << msg;
+    }
 }
 
 TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {
