@@ -367,7 +367,7 @@ TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
     {
         const auto first = lock("runs/x");
         EXPECT_EQ(first->note(), "");
-        EXPECT_EQ(read_file(file).rfind(fmt::format("pid {} on ", ::getpid()), 0), 0u) << read_file(file);
+        EXPECT_EQ(read_file(file).rfind(fmt::format("train\npid {} on ", ::getpid()), 0), 0u) << read_file(file);
         try {
             lock("runs/x");
             ADD_FAILURE() << "a second lock of runs/x was granted";
@@ -379,6 +379,14 @@ TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
             EXPECT_NE(msg.find("; wait for it to end, or pick another name"), std::string::npos) << msg;
         }
         const auto other = lock("runs/y");  // another run in the same folder of runs
+        // Another command meeting the lock names the holder's command, not its own.
+        try {
+            FolderLock(dir / "runs/x", "export folder", "export", "give another --out");
+            ADD_FAILURE() << "an export into a run's folder being trained was granted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("is in use by another `sinklab train` (pid "), std::string::npos)
+                << e.what();
+        }
     }
     EXPECT_FALSE(std::filesystem::exists(file));
     const auto again = lock("runs/x");
