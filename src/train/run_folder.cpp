@@ -98,6 +98,7 @@ RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir
                "name with --set run.name=NAME",
                dir_);
     finish_unfinished_replace();
+    remove_stale_replacements((d / "config.yaml").string());
     // Else found only at the first checkpoint, after training to it (and a resume saw no checkpoint at all).
     SL_REQUIRE(opt_.overwrite || !fs::exists(d / "checkpoints", ec) || fs::is_directory(d / "checkpoints", ec),
                "run folder {}: its entry 'checkpoints' is not a folder, where the run's checkpoints go; move it away",
