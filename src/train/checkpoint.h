@@ -45,6 +45,7 @@ struct TrainState {
     int64_t run_log_step = 0;     // metrics.h5 holds the rows through this step (flushed before writing)
     int64_t optimizer_steps = 0;  // AdamW's update count (steps minus skipped updates)
     LoaderPosition train_data;    // where the next training batch starts
+    int64_t data_tokens = -1;     // tokens in data.train's shards, whose windows train_data counts; -1: not recorded
     int world_size = 1;
     uint64_t config_hash = 0;
     GuardState guard;

@@ -448,6 +448,26 @@ TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
     }
 }
 
+// A resume whose data.train shards changed since the checkpoint (prepared again, a shard added) is refused, naming
+// both token counts: the data position counts windows of the old shards, and the run went on silently on other data.
+TEST(Resume, ChangedTrainingShardsAreRefused) {
+    const TempDir dir("resume_data");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    std::filesystem::copy_file(dir / "data/train_000000.bin", dir / "data/train_000001.bin");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find("cannot resume from " + dir / "run/checkpoints/step_00000004: data.train '" +
+                         dir / "data/train_*.bin' holds "),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("its shards changed since"), std::string::npos) << r.out;
+    std::filesystem::remove(dir / "data/train_000001.bin");
+    const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
+}
+
 TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {
     const TempDir dir("ckpt_unwritable");
     write_file(dir / "a_file", "not a folder");
