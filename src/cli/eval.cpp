@@ -69,11 +69,17 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
     return changed;
 }
 
-void eval_checkpoint(const EvalArgs& a, const std::string& out, const std::string& ckpt) {
+void run_eval(const EvalArgs& a) {
+    const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
+    check_out(out);
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
-    Config cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
-    const std::vector<std::string> changed =
-        model_changes(load_config(trained_config, {}, nullptr, ConfigUse::eval), cfg, ckpt);
+    Config cfg;
+    std::vector<std::string> changed;
+    reading_checkpoint(ckpt, [&] {
+        cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
+        changed = model_changes(load_config(trained_config, {}, nullptr, ConfigUse::eval), cfg, ckpt);
+    });
     if (!a.data.empty()) cfg.data.val = a.data;
     SL_REQUIRE(!cfg.data.val.empty(),
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
@@ -96,7 +102,8 @@ void eval_checkpoint(const EvalArgs& a, const std::string& out, const std::strin
     }
     const int B = cfg.train.micro_batch, T = cfg.model.seq_len;
     Model model(*backend, cfg, B, T);
-    const int64_t step = load_weights(ckpt, model);
+    int64_t step = 0;
+    reading_checkpoint(ckpt, [&] { step = load_weights(ckpt, model); });
     model.sync_weights();
     SinkMetrics sink(model, cfg);
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
@@ -121,13 +128,6 @@ void eval_checkpoint(const EvalArgs& a, const std::string& out, const std::strin
     fs::rename(tmp, out);
     fmt::print("eval of {} (step {}) on {}\n{}\nwrote {}{}\n", a.run, step, cfg.data.val, format_eval_table(r, sink),
                out, replaced ? " (replacing the previous one)" : "");
-}
-
-void run_eval(const EvalArgs& a) {
-    const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
-    check_out(out);
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
-    reading_checkpoint(ckpt, [&] { eval_checkpoint(a, out, ckpt); });
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ void run(const SweepArgs& a) {
     // One sweep of a suite at a time: a second one decided on the same runs from what it saw at its start.
     std::optional<FolderLock> lock;
     if (!a.dry_run) {
-        lock.emplace(sweep.out_dir, "suite folder", "sweep", "the same command continues the suite once it ends");
+        lock.emplace(sweep.out_dir, "suite folder", "sweep", "run this one with --dry-run to see where it stands");
         if (!lock->note().empty()) fmt::print(stderr, "sinklab sweep: note: {}\n", lock->note());
     }
     const std::vector<RunState> states = inspect_sweep(sweep);

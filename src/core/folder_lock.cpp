@@ -56,6 +56,7 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
                 std::string holder_command, holder_where;
                 std::getline(in, holder_command);
                 std::getline(in, holder_where);
+                if (holder_command.starts_with("pid ")) std::swap(holder_command, holder_where);  // an older sinklab's
                 ::close(fd_);
                 fd_ = -1;
                 fail("{} {} is in use by another {} ({}); wait for it to end, or {}", kind, folder,

@@ -339,7 +339,7 @@ struct Trainer::Impl {
                    step, fmt::join(differ, ", "));
     }
 
-    // Rank 0 flushes the run log (the checkpoint's rows must be on disk first) and writes the checkpoint; every
+    // Rank 0 syncs the run log (the checkpoint's rows must be on disk first) and writes the checkpoint; every
     // rank calls this, for the sharded optimizer's moments are gathered first.
     void checkpoint(int64_t step) {
         const std::unique_ptr<WholeMoments> moments = optim->gather_moments();

@@ -149,6 +149,19 @@ TEST(Resume, AClosedStdoutPipeDoesNotEndTheRun) {
     EXPECT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(30));
     EXPECT_NE(read_file(dir / "run/train.log").find("step     30/"), std::string::npos);
+    // Nor does a terminal that goes away (ssh dropped; writes to it fail with EIO): the finished run exits 0. The
+    // terminal is a pseudo-terminal whose other end closes early in the run.
+    write_file(dir / "hangup.py", "import os, pty, subprocess, sys, time\n"
+                                  "master, slave = pty.openpty()\n"
+                                  "p = subprocess.Popen(sys.argv[1:], stdout=slave, start_new_session=True)\n"
+                                  "os.close(slave)\n"
+                                  "time.sleep(0.2)\n"
+                                  "os.close(master)\n"
+                                  "sys.exit(p.wait())\n");
+    const CommandResult hangup = run_command(fmt::format("/usr/bin/python3 {} {} {}", dir / "hangup.py", SINKLAB_BINARY,
+                                                         small_run(dir, "hangup", 300, "--set run.threads=1")));
+    EXPECT_EQ(hangup.rc, 0) << hangup.out;
+    EXPECT_EQ(column(dir / "hangup/metrics.h5", "train", "step"), steps_1_to(300));
 }
 
 class DamagedCheckpoint : public ::testing::Test {

@@ -1,7 +1,9 @@
 // End-to-end training through the CLI: a tiny model learns a synthetic stream, runs are reproducible,
 // and metrics.h5 holds one row per logged step.
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <cmath>
@@ -389,6 +391,21 @@ TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
         }
     }
     EXPECT_FALSE(std::filesystem::exists(file));
+    {  // A lock held by an older sinklab, whose file holds only where it runs.
+        write_file(file, "pid 99 on oldhost");
+        const int fd = ::open(file.c_str(), O_RDWR);
+        ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+        try {
+            lock("runs/x");
+            ADD_FAILURE() << "a lock held by an older sinklab was granted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("is in use by another sinklab process (pid 99 on oldhost)"),
+                      std::string::npos)
+                << e.what();
+        }
+        ::close(fd);
+        std::filesystem::remove(file);
+    }
     const auto again = lock("runs/x");
     // A lock file that cannot be made (here: a folder has its name; in practice, a parent not ours to write) stops
     // no one: the holder goes on unlocked, and its note says so.
