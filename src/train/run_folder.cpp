@@ -35,8 +35,8 @@ std::string keep_aside(const fs::path& run) {
     return aside.filename().string();
 }
 
-// The set-aside folder (kReplacedRun) once the new run stands, renamed before it is deleted: a deletion cut short must never pass
-// for an old run to put back over the new one.
+// The set-aside folder (kReplacedRun) once the new run stands, renamed before it is deleted: a deletion cut short
+// must never pass for an old run to put back over the new one.
 constexpr const char* kDeleting = ".replaced.deleting";
 
 // The entries of a folder, listed before any of them moves (a folder changed while it is read may skip some).
