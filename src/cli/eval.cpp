@@ -74,9 +74,12 @@ void run_eval(const EvalArgs& a) {
     check_out(out);
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
-    Config cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
-    const std::vector<std::string> changed =
-        model_changes(load_config(trained_config, {}, nullptr, ConfigUse::eval), cfg, ckpt);
+    Config cfg;
+    std::vector<std::string> changed;
+    reading_checkpoint(ckpt, [&] {
+        cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
+        changed = model_changes(load_config(trained_config, {}, nullptr, ConfigUse::eval), cfg, ckpt);
+    });
     if (!a.data.empty()) cfg.data.val = a.data;
     SL_REQUIRE(!cfg.data.val.empty(),
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
@@ -99,7 +102,8 @@ void run_eval(const EvalArgs& a) {
     }
     const int B = cfg.train.micro_batch, T = cfg.model.seq_len;
     Model model(*backend, cfg, B, T);
-    const int64_t step = load_weights(ckpt, model);
+    int64_t step = 0;
+    reading_checkpoint(ckpt, [&] { step = load_weights(ckpt, model); });
     model.sync_weights();
     SinkMetrics sink(model, cfg);
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);

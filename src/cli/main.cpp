@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -60,9 +63,17 @@ void report_file_size_limit() {
     sigaction(SIGXFSZ, &sa, nullptr);
 }
 
+// Started with stdin, stdout or stderr closed (`>&-`), the process would give that number to the next file it opens
+// (a lock file, metrics.h5), and what it prints would go into it.
+void keep_standard_streams_open() {
+    for (int fd = 0; fd <= 2; fd++)
+        if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    keep_standard_streams_open();
     report_file_size_limit();
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
     app.require_subcommand(1);

@@ -2,9 +2,11 @@
 #include "train/sweep.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "core/folder_lock.h"
 #include "core/process.h"
 #include "train/slurm.h"
 
@@ -34,6 +36,12 @@ void print_slurm(const Sweep& sweep, const std::vector<RunState>& states) {
 
 void run(const SweepArgs& a) {
     const Sweep sweep = expand_sweep(load_suite(a.suite), a.overrides);
+    // One sweep of a suite at a time: a second one decided on the same runs from what it saw at its start.
+    std::optional<FolderLock> lock;
+    if (!a.dry_run) {
+        lock.emplace(sweep.out_dir, "suite folder", "sweep", "run this one with --dry-run to see where it stands");
+        if (!lock->note().empty()) fmt::print(stderr, "sinklab sweep: note: {}\n", lock->note());
+    }
     const std::vector<RunState> states = inspect_sweep(sweep);
     const std::vector<std::string> launcher = shell_split(a.launcher, "--launcher");
     if (a.dry_run) return print_dry_run(stdout, sweep, states, launcher, self_exe());

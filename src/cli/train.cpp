@@ -1,4 +1,6 @@
 // sinklab train CONFIG [--set k=v]... [--resume] [--overwrite]
+#include <cstdio>
+
 #include "cli/commands.h"
 #include "cli/config_args.h"
 #include "train/stop_signal.h"
@@ -25,6 +27,10 @@ void add_train(CLI::App& app) {
         const Config cfg = load_config(args->path, args->overrides);
         Trainer trainer(cfg, *opt, comm);
         trainer.run();
+        // The run's record is train.log; its copy on the console may go (a terminal closed, stdout closed) without
+        // failing a finished run at exit.
+        std::fflush(stdout);
+        std::clearerr(stdout);
     });
 }
 

@@ -36,6 +36,11 @@ void check_standard_output(bool ok, int err) {
                err != 0 ? why(err) : std::string("an earlier write failed"));
 }
 
+// The name of replace_file_durably's temporary file for `target`, less the pid.
+std::string replacement_prefix(const std::filesystem::path& target) {
+    return fmt::format(".{}.tmp", target.filename().string());
+}
+
 }  // namespace
 
 FileWriter::FileWriter(std::string path) : path_(std::move(path)) {
@@ -79,7 +84,7 @@ void write_file_durably(const std::string& path, const std::string& text) {
 void replace_file_durably(const std::string& path, const std::string& text) {
     namespace fs = std::filesystem;
     const fs::path target(path), dir = target.parent_path();
-    const fs::path tmp = dir / fmt::format(".{}.tmp{}", target.filename().string(), ::getpid());
+    const fs::path tmp = dir / fmt::format("{}{}", replacement_prefix(target), ::getpid());
     try {
         write_file_durably(tmp.string(), text);
         std::error_code ec;
@@ -103,6 +108,15 @@ void flush_standard_output() {
     errno = 0;
     const bool flushed = std::fflush(stdout) == 0;
     check_standard_output(flushed && !std::ferror(stdout), errno);
+}
+
+void remove_stale_replacements(const std::string& path) {
+    namespace fs = std::filesystem;
+    const fs::path target(path), dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+    const std::string prefix = replacement_prefix(target);
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+        if (entry.path().filename().string().starts_with(prefix)) fs::remove(entry.path(), ec);
 }
 
 void sync_dir(const std::string& dir) {

@@ -40,6 +40,9 @@ void write_file_durably(const std::string& path, const std::string& text);
 // it, the rename made durable too. A failure (a full disk) leaves the earlier file whole, or none, never a cut one,
 // and removes the temporary file.
 void replace_file_durably(const std::string& path, const std::string& text);
+// Removes the temporary files of replace_file_durably(path, ...) that a killed process left beside `path`. Only
+// for a caller that holds the folder (its lock): another process may be writing one.
+void remove_stale_replacements(const std::string& path);
 // Standard output that cannot be written (a full disk) throws an Error with the reason: a command's printed result
 // must not end cut short while the command reports success. A reader that went away (EPIPE: `| head`) wants
 // nothing more, which is no failure.

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "core/check.h"
 
@@ -52,13 +51,17 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
             const int err = errno;
             if (err == EWOULDBLOCK) {
+                // The holder's command, then where it runs; empty while the holder has not yet written them.
                 std::ifstream in(path_);
-                std::stringstream holder;
-                holder << in.rdbuf();
+                std::string holder_command, holder_where;
+                std::getline(in, holder_command);
+                std::getline(in, holder_where);
+                if (holder_command.starts_with("pid ")) std::swap(holder_command, holder_where);  // an older sinklab's
                 ::close(fd_);
                 fd_ = -1;
-                fail("{} {} is in use by another `sinklab {}` ({}); wait for it to end, or {}", kind, folder, command,
-                     holder.str().empty() ? "starting" : holder.str(), advice);
+                fail("{} {} is in use by another {} ({}); wait for it to end, or {}", kind, folder,
+                     holder_command.empty() ? "sinklab process" : fmt::format("`sinklab {}`", holder_command),
+                     holder_where.empty() ? "starting" : holder_where, advice);
             }
             note_ = unlocked("locked here", err);
             return;
@@ -70,7 +73,7 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
         ::close(fd_);
     }
     // Only for another start's message: nothing else depends on it.
-    const std::string who = fmt::format("pid {} on {}", ::getpid(), host_name());
+    const std::string who = fmt::format("{}\npid {} on {}", command, ::getpid(), host_name());
     if (::ftruncate(fd_, 0) == 0) (void)!::write(fd_, who.data(), who.size());
 }
 

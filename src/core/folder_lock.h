@@ -11,7 +11,7 @@ class FolderLock {
 public:
     // Locks `folder` through the hidden file .NAME.lock beside it (the folder itself may not exist yet), creating
     // the parent folder if needed. Throws sinklab::Error naming the holder when another process holds it: "{kind}
-    // {folder} is in use by another `sinklab {command}` (pid ... on host); wait for it to end, or {advice}".
+    // {folder} is in use by another `sinklab {its command}` (pid ... on host); wait for it to end, or {advice}".
     // Where the lock file cannot be made (the folder above is not writable) or the file system has no flock (some
     // network mounts), the process goes on unlocked, and note() says so.
     FolderLock(const std::string& folder, const std::string& kind, const std::string& command,

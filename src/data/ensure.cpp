@@ -94,9 +94,18 @@ void build_corpus(const DataConfig& data, const std::string& why) {
                cache, data.tokenizer, data.train);
 }
 
+// The folder where data/fetch_corpus.sh prepares the default corpus for `tokenizer`.
+std::filesystem::path corpus_folder(const std::string& tokenizer) {
+    return std::filesystem::absolute(cache_dir()) / "shards" / ("corpus-" + tokenizer);
+}
+
 void make_missing(const DataConfig& data, const ModelConfig& model) {
-    // The corpus is made by prepare, whose rerun finishes a move of the shards that a kill cut short.
-    if (data.missing == "corpus" && !interrupted_prepare(data.train).empty())
+    // The corpus is made by prepare, whose rerun finishes a move of the shards that a kill cut short. (The mixed
+    // shards of any other prepare are refused: its command is the user's.)
+    const std::string mixed = interrupted_prepare(data.train);
+    std::error_code ec;
+    if (data.missing == "corpus" && !mixed.empty() &&
+        std::filesystem::equivalent(mixed, corpus_folder(data.tokenizer), ec))
         return build_corpus(data, "matches shards that an interrupted prepare left mixed");
     if (!glob_files(data.train).empty()) return;
     if (data.missing == "synthetic") return make_synthetic(data, model);

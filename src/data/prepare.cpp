@@ -414,9 +414,9 @@ void check_replaceable(const fs::path& out_dir) {
 fs::path staging_of(const fs::path& out_dir) { return out_dir / ".prepare.partial"; }
 
 // Moves the complete new dataset from `staging` into `out_dir`, replacing the old one: its manifest goes first
-// (it no longer describes the shards), then each new shard replaces its namesake, then the new manifest appears,
-// and the old shards the new dataset has no namesake for go last. Every step can be done again, so a prepare killed
-// on the way finishes the move at its next start; until then no manifest marks the mixed shards as made.
+// (it no longer describes the shards), then each new shard replaces its namesake, the old shards the new dataset has
+// no namesake for go, and the new manifest comes last. Every step can be done again, so a prepare killed on the way
+// finishes the move at its next start; until then the staging folder's manifest marks the shards as mixed.
 void publish(const fs::path& staging, const fs::path& out_dir) {
     std::set<std::string> fresh = {"manifest.json"};
     for (const nlohmann::json& shard : listed_shards(read_prepare_manifest(staging / "manifest.json")))
@@ -426,11 +426,11 @@ void publish(const fs::path& staging, const fs::path& out_dir) {
         const std::string name = entry.path().filename().string();
         if (name != "manifest.json") fs::rename(entry.path(), out_dir / name);
     }
-    fs::rename(staging / "manifest.json", out_dir / "manifest.json");
     for (const auto& entry : fs::directory_iterator(out_dir)) {
         const std::string name = entry.path().filename().string();
         if (entry.is_regular_file() && is_output_name(name) && !fresh.contains(name)) fs::remove(entry.path());
     }
+    fs::rename(staging / "manifest.json", out_dir / "manifest.json");
     fs::remove(staging);
     sync_dir(out_dir.string());
 }

@@ -386,6 +386,7 @@ std::unique_ptr<RunLog> RunLog::resume(const std::string& path, const std::vecto
     }
     SL_REQUIRE(!error, "cannot resume {}: copying it to {} failed ({}); check free disk space", path, copy,
                error.message());
+    h5::Id writer;
     try {
         h5::Id file(h5::check(H5Fopen(copy.c_str(), H5F_ACC_RDWR, h5::file_access(true).get()),
                               "cannot resume: {} is damaged beyond repair; move it away and start a new run", path),
@@ -402,17 +403,20 @@ std::unique_ptr<RunLog> RunLog::resume(const std::string& path, const std::vecto
             fail("cannot resume: {}; the file is damaged: move it away and start a new run", e.what());
         }
         h5::check(file.close(), "cannot resume {}: writing {} failed; check free disk space", path, copy);
+        // In SWMR mode before it takes the run log's name, as a new run log is: a reader that opened it between the
+        // rename and this open (sinklab compare, h5py) held a lock that failed this open.
+        const unsigned swmr_write = H5F_ACC_RDWR | H5F_ACC_SWMR_WRITE;
+        writer = h5::Id(h5::check(H5Fopen(copy.c_str(), swmr_write, h5::file_access(false).get()),
+                                  "cannot resume: {} cannot be opened for writing", copy),
+                        H5Fclose);
+        fs::rename(copy, path, error);
+        SL_REQUIRE(!error, "cannot resume {}: renaming {} over it failed ({})", path, copy, error.message());
     } catch (...) {
+        writer.reset();
         fs::remove(copy, error);
         throw;
     }
-    fs::rename(copy, path, error);
-    SL_REQUIRE(!error, "cannot resume {}: renaming {} over it failed ({})", path, copy, error.message());
-
-    h5::Id file(h5::check(H5Fopen(path.c_str(), H5F_ACC_RDWR | H5F_ACC_SWMR_WRITE, h5::file_access(false).get()),
-                          "cannot resume: {} cannot be opened for writing; is another run writing it?", path),
-                H5Fclose);
-    return std::unique_ptr<RunLog>(new RunLog(std::make_unique<State>(path, std::move(file), groups)));
+    return std::unique_ptr<RunLog>(new RunLog(std::make_unique<State>(path, std::move(writer), groups)));
 }
 
 void RunLog::append(const std::string& group, const std::vector<RowValue>& row) {

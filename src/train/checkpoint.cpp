@@ -183,7 +183,8 @@ std::string encode_state(const TrainState& s) {
               {"tokens", s.tokens},
               {"run_log_step", s.run_log_step},
               {"optimizer_steps", s.optimizer_steps},
-              {"train_data", {{"epoch", s.train_data.epoch}, {"cursor", s.train_data.cursor}}},
+              {"train_data",
+               {{"epoch", s.train_data.epoch}, {"cursor", s.train_data.cursor}, {"tokens", s.data_tokens}}},
               {"world_size", s.world_size},
               {"config_hash", fmt::format("{:016x}", s.config_hash)},
               {"guard",
@@ -214,6 +215,8 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         s.optimizer_steps = whole(j.at("optimizer_steps"), "optimizer_steps", 0, kMost);
         s.train_data.epoch = uint64_t(whole(j.at("train_data").at("epoch"), "epoch", 0, kMost));
         s.train_data.cursor = uint64_t(whole(j.at("train_data").at("cursor"), "cursor", 0, kMost));
+        const json& data = j.at("train_data");
+        s.data_tokens = data.contains("tokens") ? whole(data.at("tokens"), "train_data.tokens", -1, kMost) : -1;
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
@@ -386,6 +389,18 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
                "--checkpoint {}: the folder holds no {}, so it is no checkpoint; give a checkpoint folder, e.g. {}",
                checkpoint, kStateFile, example);
     return checkpoint;
+}
+
+void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read) {
+    try {
+        read();
+    } catch (const std::exception& e) {
+        std::error_code ec;
+        if (fs::exists(fs::path(ckpt) / kStateFile, ec)) throw;
+        fail("checkpoint {} was deleted while it was read: a training run still writing this run keeps only its newest "
+             "checkpoints (checkpoint.keep); run the command again, or give --checkpoint one that is kept ({})",
+             ckpt, e.what());
+    }
 }
 
 }  // namespace sinklab

@@ -25,6 +25,7 @@
 // file, a checkpoint that does not match (it never falls back silently to an older one).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,9 +42,10 @@ struct TrainState {
     int64_t step = 0;             // optimizer steps done
     int64_t tokens = 0;           // training tokens through `step` (the tokens per step change with the ranks);
                                   // -1 when read from a checkpoint of a sinklab that did not record them
-    int64_t run_log_step = 0;     // metrics.h5 holds the rows through this step (flushed before writing)
+    int64_t run_log_step = 0;     // metrics.h5 holds the rows through this step (synced before writing)
     int64_t optimizer_steps = 0;  // AdamW's update count (steps minus skipped updates)
     LoaderPosition train_data;    // where the next training batch starts
+    int64_t data_tokens = -1;     // tokens in data.train's shards, whose windows train_data counts; -1: not recorded
     int world_size = 1;
     uint64_t config_hash = 0;
     GuardState guard;
@@ -64,6 +66,10 @@ std::string latest_checkpoint(const std::string& run_dir);
 int64_t latest_checkpoint_step(const std::string& run_dir);
 // `checkpoint` when given, else the newest of `run_dir`; a clear error when there is none.
 std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint);
+// Runs `read`, which reads the checkpoint `ckpt`. A training run still writing the run deletes its older checkpoints
+// (checkpoint.keep): an error raised once `ckpt` is gone says so, the reader's own in parentheses (alone it read as
+// a damaged checkpoint, with the advice to start the run over).
+void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read);
 
 // Checks every file of a checkpoint folder against the sizes and checksums its state.json recorded; errors
 // name the file (and say how to fall back to an older checkpoint).

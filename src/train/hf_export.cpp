@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
@@ -98,8 +99,14 @@ std::string hf_llama_refusal(const Config& cfg) {
 }
 
 void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite) {
-    verify_checkpoint(checkpoint);
-    const Config cfg = checkpoint_config(checkpoint, ConfigUse::eval);
+    Config cfg;
+    std::optional<SafetensorsFile> mapped;  // mapped now: it stays readable when a rotation deletes the checkpoint
+    reading_checkpoint(checkpoint, [&] {
+        verify_checkpoint(checkpoint);
+        cfg = checkpoint_config(checkpoint, ConfigUse::eval);
+        mapped.emplace((fs::path(checkpoint) / "model.safetensors").string());
+    });
+    const SafetensorsFile& ckpt = *mapped;
     const std::string why = hf_llama_refusal(cfg);
     SL_REQUIRE(why.empty(), "cannot export {} as a Hugging Face Llama: {}; only standard attention without QK-norm "
                "or interventions maps onto LlamaForCausalLM",
@@ -112,7 +119,6 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
     const ModelConfig& m = cfg.model;
     const int H = m.n_head, Hkv = m.kv_heads(), hd = m.head_dim();
     const int64_t C = m.d_model, F = m.d_ff;
-    const SafetensorsFile ckpt((fs::path(checkpoint) / "model.safetensors").string());
     const ParamTable table(cfg);
     auto get = [&](const std::string& name) -> const StoredTensor& {
         const ParamInfo& p = table.get(name);

@@ -35,11 +35,8 @@ std::string keep_aside(const fs::path& run) {
     return aside.filename().string();
 }
 
-// --overwrite moves the old run's entries into this folder of the run folder (a rename each: atomic, and no disk
-// space needed) and deletes it only once the new run stands, so that a start that fails can put them back.
-// Found by a later start, it is an old run whose replacing start was killed (or could not put it back).
-// The set-aside folder once the new run stands, renamed before it is deleted: a deletion cut short must never pass
-// for an old run to put back over the new one.
+// The set-aside folder (kReplacedRun) once the new run stands, renamed before it is deleted: a deletion cut short
+// must never pass for an old run to put back over the new one.
 constexpr const char* kDeleting = ".replaced.deleting";
 
 // The entries of a folder, listed before any of them moves (a folder changed while it is read may skip some).
@@ -80,10 +77,10 @@ std::string message_of(const std::exception_ptr& failure) {
 
 }  // namespace
 
-std::string run_to_continue(const std::string& dir) {
+std::string run_entry(const std::string& dir, const std::string& name) {
     std::error_code ec;
-    const fs::path aside = fs::path(dir) / kReplacedRun;
-    return fs::is_directory(aside, ec) ? aside.string() : dir;
+    const fs::path aside = fs::path(dir) / kReplacedRun / name;
+    return (fs::exists(aside, ec) ? aside : fs::path(dir) / name).string();
 }
 
 RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir), opt_(opt) {
@@ -98,6 +95,7 @@ RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir
                "name with --set run.name=NAME",
                dir_);
     finish_unfinished_replace();
+    remove_stale_replacements((d / "config.yaml").string());
     // Else found only at the first checkpoint, after training to it (and a resume saw no checkpoint at all).
     SL_REQUIRE(opt_.overwrite || !fs::exists(d / "checkpoints", ec) || fs::is_directory(d / "checkpoints", ec),
                "run folder {}: its entry 'checkpoints' is not a folder, where the run's checkpoints go; move it away",

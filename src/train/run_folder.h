@@ -14,13 +14,15 @@
 
 namespace sinklab {
 
-// Where an --overwrite start sets the old run aside, inside the run folder, until the new run stands. A start killed
-// meanwhile leaves it there, and the next start puts it back.
+// Where an --overwrite start sets the old run aside, inside the run folder: its entries moved one rename each
+// (atomic, and no disk space needed), deleted only once the new run stands, so that a start that fails can put
+// them back. A start killed meanwhile leaves it there, and the next start puts it back.
 constexpr const char* kReplacedRun = ".replaced";
 
-// The folder holding the run that the next start of `dir` continues: `dir`, or the old run set aside there by a
-// start killed while replacing it.
-std::string run_to_continue(const std::string& dir);
+// The run's entry `name` (metrics.h5, config.yaml, checkpoints) as the next start of `dir` will find it: in the old
+// run set aside there by a start killed while replacing it (moved one entry at a time; the next start puts them
+// back first), else in `dir`.
+std::string run_entry(const std::string& dir, const std::string& name);
 
 class RunFolder {
 public:

@@ -59,12 +59,13 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
                      n - 1);
     t += "esac\n";
     t += "flags=()\n";
-    t += fmt::format("run=$dir\n[[ -d $dir/{0} ]] && run=$dir/{0}  # an old run a killed restart set aside, put back "
-                     "first\n",
+    // Each entry where train will find it: in the old run a killed restart set aside, which it puts back first.
+    t += fmt::format("ckpts=$dir/checkpoints; [[ -e $dir/{0}/checkpoints ]] && ckpts=$dir/{0}/checkpoints\n",
                      kReplacedRun);
-    t += "if [[ -n $(ls -A \"$run/checkpoints\" 2>/dev/null) ]]; then\n";
+    t += fmt::format("h5=$dir/metrics.h5; [[ -e $dir/{0}/metrics.h5 ]] && h5=$dir/{0}/metrics.h5\n", kReplacedRun);
+    t += "if [[ -n $(ls -A \"$ckpts\" 2>/dev/null) ]]; then\n";
     t += "  flags=(--resume)     # requeued or resubmitted: continue from the newest checkpoint\n";
-    t += "elif [[ -e $run/metrics.h5 ]]; then\n";
+    t += "elif [[ -e $h5 ]]; then\n";
     t += "  flags=(--overwrite)  # cut short before its first checkpoint: start it again\n";
     t += "fi\n";
     for (const std::string& line : s.slurm.setup) t += line + "\n";

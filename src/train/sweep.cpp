@@ -110,8 +110,7 @@ RunState inspect_run(const SweepRun& run) {
                "{} is a file where the run's folder goes; move it away, or send this suite elsewhere with --set "
                "run.out_dir=DIR",
                run.dir);
-    const std::string state = run_to_continue(run.dir);
-    const fs::path h5 = fs::path(state) / "metrics.h5", cfg_file = fs::path(state) / "config.yaml";
+    const fs::path h5 = run_entry(run.dir, "metrics.h5"), cfg_file = run_entry(run.dir, "config.yaml");
     if (!fs::exists(h5)) return {RunAction::start, 0};
     if (fs::exists(cfg_file)) {
         const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);
@@ -123,7 +122,7 @@ RunState inspect_run(const SweepRun& run) {
     const Dataset steps = RunLogReader(h5.string()).read("train", "step");
     RunState s;
     s.step = steps.data.empty() ? 0 : int64_t(steps.data.back());
-    s.checkpoint_step = latest_checkpoint_step(state);
+    s.checkpoint_step = latest_checkpoint_step(fs::path(run_entry(run.dir, "checkpoints")).parent_path().string());
     // Finished means the final checkpoint is there: the last row is logged before it is written, and a kill in
     // between leaves a run that eval and export cannot read at its end.
     const int64_t max_steps = run.config.train.max_steps;
@@ -235,7 +234,9 @@ void write_manifest(const Sweep& sweep) {
     fs::create_directories(sweep.out_dir, ec);
     SL_REQUIRE(!ec, "cannot create the suite folder {}: {}; check run.out_dir and permissions", sweep.out_dir,
                ec.message());
-    // Replaced whole, so that a full disk never leaves a suite folder without it.
+    // Replaced whole, so that a full disk never leaves a suite folder without it. (The suite lock makes what a
+    // killed sweep left of an earlier replacement safe to remove.)
+    remove_stale_replacements((fs::path(sweep.out_dir) / "sweep.yaml").string());
     replace_file_durably((fs::path(sweep.out_dir) / "sweep.yaml").string(),
                          std::string("# Written by sinklab sweep. sinklab compare orders a suite folder's table by "
                                      "variants: (the first is the baseline).\n") +
@@ -256,12 +257,27 @@ std::vector<RunOutcome> run_sweep(std::FILE* out, const Sweep& sweep, const std:
         const SweepRun& run = sweep.runs[i];
         RunOutcome o;
         o.name = run.name;
-        o.action = states[i].action;
+        RunState state = states[i];
         const std::string tag = fmt::format("[{}/{}] {}", i + 1, sweep.runs.size(), run.name);
-        if (o.action == RunAction::skip) {
+        // Looked at again just before it would run: a run started by hand may have moved on since the sweep began,
+        // and an --overwrite of what is now a finished run would delete it.
+        std::string changed;
+        if (state.action != RunAction::skip && !stop) {
+            try {
+                state = inspect_run(run);
+            } catch (const Error& e) {
+                changed = e.what();
+            }
+        }
+        o.action = state.action;
+        if (!changed.empty()) {
+            o.result = "its folder changed since the sweep began: " + changed;
+            fmt::print(out, "{}: {}\n", tag, o.result);
+            if (!opt.keep_going) stop = true;
+        } else if (o.action == RunAction::skip) {
             o.finished = true;
             o.result = "finished before";
-            fmt::print(out, "{}: finished before ({} steps), skipped\n", tag, states[i].step);
+            fmt::print(out, "{}: finished before ({} steps), skipped\n", tag, state.step);
         } else if (stop) {
             o.result = "not run";
         } else {

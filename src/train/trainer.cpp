@@ -293,6 +293,13 @@ struct Trainer::Impl {
         text.resize(n);
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
+        // The data position counts windows of data.train's shards: other shards (prepared again since, files added
+        // or removed) would continue the run on other data from a meaningless place.
+        SL_REQUIRE(s.data_tokens < 0 || s.data_tokens == train_data->tokens(),
+                   "cannot resume from {}: data.train '{}' holds {} tokens now, but the run trained on {}: its shards "
+                   "changed since (prepared again, files added or removed); restore them, or start a new run "
+                   "(another run.name)",
+                   resume_from, cfg.data.train, train_data->tokens(), s.data_tokens);
         if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);
         device.broadcast(*backend, model->truth(), 0);
@@ -332,7 +339,7 @@ struct Trainer::Impl {
                    step, fmt::join(differ, ", "));
     }
 
-    // Rank 0 flushes the run log (the checkpoint's rows must be on disk first) and writes the checkpoint; every
+    // Rank 0 syncs the run log (the checkpoint's rows must be on disk first) and writes the checkpoint; every
     // rank calls this, for the sharded optimizer's moments are gathered first.
     void checkpoint(int64_t step) {
         const std::unique_ptr<WholeMoments> moments = optim->gather_moments();
@@ -344,6 +351,7 @@ struct Trainer::Impl {
         s.run_log_step = step;
         s.optimizer_steps = optim->steps_taken();
         s.train_data = train_data->position();
+        s.data_tokens = train_data->tokens();
         s.world_size = comm.world();
         s.config_hash = config_hash(cfg);
         s.guard = guard.state();

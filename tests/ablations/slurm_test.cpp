@@ -125,6 +125,10 @@ TEST_F(SlurmTest, EachTaskRunsItsRunAndContinuesACutShortOne) {
     write_file(root() / "runs/t/headnorm-s2/.replaced/metrics.h5", "cut short before a checkpoint");
     write_file(root() / "runs/t/headnorm-s2/metrics.h5.partial", "the killed restart's");
     EXPECT_EQ(run_task(root(), script, 3), expected("headnorm", "headnorm", 2, "--overwrite"));
+    // Killed while it set the old run aside, one entry at a time: its checkpoints moved, its metrics.h5 not yet.
+    fs::rename(root() / "runs/t/headnorm-s2/.replaced/metrics.h5", root() / "runs/t/headnorm-s2/metrics.h5");
+    write_file(root() / "runs/t/headnorm-s2/.replaced/checkpoints/step_000030.bin", "x");
+    EXPECT_EQ(run_task(root(), script, 3), expected("headnorm", "headnorm", 2, "--resume"));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "ablation_fixture.h"
 #include "cli_util.h"
 #include "config/config.h"
+#include "core/folder_lock.h"
 #include "metrics/runlog_reader.h"
 #include "train/sweep.h"
 
@@ -76,6 +77,23 @@ variants:
     const CommandResult changed = run_sinklab("sweep --set train.max_steps=8 " + suite);  // --set before the suite too
     EXPECT_EQ(changed.rc, 1);
     expect_has(changed.out, {"4 run folders cannot be continued", "train.max_steps 6 vs 8", "nothing was run"});
+}
+
+// A second sweep of a suite while one runs is refused, naming the first: it decided on the same runs from what it saw
+// at its start (and ran --overwrite over a run the first had finished meanwhile). --dry-run only looks.
+TEST(SweepEndToEnd, ASecondSweepOfTheSuiteIsRefused) {
+    const TempDir tmp("sweep_twice");
+    const fs::path dir = tmp.path();
+    const std::string suite = (dir / "suite.yaml").string();
+    write_file(suite, fmt::format("base: {}/configs/tiny.yaml\nname: twice\nseeds: [1]\nset:\n  run: {{out_dir: {}}}\n"
+                                  "variants:\n  - name: standard\n",
+                                  SINKLAB_SOURCE_DIR, (dir / "runs").string()));
+    const FolderLock first((dir / "runs/twice").string(), "suite folder", "sweep", "wait");
+    const CommandResult second = run_sinklab("sweep " + suite);
+    EXPECT_EQ(second.rc, 1) << second.out;
+    expect_has(second.out, {"suite folder " + (dir / "runs/twice").string() + " is in use by another `sinklab sweep`"});
+    EXPECT_FALSE(fs::exists(dir / "runs/twice/sweep.yaml"));
+    EXPECT_EQ(run_sinklab("sweep " + suite + " --dry-run").rc, 0);
 }
 
 }  // namespace

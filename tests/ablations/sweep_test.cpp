@@ -110,6 +110,9 @@ TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     EXPECT_EQ(replaced.step, 30);
     write_file(cut / ".replaced/checkpoints/step_00000020/state.json", "{}");
     EXPECT_EQ(inspect_run(run("headnorm-s1")).action, RunAction::resume);
+    // Killed while it set the old run aside, one entry at a time: metrics.h5 not moved yet.
+    fs::rename(cut / ".replaced/metrics.h5", cut / "metrics.h5");
+    EXPECT_EQ(inspect_run(run("headnorm-s1")).action, RunAction::resume);
 }
 
 TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
@@ -300,6 +303,56 @@ TEST_F(SweepTest, StopsAtTheFirstFailureUnlessKeepGoing) {
     };
     const std::string logged = captured([&](std::FILE* f) { run_sweep(f, sweep_, inspect_sweep(sweep_), opt); });
     expect_has(logged, {"sweep stopped: headnorm-s1 did not finish", "its log is " + log.string()});
+}
+
+// Each run is looked at again just before it would run: baseline-s2, cut short when the sweep began, was finished
+// meanwhile by another process (a run started by hand), so it is skipped, not started again over its result.
+TEST_F(SweepTest, ARunFinishedMeanwhileIsSkipped) {
+    make_mixed_folders();
+    const std::vector<RunState> states = inspect_sweep(sweep_);
+    ASSERT_EQ(states[2].action, RunAction::resume);
+    FakeTrain fake{&sweep_, {}, {}, {}};
+    SweepOptions opt;
+    opt.binary = "/bin/sinklab";
+    opt.launch = [&](const Strings& argv) {
+        make_run("baseline-s2", 60, {60});
+        return fake(argv);
+    };
+    std::vector<RunOutcome> outcomes;
+    const std::string text = captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, states, opt); });
+    ASSERT_EQ(fake.commands.size(), 2u) << text;  // headnorm-s1 and headnorm-s2
+    for (const Strings& argv : fake.commands)
+        EXPECT_EQ(std::count(argv.begin(), argv.end(), "run.name=baseline-s2"), 0) << text;
+    EXPECT_EQ(outcomes[2].result, "finished before");
+    expect_has(text, {"[3/4] baseline-s2: finished before (60 steps), skipped"});
+}
+
+// A run folder that another process changed so that it cannot be continued (here: another config) fails that run
+// with the reason, as any failed run: the sweep stops unless --keep-going, and its summary still comes.
+TEST_F(SweepTest, ARunFolderChangedMeanwhileFailsThatRun) {
+    make_mixed_folders();
+    const std::vector<RunState> states = inspect_sweep(sweep_);
+    FakeTrain fake{&sweep_, {}, {}, {}};
+    Config other = run("baseline-s2").config;
+    other.train.lr *= 2;
+    SweepOptions opt;
+    opt.binary = "/bin/sinklab";
+    opt.launch = [&](const Strings& argv) {
+        write_file(fs::path(run("baseline-s2").dir) / "config.yaml", dump_config(other));
+        return fake(argv);
+    };
+    for (const bool keep_going : {false, true}) {
+        make_mixed_folders();
+        fake.commands.clear();
+        opt.keep_going = keep_going;
+        std::vector<RunOutcome> outcomes;
+        const std::string text = captured([&](std::FILE* f) { outcomes = run_sweep(f, sweep_, states, opt); });
+        EXPECT_FALSE(outcomes[2].finished);
+        EXPECT_EQ(outcomes[2].result.rfind("its folder changed since the sweep began: ", 0), 0u) << outcomes[2].result;
+        expect_has(text, {"[3/4] baseline-s2: its folder changed since the sweep began", "train.lr"});
+        EXPECT_EQ(fake.commands.size(), keep_going ? 2u : 1u) << text;
+        EXPECT_EQ(outcomes[3].result == "not run", !keep_going) << outcomes[3].result;
+    }
 }
 
 // Interrupted either way, a sweep stops even with --keep-going: Ctrl-C's SIGINT ended the run, or the sweep alone

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <string>
@@ -56,6 +57,18 @@ TEST(ReplaceFileDurably, AFailedWriteLeavesTheEarlierFileWhole) {
     replace_file_durably(path, "the new report\n");
     EXPECT_EQ(read_file(path), "the new report\n");
     EXPECT_EQ(entries(dir.path()), std::vector<std::string>{"report.md"});
+}
+
+// What a killed writer left (its pid in the name) goes; nothing else does.
+TEST(ReplaceFileDurably, StaleTemporaryFilesAreRemoved) {
+    const TempDir dir("replace_stale");
+    write_file(dir / "config.yaml", "a: 1\n");
+    write_file(dir / ".config.yaml.tmp4242", "a: 2\n");
+    write_file(dir / ".sweep.yaml.tmp4242", "someone else's\n");
+    remove_stale_replacements(dir / "config.yaml");
+    std::vector<std::string> left = entries(dir.path());
+    std::sort(left.begin(), left.end());
+    EXPECT_EQ(left, (std::vector<std::string>{".sweep.yaml.tmp4242", "config.yaml"}));
 }
 
 TEST(ReplaceFileDurably, MakesAFileThatWasNotThere) {

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "core/check.h"
+#include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -147,6 +149,19 @@ TEST(Resume, AClosedStdoutPipeDoesNotEndTheRun) {
     EXPECT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(30));
     EXPECT_NE(read_file(dir / "run/train.log").find("step     30/"), std::string::npos);
+    // Nor does a terminal that goes away (ssh dropped; writes to it fail with EIO): the finished run exits 0. The
+    // terminal is a pseudo-terminal whose other end closes early in the run.
+    write_file(dir / "hangup.py", "import os, pty, subprocess, sys, time\n"
+                                  "master, slave = pty.openpty()\n"
+                                  "p = subprocess.Popen(sys.argv[1:], stdout=slave, start_new_session=True)\n"
+                                  "os.close(slave)\n"
+                                  "time.sleep(0.2)\n"
+                                  "os.close(master)\n"
+                                  "sys.exit(p.wait())\n");
+    const CommandResult hangup = run_command(fmt::format("/usr/bin/python3 {} {} {}", dir / "hangup.py", SINKLAB_BINARY,
+                                                         small_run(dir, "hangup", 300, "--set run.threads=1")));
+    EXPECT_EQ(hangup.rc, 0) << hangup.out;
+    EXPECT_EQ(column(dir / "hangup/metrics.h5", "train", "step"), steps_1_to(300));
 }
 
 class DamagedCheckpoint : public ::testing::Test {
@@ -290,6 +305,19 @@ TEST_F(DamagedCheckpoint, TheGlobalBatchMayBeSetOnResume) {
     EXPECT_EQ(tokens[8], 6.0 * 512 + 3 * 1024);
 }
 
+// A checkpoint from before state.json recorded the data's token count resumes as before: unchecked.
+TEST_F(DamagedCheckpoint, ACheckpointWithoutTheDataTokenCountResumes) {
+    const std::string path = newest + "/state.json";
+    const nlohmann::json before = nlohmann::json::parse(read_file(path));
+    ASSERT_TRUE(before.at("train_data").contains("tokens")) << before.dump();
+    nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
+    state["train_data"].erase("tokens");
+    write_file(path, state.dump(2));
+    const CommandResult r = resume();
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(9));
+}
+
 // A checkpoint from before state.json recorded the tokens: they are counted with the step geometry of the config
 // the checkpoint was written with (512 a step), not the resumed run's.
 TEST_F(DamagedCheckpoint, ACheckpointWithoutTokensCountsThemWithItsOwnBatch) {
@@ -359,9 +387,12 @@ TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {
 // is sinklab's to catch (it ended the process without a word).
 TEST(RunLogWrite, FullDiskEndsTheRunWithOneLineAndItResumes) {
     const TempDir dir("runlog_full");
-    const std::string base = "--set run.threads=1 --set checkpoint.every=10 --set metrics.flush_every=5";
+    // The limit lets a checkpoint through (its largest file, the optimizer's, is 970 KiB) and stops metrics.h5, which
+    // grows by an attention map a step, within the run.
+    const std::string base = "--set run.threads=1 --set checkpoint.every=10 --set metrics.flush_every=5 "
+                             "--set metrics.heavy_every=1";
     ASSERT_EQ(run_sinklab(small_run(dir, "data", 10, base)).rc, 0);  // the synthetic shards, made unlimited
-    const CommandResult r = run_command(fmt::format("bash -c \"ulimit -f 96; exec {} {}\"",
+    const CommandResult r = run_command(fmt::format("bash -c \"ulimit -f 1000; exec {} {}\"",
                                                     SINKLAB_BINARY, small_run(dir, "run", 400, base)));
     EXPECT_EQ(r.rc, 1) << r.out;
     const size_t error = r.out.find("sinklab: error: ");
@@ -373,9 +404,11 @@ TEST(RunLogWrite, FullDiskEndsTheRunWithOneLineAndItResumes) {
     EXPECT_NE(line.find("metrics.h5"), std::string::npos) << line;
     EXPECT_NE(line.find("File too large"), std::string::npos) << line;
     EXPECT_EQ(line.find("time ="), std::string::npos) << line;
-    const CommandResult again = run_sinklab(small_run(dir, "run", 40, base + " --resume"));
+    ASSERT_FALSE(checkpoint_names(dir, "run").empty()) << r.out;
+    const CommandResult again = run_sinklab(small_run(dir, "run", 60, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
-    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(40));
+    EXPECT_NE(again.out.find("resumed from " + dir / "run/checkpoints/step_"), std::string::npos) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(60));
 }
 
 // A write to train.log that fails (a full disk: /dev/full here) stops the run with the file named; spdlog went on
@@ -415,6 +448,55 @@ TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
     const CommandResult again = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(16));
+}
+
+// eval and export read a checkpoint that a training run may rotate away meanwhile (checkpoint.keep): the error then
+// says so, instead of calling the checkpoint damaged and advising to start the run over. An error while the
+// checkpoint is still there is the reader's own.
+TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
+    const TempDir dir("ckpt_vanished");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1")).rc, 0);
+    const std::string ckpt = dir / "run/checkpoints/step_00000002";
+    const auto fails = [](const std::string& why) { return [why] { throw Error(why); }; };
+    EXPECT_NO_THROW(reading_checkpoint(ckpt, [] {}));
+    try {
+        reading_checkpoint(ckpt, fails("the reader's own error"));
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_STREQ(e.what(), "the reader's own error");
+    }
+    try {
+        reading_checkpoint(ckpt, [&] {
+            std::filesystem::remove_all(ckpt);
+            fails("checkpoint has no state.json: it is damaged")();
+        });
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("checkpoint " + ckpt + " was deleted while it was read"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("checkpoint.keep"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("(checkpoint has no state.json: it is damaged)"), std::string::npos) << msg;
+    }
+}
+
+// A resume whose data.train shards changed since the checkpoint (prepared again, a shard added) is refused, naming
+// both token counts: the data position counts windows of the old shards, and the run went on silently on other data.
+TEST(Resume, ChangedTrainingShardsAreRefused) {
+    const TempDir dir("resume_data");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    std::filesystem::copy_file(dir / "data/train_000000.bin", dir / "data/train_000001.bin");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find("cannot resume from " + dir / "run/checkpoints/step_00000004: data.train '" +
+                         dir / "data/train_*.bin' holds "),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("its shards changed since"), std::string::npos) << r.out;
+    std::filesystem::remove(dir / "data/train_000001.bin");
+    const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
 }
 
 TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {

@@ -1,7 +1,9 @@
 // End-to-end training through the CLI: a tiny model learns a synthetic stream, runs are reproducible,
 // and metrics.h5 holds one row per logged step.
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <cmath>
@@ -367,7 +369,7 @@ TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
     {
         const auto first = lock("runs/x");
         EXPECT_EQ(first->note(), "");
-        EXPECT_EQ(read_file(file).rfind(fmt::format("pid {} on ", ::getpid()), 0), 0u) << read_file(file);
+        EXPECT_EQ(read_file(file).rfind(fmt::format("train\npid {} on ", ::getpid()), 0), 0u) << read_file(file);
         try {
             lock("runs/x");
             ADD_FAILURE() << "a second lock of runs/x was granted";
@@ -379,8 +381,31 @@ TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
             EXPECT_NE(msg.find("; wait for it to end, or pick another name"), std::string::npos) << msg;
         }
         const auto other = lock("runs/y");  // another run in the same folder of runs
+        // Another command meeting the lock names the holder's command, not its own.
+        try {
+            FolderLock(dir / "runs/x", "export folder", "export", "give another --out");
+            ADD_FAILURE() << "an export into a run's folder being trained was granted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("is in use by another `sinklab train` (pid "), std::string::npos)
+                << e.what();
+        }
     }
     EXPECT_FALSE(std::filesystem::exists(file));
+    {  // A lock held by an older sinklab, whose file holds only where it runs.
+        write_file(file, "pid 99 on oldhost");
+        const int fd = ::open(file.c_str(), O_RDWR);
+        ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+        try {
+            lock("runs/x");
+            ADD_FAILURE() << "a lock held by an older sinklab was granted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("is in use by another sinklab process (pid 99 on oldhost)"),
+                      std::string::npos)
+                << e.what();
+        }
+        ::close(fd);
+        std::filesystem::remove(file);
+    }
     const auto again = lock("runs/x");
     // A lock file that cannot be made (here: a folder has its name; in practice, a parent not ours to write) stops
     // no one: the holder goes on unlocked, and its note says so.
