@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <csignal>
-#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -15,6 +14,7 @@
 #include "core/build_info.h"
 #include "core/check.h"
 #include "core/file_writer.h"
+#include "core/process.h"
 #include "dist/comm.h"
 
 namespace {
@@ -49,20 +49,6 @@ std::string filesystem_message(const std::filesystem::filesystem_error& e) {
     return fmt::format("{}: {}; check the path and the folders on it", e.path1().string(), what);
 }
 
-// A file-size limit (ulimit -f) would end the process at the write that crosses it, without a word and with its
-// files half written; caught, that write fails with EFBIG and is reported like a full disk. (A handler, not SIG_IGN,
-// which the programs sinklab starts would inherit.)
-extern "C" void on_file_size_limit(int) {}
-
-void report_file_size_limit() {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_file_size_limit;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGXFSZ, &sa, nullptr);
-}
-
 // Started with stdin, stdout or stderr closed (`>&-`), the process would give that number to the next file it opens
 // (a lock file, metrics.h5), and what it prints would go into it.
 void keep_standard_streams_open() {
@@ -74,7 +60,9 @@ void keep_standard_streams_open() {
 
 int main(int argc, char** argv) {
     keep_standard_streams_open();
-    report_file_size_limit();
+    // A file-size limit (ulimit -f) would end the process at the write that crosses it, without a word and with its
+    // files half written; dropped, that write fails with EFBIG and is reported like a full disk.
+    sinklab::drop_signal(SIGXFSZ);
     CLI::App app{"sinklab: pre-train small LLMs and measure attention sinks"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string(SINKLAB_VERSION) + " (" + sinklab::git_rev() + ")");

@@ -34,7 +34,18 @@ extern "C" void count_stop(int sig) {
     g_stops++;
 }
 
+extern "C" void do_nothing(int) {}
+
 }  // namespace
+
+void drop_signal(int sig, struct sigaction* previous) {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = do_nothing;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(sig, &sa, previous);
+}
 
 ProcessResult run_process(const std::vector<std::string>& argv) {
     SL_ASSERT(!argv.empty(), "run_process needs a program");

@@ -11,6 +11,11 @@ namespace sinklab {
 inline constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
 inline constexpr int kStopSignalCount = sizeof kStopSignals / sizeof kStopSignals[0];
 
+// Catches `sig` with a handler that does nothing, so that the call it interrupts fails with its error (EPIPE for
+// SIGPIPE, EFBIG for SIGXFSZ) instead of the process ending. Not SIG_IGN, which the programs this one starts would
+// inherit: exec resets a handler. The action it replaces goes to `previous` when given.
+void drop_signal(int sig, struct sigaction* previous = nullptr);
+
 struct ProcessResult {
     int exit_code = -1;   // when it exited; -1 when a signal ended it
     int signal = 0;       // the signal that ended it, 0 when it exited

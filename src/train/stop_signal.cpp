@@ -15,8 +15,6 @@ struct sigaction g_previous_pipe;
 int g_depth = 0;  // StopSignals alive; only the outermost installs and restores
 
 extern "C" void on_stop_signal(int sig) { g_received = sig; }
-// Not SIG_IGN, which programs this one starts (the corpus fetch) would inherit: a handler is reset by exec.
-extern "C" void on_closed_pipe(int) {}
 
 }  // namespace
 
@@ -33,12 +31,7 @@ StopSignals::StopSignals() {
         sigaction(kStopSignals[i], nullptr, &g_previous[i]);
         if (g_previous[i].sa_handler != SIG_IGN) sigaction(kStopSignals[i], &sa, nullptr);
     }
-    struct sigaction pipe;
-    std::memset(&pipe, 0, sizeof pipe);
-    pipe.sa_handler = on_closed_pipe;
-    sigemptyset(&pipe.sa_mask);
-    pipe.sa_flags = SA_RESTART;
-    sigaction(SIGPIPE, &pipe, &g_previous_pipe);
+    drop_signal(SIGPIPE, &g_previous_pipe);
 }
 
 StopSignals::~StopSignals() {
