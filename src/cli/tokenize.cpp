@@ -75,12 +75,12 @@ void run(const TokenizeOptions& opt) {
 
 void add_tokenize(CLI::App& app) {
     auto opt = std::make_shared<TokenizeOptions>();
-    CLI::App* cmd = app.add_subcommand("tokenize", "Print the token ids of a UTF-8 text (the whole input as one "
+    CLI::App* cmd = app.add_subcommand("tokenize", "print the token ids of a UTF-8 text (the whole input as one "
                                                    "document, space-separated), or decode ids back to text");
     cmd->add_option("--tokenizer", opt->tokenizer, "bytes | gpt2")->check(CLI::IsMember({"bytes", "gpt2"}))
         ->capture_default_str();
-    cmd->add_flag("--decode", opt->decode, "Read whitespace-separated ids and write the text they stand for");
-    cmd->add_option("input", opt->input, "Text file, or - for standard input")->required();
+    cmd->add_flag("--decode", opt->decode, "read whitespace-separated ids and write the text they stand for");
+    cmd->add_option("input", opt->input, "text file, or - for standard input")->required();
     cmd->callback([opt] { run(*opt); });
 }
 
