@@ -40,10 +40,12 @@ pack() {
     [[ -f $build/build.ninja ]] || die "no build in $build: run scripts/gpu_pack.sh first (it configures the build)"
     [[ -s $carry/sinklab-gpu.tar.xz ]] || die "no $carry/sinklab-gpu.tar.xz: run scripts/gpu_pack.sh first"
     git diff --quiet && git diff --cached --quiet || die "the working tree has changes; commit or stash them first"
-    # Resolved before the first checkout moves HEAD, so that a ref like HEAD~1 means what it meant when called.
+    # Resolved before the first checkout moves HEAD, so that a ref like HEAD~1 means what it meant when called. A
+    # fresh clone has its branches as origin/NAME only (but the one checked out).
     local ref commits=()
     for ref in "$@"; do
-        commits+=("$(git rev-parse --verify -q "$ref^{commit}")") || die "'$ref' is not a commit"
+        commits+=("$(git rev-parse --verify -q "$ref^{commit}" || git rev-parse --verify -q "origin/$ref^{commit}")") ||
+            die "'$ref' is not a commit (nor is origin/$ref)"
     done
     local orig stage i=0
     orig=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)

@@ -37,6 +37,16 @@ inline std::vector<std::string> row_after(const std::string& out, const std::str
     return {};
 }
 
+// Polls `ready` every 20 ms for at most timeout_s seconds; true once it holds.
+inline bool wait_until(const std::function<bool()>& ready, double timeout_s) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (!ready()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
+
 // A command running in the background (through /bin/sh, which execs it, so pid() is the command's own),
 // its stdout and stderr going to `log`. Killed with SIGKILL if still running when the object goes away.
 class Background {
@@ -61,29 +71,29 @@ public:
     void signal(int sig) const { ::kill(pid_, sig); }
     // Exit code as run_command reports it (128 + signal when killed by one); -1 when it did not end in time.
     int wait(double timeout_s) {
-        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-        int status = 0;
-        while (::waitpid(pid_, &status, WNOHANG) == 0) {
-            if (std::chrono::steady_clock::now() > until) return -1;
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+        wait_until([this] { return poll(0); }, timeout_s);
+        if (!exited_) return -1;
+        return WIFEXITED(status_) ? WEXITSTATUS(status_) : WIFSIGNALED(status_) ? 128 + WTERMSIG(status_) : -1;
+    }
+    // True once the command has stopped itself (SIGSTOP; SINKLAB_FAULT_INJECT=stop@N) within timeout_s seconds;
+    // false at once when it ends instead (wait() then says how).
+    bool wait_stopped(double timeout_s) {
+        return wait_until([this] { return poll(WUNTRACED); }, timeout_s) && !exited_;
     }
 
 private:
+    // True when waitpid reports a change (an end, or a stop with WUNTRACED); an end is kept for wait().
+    bool poll(int options) {
+        if (exited_) return true;
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG | options) != pid_) return false;
+        if (!WIFSTOPPED(status)) exited_ = true, status_ = status;
+        return true;
+    }
+
     pid_t pid_ = -1;
     bool exited_ = false;
+    int status_ = 0;
 };
-
-// Polls `ready` every 20 ms for at most timeout_s seconds; true once it holds.
-inline bool wait_until(const std::function<bool()>& ready, double timeout_s) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-    while (!ready()) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return true;
-}
 
 }  // namespace sinklab::test

@@ -245,8 +245,8 @@ void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand("bench", "measure training throughput and time per op family on random tokens");
     auto args = std::make_shared<BenchArgs>();
     add_config_args(*cmd, args->config);
-    cmd->add_option("--steps", args->steps, "timed training steps")->check(at_least(1));
-    cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(at_least(0));
+    cmd->add_option("--steps", args->steps, "timed training steps")->check(at_least(1))->capture_default_str();
+    cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(at_least(0))->capture_default_str();
     cmd->add_option("--rounds", args->rounds,
                     "time every configuration this many times, round-robin, and report medians (ratios that noise "
                     "moves by about 1% per round on a GPU settle with more rounds)")
@@ -254,7 +254,7 @@ void add_bench(CLI::App& app) {
     cmd->add_option("--variants", args->variants,
                     "attention variants to compare in this process, e.g. standard headnorm");
     cmd->add_option("--impls", args->impls, "attention.impl values to compare in this process, e.g. sinklab cudnn");
-    cmd->add_flag("--profile,!--no-profile", args->profile, "time each op family (default on)");
+    cmd->add_flag("!--no-profile", args->profile, "do not time each op family (the table of shares)");
     cmd->add_flag("--metrics", args->metrics,
                   "also time each variant with the per-step sink metrics (metrics.every = 1)");
     cmd->callback([args] { run_bench(*args); });

@@ -15,7 +15,9 @@
 #include "data/prepare.h"
 #include "dist/comm.h"
 #include "metrics/eval.h"
+#include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
+#include "train/fault_inject.h"
 #include "train/run_backend.h"
 
 namespace fs = std::filesystem;
@@ -35,8 +37,12 @@ struct EvalArgs {
 
 // Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
 // (it could name a run's metrics.h5 or a checkpoint's weights), and it must be writable, its folder made if missing.
+fs::path folder_of(const std::string& out) {
+    return fs::path(out).has_parent_path() ? fs::path(out).parent_path() : fs::path(".");
+}
+
 void check_out(const std::string& out) {
-    const fs::path folder = fs::path(out).has_parent_path() ? fs::path(out).parent_path() : fs::path(".");
+    const fs::path folder = folder_of(out);
     std::error_code ec;
     fs::create_directories(folder, ec);
     SL_REQUIRE(fs::is_directory(folder), "--out {}: cannot create the folder {} ({}); give another --out", out,
@@ -72,6 +78,11 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
 void run_eval(const EvalArgs& a) {
     const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
     check_out(out);
+    // An eval in the run folder is part of the run there (--overwrite deletes it with the run): it must not land in
+    // a run that replaced the evaluated one while the evaluation ran, nor be deleted by a replacing start that fails.
+    std::error_code ec;
+    const bool into_run = fs::equivalent(folder_of(out), a.run, ec);
+    const std::string evaluated_run = into_run ? run_identity(a.run) : "";
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg;
@@ -107,6 +118,7 @@ void run_eval(const EvalArgs& a) {
     model.sync_weights();
     SinkMetrics sink(model, cfg);
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
+    FaultInjection::from_env(comm.rank()).before_step(1);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);
     if (comm.rank() != 0) return;
@@ -120,8 +132,11 @@ void run_eval(const EvalArgs& a) {
                          {"data", cfg.data.val},
                          {"config_yaml", dump_config(cfg)},
                          {"sink_positions", fmt::format("[{}]", fmt::join(sink.positions(), ", "))}});
+        SL_REQUIRE(!into_run || run_identity(a.run) == evaluated_run,
+                   "{}: another run replaced the evaluated one (train --overwrite) while this eval ran, so its result "
+                   "was not written; evaluate the new run, or give an --out outside the run folder",
+                   a.run);
     } catch (...) {
-        std::error_code ec;
         fs::remove(tmp, ec);
         throw;
     }
@@ -138,7 +153,7 @@ void add_eval(CLI::App& app) {
     cmd->add_option("run", a->run, "run folder (<out_dir>/<name>)")->required()->check(CLI::ExistingDirectory);
     cmd->add_option("--checkpoint", a->checkpoint, "checkpoint folder (default: the run's newest)");
     cmd->add_option("--data", a->data, "glob of token shards (default: the run's data.val)");
-    cmd->add_option("--batches", a->batches, "micro-batches to average over")->check(at_least(1));
+    cmd->add_option("--batches", a->batches, "micro-batches to average over")->check(at_least(1))->capture_default_str();
     cmd->add_option("--out", a->out, "output file (default: RUN/eval.h5)");
     cmd->add_option("--set", a->overrides, "override a key for the evaluation, e.g. an intervention")
         ->allow_extra_args(false);

@@ -76,12 +76,16 @@ int main(int argc, char** argv) {
     sinklab::cli::add_export(app);
     sinklab::cli::add_eval(app);
     try {
-        app.parse(argc, argv);
+        try {
+            app.parse(argc, argv);
+        } catch (const CLI::ParseError& e) {
+            if (e.get_exit_code() != 0) {
+                print_usage_error(app, e, argc, argv);
+                return 2;  // the usual exit status of a usage error
+            }
+            app.exit(e);  // --help and --version, whose output must reach its reader too
+        }
         sinklab::flush_standard_output();
-    } catch (const CLI::ParseError& e) {
-        if (e.get_exit_code() == 0) return app.exit(e);  // --help and --version
-        print_usage_error(app, e, argc, argv);
-        return 2;  // the usual exit status of a usage error
     } catch (const std::filesystem::filesystem_error& e) {
         sinklab::exit_with_error(filesystem_message(e));
     } catch (const std::exception& e) {

@@ -13,23 +13,23 @@ void add_prepare(CLI::App& app) {
     auto opt = std::make_shared<PrepareOptions>();
     auto quiet = std::make_shared<bool>(false);
     CLI::App* cmd = app.add_subcommand(
-        "prepare", "Tokenize text into llm.c token shards (train_*.bin, val_*.bin) and a manifest.json");
+        "prepare", "tokenize text into llm.c token shards (train_*.bin, val_*.bin) and a manifest.json");
     cmd->add_option("inputs", opt->inputs,
-                    "Text files (one document each), folders (every file below), JSON lines (*.jsonl, *.ndjson)")
+                    "text files (one document each), folders (every file below), JSON lines (*.jsonl, *.ndjson)")
         ->required();
-    cmd->add_option("-o,--out", opt->out_dir, "Output folder for the shards and manifest.json")->required();
+    cmd->add_option("-o,--out", opt->out_dir, "output folder for the shards and manifest.json")->required();
     cmd->add_option("--tokenizer", opt->tokenizer, "bytes | gpt2")->check(CLI::IsMember({"bytes", "gpt2"}))
         ->capture_default_str();
-    cmd->add_option("--val-fraction", opt->val_fraction, "Expected share of documents (chosen by hash) for val")
+    cmd->add_option("--val-fraction", opt->val_fraction, "expected share of documents (chosen by hash) for val")
         ->capture_default_str();
-    cmd->add_option("--shard-tokens", opt->shard_tokens, "Tokens per shard")->capture_default_str();
+    cmd->add_option("--shard-tokens", opt->shard_tokens, "tokens per shard")->capture_default_str();
     cmd->add_option("--text-field", opt->text_field, "JSON lines: the field that holds the text")
         ->capture_default_str();
     cmd->add_option("--doc-separator", opt->doc_separator,
-                    "Text files: split documents at this string (e.g. '<|endoftext|>'); default: one per file");
-    cmd->add_option("--threads", opt->threads, "Threads (0 = all cores)")->capture_default_str();
-    cmd->add_flag("--force", opt->force, "Redo even when manifest.json says the shards are up to date");
-    cmd->add_flag("-q,--quiet", *quiet, "No progress line");
+                    "text files: split documents at this string (e.g. '<|endoftext|>'); default: one per file");
+    cmd->add_option("--threads", opt->threads, "threads (0 = all cores)")->capture_default_str();
+    cmd->add_flag("--force", opt->force, "redo even when manifest.json says the shards are up to date");
+    cmd->add_flag("-q,--quiet", *quiet, "no progress line");
     cmd->callback([opt, quiet] {
         opt->progress = !*quiet;
         const PrepareResult r = prepare(*opt);

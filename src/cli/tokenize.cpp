@@ -1,10 +1,6 @@
 // sinklab tokenize: the token ids of a whole input as one document, or (--decode) ids back to text.
-#include <cerrno>
 #include <charconv>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -12,6 +8,7 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/file_writer.h"
+#include "core/read_file.h"
 #include "data/tokenizer.h"
 #include "data/unicode.h"
 
@@ -31,13 +28,7 @@ std::string read_all(const std::string& path) {
         ss << std::cin.rdbuf();
         return ss.str();
     }
-    // A folder opens like a file and reads as empty, which would tokenize to nothing without a word.
-    SL_REQUIRE(!std::filesystem::is_directory(path), "{} is a folder; give a text file, or - for standard input",
-               path);
-    std::ifstream in(path, std::ios::binary);
-    SL_REQUIRE(in, "cannot read {}: {}", path, std::strerror(errno));
-    ss << in.rdbuf();
-    return ss.str();
+    return read_whole_file(path, "give a text file, or - for standard input");
 }
 
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& where) {
@@ -84,12 +75,12 @@ void run(const TokenizeOptions& opt) {
 
 void add_tokenize(CLI::App& app) {
     auto opt = std::make_shared<TokenizeOptions>();
-    CLI::App* cmd = app.add_subcommand("tokenize", "Print the token ids of a UTF-8 text (the whole input as one "
+    CLI::App* cmd = app.add_subcommand("tokenize", "print the token ids of a UTF-8 text (the whole input as one "
                                                    "document, space-separated), or decode ids back to text");
     cmd->add_option("--tokenizer", opt->tokenizer, "bytes | gpt2")->check(CLI::IsMember({"bytes", "gpt2"}))
         ->capture_default_str();
-    cmd->add_flag("--decode", opt->decode, "Read whitespace-separated ids and write the text they stand for");
-    cmd->add_option("input", opt->input, "Text file, or - for standard input")->required();
+    cmd->add_flag("--decode", opt->decode, "read whitespace-separated ids and write the text they stand for");
+    cmd->add_option("input", opt->input, "text file, or - for standard input")->required();
     cmd->callback([opt] { run(*opt); });
 }
 

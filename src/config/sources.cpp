@@ -1,12 +1,11 @@
 #include "config/sources.h"
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "config/schema.h"
 #include "core/check.h"
+#include "core/read_file.h"
 
 namespace sinklab::config {
 namespace fs = std::filesystem;
@@ -80,11 +79,7 @@ std::string read_text(const fs::path& file, const std::string& wanted_by) {
                wanted_by.empty() ? "" : " (inherit: paths are relative to the including file)");
     SL_REQUIRE(fs::is_regular_file(file), "config file '{}'{} is not a regular file (a pipe or a device?); give a YAML "
                "file such as configs/tiny.yaml", file.string(), wanted_by);
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    SL_REQUIRE(in.good() || in.eof(), "config file '{}' could not be read; check its permissions", file.string());
-    return text.str();
+    return read_whole_file(file.string(), "check the config file's permissions");
 }
 
 void read_chain(const fs::path& file, const std::string& wanted_by, std::vector<fs::path>& chain,

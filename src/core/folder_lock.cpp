@@ -23,19 +23,47 @@ std::string host_name() {
     return gethostname(buf, sizeof buf - 1) == 0 ? buf : "?";
 }
 
+// "out/", "out/." and "." name their folder too.
+fs::path folder_path(const std::string& folder) {
+    fs::path dir = fs::absolute(folder).lexically_normal();
+    return dir.has_filename() ? dir : dir.parent_path();
+}
+
+fs::path lock_file_of(const fs::path& dir) {
+    return dir.parent_path() / fmt::format(".{}.lock", dir.filename().string());
+}
+
+// Who holds the lock file `path`, as its holder wrote it: "`sinklab COMMAND` (pid P on HOST)"; the holder may not
+// have written it yet.
+std::string holder_of(const std::string& path) {
+    std::ifstream in(path);
+    std::string command, where;
+    std::getline(in, command);
+    std::getline(in, where);
+    if (command.starts_with("pid ")) std::swap(command, where);  // an older sinklab's
+    return fmt::format("{} ({})", command.empty() ? "sinklab process" : fmt::format("`sinklab {}`", command),
+                       where.empty() ? "starting" : where);
+}
+
 }  // namespace
+
+std::string folder_lock_holder(const std::string& folder) {
+    const std::string path = lock_file_of(folder_path(folder)).string();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "";
+    const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd);
+    return held ? holder_of(path) : "";
+}
 
 FolderLock::FolderLock(const std::string& folder, const std::string& kind, const std::string& command,
                        const std::string& advice) {
-    // "out/", "out/." and "." name their folder too.
-    fs::path dir = fs::absolute(folder).lexically_normal();
-    if (!dir.has_filename()) dir = dir.parent_path();
-    const fs::path parent = dir.parent_path();
+    const fs::path dir = folder_path(folder), parent = dir.parent_path();
     std::error_code ec;
     fs::create_directories(parent, ec);
     SL_REQUIRE(!ec, "cannot create {} for the {} {}: {}; check the path and its permissions", parent.string(), kind,
                folder, ec.message());
-    path_ = (parent / fmt::format(".{}.lock", dir.filename().string())).string();
+    path_ = lock_file_of(dir).string();
     const auto unlocked = [&](const char* why, int err) {
         return fmt::format("{} {} is not locked against a second `sinklab {}`: {} cannot be {} ({})", kind, folder,
                            command, path_, why, std::strerror(err));
@@ -51,17 +79,10 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
         if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
             const int err = errno;
             if (err == EWOULDBLOCK) {
-                // The holder's command, then where it runs; empty while the holder has not yet written them.
-                std::ifstream in(path_);
-                std::string holder_command, holder_where;
-                std::getline(in, holder_command);
-                std::getline(in, holder_where);
-                if (holder_command.starts_with("pid ")) std::swap(holder_command, holder_where);  // an older sinklab's
                 ::close(fd_);
                 fd_ = -1;
-                fail("{} {} is in use by another {} ({}); wait for it to end, or {}", kind, folder,
-                     holder_command.empty() ? "sinklab process" : fmt::format("`sinklab {}`", holder_command),
-                     holder_where.empty() ? "starting" : holder_where, advice);
+                fail("{} {} is in use by another {}; wait for it to end, or {}", kind, folder, holder_of(path_),
+                     advice);
             }
             note_ = unlocked("locked here", err);
             return;

@@ -28,4 +28,8 @@ private:
     std::string note_;
 };
 
+// Who holds the lock of `folder` now ("`sinklab prepare` (pid 12 on node3)"), without taking it; "" when no one
+// does. For a reader that must not take a writer's half-done folder for a finished one.
+std::string folder_lock_holder(const std::string& folder);
+
 }  // namespace sinklab

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/check.h"
+#include "core/read_file.h"
 #include "data/gpt2_split.h"
 #include "data/unicode.h"
 
@@ -26,14 +26,6 @@ std::array<int, 324> unicode_to_byte() {
         table[printable ? b : 256 + n++] = b;
     }
     return table;
-}
-
-std::string read_file(const std::string& path, const std::string& what_to_do) {
-    std::ifstream in(path, std::ios::binary);
-    SL_REQUIRE(in, "cannot read {}: {}", path, what_to_do);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 // A vocabulary string (GPT-2's printable stand-ins for bytes) -> the bytes it stands for.
@@ -94,7 +86,7 @@ Gpt2Tokenizer::Gpt2Tokenizer(const std::string& dir) : instance_(next_instance++
 void Gpt2Tokenizer::load_encoder(const std::string& path) {
     nlohmann::json encoder;
     try {
-        encoder = nlohmann::json::parse(read_file(path, kFetchHint));
+        encoder = nlohmann::json::parse(read_whole_file(path, kFetchHint));
     } catch (const nlohmann::json::exception& e) {
         fail("{}: not valid JSON ({}); {}", path, e.what(), kFetchHint);
     }
@@ -125,7 +117,7 @@ void Gpt2Tokenizer::load_encoder(const std::string& path) {
 }
 
 void Gpt2Tokenizer::load_merges(const std::string& path) {
-    std::istringstream in(read_file(path, kFetchHint));
+    std::istringstream in(read_whole_file(path, kFetchHint));
     std::vector<bool> made(token_bytes_.size(), false);  // produced by a merge already read
     std::string line;
     int64_t line_no = 0;

@@ -540,11 +540,16 @@ void check_prepared_tokenizer(const std::string& glob, const std::string& tokeni
         std::string tokenizer;         // empty: no manifest of prepare, or one that cannot be read
         std::set<std::string> shards;  // file names it lists
     };
-    const std::string mixed = interrupted_prepare(glob);
-    SL_REQUIRE(mixed.empty(),
-               "{} '{}' matches shards in {}, where sinklab prepare was stopped while it put a new dataset in place: "
-               "they mix the old and the new one; run that prepare again, which finishes the move first",
-               key, glob, mixed);
+    if (const std::string mixed = interrupted_prepare(glob); !mixed.empty()) {
+        const std::string holder = folder_lock_holder(mixed);
+        SL_REQUIRE(holder.empty(),
+                   "{} '{}' matches shards in {}, where {} is putting a new dataset in place: they mix the old and the "
+                   "new one until it ends; wait for it",
+                   key, glob, mixed, holder);
+        fail("{} '{}' matches shards in {}, where sinklab prepare was stopped while it put a new dataset in place: "
+             "they mix the old and the new one; run that prepare again, which finishes the move first",
+             key, glob, mixed);
+    }
     std::map<fs::path, Made> made_in;  // folder -> what its manifest says
     for (const std::string& file : glob_files(glob)) {
         const fs::path folder = fs::path(file).parent_path(), manifest = folder / "manifest.json";

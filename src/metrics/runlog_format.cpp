@@ -1,7 +1,10 @@
 #include "metrics/runlog_format.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
+#include <random>
 #include <vector>
 
 namespace sinklab::runlog {
@@ -36,6 +39,13 @@ int64_t complete_rows(hid_t group, const std::string& group_name, const std::str
               "{}: cannot read {}/{}", file, group_name, kStepColumn);
     const auto end = std::find_if(steps.begin(), steps.end(), [&](int64_t s) { return s < 0 || s > through_step; });
     return int64_t(end - steps.begin());
+}
+
+std::string new_run_id() {
+    std::random_device entropy;
+    std::string id;
+    for (int i = 0; i < 4; i++) id += fmt::format("{:08x}", entropy());
+    return id;
 }
 
 }  // namespace sinklab::runlog

@@ -15,6 +15,11 @@ inline constexpr const char* kStepColumn = "step";
 // step is >= 0, whatever moment a killed writer stopped at.
 inline constexpr int64_t kNoStep = -1;
 
+// Root attribute: a random id (hex) given at a run's first start and kept by its resumes, which tells the run from
+// one that replaced it in the same folder (--overwrite), where `created`, in whole seconds, may not.
+inline constexpr const char* kRunIdAttr = "run_id";
+std::string new_run_id();
+
 // Opens a dataset; `refresh` drops what this process cached of it, so a SWMR reader sees the rows the writer
 // has flushed since.
 h5::Id open_dataset(hid_t group, const std::string& name, const std::string& file, bool refresh);

@@ -177,4 +177,16 @@ double RunLogReader::num_attr(const std::string& name) const {
     return value;
 }
 
+std::string run_identity(const std::string& run_dir) {
+    const std::string path = (std::filesystem::path(run_dir) / "metrics.h5").string();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return "";
+    try {
+        const RunLogReader log(path);
+        return log.str_attr(log.has_attr(runlog::kRunIdAttr) ? runlog::kRunIdAttr : "created");
+    } catch (const Error&) {
+        return "(unreadable)";
+    }
+}
+
 }  // namespace sinklab

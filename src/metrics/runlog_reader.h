@@ -40,4 +40,9 @@ private:
     std::unique_ptr<State> state_;
 };
 
+// Which run the folder `run_dir` holds now, to tell whether another replaced it (--overwrite) meanwhile: its
+// metrics.h5's run_id, or the creation time of a run logged before run_id existed; "" without a metrics.h5, and
+// "(unreadable)" where it cannot be read.
+std::string run_identity(const std::string& run_dir);
+
 }  // namespace sinklab

@@ -16,7 +16,7 @@ namespace sinklab {
 namespace {
 
 constexpr const char* kVariable = "SINKLAB_FAULT_INJECT";
-constexpr std::string_view kKinds[] = {"throw", "kill", "signal", "spike", "nan", "desync", "setup"};
+constexpr std::string_view kKinds[] = {"throw", "kill", "signal", "spike", "nan", "desync", "setup", "stop"};
 
 int64_t parse_int(const std::string& text, const std::string& item) {
     char* end = nullptr;
@@ -64,6 +64,7 @@ void FaultInjection::before_step(int64_t step) const {
     SL_REQUIRE(!at("throw", step), "injected failure at step {} ({})", step, kVariable);
     if (at("kill", step)) std::raise(SIGKILL);
     if (at("signal", step)) std::raise(SIGTERM);
+    if (at("stop", step)) std::raise(SIGSTOP);
 }
 
 void FaultInjection::after_setup() const {

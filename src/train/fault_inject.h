@@ -5,11 +5,13 @@
 //   throw   the rank throws an error at the start of the step
 //   kill    the rank kills itself with SIGKILL at the start of the step
 //   signal  the rank sends itself SIGTERM at the start of the step
+//   stop    the rank stops itself with SIGSTOP at the start of the step, until a test continues it (SIGCONT)
 //   spike   the step's targets become random tokens: a genuine loss spike
 //   nan     the rank's gradients become NaN before the all-reduce
 //   desync  the rank's weights are nudged after the update, so that the ranks disagree
 //   setup   the rank throws an error at the end of setup, once the run folder holds the new run's files and
 //           before step 1 (STEP is 0: setup@0), where an --overwrite start still puts the old run back
+// `sinklab eval` runs the hooks of step 1 once, with the weights loaded and before the evaluation.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -24,7 +26,7 @@ public:
     // Parses SINKLAB_FAULT_INJECT for this rank; a malformed value is an error.
     static FaultInjection from_env(int rank);
 
-    void before_step(int64_t step) const;                                          // throw, kill, signal, slow
+    void before_step(int64_t step) const;                                          // throw, kill, signal, stop, slow
     void on_targets(int64_t step, int32_t* targets, size_t n, int vocab_size) const;  // spike
     void after_backward(int64_t step, Model& model) const;                           // nan
     void after_update(int64_t step, Model& model) const;                             // desync

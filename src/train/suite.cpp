@@ -4,15 +4,14 @@
 
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include "config/schema.h"
 #include "config/sources.h"
 #include "config/suggest.h"
 #include "core/check.h"
+#include "core/read_file.h"
 
 namespace sinklab {
 namespace fs = std::filesystem;
@@ -218,11 +217,8 @@ bool split_run_name(const std::string& name, std::string& variant, uint64_t& see
 Suite load_suite(const std::string& path) {
     const Where w{path};
     SL_REQUIRE(fs::is_regular_file(path), "suite file '{}' not found; check the path", path);
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    SL_REQUIRE(in.good() || in.eof(), "suite file '{}' could not be read; check its permissions", path);
-    const YAML::Node root = config::parse_one_document(text.str(), path, "a suite");
+    const YAML::Node root =
+        config::parse_one_document(read_whole_file(path, "check the suite file's permissions"), path, "a suite");
     std::vector<YAML::Node> inside;
     check_unique_keys(root, w, inside);
     SL_REQUIRE(root.IsMap(),

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/file_writer.h"
+#include "core/folder_lock.h"
 #include "core/progress.h"
 #include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
@@ -111,7 +112,9 @@ RunState inspect_run(const SweepRun& run) {
                "run.out_dir=DIR",
                run.dir);
     const fs::path h5 = run_entry(run.dir, "metrics.h5"), cfg_file = run_entry(run.dir, "config.yaml");
-    if (!fs::exists(h5)) return {RunAction::start, 0};
+    RunState s;
+    s.trained_by = folder_lock_holder(run.dir);
+    if (!fs::exists(h5)) return s;
     if (fs::exists(cfg_file)) {
         const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);
         SL_REQUIRE(diffs.empty(),
@@ -120,7 +123,6 @@ RunState inspect_run(const SweepRun& run) {
                    run.dir, fmt::join(diffs, ", "));
     }
     const Dataset steps = RunLogReader(h5.string()).read("train", "step");
-    RunState s;
     s.step = steps.data.empty() ? 0 : int64_t(steps.data.back());
     s.checkpoint_step = latest_checkpoint_step(fs::path(run_entry(run.dir, "checkpoints")).parent_path().string());
     // Finished means the final checkpoint is there: the last row is logged before it is written, and a kill in
@@ -200,6 +202,12 @@ void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunStat
         const SweepRun& run = sweep.runs[i];
         const RunState& st = states[i];
         const int64_t max_steps = run.config.train.max_steps;
+        // Its start would be refused by the folder's lock (a run started by hand, or by a sweep of another host).
+        if (!st.trained_by.empty()) {
+            fmt::print(out, "# {}: in training now by {}, at step {}/{}; the sweep cannot run it until that ends\n",
+                       run.name, st.trained_by, st.step, max_steps);
+            continue;
+        }
         switch (st.action) {
             case RunAction::start:
                 fmt::print(out, "# {}: new run\n", run.name);

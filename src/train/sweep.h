@@ -44,6 +44,7 @@ struct RunState {
     RunAction action = RunAction::start;
     int64_t step = 0;             // last logged /train/step (0 when none)
     int64_t checkpoint_step = -1;  // step of the newest complete checkpoint (-1 when none)
+    std::string trained_by;        // the process training it now (its folder's lock), "" when none
 };
 
 // Looks at a run folder. A folder that holds a run of another config (config.yaml differs from run.config in

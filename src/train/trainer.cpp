@@ -20,6 +20,7 @@
 #include "data/ensure.h"
 #include "metrics/eval.h"
 #include "metrics/runlog.h"
+#include "metrics/runlog_format.h"
 #include "metrics/schema.h"
 #include "metrics/sink_metrics.h"
 #include "model/model.h"
@@ -170,7 +171,8 @@ struct Trainer::Impl {
             {"backend", backend->name()},
             {"device", backend->device_name()},
             {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
-            {"created", utc_now_iso8601()}};
+            {"created", utc_now_iso8601()},
+            {runlog::kRunIdAttr, runlog::new_run_id()}};
         std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
                                                                  {"flops_per_token", model->flops_per_token()}};
         str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());

@@ -379,6 +379,15 @@ TEST_F(CompareTest, OutputsReplaceOnlyCompareOutputs) {
         expect_has(ok.out, {"wrote " + png});
     }
     EXPECT_GT(fs::file_size(png), 1000u);
+
+    // The figures of experiments/*/RESULTS.md are compare's own, which the commands given there redraw in place.
+    for (const auto& entry : fs::recursive_directory_iterator(fs::path(SINKLAB_SOURCE_DIR) / "experiments")) {
+        if (entry.path().extension() != ".png") continue;
+        const fs::path copy = fs::path(dir_.path()) / entry.path().filename();
+        fs::copy_file(entry.path(), copy, fs::copy_options::overwrite_existing);
+        const CommandResult redrawn = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), copy.string()));
+        EXPECT_EQ(redrawn.rc, 0) << entry.path() << ": " << redrawn.out;
+    }
 }
 
 // --plot: a file that cannot be written is one line before any work; a failing script is one line too, its

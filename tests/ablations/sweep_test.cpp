@@ -3,6 +3,8 @@
 // with RunLog, and a fake launcher writes what a finished or cut-short run leaves.
 #include "train/sweep.h"
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <set>
@@ -10,6 +12,7 @@
 
 #include "ablation_fixture.h"
 #include "config/config.h"
+#include "core/folder_lock.h"
 #include "core/process.h"
 #include "train/stop_signal.h"
 
@@ -214,6 +217,17 @@ TEST_F(SweepTest, DryRunPrintsEachStateAndTheExactCommands) {
                              cmd("standard", "baseline", 2, " --resume") + "# headnorm-s2: new run\n" +
                              cmd("headnorm", "headnorm", 2, "");
     EXPECT_EQ(text, want);
+
+    // A run that a process trains now gets no command: its start would be refused by the folder's lock.
+    const FolderLock training(run("baseline-s2").dir, "run folder", "train", "");
+    const std::string busy =
+        captured([&](std::FILE* f) { print_dry_run(f, sweep_, inspect_sweep(sweep_), {}, "/opt/my tools/sinklab"); });
+    EXPECT_NE(busy.find(fmt::format("# baseline-s2: in training now by `sinklab train` (pid {} on ", ::getpid())),
+              std::string::npos)
+        << busy;
+    EXPECT_NE(busy.find("), at step 30/60; the sweep cannot run it until that ends\n# headnorm-s2: new run\n"),
+              std::string::npos)
+        << busy;
 }
 
 // Stands in for `sinklab train`: records each command and leaves the run folder as `result_of` says.

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <map>
 
+#include <unistd.h>
+
 #include "core/check.h"
 #include "core/folder_lock.h"
 #include "data/prepare.h"
@@ -238,14 +240,27 @@ TEST(Prepare, ARerunFinishesTheMoveAKilledPrepareCutShort) {
     int moved = 0;
     for (const auto& [name, bytes] : clean)
         if (name != "manifest.json" && moved++ % 2 == 0) fs::rename(staging / name, out / name);
-    try {
-        check_prepared_tokenizer(out / "train_*.bin", "bytes", "data.train");
-        FAIL() << "the mixed shards passed";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("matches shards in " + out.string() + ", where sinklab prepare was "
-                                             "stopped"),
+    const auto mixed_error = [&] {
+        try {
+            check_prepared_tokenizer(out / "train_*.bin", "bytes", "data.train");
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("(the mixed shards passed)");
+    };
+    EXPECT_NE(mixed_error().find("matches shards in " + out.string() + ", where sinklab prepare was stopped"),
+              std::string::npos)
+        << mixed_error();
+    {  // the same folder while a prepare still moves the shards: no advice to run it again
+        const FolderLock moving(out, "--out folder", "prepare", "give another --out");
+        EXPECT_NE(mixed_error().find("matches shards in " + out.string() + ", where `sinklab prepare` (pid " +
+                                     std::to_string(::getpid())),
                   std::string::npos)
-            << e.what();
+            << mixed_error();
+        EXPECT_NE(mixed_error().find("is putting a new dataset in place: they mix the old and the new one until it "
+                                     "ends; wait for it"),
+                  std::string::npos)
+            << mixed_error();
     }
 
     opt.out_dir = out;

@@ -1,9 +1,11 @@
 // sinklab eval --out: it replaces an earlier eval output and nothing else (not a run's metrics.h5, not a
-// checkpoint's weights), and an --out it cannot write is one clear error before any evaluation.
+// checkpoint's weights), an --out it cannot write is one clear error before any evaluation, and an eval into a run
+// folder does not land in a run that replaced the evaluated one meanwhile.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
+#include "metrics/eval.h"
 #include "train/train_util.h"
 
 namespace sinklab::test {
@@ -59,6 +61,42 @@ TEST(EvalOut, AnOutFolderThatCannotBeMadeIsOneLine) {
     const CommandResult made = run_sinklab(eval_out(dir / "e", dir / "new/sub/x.h5"));
     EXPECT_EQ(made.rc, 0) << made.out;
     EXPECT_TRUE(std::filesystem::exists(dir / "new/sub/x.h5"));
+}
+
+// The eval stops itself with the weights loaded (stop@1) while the run folder changes: a resume continues the
+// evaluated run, whose folder then takes the eval, and an --overwrite start replaces it, whose folder must not.
+TEST(EvalOut, NotIntoARunThatReplacedTheEvaluatedOne) {
+    const TempDir dir("eval_replaced");
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 3)).rc, 0);
+    const std::string run = dir / "e";
+    const auto eval_while = [&](const std::string& train_args) {
+        Background eval(fmt::format("env SINKLAB_FAULT_INJECT=stop@1 {} eval {} --batches 1", SINKLAB_BINARY, run),
+                        dir / "eval.log");
+        EXPECT_TRUE(eval.wait_stopped(120)) << read_file(dir / "eval.log");
+        const CommandResult train = run_sinklab(train_args);
+        EXPECT_EQ(train.rc, 0) << train.out;
+        eval.signal(SIGCONT);
+        const int rc = eval.wait(120);
+        return CommandResult{rc, read_file(dir / "eval.log")};
+    };
+
+    const std::string first_id = RunLogReader(run + "/metrics.h5").str_attr("run_id");
+    const CommandResult resumed = eval_while(small_run(dir, "e", 5, "--resume"));
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_TRUE(is_eval_file(run + "/eval.h5"));
+    EXPECT_EQ(RunLogReader(run + "/metrics.h5").str_attr("run_id"), first_id);
+
+    const CommandResult replaced = eval_while(small_run(dir, "e", 2, "--overwrite"));
+    EXPECT_NE(replaced.rc, 0) << replaced.out;
+    EXPECT_EQ(replaced.out,
+              fmt::format("sinklab: error: {}: another run replaced the evaluated one (train --overwrite) while this "
+                          "eval ran, so its result was not written; evaluate the new run, or give an --out outside "
+                          "the run folder\n",
+                          run));
+    EXPECT_FALSE(std::filesystem::exists(run + "/eval.h5"));
+    for (const auto& entry : std::filesystem::directory_iterator(run))
+        EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+    EXPECT_NE(RunLogReader(run + "/metrics.h5").str_attr("run_id"), first_id);
 }
 
 }  // namespace

@@ -93,7 +93,7 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     for (const char* col : {"ffn_gate_norm", "ffn_up_norm", "ffn_top_unit"})
         EXPECT_EQ(rd.read("heavy", col).shape, (std::vector<int64_t>{2, 2, 2})) << col;
     EXPECT_EQ(rd.str_attr("sink_positions"), "[0, 5]");
-    for (const char* attr : {"config_yaml", "sinklab_version", "git_rev", "backend", "created"})
+    for (const char* attr : {"config_yaml", "sinklab_version", "git_rev", "backend", "created", "run_id"})
         EXPECT_TRUE(rd.has_attr(attr)) << attr;
     for (const char* attr : {"world_size", "n_params", "flops_per_token"}) EXPECT_TRUE(rd.has_attr(attr)) << attr;
     EXPECT_TRUE(std::filesystem::exists(dir / "s/config.yaml"));
