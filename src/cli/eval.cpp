@@ -153,9 +153,8 @@ void add_eval(CLI::App& app) {
     cmd->add_option("run", a->run, "run folder (<out_dir>/<name>)")->required()->check(CLI::ExistingDirectory);
     cmd->add_option("--checkpoint", a->checkpoint, "checkpoint folder (default: the run's newest)");
     cmd->add_option("--data", a->data, "glob of token shards (default: the run's data.val)");
-    cmd->add_option("--batches", a->batches, "micro-batches to average over")
-        ->check(at_least(1))
-        ->capture_default_str();
+    cmd->add_option("--batches", a->batches, fmt::format("micro-batches to average over (default {})", a->batches))
+        ->check(at_least(1));
     cmd->add_option("--out", a->out, "output file (default: RUN/eval.h5)");
     cmd->add_option("--set", a->overrides, "override a key for the evaluation, e.g. an intervention")
         ->allow_extra_args(false);
