@@ -5,7 +5,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 SINKLAB_APT_PACKAGES=(
   cmake ninja-build g++ pkg-config git
-  libyaml-cpp-dev libspdlog-dev libfmt-dev libhdf5-dev libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libhdf5-dev libopenmpi-dev openmpi-bin libopenblas-dev libopenblas0-openmp
+  liblapacke-dev
   libcli11-dev nlohmann-json3-dev libgtest-dev
   python3-numpy python3-h5py python3-matplotlib python3-torch python3-yaml ca-certificates
 )

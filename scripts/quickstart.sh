@@ -37,7 +37,7 @@ step "done in $(elapsed)"
 cat <<MSG
 The plot:   runs/quickstart.png (loss curves; attention mass on the first token per layer and step)
 The table:  runs/quickstart.md
-Next:       $build_dir/sinklab sweep experiments/headnorm-vs-baseline/suite.yaml   (3 seeds, ~7 min)
+Next:       $build_dir/sinklab sweep experiments/headnorm-vs-baseline/suite.yaml   (3 seeds, ~5 min)
             $build_dir/sinklab compare runs/headnorm-vs-baseline --plot hvb.png  (also while it runs)
             experiments/README.md explains suites; configs/base.yaml every config key.
 MSG

@@ -245,8 +245,10 @@ void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand("bench", "measure training throughput and time per op family on random tokens");
     auto args = std::make_shared<BenchArgs>();
     add_config_args(*cmd, args->config);
-    cmd->add_option("--steps", args->steps, "timed training steps")->check(at_least(1))->capture_default_str();
-    cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(at_least(0))->capture_default_str();
+    cmd->add_option("--steps", args->steps, fmt::format("timed training steps (default {})", args->steps))
+        ->check(at_least(1));
+    cmd->add_option("--warmup", args->warmup, fmt::format("untimed steps first (default {})", args->warmup))
+        ->check(at_least(0));
     cmd->add_option("--rounds", args->rounds,
                     "time every configuration this many times, round-robin, and report medians (ratios that noise "
                     "moves by about 1% per round on a GPU settle with more rounds)")

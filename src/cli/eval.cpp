@@ -35,12 +35,12 @@ struct EvalArgs {
     std::vector<std::string> overrides;
 };
 
-// Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
-// (it could name a run's metrics.h5 or a checkpoint's weights), and it must be writable, its folder made if missing.
 fs::path folder_of(const std::string& out) {
     return fs::path(out).has_parent_path() ? fs::path(out).parent_path() : fs::path(".");
 }
 
+// Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
+// (it could name a run's metrics.h5 or a checkpoint's weights), and it must be writable, its folder made if missing.
 void check_out(const std::string& out) {
     const fs::path folder = folder_of(out);
     std::error_code ec;
@@ -153,7 +153,8 @@ void add_eval(CLI::App& app) {
     cmd->add_option("run", a->run, "run folder (<out_dir>/<name>)")->required()->check(CLI::ExistingDirectory);
     cmd->add_option("--checkpoint", a->checkpoint, "checkpoint folder (default: the run's newest)");
     cmd->add_option("--data", a->data, "glob of token shards (default: the run's data.val)");
-    cmd->add_option("--batches", a->batches, "micro-batches to average over")->check(at_least(1))->capture_default_str();
+    cmd->add_option("--batches", a->batches, fmt::format("micro-batches to average over (default {})", a->batches))
+        ->check(at_least(1));
     cmd->add_option("--out", a->out, "output file (default: RUN/eval.h5)");
     cmd->add_option("--set", a->overrides, "override a key for the evaluation, e.g. an intervention")
         ->allow_extra_args(false);

@@ -288,6 +288,18 @@ TEST(ShippedSuites, LoadAndHoldTheIntendedArms) {
                                                                          {"sink_logit", {"sink_logit", false}},
                                                                          {"sigmoid", {"sigmoid", false}},
                                                                          {"qk_norm", {"standard", true}}}));
+
+    // The search's lead: standard vs HeadNorm at 32 heads of 4 and a high, undecayed learning rate.
+    const Sweep search = shipped("sink-search/suite.yaml");
+    ASSERT_EQ(search.runs.size(), 6u);
+    EXPECT_EQ(search.runs[0].config.attention.variant, "standard");
+    EXPECT_EQ(search.runs[1].config.attention.variant, "headnorm");
+    for (const SweepRun& r : search.runs) {
+        EXPECT_EQ(r.config.model.head_dim(), 4) << r.name;
+        EXPECT_EQ(r.config.train.schedule, "constant") << r.name;
+        EXPECT_FLOAT_EQ(r.config.train.lr, 2e-2f) << r.name;
+        EXPECT_EQ(r.config.data.train, ".cache/shards/corpus-bytes/train_*.bin") << r.name;
+    }
 }
 
 }  // namespace

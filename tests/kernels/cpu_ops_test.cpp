@@ -1,6 +1,8 @@
 // The CPU kernels against independent references: float64 central finite differences for every gradient,
 // naive formula implementations for forward values, the float instantiation against the double one, and
 // the write (=) / accumulate (+=) contract checked by pre-filling the outputs.
+#include <cblas.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -148,6 +150,13 @@ TEST(CpuOps, RmsnormBackwardAccumulatesIntoDx) {
 }
 
 // ------------------------------------------------------------------------------------------------ matmul
+
+// The OpenBLAS that runs the GEMMs is the build CMake chose: its OpenMP build, whose GEMMs take our OpenMP threads,
+// not the pthreads build that the system's default libopenblas.so.0 (or a dependency's) could have brought instead.
+TEST(CpuOps, MatmulRunsOnOpenBlasOpenMpBuild) {
+    if (!SINKLAB_OPENBLAS_OPENMP) GTEST_SKIP() << "built against OpenBLAS's pthreads build (cmake warned)";
+    EXPECT_EQ(openblas_get_parallel(), 2) << "0: sequential, 1: pthreads, 2: OpenMP";
+}
 
 TEST(CpuOps, MatmulAddsTheResidual) {
     const int64_t N = 6, I = 9, O = 5;
