@@ -202,7 +202,8 @@ void print_dry_run(std::FILE* out, const Sweep& sweep, const std::vector<RunStat
         const SweepRun& run = sweep.runs[i];
         const RunState& st = states[i];
         const int64_t max_steps = run.config.train.max_steps;
-        // Its start would be refused by the folder's lock (a run started by hand, or by a sweep of another host).
+        // Its start would be refused by the folder's lock (a run started by hand, or by a task of the suite's Slurm
+        // array).
         if (!st.trained_by.empty()) {
             fmt::print(out, "# {}: in training now by {}, at step {}/{}; the sweep cannot run it until that ends\n",
                        run.name, st.trained_by, st.step, max_steps);
