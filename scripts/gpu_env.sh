@@ -20,6 +20,10 @@ for p in sys.path + site.getsitepackages():
 PY
 }
 
+# Chosen here, so that sinklab does not start itself again to choose it (src/cli/main.cpp) under ncu or
+# compute-sanitizer, which then follow a second image.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
 # The CUDA test suite, less the tests that need this checkout's build paths.
 export CUDA_TEST_FILTER='Cuda*:*Model*:-Training.*:ConfigPresets.*:Eval.*'
 
