@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "core/checksum.h"
 #include "data/glob.h"
 #include "core/rng.h"
 
@@ -25,12 +26,15 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
                    ? fmt::format(" (relative to the current folder, {})", std::filesystem::current_path().string())
                    : "");
     shards_.reserve(files.size());
+    std::vector<uint64_t> sums;  // [shards, 2]: tokens, checksum
     for (const std::string& f : files) {
         shards_.emplace_back(f);
-        shards_.back().check_range(vocab_size);
+        sums.push_back(shards_.back().tokens());
+        sums.push_back(shards_.back().check_tokens(vocab_size));
         shard_start_.push_back(tokens_);
         tokens_ += shards_.back().tokens();
     }
+    checksum_ = checksum64(sums.data(), sums.size() * sizeof(uint64_t));
     const uint64_t T64 = static_cast<uint64_t>(T);
     windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
     const uint64_t global = static_cast<uint64_t>(world) * B;

@@ -25,7 +25,8 @@ struct LoaderPosition {
 class DataLoader {
 public:
     // Maps every shard of `glob`, validates them (header, size, every token < vocab_size) and fails with the file
-    // named where one is wrong, or where the data holds less than one global batch.
+    // named where one is wrong, or where the data holds less than one global batch. Reading every token for that
+    // also gives a checksum of the stream.
     DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
                int vocab_size);
     void next(int32_t* inputs, int32_t* targets);  // [B, T] each
@@ -33,6 +34,7 @@ public:
     LoaderPosition position() const { return pos_; }
     void seek(const LoaderPosition& p);  // continue exactly from there
     int64_t tokens() const { return static_cast<int64_t>(tokens_); }
+    uint64_t checksum() const { return checksum_; }  // of the shards' token counts and tokens, in order
     int64_t windows_per_epoch() const { return static_cast<int64_t>(windows_); }
 
 private:
@@ -45,7 +47,7 @@ private:
     int B_, T_, rank_, world_;
     uint64_t seed_;
     bool shuffle_;
-    uint64_t tokens_ = 0, windows_ = 0;
+    uint64_t tokens_ = 0, windows_ = 0, checksum_ = 0;
     LoaderPosition pos_;
     uint64_t ready_epoch_ = UINT64_MAX;  // epoch that offset_ and order_ belong to
     uint64_t offset_ = 0;

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/check.h"
+#include "core/checksum.h"
 #include "core/file_writer.h"
 #include "data/sha256.h"
 
@@ -59,15 +60,18 @@ void Shard::copy(uint64_t from, uint64_t n, int32_t* out) const {
 
 namespace {
 
-// Offset of the first token >= limit in p[0, n), or n; chunked so that OpenMP threads share a large shard.
+// Offset of the first token >= limit in p[0, n), or n, and the checksum of each chunk of tokens in `sums`;
+// chunked so that OpenMP threads share a large shard.
 template <typename T>
-uint64_t first_out_of_range(const T* p, uint64_t n, uint64_t limit) {
+uint64_t first_out_of_range(const T* p, uint64_t n, uint64_t limit, std::vector<uint64_t>& sums) {
     constexpr uint64_t kChunk = 1 << 20;
     const int64_t chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+    sums.assign(chunks, 0);
     uint64_t first = n;
 #pragma omp parallel for schedule(static) reduction(min : first)
     for (int64_t c = 0; c < chunks; ++c) {
         const uint64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
+        sums[c] = checksum64(p + begin, (end - begin) * sizeof(T));
         T max = 0;
         for (uint64_t i = begin; i < end; ++i) max = std::max(max, p[i]);
         if (max < limit) continue;
@@ -82,13 +86,14 @@ uint64_t first_out_of_range(const T* p, uint64_t n, uint64_t limit) {
 
 }  // namespace
 
-void Shard::check_range(int vocab_size) const {
+uint64_t Shard::check_tokens(int vocab_size) const {
     const char* base = file_.data() + kShardHeaderBytes;
     const uint64_t limit = static_cast<uint64_t>(vocab_size);
+    std::vector<uint64_t> sums;  // [chunks]
     const uint64_t bad = token_bytes_ == 2
-                             ? first_out_of_range(reinterpret_cast<const uint16_t*>(base), tokens_, limit)
-                             : first_out_of_range(reinterpret_cast<const uint32_t*>(base), tokens_, limit);
-    if (bad == tokens_) return;
+                             ? first_out_of_range(reinterpret_cast<const uint16_t*>(base), tokens_, limit, sums)
+                             : first_out_of_range(reinterpret_cast<const uint32_t*>(base), tokens_, limit, sums);
+    if (bad == tokens_) return checksum64(sums.data(), sums.size() * sizeof(uint64_t));
     int32_t id;
     copy(bad, 1, &id);
     fail("{}: token {} at token offset {} (byte {}) is not below the vocabulary size {}; the shards were made with "

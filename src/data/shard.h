@@ -24,8 +24,9 @@ public:
     const std::string& path() const { return file_.path(); }
     uint64_t tokens() const { return tokens_; }
     void copy(uint64_t from, uint64_t n, int32_t* out) const;  // tokens [from, from + n) as int32
-    // An error naming the file and the offset of the first token >= vocab_size, if there is one.
-    void check_range(int vocab_size) const;
+    // One pass over the tokens: an error naming the file and the offset of the first token >= vocab_size, if there
+    // is one; else a checksum of the tokens (of 1 MiB chunks, summed in parallel and combined in order).
+    uint64_t check_tokens(int vocab_size) const;
 
 private:
     MappedFile file_;
