@@ -33,6 +33,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr uint64_t kItemBytes = 1 << 20;  // work handed to one thread at a time
+// A document is tokenized whole, and its tokens and GPT-2 pieces take some 7 bytes of memory per byte of text: a
+// 40 GB text file without --doc-separator would have needed 270 GB.
+constexpr uint64_t kMaxDocumentBytes = uint64_t(256) << 20;
 constexpr int kItemsPerThreadPerRound = 4;
 
 struct Source {
@@ -209,6 +212,12 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
     cur.source = index;
     uint64_t line = 1;
     const auto add = [&](uint64_t begin, uint64_t end) {
+        SL_REQUIRE(end - begin <= kMaxDocumentBytes,
+                   "prepare: {}{}: a document of {} bytes, more than the {} MiB that prepare tokenizes at once (a text "
+                   "file is one document unless --doc-separator splits it); split it into documents (--doc-separator, "
+                   "JSON lines) or into files",
+                   src.path, src.jsonl ? fmt::format(":{}", line) : fmt::format(" at byte {}", begin),
+                   end - begin, kMaxDocumentBytes >> 20);
         if (cur.ranges.empty()) cur.first_line = line;
         cur.ranges.emplace_back(begin, end);
         cur.bytes += end - begin;
