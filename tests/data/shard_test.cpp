@@ -1,6 +1,9 @@
 // llm.c shards: written by hand here and read by sinklab, written by sinklab and read by hand here, every corrupt
 // case an error naming the file; SHA-256 against published test vectors and sha256sum.
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "core/check.h"
 #include "data/dataloader.h"
@@ -113,6 +116,24 @@ TEST(Shard, EveryCorruptionIsAnErrorNamingTheFile) {
 
     const std::string none = loader_error(dir / "nothing_*.bin");
     EXPECT_NE(none.find("no token shard matches '" + (dir / "nothing_*.bin") + "'"), std::string::npos) << none;
+}
+
+// A shard that shrinks while mapped (truncated, or rewritten in place by cp) killed a run with "Bus error", naming
+// nothing; the first read past its new end now exits 1 with the file named.
+TEST(ShardDeathTest, ShrinkingWhileMappedIsNamed) {
+    test::TempDir dir;
+    const std::string path = dir / "s_000000.bin";
+    const std::vector<uint32_t> ids(100000, 7);
+    test::write_llmc_shard(path, ids, true);
+    EXPECT_EXIT(
+        {
+            const Shard shard(path);
+            if (::truncate(path.c_str(), 1024) != 0) std::_Exit(3);
+            int32_t last = 0;
+            shard.copy(ids.size() - 1, 1, &last);
+            std::_Exit(last == 7 ? 4 : 5);
+        },
+        ::testing::ExitedWithCode(1), "sinklab: error: .*s_000000.bin became shorter while sinklab read it");
 }
 
 TEST(Sha256, PublishedTestVectors) {
