@@ -25,8 +25,7 @@ struct LoaderPosition {
 class DataLoader {
 public:
     // Maps every shard of `glob`, validates them (header, size, every token < vocab_size) and fails with the file
-    // named where one is wrong, or where the data holds less than one global batch. Reading every token for that
-    // also gives a checksum of the stream.
+    // named where one is wrong, or where the data holds less than one global batch.
     DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
                int vocab_size);
     void next(int32_t* inputs, int32_t* targets);  // [B, T] each
@@ -34,10 +33,16 @@ public:
     LoaderPosition position() const { return pos_; }
     void seek(const LoaderPosition& p);  // continue exactly from there
     int64_t tokens() const { return static_cast<int64_t>(tokens_); }
-    uint64_t checksum() const { return checksum_; }  // of the shards' token counts and tokens, in order
+    // "s1:" and a checksum of the stream's tokens as int32, in order: the same for the same tokens however shards cut
+    // and store them (a resume may continue on the same data prepared again with other shard sizes); the prefix names
+    // the scheme, so that a later one can tell it apart instead of refusing every earlier checkpoint.
+    std::string fingerprint() const;
     int64_t windows_per_epoch() const { return static_cast<int64_t>(windows_); }
 
 private:
+    // One pass over every token, in chunks that OpenMP threads share: the error naming the shard and offset of the
+    // first token >= vocab_size, or the stream's checksum (of each chunk's tokens as int32, combined in order).
+    uint64_t check_stream(int vocab_size) const;
     void start_epoch(uint64_t epoch);                     // offset_ and order_ of that epoch
     void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
 

@@ -109,6 +109,15 @@ TEST(Shard, EveryCorruptionIsAnErrorNamingTheFile) {
     bad[63] = 4000000000u;
     test::write_llmc_shard(dir / "range32.bin", bad, false);
     expect("range32.bin", {"token 4000000000 at token offset 63"});
+    // The first bad token of the stream, in the shard and at the offset in it where it lies: the stream is checked
+    // in chunks of 65,536 tokens, here the second and third of three.
+    test::write_llmc_shard(dir / "two_000000.bin", tokens, true);
+    std::vector<uint32_t> long_shard(140000, 7);
+    long_shard[131000] = 2000;
+    long_shard[70000] = 1000;
+    test::write_llmc_shard(dir / "two_000001.bin", long_shard, true);
+    const std::string two = loader_error(dir / "two_*.bin");
+    EXPECT_NE(two.find((dir / "two_000001.bin") + ": token 1000 at token offset 70000"), std::string::npos) << two;
 
     // A FIFO is refused at once: open() waited for a writer that never came, and the run hung in its setup.
     ASSERT_EQ(::mkfifo((dir / "fifo.bin").c_str(), 0600), 0);

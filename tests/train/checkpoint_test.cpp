@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "core/check.h"
+#include "data/data_test_util.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
@@ -307,13 +308,15 @@ TEST_F(DamagedCheckpoint, TheGlobalBatchMayBeSetOnResume) {
     EXPECT_EQ(tokens[8], 6.0 * 512 + 3 * 1024);
 }
 
-// A checkpoint from before state.json recorded the data's token count resumes as before: unchecked.
+// A checkpoint from before state.json recorded the data's token count and checksum resumes as before: unchecked.
 TEST_F(DamagedCheckpoint, ACheckpointWithoutTheDataTokenCountResumes) {
     const std::string path = newest + "/state.json";
     const nlohmann::json before = nlohmann::json::parse(read_file(path));
     ASSERT_TRUE(before.at("train_data").contains("tokens")) << before.dump();
+    ASSERT_TRUE(before.at("train_data").contains("checksum")) << before.dump();
     nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
     state["train_data"].erase("tokens");
+    state["train_data"].erase("checksum");
     write_file(path, state.dump(2));
     const CommandResult r = resume();
     ASSERT_EQ(r.rc, 0) << r.out;
@@ -483,7 +486,8 @@ TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
 
 // A resume whose data.train shards changed since the checkpoint (prepared again, a shard added) is refused, naming
 // both token counts: the data position counts windows of the old shards, and the run went on silently on other data.
-// So is one whose shards hold as many tokens as before, but others (went on silently until the checksum).
+// So is one whose shards hold as many tokens as before, but others (went on silently until the checksum); the same
+// tokens cut into other shards, 4 bytes wide, continue.
 TEST(Resume, ChangedTrainingShardsAreRefused) {
     const TempDir dir("resume_data");
     const std::string base = "--set run.threads=1 --set checkpoint.every=4";
@@ -506,7 +510,10 @@ TEST(Resume, ChangedTrainingShardsAreRefused) {
     EXPECT_EQ(swapped.rc, 1) << swapped.out;
     EXPECT_NE(swapped.out.find("holds as many tokens as the run trained on"), std::string::npos) << swapped.out;
     EXPECT_NE(swapped.out.find("but not the same ones"), std::string::npos) << swapped.out;
-    write_file(shard, tokens);
+    std::reverse(ids.begin(), ids.end());
+    const size_t cut = ids.size() / 3;
+    test::write_llmc_shard(shard, std::vector<uint32_t>(ids.begin(), ids.begin() + cut), false);
+    test::write_llmc_shard(dir / "data/train_000001.bin", std::vector<uint32_t>(ids.begin() + cut, ids.end()), false);
     const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
