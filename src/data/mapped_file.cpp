@@ -28,6 +28,7 @@ struct Mapping {
 constexpr int kMappings = 4096;
 Mapping g_mappings[kMappings];
 struct sigaction g_default_bus;
+std::atomic<bool> g_reporting{false};
 
 void write_all(const char* s, size_t n) {
     while (n > 0) {
@@ -37,19 +38,30 @@ void write_all(const char* s, size_t n) {
     }
 }
 
+// A read of a mapped page that the file no longer has (it shrank), or that its storage failed to deliver (an I/O
+// error of a disk or network file system): the file is named and the process exits 1. Only functions that are safe
+// in a signal handler are called.
 void on_bus_error(int sig, siginfo_t* info, void*) {
     const char* at = static_cast<const char*>(info->si_addr);
     for (const Mapping& m : g_mappings) {
         const char* begin = m.begin.load(std::memory_order_acquire);
         if (!begin || at < begin || at >= begin + m.size) continue;
+        if (g_reporting.exchange(true))  // another thread faulted first and is reporting: it ends the process
+            for (;;) ::pause();
+        struct stat st;
+        const bool shorter = ::stat(m.path, &st) == 0 && st.st_size <= at - begin;
         constexpr char kBefore[] = "sinklab: error: ";
-        constexpr char kAfter[] =
-            " became shorter while sinklab read it: something truncated it or wrote over it in place (cp onto it, "
-            "truncate); put complete files in place by renaming them (as sinklab prepare does), then run again (train: "
-            "--resume)\n";
+        constexpr char kShorter[] =
+            " became shorter while sinklab read it (truncated, or rewritten in place as cp onto it does); put the "
+            "complete file back, replacing files by renaming whole ones into place as sinklab prepare does, and run "
+            "again\n";
+        constexpr char kUnreadable[] =
+            " could not be read while sinklab read it (an I/O error of its disk or file system); check the storage "
+            "and run again\n";
         write_all(kBefore, sizeof kBefore - 1);
         write_all(m.path, ::strnlen(m.path, sizeof m.path));
-        write_all(kAfter, sizeof kAfter - 1);
+        if (shorter) write_all(kShorter, sizeof kShorter - 1);
+        else write_all(kUnreadable, sizeof kUnreadable - 1);
         ::_exit(1);
     }
     ::sigaction(sig, &g_default_bus, nullptr);  // not a mapping of ours: die of it as before

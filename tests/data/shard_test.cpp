@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 
 #include "core/check.h"
@@ -143,6 +144,14 @@ TEST(ShardDeathTest, ShrinkingWhileMappedIsNamed) {
             std::_Exit(last == 7 ? 4 : 5);
         },
         ::testing::ExitedWithCode(1), "sinklab: error: .*s_000000.bin became shorter while sinklab read it");
+    // A SIGBUS outside the mapped files still kills the process by the signal.
+    test::write_llmc_shard(path, ids, true);  // whole again
+    EXPECT_EXIT(
+        {
+            const Shard shard(path);
+            std::raise(SIGBUS);
+        },
+        ::testing::KilledBySignal(SIGBUS), "");
 }
 
 TEST(Sha256, PublishedTestVectors) {
