@@ -43,8 +43,10 @@ __global__ void embedding_bwd_kernel(float* dwte, const int32_t* sorted_ids, con
     const int64_t i = blockIdx.x;
     const int32_t id = sorted_ids[i];
     if ((i > 0 && sorted_ids[i - 1] == id) || id < 0 || id >= V) return;
-    if (threadIdx.x == 0) {  // the ids are sorted: the run ends at the first larger one
-        int64_t lo = i + 1, hi = N;
+    if (threadIdx.x == 0) {  // the ids are sorted: the run ends at the first larger one, found by steps that double
+        int64_t lo = i + 1, step = 1;  // (1 or 2 loads for most ids, which are rare) and then halve
+        while (lo + step - 1 < N && sorted_ids[lo + step - 1] == id) lo += step, step *= 2;
+        int64_t hi = lo + step - 1 < N ? lo + step - 1 : N;
         while (lo < hi) {
             const int64_t mid = lo + (hi - lo) / 2;
             if (sorted_ids[mid] == id) lo = mid + 1;
