@@ -50,8 +50,9 @@ class Checker {
                    "accumulates micro-batches)",
                    show("train.micro_batch"), kMaxMicroBatch);
         const int64_t qk_channels = int64_t(m.n_head + m.kv_heads()) * m.head_dim();
-        SL_REQUIRE(m.d_model <= kMaxNormChannels, "{} is more channels than the {} the CUDA norm backward holds; lower it",
-                   show("model.d_model"), kMaxNormChannels);
+        SL_REQUIRE(m.d_model <= kMaxNormChannels,
+                   "{} is more channels than the {} the CUDA norm backward holds; lower it", show("model.d_model"),
+                   kMaxNormChannels);
         SL_REQUIRE(!c_.attention.qk_norm || qk_channels <= kMaxNormChannels,
                    "{} normalizes (n_head + n_kv_head) x head_dim = {} channels a row ({}, {}, {}), more than the {} "
                    "the CUDA norm backward holds; lower d_model or n_kv_head, or set attention.qk_norm: false",
