@@ -208,8 +208,8 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
     Item cur;
     cur.source = index;
     uint64_t line = 1;
-    // Its tokens and GPT-2 pieces take some 7 bytes of memory per byte of text: a 40 GB text file without
-    // --doc-separator would have needed 270 GB before anything said so.
+    // A document is tokenized whole, its tokens and GPT-2 pieces taking some 7 bytes of memory per byte of text: a
+    // 40 GB text file without --doc-separator would have needed 270 GB before anything said so.
     const uint64_t most = uint64_t(opt.max_document_mib) << 20;
     const auto add = [&](uint64_t begin, uint64_t end) {
         SL_REQUIRE(end - begin <= most,
