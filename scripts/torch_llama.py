@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The PyTorch peer for sinklab's benchmarks: the same Llama-style model (pre-norm RMSNorm, fused QKV with
-interleaved RoPE, standard or HeadNorm attention, SwiGLU, tied embeddings) trained on random tokens with
+interleaved RoPE, standard or HeadNorm attention, SwiGLU, tied embeddings) trained on random (Zipf) tokens with
 AdamW, printing tokens/s. On a GPU it uses bf16 autocast, the fastest scaled_dot_product_attention and
 torch.compile; on a CPU plain fp32.
 
@@ -116,8 +116,10 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=(t["beta1"], t["beta2"]),
                             weight_decay=t["weight_decay"], **({"fused": True} if dev.type == "cuda" else {}))
     B, T, V = t["micro_batch"], m["seq_len"], m["vocab_size"]
-    ids = torch.randint(0, V, (B, T), device=dev)
-    tgt = torch.randint(0, V, (B, T), device=dev)
+    # Zipf-distributed ids, as sinklab bench draws them: P(k) proportional to 1 / (k + 1), like text's tokens.
+    zipf = 1.0 / torch.arange(1, V + 1, dtype=torch.float64)
+    ids = torch.multinomial(zipf, B * T, replacement=True).view(B, T).to(dev)
+    tgt = torch.multinomial(zipf, B * T, replacement=True).view(B, T).to(dev)
     fwd = model
     if dev.type == "cuda" and not args.no_compile:
         fwd = torch.compile(model)

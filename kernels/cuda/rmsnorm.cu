@@ -15,7 +15,7 @@ constexpr int kWarps = kThreads / 32;
 // (48 x 1024 rows make 1024 chunks of 48), few enough that their partial sums stay small next to dout and x.
 constexpr int kChunkRows = 16, kMaxChunks = 1024;
 // Shared memory of a backward block, one row of partial gain sums a warp: up to 8 warps of 3072 channels at once.
-constexpr int kBwdSmem = 96 * 1024;
+constexpr int kBwdSmem = kMaxNormChannels * sizeof(float);
 
 // The gain vector and offset that group h uses.
 template <typename T>

@@ -67,6 +67,11 @@ size_t attention_ds_bytes(const AttnSpec& s, DType compute);
 
 // The most key positions attn_mass tracks at once.
 constexpr int kMaxTrackedPositions = 32;
+// The most sequences in a micro-batch: the CUDA kernels put them in a grid dimension, which takes at most 65535.
+constexpr int kMaxMicroBatch = 65535;
+// The most channels a norm normalizes in one row (d_model; (n_head + n_kv_head) x head_dim for QK-norm): the CUDA
+// norm backward sums a row's gain gradients in 96 KiB of shared memory.
+constexpr int kMaxNormChannels = 24576;
 
 struct AdamWStep {
     float lr = 0.f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.f;

@@ -82,7 +82,8 @@ void run_eval(const EvalArgs& a) {
     // a run that replaced the evaluated one while the evaluation ran, nor be deleted by a replacing start that fails.
     std::error_code ec;
     const bool into_run = fs::equivalent(folder_of(out), a.run, ec);
-    const std::string evaluated_run = into_run ? run_identity(a.run) : "";
+    Communicator& comm = process_communicator();
+    const std::string evaluated_run = into_run && comm.rank() == 0 ? run_identity(a.run) : "";  // rank 0 writes
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg;
@@ -97,7 +98,6 @@ void run_eval(const EvalArgs& a) {
                "GLOB",
                a.run);
     check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
-    Communicator& comm = process_communicator();
 
     std::string backend_note;
     auto backend = make_run_backend(cfg, comm, backend_note);

@@ -27,6 +27,9 @@ void add_prepare(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--doc-separator", opt->doc_separator,
                     "text files: split documents at this string (e.g. '<|endoftext|>'); default: one per file");
+    cmd->add_option("--max-document-mib", opt->max_document_mib,
+                    "refuse a larger document: each is tokenized whole, at ~7 bytes of memory per byte of text")
+        ->capture_default_str();
     cmd->add_option("--threads", opt->threads, "threads (0 = all cores)")->capture_default_str();
     cmd->add_flag("--force", opt->force, "redo even when manifest.json says the shards are up to date");
     cmd->add_flag("-q,--quiet", *quiet, "no progress line");

@@ -45,6 +45,19 @@ class Checker {
         SL_REQUIRE(m.vocab_size >= needed, "{} is smaller than the {} ids of {}; set vocab_size >= {}",
                    show("model.vocab_size"), needed, show("data.tokenizer"), needed);
         sizes();
+        SL_REQUIRE(c_.train.micro_batch <= kMaxMicroBatch,
+                   "{} is more sequences than the {} a CUDA kernel's grid holds; lower it (train.tokens_per_step "
+                   "accumulates micro-batches)",
+                   show("train.micro_batch"), kMaxMicroBatch);
+        const int64_t qk_channels = int64_t(m.n_head + m.kv_heads()) * m.head_dim();
+        SL_REQUIRE(m.d_model <= kMaxNormChannels,
+                   "{} is more channels than the {} the CUDA norm backward holds; lower it", show("model.d_model"),
+                   kMaxNormChannels);
+        SL_REQUIRE(!c_.attention.qk_norm || qk_channels <= kMaxNormChannels,
+                   "{} normalizes (n_head + n_kv_head) x head_dim = {} channels a row ({}, {}, {}), more than the {} "
+                   "the CUDA norm backward holds; lower d_model or n_kv_head, or set attention.qk_norm: false",
+                   show("attention.qk_norm"), qk_channels, show("model.d_model"), show("model.n_head"),
+                   show("model.n_kv_head"), kMaxNormChannels);
         SL_REQUIRE(m.head_dim() <= AttnSpec::kMaxHeadDim,
                    "head_dim = d_model / n_head = {} ({}, {}) is more than the attention kernels' {}; raise n_head or "
                    "lower d_model",

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "core/checksum.h"
 #include "data/glob.h"
 #include "core/rng.h"
 
@@ -27,10 +28,10 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     shards_.reserve(files.size());
     for (const std::string& f : files) {
         shards_.emplace_back(f);
-        shards_.back().check_range(vocab_size);
         shard_start_.push_back(tokens_);
         tokens_ += shards_.back().tokens();
     }
+    checksum_ = check_stream(vocab_size);
     const uint64_t T64 = static_cast<uint64_t>(T);
     windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
     const uint64_t global = static_cast<uint64_t>(world) * B;
@@ -40,6 +41,39 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
                glob, tokens_, shards_.size(), windows_, T + 1, global);
     window_.resize(T + 1);
 }
+
+uint64_t DataLoader::check_stream(int vocab_size) const {
+    constexpr uint64_t kChunk = 1 << 16;  // tokens: 256 KiB as int32, in a core's cache
+    const int64_t chunks = static_cast<int64_t>((tokens_ + kChunk - 1) / kChunk);
+    const uint32_t limit = static_cast<uint32_t>(vocab_size);
+    std::vector<uint64_t> sums(static_cast<size_t>(chunks));  // [chunks]
+    uint64_t first_bad = tokens_;
+#pragma omp parallel
+    {
+        std::vector<int32_t> ids(kChunk);  // [kChunk]
+#pragma omp for schedule(static) reduction(min : first_bad)
+        for (int64_t c = 0; c < chunks; ++c) {
+            const uint64_t from = static_cast<uint64_t>(c) * kChunk, n = std::min(kChunk, tokens_ - from);
+            read(from, n, ids.data());
+            sums[static_cast<size_t>(c)] = checksum64(ids.data(), n * sizeof(int32_t));
+            uint32_t max = 0;  // uint32 ids above INT32_MAX are negative as int32: compared unsigned
+            for (uint64_t i = 0; i < n; ++i) max = std::max(max, static_cast<uint32_t>(ids[i]));
+            if (max < limit) continue;
+            for (uint64_t i = 0; i < n; ++i)
+                if (static_cast<uint32_t>(ids[i]) >= limit) {
+                    first_bad = std::min(first_bad, from + i);
+                    break;
+                }
+        }
+    }
+    if (first_bad < tokens_) {
+        const auto s = std::upper_bound(shard_start_.begin(), shard_start_.end(), first_bad) - shard_start_.begin() - 1;
+        shards_[size_t(s)].refuse_token(first_bad - shard_start_[size_t(s)], vocab_size);
+    }
+    return checksum64(sums.data(), sums.size() * sizeof(uint64_t));
+}
+
+std::string DataLoader::fingerprint() const { return fmt::format("s1:{:016x}", checksum_); }
 
 void DataLoader::start_epoch(uint64_t epoch) {
     if (ready_epoch_ == epoch) return;

@@ -33,9 +33,16 @@ public:
     LoaderPosition position() const { return pos_; }
     void seek(const LoaderPosition& p);  // continue exactly from there
     int64_t tokens() const { return static_cast<int64_t>(tokens_); }
+    // "s1:" and a checksum of the stream's tokens as int32, in order: the same for the same tokens however shards cut
+    // and store them (a resume may continue on the same data prepared again with other shard sizes); the prefix names
+    // the scheme, so that a later one can tell it apart instead of refusing every earlier checkpoint.
+    std::string fingerprint() const;
     int64_t windows_per_epoch() const { return static_cast<int64_t>(windows_); }
 
 private:
+    // One pass over every token, in chunks that OpenMP threads share: the error naming the shard and offset of the
+    // first token >= vocab_size, or the stream's checksum (of each chunk's tokens as int32, combined in order).
+    uint64_t check_stream(int vocab_size) const;
     void start_epoch(uint64_t epoch);                     // offset_ and order_ of that epoch
     void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
 
@@ -45,7 +52,7 @@ private:
     int B_, T_, rank_, world_;
     uint64_t seed_;
     bool shuffle_;
-    uint64_t tokens_ = 0, windows_ = 0;
+    uint64_t tokens_ = 0, windows_ = 0, checksum_ = 0;
     LoaderPosition pos_;
     uint64_t ready_epoch_ = UINT64_MAX;  // epoch that offset_ and order_ belong to
     uint64_t offset_ = 0;

@@ -1,4 +1,7 @@
 // A whole file mapped read-only into memory (the OS pages it in on demand and shares it between processes).
+// A file that shrinks while mapped (truncated, or rewritten in place by cp) faults with SIGBUS on the next read past
+// its new end, as does a page its storage fails to read; the process then exits 1 with one line naming the file,
+// where it died of "Bus error" before. (A file rewritten in place at its size or larger is read as it now is.)
 #pragma once
 #include <cstddef>
 #include <string>
@@ -24,6 +27,7 @@ private:
     std::string path_;
     const char* data_ = nullptr;
     size_t size_ = 0;
+    int slot_ = -1;  // in the table of mappings the SIGBUS handler reads; -1: not in it
 };
 
 }  // namespace sinklab

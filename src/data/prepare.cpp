@@ -208,7 +208,16 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
     Item cur;
     cur.source = index;
     uint64_t line = 1;
+    // A document is tokenized whole, its tokens and GPT-2 pieces taking some 7 bytes of memory per byte of text: a
+    // 40 GB text file without --doc-separator would have needed 270 GB before anything said so.
+    const uint64_t most = uint64_t(opt.max_document_mib) << 20;
     const auto add = [&](uint64_t begin, uint64_t end) {
+        SL_REQUIRE(end - begin <= most,
+                   "prepare: {}{}: a document of {} bytes, more than --max-document-mib {} (a text file is one "
+                   "document unless --doc-separator splits it; each is tokenized whole, at some 7 bytes of memory a "
+                   "byte); split it into documents (--doc-separator, JSON lines) or files, or raise the limit",
+                   src.path, src.jsonl ? fmt::format(":{}", line) : fmt::format(" at byte {}", begin), end - begin,
+                   opt.max_document_mib);
         if (cur.ranges.empty()) cur.first_line = line;
         cur.ranges.emplace_back(begin, end);
         cur.bytes += end - begin;
@@ -595,6 +604,8 @@ PrepareResult prepare(const PrepareOptions& opt) {
     SL_REQUIRE(opt.threads >= 0 && opt.threads <= kMaxThreads,
                "prepare: --threads {} must lie in [0, {}] (0 = all cores)", opt.threads, kMaxThreads);
     SL_REQUIRE(!opt.text_field.empty(), "prepare: --text-field must not be empty");
+    SL_REQUIRE(opt.max_document_mib >= 1 && opt.max_document_mib <= (int64_t(1) << 40),
+               "prepare: --max-document-mib {} must lie in [1, 2^40]", opt.max_document_mib);
 
     const fs::path out_dir(opt.out_dir);
     SL_REQUIRE(!fs::exists(out_dir) || fs::is_directory(out_dir),

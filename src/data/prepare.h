@@ -24,6 +24,9 @@ struct PrepareOptions {
     int64_t shard_tokens = 100'000'000;   // tokens per shard (the last one of a split holds the rest)
     std::string text_field = "text";      // JSON lines: the field with the document's text
     std::string doc_separator;            // text files: split documents here (e.g. <|endoftext|>); empty = whole file
+    // A larger document is refused: it is tokenized whole, at some 7 bytes of memory per byte of text (JSON lines:
+    // per byte of the line).
+    int64_t max_document_mib = 256;
     int threads = 0;                      // 0 = all cores
     bool force = false;                   // redo even when the manifest says it is done
     bool progress = true;                 // a \r progress line on stderr (when it is a terminal)

@@ -57,43 +57,12 @@ void Shard::copy(uint64_t from, uint64_t n, int32_t* out) const {
     }
 }
 
-namespace {
-
-// Offset of the first token >= limit in p[0, n), or n; chunked so that OpenMP threads share a large shard.
-template <typename T>
-uint64_t first_out_of_range(const T* p, uint64_t n, uint64_t limit) {
-    constexpr uint64_t kChunk = 1 << 20;
-    const int64_t chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
-    uint64_t first = n;
-#pragma omp parallel for schedule(static) reduction(min : first)
-    for (int64_t c = 0; c < chunks; ++c) {
-        const uint64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
-        T max = 0;
-        for (uint64_t i = begin; i < end; ++i) max = std::max(max, p[i]);
-        if (max < limit) continue;
-        for (uint64_t i = begin; i < end; ++i)
-            if (p[i] >= limit) {
-                first = std::min(first, i);
-                break;
-            }
-    }
-    return first;
-}
-
-}  // namespace
-
-void Shard::check_range(int vocab_size) const {
-    const char* base = file_.data() + kShardHeaderBytes;
-    const uint64_t limit = static_cast<uint64_t>(vocab_size);
-    const uint64_t bad = token_bytes_ == 2
-                             ? first_out_of_range(reinterpret_cast<const uint16_t*>(base), tokens_, limit)
-                             : first_out_of_range(reinterpret_cast<const uint32_t*>(base), tokens_, limit);
-    if (bad == tokens_) return;
+void Shard::refuse_token(uint64_t offset, int vocab_size) const {
     int32_t id;
-    copy(bad, 1, &id);
+    copy(offset, 1, &id);
     fail("{}: token {} at token offset {} (byte {}) is not below the vocabulary size {}; the shards were made with "
          "another tokenizer than model.vocab_size expects",
-         path(), static_cast<uint32_t>(id), bad, kShardHeaderBytes + bad * token_bytes_, vocab_size);
+         path(), static_cast<uint32_t>(id), offset, kShardHeaderBytes + offset * token_bytes_, vocab_size);
 }
 
 ShardWriter::ShardWriter(int vocab_size) : vocab_size_(vocab_size), token_bytes_(shard_token_bytes(vocab_size)) {}

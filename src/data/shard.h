@@ -24,8 +24,8 @@ public:
     const std::string& path() const { return file_.path(); }
     uint64_t tokens() const { return tokens_; }
     void copy(uint64_t from, uint64_t n, int32_t* out) const;  // tokens [from, from + n) as int32
-    // An error naming the file and the offset of the first token >= vocab_size, if there is one.
-    void check_range(int vocab_size) const;
+    // The error for token `offset` (of this shard) not below vocab_size: the file, the token and its offset.
+    [[noreturn]] void refuse_token(uint64_t offset, int vocab_size) const;
 
 private:
     MappedFile file_;

@@ -23,13 +23,6 @@ std::string folder_name(const fs::path& dir) {
     return (p.has_filename() ? p : p.parent_path()).filename().string();
 }
 
-// The last row of a column read whole, [row_shape...] row-major.
-std::vector<double> last_row(const Dataset& d) {
-    const int64_t n = d.shape.at(0);
-    const size_t row = n == 0 ? 0 : d.data.size() / size_t(n);
-    return std::vector<double>(d.data.end() - ptrdiff_t(row), d.data.end());
-}
-
 double mean(const std::vector<double>& v) {
     return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
 }
@@ -63,17 +56,17 @@ std::vector<int> read_positions(const RunLogReader& log) {
 void read_sink(const RunLogReader& log, RunCurves& r) {
     const std::vector<int>& positions = r.positions;
     if (!log.has("sink", "step")) return;
-    const Dataset steps = log.read("sink", "step");
+    const Dataset steps = log.read_last("sink", "step");  // the group's columns have this many rows, 0 or 1
     if (steps.shape.at(0) == 0) return;
     r.sink_step = int64_t(steps.data.back());
 
-    const Dataset mass = log.read("sink", "attn_mass");  // [n, L, H, P]
+    const Dataset mass = log.read_last("sink", "attn_mass");  // [1, L, H, P]
     const int64_t L = mass.shape.at(1), H = mass.shape.at(2), P = mass.shape.at(3);
     SL_REQUIRE(P == int64_t(positions.size()),
                "{}: /sink/attn_mass tracks {} positions but its sink_positions attribute lists {}; the file is "
                "damaged",
                log.path(), P, positions.size());
-    const std::vector<double> last = last_row(mass);  // [L, H, P]
+    const std::vector<double>& last = mass.data;  // [L, H, P]
     for (int64_t p = 0; p < P; p++) {
         std::vector<double>& by_layer = r.mass[positions[size_t(p)]];
         for (int64_t l = 0; l < L; l++) {
@@ -82,11 +75,11 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
             by_layer.push_back(sum / double(H));
         }
     }
-    r.sink_rate = last_row(log.read("sink", "sink_rate"));
-    r.dominance = last_row(log.read("sink", "dominance"));
-    const Dataset wo = log.read("sink", "wo_input_std");  // [n, L, Tp]
+    r.sink_rate = log.read_last("sink", "sink_rate").data;
+    r.dominance = log.read_last("sink", "dominance").data;
+    const Dataset wo = log.read_last("sink", "wo_input_std");  // [1, L, Tp]
     const int64_t Tp = wo.shape.at(2);
-    const std::vector<double> row = last_row(wo);
+    const std::vector<double>& row = wo.data;  // [L, Tp]
     for (int64_t l = 0; Tp >= 2 && l < L; l++) {
         const double* s = row.data() + l * Tp;
         r.var_ratio.push_back(s[0] / (std::accumulate(s + 1, s + Tp, 0.0) / double(Tp - 1)));

@@ -2,6 +2,7 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -107,6 +108,14 @@ bool RunLogReader::has(const std::string& group, const std::string& column) cons
 }
 
 Dataset RunLogReader::read(const std::string& group, const std::string& column) const {
+    return read_rows(group, column, false);
+}
+
+Dataset RunLogReader::read_last(const std::string& group, const std::string& column) const {
+    return read_rows(group, column, true);
+}
+
+Dataset RunLogReader::read_rows(const std::string& group, const std::string& column, bool last_only) const {
     h5::quiet();
     const std::string& path = state_->path;
     const h5::Id g = state_->open_group(group);
@@ -123,7 +132,9 @@ Dataset RunLogReader::read(const std::string& group, const std::string& column) 
 
     std::vector<hsize_t> count = h5::extent(dataset.get(), path);
     SL_REQUIRE(!count.empty(), "{}: /{}/{} is a scalar, not a column of rows", path, group, column);
-    count[0] = hsize_t(rows);
+    std::vector<hsize_t> start(count.size(), 0);
+    count[0] = hsize_t(last_only ? std::min<int64_t>(rows, 1) : rows);
+    start[0] = hsize_t(rows) - count[0];
     Dataset out;
     size_t n = 1;
     for (hsize_t d : count) {
@@ -132,7 +143,6 @@ Dataset RunLogReader::read(const std::string& group, const std::string& column) 
     }
     out.data.resize(n);
     if (n == 0) return out;
-    const std::vector<hsize_t> start(count.size(), 0);
     h5::Id file_space(h5::check(H5Dget_space(dataset.get()), "H5Dget_space"), H5Sclose);
     h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
               "H5Sselect_hyperslab");

@@ -184,7 +184,10 @@ std::string encode_state(const TrainState& s) {
               {"run_log_step", s.run_log_step},
               {"optimizer_steps", s.optimizer_steps},
               {"train_data",
-               {{"epoch", s.train_data.epoch}, {"cursor", s.train_data.cursor}, {"tokens", s.data_tokens}}},
+               {{"epoch", s.train_data.epoch},
+                {"cursor", s.train_data.cursor},
+                {"tokens", s.data_tokens},
+                {"checksum", s.data_checksum}}},
               {"world_size", s.world_size},
               {"config_hash", fmt::format("{:016x}", s.config_hash)},
               {"guard",
@@ -217,6 +220,7 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         s.train_data.cursor = uint64_t(whole(j.at("train_data").at("cursor"), "cursor", 0, kMost));
         const json& data = j.at("train_data");
         s.data_tokens = data.contains("tokens") ? whole(data.at("tokens"), "train_data.tokens", -1, kMost) : -1;
+        s.data_checksum = data.value("checksum", "");
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();

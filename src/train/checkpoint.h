@@ -46,6 +46,7 @@ struct TrainState {
     int64_t optimizer_steps = 0;  // AdamW's update count (steps minus skipped updates)
     LoaderPosition train_data;    // where the next training batch starts
     int64_t data_tokens = -1;     // tokens in data.train's shards, whose windows train_data counts; -1: not recorded
+    std::string data_checksum;    // DataLoader::fingerprint of those shards; empty: not recorded
     int world_size = 1;
     uint64_t config_hash = 0;
     GuardState guard;

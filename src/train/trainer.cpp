@@ -302,6 +302,14 @@ struct Trainer::Impl {
                    "changed since (prepared again, files added or removed); restore them, or start a new run "
                    "(another run.name)",
                    resume_from, cfg.data.train, train_data->tokens(), s.data_tokens);
+        // Fingerprints of another scheme (or none, from before) cannot be compared.
+        const std::string fingerprint = train_data->fingerprint();
+        const auto scheme = [](const std::string& f) { return f.substr(0, f.find(':')); };
+        SL_REQUIRE(scheme(s.data_checksum) != scheme(fingerprint) || s.data_checksum == fingerprint,
+                   "cannot resume from {}: data.train '{}' holds as many tokens as the run trained on ({}), but not "
+                   "the same ones (checksum {}, the run's {}): its shards were replaced since (prepared again from "
+                   "other text, files swapped or rewritten); restore them, or start a new run (another run.name)",
+                   resume_from, cfg.data.train, s.data_tokens, fingerprint, s.data_checksum);
         if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);
         device.broadcast(*backend, model->truth(), 0);
@@ -354,6 +362,7 @@ struct Trainer::Impl {
         s.optimizer_steps = optim->steps_taken();
         s.train_data = train_data->position();
         s.data_tokens = train_data->tokens();
+        s.data_checksum = train_data->fingerprint();
         s.world_size = comm.world();
         s.config_hash = config_hash(cfg);
         s.guard = guard.state();

@@ -209,8 +209,37 @@ TEST_F(ConfigErrorTest, SizesBeyondSixtyFourBitCounts) {
                 "activations"});
     // Too large for any machine yet countable: refused later, when the memory is not there.
     const Config big =
-        load_config(write("big.yaml", "model:\n  d_ff: 2147483647\n  d_model: 65536\n  n_head: 512\n  n_layer: 1\n"));
+        load_config(write("big.yaml", "model:\n  d_ff: 2147483647\n  d_model: 16384\n  n_head: 128\n  n_layer: 1\n"));
     EXPECT_EQ(big.model.d_ff, 2147483647);
+}
+
+TEST_F(ConfigErrorTest, SizesBeyondTheCudaKernels) {
+    // Before: accepted, then the first attention launch failed (grid z above 65535), or the first norm backward did
+    // (its gain sums in shared memory), after a whole forward pass.
+    const std::string tiny = "model:\n  seq_len: 16\nmetrics:\n  wo_std_positions: 16\n";
+    expect_has(load_error(tiny + fmt::format("train:\n  micro_batch: {}\n", kMaxMicroBatch + 1)),
+               {fmt::format("train.micro_batch={} (", kMaxMicroBatch + 1), "cfg.yaml:6)",
+                fmt::format("the {} a CUDA kernel's grid holds", kMaxMicroBatch)});
+    EXPECT_EQ(load_config(write("b.yaml", tiny + fmt::format("train:\n  micro_batch: {}\n", kMaxMicroBatch)))
+                  .train.micro_batch,
+              kMaxMicroBatch);
+    const int C = kMaxNormChannels;  // 192 heads of 128
+    expect_has(load_error(fmt::format("model:\n  d_model: {}\n  n_head: {}\n  n_layer: 1\n", C + 128, C / 128 + 1)),
+               {fmt::format("model.d_model={} (", C + 128), fmt::format("the {} the CUDA norm backward", C)});
+    const std::string wide = fmt::format("model:\n  d_model: {}\n  n_head: {}\n  n_layer: 1\n", C / 2, C / 256);
+    EXPECT_EQ(load_config(write("w.yaml", wide + "attention:\n  qk_norm: true\n")).model.d_model, C / 2);
+    EXPECT_EQ(load_config(write("c.yaml", fmt::format("model:\n  d_model: {}\n  n_head: {}\n  n_layer: 1\n", C,
+                                                      C / 128)))
+                  .model.d_model,
+              C);
+    // QK-norm normalizes q and k heads together: 2 d_model channels with a key head per query head.
+    const std::string wider =
+        fmt::format("model:\n  d_model: {}\n  n_head: {}\n  n_layer: 1\n", C / 2 + 128, C / 256 + 1);
+    expect_has(load_error(wider + "attention:\n  qk_norm: true\n"),
+               {"attention.qk_norm=true (", fmt::format("= {} channels", C + 256), "model.n_kv_head=0",
+                "attention.qk_norm: false"});
+    EXPECT_EQ(load_config(write("g.yaml", wider + "  n_kv_head: 1\nattention:\n  qk_norm: true\n")).model.n_kv_head,
+              1);
 }
 
 TEST_F(ConfigErrorTest, CudnnRunsOnlyStandardAndHeadnorm) {

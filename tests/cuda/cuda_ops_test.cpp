@@ -15,6 +15,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -239,6 +240,20 @@ TEST_F(CudaOps, Embedding) {
     check({"embedding_bwd",
            {ids("ids", {N}, uniform_ids(0, V)), in("dout", {N, C}), arg("dwte", Role::Acc, {V, C})},
            {[](Backend& b, Tensors& t) { b.embedding_bwd(t["dwte"], t["ids"], t["dout"]); }}});
+}
+
+// Real text repeats a few tokens hundreds of times a batch, which the backward's warps share; C = 1000 and 77 give
+// slices of columns cut short (16-byte and element-wise loads), and 4 in 10 rows one token.
+TEST_F(CudaOps, EmbeddingBackwardFrequentToken) {
+    auto skewed = [](int32_t V) {
+        return [V](int64_t, std::mt19937_64& rng) {
+            return std::bernoulli_distribution(0.4)(rng) ? 7 : std::uniform_int_distribution<int32_t>(0, V - 1)(rng);
+        };
+    };
+    for (const auto& [N, V, C] : {std::tuple<int64_t, int32_t, int64_t>{1500, 40, 1000}, {600, 30, 77}})
+        check({fmt::format("embedding_bwd_N{}_C{}", N, C),
+               {ids("ids", {N}, skewed(V)), in("dout", {N, C}), arg("dwte", Role::Acc, {V, C})},
+               {[](Backend& b, Tensors& t) { b.embedding_bwd(t["dwte"], t["ids"], t["dout"]); }}});
 }
 
 // ---- rmsnorm ----------------------------------------------------------------------------------------------------

@@ -518,6 +518,27 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     EXPECT_TRUE(std::filesystem::exists(dir / "out/train_000000.bin"));
     EXPECT_FALSE(std::filesystem::exists(dir / "out/val_000000.bin"));
 
+    // Before: tokenized whole, some 7 bytes of memory per byte of text. (A sparse file: no disk used.)
+    const uint64_t most = uint64_t(256) << 20;
+    std::filesystem::resize_file(dir / "one.txt", most + 1);
+    expect(prepare_error(opt), {fmt::format("prepare: {} at byte 0: a document of {} bytes, more than "
+                                            "--max-document-mib 256",
+                                            dir / "one.txt", most + 1),
+                                "--doc-separator"});
+    // The most is taken: its last document, 256 MiB, fails only where prepare reads it.
+    test::write_file(dir / "sep.txt", "good<|endoftext|>also good<|endoftext|>\xff");
+    std::filesystem::resize_file(dir / "sep.txt", 39 + most);
+    opt.inputs = {dir / "sep.txt"};
+    expect(prepare_error(opt), {dir / "sep.txt", "invalid UTF-8 at byte 39"});
+    test::write_file(dir / "lines.jsonl", "{\"text\": \"fine\"}\n");
+    std::filesystem::resize_file(dir / "lines.jsonl", 17 + most + 1);  // line 2: the most + 1
+    opt.inputs = {dir / "lines.jsonl"};
+    expect(prepare_error(opt), {dir / "lines.jsonl:2: a document of"});
+    opt.max_document_mib = 257;  // taken: fails only where prepare parses it
+    expect(prepare_error(opt), {dir / "lines.jsonl:2: not a JSON line"});
+    opt.max_document_mib = 0;
+    expect(prepare_error(opt), {"--max-document-mib 0 must lie in [1, 2^40]"});
+    opt.max_document_mib = 256;
     opt.val_fraction = 1.5;
     expect(prepare_error(opt), {"--val-fraction"});
     opt.val_fraction = 0;

@@ -1,6 +1,10 @@
 // llm.c shards: written by hand here and read by sinklab, written by sinklab and read by hand here, every corrupt
 // case an error naming the file; SHA-256 against published test vectors and sha256sum.
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 
 #include "core/check.h"
 #include "data/dataloader.h"
@@ -106,6 +110,15 @@ TEST(Shard, EveryCorruptionIsAnErrorNamingTheFile) {
     bad[63] = 4000000000u;
     test::write_llmc_shard(dir / "range32.bin", bad, false);
     expect("range32.bin", {"token 4000000000 at token offset 63"});
+    // The first bad token of the stream, in the shard and at the offset in it where it lies: the stream is checked
+    // in chunks of 65,536 tokens, here the second and third of three.
+    test::write_llmc_shard(dir / "two_000000.bin", tokens, true);
+    std::vector<uint32_t> long_shard(140000, 7);
+    long_shard[131000] = 2000;
+    long_shard[70000] = 1000;
+    test::write_llmc_shard(dir / "two_000001.bin", long_shard, true);
+    const std::string two = loader_error(dir / "two_*.bin");
+    EXPECT_NE(two.find((dir / "two_000001.bin") + ": token 1000 at token offset 70000"), std::string::npos) << two;
 
     // A FIFO is refused at once: open() waited for a writer that never came, and the run hung in its setup.
     ASSERT_EQ(::mkfifo((dir / "fifo.bin").c_str(), 0600), 0);
@@ -113,6 +126,32 @@ TEST(Shard, EveryCorruptionIsAnErrorNamingTheFile) {
 
     const std::string none = loader_error(dir / "nothing_*.bin");
     EXPECT_NE(none.find("no token shard matches '" + (dir / "nothing_*.bin") + "'"), std::string::npos) << none;
+}
+
+// A shard that shrinks while mapped (truncated, or rewritten in place by cp) killed a run with "Bus error", naming
+// nothing; the first read past its new end now exits 1 with the file named.
+TEST(ShardDeathTest, ShrinkingWhileMappedIsNamed) {
+    test::TempDir dir;
+    const std::string path = dir / "s_000000.bin";
+    const std::vector<uint32_t> ids(100000, 7);
+    test::write_llmc_shard(path, ids, true);
+    EXPECT_EXIT(
+        {
+            const Shard shard(path);
+            if (::truncate(path.c_str(), 1024) != 0) std::_Exit(3);
+            int32_t last = 0;
+            shard.copy(ids.size() - 1, 1, &last);
+            std::_Exit(last == 7 ? 4 : 5);
+        },
+        ::testing::ExitedWithCode(1), "sinklab: error: .*s_000000.bin became shorter while sinklab read it");
+    // A SIGBUS outside the mapped files still kills the process by the signal.
+    test::write_llmc_shard(path, ids, true);  // whole again
+    EXPECT_EXIT(
+        {
+            const Shard shard(path);
+            std::raise(SIGBUS);
+        },
+        ::testing::KilledBySignal(SIGBUS), "");
 }
 
 TEST(Sha256, PublishedTestVectors) {

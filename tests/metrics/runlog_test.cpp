@@ -1,4 +1,5 @@
 // The run log round trip (our reader and h5py), resume, and the errors people see.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -40,6 +41,16 @@ TEST(RunLog, RoundTripEveryRowShape) {
     EXPECT_EQ(reader.groups(), kGroups);
     EXPECT_EQ(reader.columns("shapes"), (Strings{"step", "v3", "m23", "t224", "ints"}));
     for (const std::string& g : kGroups) EXPECT_EQ(check_group(reader, g), last_logged(g, last)) << g;
+    // read_last: the last row of what read returns (checked against the writer's rows above), or none.
+    for (const std::string& g : kGroups)
+        for (const std::string& c : reader.columns(g)) {
+            const Dataset whole = reader.read(g, c), last = reader.read_last(g, c);
+            const int64_t rows = whole.shape.at(0), row = rows ? int64_t(whole.data.size()) / rows : 0;
+            std::vector<int64_t> shape = whole.shape;
+            shape[0] = std::min<int64_t>(rows, 1);
+            EXPECT_EQ(last.shape, shape) << g << "/" << c;
+            EXPECT_EQ(last.data, std::vector<double>(whole.data.end() - row, whole.data.end())) << g << "/" << c;
+        }
     EXPECT_EQ(reader.str_attr("config_yaml"), "model:\n  n_layer: 2\n");
     EXPECT_EQ(reader.str_attr("note"), "ünïcödé ✓");
     EXPECT_EQ(reader.num_attr("world_size"), 4.0);

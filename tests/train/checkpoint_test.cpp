@@ -3,12 +3,15 @@
 // configs, unwritable folders and full disks are refused with the file or key named.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
 #include "core/check.h"
+#include "data/data_test_util.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
@@ -305,13 +308,15 @@ TEST_F(DamagedCheckpoint, TheGlobalBatchMayBeSetOnResume) {
     EXPECT_EQ(tokens[8], 6.0 * 512 + 3 * 1024);
 }
 
-// A checkpoint from before state.json recorded the data's token count resumes as before: unchecked.
+// A checkpoint from before state.json recorded the data's token count and checksum resumes as before: unchecked.
 TEST_F(DamagedCheckpoint, ACheckpointWithoutTheDataTokenCountResumes) {
     const std::string path = newest + "/state.json";
     const nlohmann::json before = nlohmann::json::parse(read_file(path));
     ASSERT_TRUE(before.at("train_data").contains("tokens")) << before.dump();
+    ASSERT_TRUE(before.at("train_data").contains("checksum")) << before.dump();
     nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
     state["train_data"].erase("tokens");
+    state["train_data"].erase("checksum");
     write_file(path, state.dump(2));
     const CommandResult r = resume();
     ASSERT_EQ(r.rc, 0) << r.out;
@@ -481,6 +486,8 @@ TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
 
 // A resume whose data.train shards changed since the checkpoint (prepared again, a shard added) is refused, naming
 // both token counts: the data position counts windows of the old shards, and the run went on silently on other data.
+// So is one whose shards hold as many tokens as before, but others (went on silently until the checksum); the same
+// tokens cut into other shards, 4 bytes wide, continue.
 TEST(Resume, ChangedTrainingShardsAreRefused) {
     const TempDir dir("resume_data");
     const std::string base = "--set run.threads=1 --set checkpoint.every=4";
@@ -494,6 +501,19 @@ TEST(Resume, ChangedTrainingShardsAreRefused) {
         << r.out;
     EXPECT_NE(r.out.find("its shards changed since"), std::string::npos) << r.out;
     std::filesystem::remove(dir / "data/train_000001.bin");
+    const std::string shard = dir / "data/train_000000.bin", tokens = read_file(shard);
+    std::vector<uint16_t> ids((tokens.size() - 1024) / 2);  // after the header: the same tokens, in reverse order
+    std::memcpy(ids.data(), tokens.data() + 1024, ids.size() * 2);
+    std::reverse(ids.begin(), ids.end());
+    write_file(shard, tokens.substr(0, 1024) + std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 2));
+    const CommandResult swapped = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    EXPECT_EQ(swapped.rc, 1) << swapped.out;
+    EXPECT_NE(swapped.out.find("holds as many tokens as the run trained on"), std::string::npos) << swapped.out;
+    EXPECT_NE(swapped.out.find("but not the same ones"), std::string::npos) << swapped.out;
+    std::reverse(ids.begin(), ids.end());
+    const size_t cut = ids.size() / 3;
+    test::write_llmc_shard(shard, std::vector<uint32_t>(ids.begin(), ids.begin() + cut), false);
+    test::write_llmc_shard(dir / "data/train_000001.bin", std::vector<uint32_t>(ids.begin() + cut, ids.end()), false);
     const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
