@@ -203,21 +203,24 @@ bool blank(std::string_view s) {
 // in JSON lines.
 uint64_t bom_bytes(std::string_view text) { return text.starts_with("\xef\xbb\xbf") ? 3 : 0; }
 
+// A document is tokenized whole, its tokens and GPT-2 pieces taking some 7 bytes of memory per byte of text: a 40 GB
+// text file without --doc-separator would have needed 270 GB before anything said so. Text files are checked as their
+// items are made, before any tokenizing; JSON lines once parsed (the text, not its escaped form, counts).
+void check_document_size(uint64_t bytes, const PrepareOptions& opt, const std::string& where) {
+    SL_REQUIRE(bytes <= uint64_t(opt.max_document_mib) << 20,
+               "prepare: {}: a document of {} bytes, more than --max-document-mib {} (a text file is one document "
+               "unless --doc-separator splits it; each is tokenized whole, at some 7 bytes of memory a byte); split "
+               "it into documents (--doc-separator, JSON lines) or files, or raise the limit",
+               where, bytes, opt.max_document_mib);
+}
+
 void make_items(size_t index, const Source& src, std::string_view text, const PrepareOptions& opt,
                 std::vector<Item>& items) {
     Item cur;
     cur.source = index;
     uint64_t line = 1;
-    // A document is tokenized whole, its tokens and GPT-2 pieces taking some 7 bytes of memory per byte of text: a
-    // 40 GB text file without --doc-separator would have needed 270 GB before anything said so.
-    const uint64_t most = uint64_t(opt.max_document_mib) << 20;
     const auto add = [&](uint64_t begin, uint64_t end) {
-        SL_REQUIRE(end - begin <= most,
-                   "prepare: {}{}: a document of {} bytes, more than --max-document-mib {} (a text file is one "
-                   "document unless --doc-separator splits it; each is tokenized whole, at some 7 bytes of memory a "
-                   "byte); split it into documents (--doc-separator, JSON lines) or files, or raise the limit",
-                   src.path, src.jsonl ? fmt::format(":{}", line) : fmt::format(" at byte {}", begin), end - begin,
-                   opt.max_document_mib);
+        if (!src.jsonl) check_document_size(end - begin, opt, fmt::format("{} at byte {}", src.path, begin));
         if (cur.ranges.empty()) cur.first_line = line;
         cur.ranges.emplace_back(begin, end);
         cur.bytes += end - begin;
@@ -285,6 +288,7 @@ void process(const Item& item, const Source& src, std::string_view text, const T
                        "{}:{}: expected a JSON object with a string field \"{}\" (set it with --text-field)",
                        src.path, line, opt.text_field);
             const std::string& doc = field->get_ref<const std::string&>();
+            check_document_size(doc.size(), opt, fmt::format("{}:{} (its \"{}\")", src.path, line, opt.text_field));
             if (!doc.empty()) add(doc);
         }
         ++line;

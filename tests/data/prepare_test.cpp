@@ -530,12 +530,21 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     std::filesystem::resize_file(dir / "sep.txt", 39 + most);
     opt.inputs = {dir / "sep.txt"};
     expect(prepare_error(opt), {dir / "sep.txt", "invalid UTF-8 at byte 39"});
-    test::write_file(dir / "lines.jsonl", "{\"text\": \"fine\"}\n");
-    std::filesystem::resize_file(dir / "lines.jsonl", 17 + most + 1);  // line 2: the most + 1
+    // JSON lines: the text counts, not the line (here 3 bytes of escapes a byte of text, and another field).
+    const std::string mib(1 << 20, '\x01');
+    const auto record = [](const std::string& text) {
+        return "{\"text\": " + nlohmann::json(text).dump() + ", \"meta\": \"" + std::string(100, 'm') + "\"}\n";
+    };
+    test::write_file(dir / "lines.jsonl", record("fine") + record(mib + "x"));
     opt.inputs = {dir / "lines.jsonl"};
-    expect(prepare_error(opt), {dir / "lines.jsonl:2: a document of"});
-    opt.max_document_mib = 257;  // taken: fails only where prepare parses it
-    expect(prepare_error(opt), {dir / "lines.jsonl:2: not a JSON line"});
+    opt.max_document_mib = 1;
+    expect(prepare_error(opt), {fmt::format("prepare: {}:2 (its \"text\"): a document of {} bytes, more than "
+                                            "--max-document-mib 1",
+                                            dir / "lines.jsonl", (1 << 20) + 1)});
+    test::write_file(dir / "lines.jsonl", record("fine") + record(mib));
+    opt.shard_tokens = 1 << 21;
+    EXPECT_EQ(prepare_error(opt), "");
+    opt.shard_tokens = 700;
     opt.max_document_mib = 0;
     expect(prepare_error(opt), {"--max-document-mib 0 must lie in [1, 2^40]"});
     opt.max_document_mib = 256;
