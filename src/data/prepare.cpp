@@ -21,6 +21,7 @@
 #include "core/utc_time.h"
 #include "data/glob.h"
 #include "data/mapped_file.h"
+#include "data/sha256.h"
 #include "data/shard.h"
 #include "core/rng.h"
 #include "data/tokenizer.h"
@@ -388,14 +389,20 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
     nlohmann::json m = read_prepare_manifest(path);
     if (m.is_null() || m["options"] != options_json(opt)) return std::nullopt;
     std::set<std::string> listed = {"manifest.json"};
+    std::error_code ec;
+    const auto manifest_written = fs::last_write_time(path, ec);
     try {  // a manifest edited by hand is no reason to stop: the dataset is made again
         nlohmann::json old_sources = m["sources"];
         for (auto& s : old_sources) s.erase("documents");
         if (old_sources != sources_json(sources, false)) return std::nullopt;
         for (const nlohmann::json& shard : listed_shards(m)) {
             const fs::path f = path.parent_path() / shard.at("file").get<std::string>();
-            std::error_code ec;
             if (fs::file_size(f, ec) != shard.at("bytes").get<uint64_t>() || ec) return std::nullopt;
+            // Shards are written before their manifest: a later one was changed since (edited, or another file
+            // renamed into place), or copied with the folder. Its hash tells which.
+            if (fs::last_write_time(f, ec) > manifest_written &&
+                sha256_hex(MappedFile(f.string()).view()) != shard.at("sha256").get<std::string>())
+                return std::nullopt;
             listed.insert(f.filename().string());
         }
     } catch (const nlohmann::json::exception&) {

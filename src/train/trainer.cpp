@@ -316,7 +316,8 @@ struct Trainer::Impl {
         SL_REQUIRE(scheme(s.data_checksum) != scheme(fingerprint) || s.data_checksum == fingerprint,
                    "cannot resume from {}: data.train '{}' holds as many tokens as the run trained on ({}), but not "
                    "the same ones (checksum {}, the run's {}): its shards were replaced since (prepared again from "
-                   "other text, files swapped or rewritten); restore them, or start a new run (another run.name)",
+                   "other text, files swapped or rewritten); restore them (rerunning the sinklab prepare that made "
+                   "them remakes them), or start a new run (another run.name)",
                    resume_from, cfg.data.train, s.data_tokens, fingerprint, s.data_checksum);
         if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);

@@ -173,6 +173,18 @@ TEST(Prepare, RerunReusesFinishedWork) {
     EXPECT_FALSE(prepare(forced).reused);
     std::filesystem::remove(dir / "out/val_000000.bin");
     EXPECT_FALSE(prepare(other).reused);  // a missing shard
+
+    // A shard changed since, at its size (renamed into place, as a resume's refusal suggests restoring it), is made
+    // again; one only written again with the same bytes (copied with the folder) is taken.
+    const std::string bytes = test::read_file(shard);
+    std::string edited = bytes;
+    edited[edited.size() - 1] ^= 1;
+    test::write_file(shard + ".new", edited);
+    std::filesystem::rename(shard + ".new", shard);
+    EXPECT_FALSE(prepare(other).reused);
+    EXPECT_EQ(test::read_file(shard), bytes);
+    test::write_file(shard, bytes);
+    EXPECT_TRUE(prepare(other).reused);
 }
 
 TEST(Prepare, FewerShardsLeaveNoStaleOnes) {
