@@ -21,6 +21,7 @@
 #include "core/utc_time.h"
 #include "data/glob.h"
 #include "data/mapped_file.h"
+#include "data/sha256.h"
 #include "data/shard.h"
 #include "core/rng.h"
 #include "data/tokenizer.h"
@@ -203,21 +204,24 @@ bool blank(std::string_view s) {
 // in JSON lines.
 uint64_t bom_bytes(std::string_view text) { return text.starts_with("\xef\xbb\xbf") ? 3 : 0; }
 
+// A document is tokenized whole, its tokens and GPT-2 pieces taking some 7 bytes of memory per byte of text: a 40 GB
+// text file without --doc-separator would have needed 270 GB before anything said so. Text files are checked as their
+// items are made, before any tokenizing; JSON lines once parsed (the text, not its escaped form, counts).
+void check_document_size(uint64_t bytes, const PrepareOptions& opt, const std::string& where) {
+    SL_REQUIRE(bytes <= uint64_t(opt.max_document_mib) << 20,
+               "prepare: {}: a document of {} bytes, more than --max-document-mib {} (a text file is one document "
+               "unless --doc-separator splits it; each is tokenized whole, at some 7 bytes of memory a byte); split "
+               "it into documents (--doc-separator, JSON lines) or files, or raise the limit",
+               where, bytes, opt.max_document_mib);
+}
+
 void make_items(size_t index, const Source& src, std::string_view text, const PrepareOptions& opt,
                 std::vector<Item>& items) {
     Item cur;
     cur.source = index;
     uint64_t line = 1;
-    // A document is tokenized whole, its tokens and GPT-2 pieces taking some 7 bytes of memory per byte of text: a
-    // 40 GB text file without --doc-separator would have needed 270 GB before anything said so.
-    const uint64_t most = uint64_t(opt.max_document_mib) << 20;
     const auto add = [&](uint64_t begin, uint64_t end) {
-        SL_REQUIRE(end - begin <= most,
-                   "prepare: {}{}: a document of {} bytes, more than --max-document-mib {} (a text file is one "
-                   "document unless --doc-separator splits it; each is tokenized whole, at some 7 bytes of memory a "
-                   "byte); split it into documents (--doc-separator, JSON lines) or files, or raise the limit",
-                   src.path, src.jsonl ? fmt::format(":{}", line) : fmt::format(" at byte {}", begin), end - begin,
-                   opt.max_document_mib);
+        if (!src.jsonl) check_document_size(end - begin, opt, fmt::format("{} at byte {}", src.path, begin));
         if (cur.ranges.empty()) cur.first_line = line;
         cur.ranges.emplace_back(begin, end);
         cur.bytes += end - begin;
@@ -285,6 +289,7 @@ void process(const Item& item, const Source& src, std::string_view text, const T
                        "{}:{}: expected a JSON object with a string field \"{}\" (set it with --text-field)",
                        src.path, line, opt.text_field);
             const std::string& doc = field->get_ref<const std::string&>();
+            check_document_size(doc.size(), opt, fmt::format("{}:{} (its \"{}\")", src.path, line, opt.text_field));
             if (!doc.empty()) add(doc);
         }
         ++line;
@@ -384,14 +389,20 @@ std::optional<nlohmann::json> up_to_date(const fs::path& path, const PrepareOpti
     nlohmann::json m = read_prepare_manifest(path);
     if (m.is_null() || m["options"] != options_json(opt)) return std::nullopt;
     std::set<std::string> listed = {"manifest.json"};
+    std::error_code ec;
+    const auto manifest_written = fs::last_write_time(path, ec);
     try {  // a manifest edited by hand is no reason to stop: the dataset is made again
         nlohmann::json old_sources = m["sources"];
         for (auto& s : old_sources) s.erase("documents");
         if (old_sources != sources_json(sources, false)) return std::nullopt;
         for (const nlohmann::json& shard : listed_shards(m)) {
             const fs::path f = path.parent_path() / shard.at("file").get<std::string>();
-            std::error_code ec;
             if (fs::file_size(f, ec) != shard.at("bytes").get<uint64_t>() || ec) return std::nullopt;
+            // Shards are written before their manifest: a later one was changed since (edited, or another file
+            // renamed into place), or copied with the folder. Its hash tells which.
+            if (fs::last_write_time(f, ec) > manifest_written &&
+                sha256_hex(MappedFile(f.string()).view()) != shard.at("sha256").get<std::string>())
+                return std::nullopt;
             listed.insert(f.filename().string());
         }
     } catch (const nlohmann::json::exception&) {

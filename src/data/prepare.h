@@ -25,7 +25,7 @@ struct PrepareOptions {
     std::string text_field = "text";      // JSON lines: the field with the document's text
     std::string doc_separator;            // text files: split documents here (e.g. <|endoftext|>); empty = whole file
     // A larger document is refused: it is tokenized whole, at some 7 bytes of memory per byte of text (JSON lines:
-    // per byte of the line).
+    // of the text field as decoded, not of the line).
     int64_t max_document_mib = 256;
     int threads = 0;                      // 0 = all cores
     bool force = false;                   // redo even when the manifest says it is done

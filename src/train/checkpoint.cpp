@@ -34,12 +34,14 @@ constexpr const char* kStepPrefix = "step_";
 // and the gradient clip, which only scale or bound the updates from the resumed step on (nothing stored depends on
 // them), so that a run that diverged can continue from its last good checkpoint with gentler updates. The global
 // batch may change as well: the ranks may (with tokens_per_step 0 they set it), and setting tokens_per_step is how
-// a run resumed on other ranks keeps its batch.
+// a run resumed on other ranks keeps its batch. The data's paths may change (the folder moved): the trainer holds
+// data.train's tokens to the checkpoint's count and checksum.
 const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
     "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer", "train.lr",
-    "train.min_lr",     "train.grad_clip",  "attention.ds_scratch_mib", "train.tokens_per_step"};
+    "train.min_lr",     "train.grad_clip",  "attention.ds_scratch_mib", "train.tokens_per_step", "data.train",
+    "data.val"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 

@@ -283,11 +283,13 @@ struct Trainer::Impl {
     std::optional<TrainState> restore() {
         std::string text;
         std::unique_ptr<WholeMoments> moments;
+        std::string trained_on;  // rank 0: the checkpoint's data.train
         if (lead && !resume_from.empty()) {
             last_checkpoint = resume_from;
             moments = optim->moment_buffers();
             text = encode_state(load_checkpoint(resume_from, cfg, *model, *moments));
             changed_on_resume = resume_changes(resume_from, cfg);
+            trained_on = checkpoint_config(resume_from).data.train;
         }
         uint64_t n = text.size();
         comm.broadcast(&n, sizeof n, 0);
@@ -302,13 +304,20 @@ struct Trainer::Impl {
                    "changed since (prepared again, files added or removed); restore them, or start a new run "
                    "(another run.name)",
                    resume_from, cfg.data.train, train_data->tokens(), s.data_tokens);
-        // Fingerprints of another scheme (or none, from before) cannot be compared.
+        // Fingerprints of another scheme (or none, from before) cannot be compared, and then data.train must be the
+        // one the run trained on.
         const std::string fingerprint = train_data->fingerprint();
         const auto scheme = [](const std::string& f) { return f.substr(0, f.find(':')); };
+        SL_REQUIRE(!lead || trained_on == cfg.data.train || scheme(s.data_checksum) == scheme(fingerprint),
+                   "cannot resume from {}: data.train changed ('{}' -> '{}'), and the checkpoint holds no checksum "
+                   "of this sinklab's kind to show that the shards there hold the tokens the run trained on; resume "
+                   "with data.train '{}'",
+                   resume_from, trained_on, cfg.data.train, trained_on);
         SL_REQUIRE(scheme(s.data_checksum) != scheme(fingerprint) || s.data_checksum == fingerprint,
                    "cannot resume from {}: data.train '{}' holds as many tokens as the run trained on ({}), but not "
                    "the same ones (checksum {}, the run's {}): its shards were replaced since (prepared again from "
-                   "other text, files swapped or rewritten); restore them, or start a new run (another run.name)",
+                   "other text, files swapped or rewritten); restore them (rerunning the sinklab prepare that made "
+                   "them remakes them), or start a new run (another run.name)",
                    resume_from, cfg.data.train, s.data_tokens, fingerprint, s.data_checksum);
         if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);

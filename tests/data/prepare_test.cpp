@@ -173,6 +173,18 @@ TEST(Prepare, RerunReusesFinishedWork) {
     EXPECT_FALSE(prepare(forced).reused);
     std::filesystem::remove(dir / "out/val_000000.bin");
     EXPECT_FALSE(prepare(other).reused);  // a missing shard
+
+    // A shard changed since, at its size (renamed into place, as a resume's refusal suggests restoring it), is made
+    // again; one only written again with the same bytes (copied with the folder) is taken.
+    const std::string bytes = test::read_file(shard);
+    std::string edited = bytes;
+    edited[edited.size() - 1] ^= 1;
+    test::write_file(shard + ".new", edited);
+    std::filesystem::rename(shard + ".new", shard);
+    EXPECT_FALSE(prepare(other).reused);
+    EXPECT_EQ(test::read_file(shard), bytes);
+    test::write_file(shard, bytes);
+    EXPECT_TRUE(prepare(other).reused);
 }
 
 TEST(Prepare, FewerShardsLeaveNoStaleOnes) {
@@ -530,12 +542,21 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     std::filesystem::resize_file(dir / "sep.txt", 39 + most);
     opt.inputs = {dir / "sep.txt"};
     expect(prepare_error(opt), {dir / "sep.txt", "invalid UTF-8 at byte 39"});
-    test::write_file(dir / "lines.jsonl", "{\"text\": \"fine\"}\n");
-    std::filesystem::resize_file(dir / "lines.jsonl", 17 + most + 1);  // line 2: the most + 1
+    // JSON lines: the text counts, not the line (here 3 bytes of escapes a byte of text, and another field).
+    const std::string mib(1 << 20, '\x01');
+    const auto record = [](const std::string& text) {
+        return "{\"text\": " + nlohmann::json(text).dump() + ", \"meta\": \"" + std::string(100, 'm') + "\"}\n";
+    };
+    test::write_file(dir / "lines.jsonl", record("fine") + record(mib + "x"));
     opt.inputs = {dir / "lines.jsonl"};
-    expect(prepare_error(opt), {dir / "lines.jsonl:2: a document of"});
-    opt.max_document_mib = 257;  // taken: fails only where prepare parses it
-    expect(prepare_error(opt), {dir / "lines.jsonl:2: not a JSON line"});
+    opt.max_document_mib = 1;
+    expect(prepare_error(opt), {fmt::format("prepare: {}:2 (its \"text\"): a document of {} bytes, more than "
+                                            "--max-document-mib 1",
+                                            dir / "lines.jsonl", (1 << 20) + 1)});
+    test::write_file(dir / "lines.jsonl", record("fine") + record(mib));
+    opt.shard_tokens = 1 << 21;
+    EXPECT_EQ(prepare_error(opt), "");
+    opt.shard_tokens = 700;
     opt.max_document_mib = 0;
     expect(prepare_error(opt), {"--max-document-mib 0 must lie in [1, 2^40]"});
     opt.max_document_mib = 256;

@@ -519,6 +519,31 @@ TEST(Resume, ChangedTrainingShardsAreRefused) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
 }
 
+// The data folder moved: the same tokens under another path continue (their count and checksum say so; before, any
+// change of data.train or data.val was refused). A checkpoint without the checksum cannot show it: refused.
+TEST(Resume, MovedDataContinues) {
+    const TempDir dir("resume_moved");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    std::filesystem::rename(dir / "data", dir / "moved");
+    const std::string moved = base + " --resume --set data.train=" + dir / "moved/train_*.bin" +
+                              " --set data.val=" + dir / "moved/val_*.bin";
+    const std::string state = dir / "run/checkpoints/step_00000004/state.json", kept = read_file(state);
+    nlohmann::ordered_json old = nlohmann::ordered_json::parse(kept);
+    old["train_data"].erase("checksum");
+    write_file(state, old.dump(2));
+    const CommandResult refused = run_sinklab(small_run(dir, "run", 8, moved));
+    EXPECT_EQ(refused.rc, 1) << refused.out;
+    EXPECT_NE(refused.out.find("data.train changed ('" + dir / "data/train_*.bin' -> '" + dir / "moved/train_*.bin'"),
+              std::string::npos)
+        << refused.out;
+    write_file(state, kept);
+    const CommandResult r = run_sinklab(small_run(dir, "run", 8, moved));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
+    EXPECT_NE(read_file(dir / "run/train.log").find("data.train"), std::string::npos) << "the change is logged";
+}
+
 TEST(CheckpointWrite, UnwritableOutDirIsNamedAtStart) {
     const TempDir dir("ckpt_unwritable");
     write_file(dir / "a_file", "not a folder");
