@@ -542,7 +542,7 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     std::filesystem::resize_file(dir / "sep.txt", 39 + most);
     opt.inputs = {dir / "sep.txt"};
     expect(prepare_error(opt), {dir / "sep.txt", "invalid UTF-8 at byte 39"});
-    // JSON lines: the text counts, not the line (here 3 bytes of escapes a byte of text, and another field).
+    // JSON lines: the text counts, not the line (here 6 bytes of escape a byte of text, and another field).
     const std::string mib(1 << 20, '\x01');
     const auto record = [](const std::string& text) {
         return "{\"text\": " + nlohmann::json(text).dump() + ", \"meta\": \"" + std::string(100, 'm') + "\"}\n";
@@ -552,7 +552,8 @@ TEST(Prepare, BadInputsAreErrorsNamingTheFile) {
     opt.max_document_mib = 1;
     expect(prepare_error(opt), {fmt::format("prepare: {}:2 (its \"text\"): a document of {} bytes, more than "
                                             "--max-document-mib 1",
-                                            dir / "lines.jsonl", (1 << 20) + 1)});
+                                            dir / "lines.jsonl", (1 << 20) + 1),
+                                "split the record into several"});
     test::write_file(dir / "lines.jsonl", record("fine") + record(mib));
     opt.shard_tokens = 1 << 21;
     EXPECT_EQ(prepare_error(opt), "");
