@@ -206,15 +206,18 @@ uint64_t bom_bytes(std::string_view text) { return text.starts_with("\xef\xbb\xb
 
 // A document is tokenized whole, its tokens and GPT-2 pieces taking some 7 bytes of memory per byte of text: a 40 GB
 // text file without --doc-separator would have needed 270 GB before anything said so. Text files are checked as their
-// items are made, before any tokenizing; JSON lines once parsed (the text, not its escaped form, counts).
-void check_document_size(uint64_t bytes, const PrepareOptions& opt, const std::string& where, bool jsonl) {
+// items are made, before any tokenizing; JSON lines once parsed (the text, not its escaped form, counts). `at` is
+// the document's byte offset in a text file, its line in JSON lines.
+void check_document_size(uint64_t bytes, const PrepareOptions& opt, const Source& src, uint64_t at) {
     SL_REQUIRE(bytes <= uint64_t(opt.max_document_mib) << 20,
                "prepare: {}: a document of {} bytes, more than --max-document-mib {} (each is tokenized whole, at "
                "some 7 bytes of memory a byte); {}, or raise the limit",
-               where, bytes, opt.max_document_mib,
-               jsonl ? "split the record into several"
-                     : "a text file is one document unless --doc-separator splits it: split it into documents "
-                       "(--doc-separator, JSON lines) or files");
+               src.jsonl ? fmt::format("{}:{} (its \"{}\")", src.path, at, opt.text_field)
+                         : fmt::format("{} at byte {}", src.path, at),
+               bytes, opt.max_document_mib,
+               src.jsonl ? "split the record into several"
+                         : "a text file is one document unless --doc-separator splits it: split it into documents "
+                           "(--doc-separator, JSON lines) or files");
 }
 
 void make_items(size_t index, const Source& src, std::string_view text, const PrepareOptions& opt,
@@ -223,7 +226,7 @@ void make_items(size_t index, const Source& src, std::string_view text, const Pr
     cur.source = index;
     uint64_t line = 1;
     const auto add = [&](uint64_t begin, uint64_t end) {
-        if (!src.jsonl) check_document_size(end - begin, opt, fmt::format("{} at byte {}", src.path, begin), false);
+        if (!src.jsonl) check_document_size(end - begin, opt, src, begin);
         if (cur.ranges.empty()) cur.first_line = line;
         cur.ranges.emplace_back(begin, end);
         cur.bytes += end - begin;
@@ -291,8 +294,7 @@ void process(const Item& item, const Source& src, std::string_view text, const T
                        "{}:{}: expected a JSON object with a string field \"{}\" (set it with --text-field)",
                        src.path, line, opt.text_field);
             const std::string& doc = field->get_ref<const std::string&>();
-            check_document_size(doc.size(), opt, fmt::format("{}:{} (its \"{}\")", src.path, line, opt.text_field),
-                                true);
+            check_document_size(doc.size(), opt, src, line);
             if (!doc.empty()) add(doc);
         }
         ++line;

@@ -347,8 +347,8 @@ Config checkpoint_config(const std::string& dir, ConfigUse use) {
     return load_config((fs::path(dir) / kConfigFile).string(), {}, nullptr, use);
 }
 
-std::vector<std::string> resume_changes(const std::string& dir, const Config& cfg) {
-    return config_changes(checkpoint_config(dir), cfg, true);
+std::vector<std::string> resume_changes(const Config& trained, const Config& cfg) {
+    return config_changes(trained, cfg, true);
 }
 
 TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, WholeMoments& whole_moments) {

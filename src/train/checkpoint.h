@@ -88,7 +88,7 @@ int64_t load_weights(const std::string& dir, Model& model);
 
 // The config a checkpoint folder was written with.
 Config checkpoint_config(const std::string& dir, ConfigUse use = ConfigUse::train);
-// "key (old -> new)" for each key that `cfg` changes from the checkpoint's config and load_checkpoint accepts.
-std::vector<std::string> resume_changes(const std::string& dir, const Config& cfg);
+// "key (old -> new)" for each key that `cfg` changes from a checkpoint's config `trained` and load_checkpoint accepts.
+std::vector<std::string> resume_changes(const Config& trained, const Config& cfg);
 
 }  // namespace sinklab

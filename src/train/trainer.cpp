@@ -288,8 +288,9 @@ struct Trainer::Impl {
             last_checkpoint = resume_from;
             moments = optim->moment_buffers();
             text = encode_state(load_checkpoint(resume_from, cfg, *model, *moments));
-            changed_on_resume = resume_changes(resume_from, cfg);
-            trained_on = checkpoint_config(resume_from).data.train;
+            const Config trained = checkpoint_config(resume_from);
+            changed_on_resume = resume_changes(trained, cfg);
+            trained_on = trained.data.train;
         }
         uint64_t n = text.size();
         comm.broadcast(&n, sizeof n, 0);
