@@ -1,13 +1,16 @@
 #include "data/dataloader.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <numeric>
 
 #include "core/check.h"
 #include "core/checksum.h"
-#include "data/glob.h"
 #include "core/rng.h"
+#include "data/glob.h"
+#include "dist/comm.h"
 
 namespace sinklab {
 
@@ -74,6 +77,17 @@ uint64_t DataLoader::check_stream(int vocab_size) const {
 }
 
 std::string DataLoader::fingerprint() const { return fmt::format("s1:{:016x}", checksum_); }
+
+void DataLoader::require_same_on_every_rank(Communicator& comm, const std::string& key) const {
+    if (comm.world() == 1) return;
+    const std::string identity = fmt::format("{} {}", tokens_, fingerprint());
+    const std::vector<int> differ = ranks_differing_from_root(comm, checksum64(identity.data(), identity.size()));
+    SL_REQUIRE(differ.empty(),
+               "rank(s) {} read other tokens from {} '{}' than rank 0 ({} tokens, checksum {}): every rank must read "
+               "the same shards; where nodes keep their own copies, make them identical (copy them again, or rerun "
+               "the same sinklab prepare)",
+               fmt::join(differ, ", "), key, glob_, tokens_, fingerprint());
+}
 
 void DataLoader::start_epoch(uint64_t epoch) {
     if (ready_epoch_ == epoch) return;

@@ -199,6 +199,8 @@ struct Trainer::Impl {
                 std::make_unique<DataLoader>(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, V);
             val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
         }
+        train_data->require_same_on_every_rank(comm, "data.train");
+        if (val_data) val_data->require_same_on_every_rank(comm, "data.val");
         inputs.resize(size_t(B) * T);
         targets.resize(size_t(B) * T);
 
