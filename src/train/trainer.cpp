@@ -82,6 +82,7 @@ struct Trainer::Impl {
     std::string dir;
     bool lead;  // rank 0 writes files and logs
     std::shared_ptr<spdlog::logger> log;
+    std::shared_ptr<spdlog::sinks::basic_file_sink_mt> log_file;  // rank 0: train.log, also log's
     std::string log_failure;  // spdlog's message of the first failed write to train.log
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
@@ -121,9 +122,9 @@ struct Trainer::Impl {
     void setup_logging() {
         std::vector<spdlog::sink_ptr> sinks;
         if (lead) {
+            log_file = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string());
             sinks.push_back(std::make_shared<spdlog::sinks::stdout_sink_mt>());
-            sinks.push_back(
-                std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string()));
+            sinks.push_back(log_file);
         }
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");
@@ -133,6 +134,25 @@ struct Trainer::Impl {
         log->set_error_handler([this](const std::string& message) {
             if (log_failure.empty()) log_failure = message;
         });
+    }
+
+    // The error that ends the run also ends train.log (not stdout: main prints it on stderr), so that the log of a run
+    // that stopped on a cluster says why without the job's output. A failure of another rank ends this one through
+    // MPI_Abort and is not recorded here.
+    void log_error(const std::exception_ptr& failure) {
+        if (!log_file) return;
+        std::string what = "an unknown failure";
+        try {
+            std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+            what = e.what();
+        } catch (...) {
+        }
+        try {
+            log_file->log(spdlog::details::log_msg("train", spdlog::level::err, "error: " + what));
+            log_file->flush();
+        } catch (const std::exception&) {  // train.log cannot be written: that is the error reported already
+        }
     }
 
     void check_log() const {
@@ -219,6 +239,7 @@ struct Trainer::Impl {
             inject.after_setup();
             log_start(resumed);
         } catch (...) {
+            log_error(std::current_exception());
             undo_start(std::current_exception());
             throw;
         }
@@ -276,6 +297,7 @@ struct Trainer::Impl {
         try {
             run_steps();
         } catch (...) {
+            log_error(std::current_exception());
             undo_start(std::current_exception());
             throw;
         }
