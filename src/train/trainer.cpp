@@ -18,6 +18,7 @@
 #include "core/utc_time.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
+#include "data/mapped_file.h"
 #include "metrics/eval.h"
 #include "metrics/runlog.h"
 #include "metrics/runlog_format.h"
@@ -83,6 +84,7 @@ struct Trainer::Impl {
     bool lead;  // rank 0 writes files and logs
     std::shared_ptr<spdlog::logger> log;
     std::shared_ptr<spdlog::sinks::basic_file_sink_mt> log_file;  // rank 0: train.log, also log's
+    std::optional<MappedReadFailureLog> shard_failure_log;         // rank 0: a shard's read failure into train.log
     std::string log_failure;  // spdlog's message of the first failed write to train.log
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
@@ -125,6 +127,7 @@ struct Trainer::Impl {
             log_file = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string());
             sinks.push_back(std::make_shared<spdlog::sinks::stdout_sink_mt>());
             sinks.push_back(log_file);
+            shard_failure_log.emplace((fs::path(dir) / "train.log").string());
         }
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");

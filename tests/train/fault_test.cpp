@@ -3,6 +3,7 @@
 // skips the update, and a genuine loss spike is skipped by the z-score detector.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -63,6 +64,28 @@ TEST(Faults, TheErrorThatEndsARunEndsItsTrainLog) {
         EXPECT_EQ(r.out.find(message, at + 16 + message.size()), std::string::npos) << "printed twice: " << r.out;
         EXPECT_EQ(r.out.find(message), at + 16) << "printed twice: " << r.out;
     }
+}
+
+// A shard cut short under a running training (the run makes it, stops itself at step 3, the shard loses its tokens, the
+// run goes on): the next read past the new end ends the run with exit 1 and one line naming the shard, on stderr and at
+// the end of train.log, where the process died of "Bus error" before.
+TEST(Faults, AShardCutUnderARunEndsItWithTheShardNamedInTrainLog) {
+    const TempDir dir("fault_shard_cut");
+    const std::string args = small_run(dir, "run", 50, "--set run.threads=1");
+    const std::string shard = dir / "data/train_000000.bin";
+    {
+        Background bg(fmt::format("env SINKLAB_FAULT_INJECT=stop@3 {} {}", SINKLAB_BINARY, args), dir / "out.log");
+        ASSERT_TRUE(bg.wait_stopped(60)) << read_file(dir / "out.log");
+        fs::resize_file(shard, 1024);  // the header alone
+        bg.signal(SIGCONT);
+        EXPECT_EQ(bg.wait(60), 1) << read_file(dir / "out.log");
+    }
+    const std::string line = "error: " + shard + " became shorter while sinklab read it";
+    EXPECT_NE(read_file(dir / "out.log").find("sinklab: " + line), std::string::npos) << read_file(dir / "out.log");
+    const std::string log = read_file(dir / "run/train.log");
+    const size_t at = log.rfind(line);
+    ASSERT_NE(at, std::string::npos) << log;
+    EXPECT_EQ(log.find('\n', at), log.size() - 1) << "not the last line: " << log;
 }
 
 // Before the first checkpoint the advice is to start over, not to set checkpoint.every (it is set).
