@@ -46,6 +46,7 @@ public:
     void require_same_on_every_rank(Communicator& comm, const std::string& key) const;
 
 private:
+    static std::string fingerprint_of(uint64_t checksum);
     // One pass over every token, in chunks that OpenMP threads share: the error naming the shard and offset of the
     // first token >= vocab_size, or the stream's checksum (of each chunk's tokens as int32, combined in order).
     uint64_t check_stream(int vocab_size) const;

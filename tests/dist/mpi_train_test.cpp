@@ -11,6 +11,7 @@
 #include <tuple>
 #include <filesystem>
 
+#include "data/shard.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -236,7 +237,7 @@ TEST(MpiTraining, RanksWithDifferentConfigsRefuseToStart) {
 
 // Nodes with their own copies of the shards: each rank runs in its own folder and reads data/ there (a relative
 // data.train, so the configs agree). Identical copies train; a copy in which two tokens trade places (as many
-// tokens, all valid: only the checksum tells) is refused for data.train and for data.val, before any step.
+// tokens, all valid: only the checksum tells) is refused before any step, for data.train and data.val, and by eval.
 TEST(MpiTraining, RanksReadingOtherCopiesOfTheDataRefuseToStart) {
     REQUIRE_MPI();
     const TempDir dir("mpi_data");
@@ -246,14 +247,14 @@ TEST(MpiTraining, RanksReadingOtherCopiesOfTheDataRefuseToStart) {
     const std::string args =
         small_run(dir, "run", 2,
                   "--set run.threads=1 --set train.micro_batch=4 --set data.train='data/train_*.bin' "
-                  "--set data.val='data/val_*.bin'");
+                  "--set data.val='data/val_*.bin' --overwrite");
     ASSERT_EQ(run_command(fmt::format("cd {} && {} {}", node0, SINKLAB_BINARY, args)).rc, 0);  // makes node0/data
     fs::copy(node0 + "/data", node1 + "/data", fs::copy_options::recursive);
-    const auto two_ranks = [&] {
-        return run_command(fmt::format("cd {} && {} : -n 1 -wdir {} {} {} --overwrite", node0,
-                                       mpiexec(1, args + " --overwrite"), node1, SINKLAB_BINARY, args));
+    const auto two_ranks = [&](const std::string& command) {
+        return run_command(fmt::format("cd {} && {} : -n 1 -wdir {} {} {}", node0, mpiexec(1, command), node1,
+                                       SINKLAB_BINARY, command));
     };
-    const CommandResult same = two_ranks();
+    const CommandResult same = two_ranks(args);
     ASSERT_EQ(same.rc, 0) << same.out;
 
     // Swaps the last two tokens that differ.
@@ -261,23 +262,31 @@ TEST(MpiTraining, RanksReadingOtherCopiesOfTheDataRefuseToStart) {
         std::string bytes = read_file(path);
         int32_t magic = 0;
         std::memcpy(&magic, bytes.data(), sizeof magic);
-        const size_t width = magic == 20240520 ? 2 : 4;
+        const size_t width = magic == kShardMagic16 ? 2 : 4;
         size_t at = bytes.size() - width;
         while (bytes.compare(at - width, width, bytes, at, width) == 0) at -= width;
         std::swap_ranges(bytes.begin() + long(at - width), bytes.begin() + long(at), bytes.begin() + long(at));
         write_file(path, bytes);
     };
-    for (const char* which : {"train", "val"}) {
+    for (const std::string which : {"train", "val"}) {
         const std::string copy = node1 + "/data/" + which + "_000000.bin", kept = copy + ".kept";
         fs::copy_file(copy, kept);
         swap_tokens(copy);
-        const CommandResult r = two_ranks();
+        const std::string tokens = fmt::format("than rank 0 ({} tokens,", Shard(copy).tokens());
+        const CommandResult r = two_ranks(args);
         EXPECT_NE(r.rc, 0) << r.out;
-        EXPECT_NE(r.out.find(fmt::format("rank(s) 1 read other tokens from data.{} 'data/{}_*.bin' than rank 0", which,
-                                         which)),
+        EXPECT_NE(r.out.find(fmt::format("rank(s) 1 read other tokens from data.{} 'data/{}_*.bin' (relative to each "
+                                         "rank's current folder) {}",
+                                         which, which, tokens)),
                   std::string::npos)
             << r.out;
         EXPECT_EQ(r.out.find("step      1/"), std::string::npos) << "trained a step: " << r.out;
+        const CommandResult eval = two_ranks(
+            fmt::format("eval {} --batches 1 --data 'data/{}_*.bin' --out {}", dir / "run", which, dir / "eval.h5"));
+        EXPECT_NE(eval.rc, 0) << eval.out;
+        EXPECT_NE(eval.out.find(fmt::format("rank(s) 1 read other tokens from --data 'data/{}_*.bin'", which)),
+                  std::string::npos)
+            << eval.out;
         fs::rename(kept, copy);
     }
 }

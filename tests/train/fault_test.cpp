@@ -42,27 +42,33 @@ TEST(Faults, NanAbortWritesADiagnosticAndKeepsTheLastGoodCheckpoint) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), std::vector<double>(10, 0.0));
 }
 
-// The error that ends a run is train.log's last line, as main prints it on stderr (and not twice in the output: the
-// log's copy goes to the file only), for a failure in a step and for one at the end of a resume's setup.
+// The error that ends a run is train.log's last line, as main prints it on stderr, once in the log and once in the
+// output (the log's copy goes to the file only): for a failing step, and for a resume that fails before its first
+// line (a config the checkpoint refuses) or after it (at the end of setup), where the line says it is a new start's.
 TEST(Faults, TheErrorThatEndsARunEndsItsTrainLog) {
     const TempDir dir("fault_log");
     const std::string args = small_run(dir, "run", 6, "--set run.threads=1 --set checkpoint.every=2");
-    const auto last_line = [&] {
-        std::string log = read_file(dir / "run/train.log");
-        while (!log.empty() && log.back() == '\n') log.pop_back();
-        return log.substr(log.rfind('\n') + 1);  // npos + 1 == 0: a log of one line
-    };
-    for (const std::string& fault : {"throw@3", "setup@0"}) {
-        const std::string resume = fault == "setup@0" ? " --resume" : "";
-        const CommandResult r = run_sinklab(args + resume, "SINKLAB_FAULT_INJECT=" + fault);
+    const std::string prefix = "sinklab: error: ";
+    for (const char* extra : {"", " --resume --set model.n_layer=3", " --resume"}) {
+        const std::string fault = *extra ? "setup@0" : "throw@3";
+        const CommandResult r = run_sinklab(args + extra, "SINKLAB_FAULT_INJECT=" + fault);
         EXPECT_NE(r.rc, 0) << r.out;
-        const size_t at = r.out.find("sinklab: error: ");
+        const size_t at = r.out.find(prefix);
         ASSERT_NE(at, std::string::npos) << r.out;
-        const std::string message = r.out.substr(at + 16, r.out.find('\n', at) - at - 16);
-        EXPECT_NE(message.find("injected failure"), std::string::npos) << message;
-        EXPECT_EQ(last_line(), "error: " + message) << fault;
-        EXPECT_EQ(r.out.find(message, at + 16 + message.size()), std::string::npos) << "printed twice: " << r.out;
-        EXPECT_EQ(r.out.find(message), at + 16) << "printed twice: " << r.out;
+        const std::string message = r.out.substr(at + prefix.size(), r.out.find('\n', at) - at - prefix.size());
+        EXPECT_EQ(r.out.find(message, at + prefix.size() + message.size()), std::string::npos) << "twice: " << r.out;
+        EXPECT_EQ(r.out.find(message), at + prefix.size()) << "twice: " << r.out;
+
+        std::string log = read_file(dir / "run/train.log");
+        ASSERT_TRUE(log.ends_with(message + "\n")) << extra << ": " << log;
+        log.pop_back();
+        const std::string last = log.substr(log.rfind('\n') + 1);
+        if (*extra) {
+            EXPECT_TRUE(last.starts_with("error: the start at 20") && last.find("Z failed: " + message) < 40) << last;
+        } else {
+            EXPECT_EQ(last, "error: " + message);
+        }
+        EXPECT_EQ(log.find(message), log.size() - message.size()) << "twice in train.log: " << log;
     }
 }
 
