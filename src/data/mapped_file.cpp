@@ -29,7 +29,8 @@ constexpr int kMappings = 4096;
 Mapping g_mappings[kMappings];
 struct sigaction g_default_bus;
 std::atomic<bool> g_reporting{false};
-std::atomic<int> g_report_fd{-1};
+std::atomic<int> g_report_fd{-1};  // MappedReadFailureLog's file; -1: none
+static_assert(std::atomic<int>::is_always_lock_free, "the SIGBUS handler reads g_report_fd");
 
 void write_all(int fd, const char* s, size_t n) {
     while (n > 0) {
@@ -104,12 +105,19 @@ void remove_mapping(int slot) {
 
 MappedReadFailureLog::MappedReadFailureLog(const std::string& path)
     : fd_(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC)) {
-    SL_ASSERT(g_report_fd.exchange(fd_) < 0, "two MappedReadFailureLogs at once");
+    if (fd_ < 0) return;
+    int free_slot = -1;
+    if (!g_report_fd.compare_exchange_strong(free_slot, fd_)) {
+        ::close(fd_);
+        fail_internal(__FILE__, __LINE__, "two MappedReadFailureLogs at once");
+    }
 }
 
 MappedReadFailureLog::~MappedReadFailureLog() {
-    g_report_fd.store(-1);
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ < 0) return;
+    int mine = fd_;
+    g_report_fd.compare_exchange_strong(mine, -1);
+    ::close(fd_);
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {

@@ -9,7 +9,8 @@
 
 namespace sinklab {
 
-// While one lives, that line also ends the file at `path` (a run's train.log), as "error: ...". One at a time.
+// While one lives, the one-line error of a failed read of a mapped file (above) also ends the file at `path` (a run's
+// train.log), as "error: ...". One at a time.
 class MappedReadFailureLog {
 public:
     explicit MappedReadFailureLog(const std::string& path);  // a file that cannot be opened gets no copy

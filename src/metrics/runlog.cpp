@@ -194,9 +194,10 @@ void add_new_columns(hid_t file, const std::vector<GroupSpec>& groups, const std
     }
 }
 
-// Reads every row of a dataset of extent `dims` a slab at a time: a long run's columns of per-layer, per-head rows
-// (200k steps x 144 values) would take gigabytes read whole.
-void read_all_rows(hid_t dataset, std::vector<hsize_t> dims, const std::string& column, const std::string& path) {
+// Reads every row of a dataset of extent `dims` a slab at a time: read whole as doubles, a long run's column of
+// per-layer, per-head rows (200k steps x 144 values) would take 230 MB.
+void read_all_rows(hid_t dataset, const std::vector<hsize_t>& dims, const std::string& column,
+                   const std::string& path) {
     constexpr hsize_t kSlabValues = 1 << 20;
     const hsize_t rows = dims[0];
     hsize_t row_values = 1;
@@ -205,14 +206,15 @@ void read_all_rows(hid_t dataset, std::vector<hsize_t> dims, const std::string& 
     const hsize_t slab_rows = std::clamp<hsize_t>(kSlabValues / row_values, 1, rows);
     std::vector<double> slab(slab_rows * row_values);  // [slab_rows, row shape]
     h5::Id file_space(h5::check(H5Dget_space(dataset), "H5Dget_space"), H5Sclose);
-    std::vector<hsize_t> start(dims.size(), 0);
+    std::vector<hsize_t> start(dims.size(), 0), count = dims;
     for (start[0] = 0; start[0] < rows; start[0] += slab_rows) {
-        dims[0] = std::min(slab_rows, rows - start[0]);
-        h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, dims.data(), nullptr),
+        count[0] = std::min(slab_rows, rows - start[0]);
+        h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
                   "H5Sselect_hyperslab");
-        h5::Id memory_space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
+        h5::Id memory_space(h5::check(H5Screate_simple(int(count.size()), count.data(), nullptr), "H5Screate_simple"),
+                            H5Sclose);
         h5::check(H5Dread(dataset, H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(), H5P_DEFAULT, slab.data()),
-                  "{}: cannot read /{} (rows {} to {})", path, column, start[0], start[0] + dims[0] - 1);
+                  "{}: cannot read /{} (rows {} to {})", path, column, start[0], start[0] + count[0] - 1);
     }
 }
 

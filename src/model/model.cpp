@@ -160,8 +160,8 @@ BlockTensors Model::block(const Tensor& flat, int l) const {
         const ParamInfo* p = table_.find(layer_param(l, what));
         return p ? ParamTable::view(*p, flat) : Tensor();
     };
-    // Designated, so that a member added to BlockTensors out of this order fails to compile instead of handing an op
-    // another tensor.
+    // Designated, so that a member inserted into BlockTensors cannot shift the others onto the wrong tensors: a
+    // designator out of the members' order does not compile.
     return {.attn_norm = get("attn_norm"),
             .wqkv = get("wqkv"),
             .q_norm = get("q_norm"),
