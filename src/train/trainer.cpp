@@ -231,7 +231,7 @@ struct Trainer::Impl {
         }
     }
 
-    // The backend, the data, the model and (--resume) the checkpoint.
+    // The backend, the data and the model.
     void load() {
         backend = make_run_backend(cfg, comm, backend_note);
 
@@ -257,7 +257,8 @@ struct Trainer::Impl {
         sink = std::make_unique<SinkMetrics>(*model, cfg);
     }
 
-    // The run folder, train.log and metrics.h5; a failure puts back a run that --overwrite set aside.
+    // The checkpoint (--resume), then the run folder, train.log and metrics.h5: a failure from there on puts back a run
+    // that --overwrite set aside.
     void start() {
         const std::optional<TrainState> resumed = restore();
         try {
