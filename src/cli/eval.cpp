@@ -118,6 +118,7 @@ void run_eval(const EvalArgs& a) {
     model.sync_weights();
     SinkMetrics sink(model, cfg);
     DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
+    data.require_same_on_every_rank(comm, a.data.empty() ? "data.val" : "--data");
     FaultInjection::from_env(comm.rank()).before_step(1);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);

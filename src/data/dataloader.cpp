@@ -1,13 +1,16 @@
 #include "data/dataloader.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <numeric>
 
 #include "core/check.h"
 #include "core/checksum.h"
-#include "data/glob.h"
 #include "core/rng.h"
+#include "data/glob.h"
+#include "dist/comm.h"
 
 namespace sinklab {
 
@@ -73,7 +76,24 @@ uint64_t DataLoader::check_stream(int vocab_size) const {
     return checksum64(sums.data(), sums.size() * sizeof(uint64_t));
 }
 
-std::string DataLoader::fingerprint() const { return fmt::format("s1:{:016x}", checksum_); }
+std::string DataLoader::fingerprint_of(uint64_t checksum) { return fmt::format("s1:{:016x}", checksum); }
+
+std::string DataLoader::fingerprint() const { return fingerprint_of(checksum_); }
+
+void DataLoader::require_same_on_every_rank(Communicator& comm, const std::string& key) const {
+    if (comm.world() == 1) return;
+    const uint64_t identity[2] = {tokens_, checksum_};
+    const std::vector<int> differ = ranks_differing_from_root(comm, checksum64(identity, sizeof identity));
+    if (differ.empty()) return;
+    uint64_t root[2] = {tokens_, checksum_};  // what rank 0 read, for every rank's message
+    comm.broadcast(root, sizeof root, 0);
+    fail("rank(s) {} read other tokens from {} '{}'{} than rank 0 ({} tokens, checksum {}): every rank must read the "
+         "same shards; where nodes keep their own copies, make them identical (copy them again, or rerun the same "
+         "sinklab prepare)",
+         fmt::join(differ, ", "), key, glob_,
+         std::filesystem::path(glob_).is_relative() ? " (relative to each rank's current folder)" : "", root[0],
+         fingerprint_of(root[1]));
+}
 
 void DataLoader::start_epoch(uint64_t epoch) {
     if (ready_epoch_ == epoch) return;

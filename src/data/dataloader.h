@@ -17,6 +17,8 @@
 
 namespace sinklab {
 
+class Communicator;
+
 struct LoaderPosition {
     uint64_t epoch = 0;
     uint64_t cursor = 0;  // windows of the epoch handed out so far, over all ranks
@@ -38,8 +40,13 @@ public:
     // the scheme, so that a later one can tell it apart instead of refusing every earlier checkpoint.
     std::string fingerprint() const;
     int64_t windows_per_epoch() const { return static_cast<int64_t>(windows_); }
+    // Fails on every rank when a rank reads other tokens than rank 0 (nodes with their own copies of the shards, one
+    // copy stale or cut): its batches would come from other data than the positions every rank shares assume.
+    // `key` names the config key of the glob in the message.
+    void require_same_on_every_rank(Communicator& comm, const std::string& key) const;
 
 private:
+    static std::string fingerprint_of(uint64_t checksum);
     // One pass over every token, in chunks that OpenMP threads share: the error naming the shard and offset of the
     // first token >= vocab_size, or the stream's checksum (of each chunk's tokens as int32, combined in order).
     uint64_t check_stream(int vocab_size) const;

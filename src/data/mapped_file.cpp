@@ -29,10 +29,12 @@ constexpr int kMappings = 4096;
 Mapping g_mappings[kMappings];
 struct sigaction g_default_bus;
 std::atomic<bool> g_reporting{false};
+std::atomic<int> g_report_fd{-1};  // MappedReadFailureLog's file; -1: none
+static_assert(std::atomic<int>::is_always_lock_free, "the SIGBUS handler reads g_report_fd");
 
-void write_all(const char* s, size_t n) {
+void write_all(int fd, const char* s, size_t n) {
     while (n > 0) {
-        const ssize_t w = ::write(STDERR_FILENO, s, n);
+        const ssize_t w = ::write(fd, s, n);
         if (w <= 0) return;
         s += w, n -= size_t(w);
     }
@@ -50,7 +52,7 @@ void on_bus_error(int sig, siginfo_t* info, void*) {
             for (;;) ::pause();
         struct stat st;
         const bool shorter = ::stat(m.path, &st) == 0 && st.st_size <= at - begin;
-        constexpr char kBefore[] = "sinklab: error: ";
+        constexpr char kProgram[] = "sinklab: ", kBefore[] = "error: ";
         constexpr char kShorter[] =
             " became shorter while sinklab read it (truncated, or rewritten in place as cp onto it does); put the "
             "complete file back, replacing files by renaming whole ones into place as sinklab prepare does, and run "
@@ -58,10 +60,15 @@ void on_bus_error(int sig, siginfo_t* info, void*) {
         constexpr char kUnreadable[] =
             " could not be read while sinklab read it (an I/O error of its disk or file system); check the storage "
             "and run again\n";
-        write_all(kBefore, sizeof kBefore - 1);
-        write_all(m.path, ::strnlen(m.path, sizeof m.path));
-        if (shorter) write_all(kShorter, sizeof kShorter - 1);
-        else write_all(kUnreadable, sizeof kUnreadable - 1);
+        const char* why = shorter ? kShorter : kUnreadable;
+        const size_t why_size = shorter ? sizeof kShorter - 1 : sizeof kUnreadable - 1;
+        write_all(STDERR_FILENO, kProgram, sizeof kProgram - 1);
+        for (const int fd : {STDERR_FILENO, g_report_fd.load()}) {
+            if (fd < 0) continue;
+            write_all(fd, kBefore, sizeof kBefore - 1);
+            write_all(fd, m.path, ::strnlen(m.path, sizeof m.path));
+            write_all(fd, why, why_size);
+        }
         ::_exit(1);
     }
     ::sigaction(sig, &g_default_bus, nullptr);  // not a mapping of ours: die of it as before
@@ -95,6 +102,23 @@ void remove_mapping(int slot) {
 }
 
 }  // namespace
+
+MappedReadFailureLog::MappedReadFailureLog(const std::string& path)
+    : fd_(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC)) {
+    if (fd_ < 0) return;
+    int free_slot = -1;
+    if (!g_report_fd.compare_exchange_strong(free_slot, fd_)) {
+        ::close(fd_);
+        fail_internal(__FILE__, __LINE__, "two MappedReadFailureLogs at once");
+    }
+}
+
+MappedReadFailureLog::~MappedReadFailureLog() {
+    if (fd_ < 0) return;
+    int mine = fd_;
+    g_report_fd.compare_exchange_strong(mine, -1);
+    ::close(fd_);
+}
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
     // Non-blocking, so that a FIFO in place of a shard is refused below instead of waiting in open() for a writer.

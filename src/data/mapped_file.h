@@ -9,6 +9,19 @@
 
 namespace sinklab {
 
+// While one lives, the one-line error of a failed read of a mapped file (above) also ends the file at `path` (a run's
+// train.log), as "error: ...". One at a time.
+class MappedReadFailureLog {
+public:
+    explicit MappedReadFailureLog(const std::string& path);  // a file that cannot be opened gets no copy
+    ~MappedReadFailureLog();
+    MappedReadFailureLog(const MappedReadFailureLog&) = delete;
+    MappedReadFailureLog& operator=(const MappedReadFailureLog&) = delete;
+
+private:
+    int fd_ = -1;
+};
+
 class MappedFile {
 public:
     explicit MappedFile(const std::string& path);  // an error naming the file where it cannot be opened

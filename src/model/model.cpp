@@ -160,8 +160,19 @@ BlockTensors Model::block(const Tensor& flat, int l) const {
         const ParamInfo* p = table_.find(layer_param(l, what));
         return p ? ParamTable::view(*p, flat) : Tensor();
     };
-    return {get("attn_norm"), get("wqkv"), get("q_norm"), get("k_norm"), get("sink"), get("headnorm"),
-            get("wgate"),     get("wo"),   get("ffn_norm"), get("w13"), get("w2")};
+    // Designated, so that a member inserted into BlockTensors cannot shift the others onto the wrong tensors: a
+    // designator out of the members' order does not compile.
+    return {.attn_norm = get("attn_norm"),
+            .wqkv = get("wqkv"),
+            .q_norm = get("q_norm"),
+            .k_norm = get("k_norm"),
+            .sink = get("sink"),
+            .headnorm = get("headnorm"),
+            .wgate = get("wgate"),
+            .wo = get("wo"),
+            .ffn_norm = get("ffn_norm"),
+            .w13 = get("w13"),
+            .w2 = get("w2")};
 }
 
 void Model::init(uint64_t seed) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include "backend/backend.h"
@@ -18,6 +19,7 @@
 #include "core/utc_time.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
+#include "data/mapped_file.h"
 #include "metrics/eval.h"
 #include "metrics/runlog.h"
 #include "metrics/runlog_format.h"
@@ -82,6 +84,11 @@ struct Trainer::Impl {
     std::string dir;
     bool lead;  // rank 0 writes files and logs
     std::shared_ptr<spdlog::logger> log;
+    // Rank 0: train.log alone, for the error that ends a run, which main prints on the console already.
+    std::shared_ptr<spdlog::sinks::basic_file_sink_mt> log_file;
+    std::optional<MappedReadFailureLog> shard_failure_log;  // rank 0: a shard's read failure into train.log
+    bool start_logged = false;  // log_start() wrote this start's first line
+    bool error_logged = false;
     std::string log_failure;  // spdlog's message of the first failed write to train.log
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
@@ -121,9 +128,10 @@ struct Trainer::Impl {
     void setup_logging() {
         std::vector<spdlog::sink_ptr> sinks;
         if (lead) {
+            log_file = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string());
             sinks.push_back(std::make_shared<spdlog::sinks::stdout_sink_mt>());
-            sinks.push_back(
-                std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string()));
+            sinks.push_back(log_file);
+            shard_failure_log.emplace((fs::path(dir) / "train.log").string());
         }
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");
@@ -133,6 +141,34 @@ struct Trainer::Impl {
         log->set_error_handler([this](const std::string& message) {
             if (log_failure.empty()) log_failure = message;
         });
+    }
+
+    // The error that ends the run also ends train.log, so that the log of a run that stopped on a cluster says why
+    // without the job's output: a resume's error from the moment its folder is locked, a new run's once its log is
+    // open (before, the folder may hold a run that --overwrite would put back). An error before this start's first
+    // line is dated, or it would read as the end of the run resumed. A failure of another rank ends this one through
+    // MPI_Abort and is not recorded here.
+    void log_error(const std::exception_ptr& failure) {
+        if (!lead || error_logged || (!log_file && resume_from.empty())) return;
+        error_logged = true;
+        std::string what = "an unknown failure";
+        try {
+            std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+            what = e.what();
+        } catch (...) {
+        }
+        const std::string line =
+            start_logged ? "error: " + what : fmt::format("error: the start at {} failed: {}", utc_now_iso8601(), what);
+        try {
+            if (log_file) {
+                log_file->log(spdlog::details::log_msg("train", spdlog::level::err, line));
+                log_file->flush();
+            } else {
+                std::ofstream(fs::path(dir) / "train.log", std::ios::app) << line << '\n';
+            }
+        } catch (const std::exception&) {  // a full disk: the console has the error still
+        }
     }
 
     void check_log() const {
@@ -186,7 +222,17 @@ struct Trainer::Impl {
             folder = std::make_unique<RunFolder>(dir, opt);
             resume_from = folder->resume_from();
         }
+        try {
+            load();
+            start();
+        } catch (...) {
+            log_error(std::current_exception());
+            throw;
+        }
+    }
 
+    // The backend, the data and the model.
+    void load() {
         backend = make_run_backend(cfg, comm, backend_note);
 
         if (lead) ensure_data(cfg.data, cfg.model);
@@ -194,9 +240,11 @@ struct Trainer::Impl {
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
         train_data =
             std::make_unique<DataLoader>(cfg.data.train, B, T, comm.rank(), comm.world(), cfg.run.seed, true, V);
+        train_data->require_same_on_every_rank(comm, "data.train");
         if (!cfg.data.val.empty()) {
             val_data =
                 std::make_unique<DataLoader>(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, V);
+            val_data->require_same_on_every_rank(comm, "data.val");
             val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
         }
         inputs.resize(size_t(B) * T);
@@ -207,8 +255,12 @@ struct Trainer::Impl {
         optim = std::make_unique<AdamW>(*model, cfg.train, cfg.precision, cfg.run.seed,
                                         &device_communicator(comm, *backend));
         sink = std::make_unique<SinkMetrics>(*model, cfg);
-        const std::optional<TrainState> resumed = restore();
+    }
 
+    // The checkpoint (--resume), then the run folder, train.log and metrics.h5: a failure from there on puts back a run
+    // that --overwrite set aside.
+    void start() {
+        const std::optional<TrainState> resumed = restore();
         try {
             if (lead) folder->prepare(cfg);
             comm.barrier();
@@ -217,6 +269,7 @@ struct Trainer::Impl {
             inject.after_setup();
             log_start(resumed);
         } catch (...) {
+            log_error(std::current_exception());
             undo_start(std::current_exception());
             throw;
         }
@@ -228,6 +281,7 @@ struct Trainer::Impl {
                   SINKLAB_VERSION, dir, backend->name(), backend->device_name(), comm.world(),
                   double(model->table().count()) / 1e6, geo.tokens_per_step, geo.micro_batch, geo.seq_len, comm.world(),
                   geo.accum);
+        start_logged = true;
         if (lead && !backend_note.empty()) log->info("note: {}", backend_note);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
@@ -274,6 +328,7 @@ struct Trainer::Impl {
         try {
             run_steps();
         } catch (...) {
+            log_error(std::current_exception());
             undo_start(std::current_exception());
             throw;
         }

@@ -372,6 +372,7 @@ void expect_metrics_close(SinkValues got, SinkValues want, double rtol, const st
     const std::vector<std::string> names{"attn_mass", "wo_input_std", "dominance", "massive", "token0_norm_ratio",
                                          "ffn_max_act"};
     const auto g = got.averaged(), w = want.averaged();
+    ASSERT_EQ(g.size(), names.size()) << "SinkValues::averaged() changed: name its fields here";
     for (size_t f = 0; f < g.size(); f++) {
         ASSERT_EQ(g[f]->size(), w[f]->size()) << what << " " << names[f];
         double scale = 0;

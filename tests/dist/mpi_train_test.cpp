@@ -11,6 +11,7 @@
 #include <tuple>
 #include <filesystem>
 
+#include "data/shard.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -232,6 +233,84 @@ TEST(MpiTraining, RanksWithDifferentConfigsRefuseToStart) {
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("rank(s) 1 resolved another config than rank 0"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(dir / "run/metrics.h5"));
+}
+
+// Nodes with their own copies of the shards: each rank runs in its own folder and reads data/ there (a relative
+// data.train, so the configs agree). Identical copies train; a copy in which two tokens trade places (as many
+// tokens, all valid: only the checksum tells) is refused before any step, for data.train and data.val, and by eval.
+TEST(MpiTraining, RanksReadingOtherCopiesOfTheDataRefuseToStart) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_data");
+    const std::string node0 = dir / "node0", node1 = dir / "node1";
+    fs::create_directories(node0);
+    fs::create_directories(node1);
+    const std::string args =
+        small_run(dir, "run", 2,
+                  "--set run.threads=1 --set train.micro_batch=4 --set data.train='data/train_*.bin' "
+                  "--set data.val='data/val_*.bin' --overwrite");
+    ASSERT_EQ(run_command(fmt::format("cd {} && {} {}", node0, SINKLAB_BINARY, args)).rc, 0);  // makes node0/data
+    fs::copy(node0 + "/data", node1 + "/data", fs::copy_options::recursive);
+    const auto two_ranks = [&](const std::string& command) {
+        return run_command(fmt::format("cd {} && {} : -n 1 -wdir {} {} {}", node0, mpiexec(1, command), node1,
+                                       SINKLAB_BINARY, command));
+    };
+    const CommandResult same = two_ranks(args);
+    ASSERT_EQ(same.rc, 0) << same.out;
+
+    // Swaps the last two tokens that differ.
+    const auto swap_tokens = [](const std::string& path) {
+        std::string bytes = read_file(path);
+        int32_t magic = 0;
+        std::memcpy(&magic, bytes.data(), sizeof magic);
+        const size_t width = magic == kShardMagic16 ? 2 : 4;
+        size_t at = bytes.size() - width;
+        while (bytes.compare(at - width, width, bytes, at, width) == 0) at -= width;
+        std::swap_ranges(bytes.begin() + long(at - width), bytes.begin() + long(at), bytes.begin() + long(at));
+        write_file(path, bytes);
+    };
+    for (const std::string which : {"train", "val"}) {
+        const std::string copy = node1 + "/data/" + which + "_000000.bin", kept = copy + ".kept";
+        fs::copy_file(copy, kept);
+        swap_tokens(copy);
+        const std::string tokens = fmt::format("than rank 0 ({} tokens,", Shard(copy).tokens());
+        const CommandResult r = two_ranks(args);
+        EXPECT_NE(r.rc, 0) << r.out;
+        EXPECT_NE(r.out.find(fmt::format("rank(s) 1 read other tokens from data.{} 'data/{}_*.bin' (relative to each "
+                                         "rank's current folder) {}",
+                                         which, which, tokens)),
+                  std::string::npos)
+            << r.out;
+        EXPECT_EQ(r.out.find("step      1/"), std::string::npos) << "trained a step: " << r.out;
+        const CommandResult eval = two_ranks(
+            fmt::format("eval {} --batches 1 --data 'data/{}_*.bin' --out {}", dir / "run", which, dir / "eval.h5"));
+        EXPECT_NE(eval.rc, 0) << eval.out;
+        EXPECT_NE(eval.out.find(fmt::format("rank(s) 1 read other tokens from --data 'data/{}_*.bin'", which)),
+                  std::string::npos)
+            << eval.out;
+        fs::rename(kept, copy);
+    }
+}
+
+// `eval` on 2 ranks with --batches 2 reads the windows that 1 rank reads with --batches 4, and must write the same
+// metrics: the loss and the sink metrics are reduced over the ranks, the dimension-wise std over their sequences.
+TEST(MpiTraining, EvalOnTwoRanksEqualsOneRankWithTwiceTheBatches) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_eval");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 4, "--set run.threads=1")).rc, 0);
+    const CommandResult one = run_sinklab(fmt::format("eval {} --batches 4 --out {}", dir / "x", dir / "one.h5"));
+    ASSERT_EQ(one.rc, 0) << one.out;
+    const CommandResult two =
+        run_command(mpiexec(2, fmt::format("eval {} --batches 2 --out {} --set run.threads=1", dir / "x",
+                                           dir / "two.h5")));
+    ASSERT_EQ(two.rc, 0) << two.out;
+    const RunLogReader a(dir / "one.h5"), b(dir / "two.h5");
+    EXPECT_EQ(a.num_attr("sequences"), b.num_attr("sequences"));
+    for (const std::string& c : a.columns("eval")) {
+        const Dataset x = a.read("eval", c), y = b.read("eval", c);
+        ASSERT_EQ(x.shape, y.shape) << c;
+        for (size_t i = 0; i < x.data.size(); i++)
+            EXPECT_NEAR(y.data[i], x.data[i], 1e-5 * std::max(1.0, std::abs(x.data[i]))) << c << "[" << i << "]";
+    }
 }
 
 TEST(MpiTraining, RanksThatDriftApartAreStopped) {

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "metrics/h5util.h"
 #include "metrics/runlog.h"
 #include "metrics/runlog_reader.h"
 #include "metrics/schema.h"
@@ -141,6 +142,52 @@ TEST(RunLog, ResumeDropsRowsAfterTheCheckpointAndAppends) {
         EXPECT_EQ(dump.at("datasets").at("/" + g + "/step").at("shape").at(0).get<int64_t>(),
                   every(g) ? 80 / every(g) + 1 : 0);
     }
+}
+
+// Resume reads every row it keeps, so that damage stops the resume before training: here a compressed chunk past
+// the first megavalue of its column (the reads go a slab at a time) is damaged.
+TEST(RunLog, ResumeFindsADamagedChunkPastTheFirstSlab) {
+    TempDir dir;
+    const std::string path = dir.file("metrics.h5");
+    const std::vector<GroupSpec> groups{{"big", {{"step", {}, true}, {"map", {1, 64, 64}, false}}}};
+    constexpr int64_t kRows = 300;  // x 4096 values: more than one slab of 2^20
+    {
+        auto log = RunLog::create(path, groups, {}, {});
+        for (int64_t s = 0; s < kRows; s++) {
+            std::vector<double> map(4096);
+            for (size_t i = 0; i < map.size(); i++) map[i] = expected("big", "map", s, int64_t(i));
+            log->append("big", {{"step", {double(s)}}, {"map", map}});
+        }
+        log->close();
+    }
+    haddr_t address = 0;
+    hsize_t bytes = 0;
+    {
+        h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+        h5::Id map(H5Dopen2(file.get(), "/big/map", H5P_DEFAULT), H5Dclose);
+        ASSERT_TRUE(map.valid());
+        const hsize_t last_row[4] = {hsize_t(kRows - 1), 0, 0, 0};
+        unsigned filters = 0;
+        ASSERT_GE(H5Dget_chunk_info_by_coord(map.get(), last_row, &filters, &address, &bytes), 0);
+        ASSERT_GT(bytes, 64u);
+    }
+    const std::string damaged = dir.file("damaged.h5");
+    std::filesystem::copy_file(path, damaged);
+    {
+        std::fstream file(damaged, std::ios::in | std::ios::out | std::ios::binary);
+        file.seekp(std::streamoff(address + bytes / 2));
+        file.write("\xde\xad\xbe\xef\xde\xad\xbe\xef", 8);
+    }
+    const std::string before = read_file(damaged);
+
+    const std::string message = error_of([&] { RunLog::resume(damaged, groups, kRows); });
+    expect_contains(message, "damaged");
+    expect_contains(message, "/big/map");
+    EXPECT_EQ(read_file(damaged), before) << "the refused resume changed the file";
+    EXPECT_FALSE(std::filesystem::exists(damaged + ".resume"));
+
+    RunLog::resume(path, groups, kRows)->close();  // the same file undamaged resumes
+    EXPECT_EQ(RunLogReader(path).read("big", "step").shape, (std::vector<int64_t>{kRows}));
 }
 
 TEST(RunLog, ResumeRefusesAnotherSchemaAndKeepsTheFile) {

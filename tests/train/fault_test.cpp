@@ -3,6 +3,7 @@
 // skips the update, and a genuine loss spike is skipped by the z-score detector.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -39,6 +40,58 @@ TEST(Faults, NanAbortWritesADiagnosticAndKeepsTheLastGoodCheckpoint) {
     ASSERT_EQ(resumed.rc, 0) << resumed.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step").size(), 10u);
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), std::vector<double>(10, 0.0));
+}
+
+// The error that ends a run is train.log's last line, as main prints it on stderr, once in the log and once in the
+// output (the log's copy goes to the file only): for a failing step, and for a resume that fails before its first
+// line (a config the checkpoint refuses) or after it (at the end of setup), where the line says it is a new start's.
+TEST(Faults, TheErrorThatEndsARunEndsItsTrainLog) {
+    const TempDir dir("fault_log");
+    const std::string args = small_run(dir, "run", 6, "--set run.threads=1 --set checkpoint.every=2");
+    const std::string prefix = "sinklab: error: ";
+    for (const char* extra : {"", " --resume --set model.n_layer=3", " --resume"}) {
+        const std::string fault = *extra ? "setup@0" : "throw@3";
+        const CommandResult r = run_sinklab(args + extra, "SINKLAB_FAULT_INJECT=" + fault);
+        EXPECT_NE(r.rc, 0) << r.out;
+        const size_t at = r.out.find(prefix);
+        ASSERT_NE(at, std::string::npos) << r.out;
+        const std::string message = r.out.substr(at + prefix.size(), r.out.find('\n', at) - at - prefix.size());
+        EXPECT_EQ(r.out.find(message, at + prefix.size() + message.size()), std::string::npos) << "twice: " << r.out;
+        EXPECT_EQ(r.out.find(message), at + prefix.size()) << "twice: " << r.out;
+
+        std::string log = read_file(dir / "run/train.log");
+        ASSERT_TRUE(log.ends_with(message + "\n")) << extra << ": " << log;
+        log.pop_back();
+        const std::string last = log.substr(log.rfind('\n') + 1);
+        if (*extra) {
+            EXPECT_TRUE(last.starts_with("error: the start at 20") && last.find("Z failed: " + message) < 40) << last;
+        } else {
+            EXPECT_EQ(last, "error: " + message);
+        }
+        EXPECT_EQ(log.find(message), log.size() - message.size()) << "twice in train.log: " << log;
+    }
+}
+
+// A shard cut short under a running training (the run makes it, stops itself at step 3, the shard loses its tokens, the
+// run goes on): the next read past the new end ends the run with exit 1 and one line naming the shard, on stderr and at
+// the end of train.log, where the process died of "Bus error" before.
+TEST(Faults, AShardCutUnderARunEndsItWithTheShardNamedInTrainLog) {
+    const TempDir dir("fault_shard_cut");
+    const std::string args = small_run(dir, "run", 50, "--set run.threads=1");
+    const std::string shard = dir / "data/train_000000.bin";
+    {
+        Background bg(fmt::format("env SINKLAB_FAULT_INJECT=stop@3 {} {}", SINKLAB_BINARY, args), dir / "out.log");
+        ASSERT_TRUE(bg.wait_stopped(60)) << read_file(dir / "out.log");
+        fs::resize_file(shard, 1024);  // the header alone
+        bg.signal(SIGCONT);
+        EXPECT_EQ(bg.wait(60), 1) << read_file(dir / "out.log");
+    }
+    const std::string line = "error: " + shard + " became shorter while sinklab read it";
+    EXPECT_NE(read_file(dir / "out.log").find("sinklab: " + line), std::string::npos) << read_file(dir / "out.log");
+    const std::string log = read_file(dir / "run/train.log");
+    const size_t at = log.rfind(line);
+    ASSERT_NE(at, std::string::npos) << log;
+    EXPECT_EQ(log.find('\n', at), log.size() - 1) << "not the last line: " << log;
 }
 
 // Before the first checkpoint the advice is to start over, not to set checkpoint.every (it is set).
