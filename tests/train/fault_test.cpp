@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "data/shard.h"
 #include "train/train_util.h"
 
 namespace fs = std::filesystem;
@@ -82,7 +83,7 @@ TEST(Faults, AShardCutUnderARunEndsItWithTheShardNamedInTrainLog) {
     {
         Background bg(fmt::format("env SINKLAB_FAULT_INJECT=stop@3 {} {}", SINKLAB_BINARY, args), dir / "out.log");
         ASSERT_TRUE(bg.wait_stopped(60)) << read_file(dir / "out.log");
-        fs::resize_file(shard, 1024);  // the header alone
+        fs::resize_file(shard, kShardHeaderBytes);  // the header alone
         bg.signal(SIGCONT);
         EXPECT_EQ(bg.wait(60), 1) << read_file(dir / "out.log");
     }
