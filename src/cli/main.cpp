@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
@@ -38,17 +37,6 @@ void print_usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, 
     }
     const std::string help = cmd == &app ? "sinklab --help" : "sinklab " + cmd->get_name() + " --help";
     fmt::print(stderr, "sinklab: error: {}; run '{}'\n", message, help);
-}
-
-// A file-system call that no check before it foresaw failed (a path through a file, a link loop, a name too long):
-// the path first, as in every other sinklab error, then libstdc++'s "what it did: why" without its prefix.
-std::string filesystem_message(const std::filesystem::filesystem_error& e) {
-    std::string what = e.what();
-    const std::string prefix = "filesystem error: ", suffix = " [" + e.path1().string() + "]";
-    if (what.starts_with(prefix)) what.erase(0, prefix.size());
-    const size_t at = what.find(suffix);
-    if (at != std::string::npos) what.erase(at);
-    return fmt::format("{}: {}; check the path and the folders on it", e.path1().string(), what);
 }
 
 // Started with stdin, stdout or stderr closed (`>&-`), the process would give that number to the next file it opens
@@ -101,10 +89,9 @@ int main(int argc, char** argv) {
             app.exit(e);  // --help and --version, whose output must reach its reader too
         }
         sinklab::flush_standard_output();
-    } catch (const std::filesystem::filesystem_error& e) {
-        sinklab::exit_with_error(filesystem_message(e));
-    } catch (const std::exception& e) {
-        sinklab::exit_with_error(e.what());  // under mpirun: every rank ends, the message printed once
+    } catch (const std::exception&) {
+        // Under mpirun every rank ends, the message printed once.
+        sinklab::exit_with_error(sinklab::message_of(std::current_exception()));
     }
     return 0;
 }

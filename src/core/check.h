@@ -3,6 +3,7 @@
 #pragma once
 #include <fmt/format.h>
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -19,6 +20,10 @@ template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
     throw Error(fmt::format(f, std::forward<Args>(args)...));
 }
+
+// The one line a failure reports, as main prints it and train.log ends with: an exception's message, where a
+// file-system call that no check foresaw failed the path first, as in every other sinklab error.
+std::string message_of(const std::exception_ptr& failure);
 
 }  // namespace sinklab
 

@@ -65,16 +65,6 @@ std::string put_old_run_back(const fs::path& run) {
     return ec ? fmt::format("{}: {}", aside.string(), ec.message()) : "";
 }
 
-std::string message_of(const std::exception_ptr& failure) {
-    try {
-        std::rethrow_exception(failure);
-    } catch (const std::exception& e) {
-        return e.what();
-    } catch (...) {
-        return "an unknown error";
-    }
-}
-
 }  // namespace
 
 std::string run_entry(const std::string& dir, const std::string& name) {

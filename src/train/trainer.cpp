@@ -125,13 +125,15 @@ struct Trainer::Impl {
                    fmt::join(differ, ", "));
     }
 
+    std::string train_log() const { return (fs::path(dir) / "train.log").string(); }
+
     void setup_logging() {
         std::vector<spdlog::sink_ptr> sinks;
         if (lead) {
-            log_file = std::make_shared<spdlog::sinks::basic_file_sink_mt>((fs::path(dir) / "train.log").string());
+            log_file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(train_log());
             sinks.push_back(std::make_shared<spdlog::sinks::stdout_sink_mt>());
             sinks.push_back(log_file);
-            shard_failure_log.emplace((fs::path(dir) / "train.log").string());
+            shard_failure_log.emplace(train_log());
         }
         log = std::make_shared<spdlog::logger>("train", sinks.begin(), sinks.end());
         log->set_pattern("%v");
@@ -151,13 +153,7 @@ struct Trainer::Impl {
     void log_error(const std::exception_ptr& failure) {
         if (!lead || error_logged || (!log_file && resume_from.empty())) return;
         error_logged = true;
-        std::string what = "an unknown failure";
-        try {
-            std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
-            what = e.what();
-        } catch (...) {
-        }
+        const std::string what = message_of(failure);
         const std::string line =
             start_logged ? "error: " + what : fmt::format("error: the start at {} failed: {}", utc_now_iso8601(), what);
         try {
@@ -165,7 +161,7 @@ struct Trainer::Impl {
                 log_file->log(spdlog::details::log_msg("train", spdlog::level::err, line));
                 log_file->flush();
             } else {
-                std::ofstream(fs::path(dir) / "train.log", std::ios::app) << line << '\n';
+                std::ofstream(train_log(), std::ios::app) << line << '\n';
             }
         } catch (const std::exception&) {  // a full disk: the console has the error still
         }
@@ -175,7 +171,7 @@ struct Trainer::Impl {
         SL_REQUIRE(log_failure.empty(),
                    "{}: a write to it failed ({}); free disk space, then continue the run from its last checkpoint "
                    "with --resume",
-                   (fs::path(dir) / "train.log").string(), log_failure);
+                   train_log(), log_failure);
     }
 
     // Rank 0: metrics.h5, new or (--resume) truncated to the checkpoint's step.

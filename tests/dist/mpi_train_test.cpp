@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "data/shard.h"
+#include "tests/data/data_test_util.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -259,14 +260,12 @@ TEST(MpiTraining, RanksReadingOtherCopiesOfTheDataRefuseToStart) {
 
     // Swaps the last two tokens that differ.
     const auto swap_tokens = [](const std::string& path) {
-        std::string bytes = read_file(path);
-        int32_t magic = 0;
-        std::memcpy(&magic, bytes.data(), sizeof magic);
-        const size_t width = magic == kShardMagic16 ? 2 : 4;
-        size_t at = bytes.size() - width;
-        while (bytes.compare(at - width, width, bytes, at, width) == 0) at -= width;
-        std::swap_ranges(bytes.begin() + long(at - width), bytes.begin() + long(at), bytes.begin() + long(at));
-        write_file(path, bytes);
+        std::vector<uint32_t> tokens = read_llmc_shard(path);
+        const bool uint16 = fs::file_size(path) == kShardHeaderBytes + 2 * tokens.size();
+        size_t at = tokens.size() - 1;
+        while (tokens[at - 1] == tokens[at]) at--;
+        std::swap(tokens[at - 1], tokens[at]);
+        write_llmc_shard(path, tokens, uint16);
     };
     for (const std::string which : {"train", "val"}) {
         const std::string copy = node1 + "/data/" + which + "_000000.bin", kept = copy + ".kept";
