@@ -6,6 +6,13 @@
       __metadata__, and prints the validation loss of those weights on the run's validation shards, computed
       like the trainer's (val_batches micro-batches of micro_batch windows of seq_len + 1 tokens, in order) by
       the float64 model of tests/oracle/llama_ref.py.
+  torch_checkpoint.py train-steps RUN_DIR FIRST LAST
+      Continues the run's training from its checkpoint at step FIRST to step LAST with torch.optim.AdamW on the
+      float64 model: the same batches (the loader's documented order, drawn again here from run.seed), gradient
+      accumulation over micro-batches, the learning-rate schedule of base.yaml's comments, global-norm clipping and
+      weight decay on >= 2-D tensors (the HeadNorm gain as attention.headnorm.weight_decay says). Prints JSON: each
+      step's loss, gradient norm, learning rate and clip factor, and for each tensor the largest difference from the
+      run's checkpoint at step LAST and the largest magnitude there.
   torch_checkpoint.py hf-logits HF_DIR IDS OUT
       Builds a Llama written with Hugging Face's conventions (q_proj/k_proj/v_proj, rotate_half RoPE, repeat_kv,
       gate/up/down MLP, tied lm_head) from HF_DIR/config.json and HF_DIR/model.safetensors, runs it on the int32
@@ -15,6 +22,7 @@
 """
 import glob
 import json
+import math
 import os
 import struct
 import sys
@@ -99,6 +107,136 @@ def val_loss(ckpt_dir):
     print(repr(sum(losses) / len(losses)))
 
 
+# ------------------------------------------------------------------------------------------- train-steps
+M64 = (1 << 64) - 1
+
+
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+class SplitMix64:
+    """Steele, Lea and Flood's SplitMix64, with rejection sampling for a uniform integer below n."""
+
+    def __init__(self, seed):
+        self.state = seed
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & M64
+        return mix64(self.state)
+
+    def below(self, n):
+        limit = M64 - M64 % n
+        while True:
+            x = self.next()
+            if x < limit:
+                return x % n
+
+
+class Windows:
+    """The training loader of src/data/dataloader.h as its header describes it, for one rank: windows of T + 1
+    tokens every T tokens from an offset, in an order that epoch e draws from (seed, e) by Fisher-Yates."""
+
+    def __init__(self, tokens, B, T, seed, epoch, cursor):
+        self.tokens, self.B, self.T, self.seed = tokens, B, T, seed
+        self.count = len(tokens) // T - 1
+        self.epoch, self.cursor = epoch, cursor
+        self.start(epoch)
+
+    def start(self, epoch):
+        rng = SplitMix64(mix64(self.seed) ^ mix64((epoch + 0x5851F42D4C957F2D) & M64))
+        self.offset = rng.below(self.T)
+        self.order = list(range(self.count))
+        for i in range(self.count - 1, 0, -1):
+            j = rng.below(i + 1)
+            self.order[i], self.order[j] = self.order[j], self.order[i]
+
+    def next(self):
+        if self.cursor + self.B > self.count:
+            self.epoch, self.cursor = self.epoch + 1, 0
+            self.start(self.epoch)
+        rows = [self.offset + self.order[self.cursor + b] * self.T for b in range(self.B)]
+        self.cursor += self.B
+        w = np.stack([self.tokens[r : r + self.T + 1] for r in rows])
+        return torch.tensor(w[:, :-1]), torch.tensor(w[:, 1:])
+
+
+def lr_at(t, step):
+    """base.yaml's schedule: warmup step k (0-based) at lr (k + 1) / warmup_steps, then cosine or linear to min_lr,
+    reached at the horizon's last step."""
+    peak, floor, warmup = float(t["lr"]), float(t["min_lr"]), t["warmup_steps"]
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    assert t["schedule"] in ("cosine", "linear"), t["schedule"]
+    horizon = t["decay_steps"] or t["max_steps"]
+    p = min(1.0, max(0.0, (step + 1 - warmup) / max(1, horizon - warmup)))
+    if t["schedule"] == "linear":
+        return peak + (floor - peak) * p
+    return floor + 0.5 * (1 + math.cos(math.pi * p)) * (peak - floor)
+
+
+def train_steps(run_dir, first, last):
+    import yaml
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+    import llama_ref
+
+    ckpt = lambda step: os.path.join(run_dir, "checkpoints", f"step_{step:08d}")
+    P, meta = read_safetensors(os.path.join(ckpt(first), "model.safetensors"))
+    moments, _ = read_safetensors(os.path.join(ckpt(first), "optimizer.safetensors"))
+    state = json.load(open(os.path.join(ckpt(first), "state.json")))
+    cfg = yaml.safe_load(meta["config_yaml"])
+    ocfg, t = oracle_config(cfg), cfg["train"]
+    B, T = t["micro_batch"], cfg["model"]["seq_len"]
+    accum = t["tokens_per_step"] // (B * T) if t["tokens_per_step"] else 1
+    assert state["step"] == first, state
+    data = Windows(read_tokens(cfg["data"]["train"]), B, T, cfg["run"]["seed"], state["train_data"]["epoch"],
+                   state["train_data"]["cursor"])
+
+    for p in P.values():
+        p.requires_grad_(True)
+    decayed = lambda name: (cfg["attention"]["headnorm"]["weight_decay"] if name.endswith(".headnorm")
+                            else P[name].dim() >= 2)
+    opt = torch.optim.AdamW(
+        [{"params": [P[n] for n in P if decayed(n)], "weight_decay": float(t["weight_decay"])},
+         {"params": [P[n] for n in P if not decayed(n)], "weight_decay": 0.0}],
+        lr=float(t["lr"]), betas=(float(t["beta1"]), float(t["beta2"])), eps=float(t["eps"]), foreach=False)
+    for name, p in P.items():
+        opt.state[p] = {"step": torch.tensor(float(state["optimizer_steps"])),
+                        "exp_avg": moments[f"exp_avg.{name}"].clone(),
+                        "exp_avg_sq": moments[f"exp_avg_sq.{name}"].clone()}
+
+    steps = []
+    for step in range(first, last):  # 0-based: the update that makes checkpoint step + 1
+        opt.zero_grad()
+        total = 0.0
+        for _ in range(accum):
+            ids, tgt = data.next()
+            x = P["wte"][ids]
+            for l in range(cfg["model"]["n_layer"]):
+                x = llama_ref.block(x, P, l, ocfg)
+            logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
+            loss = F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1)) / accum
+            loss.backward()
+            total += loss.item()
+        norm = math.sqrt(sum(float((p.grad ** 2).sum()) for p in P.values()))
+        clip = float(t["grad_clip"]) / norm if 0 < float(t["grad_clip"]) < norm else 1.0
+        for p in P.values():
+            p.grad.mul_(clip)
+        lr = lr_at(t, step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.step()
+        steps.append({"step": step + 1, "loss": total, "grad_norm": norm, "lr": lr, "clip": clip})
+
+    want, _ = read_safetensors(os.path.join(ckpt(last), "model.safetensors"))
+    weights = {name: {"max_diff": float((P[name].detach() - want[name]).abs().max()),
+                      "max_abs": float(want[name].abs().max()), "decayed": bool(decayed(name))} for name in P}
+    print(json.dumps({"steps": steps, "weights": weights}))
+
+
 # --------------------------------------------------------------------------------------------- hf-logits
 def rotate_half(x):
     half = x.shape[-1] // 2
@@ -170,6 +308,8 @@ def hf_logits(hf_dir, ids_path, out):
 if __name__ == "__main__":
     if sys.argv[1] == "val-loss":
         val_loss(sys.argv[2])
+    elif sys.argv[1] == "train-steps":
+        train_steps(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "hf-logits":
         hf_logits(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
