@@ -1,6 +1,6 @@
 // scripts/plot_runs.py on metrics.h5 files written here: a PNG from a suite folder (one variant without /sink
-// rows), through `sinklab compare --plot` as well, and a clear failure for a folder without runs. Skipped when
-// /usr/bin/python3 lacks h5py or matplotlib.
+// rows), through `sinklab compare --plot` as well, its maps figure (--maps) from trained runs' last rows, and a
+// clear failure for a folder without runs. Skipped when /usr/bin/python3 lacks h5py or matplotlib.
 #include "ablation_fixture.h"
 #include "cli_util.h"
 #include "core/process.h"
@@ -50,6 +50,11 @@ TEST_F(PlotTest, ScriptDrawsAPngOfASuite) {
     ASSERT_TRUE(fs::exists(png));
     EXPECT_TRUE(is_png(png));
     EXPECT_GT(fs::file_size(png), 10000u);  // two panels of curves and a heatmap, not an empty canvas
+
+    const fs::path maps = root() / "maps.png";  // runs without /heavy rows, one without /sink rows: panels say so
+    ASSERT_TRUE(run_process({"/usr/bin/python3", kPlotScript, suite().string(), "--maps", maps.string()}).ok());
+    EXPECT_TRUE(is_png(maps));
+    EXPECT_GT(fs::file_size(maps), 10000u);
 
     const fs::path token8 = root() / "token8.png";  // a position no run tracks: panels say so, no failure
     EXPECT_TRUE(run_process({"/usr/bin/python3", kPlotScript, (suite() / "baseline-s1").string(), "-o", token8.string(),
@@ -101,6 +106,18 @@ TEST_F(PlotTest, BadOutputsAndMismatchedSeedsFailClearly) {
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     }
     EXPECT_FALSE(fs::exists(root() / "folder.png"));
+    for (const auto& [args, says] :
+         {std::pair{"--maps " + (root() / "m.txt").string(), "--maps " + (root() / "m.txt").string() + ": give"},
+          std::pair{"-o " + (root() / "a.png").string() + " --maps " + (root() / "a.png").string(),
+                    "--maps " + (root() / "a.png").string() + " is the -o file too"},
+          std::pair{std::string("--smooth 3"), std::string("give -o FILE, --maps FILE or both")}}) {
+        const CommandResult r =
+            run_command(fmt::format("/usr/bin/python3 {} {} {}", kPlotScript, suite().string(), args));
+        EXPECT_NE(r.rc, 0) << args;
+        EXPECT_TRUE(r.out.starts_with("plot_runs.py: " + says)) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    }
+    EXPECT_FALSE(fs::exists(root() / "a.png"));
 
     RunSpec three = curve(5.0, false);
     three.L = 3;
@@ -165,6 +182,47 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
             << failed.out;
         EXPECT_EQ(failed.out.find("apt install") != std::string::npos, advice) << failed.out;
     }
+}
+
+// Two seeds of a trained run with /heavy rows every 2 steps: the maps figure shows, per variant, the mean over
+// seeds of each run's last wo_input_std and attn_map rows (read here by index with h5py), and compare draws it.
+TEST_F(PlotTest, MapsShowTheLastRowsMeanOverSeeds) {
+    const TempDir dir("plot_maps");
+    for (const char* seed : {"1", "2"}) {
+        const CommandResult trained = run_sinklab(
+            small_run(dir, std::string("std-s") + seed, 5,
+                      std::string("--set attention.variant=standard --set metrics.heavy_every=2 --set run.seed=") +
+                          seed));
+        ASSERT_EQ(trained.rc, 0) << trained.out;
+    }
+    const std::string check = fmt::format(
+        "import sys, h5py, numpy as np; sys.path.insert(0, '{0}/scripts'); import plot_runs\n"
+        "runs = ['{1}/std-s1', '{1}/std-s2']\n"
+        "files = [h5py.File(r + '/metrics.h5', 'r', swmr=True) for r in runs]\n"
+        "for group, column, key, step in [('sink', 'wo_input_std', 'wo_std', 5),\n"
+        "                                 ('heavy', 'attn_map', 'attn_map', 4)]:\n"
+        "    rows = [f[group][column][...] for f in files]\n"
+        "    assert [int(f[group]['step'][-1]) for f in files] == [step, step], group\n"
+        "    assert not np.allclose(rows[0][-1], rows[1][-1]) and not np.allclose(rows[0][0], rows[0][-1]), column\n"
+        "    mean, steps = plot_runs.seed_mean([plot_runs.read_run(r, 0, True)[key] for r in runs])\n"
+        "    assert steps == f'step {{step}}', steps\n"
+        "    assert np.allclose(mean, (rows[0][-1] + rows[1][-1]) / 2, rtol=0, atol=1e-7), column\n"
+        "print('last rows ok')\n",
+        SINKLAB_SOURCE_DIR, dir.path());
+    write_file(dir / "check.py", check);
+    const CommandResult r = run_command("/usr/bin/python3 " + dir / "check.py");
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("last rows ok"), std::string::npos) << r.out;
+
+    const std::string maps = dir / "maps.png";
+    const CommandResult compared = run_sinklab(fmt::format("compare {} --maps {}", dir.path(), maps));
+    ASSERT_EQ(compared.rc, 0) << compared.out;
+    expect_has(compared.out, {"wrote " + maps});
+    EXPECT_TRUE(is_png(maps));
+    const CommandResult same =
+        run_sinklab(fmt::format("compare {} --plot {} --maps {}/./maps.png", dir.path(), maps, dir.path()));
+    EXPECT_EQ(same.rc, 1);
+    expect_has(same.out, {"is the --plot file too"});
 }
 
 // Runs of one name in several folders are grouped by as much of their folder's path as tells the folders apart, as
