@@ -13,6 +13,11 @@
       weight decay on >= 2-D tensors (the HeadNorm gain as attention.headnorm.weight_decay says). Prints JSON: each
       step's loss, gradient norm, learning rate and clip factor, and for each tensor the largest difference from the
       run's checkpoint at step LAST and the largest magnitude there.
+  torch_checkpoint.py eval-metrics CKPT_DIR EVAL_H5
+      Computes every column of an eval.h5 of that checkpoint by its definition (README, "Sink metrics") on the
+      float64 model, from the file's own config (the eval's --set included), batches and tracked positions, over the
+      validation windows in order. Prints JSON: for each column the largest difference from the file's value and the
+      largest magnitude there; "uncovered" lists columns it does not know.
   torch_checkpoint.py hf-logits HF_DIR IDS OUT
       Builds a Llama written with Hugging Face's conventions (q_proj/k_proj/v_proj, rotate_half RoPE, repeat_kv,
       gate/up/down MLP, tied lm_head) from HF_DIR/config.json and HF_DIR/model.safetensors, runs it on the int32
@@ -237,6 +242,88 @@ def train_steps(run_dir, first, last):
     print(json.dumps({"steps": steps, "weights": weights}))
 
 
+# ------------------------------------------------------------------------------------------ eval-metrics
+def text_attr(f, name):
+    v = f.attrs[name]
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def eval_metrics(ckpt_dir, eval_h5):
+    import h5py
+    import yaml
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+    import llama_ref
+
+    P, _ = read_safetensors(os.path.join(ckpt_dir, "model.safetensors"))
+    with h5py.File(eval_h5, "r") as f:
+        ours = {name: np.asarray(f["eval"][name][0], dtype=np.float64) for name in f["eval"]}
+        cfg = yaml.safe_load(text_attr(f, "config_yaml"))
+        positions = json.loads(text_attr(f, "sink_positions"))
+        batches = int(f.attrs["batches"])
+    ocfg, m = oracle_config(cfg), cfg["model"]
+    L, H, Fd, T = m["n_layer"], m["n_head"], m["d_ff"], m["seq_len"]
+    B, Tp, Q = cfg["train"]["micro_batch"], min(cfg["metrics"]["wo_std_positions"], T), min(64, T)
+    isolated = set(cfg["intervention"]["isolate"])
+    tokens = read_tokens(cfg["data"]["val"])
+
+    z = lambda *shape: np.zeros(shape)
+    got = {"loss": 0.0, "attn_mass": z(L, H, len(positions)), "wo_input_std": z(L, Tp), "dominance": z(L),
+           "massive": z(L), "token0_norm_ratio": z(L), "ffn_max_act": z(L, 2), "effective_rank": z(L),
+           "attn_map": z(L, 64, 64)}
+    wo_rows = [[] for _ in range(L)]  # per layer: [B, Tp, H hd] of every batch
+    votes = [{} for _ in range(L)]    # per layer: channel -> batches whose token-0 maximum it holds
+    with torch.no_grad():
+        for i in range(batches):
+            windows = np.stack([tokens[w * T : w * T + T + 1] for w in range(i * B, i * B + B)])
+            ids, tgt = torch.tensor(windows[:, :-1]), torch.tensor(windows[:, 1:])
+            x = P["wte"][ids]
+            for l in range(L):
+                rec = {}
+                x = llama_ref.block(x, P, l, ocfg, rec)
+                p, xn, wo, act = rec["p"], rec["xn"], rec["wo_in"], rec["act"]
+                for k, pos in enumerate(positions):  # the rows that see key pos: not those isolated after it
+                    rows = [r for r in range(pos, T) if r == pos or r not in isolated]
+                    got["attn_mass"][l, :, k] += p[:, :, rows, pos].mean(dim=(0, 2)).numpy()
+                got["wo_input_std"][l] += wo[:, :Tp].std(dim=-1, unbiased=False).mean(dim=0).numpy()
+                wo_rows[l].append(wo[:, :Tp])
+                x0 = xn[:, 0].abs()
+                got["dominance"][l] += float((x0.max(dim=-1).values / x0.mean(dim=-1)).mean())
+                a0 = act[:, 0].abs()
+                got["ffn_max_act"][l] += [float(a0.max()), float(act[:, 1:].abs().max())]
+                channel = int(a0.flatten().argmax()) % Fd
+                votes[l][channel] = votes[l].get(channel, 0) + 1
+                norms = x.norm(dim=-1)  # [B, T] of the block output
+                got["token0_norm_ratio"][l] += float(norms[:, 0].mean() / norms[:, 1:].mean())
+                h0 = x[0].abs().flatten().sort().values  # sequence 0
+                got["massive"][l] += float(h0[-1] / h0[(len(h0) - 1) // 2])
+                sv = torch.linalg.svdvals(x[0])
+                share = sv[sv > 0] / sv.sum()
+                got["effective_rank"][l] += float(torch.exp(-(share * share.log()).sum()))
+                got["attn_map"][l, :Q, :Q] += p[0, :, :Q, :Q].mean(dim=0).numpy()
+            logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
+            got["loss"] += float(F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1)))
+    got = {k: v / batches for k, v in got.items()}
+    # Over sequences: each (position, channel)'s std, then the mean over channels.
+    got["wo_dimwise_std"] = np.stack([torch.cat(r).std(dim=0, unbiased=False).mean(dim=-1).numpy() for r in wo_rows])
+    got["sink_rate"] = (got["attn_mass"][:, :, positions.index(0)] > float(cfg["metrics"]["sink_eps"])).mean(axis=1)
+    got["sink_percent"] = 100 * got["sink_rate"].mean()
+    # Ties go to the lowest channel.
+    got["ffn_top_channel"] = np.array([min(v, key=lambda c: (-v[c], c)) for v in votes], dtype=np.float64)
+    for key, half in (("ffn_gate_norm", 0), ("ffn_up_norm", 1)):
+        norms = torch.stack([P[f"layers.{l}.w13"][half * Fd : (half + 1) * Fd].norm(dim=1) for l in range(L)])
+        got[key] = torch.stack([norms.max(dim=1).values, norms.median(dim=1).values if Fd % 2 else
+                                norms.sort(dim=1).values[:, Fd // 2 - 1 : Fd // 2 + 1].mean(dim=1)], dim=1).numpy()
+    got["ffn_top_unit"] = np.stack([torch.stack([P[f"layers.{l}.w13"][h * Fd : (h + 1) * Fd].norm(dim=1).argmax()
+                                                 for h in (0, 1)]).numpy() for l in range(L)]).astype(np.float64)
+
+    report = {"columns": {}, "uncovered": [n for n in ours if n != "step" and n not in got]}
+    for name, want in got.items():
+        have = ours[name].reshape(np.shape(want))
+        report["columns"][name] = {"max_diff": float(np.abs(have - want).max()), "max_abs": float(np.abs(want).max())}
+    print(json.dumps(report))
+
+
 # --------------------------------------------------------------------------------------------- hf-logits
 def rotate_half(x):
     half = x.shape[-1] // 2
@@ -310,6 +397,8 @@ if __name__ == "__main__":
         val_loss(sys.argv[2])
     elif sys.argv[1] == "train-steps":
         train_steps(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "eval-metrics":
+        eval_metrics(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "hf-logits":
         hf_logits(sys.argv[2], sys.argv[3], sys.argv[4])
     else:

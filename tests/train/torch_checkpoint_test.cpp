@@ -1,9 +1,11 @@
 // Checkpoint and export files checked by PyTorch (/usr/bin/python3, tests/train/torch_checkpoint.py) with its
 // own safetensors reader: the checkpoint's weights give the validation loss the run logged, torch.optim.AdamW
-// training on from one checkpoint reaches the next ones with the losses the run logged, and an exported
-// standard-attention run, run by a Llama written with Hugging Face's conventions, gives sinklab's logits.
+// training on from one checkpoint reaches the next ones with the losses the run logged, every column of an eval.h5
+// is its metric's definition computed on those weights, and an exported standard-attention run, run by a Llama
+// written with Hugging Face's conventions, gives sinklab's logits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -146,6 +148,51 @@ TEST(TorchCheckpoint, TrainingOnFromACheckpointIsTorchAdamWWithLinearDecayAndUnd
         "--set attention.headnorm.weight_decay=false --set model.n_kv_head=2 --set train.warmup_steps=0 "
         "--set train.schedule=linear --set train.decay_steps=5 --set train.beta1=0.8 --set train.beta2=0.99 "
         "--set train.eps=1e-6 --set train.grad_clip=1.12");
+}
+
+// Every column of an eval.h5 against its definition computed on the float64 model from the checkpoint's weights and
+// the same validation windows: `extra` sets the eval's interventions and positions.
+void expect_eval_like_torch(const TempDir& dir, const std::string& out, const std::string& extra) {
+    const CommandResult ev = run_sinklab(fmt::format("eval {}/run --batches 3 --out {} {}", dir.path(), out, extra));
+    ASSERT_EQ(ev.rc, 0) << ev.out;
+    const CommandResult py = run_command(fmt::format(
+        "/usr/bin/python3 {} eval-metrics {}/run/checkpoints/step_00000012 {}", script(), dir.path(), out));
+    ASSERT_EQ(py.rc, 0) << py.out;
+    const nlohmann::json torch = nlohmann::json::parse(py.out);
+    EXPECT_TRUE(torch["uncovered"].empty()) << "columns the oracle does not compute: " << torch["uncovered"];
+    EXPECT_GE(torch["columns"].size(), 16u);
+    for (const auto& [name, c] : torch["columns"].items()) {
+        // The float32 CPU backend against float64: measured at most 2e-7 of the values' scale.
+        EXPECT_LE(c["max_diff"].get<double>(), 2e-6 * std::max(1.0, c["max_abs"].get<double>())) << out << " " << name;
+    }
+    EXPECT_GT(torch["columns"]["sink_rate"]["max_abs"].get<double>(), 0) << "no head above metrics.sink_eps";
+}
+
+TEST(TorchCheckpoint, EvalMetricsAreTheirDefinitionsOnTheTorchModel) {
+    if (!torch_available()) GTEST_SKIP() << "skipped: /usr/bin/python3 lacks torch, numpy or yaml";
+    const TempDir dir("torch_eval");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 12,
+                                                  "--set run.threads=1 --set attention.qk_norm=true "
+                                                  "--set attention.variant=headnorm+gated+sink_logit "
+                                                  "--set model.n_kv_head=2"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    // metrics.sink_eps halfway between the middle two heads' mass on token 0, so that sink_rate counts some heads
+    // and not others, far from the threshold.
+    const std::string first = dir / "first.h5";
+    const CommandResult ev = run_sinklab(fmt::format("eval {}/run --batches 1 --out {}", dir.path(), first));
+    ASSERT_EQ(ev.rc, 0) << ev.out;
+    const std::vector<double> mass = column(first, "eval", "attn_mass");  // [L, H, 1]: only position 0 tracked
+    std::vector<double> sorted = mass;
+    std::sort(sorted.begin(), sorted.end());
+    const double lo = sorted[sorted.size() / 2 - 1], hi = sorted[sorted.size() / 2];
+    ASSERT_GT(hi - lo, 1e-5) << "two heads with nearly the same mass on token 0";
+    const std::string eps = fmt::format("--set metrics.sink_eps={:.9g}", (lo + hi) / 2);
+
+    expect_eval_like_torch(dir, dir / "isolate.h5",
+                           eps + " --set intervention.isolate=[5] --set metrics.positions=[3]");
+    expect_eval_like_torch(dir, dir / "amplify.h5",
+                           eps + " --set intervention.amplify.position=2 --set intervention.amplify.lambda=5 "
+                                 "--set intervention.amplify.layers=[0] --set intervention.amplify.mode=centered");
 }
 
 TEST(TorchCheckpoint, ExportRefusesWhatHfLlamaCannotCompute) {
