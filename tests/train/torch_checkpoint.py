@@ -11,8 +11,9 @@
       float64 model: the same batches (the loader's documented order, drawn again here from run.seed), gradient
       accumulation over micro-batches, the learning-rate schedule of base.yaml's comments, global-norm clipping and
       weight decay on >= 2-D tensors (the HeadNorm gain as attention.headnorm.weight_decay says). Prints JSON: each
-      step's loss, gradient norm, learning rate and clip factor, and for each tensor the largest difference from the
-      run's checkpoint at step LAST and the largest magnitude there.
+      step's loss, gradient norm, learning rate and clip factor; for each tensor the largest difference from the
+      run's checkpoint at step LAST and the largest magnitude there; and the same for each /sink and /heavy column
+      of the rows of those steps, from each step's last micro-batch by the metrics' definitions.
   torch_checkpoint.py eval-metrics CKPT_DIR EVAL_H5
       Computes every column of an eval.h5 of that checkpoint by its definition (README, "Sink metrics") on the
       float64 model, from the file's own config (the eval's --set included), batches and tracked positions, over the
@@ -53,6 +54,12 @@ def read_safetensors(path):
         arr = np.frombuffer(data[begin:end], dtype=DTYPES[e["dtype"]]).reshape(e["shape"])
         tensors[name] = torch.from_numpy(arr.astype(np.float64))
     return tensors, meta
+
+
+def text_attr(f, name):
+    """A string attribute of an HDF5 file, as h5py returns str or bytes."""
+    v = f.attrs[name]
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 # ---------------------------------------------------------------------------------------------- val-loss
@@ -183,6 +190,7 @@ def lr_at(t, step):
 
 
 def train_steps(run_dir, first, last):
+    import h5py
     import yaml
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
@@ -213,19 +221,38 @@ def train_steps(run_dir, first, last):
                         "exp_avg": moments[f"exp_avg.{name}"].clone(),
                         "exp_avg_sq": moments[f"exp_avg_sq.{name}"].clone()}
 
+    with h5py.File(os.path.join(run_dir, "metrics.h5"), "r") as f:
+        positions = json.loads(text_attr(f, "sink_positions"))
+        rows = {g: {c: f[g][c][...] for c in f[g]} for g in ("sink", "heavy")}
+    logged = {"sink": {}, "heavy": {}}  # column -> differences over the replayed steps' rows
+
+    def check(group, step, got):
+        at = np.nonzero(rows[group]["step"] == step)[0]
+        if len(at) == 0:
+            return
+        for name, d in differences({c: v[at[0]] for c, v in rows[group].items()}, got).items():
+            worst = logged[group].setdefault(name, {"max_diff": 0.0, "max_abs": 0.0, "rows": 0})
+            worst.update(max_diff=max(worst["max_diff"], d["max_diff"]), max_abs=max(worst["max_abs"], d["max_abs"]),
+                         rows=worst["rows"] + 1)
+
     steps = []
     for step in range(first, last):  # 0-based: the update that makes checkpoint step + 1
         opt.zero_grad()
         total = 0.0
         for _ in range(accum):
             ids, tgt = data.next()
-            x = P["wte"][ids]
-            for l in range(cfg["model"]["n_layer"]):
-                x = llama_ref.block(x, P, l, ocfg)
+            x, metrics = forward_with_metrics(llama_ref, P, ocfg, cfg, ids, positions)  # the last one's are logged
             logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
             loss = F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1)) / accum
             loss.backward()
             total += loss.item()
+        # The metrics of step + 1 describe its forward pass: the weights before its update, super neurons included.
+        sink = {k: metrics[k] for k in ("attn_mass", "wo_input_std", "dominance", "massive", "token0_norm_ratio",
+                                        "ffn_max_act")}
+        check("sink", step + 1, dict(sink, ffn_top_channel=metrics["channel"].astype(np.float64),
+                                     sink_rate=sink_rate(metrics["attn_mass"], positions, cfg)))
+        check("heavy", step + 1, dict(super_neurons(P, cfg["model"]["n_layer"], cfg["model"]["d_ff"]),
+                                      effective_rank=metrics["effective_rank"], attn_map=metrics["attn_map"]))
         norm = math.sqrt(sum(float((p.grad ** 2).sum()) for p in P.values()))
         clip = float(t["grad_clip"]) / norm if 0 < float(t["grad_clip"]) < norm else 1.0
         for p in P.values():
@@ -239,13 +266,70 @@ def train_steps(run_dir, first, last):
     want, _ = read_safetensors(os.path.join(ckpt(last), "model.safetensors"))
     weights = {name: {"max_diff": float((P[name].detach() - want[name]).abs().max()),
                       "max_abs": float(want[name].abs().max()), "decayed": bool(decayed(name))} for name in P}
-    print(json.dumps({"steps": steps, "weights": weights}))
+    uncovered = [f"{g}/{c}" for g in rows for c in rows[g] if c != "step" and c not in logged[g]]
+    print(json.dumps({"steps": steps, "weights": weights, "metrics": logged, "uncovered": uncovered}))
 
 
 # ------------------------------------------------------------------------------------------ eval-metrics
-def text_attr(f, name):
-    v = f.attrs[name]
-    return v.decode() if isinstance(v, bytes) else str(v)
+def forward_with_metrics(llama_ref, P, ocfg, cfg, ids, positions):
+    """The last block's output for ids [B, T] (with gradients where enabled) and, stacked over layers, the sink
+    metrics of this forward pass by their definitions (README, "Sink metrics"): "wo_rows" holds each layer's W_O
+    input at the first positions, "channel" the FFN channel of its largest |activation| at token 0."""
+    m = cfg["model"]
+    T, Fd = m["seq_len"], m["d_ff"]
+    Tp, Q = min(cfg["metrics"]["wo_std_positions"], T), min(64, T)
+    isolated = set(cfg["intervention"]["isolate"])
+    x = P["wte"][ids]
+    layers = []
+    for l in range(m["n_layer"]):
+        rec = {}
+        x = llama_ref.block(x, P, l, ocfg, rec)
+        p, xn, wo, act, h = [t.detach() for t in (rec["p"], rec["xn"], rec["wo_in"], rec["act"], x)]
+        v = {}
+        # The rows that see key pos: not those isolated after it.
+        rows = lambda pos: [r for r in range(pos, T) if r == pos or r not in isolated]
+        v["attn_mass"] = np.stack([p[:, :, rows(pos), pos].mean(dim=(0, 2)).numpy() for pos in positions], axis=-1)
+        v["wo_input_std"] = wo[:, :Tp].std(dim=-1, unbiased=False).mean(dim=0).numpy()
+        v["wo_rows"] = wo[:, :Tp]
+        x0 = xn[:, 0].abs()
+        v["dominance"] = float((x0.max(dim=-1).values / x0.mean(dim=-1)).mean())
+        a0 = act[:, 0].abs()
+        v["ffn_max_act"] = np.array([float(a0.max()), float(act[:, 1:].abs().max())])
+        v["channel"] = int(a0.flatten().argmax()) % Fd
+        norms = h.norm(dim=-1)  # [B, T]
+        v["token0_norm_ratio"] = float(norms[:, 0].mean() / norms[:, 1:].mean())
+        h0 = h[0].abs().flatten().sort().values  # sequence 0
+        v["massive"] = float(h0[-1] / h0[(len(h0) - 1) // 2])
+        sv = torch.linalg.svdvals(h[0])
+        share = sv[sv > 0] / sv.sum()
+        v["effective_rank"] = float(torch.exp(-(share * share.log()).sum()))
+        v["attn_map"] = np.zeros((64, 64))
+        v["attn_map"][:Q, :Q] = p[0, :, :Q, :Q].mean(dim=0).numpy()
+        layers.append(v)
+    stacked = {k: [v[k] for v in layers] if k == "wo_rows" else np.stack([v[k] for v in layers]) for k in layers[0]}
+    return x, stacked
+
+
+def sink_rate(attn_mass, positions, cfg):
+    return (attn_mass[:, :, positions.index(0)] > float(cfg["metrics"]["sink_eps"])).mean(axis=1)
+
+
+def super_neurons(P, L, Fd):
+    """ffn_gate_norm, ffn_up_norm ([L, 2]: the largest and the median row norm) and ffn_top_unit of the weights."""
+    out = {}
+    for key, half in (("ffn_gate_norm", 0), ("ffn_up_norm", 1)):
+        norms = torch.stack([P[f"layers.{l}.w13"][half * Fd : (half + 1) * Fd].detach().norm(dim=1) for l in range(L)])
+        middle = norms.sort(dim=1).values[:, (Fd - 1) // 2 : Fd // 2 + 1].mean(dim=1)
+        out[key] = torch.stack([norms.max(dim=1).values, middle], dim=1).numpy()
+        out.setdefault("ffn_top_unit", []).append(norms.argmax(dim=1).numpy())
+    out["ffn_top_unit"] = np.stack(out["ffn_top_unit"], axis=1).astype(np.float64)
+    return out
+
+
+def differences(ours, got):
+    """{column: {max_diff, max_abs}} of the columns both have."""
+    return {name: {"max_diff": float(np.abs(np.asarray(ours[name]).reshape(np.shape(want)) - want).max()),
+                   "max_abs": float(np.abs(want).max())} for name, want in got.items()}
 
 
 def eval_metrics(ckpt_dir, eval_h5):
@@ -262,66 +346,35 @@ def eval_metrics(ckpt_dir, eval_h5):
         positions = json.loads(text_attr(f, "sink_positions"))
         batches = int(f.attrs["batches"])
     ocfg, m = oracle_config(cfg), cfg["model"]
-    L, H, Fd, T = m["n_layer"], m["n_head"], m["d_ff"], m["seq_len"]
-    B, Tp, Q = cfg["train"]["micro_batch"], min(cfg["metrics"]["wo_std_positions"], T), min(64, T)
-    isolated = set(cfg["intervention"]["isolate"])
+    B, T = cfg["train"]["micro_batch"], m["seq_len"]
     tokens = read_tokens(cfg["data"]["val"])
 
-    z = lambda *shape: np.zeros(shape)
-    got = {"loss": 0.0, "attn_mass": z(L, H, len(positions)), "wo_input_std": z(L, Tp), "dominance": z(L),
-           "massive": z(L), "token0_norm_ratio": z(L), "ffn_max_act": z(L, 2), "effective_rank": z(L),
-           "attn_map": z(L, 64, 64)}
-    wo_rows = [[] for _ in range(L)]  # per layer: [B, Tp, H hd] of every batch
-    votes = [{} for _ in range(L)]    # per layer: channel -> batches whose token-0 maximum it holds
+    averaged = ("attn_mass", "wo_input_std", "dominance", "massive", "token0_norm_ratio", "ffn_max_act",
+                "effective_rank", "attn_map")
+    got = {"loss": 0.0}
+    wo_rows = [[] for _ in range(m["n_layer"])]  # per layer: [B, Tp, H hd] of every batch
+    votes = [{} for _ in range(m["n_layer"])]    # per layer: channel -> batches whose token-0 maximum it holds
     with torch.no_grad():
         for i in range(batches):
             windows = np.stack([tokens[w * T : w * T + T + 1] for w in range(i * B, i * B + B)])
             ids, tgt = torch.tensor(windows[:, :-1]), torch.tensor(windows[:, 1:])
-            x = P["wte"][ids]
-            for l in range(L):
-                rec = {}
-                x = llama_ref.block(x, P, l, ocfg, rec)
-                p, xn, wo, act = rec["p"], rec["xn"], rec["wo_in"], rec["act"]
-                for k, pos in enumerate(positions):  # the rows that see key pos: not those isolated after it
-                    rows = [r for r in range(pos, T) if r == pos or r not in isolated]
-                    got["attn_mass"][l, :, k] += p[:, :, rows, pos].mean(dim=(0, 2)).numpy()
-                got["wo_input_std"][l] += wo[:, :Tp].std(dim=-1, unbiased=False).mean(dim=0).numpy()
-                wo_rows[l].append(wo[:, :Tp])
-                x0 = xn[:, 0].abs()
-                got["dominance"][l] += float((x0.max(dim=-1).values / x0.mean(dim=-1)).mean())
-                a0 = act[:, 0].abs()
-                got["ffn_max_act"][l] += [float(a0.max()), float(act[:, 1:].abs().max())]
-                channel = int(a0.flatten().argmax()) % Fd
-                votes[l][channel] = votes[l].get(channel, 0) + 1
-                norms = x.norm(dim=-1)  # [B, T] of the block output
-                got["token0_norm_ratio"][l] += float(norms[:, 0].mean() / norms[:, 1:].mean())
-                h0 = x[0].abs().flatten().sort().values  # sequence 0
-                got["massive"][l] += float(h0[-1] / h0[(len(h0) - 1) // 2])
-                sv = torch.linalg.svdvals(x[0])
-                share = sv[sv > 0] / sv.sum()
-                got["effective_rank"][l] += float(torch.exp(-(share * share.log()).sum()))
-                got["attn_map"][l, :Q, :Q] += p[0, :, :Q, :Q].mean(dim=0).numpy()
+            x, v = forward_with_metrics(llama_ref, P, ocfg, cfg, ids, positions)
+            for key in averaged:
+                got[key] = got.get(key, 0) + v[key] / batches
+            for l in range(m["n_layer"]):
+                wo_rows[l].append(v["wo_rows"][l])
+                votes[l][v["channel"][l]] = votes[l].get(v["channel"][l], 0) + 1
             logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
-            got["loss"] += float(F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1)))
-    got = {k: v / batches for k, v in got.items()}
+            got["loss"] += float(F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1))) / batches
     # Over sequences: each (position, channel)'s std, then the mean over channels.
     got["wo_dimwise_std"] = np.stack([torch.cat(r).std(dim=0, unbiased=False).mean(dim=-1).numpy() for r in wo_rows])
-    got["sink_rate"] = (got["attn_mass"][:, :, positions.index(0)] > float(cfg["metrics"]["sink_eps"])).mean(axis=1)
+    got["sink_rate"] = sink_rate(got["attn_mass"], positions, cfg)
     got["sink_percent"] = 100 * got["sink_rate"].mean()
-    # Ties go to the lowest channel.
+    # The channel most batches had; ties go to the lowest.
     got["ffn_top_channel"] = np.array([min(v, key=lambda c: (-v[c], c)) for v in votes], dtype=np.float64)
-    for key, half in (("ffn_gate_norm", 0), ("ffn_up_norm", 1)):
-        norms = torch.stack([P[f"layers.{l}.w13"][half * Fd : (half + 1) * Fd].norm(dim=1) for l in range(L)])
-        got[key] = torch.stack([norms.max(dim=1).values, norms.median(dim=1).values if Fd % 2 else
-                                norms.sort(dim=1).values[:, Fd // 2 - 1 : Fd // 2 + 1].mean(dim=1)], dim=1).numpy()
-    got["ffn_top_unit"] = np.stack([torch.stack([P[f"layers.{l}.w13"][h * Fd : (h + 1) * Fd].norm(dim=1).argmax()
-                                                 for h in (0, 1)]).numpy() for l in range(L)]).astype(np.float64)
-
-    report = {"columns": {}, "uncovered": [n for n in ours if n != "step" and n not in got]}
-    for name, want in got.items():
-        have = ours[name].reshape(np.shape(want))
-        report["columns"][name] = {"max_diff": float(np.abs(have - want).max()), "max_abs": float(np.abs(want).max())}
-    print(json.dumps(report))
+    got.update(super_neurons(P, m["n_layer"], m["d_ff"]))
+    print(json.dumps({"columns": differences(ours, got),
+                      "uncovered": [n for n in ours if n != "step" and n not in got]}))
 
 
 # --------------------------------------------------------------------------------------------- hf-logits

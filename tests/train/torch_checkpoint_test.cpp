@@ -90,8 +90,8 @@ TEST(TorchCheckpoint, HfExportGivesTheSameLogits) {
 }
 
 // Training on from a checkpoint, as torch.optim.AdamW does it on the float64 model: every logged loss, gradient
-// norm and learning rate of the steps after it, and every weight of the last checkpoint. `extra` sets the optimizer
-// and schedule; the run clips some steps' gradients and not others.
+// norm, learning rate and sink metric of the steps after it, and every weight of the last checkpoint. `extra` sets
+// the optimizer and schedule; the run clips some steps' gradients and not others.
 void expect_training_like_torch(const std::string& extra) {
     const TempDir dir("torch_train");
     constexpr int kFirst = 1, kLast = 6;
@@ -99,7 +99,7 @@ void expect_training_like_torch(const std::string& extra) {
     const CommandResult r = run_sinklab(small_run(
         dir, "run", kLast,
         "--set run.threads=1 --set train.tokens_per_step=1024 --set checkpoint.every=1 --set checkpoint.keep=10 "
-        "--set train.lr=3e-3 --set train.weight_decay=0.5 --set train.grad_clip=1 " +
+        "--set train.lr=3e-3 --set train.weight_decay=0.5 --set train.grad_clip=1 --set metrics.heavy_every=2 " +
             extra));
     ASSERT_EQ(r.rc, 0) << r.out;
     const CommandResult py = run_command(
@@ -132,6 +132,18 @@ void expect_training_like_torch(const std::string& extra) {
     }
     EXPECT_GT(decayed, 0);
     EXPECT_LT(decayed, int(torch["weights"].size()));
+
+    // The /sink row of every step and the /heavy row of every second: the metrics of its last micro-batch's forward
+    // pass, before its update.
+    EXPECT_TRUE(torch["uncovered"].empty()) << "columns the oracle does not compute: " << torch["uncovered"];
+    for (const auto& [group, rows] : {std::pair{"sink", kLast - kFirst}, std::pair{"heavy", kLast / 2 - kFirst / 2}}) {
+        EXPECT_GE(torch["metrics"][group].size(), std::string(group) == "sink" ? 8u : 5u);
+        for (const auto& [name, c] : torch["metrics"][group].items()) {
+            EXPECT_EQ(c["rows"].get<int>(), rows) << group << "/" << name;
+            EXPECT_LE(c["max_diff"].get<double>(), 2e-6 * std::max(1.0, c["max_abs"].get<double>()))
+                << group << "/" << name;
+        }
+    }
 }
 
 TEST(TorchCheckpoint, TrainingOnFromACheckpointIsTorchAdamWWithCosineWarmupAndClipping) {
