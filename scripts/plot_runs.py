@@ -12,7 +12,7 @@ discrepancy of position 0), and the head-averaged attention among the first 64 p
 (/heavy/attn_map, written every metrics.heavy_every steps), on a log scale.
 Runs group by variant: the run folder name without its -s<seed> suffix. A suite folder (runs/<suite>) stands for
 its run folders, in the order of its sweep.yaml. Files of runs still training are read as they are (HDF5 SWMR).
-`sinklab compare --plot FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
+`sinklab compare --plot FILE --maps FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
 """
 import argparse
 import json
@@ -298,9 +298,9 @@ def plot_maps(groups, out):
             h = axes[row][1 + j]
             h.set_xticks([])
             h.set_yticks([])
-            if maps is None or l >= maps.shape[0]:
-                h.text(0.5, 0.5, "no /heavy rows\n(metrics.heavy_every)", ha="center", va="center",
-                       transform=h.transAxes, fontsize=7)
+            if maps is None or l >= maps.shape[0]:  # a variant of fewer layers than another has no layer l
+                h.text(0.5, 0.5, "no /heavy rows\n(metrics.heavy_every)" if maps is None else f"no layer {l}",
+                       ha="center", va="center", transform=h.transAxes, fontsize=7)
             else:
                 # Causal maps hold zeros above the diagonal: the floor keeps them off a log scale's lower end.
                 image = h.imshow(np.maximum(maps[l], 1e-4), cmap="magma", norm=LogNorm(vmin=1e-4, vmax=1.0),
