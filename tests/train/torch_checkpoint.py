@@ -149,7 +149,9 @@ class SplitMix64:
 
 class Windows:
     """The training loader of src/data/dataloader.h as its header describes it, for one rank: windows of T + 1
-    tokens every T tokens from an offset, in an order that epoch e draws from (seed, e) by Fisher-Yates."""
+    tokens every T tokens from an offset, in an order that epoch e draws from (seed, e) by Fisher-Yates. How (seed, e)
+    seed the generator is the one thing taken from the implementation (dataloader.cpp): the replay needs the run's
+    batches, and LoaderTest checks the order itself."""
 
     def __init__(self, tokens, B, T, seed, epoch, cursor):
         self.tokens, self.B, self.T, self.seed = tokens, B, T, seed
