@@ -103,6 +103,8 @@ def ptxas_log(entry, tmp):
     """The ptxas log of one compile_commands.json entry: the one the build kept if it is as new as its object,
     else that of a compile with --resource-usage into tmp."""
     args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+    if os.path.basename(args[0]) == "ptxas_log.sh":  # a generator that lists the launcher: it would hide the figures
+        args = args[1:]
     if "-o" not in args:
         fail(f"no -o in the compile command of {entry['file']}")
     obj = os.path.join(entry["directory"], args[args.index("-o") + 1])

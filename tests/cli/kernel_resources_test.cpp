@@ -146,7 +146,7 @@ TEST(KernelResources, TheFiguresTheBuildKeptAreReadUnlessTheObjectIsNewer) {
 }
 
 // The launcher the build compiles CUDA through: the figures go beside the object and no longer into the build's
-// output, what else nvcc prints still does, and its exit status is the compiler's.
+// output, what else nvcc prints (ptxas's coded notes too) still does, and its exit status is the compiler's.
 TEST(KernelResources, TheLauncherKeepsTheFiguresBesideTheObjectAndPassesOnTheRest) {
     const TempDir dir("kernel_resources");
     const std::string nvcc = dir / "nvcc", object = dir / "k.cu.o", kept = object + ".ptxas.log";
@@ -160,11 +160,15 @@ TEST(KernelResources, TheLauncherKeepsTheFiguresBesideTheObjectAndPassesOnTheRes
     const CommandResult built = run_command(launch + " --resource-usage -c k.cu -o " + object);
     ASSERT_EQ(built.rc, 0) << built.out;
     EXPECT_NE(built.out.find("warning #177-D"), std::string::npos) << built.out;
-    EXPECT_EQ(built.out.find("ptxas"), std::string::npos) << built.out;
-    EXPECT_EQ(built.out.find("bytes stack frame"), std::string::npos) << built.out;
+    EXPECT_NE(built.out.find("(C7517) warpgroup.wait is injected"), std::string::npos) << built.out;
+    for (const char* figure : {"Compiling entry", "Function properties", "Used 96 registers", "bytes gmem",
+                               "bytes stack frame"})
+        EXPECT_EQ(built.out.find(figure), std::string::npos) << figure << " in:\n" << built.out;
+    EXPECT_EQ(std::count(built.out.begin(), built.out.end(), '\n'), 2) << built.out;
     EXPECT_EQ(read_file(object), "object\n");
     EXPECT_NE(read_file(kept).find(kPtxasFigures), std::string::npos) << read_file(kept);
     EXPECT_GE(std::filesystem::last_write_time(kept), std::filesystem::last_write_time(object));
+    EXPECT_EQ(std::filesystem::status(kept).permissions(), std::filesystem::status(object).permissions());
 
     // A failed compile keeps no figures of an earlier object; one without --resource-usage passes through untouched.
     const CommandResult broken = run_command(launch + " --resource-usage -DBROKEN -c k.cu -o " + object);
