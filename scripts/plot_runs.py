@@ -19,6 +19,7 @@ import json
 import os
 import re
 import sys
+import warnings
 
 try:
     import h5py
@@ -123,7 +124,7 @@ def last_row(f, group, column):
     """(step, value) of a group's last complete row, reading that row alone; None without one."""
     if group not in f:
         return None
-    n, step = complete_rows(f[group], [column])
+    n, step = complete_rows(f[group], [c for c in f[group] if c != "step"])
     return (int(step[n - 1]), f[group][column][n - 1]) if n else None
 
 
@@ -247,13 +248,16 @@ def plot(groups, out, smooth, position):
 
 
 def seed_mean(rows):
-    """Mean over seeds of (step, value) rows, on the leading positions every one has, and the steps' range as
-    text; (None, "") without rows."""
+    """Mean over seeds of (step, value) rows, on the leading positions every one has (seeds logging other numbers of
+    positions), leaving out a diverged seed's NaN values as compare does, and the steps' range as text; (None, "")
+    without rows."""
     rows = [r for r in rows if r is not None]
     if not rows:
         return None, ""
     shape = tuple(min(r[1].shape[i] for r in rows) for i in range(rows[0][1].ndim))
-    mean = np.stack([r[1][tuple(slice(0, k) for k in shape)] for r in rows]).mean(axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice" where every seed is NaN
+        mean = np.nanmean(np.stack([r[1][tuple(slice(0, k) for k in shape)] for r in rows]), axis=0)
     lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
     return mean, f"step {lo}" if lo == hi else f"steps {lo}-{hi}"
 
@@ -269,19 +273,20 @@ def plot_maps(groups, out):
     names = list(groups)
     means = {n: (seed_mean([r["wo_std"] for r in groups[n]]), seed_mean([r["attn_map"] for r in groups[n]]))
              for n in names}
-    L = max([m[0][0].shape[0] for m in means.values() if m[0][0] is not None] +
-            [m[1][0].shape[0] for m in means.values() if m[1][0] is not None] + [1])
-    layers = shown_layers(L)
-    fig, axes = plt.subplots(len(names), 1 + len(layers), squeeze=False, layout="constrained",
-                             figsize=(4.2 + 2.3 * len(layers), 2.6 * len(names) + 0.6),
-                             gridspec_kw={"width_ratios": [1.8] + [1.0] * len(layers)})
+    # Each variant its own layers (variants may differ in depth); L 1 where it has no rows yet.
+    layers = {n: shown_layers(max([m[0].shape[0] for m in means[n] if m[0] is not None] + [1])) for n in names}
+    ncol = max(len(v) for v in layers.values())
+    fig, axes = plt.subplots(len(names), 1 + ncol, squeeze=False, layout="constrained",
+                             figsize=(4.2 + 2.3 * ncol, 2.6 * len(names) + 0.6),
+                             gridspec_kw={"width_ratios": [1.8] + [1.0] * ncol})
     cmap = plt.get_cmap("viridis")
     image = None
     for row, name in enumerate(names):
         (std, std_steps), (maps, map_steps) = means[name]
         ax = axes[row][0]
-        if std is None:
-            ax.text(0.5, 0.5, "no /sink rows yet", ha="center", va="center", transform=ax.transAxes)
+        if std is None or not np.isfinite(std).any():
+            ax.text(0.5, 0.5, "no /sink rows yet" if std is None else "not finite (diverged)", ha="center",
+                    va="center", transform=ax.transAxes)
         else:
             for l in range(std.shape[0]):
                 ax.plot(range(std.shape[1]), std[l], color=cmap(l / max(1, std.shape[0] - 1)), lw=1.1,
@@ -294,16 +299,21 @@ def plot_maps(groups, out):
         ax.set_title(f"{name}: {std_steps}" if std is not None else name, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        for j, l in enumerate(layers):
+        for j in range(1 + len(layers[name]), 1 + ncol):  # columns beyond this variant's layers
+            axes[row][j].axis("off")
+        for j, l in enumerate(layers[name]):
             h = axes[row][1 + j]
             h.set_xticks([])
             h.set_yticks([])
-            if maps is None or l >= maps.shape[0]:  # a variant of fewer layers than another has no layer l
-                h.text(0.5, 0.5, "no /heavy rows\n(metrics.heavy_every)" if maps is None else f"no layer {l}",
+            if maps is None or not np.isfinite(maps[l]).any():
+                h.text(0.5, 0.5, "no /heavy rows\n(metrics.heavy_every)" if maps is None else "not finite",
                        ha="center", va="center", transform=h.transAxes, fontsize=7)
             else:
-                # Causal maps hold zeros above the diagonal: the floor keeps them off a log scale's lower end.
-                image = h.imshow(np.maximum(maps[l], 1e-4), cmap="magma", norm=LogNorm(vmin=1e-4, vmax=1.0),
+                # Rows and columns past T (under 64) are padding; causal maps hold zeros above the diagonal, which
+                # the floor keeps off a log scale's lower end.
+                seen = np.nonzero(maps[l].sum(axis=1) > 0)[0]
+                q = seen[-1] + 1 if len(seen) else maps.shape[1]
+                image = h.imshow(np.maximum(maps[l][:q, :q], 1e-4), cmap="magma", norm=LogNorm(vmin=1e-4, vmax=1.0),
                                  interpolation="nearest")
                 h.set_xlabel("key", fontsize=7)
                 if j == 0:
@@ -367,6 +377,8 @@ def main():
         groups.setdefault(group, []).append(r)
     for variant, runs in groups.items():  # seeds of a variant are averaged layer by layer
         layers = {r["name"]: r["mass"].shape[1] for r in runs if r["mass"] is not None}
+        for key in ("wo_std", "attn_map"):
+            layers.update({f'{r["name"]} ({key})': r[key][1].shape[0] for r in runs if r[key] is not None})
         if len(set(layers.values())) > 1:
             sys.exit(f"plot_runs.py: the runs of variant {variant} differ in their number of layers ({layers}), so "
                      "they are no seeds of one variant; plot them from separate folders")

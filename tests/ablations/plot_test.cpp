@@ -135,7 +135,9 @@ TEST_F(PlotTest, BadOutputsAndMismatchedSeedsFailClearly) {
 TEST_F(PlotTest, DivergedRunsHiddenFoldersAndOddManifestsStillPlot) {
     RunSpec diverged = curve(5.0, true);
     for (size_t i = 1; i < diverged.loss.size(); i++) diverged.loss[i] = std::nan("");
+    for (double& v : diverged.sink.back().wo_std) v = std::nan("");
     write_run(suite() / "diverged-s1", diverged);
+    write_run(suite() / "diverged-s2", curve(5.0, true));  // a seed that did not diverge: its values are the mean
     write_run(suite() / ".old-s1", curve(9.0, true));
     for (const std::string manifest : {"variants: 5\n", "- 1\n- 2\n", "just text\n", "variants: [[1]]\n", "a: [\n"}) {
         write_file(suite() / "sweep.yaml", manifest);
@@ -147,6 +149,12 @@ TEST_F(PlotTest, DivergedRunsHiddenFoldersAndOddManifestsStillPlot) {
         EXPECT_EQ(r.out.find("Traceback"), std::string::npos) << r.out;
         EXPECT_TRUE(is_png(png)) << manifest;
     }
+    const fs::path maps = root() / "odd-maps.png";
+    const CommandResult drawn = run_command(
+        fmt::format("/usr/bin/python3 {} {} --maps {}", kPlotScript, suite().string(), maps.string()));
+    EXPECT_EQ(drawn.rc, 0) << drawn.out;
+    EXPECT_EQ(drawn.out, "");  // no warning about NaN means either
+    EXPECT_TRUE(is_png(maps));
     write_file(root() / "found.py", fmt::format("import sys; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
                                                 "print(' '.join(plot_runs.find_runs(['{}'])))\n",
                                                 SINKLAB_SOURCE_DIR, suite().string()));
