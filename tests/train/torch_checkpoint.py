@@ -37,6 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+import llama_ref  # noqa: E402 (the oracle's folder first)
+
 DTYPES = {"F32": np.float32, "F64": np.float64, "BF16": None}
 
 
@@ -60,6 +63,18 @@ def text_attr(f, name):
     """A string attribute of an HDF5 file, as h5py returns str or bytes."""
     v = f.attrs[name]
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def val_batch(tokens, i, B, T):
+    """Validation batch i: windows i B .. i B + B - 1 of T + 1 tokens, in order (ids, targets) [B, T]."""
+    w = np.stack([tokens[k * T : k * T + T + 1] for k in range(i * B, i * B + B)])
+    return torch.tensor(w[:, :-1]), torch.tensor(w[:, 1:])
+
+
+def loss_of(x, P, ocfg, targets):
+    """Mean cross-entropy of the last block's output x [B, T, C] through the final norm and the tied embedding."""
+    logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
+    return F.cross_entropy(logits.reshape(targets.numel(), -1), targets.reshape(-1))
 
 
 # ---------------------------------------------------------------------------------------------- val-loss
@@ -97,9 +112,6 @@ def read_tokens(pattern):
 def val_loss(ckpt_dir):
     import yaml  # Debian python3-yaml
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
-    import llama_ref
-
     P, meta = read_safetensors(os.path.join(ckpt_dir, "model.safetensors"))
     cfg = yaml.safe_load(meta["config_yaml"])
     ocfg = oracle_config(cfg)
@@ -108,14 +120,11 @@ def val_loss(ckpt_dir):
     losses = []
     with torch.no_grad():
         for i in range(cfg["metrics"]["val_batches"]):
-            windows = [tokens[w * T : w * T + T + 1] for w in range(i * B, i * B + B)]
-            ids = torch.tensor(np.stack([w[:-1] for w in windows]))
-            tgt = torch.tensor(np.stack([w[1:] for w in windows]))
+            ids, tgt = val_batch(tokens, i, B, T)
             x = P["wte"][ids]
             for l in range(cfg["model"]["n_layer"]):
                 x = llama_ref.block(x, P, l, ocfg)
-            logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
-            losses.append(F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1)).item())
+            losses.append(loss_of(x, P, ocfg, tgt).item())
     print(repr(sum(losses) / len(losses)))
 
 
@@ -195,13 +204,11 @@ def train_steps(run_dir, first, last):
     import h5py
     import yaml
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
-    import llama_ref
-
     ckpt = lambda step: os.path.join(run_dir, "checkpoints", f"step_{step:08d}")
     P, meta = read_safetensors(os.path.join(ckpt(first), "model.safetensors"))
     moments, _ = read_safetensors(os.path.join(ckpt(first), "optimizer.safetensors"))
-    state = json.load(open(os.path.join(ckpt(first), "state.json")))
+    with open(os.path.join(ckpt(first), "state.json")) as f:
+        state = json.load(f)
     cfg = yaml.safe_load(meta["config_yaml"])
     ocfg, t = oracle_config(cfg), cfg["train"]
     B, T = t["micro_batch"], cfg["model"]["seq_len"]
@@ -243,9 +250,8 @@ def train_steps(run_dir, first, last):
         total = 0.0
         for _ in range(accum):
             ids, tgt = data.next()
-            x, metrics = forward_with_metrics(llama_ref, P, ocfg, cfg, ids, positions)  # the last one's are logged
-            logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
-            loss = F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1)) / accum
+            x, metrics = forward_with_metrics(P, ocfg, cfg, ids, positions)  # the last one's are logged
+            loss = loss_of(x, P, ocfg, tgt) / accum
             loss.backward()
             total += loss.item()
         # The metrics of step + 1 describe its forward pass: the weights before its update, super neurons included.
@@ -273,7 +279,7 @@ def train_steps(run_dir, first, last):
 
 
 # ------------------------------------------------------------------------------------------ eval-metrics
-def forward_with_metrics(llama_ref, P, ocfg, cfg, ids, positions):
+def forward_with_metrics(P, ocfg, cfg, ids, positions):
     """The last block's output for ids [B, T] (with gradients where enabled) and, stacked over layers, the sink
     metrics of this forward pass by their definitions (README, "Sink metrics"): "wo_rows" holds each layer's W_O
     input at the first positions, "channel" the FFN channel of its largest |activation| at token 0."""
@@ -338,9 +344,6 @@ def eval_metrics(ckpt_dir, eval_h5):
     import h5py
     import yaml
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
-    import llama_ref
-
     P, _ = read_safetensors(os.path.join(ckpt_dir, "model.safetensors"))
     with h5py.File(eval_h5, "r") as f:
         ours = {name: np.asarray(f["eval"][name][0], dtype=np.float64) for name in f["eval"]}
@@ -358,16 +361,14 @@ def eval_metrics(ckpt_dir, eval_h5):
     votes = [{} for _ in range(m["n_layer"])]    # per layer: channel -> batches whose token-0 maximum it holds
     with torch.no_grad():
         for i in range(batches):
-            windows = np.stack([tokens[w * T : w * T + T + 1] for w in range(i * B, i * B + B)])
-            ids, tgt = torch.tensor(windows[:, :-1]), torch.tensor(windows[:, 1:])
-            x, v = forward_with_metrics(llama_ref, P, ocfg, cfg, ids, positions)
+            ids, tgt = val_batch(tokens, i, B, T)
+            x, v = forward_with_metrics(P, ocfg, cfg, ids, positions)
             for key in averaged:
                 got[key] = got.get(key, 0) + v[key] / batches
             for l in range(m["n_layer"]):
                 wo_rows[l].append(v["wo_rows"][l])
                 votes[l][v["channel"][l]] = votes[l].get(v["channel"][l], 0) + 1
-            logits = llama_ref.rmsnorm(x, P["norm_f"], ocfg["model"]["norm_eps"]) @ P["wte"].T
-            got["loss"] += float(F.cross_entropy(logits.reshape(B * T, -1), tgt.reshape(-1))) / batches
+            got["loss"] += float(loss_of(x, P, ocfg, tgt)) / batches
     # Over sequences: each (position, channel)'s std, then the mean over channels.
     got["wo_dimwise_std"] = np.stack([torch.cat(r).std(dim=0, unbiased=False).mean(dim=-1).numpy() for r in wo_rows])
     got["sink_rate"] = sink_rate(got["attn_mass"], positions, cfg)
