@@ -365,7 +365,7 @@ def main():
             sys.exit(f"plot_runs.py: {option} {out}: give an image file whose name ends in .png, .pdf or .svg")
         if not os.path.isdir(os.path.dirname(out) or "."):
             sys.exit(f"plot_runs.py: {option} {out}: its folder does not exist")
-    if len(outputs) == 2 and os.path.abspath(a.maps) == os.path.abspath(a.out):
+    if len(outputs) == 2 and os.path.realpath(a.maps) == os.path.realpath(a.out):
         sys.exit(f"plot_runs.py: --maps {a.maps} is the -o file too; give it another name")
     groups = {}
     runs = find_runs(a.runs)

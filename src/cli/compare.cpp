@@ -87,12 +87,12 @@ std::string last_line(const std::string& path) {
 // Runs plot_runs.py for --plot and --maps with its stderr (a Python traceback when it fails) in a log file instead
 // of the console; a failure is one line with the log's last line and where the whole log is.
 void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
-    const std::string script = plot_script(a.plot.empty() ? "--maps" : "--plot");
+    const std::string option = a.plot.empty() ? "--maps" : "--plot";
+    const std::string script = plot_script(option);
     std::string log = (std::filesystem::temp_directory_path() / "sinklab-plot-XXXXXX.log").string();
     const int fd = ::mkstemps(log.data(), 4);
-    SL_REQUIRE(fd >= 0, "{}: cannot create a log file in {} ({}); set TMPDIR to a writable folder",
-               a.plot.empty() ? "--maps" : "--plot", std::filesystem::temp_directory_path().string(),
-               std::strerror(errno));
+    SL_REQUIRE(fd >= 0, "{}: cannot create a log file in {} ({}); set TMPDIR to a writable folder", option,
+               std::filesystem::temp_directory_path().string(), std::strerror(errno));
     ::close(fd);
     std::vector<std::string> argv{"/bin/sh", "-c", "log=$1; shift; exec \"$@\" 2>\"$log\"", "sh", log,
                                   "/usr/bin/python3", script};
@@ -116,13 +116,17 @@ void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
 
 void run(const CompareArgs& a) {
     // Before any work, so that a long comparison never ends on a path it cannot write.
-    if (!a.markdown.empty()) check_output("--markdown", a.markdown, true);
-    if (!a.plot.empty()) check_output("--plot", a.plot, false);
-    if (!a.maps.empty()) check_output("--maps", a.maps, false);
-    SL_REQUIRE(a.plot.empty() || a.maps.empty() ||
-                   std::filesystem::absolute(a.plot).lexically_normal() !=
-                       std::filesystem::absolute(a.maps).lexically_normal(),
-               "--maps {} is the --plot file too; give it another name", a.maps);
+    const std::vector<std::pair<std::string, std::string>> outputs{
+        {"--markdown", a.markdown}, {"--plot", a.plot}, {"--maps", a.maps}};
+    for (size_t i = 0; i < outputs.size(); i++) {
+        const auto& [option, path] = outputs[i];
+        if (path.empty()) continue;
+        check_output(option, path, option == "--markdown");
+        for (size_t j = 0; j < i; j++)  // through links too: one file written twice would keep only the second
+            SL_REQUIRE(outputs[j].second.empty() || std::filesystem::weakly_canonical(path) !=
+                                                        std::filesystem::weakly_canonical(outputs[j].second),
+                       "{} {} is the {} file too; give it another name", option, path, outputs[j].first);
+    }
     std::vector<std::string> notes;
     const std::vector<std::string> dirs = find_runs(a.dirs, notes);
     for (const std::string& n : notes) fmt::print(stderr, "sinklab compare: {}\n", n);

@@ -227,10 +227,17 @@ TEST_F(PlotTest, MapsShowTheLastRowsMeanOverSeeds) {
     ASSERT_EQ(compared.rc, 0) << compared.out;
     expect_has(compared.out, {"wrote " + maps});
     EXPECT_TRUE(is_png(maps));
-    const CommandResult same =
-        run_sinklab(fmt::format("compare {} --plot {} --maps {}/./maps.png", dir.path(), maps, dir.path()));
-    EXPECT_EQ(same.rc, 1);
-    expect_has(same.out, {"is the --plot file too"});
+    fs::create_directory_symlink(dir.path(), dir / "link");
+    for (const std::string& again : {dir / "./maps.png", dir / "link/maps.png"}) {
+        const CommandResult same = run_sinklab(fmt::format("compare {} --plot {} --maps {}", dir.path(), maps, again));
+        EXPECT_EQ(same.rc, 1);
+        expect_has(same.out, {"--maps " + again + " is the --plot file too"});
+    }
+    const std::string fresh = dir / "new.png";
+    const CommandResult md = run_sinklab(fmt::format("compare {} --maps {} --markdown {}", dir.path(), fresh, fresh));
+    EXPECT_EQ(md.rc, 1);
+    expect_has(md.out, {"--maps " + fresh + " is the --markdown file too"});
+    EXPECT_FALSE(fs::exists(fresh));
 }
 
 // Runs of one name in several folders are grouped by as much of their folder's path as tells the folders apart, as

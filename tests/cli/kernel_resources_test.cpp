@@ -73,15 +73,10 @@ const char* const kPtxasFigures =
     "    24 bytes stack frame, 20 bytes spill stores, 12 bytes spill loads\n"
     "ptxas info    : Used 255 registers, used 1 barriers\n";
 
-void make_executable(const std::string& path, const std::string& script) {
-    write_file(path, script);
-    std::filesystem::permissions(path, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
-}
-
 // A stand-in nvcc that prints kPtxasFigures (or fails to compile), into a build folder of its own.
 void stand_in_build(const TempDir& dir, bool compiles) {
     const std::string nvcc = dir / "nvcc";
-    make_executable(nvcc, std::string("#!/usr/bin/env bash\n") +
+    write_executable(nvcc, std::string("#!/usr/bin/env bash\n") +
                               (compiles ? "" : "echo 'kernels.cu(3): error: expected a \";\"' >&2; exit 1\n") +
                               "cat >&2 <<'EOF'\n" + kPtxasFigures + "EOF\n");
     write_file(dir / "build/compile_commands.json",
@@ -150,7 +145,7 @@ TEST(KernelResources, TheFiguresTheBuildKeptAreReadUnlessTheObjectIsNewer) {
 TEST(KernelResources, TheLauncherKeepsTheFiguresBesideTheObjectAndPassesOnTheRest) {
     const TempDir dir("kernel_resources");
     const std::string nvcc = dir / "nvcc", object = dir / "k.cu.o", kept = object + ".ptxas.log";
-    make_executable(nvcc, std::string("#!/usr/bin/env bash\n"
+    write_executable(nvcc, std::string("#!/usr/bin/env bash\n"
                                       "echo 'k.cu(7): warning #177-D: variable \"x\" unused' >&2\n"
                                       "[[ \" $* \" == *' -DBROKEN '* ]] && { echo 'k.cu(9): error: no' >&2; exit 3; }\n"
                                       "[[ \" $* \" == *' --resource-usage '* ]] && cat >&2 <<'EOF'\n") +
