@@ -23,6 +23,18 @@ RunSpec curve(double start, bool sink) {
     return s;
 }
 
+// Runs Python `body` in `dir` after importing scripts/plot_runs.py (and h5py, numpy as np): it passes when it ends
+// printing `ok`.
+void expect_python_check(const TempDir& dir, const std::string& body, const std::string& ok) {
+    write_file(dir / "check.py", fmt::format("import sys, h5py, numpy as np; sys.path.insert(0, '{}/scripts'); "
+                                             "import plot_runs\n",
+                                             SINKLAB_SOURCE_DIR) +
+                                     body);
+    const CommandResult r = run_command("/usr/bin/python3 " + dir / "check.py");
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find(ok), std::string::npos) << r.out;
+}
+
 bool is_png(const fs::path& file) {
     const std::string head = read_file(file).substr(0, 8);
     return head == std::string("\x89PNG\r\n\x1a\n", 8);
@@ -203,9 +215,8 @@ TEST_F(PlotTest, MapsShowTheLastRowsMeanOverSeeds) {
                           seed));
         ASSERT_EQ(trained.rc, 0) << trained.out;
     }
-    const std::string check = fmt::format(
-        "import sys, h5py, numpy as np; sys.path.insert(0, '{0}/scripts'); import plot_runs\n"
-        "runs = ['{1}/std-s1', '{1}/std-s2']\n"
+    expect_python_check(dir, fmt::format(
+        "runs = ['{0}/std-s1', '{0}/std-s2']\n"
         "files = [h5py.File(r + '/metrics.h5', 'r', swmr=True) for r in runs]\n"
         "for group, column, key, step in [('sink', 'wo_input_std', 'wo_std', 5),\n"
         "                                 ('heavy', 'attn_map', 'attn_map', 4)]:\n"
@@ -216,11 +227,7 @@ TEST_F(PlotTest, MapsShowTheLastRowsMeanOverSeeds) {
         "    assert steps == f'step {{step}}', steps\n"
         "    assert np.allclose(mean, (rows[0][-1] + rows[1][-1]) / 2, rtol=0, atol=1e-7), column\n"
         "print('last rows ok')\n",
-        SINKLAB_SOURCE_DIR, dir.path());
-    write_file(dir / "check.py", check);
-    const CommandResult r = run_command("/usr/bin/python3 " + dir / "check.py");
-    EXPECT_EQ(r.rc, 0) << r.out;
-    EXPECT_NE(r.out.find("last rows ok"), std::string::npos) << r.out;
+        dir.path()), "last rows ok");
 
     const std::string maps = dir / "maps.png";
     const CommandResult compared = run_sinklab(fmt::format("compare {} --maps {}", dir.path(), maps));
@@ -274,8 +281,7 @@ TEST_F(PlotTest, EachTokensMassComesFromItsColumn) {
     const CommandResult trained = run_sinklab(small_run(
         dir, "iso-s1", 3, "--set metrics.positions=[3,0] --set intervention.isolate=[5] --set metrics.every=1"));
     ASSERT_EQ(trained.rc, 0) << trained.out;
-    const std::string check = fmt::format(
-        "import sys, h5py, numpy as np; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
+    expect_python_check(dir, fmt::format(
         "mass = h5py.File('{}/iso-s1/metrics.h5', 'r')['sink/attn_mass'][...]\n"
         "for column, token in [(0, 0), (1, 3), (2, 5)]:\n"
         "    run = plot_runs.read_run('{}/iso-s1', token)\n"
@@ -283,11 +289,7 @@ TEST_F(PlotTest, EachTokensMassComesFromItsColumn) {
         "    assert np.allclose(run['mass'], mass[:, :, :, column].mean(axis=2), rtol=0, atol=1e-7), token\n"
         "assert not np.allclose(mass[..., 0], mass[..., 1]) and not np.allclose(mass[..., 1], mass[..., 2])\n"
         "print('columns ok')\n",
-        SINKLAB_SOURCE_DIR, dir.path(), dir.path());
-    write_file(dir / "check.py", check);
-    const CommandResult r = run_command("/usr/bin/python3 " + dir / "check.py");
-    EXPECT_EQ(r.rc, 0) << r.out;
-    EXPECT_NE(r.out.find("columns ok"), std::string::npos) << r.out;
+        dir.path(), dir.path()), "columns ok");
 }
 
 }  // namespace
