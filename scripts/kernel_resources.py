@@ -1,7 +1,9 @@
 """Registers, spills, stack and shared memory of every CUDA kernel of a build, as ptxas reports them.
 
-Recompiles each CUDA source of sinklab_core with the build's own nvcc command (from BUILD/compile_commands.json,
-the object going to a temporary folder) plus --resource-usage, and prints one row per kernel and architecture.
+Reads the figures the build kept beside each object of sinklab_core (OBJECT.ptxas.log, cmake/ptxas_log.sh), or
+where there is none or it is older than its object, recompiles that source with the build's own nvcc command (from
+BUILD/compile_commands.json, the object going to a temporary folder) plus --resource-usage; prints one row per
+kernel and architecture.
 No GPU is needed: these are the compiler's figures, the ones to quote for a kernel change made without a GPU.
 The last column lists the codes of ptxas's notes on a kernel's wgmma code (sm_90a): a warpgroup wait or arrive it
 injected (C7517, C7519: an accumulator or operand used while its wgmma may be in flight), or wgmmas it serialized.
@@ -97,14 +99,24 @@ def short_names(mangled):
     return names
 
 
-def compile_for_usage(entry, tmp):
-    """The ptxas log of one compile_commands.json entry, recompiled with --resource-usage into tmp."""
+def ptxas_log(entry, tmp):
+    """The ptxas log of one compile_commands.json entry: the one the build kept if it is as new as its object,
+    else that of a compile with --resource-usage into tmp."""
     args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+    if os.path.basename(args[0]) == "ptxas_log.sh":  # a generator that lists the launcher: it would hide the figures
+        args = args[1:]
     if "-o" not in args:
         fail(f"no -o in the compile command of {entry['file']}")
+    obj = os.path.join(entry["directory"], args[args.index("-o") + 1])
+    kept = obj + ".ptxas.log"
+    if os.path.exists(obj) and os.path.exists(kept) and os.path.getmtime(kept) >= os.path.getmtime(obj):
+        with open(kept) as f:
+            return f.read()
     args = list(args)
     args[args.index("-o") + 1] = os.path.join(tmp, os.path.basename(entry["file"]) + ".o")
-    run = subprocess.run(args + ["--resource-usage"], cwd=entry["directory"], capture_output=True, text=True)
+    if "--resource-usage" not in args:
+        args.append("--resource-usage")
+    run = subprocess.run(args, cwd=entry["directory"], capture_output=True, text=True)
     if run.returncode != 0:
         fail(f"{entry['file']} did not compile:\n{run.stderr[-2000:]}")
     return run.stdout + run.stderr
@@ -134,7 +146,7 @@ def main():
             fail(f"not a CUDA source of {opt.build}: {', '.join(sorted(wanted - found))}")
 
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-        logs = list(pool.map(lambda e: compile_for_usage(e, tmp), entries))
+        logs = list(pool.map(lambda e: ptxas_log(e, tmp), entries))
     rows = []
     for entry, log in zip(entries, logs):
         kernels = parse(log)

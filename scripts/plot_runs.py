@@ -1,20 +1,25 @@
 #!/usr/bin/python3
-"""Loss curves and sink-mass heatmaps of sinklab runs, side by side, in one PNG.
+"""Loss curves and sink-mass heatmaps of sinklab runs, side by side, in one PNG; optionally their sinks' anatomy.
 
-    scripts/plot_runs.py RUN_OR_SUITE_DIR... -o out.png [--smooth N] [--position P]
+    scripts/plot_runs.py RUN_OR_SUITE_DIR... [-o out.png] [--smooth N] [--position P] [--maps maps.png]
 
 Left: train loss against tokens (trailing mean over N logged steps, as `sinklab compare --smooth N`), one line
 per variant with a band of mean +- sd over its seeds; validation loss dashed. Right: one heatmap per variant of
 the attention mass on key position P (default 0, the first token) per layer and step, mean over heads and seeds.
+--maps: a second figure, one row per variant, from each run's last logged rows, mean over seeds: the std over
+channels of the W_O input at each of the first positions, one line per layer (/sink/wo_input_std: the variance
+discrepancy of position 0), and the head-averaged attention among the first 64 positions of up to six layers
+(/heavy/attn_map, written every metrics.heavy_every steps), on a log scale.
 Runs group by variant: the run folder name without its -s<seed> suffix. A suite folder (runs/<suite>) stands for
 its run folders, in the order of its sweep.yaml. Files of runs still training are read as they are (HDF5 SWMR).
-`sinklab compare --plot FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
+`sinklab compare --plot FILE --maps FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
 """
 import argparse
 import json
 import os
 import re
 import sys
+import warnings
 
 try:
     import h5py
@@ -98,18 +103,29 @@ def group_names(runs):
     return [f"{f}/{v}" for f, v in zip(folders, variants)]
 
 
-def read_group(f, group, columns):
-    """The complete rows of a group: those before the first unwritten step (-1), at most the shortest column
-    (a writer killed mid-flush may leave both)."""
-    if group not in f:
-        return None
-    g = f[group]
+def complete_rows(g, columns):
+    """The number of complete rows of a group, those before the first unwritten step (-1) and at most the shortest
+    column (a writer killed mid-flush may leave both), and its step column."""
     step = g["step"][...]
     n = min([len(step)] + [g[c].shape[0] for c in columns])
     unwritten = np.nonzero(step[:n] < 0)[0]
-    if len(unwritten):
-        n = int(unwritten[0])
-    return {c: g[c][:n] for c in ["step"] + columns}
+    return (int(unwritten[0]) if len(unwritten) else n), step
+
+
+def read_group(f, group, columns):
+    """The complete rows of a group."""
+    if group not in f:
+        return None
+    n, _ = complete_rows(f[group], columns)
+    return {c: f[group][c][:n] for c in ["step"] + columns}
+
+
+def last_row(f, group, column):
+    """(step, value) of a group's last complete row, reading that row alone; None without one."""
+    if group not in f:
+        return None
+    n, step = complete_rows(f[group], [c for c in f[group] if c != "step"])
+    return (int(step[n - 1]), f[group][column][n - 1]) if n else None
 
 
 def tracked_positions(f):
@@ -125,18 +141,22 @@ def tracked_positions(f):
                  "the file is damaged or was not written by sinklab train")
 
 
-def read_run(run_dir, position):
+def read_run(run_dir, position, maps=False):
+    """A run's curves; with maps also its last /sink/wo_input_std [L, Tp] and /heavy/attn_map [L, 64, 64] rows as
+    (step, value), None where it has none."""
     with h5py.File(os.path.join(run_dir, "metrics.h5"), "r", swmr=True) as f:
         train = read_group(f, "train", ["tokens", "loss"])
         val = read_group(f, "val", ["loss"])
         sink = read_group(f, "sink", ["attn_mass"])
         positions = tracked_positions(f)
+        wo_std = last_row(f, "sink", "wo_input_std") if maps else None
+        attn_map = last_row(f, "heavy", "attn_map") if maps else None
     mass = None
     if sink is not None and len(sink["step"]) and position in positions:
         mass = sink["attn_mass"][:, :, :, positions.index(position)].mean(axis=2)  # [n, L]: mean over heads
     name = os.path.basename(os.path.normpath(run_dir))
-    return {"name": name, "train": train, "val": val,
-            "sink_step": None if sink is None else sink["step"], "mass": mass, "tracked": position in positions}
+    return {"name": name, "train": train, "val": val, "sink_step": None if sink is None else sink["step"],
+            "mass": mass, "tracked": position in positions, "wo_std": wo_std, "attn_map": attn_map}
 
 
 def trailing_mean(v, n):
@@ -224,6 +244,88 @@ def plot(groups, out, smooth, position):
     if image is not None:
         fig.colorbar(image, ax=heat_axes, shrink=0.8, label=f"attention mass on token {position}")
     fig.suptitle(f"sinklab: {', '.join(names)}", fontsize=10)
+    save(fig, out)
+
+
+def seed_mean(rows):
+    """Mean over seeds of (step, value) rows, on the leading positions every one has (seeds logging other numbers of
+    positions), leaving out a diverged seed's NaN values as compare does, and the steps' range as text; (None, "")
+    without rows."""
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        return None, ""
+    shape = tuple(min(r[1].shape[i] for r in rows) for i in range(rows[0][1].ndim))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice" where every seed is NaN
+        mean = np.nanmean(np.stack([r[1][tuple(slice(0, k) for k in shape)] for r in rows]), axis=0)
+    lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
+    return mean, f"step {lo}" if lo == hi else f"steps {lo}-{hi}"
+
+
+def shown_layers(L):
+    """Every layer up to six; else six spread from the first to the last."""
+    return list(range(L)) if L <= 6 else sorted({int(round(x)) for x in np.linspace(0, L - 1, 6)})
+
+
+def plot_maps(groups, out):
+    from matplotlib.colors import LogNorm
+
+    names = list(groups)
+    means = {n: (seed_mean([r["wo_std"] for r in groups[n]]), seed_mean([r["attn_map"] for r in groups[n]]))
+             for n in names}
+    # Each variant its own layers (variants may differ in depth); L 1 where it has no rows yet.
+    layers = {n: shown_layers(max([m[0].shape[0] for m in means[n] if m[0] is not None] + [1])) for n in names}
+    ncol = max(len(v) for v in layers.values())
+    fig, axes = plt.subplots(len(names), 1 + ncol, squeeze=False, layout="constrained",
+                             figsize=(4.2 + 2.3 * ncol, 2.6 * len(names) + 0.6),
+                             gridspec_kw={"width_ratios": [1.8] + [1.0] * ncol})
+    cmap = plt.get_cmap("viridis")
+    image = None
+    for row, name in enumerate(names):
+        (std, std_steps), (maps, map_steps) = means[name]
+        ax = axes[row][0]
+        if std is None or not np.isfinite(std).any():
+            ax.text(0.5, 0.5, "no /sink rows yet" if std is None else "not finite (diverged)", ha="center",
+                    va="center", transform=ax.transAxes)
+        else:
+            for l in range(std.shape[0]):
+                ax.plot(range(std.shape[1]), std[l], color=cmap(l / max(1, std.shape[0] - 1)), lw=1.1,
+                        marker="." if l in (0, std.shape[0] - 1) else None, label=f"layer {l}")
+            if np.all(std > 0) and std.max() > 10 * std.min():  # a sink's token 0 stands far above the rest
+                ax.set_yscale("log")
+            ax.set_xlabel("position t", fontsize=8)
+            ax.legend(fontsize=6, ncol=2)
+        ax.set_ylabel("std of W_O input", fontsize=8)
+        ax.set_title(f"{name}: {std_steps}" if std is not None else name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        for j in range(1 + len(layers[name]), 1 + ncol):  # columns beyond this variant's layers
+            axes[row][j].axis("off")
+        for j, l in enumerate(layers[name]):
+            h = axes[row][1 + j]
+            h.set_xticks([])
+            h.set_yticks([])
+            if maps is None or not np.isfinite(maps[l]).any():
+                h.text(0.5, 0.5, "no /heavy rows\n(metrics.heavy_every)" if maps is None else "not finite",
+                       ha="center", va="center", transform=h.transAxes, fontsize=7)
+            else:
+                # Rows and columns past T (under 64) are padding; causal maps hold zeros above the diagonal, which
+                # the floor keeps off a log scale's lower end.
+                seen = np.nonzero(maps[l].sum(axis=1) > 0)[0]
+                q = seen[-1] + 1 if len(seen) else maps.shape[1]
+                image = h.imshow(np.maximum(maps[l][:q, :q], 1e-4), cmap="magma", norm=LogNorm(vmin=1e-4, vmax=1.0),
+                                 interpolation="nearest")
+                h.set_xlabel("key", fontsize=7)
+                if j == 0:
+                    h.set_ylabel("query", fontsize=7)
+            h.set_title(f"layer {l}" + (f", {map_steps}" if j == 0 and maps is not None else ""), fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, label="attention weight")
+    fig.suptitle(f"sinklab: W_O input std by position, attention maps ({', '.join(names)})", fontsize=10)
+    save(fig, out)
+
+
+def save(fig, out):
     # sinklab compare replaces a file only if it finds this creator in it (src/cli/compare.cpp). Saved beside it
     # and renamed over it, so that a failed write (a full disk) leaves the earlier plot whole; the temporary name
     # keeps the extension that chooses the format.
@@ -245,36 +347,49 @@ def plot(groups, out, smooth, position):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="run folders or suite folders (runs/<suite>)")
-    p.add_argument("-o", "--out", required=True, help="PNG file to write")
+    p.add_argument("-o", "--out", help="PNG file to write: loss curves and sink-mass heatmaps")
     p.add_argument("--smooth", type=int, default=20, help="logged steps in the trailing mean of the loss")
     p.add_argument("--position", type=int, default=0, help="key position of the heatmaps (a tracked one)")
+    p.add_argument("--maps", help="also write this image: W_O input std by position and attention maps")
     a = p.parse_args()
     if a.smooth < 1:
         sys.exit("plot_runs.py: --smooth must be at least 1")
-    # The output is checked before any work: matplotlib would add .png to a folder's name, and fail at the end on a
-    # missing folder or an unknown type. These three kinds carry the creator that sinklab compare looks for.
-    kind = os.path.splitext(a.out)[1].lower()
-    if os.path.isdir(a.out) or kind not in (".png", ".pdf", ".svg"):
-        sys.exit(f"plot_runs.py: -o {a.out}: give an image file whose name ends in .png, .pdf or .svg")
-    if not os.path.isdir(os.path.dirname(a.out) or "."):
-        sys.exit(f"plot_runs.py: -o {a.out}: its folder does not exist")
+    # The outputs are checked before any work: matplotlib would add .png to a folder's name, and fail at the end on
+    # a missing folder or an unknown type. These three kinds carry the creator that sinklab compare looks for.
+    outputs = [(option, out) for option, out in (("-o", a.out), ("--maps", a.maps)) if out is not None]
+    if not outputs:
+        sys.exit("plot_runs.py: give -o FILE, --maps FILE or both")
+    for option, out in outputs:
+        kind = os.path.splitext(out)[1].lower()
+        if os.path.isdir(out) or kind not in (".png", ".pdf", ".svg"):
+            sys.exit(f"plot_runs.py: {option} {out}: give an image file whose name ends in .png, .pdf or .svg")
+        if not os.path.isdir(os.path.dirname(out) or "."):
+            sys.exit(f"plot_runs.py: {option} {out}: its folder does not exist")
+    if len(outputs) == 2 and os.path.realpath(a.maps) == os.path.realpath(a.out):
+        sys.exit(f"plot_runs.py: --maps {a.maps} is the -o file too; give it another name")
     groups = {}
     runs = find_runs(a.runs)
     for run, group in zip(runs, group_names(runs)):
         try:
-            r = read_run(run, a.position)
+            r = read_run(run, a.position, a.maps is not None)
         except (OSError, KeyError) as err:
             sys.exit(f"plot_runs.py: {run}/metrics.h5: cannot read it ({err})")
         groups.setdefault(group, []).append(r)
     for variant, runs in groups.items():  # seeds of a variant are averaged layer by layer
         layers = {r["name"]: r["mass"].shape[1] for r in runs if r["mass"] is not None}
+        for key in ("wo_std", "attn_map"):
+            layers.update({f'{r["name"]} ({key})': r[key][1].shape[0] for r in runs if r[key] is not None})
         if len(set(layers.values())) > 1:
             sys.exit(f"plot_runs.py: the runs of variant {variant} differ in their number of layers ({layers}), so "
                      "they are no seeds of one variant; plot them from separate folders")
-    try:
-        plot(groups, a.out, a.smooth, a.position)
-    except OSError as err:
-        sys.exit(f"plot_runs.py: -o {a.out}: cannot write it ({err.strerror or err})")
+    for option, out in outputs:
+        try:
+            if option == "-o":
+                plot(groups, out, a.smooth, a.position)
+            else:
+                plot_maps(groups, out)
+        except OSError as err:
+            sys.exit(f"plot_runs.py: {option} {out}: cannot write it ({err.strerror or err})")
 
 
 if __name__ == "__main__":

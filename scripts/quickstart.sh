@@ -5,7 +5,8 @@
 # Usage: scripts/quickstart.sh      env: BUILD_DIR (default build), SINKLAB_CUDA (AUTO|ON|OFF; default AUTO where
 #                                    nvidia-smi sees a GPU, else OFF: the CUDA kernels take minutes to compile and
 #                                    the comparison runs on the CPU)
-# Outputs: runs/quickstart/ (the two runs), runs/quickstart.png (plot), runs/quickstart.md (table).
+# Outputs: runs/quickstart/ (the two runs), runs/quickstart.png and runs/quickstart-maps.png (plots),
+# runs/quickstart.md (table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -30,12 +31,15 @@ step "4/5 train baseline, then HeadNorm (experiments/headnorm-vs-baseline/quicks
 "$bin" sweep experiments/headnorm-vs-baseline/quickstart.yaml
 
 step "5/5 compare [$(elapsed)]"
-rm -f runs/quickstart.png runs/quickstart.md  # this script's own, perhaps from a sinklab that did not mark them
-"$bin" compare runs/quickstart --plot runs/quickstart.png --markdown runs/quickstart.md
+# this script's own, perhaps from a sinklab that did not mark them
+rm -f runs/quickstart.png runs/quickstart-maps.png runs/quickstart.md
+"$bin" compare runs/quickstart --plot runs/quickstart.png --maps runs/quickstart-maps.png \
+    --markdown runs/quickstart.md
 
 step "done in $(elapsed)"
 cat <<MSG
-The plot:   runs/quickstart.png (loss curves; attention mass on the first token per layer and step)
+The plots:  runs/quickstart.png (loss curves; attention mass on the first token per layer and step)
+            runs/quickstart-maps.png (W_O input std by position per layer; attention maps at the last step)
 The table:  runs/quickstart.md
 Next:       $build_dir/sinklab sweep experiments/headnorm-vs-baseline/suite.yaml   (3 seeds, ~5 min)
             $build_dir/sinklab compare runs/headnorm-vs-baseline --plot hvb.png  (also while it runs)

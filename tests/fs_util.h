@@ -42,6 +42,12 @@ inline void write_file(const std::string& path, const std::string& bytes) {
     out << bytes;
 }
 
+// A script (a stand-in for a program) its owner may run.
+inline void write_executable(const std::string& path, const std::string& script) {
+    write_file(path, script);
+    std::filesystem::permissions(path, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
+}
+
 inline std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::ostringstream ss;

@@ -1,4 +1,5 @@
 // sinklab compare RUN_OR_SUITE_DIR... [--baseline NAME] [--smooth N] [--markdown FILE.md] [--plot FILE.png]
+//                 [--maps FILE.png]
 #include "metrics/compare.h"
 
 #include <unistd.h>
@@ -27,9 +28,10 @@ struct CompareArgs {
     int smooth = 20;
     std::string markdown;
     std::string plot;
+    std::string maps;
 };
 
-// compare replaces only its own earlier outputs (--markdown or --plot could name a run's metrics.h5 or config.yaml):
+// compare replaces only its own earlier outputs (--markdown, --plot or --maps could name a run's metrics.h5):
 // its Markdown starts with this line, which renders as nothing, and plot_runs.py names itself the figure's creator
 // in its metadata (PNG, PDF and SVG alike).
 constexpr std::string_view kMarkdownFirstLine =
@@ -62,14 +64,14 @@ void check_output(const std::string& option, const std::string& path, bool markd
 }
 
 // scripts/plot_runs.py of the checkout this binary was built from, or of $SINKLAB_SCRIPTS.
-std::string plot_script() {
+std::string plot_script(const std::string& option) {
     const char* env = std::getenv("SINKLAB_SCRIPTS");
     const std::filesystem::path dir = env && *env ? env : std::filesystem::path(SINKLAB_SOURCE_DIR) / "scripts";
     const std::filesystem::path script = dir / "plot_runs.py";
     SL_REQUIRE(std::filesystem::is_regular_file(script),
-               "--plot needs {}, which is missing (this binary was built from another checkout); set SINKLAB_SCRIPTS "
+               "{} needs {}, which is missing (this binary was built from another checkout); set SINKLAB_SCRIPTS "
                "to the folder that holds plot_runs.py",
-               script.string());
+               option, script.string());
     return script.string();
 }
 
@@ -82,19 +84,22 @@ std::string last_line(const std::string& path) {
     return last;
 }
 
-// Runs plot_runs.py with its stderr (a Python traceback when it fails) in a log file instead of the console;
-// a failure is one line with the log's last line and where the whole log is.
+// Runs plot_runs.py for --plot and --maps with its stderr (a Python traceback when it fails) in a log file instead
+// of the console; a failure is one line with the log's last line and where the whole log is.
 void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
-    const std::string script = plot_script();
+    const std::string option = a.plot.empty() ? "--maps" : "--plot";
+    const std::string script = plot_script(option);
     std::string log = (std::filesystem::temp_directory_path() / "sinklab-plot-XXXXXX.log").string();
     const int fd = ::mkstemps(log.data(), 4);
-    SL_REQUIRE(fd >= 0, "--plot: cannot create a log file in {} ({}); set TMPDIR to a writable folder",
+    SL_REQUIRE(fd >= 0, "{}: cannot create a log file in {} ({}); set TMPDIR to a writable folder", option,
                std::filesystem::temp_directory_path().string(), std::strerror(errno));
     ::close(fd);
     std::vector<std::string> argv{"/bin/sh", "-c", "log=$1; shift; exec \"$@\" 2>\"$log\"", "sh", log,
                                   "/usr/bin/python3", script};
     argv.insert(argv.end(), dirs.begin(), dirs.end());
-    argv.insert(argv.end(), {"-o", a.plot, "--smooth", std::to_string(a.smooth)});
+    argv.insert(argv.end(), {"--smooth", std::to_string(a.smooth)});
+    if (!a.plot.empty()) argv.insert(argv.end(), {"-o", a.plot});
+    if (!a.maps.empty()) argv.insert(argv.end(), {"--maps", a.maps});
     const ProcessResult r = run_process(argv);
     if (!r.ok()) {
         const std::string why = last_line(log);
@@ -105,13 +110,23 @@ void plot(const CompareArgs& a, const std::vector<std::string>& dirs) {
                  : "");
     }
     std::filesystem::remove(log);
-    fmt::print("wrote {}\n", a.plot);
+    for (const std::string& out : {a.plot, a.maps})
+        if (!out.empty()) fmt::print("wrote {}\n", out);
 }
 
 void run(const CompareArgs& a) {
     // Before any work, so that a long comparison never ends on a path it cannot write.
-    if (!a.markdown.empty()) check_output("--markdown", a.markdown, true);
-    if (!a.plot.empty()) check_output("--plot", a.plot, false);
+    const std::vector<std::pair<std::string, std::string>> outputs{
+        {"--markdown", a.markdown}, {"--plot", a.plot}, {"--maps", a.maps}};
+    for (size_t i = 0; i < outputs.size(); i++) {
+        const auto& [option, path] = outputs[i];
+        if (path.empty()) continue;
+        check_output(option, path, option == "--markdown");
+        for (size_t j = 0; j < i; j++)  // through links too: one file written twice would keep only the second
+            SL_REQUIRE(outputs[j].second.empty() || std::filesystem::weakly_canonical(path) !=
+                                                        std::filesystem::weakly_canonical(outputs[j].second),
+                       "{} {} is the {} file too; give it another name", option, path, outputs[j].first);
+    }
     std::vector<std::string> notes;
     const std::vector<std::string> dirs = find_runs(a.dirs, notes);
     for (const std::string& n : notes) fmt::print(stderr, "sinklab compare: {}\n", n);
@@ -124,7 +139,7 @@ void run(const CompareArgs& a) {
         replace_file_durably(a.markdown, std::string(kMarkdownFirstLine) + "\n" + comparison_markdown(c));
         fmt::print("wrote {}\n", a.markdown);
     }
-    if (!a.plot.empty()) plot(a, dirs);
+    if (!a.plot.empty() || !a.maps.empty()) plot(a, dirs);
 }
 
 }  // namespace
@@ -143,6 +158,9 @@ void add_compare(CLI::App& app) {
     cmd->add_option("--plot", a->plot,
                     "draw loss curves (seed bands) and sink-mass heatmaps into this PNG (new, or an earlier "
                     "compare's)");
+    cmd->add_option("--maps", a->maps,
+                    "draw the W_O input's std by position and the attention maps of each variant's last logged rows "
+                    "into this PNG (new, or an earlier compare's)");
     cmd->callback([a] { run(*a); });
 }
 

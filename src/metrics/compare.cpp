@@ -86,6 +86,14 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
 }
 
+// The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over
+// layers); none before the first metrics.heavy_every step.
+void read_heavy(const RunLogReader& log, RunCurves& r) {
+    if (!log.has("heavy", "effective_rank")) return;
+    const Dataset rank = log.read_last("heavy", "effective_rank");  // [1, L], or no row
+    if (rank.shape.at(0) > 0) r.effective_rank = rank.data;
+}
+
 // Config keys in which the seeds of one variant may differ: the seed and where the run lives, and keys that change
 // neither what is trained nor what compare reads (threads, backend and kernel, file flushes, checkpoints, the
 // cross-rank check, the fallback for missing data). Not among them: train.max_steps (it sets the LR schedule), the
@@ -165,6 +173,7 @@ RunCurves read_run(const std::string& dir) {
     r.loss = log.read("train", "loss").data;
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
     read_sink(log, r);
+    read_heavy(log, r);
     // A config.yaml that no longer loads (written by an older sinklab) only leaves this run out of the config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
     if (fs::exists(cfg)) {
@@ -345,7 +354,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
 
     for (size_t g = 0; g < c.groups.size(); g++) {
         GroupRow& row = c.groups[g];
-        std::vector<double> train, val, speed, rate, dom, ratio;
+        std::vector<double> train, val, speed, rate, dom, ratio, rank;
         row.step_min = INT64_MAX;
         for (size_t i = 0; i < members[g].size(); i++) {
             const RunCurves* r = members[g][i];
@@ -359,6 +368,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
             rate.push_back(mean(r->sink_rate));
             dom.push_back(mean(r->dominance));
             ratio.push_back(mean(r->var_ratio));
+            rank.push_back(mean(r->effective_rank));
         }
         row.train_loss = stat_of(train);
         row.val_loss = stat_of(val);
@@ -367,6 +377,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         row.sink_rate = stat_of(rate);
         row.dominance = stat_of(dom);
         row.var_ratio = stat_of(ratio);
+        row.effective_rank = stat_of(rank);
         for (int p : c.positions) {
             std::vector<double> over_layers;
             size_t L = 0;

@@ -13,7 +13,7 @@
 
 namespace sinklab {
 
-// One run's curves and its last /sink row.
+// One run's curves, its last /sink row and its last /heavy row's effective rank.
 struct RunCurves {
     std::string dir;
     std::string name;                         // the run folder's name
@@ -27,6 +27,7 @@ struct RunCurves {
     std::vector<double> sink_rate;            // [L]
     std::vector<double> dominance;            // [L]
     std::vector<double> var_ratio;            // [L] wo_input_std at position 0 / its mean over positions 1..Tp-1
+    std::vector<double> effective_rank;       // [L] at the last /heavy row; empty before the first
     std::optional<Config> config;             // the run folder's config.yaml, when it has a loadable one
     std::string config_error;                 // why its config.yaml did not load ("" when it did, or has none)
 };
@@ -63,6 +64,7 @@ struct GroupRow {
     Stat tokens_to_target;                 // tokens until the smoothed train loss reaches the baseline's final one
     Stat speedup;                          // baseline tokens / tokens_to_target
     Stat sink_rate, dominance, var_ratio;  // last /sink row, mean over layers
+    Stat effective_rank;                   // last /heavy row, mean over layers
     std::map<int, Stat> mass;              // tracked position -> attention mass on it, mean over layers
     std::map<int, std::vector<Stat>> mass_by_layer;  // tracked position -> [L]
 };

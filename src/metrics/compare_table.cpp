@@ -47,7 +47,7 @@ std::string mass_cell(const Stat& s) {
 Table summary(const Comparison& c) {
     Table t{{"variant", "runs", "step", "train loss", "val loss", "tokens to target", "speed-up"}, {}};
     for (int p : c.positions) t.header.push_back(fmt::format("tok{} mass", p));
-    t.header.insert(t.header.end(), {"sink rate", "dominance", "var ratio"});
+    t.header.insert(t.header.end(), {"sink rate", "dominance", "var ratio", "eff. rank"});
     for (const GroupRow& g : c.groups) {
         std::vector<std::string> row{g.name,
                                      fmt::format("{}", g.runs.size()),
@@ -58,7 +58,8 @@ Table summary(const Comparison& c) {
                                      cell(g.speedup, [](double v) { return fixed(v, 2) + "x"; })};
         for (int p : c.positions) row.push_back(g.mass.count(p) ? mass_cell(g.mass.at(p)) : "-");
         row.insert(row.end(), {mass_cell(g.sink_rate), cell(g.dominance, [](double v) { return fixed(v, 1); }),
-                               cell(g.var_ratio, [](double v) { return fixed(v, 2); })});
+                               cell(g.var_ratio, [](double v) { return fixed(v, 2); }),
+                               cell(g.effective_rank, [](double v) { return fixed(v, 1); })});
         t.rows.push_back(std::move(row));
     }
     return t;
@@ -97,7 +98,8 @@ std::string target_note(const Comparison& c) {
 const char* kColumnsNote =
     "columns: mean ± sd over runs (seeds), (n/m) when only n of m runs have a value, - when none has; tokN mass = "
     "attention mass on key position N (mean over heads and layers), sink rate and dominance (mean over layers), var "
-    "ratio = W_O-input std at position 0 / mean over later positions (mean over layers), all at the last /sink row";
+    "ratio = W_O-input std at position 0 / mean over later positions (mean over layers), all at the last /sink row; "
+    "eff. rank = effective rank of the block output (mean over layers) at the last /heavy row";
 
 std::string layer_note(int p) {
     return fmt::format("attention mass on token {} per layer (last /sink row, mean over heads; mean ± sd over runs)",

@@ -57,6 +57,7 @@ struct RunSpec {
     std::vector<double> loss;                     // /train rows at steps 1, 2, ...
     std::vector<std::pair<int64_t, double>> val;  // (step, loss)
     std::vector<SinkRow> sink;
+    std::vector<std::pair<int64_t, std::vector<double>>> effective_rank;  // /heavy rows: (step, [L])
 };
 
 inline std::vector<RowValue> full_row(const GroupSpec& g, const std::map<std::string, std::vector<double>>& given) {
@@ -112,6 +113,10 @@ public:
                                                                               {"sink_rate", s.sink_rate},
                                                                               {"wo_input_std", s.wo_std},
                                                                               {"dominance", s.dominance}}));
+            for (const auto& [hstep, rank] : spec_.effective_rank)
+                if (hstep == step)
+                    log_->append("heavy", full_row(group_of(groups_, "heavy"),
+                                                   {{"step", {double(step)}}, {"effective_rank", rank}}));
         }
         log_->flush();
     }

@@ -30,6 +30,7 @@ RunSpec spec_b1() {
     // The step-2 row must not count: only the last /sink row does.
     s.sink = {{2, {0.9, 0.9, 0.9, 0.9}, {1, 1}, {9, 9, 9, 9, 9, 9}, {99, 99}},
               {4, {0.6, 0.8, 0.2, 0.4}, {0.5, 1.0}, {4, 1, 3, 3, 2, 4}, {10, 20}}};
+    s.effective_rank = {{2, {90, 90}}, {4, {30, 50}}};  // likewise only the last /heavy row
     return s;
 }
 RunSpec spec_b2() {
@@ -37,6 +38,7 @@ RunSpec spec_b2() {
     s.loss = {4, 3.5, 2.5, 1.5};
     s.val = {{2, 3.1}, {4, 2.4}};
     s.sink = {{4, {0.5, 0.7, 0.1, 0.3}, {0.0, 0.5}, {2, 2, 2, 6, 1, 2}, {30, 40}}};
+    s.effective_rank = {{4, {20, 20}}};
     return s;
 }
 RunSpec spec_h1() {
@@ -137,6 +139,9 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
     EXPECT_NEAR(b.var_ratio.sd, 1 / std::sqrt(2.0), kTol);
     EXPECT_NEAR(b.dominance.mean, 25, kTol);   // (10 + 20) / 2 and (30 + 40) / 2
     EXPECT_NEAR(b.sink_rate.mean, 0.5, kTol);  // 0.75 and 0.25
+    EXPECT_NEAR(b.effective_rank.mean, 30, kTol);  // (30 + 50) / 2 and 20
+    EXPECT_NEAR(b.effective_rank.sd, 20 / std::sqrt(2.0), kTol);
+    EXPECT_EQ(h.effective_rank.n, 0);  // no /heavy rows
     EXPECT_EQ(h.mass.at(0).n, 1);              // h-s2 has no /sink row yet
     EXPECT_EQ(h.mass.at(0).of, 2);
     EXPECT_NEAR(h.mass.at(0).mean, 0.1, kTol);
@@ -154,16 +159,16 @@ TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     expect_has(text, {"baseline b: target train loss 1.7500", "last 2 logged steps", "mean of 2 runs", "at 375 tokens",
                       "tokens to target", "tok0 mass", "375 (1/2)", "1.00x (1/2)", "2.3000 ± 0.1414", "4/8",
                       "0.8750 ± 0.1768", "212 ± 88.4", "1.93x ± 0.80x", "0.100 (1/2)", "25.0 ± 14.1", "2.00 ± 0.71",
-                      "attention mass on token 0 per layer", "layer 1", "0.650 ± 0.071"});
+                      "attention mass on token 0 per layer", "layer 1", "0.650 ± 0.071", "eff. rank", "30.0 ± 14.1"});
     const std::string md = comparison_markdown(c);
     expect_has(md, {"| variant | runs | step | train loss | val loss | tokens to target | speed-up | tok0 mass | sink "
-                    "rate | dominance | var ratio |\n| --- | ---: |",
+                    "rate | dominance | var ratio | eff. rank |\n| --- | ---: |",
                     "| b | 2 | 4/8 | 1.7500 ± 0.3536 | 2.3000 ± 0.1414 | 375 (1/2) | 1.00x (1/2) | 0.450 ± 0.071 | "
-                    "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 |",
+                    "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 | 30.0 ± 14.1 |",
                     "| h | 2 | 4/8 | 0.8750 ± 0.1768 | - | 212 ± 88.4 |", "| b | 0.650 ± 0.071 | 0.250 ± 0.071 |"});
     // A run without /sink rows still has the columns of the positions it tracks, with dashes.
     const std::string none = comparison_markdown(compare_runs(read_all({(suite() / "h-s2").string()}), "", 2));
-    expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio |", "| - | - | - | - |\n"});
+    expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio | eff. rank |", "| - | - | - | - | - |\n"});
     EXPECT_EQ(none.find("per layer"), std::string::npos) << "a per-layer table without layers:\n" << none;
 }
 

@@ -1,6 +1,6 @@
 // scripts/plot_runs.py on metrics.h5 files written here: a PNG from a suite folder (one variant without /sink
-// rows), through `sinklab compare --plot` as well, and a clear failure for a folder without runs. Skipped when
-// /usr/bin/python3 lacks h5py or matplotlib.
+// rows), through `sinklab compare --plot` as well, its maps figure (--maps) from trained runs' last rows, and a
+// clear failure for a folder without runs. Skipped when /usr/bin/python3 lacks h5py or matplotlib.
 #include "ablation_fixture.h"
 #include "cli_util.h"
 #include "core/process.h"
@@ -21,6 +21,18 @@ RunSpec curve(double start, bool sink) {
         s.sink.push_back({step, {m, m, m / 2, m / 2}, {0, 1}, {2, 1, 1, 2, 1, 1}, {3, 3}});
     }
     return s;
+}
+
+// Runs Python `body` in `dir` after importing scripts/plot_runs.py (and h5py, numpy as np): it passes when it ends
+// printing `ok`.
+void expect_python_check(const TempDir& dir, const std::string& body, const std::string& ok) {
+    write_file(dir / "check.py", fmt::format("import sys, h5py, numpy as np; sys.path.insert(0, '{}/scripts'); "
+                                             "import plot_runs\n",
+                                             SINKLAB_SOURCE_DIR) +
+                                     body);
+    const CommandResult r = run_command("/usr/bin/python3 " + dir / "check.py");
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find(ok), std::string::npos) << r.out;
 }
 
 bool is_png(const fs::path& file) {
@@ -50,6 +62,11 @@ TEST_F(PlotTest, ScriptDrawsAPngOfASuite) {
     ASSERT_TRUE(fs::exists(png));
     EXPECT_TRUE(is_png(png));
     EXPECT_GT(fs::file_size(png), 10000u);  // two panels of curves and a heatmap, not an empty canvas
+
+    const fs::path maps = root() / "maps.png";  // runs without /heavy rows, one without /sink rows: panels say so
+    ASSERT_TRUE(run_process({"/usr/bin/python3", kPlotScript, suite().string(), "--maps", maps.string()}).ok());
+    EXPECT_TRUE(is_png(maps));
+    EXPECT_GT(fs::file_size(maps), 10000u);
 
     const fs::path token8 = root() / "token8.png";  // a position no run tracks: panels say so, no failure
     EXPECT_TRUE(run_process({"/usr/bin/python3", kPlotScript, (suite() / "baseline-s1").string(), "-o", token8.string(),
@@ -101,6 +118,18 @@ TEST_F(PlotTest, BadOutputsAndMismatchedSeedsFailClearly) {
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     }
     EXPECT_FALSE(fs::exists(root() / "folder.png"));
+    for (const auto& [args, says] :
+         {std::pair{"--maps " + (root() / "m.txt").string(), "--maps " + (root() / "m.txt").string() + ": give"},
+          std::pair{"-o " + (root() / "a.png").string() + " --maps " + (root() / "a.png").string(),
+                    "--maps " + (root() / "a.png").string() + " is the -o file too"},
+          std::pair{std::string("--smooth 3"), std::string("give -o FILE, --maps FILE or both")}}) {
+        const CommandResult r =
+            run_command(fmt::format("/usr/bin/python3 {} {} {}", kPlotScript, suite().string(), args));
+        EXPECT_NE(r.rc, 0) << args;
+        EXPECT_TRUE(r.out.starts_with("plot_runs.py: " + says)) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    }
+    EXPECT_FALSE(fs::exists(root() / "a.png"));
 
     RunSpec three = curve(5.0, false);
     three.L = 3;
@@ -118,7 +147,9 @@ TEST_F(PlotTest, BadOutputsAndMismatchedSeedsFailClearly) {
 TEST_F(PlotTest, DivergedRunsHiddenFoldersAndOddManifestsStillPlot) {
     RunSpec diverged = curve(5.0, true);
     for (size_t i = 1; i < diverged.loss.size(); i++) diverged.loss[i] = std::nan("");
+    for (double& v : diverged.sink.back().wo_std) v = std::nan("");
     write_run(suite() / "diverged-s1", diverged);
+    write_run(suite() / "diverged-s2", curve(5.0, true));  // a seed that did not diverge: its values are the mean
     write_run(suite() / ".old-s1", curve(9.0, true));
     for (const std::string manifest : {"variants: 5\n", "- 1\n- 2\n", "just text\n", "variants: [[1]]\n", "a: [\n"}) {
         write_file(suite() / "sweep.yaml", manifest);
@@ -130,6 +161,12 @@ TEST_F(PlotTest, DivergedRunsHiddenFoldersAndOddManifestsStillPlot) {
         EXPECT_EQ(r.out.find("Traceback"), std::string::npos) << r.out;
         EXPECT_TRUE(is_png(png)) << manifest;
     }
+    const fs::path maps = root() / "odd-maps.png";
+    const CommandResult drawn = run_command(
+        fmt::format("/usr/bin/python3 {} {} --maps {}", kPlotScript, suite().string(), maps.string()));
+    EXPECT_EQ(drawn.rc, 0) << drawn.out;
+    EXPECT_EQ(drawn.out, "");  // no warning about NaN means either
+    EXPECT_TRUE(is_png(maps));
     write_file(root() / "found.py", fmt::format("import sys; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
                                                 "print(' '.join(plot_runs.find_runs(['{}'])))\n",
                                                 SINKLAB_SOURCE_DIR, suite().string()));
@@ -167,6 +204,49 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     }
 }
 
+// Two seeds of a trained run with /heavy rows every 2 steps: the maps figure shows, per variant, the mean over
+// seeds of each run's last wo_input_std and attn_map rows (read here by index with h5py), and compare draws it.
+TEST_F(PlotTest, MapsShowTheLastRowsMeanOverSeeds) {
+    const TempDir dir("plot_maps");
+    for (const char* seed : {"1", "2"}) {
+        const CommandResult trained = run_sinklab(
+            small_run(dir, std::string("std-s") + seed, 5,
+                      std::string("--set attention.variant=standard --set metrics.heavy_every=2 --set run.seed=") +
+                          seed));
+        ASSERT_EQ(trained.rc, 0) << trained.out;
+    }
+    expect_python_check(dir, fmt::format(
+        "runs = ['{0}/std-s1', '{0}/std-s2']\n"
+        "files = [h5py.File(r + '/metrics.h5', 'r', swmr=True) for r in runs]\n"
+        "for group, column, key, step in [('sink', 'wo_input_std', 'wo_std', 5),\n"
+        "                                 ('heavy', 'attn_map', 'attn_map', 4)]:\n"
+        "    rows = [f[group][column][...] for f in files]\n"
+        "    assert [int(f[group]['step'][-1]) for f in files] == [step, step], group\n"
+        "    assert not np.allclose(rows[0][-1], rows[1][-1]) and not np.allclose(rows[0][0], rows[0][-1]), column\n"
+        "    mean, steps = plot_runs.seed_mean([plot_runs.read_run(r, 0, True)[key] for r in runs])\n"
+        "    assert steps == f'step {{step}}', steps\n"
+        "    assert np.allclose(mean, (rows[0][-1] + rows[1][-1]) / 2, rtol=0, atol=1e-7), column\n"
+        "print('last rows ok')\n",
+        dir.path()), "last rows ok");
+
+    const std::string maps = dir / "maps.png";
+    const CommandResult compared = run_sinklab(fmt::format("compare {} --maps {}", dir.path(), maps));
+    ASSERT_EQ(compared.rc, 0) << compared.out;
+    expect_has(compared.out, {"wrote " + maps});
+    EXPECT_TRUE(is_png(maps));
+    fs::create_directory_symlink(dir.path(), dir / "link");
+    for (const std::string& again : {dir / "./maps.png", dir / "link/maps.png"}) {
+        const CommandResult same = run_sinklab(fmt::format("compare {} --plot {} --maps {}", dir.path(), maps, again));
+        EXPECT_EQ(same.rc, 1);
+        expect_has(same.out, {"--maps " + again + " is the --plot file too"});
+    }
+    const std::string fresh = dir / "new.png";
+    const CommandResult md = run_sinklab(fmt::format("compare {} --maps {} --markdown {}", dir.path(), fresh, fresh));
+    EXPECT_EQ(md.rc, 1);
+    expect_has(md.out, {"--maps " + fresh + " is the --markdown file too"});
+    EXPECT_FALSE(fs::exists(fresh));
+}
+
 // Runs of one name in several folders are grouped by as much of their folder's path as tells the folders apart, as
 // compare's table names them (the C++ of compare_runs here), so that the plot never pools two suites' seeds.
 TEST_F(PlotTest, RunsOfOneNameInSeveralFoldersAreGroupedAsCompareDoes) {
@@ -201,8 +281,7 @@ TEST_F(PlotTest, EachTokensMassComesFromItsColumn) {
     const CommandResult trained = run_sinklab(small_run(
         dir, "iso-s1", 3, "--set metrics.positions=[3,0] --set intervention.isolate=[5] --set metrics.every=1"));
     ASSERT_EQ(trained.rc, 0) << trained.out;
-    const std::string check = fmt::format(
-        "import sys, h5py, numpy as np; sys.path.insert(0, '{}/scripts'); import plot_runs\n"
+    expect_python_check(dir, fmt::format(
         "mass = h5py.File('{}/iso-s1/metrics.h5', 'r')['sink/attn_mass'][...]\n"
         "for column, token in [(0, 0), (1, 3), (2, 5)]:\n"
         "    run = plot_runs.read_run('{}/iso-s1', token)\n"
@@ -210,11 +289,7 @@ TEST_F(PlotTest, EachTokensMassComesFromItsColumn) {
         "    assert np.allclose(run['mass'], mass[:, :, :, column].mean(axis=2), rtol=0, atol=1e-7), token\n"
         "assert not np.allclose(mass[..., 0], mass[..., 1]) and not np.allclose(mass[..., 1], mass[..., 2])\n"
         "print('columns ok')\n",
-        SINKLAB_SOURCE_DIR, dir.path(), dir.path());
-    write_file(dir / "check.py", check);
-    const CommandResult r = run_command("/usr/bin/python3 " + dir / "check.py");
-    EXPECT_EQ(r.rc, 0) << r.out;
-    EXPECT_NE(r.out.find("columns ok"), std::string::npos) << r.out;
+        dir.path(), dir.path()), "columns ok");
 }
 
 }  // namespace

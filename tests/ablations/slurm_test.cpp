@@ -71,8 +71,7 @@ TEST_F(SlurmTest, TheLogFolderSurvivesSbatchParsing) {
 // Runs task `task` of the script with `srun` replaced by a script that writes its arguments, one per line.
 Strings run_task(const fs::path& root, const std::string& script, int task, int* exit_code = nullptr) {
     const fs::path bin = root / "fakebin", out = root / "srun_args";
-    write_file(bin / "srun", "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$FAKE_OUT\"\n");
-    fs::permissions(bin / "srun", fs::perms::owner_all);
+    write_executable(bin / "srun", "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$FAKE_OUT\"\n");
     fs::remove(out);
     const ProcessResult r =
         run_process({"env", "PATH=" + bin.string() + ":" + std::getenv("PATH"),

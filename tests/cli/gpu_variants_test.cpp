@@ -64,11 +64,9 @@ std::string fake_sinklab(int sinklab_tokens, int wgmma_tokens, const std::string
 void add_variant(const std::string& root, const std::string& name, bool wgmma_fails, int sinklab_tokens,
                  int wgmma_tokens, const std::string& rope_share) {
     const std::string dir = root + "/" + name;
-    write_file(dir + "/sinklab_tests", fake_tests(wgmma_fails));
-    write_file(dir + "/sinklab", fake_sinklab(sinklab_tokens, wgmma_tokens, rope_share));
+    write_executable(dir + "/sinklab_tests", fake_tests(wgmma_fails));
+    write_executable(dir + "/sinklab", fake_sinklab(sinklab_tokens, wgmma_tokens, rope_share));
     write_file(dir + "/configs/llama-152m.yaml", "inherit: base.yaml\n");
-    for (const char* bin : {"/sinklab_tests", "/sinklab"})
-        std::filesystem::permissions(dir + bin, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
 }
 
 // Packs folder `src` as `dest` (.tar.xz) with Python's tarfile, which needs no xz binary.

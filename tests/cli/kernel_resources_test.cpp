@@ -4,6 +4,7 @@
 // on a stand-in nvcc, a spill or such a note must fail the run and name its kernel.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -58,27 +59,26 @@ TEST(KernelResources, ListsEveryKernelOfThisBuildAndNoneSpills) {
 #endif
 }
 
-// A stand-in nvcc that prints what ptxas prints for two kernels, the second spilling and the first with a warpgroup
-// wait ptxas injected, into a build folder of its own.
+// What ptxas prints for two kernels, the second spilling and the first with a warpgroup wait ptxas injected.
+const char* const kPtxasFigures =
+    "ptxas info    : (C7517) warpgroup.wait is injected in around line 310 by compiler to allow "
+    "use of registers defined by GMMA in function '_ZN7sinklab4cuda8fast_oneILi64EEEvPf'\n"
+    "ptxas info    : 0 bytes gmem\n"
+    "ptxas info    : Compiling entry function '_ZN7sinklab4cuda8fast_oneILi64EEEvPf' for 'sm_90a'\n"
+    "ptxas info    : Function properties for _ZN7sinklab4cuda8fast_oneILi64EEEvPf\n"
+    "    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+    "ptxas info    : Used 96 registers, used 1 barriers, 512 bytes smem\n"
+    "ptxas info    : Compiling entry function '_ZN7sinklab4cuda9heavy_oneEPfi' for 'sm_90a'\n"
+    "ptxas info    : Function properties for _ZN7sinklab4cuda9heavy_oneEPfi\n"
+    "    24 bytes stack frame, 20 bytes spill stores, 12 bytes spill loads\n"
+    "ptxas info    : Used 255 registers, used 1 barriers\n";
+
+// A stand-in nvcc that prints kPtxasFigures (or fails to compile), into a build folder of its own.
 void stand_in_build(const TempDir& dir, bool compiles) {
     const std::string nvcc = dir / "nvcc";
-    write_file(nvcc, std::string("#!/usr/bin/env bash\n") +
-                         (compiles ? "" : "echo 'kernels.cu(3): error: expected a \";\"' >&2; exit 1\n") +
-                         "cat >&2 <<'EOF'\n"
-                         "ptxas info    : (C7517) warpgroup.wait is injected in around line 310 by compiler to allow "
-                         "use of registers defined by GMMA in function '_ZN7sinklab4cuda8fast_oneILi64EEEvPf'\n"
-                         "ptxas info    : 0 bytes gmem\n"
-                         "ptxas info    : Compiling entry function '_ZN7sinklab4cuda8fast_oneILi64EEEvPf' for "
-                         "'sm_90a'\n"
-                         "ptxas info    : Function properties for _ZN7sinklab4cuda8fast_oneILi64EEEvPf\n"
-                         "    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
-                         "ptxas info    : Used 96 registers, used 1 barriers, 512 bytes smem\n"
-                         "ptxas info    : Compiling entry function '_ZN7sinklab4cuda9heavy_oneEPfi' for 'sm_90a'\n"
-                         "ptxas info    : Function properties for _ZN7sinklab4cuda9heavy_oneEPfi\n"
-                         "    24 bytes stack frame, 20 bytes spill stores, 12 bytes spill loads\n"
-                         "ptxas info    : Used 255 registers, used 1 barriers\n"
-                         "EOF\n");
-    std::filesystem::permissions(nvcc, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
+    write_executable(nvcc, std::string("#!/usr/bin/env bash\n") +
+                              (compiles ? "" : "echo 'kernels.cu(3): error: expected a \";\"' >&2; exit 1\n") +
+                              "cat >&2 <<'EOF'\n" + kPtxasFigures + "EOF\n");
     write_file(dir / "build/compile_commands.json",
                "[{\"directory\": \"" + dir.path() + "\", \"file\": \"" + (dir / "kernels.cu") + "\", \"command\": \"" +
                    nvcc + " -O3 -c " + (dir / "kernels.cu") + " -o build/kernels.cu.o\"}]\n");
@@ -116,6 +116,67 @@ TEST(KernelResources, ASpillOrAWgmmaNoteFailsItsCheckAndNamesItsKernel) {
     const CommandResult none = run_command(script_cmd(build + " --arch sm_80"));
     EXPECT_EQ(none.rc, 2) << none.out;
     EXPECT_NE(none.out.find("no kernel of"), std::string::npos) << none.out;
+}
+
+// The build keeps ptxas's figures beside each object (cmake/ptxas_log.sh); the script reads them rather than compile
+// again, unless the object is newer (built some other way since).
+TEST(KernelResources, TheFiguresTheBuildKeptAreReadUnlessTheObjectIsNewer) {
+    const TempDir dir("kernel_resources");
+    stand_in_build(dir, false);
+    const std::string object = dir / "build/kernels.cu.o", kept = object + ".ptxas.log";
+    write_file(object, "object");
+    write_file(kept, kPtxasFigures);
+    const auto now = std::filesystem::file_time_type::clock::now();
+    std::filesystem::last_write_time(object, now - std::chrono::seconds(10));
+    std::filesystem::last_write_time(kept, now - std::chrono::seconds(5));
+    const CommandResult read = run_command(script_cmd("--build " + (dir / "build")));
+    ASSERT_EQ(read.rc, 0) << read.out;
+    EXPECT_NE(read.out.find("| kernels.cu | `heavy_one` | sm_90a | 255 | 20 | 12 | 24 | 0 |  |"), std::string::npos)
+        << read.out;
+
+    std::filesystem::last_write_time(object, now);
+    const CommandResult compiled = run_command(script_cmd("--build " + (dir / "build")));
+    EXPECT_EQ(compiled.rc, 2) << compiled.out;
+    EXPECT_NE(compiled.out.find("kernels.cu did not compile"), std::string::npos) << compiled.out;
+}
+
+// The launcher the build compiles CUDA through: the figures go beside the object and no longer into the build's
+// output, what else nvcc prints (ptxas's coded notes too) still does, and its exit status is the compiler's.
+TEST(KernelResources, TheLauncherKeepsTheFiguresBesideTheObjectAndPassesOnTheRest) {
+    const TempDir dir("kernel_resources");
+    const std::string nvcc = dir / "nvcc", object = dir / "k.cu.o", kept = object + ".ptxas.log";
+    write_executable(nvcc, std::string("#!/usr/bin/env bash\n"
+                                      "echo 'k.cu(7): warning #177-D: variable \"x\" unused' >&2\n"
+                                      "[[ \" $* \" == *' -DBROKEN '* ]] && { echo 'k.cu(9): error: no' >&2; exit 3; }\n"
+                                      "[[ \" $* \" == *' --resource-usage '* ]] && cat >&2 <<'EOF'\n") +
+                              kPtxasFigures + "EOF\necho object > \"${@: -1}\"\n");
+    const std::string launch = "bash " + std::string(SINKLAB_SOURCE_DIR) + "/cmake/ptxas_log.sh " + nvcc;
+
+    const CommandResult built = run_command(launch + " --resource-usage -c k.cu -o " + object);
+    ASSERT_EQ(built.rc, 0) << built.out;
+    EXPECT_NE(built.out.find("warning #177-D"), std::string::npos) << built.out;
+    EXPECT_NE(built.out.find("(C7517) warpgroup.wait is injected"), std::string::npos) << built.out;
+    for (const char* figure : {"Compiling entry", "Function properties", "Used 96 registers", "bytes gmem",
+                               "bytes stack frame"})
+        EXPECT_EQ(built.out.find(figure), std::string::npos) << figure << " in:\n" << built.out;
+    EXPECT_EQ(std::count(built.out.begin(), built.out.end(), '\n'), 2) << built.out;
+    EXPECT_EQ(read_file(object), "object\n");
+    EXPECT_NE(read_file(kept).find(kPtxasFigures), std::string::npos) << read_file(kept);
+    EXPECT_GE(std::filesystem::last_write_time(kept), std::filesystem::last_write_time(object));
+    EXPECT_EQ(std::filesystem::status(kept).permissions(), std::filesystem::status(object).permissions());
+
+    // A failed compile keeps no figures of an earlier object; one without --resource-usage passes through untouched.
+    const CommandResult broken = run_command(launch + " --resource-usage -DBROKEN -c k.cu -o " + object);
+    EXPECT_EQ(broken.rc, 3) << broken.out;
+    EXPECT_NE(broken.out.find("k.cu(9): error: no"), std::string::npos) << broken.out;
+    EXPECT_FALSE(std::filesystem::exists(kept));
+    const CommandResult plain = run_command(launch + " -c k.cu -o " + object);
+    EXPECT_EQ(plain.rc, 0) << plain.out;
+    EXPECT_NE(plain.out.find("warning #177-D"), std::string::npos) << plain.out;
+    EXPECT_FALSE(std::filesystem::exists(kept));
+    std::set<std::string> left;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path())) left.insert(f.path().filename().string());
+    EXPECT_EQ(left, (std::set<std::string>{"k.cu.o", "nvcc"}));
 }
 
 TEST(KernelResources, ABuildItCannotReadIsOneErrorLine) {

@@ -351,8 +351,7 @@ TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {
 TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
     REQUIRE_MPI();
     const TempDir dir("slurm_script");
-    write_file(dir / "bin/scontrol", fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", dir / "calls"));
-    fs::permissions(dir / "bin/scontrol", fs::perms::owner_all);
+    write_executable(dir / "bin/scontrol", fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", dir / "calls"));
     const std::string env = fmt::format(
         "PATH={}:$PATH SINKLAB={} SLURM_JOB_ID=42 SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 "
         "LAUNCHER=mpirun OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1",

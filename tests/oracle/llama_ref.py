@@ -33,8 +33,8 @@ def rope(x, theta):
     return out
 
 
-def attention(q, k, v, cfg, sink):
-    """q: [B, T, H, hd]; k, v: [B, T, Hkv, hd]. Returns [B, T, H, hd]."""
+def attention(q, k, v, cfg, sink, rec=None):
+    """q: [B, T, H, hd]; k, v: [B, T, Hkv, hd]. Returns [B, T, H, hd]; rec["p"]: the weights [B, H, T, T]."""
     B, T, H, hd = q.shape
     group = H // k.shape[2]
     k = k.repeat_interleave(group, dim=2)
@@ -59,10 +59,14 @@ def attention(q, k, v, cfg, sink):
             p = torch.softmax(torch.cat([scores, extra], dim=-1), dim=-1)[..., :T]
         else:
             p = torch.softmax(scores, dim=-1)
+    if rec is not None:
+        rec["p"] = p
     return torch.einsum("bhij,bjhd->bihd", p, v)
 
 
-def block(x, P, l, cfg):
+def block(x, P, l, cfg, rec=None):
+    """One decoder block; rec, when given, receives the attention weights p, the normed input xn, the W_O input
+    wo_in [B, T, H hd] and the SwiGLU output act [B, T, F]."""
     m = cfg["model"]
     C, H, Hkv, hd, Fd = m["d_model"], m["n_head"], m["n_kv_head"], m["head_dim"], m["d_ff"]
     B, T, _ = x.shape
@@ -76,7 +80,7 @@ def block(x, P, l, cfg):
         q = rmsnorm(q, P[name("q_norm")], m["norm_eps"])
         k = rmsnorm(k, P[name("k_norm")], m["norm_eps"])
     q, k = rope(q, m["rope_theta"]), rope(k, m["rope_theta"])
-    o = attention(q, k, v, cfg, P.get(name("sink")))
+    o = attention(q, k, v, cfg, P.get(name("sink")), rec)
     if cfg["headnorm"]:
         o = rmsnorm(o, P[name("headnorm")], cfg["headnorm_eps"])
     if cfg["gate"]:
@@ -95,7 +99,10 @@ def block(x, P, l, cfg):
         o = torch.cat([o[:, :kpos], row[:, None], o[:, kpos + 1 :]], dim=1)
     x = x + o @ P[name("wo")].T
     ab = rmsnorm(x, P[name("ffn_norm")], m["norm_eps"]) @ P[name("w13")].T
-    return x + (F.silu(ab[..., :Fd]) * ab[..., Fd:]) @ P[name("w2")].T
+    act = F.silu(ab[..., :Fd]) * ab[..., Fd:]
+    if rec is not None:
+        rec.update(xn=xn, wo_in=o, act=act)
+    return x + act @ P[name("w2")].T
 
 
 def headnorm_init_gain(P, l, cfg, x):
