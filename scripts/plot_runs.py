@@ -141,13 +141,13 @@ def tracked_positions(f):
                  "the file is damaged or was not written by sinklab train")
 
 
-def read_run(run_dir, position, maps=False):
-    """A run's curves; with maps also its last /sink/wo_input_std [L, Tp] and /heavy/attn_map [L, 64, 64] rows as
-    (step, value), None where it has none."""
+def read_run(run_dir, position, maps=False, curves=True):
+    """A run's curves (unless curves is false: every row of /sink/attn_mass is much to read for the maps alone); with
+    maps also its last /sink/wo_input_std [L, Tp] and /heavy/attn_map [L, 64, 64] rows as (step, value), None where it
+    has none."""
     with h5py.File(os.path.join(run_dir, "metrics.h5"), "r", swmr=True) as f:
-        train = read_group(f, "train", ["tokens", "loss"])
-        val = read_group(f, "val", ["loss"])
-        sink = read_group(f, "sink", ["attn_mass"])
+        train, val, sink = ((read_group(f, "train", ["tokens", "loss"]), read_group(f, "val", ["loss"]),
+                             read_group(f, "sink", ["attn_mass"])) if curves else (None, None, None))
         positions = tracked_positions(f)
         wo_std = last_row(f, "sink", "wo_input_std") if maps else None
         attn_map = last_row(f, "heavy", "attn_map") if maps else None
@@ -371,7 +371,7 @@ def main():
     runs = find_runs(a.runs)
     for run, group in zip(runs, group_names(runs)):
         try:
-            r = read_run(run, a.position, a.maps is not None)
+            r = read_run(run, a.position, maps=a.maps is not None, curves=a.out is not None)
         except (OSError, KeyError) as err:
             sys.exit(f"plot_runs.py: {run}/metrics.h5: cannot read it ({err})")
         groups.setdefault(group, []).append(r)

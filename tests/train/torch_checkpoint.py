@@ -235,10 +235,11 @@ def train_steps(run_dir, first, last):
         rows = {g: {c: f[g][c][...] for c in f[g]} for g in ("sink", "heavy")}
     logged = {"sink": {}, "heavy": {}}  # column -> differences over the replayed steps' rows
 
-    def check(group, step, got):
+    def check(group, step, got):  # the values of `got` that are columns of the group
         at = np.nonzero(rows[group]["step"] == step)[0]
         if len(at) == 0:
             return
+        got = {name: v for name, v in got.items() if name in rows[group]}
         for name, d in differences({c: v[at[0]] for c, v in rows[group].items()}, got).items():
             worst = logged[group].setdefault(name, {"max_diff": 0.0, "max_abs": 0.0, "rows": 0})
             worst.update(max_diff=max(worst["max_diff"], d["max_diff"]), max_abs=max(worst["max_abs"], d["max_abs"]),
@@ -250,17 +251,16 @@ def train_steps(run_dir, first, last):
         total = 0.0
         for _ in range(accum):
             ids, tgt = data.next()
-            x, metrics = forward_with_metrics(P, ocfg, cfg, ids, positions)  # the last one's are logged
+            x, metrics, _, channels = forward_with_metrics(P, ocfg, cfg, ids, positions)  # the last one's are logged
             loss = loss_of(x, P, ocfg, tgt) / accum
             loss.backward()
             total += loss.item()
         # The metrics of step + 1 describe its forward pass: the weights before its update, super neurons included.
-        sink = {k: metrics[k] for k in ("attn_mass", "wo_input_std", "dominance", "massive", "token0_norm_ratio",
-                                        "ffn_max_act")}
-        check("sink", step + 1, dict(sink, ffn_top_channel=metrics["channel"].astype(np.float64),
-                                     sink_rate=sink_rate(metrics["attn_mass"], positions, cfg)))
-        check("heavy", step + 1, dict(super_neurons(P, cfg["model"]["n_layer"], cfg["model"]["d_ff"]),
-                                      effective_rank=metrics["effective_rank"], attn_map=metrics["attn_map"]))
+        metrics.update(super_neurons(P, cfg["model"]["n_layer"], cfg["model"]["d_ff"]),
+                       ffn_top_channel=channels.astype(np.float64),
+                       sink_rate=sink_rate(metrics["attn_mass"], positions, cfg))
+        check("sink", step + 1, metrics)
+        check("heavy", step + 1, metrics)
         norm = math.sqrt(sum(float((p.grad ** 2).sum()) for p in P.values()))
         clip = float(t["grad_clip"]) / norm if 0 < float(t["grad_clip"]) < norm else 1.0
         for p in P.values():
@@ -280,30 +280,31 @@ def train_steps(run_dir, first, last):
 
 # ------------------------------------------------------------------------------------------ eval-metrics
 def forward_with_metrics(P, ocfg, cfg, ids, positions):
-    """The last block's output for ids [B, T] (with gradients where enabled) and, stacked over layers, the sink
-    metrics of this forward pass by their definitions (README, "Sink metrics"): "wo_rows" holds each layer's W_O
-    input at the first positions, "channel" the FFN channel of its largest |activation| at token 0."""
+    """The last block's output for ids [B, T] (with gradients where enabled); the sink metrics of this forward pass
+    by their definitions (README, "Sink metrics"), each stacked over layers, that are a mean over a run's ranks and
+    an eval's batches; each layer's W_O input at the first positions; and each layer's FFN channel of the largest
+    |activation| at token 0."""
     m = cfg["model"]
     T, Fd = m["seq_len"], m["d_ff"]
     Tp, Q = min(cfg["metrics"]["wo_std_positions"], T), min(64, T)
     isolated = set(cfg["intervention"]["isolate"])
+    # The rows that see key pos: not those isolated after it.
+    rows = lambda pos: [r for r in range(pos, T) if r == pos or r not in isolated]
     x = P["wte"][ids]
-    layers = []
+    layers, wo_rows, channels = [], [], []
     for l in range(m["n_layer"]):
         rec = {}
         x = llama_ref.block(x, P, l, ocfg, rec)
         p, xn, wo, act, h = [t.detach() for t in (rec["p"], rec["xn"], rec["wo_in"], rec["act"], x)]
         v = {}
-        # The rows that see key pos: not those isolated after it.
-        rows = lambda pos: [r for r in range(pos, T) if r == pos or r not in isolated]
         v["attn_mass"] = np.stack([p[:, :, rows(pos), pos].mean(dim=(0, 2)).numpy() for pos in positions], axis=-1)
         v["wo_input_std"] = wo[:, :Tp].std(dim=-1, unbiased=False).mean(dim=0).numpy()
-        v["wo_rows"] = wo[:, :Tp]
+        wo_rows.append(wo[:, :Tp])
         x0 = xn[:, 0].abs()
         v["dominance"] = float((x0.max(dim=-1).values / x0.mean(dim=-1)).mean())
         a0 = act[:, 0].abs()
         v["ffn_max_act"] = np.array([float(a0.max()), float(act[:, 1:].abs().max())])
-        v["channel"] = int(a0.flatten().argmax()) % Fd
+        channels.append(int(a0.flatten().argmax()) % Fd)
         norms = h.norm(dim=-1)  # [B, T]
         v["token0_norm_ratio"] = float(norms[:, 0].mean() / norms[:, 1:].mean())
         h0 = h[0].abs().flatten().sort().values  # sequence 0
@@ -314,8 +315,7 @@ def forward_with_metrics(P, ocfg, cfg, ids, positions):
         v["attn_map"] = np.zeros((64, 64))
         v["attn_map"][:Q, :Q] = p[0, :, :Q, :Q].mean(dim=0).numpy()
         layers.append(v)
-    stacked = {k: [v[k] for v in layers] if k == "wo_rows" else np.stack([v[k] for v in layers]) for k in layers[0]}
-    return x, stacked
+    return x, {k: np.stack([v[k] for v in layers]) for k in layers[0]}, wo_rows, np.array(channels)
 
 
 def sink_rate(attn_mass, positions, cfg):
@@ -354,20 +354,18 @@ def eval_metrics(ckpt_dir, eval_h5):
     B, T = cfg["train"]["micro_batch"], m["seq_len"]
     tokens = read_tokens(cfg["data"]["val"])
 
-    averaged = ("attn_mass", "wo_input_std", "dominance", "massive", "token0_norm_ratio", "ffn_max_act",
-                "effective_rank", "attn_map")
     got = {"loss": 0.0}
     wo_rows = [[] for _ in range(m["n_layer"])]  # per layer: [B, Tp, H hd] of every batch
     votes = [{} for _ in range(m["n_layer"])]    # per layer: channel -> batches whose token-0 maximum it holds
     with torch.no_grad():
         for i in range(batches):
             ids, tgt = val_batch(tokens, i, B, T)
-            x, v = forward_with_metrics(P, ocfg, cfg, ids, positions)
-            for key in averaged:
-                got[key] = got.get(key, 0) + v[key] / batches
+            x, metrics, wo, channels = forward_with_metrics(P, ocfg, cfg, ids, positions)
+            for key, value in metrics.items():
+                got[key] = got.get(key, 0) + value / batches
             for l in range(m["n_layer"]):
-                wo_rows[l].append(v["wo_rows"][l])
-                votes[l][v["channel"][l]] = votes[l].get(v["channel"][l], 0) + 1
+                wo_rows[l].append(wo[l])
+                votes[l][channels[l]] = votes[l].get(channels[l], 0) + 1
             got["loss"] += float(loss_of(x, P, ocfg, tgt)) / batches
     # Over sequences: each (position, channel)'s std, then the mean over channels.
     got["wo_dimwise_std"] = np.stack([torch.cat(r).std(dim=0, unbiased=False).mean(dim=-1).numpy() for r in wo_rows])
