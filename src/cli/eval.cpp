@@ -117,7 +117,7 @@ void run_eval(const EvalArgs& a) {
     reading_checkpoint(ckpt, [&] { step = load_weights(ckpt, model); });
     model.sync_weights();
     SinkMetrics sink(model, cfg);
-    DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
+    DataLoader data(cfg.data.val, B, T, comm, cfg.run.seed, false, cfg.model.vocab_size);
     data.require_same_on_every_rank(comm, a.data.empty() ? "data.val" : "--data");
     FaultInjection::from_env(comm.rank()).before_step(1);
 

@@ -234,12 +234,10 @@ struct Trainer::Impl {
         if (lead) ensure_data(cfg.data, cfg.model);
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
-        train_data =
-            std::make_unique<DataLoader>(cfg.data.train, B, T, comm.rank(), comm.world(), cfg.run.seed, true, V);
+        train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm, cfg.run.seed, true, V);
         train_data->require_same_on_every_rank(comm, "data.train");
         if (!cfg.data.val.empty()) {
-            val_data =
-                std::make_unique<DataLoader>(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, V);
+            val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, comm, cfg.run.seed, false, V);
             val_data->require_same_on_every_rank(comm, "data.val");
             val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
         }

@@ -520,7 +520,8 @@ TEST(Resume, ChangedTrainingShardsAreRefused) {
 }
 
 // The data folder moved: the same tokens under another path continue (their count and checksum say so; before, any
-// change of data.train or data.val was refused). A checkpoint without the checksum cannot show it: refused.
+// change of data.train or data.val was refused). A checkpoint without the checksum, or with one of another scheme,
+// cannot show it: refused.
 TEST(Resume, MovedDataContinues) {
     const TempDir dir("resume_moved");
     const std::string base = "--set run.threads=1 --set checkpoint.every=4";
@@ -529,14 +530,20 @@ TEST(Resume, MovedDataContinues) {
     const std::string moved = base + " --resume --set data.train=" + dir / "moved/train_*.bin" +
                               " --set data.val=" + dir / "moved/val_*.bin";
     const std::string state = dir / "run/checkpoints/step_00000004/state.json", kept = read_file(state);
-    nlohmann::ordered_json old = nlohmann::ordered_json::parse(kept);
-    old["train_data"].erase("checksum");
-    write_file(state, old.dump(2));
-    const CommandResult refused = run_sinklab(small_run(dir, "run", 8, moved));
-    EXPECT_EQ(refused.rc, 1) << refused.out;
-    EXPECT_NE(refused.out.find("data.train changed ('" + dir / "data/train_*.bin' -> '" + dir / "moved/train_*.bin'"),
-              std::string::npos)
-        << refused.out;
+    for (const char* checksum : {"", "s1:0123456789abcdef"}) {  // none; one of the scheme before
+        nlohmann::ordered_json old = nlohmann::ordered_json::parse(kept);
+        if (*checksum)
+            old["train_data"]["checksum"] = checksum;
+        else
+            old["train_data"].erase("checksum");
+        write_file(state, old.dump(2));
+        const CommandResult refused = run_sinklab(small_run(dir, "run", 8, moved));
+        EXPECT_EQ(refused.rc, 1) << refused.out;
+        EXPECT_NE(
+            refused.out.find("data.train changed ('" + dir / "data/train_*.bin' -> '" + dir / "moved/train_*.bin'"),
+            std::string::npos)
+            << refused.out;
+    }
     write_file(state, kept);
     const CommandResult r = run_sinklab(small_run(dir, "run", 8, moved));
     ASSERT_EQ(r.rc, 0) << r.out;
