@@ -16,7 +16,9 @@ namespace sinklab {
 
 namespace {
 
-constexpr uint64_t kChunk = 1 << 16;  // tokens: 256 KiB as int32, in a core's cache
+// Tokens: 256 KiB as int32, in a core's cache. Part of the s2 checksum's definition: another size is another scheme
+// (a new prefix), or every checkpoint's checksum would read as other data.
+constexpr uint64_t kChunk = 1 << 16;
 
 }  // namespace
 
@@ -65,7 +67,7 @@ uint64_t DataLoader::check_stream(int vocab_size, Communicator* sharers) {
     if (sharers) {
         std::vector<uint64_t> files;  // [shards]
         for (const Shard& shard : shards_) files.push_back(shard.file_identity());
-        peers = ranks_on_this_host_with(*sharers, checksum64(files.data(), files.size() * sizeof(uint64_t)));
+        peers = ranks_on_this_kernel_with(*sharers, checksum64(files.data(), files.size() * sizeof(uint64_t)));
     }
     const uint64_t n = peers.size(), me = uint64_t(std::find(peers.begin(), peers.end(), rank_) - peers.begin());
     const uint64_t first = chunks * me / n, last = chunks * (me + 1) / n;

@@ -7,10 +7,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include "core/checksum.h"
-#include "core/process.h"
 
 namespace sinklab {
 
@@ -99,10 +99,12 @@ std::vector<uint64_t> gather_from_every_rank(Communicator& comm, const uint64_t*
     return all;
 }
 
-std::vector<int> ranks_on_this_host_with(Communicator& comm, uint64_t value) {
-    const std::string host = host_name();
-    const uint64_t mine[2] = {checksum64(host.data(), host.size()), value};
+std::vector<int> ranks_on_this_kernel_with(Communicator& comm, uint64_t value) {
+    std::string boot_id;
+    std::getline(std::ifstream("/proc/sys/kernel/random/boot_id"), boot_id);
+    const uint64_t mine[2] = {checksum64(boot_id.data(), boot_id.size()), value};
     const std::vector<uint64_t> keys = gather_from_every_rank(comm, mine, 2);  // [world, 2]
+    if (boot_id.empty()) return {comm.rank()};  // after the gather, which every rank takes part in
     std::vector<int> ranks;
     for (int r = 0; r < comm.world(); r++)
         if (keys[2 * size_t(r)] == mine[0] && keys[2 * size_t(r) + 1] == mine[1]) ranks.push_back(r);

@@ -47,6 +47,8 @@ struct TrainState {
     LoaderPosition train_data;    // where the next training batch starts
     int64_t data_tokens = -1;     // tokens in data.train's shards, whose windows train_data counts; -1: not recorded
     std::string data_checksum;    // DataLoader::fingerprint of those shards; empty: not recorded
+    int64_t val_tokens = -1;      // the same of data.val's shards; -1 and empty: no data.val, or not recorded
+    std::string val_checksum;
     int world_size = 1;
     uint64_t config_hash = 0;
     GuardState guard;

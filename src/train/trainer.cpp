@@ -328,18 +328,42 @@ struct Trainer::Impl {
         }
     }
 
+    // Refuses a resume on shards of `key` that hold other tokens than the run used (`tokens` and `checksum` as the
+    // checkpoint recorded them: -1 and empty when it did not). `used_glob` is the checkpoint's glob (rank 0 only).
+    void require_same_data(const std::string& key, const std::string& used, const std::string& used_glob,
+                           const std::string& glob, const DataLoader& data, int64_t tokens,
+                           const std::string& checksum) const {
+        SL_REQUIRE(tokens < 0 || tokens == data.tokens(),
+                   "cannot resume from {}: {} '{}' holds {} tokens now, but the run {} {}: its shards changed since "
+                   "(prepared again, files added or removed); restore them, or start a new run (another run.name)",
+                   resume_from, key, glob, data.tokens(), used, tokens);
+        // Fingerprints of another scheme (or none, from before) cannot be compared, and then the glob must be the
+        // one the run used.
+        const std::string fingerprint = data.fingerprint();
+        const auto scheme = [](const std::string& f) { return f.substr(0, f.find(':')); };
+        SL_REQUIRE(!lead || used_glob == glob || scheme(checksum) == scheme(fingerprint),
+                   "cannot resume from {}: {} changed ('{}' -> '{}'), and the checkpoint holds no checksum of this "
+                   "sinklab's kind to show that the shards there hold the tokens the run {}; resume with {} '{}'",
+                   resume_from, key, used_glob, glob, used, key, used_glob);
+        SL_REQUIRE(scheme(checksum) != scheme(fingerprint) || checksum == fingerprint,
+                   "cannot resume from {}: {} '{}' holds as many tokens as the run {} ({}), but not the same ones "
+                   "(checksum {}, the run's {}): its shards were replaced since (prepared again from other text, "
+                   "files swapped or rewritten); restore them (rerunning the sinklab prepare that made them remakes "
+                   "them), or start a new run (another run.name)",
+                   resume_from, key, glob, used, tokens, fingerprint, checksum);
+    }
+
     // --resume: rank 0 verifies and reads the newest checkpoint; every rank gets its tensors and state.
     std::optional<TrainState> restore() {
         std::string text;
         std::unique_ptr<WholeMoments> moments;
-        std::string trained_on;  // rank 0: the checkpoint's data.train
+        Config trained;  // rank 0: the checkpoint's config
         if (lead && !resume_from.empty()) {
             last_checkpoint = resume_from;
             moments = optim->moment_buffers();
             text = encode_state(load_checkpoint(resume_from, cfg, *model, *moments));
-            const Config trained = checkpoint_config(resume_from);
+            trained = checkpoint_config(resume_from);
             changed_on_resume = resume_changes(trained, cfg);
-            trained_on = trained.data.train;
         }
         uint64_t n = text.size();
         comm.broadcast(&n, sizeof n, 0);
@@ -348,27 +372,13 @@ struct Trainer::Impl {
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
         // The data position counts windows of data.train's shards: other shards (prepared again since, files added
-        // or removed) would continue the run on other data from a meaningless place.
-        SL_REQUIRE(s.data_tokens < 0 || s.data_tokens == train_data->tokens(),
-                   "cannot resume from {}: data.train '{}' holds {} tokens now, but the run trained on {}: its shards "
-                   "changed since (prepared again, files added or removed); restore them, or start a new run "
-                   "(another run.name)",
-                   resume_from, cfg.data.train, train_data->tokens(), s.data_tokens);
-        // Fingerprints of another scheme (or none, from before) cannot be compared, and then data.train must be the
-        // one the run trained on.
-        const std::string fingerprint = train_data->fingerprint();
-        const auto scheme = [](const std::string& f) { return f.substr(0, f.find(':')); };
-        SL_REQUIRE(!lead || trained_on == cfg.data.train || scheme(s.data_checksum) == scheme(fingerprint),
-                   "cannot resume from {}: data.train changed ('{}' -> '{}'), and the checkpoint holds no checksum "
-                   "of this sinklab's kind to show that the shards there hold the tokens the run trained on; resume "
-                   "with data.train '{}'",
-                   resume_from, trained_on, cfg.data.train, trained_on);
-        SL_REQUIRE(scheme(s.data_checksum) != scheme(fingerprint) || s.data_checksum == fingerprint,
-                   "cannot resume from {}: data.train '{}' holds as many tokens as the run trained on ({}), but not "
-                   "the same ones (checksum {}, the run's {}): its shards were replaced since (prepared again from "
-                   "other text, files swapped or rewritten); restore them (rerunning the sinklab prepare that made "
-                   "them remakes them), or start a new run (another run.name)",
-                   resume_from, cfg.data.train, s.data_tokens, fingerprint, s.data_checksum);
+        // or removed) would continue the run on other data from a meaningless place. Other data.val shards would
+        // continue its validation curve on other tokens.
+        require_same_data("data.train", "trained on", trained.data.train, cfg.data.train, *train_data, s.data_tokens,
+                          s.data_checksum);
+        if (val_data && (s.val_tokens >= 0 || (lead && !trained.data.val.empty())))
+            require_same_data("data.val", "validated on", trained.data.val, cfg.data.val, *val_data, s.val_tokens,
+                              s.val_checksum);
         if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);
         device.broadcast(*backend, model->truth(), 0);
@@ -422,6 +432,10 @@ struct Trainer::Impl {
         s.train_data = train_data->position();
         s.data_tokens = train_data->tokens();
         s.data_checksum = train_data->fingerprint();
+        if (val_data) {
+            s.val_tokens = val_data->tokens();
+            s.val_checksum = val_data->fingerprint();
+        }
         s.world_size = comm.world();
         s.config_hash = config_hash(cfg);
         s.guard = guard.state();

@@ -519,6 +519,32 @@ TEST(Resume, ChangedTrainingShardsAreRefused) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
 }
 
+// A resume whose data.val shards hold other tokens than the run validated on is refused: its validation curve would
+// go on over other text. The checkpoint records their count and checksum.
+TEST(Resume, ChangedValidationShardsAreRefused) {
+    const TempDir dir("resume_val");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    const std::string shard = dir / "data/val_000000.bin", kept = read_file(shard);
+    ASSERT_FALSE(fs::exists(dir / "data/val_000001.bin"));
+    const nlohmann::json state = nlohmann::json::parse(read_file(dir / "run/checkpoints/step_00000004/state.json"));
+    EXPECT_EQ(state.at("val_data").at("tokens").get<int64_t>(), int64_t(kept.size() - 1024) / 2);  // uint16 tokens
+    std::vector<uint16_t> ids((kept.size() - 1024) / 2);  // after the header: the same tokens, in reverse order
+    std::memcpy(ids.data(), kept.data() + 1024, ids.size() * 2);
+    std::reverse(ids.begin(), ids.end());
+    write_file(shard, kept.substr(0, 1024) + std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 2));
+    const CommandResult swapped = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    EXPECT_EQ(swapped.rc, 1) << swapped.out;
+    EXPECT_NE(swapped.out.find("data.val '" + dir / "data/val_*.bin' holds as many tokens as the run validated on"),
+              std::string::npos)
+        << swapped.out;
+    EXPECT_NE(swapped.out.find("but not the same ones"), std::string::npos) << swapped.out;
+    write_file(shard, kept);
+    const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
+}
+
 // The data folder moved: the same tokens under another path continue (their count and checksum say so; before, any
 // change of data.train or data.val was refused). A checkpoint without the checksum, or with one of another scheme,
 // cannot show it: refused.
