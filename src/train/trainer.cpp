@@ -469,15 +469,17 @@ struct Trainer::Impl {
         log->info("step {:>6} | val loss {:.4f}", step, loss);
     }
 
-    // The sink metrics of the last micro-step's forward pass (its activations are still in place).
+    // The sink metrics of the last micro-step's forward pass (its activations are still in place); at the last step
+    // as well, so that a run of any length ends with the metrics of its final model.
     void log_sink_metrics(int64_t step) {
         const MetricsConfig& m = cfg.metrics;
-        if (m.every > 0 && step % m.every == 0) {
+        const bool last = step == cfg.train.max_steps;
+        if (m.every > 0 && (step % m.every == 0 || last)) {
             SinkValues v = sink->compute();
             sink->reduce(v, comm);
             if (lead) runlog->append("sink", sink->sink_row(step, v));
         }
-        if (m.heavy_every > 0 && step % m.heavy_every == 0) {
+        if (m.heavy_every > 0 && (step % m.heavy_every == 0 || last)) {
             HeavyValues v = sink->compute_heavy();
             sink->reduce(v, comm);
             if (lead) runlog->append("heavy", SinkMetrics::heavy_row(step, v));
