@@ -24,4 +24,9 @@ void check_writable(const std::string& option, const std::string& path) {
                std::strerror(err));
 }
 
+std::filesystem::path folder_of(const std::string& out) {
+    const std::filesystem::path path(out);
+    return path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+}
+
 }  // namespace sinklab::cli

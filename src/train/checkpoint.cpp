@@ -382,7 +382,7 @@ int64_t load_weights(const std::string& dir_text, Model& model) {
     return state.step;
 }
 
-std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint) {
+std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint, bool into_run) {
     const std::string newest = latest_checkpoint(run_dir);
     if (checkpoint.empty()) {
         SL_REQUIRE(!newest.empty(),
@@ -399,6 +399,11 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
     SL_REQUIRE(fs::is_regular_file(fs::path(checkpoint) / kStateFile, ec),
                "--checkpoint {}: the folder holds no {}, so it is no checkpoint; give a checkpoint folder, e.g. {}",
                checkpoint, kStateFile, example);
+    const fs::path parent = fs::canonical(checkpoint, ec).parent_path();
+    SL_REQUIRE(!into_run || fs::equivalent(parent, fs::path(run_dir) / "checkpoints", ec),
+               "--checkpoint {} is not one of {}'s checkpoints (in {}), and the output would go into that run folder "
+               "as its own; give --out elsewhere, or the checkpoint's own run folder ({})",
+               checkpoint, run_dir, (fs::path(run_dir) / "checkpoints").string(), parent.parent_path().string());
     return checkpoint;
 }
 
