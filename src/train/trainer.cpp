@@ -105,6 +105,7 @@ struct Trainer::Impl {
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     std::string backend_note;     // why backend: auto runs on the CPU, when that is a surprise
+    std::string data_note;        // rank 0: the data ensure_data made, when it made some
     bool committed = false;       // the start stands (commit_start): a failure no longer puts the old run back
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
@@ -231,7 +232,7 @@ struct Trainer::Impl {
     void load() {
         backend = make_run_backend(cfg, comm, backend_note);
 
-        if (lead) ensure_data(cfg.data, cfg.model);
+        if (lead) data_note = ensure_data(cfg.data, cfg.model);
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
         train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm, cfg.run.seed, true, V);
@@ -277,6 +278,7 @@ struct Trainer::Impl {
                   geo.accum);
         start_logged = true;
         if (lead && !backend_note.empty()) log->info("note: {}", backend_note);
+        if (lead && !data_note.empty()) log->info("note: {}", data_note);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
         if (lead)
