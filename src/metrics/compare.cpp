@@ -104,8 +104,17 @@ const std::set<std::string> kSeedsMayDiffer = {
     "train.shard_optimizer", "metrics.flush_every", "checkpoint.every", "checkpoint.keep", "fault.check_every",
     "data.missing"};
 
-// Refuses a group whose runs were trained with different configs, so that no mean over them passes for a seed mean;
-// a run whose config.yaml does not load is left out of the check with a note.
+// "data.train tokens (checksum A vs B)" for each of the two runs' data whose logged checksums differ.
+std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b) {
+    std::vector<std::string> out;
+    for (const auto& [key, x, y] : {std::tuple{"data.train", a.train_checksum, b.train_checksum},
+                                    std::tuple{"data.val", a.val_checksum, b.val_checksum}})
+        if (!x.empty() && !y.empty() && x != y) out.push_back(fmt::format("{} tokens (checksum {} vs {})", key, x, y));
+    return out;
+}
+
+// Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
+// passes for a seed mean; a run whose config.yaml does not load is left out of the config check with a note.
 void check_same_config(const std::string& group, const std::vector<const RunCurves*>& runs,
                        std::vector<std::string>& notes) {
     const RunCurves* first = nullptr;
@@ -125,6 +134,13 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
                    "{}; compare them in separate commands, or give runs of different configs different names "
                    "(<variant>-s<seed>)",
                    first->dir, r->dir, group, fmt::join(differ, ", "));
+    }
+    for (const RunCurves* r : runs) {
+        const std::vector<std::string> differ = data_differences(*runs.front(), *r);
+        SL_REQUIRE(differ.empty(),
+                   "{} and {} are grouped as seeds of variant {} by their folder names, but they trained on other "
+                   "data: {} (shards prepared again between the runs?); compare them in separate commands",
+                   runs.front()->dir, r->dir, group, fmt::join(differ, ", "));
     }
 }
 
@@ -174,6 +190,8 @@ RunCurves read_run(const std::string& dir) {
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
     read_sink(log, r);
     read_heavy(log, r);
+    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
+    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     // A config.yaml that no longer loads (written by an older sinklab) only leaves this run out of the config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
     if (fs::exists(cfg)) {
@@ -326,6 +344,14 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         std::vector<std::string> names;
         for (const GroupRow& g : c.groups) names.push_back(g.name);
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
+    }
+    const RunCurves& base_run = *members[size_t(base - c.groups.begin())].front();
+    for (size_t g = 0; g < c.groups.size(); g++) {
+        const std::string& theirs = members[g].front()->val_checksum;
+        if (!theirs.empty() && !base_run.val_checksum.empty() && theirs != base_run.val_checksum)
+            c.notes.push_back(fmt::format("{} was validated on other tokens than {} (data.val checksum {} vs {}): "
+                                          "their val losses do not compare",
+                                          c.groups[g].name, c.baseline, theirs, base_run.val_checksum));
     }
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.

@@ -183,7 +183,11 @@ struct Trainer::Impl {
         const std::string h5 = (fs::path(dir) / "metrics.h5").string();
         // A resume may change the ranks (and with them tokens_per_step) and what resume_changes allows of the
         // config: those attributes say what the run is now.
-        const std::vector<std::pair<std::string, std::string>> now_str = {{"config_yaml", dump_config(cfg)}};
+        // The data's checksums, as checkpoints hold them, so that compare can tell runs on other tokens apart.
+        const std::vector<std::pair<std::string, std::string>> now_str = {
+            {"config_yaml", dump_config(cfg)},
+            {"data_train_checksum", train_data->fingerprint()},
+            {"data_val_checksum", val_data ? val_data->fingerprint() : ""}};
         const std::vector<std::pair<std::string, double>> now_num = {
             {"world_size", double(comm.world())}, {"tokens_per_step", double(geo.tokens_per_step)}};
         if (resumed) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/file.h>
 
 #include <algorithm>
@@ -95,6 +96,12 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     EXPECT_EQ(rd.str_attr("sink_positions"), "[0, 5]");
     for (const char* attr : {"config_yaml", "sinklab_version", "git_rev", "backend", "created", "run_id"})
         EXPECT_TRUE(rd.has_attr(attr)) << attr;
+    // The data's checksums, those the final checkpoint records.
+    const nlohmann::json state = nlohmann::json::parse(read_file(dir / "s/checkpoints/step_00000007/state.json"));
+    EXPECT_EQ(rd.str_attr("data_train_checksum"), state.at("train_data").at("checksum").get<std::string>());
+    EXPECT_EQ(rd.str_attr("data_val_checksum"), state.at("val_data").at("checksum").get<std::string>());
+    EXPECT_TRUE(rd.str_attr("data_train_checksum").starts_with("s2:")) << rd.str_attr("data_train_checksum");
+    EXPECT_NE(rd.str_attr("data_train_checksum"), rd.str_attr("data_val_checksum"));
     for (const char* attr : {"world_size", "n_params", "flops_per_token"}) EXPECT_TRUE(rd.has_attr(attr)) << attr;
     EXPECT_TRUE(std::filesystem::exists(dir / "s/config.yaml"));
     EXPECT_TRUE(std::filesystem::exists(dir / "s/train.log"));
