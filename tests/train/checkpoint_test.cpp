@@ -528,12 +528,11 @@ TEST(Resume, ChangedValidationShardsAreRefused) {
     ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
     const std::string shard = dir / "data/val_000000.bin", kept = read_file(shard);
     ASSERT_FALSE(fs::exists(dir / "data/val_000001.bin"));
+    std::vector<uint32_t> ids = test::read_llmc_shard(shard);
     const nlohmann::json state = nlohmann::json::parse(read_file(dir / "run/checkpoints/step_00000004/state.json"));
-    EXPECT_EQ(state.at("val_data").at("tokens").get<int64_t>(), int64_t(kept.size() - 1024) / 2);  // uint16 tokens
-    std::vector<uint16_t> ids((kept.size() - 1024) / 2);  // after the header: the same tokens, in reverse order
-    std::memcpy(ids.data(), kept.data() + 1024, ids.size() * 2);
-    std::reverse(ids.begin(), ids.end());
-    write_file(shard, kept.substr(0, 1024) + std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 2));
+    EXPECT_EQ(state.at("val_data").at("tokens").get<size_t>(), ids.size());
+    std::reverse(ids.begin(), ids.end());  // the same tokens, in reverse order
+    test::write_llmc_shard(shard, ids, true);
     const CommandResult swapped = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
     EXPECT_EQ(swapped.rc, 1) << swapped.out;
     EXPECT_NE(swapped.out.find("data.val '" + dir / "data/val_*.bin' holds as many tokens as the run validated on"),
