@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdint>
-#include <filesystem>
 #include <limits>
 #include <string>
 
@@ -25,8 +24,9 @@ void add_eval(CLI::App& app);
 // an existing file is left as it is.
 void check_writable(const std::string& option, const std::string& path);
 
-// The folder that holds the output `out` (a file or folder a command writes): "." for a bare name.
-std::filesystem::path folder_of(const std::string& out);
+// Whether `path` (an output a command writes, which need not exist yet) is the folder `folder` or lies below it,
+// links resolved.
+bool lies_in(const std::string& path, const std::string& folder);
 
 // A whole number >= lo of an int option, for ->check(): CLI11's PositiveNumber and NonNegativeNumber name their
 // upper bound, DBL_MAX in all its 309 digits, in every message, and a number beyond int fails its conversion with

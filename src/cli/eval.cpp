@@ -35,6 +35,10 @@ struct EvalArgs {
     std::vector<std::string> overrides;
 };
 
+fs::path folder_of(const std::string& out) {
+    return fs::path(out).has_parent_path() ? fs::path(out).parent_path() : fs::path(".");
+}
+
 // Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
 // (it could name a run's metrics.h5 or a checkpoint's weights), and it must be writable, its folder made if missing.
 void check_out(const std::string& out) {
@@ -83,7 +87,7 @@ void run_eval(const EvalArgs& a) {
     const bool into_run = fs::equivalent(folder_of(out), a.run, ec);
     Communicator& comm = process_communicator();
     const std::string evaluated_run = into_run && comm.rank() == 0 ? run_identity(a.run) : "";  // rank 0 writes
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, into_run);
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, lies_in(out, a.run));
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg;
     std::vector<std::string> changed;

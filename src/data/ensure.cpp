@@ -56,8 +56,8 @@ void require_no_other_shards(const DataConfig& data, const std::string& train) {
     std::vector<std::string> others;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(folder.empty() ? "." : folder, ec)) {
-        const std::string path = entry.path().string();
-        if (entry.path().extension() == ".bin" && std::find(val.begin(), val.end(), path) == val.end())
+        const auto is_entry = [&](const std::string& v) { return std::filesystem::equivalent(v, entry.path(), ec); };
+        if (entry.path().extension() == ".bin" && std::none_of(val.begin(), val.end(), is_entry))
             others.push_back(entry.path().filename().string());
     }
     std::sort(others.begin(), others.end());
@@ -86,8 +86,8 @@ std::string make_synthetic(const DataConfig& data, const ModelConfig& model) {
     }
     const uint64_t train_tokens = write_synthetic(train, kSyntheticTrainSeed, kSyntheticTrainChars, *tok);
     return fmt::format("no file matched data.train '{}' and data.missing is synthetic: wrote a learnable synthetic "
-                       "dataset (order-2 Markov text, best possible loss {:.3f} nats/token with the bytes tokenizer) to "
-                       "{} ({} tokens){}",
+                       "dataset (order-2 Markov text, best possible loss {:.3f} nats/token with the bytes tokenizer) "
+                       "to {} ({} tokens){}",
                        data.train, synthetic_entropy_per_token(), train, train_tokens, val_note);
 }
 
@@ -102,7 +102,7 @@ std::filesystem::path corpus_folder(const std::string& tokenizer) {
 std::string build_corpus(const DataConfig& data, const std::string& why) {
     const std::filesystem::path folder = corpus_folder(data.tokenizer), glob(data.train);
     std::error_code ec;
-    SL_REQUIRE(std::filesystem::weakly_canonical(std::filesystem::absolute(glob.parent_path()), ec) ==
+    SL_REQUIRE(std::filesystem::weakly_canonical(std::filesystem::absolute(glob).parent_path(), ec) ==
                        std::filesystem::weakly_canonical(folder, ec) &&
                    ::fnmatch(glob.filename().c_str(), "train_000000.bin", 0) == 0,
                "no file matches data.train '{}', and data.missing: corpus builds the default corpus only as {}/"

@@ -147,7 +147,11 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : path_(std::move(other.path_)), identity_(other.identity_), data_(other.data_), size_(other.size_), slot_(other.slot_) {
+    : path_(std::move(other.path_)),
+      identity_(other.identity_),
+      data_(other.data_),
+      size_(other.size_),
+      slot_(other.slot_) {
     other.data_ = nullptr;
     other.size_ = 0;
     other.slot_ = -1;

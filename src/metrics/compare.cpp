@@ -135,13 +135,14 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
                    "(<variant>-s<seed>)",
                    first->dir, r->dir, group, fmt::join(differ, ", "));
     }
-    for (const RunCurves* r : runs) {
-        const std::vector<std::string> differ = data_differences(*runs.front(), *r);
-        SL_REQUIRE(differ.empty(),
-                   "{} and {} are grouped as seeds of variant {} by their folder names, but they trained on other "
-                   "data: {} (shards prepared again between the runs?); compare them in separate commands",
-                   runs.front()->dir, r->dir, group, fmt::join(differ, ", "));
-    }
+    for (size_t i = 0; i < runs.size(); i++)  // each pair: a run without checksums is checked against none
+        for (size_t j = i + 1; j < runs.size(); j++) {
+            const std::vector<std::string> differ = data_differences(*runs[i], *runs[j]);
+            SL_REQUIRE(differ.empty(),
+                       "{} and {} are grouped as seeds of variant {} by their folder names, but they ran on other "
+                       "data: {} (shards prepared again between the runs?); compare them in separate commands",
+                       runs[i]->dir, runs[j]->dir, group, fmt::join(differ, ", "));
+        }
 }
 
 // For each run, the shortest end of its suite folder's path that no other suite folder shares: "s1" for runs/s1 and
@@ -345,13 +346,19 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         for (const GroupRow& g : c.groups) names.push_back(g.name);
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
     }
-    const RunCurves& base_run = *members[size_t(base - c.groups.begin())].front();
+    // A group's val checksum: that of its first run which logged one (its seeds agree, checked above).
+    const auto val_checksum = [&](size_t g) {
+        for (const RunCurves* r : members[g])
+            if (!r->val_checksum.empty()) return r->val_checksum;
+        return std::string();
+    };
+    const std::string base_val = val_checksum(size_t(base - c.groups.begin()));
     for (size_t g = 0; g < c.groups.size(); g++) {
-        const std::string& theirs = members[g].front()->val_checksum;
-        if (!theirs.empty() && !base_run.val_checksum.empty() && theirs != base_run.val_checksum)
+        const std::string theirs = val_checksum(g);
+        if (!theirs.empty() && !base_val.empty() && theirs != base_val)
             c.notes.push_back(fmt::format("{} was validated on other tokens than {} (data.val checksum {} vs {}): "
                                           "their val losses do not compare",
-                                          c.groups[g].name, c.baseline, theirs, base_run.val_checksum));
+                                          c.groups[g].name, c.baseline, theirs, base_val));
     }
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.

@@ -402,8 +402,11 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
     const fs::path parent = fs::canonical(checkpoint, ec).parent_path();
     SL_REQUIRE(!into_run || fs::equivalent(parent, fs::path(run_dir) / "checkpoints", ec),
                "--checkpoint {} is not one of {}'s checkpoints (in {}), and the output would go into that run folder "
-               "as its own; give --out elsewhere, or the checkpoint's own run folder ({})",
-               checkpoint, run_dir, (fs::path(run_dir) / "checkpoints").string(), parent.parent_path().string());
+               "as its own; give --out elsewhere{}",
+               checkpoint, run_dir, (fs::path(run_dir) / "checkpoints").string(),
+               parent.filename() == "checkpoints"
+                   ? fmt::format(", or the checkpoint's own run folder ({})", parent.parent_path().string())
+                   : "");
     return checkpoint;
 }
 

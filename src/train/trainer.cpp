@@ -476,7 +476,8 @@ struct Trainer::Impl {
     }
 
     // The sink metrics of the last micro-step's forward pass (its activations are still in place); at the last step
-    // as well, so that a run of any length ends with the metrics of its final model.
+    // as well, so that a run of any length ends with rows of its last forward pass (the weights before the last
+    // update, as on every row).
     void log_sink_metrics(int64_t step) {
         const MetricsConfig& m = cfg.metrics;
         const bool last = step == cfg.train.max_steps;

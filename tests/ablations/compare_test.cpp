@@ -322,13 +322,18 @@ TEST_F(CompareTest, RunsOnOtherTokensAreNamed) {
               "h was validated on other tokens than b (data.val checksum s2:v2 vs s2:v1): their val losses do not "
               "compare");
 
-    fs::remove_all(root / "b-s2");
+    // Seeds on other tokens, also where the variant's first run logged no checksums.
+    for (const char* dir : {"b-s1", "b-s2"}) fs::remove_all(root / dir);
+    write_run(root / "b-s1", spec_b1());
     write_run(root / "b-s2", with(spec_b2(), "s2:t2", "s2:v1"));
-    EXPECT_EQ(error_of([&] { compare_runs(read_all(runs), "", 2); }),
-              fmt::format("{} and {} are grouped as seeds of variant b by their folder names, but they trained on "
-                          "other data: data.train tokens (checksum s2:t1 vs s2:t2) (shards prepared again between the "
+    write_run(root / "b-s3", with(spec_b1(), "s2:t1", "s2:v1"));
+    std::vector<std::string> three = runs;
+    three.insert(three.begin() + 2, root / "b-s3");
+    EXPECT_EQ(error_of([&] { compare_runs(read_all(three), "", 2); }),
+              fmt::format("{} and {} are grouped as seeds of variant b by their folder names, but they ran on other "
+                          "data: data.train tokens (checksum s2:t2 vs s2:t1) (shards prepared again between the "
                           "runs?); compare them in separate commands",
-                          (root / "b-s1").string(), (root / "b-s2").string()));
+                          (root / "b-s2").string(), (root / "b-s3").string()));
 }
 
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.

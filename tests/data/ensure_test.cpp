@@ -131,6 +131,9 @@ TEST(EnsureData, NoSyntheticDataBesideOtherShards) {
     ensure_data(d, ModelConfig{});
     std::filesystem::remove(dir / "shards/synthetic/train_000000.bin");
     EXPECT_NE(ensure_data(d, ModelConfig{}), "");
+    std::filesystem::remove(dir / "shards/synthetic/train_000000.bin");  // the val shard's path spelt otherwise
+    d.train = dir / "shards/./synthetic/train_*.bin";
+    EXPECT_NE(ensure_data(d, ModelConfig{}), "");
     d.train = dir / "shards/synthetic/trian_*.bin";
     try {
         ensure_data(d, ModelConfig{});
@@ -175,13 +178,23 @@ TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
     EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-bytes/train_000000.bin"));
     EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-gpt2/val_000000.bin"));
 
-    // Where the script cannot make data.train's files, it does not run: a folder or a file name the corpus lacks.
-    for (const std::string& elsewhere : {cache / "elsewhere/train_*.bin", cache / "shards/corpus-bytes/tran_*.bin"}) {
+}
+
+// Where data/fetch_corpus.sh cannot make data.train's files, it does not run: another folder (a bare file name is
+// one: the current folder's), or a file name the corpus lacks.
+TEST(EnsureData, CorpusModeRefusesWhatTheCorpusCannotMake) {
+    test::TempDir cache;
+    test::ScopedEnv env("SINKLAB_CACHE", cache.path());
+    DataConfig d;
+    d.tokenizer = "bytes";
+    d.missing = "corpus";
+    for (const std::string& elsewhere :
+         {cache / "elsewhere/train_*.bin", cache / "shards/corpus-bytes/tran_*.bin", std::string("train_*.bin")}) {
         d.train = elsewhere;
         testing::internal::CaptureStderr();
         try {
             ensure_data(d, ModelConfig{});
-            FAIL() << "no error";
+            ADD_FAILURE() << "no error for " << elsewhere;
         } catch (const Error& e) {
             const std::string msg = e.what();
             for (const std::string& part : {"no file matches data.train '" + elsewhere + "'",
@@ -189,7 +202,7 @@ TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
                                                 "train_*.bin"})
                 EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
         }
-        EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "nothing ran";
+        EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "nothing ran for " << elsewhere;
     }
 }
 

@@ -103,14 +103,24 @@ TEST(Eval, ACheckpointOfAnotherRunNeedsAnOutputElsewhere) {
     ASSERT_EQ(run_sinklab(small_run(dir, "a", 2)).rc, 0);
     ASSERT_EQ(run_sinklab(small_run(dir, "b", 2)).rc, 0);
     const std::string other = dir / "a/checkpoints/step_00000002";
-    for (const std::string& command : {fmt::format("eval {} --batches 1 --checkpoint {}", dir / "b", other),
-                                       fmt::format("export {} --format hf --checkpoint {}", dir / "b", other)}) {
+    const std::string own_run = std::filesystem::canonical(dir / "a").string();
+    for (const std::string& command :
+         {fmt::format("eval {} --batches 1 --checkpoint {}", dir / "b", other),
+          fmt::format("eval {} --batches 1 --checkpoint {} --out {}/sub/e.h5", dir / "b", other, dir / "b"),
+          fmt::format("export {} --format hf --checkpoint {}", dir / "b", other),
+          fmt::format("export {} --format hf --checkpoint {} --out {}/hf/", dir / "b", other, dir / "b")}) {
         const CommandResult r = run_sinklab(command);
         EXPECT_EQ(r.rc, 1) << command;
         for (const std::string& part : {"--checkpoint " + other + " is not one of " + dir / "b" + "'s checkpoints",
-                                        "give --out elsewhere, or the checkpoint's own run folder (" + dir / "a" + ")"})
+                                        "give --out elsewhere, or the checkpoint's own run folder (" + own_run + ")"})
             EXPECT_NE(r.out.find(part), std::string::npos) << part << " in: " << r.out;
     }
+    // A checkpoint outside any run's checkpoints folder: no run folder to name.
+    std::filesystem::copy(other, dir / "copied");
+    const CommandResult copied =
+        run_sinklab(fmt::format("eval {} --batches 1 --checkpoint {}", dir / "b", dir / "copied"));
+    EXPECT_EQ(copied.rc, 1) << copied.out;
+    EXPECT_NE(copied.out.find("as its own; give --out elsewhere\n"), std::string::npos) << copied.out;
     EXPECT_FALSE(std::filesystem::exists(dir / "b/eval.h5"));
     const CommandResult elsewhere =
         run_sinklab(fmt::format("eval {} --batches 1 --checkpoint {} --out {}", dir / "b", other, dir / "x.h5"));

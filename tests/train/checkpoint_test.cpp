@@ -545,6 +545,23 @@ TEST(Resume, ChangedValidationShardsAreRefused) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
 }
 
+// Checkpoints of an older sinklab resume on the same data paths: one whose data.train checksum is of the scheme
+// before (s1) and that recorded nothing of data.val.
+TEST(Resume, OlderCheckpointsContinueOnTheSameData) {
+    const TempDir dir("resume_older");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    const std::string state = dir / "run/checkpoints/step_00000004/state.json";
+    nlohmann::ordered_json old = nlohmann::ordered_json::parse(read_file(state));
+    ASSERT_TRUE(old.contains("val_data"));
+    old["train_data"]["checksum"] = "s1:0123456789abcdef";
+    old.erase("val_data");
+    write_file(state, old.dump(2));
+    const CommandResult r = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
+}
+
 // The data folder moved: the same tokens under another path continue (their count and checksum say so; before, any
 // change of data.train or data.val was refused). A checkpoint without the checksum, or with one of another scheme,
 // cannot show it: refused.
