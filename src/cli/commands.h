@@ -24,6 +24,10 @@ void add_eval(CLI::App& app);
 // an existing file is left as it is.
 void check_writable(const std::string& option, const std::string& path);
 
+// Whether `path` (an output a command writes, which need not exist yet) is the folder `folder` or lies below it,
+// links resolved.
+bool lies_in(const std::string& path, const std::string& folder);
+
 // A whole number >= lo of an int option, for ->check(): CLI11's PositiveNumber and NonNegativeNumber name their
 // upper bound, DBL_MAX in all its 309 digits, in every message, and a number beyond int fails its conversion with
 // "Could not convert".

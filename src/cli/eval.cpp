@@ -56,8 +56,9 @@ void check_out(const std::string& out) {
 
 // What --set changes of the trained model. Head counts split the checkpoint's q/k/v weights into heads they were not
 // trained as (the tensors keep their shapes, so loading would not fail): refused. Other changes of what the model
-// computes (sequence length, RoPE base, variant, ...) are experiments, named on stderr so that no result is taken
-// for the trained model's; keys of initialization, decay and kernel choice change nothing an eval computes.
+// computes (sequence length, RoPE base, variant, an intervention, ...) are experiments, named on stderr and in the
+// result's heading so that no result is taken for the trained model's; keys of initialization, decay and kernel
+// choice change nothing an eval computes.
 std::vector<std::string> model_changes(const Config& trained, const Config& cfg, const std::string& ckpt) {
     static const std::set<std::string> kReinterpreted = {"model.n_head", "model.n_kv_head"};
     static const std::set<std::string> kNoEffect = {"model.init_std", "attention.headnorm.init",
@@ -65,7 +66,9 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
                                                     "attention.impl", "attention.ds_scratch_mib"};
     std::vector<std::string> refused, changed;
     for (const std::string& key : changed_keys(trained, cfg)) {
-        if (!(key.starts_with("model.") || key.starts_with("attention.")) || kNoEffect.contains(key)) continue;
+        const bool computes = key.starts_with("model.") || key.starts_with("attention.") ||
+                              key.starts_with("intervention.");
+        if (!computes || kNoEffect.contains(key)) continue;
         (kReinterpreted.contains(key) ? refused : changed).push_back(config::value_change(key, trained, cfg));
     }
     SL_REQUIRE(refused.empty(),
@@ -84,7 +87,7 @@ void run_eval(const EvalArgs& a) {
     const bool into_run = fs::equivalent(folder_of(out), a.run, ec);
     Communicator& comm = process_communicator();
     const std::string evaluated_run = into_run && comm.rank() == 0 ? run_identity(a.run) : "";  // rank 0 writes
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, lies_in(out, a.run));
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg;
     std::vector<std::string> changed;
@@ -117,7 +120,7 @@ void run_eval(const EvalArgs& a) {
     reading_checkpoint(ckpt, [&] { step = load_weights(ckpt, model); });
     model.sync_weights();
     SinkMetrics sink(model, cfg);
-    DataLoader data(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, cfg.model.vocab_size);
+    DataLoader data(cfg.data.val, B, T, comm, cfg.run.seed, false, cfg.model.vocab_size);
     data.require_same_on_every_rank(comm, a.data.empty() ? "data.val" : "--data");
     FaultInjection::from_env(comm.rank()).before_step(1);
 
@@ -142,7 +145,9 @@ void run_eval(const EvalArgs& a) {
         throw;
     }
     fs::rename(tmp, out);
-    fmt::print("eval of {} (step {}) on {}\n{}\nwrote {}{}\n", a.run, step, cfg.data.val, format_eval_table(r, sink),
+    fmt::print("eval of {} ({}step {}) on {}{}\n{}\nwrote {}{}\n", a.run,
+               a.checkpoint.empty() ? "" : fmt::format("checkpoint {}, ", ckpt), step, cfg.data.val,
+               changed.empty() ? "" : fmt::format(", with {}", fmt::join(changed, ", ")), format_eval_table(r, sink),
                out, replaced ? " (replacing the previous one)" : "");
 }
 

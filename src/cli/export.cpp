@@ -20,8 +20,8 @@ struct ExportArgs {
 };
 
 void run_export(const ExportArgs& a) {
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint);
     const std::string out = a.out.empty() ? (std::filesystem::path(a.run) / "hf").string() : a.out;
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, lies_in(out, a.run));
     export_hf_llama(ckpt, out, a.overwrite);
     fmt::print("exported {} to {}: config.json + model.safetensors (LlamaForCausalLM, fp32, tied embeddings)\n", ckpt,
                out);

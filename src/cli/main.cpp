@@ -6,12 +6,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <string>
 
 #include "cli/commands.h"
+#include "config/suggest.h"
 #include "core/build_info.h"
 #include "core/check.h"
 #include "core/file_writer.h"
@@ -19,6 +21,25 @@
 #include "dist/comm.h"
 
 namespace {
+
+// For an argument like an option of `cmd` but none of them (`--sett`), the advice naming the option it is a typo of
+// ("" when no option is within two edits): CLI11 says only that the argument was not expected.
+std::string option_advice(const CLI::App& cmd, int argc, char** argv) {
+    std::vector<std::string> names;  // --name of every option
+    for (const CLI::Option* option : cmd.get_options())
+        for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
+    for (int i = 1; i < argc; i++) {
+        const std::string arg = argv[i], word = arg.substr(0, arg.find('='));
+        if (!word.starts_with("--") || std::find(names.begin(), names.end(), word) != names.end()) continue;
+        std::string best;
+        int closest = 3;
+        for (const std::string& name : names)
+            if (const int d = sinklab::config::edit_distance(word, name); d < closest) closest = d, best = name;
+        if (!best.empty()) return fmt::format(" ({} is no option of sinklab {}: did you mean {}?)", word,
+                                              cmd.get_name(), best);
+    }
+    return "";
+}
 
 // The usage error as one line, in the form of every other sinklab error, with the command whose --help explains
 // the usage. CLI11 reports a first word that is no command as "A subcommand is required": it is named here.
@@ -36,6 +57,7 @@ void print_usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, 
                               fmt::join(names, ", "));
     }
     const std::string help = cmd == &app ? "sinklab --help" : "sinklab " + cmd->get_name() + " --help";
+    if (cmd != &app) message += option_advice(*cmd, argc, argv);
     fmt::print(stderr, "sinklab: error: {}; run '{}'\n", message, help);
 }
 

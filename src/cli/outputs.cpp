@@ -24,4 +24,17 @@ void check_writable(const std::string& option, const std::string& path) {
                std::strerror(err));
 }
 
+bool lies_in(const std::string& path, const std::string& folder) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path p = fs::weakly_canonical(fs::absolute(path), ec), f = fs::weakly_canonical(fs::absolute(folder), ec);
+    auto it = p.begin();
+    for (const fs::path& part : f) {
+        if (part.empty()) continue;  // a trailing separator
+        if (it == p.end() || *it != part) return false;
+        ++it;
+    }
+    return true;
+}
+
 }  // namespace sinklab::cli

@@ -84,8 +84,8 @@ std::vector<Field> build_schema() {
         SL_KEY(precision.compute, "GPU compute type (the CPU computes in fp32)", {.choices = {"bf16", "fp32"}}),
         SL_KEY(precision.rounding, "fp32 master -> bf16 weight rounding", {.choices = {"nearest", "stochastic"}}),
 
-        SL_KEY(metrics.every, "/sink row every this many steps; 0 = off", {.lo = 0}),
-        SL_KEY(metrics.heavy_every, "/heavy row every this many steps; 0 = off", {.lo = 0}),
+        SL_KEY(metrics.every, "/sink row every this many steps and at the last; 0 = off", {.lo = 0}),
+        SL_KEY(metrics.heavy_every, "/heavy row every this many steps and at the last; 0 = off", {.lo = 0}),
         SL_KEY(metrics.positions, "key positions whose attention mass is tracked", {}),
         SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std", {.lo = 1}),
         SL_KEY(metrics.sink_eps, "attention-mass threshold of sink_rate", {.lo = 0, .hi = 1}),

@@ -14,8 +14,24 @@
 
 namespace sinklab {
 
+namespace {
+
+// Tokens: 256 KiB as int32, in a core's cache. Part of the s2 checksum's definition: another size is another scheme
+// (a new prefix), or every checkpoint's checksum would read as other data.
+constexpr uint64_t kChunk = 1 << 16;
+
+}  // namespace
+
 DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
                        int vocab_size)
+    : DataLoader(glob, B, T, rank, world, seed, shuffle, vocab_size, nullptr) {}
+
+DataLoader::DataLoader(const std::string& glob, int B, int T, Communicator& comm, uint64_t seed, bool shuffle,
+                       int vocab_size)
+    : DataLoader(glob, B, T, comm.rank(), comm.world(), seed, shuffle, vocab_size, &comm) {}
+
+DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
+                       int vocab_size, Communicator* sharers)
     : glob_(glob), B_(B), T_(T), rank_(rank), world_(world), seed_(seed), shuffle_(shuffle) {
     SL_REQUIRE(B > 0 && T > 0, "batch shape B={} T={} must be positive", B, T);
     SL_REQUIRE(world > 0 && rank >= 0 && rank < world, "rank {} is not in [0, world size {})", rank, world);
@@ -34,7 +50,7 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
         shard_start_.push_back(tokens_);
         tokens_ += shards_.back().tokens();
     }
-    checksum_ = check_stream(vocab_size);
+    checksum_ = check_stream(vocab_size, sharers);
     const uint64_t T64 = static_cast<uint64_t>(T);
     windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
     const uint64_t global = static_cast<uint64_t>(world) * B;
@@ -45,20 +61,46 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     window_.resize(T + 1);
 }
 
-uint64_t DataLoader::check_stream(int vocab_size) const {
-    constexpr uint64_t kChunk = 1 << 16;  // tokens: 256 KiB as int32, in a core's cache
-    const int64_t chunks = static_cast<int64_t>((tokens_ + kChunk - 1) / kChunk);
-    const uint32_t limit = static_cast<uint32_t>(vocab_size);
-    std::vector<uint64_t> sums(static_cast<size_t>(chunks));  // [chunks]
-    uint64_t first_bad = tokens_;
+uint64_t DataLoader::check_stream(int vocab_size, Communicator* sharers) {
+    const uint64_t chunks = (tokens_ + kChunk - 1) / kChunk;
+    std::vector<int> peers{rank_};  // the ranks sharing the pass, this one among them
+    if (sharers) {
+        std::vector<uint64_t> files;  // [shards]
+        for (const Shard& shard : shards_) files.push_back(shard.file_identity());
+        peers = ranks_on_this_kernel_with(*sharers, checksum64(files.data(), files.size() * sizeof(uint64_t)));
+    }
+    const uint64_t n = peers.size(), me = uint64_t(std::find(peers.begin(), peers.end(), rank_) - peers.begin());
+    const uint64_t first = chunks * me / n, last = chunks * (me + 1) / n;
+    checked_ = std::min(last * kChunk, tokens_) - std::min(first * kChunk, tokens_);
+    Checked all = check_chunks(first, last, static_cast<uint32_t>(vocab_size));
+    if (sharers) {
+        const uint64_t mine[2] = {all.sum, all.first_bad};
+        const std::vector<uint64_t> parts = gather_from_every_rank(*sharers, mine, 2);  // [world, 2]
+        all = {0, tokens_};
+        for (const int r : peers) {
+            all.sum += parts[2 * size_t(r)];
+            all.first_bad = std::min(all.first_bad, parts[2 * size_t(r) + 1]);
+        }
+    }
+    if (all.first_bad < tokens_) {
+        const auto s =
+            std::upper_bound(shard_start_.begin(), shard_start_.end(), all.first_bad) - shard_start_.begin() - 1;
+        shards_[size_t(s)].refuse_token(all.first_bad - shard_start_[size_t(s)], vocab_size);
+    }
+    return mix64(all.sum + tokens_);
+}
+
+DataLoader::Checked DataLoader::check_chunks(uint64_t first, uint64_t last, uint32_t limit) const {
+    uint64_t sum = 0, first_bad = tokens_;
 #pragma omp parallel
     {
         std::vector<int32_t> ids(kChunk);  // [kChunk]
-#pragma omp for schedule(static) reduction(min : first_bad)
-        for (int64_t c = 0; c < chunks; ++c) {
+#pragma omp for schedule(static) reduction(+ : sum) reduction(min : first_bad)
+        for (int64_t c = static_cast<int64_t>(first); c < static_cast<int64_t>(last); ++c) {
             const uint64_t from = static_cast<uint64_t>(c) * kChunk, n = std::min(kChunk, tokens_ - from);
             read(from, n, ids.data());
-            sums[static_cast<size_t>(c)] = checksum64(ids.data(), n * sizeof(int32_t));
+            // The chunk's index goes into its term, so that the same chunks in another order sum to another value.
+            sum += mix64(checksum64(ids.data(), n * sizeof(int32_t)) + splitmix64(static_cast<uint64_t>(c)));
             uint32_t max = 0;  // uint32 ids above INT32_MAX are negative as int32: compared unsigned
             for (uint64_t i = 0; i < n; ++i) max = std::max(max, static_cast<uint32_t>(ids[i]));
             if (max < limit) continue;
@@ -69,14 +111,10 @@ uint64_t DataLoader::check_stream(int vocab_size) const {
                 }
         }
     }
-    if (first_bad < tokens_) {
-        const auto s = std::upper_bound(shard_start_.begin(), shard_start_.end(), first_bad) - shard_start_.begin() - 1;
-        shards_[size_t(s)].refuse_token(first_bad - shard_start_[size_t(s)], vocab_size);
-    }
-    return checksum64(sums.data(), sums.size() * sizeof(uint64_t));
+    return {sum, first_bad};
 }
 
-std::string DataLoader::fingerprint_of(uint64_t checksum) { return fmt::format("s1:{:016x}", checksum); }
+std::string DataLoader::fingerprint_of(uint64_t checksum) { return fmt::format("s2:{:016x}", checksum); }
 
 std::string DataLoader::fingerprint() const { return fingerprint_of(checksum_); }
 

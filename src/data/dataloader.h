@@ -27,17 +27,23 @@ struct LoaderPosition {
 class DataLoader {
 public:
     // Maps every shard of `glob`, validates them (header, size, every token < vocab_size) and fails with the file
-    // named where one is wrong, or where the data holds less than one global batch.
+    // named where one is wrong, or where the data holds less than one global batch. This process reads every token.
     DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
                int vocab_size);
+    // The same for rank comm.rank() of comm.world(), every rank calling it: the ranks on one machine that map the very
+    // same files (MappedFile::identity) share the pass over the tokens, each reading a slice of the stream, so that a
+    // node reads its data once at start instead of once per rank.
+    DataLoader(const std::string& glob, int B, int T, Communicator& comm, uint64_t seed, bool shuffle, int vocab_size);
     void next(int32_t* inputs, int32_t* targets);  // [B, T] each
     void reset();                                  // back to the first batch
     LoaderPosition position() const { return pos_; }
     void seek(const LoaderPosition& p);  // continue exactly from there
     int64_t tokens() const { return static_cast<int64_t>(tokens_); }
-    // "s1:" and a checksum of the stream's tokens as int32, in order: the same for the same tokens however shards cut
+    int64_t tokens_checked() const { return static_cast<int64_t>(checked_); }  // by this process, at start
+    // "s2:" and a checksum of the stream's tokens as int32, in order: the same for the same tokens however shards cut
     // and store them (a resume may continue on the same data prepared again with other shard sizes); the prefix names
-    // the scheme, so that a later one can tell it apart instead of refusing every earlier checkpoint.
+    // the scheme, so that a later one can tell it apart instead of refusing every earlier checkpoint. s2 adds up one
+    // term per chunk of the stream, so that ranks can checksum slices; s1 (before) chained the chunks' checksums.
     std::string fingerprint() const;
     int64_t windows_per_epoch() const { return static_cast<int64_t>(windows_); }
     // Fails on every rank when a rank reads other tokens than rank 0 (nodes with their own copies of the shards, one
@@ -46,10 +52,18 @@ public:
     void require_same_on_every_rank(Communicator& comm, const std::string& key) const;
 
 private:
+    DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle, int vocab_size,
+               Communicator* sharers);
     static std::string fingerprint_of(uint64_t checksum);
-    // One pass over every token, in chunks that OpenMP threads share: the error naming the shard and offset of the
-    // first token >= vocab_size, or the stream's checksum (of each chunk's tokens as int32, combined in order).
-    uint64_t check_stream(int vocab_size) const;
+    // One pass over the tokens, shared with the ranks of `sharers` (null: none) that map the same files on this
+    // machine: the error naming the shard and offset of the first token >= vocab_size, or the stream's checksum.
+    uint64_t check_stream(int vocab_size, Communicator* sharers);
+    // The tokens of chunks [first, last) of the stream, in chunks that OpenMP threads share: the first token at or
+    // above `limit` (tokens_ when none) and the sum of the chunks' terms of the checksum.
+    struct Checked {
+        uint64_t sum = 0, first_bad = 0;
+    };
+    Checked check_chunks(uint64_t first, uint64_t last, uint32_t limit) const;
     void start_epoch(uint64_t epoch);                     // offset_ and order_ of that epoch
     void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
 
@@ -59,7 +73,7 @@ private:
     int B_, T_, rank_, world_;
     uint64_t seed_;
     bool shuffle_;
-    uint64_t tokens_ = 0, windows_ = 0, checksum_ = 0;
+    uint64_t tokens_ = 0, windows_ = 0, checksum_ = 0, checked_ = 0;
     LoaderPosition pos_;
     uint64_t ready_epoch_ = UINT64_MAX;  // epoch that offset_ and order_ belong to
     uint64_t offset_ = 0;

@@ -1,9 +1,13 @@
 #include "data/ensure.h"
 
+#include <fnmatch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+
+#include <fmt/ranges.h>
 
 #include "core/check.h"
 #include "core/process.h"
@@ -44,12 +48,34 @@ uint64_t write_synthetic(const std::string& path, uint64_t seed, size_t chars, c
     return writer.write(path).tokens;
 }
 
-void make_synthetic(const DataConfig& data, const ModelConfig& model) {
+// A data.train that matches nothing in a folder of other shards is a typo more likely than a request for generated
+// data, which would then train in place of those shards: refused.
+void require_no_other_shards(const DataConfig& data, const std::string& train) {
+    const std::filesystem::path folder = std::filesystem::path(train).parent_path();
+    const std::vector<std::string> val = data.val.empty() ? std::vector<std::string>{} : glob_files(data.val);
+    std::vector<std::string> others;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(folder.empty() ? "." : folder, ec)) {
+        const auto is_entry = [&](const std::string& v) { return std::filesystem::equivalent(v, entry.path(), ec); };
+        if (entry.path().extension() == ".bin" && std::none_of(val.begin(), val.end(), is_entry))
+            others.push_back(entry.path().filename().string());
+    }
+    std::sort(others.begin(), others.end());
+    if (others.size() > 3) others.resize(3), others.push_back("...");
+    SL_REQUIRE(others.empty(),
+               "no file matches data.train '{}', but its folder holds other token shards ({}): a typo? data.missing: "
+               "synthetic writes generated data only where there are none; fix the path, or give the generated data "
+               "a folder of its own",
+               data.train, fmt::join(others, ", "));
+}
+
+std::string make_synthetic(const DataConfig& data, const ModelConfig& model) {
     const auto tok = make_tokenizer(data.tokenizer);
     SL_REQUIRE(tok->vocab_size() <= model.vocab_size,
                "model.vocab_size {} is smaller than the {} ids of data.tokenizer {}; raise model.vocab_size",
                model.vocab_size, tok->vocab_size(), data.tokenizer);
     const std::string train = file_for_glob(data.train, "data.train");
+    require_no_other_shards(data, train);
     // The val shard first: a train shard says the dataset is made, so a failure between the two (a full disk) must
     // leave none, and the next start makes both.
     std::string val_note;
@@ -59,15 +85,30 @@ void make_synthetic(const DataConfig& data, const ModelConfig& model) {
                                                                            *tok));
     }
     const uint64_t train_tokens = write_synthetic(train, kSyntheticTrainSeed, kSyntheticTrainChars, *tok);
-    fmt::print(stderr,
-               "sinklab: no file matches data.train '{}' and data.missing is synthetic: wrote a learnable synthetic "
-               "dataset (order-2 Markov text, best possible loss {:.3f} nats/token with the bytes tokenizer) to {} "
-               "({} tokens){}\n",
-               data.train, synthetic_entropy_per_token(), train, train_tokens, val_note);
+    return fmt::format("no file matched data.train '{}' and data.missing is synthetic: wrote a learnable synthetic "
+                       "dataset (order-2 Markov text, best possible loss {:.3f} nats/token with the bytes tokenizer) "
+                       "to {} ({} tokens){}",
+                       data.train, synthetic_entropy_per_token(), train, train_tokens, val_note);
 }
 
-// `why`: what data.train lacks ("matches no file").
-void build_corpus(const DataConfig& data, const std::string& why) {
+// The folder where data/fetch_corpus.sh prepares the default corpus for `tokenizer`.
+std::filesystem::path corpus_folder(const std::string& tokenizer) {
+    return std::filesystem::absolute(cache_dir()) / "shards" / ("corpus-" + tokenizer);
+}
+
+// `why`: what data.train lacks ("matches no file"). Refused before any download where data.train does not name the
+// corpus' train shards: the script makes them in corpus_folder only (a typo, or SINKLAB_CACHE set while the config
+// names .cache/shards/..., would build the corpus for nothing).
+std::string build_corpus(const DataConfig& data, const std::string& why) {
+    const std::filesystem::path folder = corpus_folder(data.tokenizer), glob(data.train);
+    std::error_code ec;
+    SL_REQUIRE(std::filesystem::weakly_canonical(std::filesystem::absolute(glob).parent_path(), ec) ==
+                       std::filesystem::weakly_canonical(folder, ec) &&
+                   ::fnmatch(glob.filename().c_str(), "train_000000.bin", 0) == 0,
+               "no file matches data.train '{}', and data.missing: corpus builds the default corpus only as {}/"
+               "train_*.bin (the cache is $SINKLAB_CACHE, else .cache); point data.train there, or at your own shards "
+               "(`sinklab prepare`)",
+               data.train, folder.string());
     const std::string script = std::string(SINKLAB_SOURCE_DIR) + "/data/fetch_corpus.sh";
     SL_REQUIRE(std::filesystem::exists(script),
                "data.missing is corpus but {} is missing (this binary was built from another checkout); make shards "
@@ -92,14 +133,11 @@ void build_corpus(const DataConfig& data, const std::string& why) {
                "data/fetch_corpus.sh wrote the corpus shards to {}/shards/corpus-{}/, but data.train '{}' matches none "
                "of them; set data.train to that folder's train_*.bin",
                cache, data.tokenizer, data.train);
+    return fmt::format("data.train '{}' {} and data.missing is corpus: built the default English corpus into {}",
+                       data.train, why, folder.string());
 }
 
-// The folder where data/fetch_corpus.sh prepares the default corpus for `tokenizer`.
-std::filesystem::path corpus_folder(const std::string& tokenizer) {
-    return std::filesystem::absolute(cache_dir()) / "shards" / ("corpus-" + tokenizer);
-}
-
-void make_missing(const DataConfig& data, const ModelConfig& model) {
+std::string make_missing(const DataConfig& data, const ModelConfig& model) {
     // The corpus is made by prepare, whose rerun finishes a move of the shards that a kill cut short. (The mixed
     // shards of any other prepare are refused: its command is the user's.)
     const std::string mixed = interrupted_prepare(data.train);
@@ -107,7 +145,7 @@ void make_missing(const DataConfig& data, const ModelConfig& model) {
     if (data.missing == "corpus" && !mixed.empty() &&
         std::filesystem::equivalent(mixed, corpus_folder(data.tokenizer), ec))
         return build_corpus(data, "matches shards that an interrupted prepare left mixed");
-    if (!glob_files(data.train).empty()) return;
+    if (!glob_files(data.train).empty()) return "";
     if (data.missing == "synthetic") return make_synthetic(data, model);
     if (data.missing == "corpus") return build_corpus(data, "matches no file");
     SL_REQUIRE(data.missing == "error", "data.missing '{}' is not one of error, synthetic, corpus", data.missing);
@@ -118,10 +156,11 @@ void make_missing(const DataConfig& data, const ModelConfig& model) {
 
 }  // namespace
 
-void ensure_data(const DataConfig& data, const ModelConfig& model) {
-    make_missing(data, model);
+std::string ensure_data(const DataConfig& data, const ModelConfig& model) {
+    const std::string note = make_missing(data, model);
     check_prepared_tokenizer(data.train, data.tokenizer, "data.train");
     if (!data.val.empty()) check_prepared_tokenizer(data.val, data.tokenizer, "data.val");
+    return note;
 }
 
 }  // namespace sinklab

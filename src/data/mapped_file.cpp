@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "core/check.h"
+#include "core/checksum.h"
 
 namespace sinklab {
 namespace {
@@ -130,6 +131,9 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
         fail("{} is not a regular file", path);
     }
     size_ = static_cast<size_t>(st.st_size);
+    const uint64_t identity[5] = {uint64_t(st.st_dev), uint64_t(st.st_ino), uint64_t(st.st_size),
+                                  uint64_t(st.st_mtim.tv_sec), uint64_t(st.st_mtim.tv_nsec)};
+    identity_ = checksum64(identity, sizeof identity);
     if (size_ > 0) {
         void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
         const int err = errno;
@@ -143,7 +147,11 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : path_(std::move(other.path_)), data_(other.data_), size_(other.size_), slot_(other.slot_) {
+    : path_(std::move(other.path_)),
+      identity_(other.identity_),
+      data_(other.data_),
+      size_(other.size_),
+      slot_(other.slot_) {
     other.data_ = nullptr;
     other.size_ = 0;
     other.slot_ = -1;

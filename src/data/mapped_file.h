@@ -4,6 +4,7 @@
 // where it died of "Bus error" before. (A file rewritten in place at its size or larger is read as it now is.)
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -35,9 +36,13 @@ public:
     size_t size() const { return size_; }
     std::string_view view() const { return {data_, size_}; }
     const std::string& path() const { return path_; }
+    // The file as it was opened (device, inode, size and modification time): equal in two processes of one
+    // machine that map the very same file, unchanged since.
+    uint64_t identity() const { return identity_; }
 
 private:
     std::string path_;
+    uint64_t identity_ = 0;
     const char* data_ = nullptr;
     size_t size_ = 0;
     int slot_ = -1;  // in the table of mappings the SIGBUS handler reads; -1: not in it

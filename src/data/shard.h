@@ -22,6 +22,7 @@ class Shard {
 public:
     explicit Shard(const std::string& path);
     const std::string& path() const { return file_.path(); }
+    uint64_t file_identity() const { return file_.identity(); }  // MappedFile::identity
     uint64_t tokens() const { return tokens_; }
     void copy(uint64_t from, uint64_t n, int32_t* out) const;  // tokens [from, from + n) as int32
     // The error for token `offset` (of this shard) not below vocab_size: the file, the token and its offset.

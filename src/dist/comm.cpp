@@ -7,7 +7,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
+
+#include "core/checksum.h"
 
 namespace sinklab {
 
@@ -83,6 +86,28 @@ std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value) {
     std::vector<int> ranks;
     for (int r = 0; r < comm.world(); r++)
         if (differs[size_t(r)] != 0.0) ranks.push_back(r);
+    return ranks;
+}
+
+std::vector<uint64_t> gather_from_every_rank(Communicator& comm, const uint64_t* values, size_t n) {
+    const size_t world = size_t(comm.world());
+    std::vector<uint64_t> all(world * n);  // [world, n]
+    std::copy(values, values + n, all.begin() + std::ptrdiff_t(size_t(comm.rank()) * n));
+    std::vector<int64_t> bounds(world + 1);
+    for (size_t r = 0; r <= world; r++) bounds[r] = int64_t(r * n);
+    comm.all_gather(all.data(), sizeof(uint64_t), bounds);
+    return all;
+}
+
+std::vector<int> ranks_on_this_kernel_with(Communicator& comm, uint64_t value) {
+    std::string boot_id;
+    std::getline(std::ifstream("/proc/sys/kernel/random/boot_id"), boot_id);
+    const uint64_t mine[2] = {checksum64(boot_id.data(), boot_id.size()), value};
+    const std::vector<uint64_t> keys = gather_from_every_rank(comm, mine, 2);  // [world, 2]
+    if (boot_id.empty()) return {comm.rank()};  // after the gather, which every rank takes part in
+    std::vector<int> ranks;
+    for (int r = 0; r < comm.world(); r++)
+        if (keys[2 * size_t(r)] == mine[0] && keys[2 * size_t(r) + 1] == mine[1]) ranks.push_back(r);
     return ranks;
 }
 

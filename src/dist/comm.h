@@ -81,6 +81,14 @@ Communicator& device_communicator(Communicator& host, Backend& backend);
 // The ranks whose `value` differs from rank 0's (empty when all agree); every rank gets the same list.
 std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value);
 
+// Every rank's `n` values (n the same on every rank), in rank order: [world, n]; every rank calls it.
+std::vector<uint64_t> gather_from_every_rank(Communicator& comm, const uint64_t* values, size_t n);
+
+// The ranks under this process's kernel (its boot id: containers of one machine share it, machines that share a
+// host name do not) whose `value` equals this rank's, in rank order, this rank among them; only this rank where the
+// boot id cannot be read. Every rank calls it.
+std::vector<int> ranks_on_this_kernel_with(Communicator& comm, uint64_t value);
+
 // CPU threads for one rank when run.threads is 0: the node's cores shared among its ranks, and no more than
 // the cores this process may run on (mpirun and srun bind ranks to cores).
 int default_threads_per_rank(const Communicator& comm);

@@ -104,8 +104,17 @@ const std::set<std::string> kSeedsMayDiffer = {
     "train.shard_optimizer", "metrics.flush_every", "checkpoint.every", "checkpoint.keep", "fault.check_every",
     "data.missing"};
 
-// Refuses a group whose runs were trained with different configs, so that no mean over them passes for a seed mean;
-// a run whose config.yaml does not load is left out of the check with a note.
+// "data.train tokens (checksum A vs B)" for each of the two runs' data whose logged checksums differ.
+std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b) {
+    std::vector<std::string> out;
+    for (const auto& [key, x, y] : {std::tuple{"data.train", a.train_checksum, b.train_checksum},
+                                    std::tuple{"data.val", a.val_checksum, b.val_checksum}})
+        if (!x.empty() && !y.empty() && x != y) out.push_back(fmt::format("{} tokens (checksum {} vs {})", key, x, y));
+    return out;
+}
+
+// Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
+// passes for a seed mean; a run whose config.yaml does not load is left out of the config check with a note.
 void check_same_config(const std::string& group, const std::vector<const RunCurves*>& runs,
                        std::vector<std::string>& notes) {
     const RunCurves* first = nullptr;
@@ -126,6 +135,14 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
                    "(<variant>-s<seed>)",
                    first->dir, r->dir, group, fmt::join(differ, ", "));
     }
+    for (size_t i = 0; i < runs.size(); i++)  // each pair: a run without checksums is checked against none
+        for (size_t j = i + 1; j < runs.size(); j++) {
+            const std::vector<std::string> differ = data_differences(*runs[i], *runs[j]);
+            SL_REQUIRE(differ.empty(),
+                       "{} and {} are grouped as seeds of variant {} by their folder names, but they ran on other "
+                       "data: {} (shards prepared again between the runs?); compare them in separate commands",
+                       runs[i]->dir, runs[j]->dir, group, fmt::join(differ, ", "));
+        }
 }
 
 // For each run, the shortest end of its suite folder's path that no other suite folder shares: "s1" for runs/s1 and
@@ -174,6 +191,8 @@ RunCurves read_run(const std::string& dir) {
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
     read_sink(log, r);
     read_heavy(log, r);
+    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
+    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     // A config.yaml that no longer loads (written by an older sinklab) only leaves this run out of the config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
     if (fs::exists(cfg)) {
@@ -326,6 +345,20 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         std::vector<std::string> names;
         for (const GroupRow& g : c.groups) names.push_back(g.name);
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
+    }
+    // A group's val checksum: that of its first run which logged one (its seeds agree, checked above).
+    const auto val_checksum = [&](size_t g) {
+        for (const RunCurves* r : members[g])
+            if (!r->val_checksum.empty()) return r->val_checksum;
+        return std::string();
+    };
+    const std::string base_val = val_checksum(size_t(base - c.groups.begin()));
+    for (size_t g = 0; g < c.groups.size(); g++) {
+        const std::string theirs = val_checksum(g);
+        if (!theirs.empty() && !base_val.empty() && theirs != base_val)
+            c.notes.push_back(fmt::format("{} was validated on other tokens than {} (data.val checksum {} vs {}): "
+                                          "their val losses do not compare",
+                                          c.groups[g].name, c.baseline, theirs, base_val));
     }
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.

@@ -35,7 +35,7 @@ constexpr const char* kStepPrefix = "step_";
 // them), so that a run that diverged can continue from its last good checkpoint with gentler updates. The global
 // batch may change as well: the ranks may (with tokens_per_step 0 they set it), and setting tokens_per_step is how
 // a run resumed on other ranks keeps its batch. The data's paths may change (the folder moved): the trainer holds
-// data.train's tokens to the checkpoint's count and checksum.
+// the tokens of data.train and data.val to the checkpoint's counts and checksums.
 const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
@@ -196,6 +196,7 @@ std::string encode_state(const TrainState& s) {
                {{"losses", s.guard.losses},
                 {"skipped_nonfinite", s.guard.skipped_nonfinite},
                 {"skipped_spike", s.guard.skipped_spike}}}};
+    if (s.val_tokens >= 0) j["val_data"] = {{"tokens", s.val_tokens}, {"checksum", s.val_checksum}};
     return j.dump(2);
 }
 
@@ -223,6 +224,10 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         const json& data = j.at("train_data");
         s.data_tokens = data.contains("tokens") ? whole(data.at("tokens"), "train_data.tokens", -1, kMost) : -1;
         s.data_checksum = data.value("checksum", "");
+        if (j.contains("val_data")) {
+            s.val_tokens = whole(j.at("val_data").at("tokens"), "val_data.tokens", 0, kMost);
+            s.val_checksum = j.at("val_data").at("checksum").get<std::string>();
+        }
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
@@ -377,7 +382,7 @@ int64_t load_weights(const std::string& dir_text, Model& model) {
     return state.step;
 }
 
-std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint) {
+std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint, bool into_run) {
     const std::string newest = latest_checkpoint(run_dir);
     if (checkpoint.empty()) {
         SL_REQUIRE(!newest.empty(),
@@ -394,6 +399,14 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
     SL_REQUIRE(fs::is_regular_file(fs::path(checkpoint) / kStateFile, ec),
                "--checkpoint {}: the folder holds no {}, so it is no checkpoint; give a checkpoint folder, e.g. {}",
                checkpoint, kStateFile, example);
+    const fs::path parent = fs::canonical(checkpoint, ec).parent_path();
+    SL_REQUIRE(!into_run || fs::equivalent(parent, fs::path(run_dir) / "checkpoints", ec),
+               "--checkpoint {} is not one of {}'s checkpoints (in {}), and the output would go into that run folder "
+               "as its own; give --out elsewhere{}",
+               checkpoint, run_dir, (fs::path(run_dir) / "checkpoints").string(),
+               parent.filename() == "checkpoints"
+                   ? fmt::format(", or the checkpoint's own run folder ({})", parent.parent_path().string())
+                   : "");
     return checkpoint;
 }
 

@@ -47,6 +47,8 @@ struct TrainState {
     LoaderPosition train_data;    // where the next training batch starts
     int64_t data_tokens = -1;     // tokens in data.train's shards, whose windows train_data counts; -1: not recorded
     std::string data_checksum;    // DataLoader::fingerprint of those shards; empty: not recorded
+    int64_t val_tokens = -1;      // the same of data.val's shards; -1 and empty: no data.val, or not recorded
+    std::string val_checksum;
     int world_size = 1;
     uint64_t config_hash = 0;
     GuardState guard;
@@ -65,8 +67,10 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
 // The newest complete checkpoint folder of a run, or "" when it has none; its step, or -1.
 std::string latest_checkpoint(const std::string& run_dir);
 int64_t latest_checkpoint_step(const std::string& run_dir);
-// `checkpoint` when given, else the newest of `run_dir`; a clear error when there is none.
-std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint);
+// `checkpoint` when given, else the newest of `run_dir`; a clear error when there is none. A command whose output
+// goes into the run folder (`into_run`) is refused a `checkpoint` outside run_dir/checkpoints: what it writes would
+// be filed there as that run's.
+std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint, bool into_run);
 // Runs `read`, which reads the checkpoint `ckpt`. A training run still writing the run deletes its older checkpoints
 // (checkpoint.keep): an error raised once `ckpt` is gone says so, the reader's own in parentheses (alone it read as
 // a damaged checkpoint, with the advice to start the run over).

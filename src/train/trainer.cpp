@@ -105,6 +105,7 @@ struct Trainer::Impl {
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     std::string backend_note;     // why backend: auto runs on the CPU, when that is a surprise
+    std::string data_note;        // rank 0: the data ensure_data made, when it made some
     bool committed = false;       // the start stands (commit_start): a failure no longer puts the old run back
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
@@ -182,7 +183,11 @@ struct Trainer::Impl {
         const std::string h5 = (fs::path(dir) / "metrics.h5").string();
         // A resume may change the ranks (and with them tokens_per_step) and what resume_changes allows of the
         // config: those attributes say what the run is now.
-        const std::vector<std::pair<std::string, std::string>> now_str = {{"config_yaml", dump_config(cfg)}};
+        // The data's checksums, as checkpoints hold them, so that compare can tell runs on other tokens apart.
+        const std::vector<std::pair<std::string, std::string>> now_str = {
+            {"config_yaml", dump_config(cfg)},
+            {"data_train_checksum", train_data->fingerprint()},
+            {"data_val_checksum", val_data ? val_data->fingerprint() : ""}};
         const std::vector<std::pair<std::string, double>> now_num = {
             {"world_size", double(comm.world())}, {"tokens_per_step", double(geo.tokens_per_step)}};
         if (resumed) {
@@ -231,15 +236,13 @@ struct Trainer::Impl {
     void load() {
         backend = make_run_backend(cfg, comm, backend_note);
 
-        if (lead) ensure_data(cfg.data, cfg.model);
+        if (lead) data_note = ensure_data(cfg.data, cfg.model);
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
-        train_data =
-            std::make_unique<DataLoader>(cfg.data.train, B, T, comm.rank(), comm.world(), cfg.run.seed, true, V);
+        train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm, cfg.run.seed, true, V);
         train_data->require_same_on_every_rank(comm, "data.train");
         if (!cfg.data.val.empty()) {
-            val_data =
-                std::make_unique<DataLoader>(cfg.data.val, B, T, comm.rank(), comm.world(), cfg.run.seed, false, V);
+            val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, comm, cfg.run.seed, false, V);
             val_data->require_same_on_every_rank(comm, "data.val");
             val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
         }
@@ -279,6 +282,7 @@ struct Trainer::Impl {
                   geo.accum);
         start_logged = true;
         if (lead && !backend_note.empty()) log->info("note: {}", backend_note);
+        if (lead && !data_note.empty()) log->info("note: {}", data_note);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
         if (lead)
@@ -330,18 +334,42 @@ struct Trainer::Impl {
         }
     }
 
+    // Refuses a resume on shards of `key` that hold other tokens than the run used (`tokens` and `checksum` as the
+    // checkpoint recorded them: -1 and empty when it did not). `used_glob` is the checkpoint's glob (rank 0 only).
+    void require_same_data(const std::string& key, const std::string& used, const std::string& used_glob,
+                           const std::string& glob, const DataLoader& data, int64_t tokens,
+                           const std::string& checksum) const {
+        SL_REQUIRE(tokens < 0 || tokens == data.tokens(),
+                   "cannot resume from {}: {} '{}' holds {} tokens now, but the run {} {}: its shards changed since "
+                   "(prepared again, files added or removed); restore them, or start a new run (another run.name)",
+                   resume_from, key, glob, data.tokens(), used, tokens);
+        // Fingerprints of another scheme (or none, from before) cannot be compared, and then the glob must be the
+        // one the run used.
+        const std::string fingerprint = data.fingerprint();
+        const auto scheme = [](const std::string& f) { return f.substr(0, f.find(':')); };
+        SL_REQUIRE(!lead || used_glob == glob || scheme(checksum) == scheme(fingerprint),
+                   "cannot resume from {}: {} changed ('{}' -> '{}'), and the checkpoint holds no checksum of this "
+                   "sinklab's kind to show that the shards there hold the tokens the run {}; resume with {} '{}'",
+                   resume_from, key, used_glob, glob, used, key, used_glob);
+        SL_REQUIRE(scheme(checksum) != scheme(fingerprint) || checksum == fingerprint,
+                   "cannot resume from {}: {} '{}' holds as many tokens as the run {} ({}), but not the same ones "
+                   "(checksum {}, the run's {}): its shards were replaced since (prepared again from other text, "
+                   "files swapped or rewritten); restore them (rerunning the sinklab prepare that made them remakes "
+                   "them), or start a new run (another run.name)",
+                   resume_from, key, glob, used, tokens, fingerprint, checksum);
+    }
+
     // --resume: rank 0 verifies and reads the newest checkpoint; every rank gets its tensors and state.
     std::optional<TrainState> restore() {
         std::string text;
         std::unique_ptr<WholeMoments> moments;
-        std::string trained_on;  // rank 0: the checkpoint's data.train
+        Config trained;  // rank 0: the checkpoint's config
         if (lead && !resume_from.empty()) {
             last_checkpoint = resume_from;
             moments = optim->moment_buffers();
             text = encode_state(load_checkpoint(resume_from, cfg, *model, *moments));
-            const Config trained = checkpoint_config(resume_from);
+            trained = checkpoint_config(resume_from);
             changed_on_resume = resume_changes(trained, cfg);
-            trained_on = trained.data.train;
         }
         uint64_t n = text.size();
         comm.broadcast(&n, sizeof n, 0);
@@ -350,27 +378,13 @@ struct Trainer::Impl {
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
         // The data position counts windows of data.train's shards: other shards (prepared again since, files added
-        // or removed) would continue the run on other data from a meaningless place.
-        SL_REQUIRE(s.data_tokens < 0 || s.data_tokens == train_data->tokens(),
-                   "cannot resume from {}: data.train '{}' holds {} tokens now, but the run trained on {}: its shards "
-                   "changed since (prepared again, files added or removed); restore them, or start a new run "
-                   "(another run.name)",
-                   resume_from, cfg.data.train, train_data->tokens(), s.data_tokens);
-        // Fingerprints of another scheme (or none, from before) cannot be compared, and then data.train must be the
-        // one the run trained on.
-        const std::string fingerprint = train_data->fingerprint();
-        const auto scheme = [](const std::string& f) { return f.substr(0, f.find(':')); };
-        SL_REQUIRE(!lead || trained_on == cfg.data.train || scheme(s.data_checksum) == scheme(fingerprint),
-                   "cannot resume from {}: data.train changed ('{}' -> '{}'), and the checkpoint holds no checksum "
-                   "of this sinklab's kind to show that the shards there hold the tokens the run trained on; resume "
-                   "with data.train '{}'",
-                   resume_from, trained_on, cfg.data.train, trained_on);
-        SL_REQUIRE(scheme(s.data_checksum) != scheme(fingerprint) || s.data_checksum == fingerprint,
-                   "cannot resume from {}: data.train '{}' holds as many tokens as the run trained on ({}), but not "
-                   "the same ones (checksum {}, the run's {}): its shards were replaced since (prepared again from "
-                   "other text, files swapped or rewritten); restore them (rerunning the sinklab prepare that made "
-                   "them remakes them), or start a new run (another run.name)",
-                   resume_from, cfg.data.train, s.data_tokens, fingerprint, s.data_checksum);
+        // or removed) would continue the run on other data from a meaningless place. Other data.val shards would
+        // continue its validation curve on other tokens.
+        require_same_data("data.train", "trained on", trained.data.train, cfg.data.train, *train_data, s.data_tokens,
+                          s.data_checksum);
+        if (val_data && (s.val_tokens >= 0 || (lead && !trained.data.val.empty())))
+            require_same_data("data.val", "validated on", trained.data.val, cfg.data.val, *val_data, s.val_tokens,
+                              s.val_checksum);
         if (!moments) moments = optim->moment_buffers();
         Communicator& device = device_communicator(comm, *backend);
         device.broadcast(*backend, model->truth(), 0);
@@ -424,6 +438,10 @@ struct Trainer::Impl {
         s.train_data = train_data->position();
         s.data_tokens = train_data->tokens();
         s.data_checksum = train_data->fingerprint();
+        if (val_data) {
+            s.val_tokens = val_data->tokens();
+            s.val_checksum = val_data->fingerprint();
+        }
         s.world_size = comm.world();
         s.config_hash = config_hash(cfg);
         s.guard = guard.state();
@@ -457,15 +475,18 @@ struct Trainer::Impl {
         log->info("step {:>6} | val loss {:.4f}", step, loss);
     }
 
-    // The sink metrics of the last micro-step's forward pass (its activations are still in place).
+    // The sink metrics of the last micro-step's forward pass (its activations are still in place); at the last step
+    // as well, so that a run of any length ends with rows of its last forward pass (the weights before the last
+    // update, as on every row).
     void log_sink_metrics(int64_t step) {
         const MetricsConfig& m = cfg.metrics;
-        if (m.every > 0 && step % m.every == 0) {
+        const bool last = step == cfg.train.max_steps;
+        if (m.every > 0 && (step % m.every == 0 || last)) {
             SinkValues v = sink->compute();
             sink->reduce(v, comm);
             if (lead) runlog->append("sink", sink->sink_row(step, v));
         }
-        if (m.heavy_every > 0 && step % m.heavy_every == 0) {
+        if (m.heavy_every > 0 && (step % m.heavy_every == 0 || last)) {
             HeavyValues v = sink->compute_heavy();
             sink->reduce(v, comm);
             if (lead) runlog->append("heavy", SinkMetrics::heavy_row(step, v));

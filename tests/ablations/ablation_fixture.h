@@ -58,6 +58,7 @@ struct RunSpec {
     std::vector<std::pair<int64_t, double>> val;  // (step, loss)
     std::vector<SinkRow> sink;
     std::vector<std::pair<int64_t, std::vector<double>>> effective_rank;  // /heavy rows: (step, [L])
+    std::string train_checksum, val_checksum;     // the data's, as root attributes; "" = none written
 };
 
 inline std::vector<RowValue> full_row(const GroupSpec& g, const std::map<std::string, std::vector<double>>& given) {
@@ -90,11 +91,13 @@ public:
         if (cfg.empty()) {
             cfg = fmt::format("train:\n  max_steps: {}\n", spec.max_steps);
         }
-        log_ = RunLog::create(path, groups_,
-                              {{"config_yaml", cfg},
-                               {"backend", "cpu"},
-                               {"sink_positions", fmt::format("[{}]", fmt::join(spec.positions, ", "))}},
-                              {{"world_size", 1}});
+        std::vector<std::pair<std::string, std::string>> attrs = {
+            {"config_yaml", cfg},
+            {"backend", "cpu"},
+            {"sink_positions", fmt::format("[{}]", fmt::join(spec.positions, ", "))}};
+        if (!spec.train_checksum.empty()) attrs.push_back({"data_train_checksum", spec.train_checksum});
+        if (!spec.val_checksum.empty()) attrs.push_back({"data_val_checksum", spec.val_checksum});
+        log_ = RunLog::create(path, groups_, attrs, {{"world_size", 1}});
     }
     void write_steps(int64_t from, int64_t to) {
         for (int64_t step = from; step <= to && step <= int64_t(spec_.loss.size()); step++) {

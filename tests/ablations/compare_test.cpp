@@ -297,6 +297,45 @@ TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
     EXPECT_TRUE(compare_runs(read_all({b.string()}), "", 2).notes.empty());
 }
 
+// The data's checksums that metrics.h5 holds: seeds of one variant on other tokens are refused like other configs;
+// variants validated on other tokens than the baseline get a note (their val losses do not compare). A file
+// without them (an older sinklab's) is not checked.
+TEST_F(CompareTest, RunsOnOtherTokensAreNamed) {
+    const fs::path root = fs::path(dir_.path()) / "data";
+    const auto with = [](RunSpec spec, const std::string& train, const std::string& val) {
+        spec.train_checksum = train;
+        spec.val_checksum = val;
+        return spec;
+    };
+    write_run(root / "b-s1", with(spec_b1(), "s2:t1", "s2:v1"));
+    write_run(root / "b-s2", with(spec_b2(), "s2:t1", "s2:v1"));
+    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v1"));
+    write_run(root / "h-s2", with(spec_h2(), "", ""));
+    const std::vector<std::string> runs = {root / "b-s1", root / "b-s2", root / "h-s1", root / "h-s2"};
+    EXPECT_TRUE(compare_runs(read_all(runs), "", 2).notes.empty());
+
+    fs::remove_all(root / "h-s1");
+    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v2"));
+    const Comparison other_val = compare_runs(read_all(runs), "", 2);
+    ASSERT_EQ(other_val.notes.size(), 1u);
+    EXPECT_EQ(other_val.notes[0],
+              "h was validated on other tokens than b (data.val checksum s2:v2 vs s2:v1): their val losses do not "
+              "compare");
+
+    // Seeds on other tokens, also where the variant's first run logged no checksums.
+    for (const char* dir : {"b-s1", "b-s2"}) fs::remove_all(root / dir);
+    write_run(root / "b-s1", spec_b1());
+    write_run(root / "b-s2", with(spec_b2(), "s2:t2", "s2:v1"));
+    write_run(root / "b-s3", with(spec_b1(), "s2:t1", "s2:v1"));
+    std::vector<std::string> three = runs;
+    three.insert(three.begin() + 2, root / "b-s3");
+    EXPECT_EQ(error_of([&] { compare_runs(read_all(three), "", 2); }),
+              fmt::format("{} and {} are grouped as seeds of variant b by their folder names, but they ran on other "
+                          "data: data.train tokens (checksum s2:t2 vs s2:t1) (shards prepared again between the "
+                          "runs?); compare them in separate commands",
+                          (root / "b-s2").string(), (root / "b-s3").string()));
+}
+
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
 TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
     RunSpec s = spec_h1();

@@ -204,15 +204,17 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     }
 }
 
-// Two seeds of a trained run with /heavy rows every 2 steps: the maps figure shows, per variant, the mean over
-// seeds of each run's last wo_input_std and attn_map rows (read here by index with h5py), and compare draws it.
+// Two seeds of a run with /heavy rows every 2 steps, stopped after step 5 of 6 (a finished run logs both groups at
+// its last step): the maps figure shows, per variant, the mean over seeds of each run's last wo_input_std and
+// attn_map rows (read here by index with h5py), and compare draws it.
 TEST_F(PlotTest, MapsShowTheLastRowsMeanOverSeeds) {
     const TempDir dir("plot_maps");
     for (const char* seed : {"1", "2"}) {
         const CommandResult trained = run_sinklab(
-            small_run(dir, std::string("std-s") + seed, 5,
+            small_run(dir, std::string("std-s") + seed, 6,
                       std::string("--set attention.variant=standard --set metrics.heavy_every=2 --set run.seed=") +
-                          seed));
+                          seed),
+            "SINKLAB_FAULT_INJECT=signal@5");
         ASSERT_EQ(trained.rc, 0) << trained.out;
     }
     expect_python_check(dir, fmt::format(

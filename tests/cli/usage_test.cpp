@@ -41,6 +41,20 @@ TEST(Usage, ErrorsAreOneLineWithExitStatus2) {
     EXPECT_EQ(choice.rc, 2);
     EXPECT_EQ(choice.out, "sinklab: error: --format: gguf not in {hf}; run 'sinklab export --help'\n");
 
+    // An option misspelt is named with the option it is a typo of.
+    const CommandResult typo =
+        run_sinklab(fmt::format("train {}/configs/tiny.yaml --sett train.lr=1", SINKLAB_SOURCE_DIR));
+    EXPECT_EQ(typo.rc, 2);
+    EXPECT_EQ(typo.out, "sinklab: error: The following arguments were not expected: train.lr=1 --sett (--sett is no "
+                        "option of sinklab train: did you mean --set?); run 'sinklab train --help'\n");
+    const CommandResult far = run_sinklab(fmt::format("eval {} --batchez=2 --frobnicate", dir.path()));
+    EXPECT_EQ(far.rc, 2);
+    EXPECT_NE(far.out.find("(--batchez is no option of sinklab eval: did you mean --batches?)"), std::string::npos)
+        << far.out;
+    const CommandResult nothing_close = run_sinklab(fmt::format("eval {} --frobnicate", dir.path()));
+    EXPECT_EQ(nothing_close.rc, 2);
+    EXPECT_EQ(nothing_close.out.find("did you mean"), std::string::npos) << nothing_close.out;
+
     const CommandResult missing = run_sinklab(fmt::format("eval {}", dir / "nothere"));
     EXPECT_EQ(missing.rc, 2);
     EXPECT_EQ(std::count(missing.out.begin(), missing.out.end(), '\n'), 1) << missing.out;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/check.h"
+#include "core/rng.h"
 #include "data/dataloader.h"
 #include "data_test_util.h"
 
@@ -144,6 +145,36 @@ TEST_F(LoaderTest, ResetReturnsToTheFirstBatch) {
     loader.reset();
     EXPECT_EQ(loader.position().epoch, 0u);
     EXPECT_EQ(starts(loader, 2, 8, 5), std::vector<int>(first.begin(), first.begin() + 10));
+}
+
+// The checksum a resume compares: the same tokens cut into other shards, or stored 4 bytes wide, give the same one;
+// any token changed, or two of the loader's 65536-token chunks swapped, another.
+TEST(LoaderChecksum, FollowsTheTokensNotTheShards) {
+    constexpr uint32_t kChunk = 65536, kCount = 3 * kChunk + 1234, kIds = 50000;
+    SplitMix64 rng(5);
+    std::vector<uint32_t> tokens(kCount);
+    for (uint32_t& t : tokens) t = uint32_t(rng.below(kIds));
+    const auto checksum = [&](const std::vector<uint32_t>& stream, const std::vector<uint32_t>& cuts, bool uint16) {
+        const test::TempDir dir("loader_checksum");
+        uint32_t from = 0;
+        for (size_t s = 0; s <= cuts.size(); s++) {
+            const uint32_t to = s < cuts.size() ? cuts[s] : uint32_t(stream.size());
+            test::write_llmc_shard(dir / fmt::format("train_{:06d}.bin", s),
+                                   std::vector<uint32_t>(stream.begin() + from, stream.begin() + to), uint16);
+            from = to;
+        }
+        const DataLoader loader(dir / "train_*.bin", 1, 16, 0, 1, 0, true, int(kIds));
+        EXPECT_EQ(loader.tokens_checked(), int64_t(stream.size()));
+        return loader.fingerprint();
+    };
+    const std::string whole = checksum(tokens, {100000}, true);
+    EXPECT_EQ(checksum(tokens, {1, 65536, 70000, 140000}, false), whole);
+    std::vector<uint32_t> swapped = tokens;
+    std::swap_ranges(swapped.begin(), swapped.begin() + kChunk, swapped.begin() + kChunk);
+    EXPECT_NE(checksum(swapped, {100000}, true), whole);
+    std::vector<uint32_t> changed = tokens;
+    changed[150000] = (changed[150000] + 1) % kIds;
+    EXPECT_NE(checksum(changed, {100000}, true), whole);
 }
 
 TEST_F(LoaderTest, TooLittleDataForOneBatchIsAnError) {

@@ -61,9 +61,7 @@ TEST(EnsureData, AFailedSyntheticWriteLeavesNothingHalfMade) {
 TEST(EnsureData, SyntheticDataIsLearnable) {
     test::TempDir dir;
     const DataConfig d = synthetic_config(dir);
-    testing::internal::CaptureStderr();
-    ensure_data(d, ModelConfig{});
-    const std::string said = testing::internal::GetCapturedStderr();
+    const std::string said = ensure_data(d, ModelConfig{});
     EXPECT_NE(said.find("synthetic"), std::string::npos) << said;
     EXPECT_NE(said.find(dir / "shards/synthetic/train_000000.bin"), std::string::npos) << said;
 
@@ -99,9 +97,9 @@ TEST(EnsureData, SyntheticDataIsLearnable) {
     EXPECT_NEAR(trigram_nats, synthetic_entropy_per_token(), 0.1);
     EXPECT_LT(synthetic_entropy_per_token(), 0.2 * std::log(V));
 
-    // Present now: nothing is rewritten.
+    // Present now: nothing is rewritten, and nothing said.
     const auto written = std::filesystem::last_write_time(dir / "shards/synthetic/train_000000.bin");
-    ensure_data(d, ModelConfig{});
+    EXPECT_EQ(ensure_data(d, ModelConfig{}), "");
     EXPECT_EQ(std::filesystem::last_write_time(dir / "shards/synthetic/train_000000.bin"), written);
 }
 
@@ -123,6 +121,30 @@ TEST(EnsureData, SyntheticDataWithGpt2) {
     const std::vector<uint32_t> train = test::read_llmc_shard(dir / "shards/synthetic/train_000000.bin");
     EXPECT_EQ(train[0], 50256u);
     EXPECT_LT(*std::max_element(train.begin(), train.end()), 50257u);
+}
+
+// A data.train that matches nothing beside other shards is taken for a typo: no data is generated in their place.
+// The val shards of the dataset itself are no others (a train shard deleted is made again).
+TEST(EnsureData, NoSyntheticDataBesideOtherShards) {
+    test::TempDir dir;
+    DataConfig d = synthetic_config(dir);
+    ensure_data(d, ModelConfig{});
+    std::filesystem::remove(dir / "shards/synthetic/train_000000.bin");
+    EXPECT_NE(ensure_data(d, ModelConfig{}), "");
+    std::filesystem::remove(dir / "shards/synthetic/train_000000.bin");  // the val shard's path spelt otherwise
+    d.train = dir / "shards/./synthetic/train_*.bin";
+    EXPECT_NE(ensure_data(d, ModelConfig{}), "");
+    d.train = dir / "shards/synthetic/trian_*.bin";
+    try {
+        ensure_data(d, ModelConfig{});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        for (const std::string& part : {"no file matches data.train '" + d.train + "'",
+                                        std::string("holds other token shards (train_000000.bin): a typo?")})
+            EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir / "shards/synthetic/trian_000000.bin"));
 }
 
 TEST(EnsureData, SyntheticNeedsRoomInTheVocabulary) {
@@ -156,12 +178,31 @@ TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
     EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-bytes/train_000000.bin"));
     EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-gpt2/val_000000.bin"));
 
-    d.train = cache / "elsewhere/train_*.bin";  // the corpus is there now, but not where the config points
-    try {
-        ensure_data(d, ModelConfig{});
-        FAIL() << "no error";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("matches none of them"), std::string::npos) << e.what();
+}
+
+// Where data/fetch_corpus.sh cannot make data.train's files, it does not run: another folder (a bare file name is
+// one: the current folder's), or a file name the corpus lacks.
+TEST(EnsureData, CorpusModeRefusesWhatTheCorpusCannotMake) {
+    test::TempDir cache;
+    test::ScopedEnv env("SINKLAB_CACHE", cache.path());
+    DataConfig d;
+    d.tokenizer = "bytes";
+    d.missing = "corpus";
+    for (const std::string& elsewhere :
+         {cache / "elsewhere/train_*.bin", cache / "shards/corpus-bytes/tran_*.bin", std::string("train_*.bin")}) {
+        d.train = elsewhere;
+        testing::internal::CaptureStderr();
+        try {
+            ensure_data(d, ModelConfig{});
+            ADD_FAILURE() << "no error for " << elsewhere;
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            for (const std::string& part : {"no file matches data.train '" + elsewhere + "'",
+                                            "builds the default corpus only as " + cache / "shards/corpus-bytes/" +
+                                                "train_*.bin"})
+                EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
+        }
+        EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "nothing ran for " << elsewhere;
     }
 }
 

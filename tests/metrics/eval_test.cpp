@@ -95,6 +95,46 @@ TEST(Eval, ACheckpointOptionThatIsNoCheckpointFolderIsNamed) {
     EXPECT_EQ(run_folder.out.find("damaged"), std::string::npos) << run_folder.out;
 }
 
+// A checkpoint of another run would have its results filed in the run folder named as the run's own: refused unless
+// the output goes elsewhere, for eval and export alike. The result's heading names the checkpoint and what --set
+// changed of the model.
+TEST(Eval, ACheckpointOfAnotherRunNeedsAnOutputElsewhere) {
+    const TempDir dir("eval_other_checkpoint");
+    ASSERT_EQ(run_sinklab(small_run(dir, "a", 2)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "b", 2)).rc, 0);
+    const std::string other = dir / "a/checkpoints/step_00000002";
+    const std::string own_run = std::filesystem::canonical(dir / "a").string();
+    for (const std::string& command :
+         {fmt::format("eval {} --batches 1 --checkpoint {}", dir / "b", other),
+          fmt::format("eval {} --batches 1 --checkpoint {} --out {}/sub/e.h5", dir / "b", other, dir / "b"),
+          fmt::format("export {} --format hf --checkpoint {}", dir / "b", other),
+          fmt::format("export {} --format hf --checkpoint {} --out {}/hf/", dir / "b", other, dir / "b")}) {
+        const CommandResult r = run_sinklab(command);
+        EXPECT_EQ(r.rc, 1) << command;
+        for (const std::string& part : {"--checkpoint " + other + " is not one of " + dir / "b" + "'s checkpoints",
+                                        "give --out elsewhere, or the checkpoint's own run folder (" + own_run + ")"})
+            EXPECT_NE(r.out.find(part), std::string::npos) << part << " in: " << r.out;
+    }
+    // A checkpoint outside any run's checkpoints folder: no run folder to name.
+    std::filesystem::copy(other, dir / "copied");
+    const CommandResult copied =
+        run_sinklab(fmt::format("eval {} --batches 1 --checkpoint {}", dir / "b", dir / "copied"));
+    EXPECT_EQ(copied.rc, 1) << copied.out;
+    EXPECT_NE(copied.out.find("as its own; give --out elsewhere\n"), std::string::npos) << copied.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "b/eval.h5"));
+    const CommandResult elsewhere =
+        run_sinklab(fmt::format("eval {} --batches 1 --checkpoint {} --out {}", dir / "b", other, dir / "x.h5"));
+    ASSERT_EQ(elsewhere.rc, 0) << elsewhere.out;
+    EXPECT_NE(elsewhere.out.find("eval of " + dir / "b" + " (checkpoint " + other + ", step 2) on "), std::string::npos)
+        << elsewhere.out;
+    const CommandResult own = run_sinklab(
+        fmt::format("eval {} --batches 1 --checkpoint {}/ --set intervention.isolate=[8]", dir / "a", other));
+    ASSERT_EQ(own.rc, 0) << own.out;
+    for (const std::string& part : {"eval of " + dir / "a" + " (checkpoint " + other + "/, step 2) on ",
+                                    std::string(", with intervention.isolate ([] -> [8])\n")})
+        EXPECT_NE(own.out.find(part), std::string::npos) << part << " in: " << own.out;
+}
+
 // The optimizer step's geometry is training's: a micro-batch that does not divide the run's tokens_per_step (2 x 8
 // sequences of 64 here) still evaluates.
 TEST(Eval, TheTrainingScheduleDoesNotConstrainAnEval) {

@@ -371,7 +371,8 @@ TEST(Resume, ADamagedOnlyCheckpointSaysSoAndAStartOverKeepsTheRows) {
 
 TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {
     const TempDir dir("ckpt_full");
-    const std::string base = "--set run.threads=1 --set checkpoint.every=3";
+    // No /heavy rows: metrics.h5 stays below the limit, so that the checkpoint is what fails.
+    const std::string base = "--set run.threads=1 --set checkpoint.every=3 --set metrics.heavy_every=0";
     ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, base)).rc, 0);
     // A file-size limit makes the next checkpoint's first big write fail as a full disk would (EFBIG instead of
     // ENOSPC, the same failing write()).
@@ -519,8 +520,51 @@ TEST(Resume, ChangedTrainingShardsAreRefused) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
 }
 
+// A resume whose data.val shards hold other tokens than the run validated on is refused: its validation curve would
+// go on over other text. The checkpoint records their count and checksum.
+TEST(Resume, ChangedValidationShardsAreRefused) {
+    const TempDir dir("resume_val");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    const std::string shard = dir / "data/val_000000.bin", kept = read_file(shard);
+    ASSERT_FALSE(fs::exists(dir / "data/val_000001.bin"));
+    std::vector<uint32_t> ids = test::read_llmc_shard(shard);
+    const nlohmann::json state = nlohmann::json::parse(read_file(dir / "run/checkpoints/step_00000004/state.json"));
+    EXPECT_EQ(state.at("val_data").at("tokens").get<size_t>(), ids.size());
+    std::reverse(ids.begin(), ids.end());  // the same tokens, in reverse order
+    test::write_llmc_shard(shard, ids, true);
+    const CommandResult swapped = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    EXPECT_EQ(swapped.rc, 1) << swapped.out;
+    EXPECT_NE(swapped.out.find("data.val '" + dir / "data/val_*.bin' holds as many tokens as the run validated on"),
+              std::string::npos)
+        << swapped.out;
+    EXPECT_NE(swapped.out.find("but not the same ones"), std::string::npos) << swapped.out;
+    write_file(shard, kept);
+    const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    ASSERT_EQ(again.rc, 0) << again.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
+}
+
+// Checkpoints of an older sinklab resume on the same data paths: one whose data.train checksum is of the scheme
+// before (s1) and that recorded nothing of data.val.
+TEST(Resume, OlderCheckpointsContinueOnTheSameData) {
+    const TempDir dir("resume_older");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=4";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    const std::string state = dir / "run/checkpoints/step_00000004/state.json";
+    nlohmann::ordered_json old = nlohmann::ordered_json::parse(read_file(state));
+    ASSERT_TRUE(old.contains("val_data"));
+    old["train_data"]["checksum"] = "s1:0123456789abcdef";
+    old.erase("val_data");
+    write_file(state, old.dump(2));
+    const CommandResult r = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
+}
+
 // The data folder moved: the same tokens under another path continue (their count and checksum say so; before, any
-// change of data.train or data.val was refused). A checkpoint without the checksum cannot show it: refused.
+// change of data.train or data.val was refused). A checkpoint without the checksum, or with one of another scheme,
+// cannot show it: refused.
 TEST(Resume, MovedDataContinues) {
     const TempDir dir("resume_moved");
     const std::string base = "--set run.threads=1 --set checkpoint.every=4";
@@ -529,14 +573,20 @@ TEST(Resume, MovedDataContinues) {
     const std::string moved = base + " --resume --set data.train=" + dir / "moved/train_*.bin" +
                               " --set data.val=" + dir / "moved/val_*.bin";
     const std::string state = dir / "run/checkpoints/step_00000004/state.json", kept = read_file(state);
-    nlohmann::ordered_json old = nlohmann::ordered_json::parse(kept);
-    old["train_data"].erase("checksum");
-    write_file(state, old.dump(2));
-    const CommandResult refused = run_sinklab(small_run(dir, "run", 8, moved));
-    EXPECT_EQ(refused.rc, 1) << refused.out;
-    EXPECT_NE(refused.out.find("data.train changed ('" + dir / "data/train_*.bin' -> '" + dir / "moved/train_*.bin'"),
-              std::string::npos)
-        << refused.out;
+    for (const char* checksum : {"", "s1:0123456789abcdef"}) {  // none; one of the scheme before
+        nlohmann::ordered_json old = nlohmann::ordered_json::parse(kept);
+        if (*checksum)
+            old["train_data"]["checksum"] = checksum;
+        else
+            old["train_data"].erase("checksum");
+        write_file(state, old.dump(2));
+        const CommandResult refused = run_sinklab(small_run(dir, "run", 8, moved));
+        EXPECT_EQ(refused.rc, 1) << refused.out;
+        EXPECT_NE(
+            refused.out.find("data.train changed ('" + dir / "data/train_*.bin' -> '" + dir / "moved/train_*.bin'"),
+            std::string::npos)
+            << refused.out;
+    }
     write_file(state, kept);
     const CommandResult r = run_sinklab(small_run(dir, "run", 8, moved));
     ASSERT_EQ(r.rc, 0) << r.out;

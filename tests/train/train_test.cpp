@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/file.h>
 
 #include <algorithm>
@@ -70,16 +71,16 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     EXPECT_EQ(rd.read("train", "tokens").data.back(), 7.0 * 8 * 64);
     // Validation at step 0 and at the end.
     EXPECT_EQ(rd.read("val", "step").data, (std::vector<double>{0, 7}));
-    // Sink metrics every step (metrics.every = 1), heavy ones every 3: L = 2 blocks of H = 4 heads, P = 2 tracked
-    // positions, Tp = 64 positions.
+    // Sink metrics every step (metrics.every = 1), heavy ones every 3 and at the last step: L = 2 blocks of H = 4
+    // heads, P = 2 tracked positions, Tp = 64 positions.
     const std::map<std::string, std::vector<int64_t>> sink = {
         {"step", {7}},      {"attn_mass", {7, 2, 4, 2}}, {"sink_rate", {7, 2}},         {"wo_input_std", {7, 2, 64}},
         {"dominance", {7, 2}}, {"massive", {7, 2}},      {"token0_norm_ratio", {7, 2}}, {"ffn_max_act", {7, 2, 2}},
         {"ffn_top_channel", {7, 2}}};
     for (const auto& [col, shape] : sink) EXPECT_EQ(rd.read("sink", col).shape, shape) << col;
-    EXPECT_EQ(rd.read("heavy", "step").data, (std::vector<double>{3, 6}));
-    EXPECT_EQ(rd.read("heavy", "effective_rank").shape, (std::vector<int64_t>{2, 2}));
-    EXPECT_EQ(rd.read("heavy", "attn_map").shape, (std::vector<int64_t>{2, 2, 64, 64}));
+    EXPECT_EQ(rd.read("heavy", "step").data, (std::vector<double>{3, 6, 7}));
+    EXPECT_EQ(rd.read("heavy", "effective_rank").shape, (std::vector<int64_t>{3, 2}));
+    EXPECT_EQ(rd.read("heavy", "attn_map").shape, (std::vector<int64_t>{3, 2, 64, 64}));
     // Values that mean something: masses are probabilities, a softmax row of the map sums to 1, the effective
     // rank of a [64, 64] hidden state lies in [1, 64].
     for (double m : rd.read("sink", "attn_mass").data) EXPECT_TRUE(m > 0 && m <= 1) << m;
@@ -91,10 +92,16 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     }
     for (double r : rd.read("heavy", "effective_rank").data) EXPECT_TRUE(r >= 1 && r <= 64) << r;
     for (const char* col : {"ffn_gate_norm", "ffn_up_norm", "ffn_top_unit"})
-        EXPECT_EQ(rd.read("heavy", col).shape, (std::vector<int64_t>{2, 2, 2})) << col;
+        EXPECT_EQ(rd.read("heavy", col).shape, (std::vector<int64_t>{3, 2, 2})) << col;
     EXPECT_EQ(rd.str_attr("sink_positions"), "[0, 5]");
     for (const char* attr : {"config_yaml", "sinklab_version", "git_rev", "backend", "created", "run_id"})
         EXPECT_TRUE(rd.has_attr(attr)) << attr;
+    // The data's checksums, those the final checkpoint records.
+    const nlohmann::json state = nlohmann::json::parse(read_file(dir / "s/checkpoints/step_00000007/state.json"));
+    EXPECT_EQ(rd.str_attr("data_train_checksum"), state.at("train_data").at("checksum").get<std::string>());
+    EXPECT_EQ(rd.str_attr("data_val_checksum"), state.at("val_data").at("checksum").get<std::string>());
+    EXPECT_TRUE(rd.str_attr("data_train_checksum").starts_with("s2:")) << rd.str_attr("data_train_checksum");
+    EXPECT_NE(rd.str_attr("data_train_checksum"), rd.str_attr("data_val_checksum"));
     for (const char* attr : {"world_size", "n_params", "flops_per_token"}) EXPECT_TRUE(rd.has_attr(attr)) << attr;
     EXPECT_TRUE(std::filesystem::exists(dir / "s/config.yaml"));
     EXPECT_TRUE(std::filesystem::exists(dir / "s/train.log"));
