@@ -90,10 +90,14 @@ void run_eval(const EvalArgs& a) {
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, lies_in(out, a.run));
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg;
-    std::vector<std::string> changed;
+    std::vector<std::string> changed;  // of the model
+    std::vector<std::string> heading;  // those and the changes of what the metrics measure (sink_eps, positions)
     reading_checkpoint(ckpt, [&] {
         cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
-        changed = model_changes(load_config(trained_config, {}, nullptr, ConfigUse::eval), cfg, ckpt);
+        const Config trained = load_config(trained_config, {}, nullptr, ConfigUse::eval);
+        changed = heading = model_changes(trained, cfg, ckpt);
+        for (const std::string& key : changed_keys(trained, cfg))
+            if (key.starts_with("metrics.")) heading.push_back(config::value_change(key, trained, cfg));
     });
     if (!a.data.empty()) cfg.data.val = a.data;
     SL_REQUIRE(!cfg.data.val.empty(),
@@ -147,7 +151,7 @@ void run_eval(const EvalArgs& a) {
     fs::rename(tmp, out);
     fmt::print("eval of {} ({}step {}) on {}{}\n{}\nwrote {}{}\n", a.run,
                a.checkpoint.empty() ? "" : fmt::format("checkpoint {}, ", ckpt), step, cfg.data.val,
-               changed.empty() ? "" : fmt::format(", with {}", fmt::join(changed, ", ")), format_eval_table(r, sink),
+               heading.empty() ? "" : fmt::format(", with {}", fmt::join(heading, ", ")), format_eval_table(r, sink),
                out, replaced ? " (replacing the previous one)" : "");
 }
 

@@ -128,10 +128,12 @@ TEST(Eval, ACheckpointOfAnotherRunNeedsAnOutputElsewhere) {
     EXPECT_NE(elsewhere.out.find("eval of " + dir / "b" + " (checkpoint " + other + ", step 2) on "), std::string::npos)
         << elsewhere.out;
     const CommandResult own = run_sinklab(
-        fmt::format("eval {} --batches 1 --checkpoint {}/ --set intervention.isolate=[8]", dir / "a", other));
+        fmt::format("eval {} --batches 1 --checkpoint {}/ --set intervention.isolate=[8] --set metrics.sink_eps=0.1",
+                    dir / "a", other));
     ASSERT_EQ(own.rc, 0) << own.out;
     for (const std::string& part : {"eval of " + dir / "a" + " (checkpoint " + other + "/, step 2) on ",
-                                    std::string(", with intervention.isolate ([] -> [8])\n")})
+                                    std::string(", with intervention.isolate ([] -> [8]), metrics.sink_eps (0.3 -> "
+                                                "0.1)\n")})
         EXPECT_NE(own.out.find(part), std::string::npos) << part << " in: " << own.out;
 }
 

@@ -1,6 +1,6 @@
-// DataLoader under mpiexec -n 2: ranks of one machine that map the same shards split the pass over the tokens at
-// start, and come to what one process reading every token comes to: the checksum, and the error naming the first
-// token beyond the vocabulary. Ranks reading their own copies each read every token.
+// DataLoader under mpiexec -n 2 (and -n 3): ranks of one machine that map the same shards split the pass over the
+// tokens at start, and come to what one process reading every token comes to: the checksum, and the error naming the
+// first token beyond the vocabulary. Ranks reading their own copies each read every token.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -105,6 +105,22 @@ TEST_F(SharedCheck, RanksWithTheirOwnCopiesEachCheckEveryToken) {
     EXPECT_EQ(own.tokens_checked(), kTokens);
     const DataLoader shared(glob(shared_), 1, 8, comm_, 1, true, kVocab);
     EXPECT_EQ(own.fingerprint(), shared.fingerprint());
+}
+
+// Rank 0 reads its own copy, the others share rank 0's folder: each group checks every token once (under mpiexec
+// -n 2 rank 1 is a group of one; ctest's mpi.three_ranks makes it two).
+TEST_F(SharedCheck, EachGroupOfRanksChecksEveryTokenOnce) {
+    if (!std::filesystem::exists("/proc/sys/kernel/random/boot_id"))
+        GTEST_SKIP() << "no boot id to tell the ranks of one kernel by: each rank checks every token";
+    const test::TempDir copy("loader_group");
+    if (comm_.rank() == 0) write(copy.path(), tokens_);
+    const DataLoader loader(glob(comm_.rank() == 0 ? copy.path() : shared_), 1, 8, comm_, 1, true, kVocab);
+    const DataLoader alone(glob(shared_), 1, 8, comm_.rank(), comm_.world(), 1, true, kVocab);
+    EXPECT_EQ(loader.fingerprint(), alone.fingerprint());
+    EXPECT_EQ(loader.tokens_checked() == kTokens, comm_.rank() == 0 || comm_.world() == 2);
+    double checked = double(loader.tokens_checked());
+    comm_.all_reduce_sum(&checked, 1);
+    EXPECT_EQ(checked, 2.0 * kTokens);
 }
 
 }  // namespace
