@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -24,6 +25,19 @@ std::string override_key(const std::string& assignment) {
     const std::string key = assignment.substr(0, assignment.find('='));
     const size_t b = key.find_first_not_of(" \t"), e = key.find_last_not_of(" \t");
     return b == std::string::npos ? "" : key.substr(b, e - b + 1);
+}
+
+// The overrides without those that a later one of the same key replaces: the same config, and commands (--dry-run,
+// the Slurm script, train.log) that name each key once.
+std::vector<std::string> last_of_each_key(const std::vector<std::string>& overrides) {
+    std::vector<std::string> kept;
+    for (size_t i = 0; i < overrides.size(); i++) {
+        const std::string key = override_key(overrides[i]);
+        const auto same_key = [&](const std::string& later) { return override_key(later) == key; };
+        if (std::none_of(overrides.begin() + std::ptrdiff_t(i) + 1, overrides.end(), same_key))
+            kept.push_back(overrides[i]);
+    }
+    return kept;
 }
 
 // One line per distinct message, naming the runs it applies to (a variant's error repeats for each seed).
@@ -90,6 +104,7 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
                 run.overrides.push_back("run.out_dir=" + sweep.out_dir);
                 run.overrides.push_back("run.name=" + run.name);
                 run.overrides.push_back(fmt::format("run.seed={}", seed));
+                run.overrides = last_of_each_key(run.overrides);
                 run.config = load_config(suite.base, run.overrides);
                 run.dir = run_dir(run.config);
             } catch (const Error& e) {

@@ -72,6 +72,26 @@ variants:
     Sweep sweep_;
 };
 
+// A --set of a key the suite sets too replaces it: each run's command names the key once, with the command line's
+// value (the dry run printed both).
+TEST_F(SweepTest, ACommandLineSetReplacesTheSuitesValueOnce) {
+    const Sweep longer =
+        expand_sweep(load_suite(suite_path_), {"train.max_steps=40", "run.out_dir=" + (root() / "o").string()});
+    for (const SweepRun& r : longer.runs) {
+        EXPECT_EQ(std::count_if(r.overrides.begin(), r.overrides.end(),
+                                [](const std::string& o) { return o.starts_with("train.max_steps="); }),
+                  1)
+            << r.name;
+        EXPECT_EQ(std::count_if(r.overrides.begin(), r.overrides.end(),
+                                [](const std::string& o) { return o.starts_with("run.out_dir="); }),
+                  1)
+            << r.name;
+        EXPECT_NE(std::find(r.overrides.begin(), r.overrides.end(), "train.max_steps=40"), r.overrides.end());
+        EXPECT_EQ(r.config.train.max_steps, 40);
+        EXPECT_EQ(r.dir, (root() / "o/t" / r.name).string());
+    }
+}
+
 TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     make_mixed_folders();
     const std::vector<RunState> states = inspect_sweep(sweep_);
