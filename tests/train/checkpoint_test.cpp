@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <csignal>
-#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -502,11 +501,10 @@ TEST(Resume, ChangedTrainingShardsAreRefused) {
         << r.out;
     EXPECT_NE(r.out.find("its shards changed since"), std::string::npos) << r.out;
     std::filesystem::remove(dir / "data/train_000001.bin");
-    const std::string shard = dir / "data/train_000000.bin", tokens = read_file(shard);
-    std::vector<uint16_t> ids((tokens.size() - 1024) / 2);  // after the header: the same tokens, in reverse order
-    std::memcpy(ids.data(), tokens.data() + 1024, ids.size() * 2);
-    std::reverse(ids.begin(), ids.end());
-    write_file(shard, tokens.substr(0, 1024) + std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 2));
+    const std::string shard = dir / "data/train_000000.bin";
+    std::vector<uint32_t> ids = test::read_llmc_shard(shard);
+    std::reverse(ids.begin(), ids.end());  // the same tokens, in reverse order
+    test::write_llmc_shard(shard, ids, true);
     const CommandResult swapped = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
     EXPECT_EQ(swapped.rc, 1) << swapped.out;
     EXPECT_NE(swapped.out.find("holds as many tokens as the run trained on"), std::string::npos) << swapped.out;
