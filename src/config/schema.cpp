@@ -56,8 +56,10 @@ std::vector<Field> build_schema() {
         SL_KEY(intervention.amplify.position, "token whose W_O input is amplified; -1 = off", {.lo = -1}),
         SL_KEY(intervention.amplify.lambda, "amplification factor", {}),
         SL_KEY(intervention.amplify.layers, "layers (0-based) where amplification applies", {}),
-        SL_KEY(intervention.amplify.mode, "centered: mu + lambda (o - mu); scale: lambda o",
-               {.choices = {"centered", "scale"}}),
+        SL_KEY(intervention.amplify.mode,
+               "centered: mu + lambda (o - mu), mu the mean over all positions; centered_causal: mu the mean over "
+               "positions 0..k; scale: lambda o",
+               {.choices = {"centered", "centered_causal", "scale"}}),
 
         SL_KEY(data.train, "glob of training token shards", {}),
         SL_KEY(data.val, "glob of validation token shards; empty = no validation", {}),

@@ -214,6 +214,17 @@ std::vector<std::string> ineffective_settings(const Config& c) {
     return notes;
 }
 
+std::vector<std::string> training_notes(const Config& c) {
+    std::vector<std::string> notes = ineffective_settings(c);
+    const AmplifyConfig& amp = c.intervention.amplify;
+    if (amp.position >= 0 && amp.lambda != 1.f && amp.mode == "centered")
+        notes.push_back(fmt::format("intervention.amplify.mode = centered: mu is the mean over all {} positions, so "
+                                    "token {}'s W_O input carries later tokens to every position that attends to it "
+                                    "(the model is not causal); mode centered_causal takes mu over positions 0..{}",
+                                    c.model.seq_len, amp.position, amp.position));
+    return notes;
+}
+
 void validate_config(const Config& c, const Origins& origins, ConfigUse use) {
     for (const Field& f : schema()) check_limits(f, c, origins.of(f.path));
     Checker check(c, origins);

@@ -286,7 +286,7 @@ struct Trainer::Impl {
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
         if (lead)
-            for (const std::string& note : config::ineffective_settings(cfg)) log->info("note: {}", note);
+            for (const std::string& note : config::training_notes(cfg)) log->info("note: {}", note);
         if (lead)
             for (const std::string& note : folder->notes()) log->info("{}", note);
         if (resumed)

@@ -91,8 +91,9 @@ def block(x, P, l, cfg, rec=None):
     amp = cfg["amplify"]
     if amp and l in amp["layers"]:
         kpos, lam = amp["position"], amp["lambda"]
-        if amp["mode"] == "centered":
-            mu = o.mean(dim=1).detach()
+        if amp["mode"] in ("centered", "centered_causal"):
+            seen = o if amp["mode"] == "centered" else o[:, : kpos + 1]
+            mu = seen.mean(dim=1).detach()
             row = mu + lam * (o[:, kpos] - mu)
         else:
             row = lam * o[:, kpos]
