@@ -197,6 +197,7 @@ std::string encode_state(const TrainState& s) {
                 {"skipped_nonfinite", s.guard.skipped_nonfinite},
                 {"skipped_spike", s.guard.skipped_spike}}}};
     if (s.val_tokens >= 0) j["val_data"] = {{"tokens", s.val_tokens}, {"checksum", s.val_checksum}};
+    if (!s.run_id.empty()) j["run_id"] = s.run_id;
     return j.dump(2);
 }
 
@@ -228,6 +229,7 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
             s.val_tokens = whole(j.at("val_data").at("tokens"), "val_data.tokens", 0, kMost);
             s.val_checksum = j.at("val_data").at("checksum").get<std::string>();
         }
+        s.run_id = j.value("run_id", "");
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();

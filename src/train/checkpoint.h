@@ -43,6 +43,7 @@ struct TrainState {
     int64_t tokens = 0;           // training tokens through `step` (the tokens per step change with the ranks);
                                   // -1 when read from a checkpoint of a sinklab that did not record them
     int64_t run_log_step = 0;     // metrics.h5 holds the rows through this step (synced before writing)
+    std::string run_id;           // run_identity of that metrics.h5; empty: not recorded
     int64_t optimizer_steps = 0;  // AdamW's update count (steps minus skipped updates)
     LoaderPosition train_data;    // where the next training batch starts
     int64_t data_tokens = -1;     // tokens in data.train's shards, whose windows train_data counts; -1: not recorded

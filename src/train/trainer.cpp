@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "config/validate.h"
+#include "metrics/runlog_reader.h"
 #include "core/build_info.h"
 #include "core/checksum.h"
 #include "core/progress.h"
@@ -103,6 +104,7 @@ struct Trainer::Impl {
     int64_t start_step = 0;
     int64_t start_tokens = 0;  // training tokens through start_step
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
+    std::string run_id;           // rank 0: run_identity of the run log, recorded in each checkpoint
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     std::string backend_note;     // why backend: auto runs on the CPU, when that is a surprise
     std::string data_note;        // rank 0: the data ensure_data made, when it made some
@@ -191,7 +193,17 @@ struct Trainer::Impl {
         const std::vector<std::pair<std::string, double>> now_num = {
             {"world_size", double(comm.world())}, {"tokens_per_step", double(geo.tokens_per_step)}};
         if (resumed) {
+            // A run log put there by hand (another run's, copied over) would get this run's rows and config after
+            // the other's: refused before it is touched. A missing or unreadable one is left to the resume's own
+            // diagnosis.
+            const std::string found = run_identity(dir);
+            const bool readable = !found.empty() && found != "(unreadable)";
+            SL_REQUIRE(resumed->run_id.empty() || !readable || found == resumed->run_id,
+                       "cannot resume: {} is the run log of another run (run_id {}) than the one {} continues ({}); "
+                       "put that run's own metrics.h5 back, or start over with --overwrite",
+                       h5, found, resume_from, resumed->run_id);
             runlog = RunLog::resume(h5, groups, resumed->run_log_step, now_str, now_num);
+            run_id = readable ? found : resumed->run_id;
             // Rows are synced before each checkpoint; a file that still ends short of it lost them (a copy, a disk
             // that lied about a sync): the run would go on with a gap in its curves.
             const int64_t last = runlog->last_step("train");
@@ -209,7 +221,7 @@ struct Trainer::Impl {
             {"device", backend->device_name()},
             {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
             {"created", utc_now_iso8601()},
-            {runlog::kRunIdAttr, runlog::new_run_id()}};
+            {runlog::kRunIdAttr, run_id = runlog::new_run_id()}};
         std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
                                                                  {"flops_per_token", model->flops_per_token()}};
         str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());
@@ -434,6 +446,7 @@ struct Trainer::Impl {
         s.step = step;
         s.tokens = tokens_through(step);
         s.run_log_step = step;
+        s.run_id = run_id;
         s.optimizer_steps = optim->steps_taken();
         s.train_data = train_data->position();
         s.data_tokens = train_data->tokens();

@@ -434,12 +434,15 @@ TEST(RunLogWrite, AFailedWriteToTrainLogStopsTheRun) {
 // A metrics.h5 that ends short of the checkpoint a resume starts from (rows lost to a crash of the machine, before
 // sinklab synced them ahead of each checkpoint) is refused, naming both steps: the run went on with a gap in its
 // curves. Resumed from an older checkpoint it continues without one.
+// The run's own metrics.h5 of step 6 put back over the one of step 12 (a restored backup, a disk that lied about a
+// sync).
 TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
     const TempDir dir("resume_gap");
     const std::string base = "--set run.threads=1 --set checkpoint.every=4 --set checkpoint.keep=5";
-    ASSERT_EQ(run_sinklab(small_run(dir, "run", 12, base)).rc, 0);
-    ASSERT_EQ(run_sinklab(small_run(dir, "short", 6, base)).rc, 0);
-    std::filesystem::copy_file(dir / "short/metrics.h5", dir / "run/metrics.h5",
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, base)).rc, 0);
+    std::filesystem::copy_file(dir / "run/metrics.h5", dir / "at_step_6.h5");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 12, base + " --resume")).rc, 0);
+    std::filesystem::copy_file(dir / "at_step_6.h5", dir / "run/metrics.h5",
                                std::filesystem::copy_options::overwrite_existing);
     const CommandResult r = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
     EXPECT_EQ(r.rc, 1) << r.out;
@@ -453,6 +456,39 @@ TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
     const CommandResult again = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(16));
+}
+
+// Another run's metrics.h5 copied over the run's own would get the resumed rows and config after the other run's
+// rows: refused before the file is touched, and the run's own file resumes.
+TEST(Resume, AnotherRunsLogIsRefused) {
+    const TempDir dir("resume_foreign");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=2";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "other", 4, base + " --set run.seed=7")).rc, 0);
+    std::filesystem::rename(dir / "run/metrics.h5", dir / "own.h5");
+    std::filesystem::copy_file(dir / "other/metrics.h5", dir / "run/metrics.h5");
+    const std::string foreign = read_file(dir / "run/metrics.h5");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find(fmt::format(
+                  "sinklab: error: cannot resume: {} is the run log of another run (run_id {}) than the one {} "
+                  "continues ({}); put that run's own metrics.h5 back, or start over with --overwrite",
+                  dir / "run/metrics.h5", RunLogReader(dir / "other/metrics.h5").str_attr("run_id"),
+                  dir / "run/checkpoints/step_00000004", RunLogReader(dir / "own.h5").str_attr("run_id"))),
+              std::string::npos)
+        << r.out;
+    EXPECT_EQ(read_file(dir / "run/metrics.h5"), foreign);
+
+    std::filesystem::rename(dir / "own.h5", dir / "run/metrics.h5");
+    const CommandResult own = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
+    ASSERT_EQ(own.rc, 0) << own.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(6));
+    // The resumed run's checkpoints carry the identity on.
+    std::filesystem::copy_file(dir / "other/metrics.h5", dir / "run/metrics.h5",
+                               std::filesystem::copy_options::overwrite_existing);
+    const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    EXPECT_EQ(again.rc, 1) << again.out;
+    EXPECT_NE(again.out.find("is the run log of another run"), std::string::npos) << again.out;
 }
 
 // eval and export read a checkpoint that a training run may rotate away meanwhile (checkpoint.keep): the error then
