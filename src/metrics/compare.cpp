@@ -114,14 +114,15 @@ std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b
 }
 
 // Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
-// passes for a seed mean; a run whose config.yaml does not load is left out of the config check with a note.
+// passes for a seed mean; a run whose config.yaml is missing or does not load is left out of the config check with a
+// note.
 void check_same_config(const std::string& group, const std::vector<const RunCurves*>& runs,
                        std::vector<std::string>& notes) {
     const RunCurves* first = nullptr;
     for (const RunCurves* r : runs) {
         if (!r->config_error.empty() && runs.size() > 1)
-            notes.push_back(fmt::format("{}: its config.yaml does not load ({}); it is averaged as a seed of variant "
-                                        "{} without checking that it was trained alike",
+            notes.push_back(fmt::format("{}: its config.yaml {}; it is averaged as a seed of variant {} without "
+                                        "checking that it was trained alike",
                                         r->dir, r->config_error, group));
         if (!r->config) continue;
         if (!first) {
@@ -193,14 +194,17 @@ RunCurves read_run(const std::string& dir) {
     read_heavy(log, r);
     if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
     if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
-    // A config.yaml that no longer loads (written by an older sinklab) only leaves this run out of the config check.
+    // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
+    // config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
-    if (fs::exists(cfg)) {
+    if (!fs::exists(cfg)) {
+        r.config_error = "is missing";
+    } else {
         try {
             r.config = load_config(cfg.string());
             r.max_steps = r.config->train.max_steps;  // a resume may have raised it; the file's attribute stays
         } catch (const Error& e) {
-            r.config_error = e.what();
+            r.config_error = fmt::format("does not load ({})", e.what());
         }
     }
     return r;

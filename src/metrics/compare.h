@@ -30,7 +30,7 @@ struct RunCurves {
     std::vector<double> effective_rank;       // [L] at the last /heavy row; empty before the first
     std::string train_checksum, val_checksum;  // of the data's tokens (DataLoader::fingerprint); "" when not logged
     std::optional<Config> config;             // the run folder's config.yaml, when it has a loadable one
-    std::string config_error;                 // why its config.yaml did not load ("" when it did, or has none)
+    std::string config_error;                 // why its config.yaml is not there to check ("" when it loaded)
 };
 
 // Reads a run folder's metrics.h5.

@@ -293,6 +293,12 @@ TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
     ASSERT_EQ(unchecked.notes.size(), 1u);
     expect_has(unchecked.notes[0], {b.string(), "config.yaml does not load", "no_such_key",
                                     "averaged as a seed of variant x without checking"});
+    // A missing one too.
+    fs::remove(b / "config.yaml");
+    const Comparison missing = compare_runs(read_all({a.string(), b.string()}), "", 2);
+    ASSERT_EQ(missing.notes.size(), 1u);
+    expect_has(missing.notes[0], {b.string() + ": its config.yaml is missing",
+                                  "averaged as a seed of variant x without checking"});
     // Alone in its group there is nothing to check it against.
     EXPECT_TRUE(compare_runs(read_all({b.string()}), "", 2).notes.empty());
 }
@@ -302,20 +308,21 @@ TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
 // without them (an older sinklab's) is not checked.
 TEST_F(CompareTest, RunsOnOtherTokensAreNamed) {
     const fs::path root = fs::path(dir_.path()) / "data";
+    const std::string config = "run: {seed: 1}\n";  // seeds' configs alike: the data is what differs
     const auto with = [](RunSpec spec, const std::string& train, const std::string& val) {
         spec.train_checksum = train;
         spec.val_checksum = val;
         return spec;
     };
-    write_run(root / "b-s1", with(spec_b1(), "s2:t1", "s2:v1"));
-    write_run(root / "b-s2", with(spec_b2(), "s2:t1", "s2:v1"));
-    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v1"));
-    write_run(root / "h-s2", with(spec_h2(), "", ""));
+    write_run(root / "b-s1", with(spec_b1(), "s2:t1", "s2:v1"), config);
+    write_run(root / "b-s2", with(spec_b2(), "s2:t1", "s2:v1"), config);
+    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v1"), config);
+    write_run(root / "h-s2", with(spec_h2(), "", ""), config);
     const std::vector<std::string> runs = {root / "b-s1", root / "b-s2", root / "h-s1", root / "h-s2"};
     EXPECT_TRUE(compare_runs(read_all(runs), "", 2).notes.empty());
 
     fs::remove_all(root / "h-s1");
-    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v2"));
+    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v2"), config);
     const Comparison other_val = compare_runs(read_all(runs), "", 2);
     ASSERT_EQ(other_val.notes.size(), 1u);
     EXPECT_EQ(other_val.notes[0],
@@ -324,9 +331,9 @@ TEST_F(CompareTest, RunsOnOtherTokensAreNamed) {
 
     // Seeds on other tokens, also where the variant's first run logged no checksums.
     for (const char* dir : {"b-s1", "b-s2"}) fs::remove_all(root / dir);
-    write_run(root / "b-s1", spec_b1());
-    write_run(root / "b-s2", with(spec_b2(), "s2:t2", "s2:v1"));
-    write_run(root / "b-s3", with(spec_b1(), "s2:t1", "s2:v1"));
+    write_run(root / "b-s1", spec_b1(), config);
+    write_run(root / "b-s2", with(spec_b2(), "s2:t2", "s2:v1"), config);
+    write_run(root / "b-s3", with(spec_b1(), "s2:t1", "s2:v1"), config);
     std::vector<std::string> three = runs;
     three.insert(three.begin() + 2, root / "b-s3");
     EXPECT_EQ(error_of([&] { compare_runs(read_all(three), "", 2); }),
