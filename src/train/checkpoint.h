@@ -77,9 +77,11 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
 // a damaged checkpoint, with the advice to start the run over).
 void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read);
 
+// What a checkpoint is read for: a resume of its run, or eval and export (whose errors advise --checkpoint).
+enum class CheckpointUse { resume, read };
 // Checks every file of a checkpoint folder against the sizes and checksums its state.json recorded; errors
 // name the file (and say how to fall back to an older checkpoint).
-void verify_checkpoint(const std::string& dir);
+void verify_checkpoint(const std::string& dir, CheckpointUse use);
 
 // Verifies the checkpoint folder `dir` and loads its weights into model.truth() and its moments into `moments`
 // (AdamW::moment_buffers; the caller syncs the compute weights and keeps the optimizer's shard). `cfg` must equal

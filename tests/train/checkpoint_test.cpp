@@ -195,6 +195,30 @@ TEST_F(DamagedCheckpoint, FlippedByteInTheWeights) {
     expect_refused(path, "corrupt");
 }
 
+// eval and export of a run whose newest checkpoint is damaged point at the older one with --checkpoint (they take
+// no newest-by-name, and a start over would delete the run they read); with no older one they say so and no more.
+TEST_F(DamagedCheckpoint, EvalAndExportPointAtTheOlderOne) {
+    const std::string path = newest + "/model.safetensors";
+    std::string bytes = read_file(path);
+    bytes[bytes.size() / 2] ^= 0x10;
+    write_file(path, bytes);
+    const std::string run = dir / "run", older = ckpt(dir, "run", 3);
+    for (const std::string& command : {"eval " + run + " --batches 1", "export " + run + " --format hf"}) {
+        const CommandResult r = run_sinklab(command);
+        EXPECT_NE(r.rc, 0) << command;
+        EXPECT_TRUE(r.out.starts_with("sinklab: error: checkpoint file " + path + " is corrupt")) << r.out;
+        EXPECT_TRUE(r.out.ends_with("; read the checkpoint before it with --checkpoint " + older + "\n")) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    }
+    const CommandResult read_older = run_sinklab("eval " + run + " --batches 1 --checkpoint " + older);
+    EXPECT_EQ(read_older.rc, 0) << read_older.out;
+    // With no older checkpoint left: no advice that would delete the run.
+    fs::remove_all(older);
+    const CommandResult only = run_sinklab("eval " + run + " --batches 1");
+    EXPECT_NE(only.rc, 0);
+    EXPECT_TRUE(only.out.ends_with("; the run has no older checkpoint to read instead\n")) << only.out;
+}
+
 TEST_F(DamagedCheckpoint, TruncatedOptimizerState) {
     const std::string path = newest + "/optimizer.safetensors";
     const std::string bytes = read_file(path);
