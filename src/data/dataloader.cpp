@@ -46,6 +46,9 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
                    : "");
     shards_.reserve(files.size());
     for (const std::string& f : files) {
+        SL_REQUIRE(!std::filesystem::is_directory(f),
+                   "'{}' matches {}, a folder, not a token shard; give a glob of shard files (such as {}/train_*.bin)",
+                   glob, f, f);
         shards_.emplace_back(f);
         shard_start_.push_back(tokens_);
         tokens_ += shards_.back().tokens();

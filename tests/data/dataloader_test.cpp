@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "data/dataloader.h"
 #include "data_test_util.h"
+#include "test_util.h"
 
 namespace sinklab {
 namespace {
@@ -186,6 +187,18 @@ TEST_F(LoaderTest, TooLittleDataForOneBatchIsAnError) {
     }
     EXPECT_THROW(DataLoader(glob(), 1, 8, 2, 2, 0, true, kVocab), Error);  // rank out of range
     EXPECT_THROW(DataLoader(glob(), 1, 8, 0, 1, 0, true, 100), Error);     // tokens beyond the vocabulary
+}
+
+// A glob (or a path) that names the shards' folder says so and how to name its shards.
+TEST_F(LoaderTest, AFolderIsNoShard) {
+    for (const std::string& pattern : {dir_.path(), dir_ / "*"}) {
+        std::filesystem::create_directories(dir_ / "sub");
+        const std::string where = pattern == dir_.path() ? dir_.path() : dir_ / "sub";
+        EXPECT_EQ(test::error_of([&] { DataLoader(pattern, 1, 8, 0, 1, 0, true, kVocab); }),
+                  fmt::format("'{}' matches {}, a folder, not a token shard; give a glob of shard files (such as "
+                              "{}/train_*.bin)",
+                              pattern, where, where));
+    }
 }
 
 }  // namespace
