@@ -81,6 +81,8 @@ def block(x, P, l, cfg, rec=None):
         k = rmsnorm(k, P[name("k_norm")], m["norm_eps"])
     q, k = rope(q, m["rope_theta"]), rope(k, m["rope_theta"])
     o = attention(q, k, v, cfg, P.get(name("sink")), rec)
+    if rec is not None:
+        rec["att"] = o.reshape(B, T, H * hd)
     if cfg["headnorm"]:
         o = rmsnorm(o, P[name("headnorm")], cfg["headnorm_eps"])
     if cfg["gate"]:

@@ -75,6 +75,7 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     // heads, P = 2 tracked positions, Tp = 64 positions.
     const std::map<std::string, std::vector<int64_t>> sink = {
         {"step", {7}},      {"attn_mass", {7, 2, 4, 2}}, {"sink_rate", {7, 2}},         {"wo_input_std", {7, 2, 64}},
+        {"attn_out_std", {7, 2, 64}},
         {"dominance", {7, 2}}, {"massive", {7, 2}},      {"token0_norm_ratio", {7, 2}}, {"ffn_max_act", {7, 2, 2}},
         {"ffn_top_channel", {7, 2}}};
     for (const auto& [col, shape] : sink) EXPECT_EQ(rd.read("sink", col).shape, shape) << col;
