@@ -53,6 +53,18 @@ std::vector<int> read_positions(const RunLogReader& log) {
     }
 }
 
+// [L] a [L, Tp] column's value at position 0 over its mean over positions 1..Tp-1, at the last /sink row.
+std::vector<double> first_vs_rest(const RunLogReader& log, const std::string& column) {
+    const Dataset last = log.read_last("sink", column);  // [1, L, Tp]
+    const int64_t L = last.shape.at(1), Tp = last.shape.at(2);
+    std::vector<double> ratio;
+    for (int64_t l = 0; Tp >= 2 && l < L; l++) {
+        const double* s = last.data.data() + l * Tp;
+        ratio.push_back(s[0] / (std::accumulate(s + 1, s + Tp, 0.0) / double(Tp - 1)));
+    }
+    return ratio;
+}
+
 void read_sink(const RunLogReader& log, RunCurves& r) {
     const std::vector<int>& positions = r.positions;
     if (!log.has("sink", "step")) return;
@@ -77,13 +89,8 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
     r.sink_rate = log.read_last("sink", "sink_rate").data;
     r.dominance = log.read_last("sink", "dominance").data;
-    const Dataset wo = log.read_last("sink", "wo_input_std");  // [1, L, Tp]
-    const int64_t Tp = wo.shape.at(2);
-    const std::vector<double>& row = wo.data;  // [L, Tp]
-    for (int64_t l = 0; Tp >= 2 && l < L; l++) {
-        const double* s = row.data() + l * Tp;
-        r.var_ratio.push_back(s[0] / (std::accumulate(s + 1, s + Tp, 0.0) / double(Tp - 1)));
-    }
+    r.var_ratio = first_vs_rest(log, "wo_input_std");
+    if (log.has("sink", "attn_out_std")) r.att_ratio = first_vs_rest(log, "attn_out_std");  // an older file has none
 }
 
 // The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over
@@ -391,7 +398,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
 
     for (size_t g = 0; g < c.groups.size(); g++) {
         GroupRow& row = c.groups[g];
-        std::vector<double> train, val, speed, rate, dom, ratio, rank;
+        std::vector<double> train, val, speed, rate, dom, ratio, att_ratio, rank;
         row.step_min = INT64_MAX;
         for (size_t i = 0; i < members[g].size(); i++) {
             const RunCurves* r = members[g][i];
@@ -405,6 +412,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
             rate.push_back(mean(r->sink_rate));
             dom.push_back(mean(r->dominance));
             ratio.push_back(mean(r->var_ratio));
+            att_ratio.push_back(mean(r->att_ratio));
             rank.push_back(mean(r->effective_rank));
         }
         row.train_loss = stat_of(train);
@@ -414,6 +422,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         row.sink_rate = stat_of(rate);
         row.dominance = stat_of(dom);
         row.var_ratio = stat_of(ratio);
+        row.att_ratio = stat_of(att_ratio);
         row.effective_rank = stat_of(rank);
         for (int p : c.positions) {
             std::vector<double> over_layers;

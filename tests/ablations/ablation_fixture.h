@@ -46,6 +46,7 @@ struct SinkRow {
     std::vector<double> sink_rate;  // [L]
     std::vector<double> wo_std;     // [L, Tp]
     std::vector<double> dominance;  // [L]
+    std::vector<double> att_std;    // [L, Tp] attn_out_std; empty: wo_std's (a model without HeadNorm)
 };
 
 struct RunSpec {
@@ -111,11 +112,14 @@ public:
                                  full_row(group_of(groups_, "val"), {{"step", {double(step)}}, {"loss", {vloss}}}));
             for (const SinkRow& s : spec_.sink)
                 if (s.step == step)
-                    log_->append("sink", full_row(group_of(groups_, "sink"), {{"step", {double(step)}},
-                                                                              {"attn_mass", s.attn_mass},
-                                                                              {"sink_rate", s.sink_rate},
-                                                                              {"wo_input_std", s.wo_std},
-                                                                              {"dominance", s.dominance}}));
+                    log_->append("sink",
+                                 full_row(group_of(groups_, "sink"),
+                                          {{"step", {double(step)}},
+                                           {"attn_mass", s.attn_mass},
+                                           {"sink_rate", s.sink_rate},
+                                           {"wo_input_std", s.wo_std},
+                                           {"attn_out_std", s.att_std.empty() ? s.wo_std : s.att_std},
+                                           {"dominance", s.dominance}}));
             for (const auto& [hstep, rank] : spec_.effective_rank)
                 if (hstep == step)
                     log_->append("heavy", full_row(group_of(groups_, "heavy"),
