@@ -182,6 +182,9 @@ TEST_F(ConfigErrorTest, InterventionPositions) {
                {"intervention.amplify.position=1024", "model.seq_len=1024"});
     expect_has(load_error("intervention:\n  amplify:\n    position: 3\n"),
                {"intervention.amplify.position=3", "intervention.amplify.layers=[]"});
+    expect_has(load_error("intervention:\n  amplify: {position: 0, layers: [1], mode: centered_causal}\n"),
+               {"intervention.amplify.position=0", "intervention.amplify.mode=\"centered_causal\"",
+                "leaves token 0's W_O input as it is", "mode scale"});
 }
 
 TEST_F(ConfigErrorTest, IsolateListLongerThanTheKernelsTake) {
@@ -719,6 +722,11 @@ TEST(ConfigValidate, TrainingWithANonCausalMeanIsNoted) {
         c.intervention.amplify.mode = mode;
         EXPECT_TRUE(config::training_notes(c).empty()) << mode;
     }
+    // At the last position the mean over all positions is the mean over those it sees.
+    c.intervention.amplify.mode = "centered";
+    c.intervention.amplify.position = 255;
+    EXPECT_TRUE(config::training_notes(c).empty());
+    c.intervention.amplify.position = 8;
     c.intervention.amplify.mode = "centered";
     c.intervention.amplify.lambda = 1.f;
     const std::vector<std::string> at_one = config::training_notes(c);
