@@ -26,7 +26,8 @@ std::string run_entry(const std::string& dir, const std::string& name);
 
 // Refuses a run folder (as run_entry finds it) whose checkpoints have lost their run log: --resume cannot continue
 // the run without its rows, and a start among them would prune the old run's checkpoints and collide with them.
-void require_log_with_checkpoints(const std::string& dir);
+// `remedy` says what to do, in the words of the command that refuses it.
+void require_log_with_checkpoints(const std::string& dir, const std::string& remedy);
 
 class RunFolder {
 public:

@@ -140,7 +140,8 @@ TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     // Checkpoints whose run log is gone are no new run (a start among them would prune and collide with them).
     fs::remove(cut / "metrics.h5");
     expect_has(error_of([&] { inspect_run(run("headnorm-s1")); }),
-               {cut.string(), "holds checkpoints", "but no metrics.h5", "--overwrite"});
+               {cut.string(), "holds checkpoints", "but no metrics.h5", "put metrics.h5 back (the sweep then resumes "
+                "the run), or remove the folder to redo it"});
 }
 
 TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {
