@@ -193,17 +193,7 @@ struct Trainer::Impl {
         const std::vector<std::pair<std::string, double>> now_num = {
             {"world_size", double(comm.world())}, {"tokens_per_step", double(geo.tokens_per_step)}};
         if (resumed) {
-            // A run log put there by hand (another run's, copied over) would get this run's rows and config after
-            // the other's: refused before it is touched. A missing or unreadable one is left to the resume's own
-            // diagnosis.
-            const std::string found = run_identity(dir);
-            const bool readable = !found.empty() && found != "(unreadable)";
-            SL_REQUIRE(resumed->run_id.empty() || !readable || found == resumed->run_id,
-                       "cannot resume: {} is the run log of another run (run_id {}) than the one {} continues ({}); "
-                       "put that run's own metrics.h5 back, or start over with --overwrite",
-                       h5, found, resume_from, resumed->run_id);
             runlog = RunLog::resume(h5, groups, resumed->run_log_step, now_str, now_num);
-            run_id = readable ? found : resumed->run_id;
             // Rows are synced before each checkpoint; a file that still ends short of it lost them (a copy, a disk
             // that lied about a sync): the run would go on with a gap in its curves.
             const int64_t last = runlog->last_step("train");
@@ -389,6 +379,7 @@ struct Trainer::Impl {
         text.resize(n);
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
+        if (lead) run_id = resumed_run_id(s);
         // The data position counts windows of data.train's shards: other shards (prepared again since, files added
         // or removed) would continue the run on other data from a meaningless place. Other data.val shards would
         // continue its validation curve on other tokens.
@@ -414,6 +405,20 @@ struct Trainer::Impl {
             start_tokens = s.step * step_geometry(checkpoint_config(resume_from), s.world_size).tokens_per_step;
         check_replicas(start_step);
         return s;
+    }
+
+    // Rank 0: the run log's identity, which the checkpoint `s` recorded. A run log put there by hand (another run's,
+    // copied over) would get this run's rows and config after the other's: refused before the run folder is touched.
+    // A missing or unreadable one is left to the resume's own diagnosis (the identity the checkpoint recorded goes
+    // on).
+    std::string resumed_run_id(const TrainState& s) const {
+        const std::string h5 = (fs::path(dir) / "metrics.h5").string(), found = run_identity(dir);
+        const bool readable = !found.empty() && found != "(unreadable)";
+        SL_REQUIRE(s.run_id.empty() || !readable || found == s.run_id,
+                   "cannot resume: {} is the run log of another run (run_id {}) than the one {} continues ({}); put "
+                   "that run's own metrics.h5 back, or start over with --overwrite",
+                   h5, found, resume_from, s.run_id);
+        return readable ? found : s.run_id;
     }
 
     // Ranks must hold the same parameters; a cheap checksum of the master weights compares them.

@@ -491,7 +491,7 @@ TEST(Resume, AnotherRunsLogIsRefused) {
     ASSERT_EQ(run_sinklab(small_run(dir, "other", 4, base + " --set run.seed=7")).rc, 0);
     std::filesystem::rename(dir / "run/metrics.h5", dir / "own.h5");
     std::filesystem::copy_file(dir / "other/metrics.h5", dir / "run/metrics.h5");
-    const std::string foreign = read_file(dir / "run/metrics.h5");
+    const std::string foreign = read_file(dir / "run/metrics.h5"), config = read_file(dir / "run/config.yaml");
     const CommandResult r = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
     EXPECT_EQ(r.rc, 1) << r.out;
     EXPECT_NE(r.out.find(fmt::format(
@@ -502,6 +502,7 @@ TEST(Resume, AnotherRunsLogIsRefused) {
               std::string::npos)
         << r.out;
     EXPECT_EQ(read_file(dir / "run/metrics.h5"), foreign);
+    EXPECT_EQ(read_file(dir / "run/config.yaml"), config);  // the folder as it was (train.log records the refusal)
 
     std::filesystem::rename(dir / "own.h5", dir / "run/metrics.h5");
     const CommandResult own = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
