@@ -238,7 +238,7 @@ struct Trainer::Impl {
     void load() {
         backend = make_run_backend(cfg, comm, backend_note);
 
-        if (lead) data_note = ensure_data(cfg.data, cfg.model);
+        if (lead) data_note = ensure_data(cfg.data, cfg.model, !resume_from.empty());
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
         train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm, cfg.run.seed, true, V);

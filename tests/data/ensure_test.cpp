@@ -151,7 +151,8 @@ TEST(EnsureData, NoSyntheticDataBesideOtherShards) {
 }
 
 // Validation must be held out: a data.train glob that also catches the val shards, or a data.val that names train
-// shards (also through another spelling or a link), is refused; shards apart are not.
+// shards (also through another spelling or a link), is refused at a run's start (noted on a resume); shards apart
+// are not.
 TEST(EnsureData, ValidationShardsThatTrainingReadsAreRefused) {
     test::TempDir dir;
     DataConfig d = synthetic_config(dir);
@@ -172,10 +173,15 @@ TEST(EnsureData, ValidationShardsThatTrainingReadsAreRefused) {
         } catch (const Error& e) {
             EXPECT_EQ(std::string(e.what()),
                       fmt::format("data.val '{}' and data.train '{}' share 1 of data.val's 1 shards ({}): the "
-                                  "validation loss would be measured on tokens the model trains on; give each its own "
+                                  "validation loss is measured on tokens the model trains on; give each its own "
                                   "shards (prepare writes train_*.bin and val_*.bin)",
                                   val, train, shared));
         }
+        // A run that began so (before this check) resumes as it began, with a note.
+        EXPECT_EQ(ensure_data(overlapping, ModelConfig{}, true),
+                  fmt::format("data.val '{}' and data.train '{}' share 1 of data.val's 1 shards ({}): the validation "
+                              "loss is measured on tokens the model trains on",
+                              val, train, shared));
     }
     EXPECT_EQ(ensure_data(d, ModelConfig{}), "");
 }
