@@ -12,6 +12,7 @@
 #include "config/schema.h"
 #include "core/check.h"
 #include "metrics/runlog_reader.h"
+#include "metrics/sink_metrics.h"
 #include "train/suite.h"
 
 namespace sinklab {
@@ -53,15 +54,12 @@ std::vector<int> read_positions(const RunLogReader& log) {
     }
 }
 
-// [L] a [L, Tp] column's value at position 0 over its mean over positions 1..Tp-1, at the last /sink row.
-std::vector<double> first_vs_rest(const RunLogReader& log, const std::string& column) {
+// [L] first_vs_rest of each layer's row of a [L, Tp] column, at the last /sink row.
+std::vector<double> position0_ratios(const RunLogReader& log, const std::string& column) {
     const Dataset last = log.read_last("sink", column);  // [1, L, Tp]
     const int64_t L = last.shape.at(1), Tp = last.shape.at(2);
     std::vector<double> ratio;
-    for (int64_t l = 0; Tp >= 2 && l < L; l++) {
-        const double* s = last.data.data() + l * Tp;
-        ratio.push_back(s[0] / (std::accumulate(s + 1, s + Tp, 0.0) / double(Tp - 1)));
-    }
+    for (int64_t l = 0; l < L; l++) ratio.push_back(first_vs_rest(last.data.data() + l * Tp, Tp));
     return ratio;
 }
 
@@ -89,8 +87,8 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
     r.sink_rate = log.read_last("sink", "sink_rate").data;
     r.dominance = log.read_last("sink", "dominance").data;
-    r.var_ratio = first_vs_rest(log, "wo_input_std");
-    if (log.has("sink", "attn_out_std")) r.att_ratio = first_vs_rest(log, "attn_out_std");  // an older file has none
+    r.var_ratio = position0_ratios(log, "wo_input_std");
+    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std");  // an older log has none
 }
 
 // The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over

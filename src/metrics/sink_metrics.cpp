@@ -56,6 +56,12 @@ double median(std::vector<double>& v) {
 
 }  // namespace
 
+double first_vs_rest(const double* row, int64_t Tp) {
+    double rest = 0;
+    for (int64_t t = 1; t < Tp; t++) rest += row[t];
+    return Tp >= 2 && rest > 0 ? row[0] / (rest / double(Tp - 1)) : std::nan("");
+}
+
 SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
     : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps), buffers_(model.backend()) {
     const int T = model.T();

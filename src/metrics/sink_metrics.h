@@ -44,6 +44,10 @@ struct HeavyValues {
     std::vector<std::vector<double>*> averaged() { return {&effective_rank, &attn_map}; }
 };
 
+// Position 0's value of a [Tp] row (of wo_input_std, attn_out_std) against the mean of positions 1..Tp-1: the
+// variance discrepancy as one number. NaN when there is no later position, or no spread there.
+double first_vs_rest(const double* row, int64_t Tp);
+
 class SinkMetrics {
 public:
     static constexpr int kMapSize = kAttnMapSize;

@@ -17,7 +17,8 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
     const CommandResult r = run_sinklab(fmt::format("eval {} --batches 2", run));  // the run's metrics.val_batches
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("Sink_1^eps"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("eff.rank"), std::string::npos) << r.out;
+    for (const char* column : {"eff.rank", "std0/rest", "att0/rest", "dim0/rest"})
+        EXPECT_NE(r.out.find(column), std::string::npos) << column << " in " << r.out;
 
     RunLogReader ev(run + "/eval.h5");
     const double logged = column(run + "/metrics.h5", "val", "loss").back();
