@@ -89,7 +89,7 @@ std::vector<Field> build_schema() {
         SL_KEY(metrics.every, "/sink row every this many steps and at the last; 0 = off", {.lo = 0}),
         SL_KEY(metrics.heavy_every, "/heavy row every this many steps and at the last; 0 = off", {.lo = 0}),
         SL_KEY(metrics.positions, "key positions whose attention mass is tracked", {}),
-        SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std", {.lo = 1}),
+        SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std and attn_out_std", {.lo = 1}),
         SL_KEY(metrics.sink_eps, "attention-mass threshold of sink_rate", {.lo = 0, .hi = 1}),
         SL_KEY(metrics.val_every, "validation every this many steps; 0 = only at the end", {.lo = 0}),
         SL_KEY(metrics.val_batches, "micro-batches per validation", {.lo = 1}),

@@ -22,8 +22,8 @@ std::string message_of(const std::exception_ptr& failure) {
         return fmt::format("{}: {}; check the path and the folders on it", e.path1().string(), what);
     } catch (const std::bad_alloc&) {  // what() is just "std::bad_alloc"
         return "out of host memory: an allocation failed (the machine's memory, or a limit such as ulimit -v, is "
-               "too small for this model, batch or data); reduce train.micro_batch or the model, or run where there "
-               "is more memory";
+               "too small for what this command holds: the model, its batch, the data); make it smaller, or run where "
+               "there is more memory";
     } catch (const std::exception& e) {
         return e.what();
     } catch (...) {

@@ -74,7 +74,7 @@ int64_t latest_checkpoint_step(const std::string& run_dir);
 std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint, bool into_run);
 // Runs `read`, which reads the checkpoint `ckpt`. A training run still writing the run deletes its older checkpoints
 // (checkpoint.keep): an error raised once `ckpt` is gone says so, the reader's own in parentheses (alone it read as
-// a damaged checkpoint, with the advice to start the run over).
+// a damaged checkpoint).
 void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read);
 
 // What a checkpoint is read for: a resume of its run, or eval and export (whose errors advise --checkpoint).

@@ -189,16 +189,17 @@ TEST_F(LoaderTest, TooLittleDataForOneBatchIsAnError) {
     EXPECT_THROW(DataLoader(glob(), 1, 8, 0, 1, 0, true, 100), Error);     // tokens beyond the vocabulary
 }
 
-// A glob (or a path) that names the shards' folder says so and how to name its shards.
+// A path that names the shards' folder, or a glob that catches a folder beside the shards, says so and how to match
+// the shards only.
 TEST_F(LoaderTest, AFolderIsNoShard) {
-    for (const std::string& pattern : {dir_.path(), dir_ / "*"}) {
-        std::filesystem::create_directories(dir_ / "sub");
-        const std::string where = pattern == dir_.path() ? dir_.path() : dir_ / "sub";
+    std::filesystem::create_directories(dir_ / "sub");
+    const std::string named = dir_.path(), slash = named + "/";
+    for (const auto& [pattern, folder] :
+         {std::pair{named, named}, std::pair{slash, slash}, std::pair{dir_ / "*", dir_ / "sub"}})
         EXPECT_EQ(test::error_of([&] { DataLoader(pattern, 1, 8, 0, 1, 0, true, kVocab); }),
-                  fmt::format("'{}' matches {}, a folder, not a token shard; give a glob of shard files (such as "
-                              "{}/train_*.bin)",
-                              pattern, where, where));
-    }
+                  fmt::format("'{}' matches {}, a folder, not a token shard; give a glob that matches shard files "
+                              "only (such as '{}')",
+                              pattern, folder, dir_ / "*.bin"));
 }
 
 }  // namespace
