@@ -230,14 +230,14 @@ bool is_folder_name(std::string_view name) {
                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '+' || c == '-'; });
 }
 
-std::string clipped(const std::string& text, size_t shown) {
+std::string clipped(const std::string& text, size_t shown, bool ascii) {
     size_t cut = std::min(shown, text.size());
     while (cut < text.size() && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80)
         cut--;  // not inside a UTF-8 character
     std::string out;
     for (char ch : text.substr(0, cut)) {
         const auto byte = static_cast<unsigned char>(ch);
-        if (byte < 0x20 || byte == 0x7f) out += fmt::format("\\x{:02x}", byte);
+        if (byte < 0x20 || byte == 0x7f || (ascii && byte > 0x7f)) out += fmt::format("\\x{:02x}", byte);
         else out += ch;
     }
     return cut == text.size() ? out : fmt::format("{}... ({} characters)", out, text.size());
