@@ -48,7 +48,7 @@ template <typename T> void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t 
     }
 }
 
-#define SL_INSTANTIATE(T)                                                                    \
+#define SL_INSTANTIATE(T)                                                                       \
     template void amplify_fwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float, int64_t); \
     template void amplify_bwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float);
 SL_INSTANTIATE(float)

@@ -54,7 +54,7 @@ void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, 
                 lambda);
 }
 
-#define SL_INSTANTIATE(T)                                                                                   \
+#define SL_INSTANTIATE(T)                                                                                     \
     template void amplify_fwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float, int64_t, cudaStream_t); \
     template void amplify_bwd<T>(T*, const T*, int64_t, int64_t, int64_t, int, float, cudaStream_t);
 SL_INSTANTIATE(float)

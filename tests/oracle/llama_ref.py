@@ -65,10 +65,11 @@ def attention(q, k, v, cfg, sink, rec=None):
 
 
 def block(x, P, l, cfg, rec=None):
-    """One decoder block; rec, when given, receives the attention weights p, the normed input xn, the W_O input
-    wo_in [B, T, H hd] and the SwiGLU output act [B, T, F]."""
+    """One decoder block; rec, when given, receives the attention weights p, the normed input xn, the attention
+    output att and the W_O input wo_in [B, T, H hd] (they differ after HeadNorm, the gate, amplification) and the
+    SwiGLU output act [B, T, F]."""
     m = cfg["model"]
-    C, H, Hkv, hd, Fd = m["d_model"], m["n_head"], m["n_kv_head"], m["head_dim"], m["d_ff"]
+    H, Hkv, hd, Fd = m["n_head"], m["n_kv_head"], m["head_dim"], m["d_ff"]
     B, T, _ = x.shape
     name = lambda w: f"layers.{l}.{w}"
     xn = rmsnorm(x, P[name("attn_norm")], m["norm_eps"])
