@@ -413,6 +413,10 @@ struct Trainer::Impl {
     // on).
     std::string resumed_run_id(const TrainState& s) const {
         const std::string h5 = (fs::path(dir) / "metrics.h5").string(), found = run_identity(dir);
+        SL_REQUIRE(!is_eval_file(h5),
+                   "cannot resume: {} is the output of sinklab eval, not the run's log; put the run's own metrics.h5 "
+                   "back, or start over with --overwrite",
+                   h5);
         const bool readable = !found.empty() && found != "(unreadable)";
         SL_REQUIRE(s.run_id.empty() || !readable || found == s.run_id,
                    "cannot resume: {} is the run log of another run (run_id {}) than the one {} continues ({}); put "

@@ -503,6 +503,17 @@ TEST(Resume, AnotherRunsLogIsRefused) {
         << r.out;
     EXPECT_EQ(read_file(dir / "run/metrics.h5"), foreign);
     EXPECT_EQ(read_file(dir / "run/config.yaml"), config);  // the folder as it was (train.log records the refusal)
+    // An eval's output in its place is named as such (it read as a log of other columns).
+    ASSERT_EQ(run_sinklab("eval " + dir / "other --batches 1 --out " + dir / "ev.h5").rc, 0);
+    std::filesystem::copy_file(dir / "ev.h5", dir / "run/metrics.h5",
+                               std::filesystem::copy_options::overwrite_existing);
+    const CommandResult eval_file = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
+    EXPECT_EQ(eval_file.rc, 1);
+    EXPECT_NE(eval_file.out.find(fmt::format("sinklab: error: cannot resume: {} is the output of sinklab eval, not the "
+                                             "run's log; put the run's own metrics.h5 back",
+                                             dir / "run/metrics.h5")),
+              std::string::npos)
+        << eval_file.out;
 
     std::filesystem::rename(dir / "own.h5", dir / "run/metrics.h5");
     const CommandResult own = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
