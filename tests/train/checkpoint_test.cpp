@@ -399,7 +399,7 @@ TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {
     ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, base)).rc, 0);
     // A file-size limit makes the next checkpoint's first big write fail as a full disk would (EFBIG instead of
     // ENOSPC, the same failing write()).
-    const CommandResult r = run_command(fmt::format("bash -c \"ulimit -f 300; exec {} {}\"",
+    const CommandResult r = run_command(fmt::format("bash -c \"ulimit -f 420; exec {} {}\"",
                                                     SINKLAB_BINARY, small_run(dir, "run", 9, base + " --resume")));
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("model.safetensors"), std::string::npos) << r.out;
