@@ -44,8 +44,9 @@ RunSpec spec_b2() {
 RunSpec spec_h1() {
     RunSpec s;
     s.loss = {3, 2, 1, 0.5};
-    // HeadNorm-like: the W_O input flat, the attention output before it not.
-    s.sink = {{4, {0.1, 0.1, 0.05, 0.15}, {0, 0}, {1, 1, 1, 1, 1, 1}, {2, 4}, {4, 1, 3, 3, 2, 4}}};
+    s.sink = {{4, {0.1, 0.1, 0.05, 0.15}, {0, 0}, {1, 1, 1, 1, 1, 1}, {2, 4}}};
+    s.att_std = {4, 1, 3, 3, 2, 4};  // HeadNorm-like: the W_O input flat, the attention output before it not
+
     return s;
 }
 RunSpec spec_h2() {

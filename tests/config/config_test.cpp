@@ -718,7 +718,7 @@ TEST(ConfigValidate, TrainingWithANonCausalMeanIsNoted) {
     expect_has(notes[0], {"intervention.amplify.mode = centered", "all 256 positions", "token 8's W_O input carries "
                           "later tokens", "centered_causal takes mu over positions 0..8"});
     EXPECT_TRUE(config::ineffective_settings(c).empty());
-    for (const std::string& mode : {"centered_causal", "scale"}) {
+    for (const char* mode : {"centered_causal", "scale"}) {
         c.intervention.amplify.mode = mode;
         EXPECT_TRUE(config::training_notes(c).empty()) << mode;
     }

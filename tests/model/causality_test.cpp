@@ -4,7 +4,9 @@
 // definition (the paper's intervention on a trained model): the test pins that it is not causal at its position.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "model/model_fixture.h"
 

@@ -179,7 +179,7 @@ TEST(Training, ExistingRunIsNotOverwritten) {
 }
 
 // Checkpoints whose metrics.h5 is gone are still a run: a start among them (which pruned the old checkpoints and
-// then collided with one of its step) is refused, and so is --resume, with the same advice; --overwrite replaces it.
+// then collided with one of its steps) is refused, and so is --resume, with the same advice; --overwrite replaces it.
 TEST(Training, CheckpointsWithoutTheirRunLogAreARun) {
     const TempDir dir("train_no_log");
     ASSERT_EQ(run_sinklab(small_run(dir, "x", 4, "--set checkpoint.every=2 --set checkpoint.keep=3")).rc, 0);
@@ -194,8 +194,8 @@ TEST(Training, CheckpointsWithoutTheirRunLogAreARun) {
     const std::vector<std::string> before = checkpoints();
     ASSERT_EQ(before, (std::vector<std::string>{"step_00000002", "step_00000004"}));
     const std::string config_before = read_file(dir / "x/config.yaml");
-    for (const std::string& flags : {"", "--resume"}) {
-        const CommandResult r = run_sinklab(small_run(dir, "x", 6, flags + " --set checkpoint.every=3"));
+    for (const char* flags : {"", "--resume"}) {
+        const CommandResult r = run_sinklab(small_run(dir, "x", 6, std::string(flags) + " --set checkpoint.every=3"));
         EXPECT_NE(r.rc, 0) << flags;
         EXPECT_EQ(r.out, fmt::format("sinklab: error: run folder {} holds checkpoints (the newest {}) but no "
                                      "metrics.h5, the run log they continue; put metrics.h5 back and continue with "
