@@ -53,9 +53,9 @@ template <typename T>
 void gate_bwd(T* dx, T* dlogit, const T* dout, const T* x, const T* logit, int64_t N, int64_t H, int64_t hd,
               bool per_channel);
 
-// x, out [B, T, D]; row k of each sequence amplified
+// x, out [B, T, D]; row k of each sequence amplified about the mean of its first Tm rows (0: about zero)
 template <typename T>
-void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn, int64_t D, int k, float lambda, bool centered);
+void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn, int64_t D, int k, float lambda, int64_t Tm);
 template <typename T> void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, float lambda);
 
 // ab [N, 2F] = [a | b]; out [N, F] = silu(a) * b. When rest_max is given, also *rest_max = max |out| over the rows n

@@ -125,9 +125,10 @@ template <typename T> void gate_fwd(T* out, const T* x, const T* logit, int64_t 
 template <typename T> void gate_bwd(T* dx, T* dlogit, const T* dout, const T* x, const T* logit, int64_t N, int64_t H,
                                     int64_t hd, bool per_channel, cudaStream_t st);
 
-// ---- amplify.cu: row k of each sequence of x [B, T, D] amplified; out may alias x.
+// ---- amplify.cu: row k of each sequence of x [B, T, D] amplified about the mean of its first Tm rows (0: about
+// zero); out may alias x.
 template <typename T> void amplify_fwd(T* out, const T* x, int64_t B, int64_t Tn, int64_t D, int k, float lambda,
-                                       bool centered, cudaStream_t st);
+                                       int64_t Tm, cudaStream_t st);
 template <typename T> void amplify_bwd(T* dx, const T* dout, int64_t B, int64_t Tn, int64_t D, int k, float lambda,
                                        cudaStream_t st);
 

@@ -277,11 +277,12 @@ void Backend::gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor l
     do_gate_bwd(dx, dlogit, dout, x, logit);
 }
 
-void Backend::amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) {
-    SL_ASSERT(x.ndim == 3 && k >= 0 && k < x.dim(1), "amplify row {} of {}", k, x.shape_str());
+void Backend::amplify_fwd(Tensor out, Tensor x, int k, float lambda, int n_mean) {
+    SL_ASSERT(x.ndim == 3 && k >= 0 && k < x.dim(1) && n_mean >= 0 && n_mean <= x.dim(1),
+              "amplify row {} of {} about the mean of {} rows", k, x.shape_str(), n_mean);
     expect_shape(out, {x.dim(0), x.dim(1), x.dim(2)}, "amplify out");
     OpScope sc(*this, OpFamily::Intervention);
-    do_amplify_fwd(out, x, k, lambda, centered);
+    do_amplify_fwd(out, x, k, lambda, n_mean);
 }
 
 void Backend::amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) {

@@ -171,10 +171,10 @@ public:
     void gate_fwd(Tensor out, Tensor x, Tensor logit);
     void gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor logit);
 
-    // Variance amplification (intervention) on x[B,T,D], row k of each sequence:
-    // centered: out_k = mu + lambda (x_k - mu), mu = mean_t x[b,t,:] (no gradient through mu);
-    // scale: out_k = lambda x_k. Other rows are copied. out may alias x.
-    void amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered);
+    // Variance amplification (intervention) on x[B,T,D], row k of each sequence: out_k = mu + lambda (x_k - mu),
+    // mu = mean_{t < n_mean} x[b,t,:] (no gradient through mu; 0 when n_mean = 0: plain scaling). Other rows are
+    // copied. out may alias x.
+    void amplify_fwd(Tensor out, Tensor x, int k, float lambda, int n_mean);
     void amplify_bwd(Tensor dx, Tensor dout, int k, float lambda);
 
     // out[N,F] = silu(a) * b, with ab[N, 2F] = [a | b] (the fused w1|w3 projection). With rest_max ([1] f32; out
@@ -253,7 +253,7 @@ protected:
                                Tensor gk, Tensor rstd, const AttnSpec& s) = 0;
     virtual void do_gate_fwd(Tensor out, Tensor x, Tensor logit) = 0;
     virtual void do_gate_bwd(Tensor dx, Tensor dlogit, Tensor dout, Tensor x, Tensor logit) = 0;
-    virtual void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) = 0;
+    virtual void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, int n_mean) = 0;
     virtual void do_amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) = 0;
     virtual void do_swiglu_fwd(Tensor out, Tensor ab, Tensor rest_max) = 0;
     virtual void do_swiglu_bwd(Tensor dab, Tensor dout, Tensor ab) = 0;

@@ -211,10 +211,10 @@ protected:
                           logit.dim(1) != x.dim(1));
         });
     }
-    void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) override {
+    void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, int n_mean) override {
         dispatch([&](auto z) {
             using T = decltype(z);
-            cpu::amplify_fwd(p<T>(out), p<T>(x), x.dim(0), x.dim(1), x.dim(2), k, lambda, centered);
+            cpu::amplify_fwd(p<T>(out), p<T>(x), x.dim(0), x.dim(1), x.dim(2), k, lambda, n_mean);
         });
     }
     void do_amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) override {

@@ -294,10 +294,10 @@ protected:
                            x.dim(2), logit.dim(1) != x.dim(1), stream_);
         });
     }
-    void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, bool centered) override {
+    void do_amplify_fwd(Tensor out, Tensor x, int k, float lambda, int n_mean) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            cuda::amplify_fwd(dp<T>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), k, lambda, centered, stream_);
+            cuda::amplify_fwd(dp<T>(out), dp<T>(x), x.dim(0), x.dim(1), x.dim(2), k, lambda, n_mean, stream_);
         });
     }
     void do_amplify_bwd(Tensor dx, Tensor dout, int k, float lambda) override {

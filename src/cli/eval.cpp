@@ -59,13 +59,14 @@ void check_out(const std::string& out) {
 // computes (sequence length, RoPE base, variant, an intervention, ...) are experiments, named on stderr and in the
 // result's heading so that no result is taken for the trained model's; keys of initialization, decay and kernel
 // choice change nothing an eval computes.
-std::vector<std::string> model_changes(const Config& trained, const Config& cfg, const std::string& ckpt) {
+std::vector<std::string> model_changes(const Config& trained, const Config& cfg, const std::vector<std::string>& keys,
+                                       const std::string& ckpt) {
     static const std::set<std::string> kReinterpreted = {"model.n_head", "model.n_kv_head"};
     static const std::set<std::string> kNoEffect = {"model.init_std", "attention.headnorm.init",
                                                     "attention.headnorm.weight_decay", "attention.sink_init",
                                                     "attention.impl", "attention.ds_scratch_mib"};
     std::vector<std::string> refused, changed;
-    for (const std::string& key : changed_keys(trained, cfg)) {
+    for (const std::string& key : keys) {
         const bool computes = key.starts_with("model.") || key.starts_with("attention.") ||
                               key.starts_with("intervention.");
         if (!computes || kNoEffect.contains(key)) continue;
@@ -81,13 +82,12 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
 void run_eval(const EvalArgs& a) {
     const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
     check_out(out);
-    // An eval in the run folder is part of the run there (--overwrite deletes it with the run): it must not land in
-    // a run that replaced the evaluated one while the evaluation ran, nor be deleted by a replacing start that fails.
-    std::error_code ec;
-    const bool into_run = fs::equivalent(folder_of(out), a.run, ec);
+    // An eval anywhere in the run folder reads as the run's (directly in it, --overwrite deletes it with the run): it
+    // must not land in a run that replaced the evaluated one while the evaluation ran.
+    const bool into_run = lies_in(out, a.run);
     Communicator& comm = process_communicator();
     const std::string evaluated_run = into_run && comm.rank() == 0 ? run_identity(a.run) : "";  // rank 0 writes
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, lies_in(out, a.run));
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, into_run);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg;
     std::vector<std::string> changed;  // of the model
@@ -95,8 +95,9 @@ void run_eval(const EvalArgs& a) {
     reading_checkpoint(ckpt, [&] {
         cfg = load_config(trained_config, a.overrides, nullptr, ConfigUse::eval);
         const Config trained = load_config(trained_config, {}, nullptr, ConfigUse::eval);
-        changed = heading = model_changes(trained, cfg, ckpt);
-        for (const std::string& key : changed_keys(trained, cfg))
+        const std::vector<std::string> keys = changed_keys(trained, cfg);
+        changed = heading = model_changes(trained, cfg, keys, ckpt);
+        for (const std::string& key : keys)
             if (key.starts_with("metrics.")) heading.push_back(config::value_change(key, trained, cfg));
     });
     if (!a.data.empty()) cfg.data.val = a.data;
@@ -145,6 +146,7 @@ void run_eval(const EvalArgs& a) {
                    "was not written; evaluate the new run, or give an --out outside the run folder",
                    a.run);
     } catch (...) {
+        std::error_code ec;
         fs::remove(tmp, ec);
         throw;
     }

@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "core/file_writer.h"
 #include "core/read_file.h"
+#include "config/schema.h"
 #include "data/tokenizer.h"
 #include "data/unicode.h"
 
@@ -42,8 +43,12 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& where
         while (word_end < end && !std::isspace(static_cast<unsigned char>(*word_end))) ++word_end;
         int32_t id;
         const auto [next, ec] = std::from_chars(p, word_end, id);
-        SL_REQUIRE(ec == std::errc() && next == word_end, "{}: '{}' (item {}) is not a token id", where,
-                   std::string(p, word_end), ids.size() + 1);
+        // Quoted clipped, its bytes outside printable ASCII escaped: a binary file (a .bin shard) cut the line at its
+        // NUL.
+        SL_REQUIRE(ec == std::errc() && next == word_end,
+                   "{}: '{}' (item {}) is not a token id; --decode reads decimal ids separated by spaces, as tokenize "
+                   "prints them (a .bin shard is binary: read it with numpy, see data/README.md)",
+                   where, config::clipped(std::string(p, word_end), 40, true), ids.size() + 1);
         ids.push_back(id);
         p = word_end;
     }

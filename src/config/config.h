@@ -75,7 +75,11 @@ struct AmplifyConfig {
     int position = -1;        // token k whose W_O input is amplified; -1 = off
     float lambda = 1.f;
     std::vector<int> layers;  // layers (0-based) where it applies
-    std::string mode = "centered";  // centered | scale
+    std::string mode = "centered";  // centered | centered_causal | scale
+
+    // How many leading positions of a T-token sequence the mean mu averages: all (centered), those token k sees
+    // (centered_causal), none (scale: mu = 0).
+    int mean_rows(int T) const { return mode == "centered" ? T : mode == "centered_causal" ? position + 1 : 0; }
 
     bool operator==(const AmplifyConfig&) const = default;
 };

@@ -56,8 +56,10 @@ std::vector<Field> build_schema() {
         SL_KEY(intervention.amplify.position, "token whose W_O input is amplified; -1 = off", {.lo = -1}),
         SL_KEY(intervention.amplify.lambda, "amplification factor", {}),
         SL_KEY(intervention.amplify.layers, "layers (0-based) where amplification applies", {}),
-        SL_KEY(intervention.amplify.mode, "centered: mu + lambda (o - mu); scale: lambda o",
-               {.choices = {"centered", "scale"}}),
+        SL_KEY(intervention.amplify.mode,
+               "centered: mu + lambda (o - mu), mu the mean over all positions; centered_causal: mu the mean over "
+               "positions 0..k; scale: lambda o",
+               {.choices = {"centered", "centered_causal", "scale"}}),
 
         SL_KEY(data.train, "glob of training token shards", {}),
         SL_KEY(data.val, "glob of validation token shards; empty = no validation", {}),
@@ -87,7 +89,7 @@ std::vector<Field> build_schema() {
         SL_KEY(metrics.every, "/sink row every this many steps and at the last; 0 = off", {.lo = 0}),
         SL_KEY(metrics.heavy_every, "/heavy row every this many steps and at the last; 0 = off", {.lo = 0}),
         SL_KEY(metrics.positions, "key positions whose attention mass is tracked", {}),
-        SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std", {.lo = 1}),
+        SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std and attn_out_std", {.lo = 1}),
         SL_KEY(metrics.sink_eps, "attention-mass threshold of sink_rate", {.lo = 0, .hi = 1}),
         SL_KEY(metrics.val_every, "validation every this many steps; 0 = only at the end", {.lo = 0}),
         SL_KEY(metrics.val_batches, "micro-batches per validation", {.lo = 1}),
@@ -228,14 +230,14 @@ bool is_folder_name(std::string_view name) {
                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '+' || c == '-'; });
 }
 
-std::string clipped(const std::string& text, size_t shown) {
+std::string clipped(const std::string& text, size_t shown, bool ascii) {
     size_t cut = std::min(shown, text.size());
     while (cut < text.size() && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80)
         cut--;  // not inside a UTF-8 character
     std::string out;
     for (char ch : text.substr(0, cut)) {
         const auto byte = static_cast<unsigned char>(ch);
-        if (byte < 0x20 || byte == 0x7f) out += fmt::format("\\x{:02x}", byte);
+        if (byte < 0x20 || byte == 0x7f || (ascii && byte > 0x7f)) out += fmt::format("\\x{:02x}", byte);
         else out += ch;
     }
     return cut == text.size() ? out : fmt::format("{}... ({} characters)", out, text.size());

@@ -60,9 +60,10 @@ std::string format_value(const Field& f, const Config& c);
 std::string value_change(std::string_view key, const Config& old, const Config& now);
 // What a YAML node holds, for "got ..." in messages: 'abc', an empty value, a list [3, 7], a map {...}.
 std::string describe(const YAML::Node& node);
-// A value as messages show it, on one line: control bytes as \xNN, and whole when short, else its start and its
-// length (a 20 MB scalar made a 20 MB line).
-std::string clipped(const std::string& text, size_t shown = 80);
+// A value as messages show it, on one line: control bytes as \xNN (with `ascii`, every byte above 0x7e too: text that
+// should be ASCII may be binary, which would make the line invalid UTF-8), and whole when short, else its start and
+// its length (a 20 MB scalar made a 20 MB line).
+std::string clipped(const std::string& text, size_t shown = 80, bool ascii = false);
 // Reads `node` into the field; a wrong type throws an Error naming `origin`, the key and the value.
 void parse_value(const Field& f, const YAML::Node& node, Config& c, std::string_view origin);
 // Throws an Error when the field's value breaks its Limits; `origin` says where the value came from.

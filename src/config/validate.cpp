@@ -131,6 +131,11 @@ class Checker {
         SL_REQUIRE(amp.position < 0 || !amp.layers.empty(),
                    "{} amplifies no layer because {}; list the layers, e.g. [0, 1, 2]",
                    show("intervention.amplify.position"), show("intervention.amplify.layers"));
+        // mu over positions 0..0 is o_0 itself: the forward pass would be the plain model's, its gradient not.
+        SL_REQUIRE(amp.position != 0 || amp.mode != "centered_causal",
+                   "{} with {} leaves token 0's W_O input as it is (the mean over positions 0..0 is that input), "
+                   "while its gradient would still be scaled by lambda; amplify a later position, or use mode scale",
+                   show("intervention.amplify.position"), show("intervention.amplify.mode"));
     }
 
     void metrics() const {
@@ -211,6 +216,17 @@ std::vector<std::string> ineffective_settings(const Config& c) {
                                     amp.position));
     if (std::find(c.intervention.isolate.begin(), c.intervention.isolate.end(), 0) != c.intervention.isolate.end())
         notes.push_back("intervention.isolate lists 0, which changes nothing: token 0 attends only to itself anyway");
+    return notes;
+}
+
+std::vector<std::string> training_notes(const Config& c) {
+    std::vector<std::string> notes = ineffective_settings(c);
+    const AmplifyConfig& amp = c.intervention.amplify;
+    if (amp.position >= 0 && amp.position + 1 < c.model.seq_len && amp.lambda != 1.f && amp.mode == "centered")
+        notes.push_back(fmt::format("intervention.amplify.mode = centered: mu is the mean over all {} positions, so "
+                                    "token {}'s W_O input carries later tokens to every position that attends to it "
+                                    "(the model is not causal); mode centered_causal takes mu over positions 0..{}",
+                                    c.model.seq_len, amp.position, amp.position));
     return notes;
 }
 

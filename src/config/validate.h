@@ -26,4 +26,8 @@ void validate_config(const Config& c, const Origins& origins, ConfigUse use = Co
 // key shows instead of running silently as the plain model.
 std::vector<std::string> ineffective_settings(const Config& c);
 
+// The notes a training run logs: ineffective_settings, and settings that let a position see later tokens (the
+// centered amplification's mean over the whole sequence), which an eval of a trained model may mean to use.
+std::vector<std::string> training_notes(const Config& c);
+
 }  // namespace sinklab::config

@@ -1,6 +1,7 @@
 #include "core/check.h"
 
 #include <filesystem>
+#include <new>
 
 namespace sinklab {
 
@@ -19,6 +20,10 @@ std::string message_of(const std::exception_ptr& failure) {
         const size_t at = what.find(suffix);
         if (at != std::string::npos) what.erase(at);
         return fmt::format("{}: {}; check the path and the folders on it", e.path1().string(), what);
+    } catch (const std::bad_alloc&) {  // what() is just "std::bad_alloc"
+        return "out of host memory: an allocation failed (the machine's memory, or a limit such as ulimit -v, is "
+               "too small for what this command holds: the model, its batch, the data); make it smaller, or run where "
+               "there is more memory";
     } catch (const std::exception& e) {
         return e.what();
     } catch (...) {

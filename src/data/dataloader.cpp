@@ -46,6 +46,12 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
                    : "");
     shards_.reserve(files.size());
     for (const std::string& f : files) {
+        // The folder named itself, or caught by a wildcard among the shards beside it.
+        const std::filesystem::path path(f), shards = f == glob ? path : path.parent_path();
+        SL_REQUIRE(!std::filesystem::is_directory(f),
+                   "'{}' matches {}, a folder, not a token shard; give a glob that matches shard files only (such as "
+                   "'{}')",
+                   glob, f, (shards / "*.bin").lexically_normal().string());
         shards_.emplace_back(f);
         shard_start_.push_back(tokens_);
         tokens_ += shards_.back().tokens();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include <fmt/ranges.h>
 
@@ -154,13 +155,36 @@ std::string make_missing(const DataConfig& data, const ModelConfig& model) {
          data.train);
 }
 
+// A validation shard that training reads too (data.val named like data.train, or data.train's glob catching the val_
+// shards) makes the validation curve one of trained-on tokens, which reads as held-out loss: what they share, "" when
+// nothing.
+std::string val_shards_trained_on(const DataConfig& data) {
+    if (data.val.empty()) return "";
+    std::set<std::filesystem::path> train;
+    std::error_code ec;
+    for (const std::string& f : glob_files(data.train)) train.insert(std::filesystem::weakly_canonical(f, ec));
+    const std::vector<std::string> val = glob_files(data.val);
+    std::vector<std::string> shared;
+    for (const std::string& f : val)
+        if (train.contains(std::filesystem::weakly_canonical(f, ec))) shared.push_back(f);
+    if (shared.empty()) return "";
+    return fmt::format("data.val '{}' and data.train '{}' share {} of data.val's {} shards ({}{}): the validation loss "
+                       "is measured on tokens the model trains on",
+                       data.val, data.train, shared.size(), val.size(), shared.front(), shared.size() > 1 ? ", ..." : "");
+}
+
 }  // namespace
 
-std::string ensure_data(const DataConfig& data, const ModelConfig& model) {
+std::string ensure_data(const DataConfig& data, const ModelConfig& model, bool resuming) {
     const std::string note = make_missing(data, model);
     check_prepared_tokenizer(data.train, data.tokenizer, "data.train");
     if (!data.val.empty()) check_prepared_tokenizer(data.val, data.tokenizer, "data.val");
-    return note;
+    // A run started so (before this check) goes on as it began: its curve is comparable to itself only.
+    const std::string shared = val_shards_trained_on(data);
+    SL_REQUIRE(shared.empty() || resuming, "{}; give each its own shards (prepare writes train_*.bin and val_*.bin)",
+               shared);
+    if (shared.empty()) return note;
+    return note.empty() ? shared : note + "; " + shared;
 }
 
 }  // namespace sinklab

@@ -10,8 +10,9 @@ namespace sinklab {
 
 // Makes nothing when data.train matches a file. The synthetic files are the globs with '*' replaced by 000000
 // (train ~2M symbols, val ~100k), tokenized with data.tokenizer; they are refused in a folder that holds other
-// shards. Then checks that the train and val shards were not made with another tokenizer (check_prepared_tokenizer).
-// Returns what it made, for the run's log ("" when nothing).
-std::string ensure_data(const DataConfig& data, const ModelConfig& model);
+// shards. Then checks that the train and val shards were not made with another tokenizer (check_prepared_tokenizer)
+// and that no val shard is a train shard (of a run `resuming`, noted, not refused).
+// Returns what it made, and such a shared shard, for the run's log ("" when nothing).
+std::string ensure_data(const DataConfig& data, const ModelConfig& model, bool resuming = false);
 
 }  // namespace sinklab

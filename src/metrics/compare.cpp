@@ -12,6 +12,7 @@
 #include "config/schema.h"
 #include "core/check.h"
 #include "metrics/runlog_reader.h"
+#include "metrics/sink_metrics.h"
 #include "train/suite.h"
 
 namespace sinklab {
@@ -53,6 +54,15 @@ std::vector<int> read_positions(const RunLogReader& log) {
     }
 }
 
+// [L] first_vs_rest of each layer's row of a [L, Tp] column, at the last /sink row.
+std::vector<double> position0_ratios(const RunLogReader& log, const std::string& column) {
+    const Dataset last = log.read_last("sink", column);  // [1, L, Tp]
+    const int64_t L = last.shape.at(1), Tp = last.shape.at(2);
+    std::vector<double> ratio;
+    for (int64_t l = 0; l < L; l++) ratio.push_back(first_vs_rest(last.data.data() + l * Tp, Tp));
+    return ratio;
+}
+
 void read_sink(const RunLogReader& log, RunCurves& r) {
     const std::vector<int>& positions = r.positions;
     if (!log.has("sink", "step")) return;
@@ -77,13 +87,8 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
     r.sink_rate = log.read_last("sink", "sink_rate").data;
     r.dominance = log.read_last("sink", "dominance").data;
-    const Dataset wo = log.read_last("sink", "wo_input_std");  // [1, L, Tp]
-    const int64_t Tp = wo.shape.at(2);
-    const std::vector<double>& row = wo.data;  // [L, Tp]
-    for (int64_t l = 0; Tp >= 2 && l < L; l++) {
-        const double* s = row.data() + l * Tp;
-        r.var_ratio.push_back(s[0] / (std::accumulate(s + 1, s + Tp, 0.0) / double(Tp - 1)));
-    }
+    r.var_ratio = position0_ratios(log, "wo_input_std");
+    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std");  // an older log has none
 }
 
 // The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over
@@ -114,14 +119,15 @@ std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b
 }
 
 // Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
-// passes for a seed mean; a run whose config.yaml does not load is left out of the config check with a note.
+// passes for a seed mean; a run whose config.yaml is missing or does not load is left out of the config check with a
+// note.
 void check_same_config(const std::string& group, const std::vector<const RunCurves*>& runs,
                        std::vector<std::string>& notes) {
     const RunCurves* first = nullptr;
     for (const RunCurves* r : runs) {
         if (!r->config_error.empty() && runs.size() > 1)
-            notes.push_back(fmt::format("{}: its config.yaml does not load ({}); it is averaged as a seed of variant "
-                                        "{} without checking that it was trained alike",
+            notes.push_back(fmt::format("{}: its config.yaml {}; it is averaged as a seed of variant {} without "
+                                        "checking that it was trained alike",
                                         r->dir, r->config_error, group));
         if (!r->config) continue;
         if (!first) {
@@ -193,14 +199,17 @@ RunCurves read_run(const std::string& dir) {
     read_heavy(log, r);
     if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
     if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
-    // A config.yaml that no longer loads (written by an older sinklab) only leaves this run out of the config check.
+    // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
+    // config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
-    if (fs::exists(cfg)) {
+    if (!fs::exists(cfg)) {
+        r.config_error = "is missing";
+    } else {
         try {
             r.config = load_config(cfg.string());
             r.max_steps = r.config->train.max_steps;  // a resume may have raised it; the file's attribute stays
         } catch (const Error& e) {
-            r.config_error = e.what();
+            r.config_error = fmt::format("does not load ({})", e.what());
         }
     }
     return r;
@@ -387,7 +396,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
 
     for (size_t g = 0; g < c.groups.size(); g++) {
         GroupRow& row = c.groups[g];
-        std::vector<double> train, val, speed, rate, dom, ratio, rank;
+        std::vector<double> train, val, speed, rate, dom, ratio, att_ratio, rank;
         row.step_min = INT64_MAX;
         for (size_t i = 0; i < members[g].size(); i++) {
             const RunCurves* r = members[g][i];
@@ -401,6 +410,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
             rate.push_back(mean(r->sink_rate));
             dom.push_back(mean(r->dominance));
             ratio.push_back(mean(r->var_ratio));
+            att_ratio.push_back(mean(r->att_ratio));
             rank.push_back(mean(r->effective_rank));
         }
         row.train_loss = stat_of(train);
@@ -410,6 +420,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         row.sink_rate = stat_of(rate);
         row.dominance = stat_of(dom);
         row.var_ratio = stat_of(ratio);
+        row.att_ratio = stat_of(att_ratio);
         row.effective_rank = stat_of(rank);
         for (int p : c.positions) {
             std::vector<double> over_layers;

@@ -27,10 +27,11 @@ struct RunCurves {
     std::vector<double> sink_rate;            // [L]
     std::vector<double> dominance;            // [L]
     std::vector<double> var_ratio;            // [L] wo_input_std at position 0 / its mean over positions 1..Tp-1
+    std::vector<double> att_ratio;            // [L] the same of attn_out_std (before HeadNorm); empty: not logged
     std::vector<double> effective_rank;       // [L] at the last /heavy row; empty before the first
     std::string train_checksum, val_checksum;  // of the data's tokens (DataLoader::fingerprint); "" when not logged
     std::optional<Config> config;             // the run folder's config.yaml, when it has a loadable one
-    std::string config_error;                 // why its config.yaml did not load ("" when it did, or has none)
+    std::string config_error;                 // why its config.yaml is not there to check ("" when it loaded)
 };
 
 // Reads a run folder's metrics.h5.
@@ -64,7 +65,7 @@ struct GroupRow {
     Stat val_loss;                         // last validation loss
     Stat tokens_to_target;                 // tokens until the smoothed train loss reaches the baseline's final one
     Stat speedup;                          // baseline tokens / tokens_to_target
-    Stat sink_rate, dominance, var_ratio;  // last /sink row, mean over layers
+    Stat sink_rate, dominance, var_ratio, att_ratio;  // last /sink row, mean over layers
     Stat effective_rank;                   // last /heavy row, mean over layers
     std::map<int, Stat> mass;              // tracked position -> attention mass on it, mean over layers
     std::map<int, std::vector<Stat>> mass_by_layer;  // tracked position -> [L]

@@ -47,7 +47,7 @@ std::string mass_cell(const Stat& s) {
 Table summary(const Comparison& c) {
     Table t{{"variant", "runs", "step", "train loss", "val loss", "tokens to target", "speed-up"}, {}};
     for (int p : c.positions) t.header.push_back(fmt::format("tok{} mass", p));
-    t.header.insert(t.header.end(), {"sink rate", "dominance", "var ratio", "eff. rank"});
+    t.header.insert(t.header.end(), {"sink rate", "dominance", "var ratio", "att ratio", "eff. rank"});
     for (const GroupRow& g : c.groups) {
         std::vector<std::string> row{g.name,
                                      fmt::format("{}", g.runs.size()),
@@ -59,6 +59,7 @@ Table summary(const Comparison& c) {
         for (int p : c.positions) row.push_back(g.mass.count(p) ? mass_cell(g.mass.at(p)) : "-");
         row.insert(row.end(), {mass_cell(g.sink_rate), cell(g.dominance, [](double v) { return fixed(v, 1); }),
                                cell(g.var_ratio, [](double v) { return fixed(v, 2); }),
+                               cell(g.att_ratio, [](double v) { return fixed(v, 2); }),
                                cell(g.effective_rank, [](double v) { return fixed(v, 1); })});
         t.rows.push_back(std::move(row));
     }
@@ -98,7 +99,8 @@ std::string target_note(const Comparison& c) {
 const char* kColumnsNote =
     "columns: mean ± sd over runs (seeds), (n/m) when only n of m runs have a value, - when none has; tokN mass = "
     "attention mass on key position N (mean over heads and layers), sink rate and dominance (mean over layers), var "
-    "ratio = W_O-input std at position 0 / mean over later positions (mean over layers), all at the last /sink row; "
+    "ratio = W_O-input std at position 0 / mean over later positions (mean over layers), att ratio = the same of the "
+    "attention output before HeadNorm (gate, amplification), all at the last /sink row; "
     "eff. rank = effective rank of the block output (mean over layers) at the last /heavy row";
 
 std::string layer_note(int p) {

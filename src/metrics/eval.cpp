@@ -25,14 +25,6 @@ void divide(const std::vector<std::vector<double>*>& fields, double n) {
         for (double& x : *f) x /= n;
 }
 
-// Position 0's value against the mean of positions 1.. of row [Tp].
-double first_vs_rest(const double* row, int Tp) {
-    if (Tp < 2) return 0.0;
-    double rest = 0;
-    for (int t = 1; t < Tp; t++) rest += row[t];
-    return rest > 0 ? row[0] / (rest / (Tp - 1)) : 0.0;
-}
-
 }  // namespace
 
 BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, int world, const std::string& what) {
@@ -151,20 +143,21 @@ std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink) {
     const size_t P = sink.positions().size();
     std::string out = fmt::format(
         "val loss {:.4f} over {} sequences | Sink_1^eps {:.1f}% of (layer, head) pairs\n\n"
-        "{:>5} {:>8} {:>6} {:>9} {:>8} {:>7} {:>9} {:>9} {:>7} {:>8} {:>9} {:>9}\n",
+        "{:>5} {:>8} {:>6} {:>9} {:>8} {:>7} {:>9} {:>9} {:>7} {:>8} {:>9} {:>9} {:>9}\n",
         r.loss, r.sequences, r.sink_percent, "layer", "mass@0", "sinks", "dominance", "massive", "h0/ht", "ffn@0",
-        "ffn rest", "ffn ch", "eff.rank", "std0/rest", "dim0/rest");
+        "ffn rest", "ffn ch", "eff.rank", "std0/rest", "att0/rest", "dim0/rest");
     for (int l = 0; l < L; l++) {
         double mass0 = 0;
         for (int h = 0; h < H; h++) mass0 += r.sink.attn_mass[(size_t(l) * H + h) * P] / H;
         const std::string sinks =  // "-" for a diverged model's undefined rate
             std::isfinite(r.sink_rate[l]) ? fmt::format("{}/{}", int(std::lround(r.sink_rate[l] * H)), H) : "-";
         out += fmt::format("{:>5} {:>8.3f} {:>6} {:>9.2f} {:>8.1f} {:>7.2f} {:>9.2f} {:>9.2f} {:>7} {:>8.1f} {:>9.2f} "
-                           "{:>9.2f}\n",
+                           "{:>9.2f} {:>9.2f}\n",
                            l, mass0, sinks, r.sink.dominance[l],
                            r.sink.massive[l], r.sink.token0_norm_ratio[l], r.sink.ffn_max_act[2 * l],
                            r.sink.ffn_max_act[2 * l + 1], int(r.sink.ffn_top_channel[l]), r.heavy.effective_rank[l],
                            first_vs_rest(r.sink.wo_input_std.data() + size_t(l) * Tp, Tp),
+                           first_vs_rest(r.sink.attn_out_std.data() + size_t(l) * Tp, Tp),
                            first_vs_rest(r.wo_dimwise_std.data() + size_t(l) * Tp, Tp));
     }
     return out;

@@ -9,16 +9,18 @@ namespace sinklab {
 
 namespace {
 
-// Layout of the per-step buffer, in floats: per layer the attention mass [H, P], the W_O-input std [Tp],
-// token0_stats of the normed input and of the FFN intermediate [2, 3] and the block output's token-0 norm ratio [1];
+// Layout of the per-step buffer, in floats: per layer the attention mass [H, P], the W_O-input std [Tp], the
+// attention output's std [Tp], token0_stats of the normed input and of the FFN intermediate [2, 3] and the block
+// output's token-0 norm ratio [1];
 // after the L layers, the block outputs' |max| and median [L, 2] and the FFN maxima away from token 0 [L] that the
 // SwiGLU forward left in the activations.
 struct SinkLayout {
     int64_t H, P, Tp, L;
     int64_t mass() const { return H * P; }
-    int64_t per_layer() const { return mass() + Tp + 6 + 1; }
+    int64_t per_layer() const { return mass() + 2 * Tp + 6 + 1; }
     int64_t wo_std(int l) const { return l * per_layer() + mass(); }
-    int64_t t0(int l, int which) const { return wo_std(l) + Tp + 3 * which; }
+    int64_t att_std(int l) const { return wo_std(l) + Tp; }
+    int64_t t0(int l, int which) const { return att_std(l) + Tp + 3 * which; }
     int64_t ratio(int l) const { return t0(l, 2); }
     int64_t amm() const { return L * per_layer(); }
     int64_t rest_max() const { return amm() + 2 * L; }
@@ -53,6 +55,12 @@ double median(std::vector<double>& v) {
 }
 
 }  // namespace
+
+double first_vs_rest(const double* row, int64_t Tp) {
+    double rest = 0;
+    for (int64_t t = 1; t < Tp; t++) rest += row[t];
+    return Tp >= 2 && rest > 0 ? row[0] / (rest / double(Tp - 1)) : std::nan("");
+}
 
 SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
     : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps), buffers_(model.backend()) {
@@ -94,6 +102,7 @@ SinkValues SinkMetrics::compute() {
         const BlockActs& blk = a.blocks[l];
         be_.attn_mass(out(l * ly.per_layer(), {H_, P}), blk.qkv, blk.lse, positions_, s);
         be_.position_std(out(ly.wo_std(l), {Tp_}), blk.wo_in.view({B, T, s.H * s.hd}));
+        be_.position_std(out(ly.att_std(l), {Tp_}), blk.att.view({B, T, s.H * s.hd}));
         be_.token0_stats(out(ly.t0(l, 0), {3}), blk.xn1.view({B, T, C}));
         be_.token0_stats(out(ly.t0(l, 1), {3}), blk.act.view({B, T, F}));
         // The block output is the input of the next RMSNorm (the next block's, or the final one), whose rstd
@@ -113,6 +122,8 @@ SinkValues SinkMetrics::compute() {
         v.attn_mass.insert(v.attn_mass.end(), m, m + ly.mass());
         const float* w = host.data() + ly.wo_std(l);
         v.wo_input_std.insert(v.wo_input_std.end(), w, w + Tp_);
+        const float* att = host.data() + ly.att_std(l);
+        v.attn_out_std.insert(v.attn_out_std.end(), att, att + Tp_);
         const float* normed = host.data() + ly.t0(l, 0);
         const float* ffn = host.data() + ly.t0(l, 1);
         const float* amm = host.data() + ly.amm() + 2 * l;
@@ -205,6 +216,7 @@ std::vector<RowValue> SinkMetrics::sink_row(int64_t step, const SinkValues& v) c
             {"attn_mass", v.attn_mass},
             {"sink_rate", sink_rate(v)},
             {"wo_input_std", v.wo_input_std},
+            {"attn_out_std", v.attn_out_std},
             {"dominance", v.dominance},
             {"massive", v.massive},
             {"token0_norm_ratio", v.token0_norm_ratio},

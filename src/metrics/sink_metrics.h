@@ -16,6 +16,9 @@ namespace sinklab {
 struct SinkValues {
     std::vector<double> attn_mass;        // [L, H, P] mean weight on each tracked key from the rows that see it
     std::vector<double> wo_input_std;     // [L, Tp] channel std of the W_O input per position, batch mean
+    // [L, Tp] the same of the attention output (the value aggregation) before HeadNorm, the gate and amplification:
+    // HeadNorm sets each head's RMS at every position, so wo_input_std cannot show what it normalized away.
+    std::vector<double> attn_out_std;
     std::vector<double> dominance;        // [L] max|x|/mean|x| of token 0 after the pre-attention RMSNorm
     std::vector<double> massive;          // [L] top-1 |h| / median |h| of the block's output (sequence 0)
     std::vector<double> token0_norm_ratio;  // [L] ||h_0|| / mean_{t>0} ||h_t|| of the block's output
@@ -24,7 +27,7 @@ struct SinkValues {
 
     // The fields that average over ranks and batches (all but the channel index).
     std::vector<std::vector<double>*> averaged() {
-        return {&attn_mass, &wo_input_std, &dominance, &massive, &token0_norm_ratio, &ffn_max_act};
+        return {&attn_mass, &wo_input_std, &attn_out_std, &dominance, &massive, &token0_norm_ratio, &ffn_max_act};
     }
 };
 
@@ -40,6 +43,10 @@ struct HeavyValues {
     // The fields that average over ranks and batches (not the weights').
     std::vector<std::vector<double>*> averaged() { return {&effective_rank, &attn_map}; }
 };
+
+// Position 0's value of a [Tp] row (of wo_input_std, attn_out_std) against the mean of positions 1..Tp-1: the
+// variance discrepancy as one number. NaN when there is no later position, or no spread there.
+double first_vs_rest(const double* row, int64_t Tp);
 
 class SinkMetrics {
 public:

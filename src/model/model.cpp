@@ -329,7 +329,7 @@ void Model::block_forward(int l) {
     }
     if (!a.amp.empty()) {
         be_.amplify_fwd(a.amp.view({B_, T_, H * hd}), cur.view({B_, T_, H * hd}), amp.position, amp.lambda,
-                        amp.mode == "centered");
+                        amp.mean_rows(T_));
         cur = a.amp;
     }
     a.wo_in = cur;

@@ -131,33 +131,41 @@ json file_entry(const WrittenFile& f) { return {{"bytes", f.bytes}, {"checksum",
 // A checkpoint folder given as "step_00000100" or "step_00000100/": the folder itself.
 fs::path folder_of(const fs::path& dir) { return dir.has_filename() ? dir : dir.parent_path(); }
 
-// How to get past a damaged checkpoint `dir`: the one before it, or when there is none, a new start.
-std::string move_aside_hint(const fs::path& dir) {
+// How to get past a damaged checkpoint `dir`: the one before it, or when there is none, a new start. A resume
+// takes the newest, so this one must go aside; eval and export take --checkpoint (and a new start would delete the
+// run they read).
+std::string move_aside_hint(const fs::path& dir, CheckpointUse use) {
     const fs::path d = folder_of(dir);
     const std::optional<int64_t> step = folder_step(d.filename().string());
     const auto all = list_checkpoints(d.parent_path());
-    if (step && !all.empty() && all.front().first < *step)
-        return fmt::format("to resume from the checkpoint before it, move this one aside (mv {} {}.bad)", dir.string(),
-                           dir.string());
-    return "there is no older checkpoint to resume from: start the run again with --overwrite, or train under "
-           "another run.name to keep this folder";
+    const auto older = std::find_if(all.rbegin(), all.rend(), [&](const auto& c) { return step && c.first < *step; });
+    if (older != all.rend())
+        return use == CheckpointUse::resume
+                   ? fmt::format("to resume from the checkpoint before it, move this one aside (mv {} {}.bad)",
+                                 dir.string(), dir.string())
+                   : fmt::format("read the checkpoint before it with --checkpoint {}", older->second.string());
+    return use == CheckpointUse::resume
+               ? "there is no older checkpoint to resume from: start the run again with --overwrite, or train under "
+                 "another run.name to keep this folder"
+               : "the run has no older checkpoint to read instead";
 }
 
 // Checks a checkpoint file against the size and checksum its state.json recorded.
-void verify_file(const fs::path& dir, const std::string& name, const json& files) {
+void verify_file(const fs::path& dir, const std::string& name, const json& files, CheckpointUse use) {
     const fs::path path = dir / name;
     SL_REQUIRE(files.contains(name), "{}/{} lists no file {}; the checkpoint is damaged; {}", dir.string(), kStateFile,
-               name, move_aside_hint(dir));
+               name, move_aside_hint(dir, use));
     const uint64_t bytes = files[name].at("bytes").get<uint64_t>();
     const std::string sum = files[name].at("checksum").get<std::string>();
-    SL_REQUIRE(fs::is_regular_file(path), "checkpoint file {} is missing; {}", path.string(), move_aside_hint(dir));
+    SL_REQUIRE(fs::is_regular_file(path), "checkpoint file {} is missing; {}", path.string(),
+               move_aside_hint(dir, use));
     const MappedFile f(path.string());
     SL_REQUIRE(f.size() == bytes, "checkpoint file {} has {} bytes, the checkpoint recorded {}: it was truncated or "
-               "changed; {}", path.string(), f.size(), bytes, move_aside_hint(dir));
+               "changed; {}", path.string(), f.size(), bytes, move_aside_hint(dir, use));
     Checksum64 c;
     c.update(f.data(), f.size());
     SL_REQUIRE(c.hex() == sum, "checkpoint file {} is corrupt: its checksum is {}, the checkpoint recorded {}; {}",
-               path.string(), c.hex(), sum, move_aside_hint(dir));
+               path.string(), c.hex(), sum, move_aside_hint(dir, use));
 }
 
 // "key (old -> new)" for every key that differs between the configs and that a resume may (`may_change`) or may
@@ -197,6 +205,7 @@ std::string encode_state(const TrainState& s) {
                 {"skipped_nonfinite", s.guard.skipped_nonfinite},
                 {"skipped_spike", s.guard.skipped_spike}}}};
     if (s.val_tokens >= 0) j["val_data"] = {{"tokens", s.val_tokens}, {"checksum", s.val_checksum}};
+    if (!s.run_id.empty()) j["run_id"] = s.run_id;
     return j.dump(2);
 }
 
@@ -228,6 +237,7 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
             s.val_tokens = whole(j.at("val_data").at("tokens"), "val_data.tokens", 0, kMost);
             s.val_checksum = j.at("val_data").at("checksum").get<std::string>();
         }
+        s.run_id = j.value("run_id", "");
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
@@ -312,17 +322,17 @@ int64_t latest_checkpoint_step(const std::string& run_dir) {
     return all.empty() ? -1 : all.back().first;
 }
 
-void verify_checkpoint(const std::string& dir_text) {
+void verify_checkpoint(const std::string& dir_text, CheckpointUse use) {
     const fs::path dir(dir_text);
     const fs::path state_path = dir / kStateFile;
     SL_REQUIRE(fs::is_regular_file(state_path), "checkpoint {} has no {}: it is damaged; {}", dir.string(), kStateFile,
-               move_aside_hint(dir));
+               move_aside_hint(dir, use));
     try {
         const json files = json::parse(read_text(state_path)).at("files");
-        for (const char* name : {kConfigFile, kModelFile, kOptimizerFile}) verify_file(dir, name, files);
+        for (const char* name : {kConfigFile, kModelFile, kOptimizerFile}) verify_file(dir, name, files, use);
     } catch (const json::exception& e) {
         fail("{} is not a valid checkpoint state ({}): the checkpoint is damaged; {}", state_path.string(), e.what(),
-             move_aside_hint(dir));
+             move_aside_hint(dir, use));
     }
 }
 
@@ -330,13 +340,13 @@ namespace {
 
 // A checkpoint's state, which must be the step its folder's name says when the name is a step's: resume and pruning
 // go by the names.
-TrainState read_state(const fs::path& dir) {
+TrainState read_state(const fs::path& dir, CheckpointUse use) {
     const fs::path state_path = dir / kStateFile;
     TrainState state;
     try {
         state = decode_state(read_text(state_path), state_path.string());
     } catch (const Error& e) {
-        fail("{}; the checkpoint is damaged; {}", e.what(), move_aside_hint(dir));
+        fail("{}; the checkpoint is damaged; {}", e.what(), move_aside_hint(dir, use));
     }
     const std::optional<int64_t> named = folder_step(folder_of(dir).filename().string());
     SL_REQUIRE(!named || *named == state.step,
@@ -358,8 +368,8 @@ std::vector<std::string> resume_changes(const Config& trained, const Config& cfg
 
 TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model& model, WholeMoments& whole_moments) {
     const fs::path dir(dir_text);
-    verify_checkpoint(dir.string());
-    const TrainState state = read_state(dir);
+    verify_checkpoint(dir.string(), CheckpointUse::resume);
+    const TrainState state = read_state(dir, CheckpointUse::resume);
 
     const std::vector<std::string> differ = config_changes(checkpoint_config(dir.string()), cfg, false);
     SL_REQUIRE(differ.empty(), "cannot resume from {}: the config differs from the one it was written with in {}; "
@@ -375,8 +385,8 @@ TrainState load_checkpoint(const std::string& dir_text, const Config& cfg, Model
 
 int64_t load_weights(const std::string& dir_text, Model& model) {
     const fs::path dir(dir_text);
-    verify_checkpoint(dir.string());
-    const TrainState state = read_state(dir);
+    verify_checkpoint(dir.string(), CheckpointUse::read);
+    const TrainState state = read_state(dir, CheckpointUse::read);
     load_tensors(SafetensorsFile((dir / kModelFile).string()), model.backend(),
                  named(model.table(), model.truth(), ""));
     return state.step;

@@ -43,6 +43,7 @@ struct TrainState {
     int64_t tokens = 0;           // training tokens through `step` (the tokens per step change with the ranks);
                                   // -1 when read from a checkpoint of a sinklab that did not record them
     int64_t run_log_step = 0;     // metrics.h5 holds the rows through this step (synced before writing)
+    std::string run_id;           // run_identity of that metrics.h5; empty: not recorded
     int64_t optimizer_steps = 0;  // AdamW's update count (steps minus skipped updates)
     LoaderPosition train_data;    // where the next training batch starts
     int64_t data_tokens = -1;     // tokens in data.train's shards, whose windows train_data counts; -1: not recorded
@@ -73,12 +74,14 @@ int64_t latest_checkpoint_step(const std::string& run_dir);
 std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint, bool into_run);
 // Runs `read`, which reads the checkpoint `ckpt`. A training run still writing the run deletes its older checkpoints
 // (checkpoint.keep): an error raised once `ckpt` is gone says so, the reader's own in parentheses (alone it read as
-// a damaged checkpoint, with the advice to start the run over).
+// a damaged checkpoint).
 void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read);
 
+// What a checkpoint is read for: a resume of its run, or eval and export (whose errors advise --checkpoint).
+enum class CheckpointUse { resume, read };
 // Checks every file of a checkpoint folder against the sizes and checksums its state.json recorded; errors
 // name the file (and say how to fall back to an older checkpoint).
-void verify_checkpoint(const std::string& dir);
+void verify_checkpoint(const std::string& dir, CheckpointUse use);
 
 // Verifies the checkpoint folder `dir` and loads its weights into model.truth() and its moments into `moments`
 // (AdamW::moment_buffers; the caller syncs the compute weights and keeps the optimizer's shard). `cfg` must equal

@@ -102,7 +102,7 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
     Config cfg;
     std::optional<SafetensorsFile> mapped;  // mapped now: it stays readable when a rotation deletes the checkpoint
     reading_checkpoint(checkpoint, [&] {
-        verify_checkpoint(checkpoint);
+        verify_checkpoint(checkpoint, CheckpointUse::read);
         cfg = checkpoint_config(checkpoint, ConfigUse::eval);
         mapped.emplace((fs::path(checkpoint) / "model.safetensors").string());
     });

@@ -73,6 +73,14 @@ std::string run_entry(const std::string& dir, const std::string& name) {
     return (fs::exists(aside, ec) ? aside : fs::path(dir) / name).string();
 }
 
+void require_log_with_checkpoints(const std::string& dir, const std::string& remedy) {
+    std::error_code ec;
+    if (fs::exists(run_entry(dir, "metrics.h5"), ec)) return;
+    const std::string newest = latest_checkpoint(fs::path(run_entry(dir, "checkpoints")).parent_path().string());
+    SL_REQUIRE(newest.empty(), "run folder {} holds checkpoints (the newest {}) but no metrics.h5, the run log they "
+               "continue; {}", dir, newest, remedy);
+}
+
 RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir), opt_(opt) {
     lock_ = std::make_unique<FolderLock>(dir_, "run folder", "train", "pick another name with --set run.name=NAME");
     const fs::path d(dir_);
@@ -90,6 +98,9 @@ RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir
     SL_REQUIRE(opt_.overwrite || !fs::exists(d / "checkpoints", ec) || fs::is_directory(d / "checkpoints", ec),
                "run folder {}: its entry 'checkpoints' is not a folder, where the run's checkpoints go; move it away",
                dir_);
+    if (!opt_.overwrite)
+        require_log_with_checkpoints(dir_, "put metrics.h5 back and continue with --resume, or replace the run with "
+                                           "--overwrite (which deletes the checkpoints)");
     const bool holds_run = fs::exists(d / "metrics.h5", ec);
     if (opt_.resume) {
         resume_from_ = latest_checkpoint(dir_);

@@ -24,6 +24,11 @@ constexpr const char* kReplacedRun = ".replaced";
 // back first), else in `dir`.
 std::string run_entry(const std::string& dir, const std::string& name);
 
+// Refuses a run folder (as run_entry finds it) whose checkpoints have lost their run log: --resume cannot continue
+// the run without its rows, and a start among them would prune the old run's checkpoints and collide with them.
+// `remedy` says what to do, in the words of the command that refuses it.
+void require_log_with_checkpoints(const std::string& dir, const std::string& remedy);
+
 class RunFolder {
 public:
     // Locks and checks the folder `dir` (a start refused here leaves it as it was, but for what an earlier start

@@ -129,6 +129,8 @@ RunState inspect_run(const SweepRun& run) {
     const fs::path h5 = run_entry(run.dir, "metrics.h5"), cfg_file = run_entry(run.dir, "config.yaml");
     RunState s;
     s.trained_by = folder_lock_holder(run.dir);
+    require_log_with_checkpoints(run.dir, "put metrics.h5 back (the sweep then resumes the run), or remove the folder "
+                                          "to redo it");
     if (!fs::exists(h5)) return s;
     if (fs::exists(cfg_file)) {
         const std::vector<std::string> diffs = config_differences(load_config(cfg_file.string()), run.config);

@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "config/validate.h"
+#include "metrics/runlog_reader.h"
 #include "core/build_info.h"
 #include "core/checksum.h"
 #include "core/progress.h"
@@ -103,6 +104,7 @@ struct Trainer::Impl {
     int64_t start_step = 0;
     int64_t start_tokens = 0;  // training tokens through start_step
     std::string resume_from;      // rank 0: the checkpoint folder --resume continues from ("" = from step 0)
+    std::string run_id;           // rank 0: run_identity of the run log, recorded in each checkpoint
     std::string last_checkpoint;  // rank 0: the newest checkpoint folder of the run
     std::string backend_note;     // why backend: auto runs on the CPU, when that is a surprise
     std::string data_note;        // rank 0: the data ensure_data made, when it made some
@@ -209,7 +211,7 @@ struct Trainer::Impl {
             {"device", backend->device_name()},
             {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
             {"created", utc_now_iso8601()},
-            {runlog::kRunIdAttr, runlog::new_run_id()}};
+            {runlog::kRunIdAttr, run_id = runlog::new_run_id()}};
         std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
                                                                  {"flops_per_token", model->flops_per_token()}};
         str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());
@@ -236,7 +238,7 @@ struct Trainer::Impl {
     void load() {
         backend = make_run_backend(cfg, comm, backend_note);
 
-        if (lead) data_note = ensure_data(cfg.data, cfg.model);
+        if (lead) data_note = ensure_data(cfg.data, cfg.model, !resume_from.empty());
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
         train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm, cfg.run.seed, true, V);
@@ -286,7 +288,7 @@ struct Trainer::Impl {
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); lead && !note.empty())
             log->info("{}", note);
         if (lead)
-            for (const std::string& note : config::ineffective_settings(cfg)) log->info("note: {}", note);
+            for (const std::string& note : config::training_notes(cfg)) log->info("note: {}", note);
         if (lead)
             for (const std::string& note : folder->notes()) log->info("{}", note);
         if (resumed)
@@ -377,6 +379,7 @@ struct Trainer::Impl {
         text.resize(n);
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
+        if (lead) run_id = resumed_run_id(s);
         // The data position counts windows of data.train's shards: other shards (prepared again since, files added
         // or removed) would continue the run on other data from a meaningless place. Other data.val shards would
         // continue its validation curve on other tokens.
@@ -402,6 +405,24 @@ struct Trainer::Impl {
             start_tokens = s.step * step_geometry(checkpoint_config(resume_from), s.world_size).tokens_per_step;
         check_replicas(start_step);
         return s;
+    }
+
+    // Rank 0: the run log's identity, which the checkpoint `s` recorded. A run log put there by hand (another run's,
+    // copied over) would get this run's rows and config after the other's: refused before the run folder is touched.
+    // A missing or unreadable one is left to the resume's own diagnosis (the identity the checkpoint recorded goes
+    // on).
+    std::string resumed_run_id(const TrainState& s) const {
+        const std::string h5 = (fs::path(dir) / "metrics.h5").string(), found = run_identity(dir);
+        SL_REQUIRE(!is_eval_file(h5),
+                   "cannot resume: {} is the output of sinklab eval, not the run's log; put the run's own metrics.h5 "
+                   "back, or start over with --overwrite",
+                   h5);
+        const bool readable = !found.empty() && found != "(unreadable)";
+        SL_REQUIRE(s.run_id.empty() || !readable || found == s.run_id,
+                   "cannot resume: {} is the run log of another run (run_id {}) than the one {} continues ({}); put "
+                   "that run's own metrics.h5 back, or start over with --overwrite",
+                   h5, found, resume_from, s.run_id);
+        return readable ? found : s.run_id;
     }
 
     // Ranks must hold the same parameters; a cheap checksum of the master weights compares them.
@@ -434,6 +455,7 @@ struct Trainer::Impl {
         s.step = step;
         s.tokens = tokens_through(step);
         s.run_log_step = step;
+        s.run_id = run_id;
         s.optimizer_steps = optim->steps_taken();
         s.train_data = train_data->position();
         s.data_tokens = train_data->tokens();

@@ -57,6 +57,7 @@ struct RunSpec {
     std::vector<double> loss;                     // /train rows at steps 1, 2, ...
     std::vector<std::pair<int64_t, double>> val;  // (step, loss)
     std::vector<SinkRow> sink;
+    std::vector<double> att_std;  // [L, Tp] attn_out_std of every /sink row; empty: wo_std's (a model without HeadNorm)
     std::vector<std::pair<int64_t, std::vector<double>>> effective_rank;  // /heavy rows: (step, [L])
     std::string train_checksum, val_checksum;     // the data's, as root attributes; "" = none written
 };
@@ -111,11 +112,14 @@ public:
                                  full_row(group_of(groups_, "val"), {{"step", {double(step)}}, {"loss", {vloss}}}));
             for (const SinkRow& s : spec_.sink)
                 if (s.step == step)
-                    log_->append("sink", full_row(group_of(groups_, "sink"), {{"step", {double(step)}},
-                                                                              {"attn_mass", s.attn_mass},
-                                                                              {"sink_rate", s.sink_rate},
-                                                                              {"wo_input_std", s.wo_std},
-                                                                              {"dominance", s.dominance}}));
+                    log_->append("sink",
+                                 full_row(group_of(groups_, "sink"),
+                                          {{"step", {double(step)}},
+                                           {"attn_mass", s.attn_mass},
+                                           {"sink_rate", s.sink_rate},
+                                           {"wo_input_std", s.wo_std},
+                                           {"attn_out_std", spec_.att_std.empty() ? s.wo_std : spec_.att_std},
+                                           {"dominance", s.dominance}}));
             for (const auto& [hstep, rank] : spec_.effective_rank)
                 if (hstep == step)
                     log_->append("heavy", full_row(group_of(groups_, "heavy"),

@@ -45,6 +45,8 @@ RunSpec spec_h1() {
     RunSpec s;
     s.loss = {3, 2, 1, 0.5};
     s.sink = {{4, {0.1, 0.1, 0.05, 0.15}, {0, 0}, {1, 1, 1, 1, 1, 1}, {2, 4}}};
+    s.att_std = {4, 1, 3, 3, 2, 4};  // HeadNorm-like: the W_O input flat, the attention output before it not
+
     return s;
 }
 RunSpec spec_h2() {
@@ -137,6 +139,11 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
     // wo std (4 | 1, 3) -> 2 and (3 | 2, 4) -> 1: 1.5; (2 | 2, 2) -> 1 and (6 | 1, 2) -> 4: 2.5.
     EXPECT_NEAR(b.var_ratio.mean, 2.0, kTol);
     EXPECT_NEAR(b.var_ratio.sd, 1 / std::sqrt(2.0), kTol);
+    EXPECT_NEAR(b.att_ratio.mean, 2.0, kTol);  // attn_out_std as wo_input_std
+    // h-s1's W_O input is flat (1), its attention output (4 | 1, 3) -> 2 and (3 | 2, 4) -> 1: 1.5.
+    EXPECT_NEAR(h.var_ratio.mean, 1.0, kTol);
+    EXPECT_NEAR(h.att_ratio.mean, 1.5, kTol);
+    EXPECT_EQ(h.att_ratio.n, 1);
     EXPECT_NEAR(b.dominance.mean, 25, kTol);   // (10 + 20) / 2 and (30 + 40) / 2
     EXPECT_NEAR(b.sink_rate.mean, 0.5, kTol);  // 0.75 and 0.25
     EXPECT_NEAR(b.effective_rank.mean, 30, kTol);  // (30 + 50) / 2 and 20
@@ -153,6 +160,23 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
     expect_has(error_of([&] { compare_runs(read_all({suite().string()}), "nope", 2); }), {"--baseline 'nope'", "b, h"});
 }
 
+// A run log of a sinklab from before /sink/attn_out_std: its att ratio is missing, the rest reads as before.
+TEST_F(CompareTest, ALogWithoutTheAttentionOutputStdHasNoAttRatio) {
+    const fs::path run = fs::path(dir_.path()) / "old" / "b-s1";
+    fs::create_directories(run);
+    std::vector<GroupSpec> groups = run_log_groups(2, 2, 1, 3);
+    for (GroupSpec& g : groups)
+        std::erase_if(g.columns, [](const ColumnSpec& c) { return c.name == "attn_out_std"; });
+    auto log = RunLog::create((run / "metrics.h5").string(), groups, {{"sink_positions", "[0]"}}, {});
+    log->append("train", full_row(group_of(groups, "train"), {{"step", {1}}, {"tokens", {100}}, {"loss", {2}}}));
+    log->append("sink", full_row(group_of(groups, "sink"), {{"step", {1}}, {"wo_input_std", {4, 1, 3, 3, 2, 4}}}));
+    log->close();
+    const RunCurves r = read_run(run.string());
+    EXPECT_EQ(r.var_ratio, (std::vector<double>{2, 1}));
+    EXPECT_TRUE(r.att_ratio.empty());
+    expect_has(comparison_markdown(compare_runs({r}, "", 2)), {"| 1.50 | - |"});
+}
+
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
     const std::string text = comparison_text(c);
@@ -162,13 +186,15 @@ TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
                       "attention mass on token 0 per layer", "layer 1", "0.650 ± 0.071", "eff. rank", "30.0 ± 14.1"});
     const std::string md = comparison_markdown(c);
     expect_has(md, {"| variant | runs | step | train loss | val loss | tokens to target | speed-up | tok0 mass | sink "
-                    "rate | dominance | var ratio | eff. rank |\n| --- | ---: |",
+                    "rate | dominance | var ratio | att ratio | eff. rank |\n| --- | ---: |",
                     "| b | 2 | 4/8 | 1.7500 ± 0.3536 | 2.3000 ± 0.1414 | 375 (1/2) | 1.00x (1/2) | 0.450 ± 0.071 | "
-                    "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 | 30.0 ± 14.1 |",
+                    "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 | 2.00 ± 0.71 | 30.0 ± 14.1 |",
+                    "| 1.00 (1/2) | 1.50 (1/2) | - |",
                     "| h | 2 | 4/8 | 0.8750 ± 0.1768 | - | 212 ± 88.4 |", "| b | 0.650 ± 0.071 | 0.250 ± 0.071 |"});
     // A run without /sink rows still has the columns of the positions it tracks, with dashes.
     const std::string none = comparison_markdown(compare_runs(read_all({(suite() / "h-s2").string()}), "", 2));
-    expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio | eff. rank |", "| - | - | - | - | - |\n"});
+    expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio | att ratio | eff. rank |",
+                      "| - | - | - | - | - | - |\n"});
     EXPECT_EQ(none.find("per layer"), std::string::npos) << "a per-layer table without layers:\n" << none;
 }
 
@@ -293,6 +319,12 @@ TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
     ASSERT_EQ(unchecked.notes.size(), 1u);
     expect_has(unchecked.notes[0], {b.string(), "config.yaml does not load", "no_such_key",
                                     "averaged as a seed of variant x without checking"});
+    // A missing one too.
+    fs::remove(b / "config.yaml");
+    const Comparison missing = compare_runs(read_all({a.string(), b.string()}), "", 2);
+    ASSERT_EQ(missing.notes.size(), 1u);
+    expect_has(missing.notes[0], {b.string() + ": its config.yaml is missing",
+                                  "averaged as a seed of variant x without checking"});
     // Alone in its group there is nothing to check it against.
     EXPECT_TRUE(compare_runs(read_all({b.string()}), "", 2).notes.empty());
 }
@@ -302,20 +334,21 @@ TEST_F(CompareTest, RunsOfDifferentConfigsAreNoSeedsOfOneVariant) {
 // without them (an older sinklab's) is not checked.
 TEST_F(CompareTest, RunsOnOtherTokensAreNamed) {
     const fs::path root = fs::path(dir_.path()) / "data";
+    const std::string config = "run: {seed: 1}\n";  // seeds' configs alike: the data is what differs
     const auto with = [](RunSpec spec, const std::string& train, const std::string& val) {
         spec.train_checksum = train;
         spec.val_checksum = val;
         return spec;
     };
-    write_run(root / "b-s1", with(spec_b1(), "s2:t1", "s2:v1"));
-    write_run(root / "b-s2", with(spec_b2(), "s2:t1", "s2:v1"));
-    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v1"));
-    write_run(root / "h-s2", with(spec_h2(), "", ""));
+    write_run(root / "b-s1", with(spec_b1(), "s2:t1", "s2:v1"), config);
+    write_run(root / "b-s2", with(spec_b2(), "s2:t1", "s2:v1"), config);
+    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v1"), config);
+    write_run(root / "h-s2", with(spec_h2(), "", ""), config);
     const std::vector<std::string> runs = {root / "b-s1", root / "b-s2", root / "h-s1", root / "h-s2"};
     EXPECT_TRUE(compare_runs(read_all(runs), "", 2).notes.empty());
 
     fs::remove_all(root / "h-s1");
-    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v2"));
+    write_run(root / "h-s1", with(spec_h1(), "s2:t1", "s2:v2"), config);
     const Comparison other_val = compare_runs(read_all(runs), "", 2);
     ASSERT_EQ(other_val.notes.size(), 1u);
     EXPECT_EQ(other_val.notes[0],
@@ -324,9 +357,9 @@ TEST_F(CompareTest, RunsOnOtherTokensAreNamed) {
 
     // Seeds on other tokens, also where the variant's first run logged no checksums.
     for (const char* dir : {"b-s1", "b-s2"}) fs::remove_all(root / dir);
-    write_run(root / "b-s1", spec_b1());
-    write_run(root / "b-s2", with(spec_b2(), "s2:t2", "s2:v1"));
-    write_run(root / "b-s3", with(spec_b1(), "s2:t1", "s2:v1"));
+    write_run(root / "b-s1", spec_b1(), config);
+    write_run(root / "b-s2", with(spec_b2(), "s2:t2", "s2:v1"), config);
+    write_run(root / "b-s3", with(spec_b1(), "s2:t1", "s2:v1"), config);
     std::vector<std::string> three = runs;
     three.insert(three.begin() + 2, root / "b-s3");
     EXPECT_EQ(error_of([&] { compare_runs(read_all(three), "", 2); }),

@@ -271,7 +271,7 @@ TEST(ShippedSuites, LoadAndHoldTheIntendedArms) {
         const Config& c = *by_variant.at(name);
         EXPECT_EQ(c.intervention.amplify.position, 8) << name;
         EXPECT_EQ(c.intervention.amplify.lambda, lambda) << name;
-        EXPECT_EQ(c.intervention.amplify.mode, "centered") << name;
+        EXPECT_EQ(c.intervention.amplify.mode, "centered_causal") << name;
     }
     EXPECT_EQ(by_variant.at("scale-l30")->intervention.amplify.mode, "scale");
     for (const auto& [name, c] : by_variant) {

@@ -136,6 +136,12 @@ TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     // Killed while it set the old run aside, one entry at a time: metrics.h5 not moved yet.
     fs::rename(cut / ".replaced/metrics.h5", cut / "metrics.h5");
     EXPECT_EQ(inspect_run(run("headnorm-s1")).action, RunAction::resume);
+
+    // Checkpoints whose run log is gone are no new run (a start among them would prune and collide with them).
+    fs::remove(cut / "metrics.h5");
+    expect_has(error_of([&] { inspect_run(run("headnorm-s1")); }),
+               {cut.string(), "holds checkpoints", "but no metrics.h5", "put metrics.h5 back (the sweep then resumes "
+                "the run), or remove the folder to redo it"});
 }
 
 TEST_F(SweepTest, AFolderOfAnotherConfigIsRefusedNamingTheKeys) {

@@ -182,6 +182,9 @@ TEST_F(ConfigErrorTest, InterventionPositions) {
                {"intervention.amplify.position=1024", "model.seq_len=1024"});
     expect_has(load_error("intervention:\n  amplify:\n    position: 3\n"),
                {"intervention.amplify.position=3", "intervention.amplify.layers=[]"});
+    expect_has(load_error("intervention:\n  amplify: {position: 0, layers: [1], mode: centered_causal}\n"),
+               {"intervention.amplify.position=0", "intervention.amplify.mode=\"centered_causal\"",
+                "leaves token 0's W_O input as it is", "mode scale"});
 }
 
 TEST_F(ConfigErrorTest, IsolateListLongerThanTheKernelsTake) {
@@ -702,6 +705,33 @@ TEST(ConfigValidate, IneffectiveSettingsAreNamed) {
     expect_has(left[0], {"attention.sink_init = 3 has no effect"});
     c.intervention.amplify.lambda = 1.f;
     expect_has(config::ineffective_settings(c).back(), {"intervention.amplify.lambda = 1 leaves token 3's W_O input"});
+}
+
+// A training run with the centered amplification's mean over the whole sequence is told that token k then carries
+// later tokens; eval (ineffective_settings) is not, and neither are the causal mean, plain scaling or lambda 1.
+TEST(ConfigValidate, TrainingWithANonCausalMeanIsNoted) {
+    Config c;
+    c.model.seq_len = 256;
+    c.intervention.amplify = {.position = 8, .lambda = 30.f, .layers = {0, 1}, .mode = "centered"};
+    const std::vector<std::string> notes = config::training_notes(c);
+    ASSERT_EQ(notes.size(), 1u);
+    expect_has(notes[0], {"intervention.amplify.mode = centered", "all 256 positions", "token 8's W_O input carries "
+                          "later tokens", "centered_causal takes mu over positions 0..8"});
+    EXPECT_TRUE(config::ineffective_settings(c).empty());
+    for (const char* mode : {"centered_causal", "scale"}) {
+        c.intervention.amplify.mode = mode;
+        EXPECT_TRUE(config::training_notes(c).empty()) << mode;
+    }
+    // At the last position the mean over all positions is the mean over those it sees.
+    c.intervention.amplify.mode = "centered";
+    c.intervention.amplify.position = 255;
+    EXPECT_TRUE(config::training_notes(c).empty());
+    c.intervention.amplify.position = 8;
+    c.intervention.amplify.mode = "centered";
+    c.intervention.amplify.lambda = 1.f;
+    const std::vector<std::string> at_one = config::training_notes(c);
+    ASSERT_EQ(at_one.size(), 1u);
+    expect_has(at_one[0], {"intervention.amplify.lambda = 1 leaves token 8's W_O input"});
 }
 
 }  // namespace

@@ -733,14 +733,16 @@ TEST_F(CudaOps, Gate) {
 
 TEST_F(CudaOps, Amplify) {
     const int64_t B = 2, T = 77, D = 96;
-    for (bool centered : {true, false}) {
-        std::string sfx = centered ? "_centered" : "_scale";
-        check({"amplify_fwd" + sfx,
+    // The mean of all rows (centered), of the rows up to k (centered_causal), of none (scale).
+    for (const auto& [sfx, k, n_mean] : {std::tuple{"_centered", 5, int(T)}, std::tuple{"_causal", 5, 6},
+                                         std::tuple{"_scale", 5, 0}, std::tuple{"_centered_last", 76, int(T)},
+                                         std::tuple{"_causal_last", 76, 77}, std::tuple{"_scale_last", 76, 0}}) {
+        check({std::string("amplify_fwd") + sfx,
                {in("x", {B, T, D}), arg("out", Role::Out, {B, T, D})},
-               {[centered](Backend& b, Tensors& t) { b.amplify_fwd(t["out"], t["x"], 5, 4.f, centered); }}});
-        check({"amplify_fwd_in_place" + sfx,
+               {[k, n_mean](Backend& b, Tensors& t) { b.amplify_fwd(t["out"], t["x"], k, 4.f, n_mean); }}});
+        check({std::string("amplify_fwd_in_place") + sfx,
                {arg("x", Role::InOut, {B, T, D})},
-               {[centered](Backend& b, Tensors& t) { b.amplify_fwd(t["x"], t["x"], 76, 3.f, centered); }}});
+               {[k, n_mean](Backend& b, Tensors& t) { b.amplify_fwd(t["x"], t["x"], k, 3.f, n_mean); }}});
     }
     check({"amplify_bwd",
            {in("dout", {B, T, D}), arg("dx", Role::Out, {B, T, D})},
@@ -759,7 +761,7 @@ TEST_F(CudaOps, SwiGLU) {
         check({"swiglu_fwd_rest_max" + sfx,
                {in("ab", {7, N / 7, 2 * F}, -4, 4), arg("ab3", Role::Tmp, {7, N / 7, 2 * F}),
                 arg("out", Role::Out, {7, N / 7, F}), arg("mx", Role::OutF32, {1})},
-               {[](Backend& b, Tensors& t) { b.amplify_fwd(t["ab3"], t["ab"], 0, 3.f, false); },
+               {[](Backend& b, Tensors& t) { b.amplify_fwd(t["ab3"], t["ab"], 0, 3.f, 0); },
                 [](Backend& b, Tensors& t) { b.swiglu_fwd(t["out"], t["ab3"], t["mx"]); }}});
         check({"swiglu_bwd" + sfx,
                {in("ab", {N, 2 * F}, -4, 4), in("dout", {N, F}), arg("dab", Role::Out, {N, 2 * F})},

@@ -369,8 +369,8 @@ auto sink_values(Backend& be, const Config& cfg, const std::vector<double>& w) {
 // Each metric within rtol of the reference, relative to its field's largest |value| (a mass near 0 is judged on the
 // scale of the layer's masses); the channel of the FFN maximum exactly.
 void expect_metrics_close(SinkValues got, SinkValues want, double rtol, const std::string& what) {
-    const std::vector<std::string> names{"attn_mass", "wo_input_std", "dominance", "massive", "token0_norm_ratio",
-                                         "ffn_max_act"};
+    const std::vector<std::string> names{"attn_mass", "wo_input_std", "attn_out_std", "dominance", "massive",
+                                         "token0_norm_ratio", "ffn_max_act"};
     const auto g = got.averaged(), w = want.averaged();
     ASSERT_EQ(g.size(), names.size()) << "SinkValues::averaged() changed: name its fields here";
     for (size_t f = 0; f < g.size(); f++) {

@@ -39,7 +39,15 @@ TEST(CliTokenize, BadInputIsAnErrorNamingIt) {
     EXPECT_NE(r.out.find(dir / "latin1.txt" + ": invalid UTF-8 at byte 2"), std::string::npos) << r.out;
     r = test::run_command("echo '1 2 x3 4' | " + kBin + " tokenize --tokenizer bytes --decode -");
     EXPECT_EQ(r.rc, 1);
-    EXPECT_NE(r.out.find("'x3' (item 3) is not a token id"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("'x3' (item 3) is not a token id; --decode reads decimal ids"), std::string::npos) << r.out;
+    // Binary input: one whole line, its bytes escaped (a NUL cut the message short).
+    test::write_file(dir / "binary.bin", std::string("72 \x00\x01\xd8 101", 12));
+    r = test::run_command(kBin + " tokenize --tokenizer bytes --decode '" + (dir / "binary.bin") + "'");
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.out, fmt::format("sinklab: error: {}: '\\x00\\x01\\xd8' (item 2) is not a token id; --decode reads "
+                                 "decimal ids separated by spaces, as tokenize prints them (a .bin shard is binary: "
+                                 "read it with numpy, see data/README.md)\n",
+                                 dir / "binary.bin"));
     r = test::run_command("echo '1 999' | " + kBin + " tokenize --tokenizer bytes --decode -");
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.out.find("999"), std::string::npos) << r.out;

@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "data/dataloader.h"
 #include "data_test_util.h"
+#include "test_util.h"
 
 namespace sinklab {
 namespace {
@@ -186,6 +187,19 @@ TEST_F(LoaderTest, TooLittleDataForOneBatchIsAnError) {
     }
     EXPECT_THROW(DataLoader(glob(), 1, 8, 2, 2, 0, true, kVocab), Error);  // rank out of range
     EXPECT_THROW(DataLoader(glob(), 1, 8, 0, 1, 0, true, 100), Error);     // tokens beyond the vocabulary
+}
+
+// A path that names the shards' folder, or a glob that catches a folder beside the shards, says so and how to match
+// the shards only.
+TEST_F(LoaderTest, AFolderIsNoShard) {
+    std::filesystem::create_directories(dir_ / "sub");
+    const std::string named = dir_.path(), slash = named + "/";
+    for (const auto& [pattern, folder] :
+         {std::pair{named, named}, std::pair{slash, slash}, std::pair{dir_ / "*", dir_ / "sub"}})
+        EXPECT_EQ(test::error_of([&] { DataLoader(pattern, 1, 8, 0, 1, 0, true, kVocab); }),
+                  fmt::format("'{}' matches {}, a folder, not a token shard; give a glob that matches shard files "
+                              "only (such as '{}')",
+                              pattern, folder, dir_ / "*.bin"));
 }
 
 }  // namespace

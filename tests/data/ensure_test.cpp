@@ -1,6 +1,9 @@
 // ensure_data: a clear error by default; data.missing: synthetic writes a deterministic dataset that a trigram
 // count model (fit here, independently) predicts far better than chance, close to the source's entropy rate.
+#include <fmt/format.h>
+
 #include <cmath>
+#include <tuple>
 #include <unordered_map>
 
 #include "core/check.h"
@@ -145,6 +148,42 @@ TEST(EnsureData, NoSyntheticDataBesideOtherShards) {
             EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
     }
     EXPECT_FALSE(std::filesystem::exists(dir / "shards/synthetic/trian_000000.bin"));
+}
+
+// Validation must be held out: a data.train glob that also catches the val shards, or a data.val that names train
+// shards (also through another spelling or a link), is refused at a run's start (noted on a resume); shards apart
+// are not.
+TEST(EnsureData, ValidationShardsThatTrainingReadsAreRefused) {
+    test::TempDir dir;
+    DataConfig d = synthetic_config(dir);
+    ensure_data(d, ModelConfig{});
+    std::filesystem::create_symlink(dir / "shards/synthetic/train_000000.bin", dir / "linked.bin");
+    const std::string wide = dir / "shards/synthetic/*.bin";
+    for (const auto& [train, val, shared] :
+         {std::tuple{wide, d.val, dir / "shards/synthetic/val_000000.bin"},
+          std::tuple{d.train, std::string(dir / "shards/./synthetic/train_*.bin"),
+                     dir / "shards/./synthetic/train_000000.bin"},
+          std::tuple{d.train, std::string(dir / "linked.bin"), dir / "linked.bin"}}) {
+        DataConfig overlapping = d;
+        overlapping.train = train;
+        overlapping.val = val;
+        try {
+            ensure_data(overlapping, ModelConfig{});
+            ADD_FAILURE() << "no error for train " << train << ", val " << val;
+        } catch (const Error& e) {
+            EXPECT_EQ(std::string(e.what()),
+                      fmt::format("data.val '{}' and data.train '{}' share 1 of data.val's 1 shards ({}): the "
+                                  "validation loss is measured on tokens the model trains on; give each its own "
+                                  "shards (prepare writes train_*.bin and val_*.bin)",
+                                  val, train, shared));
+        }
+        // A run that began so (before this check) resumes as it began, with a note.
+        EXPECT_EQ(ensure_data(overlapping, ModelConfig{}, true),
+                  fmt::format("data.val '{}' and data.train '{}' share 1 of data.val's 1 shards ({}): the validation "
+                              "loss is measured on tokens the model trains on",
+                              val, train, shared));
+    }
+    EXPECT_EQ(ensure_data(d, ModelConfig{}), "");
 }
 
 TEST(EnsureData, SyntheticNeedsRoomInTheVocabulary) {

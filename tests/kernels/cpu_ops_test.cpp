@@ -724,34 +724,35 @@ INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsGate, ::testing::Bool(),
 
 // ------------------------------------------------------------------------------------------------ amplify
 
-class CpuOpsAmplify : public ::testing::TestWithParam<bool> {};
+// The mean of the first Tm rows: all 5 (centered), the 3 up to k = 2 (centered_causal), none (scale).
+class CpuOpsAmplify : public ::testing::TestWithParam<int64_t> {};
 
 TEST_P(CpuOpsAmplify, MatchesFormulaInPlaceAndFiniteDifferences) {
-    const bool centered = GetParam();
+    const int64_t Tm = GetParam();
     const int64_t B = 2, T = 5, D = 7;
     const int k = 2;
     const float lambda = 3.5f;
-    Rng rng(12 + centered);
+    Rng rng(12 + uint64_t(Tm));
     Vec x = rng.vec(B * T * D), w = rng.vec(B * T * D);
-    // The reference, with the mean over the sequence as an argument so that it can be held fixed.
+    // The reference, with the mean as an argument so that it can be held fixed.
     auto reference = [&](const Vec& in, const Vec& mu) {
         Vec y = in;
         for (int64_t b = 0; b < B; b++)
             for (int64_t c = 0; c < D; c++) {
-                const double m = centered ? mu[b * D + c] : 0.0;
+                const double m = mu[b * D + c];
                 y[(b * T + k) * D + c] = m + double(lambda) * (in[(b * T + k) * D + c] - m);
             }
         return y;
     };
     Vec mu(B * D, 0.0);
     for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t c = 0; c < D; c++) mu[b * D + c] += x[(b * T + t) * D + c] / double(T);
+        for (int64_t t = 0; t < Tm; t++)
+            for (int64_t c = 0; c < D; c++) mu[b * D + c] += x[(b * T + t) * D + c] / double(Tm);
     Vec out(B * T * D);
-    cpu::amplify_fwd(out.data(), x.data(), B, T, D, k, lambda, centered);
+    cpu::amplify_fwd(out.data(), x.data(), B, T, D, k, lambda, Tm);
     EXPECT_TRUE(all_close(out, reference(x, mu), 1e-14));
     Vec in_place = x;
-    cpu::amplify_fwd(in_place.data(), in_place.data(), B, T, D, k, lambda, centered);
+    cpu::amplify_fwd(in_place.data(), in_place.data(), B, T, D, k, lambda, Tm);
     EXPECT_EQ(in_place, out);
 
     // The backward holds the mean constant: differentiate the reference with mu fixed at its value.
@@ -759,9 +760,9 @@ TEST_P(CpuOpsAmplify, MatchesFormulaInPlaceAndFiniteDifferences) {
     Vec dx(B * T * D, kFill);
     cpu::amplify_bwd(dx.data(), w.data(), B, T, D, k, lambda);
     EXPECT_TRUE(all_close(dx, num, kGradTol));
-    if (!centered) {  // without a mean the kernel's own forward is the function differentiated
+    if (Tm == 0) {  // without a mean the kernel's own forward is the function differentiated
         const Vec num_kernel = numeric_grad(x, [&] {
-            cpu::amplify_fwd(out.data(), x.data(), B, T, D, k, lambda, centered);
+            cpu::amplify_fwd(out.data(), x.data(), B, T, D, k, lambda, Tm);
             return weighted_sum(w, out.data());
         });
         EXPECT_TRUE(all_close(dx, num_kernel, kGradTol));
@@ -771,15 +772,17 @@ TEST_P(CpuOpsAmplify, MatchesFormulaInPlaceAndFiniteDifferences) {
         using TT = decltype(z);
         const auto xt = cast<TT>(x), wt = cast<TT>(w);
         std::vector<TT> o(x.size()), d(x.size());
-        cpu::amplify_fwd(o.data(), xt.data(), B, T, D, k, lambda, centered);
+        cpu::amplify_fwd(o.data(), xt.data(), B, T, D, k, lambda, Tm);
         cpu::amplify_bwd(d.data(), wt.data(), B, T, D, k, lambda);
         return std::pair(cast<double>(o), cast<double>(d));
     };
     expect_float_tracks_double(run);
 }
 
-INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsAmplify, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "centered" : "scale"; });
+INSTANTIATE_TEST_SUITE_P(CpuOps, CpuOpsAmplify, ::testing::Values(int64_t(5), int64_t(3), int64_t(0)),
+                         [](const ::testing::TestParamInfo<int64_t>& i) {
+                             return i.param == 5 ? "centered" : i.param == 3 ? "centered_causal" : "scale";
+                         });
 
 // ------------------------------------------------------------------------------------------------ swiglu
 

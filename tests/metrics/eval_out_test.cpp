@@ -69,8 +69,9 @@ TEST(EvalOut, NotIntoARunThatReplacedTheEvaluatedOne) {
     const TempDir dir("eval_replaced");
     ASSERT_EQ(run_sinklab(small_run(dir, "e", 3)).rc, 0);
     const std::string run = dir / "e";
-    const auto eval_while = [&](const std::string& train_args) {
-        Background eval(fmt::format("env SINKLAB_FAULT_INJECT=stop@1 {} eval {} --batches 1", SINKLAB_BINARY, run),
+    const auto eval_while = [&](const std::string& train_args, const std::string& out = "") {
+        Background eval(fmt::format("env SINKLAB_FAULT_INJECT=stop@1 {} eval {} --batches 1{}", SINKLAB_BINARY, run,
+                                    out.empty() ? "" : " --out " + out),
                         dir / "eval.log");
         EXPECT_TRUE(eval.wait_stopped(120)) << read_file(dir / "eval.log");
         const CommandResult train = run_sinklab(train_args);
@@ -86,16 +87,21 @@ TEST(EvalOut, NotIntoARunThatReplacedTheEvaluatedOne) {
     EXPECT_TRUE(is_eval_file(run + "/eval.h5"));
     EXPECT_EQ(RunLogReader(run + "/metrics.h5").str_attr("run_id"), first_id);
 
-    const CommandResult replaced = eval_while(small_run(dir, "e", 2, "--overwrite"));
-    EXPECT_NE(replaced.rc, 0) << replaced.out;
-    EXPECT_EQ(replaced.out,
-              fmt::format("sinklab: error: {}: another run replaced the evaluated one (train --overwrite) while this "
-                          "eval ran, so its result was not written; evaluate the new run, or give an --out outside "
-                          "the run folder\n",
-                          run));
-    EXPECT_FALSE(std::filesystem::exists(run + "/eval.h5"));
-    for (const auto& entry : std::filesystem::directory_iterator(run))
-        EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+    // A subfolder of the run, which --overwrite keeps, is the run's as much as the run folder itself.
+    for (const std::string& out : {run + "/eval.h5", run + "/evals/held_out.h5"}) {
+        const std::string before_id = RunLogReader(run + "/metrics.h5").str_attr("run_id");
+        const CommandResult replaced = eval_while(small_run(dir, "e", 2, "--overwrite"), out);
+        EXPECT_NE(replaced.rc, 0) << replaced.out;
+        EXPECT_EQ(replaced.out,
+                  fmt::format("sinklab: error: {}: another run replaced the evaluated one (train --overwrite) while "
+                              "this eval ran, so its result was not written; evaluate the new run, or give an --out "
+                              "outside the run folder\n",
+                              run));
+        EXPECT_FALSE(std::filesystem::exists(out));
+        for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(out).parent_path()))
+            EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+        EXPECT_NE(RunLogReader(run + "/metrics.h5").str_attr("run_id"), before_id);
+    }
     EXPECT_NE(RunLogReader(run + "/metrics.h5").str_attr("run_id"), first_id);
 }
 

@@ -17,7 +17,8 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
     const CommandResult r = run_sinklab(fmt::format("eval {} --batches 2", run));  // the run's metrics.val_batches
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("Sink_1^eps"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("eff.rank"), std::string::npos) << r.out;
+    for (const char* column : {"eff.rank", "std0/rest", "att0/rest", "dim0/rest"})
+        EXPECT_NE(r.out.find(column), std::string::npos) << column << " in " << r.out;
 
     RunLogReader ev(run + "/eval.h5");
     const double logged = column(run + "/metrics.h5", "val", "loss").back();
@@ -25,6 +26,7 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
     EXPECT_EQ(ev.read("eval", "step").data, (std::vector<double>{12}));
     const std::map<std::string, std::vector<int64_t>> shapes = {
         {"attn_mass", {1, 2, 4, 1}}, {"sink_rate", {1, 2}},      {"wo_input_std", {1, 2, 64}},
+        {"attn_out_std", {1, 2, 64}},
         {"wo_dimwise_std", {1, 2, 64}}, {"dominance", {1, 2}},   {"massive", {1, 2}},
         {"token0_norm_ratio", {1, 2}}, {"ffn_max_act", {1, 2, 2}}, {"ffn_top_channel", {1, 2}},
         {"effective_rank", {1, 2}},  {"attn_map", {1, 2, 64, 64}}, {"sink_percent", {1}},
@@ -33,7 +35,8 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
     // over channels) and of /heavy.
     EXPECT_EQ(ev.columns("eval"),
               (std::vector<std::string>{"step", "loss", "sink_percent", "attn_mass", "sink_rate", "wo_input_std",
-                                        "wo_dimwise_std", "dominance", "massive", "token0_norm_ratio", "ffn_max_act",
+                                        "wo_dimwise_std", "attn_out_std", "dominance", "massive", "token0_norm_ratio",
+                                        "ffn_max_act",
                                         "ffn_top_channel", "effective_rank", "attn_map", "ffn_gate_norm",
                                         "ffn_up_norm", "ffn_top_unit"}));
     for (const auto& [col, shape] : shapes) EXPECT_EQ(ev.read("eval", col).shape, shape) << col;

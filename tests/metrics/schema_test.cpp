@@ -32,6 +32,8 @@ TEST(RunLogSchema, MatchesDesign) {
           {"attn_mass", {{L, H, P}, false}},
           {"sink_rate", {{L}, false}},
           {"wo_input_std", {{L, Tp}, false}},
+          // Beyond DESIGN.md's table: the same std before HeadNorm (README, "Sink metrics").
+          {"attn_out_std", {{L, Tp}, false}},
           {"dominance", {{L}, false}},
           {"massive", {{L}, false}},
           {"token0_norm_ratio", {{L}, false}},

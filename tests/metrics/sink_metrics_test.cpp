@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "metrics/sink_metrics.h"
@@ -64,8 +65,8 @@ TEST_P(SinkMetricsCompute, EveryMetricMatchesItsDefinition) {
     for (int l = 0; l < L; l++) {
         const BlockActs& blk = a.blocks[l];
         const std::vector<double> qkv = read_all(*be, blk.qkv), wo_in = read_all(*be, blk.wo_in),
-                                  xn1 = read_all(*be, blk.xn1), act = read_all(*be, blk.act),
-                                  h = read_all(*be, a.x[l + 1]);
+                                  att = read_all(*be, blk.att), xn1 = read_all(*be, blk.xn1),
+                                  act = read_all(*be, blk.act), h = read_all(*be, a.x[l + 1]);
         for (int hh = 0; hh < H; hh++)
             for (int k = 0; k < P; k++) {
                 double sum = 0;
@@ -80,17 +81,22 @@ TEST_P(SinkMetricsCompute, EveryMetricMatchesItsDefinition) {
                 const double want = sum / count;
                 EXPECT_NEAR(v.attn_mass[(size_t(l) * H + hh) * P + k], want, rel(want)) << l << " " << hh << " " << k;
             }
-        const int Wo = int(wo_in.size()) / (B * T);
-        for (int t = 0; t < Tp; t++) {
-            double want = 0;
-            for (int b = 0; b < B; b++) {
-                const double* r = wo_in.data() + (size_t(b) * T + t) * Wo;
-                double mean = 0, var = 0;
-                for (int d = 0; d < Wo; d++) mean += r[d] / Wo;
-                for (int d = 0; d < Wo; d++) var += (r[d] - mean) * (r[d] - mean) / Wo;
-                want += std::sqrt(var) / B;
+        // The std over channels at each of the first Tp positions, batch mean: of the W_O input, and of the
+        // attention output before HeadNorm, the gate and amplification.
+        for (const auto& [x, got, name] : {std::tuple{&wo_in, &v.wo_input_std, "wo_input_std"},
+                                           std::tuple{&att, &v.attn_out_std, "attn_out_std"}}) {
+            const int Wo = int(x->size()) / (B * T);
+            for (int t = 0; t < Tp; t++) {
+                double want = 0;
+                for (int b = 0; b < B; b++) {
+                    const double* r = x->data() + (size_t(b) * T + t) * Wo;
+                    double mean = 0, var = 0;
+                    for (int d = 0; d < Wo; d++) mean += r[d] / Wo;
+                    for (int d = 0; d < Wo; d++) var += (r[d] - mean) * (r[d] - mean) / Wo;
+                    want += std::sqrt(var) / B;
+                }
+                EXPECT_NEAR((*got)[size_t(l) * Tp + t], want, rel(want)) << name << " " << l << " " << t;
             }
-            EXPECT_NEAR(v.wo_input_std[size_t(l) * Tp + t], want, rel(want)) << l << " " << t;
         }
         // Token-0 rows of the normed input (dominance) and of the FFN intermediate (maximum and its channel).
         double dominance = 0, ffn0 = -1, ffn_rest = 0;
@@ -135,7 +141,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, SinkMetricsCompute, ::testing::ValuesIn([] {
                              std::vector<VariantCase> picked;
                              for (const VariantCase& c : variant_cases())
                                  if (c.name == "standard" || c.name == "headnorm" || c.name == "sigmoid" ||
-                                     c.name == "qk_norm" || c.name == "isolate" || c.name == "amplify_centered")
+                                     c.name == "qk_norm" || c.name == "isolate" || c.name.starts_with("amplify_c"))
                                      picked.push_back(c);
                              return picked;
                          }()),

@@ -76,6 +76,7 @@ inline std::vector<VariantCase> variant_cases() {
         {"qk_norm", [](Config& c) { c.attention.qk_norm = true; }},
         {"isolate", [](Config& c) { c.intervention.isolate = {3, 6}; }},
         {"amplify_centered", [](Config& c) { c.intervention.amplify = {2, 10.f, {0}, "centered"}; }},
+        {"amplify_causal", [](Config& c) { c.intervention.amplify = {5, 6.f, {1}, "centered_causal"}; }},
         {"amplify_scale", [](Config& c) { c.intervention.amplify = {5, 3.f, {0, 1}, "scale"}; }},
     };
 }

@@ -13,7 +13,7 @@ namespace {
 // finite difference of the forward (the PyTorch oracle checks it).
 std::vector<VariantCase> cases() {
     std::vector<VariantCase> all = variant_cases();
-    std::erase_if(all, [](const VariantCase& c) { return c.name == "amplify_centered"; });
+    std::erase_if(all, [](const VariantCase& c) { return c.name == "amplify_centered" || c.name == "amplify_causal"; });
     return all;
 }
 

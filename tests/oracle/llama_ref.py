@@ -65,10 +65,11 @@ def attention(q, k, v, cfg, sink, rec=None):
 
 
 def block(x, P, l, cfg, rec=None):
-    """One decoder block; rec, when given, receives the attention weights p, the normed input xn, the W_O input
-    wo_in [B, T, H hd] and the SwiGLU output act [B, T, F]."""
+    """One decoder block; rec, when given, receives the attention weights p, the normed input xn, the attention
+    output att and the W_O input wo_in [B, T, H hd] (they differ after HeadNorm, the gate, amplification) and the
+    SwiGLU output act [B, T, F]."""
     m = cfg["model"]
-    C, H, Hkv, hd, Fd = m["d_model"], m["n_head"], m["n_kv_head"], m["head_dim"], m["d_ff"]
+    H, Hkv, hd, Fd = m["n_head"], m["n_kv_head"], m["head_dim"], m["d_ff"]
     B, T, _ = x.shape
     name = lambda w: f"layers.{l}.{w}"
     xn = rmsnorm(x, P[name("attn_norm")], m["norm_eps"])
@@ -81,6 +82,8 @@ def block(x, P, l, cfg, rec=None):
         k = rmsnorm(k, P[name("k_norm")], m["norm_eps"])
     q, k = rope(q, m["rope_theta"]), rope(k, m["rope_theta"])
     o = attention(q, k, v, cfg, P.get(name("sink")), rec)
+    if rec is not None:
+        rec["att"] = o.reshape(B, T, H * hd)
     if cfg["headnorm"]:
         o = rmsnorm(o, P[name("headnorm")], cfg["headnorm_eps"])
     if cfg["gate"]:
@@ -91,8 +94,9 @@ def block(x, P, l, cfg, rec=None):
     amp = cfg["amplify"]
     if amp and l in amp["layers"]:
         kpos, lam = amp["position"], amp["lambda"]
-        if amp["mode"] == "centered":
-            mu = o.mean(dim=1).detach()
+        if amp["mode"] in ("centered", "centered_causal"):
+            seen = o if amp["mode"] == "centered" else o[:, : kpos + 1]
+            mu = seen.mean(dim=1).detach()
             row = mu + lam * (o[:, kpos] - mu)
         else:
             row = lam * o[:, kpos]

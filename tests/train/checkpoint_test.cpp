@@ -195,6 +195,30 @@ TEST_F(DamagedCheckpoint, FlippedByteInTheWeights) {
     expect_refused(path, "corrupt");
 }
 
+// eval and export of a run whose newest checkpoint is damaged point at the older one with --checkpoint (they take
+// no newest-by-name, and a start over would delete the run they read); with no older one they say so and no more.
+TEST_F(DamagedCheckpoint, EvalAndExportPointAtTheOlderOne) {
+    const std::string path = newest + "/model.safetensors";
+    std::string bytes = read_file(path);
+    bytes[bytes.size() / 2] ^= 0x10;
+    write_file(path, bytes);
+    const std::string run = dir / "run", older = ckpt(dir, "run", 3);
+    for (const std::string& command : {"eval " + run + " --batches 1", "export " + run + " --format hf"}) {
+        const CommandResult r = run_sinklab(command);
+        EXPECT_NE(r.rc, 0) << command;
+        EXPECT_TRUE(r.out.starts_with("sinklab: error: checkpoint file " + path + " is corrupt")) << r.out;
+        EXPECT_TRUE(r.out.ends_with("; read the checkpoint before it with --checkpoint " + older + "\n")) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    }
+    const CommandResult read_older = run_sinklab("eval " + run + " --batches 1 --checkpoint " + older);
+    EXPECT_EQ(read_older.rc, 0) << read_older.out;
+    // With no older checkpoint left: no advice that would delete the run.
+    fs::remove_all(older);
+    const CommandResult only = run_sinklab("eval " + run + " --batches 1");
+    EXPECT_NE(only.rc, 0);
+    EXPECT_TRUE(only.out.ends_with("; the run has no older checkpoint to read instead\n")) << only.out;
+}
+
 TEST_F(DamagedCheckpoint, TruncatedOptimizerState) {
     const std::string path = newest + "/optimizer.safetensors";
     const std::string bytes = read_file(path);
@@ -375,7 +399,7 @@ TEST(CheckpointWrite, FullDiskKeepsTheOlderCheckpoint) {
     ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, base)).rc, 0);
     // A file-size limit makes the next checkpoint's first big write fail as a full disk would (EFBIG instead of
     // ENOSPC, the same failing write()).
-    const CommandResult r = run_command(fmt::format("bash -c \"ulimit -f 300; exec {} {}\"",
+    const CommandResult r = run_command(fmt::format("bash -c \"ulimit -f 420; exec {} {}\"",
                                                     SINKLAB_BINARY, small_run(dir, "run", 9, base + " --resume")));
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("model.safetensors"), std::string::npos) << r.out;
@@ -434,12 +458,15 @@ TEST(RunLogWrite, AFailedWriteToTrainLogStopsTheRun) {
 // A metrics.h5 that ends short of the checkpoint a resume starts from (rows lost to a crash of the machine, before
 // sinklab synced them ahead of each checkpoint) is refused, naming both steps: the run went on with a gap in its
 // curves. Resumed from an older checkpoint it continues without one.
+// The run's own metrics.h5 of step 6 put back over the one of step 12 (a restored backup, a disk that lied about a
+// sync).
 TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
     const TempDir dir("resume_gap");
     const std::string base = "--set run.threads=1 --set checkpoint.every=4 --set checkpoint.keep=5";
-    ASSERT_EQ(run_sinklab(small_run(dir, "run", 12, base)).rc, 0);
-    ASSERT_EQ(run_sinklab(small_run(dir, "short", 6, base)).rc, 0);
-    std::filesystem::copy_file(dir / "short/metrics.h5", dir / "run/metrics.h5",
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, base)).rc, 0);
+    std::filesystem::copy_file(dir / "run/metrics.h5", dir / "at_step_6.h5");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 12, base + " --resume")).rc, 0);
+    std::filesystem::copy_file(dir / "at_step_6.h5", dir / "run/metrics.h5",
                                std::filesystem::copy_options::overwrite_existing);
     const CommandResult r = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
     EXPECT_EQ(r.rc, 1) << r.out;
@@ -453,6 +480,51 @@ TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
     const CommandResult again = run_sinklab(small_run(dir, "run", 16, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(16));
+}
+
+// Another run's metrics.h5 copied over the run's own would get the resumed rows and config after the other run's
+// rows: refused before the file is touched, and the run's own file resumes.
+TEST(Resume, AnotherRunsLogIsRefused) {
+    const TempDir dir("resume_foreign");
+    const std::string base = "--set run.threads=1 --set checkpoint.every=2";
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, base)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "other", 4, base + " --set run.seed=7")).rc, 0);
+    std::filesystem::rename(dir / "run/metrics.h5", dir / "own.h5");
+    std::filesystem::copy_file(dir / "other/metrics.h5", dir / "run/metrics.h5");
+    const std::string foreign = read_file(dir / "run/metrics.h5"), config = read_file(dir / "run/config.yaml");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find(fmt::format(
+                  "sinklab: error: cannot resume: {} is the run log of another run (run_id {}) than the one {} "
+                  "continues ({}); put that run's own metrics.h5 back, or start over with --overwrite",
+                  dir / "run/metrics.h5", RunLogReader(dir / "other/metrics.h5").str_attr("run_id"),
+                  dir / "run/checkpoints/step_00000004", RunLogReader(dir / "own.h5").str_attr("run_id"))),
+              std::string::npos)
+        << r.out;
+    EXPECT_EQ(read_file(dir / "run/metrics.h5"), foreign);
+    EXPECT_EQ(read_file(dir / "run/config.yaml"), config);  // the folder as it was (train.log records the refusal)
+    // An eval's output in its place is named as such (it read as a log of other columns).
+    ASSERT_EQ(run_sinklab("eval " + dir / "other --batches 1 --out " + dir / "ev.h5").rc, 0);
+    std::filesystem::copy_file(dir / "ev.h5", dir / "run/metrics.h5",
+                               std::filesystem::copy_options::overwrite_existing);
+    const CommandResult eval_file = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
+    EXPECT_EQ(eval_file.rc, 1);
+    EXPECT_NE(eval_file.out.find(fmt::format("sinklab: error: cannot resume: {} is the output of sinklab eval, not the "
+                                             "run's log; put the run's own metrics.h5 back",
+                                             dir / "run/metrics.h5")),
+              std::string::npos)
+        << eval_file.out;
+
+    std::filesystem::rename(dir / "own.h5", dir / "run/metrics.h5");
+    const CommandResult own = run_sinklab(small_run(dir, "run", 6, base + " --resume"));
+    ASSERT_EQ(own.rc, 0) << own.out;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(6));
+    // The resumed run's checkpoints carry the identity on.
+    std::filesystem::copy_file(dir / "other/metrics.h5", dir / "run/metrics.h5",
+                               std::filesystem::copy_options::overwrite_existing);
+    const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
+    EXPECT_EQ(again.rc, 1) << again.out;
+    EXPECT_NE(again.out.find("is the run log of another run"), std::string::npos) << again.out;
 }
 
 // eval and export read a checkpoint that a training run may rotate away meanwhile (checkpoint.keep): the error then

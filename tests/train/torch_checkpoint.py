@@ -295,10 +295,11 @@ def forward_with_metrics(P, ocfg, cfg, ids, positions):
     for l in range(m["n_layer"]):
         rec = {}
         x = llama_ref.block(x, P, l, ocfg, rec)
-        p, xn, wo, act, h = [t.detach() for t in (rec["p"], rec["xn"], rec["wo_in"], rec["act"], x)]
+        p, xn, wo, att, act, h = [t.detach() for t in (rec["p"], rec["xn"], rec["wo_in"], rec["att"], rec["act"], x)]
         v = {}
         v["attn_mass"] = np.stack([p[:, :, rows(pos), pos].mean(dim=(0, 2)).numpy() for pos in positions], axis=-1)
         v["wo_input_std"] = wo[:, :Tp].std(dim=-1, unbiased=False).mean(dim=0).numpy()
+        v["attn_out_std"] = att[:, :Tp].std(dim=-1, unbiased=False).mean(dim=0).numpy()
         wo_rows.append(wo[:, :Tp])
         x0 = xn[:, 0].abs()
         v["dominance"] = float((x0.max(dim=-1).values / x0.mean(dim=-1)).mean())

@@ -75,6 +75,7 @@ TEST(Training, RunLogHasTheSchemaAndOneRowPerStep) {
     // heads, P = 2 tracked positions, Tp = 64 positions.
     const std::map<std::string, std::vector<int64_t>> sink = {
         {"step", {7}},      {"attn_mass", {7, 2, 4, 2}}, {"sink_rate", {7, 2}},         {"wo_input_std", {7, 2, 64}},
+        {"attn_out_std", {7, 2, 64}},
         {"dominance", {7, 2}}, {"massive", {7, 2}},      {"token0_norm_ratio", {7, 2}}, {"ffn_max_act", {7, 2, 2}},
         {"ffn_top_channel", {7, 2}}};
     for (const auto& [col, shape] : sink) EXPECT_EQ(rd.read("sink", col).shape, shape) << col;
@@ -175,6 +176,42 @@ TEST(Training, ExistingRunIsNotOverwritten) {
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 3u);  // nothing lost
     EXPECT_EQ(run_sinklab(small_run(dir, "x", 4, "--overwrite")).rc, 0);
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
+}
+
+// Checkpoints whose metrics.h5 is gone are still a run: a start among them (which pruned the old checkpoints and
+// then collided with one of its steps) is refused, and so is --resume, with the same advice; --overwrite replaces it.
+TEST(Training, CheckpointsWithoutTheirRunLogAreARun) {
+    const TempDir dir("train_no_log");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 4, "--set checkpoint.every=2 --set checkpoint.keep=3")).rc, 0);
+    std::filesystem::rename(dir / "x/metrics.h5", dir / "elsewhere.h5");
+    const auto checkpoints = [&] {
+        std::vector<std::string> names;
+        for (const auto& e : std::filesystem::directory_iterator(dir / "x/checkpoints"))
+            names.push_back(e.path().filename().string());
+        std::sort(names.begin(), names.end());
+        return names;
+    };
+    const std::vector<std::string> before = checkpoints();
+    ASSERT_EQ(before, (std::vector<std::string>{"step_00000002", "step_00000004"}));
+    const std::string config_before = read_file(dir / "x/config.yaml");
+    for (const char* flags : {"", "--resume"}) {
+        const CommandResult r = run_sinklab(small_run(dir, "x", 6, std::string(flags) + " --set checkpoint.every=3"));
+        EXPECT_NE(r.rc, 0) << flags;
+        EXPECT_EQ(r.out, fmt::format("sinklab: error: run folder {} holds checkpoints (the newest {}) but no "
+                                     "metrics.h5, the run log they continue; put metrics.h5 back and continue with "
+                                     "--resume, or replace the run with --overwrite (which deletes the checkpoints)\n",
+                                     dir / "x", dir / "x/checkpoints/step_00000004"))
+            << flags;
+        EXPECT_EQ(checkpoints(), before) << flags;
+        EXPECT_EQ(read_file(dir / "x/config.yaml"), config_before) << flags;
+    }
+    std::filesystem::rename(dir / "elsewhere.h5", dir / "x/metrics.h5");
+    const CommandResult resumed = run_sinklab(small_run(dir, "x", 6, "--resume --set checkpoint.every=2"));
+    EXPECT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "step").size(), 6u);
+    std::filesystem::remove(dir / "x/metrics.h5");
+    EXPECT_EQ(run_sinklab(small_run(dir, "x", 2, "--overwrite")).rc, 0);
+    EXPECT_EQ(checkpoints(), std::vector<std::string>{"step_00000002"});
 }
 
 // A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's
