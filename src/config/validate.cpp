@@ -227,6 +227,12 @@ std::vector<std::string> training_notes(const Config& c) {
                                     "token {}'s W_O input carries later tokens to every position that attends to it "
                                     "(the model is not causal); mode centered_causal takes mu over positions 0..{}",
                                     c.model.seq_len, amp.position, amp.position));
+    // 16-byte rows of bf16 logits: what the LM head's cuBLASLt algorithms and the cross-entropy's vector loads need.
+    const int64_t vocab = c.model.vocab_size;
+    if (vocab % 8 != 0)
+        notes.push_back(fmt::format("model.vocab_size = {} is not a multiple of 8: on a GPU the LM head's GEMMs and "
+                                    "the cross-entropy take slower unaligned paths; pad it to {} (a multiple of 64)",
+                                    vocab, (vocab + 63) / 64 * 64));
     return notes;
 }
 
