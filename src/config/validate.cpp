@@ -141,9 +141,8 @@ class Checker {
     void metrics() const {
         indices("metrics.positions", c_.metrics.positions, c_.model.seq_len, "model.seq_len");
         std::set<int> tracked(c_.metrics.positions.begin(), c_.metrics.positions.end());
-        tracked.insert(c_.intervention.isolate.begin(), c_.intervention.isolate.end());
+        for (int p : c_.intervention.positions()) tracked.insert(p);
         tracked.insert(0);
-        if (c_.intervention.amplify.position >= 0) tracked.insert(c_.intervention.amplify.position);
         SL_REQUIRE(int(tracked.size()) <= kMaxTrackedPositions,
                    "{}, with 0 and the positions of {} and {}, track {} key positions; at most {} are supported: list "
                    "fewer",

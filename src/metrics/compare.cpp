@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <set>
@@ -54,12 +55,13 @@ std::vector<int> read_positions(const RunLogReader& log) {
     }
 }
 
-// [L] first_vs_rest of each layer's row of a [L, Tp] column, at the last /sink row.
-std::vector<double> position0_ratios(const RunLogReader& log, const std::string& column) {
+// [L] first_vs_rest of each layer's row of a [L, Tp] column, at the last /sink row, without the positions `skip`.
+std::vector<double> position0_ratios(const RunLogReader& log, const std::string& column,
+                                     const std::vector<int>& skip) {
     const Dataset last = log.read_last("sink", column);  // [1, L, Tp]
     const int64_t L = last.shape.at(1), Tp = last.shape.at(2);
     std::vector<double> ratio;
-    for (int64_t l = 0; l < L; l++) ratio.push_back(first_vs_rest(last.data.data() + l * Tp, Tp));
+    for (int64_t l = 0; l < L; l++) ratio.push_back(first_vs_rest(last.data.data() + l * Tp, Tp, skip));
     return ratio;
 }
 
@@ -87,8 +89,10 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
     r.sink_rate = log.read_last("sink", "sink_rate").data;
     r.dominance = log.read_last("sink", "dominance").data;
-    r.var_ratio = position0_ratios(log, "wo_input_std");
-    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std");  // an older log has none
+    // The intervened positions as config.yaml has them: the config the last /sink row was computed with.
+    const std::vector<int> skip = r.config ? r.config->intervention.positions() : std::vector<int>{};
+    r.var_ratio = position0_ratios(log, "wo_input_std", skip);
+    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std", skip);  // older: none
 }
 
 // The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over
@@ -97,6 +101,25 @@ void read_heavy(const RunLogReader& log, RunCurves& r) {
     if (!log.has("heavy", "effective_rank")) return;
     const Dataset rank = log.read_last("heavy", "effective_rank");  // [1, L], or no row
     if (rank.shape.at(0) > 0) r.effective_rank = rank.data;
+}
+
+// [L] mean ± sd over `runs` of each layer's value, `of` giving a run's [L] values (nullptr or empty: none); as many
+// layers as the deepest run has.
+std::vector<Stat> layer_stats(const std::vector<const RunCurves*>& runs,
+                              const std::function<const std::vector<double>*(const RunCurves&)>& of) {
+    size_t L = 0;
+    for (const RunCurves* r : runs)
+        if (const std::vector<double>* v = of(*r)) L = std::max(L, v->size());
+    std::vector<Stat> stats;
+    for (size_t l = 0; l < L; l++) {
+        std::vector<double> layer;
+        for (const RunCurves* r : runs) {
+            const std::vector<double>* v = of(*r);
+            layer.push_back(v && l < v->size() ? (*v)[l] : NAN);
+        }
+        stats.push_back(stat_of(layer));
+    }
+    return stats;
 }
 
 // Config keys in which the seeds of one variant may differ: the seed and where the run lives, and keys that change
@@ -195,12 +218,8 @@ RunCurves read_run(const std::string& dir) {
     r.tokens = log.read("train", "tokens").data;
     r.loss = log.read("train", "loss").data;
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
-    read_sink(log, r);
-    read_heavy(log, r);
-    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
-    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
-    // config check.
+    // config check, and its var and att ratios with the intervened positions in.
     const fs::path cfg = fs::path(dir) / "config.yaml";
     if (!fs::exists(cfg)) {
         r.config_error = "is missing";
@@ -212,6 +231,10 @@ RunCurves read_run(const std::string& dir) {
             r.config_error = fmt::format("does not load ({})", e.what());
         }
     }
+    read_sink(log, r);
+    read_heavy(log, r);
+    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
+    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     return r;
 }
 
@@ -424,22 +447,18 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         row.effective_rank = stat_of(rank);
         for (int p : c.positions) {
             std::vector<double> over_layers;
-            size_t L = 0;
             for (const RunCurves* r : members[g]) {
                 const auto it = r->mass.find(p);
                 over_layers.push_back(it == r->mass.end() ? NAN : mean(it->second));
-                if (it != r->mass.end()) L = std::max(L, it->second.size());
             }
             row.mass[p] = stat_of(over_layers);
-            for (size_t l = 0; l < L; l++) {
-                std::vector<double> layer;
-                for (const RunCurves* r : members[g]) {
-                    const auto it = r->mass.find(p);
-                    layer.push_back(it != r->mass.end() && l < it->second.size() ? it->second[l] : NAN);
-                }
-                row.mass_by_layer[p].push_back(stat_of(layer));
-            }
+            row.mass_by_layer[p] = layer_stats(members[g], [p](const RunCurves& r) {
+                const auto it = r.mass.find(p);
+                return it == r.mass.end() ? nullptr : &it->second;
+            });
         }
+        row.var_ratio_by_layer = layer_stats(members[g], [](const RunCurves& r) { return &r.var_ratio; });
+        row.att_ratio_by_layer = layer_stats(members[g], [](const RunCurves& r) { return &r.att_ratio; });
     }
     return c;
 }

@@ -69,6 +69,7 @@ struct GroupRow {
     Stat effective_rank;                   // last /heavy row, mean over layers
     std::map<int, Stat> mass;              // tracked position -> attention mass on it, mean over layers
     std::map<int, std::vector<Stat>> mass_by_layer;  // tracked position -> [L]
+    std::vector<Stat> var_ratio_by_layer, att_ratio_by_layer;  // [L]; empty when no run has a value
 };
 
 struct Comparison {
