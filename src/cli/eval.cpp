@@ -11,6 +11,8 @@
 #include "cli/commands.h"
 #include "config/schema.h"
 #include "config/validate.h"
+#include "core/build_info.h"
+#include "core/utc_time.h"
 #include "data/dataloader.h"
 #include "data/prepare.h"
 #include "dist/comm.h"
@@ -140,7 +142,12 @@ void run_eval(const EvalArgs& a) {
                          {"checkpoint", ckpt},
                          {"data", cfg.data.val},
                          {"config_yaml", dump_config(cfg)},
-                         {"sink_positions", fmt::format("[{}]", fmt::join(sink.positions(), ", "))}});
+                         {"sink_positions", fmt::format("[{}]", fmt::join(sink.positions(), ", "))},
+                         {"sinklab_version", SINKLAB_VERSION},
+                         {"git_rev", git_rev()},
+                         {"backend", backend->name()},
+                         {"device", backend->device_name()},
+                         {"created", utc_now_iso8601()}});
         SL_REQUIRE(!into_run || run_identity(a.run) == evaluated_run,
                    "{}: another run replaced the evaluated one (train --overwrite) while this eval ran, so its result "
                    "was not written; evaluate the new run, or give an --out outside the run folder",

@@ -43,6 +43,11 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
                                         "ffn_up_norm", "ffn_top_unit"}));
     for (const auto& [col, shape] : shapes) EXPECT_EQ(ev.read("eval", col).shape, shape) << col;
     EXPECT_EQ(ev.num_attr("sequences"), 16.0);
+    // What made it, as the run log records it (the same binary and backend trained the run).
+    RunLogReader trained(run + "/metrics.h5");
+    for (const char* attr : {"sinklab_version", "git_rev", "backend", "device"})
+        EXPECT_EQ(ev.str_attr(attr), trained.str_attr(attr)) << attr;
+    EXPECT_TRUE(ev.str_attr("created").ends_with("Z")) << ev.str_attr("created");
 
     // Isolating row 5 at evaluation time: position 5 is tracked, and the loss changes (the model was not
     // trained with it).
