@@ -110,6 +110,7 @@ struct Trainer::Impl {
     std::string data_note;        // rank 0: the data ensure_data made, when it made some
     bool committed = false;       // the start stands (commit_start): a failure no longer puts the old run back
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
+    std::string lr_on_resume;                    // rank 0: schedule_change_note of the resume; "" when none
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
     Impl(const Config& c, const TrainOptions& o, Communicator& cm)
@@ -300,6 +301,7 @@ struct Trainer::Impl {
                       changed_on_resume.empty()
                           ? ""
                           : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
+        if (resumed && lead && !lr_on_resume.empty()) log->info("note: {}", lr_on_resume);
         else if (lead && !folder->kept_aside().empty())
             log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
                       dir, folder->kept_aside());
@@ -380,6 +382,7 @@ struct Trainer::Impl {
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
         if (lead) run_id = resumed_run_id(s);
+        if (lead) lr_on_resume = schedule_change_note(trained.train, cfg.train, s.step);
         // The data position counts windows of data.train's shards: other shards (prepared again since, files added
         // or removed) would continue the run on other data from a meaningless place. Other data.val shards would
         // continue its validation curve on other tokens.
