@@ -141,6 +141,36 @@ std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b
     return out;
 }
 
+// The keys of the learning-rate schedule.
+const std::set<std::string> kScheduleKeys = {"train.lr",       "train.min_lr",      "train.warmup_steps",
+                                             "train.max_steps", "train.schedule",    "train.decay_steps",
+                                             "train.wsd_decay_frac"};
+
+// A note for each group trained on another learning-rate schedule than the baseline (by the first run of each with a
+// config.yaml): tokens to target and speed-up then measure the schedule too, and a shorter run's final loss sits
+// lower on its curve than the same step of a longer one.
+void schedule_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
+    const auto config_of = [&](size_t g) -> const Config* {
+        for (const RunCurves* r : members[g])
+            if (r->config) return &*r->config;
+        return nullptr;
+    };
+    const Config* base_config = config_of(base);
+    for (size_t g = 0; g < c.groups.size(); g++) {
+        const Config* config = config_of(g);
+        if (g == base || !base_config || !config) continue;
+        std::set<std::string> others;
+        for (const std::string& key : changed_keys(*base_config, *config))
+            if (!kScheduleKeys.contains(key)) others.insert(key);
+        const std::vector<std::string> differ = config_differences(*base_config, *config, others);
+        if (!differ.empty())
+            c.notes.push_back(fmt::format("{} was trained on another learning-rate schedule than {} ({}, {}'s first): "
+                                          "its tokens to target and speed-up measure the schedule as well as the "
+                                          "variant",
+                                          c.groups[g].name, c.baseline, fmt::join(differ, ", "), c.baseline));
+    }
+}
+
 // Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
 // passes for a seed mean; a run whose config.yaml is missing or does not load is left out of the config check with a
 // note.
@@ -392,6 +422,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
                                           "their val losses do not compare",
                                           c.groups[g].name, c.baseline, theirs, base_val));
     }
+    schedule_notes(c, members, size_t(base - c.groups.begin()));
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.
     std::vector<std::vector<std::vector<double>>> smoothed(c.groups.size());

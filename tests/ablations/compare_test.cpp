@@ -206,6 +206,20 @@ TEST_F(CompareTest, RatiosLeaveIntervenedPositionsOut) {
     EXPECT_EQ(read_run((root / "none-s1").string()).var_ratio, (std::vector<double>{2, 1}));
 }
 
+// Variants trained on different learning-rate schedules are compared with a note naming the keys; other differences
+// (the variant itself) are what a comparison is for.
+TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
+    const fs::path root = fs::path(dir_.path()) / "schedules";
+    write_run(root / "b-s1", spec_b1(), "train: {max_steps: 8}\nattention: {variant: standard}\n");
+    write_run(root / "h-s1", spec_h1(), "train: {max_steps: 8}\nattention: {variant: headnorm}\n");
+    write_run(root / "l-s1", spec_h1(), "train: {max_steps: 12, lr: 0.002}\nattention: {variant: headnorm}\n");
+    const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
+    ASSERT_EQ(c.notes.size(), 1u) << fmt::format("{}", fmt::join(c.notes, "\n"));
+    EXPECT_EQ(c.notes[0], "l was trained on another learning-rate schedule than b (train.max_steps 8 vs 12, train.lr "
+                          "0.001 vs 0.002, b's first): its tokens to target and speed-up measure the schedule as well "
+                          "as the variant");
+}
+
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
     const std::string text = comparison_text(c);
