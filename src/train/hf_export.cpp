@@ -81,6 +81,9 @@ struct HfTensor {
     std::function<std::vector<float>()> data;  // made when written, so that one tensor is in memory at a time
 };
 
+// A float config value as the double of its shortest decimal, as the config says it: 1e-06, not 9.99999997e-07.
+double decimal(float v) { return std::stod(fmt::format("{}", v)); }
+
 }  // namespace
 
 std::string hf_llama_refusal(const Config& cfg) {
@@ -171,14 +174,14 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
         {"head_dim", hd},
         {"hidden_act", "silu"},
         {"max_position_embeddings", m.seq_len},
-        {"rms_norm_eps", m.norm_eps},
-        {"rope_theta", m.rope_theta},
+        {"rms_norm_eps", decimal(m.norm_eps)},
+        {"rope_theta", decimal(m.rope_theta)},
         {"rope_scaling", nullptr},
         {"attention_bias", false},
         {"attention_dropout", 0.0},
         {"mlp_bias", false},
         {"tie_word_embeddings", true},
-        {"initializer_range", m.init_std},
+        {"initializer_range", decimal(m.init_std)},
         {"bos_token_id", eot},
         {"eos_token_id", eot},
         {"torch_dtype", "float32"},
