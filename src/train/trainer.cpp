@@ -292,7 +292,7 @@ struct Trainer::Impl {
             for (const std::string& note : config::training_notes(cfg)) log->info("note: {}", note);
         if (lead)
             for (const std::string& note : folder->notes()) log->info("{}", note);
-        if (resumed)
+        if (resumed) {
             log->info("resumed from {} at step {}{}{}", resume_from, start_step,
                       resumed->world_size == comm.world()
                           ? ""
@@ -301,8 +301,8 @@ struct Trainer::Impl {
                       changed_on_resume.empty()
                           ? ""
                           : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
-        if (resumed && lead && !lr_on_resume.empty()) log->info("note: {}", lr_on_resume);
-        else if (lead && !folder->kept_aside().empty())
+            if (lead && !lr_on_resume.empty()) log->info("note: {}", lr_on_resume);
+        } else if (lead && !folder->kept_aside().empty())
             log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
                       dir, folder->kept_aside());
         else if (opt.resume)
@@ -382,7 +382,7 @@ struct Trainer::Impl {
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
         if (lead) run_id = resumed_run_id(s);
-        if (lead) lr_on_resume = schedule_change_note(trained.train, cfg.train, s.step);
+        if (lead && s.step < cfg.train.max_steps) lr_on_resume = schedule_change_note(trained.train, cfg.train, s.step);
         // The data position counts windows of data.train's shards: other shards (prepared again since, files added
         // or removed) would continue the run on other data from a meaningless place. Other data.val shards would
         // continue its validation curve on other tokens.

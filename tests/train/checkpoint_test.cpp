@@ -60,6 +60,8 @@ TEST(Resume, StoppedAndResumedEqualsStraight) {
     const CommandResult resumed = run_sinklab(small_run(dir, "resumed", N, "--set run.threads=1 --resume"));
     ASSERT_EQ(resumed.rc, 0) << resumed.out;
     EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
+    for (const char* not_said : {"starting at step 0", "learning-rate schedule changed"})
+        EXPECT_EQ(resumed.out.find(not_said), std::string::npos) << not_said << " in " << resumed.out;
 
     const std::string a = dir / "straight/metrics.h5", b = dir / "resumed/metrics.h5";
     EXPECT_EQ(column(b, "train", "step"), steps_1_to(N));
