@@ -146,18 +146,21 @@ const std::set<std::string> kScheduleKeys = {"train.lr",       "train.min_lr",  
                                              "train.max_steps", "train.schedule",    "train.decay_steps",
                                              "train.wsd_decay_frac"};
 
-// A note for each group trained on another learning-rate schedule than the baseline (by the first run of each with a
-// config.yaml): tokens to target and speed-up then measure the schedule too, and a shorter run's final loss sits
-// lower on its curve than the same step of a longer one.
+// A group's config: that of its first run with a loadable config.yaml (its seeds agree, checked before); nullptr
+// when none has one.
+const Config* group_config(const std::vector<const RunCurves*>& runs) {
+    for (const RunCurves* r : runs)
+        if (r->config) return &*r->config;
+    return nullptr;
+}
+
+// A note for each group trained on another learning-rate schedule than the baseline: tokens to target and speed-up
+// then measure the schedule too, and a shorter run's final loss sits lower on its curve than the same step of a
+// longer one.
 void schedule_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
-    const auto config_of = [&](size_t g) -> const Config* {
-        for (const RunCurves* r : members[g])
-            if (r->config) return &*r->config;
-        return nullptr;
-    };
-    const Config* base_config = config_of(base);
+    const Config* base_config = group_config(members[base]);
     for (size_t g = 0; g < c.groups.size(); g++) {
-        const Config* config = config_of(g);
+        const Config* config = group_config(members[g]);
         if (g == base || !base_config || !config) continue;
         std::set<std::string> others;
         for (const std::string& key : changed_keys(*base_config, *config))
@@ -169,6 +172,19 @@ void schedule_notes(Comparison& c, const std::vector<std::vector<const RunCurves
                                           "variant",
                                           c.groups[g].name, c.baseline, fmt::join(differ, ", "), c.baseline));
     }
+}
+
+// A note for each isolated position a group tracks: its mass counts the isolated row's own weight, all of it on the
+// position, which adds 1/(T - k) to the mean over the T - k rows that see it.
+void isolation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members) {
+    for (size_t g = 0; g < c.groups.size(); g++)
+        if (const Config* config = group_config(members[g]))
+            for (int k : config->intervention.isolate)
+                if (k > 0 && k < config->model.seq_len)
+                    c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is "
+                                                  "isolated), 1/(T - {}) = {:.4f} in every layer: take that off to "
+                                                  "read attention drawn to token {}",
+                                                  c.groups[g].name, k, k, k, 1.0 / (config->model.seq_len - k), k));
 }
 
 // Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
@@ -423,6 +439,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
                                           c.groups[g].name, c.baseline, theirs, base_val));
     }
     schedule_notes(c, members, size_t(base - c.groups.begin()));
+    isolation_notes(c, members);
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.
     std::vector<std::vector<std::vector<double>>> smoothed(c.groups.size());

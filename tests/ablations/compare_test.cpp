@@ -220,6 +220,19 @@ TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
                           "as the variant");
 }
 
+// An isolated row puts all its weight on itself, 1/(T - k) of the mass on token k that compare reports (a mean over
+// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway).
+TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
+    const fs::path root = fs::path(dir_.path()) / "isolated";
+    write_run(root / "b-s1", spec_b1(), "model: {seq_len: 66}\n");
+    write_run(root / "iso-s1", spec_h1(), "model: {seq_len: 66}\nintervention: {isolate: [0, 2, 35]}\n");
+    const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
+    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/(T - 2) = "
+                                "0.0156 in every layer: take that off to read attention drawn to token 2",
+                                "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/(T - 35) "
+                                "= 0.0323 in every layer: take that off to read attention drawn to token 35"}));
+}
+
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
     const std::string text = comparison_text(c);
