@@ -22,8 +22,8 @@ struct ExportArgs {
 
 void run_export(const ExportArgs& a) {
     const std::string out = a.out.empty() ? (std::filesystem::path(a.run) / "hf").string() : a.out;
-    // An export anywhere in the run folder (which --overwrite keeps, subfolders included) reads as the run's: it must
-    // not land in a run that replaced the exported one while the export ran.
+    // An export anywhere in the run folder reads as the run's (RUN/hf goes with the run on --overwrite, other
+    // subfolders stay): it must not land in a run that replaced the exported one while the export ran.
     const bool into_run = lies_in(out, a.run);
     const std::string exported_run = into_run ? run_identity(a.run) : "";
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, into_run);

@@ -230,8 +230,9 @@ std::vector<std::string> training_notes(const Config& c) {
     const int64_t vocab = c.model.vocab_size;
     if (vocab % 8 != 0)
         notes.push_back(fmt::format("model.vocab_size = {} is not a multiple of 8: on a GPU the LM head's GEMMs and "
-                                    "the cross-entropy take slower unaligned paths; pad it to {} (a multiple of 64)",
-                                    vocab, (vocab + 63) / 64 * 64));
+                                    "the cross-entropy take slower unaligned paths; pad it to {} (or {}, a multiple "
+                                    "of 64, best for the GEMMs)",
+                                    vocab, (vocab + 7) / 8 * 8, (vocab + 63) / 64 * 64));
     return notes;
 }
 

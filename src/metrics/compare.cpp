@@ -29,12 +29,20 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
 }
 
-// train.max_steps of the run's config (the file's config_yaml attribute).
-void read_config_attr(const RunLogReader& log, int64_t& max_steps) {
+// train.max_steps and the intervened positions of the run's config (the file's config_yaml attribute; a resume
+// changes no intervention).
+void read_config_attr(const RunLogReader& log, RunCurves& r) {
     if (!log.has_attr("config_yaml")) return;
     try {
         const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
-        if (cfg["train"] && cfg["train"]["max_steps"]) max_steps = cfg["train"]["max_steps"].as<int64_t>();
+        if (cfg["train"] && cfg["train"]["max_steps"]) r.max_steps = cfg["train"]["max_steps"].as<int64_t>();
+        InterventionConfig intervention;
+        if (const YAML::Node iv = cfg["intervention"]) {
+            if (iv["isolate"]) intervention.isolate = iv["isolate"].as<std::vector<int>>();
+            if (iv["amplify"] && iv["amplify"]["position"])
+                intervention.amplify.position = iv["amplify"]["position"].as<int>();
+        }
+        r.intervened = intervention.positions();
     } catch (const YAML::Exception& e) {
         fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
              "sinklab train",
@@ -89,10 +97,8 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
     r.sink_rate = log.read_last("sink", "sink_rate").data;
     r.dominance = log.read_last("sink", "dominance").data;
-    // The intervened positions as config.yaml has them: the config the last /sink row was computed with.
-    const std::vector<int> skip = r.config ? r.config->intervention.positions() : std::vector<int>{};
-    r.var_ratio = position0_ratios(log, "wo_input_std", skip);
-    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std", skip);  // older: none
+    r.var_ratio = position0_ratios(log, "wo_input_std", r.intervened);
+    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std", r.intervened);  // or none
 }
 
 // The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over
@@ -141,7 +147,7 @@ std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b
     return out;
 }
 
-// The keys of the learning-rate schedule.
+// The keys that shape a loss curve against tokens besides the variant: the learning-rate schedule's.
 const std::set<std::string> kScheduleKeys = {"train.lr",       "train.min_lr",      "train.warmup_steps",
                                              "train.max_steps", "train.schedule",    "train.decay_steps",
                                              "train.wsd_decay_frac"};
@@ -258,14 +264,14 @@ RunCurves read_run(const std::string& dir) {
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
     const RunLogReader log((fs::path(dir) / "metrics.h5").string());
-    read_config_attr(log, r.max_steps);
+    read_config_attr(log, r);
     r.positions = read_positions(log);
     r.step = log.read("train", "step").data;
     r.tokens = log.read("train", "tokens").data;
     r.loss = log.read("train", "loss").data;
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
-    // config check, and its var and att ratios with the intervened positions in.
+    // config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
     if (!fs::exists(cfg)) {
         r.config_error = "is missing";

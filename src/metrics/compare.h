@@ -20,6 +20,7 @@ struct RunCurves {
     std::string variant;                      // name without -s<seed>
     int64_t max_steps = 0;                    // train.max_steps of the run's config (0 when the file does not say)
     std::vector<int> positions{0};            // key positions of /sink/attn_mass's columns (sink_positions)
+    std::vector<int> intervened;              // positions the interventions change (InterventionConfig::positions)
     std::vector<double> step, tokens, loss;   // /train, one entry per logged step
     std::vector<double> val_loss;             // /val
     int64_t sink_step = -1;                   // step of the last /sink row; -1: no row yet

@@ -126,9 +126,8 @@ std::string target_note(const Comparison& c) {
 const char* kColumnsNote =
     "columns: mean ± sd over runs (seeds), (n/m) when only n of m runs have a value, - when none has; tokN mass = "
     "attention mass on key position N (mean over heads and layers), sink rate and dominance (mean over layers), var "
-    "ratio = W_O-input std at position 0 / mean over later positions but those intervened on (mean over layers), att "
-    "ratio = the same of the "
-    "attention output before HeadNorm (gate, amplification), all at the last /sink row; "
+    "ratio = W_O-input std at position 0 / mean over later positions but those intervened on (mean over layers), "
+    "att ratio = the same of the attention output before HeadNorm (gate, amplification), all at the last /sink row; "
     "eff. rank = effective rank of the block output (mean over layers) at the last /heavy row";
 
 // UTF-8 aware width: "±" is one column.

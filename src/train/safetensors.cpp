@@ -121,7 +121,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
             uint64_t need = elem;  // bytes, where a shape's product could wrap around to any size
             for (int64_t d : t.shape)
                 SL_REQUIRE(!__builtin_mul_overflow(need, uint64_t(d), &need),
-                           "{}: tensor {} has the shape {}, more than 2^64 bytes of {}", path, name, shape_str(t.shape),
+                           "{}: tensor {} has the shape {}, 2^64 bytes of {} or more", path, name, shape_str(t.shape),
                            t.dtype);
             SL_REQUIRE(offsets[1] - offsets[0] == need, "{}: tensor {} spans {} bytes, but {} {} needs {}", path, name,
                        offsets[1] - offsets[0], t.dtype, shape_str(t.shape), need);

@@ -14,7 +14,6 @@
 #include "backend/backend.h"
 #include "config/validate.h"
 #include "metrics/runlog_reader.h"
-#include "core/build_info.h"
 #include "core/checksum.h"
 #include "core/progress.h"
 #include "core/utc_time.h"
@@ -205,14 +204,10 @@ struct Trainer::Impl {
                        h5, last, resume_from, resumed->run_log_step, last);
             return;
         }
-        std::vector<std::pair<std::string, std::string>> str_attrs = {
-            {"sinklab_version", SINKLAB_VERSION},
-            {"git_rev", git_rev()},
-            {"backend", backend->name()},
-            {"device", backend->device_name()},
-            {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
-            {"created", utc_now_iso8601()},
-            {runlog::kRunIdAttr, run_id = runlog::new_run_id()}};
+        std::vector<std::pair<std::string, std::string>> str_attrs = provenance_attrs(*backend);
+        str_attrs.insert(str_attrs.end(),
+                         {{"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
+                          {runlog::kRunIdAttr, run_id = runlog::new_run_id()}});
         std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
                                                                  {"flops_per_token", model->flops_per_token()}};
         str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());

@@ -190,19 +190,23 @@ TEST_F(CompareTest, ALogWithoutTheAttentionOutputStdHasNoAttRatio) {
 }
 
 // A position that an intervention changes is no later token of the discrepancy: amplified by lambda, its std would
-// carry the mean over positions 1..Tp-1. The ratios leave the positions of the run's config.yaml out.
+// carry the mean over positions 1..Tp-1. The ratios leave the positions of the run's config (metrics.h5's
+// config_yaml: a run folder without config.yaml is no different) out.
 TEST_F(CompareTest, RatiosLeaveIntervenedPositionsOut) {
     const fs::path root = fs::path(dir_.path()) / "intervened";
     RunSpec s = spec_b1();
     s.att_std = {4, 1, 30, 3, 2, 40};  // position 2 amplified
-    write_run(root / "amp-s1", s, "intervention:\n  amplify: {position: 2, lambda: 10, layers: [0, 1]}\n");
+    s.config_yaml = "train: {max_steps: 8}\nintervention:\n  amplify: {position: 2, lambda: 10, layers: [0, 1]}\n";
+    write_run(root / "amp-s1", s);
     const RunCurves amp = read_run((root / "amp-s1").string());
     // wo std (4 | 1, 3) -> 4 / 1 and (3 | 2, 4) -> 3 / 2; attn out std (4 | 1, 30) -> 4 and (3 | 2, 40) -> 1.5.
     EXPECT_EQ(amp.var_ratio, (std::vector<double>{4, 1.5}));
     EXPECT_EQ(amp.att_ratio, (std::vector<double>{4, 1.5}));
-    write_run(root / "iso-s1", s, "intervention:\n  isolate: [2]\n");
+    s.config_yaml = "train: {max_steps: 8}\nintervention: {isolate: [2]}\n";
+    write_run(root / "iso-s1", s);
     EXPECT_EQ(read_run((root / "iso-s1").string()).var_ratio, (std::vector<double>{4, 1.5}));
-    write_run(root / "none-s1", s);  // without a config.yaml the positions are not known: all count
+    s.config_yaml = "";  // no intervention: all positions count
+    write_run(root / "none-s1", s);
     EXPECT_EQ(read_run((root / "none-s1").string()).var_ratio, (std::vector<double>{2, 1}));
 }
 

@@ -740,7 +740,8 @@ TEST(ConfigValidate, AVocabNotAMultipleOf8IsNoted) {
     c.model.vocab_size = 50257;
     const std::vector<std::string> notes = config::training_notes(c);
     ASSERT_EQ(notes.size(), 1u);
-    expect_has(notes[0], {"model.vocab_size = 50257 is not a multiple of 8", "pad it to 50304"});
+    expect_has(notes[0], {"model.vocab_size = 50257 is not a multiple of 8", "pad it to 50264 (or 50304, a multiple "
+                          "of 64"});
     for (int64_t padded : {50264, 50304, 264}) {
         c.model.vocab_size = padded;
         EXPECT_TRUE(config::training_notes(c).empty()) << padded;

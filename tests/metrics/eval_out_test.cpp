@@ -112,7 +112,7 @@ TEST(EvalOut, NotIntoARunThatReplacedTheEvaluatedOne) {
 
 // An export stopped with the checkpoint read and its folder not yet made: a resume keeps the exported run, whose
 // folder then takes the export; an --overwrite start replaces it, and the export writes nothing into the new run.
-TEST(EvalOut, NoExportIntoARunThatReplacedTheExportedOne) {
+TEST(ExportOut, NotIntoARunThatReplacedTheExportedOne) {
     const TempDir dir("export_replaced");
     const std::string standard = "--set attention.variant=standard";
     ASSERT_EQ(run_sinklab(small_run(dir, "e", 3, standard)).rc, 0);

@@ -67,8 +67,10 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
         run, dir / "amp.h5"));
     ASSERT_EQ(amp.rc, 0) << amp.out;
     RunLogReader ev_amp(dir / "amp.h5");
-    const std::vector<double> mass = ev_amp.read("eval", "attn_mass").data;  // [1, L, H, P] = [1, 2, 4, 2]
-    const std::vector<double> wo = ev_amp.read("eval", "wo_input_std").data;  // [1, L, Tp] = [1, 2, 64]
+    ASSERT_EQ(ev_amp.read("eval", "attn_mass").shape, (std::vector<int64_t>{1, 2, 4, 2}));
+    ASSERT_EQ(ev_amp.read("eval", "wo_input_std").shape, (std::vector<int64_t>{1, 2, 64}));
+    const std::vector<double> mass = ev_amp.read("eval", "attn_mass").data;  // [1, L, H, P]
+    const std::vector<double> wo = ev_amp.read("eval", "wo_input_std").data;  // [1, L, Tp]
     const size_t at = amp.out.find("\nlayer ");
     ASSERT_NE(at, std::string::npos) << amp.out;
     std::istringstream table(amp.out.substr(at + 1));
