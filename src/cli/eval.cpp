@@ -135,12 +135,14 @@ void run_eval(const EvalArgs& a) {
     // Written aside and renamed over the old one, so that a failed write leaves the earlier eval as it was.
     const std::string tmp = fmt::format("{}.tmp{}", out, getpid());
     try {
-        write_eval_file(tmp, r, sink, step,
-                        {{"run", a.run},
-                         {"checkpoint", ckpt},
-                         {"data", cfg.data.val},
-                         {"config_yaml", dump_config(cfg)},
-                         {"sink_positions", fmt::format("[{}]", fmt::join(sink.positions(), ", "))}});
+        std::vector<std::pair<std::string, std::string>> attrs = {
+            {"run", a.run},
+            {"checkpoint", ckpt},
+            {"data", cfg.data.val},
+            {"config_yaml", dump_config(cfg)},
+            {"sink_positions", fmt::format("[{}]", fmt::join(sink.positions(), ", "))}};
+        for (auto& attr : provenance_attrs(*backend)) attrs.push_back(std::move(attr));
+        write_eval_file(tmp, r, sink, step, attrs);
         SL_REQUIRE(!into_run || run_identity(a.run) == evaluated_run,
                    "{}: another run replaced the evaluated one (train --overwrite) while this eval ran, so its result "
                    "was not written; evaluate the new run, or give an --out outside the run folder",

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
 #include "train/hf_export.h"
 
@@ -21,8 +22,17 @@ struct ExportArgs {
 
 void run_export(const ExportArgs& a) {
     const std::string out = a.out.empty() ? (std::filesystem::path(a.run) / "hf").string() : a.out;
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, lies_in(out, a.run));
-    export_hf_llama(ckpt, out, a.overwrite);
+    // An export anywhere in the run folder reads as the run's (RUN/hf goes with the run on --overwrite, other
+    // subfolders stay): it must not land in a run that replaced the exported one while the export ran.
+    const bool into_run = lies_in(out, a.run);
+    const std::string exported_run = into_run ? run_identity(a.run) : "";
+    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, into_run);
+    export_hf_llama(ckpt, out, a.overwrite, [&] {
+        SL_REQUIRE(!into_run || run_identity(a.run) == exported_run,
+                   "{}: another run replaced the exported one (train --overwrite) while this export ran, so its files "
+                   "were not written; export the new run, or give an --out outside the run folder",
+                   a.run);
+    });
     fmt::print("exported {} to {}: config.json + model.safetensors (LlamaForCausalLM, fp32, tied embeddings)\n", ckpt,
                out);
 }

@@ -88,6 +88,13 @@ struct InterventionConfig {
     std::vector<int> isolate;  // query rows that attend only to themselves
     AmplifyConfig amplify;
 
+    // The positions whose rows the interventions change: the isolated ones, then the amplified one.
+    std::vector<int> positions() const {
+        std::vector<int> p = isolate;
+        if (amplify.position >= 0) p.push_back(amplify.position);
+        return p;
+    }
+
     bool operator==(const InterventionConfig&) const = default;
 };
 

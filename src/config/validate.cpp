@@ -141,9 +141,8 @@ class Checker {
     void metrics() const {
         indices("metrics.positions", c_.metrics.positions, c_.model.seq_len, "model.seq_len");
         std::set<int> tracked(c_.metrics.positions.begin(), c_.metrics.positions.end());
-        tracked.insert(c_.intervention.isolate.begin(), c_.intervention.isolate.end());
+        for (int p : c_.intervention.positions()) tracked.insert(p);
         tracked.insert(0);
-        if (c_.intervention.amplify.position >= 0) tracked.insert(c_.intervention.amplify.position);
         SL_REQUIRE(int(tracked.size()) <= kMaxTrackedPositions,
                    "{}, with 0 and the positions of {} and {}, track {} key positions; at most {} are supported: list "
                    "fewer",
@@ -227,6 +226,13 @@ std::vector<std::string> training_notes(const Config& c) {
                                     "token {}'s W_O input carries later tokens to every position that attends to it "
                                     "(the model is not causal); mode centered_causal takes mu over positions 0..{}",
                                     c.model.seq_len, amp.position, amp.position));
+    // 16-byte rows of bf16 logits: what the LM head's cuBLASLt algorithms and the cross-entropy's vector loads need.
+    const int64_t vocab = c.model.vocab_size;
+    if (vocab % 8 != 0)
+        notes.push_back(fmt::format("model.vocab_size = {} is not a multiple of 8: on a GPU the LM head's GEMMs and "
+                                    "the cross-entropy take slower unaligned paths; pad it to {} (or {}, a multiple "
+                                    "of 64, best for the GEMMs)",
+                                    vocab, (vocab + 7) / 8 * 8, (vocab + 63) / 64 * 64));
     return notes;
 }
 

@@ -70,6 +70,27 @@ void require_no_other_shards(const DataConfig& data, const std::string& train) {
                data.train, fmt::join(others, ", "));
 }
 
+// Shards that ensure_data's overlap check would refuse once written are refused before: a generated shard that the
+// other glob matches, compared as text (after lexically_normal); other spellings and links meet that check. `val`:
+// the val shard to be written, "" when data.val's shards exist.
+void require_apart(const DataConfig& data, const std::string& train, const std::string& val) {
+    const auto matches = [](const std::string& glob, const std::string& path) {
+        const std::string g = std::filesystem::path(glob).lexically_normal();
+        const std::string p = std::filesystem::path(path).lexically_normal();
+        return ::fnmatch(g.c_str(), p.c_str(), FNM_PATHNAME | FNM_PERIOD) == 0;
+    };
+    const auto require_unmatched = [&](const std::string& shard, const char* key, const char* other,
+                                       const std::string& glob) {
+        SL_REQUIRE(glob.empty() || shard.empty() || !matches(glob, shard),
+                   "data.missing: synthetic would write {} for {}, which {} '{}' matches too: the validation loss "
+                   "would be measured on tokens the model trains on; give data.train and data.val globs that keep "
+                   "their shards apart (train_*.bin and val_*.bin)",
+                   shard, key, other, glob);
+    };
+    require_unmatched(train, "data.train", "data.val", data.val);
+    require_unmatched(val, "data.val", "data.train", data.train);
+}
+
 std::string make_synthetic(const DataConfig& data, const ModelConfig& model) {
     const auto tok = make_tokenizer(data.tokenizer);
     SL_REQUIRE(tok->vocab_size() <= model.vocab_size,
@@ -77,11 +98,13 @@ std::string make_synthetic(const DataConfig& data, const ModelConfig& model) {
                model.vocab_size, tok->vocab_size(), data.tokenizer);
     const std::string train = file_for_glob(data.train, "data.train");
     require_no_other_shards(data, train);
+    const bool write_val = !data.val.empty() && glob_files(data.val).empty();
+    const std::string val = write_val ? file_for_glob(data.val, "data.val") : "";
+    require_apart(data, train, val);
     // The val shard first: a train shard says the dataset is made, so a failure between the two (a full disk) must
     // leave none, and the next start makes both.
     std::string val_note;
-    if (!data.val.empty() && glob_files(data.val).empty()) {
-        const std::string val = file_for_glob(data.val, "data.val");
+    if (write_val) {
         val_note = fmt::format(" and {} ({} tokens)", val, write_synthetic(val, kSyntheticValSeed, kSyntheticValChars,
                                                                            *tok));
     }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <set>
@@ -28,12 +29,20 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
 }
 
-// train.max_steps of the run's config (the file's config_yaml attribute).
-void read_config_attr(const RunLogReader& log, int64_t& max_steps) {
+// train.max_steps and the intervened positions of the run's config (the file's config_yaml attribute; a resume
+// changes no intervention).
+void read_config_attr(const RunLogReader& log, RunCurves& r) {
     if (!log.has_attr("config_yaml")) return;
     try {
         const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
-        if (cfg["train"] && cfg["train"]["max_steps"]) max_steps = cfg["train"]["max_steps"].as<int64_t>();
+        if (cfg["train"] && cfg["train"]["max_steps"]) r.max_steps = cfg["train"]["max_steps"].as<int64_t>();
+        InterventionConfig intervention;
+        if (const YAML::Node iv = cfg["intervention"]) {
+            if (iv["isolate"]) intervention.isolate = iv["isolate"].as<std::vector<int>>();
+            if (iv["amplify"] && iv["amplify"]["position"])
+                intervention.amplify.position = iv["amplify"]["position"].as<int>();
+        }
+        r.intervened = intervention.positions();
     } catch (const YAML::Exception& e) {
         fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
              "sinklab train",
@@ -54,12 +63,13 @@ std::vector<int> read_positions(const RunLogReader& log) {
     }
 }
 
-// [L] first_vs_rest of each layer's row of a [L, Tp] column, at the last /sink row.
-std::vector<double> position0_ratios(const RunLogReader& log, const std::string& column) {
+// [L] first_vs_rest of each layer's row of a [L, Tp] column, at the last /sink row, without the positions `skip`.
+std::vector<double> position0_ratios(const RunLogReader& log, const std::string& column,
+                                     const std::vector<int>& skip) {
     const Dataset last = log.read_last("sink", column);  // [1, L, Tp]
     const int64_t L = last.shape.at(1), Tp = last.shape.at(2);
     std::vector<double> ratio;
-    for (int64_t l = 0; l < L; l++) ratio.push_back(first_vs_rest(last.data.data() + l * Tp, Tp));
+    for (int64_t l = 0; l < L; l++) ratio.push_back(first_vs_rest(last.data.data() + l * Tp, Tp, skip));
     return ratio;
 }
 
@@ -87,8 +97,8 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
     r.sink_rate = log.read_last("sink", "sink_rate").data;
     r.dominance = log.read_last("sink", "dominance").data;
-    r.var_ratio = position0_ratios(log, "wo_input_std");
-    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std");  // an older log has none
+    r.var_ratio = position0_ratios(log, "wo_input_std", r.intervened);
+    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std", r.intervened);  // or none
 }
 
 // The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over
@@ -97,6 +107,25 @@ void read_heavy(const RunLogReader& log, RunCurves& r) {
     if (!log.has("heavy", "effective_rank")) return;
     const Dataset rank = log.read_last("heavy", "effective_rank");  // [1, L], or no row
     if (rank.shape.at(0) > 0) r.effective_rank = rank.data;
+}
+
+// [L] mean ± sd over `runs` of each layer's value, `of` giving a run's [L] values (nullptr or empty: none); as many
+// layers as the deepest run has.
+std::vector<Stat> layer_stats(const std::vector<const RunCurves*>& runs,
+                              const std::function<const std::vector<double>*(const RunCurves&)>& of) {
+    size_t L = 0;
+    for (const RunCurves* r : runs)
+        if (const std::vector<double>* v = of(*r)) L = std::max(L, v->size());
+    std::vector<Stat> stats;
+    for (size_t l = 0; l < L; l++) {
+        std::vector<double> layer;
+        for (const RunCurves* r : runs) {
+            const std::vector<double>* v = of(*r);
+            layer.push_back(v && l < v->size() ? (*v)[l] : NAN);
+        }
+        stats.push_back(stat_of(layer));
+    }
+    return stats;
 }
 
 // Config keys in which the seeds of one variant may differ: the seed and where the run lives, and keys that change
@@ -116,6 +145,52 @@ std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b
                                     std::tuple{"data.val", a.val_checksum, b.val_checksum}})
         if (!x.empty() && !y.empty() && x != y) out.push_back(fmt::format("{} tokens (checksum {} vs {})", key, x, y));
     return out;
+}
+
+// The keys that shape a loss curve against tokens besides the variant: the learning-rate schedule's.
+const std::set<std::string> kScheduleKeys = {"train.lr",       "train.min_lr",      "train.warmup_steps",
+                                             "train.max_steps", "train.schedule",    "train.decay_steps",
+                                             "train.wsd_decay_frac"};
+
+// A group's config: that of its first run with a loadable config.yaml (its seeds agree, checked before); nullptr
+// when none has one.
+const Config* group_config(const std::vector<const RunCurves*>& runs) {
+    for (const RunCurves* r : runs)
+        if (r->config) return &*r->config;
+    return nullptr;
+}
+
+// A note for each group trained on another learning-rate schedule than the baseline: tokens to target and speed-up
+// then measure the schedule too, and a shorter run's final loss sits lower on its curve than the same step of a
+// longer one.
+void schedule_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
+    const Config* base_config = group_config(members[base]);
+    for (size_t g = 0; g < c.groups.size(); g++) {
+        const Config* config = group_config(members[g]);
+        if (g == base || !base_config || !config) continue;
+        std::set<std::string> others;
+        for (const std::string& key : changed_keys(*base_config, *config))
+            if (!kScheduleKeys.contains(key)) others.insert(key);
+        const std::vector<std::string> differ = config_differences(*base_config, *config, others);
+        if (!differ.empty())
+            c.notes.push_back(fmt::format("{} was trained on another learning-rate schedule than {} ({}, {}'s first): "
+                                          "its tokens to target and speed-up measure the schedule as well as the "
+                                          "variant",
+                                          c.groups[g].name, c.baseline, fmt::join(differ, ", "), c.baseline));
+    }
+}
+
+// A note for each isolated position a group tracks: its mass counts the isolated row's own weight, all of it on the
+// position, which adds 1/(T - k) to the mean over the T - k rows that see it.
+void isolation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members) {
+    for (size_t g = 0; g < c.groups.size(); g++)
+        if (const Config* config = group_config(members[g]))
+            for (int k : config->intervention.isolate)
+                if (k > 0 && k < config->model.seq_len)
+                    c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is "
+                                                  "isolated), 1/(T - {}) = {:.4f} in every layer: take that off to "
+                                                  "read attention drawn to token {}",
+                                                  c.groups[g].name, k, k, k, 1.0 / (config->model.seq_len - k), k));
 }
 
 // Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
@@ -189,16 +264,12 @@ RunCurves read_run(const std::string& dir) {
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
     const RunLogReader log((fs::path(dir) / "metrics.h5").string());
-    read_config_attr(log, r.max_steps);
+    read_config_attr(log, r);
     r.positions = read_positions(log);
     r.step = log.read("train", "step").data;
     r.tokens = log.read("train", "tokens").data;
     r.loss = log.read("train", "loss").data;
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
-    read_sink(log, r);
-    read_heavy(log, r);
-    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
-    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
     // config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
@@ -212,6 +283,10 @@ RunCurves read_run(const std::string& dir) {
             r.config_error = fmt::format("does not load ({})", e.what());
         }
     }
+    read_sink(log, r);
+    read_heavy(log, r);
+    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
+    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     return r;
 }
 
@@ -369,6 +444,8 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
                                           "their val losses do not compare",
                                           c.groups[g].name, c.baseline, theirs, base_val));
     }
+    schedule_notes(c, members, size_t(base - c.groups.begin()));
+    isolation_notes(c, members);
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.
     std::vector<std::vector<std::vector<double>>> smoothed(c.groups.size());
@@ -424,22 +501,18 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         row.effective_rank = stat_of(rank);
         for (int p : c.positions) {
             std::vector<double> over_layers;
-            size_t L = 0;
             for (const RunCurves* r : members[g]) {
                 const auto it = r->mass.find(p);
                 over_layers.push_back(it == r->mass.end() ? NAN : mean(it->second));
-                if (it != r->mass.end()) L = std::max(L, it->second.size());
             }
             row.mass[p] = stat_of(over_layers);
-            for (size_t l = 0; l < L; l++) {
-                std::vector<double> layer;
-                for (const RunCurves* r : members[g]) {
-                    const auto it = r->mass.find(p);
-                    layer.push_back(it != r->mass.end() && l < it->second.size() ? it->second[l] : NAN);
-                }
-                row.mass_by_layer[p].push_back(stat_of(layer));
-            }
+            row.mass_by_layer[p] = layer_stats(members[g], [p](const RunCurves& r) {
+                const auto it = r.mass.find(p);
+                return it == r.mass.end() ? nullptr : &it->second;
+            });
         }
+        row.var_ratio_by_layer = layer_stats(members[g], [](const RunCurves& r) { return &r.var_ratio; });
+        row.att_ratio_by_layer = layer_stats(members[g], [](const RunCurves& r) { return &r.att_ratio; });
     }
     return c;
 }

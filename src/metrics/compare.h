@@ -20,6 +20,7 @@ struct RunCurves {
     std::string variant;                      // name without -s<seed>
     int64_t max_steps = 0;                    // train.max_steps of the run's config (0 when the file does not say)
     std::vector<int> positions{0};            // key positions of /sink/attn_mass's columns (sink_positions)
+    std::vector<int> intervened;              // positions the interventions change (InterventionConfig::positions)
     std::vector<double> step, tokens, loss;   // /train, one entry per logged step
     std::vector<double> val_loss;             // /val
     int64_t sink_step = -1;                   // step of the last /sink row; -1: no row yet
@@ -69,6 +70,7 @@ struct GroupRow {
     Stat effective_rank;                   // last /heavy row, mean over layers
     std::map<int, Stat> mass;              // tracked position -> attention mass on it, mean over layers
     std::map<int, std::vector<Stat>> mass_by_layer;  // tracked position -> [L]
+    std::vector<Stat> var_ratio_by_layer, att_ratio_by_layer;  // [L]; empty when no run has a value
 };
 
 struct Comparison {

@@ -44,6 +44,10 @@ std::string mass_cell(const Stat& s) {
     return cell(s, [](double v) { return fixed(v, 3); });
 }
 
+std::string ratio_cell(const Stat& s) {
+    return cell(s, [](double v) { return fixed(v, 2); });
+}
+
 Table summary(const Comparison& c) {
     Table t{{"variant", "runs", "step", "train loss", "val loss", "tokens to target", "speed-up"}, {}};
     for (int p : c.positions) t.header.push_back(fmt::format("tok{} mass", p));
@@ -58,29 +62,52 @@ Table summary(const Comparison& c) {
                                      cell(g.speedup, [](double v) { return fixed(v, 2) + "x"; })};
         for (int p : c.positions) row.push_back(g.mass.count(p) ? mass_cell(g.mass.at(p)) : "-");
         row.insert(row.end(), {mass_cell(g.sink_rate), cell(g.dominance, [](double v) { return fixed(v, 1); }),
-                               cell(g.var_ratio, [](double v) { return fixed(v, 2); }),
-                               cell(g.att_ratio, [](double v) { return fixed(v, 2); }),
+                               ratio_cell(g.var_ratio), ratio_cell(g.att_ratio),
                                cell(g.effective_rank, [](double v) { return fixed(v, 1); })});
         t.rows.push_back(std::move(row));
     }
     return t;
 }
 
-// Attention mass on key position p, one column per layer (none while no run has a /sink row).
-Table per_layer(const Comparison& c, int p) {
+// One column per layer (no columns while no group has a value), from each group's [L] `of` (nullptr: none).
+Table per_layer(const Comparison& c, const std::function<const std::vector<Stat>*(const GroupRow&)>& of,
+                const std::function<std::string(const Stat&)>& format) {
     size_t L = 0;
     for (const GroupRow& g : c.groups)
-        if (g.mass_by_layer.count(p)) L = std::max(L, g.mass_by_layer.at(p).size());
+        if (const std::vector<Stat>* v = of(g)) L = std::max(L, v->size());
     Table t{{"variant"}, {}};
     for (size_t l = 0; l < L; l++) t.header.push_back(fmt::format("layer {}", l));
     for (const GroupRow& g : c.groups) {
         std::vector<std::string> row{g.name};
-        const auto it = g.mass_by_layer.find(p);
-        for (size_t l = 0; l < L; l++)
-            row.push_back(it != g.mass_by_layer.end() && l < it->second.size() ? mass_cell(it->second[l]) : "-");
+        const std::vector<Stat>* v = of(g);
+        for (size_t l = 0; l < L; l++) row.push_back(v && l < v->size() ? format((*v)[l]) : "-");
         t.rows.push_back(std::move(row));
     }
     return t;
+}
+
+// The per-layer tables with their titles: the attention mass on each tracked position, then the var and att ratios.
+std::vector<std::pair<std::string, Table>> layer_tables(const Comparison& c) {
+    std::vector<std::pair<std::string, Table>> tables;
+    for (int p : c.positions)
+        tables.emplace_back(
+            fmt::format("attention mass on token {} per layer (last /sink row, mean over heads; mean ± sd over runs)",
+                        p),
+            per_layer(
+                c,
+                [p](const GroupRow& g) {
+                    const auto it = g.mass_by_layer.find(p);
+                    return it == g.mass_by_layer.end() ? nullptr : &it->second;
+                },
+                mass_cell));
+    tables.emplace_back("var ratio per layer (W_O-input std at position 0 / mean over later positions, last /sink row; "
+                        "mean ± sd over runs)",
+                        per_layer(c, [](const GroupRow& g) { return &g.var_ratio_by_layer; }, ratio_cell));
+    tables.emplace_back("att ratio per layer (the same of the attention output before HeadNorm, gate and "
+                        "amplification)",
+                        per_layer(c, [](const GroupRow& g) { return &g.att_ratio_by_layer; }, ratio_cell));
+    std::erase_if(tables, [](const auto& t) { return t.second.header.size() == 1; });
+    return tables;
 }
 
 std::string target_note(const Comparison& c) {
@@ -99,14 +126,9 @@ std::string target_note(const Comparison& c) {
 const char* kColumnsNote =
     "columns: mean ± sd over runs (seeds), (n/m) when only n of m runs have a value, - when none has; tokN mass = "
     "attention mass on key position N (mean over heads and layers), sink rate and dominance (mean over layers), var "
-    "ratio = W_O-input std at position 0 / mean over later positions (mean over layers), att ratio = the same of the "
-    "attention output before HeadNorm (gate, amplification), all at the last /sink row; "
+    "ratio = W_O-input std at position 0 / mean over later positions but those intervened on (mean over layers), "
+    "att ratio = the same of the attention output before HeadNorm (gate, amplification), all at the last /sink row; "
     "eff. rank = effective rank of the block output (mean over layers) at the last /heavy row";
-
-std::string layer_note(int p) {
-    return fmt::format("attention mass on token {} per layer (last /sink row, mean over heads; mean ± sd over runs)",
-                       p);
-}
 
 // UTF-8 aware width: "±" is one column.
 size_t width(const std::string& s) {
@@ -147,19 +169,14 @@ std::string render_markdown(const Table& t) {
 
 std::string comparison_text(const Comparison& c) {
     std::string out = target_note(c) + "\n\n" + render_text(summary(c)) + "\n" + kColumnsNote + "\n";
-    for (int p : c.positions) {
-        const Table t = per_layer(c, p);
-        if (t.header.size() > 1) out += fmt::format("\n{}\n{}", layer_note(p), render_text(t));
-    }
+    for (const auto& [title, table] : layer_tables(c)) out += fmt::format("\n{}\n{}", title, render_text(table));
     return out;
 }
 
 std::string comparison_markdown(const Comparison& c) {
     std::string out = target_note(c) + ".\n\n" + render_markdown(summary(c)) + "\n" + kColumnsNote + ".\n";
-    for (int p : c.positions) {
-        const Table t = per_layer(c, p);
-        if (t.header.size() > 1) out += fmt::format("\n{}:\n\n{}", layer_note(p), render_markdown(t));
-    }
+    for (const auto& [title, table] : layer_tables(c))
+        out += fmt::format("\n{}:\n\n{}", title, render_markdown(table));
     return out;
 }
 

@@ -140,25 +140,33 @@ bool is_eval_file(const std::string& path) {
 
 std::string format_eval_table(const EvalResult& r, const SinkMetrics& sink) {
     const int L = sink.layers(), H = sink.heads(), Tp = sink.wo_std_positions();
-    const size_t P = sink.positions().size();
-    std::string out = fmt::format(
-        "val loss {:.4f} over {} sequences | Sink_1^eps {:.1f}% of (layer, head) pairs\n\n"
-        "{:>5} {:>8} {:>6} {:>9} {:>8} {:>7} {:>9} {:>9} {:>7} {:>8} {:>9} {:>9} {:>9}\n",
-        r.loss, r.sequences, r.sink_percent, "layer", "mass@0", "sinks", "dominance", "massive", "h0/ht", "ffn@0",
-        "ffn rest", "ffn ch", "eff.rank", "std0/rest", "att0/rest", "dim0/rest");
+    const std::vector<int>& positions = sink.positions();
+    const size_t P = positions.size();
+    std::string out = fmt::format("val loss {:.4f} over {} sequences | Sink_1^eps {:.1f}% of (layer, head) "
+                                  "pairs\n\n{:>5}",
+                                  r.loss, r.sequences, r.sink_percent, "layer");
+    for (int p : positions) out += fmt::format(" {:>8}", fmt::format("mass@{}", p));
+    out += fmt::format(" {:>6} {:>9} {:>8} {:>7} {:>9} {:>9} {:>7} {:>8} {:>9} {:>9} {:>9}\n", "sinks", "dominance",
+                       "massive", "h0/ht", "ffn@0", "ffn rest", "ffn ch", "eff.rank", "std0/rest", "att0/rest",
+                       "dim0/rest");
+    const auto ratio = [&](const std::vector<double>& by_position, int l) {  // [L, Tp]
+        return first_vs_rest(by_position.data() + size_t(l) * Tp, Tp, sink.intervened());
+    };
     for (int l = 0; l < L; l++) {
-        double mass0 = 0;
-        for (int h = 0; h < H; h++) mass0 += r.sink.attn_mass[(size_t(l) * H + h) * P] / H;
+        out += fmt::format("{:>5}", l);
+        for (size_t p = 0; p < P; p++) {
+            double mass = 0;
+            for (int h = 0; h < H; h++) mass += r.sink.attn_mass[(size_t(l) * H + h) * P + p] / H;
+            out += fmt::format(" {:>8.3f}", mass);
+        }
         const std::string sinks =  // "-" for a diverged model's undefined rate
             std::isfinite(r.sink_rate[l]) ? fmt::format("{}/{}", int(std::lround(r.sink_rate[l] * H)), H) : "-";
-        out += fmt::format("{:>5} {:>8.3f} {:>6} {:>9.2f} {:>8.1f} {:>7.2f} {:>9.2f} {:>9.2f} {:>7} {:>8.1f} {:>9.2f} "
-                           "{:>9.2f} {:>9.2f}\n",
-                           l, mass0, sinks, r.sink.dominance[l],
-                           r.sink.massive[l], r.sink.token0_norm_ratio[l], r.sink.ffn_max_act[2 * l],
-                           r.sink.ffn_max_act[2 * l + 1], int(r.sink.ffn_top_channel[l]), r.heavy.effective_rank[l],
-                           first_vs_rest(r.sink.wo_input_std.data() + size_t(l) * Tp, Tp),
-                           first_vs_rest(r.sink.attn_out_std.data() + size_t(l) * Tp, Tp),
-                           first_vs_rest(r.wo_dimwise_std.data() + size_t(l) * Tp, Tp));
+        out += fmt::format(" {:>6} {:>9.2f} {:>8.1f} {:>7.2f} {:>9.2f} {:>9.2f} {:>7} {:>8.1f} {:>9.2f} {:>9.2f} "
+                           "{:>9.2f}\n",
+                           sinks, r.sink.dominance[l], r.sink.massive[l], r.sink.token0_norm_ratio[l],
+                           r.sink.ffn_max_act[2 * l], r.sink.ffn_max_act[2 * l + 1], int(r.sink.ffn_top_channel[l]),
+                           r.heavy.effective_rank[l], ratio(r.sink.wo_input_std, l), ratio(r.sink.attn_out_std, l),
+                           ratio(r.wo_dimwise_std, l));
     }
     return out;
 }

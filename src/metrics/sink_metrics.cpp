@@ -56,14 +56,20 @@ double median(std::vector<double>& v) {
 
 }  // namespace
 
-double first_vs_rest(const double* row, int64_t Tp) {
+double first_vs_rest(const double* row, int64_t Tp, const std::vector<int>& skip) {
     double rest = 0;
-    for (int64_t t = 1; t < Tp; t++) rest += row[t];
-    return Tp >= 2 && rest > 0 ? row[0] / (rest / double(Tp - 1)) : std::nan("");
+    int64_t n = 0;
+    for (int64_t t = 1; t < Tp; t++)
+        if (std::find(skip.begin(), skip.end(), t) == skip.end()) rest += row[t], n++;
+    return n > 0 && rest > 0 ? row[0] / (rest / double(n)) : std::nan("");
 }
 
 SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
-    : model_(model), be_(model.backend()), sink_eps_(cfg.metrics.sink_eps), buffers_(model.backend()) {
+    : model_(model),
+      be_(model.backend()),
+      intervened_(cfg.intervention.positions()),
+      sink_eps_(cfg.metrics.sink_eps),
+      buffers_(model.backend()) {
     const int T = model.T();
     auto track = [&](int p) {
         if (p >= 0 && p < T && std::find(positions_.begin(), positions_.end(), p) == positions_.end())
@@ -71,8 +77,7 @@ SinkMetrics::SinkMetrics(Model& model, const Config& cfg)
     };
     track(0);
     for (int p : cfg.metrics.positions) track(p);
-    for (int p : cfg.intervention.isolate) track(p);
-    track(cfg.intervention.amplify.position);
+    for (int p : cfg.intervention.positions()) track(p);
     SL_ASSERT(int(positions_.size()) <= kMaxTrackedPositions, "{} tracked positions passed validation",
               positions_.size());
     L_ = cfg.model.n_layer;

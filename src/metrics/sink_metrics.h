@@ -44,9 +44,11 @@ struct HeavyValues {
     std::vector<std::vector<double>*> averaged() { return {&effective_rank, &attn_map}; }
 };
 
-// Position 0's value of a [Tp] row (of wo_input_std, attn_out_std) against the mean of positions 1..Tp-1: the
-// variance discrepancy as one number. NaN when there is no later position, or no spread there.
-double first_vs_rest(const double* row, int64_t Tp);
+// Position 0's value of a [Tp] row (of wo_input_std, attn_out_std) against the mean of positions 1..Tp-1 but those
+// in `skip`: the variance discrepancy as one number. NaN when there is no such position, or no spread there.
+// `skip`: the positions an intervention changes (InterventionConfig::positions), whose rows are no later token's:
+// an amplified row's std is lambda times the others'.
+double first_vs_rest(const double* row, int64_t Tp, const std::vector<int>& skip);
 
 class SinkMetrics {
 public:
@@ -58,6 +60,8 @@ public:
 
     // Tracked key positions: 0 first, then metrics.positions, then the positions interventions name.
     const std::vector<int>& positions() const { return positions_; }
+    // The positions whose rows the interventions change (InterventionConfig::positions).
+    const std::vector<int>& intervened() const { return intervened_; }
     int wo_std_positions() const { return Tp_; }
     Model& model() const { return model_; }
     int layers() const { return L_; }
@@ -81,6 +85,7 @@ private:
     Model& model_;
     Backend& be_;
     std::vector<int> positions_;
+    std::vector<int> intervened_;
     int L_, H_, Tp_, Q_;
     float sink_eps_;
     // One f32 buffer for every per-step output, read back in one copy; the map has its own.

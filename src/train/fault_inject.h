@@ -11,7 +11,8 @@
 //   desync  the rank's weights are nudged after the update, so that the ranks disagree
 //   setup   the rank throws an error at the end of setup, once the run folder holds the new run's files and
 //           before step 1 (STEP is 0: setup@0), where an --overwrite start still puts the old run back
-// `sinklab eval` runs the hooks of step 1 once, with the weights loaded and before the evaluation.
+// `sinklab eval` runs the hooks of step 1 once, with the weights loaded and before the evaluation; export_hf_llama
+// (`sinklab export`) likewise, with the checkpoint read and before it makes its folder.
 #pragma once
 #include <cstdint>
 #include <string>

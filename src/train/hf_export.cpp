@@ -12,6 +12,7 @@
 #include "core/folder_lock.h"
 #include "model/params.h"
 #include "train/checkpoint.h"
+#include "train/fault_inject.h"
 #include "train/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -80,6 +81,9 @@ struct HfTensor {
     std::function<std::vector<float>()> data;  // made when written, so that one tensor is in memory at a time
 };
 
+// A float config value as the double of its shortest decimal, as the config says it: 1e-06, not 9.99999997e-07.
+double decimal(float v) { return std::stod(fmt::format("{}", v)); }
+
 }  // namespace
 
 std::string hf_llama_refusal(const Config& cfg) {
@@ -98,7 +102,8 @@ std::string hf_llama_refusal(const Config& cfg) {
     return "";
 }
 
-void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite) {
+void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite,
+                     const std::function<void()>& before_publish) {
     Config cfg;
     std::optional<SafetensorsFile> mapped;  // mapped now: it stays readable when a rotation deletes the checkpoint
     reading_checkpoint(checkpoint, [&] {
@@ -107,6 +112,7 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
         mapped.emplace((fs::path(checkpoint) / "model.safetensors").string());
     });
     const SafetensorsFile& ckpt = *mapped;
+    FaultInjection::from_env(0).before_step(1);  // where the tests stop an export, before its folder is made
     const std::string why = hf_llama_refusal(cfg);
     SL_REQUIRE(why.empty(), "cannot export {} as a Hugging Face Llama: {}; only standard attention without QK-norm "
                "or interventions maps onto LlamaForCausalLM",
@@ -149,6 +155,7 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
     add("model.norm.weight", {C}, [&] { return whole(get("norm_f")); });
 
     std::error_code ec;
+    const bool made = !fs::exists(out_dir, ec);
     fs::create_directories(out_dir, ec);
     SL_REQUIRE(!ec, "cannot create the export folder {}: {}", out_dir, ec.message());
     const fs::path dir(out_dir);
@@ -167,19 +174,20 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
         {"head_dim", hd},
         {"hidden_act", "silu"},
         {"max_position_embeddings", m.seq_len},
-        {"rms_norm_eps", m.norm_eps},
-        {"rope_theta", m.rope_theta},
+        {"rms_norm_eps", decimal(m.norm_eps)},
+        {"rope_theta", decimal(m.rope_theta)},
         {"rope_scaling", nullptr},
         {"attention_bias", false},
         {"attention_dropout", 0.0},
         {"mlp_bias", false},
         {"tie_word_embeddings", true},
-        {"initializer_range", m.init_std},
+        {"initializer_range", decimal(m.init_std)},
         {"bos_token_id", eot},
         {"eos_token_id", eot},
         {"torch_dtype", "float32"},
         {"use_cache", true}};
-    // A failed write (a full disk) takes its temporary files with it: a full-size one would stay otherwise.
+    // A failed write (a full disk) or a refused publication takes its temporary files and the folder it made with
+    // it: a full-size file would stay otherwise.
     try {
         {
             SafetensorsWriter w((dir / "model.safetensors.tmp").string(), specs,
@@ -188,10 +196,12 @@ void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, 
             w.finish();
         }
         write_file_durably((dir / "config.json.tmp").string(), config.dump(2) + "\n");
+        if (before_publish) before_publish();
     } catch (...) {
         std::error_code ignored;
         fs::remove(dir / "model.safetensors.tmp", ignored);
         fs::remove(dir / "config.json.tmp", ignored);
+        if (made) fs::remove(dir, ignored);  // when empty
         throw;
     }
     fs::rename(dir / "model.safetensors.tmp", dir / "model.safetensors");

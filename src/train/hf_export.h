@@ -8,6 +8,7 @@
 // The embedding is tied (tie_word_embeddings: true; lm_head.weight is not written). Variants that HF's Llama
 // cannot compute are refused with the reason.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "config/config.h"
@@ -19,7 +20,9 @@ std::string hf_llama_refusal(const Config& cfg);
 
 // Writes the HF folder of checkpoint folder `checkpoint` into out_dir (created). Refuses a run or checkpoint
 // folder, and a config.json or model.safetensors that an earlier export did not write unless `overwrite`.
-void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite = false);
+// `before_publish` runs with the files written aside, before they take their names; what it throws removes them.
+void export_hf_llama(const std::string& checkpoint, const std::string& out_dir, bool overwrite = false,
+                     const std::function<void()>& before_publish = {});
 
 // Source row of HF row r inside one head of head_dim hd: HF pairs (i, i + hd/2), ours (2i, 2i + 1).
 inline int hf_rope_source_row(int r, int hd) { return r < hd / 2 ? 2 * r : 2 * (r - hd / 2) + 1; }

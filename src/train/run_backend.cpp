@@ -2,6 +2,9 @@
 
 #include <filesystem>
 
+#include "core/build_info.h"
+#include "core/utc_time.h"
+
 namespace sinklab {
 
 std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator& comm, std::string& note) {
@@ -13,6 +16,14 @@ std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator&
     std::unique_ptr<Backend> backend = make_backend(bo);
     note = auto_backend_note(cfg.backend, backend->name(), "/dev/nvidiactl");
     return backend;
+}
+
+std::vector<std::pair<std::string, std::string>> provenance_attrs(const Backend& backend) {
+    return {{"sinklab_version", SINKLAB_VERSION},
+            {"git_rev", git_rev()},
+            {"backend", backend.name()},
+            {"device", backend.device_name()},
+            {"created", utc_now_iso8601()}};
 }
 
 std::string auto_backend_note(const std::string& backend_key, const std::string& made, const std::string& driver_node) {

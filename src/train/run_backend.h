@@ -2,6 +2,8 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "backend/backend.h"
 #include "config/config.h"
@@ -13,6 +15,10 @@ namespace sinklab {
 // node's cores (run.threads when set). `note` gets a line for the run's log when backend: auto chose the CPU on a
 // machine with an NVIDIA driver, else stays empty.
 std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator& comm, std::string& note);
+
+// What made a file of results, for metrics.h5 and eval.h5 alike: sinklab_version, git_rev, backend, device and
+// created (UTC, ISO 8601).
+std::vector<std::pair<std::string, std::string>> provenance_attrs(const Backend& backend);
 
 // That note, for a run of `backend_key` on `made` ("cpu", "cuda") where the driver's device node is `driver_node`.
 std::string auto_backend_note(const std::string& backend_key, const std::string& made, const std::string& driver_node);

@@ -118,9 +118,13 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
                 SL_REQUIRE(d >= 0, "{}: tensor {} has the shape {}", path, name, shape_str(t.shape));
             SL_REQUIRE(offsets.size() == 2 && offsets[0] <= offsets[1],
                        "{}: tensor {} has data_offsets that are not [begin, end]", path, name);
-            SL_REQUIRE(offsets[1] - offsets[0] == numel(t.shape) * elem,
-                       "{}: tensor {} spans {} bytes, but {} {} needs {}", path, name, offsets[1] - offsets[0],
-                       t.dtype, shape_str(t.shape), numel(t.shape) * elem);
+            uint64_t need = elem;  // bytes, where a shape's product could wrap around to any size
+            for (int64_t d : t.shape)
+                SL_REQUIRE(!__builtin_mul_overflow(need, uint64_t(d), &need),
+                           "{}: tensor {} has the shape {}, 2^64 bytes of {} or more", path, name, shape_str(t.shape),
+                           t.dtype);
+            SL_REQUIRE(offsets[1] - offsets[0] == need, "{}: tensor {} spans {} bytes, but {} {} needs {}", path, name,
+                       offsets[1] - offsets[0], t.dtype, shape_str(t.shape), need);
             SL_REQUIRE(offsets[1] <= data_bytes,
                        "{} is truncated: tensor {} ends at data byte {}, but the file holds {} data bytes", path, name,
                        offsets[1], data_bytes);

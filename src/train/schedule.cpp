@@ -1,5 +1,7 @@
 #include "train/schedule.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -21,6 +23,14 @@ double lr_at(const TrainConfig& t, int64_t step) {
         double(step + 1 - t.warmup_steps) / double(std::max<int64_t>(1, horizon - t.warmup_steps)), 0.0, 1.0);
     if (t.schedule == "linear") return peak + (floor - peak) * p;
     return floor + 0.5 * (1.0 + std::cos(M_PI * p)) * (peak - floor);  // cosine
+}
+
+std::string schedule_change_note(const TrainConfig& before, const TrainConfig& now, int64_t step) {
+    const double was = lr_at(before, step), is = lr_at(now, step);
+    if (std::fabs(is - was) <= 1e-6 * std::max(std::fabs(was), std::fabs(is))) return "";
+    return fmt::format("the learning-rate schedule changed: step {} runs at lr {:.4g}, where the run's schedule had "
+                       "{:.4g} (step {} ran at {:.4g})",
+                       step + 1, is, was, step, lr_at(before, step - 1));
 }
 
 }  // namespace sinklab

@@ -14,7 +14,6 @@
 #include "backend/backend.h"
 #include "config/validate.h"
 #include "metrics/runlog_reader.h"
-#include "core/build_info.h"
 #include "core/checksum.h"
 #include "core/progress.h"
 #include "core/utc_time.h"
@@ -110,6 +109,7 @@ struct Trainer::Impl {
     std::string data_note;        // rank 0: the data ensure_data made, when it made some
     bool committed = false;       // the start stands (commit_start): a failure no longer puts the old run back
     std::vector<std::string> changed_on_resume;  // rank 0: "key (old -> new)" for each key --resume changes
+    std::string lr_on_resume;                    // rank 0: schedule_change_note of the resume; "" when none
     double comm_s = 0;            // seconds in gradient and loss all-reduces (with waiting for slower ranks)
 
     Impl(const Config& c, const TrainOptions& o, Communicator& cm)
@@ -204,14 +204,10 @@ struct Trainer::Impl {
                        h5, last, resume_from, resumed->run_log_step, last);
             return;
         }
-        std::vector<std::pair<std::string, std::string>> str_attrs = {
-            {"sinklab_version", SINKLAB_VERSION},
-            {"git_rev", git_rev()},
-            {"backend", backend->name()},
-            {"device", backend->device_name()},
-            {"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
-            {"created", utc_now_iso8601()},
-            {runlog::kRunIdAttr, run_id = runlog::new_run_id()}};
+        std::vector<std::pair<std::string, std::string>> str_attrs = provenance_attrs(*backend);
+        str_attrs.insert(str_attrs.end(),
+                         {{"sink_positions", fmt::format("[{}]", fmt::join(sink->positions(), ", "))},
+                          {runlog::kRunIdAttr, run_id = runlog::new_run_id()}});
         std::vector<std::pair<std::string, double>> num_attrs = {{"n_params", double(model->table().count())},
                                                                  {"flops_per_token", model->flops_per_token()}};
         str_attrs.insert(str_attrs.begin(), now_str.begin(), now_str.end());
@@ -291,7 +287,7 @@ struct Trainer::Impl {
             for (const std::string& note : config::training_notes(cfg)) log->info("note: {}", note);
         if (lead)
             for (const std::string& note : folder->notes()) log->info("{}", note);
-        if (resumed)
+        if (resumed) {
             log->info("resumed from {} at step {}{}{}", resume_from, start_step,
                       resumed->world_size == comm.world()
                           ? ""
@@ -300,7 +296,8 @@ struct Trainer::Impl {
                       changed_on_resume.empty()
                           ? ""
                           : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
-        else if (lead && !folder->kept_aside().empty())
+            if (lead && !lr_on_resume.empty()) log->info("note: {}", lr_on_resume);
+        } else if (lead && !folder->kept_aside().empty())
             log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
                       dir, folder->kept_aside());
         else if (opt.resume)
@@ -380,6 +377,7 @@ struct Trainer::Impl {
         comm.broadcast(text.data(), n, 0);
         const TrainState s = decode_state(text, resume_from);
         if (lead) run_id = resumed_run_id(s);
+        if (lead && s.step < cfg.train.max_steps) lr_on_resume = schedule_change_note(trained.train, cfg.train, s.step);
         // The data position counts windows of data.train's shards: other shards (prepared again since, files added
         // or removed) would continue the run on other data from a meaningless place. Other data.val shards would
         // continue its validation curve on other tokens.

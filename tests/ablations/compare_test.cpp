@@ -144,6 +144,16 @@ TEST_F(CompareTest, NumbersMatchTheHandComputation) {
     EXPECT_NEAR(h.var_ratio.mean, 1.0, kTol);
     EXPECT_NEAR(h.att_ratio.mean, 1.5, kTol);
     EXPECT_EQ(h.att_ratio.n, 1);
+    // Per layer: b's runs (2, 1) and (1, 4).
+    ASSERT_EQ(b.var_ratio_by_layer.size(), 2u);
+    EXPECT_NEAR(b.var_ratio_by_layer[0].mean, 1.5, kTol);
+    EXPECT_NEAR(b.var_ratio_by_layer[1].mean, 2.5, kTol);
+    EXPECT_NEAR(b.var_ratio_by_layer[1].sd, 3 / std::sqrt(2.0), kTol);
+    ASSERT_EQ(h.att_ratio_by_layer.size(), 2u);
+    EXPECT_NEAR(h.att_ratio_by_layer[0].mean, 2, kTol);
+    EXPECT_NEAR(h.att_ratio_by_layer[1].mean, 1, kTol);
+    EXPECT_EQ(h.att_ratio_by_layer[1].n, 1);
+    EXPECT_EQ(h.att_ratio_by_layer[1].of, 2);
     EXPECT_NEAR(b.dominance.mean, 25, kTol);   // (10 + 20) / 2 and (30 + 40) / 2
     EXPECT_NEAR(b.sink_rate.mean, 0.5, kTol);  // 0.75 and 0.25
     EXPECT_NEAR(b.effective_rank.mean, 30, kTol);  // (30 + 50) / 2 and 20
@@ -174,7 +184,57 @@ TEST_F(CompareTest, ALogWithoutTheAttentionOutputStdHasNoAttRatio) {
     const RunCurves r = read_run(run.string());
     EXPECT_EQ(r.var_ratio, (std::vector<double>{2, 1}));
     EXPECT_TRUE(r.att_ratio.empty());
-    expect_has(comparison_markdown(compare_runs({r}, "", 2)), {"| 1.50 | - |"});
+    const std::string md = comparison_markdown(compare_runs({r}, "", 2));
+    expect_has(md, {"| 1.50 | - |", "var ratio per layer", "| b | 2.00 | 1.00 |"});
+    EXPECT_EQ(md.find("att ratio per layer"), std::string::npos) << md;
+}
+
+// A position that an intervention changes is no later token of the discrepancy: amplified by lambda, its std would
+// carry the mean over positions 1..Tp-1. The ratios leave the positions of the run's config (metrics.h5's
+// config_yaml: a run folder without config.yaml is no different) out.
+TEST_F(CompareTest, RatiosLeaveIntervenedPositionsOut) {
+    const fs::path root = fs::path(dir_.path()) / "intervened";
+    RunSpec s = spec_b1();
+    s.att_std = {4, 1, 30, 3, 2, 40};  // position 2 amplified
+    s.config_yaml = "train: {max_steps: 8}\nintervention:\n  amplify: {position: 2, lambda: 10, layers: [0, 1]}\n";
+    write_run(root / "amp-s1", s);
+    const RunCurves amp = read_run((root / "amp-s1").string());
+    // wo std (4 | 1, 3) -> 4 / 1 and (3 | 2, 4) -> 3 / 2; attn out std (4 | 1, 30) -> 4 and (3 | 2, 40) -> 1.5.
+    EXPECT_EQ(amp.var_ratio, (std::vector<double>{4, 1.5}));
+    EXPECT_EQ(amp.att_ratio, (std::vector<double>{4, 1.5}));
+    s.config_yaml = "train: {max_steps: 8}\nintervention: {isolate: [2]}\n";
+    write_run(root / "iso-s1", s);
+    EXPECT_EQ(read_run((root / "iso-s1").string()).var_ratio, (std::vector<double>{4, 1.5}));
+    s.config_yaml = "";  // no intervention: all positions count
+    write_run(root / "none-s1", s);
+    EXPECT_EQ(read_run((root / "none-s1").string()).var_ratio, (std::vector<double>{2, 1}));
+}
+
+// Variants trained on different learning-rate schedules are compared with a note naming the keys; other differences
+// (the variant itself) are what a comparison is for.
+TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
+    const fs::path root = fs::path(dir_.path()) / "schedules";
+    write_run(root / "b-s1", spec_b1(), "train: {max_steps: 8}\nattention: {variant: standard}\n");
+    write_run(root / "h-s1", spec_h1(), "train: {max_steps: 8}\nattention: {variant: headnorm}\n");
+    write_run(root / "l-s1", spec_h1(), "train: {max_steps: 12, lr: 0.002}\nattention: {variant: headnorm}\n");
+    const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
+    ASSERT_EQ(c.notes.size(), 1u) << fmt::format("{}", fmt::join(c.notes, "\n"));
+    EXPECT_EQ(c.notes[0], "l was trained on another learning-rate schedule than b (train.max_steps 8 vs 12, train.lr "
+                          "0.001 vs 0.002, b's first): its tokens to target and speed-up measure the schedule as well "
+                          "as the variant");
+}
+
+// An isolated row puts all its weight on itself, 1/(T - k) of the mass on token k that compare reports (a mean over
+// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway).
+TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
+    const fs::path root = fs::path(dir_.path()) / "isolated";
+    write_run(root / "b-s1", spec_b1(), "model: {seq_len: 66}\n");
+    write_run(root / "iso-s1", spec_h1(), "model: {seq_len: 66}\nintervention: {isolate: [0, 2, 35]}\n");
+    const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
+    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/(T - 2) = "
+                                "0.0156 in every layer: take that off to read attention drawn to token 2",
+                                "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/(T - 35) "
+                                "= 0.0323 in every layer: take that off to read attention drawn to token 35"}));
 }
 
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
@@ -190,7 +250,9 @@ TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
                     "| b | 2 | 4/8 | 1.7500 ± 0.3536 | 2.3000 ± 0.1414 | 375 (1/2) | 1.00x (1/2) | 0.450 ± 0.071 | "
                     "0.500 ± 0.354 | 25.0 ± 14.1 | 2.00 ± 0.71 | 2.00 ± 0.71 | 30.0 ± 14.1 |",
                     "| 1.00 (1/2) | 1.50 (1/2) | - |",
-                    "| h | 2 | 4/8 | 0.8750 ± 0.1768 | - | 212 ± 88.4 |", "| b | 0.650 ± 0.071 | 0.250 ± 0.071 |"});
+                    "| h | 2 | 4/8 | 0.8750 ± 0.1768 | - | 212 ± 88.4 |", "| b | 0.650 ± 0.071 | 0.250 ± 0.071 |",
+                    "var ratio per layer (W_O-input std", "| b | 1.50 ± 0.71 | 2.50 ± 2.12 |",
+                    "att ratio per layer", "| h | 2.00 (1/2) | 1.00 (1/2) |"});
     // A run without /sink rows still has the columns of the positions it tracks, with dashes.
     const std::string none = comparison_markdown(compare_runs(read_all({(suite() / "h-s2").string()}), "", 2));
     expect_has(none, {"| tok0 mass | sink rate | dominance | var ratio | att ratio | eff. rank |",

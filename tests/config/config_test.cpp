@@ -734,5 +734,19 @@ TEST(ConfigValidate, TrainingWithANonCausalMeanIsNoted) {
     expect_has(at_one[0], {"intervention.amplify.lambda = 1 leaves token 8's W_O input"});
 }
 
+// GPT-2's 50257 ids unpadded slow the LM head on a GPU; the note names the padded size.
+TEST(ConfigValidate, AVocabNotAMultipleOf8IsNoted) {
+    Config c;
+    c.model.vocab_size = 50257;
+    const std::vector<std::string> notes = config::training_notes(c);
+    ASSERT_EQ(notes.size(), 1u);
+    expect_has(notes[0], {"model.vocab_size = 50257 is not a multiple of 8", "pad it to 50264 (or 50304, a multiple "
+                          "of 64"});
+    for (int64_t padded : {50264, 50304, 264}) {
+        c.model.vocab_size = padded;
+        EXPECT_TRUE(config::training_notes(c).empty()) << padded;
+    }
+}
+
 }  // namespace
 }  // namespace sinklab

@@ -10,6 +10,7 @@
 #include "data/ensure.h"
 #include "data/synthetic.h"
 #include "data_test_util.h"
+#include "test_util.h"
 
 namespace sinklab {
 namespace {
@@ -184,6 +185,43 @@ TEST(EnsureData, ValidationShardsThatTrainingReadsAreRefused) {
                               val, train, shared));
     }
     EXPECT_EQ(ensure_data(d, ModelConfig{}), "");
+}
+
+// Generated shards that the other glob would catch are refused before any is written (they were written, then
+// refused by the check above, and stayed).
+TEST(EnsureData, SyntheticShardsThatTrainingWouldReadAreNotWritten) {
+    test::TempDir dir;
+    const std::string folder = dir / "s", dotted = dir / "s/./";
+    for (const auto& [train, val, shard] :
+         {std::tuple{folder + "/*.bin", folder + "/val_*.bin", folder + "/val_000000.bin"},
+          std::tuple{dotted + "*.bin", folder + "/val_*.bin", folder + "/val_000000.bin"},
+          std::tuple{folder + "/train_*.bin", folder + "/*", folder + "/train_000000.bin"}}) {
+        DataConfig d = synthetic_config(dir);
+        d.train = train;
+        d.val = val;
+        try {
+            ensure_data(d, ModelConfig{});
+            ADD_FAILURE() << "no error for train " << train << ", val " << val;
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            EXPECT_NE(msg.find(fmt::format("would write {} for data.{}", shard, shard == folder + "/val_000000.bin"
+                                                                                  ? "val, which data.train '" + train
+                                                                                  : "train, which data.val '" + val)),
+                      std::string::npos)
+                << msg;
+        }
+        EXPECT_FALSE(std::filesystem::exists(folder)) << train << " " << val;
+    }
+    // Existing val shards: the train shard to be written is checked alone.
+    DataConfig d = synthetic_config(dir);
+    d.val = folder + "/*.bin";
+    test::write_file(folder + "/v.bin", "");
+    d.train = folder + "/train_*.bin";
+    EXPECT_NE(test::error_of([&] { ensure_data(d, ModelConfig{}); })
+                  .find(fmt::format("would write {}/train_000000.bin for data.train, which data.val '{}' matches too",
+                                    folder, d.val)),
+              std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(folder + "/train_000000.bin"));
 }
 
 TEST(EnsureData, SyntheticNeedsRoomInTheVocabulary) {

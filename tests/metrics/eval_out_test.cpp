@@ -1,6 +1,6 @@
 // sinklab eval --out: it replaces an earlier eval output and nothing else (not a run's metrics.h5, not a
-// checkpoint's weights), an --out it cannot write is one clear error before any evaluation, and an eval into a run
-// folder does not land in a run that replaced the evaluated one meanwhile.
+// checkpoint's weights), an --out it cannot write is one clear error before any evaluation, and an eval (or an
+// export) into a run folder does not land in a run that replaced the evaluated one meanwhile.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +13,18 @@ namespace {
 
 std::string eval_out(const std::string& run, const std::string& out) {
     return fmt::format("eval {} --batches 1 --out {}", run, out);
+}
+
+// Runs `command` (sinklab's arguments) until it stops itself (stop@1), then `train_args`, then lets it finish.
+CommandResult run_while_stopped(const TempDir& dir, const std::string& command, const std::string& train_args) {
+    Background stopped(fmt::format("env SINKLAB_FAULT_INJECT=stop@1 {} {}", SINKLAB_BINARY, command),
+                       dir / "stopped.log");
+    EXPECT_TRUE(stopped.wait_stopped(120)) << read_file(dir / "stopped.log");
+    const CommandResult train = run_sinklab(train_args);
+    EXPECT_EQ(train.rc, 0) << train.out;
+    stopped.signal(SIGCONT);
+    const int rc = stopped.wait(120);
+    return CommandResult{rc, read_file(dir / "stopped.log")};
 }
 
 TEST(EvalOut, ReplacesAnEarlierEvalButNoOtherFile) {
@@ -70,15 +82,8 @@ TEST(EvalOut, NotIntoARunThatReplacedTheEvaluatedOne) {
     ASSERT_EQ(run_sinklab(small_run(dir, "e", 3)).rc, 0);
     const std::string run = dir / "e";
     const auto eval_while = [&](const std::string& train_args, const std::string& out = "") {
-        Background eval(fmt::format("env SINKLAB_FAULT_INJECT=stop@1 {} eval {} --batches 1{}", SINKLAB_BINARY, run,
-                                    out.empty() ? "" : " --out " + out),
-                        dir / "eval.log");
-        EXPECT_TRUE(eval.wait_stopped(120)) << read_file(dir / "eval.log");
-        const CommandResult train = run_sinklab(train_args);
-        EXPECT_EQ(train.rc, 0) << train.out;
-        eval.signal(SIGCONT);
-        const int rc = eval.wait(120);
-        return CommandResult{rc, read_file(dir / "eval.log")};
+        return run_while_stopped(dir, fmt::format("eval {} --batches 1{}", run, out.empty() ? "" : " --out " + out),
+                                 train_args);
     };
 
     const std::string first_id = RunLogReader(run + "/metrics.h5").str_attr("run_id");
@@ -103,6 +108,30 @@ TEST(EvalOut, NotIntoARunThatReplacedTheEvaluatedOne) {
         EXPECT_NE(RunLogReader(run + "/metrics.h5").str_attr("run_id"), before_id);
     }
     EXPECT_NE(RunLogReader(run + "/metrics.h5").str_attr("run_id"), first_id);
+}
+
+// An export stopped with the checkpoint read and its folder not yet made: a resume keeps the exported run, whose
+// folder then takes the export; an --overwrite start replaces it, and the export writes nothing into the new run.
+TEST(ExportOut, NotIntoARunThatReplacedTheExportedOne) {
+    const TempDir dir("export_replaced");
+    const std::string standard = "--set attention.variant=standard";
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 3, standard)).rc, 0);
+    const std::string run = dir / "e";
+    const std::string hf = run + "/hf";
+    const CommandResult resumed =
+        run_while_stopped(dir, "export " + run + " --format hf", small_run(dir, "e", 5, standard + " --resume"));
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_TRUE(std::filesystem::exists(hf + "/model.safetensors"));
+
+    const CommandResult replaced =
+        run_while_stopped(dir, "export " + run + " --format hf", small_run(dir, "e", 2, standard + " --overwrite"));
+    EXPECT_NE(replaced.rc, 0) << replaced.out;
+    EXPECT_EQ(replaced.out,
+              fmt::format("sinklab: error: {}: another run replaced the exported one (train --overwrite) while this "
+                          "export ran, so its files were not written; export the new run, or give an --out outside "
+                          "the run folder\n",
+                          run));
+    EXPECT_FALSE(std::filesystem::exists(hf));  // with the old run, which --overwrite deleted
 }
 
 }  // namespace

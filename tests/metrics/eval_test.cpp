@@ -3,7 +3,9 @@
 // evaluation time.
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <map>
+#include <sstream>
 
 #include "train/train_util.h"
 
@@ -41,6 +43,11 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
                                         "ffn_up_norm", "ffn_top_unit"}));
     for (const auto& [col, shape] : shapes) EXPECT_EQ(ev.read("eval", col).shape, shape) << col;
     EXPECT_EQ(ev.num_attr("sequences"), 16.0);
+    // What made it, as the run log records it (the same binary and backend trained the run).
+    RunLogReader trained(run + "/metrics.h5");
+    for (const char* attr : {"sinklab_version", "git_rev", "backend", "device"})
+        EXPECT_EQ(ev.str_attr(attr), trained.str_attr(attr)) << attr;
+    EXPECT_TRUE(ev.str_attr("created").ends_with("Z")) << ev.str_attr("created");
 
     // Isolating row 5 at evaluation time: position 5 is tracked, and the loss changes (the model was not
     // trained with it).
@@ -51,6 +58,36 @@ TEST(Eval, ReproducesTheRunsValidationLossAndWritesEveryMetric) {
     EXPECT_EQ(ev_iso.str_attr("sink_positions"), "[0, 5]");
     EXPECT_EQ(ev_iso.read("eval", "attn_mass").shape, (std::vector<int64_t>{1, 2, 4, 2}));
     EXPECT_NE(ev_iso.read("eval", "loss").data.at(0), logged);
+
+    // The table gives the mass on every tracked position, and its ratios leave the intervened position out: scaled
+    // 30-fold in layer 0, its std would weigh as much as 30 others in the mean over later positions.
+    const CommandResult amp = run_sinklab(fmt::format(
+        "eval {} --batches 2 --set intervention.amplify.position=5 --set intervention.amplify.lambda=30 --set "
+        "intervention.amplify.layers=[0] --set intervention.amplify.mode=scale --out {}",
+        run, dir / "amp.h5"));
+    ASSERT_EQ(amp.rc, 0) << amp.out;
+    RunLogReader ev_amp(dir / "amp.h5");
+    ASSERT_EQ(ev_amp.read("eval", "attn_mass").shape, (std::vector<int64_t>{1, 2, 4, 2}));
+    ASSERT_EQ(ev_amp.read("eval", "wo_input_std").shape, (std::vector<int64_t>{1, 2, 64}));
+    const std::vector<double> mass = ev_amp.read("eval", "attn_mass").data;  // [1, L, H, P]
+    const std::vector<double> wo = ev_amp.read("eval", "wo_input_std").data;  // [1, L, Tp]
+    const size_t at = amp.out.find("\nlayer ");
+    ASSERT_NE(at, std::string::npos) << amp.out;
+    std::istringstream table(amp.out.substr(at + 1));
+    std::string line;
+    std::getline(table, line);
+    EXPECT_NE(line.find("mass@0   mass@5"), std::string::npos) << line;
+    for (int l = 0; l < 2; l++) {
+        std::getline(table, line);
+        std::istringstream words(line);
+        const std::vector<std::string> cells{std::istream_iterator<std::string>(words), {}};
+        ASSERT_EQ(cells.size(), 14u) << line;
+        double mass5 = 0, rest = 0;
+        for (int h = 0; h < 4; h++) mass5 += mass[size_t((l * 4 + h) * 2 + 1)] / 4;
+        for (int t = 1; t < 64; t++) rest += t == 5 ? 0 : wo[size_t(l * 64 + t)] / 62;
+        EXPECT_NEAR(std::stod(cells[2]), mass5, 6e-4) << line;
+        EXPECT_NEAR(std::stod(cells[11]), wo[size_t(l * 64)] / rest, 6e-3) << line;
+    }
 }
 
 // More batches than the data holds would count windows twice (the data wraps around): both eval and training's

@@ -60,6 +60,8 @@ TEST(Resume, StoppedAndResumedEqualsStraight) {
     const CommandResult resumed = run_sinklab(small_run(dir, "resumed", N, "--set run.threads=1 --resume"));
     ASSERT_EQ(resumed.rc, 0) << resumed.out;
     EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
+    for (const char* not_said : {"starting at step 0", "learning-rate schedule changed"})
+        EXPECT_EQ(resumed.out.find(not_said), std::string::npos) << not_said << " in " << resumed.out;
 
     const std::string a = dir / "straight/metrics.h5", b = dir / "resumed/metrics.h5";
     EXPECT_EQ(column(b, "train", "step"), steps_1_to(N));
@@ -465,7 +467,12 @@ TEST(Resume, RowsLostBeforeTheCheckpointAreRefused) {
     const std::string base = "--set run.threads=1 --set checkpoint.every=4 --set checkpoint.keep=5";
     ASSERT_EQ(run_sinklab(small_run(dir, "run", 6, base)).rc, 0);
     std::filesystem::copy_file(dir / "run/metrics.h5", dir / "at_step_6.h5");
-    ASSERT_EQ(run_sinklab(small_run(dir, "run", 12, base + " --resume")).rc, 0);
+    // Raised from 6 to 12 steps, step 7 leaves min_lr, where the run's cosine had ended: train.log notes it.
+    const CommandResult longer = run_sinklab(small_run(dir, "run", 12, base + " --resume"));
+    ASSERT_EQ(longer.rc, 0) << longer.out;
+    EXPECT_NE(read_file(dir / "run/train.log").find("note: the learning-rate schedule changed: step 7 runs at lr "),
+              std::string::npos)
+        << longer.out;
     std::filesystem::copy_file(dir / "at_step_6.h5", dir / "run/metrics.h5",
                                std::filesystem::copy_options::overwrite_existing);
     const CommandResult r = run_sinklab(small_run(dir, "run", 16, base + " --resume"));

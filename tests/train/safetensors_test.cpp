@@ -90,6 +90,14 @@ TEST(Safetensors, DamagedFilesAreRefused) {
     huge[7] = char(0x7f);
     std::string not_json = good;
     not_json[8] = 'x';
+    // Shape [2^62 + 6] of F32 is 2^64 + 24 bytes, which wraps around to the 24 the tensor spans.
+    std::string header = good.substr(8, n);
+    const size_t shape_at = header.find("[2,3]");
+    ASSERT_NE(shape_at, std::string::npos) << header;
+    header.replace(shape_at, 5, "[4611686018427387910]");
+    std::string wrapping(8, '\0');
+    for (int i = 0; i < 8; i++) wrapping[i] = char((header.size() >> (8 * i)) & 0xff);
+    wrapping += header + good.substr(8 + n);
     const std::vector<std::pair<std::string, std::string>> cases = {
         {good.substr(0, good.size() - 4), "truncated"},
         {good.substr(0, 5), "truncated"},
@@ -97,6 +105,7 @@ TEST(Safetensors, DamagedFilesAreRefused) {
         {huge, "header"},
         {not_json, "JSON"},
         {wrong_span, "spans"},
+        {wrapping, "has the shape [4611686018427387910], 2^64 bytes of F32 or more"},
         {good + "extra", "corrupt"},
     };
     for (size_t i = 0; i < cases.size(); i++) {

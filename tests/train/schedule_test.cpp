@@ -2,6 +2,7 @@
 // 4 warmup steps, 20 steps (0-based step k).
 #include "train/schedule.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -51,6 +52,24 @@ TEST(Schedule, WsdHoldsThenDecaysOverItsShareAndConstantHolds) {
     EXPECT_NEAR(lr_at(config("wsd"), 15), kLr - 0.2 * (kLr - kMin), kTol);
     EXPECT_NEAR(lr_at(config("wsd"), 19), kMin, kTol);
     EXPECT_NEAR(lr_at(config("constant"), 19), kLr, kTol);
+}
+
+// A cosine run of 20 steps resumed at 20 with max_steps 36: step 21 (k = 20) is (20 + 1 - 4) / 32 of the way down a
+// longer decay, where the old schedule stayed at min_lr: noted with both rates. A change that leaves step 21's rate
+// (the warmup, long over) or no change is not noted.
+TEST(Schedule, AResumeNotesWhereTheScheduleChangesTheRate) {
+    TrainConfig longer = config("cosine");
+    longer.max_steps = 36;
+    const double is = kMin + 0.5 * (1 + std::cos(M_PI * 17 / 32)) * (kLr - kMin);
+    EXPECT_EQ(schedule_change_note(config("cosine"), longer, 20),
+              fmt::format("the learning-rate schedule changed: step 21 runs at lr {:.4g}, where the run's schedule "
+                          "had {:.4g} (step 20 ran at {:.4g})",
+                          is, kMin, kMin));
+    TrainConfig warmup = config("cosine");
+    warmup.warmup_steps = 3;
+    warmup.max_steps = 19;  // min_lr from step 18 on, as the original from step 19
+    EXPECT_EQ(schedule_change_note(config("cosine"), warmup, 20), "");
+    EXPECT_EQ(schedule_change_note(config("cosine"), config("cosine"), 20), "");
 }
 
 }  // namespace

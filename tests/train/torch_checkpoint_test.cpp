@@ -58,6 +58,10 @@ TEST(TorchCheckpoint, HfExportGivesTheSameLogits) {
     ASSERT_EQ(r.rc, 0) << r.out;
     const CommandResult ex = run_sinklab(fmt::format("export {}/run --format hf --out {}/hf", dir.path(), dir.path()));
     ASSERT_EQ(ex.rc, 0) << ex.out;
+    // The config's float values as written in it, not as their float32 values widened.
+    const std::string hf_config = read_file(dir / "hf/config.json");
+    for (const char* value : {"\"rms_norm_eps\": 1e-06,", "\"initializer_range\": 0.3,"})
+        EXPECT_NE(hf_config.find(value), std::string::npos) << value << " in " << hf_config;
 
     const std::string ckpt = dir / "run/checkpoints/step_00000008";
     const Config cfg = checkpoint_config(ckpt);
