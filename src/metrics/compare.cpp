@@ -270,6 +270,10 @@ RunCurves read_run(const std::string& dir) {
     r.tokens = log.read("train", "tokens").data;
     r.loss = log.read("train", "loss").data;
     if (log.has("val", "loss")) r.val_loss = log.read("val", "loss").data;
+    read_sink(log, r);
+    read_heavy(log, r);
+    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
+    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
     // config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
@@ -283,10 +287,6 @@ RunCurves read_run(const std::string& dir) {
             r.config_error = fmt::format("does not load ({})", e.what());
         }
     }
-    read_sink(log, r);
-    read_heavy(log, r);
-    if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
-    if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
     return r;
 }
 

@@ -177,6 +177,8 @@ std::string comparison_markdown(const Comparison& c) {
     std::string out = target_note(c) + ".\n\n" + render_markdown(summary(c)) + "\n" + kColumnsNote + ".\n";
     for (const auto& [title, table] : layer_tables(c))
         out += fmt::format("\n{}:\n\n{}", title, render_markdown(table));
+    // A file read apart from the terminal's stderr keeps what qualifies its numbers.
+    if (!c.notes.empty()) out += fmt::format("\nNotes:\n\n- {}\n", fmt::join(c.notes, "\n- "));
     return out;
 }
 

@@ -235,6 +235,8 @@ TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
                                 "0.0156 in every layer: take that off to read attention drawn to token 2",
                                 "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/(T - 35) "
                                 "= 0.0323 in every layer: take that off to read attention drawn to token 35"}));
+    expect_has(comparison_markdown(c), {"\nNotes:\n\n- iso: its tok2 mass counts row 2's own weight", "\n- iso: its "
+                                        "tok35 mass"});
 }
 
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
