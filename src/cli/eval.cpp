@@ -105,7 +105,8 @@ void run_eval(const EvalArgs& a) {
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
                "GLOB",
                a.run);
-    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, a.data.empty() ? "data.val" : "--data");
+    const std::string data_key = a.data.empty() ? "data.val" : "--data";
+    check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, data_key.c_str());
 
     std::string backend_note;
     auto backend = make_run_backend(cfg, comm, backend_note);
@@ -125,8 +126,8 @@ void run_eval(const EvalArgs& a) {
     reading_checkpoint(ckpt, [&] { step = load_weights(ckpt, model); });
     model.sync_weights();
     SinkMetrics sink(model, cfg);
-    DataLoader data(cfg.data.val, B, T, comm, cfg.run.seed, false, cfg.model.vocab_size);
-    data.require_same_on_every_rank(comm, a.data.empty() ? "data.val" : "--data");
+    DataLoader data(cfg.data.val, B, T, comm, cfg.run.seed, false, cfg.model.vocab_size, data_key);
+    data.require_same_on_every_rank(comm, data_key);
     FaultInjection::from_env(comm.rank()).before_step(1);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);

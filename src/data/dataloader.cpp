@@ -24,23 +24,30 @@ constexpr uint64_t kChunk = 1 << 16;
 
 DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
                        int vocab_size)
-    : DataLoader(glob, B, T, rank, world, seed, shuffle, vocab_size, nullptr) {}
+    : DataLoader(glob, B, T, rank, world, seed, shuffle, vocab_size, nullptr, "") {}
 
 DataLoader::DataLoader(const std::string& glob, int B, int T, Communicator& comm, uint64_t seed, bool shuffle,
-                       int vocab_size)
-    : DataLoader(glob, B, T, comm.rank(), comm.world(), seed, shuffle, vocab_size, &comm) {}
+                       int vocab_size, const std::string& key)
+    : DataLoader(glob, B, T, comm.rank(), comm.world(), seed, shuffle, vocab_size, &comm, key) {}
 
 DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
-                       int vocab_size, Communicator* sharers)
-    : glob_(glob), B_(B), T_(T), rank_(rank), world_(world), seed_(seed), shuffle_(shuffle) {
+                       int vocab_size, Communicator* sharers, const std::string& key)
+    : glob_(glob),
+      named_(fmt::format("{}'{}'", key.empty() ? "" : key + " ", glob)),
+      B_(B),
+      T_(T),
+      rank_(rank),
+      world_(world),
+      seed_(seed),
+      shuffle_(shuffle) {
     SL_REQUIRE(B > 0 && T > 0, "batch shape B={} T={} must be positive", B, T);
     SL_REQUIRE(world > 0 && rank >= 0 && rank < world, "rank {} is not in [0, world size {})", rank, world);
     SL_REQUIRE(vocab_size > 0, "vocab_size {} must be positive", vocab_size);
     const std::vector<std::string> files = glob_files(glob);
     SL_REQUIRE(!files.empty(),
-               "no token shard matches '{}'{}: make shards with `sinklab prepare` or data/fetch_corpus.sh (see "
+               "no token shard matches {}{}: make shards with `sinklab prepare` or data/fetch_corpus.sh (see "
                "data/README.md), or fix the path",
-               glob,
+               named_,
                std::filesystem::path(glob).is_relative()
                    ? fmt::format(" (relative to the current folder, {})", std::filesystem::current_path().string())
                    : "");
@@ -49,9 +56,9 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
         // The folder named itself, or caught by a wildcard among the shards beside it.
         const std::filesystem::path path(f), shards = f == glob ? path : path.parent_path();
         SL_REQUIRE(!std::filesystem::is_directory(f),
-                   "'{}' matches {}, a folder, not a token shard; give a glob that matches shard files only (such as "
+                   "{} matches {}, a folder, not a token shard; give a glob that matches shard files only (such as "
                    "'{}')",
-                   glob, f, (shards / "*.bin").lexically_normal().string());
+                   named_, f, (shards / "*.bin").lexically_normal().string());
         shards_.emplace_back(f);
         shard_start_.push_back(tokens_);
         tokens_ += shards_.back().tokens();
@@ -61,9 +68,9 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
     const uint64_t global = static_cast<uint64_t>(world) * B;
     SL_REQUIRE(windows_ >= global,
-               "'{}' holds {} tokens in {} shard(s): {} windows of T+1={} tokens, fewer than one global batch of "
+               "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens, fewer than one global batch of "
                "world x B = {}; use more data or a smaller batch / seq_len",
-               glob, tokens_, shards_.size(), windows_, T + 1, global);
+               named_, tokens_, shards_.size(), windows_, T + 1, global);
     window_.resize(T + 1);
 }
 

@@ -32,8 +32,9 @@ public:
                int vocab_size);
     // The same for rank comm.rank() of comm.world(), every rank calling it: the ranks on one machine that map the very
     // same files (MappedFile::identity) share the pass over the tokens, each reading a slice of the stream, so that a
-    // node reads its data once at start instead of once per rank.
-    DataLoader(const std::string& glob, int B, int T, Communicator& comm, uint64_t seed, bool shuffle, int vocab_size);
+    // node reads its data once at start instead of once per rank. `key` (data.train, --data) names the glob in errors.
+    DataLoader(const std::string& glob, int B, int T, Communicator& comm, uint64_t seed, bool shuffle, int vocab_size,
+               const std::string& key = "");
     void next(int32_t* inputs, int32_t* targets);  // [B, T] each
     void reset();                                  // back to the first batch
     LoaderPosition position() const { return pos_; }
@@ -53,7 +54,7 @@ public:
 
 private:
     DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle, int vocab_size,
-               Communicator* sharers);
+               Communicator* sharers, const std::string& key);
     static std::string fingerprint_of(uint64_t checksum);
     // One pass over the tokens, shared with the ranks of `sharers` (null: none) that map the same files on this
     // machine: the error naming the shard and offset of the first token >= vocab_size, or the stream's checksum.
@@ -68,6 +69,7 @@ private:
     void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
 
     std::string glob_;
+    std::string named_;  // the glob as errors name it: "data.train 'x/*.bin'", or "'x/*.bin'" without a key
     std::vector<Shard> shards_;
     std::vector<uint64_t> shard_start_;  // offset of each shard's first token in the stream
     int B_, T_, rank_, world_;

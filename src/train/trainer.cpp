@@ -237,10 +237,10 @@ struct Trainer::Impl {
         if (lead) data_note = ensure_data(cfg.data, cfg.model, !resume_from.empty());
         comm.barrier();
         const int B = geo.micro_batch, T = geo.seq_len, V = cfg.model.vocab_size;
-        train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm, cfg.run.seed, true, V);
+        train_data = std::make_unique<DataLoader>(cfg.data.train, B, T, comm, cfg.run.seed, true, V, "data.train");
         train_data->require_same_on_every_rank(comm, "data.train");
         if (!cfg.data.val.empty()) {
-            val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, comm, cfg.run.seed, false, V);
+            val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, comm, cfg.run.seed, false, V, "data.val");
             val_data->require_same_on_every_rank(comm, "data.val");
             val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
         }

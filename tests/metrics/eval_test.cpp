@@ -231,7 +231,7 @@ TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
     const CommandResult relative = run_command(fmt::format("cd {} && {} eval e --data 'nothere/val_*.bin'",
                                                            dir.path(), SINKLAB_BINARY));
     EXPECT_NE(relative.rc, 0);
-    EXPECT_NE(relative.out.find("no token shard matches 'nothere/val_*.bin' (relative to the current folder, " +
+    EXPECT_NE(relative.out.find("no token shard matches --data 'nothere/val_*.bin' (relative to the current folder, " +
                                 std::filesystem::canonical(dir.path()).string() + ")"),
               std::string::npos)
         << relative.out;

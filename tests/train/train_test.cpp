@@ -530,7 +530,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"range", "--set train.lr=-1", "train.lr"},
                       BadInput{"missing_data", "--set data.missing=error --set data.train=/nonexistent/x_*.bin",
                                "/nonexistent/x_*.bin"},
-                      BadInput{"tokens_per_step", "--set train.tokens_per_step=1000", "train.tokens_per_step"}),
+                      BadInput{"tokens_per_step", "--set train.tokens_per_step=1000", "train.tokens_per_step"},
+                      BadInput{"val_folder", "--set data.val=/tmp", "data.val '/tmp' matches /tmp, a folder"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(TrainCli, MissingConfigFileIsNamed) {
