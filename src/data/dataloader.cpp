@@ -32,14 +32,9 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, Communicator& comm
 
 DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
                        int vocab_size, Communicator* sharers, const std::string& key)
-    : glob_(glob),
-      named_(fmt::format("{}'{}'", key.empty() ? "" : key + " ", glob)),
-      B_(B),
-      T_(T),
-      rank_(rank),
-      world_(world),
-      seed_(seed),
-      shuffle_(shuffle) {
+    : glob_(glob), B_(B), T_(T), rank_(rank), world_(world), seed_(seed), shuffle_(shuffle) {
+    // The glob as errors name it: "data.train 'x/*.bin'", or "'x/*.bin'" without a key.
+    const std::string named = fmt::format("{}'{}'", key.empty() ? "" : key + " ", glob);
     SL_REQUIRE(B > 0 && T > 0, "batch shape B={} T={} must be positive", B, T);
     SL_REQUIRE(world > 0 && rank >= 0 && rank < world, "rank {} is not in [0, world size {})", rank, world);
     SL_REQUIRE(vocab_size > 0, "vocab_size {} must be positive", vocab_size);
@@ -47,7 +42,7 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     SL_REQUIRE(!files.empty(),
                "no token shard matches {}{}: make shards with `sinklab prepare` or data/fetch_corpus.sh (see "
                "data/README.md), or fix the path",
-               named_,
+               named,
                std::filesystem::path(glob).is_relative()
                    ? fmt::format(" (relative to the current folder, {})", std::filesystem::current_path().string())
                    : "");
@@ -58,7 +53,7 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
         SL_REQUIRE(!std::filesystem::is_directory(f),
                    "{} matches {}, a folder, not a token shard; give a glob that matches shard files only (such as "
                    "'{}')",
-                   named_, f, (shards / "*.bin").lexically_normal().string());
+                   named, f, (shards / "*.bin").lexically_normal().string());
         shards_.emplace_back(f);
         shard_start_.push_back(tokens_);
         tokens_ += shards_.back().tokens();
@@ -70,7 +65,7 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     SL_REQUIRE(windows_ >= global,
                "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens, fewer than one global batch of "
                "world x B = {}; use more data or a smaller batch / seq_len",
-               named_, tokens_, shards_.size(), windows_, T + 1, global);
+               named, tokens_, shards_.size(), windows_, T + 1, global);
     window_.resize(T + 1);
 }
 

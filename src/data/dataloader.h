@@ -69,7 +69,6 @@ private:
     void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
 
     std::string glob_;
-    std::string named_;  // the glob as errors name it: "data.train 'x/*.bin'", or "'x/*.bin'" without a key
     std::vector<Shard> shards_;
     std::vector<uint64_t> shard_start_;  // offset of each shard's first token in the stream
     int B_, T_, rank_, world_;
