@@ -21,6 +21,8 @@ struct RunCurves {
     int64_t max_steps = 0;                    // train.max_steps of the run's config (0 when the file does not say)
     std::vector<int> positions{0};            // key positions of /sink/attn_mass's columns (sink_positions)
     std::vector<int> intervened;              // positions the interventions change (InterventionConfig::positions)
+    std::vector<int> isolated;                // intervention.isolate
+    int64_t seq_len = 0;                      // model.seq_len (0 when the file does not say)
     std::vector<double> step, tokens, loss;   // /train, one entry per logged step
     std::vector<double> val_loss;             // /val
     int64_t sink_step = -1;                   // step of the last /sink row; -1: no row yet

@@ -225,11 +225,15 @@ TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
 }
 
 // An isolated row puts all its weight on itself, 1/(T - k) of the mass on token k that compare reports (a mean over
-// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway).
+// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway). The
+// positions and T come from metrics.h5's config_yaml, as for the ratios: a run folder without config.yaml is noted.
 TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     const fs::path root = fs::path(dir_.path()) / "isolated";
-    write_run(root / "b-s1", spec_b1(), "model: {seq_len: 66}\n");
-    write_run(root / "iso-s1", spec_h1(), "model: {seq_len: 66}\nintervention: {isolate: [0, 2, 35]}\n");
+    RunSpec b = spec_b1(), iso = spec_h1();
+    b.config_yaml = "train: {max_steps: 8}\nmodel: {seq_len: 66}\n";
+    iso.config_yaml = "train: {max_steps: 8}\nmodel: {seq_len: 66}\nintervention: {isolate: [0, 2, 35]}\n";
+    write_run(root / "b-s1", b);
+    write_run(root / "iso-s1", iso);
     const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
     EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/(T - 2) = "
                                 "0.0156 in every layer: take that off to read attention drawn to token 2",
