@@ -69,7 +69,12 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root)
     if (!fs::is_directory(root, ec)) return found;
     for (const auto& entry : fs::directory_iterator(root)) {
         const auto step = folder_step(entry.path().filename().string());
-        if (step && entry.is_directory()) found.emplace_back(*step, entry.path());
+        if (!step) continue;
+        // Passed over, it left a resume to go on from an older checkpoint and fail at the step of its name.
+        SL_REQUIRE(entry.is_directory(ec), "{} is named like the checkpoint of step {} but is no folder; move it away "
+                   "(mv {} {}.bad)",
+                   entry.path().string(), *step, entry.path().string(), entry.path().string());
+        found.emplace_back(*step, entry.path());
     }
     std::sort(found.begin(), found.end());
     return found;

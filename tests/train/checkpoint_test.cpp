@@ -291,6 +291,14 @@ TEST_F(DamagedCheckpoint, StateEditedWithinRange) {
     ASSERT_EQ(resume().rc, 0);
 }
 
+// A file where the newest checkpoint's folder was: refused, named, not passed over for the older checkpoint (the run
+// went on from it, its rows past it dropped, and failed at the step of the file's name).
+TEST_F(DamagedCheckpoint, AFileNamedLikeACheckpointIsRefused) {
+    fs::remove_all(newest);
+    write_file(newest, "x");
+    expect_refused(newest, "is named like the checkpoint of step 6 but is no folder");
+}
+
 // Resume and pruning go by the folders' names: a copy under another step's name is refused, and a name that is no
 // step's (more digits than a step has, no zero padding) is no checkpoint, neither resumed from nor removed.
 TEST_F(DamagedCheckpoint, FolderNamesMustBeTheirSteps) {
