@@ -12,6 +12,7 @@
 
 #include "config/schema.h"
 #include "core/check.h"
+#include "metrics/runlog_format.h"
 #include "metrics/runlog_reader.h"
 #include "metrics/sink_metrics.h"
 #include "train/suite.h"
@@ -225,6 +226,11 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
     }
     for (size_t i = 0; i < runs.size(); i++)  // each pair: a run without checksums is checked against none
         for (size_t j = i + 1; j < runs.size(); j++) {
+            SL_REQUIRE(runs[i]->run_id.empty() || runs[i]->run_id != runs[j]->run_id,
+                       "{} and {} are grouped as seeds of variant {} by their folder names, but they are one run (the "
+                       "same run_id {}: one folder is a copy of the other), which would count twice; compare one of "
+                       "them",
+                       runs[i]->dir, runs[j]->dir, group, runs[i]->run_id);
             const std::vector<std::string> differ = data_differences(*runs[i], *runs[j]);
             SL_REQUIRE(differ.empty(),
                        "{} and {} are grouped as seeds of variant {} by their folder names, but they ran on other "
@@ -281,6 +287,7 @@ RunCurves read_run(const std::string& dir) {
     read_heavy(log, r);
     if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
     if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
+    if (log.has_attr(runlog::kRunIdAttr)) r.run_id = log.str_attr(runlog::kRunIdAttr);
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
     // config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";

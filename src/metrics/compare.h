@@ -33,6 +33,7 @@ struct RunCurves {
     std::vector<double> att_ratio;            // [L] the same of attn_out_std (before HeadNorm); empty: not logged
     std::vector<double> effective_rank;       // [L] at the last /heavy row; empty before the first
     std::string train_checksum, val_checksum;  // of the data's tokens (DataLoader::fingerprint); "" when not logged
+    std::string run_id;                       // metrics.h5's run_id ("" in files from before it)
     std::optional<Config> config;             // the run folder's config.yaml, when it has a loadable one
     std::string config_error;                 // why its config.yaml is not there to check ("" when it loaded)
 };

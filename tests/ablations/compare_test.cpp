@@ -288,6 +288,22 @@ TEST_F(CompareTest, TrackedPositionsAreTheFilesSinkPositions) {
     EXPECT_EQ(c.groups[0].mass.at(8).n, 0);  // b-s1 does not track token 8: "-"
 }
 
+// A run folder copied under a seed's name is one run (metrics.h5's run_id says so), which a seed mean would count
+// twice: refused. The same copy as a variant of its own (a branch resumed from the copied checkpoint) compares.
+TEST(CompareTrainedRun, ACopiedRunIsNoSecondSeed) {
+    const TempDir dir("compare_copied");
+    ASSERT_EQ(run_sinklab(small_run(dir, "v-s1", 2)).rc, 0);
+    std::filesystem::copy(dir / "v-s1", dir / "v-s2", std::filesystem::copy_options::recursive);
+    const CommandResult copied = run_sinklab("compare " + dir.path());
+    EXPECT_EQ(copied.rc, 1) << copied.out;
+    const std::string run_id = RunLogReader(dir / "v-s1/metrics.h5").str_attr("run_id");
+    expect_has(copied.out, {dir / "v-s1" + " and " + dir / "v-s2" + " are grouped as seeds of variant v",
+                            "they are one run (the same run_id " + run_id + ": one folder is a copy of the other)"});
+    std::filesystem::rename(dir / "v-s2", dir / "branch-s1");
+    const CommandResult branch = run_sinklab("compare " + dir.path());
+    EXPECT_EQ(branch.rc, 0) << branch.out;
+}
+
 // A trained run: metrics.positions [3, 0] and an isolated row 5 give attn_mass columns for tokens 0, 3, 5 (0 first,
 // repeats dropped, then the interventions', as README's "Reading metrics.h5" says), and compare takes each
 // token's mass from its own column.
