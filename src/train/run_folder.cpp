@@ -88,6 +88,11 @@ RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir
     SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),
                "run folder {} is a file, not a folder; move it away or pick another name with --set run.name=NAME",
                dir_);
+    // A link whose target is gone (a scratch disk not mounted) would otherwise be replaced by a local folder.
+    SL_REQUIRE(fs::exists(d, ec) || !fs::is_symlink(d, ec),
+               "run folder {} is a link to {}, which does not exist (a disk not mounted?); mount or create it, or "
+               "remove the link",
+               dir_, fs::read_symlink(d, ec).string());
     SL_REQUIRE(!fs::exists(d / "sweep.yaml", ec),
                "run folder {} is a sweep's suite folder (it holds sweep.yaml and the suite's runs); pick another "
                "name with --set run.name=NAME",

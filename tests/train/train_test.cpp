@@ -443,6 +443,23 @@ TEST(Training, AResumeThatFailsLeavesTheRunsFilesAsTheyWere) {
     EXPECT_FALSE(std::filesystem::exists(dir / "y/metrics.restart1.h5"));
 }
 
+// A run folder that is a link to a folder that is gone (a scratch disk not mounted): refused with or without
+// --overwrite, the link left as it was (it had been replaced by a local folder).
+TEST(Training, ARunFolderLinkingToNothingIsRefused) {
+    const TempDir dir("train_dangling");
+    std::filesystem::create_directory_symlink(dir / "scratch/run", dir / "x");
+    for (const char* flags : {"", "--overwrite", "--resume"}) {
+        const CommandResult r = run_sinklab(small_run(dir, "x", 2, flags));
+        EXPECT_EQ(r.rc, 1) << r.out;
+        EXPECT_NE(r.out.find("run folder " + dir / "x" + " is a link to " + dir / "scratch/run" + ", which does not "
+                             "exist"),
+                  std::string::npos)
+            << r.out;
+        EXPECT_TRUE(std::filesystem::is_symlink(dir / "x")) << flags;
+        EXPECT_FALSE(std::filesystem::exists(dir / "scratch")) << flags;
+    }
+}
+
 // Two holders of one run folder's lock: the second is refused with the first's pid; the lock file goes with its
 // holder, and the folder can be locked again.
 // The lock of a folder: one holder at a time, the message naming the kind of folder, the command that holds it and
