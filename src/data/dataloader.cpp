@@ -63,9 +63,11 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
     const uint64_t global = static_cast<uint64_t>(world) * B;
     SL_REQUIRE(windows_ >= global,
-               "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens, fewer than one global batch of "
+               "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens{}, fewer than one global batch of "
                "world x B = {}; use more data or a smaller batch / seq_len",
-               named, tokens_, shards_.size(), windows_, T + 1, global);
+               named, tokens_, shards_.size(), windows_, T + 1,
+               shuffle ? fmt::format(" (training's start at a random offset below T: {} / {} - 1)", tokens_, T) : "",
+               global);
     window_.resize(T + 1);
 }
 

@@ -196,7 +196,11 @@ TEST_F(LoaderTest, TooLittleDataForOneBatchIsAnError) {
         DataLoader loader(glob(), 8, 512, 0, 1, 0, true, kVocab);  // 4 windows < 8
         FAIL() << "no error";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("fewer than one global batch"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(fmt::format("{} windows of T+1=513 tokens (training's start at a random "
+                                                         "offset below T: {} / 512 - 1), fewer than one global batch",
+                                                         kTokens / 512 - 1, kTokens)),
+                  std::string::npos)
+            << e.what();
     }
     EXPECT_THROW(DataLoader(glob(), 1, 8, 2, 2, 0, true, kVocab), Error);  // rank out of range
     EXPECT_THROW(DataLoader(glob(), 1, 8, 0, 1, 0, true, 100), Error);     // tokens beyond the vocabulary
