@@ -166,6 +166,11 @@ TEST(Resume, AClosedStdoutPipeDoesNotEndTheRun) {
                                                          small_run(dir, "hangup", 300, "--set run.threads=1")));
     EXPECT_EQ(hangup.rc, 0) << hangup.out;
     EXPECT_EQ(column(dir / "hangup/metrics.h5", "train", "step"), steps_1_to(300));
+    // Nor a standard output on a full disk (README: train's is the one output whose failure ends nothing).
+    const CommandResult full = run_command(
+        fmt::format("{} {} > /dev/full", SINKLAB_BINARY, small_run(dir, "full", 30, "--set run.threads=1")));
+    EXPECT_EQ(full.rc, 0) << full.out;
+    EXPECT_EQ(column(dir / "full/metrics.h5", "train", "step"), steps_1_to(30));
 }
 
 class DamagedCheckpoint : public ::testing::Test {
