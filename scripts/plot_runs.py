@@ -9,7 +9,8 @@ the attention mass on key position P (default 0, the first token) per layer and 
 --maps: a second figure, one row per variant, from each run's last logged rows, mean over seeds: the std over
 channels of the W_O input at each of the first positions, one line per layer (/sink/wo_input_std: the variance
 discrepancy of position 0), and the head-averaged attention among the first 64 positions of up to six layers
-(/heavy/attn_map, written every metrics.heavy_every steps), on a log scale.
+(/heavy/attn_map, written every metrics.heavy_every steps), on a log scale. Positions an intervention changes (an
+isolated or amplified row) are left out of the std lines and marked, as compare's ratios leave them out.
 Runs group by variant: the run folder name without its -s<seed> suffix. A suite folder (runs/<suite>) stands for
 its run folders, in the order of its sweep.yaml. Files of runs still training are read as they are (HDF5 SWMR).
 `sinklab compare --plot FILE --maps FILE` calls this script; it needs Debian's python3-h5py and python3-matplotlib.
@@ -33,7 +34,7 @@ except ImportError as err:
              "apt install python3-h5py python3-matplotlib python3-numpy")
 try:
     import yaml
-except ImportError:  # only needed for the order of a suite's variants
+except ImportError:  # only needed for the order of a suite's variants and the maps' intervened positions
     yaml = None
 
 RUN_NAME = re.compile(r"(.+)-s([0-9]+)$")
@@ -141,6 +142,23 @@ def tracked_positions(f):
                  "the file is damaged or was not written by sinklab train")
 
 
+def intervened_positions(f):
+    """The positions the run's interventions change (intervention.isolate, then amplify.position), from the file's
+    config_yaml attribute, as compare takes them; [] without one, or without python3-yaml."""
+    text = f.attrs.get("config_yaml")
+    if isinstance(text, bytes):
+        text = text.decode()
+    if yaml is None or not text:
+        return []
+    try:
+        iv = (yaml.safe_load(text) or {}).get("intervention") or {}
+        amplified = int((iv.get("amplify") or {}).get("position", -1))
+        return [int(p) for p in iv.get("isolate") or []] + ([amplified] if amplified >= 0 else [])
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as err:
+        sys.exit(f"plot_runs.py: {f.filename}: its config_yaml attribute names no intervention positions ({err}); "
+                 "the file is damaged or was not written by sinklab train")
+
+
 def read_run(run_dir, position, maps=False, curves=True):
     """A run's curves (unless curves is false: every row of /sink/attn_mass is much to read for the maps alone); with
     maps also its last /sink/wo_input_std [L, Tp] and /heavy/attn_map [L, 64, 64] rows as (step, value), None where it
@@ -149,6 +167,7 @@ def read_run(run_dir, position, maps=False, curves=True):
         train, val, sink = ((read_group(f, "train", ["tokens", "loss"]), read_group(f, "val", ["loss"]),
                              read_group(f, "sink", ["attn_mass"])) if curves else (None, None, None))
         positions = tracked_positions(f)
+        intervened = intervened_positions(f)
         wo_std = last_row(f, "sink", "wo_input_std") if maps else None
         attn_map = last_row(f, "heavy", "attn_map") if maps else None
     mass = None
@@ -156,7 +175,8 @@ def read_run(run_dir, position, maps=False, curves=True):
         mass = sink["attn_mass"][:, :, :, positions.index(position)].mean(axis=2)  # [n, L]: mean over heads
     name = os.path.basename(os.path.normpath(run_dir))
     return {"name": name, "train": train, "val": val, "sink_step": None if sink is None else sink["step"],
-            "mass": mass, "tracked": position in positions, "wo_std": wo_std, "attn_map": attn_map}
+            "mass": mass, "tracked": position in positions, "wo_std": wo_std, "attn_map": attn_map,
+            "intervened": intervened}
 
 
 def trailing_mean(v, n):
@@ -267,12 +287,24 @@ def shown_layers(L):
     return list(range(L)) if L <= 6 else sorted({int(round(x)) for x in np.linspace(0, L - 1, 6)})
 
 
+def without_intervened(std, intervened):
+    """std [L, Tp] with NaN in the columns of the intervened positions but 0 (the position measured), and those
+    positions."""
+    left_out = [p for p in intervened if 0 < p < std.shape[1]]
+    shown = std.copy()
+    shown[:, left_out] = np.nan
+    return shown, left_out
+
+
 def plot_maps(groups, out):
     from matplotlib.colors import LogNorm
 
     names = list(groups)
     means = {n: (seed_mean([r["wo_std"] for r in groups[n]]), seed_mean([r["attn_map"] for r in groups[n]]))
              for n in names}
+    # An intervened row's std is the intervention's (lambda times the others' when amplified): drawn, it would set
+    # the scale and hide position 0's discrepancy, which compare's ratios also measure without it.
+    intervened = {n: sorted({p for r in groups[n] for p in r["intervened"]}) for n in names}
     # Each variant its own layers (variants may differ in depth); L 1 where it has no rows yet.
     layers = {n: shown_layers(max([m[0].shape[0] for m in means[n] if m[0] is not None] + [1])) for n in names}
     ncol = max(len(v) for v in layers.values())
@@ -288,10 +320,14 @@ def plot_maps(groups, out):
             ax.text(0.5, 0.5, "no /sink rows yet" if std is None else "not finite (diverged)", ha="center",
                     va="center", transform=ax.transAxes)
         else:
+            std, left_out = without_intervened(std, intervened[name])
             for l in range(std.shape[0]):
                 ax.plot(range(std.shape[1]), std[l], color=cmap(l / max(1, std.shape[0] - 1)), lw=1.1,
                         marker="." if l in (0, std.shape[0] - 1) else None, label=f"layer {l}")
-            if np.all(std > 0) and std.max() > 10 * std.min():  # a sink's token 0 stands far above the rest
+            for i, p in enumerate(left_out):
+                ax.axvline(p, color="gray", ls=":", lw=1, label="intervened (left out)" if i == 0 else None)
+            shown = std[np.isfinite(std)]
+            if np.all(shown > 0) and shown.max() > 10 * shown.min():  # a sink's token 0 stands far above the rest
                 ax.set_yscale("log")
             ax.set_xlabel("position t", fontsize=8)
             ax.legend(fontsize=6, ncol=2)

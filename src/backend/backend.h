@@ -303,11 +303,15 @@ struct BackendOptions {
     std::string kind = "auto";
     DType cuda_compute = DType::BF16;  // precision.compute on GPU
     int device = -1;                   // CUDA device (the local rank, modulo the visible GPUs); -1 = 0
-    int threads = 0;                   // CPU threads; 0 = all cores
+    int threads = 0;                   // CPU threads of any backend's host work; 0 = all cores
 };
 std::unique_ptr<Backend> make_backend(const BackendOptions& opt);
 // The CPU backend in any float compute dtype (tests use f64).
 std::unique_ptr<Backend> make_cpu_backend(DType compute, int threads = 0);
+// The process's OpenMP and OpenBLAS threads (0 = OpenMP's default, all cores); returns the count in use. The CPU
+// backend computes with them; on a GPU they do the host work (the data's scan at start, the effective rank's SVDs),
+// which under several ranks per node would otherwise start all cores in every rank.
+int use_host_threads(int threads);
 bool cuda_available();
 // Why cuda_available() is false: CUDA's error, or that this sinklab was built without CUDA.
 std::string cuda_unavailable_reason();

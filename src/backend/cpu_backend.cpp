@@ -55,10 +55,7 @@ public:
     CpuBackend(DType compute, int threads) : Backend(compute) {
         SL_ASSERT(compute == DType::F32 || compute == DType::F64, "the CPU backend computes in f32 or f64, not {}",
                   dtype_name(compute));
-        if (threads > 0) omp_set_num_threads(threads);
-        threads_ = omp_get_max_threads();
-        // OpenBLAS gets the same threads; its own pool would oversubscribe the cores under MPI.
-        openblas_set_num_threads(threads_);
+        threads_ = use_host_threads(threads);
     }
 
     std::string name() const override { return "cpu"; }
@@ -317,6 +314,13 @@ private:
 };
 
 }  // namespace
+
+int use_host_threads(int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+    // OpenBLAS gets the same threads; its own pool would oversubscribe the cores under MPI.
+    openblas_set_num_threads(omp_get_max_threads());
+    return omp_get_max_threads();
+}
 
 std::unique_ptr<Backend> make_cpu_backend(DType compute, int threads) {
     return std::make_unique<CpuBackend>(compute, threads);

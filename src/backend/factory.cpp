@@ -20,6 +20,7 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& opt) {
     if (opt.kind == "cuda" || (opt.kind == "auto" && cuda_available())) {
         SL_REQUIRE(cuda_available(),
                    "backend: cuda was asked for, but no usable GPU was found; use backend: cpu or auto");
+        use_host_threads(opt.threads);
         return make_cuda_backend(opt);
     }
 #else

@@ -41,9 +41,23 @@ fs::path folder_of(const std::string& out) {
 
 // Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
 // (it could name a run's metrics.h5 or a checkpoint's weights), and it must be writable, its folder made if missing.
-void check_out(const std::string& out) {
-    const fs::path folder = folder_of(out);
+// It must not lie in a checkpoint folder (pruning deletes it with the checkpoint) nor in another run's folder (it
+// would pass for that run's result, and go with it on an --overwrite).
+void check_out(const std::string& out, const std::string& run) {
     std::error_code ec;
+    const fs::path evaluated = fs::weakly_canonical(fs::absolute(run), ec);
+    for (fs::path p = fs::weakly_canonical(fs::absolute(out), ec).parent_path(); p.has_relative_path();
+         p = p.parent_path()) {
+        SL_REQUIRE(!fs::exists(p / "state.json", ec),
+                   "--out {}: it lies in the checkpoint folder {}, which is deleted when the run moves past it; give "
+                   "another --out (the default is RUN/eval.h5)",
+                   out, p.string());
+        SL_REQUIRE(p == evaluated || !fs::exists(p / "metrics.h5", ec),
+                   "--out {}: it lies in the folder of another run, {}, whose result it would pass for; give another "
+                   "--out (the default is RUN/eval.h5)",
+                   out, p.string());
+    }
+    const fs::path folder = folder_of(out);
     fs::create_directories(folder, ec);
     SL_REQUIRE(fs::is_directory(folder), "--out {}: cannot create the folder {} ({}); give another --out", out,
                folder.string(), ec ? ec.message() : "it is not a folder");
@@ -81,7 +95,7 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
 
 void run_eval(const EvalArgs& a) {
     const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
-    check_out(out);
+    check_out(out, a.run);
     // An eval anywhere in the run folder reads as the run's (directly in it, --overwrite deletes it with the run): it
     // must not land in a run that replaced the evaluated one while the evaluation ran.
     const bool into_run = lies_in(out, a.run);

@@ -1,6 +1,7 @@
 // sinklab sweep SUITE.yaml [--dry-run | --slurm] [--set k=v]... [--launcher CMD] [--keep-going]
 #include "train/sweep.h"
 
+#include <csignal>
 #include <filesystem>
 #include <optional>
 
@@ -50,6 +51,9 @@ void run(const SweepArgs& a) {
     write_manifest(sweep);
     if (a.slurm) return print_slurm(sweep, states);
 
+    // A reader of the sweep's output that goes away (`| head`) must not end it between two runs: each run logs to
+    // its train.log, and the sweep's own lines have no reader left.
+    drop_signal(SIGPIPE);
     SweepOptions opt;
     opt.launcher = launcher;
     opt.binary = self_exe();

@@ -92,7 +92,7 @@ std::vector<Field> build_schema() {
         SL_KEY(metrics.wo_std_positions, "first positions logged in wo_input_std and attn_out_std", {.lo = 1}),
         SL_KEY(metrics.sink_eps, "attention-mass threshold of sink_rate", {.lo = 0, .hi = 1}),
         SL_KEY(metrics.val_every, "validation every this many steps; 0 = only at the end", {.lo = 0}),
-        SL_KEY(metrics.val_batches, "micro-batches per validation", {.lo = 1}),
+        SL_KEY(metrics.val_batches, "micro-batches per validation, all ranks together", {.lo = 1}),
         SL_KEY(metrics.flush_every, "metrics.h5 flush interval in steps", {.lo = 1}),
 
         SL_KEY(checkpoint.every, "checkpoint interval in steps; 0 = only at the end", {.lo = 0}),

@@ -63,9 +63,11 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
     const uint64_t global = static_cast<uint64_t>(world) * B;
     SL_REQUIRE(windows_ >= global,
-               "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens, fewer than one global batch of "
+               "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens{}, fewer than one global batch of "
                "world x B = {}; use more data or a smaller batch / seq_len",
-               named, tokens_, shards_.size(), windows_, T + 1, global);
+               named, tokens_, shards_.size(), windows_, T + 1,
+               shuffle ? fmt::format(" (training's start at a random offset below T: {} / {} - 1)", tokens_, T) : "",
+               global);
     window_.resize(T + 1);
 }
 
@@ -166,22 +168,30 @@ void DataLoader::read(uint64_t from, uint64_t n, int32_t* out) const {
     }
 }
 
+void DataLoader::read_window(uint64_t window, int b, int32_t* inputs, int32_t* targets) {
+    const size_t T = static_cast<size_t>(T_);
+    read(offset_ + window * T, T + 1, window_.data());
+    std::copy(window_.begin(), window_.begin() + T, inputs + b * T);   // [B, T]
+    std::copy(window_.begin() + 1, window_.end(), targets + b * T);    // [B, T]
+}
+
 void DataLoader::next(int32_t* inputs, int32_t* targets) {
     const uint64_t global = static_cast<uint64_t>(world_) * B_;
     if (pos_.cursor + global > windows_) pos_ = {pos_.epoch + 1, 0};
     start_epoch(pos_.epoch);
-    const size_t T = static_cast<size_t>(T_);
     for (int b = 0; b < B_; ++b) {
         const uint64_t entry = pos_.cursor + static_cast<uint64_t>(rank_) * B_ + b;
-        const uint64_t window = shuffle_ ? order_[entry] : entry;
-        read(offset_ + window * T, T + 1, window_.data());
-        std::copy(window_.begin(), window_.begin() + T, inputs + b * T);       // [B, T]
-        std::copy(window_.begin() + 1, window_.end(), targets + b * T);        // [B, T]
+        read_window(shuffle_ ? order_[entry] : entry, b, inputs, targets);
     }
     pos_.cursor += global;
 }
 
-void DataLoader::reset() { pos_ = {}; }
+void DataLoader::batch_at(int64_t g, int32_t* inputs, int32_t* targets) {
+    SL_ASSERT(!shuffle_ && g >= 0 && uint64_t(g + 1) * B_ <= windows_, "batch_at({}) of {} windows of {} (B = {})", g,
+              windows_, glob_, B_);
+    start_epoch(0);
+    for (int b = 0; b < B_; ++b) read_window(uint64_t(g) * B_ + b, b, inputs, targets);
+}
 
 void DataLoader::seek(const LoaderPosition& p) {
     SL_REQUIRE(p.cursor <= windows_,

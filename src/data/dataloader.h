@@ -6,8 +6,9 @@
 //                       drawn from (seed, e); windows_per_epoch = N/T - 1 (integer division).
 //   validation:         offset 0, windows in order; windows_per_epoch = (N-1)/T.
 // A global batch is world*B consecutive entries of the epoch's order; rank r takes entries [r*B, r*B+B). An epoch
-// ends when fewer than world*B windows remain (those are skipped); the next epoch starts. Validation then wraps
-// around to the first window.
+// ends when fewer than world*B windows remain (those are skipped); the next epoch starts. Validation reads through
+// batch_at instead: micro-batch g of the order on whichever rank asks, so that it takes the same windows on any
+// number of ranks.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -36,7 +37,8 @@ public:
     DataLoader(const std::string& glob, int B, int T, Communicator& comm, uint64_t seed, bool shuffle, int vocab_size,
                const std::string& key = "");
     void next(int32_t* inputs, int32_t* targets);  // [B, T] each
-    void reset();                                  // back to the first batch
+    // Windows [g B, g B + B) in order, g < windows_per_epoch() / B, on any rank (validation only: unshuffled).
+    void batch_at(int64_t g, int32_t* inputs, int32_t* targets);  // [B, T] each
     LoaderPosition position() const { return pos_; }
     void seek(const LoaderPosition& p);  // continue exactly from there
     int64_t tokens() const { return static_cast<int64_t>(tokens_); }
@@ -67,6 +69,7 @@ private:
     Checked check_chunks(uint64_t first, uint64_t last, uint32_t limit) const;
     void start_epoch(uint64_t epoch);                     // offset_ and order_ of that epoch
     void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
+    void read_window(uint64_t window, int b, int32_t* inputs, int32_t* targets);  // into sequence b of [B, T]
 
     std::string glob_;
     std::vector<Shard> shards_;

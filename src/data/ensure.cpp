@@ -1,11 +1,13 @@
 #include "data/ensure.h"
 
 #include <fnmatch.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include <fmt/ranges.h>
@@ -183,13 +185,20 @@ std::string make_missing(const DataConfig& data, const ModelConfig& model) {
 // nothing.
 std::string val_shards_trained_on(const DataConfig& data) {
     if (data.val.empty()) return "";
-    std::set<std::filesystem::path> train;
-    std::error_code ec;
-    for (const std::string& f : glob_files(data.train)) train.insert(std::filesystem::weakly_canonical(f, ec));
+    // A file by its device and inode: the same through another spelling, a symbolic link or a hard link. One that
+    // cannot be read is left to the loader's error.
+    const auto file_of = [](const std::string& path) -> std::optional<std::pair<uint64_t, uint64_t>> {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+        return std::pair<uint64_t, uint64_t>(st.st_dev, st.st_ino);
+    };
+    std::set<std::pair<uint64_t, uint64_t>> train;
+    for (const std::string& f : glob_files(data.train))
+        if (const auto id = file_of(f)) train.insert(*id);
     const std::vector<std::string> val = glob_files(data.val);
     std::vector<std::string> shared;
     for (const std::string& f : val)
-        if (train.contains(std::filesystem::weakly_canonical(f, ec))) shared.push_back(f);
+        if (const auto id = file_of(f); id && train.contains(*id)) shared.push_back(f);
     if (shared.empty()) return "";
     return fmt::format("data.val '{}' and data.train '{}' share {} of data.val's {} shards ({}{}): the validation loss "
                        "is measured on tokens the model trains on",

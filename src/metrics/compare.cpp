@@ -12,6 +12,7 @@
 
 #include "config/schema.h"
 #include "core/check.h"
+#include "metrics/runlog_format.h"
 #include "metrics/runlog_reader.h"
 #include "metrics/sink_metrics.h"
 #include "train/suite.h"
@@ -29,13 +30,14 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
 }
 
-// train.max_steps and the intervened positions of the run's config (the file's config_yaml attribute; a resume
-// changes no intervention).
+// train.max_steps, model.seq_len and the intervened positions of the run's config (the file's config_yaml attribute;
+// a resume changes neither the model nor an intervention).
 void read_config_attr(const RunLogReader& log, RunCurves& r) {
     if (!log.has_attr("config_yaml")) return;
     try {
         const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
         if (cfg["train"] && cfg["train"]["max_steps"]) r.max_steps = cfg["train"]["max_steps"].as<int64_t>();
+        if (cfg["model"] && cfg["model"]["seq_len"]) r.seq_len = cfg["model"]["seq_len"].as<int64_t>();
         InterventionConfig intervention;
         if (const YAML::Node iv = cfg["intervention"]) {
             if (iv["isolate"]) intervention.isolate = iv["isolate"].as<std::vector<int>>();
@@ -43,6 +45,7 @@ void read_config_attr(const RunLogReader& log, RunCurves& r) {
                 intervention.amplify.position = iv["amplify"]["position"].as<int>();
         }
         r.intervened = intervention.positions();
+        r.isolated = intervention.isolate;
     } catch (const YAML::Exception& e) {
         fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
              "sinklab train",
@@ -181,16 +184,21 @@ void schedule_notes(Comparison& c, const std::vector<std::vector<const RunCurves
 }
 
 // A note for each isolated position a group tracks: its mass counts the isolated row's own weight, all of it on the
-// position, which adds 1/(T - k) to the mean over the T - k rows that see it.
+// position, which adds 1/(T - k) to the mean over the T - k rows that see it. From the metrics.h5 files, like the
+// ratios that leave those positions out: a run folder without its config.yaml still gets the note.
 void isolation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members) {
-    for (size_t g = 0; g < c.groups.size(); g++)
-        if (const Config* config = group_config(members[g]))
-            for (int k : config->intervention.isolate)
-                if (k > 0 && k < config->model.seq_len)
-                    c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is "
-                                                  "isolated), 1/(T - {}) = {:.4f} in every layer: take that off to "
-                                                  "read attention drawn to token {}",
-                                                  c.groups[g].name, k, k, k, 1.0 / (config->model.seq_len - k), k));
+    for (size_t g = 0; g < c.groups.size(); g++) {
+        const auto said = std::find_if(members[g].begin(), members[g].end(),
+                                       [](const RunCurves* r) { return r->seq_len > 0; });
+        if (said == members[g].end()) continue;
+        const RunCurves& r = **said;
+        for (int k : r.isolated)
+            if (k > 0 && k < r.seq_len)
+                c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is "
+                                              "isolated), 1/(T - {}) = {:.4f} in every layer: take that off to read "
+                                              "attention drawn to token {}",
+                                              c.groups[g].name, k, k, k, 1.0 / double(r.seq_len - k), k));
+    }
 }
 
 // Refuses a group whose runs were trained with different configs, or on other tokens, so that no mean over them
@@ -218,6 +226,11 @@ void check_same_config(const std::string& group, const std::vector<const RunCurv
     }
     for (size_t i = 0; i < runs.size(); i++)  // each pair: a run without checksums is checked against none
         for (size_t j = i + 1; j < runs.size(); j++) {
+            SL_REQUIRE(runs[i]->run_id.empty() || runs[i]->run_id != runs[j]->run_id,
+                       "{} and {} are grouped as seeds of variant {} by their folder names, but they are one run (the "
+                       "same run_id {}: one folder is a copy of the other), which would count twice; compare one of "
+                       "them",
+                       runs[i]->dir, runs[j]->dir, group, runs[i]->run_id);
             const std::vector<std::string> differ = data_differences(*runs[i], *runs[j]);
             SL_REQUIRE(differ.empty(),
                        "{} and {} are grouped as seeds of variant {} by their folder names, but they ran on other "
@@ -274,6 +287,7 @@ RunCurves read_run(const std::string& dir) {
     read_heavy(log, r);
     if (log.has_attr("data_train_checksum")) r.train_checksum = log.str_attr("data_train_checksum");
     if (log.has_attr("data_val_checksum")) r.val_checksum = log.str_attr("data_val_checksum");
+    if (log.has_attr(runlog::kRunIdAttr)) r.run_id = log.str_attr(runlog::kRunIdAttr);
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
     // config check.
     const fs::path cfg = fs::path(dir) / "config.yaml";
@@ -282,7 +296,7 @@ RunCurves read_run(const std::string& dir) {
     } else {
         try {
             r.config = load_config(cfg.string());
-            r.max_steps = r.config->train.max_steps;  // a resume may have raised it; the file's attribute stays
+            r.max_steps = r.config->train.max_steps;
         } catch (const Error& e) {
             r.config_error = fmt::format("does not load ({})", e.what());
         }

@@ -21,6 +21,8 @@ struct RunCurves {
     int64_t max_steps = 0;                    // train.max_steps of the run's config (0 when the file does not say)
     std::vector<int> positions{0};            // key positions of /sink/attn_mass's columns (sink_positions)
     std::vector<int> intervened;              // positions the interventions change (InterventionConfig::positions)
+    std::vector<int> isolated;                // intervention.isolate
+    int64_t seq_len = 0;                      // model.seq_len (0 when the file does not say)
     std::vector<double> step, tokens, loss;   // /train, one entry per logged step
     std::vector<double> val_loss;             // /val
     int64_t sink_step = -1;                   // step of the last /sink row; -1: no row yet
@@ -31,6 +33,7 @@ struct RunCurves {
     std::vector<double> att_ratio;            // [L] the same of attn_out_std (before HeadNorm); empty: not logged
     std::vector<double> effective_rank;       // [L] at the last /heavy row; empty before the first
     std::string train_checksum, val_checksum;  // of the data's tokens (DataLoader::fingerprint); "" when not logged
+    std::string run_id;                       // metrics.h5's run_id ("" in files from before it)
     std::optional<Config> config;             // the run folder's config.yaml, when it has a loadable one
     std::string config_error;                 // why its config.yaml is not there to check ("" when it loaded)
 };

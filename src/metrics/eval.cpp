@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "metrics/runlog_reader.h"
 #include "metrics/schema.h"
@@ -13,11 +12,18 @@ namespace sinklab {
 
 namespace {
 
-void accumulate(const std::vector<std::vector<double>*>& acc, const std::vector<std::vector<double>*>& v) {
+// acc += v field by field when `counted`; sized on the first call either way.
+void accumulate(const std::vector<std::vector<double>*>& acc, const std::vector<std::vector<double>*>& v,
+                bool counted) {
     for (size_t f = 0; f < acc.size(); f++) {
         if (acc[f]->empty()) acc[f]->assign(v[f]->size(), 0.0);
-        for (size_t i = 0; i < v[f]->size(); i++) (*acc[f])[i] += (*v[f])[i];
+        if (counted)
+            for (size_t i = 0; i < v[f]->size(); i++) (*acc[f])[i] += (*v[f])[i];
     }
+}
+
+void sum_over_ranks(const std::vector<std::vector<double>*>& fields, Communicator& comm) {
+    for (std::vector<double>* f : fields) comm.all_reduce_sum(f->data(), int(f->size()));
 }
 
 void divide(const std::vector<std::vector<double>*>& fields, double n) {
@@ -27,41 +33,48 @@ void divide(const std::vector<std::vector<double>*>& fields, double n) {
 
 }  // namespace
 
-BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, int world, const std::string& what) {
-    const int64_t available = loader.windows_per_epoch() / (int64_t(B) * world);
+BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, const std::string& what) {
+    const int64_t available = loader.windows_per_epoch() / B;
     if (wanted <= available) return {wanted, ""};
-    return {int(available),
-            fmt::format("{}: the data has {} windows, {} batches of {} sequences x {} ranks; using {} batches instead "
-                        "of {} so that no window counts twice",
-                        what, loader.windows_per_epoch(), available, B, world, available, wanted)};
+    return {int(available), fmt::format("{}: the data has {} windows, {} batches of {} sequences; using {} batches "
+                                        "instead of {} so that no window counts twice",
+                                        what, loader.windows_per_epoch(), available, B, available, wanted)};
 }
 
 EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm) {
     Model& model = sink.model();
     const AttnSpec s = model.attn_spec();
     const int B = model.B(), T = model.T(), L = sink.layers(), Tp = sink.wo_std_positions();
-    const BatchCount count = distinct_batches(loader, wanted_batches, B, comm.world(), "eval");
+    const int64_t F = model.config().model.d_ff;
+    const BatchCount count = distinct_batches(loader, wanted_batches, B, "eval");
     if (!count.notice.empty() && comm.rank() == 0) fmt::print(stderr, "sinklab: {}\n", count.notice);
     const int batches = count.batches;
     const int64_t D = int64_t(s.H) * s.hd;
     std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
     // Sums over sequences of each W_O-input channel (and of its square) at the first Tp positions: [L, Tp, D].
     std::vector<double> s1(size_t(L) * Tp * D, 0.0), s2(s1.size(), 0.0), rows(size_t(Tp * D));
-    std::vector<std::map<int, int>> top_votes(static_cast<size_t>(L));
+    std::vector<double> top_votes(size_t(L) * F, 0.0);  // [L, F]: batches whose token-0 FFN maximum is at channel f
 
+    // Rank r takes batches r, r + world, ... (the loader's global batches): the first `batches` micro-batches of the
+    // data on any number of ranks. A rank left without one (fewer batches than ranks) runs batch 0 without counting
+    // it, so that its sums have the shapes the all-reduces below expect.
     EvalResult r;
-    loader.reset();
-    for (int i = 0; i < batches; i++) {
-        loader.next(inputs.data(), targets.data());
-        r.loss += model.forward(inputs.data(), targets.data(), 0.f);
+    const int passes = std::max<int>(1, (batches - comm.rank() + comm.world() - 1) / comm.world());
+    for (int i = 0; i < passes; i++) {
+        const int64_t g = comm.rank() + int64_t(i) * comm.world();
+        const bool counted = g < batches;
+        loader.batch_at(counted ? g : 0, inputs.data(), targets.data());
+        const double loss = model.forward(inputs.data(), targets.data(), 0.f);
         SinkValues v = sink.compute();
         HeavyValues h = sink.compute_heavy();
-        accumulate(r.sink.averaged(), v.averaged());
-        accumulate(r.heavy.averaged(), h.averaged());
+        accumulate(r.sink.averaged(), v.averaged(), counted);
+        accumulate(r.heavy.averaged(), h.averaged(), counted);
         r.heavy.ffn_gate_norm = h.ffn_gate_norm, r.heavy.ffn_up_norm = h.ffn_up_norm;
         r.heavy.ffn_top_unit = h.ffn_top_unit;
+        if (!counted) continue;
+        r.loss += loss;
         for (int l = 0; l < L; l++) {
-            top_votes[l][int(v.ffn_top_channel[l])]++;
+            if (v.ffn_top_channel[l] >= 0) top_votes[size_t(l) * F + size_t(v.ffn_top_channel[l])] += 1;
             const Tensor wo_in = model.acts().blocks[l].wo_in.view({int64_t(B) * T, D});
             for (int b = 0; b < B; b++) {
                 model.backend().read(rows.data(), DType::F64, wo_in.rows(int64_t(b) * T, Tp));
@@ -72,22 +85,22 @@ EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, C
         }
     }
     r.batches = batches;
-    r.sequences = int64_t(batches) * B * comm.world();
+    r.sequences = int64_t(batches) * B;
+    sum_over_ranks(r.sink.averaged(), comm);
+    sum_over_ranks(r.heavy.averaged(), comm);
+    comm.all_reduce_sum(&r.loss, 1);
     r.loss /= batches;
     divide(r.sink.averaged(), batches);
     divide(r.heavy.averaged(), batches);
-    comm.all_reduce_sum(&r.loss, 1);
-    r.loss /= comm.world();
-    sink.reduce(r.sink, comm);
-    sink.reduce(r.heavy, comm);
     comm.all_reduce_sum(s1.data(), int(s1.size()));
     comm.all_reduce_sum(s2.data(), int(s2.size()));
+    comm.all_reduce_sum(top_votes.data(), int(top_votes.size()));
 
     for (int l = 0; l < L; l++) {
-        r.sink.ffn_top_channel.push_back(
-            std::max_element(top_votes[l].begin(), top_votes[l].end(),
-                             [](const auto& a, const auto& b) { return a.second < b.second; })
-                ->first);
+        // The most frequent channel, ties to the lowest; -1 where no batch had one (a diverged model's).
+        const double* votes = top_votes.data() + size_t(l) * F;
+        const double* top = std::max_element(votes, votes + F);
+        r.sink.ffn_top_channel.push_back(*top > 0 ? double(top - votes) : -1.0);
         for (int t = 0; t < Tp; t++) {
             double mean_std = 0;
             for (int64_t d = 0; d < D; d++) {

@@ -21,18 +21,18 @@ struct EvalResult {
     double sink_percent = 0;        // Gu et al.'s Sink_1^eps: share of (layer, head) pairs, in percent
 };
 
-// The batches to average over on each rank: `wanted`, but at most the distinct batches of `loader`'s data (it
-// wraps around after its last one), so that no window counts twice; B sequences per rank and batch. When it caps,
-// `notice` is one line saying so (`what` names the caller and `wanted` its setting), else "".
+// The micro-batches of B sequences to average over, all ranks together: `wanted`, but at most the distinct batches of
+// `loader`'s data, so that no window counts twice. When it caps, `notice` is one line saying so (`what` names the
+// caller and `wanted` its setting), else "".
 struct BatchCount {
     int batches = 0;
     std::string notice;
 };
-BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, int world, const std::string& what);
+BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, const std::string& what);
 
-// Runs `wanted_batches` forward passes of `loader` through the model of `sink` (no gradients, the model's own
-// interventions applied; at most the distinct batches of its data, which rank 0 then says on stderr) and averages
-// every metric over them and over the ranks of `comm`.
+// Runs the first `wanted_batches` micro-batches of `loader` through the model of `sink`, the ranks of `comm` sharing
+// them (no gradients, the model's own interventions applied; at most the distinct batches of its data, which rank 0
+// then says on stderr), and averages every metric over them: the same windows and numbers on any number of ranks.
 EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm);
 
 // eval.h5: one row (step = the checkpoint's step) of every metric, with the attributes given.

@@ -168,8 +168,9 @@ void check_schema(hid_t file, const std::vector<GroupSpec>& groups, const std::s
     }
 }
 
-// Adds the groups and columns of `groups` that the file lacks, written by a sinklab that did not log them yet: a run
-// continues under a newer version, whose new columns read as missing (NaN, or -1 for integers) in the rows before.
+// Adds the columns of `groups` marked `added` that the file lacks (and their group), written by a sinklab that did not
+// log them yet: a run continues under a newer version, whose new columns read as missing (NaN, or -1 for integers)
+// in the rows before. Any other column missing is left for check_schema to refuse.
 void add_new_columns(hid_t file, const std::vector<GroupSpec>& groups, const std::string& path) {
     for (const GroupSpec& g : groups) {
         const bool had_group = H5Lexists(file, g.name.c_str(), H5P_DEFAULT) > 0;
@@ -184,7 +185,7 @@ void add_new_columns(hid_t file, const std::vector<GroupSpec>& groups, const std
             had_group ? h5::extent(runlog::open_dataset(group.get(), runlog::kStepColumn, path, false).get(), path)[0]
                       : 0;
         for (const ColumnSpec& c : g.columns) {
-            if (H5Lexists(group.get(), c.name.c_str(), H5P_DEFAULT) > 0) continue;
+            if (!c.added || H5Lexists(group.get(), c.name.c_str(), H5P_DEFAULT) > 0) continue;
             create_dataset(group.get(), g.name, c, path);
             const h5::Id dataset = runlog::open_dataset(group.get(), c.name, path, false);
             std::vector<hsize_t> dims{rows};

@@ -30,6 +30,9 @@ struct ColumnSpec {
     std::string name;
     std::vector<int64_t> row_shape;
     bool integer = false;
+    // Logged since a later sinklab than the first: a resume adds it to a file without it (its earlier rows missing).
+    // A file without any other column is damaged.
+    bool added = false;
 };
 
 // Every group has an integer scalar column "step", strictly increasing from row to row.

@@ -11,6 +11,7 @@ std::vector<GroupSpec> run_log_groups(int n_layer, int n_head, int n_positions, 
     const ColumnSpec step{"step", {}, true};
     auto scalar = [](const char* name) { return ColumnSpec{name, {}, false}; };
     auto per_layer = [&](const char* name) { return ColumnSpec{name, {L}, false}; };
+    // `added` (the fourth field): columns that runs of an earlier sinklab, which a resume continues, do not have.
     return {
         {"train",
          {step,
@@ -28,7 +29,7 @@ std::vector<GroupSpec> run_log_groups(int n_layer, int n_head, int n_positions, 
           {"attn_mass", {L, H, P}, false},
           per_layer("sink_rate"),
           {"wo_input_std", {L, Tp}, false},
-          {"attn_out_std", {L, Tp}, false},
+          {"attn_out_std", {L, Tp}, false, true},
           per_layer("dominance"),
           per_layer("massive"),
           per_layer("token0_norm_ratio"),
@@ -38,9 +39,9 @@ std::vector<GroupSpec> run_log_groups(int n_layer, int n_head, int n_positions, 
          {step,
           per_layer("effective_rank"),
           {"attn_map", {L, M, M}, false},
-          {"ffn_gate_norm", {L, 2}, false},
-          {"ffn_up_norm", {L, 2}, false},
-          {"ffn_top_unit", {L, 2}, true}}},
+          {"ffn_gate_norm", {L, 2}, false, true},
+          {"ffn_up_norm", {L, 2}, false, true},
+          {"ffn_top_unit", {L, 2}, true, true}}},
     };
 }
 

@@ -69,7 +69,12 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root)
     if (!fs::is_directory(root, ec)) return found;
     for (const auto& entry : fs::directory_iterator(root)) {
         const auto step = folder_step(entry.path().filename().string());
-        if (step && entry.is_directory()) found.emplace_back(*step, entry.path());
+        if (!step) continue;
+        // Passed over, it left a resume to go on from an older checkpoint and fail at the step of its name.
+        SL_REQUIRE(entry.is_directory(ec), "{} is named like the checkpoint of step {} but is no folder; move it away "
+                   "(mv {} {}.bad)",
+                   entry.path().string(), *step, entry.path().string(), entry.path().string());
+        found.emplace_back(*step, entry.path());
     }
     std::sort(found.begin(), found.end());
     return found;
@@ -209,6 +214,11 @@ std::string encode_state(const TrainState& s) {
     return j.dump(2);
 }
 
+std::string state_checksum(const TrainState& s) {
+    const std::string fields = encode_state(s);
+    return fmt::format("{:016x}", checksum64(fields.data(), fields.size()));
+}
+
 TrainState decode_state(const std::string& text, const std::string& origin) {
     TrainState s;
     try {
@@ -243,6 +253,10 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
         s.guard.skipped_nonfinite = whole(j.at("guard").at("skipped_nonfinite"), "guard.skipped_nonfinite", 0, kMost);
         s.guard.skipped_spike = whole(j.at("guard").at("skipped_spike"), "guard.skipped_spike", 0, kMost);
+        // Each field is checked above on its own; the checksum (written since 2026-12) catches a value changed within
+        // its range: a run_log_step that would cut metrics.h5 short, a data cursor, AdamW's step count.
+        SL_REQUIRE(!j.contains("state_checksum") || j.at("state_checksum").get<std::string>() == state_checksum(s),
+                   "{} was changed since it was written: its fields do not match their state_checksum", origin);
     } catch (const json::exception& e) {
         fail("{} is not a valid checkpoint state: {}", origin, config::clipped(e.what(), 240));  // may quote its bytes
     } catch (const std::logic_error& e) {  // stoull
@@ -286,6 +300,7 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
             {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}},
             whole_moments.on_host()));
         auto j = nlohmann::ordered_json::parse(encode_state(state));
+        j["state_checksum"] = state_checksum(state);
         j["files"] = files;
         write_file_durably((tmp / kStateFile).string(), j.dump(2) + "\n");
         sync_dir(tmp.string());

@@ -88,6 +88,11 @@ RunFolder::RunFolder(const std::string& dir, const TrainOptions& opt) : dir_(dir
     SL_REQUIRE(!fs::exists(d, ec) || fs::is_directory(d, ec),
                "run folder {} is a file, not a folder; move it away or pick another name with --set run.name=NAME",
                dir_);
+    // A link whose target is gone (a scratch disk not mounted) would otherwise be replaced by a local folder.
+    SL_REQUIRE(fs::exists(d, ec) || !fs::is_symlink(d, ec),
+               "run folder {} is a link to {}, which does not exist (a disk not mounted?); mount or create it, or "
+               "remove the link",
+               dir_, fs::read_symlink(d, ec).string());
     SL_REQUIRE(!fs::exists(d / "sweep.yaml", ec),
                "run folder {} is a sweep's suite folder (it holds sweep.yaml and the suite's runs); pick another "
                "name with --set run.name=NAME",
@@ -134,8 +139,9 @@ void RunFolder::finish_unfinished_replace() {
                    "run folder {}: a start that replaced its run did not finish and left the old run in {}, and "
                    "putting it back failed ({}); move the entries of {} back into {} by hand",
                    dir_, aside.string(), failed, aside.string(), dir_);
-        put_back_note_ =
-            fmt::format("put back the old run that an unfinished --overwrite start had left in {}", aside.string());
+        put_back_note_ = fmt::format("put back the run's files that an unfinished start (--overwrite or --resume) had "
+                                     "left in {}",
+                                     aside.string());
     }
     fs::remove_all(d / kDeleting, ec);
     SL_REQUIRE(!ec, "cannot delete {} (a replaced run that an earlier start did not finish deleting): {}; delete it "
@@ -146,7 +152,10 @@ void RunFolder::prepare(const Config& cfg) {
     const fs::path d(dir_);
     std::error_code ec;
     made_dir_ = !fs::exists(d, ec);
-    if (opt_.overwrite && !made_dir_) set_old_run_aside();
+    if (opt_.overwrite && !made_dir_)
+        set_old_run_aside();
+    else if (!made_dir_)
+        keep_files_a_start_replaces();
     if (restart_over_) kept_aside_ = keep_aside(d);
     fs::create_directories(d, ec);
     SL_REQUIRE(!ec && fs::is_directory(d), "cannot create the run folder {}: {}; check run.out_dir", dir_,
@@ -171,6 +180,25 @@ void RunFolder::set_old_run_aside() {
         SL_REQUIRE(!ec, "cannot move {} into {}: {}", entry.string(), aside.string(), ec.message());
     }
     old_run_ = Aside::wholly;
+}
+
+// A resume replaces config.yaml and metrics.h5 (cut back to the checkpoint's step) whole: second names of the two in
+// kReplacedRun keep them as they were (a hard link costs neither time nor space; a copy where the file system has
+// none), for undo and for the next start after a kill to put back over the new ones.
+void RunFolder::keep_files_a_start_replaces() {
+    const fs::path d(dir_), aside = d / kReplacedRun;
+    std::error_code ec;
+    for (const char* name : {"config.yaml", "metrics.h5"}) {
+        if (!fs::is_regular_file(d / name, ec)) continue;
+        fs::create_directory(aside, ec);
+        SL_REQUIRE(!ec, "cannot create {} to keep the run's {} until the start stands: {}; check permissions",
+                   aside.string(), name, ec.message());
+        old_run_ = Aside::linked;
+        fs::create_hard_link(d / name, aside / name, ec);
+        if (ec) fs::copy_file(d / name, aside / name, ec);
+        SL_REQUIRE(!ec, "cannot keep {} in {} until the start stands: {}; check free disk space", (d / name).string(),
+                   aside.string(), ec.message());
+    }
 }
 
 // The set-aside folder is renamed first, still inside the setup that puts the old run back on a failure; deleting
@@ -200,6 +228,8 @@ void RunFolder::undo(const std::exception_ptr& failure) {
         for (const fs::path& entry : entries_of(d, ec))
             if (written_by_sinklab(entry)) fs::remove_all(entry, ec);
     const std::string failed = put_old_run_back(d);
+    // A restart's metrics.restart<k>.h5 is now a second name of the metrics.h5 put back.
+    if (failed.empty() && old_run_ == Aside::linked && !kept_aside_.empty()) fs::remove(d / kept_aside_, ec);
     old_run_ = Aside::none;
     if (!failed.empty())
         fail("{}; and the old run could not be put back ({}): its files are in {}; move them back into {} by hand",

@@ -42,8 +42,8 @@ public:
     // For the run's log: an old run put back, a lock that could not be taken the usual way.
     std::vector<std::string> notes() const;
 
-    // Only now is the folder written: the old run set aside (--overwrite), a restarted run's rows kept aside, the
-    // resolved config written.
+    // Only now is the folder written: the old run set aside (--overwrite) or the files a resume replaces given second
+    // names there, a restarted run's rows kept aside, the resolved config written.
     void prepare(const Config& cfg);
     // Once the new run stands: the old run goes for good. Returns a note when deleting it failed (harmless: the next
     // start deletes it).
@@ -56,6 +56,7 @@ public:
 private:
     void finish_unfinished_replace();
     void set_old_run_aside();
+    void keep_files_a_start_replaces();
 
     std::unique_ptr<FolderLock> lock_;  // first: released last
     std::string dir_;
@@ -63,8 +64,10 @@ private:
     std::string resume_from_;
     bool restart_over_ = false;  // --resume found a run but no checkpoint, so it starts at step 0
     std::string kept_aside_;
-    enum class Aside { none, partly, wholly };
-    Aside old_run_ = Aside::none;  // how much of the run that --overwrite replaces is in .replaced
+    // How much of the run that --overwrite replaces is in .replaced; linked: second names of the files a resume
+    // replaces.
+    enum class Aside { none, partly, wholly, linked };
+    Aside old_run_ = Aside::none;
     bool made_dir_ = false;        // this start created the run folder, so a failed one removes it
     std::string put_back_note_;    // an old run that an unfinished start had set aside, put back
 };

@@ -39,11 +39,13 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += fmt::format("# Some runs only:  sbatch --array=0,3 {}\n", script);
     t += "# A requeued or resubmitted task continues its run from the newest checkpoint; a finished one has nothing "
          "to do.\n";
+    t += "# Five minutes before a task's time limit its ranks checkpoint and exit, and the task requeues itself.\n";
     t += fmt::format("#SBATCH --job-name={}\n", s.name);
     t += fmt::format("#SBATCH --array=0-{}\n", n - 1);
     t += fmt::format("#SBATCH --output=\"{}/%A_%a.out\"\n", sbatch_path((out_abs / "slurm").string()));
     t += "#SBATCH --open-mode=append\n";
     t += "#SBATCH --requeue\n";
+    t += "#SBATCH --signal=B:USR1@300\n";
     for (const std::string& opt : s.slurm.sbatch) t += fmt::format("#SBATCH {}\n", opt);
     t += "set -euo pipefail\n";
     t += fmt::format("cd {}  # config and data paths are relative to where sinklab sweep ran\n", shell_quote(workdir));
@@ -71,8 +73,25 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     for (const std::string& line : s.slurm.setup) t += line + "\n";
     // ${flags[@]+...}: bash before 4.4 (RHEL 7) takes an empty array for an unset variable under set -u.
     t += "echo \"sinklab: array task $SLURM_ARRAY_TASK_ID: $dir ${flags[*]-}\"\n";
-    t += fmt::format("{} {} train \"${{args[@]}}\" ${{flags[@]+\"${{flags[@]}}\"}}\n", s.slurm.launcher,
+    // As scripts/slurm/train.sbatch: Slurm's USR1 (--signal above) reaches this script, which passes it to the ranks
+    // (srun's are a job step, which scancel signals; another launcher, mpirun, forwards it itself); they checkpoint
+    // and exit 0, and the task requeues. The ranks run in the background so that the trap runs while they do.
+    t += fmt::format("{} {} train \"${{args[@]}}\" ${{flags[@]+\"${{flags[@]}}\"}} &\n", s.slurm.launcher,
                      shell_quote(binary));
+    t += "ranks=$!\nstop=0\n";
+    const std::string launcher_program = s.slurm.launcher.substr(0, s.slurm.launcher.find_first_of(" \t"));
+    t += fmt::format("on_time_limit() {{ stop=1; {}; }}\n", launcher_program == "srun"
+                                                                 ? "scancel --signal=USR1 \"$SLURM_JOB_ID\""
+                                                                 : "kill -USR1 \"$ranks\"");
+    t += "trap on_time_limit USR1\n";
+    t += "trap : TERM  # preempted: the ranks got SIGTERM too and checkpoint; Slurm requeues the task itself\n";
+    t += "# wait returns early when a trapped signal arrives: wait again until the ranks have exited.\n";
+    t += "while true; do\n  rc=0\n  wait \"$ranks\" || rc=$?\n  kill -0 \"$ranks\" 2>/dev/null || break\ndone\n";
+    t += "if [[ $stop == 1 && $rc == 0 ]]; then\n";
+    t += "  echo \"sinklab: array task $SLURM_ARRAY_TASK_ID stopped at a checkpoint before the time limit: "
+         "requeueing\"\n";
+    t += "  scontrol requeue \"$SLURM_JOB_ID\"\nfi\n";
+    t += "exit \"$rc\"\n";
     return t;
 }
 

@@ -15,7 +15,8 @@ struct SuiteVariant {
 // How `sinklab sweep --slurm` writes the array job.
 struct SuiteSlurm {
     std::vector<std::string> sbatch;  // "#SBATCH" options, e.g. "--gpus-per-node=8"
-    std::string launcher = "srun";    // the command each task runs `sinklab train` under, e.g. "srun", "mpirun"
+    // The command each task runs `sinklab train` under: srun as scripts/slurm/train.sbatch starts it by default.
+    std::string launcher = "srun --mpi=pmix --kill-on-bad-exit=1";
     std::vector<std::string> setup;   // shell lines run before it (module loads, environment)
 };
 

@@ -242,7 +242,7 @@ struct Trainer::Impl {
         if (!cfg.data.val.empty()) {
             val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, comm, cfg.run.seed, false, V, "data.val");
             val_data->require_same_on_every_rank(comm, "data.val");
-            val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, comm.world(), "metrics.val_batches");
+            val_batches = distinct_batches(*val_data, cfg.metrics.val_batches, B, "metrics.val_batches");
         }
         inputs.resize(size_t(B) * T);
         targets.resize(size_t(B) * T);
@@ -471,20 +471,16 @@ struct Trainer::Impl {
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
 
-    // Mean loss over the rank's micro-steps, averaged over ranks.
-    double mean_over_ranks(double v) {
-        comm.all_reduce_sum(&v, 1);
-        return v / comm.world();
-    }
-
+    // The mean loss over the first val_batches micro-batches of data.val, rank r taking batches r, r + world, ...:
+    // the same windows on any number of ranks, so that runs on other ranks and their resumes validate alike.
     double validate() {
-        val_data->reset();
         double sum = 0;
-        for (int i = 0; i < val_batches.batches; i++) {
-            val_data->next(inputs.data(), targets.data());
+        for (int64_t g = comm.rank(); g < val_batches.batches; g += comm.world()) {
+            val_data->batch_at(g, inputs.data(), targets.data());
             sum += model->forward(inputs.data(), targets.data(), 0.f);
         }
-        return mean_over_ranks(sum / val_batches.batches);
+        comm.all_reduce_sum(&sum, 1);
+        return sum / val_batches.batches;
     }
 
     void log_val(int64_t step) {

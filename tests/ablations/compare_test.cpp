@@ -225,11 +225,15 @@ TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
 }
 
 // An isolated row puts all its weight on itself, 1/(T - k) of the mass on token k that compare reports (a mean over
-// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway).
+// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway). The
+// positions and T come from metrics.h5's config_yaml, as for the ratios: a run folder without config.yaml is noted.
 TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     const fs::path root = fs::path(dir_.path()) / "isolated";
-    write_run(root / "b-s1", spec_b1(), "model: {seq_len: 66}\n");
-    write_run(root / "iso-s1", spec_h1(), "model: {seq_len: 66}\nintervention: {isolate: [0, 2, 35]}\n");
+    RunSpec b = spec_b1(), iso = spec_h1();
+    b.config_yaml = "train: {max_steps: 8}\nmodel: {seq_len: 66}\n";
+    iso.config_yaml = "train: {max_steps: 8}\nmodel: {seq_len: 66}\nintervention: {isolate: [0, 2, 35]}\n";
+    write_run(root / "b-s1", b);
+    write_run(root / "iso-s1", iso);
     const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
     EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/(T - 2) = "
                                 "0.0156 in every layer: take that off to read attention drawn to token 2",
@@ -282,6 +286,22 @@ TEST_F(CompareTest, TrackedPositionsAreTheFilesSinkPositions) {
     expect_has(comparison_text(c), {"tok8 mass", "attention mass on token 8 per layer"});
     EXPECT_EQ(c.groups[0].mass.count(8), 1u);
     EXPECT_EQ(c.groups[0].mass.at(8).n, 0);  // b-s1 does not track token 8: "-"
+}
+
+// A run folder copied under a seed's name is one run (metrics.h5's run_id says so), which a seed mean would count
+// twice: refused. The same copy as a variant of its own (a branch resumed from the copied checkpoint) compares.
+TEST(CompareTrainedRun, ACopiedRunIsNoSecondSeed) {
+    const TempDir dir("compare_copied");
+    ASSERT_EQ(run_sinklab(small_run(dir, "v-s1", 2)).rc, 0);
+    std::filesystem::copy(dir / "v-s1", dir / "v-s2", std::filesystem::copy_options::recursive);
+    const CommandResult copied = run_sinklab("compare " + dir.path());
+    EXPECT_EQ(copied.rc, 1) << copied.out;
+    const std::string run_id = RunLogReader(dir / "v-s1/metrics.h5").str_attr("run_id");
+    expect_has(copied.out, {dir / "v-s1" + " and " + dir / "v-s2" + " are grouped as seeds of variant v",
+                            "they are one run (the same run_id " + run_id + ": one folder is a copy of the other)"});
+    std::filesystem::rename(dir / "v-s2", dir / "branch-s1");
+    const CommandResult branch = run_sinklab("compare " + dir.path());
+    EXPECT_EQ(branch.rc, 0) << branch.out;
 }
 
 // A trained run: metrics.positions [3, 0] and an isolated row 5 give attn_mass columns for tokens 0, 3, 5 (0 first,

@@ -294,5 +294,32 @@ TEST_F(PlotTest, EachTokensMassComesFromItsColumn) {
         dir.path(), dir.path()), "columns ok");
 }
 
+// The maps figure leaves the rows an intervention changes out of the std lines, as compare's ratios do (a 30-fold
+// amplified row 3 would set the scale): their columns become gaps, position 0 stays (the one measured, isolated or
+// not), and the positions come from metrics.h5's config_yaml.
+TEST_F(PlotTest, MapsLeaveTheIntervenedRowsOut) {
+    const TempDir dir("plot_intervened");
+    const CommandResult trained = run_sinklab(
+        small_run(dir, "amp-s1", 2,
+                  "--set intervention.isolate=[0,5] --set intervention.amplify.position=3 "
+                  "--set intervention.amplify.lambda=30 --set intervention.amplify.layers=[0,1] --set metrics.every=1"));
+    ASSERT_EQ(trained.rc, 0) << trained.out;
+    fs::remove(dir / "amp-s1/config.yaml");
+    expect_python_check(dir, fmt::format(
+        "run = plot_runs.read_run('{0}/amp-s1', 0, True)\n"
+        "assert run['intervened'] == [0, 5, 3], run['intervened']\n"
+        "std = h5py.File('{0}/amp-s1/metrics.h5', 'r')['sink/wo_input_std'][-1]\n"
+        "assert (std[:, 3] > 5 * std[:, 4]).all(), std\n"
+        "shown, left_out = plot_runs.without_intervened(run['wo_std'][1], run['intervened'])\n"
+        "assert left_out == [5, 3], left_out\n"
+        "kept = [t for t in range(std.shape[1]) if t not in (3, 5)]\n"
+        "assert np.isnan(shown[:, [3, 5]]).all() and np.array_equal(shown[:, kept], std[:, kept])\n"
+        "print('left out ok')\n",
+        dir.path()), "left out ok");
+    const std::string maps = dir / "maps.png";
+    ASSERT_TRUE(run_process({"/usr/bin/python3", kPlotScript, dir / "amp-s1", "--maps", maps}).ok());
+    EXPECT_TRUE(is_png(maps));
+}
+
 }  // namespace
 }  // namespace sinklab::test

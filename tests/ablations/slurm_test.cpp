@@ -1,5 +1,6 @@
-// The Slurm array job of `sinklab sweep --slurm`: bash accepts it, it asks for one task per run, and each task
-// runs the right `sinklab train` command (checked by running the script with a stand-in srun on PATH).
+// The Slurm array job of `sinklab sweep --slurm`: bash accepts it, it asks for one task per run, each task runs the
+// right `sinklab train` command (checked by running the script with a stand-in srun on PATH), and a task signalled
+// before its time limit checkpoints and requeues itself.
 #include "train/slurm.h"
 
 #include "ablation_fixture.h"
@@ -46,8 +47,9 @@ TEST_F(SlurmTest, ScriptIsValidBashWithOneTaskPerRun) {
                 fmt::format("#SBATCH --output=\"{}/runs/t/slurm/%A_%a.out\"\n", root().string()),
                 "#SBATCH --requeue\n", "#SBATCH --gpus-per-node=8\n", "#SBATCH --time=24:00:00\n",
                 "module load cuda/12\n",
-                "srun --cpu-bind=cores /opt/sl/sinklab train \"${args[@]}\" ${flags[@]+\"${flags[@]}\"}\n", "--resume",
-                "--overwrite", "sbatch " + file, "run.name=headnorm-s2"});
+                "srun --cpu-bind=cores /opt/sl/sinklab train \"${args[@]}\" ${flags[@]+\"${flags[@]}\"} &\n",
+                "--resume", "--overwrite", "sbatch " + file, "run.name=headnorm-s2", "#SBATCH --signal=B:USR1@300\n",
+                "on_time_limit() { stop=1; scancel --signal=USR1 \"$SLURM_JOB_ID\"; }\n"});
     // #SBATCH lines only count before the first command.
     EXPECT_LT(text.rfind("#SBATCH"), text.find("set -euo pipefail"));
 }
@@ -87,7 +89,9 @@ TEST_F(SlurmTest, EachTaskRunsItsRunAndContinuesACutShortOne) {
     const Sweep sw = make_sweep("");
     const std::string script = write_slurm_script(sw, "/opt/sl/sinklab", root().string());
     auto expected = [&](const std::string& variant, const std::string& attention, int seed, const std::string& flag) {
-        Strings a{"/opt/sl/sinklab",
+        Strings a{"--mpi=pmix",  // the default launcher's, as scripts/slurm/train.sbatch
+                  "--kill-on-bad-exit=1",
+                  "/opt/sl/sinklab",
                   "train",
                   (root() / "base.yaml").string(),
                   "--set",
@@ -128,6 +132,55 @@ TEST_F(SlurmTest, EachTaskRunsItsRunAndContinuesACutShortOne) {
     fs::rename(root() / "runs/t/headnorm-s2/.replaced/metrics.h5", root() / "runs/t/headnorm-s2/metrics.h5");
     write_file(root() / "runs/t/headnorm-s2/.replaced/checkpoints/step_000030.bin", "x");
     EXPECT_EQ(run_task(root(), script, 3), expected("headnorm", "headnorm", 2, "--resume"));
+}
+
+// Slurm's USR1 before the time limit (--signal=B:USR1@300) stands here as SIGUSR1 to the task's script, run outside
+// Slurm with a launcher that is no srun (`env`: the script passes the signal to the ranks itself) and scontrol a
+// stand-in that records its calls. The run checkpoints, the task requeues itself, and its next start (the requeued
+// task) resumes the run to its end without requeueing again.
+TEST_F(SlurmTest, ATaskSignalledBeforeItsTimeLimitCheckpointsAndRequeues) {
+    write_file(root() / "base.yaml", fmt::format("inherit: {}/configs/tiny.yaml\nrun:\n  out_dir: runs\n",
+                                                 SINKLAB_SOURCE_DIR));
+    write_file(root() / "t.yaml", fmt::format(R"(base: base.yaml
+name: t
+seeds: [1]
+set:
+  run.threads: 1
+  model: {{d_model: 32, n_layer: 2, n_head: 2, d_ff: 64, seq_len: 32}}
+  train: {{micro_batch: 4, max_steps: 150, warmup_steps: 5}}
+  metrics: {{val_every: 0, flush_every: 5, wo_std_positions: 16}}
+  data: {{train: "{}/data/train_*.bin", val: "", missing: synthetic}}
+variants:
+  - name: baseline
+    set: {{attention.variant: standard}}
+slurm:
+  launcher: "env"
+)",
+                                              root().string()));
+    const std::string script =
+        write_slurm_script(expand_sweep(load_suite((root() / "t.yaml").string()), {}), SINKLAB_BINARY, root().string());
+    write_executable(root() / "bin/scontrol",
+                     fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", (root() / "calls").string()));
+    const std::string env =
+        fmt::format("env PATH={}:$PATH SLURM_ARRAY_TASK_ID=0 SLURM_JOB_ID=42", (root() / "bin").string());
+    const fs::path log = root() / "runs/t/baseline-s1/train.log";
+    auto logged = [&](int step) {
+        return fs::exists(log) && read_file(log).find(fmt::format("step {:>6}/", step)) != std::string::npos;
+    };
+    {
+        Background task(fmt::format("{} SINKLAB_FAULT_INJECT=slow=0.02 bash {}", env, script), root() / "task1.log");
+        ASSERT_TRUE(wait_until([&] { return logged(10); }, 60)) << read_file(root() / "task1.log");
+        task.signal(SIGUSR1);
+        ASSERT_EQ(task.wait(60), 0) << read_file(root() / "task1.log");
+    }
+    EXPECT_EQ(read_file(root() / "calls"), "scontrol requeue 42\n") << read_file(root() / "task1.log");
+    expect_has(read_file(root() / "task1.log"), {"stopped at a checkpoint before the time limit: requeueing"});
+    EXPECT_FALSE(logged(150));
+    const CommandResult requeued = run_command(fmt::format("{} bash {}", env, script));
+    ASSERT_EQ(requeued.rc, 0) << requeued.out;
+    expect_has(requeued.out, {"--resume", "resumed from"});
+    EXPECT_TRUE(logged(150));
+    EXPECT_EQ(read_file(root() / "calls"), "scontrol requeue 42\n") << "a finished run is not requeued";
 }
 
 }  // namespace

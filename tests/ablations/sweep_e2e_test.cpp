@@ -69,6 +69,16 @@ variants:
     expect_has(redo.out, {"[2/4] headnorm-s1: restart"});
     EXPECT_EQ(rows(out / "headnorm-s1"), 6);
 
+    // A reader that goes away after the first byte (`| head`) ends neither the sweep nor its runs. SIGPIPE is set to
+    // its default first, in case the test runner ignores it (sinklab would inherit that).
+    fs::remove_all(cut.dir);
+    write_run(cut.dir, partial, dump_config(cut.config));
+    const CommandResult piped = run_command(
+        fmt::format("bash -c 'set -o pipefail; env --default-signal=PIPE {} sweep {} | head -c 1 > /dev/null'",
+                    SINKLAB_BINARY, suite));
+    EXPECT_EQ(piped.rc, 0) << piped.out;
+    EXPECT_EQ(rows(out / "headnorm-s1"), 6);
+
     const CommandResult cmp = run_sinklab("compare " + out.string() + " --smooth 2");
     ASSERT_EQ(cmp.rc, 0) << cmp.out;
     expect_has(cmp.out, {"baseline standard:", "\nstandard  2     6/6", "\nheadnorm  2     6/6"});

@@ -45,19 +45,23 @@ TEST(GpuCheck, ADryRunReportsEveryStage) {
 }
 
 // Each stage gets at most what is left before SINKLAB_GPU_DEADLINE, less 20 s; with too little left it is skipped,
-// and report.md still lists it.
+// and report.md still lists it. How many stages run before the time is up depends on the machine's load: a busy one
+// skips the later ones, which then name their usual budget.
 TEST(GpuCheck, StagesFitBeforeTheCallsDeadline) {
     const TempDir dir("gpu_check_deadline");
     const CommandResult r = dry_run(dir, "", "SINKLAB_GPU_DEADLINE=$(($(date +%s) + 50))");
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(report_stages(dir), kStages) << r.out;
     std::istringstream in(read_file(dir.path() + "/out/report.md"));
+    int ran = 0;
     for (std::string line; std::getline(in, line);) {
         const size_t of = line.find("s of ");
-        if (line.rfind("| ", 0) == 0 && of != std::string::npos) {
-            EXPECT_LE(std::stoi(line.substr(of + 5)), 30) << line;
-        }
+        const bool skipped = line.find("| SKIPPED (no time left) |") != std::string::npos;
+        if (line.rfind("| ", 0) != 0 || of == std::string::npos || skipped) continue;
+        EXPECT_LE(std::stoi(line.substr(of + 5)), 30) << line;
+        ran++;
     }
+    EXPECT_GE(ran, 1) << read_file(dir.path() + "/out/report.md");
     const TempDir late("gpu_check_late");
     const CommandResult none = dry_run(late, "", "SINKLAB_GPU_DEADLINE=$(date +%s)");
     ASSERT_EQ(none.rc, 0) << none.out;

@@ -135,17 +135,30 @@ TEST_F(LoaderTest, ValidationIsSequentialAndWraps) {
                 const int window = (step % 5) * world * B + rank * B + b;
                 EXPECT_EQ(s[step * B + b], window * T) << "step " << step;
             }
-        val.reset();
-        EXPECT_EQ(starts(val, B, T, 1), std::vector<int>(s.begin(), s.begin() + B));
     }
 }
 
-TEST_F(LoaderTest, ResetReturnsToTheFirstBatch) {
-    DataLoader loader(glob(), 2, 8, 0, 1, 3, true, kVocab);
-    const std::vector<int> first = starts(loader, 2, 8, 400);  // past the first epoch
-    loader.reset();
-    EXPECT_EQ(loader.position().epoch, 0u);
-    EXPECT_EQ(starts(loader, 2, 8, 5), std::vector<int>(first.begin(), first.begin() + 10));
+// batch_at(g) is the g-th batch one rank reads in order, on any rank of any number: validation reads the same
+// windows whatever the ranks. Only the unshuffled order has such batches.
+TEST_F(LoaderTest, BatchAtIsTheSameWindowsOnEveryRank) {
+    const int B = 3, T = 100;  // 30 windows: 10 batches of 3
+    DataLoader one(glob(), B, T, 0, 1, 5, false, kVocab);
+    const std::vector<int> in_order = starts(one, B, T, 10);
+    std::vector<int32_t> x(B * T), y(B * T);
+    for (int world : {1, 2, 3})
+        for (int rank = 0; rank < world; ++rank) {
+            DataLoader val(glob(), B, T, rank, world, 5, false, kVocab);
+            for (int g : {7, 0, 9, 4}) {
+                val.batch_at(g, x.data(), y.data());
+                for (int b = 0; b < B; ++b) {
+                    EXPECT_EQ(x[b * T], in_order[g * B + b]) << "world " << world << " rank " << rank << " g " << g;
+                    for (int t = 0; t < T; ++t) EXPECT_EQ(y[b * T + t], x[b * T] + t + 1);
+                }
+            }
+            EXPECT_THROW(val.batch_at(10, x.data(), y.data()), Error);
+        }
+    DataLoader shuffled(glob(), B, T, 0, 1, 5, true, kVocab);
+    EXPECT_THROW(shuffled.batch_at(0, x.data(), y.data()), Error);
 }
 
 // The checksum a resume compares: the same tokens cut into other shards, or stored 4 bytes wide, give the same one;
@@ -183,7 +196,11 @@ TEST_F(LoaderTest, TooLittleDataForOneBatchIsAnError) {
         DataLoader loader(glob(), 8, 512, 0, 1, 0, true, kVocab);  // 4 windows < 8
         FAIL() << "no error";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("fewer than one global batch"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(fmt::format("{} windows of T+1=513 tokens (training's start at a random "
+                                                         "offset below T: {} / 512 - 1), fewer than one global batch",
+                                                         kTokens / 512 - 1, kTokens)),
+                  std::string::npos)
+            << e.what();
     }
     EXPECT_THROW(DataLoader(glob(), 1, 8, 2, 2, 0, true, kVocab), Error);  // rank out of range
     EXPECT_THROW(DataLoader(glob(), 1, 8, 0, 1, 0, true, 100), Error);     // tokens beyond the vocabulary

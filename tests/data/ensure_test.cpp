@@ -152,19 +152,21 @@ TEST(EnsureData, NoSyntheticDataBesideOtherShards) {
 }
 
 // Validation must be held out: a data.train glob that also catches the val shards, or a data.val that names train
-// shards (also through another spelling or a link), is refused at a run's start (noted on a resume); shards apart
-// are not.
+// shards (also through another spelling, a symbolic or a hard link), is refused at a run's start (noted on a
+// resume); shards apart are not.
 TEST(EnsureData, ValidationShardsThatTrainingReadsAreRefused) {
     test::TempDir dir;
     DataConfig d = synthetic_config(dir);
     ensure_data(d, ModelConfig{});
     std::filesystem::create_symlink(dir / "shards/synthetic/train_000000.bin", dir / "linked.bin");
+    std::filesystem::create_hard_link(dir / "shards/synthetic/train_000000.bin", dir / "hard.bin");
     const std::string wide = dir / "shards/synthetic/*.bin";
     for (const auto& [train, val, shared] :
          {std::tuple{wide, d.val, dir / "shards/synthetic/val_000000.bin"},
           std::tuple{d.train, std::string(dir / "shards/./synthetic/train_*.bin"),
                      dir / "shards/./synthetic/train_000000.bin"},
-          std::tuple{d.train, std::string(dir / "linked.bin"), dir / "linked.bin"}}) {
+          std::tuple{d.train, std::string(dir / "linked.bin"), dir / "linked.bin"},
+          std::tuple{d.train, std::string(dir / "hard.bin"), dir / "hard.bin"}}) {
         DataConfig overlapping = d;
         overlapping.train = train;
         overlapping.val = val;

@@ -32,14 +32,13 @@ TEST(EvalOut, ReplacesAnEarlierEvalButNoOtherFile) {
     ASSERT_EQ(run_sinklab(small_run(dir, "e", 3)).rc, 0);
     const std::string run = dir / "e";
     const std::string ckpt_weights = run + "/checkpoints/step_00000003/model.safetensors";
-    for (const std::string& precious : {run + "/metrics.h5", ckpt_weights}) {
+    for (const auto& [precious, why] :
+         {std::pair{run + "/metrics.h5", std::string("the file exists and is not the output of an earlier eval")},
+          std::pair{ckpt_weights, "it lies in the checkpoint folder " + run + "/checkpoints/step_00000003"}}) {
         const std::string before = read_file(precious);
         const CommandResult r = run_sinklab(eval_out(run, precious));
         EXPECT_NE(r.rc, 0) << r.out;
-        EXPECT_NE(r.out.find("sinklab: error: --out " + precious + ": the file exists and is not the output of an "
-                             "earlier eval"),
-                  std::string::npos)
-            << r.out;
+        EXPECT_NE(r.out.find("sinklab: error: --out " + precious + ": " + why), std::string::npos) << r.out;
         EXPECT_EQ(read_file(precious), before) << precious;
     }
 

@@ -177,6 +177,31 @@ TEST(Eval, ACheckpointOfAnotherRunNeedsAnOutputElsewhere) {
         EXPECT_NE(own.out.find(part), std::string::npos) << part << " in: " << own.out;
 }
 
+// An eval's file inside another run's folder would pass for that run's result (and go with it on an --overwrite);
+// inside a checkpoint folder, even its own run's, pruning deletes it. Refused before anything runs or is made; the
+// run's own folder, and folders below it, take it.
+TEST(Eval, AnOutputInAnotherRunOrACheckpointFolderIsRefused) {
+    const TempDir dir("eval_out_place");
+    ASSERT_EQ(run_sinklab(small_run(dir, "a", 2)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "b", 2)).rc, 0);
+    for (const auto& [out, why] :
+         {std::pair{dir / "b/eval.h5", "it lies in the folder of another run, " + dir / "b"},
+          std::pair{dir / "b/evals/new/e.h5", "it lies in the folder of another run, " + dir / "b"},
+          std::pair{dir / "a/checkpoints/step_00000002/eval.h5",
+                    "it lies in the checkpoint folder " + dir / "a/checkpoints/step_00000002" + ", which is deleted"},
+          std::pair{dir / "b/checkpoints/step_00000002/e.h5", std::string("it lies in the checkpoint folder ")}}) {
+        const CommandResult r = run_sinklab(fmt::format("eval {} --batches 1 --out {}", dir / "a", out));
+        EXPECT_EQ(r.rc, 1) << r.out;
+        EXPECT_NE(r.out.find("--out " + out + ": " + why), std::string::npos) << r.out;
+        EXPECT_FALSE(std::filesystem::exists(out));
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir / "b/evals"));
+    const CommandResult below =
+        run_sinklab(fmt::format("eval {} --batches 1 --out {}", dir / "a", dir / "a/evals/e.h5"));
+    ASSERT_EQ(below.rc, 0) << below.out;
+    EXPECT_TRUE(std::filesystem::exists(dir / "a/evals/e.h5"));
+}
+
 // The optimizer step's geometry is training's: a micro-batch that does not divide the run's tokens_per_step (2 x 8
 // sequences of 64 here) still evaluates.
 TEST(Eval, TheTrainingScheduleDoesNotConstrainAnEval) {

@@ -225,9 +225,9 @@ TEST(RunLog, ResumeUnderANewerSchemaAddsItsColumns) {
     const std::string path = dir.file("metrics.h5");
     write_log(path, 30, 10);
     std::vector<GroupSpec> newer = test_groups();
-    newer[0].columns.push_back({"extra", {2}, false});
-    newer[0].columns.push_back({"unit", {}, true});
-    newer.push_back({"new", {{"step", {}, true}, {"z", {}, false}}});
+    newer[0].columns.push_back({"extra", {2}, false, true});
+    newer[0].columns.push_back({"unit", {}, true, true});
+    newer.push_back({"new", {{"step", {}, true, true}, {"z", {}, false, true}}});
     auto log = RunLog::resume(path, newer, 20);
     for (int64_t step = 21; step <= 22; step++) {
         log->append("scalars", {{"step", {double(step)}},
@@ -253,6 +253,20 @@ TEST(RunLog, ResumeUnderANewerSchemaAddsItsColumns) {
     EXPECT_EQ(reader.read("new", "z").data, (std::vector<double>{-21, -22}));
     for (const std::string& g : kGroups) EXPECT_EQ(check_group(reader, g), g == "scalars" ? 22 : last_logged(g, 20))
         << g;
+}
+
+// Only the columns a later sinklab added may be missing: a file without another one (a column deleted, a damaged
+// file) is refused, named, and left as it was, not given a column of missing values.
+TEST(RunLog, ResumeRefusesAFileWithoutAColumnThatWasNeverAdded) {
+    TempDir dir;
+    const std::string path = dir.file("metrics.h5");
+    write_log(path, 30, 10);
+    std::vector<GroupSpec> newer = test_groups();
+    newer[0].columns.push_back({"extra", {2}, false});  // not marked added
+    const std::string before = read_file(path);
+    const std::string error = error_of([&] { RunLog::resume(path, newer, 20); });
+    EXPECT_NE(error.find("it has no dataset /scalars/extra, which this run logs"), std::string::npos) << error;
+    EXPECT_EQ(read_file(path), before);
 }
 
 TEST(RunLog, ErrorsNamePathAndRemedyWithoutHdf5Trace) {

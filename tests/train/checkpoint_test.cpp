@@ -166,6 +166,11 @@ TEST(Resume, AClosedStdoutPipeDoesNotEndTheRun) {
                                                          small_run(dir, "hangup", 300, "--set run.threads=1")));
     EXPECT_EQ(hangup.rc, 0) << hangup.out;
     EXPECT_EQ(column(dir / "hangup/metrics.h5", "train", "step"), steps_1_to(300));
+    // Nor a standard output on a full disk (README: train's is the one output whose failure ends nothing).
+    const CommandResult full = run_command(
+        fmt::format("{} {} > /dev/full", SINKLAB_BINARY, small_run(dir, "full", 30, "--set run.threads=1")));
+    EXPECT_EQ(full.rc, 0) << full.out;
+    EXPECT_EQ(column(dir / "full/metrics.h5", "train", "step"), steps_1_to(30));
 }
 
 class DamagedCheckpoint : public ::testing::Test {
@@ -271,6 +276,34 @@ TEST_F(DamagedCheckpoint, StateCountsOutOfRange) {
     }
 }
 
+// A value changed within its range (a resume would cut metrics.h5 back to run_log_step, reread windows from the
+// cursor, correct AdamW's bias for another step count) is caught by the state's own checksum, and named.
+TEST_F(DamagedCheckpoint, StateEditedWithinRange) {
+    const std::string path = newest + "/state.json";
+    const std::string good = read_file(path);
+    for (const auto& [key, value] : {std::pair{"run_log_step", 3}, std::pair{"optimizer_steps", 2}}) {
+        nlohmann::ordered_json state = nlohmann::ordered_json::parse(good);
+        ASSERT_TRUE(state.contains(key)) << state.dump();
+        state[key] = value;
+        write_file(path, state.dump(2));
+        expect_refused(path, "was changed since it was written: its fields do not match their state_checksum");
+    }
+    nlohmann::ordered_json state = nlohmann::ordered_json::parse(good);
+    state["train_data"]["cursor"] = 0;
+    write_file(path, state.dump(2));
+    expect_refused(path, "was changed since it was written");
+    write_file(path, good);
+    ASSERT_EQ(resume().rc, 0);
+}
+
+// A file where the newest checkpoint's folder was: refused, named, not passed over for the older checkpoint (the run
+// went on from it, its rows past it dropped, and failed at the step of the file's name).
+TEST_F(DamagedCheckpoint, AFileNamedLikeACheckpointIsRefused) {
+    fs::remove_all(newest);
+    write_file(newest, "x");
+    expect_refused(newest, "is named like the checkpoint of step 6 but is no folder");
+}
+
 // Resume and pruning go by the folders' names: a copy under another step's name is refused, and a name that is no
 // step's (more digits than a step has, no zero padding) is no checkpoint, neither resumed from nor removed.
 TEST_F(DamagedCheckpoint, FolderNamesMustBeTheirSteps) {
@@ -342,6 +375,7 @@ TEST_F(DamagedCheckpoint, ACheckpointWithoutTheDataTokenCountResumes) {
     nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
     state["train_data"].erase("tokens");
     state["train_data"].erase("checksum");
+    state.erase("state_checksum");  // nor its own checksum
     write_file(path, state.dump(2));
     const CommandResult r = resume();
     ASSERT_EQ(r.rc, 0) << r.out;
@@ -352,11 +386,11 @@ TEST_F(DamagedCheckpoint, ACheckpointWithoutTheDataTokenCountResumes) {
 // the checkpoint was written with (512 a step), not the resumed run's.
 TEST_F(DamagedCheckpoint, ACheckpointWithoutTokensCountsThemWithItsOwnBatch) {
     const std::string path = newest + "/state.json";
-    std::string state = read_file(path);
-    const size_t at = state.find("\"tokens\": ");
-    ASSERT_NE(at, std::string::npos) << state;
-    state.erase(at, state.find('\n', at) - at + 1);
-    write_file(path, state);
+    nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
+    ASSERT_TRUE(state.contains("tokens")) << state.dump();
+    state.erase("tokens");
+    state.erase("state_checksum");  // nor its own checksum
+    write_file(path, state.dump(2));
     ASSERT_EQ(resume("--set train.tokens_per_step=1024").rc, 0);
     const std::vector<double> tokens = RunLogReader(dir / "run/metrics.h5").read("train", "tokens").data;
     ASSERT_EQ(tokens.size(), 9u);
@@ -633,6 +667,7 @@ TEST(Resume, OlderCheckpointsContinueOnTheSameData) {
     ASSERT_TRUE(old.contains("val_data"));
     old["train_data"]["checksum"] = "s1:0123456789abcdef";
     old.erase("val_data");
+    old.erase("state_checksum");
     write_file(state, old.dump(2));
     const CommandResult r = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
     ASSERT_EQ(r.rc, 0) << r.out;
@@ -652,6 +687,7 @@ TEST(Resume, MovedDataContinues) {
     const std::string state = dir / "run/checkpoints/step_00000004/state.json", kept = read_file(state);
     for (const char* checksum : {"", "s1:0123456789abcdef"}) {  // none; one of the scheme before
         nlohmann::ordered_json old = nlohmann::ordered_json::parse(kept);
+        old.erase("state_checksum");
         if (*checksum)
             old["train_data"]["checksum"] = checksum;
         else

@@ -400,6 +400,66 @@ TEST(Training, OverwriteThatFailsOnceTheFolderIsWrittenKeepsTheOldRun) {
     EXPECT_FALSE(std::filesystem::exists(dir / "new"));
 }
 
+// A resume replaces config.yaml and metrics.h5 (cut back to the checkpoint's step): one that fails before it stands
+// leaves both as they were, byte for byte, the rows logged past the checkpoint included, and a restart's rows too;
+// one killed meanwhile has its files put back by the next start. train.log keeps the failures' lines.
+TEST(Training, AResumeThatFailsLeavesTheRunsFilesAsTheyWere) {
+    const TempDir dir("train_resume_fails");
+    const std::string opts = "--set checkpoint.every=3 --set metrics.flush_every=1";
+    const CommandResult killed = run_sinklab(small_run(dir, "x", 6, opts), "SINKLAB_FAULT_INJECT=kill@5");
+    ASSERT_NE(killed.rc, 0);
+    ASSERT_EQ(column(dir / "x/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3, 4}));  // checkpoint at 3
+    auto files = [&] {
+        std::map<std::string, std::string> all = entries_under(dir / "x");
+        all.erase("train.log");
+        return all;
+    };
+    const auto before = files();
+    const std::string resume = small_run(dir, "x", 8, opts + " --resume");
+    for (const char* fault : {"setup@0", "throw@4"}) {
+        const CommandResult failed = run_sinklab(resume, std::string("SINKLAB_FAULT_INJECT=") + fault);
+        EXPECT_NE(failed.rc, 0) << fault;
+        EXPECT_NE(failed.out.find("injected"), std::string::npos) << failed.out;
+        EXPECT_EQ(files(), before) << fault;
+        EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{}) << fault;
+    }
+
+    // Killed before its first step: the next start puts the files back, then resumes from them.
+    ASSERT_NE(run_sinklab(resume, "SINKLAB_FAULT_INJECT=kill@4").rc, 0);
+    EXPECT_NE(read_file(dir / "x/config.yaml"), read_file(dir / "x/.replaced/config.yaml"));
+    const CommandResult resumed = run_sinklab(resume);
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_NE(read_file(dir / "x/train.log").find("put back the run's files that an unfinished start"),
+              std::string::npos);
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8}));
+    EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{});
+
+    // A resume without a checkpoint starts over, its old rows kept as metrics.restart1.h5; failing, it keeps them as
+    // metrics.h5 and leaves no second copy.
+    ASSERT_NE(run_sinklab(small_run(dir, "y", 6, opts), "SINKLAB_FAULT_INJECT=kill@2").rc, 0);
+    const std::string rows = read_file(dir / "y/metrics.h5");
+    EXPECT_NE(run_sinklab(small_run(dir, "y", 6, opts + " --resume"), "SINKLAB_FAULT_INJECT=setup@0").rc, 0);
+    EXPECT_EQ(read_file(dir / "y/metrics.h5"), rows);
+    EXPECT_FALSE(std::filesystem::exists(dir / "y/metrics.restart1.h5"));
+}
+
+// A run folder that is a link to a folder that is gone (a scratch disk not mounted): refused with or without
+// --overwrite, the link left as it was (it had been replaced by a local folder).
+TEST(Training, ARunFolderLinkingToNothingIsRefused) {
+    const TempDir dir("train_dangling");
+    std::filesystem::create_directory_symlink(dir / "scratch/run", dir / "x");
+    for (const char* flags : {"", "--overwrite", "--resume"}) {
+        const CommandResult r = run_sinklab(small_run(dir, "x", 2, flags));
+        EXPECT_EQ(r.rc, 1) << r.out;
+        EXPECT_NE(r.out.find("run folder " + dir / "x" + " is a link to " + dir / "scratch/run" + ", which does not "
+                             "exist"),
+                  std::string::npos)
+            << r.out;
+        EXPECT_TRUE(std::filesystem::is_symlink(dir / "x")) << flags;
+        EXPECT_FALSE(std::filesystem::exists(dir / "scratch")) << flags;
+    }
+}
+
 // Two holders of one run folder's lock: the second is refused with the first's pid; the lock file goes with its
 // holder, and the folder can be locked again.
 // The lock of a folder: one holder at a time, the message naming the kind of folder, the command that holds it and
@@ -494,7 +554,7 @@ TEST(Training, AnOldRunLeftAsideByAKilledStartGoesBack) {
     const CommandResult resumed = run_sinklab(small_run(dir, "x", 5, "--resume"));
     ASSERT_EQ(resumed.rc, 0) << resumed.out;
     EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
-    EXPECT_NE(resumed.out.find("put back the old run"), std::string::npos) << resumed.out;
+    EXPECT_NE(resumed.out.find("put back the run's files that an unfinished start"), std::string::npos) << resumed.out;
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3, 4, 5}));
     EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{});
 
