@@ -657,6 +657,11 @@ struct Trainer::Impl {
             from = fmt::format("no checkpoint was due yet (checkpoint.every={}); start over", cfg.checkpoint.every);
         else if (lead)
             from = "no checkpoint was written (set checkpoint.every to keep some); start over";
+        // Before any update the weights are the initial ones, which no learning rate changes.
+        SL_REQUIRE(optim->steps_taken() > 0,
+                   "step {}: the loss ({}) or the gradient norm ({}) is not finite before any update, from the initial "
+                   "weights; wrote {}; check model.init_std and the model's config, and start over",
+                   done, loss, norm, report);
         fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; {} with --resume and a lower "
              "train.lr, or set fault.nan_policy=skip",
              done, loss, norm, report, from);
