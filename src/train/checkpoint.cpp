@@ -190,6 +190,18 @@ std::string read_text(const fs::path& path) {
     return std::string(f.view());
 }
 
+// state.json's state_checksum: of the fields the file holds, but the file list and the checksum itself, in a fixed
+// form (json sorts the keys), so that it holds for the file whatever encode_state writes in later versions. The
+// prefix names the scheme: a checksum without it (one build of 2026-12-01 checksummed its own encoding) is not
+// checked.
+constexpr std::string_view kStateChecksumScheme = "f1:";
+std::string state_checksum(json fields) {
+    fields.erase("files");
+    fields.erase("state_checksum");
+    const std::string text = fields.dump();
+    return fmt::format("{}{:016x}", kStateChecksumScheme, checksum64(text.data(), text.size()));
+}
+
 }  // namespace
 
 std::string encode_state(const TrainState& s) {
@@ -212,11 +224,6 @@ std::string encode_state(const TrainState& s) {
     if (s.val_tokens >= 0) j["val_data"] = {{"tokens", s.val_tokens}, {"checksum", s.val_checksum}};
     if (!s.run_id.empty()) j["run_id"] = s.run_id;
     return j.dump(2);
-}
-
-std::string state_checksum(const TrainState& s) {
-    const std::string fields = encode_state(s);
-    return fmt::format("{:016x}", checksum64(fields.data(), fields.size()));
 }
 
 TrainState decode_state(const std::string& text, const std::string& origin) {
@@ -255,7 +262,8 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         s.guard.skipped_spike = whole(j.at("guard").at("skipped_spike"), "guard.skipped_spike", 0, kMost);
         // Each field is checked above on its own; the checksum (written since 2026-12) catches a value changed within
         // its range: a run_log_step that would cut metrics.h5 short, a data cursor, AdamW's step count.
-        SL_REQUIRE(!j.contains("state_checksum") || j.at("state_checksum").get<std::string>() == state_checksum(s),
+        const std::string recorded = j.value("state_checksum", "");
+        SL_REQUIRE(!recorded.starts_with(kStateChecksumScheme) || recorded == state_checksum(j),
                    "{} was changed since it was written: its fields do not match their state_checksum", origin);
     } catch (const json::exception& e) {
         fail("{} is not a valid checkpoint state: {}", origin, config::clipped(e.what(), 240));  // may quote its bytes
@@ -300,7 +308,7 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
             {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}},
             whole_moments.on_host()));
         auto j = nlohmann::ordered_json::parse(encode_state(state));
-        j["state_checksum"] = state_checksum(state);
+        j["state_checksum"] = state_checksum(json::parse(encode_state(state)));
         j["files"] = files;
         write_file_durably((tmp / kStateFile).string(), j.dump(2) + "\n");
         sync_dir(tmp.string());

@@ -56,10 +56,9 @@ struct TrainState {
 };
 
 // The state as the JSON of state.json (without the file list and checksum), and back; `origin` names it in errors.
+// decode_state checks the fields against the file's state_checksum where it has one.
 std::string encode_state(const TrainState& s);
 TrainState decode_state(const std::string& json, const std::string& origin);
-// state.json's state_checksum: a checksum of encode_state(s), which decode_state checks where a file has one.
-std::string state_checksum(const TrainState& s);
 
 // Writes the checkpoint of `state` under run_dir/checkpoints and keeps the `keep` newest; returns its folder.
 // Only one process of a run may call it (rank 0), with the optimizer's whole moments (AdamW::gather_moments).
