@@ -45,8 +45,8 @@ const std::vector<std::string> kResumeMayChange = {
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
-// The step of a complete checkpoint folder's name, exactly as step_folder writes it ("step_00001000"), or nothing
-// for any other name (a copy named by hand, "step_1", or a number of more digits than a step has).
+}  // namespace
+
 std::optional<int64_t> folder_step(const std::string& name) {
     const std::string prefix = kStepPrefix;
     constexpr size_t kMostDigits = 18;  // below 2^63
@@ -61,6 +61,8 @@ std::optional<int64_t> folder_step(const std::string& name) {
     if (name != step_folder(step)) return std::nullopt;
     return step;
 }
+
+namespace {
 
 // Complete checkpoints of a checkpoints folder, oldest first.
 std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root) {

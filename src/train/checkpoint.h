@@ -26,6 +26,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,10 @@ TrainState decode_state(const std::string& json, const std::string& origin);
 // Unfinished .tmp folders of earlier attempts are removed.
 std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model,
                              const WholeMoments& moments, const TrainState& state, int keep);
+
+// The step of a complete checkpoint folder's name, exactly as the checkpoint writer makes it ("step_00001000"), or
+// nothing for any other name (a copy named by hand, "step_1", or a number of more digits than a step has).
+std::optional<int64_t> folder_step(const std::string& name);
 
 // The newest complete checkpoint folder of a run, or "" when it has none; its step, or -1.
 std::string latest_checkpoint(const std::string& run_dir);
