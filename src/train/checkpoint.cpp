@@ -218,6 +218,7 @@ std::string encode_state(const TrainState& s) {
                 {"tokens", s.data_tokens},
                 {"checksum", s.data_checksum}}},
               {"world_size", s.world_size},
+              {"validation", s.shared_validation ? "shared" : "per-rank"},
               {"config_hash", fmt::format("{:016x}", s.config_hash)},
               {"guard",
                {{"losses", s.guard.losses},
@@ -258,6 +259,7 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         }
         s.run_id = j.value("run_id", "");
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
+        s.shared_validation = j.value("validation", "per-rank") == "shared";
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
         s.guard.skipped_nonfinite = whole(j.at("guard").at("skipped_nonfinite"), "guard.skipped_nonfinite", 0, kMost);

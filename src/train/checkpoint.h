@@ -52,6 +52,9 @@ struct TrainState {
     int64_t val_tokens = -1;      // the same of data.val's shards; -1 and empty: no data.val, or not recorded
     std::string val_checksum;
     int world_size = 1;
+    // Validation read the same windows on any number of ranks; false for a checkpoint of a sinklab before 2026-12,
+    // whose ranks each read metrics.val_batches micro-batches of their own.
+    bool shared_validation = true;
     uint64_t config_hash = 0;
     GuardState guard;
 };

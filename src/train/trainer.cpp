@@ -297,6 +297,12 @@ struct Trainer::Impl {
                           ? ""
                           : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
             if (lead && !lr_on_resume.empty()) log->info("note: {}", lr_on_resume);
+            if (lead && val_data && resumed->world_size > 1 && !resumed->shared_validation)
+                log->info("note: validation reads the first {} micro-batches of data.val on any number of ranks now; "
+                          "the run's rows up to step {} were measured on {} of them ({} ranks x {}), so its val curve "
+                          "may step there",
+                          val_batches.batches, start_step, int64_t(resumed->world_size) * cfg.metrics.val_batches,
+                          resumed->world_size, cfg.metrics.val_batches);
         } else if (lead && !folder->kept_aside().empty())
             log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
                       dir, folder->kept_aside());

@@ -326,6 +326,26 @@ TEST_F(DamagedCheckpoint, TheStateChecksumIsOfTheFileAsWritten) {
     ASSERT_EQ(r.rc, 0) << r.out;
 }
 
+// A checkpoint of a sinklab whose ranks each validated on val_batches micro-batches of their own (no "validation" in
+// state.json), written by 2 ranks: the resume notes that the val curve may step where validation became shared.
+TEST_F(DamagedCheckpoint, AResumeFromPerRankValidationSaysTheCurveMayStep) {
+    const std::string path = newest + "/state.json";
+    nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
+    ASSERT_EQ(state.at("validation"), "shared") << state.dump();
+    state.erase("validation");
+    state.erase("state_checksum");
+    state["world_size"] = 2;
+    write_file(path, state.dump(2));
+    const CommandResult r = resume();
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("note: validation reads the first 2 micro-batches of data.val on any number of ranks now; "
+                         "the run's rows up to step 6 were measured on 4 of them (2 ranks x 2), so its val curve may "
+                         "step there"),
+              std::string::npos)
+        << r.out;
+    EXPECT_EQ(resume().out.find("note: validation reads"), std::string::npos) << "its new checkpoints are shared";
+}
+
 // Resume and pruning go by the folders' names: a copy under another step's name is refused, and a name that is no
 // step's (more digits than a step has, no zero padding) is no checkpoint, neither resumed from nor removed.
 TEST_F(DamagedCheckpoint, FolderNamesMustBeTheirSteps) {
