@@ -28,6 +28,12 @@ void check_writable(const std::string& option, const std::string& path);
 // links resolved.
 bool lies_in(const std::string& path, const std::string& folder);
 
+// Refuses, naming `option`, an output that goes into `folder` when it, or a folder above it, is a checkpoint folder
+// (checkpoints/step_NNNNNNNN holding state.json: pruning deletes it) or the folder of a run other than `own_run`
+// (metrics.h5 beside config.yaml or checkpoints/: the output would pass for that run's).
+void refuse_output_in_other_runs(const std::string& option, const std::string& out, const std::string& folder,
+                                 const std::string& own_run);
+
 // A whole number >= lo of an int option, for ->check(): CLI11's PositiveNumber and NonNegativeNumber name their
 // upper bound, DBL_MAX in all its 309 digits, in every message, and a number beyond int fails its conversion with
 // "Could not convert".

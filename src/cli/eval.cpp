@@ -41,22 +41,10 @@ fs::path folder_of(const std::string& out) {
 
 // Checked before the evaluation, which may take long: --out may replace an earlier eval output, nothing else
 // (it could name a run's metrics.h5 or a checkpoint's weights), and it must be writable, its folder made if missing.
-// It must not lie in a checkpoint folder (pruning deletes it with the checkpoint) nor in another run's folder (it
-// would pass for that run's result, and go with it on an --overwrite).
+// It must not lie in a checkpoint folder nor in another run's folder.
 void check_out(const std::string& out, const std::string& run) {
+    refuse_output_in_other_runs("--out", out, folder_of(out).string(), run);
     std::error_code ec;
-    const fs::path evaluated = fs::weakly_canonical(fs::absolute(run), ec);
-    for (fs::path p = fs::weakly_canonical(fs::absolute(out), ec).parent_path(); p.has_relative_path();
-         p = p.parent_path()) {
-        SL_REQUIRE(!fs::exists(p / "state.json", ec),
-                   "--out {}: it lies in the checkpoint folder {}, which is deleted when the run moves past it; give "
-                   "another --out (the default is RUN/eval.h5)",
-                   out, p.string());
-        SL_REQUIRE(p == evaluated || !fs::exists(p / "metrics.h5", ec),
-                   "--out {}: it lies in the folder of another run, {}, whose result it would pass for; give another "
-                   "--out (the default is RUN/eval.h5)",
-                   out, p.string());
-    }
     const fs::path folder = folder_of(out);
     fs::create_directories(folder, ec);
     SL_REQUIRE(fs::is_directory(folder), "--out {}: cannot create the folder {} ({}); give another --out", out,

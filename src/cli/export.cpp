@@ -22,6 +22,10 @@ struct ExportArgs {
 
 void run_export(const ExportArgs& a) {
     const std::string out = a.out.empty() ? (std::filesystem::path(a.run) / "hf").string() : a.out;
+    // The folder itself is export_hf_llama's to check (a run or checkpoint folder as --out is refused there).
+    std::filesystem::path out_dir = std::filesystem::absolute(out);
+    if (!out_dir.has_filename()) out_dir = out_dir.parent_path();  // "DIR/"
+    refuse_output_in_other_runs("--out", out, out_dir.parent_path().string(), a.run);
     // An export anywhere in the run folder reads as the run's (RUN/hf goes with the run on --overwrite, other
     // subfolders stay): it must not land in a run that replaced the exported one while the export ran.
     const bool into_run = lies_in(out, a.run);

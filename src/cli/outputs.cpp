@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "train/checkpoint.h"
 
 namespace sinklab::cli {
 
@@ -35,6 +36,26 @@ bool lies_in(const std::string& path, const std::string& folder) {
         ++it;
     }
     return true;
+}
+
+void refuse_output_in_other_runs(const std::string& option, const std::string& out, const std::string& folder,
+                                 const std::string& own_run) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path own = fs::weakly_canonical(fs::absolute(own_run), ec);
+    for (fs::path p = fs::weakly_canonical(fs::absolute(folder), ec); p.has_relative_path(); p = p.parent_path()) {
+        const bool checkpoint = p.parent_path().filename() == "checkpoints" && folder_step(p.filename().string()) &&
+                                fs::exists(p / "state.json", ec);
+        SL_REQUIRE(!checkpoint,
+                   "{} {}: it lies in the checkpoint folder {}, which is deleted when the run moves past it; give "
+                   "another {}",
+                   option, out, p.string(), option);
+        const bool run = fs::exists(p / "metrics.h5", ec) &&
+                         (fs::exists(p / "config.yaml", ec) || fs::is_directory(p / "checkpoints", ec));
+        SL_REQUIRE(!run || p == own,
+                   "{} {}: it lies in the folder of another run, {}, whose output it would pass for; give another {}",
+                   option, out, p.string(), option);
+    }
 }
 
 }  // namespace sinklab::cli

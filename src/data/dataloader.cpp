@@ -61,13 +61,14 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     checksum_ = check_stream(vocab_size, sharers);
     const uint64_t T64 = static_cast<uint64_t>(T);
     windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
-    const uint64_t global = static_cast<uint64_t>(world) * B;
-    SL_REQUIRE(windows_ >= global,
-               "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens{}, fewer than one global batch of "
-               "world x B = {}; use more data or a smaller batch / seq_len",
+    // Training takes a global batch a step; validation any one micro-batch (batch_at).
+    const uint64_t needed = shuffle ? static_cast<uint64_t>(world) * B : static_cast<uint64_t>(B);
+    SL_REQUIRE(windows_ >= needed,
+               "{} holds {} tokens in {} shard(s): {} windows of T+1={} tokens{}, fewer than {} = {}; use more data or "
+               "a smaller batch / seq_len",
                named, tokens_, shards_.size(), windows_, T + 1,
                shuffle ? fmt::format(" (training's start at a random offset below T: {} / {} - 1)", tokens_, T) : "",
-               global);
+               shuffle ? "one global batch of world x B" : "one micro-batch of B", needed);
     window_.resize(T + 1);
 }
 
@@ -146,10 +147,6 @@ void DataLoader::require_same_on_every_rank(Communicator& comm, const std::strin
 void DataLoader::start_epoch(uint64_t epoch) {
     if (ready_epoch_ == epoch) return;
     ready_epoch_ = epoch;
-    if (!shuffle_) {
-        offset_ = 0;
-        return;
-    }
     SplitMix64 rng(mix64(seed_) ^ mix64(epoch + 0x5851F42D4C957F2Dull));
     offset_ = rng.below(static_cast<uint64_t>(T_));
     order_.resize(windows_);
@@ -176,12 +173,13 @@ void DataLoader::read_window(uint64_t window, int b, int32_t* inputs, int32_t* t
 }
 
 void DataLoader::next(int32_t* inputs, int32_t* targets) {
+    SL_ASSERT(shuffle_, "next() of the validation loader of {}: validation reads batch_at", glob_);
     const uint64_t global = static_cast<uint64_t>(world_) * B_;
     if (pos_.cursor + global > windows_) pos_ = {pos_.epoch + 1, 0};
     start_epoch(pos_.epoch);
     for (int b = 0; b < B_; ++b) {
         const uint64_t entry = pos_.cursor + static_cast<uint64_t>(rank_) * B_ + b;
-        read_window(shuffle_ ? order_[entry] : entry, b, inputs, targets);
+        read_window(order_[entry], b, inputs, targets);
     }
     pos_.cursor += global;
 }
@@ -189,8 +187,7 @@ void DataLoader::next(int32_t* inputs, int32_t* targets) {
 void DataLoader::batch_at(int64_t g, int32_t* inputs, int32_t* targets) {
     SL_ASSERT(!shuffle_ && g >= 0 && uint64_t(g + 1) * B_ <= windows_, "batch_at({}) of {} windows of {} (B = {})", g,
               windows_, glob_, B_);
-    start_epoch(0);
-    for (int b = 0; b < B_; ++b) read_window(uint64_t(g) * B_ + b, b, inputs, targets);
+    for (int b = 0; b < B_; ++b) read_window(uint64_t(g) * B_ + b, b, inputs, targets);  // offset_ stays 0
 }
 
 void DataLoader::seek(const LoaderPosition& p) {

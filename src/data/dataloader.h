@@ -2,13 +2,12 @@
 //
 // All shards of the glob form one token stream of N tokens. A window is T+1 consecutive tokens (inputs and
 // targets shifted by one); windows start every T tokens, so each token is a target once per epoch.
-//   training (shuffle): epoch e starts at a random offset in [0, T) and visits its windows in a random order, both
-//                       drawn from (seed, e); windows_per_epoch = N/T - 1 (integer division).
-//   validation:         offset 0, windows in order; windows_per_epoch = (N-1)/T.
-// A global batch is world*B consecutive entries of the epoch's order; rank r takes entries [r*B, r*B+B). An epoch
-// ends when fewer than world*B windows remain (those are skipped); the next epoch starts. Validation reads through
-// batch_at instead: micro-batch g of the order on whichever rank asks, so that it takes the same windows on any
-// number of ranks.
+//   training (shuffle, next): epoch e starts at a random offset in [0, T) and visits its windows in a random order,
+//       both drawn from (seed, e); windows_per_epoch = N/T - 1 (integer division). A global batch is world*B
+//       consecutive entries of the epoch's order; rank r takes entries [r*B, r*B+B). An epoch ends when fewer than
+//       world*B windows remain (those are skipped); the next epoch starts.
+//   validation (batch_at): offset 0, windows in order; windows_per_epoch = (N-1)/T. Micro-batch g is windows
+//       [g*B, g*B+B) on whichever rank asks, so that validation takes the same windows on any number of ranks.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -28,7 +27,8 @@ struct LoaderPosition {
 class DataLoader {
 public:
     // Maps every shard of `glob`, validates them (header, size, every token < vocab_size) and fails with the file
-    // named where one is wrong, or where the data holds less than one global batch. This process reads every token.
+    // named where one is wrong, or where the data holds less than one global batch (validation: one micro-batch).
+    // This process reads every token.
     DataLoader(const std::string& glob, int B, int T, int rank, int world, uint64_t seed, bool shuffle,
                int vocab_size);
     // The same for rank comm.rank() of comm.world(), every rank calling it: the ranks on one machine that map the very
@@ -36,11 +36,11 @@ public:
     // node reads its data once at start instead of once per rank. `key` (data.train, --data) names the glob in errors.
     DataLoader(const std::string& glob, int B, int T, Communicator& comm, uint64_t seed, bool shuffle, int vocab_size,
                const std::string& key = "");
-    void next(int32_t* inputs, int32_t* targets);  // [B, T] each
-    // Windows [g B, g B + B) in order, g < windows_per_epoch() / B, on any rank (validation only: unshuffled).
+    void next(int32_t* inputs, int32_t* targets);  // [B, T] each; training's loader
+    // Windows [g B, g B + B) in order, g < windows_per_epoch() / B, on any rank; validation's loader.
     void batch_at(int64_t g, int32_t* inputs, int32_t* targets);  // [B, T] each
-    LoaderPosition position() const { return pos_; }
-    void seek(const LoaderPosition& p);  // continue exactly from there
+    LoaderPosition position() const { return pos_; }  // of next()
+    void seek(const LoaderPosition& p);  // next() continues exactly from there
     int64_t tokens() const { return static_cast<int64_t>(tokens_); }
     int64_t tokens_checked() const { return static_cast<int64_t>(checked_); }  // by this process, at start
     // "s2:" and a checksum of the stream's tokens as int32, in order: the same for the same tokens however shards cut
@@ -67,7 +67,7 @@ private:
         uint64_t sum = 0, first_bad = 0;
     };
     Checked check_chunks(uint64_t first, uint64_t last, uint32_t limit) const;
-    void start_epoch(uint64_t epoch);                     // offset_ and order_ of that epoch
+    void start_epoch(uint64_t epoch);                     // offset_ and order_ of that training epoch
     void read(uint64_t from, uint64_t n, int32_t* out) const;  // stream tokens [from, from + n)
     void read_window(uint64_t window, int b, int32_t* inputs, int32_t* targets);  // into sequence b of [B, T]
 
@@ -80,8 +80,8 @@ private:
     uint64_t tokens_ = 0, windows_ = 0, checksum_ = 0, checked_ = 0;
     LoaderPosition pos_;
     uint64_t ready_epoch_ = UINT64_MAX;  // epoch that offset_ and order_ belong to
-    uint64_t offset_ = 0;
-    std::vector<uint64_t> order_;  // [windows_] window visit order (training only)
+    uint64_t offset_ = 0;          // of the epoch's first window; 0 for validation
+    std::vector<uint64_t> order_;  // [windows_] window visit order (training)
     std::vector<int32_t> window_;  // [T+1]
 };
 

@@ -22,10 +22,6 @@ void accumulate(const std::vector<std::vector<double>*>& acc, const std::vector<
     }
 }
 
-void sum_over_ranks(const std::vector<std::vector<double>*>& fields, Communicator& comm) {
-    for (std::vector<double>* f : fields) comm.all_reduce_sum(f->data(), int(f->size()));
-}
-
 void divide(const std::vector<std::vector<double>*>& fields, double n) {
     for (auto* f : fields)
         for (double& x : *f) x /= n;

@@ -186,13 +186,16 @@ void SinkMetrics::ffn_row_norms(int layer, HeavyValues& v) {
     }
 }
 
+void sum_over_ranks(const std::vector<std::vector<double>*>& fields, Communicator& comm) {
+    if (comm.world() == 1) return;
+    for (std::vector<double>* field : fields) comm.all_reduce_sum(field->data(), int(field->size()));
+}
+
 namespace {
 void mean_over_ranks(const std::vector<std::vector<double>*>& fields, Communicator& comm) {
-    if (comm.world() == 1) return;
-    for (std::vector<double>* field : fields) {
-        comm.all_reduce_sum(field->data(), int(field->size()));
+    sum_over_ranks(fields, comm);
+    for (std::vector<double>* field : fields)
         for (double& x : *field) x /= comm.world();
-    }
 }
 }  // namespace
 

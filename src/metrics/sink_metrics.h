@@ -50,6 +50,9 @@ struct HeavyValues {
 // an amplified row's std is lambda times the others'.
 double first_vs_rest(const double* row, int64_t Tp, const std::vector<int>& skip);
 
+// Each field (SinkValues::averaged(), HeavyValues::averaged()) summed over the ranks of `comm`, in place.
+void sum_over_ranks(const std::vector<std::vector<double>*>& fields, Communicator& comm);
+
 class SinkMetrics {
 public:
     static constexpr int kMapSize = kAttnMapSize;

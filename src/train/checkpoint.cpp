@@ -45,8 +45,8 @@ const std::vector<std::string> kResumeMayChange = {
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 
-// The step of a complete checkpoint folder's name, exactly as step_folder writes it ("step_00001000"), or nothing
-// for any other name (a copy named by hand, "step_1", or a number of more digits than a step has).
+}  // namespace
+
 std::optional<int64_t> folder_step(const std::string& name) {
     const std::string prefix = kStepPrefix;
     constexpr size_t kMostDigits = 18;  // below 2^63
@@ -61,6 +61,8 @@ std::optional<int64_t> folder_step(const std::string& name) {
     if (name != step_folder(step)) return std::nullopt;
     return step;
 }
+
+namespace {
 
 // Complete checkpoints of a checkpoints folder, oldest first.
 std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& root) {
@@ -190,6 +192,18 @@ std::string read_text(const fs::path& path) {
     return std::string(f.view());
 }
 
+// state.json's state_checksum: of the fields the file holds, but the file list and the checksum itself, in a fixed
+// form (json sorts the keys), so that it holds for the file whatever encode_state writes in later versions. The
+// prefix names the scheme: a checksum without it (one build of 2026-12-01 checksummed its own encoding) is not
+// checked.
+constexpr std::string_view kStateChecksumScheme = "f1:";
+std::string state_checksum(json fields) {
+    fields.erase("files");
+    fields.erase("state_checksum");
+    const std::string text = fields.dump();
+    return fmt::format("{}{:016x}", kStateChecksumScheme, checksum64(text.data(), text.size()));
+}
+
 }  // namespace
 
 std::string encode_state(const TrainState& s) {
@@ -204,6 +218,7 @@ std::string encode_state(const TrainState& s) {
                 {"tokens", s.data_tokens},
                 {"checksum", s.data_checksum}}},
               {"world_size", s.world_size},
+              {"validation", s.shared_validation ? "shared" : "per-rank"},
               {"config_hash", fmt::format("{:016x}", s.config_hash)},
               {"guard",
                {{"losses", s.guard.losses},
@@ -212,11 +227,6 @@ std::string encode_state(const TrainState& s) {
     if (s.val_tokens >= 0) j["val_data"] = {{"tokens", s.val_tokens}, {"checksum", s.val_checksum}};
     if (!s.run_id.empty()) j["run_id"] = s.run_id;
     return j.dump(2);
-}
-
-std::string state_checksum(const TrainState& s) {
-    const std::string fields = encode_state(s);
-    return fmt::format("{:016x}", checksum64(fields.data(), fields.size()));
 }
 
 TrainState decode_state(const std::string& text, const std::string& origin) {
@@ -249,13 +259,15 @@ TrainState decode_state(const std::string& text, const std::string& origin) {
         }
         s.run_id = j.value("run_id", "");
         s.world_size = int(whole(j.at("world_size"), "world_size", 1, INT32_MAX));
+        s.shared_validation = j.value("validation", "per-rank") == "shared";
         s.config_hash = std::stoull(j.at("config_hash").get<std::string>(), nullptr, 16);
         s.guard.losses = j.at("guard").at("losses").get<std::vector<double>>();
         s.guard.skipped_nonfinite = whole(j.at("guard").at("skipped_nonfinite"), "guard.skipped_nonfinite", 0, kMost);
         s.guard.skipped_spike = whole(j.at("guard").at("skipped_spike"), "guard.skipped_spike", 0, kMost);
         // Each field is checked above on its own; the checksum (written since 2026-12) catches a value changed within
         // its range: a run_log_step that would cut metrics.h5 short, a data cursor, AdamW's step count.
-        SL_REQUIRE(!j.contains("state_checksum") || j.at("state_checksum").get<std::string>() == state_checksum(s),
+        const std::string recorded = j.value("state_checksum", "");
+        SL_REQUIRE(!recorded.starts_with(kStateChecksumScheme) || recorded == state_checksum(j),
                    "{} was changed since it was written: its fields do not match their state_checksum", origin);
     } catch (const json::exception& e) {
         fail("{} is not a valid checkpoint state: {}", origin, config::clipped(e.what(), 240));  // may quote its bytes
@@ -300,7 +312,7 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
             {{"format", "pt"}, {"optimizer", "adamw"}, {"adamw_steps", std::to_string(state.optimizer_steps)}},
             whole_moments.on_host()));
         auto j = nlohmann::ordered_json::parse(encode_state(state));
-        j["state_checksum"] = state_checksum(state);
+        j["state_checksum"] = state_checksum(json::parse(encode_state(state)));
         j["files"] = files;
         write_file_durably((tmp / kStateFile).string(), j.dump(2) + "\n");
         sync_dir(tmp.string());

@@ -26,6 +26,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,21 +52,27 @@ struct TrainState {
     int64_t val_tokens = -1;      // the same of data.val's shards; -1 and empty: no data.val, or not recorded
     std::string val_checksum;
     int world_size = 1;
+    // Validation read the same windows on any number of ranks; false for a checkpoint of a sinklab before 2026-12,
+    // whose ranks each read metrics.val_batches micro-batches of their own.
+    bool shared_validation = true;
     uint64_t config_hash = 0;
     GuardState guard;
 };
 
 // The state as the JSON of state.json (without the file list and checksum), and back; `origin` names it in errors.
+// decode_state checks the fields against the file's state_checksum where it has one.
 std::string encode_state(const TrainState& s);
 TrainState decode_state(const std::string& json, const std::string& origin);
-// state.json's state_checksum: a checksum of encode_state(s), which decode_state checks where a file has one.
-std::string state_checksum(const TrainState& s);
 
 // Writes the checkpoint of `state` under run_dir/checkpoints and keeps the `keep` newest; returns its folder.
 // Only one process of a run may call it (rank 0), with the optimizer's whole moments (AdamW::gather_moments).
 // Unfinished .tmp folders of earlier attempts are removed.
 std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Model& model,
                              const WholeMoments& moments, const TrainState& state, int keep);
+
+// The step of a complete checkpoint folder's name, exactly as the checkpoint writer makes it ("step_00001000"), or
+// nothing for any other name (a copy named by hand, "step_1", or a number of more digits than a step has).
+std::optional<int64_t> folder_step(const std::string& name);
 
 // The newest complete checkpoint folder of a run, or "" when it has none; its step, or -1.
 std::string latest_checkpoint(const std::string& run_dir);

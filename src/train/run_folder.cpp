@@ -35,6 +35,9 @@ std::string keep_aside(const fs::path& run) {
     return aside.filename().string();
 }
 
+// Where keep_files_a_start_replaces copies `name` before renaming the copy into kReplacedRun: hidden, beside it.
+std::string kept_copy_name(const std::string& name) { return "." + name + ".kept.partial"; }
+
 // The set-aside folder (kReplacedRun) once the new run stands, renamed before it is deleted: a deletion cut short
 // must never pass for an old run to put back over the new one.
 constexpr const char* kDeleting = ".replaced.deleting";
@@ -142,7 +145,14 @@ void RunFolder::finish_unfinished_replace() {
         put_back_note_ = fmt::format("put back the run's files that an unfinished start (--overwrite or --resume) had "
                                      "left in {}",
                                      aside.string());
+        // A killed restart had renamed metrics.h5 to metrics.restart<k>.h5, now a second name of the one put back.
+        for (const fs::path& entry : entries_of(d, ec)) {
+            const std::string name = entry.filename().string();
+            if (name.starts_with("metrics.restart") && fs::equivalent(entry, d / "metrics.h5", ec))
+                fs::remove(entry, ec);
+        }
     }
+    for (const char* name : {"config.yaml", "metrics.h5"}) fs::remove(d / kept_copy_name(name), ec);
     fs::remove_all(d / kDeleting, ec);
     SL_REQUIRE(!ec, "cannot delete {} (a replaced run that an earlier start did not finish deleting): {}; delete it "
                "by hand", (d / kDeleting).string(), ec.message());
@@ -183,8 +193,9 @@ void RunFolder::set_old_run_aside() {
 }
 
 // A resume replaces config.yaml and metrics.h5 (cut back to the checkpoint's step) whole: second names of the two in
-// kReplacedRun keep them as they were (a hard link costs neither time nor space; a copy where the file system has
-// none), for undo and for the next start after a kill to put back over the new ones.
+// kReplacedRun keep them as they were, for undo and for the next start after a kill to put back over the new ones. A
+// hard link costs neither time nor space; where the file system has none, a copy, made under a temporary name and
+// renamed into place whole, since whatever kReplacedRun holds is put back over the run's own file.
 void RunFolder::keep_files_a_start_replaces() {
     const fs::path d(dir_), aside = d / kReplacedRun;
     std::error_code ec;
@@ -195,9 +206,16 @@ void RunFolder::keep_files_a_start_replaces() {
                    aside.string(), name, ec.message());
         old_run_ = Aside::linked;
         fs::create_hard_link(d / name, aside / name, ec);
-        if (ec) fs::copy_file(d / name, aside / name, ec);
-        SL_REQUIRE(!ec, "cannot keep {} in {} until the start stands: {}; check free disk space", (d / name).string(),
-                   aside.string(), ec.message());
+        if (!ec) continue;
+        const fs::path partial = d / kept_copy_name(name);
+        fs::copy_file(d / name, partial, fs::copy_options::overwrite_existing, ec);
+        if (!ec) fs::rename(partial, aside / name, ec);
+        if (ec) {
+            std::error_code ignored;
+            fs::remove(partial, ignored);
+        }
+        SL_REQUIRE(!ec, "cannot keep a copy of {} until the start stands: {}; check free disk space",
+                   (d / name).string(), ec.message());
     }
 }
 

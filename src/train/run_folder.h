@@ -16,12 +16,13 @@ namespace sinklab {
 
 // Where an --overwrite start sets the old run aside, inside the run folder: its entries moved one rename each
 // (atomic, and no disk space needed), deleted only once the new run stands, so that a start that fails can put
-// them back. A start killed meanwhile leaves it there, and the next start puts it back.
+// them back. A start killed meanwhile leaves it there, and the next start puts it back. A --resume keeps second
+// names (hard links, or whole copies) of the config.yaml and metrics.h5 it replaces there the same way.
 constexpr const char* kReplacedRun = ".replaced";
 
-// The run's entry `name` (metrics.h5, config.yaml, checkpoints) as the next start of `dir` will find it: in the old
-// run set aside there by a start killed while replacing it (moved one entry at a time; the next start puts them
-// back first), else in `dir`.
+// The run's entry `name` (metrics.h5, config.yaml, checkpoints) as the next start of `dir` will find it: in
+// kReplacedRun, left by a start killed before its run stood (the next start puts its entries back first), else in
+// `dir`.
 std::string run_entry(const std::string& dir, const std::string& name);
 
 // Refuses a run folder (as run_entry finds it) whose checkpoints have lost their run log: --resume cannot continue

@@ -75,18 +75,25 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += "echo \"sinklab: array task $SLURM_ARRAY_TASK_ID: $dir ${flags[*]-}\"\n";
     // As scripts/slurm/train.sbatch: Slurm's USR1 (--signal above) reaches this script, which passes it to the ranks
     // (srun's are a job step, which scancel signals; another launcher, mpirun, forwards it itself); they checkpoint
-    // and exit 0, and the task requeues. The ranks run in the background so that the trap runs while they do.
-    t += fmt::format("{} {} train \"${{args[@]}}\" ${{flags[@]+\"${{flags[@]}}\"}} &\n", s.slurm.launcher,
-                     shell_quote(binary));
-    t += "ranks=$!\nstop=0\n";
+    // and exit 0, and the task requeues. The ranks run in the background so that the trap runs while they do; the
+    // traps come first, so that an early USR1 does not end the script. Under set -e a failed scancel (a busy
+    // slurmctld) in the handler would end the script and, with it, the ranks: it is said and passed over.
     const std::string launcher_program = s.slurm.launcher.substr(0, s.slurm.launcher.find_first_of(" \t"));
-    t += fmt::format("on_time_limit() {{ stop=1; {}; }}\n", launcher_program == "srun"
-                                                                 ? "scancel --signal=USR1 \"$SLURM_JOB_ID\""
-                                                                 : "kill -USR1 \"$ranks\"");
+    t += "ranks=\nstop=0\n";
+    t += fmt::format("on_time_limit() {{\n  stop=1\n  {} || echo \"sinklab: could not pass SIGUSR1 to the ranks\" "
+                     ">&2\n}}\n",
+                     launcher_program == "srun" ? "scancel --signal=USR1 \"$SLURM_JOB_ID\""
+                                                : "kill -USR1 \"$ranks\" 2>/dev/null");
     t += "trap on_time_limit USR1\n";
     t += "trap : TERM  # preempted: the ranks got SIGTERM too and checkpoint; Slurm requeues the task itself\n";
+    t += fmt::format("{} {} train \"${{args[@]}}\" ${{flags[@]+\"${{flags[@]}}\"}} &\n", s.slurm.launcher,
+                     shell_quote(binary));
+    t += "ranks=$!\n";
+    // The loop's wait may have returned for a trapped signal while the ranks were ending; the last wait gives their
+    // own exit status.
     t += "# wait returns early when a trapped signal arrives: wait again until the ranks have exited.\n";
-    t += "while true; do\n  rc=0\n  wait \"$ranks\" || rc=$?\n  kill -0 \"$ranks\" 2>/dev/null || break\ndone\n";
+    t += "while kill -0 \"$ranks\" 2>/dev/null; do wait \"$ranks\" || true; done\n";
+    t += "rc=0\nwait \"$ranks\" || rc=$?\n";
     t += "if [[ $stop == 1 && $rc == 0 ]]; then\n";
     t += "  echo \"sinklab: array task $SLURM_ARRAY_TASK_ID stopped at a checkpoint before the time limit: "
          "requeueing\"\n";

@@ -297,6 +297,12 @@ struct Trainer::Impl {
                           ? ""
                           : fmt::format(" | config changed since: {}", fmt::join(changed_on_resume, ", ")));
             if (lead && !lr_on_resume.empty()) log->info("note: {}", lr_on_resume);
+            if (lead && val_data && resumed->world_size > 1 && !resumed->shared_validation)
+                log->info("note: validation reads the first {} micro-batches of data.val on any number of ranks now; "
+                          "the run's rows up to step {} were measured on {} of them ({} ranks x {}), so its val curve "
+                          "may step there",
+                          val_batches.batches, start_step, int64_t(resumed->world_size) * cfg.metrics.val_batches,
+                          resumed->world_size, cfg.metrics.val_batches);
         } else if (lead && !folder->kept_aside().empty())
             log->info("no checkpoint in {} to resume from: starting at step 0; the rows logged before are kept in {}",
                       dir, folder->kept_aside());
@@ -657,6 +663,11 @@ struct Trainer::Impl {
             from = fmt::format("no checkpoint was due yet (checkpoint.every={}); start over", cfg.checkpoint.every);
         else if (lead)
             from = "no checkpoint was written (set checkpoint.every to keep some); start over";
+        // Before any update the weights are the initial ones, which no learning rate changes.
+        SL_REQUIRE(optim->steps_taken() > 0,
+                   "step {}: the loss ({}) or the gradient norm ({}) is not finite before any update, from the initial "
+                   "weights; wrote {}; check model.init_std and the model's config, and start over",
+                   done, loss, norm, report);
         fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; wrote {}; {} with --resume and a lower "
              "train.lr, or set fault.nan_policy=skip",
              done, loss, norm, report, from);

@@ -43,7 +43,7 @@ TEST(Shard, ReadsShardsOfAnIndependentWriter) {
         EXPECT_EQ(loader.windows_per_epoch(), (66 - 1) / T);
         std::vector<int32_t> x(T), y(T);
         for (int w = 0; w < loader.windows_per_epoch(); ++w) {  // windows crossing the shard boundary included
-            loader.next(x.data(), y.data());
+            loader.batch_at(w, x.data(), y.data());
             for (int t = 0; t < T; ++t) {
                 ASSERT_EQ(static_cast<uint32_t>(x[t]), stream[w * T + t]);
                 ASSERT_EQ(static_cast<uint32_t>(y[t]), stream[w * T + t + 1]);

@@ -178,8 +178,8 @@ TEST(Eval, ACheckpointOfAnotherRunNeedsAnOutputElsewhere) {
 }
 
 // An eval's file inside another run's folder would pass for that run's result (and go with it on an --overwrite);
-// inside a checkpoint folder, even its own run's, pruning deletes it. Refused before anything runs or is made; the
-// run's own folder, and folders below it, take it.
+// inside a checkpoint folder, even its own run's, pruning deletes it. Refused before anything runs or is made, for
+// export's folder too; the run's own folder, and folders below it, take them.
 TEST(Eval, AnOutputInAnotherRunOrACheckpointFolderIsRefused) {
     const TempDir dir("eval_out_place");
     ASSERT_EQ(run_sinklab(small_run(dir, "a", 2)).rc, 0);
@@ -196,6 +196,17 @@ TEST(Eval, AnOutputInAnotherRunOrACheckpointFolderIsRefused) {
         EXPECT_FALSE(std::filesystem::exists(out));
     }
     EXPECT_FALSE(std::filesystem::exists(dir / "b/evals"));
+    // export likewise, below its --out folder's own check (it refuses a run or checkpoint folder itself).
+    for (const auto& [out, why] :
+         {std::pair{dir / "b/sub/hf", "it lies in the folder of another run, " + dir / "b"},
+          std::pair{dir / "a/checkpoints/step_00000002/hf", std::string("it lies in the checkpoint folder ")}}) {
+        const CommandResult r = run_sinklab(fmt::format("export {} --format hf --out {}", dir / "a", out));
+        EXPECT_EQ(r.rc, 1) << r.out;
+        EXPECT_NE(r.out.find("--out " + out + ": " + why), std::string::npos) << r.out;
+        EXPECT_FALSE(std::filesystem::exists(out));
+    }
+    // A stray metrics.h5 above the runs (no config.yaml or checkpoints beside it) makes no run folder of theirs.
+    write_file(dir / "metrics.h5", "a copy");
     const CommandResult below =
         run_sinklab(fmt::format("eval {} --batches 1 --out {}", dir / "a", dir / "a/evals/e.h5"));
     ASSERT_EQ(below.rc, 0) << below.out;

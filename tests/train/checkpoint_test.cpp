@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "core/check.h"
+#include "core/checksum.h"
 #include "data/data_test_util.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
@@ -302,6 +303,47 @@ TEST_F(DamagedCheckpoint, AFileNamedLikeACheckpointIsRefused) {
     fs::remove_all(newest);
     write_file(newest, "x");
     expect_refused(newest, "is named like the checkpoint of step 6 but is no folder");
+}
+
+// The checksum ("f1:" and 16 hex digits) is of the fields as the file holds them (but `files` and itself, keys
+// sorted, compact), not of what this sinklab would write for them: a state.json with a field this version does not
+// know, checksummed so, resumes, and the same file with that field changed does not.
+TEST_F(DamagedCheckpoint, TheStateChecksumIsOfTheFileAsWritten) {
+    const std::string path = newest + "/state.json";
+    nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
+    state["from_a_later_sinklab"] = "x";
+    nlohmann::json fields = nlohmann::json::parse(state.dump());
+    fields.erase("files");
+    fields.erase("state_checksum");
+    const std::string text = fields.dump();
+    state["state_checksum"] = fmt::format("f1:{:016x}", checksum64(text.data(), text.size()));
+    state["from_a_later_sinklab"] = "y";
+    write_file(path, state.dump(2));
+    expect_refused(path, "was changed since it was written");
+    state["from_a_later_sinklab"] = "x";
+    write_file(path, state.dump(4));
+    const CommandResult r = resume();
+    ASSERT_EQ(r.rc, 0) << r.out;
+}
+
+// A checkpoint of a sinklab whose ranks each validated on val_batches micro-batches of their own (no "validation" in
+// state.json), written by 2 ranks: the resume notes that the val curve may step where validation became shared.
+TEST_F(DamagedCheckpoint, AResumeFromPerRankValidationSaysTheCurveMayStep) {
+    const std::string path = newest + "/state.json";
+    nlohmann::ordered_json state = nlohmann::ordered_json::parse(read_file(path));
+    ASSERT_EQ(state.at("validation"), "shared") << state.dump();
+    state.erase("validation");
+    state.erase("state_checksum");
+    state["world_size"] = 2;
+    write_file(path, state.dump(2));
+    const CommandResult r = resume();
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("note: validation reads the first 2 micro-batches of data.val on any number of ranks now; "
+                         "the run's rows up to step 6 were measured on 4 of them (2 ranks x 2), so its val curve may "
+                         "step there"),
+              std::string::npos)
+        << r.out;
+    EXPECT_EQ(resume().out.find("note: validation reads"), std::string::npos) << "its new checkpoints are shared";
 }
 
 // Resume and pruning go by the folders' names: a copy under another step's name is refused, and a name that is no

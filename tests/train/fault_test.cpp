@@ -43,6 +43,19 @@ TEST(Faults, NanAbortWritesADiagnosticAndKeepsTheLastGoodCheckpoint) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), std::vector<double>(10, 0.0));
 }
 
+// Non-finite from the initial weights (no update yet): no learning rate is to blame, and the message says what is.
+TEST(Faults, NonFiniteBeforeAnyUpdateNamesTheInitialWeights) {
+    const TempDir dir("fault_init");
+    const CommandResult r = run_sinklab(small_run(dir, "run", 4, "--set run.threads=1 --set model.init_std=1e30"));
+    EXPECT_EQ(r.rc, 1) << r.out;
+    for (const std::string& part : {std::string("step 1: the loss ("),
+                                    "is not finite before any update, from the initial weights; wrote " +
+                                        dir / "run/nonfinite_step_00000001.json" +
+                                        "; check model.init_std and the model's config, and start over"})
+        EXPECT_NE(r.out.find(part), std::string::npos) << part << " in: " << r.out;
+    EXPECT_EQ(r.out.find("a lower train.lr"), std::string::npos) << r.out;
+}
+
 // The error that ends a run is train.log's last line, as main prints it on stderr, once in the log and once in the
 // output (the log's copy goes to the file only): for a failing step, and for a resume that fails before its first
 // line (a config the checkpoint refuses) or after it (at the end of setup), where the line says it is a new start's.

@@ -443,6 +443,59 @@ TEST(Training, AResumeThatFailsLeavesTheRunsFilesAsTheyWere) {
     EXPECT_FALSE(std::filesystem::exists(dir / "y/metrics.restart1.h5"));
 }
 
+// Where the file system makes no hard links (link() fails here through an LD_PRELOAD stand-in), the resume keeps
+// whole copies instead, made under a temporary name: a copy cut short (a file-size limit of half of metrics.h5)
+// fails the start and leaves metrics.h5 as it was, where a half copy had been put back over it.
+TEST(Training, AResumeWithoutHardLinksKeepsWholeCopies) {
+    const TempDir dir("train_resume_copies");
+    write_file(dir / "nolink.c", "#include <errno.h>\n"
+                                 "int link(const char* a, const char* b) {\n"
+                                 "    (void)a; (void)b; errno = EPERM; return -1; }\n"
+                                 "int linkat(int a, const char* b, int c, const char* d, int e) {\n"
+                                 "    (void)a; (void)b; (void)c; (void)d; (void)e; errno = EPERM; return -1; }\n");
+    const CommandResult cc = run_command(fmt::format("cc -shared -fPIC -o {} {}", dir / "nolink.so", dir / "nolink.c"));
+    if (cc.rc != 0) GTEST_SKIP() << "no C compiler for the link() stand-in: " << cc.out;
+    const std::string opts = "--set checkpoint.every=3 --set metrics.flush_every=1";
+    ASSERT_NE(run_sinklab(small_run(dir, "x", 6, opts), "SINKLAB_FAULT_INJECT=kill@5").rc, 0);
+    const std::string rows = read_file(dir / "x/metrics.h5"), config = read_file(dir / "x/config.yaml");
+    const std::string resume = fmt::format("LD_PRELOAD={} {} {}", dir / "nolink.so", SINKLAB_BINARY,
+                                           small_run(dir, "x", 8, opts + " --resume"));
+    const CommandResult cut = run_command(
+        fmt::format("bash -c 'ulimit -f {}; exec env {}'", rows.size() / 2 / 1024, resume));
+    EXPECT_NE(cut.rc, 0) << cut.out;
+    EXPECT_NE(cut.out.find("cannot keep a copy of " + dir / "x/metrics.h5" + " until the start stands"),
+              std::string::npos)
+        << cut.out;
+    EXPECT_EQ(read_file(dir / "x/metrics.h5"), rows);
+    EXPECT_EQ(read_file(dir / "x/config.yaml"), config);
+    EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{});
+    const CommandResult failed = run_command("env SINKLAB_FAULT_INJECT=setup@0 " + resume);
+    EXPECT_NE(failed.rc, 0) << failed.out;
+    EXPECT_EQ(read_file(dir / "x/metrics.h5"), rows);
+    EXPECT_EQ(read_file(dir / "x/config.yaml"), config);
+    const CommandResult resumed = run_command(resume);
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_EQ(column(dir / "x/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8}));
+    EXPECT_EQ(hidden_entries(dir / "x"), std::vector<std::string>{});
+}
+
+// A restart (--resume without a checkpoint) killed before its first step: the next start puts metrics.h5 back and
+// drops the metrics.restart1.h5 that was a second name of it, so that the rows are kept once, not once per kill.
+TEST(Training, AKilledRestartLeavesNoSecondCopyOfItsRows) {
+    const TempDir dir("train_restart_killed");
+    const std::string opts = "--set checkpoint.every=5 --set metrics.flush_every=1";
+    ASSERT_NE(run_sinklab(small_run(dir, "y", 6, opts), "SINKLAB_FAULT_INJECT=kill@3").rc, 0);
+    const std::string rows = read_file(dir / "y/metrics.h5");
+    ASSERT_NE(run_sinklab(small_run(dir, "y", 6, opts + " --resume"), "SINKLAB_FAULT_INJECT=kill@1").rc, 0);
+    EXPECT_TRUE(std::filesystem::exists(dir / "y/metrics.restart1.h5"));
+    const CommandResult restarted = run_sinklab(small_run(dir, "y", 6, opts + " --resume"));
+    ASSERT_EQ(restarted.rc, 0) << restarted.out;
+    EXPECT_EQ(read_file(dir / "y/metrics.restart1.h5"), rows);
+    EXPECT_FALSE(std::filesystem::exists(dir / "y/metrics.restart2.h5"));
+    EXPECT_NE(restarted.out.find("the rows logged before are kept in metrics.restart1.h5"), std::string::npos)
+        << restarted.out;
+}
+
 // A run folder that is a link to a folder that is gone (a scratch disk not mounted): refused with or without
 // --overwrite, the link left as it was (it had been replaced by a local folder).
 TEST(Training, ARunFolderLinkingToNothingIsRefused) {
