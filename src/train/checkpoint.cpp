@@ -332,8 +332,13 @@ std::string write_checkpoint(const std::string& run_dir, const Config& cfg, Mode
              root.string(), e.what());
     }
 
-    // A checkpoint that cannot be removed only costs disk space: the run goes on.
-    auto all = list_checkpoints(root);
+    // A checkpoint that cannot be removed only costs disk space: the run goes on. So does one whose folder also holds
+    // a file named like a checkpoint, which list_checkpoints refuses: the next start names it.
+    std::vector<std::pair<int64_t, fs::path>> all;
+    try {
+        all = list_checkpoints(root);
+    } catch (const Error&) {
+    }
     std::error_code ignored;
     for (size_t i = 0; i + size_t(keep) < all.size(); i++) fs::remove_all(all[i].second, ignored);
     return final_dir.string();

@@ -305,6 +305,28 @@ TEST_F(DamagedCheckpoint, AFileNamedLikeACheckpointIsRefused) {
     expect_refused(newest, "is named like the checkpoint of step 6 but is no folder");
 }
 
+// One made while a run trains does not end it at its next checkpoint (pruning passes over the folder, as over a
+// checkpoint it cannot remove); the next start names it.
+TEST(CheckpointWrite, AFileNamedLikeACheckpointMadeMidRunDoesNotEndTheRun) {
+    const TempDir dir("ckpt_stray_file");
+    const std::string args =
+        small_run(dir, "run", 6, "--set run.threads=1 --set checkpoint.every=2 --set checkpoint.keep=1");
+    {
+        Background run(fmt::format("env SINKLAB_FAULT_INJECT=stop@3 {} {}", SINKLAB_BINARY, args), dir / "run.log");
+        ASSERT_TRUE(run.wait_stopped(60)) << read_file(dir / "run.log");
+        write_file(dir / "run/checkpoints/step_00000099", "x");
+        run.signal(SIGCONT);
+        ASSERT_EQ(run.wait(60), 0) << read_file(dir / "run.log");
+    }
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(6));
+    EXPECT_TRUE(fs::is_directory(ckpt(dir, "run", 6)));
+    const CommandResult resumed = run_sinklab(args + " --resume");
+    EXPECT_EQ(resumed.rc, 1) << resumed.out;
+    EXPECT_NE(resumed.out.find("step_00000099 is named like the checkpoint of step 99 but is no folder"),
+              std::string::npos)
+        << resumed.out;
+}
+
 // The checksum ("f1:" and 16 hex digits) is of the fields as the file holds them (but `files` and itself, keys
 // sorted, compact), not of what this sinklab would write for them: a state.json with a field this version does not
 // know, checksummed so, resumes, and the same file with that field changed does not.
