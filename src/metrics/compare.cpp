@@ -38,14 +38,11 @@ void read_config_attr(const RunLogReader& log, RunCurves& r) {
         const YAML::Node cfg = YAML::Load(log.str_attr("config_yaml"));
         if (cfg["train"] && cfg["train"]["max_steps"]) r.max_steps = cfg["train"]["max_steps"].as<int64_t>();
         if (cfg["model"] && cfg["model"]["seq_len"]) r.seq_len = cfg["model"]["seq_len"].as<int64_t>();
-        InterventionConfig intervention;
         if (const YAML::Node iv = cfg["intervention"]) {
-            if (iv["isolate"]) intervention.isolate = iv["isolate"].as<std::vector<int>>();
+            if (iv["isolate"]) r.intervention.isolate = iv["isolate"].as<std::vector<int>>();
             if (iv["amplify"] && iv["amplify"]["position"])
-                intervention.amplify.position = iv["amplify"]["position"].as<int>();
+                r.intervention.amplify.position = iv["amplify"]["position"].as<int>();
         }
-        r.intervened = intervention.positions();
-        r.isolated = intervention.isolate;
     } catch (const YAML::Exception& e) {
         fail("{}: its config_yaml attribute is not readable YAML ({}); the file is damaged or was not written by "
              "sinklab train",
@@ -100,8 +97,9 @@ void read_sink(const RunLogReader& log, RunCurves& r) {
     }
     r.sink_rate = log.read_last("sink", "sink_rate").data;
     r.dominance = log.read_last("sink", "dominance").data;
-    r.var_ratio = position0_ratios(log, "wo_input_std", r.intervened);
-    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std", r.intervened);  // or none
+    const std::vector<int> intervened = r.intervention.positions();
+    r.var_ratio = position0_ratios(log, "wo_input_std", intervened);
+    if (log.has("sink", "attn_out_std")) r.att_ratio = position0_ratios(log, "attn_out_std", intervened);  // or none
 }
 
 // The effective rank of each layer's block output at the last /heavy row (the paper's table gives its mean over
@@ -192,7 +190,7 @@ void isolation_notes(Comparison& c, const std::vector<std::vector<const RunCurve
                                        [](const RunCurves* r) { return r->seq_len > 0; });
         if (said == members[g].end()) continue;
         const RunCurves& r = **said;
-        for (int k : r.isolated)
+        for (int k : r.intervention.isolate)
             if (k > 0 && k < r.seq_len)
                 c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is "
                                               "isolated), 1/(T - {}) = {:.4f} in every layer: take that off to read "

@@ -20,8 +20,7 @@ struct RunCurves {
     std::string variant;                      // name without -s<seed>
     int64_t max_steps = 0;                    // train.max_steps of the run's config (0 when the file does not say)
     std::vector<int> positions{0};            // key positions of /sink/attn_mass's columns (sink_positions)
-    std::vector<int> intervened;              // positions the interventions change (InterventionConfig::positions)
-    std::vector<int> isolated;                // intervention.isolate
+    InterventionConfig intervention;          // its isolated and amplified positions (the rest is not read)
     int64_t seq_len = 0;                      // model.seq_len (0 when the file does not say)
     std::vector<double> step, tokens, loss;   // /train, one entry per logged step
     std::vector<double> val_loss;             // /val

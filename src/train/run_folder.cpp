@@ -35,6 +35,9 @@ std::string keep_aside(const fs::path& run) {
     return aside.filename().string();
 }
 
+// What a resume replaces whole, and keeps second names of in kReplacedRun until the start stands.
+constexpr const char* kResumeReplaces[] = {"config.yaml", "metrics.h5"};
+
 // Where keep_files_a_start_replaces copies `name` before renaming the copy into kReplacedRun: hidden, beside it.
 std::string kept_copy_name(const std::string& name) { return "." + name + ".kept.partial"; }
 
@@ -152,7 +155,7 @@ void RunFolder::finish_unfinished_replace() {
                 fs::remove(entry, ec);
         }
     }
-    for (const char* name : {"config.yaml", "metrics.h5"}) fs::remove(d / kept_copy_name(name), ec);
+    for (const char* name : kResumeReplaces) fs::remove(d / kept_copy_name(name), ec);
     fs::remove_all(d / kDeleting, ec);
     SL_REQUIRE(!ec, "cannot delete {} (a replaced run that an earlier start did not finish deleting): {}; delete it "
                "by hand", (d / kDeleting).string(), ec.message());
@@ -199,7 +202,7 @@ void RunFolder::set_old_run_aside() {
 void RunFolder::keep_files_a_start_replaces() {
     const fs::path d(dir_), aside = d / kReplacedRun;
     std::error_code ec;
-    for (const char* name : {"config.yaml", "metrics.h5"}) {
+    for (const char* name : kResumeReplaces) {
         if (!fs::is_regular_file(d / name, ec)) continue;
         fs::create_directory(aside, ec);
         SL_REQUIRE(!ec, "cannot create {} to keep the run's {} until the start stands: {}; check permissions",
