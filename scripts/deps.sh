@@ -11,9 +11,14 @@ SINKLAB_APT_PACKAGES=(
   python3-numpy python3-h5py python3-matplotlib python3-torch python3-yaml ca-certificates
 )
 
+# With SINKLAB_TEST_SLURM=1 (CI sets it), also Slurm and munge, for the test that runs the Slurm scripts under a
+# one-node cluster of its own (tests/slurm/); elsewhere that test is skipped.
+SINKLAB_SLURM_TEST_PACKAGES=(slurmctld slurmd slurm-client munge)
+
 install_deps() {
-  local missing=()
-  for p in "${SINKLAB_APT_PACKAGES[@]}"; do
+  local missing=() wanted=("${SINKLAB_APT_PACKAGES[@]}")
+  [ "${SINKLAB_TEST_SLURM:-0}" = 1 ] && wanted+=("${SINKLAB_SLURM_TEST_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   # node and npm (reference tokenizations, the GPT-2 vocabulary) may come from elsewhere than Debian.

@@ -60,6 +60,8 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += fmt::format("  *) echo \"sinklab: this job has array tasks 0-{}, not $SLURM_ARRAY_TASK_ID\" >&2; exit 2 ;;\n",
                      n - 1);
     t += "esac\n";
+    t += "task=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}  # for scancel and scontrol; the array's job id names "
+         "every task\n";
     t += "flags=()\n";
     // Each entry where train will find it: in the old run a killed restart set aside, which it puts back first.
     t += fmt::format("ckpts=$dir/checkpoints; [[ -e $dir/{0}/checkpoints ]] && ckpts=$dir/{0}/checkpoints\n",
@@ -82,10 +84,11 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += "ranks=\nstop=0\n";
     t += fmt::format("on_time_limit() {{\n  stop=1\n  {} || echo \"sinklab: could not pass SIGUSR1 to the ranks\" "
                      ">&2\n}}\n",
-                     launcher_program == "srun" ? "scancel --signal=USR1 \"$SLURM_JOB_ID\""
+                     launcher_program == "srun" ? "scancel --signal=USR1 \"$task\""
                                                 : "kill -USR1 \"$ranks\" 2>/dev/null");
     t += "trap on_time_limit USR1\n";
-    t += "trap : TERM  # preempted: the ranks got SIGTERM too and checkpoint; Slurm requeues the task itself\n";
+    t += "trap : TERM  # preempted or cancelled: the ranks got SIGTERM too and checkpoint; Slurm requeues a "
+         "preempted task itself\n";
     t += fmt::format("{} {} train \"${{args[@]}}\" ${{flags[@]+\"${{flags[@]}}\"}} &\n", s.slurm.launcher,
                      shell_quote(binary));
     t += "ranks=$!\n";
@@ -97,7 +100,7 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += "if [[ $stop == 1 && $rc == 0 ]]; then\n";
     t += "  echo \"sinklab: array task $SLURM_ARRAY_TASK_ID stopped at a checkpoint before the time limit: "
          "requeueing\"\n";
-    t += "  scontrol requeue \"$SLURM_JOB_ID\"\nfi\n";
+    t += "  scontrol requeue \"$task\"\nfi\n";
     t += "exit \"$rc\"\n";
     return t;
 }

@@ -49,7 +49,7 @@ TEST_F(SlurmTest, ScriptIsValidBashWithOneTaskPerRun) {
                 "module load cuda/12\n",
                 "srun --cpu-bind=cores /opt/sl/sinklab train \"${args[@]}\" ${flags[@]+\"${flags[@]}\"} &\n",
                 "--resume", "--overwrite", "sbatch " + file, "run.name=headnorm-s2", "#SBATCH --signal=B:USR1@300\n",
-                "  scancel --signal=USR1 \"$SLURM_JOB_ID\" || echo"});
+                "  scancel --signal=USR1 \"$task\" || echo"});
     EXPECT_LT(text.find("trap on_time_limit USR1"), text.find("/opt/sl/sinklab train")) << "traps before the ranks";
     // #SBATCH lines only count before the first command.
     EXPECT_LT(text.rfind("#SBATCH"), text.find("set -euo pipefail"));
@@ -78,7 +78,8 @@ Strings run_task(const fs::path& root, const std::string& script, int task, int*
     fs::remove(out);
     const ProcessResult r =
         run_process({"env", "PATH=" + bin.string() + ":" + std::getenv("PATH"),
-                     fmt::format("SLURM_ARRAY_TASK_ID={}", task), "FAKE_OUT=" + out.string(), "bash", script});
+                     "SLURM_ARRAY_JOB_ID=41", fmt::format("SLURM_ARRAY_TASK_ID={}", task), "FAKE_OUT=" + out.string(),
+                     "bash", script});
     if (exit_code) *exit_code = r.exit_code;
     Strings args;
     std::istringstream in(read_file(out));
@@ -167,7 +168,9 @@ slurm:
                                   root().string());
     }
     std::string env() const {
-        return fmt::format("env PATH={}:$PATH SLURM_ARRAY_TASK_ID=0 SLURM_JOB_ID=42", (root() / "bin").string());
+        // Task 0 of array 41, whose own job id is 42.
+        return fmt::format("env PATH={}:$PATH SLURM_ARRAY_JOB_ID=41 SLURM_ARRAY_TASK_ID=0 SLURM_JOB_ID=42",
+                           (root() / "bin").string());
     }
     bool logged(int step) const {
         const fs::path log = root() / "runs/t/baseline-s1/train.log";
@@ -189,14 +192,14 @@ slurm:
 TEST_F(SlurmTaskTest, ATaskSignalledBeforeItsTimeLimitCheckpointsAndRequeues) {
     const std::string script = write_task("env", "exit 1\n");
     ASSERT_EQ(signalled_task(script, root() / "task1.log"), 0) << read_file(root() / "task1.log");
-    EXPECT_EQ(read_file(root() / "calls"), "scontrol requeue 42\n") << read_file(root() / "task1.log");
+    EXPECT_EQ(read_file(root() / "calls"), "scontrol requeue 41_0\n") << read_file(root() / "task1.log");
     expect_has(read_file(root() / "task1.log"), {"stopped at a checkpoint before the time limit: requeueing"});
     EXPECT_FALSE(logged(150));
     const CommandResult requeued = run_command(fmt::format("{} bash {}", env(), script));
     ASSERT_EQ(requeued.rc, 0) << requeued.out;
     expect_has(requeued.out, {"--resume", "resumed from"});
     EXPECT_TRUE(logged(150));
-    EXPECT_EQ(read_file(root() / "calls"), "scontrol requeue 42\n") << "a finished run is not requeued";
+    EXPECT_EQ(read_file(root() / "calls"), "scontrol requeue 41_0\n") << "a finished run is not requeued";
 }
 
 // Under srun the script passes the signal through scancel, here a stand-in that fails (a busy slurmctld): the script
