@@ -38,8 +38,15 @@ std::vector<std::string_view> split_path(std::string_view path) {
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides, config::Origins* origins_out,
                    ConfigUse use) {
+    std::vector<Override> from_command_line;
+    for (const std::string& o : overrides) from_command_line.push_back({o, "--set"});
+    return load_config_with_sources(path, from_command_line, origins_out, use);
+}
+
+Config load_config_with_sources(const std::string& path, const std::vector<Override>& overrides,
+                                config::Origins* origins_out, ConfigUse use) {
     std::vector<config::Entry> entries = config::read_config_file(path);
-    for (const std::string& o : overrides) config::apply_override(entries, o);
+    for (const Override& o : overrides) config::apply_override(entries, o.assignment, o.origin);
     Config c;
     c.source = path;
     config::Origins origins{{}, "default"};

@@ -187,10 +187,19 @@ struct Config {
 // check added since the run was trained, could otherwise make them refuse.
 enum class ConfigUse { train, eval };
 
+// One override and where it was written, which errors name: "--set", or a suite file's line.
+struct Override {
+    std::string assignment;  // "a.b=value"
+    std::string origin;
+};
+
 // Loads `path` (following inherit:), applies `overrides` ("a.b=value"), validates, and returns it.
 // Every error names the file, the key path and the value, and says what to do.
 // With `origins`, also where each key's value came from (file:line, --set, default), for later validations of
 // configs derived from this one.
+Config load_config_with_sources(const std::string& path, const std::vector<Override>& overrides,
+                                config::Origins* origins = nullptr, ConfigUse use = ConfigUse::train);
+// The same with overrides from the command line (--set).
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
                    config::Origins* origins = nullptr, ConfigUse use = ConfigUse::train);
 // Validates a Config built in code (tests) the same way a loaded one is.

@@ -28,7 +28,7 @@ std::string join_path(const std::string& prefix, const std::string& key) {
 
 // Where one file's values come from; overrides have no lines.
 struct Source {
-    std::string name;  // file name as the user wrote it, or "--set"
+    std::string name;  // file name as the user wrote it, or where an override was written ("--set")
     bool has_lines;
 
     std::string at(const YAML::Mark& mark) const {
@@ -146,7 +146,7 @@ YAML::Node parse_one_document(const std::string& text, const std::string& name, 
     return documents.empty() ? YAML::Node() : documents[0];
 }
 
-void apply_override(std::vector<Entry>& entries, const std::string& assignment) {
+void apply_override(std::vector<Entry>& entries, const std::string& assignment, const std::string& origin) {
     const size_t eq = assignment.find('=');
     SL_REQUIRE(eq != std::string::npos, "--set '{}': missing '='; write --set key.path=value", assignment);
     const std::string path = trim(assignment.substr(0, eq));
@@ -161,7 +161,7 @@ void apply_override(std::vector<Entry>& entries, const std::string& assignment) 
         // then says so with the text in its message.
         value = YAML::Node(text);
     }
-    for (Entry& e : entries_of(value, path, Source{"--set", false})) put(entries, std::move(e));
+    for (Entry& e : entries_of(value, path, Source{origin, false})) put(entries, std::move(e));
 }
 
 }  // namespace sinklab::config

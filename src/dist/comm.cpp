@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/checksum.h"
+#include "core/process.h"
 
 namespace sinklab {
 
@@ -64,6 +65,10 @@ Communicator& device_communicator(Communicator& host, Backend& backend) {
 }
 
 void exit_with_error(const std::string& message) {
+    // What the command printed first comes first where both streams go to one file (stdout, buffered there, would
+    // follow the error); a reader of stdout that went away must not end the process before the error is said.
+    drop_signal(SIGPIPE);
+    std::fflush(stdout);
     Communicator* comm = process_slot().get();
     if (!comm || comm->world() == 1) {
         std::fprintf(stderr, "sinklab: error: %s\n", message.c_str());

@@ -161,6 +161,42 @@ const Config* group_config(const std::vector<const RunCurves*>& runs) {
     return nullptr;
 }
 
+// A note for each group validated on other tokens than the baseline: other data.val files (their logged checksums
+// differ), or other windows of them. Validation reads the first val_batches x micro_batch windows of seq_len tokens,
+// so that runs of another micro-batch validate on the same tokens only with val_batches scaled to match.
+void validation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
+    // A group's val checksum: that of its first run which logged one (its seeds agree, checked before).
+    const auto val_checksum = [&](size_t g) {
+        for (const RunCurves* r : members[g])
+            if (!r->val_checksum.empty()) return r->val_checksum;
+        return std::string();
+    };
+    const auto validated = [&](size_t g) {
+        return std::any_of(members[g].begin(), members[g].end(),
+                           [](const RunCurves* r) { return !r->val_loss.empty(); });
+    };
+    const std::string base_val = val_checksum(base);
+    const Config* base_config = group_config(members[base]);
+    for (size_t g = 0; g < c.groups.size(); g++) {
+        const std::string theirs = val_checksum(g);
+        if (!theirs.empty() && !base_val.empty() && theirs != base_val) {
+            c.notes.push_back(fmt::format("{} was validated on other tokens than {} (data.val checksum {} vs {}): "
+                                          "their val losses do not compare",
+                                          c.groups[g].name, c.baseline, theirs, base_val));
+            continue;
+        }
+        const Config* config = group_config(members[g]);
+        if (g == base || !base_config || !config || !validated(g) || !validated(base)) continue;
+        const auto windows = [](const Config& cfg) { return int64_t(cfg.metrics.val_batches) * cfg.train.micro_batch; };
+        if (windows(*config) != windows(*base_config) || config->model.seq_len != base_config->model.seq_len)
+            c.notes.push_back(fmt::format(
+                "{} was validated on other windows of data.val than {} (the first metrics.val_batches x "
+                "train.micro_batch = {} windows of {} tokens vs {} of {}): their val losses do not compare",
+                c.groups[g].name, c.baseline, windows(*config), config->model.seq_len, windows(*base_config),
+                base_config->model.seq_len));
+    }
+}
+
 // A note for each group trained on another learning-rate schedule than the baseline: tokens to target and speed-up
 // then measure the schedule too, and a shorter run's final loss sits lower on its curve than the same step of a
 // longer one.
@@ -442,20 +478,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         for (const GroupRow& g : c.groups) names.push_back(g.name);
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
     }
-    // A group's val checksum: that of its first run which logged one (its seeds agree, checked above).
-    const auto val_checksum = [&](size_t g) {
-        for (const RunCurves* r : members[g])
-            if (!r->val_checksum.empty()) return r->val_checksum;
-        return std::string();
-    };
-    const std::string base_val = val_checksum(size_t(base - c.groups.begin()));
-    for (size_t g = 0; g < c.groups.size(); g++) {
-        const std::string theirs = val_checksum(g);
-        if (!theirs.empty() && !base_val.empty() && theirs != base_val)
-            c.notes.push_back(fmt::format("{} was validated on other tokens than {} (data.val checksum {} vs {}): "
-                                          "their val losses do not compare",
-                                          c.groups[g].name, c.baseline, theirs, base_val));
-    }
+    validation_notes(c, members, size_t(base - c.groups.begin()));
     schedule_notes(c, members, size_t(base - c.groups.begin()));
     isolation_notes(c, members);
 

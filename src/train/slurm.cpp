@@ -60,8 +60,8 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += fmt::format("  *) echo \"sinklab: this job has array tasks 0-{}, not $SLURM_ARRAY_TASK_ID\" >&2; exit 2 ;;\n",
                      n - 1);
     t += "esac\n";
-    t += "task=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}  # for scancel and scontrol; the array's job id names "
-         "every task\n";
+    t += "task=${SLURM_ARRAY_JOB_ID:?submit this script with sbatch}_${SLURM_ARRAY_TASK_ID}  # for scancel and "
+         "scontrol; the array's job id names every task\n";
     t += "flags=()\n";
     // Each entry where train will find it: in the old run a killed restart set aside, which it puts back first.
     t += fmt::format("ckpts=$dir/checkpoints; [[ -e $dir/{0}/checkpoints ]] && ckpts=$dir/{0}/checkpoints\n",
@@ -81,14 +81,15 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     // traps come first, so that an early USR1 does not end the script. Under set -e a failed scancel (a busy
     // slurmctld) in the handler would end the script and, with it, the ranks: it is said and passed over.
     const std::string launcher_program = s.slurm.launcher.substr(0, s.slurm.launcher.find_first_of(" \t"));
-    t += "ranks=\nstop=0\n";
+    t += "ranks=\nstop=0\ntermed=0\n";
     t += fmt::format("on_time_limit() {{\n  stop=1\n  {} || echo \"sinklab: could not pass SIGUSR1 to the ranks\" "
                      ">&2\n}}\n",
                      launcher_program == "srun" ? "scancel --signal=USR1 \"$task\""
                                                 : "kill -USR1 \"$ranks\" 2>/dev/null");
     t += "trap on_time_limit USR1\n";
-    t += "trap : TERM  # preempted or cancelled: the ranks got SIGTERM too and checkpoint; Slurm requeues a "
-         "preempted task itself\n";
+    // Requeueing after a TERM would undo a scancel, also one that comes after the time limit's USR1.
+    t += "trap 'termed=1' TERM  # preempted or cancelled: the ranks got SIGTERM too and checkpoint; Slurm requeues "
+         "a preempted task itself\n";
     t += fmt::format("{} {} train \"${{args[@]}}\" ${{flags[@]+\"${{flags[@]}}\"}} &\n", s.slurm.launcher,
                      shell_quote(binary));
     t += "ranks=$!\n";
@@ -97,7 +98,7 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
     t += "# wait returns early when a trapped signal arrives: wait again until the ranks have exited.\n";
     t += "while kill -0 \"$ranks\" 2>/dev/null; do wait \"$ranks\" || true; done\n";
     t += "rc=0\nwait \"$ranks\" || rc=$?\n";
-    t += "if [[ $stop == 1 && $rc == 0 ]]; then\n";
+    t += "if [[ $stop == 1 && $termed == 0 && $rc == 0 ]]; then\n";
     t += "  echo \"sinklab: array task $SLURM_ARRAY_TASK_ID stopped at a checkpoint before the time limit: "
          "requeueing\"\n";
     t += "  scontrol requeue \"$task\"\nfi\n";

@@ -107,7 +107,7 @@ std::string override_text(const YAML::Node& value) {
 // Flattens a set: map (dotted keys or nested sections) into "key.path=value" overrides, checking each key
 // against the config schema so that a typo is reported at its line, with suggestions.
 void flatten_set(const YAML::Node& map, const std::string& prefix, const std::string& what, bool suite_wide,
-                 const Where& w, std::set<std::string>& seen, std::vector<std::string>& out) {
+                 const Where& w, std::set<std::string>& seen, std::vector<Override>& out) {
     SL_REQUIRE(map.IsMap(), "{}: {}: expected a map of config keys (attention.variant: headnorm), got {}", w.at(map),
                what, config::describe(map));
     for (const auto& kv : map) {
@@ -123,7 +123,7 @@ void flatten_set(const YAML::Node& map, const std::string& prefix, const std::st
                    at, what);
         if (config::find_field(path)) {
             SL_REQUIRE(seen.insert(path).second, "{}: {}: {} is set twice; keep one", at, what, path);
-            out.push_back(path + "=" + override_text(kv.second));
+            out.push_back({path + "=" + override_text(kv.second), at});
         } else if (config::is_section(path)) {
             flatten_set(kv.second, path, what, suite_wide, w, seen, out);
         } else {
@@ -134,9 +134,9 @@ void flatten_set(const YAML::Node& map, const std::string& prefix, const std::st
     }
 }
 
-std::vector<std::string> read_set(const YAML::Node& map, const std::string& what, bool suite_wide, const Where& w) {
+std::vector<Override> read_set(const YAML::Node& map, const std::string& what, bool suite_wide, const Where& w) {
     std::set<std::string> seen;
-    std::vector<std::string> out;
+    std::vector<Override> out;
     flatten_set(map, "", what, suite_wide, w, seen, out);
     return out;
 }

@@ -5,11 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace sinklab {
 
 struct SuiteVariant {
     std::string name;
-    std::vector<std::string> overrides;  // "key.path=value", as --set takes them
+    std::vector<Override> overrides;  // "key.path=value", as --set takes them, and the suite file's line
 };
 
 // How `sinklab sweep --slurm` writes the array job.
@@ -25,7 +27,7 @@ struct Suite {
     std::string name;  // runs go to <out_dir>/<name>/<variant>-s<seed>
     std::string base;  // the base config: `base:` resolved against the suite file's folder
     std::vector<uint64_t> seeds;
-    std::vector<std::string> overrides;  // suite-wide `set:`, applied before each variant's own
+    std::vector<Override> overrides;  // suite-wide `set:`, applied before each variant's own
     std::vector<SuiteVariant> variants;
     SuiteSlurm slurm;
 };

@@ -93,19 +93,22 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
             run.name = run_name(v.name, seed);
             run.variant = v.name;
             run.seed = seed;
-            run.overrides = suite.overrides;
-            run.overrides.insert(run.overrides.end(), v.overrides.begin(), v.overrides.end());
-            run.overrides.insert(run.overrides.end(), cli_overrides.begin(), cli_overrides.end());
+            // Each with where it was written, which a config error names.
+            std::vector<Override> written = suite.overrides;
+            written.insert(written.end(), v.overrides.begin(), v.overrides.end());
+            for (const std::string& o : cli_overrides) written.push_back({o, "--set"});
             try {
                 // The suite's folder sits in the run.out_dir the suite and command line give (variants cannot
                 // move it), so it is the same for every run.
-                const Config plain = load_config(suite.base, run.overrides);
+                const Config plain = load_config_with_sources(suite.base, written);
                 sweep.out_dir = (fs::path(plain.run.out_dir) / suite.name).lexically_normal().string();
-                run.overrides.push_back("run.out_dir=" + sweep.out_dir);
-                run.overrides.push_back("run.name=" + run.name);
-                run.overrides.push_back(fmt::format("run.seed={}", seed));
+                const std::string by_sweep = "the sweep";
+                written.push_back({"run.out_dir=" + sweep.out_dir, by_sweep});
+                written.push_back({"run.name=" + run.name, by_sweep});
+                written.push_back({fmt::format("run.seed={}", seed), by_sweep});
+                for (const Override& o : written) run.overrides.push_back(o.assignment);
                 run.overrides = last_of_each_key(run.overrides);
-                run.config = load_config(suite.base, run.overrides);
+                run.config = load_config_with_sources(suite.base, written);
                 run.dir = run_dir(run.config);
             } catch (const Error& e) {
                 errors.emplace_back(run.name, e.what());

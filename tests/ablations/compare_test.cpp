@@ -453,6 +453,26 @@ TEST_F(CompareTest, RunsOnOtherTokensAreNamed) {
                           (root / "b-s2").string(), (root / "b-s3").string()));
 }
 
+// Validation reads the first val_batches x micro_batch windows of seq_len tokens: a variant of another micro-batch
+// validates on the baseline's tokens when its val_batches makes up for it, and gets a note when not, or when its
+// windows are of another length. A variant that logged no validation gets none.
+TEST_F(CompareTest, VariantsValidatedOnOtherWindowsAreNoted) {
+    const fs::path root = fs::path(dir_.path()) / "windows";
+    write_run(root / "b-s1", spec_b1(), "train: {micro_batch: 8}\nmetrics: {val_batches: 8}\n");
+    write_run(root / "same-s1", spec_b2(), "train: {micro_batch: 4}\nmetrics: {val_batches: 16}\n");
+    write_run(root / "fewer-s1", spec_b2(), "train: {micro_batch: 4}\nmetrics: {val_batches: 8}\n");
+    write_run(root / "longer-s1", spec_b2(),
+              "model: {seq_len: 2048}\ntrain: {micro_batch: 8}\nmetrics: {val_batches: 8}\n");
+    write_run(root / "none-s1", spec_h1(), "train: {micro_batch: 4}\nmetrics: {val_batches: 8}\n");
+    const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
+    const auto note = [](const std::string& variant, const std::string& windows) {
+        return variant + " was validated on other windows of data.val than b (the first metrics.val_batches x "
+                         "train.micro_batch = " + windows + "): their val losses do not compare";
+    };
+    EXPECT_EQ(c.notes, (Strings{note("fewer", "32 windows of 1024 tokens vs 64 of 1024"),
+                                note("longer", "64 windows of 2048 tokens vs 64 of 1024")}));
+}
+
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
 TEST_F(CompareTest, WorksWhileARunIsBeingWritten) {
     RunSpec s = spec_h1();

@@ -218,6 +218,10 @@ variants:
     expect_has(msg, {path, "4 of 6 runs have config errors", "nothing was run", "badlr-s1, badlr-s2: ", "train.lr",
                      "'fast'", "badheads-s1, badheads-s2: ", "model.n_head"});
     EXPECT_EQ(msg.find("ok-s1"), std::string::npos);
+    // Each bad value named where it was written: the suite file's line, or the sweep's --set.
+    expect_has(msg, {path + ":7: train.lr", "model.n_head=5 (" + path + ":9)"});
+    expect_has(error_of([&] { expand_sweep(load_suite(path), {"train.lr=slow"}); }, Lines::Several),
+               {"--set: train.lr: expected a number, got 'slow'"});
 
     const std::string cli = error_of([&] { expand_sweep(load_suite(path), {"run.name=x"}); });
     expect_has(cli, {"--set run.name=x", "the sweep sets run.name"});

@@ -106,5 +106,29 @@ TEST(SweepEndToEnd, ASecondSweepOfTheSuiteIsRefused) {
     EXPECT_EQ(run_sinklab("sweep " + suite + " --dry-run").rc, 0);
 }
 
+// A sweep whose run fails ends with an error after its summary, also where both streams go to one file or pipe
+// (the summary, buffered on stdout, came after the error on stderr).
+TEST(SweepEndToEnd, TheErrorComesAfterTheSummary) {
+    const TempDir tmp("sweep_order");
+    const fs::path dir = tmp.path();
+    const std::string suite = (dir / "suite.yaml").string();
+    write_file(suite, fmt::format(R"(base: {}/configs/tiny.yaml
+name: order
+seeds: [1]
+set:
+  run: {{out_dir: {}}}
+  data: {{train: "{}/data/train_*.bin", val: "", missing: synthetic}}
+variants:
+  - name: standard
+)",
+                                  SINKLAB_SOURCE_DIR, (dir / "runs").string(), dir.string()));
+    const CommandResult r = run_sinklab("sweep " + suite + " --launcher 'env SINKLAB_FAULT_INJECT=setup@0'");
+    EXPECT_EQ(r.rc, 1) << r.out;
+    const size_t summary = r.out.find("standard-s1  new run"), error = r.out.find("are not finished");
+    ASSERT_NE(summary, std::string::npos) << r.out;
+    ASSERT_NE(error, std::string::npos) << r.out;
+    EXPECT_LT(summary, error) << r.out;
+}
+
 }  // namespace
 }  // namespace sinklab::test

@@ -360,12 +360,14 @@ TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "val", "loss"), column(dir / "straight/metrics.h5", "val", "loss"));
 }
 
-// scripts/slurm/train.sbatch outside Slurm: scontrol is a stub that records its calls, the ranks start through
-// mpirun (LAUNCHER=mpirun), and SIGUSR1 to the script stands for Slurm's signal before the time limit.
+// scripts/slurm/train.sbatch outside Slurm: scontrol is a stub that records its calls, squeue one that says the job
+// is task 3 of array 41 (whose own job id, 42, is not the one to requeue), the ranks start through mpirun
+// (LAUNCHER=mpirun), and SIGUSR1 to the script stands for Slurm's signal before the time limit.
 TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
     REQUIRE_MPI();
     const TempDir dir("slurm_script");
     write_executable(dir / "bin/scontrol", fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", dir / "calls"));
+    write_executable(dir / "bin/squeue", "#!/bin/sh\necho 41_3\n");
     const std::string env = fmt::format(
         "PATH={}:$PATH SINKLAB={} SLURM_JOB_ID=42 SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 "
         "LAUNCHER=mpirun OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1",
@@ -381,11 +383,11 @@ TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
         bg.signal(SIGUSR1);
         ASSERT_EQ(bg.wait(60), 0) << read_file(dir / "job1.log");
     }
-    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 42\n") << read_file(dir / "job1.log");
+    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 41_3\n") << read_file(dir / "job1.log");
     const CommandResult second = run_command(fmt::format("env {} {} {}", env, script, args));
     ASSERT_EQ(second.rc, 0) << second.out;
     EXPECT_NE(second.out.find("resumed from"), std::string::npos) << second.out;
-    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 42\n") << "a finished run is not requeued";
+    EXPECT_EQ(read_file(dir / "calls"), "scontrol requeue 41_3\n") << "a finished run is not requeued";
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step").size(), 150u);
 }
 

@@ -33,24 +33,42 @@ fail() {
     exit 1
 }
 
+# No setting of a real cluster's (a partition, an account) may reach the test's sbatch and srun.
+for var in $(compgen -e); do
+    [[ $var =~ ^(SLURM|SBATCH|SRUN|SALLOC)_ ]] && unset "$var"
+done
+
 # The cluster: munged's socket must be reachable by every user, hence a world-executable folder.
 work=$(mktemp -d /tmp/sinklab-slurm-XXXXXX)
 chmod 755 "$work"
-# Ends the test cluster's jobs (its own slurm.conf named, never another cluster's), then its daemons.
+# Ends the test cluster's jobs (its own slurm.conf named, never another cluster's), then its daemons, whatever
+# fails on the way; the test's exit status stays its own.
 stop_cluster() {
+    set +e
+    pkill -P "$watchdog" 2>/dev/null
+    kill "$watchdog" 2>/dev/null
     if [[ -e $work/slurmctld.pid ]]; then
-        SLURM_CONF=$work/slurm.conf scancel --quiet --user=root 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do
+        SLURM_CONF=$work/slurm.conf scancel --quiet --user=root 2>/dev/null
+        for ((i = 0; i < 150; i++)); do
             [[ -z $(SLURM_CONF=$work/slurm.conf squeue -h 2>/dev/null) ]] && break
             sleep 0.2
         done
     fi
     for daemon in slurmd slurmctld munged; do
-        [[ -e $work/$daemon.pid ]] && kill "$(cat "$work/$daemon.pid")" 2>/dev/null
+        [[ -e $work/$daemon.pid ]] || continue
+        pid=$(cat "$work/$daemon.pid")
+        kill "$pid" 2>/dev/null
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
     done
-    sleep 1
     [[ -n ${KEEP:-} ]] || rm -rf "$work"
 }
+# A test that hangs ends itself before ctest's TIMEOUT would kill it, which would leave the daemons behind.
+trap 'echo "FAILED: the test ran past 500 s" >&2; exit 1' TERM
+(sleep 500 && kill -TERM $$) >/dev/null 2>&1 &
+watchdog=$!
 trap stop_cluster EXIT
 
 dd if=/dev/urandom of="$work/munge.key" bs=1024 count=1 status=none
@@ -58,7 +76,7 @@ chmod 400 "$work/munge.key"
 munged --socket="$work/munge.sock" --key-file="$work/munge.key" --pid-file="$work/munged.pid" \
     --log-file="$work/munged.log" --seed-file="$work/munged.seed"
 
-port=$((20000 + RANDOM % 20000))
+port=$((20000 + RANDOM % 12000))  # below the kernel's ephemeral ports
 node=$(slurmd -C | head -n 1)  # NodeName=<host> CPUs=... as slurmd sees this machine
 mkdir -p "$work/state" "$work/spool"
 cat >"$work/slurm.conf" <<EOF
@@ -69,7 +87,7 @@ SlurmdPort=$((port + 1))
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$work/munge.sock,cred_expire=5
+AuthInfo=socket=$work/munge.sock,cred_expire=10
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -83,7 +101,7 @@ SlurmctldLogFile=$work/slurmctld.log
 SlurmdLogFile=$work/slurmd.log
 ReturnToService=2
 JobRequeue=1
-KillWait=5
+KillWait=30
 $node NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
@@ -127,8 +145,10 @@ EOF
 }
 # A requeued job may start again once its last start's credential has expired (cred_expire above), and then waits
 # for the scheduler's next pass, up to a minute; the test starts it as soon as it may.
+requeued() { (($(job_field "$1" Restarts) >= 1)); }
 start_again() {
-    wait_for 60 "job $1 requeued" job_is "$1" PENDING
+    wait_for 60 "job $1 requeued" requeued "$1"
+    job_is "$1" PENDING || return 0
     local eligible
     eligible=$(date -d "$(job_field "$1" EligibleTime)" +%s)
     while (($(date +%s) <= eligible)); do sleep 0.5; done
@@ -137,10 +157,10 @@ start_again() {
 has() { grep -q -- "$2" "$1" || fail "$1 lacks \"$2\""; }
 lacks() { ! grep -q -- "$2" "$1" || fail "$1 has \"$2\""; }
 
-# Small runs paced at 20 steps a second (the fault hook's pause), so that a signal finds them mid-way.
+# Small runs paced at 33 steps a second (the fault hook's pause), so that a signal at step 10 finds them mid-way.
 cd "$work"
-export SINKLAB_FAULT_INJECT=slow=0.05
-steps=100
+export SINKLAB_FAULT_INJECT=slow=0.03
+steps=300
 run_args=(--set run.out_dir="$work/runs" --set run.threads=1 --set model.d_model=32 --set model.n_layer=1
     --set model.n_head=2 --set model.d_ff=64 --set model.seq_len=32 --set train.micro_batch=4
     --set train.max_steps="$steps" --set train.warmup_steps=2 --set train.log_every=1 --set checkpoint.every=1000
@@ -167,7 +187,7 @@ job=$(sbatch "${one_node[@]}" --output="$work/cancel.out" "$SOURCE/scripts/slurm
     "$SOURCE/configs/tiny.yaml" "${run_args[@]}" --set run.name=cancel)
 at_step "$job" runs/cancel 10
 scancel "$job"
-ranks_ended() { grep -q "on SIGTERM: checkpoint written" cancel.out; }
+ranks_ended() { grep -q "on SIGTERM: checkpoint written" runs/cancel/train.log; }
 wait_for 60 "the ranks of job $job checkpointing on SIGTERM" ranks_ended
 # The batch script's last lines, where it used to requeue the job.
 script_ended() { ! pgrep -f "$work/spool/job$(printf '%05d' "$job")/slurm_script" >/dev/null; }
