@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
+#include <string>
+
 #include "config/config.h"
 #include "core/check.h"
 
@@ -16,6 +20,15 @@ VariantParts invalid(std::string why) {
     VariantParts parts;
     parts.error = fmt::format("{}; {}", why, kGrammar);
     return parts;
+}
+
+// "'HeadNorm' is not a part", with the part it was likely meant for when only its case differs.
+std::string not_a_part(std::string_view part) {
+    std::string lower(part);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    for (const char* known : {"standard", "headnorm", "gated", "sink_logit", "off_by_one", "sigmoid"})
+        if (lower == known) return fmt::format("'{}' is not a part (parts are lower case: '{}')", part, known);
+    return fmt::format("'{}' is not a part", part);
 }
 
 }  // namespace
@@ -47,7 +60,7 @@ VariantParts parse_variant(std::string_view variant) {
         } else if (part == "standard") {
             return invalid("'standard' cannot be combined");
         } else {
-            return invalid(fmt::format("'{}' is not a part", part));
+            return invalid(not_a_part(part));
         }
         if (seen) return invalid(fmt::format("'{}' appears twice", part));
     }

@@ -116,7 +116,8 @@ std::string target_note(const Comparison& c) {
         return fmt::format("baseline {}: its final train loss is not finite (a diverged run), so no target loss",
                            c.baseline);
     return fmt::format(
-        "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps), "
+        "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps, all of them "
+        "where fewer), "
         "mean of {} run{}, which its smoothed curves first reach at {} tokens (mean); speed-up = {} / tokens to "
         "target",
         c.baseline, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),

@@ -427,6 +427,10 @@ int64_t load_weights(const std::string& dir_text, Model& model) {
 std::string checkpoint_to_read(const std::string& run_dir, const std::string& checkpoint, bool into_run) {
     const std::string newest = latest_checkpoint(run_dir);
     if (checkpoint.empty()) {
+        std::error_code ec;
+        SL_REQUIRE(!newest.empty() || !fs::exists(fs::path(run_dir) / "sweep.yaml", ec),
+                   "{} is a sweep's suite folder (it holds sweep.yaml): give one of its runs, {}/<variant>-s<seed>",
+                   run_dir, run_dir);
         SL_REQUIRE(!newest.empty(),
                    "{} holds no checkpoint (checkpoints/step_*); give a run folder whose training wrote one (every "
                    "run writes one at its end), or --checkpoint DIR",

@@ -169,6 +169,10 @@ TEST_F(ConfigErrorTest, VariantGrammar) {
         expect_has(load_error(fmt::format("attention:\n  variant: \"{}\"\n", bad)),
                    {"cfg.yaml:2", "attention.variant", bad, "sink_logit, off_by_one, sigmoid"});
     }
+    // A part in other letters is named with the part it likely meant; an unknown one is not.
+    expect_has(load_error("attention:\n  variant: \"HeadNorm+Gated\"\n"),
+               {"'HeadNorm' is not a part (parts are lower case: 'headnorm')"});
+    EXPECT_EQ(load_error("attention:\n  variant: fancy\n").find("lower case"), std::string::npos);
 }
 
 TEST_F(ConfigErrorTest, InterventionPositions) {

@@ -229,6 +229,13 @@ TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
     const CommandResult none = run_sinklab("eval " + (dir / "empty"));
     EXPECT_NE(none.rc, 0);
     EXPECT_NE(none.out.find("holds no checkpoint"), std::string::npos) << none.out;
+    // A suite folder is named as one, with where its runs are.
+    write_file(dir / "empty/sweep.yaml", "suite: s.yaml\n");
+    const CommandResult suite = run_sinklab("eval " + (dir / "empty"));
+    EXPECT_NE(suite.rc, 0);
+    EXPECT_NE(suite.out.find("is a sweep's suite folder (it holds sweep.yaml): give one of its runs"),
+              std::string::npos)
+        << suite.out;
 
     ASSERT_EQ(run_sinklab(small_run(dir, "e", 3)).rc, 0);
     const CommandResult wrong = run_sinklab(fmt::format("eval {} --set model.d_model=32", dir / "e"));
