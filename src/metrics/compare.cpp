@@ -148,11 +148,6 @@ std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b
     return out;
 }
 
-// The keys that shape a loss curve against tokens besides the variant: the learning-rate schedule's.
-const std::set<std::string> kScheduleKeys = {"train.lr",       "train.min_lr",      "train.warmup_steps",
-                                             "train.max_steps", "train.schedule",    "train.decay_steps",
-                                             "train.wsd_decay_frac"};
-
 // A group's config: that of its first run with a loadable config.yaml (its seeds agree, checked before); nullptr
 // when none has one.
 const Config* group_config(const std::vector<const RunCurves*>& runs) {
@@ -164,13 +159,16 @@ const Config* group_config(const std::vector<const RunCurves*>& runs) {
 // A note for each group validated on other tokens than the baseline: other data.val files (their logged checksums
 // differ), or other windows of them. Validation reads the first val_batches x micro_batch windows of seq_len tokens,
 // so that runs of another micro-batch validate on the same tokens only with val_batches scaled to match.
+// A group's checksum of its data (&RunCurves::train_checksum or val_checksum): that of its first run which logged
+// one (its seeds agree, checked before); empty when none did.
+std::string group_checksum(const std::vector<const RunCurves*>& runs, std::string RunCurves::*checksum) {
+    for (const RunCurves* r : runs)
+        if (!(r->*checksum).empty()) return r->*checksum;
+    return "";
+}
+
 void validation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
-    // A group's val checksum: that of its first run which logged one (its seeds agree, checked before).
-    const auto val_checksum = [&](size_t g) {
-        for (const RunCurves* r : members[g])
-            if (!r->val_checksum.empty()) return r->val_checksum;
-        return std::string();
-    };
+    const auto val_checksum = [&](size_t g) { return group_checksum(members[g], &RunCurves::val_checksum); };
     const auto validated = [&](size_t g) {
         return std::any_of(members[g].begin(), members[g].end(),
                            [](const RunCurves* r) { return !r->val_loss.empty(); });
@@ -197,23 +195,53 @@ void validation_notes(Comparison& c, const std::vector<std::vector<const RunCurv
     }
 }
 
-// A note for each group trained on another learning-rate schedule than the baseline: tokens to target and speed-up
-// then measure the schedule too, and a shorter run's final loss sits lower on its curve than the same step of a
-// longer one.
-void schedule_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
+// What a group's config differs from the baseline's in, beyond the variant: keys that change what its numbers mean.
+struct KeyNote {
+    std::set<std::string> keys;
+    const char* differs;  // "<group> <differs> than <baseline> (the keys, <baseline>'s first): <meaning>"
+    const char* meaning;
+};
+const KeyNote kKeyNotes[] = {
+    {{"train.lr", "train.min_lr", "train.warmup_steps", "train.max_steps", "train.schedule", "train.decay_steps",
+      "train.wsd_decay_frac"},
+     "was trained on another learning-rate schedule",
+     "its tokens to target and speed-up measure the schedule as well as the variant"},
+    {{"data.tokenizer"},
+     "was trained with another tokenizer",
+     "its losses are per token of another vocabulary: neither they nor tokens to target compare"},
+    {{"model.seq_len"},
+     "was trained on sequences of another length",
+     "its losses are over other contexts, and its attention masses spread over another number of keys (uniform "
+     "attention puts 1/T on each), so neither compares directly"},
+    {{"metrics.sink_eps", "metrics.wo_std_positions"},
+     "measured its sinks with other settings",
+     "its sink rate (sink_eps) or var and att ratios (wo_std_positions) are other measures"},
+};
+
+// A note for each group whose config differs from the baseline's in the keys of a KeyNote, and for each trained on
+// other tokens (data.train's logged checksums differ, whatever the globs say).
+void training_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
     const Config* base_config = group_config(members[base]);
+    const std::string base_train = group_checksum(members[base], &RunCurves::train_checksum);
     for (size_t g = 0; g < c.groups.size(); g++) {
+        if (g == base) continue;
+        const std::string theirs = group_checksum(members[g], &RunCurves::train_checksum);
+        if (!theirs.empty() && !base_train.empty() && theirs != base_train)
+            c.notes.push_back(fmt::format("{} was trained on other tokens than {} (data.train checksum {} vs {}): its "
+                                          "losses and tokens to target measure the data as well as the variant",
+                                          c.groups[g].name, c.baseline, theirs, base_train));
         const Config* config = group_config(members[g]);
-        if (g == base || !base_config || !config) continue;
-        std::set<std::string> others;
-        for (const std::string& key : changed_keys(*base_config, *config))
-            if (!kScheduleKeys.contains(key)) others.insert(key);
-        const std::vector<std::string> differ = config_differences(*base_config, *config, others);
-        if (!differ.empty())
-            c.notes.push_back(fmt::format("{} was trained on another learning-rate schedule than {} ({}, {}'s first): "
-                                          "its tokens to target and speed-up measure the schedule as well as the "
-                                          "variant",
-                                          c.groups[g].name, c.baseline, fmt::join(differ, ", "), c.baseline));
+        if (!base_config || !config) continue;
+        const std::vector<std::string> changed = changed_keys(*base_config, *config);
+        for (const KeyNote& note : kKeyNotes) {
+            std::set<std::string> others;
+            for (const std::string& key : changed)
+                if (!note.keys.contains(key)) others.insert(key);
+            const std::vector<std::string> differ = config_differences(*base_config, *config, others);
+            if (!differ.empty())
+                c.notes.push_back(fmt::format("{} {} than {} ({}, {}'s first): {}", c.groups[g].name, note.differs,
+                                              c.baseline, fmt::join(differ, ", "), c.baseline, note.meaning));
+        }
     }
 }
 
@@ -479,7 +507,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
     }
     validation_notes(c, members, size_t(base - c.groups.begin()));
-    schedule_notes(c, members, size_t(base - c.groups.begin()));
+    training_notes(c, members, size_t(base - c.groups.begin()));
     isolation_notes(c, members);
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.

@@ -470,7 +470,40 @@ TEST_F(CompareTest, VariantsValidatedOnOtherWindowsAreNoted) {
                          "train.micro_batch = " + windows + "): their val losses do not compare";
     };
     EXPECT_EQ(c.notes, (Strings{note("fewer", "32 windows of 1024 tokens vs 64 of 1024"),
-                                note("longer", "64 windows of 2048 tokens vs 64 of 1024")}));
+                                note("longer", "64 windows of 2048 tokens vs 64 of 1024"),
+                                "longer was trained on sequences of another length than b (model.seq_len 1024 vs "
+                                "2048, b's first): its losses are over other contexts, and its attention masses "
+                                "spread over another number of keys (uniform attention puts 1/T on each), so neither "
+                                "compares directly"}));
+}
+
+// Variants that differ from the baseline in more than the variant: another tokenizer, sink metrics measured with
+// other settings, other training tokens (by the logged checksum: the globs may name copies). Each gets a note naming
+// what differs, the baseline's value first; a variant that differs only in attention gets none.
+TEST_F(CompareTest, OtherTokenizersSinkSettingsAndTrainingTokensAreNoted) {
+    const fs::path root = fs::path(dir_.path()) / "measures";
+    RunSpec b = spec_b1(), other_data = spec_h1();
+    b.train_checksum = "s2:t1";
+    other_data.train_checksum = "s2:t2";
+    write_run(root / "b-s1", b, "attention: {variant: standard}\n");
+    write_run(root / "h-s1", spec_h1(), "attention: {variant: headnorm}\n");
+    write_run(root / "bpe-s1", spec_h1(), "data: {tokenizer: gpt2}\nmodel: {vocab_size: 50304}\n");
+    write_run(root / "eps-s1", spec_h1(), "metrics: {sink_eps: 0.02, wo_std_positions: 4}\n");
+    write_run(root / "data-s1", other_data, "attention: {variant: standard}\n");
+    const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
+    const Config defaults = load_config(fmt::format("{}/configs/base.yaml", SINKLAB_SOURCE_DIR));
+    EXPECT_EQ(c.notes,
+              (Strings{fmt::format("bpe was trained with another tokenizer than b (data.tokenizer \"{}\" vs \"gpt2\", "
+                                   "b's first): its losses are per token of another vocabulary: neither they nor "
+                                   "tokens to target compare",
+                                   defaults.data.tokenizer),
+                       "data was trained on other tokens than b (data.train checksum s2:t2 vs s2:t1): its losses and "
+                       "tokens to target measure the data as well as the variant",
+                       fmt::format("eps measured its sinks with other settings than b (metrics.wo_std_positions {} vs "
+                                   "4, metrics.sink_eps {} vs 0.02, b's first): its sink rate (sink_eps) or var and "
+                                   "att ratios (wo_std_positions) are other measures",
+                                   defaults.metrics.wo_std_positions, defaults.metrics.sink_eps)}))
+        << fmt::format("{}", fmt::join(c.notes, "\n"));
 }
 
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.
