@@ -50,9 +50,11 @@ void print_info(const Config& cfg, int ranks) {
                 cfg.train.shard_optimizer && ranks > 1 ? fmt::format(" (this rank's shard of {})", ranks).c_str() : "");
     std::printf("  activations   %s (micro-batch %d x %d)\n", gib(double(fp.activations)).c_str(), geo.micro_batch,
                 geo.seq_len);
-    if (fp.attention_ds)
-        std::printf("  attention dS  %s (the attention backward's scratch: attention.ds_scratch_mib)\n",
-                    gib(double(fp.attention_ds)).c_str());
+    if (fp.attention_scratch)
+        std::printf("  attention     %s (the attention backward's scratch: %s)\n",
+                    gib(double(fp.attention_scratch)).c_str(),
+                    cfg.attention.impl == "cudnn" ? "cuDNN's row sums and f32 dQ, not its workspace"
+                                                  : "row sums and dS, under attention.ds_scratch_mib");
 }
 
 }  // namespace
