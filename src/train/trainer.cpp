@@ -309,6 +309,21 @@ struct Trainer::Impl {
         else if (opt.resume)
             log->info("no run in {} yet: starting at step 0", dir);
         if (!val_batches.notice.empty()) log->info("{}", val_batches.notice);
+        if (const std::string note = epochs_note(); lead && !note.empty()) log->info("note: {}", note);
+    }
+
+    // A run longer than its data repeats tokens, which a small corpus does without saying so: its train loss then
+    // measures recall of seen tokens too. An epoch is the global batches of world x B windows its loader hands out.
+    std::string epochs_note() const {
+        const int64_t per_batch = int64_t(comm.world()) * geo.micro_batch;
+        const int64_t batches_per_epoch = train_data->windows_per_epoch() / per_batch;
+        const int64_t run_batches = cfg.train.max_steps * geo.accum;
+        if (run_batches <= batches_per_epoch) return "";
+        return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the run's {} "
+                           "steps read it {:.1f} times, and from step {} on it trains on tokens it has seen (its train "
+                           "loss measures recall as well); prepare more data to train on new tokens throughout",
+                           train_data->tokens(), batches_per_epoch, per_batch, geo.seq_len, cfg.train.max_steps,
+                           double(run_batches) / double(batches_per_epoch), batches_per_epoch / geo.accum + 1);
     }
 
     // A start that fails before commit_start (in setup, the first validation or the first step's passes: too
