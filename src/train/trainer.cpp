@@ -636,10 +636,16 @@ struct Trainer::Impl {
         progress.finish();
         if (lead) runlog->flush();
         const int64_t steps = max_steps - start_step;
-        log->info("done: {} steps in {}{} | run folder {}", steps,
+        // Skipped updates are logged one by one; a run that skipped most of them must not end looking like others.
+        const GuardState g = guard.state();
+        const int64_t skipped = g.skipped_nonfinite + g.skipped_spike;
+        log->info("done: {} steps in {}{}{} | run folder {}", steps,
                   format_duration(std::chrono::duration<double>(Clock::now() - t_start).count()),
                   comm.world() > 1 ? fmt::format(" | all-reduce {:.1f}% of step time", 100 * comm_s / step_s_total)
                                    : "",
+                  skipped ? fmt::format(" | {} of the run's {} updates skipped (non-finite {}, spikes {})", skipped,
+                                        max_steps, g.skipped_nonfinite, g.skipped_spike)
+                          : "",
                   dir);
         check_log();
     }
