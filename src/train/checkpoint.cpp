@@ -456,12 +456,29 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
     return checkpoint;
 }
 
+// True when a prune may be taking `ckpt` away: a run removes a checkpoint only once a newer one is complete, so
+// that a folder without a newer one that lost files is damaged instead. Unknown (a folder that list_checkpoints
+// refuses) counts as true.
+namespace {
+bool newer_checkpoint_exists(const fs::path& ckpt) {
+    const std::optional<int64_t> step = folder_step(ckpt.filename().string());
+    try {
+        const auto all = list_checkpoints(ckpt.parent_path());
+        return !step || std::any_of(all.begin(), all.end(), [&](const auto& c) { return c.first > *step; });
+    } catch (const Error&) {
+        return true;
+    }
+}
+}  // namespace
+
 void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read) {
     try {
         read();
     } catch (const std::exception& e) {
         std::error_code ec;
-        if (fs::exists(fs::path(ckpt) / kStateFile, ec)) throw;
+        const fs::path folder = folder_of(fs::path(ckpt).lexically_normal());
+        if (fs::exists(folder / kStateFile, ec)) throw;
+        if (fs::exists(folder, ec) && !newer_checkpoint_exists(folder)) throw;
         fail("checkpoint {} was deleted while it was read: a training run still writing this run keeps only its newest "
              "checkpoints (checkpoint.keep); run the command again, or give --checkpoint one that is kept ({})",
              ckpt, e.what());

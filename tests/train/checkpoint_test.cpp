@@ -661,6 +661,25 @@ TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
     }
 }
 
+// A checkpoint that lost its state.json but is still there: a prune in progress only where a newer checkpoint exists
+// (a run removes one only after writing the next); else it is damaged, and the reader's own error says so.
+TEST(CheckpointRead, ADamagedNewestCheckpointIsNotSaidToBeDeleted) {
+    const TempDir dir("ckpt_damaged");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, "--set run.threads=1 --set checkpoint.every=2")).rc, 0);
+    const auto damaged = [](const std::string& ckpt) {
+        EXPECT_TRUE(std::filesystem::remove(ckpt + "/state.json")) << ckpt;
+        try {
+            reading_checkpoint(ckpt, [] { throw Error("the reader's own error"); });
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    EXPECT_EQ(damaged(dir / "run/checkpoints/step_00000004"), "the reader's own error");
+    const std::string older = damaged(dir / "run/checkpoints/step_00000002");
+    EXPECT_NE(older.find("was deleted while it was read"), std::string::npos) << older;
+}
+
 // A resume whose data.train shards changed since the checkpoint (prepared again, a shard added) is refused, naming
 // both token counts: the data position counts windows of the old shards, and the run went on silently on other data.
 // So is one whose shards hold as many tokens as before, but others (went on silently until the checksum); the same
