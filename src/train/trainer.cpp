@@ -404,6 +404,13 @@ struct Trainer::Impl {
         // continue its validation curve on other tokens.
         require_same_data("data.train", "trained on", trained.data.train, cfg.data.train, *train_data, s.data_tokens,
                           s.data_checksum);
+        // Without data.val the val curve would stop where the train curve goes on, and compare would take its last
+        // row, of an earlier step, for the run's final val loss.
+        SL_REQUIRE(!lead || trained.data.val.empty() || !cfg.data.val.empty(),
+                   "cannot resume from {}: data.val is empty now, but the run validated on '{}' up to step {}; its val "
+                   "curve would stop there while training goes on. Resume with data.val '{}' (or shards elsewhere "
+                   "that hold the same tokens), or start a new run (another run.name)",
+                   resume_from, trained.data.val, s.step, trained.data.val);
         if (val_data && (s.val_tokens >= 0 || (lead && !trained.data.val.empty())))
             require_same_data("data.val", "validated on", trained.data.val, cfg.data.val, *val_data, s.val_tokens,
                               s.val_checksum);
