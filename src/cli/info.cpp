@@ -4,6 +4,8 @@
 
 #include "cli/commands.h"
 #include "cli/config_args.h"
+#include "data/dataloader.h"
+#include "data/glob.h"
 #include "model/model.h"
 #include "train/trainer.h"
 
@@ -14,6 +16,27 @@ namespace {
 std::string gib(double bytes) {
     return bytes >= double(1 << 30) ? fmt::format("{:.2f} GiB", bytes / double(1 << 30))
                                     : fmt::format("{:.1f} MiB", bytes / double(1 << 20));
+}
+
+// The training data as the run will find it: its tokens and how often the run's steps read them.
+std::string data_line(const Config& cfg, const StepGeometry& geo) {
+    const std::vector<std::string> files = glob_files(cfg.data.train);
+    if (files.empty())
+        return fmt::format("'{}' matches no shard yet (data.missing: {})", cfg.data.train, cfg.data.missing);
+    uint64_t tokens = 0;
+    try {
+        for (const std::string& f : files) tokens += Shard(f).tokens();
+    } catch (const Error& e) {
+        return fmt::format("'{}': {}", cfg.data.train, e.what());
+    }
+    const DataPasses d = data_passes(DataLoader::training_windows(tokens, geo.seq_len), geo, cfg.train.max_steps);
+    if (d.batches_per_epoch == 0)
+        return fmt::format("{} tokens in {} shard{}: less than one global batch", tokens, files.size(),
+                           files.size() == 1 ? "" : "s");
+    return fmt::format("{} tokens in {} shard{}: the run's {} steps read {:.3g} epoch{}{}", tokens, files.size(),
+                       files.size() == 1 ? "" : "s", cfg.train.max_steps, d.epochs, d.epochs == 1 ? "" : "s",
+                       d.first_repeat_step ? fmt::format(", repeating tokens from step {} on", d.first_repeat_step)
+                                           : "");
 }
 
 void print_info(const Config& cfg, int ranks) {
@@ -40,6 +63,7 @@ void print_info(const Config& cfg, int ranks) {
     std::printf("tokens/step     %lld = %d seq x %d tokens x %d ranks x %d accumulation\n",
                 (long long)geo.tokens_per_step, geo.micro_batch, geo.seq_len, ranks, geo.accum);
     std::printf("FLOPs/step      %.3g\n", fpt * double(geo.tokens_per_step));
+    std::printf("data.train      %s\n", data_line(cfg, geo).c_str());
     std::printf("memory/rank     %s (%s compute%s)\n",
                 gib(double(fp.total())).c_str(),
                 std::string(dtype_name(compute)).c_str(), gpu ? ", if the run lands on a GPU" : "");

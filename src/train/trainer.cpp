@@ -59,6 +59,16 @@ StepGeometry step_geometry(const Config& cfg, int world) {
     return g;
 }
 
+DataPasses data_passes(uint64_t windows, const StepGeometry& geo, int64_t steps) {
+    DataPasses d;
+    d.batches_per_epoch = int64_t(windows / (uint64_t(geo.world) * uint64_t(geo.micro_batch)));
+    if (d.batches_per_epoch == 0) return d;
+    const int64_t batches = steps * geo.accum;
+    d.epochs = double(batches) / double(d.batches_per_epoch);
+    if (batches > d.batches_per_epoch) d.first_repeat_step = d.batches_per_epoch / geo.accum + 1;
+    return d;
+}
+
 std::string run_dir(const Config& cfg) { return (fs::path(cfg.run.out_dir) / cfg.run.name).string(); }
 
 namespace {
@@ -313,17 +323,15 @@ struct Trainer::Impl {
     }
 
     // A run longer than its data repeats tokens, which a small corpus does without saying so: its train loss then
-    // measures recall of seen tokens too. An epoch is the global batches of world x B windows its loader hands out.
+    // measures recall of seen tokens too.
     std::string epochs_note() const {
-        const int64_t per_batch = int64_t(comm.world()) * geo.micro_batch;
-        const int64_t batches_per_epoch = train_data->windows_per_epoch() / per_batch;
-        const int64_t run_batches = cfg.train.max_steps * geo.accum;
-        if (run_batches <= batches_per_epoch) return "";
+        const DataPasses d = data_passes(uint64_t(train_data->windows_per_epoch()), geo, cfg.train.max_steps);
+        if (d.first_repeat_step == 0) return "";
         return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the run's {} "
                            "steps read it {:.1f} times, and from step {} on it trains on tokens it has seen (its train "
                            "loss measures recall as well); prepare more data to train on new tokens throughout",
-                           train_data->tokens(), batches_per_epoch, per_batch, geo.seq_len, cfg.train.max_steps,
-                           double(run_batches) / double(batches_per_epoch), batches_per_epoch / geo.accum + 1);
+                           train_data->tokens(), d.batches_per_epoch, geo.world * geo.micro_batch, geo.seq_len,
+                           cfg.train.max_steps, d.epochs, d.first_repeat_step);
     }
 
     // A start that fails before commit_start (in setup, the first validation or the first step's passes: too

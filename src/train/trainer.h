@@ -20,6 +20,15 @@ struct StepGeometry {
 // Fails with a clear message when train.tokens_per_step does not split evenly over the ranks.
 StepGeometry step_geometry(const Config& cfg, int world);
 
+// How often `steps` optimizer steps read data.train of `windows` training windows (DataLoader::training_windows): an
+// epoch is the global batches of world x B windows that fit, and a step reads accum of them.
+struct DataPasses {
+    int64_t batches_per_epoch = 0;
+    double epochs = 0;              // batches read / batches_per_epoch
+    int64_t first_repeat_step = 0;  // the first step (from 1) that reads tokens read before; 0: none does
+};
+DataPasses data_passes(uint64_t windows, const StepGeometry& geo, int64_t steps);
+
 struct TrainOptions {
     bool resume = false;     // continue from the newest checkpoint of the run folder
     bool overwrite = false;  // replace an existing run folder

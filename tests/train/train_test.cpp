@@ -217,6 +217,7 @@ TEST(Training, CheckpointsWithoutTheirRunLogAreARun) {
 
 // A run longer than its data: 3000 tokens make 3000 / 64 - 1 = 45 windows of 64, 5 batches of 8 per epoch, so 12
 // steps of one batch read 2.4 epochs, the second from step 6 on; a run of 5 steps reads one and gets no note.
+// sinklab info says so before the run.
 TEST(Training, TheLogNotesARunThatRepeatsItsData) {
     const TempDir dir("train_epochs");
     std::vector<uint32_t> tokens(3000);
@@ -232,6 +233,17 @@ TEST(Training, TheLogNotesARunThatRepeatsItsData) {
         << log;
     ASSERT_EQ(run_sinklab(small_run(dir, "short", 5, data)).rc, 0);
     EXPECT_EQ(read_file(dir / "short/train.log").find("data.train holds"), std::string::npos);
+    // sinklab info says the same before the run, and on 2 ranks 2 batches of 16 make an epoch: 6 of them.
+    const auto info_says = [&](int steps, const std::string& more, const std::string& line) {
+        const CommandResult r = run_sinklab("info" + small_run(dir, "x", steps, data + more).substr(5));
+        EXPECT_EQ(r.rc, 0) << r.out;
+        EXPECT_NE(r.out.find("\ndata.train      " + line + "\n"), std::string::npos) << r.out;
+    };
+    info_says(12, "", "3000 tokens in 1 shard: the run's 12 steps read 2.4 epochs, repeating tokens from step 6 on");
+    info_says(5, "", "3000 tokens in 1 shard: the run's 5 steps read 1 epoch");
+    info_says(12, " --ranks 2", "3000 tokens in 1 shard: the run's 12 steps read 6 epochs, repeating tokens from "
+                                "step 3 on");
+    info_says(12, " --set data.train=nothere/x_*.bin", "'nothere/x_*.bin' matches no shard yet (data.missing: error)");
 }
 
 // A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's
