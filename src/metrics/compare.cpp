@@ -246,20 +246,26 @@ void training_notes(Comparison& c, const std::vector<std::vector<const RunCurves
 }
 
 // A note for each isolated position a group tracks: its mass counts the isolated row's own weight, all of it on the
-// position, which adds 1/(T - k) to the mean over the T - k rows that see it. From the metrics.h5 files, like the
-// ratios that leave those positions out: a run folder without its config.yaml still gets the note.
+// position, which adds 1/n to the mean over the n rows that see it (those from k on, but later isolated rows, which
+// see only themselves). From the metrics.h5 files, like the ratios that leave those positions out: a run folder
+// without its config.yaml still gets the note.
 void isolation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members) {
     for (size_t g = 0; g < c.groups.size(); g++) {
         const auto said = std::find_if(members[g].begin(), members[g].end(),
                                        [](const RunCurves* r) { return r->seq_len > 0; });
         if (said == members[g].end()) continue;
         const RunCurves& r = **said;
-        for (int k : r.intervention.isolate)
-            if (k > 0 && k < r.seq_len)
-                c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is "
-                                              "isolated), 1/(T - {}) = {:.4f} in every layer: take that off to read "
-                                              "attention drawn to token {}",
-                                              c.groups[g].name, k, k, k, 1.0 / double(r.seq_len - k), k));
+        const std::vector<int>& isolated = r.intervention.isolate;
+        for (int k : isolated) {
+            if (k <= 0 || k >= r.seq_len) continue;
+            const auto later = std::count_if(isolated.begin(), isolated.end(),
+                                             [&](int j) { return j > k && j < r.seq_len; });
+            const int64_t rows = int64_t(r.seq_len) - k - later;
+            c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is isolated), "
+                                          "1/{} = {:.4f} (one of the {} rows that see it) in every layer: take that "
+                                          "off to read attention drawn to token {}",
+                                          c.groups[g].name, k, k, rows, 1.0 / double(rows), rows, k));
+        }
     }
 }
 

@@ -224,8 +224,8 @@ TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
                           "as the variant");
 }
 
-// An isolated row puts all its weight on itself, 1/(T - k) of the mass on token k that compare reports (a mean over
-// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway). The
+// An isolated row puts all its weight on itself, 1/n of the mass on token k that compare reports (a mean over the n
+// rows that see k: from k on, but later isolated rows): noted with that share, for each isolated position (row 0 is token 0's anyway). The
 // positions and T come from metrics.h5's config_yaml, as for the ratios: a run folder without config.yaml is noted.
 TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     const fs::path root = fs::path(dir_.path()) / "isolated";
@@ -235,10 +235,13 @@ TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     write_run(root / "b-s1", b);
     write_run(root / "iso-s1", iso);
     const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
-    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/(T - 2) = "
-                                "0.0156 in every layer: take that off to read attention drawn to token 2",
-                                "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/(T - 35) "
-                                "= 0.0323 in every layer: take that off to read attention drawn to token 35"}));
+    // Rows 2..65 but the isolated row 35 see token 2: 63 of them; rows 35..65 see token 35: 31.
+    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/63 = 0.0159 "
+                                "(one of the 63 rows that see it) in every layer: take that off to read attention "
+                                "drawn to token 2",
+                                "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/31 = "
+                                "0.0323 (one of the 31 rows that see it) in every layer: take that off to read "
+                                "attention drawn to token 35"}));
     expect_has(comparison_markdown(c), {"\nNotes:\n\n- iso: its tok2 mass counts row 2's own weight", "\n- iso: its "
                                         "tok35 mass"});
 }
