@@ -327,9 +327,9 @@ struct Trainer::Impl {
     std::string epochs_note() const {
         const DataPasses d = data_passes(uint64_t(train_data->windows_per_epoch()), geo, cfg.train.max_steps);
         if (d.first_repeat_step == 0) return "";
-        return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the run's {} "
-                           "steps read it {:.1f} times, and from step {} on it trains on tokens it has seen (its train "
-                           "loss measures recall as well); prepare more data to train on new tokens throughout",
+        return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the run's "
+                           "{} steps read it {:.1f} times, and from step {} on it trains on tokens it has seen (its "
+                           "train loss measures recall as well); prepare more data to train on new tokens throughout",
                            train_data->tokens(), d.batches_per_epoch, geo.world * geo.micro_batch, geo.seq_len,
                            cfg.train.max_steps, d.epochs, d.first_repeat_step);
     }

@@ -225,8 +225,9 @@ TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
 }
 
 // An isolated row puts all its weight on itself, 1/n of the mass on token k that compare reports (a mean over the n
-// rows that see k: from k on, but later isolated rows): noted with that share, for each isolated position (row 0 is token 0's anyway). The
-// positions and T come from metrics.h5's config_yaml, as for the ratios: a run folder without config.yaml is noted.
+// rows that see k: from k on, but later isolated rows): noted with that share, for each isolated position (row 0 is
+// token 0's anyway). The positions and T come from metrics.h5's config_yaml, as for the ratios: a run folder without
+// config.yaml is noted.
 TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     const fs::path root = fs::path(dir_.path()) / "isolated";
     RunSpec b = spec_b1(), iso = spec_h1();
