@@ -15,6 +15,7 @@
 #include "metrics/runlog_format.h"
 #include "metrics/runlog_reader.h"
 #include "metrics/sink_metrics.h"
+#include "train/run_folder.h"
 #include "train/suite.h"
 
 namespace sinklab {
@@ -344,7 +345,9 @@ RunCurves read_run(const std::string& dir) {
     r.name = folder_name(dir);
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
-    const RunLogReader log((fs::path(dir) / "metrics.h5").string());
+    // A start that replaced the run and failed before its first step (on another rank, which ends the job before
+    // rank 0 can put the old run back) leaves the run in .replaced: its files are those the next start continues.
+    const RunLogReader log(run_entry(dir, "metrics.h5"));
     read_config_attr(log, r);
     r.positions = read_positions(log);
     r.step = log.read("train", "step").data;
@@ -358,7 +361,7 @@ RunCurves read_run(const std::string& dir) {
     if (log.has_attr(runlog::kRunIdAttr)) r.run_id = log.str_attr(runlog::kRunIdAttr);
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
     // config check.
-    const fs::path cfg = fs::path(dir) / "config.yaml";
+    const fs::path cfg = run_entry(dir, "config.yaml");
     if (!fs::exists(cfg)) {
         r.config_error = "is missing";
     } else {
@@ -388,7 +391,7 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
             continue;
         }
         SL_REQUIRE(fs::is_directory(p), "{}: not a run folder, a suite folder or a metrics.h5 file", arg);
-        if (fs::exists(p / "metrics.h5")) {
+        if (fs::exists(run_entry(p.string(), "metrics.h5"))) {
             add(p);
             continue;
         }
@@ -409,7 +412,7 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
             // A hidden folder is no run of the suite: the old run that `train --overwrite` sets aside in a run
             // folder (.replaced) while the new one starts, .git, ...
             if (!e.is_directory() || name.starts_with('.')) continue;
-            if (!fs::exists(e.path() / "metrics.h5")) {
+            if (!fs::exists(run_entry(e.path().string(), "metrics.h5"))) {
                 if (fs::exists(e.path() / "config.yaml"))
                     notes.push_back(fmt::format("{}: no metrics.h5 yet (the run has not started logging); left out",
                                                 e.path().string()));

@@ -247,6 +247,25 @@ TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
                                         "tok35 mass"});
 }
 
+// A start that replaced h-s1 and failed on another rank before its first step left the run in h-s1/.replaced and its
+// own one-step log in h-s1: compare reads the run that the next start puts back, config.yaml too.
+TEST_F(CompareTest, ARunLeftAsideByAFailedStartIsReadWhereItWaits) {
+    const fs::path root = fs::path(dir_.path()) / "aside";
+    write_run(root / "b-s1", spec_b1(), "train: {max_steps: 4}\n");
+    write_run(root / "h-s1" / ".replaced", spec_h1(), "train: {max_steps: 4}\n");
+    RunSpec started;
+    started.loss = {9};
+    write_run(root / "h-s1", started, "train: {max_steps: 50}\n");
+    for (const std::string& arg : {root.string(), (root / "h-s1").string()}) {
+        const Comparison c = compare_runs(read_all({arg}), "", 2);
+        const GroupRow& h = c.groups.back();
+        EXPECT_EQ(h.name, "h") << arg;
+        EXPECT_EQ(h.step_max, 4) << arg;
+        EXPECT_NEAR(h.train_loss.mean, 0.75, kTol) << arg;  // (1 + 0.5) / 2
+        EXPECT_EQ(h.max_steps, 4) << arg;
+    }
+}
+
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
     const Comparison c = compare_runs(read_all({suite().string()}), "", 2);
     const std::string text = comparison_text(c);

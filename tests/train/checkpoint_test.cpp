@@ -2,6 +2,7 @@
 // with SIGKILL or stopped with SIGTERM continues to a complete metrics.h5, and damaged checkpoints, changed
 // configs, unwritable folders and full disks are refused with the file or key named.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -11,7 +12,9 @@
 #include "config/config.h"
 #include "core/check.h"
 #include "core/checksum.h"
+#include "core/folder_lock.h"
 #include "data/data_test_util.h"
+#include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
@@ -659,6 +662,29 @@ TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
         EXPECT_NE(msg.find("checkpoint.keep"), std::string::npos) << msg;
         EXPECT_NE(msg.find("(checkpoint has no state.json: it is damaged)"), std::string::npos) << msg;
     }
+}
+
+// The old run waits in .replaced after a start that failed on another rank before its first step, and while a start
+// runs its first step: eval and export say which, and where the run is, instead of "holds no checkpoint".
+TEST(CheckpointRead, ARunSetAsideByAStartIsNamed) {
+    const TempDir dir("ckpt_aside");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1")).rc, 0);
+    const std::string run = dir / "run", aside = dir / "run/.replaced";
+    std::filesystem::create_directories(aside);
+    for (const char* entry : {"checkpoints", "metrics.h5", "config.yaml", "train.log"})
+        std::filesystem::rename(run + "/" + entry, aside + "/" + entry);
+    write_file(run + "/config.yaml", "the new run's\n");
+    const std::string failed = error_of([&] { checkpoint_to_read(run, "", false); });
+    EXPECT_NE(failed.find(run + " holds no checkpoint of its own now: a start that replaced its run failed before its "
+                                "first step (on another rank, say) and left the run in " + aside),
+              std::string::npos)
+        << failed;
+    const FolderLock starting(run, "run folder", "train", "");
+    const std::string running = error_of([&] { checkpoint_to_read(run, "", false); });
+    EXPECT_NE(running.find("a start of the run (`sinklab train` (pid " + std::to_string(getpid())), std::string::npos)
+        << running;
+    EXPECT_NE(running.find("keeps the old run in " + aside + " until its first step has run"), std::string::npos)
+        << running;
 }
 
 // A checkpoint that lost its state.json but is still there: a prune in progress only where a newer checkpoint exists
