@@ -6,6 +6,7 @@
 #include "cli/config_args.h"
 #include "data/dataloader.h"
 #include "data/glob.h"
+#include "dist/comm.h"
 #include "model/model.h"
 #include "train/trainer.h"
 
@@ -92,6 +93,7 @@ void add_info(CLI::App& app) {
     cmd->add_option("--ranks", *ranks, "number of ranks the run will use")->check(at_least(1));
     cmd->add_flag("--yaml", *yaml, "print the resolved config (inherit and --set applied) as YAML instead");
     cmd->callback([args, ranks, yaml] {
+        require_single_process("info");
         const Config cfg = load_config(args->path, args->overrides);
         if (*yaml)
             std::fputs(dump_config(cfg).c_str(), stdout);

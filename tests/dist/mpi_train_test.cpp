@@ -70,30 +70,6 @@ Timed timed(const std::string& cmd) {
     return {r, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
 }
 
-// An export started twice by a launcher: the two copies never write the folder at once (the second waits for no
-// one: it is refused, naming the first), and whatever mpirun does to the first when the second fails (it aborts the
-// job), the folder is left to the next export.
-TEST(MpiTraining, TwoExportsIntoOneFolderNeverInterleave) {
-    REQUIRE_MPI();
-    const TempDir dir("mpi_export");
-    ASSERT_EQ(run_sinklab(small_run(dir, "x", 2, "--set attention.variant=standard")).rc, 0);
-    const std::string export_cmd = "export --format hf " + dir / "x";
-    for (int attempt = 0; attempt < 3; attempt++) {
-        const CommandResult r = run_command(mpiexec(2, export_cmd));
-        if (r.rc == 0) EXPECT_EQ(count(r.out, "exported "), 2u) << r.out;
-        else
-            // The holder named: `sinklab export` (pid ...), or "sinklab process (starting)" before it wrote that.
-            EXPECT_NE(r.out.find("export folder " + dir / "x/hf is in use by another "), std::string::npos) << r.out;
-        EXPECT_EQ(r.out.find("not written by sinklab export"), std::string::npos) << r.out;
-        EXPECT_EQ(r.out.find("cannot rename"), std::string::npos) << r.out;
-    }
-    const CommandResult last = run_sinklab(export_cmd);
-    ASSERT_EQ(last.rc, 0) << last.out;
-    // embed_tokens and norm, and 9 tensors in each of the 2 layers: a whole file.
-    EXPECT_EQ(SafetensorsFile(dir / "x/hf/model.safetensors").tensors().size(), 2u + 2u * 9u);
-    EXPECT_FALSE(std::filesystem::exists(dir / "x/hf/model.safetensors.tmp"));
-}
-
 TEST(MpiTraining, TwoRanksEqualOneRankWithTheDoubleBatch) {
     REQUIRE_MPI();
     const TempDir dir("mpi_equal");
@@ -168,6 +144,24 @@ TEST(MpiTraining, ShardedOptimizerTrainsTheSameModel) {
         expect_same_tensors(dir / "plain/checkpoints/step_00000020/optimizer.safetensors",
                             dir / (std::string(name) + "/checkpoints/step_00000020/optimizer.safetensors"));
     }
+}
+
+// Commands that run as one process refuse a launcher, once for the job: under one, each rank ran the whole command
+// (3 exports into one folder raced for its lock, and the job's exit status was a coin flip).
+TEST(MpiCommands, OneProcessCommandsRefuseSeveralRanks) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_single");
+    std::filesystem::create_directories(dir / "run");
+    for (const std::string& command : {"info " + std::string(SINKLAB_SOURCE_DIR) + "/configs/tiny.yaml",
+                                       "export " + dir / "run" + " --format hf --out " + dir / "hf",
+                                       "compare " + dir / "run"}) {
+        const Timed t = timed(mpiexec(2, command));
+        const std::string name = command.substr(0, command.find(' '));
+        EXPECT_NE(t.r.rc, 0) << t.r.out;
+        EXPECT_EQ(count(t.r.out, "sinklab " + name + " runs as one process, but this is one of 2 ranks"), 1u)
+            << t.r.out;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir / "hf"));
 }
 
 TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
