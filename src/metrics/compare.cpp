@@ -391,7 +391,7 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
             continue;
         }
         SL_REQUIRE(fs::is_directory(p), "{}: not a run folder, a suite folder or a metrics.h5 file", arg);
-        if (fs::exists(run_entry(p.string(), "metrics.h5"))) {
+        if (fs::exists(p / "metrics.h5")) {
             add(p);
             continue;
         }
