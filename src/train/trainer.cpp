@@ -59,13 +59,18 @@ StepGeometry step_geometry(const Config& cfg, int world) {
     return g;
 }
 
-DataPasses data_passes(uint64_t windows, const StepGeometry& geo, int64_t steps) {
+DataPasses data_passes(uint64_t windows, const StepGeometry& geo, int64_t last_step, int64_t done, uint64_t epoch,
+                       uint64_t cursor) {
     DataPasses d;
-    d.batches_per_epoch = int64_t(windows / (uint64_t(geo.world) * uint64_t(geo.micro_batch)));
+    const uint64_t per_batch = uint64_t(geo.world) * uint64_t(geo.micro_batch);
+    d.batches_per_epoch = int64_t(windows / per_batch);
     if (d.batches_per_epoch == 0) return d;
-    const int64_t batches = steps * geo.accum;
-    d.epochs = double(batches) / double(d.batches_per_epoch);
-    if (batches > d.batches_per_epoch) d.first_repeat_step = d.batches_per_epoch / geo.accum + 1;
+    // The loader starts the next epoch where fewer than a global batch of windows is left.
+    const int64_t left = cursor < windows ? int64_t((windows - cursor) / per_batch) : 0;
+    const int64_t batches = (last_step - done) * geo.accum;
+    d.epochs = double(epoch) + double(d.batches_per_epoch - left + batches) / double(d.batches_per_epoch);
+    if (epoch > 0 && batches > 0) d.first_repeat_step = done + 1;
+    if (epoch == 0 && batches > left) d.first_repeat_step = done + left / geo.accum + 1;
     return d;
 }
 
@@ -325,7 +330,9 @@ struct Trainer::Impl {
     // A run longer than its data repeats tokens, which a small corpus does without saying so: its train loss then
     // measures recall of seen tokens too.
     std::string epochs_note() const {
-        const DataPasses d = data_passes(uint64_t(train_data->windows_per_epoch()), geo, cfg.train.max_steps);
+        const LoaderPosition at = train_data->position();
+        const DataPasses d = data_passes(uint64_t(train_data->windows_per_epoch()), geo, cfg.train.max_steps, start_step,
+                                         at.epoch, at.cursor);
         if (d.first_repeat_step == 0) return "";
         return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the run's "
                            "{} steps read it {:.1f} times, and from step {} on it trains on tokens it has seen (its "
@@ -636,8 +643,10 @@ struct Trainer::Impl {
                 log_val(done);
             }
             if (lead && (done % cfg.metrics.flush_every == 0 || last)) runlog->flush();
-            if (done % cfg.fault.check_every == 0) check_replicas(done);
-            if (last || stop || (cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0)) {
+            // A checkpoint holds rank 0's weights for every rank: ranks that drifted apart are stopped before one.
+            const bool save = last || stop || (cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0);
+            if (save || done % cfg.fault.check_every == 0) check_replicas(done);
+            if (save) {
                 progress.clear();
                 checkpoint(done);
             }

@@ -194,6 +194,27 @@ TEST(MpiTraining, AnOverwriteThatFailsOnAnotherRankKeepsTheOldRun) {
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
 }
 
+// train.log's epochs note of a run resumed on more ranks counts from where the loader stands: 3000 tokens make 45
+// windows of 64; after 3 steps of 8 on 1 rank (24 windows), 2 ranks take 16 a step: step 4 ends the first epoch
+// (21 left), step 5 starts the second, and the 12 steps read (2 - 1 + 9) / 2 = 5 epochs of 2 batches.
+TEST(MpiTraining, ARunResumedOnMoreRanksNotesItsEpochsFromWhereItStands) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_epochs");
+    std::vector<uint32_t> tokens(3000);
+    for (size_t i = 0; i < tokens.size(); i++) tokens[i] = uint32_t(i * 7 % 256);
+    write_llmc_shard(dir / "small_000000.bin", tokens, true);
+    const std::string data = fmt::format(
+        "--set run.threads=1 --set data.train={}/small_*.bin --set data.val= --set data.missing=error", dir.path());
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3, data)).rc, 0);
+    const CommandResult r = run_command(mpiexec(2, small_run(dir, "x", 12, data + " --resume")));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const std::string log = read_file(dir / "x/train.log");
+    EXPECT_NE(log.find("2 batches of 16 windows of 64 tokens per epoch, so the run's 12 steps read it 5.0 times, and "
+                       "from step 5 on"),
+              std::string::npos)
+        << log;
+}
+
 // With train.tokens_per_step 0 the tokens per step follow the ranks: a run resumed on 2 ranks counts its tokens on
 // from the checkpoint's, at twice the rate (1 rank x 8 x 64 = 512 tokens a step, then 1024), and back on 1 rank.
 // The first checkpoint stands in for one of an older sinklab, which did not record its tokens: they are its steps
@@ -329,6 +350,15 @@ TEST(MpiTraining, RanksThatDriftApartAreStopped) {
                             "SINKLAB_FAULT_INJECT=desync@7:1"));
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("step 10: the parameters of rank(s) 1 differ from rank 0's"), std::string::npos) << r.out;
+    // A checkpoint is checked before it is written, whatever fault.check_every: step 8's would hold drifted weights.
+    const CommandResult saving =
+        run_command(mpiexec(2, small_run(dir, "saving", 20, "--set run.threads=1 --set train.micro_batch=4 "
+                                                            "--set fault.check_every=5 --set checkpoint.every=8"),
+                            "SINKLAB_FAULT_INJECT=desync@7:1"));
+    EXPECT_NE(saving.rc, 0) << saving.out;
+    EXPECT_NE(saving.out.find("step 8: the parameters of rank(s) 1 differ from rank 0's"), std::string::npos)
+        << saving.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "saving/checkpoints/step_00000008"));
 }
 
 TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {

@@ -233,6 +233,12 @@ TEST(Training, TheLogNotesARunThatRepeatsItsData) {
         << log;
     ASSERT_EQ(run_sinklab(small_run(dir, "short", 5, data)).rc, 0);
     EXPECT_EQ(read_file(dir / "short/train.log").find("data.train holds"), std::string::npos);
+    // A resume goes on from where the loader stands: after 3 steps, 2 batches are left of the first epoch.
+    ASSERT_EQ(run_sinklab(small_run(dir, "resumed", 3, data)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "resumed", 12, data + " --resume")).rc, 0);
+    const std::string resumed = read_file(dir / "resumed/train.log");
+    EXPECT_NE(resumed.find("so the run's 12 steps read it 2.4 times, and from step 6 on"), std::string::npos)
+        << resumed;
     // sinklab info says the same before the run, and on 2 ranks 2 batches of 16 make an epoch: 6 of them.
     const auto info_says = [&](int steps, const std::string& more, const std::string& line) {
         const CommandResult r = run_sinklab("info" + small_run(dir, "x", steps, data + more).substr(5));
