@@ -49,11 +49,13 @@ bool overlapping(const std::string& a, const std::string& b) {
 void refuse_sets_of_variant_keys(const Suite& suite, const std::vector<std::string>& cli_overrides) {
     for (const std::string& o : cli_overrides) {
         const std::string key = override_key(o);
-        std::vector<std::string> setters;
-        for (const SuiteVariant& v : suite.variants)
-            for (const Override& set : v.overrides)
-                if (overlapping(override_key(set.assignment), key))
-                    setters.push_back(fmt::format("{} ({})", v.name, set.origin));
+        std::vector<std::string> setters;  // one per variant: its name and the first line that sets the key
+        for (const SuiteVariant& v : suite.variants) {
+            const auto set = std::find_if(v.overrides.begin(), v.overrides.end(), [&](const Override& x) {
+                return overlapping(override_key(x.assignment), key);
+            });
+            if (set != v.overrides.end()) setters.push_back(fmt::format("{} ({})", v.name, set->origin));
+        }
         SL_REQUIRE(setters.empty(),
                    "--set {}: variant{} {} set{} {} in the suite; the --set would run {} with its value under names "
                    "that say otherwise. Change the variants in (a copy of) the suite instead",
