@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "core/checksum.h"
@@ -51,10 +52,25 @@ Communicator& process_communicator() {
     return *slot;
 }
 
+namespace {
+
+// True when an MPI launcher started this process itself: processes that a rank starts (the corpus build's prepare, a
+// wrapper script's compare) inherit the launcher's variables too, and must neither start MPI nor be refused.
+bool started_by_mpi_launcher() {
+    static const std::set<std::string> kLaunchers = {"mpirun",  "mpiexec", "orterun", "orted",
+                                                     "prterun", "prted",   "hydra_pmi_proxy"};
+    std::ifstream comm_file(fmt::format("/proc/{}/comm", ::getppid()));
+    std::string parent;
+    std::getline(comm_file, parent);
+    return kLaunchers.contains(parent);
+}
+
+}  // namespace
+
 void require_single_process(const std::string& command) {
 #ifdef SINKLAB_HAVE_MPI
-    // MPI starts only under a launcher, so that the ranks end as one job with one message (exit_with_error).
-    const int world = mpi_launcher_ranks() > 1 ? process_communicator().world() : 1;
+    // MPI starts only in a rank, so that the ranks end as one job with one message (exit_with_error).
+    const int world = mpi_launcher_ranks() > 1 && started_by_mpi_launcher() ? process_communicator().world() : 1;
 #else
     const int world = 1;  // copies started by a launcher cannot tell
 #endif

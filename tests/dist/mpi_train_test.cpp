@@ -14,6 +14,7 @@
 
 #include "data/shard.h"
 #include "tests/data/data_test_util.h"
+#include "test_util.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -23,22 +24,21 @@ namespace sinklab::test {
 namespace {
 
 #ifdef SINKLAB_MPIEXEC
-// mpiexec as root on a 2-core machine; ranks inherit `env` (they are children of the local mpiexec).
-std::string mpiexec(int ranks, const std::string& args, const std::string& env = "") {
+// mpiexec as root on a 2-core machine, running the command line `program` as each rank; ranks inherit `env` (they
+// are children of the local mpiexec).
+std::string mpiexec_program(int ranks, const std::string& program, const std::string& env = "") {
     return fmt::format("env {} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-                       "OMPI_MCA_rmaps_base_oversubscribe=1 {} -n {} {} {}",
-                       env, SINKLAB_MPIEXEC, ranks, SINKLAB_BINARY, args);
+                       "OMPI_MCA_rmaps_base_oversubscribe=1 {} -n {} {}",
+                       env, SINKLAB_MPIEXEC, ranks, program);
 }
 #define REQUIRE_MPI()
 #else
-std::string mpiexec(int, const std::string&, const std::string& = "") { return ""; }
+std::string mpiexec_program(int, const std::string&, const std::string& = "") { return ""; }
 #define REQUIRE_MPI() GTEST_SKIP() << "skipped: built without MPI"
 #endif
-
-size_t count(const std::string& text, const std::string& what) {
-    size_t n = 0;
-    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
-    return n;
+// sinklab with `args` as each rank.
+std::string mpiexec(int ranks, const std::string& args, const std::string& env = "") {
+    return mpiexec_program(ranks, std::string(SINKLAB_BINARY) + " " + args, env);
 }
 
 double rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
@@ -162,6 +162,13 @@ TEST(MpiCommands, OneProcessCommandsRefuseSeveralRanks) {
             << t.r.out;
     }
     EXPECT_FALSE(std::filesystem::exists(dir / "hf"));
+    // A process that a rank starts (the corpus build's prepare, a wrapper script's compare) inherits the launcher's
+    // variables but is no rank: it runs.
+    const CommandResult child = run_command(mpiexec_program(
+        2, fmt::format("sh -c '{} info {}/configs/tiny.yaml >/dev/null && echo child ran'", SINKLAB_BINARY,
+                       SINKLAB_SOURCE_DIR)));
+    EXPECT_EQ(child.rc, 0) << child.out;
+    EXPECT_EQ(count(child.out, "child ran"), 2u) << child.out;
 }
 
 TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
