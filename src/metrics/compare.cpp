@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -157,9 +158,6 @@ const Config* group_config(const std::vector<const RunCurves*>& runs) {
     return nullptr;
 }
 
-// A note for each group validated on other tokens than the baseline: other data.val files (their logged checksums
-// differ), or other windows of them. Validation reads the first val_batches x micro_batch windows of seq_len tokens,
-// so that runs of another micro-batch validate on the same tokens only with val_batches scaled to match.
 // A group's checksum of its data (&RunCurves::train_checksum or val_checksum): that of its first run which logged
 // one (its seeds agree, checked before); empty when none did.
 std::string group_checksum(const std::vector<const RunCurves*>& runs, std::string RunCurves::*checksum) {
@@ -168,6 +166,9 @@ std::string group_checksum(const std::vector<const RunCurves*>& runs, std::strin
     return "";
 }
 
+// A note for each group validated on other tokens than the baseline: other data.val files (their logged checksums
+// differ), or other windows of them. Validation reads the first val_batches x micro_batch windows of seq_len tokens,
+// so that runs of another micro-batch validate on the same tokens only with val_batches scaled to match.
 void validation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
     const auto val_checksum = [&](size_t g) { return group_checksum(members[g], &RunCurves::val_checksum); };
     const auto validated = [&](size_t g) {
@@ -345,9 +346,20 @@ RunCurves read_run(const std::string& dir) {
     r.name = folder_name(dir);
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
-    // A start that replaced the run and failed before its first step (on another rank, which ends the job before
-    // rank 0 can put the old run back) leaves the run in .replaced: its files are those the next start continues.
-    const RunLogReader log(run_entry(dir, "metrics.h5"));
+    // A start that replaces the run keeps the old one in .replaced until its first step has run, and one that failed
+    // before (on another rank, which ends the job before rank 0 can put the old run back) leaves it there for the
+    // next start: the run is what is there. One folder for all its files, and the run folder where the start stands
+    // by the time the file opens.
+    fs::path from = fs::path(run_entry(dir, "metrics.h5")).parent_path();
+    std::optional<RunLogReader> opened;
+    try {
+        opened.emplace((from / "metrics.h5").string());
+    } catch (const Error&) {
+        if (from == fs::path(dir)) throw;
+        from = dir;
+        opened.emplace((from / "metrics.h5").string());
+    }
+    const RunLogReader& log = *opened;
     read_config_attr(log, r);
     r.positions = read_positions(log);
     r.step = log.read("train", "step").data;
@@ -361,7 +373,7 @@ RunCurves read_run(const std::string& dir) {
     if (log.has_attr(runlog::kRunIdAttr)) r.run_id = log.str_attr(runlog::kRunIdAttr);
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
     // config check.
-    const fs::path cfg = run_entry(dir, "config.yaml");
+    const fs::path cfg = from / "config.yaml";
     if (!fs::exists(cfg)) {
         r.config_error = "is missing";
     } else {
@@ -391,7 +403,9 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
             continue;
         }
         SL_REQUIRE(fs::is_directory(p), "{}: not a run folder, a suite folder or a metrics.h5 file", arg);
-        if (fs::exists(p / "metrics.h5")) {
+        // A run folder, or one whose run waits in .replaced (a suite folder holds sweep.yaml).
+        const bool waiting = !fs::exists(p / "sweep.yaml") && fs::exists(run_entry(arg, "metrics.h5"));
+        if (fs::exists(p / "metrics.h5") || waiting) {
             add(p);
             continue;
         }
