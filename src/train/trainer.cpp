@@ -217,6 +217,16 @@ struct Trainer::Impl {
                        "from a checkpoint of step {} or less (move the newer ones out of checkpoints/), or start over "
                        "with --overwrite",
                        h5, last, resume_from, resumed->run_log_step, last);
+            // Without data.val the val curve would stop where the train curve goes on, and compare would take its
+            // last row, of an earlier step, for the run's final val loss.
+            const int64_t validated = runlog->last_step("val");
+            if (validated >= 0 && cfg.data.val.empty()) {
+                const std::string val = checkpoint_config(resume_from).data.val;
+                fail("cannot resume from {}: data.val is empty now, but the run validated on '{}' up to step {}; its "
+                     "val curve would stop there while training goes on. Resume with data.val '{}' (or shards "
+                     "elsewhere that hold the same tokens), or start a new run (another run.name)",
+                     resume_from, val, validated, val);
+            }
             return;
         }
         std::vector<std::pair<std::string, std::string>> str_attrs = provenance_attrs(*backend);
@@ -331,12 +341,13 @@ struct Trainer::Impl {
     // measures recall of seen tokens too.
     std::string epochs_note() const {
         const LoaderPosition at = train_data->position();
-        const DataPasses d = data_passes(uint64_t(train_data->windows_per_epoch()), geo, cfg.train.max_steps, start_step,
-                                         at.epoch, at.cursor);
+        const DataPasses d = data_passes(uint64_t(train_data->windows_per_epoch()), geo, cfg.train.max_steps,
+                                         start_step, at.epoch, at.cursor);
         if (d.first_repeat_step == 0) return "";
-        return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the run's "
-                           "{} steps read it {:.1f} times, and from step {} on it trains on tokens it has seen (its "
-                           "train loss measures recall as well); prepare more data to train on new tokens throughout",
+        return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the "
+                           "run's {} steps read it {:.1f} times, and from step {} on it trains on tokens it has seen "
+                           "(its train loss measures recall as well); prepare more data to train on new tokens "
+                           "throughout",
                            train_data->tokens(), d.batches_per_epoch, geo.world * geo.micro_batch, geo.seq_len,
                            cfg.train.max_steps, d.epochs, d.first_repeat_step);
     }
@@ -419,13 +430,6 @@ struct Trainer::Impl {
         // continue its validation curve on other tokens.
         require_same_data("data.train", "trained on", trained.data.train, cfg.data.train, *train_data, s.data_tokens,
                           s.data_checksum);
-        // Without data.val the val curve would stop where the train curve goes on, and compare would take its last
-        // row, of an earlier step, for the run's final val loss.
-        SL_REQUIRE(!lead || trained.data.val.empty() || !cfg.data.val.empty(),
-                   "cannot resume from {}: data.val is empty now, but the run validated on '{}' up to step {}; its val "
-                   "curve would stop there while training goes on. Resume with data.val '{}' (or shards elsewhere "
-                   "that hold the same tokens), or start a new run (another run.name)",
-                   resume_from, trained.data.val, s.step, trained.data.val);
         if (val_data && (s.val_tokens >= 0 || (lead && !trained.data.val.empty())))
             require_same_data("data.val", "validated on", trained.data.val, cfg.data.val, *val_data, s.val_tokens,
                               s.val_checksum);

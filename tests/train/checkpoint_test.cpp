@@ -760,12 +760,17 @@ TEST(Resume, ChangedValidationShardsAreRefused) {
         << swapped.out;
     EXPECT_NE(swapped.out.find("but not the same ones"), std::string::npos) << swapped.out;
     write_file(shard, kept);
-    // No validation from here on: its curve would stop at step 4 while training goes on.
+    // No validation from here on: its curve would stop at step 4 while training goes on. A run stopped before it
+    // validated (val_every 0: only at the end) may go on without.
     const CommandResult off = run_sinklab(small_run(dir, "run", 8, base + " --resume --set data.val="));
     EXPECT_EQ(off.rc, 1) << off.out;
     EXPECT_NE(off.out.find("data.val is empty now, but the run validated on '" + dir / "data/val_*.bin' up to step 4"),
               std::string::npos)
         << off.out;
+    const std::string quiet = base + " --set metrics.val_every=0";
+    ASSERT_EQ(run_sinklab(small_run(dir, "quiet", 8, quiet), "SINKLAB_FAULT_INJECT=signal@4").rc, 0);
+    const CommandResult unvalidated = run_sinklab(small_run(dir, "quiet", 8, quiet + " --resume --set data.val="));
+    EXPECT_EQ(unvalidated.rc, 0) << unvalidated.out;
     const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));
