@@ -34,8 +34,9 @@ std::string data_line(const Config& cfg, const StepGeometry& geo) {
     if (d.batches_per_epoch == 0)
         return fmt::format("{} tokens in {} shard{}: less than one global batch", tokens, files.size(),
                            files.size() == 1 ? "" : "s");
-    return fmt::format("{} tokens in {} shard{}: the run's {} steps read {:.3g} epoch{}{}", tokens, files.size(),
-                       files.size() == 1 ? "" : "s", cfg.train.max_steps, d.epochs, d.epochs == 1 ? "" : "s",
+    const std::string epochs = fmt::format("{:.3g}", d.epochs);
+    return fmt::format("{} tokens in {} shard{}: the run's {} steps read {} epoch{}{}", tokens, files.size(),
+                       files.size() == 1 ? "" : "s", cfg.train.max_steps, epochs, epochs == "1" ? "" : "s",
                        d.first_repeat_step ? fmt::format(", repeating tokens from step {} on", d.first_repeat_step)
                                            : "");
 }

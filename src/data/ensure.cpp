@@ -199,8 +199,8 @@ std::string val_shards_trained_on(const DataConfig& data, const std::string& val
     for (const std::string& f : val)
         if (const auto id = file_of(f); id && train.contains(*id)) shared.push_back(f);
     if (shared.empty()) return "";
-    return fmt::format("{} '{}' and data.train '{}' share {} of {}'s {} shards ({}{}): the validation loss is measured "
-                       "on tokens the model trains on",
+    return fmt::format("{} '{}' and data.train '{}' share {} of {}'s {} shards ({}{}): the loss measured on them is "
+                       "one of tokens the model trains on",
                        val_key, data.val, data.train, shared.size(), val_key, val.size(), shared.front(),
                        shared.size() > 1 ? ", ..." : "");
 }

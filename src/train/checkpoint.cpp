@@ -472,10 +472,11 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
     return checkpoint;
 }
 
+namespace {
+
 // True when a prune may be taking `ckpt` away: a run removes a checkpoint only once a newer one is complete, so
 // that a folder without a newer one that lost files is damaged instead. Unknown (a folder that list_checkpoints
 // refuses) counts as true.
-namespace {
 bool newer_checkpoint_exists(const fs::path& ckpt) {
     const std::optional<int64_t> step = folder_step(ckpt.filename().string());
     try {
@@ -485,6 +486,7 @@ bool newer_checkpoint_exists(const fs::path& ckpt) {
         return true;
     }
 }
+
 }  // namespace
 
 void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read) {

@@ -237,9 +237,9 @@ TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     write_run(root / "iso-s1", iso);
     const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
     // Rows 2..65 but the isolated row 35 see token 2: 63 of them; rows 35..65 see token 35: 31.
-    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/63 = 0.0159 "
-                                "(one of the 63 rows that see it) in every layer: take that off to read attention "
-                                "drawn to token 2",
+    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/63 = "
+                                "0.0159 (one of the 63 rows that see it) in every layer: take that off to read "
+                                "attention drawn to token 2",
                                 "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/31 = "
                                 "0.0323 (one of the 31 rows that see it) in every layer: take that off to read "
                                 "attention drawn to token 35"}));
