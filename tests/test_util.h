@@ -129,6 +129,13 @@ inline Vec minus(const Vec& a, const Vec& b) {
 // error under a summary line (the checks of a whole sweep).
 enum class Lines { One, Several };
 
+// How often `what` occurs in `text` (overlapping occurrences too).
+inline size_t count(const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+    return n;
+}
+
 // The message of the sinklab::Error that `fn` throws; fails the test when it throws none, or when the message takes
 // more lines than `lines` allows.
 inline std::string error_of(const std::function<void()>& fn, Lines lines = Lines::One) {

@@ -362,7 +362,7 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
 // recomputing S, P and dP takes three, for 4 bytes of memory traffic per visible score (written once, read once).
 // Per (sequence, head), tile (key tile kt, query tile qt >= kt) is [64 keys][64 queries] row-major at tile index
 // qt (qt + 1) / 2 + kt: a query tile's tiles lie together, in the order dQ reads them. Masked scores and rows beyond
-// T hold zeros. Its size and passes: attention_ds.h.
+// T hold zeros. Its size and passes: attention_scratch.h.
 
 // The element offset of a tile in the scratch of one pass, under 2 GiB (kMaxDsBytes): a 32-bit offset from the
 // kernel argument, where a pointer held across the loop made the dK/dV kernel spill.
@@ -845,17 +845,6 @@ const float* compute_rowdot(float* D, const T* dout, const T* o, const AttnSpec&
     return D;
 }
 
-// The backward's scratch: D [B, H, T] in f32, then in bf16 the dS of ds_seqs sequences from ds_offset on.
-struct BwdScratch {
-    int ds_seqs;
-    size_t ds_offset, bytes;
-};
-template <typename T> BwdScratch bwd_scratch(const AttnSpec& s) {
-    const int seqs = std::is_same_v<T, bf16> ? ds_seqs_per_pass(s) : 0;
-    const size_t ds_offset = align256(size_t(s.B) * s.H * s.T * sizeof(float));
-    return {seqs, ds_offset, ds_offset + ds_bytes(s, seqs)};
-}
-
 void check_spec(const AttnSpec& s) {
     SL_REQUIRE(s.hd % 2 == 0 && s.hd <= AttnSpec::kMaxHeadDim,
                "attention head_dim {} is not supported by the CUDA kernels: it must be even and at most {} (change "
@@ -880,7 +869,9 @@ void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec
     }
 }
 
-template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) { return bwd_scratch<T>(s).bytes; }
+template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
+    return attn_bwd_scratch(s, std::is_same_v<T, bf16>).bytes;
+}
 
 template <typename T>
 void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
@@ -895,7 +886,7 @@ void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
-        const BwdScratch sc = bwd_scratch<bf16>(s);
+        const AttnBwdScratch sc = attn_bwd_scratch(s, true);
         const int ds_seqs = sc.ds_seqs;
         bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(static_cast<char*>(scratch) + sc.ds_offset) : nullptr;
         dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {

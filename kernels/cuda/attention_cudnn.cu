@@ -391,17 +391,6 @@ void execute(cudnnHandle_t h, const Plan& p, const std::vector<std::pair<int64_t
     CUDNN_CHECK(cudnnBackendExecute(h, p.exec, pack.get()));
 }
 
-// Byte offsets of the backward's scratch: the plan's workspace, then the row sums, then the dq accumulator.
-struct BwdScratch {
-    size_t softmax_sum, dq_accum, total;
-    BwdScratch(const AttnSpec& s, int64_t workspace) {
-        const size_t rows = size_t(s.B) * s.H * s.T;
-        softmax_sum = align256(size_t(workspace));
-        dq_accum = softmax_sum + align256(rows * sizeof(float));
-        total = dq_accum + rows * size_t(s.hd) * sizeof(float);
-    }
-};
-
 using ShapeKey = std::array<int, 5>;
 ShapeKey key_of(const AttnSpec& s) { return {s.B, s.T, s.H, s.Hkv, s.hd}; }
 
@@ -459,13 +448,13 @@ void CudnnAttention::fwd(bf16* o, float* lse, const bf16* qkv, const AttnSpec& s
 }
 
 size_t CudnnAttention::bwd_scratch(const AttnSpec& s) {
-    return BwdScratch(s, impl_->plan(impl_->bwd, s, build_bwd).workspace).total;
+    return CudnnBwdScratch(s, impl_->plan(impl_->bwd, s, build_bwd).workspace).total;
 }
 
 void CudnnAttention::bwd(bf16* dqkv, const bf16* dout, const bf16* o, const float* lse, const bf16* qkv,
                          const AttnSpec& s, void* scratch) {
     const Plan& p = impl_->plan(impl_->bwd, s, build_bwd);
-    const BwdScratch at(s, p.workspace);
+    const CudnnBwdScratch at(s, p.workspace);
     char* base = static_cast<char*>(scratch);
     // Before cuDNN 9.6 the engine expected a zeroed dq accumulator; later ones clear it themselves.
     if (cudnnGetVersion() < 90600)

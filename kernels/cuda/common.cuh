@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/check.h"
+#include "kernels/cuda/align.h"
 
 namespace sinklab::cuda {
 
@@ -148,7 +149,5 @@ inline int lanes_for(int64_t n, int vw) {
     while (lanes < 32 && lanes * vw < n) lanes *= 2;
     return lanes;
 }
-// Scratch regions start on 256-byte boundaries, as cudaMalloc does: every vector access stays aligned.
-inline size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 }  // namespace sinklab::cuda

@@ -8,7 +8,7 @@
 #include <memory>
 
 #include "backend/backend.h"
-#include "kernels/cuda/attention_ds.h"
+#include "kernels/cuda/attention_scratch.h"
 #include "kernels/cuda/common.cuh"
 
 namespace sinklab::cuda {

@@ -3,13 +3,13 @@
 
 #include <algorithm>
 
-#include "kernels/cuda/attention_ds.h"
+#include "kernels/cuda/attention_scratch.h"
 
 namespace sinklab {
 
-size_t attention_ds_bytes(const AttnSpec& s, DType compute) {
+size_t attention_scratch_bytes(const AttnSpec& s, DType compute) {
     if (compute != DType::BF16) return 0;
-    return cuda::ds_bytes(s, cuda::ds_seqs_per_pass(s));
+    return s.cudnn ? cuda::CudnnBwdScratch(s, 0).total : cuda::attn_bwd_scratch(s, true).bytes;
 }
 
 const char* op_family_name(OpFamily f) {

@@ -49,7 +49,7 @@ struct AttnSpec {
     // (sm_90 builds and devices, bf16, head dim 64 after padding); the CPU backend ignores it.
     bool wgmma = false;
     // attention.ds_scratch_mib, in bytes: the most scratch in which the CUDA backend's bf16 backward keeps the score
-    // gradients dS for its dQ pass (kernels/cuda/attention_ds.h); 0 = the dQ pass recomputes them. The default is
+    // gradients dS for its dQ pass (kernels/cuda/attention_scratch.h); 0 = the dQ pass recomputes them. The default is
     // the config's; the CPU backend ignores it.
     size_t ds_budget = size_t(1) << 30;
 
@@ -61,9 +61,11 @@ struct AttnSpec {
     }
 };
 
-// Scratch bytes the CUDA backend's attention backward keeps dS in at this compute dtype (bf16 at head dims up to 64,
-// our kernels: up to s.ds_budget), for memory estimates made before any backend exists; 0 where it keeps none.
-size_t attention_ds_bytes(const AttnSpec& s, DType compute);
+// Scratch bytes the CUDA backend's bf16 attention backward takes, for memory estimates made before any backend
+// exists: ours, the row sums D and the dS it keeps (head dims up to 64: up to s.ds_budget); cuDNN's, its row sums and
+// f32 dQ accumulator (not its plan's workspace, which only cuDNN knows). 0 in other dtypes, where D is all (a few
+// MiB) and the CPU backend takes none.
+size_t attention_scratch_bytes(const AttnSpec& s, DType compute);
 
 // The most key positions attn_mass tracks at once.
 constexpr int kMaxTrackedPositions = 32;

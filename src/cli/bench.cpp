@@ -9,6 +9,7 @@
 #include "cli/config_args.h"
 #include "config/validate.h"
 #include "core/rng.h"
+#include "dist/comm.h"
 #include "metrics/sink_metrics.h"
 #include "model/model.h"
 #include "train/optimizer.h"
@@ -178,6 +179,7 @@ struct Entry {
 };
 
 void run_bench(const BenchArgs& args) {
+    require_single_process("bench");
     config::Origins origins;
     const Config base = load_config(args.config.path, args.config.overrides, &origins);
     std::string backend_note;

@@ -16,6 +16,7 @@
 #include "core/check.h"
 #include "core/file_writer.h"
 #include "core/process.h"
+#include "dist/comm.h"
 #include "metrics/compare_table.h"
 
 namespace sinklab::cli {
@@ -161,7 +162,10 @@ void add_compare(CLI::App& app) {
     cmd->add_option("--maps", a->maps,
                     "draw the W_O input's std by position and the attention maps of each variant's last logged rows "
                     "into this PNG (new, or an earlier compare's)");
-    cmd->callback([a] { run(*a); });
+    cmd->callback([a] {
+        require_single_process("compare");
+        run(*a);
+    });
 }
 
 }  // namespace sinklab::cli

@@ -12,6 +12,7 @@
 #include "config/schema.h"
 #include "config/validate.h"
 #include "data/dataloader.h"
+#include "data/ensure.h"
 #include "data/prepare.h"
 #include "dist/comm.h"
 #include "metrics/eval.h"
@@ -117,6 +118,8 @@ void run_eval(const EvalArgs& a) {
             fmt::print(stderr, "sinklab: note: this eval's model differs from the trained one in {}\n",
                        fmt::join(changed, ", "));
         std::vector<std::string> notes = config::ineffective_settings(cfg);
+        if (const std::string shared = val_shards_trained_on(cfg.data, data_key); !shared.empty())
+            notes.push_back(shared);
         if (!backend_note.empty()) notes.insert(notes.begin(), backend_note);
         if (const std::string note = backend->attention_impl_note(cfg.attention.impl); !note.empty())
             notes.insert(notes.begin(), note);

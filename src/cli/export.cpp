@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "dist/comm.h"
 #include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
 #include "train/hf_export.h"
@@ -54,7 +55,10 @@ void add_export(CLI::App& app) {
     cmd->add_option("--checkpoint", args->checkpoint, "checkpoint folder (default: the run's newest)");
     cmd->add_flag("--overwrite", args->overwrite,
                   "replace a config.json and model.safetensors in --out that an earlier export did not write");
-    cmd->callback([args] { run_export(*args); });
+    cmd->callback([args] {
+        require_single_process("export");
+        run_export(*args);
+    });
 }
 
 }  // namespace sinklab::cli

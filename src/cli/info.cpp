@@ -4,6 +4,9 @@
 
 #include "cli/commands.h"
 #include "cli/config_args.h"
+#include "data/dataloader.h"
+#include "data/glob.h"
+#include "dist/comm.h"
 #include "model/model.h"
 #include "train/trainer.h"
 
@@ -14,6 +17,28 @@ namespace {
 std::string gib(double bytes) {
     return bytes >= double(1 << 30) ? fmt::format("{:.2f} GiB", bytes / double(1 << 30))
                                     : fmt::format("{:.1f} MiB", bytes / double(1 << 20));
+}
+
+// The training data as the run will find it: its tokens and how often the run's steps read them.
+std::string data_line(const Config& cfg, const StepGeometry& geo) {
+    const std::vector<std::string> files = glob_files(cfg.data.train);
+    if (files.empty())
+        return fmt::format("'{}' matches no shard yet (data.missing: {})", cfg.data.train, cfg.data.missing);
+    uint64_t tokens = 0;
+    try {
+        for (const std::string& f : files) tokens += Shard(f).tokens();
+    } catch (const Error& e) {
+        return fmt::format("'{}': {}", cfg.data.train, e.what());
+    }
+    const DataPasses d = data_passes(DataLoader::training_windows(tokens, geo.seq_len), geo, cfg.train.max_steps);
+    if (d.batches_per_epoch == 0)
+        return fmt::format("{} tokens in {} shard{}: less than one global batch", tokens, files.size(),
+                           files.size() == 1 ? "" : "s");
+    const std::string epochs = fmt::format("{:.3g}", d.epochs);
+    return fmt::format("{} tokens in {} shard{}: the run's {} steps read {} epoch{}{}", tokens, files.size(),
+                       files.size() == 1 ? "" : "s", cfg.train.max_steps, epochs, epochs == "1" ? "" : "s",
+                       d.first_repeat_step ? fmt::format(", repeating tokens from step {} on", d.first_repeat_step)
+                                           : "");
 }
 
 void print_info(const Config& cfg, int ranks) {
@@ -40,6 +65,7 @@ void print_info(const Config& cfg, int ranks) {
     std::printf("tokens/step     %lld = %d seq x %d tokens x %d ranks x %d accumulation\n",
                 (long long)geo.tokens_per_step, geo.micro_batch, geo.seq_len, ranks, geo.accum);
     std::printf("FLOPs/step      %.3g\n", fpt * double(geo.tokens_per_step));
+    std::printf("data.train      %s\n", data_line(cfg, geo).c_str());
     std::printf("memory/rank     %s (%s compute%s)\n",
                 gib(double(fp.total())).c_str(),
                 std::string(dtype_name(compute)).c_str(), gpu ? ", if the run lands on a GPU" : "");
@@ -50,9 +76,11 @@ void print_info(const Config& cfg, int ranks) {
                 cfg.train.shard_optimizer && ranks > 1 ? fmt::format(" (this rank's shard of {})", ranks).c_str() : "");
     std::printf("  activations   %s (micro-batch %d x %d)\n", gib(double(fp.activations)).c_str(), geo.micro_batch,
                 geo.seq_len);
-    if (fp.attention_ds)
-        std::printf("  attention dS  %s (the attention backward's scratch: attention.ds_scratch_mib)\n",
-                    gib(double(fp.attention_ds)).c_str());
+    if (fp.attention_scratch)
+        std::printf("  attention     %s (the attention backward's scratch: %s)\n",
+                    gib(double(fp.attention_scratch)).c_str(),
+                    cfg.attention.impl == "cudnn" ? "cuDNN's row sums and f32 dQ, not its workspace"
+                                                  : "row sums and dS, under attention.ds_scratch_mib");
 }
 
 }  // namespace
@@ -66,6 +94,7 @@ void add_info(CLI::App& app) {
     cmd->add_option("--ranks", *ranks, "number of ranks the run will use")->check(at_least(1));
     cmd->add_flag("--yaml", *yaml, "print the resolved config (inherit and --set applied) as YAML instead");
     cmd->callback([args, ranks, yaml] {
+        require_single_process("info");
         const Config cfg = load_config(args->path, args->overrides);
         if (*yaml)
             std::fputs(dump_config(cfg).c_str(), stdout);

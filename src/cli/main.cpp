@@ -4,12 +4,14 @@
 #include <fmt/ranges.h>
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
@@ -80,11 +82,19 @@ void start_with_passive_openmp(char** argv) {
     ::execv("/proc/self/exe", argv);  // returns only when it fails: then the process goes on as it is
 }
 
+// A process started again through /proc/self/exe is named "exe" (the name the kernel keeps for ps, top, pgrep and
+// killall): it takes back the name it was started by, at most 15 bytes as the kernel keeps it.
+void keep_process_name(const char* argv0) {
+    const std::string name = std::filesystem::path(argv0).filename().string().substr(0, 15);
+    if (!name.empty()) ::prctl(PR_SET_NAME, name.c_str(), 0, 0, 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     keep_standard_streams_open();
     start_with_passive_openmp(argv);
+    if (argc > 0) keep_process_name(argv[0]);
     // A file-size limit (ulimit -f) would end the process at the write that crosses it, without a word and with its
     // files half written; dropped, that write fails with EFBIG and is reported like a full disk.
     sinklab::drop_signal(SIGXFSZ);

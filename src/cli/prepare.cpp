@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "data/prepare.h"
+#include "dist/comm.h"
 
 namespace sinklab::cli {
 
@@ -34,6 +35,7 @@ void add_prepare(CLI::App& app) {
     cmd->add_flag("--force", opt->force, "redo even when manifest.json says the shards are up to date");
     cmd->add_flag("-q,--quiet", *quiet, "no progress line");
     cmd->callback([opt, quiet] {
+        require_single_process("prepare");
         opt->progress = !*quiet;
         const PrepareResult r = prepare(*opt);
         if (!r.note.empty()) fmt::print(stderr, "sinklab: note: {}\n", r.note);

@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "core/folder_lock.h"
 #include "core/process.h"
+#include "dist/comm.h"
 #include "train/slurm.h"
 
 namespace sinklab::cli {
@@ -84,7 +85,10 @@ void add_sweep(CLI::App& app) {
     cmd->add_option("--launcher", a->launcher, "command to start each run under, e.g. \"mpirun -np 8\"")
         ->excludes(slurm);
     cmd->add_flag("--keep-going", a->keep_going, "after a run fails, go on with the others");
-    cmd->callback([a] { run(*a); });
+    cmd->callback([a] {
+        require_single_process("sweep");
+        run(*a);
+    });
 }
 
 }  // namespace sinklab::cli

@@ -12,6 +12,7 @@
 #include "config/schema.h"
 #include "data/tokenizer.h"
 #include "data/unicode.h"
+#include "dist/comm.h"
 
 namespace sinklab::cli {
 
@@ -86,7 +87,10 @@ void add_tokenize(CLI::App& app) {
         ->capture_default_str();
     cmd->add_flag("--decode", opt->decode, "read whitespace-separated ids and write the text they stand for");
     cmd->add_option("input", opt->input, "text file, or - for standard input")->required();
-    cmd->callback([opt] { run(*opt); });
+    cmd->callback([opt] {
+        require_single_process("tokenize");
+        run(*opt);
+    });
 }
 
 }  // namespace sinklab::cli

@@ -220,6 +220,13 @@ std::vector<std::string> ineffective_settings(const Config& c) {
 
 std::vector<std::string> training_notes(const Config& c) {
     std::vector<std::string> notes = ineffective_settings(c);
+    const TrainConfig& t = c.train;
+    if (t.lr == 0)
+        notes.push_back("train.lr = 0 (and so min_lr): every step's learning rate is 0, and the weights never change");
+    else if (t.decay_steps > t.max_steps && (t.schedule == "cosine" || t.schedule == "linear"))
+        notes.push_back(fmt::format("train.decay_steps = {} is beyond train.max_steps = {}: the run ends before its {} "
+                                    "decay does, above train.min_lr (as a run that a resume will extend should)",
+                                    t.decay_steps, t.max_steps, t.schedule));
     const AmplifyConfig& amp = c.intervention.amplify;
     if (amp.position >= 0 && amp.position + 1 < c.model.seq_len && amp.lambda != 1.f && amp.mode == "centered")
         notes.push_back(fmt::format("intervention.amplify.mode = centered: mu is the mean over all {} positions, so "

@@ -60,7 +60,7 @@ DataLoader::DataLoader(const std::string& glob, int B, int T, int rank, int worl
     }
     checksum_ = check_stream(vocab_size, sharers);
     const uint64_t T64 = static_cast<uint64_t>(T);
-    windows_ = shuffle ? (tokens_ >= T64 ? tokens_ / T64 - 1 : 0) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
+    windows_ = shuffle ? training_windows(tokens_, T) : (tokens_ > 0 ? (tokens_ - 1) / T64 : 0);
     // Training takes a global batch a step; validation any one micro-batch (batch_at).
     const uint64_t needed = shuffle ? static_cast<uint64_t>(world) * B : static_cast<uint64_t>(B);
     SL_REQUIRE(windows_ >= needed,

@@ -49,6 +49,10 @@ public:
     // term per chunk of the stream, so that ranks can checksum slices; s1 (before) chained the chunks' checksums.
     std::string fingerprint() const;
     int64_t windows_per_epoch() const { return static_cast<int64_t>(windows_); }
+    // windows_per_epoch() of a training loader over `tokens` tokens, for estimates made without one (sinklab info).
+    static uint64_t training_windows(uint64_t tokens, int T) {
+        return tokens >= uint64_t(T) ? tokens / uint64_t(T) - 1 : 0;
+    }
     // Fails on every rank when a rank reads other tokens than rank 0 (nodes with their own copies of the shards, one
     // copy stale or cut): its batches would come from other data than the positions every rank shares assume.
     // `key` names the config key of the glob in the message.

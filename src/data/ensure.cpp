@@ -180,10 +180,9 @@ std::string make_missing(const DataConfig& data, const ModelConfig& model) {
          data.train);
 }
 
-// A validation shard that training reads too (data.val named like data.train, or data.train's glob catching the val_
-// shards) makes the validation curve one of trained-on tokens, which reads as held-out loss: what they share, "" when
-// nothing.
-std::string val_shards_trained_on(const DataConfig& data) {
+}  // namespace
+
+std::string val_shards_trained_on(const DataConfig& data, const std::string& val_key) {
     if (data.val.empty()) return "";
     // A file by its device and inode: the same through another spelling, a symbolic link or a hard link. One that
     // cannot be read is left to the loader's error.
@@ -200,19 +199,18 @@ std::string val_shards_trained_on(const DataConfig& data) {
     for (const std::string& f : val)
         if (const auto id = file_of(f); id && train.contains(*id)) shared.push_back(f);
     if (shared.empty()) return "";
-    return fmt::format("data.val '{}' and data.train '{}' share {} of data.val's {} shards ({}{}): the validation loss "
-                       "is measured on tokens the model trains on",
-                       data.val, data.train, shared.size(), val.size(), shared.front(), shared.size() > 1 ? ", ..." : "");
+    return fmt::format("{} '{}' and data.train '{}' share {} of {}'s {} shards ({}{}): the loss measured on them is "
+                       "one of tokens the model trains on",
+                       val_key, data.val, data.train, shared.size(), val_key, val.size(), shared.front(),
+                       shared.size() > 1 ? ", ..." : "");
 }
-
-}  // namespace
 
 std::string ensure_data(const DataConfig& data, const ModelConfig& model, bool resuming) {
     const std::string note = make_missing(data, model);
     check_prepared_tokenizer(data.train, data.tokenizer, "data.train");
     if (!data.val.empty()) check_prepared_tokenizer(data.val, data.tokenizer, "data.val");
     // A run started so (before this check) goes on as it began: its curve is comparable to itself only.
-    const std::string shared = val_shards_trained_on(data);
+    const std::string shared = val_shards_trained_on(data, "data.val");
     SL_REQUIRE(shared.empty() || resuming, "{}; give each its own shards (prepare writes train_*.bin and val_*.bin)",
                shared);
     if (shared.empty()) return note;

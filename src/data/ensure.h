@@ -15,4 +15,9 @@ namespace sinklab {
 // Returns what it made, and such a shared shard, for the run's log ("" when nothing).
 std::string ensure_data(const DataConfig& data, const ModelConfig& model, bool resuming = false);
 
+// A validation shard that training reads too (data.val named like data.train, or data.train's glob catching the val_
+// shards; a file by device and inode, so also through another spelling or a link) makes the validation loss one of
+// trained-on tokens, which reads as held-out loss: what they share, naming data.val as `val_key`; "" when nothing.
+std::string val_shards_trained_on(const DataConfig& data, const std::string& val_key);
+
 }  // namespace sinklab

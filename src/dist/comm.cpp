@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "core/checksum.h"
@@ -18,6 +19,9 @@ namespace sinklab {
 #ifdef SINKLAB_HAVE_MPI
 // dist/mpi_comm_mpi.cpp: the Mpi communicator when this process is one of several ranks, else nullptr.
 std::unique_ptr<Communicator> make_mpi_communicator_if_launched();
+// dist/mpi_comm_mpi.cpp: the ranks an MPI launcher (mpirun, mpiexec: Open MPI's, PMI's) started, 1 when none did;
+// from their environment variables, without starting MPI.
+int mpi_launcher_ranks();
 #endif
 
 void SingleCommunicator::abort(int code) { std::exit(code); }
@@ -46,6 +50,34 @@ Communicator& process_communicator() {
     auto& slot = process_slot();
     if (!slot) slot = make_communicator();
     return *slot;
+}
+
+namespace {
+
+// True when an MPI launcher started this process itself: processes that a rank starts (the corpus build's prepare, a
+// wrapper script's compare) inherit the launcher's variables too, and must neither start MPI nor be refused.
+bool started_by_mpi_launcher() {
+    static const std::set<std::string> kLaunchers = {"mpirun",  "mpiexec", "orterun", "orted",
+                                                     "prterun", "prted",   "hydra_pmi_proxy"};
+    std::ifstream comm_file(fmt::format("/proc/{}/comm", ::getppid()));
+    std::string parent;
+    std::getline(comm_file, parent);
+    return kLaunchers.contains(parent);
+}
+
+}  // namespace
+
+void require_single_process(const std::string& command) {
+#ifdef SINKLAB_HAVE_MPI
+    // MPI starts only in a rank, so that the ranks end as one job with one message (exit_with_error).
+    const int world = mpi_launcher_ranks() > 1 && started_by_mpi_launcher() ? process_communicator().world() : 1;
+#else
+    const int world = 1;  // copies started by a launcher cannot tell
+#endif
+    SL_REQUIRE(world == 1,
+               "sinklab {} runs as one process, but this is one of {} ranks that each would run all of it; start it "
+               "without mpirun (train and eval are the commands that run on several ranks)",
+               command, world);
 }
 
 #ifdef SINKLAB_HAVE_NCCL

@@ -67,6 +67,10 @@ std::unique_ptr<Communicator> make_communicator();
 // exits (MPI can be initialized only once per process; it is finalized at exit).
 Communicator& process_communicator();
 
+// For the commands that run as one process (all but train and eval): fails where this process is one of several
+// ranks, each of which would run the whole command (and race the others for its output).
+void require_single_process(const std::string& command);
+
 // The communicator for collectives on `backend`'s buffers: NCCL when the backend is CUDA, there are several
 // ranks and NCCL was built in; else `host` itself (MPI stages GPU buffers through the host). The result lives
 // as long as the process.

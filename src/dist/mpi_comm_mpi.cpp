@@ -169,6 +169,10 @@ private:
 
 }  // namespace
 
+int mpi_launcher_ranks() {
+    return std::max({1, env_int("OMPI_COMM_WORLD_SIZE"), env_int("PMI_SIZE"), env_int("MV2_COMM_WORLD_SIZE")});
+}
+
 std::unique_ptr<Communicator> make_mpi_communicator_if_launched() {
     int ready = 0;
     MPI_CHECK(MPI_Initialized(&ready));
@@ -180,8 +184,7 @@ std::unique_ptr<Communicator> make_mpi_communicator_if_launched() {
     // The launchers' own variables: Open MPI's mpirun, PMI (MPICH/Intel MPI hydra, srun --mpi=pmi2) and PMIx
     // (srun --mpi=pmix, which names no size); srun's task count catches an srun that started several tasks
     // without an MPI plugin, each of which would otherwise think it is the only rank.
-    const int launched =
-        std::max({env_int("OMPI_COMM_WORLD_SIZE"), env_int("PMI_SIZE"), env_int("MV2_COMM_WORLD_SIZE")});
+    const int launched = mpi_launcher_ranks();
     const int srun_tasks = env_int("SLURM_STEP_NUM_TASKS");
     const bool pmix = std::getenv("PMIX_RANK") != nullptr;
     if (launched <= 1 && srun_tasks <= 1 && !pmix) return nullptr;

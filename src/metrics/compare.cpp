@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -15,6 +16,7 @@
 #include "metrics/runlog_format.h"
 #include "metrics/runlog_reader.h"
 #include "metrics/sink_metrics.h"
+#include "train/run_folder.h"
 #include "train/suite.h"
 
 namespace sinklab {
@@ -148,11 +150,6 @@ std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b
     return out;
 }
 
-// The keys that shape a loss curve against tokens besides the variant: the learning-rate schedule's.
-const std::set<std::string> kScheduleKeys = {"train.lr",       "train.min_lr",      "train.warmup_steps",
-                                             "train.max_steps", "train.schedule",    "train.decay_steps",
-                                             "train.wsd_decay_frac"};
-
 // A group's config: that of its first run with a loadable config.yaml (its seeds agree, checked before); nullptr
 // when none has one.
 const Config* group_config(const std::vector<const RunCurves*>& runs) {
@@ -161,16 +158,19 @@ const Config* group_config(const std::vector<const RunCurves*>& runs) {
     return nullptr;
 }
 
+// A group's checksum of its data (&RunCurves::train_checksum or val_checksum): that of its first run which logged
+// one (its seeds agree, checked before); empty when none did.
+std::string group_checksum(const std::vector<const RunCurves*>& runs, std::string RunCurves::*checksum) {
+    for (const RunCurves* r : runs)
+        if (!(r->*checksum).empty()) return r->*checksum;
+    return "";
+}
+
 // A note for each group validated on other tokens than the baseline: other data.val files (their logged checksums
 // differ), or other windows of them. Validation reads the first val_batches x micro_batch windows of seq_len tokens,
 // so that runs of another micro-batch validate on the same tokens only with val_batches scaled to match.
 void validation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
-    // A group's val checksum: that of its first run which logged one (its seeds agree, checked before).
-    const auto val_checksum = [&](size_t g) {
-        for (const RunCurves* r : members[g])
-            if (!r->val_checksum.empty()) return r->val_checksum;
-        return std::string();
-    };
+    const auto val_checksum = [&](size_t g) { return group_checksum(members[g], &RunCurves::val_checksum); };
     const auto validated = [&](size_t g) {
         return std::any_of(members[g].begin(), members[g].end(),
                            [](const RunCurves* r) { return !r->val_loss.empty(); });
@@ -197,41 +197,77 @@ void validation_notes(Comparison& c, const std::vector<std::vector<const RunCurv
     }
 }
 
-// A note for each group trained on another learning-rate schedule than the baseline: tokens to target and speed-up
-// then measure the schedule too, and a shorter run's final loss sits lower on its curve than the same step of a
-// longer one.
-void schedule_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
+// What a group's config differs from the baseline's in, beyond the variant: keys that change what its numbers mean.
+struct KeyNote {
+    std::set<std::string> keys;
+    const char* differs;  // "<group> <differs> than <baseline> (the keys, <baseline>'s first): <meaning>"
+    const char* meaning;
+};
+const KeyNote kKeyNotes[] = {
+    {{"train.lr", "train.min_lr", "train.warmup_steps", "train.max_steps", "train.schedule", "train.decay_steps",
+      "train.wsd_decay_frac"},
+     "was trained on another learning-rate schedule",
+     "its tokens to target and speed-up measure the schedule as well as the variant"},
+    {{"data.tokenizer"},
+     "was trained with another tokenizer",
+     "its losses are per token of another vocabulary: neither they nor tokens to target compare"},
+    {{"model.seq_len"},
+     "was trained on sequences of another length",
+     "its losses are over other contexts, and its attention masses spread over another number of keys (uniform "
+     "attention puts 1/T on each), so neither compares directly"},
+    {{"metrics.sink_eps", "metrics.wo_std_positions"},
+     "measured its sinks with other settings",
+     "its sink rate (sink_eps) or var and att ratios (wo_std_positions) are other measures"},
+};
+
+// A note for each group whose config differs from the baseline's in the keys of a KeyNote, and for each trained on
+// other tokens (data.train's logged checksums differ, whatever the globs say).
+void training_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members, size_t base) {
     const Config* base_config = group_config(members[base]);
+    const std::string base_train = group_checksum(members[base], &RunCurves::train_checksum);
     for (size_t g = 0; g < c.groups.size(); g++) {
+        if (g == base) continue;
+        const std::string theirs = group_checksum(members[g], &RunCurves::train_checksum);
+        if (!theirs.empty() && !base_train.empty() && theirs != base_train)
+            c.notes.push_back(fmt::format("{} was trained on other tokens than {} (data.train checksum {} vs {}): its "
+                                          "losses and tokens to target measure the data as well as the variant",
+                                          c.groups[g].name, c.baseline, theirs, base_train));
         const Config* config = group_config(members[g]);
-        if (g == base || !base_config || !config) continue;
-        std::set<std::string> others;
-        for (const std::string& key : changed_keys(*base_config, *config))
-            if (!kScheduleKeys.contains(key)) others.insert(key);
-        const std::vector<std::string> differ = config_differences(*base_config, *config, others);
-        if (!differ.empty())
-            c.notes.push_back(fmt::format("{} was trained on another learning-rate schedule than {} ({}, {}'s first): "
-                                          "its tokens to target and speed-up measure the schedule as well as the "
-                                          "variant",
-                                          c.groups[g].name, c.baseline, fmt::join(differ, ", "), c.baseline));
+        if (!base_config || !config) continue;
+        const std::vector<std::string> changed = changed_keys(*base_config, *config);
+        for (const KeyNote& note : kKeyNotes) {
+            std::set<std::string> others;
+            for (const std::string& key : changed)
+                if (!note.keys.contains(key)) others.insert(key);
+            const std::vector<std::string> differ = config_differences(*base_config, *config, others);
+            if (!differ.empty())
+                c.notes.push_back(fmt::format("{} {} than {} ({}, {}'s first): {}", c.groups[g].name, note.differs,
+                                              c.baseline, fmt::join(differ, ", "), c.baseline, note.meaning));
+        }
     }
 }
 
 // A note for each isolated position a group tracks: its mass counts the isolated row's own weight, all of it on the
-// position, which adds 1/(T - k) to the mean over the T - k rows that see it. From the metrics.h5 files, like the
-// ratios that leave those positions out: a run folder without its config.yaml still gets the note.
+// position, which adds 1/n to the mean over the n rows that see it (those from k on, but later isolated rows, which
+// see only themselves). From the metrics.h5 files, like the ratios that leave those positions out: a run folder
+// without its config.yaml still gets the note.
 void isolation_notes(Comparison& c, const std::vector<std::vector<const RunCurves*>>& members) {
     for (size_t g = 0; g < c.groups.size(); g++) {
         const auto said = std::find_if(members[g].begin(), members[g].end(),
                                        [](const RunCurves* r) { return r->seq_len > 0; });
         if (said == members[g].end()) continue;
         const RunCurves& r = **said;
-        for (int k : r.intervention.isolate)
-            if (k > 0 && k < r.seq_len)
-                c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is "
-                                              "isolated), 1/(T - {}) = {:.4f} in every layer: take that off to read "
-                                              "attention drawn to token {}",
-                                              c.groups[g].name, k, k, k, 1.0 / double(r.seq_len - k), k));
+        const std::vector<int>& isolated = r.intervention.isolate;
+        for (int k : isolated) {
+            if (k <= 0 || k >= r.seq_len) continue;
+            const auto later = std::count_if(isolated.begin(), isolated.end(),
+                                             [&](int j) { return j > k && j < r.seq_len; });
+            const int64_t rows = int64_t(r.seq_len) - k - later;
+            c.notes.push_back(fmt::format("{}: its tok{} mass counts row {}'s own weight on itself (it is isolated), "
+                                          "1/{} = {:.4f} (one of the {} rows that see it) in every layer: take that "
+                                          "off to read attention drawn to token {}",
+                                          c.groups[g].name, k, k, rows, 1.0 / double(rows), rows, k));
+        }
     }
 }
 
@@ -310,7 +346,20 @@ RunCurves read_run(const std::string& dir) {
     r.name = folder_name(dir);
     uint64_t seed = 0;
     if (!split_run_name(r.name, r.variant, seed)) r.variant = r.name;
-    const RunLogReader log((fs::path(dir) / "metrics.h5").string());
+    // A start that replaces the run keeps the old one in .replaced until its first step has run, and one that failed
+    // before (on another rank, which ends the job before rank 0 can put the old run back) leaves it there for the
+    // next start: the run is what is there. One folder for all its files, and the run folder where the start stands
+    // by the time the file opens.
+    fs::path from = fs::path(run_entry(dir, "metrics.h5")).parent_path();
+    std::optional<RunLogReader> opened;
+    try {
+        opened.emplace((from / "metrics.h5").string());
+    } catch (const Error&) {
+        if (from == fs::path(dir)) throw;
+        from = dir;
+        opened.emplace((from / "metrics.h5").string());
+    }
+    const RunLogReader& log = *opened;
     read_config_attr(log, r);
     r.positions = read_positions(log);
     r.step = log.read("train", "step").data;
@@ -324,7 +373,7 @@ RunCurves read_run(const std::string& dir) {
     if (log.has_attr(runlog::kRunIdAttr)) r.run_id = log.str_attr(runlog::kRunIdAttr);
     // A config.yaml that is gone or no longer loads (written by an older sinklab) only leaves this run out of the
     // config check.
-    const fs::path cfg = fs::path(dir) / "config.yaml";
+    const fs::path cfg = from / "config.yaml";
     if (!fs::exists(cfg)) {
         r.config_error = "is missing";
     } else {
@@ -354,7 +403,9 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
             continue;
         }
         SL_REQUIRE(fs::is_directory(p), "{}: not a run folder, a suite folder or a metrics.h5 file", arg);
-        if (fs::exists(p / "metrics.h5")) {
+        // A run folder, or one whose run waits in .replaced (a suite folder holds sweep.yaml).
+        const bool waiting = !fs::exists(p / "sweep.yaml") && fs::exists(run_entry(arg, "metrics.h5"));
+        if (fs::exists(p / "metrics.h5") || waiting) {
             add(p);
             continue;
         }
@@ -375,7 +426,7 @@ std::vector<std::string> find_runs(const std::vector<std::string>& args, std::ve
             // A hidden folder is no run of the suite: the old run that `train --overwrite` sets aside in a run
             // folder (.replaced) while the new one starts, .git, ...
             if (!e.is_directory() || name.starts_with('.')) continue;
-            if (!fs::exists(e.path() / "metrics.h5")) {
+            if (!fs::exists(run_entry(e.path().string(), "metrics.h5"))) {
                 if (fs::exists(e.path() / "config.yaml"))
                     notes.push_back(fmt::format("{}: no metrics.h5 yet (the run has not started logging); left out",
                                                 e.path().string()));
@@ -479,7 +530,7 @@ Comparison compare_runs(const std::vector<RunCurves>& runs, const std::string& b
         fail("--baseline '{}' is none of the variants compared: {}", baseline, fmt::join(names, ", "));
     }
     validation_notes(c, members, size_t(base - c.groups.begin()));
-    schedule_notes(c, members, size_t(base - c.groups.begin()));
+    training_notes(c, members, size_t(base - c.groups.begin()));
     isolation_notes(c, members);
 
     // Each run's smoothed train loss and the tokens it takes to reach the target, by group, computed once.

@@ -128,7 +128,7 @@ ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute, i
     for (size_t r = 0; r + 1 < shards.size(); r++) largest = std::max(largest, shards[r + 1] - shards[r]);
     f.moments = 2 * size_t(largest) * dtype_size(wide);
     f.activations = ar.bytes();
-    f.attention_ds = attention_ds_bytes(spec, compute);
+    f.attention_scratch = attention_scratch_bytes(spec, compute);
     return f;
 }
 

@@ -65,12 +65,12 @@ struct BackwardScratch {
 
 // Bytes a training run's model needs on its backend, known before anything is allocated (sinklab info prints it):
 // weights, master copy, gradients, AdamW m and v (the largest shard of them when train.shard_optimizer spreads them
-// over `ranks`), the activation arena and, in bf16, the dS the CUDA attention backward keeps (attention_ds_bytes);
+// over `ranks`), the activation arena and, in bf16, the CUDA attention backward's scratch (attention_scratch_bytes);
 // not the backends' other op scratch (a few MiB) or the metric buffers.
 struct ModelFootprint {
     int64_t n_params = 0;
-    size_t weights = 0, master = 0, grads = 0, moments = 0, activations = 0, attention_ds = 0;
-    size_t total() const { return weights + master + grads + moments + activations + attention_ds; }
+    size_t weights = 0, master = 0, grads = 0, moments = 0, activations = 0, attention_scratch = 0;
+    size_t total() const { return weights + master + grads + moments + activations + attention_scratch; }
 };
 ModelFootprint model_footprint(const Config& cfg, int B, int T, DType compute, int ranks = 1);
 // Training FLOPs (forward + backward) per token at sequence length T: matmuls and causal attention.

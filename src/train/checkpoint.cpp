@@ -13,7 +13,9 @@
 #include "core/check.h"
 #include "core/checksum.h"
 #include "core/file_writer.h"
+#include "core/folder_lock.h"
 #include "data/mapped_file.h"
+#include "train/run_folder.h"
 #include "train/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -431,6 +433,20 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
         SL_REQUIRE(!newest.empty() || !fs::exists(fs::path(run_dir) / "sweep.yaml", ec),
                    "{} is a sweep's suite folder (it holds sweep.yaml): give one of its runs, {}/<variant>-s<seed>",
                    run_dir, run_dir);
+        // The old run waits in .replaced while a start that replaces it runs its first step, and after a start that
+        // failed on another rank (which ends the job before rank 0 puts it back) until the next start does.
+        const std::string aside = (fs::path(run_dir) / kReplacedRun).string();
+        if (newest.empty() && !latest_checkpoint(aside).empty()) {
+            const std::string starting = folder_lock_holder(run_dir);
+            SL_REQUIRE(!starting.empty(),
+                       "{} holds no checkpoint of its own now: a start that replaced its run failed before its first "
+                       "step (on another rank, say) and left the run in {}; the next start of the run puts it back "
+                       "(train it with --resume to continue it), or move the entries of {} back into {} by hand",
+                       run_dir, aside, aside, run_dir);
+            fail("{} holds no checkpoint of its own now: a start of the run ({}) keeps the old run in {} until its "
+                 "first step has run; try again once it has",
+                 run_dir, starting, aside);
+        }
         SL_REQUIRE(!newest.empty(),
                    "{} holds no checkpoint (checkpoints/step_*); give a run folder whose training wrote one (every "
                    "run writes one at its end), or --checkpoint DIR",
@@ -456,12 +472,31 @@ std::string checkpoint_to_read(const std::string& run_dir, const std::string& ch
     return checkpoint;
 }
 
+namespace {
+
+// True when a prune may be taking `ckpt` away: a run removes a checkpoint only once a newer one is complete, so
+// that a folder without a newer one that lost files is damaged instead. Unknown (a folder that list_checkpoints
+// refuses) counts as true.
+bool newer_checkpoint_exists(const fs::path& ckpt) {
+    const std::optional<int64_t> step = folder_step(ckpt.filename().string());
+    try {
+        const auto all = list_checkpoints(ckpt.parent_path());
+        return !step || std::any_of(all.begin(), all.end(), [&](const auto& c) { return c.first > *step; });
+    } catch (const Error&) {
+        return true;
+    }
+}
+
+}  // namespace
+
 void reading_checkpoint(const std::string& ckpt, const std::function<void()>& read) {
     try {
         read();
     } catch (const std::exception& e) {
         std::error_code ec;
-        if (fs::exists(fs::path(ckpt) / kStateFile, ec)) throw;
+        const fs::path folder = folder_of(fs::path(ckpt).lexically_normal());
+        if (fs::exists(folder / kStateFile, ec)) throw;
+        if (fs::exists(folder, ec) && !newer_checkpoint_exists(folder)) throw;
         fail("checkpoint {} was deleted while it was read: a training run still writing this run keeps only its newest "
              "checkpoints (checkpoint.keep); run the command again, or give --checkpoint one that is kept ({})",
              ckpt, e.what());

@@ -40,6 +40,43 @@ std::vector<std::string> last_of_each_key(const std::vector<std::string>& overri
     return kept;
 }
 
+// True when one key is the other or a section holding it: setting either changes the other's value.
+bool overlapping(const std::string& a, const std::string& b) {
+    return a == b || a.starts_with(b + ".") || b.starts_with(a + ".");
+}
+
+// A --set of a key that variants set would give all of them its value under names that say otherwise.
+void refuse_sets_of_variant_keys(const Suite& suite, const std::vector<std::string>& cli_overrides) {
+    for (const std::string& o : cli_overrides) {
+        const std::string key = override_key(o);
+        std::vector<std::string> setters;  // one per variant: its name and the first line that sets the key
+        for (const SuiteVariant& v : suite.variants) {
+            const auto set = std::find_if(v.overrides.begin(), v.overrides.end(), [&](const Override& x) {
+                return overlapping(override_key(x.assignment), key);
+            });
+            if (set != v.overrides.end()) setters.push_back(fmt::format("{} ({})", v.name, set->origin));
+        }
+        SL_REQUIRE(setters.empty(),
+                   "--set {}: variant{} {} set{} {} in the suite; the --set would run {} with its value under names "
+                   "that say otherwise. Change the variants in (a copy of) the suite instead",
+                   o, setters.size() == 1 ? "" : "s", fmt::join(setters, ", "), setters.size() == 1 ? "s" : "", key,
+                   setters.size() == suite.variants.size() ? "every variant" : "them");
+    }
+}
+
+// Variants whose configs are the same train the same model once per seed under two names, and compare would
+// report a difference of nothing. The first seed's runs (one per variant, names differing) are compared: seeds differ
+// only in run.seed.
+void refuse_identical_variants(const Sweep& sweep) {
+    const size_t n = sweep.suite.variants.size();
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            SL_REQUIRE(changed_keys(sweep.runs[i].config, sweep.runs[j].config) != std::vector<std::string>{"run.name"},
+                       "{}: variants {} and {} give the same config: both would train the same model under two "
+                       "names. Make their set: differ, or remove one",
+                       sweep.suite.path, sweep.runs[i].variant, sweep.runs[j].variant);
+}
+
 // One line per distinct message, naming the runs it applies to (a variant's error repeats for each seed).
 [[noreturn]] void fail_listing(const std::string& headline,
                                const std::vector<std::pair<std::string, std::string>>& errors) {
@@ -84,6 +121,7 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
                    "suite's name: or seeds: instead",
                    o, key);
     }
+    refuse_sets_of_variant_keys(suite, cli_overrides);
     Sweep sweep;
     sweep.suite = suite;
     std::vector<std::pair<std::string, std::string>> errors;
@@ -120,6 +158,7 @@ Sweep expand_sweep(const Suite& suite, const std::vector<std::string>& cli_overr
         fail_listing(fmt::format("{}: {} of {} runs have config errors; nothing was run", suite.path, errors.size(),
                                  sweep.runs.size()),
                      errors);
+    refuse_identical_variants(sweep);
     return sweep;
 }
 

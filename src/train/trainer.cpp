@@ -59,6 +59,21 @@ StepGeometry step_geometry(const Config& cfg, int world) {
     return g;
 }
 
+DataPasses data_passes(uint64_t windows, const StepGeometry& geo, int64_t last_step, int64_t done, uint64_t epoch,
+                       uint64_t cursor) {
+    DataPasses d;
+    const uint64_t per_batch = uint64_t(geo.world) * uint64_t(geo.micro_batch);
+    d.batches_per_epoch = int64_t(windows / per_batch);
+    if (d.batches_per_epoch == 0) return d;
+    // The loader starts the next epoch where fewer than a global batch of windows is left.
+    const int64_t left = cursor < windows ? int64_t((windows - cursor) / per_batch) : 0;
+    const int64_t batches = (last_step - done) * geo.accum;
+    d.epochs = double(epoch) + double(d.batches_per_epoch - left + batches) / double(d.batches_per_epoch);
+    if (epoch > 0 && batches > 0) d.first_repeat_step = done + 1;
+    if (epoch == 0 && batches > left) d.first_repeat_step = done + left / geo.accum + 1;
+    return d;
+}
+
 std::string run_dir(const Config& cfg) { return (fs::path(cfg.run.out_dir) / cfg.run.name).string(); }
 
 namespace {
@@ -202,6 +217,16 @@ struct Trainer::Impl {
                        "from a checkpoint of step {} or less (move the newer ones out of checkpoints/), or start over "
                        "with --overwrite",
                        h5, last, resume_from, resumed->run_log_step, last);
+            // Without data.val the val curve would stop where the train curve goes on, and compare would take its
+            // last row, of an earlier step, for the run's final val loss.
+            const int64_t validated = runlog->last_step("val");
+            if (validated >= 0 && cfg.data.val.empty()) {
+                const std::string val = checkpoint_config(resume_from).data.val;
+                fail("cannot resume from {}: data.val is empty now, but the run validated on '{}' up to step {}; its "
+                     "val curve would stop there while training goes on. Resume with data.val '{}' (or shards "
+                     "elsewhere that hold the same tokens), or start a new run (another run.name)",
+                     resume_from, val, validated, val);
+            }
             return;
         }
         std::vector<std::pair<std::string, std::string>> str_attrs = provenance_attrs(*backend);
@@ -309,6 +334,22 @@ struct Trainer::Impl {
         else if (opt.resume)
             log->info("no run in {} yet: starting at step 0", dir);
         if (!val_batches.notice.empty()) log->info("{}", val_batches.notice);
+        if (const std::string note = epochs_note(); lead && !note.empty()) log->info("note: {}", note);
+    }
+
+    // A run longer than its data repeats tokens, which a small corpus does without saying so: its train loss then
+    // measures recall of seen tokens too.
+    std::string epochs_note() const {
+        const LoaderPosition at = train_data->position();
+        const DataPasses d = data_passes(uint64_t(train_data->windows_per_epoch()), geo, cfg.train.max_steps,
+                                         start_step, at.epoch, at.cursor);
+        if (d.first_repeat_step == 0) return "";
+        return fmt::format("data.train holds {} tokens: {} batches of {} windows of {} tokens per epoch, so the "
+                           "run's {} steps read it {:.1f} times, and from step {} on it trains on tokens it has seen "
+                           "(its train loss measures recall as well); prepare more data to train on new tokens "
+                           "throughout",
+                           train_data->tokens(), d.batches_per_epoch, geo.world * geo.micro_batch, geo.seq_len,
+                           cfg.train.max_steps, d.epochs, d.first_repeat_step);
     }
 
     // A start that fails before commit_start (in setup, the first validation or the first step's passes: too
@@ -606,8 +647,10 @@ struct Trainer::Impl {
                 log_val(done);
             }
             if (lead && (done % cfg.metrics.flush_every == 0 || last)) runlog->flush();
-            if (done % cfg.fault.check_every == 0) check_replicas(done);
-            if (last || stop || (cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0)) {
+            // A checkpoint holds rank 0's weights for every rank: ranks that drifted apart are stopped before one.
+            const bool save = last || stop || (cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0);
+            if (save || done % cfg.fault.check_every == 0) check_replicas(done);
+            if (save) {
                 progress.clear();
                 checkpoint(done);
             }
@@ -621,10 +664,16 @@ struct Trainer::Impl {
         progress.finish();
         if (lead) runlog->flush();
         const int64_t steps = max_steps - start_step;
-        log->info("done: {} steps in {}{} | run folder {}", steps,
+        // Skipped updates are logged one by one; a run that skipped most of them must not end looking like others.
+        const GuardState g = guard.state();
+        const int64_t skipped = g.skipped_nonfinite + g.skipped_spike;
+        log->info("done: {} steps in {}{}{} | run folder {}", steps,
                   format_duration(std::chrono::duration<double>(Clock::now() - t_start).count()),
                   comm.world() > 1 ? fmt::format(" | all-reduce {:.1f}% of step time", 100 * comm_s / step_s_total)
                                    : "",
+                  skipped ? fmt::format(" | {} of the run's {} updates skipped (non-finite {}, spikes {})", skipped,
+                                        max_steps, g.skipped_nonfinite, g.skipped_spike)
+                          : "",
                   dir);
         check_log();
     }

@@ -224,9 +224,10 @@ TEST_F(CompareTest, AnotherScheduleThanTheBaselinesIsNoted) {
                           "as the variant");
 }
 
-// An isolated row puts all its weight on itself, 1/(T - k) of the mass on token k that compare reports (a mean over
-// the T - k rows that see k): noted with that share, for each isolated position (row 0 is token 0's anyway). The
-// positions and T come from metrics.h5's config_yaml, as for the ratios: a run folder without config.yaml is noted.
+// An isolated row puts all its weight on itself, 1/n of the mass on token k that compare reports (a mean over the n
+// rows that see k: from k on, but later isolated rows): noted with that share, for each isolated position (row 0 is
+// token 0's anyway). The positions and T come from metrics.h5's config_yaml, as for the ratios: a run folder without
+// config.yaml is noted.
 TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     const fs::path root = fs::path(dir_.path()) / "isolated";
     RunSpec b = spec_b1(), iso = spec_h1();
@@ -235,12 +236,34 @@ TEST_F(CompareTest, AnIsolatedRowsOwnWeightIsNoted) {
     write_run(root / "b-s1", b);
     write_run(root / "iso-s1", iso);
     const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
-    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/(T - 2) = "
-                                "0.0156 in every layer: take that off to read attention drawn to token 2",
-                                "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/(T - 35) "
-                                "= 0.0323 in every layer: take that off to read attention drawn to token 35"}));
+    // Rows 2..65 but the isolated row 35 see token 2: 63 of them; rows 35..65 see token 35: 31.
+    EXPECT_EQ(c.notes, (Strings{"iso: its tok2 mass counts row 2's own weight on itself (it is isolated), 1/63 = "
+                                "0.0159 (one of the 63 rows that see it) in every layer: take that off to read "
+                                "attention drawn to token 2",
+                                "iso: its tok35 mass counts row 35's own weight on itself (it is isolated), 1/31 = "
+                                "0.0323 (one of the 31 rows that see it) in every layer: take that off to read "
+                                "attention drawn to token 35"}));
     expect_has(comparison_markdown(c), {"\nNotes:\n\n- iso: its tok2 mass counts row 2's own weight", "\n- iso: its "
                                         "tok35 mass"});
+}
+
+// A start that replaced h-s1 and failed on another rank before its first step left the run in h-s1/.replaced and its
+// own one-step log in h-s1: compare reads the run that the next start puts back, config.yaml too.
+TEST_F(CompareTest, ARunLeftAsideByAFailedStartIsReadWhereItWaits) {
+    const fs::path root = fs::path(dir_.path()) / "aside";
+    write_run(root / "b-s1", spec_b1(), "train: {max_steps: 4}\n");
+    write_run(root / "h-s1" / ".replaced", spec_h1(), "train: {max_steps: 4}\n");
+    RunSpec started;
+    started.loss = {9};
+    write_run(root / "h-s1", started, "train: {max_steps: 50}\n");
+    for (const std::string& arg : {root.string(), (root / "h-s1").string()}) {
+        const Comparison c = compare_runs(read_all({arg}), "", 2);
+        const GroupRow& h = c.groups.back();
+        EXPECT_EQ(h.name, "h") << arg;
+        EXPECT_EQ(h.step_max, 4) << arg;
+        EXPECT_NEAR(h.train_loss.mean, 0.75, kTol) << arg;  // (1 + 0.5) / 2
+        EXPECT_EQ(h.max_steps, 4) << arg;
+    }
 }
 
 TEST_F(CompareTest, TablesShowTheNumbersAndDashesForWhatIsMissing) {
@@ -470,7 +493,40 @@ TEST_F(CompareTest, VariantsValidatedOnOtherWindowsAreNoted) {
                          "train.micro_batch = " + windows + "): their val losses do not compare";
     };
     EXPECT_EQ(c.notes, (Strings{note("fewer", "32 windows of 1024 tokens vs 64 of 1024"),
-                                note("longer", "64 windows of 2048 tokens vs 64 of 1024")}));
+                                note("longer", "64 windows of 2048 tokens vs 64 of 1024"),
+                                "longer was trained on sequences of another length than b (model.seq_len 1024 vs "
+                                "2048, b's first): its losses are over other contexts, and its attention masses "
+                                "spread over another number of keys (uniform attention puts 1/T on each), so neither "
+                                "compares directly"}));
+}
+
+// Variants that differ from the baseline in more than the variant: another tokenizer, sink metrics measured with
+// other settings, other training tokens (by the logged checksum: the globs may name copies). Each gets a note naming
+// what differs, the baseline's value first; a variant that differs only in attention gets none.
+TEST_F(CompareTest, OtherTokenizersSinkSettingsAndTrainingTokensAreNoted) {
+    const fs::path root = fs::path(dir_.path()) / "measures";
+    RunSpec b = spec_b1(), other_data = spec_h1();
+    b.train_checksum = "s2:t1";
+    other_data.train_checksum = "s2:t2";
+    write_run(root / "b-s1", b, "attention: {variant: standard}\n");
+    write_run(root / "h-s1", spec_h1(), "attention: {variant: headnorm}\n");
+    write_run(root / "bpe-s1", spec_h1(), "data: {tokenizer: gpt2}\nmodel: {vocab_size: 50304}\n");
+    write_run(root / "eps-s1", spec_h1(), "metrics: {sink_eps: 0.02, wo_std_positions: 4}\n");
+    write_run(root / "data-s1", other_data, "attention: {variant: standard}\n");
+    const Comparison c = compare_runs(read_all({root.string()}), "b", 2);
+    const Config defaults = load_config(fmt::format("{}/configs/base.yaml", SINKLAB_SOURCE_DIR));
+    EXPECT_EQ(c.notes,
+              (Strings{fmt::format("bpe was trained with another tokenizer than b (data.tokenizer \"{}\" vs \"gpt2\", "
+                                   "b's first): its losses are per token of another vocabulary: neither they nor "
+                                   "tokens to target compare",
+                                   defaults.data.tokenizer),
+                       "data was trained on other tokens than b (data.train checksum s2:t2 vs s2:t1): its losses and "
+                       "tokens to target measure the data as well as the variant",
+                       fmt::format("eps measured its sinks with other settings than b (metrics.wo_std_positions {} vs "
+                                   "4, metrics.sink_eps {} vs 0.02, b's first): its sink rate (sink_eps) or var and "
+                                   "att ratios (wo_std_positions) are other measures",
+                                   defaults.metrics.wo_std_positions, defaults.metrics.sink_eps)}))
+        << fmt::format("{}", fmt::join(c.notes, "\n"));
 }
 
 // A run still training: the reader sees what the writer has flushed so far, and sees more after refresh.

@@ -86,10 +86,10 @@ TEST_F(SuiteTest, ExpandsSeedsTimesVariantsWithOverridesInOrder) {
     EXPECT_EQ(b7.config.run.seed, 7u);
 }
 
-TEST_F(SuiteTest, CommandLineOverridesWinOverTheVariantsAndMoveTheOutputFolder) {
+TEST_F(SuiteTest, CommandLineOverridesWinOverTheSuiteAndMoveTheOutputFolder) {
     const Sweep sw = expand_sweep(load_suite(suite(kTwoByTwo)),
-                                  {"attention.variant=sigmoid", "run.out_dir=" + (root() / "elsewhere").string()});
-    for (const SweepRun& r : sw.runs) EXPECT_EQ(r.config.attention.variant, "sigmoid") << r.name;
+                                  {"metrics.val_every=5", "run.out_dir=" + (root() / "elsewhere").string()});
+    for (const SweepRun& r : sw.runs) EXPECT_EQ(r.config.metrics.val_every, 5) << r.name;
     EXPECT_EQ(sw.out_dir, (root() / "elsewhere/hvb").string());
     EXPECT_EQ(sw.runs[1].dir, (root() / "elsewhere/hvb/headnorm-s7").string());
 }
@@ -220,8 +220,8 @@ variants:
     EXPECT_EQ(msg.find("ok-s1"), std::string::npos);
     // Each bad value named where it was written: the suite file's line, or the sweep's --set.
     expect_has(msg, {path + ":7: train.lr", "model.n_head=5 (" + path + ":9)"});
-    expect_has(error_of([&] { expand_sweep(load_suite(path), {"train.lr=slow"}); }, Lines::Several),
-               {"--set: train.lr: expected a number, got 'slow'"});
+    expect_has(error_of([&] { expand_sweep(load_suite(path), {"train.min_lr=slow"}); }, Lines::Several),
+               {"--set: train.min_lr: expected a number, got 'slow'"});
 
     const std::string cli = error_of([&] { expand_sweep(load_suite(path), {"run.name=x"}); });
     expect_has(cli, {"--set run.name=x", "the sweep sets run.name"});

@@ -92,6 +92,35 @@ TEST_F(SweepTest, ACommandLineSetReplacesTheSuitesValueOnce) {
     }
 }
 
+// Variants set attention.variant: a --set of it would run both arms as gated under the names baseline and headnorm.
+TEST_F(SweepTest, ACommandLineSetOfAKeyTheVariantsSetIsRefused) {
+    const Suite suite = load_suite(suite_path_);
+    expect_has(error_of([&] { expand_sweep(suite, {"attention.variant=gated"}); }),
+               {"--set attention.variant=gated: variants baseline (" + suite_path_ + ":7), headnorm (" + suite_path_ +
+                    ":9) set attention.variant",
+                "every variant", "Change the variants"});
+    // A section holding the key overlaps it too; a key the suite-wide set: has is the command line's to change.
+    expect_has(error_of([&] { expand_sweep(suite, {"attention={variant: gated}"}); }),
+               {"--set attention={variant: gated}: variants baseline"});
+    EXPECT_EQ(expand_sweep(suite, {"train.warmup_steps=7"}).runs[0].config.train.warmup_steps, 7);
+}
+
+// A variant that sets nothing the base does not already hold, next to one that sets the base's value.
+TEST_F(SweepTest, VariantsWithTheSameConfigAreRefused) {
+    write_file(root() / "same.yaml", R"(base: base.yaml
+name: same
+seeds: [1, 2]
+variants:
+  - name: plain
+  - name: headnorm
+    set: {attention.variant: headnorm}
+  - name: standard
+    set: {attention.variant: standard}
+)");
+    expect_has(error_of([&] { expand_sweep(load_suite((root() / "same.yaml").string()), {}); }),
+               {"same.yaml: variants plain and headnorm give the same config", "remove one"});
+}
+
 TEST_F(SweepTest, RunFoldersDecideWhatHappens) {
     make_mixed_folders();
     const std::vector<RunState> states = inspect_sweep(sweep_);

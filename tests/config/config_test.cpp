@@ -738,6 +738,38 @@ TEST(ConfigValidate, TrainingWithANonCausalMeanIsNoted) {
     expect_has(at_one[0], {"intervention.amplify.lambda = 1 leaves token 8's W_O input"});
 }
 
+// Schedules that do not do what their keys suggest: no learning at all, a decay cut off by the end of the run. The
+// base config's schedule gets no note, and neither do wsd's or constant's for decay_steps (which they do not use), or
+// a run that is all warmup (short smoke runs are).
+TEST(ConfigValidate, SchedulesThatDoNotDoWhatTheySuggestAreNoted) {
+    Config c;
+    EXPECT_TRUE(config::training_notes(c).empty());
+    const auto note_of = [](const Config& edited) {
+        const std::vector<std::string> notes = config::training_notes(edited);
+        return notes.size() == 1 ? notes[0] : fmt::format("{} notes: {}", notes.size(), fmt::join(notes, " | "));
+    };
+    Config zero = c;
+    zero.train.lr = zero.train.min_lr = 0;
+    expect_has(note_of(zero), {"train.lr = 0", "the weights never change"});
+    Config warm = c;
+    warm.train.max_steps = warm.train.warmup_steps = 20;
+    EXPECT_TRUE(config::training_notes(warm).empty());
+    Config cut = c;
+    cut.train.max_steps = 20;
+    cut.train.warmup_steps = 2;
+    cut.train.decay_steps = 1000;
+    expect_has(note_of(cut), {"train.decay_steps = 1000 is beyond train.max_steps = 20", "above train.min_lr"});
+    cut.train.schedule = "linear";
+    expect_has(note_of(cut), {"its linear decay"});
+    for (const char* other : {"wsd", "constant"}) {
+        cut.train.schedule = other;
+        EXPECT_TRUE(config::training_notes(cut).empty()) << other;
+    }
+    cut.train.schedule = "cosine";
+    cut.train.decay_steps = 20;
+    EXPECT_TRUE(config::training_notes(cut).empty());
+}
+
 // GPT-2's 50257 ids unpadded slow the LM head on a GPU; the note names the padded size.
 TEST(ConfigValidate, AVocabNotAMultipleOf8IsNoted) {
     Config c;

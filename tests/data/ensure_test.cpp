@@ -176,14 +176,14 @@ TEST(EnsureData, ValidationShardsThatTrainingReadsAreRefused) {
         } catch (const Error& e) {
             EXPECT_EQ(std::string(e.what()),
                       fmt::format("data.val '{}' and data.train '{}' share 1 of data.val's 1 shards ({}): the "
-                                  "validation loss is measured on tokens the model trains on; give each its own "
+                                  "loss measured on them is one of tokens the model trains on; give each its own "
                                   "shards (prepare writes train_*.bin and val_*.bin)",
                                   val, train, shared));
         }
         // A run that began so (before this check) resumes as it began, with a note.
         EXPECT_EQ(ensure_data(overlapping, ModelConfig{}, true),
-                  fmt::format("data.val '{}' and data.train '{}' share 1 of data.val's 1 shards ({}): the validation "
-                              "loss is measured on tokens the model trains on",
+                  fmt::format("data.val '{}' and data.train '{}' share 1 of data.val's 1 shards ({}): the loss "
+                              "measured on them is one of tokens the model trains on",
                               val, train, shared));
     }
     EXPECT_EQ(ensure_data(d, ModelConfig{}), "");

@@ -14,6 +14,7 @@
 
 #include "data/shard.h"
 #include "tests/data/data_test_util.h"
+#include "test_util.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -23,22 +24,21 @@ namespace sinklab::test {
 namespace {
 
 #ifdef SINKLAB_MPIEXEC
-// mpiexec as root on a 2-core machine; ranks inherit `env` (they are children of the local mpiexec).
-std::string mpiexec(int ranks, const std::string& args, const std::string& env = "") {
+// mpiexec as root on a 2-core machine, running the command line `program` as each rank; ranks inherit `env` (they
+// are children of the local mpiexec).
+std::string mpiexec_program(int ranks, const std::string& program, const std::string& env = "") {
     return fmt::format("env {} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-                       "OMPI_MCA_rmaps_base_oversubscribe=1 {} -n {} {} {}",
-                       env, SINKLAB_MPIEXEC, ranks, SINKLAB_BINARY, args);
+                       "OMPI_MCA_rmaps_base_oversubscribe=1 {} -n {} {}",
+                       env, SINKLAB_MPIEXEC, ranks, program);
 }
 #define REQUIRE_MPI()
 #else
-std::string mpiexec(int, const std::string&, const std::string& = "") { return ""; }
+std::string mpiexec_program(int, const std::string&, const std::string& = "") { return ""; }
 #define REQUIRE_MPI() GTEST_SKIP() << "skipped: built without MPI"
 #endif
-
-size_t count(const std::string& text, const std::string& what) {
-    size_t n = 0;
-    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
-    return n;
+// sinklab with `args` as each rank.
+std::string mpiexec(int ranks, const std::string& args, const std::string& env = "") {
+    return mpiexec_program(ranks, std::string(SINKLAB_BINARY) + " " + args, env);
 }
 
 double rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
@@ -68,30 +68,6 @@ Timed timed(const std::string& cmd) {
     const auto t0 = std::chrono::steady_clock::now();
     CommandResult r = run_command(cmd);
     return {r, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
-}
-
-// An export started twice by a launcher: the two copies never write the folder at once (the second waits for no
-// one: it is refused, naming the first), and whatever mpirun does to the first when the second fails (it aborts the
-// job), the folder is left to the next export.
-TEST(MpiTraining, TwoExportsIntoOneFolderNeverInterleave) {
-    REQUIRE_MPI();
-    const TempDir dir("mpi_export");
-    ASSERT_EQ(run_sinklab(small_run(dir, "x", 2, "--set attention.variant=standard")).rc, 0);
-    const std::string export_cmd = "export --format hf " + dir / "x";
-    for (int attempt = 0; attempt < 3; attempt++) {
-        const CommandResult r = run_command(mpiexec(2, export_cmd));
-        if (r.rc == 0) EXPECT_EQ(count(r.out, "exported "), 2u) << r.out;
-        else
-            // The holder named: `sinklab export` (pid ...), or "sinklab process (starting)" before it wrote that.
-            EXPECT_NE(r.out.find("export folder " + dir / "x/hf is in use by another "), std::string::npos) << r.out;
-        EXPECT_EQ(r.out.find("not written by sinklab export"), std::string::npos) << r.out;
-        EXPECT_EQ(r.out.find("cannot rename"), std::string::npos) << r.out;
-    }
-    const CommandResult last = run_sinklab(export_cmd);
-    ASSERT_EQ(last.rc, 0) << last.out;
-    // embed_tokens and norm, and 9 tensors in each of the 2 layers: a whole file.
-    EXPECT_EQ(SafetensorsFile(dir / "x/hf/model.safetensors").tensors().size(), 2u + 2u * 9u);
-    EXPECT_FALSE(std::filesystem::exists(dir / "x/hf/model.safetensors.tmp"));
 }
 
 TEST(MpiTraining, TwoRanksEqualOneRankWithTheDoubleBatch) {
@@ -170,6 +146,31 @@ TEST(MpiTraining, ShardedOptimizerTrainsTheSameModel) {
     }
 }
 
+// Commands that run as one process refuse a launcher, once for the job: under one, each rank ran the whole command
+// (3 exports into one folder raced for its lock, and the job's exit status was a coin flip).
+TEST(MpiCommands, OneProcessCommandsRefuseSeveralRanks) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_single");
+    std::filesystem::create_directories(dir / "run");
+    for (const std::string& command : {"info " + std::string(SINKLAB_SOURCE_DIR) + "/configs/tiny.yaml",
+                                       "export " + dir / "run" + " --format hf --out " + dir / "hf",
+                                       "compare " + dir / "run"}) {
+        const Timed t = timed(mpiexec(2, command));
+        const std::string name = command.substr(0, command.find(' '));
+        EXPECT_NE(t.r.rc, 0) << t.r.out;
+        EXPECT_EQ(count(t.r.out, "sinklab " + name + " runs as one process, but this is one of 2 ranks"), 1u)
+            << t.r.out;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir / "hf"));
+    // A process that a rank starts (the corpus build's prepare, a wrapper script's compare) inherits the launcher's
+    // variables but is no rank: it runs.
+    const CommandResult child = run_command(mpiexec_program(
+        2, fmt::format("sh -c '{} info {}/configs/tiny.yaml >/dev/null && echo child ran'", SINKLAB_BINARY,
+                       SINKLAB_SOURCE_DIR)));
+    EXPECT_EQ(child.rc, 0) << child.out;
+    EXPECT_EQ(count(child.out, "child ran"), 2u) << child.out;
+}
+
 TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
     REQUIRE_MPI();
     const TempDir dir("mpi_throw");
@@ -198,6 +199,27 @@ TEST(MpiTraining, AnOverwriteThatFailsOnAnotherRankKeepsTheOldRun) {
         << again.out;
     EXPECT_EQ(read_file(dir / "x/notes.txt"), "the user's");
     EXPECT_EQ(column(dir / "x/metrics.h5", "train", "loss").size(), 4u);
+}
+
+// train.log's epochs note of a run resumed on more ranks counts from where the loader stands: 3000 tokens make 45
+// windows of 64; after 3 steps of 8 on 1 rank (24 windows), 2 ranks take 16 a step: step 4 ends the first epoch
+// (21 left), step 5 starts the second, and the 12 steps read (2 - 1 + 9) / 2 = 5 epochs of 2 batches.
+TEST(MpiTraining, ARunResumedOnMoreRanksNotesItsEpochsFromWhereItStands) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_epochs");
+    std::vector<uint32_t> tokens(3000);
+    for (size_t i = 0; i < tokens.size(); i++) tokens[i] = uint32_t(i * 7 % 256);
+    write_llmc_shard(dir / "small_000000.bin", tokens, true);
+    const std::string data = fmt::format(
+        "--set run.threads=1 --set data.train={}/small_*.bin --set data.val= --set data.missing=error", dir.path());
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 3, data)).rc, 0);
+    const CommandResult r = run_command(mpiexec(2, small_run(dir, "x", 12, data + " --resume")));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const std::string log = read_file(dir / "x/train.log");
+    EXPECT_NE(log.find("2 batches of 16 windows of 64 tokens per epoch, so the run's 12 steps read it 5.0 times, and "
+                       "from step 5 on"),
+              std::string::npos)
+        << log;
 }
 
 // With train.tokens_per_step 0 the tokens per step follow the ranks: a run resumed on 2 ranks counts its tokens on
@@ -335,6 +357,15 @@ TEST(MpiTraining, RanksThatDriftApartAreStopped) {
                             "SINKLAB_FAULT_INJECT=desync@7:1"));
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("step 10: the parameters of rank(s) 1 differ from rank 0's"), std::string::npos) << r.out;
+    // A checkpoint is checked before it is written, whatever fault.check_every: step 8's would hold drifted weights.
+    const CommandResult saving =
+        run_command(mpiexec(2, small_run(dir, "saving", 20, "--set run.threads=1 --set train.micro_batch=4 "
+                                                            "--set fault.check_every=5 --set checkpoint.every=8"),
+                            "SINKLAB_FAULT_INJECT=desync@7:1"));
+    EXPECT_NE(saving.rc, 0) << saving.out;
+    EXPECT_NE(saving.out.find("step 8: the parameters of rank(s) 1 differ from rank 0's"), std::string::npos)
+        << saving.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "saving/checkpoints/step_00000008"));
 }
 
 TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {

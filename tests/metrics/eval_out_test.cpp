@@ -6,6 +6,8 @@
 #include <algorithm>
 
 #include "metrics/eval.h"
+#include "test_util.h"
+#include "train/safetensors.h"
 #include "train/train_util.h"
 
 namespace sinklab::test {
@@ -131,6 +133,36 @@ TEST(ExportOut, NotIntoARunThatReplacedTheExportedOne) {
                           "the run folder\n",
                           run));
     EXPECT_FALSE(std::filesystem::exists(hf));  // with the old run, which --overwrite deleted
+}
+
+// Two exports into one folder at once (two shells, say): they never write it together (the second waits for no one:
+// it is refused, naming the first), and the folder is left to the next export.
+TEST(ExportOut, TwoExportsIntoOneFolderNeverInterleave) {
+    const TempDir dir("two_exports");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 2, "--set attention.variant=standard")).rc, 0);
+    const std::string export_cmd = fmt::format("{} export --format hf {}", SINKLAB_BINARY, dir / "x");
+    for (int attempt = 0; attempt < 3; attempt++) {
+        const CommandResult r =
+            run_command(fmt::format("({0} & first=$!; {0}; second=$?; wait $first; echo \"status $? $second\")",
+                                    export_cmd));
+        // Each either wrote the folder or was refused, naming the holder: `sinklab export` (pid ...), or "sinklab
+        // process (starting)" before it wrote that.
+        const size_t refused = count(r.out, "export folder " + dir / "x/hf is in use by another ");
+        EXPECT_EQ(count(r.out, "exported ") + refused, 2u) << r.out;
+        // As many exits with status 1 as refusals.
+        const size_t at = r.out.find("status ");
+        ASSERT_NE(at, std::string::npos) << r.out;
+        const std::string status = r.out.substr(at + 7, 3);
+        EXPECT_EQ(size_t(std::count(status.begin(), status.end(), '1')), refused) << r.out;
+        EXPECT_EQ(size_t(std::count(status.begin(), status.end(), '0')), 2 - refused) << r.out;
+        EXPECT_EQ(r.out.find("not written by sinklab export"), std::string::npos) << r.out;
+        EXPECT_EQ(r.out.find("cannot rename"), std::string::npos) << r.out;
+    }
+    const CommandResult last = run_sinklab("export --format hf " + dir / "x");
+    ASSERT_EQ(last.rc, 0) << last.out;
+    // embed_tokens and norm, and 9 tensors in each of the 2 layers: a whole file.
+    EXPECT_EQ(SafetensorsFile(dir / "x/hf/model.safetensors").tensors().size(), 2u + 2u * 9u);
+    EXPECT_FALSE(std::filesystem::exists(dir / "x/hf/model.safetensors.tmp"));
 }
 
 }  // namespace

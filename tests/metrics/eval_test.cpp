@@ -223,6 +223,24 @@ TEST(Eval, TheTrainingScheduleDoesNotConstrainAnEval) {
     EXPECT_EQ(RunLogReader(dir / "e/eval.h5").num_attr("sequences"), 3.0);
 }
 
+// --data on the run's own training shards evaluates (a train loss is a fair thing to measure), with a note that the
+// loss is one of trained-on tokens; held-out shards get none.
+TEST(Eval, DataTheRunTrainedOnIsNoted) {
+    const TempDir dir("eval_train_data");
+    ASSERT_EQ(run_sinklab(small_run(dir, "e", 2)).rc, 0);
+    const std::string train = dir / "data/train_*.bin";
+    const CommandResult on_train = run_sinklab(fmt::format("eval {} --batches 1 --data '{}'", dir / "e", train));
+    EXPECT_EQ(on_train.rc, 0) << on_train.out;
+    EXPECT_NE(on_train.out.find(fmt::format("note: --data '{}' and data.train '{}' share 1 of --data's 1 shards", train,
+                                            train)),
+              std::string::npos)
+        << on_train.out;
+    const CommandResult held_out =
+        run_sinklab(fmt::format("eval {} --batches 1 --data '{}'", dir / "e", dir / "data/val_*.bin"));
+    EXPECT_EQ(held_out.rc, 0) << held_out.out;
+    EXPECT_EQ(held_out.out.find("share"), std::string::npos) << held_out.out;
+}
+
 TEST(Eval, RefusesARunWithoutCheckpointAndAModelThatDoesNotFit) {
     const TempDir dir("eval_bad");
     std::filesystem::create_directories(dir / "empty");

@@ -45,42 +45,51 @@ TEST_P(Footprint, EstimateIsWhatATrainingStepAllocates) {
 INSTANTIATE_TEST_SUITE_P(Variants, Footprint, ::testing::ValuesIn(variant_cases()),
                          [](const auto& info) { return info.param.name; });
 
-// The CUDA attention backward's dS scratch, counted here from its layout: per pass of sequences, H x n (n + 1) / 2
-// tiles (n = ceil(T / 64)) of 64 x 64 bf16 scores per sequence, passes within the budget (1 GiB unless set) sharing
-// the sequences evenly.
-TEST(AttentionDsBytes, EstimatesTheScratchOfTheBf16Backward) {
+// The CUDA bf16 attention backward's scratch, counted here from its layout. Ours: the row sums D [B, H, T] in f32,
+// padded to 256 bytes, then the dS: per pass of sequences, H x n (n + 1) / 2 tiles (n = ceil(T / 64)) of 64 x 64 bf16
+// scores per sequence, passes within the budget (1 GiB unless set) sharing the sequences evenly. cuDNN's: its row sums
+// (padded alike) and an f32 dQ accumulator [B, T, H, hd].
+TEST(AttentionScratchBytes, EstimatesTheScratchOfTheBf16Backward) {
     const size_t tile = 64 * 64 * 2;
-    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 64), DType::BF16), 5 * 4 * 6 * tile);
+    const auto rows = [](size_t B, size_t H, size_t T) { return (B * H * T * 4 + 255) / 256 * 256; };
+    EXPECT_EQ(attention_scratch_bytes(attn_spec(5, 130, 4, 2, 64), DType::BF16), rows(5, 4, 130) + 5 * 4 * 6 * tile);
     // llama-152m: 48 x 1024 fits in one pass; at 12 x 4096 a sequence holds 12 x 2080 tiles (195 MiB), 5 fit in
     // 1 GiB, so 3 passes of 4.
-    EXPECT_EQ(attention_ds_bytes(attn_spec(48, 1024, 12, 12, 64), DType::BF16), 48 * 12 * 136 * tile);
-    EXPECT_EQ(attention_ds_bytes(attn_spec(12, 4096, 12, 12, 64), DType::BF16), 4 * 12 * 2080 * tile);
-    // The same on wgmma; none where the backward recomputes dS: f32, head dims above 64, cuDNN, one sequence beyond
-    // the budget.
-    AttnSpec wgmma = attn_spec(5, 130, 4, 2, 64), cudnn = wgmma;
+    EXPECT_EQ(attention_scratch_bytes(attn_spec(48, 1024, 12, 12, 64), DType::BF16),
+              rows(48, 12, 1024) + 48 * 12 * 136 * tile);
+    EXPECT_EQ(attention_scratch_bytes(attn_spec(12, 4096, 12, 12, 64), DType::BF16),
+              rows(12, 12, 4096) + 4 * 12 * 2080 * tile);
+    // The same on wgmma; no dS where the backward recomputes it: head dims above 64, one sequence beyond the budget.
+    AttnSpec wgmma = attn_spec(5, 130, 4, 2, 64);
     wgmma.wgmma = true;
+    EXPECT_EQ(attention_scratch_bytes(wgmma, DType::BF16), rows(5, 4, 130) + 5 * 4 * 6 * tile);
+    EXPECT_EQ(attention_scratch_bytes(attn_spec(5, 130, 4, 2, 128), DType::BF16), rows(5, 4, 130));
+    EXPECT_EQ(attention_scratch_bytes(attn_spec(1, 16384, 12, 12, 64), DType::BF16),
+              rows(1, 12, 16384));  // 12 x 32896 tiles: 3 GiB
+    // cuDNN (5 x 130 x 4 rows of 64 dims), and nothing in other dtypes.
+    AttnSpec cudnn = attn_spec(5, 130, 4, 2, 64);
     cudnn.cudnn = true;
-    EXPECT_EQ(attention_ds_bytes(wgmma, DType::BF16), 5 * 4 * 6 * tile);
-    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 64), DType::F32), 0u);
-    EXPECT_EQ(attention_ds_bytes(attn_spec(5, 130, 4, 2, 128), DType::BF16), 0u);
-    EXPECT_EQ(attention_ds_bytes(cudnn, DType::BF16), 0u);
-    EXPECT_EQ(attention_ds_bytes(attn_spec(1, 16384, 12, 12, 64), DType::BF16), 0u);  // 12 x 32896 tiles: 3 GiB
+    EXPECT_EQ(attention_scratch_bytes(cudnn, DType::BF16), rows(5, 4, 130) + 5 * 130 * 4 * 64 * 4);
+    EXPECT_EQ(attention_scratch_bytes(attn_spec(5, 130, 4, 2, 64), DType::F32), 0u);
     // The budget is the spec's: 2 sequences' worth and a little more runs 5 in passes of 2, 2 and 1; 0 keeps none.
     AttnSpec budget = attn_spec(5, 130, 4, 2, 64);
     budget.ds_budget = 2 * 4 * 6 * tile + 1000;
-    EXPECT_EQ(attention_ds_bytes(budget, DType::BF16), 2 * 4 * 6 * tile);
+    EXPECT_EQ(attention_scratch_bytes(budget, DType::BF16), rows(5, 4, 130) + 2 * 4 * 6 * tile);
     budget.ds_budget = 0;
-    EXPECT_EQ(attention_ds_bytes(budget, DType::BF16), 0u);
+    EXPECT_EQ(attention_scratch_bytes(budget, DType::BF16), rows(5, 4, 130));
     // ... and model_footprint counts it in bf16, under attention.ds_scratch_mib: the tiny model's 3 sequences of
     // 9 tokens keep one tile per head (4).
     Config cfg = tiny_config("standard");
     const ModelFootprint bf16 = model_footprint(cfg, 3, cfg.model.seq_len, DType::BF16);
-    EXPECT_EQ(bf16.attention_ds, 3 * 4 * 1 * tile);
+    EXPECT_EQ(bf16.attention_scratch, rows(3, 4, 9) + 3 * 4 * 1 * tile);
     EXPECT_EQ(make_attn_spec(cfg, 3, cfg.model.seq_len).ds_budget, AttnSpec{}.ds_budget);  // one default
     cfg.attention.ds_scratch_mib = 0;
-    EXPECT_EQ(model_footprint(cfg, 3, cfg.model.seq_len, DType::BF16).attention_ds, 0u);
+    EXPECT_EQ(model_footprint(cfg, 3, cfg.model.seq_len, DType::BF16).attention_scratch, rows(3, 4, 9));
     cfg.attention.ds_scratch_mib = 3;
     EXPECT_EQ(make_attn_spec(cfg, 3, cfg.model.seq_len).ds_budget, size_t(3) << 20);
+    cfg.attention.impl = "cudnn";
+    EXPECT_EQ(model_footprint(cfg, 3, cfg.model.seq_len, DType::BF16).attention_scratch,
+              rows(3, 4, 9) + 3 * 9 * 4 * cfg.model.head_dim() * 4);
 }
 
 // validate_config refuses such sizes first; a config built in code still must not get wrapped counts.

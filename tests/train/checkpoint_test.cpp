@@ -2,6 +2,7 @@
 // with SIGKILL or stopped with SIGTERM continues to a complete metrics.h5, and damaged checkpoints, changed
 // configs, unwritable folders and full disks are refused with the file or key named.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -11,7 +12,9 @@
 #include "config/config.h"
 #include "core/check.h"
 #include "core/checksum.h"
+#include "core/folder_lock.h"
 #include "data/data_test_util.h"
+#include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
@@ -661,6 +664,48 @@ TEST(CheckpointRead, ACheckpointDeletedWhileReadIsSaidToBe) {
     }
 }
 
+// The old run waits in .replaced after a start that failed on another rank before its first step, and while a start
+// runs its first step: eval and export say which, and where the run is, instead of "holds no checkpoint".
+TEST(CheckpointRead, ARunSetAsideByAStartIsNamed) {
+    const TempDir dir("ckpt_aside");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 2, "--set run.threads=1")).rc, 0);
+    const std::string run = dir / "run", aside = dir / "run/.replaced";
+    std::filesystem::create_directories(aside);
+    for (const char* entry : {"checkpoints", "metrics.h5", "config.yaml", "train.log"})
+        std::filesystem::rename(run + "/" + entry, aside + "/" + entry);
+    write_file(run + "/config.yaml", "the new run's\n");
+    const std::string failed = error_of([&] { checkpoint_to_read(run, "", false); });
+    EXPECT_NE(failed.find(run + " holds no checkpoint of its own now: a start that replaced its run failed before its "
+                                "first step (on another rank, say) and left the run in " + aside),
+              std::string::npos)
+        << failed;
+    const FolderLock starting(run, "run folder", "train", "");
+    const std::string running = error_of([&] { checkpoint_to_read(run, "", false); });
+    EXPECT_NE(running.find("a start of the run (`sinklab train` (pid " + std::to_string(getpid())), std::string::npos)
+        << running;
+    EXPECT_NE(running.find("keeps the old run in " + aside + " until its first step has run"), std::string::npos)
+        << running;
+}
+
+// A checkpoint that lost its state.json but is still there: a prune in progress only where a newer checkpoint exists
+// (a run removes one only after writing the next); else it is damaged, and the reader's own error says so.
+TEST(CheckpointRead, ADamagedNewestCheckpointIsNotSaidToBeDeleted) {
+    const TempDir dir("ckpt_damaged");
+    ASSERT_EQ(run_sinklab(small_run(dir, "run", 4, "--set run.threads=1 --set checkpoint.every=2")).rc, 0);
+    const auto damaged = [](const std::string& ckpt) {
+        EXPECT_TRUE(std::filesystem::remove(ckpt + "/state.json")) << ckpt;
+        try {
+            reading_checkpoint(ckpt, [] { throw Error("the reader's own error"); });
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    EXPECT_EQ(damaged(dir / "run/checkpoints/step_00000004"), "the reader's own error");
+    const std::string older = damaged(dir / "run/checkpoints/step_00000002");
+    EXPECT_NE(older.find("was deleted while it was read"), std::string::npos) << older;
+}
+
 // A resume whose data.train shards changed since the checkpoint (prepared again, a shard added) is refused, naming
 // both token counts: the data position counts windows of the old shards, and the run went on silently on other data.
 // So is one whose shards hold as many tokens as before, but others (went on silently until the checksum); the same
@@ -715,6 +760,17 @@ TEST(Resume, ChangedValidationShardsAreRefused) {
         << swapped.out;
     EXPECT_NE(swapped.out.find("but not the same ones"), std::string::npos) << swapped.out;
     write_file(shard, kept);
+    // No validation from here on: its curve would stop at step 4 while training goes on. A run stopped before it
+    // validated (val_every 0: only at the end) may go on without.
+    const CommandResult off = run_sinklab(small_run(dir, "run", 8, base + " --resume --set data.val="));
+    EXPECT_EQ(off.rc, 1) << off.out;
+    EXPECT_NE(off.out.find("data.val is empty now, but the run validated on '" + dir / "data/val_*.bin' up to step 4"),
+              std::string::npos)
+        << off.out;
+    const std::string quiet = base + " --set metrics.val_every=0";
+    ASSERT_EQ(run_sinklab(small_run(dir, "quiet", 8, quiet), "SINKLAB_FAULT_INJECT=signal@4").rc, 0);
+    const CommandResult unvalidated = run_sinklab(small_run(dir, "quiet", 8, quiet + " --resume --set data.val="));
+    EXPECT_EQ(unvalidated.rc, 0) << unvalidated.out;
     const CommandResult again = run_sinklab(small_run(dir, "run", 8, base + " --resume"));
     ASSERT_EQ(again.rc, 0) << again.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), steps_1_to(8));

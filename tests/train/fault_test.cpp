@@ -153,6 +153,7 @@ TEST(Faults, NanSkipSkipsThatUpdateOnly) {
                                         "SINKLAB_FAULT_INJECT=nan@4");
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("step      4 | update skipped"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("| 1 of the run's 8 updates skipped (non-finite 1, spikes 0) |"), std::string::npos) << r.out;
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "skipped"), (std::vector<double>{0, 0, 0, 1, 0, 0, 0, 0}));
     const auto state = state_of(dir, "run", 8);
     EXPECT_EQ(state["optimizer_steps"], 7);
@@ -173,6 +174,7 @@ TEST(Faults, LossSpikeIsSkipped) {
     EXPECT_EQ(skipped, want);
     EXPECT_GT(loss[29], loss[28] + 1.0) << "random targets make a real spike";
     EXPECT_NE(r.out.find("is a spike"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("| 1 of the run's 40 updates skipped (non-finite 0, spikes 1) |"), std::string::npos) << r.out;
     EXPECT_EQ(state_of(dir, "run", 40)["optimizer_steps"], 39);
 }
 

@@ -1,6 +1,6 @@
 // OpenMP's waiting threads sleep unless the user chose how they wait: a sinklab started without OMP_WAIT_POLICY (or
 // GOMP_SPINCOUNT) sets it to passive and starts itself again, before libgomp has read it; a chosen policy stays.
-// Read from the environment of the running process (/proc/PID/environ), stopped at step 1 (stop@1).
+// Read from the environment of the running process (/proc/PID/environ), stopped at step 1 (stop@1); its name too.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -38,6 +38,8 @@ TEST(OpenMpPolicy, PassiveUnlessTheUserChose) {
                        dir / "run.log");
         ASSERT_TRUE(run.wait_stopped(120)) << env << ": " << read_file(dir / "run.log");
         EXPECT_EQ(environment_value(run.pid(), "OMP_WAIT_POLICY"), want) << env;
+        // Started again through /proc/self/exe or not, ps, top and pgrep know it by its own name, not "exe".
+        EXPECT_EQ(read_file(fmt::format("/proc/{}/comm", run.pid())), "sinklab\n") << env;
     }
 }
 

@@ -20,6 +20,7 @@
 
 #include "core/check.h"
 #include "core/folder_lock.h"
+#include "data/data_test_util.h"
 #include "train/safetensors.h"
 #include "train/train_util.h"
 
@@ -212,6 +213,43 @@ TEST(Training, CheckpointsWithoutTheirRunLogAreARun) {
     std::filesystem::remove(dir / "x/metrics.h5");
     EXPECT_EQ(run_sinklab(small_run(dir, "x", 2, "--overwrite")).rc, 0);
     EXPECT_EQ(checkpoints(), std::vector<std::string>{"step_00000002"});
+}
+
+// A run longer than its data: 3000 tokens make 3000 / 64 - 1 = 45 windows of 64, 5 batches of 8 per epoch, so 12
+// steps of one batch read 2.4 epochs, the second from step 6 on; a run of 5 steps reads one and gets no note.
+// sinklab info says so before the run.
+TEST(Training, TheLogNotesARunThatRepeatsItsData) {
+    const TempDir dir("train_epochs");
+    std::vector<uint32_t> tokens(3000);
+    for (size_t i = 0; i < tokens.size(); i++) tokens[i] = uint32_t(i * 7 % 256);
+    write_llmc_shard(dir / "small_000000.bin", tokens, true);
+    const std::string data = fmt::format("--set data.train={}/small_*.bin --set data.val= --set data.missing=error",
+                                         dir.path());
+    ASSERT_EQ(run_sinklab(small_run(dir, "long", 12, data)).rc, 0);
+    const std::string log = read_file(dir / "long/train.log");
+    EXPECT_NE(log.find("note: data.train holds 3000 tokens: 5 batches of 8 windows of 64 tokens per epoch, so the "
+                       "run's 12 steps read it 2.4 times, and from step 6 on it trains on tokens it has seen"),
+              std::string::npos)
+        << log;
+    ASSERT_EQ(run_sinklab(small_run(dir, "short", 5, data)).rc, 0);
+    EXPECT_EQ(read_file(dir / "short/train.log").find("data.train holds"), std::string::npos);
+    // A resume goes on from where the loader stands: after 3 steps, 2 batches are left of the first epoch.
+    ASSERT_EQ(run_sinklab(small_run(dir, "resumed", 3, data)).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "resumed", 12, data + " --resume")).rc, 0);
+    const std::string resumed = read_file(dir / "resumed/train.log");
+    EXPECT_NE(resumed.find("so the run's 12 steps read it 2.4 times, and from step 6 on"), std::string::npos)
+        << resumed;
+    // sinklab info says the same before the run, and on 2 ranks 2 batches of 16 make an epoch: 6 of them.
+    const auto info_says = [&](int steps, const std::string& more, const std::string& line) {
+        const CommandResult r = run_sinklab("info" + small_run(dir, "x", steps, data + more).substr(5));
+        EXPECT_EQ(r.rc, 0) << r.out;
+        EXPECT_NE(r.out.find("\ndata.train      " + line + "\n"), std::string::npos) << r.out;
+    };
+    info_says(12, "", "3000 tokens in 1 shard: the run's 12 steps read 2.4 epochs, repeating tokens from step 6 on");
+    info_says(5, "", "3000 tokens in 1 shard: the run's 5 steps read 1 epoch");
+    info_says(12, " --ranks 2", "3000 tokens in 1 shard: the run's 12 steps read 6 epochs, repeating tokens from "
+                                "step 3 on");
+    info_says(12, " --set data.train=nothere/x_*.bin", "'nothere/x_*.bin' matches no shard yet (data.missing: error)");
 }
 
 // A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's

@@ -1,12 +1,14 @@
-// The dS scratch of the bf16 attention backward (kernels/cuda/attention.cu), in a header the host compiler reads too:
-// memory estimates size it before any backend exists (backend.h, attention_ds_bytes). Its budget is the spec's
-// (AttnSpec::ds_budget, from attention.ds_scratch_mib).
+// The attention backward's scratch, ours (attention.cu) and cuDNN's (attention_cudnn.cu), in a header the host
+// compiler reads too: memory estimates size it before any backend exists (backend.h, attention_scratch_bytes). The
+// dS that our bf16 backward keeps is most of it; its budget is the spec's (AttnSpec::ds_budget, from
+// attention.ds_scratch_mib).
 #pragma once
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "kernels/cuda/align.h"
 
 namespace sinklab::cuda {
 
@@ -34,5 +36,28 @@ inline int ds_seqs_per_pass(const AttnSpec& s) {
     const int64_t passes = (s.B + fit - 1) / fit;
     return int((s.B + passes - 1) / passes);
 }
+
+// Ours: D [B, H, T] in f32, then in bf16 the dS of ds_seqs sequences from ds_offset on.
+struct AttnBwdScratch {
+    int ds_seqs;
+    size_t ds_offset, bytes;
+};
+inline AttnBwdScratch attn_bwd_scratch(const AttnSpec& s, bool bf16) {
+    const int seqs = bf16 ? ds_seqs_per_pass(s) : 0;
+    const size_t ds_offset = align256(size_t(s.B) * s.H * s.T * sizeof(float));
+    return {seqs, ds_offset, ds_offset + ds_bytes(s, seqs)};
+}
+
+// cuDNN's, as byte offsets: its plan's workspace, then the row sums [B, H, T] and the dq accumulator [B, T, H, hd],
+// both f32.
+struct CudnnBwdScratch {
+    size_t softmax_sum, dq_accum, total;
+    CudnnBwdScratch(const AttnSpec& s, int64_t workspace) {
+        const size_t rows = size_t(s.B) * s.H * s.T;
+        softmax_sum = align256(size_t(workspace));
+        dq_accum = softmax_sum + align256(rows * sizeof(float));
+        total = dq_accum + rows * size_t(s.hd) * sizeof(float);
+    }
+};
 
 }  // namespace sinklab::cuda
