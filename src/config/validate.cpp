@@ -227,6 +227,12 @@ std::vector<std::string> training_notes(const Config& c) {
         notes.push_back(fmt::format("train.decay_steps = {} is beyond train.max_steps = {}: the run ends before its {} "
                                     "decay does, above train.min_lr (as a run that a resume will extend should)",
                                     t.decay_steps, t.max_steps, t.schedule));
+    // A step's loss is judged against the spike_window finite losses before it: the first judged is step W + 1.
+    const FaultConfig& f = c.fault;
+    if (f.spike_zscore > 0 && t.max_steps <= f.spike_window)
+        notes.push_back(fmt::format("fault.spike_zscore = {} judges a loss against the fault.spike_window = {} losses "
+                                    "before it, but the run has {} steps: no step is judged; shorten the window",
+                                    f.spike_zscore, f.spike_window, t.max_steps));
     const AmplifyConfig& amp = c.intervention.amplify;
     if (amp.position >= 0 && amp.position + 1 < c.model.seq_len && amp.lambda != 1.f && amp.mode == "centered")
         notes.push_back(fmt::format("intervention.amplify.mode = centered: mu is the mean over all {} positions, so "

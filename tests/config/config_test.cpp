@@ -738,9 +738,9 @@ TEST(ConfigValidate, TrainingWithANonCausalMeanIsNoted) {
     expect_has(at_one[0], {"intervention.amplify.lambda = 1 leaves token 8's W_O input"});
 }
 
-// Schedules that do not do what their keys suggest: no learning at all, a decay cut off by the end of the run. The
-// base config's schedule gets no note, and neither do wsd's or constant's for decay_steps (which they do not use), or
-// a run that is all warmup (short smoke runs are).
+// Schedules that do not do what their keys suggest: no learning at all, a decay cut off by the end of the run, spike
+// detection whose window outlasts the run. The base config's schedule gets no note, and neither do wsd's or
+// constant's for decay_steps (which they do not use), or a run that is all warmup (short smoke runs are).
 TEST(ConfigValidate, SchedulesThatDoNotDoWhatTheySuggestAreNoted) {
     Config c;
     EXPECT_TRUE(config::training_notes(c).empty());
@@ -767,6 +767,12 @@ TEST(ConfigValidate, SchedulesThatDoNotDoWhatTheySuggestAreNoted) {
     }
     cut.train.schedule = "cosine";
     cut.train.decay_steps = 20;
+    EXPECT_TRUE(config::training_notes(cut).empty());
+    // Spike detection judges step W + 1 first: a run of W steps or fewer never is.
+    cut.fault.spike_zscore = 6;
+    cut.fault.spike_window = 20;
+    expect_has(note_of(cut), {"fault.spike_window = 20 losses before it, but the run has 20 steps: no step is judged"});
+    cut.fault.spike_window = 19;
     EXPECT_TRUE(config::training_notes(cut).empty());
 }
 
