@@ -310,6 +310,11 @@ struct Trainer::Impl {
             log->info("{}", note);
         if (lead)
             for (const std::string& note : config::training_notes(cfg)) log->info("note: {}", note);
+        // The rounding acts where the f32 master weights are copied to bf16 ones; other computes keep no such copy.
+        if (lead && cfg.precision.rounding == "stochastic" && backend->compute_dtype() != DType::BF16)
+            log->info("note: precision.rounding = stochastic has no effect: this run computes in {}, and its weights "
+                      "are never rounded to bf16",
+                      dtype_name(backend->compute_dtype()));
         if (lead)
             for (const std::string& note : folder->notes()) log->info("{}", note);
         if (resumed) {
