@@ -111,16 +111,17 @@ std::vector<std::pair<std::string, Table>> layer_tables(const Comparison& c) {
 }
 
 std::string target_note(const Comparison& c) {
-    if (c.baseline_runs == 0) return fmt::format("baseline {}: no train rows yet, so no target loss", c.baseline);
+    // The shipped suites name their baseline variant "baseline", which needs no second name.
+    const std::string base = c.baseline == "baseline" ? c.baseline : "baseline " + c.baseline;
+    if (c.baseline_runs == 0) return fmt::format("{}: no train rows yet, so no target loss", base);
     if (!std::isfinite(c.target_loss))
-        return fmt::format("baseline {}: its final train loss is not finite (a diverged run), so no target loss",
-                           c.baseline);
+        return fmt::format("{}: its final train loss is not finite (a diverged run), so no target loss", base);
     return fmt::format(
-        "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps, all of them "
+        "{}: target train loss {:.4f} = its final loss (mean of the last {} logged steps, all of them "
         "where fewer), "
         "mean of {} run{}, which its smoothed curves first reach at {} tokens (mean); speed-up = {} / tokens to "
         "target",
-        c.baseline, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),
+        base, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),
         si(c.baseline_tokens));
 }
 
