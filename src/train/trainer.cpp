@@ -16,6 +16,7 @@
 #include "metrics/runlog_reader.h"
 #include "core/checksum.h"
 #include "core/progress.h"
+#include "core/si.h"
 #include "core/utc_time.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
@@ -75,17 +76,6 @@ DataPasses data_passes(uint64_t windows, const StepGeometry& geo, int64_t last_s
 }
 
 std::string run_dir(const Config& cfg) { return (fs::path(cfg.run.out_dir) / cfg.run.name).string(); }
-
-namespace {
-
-std::string si(double v) {
-    if (v >= 1e9) return fmt::format("{:.2f}G", v / 1e9);
-    if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
-    if (v >= 1e3) return fmt::format("{:.1f}k", v / 1e3);
-    return fmt::format("{:.0f}", v);
-}
-
-}  // namespace
 
 struct Trainer::Impl {
     // Rank 0, from the start of setup: first, so that its lock goes last, once every file of the run is closed.
@@ -639,7 +629,7 @@ struct Trainer::Impl {
                     progress.clear();
                     log->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s{} | {} elapsed | "
                               "ETA {}",
-                              done, max_steps, loss, lr, norm, si(tok_s),
+                              done, max_steps, loss, lr, norm, si(tok_s, ".1f"),
                               peak > 0 ? fmt::format(" | MFU {:.1f}%", 100 * mfu) : "", format_duration(elapsed),
                               format_duration(eta));
                 }
