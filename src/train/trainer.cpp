@@ -14,7 +14,6 @@
 #include "backend/backend.h"
 #include "config/validate.h"
 #include "metrics/runlog_reader.h"
-#include "core/checksum.h"
 #include "core/progress.h"
 #include "core/si.h"
 #include "core/utc_time.h"
@@ -468,17 +467,7 @@ struct Trainer::Impl {
     // Ranks must hold the same parameters; a cheap checksum of the master weights compares them.
     void check_replicas(int64_t step) {
         if (comm.world() == 1) return;
-        // In place where the backend's memory is the host's: a copy would double the weights' memory.
-        const Tensor w = model->truth();
-        uint64_t sum;
-        if (backend->host_memory()) {
-            sum = checksum64(w.data, w.bytes());
-        } else {
-            std::vector<char> host(w.bytes());
-            backend->read(host.data(), w.dtype, w);
-            sum = checksum64(host.data(), host.size());
-        }
-        const std::vector<int> differ = ranks_differing_from_root(comm, sum);
+        const std::vector<int> differ = ranks_differing_from_root(comm, backend->checksum(model->truth()));
         SL_REQUIRE(differ.empty(),
                    "step {}: the parameters of rank(s) {} differ from rank 0's (checksum every fault.check_every "
                    "steps): the ranks no longer train one model; resume from the last checkpoint with --resume",
