@@ -122,7 +122,9 @@ Communicator& device_communicator(Communicator& host, Backend& backend) {
     return host;
 }
 
-void exit_with_error(const std::string& message) {
+namespace {
+
+[[noreturn]] void report_and_exit(const std::string& message, bool exit_handlers) {
     // What the command printed first comes first where both streams go to one file (stdout, buffered there, would
     // follow the error); a reader of stdout that went away must not end the process before the error is said.
     drop_signal(SIGPIPE);
@@ -131,6 +133,7 @@ void exit_with_error(const std::string& message) {
     if (!comm || comm->world() == 1) {
         std::fprintf(stderr, "sinklab: error: %s\n", message.c_str());
         std::fflush(stderr);
+        if (!exit_handlers) std::_Exit(1);
         std::exit(1);
     }
     if (comm->rank() != 0) std::this_thread::sleep_for(kReportGrace);
@@ -139,6 +142,12 @@ void exit_with_error(const std::string& message) {
     comm->abort(1);
     std::_Exit(1);  // not reached: tells the compiler what the virtual [[noreturn]] abort() already promises
 }
+
+}  // namespace
+
+void exit_with_error(const std::string& message) { report_and_exit(message, true); }
+
+void exit_with_error_past_a_stuck_thread(const std::string& message) { report_and_exit(message, false); }
 
 std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value) {
     uint64_t root = value;

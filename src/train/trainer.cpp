@@ -5,11 +5,14 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
+#include <thread>
 
 #include "backend/backend.h"
 #include "config/validate.h"
@@ -28,6 +31,7 @@
 #include "model/model.h"
 #include "train/checkpoint.h"
 #include "train/fault_inject.h"
+#include "train/hang_watchdog.h"
 #include "train/nonfinite_report.h"
 #include "train/optimizer.h"
 #include "train/run_backend.h"
@@ -558,6 +562,16 @@ struct Trainer::Impl {
         int stop_signal = 0;
 
         if (val_data && cfg.metrics.val_every > 0 && start_step == 0) log_val(start_step);
+        HangWatchdog watchdog(cfg.fault.hang_timeout, start_step, [this](const std::string& message) {
+            // train.log may be on the file system that stalled: its line gets a few seconds, the end does not wait.
+            auto logged = std::make_shared<std::atomic<bool>>(false);
+            std::thread([this, message, logged] {
+                log_error(std::make_exception_ptr(Error(message)));
+                *logged = true;
+            }).detach();
+            for (int i = 0; i < 50 && !*logged; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            exit_with_error_past_a_stuck_thread(message);
+        });
         for (int64_t step = start_step; step < max_steps; step++) {
             const int64_t done = step + 1;
             inject.before_step(done);
@@ -638,6 +652,7 @@ struct Trainer::Impl {
                 progress.clear();
                 checkpoint(done);
             }
+            watchdog.finished(done);
             if (stop && !last) {
                 progress.finish();
                 log->info("stopped after step {} on {}: checkpoint written; continue with --resume", done,
