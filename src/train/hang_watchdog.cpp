@@ -48,7 +48,8 @@ void HangWatchdog::watch() {
             const std::string message = fmt::format(
                 "step {} has not finished {:.0f} s after step {} (fault.hang_timeout = {} s; the slowest step so "
                 "far took {:.1f} s): a rank is stopped or hung (SIGSTOP, a stalled file system, a lost GPU or node) "
-                "and holds the run; it ends here, and --resume goes on from its last checkpoint",
+                "and holds the run; it ends here, and --resume goes on from its last checkpoint (where a step with its "
+                "checkpoint or validation takes this long, raise fault.hang_timeout)",
                 last_step_ + 1, waited_s, last_step_, timeout_s_, slowest_s_);
             lock.unlock();
             on_hang_(message);
