@@ -72,6 +72,8 @@ __global__ void __launch_bounds__(kThreads) sum_squares_kernel(const T* g, int64
 
 template <typename P>
 void adamw(float* w, P* copy, float* m, float* v, const float* g, int64_t n, const AdamWStep& h, cudaStream_t st) {
+    // Step t from 1: the bias corrections divide by 1 - beta^t.
+    SL_ASSERT(n >= 0 && h.t >= 1, "adamw of {} elements at step {}", n, h.t);
     if (n == 0) return;
     AdamWConsts c{h.lr,
                   h.beta1,
@@ -90,6 +92,7 @@ size_t sum_squares_scratch() { return kSumBlocks * sizeof(double); }
 
 template <typename T>
 double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials, cudaStream_t st) {
+    SL_ASSERT(n >= 0, "sum_squares of {} elements", n);
     if (n == 0) return 0.0;
     CUDA_LAUNCH(sum_squares_kernel<T>, kSumBlocks, kThreads, 0, st, g, n, scratch);
     CUDA_CHECK(cudaMemcpyAsync(host_partials, scratch, kSumBlocks * sizeof(double), cudaMemcpyDeviceToHost, st));

@@ -850,6 +850,10 @@ void check_spec(const AttnSpec& s) {
                "attention head_dim {} is not supported by the CUDA kernels: it must be even and at most {} (change "
                "model.d_model / model.n_head)",
                s.hd, AttnSpec::kMaxHeadDim);
+    // Heads and sequences go on the grid's y and z, which hold at most 65535 each (validate_config bounds the
+    // micro-batch, and so B, where a config sets it).
+    SL_ASSERT(s.B >= 0 && s.T >= 0 && s.H >= 1 && s.B <= 65535 && s.H <= 65535,
+              "attention over {} sequences of {} tokens x {} heads: off the grid", s.B, s.T, s.H);
 }
 
 }  // namespace

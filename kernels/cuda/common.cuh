@@ -30,8 +30,6 @@ inline void check_cublas(cublasStatus_t s, const char* call, const char* file, i
 
 #define CUDA_CHECK(call) ::sinklab::cuda::check_cuda((call), #call, __FILE__, __LINE__)
 #define CUBLAS_CHECK(call) ::sinklab::cuda::check_cublas((call), #call, __FILE__, __LINE__)
-// After every launch: a bad configuration (grid, shared memory) surfaces here, at the launch that caused it.
-#define CUDA_CHECK_LAUNCH() ::sinklab::cuda::check_cuda(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
 namespace sinklab::cuda {
 

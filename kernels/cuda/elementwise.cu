@@ -35,6 +35,7 @@ template <typename D, typename S> __global__ void convert_kernel(D* dst, const S
 }  // namespace
 
 template <typename T> void add(T* out, const T* a, const T* b, int64_t n, cudaStream_t st) {
+    SL_ASSERT(n >= 0, "add of {} elements", n);
     if (n == 0) return;
     constexpr int VW = kVec<T>;
     if (vec_ok<T>(1, out, a, b))  // aligned bases; the tail is handled in the kernel
@@ -44,11 +45,13 @@ template <typename T> void add(T* out, const T* a, const T* b, int64_t n, cudaSt
 }
 
 template <typename T> void scale(T* x, float s, int64_t n, cudaStream_t st) {
+    SL_ASSERT(n >= 0, "scale of {} elements", n);
     if (n == 0) return;
     CUDA_LAUNCH(scale_kernel<T>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, x, double(s), n);
 }
 
 template <typename D, typename S> void convert(D* dst, const S* src, int64_t n, cudaStream_t st) {
+    SL_ASSERT(n >= 0, "convert of {} elements", n);
     if (n == 0) return;
     CUDA_LAUNCH(convert_kernel<D, S>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, dst, src, n);
 }

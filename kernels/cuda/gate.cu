@@ -48,6 +48,7 @@ __global__ void gate_bwd_head_kernel(T* dx, T* dlogit, const T* dout, const T* x
 template <typename T>
 void gate_fwd(T* out, const T* x, const T* logit, int64_t N, int64_t H, int64_t hd, bool per_channel,
               cudaStream_t st) {
+    SL_ASSERT(N >= 0 && H >= 1 && hd >= 1 && hd <= INT32_MAX, "gate_fwd: {} rows x {} heads x {}", N, H, hd);
     int64_t n = N * H * hd;
     if (n == 0) return;
     CUDA_LAUNCH(gate_fwd_kernel<T>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, out, x, logit, n, int(hd),
@@ -57,6 +58,7 @@ void gate_fwd(T* out, const T* x, const T* logit, int64_t N, int64_t H, int64_t 
 template <typename T>
 void gate_bwd(T* dx, T* dlogit, const T* dout, const T* x, const T* logit, int64_t N, int64_t H, int64_t hd,
               bool per_channel, cudaStream_t st) {
+    SL_ASSERT(N >= 0 && H >= 1 && hd >= 1 && hd <= INT32_MAX, "gate_bwd: {} rows x {} heads x {}", N, H, hd);
     int64_t n = N * H * hd;
     if (n == 0) return;
     if (per_channel)

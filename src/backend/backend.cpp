@@ -2,7 +2,9 @@
 #include "backend/backend.h"
 
 #include <algorithm>
+#include <vector>
 
+#include "core/checksum.h"
 #include "kernels/cuda/attention_scratch.h"
 
 namespace sinklab {
@@ -73,6 +75,14 @@ void Backend::scale(Tensor x, float f) {
     SL_ASSERT(is_float(x.dtype), "scale of a {} tensor", dtype_name(x.dtype));
     OpScope s(*this, OpFamily::Optimizer);
     do_scale(x, f);
+}
+
+uint64_t Backend::checksum(Tensor t) {
+    // In place where backend memory is the host's: a copy of the weights would double their memory.
+    if (host_memory()) return checksum64(t.data, t.bytes());
+    std::vector<char> host(t.bytes());
+    read(host.data(), t.dtype, t);
+    return checksum64(host.data(), host.size());
 }
 
 void Backend::embedding_fwd(Tensor out, Tensor ids, Tensor wte) {

@@ -102,8 +102,8 @@ public:
     virtual std::string device_name() const = 0;  // what it runs on, for logs
     // Dense peak FLOP/s of the device in the compute dtype, for MFU; 0 where no meaningful peak exists.
     virtual double peak_flops() const { return 0.0; }
-    // True when backend memory is host memory (the CPU backend): communicators and checkpoints then use the
-    // pointers directly instead of staging through read/write.
+    // True when backend memory is host memory (the CPU backend): communicators, checkpoints and checksum() then use
+    // the pointers directly instead of staging through read/write.
     virtual bool host_memory() const { return false; }
     // Empty when this backend runs attention.impl `impl` as asked; else a line for the run's log saying what it runs
     // instead (the same attention, by another implementation).
@@ -114,7 +114,7 @@ public:
     // ---- memory -------------------------------------------------------------------------------
     void* alloc(size_t bytes);  // zero-filled
     void release(void* p);
-    // Bytes held through alloc now, and the most held at once since the last reset_peak_memory(): what
+    // Bytes held through alloc now, and the most held at once since the last reset_peak_memory(): the peak is what
     // `sinklab bench` reports next to `sinklab info`'s estimate (library workspaces and the CUDA context are not
     // counted).
     size_t memory_in_use() const { return in_use_; }
@@ -127,6 +127,7 @@ public:
     void zero(Tensor t);
     void convert(Tensor dst, Tensor src);  // same numel, any float dtypes
     void scale(Tensor x, float s);         // x *= s
+    uint64_t checksum(Tensor t);           // checksum64 (core/checksum.h) of t's bytes as stored
 
     // ---- ops ----------------------------------------------------------------------------------
     // out[N,C] = wte[ids[N]]; ids outside [0, V) are the caller's error (Model::forward checks them): NaN rows on

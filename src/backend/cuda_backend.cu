@@ -491,13 +491,18 @@ private:
         void* p = nullptr;
         const cudaError_t e = cudaMalloc(&p, bytes);
         if (e == cudaSuccess) return p;
+        // Any other error (an earlier kernel's fault, a lost GPU) is itself the news, not a lack of room.
+        if (e != cudaErrorMemoryAllocation) CUDA_CHECK(e);
         (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;
-        cudaMemGetInfo(&free_b, &total_b);
-        fail("out of GPU memory allocating {:.1f} MiB on {} ({:.1f} of {:.1f} GiB free): the model or batch is "
-             "too large for this GPU, or another process holds it; `sinklab info CONFIG` shows the memory a run "
-             "needs: lower train.micro_batch / model.seq_len, attention.ds_scratch_mib or model.* sizes",
-             double(bytes) / (1 << 20), prop_.name, double(free_b) / (1 << 30), double(total_b) / (1 << 30));
+        const std::string room = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess
+                                     ? fmt::format(" ({:.1f} of {:.1f} GiB free)", double(free_b) / (1 << 30),
+                                                   double(total_b) / (1 << 30))
+                                     : "";
+        fail("out of GPU memory allocating {:.1f} MiB on {}{}: the model or batch is too large for this GPU, or "
+             "another process holds it; `sinklab info CONFIG` shows the memory a run needs: lower "
+             "train.micro_batch / model.seq_len, attention.ds_scratch_mib or model.* sizes",
+             double(bytes) / (1 << 20), prop_.name, room);
     }
 
     void grow_scratch(size_t bytes) {

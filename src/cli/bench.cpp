@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/config_args.h"
 #include "config/validate.h"
+#include "core/median.h"
 #include "core/rng.h"
 #include "dist/comm.h"
 #include "metrics/sink_metrics.h"
@@ -57,19 +58,13 @@ struct Summary {
     double vs_first = 0, spread = 0;  // spread: (slowest - fastest) / median step time over the rounds
 };
 
-double median_of(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 Summary summarize(const std::vector<BenchResult>& rounds, const std::vector<BenchResult>& first) {
     std::vector<double> steps, ratios;
     for (size_t r = 0; r < rounds.size(); r++) {
         steps.push_back(rounds[r].step_s);
         ratios.push_back(rounds[r].tokens_per_s / first[r].tokens_per_s);
     }
-    const double step = median_of(steps);
+    const double step = median(steps);
     const BenchResult& one = rounds.front();
     Summary s{one};
     s.median.step_s = step;
@@ -82,7 +77,7 @@ Summary summarize(const std::vector<BenchResult>& rounds, const std::vector<Benc
         for (size_t f = 0; f < r.op_s.size(); f++) s.median.op_s[f] += r.op_s[f];
         s.median.steps += r.steps;
     }
-    s.vs_first = median_of(ratios);
+    s.vs_first = median(ratios);
     s.spread = (*std::max_element(steps.begin(), steps.end()) - *std::min_element(steps.begin(), steps.end())) / step;
     return s;
 }

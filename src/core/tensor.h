@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 
 #include "core/check.h"
@@ -15,6 +16,13 @@ template <> constexpr DType dtype_of<float>() { return DType::F32; }
 template <> constexpr DType dtype_of<double>() { return DType::F64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
 template <> constexpr DType dtype_of<bf16_bits>() { return DType::BF16; }
+
+// "[2, 3, 4]": shapes in messages, the same for tensors, file headers and logged columns.
+inline std::string shape_str(std::span<const int64_t> shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
 
 struct Tensor {
     static constexpr int kMaxDims = 5;
@@ -60,11 +68,7 @@ struct Tensor {
         return static_cast<T*>(data);
     }
 
-    std::string shape_str() const {
-        std::string s = "[";
-        for (int i = 0; i < ndim; i++) s += (i ? ", " : "") + std::to_string(shape[i]);
-        return s + "]";
-    }
+    std::string shape_str() const { return ::sinklab::shape_str({shape.data(), size_t(ndim)}); }
 };
 
 }  // namespace sinklab

@@ -54,20 +54,46 @@ Communicator& process_communicator() {
 
 namespace {
 
+std::string parent_process_name() {
+    std::ifstream comm_file(fmt::format("/proc/{}/comm", ::getppid()));
+    std::string parent;
+    std::getline(comm_file, parent);
+    return parent;
+}
+
+int env_int(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::atoi(v) : 0;
+}
+
 // True when an MPI launcher started this process itself: processes that a rank starts (the corpus build's prepare, a
 // wrapper script's compare) inherit the launcher's variables too, and must neither start MPI nor be refused.
 bool started_by_mpi_launcher() {
     static const std::set<std::string> kLaunchers = {"mpirun",  "mpiexec", "orterun", "orted",
                                                      "prterun", "prted",   "hydra_pmi_proxy"};
-    std::ifstream comm_file(fmt::format("/proc/{}/comm", ::getppid()));
-    std::string parent;
-    std::getline(comm_file, parent);
-    return kLaunchers.contains(parent);
+    return kLaunchers.contains(parent_process_name());
+}
+
+// The tasks of the srun step that started this process itself, else 1. slurmstepd is also the parent of a batch
+// script, but Slurm gives the batch step no task count.
+int srun_step_tasks() {
+    return parent_process_name() == "slurmstepd" ? std::max(1, env_int("SLURM_STEP_NUM_TASKS")) : 1;
 }
 
 }  // namespace
 
 void require_single_process(const std::string& command) {
+    // srun numbers its tasks itself (PMIx, its MPI plugin, names no size before MPI starts): task 0 says why, the
+    // others end without a word, after it has had time to (srun may kill the step when a task fails).
+    const int srun_tasks = srun_step_tasks();
+    if (srun_tasks > 1 && env_int("SLURM_PROCID") != 0) {
+        std::this_thread::sleep_for(kReportGrace);
+        std::exit(1);
+    }
+    SL_REQUIRE(srun_tasks == 1,
+               "sinklab {} runs as one process, but this is one of {} tasks that srun started, each of which would "
+               "run all of it; start it without srun (train and eval are the commands that run on several ranks)",
+               command, srun_tasks);
 #ifdef SINKLAB_HAVE_MPI
     // MPI starts only in a rank, so that the ranks end as one job with one message (exit_with_error).
     const int world = mpi_launcher_ranks() > 1 && started_by_mpi_launcher() ? process_communicator().world() : 1;
@@ -96,7 +122,9 @@ Communicator& device_communicator(Communicator& host, Backend& backend) {
     return host;
 }
 
-void exit_with_error(const std::string& message) {
+namespace {
+
+[[noreturn]] void report_and_exit(const std::string& message, bool exit_handlers) {
     // What the command printed first comes first where both streams go to one file (stdout, buffered there, would
     // follow the error); a reader of stdout that went away must not end the process before the error is said.
     drop_signal(SIGPIPE);
@@ -105,6 +133,7 @@ void exit_with_error(const std::string& message) {
     if (!comm || comm->world() == 1) {
         std::fprintf(stderr, "sinklab: error: %s\n", message.c_str());
         std::fflush(stderr);
+        if (!exit_handlers) std::_Exit(1);
         std::exit(1);
     }
     if (comm->rank() != 0) std::this_thread::sleep_for(kReportGrace);
@@ -113,6 +142,12 @@ void exit_with_error(const std::string& message) {
     comm->abort(1);
     std::_Exit(1);  // not reached: tells the compiler what the virtual [[noreturn]] abort() already promises
 }
+
+}  // namespace
+
+void exit_with_error(const std::string& message) { report_and_exit(message, true); }
+
+void exit_with_error_past_a_stuck_thread(const std::string& message) { report_and_exit(message, false); }
 
 std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value) {
     uint64_t root = value;

@@ -82,6 +82,10 @@ Communicator& device_communicator(Communicator& host, Backend& backend);
 // config), then reports it with its rank number.
 [[noreturn]] void exit_with_error(const std::string& message);
 
+// exit_with_error from a thread that watches another, stuck one: alone, the process ends without running destructors
+// or exit handlers, any of which could wait on what holds the stuck thread (a file on a stalled file system).
+[[noreturn]] void exit_with_error_past_a_stuck_thread(const std::string& message);
+
 // The ranks whose `value` differs from rank 0's (empty when all agree); every rank gets the same list.
 std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value);
 

@@ -86,10 +86,10 @@ public:
         if (backend.host_memory()) {
             sum_in_place(t.data, t.numel(), t.dtype);
         } else {
-            std::vector<double> host(size_t(t.numel()));  // f64 staging: exact for f32 and f64 buffers
-            backend.read(host.data(), DType::F64, t);
-            sum_in_place(host.data(), t.numel(), DType::F64);
-            backend.write(t, host.data(), DType::F64);
+            staging_.resize(size_t(t.numel()));  // f64: exact for f32 and f64 buffers
+            backend.read(staging_.data(), DType::F64, t);
+            sum_in_place(staging_.data(), t.numel(), DType::F64);
+            backend.write(t, staging_.data(), DType::F64);
         }
         backend.scale(t, 1.f / float(world_));
     }
@@ -165,6 +165,8 @@ private:
 
     int rank_ = 0, world_ = 1, local_rank_ = 0, local_size_ = 1;
     bool owns_mpi_ = false;
+    // all_reduce_mean's host copy of a device buffer (the gradients, each step), kept rather than made each time.
+    std::vector<double> staging_;
 };
 
 }  // namespace

@@ -133,13 +133,13 @@ std::vector<Stat> layer_stats(const std::vector<const RunCurves*>& runs,
 
 // Config keys in which the seeds of one variant may differ: the seed and where the run lives, and keys that change
 // neither what is trained nor what compare reads (threads, backend and kernel, file flushes, checkpoints, the
-// cross-rank check, the fallback for missing data). Not among them: train.max_steps (it sets the LR schedule), the
-// log and metric cadences (they decide which steps compare's final values come from), and fault.nan_policy and
-// fault.spike_* (they skip updates).
+// cross-rank check and the hang watchdog, the fallback for missing data). Not among them: train.max_steps (it sets
+// the LR schedule), the log and metric cadences (they decide which steps compare's final values come from), and
+// fault.nan_policy and fault.spike_* (they skip updates).
 const std::set<std::string> kSeedsMayDiffer = {
     "run.name", "run.out_dir", "run.seed", "run.threads", "backend", "attention.impl", "attention.ds_scratch_mib",
     "train.shard_optimizer", "metrics.flush_every", "checkpoint.every", "checkpoint.keep", "fault.check_every",
-    "data.missing"};
+    "fault.hang_timeout", "data.missing"};
 
 // "data.train tokens (checksum A vs B)" for each of the two runs' data whose logged checksums differ.
 std::vector<std::string> data_differences(const RunCurves& a, const RunCurves& b) {

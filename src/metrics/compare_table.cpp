@@ -6,6 +6,8 @@
 #include <cmath>
 #include <functional>
 
+#include "core/si.h"
+
 namespace sinklab {
 namespace {
 
@@ -13,15 +15,6 @@ struct Table {
     std::vector<std::string> header;
     std::vector<std::vector<std::string>> rows;
 };
-
-// "1.23M" for token counts.
-std::string si(double v) {
-    const double a = std::fabs(v);
-    if (a >= 1e9) return fmt::format("{:.3g}G", v / 1e9);
-    if (a >= 1e6) return fmt::format("{:.3g}M", v / 1e6);
-    if (a >= 1e3) return fmt::format("{:.3g}k", v / 1e3);
-    return fmt::format("{:.3g}", v);
-}
 
 // "mean ± sd", "-" without values, "(n/of)" when only some runs have one.
 std::string cell(const Stat& s, const std::function<std::string(double)>& num) {
@@ -58,7 +51,7 @@ Table summary(const Comparison& c) {
                                      steps(g),
                                      cell(g.train_loss, [](double v) { return fixed(v, 4); }),
                                      cell(g.val_loss, [](double v) { return fixed(v, 4); }),
-                                     cell(g.tokens_to_target, si),
+                                     cell(g.tokens_to_target, [](double v) { return si(v); }),
                                      cell(g.speedup, [](double v) { return fixed(v, 2) + "x"; })};
         for (int p : c.positions) row.push_back(g.mass.count(p) ? mass_cell(g.mass.at(p)) : "-");
         row.insert(row.end(), {mass_cell(g.sink_rate), cell(g.dominance, [](double v) { return fixed(v, 1); }),
@@ -111,16 +104,17 @@ std::vector<std::pair<std::string, Table>> layer_tables(const Comparison& c) {
 }
 
 std::string target_note(const Comparison& c) {
-    if (c.baseline_runs == 0) return fmt::format("baseline {}: no train rows yet, so no target loss", c.baseline);
+    // The shipped suites name their baseline variant "baseline", which needs no second name.
+    const std::string base = c.baseline == "baseline" ? c.baseline : "baseline " + c.baseline;
+    if (c.baseline_runs == 0) return fmt::format("{}: no train rows yet, so no target loss", base);
     if (!std::isfinite(c.target_loss))
-        return fmt::format("baseline {}: its final train loss is not finite (a diverged run), so no target loss",
-                           c.baseline);
+        return fmt::format("{}: its final train loss is not finite (a diverged run), so no target loss", base);
     return fmt::format(
-        "baseline {}: target train loss {:.4f} = its final loss (mean of the last {} logged steps, all of them "
+        "{}: target train loss {:.4f} = its final loss (mean of the last {} logged steps, all of them "
         "where fewer), "
         "mean of {} run{}, which its smoothed curves first reach at {} tokens (mean); speed-up = {} / tokens to "
         "target",
-        c.baseline, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),
+        base, c.target_loss, c.smooth, c.baseline_runs, c.baseline_runs == 1 ? "" : "s", si(c.baseline_tokens),
         si(c.baseline_tokens));
 }
 

@@ -1,6 +1,5 @@
 #include "metrics/runlog.h"
 
-#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <limits>
 #include <set>
 
+#include "core/tensor.h"
 #include "metrics/h5util.h"
 #include "metrics/runlog_format.h"
 
@@ -41,8 +41,6 @@ int64_t row_elements(const ColumnSpec& c) {
 int64_t row_bytes(const ColumnSpec& c) { return row_elements(c) * (c.integer ? 8 : 4); }
 
 hid_t file_type(const ColumnSpec& c) { return c.integer ? H5T_STD_I64LE : H5T_IEEE_F32LE; }
-
-std::string shape_str(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
 void validate(const std::vector<GroupSpec>& groups) {
     std::set<std::string> group_names;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/median.h"
+
 namespace sinklab {
 
 namespace {
@@ -44,14 +46,6 @@ double effective_rank(std::vector<double> a, int64_t rows, int64_t cols) {
     for (double v : s)
         if (v > 0) entropy -= (v / total) * std::log(v / total);
     return std::exp(entropy);
-}
-
-// The median of v (the mean of the two middle values when there are evenly many); reorders v.
-double median(std::vector<double>& v) {
-    const size_t mid = v.size() / 2;
-    std::nth_element(v.begin(), v.begin() + ptrdiff_t(mid), v.end());
-    if (v.size() % 2 == 1) return v[mid];
-    return 0.5 * (v[mid] + *std::max_element(v.begin(), v.begin() + ptrdiff_t(mid)));
 }
 
 }  // namespace
@@ -182,7 +176,7 @@ void SinkMetrics::ffn_row_norms(int layer, HeavyValues& v) {
         const auto top = std::max_element(norms.begin(), norms.end());
         v.ffn_top_unit.push_back(double(top - norms.begin()));
         out->push_back(*top);
-        out->push_back(median(norms));
+        out->push_back(median(std::move(norms)));
     }
 }
 

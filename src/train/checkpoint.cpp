@@ -41,9 +41,9 @@ constexpr const char* kStepPrefix = "step_";
 const std::vector<std::string> kResumeMayChange = {
     "run.name",         "run.out_dir",      "run.threads",        "train.max_steps",   "train.log_every",
     "checkpoint.every", "checkpoint.keep",  "metrics.flush_every", "fault.nan_policy", "fault.spike_zscore",
-    "fault.check_every", "data.missing",    "backend",           "train.shard_optimizer", "train.lr",
-    "train.min_lr",     "train.grad_clip",  "attention.ds_scratch_mib", "train.tokens_per_step", "data.train",
-    "data.val"};
+    "fault.check_every", "fault.hang_timeout", "data.missing",     "backend",          "train.shard_optimizer",
+    "train.lr",         "train.min_lr",     "train.grad_clip",    "attention.ds_scratch_mib", "train.tokens_per_step",
+    "data.train",       "data.val"};
 
 std::string step_folder(int64_t step) { return fmt::format("{}{:08d}", kStepPrefix, step); }
 

@@ -16,7 +16,7 @@ namespace sinklab {
 namespace {
 
 constexpr const char* kVariable = "SINKLAB_FAULT_INJECT";
-constexpr std::string_view kKinds[] = {"throw", "kill", "signal", "spike", "nan", "desync", "setup", "stop"};
+constexpr std::string_view kKinds[] = {"throw", "kill", "signal", "spike", "nan", "desync", "setup", "stop", "hang"};
 
 int64_t parse_int(const std::string& text, const std::string& item) {
     char* end = nullptr;
@@ -65,6 +65,7 @@ void FaultInjection::before_step(int64_t step) const {
     if (at("kill", step)) std::raise(SIGKILL);
     if (at("signal", step)) std::raise(SIGTERM);
     if (at("stop", step)) std::raise(SIGSTOP);
+    while (at("hang", step)) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 void FaultInjection::after_setup() const {

@@ -6,6 +6,7 @@
 //   kill    the rank kills itself with SIGKILL at the start of the step
 //   signal  the rank sends itself SIGTERM at the start of the step
 //   stop    the rank stops itself with SIGSTOP at the start of the step, until a test continues it (SIGCONT)
+//   hang    the rank's training thread blocks at the start of the step for good, as in a stalled file system
 //   spike   the step's targets become random tokens: a genuine loss spike
 //   nan     the rank's gradients become NaN before the all-reduce
 //   desync  the rank's weights are nudged after the update, so that the ranks disagree
@@ -27,7 +28,7 @@ public:
     // Parses SINKLAB_FAULT_INJECT for this rank; a malformed value is an error.
     static FaultInjection from_env(int rank);
 
-    void before_step(int64_t step) const;                                          // throw, kill, signal, stop, slow
+    void before_step(int64_t step) const;                                    // throw, kill, signal, stop, hang, slow
     void on_targets(int64_t step, int32_t* targets, size_t n, int vocab_size) const;  // spike
     void after_backward(int64_t step, Model& model) const;                           // nan
     void after_update(int64_t step, Model& model) const;                             // desync

@@ -1,6 +1,5 @@
 #include "train/safetensors.h"
 
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstring>
@@ -8,6 +7,7 @@
 
 #include "core/check.h"
 #include "core/file_writer.h"
+#include "core/tensor.h"
 
 namespace sinklab {
 
@@ -15,8 +15,6 @@ namespace {
 
 // Headers beyond this are not ours and not sane (safetensors itself caps them at 100 MB).
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
-
-std::string shape_str(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
 uint64_t numel(const std::vector<int64_t>& shape) {
     uint64_t n = 1;

@@ -5,17 +5,20 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
+#include <thread>
 
 #include "backend/backend.h"
 #include "config/validate.h"
 #include "metrics/runlog_reader.h"
-#include "core/checksum.h"
 #include "core/progress.h"
+#include "core/si.h"
 #include "core/utc_time.h"
 #include "data/dataloader.h"
 #include "data/ensure.h"
@@ -28,6 +31,7 @@
 #include "model/model.h"
 #include "train/checkpoint.h"
 #include "train/fault_inject.h"
+#include "train/hang_watchdog.h"
 #include "train/nonfinite_report.h"
 #include "train/optimizer.h"
 #include "train/run_backend.h"
@@ -75,17 +79,6 @@ DataPasses data_passes(uint64_t windows, const StepGeometry& geo, int64_t last_s
 }
 
 std::string run_dir(const Config& cfg) { return (fs::path(cfg.run.out_dir) / cfg.run.name).string(); }
-
-namespace {
-
-std::string si(double v) {
-    if (v >= 1e9) return fmt::format("{:.2f}G", v / 1e9);
-    if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
-    if (v >= 1e3) return fmt::format("{:.1f}k", v / 1e3);
-    return fmt::format("{:.0f}", v);
-}
-
-}  // namespace
 
 struct Trainer::Impl {
     // Rank 0, from the start of setup: first, so that its lock goes last, once every file of the run is closed.
@@ -310,6 +303,11 @@ struct Trainer::Impl {
             log->info("{}", note);
         if (lead)
             for (const std::string& note : config::training_notes(cfg)) log->info("note: {}", note);
+        // The rounding acts where the f32 master weights are copied to bf16 ones; other computes keep no such copy.
+        if (lead && cfg.precision.rounding == "stochastic" && backend->compute_dtype() != DType::BF16)
+            log->info("note: precision.rounding = stochastic has no effect: this run computes in {}, and its weights "
+                      "are never rounded to bf16",
+                      dtype_name(backend->compute_dtype()));
         if (lead)
             for (const std::string& note : folder->notes()) log->info("{}", note);
         if (resumed) {
@@ -473,17 +471,7 @@ struct Trainer::Impl {
     // Ranks must hold the same parameters; a cheap checksum of the master weights compares them.
     void check_replicas(int64_t step) {
         if (comm.world() == 1) return;
-        // In place where the backend's memory is the host's: a copy would double the weights' memory.
-        const Tensor w = model->truth();
-        uint64_t sum;
-        if (backend->host_memory()) {
-            sum = checksum64(w.data, w.bytes());
-        } else {
-            std::vector<char> host(w.bytes());
-            backend->read(host.data(), w.dtype, w);
-            sum = checksum64(host.data(), host.size());
-        }
-        const std::vector<int> differ = ranks_differing_from_root(comm, sum);
+        const std::vector<int> differ = ranks_differing_from_root(comm, backend->checksum(model->truth()));
         SL_REQUIRE(differ.empty(),
                    "step {}: the parameters of rank(s) {} differ from rank 0's (checksum every fault.check_every "
                    "steps): the ranks no longer train one model; resume from the last checkpoint with --resume",
@@ -574,6 +562,16 @@ struct Trainer::Impl {
         int stop_signal = 0;
 
         if (val_data && cfg.metrics.val_every > 0 && start_step == 0) log_val(start_step);
+        HangWatchdog watchdog(cfg.fault.hang_timeout, start_step, [this](const std::string& message) {
+            // train.log may be on the file system that stalled: its line gets a few seconds, the end does not wait.
+            auto logged = std::make_shared<std::atomic<bool>>(false);
+            std::thread([this, message, logged] {
+                log_error(std::make_exception_ptr(Error(message)));
+                *logged = true;
+            }).detach();
+            for (int i = 0; i < 50 && !*logged; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            exit_with_error_past_a_stuck_thread(message);
+        });
         for (int64_t step = start_step; step < max_steps; step++) {
             const int64_t done = step + 1;
             inject.before_step(done);
@@ -634,7 +632,7 @@ struct Trainer::Impl {
                     progress.clear();
                     log->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s{} | {} elapsed | "
                               "ETA {}",
-                              done, max_steps, loss, lr, norm, si(tok_s),
+                              done, max_steps, loss, lr, norm, si(tok_s, ".1f"),
                               peak > 0 ? fmt::format(" | MFU {:.1f}%", 100 * mfu) : "", format_duration(elapsed),
                               format_duration(eta));
                 }
@@ -654,6 +652,7 @@ struct Trainer::Impl {
                 progress.clear();
                 checkpoint(done);
             }
+            watchdog.finished(done);
             if (stop && !last) {
                 progress.finish();
                 log->info("stopped after step {} on {}: checkpoint written; continue with --resume", done,

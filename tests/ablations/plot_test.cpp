@@ -180,7 +180,8 @@ TEST_F(PlotTest, CompareDrawsThePlotThroughTheScript) {
     const fs::path png = root() / "compare.png";
     const CommandResult r = run_sinklab(fmt::format("compare {} --plot {}", suite().string(), png.string()));
     ASSERT_EQ(r.rc, 0) << r.out;
-    expect_has(r.out, {"baseline baseline:", "wrote " + png.string()});
+    expect_has(r.out, {"\nbaseline: target train loss", "wrote " + png.string()});
+    EXPECT_EQ(r.out.find("baseline baseline"), std::string::npos) << r.out;
     EXPECT_TRUE(is_png(png));
 
     // SINKLAB_SCRIPTS points --plot at another scripts folder; one without the script is a clear error.

@@ -285,7 +285,7 @@ TEST_F(SweepTest, DryRunPrintsEachStateAndTheExactCommands) {
         << busy;
 }
 
-// Stands in for `sinklab train`: records each command and leaves the run folder as `result_of` says.
+// Stands in for `sinklab train`: records each command and leaves the run folder as its maps below say.
 struct FakeTrain {
     const Sweep* sweep;
     std::map<std::string, ProcessResult> fail;  // run name -> what the process returns instead

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/checksum.h"
 #if SINKLAB_HAVE_CUDNN
 #include "kernels/cuda/attention_cudnn.h"
 #endif
@@ -1022,6 +1023,29 @@ TEST_F(CudaOps, OutOfMemoryIsOneLineSayingWhatToLower) {
         EXPECT_NE(msg.find(part), std::string::npos) << part << " missing from: " << msg;
     void* p = b.alloc(1 << 20);  // the failed allocation leaves the device usable
     b.release(p);
+}
+
+// The replica check (fault.check_every) compares checksums of the weights as each backend stores them: the CUDA
+// backend's of f32 values equal the CPU backend's of the same values, and one changed element changes them.
+TEST_F(CudaOps, ChecksumIsOfTheStoredBytes) {
+    const int64_t n = 1001;
+    std::vector<float> values(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++) values[size_t(i)] = 0.37f * float(i) - 100.f;
+    auto checksum_of = [&](Backend& b) {
+        Tensor t = make_tensor(b, b.compute_dtype(), {n});
+        b.write(t, values.data(), DType::F32);
+        const uint64_t sum = b.checksum(t);
+        std::vector<char> stored(t.bytes());
+        b.read(stored.data(), t.dtype, t);
+        EXPECT_EQ(sum, checksum64(stored.data(), stored.size())) << b.name() << " " << dtype_name(t.dtype);
+        b.release(t.data);
+        return sum;
+    };
+    const uint64_t f32 = checksum_of(*backends().cuda_f32);
+    EXPECT_EQ(f32, checksum_of(*backends().cpu_f32));
+    EXPECT_NE(checksum_of(*backends().cuda_bf16), f32);  // half the bytes
+    values[500] += 1.f;
+    EXPECT_NE(checksum_of(*backends().cuda_f32), f32);
 }
 
 }  // namespace

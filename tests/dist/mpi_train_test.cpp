@@ -252,6 +252,20 @@ TEST(MpiTraining, ADyingRankEndsTheJob) {
     EXPECT_LT(t.seconds, 30) << t.r.out;
 }
 
+// A rank that stops without dying holds the others in their next collective; their hang watchdog ends the job, the
+// stopped rank with it.
+TEST(MpiTraining, AStoppedRankEndsTheJobAfterTheHangTimeout) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_stop");
+    const Timed t = timed(mpiexec(2, small_run(dir, "run", 200, "--set run.threads=1 --set fault.hang_timeout=2"),
+                                  "SINKLAB_FAULT_INJECT=stop@4:1"));
+    EXPECT_NE(t.r.rc, 0) << t.r.out;
+    EXPECT_LT(t.seconds, 60) << t.r.out;
+    EXPECT_EQ(count(t.r.out, "rank 0 of 2: step 4 has not finished "), 1u) << t.r.out;
+    // "[r]un": the pattern does not match pgrep's own shell.
+    EXPECT_EQ(run_command(fmt::format("pgrep -f '[r]un.out_dir={} '", dir.path())).rc, 1) << "a rank outlived the job";
+}
+
 TEST(MpiTraining, RanksWithDifferentConfigsRefuseToStart) {
     REQUIRE_MPI();
     const TempDir dir("mpi_config");

@@ -6,7 +6,10 @@
 #     every step once;
 #   - a job cancelled with scancel stays cancelled, its ranks checkpointing on the way out;
 #   - the array task signalled stops and requeues alone, also the task whose own job id is the array's, which
-#     names every task of the array.
+#     names every task of the array;
+#   - a command that runs as one process (info) refuses the tasks of `srun -n 2` with one error line, and runs as a
+#     batch script's own process;
+#   - a rank that stops without dying (SIGSTOP) is ended with its step by the other rank's hang watchdog.
 # Slurm's own USR1 five minutes before the limit (--signal=B:USR1@300) is sent here with `scancel --batch`, which is
 # what Slurm does then, so that the test need not wait for a time limit.
 # Needs root, Slurm's slurmctld and slurmd, munge and /usr/bin/python3 with h5py (Debian: apt install slurmctld
@@ -229,4 +232,22 @@ runs=(standard-s1 headnorm-s1)
 has "runs/arr/${runs[signalled]}/train.log" "resumed from"
 lacks "runs/arr/${runs[other]}/train.log" "stopped after step"
 [[ $(job_field "${array}_$other" Restarts) == 0 ]] || fail "array task $other was requeued with task $signalled"
+echo "== a one-process command: refused once under srun -n 2, run from a batch script"
+rc=0
+srun -n 2 "$SINKLAB" info "$SOURCE/configs/tiny.yaml" >srun_info.out 2>&1 || rc=$?
+((rc != 0)) || fail "srun -n 2 sinklab info succeeded: $(cat srun_info.out)"
+refusals=$(grep -c "sinklab info runs as one process, but this is one of 2 tasks that srun started" srun_info.out)
+[[ $refusals == 1 ]] || fail "srun -n 2 sinklab info: $refusals refusals, not 1: $(cat srun_info.out)"
+# The batch script's own process has slurmstepd for a parent too, as a task has, but no step task count.
+sbatch --wait --ntasks=2 --output="$work/batch_info.out" \
+    --wrap "exec $SINKLAB info $SOURCE/configs/tiny.yaml" >/dev/null || fail "info in a batch script: $(cat batch_info.out)"
+has batch_info.out "seq_len 256"
+
+echo "== a rank that stops without dying: the others' hang timeout ends the step, the stopped rank with it"
+rc=0
+SINKLAB_FAULT_INJECT=stop@4:1 srun -n 2 --mpi=pmix "$SINKLAB" train "$SOURCE/configs/tiny.yaml" "${run_args[@]}" \
+    --set run.name=stopped --set fault.hang_timeout=2 >stopped.out 2>&1 || rc=$?
+((rc != 0)) || fail "a run with a stopped rank succeeded: $(cat stopped.out)"
+has stopped.out "rank 0 of 2: step 4 has not finished"
+! pgrep -f "[r]un.name=stopped" >/dev/null || fail "a rank of the stopped run outlived its step"
 echo "all passed"

@@ -3,11 +3,14 @@
 // skips the update, and a genuine loss spike is skipped by the z-score detector.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "data/shard.h"
+#include "test_util.h"
 #include "train/train_util.h"
 
 namespace fs = std::filesystem;
@@ -106,6 +109,43 @@ TEST(Faults, AShardCutUnderARunEndsItWithTheShardNamedInTrainLog) {
     const size_t at = log.rfind(line);
     ASSERT_NE(at, std::string::npos) << log;
     EXPECT_EQ(log.find('\n', at), log.size() - 1) << "not the last line: " << log;
+}
+
+// A step that never finishes (the training thread blocked, as in a stalled file system) ends the run after
+// fault.hang_timeout with one line, on stderr and at the end of train.log; the rows flushed before it are kept (the
+// process ends without its exit handlers, which could wait on the stuck thread), and the run resumes.
+TEST(Faults, AStepThatHangsEndsTheRunAfterTheTimeout) {
+    const TempDir dir("fault_hang");
+    const std::string args =
+        small_run(dir, "run", 8,
+                  "--set run.threads=1 --set checkpoint.every=2 --set metrics.flush_every=1 --set fault.hang_timeout=1");
+    const CommandResult r = run_sinklab(args, "SINKLAB_FAULT_INJECT=hang@4");
+    EXPECT_EQ(r.rc, 1) << r.out;
+    const std::string line = "error: step 4 has not finished ";
+    EXPECT_EQ(count(r.out, "sinklab: " + line), 1u) << r.out;
+    EXPECT_NE(r.out.find(" s after step 3 (fault.hang_timeout = 1 s; the slowest step so far took "), std::string::npos)
+        << r.out;
+    const std::string log = read_file(dir / "run/train.log");
+    const size_t at = log.rfind(line);
+    ASSERT_NE(at, std::string::npos) << log;
+    EXPECT_EQ(log.find('\n', at), log.size() - 1) << "not the last line: " << log;
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3}));
+    const CommandResult resumed = run_sinklab(args + " --resume");
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_NE(resumed.out.find("resumed from " + dir / "run/checkpoints/step_00000002"), std::string::npos) << resumed.out;
+}
+
+// A process stopped as a whole (Ctrl-Z, SIGSTOP) for longer than fault.hang_timeout goes on when continued: the time
+// it stood still is not its step's.
+TEST(Faults, ARunStoppedAndContinuedIsNotHung) {
+    const TempDir dir("fault_hang_stop");
+    const std::string args = small_run(dir, "run", 6, "--set run.threads=1 --set fault.hang_timeout=1");
+    Background bg(fmt::format("env SINKLAB_FAULT_INJECT=stop@3 {} {}", SINKLAB_BINARY, args), dir / "out.log");
+    ASSERT_TRUE(bg.wait_stopped(60)) << read_file(dir / "out.log");
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    bg.signal(SIGCONT);
+    EXPECT_EQ(bg.wait(60), 0) << read_file(dir / "out.log");
+    EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3, 4, 5, 6}));
 }
 
 // Before the first checkpoint the advice is to start over, not to set checkpoint.every (it is set).

@@ -254,20 +254,23 @@ TEST(Training, TheLogNotesARunThatRepeatsItsData) {
 
 // A run asks for cuDNN's attention where there is none: the CPU backend computes the same attention and the run's
 // log says so, so that its config.yaml (attention.impl: cudnn) does not pass for what ran. Settings without effect
-// (a sigmoid bias without sigmoid attention) are noted too.
+// (a sigmoid bias without sigmoid attention, stochastic rounding without bf16 weights) are noted too.
 TEST(Training, TheLogSaysWhatRunsForACudaAttentionImplOnTheCpu) {
     const TempDir dir("train_impl");
     ASSERT_EQ(run_sinklab(small_run(dir, "cudnn", 2,
-                                    "--set backend=cpu --set attention.impl=cudnn --set attention.sigmoid_bias=-2"))
+                                    "--set backend=cpu --set attention.impl=cudnn --set attention.sigmoid_bias=-2 "
+                                    "--set precision.rounding=stochastic"))
                   .rc,
               0);
-    EXPECT_NE(read_file(dir / "cudnn/train.log").find("note: attention.sigmoid_bias = -2 has no effect"),
+    const std::string log = read_file(dir / "cudnn/train.log");
+    EXPECT_NE(log.find("note: attention.sigmoid_bias = -2 has no effect"), std::string::npos) << log;
+    EXPECT_NE(log.find("note: precision.rounding = stochastic has no effect: this run computes in f32"),
               std::string::npos)
-        << read_file(dir / "cudnn/train.log");
+        << log;
     ASSERT_EQ(run_sinklab(small_run(dir, "ours", 2, "--set backend=cpu")).rc, 0);
     const std::string note = "attention.impl: cudnn is a CUDA implementation; the CPU backend computes the same "
                              "attention with its own kernels";
-    EXPECT_NE(read_file(dir / "cudnn/train.log").find(note), std::string::npos) << read_file(dir / "cudnn/train.log");
+    EXPECT_NE(log.find(note), std::string::npos) << log;
     EXPECT_EQ(read_file(dir / "ours/train.log").find("attention.impl"), std::string::npos)
         << read_file(dir / "ours/train.log");
     EXPECT_EQ(read_file(dir / "ours/train.log").find("note:"), std::string::npos) << read_file(dir / "ours/train.log");

@@ -74,6 +74,24 @@ TEST(NcclCommunicator, AllReduceMeanOfDeviceBuffers) {
     }
 }
 
+// Built without NCCL, a CUDA run's collectives are the MPI communicator's, which stages device buffers through the
+// host: its one staging buffer, kept between calls, must serve each size it meets, the smaller after the larger too.
+TEST(MpiCommunicator, StagesDeviceBuffersThroughTheHost) {
+    Ranks& r = ranks(DType::F32);
+    Communicator& mpi = process_communicator();
+    ASSERT_EQ(mpi.name(), "mpi");
+    for (int64_t n : {300, 64, 500}) {
+        Tensor t(r.gpu->alloc(size_t(n) * 4), DType::F32, {n});
+        std::vector<float> host(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; i++) host[size_t(i)] = float((2 * mpi.rank() + 1) * (i + 1));
+        r.gpu->write(t, host.data(), DType::F32);
+        mpi.all_reduce_mean(*r.gpu, t);
+        r.gpu->read(host.data(), DType::F32, t);
+        for (int64_t i = 0; i < n; i++) ASSERT_EQ(host[size_t(i)], float(2 * (i + 1))) << n << " " << i;
+        r.gpu->release(t.data);
+    }
+}
+
 TEST(NcclCommunicator, BroadcastsFromEitherRoot) {
     Ranks& r = ranks(DType::F32);
     for (int root : {0, 1}) {

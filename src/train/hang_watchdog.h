@@ -1,0 +1,49 @@
+// Ends a run whose steps stopped finishing. A rank that stops without dying (SIGSTOP, a stalled file system, a lost
+// GPU or node) holds every other rank in its next collective, where MPI and NCCL wait forever; the others' watchdogs
+// end the job instead, so that a cluster allocation is not spent waiting and --resume can go on.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace sinklab {
+
+class HangWatchdog {
+public:
+    // Fires when step `last + 1` has not finished within max(timeout_s, kSlowestStepFactor x the slowest step so
+    // far), counted from the end of the last (or from here, the loop's start, for the first step, which is never
+    // judged: it may build kernels, plans and caches). Firing calls on_hang(message) on the watchdog's thread,
+    // which must end the process. timeout_s <= 0: off.
+    HangWatchdog(double timeout_s, int64_t start_step, std::function<void(const std::string&)> on_hang);
+    ~HangWatchdog();
+    HangWatchdog(const HangWatchdog&) = delete;
+    HangWatchdog& operator=(const HangWatchdog&) = delete;
+
+    // Step `step` finished: what ran since the last beat (the step, and a validation or checkpoint after it) sets
+    // the slowest step.
+    void finished(int64_t step);
+
+    // A step may take this many times the slowest before it (a checkpoint, a validation, a /heavy row) before it
+    // counts as hung, however long fault.hang_timeout is.
+    static constexpr double kSlowestStepFactor = 10;
+
+private:
+    using Clock = std::chrono::steady_clock;
+    void watch();
+
+    const double timeout_s_;
+    const std::function<void(const std::string&)> on_hang_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    int64_t last_step_;
+    Clock::time_point last_ = Clock::now();
+    double slowest_s_ = 0;
+    std::thread thread_;
+};
+
+}  // namespace sinklab
