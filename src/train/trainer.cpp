@@ -561,24 +561,7 @@ struct Trainer::Impl {
         int stop_signal = 0;
 
         if (val_data && cfg.metrics.val_every > 0 && start_step == 0) log_val(start_step);
-        HangWatchdog watchdog(cfg.fault.hang_timeout, start_step, [this](const std::string& what) {
-            const std::string message = fmt::format(
-                "{}: {}; it ends here: {} with --resume (where a step with its checkpoint or validation takes this "
-                "long, raise fault.hang_timeout)",
-                what,
-                comm.world() > 1 ? "a rank is stopped or hung (SIGSTOP, a stalled file system, a lost GPU or node) "
-                                   "and holds the others"
-                                 : "the run is stuck (a stalled file system or standard output, a lost GPU)",
-                where_to_go_on("last"));
-            // train.log may be on the file system that stalled: its line gets a few seconds, the end does not wait.
-            auto logged = std::make_shared<std::atomic<bool>>(false);
-            std::thread([this, message, logged] {
-                log_error(std::make_exception_ptr(Error(message)));
-                *logged = true;
-            }).detach();
-            for (int i = 0; i < 50 && !*logged; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            exit_with_error_past_a_stuck_thread(message);
-        });
+        HangWatchdog watchdog(cfg.fault.hang_timeout, start_step, [this](const std::string& what) { end_hung(what); });
         for (int64_t step = start_step; step < max_steps; step++) {
             const int64_t done = step + 1;
             inject.before_step(done);
@@ -700,11 +683,32 @@ struct Trainer::Impl {
                                  {"skipped", {double(skipped)}}});
     }
 
+    // The hang watchdog's end of the run, on its thread, while the training thread is stuck (train/hang_watchdog.h).
+    [[noreturn]] void end_hung(const std::string& what) {
+        const std::string message = fmt::format(
+            "{}: {}; it ends here: {} with --resume (where a step with its checkpoint or validation takes this long, "
+            "raise fault.hang_timeout)",
+            what,
+            comm.world() > 1 ? "a rank is stopped or hung (SIGSTOP, a stalled file system, a lost GPU or node) and "
+                               "holds the others"
+                             : "the run is stuck (a stalled file system or standard output, a lost GPU)",
+            where_to_go_on("last"));
+        // train.log may be on the file system that stalled: its line gets a few seconds, the end does not wait.
+        auto logged = std::make_shared<std::atomic<bool>>(false);
+        std::thread([this, message, logged] {
+            log_error(std::make_exception_ptr(Error(message)));
+            *logged = true;
+        }).detach();
+        for (int i = 0; i < 50 && !*logged; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        exit_with_error_past_a_stuck_thread(message);
+    }
+
     // Where a failed run goes on: "the <last> checkpoint is ...; resume from it", or "...; start over" where there is
     // none (a --resume then starts the run over). Only rank 0 knows the checkpoints.
     std::string where_to_go_on(const char* last) const {
         if (!lead) return fmt::format("rank 0 names the {} checkpoint; resume from it", last);
-        if (!last_checkpoint.empty()) return fmt::format("the {} checkpoint is {}; resume from it", last, last_checkpoint);
+        if (!last_checkpoint.empty())
+            return fmt::format("the {} checkpoint is {}; resume from it", last, last_checkpoint);
         if (cfg.checkpoint.every > 0)
             return fmt::format("no checkpoint was due yet (checkpoint.every={}); start over", cfg.checkpoint.every);
         return "no checkpoint was written (set checkpoint.every to keep some); start over";
