@@ -492,7 +492,7 @@ private:
         const cudaError_t e = cudaMalloc(&p, bytes);
         if (e == cudaSuccess) return p;
         // Any other error (an earlier kernel's fault, a lost GPU) is itself the news, not a lack of room.
-        if (e != cudaErrorMemoryAllocation) CUDA_CHECK(e);
+        if (e != cudaErrorMemoryAllocation) cuda::check_cuda(e, "cudaMalloc", __FILE__, __LINE__);
         (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;
         const std::string room = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess

@@ -41,8 +41,10 @@ std::unique_ptr<Communicator>& process_slot() {
     return comm;
 }
 
-// How long a failing rank other than 0 waits for rank 0 to report (and end the job) first.
+// How long a failing rank other than 0 waits for rank 0 to report (and end the job) first, and for each rank before
+// it but rank 0.
 constexpr auto kReportGrace = std::chrono::milliseconds(1500);
+constexpr auto kReportStagger = std::chrono::milliseconds(200);
 
 }  // namespace
 
@@ -124,30 +126,44 @@ Communicator& device_communicator(Communicator& host, Backend& backend) {
 
 namespace {
 
-[[noreturn]] void report_and_exit(const std::string& message, bool exit_handlers) {
-    // What the command printed first comes first where both streams go to one file (stdout, buffered there, would
-    // follow the error); a reader of stdout that went away must not end the process before the error is said.
+// `stuck`: another thread of this process is stuck, maybe holding stdout's lock (a blocked pipe or terminal), or in
+// a library whose exit handlers would wait for it: the line goes straight to stderr's file descriptor, and the
+// process ends without exit handlers.
+[[noreturn]] void report_and_exit(const std::string& message, bool stuck) {
+    // A reader of stdout that went away must not end the process before the error is said.
     drop_signal(SIGPIPE);
-    std::fflush(stdout);
+    // What the command printed first comes first where both streams go to one file (stdout, buffered there, would
+    // follow the error).
+    if (!stuck) std::fflush(stdout);
+    auto say = [stuck](const std::string& line) {
+        if (stuck) {
+            [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+        } else {
+            std::fputs(line.c_str(), stderr);
+            std::fflush(stderr);
+        }
+    };
     Communicator* comm = process_slot().get();
     if (!comm || comm->world() == 1) {
-        std::fprintf(stderr, "sinklab: error: %s\n", message.c_str());
-        std::fflush(stderr);
-        if (!exit_handlers) std::_Exit(1);
+        say(fmt::format("sinklab: error: {}\n", message));
+        if (stuck) std::_Exit(1);
         std::exit(1);
     }
-    if (comm->rank() != 0) std::this_thread::sleep_for(kReportGrace);
-    std::fprintf(stderr, "sinklab: error: rank %d of %d: %s\n", comm->rank(), comm->world(), message.c_str());
-    std::fflush(stderr);
+    // Rank 0 reports first; when it cannot (it is the stuck rank), the others follow in rank order, so that the
+    // first to report usually ends the job (MPI_Abort) before the next does.
+    if (comm->rank() != 0) std::this_thread::sleep_for(kReportGrace + std::min(comm->rank() - 1, 20) * kReportStagger);
+    say(fmt::format("sinklab: error: rank {} of {}: {}\n", comm->rank(), comm->world(), message));
+    // From a thread other than MPI's (the hang watchdog's) this is outside MPI_THREAD_SINGLE's contract, but Open MPI
+    // and MPICH end the job there as from the main thread.
     comm->abort(1);
     std::_Exit(1);  // not reached: tells the compiler what the virtual [[noreturn]] abort() already promises
 }
 
 }  // namespace
 
-void exit_with_error(const std::string& message) { report_and_exit(message, true); }
+void exit_with_error(const std::string& message) { report_and_exit(message, false); }
 
-void exit_with_error_past_a_stuck_thread(const std::string& message) { report_and_exit(message, false); }
+void exit_with_error_past_a_stuck_thread(const std::string& message) { report_and_exit(message, true); }
 
 std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value) {
     uint64_t root = value;

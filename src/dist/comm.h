@@ -82,8 +82,9 @@ Communicator& device_communicator(Communicator& host, Backend& backend);
 // config), then reports it with its rank number.
 [[noreturn]] void exit_with_error(const std::string& message);
 
-// exit_with_error from a thread that watches another, stuck one: alone, the process ends without running destructors
-// or exit handlers, any of which could wait on what holds the stuck thread (a file on a stalled file system).
+// exit_with_error from a thread that watches another, stuck one: the line goes straight to stderr (the stuck thread
+// may hold stdout's lock), and a process alone ends without running destructors or exit handlers, any of which could
+// wait on what holds the stuck thread (a file on a stalled file system).
 [[noreturn]] void exit_with_error_past_a_stuck_thread(const std::string& message);
 
 // The ranks whose `value` differs from rank 0's (empty when all agree); every rank gets the same list.

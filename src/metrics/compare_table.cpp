@@ -51,7 +51,7 @@ Table summary(const Comparison& c) {
                                      steps(g),
                                      cell(g.train_loss, [](double v) { return fixed(v, 4); }),
                                      cell(g.val_loss, [](double v) { return fixed(v, 4); }),
-                                     cell(g.tokens_to_target, [](double v) { return si(v); }),
+                                     cell(g.tokens_to_target, si),
                                      cell(g.speedup, [](double v) { return fixed(v, 2) + "x"; })};
         for (int p : c.positions) row.push_back(g.mass.count(p) ? mass_cell(g.mass.at(p)) : "-");
         row.insert(row.end(), {mass_cell(g.sink_rate), cell(g.dominance, [](double v) { return fixed(v, 1); }),

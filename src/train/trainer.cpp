@@ -96,7 +96,7 @@ struct Trainer::Impl {
     std::shared_ptr<spdlog::sinks::basic_file_sink_mt> log_file;
     std::optional<MappedReadFailureLog> shard_failure_log;  // rank 0: a shard's read failure into train.log
     bool start_logged = false;  // log_start() wrote this start's first line
-    bool error_logged = false;
+    std::atomic<bool> error_logged = false;  // the hang watchdog's thread logs too
     std::string log_failure;  // spdlog's message of the first failed write to train.log
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Model> model;
@@ -162,8 +162,7 @@ struct Trainer::Impl {
     // line is dated, or it would read as the end of the run resumed. A failure of another rank ends this one through
     // MPI_Abort and is not recorded here.
     void log_error(const std::exception_ptr& failure) {
-        if (!lead || error_logged || (!log_file && resume_from.empty())) return;
-        error_logged = true;
+        if (!lead || (!log_file && resume_from.empty()) || error_logged.exchange(true)) return;
         const std::string what = message_of(failure);
         const std::string line =
             start_logged ? "error: " + what : fmt::format("error: the start at {} failed: {}", utc_now_iso8601(), what);
@@ -562,16 +561,7 @@ struct Trainer::Impl {
         int stop_signal = 0;
 
         if (val_data && cfg.metrics.val_every > 0 && start_step == 0) log_val(start_step);
-        HangWatchdog watchdog(cfg.fault.hang_timeout, start_step, [this](const std::string& message) {
-            // train.log may be on the file system that stalled: its line gets a few seconds, the end does not wait.
-            auto logged = std::make_shared<std::atomic<bool>>(false);
-            std::thread([this, message, logged] {
-                log_error(std::make_exception_ptr(Error(message)));
-                *logged = true;
-            }).detach();
-            for (int i = 0; i < 50 && !*logged; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            exit_with_error_past_a_stuck_thread(message);
-        });
+        HangWatchdog watchdog(cfg.fault.hang_timeout, start_step, [this](const std::string& what) { end_hung(what); });
         for (int64_t step = start_step; step < max_steps; step++) {
             const int64_t done = step + 1;
             inject.before_step(done);
@@ -632,7 +622,7 @@ struct Trainer::Impl {
                     progress.clear();
                     log->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {} tok/s{} | {} elapsed | "
                               "ETA {}",
-                              done, max_steps, loss, lr, norm, si(tok_s, ".1f"),
+                              done, max_steps, loss, lr, norm, si(tok_s),
                               peak > 0 ? fmt::format(" | MFU {:.1f}%", 100 * mfu) : "", format_duration(elapsed),
                               format_duration(eta));
                 }
@@ -693,6 +683,37 @@ struct Trainer::Impl {
                                  {"skipped", {double(skipped)}}});
     }
 
+    // The hang watchdog's end of the run, on its thread, while the training thread is stuck (train/hang_watchdog.h).
+    [[noreturn]] void end_hung(const std::string& what) {
+        const std::string message = fmt::format(
+            "{}: {}; it ends here: {} with --resume (where a step with its checkpoint or validation takes this long, "
+            "raise fault.hang_timeout)",
+            what,
+            comm.world() > 1 ? "a rank is stopped or hung (SIGSTOP, a stalled file system, a lost GPU or node) and "
+                               "holds the others"
+                             : "the run is stuck (a stalled file system or standard output, a lost GPU)",
+            where_to_go_on("last"));
+        // train.log may be on the file system that stalled: its line gets a few seconds, the end does not wait.
+        auto logged = std::make_shared<std::atomic<bool>>(false);
+        std::thread([this, message, logged] {
+            log_error(std::make_exception_ptr(Error(message)));
+            *logged = true;
+        }).detach();
+        for (int i = 0; i < 50 && !*logged; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        exit_with_error_past_a_stuck_thread(message);
+    }
+
+    // Where a failed run goes on: "the <last> checkpoint is ...; resume from it", or "...; start over" where there is
+    // none (a --resume then starts the run over). Only rank 0 knows the checkpoints.
+    std::string where_to_go_on(const char* last) const {
+        if (!lead) return fmt::format("rank 0 names the {} checkpoint; resume from it", last);
+        if (!last_checkpoint.empty())
+            return fmt::format("the {} checkpoint is {}; resume from it", last, last_checkpoint);
+        if (cfg.checkpoint.every > 0)
+            return fmt::format("no checkpoint was due yet (checkpoint.every={}); start over", cfg.checkpoint.every);
+        return "no checkpoint was written (set checkpoint.every to keep some); start over";
+    }
+
     // fault.nan_policy = abort: the step's row and a diagnostic are written, no checkpoint (the last one
     // stays the last good one), and every rank fails.
     [[noreturn]] void abort_nonfinite(int64_t done, double loss, double norm, double lr,
@@ -703,14 +724,7 @@ struct Trainer::Impl {
             runlog->flush();
             report = write_nonfinite_report(dir, {done, loss, norm, lr, data_at, last_checkpoint}, *model);
         }
-        // Only rank 0 knows the checkpoints; a --resume without one starts the run over.
-        std::string from = "rank 0 names the last good checkpoint; resume from it";
-        if (lead && !last_checkpoint.empty())
-            from = fmt::format("the last good checkpoint is {}; resume from it", last_checkpoint);
-        else if (lead && cfg.checkpoint.every > 0)
-            from = fmt::format("no checkpoint was due yet (checkpoint.every={}); start over", cfg.checkpoint.every);
-        else if (lead)
-            from = "no checkpoint was written (set checkpoint.every to keep some); start over";
+        const std::string from = where_to_go_on("last good");
         // Before any update the weights are the initial ones, which no learning rate changes.
         SL_REQUIRE(optim->steps_taken() > 0,
                    "step {}: the loss ({}) or the gradient norm ({}) is not finite before any update, from the initial "

@@ -35,8 +35,8 @@ TEST(Si, PrefixesCountsAndRates) {
     EXPECT_EQ(si(2.5e9), "2.5G");
     EXPECT_EQ(si(999), "999");
     EXPECT_EQ(si(-2500), "-2.5k");
-    EXPECT_EQ(si(3000, ".1f"), "3.0k");
-    EXPECT_EQ(si(11600, ".1f"), "11.6k");
+    EXPECT_EQ(si(11600), "11.6k");
+    EXPECT_EQ(si(3000), "3k");
 }
 
 }  // namespace

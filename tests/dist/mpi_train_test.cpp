@@ -257,11 +257,12 @@ TEST(MpiTraining, ADyingRankEndsTheJob) {
 TEST(MpiTraining, AStoppedRankEndsTheJobAfterTheHangTimeout) {
     REQUIRE_MPI();
     const TempDir dir("mpi_stop");
-    const Timed t = timed(mpiexec(2, small_run(dir, "run", 200, "--set run.threads=1 --set fault.hang_timeout=2"),
+    const Timed t = timed(mpiexec(2, small_run(dir, "run", 200, "--set run.threads=1 --set fault.hang_timeout=3"),
                                   "SINKLAB_FAULT_INJECT=stop@4:1"));
     EXPECT_NE(t.r.rc, 0) << t.r.out;
     EXPECT_LT(t.seconds, 60) << t.r.out;
     EXPECT_EQ(count(t.r.out, "rank 0 of 2: step 4 has not finished "), 1u) << t.r.out;
+    EXPECT_NE(t.r.out.find("a rank is stopped or hung"), std::string::npos) << t.r.out;
     // "[r]un": the pattern does not match pgrep's own shell.
     EXPECT_EQ(run_command(fmt::format("pgrep -f '[r]un.out_dir={} '", dir.path())).rc, 1) << "a rank outlived the job";
 }

@@ -246,7 +246,7 @@ has batch_info.out "seq_len 256"
 echo "== a rank that stops without dying: the others' hang timeout ends the step, the stopped rank with it"
 rc=0
 SINKLAB_FAULT_INJECT=stop@4:1 srun -n 2 --mpi=pmix "$SINKLAB" train "$SOURCE/configs/tiny.yaml" "${run_args[@]}" \
-    --set run.name=stopped --set fault.hang_timeout=2 >stopped.out 2>&1 || rc=$?
+    --set run.name=stopped --set fault.hang_timeout=3 >stopped.out 2>&1 || rc=$?
 ((rc != 0)) || fail "a run with a stopped rank succeeded: $(cat stopped.out)"
 has stopped.out "rank 0 of 2: step 4 has not finished"
 ! pgrep -f "[r]un.name=stopped" >/dev/null || fail "a rank of the stopped run outlived its step"

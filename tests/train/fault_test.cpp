@@ -118,12 +118,17 @@ TEST(Faults, AStepThatHangsEndsTheRunAfterTheTimeout) {
     const TempDir dir("fault_hang");
     const std::string args =
         small_run(dir, "run", 8,
-                  "--set run.threads=1 --set checkpoint.every=2 --set metrics.flush_every=1 --set fault.hang_timeout=1");
+                  "--set run.threads=1 --set checkpoint.every=2 --set metrics.flush_every=1 --set fault.hang_timeout=3");
     const CommandResult r = run_sinklab(args, "SINKLAB_FAULT_INJECT=hang@4");
     EXPECT_EQ(r.rc, 1) << r.out;
     const std::string line = "error: step 4 has not finished ";
     EXPECT_EQ(count(r.out, "sinklab: " + line), 1u) << r.out;
-    EXPECT_NE(r.out.find(" s after step 3 (fault.hang_timeout = 1 s; the slowest step so far took "), std::string::npos)
+    EXPECT_NE(r.out.find(" s after step 3 (fault.hang_timeout = 3 s; the slowest step so far took "), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("the run is stuck"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("it ends here: the last checkpoint is " + dir / "run/checkpoints/step_00000002" +
+                         "; resume from it with --resume"),
+              std::string::npos)
         << r.out;
     const std::string log = read_file(dir / "run/train.log");
     const size_t at = log.rfind(line);
@@ -139,10 +144,10 @@ TEST(Faults, AStepThatHangsEndsTheRunAfterTheTimeout) {
 // it stood still is not its step's.
 TEST(Faults, ARunStoppedAndContinuedIsNotHung) {
     const TempDir dir("fault_hang_stop");
-    const std::string args = small_run(dir, "run", 6, "--set run.threads=1 --set fault.hang_timeout=1");
+    const std::string args = small_run(dir, "run", 6, "--set run.threads=1 --set fault.hang_timeout=3");
     Background bg(fmt::format("env SINKLAB_FAULT_INJECT=stop@3 {} {}", SINKLAB_BINARY, args), dir / "out.log");
     ASSERT_TRUE(bg.wait_stopped(60)) << read_file(dir / "out.log");
-    std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::this_thread::sleep_for(std::chrono::seconds(6));
     bg.signal(SIGCONT);
     EXPECT_EQ(bg.wait(60), 0) << read_file(dir / "out.log");
     EXPECT_EQ(column(dir / "run/metrics.h5", "train", "step"), (std::vector<double>{1, 2, 3, 4, 5, 6}));
