@@ -68,6 +68,7 @@ int env_int(const char* name) {
     return v && *v ? std::atoi(v) : 0;
 }
 
+#ifdef SINKLAB_HAVE_MPI
 // True when an MPI launcher started this process itself: processes that a rank starts (the corpus build's prepare, a
 // wrapper script's compare) inherit the launcher's variables too, and must neither start MPI nor be refused.
 bool started_by_mpi_launcher() {
@@ -75,6 +76,7 @@ bool started_by_mpi_launcher() {
                                                      "prterun", "prted",   "hydra_pmi_proxy"};
     return kLaunchers.contains(parent_process_name());
 }
+#endif
 
 // The tasks of the srun step that started this process itself, else 1. slurmstepd is also the parent of a batch
 // script, but Slurm gives the batch step no task count.
