@@ -37,6 +37,10 @@ TEST(Si, PrefixesCountsAndRates) {
     EXPECT_EQ(si(-2500), "-2.5k");
     EXPECT_EQ(si(11600), "11.6k");
     EXPECT_EQ(si(3000), "3k");
+    EXPECT_EQ(si(999700), "1M");  // rounded up into the next prefix
+    EXPECT_EQ(si(999.7), "1k");
+    EXPECT_EQ(si(999.4), "999");
+    EXPECT_EQ(si(0), "0");
 }
 
 }  // namespace
