@@ -84,11 +84,13 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
 
 void run_eval(const EvalArgs& a) {
     const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
-    check_out(out, a.run);
+    Communicator& comm = process_communicator();
+    // Rank 0 alone writes --out, and alone checks it: another rank's probe, a new file made and removed, could be
+    // seen by rank 0's check as a file that is not an eval's (it was: under mpirun on a loaded machine).
+    if (comm.rank() == 0) check_out(out, a.run);
     // An eval anywhere in the run folder reads as the run's (directly in it, --overwrite deletes it with the run): it
     // must not land in a run that replaced the evaluated one while the evaluation ran.
     const bool into_run = lies_in(out, a.run);
-    Communicator& comm = process_communicator();
     const std::string evaluated_run = into_run && comm.rank() == 0 ? run_identity(a.run) : "";  // rank 0 writes
     const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, into_run);
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();

@@ -363,6 +363,24 @@ TEST(MpiTraining, EvalOnTwoRanksEqualsOneRank) {
               RunLogReader(dir / "one3.h5").read("eval", "loss").data);
 }
 
+// eval's --out is rank 0's alone: another rank that checked it too made and removed a probe file there, which rank 0's
+// own check could take for a file eval must not replace (one two-rank eval in six failed so on a loaded machine).
+// Each rank runs in a folder of its own with a relative --out, so that whatever rank 1 does to --out shows in its.
+TEST(MpiTraining, OnlyRankZeroTouchesTheEvalOutput) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_eval_out");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 2, "--set run.threads=1")).rc, 0);
+    std::filesystem::create_directories(dir / "rank0");
+    std::filesystem::create_directories(dir / "rank1");
+    const std::string eval = fmt::format("{} eval {} --batches 1 --out sub/e.h5 --set run.threads=1", SINKLAB_BINARY,
+                                         dir / "x");
+    const CommandResult r = run_command(
+        mpiexec_program(1, fmt::format("-wdir {} {} : -n 1 -wdir {} {}", dir / "rank0", eval, dir / "rank1", eval)));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_TRUE(std::filesystem::exists(dir / "rank0/sub/e.h5"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "rank1/sub")) << "rank 1 made --out's folder";
+}
+
 TEST(MpiTraining, RanksThatDriftApartAreStopped) {
     REQUIRE_MPI();
     const TempDir dir("mpi_desync");
