@@ -85,14 +85,20 @@ std::vector<std::string> model_changes(const Config& trained, const Config& cfg,
 void run_eval(const EvalArgs& a) {
     const std::string out = a.out.empty() ? (fs::path(a.run) / "eval.h5").string() : a.out;
     Communicator& comm = process_communicator();
+    const bool lead = comm.rank() == 0;
     // Rank 0 alone writes --out, and alone checks it: another rank's probe, a new file made and removed, could be
     // seen by rank 0's check as a file that is not an eval's (it was: under mpirun on a loaded machine).
-    if (comm.rank() == 0) check_out(out, a.run);
+    if (lead) check_out(out, a.run);
     // An eval anywhere in the run folder reads as the run's (directly in it, --overwrite deletes it with the run): it
     // must not land in a run that replaced the evaluated one while the evaluation ran.
     const bool into_run = lies_in(out, a.run);
-    const std::string evaluated_run = into_run && comm.rank() == 0 ? run_identity(a.run) : "";  // rank 0 writes
-    const std::string ckpt = checkpoint_to_read(a.run, a.checkpoint, into_run);
+    const std::string evaluated_run = into_run && lead ? run_identity(a.run) : "";  // rank 0 writes
+    // Rank 0 picks the checkpoint (the newest of a run that may be writing more), reads its weights and sends them:
+    // ranks that picked on their own could evaluate two checkpoints as one model (they did, while the run trained,
+    // in 7 evals of 60). The others read its config from rank 0's folder, named absolutely for their own folders.
+    std::string ckpt = lead ? checkpoint_to_read(a.run, a.checkpoint, into_run) : "";
+    const std::string ckpt_absolute = broadcast_string(comm, lead ? fs::absolute(ckpt).string() : "", 0);
+    if (!lead) ckpt = ckpt_absolute;
     const std::string trained_config = (fs::path(ckpt) / "config.yaml").string();
     Config cfg;
     std::vector<std::string> changed;  // of the model
@@ -110,12 +116,13 @@ void run_eval(const EvalArgs& a) {
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
                "GLOB",
                a.run);
+    require_same_config(comm, cfg);
     const std::string data_key = a.data.empty() ? "data.val" : "--data";
     check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, data_key.c_str());
 
     std::string backend_note;
     auto backend = make_run_backend(cfg, comm, backend_note);
-    if (comm.rank() == 0) {
+    if (lead) {
         if (!changed.empty())
             fmt::print(stderr, "sinklab: note: this eval's model differs from the trained one in {}\n",
                        fmt::join(changed, ", "));
@@ -130,7 +137,9 @@ void run_eval(const EvalArgs& a) {
     const int B = cfg.train.micro_batch, T = cfg.model.seq_len;
     Model model(*backend, cfg, B, T);
     int64_t step = 0;
-    reading_checkpoint(ckpt, [&] { step = load_weights(ckpt, model); });
+    if (lead) reading_checkpoint(ckpt, [&] { step = load_weights(ckpt, model); });
+    comm.broadcast(&step, sizeof step, 0);
+    device_communicator(comm, *backend).broadcast(*backend, model.truth(), 0);
     model.sync_weights();
     SinkMetrics sink(model, cfg);
     DataLoader data(cfg.data.val, B, T, comm, cfg.run.seed, false, cfg.model.vocab_size, data_key);
@@ -138,7 +147,7 @@ void run_eval(const EvalArgs& a) {
     FaultInjection::from_env(comm.rank()).before_step(1);
 
     const EvalResult r = evaluate(sink, data, a.batches, comm);
-    if (comm.rank() != 0) return;
+    if (!lead) return;
     const bool replaced = fs::exists(out);
     // Written aside and renamed over the old one, so that a failed write leaves the earlier eval as it was.
     const std::string tmp = fmt::format("{}.tmp{}", out, getpid());

@@ -57,7 +57,7 @@ std::string folder_lock_holder(const std::string& folder) {
 }
 
 FolderLock::FolderLock(const std::string& folder, const std::string& kind, const std::string& command,
-                       const std::string& advice) {
+                       const std::string& advice, const std::function<void(const std::string&)>& on_wait) {
     const fs::path dir = folder_path(folder), parent = dir.parent_path();
     std::error_code ec;
     fs::create_directories(parent, ec);
@@ -76,7 +76,13 @@ FolderLock::FolderLock(const std::string& folder, const std::string& kind, const
             note_ = unlocked("created", errno);
             return;
         }
-        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        int locked = ::flock(fd_, LOCK_EX | LOCK_NB);
+        if (locked != 0 && errno == EWOULDBLOCK && on_wait) {
+            on_wait(holder_of(path_));
+            while ((locked = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+            }
+        }
+        if (locked != 0) {
             const int err = errno;
             if (err == EWOULDBLOCK) {
                 ::close(fd_);

@@ -3,6 +3,7 @@
 // two prepares into one --out would share its staging folder. The writer takes this lock before it looks at the
 // folder and holds it until the process ends.
 #pragma once
+#include <functional>
 #include <string>
 
 namespace sinklab {
@@ -13,9 +14,10 @@ public:
     // the parent folder if needed. Throws sinklab::Error naming the holder when another process holds it: "{kind}
     // {folder} is in use by another `sinklab {its command}` (pid ... on host); wait for it to end, or {advice}".
     // Where the lock file cannot be made (the folder above is not writable) or the file system has no flock (some
-    // network mounts), the process goes on unlocked, and note() says so.
+    // network mounts), the process goes on unlocked, and note() says so. With `on_wait`, a lock held elsewhere is
+    // waited for instead: on_wait(the holder, as above) first, then the constructor blocks until it is free.
     FolderLock(const std::string& folder, const std::string& kind, const std::string& command,
-               const std::string& advice);
+               const std::string& advice, const std::function<void(const std::string&)>& on_wait = nullptr);
     ~FolderLock();  // removes the lock file, then lets go
     FolderLock(const FolderLock&) = delete;
     FolderLock& operator=(const FolderLock&) = delete;

@@ -13,6 +13,7 @@
 #include <fmt/ranges.h>
 
 #include "core/check.h"
+#include "core/folder_lock.h"
 #include "core/process.h"
 #include "data/cache.h"
 #include "data/glob.h"
@@ -141,6 +142,19 @@ std::string build_corpus(const DataConfig& data, const std::string& why) {
                "with `sinklab prepare` instead",
                script);
     const std::string cache = std::filesystem::absolute(cache_dir()).string();
+    // Runs that start together on one cache (a sweep's array tasks) would each build the corpus, and the second's
+    // prepare is refused while the first's writes: one builds it at a time, and the others then use its shards.
+    const FolderLock building((std::filesystem::path(cache) / "corpus").string(), "corpus cache", "train",
+                              "wait for it", [&](const std::string& holder) {
+                                  fmt::print(stderr, "sinklab: waiting for {}, which builds the default corpus into "
+                                                     "{}\n",
+                                             holder, cache);
+                                  std::fflush(stderr);
+                              });
+    if (!glob_files(data.train).empty() && interrupted_prepare(data.train).empty())
+        return fmt::format("data.train '{}' {} and data.missing is corpus: another sinklab built the default English "
+                           "corpus into {} while this one waited",
+                           data.train, why, folder.string());
     // The script prepares the shards with this very binary, unless SINKLAB_BIN names another one.
     const char* bin_env = std::getenv("SINKLAB_BIN");
     const std::string bin =

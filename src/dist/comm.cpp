@@ -167,6 +167,14 @@ void exit_with_error(const std::string& message) { report_and_exit(message, fals
 
 void exit_with_error_past_a_stuck_thread(const std::string& message) { report_and_exit(message, true); }
 
+std::string broadcast_string(Communicator& comm, std::string text, int root) {
+    uint64_t n = text.size();
+    comm.broadcast(&n, sizeof n, root);
+    text.resize(n);
+    comm.broadcast(text.data(), n, root);
+    return text;
+}
+
 std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value) {
     uint64_t root = value;
     comm.broadcast(&root, sizeof root, 0);

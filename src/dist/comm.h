@@ -87,6 +87,9 @@ Communicator& device_communicator(Communicator& host, Backend& backend);
 // wait on what holds the stuck thread (a file on a stalled file system).
 [[noreturn]] void exit_with_error_past_a_stuck_thread(const std::string& message);
 
+// `text` of rank `root`, on every rank; every rank calls it.
+std::string broadcast_string(Communicator& comm, std::string text, int root);
+
 // The ranks whose `value` differs from rank 0's (empty when all agree); every rank gets the same list.
 std::vector<int> ranks_differing_from_root(Communicator& comm, uint64_t value);
 

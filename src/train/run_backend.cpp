@@ -1,8 +1,11 @@
 #include "train/run_backend.h"
 
+#include <fmt/ranges.h>
+
 #include <filesystem>
 
 #include "core/build_info.h"
+#include "core/check.h"
 #include "core/utc_time.h"
 
 namespace sinklab {
@@ -16,6 +19,14 @@ std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator&
     std::unique_ptr<Backend> backend = make_backend(bo);
     note = auto_backend_note(cfg.backend, backend->name(), "/dev/nvidiactl");
     return backend;
+}
+
+void require_same_config(Communicator& comm, const Config& cfg) {
+    const std::vector<int> differ = ranks_differing_from_root(comm, config_hash(cfg));
+    SL_REQUIRE(differ.empty(),
+               "rank(s) {} resolved another config than rank 0 (config hash); start every rank with the same "
+               "config file and --set options",
+               fmt::join(differ, ", "));
 }
 
 std::vector<std::pair<std::string, std::string>> provenance_attrs(const Backend& backend) {

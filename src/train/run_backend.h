@@ -16,6 +16,10 @@ namespace sinklab {
 // machine with an NVIDIA driver, else stays empty.
 std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator& comm, std::string& note);
 
+// Every rank of a train or eval must compute one model: a rank that resolved another config (other files or --set
+// options) fails them all, before collectives whose sizes would differ between the ranks.
+void require_same_config(Communicator& comm, const Config& cfg);
+
 // What made a file of results, for metrics.h5 and eval.h5 alike: sinklab_version, git_rev, backend, device and
 // created (UTC, ISO 8601).
 std::vector<std::pair<std::string, std::string>> provenance_attrs(const Backend& backend);

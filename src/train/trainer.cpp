@@ -127,15 +127,6 @@ struct Trainer::Impl {
         lead = comm.rank() == 0;
     }
 
-    // Every rank must train the same run: a rank started with other files or --set options fails them all.
-    void check_same_config() {
-        const std::vector<int> differ = ranks_differing_from_root(comm, config_hash(cfg));
-        SL_REQUIRE(differ.empty(),
-                   "rank(s) {} resolved another config than rank 0 (config hash); start every rank with the same "
-                   "config file and --set options",
-                   fmt::join(differ, ", "));
-    }
-
     std::string train_log() const { return (fs::path(dir) / "train.log").string(); }
 
     void setup_logging() {
@@ -233,7 +224,7 @@ struct Trainer::Impl {
     }
 
     void setup() {
-        check_same_config();
+        require_same_config(comm, cfg);
         if (lead) {
             folder = std::make_unique<RunFolder>(dir, opt);
             resume_from = folder->resume_from();
@@ -414,11 +405,8 @@ struct Trainer::Impl {
             trained = checkpoint_config(resume_from);
             changed_on_resume = resume_changes(trained, cfg);
         }
-        uint64_t n = text.size();
-        comm.broadcast(&n, sizeof n, 0);
-        if (n == 0) return std::nullopt;
-        text.resize(n);
-        comm.broadcast(text.data(), n, 0);
+        text = broadcast_string(comm, std::move(text), 0);
+        if (text.empty()) return std::nullopt;
         const TrainState s = decode_state(text, resume_from);
         if (lead) run_id = resumed_run_id(s);
         if (lead && s.step < cfg.train.max_steps) lr_on_resume = schedule_change_note(trained.train, cfg.train, s.step);

@@ -6,7 +6,9 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "cli_util.h"
 #include "core/check.h"
+#include "core/folder_lock.h"
 #include "data/ensure.h"
 #include "data/synthetic.h"
 #include "data_test_util.h"
@@ -256,7 +258,42 @@ TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
     EXPECT_NE(testing::internal::GetCapturedStderr().find("fetch_corpus.sh"), std::string::npos);
     EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-bytes/train_000000.bin"));
     EXPECT_TRUE(std::filesystem::exists(cache / "shards/corpus-gpt2/val_000000.bin"));
+}
 
+// Runs that start together on one cache (a sweep's array tasks) build the corpus one at a time: with another build
+// running (this test holds its lock, and builds the shards itself meanwhile), a train waits for it, then uses its
+// shards and builds nothing. Before, its prepare was refused while the other's wrote the same folder.
+TEST(EnsureData, CorpusModeWaitsForABuildAlreadyRunning) {
+    const std::string corpus = test::cache_root() + "/corpus";
+    if (!std::filesystem::exists(corpus + "/corpus.jsonl") || !test::have_gpt2_vocab())
+        GTEST_SKIP() << "no corpus and vocabulary in " << test::cache_root()
+                     << ": run data/fetch_gpt2_vocab.sh and data/fetch_corpus.sh (CI does)";
+    test::TempDir cache;
+    std::filesystem::create_directory_symlink(corpus, cache / "corpus");
+    std::filesystem::create_directory_symlink(test::gpt2_dir(), cache / "gpt2");
+    const std::string env = fmt::format("SINKLAB_CACHE={} SINKLAB_BIN={}", cache.path(), SINKLAB_BINARY);
+    auto other = std::make_unique<FolderLock>(cache / "corpus", "corpus cache", "prepare", "");
+    const std::string log = cache / "train.log.txt";
+    test::Background train(
+        fmt::format("env {} {} train {}/configs/tiny.yaml --set run.out_dir={} --set train.max_steps=1 "
+                    "--set train.warmup_steps=0 --set data.train={} --set data.val={} --set run.threads=1",
+                    env, SINKLAB_BINARY, SINKLAB_SOURCE_DIR, cache / "runs", cache / "shards/corpus-bytes/train_*.bin",
+                    cache / "shards/corpus-bytes/val_*.bin"),
+        log);
+    const std::string waiting = "sinklab: waiting for `sinklab prepare`";
+    test::wait_until([&] { return test::read_file(log).find(waiting) != std::string::npos || train.wait(0) >= 0; },
+                     60);
+    ASSERT_NE(test::read_file(log).find(waiting), std::string::npos) << test::read_file(log);
+    const test::CommandResult built =
+        test::run_command(env + " bash " + std::string(SINKLAB_SOURCE_DIR) + "/data/fetch_corpus.sh");
+    ASSERT_EQ(built.rc, 0) << built.out;
+    other.reset();
+    ASSERT_EQ(train.wait(120), 0) << test::read_file(log);
+    const std::string out = test::read_file(log);
+    EXPECT_NE(out.find("another sinklab built the default English corpus into " + cache / "shards/corpus-bytes"),
+              std::string::npos)
+        << out;
+    EXPECT_EQ(out.find("building the default English corpus"), std::string::npos) << out;
 }
 
 // Where data/fetch_corpus.sh cannot make data.train's files, it does not run: another folder (a bare file name is

@@ -363,22 +363,41 @@ TEST(MpiTraining, EvalOnTwoRanksEqualsOneRank) {
               RunLogReader(dir / "one3.h5").read("eval", "loss").data);
 }
 
-// eval's --out is rank 0's alone: another rank that checked it too made and removed a probe file there, which rank 0's
-// own check could take for a file eval must not replace (one two-rank eval in six failed so on a loaded machine).
-// Each rank runs in a folder of its own with a relative --out, so that whatever rank 1 does to --out shows in its.
-TEST(MpiTraining, OnlyRankZeroTouchesTheEvalOutput) {
+// An eval's checkpoint and --out are rank 0's: other ranks that picked the newest checkpoint themselves could
+// evaluate two models as one while the run trained, and their probe of --out (a file made and removed) could be taken
+// by rank 0's own check for a file that eval must not replace (one two-rank eval in six failed so on a loaded
+// machine). Each rank runs in a folder of its own where the relative run x is another run (2 and 6 steps) and --out
+// is relative, so that what rank 1 reads or writes by those names shows.
+TEST(MpiTraining, EvalRanksTakeRankZerosCheckpointAndOutput) {
     REQUIRE_MPI();
-    const TempDir dir("mpi_eval_out");
-    ASSERT_EQ(run_sinklab(small_run(dir, "x", 2, "--set run.threads=1")).rc, 0);
-    std::filesystem::create_directories(dir / "rank0");
-    std::filesystem::create_directories(dir / "rank1");
-    const std::string eval = fmt::format("{} eval {} --batches 1 --out sub/e.h5 --set run.threads=1", SINKLAB_BINARY,
-                                         dir / "x");
-    const CommandResult r = run_command(
-        mpiexec_program(1, fmt::format("-wdir {} {} : -n 1 -wdir {} {}", dir / "rank0", eval, dir / "rank1", eval)));
-    ASSERT_EQ(r.rc, 0) << r.out;
-    EXPECT_TRUE(std::filesystem::exists(dir / "rank0/sub/e.h5"));
+    const TempDir dir("mpi_eval_rank0");
+    ASSERT_EQ(run_sinklab(small_run(dir, "a", 2, "--set run.threads=1")).rc, 0);
+    ASSERT_EQ(run_sinklab(small_run(dir, "b", 6, "--set run.threads=1")).rc, 0);
+    for (const char* rank : {"rank0", "rank1"}) std::filesystem::create_directories(dir / rank);
+    std::filesystem::create_directory_symlink(dir / "a", dir / "rank0/x");
+    std::filesystem::create_directory_symlink(dir / "b", dir / "rank1/x");
+    auto two_folders = [&](const std::string& args0, const std::string& args1) {
+        return run_command(mpiexec_program(1, fmt::format("-wdir {} {} {} : -n 1 -wdir {} {} {}", dir / "rank0",
+                                                          SINKLAB_BINARY, args0, dir / "rank1", SINKLAB_BINARY,
+                                                          args1)));
+    };
+    const std::string eval = "eval x --batches 2 --out sub/e.h5 --set run.threads=1";
+    const CommandResult two = two_folders(eval, eval);
+    ASSERT_EQ(two.rc, 0) << two.out;
     EXPECT_FALSE(std::filesystem::exists(dir / "rank1/sub")) << "rank 1 made --out's folder";
+    for (const char* run : {"a", "b"}) {
+        const std::string one = fmt::format("eval {} --batches 2 --out {} --set run.threads=1", dir / run,
+                                            dir / fmt::format("{}.h5", run));
+        ASSERT_EQ(run_sinklab(one).rc, 0) << one;
+    }
+    const double loss_two = column(dir / "rank0/sub/e.h5", "eval", "loss").at(0);
+    EXPECT_NEAR(loss_two, column(dir / "a.h5", "eval", "loss").at(0), 1e-5);
+    EXPECT_GT(std::abs(loss_two - column(dir / "b.h5", "eval", "loss").at(0)), 1e-3);
+
+    // A rank that resolved another config ends the job, named, before the evaluation.
+    const CommandResult other = two_folders(eval, eval + " --set metrics.sink_eps=0.5");
+    EXPECT_NE(other.rc, 0) << other.out;
+    EXPECT_NE(other.out.find("rank(s) 1 resolved another config than rank 0"), std::string::npos) << other.out;
 }
 
 TEST(MpiTraining, RanksThatDriftApartAreStopped) {

@@ -7,12 +7,15 @@
 #include <sys/file.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <numeric>
+#include <thread>
 
 #include <unistd.h>
 
@@ -554,8 +557,6 @@ TEST(Training, ARunFolderLinkingToNothingIsRefused) {
     }
 }
 
-// Two holders of one run folder's lock: the second is refused with the first's pid; the lock file goes with its
-// holder, and the folder can be locked again.
 // The lock of a folder: one holder at a time, the message naming the kind of folder, the command that holds it and
 // what to do; the lock file goes with its holder.
 TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
@@ -613,6 +614,32 @@ TEST(FolderLock, RefusesASecondHolderAndGoesWithTheFirst) {
                                                           "train`: "),
               std::string::npos)
         << unlocked->note();
+}
+
+// A lock taken with on_wait waits for its holder instead of failing: on_wait hears who holds it, and the lock is
+// granted once the holder lets go, not before.
+TEST(FolderLock, WaitsForTheHolderWhenAskedTo) {
+    const TempDir dir("lock_wait");
+    auto first = std::make_unique<FolderLock>(dir / "cache/corpus", "corpus cache", "prepare", "");
+    std::atomic<bool> waiting = false, granted = false;
+    std::string heard;  // written before `waiting` is set
+    std::thread second([&] {
+        const FolderLock lock(dir / "cache/corpus", "corpus cache", "train", "", [&](const std::string& holder) {
+            heard = holder;
+            waiting = true;
+        });
+        granted = true;
+    });
+    // EXPECT, not ASSERT: the thread must be joined whatever happens.
+    EXPECT_TRUE(wait_until([&] { return waiting.load(); }, 30)) << "on_wait was not called";
+    if (waiting) {
+        EXPECT_EQ(heard.rfind(fmt::format("`sinklab prepare` (pid {} on ", ::getpid()), 0), 0u) << heard;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(granted) << "granted while the first holder held the lock";
+    first.reset();
+    second.join();
+    EXPECT_TRUE(granted);
 }
 
 // `sinklab train` in a run folder that another start holds fails without touching it, --overwrite or not.
