@@ -238,15 +238,21 @@ TEST(EnsureData, SyntheticNeedsRoomInTheVocabulary) {
     EXPECT_THROW(ensure_data(wild, ModelConfig{}), Error);
 }
 
-TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
+// Makes `cache` a fresh cache that already has the downloads (linked from this checkout's), so that only the shards
+// are made (a few seconds). Returns why it cannot, or "".
+std::string link_downloads(const test::TempDir& cache) {
     const std::string corpus = test::cache_root() + "/corpus";
     if (!std::filesystem::exists(corpus + "/corpus.jsonl") || !test::have_gpt2_vocab())
-        GTEST_SKIP() << "no corpus and vocabulary in " << test::cache_root()
-                     << ": run data/fetch_gpt2_vocab.sh and data/fetch_corpus.sh (CI does)";
-    // A fresh cache that already has the downloads, so that only the shards are made (a few seconds).
-    test::TempDir cache;
+        return "no corpus and vocabulary in " + test::cache_root() +
+               ": run data/fetch_gpt2_vocab.sh and data/fetch_corpus.sh (CI does)";
     std::filesystem::create_directory_symlink(corpus, cache / "corpus");
     std::filesystem::create_directory_symlink(test::gpt2_dir(), cache / "gpt2");
+    return "";
+}
+
+TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
+    test::TempDir cache;
+    if (const std::string missing = link_downloads(cache); !missing.empty()) GTEST_SKIP() << missing;
     test::ScopedEnv env("SINKLAB_CACHE", cache.path()), bin("SINKLAB_BIN", SINKLAB_BINARY);
     DataConfig d;
     d.train = cache / "shards/corpus-bytes/train_*.bin";
@@ -264,13 +270,8 @@ TEST(EnsureData, CorpusModeBuildsTheCorpusShards) {
 // running (this test holds its lock, and builds the shards itself meanwhile), a train waits for it, then uses its
 // shards and builds nothing. Before, its prepare was refused while the other's wrote the same folder.
 TEST(EnsureData, CorpusModeWaitsForABuildAlreadyRunning) {
-    const std::string corpus = test::cache_root() + "/corpus";
-    if (!std::filesystem::exists(corpus + "/corpus.jsonl") || !test::have_gpt2_vocab())
-        GTEST_SKIP() << "no corpus and vocabulary in " << test::cache_root()
-                     << ": run data/fetch_gpt2_vocab.sh and data/fetch_corpus.sh (CI does)";
     test::TempDir cache;
-    std::filesystem::create_directory_symlink(corpus, cache / "corpus");
-    std::filesystem::create_directory_symlink(test::gpt2_dir(), cache / "gpt2");
+    if (const std::string missing = link_downloads(cache); !missing.empty()) GTEST_SKIP() << missing;
     const std::string env = fmt::format("SINKLAB_CACHE={} SINKLAB_BIN={}", cache.path(), SINKLAB_BINARY);
     auto other = std::make_unique<FolderLock>(cache / "corpus", "corpus cache", "prepare", "");
     const std::string log = cache / "train.log.txt";
