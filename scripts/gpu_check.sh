@@ -7,6 +7,7 @@
 # what is left before SINKLAB_GPU_DEADLINE (below) or skipped when too little is, and its own log <stage>.log; a
 # stage that fails or runs out of time is reported and the next one runs:
 #   preflight   unpack .carry; GPU, driver, toolkit, cuDNN and PyTorch versions; every library of the binaries found
+#               (cuBLASLt too, which they load only when a GPU run starts)
 #   tests       the CUDA test suite: sinklab_tests --gtest_filter='Cuda*:*Model*' (less the tests that need this
 #               checkout's build paths), the wgmma tests (Cuda*Wgmma*) in a process of their own; report.md lists
 #               each failed test with its first messages (CudaWgmma's name the operand elements the hardware read,
@@ -78,6 +79,15 @@ torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cu
         sl ldd "$exe" | grep -E "not found|cudnn|cublas|cudart|openblas|gomp" | sed 's/^/  /'
         sl ldd "$exe" | grep -q "not found" && missing=1
     done
+    # sinklab loads cuBLASLt when a GPU run starts, not with the process (src/backend/cublaslt_lazy.cu): ldd omits it.
+    local lazy
+    lazy=$(grep -ao 'libcublasLt\.so\.[0-9]*' "$bin/sinklab" | sort -u | head -n 1)
+    if [[ -n $lazy ]] && sl python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "$lazy" 2>/dev/null; then
+        echo "sinklab loads $lazy when a GPU run starts: found"
+    else
+        echo "sinklab loads ${lazy:-cuBLASLt} when a GPU run starts: not found"
+        missing=1
+    fi
     sl "$bin/sinklab" --version
     ((missing == 0)) && nvidia-smi -L
 }

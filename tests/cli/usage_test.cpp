@@ -110,5 +110,18 @@ TEST(Usage, HelpAndVersionExit0) {
     }
 }
 
+// A CUDA build starts without cuBLASLt (src/backend/cublaslt_lazy.cu), which costs every process 0.26 s: the dynamic
+// loader's log of `sinklab --version` names the CUDA runtime it loads and not cuBLASLt.
+TEST(Usage, ACudaBuildStartsWithoutCublasLt) {
+#ifndef SINKLAB_HAVE_CUDA
+    GTEST_SKIP() << "built without CUDA";
+#else
+    const CommandResult r = run_sinklab("--version", "LD_DEBUG=files");
+    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("file=libcudart.so"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("libcublasLt"), std::string::npos) << r.out;
+#endif
+}
+
 }  // namespace
 }  // namespace sinklab::test
