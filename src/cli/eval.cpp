@@ -19,6 +19,7 @@
 #include "metrics/runlog_reader.h"
 #include "train/checkpoint.h"
 #include "train/fault_inject.h"
+#include "train/hang_watchdog.h"
 #include "train/run_backend.h"
 
 namespace fs = std::filesystem;
@@ -116,6 +117,19 @@ void run_eval(const EvalArgs& a) {
                "{}: data.val is empty (the run was trained without validation data, or --set emptied it); pass --data "
                "GLOB",
                a.run);
+    // A rank that stops without dying (SIGSTOP, a stalled file system, a lost GPU or node), or dies under a launcher
+    // that leaves the others running (srun without --kill-on-bad-exit), held the others in their next collective for
+    // ever: fault.hang_timeout ends the eval as it ends a training run. The first batch includes the setup, the last
+    // the output.
+    int64_t batches_done = 0;
+    HangWatchdog watchdog(
+        cfg.fault.hang_timeout, 0,
+        [&comm](const std::string& what) {
+            exit_with_error_past_a_stuck_thread(fmt::format(
+                "{}: {}; the eval ends here (where a batch takes this long, --set fault.hang_timeout=SECONDS)", what,
+                hang_cause(comm.world(), "the eval")));
+        },
+        "batch");
     require_same_config(comm, cfg);
     const std::string data_key = a.data.empty() ? "data.val" : "--data";
     check_prepared_tokenizer(cfg.data.val, cfg.data.tokenizer, data_key.c_str());
@@ -146,7 +160,7 @@ void run_eval(const EvalArgs& a) {
     data.require_same_on_every_rank(comm, data_key);
     FaultInjection::from_env(comm.rank()).before_step(1);
 
-    const EvalResult r = evaluate(sink, data, a.batches, comm);
+    const EvalResult r = evaluate(sink, data, a.batches, comm, [&] { watchdog.finished(++batches_done); });
     if (!lead) return;
     const bool replaced = fs::exists(out);
     // Written aside and renamed over the old one, so that a failed write leaves the earlier eval as it was.

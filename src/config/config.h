@@ -160,7 +160,7 @@ struct FaultConfig {
     float spike_zscore = 0.f;           // skip an update whose loss z-score exceeds this; 0 = off
     int spike_window = 100;
     int check_every = 100;  // cross-rank parameter checksum interval
-    float hang_timeout = 1800.f;  // seconds a step may take before the run counts as hung (train/hang_watchdog.h)
+    float hang_timeout = 1800.f;  // seconds a step or eval batch may take before it is hung (train/hang_watchdog.h)
 
     bool operator==(const FaultConfig&) const = default;
 };

@@ -102,8 +102,8 @@ std::vector<Field> build_schema() {
         SL_KEY(fault.spike_zscore, "skip an update whose loss z-score exceeds this; 0 = off", {.lo = 0}),
         SL_KEY(fault.spike_window, "steps in the loss z-score window", {.lo = 2}),
         SL_KEY(fault.check_every, "steps between cross-rank parameter checksums", {.lo = 1}),
-        SL_KEY(fault.hang_timeout, "seconds a step may take (10x the slowest, if more) before the run ends as hung; "
-               "0 = off", {.lo = 0}),
+        SL_KEY(fault.hang_timeout, "seconds a step or an eval batch may take (10x the slowest, if more) before the "
+               "run or eval ends as hung; 0 = off", {.lo = 0}),
 
         SL_KEY(backend, "compute backend", {.choices = {"auto", "cpu", "cuda"}}),
     };

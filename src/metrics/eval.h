@@ -1,6 +1,7 @@
 // Evaluation on held-out data: validation loss and every sink metric averaged over many batches, plus the
 // dimension-wise variance of the W_O input over sequences, written to eval.h5 and printed per layer.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,10 @@ BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, const s
 // Runs the first `wanted_batches` micro-batches of `loader` through the model of `sink`, the ranks of `comm` sharing
 // them (no gradients, the model's own interventions applied; at most the distinct batches of its data, which rank 0
 // then says on stderr), and averages every metric over them: the same windows and numbers on any number of ranks.
-EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm);
+// batch_done() is called as each of this rank's batches but the last ends, for a hang watchdog; the last one goes on
+// into the sums over the ranks, where a rank that stopped holds the others, and whatever the caller does next.
+EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm,
+                    const std::function<void()>& batch_done);
 
 // eval.h5: one row (step = the checkpoint's step) of every metric, with the attributes given.
 void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,

@@ -12,8 +12,9 @@ constexpr auto kPoll = std::chrono::milliseconds(250);
 
 }  // namespace
 
-HangWatchdog::HangWatchdog(double timeout_s, int64_t start_step, std::function<void(const std::string&)> on_hang)
-    : timeout_s_(timeout_s), on_hang_(std::move(on_hang)), last_step_(start_step) {
+HangWatchdog::HangWatchdog(double timeout_s, int64_t start_step, std::function<void(const std::string&)> on_hang,
+                           std::string unit)
+    : timeout_s_(timeout_s), on_hang_(std::move(on_hang)), unit_(std::move(unit)), last_step_(start_step) {
     if (timeout_s_ > 0) thread_ = std::thread([this] { watch(); });
 }
 
@@ -54,16 +55,21 @@ void HangWatchdog::watch() {
         const double limit_s = std::max(timeout_s_, kSlowestStepFactor * slowest_s_);
         const double waited_s = std::chrono::duration<double>(now - last_).count();
         if (waited_s >= limit_s) {
-            const std::string message =
-                fmt::format("step {} has not finished {:.0f} s after {} (fault.hang_timeout = {} s{})", last_step_ + 1,
-                            waited_s, slowest_s_ > 0 ? fmt::format("step {}", last_step_) : "the start",
-                            timeout_s_,
-                            slowest_s_ > 0 ? fmt::format("; the slowest step so far took {:.1f} s", slowest_s_) : "");
+            const std::string message = fmt::format(
+                "{} {} has not finished {:.0f} s after {} (fault.hang_timeout = {} s{})", unit_, last_step_ + 1,
+                waited_s, slowest_s_ > 0 ? fmt::format("{} {}", unit_, last_step_) : "the start", timeout_s_,
+                slowest_s_ > 0 ? fmt::format("; the slowest {} so far took {:.1f} s", unit_, slowest_s_) : "");
             lock.unlock();
             on_hang_(message);
             return;
         }
     }
+}
+
+std::string hang_cause(int world, const std::string& command) {
+    return world > 1 ? "a rank is stopped or hung (SIGSTOP, a stalled file system, a lost GPU or node) and holds the "
+                       "others"
+                     : command + " is stuck (a stalled file system or standard output, a lost GPU)";
 }
 
 }  // namespace sinklab

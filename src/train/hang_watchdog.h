@@ -17,8 +17,10 @@ public:
     // Fires when step `last + 1` has not finished within max(timeout_s, kSlowestStepFactor x the slowest step so
     // far), counted from the end of the last (from here, the training loop's start, for the first, which is judged
     // by timeout_s alone). Firing calls on_hang(message) on the watchdog's thread, which must end the process; the
-    // message says which step and how long, not why. timeout_s <= 0: off.
-    HangWatchdog(double timeout_s, int64_t start_step, std::function<void(const std::string&)> on_hang);
+    // message says which step and how long, not why, calling a step `unit` ("step", eval's "batch").
+    // timeout_s <= 0: off.
+    HangWatchdog(double timeout_s, int64_t start_step, std::function<void(const std::string&)> on_hang,
+                 std::string unit = "step");
     ~HangWatchdog();
     HangWatchdog(const HangWatchdog&) = delete;
     HangWatchdog& operator=(const HangWatchdog&) = delete;
@@ -38,6 +40,7 @@ private:
 
     const double timeout_s_;
     const std::function<void(const std::string&)> on_hang_;
+    const std::string unit_;
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;
@@ -47,5 +50,8 @@ private:
     double slowest_s_ = 0;
     std::thread thread_;
 };
+
+// Why a command's steps stopped finishing, for the message of its on_hang: `command` is "the run", "the eval".
+std::string hang_cause(int world, const std::string& command);
 
 }  // namespace sinklab

@@ -676,11 +676,7 @@ struct Trainer::Impl {
         const std::string message = fmt::format(
             "{}: {}; it ends here: {} with --resume (where a step with its checkpoint or validation takes this long, "
             "raise fault.hang_timeout)",
-            what,
-            comm.world() > 1 ? "a rank is stopped or hung (SIGSTOP, a stalled file system, a lost GPU or node) and "
-                               "holds the others"
-                             : "the run is stuck (a stalled file system or standard output, a lost GPU)",
-            where_to_go_on("last"));
+            what, hang_cause(comm.world(), "the run"), where_to_go_on("last"));
         // train.log may be on the file system that stalled: its line gets a few seconds, the end does not wait.
         auto logged = std::make_shared<std::atomic<bool>>(false);
         std::thread([this, message, logged] {

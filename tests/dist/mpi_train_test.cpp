@@ -267,6 +267,24 @@ TEST(MpiTraining, AStoppedRankEndsTheJobAfterTheHangTimeout) {
     EXPECT_EQ(run_command(fmt::format("pgrep -f '[r]un.out_dir={} '", dir.path())).rc, 1) << "a rank outlived the job";
 }
 
+// Eval likewise: rank 1 stops before its batch and holds rank 0 in the sums over the ranks, where eval waited for ever
+// (the command's `timeout` ends it if it still does).
+TEST(MpiTraining, AStoppedRankEndsTheEvalAfterTheHangTimeout) {
+    REQUIRE_MPI();
+    const TempDir dir("mpi_eval_stop");
+    ASSERT_EQ(run_sinklab(small_run(dir, "x", 2, "--set run.threads=1")).rc, 0);
+    const std::string eval = fmt::format("eval {} --batches 2 --out {} --set run.threads=1 --set fault.hang_timeout=3",
+                                         dir / "x", dir / "two.h5");
+    const Timed t = timed("timeout -s KILL 120 " + mpiexec(2, eval, "SINKLAB_FAULT_INJECT=stop@1:1"));
+    EXPECT_NE(t.r.rc, 0) << t.r.out;
+    EXPECT_LT(t.seconds, 60) << t.r.out;
+    EXPECT_EQ(count(t.r.out, "rank 0 of 2: batch 1 has not finished "), 1u) << t.r.out;
+    EXPECT_NE(t.r.out.find("a rank is stopped or hung"), std::string::npos) << t.r.out;
+    EXPECT_FALSE(fs::exists(dir / "two.h5"));
+    EXPECT_EQ(run_command(fmt::format("pgrep -f '[e]val {}/x '", dir.path())).rc, 1) << "a rank outlived the job";
+    run_command(fmt::format("pkill -KILL -f '[e]val {}/x '", dir.path()));  // a stopped one, should it have
+}
+
 TEST(MpiTraining, RanksWithDifferentConfigsRefuseToStart) {
     REQUIRE_MPI();
     const TempDir dir("mpi_config");

@@ -51,6 +51,19 @@ TEST(HangWatchdog, EndsAStepThatOutlastsTheTimeout) {
     EXPECT_NE(fired.message.find("after step 8 (fault.hang_timeout = 0.5 s"), std::string::npos) << fired.message;
 }
 
+// eval's watchdog counts batches: its message names them so.
+TEST(HangWatchdog, NamesItsUnit) {
+    Fired fired;
+    HangWatchdog w(0.5, 0, fired.callback(), "batch");
+    sleep_s(0.01);
+    w.finished(1);
+    ASSERT_TRUE(fired.within(30));
+    EXPECT_NE(fired.message.find("batch 2 has not finished"), std::string::npos) << fired.message;
+    EXPECT_NE(fired.message.find("after batch 1 (fault.hang_timeout = 0.5 s; the slowest batch so far took "),
+              std::string::npos)
+        << fired.message;
+}
+
 // A step 0.25 s long: the next may take ten times that, longer than the timeout.
 TEST(HangWatchdog, GivesEachStepTenTimesTheSlowestBeforeIt) {
     Fired fired;
