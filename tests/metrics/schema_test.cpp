@@ -1,5 +1,7 @@
 // run_log_groups against the table of DESIGN.md "HDF5 run log (metrics.h5)", copied here by hand, and the columns
-// README adds to it.
+// README adds to it. DESIGN.md's are those of the first sinklab's run logs; each added since is marked `added`, so
+// that a --resume of a run logged before it adds the column (unmarked, the resume is refused: the column is missing).
+// A new column goes in here marked so.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -14,6 +16,7 @@ TEST(RunLogSchema, MatchesDesign) {
     struct Want {
         std::vector<int64_t> row;
         bool integer;
+        bool added = false;
     };
     const std::vector<std::pair<std::string, std::vector<std::pair<std::string, Want>>>> design{
         {"train",
@@ -33,7 +36,7 @@ TEST(RunLogSchema, MatchesDesign) {
           {"sink_rate", {{L}, false}},
           {"wo_input_std", {{L, Tp}, false}},
           // Beyond DESIGN.md's table: the same std before HeadNorm (README, "Sink metrics").
-          {"attn_out_std", {{L, Tp}, false}},
+          {"attn_out_std", {{L, Tp}, false, true}},
           {"dominance", {{L}, false}},
           {"massive", {{L}, false}},
           {"token0_norm_ratio", {{L}, false}},
@@ -44,9 +47,9 @@ TEST(RunLogSchema, MatchesDesign) {
           {"effective_rank", {{L}, false}},
           {"attn_map", {{L, 64, 64}, false}},
           // Beyond DESIGN.md's table: the super neurons of REFERENCE.md by their weights (README, "Sink metrics").
-          {"ffn_gate_norm", {{L, 2}, false}},
-          {"ffn_up_norm", {{L, 2}, false}},
-          {"ffn_top_unit", {{L, 2}, true}}}},  // unit indices: integer
+          {"ffn_gate_norm", {{L, 2}, false, true}},
+          {"ffn_up_norm", {{L, 2}, false, true}},
+          {"ffn_top_unit", {{L, 2}, true, true}}}},  // unit indices: integer
     };
     const std::vector<GroupSpec> groups = run_log_groups(L, H, P, Tp);
     ASSERT_EQ(groups.size(), design.size());
@@ -58,6 +61,7 @@ TEST(RunLogSchema, MatchesDesign) {
             EXPECT_EQ(groups[g].columns[c].name, name) << design[g].first;
             EXPECT_EQ(groups[g].columns[c].row_shape, want.row) << design[g].first << "/" << name;
             EXPECT_EQ(groups[g].columns[c].integer, want.integer) << design[g].first << "/" << name;
+            EXPECT_EQ(groups[g].columns[c].added, want.added) << design[g].first << "/" << name;
         }
     }
 }
