@@ -282,7 +282,7 @@ TEST(MpiTraining, AStoppedRankEndsTheEvalAfterTheHangTimeout) {
     EXPECT_NE(t.r.out.find("a rank is stopped or hung"), std::string::npos) << t.r.out;
     EXPECT_FALSE(fs::exists(dir / "two.h5"));
     EXPECT_EQ(run_command(fmt::format("pgrep -f '[e]val {}/x '", dir.path())).rc, 1) << "a rank outlived the job";
-    run_command(fmt::format("pkill -KILL -f '[e]val {}/x '", dir.path()));  // a stopped one, should it have
+    run_command(fmt::format("pkill -KILL -f '[e]val {}/x '", dir.path()));  // a rank that outlived it (stopped)
 }
 
 TEST(MpiTraining, RanksWithDifferentConfigsRefuseToStart) {

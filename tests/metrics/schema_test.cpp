@@ -1,7 +1,8 @@
 // run_log_groups against the table of DESIGN.md "HDF5 run log (metrics.h5)", copied here by hand, and the columns
-// README adds to it. DESIGN.md's are those of the first sinklab's run logs; each added since is marked `added`, so
-// that a --resume of a run logged before it adds the column (unmarked, the resume is refused: the column is missing).
-// A new column goes in here marked so.
+// README adds to it. Unmarked: the columns of the first run logs a resume can continue (those of the first sinklab
+// that wrote checkpoints, /train/skipped included); each column added since is marked `added`, so that a --resume of
+// a run logged before it adds the column (unmarked, the resume is refused: the column is missing). A new column goes
+// in here marked so.
 #include <gtest/gtest.h>
 
 #include <map>
