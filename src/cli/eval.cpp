@@ -121,7 +121,6 @@ void run_eval(const EvalArgs& a) {
     // that leaves the others running (srun without --kill-on-bad-exit), held the others in their next collective for
     // ever: fault.hang_timeout ends the eval as it ends a training run. The first batch includes the setup, the last
     // the output.
-    int64_t batches_done = 0;
     HangWatchdog watchdog(
         cfg.fault.hang_timeout, 0,
         [&comm](const std::string& what) {
@@ -160,7 +159,7 @@ void run_eval(const EvalArgs& a) {
     data.require_same_on_every_rank(comm, data_key);
     FaultInjection::from_env(comm.rank()).before_step(1);
 
-    const EvalResult r = evaluate(sink, data, a.batches, comm, [&] { watchdog.finished(++batches_done); });
+    const EvalResult r = evaluate(sink, data, a.batches, comm, [&](int done) { watchdog.finished(done); });
     if (!lead) return;
     const bool replaced = fs::exists(out);
     // Written aside and renamed over the old one, so that a failed write leaves the earlier eval as it was.

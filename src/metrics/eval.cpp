@@ -38,7 +38,7 @@ BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, const s
 }
 
 EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm,
-                    const std::function<void()>& batch_done) {
+                    const std::function<void(int)>& batch_done) {
     Model& model = sink.model();
     const AttnSpec s = model.attn_spec();
     const int B = model.B(), T = model.T(), L = sink.layers(), Tp = sink.wo_std_positions();
@@ -58,7 +58,7 @@ EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, C
     EvalResult r;
     const int passes = std::max<int>(1, (batches - comm.rank() + comm.world() - 1) / comm.world());
     for (int i = 0; i < passes; i++) {
-        if (i > 0) batch_done();  // the one before
+        if (i > 0) batch_done(i);  // the one before
         const int64_t g = comm.rank() + int64_t(i) * comm.world();
         const bool counted = g < batches;
         loader.batch_at(counted ? g : 0, inputs.data(), targets.data());

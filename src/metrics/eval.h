@@ -34,10 +34,10 @@ BatchCount distinct_batches(const DataLoader& loader, int wanted, int B, const s
 // Runs the first `wanted_batches` micro-batches of `loader` through the model of `sink`, the ranks of `comm` sharing
 // them (no gradients, the model's own interventions applied; at most the distinct batches of its data, which rank 0
 // then says on stderr), and averages every metric over them: the same windows and numbers on any number of ranks.
-// batch_done() is called as each of this rank's batches but the last ends, for a hang watchdog; the last one goes on
-// into the sums over the ranks, where a rank that stopped holds the others, and whatever the caller does next.
+// batch_done(n) is called as this rank's n-th batch ends, for each but the last, for a hang watchdog; the last one
+// goes on into the sums over the ranks, where a rank that stopped holds the others, and whatever the caller does next.
 EvalResult evaluate(SinkMetrics& sink, DataLoader& loader, int wanted_batches, Communicator& comm,
-                    const std::function<void()>& batch_done);
+                    const std::function<void(int)>& batch_done);
 
 // eval.h5: one row (step = the checkpoint's step) of every metric, with the attributes given.
 void write_eval_file(const std::string& path, const EvalResult& r, const SinkMetrics& sink, int64_t step,
