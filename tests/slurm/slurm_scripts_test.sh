@@ -4,7 +4,8 @@
 # two ranks a job through `srun --mpi=pmix`, as on a cluster. It checks that
 #   - a job signalled as at its time limit checkpoints, requeues itself and resumes to the end, metrics.h5 holding
 #     every step once;
-#   - a job cancelled with scancel stays cancelled, its ranks checkpointing on the way out;
+#   - a job cancelled with scancel stays cancelled, its ranks checkpointing on the way out, also ranks that mpirun
+#     started (LAUNCHER=mpirun) in steps longer than mpirun's own wait before its SIGKILL;
 #   - the array task signalled stops and requeues alone, also the task whose own job id is the array's, which
 #     names every task of the array;
 #   - a command that runs as one process (info) refuses the tasks of `srun -n 2` with one error line, and runs as a
@@ -200,6 +201,18 @@ wait_for 60 "job $job settling" settled
 job_is "$job" CANCELLED || fail "job $job is $(job_field "$job" JobState) after scancel, not CANCELLED"
 [[ $(job_field "$job" Restarts) == 0 ]] || fail "job $job was requeued after scancel"
 lacks cancel.out "requeueing"
+
+# Steps of 4 s: Slurm's SIGTERM finds the ranks with seconds of their step to go, longer than mpirun's own
+# escalation to SIGKILL takes unless train.sbatch holds it back.
+echo "== train.sbatch with LAUNCHER=mpirun: cancelled, its ranks checkpointing within Slurm's KillWait"
+job=$(LAUNCHER=mpirun OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SINKLAB_FAULT_INJECT=slow=4 \
+    sbatch "${one_node[@]}" --output="$work/mpirun_cancel.out" "$SOURCE/scripts/slurm/train.sbatch" \
+    "$SOURCE/configs/tiny.yaml" "${run_args[@]}" --set run.name=mpirun_cancel)
+at_step "$job" runs/mpirun_cancel 1
+scancel "$job"
+mpirun_ranks_ended() { grep -q "on SIGTERM: checkpoint written" runs/mpirun_cancel/train.log; }
+wait_for 60 "the ranks of job $job checkpointing on SIGTERM" mpirun_ranks_ended
+compgen -G "runs/mpirun_cancel/checkpoints/step_*" >/dev/null || fail "job $job ended without a checkpoint"
 
 echo "== sweep --slurm: one array task signalled, the other left alone"
 cat >suite.yaml <<EOF
