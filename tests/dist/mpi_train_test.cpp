@@ -171,6 +171,15 @@ TEST(MpiCommands, OneProcessCommandsRefuseSeveralRanks) {
     EXPECT_EQ(count(child.out, "child ran"), 2u) << child.out;
 }
 
+// Every rank parses the same command line: a usage error is said once for the job, with a usage error's status.
+TEST(MpiCommands, AUsageErrorIsSaidOnce) {
+    REQUIRE_MPI();
+    const CommandResult r =
+        run_command(mpiexec(2, "train " + std::string(SINKLAB_SOURCE_DIR) + "/configs/tiny.yaml --bogus"));
+    EXPECT_EQ(r.rc, 2) << r.out;
+    EXPECT_EQ(count(r.out, "sinklab: error: The following argument was not expected: --bogus"), 1u) << r.out;
+}
+
 TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
     REQUIRE_MPI();
     const TempDir dir("mpi_throw");

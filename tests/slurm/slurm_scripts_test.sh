@@ -9,7 +9,7 @@
 #   - the array task signalled stops and requeues alone, also the task whose own job id is the array's, which
 #     names every task of the array;
 #   - a command that runs as one process (info) refuses the tasks of `srun -n 2` with one error line, and runs as a
-#     batch script's own process;
+#     batch script's own process; a usage error is said once by the tasks of `srun -n 2`;
 #   - a rank that stops without dying (SIGSTOP) is ended with its step by the other rank's hang watchdog.
 # Slurm's own USR1 five minutes before the limit (--signal=B:USR1@300) is sent here with `scancel --batch`, which is
 # what Slurm does then, so that the test need not wait for a time limit.
@@ -245,12 +245,18 @@ runs=(standard-s1 headnorm-s1)
 has "runs/arr/${runs[signalled]}/train.log" "resumed from"
 lacks "runs/arr/${runs[other]}/train.log" "stopped after step"
 [[ $(job_field "${array}_$other" Restarts) == 0 ]] || fail "array task $other was requeued with task $signalled"
-echo "== a one-process command: refused once under srun -n 2, run from a batch script"
+echo "== a one-process command: refused once under srun -n 2, run from a batch script; a usage error said once"
 rc=0
 srun -n 2 "$SINKLAB" info "$SOURCE/configs/tiny.yaml" >srun_info.out 2>&1 || rc=$?
 ((rc != 0)) || fail "srun -n 2 sinklab info succeeded: $(cat srun_info.out)"
 refusals=$(grep -c "sinklab info runs as one process, but this is one of 2 tasks that srun started" srun_info.out)
 [[ $refusals == 1 ]] || fail "srun -n 2 sinklab info: $refusals refusals, not 1: $(cat srun_info.out)"
+# Every task parses the same command line: one says what is wrong with it.
+rc=0
+srun -n 2 "$SINKLAB" train "$SOURCE/configs/tiny.yaml" --bogus >srun_usage.out 2>&1 || rc=$?
+((rc != 0)) || fail "srun -n 2 sinklab train --bogus succeeded: $(cat srun_usage.out)"
+refusals=$(grep -c "sinklab: error: The following argument was not expected: --bogus" srun_usage.out)
+[[ $refusals == 1 ]] || fail "srun -n 2 sinklab train --bogus: $refusals errors, not 1: $(cat srun_usage.out)"
 # The batch script's own process has slurmstepd for a parent too, as a task has, but no step task count.
 sbatch --wait --ntasks=2 --output="$work/batch_info.out" \
     --wrap "exec $SINKLAB info $SOURCE/configs/tiny.yaml" >/dev/null || fail "info in a batch script: $(cat batch_info.out)"
