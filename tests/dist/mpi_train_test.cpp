@@ -477,8 +477,9 @@ TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {
 TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
     REQUIRE_MPI();
     const TempDir dir("slurm_script");
-    write_executable(dir / "bin/scontrol",
-                     fmt::format("#!/bin/sh\n[ \"$1\" = show ] && exit 0\necho \"scontrol $*\" >> {}\n", dir / "calls"));
+    write_executable(dir / "bin/scontrol", fmt::format("#!/bin/sh\n[ \"$1\" = show ] && exit 0\n"
+                                                       "echo \"scontrol $*\" >> {}\n",
+                                                       dir / "calls"));
     write_executable(dir / "bin/squeue", "#!/bin/sh\necho 41_3\n");
     const std::string env = fmt::format(
         "PATH={}:$PATH SINKLAB={} SLURM_JOB_ID=42 SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 "
