@@ -45,7 +45,7 @@ std::string option_advice(const CLI::App& cmd, int argc, char** argv) {
 
 // The usage error as one line, in the form of every other sinklab error, with the command whose --help explains
 // the usage. CLI11 reports a first word that is no command as "A subcommand is required": it is named here.
-void print_usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+std::string usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
     const CLI::App* cmd = &app;
     while (!cmd->get_subcommands().empty()) cmd = cmd->get_subcommands().front();
     std::string message = e.what();
@@ -60,7 +60,7 @@ void print_usage_error(const CLI::App& app, const CLI::ParseError& e, int argc, 
     }
     const std::string help = cmd == &app ? "sinklab --help" : "sinklab " + cmd->get_name() + " --help";
     if (cmd != &app) message += option_advice(*cmd, argc, argv);
-    fmt::print(stderr, "sinklab: error: {}; run '{}'\n", message, help);
+    return fmt::format("{}; run '{}'", message, help);
 }
 
 // Started with stdin, stdout or stderr closed (`>&-`), the process would give that number to the next file it opens
@@ -114,10 +114,7 @@ int main(int argc, char** argv) {
         try {
             app.parse(argc, argv);
         } catch (const CLI::ParseError& e) {
-            if (e.get_exit_code() != 0) {
-                print_usage_error(app, e, argc, argv);
-                return 2;  // the usual exit status of a usage error
-            }
+            if (e.get_exit_code() != 0) sinklab::exit_with_usage_error(usage_error(app, e, argc, argv));
             app.exit(e);  // --help and --version, whose output must reach its reader too
         }
         sinklab::flush_standard_output();

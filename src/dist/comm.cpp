@@ -84,6 +84,18 @@ int srun_step_tasks() {
     return parent_process_name() == "slurmstepd" ? std::max(1, env_int("SLURM_STEP_NUM_TASKS")) : 1;
 }
 
+// The rank that a launcher gave this process itself (mpirun's, mpiexec's, srun's tasks), read before MPI starts; 0
+// where none did.
+int launcher_rank() {
+    if (srun_step_tasks() > 1) return env_int("SLURM_PROCID");
+#ifdef SINKLAB_HAVE_MPI
+    if (started_by_mpi_launcher())
+        return std::max({env_int("OMPI_COMM_WORLD_RANK"), env_int("PMI_RANK"), env_int("PMIX_RANK"),
+                         env_int("MV2_COMM_WORLD_RANK")});
+#endif
+    return 0;
+}
+
 }  // namespace
 
 void require_single_process(const std::string& command) {
@@ -164,6 +176,14 @@ namespace {
 }  // namespace
 
 void exit_with_error(const std::string& message) { report_and_exit(message, false); }
+
+void exit_with_usage_error(const std::string& message) {
+    if (launcher_rank() == 0)
+        std::fputs(fmt::format("sinklab: error: {}\n", message).c_str(), stderr);
+    else
+        std::this_thread::sleep_for(kReportGrace);  // a launcher may end the job at the first rank that fails
+    std::exit(2);  // the usual exit status of a usage error
+}
 
 void exit_with_error_past_a_stuck_thread(const std::string& message) { report_and_exit(message, true); }
 

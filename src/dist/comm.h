@@ -71,6 +71,11 @@ Communicator& process_communicator();
 // ranks, each of which would run the whole command (and race the others for its output).
 void require_single_process(const std::string& command);
 
+// Ends the process after a usage error (its command line), found before MPI starts, with exit status 2, printing
+// "sinklab: error: MESSAGE": every rank of mpirun or srun parses the same command line, and only the launcher's rank
+// 0 says what is wrong; the others end without a word, after it has had time to.
+[[noreturn]] void exit_with_usage_error(const std::string& message);
+
 // The communicator for collectives on `backend`'s buffers: NCCL when the backend is CUDA, there are several
 // ranks and NCCL was built in; else `host` itself (MPI stages GPU buffers through the host). The result lives
 // as long as the process.

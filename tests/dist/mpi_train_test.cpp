@@ -171,6 +171,15 @@ TEST(MpiCommands, OneProcessCommandsRefuseSeveralRanks) {
     EXPECT_EQ(count(child.out, "child ran"), 2u) << child.out;
 }
 
+// Every rank parses the same command line: a usage error is said once for the job, with a usage error's status.
+TEST(MpiCommands, AUsageErrorIsSaidOnce) {
+    REQUIRE_MPI();
+    const CommandResult r =
+        run_command(mpiexec(2, "train " + std::string(SINKLAB_SOURCE_DIR) + "/configs/tiny.yaml --bogus"));
+    EXPECT_EQ(r.rc, 2) << r.out;
+    EXPECT_EQ(count(r.out, "sinklab: error: The following argument was not expected: --bogus"), 1u) << r.out;
+}
+
 TEST(MpiTraining, AFailingRankEndsTheJobWithOneMessage) {
     REQUIRE_MPI();
     const TempDir dir("mpi_throw");
@@ -461,13 +470,16 @@ TEST(MpiTraining, Sigusr1StopsAtACheckpointAndResumesExactly) {
     EXPECT_EQ(column(dir / "run/metrics.h5", "val", "loss"), column(dir / "straight/metrics.h5", "val", "loss"));
 }
 
-// scripts/slurm/train.sbatch outside Slurm: scontrol is a stub that records its calls, squeue one that says the job
-// is task 3 of array 41 (whose own job id, 42, is not the one to requeue), the ranks start through mpirun
-// (LAUNCHER=mpirun), and SIGUSR1 to the script stands for Slurm's signal before the time limit.
+// scripts/slurm/train.sbatch outside Slurm: scontrol is a stub that records its calls other than `show` (it
+// answers those with nothing), squeue one that says the job is task 3 of array 41 (whose own job id, 42, is not the
+// one to requeue), the ranks start through mpirun (LAUNCHER=mpirun), and SIGUSR1 to the script stands for Slurm's
+// signal before the time limit.
 TEST(SlurmScript, StopsAtACheckpointRequeuesAndResumes) {
     REQUIRE_MPI();
     const TempDir dir("slurm_script");
-    write_executable(dir / "bin/scontrol", fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", dir / "calls"));
+    write_executable(dir / "bin/scontrol", fmt::format("#!/bin/sh\n[ \"$1\" = show ] && exit 0\n"
+                                                       "echo \"scontrol $*\" >> {}\n",
+                                                       dir / "calls"));
     write_executable(dir / "bin/squeue", "#!/bin/sh\necho 41_3\n");
     const std::string env = fmt::format(
         "PATH={}:$PATH SINKLAB={} SLURM_JOB_ID=42 SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 "

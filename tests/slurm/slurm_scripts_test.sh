@@ -4,11 +4,12 @@
 # two ranks a job through `srun --mpi=pmix`, as on a cluster. It checks that
 #   - a job signalled as at its time limit checkpoints, requeues itself and resumes to the end, metrics.h5 holding
 #     every step once;
-#   - a job cancelled with scancel stays cancelled, its ranks checkpointing on the way out;
+#   - a job cancelled with scancel stays cancelled, its ranks checkpointing on the way out, also ranks that mpirun
+#     started (LAUNCHER=mpirun) in steps longer than mpirun's own wait before its SIGKILL;
 #   - the array task signalled stops and requeues alone, also the task whose own job id is the array's, which
 #     names every task of the array;
 #   - a command that runs as one process (info) refuses the tasks of `srun -n 2` with one error line, and runs as a
-#     batch script's own process;
+#     batch script's own process; a usage error is said once by the tasks of `srun -n 2`;
 #   - a rank that stops without dying (SIGSTOP) is ended with its step by the other rank's hang watchdog.
 # Slurm's own USR1 five minutes before the limit (--signal=B:USR1@300) is sent here with `scancel --batch`, which is
 # what Slurm does then, so that the test need not wait for a time limit.
@@ -201,6 +202,18 @@ job_is "$job" CANCELLED || fail "job $job is $(job_field "$job" JobState) after 
 [[ $(job_field "$job" Restarts) == 0 ]] || fail "job $job was requeued after scancel"
 lacks cancel.out "requeueing"
 
+# Steps of 4 s: Slurm's SIGTERM finds the ranks with seconds of their step to go, longer than mpirun's own
+# escalation to SIGKILL takes unless train.sbatch holds it back.
+echo "== train.sbatch with LAUNCHER=mpirun: cancelled, its ranks checkpointing within Slurm's KillWait"
+job=$(LAUNCHER=mpirun OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SINKLAB_FAULT_INJECT=slow=4 \
+    sbatch "${one_node[@]}" --output="$work/mpirun_cancel.out" "$SOURCE/scripts/slurm/train.sbatch" \
+    "$SOURCE/configs/tiny.yaml" "${run_args[@]}" --set run.name=mpirun_cancel)
+at_step "$job" runs/mpirun_cancel 1
+scancel "$job"
+mpirun_ranks_ended() { grep -q "on SIGTERM: checkpoint written" runs/mpirun_cancel/train.log; }
+wait_for 60 "the ranks of job $job checkpointing on SIGTERM" mpirun_ranks_ended
+compgen -G "runs/mpirun_cancel/checkpoints/step_*" >/dev/null || fail "job $job ended without a checkpoint"
+
 echo "== sweep --slurm: one array task signalled, the other left alone"
 cat >suite.yaml <<EOF
 base: $SOURCE/configs/tiny.yaml
@@ -232,12 +245,18 @@ runs=(standard-s1 headnorm-s1)
 has "runs/arr/${runs[signalled]}/train.log" "resumed from"
 lacks "runs/arr/${runs[other]}/train.log" "stopped after step"
 [[ $(job_field "${array}_$other" Restarts) == 0 ]] || fail "array task $other was requeued with task $signalled"
-echo "== a one-process command: refused once under srun -n 2, run from a batch script"
+echo "== a one-process command: refused once under srun -n 2, run from a batch script; a usage error said once"
 rc=0
 srun -n 2 "$SINKLAB" info "$SOURCE/configs/tiny.yaml" >srun_info.out 2>&1 || rc=$?
 ((rc != 0)) || fail "srun -n 2 sinklab info succeeded: $(cat srun_info.out)"
 refusals=$(grep -c "sinklab info runs as one process, but this is one of 2 tasks that srun started" srun_info.out)
 [[ $refusals == 1 ]] || fail "srun -n 2 sinklab info: $refusals refusals, not 1: $(cat srun_info.out)"
+# Every task parses the same command line: one says what is wrong with it.
+rc=0
+srun -n 2 "$SINKLAB" train "$SOURCE/configs/tiny.yaml" --bogus >srun_usage.out 2>&1 || rc=$?
+((rc != 0)) || fail "srun -n 2 sinklab train --bogus succeeded: $(cat srun_usage.out)"
+refusals=$(grep -c "sinklab: error: The following argument was not expected: --bogus" srun_usage.out)
+[[ $refusals == 1 ]] || fail "srun -n 2 sinklab train --bogus: $refusals errors, not 1: $(cat srun_usage.out)"
 # The batch script's own process has slurmstepd for a parent too, as a task has, but no step task count.
 sbatch --wait --ntasks=2 --output="$work/batch_info.out" \
     --wrap "exec $SINKLAB info $SOURCE/configs/tiny.yaml" >/dev/null || fail "info in a batch script: $(cat batch_info.out)"
