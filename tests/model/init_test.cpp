@@ -49,5 +49,28 @@ TEST(ModelInit, EachTensorIsDrawnAtThePapersStd) {
     EXPECT_EQ(gains, 1 + 2 * cfg.model.n_layer);
 }
 
+// The vectors of the variants that start at a configured value: the sink logits at attention.sink_init, HeadNorm's
+// gains (init ones) and QK-norm's at 1.
+TEST(ModelInit, TheVariantsVectorsStartWhereTheConfigSays) {
+    Config cfg = tiny_config("headnorm+sink_logit");
+    cfg.attention.headnorm.init = "ones";
+    cfg.attention.sink_init = 0.7f;
+    cfg.attention.qk_norm = true;
+    auto be = make_cpu_backend(DType::F64, 1);
+    Model model(*be, cfg, 1, cfg.model.seq_len);
+    model.init(5);
+    const std::vector<double> w = read_all(*be, model.truth());
+    int sinks = 0, ones = 0;
+    for (const ParamInfo& p : model.table().all()) {
+        const bool sink = p.name.ends_with(".sink");
+        if (!sink && !p.name.ends_with(".headnorm") && !p.name.ends_with("_norm")) continue;
+        (sink ? sinks : ones)++;
+        const double want = sink ? double(0.7f) : 1.0;
+        for (int64_t i = 0; i < p.numel; i++) EXPECT_EQ(w[size_t(p.offset + i)], want) << p.name << "[" << i << "]";
+    }
+    EXPECT_EQ(sinks, cfg.model.n_layer);
+    EXPECT_EQ(ones, 5 * cfg.model.n_layer);  // attn_norm, q_norm, k_norm, headnorm, ffn_norm
+}
+
 }  // namespace
 }  // namespace sinklab::test
