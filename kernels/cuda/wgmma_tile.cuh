@@ -58,7 +58,9 @@ template <typename Issue, typename... Held> __device__ __forceinline__ void wgmm
     wg_commit();
 }
 // Waits until at most N commit groups are in flight; the registers in `held` (those of the groups now retired) are
-// kept from moving above the wait.
+// kept from moving above the wait. A wait retires the calling warp's wgmmas only: a tile that the warpgroup's
+// wgmmas read may be overwritten after a __syncthreads() that follows every warp's wait, never on a warp's own wait
+// (the emulator retires a warpgroup's wgmmas at once, and would not see that race).
 template <int N, typename... Held> __device__ __forceinline__ void wgmma_retire(Held&... held) {
     wg_wait<N>();
     (wg_hold(held), ...);

@@ -87,6 +87,14 @@ std::string slurm_script(const Sweep& sweep, const std::string& binary, const st
                      launcher_program == "srun" ? "scancel --signal=USR1 \"$task\""
                                                 : "kill -USR1 \"$ranks\" 2>/dev/null");
     t += "trap on_time_limit USR1\n";
+    if (launcher_program != "srun") {
+        // As scripts/slurm/train.sbatch: Open MPI's mpirun would SIGKILL the ranks 2 s after scancel's SIGTERM, before
+        // they checkpoint; it waits Slurm's KillWait instead (a value set already stays; other launchers ignore it).
+        t += "kill_wait=$(scontrol show config 2>/dev/null | "
+             R"(sed -n 's/^KillWait *= *\([0-9]\+\) sec.*/\1/p') || true)" "\n";
+        t += "export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-${kill_wait:-30}}  # "
+             "mpirun waits as long as Slurm before its SIGKILL\n";
+    }
     // Requeueing after a TERM would undo a scancel, also one that comes after the time limit's USR1.
     t += "trap 'termed=1' TERM  # preempted or cancelled: the ranks got SIGTERM too and checkpoint; Slurm requeues "
          "a preempted task itself\n";

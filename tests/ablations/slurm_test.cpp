@@ -137,8 +137,8 @@ TEST_F(SlurmTest, EachTaskRunsItsRunAndContinuesACutShortOne) {
 }
 
 // A suite of one 150-step run whose task runs under `launcher`, its script written, and stand-ins for Slurm's
-// commands in root/bin: scontrol records its calls in root/calls; srun drops its options and runs the command;
-// scancel, as `scancel_script` says.
+// commands in root/bin: scontrol records its calls in root/calls but answers `show config` with a KillWait of 45 s;
+// srun drops its options and runs the command; scancel, as `scancel_script` says.
 class SlurmTaskTest : public SlurmTest {
 protected:
     std::string write_task(const std::string& launcher, const std::string& scancel_script) {
@@ -161,7 +161,9 @@ slurm:
 )",
                                                   root().string(), launcher));
         write_executable(root() / "bin/scontrol",
-                         fmt::format("#!/bin/sh\necho \"scontrol $*\" >> {}\n", (root() / "calls").string()));
+                         fmt::format("#!/bin/sh\nif [ \"$1\" = show ]; then echo 'KillWait                = 45 sec'; "
+                                     "exit 0; fi\necho \"scontrol $*\" >> {}\n",
+                                     (root() / "calls").string()));
         write_executable(root() / "bin/srun", "#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; done\nexec \"$@\"\n");
         write_executable(root() / "bin/scancel", "#!/bin/sh\n" + scancel_script);
         return write_slurm_script(expand_sweep(load_suite((root() / "t.yaml").string()), {}), SINKLAB_BINARY,
@@ -211,6 +213,21 @@ TEST_F(SlurmTaskTest, AFailedScancelDoesNotEndTheTask) {
     ASSERT_EQ(signalled_task(script, log), 0) << read_file(log);
     expect_has(read_file(log), {"sinklab: could not pass SIGUSR1 to the ranks"});
     EXPECT_TRUE(logged(150)) << read_file(log);
+}
+
+// scancel's SIGTERM reaches a launcher that is no srun too, and Open MPI's mpirun then SIGKILLs its ranks 2 s later,
+// before they checkpoint: the task makes it wait Slurm's KillWait (odls_base_sigkill_timeout), or what the job set.
+TEST_F(SlurmTaskTest, MpirunWaitsSlurmsKillWaitBeforeItsSigkill) {
+    write_executable(root() / "bin/mpirun",
+                     fmt::format("#!/bin/sh\necho \"$OMPI_MCA_odls_base_sigkill_timeout\" >> {}\nexec \"$@\"\n",
+                                 (root() / "timeouts").string()));
+    const std::string script = write_task("mpirun", "exit 1\n");
+    const CommandResult first = run_command(fmt::format("{} bash {}", env(), script));
+    ASSERT_EQ(first.rc, 0) << first.out;
+    const CommandResult set =
+        run_command(fmt::format("{} OMPI_MCA_odls_base_sigkill_timeout=7 bash {}", env(), script));
+    ASSERT_EQ(set.rc, 0) << set.out;
+    EXPECT_EQ(read_file(root() / "timeouts"), "45\n7\n");
 }
 
 }  // namespace

@@ -796,9 +796,10 @@ TEST_F(CudaOps, CrossEntropy) {
     // element-wise path. In fp32, rows of up to V 28672 are staged.
     for (Shape s : {Shape{37, 1000}, Shape{5, 50304}, Shape{2, 57344}, Shape{3, 57352}, Shape{9, 77}}) {
         std::string sfx = "_V" + std::to_string(s.V);
-        // Every fourth row is ignored (target -1).
+        // Every fourth row is ignored (target -1); rows 0 and 1 target the vocabulary's first and last ids.
         auto targets = [V = s.V](int64_t i, std::mt19937_64& rng) {
-            return i % 4 == 3 ? -1 : std::uniform_int_distribution<int32_t>(0, int32_t(V) - 1)(rng);
+            const int32_t any = std::uniform_int_distribution<int32_t>(0, int32_t(V) - 1)(rng);
+            return i % 4 == 3 ? -1 : i == 0 ? 0 : i == 1 ? int32_t(V) - 1 : any;
         };
         float scale = 1.f / float(s.N);
         check({"cross_entropy" + sfx,

@@ -350,6 +350,30 @@ TEST(CudaModelTraining, Fp32LossesTrackCpu) {
     }
 }
 
+// bf16 weights rounded stochastically from the fp32 master draw new noise at every update: at learning rate 0 the
+// master stays as it is, and a third of its values (1/3 for a value uniform between two bf16 neighbours) round to
+// the other neighbour at the next update. Noise drawn once would round each weight the same way every time.
+TEST(CudaModelTraining, StochasticRoundingDrawsNewNoiseEachUpdate) {
+    if (!test::cuda_under_test()) GTEST_SKIP() << "no CUDA device";
+    auto gpu = cuda_backend(DType::BF16);
+    Config cfg = tiny_config("standard");
+    cfg.precision.rounding = "stochastic";
+    auto m = model_with(*gpu, cfg, test_weights(cfg));
+    ASSERT_FALSE(m->master().empty());
+    AdamW opt(*m, cfg.train, cfg.precision, cfg.run.seed);
+    m->zero_grad();
+    const std::vector<double> master = read_all(*gpu, m->master());
+    opt.step(0.0, 1.0);
+    const std::vector<double> first = read_all(*gpu, m->weights());
+    opt.step(0.0, 1.0);
+    const std::vector<double> second = read_all(*gpu, m->weights());
+    EXPECT_EQ(read_all(*gpu, m->master()), master);
+    size_t moved = 0;
+    for (size_t i = 0; i < first.size(); i++) moved += first[i] != second[i];
+    EXPECT_GT(moved, first.size() / 5) << moved << " of " << first.size() << " weights rounded the other way";
+    EXPECT_LT(moved, first.size() / 2) << moved << " of " << first.size() << " weights rounded the other way";
+}
+
 // Every per-step sink metric (or, with heavy, every /heavy one) of one forward and backward pass (as in training),
 // read back from `be`.
 template <bool heavy = false>

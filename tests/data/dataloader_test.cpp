@@ -97,6 +97,39 @@ TEST_F(LoaderTest, EachEpochVisitsEveryWindowOnceAtOneOffset) {
     EXPECT_NE(sorted, orders[0]) << "windows should be shuffled";
 }
 
+// Windows that fill whole batches exactly (299 = 23 x 13): each epoch reads all of them, its last batch included,
+// before the next begins.
+TEST_F(LoaderTest, AnEpochOfWholeBatchesReadsItsLastBatch) {
+    const int B = 13, T = 10;
+    DataLoader loader(glob(), B, T, 0, 1, 7, true, kVocab);
+    const int W = loader.windows_per_epoch();
+    ASSERT_EQ(W % B, 0);
+    for (int epoch = 0; epoch < 3; ++epoch) {
+        const std::vector<int> s = starts(loader, B, T, W / B);
+        EXPECT_EQ(loader.position().epoch, static_cast<uint64_t>(epoch));
+        std::set<int> windows;
+        for (int start : s) windows.insert(start / T);
+        EXPECT_EQ(static_cast<int>(windows.size()), W) << "epoch " << epoch;
+    }
+}
+
+// The shuffle draws every order of the windows alike (Fisher-Yates), and a uniform order leaves one window in its own
+// place per epoch on average. An off-by-one in the swap's range (Sattolo's shuffle, which draws only the orders that
+// are one cycle) never leaves one.
+TEST_F(LoaderTest, TheShuffleLeavesWindowsInPlaceAsAUniformOrderDoes) {
+    const int B = 13, T = 10, epochs = 40;
+    DataLoader loader(glob(), B, T, 0, 1, 11, true, kVocab);
+    const int W = loader.windows_per_epoch();
+    int in_place = 0;
+    for (int epoch = 0; epoch < epochs; ++epoch) {
+        const std::vector<int> s = starts(loader, B, T, W / B);
+        for (int k = 0; k < W; ++k) in_place += s[k] / T == k;
+    }
+    // Poisson(40): sd 6.3.
+    EXPECT_GT(in_place, 15) << "windows read in their own place in " << epochs << " epochs";
+    EXPECT_LT(in_place, 70) << "windows read in their own place in " << epochs << " epochs";
+}
+
 TEST_F(LoaderTest, SeedFixesTheOrder) {
     const int B = 4, T = 8, steps = 50;
     DataLoader a(glob(), B, T, 0, 1, 1, true, kVocab), b(glob(), B, T, 0, 1, 1, true, kVocab),

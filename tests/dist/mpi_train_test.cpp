@@ -92,6 +92,16 @@ TEST(MpiTraining, TwoRanksEqualOneRankWithTheDoubleBatch) {
         expect_close_weights(dir / "two/checkpoints/step_00000020/model.safetensors",
                              dir / (std::string(single) + "/checkpoints/step_00000020/model.safetensors"), 1e-5);
     }
+    // The per-step sink metrics that are means over the micro-batch's sequences: the mean of the ranks' means is the
+    // double batch's. (Ratios and maxima of the whole batch, such as /sink/massive, are each rank's own, averaged.)
+    for (const char* metric : {"attn_mass", "wo_input_std", "attn_out_std", "dominance"}) {
+        const auto two_ranks = column(dir / "two/metrics.h5", "sink", metric);
+        const auto one_rank = column(dir / "double/metrics.h5", "sink", metric);
+        ASSERT_EQ(two_ranks.size(), one_rank.size()) << metric;
+        ASSERT_FALSE(one_rank.empty()) << metric;
+        for (size_t i = 0; i < one_rank.size(); i++)
+            EXPECT_NEAR(two_ranks[i], one_rank[i], 1e-5 * std::abs(one_rank[i]) + 1e-9) << metric << "[" << i << "]";
+    }
     // Validation: the first val_batches micro-batches of 4, the ranks taking every other one, as one rank reads
     // them; the double batch's are other windows (twice as many), so its losses differ.
     const auto val_two = column(dir / "two/metrics.h5", "val", "loss");

@@ -876,6 +876,8 @@ TEST(CpuOps, CrossEntropyMatchesFormulaAndFiniteDifferences) {
     for (int64_t j = 0; j < V; j++) logits[2 * V + j] += 1000.0;  // must not overflow
     logits = cast<double>(cast<float>(logits));                   // the float run below sees the same inputs
     std::vector<int32_t> targets = rng.ints(N, 0, int32_t(V) - 1);
+    targets[0] = 0;  // the vocabulary's first and last ids are targets like any other
+    targets[1] = int32_t(V) - 1;
     targets[4] = -1;  // ignored row
     Vec loss(N);
     Vec dl(N * V, kFill);

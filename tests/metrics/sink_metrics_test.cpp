@@ -147,5 +147,27 @@ INSTANTIATE_TEST_SUITE_P(Variants, SinkMetricsCompute, ::testing::ValuesIn([] {
                          }()),
                          [](const ::testing::TestParamInfo<VariantCase>& i) { return i.param.name; });
 
+// REFERENCE.md's sink head: attention mass on token 0 above metrics.sink_eps, so a mass at eps itself is none; a layer
+// with a NaN mass (a diverged model) has no rate.
+TEST(SinkRate, AHeadIsASinkAboveEpsNotAtIt) {
+    Config cfg = tiny_config("standard");
+    cfg.metrics.sink_eps = 0.25f;  // exact in binary, as the masses below
+    auto be = make_cpu_backend(DType::F32, 1);
+    Model model(*be, cfg, 1, cfg.model.seq_len);
+    const SinkMetrics metrics(model, cfg);
+    const size_t P = metrics.positions().size();
+    ASSERT_EQ(cfg.model.n_layer, 2);
+    ASSERT_EQ(cfg.model.n_head, 4);
+    SinkValues v;
+    v.attn_mass.assign(size_t(cfg.model.n_layer * cfg.model.n_head) * P, 0.0);
+    const double layer0[] = {0.25, 0.25 + 1e-9, 0.9, 0.1};
+    for (size_t h = 0; h < 4; h++) v.attn_mass[h * P] = layer0[h];
+    v.attn_mass[4 * P] = std::nan("");
+    const std::vector<double> rate = metrics.sink_rate(v);
+    ASSERT_EQ(rate.size(), 2u);
+    EXPECT_EQ(rate[0], 0.5);
+    EXPECT_TRUE(std::isnan(rate[1]));
+}
+
 }  // namespace
 }  // namespace sinklab::test

@@ -77,6 +77,33 @@ TEST(Resume, StoppedAndResumedEqualsStraight) {
         expect_same_tensors(ckpt(dir, "straight", N) + file, ckpt(dir, "resumed", N) + file);
 }
 
+// What the update guard decided before the checkpoint decides after it as in the straight run: AdamW's step count
+// leaves out the update skipped at step 3 (its bias correction), and the spike at step 30 is judged against a
+// window of losses from both sides of the resume at 25.
+TEST(Resume, SkippedUpdatesAndTheSpikeWindowResumeExactly) {
+    const TempDir dir("resume_guard");
+    const int N = 32;
+    const std::string opts = "--set run.threads=1 --set fault.nan_policy=skip --set fault.spike_zscore=6 "
+                             "--set fault.spike_window=10";
+    const std::string faults = "SINKLAB_FAULT_INJECT=nan@3,spike@30";
+    ASSERT_EQ(run_sinklab(small_run(dir, "straight", N, opts), faults).rc, 0);
+    const CommandResult stopped = run_sinklab(small_run(dir, "resumed", N, opts), faults + ",signal@25");
+    ASSERT_EQ(stopped.rc, 0) << stopped.out;
+    const CommandResult resumed = run_sinklab(small_run(dir, "resumed", N, opts + " --resume"), faults);
+    ASSERT_EQ(resumed.rc, 0) << resumed.out;
+    EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
+
+    const std::string a = dir / "straight/metrics.h5", b = dir / "resumed/metrics.h5";
+    std::vector<double> skipped(N, 0.0);
+    skipped[2] = 1;
+    skipped[29] = 2;
+    EXPECT_EQ(column(a, "train", "skipped"), skipped);
+    EXPECT_EQ(column(b, "train", "skipped"), skipped);
+    EXPECT_EQ(column(a, "train", "loss"), column(b, "train", "loss"));  // bit for bit
+    for (const char* file : {"/model.safetensors", "/optimizer.safetensors"})
+        expect_same_tensors(ckpt(dir, "straight", N) + file, ckpt(dir, "resumed", N) + file);
+}
+
 TEST(Resume, KillNineThenResumeCompletesTheRun) {
     const TempDir dir("resume_kill9");
     const int N = 40;
