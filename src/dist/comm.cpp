@@ -102,7 +102,7 @@ void require_single_process(const std::string& command) {
     // srun numbers its tasks itself (PMIx, its MPI plugin, names no size before MPI starts): task 0 says why, the
     // others end without a word, after it has had time to (srun may kill the step when a task fails).
     const int srun_tasks = srun_step_tasks();
-    if (srun_tasks > 1 && env_int("SLURM_PROCID") != 0) {
+    if (srun_tasks > 1 && launcher_rank() != 0) {
         std::this_thread::sleep_for(kReportGrace);
         std::exit(1);
     }
