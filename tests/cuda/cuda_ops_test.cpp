@@ -744,18 +744,21 @@ TEST_F(CudaOps, QKNorm) {
 }
 
 // ---- gate, amplify, swiglu ------------------------------------------------------------------------------------
+// Head dim 72: the per-head backward's warp takes its channels in three passes, the last one partial.
 TEST_F(CudaOps, Gate) {
-    const int64_t N = 77, H = 4, hd = 32;
-    for (bool per_channel : {true, false}) {
-        std::vector<int64_t> ls{N, per_channel ? H * hd : H};
-        std::string sfx = per_channel ? "_channel" : "_head";
-        check({"gate_fwd" + sfx,
-               {in("x", {N, H, hd}), in("logit", ls, -3, 3), arg("out", Role::Out, {N, H, hd})},
-               {[](Backend& b, Tensors& t) { b.gate_fwd(t["out"], t["x"], t["logit"]); }}});
-        check({"gate_bwd" + sfx,
-               {in("x", {N, H, hd}), in("logit", ls, -3, 3), in("dout", {N, H, hd}), arg("dx", Role::Out, {N, H, hd}),
-                arg("dlogit", Role::Out, ls)},
-               {[](Backend& b, Tensors& t) { b.gate_bwd(t["dx"], t["dlogit"], t["dout"], t["x"], t["logit"]); }}});
+    const int64_t N = 77, H = 4;
+    for (int64_t hd : {32, 72}) {
+        for (bool per_channel : {true, false}) {
+            std::vector<int64_t> ls{N, per_channel ? H * hd : H};
+            std::string sfx = fmt::format("{}_hd{}", per_channel ? "_channel" : "_head", hd);
+            check({"gate_fwd" + sfx,
+                   {in("x", {N, H, hd}), in("logit", ls, -3, 3), arg("out", Role::Out, {N, H, hd})},
+                   {[](Backend& b, Tensors& t) { b.gate_fwd(t["out"], t["x"], t["logit"]); }}});
+            check({"gate_bwd" + sfx,
+                   {in("x", {N, H, hd}), in("logit", ls, -3, 3), in("dout", {N, H, hd}),
+                    arg("dx", Role::Out, {N, H, hd}), arg("dlogit", Role::Out, ls)},
+                   {[](Backend& b, Tensors& t) { b.gate_bwd(t["dx"], t["dlogit"], t["dout"], t["x"], t["logit"]); }}});
+        }
     }
 }
 
