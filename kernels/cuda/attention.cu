@@ -879,8 +879,10 @@ template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
 
 template <typename T>
 void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
-                   const AttnSpec& s, void* scratch, cudaStream_t st, const float* rowdot) {
+                   const AttnSpec& s, void* scratch, size_t scratch_bytes, cudaStream_t st, const float* rowdot) {
     check_spec(s);
+    SL_ASSERT(scratch_bytes >= attention_bwd_scratch<T>(s), "attention_bwd: {} bytes of scratch where it needs {}",
+              scratch_bytes, attention_bwd_scratch<T>(s));
     if (s.B == 0 || s.T == 0) return;
     AttnParams p = attn_params(s);
     const float* D = nullptr;  // [B, H, T], the softmax family only: the caller's, or computed into the scratch
@@ -908,8 +910,8 @@ template size_t attention_bwd_scratch<bf16>(const AttnSpec&);
 template void attention_fwd<float>(float*, float*, const float*, const float*, const AttnSpec&, cudaStream_t);
 template void attention_fwd<bf16>(bf16*, float*, const bf16*, const bf16*, const AttnSpec&, cudaStream_t);
 template void attention_bwd<float>(float*, float*, const float*, const float*, const float*, const float*,
-                                   const float*, const AttnSpec&, void*, cudaStream_t, const float*);
+                                   const float*, const AttnSpec&, void*, size_t, cudaStream_t, const float*);
 template void attention_bwd<bf16>(bf16*, float*, const bf16*, const bf16*, const float*, const bf16*, const bf16*,
-                                  const AttnSpec&, void*, cudaStream_t, const float*);
+                                  const AttnSpec&, void*, size_t, cudaStream_t, const float*);
 
 }  // namespace sinklab::cuda

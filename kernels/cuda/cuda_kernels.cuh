@@ -89,10 +89,11 @@ template <typename T> void rope(T* qkv, const AttnSpec& s, float theta, int pos0
 template <typename T> void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s,
                                          cudaStream_t st);
 template <typename T> size_t attention_bwd_scratch(const AttnSpec& s);
-// rowdot [B, H, T] (optional): D = dout.o of each row, computed from dout and o when not given.
+// rowdot [B, H, T] (optional): D = dout.o of each row, computed from dout and o when not given. scratch holds
+// scratch_bytes, at least attention_bwd_scratch<T>(s).
 template <typename T> void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse,
                                          const T* qkv, const T* sink, const AttnSpec& s, void* scratch,
-                                         cudaStream_t st, const float* rowdot = nullptr);
+                                         size_t scratch_bytes, cudaStream_t st, const float* rowdot = nullptr);
 
 #if SINKLAB_HAVE_CUDNN
 // ---- attention_cudnn.cu (built only with cuDNN): the Softmax causal attention (no isolation) through cuDNN's fused

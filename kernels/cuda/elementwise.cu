@@ -38,7 +38,7 @@ template <typename T> void add(T* out, const T* a, const T* b, int64_t n, cudaSt
     SL_ASSERT(n >= 0, "add of {} elements", n);
     if (n == 0) return;
     constexpr int VW = kVec<T>;
-    if (vec_ok<T>(1, out, a, b))  // aligned bases; the tail is handled in the kernel
+    if (vec_ok<T>(VW, out, a, b))  // only the bases need alignment: the kernel takes the tail element-wise
         CUDA_LAUNCH(add_kernel<T, VW>, unsigned(ceil_div(ceil_div(n, VW), kThreads)), kThreads, 0, st, out, a, b, n);
     else
         CUDA_LAUNCH(add_kernel<T, 1>, unsigned(ceil_div(n, kThreads)), kThreads, 0, st, out, a, b, n);

@@ -242,9 +242,9 @@ protected:
         check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* sc = scratch(cuda::attention_bwd_scratch<T>(s));
+            const size_t bytes = cuda::attention_bwd_scratch<T>(s);
             cuda::attention_bwd(dp<T>(dqkv), dp<float>(dsink), dp<T>(dout), dp<T>(o), dp<float>(lse), dp<T>(qkv),
-                                dp<T>(sink), s, sc, stream_, dp<float>(rowdot));
+                                dp<T>(sink), s, scratch(bytes), bytes, stream_, dp<float>(rowdot));
         });
     }
     void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {

@@ -27,6 +27,7 @@ void Checksum64::stripe(const unsigned char* p) {
 }
 
 void Checksum64::update(const void* data, size_t n) {
+    if (n == 0) return;  // data may be null then (an empty tensor), which memcpy may not be given
     auto* p = static_cast<const unsigned char*>(data);
     total_ += n;
     if (buf_len_ > 0) {

@@ -52,7 +52,7 @@ struct Arg {
     Role role;
     std::vector<int64_t> shape;
     double lo = -1.0, hi = 1.0;                            // uniform range of random floats
-    std::function<int32_t(int64_t, std::mt19937_64&)> id;  // element i of an Ids argument
+    std::function<int32_t(int64_t, std::mt19937_64&)> id;  // element i of an Ids argument (or of an In one: integers)
     double rtol = 0.0;                                     // fp32-mode tolerance, when not the case's
 };
 
@@ -115,7 +115,7 @@ HostArgs make_inputs(const Case& c, bool bf16_inputs, uint64_t seed) {
         auto& v = h.f[a.name];
         std::uniform_real_distribution<double> u(a.lo, a.hi);
         for (int64_t i = 0; i < n; i++) {
-            double x = poisoned(a.role) ? std::numeric_limits<double>::quiet_NaN() : u(rng);
+            double x = poisoned(a.role) ? std::numeric_limits<double>::quiet_NaN() : a.id ? a.id(i, rng) : u(rng);
             v.push_back(bf16_inputs ? round_bf16(x) : x);
         }
     }
@@ -231,6 +231,10 @@ Arg ids(std::string n, std::vector<int64_t> s, std::function<int32_t(int64_t, st
 auto uniform_ids(int32_t lo, int32_t hi) {
     return [lo, hi](int64_t, std::mt19937_64& rng) { return std::uniform_int_distribution<int32_t>(lo, hi - 1)(rng); };
 }
+// An input of integers in [lo, hi]: exact in bf16, and full of ties.
+Arg integers(std::string n, std::vector<int64_t> s, int32_t lo, int32_t hi) {
+    return Arg{std::move(n), Role::In, std::move(s), 0.0, 0.0, uniform_ids(lo, hi + 1), 0.0};
+}
 
 // ---- embedding -----------------------------------------------------------------------------------------------
 TEST_F(CudaOps, Embedding) {
@@ -284,6 +288,13 @@ TEST_F(CudaOps, RMSNorm) {
                     b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"], true);
                 }}});
     }
+    // More rows than the backward's 1024 chunks of 16 rows hold: each chunk takes several (and a shorter last one).
+    const int64_t N = 16500, C = 8;
+    check({"rmsnorm_bwd_N16500",
+           {in("x", {N, C}, -2, 2), in("g", {C}, 0.5, 1.5), in("dout", {N, C}), arg("out", Role::Tmp, {N, C}),
+            arg("rstd", Role::TmpWide, {N}), arg("dx", Role::Out, {N, C}), arg("dg", Role::Acc, {C})},
+           {[](Backend& b, Tensors& t) { b.rmsnorm_fwd(t["out"], t["rstd"], t["x"], t["g"], 1e-6f); },
+            [](Backend& b, Tensors& t) { b.rmsnorm_bwd(t["dx"], t["dg"], t["dout"], t["x"], t["g"], t["rstd"]); }}});
 }
 
 // ---- matmul -----------------------------------------------------------------------------------------------------
@@ -324,18 +335,20 @@ TEST_F(CudaOps, Matmul) {
 // ---- rope -------------------------------------------------------------------------------------------------------
 using test::attn_spec;
 
+// T = 4100: angles of thousands of radians, where an f32 angle (its ulp 2.4e-4 from 2048 on) would miss the tolerance.
 TEST_F(CudaOps, Rope) {
-    AttnSpec s = attn_spec(2, 77, 4, 2, 32);
-    for (bool inverse : {false, true}) {
-        check({inverse ? "rope_bwd" : "rope_fwd",
-               {arg("qkv", Role::InOut, {s.B, s.T, s.qkv_width()})},
-               {[s, inverse](Backend& b, Tensors& t) {
-                   if (inverse)
-                       b.rope_bwd(t["qkv"], s, 10000.f, 3);
-                   else
-                       b.rope_fwd(t["qkv"], s, 10000.f, 3);
-               }},
-               2e-5});
+    for (AttnSpec s : {attn_spec(2, 77, 4, 2, 32), attn_spec(1, 4100, 2, 1, 16)}) {
+        for (bool inverse : {false, true}) {
+            check({fmt::format("rope_{}_T{}", inverse ? "bwd" : "fwd", s.T),
+                   {arg("qkv", Role::InOut, {s.B, s.T, s.qkv_width()})},
+                   {[s, inverse](Backend& b, Tensors& t) {
+                       if (inverse)
+                           b.rope_bwd(t["qkv"], s, 10000.f, 3);
+                       else
+                           b.rope_fwd(t["qkv"], s, 10000.f, 3);
+                   }},
+                   2e-5});
+        }
     }
 }
 
@@ -448,9 +461,13 @@ std::vector<AttnCase> edge_cases() {
 // the norm rule needs more than two such sums. With H = 2 it failed on an H200 with 4.6x the naive error (the rule
 // allows 2x): isolated rows see one key, where the kernel's bf16 P before P.V gives o a rounding error common to all
 // hd channels (the naive rounds each channel), and two per-head sums leave nothing to average over.
+// The third keeps no dS (a budget of 0): its dQ kernel recomputes the scores, and masks them itself.
 std::vector<AttnCase> isolation_cases() {
+    AttnSpec recompute_dq = attn_spec(2, 77, 4, 2, 64);
+    recompute_dq.ds_budget = 0;
     return {{"isolate_hd64", with_isolated(attn_spec(2, 77, 4, 2, 64), {0, 5, 40, 64, 76})},
-            {"isolate_sink_hd32", with_isolated(attn_spec(2, 150, 4, 2, 32, AttnScore::SinkLogit), {70, 129})}};
+            {"isolate_sink_hd32", with_isolated(attn_spec(2, 150, 4, 2, 32, AttnScore::SinkLogit), {70, 129})},
+            {"isolate_hd64_no_ds", with_isolated(recompute_dq, {0, 5, 40, 64, 76})}};
 }
 
 std::vector<AttnCase> sink_cases() {
@@ -526,7 +543,7 @@ TEST_F(CudaOps, AttentionWgmma) {
             check_attention(c);
             ran++;
         }
-    EXPECT_EQ(ran, 15);  // every head-dim-64 case above, and hd48
+    EXPECT_EQ(ran, 16);  // every head-dim-64 case above, and hd48
 }
 
 // attention.impl: cudnn, against the same CPU references (which ignore the flag), by the bf16 2x rule.
@@ -617,11 +634,21 @@ TEST_F(CudaOps, SinkMetricReductions) {
     // More sequences than a block has warps (32), and rows of 45: element-wise loads.
     check({"position_std_b40_d45", {in("x", {40, 9, 45}), arg("out", Role::OutF32, {7})},
            {[](Backend& b, Tensors& t) { b.position_std(t["out"], t["x"]); }}});
+    // A mean 140 times the std, as in rows of massive activations: the variance is the difference of two mean
+    // squares 2e4 times its size, so the squares and their sums must be f64's.
+    check({"position_std_offset", {in("x", {3, 77, 96}, 40, 41), arg("out", Role::OutF32, {64})},
+           {[](Backend& b, Tensors& t) { b.position_std(t["out"], t["x"]); }}});
     check({"token0_stats", {in("x", {3, 77, 96}, -3, 3), arg("out", Role::OutF32, {3})},
            {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
     // More sequences than the block has warps, and rows of 45: element-wise loads.
     check({"token0_stats_b40_d45", {in("x", {40, 20, 45}, -3, 3), arg("out", Role::OutF32, {3})},
            {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
+    // Integers: the largest |x| ties in many channels of every sequence, and the channel logged is the first
+    // sequence's first (the CPU's scan), whichever lanes and warps hold the others.
+    for (int64_t D : {96, 45})
+        check({"token0_stats_ties_d" + std::to_string(D), {integers("x", {40, 20, D}, -3, 3),
+                                                          arg("out", Role::OutF32, {3})},
+               {[](Backend& b, Tensors& t) { b.token0_stats(t["out"], t["x"]); }}});
     // Fewer rstd values than the block has threads, then several per thread.
     for (int64_t T : {77, 1300})
         check({"token0_norm_ratio_T" + std::to_string(T),
@@ -717,18 +744,21 @@ TEST_F(CudaOps, QKNorm) {
 }
 
 // ---- gate, amplify, swiglu ------------------------------------------------------------------------------------
+// Head dim 72: the per-head backward's warp takes its channels in three passes, the last one partial.
 TEST_F(CudaOps, Gate) {
-    const int64_t N = 77, H = 4, hd = 32;
-    for (bool per_channel : {true, false}) {
-        std::vector<int64_t> ls{N, per_channel ? H * hd : H};
-        std::string sfx = per_channel ? "_channel" : "_head";
-        check({"gate_fwd" + sfx,
-               {in("x", {N, H, hd}), in("logit", ls, -3, 3), arg("out", Role::Out, {N, H, hd})},
-               {[](Backend& b, Tensors& t) { b.gate_fwd(t["out"], t["x"], t["logit"]); }}});
-        check({"gate_bwd" + sfx,
-               {in("x", {N, H, hd}), in("logit", ls, -3, 3), in("dout", {N, H, hd}), arg("dx", Role::Out, {N, H, hd}),
-                arg("dlogit", Role::Out, ls)},
-               {[](Backend& b, Tensors& t) { b.gate_bwd(t["dx"], t["dlogit"], t["dout"], t["x"], t["logit"]); }}});
+    const int64_t N = 77, H = 4;
+    for (int64_t hd : {32, 72}) {
+        for (bool per_channel : {true, false}) {
+            std::vector<int64_t> ls{N, per_channel ? H * hd : H};
+            std::string sfx = fmt::format("{}_hd{}", per_channel ? "_channel" : "_head", hd);
+            check({"gate_fwd" + sfx,
+                   {in("x", {N, H, hd}), in("logit", ls, -3, 3), arg("out", Role::Out, {N, H, hd})},
+                   {[](Backend& b, Tensors& t) { b.gate_fwd(t["out"], t["x"], t["logit"]); }}});
+            check({"gate_bwd" + sfx,
+                   {in("x", {N, H, hd}), in("logit", ls, -3, 3), in("dout", {N, H, hd}),
+                    arg("dx", Role::Out, {N, H, hd}), arg("dlogit", Role::Out, ls)},
+                   {[](Backend& b, Tensors& t) { b.gate_bwd(t["dx"], t["dlogit"], t["dout"], t["x"], t["logit"]); }}});
+        }
     }
 }
 

@@ -41,7 +41,8 @@ TEST(CliTokenize, BadInputIsAnErrorNamingIt) {
     EXPECT_EQ(r.rc, 1);
     EXPECT_NE(r.out.find("'x3' (item 3) is not a token id; --decode reads decimal ids"), std::string::npos) << r.out;
     // Binary input: one whole line, its bytes escaped (a NUL cut the message short).
-    test::write_file(dir / "binary.bin", std::string("72 \x00\x01\xd8 101", 12));
+    const char binary[] = "72 \x00\x01\xd8 101";
+    test::write_file(dir / "binary.bin", std::string(binary, sizeof(binary) - 1));
     r = test::run_command(kBin + " tokenize --tokenizer bytes --decode '" + (dir / "binary.bin") + "'");
     EXPECT_EQ(r.rc, 1);
     EXPECT_EQ(r.out, fmt::format("sinklab: error: {}: '\\x00\\x01\\xd8' (item 2) is not a token id; --decode reads "

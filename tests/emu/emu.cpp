@@ -81,14 +81,16 @@ struct Shadow {
 };
 
 // Memory with an unmapped page right after `bytes` usable bytes (rounded up to `align`, a power of two at most a
-// page), and one before.
+// page), and one before. A write past `bytes` inside the rounding faults nowhere, so the rounding holds kTail and
+// tail_rewritten() looks for other bytes there. Not NaNs: a NaN read there and stored back keeps its bits.
 struct Guarded {
     unsigned char* region = nullptr;
     size_t region_bytes = 0;
     unsigned char* data = nullptr;
+    size_t bytes = 0, rounded = 0;
 
-    explicit Guarded(size_t bytes, size_t align = 16) {
-        const size_t page = size_t(sysconf(_SC_PAGESIZE)), rounded = (bytes + align - 1) / align * align;
+    explicit Guarded(size_t bytes_, size_t align = 16) : bytes(bytes_), rounded((bytes_ + align - 1) / align * align) {
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
         const size_t pages = (rounded + page - 1) / page;
         region_bytes = (pages + 2) * page;
         void* r = mmap(nullptr, region_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -97,8 +99,18 @@ struct Guarded {
         mprotect(region, page, PROT_NONE);
         mprotect(region + (pages + 1) * page, page, PROT_NONE);
         data = region + (pages + 1) * page - rounded;
+        std::memset(data + bytes, kTail, rounded - bytes);
     }
     ~Guarded() { munmap(region, region_bytes); }
+    // Whether a byte of the rounding was written since; it holds kTail again after, so that one fault is said once.
+    bool tail_rewritten() {
+        bool written = false;
+        for (size_t i = bytes; i < rounded; i++) written |= data[i] != kTail;
+        if (written) std::memset(data + bytes, kTail, rounded - bytes);
+        return written;
+    }
+    // -1.7e38 as f32 and bf16, -5.5e303 as f64: sums of a few overflow.
+    static constexpr unsigned char kTail = 0xfe;
     Guarded(const Guarded&) = delete;
     Guarded& operator=(const Guarded&) = delete;
 };
@@ -542,6 +554,14 @@ void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void
         throw;
     }
     g = nullptr;
+    if (smem.tail_rewritten())
+        throw Error(fmt::format("emu: a launch wrote past the end of its {} bytes of dynamic shared memory",
+                                smem_bytes));
+    for (const auto& [p, m] : device_memory())
+        if (m.first->tail_rewritten())
+            throw Error(fmt::format("emu: bytes past the end of a device allocation of {} bytes were written (by the "
+                                    "launch just run, or a copy since the one before)",
+                                    m.second));
 }
 
 void* device_alloc(size_t bytes) {

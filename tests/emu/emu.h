@@ -17,7 +17,8 @@
 //   another warp read after the copy was issued, is an error;
 // - the launch's dynamic shared memory and every device allocation start full of NaNs and end at an unmapped page,
 //   so reading what was never written shows in the results, and an access past the end stops the test (SIGSEGV)
-//   instead of corrupting memory;
+//   instead of corrupting memory; before that page lies the rounding of the size (to 256 bytes, as cudaMalloc's,
+//   or 16), whose bytes are -1.7e38 as floats, and a write there is an error after the launch;
 // - a warpgroup MMA (wgmma) reads shared memory and its register operands, and writes its accumulators, only when
 //   wgmma.wait_group retires it, so a kernel that touches either before the wait computes with stale values; it
 //   must follow wgmma.fence, it may read only shared bytes that a __syncthreads and the writer's
