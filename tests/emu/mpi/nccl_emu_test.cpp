@@ -4,6 +4,7 @@
 // own, and ZeRO-1 (train.shard_optimizer) on the emulated GPUs against the unsharded optimizer, bit for bit.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -72,6 +73,31 @@ TEST(NcclCommunicator, AllReduceMeanOfDeviceBuffers) {
         for (int64_t i = 0; i < n; i++) ASSERT_EQ(host[size_t(i)], double(2 * (i + 1))) << dtype_name(dt) << " " << i;
         r.gpu->release(t.data);
     }
+}
+
+// NCCL's collectives run on a stream of their own: each must wait for the work the backend has queued on its stream
+// (here a scale, still queued on the emulated GPU until someone waits) and finish before the backend's next work.
+TEST(NcclCommunicator, CollectivesWaitForTheBackendsQueuedWork) {
+    Ranks& r = ranks(DType::F32);
+    const int me = r.nccl->rank();
+    const int64_t n = 40;
+    Tensor t(r.gpu->alloc(size_t(n) * 4), DType::F32, {n});
+    std::vector<float> host(size_t(n), 1.f);
+    const auto collective_of_scaled = [&](const std::function<void()>& collective) {
+        std::fill(host.begin(), host.end(), 1.f);
+        r.gpu->write(t, host.data(), DType::F32);
+        r.gpu->scale(t, float(me + 2));
+        collective();
+        r.gpu->scale(t, 10.f);
+        r.gpu->read(host.data(), DType::F32, t);
+    };
+    collective_of_scaled([&] { r.nccl->all_reduce_mean(*r.gpu, t); });
+    for (float v : host) ASSERT_EQ(v, 25.f) << "all-reduce";
+    collective_of_scaled([&] { r.nccl->broadcast(*r.gpu, t, 1); });
+    for (float v : host) ASSERT_EQ(v, 30.f) << "broadcast";
+    collective_of_scaled([&] { r.nccl->all_gather(*r.gpu, t, {0, 15, n}); });
+    for (int64_t i = 0; i < n; i++) ASSERT_EQ(host[size_t(i)], i < 15 ? 20.f : 30.f) << "all-gather " << i;
+    r.gpu->release(t.data);
 }
 
 // Built without NCCL, a CUDA run's collectives are the MPI communicator's, which stages device buffers through the
