@@ -32,7 +32,8 @@
 //   records) runs as late as CUDA allows: when the host waits for that stream (cudaStreamSynchronize, or
 //   cudaStreamDestroy), or for the whole device (cudaFree and cudaFreeHost synchronize it), and not when it waits
 //   for another stream. So host code that reads a result, or refills a buffer a queued copy reads, before waiting
-//   sees what it would see behind a busy GPU, and a stream that does not wait for another's results reads NaNs.
+//   sees what it would see behind a busy GPU, and a stream that does not wait for another's results reads stale
+//   data (or the NaNs of a fresh allocation).
 //   Copies to or from pageable host memory (not cudaMallocHost's) wait for their stream and return done, as CUDA's
 //   do. set_streams_eager(true) (or SINKLAB_EMU_STREAMS=eager) runs all work at once instead, the other legal
 //   extreme, in which a buffer filled after the copy that reads it was queued shows its old contents. Work on the
