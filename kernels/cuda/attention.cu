@@ -879,22 +879,21 @@ template <typename T> size_t attention_bwd_scratch(const AttnSpec& s) {
 
 template <typename T>
 void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse, const T* qkv, const T* sink,
-                   const AttnSpec& s, void* scratch, size_t scratch_bytes, cudaStream_t st, const float* rowdot) {
+                   const AttnSpec& s, Scratch scratch, cudaStream_t st, const float* rowdot) {
     check_spec(s);
-    SL_ASSERT(scratch_bytes >= attention_bwd_scratch<T>(s), "attention_bwd: {} bytes of scratch where it needs {}",
-              scratch_bytes, attention_bwd_scratch<T>(s));
+    auto* base = scratch.take<char>(attention_bwd_scratch<T>(s), "attention_bwd");
     if (s.B == 0 || s.T == 0) return;
     AttnParams p = attn_params(s);
     const float* D = nullptr;  // [B, H, T], the softmax family only: the caller's, or computed into the scratch
     if (s.score != AttnScore::Sigmoid)
-        D = rowdot ? rowdot : compute_rowdot(static_cast<float*>(scratch), dout, o, s, st);
+        D = rowdot ? rowdot : compute_rowdot(reinterpret_cast<float*>(base), dout, o, s, st);
     if constexpr (std::is_same_v<T, float>) {
         attention_bwd_f32(dqkv, dout, lse, D, qkv, p, st);
     } else {
         bool vec = s.hd % 8 == 0 && vec_ok<bf16>(8, dout, qkv);
         const AttnBwdScratch sc = attn_bwd_scratch(s, true);
         const int ds_seqs = sc.ds_seqs;
-        bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(static_cast<char*>(scratch) + sc.ds_offset) : nullptr;
+        bf16* ds = ds_seqs ? reinterpret_cast<bf16*>(base + sc.ds_offset) : nullptr;
         dispatch(p, use_wgmma(s, vec), [&]<int HDP, bool kSigmoid, bool kWg>() {
             bwd_bf16<HDP, kSigmoid, kWg>(dqkv, ds, ds_seqs, dout, lse, D, qkv, p, vec, st);
         });
@@ -910,8 +909,8 @@ template size_t attention_bwd_scratch<bf16>(const AttnSpec&);
 template void attention_fwd<float>(float*, float*, const float*, const float*, const AttnSpec&, cudaStream_t);
 template void attention_fwd<bf16>(bf16*, float*, const bf16*, const bf16*, const AttnSpec&, cudaStream_t);
 template void attention_bwd<float>(float*, float*, const float*, const float*, const float*, const float*,
-                                   const float*, const AttnSpec&, void*, size_t, cudaStream_t, const float*);
+                                   const float*, const AttnSpec&, Scratch, cudaStream_t, const float*);
 template void attention_bwd<bf16>(bf16*, float*, const bf16*, const bf16*, const float*, const bf16*, const bf16*,
-                                  const AttnSpec&, void*, size_t, cudaStream_t, const float*);
+                                  const AttnSpec&, Scratch, cudaStream_t, const float*);
 
 }  // namespace sinklab::cuda

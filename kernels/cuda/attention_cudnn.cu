@@ -437,14 +437,15 @@ size_t CudnnAttention::fwd_scratch(const AttnSpec& s) {
     return size_t(impl_->plan(impl_->fwd, s, build_fwd).workspace);
 }
 
-void CudnnAttention::fwd(bf16* o, float* lse, const bf16* qkv, const AttnSpec& s, void* scratch) {
+void CudnnAttention::fwd(bf16* o, float* lse, const bf16* qkv, const AttnSpec& s, Scratch scratch) {
     const Plan& p = impl_->plan(impl_->fwd, s, build_fwd);
+    void* workspace = scratch.take(size_t(p.workspace), "cudnn attention fwd");
     const int64_t Hd = int64_t(s.H) * s.hd, Gd = int64_t(s.Hkv) * s.hd;
     const float scale = s.scale, lowest = std::numeric_limits<float>::lowest();
     execute(impl_->handle, p,
             {{kQ, qkv}, {kK, qkv + Hd}, {kV, qkv + Hd + Gd}, {kO, o}, {kStats, lse}, {kScale, &scale},
              {kLowest, &lowest}},
-            scratch);
+            workspace);
 }
 
 size_t CudnnAttention::bwd_scratch(const AttnSpec& s) {
@@ -452,10 +453,10 @@ size_t CudnnAttention::bwd_scratch(const AttnSpec& s) {
 }
 
 void CudnnAttention::bwd(bf16* dqkv, const bf16* dout, const bf16* o, const float* lse, const bf16* qkv,
-                         const AttnSpec& s, void* scratch) {
+                         const AttnSpec& s, Scratch scratch) {
     const Plan& p = impl_->plan(impl_->bwd, s, build_bwd);
     const CudnnBwdScratch at(s, p.workspace);
-    char* base = static_cast<char*>(scratch);
+    char* base = scratch.take<char>(at.total, "cudnn attention bwd");
     // Before cuDNN 9.6 the engine expected a zeroed dq accumulator; later ones clear it themselves.
     if (cudnnGetVersion() < 90600)
         CUDA_CHECK(cudaMemsetAsync(base + at.dq_accum, 0, at.total - at.dq_accum, impl_->stream));

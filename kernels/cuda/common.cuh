@@ -26,6 +26,17 @@ inline void check_cublas(cublasStatus_t s, const char* call, const char* file, i
                       fmt::format("{} failed: {} ({})", call, cublasLtGetStatusName(s), cublasLtGetStatusString(s)));
 }
 
+// Temporary device memory lent to a launcher: `bytes` usable bytes at `data`. take() checks what the launcher needs
+// against them, so that a short buffer is an error instead of writes past its end.
+struct Scratch {
+    void* data = nullptr;
+    size_t bytes = 0;
+    template <typename P = void> P* take(size_t need, const char* launcher) const {
+        SL_ASSERT(need <= bytes, "{}: {} bytes of scratch where it needs {}", launcher, bytes, need);
+        return static_cast<P*>(data);
+    }
+};
+
 }  // namespace sinklab::cuda
 
 #define CUDA_CHECK(call) ::sinklab::cuda::check_cuda((call), #call, __FILE__, __LINE__)

@@ -2,7 +2,7 @@
 // Semantics are those of src/backend/backend.h. Launchers take device pointers, sizes and a stream; they check
 // what the kernels assume, launch, and check the launch. T is the element type of activations and parameters
 // (float or bf16); parameter gradients are float and accumulate (+=), activation gradients are written (=).
-// Launchers that need temporary memory say how much (*_scratch) and take it as `scratch`.
+// Launchers that need temporary memory say how much (*_scratch) and take it as `scratch`, which they check.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -19,8 +19,8 @@ template <typename T> void embedding_fwd(T* out, const int32_t* ids, const T* wt
                                          cudaStream_t st);
 size_t embedding_bwd_scratch(int64_t N);
 template <typename T>
-void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, int64_t V, int64_t C, void* scratch,
-                   cudaStream_t st);
+void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, int64_t V, int64_t C,
+                   Scratch scratch, cudaStream_t st);
 
 // ---- rmsnorm.cu: RMSNorm over groups of each row, shared by rmsnorm, headnorm and qknorm.
 // x, out [N, W]: the first G groups of gs elements are normalized (rstd [N, G]), the rest is copied. Groups
@@ -38,12 +38,12 @@ size_t norm_bwd_scratch(const NormLayout& L);
 // dx is written, or added to with accumulate. rowdot [N / Tn, G, Tn] (optional, not with accumulate): dx.x of each
 // group from dx as stored (rounded to T), the rows n taken as (n / Tn, n % Tn).
 template <typename T> void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0,
-                                    const T* g1, const float* rstd, const NormLayout& L, bool accumulate, void* scratch,
-                                    cudaStream_t st, float* rowdot = nullptr, int64_t Tn = 0);
+                                    const T* g1, const float* rstd, const NormLayout& L, bool accumulate,
+                                    Scratch scratch, cudaStream_t st, float* rowdot = nullptr, int64_t Tn = 0);
 template <typename T> void rmsnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t C, float eps,
                                        cudaStream_t st);
 template <typename T> void rmsnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd,
-                                       int64_t N, int64_t C, bool accumulate, void* scratch, cudaStream_t st);
+                                       int64_t N, int64_t C, bool accumulate, Scratch scratch, cudaStream_t st);
 
 // ---- headnorm.cu: x [N, nh, hd], g [nh, hd] (per_head) or [hd]; qknorm on qkv [B, T, (H + 2 Hkv) hd].
 NormLayout headnorm_layout(int64_t N, int64_t nh, int64_t hd, bool per_head);
@@ -52,12 +52,12 @@ template <typename T> void headnorm_fwd(T* out, float* rstd, const T* x, const T
                                         bool per_head, float eps, cudaStream_t st);
 // rowdot [N / Tn, nh, Tn] (optional): dx.x of each head, attention_bwd's rowdot when x is the attention output.
 template <typename T> void headnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd,
-                                        int64_t N, int64_t nh, int64_t hd, bool per_head, void* scratch,
+                                        int64_t N, int64_t nh, int64_t hd, bool per_head, Scratch scratch,
                                         cudaStream_t st, float* rowdot = nullptr, int64_t Tn = 0);
 template <typename T> void qknorm_fwd(T* out, float* rstd, const T* in, const T* gq, const T* gk, const AttnSpec& s,
                                       float eps, cudaStream_t st);
 template <typename T> void qknorm_bwd(T* din, float* dgq, float* dgk, const T* dout, const T* in, const T* gq,
-                                      const T* gk, const float* rstd, const AttnSpec& s, void* scratch,
+                                      const T* gk, const float* rstd, const AttnSpec& s, Scratch scratch,
                                       cudaStream_t st);
 
 // ---- matmul.cu: cuBLASLt with f32 accumulation (CUBLAS_COMPUTE_32F, never TF32).
@@ -89,11 +89,10 @@ template <typename T> void rope(T* qkv, const AttnSpec& s, float theta, int pos0
 template <typename T> void attention_fwd(T* o, float* lse, const T* qkv, const T* sink, const AttnSpec& s,
                                          cudaStream_t st);
 template <typename T> size_t attention_bwd_scratch(const AttnSpec& s);
-// rowdot [B, H, T] (optional): D = dout.o of each row, computed from dout and o when not given. scratch holds
-// scratch_bytes, at least attention_bwd_scratch<T>(s).
+// rowdot [B, H, T] (optional): D = dout.o of each row, computed from dout and o when not given.
 template <typename T> void attention_bwd(T* dqkv, float* dsink, const T* dout, const T* o, const float* lse,
-                                         const T* qkv, const T* sink, const AttnSpec& s, void* scratch,
-                                         size_t scratch_bytes, cudaStream_t st, const float* rowdot = nullptr);
+                                         const T* qkv, const T* sink, const AttnSpec& s, Scratch scratch,
+                                         cudaStream_t st, const float* rowdot = nullptr);
 
 #if SINKLAB_HAVE_CUDNN
 // ---- attention_cudnn.cu (built only with cuDNN): the Softmax causal attention (no isolation) through cuDNN's fused
@@ -108,11 +107,11 @@ public:
     CudnnAttention& operator=(const CudnnAttention&) = delete;
 
     size_t fwd_scratch(const AttnSpec& s);
-    void fwd(bf16* o, float* lse, const bf16* qkv, const AttnSpec& s, void* scratch);
+    void fwd(bf16* o, float* lse, const bf16* qkv, const AttnSpec& s, Scratch scratch);
     size_t bwd_scratch(const AttnSpec& s);
     // dqkv [B, T, (H + 2 Hkv) hd] is written whole.
     void bwd(bf16* dqkv, const bf16* dout, const bf16* o, const float* lse, const bf16* qkv, const AttnSpec& s,
-             void* scratch);
+             Scratch scratch);
 
 private:
     struct Impl;
@@ -161,7 +160,7 @@ double sum_squares(const T* g, int64_t n, double* scratch, double* host_partials
 // ---- metrics.cu: sink-metric reductions (backend.h); f32 outputs, fixed summation order.
 size_t attn_mass_scratch(int64_t rows, int H, int P);
 template <typename T> void attn_mass(float* out, const T* qkv, const float* lse, const int* positions, int P,
-                                     const AttnSpec& s, void* scratch, cudaStream_t st);
+                                     const AttnSpec& s, Scratch scratch, cudaStream_t st);
 template <typename T> void attn_map(float* out, int Q, const T* qkv, const float* lse, const AttnSpec& s,
                                     cudaStream_t st);
 template <typename T> void position_std(float* out, int Tp, const T* x, int B, int Tn, int D, cudaStream_t st);
@@ -170,6 +169,6 @@ void token0_norm_ratio(float* out, const float* rstd, int64_t B, int64_t Tn, flo
 size_t abs_max_median_scratch();
 // out [K, 2] for the K arrays xs[k] of n elements each.
 template <typename T>
-void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scratch, cudaStream_t st);
+void abs_max_median(float* out, const T* const* xs, int K, int64_t n, Scratch scratch, cudaStream_t st);
 
 }  // namespace sinklab::cuda

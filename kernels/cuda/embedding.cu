@@ -111,11 +111,11 @@ void embedding_fwd(T* out, const int32_t* ids, const T* wte, int64_t N, int64_t 
 size_t embedding_bwd_scratch(int64_t N) { return 3 * align256(size_t(N) * sizeof(int32_t)) + sort_temp_bytes(N); }
 
 template <typename T>
-void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, int64_t V, int64_t C, void* scratch,
-                   cudaStream_t st) {
+void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, int64_t V, int64_t C,
+                   Scratch scratch, cudaStream_t st) {
     if (N == 0) return;
     SL_ASSERT(N < (int64_t(1) << 31), "embedding_bwd: {} rows do not fit int32 row indices", N);
-    char* p = static_cast<char*>(scratch);
+    char* p = scratch.take<char>(embedding_bwd_scratch(N), "embedding_bwd");
     size_t slot = align256(size_t(N) * sizeof(int32_t));
     auto* sorted_ids = reinterpret_cast<int32_t*>(p);
     auto* rows = reinterpret_cast<int32_t*>(p + slot);
@@ -134,7 +134,7 @@ void embedding_bwd(float* dwte, const int32_t* ids, const T* dout, int64_t N, in
 
 #define SL_INSTANTIATE(T)                                                                                    \
     template void embedding_fwd<T>(T*, const int32_t*, const T*, int64_t, int64_t, int64_t, cudaStream_t); \
-    template void embedding_bwd<T>(float*, const int32_t*, const T*, int64_t, int64_t, int64_t, void*,      \
+    template void embedding_bwd<T>(float*, const int32_t*, const T*, int64_t, int64_t, int64_t, Scratch,     \
                                    cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)

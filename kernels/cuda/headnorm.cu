@@ -20,7 +20,7 @@ void headnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_
 
 template <typename T>
 void headnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t nh,
-                  int64_t hd, bool per_head, void* scratch, cudaStream_t st, float* rowdot, int64_t Tn) {
+                  int64_t hd, bool per_head, Scratch scratch, cudaStream_t st, float* rowdot, int64_t Tn) {
     norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, headnorm_layout(N, nh, hd, per_head),
              false, scratch, st, rowdot, Tn);
 }
@@ -33,7 +33,7 @@ void qknorm_fwd(T* out, float* rstd, const T* in, const T* gq, const T* gk, cons
 
 template <typename T>
 void qknorm_bwd(T* din, float* dgq, float* dgk, const T* dout, const T* in, const T* gq, const T* gk,
-                const float* rstd, const AttnSpec& s, void* scratch, cudaStream_t st) {
+                const float* rstd, const AttnSpec& s, Scratch scratch, cudaStream_t st) {
     norm_bwd(din, dgq, dgk, dout, in, gq, gk, rstd, qknorm_layout(s), false, scratch, st);
 }
 
@@ -41,10 +41,10 @@ void qknorm_bwd(T* din, float* dgq, float* dgk, const T* dout, const T* in, cons
     template void headnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, int64_t, bool, float,          \
                                   cudaStream_t);                                                                   \
     template void headnorm_bwd<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t,        \
-                                  int64_t, bool, void*, cudaStream_t, float*, int64_t);                            \
+                                  int64_t, bool, Scratch, cudaStream_t, float*, int64_t);                           \
     template void qknorm_fwd<T>(T*, float*, const T*, const T*, const T*, const AttnSpec&, float, cudaStream_t);   \
     template void qknorm_bwd<T>(T*, float*, float*, const T*, const T*, const T*, const T*, const float*,          \
-                                const AttnSpec&, void*, cudaStream_t);
+                                const AttnSpec&, Scratch, cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)
 #undef SL_INSTANTIATE

@@ -339,13 +339,13 @@ size_t attn_mass_scratch(int64_t rows, int H, int P) {
 
 template <typename T>
 void attn_mass(float* out, const T* qkv, const float* lse, const int* positions, int P, const AttnSpec& s,
-               void* scratch, cudaStream_t st) {
+               Scratch scratch, cudaStream_t st) {
     SL_ASSERT(P >= 1 && P <= kMaxTrackedPositions, "{} tracked positions", P);
     const int64_t tiles = ceil_div(int64_t(s.B) * s.T, kMassRows);
     SL_ASSERT(tiles <= INT32_MAX, "attn_mass over {} x {} rows", s.B, s.T);
     TrackedPositions pos{};
     for (int k = 0; k < P; k++) pos.p[k] = positions[k];
-    auto* partial = static_cast<MassPartial*>(scratch);
+    auto* partial = scratch.take<MassPartial>(attn_mass_scratch(int64_t(s.B) * s.T, s.H, P), "attn_mass");
     const dim3 grid(unsigned(tiles), unsigned(s.H));
     // 16-byte loads need hd % kVec == 0 and aligned rows: W is then a multiple of kVec too.
     if (vec_ok<T>(s.hd, qkv))
@@ -387,16 +387,16 @@ void token0_norm_ratio(float* out, const float* rstd, int64_t B, int64_t Tn, flo
 size_t abs_max_median_scratch() { return kMaxSlices * (kBins * sizeof(unsigned) + sizeof(SelectState)); }
 
 template <typename T>
-void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scratch, cudaStream_t st) {
+void abs_max_median(float* out, const T* const* xs, int K, int64_t n, Scratch scratch, cudaStream_t st) {
     SL_ASSERT(K >= 1 && n > 0 && n <= int64_t(UINT32_MAX), "median of {} x {} values", K, n);
-    auto* hist = static_cast<unsigned*>(scratch);                              // [kMaxSlices, kBins]
+    auto* hist = scratch.take<unsigned>(abs_max_median_scratch(), "abs_max_median");  // [kMaxSlices, kBins]
     auto* state = reinterpret_cast<SelectState*>(hist + kMaxSlices * kBins);  // [kMaxSlices]
     for (int k0 = 0; k0 < K; k0 += kMaxSlices) {
         const int k = std::min(kMaxSlices, K - k0);
         Slices<T> slices{};
         for (int i = 0; i < k; i++) slices.x[i] = xs[k0 + i];
         // Zero histograms and states; from then on each select_bin_kernel leaves its histogram zeroed.
-        CUDA_CHECK(cudaMemsetAsync(scratch, 0, abs_max_median_scratch(), st));
+        CUDA_CHECK(cudaMemsetAsync(hist, 0, abs_max_median_scratch(), st));
         for (int level = 0; level < kLevels; level++) {
             CUDA_LAUNCH(abs_hist_kernel<T>, dim3(unsigned(hist_blocks(n)), unsigned(k)), kThreads, 0, st, hist, state,
                         slices, n, level);
@@ -407,12 +407,12 @@ void abs_max_median(float* out, const T* const* xs, int K, int64_t n, void* scra
 }
 
 #define SL_INSTANTIATE(T)                                                                                         \
-    template void attn_mass<T>(float*, const T*, const float*, const int*, int, const AttnSpec&, void*,           \
+    template void attn_mass<T>(float*, const T*, const float*, const int*, int, const AttnSpec&, Scratch,          \
                                cudaStream_t);                                                                     \
     template void attn_map<T>(float*, int, const T*, const float*, const AttnSpec&, cudaStream_t);                \
     template void position_std<T>(float*, int, const T*, int, int, int, cudaStream_t);                            \
     template void token0_stats<T>(float*, const T*, int, int, int, cudaStream_t);                                 \
-    template void abs_max_median<T>(float*, const T* const*, int, int64_t, void*, cudaStream_t);
+    template void abs_max_median<T>(float*, const T* const*, int, int64_t, Scratch, cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)
 

@@ -225,7 +225,7 @@ void norm_fwd(T* out, float* rstd, const T* x, const T* g0, const T* g1, const N
 
 template <typename T>
 void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T* g0, const T* g1, const float* rstd,
-              const NormLayout& L, bool accumulate, void* scratch, cudaStream_t st, float* rowdot, int64_t Tn) {
+              const NormLayout& L, bool accumulate, Scratch scratch, cudaStream_t st, float* rowdot, int64_t Tn) {
     check_layout(L);
     SL_ASSERT((L.G > L.G0) == (dg1 != nullptr), "norm_bwd: a second gain gradient exactly when there is a second gain");
     SL_ASSERT(!rowdot || (!accumulate && Tn > 0 && L.N % Tn == 0),
@@ -239,7 +239,7 @@ void norm_bwd(T* dx, float* dg0, float* dg1, const T* dout, const T* x, const T*
                "the CUDA norm backward holds at most {} normalized channels a row in shared memory, not {}: use a "
                "smaller model.d_model",
                kBwdSmem / sizeof(float), Wn);
-    auto* partial = static_cast<float*>(scratch);  // [chunks, Wn]
+    auto* partial = scratch.take<float>(norm_bwd_scratch(L), "norm_bwd");  // [chunks, Wn]
     const unsigned grid = unsigned(chunks), block = unsigned(warps * 32);
     const size_t smem = size_t(warps) * row_bytes;
     if (vec_ok<T>(L.gs, dx, dout, x, g0, g1))
@@ -264,7 +264,7 @@ void rmsnorm_fwd(T* out, float* rstd, const T* x, const T* g, int64_t N, int64_t
 
 template <typename T>
 void rmsnorm_bwd(T* dx, float* dg, const T* dout, const T* x, const T* g, const float* rstd, int64_t N, int64_t C,
-                 bool accumulate, void* scratch, cudaStream_t st) {
+                 bool accumulate, Scratch scratch, cudaStream_t st) {
     norm_bwd(dx, dg, nullptr, dout, x, g, static_cast<const T*>(nullptr), rstd, rmsnorm_layout(N, C), accumulate,
              scratch, st);
 }
@@ -274,10 +274,10 @@ NormLayout rmsnorm_layout(int64_t N, int64_t C) { return NormLayout{N, int(C), 1
 #define SL_INSTANTIATE(T)                                                                                          \
     template void norm_fwd<T>(T*, float*, const T*, const T*, const T*, const NormLayout&, float, cudaStream_t);   \
     template void norm_bwd<T>(T*, float*, float*, const T*, const T*, const T*, const T*, const float*,            \
-                              const NormLayout&, bool, void*, cudaStream_t, float*, int64_t);                      \
+                              const NormLayout&, bool, Scratch, cudaStream_t, float*, int64_t);                     \
     template void rmsnorm_fwd<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, cudaStream_t);           \
     template void rmsnorm_bwd<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool, \
-                                 void*, cudaStream_t);
+                                 Scratch, cudaStream_t);
 SL_INSTANTIATE(float)
 SL_INSTANTIATE(bf16)
 #undef SL_INSTANTIATE

@@ -183,9 +183,8 @@ protected:
     void do_embedding_bwd(Tensor dwte, Tensor ids, Tensor dout) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* s = scratch(cuda::embedding_bwd_scratch(ids.numel()));
             cuda::embedding_bwd(dp<float>(dwte), dp<int32_t>(ids), dp<T>(dout), ids.numel(), dwte.dim(0),
-                                dwte.dim(1), s, stream_);
+                                dwte.dim(1), scratch(cuda::embedding_bwd_scratch(ids.numel())), stream_);
         });
     }
     void do_rmsnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
@@ -197,7 +196,7 @@ protected:
     void do_rmsnorm_bwd(Tensor dx, Tensor dg, Tensor dout, Tensor x, Tensor g, Tensor rstd, bool accumulate) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* s = scratch(cuda::norm_bwd_scratch(cuda::rmsnorm_layout(x.dim(0), x.dim(1))));
+            const cuda::Scratch s = scratch(cuda::norm_bwd_scratch(cuda::rmsnorm_layout(x.dim(0), x.dim(1))));
             cuda::rmsnorm_bwd(dp<T>(dx), dp<float>(dg), dp<T>(dout), dp<T>(x), dp<T>(g), dp<float>(rstd), x.dim(0),
                               x.dim(1), accumulate, s, stream_);
         });
@@ -242,9 +241,9 @@ protected:
         check_wgmma(s);
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            const size_t bytes = cuda::attention_bwd_scratch<T>(s);
             cuda::attention_bwd(dp<T>(dqkv), dp<float>(dsink), dp<T>(dout), dp<T>(o), dp<float>(lse), dp<T>(qkv),
-                                dp<T>(sink), s, scratch(bytes), bytes, stream_, dp<float>(rowdot));
+                                dp<T>(sink), s, scratch(cuda::attention_bwd_scratch<T>(s)), stream_,
+                                dp<float>(rowdot));
         });
     }
     void do_headnorm_fwd(Tensor out, Tensor rstd, Tensor x, Tensor g, float eps) override {
@@ -258,7 +257,8 @@ protected:
                          Tensor rowdot) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* s = scratch(cuda::norm_bwd_scratch(cuda::headnorm_layout(x.dim(0), x.dim(1), x.dim(2), g.ndim == 2)));
+            const cuda::Scratch s =
+                scratch(cuda::norm_bwd_scratch(cuda::headnorm_layout(x.dim(0), x.dim(1), x.dim(2), g.ndim == 2)));
             cuda::headnorm_bwd(dp<T>(dx), dp<float>(dg), dp<T>(dout), dp<T>(x), dp<T>(g), dp<float>(rstd), x.dim(0),
                                x.dim(1), x.dim(2), g.ndim == 2, s, stream_, dp<float>(rowdot),
                                rowdot.empty() ? 0 : rowdot.dim(2));
@@ -275,7 +275,7 @@ protected:
                        const AttnSpec& s) override {
         dispatch([&](auto tag) {
             using T = typename decltype(tag)::type;
-            void* sc = scratch(cuda::norm_bwd_scratch(cuda::qknorm_layout(s)));
+            const cuda::Scratch sc = scratch(cuda::norm_bwd_scratch(cuda::qknorm_layout(s)));
             cuda::qknorm_bwd(dp<T>(din), dp<float>(dgq), dp<float>(dgk), dp<T>(dout), dp<T>(in), dp<T>(gq),
                              dp<T>(gk), dp<float>(rstd), s, sc, stream_);
         });
@@ -462,11 +462,12 @@ private:
     void cudnn_attention_bwd(Tensor, Tensor, Tensor, Tensor, Tensor, const AttnSpec&) { cudnn_missing(); }
 #endif
 
-    // Scratch for one op at a time (all ops run in order on one stream). It only grows, on the first call with a
-    // larger shape; memory then stays constant for the run.
-    void* scratch(size_t bytes) {
+    // Scratch for one op at a time (all ops run in order on one stream), lent whole: the launcher checks its need
+    // against what is there. It only grows, on the first call with a larger shape; memory then stays constant for
+    // the run.
+    cuda::Scratch scratch(size_t bytes) {
         if (bytes > scratch_bytes_) grow_scratch(bytes);
-        return scratch_;
+        return {scratch_, scratch_bytes_};
     }
 
     // Teardown must not throw: errors here are ignored. Also what a constructor that failed half-way made.

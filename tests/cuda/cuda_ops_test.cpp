@@ -1079,5 +1079,33 @@ TEST_F(CudaOps, ChecksumIsOfTheStoredBytes) {
     EXPECT_NE(checksum_of(*backends().cuda_f32), f32);
 }
 
+// `sinklab bench`'s profile: each op family's device time, read after the device has run the ops (timed by events
+// on the backend's stream), zero for families that did not run, and nothing left to read after.
+TEST_F(CudaOps, ProfileTimesEachFamilyThatRan) {
+    BackendOptions opt;
+    opt.cuda_compute = DType::F32;
+    std::unique_ptr<Backend> b = test::make_cuda_under_test(opt);
+    const int64_t N = 64, C = 256;
+    Tensor x = make_tensor(*b, DType::F32, {N, C}), g = make_tensor(*b, DType::F32, {C});
+    Tensor out = make_tensor(*b, DType::F32, {N, C}), rstd = make_tensor(*b, DType::F32, {N});
+    std::vector<float> ones(size_t(N * C), 1.f);
+    b->write(x, ones.data(), DType::F32);
+    b->write(g, ones.data(), DType::F32);
+    b->set_profiling(true);
+    b->reset_profile();
+    for (int i = 0; i < 3; i++) b->rmsnorm_fwd(out, rstd, x, g, 1e-5f);
+    const auto seconds = b->profile();
+    for (size_t f = 0; f < seconds.size(); f++) {
+        const OpFamily family = OpFamily(f);
+        if (family == OpFamily::RMSNorm)
+            EXPECT_GT(seconds[f], 0.0);
+        else
+            EXPECT_EQ(seconds[f], 0.0) << op_family_name(family);
+    }
+    for (double t : b->profile()) EXPECT_EQ(t, 0.0);
+    b->set_profiling(false);
+    for (Tensor t : {x, g, out, rstd}) b->release(t.data);
+}
+
 }  // namespace
 }  // namespace sinklab

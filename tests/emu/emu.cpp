@@ -525,8 +525,7 @@ void wgmma_wait_combine(const void* const* ins, void* const*) {
 
 }  // namespace
 
-void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body) {
-    SL_ASSERT(!g, "emu: run_grid does not nest");
+void check_launch(dim3 grid, dim3 block, size_t smem_bytes) {
     const unsigned threads = block.x * block.y * block.z;
     if (threads == 0 || threads > kMaxBlockThreads || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
         grid.y > 65535 || grid.z > 65535)
@@ -535,6 +534,12 @@ void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void
     if (smem_bytes > kMaxDynamicSmem)
         throw Error(fmt::format("emu: launch asks for {} bytes of dynamic shared memory; the device has {}",
                                 smem_bytes, kMaxDynamicSmem));
+}
+
+void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body) {
+    SL_ASSERT(!g, "emu: run_grid does not nest");
+    check_launch(grid, block, smem_bytes);
+    const unsigned threads = block.x * block.y * block.z;
     State state;
     state.grid = grid, state.block = block, state.body = &body;
     Guarded smem(smem_bytes);

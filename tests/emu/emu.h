@@ -1,6 +1,6 @@
 // A CPU emulator for the CUDA backend, so that its tests run on machines without a GPU (CI): the headers of
 // tests/emu/include stand in for the CUDA runtime (host memory, capped at kDeviceBytes and filled with NaNs when
-// allocated; streams are synchronous), cuBLASLt (a host GEMM with its documented semantics) and CUB's radix sort,
+// allocated; streams below), cuBLASLt (a host GEMM with its documented semantics) and CUB's radix sort,
 // and for kernels/cuda's mma.cuh and launch.cuh, so that src/backend/cuda_backend.cu and every kernels/cuda file
 // but cuDNN's compile as C++ and run their kernels here. sinklab_emu_tests runs the tests of tests/cuda on it.
 //
@@ -27,13 +27,25 @@
 // - the dynamic shared memory starts at a shared-window address that is 16-byte but not 1024-byte aligned, so a
 //   kernel that needs a swizzle pattern's alignment must make it;
 // - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix
-//   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error).
+//   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error);
+// - the work queued on a stream (launches, asynchronous copies and memsets, GEMMs, sorts, NCCL collectives, event
+//   records) runs as late as CUDA allows: when the host waits for that stream (cudaStreamSynchronize, or
+//   cudaStreamDestroy), or for the whole device (cudaFree and cudaFreeHost synchronize it), and not when it waits
+//   for another stream. So host code that reads a result, or refills a buffer a queued copy reads, before waiting
+//   sees what it would see behind a busy GPU, and a stream that does not wait for another's results reads stale
+//   data (or the NaNs of a fresh allocation).
+//   Copies to or from pageable host memory (not cudaMallocHost's) wait for their stream and return done, as CUDA's
+//   do. set_streams_eager(true) (or SINKLAB_EMU_STREAMS=eager) runs all work at once instead, the other legal
+//   extreme, in which a buffer filled after the copy that reads it was queued shows its old contents. Work on the
+//   null stream always runs at once: the emulator's own tests launch there and look at once.
 // Not emulated: plain loads and stores are not race-checked, there is no memory model beyond the above, and
 // nothing here says anything about speed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+
+struct CUstream_st;
 
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
@@ -59,9 +71,19 @@ size_t device_allocated();
 void set_device_shared(bool shared);
 bool device_shared();
 
+// Throws sinklab::Error for a launch beyond the hardware's limits; a launch's queuing calls it, as CUDA's launch
+// reports such errors at once.
+void check_launch(dim3 grid, dim3 block, size_t smem_bytes);
 // Runs body() once per thread of the grid; returns when every block has finished. Throws sinklab::Error on any
 // fault listed above, naming the block and thread.
 void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body);
+
+// Queues work on a stream (made by cudaStreamCreateWithFlags), to run when the host waits for it; null, or eager
+// streams: runs it now. An error thrown by queued work reaches the call that waits, and drops the stream's rest.
+void enqueue(CUstream_st* stream, std::function<void()> work);
+// Whether work runs when queued (the start value: SINKLAB_EMU_STREAMS, "eager" or "deferred", default deferred).
+void set_streams_eager(bool eager);
+bool streams_eager();
 
 // The running thread's coordinates and its block's dynamic shared memory.
 const dim3& thread_idx();

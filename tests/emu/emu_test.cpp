@@ -3,6 +3,7 @@
 // Kernels here are written as CUDA device code against the emulator's headers, as kernels/cuda is.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -191,6 +192,81 @@ TEST(EmulatorDeathTest, DeviceMemoryEndsAtAnUnmappedPage) {
     EXPECT_DEATH(CUDA_LAUNCH(read_kernel, 1, 1, 0, nullptr, &out, buf, 64), "");
     EXPECT_EQ(cudaFree(buf), cudaSuccess);
     EXPECT_EQ(cudaFree(buf), cudaErrorInvalidValue);
+}
+
+void fill_kernel(float* out, float v, int n) {
+    for (int i = int(threadIdx.x); i < n; i += int(blockDim.x)) out[i] = v;
+}
+
+// A stream's work waits for the host to wait for it, in queue order, and another stream's wait does not run it;
+// copies to pageable memory are done on return. Eager streams run each piece at once.
+TEST(Emulator, StreamWorkRunsWhenTheHostWaits) {
+    ASSERT_FALSE(emu::streams_eager()) << "run without SINKLAB_EMU_STREAMS=eager";
+    cudaStream_t a = nullptr, b = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking), cudaSuccess);
+    ASSERT_EQ(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking), cudaSuccess);
+    float *dev = nullptr, *pinned = nullptr;
+    ASSERT_EQ(cudaMalloc(&dev, 8 * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMallocHost(&pinned, 8 * sizeof(float)), cudaSuccess);
+    std::fill(pinned, pinned + 8, -1.f);
+    CUDA_LAUNCH(fill_kernel, 1, 32, 0, a, dev, 3.f, 8);
+    ASSERT_EQ(cudaMemcpyAsync(pinned, dev, 8 * sizeof(float), cudaMemcpyDeviceToHost, a), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);
+    EXPECT_EQ(pinned[0], -1.f) << "waiting for stream b ran stream a's copy";
+    ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
+    EXPECT_EQ(pinned[7], 3.f);
+
+    CUDA_LAUNCH(fill_kernel, 1, 32, 0, a, dev, 5.f, 8);
+    std::vector<float> pageable(8, -1.f);
+    ASSERT_EQ(cudaMemcpyAsync(pageable.data(), dev, 8 * sizeof(float), cudaMemcpyDeviceToHost, a), cudaSuccess);
+    EXPECT_EQ(pageable[7], 5.f) << "a copy to pageable memory returned before it was done";
+
+    emu::set_streams_eager(true);  // no ASSERT until it is set back: later tests expect deferred streams
+    CUDA_LAUNCH(fill_kernel, 1, 32, 0, a, dev, 7.f, 8);
+    EXPECT_EQ(cudaMemcpyAsync(pinned, dev, 8 * sizeof(float), cudaMemcpyDeviceToHost, a), cudaSuccess);
+    EXPECT_EQ(pinned[7], 7.f);
+    emu::set_streams_eager(false);
+    EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
+    EXPECT_EQ(cudaFree(dev), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(a), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(b), cudaSuccess);
+}
+
+// A launch beyond the device's limits fails at the launch, as CUDA's; a fault inside a queued kernel reaches the
+// wait (naming the launch), and drops the rest of that stream's work. An event's time is there only after its
+// record has run.
+TEST(Emulator, StreamErrorsAndEvents) {
+    cudaStream_t st = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+    float* dev = nullptr;
+    ASSERT_EQ(cudaMalloc(&dev, 8 * sizeof(float)), cudaSuccess);
+    EXPECT_NE(fault_of([&] { CUDA_LAUNCH(fill_kernel, 1, 2048, 0, st, dev, 1.f, 8); }).find("invalid launch"),
+              std::string::npos);
+
+    cudaEvent_t start = nullptr, end = nullptr;
+    ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
+    ASSERT_EQ(cudaEventCreate(&end), cudaSuccess);
+    ASSERT_EQ(cudaEventRecord(start, st), cudaSuccess);
+    CUDA_LAUNCH(fill_kernel, 1, 32, 0, st, dev, 1.f, 8);
+    ASSERT_EQ(cudaEventRecord(end, st), cudaSuccess);
+    float ms = -1.f;
+    EXPECT_EQ(cudaEventElapsedTime(&ms, start, end), cudaErrorNotReady);
+    ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
+    EXPECT_EQ(cudaEventElapsedTime(&ms, start, end), cudaSuccess);
+    EXPECT_GE(ms, 0.f);
+
+    CUDA_LAUNCH(fill_kernel, 1, 32, 0, st, dev, 1.f, 9);  // one past the end: the tail check after the launch
+    ASSERT_EQ(cudaMemsetAsync(dev, 0, 8 * sizeof(float), st), cudaSuccess);
+    const std::string f = fault_of([&] { cudaStreamSynchronize(st); });
+    EXPECT_NE(f.find("bytes past the end of a device allocation"), std::string::npos) << f;
+    EXPECT_NE(f.find("launched at"), std::string::npos) << f;
+    float back = 0.f;
+    ASSERT_EQ(cudaMemcpyAsync(&back, dev, sizeof back, cudaMemcpyDeviceToHost, st), cudaSuccess);
+    EXPECT_EQ(back, 1.f) << "the memset queued after the faulting launch ran";
+    EXPECT_EQ(cudaEventDestroy(start), cudaSuccess);
+    EXPECT_EQ(cudaEventDestroy(end), cudaSuccess);
+    EXPECT_EQ(cudaFree(dev), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(st), cudaSuccess);
 }
 
 }  // namespace

@@ -6,27 +6,116 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include <unistd.h>
 
+#include "core/check.h"
 #include "core/dtype.h"
 #include "emu.h"
 
 using sinklab::emu::kDeviceBytes;
 
-struct CUstream_st {};
+struct CUstream_st {
+    std::deque<std::function<void()>> work;  // queued, in order
+};
 struct CUevent_st {
     std::chrono::steady_clock::time_point at;
+    bool done = false;  // its record has run
 };
+
+namespace sinklab::emu {
+namespace {
+
+bool eager_from_environment() {
+    const char* v = std::getenv("SINKLAB_EMU_STREAMS");
+    const std::string mode = v ? v : "deferred";
+    if (mode != "eager" && mode != "deferred")
+        throw Error(fmt::format("SINKLAB_EMU_STREAMS={}: expected eager or deferred", mode));
+    return mode == "eager";
+}
+
+bool& eager() {
+    static bool e = eager_from_environment();
+    return e;
+}
+
+std::set<CUstream_st*>& streams() {
+    static auto* s = new std::set<CUstream_st*>;
+    return *s;
+}
+
+void drain(CUstream_st* st) {
+    while (!st->work.empty()) {
+        std::function<void()> work = std::move(st->work.front());
+        st->work.pop_front();
+        try {
+            work();
+        } catch (...) {
+            st->work.clear();
+            throw;
+        }
+    }
+}
+
+void drain_all() {
+    for (CUstream_st* st : streams()) drain(st);
+}
+
+// cudaMallocHost's allocations (start -> bytes): asynchronous copies to or from them stay queued.
+std::map<const char*, size_t>& pinned() {
+    static auto* m = new std::map<const char*, size_t>;
+    return *m;
+}
+
+bool is_pinned(const void* p) {
+    const auto* c = static_cast<const char*>(p);
+    auto it = pinned().upper_bound(c);
+    if (it == pinned().begin()) return false;
+    --it;
+    return c < it->first + it->second;
+}
+
+}  // namespace
+
+void enqueue(CUstream_st* stream, std::function<void()> work) {
+    if (!stream || eager()) return work();
+    stream->work.push_back(std::move(work));
+}
+void set_streams_eager(bool e) {
+    drain_all();
+    eager() = e;
+}
+bool streams_eager() { return eager(); }
+
+}  // namespace sinklab::emu
+
+using sinklab::emu::drain;
+using sinklab::emu::drain_all;
+using sinklab::emu::enqueue;
 
 cudaError_t cudaGetLastError() { return cudaSuccess; }
 const char* cudaGetErrorName(cudaError_t e) {
-    return e == cudaSuccess ? "cudaSuccess" : e == cudaErrorMemoryAllocation ? "cudaErrorMemoryAllocation"
-                                                                            : "cudaErrorInvalidValue";
+    switch (e) {
+        case cudaSuccess: return "cudaSuccess";
+        case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+        case cudaErrorNotReady: return "cudaErrorNotReady";
+        default: return "cudaErrorInvalidValue";
+    }
 }
 const char* cudaGetErrorString(cudaError_t e) {
-    return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" : "invalid argument";
+    switch (e) {
+        case cudaSuccess: return "no error";
+        case cudaErrorMemoryAllocation: return "out of memory";
+        case cudaErrorNotReady: return "device not ready";
+        default: return "invalid argument";
+    }
 }
 cudaError_t cudaGetDeviceCount(int* n) {
     *n = 1;
@@ -54,32 +143,50 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
     *p = sinklab::emu::device_alloc(bytes);
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaFree(void* p) { return !p || sinklab::emu::device_free(p) ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaFree(void* p) {
+    drain_all();
+    return !p || sinklab::emu::device_free(p) ? cudaSuccess : cudaErrorInvalidValue;
+}
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
     *p = std::malloc(bytes ? bytes : 1);
-    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+    if (!*p) return cudaErrorMemoryAllocation;
+    sinklab::emu::pinned()[static_cast<const char*>(*p)] = bytes;
+    return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) {
+    drain_all();
+    sinklab::emu::pinned().erase(static_cast<const char*>(p));
     std::free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
-    std::memmove(dst, src, bytes);
+// Pageable host memory: a copy from it has read it on return, and a copy into it has landed (CUDA's "API
+// synchronization behavior"); both after the stream's earlier work.
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t st) {
+    const bool pageable = (kind == cudaMemcpyHostToDevice && !sinklab::emu::is_pinned(src)) ||
+                          (kind == cudaMemcpyDeviceToHost && !sinklab::emu::is_pinned(dst));
+    if (pageable && st) drain(st);
+    enqueue(pageable ? nullptr : st, [=] { std::memmove(dst, src, bytes); });
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
-    std::memset(p, value, bytes);
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t st) {
+    enqueue(st, [=] { std::memset(p, value, bytes); });
     return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* st, unsigned) {
     *st = new CUstream_st;
+    sinklab::emu::streams().insert(*st);
     return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t st) {
+    drain(st);  // a destroyed stream's queued work still runs
+    sinklab::emu::streams().erase(st);
     delete st;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t st) {
+    if (st) drain(st);
+    return cudaSuccess;
+}
 cudaError_t cudaEventCreate(cudaEvent_t* ev) {
     *ev = new CUevent_st;
     return cudaSuccess;
@@ -88,11 +195,13 @@ cudaError_t cudaEventDestroy(cudaEvent_t ev) {
     delete ev;
     return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t) {
-    ev->at = std::chrono::steady_clock::now();
+cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t st) {
+    ev->done = false;
+    enqueue(st, [ev] { ev->at = std::chrono::steady_clock::now(), ev->done = true; });
     return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+    if (!start->done || !end->done) return cudaErrorNotReady;
     *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
     return cudaSuccess;
 }
@@ -185,24 +294,29 @@ void set_element(void* base, const cublasLtMatrixLayoutOpaque_t& l, int64_t r, i
 
 }  // namespace
 
+// The scalars are read at the call (host pointer mode), the matrices when the stream gets to the product.
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const void* alpha, const void* A,
-                              cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b, const void* beta,
-                              const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t d,
-                              const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
+                              cublasLtMatrixLayout_t a_layout, const void* B, cublasLtMatrixLayout_t b_layout,
+                              const void* beta, const void* C, cublasLtMatrixLayout_t c_layout, void* D,
+                              cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t*, void*, size_t,
+                              cudaStream_t st) {
     const bool ta = op->ta == CUBLAS_OP_T, tb = op->tb == CUBLAS_OP_T;
-    const int64_t m = ta ? a->cols : a->rows, k = ta ? a->rows : a->cols;
-    const int64_t kb = tb ? b->cols : b->rows, n = tb ? b->rows : b->cols;
-    if (k != kb || d->rows != m || d->cols != n || c->rows != m || c->cols != n) return CUBLAS_STATUS_INVALID_VALUE;
+    const cublasLtMatrixLayoutOpaque_t a = *a_layout, b = *b_layout, c = *c_layout, d = *d_layout;
+    const int64_t m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
+    const int64_t kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
+    if (k != kb || d.rows != m || d.cols != n || c.rows != m || c.cols != n) return CUBLAS_STATUS_INVALID_VALUE;
     const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-    std::vector<float> out(size_t(m * n));
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t i = 0; i < m; i++) {
-            float acc = 0.f;
-            for (int64_t p = 0; p < k; p++)
-                acc += element(A, *a, ta ? p : i, ta ? i : p) * element(B, *b, tb ? j : p, tb ? p : j);
-            out[size_t(i + j * m)] = al * acc + (be != 0.f ? be * element(C, *c, i, j) : 0.f);
-        }
-    for (int64_t j = 0; j < n; j++)  // after every read: C may be D
-        for (int64_t i = 0; i < m; i++) set_element(D, *d, i, j, out[size_t(i + j * m)]);
+    enqueue(st, [=] {
+        std::vector<float> out(size_t(m * n));
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < m; i++) {
+                float acc = 0.f;
+                for (int64_t p = 0; p < k; p++)
+                    acc += element(A, a, ta ? p : i, ta ? i : p) * element(B, b, tb ? j : p, tb ? p : j);
+                out[size_t(i + j * m)] = al * acc + (be != 0.f ? be * element(C, c, i, j) : 0.f);
+            }
+        for (int64_t j = 0; j < n; j++)  // after every read: C may be D
+            for (int64_t i = 0; i < m; i++) set_element(D, d, i, j, out[size_t(i + j * m)]);
+    });
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -59,7 +59,12 @@ inline int max(int a, int b) { return a > b ? a : b; }
 // ---- the runtime API, on host memory --------------------------------------------------------------------------
 // One emulated device, an H200 (sm_90) whose memory is capped (sinklab::emu::kDeviceBytes) so that out-of-memory
 // paths run; allocations start as NaN bytes (0xff), as unwritten device memory would hold garbage.
-enum cudaError_t { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorNotReady = 600,
+};
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 constexpr unsigned cudaStreamNonBlocking = 1;
 struct CUstream_st;

@@ -59,32 +59,38 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     return ncclSuccess;
 }
 
+// Collectives are queued on their stream (tests/emu/emu.h): each rank carries them out when it waits for it.
 ncclResult_t ncclAllReduce(const void* send, void* recv, size_t n, ncclDataType_t type, ncclRedOp_t op,
-                           ncclComm_t comm, cudaStream_t) {
+                           ncclComm_t comm, cudaStream_t st) {
     const int divide_by = op == ncclAvg ? comm->nranks : 1;
-    switch (type) {
-        case ncclInt32: reduce<int>(send, recv, n, MPI_INT, divide_by); break;
-        case ncclFloat32: reduce<float>(send, recv, n, MPI_FLOAT, divide_by); break;
-        case ncclFloat64: reduce<double>(send, recv, n, MPI_DOUBLE, divide_by); break;
-        case ncclBfloat16: {
-            std::vector<float> f(n);
-            const auto* s = static_cast<const uint16_t*>(send);
-            for (size_t i = 0; i < n; i++) f[i] = sinklab::bf16_bits_to_float(s[i]);
-            reduce<float>(f.data(), f.data(), n, MPI_FLOAT, divide_by);
-            auto* r = static_cast<uint16_t*>(recv);
-            for (size_t i = 0; i < n; i++) r[i] = sinklab::float_to_bf16_bits(f[i]);
-            break;
+    sinklab::emu::enqueue(st, [=] {
+        switch (type) {
+            case ncclInt32: reduce<int>(send, recv, n, MPI_INT, divide_by); break;
+            case ncclFloat32: reduce<float>(send, recv, n, MPI_FLOAT, divide_by); break;
+            case ncclFloat64: reduce<double>(send, recv, n, MPI_DOUBLE, divide_by); break;
+            case ncclBfloat16: {
+                std::vector<float> f(n);
+                const auto* s = static_cast<const uint16_t*>(send);
+                for (size_t i = 0; i < n; i++) f[i] = sinklab::bf16_bits_to_float(s[i]);
+                reduce<float>(f.data(), f.data(), n, MPI_FLOAT, divide_by);
+                auto* r = static_cast<uint16_t*>(recv);
+                for (size_t i = 0; i < n; i++) r[i] = sinklab::float_to_bf16_bits(f[i]);
+                break;
+            }
         }
-    }
+    });
     return ncclSuccess;
 }
 
 ncclResult_t ncclBroadcast(const void* send, void* recv, size_t n, ncclDataType_t type, int root, ncclComm_t comm,
-                           cudaStream_t) {
+                           cudaStream_t st) {
     if (root < 0 || root >= comm->nranks) return ncclInvalidArgument;
     const size_t bytes = n * element_bytes(type);
-    if (comm->rank == root && recv != send) std::memmove(recv, send, bytes);
-    MPI_Bcast(recv, int(bytes), MPI_BYTE, root, MPI_COMM_WORLD);
+    const bool copy = comm->rank == root && recv != send;
+    sinklab::emu::enqueue(st, [=] {
+        if (copy) std::memmove(recv, send, bytes);
+        MPI_Bcast(recv, int(bytes), MPI_BYTE, root, MPI_COMM_WORLD);
+    });
     return ncclSuccess;
 }
 
