@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cuda/cuda_under_test.h"
+#include "cuda/device_array.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "test_util.h"
 
@@ -58,19 +59,6 @@ TEST(CudaScratch, LaunchersRefuseAShortScratch) {
                    [&](cuda::Scratch s) { cuda::abs_max_median<float>(f, xs, 2, 10, s, st); });
 }
 
-// Device memory of `bytes` zeroed bytes, freed on scope exit.
-struct DeviceBuffer {
-    void* p = nullptr;
-    explicit DeviceBuffer(size_t bytes) {
-        CUDA_CHECK(cudaMalloc(&p, bytes));
-        CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, nullptr));
-    }
-    ~DeviceBuffer() { cudaFree(p); }
-    template <typename T> T* as() const { return static_cast<T*>(p); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
 // Each launcher on zeroed inputs with scratch of exactly what it asks for, in an allocation of its own: on the
 // emulator, where allocations end at an unmapped page and their rounding is checked after every launch, a write past
 // the stated size fails (on a GPU this runs them, and only compute-sanitizer would see such a write).
@@ -78,70 +66,65 @@ TEST(CudaScratch, LaunchersStayInsideTheScratchTheyAskFor) {
     if (!cuda_under_test()) GTEST_SKIP() << "no CUDA device";
     const cudaStream_t st = nullptr;
     const auto run_with_exact = [&](size_t need, const std::function<void(cuda::Scratch)>& call) {
-        DeviceBuffer scratch(need);
+        DeviceArray<char> scratch(need, 0);
         call(cuda::Scratch{scratch.p, need});
         CUDA_CHECK(cudaStreamSynchronize(st));
     };
 
     const int64_t N = 300, V = 37, C = 24;
     {
-        DeviceBuffer dwte(V * C * 4), ids(N * 4), dout(N * C * 4);
+        DeviceArray<float> dwte(V * C, 0), dout(N * C, 0);
+        DeviceArray<int32_t> ids(N);
         std::vector<int32_t> host_ids(static_cast<size_t>(N));
         for (int64_t i = 0; i < N; i++) host_ids[size_t(i)] = int32_t(i * 7 % V);
         CUDA_CHECK(cudaMemcpyAsync(ids.p, host_ids.data(), N * 4, cudaMemcpyHostToDevice, st));
         run_with_exact(cuda::embedding_bwd_scratch(N), [&](cuda::Scratch s) {
-            cuda::embedding_bwd<float>(dwte.as<float>(), ids.as<int32_t>(), dout.as<float>(), N, V, C, s, st);
+            cuda::embedding_bwd<float>(dwte.p, ids.p, dout.p, N, V, C, s, st);
         });
     }
     {
-        DeviceBuffer dx(N * C * 4), dg(C * 4), dout(N * C * 4), x(N * C * 4), g(C * 4), rstd(N * 4);
+        DeviceArray<float> dx(N * C, 0), dg(C, 0), dout(N * C, 0), x(N * C, 0), g(C, 0), rstd(N, 0);
         run_with_exact(cuda::norm_bwd_scratch(cuda::rmsnorm_layout(N, C)), [&](cuda::Scratch s) {
-            cuda::rmsnorm_bwd<float>(dx.as<float>(), dg.as<float>(), dout.as<float>(), x.as<float>(), g.as<float>(),
-                                     rstd.as<float>(), N, C, false, s, st);
+            cuda::rmsnorm_bwd<float>(dx.p, dg.p, dout.p, x.p, g.p, rstd.p, N, C, false, s, st);
         });
     }
     const AttnSpec spec = attn_spec(2, 70, 4, 2, 64);
     const int64_t rows = int64_t(spec.B) * spec.T, W = spec.qkv_width(), Hd = int64_t(spec.H) * spec.hd;
     {
-        DeviceBuffer dx(rows * Hd * 2), dg(Hd * 4), dout(rows * Hd * 2), x(rows * Hd * 2), g(Hd * 2),
-            rstd(rows * spec.H * 4);
+        DeviceArray<bf16> dx(rows * Hd, 0), dout(rows * Hd, 0), x(rows * Hd, 0), g(Hd, 0);
+        DeviceArray<float> dg(Hd, 0), rstd(rows * spec.H, 0);
         run_with_exact(cuda::norm_bwd_scratch(cuda::headnorm_layout(rows, spec.H, spec.hd, true)),
                        [&](cuda::Scratch s) {
-                           cuda::headnorm_bwd<bf16>(dx.as<bf16>(), dg.as<float>(), dout.as<bf16>(), x.as<bf16>(),
-                                                    g.as<bf16>(), rstd.as<float>(), rows, spec.H, spec.hd, true, s,
-                                                    st);
+                           cuda::headnorm_bwd<bf16>(dx.p, dg.p, dout.p, x.p, g.p, rstd.p, rows, spec.H, spec.hd, true,
+                                                    s, st);
                        });
     }
     {
-        const int groups = spec.H + spec.Hkv;
-        DeviceBuffer din(rows * W * 2), dgq(spec.hd * 4), dgk(spec.hd * 4), dout(rows * W * 2), in(rows * W * 2),
-            gq(spec.hd * 2), gk(spec.hd * 2), rstd(rows * groups * 4);
+        DeviceArray<bf16> din(rows * W, 0), dout(rows * W, 0), in(rows * W, 0), gq(spec.hd, 0), gk(spec.hd, 0);
+        DeviceArray<float> dgq(spec.hd, 0), dgk(spec.hd, 0), rstd(rows * (spec.H + spec.Hkv), 0);
         run_with_exact(cuda::norm_bwd_scratch(cuda::qknorm_layout(spec)), [&](cuda::Scratch s) {
-            cuda::qknorm_bwd<bf16>(din.as<bf16>(), dgq.as<float>(), dgk.as<float>(), dout.as<bf16>(), in.as<bf16>(),
-                                   gq.as<bf16>(), gk.as<bf16>(), rstd.as<float>(), spec, s, st);
+            cuda::qknorm_bwd<bf16>(din.p, dgq.p, dgk.p, dout.p, in.p, gq.p, gk.p, rstd.p, spec, s, st);
         });
     }
     {
-        DeviceBuffer dqkv(rows * W * 2), dout(rows * Hd * 2), o(rows * Hd * 2), lse(rows * spec.H * 4),
-            qkv(rows * W * 2);
+        DeviceArray<bf16> dqkv(rows * W, 0), dout(rows * Hd, 0), o(rows * Hd, 0), qkv(rows * W, 0);
+        DeviceArray<float> lse(rows * spec.H, 0);
         run_with_exact(cuda::attention_bwd_scratch<bf16>(spec), [&](cuda::Scratch s) {
-            cuda::attention_bwd<bf16>(dqkv.as<bf16>(), nullptr, dout.as<bf16>(), o.as<bf16>(), lse.as<float>(),
-                                      qkv.as<bf16>(), nullptr, spec, s, st);
+            cuda::attention_bwd<bf16>(dqkv.p, nullptr, dout.p, o.p, lse.p, qkv.p, nullptr, spec, s, st);
         });
         const int positions[2] = {0, 5};
-        DeviceBuffer out(spec.H * 2 * 4);
+        DeviceArray<float> out(spec.H * 2, 0);
         run_with_exact(cuda::attn_mass_scratch(rows, spec.H, 2), [&](cuda::Scratch s) {
-            cuda::attn_mass<bf16>(out.as<float>(), qkv.as<bf16>(), lse.as<float>(), positions, 2, spec, s, st);
+            cuda::attn_mass<bf16>(out.p, qkv.p, lse.p, positions, 2, spec, s, st);
         });
     }
     {
         const int K = 3;
         const int64_t n = 1000;
-        DeviceBuffer out(K * 2 * 4), x0(n * 4), x1(n * 4), x2(n * 4);
-        const float* xs[K] = {x0.as<float>(), x1.as<float>(), x2.as<float>()};
-        run_with_exact(cuda::abs_max_median_scratch(), [&](cuda::Scratch s) {
-            cuda::abs_max_median<float>(out.as<float>(), xs, K, n, s, st);
-        });
+        DeviceArray<float> out(K * 2, 0), x0(n, 0), x1(n, 0), x2(n, 0);
+        const float* xs[K] = {x0.p, x1.p, x2.p};
+        run_with_exact(cuda::abs_max_median_scratch(),
+                       [&](cuda::Scratch s) { cuda::abs_max_median<float>(out.p, xs, K, n, s, st); });
     }
 }
 

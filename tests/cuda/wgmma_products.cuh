@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "cuda/device_array.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/mma.cuh"
 
@@ -78,15 +79,6 @@ static __global__ void wgmma_products_kernel(float* S, float* O, const cuda::bf1
         for (int e = 0; e < 4; e++) S[wgmma_acc_index(t, j, e)] = s[j][e], O[wgmma_acc_index(t, j, e)] = o[j][e];
 }
 
-// Device memory for the run, freed however it ends (an emulator fault throws from the launch).
-template <typename T> struct WgmmaBuffer {
-    T* p = nullptr;
-    explicit WgmmaBuffer(size_t n) { CUDA_CHECK(cudaMalloc(&p, n * sizeof(T))); }
-    ~WgmmaBuffer() { cudaFree(p); }
-    WgmmaBuffer(const WgmmaBuffer&) = delete;
-    WgmmaBuffer& operator=(const WgmmaBuffer&) = delete;
-};
-
 struct WgmmaProducts {
     std::vector<float> S, O;  // [64][64] each; NaN where the kernel wrote nothing
 };
@@ -96,13 +88,11 @@ inline WgmmaProducts run_wgmma_products(const std::vector<cuda::bf16>& A, const 
                                         const std::vector<cuda::bf16>& V, WgmmaStep step = WgmmaStep::All) {
     SL_REQUIRE(kWgmmaFaults || step == WgmmaStep::All, "a faulty wgmma step runs on the emulator only");
     constexpr size_t n = 64 * 64;
-    WgmmaBuffer<cuda::bf16> a(n), b(n), v(n);
-    WgmmaBuffer<float> s(n), o(n);
+    DeviceArray<cuda::bf16> a(n), b(n), v(n);
+    DeviceArray<float> s(n, 0xff), o(n, 0xff);  // NaN: an element never written fails
     CUDA_CHECK(cudaMemcpyAsync(a.p, A.data(), n * sizeof(cuda::bf16), cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpyAsync(b.p, B.data(), n * sizeof(cuda::bf16), cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpyAsync(v.p, V.data(), n * sizeof(cuda::bf16), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemsetAsync(s.p, 0xff, n * sizeof(float)));  // NaN: an element never written fails
-    CUDA_CHECK(cudaMemsetAsync(o.p, 0xff, n * sizeof(float)));
     const size_t smem = 3 * n * sizeof(cuda::bf16) + 2048;  // room to reach a 1024-byte boundary and go past it
     CUDA_LAUNCH(wgmma_products_kernel, 1, 128, smem, nullptr, s.p, o.p, a.p, b.p, v.p, step);
     WgmmaProducts r{std::vector<float>(n), std::vector<float>(n)};
