@@ -305,7 +305,7 @@ private:
 struct BackendOptions {
     std::string kind = "auto";
     DType cuda_compute = DType::BF16;  // precision.compute on GPU
-    int device = -1;                   // CUDA device (the local rank, modulo the visible GPUs); -1 = 0
+    int device = -1;                   // CUDA device, modulo the visible GPUs; -1 = 0 (train/run_backend.h)
     int threads = 0;                   // CPU threads of any backend's host work; 0 = all cores
 };
 std::unique_ptr<Backend> make_backend(const BackendOptions& opt);
@@ -318,5 +318,7 @@ int use_host_threads(int threads);
 bool cuda_available();
 // Why cuda_available() is false: CUDA's error, or that this sinklab was built without CUDA.
 std::string cuda_unavailable_reason();
+// The GPUs this process sees, as one number: a hash of their UUIDs in CUDA's order; 0 when it sees none.
+uint64_t visible_gpus();
 
 }  // namespace sinklab

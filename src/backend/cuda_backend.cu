@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/checksum.h"
 #include "kernels/cuda/cuda_kernels.cuh"
 
 namespace sinklab {
@@ -554,6 +555,18 @@ const std::string& device_error() {
 
 bool cuda_device_present() { return device_error().empty(); }
 std::string cuda_device_error() { return device_error(); }
+
+uint64_t cuda_visible_gpus() {
+    int n = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&n));
+    std::vector<cudaUUID_t> uuids(static_cast<size_t>(n));
+    for (int d = 0; d < n; d++) {
+        cudaDeviceProp prop{};
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, d));
+        uuids[size_t(d)] = prop.uuid;
+    }
+    return checksum64(uuids.data(), uuids.size() * sizeof(cudaUUID_t));
+}
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) { return std::make_unique<CudaBackend>(opt); }
 

@@ -7,11 +7,14 @@ namespace sinklab {
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt);
 bool cuda_device_present();
 std::string cuda_device_error();
+uint64_t cuda_visible_gpus();
 bool cuda_available() { return cuda_device_present(); }
 std::string cuda_unavailable_reason() { return cuda_device_error(); }
+uint64_t visible_gpus() { return cuda_available() ? cuda_visible_gpus() : 0; }
 #else
 bool cuda_available() { return false; }
 std::string cuda_unavailable_reason() { return "this sinklab was built without CUDA (-DSINKLAB_CUDA=ON needs nvcc)"; }
+uint64_t visible_gpus() { return 0; }
 #endif
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opt) {

@@ -73,7 +73,11 @@ public:
         NCCL_CHECK(ncclCommInitRank(&comm_, host_.world(), id, host_.rank()));  // first: where a start fails
         CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     }
+    // Finalize, then destroy, as NCCL recommends: the first completes what is in flight with the other ranks, the
+    // second (which waits for the node's other ranks) frees this one's resources. Made once per process and destroyed
+    // at exit, before MPI is finalized (comm.cpp: device_communicator).
     ~NcclCommunicator() override {
+        ncclCommFinalize(comm_);
         ncclCommDestroy(comm_);
         cudaStreamDestroy(stream_);
     }
@@ -96,7 +100,9 @@ public:
         NCCL_CHECK(ncclBroadcast(t.data, t.data, size_t(t.numel()), nccl_type(t.dtype), root, comm_, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
-    // One broadcast per shard, grouped: NCCL's all-gather wants equal shards.
+    // One broadcast per shard, grouped: NCCL's all-gather wants equal shards. An empty shard (more ranks than
+    // elements) is left out on every rank alike: its address may lie one past the buffer, which NCCL's pointer checks
+    // (NCCL_CHECK_POINTERS=1) may refuse.
     void all_gather(Backend& backend, Tensor t, const std::vector<int64_t>& bounds) override {
         backend.synchronize();
         auto* base = static_cast<char*>(t.data);
@@ -105,7 +111,7 @@ public:
         for (int r = 0; r < world(); r++) {
             char* shard = base + size_t(bounds[size_t(r)]) * es;
             const size_t n = size_t(bounds[size_t(r) + 1] - bounds[size_t(r)]);
-            NCCL_CHECK(ncclBroadcast(shard, shard, n, nccl_type(t.dtype), r, comm_, stream_));
+            if (n > 0) NCCL_CHECK(ncclBroadcast(shard, shard, n, nccl_type(t.dtype), r, comm_, stream_));
         }
         NCCL_CHECK(ncclGroupEnd());
         CUDA_CHECK(cudaStreamSynchronize(stream_));

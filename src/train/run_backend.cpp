@@ -6,19 +6,40 @@
 
 #include "core/build_info.h"
 #include "core/check.h"
+#include "core/checksum.h"
+#include "core/process.h"
 #include "core/utc_time.h"
 
 namespace sinklab {
 
-std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator& comm, std::string& note) {
+std::unique_ptr<Backend> make_run_backend(const Config& cfg, Communicator& comm, std::string& note) {
     BackendOptions bo;
     bo.kind = cfg.backend;
     bo.cuda_compute = cfg.precision.compute == "fp32" ? DType::F32 : DType::BF16;
     bo.threads = cfg.run.threads > 0 ? cfg.run.threads : default_threads_per_rank(comm);
-    bo.device = comm.local_rank();
+    // Every rank has the same config here (require_same_config), so all or none take part in gpu_slot's collective.
+    if (cfg.backend != "cpu") bo.device = gpu_slot(comm, visible_gpus());
     std::unique_ptr<Backend> backend = make_backend(bo);
+    require_same_backend(comm, fmt::format("{} ({})", backend->name(), dtype_name(backend->compute_dtype())));
     note = auto_backend_note(cfg.backend, backend->name(), "/dev/nvidiactl");
     return backend;
+}
+
+int gpu_slot(Communicator& comm, uint64_t visible) {
+    const std::string host = host_name();
+    const uint64_t mine[2] = {checksum64(host.data(), host.size()), visible};
+    const std::vector<uint64_t> all = gather_from_every_rank(comm, mine, 2);  // [world, 2]
+    int slot = 0;
+    for (int r = 0; r < comm.rank(); r++) slot += all[2 * size_t(r)] == mine[0] && all[2 * size_t(r) + 1] == mine[1];
+    return slot;
+}
+
+void require_same_backend(Communicator& comm, const std::string& made) {
+    const std::vector<int> differ = ranks_differing_from_root(comm, checksum64(made.data(), made.size()));
+    if (differ.empty()) return;
+    fail("rank(s) {} made another backend than rank 0's {}: with backend: auto, a rank that finds no usable GPU "
+         "computes on the CPU; give every rank a GPU, or set backend: cpu (or cuda, to fail where none is)",
+         fmt::join(differ, ", "), broadcast_string(comm, made, 0));
 }
 
 void require_same_config(Communicator& comm, const Config& cfg) {

@@ -11,10 +11,21 @@
 
 namespace sinklab {
 
-// backend and precision.compute of `cfg`, on this rank's GPU (its local rank) or with this rank's share of the
-// node's cores (run.threads when set). `note` gets a line for the run's log when backend: auto chose the CPU on a
-// machine with an NVIDIA driver, else stays empty.
-std::unique_ptr<Backend> make_run_backend(const Config& cfg, const Communicator& comm, std::string& note);
+// backend and precision.compute of `cfg`, on this rank's GPU (gpu_slot) or with this rank's share of the node's cores
+// (run.threads when set), every rank calling it. Fails on every rank when the ranks made different backends (with
+// backend: auto, a rank that finds no usable GPU would compute on the CPU beside GPU ranks). `note` gets a line for
+// the run's log when backend: auto chose the CPU on a machine with an NVIDIA driver, else stays empty.
+std::unique_ptr<Backend> make_run_backend(const Config& cfg, Communicator& comm, std::string& note);
+
+// Which of the GPUs it sees a rank takes, modulo their number: its place among the ranks on its machine that see the
+// same GPUs (`visible`, visible_gpus()), every rank calling it. That is the local rank where every rank sees all of
+// the machine's GPUs, and 0 where each sees only its own (Slurm's --gpus-per-task); where ranks see one socket's GPUs
+// each (Slurm's --gpu-bind=closest), it counts only the ranks of that socket, where the local rank would put two ranks
+// of different sockets on one GPU.
+int gpu_slot(Communicator& comm, uint64_t visible);
+
+// Fails on every rank when a rank's `made` (its backend and compute dtype, "cuda (bf16)") is not rank 0's.
+void require_same_backend(Communicator& comm, const std::string& made);
 
 // Every rank of a train or eval must compute one model: a rank that resolved another config (other files or --set
 // options) fails them all, before collectives whose sizes would differ between the ranks.
