@@ -11,13 +11,17 @@
 #include <fstream>
 
 #include "core/check.h"
-#include "core/process.h"
 
 namespace sinklab {
 
 namespace fs = std::filesystem;
 
 namespace {
+
+std::string host_name() {
+    char buf[256] = {};
+    return gethostname(buf, sizeof buf - 1) == 0 ? buf : "?";
+}
 
 // "out/", "out/." and "." name their folder too.
 fs::path folder_path(const std::string& folder) {

@@ -174,9 +174,4 @@ std::vector<std::string> shell_split(const std::string& line, const std::string&
 
 std::string self_exe() { return std::filesystem::read_symlink("/proc/self/exe").string(); }
 
-std::string host_name() {
-    char buf[256] = {};
-    return gethostname(buf, sizeof buf - 1) == 0 ? buf : "?";
-}
-
 }  // namespace sinklab

@@ -43,7 +43,5 @@ std::vector<std::string> shell_split(const std::string& line, const std::string&
 
 // The running executable's absolute path (/proc/self/exe).
 std::string self_exe();
-// This machine's host name (gethostname), "?" when it cannot be read.
-std::string host_name();
 
 }  // namespace sinklab

@@ -2,12 +2,12 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/build_info.h"
 #include "core/check.h"
 #include "core/checksum.h"
-#include "core/process.h"
 #include "core/utc_time.h"
 
 namespace sinklab {
@@ -26,12 +26,8 @@ std::unique_ptr<Backend> make_run_backend(const Config& cfg, Communicator& comm,
 }
 
 int gpu_slot(Communicator& comm, uint64_t visible) {
-    const std::string host = host_name();
-    const uint64_t mine[2] = {checksum64(host.data(), host.size()), visible};
-    const std::vector<uint64_t> all = gather_from_every_rank(comm, mine, 2);  // [world, 2]
-    int slot = 0;
-    for (int r = 0; r < comm.rank(); r++) slot += all[2 * size_t(r)] == mine[0] && all[2 * size_t(r) + 1] == mine[1];
-    return slot;
+    const std::vector<uint64_t> all = gather_from_every_rank(comm, &visible, 1);  // [world]
+    return int(std::count(all.begin(), all.begin() + comm.rank(), visible));
 }
 
 void require_same_backend(Communicator& comm, const std::string& made) {

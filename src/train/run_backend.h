@@ -17,11 +17,11 @@ namespace sinklab {
 // the run's log when backend: auto chose the CPU on a machine with an NVIDIA driver, else stays empty.
 std::unique_ptr<Backend> make_run_backend(const Config& cfg, Communicator& comm, std::string& note);
 
-// Which of the GPUs it sees a rank takes, modulo their number: its place among the ranks on its machine that see the
-// same GPUs (`visible`, visible_gpus()), every rank calling it. That is the local rank where every rank sees all of
-// the machine's GPUs, and 0 where each sees only its own (Slurm's --gpus-per-task); where ranks see one socket's GPUs
-// each (Slurm's --gpu-bind=closest), it counts only the ranks of that socket, where the local rank would put two ranks
-// of different sockets on one GPU.
+// Which of the GPUs it sees a rank takes, modulo their number: its place among the ranks that see the same GPUs
+// (`visible`, visible_gpus(): their UUIDs, so such ranks share a machine), every rank calling it. That is the local
+// rank where every rank sees all of its machine's GPUs, and 0 where each sees only its own (Slurm's --gpus-per-task);
+// where ranks see one socket's GPUs each (Slurm's --gpu-bind=closest), it counts only the ranks of that socket, where
+// the local rank would put two ranks of different sockets on one GPU.
 int gpu_slot(Communicator& comm, uint64_t visible);
 
 // Fails on every rank when a rank's `made` (its backend and compute dtype, "cuda (bf16)") is not rank 0's.

@@ -26,7 +26,6 @@ TEST(RunBackend, GpuSlotIsZeroWhereEachRankSeesOnlyItsOwnGpu) {
 // 4, ... see one set, 1, 3, 5, ... the other, and each takes its place in its own set.
 TEST(RunBackend, GpuSlotCountsOnlyTheRanksThatSeeTheSameGpus) {
     Communicator& c = process_communicator();
-    ASSERT_EQ(c.local_size(), c.world());  // one machine
     EXPECT_EQ(gpu_slot(c, 7 + uint64_t(c.rank() % 2)), c.rank() / 2);
 }
 
