@@ -13,7 +13,7 @@
 #               each failed test with its first messages (CudaWgmma's name the operand elements the hardware read,
 #               should it read a tile otherwise than the emulator)
 #   sanitize    compute-sanitizer memcheck and racecheck on the norm and sink-metric op tests, memcheck on the
-#               attention op tests
+#               attention op tests and the exact-size scratch tests
 #   bench-1024  sinklab bench on llama-152m, T=1024 (micro-batch 48) and T=4096 (12), bf16 (scripts/gpu_bench.sh):
 #   bench-4096  standard with per-op timing, attention.impl sinklab, cudnn and sinklab_wgmma, with and without
 #               per-step sink metrics; then without per-op timing for the tokens/s, in 2 rounds (medians; ratios from
@@ -109,7 +109,8 @@ tests() {
 
 # compute-sanitizer (memcheck, then racecheck for the shared-memory reductions) on the small op tests of the
 # normalization and sink-metric kernels; the whole suite under it would not fit the call.
-# The attention kernels get memcheck only: racecheck on them would not fit the stage.
+# The attention kernels get memcheck only: racecheck on them would not fit the stage. So do the launchers that take
+# scratch, each run with exactly what it asks for (CudaScratch), where memcheck sees a write past it.
 sanitize() {
     local cs rc=0 filter='CudaOps.RMSNorm:CudaOps.HeadNorm*:CudaOps.QKNorm:CudaOps.SinkMetric*'
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null) ||
@@ -118,7 +119,7 @@ sanitize() {
     sl "$cs" --tool memcheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1 || rc=1
     sl "$cs" --tool racecheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_filter="$filter" --gtest_brief=1 || rc=1
     sl "$cs" --tool memcheck --error-exitcode 1 "$bin/sinklab_tests" --gtest_brief=1 \
-        --gtest_filter='CudaOps.Attention*:-CudaOps.AttentionCudnn*' || rc=1
+        --gtest_filter='CudaOps.Attention*:CudaScratch.*:-CudaOps.AttentionCudnn*' || rc=1
     return $rc
 }
 
