@@ -668,11 +668,16 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
     store_dq<HDP>(dqkv, dq, p, b, h, row, tq);
 }
 
+// Blocks per multiprocessor attn_dq_ds_kernel is compiled for: its shared memory (two K and two dS tiles, 36 KiB at
+// head dim 64) fits six. Unbounded, ptxas took 96 registers at head dim 64, which fit five (20 warps); at six it takes
+// 78 without spilling (24 warps) for a kernel that mostly waits on its dS and K loads.
+constexpr int kDqDsMinBlocks = 6;
+
 // Grid (query tiles of 64, H, B), after attn_dkdv_kernel<..., kDs> wrote dS^T: dQ = dS K, warp w owning queries
 // q0 + 16w .. +15 and walking the key tiles up to the diagonal, dS's fragments transposed by ldmatrix from the
 // [keys][queries] tiles. No masking: masked scores are zeros in dS.
 template <int HDP>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kDqDsMinBlocks)
     attn_dq_ds_kernel(bf16* dqkv, const bf16* ds, const bf16* qkv, const __grid_constant__ AttnParams p, bool vec) {
     constexpr int Bc = kDsTile, S = kStride<HDP, false>, SD = kStride<kDsTile, false>, ND = HDP / 8;
     bf16* sK = dynamic_smem<bf16>();  // [2][Bc][S]
