@@ -99,17 +99,37 @@ def short_names(mangled):
     return names
 
 
+def kept_log_is_current(entry, obj_rel, kept):
+    """Whether the build's kept ptxas log is newer than its object and every file its compile read: the source and
+    its headers from ninja's deps log, which an edit since the build makes newer (the source alone where there is
+    no ninja build to ask)."""
+    obj = os.path.join(entry["directory"], obj_rel)
+    if not (os.path.exists(obj) and os.path.exists(kept)) or os.path.getmtime(kept) < os.path.getmtime(obj):
+        return False
+    inputs = [entry["file"]]
+    if os.path.exists(os.path.join(entry["directory"], "build.ninja")):
+        run = subprocess.run(["ninja", "-C", entry["directory"], "-t", "deps", obj_rel], capture_output=True,
+                             text=True)
+        lines = run.stdout.splitlines()
+        if run.returncode != 0 or not lines or "(VALID)" not in lines[0]:
+            return False
+        inputs = [line.strip() for line in lines[1:] if line.strip()]
+    logged = os.path.getmtime(kept)
+    return all(os.path.exists(i) and os.path.getmtime(i) <= logged for i in inputs)
+
+
 def ptxas_log(entry, tmp):
-    """The ptxas log of one compile_commands.json entry: the one the build kept if it is as new as its object,
-    else that of a compile with --resource-usage into tmp."""
+    """The ptxas log of one compile_commands.json entry: the one the build kept if it is newer than everything its
+    compile read, else that of a compile with --resource-usage into tmp (so that figures follow an edit made
+    since the build)."""
     args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
     if os.path.basename(args[0]) == "ptxas_log.sh":  # a generator that lists the launcher: it would hide the figures
         args = args[1:]
     if "-o" not in args:
         fail(f"no -o in the compile command of {entry['file']}")
-    obj = os.path.join(entry["directory"], args[args.index("-o") + 1])
-    kept = obj + ".ptxas.log"
-    if os.path.exists(obj) and os.path.exists(kept) and os.path.getmtime(kept) >= os.path.getmtime(obj):
+    obj_rel = args[args.index("-o") + 1]
+    kept = os.path.join(entry["directory"], obj_rel) + ".ptxas.log"
+    if kept_log_is_current(entry, obj_rel, kept):
         with open(kept) as f:
             return f.read()
     args = list(args)

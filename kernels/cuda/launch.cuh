@@ -2,19 +2,19 @@
 // runs the grid on the CPU.
 #pragma once
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch_smem.cuh"
 
 namespace sinklab::cuda {
 
-// kernel<<<grid, block, smem, st>>>(args...), then the launch's check, which names the caller's file:line (see
-// CUDA_LAUNCH). Dynamic shared memory above the default 48 KiB is opted into first.
+// kernel<<<grid, block, smem, st>>>(args...), its dynamic shared memory allowed first, then the launch's check,
+// which names the caller's file:line (see CUDA_LAUNCH). cudaGetLastError also returns the fault of an earlier kernel
+// on the device, which the message allows for.
 template <typename... Params, typename... Args>
 void launch_kernel(const char* file, int line, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                    cudaStream_t st, Args... args) {
-    if (smem > 48 * 1024)
-        check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-                   "cudaFuncSetAttribute", file, line);
+    allow_dynamic_smem(kernel, smem, file, line);
     kernel<<<grid, block, smem, st>>>(args...);
-    check_cuda(cudaGetLastError(), "kernel launch", file, line);
+    check_cuda(cudaGetLastError(), "this kernel launch (or an earlier kernel)", file, line);
 }
 
 // The block's dynamic shared memory (the smem bytes of its launch), 16-byte aligned.

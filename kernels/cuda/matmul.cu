@@ -2,6 +2,10 @@
 // column-major product of the transposes: out^T = W x^T (+ residual^T), dx^T = W^T dout^T, dW^T += x^T dout.
 #include <compare>
 #include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_kernels.cuh"
 
@@ -22,6 +26,8 @@ uint32_t alignment(const void* p) {
     return al;
 }
 
+const char* type_name(cudaDataType_t t) { return t == CUDA_R_16BF ? "bf16" : "f32"; }
+
 }  // namespace
 
 struct Gemm::Impl {
@@ -34,9 +40,36 @@ struct Gemm::Impl {
         uint32_t align_a, align_b, align_c, align_d;
         auto operator<=>(const Key&) const = default;
     };
+
+    // The matmul as cuBLASLt sees it, for its errors: a status alone does not say which shape was refused.
+    static std::string describe(const Key& k) {
+        return fmt::format("D[{}, {}] {}= op(A) op(B) over k={} (A {}{} lda={}, B {}{} ldb={}, D {} ldd={}; aligned "
+                           "A/B/C/D {}/{}/{}/{} bytes; column-major)",
+                           k.m, k.n, k.accumulate ? "+" : "", k.k, type_name(k.ab), k.ta ? " transposed" : "", k.lda,
+                           type_name(k.ab), k.tb ? " transposed" : "", k.ldb, type_name(k.d), k.ldd, k.align_a,
+                           k.align_b, k.align_c, k.align_d);
+    }
+
+    static void check_matmul(cublasStatus_t s, std::string_view call, const Key& key) {
+        if (s != CUBLAS_STATUS_SUCCESS)
+            fail_internal(__FILE__, __LINE__,
+                          fmt::format("{} failed for {}: {} ({})", call, describe(key), cublasLtGetStatusName(s),
+                                      cublasLtGetStatusString(s)));
+    }
+
+    // cuBLASLt's descriptors, destroyed with whatever holds them: a plan, or plan() itself when a later call fails.
+    template <typename Handle, cublasStatus_t (*destroy)(Handle)> struct Destroy {
+        void operator()(Handle h) const { destroy(h); }
+    };
+    template <typename Handle, cublasStatus_t (*destroy)(Handle)>
+    using Owned = std::unique_ptr<std::remove_pointer_t<Handle>, Destroy<Handle, destroy>>;
+    using OpDesc = Owned<cublasLtMatmulDesc_t, cublasLtMatmulDescDestroy>;
+    using Layout = Owned<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy>;
+    using Preference = Owned<cublasLtMatmulPreference_t, cublasLtMatmulPreferenceDestroy>;
+
     struct Plan {
-        cublasLtMatmulDesc_t op = nullptr;
-        cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+        OpDesc op;
+        Layout a, b, d;
         cublasLtMatmulAlgo_t algo{};
     };
 
@@ -49,12 +82,7 @@ struct Gemm::Impl {
         CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
     }
     ~Impl() {
-        for (auto& [key, plan] : plans) {
-            cublasLtMatrixLayoutDestroy(plan.a);
-            cublasLtMatrixLayoutDestroy(plan.b);
-            cublasLtMatrixLayoutDestroy(plan.d);
-            cublasLtMatmulDescDestroy(plan.op);
-        }
+        plans.clear();
         cudaFree(workspace);
         cublasLtDestroy(handle);
     }
@@ -63,33 +91,54 @@ struct Gemm::Impl {
         auto it = plans.find(key);
         if (it != plans.end()) return it->second;
         Plan p;
-        CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        cublasLtMatmulDesc_t op = nullptr;
+        check_matmul(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate", key);
+        p.op.reset(op);
         cublasOperation_t ta = key.ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+        check_matmul(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)),
+                     "cublasLtMatmulDescSetAttribute(TRANSA)", key);
+        check_matmul(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
+                     "cublasLtMatmulDescSetAttribute(TRANSB)", key);
         // Layouts describe the stored (untransposed) column-major matrices.
-        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, key.ab, key.ta ? key.k : key.m, key.ta ? key.m : key.k, key.lda));
-        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, key.ab, key.tb ? key.n : key.k, key.tb ? key.k : key.n, key.ldb));
-        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, key.d, key.m, key.n, key.ldd));
+        auto layout = [&](Layout& into, cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld) {
+            cublasLtMatrixLayout_t l = nullptr;
+            check_matmul(cublasLtMatrixLayoutCreate(&l, type, uint64_t(rows), uint64_t(cols), ld),
+                         "cublasLtMatrixLayoutCreate", key);
+            into.reset(l);
+        };
+        layout(p.a, key.ab, key.ta ? key.k : key.m, key.ta ? key.m : key.k, key.lda);
+        layout(p.b, key.ab, key.tb ? key.n : key.k, key.tb ? key.k : key.n, key.ldb);
+        layout(p.d, key.d, key.m, key.n, key.ldd);
 
         cublasLtMatmulPreference_t pref = nullptr;
-        CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-        uint64_t ws = kWorkspaceBytes;
-        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                                          sizeof(ws)));
-        for (auto [attr, al] : {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_a},
-                                std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_b},
-                                std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c},
-                                std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_d}})
-            CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al)));
+        check_matmul(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", key);
+        const Preference owned_pref(pref);
+        auto prefer = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto& value, const char* name) {
+            check_matmul(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
+                         fmt::format("cublasLtMatmulPreferenceSetAttribute({})", name), key);
+        };
+        prefer(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(kWorkspaceBytes), "MAX_WORKSPACE_BYTES");
+        prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_a, "MIN_ALIGNMENT_A_BYTES");
+        prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_b, "MIN_ALIGNMENT_B_BYTES");
+        prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c, "MIN_ALIGNMENT_C_BYTES");
+        prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_d, "MIN_ALIGNMENT_D_BYTES");
+        // A split-K algorithm may add its partial sums in D's type (INPLACE in D itself, OUTPUT_TYPE in the
+        // workspace): for a bf16 D that rounds each partial to bf16 before their sum, where sinklab's precision
+        // rules (and its CPU reference) round the f32 sum once. Partials in f32, or no split, for bf16 outputs.
+        if (key.d == CUDA_R_16BF)
+            prefer(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, uint32_t(CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE),
+                   "REDUCTION_SCHEME_MASK");
         cublasLtMatmulHeuristicResult_t result{};
         int found = 0;
-        CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.d, p.d, pref, 1, &result, &found));
-        cublasLtMatmulPreferenceDestroy(pref);
-        SL_ASSERT(found > 0, "cuBLASLt has no algorithm for m={} n={} k={} (ta={} tb={})", key.m, key.n, key.k,
-                  key.ta, key.tb);
+        const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle, op, p.a.get(), p.b.get(), p.d.get(),
+                                                                p.d.get(), pref, 1, &result, &found);
+        if (s == CUBLAS_STATUS_SUCCESS && (found == 0 || result.state != CUBLAS_STATUS_SUCCESS))
+            fail_internal(__FILE__, __LINE__,
+                          fmt::format("cuBLASLt has no algorithm for {} ({})", describe(key),
+                                      found == 0 ? "none found" : cublasLtGetStatusName(result.state)));
+        check_matmul(s, "cublasLtMatmulAlgoGetHeuristic", key);
         p.algo = result.algo;
-        return plans.emplace(key, p).first->second;
+        return plans.emplace(key, std::move(p)).first->second;
     }
 
     // D[m,n] = op(A)[m,k] op(B)[k,n], plus C[m,n] (D's layout; it may be D itself) when C is not null;
@@ -103,8 +152,9 @@ struct Gemm::Impl {
                 alignment(D)};
         const Plan& p = plan(key);
         float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-        CUBLAS_CHECK(cublasLtMatmul(handle, p.op, &alpha, A, p.a, B, p.b, &beta, c, p.d, D, p.d, &p.algo, workspace,
-                                    kWorkspaceBytes, st));
+        check_matmul(cublasLtMatmul(handle, p.op.get(), &alpha, A, p.a.get(), B, p.b.get(), &beta, c, p.d.get(), D,
+                                    p.d.get(), &p.algo, workspace, kWorkspaceBytes, st),
+                     "cublasLtMatmul", key);
     }
 };
 

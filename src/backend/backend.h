@@ -318,7 +318,10 @@ int use_host_threads(int threads);
 bool cuda_available();
 // Why cuda_available() is false: CUDA's error, or that this sinklab was built without CUDA.
 std::string cuda_unavailable_reason();
-// The GPUs this process sees, as one number: a hash of their UUIDs in CUDA's order; 0 when it sees none.
+// The GPUs this process sees, as one number (gpu_set_id of their UUIDs); 0 when it sees none.
 uint64_t visible_gpus();
+// A set of GPU UUIDs as one number, whatever their order: ranks whose CUDA_DEVICE_ORDER or CUDA_VISIBLE_DEVICES list
+// one machine's GPUs in different orders still see the same GPUs. 0 for none.
+uint64_t gpu_set_id(std::vector<std::array<unsigned char, 16>> uuids);
 
 }  // namespace sinklab

@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
-#include "core/checksum.h"
 #include "kernels/cuda/cuda_kernels.cuh"
 
 namespace sinklab {
@@ -559,13 +559,14 @@ std::string cuda_device_error() { return device_error(); }
 uint64_t cuda_visible_gpus() {
     int n = 0;
     CUDA_CHECK(cudaGetDeviceCount(&n));
-    std::vector<cudaUUID_t> uuids(static_cast<size_t>(n));
+    std::vector<std::array<unsigned char, 16>> uuids(static_cast<size_t>(n));
     for (int d = 0; d < n; d++) {
         cudaDeviceProp prop{};
         CUDA_CHECK(cudaGetDeviceProperties(&prop, d));
-        uuids[size_t(d)] = prop.uuid;
+        static_assert(sizeof(prop.uuid.bytes) == 16);
+        std::memcpy(uuids[size_t(d)].data(), prop.uuid.bytes, 16);
     }
-    return checksum64(uuids.data(), uuids.size() * sizeof(cudaUUID_t));
+    return gpu_set_id(std::move(uuids));
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) { return std::make_unique<CudaBackend>(opt); }

@@ -1,6 +1,10 @@
 // Chooses the backend a run asked for. The one place that knows which backends were built.
 #include "backend/backend.h"
 
+#include <algorithm>
+
+#include "core/checksum.h"
+
 namespace sinklab {
 
 #ifdef SINKLAB_HAVE_CUDA
@@ -16,6 +20,12 @@ bool cuda_available() { return false; }
 std::string cuda_unavailable_reason() { return "this sinklab was built without CUDA (-DSINKLAB_CUDA=ON needs nvcc)"; }
 uint64_t visible_gpus() { return 0; }
 #endif
+
+uint64_t gpu_set_id(std::vector<std::array<unsigned char, 16>> uuids) {
+    if (uuids.empty()) return 0;
+    std::sort(uuids.begin(), uuids.end());
+    return checksum64(uuids.data(), uuids.size() * sizeof(uuids[0]));
+}
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opt) {
     if (opt.kind == "cpu") return make_cpu_backend(DType::F32, opt.threads);

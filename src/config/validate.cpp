@@ -239,13 +239,23 @@ std::vector<std::string> training_notes(const Config& c) {
                                     "token {}'s W_O input carries later tokens to every position that attends to it "
                                     "(the model is not causal); mode centered_causal takes mu over positions 0..{}",
                                     c.model.seq_len, amp.position, amp.position));
-    // 16-byte rows of bf16 logits: what the LM head's cuBLASLt algorithms and the cross-entropy's vector loads need.
+    // 16-byte rows of bf16: what Hopper's fastest cuBLASLt algorithms (their TMA loads) and the cross-entropy's
+    // vector loads need.
     const int64_t vocab = c.model.vocab_size;
     if (vocab % 8 != 0)
         notes.push_back(fmt::format("model.vocab_size = {} is not a multiple of 8: on a GPU the LM head's GEMMs and "
                                     "the cross-entropy take slower unaligned paths; pad it to {} (or {}, a multiple "
                                     "of 64, best for the GEMMs)",
                                     vocab, (vocab + 7) / 8 * 8, (vocab + 63) / 64 * 64));
+    const ModelConfig& m = c.model;
+    if (m.d_model % 8 != 0)
+        notes.push_back(fmt::format("model.d_model = {} is not a multiple of 8: on a GPU every GEMM takes cuBLASLt's "
+                                    "slower unaligned algorithms; choose a multiple of 8 (and of model.n_head = {})",
+                                    m.d_model, m.n_head));
+    if (m.d_ff % 8 != 0)
+        notes.push_back(fmt::format("model.d_ff = {} is not a multiple of 8: on a GPU the FFN's GEMMs take cuBLASLt's "
+                                    "slower unaligned algorithms; pad it to {}",
+                                    m.d_ff, (m.d_ff + 7) / 8 * 8));
     return notes;
 }
 

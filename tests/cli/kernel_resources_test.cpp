@@ -119,14 +119,17 @@ TEST(KernelResources, ASpillOrAWgmmaNoteFailsItsCheckAndNamesItsKernel) {
 }
 
 // The build keeps ptxas's figures beside each object (cmake/ptxas_log.sh); the script reads them rather than compile
-// again, unless the object is newer (built some other way since).
-TEST(KernelResources, TheFiguresTheBuildKeptAreReadUnlessTheObjectIsNewer) {
+// again, unless the object (built some other way since) or the source (edited since) is newer. A build by ninja
+// has its headers checked too (ninja's deps log), which ListsEveryKernelOfThisBuildAndNoneSpills relies on.
+TEST(KernelResources, TheFiguresTheBuildKeptAreReadUnlessTheObjectOrTheSourceIsNewer) {
     const TempDir dir("kernel_resources");
     stand_in_build(dir, false);
-    const std::string object = dir / "build/kernels.cu.o", kept = object + ".ptxas.log";
+    const std::string source = dir / "kernels.cu", object = dir / "build/kernels.cu.o", kept = object + ".ptxas.log";
+    write_file(source, "__global__ void heavy_one(float*, int) {}");
     write_file(object, "object");
     write_file(kept, kPtxasFigures);
     const auto now = std::filesystem::file_time_type::clock::now();
+    std::filesystem::last_write_time(source, now - std::chrono::seconds(20));
     std::filesystem::last_write_time(object, now - std::chrono::seconds(10));
     std::filesystem::last_write_time(kept, now - std::chrono::seconds(5));
     const CommandResult read = run_command(script_cmd("--build " + (dir / "build")));
@@ -134,10 +137,13 @@ TEST(KernelResources, TheFiguresTheBuildKeptAreReadUnlessTheObjectIsNewer) {
     EXPECT_NE(read.out.find("| kernels.cu | `heavy_one` | sm_90a | 255 | 20 | 12 | 24 | 0 |  |"), std::string::npos)
         << read.out;
 
-    std::filesystem::last_write_time(object, now);
-    const CommandResult compiled = run_command(script_cmd("--build " + (dir / "build")));
-    EXPECT_EQ(compiled.rc, 2) << compiled.out;
-    EXPECT_NE(compiled.out.find("kernels.cu did not compile"), std::string::npos) << compiled.out;
+    for (const std::string& newer : {source, object}) {
+        std::filesystem::last_write_time(newer, now);
+        const CommandResult compiled = run_command(script_cmd("--build " + (dir / "build")));
+        EXPECT_EQ(compiled.rc, 2) << newer << ":\n" << compiled.out;
+        EXPECT_NE(compiled.out.find("kernels.cu did not compile"), std::string::npos) << newer << ":\n" << compiled.out;
+        std::filesystem::last_write_time(newer, now - std::chrono::seconds(20));
+    }
 }
 
 // The launcher the build compiles CUDA through: the figures go beside the object and no longer into the build's

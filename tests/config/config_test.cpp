@@ -790,5 +790,21 @@ TEST(ConfigValidate, AVocabNotAMultipleOf8IsNoted) {
     }
 }
 
+// So do the model's other GEMM widths: d_ff by LLaMA's 8/3 rule (2730 for 1024), a d_model of 6 heads of 18.
+TEST(ConfigValidate, GemmWidthsNotAMultipleOf8AreNoted) {
+    Config c;
+    c.model.d_ff = 2730;
+    std::vector<std::string> notes = config::training_notes(c);
+    ASSERT_EQ(notes.size(), 1u);
+    expect_has(notes[0], {"model.d_ff = 2730 is not a multiple of 8", "FFN's GEMMs", "pad it to 2736"});
+    c.model.d_ff = 2736;
+    EXPECT_TRUE(config::training_notes(c).empty());
+    c.model.d_model = 6 * 18;
+    c.model.n_head = 6;
+    notes = config::training_notes(c);
+    ASSERT_EQ(notes.size(), 1u);
+    expect_has(notes[0], {"model.d_model = 108 is not a multiple of 8", "every GEMM", "model.n_head = 6"});
+}
+
 }  // namespace
 }  // namespace sinklab

@@ -332,6 +332,31 @@ TEST_F(CudaOps, Matmul) {
            2e-5});
 }
 
+// A split-K GEMM may add its partial sums in D's type; in bf16 that loses what a partial's rounding drops. Each dot
+// product here is 256 + (o + 1) / 128 over its first inputs and -256 at its last, (o + 1) / 128 exactly in f32 (and in
+// bf16), 0 after a bf16 rounding of the first part (bf16's spacing at 256 is 2). A long k and a small D are where
+// cuBLASLt splits; the emulator's stand-in splits wherever the preference lets it add partials in bf16.
+TEST_F(CudaOps, MatmulAddsItsPartialSumsInF32) {
+    const int64_t N = 4, I = 8192, O = 8;
+    std::vector<float> x(size_t(N * I), 1.f), W(size_t(O * I), 0.f), out(size_t(N * O));
+    for (int64_t o = 0; o < O; o++) {
+        W[size_t(o * I)] = 256.f, W[size_t(o * I + 1)] = float(o + 1) / 128.f, W[size_t(o * I + I - 1)] = -256.f;
+    }
+    for (Backend* b : {backends().cuda_bf16.get(), backends().cuda_f32.get()}) {
+        Tensor tx = make_tensor(*b, b->compute_dtype(), {N, I}), tW = make_tensor(*b, b->compute_dtype(), {O, I});
+        Tensor tout = make_tensor(*b, b->compute_dtype(), {N, O});
+        b->write(tx, x.data(), DType::F32);
+        b->write(tW, W.data(), DType::F32);
+        b->matmul_fwd(tout, tx, tW);
+        b->read(out.data(), DType::F32, tout);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < O; o++)
+                EXPECT_EQ(out[size_t(n * O + o)], float(o + 1) / 128.f) << dtype_name(b->compute_dtype()) << " row "
+                                                                         << n << " column " << o;
+        for (Tensor t : {tx, tW, tout}) b->release(t.data);
+    }
+}
+
 // ---- rope -------------------------------------------------------------------------------------------------------
 using test::attn_spec;
 
@@ -823,8 +848,10 @@ TEST_F(CudaOps, CrossEntropy) {
         int64_t N, V;
     };
     // In bf16 a row of up to 112 KiB (V 57344) is staged in shared memory, a longer one read twice; V 77 takes the
-    // element-wise path. In fp32, rows of up to V 28672 are staged.
-    for (Shape s : {Shape{37, 1000}, Shape{5, 50304}, Shape{2, 57344}, Shape{3, 57352}, Shape{9, 77}}) {
+    // element-wise path. In fp32, rows of up to V 28672 are staged. V 24576 stages 48 KiB in bf16, CUDA's default
+    // for dynamic shared memory, which the kernel's static shared memory makes too little without its allowance.
+    for (Shape s :
+         {Shape{37, 1000}, Shape{5, 50304}, Shape{2, 57344}, Shape{3, 57352}, Shape{9, 77}, Shape{4, 24576}}) {
         std::string sfx = "_V" + std::to_string(s.V);
         // Every fourth row is ignored (target -1); rows 0 and 1 target the vocabulary's first and last ids.
         auto targets = [V = s.V](int64_t i, std::mt19937_64& rng) {

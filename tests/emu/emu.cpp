@@ -16,6 +16,8 @@
 #include <cstring>
 #include <exception>
 #include <map>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "core/check.h"
@@ -526,14 +528,40 @@ void wgmma_wait_combine(const void* const* ins, void* const*) {
 }  // namespace
 
 void check_launch(dim3 grid, dim3 block, size_t smem_bytes) {
-    const unsigned threads = block.x * block.y * block.z;
-    if (threads == 0 || threads > kMaxBlockThreads || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
-        grid.y > 65535 || grid.z > 65535)
+    const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+    if (threads == 0 || threads > kMaxBlockThreads || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+        grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
         throw Error(fmt::format("emu: invalid launch: grid ({}, {}, {}), block ({}, {}, {})", grid.x, grid.y, grid.z,
                                 block.x, block.y, block.z));
     if (smem_bytes > kMaxDynamicSmem)
         throw Error(fmt::format("emu: launch asks for {} bytes of dynamic shared memory; the device has {}",
                                 smem_bytes, kMaxDynamicSmem));
+}
+
+namespace {
+
+std::mutex smem_allowed_mutex;
+std::unordered_map<const void*, size_t> smem_allowed;  // kernel -> bytes
+
+}  // namespace
+
+bool set_dynamic_smem_allowed(const void* kernel, int bytes) {
+    if (bytes < 0 || size_t(bytes) > kMaxDynamicSmem) return false;
+    const std::lock_guard lock(smem_allowed_mutex);
+    smem_allowed[kernel] = size_t(bytes);
+    return true;
+}
+
+void check_dynamic_smem_allowed(const void* kernel, size_t smem_bytes) {
+    if (smem_bytes == 0) return;
+    const std::lock_guard lock(smem_allowed_mutex);
+    const auto it = smem_allowed.find(kernel);
+    const size_t allowed = it == smem_allowed.end() ? 0 : it->second;
+    if (smem_bytes > allowed)
+        throw Error(fmt::format("emu: launch asks for {} bytes of dynamic shared memory, but its kernel was allowed {} "
+                                "(cudaFuncSetAttribute); CUDA's default, 48 KiB less the kernel's static shared "
+                                "memory, may not hold it",
+                                smem_bytes, allowed));
 }
 
 void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body) {

@@ -74,6 +74,11 @@ bool device_shared();
 // Throws sinklab::Error for a launch beyond the hardware's limits; a launch's queuing calls it, as CUDA's launch
 // reports such errors at once.
 void check_launch(dim3 grid, dim3 block, size_t smem_bytes);
+// A kernel's dynamic shared memory allowance, cudaFuncSetAttribute's MaxDynamicSharedMemorySize: false beyond the
+// device's. A launch through CUDA_LAUNCH is refused (check_dynamic_smem_allowed) for any dynamic shared memory past
+// it, as not knowing the kernel's static shared memory the emulator cannot tell whether CUDA's default would do.
+bool set_dynamic_smem_allowed(const void* kernel, int bytes);
+void check_dynamic_smem_allowed(const void* kernel, size_t smem_bytes);
 // Runs body() once per thread of the grid; returns when every block has finished. Throws sinklab::Error on any
 // fault listed above, naming the block and thread.
 void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body);

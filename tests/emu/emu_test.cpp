@@ -138,7 +138,28 @@ TEST(Emulator, ReportsMisalignedAndOutOfRangeAccessesAndLaunches) {
     EXPECT_EQ(run(0, 128), "");
     EXPECT_NE(run(1, 256).find("not 16-byte aligned"), std::string::npos);
     EXPECT_NE(run(0, 64).find("ldmatrix row of 16 bytes outside the launch's 64 bytes"), std::string::npos);
-    EXPECT_NE(run(0, 300 * 1024).find("dynamic shared memory; the device has"), std::string::npos);
+    EXPECT_NE(run(0, 300 * 1024).find("cudaFuncSetAttribute failed"), std::string::npos) << "past the device's";
+}
+
+void smem_kernel() {}
+void other_smem_kernel() {}
+
+// CUDA allows a kernel 48 KiB of dynamic shared memory less its static shared memory unless it is allowed more;
+// the emulator, not knowing the static part, refuses any amount beyond the kernel's allowance.
+TEST(Emulator, DynamicSharedMemoryNeedsItsKernelsAllowance) {
+    const void* k = reinterpret_cast<const void*>(&smem_kernel);
+    EXPECT_NE(fault_of([&] { emu::check_dynamic_smem_allowed(k, 16); }).find("allowed 0"), std::string::npos);
+    EXPECT_EQ(fault_of([&] { emu::check_dynamic_smem_allowed(k, 0); }), "");
+    ASSERT_EQ(cudaFuncSetAttribute(&smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 4096), cudaSuccess);
+    EXPECT_EQ(fault_of([&] { emu::check_dynamic_smem_allowed(k, 4096); }), "");
+    EXPECT_NE(fault_of([&] { emu::check_dynamic_smem_allowed(k, 4097); }).find("allowed 4096"), std::string::npos);
+    EXPECT_EQ(cudaFuncSetAttribute(&smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 228 * 1024),
+              cudaErrorInvalidValue);
+    // CUDA_LAUNCH raises the allowance a launch needs, and only the launching kernel's.
+    EXPECT_EQ(fault_of([&] { CUDA_LAUNCH(smem_kernel, 1, 32, 40 * 1024, nullptr); }), "");
+    EXPECT_EQ(fault_of([&] { emu::check_dynamic_smem_allowed(k, 40 * 1024); }), "");
+    const void* other = reinterpret_cast<const void*>(&other_smem_kernel);
+    EXPECT_NE(fault_of([&] { emu::check_dynamic_smem_allowed(other, 16); }).find("allowed 0"), std::string::npos);
 }
 
 // ---- wgmma ----------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -214,14 +215,44 @@ struct cublasLtMatmulDescOpaque_t {
 struct cublasLtMatrixLayoutOpaque_t {
     cudaDataType_t type;
     int64_t rows, cols, ld;
+    bool operator==(const cublasLtMatrixLayoutOpaque_t&) const = default;
 };
-struct cublasLtMatmulPreferenceOpaque_t {};
+// cuBLASLt's defaults: no workspace, every reduction scheme, 256-byte alignment.
+struct cublasLtMatmulPreferenceOpaque_t {
+    uint64_t workspace = 0;
+    uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_MASK;
+    uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D
+};
+
+namespace {
+
+// What the heuristic chose, in the algorithm's opaque words.
+enum AlgoWord { kMagic, kSplitInOutputType, kAlignA, kAlignB, kAlignC, kAlignD, kWorkspace };
+constexpr uint64_t kAlgoMagic = 0x5e1ec7ed;
+int64_t refused_rows = -1;
+
+uint32_t alignment_of(const void* p) {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    return a == 0 ? 256 : uint32_t(std::min<uintptr_t>(a & (~a + 1), 256));
+}
+
+}  // namespace
+
+void sinklab::emu::refuse_matmuls_with_rows(int64_t m) { refused_rows = m; }
 
 const char* cublasLtGetStatusName(cublasStatus_t s) {
-    return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_INVALID_VALUE";
+    switch (s) {
+        case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+        case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+        default: return "CUBLAS_STATUS_INVALID_VALUE";
+    }
 }
 const char* cublasLtGetStatusString(cublasStatus_t s) {
-    return s == CUBLAS_STATUS_SUCCESS ? "success" : "an invalid value was used as an argument";
+    switch (s) {
+        case CUBLAS_STATUS_SUCCESS: return "success";
+        case CUBLAS_STATUS_NOT_SUPPORTED: return "the functionality requested is not supported";
+        default: return "an invalid value was used as an argument";
+    }
 }
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* h) {
     *h = new cublasLtContext;
@@ -243,6 +274,7 @@ cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr,
                                               const void* buf, size_t bytes) {
     if (bytes != sizeof(cublasOperation_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr != CUBLASLT_MATMUL_DESC_TRANSA && attr != CUBLASLT_MATMUL_DESC_TRANSB) return CUBLAS_STATUS_INVALID_VALUE;
     std::memcpy(attr == CUBLASLT_MATMUL_DESC_TRANSA ? &d->ta : &d->tb, buf, bytes);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -264,16 +296,40 @@ cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
     delete p;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t,
-                                                    const void*, size_t) {
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void* buf,
+                                                    size_t bytes) {
+    void* field = nullptr;
+    size_t want = sizeof(uint32_t);
+    switch (attr) {
+        case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: field = &p->workspace, want = sizeof(uint64_t); break;
+        case CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK: field = &p->schemes; break;
+        case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: field = &p->align[0]; break;
+        case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: field = &p->align[1]; break;
+        case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: field = &p->align[2]; break;
+        case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: field = &p->align[3]; break;
+    }
+    if (!field || bytes != want) return CUBLAS_STATUS_INVALID_VALUE;
+    std::memcpy(field, buf, bytes);
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
-                                              cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
-                                              cublasLtMatmulPreference_t, int requested,
-                                              cublasLtMatmulHeuristicResult_t* results, int* found) {
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a,
+                                              cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+                                              cublasLtMatrixLayout_t d, cublasLtMatmulPreference_t pref,
+                                              int requested, cublasLtMatmulHeuristicResult_t* results, int* found) {
     if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    *found = 0;
+    if (d->rows == refused_rows) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const int64_t k = op->ta == CUBLAS_OP_T ? a->rows : a->cols;
+    const uint64_t partials_bytes = uint64_t(2 * d->rows * d->cols) * sizeof(uint16_t);
+    const bool split = d->type == CUDA_R_16BF && k >= 2 && partials_bytes <= pref->workspace &&
+                       (pref->schemes & (CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE));
     results[0] = cublasLtMatmulHeuristicResult_t{};
+    uint64_t* w = results[0].algo.data;
+    w[kMagic] = kAlgoMagic, w[kSplitInOutputType] = split, w[kWorkspace] = split ? partials_bytes : 0;
+    for (int i = 0; i < 4; i++) w[kAlignA + i] = pref->align[i];
+    results[0].workspaceSize = size_t(w[kWorkspace]);
+    results[0].state = CUBLAS_STATUS_SUCCESS;
     *found = 1;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -292,27 +348,41 @@ void set_element(void* base, const cublasLtMatrixLayoutOpaque_t& l, int64_t r, i
     else static_cast<uint16_t*>(base)[i] = sinklab::float_to_bf16_bits(v);
 }
 
+float round_bf16(float v) { return sinklab::bf16_bits_to_float(sinklab::float_to_bf16_bits(v)); }
+
 }  // namespace
 
 // The scalars are read at the call (host pointer mode), the matrices when the stream gets to the product.
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const void* alpha, const void* A,
                               cublasLtMatrixLayout_t a_layout, const void* B, cublasLtMatrixLayout_t b_layout,
                               const void* beta, const void* C, cublasLtMatrixLayout_t c_layout, void* D,
-                              cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t*, void*, size_t,
-                              cudaStream_t st) {
+                              cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t* algo, void* workspace,
+                              size_t workspace_bytes, cudaStream_t st) {
     const bool ta = op->ta == CUBLAS_OP_T, tb = op->tb == CUBLAS_OP_T;
     const cublasLtMatrixLayoutOpaque_t a = *a_layout, b = *b_layout, c = *c_layout, d = *d_layout;
     const int64_t m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
     const int64_t kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
     if (k != kb || d.rows != m || d.cols != n || c.rows != m || c.cols != n) return CUBLAS_STATUS_INVALID_VALUE;
+    if (C == D && !(c == d)) return CUBLAS_STATUS_INVALID_VALUE;  // in place needs one layout
+    // This stand-in's algorithms come from its heuristic, and hold it to the workspace and alignments asked there.
+    const uint64_t* w = algo ? algo->data : nullptr;
+    if (!w || w[kMagic] != kAlgoMagic || workspace_bytes < w[kWorkspace] || (w[kWorkspace] > 0 && !workspace))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const void* operands[4] = {A, B, C, D};
+    for (int i = 0; i < 4; i++)
+        if (alignment_of(operands[i]) < w[kAlignA + i]) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool split = w[kSplitInOutputType] != 0;
     const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
     enqueue(st, [=] {
         std::vector<float> out(size_t(m * n));
         for (int64_t j = 0; j < n; j++)
             for (int64_t i = 0; i < m; i++) {
-                float acc = 0.f;
-                for (int64_t p = 0; p < k; p++)
+                float acc = 0.f, first_half = 0.f;
+                for (int64_t p = 0; p < k; p++) {
+                    if (split && p == k / 2) first_half = round_bf16(acc), acc = 0.f;
                     acc += element(A, a, ta ? p : i, ta ? i : p) * element(B, b, tb ? j : p, tb ? p : j);
+                }
+                if (split) acc = first_half + round_bf16(acc);
                 out[size_t(i + j * m)] = al * acc + (be != 0.f ? be * element(C, c, i, j) : 0.f);
             }
         for (int64_t j = 0; j < n; j++)  // after every read: C may be D

@@ -1,6 +1,10 @@
 // Stands in for cuBLASLt's header in tests/emu: the matmul API kernels/cuda/matmul.cu uses, computed on the host
 // (tests/emu/runtime.cpp) with cuBLASLt's documented semantics: column-major layouts, op(A) and op(B) by the
 // descriptor's TRANSA/TRANSB, D = alpha op(A) op(B) + beta C, f32 accumulation, bf16 results rounded to nearest.
+// Where cuBLASLt may choose, the stand-in takes the choice that shows a caller's mistake: for a bf16 D whose
+// preference allows a split-K reduction in D's type, the heuristic returns one that adds two bf16-rounded partial
+// sums. It refuses what cuBLASLt documents as invalid: an attribute of the wrong size, a workspace smaller than the
+// algorithm's, pointers less aligned than the preference promised, C == D with another layout.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,16 +12,25 @@
 #include "cuda_runtime.h"
 
 enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
-enum cublasStatus_t { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7 };
+enum cublasStatus_t { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_NOT_SUPPORTED = 15 };
 enum cublasOperation_t { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
 enum cublasComputeType_t { CUBLAS_COMPUTE_32F = 68 };
 enum cublasLtMatmulDescAttributes_t { CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4 };
 enum cublasLtMatmulPreferenceAttributes_t {
     CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+    CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK = 3,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
+};
+
+enum cublasLtReductionScheme_t {
+    CUBLASLT_REDUCTION_SCHEME_NONE = 0,
+    CUBLASLT_REDUCTION_SCHEME_INPLACE = 1,
+    CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE = 2,
+    CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE = 4,
+    CUBLASLT_REDUCTION_SCHEME_MASK = 7,
 };
 
 struct cublasLtContext;
@@ -64,3 +77,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
                               const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t d,
                               const cublasLtMatmulAlgo_t* algo, void* workspace, size_t workspace_bytes,
                               cudaStream_t st);
+
+namespace sinklab::emu {
+// For tests of a refusal: the heuristic finds no algorithm (CUBLAS_STATUS_NOT_SUPPORTED) for a D of m rows; -1: none.
+void refuse_matmuls_with_rows(int64_t m);
+}  // namespace sinklab::emu

@@ -113,6 +113,12 @@ cudaError_t cudaEventCreate(cudaEvent_t* ev);
 cudaError_t cudaEventDestroy(cudaEvent_t ev);
 cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t st = nullptr);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+template <typename F> cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attr, int value) {
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
+    return sinklab::emu::set_dynamic_smem_allowed(reinterpret_cast<const void*>(kernel), value) ? cudaSuccess
+                                                                                               : cudaErrorInvalidValue;
+}
 template <typename F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, F*) {
     *attr = cudaFuncAttributes{32, 1024, 0, 0};
     return cudaSuccess;

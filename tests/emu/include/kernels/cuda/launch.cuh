@@ -3,13 +3,16 @@
 #include <fmt/format.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch_smem.cuh"
 
 namespace sinklab::cuda {
 
 template <typename... Params, typename... Args>
 void launch_kernel(const char* file, int line, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                    cudaStream_t st, Args... args) {
+    allow_dynamic_smem(kernel, smem, file, line);
     emu::check_launch(grid, block, smem);
+    emu::check_dynamic_smem_allowed(reinterpret_cast<const void*>(kernel), smem);
     emu::enqueue(st, [=] {
         try {
             emu::run_grid(grid, block, smem, [&] { kernel(args...); });
