@@ -879,6 +879,52 @@ TEST_F(CudaOps, CrossEntropy) {
     }
 }
 
+// The LM head's logits at the bench's micro-batch (48 sequences of 1024 tokens, V 50304): 2.47e9 elements, past
+// int32's range, where an index kept in 32 bits wraps (a BLAS library has dropped such stores before). Rows at both
+// ends are checked exactly (integers / 8: an f32 sum of exact products, rounded once to bf16), then their losses.
+// GPU only: the emulator's device holds 4 GiB, the logits alone 4.9 GB.
+TEST_F(CudaOps, LogitsPast2To31Elements) {
+#ifdef SINKLAB_EMU
+    GTEST_SKIP() << "the emulator's device holds 4 GiB";
+#endif
+    Backend& b = *backends().cuda_bf16;
+    const int64_t N = 48 * 1024, C = 64, V = 50304;
+    ASSERT_GT(N * V, int64_t(1) << 31);
+    std::mt19937_64 rng(11);
+    std::uniform_int_distribution<int> eighths(-8, 8);
+    std::vector<float> x(size_t(N * C)), W(size_t(V * C));
+    for (float& v : x) v = float(eighths(rng)) / 8.f;
+    for (float& v : W) v = float(eighths(rng)) / 8.f;
+    std::vector<int32_t> targets(static_cast<size_t>(N));
+    for (int32_t& t : targets) t = std::uniform_int_distribution<int32_t>(0, int32_t(V) - 1)(rng);
+    Tensor tx = make_tensor(b, DType::BF16, {N, C}), tW = make_tensor(b, DType::BF16, {V, C});
+    Tensor logits = make_tensor(b, DType::BF16, {N, V}), ttargets = make_tensor(b, DType::I32, {N});
+    Tensor loss = make_tensor(b, DType::F32, {N});
+    b.write(tx, x.data(), DType::F32);
+    b.write(tW, W.data(), DType::F32);
+    b.write(ttargets, targets.data(), DType::I32);
+    b.matmul_fwd(logits, tx, tW);
+    b.cross_entropy(loss, Tensor{}, logits, ttargets, 1.f);
+    std::vector<float> losses(static_cast<size_t>(N)), row(static_cast<size_t>(V));
+    b.read(losses.data(), DType::F32, loss);
+    for (int64_t r : {int64_t(0), N / 2, (int64_t(1) << 31) / V + 1, N - 1}) {
+        b.read(row.data(), DType::F32, Tensor(static_cast<uint16_t*>(logits.data) + r * V, DType::BF16, {V}));
+        int64_t wrong = 0;
+        double max = -1e300, sum = 0;
+        for (int64_t v = 0; v < V; v++) {
+            double dot = 0;
+            for (int64_t c = 0; c < C; c++) dot += double(x[size_t(r * C + c)]) * W[size_t(v * C + c)];
+            wrong += row[size_t(v)] != float(test::round_bf16(dot));
+            max = std::max(max, double(row[size_t(v)]));
+        }
+        for (float l : row) sum += std::exp(double(l) - max);
+        EXPECT_EQ(wrong, 0) << "row " << r << " (its elements start at " << r * V << ")";
+        const double want = max + std::log(sum) - row[size_t(targets[size_t(r)])];
+        EXPECT_NEAR(losses[size_t(r)], want, 1e-4 * std::max(1.0, want)) << "row " << r;
+    }
+    for (Tensor t : {tx, tW, logits, ttargets, loss}) b.release(t.data);
+}
+
 // ---- optimizer ---------------------------------------------------------------------------------------------------
 AdamWStep adamw_step() {
     AdamWStep h;
