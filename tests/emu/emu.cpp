@@ -613,6 +613,20 @@ bool device_free(void* p) {
     return true;
 }
 
+bool in_device_memory(const void* p) {
+    auto it = device_memory().upper_bound(const_cast<void*>(p));
+    if (it == device_memory().begin()) return false;
+    --it;
+    return static_cast<const char*>(p) <= static_cast<const char*>(it->first) + it->second.second;
+}
+
+namespace {
+int host_pointers_allowed_count = 0;
+}
+HostPointersAllowed::HostPointersAllowed() { host_pointers_allowed_count++; }
+HostPointersAllowed::~HostPointersAllowed() { host_pointers_allowed_count--; }
+bool host_pointers_allowed() { return host_pointers_allowed_count > 0; }
+
 size_t device_allocated() {
     size_t n = 0;
     for (const auto& [p, m] : device_memory()) n += m.second;

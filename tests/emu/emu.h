@@ -66,6 +66,18 @@ constexpr size_t kDeviceBytes = size_t(4) << 30;
 void* device_alloc(size_t bytes);
 bool device_free(void* p);
 size_t device_allocated();
+// Whether a GPU could dereference p: inside (or one past) a device allocation, or in cudaMallocHost's memory (pinned
+// and mapped). A launch refuses any other pointer argument, as a GPU would fault on it, unless a HostPointersAllowed
+// lives: the emulator's own tests hand kernels host memory for brevity.
+bool device_accessible(const void* p);
+bool in_device_memory(const void* p);
+struct HostPointersAllowed {
+    HostPointersAllowed();
+    ~HostPointersAllowed();
+    HostPointersAllowed(const HostPointersAllowed&) = delete;
+    HostPointersAllowed& operator=(const HostPointersAllowed&) = delete;
+};
+bool host_pointers_allowed();
 // Each process has a GPU of its own (its UUID names the process), unless set_device_shared(true) makes every process
 // see the same one, as ranks that share a GPU do.
 void set_device_shared(bool shared);

@@ -52,6 +52,7 @@ void mma_kernel(float* C, const bf16* A, const bf16* Bt) {
 }
 
 TEST(Emulator, LdmatrixAndMmaComputeAMatrixProduct) {
+    const emu::HostPointersAllowed host_memory;  // for brevity: a GPU would need device memory
     test::Rng rng(3);
     std::vector<bf16> A(16 * 16), Bt(8 * 16);
     for (bf16& x : A) x = __float2bfloat16_rn(float(rng.uniform()));
@@ -79,6 +80,7 @@ void async_kernel(float* before, float* after, const float* src) {
 }
 
 TEST(Emulator, CpAsyncLandsAtItsWait) {
+    const emu::HostPointersAllowed host_memory;  // for brevity: a GPU would need device memory
     const float src = 7.f;
     float before = 0.f, after = 0.f;
     CUDA_LAUNCH(async_kernel, 1, 32, 16, nullptr, &before, &after, &src);
@@ -103,6 +105,7 @@ void race_kernel(const bf16* src, bool barrier) {
 }
 
 TEST(Emulator, ReportsAReadOfAnotherWarpsCopyBeforeABarrier) {
+    const emu::HostPointersAllowed host_memory;  // for brevity: a GPU would need device memory
     std::vector<bf16> src(8, __float2bfloat16_rn(1.f));
     EXPECT_EQ(fault_of([&] { CUDA_LAUNCH(race_kernel, 1, 64, 8 * 8 * sizeof(bf16), nullptr, src.data(), true); }),
               "");
@@ -119,6 +122,7 @@ void divergent_shuffle_kernel(float* out) {
 }
 
 TEST(Emulator, ReportsAWarpCollectiveThatSomeLanesNeverReach) {
+    const emu::HostPointersAllowed host_memory;  // for brevity: a GPU would need device memory
     std::vector<float> out(32);
     const std::string f = fault_of([&] { CUDA_LAUNCH(divergent_shuffle_kernel, 1, 32, 0, nullptr, out.data()); });
     EXPECT_NE(f.find("wait at a __syncthreads or warp collective that other threads never reach"), std::string::npos)
@@ -208,6 +212,7 @@ TEST(EmulatorDeathTest, DeviceMemoryEndsAtAnUnmappedPage) {
     float* buf = nullptr;
     ASSERT_EQ(cudaMalloc(&buf, 64 * sizeof(float)), cudaSuccess);
     float out = 0.f;
+    const emu::HostPointersAllowed host_memory;
     CUDA_LAUNCH(read_kernel, 1, 1, 0, nullptr, &out, buf, 63);
     EXPECT_TRUE(std::isnan(out)) << out;  // allocations start as NaN
     EXPECT_DEATH(CUDA_LAUNCH(read_kernel, 1, 1, 0, nullptr, &out, buf, 64), "");
@@ -217,6 +222,30 @@ TEST(EmulatorDeathTest, DeviceMemoryEndsAtAnUnmappedPage) {
 
 void fill_kernel(float* out, float v, int n) {
     for (int i = int(threadIdx.x); i < n; i += int(blockDim.x)) out[i] = v;
+}
+
+// Kernels and copies get host memory where a GPU needs its own (or cudaMallocHost's, which it can map): refused, as
+// a GPU would fault on it or CUDA refuse it.
+TEST(Emulator, ReportsHostMemoryWhereTheDeviceIsMeant) {
+    float *dev = nullptr, *pinned = nullptr;
+    ASSERT_EQ(cudaMalloc(&dev, 8 * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMallocHost(&pinned, 8 * sizeof(float)), cudaSuccess);
+    std::vector<float> host(8);
+    const std::string f = fault_of([&] { CUDA_LAUNCH(fill_kernel, 1, 32, 0, nullptr, host.data(), 1.f, 8); });
+    EXPECT_NE(f.find("argument 0 of the kernel launched at"), std::string::npos) << f;
+    EXPECT_NE(f.find("points to host memory"), std::string::npos) << f;
+    EXPECT_EQ(fault_of([&] { CUDA_LAUNCH(fill_kernel, 1, 32, 0, nullptr, pinned, 2.f, 8); }), "");
+    EXPECT_EQ(pinned[7], 2.f);
+    EXPECT_EQ(fault_of([&] { CUDA_LAUNCH(fill_kernel, 1, 32, 0, nullptr, dev + 8, 2.f, 0); }), "") << "one past";
+    const size_t bytes = 8 * sizeof(float);
+    EXPECT_EQ(cudaMemcpyAsync(host.data(), pinned, bytes, cudaMemcpyHostToDevice), cudaErrorInvalidValue);
+    EXPECT_EQ(cudaMemcpyAsync(host.data(), pinned, bytes, cudaMemcpyDeviceToHost), cudaErrorInvalidValue);
+    EXPECT_EQ(cudaMemcpyAsync(dev, host.data(), bytes, cudaMemcpyDeviceToDevice), cudaErrorInvalidValue);
+    EXPECT_EQ(cudaMemsetAsync(host.data(), 0, bytes), cudaErrorInvalidValue);
+    EXPECT_EQ(cudaMemcpyAsync(dev, host.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    EXPECT_EQ(cudaMemcpyAsync(host.data(), dev, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
+    EXPECT_EQ(cudaFree(dev), cudaSuccess);
 }
 
 // A stream's work waits for the host to wait for it, in queue order, and another stream's wait does not run it;

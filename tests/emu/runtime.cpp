@@ -85,6 +85,8 @@ bool is_pinned(const void* p) {
 
 }  // namespace
 
+bool device_accessible(const void* p) { return in_device_memory(p) || is_pinned(p); }
+
 void enqueue(CUstream_st* stream, std::function<void()> work) {
     if (!stream || eager()) return work();
     stream->work.push_back(std::move(work));
@@ -163,6 +165,12 @@ cudaError_t cudaFreeHost(void* p) {
 // Pageable host memory: a copy from it has read it on return, and a copy into it has landed (CUDA's "API
 // synchronization behavior"); both after the stream's earlier work.
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t st) {
+    using sinklab::emu::in_device_memory;
+    // The kind names which side is the device's; CUDA refuses (or faults on) host memory there.
+    const bool to_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    const bool from_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (bytes > 0 && ((to_device && !in_device_memory(dst)) || (from_device && !in_device_memory(src))))
+        return cudaErrorInvalidValue;
     const bool pageable = (kind == cudaMemcpyHostToDevice && !sinklab::emu::is_pinned(src)) ||
                           (kind == cudaMemcpyDeviceToHost && !sinklab::emu::is_pinned(dst));
     if (pageable && st) drain(st);
@@ -170,6 +178,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t st) {
+    if (bytes > 0 && !sinklab::emu::in_device_memory(p)) return cudaErrorInvalidValue;
     enqueue(st, [=] { std::memset(p, value, bytes); });
     return cudaSuccess;
 }

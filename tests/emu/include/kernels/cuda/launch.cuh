@@ -2,14 +2,28 @@
 #pragma once
 #include <fmt/format.h>
 
+#include <type_traits>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launch_smem.cuh"
 
 namespace sinklab::cuda {
 
+// A pointer argument a GPU could not dereference (host memory) fails the launch here, as the kernel would fault there.
+template <typename A> void check_kernel_argument(const A& a, int index, const char* file, int line) {
+    if constexpr (std::is_pointer_v<A>) {
+        if (a && !emu::device_accessible(a) && !emu::host_pointers_allowed())
+            throw Error(fmt::format("emu: argument {} of the kernel launched at {}:{} points to host memory, which a "
+                                    "GPU cannot read",
+                                    index, file, line));
+    }
+}
+
 template <typename... Params, typename... Args>
 void launch_kernel(const char* file, int line, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                    cudaStream_t st, Args... args) {
+    int index = 0;
+    (check_kernel_argument(args, index++, file, line), ...);
     allow_dynamic_smem(kernel, smem, file, line);
     emu::check_launch(grid, block, smem);
     emu::check_dynamic_smem_allowed(reinterpret_cast<const void*>(kernel), smem);
