@@ -27,7 +27,9 @@
 // - the dynamic shared memory starts at a shared-window address that is 16-byte but not 1024-byte aligned, so a
 //   kernel that needs a swizzle pattern's alignment must make it;
 // - lanes of a warp meeting at different collectives, a barrier some threads never reach, a misaligned ldmatrix
-//   row or cp.async address, and a launch beyond the hardware's limits are errors (sinklab::Error);
+//   row or cp.async address, a launch beyond the hardware's limits or its kernel's dynamic shared memory
+//   allowance, and host memory as a kernel's pointer argument or a copy's device side are errors (sinklab::Error,
+//   or the call's error code);
 // - the work queued on a stream (launches, asynchronous copies and memsets, GEMMs, sorts, NCCL collectives, event
 //   records) runs as late as CUDA allows: when the host waits for that stream (cudaStreamSynchronize, or
 //   cudaStreamDestroy), or for the whole device (cudaFree and cudaFreeHost synchronize it), and not when it waits
@@ -39,7 +41,9 @@
 //   extreme, in which a buffer filled after the copy that reads it was queued shows its old contents. Work on the
 //   null stream always runs at once: the emulator's own tests launch there and look at once.
 // Not emulated: plain loads and stores are not race-checked, there is no memory model beyond the above, and
-// nothing here says anything about speed.
+// nothing here says anything about speed. __launch_bounds__ is dropped (a block larger than a kernel's bound would
+// run here and fail to launch on a GPU), and a kernel's static __shared__ variables are function statics: not
+// counted against the shared memory limit, not NaN-filled, holding what the previous block left (zeros at first).
 #pragma once
 #include <cstddef>
 #include <cstdint>
