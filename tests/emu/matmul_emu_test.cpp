@@ -7,33 +7,26 @@
 #include <vector>
 
 #include "core/check.h"
+#include "cuda/device_array.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "test_util.h"
 
 namespace sinklab {
 namespace {
 
-// Device buffers of floats, all 1, freed at the end.
-struct Buffers {
-    std::vector<float*> all;
-    float* make(size_t n) {
-        float* p = nullptr;
-        CUDA_CHECK(cudaMalloc(&p, (n + 64) * sizeof(float)));
-        std::vector<float> ones(n + 64, 1.f);
+// n floats of 1 on the device, and 64 more: room for operands at an offset.
+struct Ones : test::DeviceArray<float> {
+    explicit Ones(size_t n) : DeviceArray(n + 64) {
+        const std::vector<float> ones(n + 64, 1.f);
         CUDA_CHECK(cudaMemcpyAsync(p, ones.data(), ones.size() * sizeof(float), cudaMemcpyHostToDevice));
-        all.push_back(p);
-        return p;
-    }
-    ~Buffers() {
-        for (float* p : all) cudaFree(p);
     }
 };
 
 // The error names the matmul as cuBLASLt saw it, which its status alone does not.
 TEST(EmuMatmul, ARefusedMatmulIsNamedByItsShape) {
     const int64_t N = 5, I = 24, O = 40;
-    Buffers buf;
-    float *x = buf.make(N * I), *W = buf.make(O * I), *out = buf.make(N * O);
+    const Ones xs(N * I), Ws(O * I), outs(N * O);
+    float *x = xs.p, *W = Ws.p, *out = outs.p;
     cuda::Gemm gemm;
     emu::refuse_matmuls_with_rows(O);
     const std::string e = test::error_of([&] { gemm.fwd<float>(out, x, W, nullptr, N, I, O, nullptr); });
@@ -50,8 +43,8 @@ TEST(EmuMatmul, ARefusedMatmulIsNamedByItsShape) {
 // must get one of their own, or cuBLASLt may run one that reads them as aligned as the first.
 TEST(EmuMatmul, OperandsLessAlignedGetAnAlgorithmOfTheirOwn) {
     const int64_t N = 3, I = 16, O = 8;
-    Buffers buf;
-    float *x = buf.make(N * I), *W = buf.make(O * I), *out = buf.make(N * O);
+    const Ones xs(N * I), Ws(O * I), outs(N * O);
+    float *x = xs.p, *W = Ws.p, *out = outs.p;
     cuda::Gemm gemm;
     gemm.fwd<float>(out, x, W, nullptr, N, I, O, nullptr);
     for (int shift : {1, 2, 4}) {
