@@ -208,7 +208,9 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
     bf16* sV = sK + NB * Bc * S;       // [NB][Bc][S]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * Br, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const GridTile at = block_tile(p.tile_shift);
+    if (at.seq >= p.B) return;
+    const int q0 = ((p.T + Br - 1) / Br - 1 - at.rank) * Br, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
@@ -418,10 +420,10 @@ __device__ __forceinline__ void wgmma_scores_then_dp(float (&s)[8][4], const bf1
     wgmma_retire<1>(s);
 }
 
-// Grid (key tiles of 64, Hkv, B). Warp w owns keys k0 + 16w .. +15 and keeps their dk, dv in registers while
-// the block walks the query tiles (Bq rows) of each head of the group; S^T and dP^T are computed directly
-// (keys as rows), so P^T and dS^T are already the A operands of dV += P^T dO and dK += dS^T Q. kDs: dS^T also goes
-// to ds for attn_dq_ds_kernel.
+// Grid of key tiles of 64 over Hkv x B (tile_grid). Warp w owns keys k0 + 16w .. +15 and keeps their dk, dv in
+// registers while the block walks the query tiles (Bq rows) of each head of the group; S^T and dP^T are computed
+// directly (keys as rows), so P^T and dS^T are already the A operands of dV += P^T dO and dK += dS^T Q. kDs: dS^T
+// also goes to ds for attn_dq_ds_kernel.
 template <int HDP, int Bq, bool kSigmoid, bool kWg, bool kDs>
 __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     attn_dkdv_kernel(bf16* dqkv, bf16* ds, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
@@ -436,7 +438,9 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     float* sD = sL + 2 * Bq;                                 // [2][Bq] (softmax family only)
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
-    const int k0 = blockIdx.x * Bc, g = blockIdx.y, b = blockIdx.z, rep = p.H / p.Hkv;
+    const GridTile at = block_tile(p.tile_shift);
+    if (at.seq >= p.B) return;
+    const int k0 = at.rank * Bc, g = at.head, b = at.seq, rep = p.H / p.Hkv;
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
     const int do_stride = p.H * p.hd;  // <= W, an int like it
     const bf16* dob = dout + int64_t(b) * p.T * do_stride;
@@ -501,7 +505,7 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
         // this thread's first element of the tile.
         int ds_at = 0;
         if constexpr (kDs)
-            ds_at = ds_tile(p, b, g * rep + it / nq, blockIdx.x, t0 / Bq) + (warp * 16 + gr) * Bq + 2 * tq;
+            ds_at = ds_tile(p, b, g * rep + it / nq, at.rank, t0 / Bq) + (warp * 16 + gr) * Bq + 2 * tq;
         // P^T and dS^T of n-tile nt, whose columns 2 tq and 2 tq + 1 are this thread's queries, for both of its keys.
         auto weights = [&](int nt) {
             float2 lse_pair = {};
@@ -580,8 +584,8 @@ __global__ void __launch_bounds__(kThreads, kBwdMinBlocks<HDP, kSigmoid>)
     }
 }
 
-// Grid (query tiles of kDqRows, H, B). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments and dq in
-// registers) and walks the key tiles (Bc keys) up to the diagonal.
+// Grid of query tiles of kDqRows over H x B (tile_grid). Warp w owns queries q0 + 16w .. +15 (Q and dO fragments
+// and dq in registers) and walks the key tiles (Bc keys) up to the diagonal.
 template <int HDP, int Bc, bool kSigmoid, bool kWg>
 __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP, kSigmoid>)
     attn_dq_kernel(bf16* dqkv, const bf16* dout, const float* lse, const float* D, const bf16* qkv,
@@ -593,7 +597,9 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
     bf16* sV = sK + 2 * Bc * S;        // [2][Bc][S]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * Br, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const GridTile at = block_tile(p.tile_shift);
+    if (at.seq >= p.B) return;
+    const int q0 = ((p.T + Br - 1) / Br - 1 - at.rank) * Br, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
@@ -673,9 +679,11 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
 // 78 without spilling (24 warps) for a kernel that mostly waits on its dS and K loads.
 constexpr int kDqDsMinBlocks = 6;
 
-// Grid (query tiles of 64, H, B), after attn_dkdv_kernel<..., kDs> wrote dS^T: dQ = dS K, warp w owning queries
+// Grid of query tiles of 64 over H x B, after attn_dkdv_kernel<..., kDs> wrote dS^T: dQ = dS K, warp w owning queries
 // q0 + 16w .. +15 and walking the key tiles up to the diagonal, dS's fragments transposed by ldmatrix from the
-// [keys][queries] tiles. No masking: masked scores are zeros in dS.
+// [keys][queries] tiles. No masking: masked scores are zeros in dS. Its groups are single sequences (tile_grid's
+// shift 0): a shift read at run time made it spill at its 80 registers, and its tail is a small part of a short
+// kernel.
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, kDqDsMinBlocks)
     attn_dq_ds_kernel(bf16* dqkv, const bf16* ds, const bf16* qkv, const __grid_constant__ AttnParams p, bool vec) {
@@ -684,7 +692,8 @@ __global__ void __launch_bounds__(kThreads, kDqDsMinBlocks)
     bf16* sS = sK + 2 * Bc * S;       // [2][Bc][SD] dS^T, keys x queries (padded like the other tiles)
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
-    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const GridTile at = block_tile(0);
+    const int qt = (p.T + Bc - 1) / Bc - 1 - at.rank, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const bf16* kb = qkv + int64_t(b) * p.T * p.W + (p.H + g) * p.hd;
     const bf16* dsq = ds + ds_tile(p, b, h, 0, qt);  // [qt + 1][Bc][kDsTile]
     auto load = [&](int j, int buf) {
@@ -790,16 +799,23 @@ template <typename F> void dispatch(const AttnParams& p, bool wg, F&& f) {
         by_hd.template operator()<false>();
 }
 
+// What the blocks of one (sequence, head) pair all read, for tile_grid: its K and V (forward, dQ), or the Q and dO
+// of a kv head's query heads (dK/dV).
+template <int HDP> int64_t kv_bytes(const AttnParams& p) { return int64_t(p.T) * HDP * 2 * sizeof(bf16); }
+template <int HDP> int64_t qdo_bytes(const AttnParams& p) { return kv_bytes<HDP>(p) * (p.H / p.Hkv); }
+
 // Shared memory bytes beyond the tiles: the wgmma kernels align their tiles to 1024 bytes themselves.
 template <bool kWg> constexpr size_t kAlignSlack = kWg ? 1024 : 0;
 
 template <int HDP, bool kSigmoid, bool kWg>
 void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const AttnParams& p, bool vec, cudaStream_t st) {
     constexpr int S = kStride<HDP, kWg>;
-    dim3 grid(unsigned(ceil_div(p.T, kFwdRows<HDP>)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kFwdThreads<HDP>,
+    AttnParams q = p;
+    const int n = int(ceil_div(p.T, kFwdRows<HDP>));
+    q.tile_shift = tile_shift(n, p.H, p.B, kv_bytes<HDP>(p));
+    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, tile_grid(n, p.H, p.B, q.tile_shift), kFwdThreads<HDP>,
                 size_t(kFwdRows<HDP> + 2 * kFwdBuffers<kWg> * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse,
-                qkv, sink, p, vec);
+                qkv, sink, q, vec);
 }
 
 // ds: the dS scratch for ds_seqs sequences at a time, or null (the dQ kernel recomputes S, P and dP).
@@ -815,24 +831,26 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
                 AttnParams q = p;
                 q.B = std::min(ds_seqs, p.B - b0);
                 const int64_t t0 = int64_t(b0) * p.T, r0 = int64_t(b0) * p.H * p.T;  // its first token, lse/D row
-                dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(q.B));
-                CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, true>), kv_grid, kThreads, kv_smem, st,
-                            dqkv + t0 * p.W, ds, dout + t0 * p.H * p.hd, lse + r0, D ? D + r0 : nullptr,
-                            qkv + t0 * p.W, q, vec);
-                dim3 q_grid(unsigned(ceil_div(p.T, kDsTile)), unsigned(p.H), unsigned(q.B));
-                CUDA_LAUNCH(attn_dq_ds_kernel<HDP>, q_grid, kThreads,
+                const int nk = int(ceil_div(p.T, 64)), nq = int(ceil_div(p.T, kDsTile));
+                q.tile_shift = tile_shift(nk, p.Hkv, q.B, qdo_bytes<HDP>(p));
+                CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, true>), tile_grid(nk, p.Hkv, q.B, q.tile_shift),
+                            kThreads, kv_smem, st, dqkv + t0 * p.W, ds, dout + t0 * p.H * p.hd, lse + r0,
+                            D ? D + r0 : nullptr, qkv + t0 * p.W, q, vec);
+                CUDA_LAUNCH(attn_dq_ds_kernel<HDP>, tile_grid(nq, p.H, q.B, 0), kThreads,
                             size_t(2 * kDsTile) * (kStride<HDP, false> + kStride<kDsTile, false>) * sizeof(bf16), st,
                             dqkv + t0 * p.W, ds, qkv + t0 * p.W, q, vec);
             }
             return;
         }
     }
-    dim3 kv_grid(unsigned(ceil_div(p.T, 64)), unsigned(p.Hkv), unsigned(p.B));
-    CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, false>), kv_grid, kThreads, kv_smem, st, dqkv, nullptr, dout,
-                lse, D, qkv, p, vec);
-    dim3 q_grid(unsigned(ceil_div(p.T, kDqRows<kWg>)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, 2 * kDqRows<kWg>,
-                size_t(2 * kDqRows<kWg> + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, p,
+    AttnParams kv = p, q = p;
+    const int nk = int(ceil_div(p.T, 64)), nq = int(ceil_div(p.T, kDqRows<kWg>));
+    kv.tile_shift = tile_shift(nk, p.Hkv, p.B, qdo_bytes<HDP>(p));
+    q.tile_shift = tile_shift(nq, p.H, p.B, kv_bytes<HDP>(p));
+    CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, false>), tile_grid(nk, p.Hkv, p.B, kv.tile_shift), kThreads,
+                kv_smem, st, dqkv, nullptr, dout, lse, D, qkv, kv, vec);
+    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, tile_grid(nq, p.H, p.B, q.tile_shift), 2 * kDqRows<kWg>,
+                size_t(2 * kDqRows<kWg> + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, q,
                 vec);
 }
 
@@ -859,6 +877,8 @@ void check_spec(const AttnSpec& s) {
     // micro-batch, and so B, where a config sets it).
     SL_ASSERT(s.B >= 0 && s.T >= 0 && s.H >= 1 && s.B <= 65535 && s.H <= 65535,
               "attention over {} sequences of {} tokens x {} heads: off the grid", s.B, s.T, s.H);
+    SL_ASSERT(ceil_div(s.T, 32) <= kMaxTileGridY, "attention over {} tokens: more tiles of 32 than a grid's y holds",
+              s.T);
 }
 
 }  // namespace

@@ -25,12 +25,48 @@ struct AttnParams {
     float sigmoid_bias;
     int n_isolate;
     int isolate[AttnSpec::kMaxIsolate];
+    int tile_shift;  // a causal grid's sequences per group, log 2 (tile_grid); set by each launcher
 };
 
 inline AttnParams attn_params(const AttnSpec& s) {
-    AttnParams p{s.B, s.T, s.H, s.Hkv, s.hd, s.qkv_width(), s.scale, s.score, s.sigmoid_bias, s.n_isolate, {}};
+    AttnParams p{s.B, s.T, s.H, s.Hkv, s.hd, s.qkv_width(), s.scale, s.score, s.sigmoid_bias, s.n_isolate, {}, 0};
     for (int i = 0; i < s.n_isolate; i++) p.isolate[i] = s.isolate[i];
     return p;
+}
+
+// Causal grids: which tile of which (sequence, head) pair a block computes. Blocks start in the order of their
+// linear index as multiprocessors free up, and causal tiles differ in length up to n-fold (n tiles a pair). Taken pair
+// after pair, each pair's longest tile first, the last pairs start their longest tiles near the grid's end, which
+// then waits for them: by a list-scheduling model, about 5% of a kernel's time at 48 x 1024 or 12 x 4096 tokens and a
+// third or more with a few sequences. So the sequences go in groups of 2^shift whose pairs' shared tiles (K and V, or
+// Q and dO) fit about 16 MiB, a third of Hopper's L2, and a group's tiles go longest first across its pairs: the grid
+// ends on short tiles, while the blocks in flight together still span a few pairs. The grid is (heads, n << shift,
+// groups): a block's tile is a few shifts of its index, which ptxas may redo where it would rather not hold them (a
+// division there made the 128-register kernels spill).
+struct GridTile {
+    int rank;       // 0: the pair's longest tile
+    int head, seq;  // seq >= B: a block of the last group past the last sequence, which returns at once
+};
+
+constexpr int64_t kTileGroupBytes = int64_t(16) << 20;
+constexpr int kMaxTileGridY = 65535;  // CUDA's limit on a grid's y
+
+// The shift for n tiles a pair over heads x B pairs whose shared tiles hold pair_bytes each.
+inline int tile_shift(int n, int heads, int B, int64_t pair_bytes) {
+    int shift = 0;
+    while ((int64_t(2) << shift) * heads * pair_bytes <= kTileGroupBytes && (2 << shift) <= B &&
+           (int64_t(n) << (shift + 1)) <= kMaxTileGridY)
+        shift++;
+    return shift;
+}
+
+inline dim3 tile_grid(int n, int heads, int B, int shift) {
+    return dim3(unsigned(heads), unsigned(n << shift), unsigned((B + (1 << shift) - 1) >> shift));
+}
+
+__device__ __forceinline__ GridTile block_tile(int shift) {
+    const int y = int(blockIdx.y);
+    return {y >> shift, int(blockIdx.x), int(blockIdx.z) << shift | (y & ((1 << shift) - 1))};
 }
 
 __device__ __forceinline__ bool is_isolated(const AttnParams& p, int t) {

@@ -10,6 +10,9 @@ namespace {
 
 constexpr int kTile = 32;
 
+// A pair's K and V (or a kv head's queries' Q and dO, times H / Hkv), for tile_grid.
+int64_t kv_bytes(const AttnParams& p) { return int64_t(p.T) * p.hd * 2 * sizeof(float); }
+
 // Rows [r0, r0 + 32) of one head (row r at src + r * stride) into s[32][hd + 1], zero beyond T.
 __device__ void load_rows(float* s, const float* src, int64_t stride, int r0, int T, int hd) {
     for (int e = threadIdx.x; e < kTile * hd; e += 32) {
@@ -27,14 +30,17 @@ __device__ void store_rows(float* dst, int64_t stride, const float* s, int r0, i
     }
 }
 
-// Grid (query tiles, H, B). The lane's running softmax state: max m and sum l (the sink logit starts them).
+// Grid of query tiles over H x B (tile_grid). The lane's running softmax state: max m and sum l (the sink logit
+// starts them).
 __global__ void __launch_bounds__(32)
     attn_fwd_f32_kernel(float* o, float* lse, const float* qkv, const float* sink,
                         const __grid_constant__ AttnParams p) {
     float* sm = dynamic_smem<float>();
     int hd = p.hd, S = hd + 1, lane = threadIdx.x;
     float *sQ = sm, *sO = sQ + kTile * S, *sK = sO + kTile * S, *sV = sK + kTile * S;  // [32][S] each
-    int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const GridTile at = block_tile(p.tile_shift);
+    if (at.seq >= p.B) return;
+    int q0 = ((p.T + kTile - 1) / kTile - 1 - at.rank) * kTile, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const float* base = qkv + int64_t(b) * p.T * p.W;
     load_rows(sQ, base + h * hd, p.W, q0, p.T, hd);
     for (int e = lane; e < kTile * S; e += 32) sO[e] = 0.f;
@@ -109,7 +115,8 @@ __device__ __forceinline__ Grad score_grad(const AttnParams& p, float qk, float 
     return r;
 }
 
-// Grid (key tiles, Hkv, B): the lane's key j accumulates dk and dv over every query of the group's heads.
+// Grid of key tiles over Hkv x B (tile_grid): the lane's key j accumulates dk and dv over every query of the group's
+// heads.
 __global__ void __launch_bounds__(32)
     attn_dkdv_f32_kernel(float* dqkv, const float* dout, const float* lse, const float* D, const float* qkv,
                          const __grid_constant__ AttnParams p) {
@@ -117,7 +124,9 @@ __global__ void __launch_bounds__(32)
     int hd = p.hd, S = hd + 1, lane = threadIdx.x;
     float *sK = sm, *sV = sK + kTile * S, *sdK = sV + kTile * S, *sdV = sdK + kTile * S;  // [32][S] each
     float *sq = sdV + kTile * S, *sdo = sq + hd;                                           // [hd] each
-    int k0 = blockIdx.x * kTile, g = blockIdx.y, b = blockIdx.z, rep = p.H / p.Hkv;
+    const GridTile at = block_tile(p.tile_shift);
+    if (at.seq >= p.B) return;
+    int k0 = at.rank * kTile, g = at.head, b = at.seq, rep = p.H / p.Hkv;
     const float* base = qkv + int64_t(b) * p.T * p.W;
     load_rows(sK, base + (p.H + g) * hd, p.W, k0, p.T, hd);
     load_rows(sV, base + (p.H + p.Hkv + g) * hd, p.W, k0, p.T, hd);
@@ -154,14 +163,16 @@ __global__ void __launch_bounds__(32)
     store_rows(drow + (p.H + p.Hkv + g) * hd, p.W, sdV, k0, p.T, hd, 1.f);
 }
 
-// Grid (query tiles, H, B): the lane's query t accumulates dq over the keys it sees.
+// Grid of query tiles over H x B (tile_grid): the lane's query t accumulates dq over the keys it sees.
 __global__ void __launch_bounds__(32)
     attn_dq_f32_kernel(float* dqkv, const float* dout, const float* lse, const float* D, const float* qkv,
                        const __grid_constant__ AttnParams p) {
     float* sm = dynamic_smem<float>();
     int hd = p.hd, S = hd + 1, lane = threadIdx.x;
     float *sQ = sm, *sdO = sQ + kTile * S, *sdQ = sdO + kTile * S, *sK = sdQ + kTile * S, *sV = sK + kTile * S;
-    int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.Hkv);
+    const GridTile at = block_tile(p.tile_shift);
+    if (at.seq >= p.B) return;
+    int q0 = ((p.T + kTile - 1) / kTile - 1 - at.rank) * kTile, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const float* base = qkv + int64_t(b) * p.T * p.W;
     int64_t do_stride = int64_t(p.H) * hd;
     load_rows(sQ, base + h * hd, p.W, q0, p.T, hd);
@@ -195,18 +206,23 @@ __global__ void __launch_bounds__(32)
 
 void attention_fwd_f32(float* o, float* lse, const float* qkv, const float* sink, const AttnParams& p,
                        cudaStream_t st) {
-    dim3 grid(unsigned(ceil_div(p.T, kTile)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_fwd_f32_kernel, grid, kTile, 4 * kTile * (p.hd + 1) * sizeof(float), st, o, lse, qkv, sink, p);
+    AttnParams q = p;
+    const int n = int(ceil_div(p.T, kTile));
+    q.tile_shift = tile_shift(n, p.H, p.B, kv_bytes(p));
+    CUDA_LAUNCH(attn_fwd_f32_kernel, tile_grid(n, p.H, p.B, q.tile_shift), kTile,
+                4 * kTile * (p.hd + 1) * sizeof(float), st, o, lse, qkv, sink, q);
 }
 
 void attention_bwd_f32(float* dqkv, const float* dout, const float* lse, const float* D, const float* qkv,
                        const AttnParams& p, cudaStream_t st) {
-    dim3 kv_grid(unsigned(ceil_div(p.T, kTile)), unsigned(p.Hkv), unsigned(p.B));
-    CUDA_LAUNCH(attn_dkdv_f32_kernel, kv_grid, kTile, (4 * kTile * (p.hd + 1) + 2 * p.hd) * sizeof(float), st, dqkv,
-                dout, lse, D, qkv, p);
-    dim3 q_grid(unsigned(ceil_div(p.T, kTile)), unsigned(p.H), unsigned(p.B));
-    CUDA_LAUNCH(attn_dq_f32_kernel, q_grid, kTile, 5 * kTile * (p.hd + 1) * sizeof(float), st, dqkv, dout, lse, D, qkv,
-                p);
+    AttnParams kv = p, q = p;
+    const int n = int(ceil_div(p.T, kTile));
+    kv.tile_shift = tile_shift(n, p.Hkv, p.B, kv_bytes(p) * (p.H / p.Hkv));
+    q.tile_shift = tile_shift(n, p.H, p.B, kv_bytes(p));
+    CUDA_LAUNCH(attn_dkdv_f32_kernel, tile_grid(n, p.Hkv, p.B, kv.tile_shift), kTile,
+                (4 * kTile * (p.hd + 1) + 2 * p.hd) * sizeof(float), st, dqkv, dout, lse, D, qkv, kv);
+    CUDA_LAUNCH(attn_dq_f32_kernel, tile_grid(n, p.H, p.B, q.tile_shift), kTile,
+                5 * kTile * (p.hd + 1) * sizeof(float), st, dqkv, dout, lse, D, qkv, q);
 }
 
 }  // namespace sinklab::cuda

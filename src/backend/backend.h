@@ -71,6 +71,9 @@ size_t attention_scratch_bytes(const AttnSpec& s, DType compute);
 constexpr int kMaxTrackedPositions = 32;
 // The most sequences in a micro-batch: the CUDA kernels put them in a grid dimension, which takes at most 65535.
 constexpr int kMaxMicroBatch = 65535;
+// The most tokens in a sequence: the CUDA attention kernels put its tiles of 32 (times a power of two) in a grid's y,
+// which takes at most 65535.
+constexpr int kMaxSeqLen = 65535 * 32;
 // The most channels a norm normalizes in one row (d_model; (n_head + n_kv_head) x head_dim for QK-norm): the CUDA
 // norm backward sums a row's gain gradients in 96 KiB of shared memory.
 constexpr int kMaxNormChannels = 24576;

@@ -49,6 +49,8 @@ class Checker {
                    "{} is more sequences than the {} a CUDA kernel's grid holds; lower it (train.tokens_per_step "
                    "accumulates micro-batches)",
                    show("train.micro_batch"), kMaxMicroBatch);
+        SL_REQUIRE(m.seq_len <= kMaxSeqLen, "{} is more tokens than the {} a CUDA attention grid holds; lower it",
+                   show("model.seq_len"), kMaxSeqLen);
         const int64_t qk_channels = int64_t(m.n_head + m.kv_heads()) * m.head_dim();
         SL_REQUIRE(m.d_model <= kMaxNormChannels,
                    "{} is more channels than the {} the CUDA norm backward holds; lower it", show("model.d_model"),

@@ -230,6 +230,12 @@ TEST_F(ConfigErrorTest, SizesBeyondTheCudaKernels) {
     EXPECT_EQ(load_config(write("b.yaml", tiny + fmt::format("train:\n  micro_batch: {}\n", kMaxMicroBatch)))
                   .train.micro_batch,
               kMaxMicroBatch);
+    // The attention kernels' tiles go on a grid's y (kernels/cuda/attention.cuh, tile_grid).
+    const std::string one = "model:\n  n_layer: 1\n  d_model: 64\n  n_head: 1\n  seq_len: ";
+    expect_has(load_error(one + std::to_string(kMaxSeqLen + 1) + "\n"),
+               {fmt::format("model.seq_len={} (", kMaxSeqLen + 1), "cfg.yaml:5)",
+                fmt::format("the {} a CUDA attention grid holds", kMaxSeqLen)});
+    EXPECT_EQ(load_config(write("t.yaml", one + std::to_string(kMaxSeqLen) + "\n")).model.seq_len, kMaxSeqLen);
     const int C = kMaxNormChannels;  // 192 heads of 128
     expect_has(load_error(fmt::format("model:\n  d_model: {}\n  n_head: {}\n  n_layer: 1\n", C + 128, C / 128 + 1)),
                {fmt::format("model.d_model={} (", C + 128), fmt::format("the {} the CUDA norm backward", C)});
