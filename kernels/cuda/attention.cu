@@ -812,8 +812,8 @@ void fwd_bf16(bf16* o, float* lse, const bf16* qkv, const bf16* sink, const Attn
     constexpr int S = kStride<HDP, kWg>;
     AttnParams q = p;
     const int n = int(ceil_div(p.T, kFwdRows<HDP>));
-    q.tile_shift = tile_shift(n, p.H, p.B, kv_bytes<HDP>(p));
-    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, tile_grid(n, p.H, p.B, q.tile_shift), kFwdThreads<HDP>,
+    const dim3 grid = tile_grid(q, n, p.H, kv_bytes<HDP>(p));
+    CUDA_LAUNCH(attn_fwd_kernel<HDP, kSigmoid, kWg>, grid, kFwdThreads<HDP>,
                 size_t(kFwdRows<HDP> + 2 * kFwdBuffers<kWg> * 64) * S * sizeof(bf16) + kAlignSlack<kWg>, st, o, lse,
                 qkv, sink, q, vec);
 }
@@ -832,10 +832,10 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
                 q.B = std::min(ds_seqs, p.B - b0);
                 const int64_t t0 = int64_t(b0) * p.T, r0 = int64_t(b0) * p.H * p.T;  // its first token, lse/D row
                 const int nk = int(ceil_div(p.T, 64)), nq = int(ceil_div(p.T, kDsTile));
-                q.tile_shift = tile_shift(nk, p.Hkv, q.B, qdo_bytes<HDP>(p));
-                CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, true>), tile_grid(nk, p.Hkv, q.B, q.tile_shift),
-                            kThreads, kv_smem, st, dqkv + t0 * p.W, ds, dout + t0 * p.H * p.hd, lse + r0,
-                            D ? D + r0 : nullptr, qkv + t0 * p.W, q, vec);
+                const dim3 kv_grid = tile_grid(q, nk, p.Hkv, qdo_bytes<HDP>(p));
+                CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, true>), kv_grid, kThreads, kv_smem, st,
+                            dqkv + t0 * p.W, ds, dout + t0 * p.H * p.hd, lse + r0, D ? D + r0 : nullptr,
+                            qkv + t0 * p.W, q, vec);
                 CUDA_LAUNCH(attn_dq_ds_kernel<HDP>, tile_grid(nq, p.H, q.B, 0), kThreads,
                             size_t(2 * kDsTile) * (kStride<HDP, false> + kStride<kDsTile, false>) * sizeof(bf16), st,
                             dqkv + t0 * p.W, ds, qkv + t0 * p.W, q, vec);
@@ -845,11 +845,10 @@ void bwd_bf16(bf16* dqkv, bf16* ds, int ds_seqs, const bf16* dout, const float* 
     }
     AttnParams kv = p, q = p;
     const int nk = int(ceil_div(p.T, 64)), nq = int(ceil_div(p.T, kDqRows<kWg>));
-    kv.tile_shift = tile_shift(nk, p.Hkv, p.B, qdo_bytes<HDP>(p));
-    q.tile_shift = tile_shift(nq, p.H, p.B, kv_bytes<HDP>(p));
-    CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, false>), tile_grid(nk, p.Hkv, p.B, kv.tile_shift), kThreads,
-                kv_smem, st, dqkv, nullptr, dout, lse, D, qkv, kv, vec);
-    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, tile_grid(nq, p.H, p.B, q.tile_shift), 2 * kDqRows<kWg>,
+    const dim3 kv_grid = tile_grid(kv, nk, p.Hkv, qdo_bytes<HDP>(p)), q_grid = tile_grid(q, nq, p.H, kv_bytes<HDP>(p));
+    CUDA_LAUNCH((attn_dkdv_kernel<HDP, Bq, kSigmoid, kWg, false>), kv_grid, kThreads, kv_smem, st, dqkv, nullptr, dout,
+                lse, D, qkv, kv, vec);
+    CUDA_LAUNCH(attn_dq_kernel<HDP, Bc, kSigmoid, kWg>, q_grid, 2 * kDqRows<kWg>,
                 size_t(2 * kDqRows<kWg> + 4 * Bc) * S * sizeof(bf16) + kAlignSlack<kWg>, st, dqkv, dout, lse, D, qkv, q,
                 vec);
 }
@@ -877,8 +876,7 @@ void check_spec(const AttnSpec& s) {
     // micro-batch, and so B, where a config sets it).
     SL_ASSERT(s.B >= 0 && s.T >= 0 && s.H >= 1 && s.B <= 65535 && s.H <= 65535,
               "attention over {} sequences of {} tokens x {} heads: off the grid", s.B, s.T, s.H);
-    SL_ASSERT(ceil_div(s.T, 32) <= kMaxTileGridY, "attention over {} tokens: more tiles of 32 than a grid's y holds",
-              s.T);
+    SL_ASSERT(s.T <= kMaxSeqLen, "attention over {} tokens: more tiles than a grid's y holds", s.T);
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ struct AttnParams {
     float sigmoid_bias;
     int n_isolate;
     int isolate[AttnSpec::kMaxIsolate];
-    int tile_shift;  // a causal grid's sequences per group, log 2 (tile_grid); set by each launcher
+    int tile_shift;  // a causal grid's sequences per group, log 2; set by tile_grid
 };
 
 inline AttnParams attn_params(const AttnSpec& s) {
@@ -62,6 +62,13 @@ inline int tile_shift(int n, int heads, int B, int64_t pair_bytes) {
 
 inline dim3 tile_grid(int n, int heads, int B, int shift) {
     return dim3(unsigned(heads), unsigned(n << shift), unsigned((B + (1 << shift) - 1) >> shift));
+}
+
+// The grid of a launch of n tiles a pair over heads x p.B pairs whose shared tiles hold pair_bytes each; sets the
+// shift in p, the kernel's copy.
+inline dim3 tile_grid(AttnParams& p, int n, int heads, int64_t pair_bytes) {
+    p.tile_shift = tile_shift(n, heads, p.B, pair_bytes);
+    return tile_grid(n, heads, p.B, p.tile_shift);
 }
 
 __device__ __forceinline__ GridTile block_tile(int shift) {

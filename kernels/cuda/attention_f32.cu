@@ -9,6 +9,8 @@ namespace sinklab::cuda {
 namespace {
 
 constexpr int kTile = 32;
+// The smallest tile of the attention kernels (the bf16 ones take 64 or 128 rows), so the one that bounds the length.
+static_assert(int64_t(kMaxTileGridY) * kTile >= kMaxSeqLen, "kMaxSeqLen tokens take more tiles than a grid's y holds");
 
 // A pair's K and V (or a kv head's queries' Q and dO, times H / Hkv), for tile_grid.
 int64_t kv_bytes(const AttnParams& p) { return int64_t(p.T) * p.hd * 2 * sizeof(float); }
@@ -208,8 +210,8 @@ void attention_fwd_f32(float* o, float* lse, const float* qkv, const float* sink
                        cudaStream_t st) {
     AttnParams q = p;
     const int n = int(ceil_div(p.T, kTile));
-    q.tile_shift = tile_shift(n, p.H, p.B, kv_bytes(p));
-    CUDA_LAUNCH(attn_fwd_f32_kernel, tile_grid(n, p.H, p.B, q.tile_shift), kTile,
+    const dim3 grid = tile_grid(q, n, p.H, kv_bytes(p));
+    CUDA_LAUNCH(attn_fwd_f32_kernel, grid, kTile,
                 4 * kTile * (p.hd + 1) * sizeof(float), st, o, lse, qkv, sink, q);
 }
 
@@ -217,11 +219,11 @@ void attention_bwd_f32(float* dqkv, const float* dout, const float* lse, const f
                        const AttnParams& p, cudaStream_t st) {
     AttnParams kv = p, q = p;
     const int n = int(ceil_div(p.T, kTile));
-    kv.tile_shift = tile_shift(n, p.Hkv, p.B, kv_bytes(p) * (p.H / p.Hkv));
-    q.tile_shift = tile_shift(n, p.H, p.B, kv_bytes(p));
-    CUDA_LAUNCH(attn_dkdv_f32_kernel, tile_grid(n, p.Hkv, p.B, kv.tile_shift), kTile,
+    const dim3 kv_grid = tile_grid(kv, n, p.Hkv, kv_bytes(p) * (p.H / p.Hkv));
+    const dim3 q_grid = tile_grid(q, n, p.H, kv_bytes(p));
+    CUDA_LAUNCH(attn_dkdv_f32_kernel, kv_grid, kTile,
                 (4 * kTile * (p.hd + 1) + 2 * p.hd) * sizeof(float), st, dqkv, dout, lse, D, qkv, kv);
-    CUDA_LAUNCH(attn_dq_f32_kernel, tile_grid(n, p.H, p.B, q.tile_shift), kTile,
+    CUDA_LAUNCH(attn_dq_f32_kernel, q_grid, kTile,
                 5 * kTile * (p.hd + 1) * sizeof(float), st, dqkv, dout, lse, D, qkv, q);
 }
 
