@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kFwdThreads<HDP>, kFwdMinBlocks<HDP>)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const GridTile at = block_tile(p.tile_shift);
     if (at.seq >= p.B) return;
-    const int q0 = ((p.T + Br - 1) / Br - 1 - at.rank) * Br, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
+    const int q0 = query_tile(at, p.T, Br) * Br, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
@@ -599,7 +599,7 @@ __global__ void __launch_bounds__(2 * kDqRows<kWg>, kWg ? 2 : kBwdMinBlocks<HDP,
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const GridTile at = block_tile(p.tile_shift);
     if (at.seq >= p.B) return;
-    const int q0 = ((p.T + Br - 1) / Br - 1 - at.rank) * Br, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
+    const int q0 = query_tile(at, p.T, Br) * Br, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const bf16* base = qkv + int64_t(b) * p.T * p.W;
     const bf16* kb = base + (p.H + g) * p.hd;
     const bf16* vb = base + (p.H + p.Hkv + g) * p.hd;
@@ -693,7 +693,7 @@ __global__ void __launch_bounds__(kThreads, kDqDsMinBlocks)
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
     const GridTile at = block_tile(0);
-    const int qt = (p.T + Bc - 1) / Bc - 1 - at.rank, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
+    const int qt = query_tile(at, p.T, Bc), h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const bf16* kb = qkv + int64_t(b) * p.T * p.W + (p.H + g) * p.hd;
     const bf16* dsq = ds + ds_tile(p, b, h, 0, qt);  // [qt + 1][Bc][kDsTile]
     auto load = [&](int j, int buf) {

@@ -76,6 +76,12 @@ __device__ __forceinline__ GridTile block_tile(int shift) {
     return {y >> shift, int(blockIdx.x), int(blockIdx.z) << shift | (y & ((1 << shift) - 1))};
 }
 
+// The query tile of tiles of `rows` rows that a query-parallel block (forward, dQ) computes: rank 0 is the last one,
+// which sees the most keys. (Key-parallel blocks, dK/dV, take key tile `rank`: the first sees the most queries.)
+__device__ __forceinline__ int query_tile(const GridTile& at, int T, int rows) {
+    return (T + rows - 1) / rows - 1 - at.rank;
+}
+
 __device__ __forceinline__ bool is_isolated(const AttnParams& p, int t) {
     for (int i = 0; i < p.n_isolate; i++)
         if (p.isolate[i] == t) return true;

@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(32)
     float *sQ = sm, *sO = sQ + kTile * S, *sK = sO + kTile * S, *sV = sK + kTile * S;  // [32][S] each
     const GridTile at = block_tile(p.tile_shift);
     if (at.seq >= p.B) return;
-    int q0 = ((p.T + kTile - 1) / kTile - 1 - at.rank) * kTile, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
+    int q0 = query_tile(at, p.T, kTile) * kTile, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const float* base = qkv + int64_t(b) * p.T * p.W;
     load_rows(sQ, base + h * hd, p.W, q0, p.T, hd);
     for (int e = lane; e < kTile * S; e += 32) sO[e] = 0.f;
@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(32)
     float *sQ = sm, *sdO = sQ + kTile * S, *sdQ = sdO + kTile * S, *sK = sdQ + kTile * S, *sV = sK + kTile * S;
     const GridTile at = block_tile(p.tile_shift);
     if (at.seq >= p.B) return;
-    int q0 = ((p.T + kTile - 1) / kTile - 1 - at.rank) * kTile, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
+    int q0 = query_tile(at, p.T, kTile) * kTile, h = at.head, b = at.seq, g = h / (p.H / p.Hkv);
     const float* base = qkv + int64_t(b) * p.T * p.W;
     int64_t do_stride = int64_t(p.H) * hd;
     load_rows(sQ, base + h * hd, p.W, q0, p.T, hd);
@@ -211,8 +211,7 @@ void attention_fwd_f32(float* o, float* lse, const float* qkv, const float* sink
     AttnParams q = p;
     const int n = int(ceil_div(p.T, kTile));
     const dim3 grid = tile_grid(q, n, p.H, kv_bytes(p));
-    CUDA_LAUNCH(attn_fwd_f32_kernel, grid, kTile,
-                4 * kTile * (p.hd + 1) * sizeof(float), st, o, lse, qkv, sink, q);
+    CUDA_LAUNCH(attn_fwd_f32_kernel, grid, kTile, 4 * kTile * (p.hd + 1) * sizeof(float), st, o, lse, qkv, sink, q);
 }
 
 void attention_bwd_f32(float* dqkv, const float* dout, const float* lse, const float* D, const float* qkv,
@@ -221,10 +220,10 @@ void attention_bwd_f32(float* dqkv, const float* dout, const float* lse, const f
     const int n = int(ceil_div(p.T, kTile));
     const dim3 kv_grid = tile_grid(kv, n, p.Hkv, kv_bytes(p) * (p.H / p.Hkv));
     const dim3 q_grid = tile_grid(q, n, p.H, kv_bytes(p));
-    CUDA_LAUNCH(attn_dkdv_f32_kernel, kv_grid, kTile,
-                (4 * kTile * (p.hd + 1) + 2 * p.hd) * sizeof(float), st, dqkv, dout, lse, D, qkv, kv);
-    CUDA_LAUNCH(attn_dq_f32_kernel, q_grid, kTile,
-                5 * kTile * (p.hd + 1) * sizeof(float), st, dqkv, dout, lse, D, qkv, q);
+    CUDA_LAUNCH(attn_dkdv_f32_kernel, kv_grid, kTile, (4 * kTile * (p.hd + 1) + 2 * p.hd) * sizeof(float), st, dqkv,
+                dout, lse, D, qkv, kv);
+    CUDA_LAUNCH(attn_dq_f32_kernel, q_grid, kTile, 5 * kTile * (p.hd + 1) * sizeof(float), st, dqkv, dout, lse, D, qkv,
+                q);
 }
 
 }  // namespace sinklab::cuda
